@@ -1,1 +1,39 @@
-//! placeholder
+//! The pure scheduling core of essaim: every decision about jobs, tasks, attempts, leases,
+//! retries and workers, with no I/O, no async runtime, no clock and no OS randomness.
+//!
+//! Shells (the coordinator) feed it facts with the current time and carry out what it
+//! returns; that is what lets [`sim`] drive it through thousands of seeded crash, delay,
+//! duplicate and clock-jump schedules and check its guarantees after every step.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`ids`] | newtype ids; ids minted per coordinator epoch double as fencing tokens |
+//! | [`spec`] | job specs, limits, defaults and validation |
+//! | [`model`] | jobs, tasks and their lifecycle, results and failures |
+//! | [`scheduler`] | the state machine |
+//! | [`backoff`] | full-jitter exponential backoff and the seeded generator |
+//! | [`journal`] | the durable events a coordinator journals and replays |
+//! | [`sim`] | deterministic simulation with invariants (feature `sim`) |
+#![warn(missing_docs)]
+
+pub mod backoff;
+pub mod ids;
+pub mod journal;
+pub mod model;
+pub mod scheduler;
+pub mod spec;
+
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+
+pub use ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
+pub use journal::JournalEvent;
+pub use model::{
+    Assignment, AttemptError, CommittedResult, FileRef, Job, JobState, ReportedResult, Task,
+    TaskCounts, TaskFailure, TaskOutput, TaskState,
+};
+pub use scheduler::{
+    HeartbeatReply, JobError, Output, PullReply, ReportReply, Scheduler, SchedulerConfig,
+    SchedulerStats, WorkerInfo,
+};
+pub use spec::{JobSpec, RawJobSpec, SpecError, TaskSpec};

@@ -1,1 +1,29 @@
-//! placeholder
+//! Observability for every essaim process: this crate names every metric, sets up
+//! logging, and serves the `/metrics`, `/healthz` and `/readyz` endpoints.
+//!
+//! It exists so that metric names, label sets and bucket layouts live in one place that
+//! a reviewer can read top to bottom, instead of being scattered over the coordinator
+//! and the worker. Other crates only *update* metrics; they never define them.
+//!
+//! | file | concept |
+//! |---|---|
+//! | `metrics.rs` | [`CoordinatorMetrics`] and [`WorkerMetrics`]: every metric, with its name |
+//! | `health.rs` | [`Health`]: the readiness flag and why the process is not ready |
+//! | `http.rs` | [`router`] and [`serve_http`]: the scrape and probe endpoints |
+//! | `tracing_setup.rs` | [`init_tracing`]: the process-wide log subscriber |
+
+#![warn(missing_docs)]
+
+mod health;
+mod http;
+mod metrics;
+mod tracing_setup;
+
+pub use health::Health;
+pub use http::{OPENMETRICS_CONTENT_TYPE, router, serve_http};
+pub use metrics::{CoordinatorMetrics, JobOutcome, WorkerMetrics};
+pub use tracing_setup::init_tracing;
+
+/// Re-exported so callers build the [`Registry`](prometheus_client::registry::Registry)
+/// without naming the dependency themselves (and so its version stays in one place).
+pub use prometheus_client;

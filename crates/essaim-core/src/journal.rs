@@ -1,0 +1,74 @@
+//! Journal events: the facts the coordinator makes durable before acknowledging anything.
+//!
+//! Only what cannot be rebuilt is journaled: submissions, commits, failures, dead
+//! letters and operator actions. Leases are not: after a restart every unfinished task is
+//! pending again, the old attempts are unknown to the new incarnation, and their results
+//! are rejected. That keeps one fsync per batch of results rather than one per grant, at
+//! the price of re-running the attempts that were in flight — at-least-once execution,
+//! exactly-once commit.
+
+use crate::ids::{JobId, Millis, TaskId};
+use crate::model::{AttemptError, CommittedResult};
+use crate::spec::JobSpec;
+use serde::{Deserialize, Serialize};
+
+/// Version of the journal event encoding; stored by the journal, checked on open.
+pub const JOURNAL_FORMAT_VERSION: u32 = 1;
+
+/// One durable fact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum JournalEvent {
+    /// A job was accepted.
+    JobSubmitted {
+        /// Its id.
+        job: JobId,
+        /// Its validated spec.
+        spec: JobSpec,
+        /// When.
+        at: Millis,
+    },
+    /// A task's one result was committed.
+    TaskSucceeded {
+        /// The result.
+        result: CommittedResult,
+        /// When.
+        at: Millis,
+    },
+    /// An attempt failed, lost its lease or timed out.
+    AttemptFailed {
+        /// The task.
+        task: TaskId,
+        /// What happened.
+        error: AttemptError,
+    },
+    /// A task ran out of attempts.
+    TaskDeadLettered {
+        /// The task.
+        task: TaskId,
+        /// When.
+        at: Millis,
+    },
+    /// A client cancelled a job.
+    JobCancelled {
+        /// The job.
+        job: JobId,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Millis,
+    },
+    /// An operator put dead letters back in the queue, with fresh attempts.
+    DeadLettersRequeued {
+        /// The tasks.
+        tasks: Vec<TaskId>,
+        /// When.
+        at: Millis,
+    },
+    /// An operator removed dead letters for good.
+    DeadLettersPurged {
+        /// The tasks.
+        tasks: Vec<TaskId>,
+        /// When.
+        at: Millis,
+    },
+}

@@ -1,0 +1,406 @@
+//! What the scheduler knows about jobs and tasks, and what workers send back.
+//!
+//! Task lifecycle (each arrow is one place in `scheduler.rs`):
+//!
+//! ```text
+//!            pull                     success
+//!  Pending ───────▶ Running ──────────────────────▶ Succeeded
+//!     ▲    ◀──────  │   │  (first valid result wins; other attempts are cancelled)
+//!     │  handed back │   │ failure / lease lost / timeout
+//!     │  on drain    │   ▼
+//!     │         Retrying(not_before) ── attempts left ──▶ (pulled from the retry queue)
+//!     │              │ no attempts left, or not retryable
+//!     │              ▼
+//!     └─ requeue ─ DeadLettered ── purge ──▶ Purged
+//!
+//!  Pending / Retrying ── job cancelled or deadline passed ──▶ Skipped
+//! ```
+
+use crate::ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
+use crate::spec::JobSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Inline results larger than this must be written to a file by the worker.
+pub const MAX_INLINE_RESULT_BYTES: usize = 64 * 1024;
+/// Most bytes of standard error kept per failed attempt.
+pub const MAX_STDERR_TAIL_BYTES: usize = 4 * 1024;
+/// Most errors kept in a task's history (the oldest are dropped first).
+pub const MAX_ERRORS_PER_TASK: usize = 16;
+
+/// Where a task stands. See the module doc for the transitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    /// Waiting in its job's queue for a first (or handed-back) attempt.
+    Pending,
+    /// Leased to one attempt, or two when a speculative copy runs.
+    Running {
+        /// The live attempts, oldest first.
+        attempts: Vec<AttemptId>,
+    },
+    /// Failed; waits in the retry queue until `not_before`.
+    Retrying {
+        /// Earliest time of the next attempt.
+        not_before: Millis,
+    },
+    /// Exactly one result was committed.
+    Succeeded,
+    /// Out of attempts (or not retryable); waits in the dead-letter queue.
+    DeadLettered,
+    /// Removed from the dead-letter queue for good.
+    Purged,
+    /// Never (re)started: the job was cancelled or its deadline passed.
+    Skipped,
+}
+
+impl TaskState {
+    /// Returns true when nothing more will happen to the task unless an operator acts.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::DeadLettered | Self::Purged | Self::Skipped
+        )
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JobState {
+    /// Some task is not terminal yet.
+    Running,
+    /// Every task committed a result.
+    Succeeded,
+    /// Every task is terminal and some did not succeed.
+    Failed {
+        /// Why, in words.
+        reason: String,
+    },
+    /// Cancelled by a client.
+    Cancelled {
+        /// Why, in words.
+        reason: String,
+    },
+}
+
+impl JobState {
+    /// Returns the state's name as shown to users.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed { .. } => "failed",
+            Self::Cancelled { .. } => "cancelled",
+        }
+    }
+
+    /// Returns the reason of a failed or cancelled job, empty otherwise.
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Failed { reason } | Self::Cancelled { reason } => reason,
+            _ => "",
+        }
+    }
+}
+
+/// A result held by a worker's file server, for outputs too large to send inline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Where to fetch it.
+    pub url: String,
+    /// Its size.
+    pub size_bytes: u64,
+}
+
+/// What a successful attempt produced.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TaskOutput {
+    /// Small results, at most [`MAX_INLINE_RESULT_BYTES`].
+    pub inline: Vec<u8>,
+    /// Large results, left on the worker.
+    pub file: Option<FileRef>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailure {
+    /// What went wrong, in words.
+    pub message: String,
+    /// Exit code of an external command.
+    pub exit_code: Option<i32>,
+    /// Last bytes of the command's standard error.
+    pub stderr_tail: String,
+    /// False when another attempt cannot help.
+    pub retryable: bool,
+}
+
+impl TaskFailure {
+    /// Returns a retryable failure with only a message (lost leases, timeouts).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            exit_code: None,
+            stderr_tail: String::new(),
+            retryable: true,
+        }
+    }
+}
+
+/// One failed attempt in a task's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// The attempt.
+    pub attempt: AttemptId,
+    /// Where it ran.
+    pub worker: WorkerId,
+    /// When the failure was recorded.
+    pub at: Millis,
+    /// What happened.
+    pub failure: TaskFailure,
+}
+
+/// A finished attempt as reported by a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedResult {
+    /// The attempt (its fencing token).
+    pub attempt: AttemptId,
+    /// Success or failure.
+    pub outcome: Result<TaskOutput, TaskFailure>,
+    /// Run time measured by the worker.
+    pub duration_ms: Millis,
+}
+
+/// The one result committed for a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedResult {
+    /// The task.
+    pub task: TaskId,
+    /// The attempt whose result won.
+    pub attempt: AttemptId,
+    /// Where it ran.
+    pub worker: WorkerId,
+    /// Its run time.
+    pub duration_ms: Millis,
+    /// What it produced.
+    pub output: TaskOutput,
+}
+
+/// A lease handed to a worker: run this task under this attempt id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// The task.
+    pub task: TaskId,
+    /// The attempt id, also its fencing token.
+    pub attempt: AttemptId,
+    /// 1 for the first attempt.
+    pub attempt_number: u32,
+    /// Task kind.
+    pub kind: String,
+    /// Task input.
+    pub payload: Vec<u8>,
+    /// Longest allowed run.
+    pub timeout_ms: Option<Millis>,
+    /// True for a copy of a straggler.
+    pub speculative: bool,
+}
+
+/// Number of tasks of a job in each state; kept in step with every transition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskCounts {
+    /// Waiting for a first attempt.
+    pub pending: u32,
+    /// With a live attempt.
+    pub running: u32,
+    /// Waiting to be retried.
+    pub retrying: u32,
+    /// Committed.
+    pub succeeded: u32,
+    /// In the dead-letter queue.
+    pub dead_lettered: u32,
+    /// Purged from the dead-letter queue.
+    pub purged: u32,
+    /// Not run (cancelled or past the deadline).
+    pub skipped: u32,
+}
+
+impl TaskCounts {
+    fn slot(&mut self, state: &TaskState) -> &mut u32 {
+        match state {
+            TaskState::Pending => &mut self.pending,
+            TaskState::Running { .. } => &mut self.running,
+            TaskState::Retrying { .. } => &mut self.retrying,
+            TaskState::Succeeded => &mut self.succeeded,
+            TaskState::DeadLettered => &mut self.dead_lettered,
+            TaskState::Purged => &mut self.purged,
+            TaskState::Skipped => &mut self.skipped,
+        }
+    }
+
+    /// Returns the number of tasks that are not terminal.
+    pub fn unfinished(&self) -> u32 {
+        self.pending + self.running + self.retrying
+    }
+}
+
+/// Per-job counters of attempts, for status and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobCounters {
+    /// Attempts handed to workers.
+    pub attempts_started: u64,
+    /// Attempts that failed (including lost leases and timeouts).
+    pub attempts_failed: u64,
+    /// Results refused because their attempt no longer held the lease.
+    pub results_rejected: u64,
+    /// Speculative copies started.
+    pub speculative_attempts: u64,
+}
+
+/// One task of a job.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// Where it stands; change it only through [`Job::set_task_state`].
+    pub(crate) state: TaskState,
+    /// Attempts started since submission or the last requeue from the DLQ.
+    pub(crate) attempts_made: u32,
+    /// Most recent failures, oldest first.
+    pub(crate) errors: Vec<AttemptError>,
+}
+
+impl Task {
+    /// Returns where the task stands.
+    pub fn state(&self) -> &TaskState {
+        &self.state
+    }
+
+    /// Returns the failures recorded for the task, oldest first.
+    pub fn errors(&self) -> &[AttemptError] {
+        &self.errors
+    }
+
+    pub(crate) fn push_error(&mut self, error: AttemptError) {
+        if self.errors.len() == MAX_ERRORS_PER_TASK {
+            self.errors.remove(0);
+        }
+        self.errors.push(error);
+    }
+}
+
+/// Most recent task durations kept per job to estimate the median.
+const DURATION_SAMPLES: usize = 512;
+
+/// A job: its spec, its tasks and the queues of its pending tasks.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// The validated spec.
+    pub spec: JobSpec,
+    /// Where it stands.
+    pub state: JobState,
+    /// When it was accepted.
+    pub submitted_at: Millis,
+    /// When it became terminal.
+    pub finished_at: Option<Millis>,
+    /// Counters of attempts.
+    pub counters: JobCounters,
+    pub(crate) tasks: Vec<Task>,
+    /// Pending task indexes by kind, in queue order.
+    pub(crate) pending_by_kind: BTreeMap<String, VecDeque<u32>>,
+    pub(crate) counts: TaskCounts,
+    /// Attempts currently leased, for the concurrency limit.
+    pub(crate) live_attempts: u32,
+    duration_samples: Vec<Millis>,
+    next_sample_slot: usize,
+}
+
+impl Job {
+    /// Returns a job whose tasks are all pending (queues are filled by the caller).
+    pub(crate) fn new(id: JobId, spec: JobSpec, submitted_at: Millis) -> Self {
+        let task_count = spec.tasks.len();
+        let tasks = (0..task_count)
+            .map(|_| Task {
+                state: TaskState::Pending,
+                attempts_made: 0,
+                errors: Vec::new(),
+            })
+            .collect();
+        let counts = TaskCounts {
+            pending: task_count as u32,
+            ..TaskCounts::default()
+        };
+        Self {
+            id,
+            spec,
+            state: JobState::Running,
+            submitted_at,
+            finished_at: None,
+            counters: JobCounters::default(),
+            tasks,
+            pending_by_kind: BTreeMap::new(),
+            counts,
+            live_attempts: 0,
+            duration_samples: Vec::new(),
+            next_sample_slot: 0,
+        }
+    }
+
+    /// Returns the job's tasks in index order.
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// Returns how many tasks are in each state.
+    pub fn counts(&self) -> TaskCounts {
+        self.counts
+    }
+
+    /// Moves task `index` to `state`, keeping the counts in step.
+    pub(crate) fn set_task_state(&mut self, index: u32, state: TaskState) {
+        let task = &mut self.tasks[index as usize];
+        *self.counts.slot(&task.state) -= 1;
+        *self.counts.slot(&state) += 1;
+        task.state = state;
+    }
+
+    /// Puts a pending task at the back (first attempts) or front (handed back) of its queue.
+    pub(crate) fn enqueue_pending(&mut self, index: u32, at_front: bool) {
+        let kind = self.spec.tasks[index as usize].kind.clone();
+        let queue = self.pending_by_kind.entry(kind).or_default();
+        if at_front {
+            queue.push_front(index);
+        } else {
+            queue.push_back(index);
+        }
+    }
+
+    /// Records a successful attempt's duration for the straggler threshold.
+    pub(crate) fn record_duration(&mut self, duration_ms: Millis) {
+        if self.duration_samples.len() < DURATION_SAMPLES {
+            self.duration_samples.push(duration_ms);
+        } else {
+            self.duration_samples[self.next_sample_slot] = duration_ms;
+            self.next_sample_slot = (self.next_sample_slot + 1) % DURATION_SAMPLES;
+        }
+    }
+
+    /// Returns the median of recent task durations once `min_samples` are known.
+    pub fn median_duration(&self, min_samples: usize) -> Option<Millis> {
+        if self.duration_samples.len() < min_samples.max(1) {
+            return None;
+        }
+        let mut samples = self.duration_samples.clone();
+        let middle = samples.len() / 2;
+        Some(*samples.select_nth_unstable(middle).1)
+    }
+
+    /// Returns true while the job's concurrency limit allows one more attempt.
+    pub(crate) fn has_capacity(&self) -> bool {
+        self.spec
+            .max_concurrency
+            .is_none_or(|limit| self.live_attempts < limit)
+    }
+
+    /// Returns true once the deadline has passed.
+    pub(crate) fn past_deadline(&self, now: Millis) -> bool {
+        self.spec.deadline.is_some_and(|deadline| now >= deadline)
+    }
+}

@@ -1,0 +1,1348 @@
+//! The scheduler: every decision about jobs, tasks, attempts, leases and workers.
+//!
+//! It is a pure state machine. Each entry point takes the current time and the fact that
+//! happened (a worker pulled, a result arrived, time passed), changes the state, returns
+//! the reply for the caller and appends to `out` the [`Output`]s the shell must carry out:
+//! journal events to make durable *before* replying, and jobs that finished.
+//!
+//! What it guarantees (checked by [`Scheduler::check_invariants`] and the simulation):
+//! - a task commits at most one result, and only from an attempt that holds its lease;
+//! - an attempt whose lease was revoked (lost worker, expired lease, timeout, cancelled
+//!   job, speculative loser) never commits;
+//! - a job never has more live attempts than its concurrency limit;
+//! - every task of a terminal job is terminal.
+
+use crate::backoff::{SeededRng, full_jitter_delay};
+use crate::ids::{AttemptId, IdMint, JobId, Millis, TaskId, WorkerId};
+use crate::journal::JournalEvent;
+use crate::model::{
+    Assignment, AttemptError, CommittedResult, Job, JobState, ReportedResult, TaskFailure,
+    TaskState,
+};
+use crate::spec::{RawJobSpec, SpecError};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Timing and policy of the scheduler; every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// A worker silent for this long is declared dead (default 5 s).
+    pub worker_timeout_ms: Millis,
+    /// A lease not renewed by a heartbeat for this long expires (default 5 s).
+    pub lease_ms: Millis,
+    /// After this many first attempts in a row, a due retry goes first (default 3): retries
+    /// wait behind first attempts but get at least one grant in `retry_every + 1`.
+    pub retry_every: u32,
+    /// Successful tasks a job needs before its median duration is trusted (default 5).
+    pub speculation_min_samples: usize,
+    /// No task is a straggler before running this long (default 1 s).
+    pub speculation_min_runtime_ms: Millis,
+    /// Incarnation of the coordinator, from the journal; part of every minted id.
+    pub epoch: u64,
+    /// Seed of the retry jitter.
+    pub seed: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            worker_timeout_ms: 5_000,
+            lease_ms: 5_000,
+            retry_every: 3,
+            speculation_min_samples: 5,
+            speculation_min_runtime_ms: 1_000,
+            epoch: 1,
+            seed: 0,
+        }
+    }
+}
+
+/// What the shell must do after a call, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Make this durable before sending any reply of this batch.
+    Persist(JournalEvent),
+    /// The job reached a terminal state (wake its waiters).
+    JobFinished {
+        /// The job.
+        job: JobId,
+        /// Its final state.
+        state: JobState,
+    },
+}
+
+/// A worker as it registers.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerInfo {
+    /// Display name.
+    pub name: String,
+    /// Attempts it runs at once.
+    pub slots: u32,
+    /// Kinds it can run.
+    pub kinds: BTreeSet<String>,
+    /// Where its file server listens.
+    pub file_server_url: String,
+}
+
+/// A registered, live worker.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    /// What it told us when it registered.
+    pub info: WorkerInfo,
+    /// Last sign of life.
+    pub last_seen: Millis,
+    /// Attempts leased to it.
+    pub held: BTreeSet<AttemptId>,
+    /// Attempts it must stop, delivered with the next heartbeat reply.
+    pub(crate) cancels: BTreeSet<AttemptId>,
+    /// True once it said it is draining.
+    pub draining: bool,
+    /// Slots it reported busy.
+    pub busy_slots: u32,
+}
+
+/// A live lease.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The task it runs.
+    pub task: TaskId,
+    /// The worker holding it.
+    pub worker: WorkerId,
+    /// When it was granted.
+    pub started_at: Millis,
+    /// When it expires unless renewed.
+    pub lease_expires_at: Millis,
+    /// True for a straggler's copy.
+    pub speculative: bool,
+}
+
+/// Reply to a heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// The worker is unknown: drop everything and register again.
+    pub reregister: bool,
+    /// Attempts to stop.
+    pub cancel: Vec<AttemptId>,
+}
+
+/// Reply to a pull.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullReply {
+    /// The worker is unknown: register again.
+    pub reregister: bool,
+    /// New leases.
+    pub assignments: Vec<Assignment>,
+}
+
+/// Reply to a report of results.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportReply {
+    /// The worker is unknown: register again.
+    pub reregister: bool,
+    /// Results refused (late or zombie attempts).
+    pub rejected: u32,
+}
+
+/// Why a request about a job was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// No such job.
+    #[error("job {0} does not exist")]
+    NotFound(JobId),
+    /// The job is already terminal.
+    #[error("job {job} is already {state}")]
+    AlreadyFinished {
+        /// The job.
+        job: JobId,
+        /// Its state.
+        state: &'static str,
+    },
+}
+
+/// Cluster-wide counters since start, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchedulerStats {
+    /// Attempts granted.
+    pub attempts_started: u64,
+    /// Attempts failed (any reason).
+    pub attempts_failed: u64,
+    /// Results committed.
+    pub tasks_committed: u64,
+    /// Results refused.
+    pub results_rejected: u64,
+    /// Leases that expired or were revoked with their worker.
+    pub lease_expiries: u64,
+    /// Retries scheduled.
+    pub retries_scheduled: u64,
+    /// Tasks dead-lettered.
+    pub dead_lettered: u64,
+    /// Speculative copies started.
+    pub speculative_attempts: u64,
+    /// Workers registered.
+    pub workers_registered: u64,
+    /// Workers declared dead.
+    pub workers_lost: u64,
+}
+
+/// The state machine. See the module doc.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    rng: SeededRng,
+    attempt_ids: IdMint,
+    worker_ids: IdMint,
+    next_job: u64,
+    jobs: BTreeMap<JobId, Job>,
+    /// Running jobs in the order their tasks are served: priority first, then age.
+    job_order: BTreeSet<(Reverse<i32>, JobId)>,
+    /// Tasks waiting to be retried, by due time.
+    retry_queue: BTreeSet<(Millis, TaskId)>,
+    attempts: BTreeMap<AttemptId, Attempt>,
+    workers: BTreeMap<WorkerId, Worker>,
+    /// Task kinds some worker has advertised, plus those the shell declares built in.
+    known_kinds: BTreeSet<String>,
+    first_attempts_since_retry: u32,
+    stats: SchedulerStats,
+    /// Recently ended attempts and their tasks, to credit late results to their job.
+    retired: BTreeMap<AttemptId, TaskId>,
+}
+
+/// How many ended attempts are remembered for accounting late results.
+const RETIRED_ATTEMPTS_KEPT: usize = 65_536;
+
+impl Scheduler {
+    /// Returns an empty scheduler. `builtin_kinds` are accepted at submission even when no
+    /// worker is registered yet.
+    pub fn new(config: SchedulerConfig, builtin_kinds: &[&str]) -> Self {
+        Self {
+            rng: SeededRng::new(config.seed ^ config.epoch.rotate_left(32)),
+            attempt_ids: IdMint::new(config.epoch),
+            worker_ids: IdMint::new(config.epoch),
+            config,
+            next_job: 1,
+            jobs: BTreeMap::new(),
+            job_order: BTreeSet::new(),
+            retry_queue: BTreeSet::new(),
+            attempts: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            known_kinds: builtin_kinds.iter().map(|kind| kind.to_string()).collect(),
+            first_attempts_since_retry: 0,
+            stats: SchedulerStats::default(),
+            retired: BTreeMap::new(),
+        }
+    }
+
+    /// Rebuilds the state a previous incarnation journaled. `now` is used for jobs that
+    /// finish during recovery (and for deadlines, at the next tick).
+    pub fn recover(
+        config: SchedulerConfig,
+        builtin_kinds: &[&str],
+        events: impl IntoIterator<Item = JournalEvent>,
+    ) -> Self {
+        let mut scheduler = Self::new(config, builtin_kinds);
+        for event in events {
+            scheduler.replay(event);
+        }
+        scheduler.rebuild_queues();
+        scheduler
+    }
+
+    // ------------------------------------------------------------------ read side
+
+    /// Returns the configuration.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Returns one job.
+    pub fn job(&self, job: JobId) -> Option<&Job> {
+        self.jobs.get(&job)
+    }
+
+    /// Returns every job, oldest first.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    /// Returns every live worker.
+    pub fn workers(&self) -> impl Iterator<Item = (&WorkerId, &Worker)> {
+        self.workers.iter()
+    }
+
+    /// Returns every live lease.
+    pub fn attempts(&self) -> impl Iterator<Item = (&AttemptId, &Attempt)> {
+        self.attempts.iter()
+    }
+
+    /// Returns the counters since start.
+    pub fn stats(&self) -> SchedulerStats {
+        self.stats
+    }
+
+    /// Returns the kinds accepted at submission, sorted.
+    pub fn known_kinds(&self) -> Vec<String> {
+        self.known_kinds.iter().cloned().collect()
+    }
+
+    /// Returns the dead-lettered tasks of `job` (every job when `None`).
+    pub fn dead_letters(&self, job: Option<JobId>) -> Vec<TaskId> {
+        let mut found = Vec::new();
+        for (job_id, job_state) in &self.jobs {
+            if job.is_some_and(|wanted| wanted != *job_id) || job_state.counts.dead_lettered == 0 {
+                continue;
+            }
+            for (index, task) in job_state.tasks.iter().enumerate() {
+                if task.state == TaskState::DeadLettered {
+                    found.push(TaskId::new(*job_id, index as u32));
+                }
+            }
+        }
+        found
+    }
+
+    /// Returns the number of tasks in the dead-letter queue.
+    pub fn dead_letter_count(&self) -> u64 {
+        self.jobs
+            .values()
+            .map(|job| u64::from(job.counts.dead_lettered))
+            .sum()
+    }
+
+    /// Returns true when `worker` would get a task if it pulled now (used to wake
+    /// long-polls without granting anything).
+    pub fn has_work_for(&self, now: Millis, worker: WorkerId) -> bool {
+        let Some(state) = self.workers.get(&worker) else {
+            return true;
+        };
+        if state.draining {
+            return false;
+        }
+        self.job_order.iter().any(|(_, job_id)| {
+            let job = &self.jobs[job_id];
+            job.has_capacity()
+                && job
+                    .pending_by_kind
+                    .iter()
+                    .any(|(kind, queue)| !queue.is_empty() && state.info.kinds.contains(kind))
+        }) || self
+            .retry_queue
+            .first()
+            .is_some_and(|(not_before, _)| *not_before <= now)
+    }
+
+    // ------------------------------------------------------------------ clients
+
+    /// Validates and accepts a job.
+    pub fn submit(
+        &mut self,
+        now: Millis,
+        raw: RawJobSpec,
+        out: &mut Vec<Output>,
+    ) -> Result<JobId, SpecError> {
+        let known: Vec<String> = self.known_kinds.iter().cloned().collect();
+        let spec = raw.validate(&known)?;
+        let job_id = JobId(self.next_job);
+        self.next_job += 1;
+        out.push(Output::Persist(JournalEvent::JobSubmitted {
+            job: job_id,
+            spec: spec.clone(),
+            at: now,
+        }));
+        self.insert_job(job_id, spec, now);
+        Ok(job_id)
+    }
+
+    /// Cancels a running job: queued tasks are skipped, live attempts are revoked.
+    pub fn cancel_job(
+        &mut self,
+        now: Millis,
+        job_id: JobId,
+        reason: &str,
+        out: &mut Vec<Output>,
+    ) -> Result<(), JobError> {
+        let job = self.jobs.get(&job_id).ok_or(JobError::NotFound(job_id))?;
+        if job.state != JobState::Running {
+            return Err(JobError::AlreadyFinished {
+                job: job_id,
+                state: job.state.name(),
+            });
+        }
+        out.push(Output::Persist(JournalEvent::JobCancelled {
+            job: job_id,
+            reason: reason.to_string(),
+            at: now,
+        }));
+        self.apply_cancel(job_id, reason, now);
+        let state = self.jobs[&job_id].state.clone();
+        out.push(Output::JobFinished { job: job_id, state });
+        Ok(())
+    }
+
+    /// Puts dead letters back in the queue with fresh attempts; returns how many.
+    pub fn requeue_dead_letters(
+        &mut self,
+        now: Millis,
+        tasks: &[TaskId],
+        out: &mut Vec<Output>,
+    ) -> u32 {
+        // A cancelled job stays cancelled: its dead letters can be inspected or purged only.
+        let tasks: Vec<TaskId> = tasks
+            .iter()
+            .copied()
+            .filter(|t| self.is_dead_letter(*t) && !self.is_cancelled(t.job))
+            .collect();
+        if tasks.is_empty() {
+            return 0;
+        }
+        out.push(Output::Persist(JournalEvent::DeadLettersRequeued {
+            tasks: tasks.clone(),
+            at: now,
+        }));
+        for task in &tasks {
+            self.apply_requeue(*task);
+            self.jobs
+                .get_mut(&task.job)
+                .expect("dead letter has a job")
+                .enqueue_pending(task.index, false);
+        }
+        tasks.len() as u32
+    }
+
+    /// Removes dead letters for good; returns how many.
+    pub fn purge_dead_letters(
+        &mut self,
+        now: Millis,
+        tasks: &[TaskId],
+        out: &mut Vec<Output>,
+    ) -> u32 {
+        let tasks: Vec<TaskId> = tasks
+            .iter()
+            .copied()
+            .filter(|t| self.is_dead_letter(*t))
+            .collect();
+        if tasks.is_empty() {
+            return 0;
+        }
+        out.push(Output::Persist(JournalEvent::DeadLettersPurged {
+            tasks: tasks.clone(),
+            at: now,
+        }));
+        for task in &tasks {
+            self.jobs
+                .get_mut(&task.job)
+                .expect("dead letter has a job")
+                .set_task_state(task.index, TaskState::Purged);
+        }
+        tasks.len() as u32
+    }
+
+    fn is_cancelled(&self, job: JobId) -> bool {
+        self.jobs
+            .get(&job)
+            .is_some_and(|j| matches!(j.state, JobState::Cancelled { .. }))
+    }
+
+    fn is_dead_letter(&self, task: TaskId) -> bool {
+        self.jobs
+            .get(&task.job)
+            .and_then(|job| job.tasks.get(task.index as usize))
+            .is_some_and(|t| t.state == TaskState::DeadLettered)
+    }
+
+    // ------------------------------------------------------------------ workers
+
+    /// Registers a worker and returns its new id.
+    pub fn register_worker(&mut self, now: Millis, info: WorkerInfo) -> WorkerId {
+        let worker_id = WorkerId(self.worker_ids.mint());
+        self.known_kinds.extend(info.kinds.iter().cloned());
+        self.workers.insert(
+            worker_id,
+            Worker {
+                info,
+                last_seen: now,
+                held: BTreeSet::new(),
+                cancels: BTreeSet::new(),
+                draining: false,
+                busy_slots: 0,
+            },
+        );
+        self.stats.workers_registered += 1;
+        worker_id
+    }
+
+    /// Renews the leases of the attempts a worker still holds and tells it what to stop.
+    pub fn heartbeat(
+        &mut self,
+        now: Millis,
+        worker_id: WorkerId,
+        held: &[AttemptId],
+        draining: bool,
+        busy_slots: u32,
+    ) -> HeartbeatReply {
+        let Some(worker) = self.workers.get_mut(&worker_id) else {
+            return HeartbeatReply {
+                reregister: true,
+                cancel: held.to_vec(),
+            };
+        };
+        worker.last_seen = now;
+        worker.draining |= draining;
+        worker.busy_slots = busy_slots;
+        let mut cancel: BTreeSet<AttemptId> = std::mem::take(&mut worker.cancels);
+        for attempt_id in held {
+            match self.attempts.get_mut(attempt_id) {
+                Some(attempt) if attempt.worker == worker_id => {
+                    attempt.lease_expires_at = now.saturating_add(self.config.lease_ms);
+                }
+                // Revoked, or never ours: a zombie the worker must stop.
+                _ => {
+                    cancel.insert(*attempt_id);
+                }
+            }
+        }
+        HeartbeatReply {
+            reregister: false,
+            cancel: cancel.into_iter().collect(),
+        }
+    }
+
+    /// Grants up to `max` new leases to a worker.
+    pub fn pull(&mut self, now: Millis, worker_id: WorkerId, max: u32) -> PullReply {
+        let Some(worker) = self.workers.get_mut(&worker_id) else {
+            return PullReply {
+                reregister: true,
+                assignments: Vec::new(),
+            };
+        };
+        worker.last_seen = now;
+        if worker.draining {
+            return PullReply::default();
+        }
+        let kinds = worker.info.kinds.clone();
+        let mut assignments = Vec::new();
+        while assignments.len() < max as usize {
+            let Some((task, speculative)) = self.pick_next(now, worker_id, &kinds) else {
+                break;
+            };
+            assignments.push(self.grant(now, worker_id, task, speculative));
+        }
+        PullReply {
+            reregister: false,
+            assignments,
+        }
+    }
+
+    /// Takes in finished attempts: commits the first valid result of each task, records
+    /// failures and schedules retries, rejects late and zombie results.
+    pub fn report(
+        &mut self,
+        now: Millis,
+        worker_id: WorkerId,
+        results: Vec<ReportedResult>,
+        out: &mut Vec<Output>,
+    ) -> ReportReply {
+        let mut reply = ReportReply {
+            reregister: false,
+            rejected: 0,
+        };
+        match self.workers.get_mut(&worker_id) {
+            Some(worker) => worker.last_seen = now,
+            None => reply.reregister = true,
+        }
+        for result in results {
+            let holds_lease = self
+                .attempts
+                .get(&result.attempt)
+                .is_some_and(|attempt| attempt.worker == worker_id);
+            if !holds_lease {
+                reply.rejected += 1;
+                self.count_rejected(result.attempt);
+                continue;
+            }
+            match result.outcome {
+                Ok(output) => self.commit(now, result.attempt, output, result.duration_ms, out),
+                Err(failure) => self.fail_attempt(now, result.attempt, failure, out),
+            }
+        }
+        reply
+    }
+
+    /// A draining worker leaves: `returned` attempts were never started and go back to the
+    /// front of the queue; any other attempt it still holds is lost.
+    pub fn deregister(
+        &mut self,
+        now: Millis,
+        worker_id: WorkerId,
+        returned: &[AttemptId],
+        out: &mut Vec<Output>,
+    ) {
+        for attempt_id in returned {
+            let ours = self
+                .attempts
+                .get(attempt_id)
+                .is_some_and(|a| a.worker == worker_id);
+            if ours {
+                self.hand_back(*attempt_id);
+            }
+        }
+        self.remove_worker(now, worker_id, "worker left", out);
+    }
+
+    // ------------------------------------------------------------------ time
+
+    /// Lets time pass: declares silent workers dead, expires leases and timed-out attempts,
+    /// and skips the tasks of jobs past their deadline.
+    pub fn tick(&mut self, now: Millis, out: &mut Vec<Output>) {
+        let silent_workers: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, worker)| {
+                now >= worker
+                    .last_seen
+                    .saturating_add(self.config.worker_timeout_ms)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for worker_id in silent_workers {
+            self.stats.workers_lost += 1;
+            self.remove_worker(now, worker_id, "worker lost: no heartbeat", out);
+        }
+
+        let mut expired = Vec::new();
+        for (attempt_id, attempt) in &self.attempts {
+            let lease_expired = now >= attempt.lease_expires_at;
+            let timeout = self.jobs[&attempt.task.job].spec.task_timeout_ms;
+            // The worker enforces the timeout itself; this catches one that cannot.
+            let timed_out = timeout.is_some_and(|limit| {
+                now >= attempt
+                    .started_at
+                    .saturating_add(limit)
+                    .saturating_add(self.config.lease_ms)
+            });
+            if lease_expired {
+                expired.push((*attempt_id, "lease expired".to_string()));
+            } else if timed_out {
+                expired.push((
+                    *attempt_id,
+                    format!("timed out after {} ms", timeout.unwrap_or(0)),
+                ));
+            }
+        }
+        for (attempt_id, reason) in expired {
+            self.stats.lease_expiries += 1;
+            self.revoke(now, attempt_id, TaskFailure::retryable(reason), out);
+        }
+
+        let past_deadline: Vec<JobId> = self
+            .job_order
+            .iter()
+            .map(|(_, job)| *job)
+            .filter(|job| self.jobs[job].past_deadline(now))
+            .collect();
+        for job in past_deadline {
+            self.skip_unstarted(job);
+            self.finish_if_done(now, job, out);
+        }
+    }
+
+    // ------------------------------------------------------------------ decisions
+
+    /// Chooses the next task for a worker: first attempts, with a due retry every
+    /// `retry_every` grants; then any due retry; then a straggler's speculative copy.
+    fn pick_next(
+        &mut self,
+        now: Millis,
+        worker_id: WorkerId,
+        kinds: &BTreeSet<String>,
+    ) -> Option<(TaskId, bool)> {
+        let retry_turn = self.first_attempts_since_retry >= self.config.retry_every;
+        if retry_turn && let Some(task) = self.take_due_retry(now, kinds) {
+            self.first_attempts_since_retry = 0;
+            return Some((task, false));
+        }
+        if let Some(task) = self.take_first_attempt(now, kinds) {
+            self.first_attempts_since_retry += 1;
+            return Some((task, false));
+        }
+        if let Some(task) = self.take_due_retry(now, kinds) {
+            self.first_attempts_since_retry = 0;
+            return Some((task, false));
+        }
+        self.find_straggler(now, worker_id, kinds)
+            .map(|task| (task, true))
+    }
+
+    fn take_first_attempt(&mut self, now: Millis, kinds: &BTreeSet<String>) -> Option<TaskId> {
+        for (_, job_id) in &self.job_order {
+            let job = self.jobs.get_mut(job_id).expect("ordered job exists");
+            if !job.has_capacity() || job.past_deadline(now) {
+                continue;
+            }
+            for (kind, queue) in job.pending_by_kind.iter_mut() {
+                if !kinds.contains(kind) {
+                    continue;
+                }
+                if let Some(index) = queue.pop_front() {
+                    return Some(TaskId::new(*job_id, index));
+                }
+            }
+        }
+        None
+    }
+
+    fn take_due_retry(&mut self, now: Millis, kinds: &BTreeSet<String>) -> Option<TaskId> {
+        let mut chosen = None;
+        for (not_before, task) in &self.retry_queue {
+            if *not_before > now {
+                break;
+            }
+            let job = &self.jobs[&task.job];
+            let kind = &job.spec.tasks[task.index as usize].kind;
+            if job.has_capacity() && !job.past_deadline(now) && kinds.contains(kind) {
+                chosen = Some((*not_before, *task));
+                break;
+            }
+        }
+        let (not_before, task) = chosen?;
+        self.retry_queue.remove(&(not_before, task));
+        Some(task)
+    }
+
+    /// Finds a task whose only attempt runs on another worker for much longer than its
+    /// job's median task: the straggler gets a copy here (first result wins).
+    fn find_straggler(
+        &self,
+        now: Millis,
+        worker_id: WorkerId,
+        kinds: &BTreeSet<String>,
+    ) -> Option<TaskId> {
+        let mut medians: BTreeMap<JobId, Option<Millis>> = BTreeMap::new();
+        for attempt in self.attempts.values() {
+            if attempt.worker == worker_id || attempt.speculative {
+                continue;
+            }
+            let job = &self.jobs[&attempt.task.job];
+            let Some(multiplier) = job.spec.speculation_multiplier else {
+                continue;
+            };
+            let task = &job.tasks[attempt.task.index as usize];
+            let single_attempt =
+                matches!(&task.state, TaskState::Running { attempts } if attempts.len() == 1);
+            let kind = &job.spec.tasks[attempt.task.index as usize].kind;
+            if !single_attempt
+                || !job.has_capacity()
+                || job.past_deadline(now)
+                || !kinds.contains(kind)
+            {
+                continue;
+            }
+            let median = *medians
+                .entry(job.id)
+                .or_insert_with(|| job.median_duration(self.config.speculation_min_samples));
+            let Some(median) = median else { continue };
+            let threshold = ((median as f64) * multiplier) as Millis;
+            let threshold = threshold.max(self.config.speculation_min_runtime_ms);
+            if now.saturating_sub(attempt.started_at) > threshold {
+                return Some(attempt.task);
+            }
+        }
+        None
+    }
+
+    // ------------------------------------------------------------------ transitions
+
+    fn grant(
+        &mut self,
+        now: Millis,
+        worker_id: WorkerId,
+        task_id: TaskId,
+        speculative: bool,
+    ) -> Assignment {
+        let attempt_id = AttemptId(self.attempt_ids.mint());
+        let job = self
+            .jobs
+            .get_mut(&task_id.job)
+            .expect("granted task has a job");
+        let task = &mut job.tasks[task_id.index as usize];
+        task.attempts_made += 1;
+        let attempt_number = task.attempts_made;
+        let attempts = match &task.state {
+            TaskState::Running { attempts } => {
+                let mut attempts = attempts.clone();
+                attempts.push(attempt_id);
+                attempts
+            }
+            _ => vec![attempt_id],
+        };
+        job.set_task_state(task_id.index, TaskState::Running { attempts });
+        job.live_attempts += 1;
+        job.counters.attempts_started += 1;
+        if speculative {
+            job.counters.speculative_attempts += 1;
+            self.stats.speculative_attempts += 1;
+        }
+        self.stats.attempts_started += 1;
+        let spec = &job.spec.tasks[task_id.index as usize];
+        let assignment = Assignment {
+            task: task_id,
+            attempt: attempt_id,
+            attempt_number,
+            kind: spec.kind.clone(),
+            payload: spec.payload.clone(),
+            timeout_ms: job.spec.task_timeout_ms,
+            speculative,
+        };
+        self.attempts.insert(
+            attempt_id,
+            Attempt {
+                task: task_id,
+                worker: worker_id,
+                started_at: now,
+                lease_expires_at: now.saturating_add(self.config.lease_ms),
+                speculative,
+            },
+        );
+        self.workers
+            .get_mut(&worker_id)
+            .expect("pulling worker exists")
+            .held
+            .insert(attempt_id);
+        assignment
+    }
+
+    /// Removes a live attempt from every index; returns it.
+    fn release(&mut self, attempt_id: AttemptId) -> Attempt {
+        let attempt = self
+            .attempts
+            .remove(&attempt_id)
+            .expect("released attempt is live");
+        if let Some(worker) = self.workers.get_mut(&attempt.worker) {
+            worker.held.remove(&attempt_id);
+        }
+        let job = self
+            .jobs
+            .get_mut(&attempt.task.job)
+            .expect("attempt has a job");
+        job.live_attempts -= 1;
+        self.retired.insert(attempt_id, attempt.task);
+        if self.retired.len() > RETIRED_ATTEMPTS_KEPT {
+            self.retired.pop_first();
+        }
+        attempt
+    }
+
+    /// Removes an attempt from its task's live set; returns the attempts still running.
+    fn detach_from_task(&mut self, attempt_id: AttemptId, task_id: TaskId) -> Vec<AttemptId> {
+        let job = self.jobs.get_mut(&task_id.job).expect("attempt has a job");
+        let TaskState::Running { attempts } = &job.tasks[task_id.index as usize].state else {
+            return Vec::new();
+        };
+        attempts
+            .iter()
+            .copied()
+            .filter(|id| *id != attempt_id)
+            .collect()
+    }
+
+    fn commit(
+        &mut self,
+        now: Millis,
+        attempt_id: AttemptId,
+        output: crate::model::TaskOutput,
+        duration_ms: Millis,
+        out: &mut Vec<Output>,
+    ) {
+        let attempt = self.release(attempt_id);
+        let task_id = attempt.task;
+        // Every other attempt of the task (a speculative twin) loses and is told to stop.
+        for loser in self.detach_from_task(attempt_id, task_id) {
+            let lost = self.release(loser);
+            if let Some(worker) = self.workers.get_mut(&lost.worker) {
+                worker.cancels.insert(loser);
+            }
+        }
+        let job = self
+            .jobs
+            .get_mut(&task_id.job)
+            .expect("committed task has a job");
+        job.set_task_state(task_id.index, TaskState::Succeeded);
+        job.record_duration(duration_ms);
+        self.stats.tasks_committed += 1;
+        out.push(Output::Persist(JournalEvent::TaskSucceeded {
+            result: CommittedResult {
+                task: task_id,
+                attempt: attempt_id,
+                worker: attempt.worker,
+                duration_ms,
+                output,
+            },
+            at: now,
+        }));
+        self.finish_if_done(now, task_id.job, out);
+    }
+
+    /// Records a failed attempt; when it was the task's last live attempt, schedules a
+    /// retry or dead-letters the task.
+    fn fail_attempt(
+        &mut self,
+        now: Millis,
+        attempt_id: AttemptId,
+        failure: TaskFailure,
+        out: &mut Vec<Output>,
+    ) {
+        let attempt = self.release(attempt_id);
+        let task_id = attempt.task;
+        let still_running = self.detach_from_task(attempt_id, task_id);
+        let error = AttemptError {
+            attempt: attempt_id,
+            worker: attempt.worker,
+            at: now,
+            failure,
+        };
+        out.push(Output::Persist(JournalEvent::AttemptFailed {
+            task: task_id,
+            error: error.clone(),
+        }));
+        self.stats.attempts_failed += 1;
+        let job = self
+            .jobs
+            .get_mut(&task_id.job)
+            .expect("failed task has a job");
+        job.counters.attempts_failed += 1;
+        let retryable = error.failure.retryable;
+        let task = &mut job.tasks[task_id.index as usize];
+        task.push_error(error);
+        if !still_running.is_empty() {
+            job.set_task_state(
+                task_id.index,
+                TaskState::Running {
+                    attempts: still_running,
+                },
+            );
+            return;
+        }
+        let attempts_made = task.attempts_made;
+        let out_of_attempts = attempts_made >= job.spec.max_attempts;
+        if !retryable || out_of_attempts {
+            job.set_task_state(task_id.index, TaskState::DeadLettered);
+            self.stats.dead_lettered += 1;
+            out.push(Output::Persist(JournalEvent::TaskDeadLettered {
+                task: task_id,
+                at: now,
+            }));
+            self.finish_if_done(now, task_id.job, out);
+            return;
+        }
+        let delay = full_jitter_delay(
+            &mut self.rng,
+            attempts_made,
+            job.spec.backoff_base_ms,
+            job.spec.backoff_max_ms,
+        );
+        let not_before = now.saturating_add(delay);
+        job.set_task_state(task_id.index, TaskState::Retrying { not_before });
+        self.retry_queue.insert((not_before, task_id));
+        self.stats.retries_scheduled += 1;
+    }
+
+    /// Takes a lease away from its holder (lost worker, expired lease, timeout): the
+    /// attempt counts as failed and its holder, if alive, is told to stop.
+    fn revoke(
+        &mut self,
+        now: Millis,
+        attempt_id: AttemptId,
+        failure: TaskFailure,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(attempt) = self.attempts.get(&attempt_id) else {
+            return;
+        };
+        if let Some(worker) = self.workers.get_mut(&attempt.worker) {
+            worker.cancels.insert(attempt_id);
+        }
+        self.fail_attempt(now, attempt_id, failure, out);
+    }
+
+    /// An attempt handed back unstarted: the task goes to the front of its queue and the
+    /// attempt does not count.
+    fn hand_back(&mut self, attempt_id: AttemptId) {
+        let attempt = self.release(attempt_id);
+        let task_id = attempt.task;
+        let still_running = self.detach_from_task(attempt_id, task_id);
+        let job = self
+            .jobs
+            .get_mut(&task_id.job)
+            .expect("handed-back task has a job");
+        let task = &mut job.tasks[task_id.index as usize];
+        task.attempts_made = task.attempts_made.saturating_sub(1);
+        if still_running.is_empty() {
+            job.set_task_state(task_id.index, TaskState::Pending);
+            job.enqueue_pending(task_id.index, true);
+        } else {
+            job.set_task_state(
+                task_id.index,
+                TaskState::Running {
+                    attempts: still_running,
+                },
+            );
+        }
+    }
+
+    fn remove_worker(
+        &mut self,
+        now: Millis,
+        worker_id: WorkerId,
+        reason: &str,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(worker) = self.workers.get(&worker_id) else {
+            return;
+        };
+        let held: Vec<AttemptId> = worker.held.iter().copied().collect();
+        for attempt_id in held {
+            self.stats.lease_expiries += 1;
+            self.revoke(now, attempt_id, TaskFailure::retryable(reason), out);
+        }
+        self.workers.remove(&worker_id);
+    }
+
+    fn count_rejected(&mut self, attempt_id: AttemptId) {
+        self.stats.results_rejected += 1;
+        // The attempt is gone from the lease table; credit its job when we still know it.
+        let Some(task) = self.retired.get(&attempt_id) else {
+            return;
+        };
+        if let Some(job) = self.jobs.get_mut(&task.job) {
+            job.counters.results_rejected += 1;
+        }
+    }
+
+    /// Moves the queued tasks of a job past its deadline to `Skipped`.
+    fn skip_unstarted(&mut self, job_id: JobId) {
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        job.pending_by_kind.clear();
+        for index in 0..job.tasks.len() as u32 {
+            let state = &job.tasks[index as usize].state;
+            if let TaskState::Retrying { not_before } = state {
+                self.retry_queue
+                    .remove(&(*not_before, TaskId::new(job_id, index)));
+            }
+            if matches!(state, TaskState::Pending | TaskState::Retrying { .. }) {
+                job.set_task_state(index, TaskState::Skipped);
+            }
+        }
+    }
+
+    fn finish_if_done(&mut self, now: Millis, job_id: JobId, out: &mut Vec<Output>) {
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        if job.state != JobState::Running || job.counts.unfinished() > 0 {
+            return;
+        }
+        let counts = job.counts;
+        job.state = if counts.skipped > 0 {
+            JobState::Failed {
+                reason: format!("deadline passed before {} tasks started", counts.skipped),
+            }
+        } else if counts.dead_lettered + counts.purged > 0 {
+            JobState::Failed {
+                reason: format!(
+                    "{} tasks failed every attempt (see the dead-letter queue)",
+                    counts.dead_lettered + counts.purged
+                ),
+            }
+        } else {
+            JobState::Succeeded
+        };
+        job.finished_at = Some(now);
+        self.job_order.remove(&(Reverse(job.spec.priority), job_id));
+        out.push(Output::JobFinished {
+            job: job_id,
+            state: job.state.clone(),
+        });
+    }
+
+    // ------------------------------------------------------------------ shared by live and replay
+
+    fn insert_job(&mut self, job_id: JobId, spec: crate::spec::JobSpec, now: Millis) {
+        let priority = spec.priority;
+        let mut job = Job::new(job_id, spec, now);
+        for index in 0..job.tasks.len() as u32 {
+            job.enqueue_pending(index, false);
+        }
+        self.jobs.insert(job_id, job);
+        self.job_order.insert((Reverse(priority), job_id));
+        self.next_job = self.next_job.max(job_id.0 + 1);
+    }
+
+    fn apply_cancel(&mut self, job_id: JobId, reason: &str, now: Millis) {
+        let live: Vec<AttemptId> = self
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| attempt.task.job == job_id)
+            .map(|(id, _)| *id)
+            .collect();
+        for attempt_id in live {
+            let attempt = self.release(attempt_id);
+            if let Some(worker) = self.workers.get_mut(&attempt.worker) {
+                worker.cancels.insert(attempt_id);
+            }
+        }
+        self.skip_unstarted(job_id);
+        let job = self.jobs.get_mut(&job_id).expect("cancelled job exists");
+        for index in 0..job.tasks.len() as u32 {
+            if matches!(job.tasks[index as usize].state, TaskState::Running { .. }) {
+                job.set_task_state(index, TaskState::Skipped);
+            }
+        }
+        job.state = JobState::Cancelled {
+            reason: reason.to_string(),
+        };
+        job.finished_at = Some(now);
+        self.job_order.remove(&(Reverse(job.spec.priority), job_id));
+    }
+
+    fn apply_requeue(&mut self, task: TaskId) {
+        let job = self
+            .jobs
+            .get_mut(&task.job)
+            .expect("requeued task has a job");
+        job.tasks[task.index as usize].attempts_made = 0;
+        job.set_task_state(task.index, TaskState::Pending);
+        if job.state != JobState::Running {
+            job.state = JobState::Running;
+            job.finished_at = None;
+            self.job_order
+                .insert((Reverse(job.spec.priority), task.job));
+        }
+    }
+
+    /// Applies one journaled event during recovery. Queues are rebuilt afterwards.
+    fn replay(&mut self, event: JournalEvent) {
+        let mut ignored = Vec::new();
+        match event {
+            JournalEvent::JobSubmitted { job, spec, at } => {
+                let priority = spec.priority;
+                self.jobs.insert(job, Job::new(job, spec, at));
+                self.job_order.insert((Reverse(priority), job));
+                self.next_job = self.next_job.max(job.0 + 1);
+            }
+            JournalEvent::TaskSucceeded { result, at } => {
+                let Some(job) = self.jobs.get_mut(&result.task.job) else {
+                    return;
+                };
+                job.set_task_state(result.task.index, TaskState::Succeeded);
+                job.record_duration(result.duration_ms);
+                self.finish_if_done(at, result.task.job, &mut ignored);
+            }
+            JournalEvent::AttemptFailed { task, error } => {
+                let Some(job) = self.jobs.get_mut(&task.job) else {
+                    return;
+                };
+                job.counters.attempts_failed += 1;
+                let state = &mut job.tasks[task.index as usize];
+                state.attempts_made += 1;
+                state.push_error(error);
+            }
+            JournalEvent::TaskDeadLettered { task, at } => {
+                let Some(job) = self.jobs.get_mut(&task.job) else {
+                    return;
+                };
+                job.set_task_state(task.index, TaskState::DeadLettered);
+                self.finish_if_done(at, task.job, &mut ignored);
+            }
+            JournalEvent::JobCancelled { job, reason, at } => {
+                if self
+                    .jobs
+                    .get(&job)
+                    .is_some_and(|j| j.state == JobState::Running)
+                {
+                    self.apply_cancel(job, &reason, at);
+                }
+            }
+            JournalEvent::DeadLettersRequeued { tasks, .. } => {
+                for task in tasks {
+                    if self.is_dead_letter(task) && !self.is_cancelled(task.job) {
+                        self.apply_requeue(task);
+                    }
+                }
+            }
+            JournalEvent::DeadLettersPurged { tasks, at } => {
+                for task in tasks {
+                    if self.is_dead_letter(task) {
+                        self.jobs
+                            .get_mut(&task.job)
+                            .expect("checked")
+                            .set_task_state(task.index, TaskState::Purged);
+                    }
+                    self.finish_if_done(at, task.job, &mut ignored);
+                }
+            }
+        }
+    }
+
+    fn rebuild_queues(&mut self) {
+        for job in self.jobs.values_mut() {
+            job.pending_by_kind.clear();
+            for index in 0..job.tasks.len() as u32 {
+                if job.tasks[index as usize].state == TaskState::Pending {
+                    job.enqueue_pending(index, false);
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ invariants
+
+    /// Checks that every index agrees with the task states; returns what is wrong.
+    /// Cheap enough for tests after every step, too slow for production hot paths.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut live_by_job: BTreeMap<JobId, u32> = BTreeMap::new();
+        for (attempt_id, attempt) in &self.attempts {
+            *live_by_job.entry(attempt.task.job).or_default() += 1;
+            let job = self
+                .jobs
+                .get(&attempt.task.job)
+                .ok_or("attempt of unknown job")?;
+            let task = &job.tasks[attempt.task.index as usize];
+            let TaskState::Running { attempts } = &task.state else {
+                return Err(format!(
+                    "attempt {attempt_id} live but task {} is {:?}",
+                    attempt.task, task.state
+                ));
+            };
+            if !attempts.contains(attempt_id) {
+                return Err(format!(
+                    "attempt {attempt_id} missing from task {}",
+                    attempt.task
+                ));
+            }
+            let worker = self
+                .workers
+                .get(&attempt.worker)
+                .ok_or_else(|| format!("attempt {attempt_id} held by unknown worker"))?;
+            if !worker.held.contains(attempt_id) {
+                return Err(format!("worker does not list its attempt {attempt_id}"));
+            }
+        }
+        for (worker_id, worker) in &self.workers {
+            for attempt_id in &worker.held {
+                let ours = self
+                    .attempts
+                    .get(attempt_id)
+                    .is_some_and(|a| a.worker == *worker_id);
+                if !ours {
+                    return Err(format!(
+                        "worker {worker_id} holds attempt {attempt_id} that is not its lease"
+                    ));
+                }
+            }
+        }
+        let mut queued_retries = 0usize;
+        for (not_before, task) in &self.retry_queue {
+            queued_retries += 1;
+            let state = &self.jobs[&task.job].tasks[task.index as usize].state;
+            if *state
+                != (TaskState::Retrying {
+                    not_before: *not_before,
+                })
+            {
+                return Err(format!(
+                    "retry queue entry for {task} but task is {state:?}"
+                ));
+            }
+        }
+        let mut retrying_tasks = 0usize;
+        for (job_id, job) in &self.jobs {
+            let mut counts = crate::model::TaskCounts::default();
+            let mut pending_queued = BTreeMap::new();
+            for (kind, queue) in &job.pending_by_kind {
+                for index in queue {
+                    if job.spec.tasks[*index as usize].kind != *kind {
+                        return Err(format!("task {job_id}/{index} queued under the wrong kind"));
+                    }
+                    *pending_queued.entry(*index).or_insert(0u32) += 1;
+                }
+            }
+            for (index, task) in job.tasks.iter().enumerate() {
+                let index = index as u32;
+                match &task.state {
+                    TaskState::Pending => counts.pending += 1,
+                    TaskState::Running { attempts } => {
+                        counts.running += 1;
+                        if attempts.is_empty() || attempts.len() > 2 {
+                            return Err(format!(
+                                "task {job_id}/{index} runs {} attempts",
+                                attempts.len()
+                            ));
+                        }
+                        for attempt in attempts {
+                            if !self.attempts.contains_key(attempt) {
+                                return Err(format!(
+                                    "task {job_id}/{index} lists dead attempt {attempt}"
+                                ));
+                            }
+                        }
+                    }
+                    TaskState::Retrying { .. } => {
+                        counts.retrying += 1;
+                        retrying_tasks += 1;
+                    }
+                    TaskState::Succeeded => counts.succeeded += 1,
+                    TaskState::DeadLettered => counts.dead_lettered += 1,
+                    TaskState::Purged => counts.purged += 1,
+                    TaskState::Skipped => counts.skipped += 1,
+                }
+                let queued = pending_queued.get(&index).copied().unwrap_or(0);
+                let expected = u32::from(task.state == TaskState::Pending);
+                if queued != expected {
+                    return Err(format!(
+                        "task {job_id}/{index} is {:?} and queued {queued} times",
+                        task.state
+                    ));
+                }
+            }
+            if counts != job.counts {
+                return Err(format!(
+                    "job {job_id} counts {:?} != recomputed {counts:?}",
+                    job.counts
+                ));
+            }
+            let live = live_by_job.get(job_id).copied().unwrap_or(0);
+            if live != job.live_attempts {
+                return Err(format!(
+                    "job {job_id} live attempts {} != {live}",
+                    job.live_attempts
+                ));
+            }
+            if let Some(limit) = job.spec.max_concurrency
+                && live > limit
+            {
+                return Err(format!(
+                    "job {job_id} runs {live} attempts over its limit {limit}"
+                ));
+            }
+            let ordered = self
+                .job_order
+                .contains(&(Reverse(job.spec.priority), *job_id));
+            let running = job.state == JobState::Running;
+            if ordered != running {
+                return Err(format!(
+                    "job {job_id} is {:?} but ordered={ordered}",
+                    job.state
+                ));
+            }
+            if !running && counts.unfinished() > 0 {
+                return Err(format!(
+                    "job {job_id} is {:?} with unfinished tasks {counts:?}",
+                    job.state
+                ));
+            }
+        }
+        if retrying_tasks != queued_retries {
+            return Err(format!(
+                "{retrying_tasks} retrying tasks but {queued_retries} queued retries"
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,161 @@
+//! The HTTP endpoints every essaim process serves: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! Kept apart from the gRPC server so that a probe or a scrape still answers when the
+//! gRPC side is overloaded or not yet started. The router carries no state type
+//! (`Router<()>`), so a process can merge it with its own HTTP routes.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+
+use crate::Health;
+
+/// The content type of the `/metrics` response, as required by OpenMetrics 1.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone)]
+struct HttpState {
+    registry: Arc<Registry>,
+    health: Health,
+}
+
+/// Returns a router serving `GET /metrics` (OpenMetrics text of `registry`),
+/// `GET /healthz` (always 200 `ok`) and `GET /readyz` (200 `ready`, or 503 with the
+/// reason from `health`).
+pub fn router(registry: Arc<Registry>, health: Health) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(HttpState { registry, health })
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for in-flight
+/// requests to finish.
+///
+/// Errors accepting a connection are retried by axum rather than returned, so in
+/// practice this only returns once `shutdown` has completed.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    // Encoding walks every metric; at a few hundred series this is well under the
+    // 0.5 ms budget for blocking an async task, so no spawn_blocking.
+    let mut body = String::new();
+    if let Err(error) = encode(&mut body, &state.registry) {
+        tracing::warn!(%error, "failed to encode metrics");
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed to encode metrics",
+        )
+            .into_response();
+    }
+    ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let Some(reason) = state.health.not_ready_reason() else {
+        return (StatusCode::OK, "ready").into_response();
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::CoordinatorMetrics;
+
+    /// Sends one HTTP/1.0 GET (the server closes the connection after the response, so
+    /// reading to the end needs no HTTP parsing) and returns the raw response.
+    async fn get_raw(address: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(address)
+            .await
+            .expect("connect to test server");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("read response");
+        response
+    }
+
+    #[tokio::test]
+    async fn endpoints_report_metrics_liveness_and_readiness() {
+        let mut registry = Registry::default();
+        let metrics = CoordinatorMetrics::register(&mut registry);
+        metrics.jobs_submitted_total.inc();
+        let health = Health::new();
+        health.set_not_ready("not registered");
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let address = listener.local_addr().expect("bound socket has an address");
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = shutdown_rx.await;
+        };
+        let app = router(Arc::new(registry), health.clone());
+        let server = tokio::spawn(serve_http(listener, app, shutdown));
+
+        let response = get_raw(address, "/metrics").await;
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        assert!(response.contains(OPENMETRICS_CONTENT_TYPE), "{response}");
+        assert!(
+            response.contains("essaim_coordinator_jobs_submitted_total 1\n"),
+            "{response}"
+        );
+        assert!(response.ends_with("# EOF\n"), "{response}");
+
+        let response = get_raw(address, "/healthz").await;
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        assert!(response.ends_with("\r\n\r\nok"), "{response}");
+
+        let response = get_raw(address, "/readyz").await;
+        assert!(response.starts_with("HTTP/1.0 503"), "{response}");
+        assert!(response.ends_with("\r\n\r\nnot registered"), "{response}");
+
+        health.set_ready();
+        let response = get_raw(address, "/readyz").await;
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        assert!(response.ends_with("\r\n\r\nready"), "{response}");
+
+        shutdown_tx.send(()).expect("server is still running");
+        let served = server.await.expect("server task did not panic");
+        served.expect("server stopped cleanly");
+    }
+
+    #[test]
+    fn router_merges_with_other_routers() {
+        let telemetry = router(Arc::new(Registry::default()), Health::new());
+        let _merged: Router = Router::new()
+            .route("/other", get(|| async { "x" }))
+            .merge(telemetry);
+    }
+}

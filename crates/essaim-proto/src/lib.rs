@@ -1,16 +1,30 @@
-//! The essaim gRPC wire API (`essaim.v1`), generated from `proto/essaim/v1/essaim.proto`.
+//! The essaim gRPC wire API (`essaim.v1`), generated from `proto/essaim/v1/essaim.proto`,
+//! with the conversions between wire and core types and an authenticated client.
 //!
-//! Field documentation lives in the `.proto` file. This crate only adds the constants
-//! that both ends of the wire must agree on.
-#![allow(missing_docs, clippy::doc_markdown)]
+//! Field documentation lives in the `.proto` file. Conversions live here so that the
+//! coordinator, the worker and the CLI translate the same way, and so that validation of
+//! what comes off the wire (sizes, UTF-8, missing fields) happens in one place.
+#![warn(missing_docs)]
 
 /// Generated messages, client and server of `essaim.v1`.
+#[allow(missing_docs, clippy::all)]
 pub mod v1 {
     tonic::include_proto!("essaim.v1");
 }
+
+mod client;
+mod convert;
+
+pub use client::{AuthenticatedChannel, ClientError, CoordinatorClient, TokenInterceptor, connect};
+pub use convert::{WireError, attempt_result_to_wire, failure_from_wire, failure_to_wire, output_from_wire, output_to_wire, reported_result_from_wire};
 
 /// Largest gRPC message either side accepts (a whole job submission must fit).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Metadata key carrying the cluster token, as `Bearer <token>`.
 pub const AUTHORIZATION_METADATA: &str = "authorization";
+
+/// Formats the correlation id that links coordinator, worker and command logs of an attempt.
+pub fn correlation_id(job: u64, task: u32, attempt: u64) -> String {
+    format!("job-{job}/task-{task}/attempt-{attempt:x}")
+}

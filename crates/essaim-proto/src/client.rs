@@ -1,0 +1,90 @@
+//! An authenticated client of the coordinator, shared by workers and the CLI.
+//!
+//! Every request carries `authorization: Bearer <token>` when a token is configured. Connect
+//! errors are turned into one message that says which address could not be reached, since
+//! "transport error" alone tells a user nothing.
+
+use crate::v1::coordinator_client;
+use crate::{AUTHORIZATION_METADATA, MAX_MESSAGE_BYTES};
+use std::time::Duration;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+/// Adds the cluster token to every request.
+#[derive(Clone)]
+pub struct TokenInterceptor {
+    header: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl tonic::service::Interceptor for TokenInterceptor {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(header) = &self.header {
+            request.metadata_mut().insert(AUTHORIZATION_METADATA, header.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel that authenticates every call.
+pub type AuthenticatedChannel = InterceptedService<Channel, TokenInterceptor>;
+
+/// The coordinator client as everyone uses it.
+pub type CoordinatorClient = coordinator_client::CoordinatorClient<AuthenticatedChannel>;
+
+/// Why a client could not be built or connected.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL does not parse.
+    #[error("invalid coordinator URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// The token cannot be sent as a header.
+    #[error("the cluster token must be printable ASCII")]
+    InvalidToken,
+    /// Nothing answers at the address.
+    #[error("cannot reach the coordinator at {url}: {reason} (is it running? see `essaim coordinator --help`)")]
+    Unreachable {
+        /// The URL given.
+        url: String,
+        /// The transport's words.
+        reason: String,
+    },
+}
+
+/// Connects to the coordinator at `url` (e.g. `http://127.0.0.1:7070`), failing after
+/// `connect_timeout` if nothing answers.
+pub async fn connect(url: &str, token: Option<&str>, connect_timeout: Duration) -> Result<CoordinatorClient, ClientError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|error| ClientError::InvalidUrl { url: url.to_string(), reason: error.to_string() })?
+        .connect_timeout(connect_timeout)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5));
+    let header = match token {
+        Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| ClientError::InvalidToken)?),
+        None => None,
+    };
+    let channel = endpoint.connect().await.map_err(|error| ClientError::Unreachable {
+        url: url.to_string(),
+        reason: source_chain(&error),
+    })?;
+    Ok(coordinator_client::CoordinatorClient::with_interceptor(channel, TokenInterceptor { header })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,1 +1,170 @@
-//! placeholder
+//! The essaim coordinator: the I/O shell around the scheduling core.
+//!
+//! It recovers the scheduler from the journal, runs the [`actor`] that owns both, and
+//! serves the gRPC API and the HTTP endpoints (`/healthz`, `/readyz`, `/metrics`) on ONE
+//! port: gRPC requests are told apart by their content type, so a user needs one address.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`actor`] | the single owner of scheduler + journal; group commit; long-polls |
+//! | [`service`] | gRPC handlers and the token check |
+//! | [`views`] | scheduler state → wire read models |
+#![warn(missing_docs)]
+
+pub mod actor;
+pub mod service;
+pub mod views;
+
+use actor::Actor;
+use essaim_core::{Scheduler, SchedulerConfig};
+use essaim_proto::v1::coordinator_server::CoordinatorServer;
+use essaim_store::Journal;
+use essaim_telemetry::prometheus_client::registry::Registry;
+use essaim_telemetry::{CoordinatorMetrics, Health};
+use service::{CoordinatorService, TokenCheck, WorkerTiming};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Task kinds accepted at submission even before a worker advertises them. `command` is
+/// among them: its tasks wait for a worker started with commands allowed.
+pub const BUILTIN_KINDS: &[&str] = &["noop", "sleep", "echo", "fail", "salad", "command"];
+
+/// How to run a coordinator; every field has a documented default in the CLI.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// Address for gRPC and HTTP (one port).
+    pub listen: SocketAddr,
+    /// Where the journal lives.
+    pub data_dir: PathBuf,
+    /// Cluster token required from every caller; `None` accepts anyone (local use only).
+    pub token: Option<String>,
+    /// Worker heartbeat period (default 1 s).
+    pub heartbeat_interval: Duration,
+    /// Silence after which a worker is declared dead and its leases expire (default 5 s).
+    pub worker_timeout: Duration,
+    /// Longest a pull waits for work (default 10 s).
+    pub long_poll: Duration,
+    /// Period of lease, deadline and retry checks (default 100 ms).
+    pub tick: Duration,
+    /// Straggler floor: no task is copied before running this long (default 1 s).
+    pub speculation_min_runtime: Duration,
+}
+
+impl CoordinatorConfig {
+    /// Returns the defaults for a coordinator listening on `listen` with data in `data_dir`.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            token: None,
+            heartbeat_interval: Duration::from_secs(1),
+            worker_timeout: Duration::from_secs(5),
+            long_poll: Duration::from_secs(10),
+            tick: Duration::from_millis(100),
+            speculation_min_runtime: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why the coordinator could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] essaim_store::StoreError),
+    /// The listen address is unusable.
+    #[error("failed to listen on {address}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("the server failed")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A coordinator that is serving.
+pub struct RunningCoordinator {
+    /// The bound address (useful with port 0).
+    pub address: SocketAddr,
+    /// This incarnation's epoch.
+    pub epoch: u64,
+    actor: JoinHandle<Result<(), essaim_store::StoreError>>,
+    server: JoinHandle<Result<(), std::io::Error>>,
+    stop: CancellationToken,
+}
+
+impl RunningCoordinator {
+    /// Waits until the coordinator stops (shutdown requested or journal failure).
+    pub async fn wait(self) -> Result<(), CoordinatorError> {
+        let actor_result = self.actor.await.expect("the actor does not panic");
+        // Whatever stopped the actor, stop serving too.
+        self.stop.cancel();
+        let server_result = self.server.await.expect("the server does not panic");
+        actor_result?;
+        server_result.map_err(CoordinatorError::Serve)
+    }
+}
+
+/// Recovers from the journal and starts serving; stops when `shutdown` fires.
+pub async fn start_coordinator(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<RunningCoordinator, CoordinatorError> {
+    let data_dir = config.data_dir.clone();
+    let (journal, recovered) = tokio::task::spawn_blocking(move || Journal::open(&data_dir))
+        .await
+        .expect("journal open does not panic")?;
+    let scheduler_config = SchedulerConfig {
+        worker_timeout_ms: config.worker_timeout.as_millis() as u64,
+        lease_ms: config.worker_timeout.as_millis() as u64,
+        speculation_min_runtime_ms: config.speculation_min_runtime.as_millis() as u64,
+        epoch: recovered.epoch,
+        seed: actor::wall_clock_ms(),
+        ..SchedulerConfig::default()
+    };
+    let event_count = recovered.events.len();
+    let scheduler = Scheduler::recover(scheduler_config, BUILTIN_KINDS, recovered.events);
+    info!(epoch = recovered.epoch, events = event_count, jobs = scheduler.jobs().count(), "journal recovered");
+
+    let mut registry = Registry::default();
+    let metrics = CoordinatorMetrics::register(&mut registry);
+    let health = Health::new();
+    let results = journal.result_reader();
+    let stop = shutdown.child_token();
+
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(65_536);
+    let actor = Actor::new(scheduler, journal, metrics.clone(), health.clone(), config.tick);
+    let actor = tokio::spawn(actor.run(commands_rx, stop.clone()));
+
+    let timing = WorkerTiming { heartbeat_interval: config.heartbeat_interval, worker_timeout: config.worker_timeout, long_poll: config.long_poll };
+    let service = CoordinatorService { commands_tx, results, timing, metrics };
+    let grpc = CoordinatorServer::new(service)
+        .max_decoding_message_size(essaim_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(essaim_proto::MAX_MESSAGE_BYTES);
+    let grpc = tonic::service::interceptor::InterceptedService::new(grpc, TokenCheck { expected: config.token.clone() });
+    let grpc = tonic::service::Routes::new(grpc);
+    let router = grpc.prepare().into_axum_router().merge(essaim_telemetry::router(Arc::new(registry), health.clone()));
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| CoordinatorError::Listen { address: config.listen, source })?;
+    let address = listener.local_addr().map_err(|source| CoordinatorError::Listen { address: config.listen, source })?;
+    use axum::serve::ListenerExt;
+    // Small RPCs must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router).with_graceful_shutdown(server_stop.cancelled_owned()).await
+    });
+    health.set_ready();
+    info!(address = %address, epoch = recovered.epoch, "coordinator serving gRPC and HTTP");
+    Ok(RunningCoordinator { address, epoch: recovered.epoch, actor, server, stop })
+}

@@ -576,7 +576,11 @@ impl Scheduler {
         returned: &[AttemptId],
         out: &mut Vec<Output>,
     ) {
-        for attempt_id in returned {
+        // Each hand-back goes to the front of its queue, so the newest grant goes back first:
+        // the tasks then keep the order they were granted in (attempt ids grow per grant).
+        let mut newest_first = returned.to_vec();
+        newest_first.sort_unstable_by(|left, right| right.cmp(left));
+        for attempt_id in &newest_first {
             let ours = self
                 .attempts
                 .get(attempt_id)
@@ -1346,3 +1350,7 @@ impl Scheduler {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

@@ -1,0 +1,389 @@
+//! The actor: the only task that touches the scheduler and appends to the journal.
+//!
+//! Requests arrive as [`Command`]s on a channel. The actor takes every command waiting
+//! (up to [`MAX_BATCH`]), applies them all to the scheduler, makes the resulting journal
+//! events durable in ONE transaction, and only then sends the replies. That is group
+//! commit: while one batch is being written, the next one queues up, so the cost of an
+//! fsync is shared by everyone who arrived meanwhile. Nothing is acknowledged before it
+//! is durable.
+//!
+//! Long-polls (workers pulling with nothing to do, clients waiting for a job) are parked
+//! here and answered when the state changes or their deadline passes.
+
+use essaim_core::{
+    HeartbeatReply, JobError, JobId, JobState, JournalEvent, Output, PullReply, RawJobSpec,
+    ReportReply, ReportedResult, Scheduler, SchedulerStats, SpecError, TaskId, WorkerId,
+    WorkerInfo,
+};
+use essaim_store::Journal;
+use essaim_telemetry::{CoordinatorMetrics, Health, JobOutcome};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// Most commands applied in one batch (one journal transaction).
+pub const MAX_BATCH: usize = 4096;
+
+/// A read of the scheduler's state, run inside the actor between batches.
+pub type Query = Box<dyn FnOnce(&Scheduler) + Send>;
+
+/// A request to the actor, with the channel its reply goes to.
+// Fields mirror the arguments of the scheduler method named in each variant's doc.
+#[allow(missing_docs)]
+pub enum Command {
+    /// See [`Scheduler::submit`].
+    Submit { raw: RawJobSpec, reply: oneshot::Sender<Result<JobId, SpecError>> },
+    /// See [`Scheduler::register_worker`].
+    Register { info: WorkerInfo, reply: oneshot::Sender<WorkerId> },
+    /// See [`Scheduler::heartbeat`].
+    Heartbeat { worker: WorkerId, held: Vec<essaim_core::AttemptId>, draining: bool, busy_slots: u32, reply: oneshot::Sender<HeartbeatReply> },
+    /// See [`Scheduler::pull`]; parked until work arrives or `wait` passes.
+    Pull { worker: WorkerId, max: u32, wait: Duration, reply: oneshot::Sender<PullReply> },
+    /// See [`Scheduler::report`].
+    Report { worker: WorkerId, results: Vec<ReportedResult>, reply: oneshot::Sender<ReportReply> },
+    /// See [`Scheduler::deregister`].
+    Deregister { worker: WorkerId, returned: Vec<essaim_core::AttemptId>, reply: oneshot::Sender<()> },
+    /// See [`Scheduler::cancel_job`].
+    Cancel { job: JobId, reply: oneshot::Sender<Result<(), JobError>> },
+    /// See [`Scheduler::requeue_dead_letters`].
+    Requeue { tasks: DeadLetterTarget, reply: oneshot::Sender<u32> },
+    /// See [`Scheduler::purge_dead_letters`].
+    Purge { tasks: DeadLetterTarget, reply: oneshot::Sender<u32> },
+    /// Replies when the job is terminal or `wait` passes.
+    WaitJob { job: JobId, wait: Duration, reply: oneshot::Sender<()> },
+    /// Runs a read-only closure on the scheduler.
+    Query(Query),
+}
+
+/// Which dead letters an operator acts on.
+#[derive(Debug, Clone)]
+pub enum DeadLetterTarget {
+    /// Every dead letter of a job.
+    Job(JobId),
+    /// These tasks.
+    Tasks(Vec<TaskId>),
+}
+
+struct ParkedPull {
+    worker: WorkerId,
+    max: u32,
+    until: Instant,
+    reply: oneshot::Sender<PullReply>,
+}
+
+struct ParkedWait {
+    until: Instant,
+    reply: oneshot::Sender<()>,
+}
+
+/// A reply held back until the batch is durable.
+type DeferredReply = Box<dyn FnOnce() + Send>;
+
+/// Returns the wall clock in milliseconds since the Unix epoch.
+pub fn wall_clock_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The actor's state.
+pub struct Actor {
+    pub(crate) scheduler: Scheduler,
+    pub(crate) journal: Option<Journal>,
+    pub(crate) metrics: CoordinatorMetrics,
+    pub(crate) health: Health,
+    pub(crate) tick_every: Duration,
+    parked_pulls: Vec<ParkedPull>,
+    parked_waits: BTreeMap<JobId, Vec<ParkedWait>>,
+    last_stats: SchedulerStats,
+    last_now: u64,
+}
+
+impl Actor {
+    /// Returns an actor around a recovered scheduler and its journal.
+    pub fn new(scheduler: Scheduler, journal: Journal, metrics: CoordinatorMetrics, health: Health, tick_every: Duration) -> Self {
+        let last_stats = scheduler.stats();
+        Self {
+            scheduler,
+            journal: Some(journal),
+            metrics,
+            health,
+            tick_every,
+            parked_pulls: Vec::new(),
+            parked_waits: BTreeMap::new(),
+            last_stats,
+            last_now: 0,
+        }
+    }
+
+    /// Runs until `shutdown` fires or a journal write fails (then the process must stop:
+    /// its state is ahead of the disk). Returns the journal error, if any.
+    pub async fn run(mut self, mut commands_rx: mpsc::Receiver<Command>, shutdown: CancellationToken) -> Result<(), essaim_store::StoreError> {
+        let mut ticker = tokio::time::interval(self.tick_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let next_park_deadline = self.earliest_parked_deadline();
+            let mut tick = false;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                received = commands_rx.recv_many(&mut batch, MAX_BATCH) => {
+                    if received == 0 {
+                        break; // every sender is gone
+                    }
+                }
+                _ = ticker.tick() => tick = true,
+                _ = sleep_until_optional(next_park_deadline) => {}
+            }
+            self.process(tick, &mut batch).await?;
+        }
+        // Parked requests get an empty answer rather than a broken connection.
+        for parked in self.parked_pulls.drain(..) {
+            let _ = parked.reply.send(PullReply::default());
+        }
+        Ok(())
+    }
+
+    fn earliest_parked_deadline(&self) -> Option<Instant> {
+        let pulls = self.parked_pulls.iter().map(|p| p.until);
+        let waits = self.parked_waits.values().flatten().map(|w| w.until);
+        pulls.chain(waits).min()
+    }
+
+    /// Applies one batch, makes it durable, then replies.
+    async fn process(&mut self, tick: bool, batch: &mut Vec<Command>) -> Result<(), essaim_store::StoreError> {
+        // The scheduler needs time that never goes backwards within one incarnation.
+        let now = wall_clock_ms().max(self.last_now);
+        self.last_now = now;
+        let mut out = Vec::new();
+        let mut replies: Vec<DeferredReply> = Vec::with_capacity(batch.len());
+        if tick {
+            self.scheduler.tick(now, &mut out);
+        }
+        for command in batch.drain(..) {
+            self.apply(now, command, &mut out, &mut replies);
+        }
+        self.serve_parked_pulls(now, &mut replies);
+
+        let mut events: Vec<JournalEvent> = Vec::new();
+        let mut finished = Vec::new();
+        for output in out {
+            match output {
+                Output::Persist(event) => events.push(event),
+                Output::JobFinished { job, state } => finished.push((job, state)),
+            }
+        }
+        if !events.is_empty() {
+            self.persist(events).await?;
+        }
+        for reply in replies {
+            reply();
+        }
+        for (job, state) in finished {
+            self.on_job_finished(job, &state);
+        }
+        self.expire_parked_waits();
+        self.update_metrics(tick);
+        Ok(())
+    }
+
+    async fn persist(&mut self, events: Vec<JournalEvent>) -> Result<(), essaim_store::StoreError> {
+        let mut journal = self.journal.take().expect("the journal is only taken during persist");
+        let started = std::time::Instant::now();
+        let event_count = events.len();
+        // redb's commit fsyncs: keep it off the async workers.
+        let (journal, result) = tokio::task::spawn_blocking(move || {
+            let result = journal.append(&events);
+            (journal, result)
+        })
+        .await
+        .expect("the journal thread does not panic");
+        self.journal = Some(journal);
+        self.metrics.journal_commit_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics.journal_batch_events.observe(event_count as f64);
+        if let Err(error) = &result {
+            error!(error = %error, "journal write failed; stopping so that nothing unjournaled is acknowledged");
+            self.health.set_not_ready("journal unavailable");
+        }
+        result
+    }
+
+    fn apply(&mut self, now: u64, command: Command, out: &mut Vec<Output>, replies: &mut Vec<DeferredReply>) {
+        match command {
+            Command::Submit { raw, reply } => {
+                let result = self.scheduler.submit(now, raw, out);
+                match &result {
+                    Ok(job) => {
+                        self.metrics.jobs_submitted_total.inc();
+                        info!(job = %job, "job submitted");
+                    }
+                    Err(error) => warn!(error = %error, "job refused"),
+                }
+                replies.push(Box::new(move || { let _ = reply.send(result); }));
+            }
+            Command::Register { info, reply } => {
+                let name = info.name.clone();
+                let slots = info.slots;
+                let worker = self.scheduler.register_worker(now, info);
+                info!(worker = %worker, name = %name, slots, "worker registered");
+                replies.push(Box::new(move || { let _ = reply.send(worker); }));
+            }
+            Command::Heartbeat { worker, held, draining, busy_slots, reply } => {
+                let answer = self.scheduler.heartbeat(now, worker, &held, draining, busy_slots);
+                replies.push(Box::new(move || { let _ = reply.send(answer); }));
+            }
+            Command::Pull { worker, max, wait, reply } => {
+                let answer = self.scheduler.pull(now, worker, max);
+                if answer.assignments.is_empty() && !answer.reregister && !wait.is_zero() {
+                    self.parked_pulls.push(ParkedPull { worker, max, until: Instant::now() + wait, reply });
+                } else {
+                    replies.push(Box::new(move || { let _ = reply.send(answer); }));
+                }
+            }
+            Command::Report { worker, results, reply } => {
+                let answer = self.scheduler.report(now, worker, results, out);
+                replies.push(Box::new(move || { let _ = reply.send(answer); }));
+            }
+            Command::Deregister { worker, returned, reply } => {
+                self.scheduler.deregister(now, worker, &returned, out);
+                info!(worker = %worker, returned = returned.len(), "worker left");
+                replies.push(Box::new(move || { let _ = reply.send(()); }));
+            }
+            Command::Cancel { job, reply } => {
+                let result = self.scheduler.cancel_job(now, job, "cancelled by a client", out);
+                replies.push(Box::new(move || { let _ = reply.send(result); }));
+            }
+            Command::Requeue { tasks, reply } => {
+                let tasks = self.resolve(tasks);
+                let count = self.scheduler.requeue_dead_letters(now, &tasks, out);
+                replies.push(Box::new(move || { let _ = reply.send(count); }));
+            }
+            Command::Purge { tasks, reply } => {
+                let tasks = self.resolve(tasks);
+                let count = self.scheduler.purge_dead_letters(now, &tasks, out);
+                replies.push(Box::new(move || { let _ = reply.send(count); }));
+            }
+            Command::WaitJob { job, wait, reply } => {
+                let running = self.scheduler.job(job).is_some_and(|j| j.state == JobState::Running);
+                if running && !wait.is_zero() {
+                    self.parked_waits.entry(job).or_default().push(ParkedWait { until: Instant::now() + wait, reply });
+                } else {
+                    replies.push(Box::new(move || { let _ = reply.send(()); }));
+                }
+            }
+            Command::Query(query) => query(&self.scheduler),
+        }
+    }
+
+    fn resolve(&self, target: DeadLetterTarget) -> Vec<TaskId> {
+        match target {
+            DeadLetterTarget::Job(job) => self.scheduler.dead_letters(Some(job)),
+            DeadLetterTarget::Tasks(tasks) => tasks,
+        }
+    }
+
+    /// Answers parked pulls that now have work, whose worker is gone, whose deadline
+    /// passed, or whose caller hung up.
+    fn serve_parked_pulls(&mut self, now: u64, replies: &mut Vec<DeferredReply>) {
+        if self.parked_pulls.is_empty() {
+            return;
+        }
+        let instant = Instant::now();
+        let mut still_parked = Vec::with_capacity(self.parked_pulls.len());
+        for parked in std::mem::take(&mut self.parked_pulls) {
+            if parked.reply.is_closed() {
+                continue;
+            }
+            let expired = instant >= parked.until;
+            if expired || self.scheduler.has_work_for(now, parked.worker) {
+                let answer = self.scheduler.pull(now, parked.worker, parked.max);
+                if !answer.assignments.is_empty() || answer.reregister || expired {
+                    let reply = parked.reply;
+                    replies.push(Box::new(move || { let _ = reply.send(answer); }));
+                    continue;
+                }
+            }
+            still_parked.push(parked);
+        }
+        self.parked_pulls = still_parked;
+    }
+
+    fn on_job_finished(&mut self, job: JobId, state: &JobState) {
+        let outcome = match state {
+            JobState::Succeeded => JobOutcome::Succeeded,
+            JobState::Failed { .. } => JobOutcome::Failed,
+            JobState::Cancelled { .. } => JobOutcome::Cancelled,
+            JobState::Running => return,
+        };
+        self.metrics.record_job_finished(outcome);
+        info!(job = %job, state = state.name(), reason = state.reason(), "job finished");
+        for waiter in self.parked_waits.remove(&job).unwrap_or_default() {
+            let _ = waiter.reply.send(());
+        }
+    }
+
+    fn expire_parked_waits(&mut self) {
+        if self.parked_waits.is_empty() {
+            return;
+        }
+        let instant = Instant::now();
+        for waiters in self.parked_waits.values_mut() {
+            for waiter in std::mem::take(waiters) {
+                if instant >= waiter.until || waiter.reply.is_closed() {
+                    let _ = waiter.reply.send(());
+                } else {
+                    waiters.push(waiter);
+                }
+            }
+        }
+        self.parked_waits.retain(|_, waiters| !waiters.is_empty());
+    }
+
+    fn update_metrics(&mut self, tick: bool) {
+        let stats = self.scheduler.stats();
+        let last = self.last_stats;
+        let metrics = &self.metrics;
+        metrics.attempts_started_total.inc_by(stats.attempts_started - last.attempts_started);
+        metrics.attempts_failed_total.inc_by(stats.attempts_failed - last.attempts_failed);
+        metrics.tasks_committed_total.inc_by(stats.tasks_committed - last.tasks_committed);
+        metrics.results_rejected_total.inc_by(stats.results_rejected - last.results_rejected);
+        metrics.lease_expiries_total.inc_by(stats.lease_expiries - last.lease_expiries);
+        metrics.retries_scheduled_total.inc_by(stats.retries_scheduled - last.retries_scheduled);
+        metrics.dead_lettered_total.inc_by(stats.dead_lettered - last.dead_lettered);
+        metrics.speculative_attempts_total.inc_by(stats.speculative_attempts - last.speculative_attempts);
+        metrics.workers_registered_total.inc_by(stats.workers_registered - last.workers_registered);
+        metrics.workers_lost_total.inc_by(stats.workers_lost - last.workers_lost);
+        self.last_stats = stats;
+        if !tick {
+            return;
+        }
+        // Gauges need a walk over jobs and workers: once per tick, not per batch.
+        let (mut workers, mut slots, mut busy) = (0i64, 0i64, 0i64);
+        for (_, worker) in self.scheduler.workers() {
+            workers += 1;
+            slots += i64::from(worker.info.slots);
+            busy += i64::from(worker.busy_slots);
+        }
+        let (mut pending, mut running) = (0i64, 0i64);
+        for job in self.scheduler.jobs().filter(|job| job.state == JobState::Running) {
+            let counts = job.counts();
+            pending += i64::from(counts.pending + counts.retrying);
+            running += i64::from(counts.running);
+        }
+        metrics.workers.set(workers);
+        metrics.slots.set(slots);
+        metrics.busy_slots.set(busy);
+        metrics.tasks_pending.set(pending);
+        metrics.tasks_running.set(running);
+        metrics.dlq_size.set(self.scheduler.dead_letter_count() as i64);
+    }
+}
+
+async fn sleep_until_optional(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}

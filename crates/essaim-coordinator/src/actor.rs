@@ -165,7 +165,7 @@ impl Actor {
         for command in batch.drain(..) {
             self.apply(now, command, &mut out, &mut replies);
         }
-        self.serve_parked_pulls(now, &mut replies);
+        self.serve_parked_pulls(now, tick, &mut replies);
 
         let mut events: Vec<JournalEvent> = Vec::new();
         let mut finished = Vec::new();
@@ -285,8 +285,9 @@ impl Actor {
     }
 
     /// Answers parked pulls that now have work, whose worker is gone, whose deadline
-    /// passed, or whose caller hung up.
-    fn serve_parked_pulls(&mut self, now: u64, replies: &mut Vec<DeferredReply>) {
+    /// passed, or whose caller hung up. On ticks every parked pull is retried, because a
+    /// straggler's speculative copy is found only by a real pull.
+    fn serve_parked_pulls(&mut self, now: u64, tick: bool, replies: &mut Vec<DeferredReply>) {
         if self.parked_pulls.is_empty() {
             return;
         }
@@ -297,7 +298,7 @@ impl Actor {
                 continue;
             }
             let expired = instant >= parked.until;
-            if expired || self.scheduler.has_work_for(now, parked.worker) {
+            if expired || tick || self.scheduler.has_work_for(now, parked.worker) {
                 let answer = self.scheduler.pull(now, parked.worker, parked.max);
                 if !answer.assignments.is_empty() || answer.reregister || expired {
                     let reply = parked.reply;

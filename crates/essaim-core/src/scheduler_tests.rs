@@ -9,43 +9,54 @@ use crate::spec::{RawJobSpec, SpecError, TaskSpec};
 
 const KINDS: &[&str] = &["noop", "command"];
 
-fn config() -> SchedulerConfig {
-    SchedulerConfig {
+fn config_with(edit: impl FnOnce(&mut SchedulerConfig)) -> SchedulerConfig {
+    let mut config = SchedulerConfig {
         lease_ms: 1000,
         worker_timeout_ms: 2000,
         ..Default::default()
-    }
+    };
+    edit(&mut config);
+    config
 }
 
-fn new_scheduler(config: SchedulerConfig) -> Scheduler {
-    Scheduler::new(config, KINDS)
+fn config() -> SchedulerConfig {
+    config_with(|_| {})
 }
 
 /// A job of `tasks` noop tasks whose payload is their index.
 fn job(tasks: usize) -> RawJobSpec {
+    let payloads = (0..tasks).map(|index| vec![index as u8]);
+    let tasks = payloads.map(|payload| TaskSpec {
+        kind: "noop".into(),
+        payload,
+    });
     RawJobSpec {
         name: "test".into(),
-        tasks: (0..tasks)
-            .map(|index| TaskSpec {
-                kind: "noop".into(),
-                payload: vec![index as u8],
-            })
-            .collect(),
+        tasks: tasks.collect(),
         ..Default::default()
     }
 }
 
-fn job_of_kinds(kinds: &[&str]) -> RawJobSpec {
+fn job_with(tasks: usize, edit: impl FnOnce(&mut RawJobSpec)) -> RawJobSpec {
+    let mut spec = job(tasks);
+    edit(&mut spec);
+    spec
+}
+
+fn with_backoff(spec: RawJobSpec, base_ms: Millis, max_ms: Millis) -> RawJobSpec {
     RawJobSpec {
-        tasks: kinds
-            .iter()
-            .map(|kind| TaskSpec {
-                kind: kind.to_string(),
-                payload: Vec::new(),
-            })
-            .collect(),
-        ..job(0)
+        backoff_base_ms: base_ms,
+        backoff_max_ms: max_ms,
+        ..spec
     }
+}
+
+fn job_of_kinds(kinds: &[&str]) -> RawJobSpec {
+    let mut spec = job(kinds.len());
+    for (task, kind) in spec.tasks.iter_mut().zip(kinds) {
+        task.kind = kind.to_string();
+    }
+    spec
 }
 
 fn advertising(kinds: &[&str]) -> WorkerInfo {
@@ -57,67 +68,74 @@ fn advertising(kinds: &[&str]) -> WorkerInfo {
     }
 }
 
+/// A scheduler with `spec` submitted and one noop worker registered, all at t=0.
+fn setup(config: SchedulerConfig, spec: RawJobSpec) -> (Scheduler, Vec<Output>, JobId, WorkerId) {
+    let mut scheduler = Scheduler::new(config, KINDS);
+    let mut out = Vec::new();
+    let job_id = scheduler.submit(0, spec, &mut out).unwrap();
+    let worker = scheduler.register_worker(0, advertising(&["noop"]));
+    (scheduler, out, job_id, worker)
+}
+
 fn task(job: JobId, index: u32) -> TaskId {
     TaskId::new(job, index)
 }
 
-fn ok(attempt: AttemptId) -> ReportedResult {
-    ok_after(attempt, 100)
-}
-
-fn ok_after(attempt: AttemptId, duration_ms: Millis) -> ReportedResult {
+fn ok(attempt: AttemptId, duration_ms: Millis) -> ReportedResult {
+    let outcome = Ok(TaskOutput::default());
     ReportedResult {
         attempt,
-        outcome: Ok(TaskOutput::default()),
+        outcome,
         duration_ms,
     }
 }
 
 /// A command that exited with code 2 and wrote `boom` on standard error.
 fn failed(attempt: AttemptId, retryable: bool) -> ReportedResult {
+    let failure = TaskFailure {
+        message: "exited with code 2".into(),
+        exit_code: Some(2),
+        stderr_tail: "boom".into(),
+        retryable,
+    };
     ReportedResult {
         attempt,
-        outcome: Err(TaskFailure {
-            message: "exited with code 2".into(),
-            exit_code: Some(2),
-            stderr_tail: "boom".into(),
-            retryable,
-        }),
+        outcome: Err(failure),
         duration_ms: 10,
     }
 }
 
 fn persisted(out: &[Output]) -> Vec<JournalEvent> {
-    out.iter()
-        .filter_map(|output| match output {
-            Output::Persist(event) => Some(event.clone()),
-            Output::JobFinished { .. } => None,
-        })
-        .collect()
+    let events = out.iter().filter_map(|output| match output {
+        Output::Persist(event) => Some(event.clone()),
+        Output::JobFinished { .. } => None,
+    });
+    events.collect()
 }
 
 fn finished(out: &[Output]) -> Vec<(JobId, JobState)> {
-    out.iter()
-        .filter_map(|output| match output {
-            Output::JobFinished { job, state } => Some((*job, state.clone())),
-            Output::Persist(_) => None,
-        })
-        .collect()
+    let jobs = out.iter().filter_map(|output| match output {
+        Output::JobFinished { job, state } => Some((*job, state.clone())),
+        Output::Persist(_) => None,
+    });
+    jobs.collect()
 }
 
 /// The tasks committed in `out`, with the attempt that won each.
 fn commits(out: &[Output]) -> Vec<(TaskId, AttemptId)> {
-    persisted(out)
-        .into_iter()
-        .filter_map(|event| match event {
-            JournalEvent::TaskSucceeded { result, .. } => Some((result.task, result.attempt)),
-            _ => None,
-        })
-        .collect()
+    let commits = persisted(out).into_iter().filter_map(|event| match event {
+        JournalEvent::TaskSucceeded { result, .. } => Some((result.task, result.attempt)),
+        _ => None,
+    });
+    commits.collect()
 }
 
 fn tasks_of(assignments: &[Assignment]) -> Vec<TaskId> {
     assignments.iter().map(|grant| grant.task).collect()
+}
+
+fn attempts_of(assignments: &[Assignment]) -> Vec<AttemptId> {
+    assignments.iter().map(|grant| grant.attempt).collect()
 }
 
 fn pull_one(scheduler: &mut Scheduler, now: Millis, worker: WorkerId) -> Assignment {
@@ -127,9 +145,8 @@ fn pull_one(scheduler: &mut Scheduler, now: Millis, worker: WorkerId) -> Assignm
 }
 
 fn state_of(scheduler: &Scheduler, task_id: TaskId) -> TaskState {
-    scheduler.job(task_id.job).unwrap().tasks()[task_id.index as usize]
-        .state()
-        .clone()
+    let job = scheduler.job(task_id.job).unwrap();
+    job.tasks()[task_id.index as usize].state().clone()
 }
 
 fn not_before(scheduler: &Scheduler, task_id: TaskId) -> Millis {
@@ -143,26 +160,12 @@ fn job_state(scheduler: &Scheduler, job_id: JobId) -> JobState {
     scheduler.job(job_id).unwrap().state.clone()
 }
 
-fn assert_invariants(scheduler: &Scheduler) {
-    scheduler.check_invariants().unwrap();
-}
-
 #[test]
 fn a_pull_grants_at_most_max_tasks_in_priority_then_fifo_order() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    let low = scheduler.submit(0, job(2), &mut out).unwrap();
-    let high = RawJobSpec {
-        priority: 5,
-        ..job(2)
-    };
-    let high = scheduler.submit(0, high, &mut out).unwrap();
-    let high_later = RawJobSpec {
-        priority: 5,
-        ..job(1)
-    };
-    let high_later = scheduler.submit(0, high_later, &mut out).unwrap();
-    let worker = scheduler.register_worker(0, advertising(&["noop"]));
+    let (mut scheduler, mut out, low, worker) = setup(config(), job(2));
+    let high = scheduler.submit(0, job_with(2, |spec| spec.priority = 5), &mut out);
+    let high_later = scheduler.submit(0, job_with(1, |spec| spec.priority = 5), &mut out);
+    let (high, high_later) = (high.unwrap(), high_later.unwrap());
 
     // (max, tasks granted, in order)
     let table = [
@@ -173,24 +176,19 @@ fn a_pull_grants_at_most_max_tasks_in_priority_then_fifo_order() {
     ];
     for (max, expected) in table {
         let reply = scheduler.pull(0, worker, max);
-        assert!(!reply.reregister);
         assert_eq!(tasks_of(&reply.assignments), expected, "pull of {max}");
         for grant in &reply.assignments {
-            assert_eq!(grant.attempt_number, 1);
-            assert!(!grant.speculative);
+            assert_eq!((grant.attempt_number, grant.speculative), (1, false));
             assert_eq!(grant.payload, vec![grant.task.index as u8]);
         }
     }
     assert_eq!(scheduler.stats().attempts_started, 5);
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn stale_result_after_lease_expiry_is_rejected() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    let job_id = scheduler.submit(0, job(1), &mut out).unwrap();
-    let worker = scheduler.register_worker(0, advertising(&["noop"]));
+    let (mut scheduler, mut out, job_id, worker) = setup(config(), job(1));
     let first = pull_one(&mut scheduler, 0, worker);
 
     // No heartbeat: the lease granted at 0 expires at lease_ms, the worker is still alive.
@@ -201,30 +199,27 @@ fn stale_result_after_lease_expiry_is_rejected() {
     assert_eq!(scheduler.stats().lease_expiries, 1);
     let retry_at = not_before(&scheduler, task(job_id, 0));
 
-    let late = scheduler.report(retry_at, worker, vec![ok(first.attempt)], &mut out);
+    let late = scheduler.report(retry_at, worker, vec![ok(first.attempt, 100)], &mut out);
     assert_eq!((late.reregister, late.rejected), (false, 1));
     assert_eq!(scheduler.stats().results_rejected, 1);
     assert_eq!(scheduler.job(job_id).unwrap().counters.results_rejected, 1);
-    assert!(commits(&out).is_empty());
+    assert_eq!(commits(&out), vec![]);
     let reply = scheduler.heartbeat(retry_at, worker, &[first.attempt], false, 0);
     assert_eq!(reply.cancel, vec![first.attempt]);
 
     let second = pull_one(&mut scheduler, retry_at, worker);
     assert_eq!((second.task, second.attempt_number), (task(job_id, 0), 2));
     assert!(second.attempt > first.attempt);
-    let reply = scheduler.report(retry_at, worker, vec![ok(second.attempt)], &mut out);
+    let reply = scheduler.report(retry_at, worker, vec![ok(second.attempt, 100)], &mut out);
     assert_eq!(reply.rejected, 0);
     assert_eq!(commits(&out), vec![(task(job_id, 0), second.attempt)]);
     assert_eq!(finished(&out), vec![(job_id, JobState::Succeeded)]);
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn heartbeat_renews_leases_and_tells_zombies_to_stop() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    scheduler.submit(0, job(2), &mut out).unwrap();
-    let worker_a = scheduler.register_worker(0, advertising(&["noop"]));
+    let (mut scheduler, mut out, _, worker_a) = setup(config(), job(2));
     let worker_b = scheduler.register_worker(0, advertising(&["noop"]));
     let ours = pull_one(&mut scheduler, 0, worker_a).attempt;
     let theirs = pull_one(&mut scheduler, 0, worker_b).attempt;
@@ -234,11 +229,13 @@ fn heartbeat_renews_leases_and_tells_zombies_to_stop() {
     let reply = scheduler.heartbeat(900, worker_a, &[ours, theirs, unknown], false, 1);
     assert!(!reply.reregister);
     assert_eq!(reply.cancel, vec![unknown, theirs]);
-    let leases: Vec<(AttemptId, Millis)> = scheduler
+    let leases = scheduler
         .attempts()
-        .map(|(id, attempt)| (*id, attempt.lease_expires_at))
-        .collect();
-    assert_eq!(leases, vec![(ours, 1900), (theirs, 1000)]);
+        .map(|(id, lease)| (*id, lease.lease_expires_at));
+    assert_eq!(
+        leases.collect::<Vec<_>>(),
+        vec![(ours, 1900), (theirs, 1000)]
+    );
 
     scheduler.tick(1000, &mut out); // B's lease expires, A's does not
     let live: Vec<AttemptId> = scheduler.attempts().map(|(id, _)| *id).collect();
@@ -248,26 +245,16 @@ fn heartbeat_renews_leases_and_tells_zombies_to_stop() {
     assert_eq!(scheduler.attempts().count(), 0);
     let reply = scheduler.heartbeat(1901, worker_a, &[ours], false, 1);
     assert_eq!(reply.cancel, vec![ours]);
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn dead_worker_tasks_are_requeued_after_worker_timeout() {
     // Leases outlive the worker timeout so that only the lost worker can free the tasks.
-    let mut scheduler = new_scheduler(SchedulerConfig {
-        lease_ms: 10_000,
-        ..config()
-    });
-    let mut out = Vec::new();
-    let job_id = scheduler.submit(0, job(2), &mut out).unwrap();
-    let silent = scheduler.register_worker(0, advertising(&["noop"]));
+    let config = config_with(|config| config.lease_ms = 10_000);
+    let (mut scheduler, mut out, job_id, silent) = setup(config, job(2));
     let alive = scheduler.register_worker(0, advertising(&["noop"]));
-    let lost: Vec<AttemptId> = scheduler
-        .pull(0, silent, 2)
-        .assignments
-        .iter()
-        .map(|grant| grant.attempt)
-        .collect();
+    let lost = attempts_of(&scheduler.pull(0, silent, 2).assignments);
 
     scheduler.heartbeat(1500, alive, &[], false, 0);
     scheduler.tick(1999, &mut out);
@@ -277,47 +264,29 @@ fn dead_worker_tasks_are_requeued_after_worker_timeout() {
     assert_eq!(scheduler.workers().count(), 1);
     assert_eq!(scheduler.stats().workers_lost, 1);
     assert_eq!(scheduler.stats().lease_expiries, 2);
-    let failures: Vec<(TaskId, AttemptId, String)> = persisted(&out)
-        .into_iter()
-        .filter_map(|event| match event {
-            JournalEvent::AttemptFailed {
-                task: failed,
-                error,
-            } => Some((failed, error.attempt, error.failure.message)),
-            _ => None,
-        })
-        .collect();
-    let reason = "worker lost: no heartbeat".to_string();
-    assert_eq!(
-        failures,
-        vec![
-            (task(job_id, 0), lost[0], reason.clone()),
-            (task(job_id, 1), lost[1], reason),
-        ]
-    );
+    for (index, attempt) in lost.iter().enumerate() {
+        let errors = scheduler.job(job_id).unwrap().tasks()[index].errors();
+        let error = (errors[0].attempt, errors[0].failure.message.as_str());
+        assert_eq!(error, (*attempt, "worker lost: no heartbeat"));
+    }
 
     let reply = scheduler.heartbeat(2001, silent, &lost, false, 2);
     assert_eq!((reply.reregister, reply.cancel), (true, lost));
     let due = not_before(&scheduler, task(job_id, 0)).max(not_before(&scheduler, task(job_id, 1)));
     let grants = scheduler.pull(due, alive, 10).assignments;
-    assert_eq!(tasks_of(&grants).len(), 2);
-    assert!(grants.iter().all(|grant| grant.attempt_number == 2));
-    assert_invariants(&scheduler);
+    // Retries are served by due time, which the jitter decides: compare as a set.
+    let mut granted: Vec<(TaskId, u32)> =
+        grants.iter().map(|g| (g.task, g.attempt_number)).collect();
+    granted.sort();
+    assert_eq!(granted, vec![(task(job_id, 0), 2), (task(job_id, 1), 2)]);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn failures_retry_with_backoff_then_dead_letter_after_max_attempts() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    let spec = RawJobSpec {
-        max_attempts: 3,
-        backoff_base_ms: 100,
-        backoff_max_ms: 1000,
-        ..job(1)
-    };
-    let job_id = scheduler.submit(0, spec, &mut out).unwrap();
+    let spec = with_backoff(job_with(1, |spec| spec.max_attempts = 3), 100, 1000);
+    let (mut scheduler, mut out, job_id, worker) = setup(config(), spec);
     let the_task = task(job_id, 0);
-    let worker = scheduler.register_worker(0, advertising(&["noop"]));
 
     let mut now = 0;
     let mut attempts = Vec::new();
@@ -338,19 +307,12 @@ fn failures_retry_with_backoff_then_dead_letter_after_max_attempts() {
 
     assert_eq!(state_of(&scheduler, the_task), TaskState::DeadLettered);
     let history = scheduler.job(job_id).unwrap().tasks()[0].errors();
-    let kept: Vec<(AttemptId, Option<i32>, &str)> = history
-        .iter()
-        .map(|error| {
-            let failure = &error.failure;
-            (
-                error.attempt,
-                failure.exit_code,
-                failure.stderr_tail.as_str(),
-            )
-        })
-        .collect();
-    let expected: Vec<_> = attempts.iter().map(|id| (*id, Some(2), "boom")).collect();
-    assert_eq!(kept, expected);
+    assert_eq!(history.len(), 3);
+    for (error, attempt) in history.iter().zip(&attempts) {
+        let (failure, tail) = (&error.failure, error.failure.stderr_tail.as_str());
+        let kept = (error.attempt, failure.exit_code, tail);
+        assert_eq!(kept, (*attempt, Some(2), "boom"));
+    }
     let dead_lettered = JournalEvent::TaskDeadLettered {
         task: the_task,
         at: now,
@@ -365,10 +327,8 @@ fn failures_retry_with_backoff_then_dead_letter_after_max_attempts() {
     assert_eq!(scheduler.stats().dead_lettered, 1);
 
     // Requeued: the job runs again and the task starts over from its first attempt.
-    assert_eq!(
-        scheduler.requeue_dead_letters(now, &[the_task], &mut out),
-        1
-    );
+    let requeued = scheduler.requeue_dead_letters(now, &[the_task], &mut out);
+    assert_eq!(requeued, 1);
     assert_eq!(job_state(&scheduler, job_id), JobState::Running);
     assert_eq!(scheduler.dead_letter_count(), 0);
     let grant = pull_one(&mut scheduler, now, worker);
@@ -387,23 +347,18 @@ fn failures_retry_with_backoff_then_dead_letter_after_max_attempts() {
     assert_eq!(persisted(&out), vec![purged]);
     assert_eq!(state_of(&scheduler, the_task), TaskState::Purged);
     assert_eq!(scheduler.dead_letter_count(), 0);
-    assert_eq!(
-        scheduler.requeue_dead_letters(now, &[the_task], &mut out),
-        0
-    );
+    let requeued = scheduler.requeue_dead_letters(now, &[the_task], &mut out);
+    assert_eq!(requeued, 0);
     assert_eq!(job_state(&scheduler, job_id), failed_every_attempt);
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn non_retryable_failure_goes_straight_to_the_dead_letter_queue() {
-    // (retryable, dead-lettered by the first failure, retries scheduled)
+    // (retryable, dead-lettered by the first of 4 allowed attempts, retries scheduled)
     let table = [(false, true, 0), (true, false, 1)];
     for (retryable, dead_lettered, retries) in table {
-        let mut scheduler = new_scheduler(config());
-        let mut out = Vec::new();
-        let job_id = scheduler.submit(0, job(1), &mut out).unwrap(); // 4 attempts allowed
-        let worker = scheduler.register_worker(0, advertising(&["noop"]));
+        let (mut scheduler, mut out, job_id, worker) = setup(config(), job(1));
         let grant = pull_one(&mut scheduler, 0, worker);
         scheduler.report(10, worker, vec![failed(grant.attempt, retryable)], &mut out);
 
@@ -413,21 +368,14 @@ fn non_retryable_failure_goes_straight_to_the_dead_letter_queue() {
         let is_dead_letter =
             |event: &JournalEvent| matches!(event, JournalEvent::TaskDeadLettered { .. });
         assert_eq!(persisted(&out).iter().any(is_dead_letter), dead_lettered);
-        assert_invariants(&scheduler);
+        scheduler.check_invariants().unwrap();
     }
 }
 
 #[test]
 fn retries_wait_for_their_backoff() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    let spec = RawJobSpec {
-        backoff_base_ms: 5000,
-        backoff_max_ms: 5000,
-        ..job(1)
-    };
-    let job_id = scheduler.submit(0, spec, &mut out).unwrap();
-    let worker = scheduler.register_worker(0, advertising(&["noop"]));
+    let (mut scheduler, mut out, job_id, worker) =
+        setup(config(), with_backoff(job(1), 5000, 5000));
     let grant = pull_one(&mut scheduler, 0, worker);
     scheduler.report(0, worker, vec![failed(grant.attempt, true)], &mut out);
     let retry_at = not_before(&scheduler, task(job_id, 0));
@@ -438,23 +386,13 @@ fn retries_wait_for_their_backoff() {
     assert!(scheduler.has_work_for(retry_at, worker));
     let retry = pull_one(&mut scheduler, retry_at, worker);
     assert_eq!((retry.task, retry.attempt_number), (task(job_id, 0), 2));
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn retries_are_served_after_first_attempts_but_never_starved() {
-    let mut scheduler = new_scheduler(SchedulerConfig {
-        retry_every: 3,
-        ..config()
-    });
-    let mut out = Vec::new();
-    let spec = RawJobSpec {
-        backoff_base_ms: 1000,
-        backoff_max_ms: 1000,
-        ..job(30)
-    };
-    scheduler.submit(0, spec, &mut out).unwrap();
-    let worker = scheduler.register_worker(0, advertising(&["noop"]));
+    let config = config_with(|config| config.retry_every = 3);
+    let (mut scheduler, mut out, _, worker) = setup(config, with_backoff(job(30), 1000, 1000));
     let failing = scheduler.pull(0, worker, 4).assignments;
     let failures = failing.iter().map(|grant| failed(grant.attempt, true));
     scheduler.report(0, worker, failures.collect(), &mut out);
@@ -464,47 +402,36 @@ fn retries_are_served_after_first_attempts_but_never_starved() {
 
     // No retry is due yet: first attempts keep going although retry_every has passed.
     let early = scheduler.pull(1, worker, 4).assignments;
-    assert!(early.iter().all(|grant| grant.attempt_number == 1));
-    assert_eq!(early.len(), 4);
+    let numbers: Vec<u32> = early.iter().map(|grant| grant.attempt_number).collect();
+    assert_eq!(numbers, vec![1, 1, 1, 1]);
 
     // Every retry is due: one retry per retry_every first attempts, until none is left.
     let grants = scheduler.pull(1000, worker, 20).assignments;
+    let is_retry = |grant: &Assignment| grant.attempt_number == 2;
     let pattern: String = grants
         .iter()
-        .map(|grant| if grant.attempt_number == 2 { 'R' } else { 'F' })
+        .map(|grant| if is_retry(grant) { 'R' } else { 'F' })
         .collect();
     assert_eq!(pattern, "RFFFRFFFRFFFRFFFFFFF");
-    let mut retried: Vec<TaskId> = tasks_of(&grants[..13])
-        .into_iter()
-        .zip(pattern.chars())
-        .filter_map(|(task_id, kind)| (kind == 'R').then_some(task_id))
-        .collect();
+    for window in grants[..13].windows(4) {
+        assert!(window.iter().any(is_retry), "a retry starved in {pattern}");
+    }
+    let mut retried = tasks_of(&grants.into_iter().filter(is_retry).collect::<Vec<_>>());
     retried.sort();
     assert_eq!(retried, tasks_of(&failing));
-    for window in pattern.as_bytes()[..13].windows(4) {
-        assert!(window.contains(&b'R'), "a retry starved in {pattern}");
-    }
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 /// Runs five 100 ms tasks of a six-task job on worker A and leaves the sixth running;
 /// returns the scheduler, the job, A, an idle worker B and the straggler's attempt.
 fn straggler_setup(multiplier: f64) -> (Scheduler, JobId, WorkerId, WorkerId, AttemptId) {
-    let mut scheduler = new_scheduler(SchedulerConfig {
-        speculation_min_samples: 5,
-        speculation_min_runtime_ms: 100,
-        ..config()
-    });
-    let mut out = Vec::new();
-    let spec = RawJobSpec {
-        speculation_multiplier: multiplier,
-        ..job(6)
-    };
-    let job_id = scheduler.submit(0, spec, &mut out).unwrap();
-    let worker_a = scheduler.register_worker(0, advertising(&["noop"]));
+    let config = config_with(|config| config.speculation_min_runtime_ms = 100);
+    assert_eq!(config.speculation_min_samples, 5);
+    let spec = job_with(6, |spec| spec.speculation_multiplier = multiplier);
+    let (mut scheduler, mut out, job_id, worker_a) = setup(config, spec);
     let worker_b = scheduler.register_worker(0, advertising(&["noop"]));
     let grants = scheduler.pull(0, worker_a, 6).assignments;
-    let fast = grants[..5].iter().map(|grant| ok_after(grant.attempt, 100));
+    let fast = grants[..5].iter().map(|grant| ok(grant.attempt, 100));
     scheduler.report(100, worker_a, fast.collect(), &mut out);
     assert_eq!(scheduler.job(job_id).unwrap().median_duration(5), Some(100));
     (scheduler, job_id, worker_a, worker_b, grants[5].attempt)
@@ -524,18 +451,18 @@ fn straggler_gets_a_speculative_copy_on_an_idle_worker_and_first_result_wins() {
     assert_eq!(scheduler.pull(302, worker_b, 1).assignments, vec![]);
     assert_eq!(scheduler.pull(302, worker_a, 1).assignments, vec![]);
 
-    let reply = scheduler.report(350, worker_b, vec![ok(copy.attempt)], &mut out);
+    let reply = scheduler.report(350, worker_b, vec![ok(copy.attempt, 49)], &mut out);
     assert_eq!(reply.rejected, 0);
     assert_eq!(commits(&out), vec![(task(job_id, 5), copy.attempt)]);
     assert_eq!(finished(&out), vec![(job_id, JobState::Succeeded)]);
 
-    let reply = scheduler.heartbeat(360, worker_a, &[original], false, 1);
+    let reply = scheduler.heartbeat(360, worker_a, &[], false, 1);
     assert_eq!(reply.cancel, vec![original]);
-    let reply = scheduler.report(370, worker_a, vec![ok(original)], &mut out);
+    let reply = scheduler.report(370, worker_a, vec![ok(original, 370)], &mut out);
     assert_eq!(reply.rejected, 1);
     assert_eq!(scheduler.job(job_id).unwrap().counters.results_rejected, 1);
     assert_eq!(commits(&out).len(), 1);
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
@@ -544,61 +471,45 @@ fn no_speculative_copy_when_speculation_is_off() {
     for now in [301, 5000] {
         assert_eq!(scheduler.pull(now, worker_b, 1).assignments, vec![]);
     }
-    assert_eq!(
-        scheduler.job(job_id).unwrap().counters.speculative_attempts,
-        0
-    );
-    assert_invariants(&scheduler);
+    let counters = scheduler.job(job_id).unwrap().counters;
+    assert_eq!(counters.speculative_attempts, 0);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn concurrency_limit_caps_live_attempts() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    let spec = RawJobSpec {
-        max_concurrency: 2,
-        ..job(5)
-    };
-    scheduler.submit(0, spec, &mut out).unwrap();
-    let worker_a = scheduler.register_worker(0, advertising(&["noop"]));
+    let spec = job_with(5, |spec| spec.max_concurrency = 2);
+    let (mut scheduler, mut out, _, worker_a) = setup(config(), spec);
     let worker_b = scheduler.register_worker(0, advertising(&["noop"]));
 
     let first = scheduler.pull(0, worker_a, 5).assignments;
     assert_eq!(first.len(), 2);
     assert!(!scheduler.has_work_for(0, worker_b));
     assert_eq!(scheduler.pull(0, worker_b, 5).assignments, vec![]);
-    scheduler.report(10, worker_a, vec![ok(first[0].attempt)], &mut out);
+    scheduler.report(10, worker_a, vec![ok(first[0].attempt, 10)], &mut out);
     assert_eq!(scheduler.pull(10, worker_b, 5).assignments.len(), 1);
     assert_eq!(scheduler.attempts().count(), 2);
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn deadline_skips_unstarted_tasks_and_fails_the_job_with_that_reason() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    let with_deadline = |tasks| RawJobSpec {
-        deadline: 1000,
-        ..job(tasks)
-    };
-    let started = scheduler.submit(0, with_deadline(3), &mut out).unwrap();
+    let with_deadline = |tasks| job_with(tasks, |spec| spec.deadline = 1000);
+    let (mut scheduler, mut out, started, worker) = setup(config(), with_deadline(3));
     let unstarted = scheduler.submit(0, with_deadline(2), &mut out).unwrap();
-    let worker = scheduler.register_worker(0, advertising(&["noop"]));
     let running = pull_one(&mut scheduler, 0, worker);
     scheduler.heartbeat(900, worker, &[running.attempt], false, 1);
 
     out.clear();
     scheduler.tick(1000, &mut out);
-    let skipped: Vec<TaskState> = (0..3)
+    let states: Vec<TaskState> = (0..3)
         .map(|index| state_of(&scheduler, task(started, index)))
         .collect();
     let still_running = TaskState::Running {
         attempts: vec![running.attempt],
     };
-    assert_eq!(
-        skipped,
-        vec![still_running, TaskState::Skipped, TaskState::Skipped]
-    );
+    let skipped = TaskState::Skipped;
+    assert_eq!(states, vec![still_running, skipped.clone(), skipped]);
     let nothing_started = JobState::Failed {
         reason: "deadline passed before 2 tasks started".into(),
     };
@@ -606,69 +517,54 @@ fn deadline_skips_unstarted_tasks_and_fails_the_job_with_that_reason() {
     assert_eq!(scheduler.pull(1000, worker, 10).assignments, vec![]);
 
     out.clear();
-    scheduler.report(1100, worker, vec![ok(running.attempt)], &mut out);
+    scheduler.report(1100, worker, vec![ok(running.attempt, 1100)], &mut out);
     assert_eq!(commits(&out), vec![(task(started, 0), running.attempt)]);
     let [(job_id, state)] = finished(&out).try_into().unwrap();
     assert_eq!(job_id, started);
     assert!(matches!(&state, JobState::Failed { reason } if reason.contains("deadline")));
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn cancel_skips_queued_tasks_and_revokes_running_ones() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    let job_id = scheduler.submit(0, job(3), &mut out).unwrap();
-    let worker = scheduler.register_worker(0, advertising(&["noop"]));
+    let (mut scheduler, mut out, job_id, worker) = setup(config(), job(3));
     let running = pull_one(&mut scheduler, 0, worker);
 
     out.clear();
-    scheduler
-        .cancel_job(10, job_id, "user asked", &mut out)
-        .unwrap();
-    let cancelled = JobState::Cancelled {
-        reason: "user asked".into(),
+    let reason = "user asked".to_string();
+    scheduler.cancel_job(10, job_id, &reason, &mut out).unwrap();
+    let cancelled = JournalEvent::JobCancelled {
+        job: job_id,
+        reason: reason.clone(),
+        at: 10,
     };
-    let expected = vec![
-        Output::Persist(JournalEvent::JobCancelled {
-            job: job_id,
-            reason: "user asked".into(),
-            at: 10,
-        }),
-        Output::JobFinished {
-            job: job_id,
-            state: cancelled,
-        },
-    ];
-    assert_eq!(out, expected);
+    let state = JobState::Cancelled { reason };
+    let finished = Output::JobFinished { job: job_id, state };
+    assert_eq!(out, vec![Output::Persist(cancelled), finished]);
     assert_eq!(scheduler.job(job_id).unwrap().counts().skipped, 3);
     assert_eq!(scheduler.pull(20, worker, 10).assignments, vec![]);
 
-    let reply = scheduler.heartbeat(20, worker, &[running.attempt], false, 1);
+    // Delivered even when the worker does not list the attempt it holds.
+    let reply = scheduler.heartbeat(20, worker, &[], false, 1);
     assert_eq!(reply.cancel, vec![running.attempt]);
-    let reply = scheduler.report(30, worker, vec![ok(running.attempt)], &mut out);
+    let reply = scheduler.report(30, worker, vec![ok(running.attempt, 30)], &mut out);
     assert_eq!(reply.rejected, 1);
     assert_eq!(scheduler.job(job_id).unwrap().counters.results_rejected, 1);
-    assert!(commits(&out).is_empty());
+    assert_eq!(commits(&out), vec![]);
 
-    // (job, refusal) for a second cancel
-    let table = [
-        (
-            job_id,
-            JobError::AlreadyFinished {
-                job: job_id,
-                state: "cancelled",
-            },
-        ),
+    let already = JobError::AlreadyFinished {
+        job: job_id,
+        state: "cancelled",
+    };
+    // (job, refusal) of a second cancel
+    for (target, refusal) in [
+        (job_id, already),
         (JobId(99), JobError::NotFound(JobId(99))),
-    ];
-    for (target, refusal) in table {
-        assert_eq!(
-            scheduler.cancel_job(40, target, "again", &mut out),
-            Err(refusal)
-        );
+    ] {
+        let again = scheduler.cancel_job(40, target, "again", &mut out);
+        assert_eq!(again, Err(refusal));
     }
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
@@ -678,13 +574,9 @@ fn drained_worker_hands_back_unstarted_attempts_to_the_front_of_the_queue_withou
     // (returned attempts, by grant index, in the order the worker lists them)
     let table: [&[usize]; 2] = [&[1, 2], &[2, 1]];
     for returned in table {
-        let mut scheduler = new_scheduler(config());
-        let mut out = Vec::new();
-        let job_id = scheduler.submit(0, job(4), &mut out).unwrap();
-        let draining = scheduler.register_worker(0, advertising(&["noop"]));
+        let (mut scheduler, mut out, job_id, draining) = setup(config(), job(4));
         let other = scheduler.register_worker(0, advertising(&["noop"]));
-        let grants = scheduler.pull(0, draining, 3).assignments;
-        let held: Vec<AttemptId> = grants.iter().map(|grant| grant.attempt).collect();
+        let held = attempts_of(&scheduler.pull(0, draining, 3).assignments);
 
         let reply = scheduler.heartbeat(10, draining, &held, true, 1);
         assert_eq!(reply.cancel, vec![]);
@@ -704,104 +596,82 @@ fn drained_worker_hands_back_unstarted_attempts_to_the_front_of_the_queue_withou
         assert_eq!(scheduler.stats().attempts_failed, 1);
         let errors = scheduler.job(job_id).unwrap().tasks()[0].errors();
         assert_eq!(errors[0].failure.message, "worker left");
-        assert_invariants(&scheduler);
+        scheduler.check_invariants().unwrap();
     }
 }
 
 #[test]
 fn recovery_from_the_journal_keeps_commits_and_rejects_old_attempts() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    let job_id = scheduler.submit(0, job(3), &mut out).unwrap();
-    let worker = scheduler.register_worker(0, advertising(&["noop"]));
-    let old = scheduler.pull(0, worker, 3).assignments;
-    let old_ids: Vec<AttemptId> = old.iter().map(|grant| grant.attempt).collect();
-    let results = vec![ok(old_ids[0]), failed(old_ids[1], true)];
+    let (mut scheduler, mut out, job_id, worker) = setup(config(), job(3));
+    let old = attempts_of(&scheduler.pull(0, worker, 3).assignments);
+    let results = vec![ok(old[0], 10), failed(old[1], true)];
     scheduler.report(10, worker, results, &mut out);
     // Task 2 is still running when the coordinator stops.
 
-    let recovered_config = SchedulerConfig {
-        epoch: 2,
-        ..config()
-    };
-    let mut recovered = Scheduler::recover(recovered_config, KINDS, persisted(&out));
-    assert_invariants(&recovered);
+    let config = config_with(|config| config.epoch = 2);
+    let mut recovered = Scheduler::recover(config, KINDS, persisted(&out));
+    recovered.check_invariants().unwrap();
     assert_eq!(job_state(&recovered, job_id), JobState::Running);
     assert_eq!(state_of(&recovered, task(job_id, 0)), TaskState::Succeeded);
     let worker = recovered.register_worker(100, advertising(&["noop"]));
     let mut out = Vec::new();
-    let reply = recovered.report(100, worker, vec![ok(old_ids[2])], &mut out);
+    let reply = recovered.report(100, worker, vec![ok(old[2], 100)], &mut out);
     assert_eq!((reply.reregister, reply.rejected), (false, 1));
-    assert!(commits(&out).is_empty());
+    assert_eq!(commits(&out), vec![]);
 
     // (task, attempt number): the failed attempt still counts, the lost one does not.
     let grants = recovered.pull(100, worker, 10).assignments;
-    let granted: Vec<(TaskId, u32)> = grants
-        .iter()
-        .map(|grant| (grant.task, grant.attempt_number))
-        .collect();
+    let granted: Vec<(TaskId, u32)> = grants.iter().map(|g| (g.task, g.attempt_number)).collect();
     assert_eq!(granted, vec![(task(job_id, 1), 2), (task(job_id, 2), 1)]);
-    let newest_old = old_ids.iter().max().unwrap();
+    let newest_old = old.iter().max().unwrap();
     assert!(grants.iter().all(|grant| grant.attempt > *newest_old));
 
-    let results = grants.iter().map(|grant| ok(grant.attempt)).collect();
+    let results = grants.iter().map(|grant| ok(grant.attempt, 10)).collect();
     recovered.report(110, worker, results, &mut out);
     assert_eq!(commits(&out).len(), 2);
     assert_eq!(finished(&out), vec![(job_id, JobState::Succeeded)]);
-    assert_invariants(&recovered);
+    recovered.check_invariants().unwrap();
 }
 
 #[test]
 fn worker_only_gets_kinds_it_advertises() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    let spec = RawJobSpec {
-        backoff_base_ms: 1,
-        backoff_max_ms: 1,
-        ..job_of_kinds(&["command", "noop", "command"])
-    };
-    let job_id = scheduler.submit(0, spec, &mut out).unwrap();
-    let noop_only = scheduler.register_worker(0, advertising(&["noop"]));
+    let spec = with_backoff(job_of_kinds(&["command", "noop", "command"]), 1, 1);
+    let (mut scheduler, mut out, job_id, noop_only) = setup(config(), spec);
     let command_only = scheduler.register_worker(0, advertising(&["command"]));
 
-    // (worker, time, tasks granted)
+    // (worker, tasks granted)
     let table = [
-        (noop_only, 0, vec![task(job_id, 1)]),
-        (noop_only, 0, vec![]),
-        (command_only, 0, vec![task(job_id, 0), task(job_id, 2)]),
+        (noop_only, vec![task(job_id, 1)]),
+        (noop_only, vec![]),
+        (command_only, vec![task(job_id, 0), task(job_id, 2)]),
     ];
-    for (worker, now, expected) in table {
-        let grants = scheduler.pull(now, worker, 10).assignments;
+    for (worker, expected) in table {
+        let grants = scheduler.pull(0, worker, 10).assignments;
         assert_eq!(tasks_of(&grants), expected);
-        let kinds = &scheduler
-            .workers()
-            .find(|(id, _)| **id == worker)
-            .unwrap()
-            .1
-            .info
-            .kinds;
-        assert!(grants.iter().all(|grant| kinds.contains(&grant.kind)));
     }
 
     // A due retry of a command task is not handed to the noop worker either.
-    let held: Vec<AttemptId> = scheduler
-        .attempts()
-        .filter(|(_, attempt)| attempt.worker == command_only)
-        .map(|(id, _)| *id)
-        .collect();
-    scheduler.report(10, command_only, vec![failed(held[0], true)], &mut out);
+    let first_command = scheduler.attempts().find(|(_, a)| a.worker == command_only);
+    let first_command = *first_command.unwrap().0;
+    scheduler.report(
+        10,
+        command_only,
+        vec![failed(first_command, true)],
+        &mut out,
+    );
     assert_eq!(scheduler.pull(100, noop_only, 10).assignments, vec![]);
     let retry = pull_one(&mut scheduler, 100, command_only);
-    assert_eq!((retry.task, retry.attempt_number), (task(job_id, 0), 2));
-    assert_invariants(&scheduler);
+    let expected = (task(job_id, 0), 2, "command");
+    assert_eq!(
+        (retry.task, retry.attempt_number, retry.kind.as_str()),
+        expected
+    );
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn unknown_worker_is_told_to_reregister() {
-    let mut scheduler = new_scheduler(config());
-    let mut out = Vec::new();
-    scheduler.submit(0, job(1), &mut out).unwrap();
-    let declared_dead = scheduler.register_worker(0, advertising(&["noop"]));
+    let (mut scheduler, mut out, _, declared_dead) = setup(config(), job(1));
     scheduler.tick(2000, &mut out);
     let zombie = AttemptId(7);
 
@@ -809,20 +679,18 @@ fn unknown_worker_is_told_to_reregister() {
         let pull = scheduler.pull(2001, worker, 5);
         assert_eq!((pull.reregister, pull.assignments), (true, vec![]));
         let heartbeat = scheduler.heartbeat(2001, worker, &[zombie], false, 1);
-        assert_eq!(
-            (heartbeat.reregister, heartbeat.cancel),
-            (true, vec![zombie])
-        );
-        let report = scheduler.report(2001, worker, vec![ok(zombie)], &mut out);
+        let expected = (true, vec![zombie]);
+        assert_eq!((heartbeat.reregister, heartbeat.cancel), expected);
+        let report = scheduler.report(2001, worker, vec![ok(zombie, 10)], &mut out);
         assert_eq!((report.reregister, report.rejected), (true, 1));
     }
     assert_eq!(scheduler.attempts().count(), 0);
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }
 
 #[test]
 fn submit_refuses_an_empty_job_and_unknown_kinds() {
-    let mut scheduler = new_scheduler(config());
+    let mut scheduler = Scheduler::new(config(), KINDS);
     let mut out = Vec::new();
     let unknown_kind = SpecError::UnknownKind {
         index: 1,
@@ -845,5 +713,5 @@ fn submit_refuses_an_empty_job_and_unknown_kinds() {
     let accepted = scheduler.submit(0, job_of_kinds(&["noop", "gpu"]), &mut out);
     assert_eq!(accepted, Ok(JobId(1)));
     assert_eq!(persisted(&out).len(), 1);
-    assert_invariants(&scheduler);
+    scheduler.check_invariants().unwrap();
 }

@@ -703,7 +703,7 @@ impl World {
             .check_invariants()
             .map_err(|problem| self.fail(format!("invariant: {problem}")))?;
         // Recovery must give back exactly the committed tasks.
-        if self.step % 25 == 0 {
+        if self.step.is_multiple_of(25) {
             let recovered = Scheduler::recover(
                 scheduler_config(self.epoch + 1, self.seed),
                 KINDS,

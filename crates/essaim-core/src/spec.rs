@@ -162,8 +162,7 @@ impl RawJobSpec {
                 });
             }
             total_bytes += task.payload.len();
-            let kind_is_known = task.kind.len() <= MAX_KIND_LEN
-                && known_kinds.iter().any(|known| *known == task.kind);
+            let kind_is_known = task.kind.len() <= MAX_KIND_LEN && known_kinds.contains(&task.kind);
             if !kind_is_known {
                 return Err(SpecError::UnknownKind {
                     index,

@@ -12,10 +12,15 @@ use tracing_subscriber::filter::LevelFilter;
 /// Safe to call more than once: only the first call installs a subscriber, later calls
 /// (for example from several tests in one binary) do nothing.
 pub fn init_tracing(json: bool) {
+    init_tracing_with_default(json, LevelFilter::INFO);
+}
+
+/// Like [`init_tracing`], with another level when `RUST_LOG` is not set (demos run quieter).
+pub fn init_tracing_with_default(json: bool, default_level: LevelFilter) {
     // Lossy: an invalid directive in RUST_LOG is skipped rather than preventing the
     // process from starting or silencing all logs.
     let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
+        .with_default_directive(default_level.into())
         .from_env_lossy();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,1 +1,204 @@
-//! placeholder
+//! The essaim worker: registers with a coordinator, pulls attempts over gRPC, runs them
+//! with the executor of their kind, reports their results, and serves their large
+//! outputs over HTTP.
+//!
+//! Workers pull rather than being pushed to, so a worker takes exactly as much work as
+//! it has room for, and the coordinator never needs to reach a worker's address. Four
+//! independent loops talk to the coordinator, so that none waits on another: a parked
+//! long-poll never delays a heartbeat or a result.
+//!
+//! ```text
+//!              PullTasks                ReportResults (batched)
+//!  coordinator ─────────▶ pull ──┐   ┌──▶ reporter ──────────▶ coordinator
+//!                                ▼   │
+//!                             dispatcher ◀── cancel ── heartbeat ◀──▶ coordinator
+//!                      (queue, slots, attempts)            Heartbeat
+//! ```
+//!
+//! | file | concept |
+//! |---|---|
+//! | `lib.rs` | [`start_worker`] and [`RunningWorker`]: binding, start-up, waiting |
+//! | `config.rs` | [`WorkerConfig`] and its validation; the file server URL |
+//! | `error.rs` | [`WorkerError`] |
+//! | `executor.rs` | [`Executor`], [`AttemptContext`], [`ExecutorRegistry`] |
+//! | `builtin.rs` | the built-in kinds `noop`, `sleep`, `echo`, `fail`, `salad` |
+//! | `command.rs` | the `command` kind: external programs |
+//! | `attempt.rs` | what runs around every executor: span, timeout, attempt directory |
+//! | `dispatch.rs` | the owner of held attempts: local queue, slots, cancellation |
+//! | `session.rs` | registration, re-registration, and the session every loop reads |
+//! | `pull.rs` | the pull loop |
+//! | `heartbeat.rs` | the heartbeat loop |
+//! | `report.rs` | the reporter |
+//! | `runtime.rs` | the worker's life and the drain |
+//! | `files.rs` | the `/files` HTTP endpoint |
+//! | `backoff.rs` | retry delays with jitter |
+#![warn(missing_docs)]
+
+mod attempt;
+mod backoff;
+pub mod builtin;
+pub mod command;
+mod config;
+mod dispatch;
+mod error;
+mod executor;
+mod files;
+mod heartbeat;
+mod pull;
+mod report;
+mod runtime;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use essaim_telemetry::prometheus_client::registry::Registry;
+use essaim_telemetry::{Health, WorkerMetrics};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::WorkerConfig;
+pub use error::WorkerError;
+pub use executor::{AttemptContext, BUILTIN_KINDS, ExecutionFuture, Executor, ExecutorRegistry};
+
+use crate::attempt::AttemptSettings;
+use crate::session::{Registrar, RegistrationDetails, SessionState};
+
+/// A worker that has registered (or was asked to drain before it could) and runs until
+/// its drain completes.
+#[derive(Debug)]
+pub struct RunningWorker {
+    /// Where `/healthz`, `/readyz`, `/metrics` and `/files` are served.
+    pub http_addr: SocketAddr,
+    /// The base URL of file results, as told to the coordinator.
+    pub file_server_url: String,
+    /// `None` when the runtime already ended inside [`start_worker`].
+    runtime: Option<JoinHandle<Result<(), WorkerError>>>,
+}
+
+impl RunningWorker {
+    /// Waits until the worker has drained (after the drain token fired) and stopped, or
+    /// stopped on an error no retry can fix.
+    pub async fn wait(self) -> Result<(), WorkerError> {
+        let Some(runtime) = self.runtime else {
+            return Ok(());
+        };
+        runtime
+            .await
+            .map_err(|source| WorkerError::TaskPanicked { task: "runtime", source })?
+    }
+}
+
+/// Starts the worker: binds HTTP, then registers (retrying while the coordinator is
+/// unreachable, with capped exponential backoff and full jitter, logging each failure),
+/// then runs until `drain` fires and the drain completes (see [`RunningWorker::wait`]).
+///
+/// Returns an error when the configuration is unusable, the HTTP address cannot be
+/// bound, or the coordinator refuses the registration for good (e.g. a wrong token). If
+/// `drain` fires before the registration succeeds, returns a worker that is already
+/// stopping.
+pub async fn start_worker(
+    config: WorkerConfig,
+    executors: ExecutorRegistry,
+    drain: CancellationToken,
+) -> Result<RunningWorker, WorkerError> {
+    config.validate()?;
+    tokio::fs::create_dir_all(&config.scratch_dir)
+        .await
+        .map_err(|source| WorkerError::ScratchDir { path: config.scratch_dir.clone(), source })?;
+    let bind_error = |source| WorkerError::BindHttp { address: config.http_listen, source };
+    let listener = tokio::net::TcpListener::bind(config.http_listen).await.map_err(bind_error)?;
+    let http_addr = listener.local_addr().map_err(bind_error)?;
+    let (_, bound_to_wildcard) = config::default_advertised_ip(http_addr);
+    if config.advertised_host.is_none() && bound_to_wildcard {
+        tracing::warn!(
+            http = %http_addr,
+            "the HTTP server listens on a wildcard address and no advertised host is set; \
+             file URLs name the loopback address, which only this host can reach"
+        );
+    }
+    let file_server_url = config::file_server_url(config.advertised_host.as_deref(), http_addr);
+
+    let mut registry = Registry::default();
+    let metrics = WorkerMetrics::register(&mut registry);
+    metrics.slots.set(i64::from(config.slots));
+    let health = Health::new();
+    health.set_not_ready("not registered");
+    let router = essaim_telemetry::router(Arc::new(registry), health.clone()).merge(
+        files::file_server_router(config.scratch_dir.clone(), config.token.as_deref()),
+    );
+    let http_stop = CancellationToken::new();
+    let http_server = tokio::spawn(essaim_telemetry::serve_http(
+        listener,
+        router,
+        http_stop.clone().cancelled_owned(),
+    ));
+
+    let kinds = executors.kinds();
+    tracing::info!(
+        name = %config.name,
+        coordinator = %config.coordinator_url,
+        http = %http_addr,
+        file_server_url = %file_server_url,
+        slots = config.slots,
+        prefetch = config.prefetch,
+        kinds = ?kinds,
+        "worker starting"
+    );
+    let registrar = Registrar::new(
+        config.coordinator_url.clone(),
+        config.token.clone(),
+        RegistrationDetails {
+            name: config.name.clone(),
+            slots: config.slots,
+            kinds,
+            file_server_url: file_server_url.clone(),
+            labels: config.labels.clone().into_iter().collect(),
+            data_dirs: config.data_dirs.clone(),
+        },
+        backoff::fresh_seed(0),
+    );
+    let (session_tx, mut session_rx) = watch::channel(SessionState::Registering);
+    let runtime = runtime::Runtime {
+        registrar,
+        executors: Arc::new(executors),
+        attempt_settings: AttemptSettings {
+            scratch_root: config.scratch_dir.clone(),
+            file_server_url: file_server_url.clone(),
+            worker_name: config.name.clone(),
+        },
+        slots: config.slots,
+        prefetch: config.prefetch,
+        drain_grace: config.drain_grace,
+        metrics,
+        health,
+        session_tx,
+        drain: drain.child_token(),
+        http_stop,
+        http_server,
+    };
+    let runtime = tokio::spawn(runtime.run());
+
+    // The runtime publishes the first session once registered, or `Closed` if drained
+    // first; it drops the sender without either only when it failed.
+    let settled = session_rx
+        .wait_for(|state| !matches!(state, SessionState::Registering))
+        .await
+        .is_ok();
+    if settled {
+        return Ok(RunningWorker {
+            http_addr,
+            file_server_url,
+            runtime: Some(runtime),
+        });
+    }
+    runtime
+        .await
+        .map_err(|source| WorkerError::TaskPanicked { task: "runtime", source })??;
+    Ok(RunningWorker {
+        http_addr,
+        file_server_url,
+        runtime: None,
+    })
+}

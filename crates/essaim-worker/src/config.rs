@@ -1,0 +1,177 @@
+//! What a worker process is told at start, checked once before anything is bound.
+//!
+//! The CLI turns flags into a [`WorkerConfig`]; [`WorkerConfig::validate`] refuses the
+//! values the runtime cannot work with, naming the offending key, so that the loops can
+//! rely on them (at least one slot, a coordinator URL).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::WorkerError;
+
+/// Everything a worker needs to join a cluster.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// The coordinator's gRPC address, e.g. `http://127.0.0.1:7070`.
+    pub coordinator_url: String,
+    /// The cluster token, sent as `authorization: Bearer <token>` on every call and
+    /// required from clients of the file server. `None`: no authentication.
+    pub token: Option<String>,
+    /// Display name shown by `essaim workers` (the CLI defaults it to the host name).
+    pub name: String,
+    /// Attempts run at once (the CLI defaults it to the number of cores). At least 1.
+    pub slots: u32,
+    /// Extra attempts pulled beyond the free slots and queued locally, so that a slot
+    /// that frees up starts its next attempt without waiting for a round trip (default 0).
+    pub prefetch: u32,
+    /// Address of `/healthz`, `/readyz`, `/metrics` and `/files`; port 0 picks one.
+    pub http_listen: SocketAddr,
+    /// Host put in file URLs; default: the bound IP (loopback when bound to a wildcard).
+    pub advertised_host: Option<String>,
+    /// Root of the attempt-private directories `<scratch>/<job>/<task>/<attempt>/`.
+    pub scratch_dir: PathBuf,
+    /// How long running attempts may finish after the drain starts (default 30 s).
+    pub drain_grace: Duration,
+    /// Advertise the `command` kind (external commands) only when true.
+    pub allow_commands: bool,
+    /// Data directories this worker holds locally, for locality-aware placement.
+    pub data_dirs: Vec<String>,
+    /// Free-form labels (zone, machine type).
+    pub labels: BTreeMap<String, String>,
+}
+
+// Written by hand so that the token never reaches a log line.
+impl fmt::Debug for WorkerConfig {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("WorkerConfig")
+            .field("coordinator_url", &self.coordinator_url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("name", &self.name)
+            .field("slots", &self.slots)
+            .field("prefetch", &self.prefetch)
+            .field("http_listen", &self.http_listen)
+            .field("advertised_host", &self.advertised_host)
+            .field("scratch_dir", &self.scratch_dir)
+            .field("drain_grace", &self.drain_grace)
+            .field("allow_commands", &self.allow_commands)
+            .field("data_dirs", &self.data_dirs)
+            .field("labels", &self.labels)
+            .finish()
+    }
+}
+
+impl WorkerConfig {
+    /// Refuses values the runtime cannot work with, naming the offending key.
+    pub fn validate(&self) -> Result<(), WorkerError> {
+        if self.coordinator_url.trim().is_empty() {
+            return Err(invalid("coordinator_url", "is empty"));
+        }
+        if self.slots == 0 {
+            return Err(invalid("slots", "must be at least 1"));
+        }
+        if self.scratch_dir.as_os_str().is_empty() {
+            return Err(invalid("scratch_dir", "is empty"));
+        }
+        if let Some(host) = &self.advertised_host {
+            let host_is_usable = !host.is_empty() && !host.contains(['/', ' ', '?', '#', '@']);
+            if !host_is_usable {
+                return Err(invalid(
+                    "advertised_host",
+                    "must be a bare host name or IP address (no scheme, port or path)",
+                ));
+            }
+        }
+        if let Some(token) = &self.token {
+            let token_is_printable = token.bytes().all(|byte| byte.is_ascii_graphic());
+            if token.is_empty() || !token_is_printable {
+                return Err(invalid("token", "must be non-empty printable ASCII"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(key: &'static str, reason: &str) -> WorkerError {
+    WorkerError::InvalidConfig {
+        key,
+        reason: reason.to_string(),
+    }
+}
+
+/// Returns the host to put in file URLs when no host is advertised: the bound IP, or the
+/// loopback of the same family when bound to a wildcard (a wildcard is not an address a
+/// client can connect to). The second value is true when that fallback was used.
+pub(crate) fn default_advertised_ip(bound: SocketAddr) -> (IpAddr, bool) {
+    match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (IpAddr::V4(Ipv4Addr::LOCALHOST), true),
+        IpAddr::V6(ip) if ip.is_unspecified() => (IpAddr::V6(Ipv6Addr::LOCALHOST), true),
+        ip => (ip, false),
+    }
+}
+
+/// Returns the base URL of the file server, e.g. `http://10.0.0.5:7001`.
+pub(crate) fn file_server_url(advertised_host: Option<&str>, bound: SocketAddr) -> String {
+    let port = bound.port();
+    match advertised_host {
+        // An IPv6 literal needs brackets in a URL; a name or IPv4 address does not.
+        Some(host) if host.contains(':') && !host.starts_with('[') => {
+            format!("http://[{host}]:{port}")
+        }
+        Some(host) => format!("http://{host}:{port}"),
+        None => {
+            let (ip, _) = default_advertised_ip(bound);
+            format!("http://{}", SocketAddr::new(ip, port))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> WorkerConfig {
+        WorkerConfig {
+            coordinator_url: "http://127.0.0.1:7070".into(),
+            token: Some("secret".into()),
+            name: "w".into(),
+            slots: 2,
+            prefetch: 0,
+            http_listen: "127.0.0.1:0".parse().unwrap(),
+            advertised_host: None,
+            scratch_dir: "/tmp/essaim".into(),
+            drain_grace: Duration::from_secs(30),
+            allow_commands: false,
+            data_dirs: Vec::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn zero_slots_is_refused_naming_the_key() {
+        let refused = WorkerConfig { slots: 0, ..config() }.validate();
+        assert!(matches!(refused, Err(WorkerError::InvalidConfig { key: "slots", .. })));
+        assert!(config().validate().is_ok());
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let text = format!("{:?}", config());
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn file_urls_use_the_advertised_host_or_a_connectable_ip() {
+        let bound: SocketAddr = "0.0.0.0:7001".parse().unwrap();
+        assert_eq!(file_server_url(None, bound), "http://127.0.0.1:7001");
+        assert_eq!(file_server_url(Some("node-3"), bound), "http://node-3:7001");
+        assert_eq!(file_server_url(Some("fe80::1"), bound), "http://[fe80::1]:7001");
+        let bound_v6: SocketAddr = "[::]:9".parse().unwrap();
+        assert_eq!(file_server_url(None, bound_v6), "http://[::1]:9");
+        let bound_lan: SocketAddr = "10.0.0.5:80".parse().unwrap();
+        assert_eq!(file_server_url(None, bound_lan), "http://10.0.0.5:80");
+    }
+}

@@ -1,0 +1,277 @@
+//! The file server: `GET /files/{job}/{task}/{attempt}/{name}` serves the file `name` of
+//! an attempt directory, for results too large to travel inline.
+//!
+//! Guarantees:
+//! - nothing outside the scratch directory can be reached: the job and task must be
+//!   decimal, the attempt hexadecimal, and the name one plain component
+//!   (`[A-Za-z0-9._-]+`, not `.` or `..`), checked after percent-decoding; the path is
+//!   rebuilt from the parsed numbers, never from the raw text; symbolic links are not
+//!   followed at the last component;
+//! - when the cluster has a token, requests must carry it (`Authorization: Bearer …`);
+//! - files are streamed, so a large result never sits in memory.
+//!
+//! Parsing is a pure function ([`parse_file_request`]) tested on its own; the handler
+//! only does the I/O.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::io::ReaderStream;
+
+use crate::executor::attempt_dir;
+
+/// Bytes read from disk per chunk of a served file.
+const STREAM_CHUNK_BYTES: usize = 64 * 1024;
+
+/// One file of one attempt, as named by a valid URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttemptFile {
+    job_id: u64,
+    task_index: u32,
+    attempt_id: u64,
+    name: String,
+}
+
+impl AttemptFile {
+    /// Returns where the file lives under `scratch_root`.
+    fn path_under(&self, scratch_root: &Path) -> PathBuf {
+        attempt_dir(scratch_root, self.job_id, self.task_index, self.attempt_id).join(&self.name)
+    }
+}
+
+/// Why a file URL was refused (always a 400: the client asked for something that cannot
+/// exist).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FileRequestError {
+    /// The job is not a decimal number.
+    #[error("job `{0}` is not a decimal number")]
+    Job(String),
+    /// The task is not a decimal number.
+    #[error("task `{0}` is not a decimal number")]
+    Task(String),
+    /// The attempt is not a hexadecimal number.
+    #[error("attempt `{0}` is not a hexadecimal number")]
+    Attempt(String),
+    /// The name is not one plain file name.
+    #[error("file name `{0}` is not allowed (letters, digits, `.`, `_` and `-` only)")]
+    Name(String),
+}
+
+/// Checks the four URL segments (already percent-decoded) of a file request.
+pub(crate) fn parse_file_request(
+    job: &str,
+    task: &str,
+    attempt: &str,
+    name: &str,
+) -> Result<AttemptFile, FileRequestError> {
+    // Digits are checked first because `parse` also accepts a leading `+`.
+    let is_decimal = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+    let is_hex = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_hexdigit());
+    let job_id = Some(job)
+        .filter(|text| is_decimal(text))
+        .and_then(|text| text.parse::<u64>().ok())
+        .ok_or_else(|| FileRequestError::Job(shorten(job)))?;
+    let task_index = Some(task)
+        .filter(|text| is_decimal(text))
+        .and_then(|text| text.parse::<u32>().ok())
+        .ok_or_else(|| FileRequestError::Task(shorten(task)))?;
+    let attempt_id = Some(attempt)
+        .filter(|text| is_hex(text))
+        .and_then(|text| u64::from_str_radix(text, 16).ok())
+        .ok_or_else(|| FileRequestError::Attempt(shorten(attempt)))?;
+    let name_is_plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
+    if !name_is_plain {
+        return Err(FileRequestError::Name(shorten(name)));
+    }
+    Ok(AttemptFile {
+        job_id,
+        task_index,
+        attempt_id,
+        name: name.to_string(),
+    })
+}
+
+/// Keeps error messages short whatever the client sent.
+fn shorten(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+struct FileServerState {
+    scratch_root: PathBuf,
+    /// The full expected header value, `Bearer <token>`.
+    expected_authorization: Option<String>,
+}
+
+/// Returns the router of `/files/…`, serving attempt files under `scratch_root`.
+pub(crate) fn file_server_router(scratch_root: PathBuf, token: Option<&str>) -> Router {
+    let state = FileServerState {
+        scratch_root,
+        expected_authorization: token.map(|token| format!("Bearer {token}")),
+    };
+    Router::new()
+        .route("/files/{job}/{task}/{attempt}/{name}", get(serve_attempt_file))
+        .with_state(Arc::new(state))
+}
+
+async fn serve_attempt_file(
+    State(state): State<Arc<FileServerState>>,
+    headers: HeaderMap,
+    UrlPath((job, task, attempt, name)): UrlPath<(String, String, String, String)>,
+) -> Response {
+    if let Some(expected) = &state.expected_authorization {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .map(|value| value.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_equal(presented, expected.as_bytes()) {
+            return (StatusCode::UNAUTHORIZED, "missing or wrong cluster token").into_response();
+        }
+    }
+    let file = match parse_file_request(&job, &task, &attempt, &name) {
+        Ok(file) => file,
+        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    };
+    let path = file.path_under(&state.scratch_root);
+    // `symlink_metadata` so that a link planted by a command is not followed out of the
+    // scratch directory.
+    let metadata = match tokio::fs::symlink_metadata(&path).await {
+        Ok(metadata) if metadata.is_file() => metadata,
+        Ok(_) => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return (StatusCode::NOT_FOUND, "no such file").into_response();
+        }
+        Err(error) => return internal_error(&path, &error),
+    };
+    let opened = match tokio::fs::File::open(&path).await {
+        Ok(opened) => opened,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return (StatusCode::NOT_FOUND, "no such file").into_response();
+        }
+        Err(error) => return internal_error(&path, &error),
+    };
+    let body = Body::from_stream(ReaderStream::with_capacity(opened, STREAM_CHUNK_BYTES));
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, metadata.len().to_string()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn internal_error(path: &Path, error: &std::io::Error) -> Response {
+    tracing::warn!(%error, path = %path.display(), "failed to open a served file");
+    (StatusCode::INTERNAL_SERVER_ERROR, "failed to open the file").into_response()
+}
+
+/// Compares a presented secret with the expected one in time that does not depend on
+/// where they differ, so the token cannot be guessed byte by byte from response times.
+fn constant_time_equal(presented: &[u8], expected: &[u8]) -> bool {
+    if presented.len() != expected.len() {
+        return false;
+    }
+    presented
+        .iter()
+        .zip(expected)
+        .fold(0u8, |difference, (left, right)| difference | (left ^ right))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::sync::CancellationToken;
+
+    #[test]
+    fn only_numeric_ids_and_plain_names_are_accepted() {
+        let file = parse_file_request("12", "3", "beef", "stdout").unwrap();
+        assert_eq!(file.path_under(Path::new("/s")), Path::new("/s/12/3/beef/stdout"));
+        // Leading zeros are canonicalised, so two spellings name one file.
+        let padded = parse_file_request("012", "03", "0beef", "stdout").unwrap();
+        assert_eq!(padded, file);
+        for (job, task, attempt, name) in [
+            ("..", "3", "beef", "stdout"),
+            ("+12", "3", "beef", "stdout"),
+            ("12", "-3", "beef", "stdout"),
+            ("12", "3", "xyz", "stdout"),
+            ("12", "3", "beef", ".."),
+            ("12", "3", "beef", "."),
+            ("12", "3", "beef", "a/b"),
+            ("12", "3", "beef", ""),
+            ("12", "99999999999", "beef", "stdout"),
+        ] {
+            assert!(parse_file_request(job, task, attempt, name).is_err(), "{job}/{task}/{attempt}/{name}");
+        }
+    }
+
+    /// Sends one raw HTTP/1.1 request and returns the status code and the body.
+    async fn get(address: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        let authorization = token.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{authorization}Connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.unwrap();
+        let head_end = response.windows(4).position(|window| window == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&response[..head_end]).to_string();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let body = response[head_end + 4..].to_vec();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn file_server_refuses_traversal_and_missing_tokens_and_serves_real_files() {
+        let scratch = tempfile::tempdir().unwrap();
+        let attempt_dir = scratch.path().join("12/3/beef");
+        std::fs::create_dir_all(&attempt_dir).unwrap();
+        let content: Vec<u8> = (0..200_000u32).map(|index| (index % 251) as u8).collect();
+        std::fs::write(attempt_dir.join("stdout"), &content).unwrap();
+        std::fs::write(scratch.path().join("secret"), b"not for clients").unwrap();
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let router = file_server_router(scratch.path().to_path_buf(), Some("s3cret"));
+        let server = tokio::spawn(essaim_telemetry::serve_http(listener, router, stop.clone().cancelled_owned()));
+
+        let token = Some("s3cret");
+        let (status, body) = get(address, "/files/12/3/beef/stdout", token).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, content);
+
+        assert_eq!(get(address, "/files/12/3/beef/stdout", None).await.0, 401);
+        assert_eq!(get(address, "/files/12/3/beef/stdout", Some("wrong")).await.0, 401);
+        assert_eq!(get(address, "/files/12/3/beef/..", token).await.0, 400);
+        assert_eq!(get(address, "/files/12/3/beef/%2e%2e", token).await.0, 400);
+        assert_eq!(get(address, "/files/12/3/beef/%2E%2E", token).await.0, 400);
+        assert_eq!(get(address, "/files/12/3/beef/..%2fsecret", token).await.0, 400);
+        assert_eq!(get(address, "/files/abc/3/beef/stdout", token).await.0, 400);
+        assert_eq!(get(address, "/files/12/3/nothex/stdout", token).await.0, 400);
+        assert_eq!(get(address, "/files/12/3/beef/missing", token).await.0, 404);
+        assert_eq!(get(address, "/files/12/3/beef/../../../secret", token).await.0, 404);
+
+        stop.cancel();
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn token_comparison_needs_an_exact_match() {
+        assert!(constant_time_equal(b"Bearer a", b"Bearer a"));
+        assert!(!constant_time_equal(b"Bearer b", b"Bearer a"));
+        assert!(!constant_time_equal(b"Bearer", b"Bearer a"));
+    }
+}

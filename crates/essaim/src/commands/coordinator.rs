@@ -1,0 +1,66 @@
+//! `essaim coordinator`: runs the coordinator until Ctrl-C or SIGTERM.
+
+use crate::client::usage;
+use essaim_coordinator::{CoordinatorConfig, start_coordinator};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Options of `essaim coordinator`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Address for gRPC and HTTP (/healthz, /readyz, /metrics), one port.
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+    /// Directory of the journal; reuse it to resume after a restart.
+    #[arg(long, default_value = "essaim-data")]
+    data_dir: PathBuf,
+    /// Cluster token required from workers and clients (also ESSAIM_TOKEN).
+    #[arg(long, env = "ESSAIM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Accept unauthenticated callers on a non-loopback address.
+    #[arg(long)]
+    allow_unauthenticated: bool,
+    /// Worker heartbeat period, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// A worker silent this long is dead and its tasks are re-queued, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    worker_timeout_ms: u64,
+    /// Longest a worker's pull waits for work, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    long_poll_ms: u64,
+    /// No task counts as a straggler before running this long, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    speculation_min_runtime_ms: u64,
+}
+
+/// Runs the coordinator.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.token.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+        return Err(usage(format!(
+            "refusing to listen on {} without a cluster token: pass --token (or ESSAIM_TOKEN), or --allow-unauthenticated",
+            args.listen
+        )));
+    }
+    if args.heartbeat_ms == 0 || args.worker_timeout_ms <= args.heartbeat_ms {
+        return Err(usage("--worker-timeout-ms must be larger than --heartbeat-ms, which must be positive"));
+    }
+    let mut config = CoordinatorConfig::new(args.listen, args.data_dir);
+    config.token = args.token;
+    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
+    config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
+    config.long_poll = Duration::from_millis(args.long_poll_ms);
+    config.speculation_min_runtime = Duration::from_millis(args.speculation_min_runtime_ms);
+    let shutdown = CancellationToken::new();
+    let coordinator = start_coordinator(config, shutdown.clone()).await?;
+    eprintln!("essaim coordinator: API http://{0} (gRPC), metrics http://{0}/metrics, health /healthz /readyz", coordinator.address);
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        shutdown.cancel();
+    });
+    coordinator.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}

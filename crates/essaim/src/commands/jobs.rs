@@ -1,0 +1,168 @@
+//! `essaim jobs|status|wait|cancel|workers`: reading and steering jobs.
+
+use crate::client::ConnectArgs;
+use crate::output::{OutputFormat, job_json, job_text, print_json};
+use essaim_proto::{CoordinatorClient, v1};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Options of `essaim jobs`.
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+/// Options of `essaim status`.
+#[derive(clap::Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The job.
+    job: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+/// Options of `essaim wait`.
+#[derive(clap::Args, Debug)]
+pub struct WaitArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The job.
+    job: u64,
+    /// Give up after this many seconds (exit code 1).
+    #[arg(long)]
+    timeout_secs: Option<f64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+/// Options of `essaim cancel`.
+#[derive(clap::Args, Debug)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The job.
+    job: u64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+/// Options of `essaim workers`.
+#[derive(clap::Args, Debug)]
+pub struct WorkersArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+/// Lists jobs.
+pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.connect.connect().await?;
+    let jobs = client.list_jobs(v1::ListJobsRequest {}).await?.into_inner().jobs;
+    match args.output {
+        OutputFormat::Json => print_json(&json!(jobs.iter().map(job_json).collect::<Vec<_>>())),
+        OutputFormat::Text => {
+            println!("{:>6}  {:<10} {:>8} {:>9} {:>8} {:>6}  NAME", "JOB", "STATE", "TASKS", "SUCCEEDED", "RUNNING", "DLQ");
+            for job in &jobs {
+                println!("{:>6}  {:<10} {:>8} {:>9} {:>8} {:>6}  {}", job.job_id, job.state, job.total, job.succeeded, job.running, job.dead_lettered, job.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shows one job.
+pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.connect.connect().await?;
+    let job = client.get_job(v1::GetJobRequest { job_id: args.job }).await?.into_inner();
+    match args.output {
+        OutputFormat::Json => print_json(&job_json(&job)),
+        OutputFormat::Text => println!("{}", job_text(&job)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for one job.
+pub async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.connect.connect().await?;
+    let timeout = args.timeout_secs.map(|s| Duration::from_secs_f64(s.max(0.0)));
+    wait_with_progress(&mut client, args.job, timeout, args.output).await
+}
+
+/// Long-polls the job until it is terminal, drawing a progress bar on a terminal;
+/// returns success only when the job succeeded.
+pub async fn wait_with_progress(client: &mut CoordinatorClient, job_id: u64, timeout: Option<Duration>, output: OutputFormat) -> anyhow::Result<ExitCode> {
+    let started = tokio::time::Instant::now();
+    let mut job = client.get_job(v1::GetJobRequest { job_id }).await?.into_inner();
+    let bar = ProgressBar::new(u64::from(job.total));
+    if output == OutputFormat::Json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} job {prefix} [{bar:40}] {pos}/{len} tasks {msg} ({elapsed}, eta {eta})")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(job_id.to_string());
+    while job.state == "running" {
+        if timeout.is_some_and(|limit| started.elapsed() >= limit) {
+            bar.abandon_with_message("timed out waiting");
+            anyhow::bail!("job {job_id} is still running after the timeout");
+        }
+        bar.set_position(u64::from(job.succeeded + job.dead_lettered + job.skipped));
+        bar.set_message(format!("{} running, {} retrying, {} failed", job.running, job.retrying, job.dead_lettered));
+        job = client.wait_job(v1::WaitJobRequest { job_id, timeout_ms: 500 }).await?.into_inner();
+    }
+    bar.set_position(u64::from(job.succeeded + job.dead_lettered + job.skipped));
+    bar.finish_with_message(job.state.clone());
+    match output {
+        OutputFormat::Json => print_json(&job_json(&job)),
+        OutputFormat::Text => println!("{}", job_text(&job)),
+    }
+    Ok(if job.state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Cancels one job.
+pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.connect.connect().await?;
+    let job = client.cancel_job(v1::CancelJobRequest { job_id: args.job }).await?.into_inner();
+    match args.output {
+        OutputFormat::Json => print_json(&job_json(&job)),
+        OutputFormat::Text => println!("{}", job_text(&job)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Lists live workers.
+pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.connect.connect().await?;
+    let workers = client.list_workers(v1::ListWorkersRequest {}).await?.into_inner().workers;
+    match args.output {
+        OutputFormat::Json => print_json(&json!(workers
+            .iter()
+            .map(|w| json!({"worker_id": format!("{:x}", w.worker_id), "name": w.name, "slots": w.slots, "busy_slots": w.busy_slots,
+                "held_attempts": w.held_attempts, "last_heartbeat_age_ms": w.last_heartbeat_age_ms, "draining": w.draining,
+                "kinds": w.kinds, "file_server_url": w.file_server_url}))
+            .collect::<Vec<_>>())),
+        OutputFormat::Text => {
+            println!("{:<14} {:<16} {:>5} {:>5} {:>5} {:>9}  KINDS", "WORKER", "NAME", "SLOTS", "BUSY", "HELD", "HEARTBEAT");
+            for w in &workers {
+                let state = if w.draining { " (draining)" } else { "" };
+                println!("{:<14x} {:<16} {:>5} {:>5} {:>5} {:>7}ms  {}{state}", w.worker_id, w.name, w.slots, w.busy_slots, w.held_attempts, w.last_heartbeat_age_ms, w.kinds.join(","));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

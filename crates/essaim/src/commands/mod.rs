@@ -1,0 +1,27 @@
+//! One module per subcommand, each with its `Args` and `run`.
+
+pub mod bench;
+pub mod coordinator;
+pub mod demo;
+pub mod dlq;
+pub mod jobs;
+pub mod local;
+pub mod results;
+pub mod submit;
+pub mod worker;
+
+/// Resolves when the process receives Ctrl-C (SIGINT) or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,93 @@
+//! `essaim worker`: pulls and runs tasks until SIGTERM, then drains.
+
+use essaim_worker::{ExecutorRegistry, WorkerConfig, start_worker};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Options of `essaim worker`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Coordinator URL.
+    #[arg(long, env = "ESSAIM_COORDINATOR", default_value = "http://127.0.0.1:7070")]
+    coordinator: String,
+    /// Cluster token (also ESSAIM_TOKEN).
+    #[arg(long, env = "ESSAIM_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Attempts run at once (default: the number of cores).
+    #[arg(long)]
+    slots: Option<u32>,
+    /// Attempts pulled ahead of free slots and queued locally.
+    #[arg(long, default_value_t = 0)]
+    prefetch: u32,
+    /// Display name (default: host name and process id).
+    #[arg(long)]
+    name: Option<String>,
+    /// Address of this worker's HTTP server (/healthz, /readyz, /metrics, result files).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    http_listen: SocketAddr,
+    /// Host name other machines use to fetch this worker's files.
+    #[arg(long)]
+    advertised_host: Option<String>,
+    /// Scratch directory for attempt outputs (default: a temporary directory).
+    #[arg(long)]
+    scratch_dir: Option<PathBuf>,
+    /// Seconds running tasks may take to finish after SIGTERM.
+    #[arg(long, default_value_t = 30)]
+    drain_grace_secs: u64,
+    /// Run external commands (the `command` task kind). Off by default: only allow it
+    /// where every holder of the cluster token may run programs on this machine.
+    #[arg(long)]
+    allow_commands: bool,
+    /// Data directories this worker holds locally.
+    #[arg(long = "data-dir")]
+    data_dirs: Vec<String>,
+}
+
+/// Runs the worker.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let temporary;
+    let scratch_dir = match args.scratch_dir {
+        Some(dir) => dir,
+        None => {
+            temporary = tempfile::Builder::new().prefix("essaim-worker-").tempdir()?;
+            temporary.path().to_path_buf()
+        }
+    };
+    let slots = args.slots.unwrap_or_else(super::local::default_slots);
+    if slots == 0 {
+        return Err(crate::client::usage("--slots must be at least 1"));
+    }
+    let name = args.name.unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let config = WorkerConfig {
+        coordinator_url: args.coordinator,
+        token: args.token,
+        name,
+        slots,
+        prefetch: args.prefetch,
+        http_listen: args.http_listen,
+        advertised_host: args.advertised_host,
+        scratch_dir,
+        drain_grace: Duration::from_secs(args.drain_grace_secs),
+        allow_commands: args.allow_commands,
+        data_dirs: args.data_dirs,
+        labels: Default::default(),
+    };
+    let drain = CancellationToken::new();
+    let executors = ExecutorRegistry::with_builtins(config.allow_commands);
+    let worker = start_worker(config, executors, drain.clone()).await?;
+    tracing::info!(http = %worker.http_addr, "worker serving health, metrics and files");
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        tracing::info!("draining: no more pulls, finishing running tasks");
+        drain.cancel();
+    });
+    worker.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into())
+}

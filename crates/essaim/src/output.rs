@@ -1,0 +1,73 @@
+//! Human and JSON renderings of what the coordinator returns (`--output json`).
+
+use clap::ValueEnum;
+use essaim_proto::v1;
+use serde_json::{Value, json};
+
+/// How read commands print.
+#[derive(Clone, Copy, Debug, Default, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Aligned text for people.
+    #[default]
+    Text,
+    /// One JSON document for programs.
+    Json,
+}
+
+/// Returns a job status as JSON.
+pub fn job_json(job: &v1::JobStatus) -> Value {
+    json!({
+        "job_id": job.job_id, "name": job.name, "state": job.state, "reason": job.reason,
+        "priority": job.priority, "total": job.total, "pending": job.pending, "running": job.running,
+        "retrying": job.retrying, "succeeded": job.succeeded, "dead_lettered": job.dead_lettered,
+        "skipped": job.skipped, "submitted_unix_ms": job.submitted_unix_ms,
+        "finished_unix_ms": job.finished_unix_ms, "attempts_started": job.attempts_started,
+        "attempts_failed": job.attempts_failed, "results_rejected": job.results_rejected,
+        "speculative_attempts": job.speculative_attempts,
+    })
+}
+
+/// Returns a job status as one text block.
+pub fn job_text(job: &v1::JobStatus) -> String {
+    let mut text = format!(
+        "job {} ({}) {}\n  tasks: {} total, {} succeeded, {} running, {} pending, {} retrying, {} dead-lettered, {} skipped\n  attempts: {} started, {} failed, {} speculative; {} late results rejected",
+        job.job_id, if job.name.is_empty() { "unnamed" } else { &job.name }, job.state,
+        job.total, job.succeeded, job.running, job.pending, job.retrying, job.dead_lettered, job.skipped,
+        job.attempts_started, job.attempts_failed, job.speculative_attempts, job.results_rejected,
+    );
+    if !job.reason.is_empty() {
+        text.push_str(&format!("\n  reason: {}", job.reason));
+    }
+    if job.finished_unix_ms > 0 {
+        let seconds = job.finished_unix_ms.saturating_sub(job.submitted_unix_ms) as f64 / 1000.0;
+        text.push_str(&format!("\n  took {seconds:.3} s"));
+    }
+    text
+}
+
+/// Returns a failure as JSON.
+pub fn failure_json(failure: Option<&v1::TaskFailure>) -> Value {
+    match failure {
+        None => Value::Null,
+        Some(f) => json!({"message": f.message, "exit_code": f.exit_code, "stderr_tail": f.stderr_tail, "retryable": f.retryable}),
+    }
+}
+
+/// Returns a dead letter as JSON.
+pub fn dead_letter_json(letter: &v1::DeadLetter, with_payload: bool) -> Value {
+    let errors: Vec<Value> = letter
+        .errors
+        .iter()
+        .map(|e| json!({"attempt_id": format!("{:x}", e.attempt_id), "worker_id": format!("{:x}", e.worker_id), "at_unix_ms": e.at_unix_ms, "failure": failure_json(e.failure.as_ref())}))
+        .collect();
+    let mut value = json!({"job_id": letter.job_id, "task_index": letter.task_index, "kind": letter.kind, "attempts": letter.errors.len(), "errors": errors});
+    if with_payload {
+        value["payload"] = Value::String(String::from_utf8_lossy(&letter.payload).into_owned());
+    }
+    value
+}
+
+/// Prints a JSON value on standard output.
+pub fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into()));
+}

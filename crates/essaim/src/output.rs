@@ -69,5 +69,24 @@ pub fn dead_letter_json(letter: &v1::DeadLetter, with_payload: bool) -> Value {
 
 /// Prints a JSON value on standard output.
 pub fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into()));
+    crate::outln!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into()));
+}
+
+/// Writes one line on standard output; a closed pipe (`essaim jobs | head`) ends the
+/// process quietly instead of panicking, like other Unix tools.
+pub fn write_stdout_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n")) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// `println!` that survives a closed pipe; see [`write_stdout_line`].
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::output::write_stdout_line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::output::write_stdout_line(format_args!($($arg)*)) };
 }

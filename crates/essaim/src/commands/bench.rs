@@ -60,9 +60,9 @@ async fn taskfarm(connect: ConnectArgs, tasks: u32, latency_samples: u32) -> any
     let started = Instant::now();
     run_job(&mut client, tasks).await?;
     let elapsed = started.elapsed().as_secs_f64();
-    println!("METRIC thr_n={tasks}");
-    println!("METRIC thr_s={elapsed:.4}");
-    println!("METRIC thr_tasks_per_s={:.1}", f64::from(tasks) / elapsed);
+    crate::outln!("METRIC thr_n={tasks}");
+    crate::outln!("METRIC thr_s={elapsed:.4}");
+    crate::outln!("METRIC thr_tasks_per_s={:.1}", f64::from(tasks) / elapsed);
 
     let mut latencies = Vec::with_capacity(latency_samples as usize);
     for _ in 0..latency_samples {
@@ -74,10 +74,10 @@ async fn taskfarm(connect: ConnectArgs, tasks: u32, latency_samples: u32) -> any
         let total: f64 = latencies.iter().sum();
         latencies.sort_by(f64::total_cmp);
         let percentile = |p: f64| latencies[((p / 100.0 * (latencies.len() - 1) as f64).round() as usize).min(latencies.len() - 1)];
-        println!("METRIC lat_n={latency_samples}");
-        println!("METRIC lat_p50_us={:.1}", percentile(50.0));
-        println!("METRIC lat_p99_us={:.1}", percentile(99.0));
-        println!("METRIC lat_mean_us={:.1}", total / latencies.len() as f64);
+        crate::outln!("METRIC lat_n={latency_samples}");
+        crate::outln!("METRIC lat_p50_us={:.1}", percentile(50.0));
+        crate::outln!("METRIC lat_p99_us={:.1}", percentile(99.0));
+        crate::outln!("METRIC lat_mean_us={:.1}", total / latencies.len() as f64);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -125,13 +125,13 @@ async fn recovery(runs: u32, worker_timeout_ms: u64) -> anyhow::Result<ExitCode>
         // detection + re-queue, the part the platform controls.
         wait_until(&mut client, job_id, |job| job.attempts_failed >= 2).await?;
         let recovered = killed_at.elapsed().as_secs_f64();
-        println!("METRIC recovery_run{run}_s={recovered:.3}");
+        crate::outln!("METRIC recovery_run{run}_s={recovered:.3}");
         samples.push(recovered);
         cluster.stop(Duration::from_secs(2)).await?;
     }
     samples.sort_by(f64::total_cmp);
-    println!("METRIC recovery_median_s={:.3}", samples[samples.len() / 2]);
-    println!("METRIC recovery_worker_timeout_s={:.3}", worker_timeout_ms as f64 / 1000.0);
+    crate::outln!("METRIC recovery_median_s={:.3}", samples[samples.len() / 2]);
+    crate::outln!("METRIC recovery_worker_timeout_s={:.3}", worker_timeout_ms as f64 / 1000.0);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -78,9 +78,9 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let sequential_ms: u64 = fruits.iter().map(|(_, ms)| ms).sum();
 
-    println!("Fruit salad: {} fruits, {} cooks (worker processes, one fruit at a time each).", args.fruits, args.cooks);
-    println!("Each cook crashes with a {}% chance per fruit: the process really exits and is restarted.", args.crash_percent);
-    println!("Starting the kitchen (coordinator + cooks on loopback)…");
+    crate::outln!("Fruit salad: {} fruits, {} cooks (worker processes, one fruit at a time each).", args.fruits, args.cooks);
+    crate::outln!("Each cook crashes with a {}% chance per fruit: the process really exits and is restarted.", args.crash_percent);
+    crate::outln!("Starting the kitchen (coordinator + cooks on loopback)…");
     let options = LocalOptions {
         workers: args.cooks,
         slots: 1,
@@ -122,27 +122,27 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
             *preparations.entry(fruit).or_default() += 1;
         }
     }
-    println!();
-    println!("{:<16} {:>7} {:>13}  prepared by", "fruit", "prep", "preparations");
+    crate::outln!();
+    crate::outln!("{:<16} {:>7} {:>13}  prepared by", "fruit", "prep", "preparations");
     for result in &results {
         let (fruit, prep_ms) = &fruits[result.task_index as usize];
         let by = String::from_utf8_lossy(&result.output.clone().unwrap_or_default().inline).into_owned();
         let by = by.split(" prepared by ").nth(1).unwrap_or("?").to_string();
-        println!("{fruit:<16} {:>5}ms {:>13}  {by}", prep_ms, preparations.get(fruit.as_str()).copied().unwrap_or(0));
+        crate::outln!("{fruit:<16} {:>5}ms {:>13}  {by}", prep_ms, preparations.get(fruit.as_str()).copied().unwrap_or(0));
     }
     let committed: std::collections::BTreeSet<u32> = results.iter().map(|r| r.task_index).collect();
     let executions: u32 = preparations.values().sum();
     let every_fruit_once = committed.len() == args.fruits && results.len() == args.fruits;
     let every_fruit_started = fruits.iter().all(|(f, _)| preparations.get(f.as_str()).copied().unwrap_or(0) >= 1);
-    println!();
+    crate::outln!();
     if outcome == ExitCode::SUCCESS && every_fruit_once && every_fruit_started {
-        println!("Served! {}/{} fruits prepared and committed exactly once.", committed.len(), args.fruits);
+        crate::outln!("Served! {}/{} fruits prepared and committed exactly once.", committed.len(), args.fruits);
     } else {
-        println!("The salad was NOT served: {} of {} fruits committed.", committed.len(), args.fruits);
+        crate::outln!("The salad was NOT served: {} of {} fruits committed.", committed.len(), args.fruits);
     }
-    println!("  preparations started: {executions} ({} interrupted by a crash), cook crashes: {crashes}", executions as usize - committed.len().min(executions as usize));
+    crate::outln!("  preparations started: {executions} ({} interrupted by a crash), cook crashes: {crashes}", executions as usize - committed.len().min(executions as usize));
     let wall_s = wall.as_secs_f64();
-    println!(
+    crate::outln!(
         "  sequential time {:.1} s, wall time {:.1} s: speed-up {:.2}x with {} cooks",
         sequential_ms as f64 / 1000.0,
         wall_s,

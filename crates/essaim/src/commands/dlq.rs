@@ -59,10 +59,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             match output {
                 OutputFormat::Json => print_json(&json!(letters.iter().map(|l| dead_letter_json(l, false)).collect::<Vec<_>>())),
                 OutputFormat::Text => {
-                    println!("{:>6} {:>6} {:<10} {:>8}  LAST ERROR", "JOB", "TASK", "KIND", "ATTEMPTS");
+                    crate::outln!("{:>6} {:>6} {:<10} {:>8}  LAST ERROR", "JOB", "TASK", "KIND", "ATTEMPTS");
                     for letter in &letters {
                         let last = letter.errors.last().and_then(|e| e.failure.as_ref()).map(|f| f.message.clone()).unwrap_or_default();
-                        println!("{:>6} {:>6} {:<10} {:>8}  {}", letter.job_id, letter.task_index, letter.kind, letter.errors.len(), last);
+                        crate::outln!("{:>6} {:>6} {:<10} {:>8}  {}", letter.job_id, letter.task_index, letter.kind, letter.errors.len(), last);
                     }
                 }
             }
@@ -75,14 +75,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             match output {
                 OutputFormat::Json => print_json(&dead_letter_json(&letter, true)),
                 OutputFormat::Text => {
-                    println!("job {} task {} ({}), payload: {}", letter.job_id, letter.task_index, letter.kind, String::from_utf8_lossy(&letter.payload));
+                    crate::outln!("job {} task {} ({}), payload: {}", letter.job_id, letter.task_index, letter.kind, String::from_utf8_lossy(&letter.payload));
                     for error in &letter.errors {
                         let failure = error.failure.clone().unwrap_or_default();
                         let code = failure.exit_code.map(|c| format!(" exit code {c}")).unwrap_or_default();
-                        println!("  attempt {:x} on worker {:x}: {}{code}", error.attempt_id, error.worker_id, failure.message);
+                        crate::outln!("  attempt {:x} on worker {:x}: {}{code}", error.attempt_id, error.worker_id, failure.message);
                         if !failure.stderr_tail.is_empty() {
                             for line in failure.stderr_tail.lines() {
-                                println!("    | {line}");
+                                crate::outln!("    | {line}");
                             }
                         }
                     }
@@ -91,11 +91,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Action::Requeue(selection) => {
             let affected = client.requeue_dead_letters(selection_to_wire(selection)).await?.into_inner().affected;
-            println!("requeued {affected} dead letters");
+            crate::outln!("requeued {affected} dead letters");
         }
         Action::Purge(selection) => {
             let affected = client.purge_dead_letters(selection_to_wire(selection)).await?.into_inner().affected;
-            println!("purged {affected} dead letters");
+            crate::outln!("purged {affected} dead letters");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -74,9 +74,9 @@ pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         OutputFormat::Json => print_json(&json!(jobs.iter().map(job_json).collect::<Vec<_>>())),
         OutputFormat::Text => {
-            println!("{:>6}  {:<10} {:>8} {:>9} {:>8} {:>6}  NAME", "JOB", "STATE", "TASKS", "SUCCEEDED", "RUNNING", "DLQ");
+            crate::outln!("{:>6}  {:<10} {:>8} {:>9} {:>8} {:>6}  NAME", "JOB", "STATE", "TASKS", "SUCCEEDED", "RUNNING", "DLQ");
             for job in &jobs {
-                println!("{:>6}  {:<10} {:>8} {:>9} {:>8} {:>6}  {}", job.job_id, job.state, job.total, job.succeeded, job.running, job.dead_lettered, job.name);
+                crate::outln!("{:>6}  {:<10} {:>8} {:>9} {:>8} {:>6}  {}", job.job_id, job.state, job.total, job.succeeded, job.running, job.dead_lettered, job.name);
             }
         }
     }
@@ -89,7 +89,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let job = client.get_job(v1::GetJobRequest { job_id: args.job }).await?.into_inner();
     match args.output {
         OutputFormat::Json => print_json(&job_json(&job)),
-        OutputFormat::Text => println!("{}", job_text(&job)),
+        OutputFormat::Text => crate::outln!("{}", job_text(&job)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -129,7 +129,7 @@ pub async fn wait_with_progress(client: &mut CoordinatorClient, job_id: u64, tim
     bar.finish_with_message(job.state.clone());
     match output {
         OutputFormat::Json => print_json(&job_json(&job)),
-        OutputFormat::Text => println!("{}", job_text(&job)),
+        OutputFormat::Text => crate::outln!("{}", job_text(&job)),
     }
     Ok(if job.state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -140,7 +140,7 @@ pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
     let job = client.cancel_job(v1::CancelJobRequest { job_id: args.job }).await?.into_inner();
     match args.output {
         OutputFormat::Json => print_json(&job_json(&job)),
-        OutputFormat::Text => println!("{}", job_text(&job)),
+        OutputFormat::Text => crate::outln!("{}", job_text(&job)),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -157,10 +157,10 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
                 "kinds": w.kinds, "file_server_url": w.file_server_url}))
             .collect::<Vec<_>>())),
         OutputFormat::Text => {
-            println!("{:<14} {:<16} {:>5} {:>5} {:>5} {:>9}  KINDS", "WORKER", "NAME", "SLOTS", "BUSY", "HELD", "HEARTBEAT");
+            crate::outln!("{:<14} {:<16} {:>5} {:>5} {:>5} {:>9}  KINDS", "WORKER", "NAME", "SLOTS", "BUSY", "HELD", "HEARTBEAT");
             for w in &workers {
                 let state = if w.draining { " (draining)" } else { "" };
-                println!("{:<14x} {:<16} {:>5} {:>5} {:>5} {:>7}ms  {}{state}", w.worker_id, w.name, w.slots, w.busy_slots, w.held_attempts, w.last_heartbeat_age_ms, w.kinds.join(","));
+                crate::outln!("{:<14x} {:<16} {:>5} {:>5} {:>5} {:>7}ms  {}{state}", w.worker_id, w.name, w.slots, w.busy_slots, w.held_attempts, w.last_heartbeat_age_ms, w.kinds.join(","));
             }
         }
     }

@@ -29,7 +29,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         for result in page.results {
             match args.output {
                 OutputFormat::Json => all.push(result_json(&result)),
-                OutputFormat::Text => println!("{}", result_text(&result)),
+                OutputFormat::Text => crate::outln!("{}", result_text(&result)),
             }
         }
         if reached_end {

@@ -120,7 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if !args.wait {
         if args.output == OutputFormat::Text {
-            println!("{job_id}");
+            crate::outln!("{job_id}");
         }
         return Ok(ExitCode::SUCCESS);
     }

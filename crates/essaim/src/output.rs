@@ -77,10 +77,10 @@ pub fn print_json(value: &Value) {
 pub fn write_stdout_line(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    if let Err(error) = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n")) {
-        if error.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
+    if let Err(error) = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n"))
+        && error.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
     }
 }
 

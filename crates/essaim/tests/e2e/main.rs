@@ -1,0 +1,30 @@
+//! End-to-end tests of the `essaim` binary: a real coordinator and real workers on
+//! loopback, killed with SIGKILL at chosen points, with outputs compared to an oracle.
+//!
+//! One test binary (`e2e`), one file per topic:
+//!
+//! | file | what it proves |
+//! |---|---|
+//! | `harness.rs` | the [`harness::Cluster`] of child processes, deadlines, job helpers |
+//! | `harness/process.rs` | one child process and its log; one-shot CLI runs |
+//! | `worker_crashes.rs` | killed workers lose no task and commit none twice |
+//! | `coordinator_restart.rs` | a killed coordinator resumes from its journal |
+//! | `dead_letters.rs` | poison tasks reach the dead-letter queue; requeue and purge |
+//! | `auth.rs` | callers without the cluster token are refused |
+//! | `bad_input.rs` | mistakes get a clear message and the right exit code |
+//! | `drain.rs` | SIGTERM drains a worker without losing its running task |
+//! | `partition.rs` | a result from a worker cut off too long is rejected |
+//! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
+//!
+//! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
+//! them one after another as nextest does.
+
+mod auth;
+mod bad_input;
+mod coordinator_restart;
+mod dead_letters;
+mod demo;
+mod drain;
+mod harness;
+mod partition;
+mod worker_crashes;

@@ -132,7 +132,10 @@ pub(crate) async fn run_attempt(
     run_attempt_in_span(prepared, cancel).instrument(span).await
 }
 
-async fn run_attempt_in_span(prepared: PreparedAttempt, cancel: CancellationToken) -> FinishedAttempt {
+async fn run_attempt_in_span(
+    prepared: PreparedAttempt,
+    cancel: CancellationToken,
+) -> FinishedAttempt {
     let PreparedAttempt {
         executor,
         context,
@@ -189,7 +192,10 @@ async fn run_attempt_in_span(prepared: PreparedAttempt, cancel: CancellationToke
         remove_attempt_dir(&scratch_dir).await;
     }
     match &outcome {
-        Ok(_) => tracing::debug!(duration_ms = duration.as_millis() as u64, "attempt succeeded"),
+        Ok(_) => tracing::debug!(
+            duration_ms = duration.as_millis() as u64,
+            "attempt succeeded"
+        ),
         Err(failure) => tracing::debug!(
             duration_ms = duration.as_millis() as u64,
             retryable = failure.retryable,
@@ -248,7 +254,12 @@ mod tests {
     #[tokio::test]
     async fn noop_runs_instantly_without_an_attempt_directory() {
         let scratch = tempfile::tempdir().unwrap();
-        let prepared = PreparedAttempt::new(&settings(scratch.path()), 3, assignment("noop", b"", 0), Arc::new(NoopExecutor));
+        let prepared = PreparedAttempt::new(
+            &settings(scratch.path()),
+            3,
+            assignment("noop", b"", 0),
+            Arc::new(NoopExecutor),
+        );
         assert!(prepared.runs_instantly());
         assert!(!prepared.needs_scratch_dir);
         assert_eq!(prepared.context.correlation_id, "job-5/task-6/attempt-7f");
@@ -261,7 +272,12 @@ mod tests {
     #[tokio::test]
     async fn timeout_is_a_retryable_failure_naming_the_limit() {
         let scratch = tempfile::tempdir().unwrap();
-        let prepared = PreparedAttempt::new(&settings(scratch.path()), 1, assignment("sleep", b"60000", 30), Arc::new(SleepExecutor));
+        let prepared = PreparedAttempt::new(
+            &settings(scratch.path()),
+            1,
+            assignment("sleep", b"60000", 30),
+            Arc::new(SleepExecutor),
+        );
         let finished = run_attempt(prepared, CancellationToken::new()).await;
         let failure = finished.outcome.unwrap_err();
         assert!(failure.retryable);
@@ -272,12 +288,20 @@ mod tests {
     async fn attempt_directory_is_kept_only_when_it_holds_the_result() {
         let scratch = tempfile::tempdir().unwrap();
         let large = vec![b'y'; 100_000];
-        let prepared = PreparedAttempt::new(&settings(scratch.path()), 1, assignment("echo", &large, 0), Arc::new(EchoExecutor));
+        let prepared = PreparedAttempt::new(
+            &settings(scratch.path()),
+            1,
+            assignment("echo", &large, 0),
+            Arc::new(EchoExecutor),
+        );
         let dir = prepared.context.scratch_dir.clone();
         assert_eq!(dir, scratch.path().join("5/6/7f"));
         let finished = run_attempt(prepared, CancellationToken::new()).await;
         let file = finished.outcome.unwrap().file.unwrap();
         assert_eq!(file.url, "http://127.0.0.1:9/files/5/6/7f/result");
-        assert_eq!(std::fs::metadata(dir.join("result")).unwrap().len(), 100_000);
+        assert_eq!(
+            std::fs::metadata(dir.join("result")).unwrap().len(),
+            100_000
+        );
     }
 }

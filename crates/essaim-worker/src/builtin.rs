@@ -70,7 +70,11 @@ fn parse_sleep_payload(payload: &[u8]) -> Result<Duration, TaskFailure> {
     };
     let digits = text.trim();
     let all_digits = !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit());
-    let parsed = if all_digits { digits.parse::<u64>().ok() } else { None };
+    let parsed = if all_digits {
+        digits.parse::<u64>().ok()
+    } else {
+        None
+    };
     let Some(milliseconds) = parsed else {
         return Err(permanent_failure(format!(
             "sleep payload `{}` is not a number of milliseconds such as `250`",
@@ -101,7 +105,8 @@ impl Executor for EchoExecutor {
             let payload_bytes = attempt.payload.len();
             if payload_bytes > MAX_ECHO_PAYLOAD_BYTES {
                 return Err(permanent_failure(format!(
-                    "echo payload has {payload_bytes} bytes; at most {MAX_ECHO_PAYLOAD_BYTES} are accepted"
+                    "echo payload has {payload_bytes} bytes; \
+                     at most {MAX_ECHO_PAYLOAD_BYTES} are accepted"
                 )));
             }
             if payload_bytes <= MAX_INLINE_RESULT_BYTES {
@@ -184,7 +189,8 @@ pub struct SaladOrder {
 fn parse_salad_order(payload: &[u8]) -> Result<SaladOrder, TaskFailure> {
     let order: SaladOrder = serde_json::from_slice(payload).map_err(|error| {
         permanent_failure(format!(
-            "salad payload is not a valid order such as {{\"fruit\": \"apple\", \"prep_ms\": 300}}: {error}"
+            "salad payload is not a valid order such as \
+             {{\"fruit\": \"apple\", \"prep_ms\": 300}}: {error}"
         ))
     })?;
     let fruit_is_one_field = !order.fruit.is_empty() && !order.fruit.contains(['\t', '\n', '\r']);
@@ -238,7 +244,10 @@ impl Executor for SaladExecutor {
                 std::process::exit(SALAD_CRASH_EXIT_CODE);
             }
             sleep_unless_cancelled(Duration::from_millis(order.prep_ms), &cancel).await?;
-            let output = format!("{} prepared by {} (pid {pid})", order.fruit, attempt.worker_name);
+            let output = format!(
+                "{} prepared by {} (pid {pid})",
+                order.fruit, attempt.worker_name
+            );
             Ok(TaskOutput {
                 inline: output.into_bytes(),
                 file: None,
@@ -257,7 +266,10 @@ async fn append_record_line(path: PathBuf, line: String) -> Result<(), TaskFailu
     let shown_path = path.display().to_string();
     let appended = tokio::task::spawn_blocking(move || {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
         file.write_all(line.as_bytes())
     })
     .await;
@@ -303,9 +315,16 @@ mod tests {
         for payload in [&b"soon"[..], b"", b"-5", b"+5", b"\xff\xfe", b"1.5"] {
             let failure = run(&SleepExecutor, payload).await.unwrap_err();
             assert!(!failure.retryable, "{payload:?}: {failure:?}");
-            assert!(failure.message.contains("sleep payload"), "{}", failure.message);
+            assert!(
+                failure.message.contains("sleep payload"),
+                "{}",
+                failure.message
+            );
         }
-        assert_eq!(run(&SleepExecutor, b" 1\n").await.unwrap(), TaskOutput::default());
+        assert_eq!(
+            run(&SleepExecutor, b" 1\n").await.unwrap(),
+            TaskOutput::default()
+        );
     }
 
     #[tokio::test]
@@ -313,7 +332,9 @@ mod tests {
         let cancel = CancellationToken::new();
         cancel.cancel();
         let scratch = std::env::temp_dir();
-        let outcome = SleepExecutor.execute(attempt(b"60000", scratch), cancel).await;
+        let outcome = SleepExecutor
+            .execute(attempt(b"60000", scratch), cancel)
+            .await;
         assert_eq!(outcome.unwrap_err().message, "cancelled");
     }
 
@@ -332,16 +353,24 @@ mod tests {
         let payload = vec![b'x'; MAX_INLINE_RESULT_BYTES + 1];
         assert!(EchoExecutor.needs_scratch_dir(&payload));
         let context = attempt(&payload, scratch.path().to_path_buf());
-        let output = EchoExecutor.execute(context, CancellationToken::new()).await.unwrap();
+        let output = EchoExecutor
+            .execute(context, CancellationToken::new())
+            .await
+            .unwrap();
         let file = output.file.unwrap();
         assert_eq!(file.url, "http://127.0.0.1:9/files/1/2/abc/result");
         assert_eq!(file.size_bytes, payload.len() as u64);
-        assert_eq!(std::fs::read(scratch.path().join("result")).unwrap(), payload);
+        assert_eq!(
+            std::fs::read(scratch.path().join("result")).unwrap(),
+            payload
+        );
     }
 
     #[tokio::test]
     async fn echo_refuses_payloads_over_one_mebibyte() {
-        let failure = run(&EchoExecutor, &vec![0; MAX_ECHO_PAYLOAD_BYTES + 1]).await.unwrap_err();
+        let failure = run(&EchoExecutor, &vec![0; MAX_ECHO_PAYLOAD_BYTES + 1])
+            .await
+            .unwrap_err();
         assert!(!failure.retryable);
     }
 
@@ -357,21 +386,44 @@ mod tests {
     async fn salad_with_malformed_json_names_the_problem() {
         let failure = run(&SaladExecutor, b"{\"fruit\": ").await.unwrap_err();
         assert!(!failure.retryable);
-        assert!(failure.message.starts_with("salad payload is not a valid order"), "{}", failure.message);
-        let failure = run(&SaladExecutor, br#"{"fruit": "kiwi", "knife": true}"#).await.unwrap_err();
+        assert!(
+            failure
+                .message
+                .starts_with("salad payload is not a valid order"),
+            "{}",
+            failure.message
+        );
+        let failure = run(&SaladExecutor, br#"{"fruit": "kiwi", "knife": true}"#)
+            .await
+            .unwrap_err();
         assert!(failure.message.contains("knife"), "{}", failure.message);
-        let failure = run(&SaladExecutor, br#"{"fruit": "kiwi", "crash_percent": 101}"#).await.unwrap_err();
-        assert!(failure.message.contains("crash_percent"), "{}", failure.message);
+        let failure = run(
+            &SaladExecutor,
+            br#"{"fruit": "kiwi", "crash_percent": 101}"#,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            failure.message.contains("crash_percent"),
+            "{}",
+            failure.message
+        );
     }
 
     #[tokio::test]
     async fn salad_records_the_attempt_then_prepares_the_fruit() {
         let scratch = tempfile::tempdir().unwrap();
         let record = scratch.path().join("record.tsv");
-        let payload = format!(r#"{{"fruit": "pear", "prep_ms": 1, "record": "{}"}}"#, record.display());
+        let payload = format!(
+            r#"{{"fruit": "pear", "prep_ms": 1, "record": "{}"}}"#,
+            record.display()
+        );
         let output = run(&SaladExecutor, payload.as_bytes()).await.unwrap();
         let pid = std::process::id();
-        assert_eq!(output.inline, format!("pear prepared by tester (pid {pid})").into_bytes());
+        assert_eq!(
+            output.inline,
+            format!("pear prepared by tester (pid {pid})").into_bytes()
+        );
         let recorded = std::fs::read_to_string(&record).unwrap();
         assert_eq!(recorded, format!("pear\tabc\t{pid}\n"));
     }
@@ -382,7 +434,12 @@ mod tests {
             assert!(!salad_crash_roll(attempt_id, 42, 7, 0));
             assert!(salad_crash_roll(attempt_id, 42, 7, 100));
         }
-        let crashes = (0..1000).filter(|&id| salad_crash_roll(id, 42, 7, 20)).count();
-        assert!((100..300).contains(&crashes), "{crashes} crashes out of 1000 at 20 %");
+        let crashes = (0..1000)
+            .filter(|&id| salad_crash_roll(id, 42, 7, 20))
+            .count();
+        assert!(
+            (100..300).contains(&crashes),
+            "{crashes} crashes out of 1000 at 20 %"
+        );
     }
 }

@@ -152,8 +152,15 @@ mod tests {
 
     #[test]
     fn zero_slots_is_refused_naming_the_key() {
-        let refused = WorkerConfig { slots: 0, ..config() }.validate();
-        assert!(matches!(refused, Err(WorkerError::InvalidConfig { key: "slots", .. })));
+        let refused = WorkerConfig {
+            slots: 0,
+            ..config()
+        }
+        .validate();
+        assert!(matches!(
+            refused,
+            Err(WorkerError::InvalidConfig { key: "slots", .. })
+        ));
         assert!(config().validate().is_ok());
     }
 
@@ -168,7 +175,10 @@ mod tests {
         let bound: SocketAddr = "0.0.0.0:7001".parse().unwrap();
         assert_eq!(file_server_url(None, bound), "http://127.0.0.1:7001");
         assert_eq!(file_server_url(Some("node-3"), bound), "http://node-3:7001");
-        assert_eq!(file_server_url(Some("fe80::1"), bound), "http://[fe80::1]:7001");
+        assert_eq!(
+            file_server_url(Some("fe80::1"), bound),
+            "http://[fe80::1]:7001"
+        );
         let bound_v6: SocketAddr = "[::]:9".parse().unwrap();
         assert_eq!(file_server_url(None, bound_v6), "http://[::1]:9");
         let bound_lan: SocketAddr = "10.0.0.5:80".parse().unwrap();

@@ -71,9 +71,9 @@ impl WorkerError {
     /// being upgraded).
     pub fn retry_can_help(&self) -> bool {
         match self {
-            Self::InvalidConfig { .. } | Self::Coordinator(_) | Self::RegistrationRefused { .. } => {
-                false
-            }
+            Self::InvalidConfig { .. }
+            | Self::Coordinator(_)
+            | Self::RegistrationRefused { .. } => false,
             Self::ScratchDir { .. } | Self::BindHttp { .. } | Self::HttpServer(_) => true,
             Self::TaskPanicked { .. } => false,
         }

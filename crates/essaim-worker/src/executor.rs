@@ -91,7 +91,12 @@ impl AttemptContext {
 /// Returns the private directory of an attempt: `<scratch>/<job>/<task>/<attempt hex>`.
 ///
 /// The file server maps URLs to the same layout, so both sides must call this.
-pub(crate) fn attempt_dir(scratch_root: &Path, job_id: u64, task_index: u32, attempt_id: u64) -> PathBuf {
+pub(crate) fn attempt_dir(
+    scratch_root: &Path,
+    job_id: u64,
+    task_index: u32,
+    attempt_id: u64,
+) -> PathBuf {
     scratch_root
         .join(job_id.to_string())
         .join(task_index.to_string())
@@ -127,7 +132,10 @@ pub struct ExecutorRegistry {
 
 impl fmt::Debug for ExecutorRegistry {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.debug_set().entries(self.executors.keys()).finish()
+        formatter
+            .debug_set()
+            .entries(self.executors.keys())
+            .finish()
     }
 }
 
@@ -162,6 +170,11 @@ impl ExecutorRegistry {
         self.executors.keys().cloned().collect()
     }
 
+    /// Removes the executor of `kind`, if registered.
+    pub(crate) fn unregister(&mut self, kind: &str) -> bool {
+        self.executors.remove(kind).is_some()
+    }
+
     /// Returns the executor of `kind`, if registered.
     pub fn get(&self, kind: &str) -> Option<&Arc<dyn Executor>> {
         self.executors.get(kind)
@@ -179,7 +192,10 @@ mod tests {
         let with = ExecutorRegistry::with_builtins(true).kinds();
         assert!(with.contains(&"command".to_string()));
         for kind in &with {
-            assert!(BUILTIN_KINDS.contains(&kind.as_str()), "{kind} is not listed");
+            assert!(
+                BUILTIN_KINDS.contains(&kind.as_str()),
+                "{kind} is not listed"
+            );
         }
     }
 

@@ -71,7 +71,8 @@ pub(crate) fn parse_file_request(
     name: &str,
 ) -> Result<AttemptFile, FileRequestError> {
     // Digits are checked first because `parse` also accepts a leading `+`.
-    let is_decimal = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+    let is_decimal =
+        |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
     let is_hex = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_hexdigit());
     let job_id = Some(job)
         .filter(|text| is_decimal(text))
@@ -120,7 +121,10 @@ pub(crate) fn file_server_router(scratch_root: PathBuf, token: Option<&str>) -> 
         expected_authorization: token.map(|token| format!("Bearer {token}")),
     };
     Router::new()
-        .route("/files/{job}/{task}/{attempt}/{name}", get(serve_attempt_file))
+        .route(
+            "/files/{job}/{task}/{attempt}/{name}",
+            get(serve_attempt_file),
+        )
         .with_state(Arc::new(state))
 }
 
@@ -199,7 +203,10 @@ mod tests {
     #[test]
     fn only_numeric_ids_and_plain_names_are_accepted() {
         let file = parse_file_request("12", "3", "beef", "stdout").unwrap();
-        assert_eq!(file.path_under(Path::new("/s")), Path::new("/s/12/3/beef/stdout"));
+        assert_eq!(
+            file.path_under(Path::new("/s")),
+            Path::new("/s/12/3/beef/stdout")
+        );
         // Leading zeros are canonicalised, so two spellings name one file.
         let padded = parse_file_request("012", "03", "0beef", "stdout").unwrap();
         assert_eq!(padded, file);
@@ -214,19 +221,29 @@ mod tests {
             ("12", "3", "beef", ""),
             ("12", "99999999999", "beef", "stdout"),
         ] {
-            assert!(parse_file_request(job, task, attempt, name).is_err(), "{job}/{task}/{attempt}/{name}");
+            assert!(
+                parse_file_request(job, task, attempt, name).is_err(),
+                "{job}/{task}/{attempt}/{name}"
+            );
         }
     }
 
     /// Sends one raw HTTP/1.1 request and returns the status code and the body.
     async fn get(address: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
         let mut stream = TcpStream::connect(address).await.unwrap();
-        let authorization = token.map(|token| format!("Authorization: Bearer {token}\r\n")).unwrap_or_default();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{authorization}Connection: close\r\n\r\n");
+        let authorization = token
+            .map(|token| format!("Authorization: Bearer {token}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\n{authorization}Connection: close\r\n\r\n"
+        );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.unwrap();
-        let head_end = response.windows(4).position(|window| window == b"\r\n\r\n").unwrap();
+        let head_end = response
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+            .unwrap();
         let head = String::from_utf8_lossy(&response[..head_end]).to_string();
         let status = head.split(' ').nth(1).unwrap().parse().unwrap();
         let body = response[head_end + 4..].to_vec();
@@ -246,7 +263,11 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
         let router = file_server_router(scratch.path().to_path_buf(), Some("s3cret"));
-        let server = tokio::spawn(essaim_telemetry::serve_http(listener, router, stop.clone().cancelled_owned()));
+        let server = tokio::spawn(essaim_telemetry::serve_http(
+            listener,
+            router,
+            stop.clone().cancelled_owned(),
+        ));
 
         let token = Some("s3cret");
         let (status, body) = get(address, "/files/12/3/beef/stdout", token).await;
@@ -254,15 +275,31 @@ mod tests {
         assert_eq!(body, content);
 
         assert_eq!(get(address, "/files/12/3/beef/stdout", None).await.0, 401);
-        assert_eq!(get(address, "/files/12/3/beef/stdout", Some("wrong")).await.0, 401);
+        assert_eq!(
+            get(address, "/files/12/3/beef/stdout", Some("wrong"))
+                .await
+                .0,
+            401
+        );
         assert_eq!(get(address, "/files/12/3/beef/..", token).await.0, 400);
         assert_eq!(get(address, "/files/12/3/beef/%2e%2e", token).await.0, 400);
         assert_eq!(get(address, "/files/12/3/beef/%2E%2E", token).await.0, 400);
-        assert_eq!(get(address, "/files/12/3/beef/..%2fsecret", token).await.0, 400);
+        assert_eq!(
+            get(address, "/files/12/3/beef/..%2fsecret", token).await.0,
+            400
+        );
         assert_eq!(get(address, "/files/abc/3/beef/stdout", token).await.0, 400);
-        assert_eq!(get(address, "/files/12/3/nothex/stdout", token).await.0, 400);
+        assert_eq!(
+            get(address, "/files/12/3/nothex/stdout", token).await.0,
+            400
+        );
         assert_eq!(get(address, "/files/12/3/beef/missing", token).await.0, 404);
-        assert_eq!(get(address, "/files/12/3/beef/../../../secret", token).await.0, 404);
+        assert_eq!(
+            get(address, "/files/12/3/beef/../../../secret", token)
+                .await
+                .0,
+            404
+        );
 
         stop.cancel();
         server.await.unwrap().unwrap();

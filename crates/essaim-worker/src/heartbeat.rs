@@ -114,7 +114,10 @@ impl HeartbeatLoop {
         };
         // A heartbeat older than one interval is worthless; give up on it and send a
         // fresh one rather than let calls pile up.
-        let rpc_timeout = session.timings.heartbeat_interval.max(MIN_HEARTBEAT_RPC_TIMEOUT);
+        let rpc_timeout = session
+            .timings
+            .heartbeat_interval
+            .max(MIN_HEARTBEAT_RPC_TIMEOUT);
         let answer = tokio::time::timeout(rpc_timeout, self.client.heartbeat(request)).await;
         let failure = match answer {
             Ok(Ok(response)) => {
@@ -132,7 +135,10 @@ impl HeartbeatLoop {
                     return BeatOutcome::SessionOver;
                 }
                 if !response.cancel_attempts.is_empty() {
-                    tracing::debug!(cancelled = response.cancel_attempts.len(), "coordinator revoked attempts");
+                    tracing::debug!(
+                        cancelled = response.cancel_attempts.len(),
+                        "coordinator revoked attempts"
+                    );
                     self.dispatcher.cancel(response.cancel_attempts).await;
                 }
                 return BeatOutcome::Delivered;

@@ -22,9 +22,11 @@
 //! | `error.rs` | [`WorkerError`] |
 //! | `executor.rs` | [`Executor`], [`AttemptContext`], [`ExecutorRegistry`] |
 //! | `builtin.rs` | the built-in kinds `noop`, `sleep`, `echo`, `fail`, `salad` |
-//! | `command.rs` | the `command` kind: external programs |
+//! | `command/mod.rs` | the `command` kind: external programs, killed with their group |
+//! | `command/capture.rs` | bounded capture of a program's stdout and stderr |
 //! | `attempt.rs` | what runs around every executor: span, timeout, attempt directory |
-//! | `dispatch.rs` | the owner of held attempts: local queue, slots, cancellation |
+//! | `dispatch/mod.rs` | the owner of held attempts: local queue, slots, cancellation |
+//! | `dispatch/handle.rs` | the messages other tasks send the dispatcher |
 //! | `session.rs` | registration, re-registration, and the session every loop reads |
 //! | `pull.rs` | the pull loop |
 //! | `heartbeat.rs` | the heartbeat loop |
@@ -84,9 +86,10 @@ impl RunningWorker {
         let Some(runtime) = self.runtime else {
             return Ok(());
         };
-        runtime
-            .await
-            .map_err(|source| WorkerError::TaskPanicked { task: "runtime", source })?
+        runtime.await.map_err(|source| WorkerError::TaskPanicked {
+            task: "runtime",
+            source,
+        })?
     }
 }
 
@@ -106,9 +109,17 @@ pub async fn start_worker(
     config.validate()?;
     tokio::fs::create_dir_all(&config.scratch_dir)
         .await
-        .map_err(|source| WorkerError::ScratchDir { path: config.scratch_dir.clone(), source })?;
-    let bind_error = |source| WorkerError::BindHttp { address: config.http_listen, source };
-    let listener = tokio::net::TcpListener::bind(config.http_listen).await.map_err(bind_error)?;
+        .map_err(|source| WorkerError::ScratchDir {
+            path: config.scratch_dir.clone(),
+            source,
+        })?;
+    let bind_error = |source| WorkerError::BindHttp {
+        address: config.http_listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .map_err(bind_error)?;
     let http_addr = listener.local_addr().map_err(bind_error)?;
     let (_, bound_to_wildcard) = config::default_advertised_ip(http_addr);
     if config.advertised_host.is_none() && bound_to_wildcard {
@@ -135,6 +146,12 @@ pub async fn start_worker(
         http_stop.clone().cancelled_owned(),
     ));
 
+    let mut executors = executors;
+    // `allow_commands` is the operator's decision; it holds whatever registry the
+    // caller built, since `command` lets any client run programs on this host.
+    if !config.allow_commands && executors.unregister("command") {
+        tracing::warn!("the `command` kind is not advertised: external commands are not allowed");
+    }
     let kinds = executors.kinds();
     tracing::info!(
         name = %config.name,
@@ -193,9 +210,10 @@ pub async fn start_worker(
             runtime: Some(runtime),
         });
     }
-    runtime
-        .await
-        .map_err(|source| WorkerError::TaskPanicked { task: "runtime", source })??;
+    runtime.await.map_err(|source| WorkerError::TaskPanicked {
+        task: "runtime",
+        source,
+    })??;
     Ok(RunningWorker {
         http_addr,
         file_server_url,

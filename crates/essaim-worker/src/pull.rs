@@ -85,7 +85,9 @@ impl PullLoop {
                         continue;
                     }
                     if !response.assignments.is_empty() {
-                        self.dispatcher.assign(session.generation, response.assignments).await;
+                        self.dispatcher
+                            .assign(session.generation, response.assignments)
+                            .await;
                     }
                     continue;
                 }

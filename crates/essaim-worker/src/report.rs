@@ -112,7 +112,10 @@ impl Reporter {
     async fn deliver(&mut self, mut batch: Vec<PendingResult>) {
         loop {
             if self.abandon.is_cancelled() {
-                tracing::error!(lost = batch.len(), "drain gave up delivering attempt results");
+                tracing::error!(
+                    lost = batch.len(),
+                    "drain gave up delivering attempt results"
+                );
                 return;
             }
             let session = tokio::select! {
@@ -121,13 +124,19 @@ impl Reporter {
                 session = wait_for_session(&mut self.session_rx) => session,
             };
             let Some(session) = session else {
-                tracing::debug!(dropped = batch.len(), "dropping results: no longer registered");
+                tracing::debug!(
+                    dropped = batch.len(),
+                    "dropping results: no longer registered"
+                );
                 return;
             };
             let before = batch.len();
             batch.retain(|pending| pending.generation == session.generation);
             if batch.len() < before {
-                tracing::debug!(dropped = before - batch.len(), "dropping results of an older registration");
+                tracing::debug!(
+                    dropped = before - batch.len(),
+                    "dropping results of an older registration"
+                );
             }
             if batch.is_empty() {
                 return;
@@ -137,7 +146,8 @@ impl Reporter {
                 worker_id: session.worker_id,
                 results: batch.iter().map(|pending| pending.wire.clone()).collect(),
             };
-            let call = tokio::time::timeout(REPORT_RPC_TIMEOUT, self.client.report_results(request));
+            let call =
+                tokio::time::timeout(REPORT_RPC_TIMEOUT, self.client.report_results(request));
             let answer = tokio::select! {
                 biased;
                 () = self.abandon.cancelled() => continue,
@@ -155,15 +165,24 @@ impl Reporter {
                         let _runtime_gone = self.reregister_tx.send(session.generation);
                         return;
                     }
-                    self.metrics.results_reported_total.inc_by(batch.len() as u64);
+                    self.metrics
+                        .results_reported_total
+                        .inc_by(batch.len() as u64);
                     if response.rejected > 0 {
-                        tracing::debug!(rejected = response.rejected, "coordinator rejected late or zombie results");
+                        tracing::debug!(
+                            rejected = response.rejected,
+                            "coordinator rejected late or zombie results"
+                        );
                     }
                     return;
                 }
                 Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
                     // The same bytes would be refused again: retrying cannot help.
-                    tracing::error!(lost = batch.len(), %status, "coordinator refused the results as malformed");
+                    tracing::error!(
+                        lost = batch.len(),
+                        %status,
+                        "coordinator refused the results as malformed"
+                    );
                     return;
                 }
                 Ok(Err(status)) => status.to_string(),

@@ -87,14 +87,21 @@ impl Runtime {
         let served = match (&mut self.http_server).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(WorkerError::HttpServer(error)),
-            Err(source) => Err(WorkerError::TaskPanicked { task: "http server", source }),
+            Err(source) => Err(WorkerError::TaskPanicked {
+                task: "http server",
+                source,
+            }),
         };
         outcome.and(served)
     }
 
     async fn register_serve_and_drain(&mut self) -> Result<(), WorkerError> {
         let first_generation = 1;
-        let Some((session, client)) = self.registrar.register(first_generation, &self.drain).await? else {
+        let Some((session, client)) = self
+            .registrar
+            .register(first_generation, &self.drain)
+            .await?
+        else {
             tracing::info!("drain requested before the worker registered; stopping");
             return Ok(());
         };
@@ -111,7 +118,14 @@ impl Runtime {
             results_tx,
             generation: session.generation,
         });
-        let tasks = self.spawn_loops(&client, dispatcher, inbox, &dispatcher_handle, results_rx, &reregister_tx);
+        let tasks = self.spawn_loops(
+            &client,
+            dispatcher,
+            inbox,
+            &dispatcher_handle,
+            results_rx,
+            &reregister_tx,
+        );
         // Only the loops may ask for a re-registration; the runtime keeps no sender so
         // that the channel closes if they all stop.
         drop(reregister_tx);
@@ -132,7 +146,10 @@ impl Runtime {
             if over_generation != current.generation {
                 continue; // a second report of a session already replaced
             }
-            match self.register_again(&dispatcher_handle, current.generation + 1).await {
+            match self
+                .register_again(&dispatcher_handle, current.generation + 1)
+                .await
+            {
                 Ok(next) => registered = next,
                 Err(error) => {
                     fatal = Some(error);
@@ -141,8 +158,14 @@ impl Runtime {
             }
         }
 
-        let grace = if fatal.is_some() { Duration::ZERO } else { self.drain_grace };
-        let registered = self.drain_attempts(&dispatcher_handle, &mut reregister_rx, registered, grace).await;
+        let grace = if fatal.is_some() {
+            Duration::ZERO
+        } else {
+            self.drain_grace
+        };
+        let registered = self
+            .drain_attempts(&dispatcher_handle, &mut reregister_rx, registered, grace)
+            .await;
         let stopped = self.stop_loops(tasks, &dispatcher_handle).await;
         if let Some(session) = registered {
             deregister(client, session, stopped.returned_attempts).await;
@@ -155,8 +178,11 @@ impl Runtime {
     }
 
     fn publish(&self, session: Session) {
-        self.session_tx.send_replace(SessionState::Registered(session));
+        // Ready first: `start_worker` returns as soon as it sees the session, and a
+        // caller probing `/readyz` right then must not read "not registered".
         self.health.set_ready();
+        self.session_tx
+            .send_replace(SessionState::Registered(session));
         tracing::info!(
             worker = %format_args!("{:x}", session.worker_id),
             generation = session.generation,
@@ -254,7 +280,10 @@ impl Runtime {
         // Also fires the drain when the runtime stops on its own (a fatal error).
         self.drain.cancel();
         self.health.set_not_ready("draining");
-        tracing::info!(grace_ms = grace.as_millis() as u64, "draining: pulling no more work; running attempts may finish");
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "draining: pulling no more work; running attempts may finish"
+        );
         dispatcher.start_draining().await;
         let grace_over = tokio::time::sleep(grace);
         let idle = dispatcher.await_idle();
@@ -263,16 +292,22 @@ impl Runtime {
             tokio::select! {
                 () = &mut idle => break,
                 () = &mut grace_over => {
-                    tracing::warn!(grace_ms = grace.as_millis() as u64, "drain grace is over; cancelling the attempts still running");
+                    tracing::warn!(
+                        grace_ms = grace.as_millis() as u64,
+                        "drain grace is over; cancelling the attempts still running"
+                    );
                     dispatcher.cancel_running().await;
                     break;
                 }
                 Some(over_generation) = reregister_rx.recv() => {
-                    let session_is_over = registered.is_some_and(|session| session.generation == over_generation);
+                    let session_is_over = registered
+                        .is_some_and(|session| session.generation == over_generation);
                     if session_is_over {
                         // Its attempts are revoked already: stop them and do not
                         // register again, since the worker is leaving.
-                        tracing::warn!("coordinator forgot this worker while it drained; dropping its attempts");
+                        tracing::warn!(
+                            "coordinator forgot this worker while it drained; dropping its attempts"
+                        );
                         registered = None;
                         self.session_tx.send_replace(SessionState::Closed);
                         dispatcher.reset(over_generation + 1).await;
@@ -284,7 +319,11 @@ impl Runtime {
     }
 
     /// Steps 3 and 4 of the drain: stops and awaits every loop.
-    async fn stop_loops(&mut self, tasks: LoopTasks, dispatcher: &DispatcherHandle) -> StoppedLoops {
+    async fn stop_loops(
+        &mut self,
+        tasks: LoopTasks,
+        dispatcher: &DispatcherHandle,
+    ) -> StoppedLoops {
         let LoopTasks {
             dispatcher: dispatcher_task,
             mut reporter,
@@ -321,7 +360,10 @@ struct StoppedLoops {
     outcome: Result<(), WorkerError>,
 }
 
-fn joined(task: &'static str, result: Result<(), tokio::task::JoinError>) -> Result<(), WorkerError> {
+fn joined(
+    task: &'static str,
+    result: Result<(), tokio::task::JoinError>,
+) -> Result<(), WorkerError> {
     result.map_err(|source| WorkerError::TaskPanicked { task, source })
 }
 
@@ -330,27 +372,41 @@ fn joined(task: &'static str, result: Result<(), tokio::task::JoinError>) -> Res
 /// and requeues the attempts then.
 async fn deregister(mut client: CoordinatorClient, session: Session, returned_attempts: Vec<u64>) {
     let returned = returned_attempts.len();
-    let mut backoff = RetryBackoff::new(fresh_seed(4), Duration::from_millis(100), Duration::from_secs(1));
+    let mut backoff = RetryBackoff::new(
+        fresh_seed(4),
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    );
     for _ in 0..DEREGISTER_TRIES {
         let request = v1::DeregisterWorkerRequest {
             worker_id: session.worker_id,
             returned_attempts: returned_attempts.clone(),
         };
-        let answer = tokio::time::timeout(DEREGISTER_RPC_TIMEOUT, client.deregister_worker(request)).await;
+        let answer =
+            tokio::time::timeout(DEREGISTER_RPC_TIMEOUT, client.deregister_worker(request)).await;
         let failure = match answer {
             Ok(Ok(_)) => {
-                tracing::info!(worker = %format_args!("{:x}", session.worker_id), returned, "worker deregistered");
+                tracing::info!(
+                    worker = %format_args!("{:x}", session.worker_id),
+                    returned,
+                    "worker deregistered"
+                );
                 return;
             }
             Ok(Err(status)) => status.to_string(),
             Err(_elapsed) => "no answer in time".to_string(),
         };
         let delay = backoff.next_delay();
-        tracing::warn!(error = %failure, retry_in_ms = delay.as_millis() as u64, "failed to deregister");
+        tracing::warn!(
+            error = %failure,
+            retry_in_ms = delay.as_millis() as u64,
+            "failed to deregister"
+        );
         tokio::time::sleep(delay).await;
     }
     tracing::warn!(
         returned,
-        "could not deregister; the coordinator will requeue this worker's attempts once it declares it dead"
+        "could not deregister; the coordinator requeues this worker's attempts once it \
+         declares it dead"
     );
 }

@@ -214,9 +214,12 @@ impl Registrar {
         let mut client = match &self.client {
             Some(client) => client.clone(),
             None => {
-                let connected =
-                    essaim_proto::connect(&self.coordinator_url, self.token.as_deref(), CONNECT_TIMEOUT)
-                        .await;
+                let connected = essaim_proto::connect(
+                    &self.coordinator_url,
+                    self.token.as_deref(),
+                    CONNECT_TIMEOUT,
+                )
+                .await;
                 let client = match connected {
                     Ok(client) => client,
                     Err(error @ ClientError::Unreachable { .. }) => {
@@ -235,13 +238,17 @@ impl Registrar {
         let call = client.register_worker(self.request.clone());
         let response = match tokio::time::timeout(REGISTER_RPC_TIMEOUT, call).await {
             Err(_elapsed) => {
-                return Err(RegisterAttemptError::Transient("no answer in time".to_string()));
+                return Err(RegisterAttemptError::Transient(
+                    "no answer in time".to_string(),
+                ));
             }
             Ok(Err(status)) if status_is_permanent(&status) => {
-                return Err(RegisterAttemptError::Fatal(WorkerError::RegistrationRefused {
-                    code: status.code(),
-                    message: status.message().to_string(),
-                }));
+                return Err(RegisterAttemptError::Fatal(
+                    WorkerError::RegistrationRefused {
+                        code: status.code(),
+                        message: status.message().to_string(),
+                    },
+                ));
             }
             Ok(Err(status)) => return Err(RegisterAttemptError::Transient(status.to_string())),
             Ok(Ok(response)) => response.into_inner(),
@@ -333,6 +340,10 @@ mod tests {
         };
         let mut registrar = Registrar::new("not a url".into(), None, details, 5);
         let registered = registrar.register(1, &CancellationToken::new()).await;
-        assert!(matches!(registered, Err(WorkerError::Coordinator(_))), "{:?}", registered.err());
+        assert!(
+            matches!(registered, Err(WorkerError::Coordinator(_))),
+            "{:?}",
+            registered.err()
+        );
     }
 }

@@ -14,6 +14,7 @@
 //! Results: an attempt cancelled by the coordinator, by a re-registration or by the end
 //! of the drain is not reported (the coordinator no longer holds its lease, or revokes it
 //! when the worker deregisters); every other outcome goes to the reporter.
+mod handle;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use self::handle::DispatcherCommand;
+pub(crate) use self::handle::{DispatcherHandle, DispatcherInbox, HeldAttempts};
 use crate::ExecutorRegistry;
 use crate::attempt::{AttemptSettings, FinishedAttempt, PreparedAttempt, run_attempt};
 
@@ -35,114 +38,6 @@ const INSTANT_RUNS_BEFORE_YIELD: u32 = 64;
 /// How long cancelled attempts may take to stop when the dispatcher finishes, before
 /// their tasks are aborted.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Room for messages to the dispatcher; senders wait when it is full.
-const COMMAND_CHANNEL_CAPACITY: usize = 1024;
-
-/// The attempts a heartbeat renews.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct HeldAttempts {
-    /// Running (and not cancelled) and queued attempts.
-    pub attempt_ids: Vec<u64>,
-    /// Slots in use, including attempts still stopping.
-    pub busy_slots: u32,
-}
-
-enum DispatcherCommand {
-    /// Attempts pulled under session `generation`.
-    Assign {
-        generation: u64,
-        assignments: Vec<v1::Assignment>,
-    },
-    /// Answer with the number of attempts to pull once it is above zero.
-    AwaitCapacity { reply_tx: oneshot::Sender<u32> },
-    /// Answer with the attempts to renew.
-    ReportHeld { reply_tx: oneshot::Sender<HeldAttempts> },
-    /// The coordinator revoked these attempts.
-    Cancel { attempt_ids: Vec<u64> },
-    /// The coordinator forgot this worker: drop everything; what comes next belongs to
-    /// session `generation`.
-    Reset {
-        generation: u64,
-        reply_tx: oneshot::Sender<()>,
-    },
-    /// Start no more attempts; keep the queue for handing back.
-    StartDraining,
-    /// Answer once no attempt runs.
-    AwaitIdle { reply_tx: oneshot::Sender<()> },
-    /// Cancel every running attempt (the drain grace is over).
-    CancelRunning,
-    /// Wait for every attempt to end, answer with the queued attempt ids, and stop.
-    Finish { reply_tx: oneshot::Sender<Vec<u64>> },
-}
-
-/// The way other tasks reach the dispatcher. Every method returns without effect (or
-/// `None`) once the dispatcher has stopped.
-#[derive(Clone)]
-pub(crate) struct DispatcherHandle {
-    commands_tx: mpsc::Sender<DispatcherCommand>,
-}
-
-impl DispatcherHandle {
-    async fn send(&self, command: DispatcherCommand) {
-        let _stopped = self.commands_tx.send(command).await;
-    }
-
-    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> DispatcherCommand) -> Option<T> {
-        let (reply_tx, reply_rx) = oneshot::channel();
-        self.commands_tx.send(command(reply_tx)).await.ok()?;
-        reply_rx.await.ok()
-    }
-
-    /// Queues attempts pulled under session `generation`.
-    pub(crate) async fn assign(&self, generation: u64, assignments: Vec<v1::Assignment>) {
-        self.send(DispatcherCommand::Assign { generation, assignments }).await;
-    }
-
-    /// Waits until attempts can be pulled and returns how many; `None` once draining.
-    pub(crate) async fn await_capacity(&self) -> Option<u32> {
-        self.ask(|reply_tx| DispatcherCommand::AwaitCapacity { reply_tx }).await
-    }
-
-    /// Returns the attempts a heartbeat must renew.
-    pub(crate) async fn held_attempts(&self) -> Option<HeldAttempts> {
-        self.ask(|reply_tx| DispatcherCommand::ReportHeld { reply_tx }).await
-    }
-
-    /// Cancels attempts revoked by the coordinator.
-    pub(crate) async fn cancel(&self, attempt_ids: Vec<u64>) {
-        self.send(DispatcherCommand::Cancel { attempt_ids }).await;
-    }
-
-    /// Drops every attempt and returns once that is done; later attempts belong to
-    /// session `generation`.
-    pub(crate) async fn reset(&self, generation: u64) {
-        self.ask(|reply_tx| DispatcherCommand::Reset { generation, reply_tx }).await;
-    }
-
-    /// Stops starting attempts.
-    pub(crate) async fn start_draining(&self) {
-        self.send(DispatcherCommand::StartDraining).await;
-    }
-
-    /// Returns once no attempt runs.
-    pub(crate) async fn await_idle(&self) {
-        self.ask(|reply_tx| DispatcherCommand::AwaitIdle { reply_tx }).await;
-    }
-
-    /// Cancels every running attempt.
-    pub(crate) async fn cancel_running(&self) {
-        self.send(DispatcherCommand::CancelRunning).await;
-    }
-
-    /// Stops the dispatcher once every attempt has ended; returns the queued attempts,
-    /// which were never started.
-    pub(crate) async fn finish(&self) -> Vec<u64> {
-        self.ask(|reply_tx| DispatcherCommand::Finish { reply_tx })
-            .await
-            .unwrap_or_default()
-    }
-}
-
 struct QueuedAttempt {
     generation: u64,
     assignment: v1::Assignment,
@@ -197,7 +92,7 @@ pub(crate) struct DispatcherSetup {
 impl Dispatcher {
     /// Returns the dispatcher, to be run with [`Dispatcher::run`], and its handle.
     pub(crate) fn new(setup: DispatcherSetup) -> (Self, DispatcherHandle, DispatcherInbox) {
-        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
+        let (handle, inbox) = handle::channel();
         let dispatcher = Self {
             slots: setup.slots as usize,
             prefetch: setup.prefetch as usize,
@@ -214,7 +109,7 @@ impl Dispatcher {
             capacity_waiter: None,
             idle_waiters: Vec::new(),
         };
-        (dispatcher, DispatcherHandle { commands_tx }, DispatcherInbox { commands_rx })
+        (dispatcher, handle, inbox)
     }
 
     /// Runs until [`DispatcherHandle::finish`] (or until every handle is dropped).
@@ -241,28 +136,44 @@ impl Dispatcher {
 
     fn handle(&mut self, command: DispatcherCommand) {
         match command {
-            DispatcherCommand::Assign { generation, assignments } => {
+            DispatcherCommand::Assign {
+                generation,
+                assignments,
+            } => {
                 if generation != self.generation {
                     // Leased to a worker id the coordinator has forgotten: fenced off.
-                    tracing::debug!(dropped = assignments.len(), "dropping attempts of an older registration");
+                    tracing::debug!(
+                        dropped = assignments.len(),
+                        "dropping attempts of an older registration"
+                    );
                     return;
                 }
-                self.queue.extend(
-                    assignments
-                        .into_iter()
-                        .map(|assignment| QueuedAttempt { generation, assignment }),
-                );
+                self.queue
+                    .extend(assignments.into_iter().map(|assignment| QueuedAttempt {
+                        generation,
+                        assignment,
+                    }));
             }
             DispatcherCommand::AwaitCapacity { reply_tx } => {
-                // Only the pull loop asks, one question at a time.
-                self.capacity_waiter = Some(reply_tx);
+                // Only the pull loop asks, one question at a time. While draining the
+                // question is dropped unanswered: nothing more is wanted.
+                if !self.draining {
+                    self.capacity_waiter = Some(reply_tx);
+                }
             }
             DispatcherCommand::ReportHeld { reply_tx } => {
                 let _caller_gone = reply_tx.send(self.held_attempts());
             }
             DispatcherCommand::Cancel { attempt_ids } => self.cancel(&attempt_ids),
-            DispatcherCommand::Reset { generation, reply_tx } => {
-                tracing::debug!(queued = self.queue.len(), running = self.running.len(), "dropping every local attempt");
+            DispatcherCommand::Reset {
+                generation,
+                reply_tx,
+            } => {
+                tracing::debug!(
+                    queued = self.queue.len(),
+                    running = self.running.len(),
+                    "dropping every local attempt"
+                );
                 self.generation = generation;
                 self.queue.clear();
                 self.cancel_every_running_attempt();
@@ -320,7 +231,10 @@ impl Dispatcher {
     fn cancel(&mut self, attempt_ids: &[u64]) {
         for attempt_id in attempt_ids {
             if let Some(running) = self.running.get_mut(attempt_id) {
-                tracing::info!(attempt = %format_args!("{attempt_id:x}"), "coordinator cancelled the attempt");
+                tracing::debug!(
+                    attempt = %format_args!("{attempt_id:x}"),
+                    "coordinator cancelled the attempt"
+                );
                 running.cancelled = true;
                 running.cancel.cancel();
             }
@@ -354,7 +268,10 @@ impl Dispatcher {
 
     /// Starts one attempt; returns true when it ran in place.
     async fn start_attempt(&mut self, queued: QueuedAttempt) -> bool {
-        let QueuedAttempt { generation, assignment } = queued;
+        let QueuedAttempt {
+            generation,
+            assignment,
+        } = queued;
         let attempt_id = assignment.attempt_id;
         self.metrics.attempts_started_total.inc();
         let Some(executor) = self.executors.get(&assignment.kind).cloned() else {
@@ -381,7 +298,15 @@ impl Dispatcher {
         let task = self.tasks.spawn(run_attempt(prepared, cancel.clone()));
         self.attempt_of_task.insert(task.id(), attempt_id);
         let started = tokio::time::Instant::now();
-        self.running.insert(attempt_id, RunningAttempt { generation, cancel, cancelled: false, started });
+        self.running.insert(
+            attempt_id,
+            RunningAttempt {
+                generation,
+                cancel,
+                cancelled: false,
+                started,
+            },
+        );
         self.metrics.busy_slots.set(self.running.len() as i64);
         false
     }
@@ -401,7 +326,10 @@ impl Dispatcher {
         self.metrics.busy_slots.set(self.running.len() as i64);
         if running.cancelled {
             self.metrics.attempts_cancelled_total.inc();
-            tracing::debug!(attempt = %format_args!("{:x}", finished.attempt_id), "cancelled attempt ended; not reported");
+            tracing::debug!(
+                attempt = %format_args!("{:x}", finished.attempt_id),
+                "cancelled attempt ended; not reported"
+            );
             return;
         }
         self.record_outcome(finished);
@@ -411,11 +339,17 @@ impl Dispatcher {
     fn panicked_attempt(&self, join_error: &JoinError) -> Option<FinishedAttempt> {
         let attempt_id = *self.attempt_of_task.get(&join_error.id())?;
         let running = self.running.get(&attempt_id)?;
-        tracing::error!(attempt = %format_args!("{attempt_id:x}"), error = %join_error, "executor panicked");
+        tracing::error!(
+            attempt = %format_args!("{attempt_id:x}"),
+            error = %join_error,
+            "executor panicked"
+        );
         Some(FinishedAttempt {
             generation: running.generation,
             attempt_id,
-            outcome: Err(TaskFailure::retryable(format!("the executor panicked: {join_error}"))),
+            outcome: Err(TaskFailure::retryable(format!(
+                "the executor panicked: {join_error}"
+            ))),
             duration: running.started.elapsed(),
         })
     }
@@ -474,11 +408,6 @@ impl Dispatcher {
     }
 }
 
-/// The receiving end of the dispatcher's messages, passed to [`Dispatcher::run`].
-pub(crate) struct DispatcherInbox {
-    commands_rx: mpsc::Receiver<DispatcherCommand>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,7 +437,12 @@ mod tests {
             generation: 1,
         });
         let task = tokio::spawn(dispatcher.run(inbox));
-        TestDispatcher { handle, results_rx, task, _scratch: scratch }
+        TestDispatcher {
+            handle,
+            results_rx,
+            task,
+            _scratch: scratch,
+        }
     }
 
     fn assignment(attempt_id: u64, kind: &str, payload: &str) -> v1::Assignment {
@@ -562,7 +496,10 @@ mod tests {
     #[tokio::test]
     async fn coordinator_cancellation_and_reset_drop_attempts_unreported() {
         let mut test = start(2, 0);
-        let sleeps = vec![assignment(1, "sleep", "60000"), assignment(2, "sleep", "60000")];
+        let sleeps = vec![
+            assignment(1, "sleep", "60000"),
+            assignment(2, "sleep", "60000"),
+        ];
         test.handle.assign(1, sleeps).await;
         test.handle.cancel(vec![1]).await;
         test.handle.await_capacity().await;

@@ -9,23 +9,26 @@
 //!   retryable;
 //! - on cancellation or timeout the program is killed with SIGKILL together with its
 //!   process group, so that the children of a shell script die with it. The program is
-//!   started in a group of its own for that reason. `unsafe` (and so `libc::kill`) is
-//!   denied in this workspace, so the group is signalled through the `kill` utility;
-//!   should that fail, only the direct child is killed and its own children may survive.
+//!   started in a group of its own for that reason (`killpg` from `nix`, since `unsafe`
+//!   is denied in this workspace). A child that moves to a group of its own (`setsid`,
+//!   a daemon) escapes and may survive.
+
+mod capture;
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use essaim_core::model::{MAX_INLINE_RESULT_BYTES, MAX_STDERR_TAIL_BYTES};
 use essaim_core::{FileRef, TaskFailure, TaskOutput};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
+use self::capture::{
+    CapturedStdout, capture_stdout, feed_stdin, keep_stderr_tail, stderr_tail_text,
+};
 use crate::executor::{AttemptContext, ExecutionFuture, Executor, permanent_failure};
 
 /// Name of the file, in the attempt directory, that receives a large standard output.
@@ -33,9 +36,6 @@ pub const STDOUT_FILE_NAME: &str = "stdout";
 
 /// How long a killed program may take to be reaped before the slot is given back anyway.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Size of one read from the program's pipes.
-const PIPE_READ_BYTES: usize = 64 * 1024;
 
 /// The payload of a `command` task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +64,9 @@ fn parse_command_spec(payload: &[u8]) -> Result<CommandSpec, TaskFailure> {
     })?;
     let program_is_named = spec.argv.first().is_some_and(|program| !program.is_empty());
     if !program_is_named {
-        return Err(permanent_failure("command `argv` is empty; it must name a program"));
+        return Err(permanent_failure(
+            "command `argv` is empty; it must name a program",
+        ));
     }
     Ok(spec)
 }
@@ -85,10 +87,15 @@ async fn run_command(
 ) -> Result<TaskOutput, TaskFailure> {
     let spec = parse_command_spec(&attempt.payload)?;
     let program = spec.argv[0].clone();
-    let cwd = spec.cwd.clone().unwrap_or_else(|| attempt.scratch_dir.clone());
+    let cwd = spec
+        .cwd
+        .clone()
+        .unwrap_or_else(|| attempt.scratch_dir.clone());
     // Checked up front because spawning in a missing directory also fails with
     // "not found", which would blame the program.
-    let cwd_is_a_directory = tokio::fs::metadata(&cwd).await.is_ok_and(|meta| meta.is_dir());
+    let cwd_is_a_directory = tokio::fs::metadata(&cwd)
+        .await
+        .is_ok_and(|meta| meta.is_dir());
     if !cwd_is_a_directory {
         return Err(permanent_failure(format!(
             "working directory `{}` of command `{program}` does not exist",
@@ -106,7 +113,11 @@ async fn run_command(
         .env("ESSAIM_ATTEMPT_NUMBER", attempt.attempt_number.to_string())
         .env("ESSAIM_CORRELATION_ID", &attempt.correlation_id)
         .envs(&spec.env)
-        .stdin(if spec.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if spec.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // If this future is dropped (the worker gives up on the attempt), the program
@@ -114,7 +125,9 @@ async fn run_command(
         .kill_on_drop(true)
         // A group of its own, so that cancellation can kill the program's children too.
         .process_group(0);
-    let mut child = command.spawn().map_err(|error| spawn_failure(&program, &error))?;
+    let mut child = command
+        .spawn()
+        .map_err(|error| spawn_failure(&program, &error))?;
     let process_id = child.id();
     tracing::debug!(program = %program, pid = process_id, "command started");
 
@@ -141,7 +154,9 @@ async fn run_command(
     };
     let Some((stdin_fed, stdout_captured, stderr_tail, exit_status)) = finished else {
         kill_process_group(&mut child, process_id).await;
-        return Err(TaskFailure::retryable(format!("command `{program}` cancelled")));
+        return Err(TaskFailure::retryable(format!(
+            "command `{program}` cancelled"
+        )));
     };
 
     if let Err(error) = stdin_fed {
@@ -152,7 +167,9 @@ async fn run_command(
         TaskFailure::retryable(format!("failed to wait for command `{program}`: {error}"))
     })?;
     let stdout = stdout_captured.map_err(|error| {
-        TaskFailure::retryable(format!("failed to capture the standard output of `{program}`: {error}"))
+        TaskFailure::retryable(format!(
+            "failed to capture the standard output of `{program}`: {error}"
+        ))
     })?;
     if !status.success() {
         return Err(TaskFailure {
@@ -196,7 +213,10 @@ fn exit_failure_message(program: &str, status: ExitStatus) -> String {
         return format!("command exited with status {code}");
     }
     match status.signal() {
-        Some(signal) => format!("command `{program}` killed by signal {signal} ({})", signal_name(signal)),
+        Some(signal) => format!(
+            "command `{program}` killed by signal {signal} ({})",
+            signal_name(signal)
+        ),
         None => format!("command `{program}` ended abnormally ({status})"),
     }
 }
@@ -219,127 +239,28 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// Writes `text` to the program's standard input, then closes it (by dropping it) so that
-/// the program sees the end of its input.
-async fn feed_stdin(pipe: Option<ChildStdin>, text: Option<String>) -> std::io::Result<()> {
-    let (Some(mut pipe), Some(text)) = (pipe, text) else {
-        return Ok(());
-    };
-    match pipe.write_all(text.as_bytes()).await {
-        // The program exited or closed its input without reading everything: its
-        // choice, judged by its exit status.
-        Err(error) if error.kind() == ErrorKind::BrokenPipe => Ok(()),
-        written => written,
-    }
-}
-
-/// Standard output as kept: in memory when small, in a file otherwise.
-#[derive(Debug, PartialEq, Eq)]
-enum CapturedStdout {
-    Inline(Vec<u8>),
-    File { size_bytes: u64 },
-}
-
-/// Reads the program's standard output to the end, holding at most the inline limit in
-/// memory and moving to the file `path` as soon as it outgrows it.
-async fn capture_stdout(
-    mut pipe: impl AsyncRead + Unpin,
-    path: &Path,
-) -> std::io::Result<CapturedStdout> {
-    let mut buffer = vec![0; PIPE_READ_BYTES];
-    let mut small_output = Vec::new();
-    let mut file: Option<tokio::fs::File> = None;
-    let mut size_bytes: u64 = 0;
-    loop {
-        let read = pipe.read(&mut buffer).await?;
-        if read == 0 {
-            break;
-        }
-        size_bytes += read as u64;
-        let chunk = &buffer[..read];
-        if let Some(file) = &mut file {
-            file.write_all(chunk).await?;
-            continue;
-        }
-        small_output.extend_from_slice(chunk);
-        if small_output.len() > MAX_INLINE_RESULT_BYTES {
-            let mut created = tokio::fs::File::create(path).await?;
-            created.write_all(&small_output).await?;
-            small_output = Vec::new();
-            file = Some(created);
-        }
-    }
-    let Some(mut file) = file else {
-        return Ok(CapturedStdout::Inline(small_output));
-    };
-    // A tokio file finishes its last write in the background; flush waits for it.
-    file.flush().await?;
-    Ok(CapturedStdout::File { size_bytes })
-}
-
-/// Reads the program's standard error to the end, keeping only its last bytes. A read
-/// error ends the capture with what was kept: the tail is a diagnostic, not a result.
-async fn keep_stderr_tail(mut pipe: impl AsyncRead + Unpin) -> Vec<u8> {
-    let mut buffer = vec![0; PIPE_READ_BYTES];
-    let mut tail: Vec<u8> = Vec::with_capacity(MAX_STDERR_TAIL_BYTES);
-    loop {
-        let read = match pipe.read(&mut buffer).await {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(error) => {
-                tracing::debug!(%error, "failed to read the command's standard error");
-                break;
-            }
-        };
-        append_keeping_tail(&mut tail, &buffer[..read], MAX_STDERR_TAIL_BYTES);
-    }
-    tail
-}
-
-/// Appends `chunk` to `tail`, then drops the oldest bytes beyond `limit`.
-fn append_keeping_tail(tail: &mut Vec<u8>, chunk: &[u8], limit: usize) {
-    let chunk = &chunk[chunk.len().saturating_sub(limit)..];
-    tail.extend_from_slice(chunk);
-    let excess = tail.len().saturating_sub(limit);
-    tail.drain(..excess);
-}
-
-/// Returns the stderr tail as text of at most the tail limit, cut on a character boundary
-/// (replacement characters for invalid UTF-8 can make the text longer than the bytes).
-fn stderr_tail_text(tail: &[u8]) -> String {
-    let text = String::from_utf8_lossy(tail);
-    let mut start = text.len().saturating_sub(MAX_STDERR_TAIL_BYTES);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_string()
-}
-
 /// Kills the program's process group, then the program itself, and reaps it.
 async fn kill_process_group(child: &mut Child, process_id: Option<u32>) {
-    if let Some(process_group) = process_id {
-        // `kill -KILL -- -PGID` signals every process of the group (the group id is
-        // the program's pid, see `process_group(0)`).
-        let group_killed = Command::new("kill")
-            .arg("-KILL")
-            .arg("--")
-            .arg(format!("-{process_group}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-        if !group_killed.as_ref().is_ok_and(ExitStatus::success) {
+    let process_group = process_id.and_then(|pid| i32::try_from(pid).ok());
+    if let Some(process_group) = process_group {
+        // The group id is the program's pid (see `process_group(0)`). One system call,
+        // well within the budget for blocking an async task.
+        let group = nix::unistd::Pid::from_raw(process_group);
+        if let Err(errno) = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL) {
+            // ESRCH: the whole group has exited already.
             tracing::debug!(
                 process_group,
-                ?group_killed,
+                %errno,
                 "failed to kill the command's process group; its children may survive"
             );
         }
     }
     // Covers a failed group kill; an error here means the program already exited.
     let _already_exited = child.start_kill();
-    if tokio::time::timeout(REAP_TIMEOUT, child.wait()).await.is_err() {
+    if tokio::time::timeout(REAP_TIMEOUT, child.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(pid = process_id, "killed command was not reaped in time");
     }
 }
@@ -347,6 +268,8 @@ async fn kill_process_group(child: &mut Child, process_id: Option<u32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use essaim_core::model::MAX_STDERR_TAIL_BYTES;
+    use std::path::Path;
     use std::sync::Arc;
 
     use crate::attempt::{PreparedAttempt, run_attempt};
@@ -399,7 +322,8 @@ mod tests {
     async fn non_zero_exit_carries_the_exit_code_and_the_stderr_tail() {
         let scratch = tempfile::tempdir().unwrap();
         // About 11 KiB of standard error, of which only the last 4 KiB are kept.
-        let script = "i=0; while [ $i -lt 1000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; exit 3";
+        let script =
+            "i=0; while [ $i -lt 1000 ]; do echo \"line $i\" >&2; i=$((i+1)); done; exit 3";
         let spec = serde_json::json!({"argv": ["sh", "-c", script]});
         let failure = run(spec, scratch.path()).await.unwrap_err();
         assert!(failure.retryable);
@@ -416,7 +340,10 @@ mod tests {
         let spec = serde_json::json!({"argv": ["essaim-no-such-program-7f3a"]});
         let failure = run(spec, scratch.path()).await.unwrap_err();
         assert!(!failure.retryable);
-        assert_eq!(failure.message, "command `essaim-no-such-program-7f3a` not found");
+        assert_eq!(
+            failure.message,
+            "command `essaim-no-such-program-7f3a` not found"
+        );
     }
 
     #[tokio::test]
@@ -442,7 +369,10 @@ mod tests {
         let output = run(spec, scratch.path()).await.unwrap();
         let text = String::from_utf8(output.inline).unwrap();
         let canonical_scratch = scratch.path().canonicalize().unwrap();
-        let expected = format!("job-12/task-3/attempt-beef|12|beef|2|kiwi{}\n", canonical_scratch.display());
+        let expected = format!(
+            "job-12/task-3/attempt-beef|12|beef|2|kiwi{}\n",
+            canonical_scratch.display()
+        );
         assert_eq!(text, expected);
     }
 
@@ -461,7 +391,10 @@ mod tests {
     fn process_is_dead(pid: u32) -> bool {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => true,
-            Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+            Ok(stat) => stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
         }
     }
 
@@ -473,7 +406,10 @@ mod tests {
             {
                 return pid;
             }
-            assert!(tokio::time::Instant::now() < deadline, "pid file never written");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pid file never written"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -490,7 +426,10 @@ mod tests {
             grandchild = grandchild_pid_file.display(),
             child = child_pid_file.display(),
         );
-        let mut context = attempt(serde_json::json!({"argv": ["sh", "-c", script]}), scratch.path());
+        let mut context = attempt(
+            serde_json::json!({"argv": ["sh", "-c", script]}),
+            scratch.path(),
+        );
         context.timeout = Some(Duration::from_millis(500));
         let prepared = PreparedAttempt {
             executor: Arc::new(CommandExecutor),
@@ -500,7 +439,11 @@ mod tests {
         };
         let started = std::time::Instant::now();
         let finished = run_attempt(prepared, CancellationToken::new()).await;
-        assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
         let failure = finished.outcome.unwrap_err();
         assert!(failure.retryable);
         assert_eq!(failure.message, "timed out after 500 ms");
@@ -509,21 +452,11 @@ mod tests {
         let grandchild = read_pid(&grandchild_pid_file).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !(process_is_dead(child) && process_is_dead(grandchild)) {
-            assert!(std::time::Instant::now() < deadline, "sleep 30 survived the timeout");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sleep 30 survived the timeout"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    #[test]
-    fn stderr_tail_keeps_the_last_bytes_across_chunks() {
-        let mut tail = Vec::new();
-        append_keeping_tail(&mut tail, b"abcdef", 4);
-        assert_eq!(tail, b"cdef");
-        append_keeping_tail(&mut tail, b"gh", 4);
-        assert_eq!(tail, b"efgh");
-        append_keeping_tail(&mut tail, b"ijklmnop", 4);
-        assert_eq!(tail, b"mnop");
-        let invalid = [0xff; MAX_STDERR_TAIL_BYTES];
-        assert!(stderr_tail_text(&invalid).len() <= MAX_STDERR_TAIL_BYTES);
     }
 }

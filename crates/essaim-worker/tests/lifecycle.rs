@@ -1,0 +1,520 @@
+//! The worker's whole life against a small in-process coordinator: register, pull,
+//! report in batches, register again when forgotten, drain and hand back.
+//!
+//! The coordinator here is a stand-in that speaks the real gRPC API over real loopback
+//! sockets, with just enough behaviour (a FIFO of assignments, a set of known workers)
+//! to drive every loop of the worker. It does not schedule, retry or fence: the real
+//! coordinator's end-to-end tests cover that.
+
+// Helpers outside `#[test]` functions are test code too; a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use essaim_proto::v1;
+use essaim_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
+use essaim_worker::{ExecutorRegistry, WorkerConfig, start_worker};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+const LONG_POLL: Duration = Duration::from_millis(200);
+
+#[derive(Default)]
+struct CoordinatorState {
+    registrations: Vec<u64>,
+    known_workers: BTreeSet<u64>,
+    queue: VecDeque<v1::Assignment>,
+    /// Every result received, with the worker id it came under.
+    results: Vec<(u64, v1::AttemptResult)>,
+    report_calls: usize,
+    heartbeats: Vec<v1::HeartbeatRequest>,
+    deregistrations: Vec<v1::DeregisterWorkerRequest>,
+    forget_workers_at_next_heartbeat: bool,
+}
+
+#[derive(Clone, Default)]
+struct StandInCoordinator {
+    state: Arc<Mutex<CoordinatorState>>,
+    work_queued: Arc<Notify>,
+}
+
+impl StandInCoordinator {
+    fn with_state<T>(&self, read: impl FnOnce(&mut CoordinatorState) -> T) -> T {
+        read(&mut self.state.lock().unwrap())
+    }
+
+    fn enqueue(&self, assignments: impl IntoIterator<Item = v1::Assignment>) {
+        self.with_state(|state| state.queue.extend(assignments));
+        self.work_queued.notify_waiters();
+    }
+
+    fn take(&self, worker_id: u64, max_tasks: u32) -> Option<Vec<v1::Assignment>> {
+        self.with_state(|state| {
+            if !state.known_workers.contains(&worker_id) {
+                return None;
+            }
+            let count = state.queue.len().min(max_tasks as usize);
+            Some(state.queue.drain(..count).collect())
+        })
+    }
+}
+
+fn unused<T>() -> Result<Response<T>, Status> {
+    Err(Status::unimplemented("not part of the stand-in"))
+}
+
+#[tonic::async_trait]
+impl Coordinator for StandInCoordinator {
+    async fn register_worker(
+        &self,
+        request: Request<v1::RegisterWorkerRequest>,
+    ) -> Result<Response<v1::RegisterWorkerResponse>, Status> {
+        assert!(request.get_ref().kinds.contains(&"noop".to_string()));
+        let worker_id = self.with_state(|state| {
+            let worker_id = 0x100 + state.registrations.len() as u64;
+            state.registrations.push(worker_id);
+            state.known_workers.insert(worker_id);
+            worker_id
+        });
+        Ok(Response::new(v1::RegisterWorkerResponse {
+            worker_id,
+            heartbeat_interval_ms: 100,
+            worker_timeout_ms: 5_000,
+            long_poll_ms: LONG_POLL.as_millis() as u64,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        let reregister = self.with_state(|state| {
+            if state.forget_workers_at_next_heartbeat {
+                state.forget_workers_at_next_heartbeat = false;
+                state.known_workers.clear();
+            }
+            let known = state.known_workers.contains(&request.worker_id);
+            state.heartbeats.push(request);
+            !known
+        });
+        Ok(Response::new(v1::HeartbeatResponse {
+            reregister,
+            cancel_attempts: Vec::new(),
+        }))
+    }
+
+    async fn pull_tasks(
+        &self,
+        request: Request<v1::PullTasksRequest>,
+    ) -> Result<Response<v1::PullTasksResponse>, Status> {
+        let request = request.into_inner();
+        assert!(
+            request.max_tasks > 0,
+            "a pull must ask for at least one attempt"
+        );
+        let woken = self.work_queued.notified();
+        let Some(mut assignments) = self.take(request.worker_id, request.max_tasks) else {
+            return Ok(Response::new(v1::PullTasksResponse {
+                assignments: Vec::new(),
+                reregister: true,
+            }));
+        };
+        if assignments.is_empty() {
+            // The long poll: park until work arrives or the poll times out.
+            let _ = tokio::time::timeout(LONG_POLL, woken).await;
+            assignments = self
+                .take(request.worker_id, request.max_tasks)
+                .unwrap_or_default();
+        }
+        Ok(Response::new(v1::PullTasksResponse {
+            assignments,
+            reregister: false,
+        }))
+    }
+
+    async fn report_results(
+        &self,
+        request: Request<v1::ReportResultsRequest>,
+    ) -> Result<Response<v1::ReportResultsResponse>, Status> {
+        let request = request.into_inner();
+        let reregister = self.with_state(|state| {
+            state.report_calls += 1;
+            if !state.known_workers.contains(&request.worker_id) {
+                return true;
+            }
+            let worker_id = request.worker_id;
+            state.results.extend(
+                request
+                    .results
+                    .into_iter()
+                    .map(|result| (worker_id, result)),
+            );
+            false
+        });
+        Ok(Response::new(v1::ReportResultsResponse {
+            rejected: 0,
+            reregister,
+        }))
+    }
+
+    async fn deregister_worker(
+        &self,
+        request: Request<v1::DeregisterWorkerRequest>,
+    ) -> Result<Response<v1::DeregisterWorkerResponse>, Status> {
+        self.with_state(|state| state.deregistrations.push(request.into_inner()));
+        Ok(Response::new(v1::DeregisterWorkerResponse {}))
+    }
+
+    async fn submit_job(
+        &self,
+        _: Request<v1::SubmitJobRequest>,
+    ) -> Result<Response<v1::SubmitJobResponse>, Status> {
+        unused()
+    }
+    async fn get_job(
+        &self,
+        _: Request<v1::GetJobRequest>,
+    ) -> Result<Response<v1::JobStatus>, Status> {
+        unused()
+    }
+    async fn list_jobs(
+        &self,
+        _: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        unused()
+    }
+    async fn wait_job(
+        &self,
+        _: Request<v1::WaitJobRequest>,
+    ) -> Result<Response<v1::JobStatus>, Status> {
+        unused()
+    }
+    async fn cancel_job(
+        &self,
+        _: Request<v1::CancelJobRequest>,
+    ) -> Result<Response<v1::JobStatus>, Status> {
+        unused()
+    }
+    async fn get_results(
+        &self,
+        _: Request<v1::GetResultsRequest>,
+    ) -> Result<Response<v1::GetResultsResponse>, Status> {
+        unused()
+    }
+    async fn list_workers(
+        &self,
+        _: Request<v1::ListWorkersRequest>,
+    ) -> Result<Response<v1::ListWorkersResponse>, Status> {
+        unused()
+    }
+    async fn list_dead_letters(
+        &self,
+        _: Request<v1::ListDeadLettersRequest>,
+    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
+        unused()
+    }
+    async fn requeue_dead_letters(
+        &self,
+        _: Request<v1::DeadLetterSelection>,
+    ) -> Result<Response<v1::DeadLetterChange>, Status> {
+        unused()
+    }
+    async fn purge_dead_letters(
+        &self,
+        _: Request<v1::DeadLetterSelection>,
+    ) -> Result<Response<v1::DeadLetterChange>, Status> {
+        unused()
+    }
+}
+
+/// Serves `coordinator` on a loopback port until `stop` fires.
+async fn serve(
+    coordinator: StandInCoordinator,
+    stop: CancellationToken,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    // Without TCP_NODELAY on the server side, Nagle's algorithm meeting delayed ACKs
+    // adds milliseconds to every small response: 3,000 no-ops took 3.5 s instead of
+    // 0.13 s. The real coordinator must set it too.
+    let accepted = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = tokio_stream::StreamExt::map(accepted, |connection| {
+        connection.inspect(|stream| stream.set_nodelay(true).expect("set TCP_NODELAY"))
+    });
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(CoordinatorServer::new(coordinator))
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+            .unwrap();
+    });
+    (address, server)
+}
+
+fn config(
+    coordinator: SocketAddr,
+    scratch: &std::path::Path,
+    slots: u32,
+    prefetch: u32,
+) -> WorkerConfig {
+    WorkerConfig {
+        coordinator_url: format!("http://{coordinator}"),
+        token: Some("t0k3n".into()),
+        name: "lifecycle".into(),
+        slots,
+        prefetch,
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        advertised_host: None,
+        scratch_dir: scratch.to_path_buf(),
+        drain_grace: Duration::from_millis(300),
+        allow_commands: false,
+        data_dirs: Vec::new(),
+        labels: Default::default(),
+    }
+}
+
+fn assignment(attempt_id: u64, kind: &str, payload: Vec<u8>) -> v1::Assignment {
+    v1::Assignment {
+        job_id: 1,
+        task_index: attempt_id as u32,
+        attempt_id,
+        attempt_number: 1,
+        kind: kind.into(),
+        payload,
+        timeout_ms: 0,
+        speculative: false,
+        correlation_id: String::new(),
+    }
+}
+
+/// Polls `condition` until it holds, failing the test after ten seconds.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends one raw HTTP/1.1 GET and returns the status code and the body.
+async fn http_get(address: SocketAddr, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\n{authorization}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let head_end = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap();
+    let status = String::from_utf8_lossy(&response[..head_end])
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (status, response[head_end + 4..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pulled_attempt_is_reported_once_in_batches_then_the_worker_deregisters() {
+    let coordinator = StandInCoordinator::default();
+    let stop_coordinator = CancellationToken::new();
+    let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let drain = CancellationToken::new();
+    let worker = start_worker(
+        config(address, scratch.path(), 4, 4),
+        ExecutorRegistry::with_builtins(false),
+        drain.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        http_get(worker.http_addr, "/readyz", None).await,
+        (200, b"ready".to_vec())
+    );
+
+    let noops = 3_000;
+    coordinator.enqueue((1..=noops).map(|id| assignment(id, "noop", Vec::new())));
+    let large = vec![b'z'; 100_000];
+    coordinator.enqueue([assignment(noops + 1, "echo", large.clone())]);
+    eventually("every result is reported", || {
+        coordinator.with_state(|state| state.results.len() as u64 == noops + 1)
+    })
+    .await;
+
+    let (results, report_calls) =
+        coordinator.with_state(|state| (state.results.clone(), state.report_calls));
+    let distinct: BTreeSet<u64> = results
+        .iter()
+        .map(|(_, result)| result.attempt_id)
+        .collect();
+    assert_eq!(
+        distinct.len() as u64,
+        noops + 1,
+        "a result was reported twice"
+    );
+    assert!(
+        report_calls < results.len(),
+        "results were not batched: {report_calls} calls"
+    );
+    let (status, metrics) = http_get(worker.http_addr, "/metrics", None).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert_eq!(status, 200);
+    let succeeded = format!("essaim_worker_attempts_succeeded_total {}\n", noops + 1);
+    assert!(metrics.contains(&succeeded), "{metrics}");
+    assert!(metrics.contains("essaim_worker_slots 4\n"), "{metrics}");
+
+    // The large echo result is a file, served to whoever holds the token.
+    let echo = results
+        .iter()
+        .find(|(_, result)| result.attempt_id == noops + 1)
+        .unwrap();
+    let Some(v1::attempt_result::Outcome::Success(output)) = &echo.1.outcome else {
+        panic!("echo failed: {echo:?}");
+    };
+    let file = output.file.as_ref().unwrap();
+    assert_eq!(file.size_bytes, large.len() as u64);
+    let path = file
+        .url
+        .strip_prefix(&worker.file_server_url)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        http_get(worker.http_addr, &path, Some("t0k3n")).await,
+        (200, large)
+    );
+    assert_eq!(http_get(worker.http_addr, &path, None).await.0, 401);
+
+    drain.cancel();
+    worker.wait().await.unwrap();
+    let deregistrations = coordinator.with_state(|state| state.deregistrations.clone());
+    assert_eq!(deregistrations.len(), 1);
+    assert_eq!(deregistrations[0].worker_id, 0x100);
+    assert!(deregistrations[0].returned_attempts.is_empty());
+    stop_coordinator.cancel();
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_worker_registers_again_and_keeps_working() {
+    let coordinator = StandInCoordinator::default();
+    let stop_coordinator = CancellationToken::new();
+    let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let drain = CancellationToken::new();
+    let worker = start_worker(
+        config(address, scratch.path(), 2, 0),
+        ExecutorRegistry::with_builtins(false),
+        drain.clone(),
+    )
+    .await
+    .unwrap();
+
+    coordinator.with_state(|state| state.forget_workers_at_next_heartbeat = true);
+    eventually("the worker registers again", || {
+        coordinator.with_state(|state| state.registrations.len() == 2)
+    })
+    .await;
+    coordinator.enqueue((1..=50).map(|id| assignment(id, "noop", Vec::new())));
+    eventually("results arrive under the new id", || {
+        coordinator.with_state(|state| state.results.len() == 50)
+    })
+    .await;
+    let all_under_new_id = coordinator.with_state(|state| {
+        state
+            .results
+            .iter()
+            .all(|(worker_id, _)| *worker_id == 0x101)
+    });
+    assert!(all_under_new_id);
+
+    drain.cancel();
+    worker.wait().await.unwrap();
+    let deregistered = coordinator.with_state(|state| {
+        state
+            .deregistrations
+            .iter()
+            .map(|request| request.worker_id)
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(deregistered, [0x101]);
+    stop_coordinator.cancel();
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_announces_itself_cancels_after_the_grace_and_hands_back_queued_attempts() {
+    let coordinator = StandInCoordinator::default();
+    let stop_coordinator = CancellationToken::new();
+    let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
+    let scratch = tempfile::tempdir().unwrap();
+    let drain = CancellationToken::new();
+    let worker = start_worker(
+        config(address, scratch.path(), 1, 2),
+        ExecutorRegistry::with_builtins(false),
+        drain.clone(),
+    )
+    .await
+    .unwrap();
+    let http_addr = worker.http_addr;
+
+    coordinator.enqueue((1..=3).map(|id| assignment(id, "sleep", b"60000".to_vec())));
+    let holds_all_three = |heartbeat: &v1::HeartbeatRequest| {
+        heartbeat.held_attempts.len() == 3 && heartbeat.busy_slots == 1
+    };
+    eventually("a heartbeat renews all three attempts", || {
+        coordinator.with_state(|state| state.heartbeats.iter().any(holds_all_three))
+    })
+    .await;
+
+    let started = std::time::Instant::now();
+    drain.cancel();
+    let waiting = tokio::spawn(worker.wait());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let readiness = http_get(http_addr, "/readyz", None).await;
+        if readiness == (503, b"draining".to_vec()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "readiness stayed {readiness:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    waiting.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drain took {:?}",
+        started.elapsed()
+    );
+
+    let (announced, results, deregistrations) = coordinator.with_state(|state| {
+        (
+            state.heartbeats.iter().any(|heartbeat| heartbeat.draining),
+            state.results.len(),
+            state.deregistrations.clone(),
+        )
+    });
+    assert!(announced, "no heartbeat said the worker was draining");
+    assert_eq!(results, 0, "an attempt cancelled by the drain was reported");
+    assert_eq!(deregistrations.len(), 1);
+    assert_eq!(deregistrations[0].returned_attempts, [2, 3]);
+    stop_coordinator.cancel();
+    server.await.unwrap();
+}

@@ -76,14 +76,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         labels: Default::default(),
     };
     let drain = CancellationToken::new();
-    let executors = ExecutorRegistry::with_builtins(config.allow_commands);
-    let worker = start_worker(config, executors, drain.clone()).await?;
-    tracing::info!(http = %worker.http_addr, "worker serving health, metrics and files");
+    // Listen for SIGTERM before registering: a worker told to stop while it still waits
+    // for the coordinator must stop cleanly, not die.
+    let drain_on_signal = drain.clone();
     tokio::spawn(async move {
         super::shutdown_signal().await;
         tracing::info!("draining: no more pulls, finishing running tasks");
-        drain.cancel();
+        drain_on_signal.cancel();
     });
+    let executors = ExecutorRegistry::with_builtins(config.allow_commands);
+    let worker = start_worker(config, executors, drain).await?;
+    tracing::info!(http = %worker.http_addr, "worker serving health, metrics and files");
     worker.wait().await?;
     Ok(ExitCode::SUCCESS)
 }

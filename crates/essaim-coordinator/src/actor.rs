@@ -35,25 +35,63 @@ pub type Query = Box<dyn FnOnce(&Scheduler) + Send>;
 #[allow(missing_docs)]
 pub enum Command {
     /// See [`Scheduler::submit`].
-    Submit { raw: RawJobSpec, reply: oneshot::Sender<Result<JobId, SpecError>> },
+    Submit {
+        raw: RawJobSpec,
+        reply: oneshot::Sender<Result<JobId, SpecError>>,
+    },
     /// See [`Scheduler::register_worker`].
-    Register { info: WorkerInfo, reply: oneshot::Sender<WorkerId> },
+    Register {
+        info: WorkerInfo,
+        reply: oneshot::Sender<WorkerId>,
+    },
     /// See [`Scheduler::heartbeat`].
-    Heartbeat { worker: WorkerId, held: Vec<essaim_core::AttemptId>, draining: bool, busy_slots: u32, reply: oneshot::Sender<HeartbeatReply> },
+    Heartbeat {
+        worker: WorkerId,
+        held: Vec<essaim_core::AttemptId>,
+        draining: bool,
+        busy_slots: u32,
+        reply: oneshot::Sender<HeartbeatReply>,
+    },
     /// See [`Scheduler::pull`]; parked until work arrives or `wait` passes.
-    Pull { worker: WorkerId, max: u32, wait: Duration, reply: oneshot::Sender<PullReply> },
+    Pull {
+        worker: WorkerId,
+        max: u32,
+        wait: Duration,
+        reply: oneshot::Sender<PullReply>,
+    },
     /// See [`Scheduler::report`].
-    Report { worker: WorkerId, results: Vec<ReportedResult>, reply: oneshot::Sender<ReportReply> },
+    Report {
+        worker: WorkerId,
+        results: Vec<ReportedResult>,
+        reply: oneshot::Sender<ReportReply>,
+    },
     /// See [`Scheduler::deregister`].
-    Deregister { worker: WorkerId, returned: Vec<essaim_core::AttemptId>, reply: oneshot::Sender<()> },
+    Deregister {
+        worker: WorkerId,
+        returned: Vec<essaim_core::AttemptId>,
+        reply: oneshot::Sender<()>,
+    },
     /// See [`Scheduler::cancel_job`].
-    Cancel { job: JobId, reply: oneshot::Sender<Result<(), JobError>> },
+    Cancel {
+        job: JobId,
+        reply: oneshot::Sender<Result<(), JobError>>,
+    },
     /// See [`Scheduler::requeue_dead_letters`].
-    Requeue { tasks: DeadLetterTarget, reply: oneshot::Sender<u32> },
+    Requeue {
+        tasks: DeadLetterTarget,
+        reply: oneshot::Sender<u32>,
+    },
     /// See [`Scheduler::purge_dead_letters`].
-    Purge { tasks: DeadLetterTarget, reply: oneshot::Sender<u32> },
+    Purge {
+        tasks: DeadLetterTarget,
+        reply: oneshot::Sender<u32>,
+    },
     /// Replies when the job is terminal or `wait` passes.
-    WaitJob { job: JobId, wait: Duration, reply: oneshot::Sender<()> },
+    WaitJob {
+        job: JobId,
+        wait: Duration,
+        reply: oneshot::Sender<()>,
+    },
     /// Runs a read-only closure on the scheduler.
     Query(Query),
 }
@@ -84,7 +122,10 @@ type DeferredReply = Box<dyn FnOnce() + Send>;
 
 /// Returns the wall clock in milliseconds since the Unix epoch.
 pub fn wall_clock_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The actor's state.
@@ -102,7 +143,13 @@ pub struct Actor {
 
 impl Actor {
     /// Returns an actor around a recovered scheduler and its journal.
-    pub fn new(scheduler: Scheduler, journal: Journal, metrics: CoordinatorMetrics, health: Health, tick_every: Duration) -> Self {
+    pub fn new(
+        scheduler: Scheduler,
+        journal: Journal,
+        metrics: CoordinatorMetrics,
+        health: Health,
+        tick_every: Duration,
+    ) -> Self {
         let last_stats = scheduler.stats();
         Self {
             scheduler,
@@ -119,7 +166,11 @@ impl Actor {
 
     /// Runs until `shutdown` fires or a journal write fails (then the process must stop:
     /// its state is ahead of the disk). Returns the journal error, if any.
-    pub async fn run(mut self, mut commands_rx: mpsc::Receiver<Command>, shutdown: CancellationToken) -> Result<(), essaim_store::StoreError> {
+    pub async fn run(
+        mut self,
+        mut commands_rx: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+    ) -> Result<(), essaim_store::StoreError> {
         let mut ticker = tokio::time::interval(self.tick_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
@@ -153,7 +204,11 @@ impl Actor {
     }
 
     /// Applies one batch, makes it durable, then replies.
-    async fn process(&mut self, tick: bool, batch: &mut Vec<Command>) -> Result<(), essaim_store::StoreError> {
+    async fn process(
+        &mut self,
+        tick: bool,
+        batch: &mut Vec<Command>,
+    ) -> Result<(), essaim_store::StoreError> {
         // The scheduler needs time that never goes backwards within one incarnation.
         let now = wall_clock_ms().max(self.last_now);
         self.last_now = now;
@@ -190,7 +245,10 @@ impl Actor {
     }
 
     async fn persist(&mut self, events: Vec<JournalEvent>) -> Result<(), essaim_store::StoreError> {
-        let mut journal = self.journal.take().expect("the journal is only taken during persist");
+        let mut journal = self
+            .journal
+            .take()
+            .expect("the journal is only taken during persist");
         let started = std::time::Instant::now();
         let event_count = events.len();
         // redb's commit fsyncs: keep it off the async workers.
@@ -201,8 +259,12 @@ impl Actor {
         .await
         .expect("the journal thread does not panic");
         self.journal = Some(journal);
-        self.metrics.journal_commit_seconds.observe(started.elapsed().as_secs_f64());
-        self.metrics.journal_batch_events.observe(event_count as f64);
+        self.metrics
+            .journal_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .journal_batch_events
+            .observe(event_count as f64);
         if let Err(error) = &result {
             error!(error = %error, "journal write failed; stopping so that nothing unjournaled is acknowledged");
             self.health.set_not_ready("journal unavailable");
@@ -210,7 +272,13 @@ impl Actor {
         result
     }
 
-    fn apply(&mut self, now: u64, command: Command, out: &mut Vec<Output>, replies: &mut Vec<DeferredReply>) {
+    fn apply(
+        &mut self,
+        now: u64,
+        command: Command,
+        out: &mut Vec<Output>,
+        replies: &mut Vec<DeferredReply>,
+    ) {
         match command {
             Command::Submit { raw, reply } => {
                 let result = self.scheduler.submit(now, raw, out);
@@ -221,56 +289,110 @@ impl Actor {
                     }
                     Err(error) => warn!(error = %error, "job refused"),
                 }
-                replies.push(Box::new(move || { let _ = reply.send(result); }));
+                replies.push(Box::new(move || {
+                    let _ = reply.send(result);
+                }));
             }
             Command::Register { info, reply } => {
                 let name = info.name.clone();
                 let slots = info.slots;
                 let worker = self.scheduler.register_worker(now, info);
                 info!(worker = %worker, name = %name, slots, "worker registered");
-                replies.push(Box::new(move || { let _ = reply.send(worker); }));
+                replies.push(Box::new(move || {
+                    let _ = reply.send(worker);
+                }));
             }
-            Command::Heartbeat { worker, held, draining, busy_slots, reply } => {
-                let answer = self.scheduler.heartbeat(now, worker, &held, draining, busy_slots);
-                replies.push(Box::new(move || { let _ = reply.send(answer); }));
+            Command::Heartbeat {
+                worker,
+                held,
+                draining,
+                busy_slots,
+                reply,
+            } => {
+                let answer = self
+                    .scheduler
+                    .heartbeat(now, worker, &held, draining, busy_slots);
+                replies.push(Box::new(move || {
+                    let _ = reply.send(answer);
+                }));
             }
-            Command::Pull { worker, max, wait, reply } => {
+            Command::Pull {
+                worker,
+                max,
+                wait,
+                reply,
+            } => {
                 let answer = self.scheduler.pull(now, worker, max);
                 if answer.assignments.is_empty() && !answer.reregister && !wait.is_zero() {
-                    self.parked_pulls.push(ParkedPull { worker, max, until: Instant::now() + wait, reply });
+                    self.parked_pulls.push(ParkedPull {
+                        worker,
+                        max,
+                        until: Instant::now() + wait,
+                        reply,
+                    });
                 } else {
-                    replies.push(Box::new(move || { let _ = reply.send(answer); }));
+                    replies.push(Box::new(move || {
+                        let _ = reply.send(answer);
+                    }));
                 }
             }
-            Command::Report { worker, results, reply } => {
+            Command::Report {
+                worker,
+                results,
+                reply,
+            } => {
                 let answer = self.scheduler.report(now, worker, results, out);
-                replies.push(Box::new(move || { let _ = reply.send(answer); }));
+                replies.push(Box::new(move || {
+                    let _ = reply.send(answer);
+                }));
             }
-            Command::Deregister { worker, returned, reply } => {
+            Command::Deregister {
+                worker,
+                returned,
+                reply,
+            } => {
                 self.scheduler.deregister(now, worker, &returned, out);
                 info!(worker = %worker, returned = returned.len(), "worker left");
-                replies.push(Box::new(move || { let _ = reply.send(()); }));
+                replies.push(Box::new(move || {
+                    let _ = reply.send(());
+                }));
             }
             Command::Cancel { job, reply } => {
-                let result = self.scheduler.cancel_job(now, job, "cancelled by a client", out);
-                replies.push(Box::new(move || { let _ = reply.send(result); }));
+                let result = self
+                    .scheduler
+                    .cancel_job(now, job, "cancelled by a client", out);
+                replies.push(Box::new(move || {
+                    let _ = reply.send(result);
+                }));
             }
             Command::Requeue { tasks, reply } => {
                 let tasks = self.resolve(tasks);
                 let count = self.scheduler.requeue_dead_letters(now, &tasks, out);
-                replies.push(Box::new(move || { let _ = reply.send(count); }));
+                replies.push(Box::new(move || {
+                    let _ = reply.send(count);
+                }));
             }
             Command::Purge { tasks, reply } => {
                 let tasks = self.resolve(tasks);
                 let count = self.scheduler.purge_dead_letters(now, &tasks, out);
-                replies.push(Box::new(move || { let _ = reply.send(count); }));
+                replies.push(Box::new(move || {
+                    let _ = reply.send(count);
+                }));
             }
             Command::WaitJob { job, wait, reply } => {
-                let running = self.scheduler.job(job).is_some_and(|j| j.state == JobState::Running);
+                let running = self
+                    .scheduler
+                    .job(job)
+                    .is_some_and(|j| j.state == JobState::Running);
                 if running && !wait.is_zero() {
-                    self.parked_waits.entry(job).or_default().push(ParkedWait { until: Instant::now() + wait, reply });
+                    self.parked_waits.entry(job).or_default().push(ParkedWait {
+                        until: Instant::now() + wait,
+                        reply,
+                    });
                 } else {
-                    replies.push(Box::new(move || { let _ = reply.send(()); }));
+                    replies.push(Box::new(move || {
+                        let _ = reply.send(());
+                    }));
                 }
             }
             Command::Query(query) => query(&self.scheduler),
@@ -302,7 +424,9 @@ impl Actor {
                 let answer = self.scheduler.pull(now, parked.worker, parked.max);
                 if !answer.assignments.is_empty() || answer.reregister || expired {
                     let reply = parked.reply;
-                    replies.push(Box::new(move || { let _ = reply.send(answer); }));
+                    replies.push(Box::new(move || {
+                        let _ = reply.send(answer);
+                    }));
                     continue;
                 }
             }
@@ -346,16 +470,36 @@ impl Actor {
         let stats = self.scheduler.stats();
         let last = self.last_stats;
         let metrics = &self.metrics;
-        metrics.attempts_started_total.inc_by(stats.attempts_started - last.attempts_started);
-        metrics.attempts_failed_total.inc_by(stats.attempts_failed - last.attempts_failed);
-        metrics.tasks_committed_total.inc_by(stats.tasks_committed - last.tasks_committed);
-        metrics.results_rejected_total.inc_by(stats.results_rejected - last.results_rejected);
-        metrics.lease_expiries_total.inc_by(stats.lease_expiries - last.lease_expiries);
-        metrics.retries_scheduled_total.inc_by(stats.retries_scheduled - last.retries_scheduled);
-        metrics.dead_lettered_total.inc_by(stats.dead_lettered - last.dead_lettered);
-        metrics.speculative_attempts_total.inc_by(stats.speculative_attempts - last.speculative_attempts);
-        metrics.workers_registered_total.inc_by(stats.workers_registered - last.workers_registered);
-        metrics.workers_lost_total.inc_by(stats.workers_lost - last.workers_lost);
+        metrics
+            .attempts_started_total
+            .inc_by(stats.attempts_started - last.attempts_started);
+        metrics
+            .attempts_failed_total
+            .inc_by(stats.attempts_failed - last.attempts_failed);
+        metrics
+            .tasks_committed_total
+            .inc_by(stats.tasks_committed - last.tasks_committed);
+        metrics
+            .results_rejected_total
+            .inc_by(stats.results_rejected - last.results_rejected);
+        metrics
+            .lease_expiries_total
+            .inc_by(stats.lease_expiries - last.lease_expiries);
+        metrics
+            .retries_scheduled_total
+            .inc_by(stats.retries_scheduled - last.retries_scheduled);
+        metrics
+            .dead_lettered_total
+            .inc_by(stats.dead_lettered - last.dead_lettered);
+        metrics
+            .speculative_attempts_total
+            .inc_by(stats.speculative_attempts - last.speculative_attempts);
+        metrics
+            .workers_registered_total
+            .inc_by(stats.workers_registered - last.workers_registered);
+        metrics
+            .workers_lost_total
+            .inc_by(stats.workers_lost - last.workers_lost);
         self.last_stats = stats;
         if !tick {
             return;
@@ -368,7 +512,11 @@ impl Actor {
             busy += i64::from(worker.busy_slots);
         }
         let (mut pending, mut running) = (0i64, 0i64);
-        for job in self.scheduler.jobs().filter(|job| job.state == JobState::Running) {
+        for job in self
+            .scheduler
+            .jobs()
+            .filter(|job| job.state == JobState::Running)
+        {
             let counts = job.counts();
             pending += i64::from(counts.pending + counts.retrying);
             running += i64::from(counts.running);
@@ -378,7 +526,9 @@ impl Actor {
         metrics.busy_slots.set(busy);
         metrics.tasks_pending.set(pending);
         metrics.tasks_running.set(running);
-        metrics.dlq_size.set(self.scheduler.dead_letter_count() as i64);
+        metrics
+            .dlq_size
+            .set(self.scheduler.dead_letter_count() as i64);
     }
 }
 

@@ -115,7 +115,10 @@ impl RunningCoordinator {
 }
 
 /// Recovers from the journal and starts serving; stops when `shutdown` fires.
-pub async fn start_coordinator(config: CoordinatorConfig, shutdown: CancellationToken) -> Result<RunningCoordinator, CoordinatorError> {
+pub async fn start_coordinator(
+    config: CoordinatorConfig,
+    shutdown: CancellationToken,
+) -> Result<RunningCoordinator, CoordinatorError> {
     let data_dir = config.data_dir.clone();
     let (journal, recovered) = tokio::task::spawn_blocking(move || Journal::open(&data_dir))
         .await
@@ -130,7 +133,12 @@ pub async fn start_coordinator(config: CoordinatorConfig, shutdown: Cancellation
     };
     let event_count = recovered.events.len();
     let scheduler = Scheduler::recover(scheduler_config, BUILTIN_KINDS, recovered.events);
-    info!(epoch = recovered.epoch, events = event_count, jobs = scheduler.jobs().count(), "journal recovered");
+    info!(
+        epoch = recovered.epoch,
+        events = event_count,
+        jobs = scheduler.jobs().count(),
+        "journal recovered"
+    );
 
     let mut registry = Registry::default();
     let metrics = CoordinatorMetrics::register(&mut registry);
@@ -139,22 +147,53 @@ pub async fn start_coordinator(config: CoordinatorConfig, shutdown: Cancellation
     let stop = shutdown.child_token();
 
     let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(65_536);
-    let actor = Actor::new(scheduler, journal, metrics.clone(), health.clone(), config.tick);
+    let actor = Actor::new(
+        scheduler,
+        journal,
+        metrics.clone(),
+        health.clone(),
+        config.tick,
+    );
     let actor = tokio::spawn(actor.run(commands_rx, stop.clone()));
 
-    let timing = WorkerTiming { heartbeat_interval: config.heartbeat_interval, worker_timeout: config.worker_timeout, long_poll: config.long_poll };
-    let service = CoordinatorService { commands_tx, results, timing, metrics };
+    let timing = WorkerTiming {
+        heartbeat_interval: config.heartbeat_interval,
+        worker_timeout: config.worker_timeout,
+        long_poll: config.long_poll,
+    };
+    let service = CoordinatorService {
+        commands_tx,
+        results,
+        timing,
+        metrics,
+    };
     let grpc = CoordinatorServer::new(service)
         .max_decoding_message_size(essaim_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(essaim_proto::MAX_MESSAGE_BYTES);
-    let grpc = tonic::service::interceptor::InterceptedService::new(grpc, TokenCheck { expected: config.token.clone() });
+    let grpc = tonic::service::interceptor::InterceptedService::new(
+        grpc,
+        TokenCheck {
+            expected: config.token.clone(),
+        },
+    );
     let grpc = tonic::service::Routes::new(grpc);
-    let router = grpc.prepare().into_axum_router().merge(essaim_telemetry::router(Arc::new(registry), health.clone()));
+    let router = grpc
+        .prepare()
+        .into_axum_router()
+        .merge(essaim_telemetry::router(Arc::new(registry), health.clone()));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|source| CoordinatorError::Listen { address: config.listen, source })?;
-    let address = listener.local_addr().map_err(|source| CoordinatorError::Listen { address: config.listen, source })?;
+        .map_err(|source| CoordinatorError::Listen {
+            address: config.listen,
+            source,
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|source| CoordinatorError::Listen {
+            address: config.listen,
+            source,
+        })?;
     use axum::serve::ListenerExt;
     // Small RPCs must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
@@ -162,9 +201,17 @@ pub async fn start_coordinator(config: CoordinatorConfig, shutdown: Cancellation
     });
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router).with_graceful_shutdown(server_stop.cancelled_owned()).await
+        axum::serve(listener, router)
+            .with_graceful_shutdown(server_stop.cancelled_owned())
+            .await
     });
     health.set_ready();
     info!(address = %address, epoch = recovered.epoch, "coordinator serving gRPC and HTTP");
-    Ok(RunningCoordinator { address, epoch: recovered.epoch, actor, server, stop })
+    Ok(RunningCoordinator {
+        address,
+        epoch: recovered.epoch,
+        actor,
+        server,
+        stop,
+    })
 }

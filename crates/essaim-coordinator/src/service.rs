@@ -6,9 +6,9 @@
 
 use crate::actor::{Command, DeadLetterTarget, Query, wall_clock_ms};
 use crate::views;
-use essaim_core::{AttemptId, JobError, JobId, RawJobSpec, Scheduler, SpecError, TaskId, TaskSpec, WorkerId, WorkerInfo};
+use essaim_core::{AttemptId, JobError, JobId, Scheduler, SpecError, TaskId, WorkerId, WorkerInfo};
 use essaim_proto::v1::{self, coordinator_server::Coordinator};
-use essaim_proto::{output_to_wire, reported_result_from_wire};
+use essaim_proto::{output_to_wire, raw_job_spec_from_wire, reported_result_from_wire};
 use essaim_store::ResultReader;
 use essaim_telemetry::CoordinatorMetrics;
 use std::time::{Duration, Instant};
@@ -38,30 +38,44 @@ pub struct CoordinatorService {
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 impl CoordinatorService {
-    async fn ask<T>(&self, method: &'static str, build: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Status> {
+    async fn ask<T>(
+        &self,
+        method: &'static str,
+        build: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Status> {
         let started = Instant::now();
         let (reply_tx, reply_rx) = oneshot::channel();
         self.commands_tx
             .send(build(reply_tx))
             .await
             .map_err(|_| Status::unavailable("the coordinator is shutting down"))?;
-        let answer = reply_rx.await.map_err(|_| Status::unavailable("the coordinator is shutting down"))?;
+        let answer = reply_rx
+            .await
+            .map_err(|_| Status::unavailable("the coordinator is shutting down"))?;
         self.metrics.record_rpc(method, started.elapsed());
         Ok(answer)
     }
 
-    async fn query<T: Send + 'static>(&self, method: &'static str, read: impl FnOnce(&Scheduler) -> T + Send + 'static) -> Result<T, Status> {
+    async fn query<T: Send + 'static>(
+        &self,
+        method: &'static str,
+        read: impl FnOnce(&Scheduler) -> T + Send + 'static,
+    ) -> Result<T, Status> {
         self.ask(method, |reply| {
-            let query: Query = Box::new(move |scheduler| { let _ = reply.send(read(scheduler)); });
+            let query: Query = Box::new(move |scheduler| {
+                let _ = reply.send(read(scheduler));
+            });
             Command::Query(query)
         })
         .await
     }
 
     async fn job_status(&self, job: JobId) -> Result<v1::JobStatus, Status> {
-        self.query("GetJob", move |scheduler| scheduler.job(job).map(views::job_status))
-            .await?
-            .ok_or_else(|| Status::not_found(JobError::NotFound(job).to_string()))
+        self.query("GetJob", move |scheduler| {
+            scheduler.job(job).map(views::job_status)
+        })
+        .await?
+        .ok_or_else(|| Status::not_found(JobError::NotFound(job).to_string()))
     }
 }
 
@@ -71,7 +85,10 @@ fn spec_error_status(error: SpecError) -> Status {
 
 #[tonic::async_trait]
 impl Coordinator for CoordinatorService {
-    async fn register_worker(&self, request: Request<v1::RegisterWorkerRequest>) -> Result<Response<v1::RegisterWorkerResponse>, Status> {
+    async fn register_worker(
+        &self,
+        request: Request<v1::RegisterWorkerRequest>,
+    ) -> Result<Response<v1::RegisterWorkerResponse>, Status> {
         let request = request.into_inner();
         if request.slots == 0 {
             return Err(Status::invalid_argument("a worker needs at least one slot"));
@@ -82,7 +99,9 @@ impl Coordinator for CoordinatorService {
             kinds: request.kinds.into_iter().collect(),
             file_server_url: request.file_server_url,
         };
-        let worker = self.ask("RegisterWorker", |reply| Command::Register { info, reply }).await?;
+        let worker = self
+            .ask("RegisterWorker", |reply| Command::Register { info, reply })
+            .await?;
         Ok(Response::new(v1::RegisterWorkerResponse {
             worker_id: worker.0,
             heartbeat_interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
@@ -91,12 +110,21 @@ impl Coordinator for CoordinatorService {
         }))
     }
 
-    async fn heartbeat(&self, request: Request<v1::HeartbeatRequest>) -> Result<Response<v1::HeartbeatResponse>, Status> {
+    async fn heartbeat(
+        &self,
+        request: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let request = request.into_inner();
         let held = request.held_attempts.into_iter().map(AttemptId).collect();
         let worker = WorkerId(request.worker_id);
         let answer = self
-            .ask("Heartbeat", |reply| Command::Heartbeat { worker, held, draining: request.draining, busy_slots: request.busy_slots, reply })
+            .ask("Heartbeat", |reply| Command::Heartbeat {
+                worker,
+                held,
+                draining: request.draining,
+                busy_slots: request.busy_slots,
+                reply,
+            })
             .await?;
         Ok(Response::new(v1::HeartbeatResponse {
             reregister: answer.reregister,
@@ -104,16 +132,36 @@ impl Coordinator for CoordinatorService {
         }))
     }
 
-    async fn pull_tasks(&self, request: Request<v1::PullTasksRequest>) -> Result<Response<v1::PullTasksResponse>, Status> {
+    async fn pull_tasks(
+        &self,
+        request: Request<v1::PullTasksRequest>,
+    ) -> Result<Response<v1::PullTasksResponse>, Status> {
         let request = request.into_inner();
         let worker = WorkerId(request.worker_id);
         if !request.results.is_empty() {
-            let results = request.results.into_iter().map(reported_result_from_wire).collect::<Result<Vec<_>, _>>().map_err(|e| Status::invalid_argument(e.to_string()))?;
-            self.ask("ReportResults", |reply| Command::Report { worker, results, reply }).await?;
+            let results = request
+                .results
+                .into_iter()
+                .map(reported_result_from_wire)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            self.ask("ReportResults", |reply| Command::Report {
+                worker,
+                results,
+                reply,
+            })
+            .await?;
         }
         let max = request.max_tasks.min(10_000);
         let wait = self.timing.long_poll;
-        let answer = self.ask("PullTasks", |reply| Command::Pull { worker, max, wait, reply }).await?;
+        let answer = self
+            .ask("PullTasks", |reply| Command::Pull {
+                worker,
+                max,
+                wait,
+                reply,
+            })
+            .await?;
         let assignments = answer
             .assignments
             .into_iter()
@@ -126,86 +174,154 @@ impl Coordinator for CoordinatorService {
                 payload: a.payload,
                 timeout_ms: a.timeout_ms.unwrap_or(0),
                 speculative: a.speculative,
-                correlation_id: essaim_proto::correlation_id(a.task.job.0, a.task.index, a.attempt.0),
+                correlation_id: essaim_proto::correlation_id(
+                    a.task.job.0,
+                    a.task.index,
+                    a.attempt.0,
+                ),
             })
             .collect();
-        Ok(Response::new(v1::PullTasksResponse { assignments, reregister: answer.reregister }))
+        Ok(Response::new(v1::PullTasksResponse {
+            assignments,
+            reregister: answer.reregister,
+        }))
     }
 
-    async fn report_results(&self, request: Request<v1::ReportResultsRequest>) -> Result<Response<v1::ReportResultsResponse>, Status> {
+    async fn report_results(
+        &self,
+        request: Request<v1::ReportResultsRequest>,
+    ) -> Result<Response<v1::ReportResultsResponse>, Status> {
         let request = request.into_inner();
         let worker = WorkerId(request.worker_id);
-        let results = request.results.into_iter().map(reported_result_from_wire).collect::<Result<Vec<_>, _>>().map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let answer = self.ask("ReportResults", |reply| Command::Report { worker, results, reply }).await?;
-        Ok(Response::new(v1::ReportResultsResponse { rejected: answer.rejected, reregister: answer.reregister }))
+        let results = request
+            .results
+            .into_iter()
+            .map(reported_result_from_wire)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let answer = self
+            .ask("ReportResults", |reply| Command::Report {
+                worker,
+                results,
+                reply,
+            })
+            .await?;
+        Ok(Response::new(v1::ReportResultsResponse {
+            rejected: answer.rejected,
+            reregister: answer.reregister,
+        }))
     }
 
-    async fn deregister_worker(&self, request: Request<v1::DeregisterWorkerRequest>) -> Result<Response<v1::DeregisterWorkerResponse>, Status> {
+    async fn deregister_worker(
+        &self,
+        request: Request<v1::DeregisterWorkerRequest>,
+    ) -> Result<Response<v1::DeregisterWorkerResponse>, Status> {
         let request = request.into_inner();
         let worker = WorkerId(request.worker_id);
-        let returned = request.returned_attempts.into_iter().map(AttemptId).collect();
-        self.ask("DeregisterWorker", |reply| Command::Deregister { worker, returned, reply }).await?;
+        let returned = request
+            .returned_attempts
+            .into_iter()
+            .map(AttemptId)
+            .collect();
+        self.ask("DeregisterWorker", |reply| Command::Deregister {
+            worker,
+            returned,
+            reply,
+        })
+        .await?;
         Ok(Response::new(v1::DeregisterWorkerResponse {}))
     }
 
-    async fn submit_job(&self, request: Request<v1::SubmitJobRequest>) -> Result<Response<v1::SubmitJobResponse>, Status> {
-        let spec = request.into_inner().spec.ok_or_else(|| Status::invalid_argument("field `spec` is missing"))?;
-        let raw = RawJobSpec {
-            name: spec.name,
-            tasks: spec.tasks.into_iter().map(|t| TaskSpec { kind: t.kind, payload: t.payload }).collect(),
-            priority: spec.priority,
-            max_concurrency: spec.max_concurrency,
-            max_attempts: spec.max_attempts,
-            deadline: spec.deadline_unix_ms,
-            task_timeout_ms: spec.task_timeout_ms,
-            backoff_base_ms: spec.retry_backoff_base_ms,
-            backoff_max_ms: spec.retry_backoff_max_ms,
-            speculation_multiplier: spec.speculation_multiplier,
-        };
-        let job = self.ask("SubmitJob", |reply| Command::Submit { raw, reply }).await?.map_err(spec_error_status)?;
+    async fn submit_job(
+        &self,
+        request: Request<v1::SubmitJobRequest>,
+    ) -> Result<Response<v1::SubmitJobResponse>, Status> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| Status::invalid_argument("field `spec` is missing"))?;
+        let raw = raw_job_spec_from_wire(spec);
+        let job = self
+            .ask("SubmitJob", |reply| Command::Submit { raw, reply })
+            .await?
+            .map_err(spec_error_status)?;
         Ok(Response::new(v1::SubmitJobResponse { job_id: job.0 }))
     }
 
-    async fn get_job(&self, request: Request<v1::GetJobRequest>) -> Result<Response<v1::JobStatus>, Status> {
-        Ok(Response::new(self.job_status(JobId(request.into_inner().job_id)).await?))
+    async fn get_job(
+        &self,
+        request: Request<v1::GetJobRequest>,
+    ) -> Result<Response<v1::JobStatus>, Status> {
+        Ok(Response::new(
+            self.job_status(JobId(request.into_inner().job_id)).await?,
+        ))
     }
 
-    async fn list_jobs(&self, _request: Request<v1::ListJobsRequest>) -> Result<Response<v1::ListJobsResponse>, Status> {
-        let jobs = self.query("ListJobs", |scheduler| scheduler.jobs().map(views::job_status).collect()).await?;
+    async fn list_jobs(
+        &self,
+        _request: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
+        let jobs = self
+            .query("ListJobs", |scheduler| {
+                scheduler.jobs().map(views::job_status).collect()
+            })
+            .await?;
         Ok(Response::new(v1::ListJobsResponse { jobs }))
     }
 
-    async fn wait_job(&self, request: Request<v1::WaitJobRequest>) -> Result<Response<v1::JobStatus>, Status> {
+    async fn wait_job(
+        &self,
+        request: Request<v1::WaitJobRequest>,
+    ) -> Result<Response<v1::JobStatus>, Status> {
         let request = request.into_inner();
         let job = JobId(request.job_id);
         let wait = Duration::from_millis(request.timeout_ms).min(MAX_WAIT);
         self.job_status(job).await?;
-        self.ask("WaitJob", |reply| Command::WaitJob { job, wait, reply }).await?;
+        self.ask("WaitJob", |reply| Command::WaitJob { job, wait, reply })
+            .await?;
         Ok(Response::new(self.job_status(job).await?))
     }
 
-    async fn cancel_job(&self, request: Request<v1::CancelJobRequest>) -> Result<Response<v1::JobStatus>, Status> {
+    async fn cancel_job(
+        &self,
+        request: Request<v1::CancelJobRequest>,
+    ) -> Result<Response<v1::JobStatus>, Status> {
         let job = JobId(request.into_inner().job_id);
-        let result = self.ask("CancelJob", |reply| Command::Cancel { job, reply }).await?;
+        let result = self
+            .ask("CancelJob", |reply| Command::Cancel { job, reply })
+            .await?;
         match result {
             Ok(()) => Ok(Response::new(self.job_status(job).await?)),
             Err(error @ JobError::NotFound(_)) => Err(Status::not_found(error.to_string())),
-            Err(error @ JobError::AlreadyFinished { .. }) => Err(Status::failed_precondition(error.to_string())),
+            Err(error @ JobError::AlreadyFinished { .. }) => {
+                Err(Status::failed_precondition(error.to_string()))
+            }
         }
     }
 
-    async fn get_results(&self, request: Request<v1::GetResultsRequest>) -> Result<Response<v1::GetResultsResponse>, Status> {
+    async fn get_results(
+        &self,
+        request: Request<v1::GetResultsRequest>,
+    ) -> Result<Response<v1::GetResultsResponse>, Status> {
         let request = request.into_inner();
         let job = JobId(request.job_id);
         let total = self.job_status(job).await?.total;
-        let limit = if request.limit == 0 { 1000 } else { request.limit.min(10_000) } as usize;
+        let limit = if request.limit == 0 {
+            1000
+        } else {
+            request.limit.min(10_000)
+        } as usize;
         let reader = self.results.clone();
         let from = request.from_task;
         let found = tokio::task::spawn_blocking(move || reader.results(job, from, limit))
             .await
             .map_err(|_| Status::internal("result reader failed"))?
             .map_err(|error| Status::internal(format!("failed to read results: {error}")))?;
-        let next_task = if found.len() < limit { total } else { found.last().map_or(total, |r| r.task.index + 1) };
+        let next_task = if found.len() < limit {
+            total
+        } else {
+            found.last().map_or(total, |r| r.task.index + 1)
+        };
         let results = found
             .into_iter()
             .map(|r| v1::TaskResult {
@@ -219,38 +335,73 @@ impl Coordinator for CoordinatorService {
         Ok(Response::new(v1::GetResultsResponse { results, next_task }))
     }
 
-    async fn list_workers(&self, _request: Request<v1::ListWorkersRequest>) -> Result<Response<v1::ListWorkersResponse>, Status> {
+    async fn list_workers(
+        &self,
+        _request: Request<v1::ListWorkersRequest>,
+    ) -> Result<Response<v1::ListWorkersResponse>, Status> {
         let now = wall_clock_ms();
-        let workers = self.query("ListWorkers", move |scheduler| views::workers(scheduler, now)).await?;
+        let workers = self
+            .query("ListWorkers", move |scheduler| {
+                views::workers(scheduler, now)
+            })
+            .await?;
         Ok(Response::new(v1::ListWorkersResponse { workers }))
     }
 
-    async fn list_dead_letters(&self, request: Request<v1::ListDeadLettersRequest>) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
+    async fn list_dead_letters(
+        &self,
+        request: Request<v1::ListDeadLettersRequest>,
+    ) -> Result<Response<v1::ListDeadLettersResponse>, Status> {
         let job = request.into_inner().job_id;
         let job = (job != 0).then_some(JobId(job));
-        let dead_letters = self.query("ListDeadLetters", move |scheduler| views::dead_letters(scheduler, job)).await?;
+        let dead_letters = self
+            .query("ListDeadLetters", move |scheduler| {
+                views::dead_letters(scheduler, job)
+            })
+            .await?;
         Ok(Response::new(v1::ListDeadLettersResponse { dead_letters }))
     }
 
-    async fn requeue_dead_letters(&self, request: Request<v1::DeadLetterSelection>) -> Result<Response<v1::DeadLetterChange>, Status> {
+    async fn requeue_dead_letters(
+        &self,
+        request: Request<v1::DeadLetterSelection>,
+    ) -> Result<Response<v1::DeadLetterChange>, Status> {
         let tasks = target(request.into_inner())?;
-        let affected = self.ask("RequeueDeadLetters", |reply| Command::Requeue { tasks, reply }).await?;
+        let affected = self
+            .ask("RequeueDeadLetters", |reply| Command::Requeue {
+                tasks,
+                reply,
+            })
+            .await?;
         Ok(Response::new(v1::DeadLetterChange { affected }))
     }
 
-    async fn purge_dead_letters(&self, request: Request<v1::DeadLetterSelection>) -> Result<Response<v1::DeadLetterChange>, Status> {
+    async fn purge_dead_letters(
+        &self,
+        request: Request<v1::DeadLetterSelection>,
+    ) -> Result<Response<v1::DeadLetterChange>, Status> {
         let tasks = target(request.into_inner())?;
-        let affected = self.ask("PurgeDeadLetters", |reply| Command::Purge { tasks, reply }).await?;
+        let affected = self
+            .ask("PurgeDeadLetters", |reply| Command::Purge { tasks, reply })
+            .await?;
         Ok(Response::new(v1::DeadLetterChange { affected }))
     }
 }
 
 fn target(selection: v1::DeadLetterSelection) -> Result<DeadLetterTarget, Status> {
     if !selection.tasks.is_empty() {
-        return Ok(DeadLetterTarget::Tasks(selection.tasks.into_iter().map(|t| TaskId::new(JobId(t.job_id), t.task_index)).collect()));
+        return Ok(DeadLetterTarget::Tasks(
+            selection
+                .tasks
+                .into_iter()
+                .map(|t| TaskId::new(JobId(t.job_id), t.task_index))
+                .collect(),
+        ));
     }
     if selection.job_id == 0 {
-        return Err(Status::invalid_argument("name a job or tasks: refusing to act on every dead letter of every job"));
+        return Err(Status::invalid_argument(
+            "name a job or tasks: refusing to act on every dead letter of every job",
+        ));
     }
     Ok(DeadLetterTarget::Job(JobId(selection.job_id)))
 }
@@ -263,10 +414,17 @@ pub struct TokenCheck {
 
 impl tonic::service::Interceptor for TokenCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.expected else { return Ok(request) };
-        let given = request.metadata().get(essaim_proto::AUTHORIZATION_METADATA).and_then(|v| v.to_str().ok());
+        let Some(expected) = &self.expected else {
+            return Ok(request);
+        };
+        let given = request
+            .metadata()
+            .get(essaim_proto::AUTHORIZATION_METADATA)
+            .and_then(|v| v.to_str().ok());
         match given.and_then(|v| v.strip_prefix("Bearer ")) {
-            None => Err(Status::unauthenticated("missing cluster token: pass --token or set ESSAIM_TOKEN")),
+            None => Err(Status::unauthenticated(
+                "missing cluster token: pass --token or set ESSAIM_TOKEN",
+            )),
             Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(request),
             Some(_) => Err(Status::unauthenticated("wrong cluster token")),
         }
@@ -274,5 +432,10 @@ impl tonic::service::Interceptor for TokenCheck {
 }
 
 fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    left.len() == right.len() && left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    left.len() == right.len()
+        && left
+            .iter()
+            .zip(right)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }

@@ -18,9 +18,14 @@ pub struct TokenInterceptor {
 }
 
 impl tonic::service::Interceptor for TokenInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(header) = &self.header {
-            request.metadata_mut().insert(AUTHORIZATION_METADATA, header.clone());
+            request
+                .metadata_mut()
+                .insert(AUTHORIZATION_METADATA, header.clone());
         }
         Ok(request)
     }
@@ -47,7 +52,9 @@ pub enum ClientError {
     #[error("the cluster token must be printable ASCII")]
     InvalidToken,
     /// Nothing answers at the address.
-    #[error("cannot reach the coordinator at {url}: {reason} (is it running? see `essaim coordinator --help`)")]
+    #[error(
+        "cannot reach the coordinator at {url}: {reason} (is it running? see `essaim coordinator --help`)"
+    )]
     Unreachable {
         /// The URL given.
         url: String,
@@ -58,24 +65,41 @@ pub enum ClientError {
 
 /// Connects to the coordinator at `url` (e.g. `http://127.0.0.1:7070`), failing after
 /// `connect_timeout` if nothing answers.
-pub async fn connect(url: &str, token: Option<&str>, connect_timeout: Duration) -> Result<CoordinatorClient, ClientError> {
+pub async fn connect(
+    url: &str,
+    token: Option<&str>,
+    connect_timeout: Duration,
+) -> Result<CoordinatorClient, ClientError> {
     let endpoint = Endpoint::from_shared(url.to_string())
-        .map_err(|error| ClientError::InvalidUrl { url: url.to_string(), reason: error.to_string() })?
+        .map_err(|error| ClientError::InvalidUrl {
+            url: url.to_string(),
+            reason: error.to_string(),
+        })?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5));
     let header = match token {
-        Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| ClientError::InvalidToken)?),
+        Some(token) => Some(
+            format!("Bearer {token}")
+                .parse()
+                .map_err(|_| ClientError::InvalidToken)?,
+        ),
         None => None,
     };
-    let channel = endpoint.connect().await.map_err(|error| ClientError::Unreachable {
-        url: url.to_string(),
-        reason: source_chain(&error),
-    })?;
-    Ok(coordinator_client::CoordinatorClient::with_interceptor(channel, TokenInterceptor { header })
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|error| ClientError::Unreachable {
+            url: url.to_string(),
+            reason: source_chain(&error),
+        })?;
+    Ok(coordinator_client::CoordinatorClient::with_interceptor(
+        channel,
+        TokenInterceptor { header },
+    )
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
 fn source_chain(error: &dyn std::error::Error) -> String {

@@ -2,7 +2,9 @@
 
 use crate::v1;
 use essaim_core::model::{MAX_INLINE_RESULT_BYTES, MAX_STDERR_TAIL_BYTES};
-use essaim_core::{AttemptId, FileRef, ReportedResult, TaskFailure, TaskOutput};
+use essaim_core::{
+    AttemptId, FileRef, RawJobSpec, ReportedResult, TaskFailure, TaskOutput, TaskSpec,
+};
 
 /// A message that does not respect the wire contract.
 #[derive(Debug, thiserror::Error)]
@@ -11,7 +13,9 @@ pub enum WireError {
     #[error("field `{0}` is missing")]
     Missing(&'static str),
     /// A field is over its size limit.
-    #[error("field `{field}` has {bytes} bytes; at most {limit} are allowed (write large results to a file)")]
+    #[error(
+        "field `{field}` has {bytes} bytes; at most {limit} are allowed (write large results to a file)"
+    )]
     TooLarge {
         /// The field.
         field: &'static str,
@@ -22,22 +26,56 @@ pub enum WireError {
     },
 }
 
+/// Converts a submitted spec to the core's raw form (validated by the scheduler, which
+/// knows the task kinds the cluster can run).
+pub fn raw_job_spec_from_wire(spec: v1::JobSpec) -> RawJobSpec {
+    RawJobSpec {
+        name: spec.name,
+        tasks: spec
+            .tasks
+            .into_iter()
+            .map(|t| TaskSpec {
+                kind: t.kind,
+                payload: t.payload,
+            })
+            .collect(),
+        priority: spec.priority,
+        max_concurrency: spec.max_concurrency,
+        max_attempts: spec.max_attempts,
+        deadline: spec.deadline_unix_ms,
+        task_timeout_ms: spec.task_timeout_ms,
+        backoff_base_ms: spec.retry_backoff_base_ms,
+        backoff_max_ms: spec.retry_backoff_max_ms,
+        speculation_multiplier: spec.speculation_multiplier,
+    }
+}
+
 /// Converts a core output to the wire.
 pub fn output_to_wire(output: &TaskOutput) -> v1::TaskOutput {
     v1::TaskOutput {
         inline: output.inline.clone(),
-        file: output.file.as_ref().map(|file| v1::FileRef { url: file.url.clone(), size_bytes: file.size_bytes }),
+        file: output.file.as_ref().map(|file| v1::FileRef {
+            url: file.url.clone(),
+            size_bytes: file.size_bytes,
+        }),
     }
 }
 
 /// Converts a wire output to the core, enforcing the inline size limit.
 pub fn output_from_wire(output: v1::TaskOutput) -> Result<TaskOutput, WireError> {
     if output.inline.len() > MAX_INLINE_RESULT_BYTES {
-        return Err(WireError::TooLarge { field: "inline", bytes: output.inline.len(), limit: MAX_INLINE_RESULT_BYTES });
+        return Err(WireError::TooLarge {
+            field: "inline",
+            bytes: output.inline.len(),
+            limit: MAX_INLINE_RESULT_BYTES,
+        });
     }
     Ok(TaskOutput {
         inline: output.inline,
-        file: output.file.map(|file| FileRef { url: file.url, size_bytes: file.size_bytes }),
+        file: output.file.map(|file| FileRef {
+            url: file.url,
+            size_bytes: file.size_bytes,
+        }),
     })
 }
 
@@ -63,27 +101,41 @@ pub fn failure_from_wire(failure: v1::TaskFailure) -> TaskFailure {
 }
 
 /// Converts a finished attempt for the wire.
-pub fn attempt_result_to_wire(attempt: AttemptId, outcome: &Result<TaskOutput, TaskFailure>, duration_ms: u64) -> v1::AttemptResult {
+pub fn attempt_result_to_wire(
+    attempt: AttemptId,
+    outcome: &Result<TaskOutput, TaskFailure>,
+    duration_ms: u64,
+) -> v1::AttemptResult {
     let outcome = match outcome {
         Ok(output) => v1::attempt_result::Outcome::Success(output_to_wire(output)),
         Err(failure) => v1::attempt_result::Outcome::Failure(failure_to_wire(failure)),
     };
-    v1::AttemptResult { attempt_id: attempt.0, outcome: Some(outcome), duration_ms }
+    v1::AttemptResult {
+        attempt_id: attempt.0,
+        outcome: Some(outcome),
+        duration_ms,
+    }
 }
 
 /// Converts a reported attempt from the wire. An oversized inline result becomes a
 /// non-retryable failure of that attempt, so the report is never lost.
 pub fn reported_result_from_wire(result: v1::AttemptResult) -> Result<ReportedResult, WireError> {
     let outcome = match result.outcome.ok_or(WireError::Missing("outcome"))? {
-        v1::attempt_result::Outcome::Success(output) => output_from_wire(output).map_err(|error| TaskFailure {
-            message: format!("result refused: {error}"),
-            exit_code: None,
-            stderr_tail: String::new(),
-            retryable: false,
-        }),
+        v1::attempt_result::Outcome::Success(output) => {
+            output_from_wire(output).map_err(|error| TaskFailure {
+                message: format!("result refused: {error}"),
+                exit_code: None,
+                stderr_tail: String::new(),
+                retryable: false,
+            })
+        }
         v1::attempt_result::Outcome::Failure(failure) => Err(failure_from_wire(failure)),
     };
-    Ok(ReportedResult { attempt: AttemptId(result.attempt_id), outcome, duration_ms: result.duration_ms })
+    Ok(ReportedResult {
+        attempt: AttemptId(result.attempt_id),
+        outcome,
+        duration_ms: result.duration_ms,
+    })
 }
 
 fn truncate_front(mut text: String, limit: usize) -> String {
@@ -97,7 +149,8 @@ fn truncate_front(mut text: String, limit: usize) -> String {
     text
 }
 
-fn keep_tail(text: String, limit: usize) -> String {
+/// Returns the last `limit` bytes of `text` or fewer, cut on a character boundary.
+pub fn keep_tail(text: String, limit: usize) -> String {
     if text.len() <= limit {
         return text;
     }
@@ -116,26 +169,45 @@ mod tests {
     fn oversized_inline_result_becomes_a_non_retryable_failure() {
         let wire = v1::AttemptResult {
             attempt_id: 9,
-            outcome: Some(v1::attempt_result::Outcome::Success(v1::TaskOutput { inline: vec![0; MAX_INLINE_RESULT_BYTES + 1], file: None })),
+            outcome: Some(v1::attempt_result::Outcome::Success(v1::TaskOutput {
+                inline: vec![0; MAX_INLINE_RESULT_BYTES + 1],
+                file: None,
+            })),
             duration_ms: 1,
         };
         let result = reported_result_from_wire(wire).unwrap();
         let failure = result.outcome.unwrap_err();
         assert!(!failure.retryable);
-        assert!(failure.message.contains("at most 65536"), "{}", failure.message);
+        assert!(
+            failure.message.contains("at most 65536"),
+            "{}",
+            failure.message
+        );
     }
 
     #[test]
     fn long_stderr_keeps_its_tail_on_a_char_boundary() {
         let stderr = format!("{}é-end", "x".repeat(10_000));
-        let failure = failure_from_wire(v1::TaskFailure { message: "m".into(), exit_code: Some(2), stderr_tail: stderr, retryable: true });
+        let failure = failure_from_wire(v1::TaskFailure {
+            message: "m".into(),
+            exit_code: Some(2),
+            stderr_tail: stderr,
+            retryable: true,
+        });
         assert!(failure.stderr_tail.len() <= MAX_STDERR_TAIL_BYTES);
         assert!(failure.stderr_tail.ends_with("é-end"));
     }
 
     #[test]
     fn a_result_without_outcome_is_refused() {
-        let wire = v1::AttemptResult { attempt_id: 1, outcome: None, duration_ms: 0 };
-        assert!(matches!(reported_result_from_wire(wire), Err(WireError::Missing("outcome"))));
+        let wire = v1::AttemptResult {
+            attempt_id: 1,
+            outcome: None,
+            duration_ms: 0,
+        };
+        assert!(matches!(
+            reported_result_from_wire(wire),
+            Err(WireError::Missing("outcome"))
+        ));
     }
 }

@@ -16,7 +16,10 @@ mod client;
 mod convert;
 
 pub use client::{AuthenticatedChannel, ClientError, CoordinatorClient, TokenInterceptor, connect};
-pub use convert::{WireError, attempt_result_to_wire, failure_from_wire, failure_to_wire, output_from_wire, output_to_wire, reported_result_from_wire};
+pub use convert::{
+    WireError, attempt_result_to_wire, failure_from_wire, failure_to_wire, keep_tail,
+    output_from_wire, output_to_wire, raw_job_spec_from_wire, reported_result_from_wire,
+};
 
 /// Largest gRPC message either side accepts (a whole job submission must fit).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

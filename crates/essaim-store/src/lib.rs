@@ -50,7 +50,9 @@ pub enum StoreError {
         source: redb::DatabaseError,
     },
     /// The journal was written by an incompatible version.
-    #[error("journal `{path}` has format version {found}; this coordinator reads version {JOURNAL_FORMAT_VERSION}")]
+    #[error(
+        "journal `{path}` has format version {found}; this coordinator reads version {JOURNAL_FORMAT_VERSION}"
+    )]
     Version {
         /// The file.
         path: PathBuf,
@@ -106,9 +108,15 @@ pub struct ResultReader {
 impl Journal {
     /// Opens (or creates) the journal in `data_dir`, bumps the epoch and reads every event.
     pub fn open(data_dir: &Path) -> Result<(Self, Recovered), StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir { path: data_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         let path = data_dir.join(JOURNAL_FILE);
-        let database = Database::create(&path).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let database = Database::create(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
         let transaction = storage!(database.begin_write())?;
         let epoch;
         {
@@ -137,13 +145,20 @@ impl Journal {
         for entry in storage!(table.iter())? {
             let (sequence, bytes) = storage!(entry)?;
             let sequence = sequence.value();
-            let event = postcard::from_bytes(bytes.value()).map_err(|source| StoreError::Corrupt { sequence, source })?;
+            let event = postcard::from_bytes(bytes.value())
+                .map_err(|source| StoreError::Corrupt { sequence, source })?;
             events.push(event);
             next_sequence = sequence + 1;
         }
         drop(table);
         drop(read);
-        Ok((Self { database: Arc::new(database), next_sequence }, Recovered { epoch, events }))
+        Ok((
+            Self {
+                database: Arc::new(database),
+                next_sequence,
+            },
+            Recovered { epoch, events },
+        ))
     }
 
     /// Makes a batch of events durable in one transaction; returns once it is on disk.
@@ -160,13 +175,20 @@ impl Journal {
             for event in events {
                 buffer.clear();
                 if let JournalEvent::TaskSucceeded { result, at } = event {
-                    let encoded = postcard::to_extend(result, Vec::new()).map_err(StoreError::Encode)?;
-                    storage!(results.insert((result.task.job.0, result.task.index), encoded.as_slice()))?;
+                    let encoded =
+                        postcard::to_extend(result, Vec::new()).map_err(StoreError::Encode)?;
+                    storage!(
+                        results.insert((result.task.job.0, result.task.index), encoded.as_slice())
+                    )?;
                     // The log keeps the fact, the results table keeps the bytes.
                     let mut slim = result.clone();
                     slim.output = TaskOutput::default();
-                    let slim_event = JournalEvent::TaskSucceeded { result: slim, at: *at };
-                    buffer = postcard::to_extend(&slim_event, buffer).map_err(StoreError::Encode)?;
+                    let slim_event = JournalEvent::TaskSucceeded {
+                        result: slim,
+                        at: *at,
+                    };
+                    buffer =
+                        postcard::to_extend(&slim_event, buffer).map_err(StoreError::Encode)?;
                 } else {
                     buffer = postcard::to_extend(event, buffer).map_err(StoreError::Encode)?;
                 }
@@ -181,11 +203,18 @@ impl Journal {
 
     /// Returns a reader of committed results that does not wait for appends.
     pub fn result_reader(&self) -> ResultReader {
-        ResultReader { database: Arc::clone(&self.database) }
+        ResultReader {
+            database: Arc::clone(&self.database),
+        }
     }
 
     /// Returns up to `limit` committed results of `job` from task `from_task` on.
-    pub fn results(&self, job: JobId, from_task: u32, limit: usize) -> Result<Vec<CommittedResult>, StoreError> {
+    pub fn results(
+        &self,
+        job: JobId,
+        from_task: u32,
+        limit: usize,
+    ) -> Result<Vec<CommittedResult>, StoreError> {
         self.result_reader().results(job, from_task, limit)
     }
 
@@ -202,7 +231,12 @@ impl Journal {
 
 impl ResultReader {
     /// Returns up to `limit` committed results of `job` from task `from_task` on.
-    pub fn results(&self, job: JobId, from_task: u32, limit: usize) -> Result<Vec<CommittedResult>, StoreError> {
+    pub fn results(
+        &self,
+        job: JobId,
+        from_task: u32,
+        limit: usize,
+    ) -> Result<Vec<CommittedResult>, StoreError> {
         let read = storage!(self.database.begin_read())?;
         let table = storage!(read.open_table(RESULTS))?;
         let mut found = Vec::new();
@@ -212,8 +246,11 @@ impl ResultReader {
             }
             let (key, bytes) = storage!(entry)?;
             let (_, task) = key.value();
-            let result = postcard::from_bytes(bytes.value())
-                .map_err(|source| StoreError::Corrupt { sequence: u64::from(task), source })?;
+            let result =
+                postcard::from_bytes(bytes.value()).map_err(|source| StoreError::Corrupt {
+                    sequence: u64::from(task),
+                    source,
+                })?;
             found.push(result);
         }
         Ok(found)
@@ -232,7 +269,10 @@ mod tests {
                 attempt: AttemptId(7),
                 worker: WorkerId(3),
                 duration_ms: 12,
-                output: TaskOutput { inline: output.to_vec(), file: None },
+                output: TaskOutput {
+                    inline: output.to_vec(),
+                    file: None,
+                },
             },
             at: 99,
         }
@@ -244,13 +284,17 @@ mod tests {
         let (mut journal, recovered) = Journal::open(dir.path()).unwrap();
         assert_eq!(recovered.epoch, 1);
         assert!(recovered.events.is_empty());
-        journal.append(&[success(1, 0, b"hello"), success(1, 1, b"world")]).unwrap();
+        journal
+            .append(&[success(1, 0, b"hello"), success(1, 1, b"world")])
+            .unwrap();
         drop(journal);
         let (journal, recovered) = Journal::open(dir.path()).unwrap();
         assert_eq!(recovered.epoch, 2);
         assert_eq!(recovered.events.len(), 2);
         // The log keeps the fact without the bytes; the results table has the bytes.
-        let JournalEvent::TaskSucceeded { result, .. } = &recovered.events[0] else { panic!() };
+        let JournalEvent::TaskSucceeded { result, .. } = &recovered.events[0] else {
+            panic!()
+        };
         assert!(result.output.inline.is_empty());
         let results = journal.results(JobId(1), 0, 10).unwrap();
         assert_eq!(results.len(), 2);
@@ -266,7 +310,11 @@ mod tests {
         {
             let database = Database::create(dir.path().join(JOURNAL_FILE)).unwrap();
             let transaction = database.begin_write().unwrap();
-            transaction.open_table(META).unwrap().insert("format_version", 999).unwrap();
+            transaction
+                .open_table(META)
+                .unwrap()
+                .insert("format_version", 999)
+                .unwrap();
             transaction.commit().unwrap();
         }
         let error = Journal::open(dir.path()).unwrap_err();
@@ -277,7 +325,10 @@ mod tests {
     fn a_second_coordinator_cannot_open_the_same_journal() {
         let dir = tempfile::tempdir().unwrap();
         let (_first, _) = Journal::open(dir.path()).unwrap();
-        assert!(matches!(Journal::open(dir.path()), Err(StoreError::Open { .. })));
+        assert!(matches!(
+            Journal::open(dir.path()),
+            Err(StoreError::Open { .. })
+        ));
     }
 
     /// Mutated records (a torn write, bit rot) must decode to an error, never a panic.
@@ -317,7 +368,10 @@ mod tests {
             Err(error) => assert!(!error.to_string().is_empty()),
             Ok((_, recovered)) => {
                 for event in &recovered.events {
-                    assert!(matches!(event, JournalEvent::TaskSucceeded { .. }), "{event:?}");
+                    assert!(
+                        matches!(event, JournalEvent::TaskSucceeded { .. }),
+                        "{event:?}"
+                    );
                 }
             }
         }

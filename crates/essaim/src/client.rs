@@ -8,7 +8,11 @@ use std::time::Duration;
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
     /// Coordinator URL.
-    #[arg(long, env = "ESSAIM_COORDINATOR", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        env = "ESSAIM_COORDINATOR",
+        default_value = "http://127.0.0.1:7070"
+    )]
     pub coordinator: String,
     /// Cluster token (also read from ESSAIM_TOKEN).
     #[arg(long, env = "ESSAIM_TOKEN", hide_env_values = true)]
@@ -18,7 +22,12 @@ pub struct ConnectArgs {
 impl ConnectArgs {
     /// Connects, failing within 5 s when nothing answers.
     pub async fn connect(&self) -> anyhow::Result<CoordinatorClient> {
-        Ok(essaim_proto::connect(&self.coordinator, self.token.as_deref(), Duration::from_secs(5)).await?)
+        Ok(essaim_proto::connect(
+            &self.coordinator,
+            self.token.as_deref(),
+            Duration::from_secs(5),
+        )
+        .await?)
     }
 }
 

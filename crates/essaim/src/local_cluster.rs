@@ -59,7 +59,8 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Starts the coordinator, then the workers, and waits until every worker registered.
     pub async fn start(options: LocalOptions) -> anyhow::Result<Self> {
-        let mut config = CoordinatorConfig::new(options.listen, options.data_dir.join("coordinator"));
+        let mut config =
+            CoordinatorConfig::new(options.listen, options.data_dir.join("coordinator"));
         config.token = options.token.clone();
         config.heartbeat_interval = options.heartbeat;
         config.worker_timeout = options.worker_timeout;
@@ -83,8 +84,18 @@ impl LocalCluster {
             };
             supervisors.spawn(supervisor.run());
         }
-        let cluster = Self { url, coordinator: Some(coordinator), coordinator_stop, workers_stop, supervisors, children, crashes };
-        cluster.wait_for_workers(options.workers, options.token.as_deref()).await?;
+        let cluster = Self {
+            url,
+            coordinator: Some(coordinator),
+            coordinator_stop,
+            workers_stop,
+            supervisors,
+            children,
+            crashes,
+        };
+        cluster
+            .wait_for_workers(options.workers, options.token.as_deref())
+            .await?;
         Ok(cluster)
     }
 
@@ -92,12 +103,19 @@ impl LocalCluster {
         let mut client = essaim_proto::connect(&self.url, token, Duration::from_secs(5)).await?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let workers = client.list_workers(essaim_proto::v1::ListWorkersRequest {}).await?.into_inner().workers;
+            let workers = client
+                .list_workers(essaim_proto::v1::ListWorkersRequest {})
+                .await?
+                .into_inner()
+                .workers;
             if workers.len() >= expected {
                 return Ok(());
             }
             if tokio::time::Instant::now() > deadline {
-                anyhow::bail!("only {} of {expected} workers registered within 30 s", workers.len());
+                anyhow::bail!(
+                    "only {} of {expected} workers registered within 30 s",
+                    workers.len()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -123,7 +141,10 @@ impl LocalCluster {
         for pid in self.children.lock().await.iter().flatten() {
             let _ = kill(Pid::from_raw(*pid as i32), Signal::SIGTERM);
         }
-        let all_exited = tokio::time::timeout(grace, async { while self.supervisors.join_next().await.is_some() {} }).await;
+        let all_exited = tokio::time::timeout(grace, async {
+            while self.supervisors.join_next().await.is_some() {}
+        })
+        .await;
         if all_exited.is_err() {
             warn!("workers did not drain in time; killing them");
             for pid in self.children.lock().await.iter().flatten() {

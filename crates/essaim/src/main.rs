@@ -64,7 +64,10 @@ fn main() -> ExitCode {
         tracing::level_filters::LevelFilter::INFO
     };
     essaim_telemetry::init_tracing_with_default(cli.log_json, default_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");
@@ -103,7 +106,9 @@ fn main() -> ExitCode {
 fn exit_code_for(error: &anyhow::Error) -> u8 {
     if let Some(status) = error.downcast_ref::<tonic::Status>() {
         return match status.code() {
-            tonic::Code::InvalidArgument | tonic::Code::NotFound | tonic::Code::FailedPrecondition => 2,
+            tonic::Code::InvalidArgument
+            | tonic::Code::NotFound
+            | tonic::Code::FailedPrecondition => 2,
             tonic::Code::Unauthenticated | tonic::Code::Unavailable => 3,
             _ => 1,
         };

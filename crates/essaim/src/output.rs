@@ -31,9 +31,24 @@ pub fn job_json(job: &v1::JobStatus) -> Value {
 pub fn job_text(job: &v1::JobStatus) -> String {
     let mut text = format!(
         "job {} ({}) {}\n  tasks: {} total, {} succeeded, {} running, {} pending, {} retrying, {} dead-lettered, {} skipped\n  attempts: {} started, {} failed, {} speculative; {} late results rejected",
-        job.job_id, if job.name.is_empty() { "unnamed" } else { &job.name }, job.state,
-        job.total, job.succeeded, job.running, job.pending, job.retrying, job.dead_lettered, job.skipped,
-        job.attempts_started, job.attempts_failed, job.speculative_attempts, job.results_rejected,
+        job.job_id,
+        if job.name.is_empty() {
+            "unnamed"
+        } else {
+            &job.name
+        },
+        job.state,
+        job.total,
+        job.succeeded,
+        job.running,
+        job.pending,
+        job.retrying,
+        job.dead_lettered,
+        job.skipped,
+        job.attempts_started,
+        job.attempts_failed,
+        job.speculative_attempts,
+        job.results_rejected,
     );
     if !job.reason.is_empty() {
         text.push_str(&format!("\n  reason: {}", job.reason));
@@ -49,7 +64,9 @@ pub fn job_text(job: &v1::JobStatus) -> String {
 pub fn failure_json(failure: Option<&v1::TaskFailure>) -> Value {
     match failure {
         None => Value::Null,
-        Some(f) => json!({"message": f.message, "exit_code": f.exit_code, "stderr_tail": f.stderr_tail, "retryable": f.retryable}),
+        Some(f) => {
+            json!({"message": f.message, "exit_code": f.exit_code, "stderr_tail": f.stderr_tail, "retryable": f.retryable})
+        }
     }
 }
 
@@ -69,7 +86,10 @@ pub fn dead_letter_json(letter: &v1::DeadLetter, with_payload: bool) -> Value {
 
 /// Prints a JSON value on standard output.
 pub fn print_json(value: &Value) {
-    crate::outln!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into()));
+    crate::outln!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".into())
+    );
 }
 
 /// Writes one line on standard output; a closed pipe (`essaim jobs | head`) ends the
@@ -77,7 +97,9 @@ pub fn print_json(value: &Value) {
 pub fn write_stdout_line(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    if let Err(error) = stdout.write_fmt(line).and_then(|()| stdout.write_all(b"\n"))
+    if let Err(error) = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
         && error.kind() == std::io::ErrorKind::BrokenPipe
     {
         std::process::exit(0);

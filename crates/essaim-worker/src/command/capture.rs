@@ -107,12 +107,10 @@ fn append_keeping_tail(tail: &mut Vec<u8>, chunk: &[u8], limit: usize) {
 /// Returns the stderr tail as text of at most the tail limit, cut on a character boundary
 /// (replacement characters for invalid UTF-8 can make the text longer than the bytes).
 pub(super) fn stderr_tail_text(tail: &[u8]) -> String {
-    let text = String::from_utf8_lossy(tail);
-    let mut start = text.len().saturating_sub(MAX_STDERR_TAIL_BYTES);
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    text[start..].to_string()
+    essaim_proto::keep_tail(
+        String::from_utf8_lossy(tail).into_owned(),
+        MAX_STDERR_TAIL_BYTES,
+    )
 }
 
 #[cfg(test)]

@@ -42,17 +42,40 @@ enum Bench {
 /// Runs one benchmark.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.bench {
-        Bench::Taskfarm { connect, tasks, latency_samples } => taskfarm(connect, tasks, latency_samples).await,
-        Bench::Recovery { runs, worker_timeout_ms } => recovery(runs, worker_timeout_ms).await,
+        Bench::Taskfarm {
+            connect,
+            tasks,
+            latency_samples,
+        } => taskfarm(connect, tasks, latency_samples).await,
+        Bench::Recovery {
+            runs,
+            worker_timeout_ms,
+        } => recovery(runs, worker_timeout_ms).await,
     }
 }
 
 fn noop_job(tasks: u32) -> v1::SubmitJobRequest {
-    let tasks = (0..tasks).map(|_| v1::TaskSpec { kind: "noop".into(), payload: Vec::new() }).collect();
-    v1::SubmitJobRequest { spec: Some(v1::JobSpec { name: "bench".into(), tasks, speculation_multiplier: -1.0, ..Default::default() }) }
+    let tasks = (0..tasks)
+        .map(|_| v1::TaskSpec {
+            kind: "noop".into(),
+            payload: Vec::new(),
+        })
+        .collect();
+    v1::SubmitJobRequest {
+        spec: Some(v1::JobSpec {
+            name: "bench".into(),
+            tasks,
+            speculation_multiplier: -1.0,
+            ..Default::default()
+        }),
+    }
 }
 
-async fn taskfarm(connect: ConnectArgs, tasks: u32, latency_samples: u32) -> anyhow::Result<ExitCode> {
+async fn taskfarm(
+    connect: ConnectArgs,
+    tasks: u32,
+    latency_samples: u32,
+) -> anyhow::Result<ExitCode> {
     let mut client = connect.connect().await?;
     // Warm-up: connections, allocations, the first journal pages.
     run_job(&mut client, 1000).await?;
@@ -73,7 +96,10 @@ async fn taskfarm(connect: ConnectArgs, tasks: u32, latency_samples: u32) -> any
     if !latencies.is_empty() {
         let total: f64 = latencies.iter().sum();
         latencies.sort_by(f64::total_cmp);
-        let percentile = |p: f64| latencies[((p / 100.0 * (latencies.len() - 1) as f64).round() as usize).min(latencies.len() - 1)];
+        let percentile = |p: f64| {
+            latencies[((p / 100.0 * (latencies.len() - 1) as f64).round() as usize)
+                .min(latencies.len() - 1)]
+        };
         crate::outln!("METRIC lat_n={latency_samples}");
         crate::outln!("METRIC lat_p50_us={:.1}", percentile(50.0));
         crate::outln!("METRIC lat_p99_us={:.1}", percentile(99.0));
@@ -84,9 +110,19 @@ async fn taskfarm(connect: ConnectArgs, tasks: u32, latency_samples: u32) -> any
 
 /// Submits `tasks` no-op tasks and long-polls until the job is terminal.
 async fn run_job(client: &mut essaim_proto::CoordinatorClient, tasks: u32) -> anyhow::Result<()> {
-    let job_id = client.submit_job(noop_job(tasks)).await?.into_inner().job_id;
+    let job_id = client
+        .submit_job(noop_job(tasks))
+        .await?
+        .into_inner()
+        .job_id;
     loop {
-        let job = client.wait_job(v1::WaitJobRequest { job_id, timeout_ms: 10_000 }).await?.into_inner();
+        let job = client
+            .wait_job(v1::WaitJobRequest {
+                job_id,
+                timeout_ms: 10_000,
+            })
+            .await?
+            .into_inner();
         match job.state.as_str() {
             "running" => continue,
             "succeeded" => return Ok(()),
@@ -98,7 +134,9 @@ async fn run_job(client: &mut essaim_proto::CoordinatorClient, tasks: u32) -> an
 async fn recovery(runs: u32, worker_timeout_ms: u64) -> anyhow::Result<ExitCode> {
     let mut samples = Vec::new();
     for run in 0..runs {
-        let workdir = tempfile::Builder::new().prefix("essaim-recovery-").tempdir()?;
+        let workdir = tempfile::Builder::new()
+            .prefix("essaim-recovery-")
+            .tempdir()?;
         let options = LocalOptions {
             workers: 2,
             slots: 2,
@@ -114,9 +152,23 @@ async fn recovery(runs: u32, worker_timeout_ms: u64) -> anyhow::Result<ExitCode>
         let cluster = LocalCluster::start(options).await?;
         let mut client = essaim_proto::connect(&cluster.url, None, Duration::from_secs(5)).await?;
         // Two long tasks per worker slot: both workers are busy, two tasks wait.
-        let tasks = (0..6).map(|_| v1::TaskSpec { kind: "sleep".into(), payload: b"60000".to_vec() }).collect();
-        let spec = v1::JobSpec { name: "recovery".into(), tasks, speculation_multiplier: -1.0, ..Default::default() };
-        let job_id = client.submit_job(v1::SubmitJobRequest { spec: Some(spec) }).await?.into_inner().job_id;
+        let tasks = (0..6)
+            .map(|_| v1::TaskSpec {
+                kind: "sleep".into(),
+                payload: b"60000".to_vec(),
+            })
+            .collect();
+        let spec = v1::JobSpec {
+            name: "recovery".into(),
+            tasks,
+            speculation_multiplier: -1.0,
+            ..Default::default()
+        };
+        let job_id = client
+            .submit_job(v1::SubmitJobRequest { spec: Some(spec) })
+            .await?
+            .into_inner()
+            .job_id;
         wait_until(&mut client, job_id, |job| job.running == 4).await?;
         let killed_at = Instant::now();
         cluster.signal_worker(0, Signal::SIGKILL).await;
@@ -131,14 +183,24 @@ async fn recovery(runs: u32, worker_timeout_ms: u64) -> anyhow::Result<ExitCode>
     }
     samples.sort_by(f64::total_cmp);
     crate::outln!("METRIC recovery_median_s={:.3}", samples[samples.len() / 2]);
-    crate::outln!("METRIC recovery_worker_timeout_s={:.3}", worker_timeout_ms as f64 / 1000.0);
+    crate::outln!(
+        "METRIC recovery_worker_timeout_s={:.3}",
+        worker_timeout_ms as f64 / 1000.0
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_until(client: &mut essaim_proto::CoordinatorClient, job_id: u64, done: impl Fn(&v1::JobStatus) -> bool) -> anyhow::Result<()> {
+async fn wait_until(
+    client: &mut essaim_proto::CoordinatorClient,
+    job_id: u64,
+    done: impl Fn(&v1::JobStatus) -> bool,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let job = client.get_job(v1::GetJobRequest { job_id }).await?.into_inner();
+        let job = client
+            .get_job(v1::GetJobRequest { job_id })
+            .await?
+            .into_inner();
         if done(&job) {
             return Ok(());
         }

@@ -46,7 +46,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         )));
     }
     if args.heartbeat_ms == 0 || args.worker_timeout_ms <= args.heartbeat_ms {
-        return Err(usage("--worker-timeout-ms must be larger than --heartbeat-ms, which must be positive"));
+        return Err(usage(
+            "--worker-timeout-ms must be larger than --heartbeat-ms, which must be positive",
+        ));
     }
     let mut config = CoordinatorConfig::new(args.listen, args.data_dir);
     config.token = args.token;
@@ -56,7 +58,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.speculation_min_runtime = Duration::from_millis(args.speculation_min_runtime_ms);
     let shutdown = CancellationToken::new();
     let coordinator = start_coordinator(config, shutdown.clone()).await?;
-    eprintln!("essaim coordinator: API http://{0} (gRPC), metrics http://{0}/metrics, health /healthz /readyz", coordinator.address);
+    eprintln!(
+        "essaim coordinator: API http://{0} (gRPC), metrics http://{0}/metrics, health /healthz /readyz",
+        coordinator.address
+    );
     tokio::spawn(async move {
         super::shutdown_signal().await;
         shutdown.cancel();

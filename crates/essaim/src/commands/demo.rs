@@ -16,9 +16,30 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const FRUITS: &[&str] = &[
-    "apple", "pear", "banana", "kiwi", "orange", "mango", "pineapple", "strawberry", "grape", "cherry", "peach", "plum",
-    "apricot", "melon", "watermelon", "raspberry", "blueberry", "lychee", "papaya", "fig", "clementine", "passion fruit",
-    "pomegranate", "blackberry",
+    "apple",
+    "pear",
+    "banana",
+    "kiwi",
+    "orange",
+    "mango",
+    "pineapple",
+    "strawberry",
+    "grape",
+    "cherry",
+    "peach",
+    "plum",
+    "apricot",
+    "melon",
+    "watermelon",
+    "raspberry",
+    "blueberry",
+    "lychee",
+    "papaya",
+    "fig",
+    "clementine",
+    "passion fruit",
+    "pomegranate",
+    "blackberry",
 ];
 
 /// Options of `essaim demo`.
@@ -64,22 +85,42 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
-    if args.fruits == 0 || args.cooks == 0 || args.crash_percent > 90 || args.min_prep_ms > args.max_prep_ms {
-        return Err(crate::client::usage("need at least one fruit and one cook, --crash-percent at most 90, and --min-prep-ms <= --max-prep-ms"));
+    if args.fruits == 0
+        || args.cooks == 0
+        || args.crash_percent > 90
+        || args.min_prep_ms > args.max_prep_ms
+    {
+        return Err(crate::client::usage(
+            "need at least one fruit and one cook, --crash-percent at most 90, and --min-prep-ms <= --max-prep-ms",
+        ));
     }
     let workdir = tempfile::Builder::new().prefix("essaim-salad-").tempdir()?;
     let record = workdir.path().join("preparations.tsv");
     let mut rng = SeededRng::new(args.seed);
     let fruits: Vec<(String, u64)> = (0..args.fruits)
         .map(|i| {
-            let name = if i < FRUITS.len() { FRUITS[i].to_string() } else { format!("{} #{}", FRUITS[i % FRUITS.len()], i / FRUITS.len() + 1) };
-            (name, args.min_prep_ms + rng.up_to(args.max_prep_ms - args.min_prep_ms))
+            let name = if i < FRUITS.len() {
+                FRUITS[i].to_string()
+            } else {
+                format!("{} #{}", FRUITS[i % FRUITS.len()], i / FRUITS.len() + 1)
+            };
+            (
+                name,
+                args.min_prep_ms + rng.up_to(args.max_prep_ms - args.min_prep_ms),
+            )
         })
         .collect();
     let sequential_ms: u64 = fruits.iter().map(|(_, ms)| ms).sum();
 
-    crate::outln!("Fruit salad: {} fruits, {} cooks (worker processes, one fruit at a time each).", args.fruits, args.cooks);
-    crate::outln!("Each cook crashes with a {}% chance per fruit: the process really exits and is restarted.", args.crash_percent);
+    crate::outln!(
+        "Fruit salad: {} fruits, {} cooks (worker processes, one fruit at a time each).",
+        args.fruits,
+        args.cooks
+    );
+    crate::outln!(
+        "Each cook crashes with a {}% chance per fruit: the process really exits and is restarted.",
+        args.crash_percent
+    );
     crate::outln!("Starting the kitchen (coordinator + cooks on loopback)…");
     let options = LocalOptions {
         workers: args.cooks,
@@ -104,12 +145,36 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
             payload: serde_json::json!({"fruit": fruit, "prep_ms": prep_ms, "crash_percent": args.crash_percent, "record": record}).to_string().into_bytes(),
         })
         .collect();
-    let spec = v1::JobSpec { name: "fruit salad".into(), tasks, max_attempts: 20, speculation_multiplier: -1.0, ..Default::default() };
+    let spec = v1::JobSpec {
+        name: "fruit salad".into(),
+        tasks,
+        max_attempts: 20,
+        speculation_multiplier: -1.0,
+        ..Default::default()
+    };
     let started = Instant::now();
-    let job_id = client.submit_job(v1::SubmitJobRequest { spec: Some(spec) }).await?.into_inner().job_id;
-    let outcome = super::jobs::wait_with_progress(&mut client, job_id, Some(Duration::from_secs(300)), OutputFormat::Text).await;
+    let job_id = client
+        .submit_job(v1::SubmitJobRequest { spec: Some(spec) })
+        .await?
+        .into_inner()
+        .job_id;
+    let outcome = super::jobs::wait_with_progress(
+        &mut client,
+        job_id,
+        Some(Duration::from_secs(300)),
+        OutputFormat::Text,
+    )
+    .await;
     let wall = started.elapsed();
-    let results = client.get_results(v1::GetResultsRequest { job_id, from_task: 0, limit: 10_000 }).await?.into_inner().results;
+    let results = client
+        .get_results(v1::GetResultsRequest {
+            job_id,
+            from_task: 0,
+            limit: 10_000,
+        })
+        .await?
+        .into_inner()
+        .results;
     let crashes = cluster.crashes();
     cluster.stop(Duration::from_secs(10)).await?;
     let outcome = outcome?;
@@ -123,24 +188,47 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
         }
     }
     crate::outln!();
-    crate::outln!("{:<16} {:>7} {:>13}  prepared by", "fruit", "prep", "preparations");
+    crate::outln!(
+        "{:<16} {:>7} {:>13}  prepared by",
+        "fruit",
+        "prep",
+        "preparations"
+    );
     for result in &results {
         let (fruit, prep_ms) = &fruits[result.task_index as usize];
-        let by = String::from_utf8_lossy(&result.output.clone().unwrap_or_default().inline).into_owned();
+        let by =
+            String::from_utf8_lossy(&result.output.clone().unwrap_or_default().inline).into_owned();
         let by = by.split(" prepared by ").nth(1).unwrap_or("?").to_string();
-        crate::outln!("{fruit:<16} {:>5}ms {:>13}  {by}", prep_ms, preparations.get(fruit.as_str()).copied().unwrap_or(0));
+        crate::outln!(
+            "{fruit:<16} {:>5}ms {:>13}  {by}",
+            prep_ms,
+            preparations.get(fruit.as_str()).copied().unwrap_or(0)
+        );
     }
     let committed: std::collections::BTreeSet<u32> = results.iter().map(|r| r.task_index).collect();
     let executions: u32 = preparations.values().sum();
     let every_fruit_once = committed.len() == args.fruits && results.len() == args.fruits;
-    let every_fruit_started = fruits.iter().all(|(f, _)| preparations.get(f.as_str()).copied().unwrap_or(0) >= 1);
+    let every_fruit_started = fruits
+        .iter()
+        .all(|(f, _)| preparations.get(f.as_str()).copied().unwrap_or(0) >= 1);
     crate::outln!();
     if outcome == ExitCode::SUCCESS && every_fruit_once && every_fruit_started {
-        crate::outln!("Served! {}/{} fruits prepared and committed exactly once.", committed.len(), args.fruits);
+        crate::outln!(
+            "Served! {}/{} fruits prepared and committed exactly once.",
+            committed.len(),
+            args.fruits
+        );
     } else {
-        crate::outln!("The salad was NOT served: {} of {} fruits committed.", committed.len(), args.fruits);
+        crate::outln!(
+            "The salad was NOT served: {} of {} fruits committed.",
+            committed.len(),
+            args.fruits
+        );
     }
-    crate::outln!("  preparations started: {executions} ({} interrupted by a crash), cook crashes: {crashes}", executions as usize - committed.len().min(executions as usize));
+    crate::outln!(
+        "  preparations started: {executions} ({} interrupted by a crash), cook crashes: {crashes}",
+        executions as usize - committed.len().min(executions as usize)
+    );
     let wall_s = wall.as_secs_f64();
     crate::outln!(
         "  sequential time {:.1} s, wall time {:.1} s: speed-up {:.2}x with {} cooks",
@@ -149,5 +237,9 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
         sequential_ms as f64 / 1000.0 / wall_s,
         args.cooks
     );
-    Ok(if every_fruit_once && every_fruit_started { outcome } else { ExitCode::from(1) })
+    Ok(if every_fruit_once && every_fruit_started {
+        outcome
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -55,31 +55,80 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut client = args.connect.connect().await?;
     match args.action {
         Action::List { job, output } => {
-            let letters = client.list_dead_letters(v1::ListDeadLettersRequest { job_id: job.unwrap_or(0) }).await?.into_inner().dead_letters;
+            let letters = client
+                .list_dead_letters(v1::ListDeadLettersRequest {
+                    job_id: job.unwrap_or(0),
+                })
+                .await?
+                .into_inner()
+                .dead_letters;
             match output {
-                OutputFormat::Json => print_json(&json!(letters.iter().map(|l| dead_letter_json(l, false)).collect::<Vec<_>>())),
+                OutputFormat::Json => print_json(&json!(
+                    letters
+                        .iter()
+                        .map(|l| dead_letter_json(l, false))
+                        .collect::<Vec<_>>()
+                )),
                 OutputFormat::Text => {
-                    crate::outln!("{:>6} {:>6} {:<10} {:>8}  LAST ERROR", "JOB", "TASK", "KIND", "ATTEMPTS");
+                    crate::outln!(
+                        "{:>6} {:>6} {:<10} {:>8}  LAST ERROR",
+                        "JOB",
+                        "TASK",
+                        "KIND",
+                        "ATTEMPTS"
+                    );
                     for letter in &letters {
-                        let last = letter.errors.last().and_then(|e| e.failure.as_ref()).map(|f| f.message.clone()).unwrap_or_default();
-                        crate::outln!("{:>6} {:>6} {:<10} {:>8}  {}", letter.job_id, letter.task_index, letter.kind, letter.errors.len(), last);
+                        let last = letter
+                            .errors
+                            .last()
+                            .and_then(|e| e.failure.as_ref())
+                            .map(|f| f.message.clone())
+                            .unwrap_or_default();
+                        crate::outln!(
+                            "{:>6} {:>6} {:<10} {:>8}  {}",
+                            letter.job_id,
+                            letter.task_index,
+                            letter.kind,
+                            letter.errors.len(),
+                            last
+                        );
                     }
                 }
             }
         }
         Action::Show { job, task, output } => {
-            let letters = client.list_dead_letters(v1::ListDeadLettersRequest { job_id: job }).await?.into_inner().dead_letters;
+            let letters = client
+                .list_dead_letters(v1::ListDeadLettersRequest { job_id: job })
+                .await?
+                .into_inner()
+                .dead_letters;
             let Some(letter) = letters.into_iter().find(|l| l.task_index == task) else {
-                return Err(usage(format!("task {task} of job {job} is not in the dead-letter queue")));
+                return Err(usage(format!(
+                    "task {task} of job {job} is not in the dead-letter queue"
+                )));
             };
             match output {
                 OutputFormat::Json => print_json(&dead_letter_json(&letter, true)),
                 OutputFormat::Text => {
-                    crate::outln!("job {} task {} ({}), payload: {}", letter.job_id, letter.task_index, letter.kind, String::from_utf8_lossy(&letter.payload));
+                    crate::outln!(
+                        "job {} task {} ({}), payload: {}",
+                        letter.job_id,
+                        letter.task_index,
+                        letter.kind,
+                        String::from_utf8_lossy(&letter.payload)
+                    );
                     for error in &letter.errors {
                         let failure = error.failure.clone().unwrap_or_default();
-                        let code = failure.exit_code.map(|c| format!(" exit code {c}")).unwrap_or_default();
-                        crate::outln!("  attempt {:x} on worker {:x}: {}{code}", error.attempt_id, error.worker_id, failure.message);
+                        let code = failure
+                            .exit_code
+                            .map(|c| format!(" exit code {c}"))
+                            .unwrap_or_default();
+                        crate::outln!(
+                            "  attempt {:x} on worker {:x}: {}{code}",
+                            error.attempt_id,
+                            error.worker_id,
+                            failure.message
+                        );
                         if !failure.stderr_tail.is_empty() {
                             for line in failure.stderr_tail.lines() {
                                 crate::outln!("    | {line}");
@@ -90,11 +139,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Action::Requeue(selection) => {
-            let affected = client.requeue_dead_letters(selection_to_wire(selection)).await?.into_inner().affected;
+            let affected = client
+                .requeue_dead_letters(selection_to_wire(selection))
+                .await?
+                .into_inner()
+                .affected;
             crate::outln!("requeued {affected} dead letters");
         }
         Action::Purge(selection) => {
-            let affected = client.purge_dead_letters(selection_to_wire(selection)).await?.into_inner().affected;
+            let affected = client
+                .purge_dead_letters(selection_to_wire(selection))
+                .await?
+                .into_inner()
+                .affected;
             crate::outln!("purged {affected} dead letters");
         }
     }
@@ -104,6 +161,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn selection_to_wire(selection: Selection) -> v1::DeadLetterSelection {
     v1::DeadLetterSelection {
         job_id: selection.job,
-        tasks: selection.tasks.into_iter().map(|task_index| v1::TaskRef { job_id: selection.job, task_index }).collect(),
+        tasks: selection
+            .tasks
+            .into_iter()
+            .map(|task_index| v1::TaskRef {
+                job_id: selection.job,
+                task_index,
+            })
+            .collect(),
     }
 }

@@ -70,13 +70,34 @@ pub struct WorkersArgs {
 /// Lists jobs.
 pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.connect.connect().await?;
-    let jobs = client.list_jobs(v1::ListJobsRequest {}).await?.into_inner().jobs;
+    let jobs = client
+        .list_jobs(v1::ListJobsRequest {})
+        .await?
+        .into_inner()
+        .jobs;
     match args.output {
         OutputFormat::Json => print_json(&json!(jobs.iter().map(job_json).collect::<Vec<_>>())),
         OutputFormat::Text => {
-            crate::outln!("{:>6}  {:<10} {:>8} {:>9} {:>8} {:>6}  NAME", "JOB", "STATE", "TASKS", "SUCCEEDED", "RUNNING", "DLQ");
+            crate::outln!(
+                "{:>6}  {:<10} {:>8} {:>9} {:>8} {:>6}  NAME",
+                "JOB",
+                "STATE",
+                "TASKS",
+                "SUCCEEDED",
+                "RUNNING",
+                "DLQ"
+            );
             for job in &jobs {
-                crate::outln!("{:>6}  {:<10} {:>8} {:>9} {:>8} {:>6}  {}", job.job_id, job.state, job.total, job.succeeded, job.running, job.dead_lettered, job.name);
+                crate::outln!(
+                    "{:>6}  {:<10} {:>8} {:>9} {:>8} {:>6}  {}",
+                    job.job_id,
+                    job.state,
+                    job.total,
+                    job.succeeded,
+                    job.running,
+                    job.dead_lettered,
+                    job.name
+                );
             }
         }
     }
@@ -86,34 +107,46 @@ pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 /// Shows one job.
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.connect.connect().await?;
-    let job = client.get_job(v1::GetJobRequest { job_id: args.job }).await?.into_inner();
-    match args.output {
-        OutputFormat::Json => print_json(&job_json(&job)),
-        OutputFormat::Text => crate::outln!("{}", job_text(&job)),
-    }
+    let job = client
+        .get_job(v1::GetJobRequest { job_id: args.job })
+        .await?
+        .into_inner();
+    print_job(&job, args.output);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Waits for one job.
 pub async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.connect.connect().await?;
-    let timeout = args.timeout_secs.map(|s| Duration::from_secs_f64(s.max(0.0)));
+    let timeout = args
+        .timeout_secs
+        .map(|s| Duration::from_secs_f64(s.max(0.0)));
     wait_with_progress(&mut client, args.job, timeout, args.output).await
 }
 
 /// Long-polls the job until it is terminal, drawing a progress bar on a terminal;
 /// returns success only when the job succeeded.
-pub async fn wait_with_progress(client: &mut CoordinatorClient, job_id: u64, timeout: Option<Duration>, output: OutputFormat) -> anyhow::Result<ExitCode> {
+pub async fn wait_with_progress(
+    client: &mut CoordinatorClient,
+    job_id: u64,
+    timeout: Option<Duration>,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
     let started = tokio::time::Instant::now();
-    let mut job = client.get_job(v1::GetJobRequest { job_id }).await?.into_inner();
+    let mut job = client
+        .get_job(v1::GetJobRequest { job_id })
+        .await?
+        .into_inner();
     let bar = ProgressBar::new(u64::from(job.total));
     if output == OutputFormat::Json {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{spinner} job {prefix} [{bar:40}] {pos}/{len} tasks {msg} ({elapsed}, eta {eta})")
-            .expect("the template is valid")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} job {prefix} [{bar:40}] {pos}/{len} tasks {msg} ({elapsed}, eta {eta})",
+        )
+        .expect("the template is valid")
+        .progress_chars("=> "),
     );
     bar.set_prefix(job_id.to_string());
     while job.state == "running" {
@@ -122,33 +155,54 @@ pub async fn wait_with_progress(client: &mut CoordinatorClient, job_id: u64, tim
             anyhow::bail!("job {job_id} is still running after the timeout");
         }
         bar.set_position(u64::from(job.succeeded + job.dead_lettered + job.skipped));
-        bar.set_message(format!("{} running, {} retrying, {} failed", job.running, job.retrying, job.dead_lettered));
-        job = client.wait_job(v1::WaitJobRequest { job_id, timeout_ms: 500 }).await?.into_inner();
+        bar.set_message(format!(
+            "{} running, {} retrying, {} failed",
+            job.running, job.retrying, job.dead_lettered
+        ));
+        job = client
+            .wait_job(v1::WaitJobRequest {
+                job_id,
+                timeout_ms: 500,
+            })
+            .await?
+            .into_inner();
     }
     bar.set_position(u64::from(job.succeeded + job.dead_lettered + job.skipped));
     bar.finish_with_message(job.state.clone());
+    print_job(&job, output);
+    Ok(if job.state == "succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_job(job: &v1::JobStatus, output: OutputFormat) {
     match output {
-        OutputFormat::Json => print_json(&job_json(&job)),
-        OutputFormat::Text => crate::outln!("{}", job_text(&job)),
+        OutputFormat::Json => print_json(&job_json(job)),
+        OutputFormat::Text => crate::outln!("{}", job_text(job)),
     }
-    Ok(if job.state == "succeeded" { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// Cancels one job.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.connect.connect().await?;
-    let job = client.cancel_job(v1::CancelJobRequest { job_id: args.job }).await?.into_inner();
-    match args.output {
-        OutputFormat::Json => print_json(&job_json(&job)),
-        OutputFormat::Text => crate::outln!("{}", job_text(&job)),
-    }
+    let job = client
+        .cancel_job(v1::CancelJobRequest { job_id: args.job })
+        .await?
+        .into_inner();
+    print_job(&job, args.output);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Lists live workers.
 pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.connect.connect().await?;
-    let workers = client.list_workers(v1::ListWorkersRequest {}).await?.into_inner().workers;
+    let workers = client
+        .list_workers(v1::ListWorkersRequest {})
+        .await?
+        .into_inner()
+        .workers;
     match args.output {
         OutputFormat::Json => print_json(&json!(workers
             .iter()

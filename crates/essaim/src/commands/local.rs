@@ -52,9 +52,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         worker_timeout: Duration::from_secs(5),
     };
     let cluster = LocalCluster::start(options.clone()).await?;
-    eprintln!("essaim local cluster is up: {} workers x {} slots", options.workers, options.slots);
-    eprintln!("  API      {} (gRPC; essaim submit/jobs/status use it by default)", cluster.url);
-    eprintln!("  metrics  {}/metrics   health {}/healthz {}/readyz", cluster.url, cluster.url, cluster.url);
+    eprintln!(
+        "essaim local cluster is up: {} workers x {} slots",
+        options.workers, options.slots
+    );
+    eprintln!(
+        "  API      {} (gRPC; essaim submit/jobs/status use it by default)",
+        cluster.url
+    );
+    eprintln!(
+        "  metrics  {}/metrics   health {}/healthz {}/readyz",
+        cluster.url, cluster.url, cluster.url
+    );
     eprintln!("  data     {}", data_dir.display());
     eprintln!("Press Ctrl-C to stop.");
     super::shutdown_signal().await;
@@ -66,5 +75,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Returns the number of cores, the default number of slots.
 pub fn default_slots() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
 }

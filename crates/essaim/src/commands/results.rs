@@ -24,7 +24,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut from_task = 0;
     let mut all = Vec::new();
     loop {
-        let page = client.get_results(v1::GetResultsRequest { job_id: args.job, from_task, limit: 1000 }).await?.into_inner();
+        let page = client
+            .get_results(v1::GetResultsRequest {
+                job_id: args.job,
+                from_task,
+                limit: 1000,
+            })
+            .await?
+            .into_inner();
         let reached_end = page.results.is_empty() || page.next_task <= from_task;
         for result in page.results {
             match args.output {
@@ -46,10 +53,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn result_text(result: &v1::TaskResult) -> String {
     let output = result.output.clone().unwrap_or_default();
     match output.file {
-        Some(file) => format!("{}\t[{} bytes at {}]", result.task_index, file.size_bytes, file.url),
+        Some(file) => format!(
+            "{}\t[{} bytes at {}]",
+            result.task_index, file.size_bytes, file.url
+        ),
         None => {
             let text = String::from_utf8_lossy(&output.inline);
-            format!("{}\t{}", result.task_index, text.trim_end_matches('\n').replace('\n', "\\n"))
+            format!(
+                "{}\t{}",
+                result.task_index,
+                text.trim_end_matches('\n').replace('\n', "\\n")
+            )
         }
     }
 }

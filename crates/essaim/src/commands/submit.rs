@@ -108,13 +108,21 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let spec = build_spec(&args)?;
     let bytes: usize = spec.tasks.iter().map(|t| t.payload.len()).sum();
     if bytes > MAX_JOB_PAYLOAD_BYTES {
-        return Err(usage(format!("the job's payloads add up to {bytes} bytes; at most {MAX_JOB_PAYLOAD_BYTES} are allowed in one job: split it")));
+        return Err(usage(format!(
+            "the job's payloads add up to {bytes} bytes; at most {MAX_JOB_PAYLOAD_BYTES} are allowed in one job: split it"
+        )));
     }
     let task_count = spec.tasks.len();
     let mut client = args.connect.connect().await?;
-    let job_id = client.submit_job(v1::SubmitJobRequest { spec: Some(spec) }).await?.into_inner().job_id;
+    let job_id = client
+        .submit_job(v1::SubmitJobRequest { spec: Some(spec) })
+        .await?
+        .into_inner()
+        .job_id;
     match args.output {
-        OutputFormat::Json if !args.wait => print_json(&json!({"job_id": job_id, "tasks": task_count})),
+        OutputFormat::Json if !args.wait => {
+            print_json(&json!({"job_id": job_id, "tasks": task_count}))
+        }
         OutputFormat::Json => {}
         OutputFormat::Text => eprintln!("submitted job {job_id} ({task_count} tasks)"),
     }
@@ -131,7 +139,9 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
     let deadline_ms = |secs: Option<f64>| -> anyhow::Result<u64> {
         match secs {
             None => Ok(0),
-            Some(s) if s.is_finite() && s > 0.0 => Ok(essaim_coordinator::actor::wall_clock_ms() + (s * 1000.0) as u64),
+            Some(s) if s.is_finite() && s > 0.0 => {
+                Ok(essaim_coordinator::actor::wall_clock_ms() + (s * 1000.0) as u64)
+            }
             Some(s) => Err(usage(format!("--deadline-secs must be positive, got {s}"))),
         }
     };
@@ -146,11 +156,17 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
         task_timeout_ms: seconds_to_ms(args.task_timeout_secs),
         retry_backoff_base_ms: 0,
         retry_backoff_max_ms: 0,
-        speculation_multiplier: if args.no_speculation { -1.0 } else { args.speculation.unwrap_or(0.0) },
+        speculation_multiplier: if args.no_speculation {
+            -1.0
+        } else {
+            args.speculation.unwrap_or(0.0)
+        },
     };
     if let Some(path) = &args.spec {
-        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read spec `{}`: {e}", path.display())))?;
-        let file: SpecFile = serde_json::from_str(&text).map_err(|e| usage(format!("invalid spec `{}`: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("cannot read spec `{}`: {e}", path.display())))?;
+        let file: SpecFile = serde_json::from_str(&text)
+            .map_err(|e| usage(format!("invalid spec `{}`: {e}", path.display())))?;
         spec.name = file.name;
         spec.priority = file.priority;
         spec.max_concurrency = file.max_concurrency;
@@ -162,9 +178,16 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
                 serde_json::Value::Null => Vec::new(),
                 serde_json::Value::String(text) => text.into_bytes(),
                 other if task.kind == "command" => other.to_string().into_bytes(),
-                other => return Err(usage(format!("task {index}: payload must be a string, got {other}"))),
+                other => {
+                    return Err(usage(format!(
+                        "task {index}: payload must be a string, got {other}"
+                    )));
+                }
             };
-            spec.tasks.push(v1::TaskSpec { kind: task.kind, payload });
+            spec.tasks.push(v1::TaskSpec {
+                kind: task.kind,
+                payload,
+            });
         }
         return Ok(spec);
     }
@@ -178,20 +201,34 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
             None => (0..args.count.unwrap_or(1)).map(|_| None).collect(),
         };
         for (number, line) in inputs.into_iter().enumerate() {
-            let payload = command_payload(&args.command, line, args.line_on_stdin).map_err(|e| usage(format!("input line {}: {e}", number + 1)))?;
-            spec.tasks.push(v1::TaskSpec { kind: "command".into(), payload });
+            let payload = command_payload(&args.command, line, args.line_on_stdin)
+                .map_err(|e| usage(format!("input line {}: {e}", number + 1)))?;
+            spec.tasks.push(v1::TaskSpec {
+                kind: "command".into(),
+                payload,
+            });
         }
         return Ok(spec);
     }
     let Some(kind) = &args.kind else {
-        return Err(usage("say what to run: a command after `--`, --kind, or --spec (see `essaim submit --help`)"));
+        return Err(usage(
+            "say what to run: a command after `--`, --kind, or --spec (see `essaim submit --help`)",
+        ));
     };
     match lines {
-        Some(lines) => spec.tasks.extend(lines.into_iter().map(|payload| v1::TaskSpec { kind: kind.clone(), payload })),
+        Some(lines) => spec
+            .tasks
+            .extend(lines.into_iter().map(|payload| v1::TaskSpec {
+                kind: kind.clone(),
+                payload,
+            })),
         None => {
             let payload = args.payload.clone().unwrap_or_default().into_bytes();
             for _ in 0..args.count.unwrap_or(1) {
-                spec.tasks.push(v1::TaskSpec { kind: kind.clone(), payload: payload.clone() });
+                spec.tasks.push(v1::TaskSpec {
+                    kind: kind.clone(),
+                    payload: payload.clone(),
+                });
             }
         }
     }
@@ -203,7 +240,8 @@ fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<Vec<u8>>> {
     if path.as_os_str() == "-" {
         std::io::stdin().read_to_end(&mut bytes)?;
     } else {
-        bytes = std::fs::read(path).map_err(|e| usage(format!("cannot read inputs `{}`: {e}", path.display())))?;
+        bytes = std::fs::read(path)
+            .map_err(|e| usage(format!("cannot read inputs `{}`: {e}", path.display())))?;
     }
     Ok(bytes
         .split(|byte| *byte == b'\n')
@@ -213,7 +251,11 @@ fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// Builds the JSON payload of one `command` task.
-fn command_payload(template: &[String], line: Option<Vec<u8>>, line_on_stdin: bool) -> Result<Vec<u8>, String> {
+fn command_payload(
+    template: &[String],
+    line: Option<Vec<u8>>,
+    line_on_stdin: bool,
+) -> Result<Vec<u8>, String> {
     let line = match line {
         Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| "not valid UTF-8: command arguments must be text (use --kind with raw payloads for bytes)".to_string())?),
         None => None,
@@ -229,7 +271,9 @@ fn command_payload(template: &[String], line: Option<Vec<u8>>, line_on_stdin: bo
             argv.push(line);
         }
     }
-    Ok(json!({"argv": argv, "stdin": stdin}).to_string().into_bytes())
+    Ok(json!({"argv": argv, "stdin": stdin})
+        .to_string()
+        .into_bytes())
 }
 
 #[cfg(test)]
@@ -238,10 +282,18 @@ mod tests {
 
     #[test]
     fn placeholder_is_replaced_or_the_line_appended() {
-        let with_placeholder = command_payload(&["echo".into(), "x={}".into()], Some(b"42".to_vec()), false).unwrap();
-        assert_eq!(String::from_utf8(with_placeholder).unwrap(), r#"{"argv":["echo","x=42"],"stdin":null}"#);
-        let appended = command_payload(&["wc".into(), "-c".into()], Some(b"f".to_vec()), false).unwrap();
-        assert_eq!(String::from_utf8(appended).unwrap(), r#"{"argv":["wc","-c","f"],"stdin":null}"#);
+        let with_placeholder =
+            command_payload(&["echo".into(), "x={}".into()], Some(b"42".to_vec()), false).unwrap();
+        assert_eq!(
+            String::from_utf8(with_placeholder).unwrap(),
+            r#"{"argv":["echo","x=42"],"stdin":null}"#
+        );
+        let appended =
+            command_payload(&["wc".into(), "-c".into()], Some(b"f".to_vec()), false).unwrap();
+        assert_eq!(
+            String::from_utf8(appended).unwrap(),
+            r#"{"argv":["wc","-c","f"],"stdin":null}"#
+        );
     }
 
     #[test]

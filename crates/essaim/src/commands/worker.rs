@@ -11,7 +11,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Coordinator URL.
-    #[arg(long, env = "ESSAIM_COORDINATOR", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        env = "ESSAIM_COORDINATOR",
+        default_value = "http://127.0.0.1:7070"
+    )]
     coordinator: String,
     /// Cluster token (also ESSAIM_TOKEN).
     #[arg(long, env = "ESSAIM_TOKEN", hide_env_values = true)]
@@ -52,7 +56,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let scratch_dir = match args.scratch_dir {
         Some(dir) => dir,
         None => {
-            temporary = tempfile::Builder::new().prefix("essaim-worker-").tempdir()?;
+            temporary = tempfile::Builder::new()
+                .prefix("essaim-worker-")
+                .tempdir()?;
             temporary.path().to_path_buf()
         }
     };
@@ -60,7 +66,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if slots == 0 {
         return Err(crate::client::usage("--slots must be at least 1"));
     }
-    let name = args.name.unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let config = WorkerConfig {
         coordinator_url: args.coordinator,
         token: args.token,
@@ -92,5 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "worker".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "worker".into())
 }

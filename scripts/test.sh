@@ -22,8 +22,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 step "tests (unit, deterministic simulation, end-to-end with real processes)"
 # The end-to-end tests start real coordinator and worker processes of the binary built here.
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast
+    # nextest skips doctests; run them first so the suite's summary is the last line.
     cargo test --workspace --doc --quiet
+    cargo nextest run --workspace --no-fail-fast
 else
     cargo test --workspace --no-fail-fast
 fi

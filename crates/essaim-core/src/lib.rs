@@ -2,7 +2,7 @@
 //! retries and workers, with no I/O, no async runtime, no clock and no OS randomness.
 //!
 //! Shells (the coordinator) feed it facts with the current time and carry out what it
-//! returns; that is what lets [`sim`] drive it through thousands of seeded crash, delay,
+//! returns; that is what lets the `sim` module (feature `sim`) drive it through thousands of seeded crash, delay,
 //! duplicate and clock-jump schedules and check its guarantees after every step.
 //!
 //! | module | concept |
@@ -13,7 +13,7 @@
 //! | [`scheduler`] | the state machine |
 //! | [`backoff`] | full-jitter exponential backoff and the seeded generator |
 //! | [`journal`] | the durable events a coordinator journals and replays |
-//! | [`sim`] | deterministic simulation with invariants (feature `sim`) |
+//! | `sim` | deterministic simulation with invariants (feature `sim`, and in tests) |
 #![warn(missing_docs)]
 
 pub mod backoff;

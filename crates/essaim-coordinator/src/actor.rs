@@ -139,6 +139,20 @@ pub struct Actor {
     parked_waits: BTreeMap<JobId, Vec<ParkedWait>>,
     last_stats: SchedulerStats,
     last_now: u64,
+    retention: Retention,
+    events_since_compaction: u64,
+    last_retention_check: Instant,
+}
+
+/// How long finished jobs are kept and when the journal is compacted.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Finished jobs (and their results) are forgotten this long after they finished.
+    pub keep_finished_jobs: Duration,
+    /// The journal is rewritten as a snapshot once it grew by this many events.
+    pub compact_after_events: u64,
+    /// How often finished jobs are looked for.
+    pub check_every: Duration,
 }
 
 impl Actor {
@@ -149,8 +163,10 @@ impl Actor {
         metrics: CoordinatorMetrics,
         health: Health,
         tick_every: Duration,
+        retention: Retention,
     ) -> Self {
         let last_stats = scheduler.stats();
+        let events_since_compaction = journal.len();
         Self {
             scheduler,
             journal: Some(journal),
@@ -161,6 +177,9 @@ impl Actor {
             parked_waits: BTreeMap::new(),
             last_stats,
             last_now: 0,
+            retention,
+            events_since_compaction,
+            last_retention_check: Instant::now(),
         }
     }
 
@@ -231,6 +250,7 @@ impl Actor {
             }
         }
         if !events.is_empty() {
+            self.events_since_compaction += events.len() as u64;
             self.persist(events).await?;
         }
         for reply in replies {
@@ -241,6 +261,52 @@ impl Actor {
         }
         self.expire_parked_waits();
         self.update_metrics(tick);
+        if tick {
+            self.apply_retention(now).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets long-finished jobs and rewrites the journal as a snapshot when it has
+    /// grown enough (or jobs were forgotten): coordinator memory and journal size stay
+    /// bounded by the retention settings, not by the number of jobs ever submitted.
+    async fn apply_retention(&mut self, now: u64) -> Result<(), essaim_store::StoreError> {
+        let retention_due = self.last_retention_check.elapsed() >= self.retention.check_every;
+        let journal_grew = self.events_since_compaction >= self.retention.compact_after_events;
+        if !retention_due && !journal_grew {
+            return Ok(());
+        }
+        self.last_retention_check = Instant::now();
+        let keep_ms = self.retention.keep_finished_jobs.as_millis() as u64;
+        let forgotten = self.scheduler.forget_jobs_finished_before(now, keep_ms);
+        if forgotten.is_empty() && !journal_grew {
+            return Ok(());
+        }
+        let snapshot = self.scheduler.snapshot(now);
+        let snapshot_len = snapshot.len();
+        let mut journal = self
+            .journal
+            .take()
+            .expect("the journal is only taken during writes");
+        let forgotten_count = forgotten.len();
+        let (journal, result) = tokio::task::spawn_blocking(move || {
+            let result = journal.compact(&snapshot, &forgotten);
+            (journal, result)
+        })
+        .await
+        .expect("the journal thread does not panic");
+        self.journal = Some(journal);
+        if let Err(error) = &result {
+            error!(error = %error, "journal compaction failed; stopping");
+            self.health.set_not_ready("journal unavailable");
+        }
+        result?;
+        self.events_since_compaction = snapshot_len as u64;
+        info!(
+            events = snapshot_len,
+            forgotten_jobs = forgotten_count,
+            "journal compacted"
+        );
         Ok(())
     }
 

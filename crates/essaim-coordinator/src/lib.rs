@@ -53,6 +53,10 @@ pub struct CoordinatorConfig {
     pub tick: Duration,
     /// Straggler floor: no task is copied before running this long (default 1 s).
     pub speculation_min_runtime: Duration,
+    /// Finished jobs and their results are forgotten this long after finishing (default 24 h).
+    pub retention: Duration,
+    /// The journal is compacted into a snapshot after this many new events (default 1,000,000).
+    pub compact_after_events: u64,
 }
 
 impl CoordinatorConfig {
@@ -67,6 +71,8 @@ impl CoordinatorConfig {
             long_poll: Duration::from_secs(10),
             tick: Duration::from_millis(100),
             speculation_min_runtime: Duration::from_secs(1),
+            retention: Duration::from_secs(24 * 3600),
+            compact_after_events: 1_000_000,
         }
     }
 }
@@ -147,12 +153,19 @@ pub async fn start_coordinator(
     let stop = shutdown.child_token();
 
     let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(65_536);
+    let retention = actor::Retention {
+        keep_finished_jobs: config.retention,
+        compact_after_events: config.compact_after_events,
+        // Look for expired jobs often enough to honour short retentions, at most every 30 s.
+        check_every: Duration::from_secs(30).min(config.retention.max(config.tick)),
+    };
     let actor = Actor::new(
         scheduler,
         journal,
         metrics.clone(),
         health.clone(),
         config.tick,
+        retention,
     );
     let actor = tokio::spawn(actor.run(commands_rx, stop.clone()));
 

@@ -71,4 +71,27 @@ pub enum JournalEvent {
         /// When.
         at: Millis,
     },
+    /// Snapshot only: these tasks of a job committed (their outputs are already stored).
+    TasksCommitted {
+        /// The job.
+        job: JobId,
+        /// Their indexes.
+        tasks: Vec<u32>,
+        /// When the snapshot was taken.
+        at: Millis,
+    },
+    /// Snapshot only: a task's attempt count and error history.
+    TaskProgress {
+        /// The task.
+        task: TaskId,
+        /// Attempts counted against its limit.
+        attempts_made: u32,
+        /// Its most recent failures.
+        errors: Vec<AttemptError>,
+    },
+    /// Snapshot only: job ids below this were used, even by jobs since forgotten.
+    JobIdsReserved {
+        /// The next job id to hand out.
+        next_job: u64,
+    },
 }

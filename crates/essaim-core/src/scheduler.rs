@@ -1170,6 +1170,30 @@ impl Scheduler {
                     }
                 }
             }
+            JournalEvent::TasksCommitted { job, tasks, at } => {
+                let Some(state) = self.jobs.get_mut(&job) else {
+                    return;
+                };
+                for index in tasks {
+                    state.set_task_state(index, TaskState::Succeeded);
+                }
+                self.finish_if_done(at, job, &mut ignored);
+            }
+            JournalEvent::TaskProgress {
+                task,
+                attempts_made,
+                errors,
+            } => {
+                let Some(job) = self.jobs.get_mut(&task.job) else {
+                    return;
+                };
+                let state = &mut job.tasks[task.index as usize];
+                state.attempts_made = attempts_made;
+                state.errors = errors;
+            }
+            JournalEvent::JobIdsReserved { next_job } => {
+                self.next_job = self.next_job.max(next_job);
+            }
             JournalEvent::DeadLettersPurged { tasks, at } => {
                 for task in tasks {
                     if self.is_dead_letter(task) {
@@ -1193,6 +1217,100 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    // ------------------------------------------------------------------ retention and snapshots
+
+    /// Forgets jobs that finished at least `retention_ms` ago; returns them. Their events
+    /// disappear from the journal at the next snapshot, their results with them.
+    pub fn forget_jobs_finished_before(&mut self, now: Millis, retention_ms: Millis) -> Vec<JobId> {
+        let expired: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|job| job.state != JobState::Running)
+            .filter(|job| {
+                job.finished_at
+                    .is_some_and(|at| at.saturating_add(retention_ms) <= now)
+            })
+            .map(|job| job.id)
+            .collect();
+        for job in &expired {
+            self.jobs.remove(job);
+        }
+        expired
+    }
+
+    /// Returns the smallest list of journal events from which [`Scheduler::recover`]
+    /// rebuilds today's jobs: a compacted journal. Leases are not part of it (they never
+    /// are), nor are the outputs of committed tasks (they stay in the results table).
+    pub fn snapshot(&self, now: Millis) -> Vec<JournalEvent> {
+        let mut events = vec![JournalEvent::JobIdsReserved {
+            next_job: self.next_job,
+        }];
+        for (job_id, job) in &self.jobs {
+            events.push(JournalEvent::JobSubmitted {
+                job: *job_id,
+                spec: job.spec.clone(),
+                at: job.submitted_at,
+            });
+            let mut committed = Vec::new();
+            let mut dead_letters = Vec::new();
+            let mut purged = Vec::new();
+            for (index, task) in job.tasks.iter().enumerate() {
+                let task_id = TaskId::new(*job_id, index as u32);
+                // Attempts in flight are forgotten by a restart (leases are not journaled):
+                // count only finished ones, as replaying the full journal would.
+                let in_flight = match &task.state {
+                    TaskState::Running { attempts } => attempts.len() as u32,
+                    _ => 0,
+                };
+                let attempts_made = task.attempts_made.saturating_sub(in_flight);
+                if attempts_made > 0 || !task.errors.is_empty() {
+                    events.push(JournalEvent::TaskProgress {
+                        task: task_id,
+                        attempts_made,
+                        errors: task.errors.clone(),
+                    });
+                }
+                match task.state {
+                    TaskState::Succeeded => committed.push(index as u32),
+                    TaskState::DeadLettered => dead_letters.push(task_id),
+                    TaskState::Purged => {
+                        dead_letters.push(task_id);
+                        purged.push(task_id);
+                    }
+                    _ => {}
+                }
+            }
+            let finished_at = job.finished_at.unwrap_or(now);
+            if !committed.is_empty() {
+                events.push(JournalEvent::TasksCommitted {
+                    job: *job_id,
+                    tasks: committed,
+                    at: finished_at,
+                });
+            }
+            for task in dead_letters {
+                events.push(JournalEvent::TaskDeadLettered {
+                    task,
+                    at: finished_at,
+                });
+            }
+            if !purged.is_empty() {
+                events.push(JournalEvent::DeadLettersPurged {
+                    tasks: purged,
+                    at: finished_at,
+                });
+            }
+            if let JobState::Cancelled { reason } = &job.state {
+                events.push(JournalEvent::JobCancelled {
+                    job: *job_id,
+                    reason: reason.clone(),
+                    at: finished_at,
+                });
+            }
+        }
+        events
     }
 
     // ------------------------------------------------------------------ invariants

@@ -263,6 +263,7 @@ impl World {
             935..=944 => self.restart_coordinator(),
             945..=954 => self.cancel_random_job(),
             955..=969 => self.requeue_dead_letters(),
+            970..=979 => self.compact_journal(),
             _ => {
                 let millis = self.rng.up_to(2_500);
                 self.advance(millis);
@@ -556,6 +557,18 @@ impl World {
         // Workers learn of the restart at their next heartbeat or pull (reregister).
     }
 
+    /// What a coordinator does periodically: forget long-finished jobs and replace the
+    /// journal with a snapshot of what is left.
+    fn compact_journal(&mut self) {
+        let forgotten = self.scheduler.forget_jobs_finished_before(self.now, 2_000);
+        self.journal = self.scheduler.snapshot(self.now);
+        self.log(format!(
+            "journal compacted to {} events, {} jobs forgotten",
+            self.journal.len(),
+            forgotten.len()
+        ));
+    }
+
     fn submit_random_job(&mut self) {
         let task_count = 1 + self.rng.up_to(24) as usize;
         let tasks = (0..task_count)
@@ -702,26 +715,54 @@ impl World {
         self.scheduler
             .check_invariants()
             .map_err(|problem| self.fail(format!("invariant: {problem}")))?;
-        // Recovery must give back exactly the committed tasks.
+        // Recovery, from the journal or from a snapshot (a compacted journal), must give
+        // back exactly the committed tasks.
         if self.step.is_multiple_of(25) {
-            let recovered = Scheduler::recover(
-                scheduler_config(self.epoch + 1, self.seed),
-                KINDS,
-                self.journal.clone(),
-            );
-            recovered
-                .check_invariants()
-                .map_err(|problem| self.fail(format!("recovered invariant: {problem}")))?;
-            for job in recovered.jobs() {
-                for (index, task) in job.tasks().iter().enumerate() {
-                    let task_id = TaskId::new(job.id, index as u32);
-                    let recovered_commit = *task.state() == TaskState::Succeeded;
-                    if recovered_commit != self.committed.contains_key(&task_id) {
-                        return Err(self.fail(format!(
-                            "recovery disagrees on task {task_id}: {:?}",
-                            task.state()
-                        )));
-                    }
+            self.check_recovery_from(self.journal.clone(), "journal")?;
+            self.check_recovery_from(self.scheduler.snapshot(self.now), "snapshot")?;
+        }
+        Ok(())
+    }
+
+    fn check_recovery_from(
+        &self,
+        events: Vec<JournalEvent>,
+        source: &str,
+    ) -> Result<(), SimFailure> {
+        let recovered =
+            Scheduler::recover(scheduler_config(self.epoch + 1, self.seed), KINDS, events);
+        recovered.check_invariants().map_err(|problem| {
+            self.fail(format!(
+                "invariant after recovery from the {source}: {problem}"
+            ))
+        })?;
+        if source == "snapshot" {
+            let live_jobs: BTreeSet<JobId> = self.scheduler.jobs().map(|job| job.id).collect();
+            let recovered_jobs: BTreeSet<JobId> = recovered.jobs().map(|job| job.id).collect();
+            if live_jobs != recovered_jobs {
+                return Err(self.fail(format!(
+                    "snapshot recovery has jobs {recovered_jobs:?}, not {live_jobs:?}"
+                )));
+            }
+        }
+        for job in recovered.jobs() {
+            for (index, task) in job.tasks().iter().enumerate() {
+                let task_id = TaskId::new(job.id, index as u32);
+                let recovered_commit = *task.state() == TaskState::Succeeded;
+                if recovered_commit != self.committed.contains_key(&task_id) {
+                    return Err(self.fail(format!(
+                        "recovery from the {source} disagrees on task {task_id}: {:?}",
+                        task.state()
+                    )));
+                }
+                let live_task = self.scheduler.job(job.id).map(|j| &j.tasks()[index]);
+                if source == "snapshot"
+                    && let Some(live_task) = live_task
+                    && live_task.errors() != task.errors()
+                {
+                    return Err(self.fail(format!(
+                        "snapshot recovery lost the error history of task {task_id}"
+                    )));
                 }
             }
         }
@@ -740,8 +781,8 @@ impl World {
                         && errors.last().is_none_or(|e| e.failure.retryable);
                     if gave_up_early {
                         return Err(self.fail(format!(
-                            "task {task_id} dead-lettered after only {} errors",
-                            errors.len()
+                            "task {task_id} dead-lettered after only {} errors: {errors:?} attempts_made={}",
+                            errors.len(), task.attempts_made
                         )));
                     }
                 }

@@ -201,6 +201,38 @@ impl Journal {
         Ok(())
     }
 
+    /// Replaces the whole event log with `snapshot` (see `Scheduler::snapshot`) and deletes
+    /// the results of the `forgotten` jobs, in one transaction: after a crash the journal
+    /// is either the old log or the snapshot, never a mix.
+    pub fn compact(
+        &mut self,
+        snapshot: &[JournalEvent],
+        forgotten: &[JobId],
+    ) -> Result<(), StoreError> {
+        let transaction = storage!(self.database.begin_write())?;
+        {
+            let mut log = storage!(transaction.open_table(EVENTS))?;
+            storage!(log.retain(|_, _| false))?;
+            let mut buffer = Vec::new();
+            for (sequence, event) in snapshot.iter().enumerate() {
+                debug_assert!(
+                    !matches!(event, JournalEvent::TaskSucceeded { .. }),
+                    "a snapshot names committed tasks without outputs, which must stay"
+                );
+                buffer.clear();
+                buffer = postcard::to_extend(event, buffer).map_err(StoreError::Encode)?;
+                storage!(log.insert(sequence as u64, buffer.as_slice()))?;
+            }
+            let mut results = storage!(transaction.open_table(RESULTS))?;
+            for job in forgotten {
+                storage!(results.retain_in((job.0, 0)..=(job.0, u32::MAX), |_, _| false))?;
+            }
+        }
+        storage!(transaction.commit())?;
+        self.next_sequence = snapshot.len() as u64;
+        Ok(())
+    }
+
     /// Returns a reader of committed results that does not wait for appends.
     pub fn result_reader(&self) -> ResultReader {
         ResultReader {
@@ -375,5 +407,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn compaction_replaces_the_log_and_drops_results_of_forgotten_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        journal
+            .append(&[success(1, 0, b"old"), success(2, 0, b"kept")])
+            .unwrap();
+        let snapshot = vec![JournalEvent::JobIdsReserved { next_job: 3 }];
+        journal.compact(&snapshot, &[JobId(1)]).unwrap();
+        journal.append(&[success(2, 1, b"new")]).unwrap();
+        drop(journal);
+        let (journal, recovered) = Journal::open(dir.path()).unwrap();
+        assert_eq!(recovered.events.len(), 2);
+        assert_eq!(
+            recovered.events[0],
+            JournalEvent::JobIdsReserved { next_job: 3 }
+        );
+        assert!(journal.results(JobId(1), 0, 10).unwrap().is_empty());
+        assert_eq!(journal.results(JobId(2), 0, 10).unwrap().len(), 2);
     }
 }

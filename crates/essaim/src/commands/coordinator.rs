@@ -35,6 +35,12 @@ pub struct Args {
     /// No task counts as a straggler before running this long, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     speculation_min_runtime_ms: u64,
+    /// Finished jobs and their results are forgotten this many seconds after finishing.
+    #[arg(long, default_value_t = 86_400)]
+    retention_secs: u64,
+    /// Compact the journal into a snapshot after this many new events.
+    #[arg(long, default_value_t = 1_000_000)]
+    compact_after_events: u64,
 }
 
 /// Runs the coordinator.
@@ -56,6 +62,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
     config.long_poll = Duration::from_millis(args.long_poll_ms);
     config.speculation_min_runtime = Duration::from_millis(args.speculation_min_runtime_ms);
+    config.retention = Duration::from_secs(args.retention_secs);
+    config.compact_after_events = args.compact_after_events.max(1);
     let shutdown = CancellationToken::new();
     let coordinator = start_coordinator(config, shutdown.clone()).await?;
     eprintln!(

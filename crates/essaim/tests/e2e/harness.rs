@@ -155,6 +155,8 @@ pub struct Cluster {
     /// Processes that were killed or exited, kept for their logs.
     stopped: Vec<Process>,
     processes_started: usize,
+    /// Flags added to every coordinator start.
+    coordinator_args: Vec<String>,
     client: Option<CoordinatorClient>,
     // Last, so that it is released after the processes are gone.
     _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
@@ -170,6 +172,17 @@ impl Cluster {
     /// Starts a coordinator requiring `token` (workers get it too) and `workers` workers
     /// of `slots` slots, and waits until they are registered.
     pub async fn start_with_token(token: Option<&str>, workers: usize, slots: u32) -> Self {
+        Self::start_with_options(token, &[], workers, slots).await
+    }
+
+    /// Starts a coordinator requiring `token`, with `coordinator_args` added to its
+    /// command line (at every restart too), and `workers` workers of `slots` slots.
+    pub async fn start_with_options(
+        token: Option<&str>,
+        coordinator_args: &[&str],
+        workers: usize,
+        slots: u32,
+    ) -> Self {
         let one_at_a_time = one_at_a_time().await;
         let dir = tempfile::Builder::new()
             .prefix("essaim-e2e-")
@@ -183,6 +196,7 @@ impl Cluster {
             workers: BTreeMap::new(),
             stopped: Vec::new(),
             processes_started: 0,
+            coordinator_args: coordinator_args.iter().map(|arg| arg.to_string()).collect(),
             client: None,
             _one_at_a_time: one_at_a_time,
         };
@@ -225,8 +239,15 @@ impl Cluster {
         let name = self.next_name("coordinator");
         let log = self.path(&format!("{name}.log"));
         let data_dir = self.path("coordinator-data");
-        let process =
-            Coordinator::start(&data_dir, self.port, self.token.as_deref(), &name, log).await;
+        let process = Coordinator::start(
+            &data_dir,
+            self.port,
+            self.token.as_deref(),
+            &self.coordinator_args,
+            &name,
+            log,
+        )
+        .await;
         self.coordinator = Some(process);
         let url = self.url();
         let client = essaim_proto::connect(&url, self.token.as_deref(), Duration::from_secs(5));
@@ -235,6 +256,19 @@ impl Cluster {
                 .await
                 .expect("the coordinator accepts connections"),
         );
+    }
+
+    /// Returns the logs of every coordinator this cluster started, oldest first.
+    pub fn coordinator_log(&self) -> String {
+        let stopped = self
+            .stopped
+            .iter()
+            .filter(|p| p.name.starts_with("coordinator"));
+        stopped
+            .chain(self.coordinator.iter())
+            .map(Process::log_text)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Kills the coordinator with SIGKILL.

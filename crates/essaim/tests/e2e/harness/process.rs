@@ -158,6 +158,7 @@ impl Coordinator {
         data_dir: &Path,
         port: u16,
         token: Option<&str>,
+        extra_args: &[String],
         name: &str,
         log: PathBuf,
     ) -> Process {
@@ -183,6 +184,7 @@ impl Coordinator {
         if let Some(token) = token {
             args.extend(["--token".to_string(), token.to_string()]);
         }
+        args.extend(extra_args.iter().cloned());
         let mut process = Process::spawn(name, &args, &[], log);
         let deadline = Deadline::after(EVENTUALLY, format!("{name} to answer /readyz"));
         loop {

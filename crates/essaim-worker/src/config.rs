@@ -25,8 +25,9 @@ pub struct WorkerConfig {
     /// Attempts run at once (the CLI defaults it to the number of cores). At least 1.
     pub slots: u32,
     /// Extra attempts pulled beyond the free slots and queued locally, so that a slot
-    /// that frees up starts its next attempt without waiting for a round trip (default 0).
-    pub prefetch: u32,
+    /// that frees up starts its next attempt without waiting for a round trip
+    /// (default: adaptive, up to [`DEFAULT_MAX_PREFETCH`]).
+    pub prefetch: Prefetch,
     /// Address of `/healthz`, `/readyz`, `/metrics` and `/files`; port 0 picks one.
     pub http_listen: SocketAddr,
     /// Host put in file URLs; default: the bound IP (loopback when bound to a wildcard).
@@ -139,7 +140,9 @@ mod tests {
             token: Some("secret".into()),
             name: "w".into(),
             slots: 2,
-            prefetch: 0,
+            prefetch: Prefetch::Adaptive {
+                max: DEFAULT_MAX_PREFETCH,
+            },
             http_listen: "127.0.0.1:0".parse().unwrap(),
             advertised_host: None,
             scratch_dir: "/tmp/essaim".into(),
@@ -183,5 +186,119 @@ mod tests {
         assert_eq!(file_server_url(None, bound_v6), "http://[::1]:9");
         let bound_lan: SocketAddr = "10.0.0.5:80".parse().unwrap();
         assert_eq!(file_server_url(None, bound_lan), "http://10.0.0.5:80");
+    }
+}
+
+/// Most attempts an adaptive worker queues beyond its slots, by default.
+pub const DEFAULT_MAX_PREFETCH: u32 = 256;
+
+/// Time a worker assumes it takes to hand a result in and get the next task (a pull and a
+/// report with the coordinator's group commit, on a LAN). Adaptive prefetch queues enough
+/// attempts to keep every slot busy for that long.
+pub const COORDINATION_ROUND_TRIP: Duration = Duration::from_millis(2);
+
+/// How many attempts a worker pulls beyond its free slots.
+///
+/// Prefetching is a trade: it hides the round trip to the coordinator, which decides the
+/// throughput of short tasks, but attempts queued on one worker cannot run on another
+/// that frees up (the long-task imbalance Celery users know). Adaptive prefetch takes
+/// the best of both: it queues `slots × round trip / recent task duration` attempts, so
+/// sub-millisecond tasks are pipelined deeply and tasks longer than a round trip per
+/// slot are not prefetched at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefetch {
+    /// Always this many.
+    Fixed(u32),
+    /// As many as cover one coordination round trip at the recent task duration, at most
+    /// `max`; none before the first task finished.
+    Adaptive {
+        /// Upper bound.
+        max: u32,
+    },
+}
+
+impl Prefetch {
+    /// Returns how many attempts to queue beyond `slots`, given the recent mean task
+    /// duration in seconds (`None` before any task finished).
+    pub fn attempts(self, slots: usize, mean_task_seconds: Option<f64>) -> usize {
+        match self {
+            Self::Fixed(count) => count as usize,
+            Self::Adaptive { max } => {
+                let Some(mean) = mean_task_seconds else {
+                    return 0;
+                };
+                let round_trip = COORDINATION_ROUND_TRIP.as_secs_f64();
+                let covering = (slots as f64 * round_trip / mean.max(1e-7)).floor();
+                (covering.min(f64::from(max))) as usize
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Prefetch {
+    type Err = String;
+
+    /// Parses `auto`, `auto:MAX` or a fixed count.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "auto" {
+            return Ok(Self::Adaptive {
+                max: DEFAULT_MAX_PREFETCH,
+            });
+        }
+        if let Some(max) = text.strip_prefix("auto:") {
+            let max = max.parse().map_err(|_| {
+                format!("`{text}`: the maximum after `auto:` must be a whole number")
+            })?;
+            return Ok(Self::Adaptive { max });
+        }
+        text.parse()
+            .map(Self::Fixed)
+            .map_err(|_| format!("`{text}` is neither `auto`, `auto:MAX` nor a whole number"))
+    }
+}
+
+impl std::fmt::Display for Prefetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fixed(count) => write!(f, "{count}"),
+            Self::Adaptive { max } => write!(f, "auto:{max}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod prefetch_tests {
+    use super::*;
+
+    #[test]
+    fn adaptive_prefetch_pipelines_tiny_tasks_and_not_long_ones() {
+        let adaptive = Prefetch::Adaptive { max: 256 };
+        assert_eq!(
+            adaptive.attempts(2, None),
+            0,
+            "nothing known yet: pure pull"
+        );
+        assert_eq!(adaptive.attempts(2, Some(0.000_001)), 256, "capped");
+        assert_eq!(adaptive.attempts(2, Some(0.000_1)), 40);
+        assert_eq!(
+            adaptive.attempts(2, Some(0.01)),
+            0,
+            "10 ms tasks are not prefetched"
+        );
+        assert_eq!(adaptive.attempts(2, Some(1.0)), 0);
+        assert_eq!(Prefetch::Fixed(7).attempts(2, Some(1.0)), 7);
+    }
+
+    #[test]
+    fn prefetch_parses_auto_max_and_numbers() {
+        assert_eq!(
+            "auto".parse(),
+            Ok(Prefetch::Adaptive {
+                max: DEFAULT_MAX_PREFETCH
+            })
+        );
+        assert_eq!("auto:32".parse(), Ok(Prefetch::Adaptive { max: 32 }));
+        assert_eq!("0".parse(), Ok(Prefetch::Fixed(0)));
+        assert!("lots".parse::<Prefetch>().is_err());
     }
 }

@@ -60,7 +60,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::WorkerConfig;
+pub use config::{COORDINATION_ROUND_TRIP, DEFAULT_MAX_PREFETCH, Prefetch, WorkerConfig};
 pub use error::WorkerError;
 pub use executor::{AttemptContext, BUILTIN_KINDS, ExecutionFuture, Executor, ExecutorRegistry};
 
@@ -159,7 +159,7 @@ pub async fn start_worker(
         http = %http_addr,
         file_server_url = %file_server_url,
         slots = config.slots,
-        prefetch = config.prefetch,
+        prefetch = %config.prefetch,
         kinds = ?kinds,
         "worker starting"
     );

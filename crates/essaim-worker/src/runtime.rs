@@ -50,7 +50,7 @@ pub(crate) struct Runtime {
     /// Attempts run at once.
     pub slots: u32,
     /// Extra attempts queued locally.
-    pub prefetch: u32,
+    pub prefetch: crate::Prefetch,
     /// How long running attempts may finish after the drain starts.
     pub drain_grace: Duration,
     /// Where counts go.

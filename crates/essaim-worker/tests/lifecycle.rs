@@ -268,7 +268,7 @@ fn config(
         token: Some("t0k3n".into()),
         name: "lifecycle".into(),
         slots,
-        prefetch,
+        prefetch: essaim_worker::Prefetch::Fixed(prefetch),
         http_listen: "127.0.0.1:0".parse().unwrap(),
         advertised_host: None,
         scratch_dir: scratch.to_path_buf(),

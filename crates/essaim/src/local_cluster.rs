@@ -27,7 +27,7 @@ pub struct LocalOptions {
     /// Slots per worker.
     pub slots: u32,
     /// Extra attempts each worker pulls ahead.
-    pub prefetch: u32,
+    pub prefetch: essaim_worker::Prefetch,
     /// Coordinator address (port 0 = any).
     pub listen: SocketAddr,
     /// Journal and scratch space.

@@ -54,7 +54,9 @@ struct RunningAttempt {
 /// The dispatcher's state; see the module doc.
 pub(crate) struct Dispatcher {
     slots: usize,
-    prefetch: usize,
+    prefetch: crate::Prefetch,
+    /// Moving average of recent attempt durations, which sizes an adaptive prefetch.
+    mean_task_seconds: Option<f64>,
     settings: AttemptSettings,
     executors: Arc<ExecutorRegistry>,
     metrics: WorkerMetrics,
@@ -76,7 +78,7 @@ pub(crate) struct DispatcherSetup {
     /// Attempts run at once.
     pub slots: u32,
     /// Extra attempts queued locally.
-    pub prefetch: u32,
+    pub prefetch: crate::Prefetch,
     /// What attempts are told about the worker.
     pub settings: AttemptSettings,
     /// The executors of the advertised kinds.
@@ -95,7 +97,8 @@ impl Dispatcher {
         let (handle, inbox) = handle::channel();
         let dispatcher = Self {
             slots: setup.slots as usize,
-            prefetch: setup.prefetch as usize,
+            prefetch: setup.prefetch,
+            mean_task_seconds: None,
             settings: setup.settings,
             executors: setup.executors,
             metrics: setup.metrics,
@@ -195,7 +198,7 @@ impl Dispatcher {
     /// Returns how many more attempts the worker wants: free slots plus prefetch, minus
     /// what is already queued.
     fn capacity(&self) -> u32 {
-        let wanted = self.slots + self.prefetch;
+        let wanted = self.slots + self.prefetch.attempts(self.slots, self.mean_task_seconds);
         let held = self.running.len() + self.queue.len();
         u32::try_from(wanted.saturating_sub(held)).unwrap_or(u32::MAX)
     }
@@ -360,9 +363,13 @@ impl Dispatcher {
             Ok(_) => self.metrics.attempts_succeeded_total.inc(),
             Err(_) => self.metrics.attempts_failed_total.inc(),
         };
-        self.metrics
-            .task_duration_seconds
-            .observe(finished.duration.as_secs_f64());
+        let seconds = finished.duration.as_secs_f64();
+        self.metrics.task_duration_seconds.observe(seconds);
+        // An exponential moving average: recent tasks weigh most, one outlier little.
+        self.mean_task_seconds = Some(match self.mean_task_seconds {
+            None => seconds,
+            Some(mean) => 0.9 * mean + 0.1 * seconds,
+        });
         if finished.generation != self.generation {
             return;
         }
@@ -421,6 +428,7 @@ mod tests {
     }
 
     fn start(slots: u32, prefetch: u32) -> TestDispatcher {
+        let prefetch = crate::Prefetch::Fixed(prefetch);
         let scratch = tempfile::tempdir().unwrap();
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let (dispatcher, handle, inbox) = Dispatcher::new(DispatcherSetup {

@@ -140,7 +140,7 @@ async fn recovery(runs: u32, worker_timeout_ms: u64) -> anyhow::Result<ExitCode>
         let options = LocalOptions {
             workers: 2,
             slots: 2,
-            prefetch: 0,
+            prefetch: essaim_worker::Prefetch::Fixed(0),
             listen: "127.0.0.1:0".parse()?,
             data_dir: workdir.path().to_path_buf(),
             token: None,

@@ -125,7 +125,7 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
     let options = LocalOptions {
         workers: args.cooks,
         slots: 1,
-        prefetch: 0,
+        prefetch: essaim_worker::Prefetch::Fixed(0),
         listen: "127.0.0.1:0".parse()?,
         data_dir: workdir.path().join("cluster"),
         token: None,

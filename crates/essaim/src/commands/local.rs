@@ -15,9 +15,10 @@ pub struct Args {
     /// Slots per worker (default: the number of cores).
     #[arg(long)]
     slots: Option<u32>,
-    /// Attempts each worker pulls ahead of its free slots.
-    #[arg(long, default_value_t = 0)]
-    prefetch: u32,
+    /// Attempts each worker pulls ahead of its free slots (`auto`, `auto:MAX` or a number;
+    /// see `essaim worker --help`).
+    #[arg(long, default_value = "auto")]
+    prefetch: essaim_worker::Prefetch,
     /// Coordinator address.
     #[arg(long, default_value = "127.0.0.1:7070")]
     listen: SocketAddr,

@@ -23,9 +23,11 @@ pub struct Args {
     /// Attempts run at once (default: the number of cores).
     #[arg(long)]
     slots: Option<u32>,
-    /// Attempts pulled ahead of free slots and queued locally.
-    #[arg(long, default_value_t = 0)]
-    prefetch: u32,
+    /// Attempts pulled ahead of free slots and queued locally: `auto` (enough to cover a
+    /// coordinator round trip at the recent task duration, at most 256; long tasks get
+    /// none), `auto:MAX`, or a fixed number (0 = pure pull).
+    #[arg(long, default_value = "auto")]
+    prefetch: essaim_worker::Prefetch,
     /// Display name (default: host name and process id).
     #[arg(long)]
     name: Option<String>,

@@ -301,7 +301,9 @@ impl Actor {
             self.health.set_not_ready("journal unavailable");
         }
         result?;
-        self.events_since_compaction = snapshot_len as u64;
+        // Count growth from here: a large snapshot (a huge running job) must not trigger
+        // the next compaction by itself.
+        self.events_since_compaction = 0;
         info!(
             events = snapshot_len,
             forgotten_jobs = forgotten_count,

@@ -1265,7 +1265,10 @@ impl Scheduler {
                     _ => 0,
                 };
                 let attempts_made = task.attempts_made.saturating_sub(in_flight);
-                if attempts_made > 0 || !task.errors.is_empty() {
+                // A committed task's attempt count no longer matters: the snapshot stays
+                // proportional to failures, not to the work done.
+                let count_matters = attempts_made > 0 && task.state != TaskState::Succeeded;
+                if count_matters || !task.errors.is_empty() {
                     events.push(JournalEvent::TaskProgress {
                         task: task_id,
                         attempts_made,

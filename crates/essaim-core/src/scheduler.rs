@@ -1038,6 +1038,13 @@ impl Scheduler {
     }
 
     fn finish_if_done(&mut self, now: Millis, job_id: JobId, out: &mut Vec<Output>) {
+        let tasks = |count: u32| {
+            if count == 1 {
+                "1 task".to_string()
+            } else {
+                format!("{count} tasks")
+            }
+        };
         let job = self.jobs.get_mut(&job_id).expect("job exists");
         if job.state != JobState::Running || job.counts.unfinished() > 0 {
             return;
@@ -1045,13 +1052,13 @@ impl Scheduler {
         let counts = job.counts;
         job.state = if counts.skipped > 0 {
             JobState::Failed {
-                reason: format!("deadline passed before {} tasks started", counts.skipped),
+                reason: format!("deadline passed before {} started", tasks(counts.skipped)),
             }
         } else if counts.dead_lettered + counts.purged > 0 {
             JobState::Failed {
                 reason: format!(
-                    "{} tasks failed every attempt (see the dead-letter queue)",
-                    counts.dead_lettered + counts.purged
+                    "{} failed every attempt (see the dead-letter queue)",
+                    tasks(counts.dead_lettered + counts.purged)
                 ),
             }
         } else {

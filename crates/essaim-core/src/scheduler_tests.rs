@@ -319,7 +319,7 @@ fn failures_retry_with_backoff_then_dead_letter_after_max_attempts() {
     };
     assert_eq!(persisted(&out).last(), Some(&dead_lettered));
     let failed_every_attempt = JobState::Failed {
-        reason: "1 tasks failed every attempt (see the dead-letter queue)".into(),
+        reason: "1 task failed every attempt (see the dead-letter queue)".into(),
     };
     assert_eq!(finished(&out), vec![(job_id, failed_every_attempt.clone())]);
     assert_eq!(scheduler.dead_letters(Some(job_id)), vec![the_task]);

@@ -187,7 +187,10 @@ impl Supervisor {
                 return;
             }
             self.crashes.fetch_add(1, Ordering::Relaxed);
-            let exit_code = status.as_ref().ok().and_then(std::process::ExitStatus::code);
+            let exit_code = status
+                .as_ref()
+                .ok()
+                .and_then(std::process::ExitStatus::code);
             warn!(worker = self.index, exit_code = ?exit_code, "worker process exited unexpectedly");
             if !self.options.restart_crashed {
                 return;

@@ -538,36 +538,62 @@ impl Actor {
         let stats = self.scheduler.stats();
         let last = self.last_stats;
         let metrics = &self.metrics;
-        metrics
-            .attempts_started_total
-            .inc_by(stats.attempts_started - last.attempts_started);
-        metrics
-            .attempts_failed_total
-            .inc_by(stats.attempts_failed - last.attempts_failed);
-        metrics
-            .tasks_committed_total
-            .inc_by(stats.tasks_committed - last.tasks_committed);
-        metrics
-            .results_rejected_total
-            .inc_by(stats.results_rejected - last.results_rejected);
-        metrics
-            .lease_expiries_total
-            .inc_by(stats.lease_expiries - last.lease_expiries);
-        metrics
-            .retries_scheduled_total
-            .inc_by(stats.retries_scheduled - last.retries_scheduled);
-        metrics
-            .dead_lettered_total
-            .inc_by(stats.dead_lettered - last.dead_lettered);
-        metrics
-            .speculative_attempts_total
-            .inc_by(stats.speculative_attempts - last.speculative_attempts);
-        metrics
-            .workers_registered_total
-            .inc_by(stats.workers_registered - last.workers_registered);
-        metrics
-            .workers_lost_total
-            .inc_by(stats.workers_lost - last.workers_lost);
+        // The scheduler counts since start; the metrics get what changed in this batch.
+        let counters = [
+            (
+                &metrics.attempts_started_total,
+                stats.attempts_started,
+                last.attempts_started,
+            ),
+            (
+                &metrics.attempts_failed_total,
+                stats.attempts_failed,
+                last.attempts_failed,
+            ),
+            (
+                &metrics.tasks_committed_total,
+                stats.tasks_committed,
+                last.tasks_committed,
+            ),
+            (
+                &metrics.results_rejected_total,
+                stats.results_rejected,
+                last.results_rejected,
+            ),
+            (
+                &metrics.lease_expiries_total,
+                stats.lease_expiries,
+                last.lease_expiries,
+            ),
+            (
+                &metrics.retries_scheduled_total,
+                stats.retries_scheduled,
+                last.retries_scheduled,
+            ),
+            (
+                &metrics.dead_lettered_total,
+                stats.dead_lettered,
+                last.dead_lettered,
+            ),
+            (
+                &metrics.speculative_attempts_total,
+                stats.speculative_attempts,
+                last.speculative_attempts,
+            ),
+            (
+                &metrics.workers_registered_total,
+                stats.workers_registered,
+                last.workers_registered,
+            ),
+            (
+                &metrics.workers_lost_total,
+                stats.workers_lost,
+                last.workers_lost,
+            ),
+        ];
+        for (counter, now, before) in counters {
+            counter.inc_by(now - before);
+        }
         self.last_stats = stats;
         if !tick {
             return;

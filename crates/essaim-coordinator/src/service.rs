@@ -79,6 +79,18 @@ impl CoordinatorService {
     }
 }
 
+/// Checks the results a worker sends; a malformed one refuses the whole call (the worker
+/// keeps them and the error names the field).
+fn decode_results(
+    results: Vec<v1::AttemptResult>,
+) -> Result<Vec<essaim_core::ReportedResult>, Status> {
+    results
+        .into_iter()
+        .map(reported_result_from_wire)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| Status::invalid_argument(error.to_string()))
+}
+
 fn spec_error_status(error: SpecError) -> Status {
     Status::invalid_argument(error.to_string())
 }
@@ -139,12 +151,7 @@ impl Coordinator for CoordinatorService {
         let request = request.into_inner();
         let worker = WorkerId(request.worker_id);
         if !request.results.is_empty() {
-            let results = request
-                .results
-                .into_iter()
-                .map(reported_result_from_wire)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let results = decode_results(request.results)?;
             self.ask("ReportResults", |reply| Command::Report {
                 worker,
                 results,
@@ -193,12 +200,7 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<v1::ReportResultsResponse>, Status> {
         let request = request.into_inner();
         let worker = WorkerId(request.worker_id);
-        let results = request
-            .results
-            .into_iter()
-            .map(reported_result_from_wire)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let results = decode_results(request.results)?;
         let answer = self
             .ask("ReportResults", |reply| Command::Report {
                 worker,

@@ -284,23 +284,11 @@ impl Actor {
         }
         let snapshot = self.scheduler.snapshot(now);
         let snapshot_len = snapshot.len();
-        let mut journal = self
-            .journal
-            .take()
-            .expect("the journal is only taken during writes");
         let forgotten_count = forgotten.len();
-        let (journal, result) = tokio::task::spawn_blocking(move || {
-            let result = journal.compact(&snapshot, &forgotten);
-            (journal, result)
+        self.write_journal("journal compaction", move |journal| {
+            journal.compact(&snapshot, &forgotten)
         })
-        .await
-        .expect("the journal thread does not panic");
-        self.journal = Some(journal);
-        if let Err(error) = &result {
-            error!(error = %error, "journal compaction failed; stopping");
-            self.health.set_not_ready("journal unavailable");
-        }
-        result?;
+        .await?;
         // Count growth from here: a large snapshot (a huge running job) must not trigger
         // the next compaction by itself.
         self.events_since_compaction = 0;
@@ -313,28 +301,40 @@ impl Actor {
     }
 
     async fn persist(&mut self, events: Vec<JournalEvent>) -> Result<(), essaim_store::StoreError> {
-        let mut journal = self
-            .journal
-            .take()
-            .expect("the journal is only taken during persist");
         let started = std::time::Instant::now();
         let event_count = events.len();
-        // redb's commit fsyncs: keep it off the async workers.
-        let (journal, result) = tokio::task::spawn_blocking(move || {
-            let result = journal.append(&events);
-            (journal, result)
-        })
-        .await
-        .expect("the journal thread does not panic");
-        self.journal = Some(journal);
+        self.write_journal("journal write", move |journal| journal.append(&events))
+            .await?;
         self.metrics
             .journal_commit_seconds
             .observe(started.elapsed().as_secs_f64());
         self.metrics
             .journal_batch_events
             .observe(event_count as f64);
+        Ok(())
+    }
+
+    /// Runs one write on the journal off the async workers (redb's commit fsyncs). A
+    /// failed write makes the coordinator unready and is returned: the caller stops, so
+    /// that nothing unjournaled is ever acknowledged.
+    async fn write_journal(
+        &mut self,
+        what: &'static str,
+        write: impl FnOnce(&mut Journal) -> Result<(), essaim_store::StoreError> + Send + 'static,
+    ) -> Result<(), essaim_store::StoreError> {
+        let mut journal = self
+            .journal
+            .take()
+            .expect("the journal is only taken during a write");
+        let (journal, result) = tokio::task::spawn_blocking(move || {
+            let result = write(&mut journal);
+            (journal, result)
+        })
+        .await
+        .expect("the journal thread does not panic");
+        self.journal = Some(journal);
         if let Err(error) = &result {
-            error!(error = %error, "journal write failed; stopping so that nothing unjournaled is acknowledged");
+            error!(error = %error, what, "journal failed; stopping so that nothing unjournaled is acknowledged");
             self.health.set_not_ready("journal unavailable");
         }
         result

@@ -385,11 +385,10 @@ impl Scheduler {
         tasks: &[TaskId],
         out: &mut Vec<Output>,
     ) -> u32 {
-        // A cancelled job stays cancelled: its dead letters can be inspected or purged only.
         let tasks: Vec<TaskId> = tasks
             .iter()
             .copied()
-            .filter(|t| self.is_dead_letter(*t) && !self.is_cancelled(t.job))
+            .filter(|t| self.is_requeueable(*t))
             .collect();
         if tasks.is_empty() {
             return 0;
@@ -436,10 +435,14 @@ impl Scheduler {
         tasks.len() as u32
     }
 
-    fn is_cancelled(&self, job: JobId) -> bool {
-        self.jobs
-            .get(&job)
-            .is_some_and(|j| matches!(j.state, JobState::Cancelled { .. }))
+    /// A dead letter can go back to the queue unless its job was cancelled: a cancelled
+    /// job stays cancelled (its dead letters can only be inspected or purged).
+    fn is_requeueable(&self, task: TaskId) -> bool {
+        let cancelled = self
+            .jobs
+            .get(&task.job)
+            .is_some_and(|j| matches!(j.state, JobState::Cancelled { .. }));
+        self.is_dead_letter(task) && !cancelled
     }
 
     fn is_dead_letter(&self, task: TaskId) -> bool {
@@ -1172,7 +1175,7 @@ impl Scheduler {
             }
             JournalEvent::DeadLettersRequeued { tasks, .. } => {
                 for task in tasks {
-                    if self.is_dead_letter(task) && !self.is_cancelled(task.job) {
+                    if self.is_requeueable(task) {
                         self.apply_requeue(task);
                     }
                 }

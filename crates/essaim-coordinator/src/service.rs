@@ -186,6 +186,16 @@ impl Coordinator for CoordinatorService {
                     a.task.index,
                     a.attempt.0,
                 ),
+                inputs: a
+                    .inputs
+                    .into_iter()
+                    .map(|input| v1::UpstreamOutput {
+                        task_index: input.task_index,
+                        attempt_id: input.attempt.0,
+                        url: input.file.url,
+                        size_bytes: input.file.size_bytes,
+                    })
+                    .collect(),
             })
             .collect();
         Ok(Response::new(v1::PullTasksResponse {

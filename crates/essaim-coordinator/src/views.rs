@@ -25,6 +25,22 @@ pub fn job_status(job: &Job) -> v1::JobStatus {
         results_rejected: job.counters.results_rejected,
         speculative_attempts: job.counters.speculative_attempts,
         priority: job.spec.priority,
+        stages: job
+            .stage_counts()
+            .into_iter()
+            .map(|stage| v1::StageStatus {
+                total: stage.total,
+                succeeded: stage.succeeded,
+                running: stage.running,
+                failed: stage.failed,
+            })
+            .collect(),
+        counters: job
+            .task_counters()
+            .iter()
+            .map(|(name, value)| (name.clone(), *value))
+            .collect(),
+        outputs_lost: job.counters.outputs_lost,
     }
 }
 

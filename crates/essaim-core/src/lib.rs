@@ -29,8 +29,8 @@ pub mod sim;
 pub use ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
 pub use journal::JournalEvent;
 pub use model::{
-    Assignment, AttemptError, CommittedResult, FileRef, Job, JobState, ReportedResult, Task,
-    TaskCounts, TaskFailure, TaskOutput, TaskState,
+    Assignment, AttemptError, CommittedResult, FileRef, Job, JobState, ReportedResult, StageCounts,
+    Task, TaskCounts, TaskFailure, TaskOutput, TaskState, UpstreamOutput,
 };
 pub use scheduler::{
     HeartbeatReply, JobError, Output, PullReply, ReportReply, Scheduler, SchedulerConfig,

@@ -118,10 +118,12 @@ pub struct TaskOutput {
     pub inline: Vec<u8>,
     /// Large results, left on the worker.
     pub file: Option<FileRef>,
+    /// Named counters (records in, bytes out, …), summed per job on commit.
+    pub counters: BTreeMap<String, u64>,
 }
 
 /// Why an attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskFailure {
     /// What went wrong, in words.
     pub message: String,
@@ -131,6 +133,9 @@ pub struct TaskFailure {
     pub stderr_tail: String,
     /// False when another attempt cannot help.
     pub retryable: bool,
+    /// Upstream tasks (previous stage) whose outputs could not be read: they are re-run
+    /// and this task waits for them, without the failure counting against its attempts.
+    pub lost_inputs: Vec<u32>,
 }
 
 impl TaskFailure {
@@ -141,6 +146,7 @@ impl TaskFailure {
             exit_code: None,
             stderr_tail: String::new(),
             retryable: true,
+            lost_inputs: Vec::new(),
         }
     }
 }
@@ -201,6 +207,21 @@ pub struct Assignment {
     pub timeout_ms: Option<Millis>,
     /// True for a copy of a straggler.
     pub speculative: bool,
+    /// For a task of stage s > 0: the committed output of every task of stage s - 1,
+    /// in task order.
+    pub inputs: Vec<UpstreamOutput>,
+}
+
+/// The committed output of one task of the previous stage, as handed to a task that
+/// reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamOutput {
+    /// The upstream task's index in the job.
+    pub task_index: u32,
+    /// The attempt whose output was committed.
+    pub attempt: AttemptId,
+    /// Its output file.
+    pub file: FileRef,
 }
 
 /// Number of tasks of a job in each state; kept in step with every transition.
@@ -252,6 +273,21 @@ pub struct JobCounters {
     pub results_rejected: u64,
     /// Speculative copies started.
     pub speculative_attempts: u64,
+    /// Committed outputs found lost or corrupt and recomputed.
+    pub outputs_lost: u64,
+}
+
+/// Task counts of one stage, for progress bars.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageCounts {
+    /// Tasks in the stage.
+    pub total: u32,
+    /// Committed.
+    pub succeeded: u32,
+    /// With a live attempt.
+    pub running: u32,
+    /// Dead-lettered, purged or skipped.
+    pub failed: u32,
 }
 
 /// One task of a job.
@@ -308,6 +344,8 @@ pub struct Job {
     pub(crate) counts: TaskCounts,
     /// Attempts currently leased, for the concurrency limit.
     pub(crate) live_attempts: u32,
+    /// Sums of the counters reported by committed tasks.
+    pub(crate) task_counters: BTreeMap<String, u64>,
     duration_samples: Vec<Millis>,
     next_sample_slot: usize,
 }
@@ -338,6 +376,7 @@ impl Job {
             pending_by_kind: BTreeMap::new(),
             counts,
             live_attempts: 0,
+            task_counters: BTreeMap::new(),
             duration_samples: Vec::new(),
             next_sample_slot: 0,
         }
@@ -351,6 +390,42 @@ impl Job {
     /// Returns how many tasks are in each state.
     pub fn counts(&self) -> TaskCounts {
         self.counts
+    }
+
+    /// Returns the sums of the counters reported by committed tasks.
+    pub fn task_counters(&self) -> &BTreeMap<String, u64> {
+        &self.task_counters
+    }
+
+    /// Adds a committed task's counters to the job's sums.
+    pub(crate) fn add_task_counters(&mut self, counters: &BTreeMap<String, u64>) {
+        for (name, value) in counters {
+            let sum = self.task_counters.entry(name.clone()).or_default();
+            *sum = sum.saturating_add(*value);
+        }
+    }
+
+    /// Returns the number of stages (1 for a one-stage job).
+    pub fn stage_count(&self) -> u32 {
+        self.spec.tasks.last().map_or(1, |task| task.stage + 1)
+    }
+
+    /// Returns the task counts of every stage, in stage order. Walks every task.
+    pub fn stage_counts(&self) -> Vec<StageCounts> {
+        let mut stages = vec![StageCounts::default(); self.stage_count() as usize];
+        for (task, spec) in self.tasks.iter().zip(&self.spec.tasks) {
+            let stage = &mut stages[spec.stage as usize];
+            stage.total += 1;
+            match task.state {
+                TaskState::Succeeded => stage.succeeded += 1,
+                TaskState::Running { .. } => stage.running += 1,
+                TaskState::DeadLettered | TaskState::Purged | TaskState::Skipped => {
+                    stage.failed += 1
+                }
+                TaskState::Pending | TaskState::Retrying { .. } => {}
+            }
+        }
+        stages
     }
 
     /// Moves task `index` to `state`, keeping the counts in step.

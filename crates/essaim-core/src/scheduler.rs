@@ -798,6 +798,7 @@ impl Scheduler {
             payload: spec.payload.clone(),
             timeout_ms: job.spec.task_timeout_ms,
             speculative,
+            inputs: Vec::new(),
         };
         self.attempts.insert(
             attempt_id,

@@ -29,6 +29,7 @@ fn job(tasks: usize) -> RawJobSpec {
     let tasks = payloads.map(|payload| TaskSpec {
         kind: "noop".into(),
         payload,
+        ..Default::default()
     });
     RawJobSpec {
         name: "test".into(),
@@ -97,6 +98,7 @@ fn failed(attempt: AttemptId, retryable: bool) -> ReportedResult {
         exit_code: Some(2),
         stderr_tail: "boom".into(),
         retryable,
+        ..Default::default()
     };
     ReportedResult {
         attempt,

@@ -427,6 +427,7 @@ impl World {
                     Ok(TaskOutput {
                         inline: finished.task.index.to_le_bytes().to_vec(),
                         file: None,
+                        ..Default::default()
                     })
                 };
                 let result = ReportedResult {
@@ -575,6 +576,7 @@ impl World {
             .map(|i| TaskSpec {
                 kind: KINDS[i % 2].to_string(),
                 payload: vec![i as u8],
+                ..Default::default()
             })
             .collect();
         let deadline = if self.rng.chance(1, 10) {

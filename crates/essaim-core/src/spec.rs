@@ -16,6 +16,8 @@ pub const MAX_TASKS_PER_JOB: usize = 1_000_000;
 pub const MAX_JOB_PAYLOAD_BYTES: usize = 48 * 1024 * 1024;
 /// Longest task kind name.
 pub const MAX_KIND_LEN: usize = 64;
+/// Most locality paths of one task.
+pub const MAX_LOCALITY_PATHS: usize = 16;
 /// Attempts per task when the spec does not say.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 /// Most attempts per task a spec may ask for.
@@ -28,12 +30,17 @@ pub const DEFAULT_BACKOFF_MAX_MS: Millis = 30_000;
 pub const DEFAULT_SPECULATION_MULTIPLIER: f64 = 3.0;
 
 /// One task as submitted: what to run and its input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
     /// Task kind, e.g. `noop` or `command`; only workers advertising it run the task.
     pub kind: String,
     /// Kind-specific input.
     pub payload: Vec<u8>,
+    /// Stage, 0 for the first; tasks of stage s > 0 start once stage s - 1 has
+    /// succeeded and read its outputs. Stages are contiguous in task order.
+    pub stage: u32,
+    /// Paths the task reads; workers whose data directories hold one are preferred.
+    pub locality: Vec<String>,
 }
 
 /// A validated job: every option has its concrete value.
@@ -154,7 +161,29 @@ impl RawJobSpec {
             });
         }
         let mut total_bytes = 0usize;
+        let mut previous_stage = 0u32;
         for (index, task) in self.tasks.iter().enumerate() {
+            let stage_follows = task.stage == previous_stage || task.stage == previous_stage + 1;
+            if !stage_follows {
+                return Err(SpecError::Invalid {
+                    field: "stage",
+                    reason: format!(
+                        "task {index} is in stage {} after a task of stage {previous_stage}; \
+                         stages start at 0 and follow task order without gaps",
+                        task.stage
+                    ),
+                });
+            }
+            previous_stage = task.stage;
+            if task.locality.len() > MAX_LOCALITY_PATHS {
+                return Err(SpecError::Invalid {
+                    field: "locality",
+                    reason: format!(
+                        "task {index} names {} paths; at most {MAX_LOCALITY_PATHS}",
+                        task.locality.len()
+                    ),
+                });
+            }
             if task.payload.len() > MAX_TASK_PAYLOAD_BYTES {
                 return Err(SpecError::PayloadTooLarge {
                     index,
@@ -248,6 +277,7 @@ mod tests {
         TaskSpec {
             kind: kind.into(),
             payload: vec![],
+            ..Default::default()
         }
     }
 
@@ -272,6 +302,7 @@ mod tests {
         let big = TaskSpec {
             kind: "noop".into(),
             payload: vec![0; MAX_TASK_PAYLOAD_BYTES + 1],
+            ..Default::default()
         };
         assert!(matches!(
             raw(vec![big]).validate(&kinds()),

@@ -6,6 +6,11 @@ use essaim_core::{
     AttemptId, FileRef, RawJobSpec, ReportedResult, TaskFailure, TaskOutput, TaskSpec,
 };
 
+/// Most counters one result may carry.
+pub const MAX_COUNTERS_PER_RESULT: usize = 64;
+/// Longest counter name.
+pub const MAX_COUNTER_NAME_BYTES: usize = 64;
+
 /// A message that does not respect the wire contract.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
@@ -37,6 +42,8 @@ pub fn raw_job_spec_from_wire(spec: v1::JobSpec) -> RawJobSpec {
             .map(|t| TaskSpec {
                 kind: t.kind,
                 payload: t.payload,
+                stage: t.stage,
+                locality: t.locality,
             })
             .collect(),
         priority: spec.priority,
@@ -58,6 +65,11 @@ pub fn output_to_wire(output: &TaskOutput) -> v1::TaskOutput {
             url: file.url.clone(),
             size_bytes: file.size_bytes,
         }),
+        counters: output
+            .counters
+            .iter()
+            .map(|(name, value)| (name.clone(), *value))
+            .collect(),
     }
 }
 
@@ -70,12 +82,24 @@ pub fn output_from_wire(output: v1::TaskOutput) -> Result<TaskOutput, WireError>
             limit: MAX_INLINE_RESULT_BYTES,
         });
     }
+    let too_long = output
+        .counters
+        .keys()
+        .any(|name| name.len() > MAX_COUNTER_NAME_BYTES);
+    if output.counters.len() > MAX_COUNTERS_PER_RESULT || too_long {
+        return Err(WireError::TooLarge {
+            field: "counters",
+            bytes: output.counters.keys().map(String::len).sum(),
+            limit: MAX_COUNTERS_PER_RESULT * MAX_COUNTER_NAME_BYTES,
+        });
+    }
     Ok(TaskOutput {
         inline: output.inline,
         file: output.file.map(|file| FileRef {
             url: file.url,
             size_bytes: file.size_bytes,
         }),
+        counters: output.counters.into_iter().collect(),
     })
 }
 
@@ -86,6 +110,7 @@ pub fn failure_to_wire(failure: &TaskFailure) -> v1::TaskFailure {
         exit_code: failure.exit_code,
         stderr_tail: failure.stderr_tail.clone(),
         retryable: failure.retryable,
+        lost_inputs: failure.lost_inputs.clone(),
     }
 }
 
@@ -97,6 +122,7 @@ pub fn failure_from_wire(failure: v1::TaskFailure) -> TaskFailure {
         exit_code: failure.exit_code,
         stderr_tail: keep_tail(failure.stderr_tail, MAX_STDERR_TAIL_BYTES),
         retryable: failure.retryable,
+        lost_inputs: failure.lost_inputs,
     }
 }
 
@@ -127,6 +153,7 @@ pub fn reported_result_from_wire(result: v1::AttemptResult) -> Result<ReportedRe
                 exit_code: None,
                 stderr_tail: String::new(),
                 retryable: false,
+                lost_inputs: Vec::new(),
             })
         }
         v1::attempt_result::Outcome::Failure(failure) => Err(failure_from_wire(failure)),
@@ -172,6 +199,7 @@ mod tests {
             outcome: Some(v1::attempt_result::Outcome::Success(v1::TaskOutput {
                 inline: vec![0; MAX_INLINE_RESULT_BYTES + 1],
                 file: None,
+                ..Default::default()
             })),
             duration_ms: 1,
         };
@@ -193,6 +221,7 @@ mod tests {
             exit_code: Some(2),
             stderr_tail: stderr,
             retryable: true,
+            ..Default::default()
         });
         assert!(failure.stderr_tail.len() <= MAX_STDERR_TAIL_BYTES);
         assert!(failure.stderr_tail.ends_with("é-end"));

@@ -304,6 +304,7 @@ mod tests {
                 output: TaskOutput {
                     inline: output.to_vec(),
                     file: None,
+                    counters: Default::default(),
                 },
             },
             at: 99,

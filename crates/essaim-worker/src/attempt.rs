@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use essaim_core::{TaskFailure, TaskOutput};
+use essaim_core::{AttemptId, FileRef, TaskFailure, TaskOutput, UpstreamOutput};
 use essaim_proto::v1;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +31,8 @@ pub(crate) struct AttemptSettings {
     pub file_server_url: String,
     /// The worker's display name.
     pub worker_name: String,
+    /// The cluster token, which file servers of other workers expect.
+    pub file_server_token: Option<String>,
 }
 
 /// An attempt ready to run: its executor, its context, and how to run it.
@@ -61,6 +63,7 @@ impl PreparedAttempt {
             payload,
             timeout_ms,
             correlation_id,
+            inputs,
             ..
         } = assignment;
         // An older coordinator may leave the correlation id out; it is derived anyway.
@@ -86,6 +89,18 @@ impl PreparedAttempt {
                 attempt_id,
             ),
             worker_name: settings.worker_name.clone(),
+            inputs: inputs
+                .into_iter()
+                .map(|input| UpstreamOutput {
+                    task_index: input.task_index,
+                    attempt: AttemptId(input.attempt_id),
+                    file: FileRef {
+                        url: input.url,
+                        size_bytes: input.size_bytes,
+                    },
+                })
+                .collect(),
+            file_server_token: settings.file_server_token.clone(),
         };
         Self {
             executor,
@@ -234,6 +249,7 @@ mod tests {
             scratch_root: scratch_root.to_path_buf(),
             file_server_url: "http://127.0.0.1:9".into(),
             worker_name: "tester".into(),
+            file_server_token: None,
         }
     }
 
@@ -248,6 +264,7 @@ mod tests {
             timeout_ms,
             speculative: false,
             correlation_id: String::new(),
+            inputs: Vec::new(),
         }
     }
 

@@ -113,6 +113,7 @@ impl Executor for EchoExecutor {
                 return Ok(TaskOutput {
                     inline: attempt.payload,
                     file: None,
+                    counters: Default::default(),
                 });
             }
             let path = attempt.scratch_dir.join("result");
@@ -129,6 +130,7 @@ impl Executor for EchoExecutor {
                     url: attempt.file_url("result"),
                     size_bytes: payload_bytes as u64,
                 }),
+                counters: Default::default(),
             })
         })
     }
@@ -251,6 +253,7 @@ impl Executor for SaladExecutor {
             Ok(TaskOutput {
                 inline: output.into_bytes(),
                 file: None,
+                counters: Default::default(),
             })
         })
     }
@@ -300,6 +303,8 @@ mod tests {
             scratch_dir,
             file_base_url: "http://127.0.0.1:9/files/1/2/abc".into(),
             worker_name: "tester".into(),
+            inputs: Vec::new(),
+            file_server_token: None,
         }
     }
 

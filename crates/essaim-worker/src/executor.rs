@@ -18,7 +18,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use essaim_core::{TaskFailure, TaskOutput};
+use essaim_core::{TaskFailure, TaskOutput, UpstreamOutput};
 use tokio_util::sync::CancellationToken;
 
 use crate::builtin::{EchoExecutor, FailExecutor, NoopExecutor, SaladExecutor, SleepExecutor};
@@ -79,6 +79,10 @@ pub struct AttemptContext {
     pub file_base_url: String,
     /// The worker's display name.
     pub worker_name: String,
+    /// For a task of stage s > 0: the committed outputs of stage s - 1, in task order.
+    pub inputs: Vec<UpstreamOutput>,
+    /// The bearer token other workers' file servers expect, if the cluster has one.
+    pub file_server_token: Option<String>,
 }
 
 impl AttemptContext {
@@ -121,6 +125,7 @@ pub(crate) fn permanent_failure(message: impl Into<String>) -> TaskFailure {
         exit_code: None,
         stderr_tail: String::new(),
         retryable: false,
+        lost_inputs: Vec::new(),
     }
 }
 

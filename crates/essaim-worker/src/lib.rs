@@ -184,6 +184,7 @@ pub async fn start_worker(
             scratch_root: config.scratch_dir.clone(),
             file_server_url: file_server_url.clone(),
             worker_name: config.name.clone(),
+            file_server_token: config.token.clone(),
         },
         slots: config.slots,
         prefetch: config.prefetch,

@@ -290,6 +290,7 @@ fn assignment(attempt_id: u64, kind: &str, payload: Vec<u8>) -> v1::Assignment {
         timeout_ms: 0,
         speculative: false,
         correlation_id: String::new(),
+        inputs: Vec::new(),
     }
 }
 

@@ -177,12 +177,14 @@ async fn run_command(
             exit_code: status.code(),
             stderr_tail,
             retryable: true,
+            lost_inputs: Vec::new(),
         });
     }
     Ok(match stdout {
         CapturedStdout::Inline(bytes) => TaskOutput {
             inline: bytes,
             file: None,
+            counters: Default::default(),
         },
         CapturedStdout::File { size_bytes } => TaskOutput {
             inline: Vec::new(),
@@ -190,6 +192,7 @@ async fn run_command(
                 url: attempt.file_url(STDOUT_FILE_NAME),
                 size_bytes,
             }),
+            counters: Default::default(),
         },
     })
 }
@@ -286,6 +289,8 @@ mod tests {
             scratch_dir: scratch_dir.to_path_buf(),
             file_base_url: "http://127.0.0.1:9/files/12/3/beef".into(),
             worker_name: "tester".into(),
+            inputs: Vec::new(),
+            file_server_token: None,
         }
     }
 

@@ -438,6 +438,7 @@ mod tests {
                 scratch_root: scratch.path().to_path_buf(),
                 file_server_url: "http://127.0.0.1:9".into(),
                 worker_name: "tester".into(),
+                file_server_token: None,
             },
             executors: Arc::new(ExecutorRegistry::with_builtins(false)),
             metrics: WorkerMetrics::register(&mut Registry::default()),
@@ -464,6 +465,7 @@ mod tests {
             timeout_ms: 0,
             speculative: false,
             correlation_id: String::new(),
+            inputs: Vec::new(),
         }
     }
 

@@ -59,6 +59,7 @@ fn noop_job(tasks: u32) -> v1::SubmitJobRequest {
         .map(|_| v1::TaskSpec {
             kind: "noop".into(),
             payload: Vec::new(),
+            ..Default::default()
         })
         .collect();
     v1::SubmitJobRequest {
@@ -156,6 +157,7 @@ async fn recovery(runs: u32, worker_timeout_ms: u64) -> anyhow::Result<ExitCode>
             .map(|_| v1::TaskSpec {
                 kind: "sleep".into(),
                 payload: b"60000".to_vec(),
+                ..Default::default()
             })
             .collect();
         let spec = v1::JobSpec {

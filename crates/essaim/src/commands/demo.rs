@@ -143,6 +143,7 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
         .map(|(fruit, prep_ms)| v1::TaskSpec {
             kind: "salad".into(),
             payload: serde_json::json!({"fruit": fruit, "prep_ms": prep_ms, "crash_percent": args.crash_percent, "record": record}).to_string().into_bytes(),
+            ..Default::default()
         })
         .collect();
     let spec = v1::JobSpec {

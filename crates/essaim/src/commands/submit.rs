@@ -187,6 +187,7 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
             spec.tasks.push(v1::TaskSpec {
                 kind: task.kind,
                 payload,
+                ..Default::default()
             });
         }
         return Ok(spec);
@@ -206,6 +207,7 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
             spec.tasks.push(v1::TaskSpec {
                 kind: "command".into(),
                 payload,
+                ..Default::default()
             });
         }
         return Ok(spec);
@@ -221,6 +223,7 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
             .extend(lines.into_iter().map(|payload| v1::TaskSpec {
                 kind: kind.clone(),
                 payload,
+                ..Default::default()
             })),
         None => {
             let payload = args.payload.clone().unwrap_or_default().into_bytes();
@@ -228,6 +231,7 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
                 spec.tasks.push(v1::TaskSpec {
                     kind: kind.clone(),
                     payload: payload.clone(),
+                    ..Default::default()
                 });
             }
         }

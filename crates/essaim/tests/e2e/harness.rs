@@ -99,6 +99,7 @@ pub fn shell_task(script: &str, env: &[(&str, &Path)]) -> v1::TaskSpec {
     v1::TaskSpec {
         kind: "command".into(),
         payload: payload.to_string().into_bytes(),
+        ..Default::default()
     }
 }
 

@@ -163,6 +163,7 @@ async fn stale_report_after_lease_expiry_is_rejected_and_counted() {
             outcome: Some(v1::attempt_result::Outcome::Success(v1::TaskOutput {
                 inline: b"zombie\n".to_vec(),
                 file: None,
+                counters: Default::default(),
             })),
             duration_ms: 1,
         }],

@@ -14,3 +14,4 @@
 //!   combiner), [`api::Partitioner`], and a [`api::JobDefinition`] naming them.
 
 pub mod api;
+pub mod payload;

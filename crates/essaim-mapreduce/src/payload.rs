@@ -1,0 +1,98 @@
+//! Task payloads of MapReduce jobs: what the client puts in each task and the worker
+//! reads back. JSON, so that `essaim dlq show` prints something a person can read, and
+//! versioned, so that a worker refuses a payload it does not understand instead of
+//! misreading it.
+//!
+//! Layout of a job with `S` steps and `R` reducers (tasks in index order):
+//! - stage 0: one [`MAP_KIND`] task per input split;
+//! - stages 1..=S: `R` [`REDUCE_KIND`] tasks each; the tasks of stage `s` reduce step
+//!   `s - 1` (and, when `s < S`, run step `s`'s mapper on what they reduce);
+//! - stage S + 1: one [`COMMIT_KIND`] task, which checks every part and writes
+//!   `_SUCCESS`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::JobParams;
+
+/// Task kind of map tasks.
+pub const MAP_KIND: &str = "mapreduce.map";
+/// Task kind of reduce tasks (and chained reduce-then-map tasks of multi-step jobs).
+pub const REDUCE_KIND: &str = "mapreduce.reduce";
+/// Task kind of the final commit task.
+pub const COMMIT_KIND: &str = "mapreduce.commit";
+/// Version of the payload encoding; a worker refuses any other.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+/// Name of the file of committed output parts: `part-00000`, `part-00001`, …
+pub fn part_file_name(partition: u32) -> String {
+    format!("part-{partition:05}")
+}
+
+/// Name of the marker written when every part is committed.
+pub const SUCCESS_MARKER: &str = "_SUCCESS";
+/// Directory under the output directory where attempts write before committing.
+pub const TEMPORARY_DIR: &str = "_temporary";
+
+/// What every task of a job shares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobConfig {
+    /// [`PAYLOAD_VERSION`].
+    pub version: u32,
+    /// Name of the [`crate::api::JobDefinition`] to run.
+    pub job: String,
+    /// Its parameters.
+    pub params: JobParams,
+    /// Number of steps (≥ 1).
+    pub steps: u32,
+    /// Number of reduce partitions per step (≥ 1).
+    pub reducers: u32,
+    /// Where the output parts go: a directory every worker can write (a shared path).
+    pub output_dir: PathBuf,
+    /// Bytes of records a map task buffers before sorting and spilling them.
+    pub sort_buffer_bytes: u64,
+    /// Largest number of spill files or segments merged at once.
+    pub merge_factor: u32,
+}
+
+/// A byte range of one input file, cut at line boundaries by the reader: a split owns
+/// every line that starts within `[start, start + length)`, reading past its end to
+/// finish its last line and skipping the partial line it starts in (unless
+/// `start == 0`), as Hadoop's `LineRecordReader` does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputSplit {
+    /// The file.
+    pub path: PathBuf,
+    /// First byte of the range.
+    pub start: u64,
+    /// Bytes in the range.
+    pub length: u64,
+}
+
+/// Payload of a [`MAP_KIND`] task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MapTaskPayload {
+    /// The job.
+    pub config: JobConfig,
+    /// The split to map.
+    pub split: InputSplit,
+}
+
+/// Payload of a [`REDUCE_KIND`] task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReduceTaskPayload {
+    /// The job.
+    pub config: JobConfig,
+    /// The step this task reduces (0-based).
+    pub step: u32,
+    /// The partition it reduces.
+    pub partition: u32,
+}
+
+/// Payload of the [`COMMIT_KIND`] task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitTaskPayload {
+    /// The job.
+    pub config: JobConfig,
+}

@@ -15,3 +15,5 @@
 
 pub mod api;
 pub mod payload;
+pub mod jobs;
+pub mod testing;

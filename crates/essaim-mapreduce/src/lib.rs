@@ -14,6 +14,10 @@
 //!   combiner), [`api::Partitioner`], and a [`api::JobDefinition`] naming them.
 
 pub mod api;
+pub mod format;
 pub mod payload;
 pub mod jobs;
 pub mod testing;
+
+#[cfg(test)]
+mod test_support;

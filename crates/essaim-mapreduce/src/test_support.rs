@@ -1,0 +1,149 @@
+//! Helpers shared by the unit tests of the data path: a seeded generator (the tests
+//! must replay exactly from a printed seed) and a toy job.
+
+use crate::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer, Values};
+
+/// SplitMix64: small, seeded, good enough to make test inputs.
+pub(crate) struct TestRng(u64);
+
+impl TestRng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut mixed = self.0;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^ (mixed >> 31)
+    }
+
+    /// Returns a number in `0..bound` (bound ≥ 1).
+    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound
+    }
+
+    pub(crate) fn bytes(&mut self, len: usize, alphabet: &[u8]) -> Vec<u8> {
+        (0..len)
+            .map(|_| alphabet[self.below(alphabet.len() as u64) as usize])
+            .collect()
+    }
+}
+
+/// Word count with a summing combiner: the toy job of the round-trip tests. Its
+/// parameter `steps` = 2 adds a second step that swaps count and word, so that the
+/// chained path is exercised too.
+pub(crate) struct ToyWordCount;
+
+struct SplitWords;
+
+impl Mapper for SplitWords {
+    fn map(&mut self, record: &Record<'_>, out: &mut dyn Emit) -> Result<(), JobError> {
+        for word in record.data.split(|byte| byte.is_ascii_whitespace()) {
+            if !word.is_empty() {
+                out.emit(word, b"1")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Step 2's mapper: `word\tcount` becomes key `count` (zero-padded), value `word`.
+struct SwapCountAndWord;
+
+impl Mapper for SwapCountAndWord {
+    fn map(&mut self, record: &Record<'_>, out: &mut dyn Emit) -> Result<(), JobError> {
+        let line = record.data;
+        let tab = line
+            .iter()
+            .position(|byte| *byte == b'\t')
+            .ok_or_else(|| JobError::permanent("no tab in a chained record"))?;
+        let count: u64 = std::str::from_utf8(&line[tab + 1..])
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| JobError::permanent("count is not a number"))?;
+        out.emit(format!("{count:010}").as_bytes(), &line[..tab])
+    }
+}
+
+struct SumCounts;
+
+impl Reducer for SumCounts {
+    fn reduce(
+        &mut self,
+        key: &[u8],
+        values: &mut dyn Values,
+        out: &mut dyn Emit,
+    ) -> Result<(), JobError> {
+        let mut total = 0u64;
+        while let Some(value) = values.next_value()? {
+            let count: u64 = std::str::from_utf8(value)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| JobError::permanent("count is not a number"))?;
+            total += count;
+        }
+        out.emit(key, total.to_string().as_bytes())
+    }
+}
+
+/// Joins the values of a key with commas, in the order they arrive.
+struct JoinValues;
+
+impl Reducer for JoinValues {
+    fn reduce(
+        &mut self,
+        key: &[u8],
+        values: &mut dyn Values,
+        out: &mut dyn Emit,
+    ) -> Result<(), JobError> {
+        let mut joined = Vec::new();
+        while let Some(value) = values.next_value()? {
+            if !joined.is_empty() {
+                joined.push(b',');
+            }
+            joined.extend_from_slice(value);
+        }
+        out.emit(key, &joined)
+    }
+}
+
+impl JobDefinition for ToyWordCount {
+    fn name(&self) -> &str {
+        "toy-wordcount"
+    }
+
+    fn description(&self) -> &str {
+        "counts words (test job)"
+    }
+
+    fn steps(&self, params: &JobParams) -> usize {
+        params.parse_or("steps", 1usize).unwrap_or(1)
+    }
+
+    fn mapper(&self, _params: &JobParams, step: usize) -> Result<Box<dyn Mapper>, JobError> {
+        Ok(if step == 0 {
+            Box::new(SplitWords)
+        } else {
+            Box::new(SwapCountAndWord)
+        })
+    }
+
+    fn combiner(
+        &self,
+        params: &JobParams,
+        step: usize,
+    ) -> Result<Option<Box<dyn Reducer>>, JobError> {
+        let wanted = params.get("combiner") != Some("off");
+        Ok((step == 0 && wanted).then(|| Box::new(SumCounts) as Box<dyn Reducer>))
+    }
+
+    fn reducer(&self, _params: &JobParams, step: usize) -> Result<Box<dyn Reducer>, JobError> {
+        Ok(if step == 0 {
+            Box::new(SumCounts)
+        } else {
+            Box::new(JoinValues)
+        })
+    }
+}

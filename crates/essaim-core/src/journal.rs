@@ -8,12 +8,13 @@
 //! exactly-once commit.
 
 use crate::ids::{JobId, Millis, TaskId};
-use crate::model::{AttemptError, CommittedResult};
+use crate::model::{AttemptError, CommittedResult, StageOutput};
+use std::collections::BTreeMap;
 use crate::spec::JobSpec;
 use serde::{Deserialize, Serialize};
 
 /// Version of the journal event encoding; stored by the journal, checked on open.
-pub const JOURNAL_FORMAT_VERSION: u32 = 1;
+pub const JOURNAL_FORMAT_VERSION: u32 = 2;
 
 /// One durable fact.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +89,28 @@ pub enum JournalEvent {
         attempts_made: u32,
         /// Its most recent failures.
         errors: Vec<AttemptError>,
+    },
+    /// A committed output of a non-final stage was lost (its worker died, or a task of
+    /// the next stage could not read it): the task runs again.
+    TaskOutputLost {
+        /// The task whose output was lost.
+        task: TaskId,
+        /// When.
+        at: Millis,
+    },
+    /// Snapshot only: where the committed outputs of non-final stages live.
+    OutputLocations {
+        /// The job.
+        job: JobId,
+        /// Task index and output location.
+        outputs: Vec<(u32, StageOutput)>,
+    },
+    /// Snapshot only: the sums of a job's task counters.
+    TaskCountersSummed {
+        /// The job.
+        job: JobId,
+        /// The sums.
+        counters: BTreeMap<String, u64>,
     },
     /// Snapshot only: job ids below this were used, even by jobs since forgotten.
     JobIdsReserved {

@@ -15,6 +15,14 @@
 //!
 //!  Pending / Retrying ── job cancelled or deadline passed ──▶ Skipped
 //! ```
+//!
+//! Jobs with several stages (MapReduce: map, then reduce): a task of stage s > 0 is
+//! *ready* once every task of stage s - 1 has succeeded; only ready pending tasks sit in
+//! the queues. A succeeded task of a non-final stage keeps where its output lives; when
+//! that output is lost (its worker died, or a reader reported it missing or corrupt)
+//! while the next stage still needs it, the task goes back to `Pending` and the next
+//! stage waits for its new output. When a task of stage s is dead-lettered, the
+//! unfinished tasks of later stages can never run and are `Skipped`.
 
 use crate::ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
 use crate::spec::JobSpec;
@@ -299,6 +307,25 @@ pub struct Task {
     pub(crate) attempts_made: u32,
     /// Most recent failures, oldest first.
     pub(crate) errors: Vec<AttemptError>,
+    /// For a succeeded task of a non-final stage: where its output lives.
+    pub(crate) output: Option<Box<StageOutput>>,
+    /// Times its committed output was lost and recomputed (bounded by the job's
+    /// attempt limit, so an output that is always corrupt cannot loop forever).
+    pub(crate) outputs_lost: u32,
+}
+
+/// Where the committed output of a task of a non-final stage lives, for the tasks of the
+/// next stage that read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageOutput {
+    /// The attempt whose result was committed.
+    pub attempt: AttemptId,
+    /// The worker that ran it (and serves the file).
+    pub worker: WorkerId,
+    /// The output file, if the task wrote one.
+    pub file: Option<FileRef>,
+    /// The task's counters, taken back out of the job's sums if the output is lost.
+    pub counters: BTreeMap<String, u64>,
 }
 
 impl Task {
@@ -346,6 +373,10 @@ pub struct Job {
     pub(crate) live_attempts: u32,
     /// Sums of the counters reported by committed tasks.
     pub(crate) task_counters: BTreeMap<String, u64>,
+    /// First task index of each stage, plus the task count at the end.
+    pub(crate) stage_starts: Vec<u32>,
+    /// Tasks of each stage that have not succeeded.
+    pub(crate) stage_unfinished: Vec<u32>,
     duration_samples: Vec<Millis>,
     next_sample_slot: usize,
 }
@@ -359,8 +390,17 @@ impl Job {
                 state: TaskState::Pending,
                 attempts_made: 0,
                 errors: Vec::new(),
+                output: None,
+                outputs_lost: 0,
             })
             .collect();
+        let stage_count = spec.tasks.last().map_or(1, |task| task.stage as usize + 1);
+        let mut stage_starts = vec![0u32; stage_count + 1];
+        let mut stage_unfinished = vec![0u32; stage_count];
+        for (index, task) in spec.tasks.iter().enumerate() {
+            stage_unfinished[task.stage as usize] += 1;
+            stage_starts[task.stage as usize + 1] = index as u32 + 1;
+        }
         let counts = TaskCounts {
             pending: task_count as u32,
             ..TaskCounts::default()
@@ -377,6 +417,8 @@ impl Job {
             counts,
             live_attempts: 0,
             task_counters: BTreeMap::new(),
+            stage_starts,
+            stage_unfinished,
             duration_samples: Vec::new(),
             next_sample_slot: 0,
         }
@@ -431,9 +473,87 @@ impl Job {
     /// Moves task `index` to `state`, keeping the counts in step.
     pub(crate) fn set_task_state(&mut self, index: u32, state: TaskState) {
         let task = &mut self.tasks[index as usize];
+        let stage = self.spec.tasks[index as usize].stage as usize;
+        match (&task.state, &state) {
+            (TaskState::Succeeded, TaskState::Succeeded) => {}
+            (TaskState::Succeeded, _) => self.stage_unfinished[stage] += 1,
+            (_, TaskState::Succeeded) => self.stage_unfinished[stage] -= 1,
+            _ => {}
+        }
         *self.counts.slot(&task.state) -= 1;
         *self.counts.slot(&state) += 1;
         task.state = state;
+    }
+
+    /// Returns the stage of task `index`.
+    pub(crate) fn stage_of(&self, index: u32) -> u32 {
+        self.spec.tasks[index as usize].stage
+    }
+
+    /// Returns the task indexes of stage `stage`.
+    pub(crate) fn stage_range(&self, stage: u32) -> std::ops::Range<u32> {
+        self.stage_starts[stage as usize]..self.stage_starts[stage as usize + 1]
+    }
+
+    /// Returns true when tasks of `stage` may run: every task of the stage before has
+    /// succeeded.
+    pub(crate) fn stage_ready(&self, stage: u32) -> bool {
+        stage == 0 || self.stage_unfinished[stage as usize - 1] == 0
+    }
+
+    /// Returns true when task `index` may run now.
+    pub(crate) fn task_ready(&self, index: u32) -> bool {
+        self.stage_ready(self.stage_of(index))
+    }
+
+    /// Returns true when a task of `stage` has succeeded and its output is still needed:
+    /// `stage` is not the last and the next stage has unfinished tasks.
+    pub(crate) fn output_needed(&self, stage: u32) -> bool {
+        let next = stage as usize + 1;
+        next < self.stage_unfinished.len() && self.stage_unfinished[next] > 0
+    }
+
+    /// Returns true when a task of a stage before `stage` is dead-lettered or purged:
+    /// tasks of `stage` can never run.
+    pub(crate) fn stage_blocked(&self, stage: u32) -> bool {
+        let end = self.stage_starts[stage as usize];
+        self.tasks[..end as usize]
+            .iter()
+            .any(|task| matches!(task.state, TaskState::DeadLettered | TaskState::Purged))
+    }
+
+    /// Removes the pending tasks of `stage` from the queues (their stage is no longer
+    /// ready).
+    pub(crate) fn unqueue_stage(&mut self, stage: u32) {
+        let range = self.stage_range(stage);
+        for queue in self.pending_by_kind.values_mut() {
+            queue.retain(|index| !range.contains(index));
+        }
+    }
+
+    /// Removes one task from the queues.
+    pub(crate) fn unqueue_task(&mut self, index: u32) {
+        for queue in self.pending_by_kind.values_mut() {
+            queue.retain(|queued| *queued != index);
+        }
+    }
+
+    /// Queues every pending task of `stage` (which just became ready), in task order.
+    pub(crate) fn queue_stage(&mut self, stage: u32) {
+        for index in self.stage_range(stage) {
+            if self.tasks[index as usize].state == TaskState::Pending {
+                self.enqueue_pending(index, false);
+            }
+        }
+    }
+
+    /// Takes a lost output's counters back out of the job's sums.
+    pub(crate) fn subtract_task_counters(&mut self, counters: &BTreeMap<String, u64>) {
+        for (name, value) in counters {
+            if let Some(sum) = self.task_counters.get_mut(name) {
+                *sum = sum.saturating_sub(*value);
+            }
+        }
     }
 
     /// Puts a pending task at the back (first attempts) or front (handed back) of its queue.

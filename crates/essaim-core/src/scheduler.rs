@@ -10,14 +10,17 @@
 //! - an attempt whose lease was revoked (lost worker, expired lease, timeout, cancelled
 //!   job, speculative loser) never commits;
 //! - a job never has more live attempts than its concurrency limit;
-//! - every task of a terminal job is terminal.
+//! - every task of a terminal job is terminal;
+//! - a task of stage s > 0 is granted only when every task of stage s - 1 has succeeded,
+//!   and its attempt is handed the committed output of each of them;
+//! - a lost upstream output is recomputed before the stage that needs it runs again.
 
 use crate::backoff::{SeededRng, full_jitter_delay};
 use crate::ids::{AttemptId, IdMint, JobId, Millis, TaskId, WorkerId};
 use crate::journal::JournalEvent;
 use crate::model::{
-    Assignment, AttemptError, CommittedResult, Job, JobState, ReportedResult, TaskFailure,
-    TaskState,
+    Assignment, AttemptError, CommittedResult, FileRef, Job, JobState, ReportedResult,
+    StageOutput, TaskFailure, TaskOutput, TaskState, UpstreamOutput,
 };
 use crate::spec::{RawJobSpec, SpecError};
 use std::cmp::Reverse;
@@ -82,6 +85,9 @@ pub struct WorkerInfo {
     pub kinds: BTreeSet<String>,
     /// Where its file server listens.
     pub file_server_url: String,
+    /// Data directories it holds locally; tasks whose locality paths fall under one of
+    /// them are granted to it first.
+    pub data_dirs: Vec<String>,
 }
 
 /// A registered, live worker.
@@ -182,6 +188,12 @@ pub struct SchedulerStats {
     pub workers_registered: u64,
     /// Workers declared dead.
     pub workers_lost: u64,
+    /// Committed outputs found lost (dead worker, reported missing or corrupt).
+    pub outputs_lost: u64,
+    /// Tasks with locality paths granted to a worker holding one of them.
+    pub local_grants: u64,
+    /// Tasks with locality paths granted to a worker holding none of them.
+    pub remote_grants: u64,
 }
 
 /// The state machine. See the module doc.
@@ -209,6 +221,21 @@ pub struct Scheduler {
 
 /// How many ended attempts are remembered for accounting late results.
 const RETIRED_ATTEMPTS_KEPT: usize = 65_536;
+
+/// How deep a queue is searched for a task whose input the pulling worker holds.
+const LOCALITY_SCAN: usize = 64;
+
+/// Returns true when one of `paths` lies under one of the worker's `data_dirs` (a
+/// component-wise prefix: `/data/a` holds `/data/a/x` but not `/data/ab`).
+fn is_local(paths: &[String], data_dirs: &[String]) -> bool {
+    paths.iter().any(|path| {
+        data_dirs.iter().any(|dir| {
+            let dir = dir.trim_end_matches('/');
+            path.strip_prefix(dir)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || dir.is_empty())
+        })
+    })
+}
 
 impl Scheduler {
     /// Returns an empty scheduler. `builtin_kinds` are accepted at submission even when no
@@ -399,10 +426,10 @@ impl Scheduler {
         }));
         for task in &tasks {
             self.apply_requeue(*task);
-            self.jobs
-                .get_mut(&task.job)
-                .expect("dead letter has a job")
-                .enqueue_pending(task.index, false);
+            let job = self.jobs.get_mut(&task.job).expect("dead letter has a job");
+            if job.task_ready(task.index) {
+                job.enqueue_pending(task.index, false);
+            }
         }
         tasks.len() as u32
     }
@@ -522,9 +549,11 @@ impl Scheduler {
             return PullReply::default();
         }
         let kinds = worker.info.kinds.clone();
+        let data_dirs = worker.info.data_dirs.clone();
         let mut assignments = Vec::new();
         while assignments.len() < max as usize {
-            let Some((task, speculative)) = self.pick_next(now, worker_id, &kinds) else {
+            let Some((task, speculative)) = self.pick_next(now, worker_id, &kinds, &data_dirs)
+            else {
                 break;
             };
             assignments.push(self.grant(now, worker_id, task, speculative));
@@ -661,13 +690,14 @@ impl Scheduler {
         now: Millis,
         worker_id: WorkerId,
         kinds: &BTreeSet<String>,
+        data_dirs: &[String],
     ) -> Option<(TaskId, bool)> {
         let retry_turn = self.first_attempts_since_retry >= self.config.retry_every;
         if retry_turn && let Some(task) = self.take_due_retry(now, kinds) {
             self.first_attempts_since_retry = 0;
             return Some((task, false));
         }
-        if let Some(task) = self.take_first_attempt(now, kinds) {
+        if let Some(task) = self.take_first_attempt(now, kinds, data_dirs) {
             self.first_attempts_since_retry += 1;
             return Some((task, false));
         }
@@ -679,19 +709,43 @@ impl Scheduler {
             .map(|task| (task, true))
     }
 
-    fn take_first_attempt(&mut self, now: Millis, kinds: &BTreeSet<String>) -> Option<TaskId> {
+    /// Takes the first queued task of the first job with capacity; among the first
+    /// [`LOCALITY_SCAN`] tasks of a queue, one whose input the worker holds goes first.
+    fn take_first_attempt(
+        &mut self,
+        now: Millis,
+        kinds: &BTreeSet<String>,
+        data_dirs: &[String],
+    ) -> Option<TaskId> {
         for (_, job_id) in &self.job_order {
             let job = self.jobs.get_mut(job_id).expect("ordered job exists");
             if !job.has_capacity() || job.past_deadline(now) {
                 continue;
             }
+            let specs = &job.spec.tasks;
             for (kind, queue) in job.pending_by_kind.iter_mut() {
                 if !kinds.contains(kind) {
                     continue;
                 }
-                if let Some(index) = queue.pop_front() {
+                let Some(first) = queue.front() else {
+                    continue;
+                };
+                if specs[*first as usize].locality.is_empty() {
+                    let index = queue.pop_front().expect("queue has a front");
                     return Some(TaskId::new(*job_id, index));
                 }
+                let local = queue.iter().take(LOCALITY_SCAN).position(|index| {
+                    is_local(&specs[*index as usize].locality, data_dirs)
+                });
+                if local.is_some() {
+                    self.stats.local_grants += 1;
+                } else {
+                    self.stats.remote_grants += 1;
+                }
+                let index = queue
+                    .remove(local.unwrap_or(0))
+                    .expect("position is in the queue");
+                return Some(TaskId::new(*job_id, index));
             }
         }
         None
@@ -789,6 +843,7 @@ impl Scheduler {
             self.stats.speculative_attempts += 1;
         }
         self.stats.attempts_started += 1;
+        let inputs = upstream_outputs(job, task_id.index);
         let spec = &job.spec.tasks[task_id.index as usize];
         let assignment = Assignment {
             task: task_id,
@@ -798,7 +853,7 @@ impl Scheduler {
             payload: spec.payload.clone(),
             timeout_ms: job.spec.task_timeout_ms,
             speculative,
-            inputs: Vec::new(),
+            inputs,
         };
         self.attempts.insert(
             attempt_id,
@@ -873,19 +928,17 @@ impl Scheduler {
             .jobs
             .get_mut(&task_id.job)
             .expect("committed task has a job");
-        job.set_task_state(task_id.index, TaskState::Succeeded);
         job.record_duration(duration_ms);
         self.stats.tasks_committed += 1;
-        out.push(Output::Persist(JournalEvent::TaskSucceeded {
-            result: CommittedResult {
-                task: task_id,
-                attempt: attempt_id,
-                worker: attempt.worker,
-                duration_ms,
-                output,
-            },
-            at: now,
-        }));
+        let result = CommittedResult {
+            task: task_id,
+            attempt: attempt_id,
+            worker: attempt.worker,
+            duration_ms,
+            output,
+        };
+        apply_commit(job, &result);
+        out.push(Output::Persist(JournalEvent::TaskSucceeded { result, at: now }));
         self.finish_if_done(now, task_id.job, out);
     }
 
@@ -898,6 +951,10 @@ impl Scheduler {
         failure: TaskFailure,
         out: &mut Vec<Output>,
     ) {
+        if !failure.lost_inputs.is_empty() && self.reports_lost_inputs(attempt_id, &failure) {
+            self.take_lost_inputs(now, attempt_id, failure, out);
+            return;
+        }
         let attempt = self.release(attempt_id);
         let task_id = attempt.task;
         let still_running = self.detach_from_task(attempt_id, task_id);
@@ -932,12 +989,11 @@ impl Scheduler {
         let attempts_made = task.attempts_made;
         let out_of_attempts = attempts_made >= job.spec.max_attempts;
         if !retryable || out_of_attempts {
-            job.set_task_state(task_id.index, TaskState::DeadLettered);
-            self.stats.dead_lettered += 1;
-            out.push(Output::Persist(JournalEvent::TaskDeadLettered {
-                task: task_id,
-                at: now,
-            }));
+            self.dead_letter(now, task_id, out);
+            return;
+        }
+        if job.stage_blocked(job.stage_of(task_id.index)) {
+            job.set_task_state(task_id.index, TaskState::Skipped);
             self.finish_if_done(now, task_id.job, out);
             return;
         }
@@ -984,8 +1040,7 @@ impl Scheduler {
         let task = &mut job.tasks[task_id.index as usize];
         task.attempts_made = task.attempts_made.saturating_sub(1);
         if still_running.is_empty() {
-            job.set_task_state(task_id.index, TaskState::Pending);
-            job.enqueue_pending(task_id.index, true);
+            make_pending(job, task_id.index, true);
         } else {
             job.set_task_state(
                 task_id.index,
@@ -1012,6 +1067,28 @@ impl Scheduler {
             self.revoke(now, attempt_id, TaskFailure::retryable(reason), out);
         }
         self.workers.remove(&worker_id);
+        // Outputs this worker served are gone with it; recompute those still needed.
+        let mut lost = Vec::new();
+        for (_, job_id) in &self.job_order {
+            let job = &self.jobs[job_id];
+            if job.stage_count() < 2 {
+                continue;
+            }
+            for (index, task) in job.tasks.iter().enumerate() {
+                // Only a file lives on the worker; an output without one (a part written
+                // to shared storage) survives it.
+                let on_worker = task
+                    .output
+                    .as_ref()
+                    .is_some_and(|o| o.worker == worker_id && o.file.is_some());
+                if on_worker && job.output_needed(job.stage_of(index as u32)) {
+                    lost.push(TaskId::new(*job_id, index as u32));
+                }
+            }
+        }
+        for task in lost {
+            self.lose_output(now, task, out);
+        }
     }
 
     fn count_rejected(&mut self, attempt_id: AttemptId) {
@@ -1054,16 +1131,16 @@ impl Scheduler {
             return;
         }
         let counts = job.counts;
-        job.state = if counts.skipped > 0 {
-            JobState::Failed {
-                reason: format!("deadline passed before {} started", tasks(counts.skipped)),
-            }
-        } else if counts.dead_lettered + counts.purged > 0 {
+        job.state = if counts.dead_lettered + counts.purged > 0 {
             JobState::Failed {
                 reason: format!(
                     "{} failed every attempt (see the dead-letter queue)",
                     tasks(counts.dead_lettered + counts.purged)
                 ),
+            }
+        } else if counts.skipped > 0 {
+            JobState::Failed {
+                reason: format!("deadline passed before {} started", tasks(counts.skipped)),
             }
         } else {
             JobState::Succeeded
@@ -1076,14 +1153,141 @@ impl Scheduler {
         });
     }
 
+    /// Dead-letters a task that ran out of attempts; later stages can no longer run.
+    fn dead_letter(&mut self, now: Millis, task_id: TaskId, out: &mut Vec<Output>) {
+        let job = self.jobs.get_mut(&task_id.job).expect("task has a job");
+        job.set_task_state(task_id.index, TaskState::DeadLettered);
+        self.stats.dead_lettered += 1;
+        out.push(Output::Persist(JournalEvent::TaskDeadLettered {
+            task: task_id,
+            at: now,
+        }));
+        self.skip_later_stages(task_id);
+        self.finish_if_done(now, task_id.job, out);
+    }
+
+    /// Skips the waiting tasks of the stages after a dead-lettered task's: they need its
+    /// output, which will never exist. Running ones are skipped when they end.
+    fn skip_later_stages(&mut self, task_id: TaskId) {
+        let job = self.jobs.get_mut(&task_id.job).expect("task has a job");
+        let stage = job.stage_of(task_id.index);
+        let first_later = job.stage_starts[stage as usize + 1];
+        for index in first_later..job.tasks.len() as u32 {
+            match job.tasks[index as usize].state {
+                TaskState::Retrying { not_before } => {
+                    self.retry_queue
+                        .remove(&(not_before, TaskId::new(task_id.job, index)));
+                    job.set_task_state(index, TaskState::Skipped);
+                }
+                TaskState::Pending => job.set_task_state(index, TaskState::Skipped),
+                _ => {}
+            }
+        }
+        for later in stage + 1..job.stage_count() {
+            job.unqueue_stage(later);
+        }
+    }
+
+    /// Returns true when a failure's `lost_inputs` name tasks of the stage just before
+    /// the failed attempt's (anything else is an ordinary failure).
+    fn reports_lost_inputs(&self, attempt_id: AttemptId, failure: &TaskFailure) -> bool {
+        let Some(attempt) = self.attempts.get(&attempt_id) else {
+            return false;
+        };
+        let job = &self.jobs[&attempt.task.job];
+        let stage = job.stage_of(attempt.task.index);
+        if stage == 0 {
+            return false;
+        }
+        let upstream = job.stage_range(stage - 1);
+        failure
+            .lost_inputs
+            .iter()
+            .all(|index| upstream.contains(index))
+    }
+
+    /// An attempt could not read some upstream outputs: they are recomputed (unless they
+    /// already were since the attempt started), and the task waits for them without the
+    /// failure counting against its attempts.
+    fn take_lost_inputs(
+        &mut self,
+        now: Millis,
+        attempt_id: AttemptId,
+        failure: TaskFailure,
+        out: &mut Vec<Output>,
+    ) {
+        let attempt = self.release(attempt_id);
+        let task_id = attempt.task;
+        let still_running = self.detach_from_task(attempt_id, task_id);
+        for upstream in &failure.lost_inputs {
+            let upstream = TaskId::new(task_id.job, *upstream);
+            // An output committed after this attempt was granted is a new one it never
+            // saw (attempt ids grow with every grant).
+            let seen_by_attempt = self.jobs[&task_id.job].tasks[upstream.index as usize]
+                .output
+                .as_ref()
+                .is_some_and(|output| output.attempt < attempt_id);
+            if seen_by_attempt {
+                self.lose_output(now, upstream, out);
+            }
+        }
+        let job = self.jobs.get_mut(&task_id.job).expect("task has a job");
+        let task = &mut job.tasks[task_id.index as usize];
+        task.attempts_made = task.attempts_made.saturating_sub(1);
+        task.push_error(AttemptError {
+            attempt: attempt_id,
+            worker: attempt.worker,
+            at: now,
+            failure,
+        });
+        if !still_running.is_empty() {
+            job.set_task_state(
+                task_id.index,
+                TaskState::Running {
+                    attempts: still_running,
+                },
+            );
+            return;
+        }
+        if job.stage_blocked(job.stage_of(task_id.index)) {
+            job.set_task_state(task_id.index, TaskState::Skipped);
+            self.finish_if_done(now, task_id.job, out);
+            return;
+        }
+        make_pending(job, task_id.index, false);
+    }
+
+    /// A committed output of a non-final stage is gone: the task runs again, or is
+    /// dead-lettered when its outputs were lost as many times as it may be attempted.
+    fn lose_output(&mut self, now: Millis, task_id: TaskId, out: &mut Vec<Output>) {
+        let job = self.jobs.get_mut(&task_id.job).expect("task has a job");
+        let stage = job.stage_of(task_id.index);
+        if job.tasks[task_id.index as usize].state != TaskState::Succeeded
+            || !job.output_needed(stage)
+        {
+            return;
+        }
+        self.stats.outputs_lost += 1;
+        job.counters.outputs_lost += 1;
+        out.push(Output::Persist(JournalEvent::TaskOutputLost {
+            task: task_id,
+            at: now,
+        }));
+        apply_output_lost(job, task_id.index, &mut self.retry_queue);
+        let task = &mut job.tasks[task_id.index as usize];
+        task.outputs_lost += 1;
+        if task.outputs_lost >= job.spec.max_attempts {
+            job.unqueue_task(task_id.index);
+            self.dead_letter(now, task_id, out);
+        }
+    }
+
     // ------------------------------------------------------------------ shared by live and replay
 
     fn insert_job(&mut self, job_id: JobId, spec: crate::spec::JobSpec, now: Millis) {
         let priority = spec.priority;
         let mut job = Job::new(job_id, spec, now);
-        for index in 0..job.tasks.len() as u32 {
-            job.enqueue_pending(index, false);
-        }
+        job.queue_stage(0);
         self.jobs.insert(job_id, job);
         self.job_order.insert((Reverse(priority), job_id));
         self.next_job = self.next_job.max(job_id.0 + 1);
@@ -1122,7 +1326,17 @@ impl Scheduler {
             .get_mut(&task.job)
             .expect("requeued task has a job");
         job.tasks[task.index as usize].attempts_made = 0;
+        job.tasks[task.index as usize].outputs_lost = 0;
         job.set_task_state(task.index, TaskState::Pending);
+        // Later stages were skipped when this task was dead-lettered: they wait again.
+        let stage = job.stage_of(task.index);
+        if !job.stage_blocked(stage + 1) {
+            for later in job.stage_starts[stage as usize + 1]..job.tasks.len() as u32 {
+                if job.tasks[later as usize].state == TaskState::Skipped {
+                    job.set_task_state(later, TaskState::Pending);
+                }
+            }
+        }
         if job.state != JobState::Running {
             job.state = JobState::Running;
             job.finished_at = None;
@@ -1145,8 +1359,8 @@ impl Scheduler {
                 let Some(job) = self.jobs.get_mut(&result.task.job) else {
                     return;
                 };
-                job.set_task_state(result.task.index, TaskState::Succeeded);
                 job.record_duration(result.duration_ms);
+                apply_commit(job, &result);
                 self.finish_if_done(at, result.task.job, &mut ignored);
             }
             JournalEvent::AttemptFailed { task, error } => {
@@ -1163,7 +1377,29 @@ impl Scheduler {
                     return;
                 };
                 job.set_task_state(task.index, TaskState::DeadLettered);
+                self.skip_later_stages(task);
                 self.finish_if_done(at, task.job, &mut ignored);
+            }
+            JournalEvent::TaskOutputLost { task, .. } => {
+                let Some(job) = self.jobs.get_mut(&task.job) else {
+                    return;
+                };
+                if job.tasks[task.index as usize].state == TaskState::Succeeded {
+                    apply_output_lost(job, task.index, &mut self.retry_queue);
+                }
+            }
+            JournalEvent::OutputLocations { job, outputs } => {
+                let Some(state) = self.jobs.get_mut(&job) else {
+                    return;
+                };
+                for (index, output) in outputs {
+                    state.tasks[index as usize].output = Some(Box::new(output));
+                }
+            }
+            JournalEvent::TaskCountersSummed { job, counters } => {
+                if let Some(state) = self.jobs.get_mut(&job) {
+                    state.task_counters = counters;
+                }
             }
             JournalEvent::JobCancelled { job, reason, at } => {
                 if self
@@ -1223,7 +1459,8 @@ impl Scheduler {
         for job in self.jobs.values_mut() {
             job.pending_by_kind.clear();
             for index in 0..job.tasks.len() as u32 {
-                if job.tasks[index as usize].state == TaskState::Pending {
+                if job.tasks[index as usize].state == TaskState::Pending && job.task_ready(index)
+                {
                     job.enqueue_pending(index, false);
                 }
             }
@@ -1302,6 +1539,24 @@ impl Scheduler {
                     job: *job_id,
                     tasks: committed,
                     at: finished_at,
+                });
+            }
+            let outputs: Vec<(u32, StageOutput)> = job
+                .tasks
+                .iter()
+                .enumerate()
+                .filter_map(|(index, task)| Some((index as u32, (**task.output.as_ref()?).clone())))
+                .collect();
+            if !outputs.is_empty() {
+                events.push(JournalEvent::OutputLocations {
+                    job: *job_id,
+                    outputs,
+                });
+            }
+            if !job.task_counters.is_empty() {
+                events.push(JournalEvent::TaskCountersSummed {
+                    job: *job_id,
+                    counters: job.task_counters.clone(),
                 });
             }
             for task in dead_letters {
@@ -1429,11 +1684,38 @@ impl Scheduler {
                     TaskState::Skipped => counts.skipped += 1,
                 }
                 let queued = pending_queued.get(&index).copied().unwrap_or(0);
-                let expected = u32::from(task.state == TaskState::Pending);
+                let ready = job.task_ready(index);
+                let expected = u32::from(task.state == TaskState::Pending && ready);
+                if matches!(task.state, TaskState::Retrying { .. }) && !ready {
+                    return Err(format!("task {job_id}/{index} retries in a stage not ready"));
+                }
+                let keeps_output = task.output.is_some();
+                let should_keep = task.state == TaskState::Succeeded
+                    && job.stage_of(index) + 1 < job.stage_count();
+                if keeps_output != should_keep {
+                    return Err(format!(
+                        "task {job_id}/{index} is {:?} and keeps an output: {keeps_output}",
+                        task.state
+                    ));
+                }
+
                 if queued != expected {
                     return Err(format!(
                         "task {job_id}/{index} is {:?} and queued {queued} times",
                         task.state
+                    ));
+                }
+            }
+            for stage in 0..job.stage_count() {
+                let unfinished = job
+                    .stage_range(stage)
+                    .filter(|index| job.tasks[*index as usize].state != TaskState::Succeeded)
+                    .count() as u32;
+                if unfinished != job.stage_unfinished[stage as usize] {
+                    return Err(format!(
+                        "job {job_id} stage {stage} has {unfinished} unfinished tasks, \
+                         counted {}",
+                        job.stage_unfinished[stage as usize]
                     ));
                 }
             }
@@ -1481,6 +1763,81 @@ impl Scheduler {
         }
         Ok(())
     }
+}
+
+/// Records a committed result in its job: state, counters, and where a non-final
+/// stage's output lives; queues the next stage when this completes its own.
+fn apply_commit(job: &mut Job, result: &CommittedResult) {
+    let index = result.task.index;
+    let stage = job.stage_of(index);
+    job.set_task_state(index, TaskState::Succeeded);
+    job.add_task_counters(&result.output.counters);
+    if stage + 1 < job.stage_count() {
+        let TaskOutput { file, counters, .. } = &result.output;
+        job.tasks[index as usize].output = Some(Box::new(StageOutput {
+            attempt: result.attempt,
+            worker: result.worker,
+            file: file.clone(),
+            counters: counters.clone(),
+        }));
+        if job.stage_unfinished[stage as usize] == 0 {
+            job.queue_stage(stage + 1);
+        }
+    }
+}
+
+/// Sends a succeeded task of a non-final stage back to `Pending` (its output is lost);
+/// if that makes its stage incomplete again, the next stage stops being served and its
+/// retries wait with it.
+fn apply_output_lost(
+    job: &mut Job,
+    index: u32,
+    retry_queue: &mut BTreeSet<(Millis, TaskId)>,
+) {
+    let stage = job.stage_of(index);
+    let was_complete = job.stage_unfinished[stage as usize] == 0;
+    if let Some(output) = job.tasks[index as usize].output.take() {
+        job.subtract_task_counters(&output.counters);
+    }
+    make_pending(job, index, false);
+    if was_complete {
+        job.unqueue_stage(stage + 1);
+        for later in job.stage_range(stage + 1) {
+            if let TaskState::Retrying { not_before } = job.tasks[later as usize].state {
+                retry_queue.remove(&(not_before, TaskId::new(job.id, later)));
+                job.set_task_state(later, TaskState::Pending);
+            }
+        }
+    }
+}
+
+/// Makes a task pending, queued (at the front or back) only when its stage is ready.
+fn make_pending(job: &mut Job, index: u32, at_front: bool) {
+    job.set_task_state(index, TaskState::Pending);
+    if job.task_ready(index) {
+        job.enqueue_pending(index, at_front);
+    }
+}
+
+/// Returns the outputs a task of stage s > 0 reads: those of every task of stage s - 1.
+fn upstream_outputs(job: &Job, index: u32) -> Vec<UpstreamOutput> {
+    let stage = job.stage_of(index);
+    if stage == 0 {
+        return Vec::new();
+    }
+    job.stage_range(stage - 1)
+        .filter_map(|upstream| {
+            let output = job.tasks[upstream as usize].output.as_ref()?;
+            Some(UpstreamOutput {
+                task_index: upstream,
+                attempt: output.attempt,
+                file: output.file.clone().unwrap_or(FileRef {
+                    url: String::new(),
+                    size_bytes: 0,
+                }),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -66,6 +66,7 @@ fn advertising(kinds: &[&str]) -> WorkerInfo {
         slots: 8,
         kinds: kinds.iter().map(|kind| kind.to_string()).collect(),
         file_server_url: String::new(),
+        ..Default::default()
     }
 }
 
@@ -750,3 +751,6 @@ fn a_snapshot_stays_proportional_to_failures_not_to_work_done() {
     assert_eq!(job_state(&recovered, job_id), JobState::Succeeded);
     recovered.check_invariants().unwrap();
 }
+
+#[path = "scheduler_stage_tests.rs"]
+mod stages;

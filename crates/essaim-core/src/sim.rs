@@ -343,6 +343,7 @@ impl World {
             slots: worker.slots,
             kinds: KINDS.iter().map(|k| k.to_string()).collect(),
             file_server_url: String::new(),
+            ..Default::default()
         };
         let id = self.scheduler.register_worker(self.now, info);
         self.workers[index].id = Some(id);

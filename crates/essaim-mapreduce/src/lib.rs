@@ -16,6 +16,7 @@
 pub mod api;
 pub mod format;
 pub mod payload;
+pub mod streaming;
 pub mod jobs;
 pub mod testing;
 

@@ -50,6 +50,7 @@ pub enum Command {
         held: Vec<essaim_core::AttemptId>,
         draining: bool,
         busy_slots: u32,
+        scratch_jobs: Vec<JobId>,
         reply: oneshot::Sender<HeartbeatReply>,
     },
     /// See [`Scheduler::pull`]; parked until work arrives or `wait` passes.
@@ -375,11 +376,13 @@ impl Actor {
                 held,
                 draining,
                 busy_slots,
+                scratch_jobs,
                 reply,
             } => {
-                let answer = self
+                let mut answer = self
                     .scheduler
                     .heartbeat(now, worker, &held, draining, busy_slots);
+                answer.release_jobs = self.scheduler.releasable_jobs(&scratch_jobs);
                 replies.push(Box::new(move || {
                     let _ = reply.send(answer);
                 }));

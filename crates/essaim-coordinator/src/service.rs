@@ -110,6 +110,7 @@ impl Coordinator for CoordinatorService {
             slots: request.slots,
             kinds: request.kinds.into_iter().collect(),
             file_server_url: request.file_server_url,
+            data_dirs: request.data_dirs,
         };
         let worker = self
             .ask("RegisterWorker", |reply| Command::Register { info, reply })
@@ -135,12 +136,14 @@ impl Coordinator for CoordinatorService {
                 held,
                 draining: request.draining,
                 busy_slots: request.busy_slots,
+                scratch_jobs: request.scratch_jobs.into_iter().map(JobId).collect(),
                 reply,
             })
             .await?;
         Ok(Response::new(v1::HeartbeatResponse {
             reregister: answer.reregister,
             cancel_attempts: answer.cancel.into_iter().map(|a| a.0).collect(),
+            release_jobs: answer.release_jobs.into_iter().map(|job| job.0).collect(),
         }))
     }
 

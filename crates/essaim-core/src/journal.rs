@@ -9,9 +9,9 @@
 
 use crate::ids::{JobId, Millis, TaskId};
 use crate::model::{AttemptError, CommittedResult, StageOutput};
-use std::collections::BTreeMap;
 use crate::spec::JobSpec;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Version of the journal event encoding; stored by the journal, checked on open.
 pub const JOURNAL_FORMAT_VERSION: u32 = 2;
@@ -95,8 +95,8 @@ pub enum JournalEvent {
     TaskOutputLost {
         /// The task whose output was lost.
         task: TaskId,
-        /// When.
-        at: Millis,
+        /// The loss, as recorded in the task's error history.
+        error: AttemptError,
     },
     /// Snapshot only: where the committed outputs of non-final stages live.
     OutputLocations {

@@ -19,8 +19,8 @@ use crate::backoff::{SeededRng, full_jitter_delay};
 use crate::ids::{AttemptId, IdMint, JobId, Millis, TaskId, WorkerId};
 use crate::journal::JournalEvent;
 use crate::model::{
-    Assignment, AttemptError, CommittedResult, FileRef, Job, JobState, ReportedResult,
-    StageOutput, TaskFailure, TaskOutput, TaskState, UpstreamOutput,
+    Assignment, AttemptError, CommittedResult, FileRef, Job, JobState, ReportedResult, StageOutput,
+    TaskFailure, TaskOutput, TaskState, UpstreamOutput,
 };
 use crate::spec::{RawJobSpec, SpecError};
 use std::cmp::Reverse;
@@ -129,6 +129,8 @@ pub struct HeartbeatReply {
     pub reregister: bool,
     /// Attempts to stop.
     pub cancel: Vec<AttemptId>,
+    /// Jobs whose scratch files the worker may delete (see [`Scheduler::releasable_jobs`]).
+    pub release_jobs: Vec<JobId>,
 }
 
 /// Reply to a pull.
@@ -327,6 +329,20 @@ impl Scheduler {
         found
     }
 
+    /// Returns, of the jobs a worker keeps files for, those whose files nobody will read
+    /// again: jobs no longer known (forgotten after retention), and finished jobs of
+    /// several stages (intermediate outputs, needed only while the job runs). The files
+    /// of a finished one-stage job are its results and stay until it is forgotten.
+    pub fn releasable_jobs(&self, jobs: &[JobId]) -> Vec<JobId> {
+        jobs.iter()
+            .copied()
+            .filter(|job| match self.jobs.get(job) {
+                None => *job < JobId(self.next_job),
+                Some(job) => job.state != JobState::Running && job.stage_count() > 1,
+            })
+            .collect()
+    }
+
     /// Returns the number of tasks in the dead-letter queue.
     pub fn dead_letter_count(&self) -> u64 {
         self.jobs
@@ -513,6 +529,7 @@ impl Scheduler {
             return HeartbeatReply {
                 reregister: true,
                 cancel: held.to_vec(),
+                release_jobs: Vec::new(),
             };
         };
         worker.last_seen = now;
@@ -533,6 +550,7 @@ impl Scheduler {
         HeartbeatReply {
             reregister: false,
             cancel: cancel.into_iter().collect(),
+            release_jobs: Vec::new(),
         }
     }
 
@@ -734,9 +752,10 @@ impl Scheduler {
                     let index = queue.pop_front().expect("queue has a front");
                     return Some(TaskId::new(*job_id, index));
                 }
-                let local = queue.iter().take(LOCALITY_SCAN).position(|index| {
-                    is_local(&specs[*index as usize].locality, data_dirs)
-                });
+                let local = queue
+                    .iter()
+                    .take(LOCALITY_SCAN)
+                    .position(|index| is_local(&specs[*index as usize].locality, data_dirs));
                 if local.is_some() {
                     self.stats.local_grants += 1;
                 } else {
@@ -791,6 +810,7 @@ impl Scheduler {
                 matches!(&task.state, TaskState::Running { attempts } if attempts.len() == 1);
             let kind = &job.spec.tasks[attempt.task.index as usize].kind;
             if !single_attempt
+                || !job.task_ready(attempt.task.index)
                 || !job.has_capacity()
                 || job.past_deadline(now)
                 || !kinds.contains(kind)
@@ -938,7 +958,10 @@ impl Scheduler {
             output,
         };
         apply_commit(job, &result);
-        out.push(Output::Persist(JournalEvent::TaskSucceeded { result, at: now }));
+        out.push(Output::Persist(JournalEvent::TaskSucceeded {
+            result,
+            at: now,
+        }));
         self.finish_if_done(now, task_id.job, out);
     }
 
@@ -995,6 +1018,12 @@ impl Scheduler {
         if job.stage_blocked(job.stage_of(task_id.index)) {
             job.set_task_state(task_id.index, TaskState::Skipped);
             self.finish_if_done(now, task_id.job, out);
+            return;
+        }
+        if !job.task_ready(task_id.index) {
+            // An input was lost while it ran: it waits for the stage before, which takes
+            // longer than any backoff.
+            make_pending(job, task_id.index, false);
             return;
         }
         let delay = full_jitter_delay(
@@ -1087,7 +1116,7 @@ impl Scheduler {
             }
         }
         for task in lost {
-            self.lose_output(now, task, out);
+            self.lose_output(now, task, "the worker serving it was lost", out);
         }
     }
 
@@ -1228,7 +1257,8 @@ impl Scheduler {
                 .as_ref()
                 .is_some_and(|output| output.attempt < attempt_id);
             if seen_by_attempt {
-                self.lose_output(now, upstream, out);
+                let why = format!("attempt {attempt_id} could not read it");
+                self.lose_output(now, upstream, &why, out);
             }
         }
         let job = self.jobs.get_mut(&task_id.job).expect("task has a job");
@@ -1259,7 +1289,7 @@ impl Scheduler {
 
     /// A committed output of a non-final stage is gone: the task runs again, or is
     /// dead-lettered when its outputs were lost as many times as it may be attempted.
-    fn lose_output(&mut self, now: Millis, task_id: TaskId, out: &mut Vec<Output>) {
+    fn lose_output(&mut self, now: Millis, task_id: TaskId, why: &str, out: &mut Vec<Output>) {
         let job = self.jobs.get_mut(&task_id.job).expect("task has a job");
         let stage = job.stage_of(task_id.index);
         if job.tasks[task_id.index as usize].state != TaskState::Succeeded
@@ -1268,15 +1298,23 @@ impl Scheduler {
             return;
         }
         self.stats.outputs_lost += 1;
-        job.counters.outputs_lost += 1;
+        let (attempt, worker) = job.tasks[task_id.index as usize]
+            .output
+            .as_ref()
+            .map(|output| (output.attempt, output.worker))
+            .expect("a succeeded task of a non-final stage keeps its output");
+        let error = AttemptError {
+            attempt,
+            worker,
+            at: now,
+            failure: TaskFailure::retryable(format!("committed output lost: {why}")),
+        };
         out.push(Output::Persist(JournalEvent::TaskOutputLost {
             task: task_id,
-            at: now,
+            error: error.clone(),
         }));
-        apply_output_lost(job, task_id.index, &mut self.retry_queue);
-        let task = &mut job.tasks[task_id.index as usize];
-        task.outputs_lost += 1;
-        if task.outputs_lost >= job.spec.max_attempts {
+        apply_output_lost(job, task_id.index, error, &mut self.retry_queue);
+        if job.tasks[task_id.index as usize].outputs_lost >= job.spec.max_attempts {
             job.unqueue_task(task_id.index);
             self.dead_letter(now, task_id, out);
         }
@@ -1380,12 +1418,12 @@ impl Scheduler {
                 self.skip_later_stages(task);
                 self.finish_if_done(at, task.job, &mut ignored);
             }
-            JournalEvent::TaskOutputLost { task, .. } => {
+            JournalEvent::TaskOutputLost { task, error } => {
                 let Some(job) = self.jobs.get_mut(&task.job) else {
                     return;
                 };
                 if job.tasks[task.index as usize].state == TaskState::Succeeded {
-                    apply_output_lost(job, task.index, &mut self.retry_queue);
+                    apply_output_lost(job, task.index, error, &mut self.retry_queue);
                 }
             }
             JournalEvent::OutputLocations { job, outputs } => {
@@ -1459,8 +1497,7 @@ impl Scheduler {
         for job in self.jobs.values_mut() {
             job.pending_by_kind.clear();
             for index in 0..job.tasks.len() as u32 {
-                if job.tasks[index as usize].state == TaskState::Pending && job.task_ready(index)
-                {
+                if job.tasks[index as usize].state == TaskState::Pending && job.task_ready(index) {
                     job.enqueue_pending(index, false);
                 }
             }
@@ -1687,7 +1724,9 @@ impl Scheduler {
                 let ready = job.task_ready(index);
                 let expected = u32::from(task.state == TaskState::Pending && ready);
                 if matches!(task.state, TaskState::Retrying { .. }) && !ready {
-                    return Err(format!("task {job_id}/{index} retries in a stage not ready"));
+                    return Err(format!(
+                        "task {job_id}/{index} retries in a stage not ready"
+                    ));
                 }
                 let keeps_output = task.output.is_some();
                 let should_keep = task.state == TaskState::Succeeded
@@ -1792,8 +1831,13 @@ fn apply_commit(job: &mut Job, result: &CommittedResult) {
 fn apply_output_lost(
     job: &mut Job,
     index: u32,
+    error: AttemptError,
     retry_queue: &mut BTreeSet<(Millis, TaskId)>,
 ) {
+    job.counters.outputs_lost += 1;
+    let task = &mut job.tasks[index as usize];
+    task.outputs_lost += 1;
+    task.push_error(error);
     let stage = job.stage_of(index);
     let was_complete = job.stage_unfinished[stage as usize] == 0;
     if let Some(output) = job.tasks[index as usize].output.take() {

@@ -55,7 +55,10 @@ fn lost(attempt: AttemptId, inputs: Vec<u32>) -> ReportedResult {
 
 fn run_all(scheduler: &mut Scheduler, now: Millis, worker: WorkerId, out: &mut Vec<Output>) {
     let grants = scheduler.pull(now, worker, 100).assignments;
-    let results = grants.iter().map(|grant| ok_with_file(grant.attempt)).collect();
+    let results = grants
+        .iter()
+        .map(|grant| ok_with_file(grant.attempt))
+        .collect();
     scheduler.report(now, worker, results, out);
 }
 
@@ -63,7 +66,10 @@ fn run_all(scheduler: &mut Scheduler, now: Millis, worker: WorkerId, out: &mut V
 fn a_stage_starts_only_when_the_previous_one_succeeded_and_reads_its_outputs() {
     let (mut scheduler, mut out, job, worker) = setup(config(), staged(3, 2));
     let maps = scheduler.pull(1, worker, 100).assignments;
-    assert_eq!(tasks_of(&maps), vec![task(job, 0), task(job, 1), task(job, 2)]);
+    assert_eq!(
+        tasks_of(&maps),
+        vec![task(job, 0), task(job, 1), task(job, 2)]
+    );
     scheduler.report(2, worker, vec![ok_with_file(maps[0].attempt)], &mut out);
     scheduler.report(2, worker, vec![ok_with_file(maps[1].attempt)], &mut out);
     assert!(scheduler.pull(3, worker, 100).assignments.is_empty());
@@ -103,21 +109,28 @@ fn a_lost_input_reruns_the_upstream_task_and_the_reader_waits_without_losing_an_
     scheduler.check_invariants().unwrap();
     assert_eq!(state_of(&scheduler, task(job, 1)), TaskState::Pending);
     assert_eq!(state_of(&scheduler, task(job, 2)), TaskState::Pending);
-    assert!(persisted(&out).contains(&JournalEvent::TaskOutputLost {
-        task: task(job, 1),
-        at: 3
-    }));
+    assert!(persisted(&out).iter().any(|event| matches!(
+        event,
+        JournalEvent::TaskOutputLost { task: lost, error } if *lost == task(job, 1) && error.at == 3
+    )));
     // Only the lost map runs; the reducer waits for it.
     let rerun = scheduler.pull(4, worker, 100).assignments;
     assert_eq!(tasks_of(&rerun), vec![task(job, 1)]);
     scheduler.report(5, worker, vec![ok_with_file(rerun[0].attempt)], &mut out);
     let again = pull_one(&mut scheduler, 6, worker);
     assert_eq!(again.task, task(job, 2));
-    assert_eq!(again.attempt_number, 1, "a lost input does not count as an attempt");
+    assert_eq!(
+        again.attempt_number, 1,
+        "a lost input does not count as an attempt"
+    );
     assert_eq!(again.inputs[1].attempt, rerun[0].attempt);
     let job_state = scheduler.job(job).unwrap();
     assert_eq!(job_state.counters.outputs_lost, 1);
-    assert_eq!(job_state.task_counters()["records"], 20, "lost counters are taken back");
+    assert_eq!(
+        job_state.task_counters()["records"],
+        20,
+        "lost counters are taken back"
+    );
     scheduler.check_invariants().unwrap();
 }
 
@@ -203,11 +216,19 @@ fn an_output_lost_as_often_as_a_task_may_be_attempted_dead_letters_it() {
         let now = 10 * round + 1;
         run_all(&mut scheduler, now, worker, &mut out);
         let reduce = pull_one(&mut scheduler, now + 1, worker);
-        scheduler.report(now + 2, worker, vec![lost(reduce.attempt, vec![0])], &mut out);
+        scheduler.report(
+            now + 2,
+            worker,
+            vec![lost(reduce.attempt, vec![0])],
+            &mut out,
+        );
         scheduler.check_invariants().unwrap();
     }
     assert_eq!(state_of(&scheduler, task(job, 0)), TaskState::DeadLettered);
-    assert!(matches!(scheduler.job(job).unwrap().state, JobState::Failed { .. }));
+    assert!(matches!(
+        scheduler.job(job).unwrap().state,
+        JobState::Failed { .. }
+    ));
 }
 
 #[test]
@@ -243,7 +264,10 @@ fn map_tasks_go_first_to_workers_holding_their_input() {
     assert_eq!(pull_one(&mut scheduler, 1, anywhere).task, task(job, 0));
     assert_eq!(scheduler.stats().local_grants, 1);
     assert_eq!(scheduler.stats().remote_grants, 1);
-    assert!(!super::super::is_local(&["/data/ab/x".into()], &["/data/a".into()]));
+    assert!(!super::super::is_local(
+        &["/data/ab/x".into()],
+        &["/data/a".into()]
+    ));
     scheduler.check_invariants().unwrap();
 }
 

@@ -87,6 +87,8 @@ pub struct SimReport {
     pub speculative: u64,
     /// Tasks dead-lettered.
     pub dead_lettered: u64,
+    /// Committed outputs lost and recomputed.
+    pub outputs_lost: u64,
 }
 
 const KINDS: &[&str] = &["noop", "command"];
@@ -105,6 +107,8 @@ struct Running {
     attempt: AttemptId,
     task: TaskId,
     finishes_at: Millis,
+    /// Upstream tasks whose outputs this attempt reads, with the worker serving each.
+    inputs: Vec<(u32, u64)>,
 }
 
 #[derive(Debug)]
@@ -139,6 +143,8 @@ struct World {
     granted: BTreeMap<AttemptId, TaskId>,
     failed_or_stopped: BTreeSet<AttemptId>,
     committed: BTreeMap<TaskId, AttemptId>,
+    /// Worker ids whose process crashed: outputs they served are gone.
+    crashed_ids: BTreeSet<WorkerId>,
     cancelled_jobs: BTreeSet<JobId>,
     trace: VecDeque<String>,
     report: SimReport,
@@ -196,6 +202,7 @@ impl World {
             granted: BTreeMap::new(),
             failed_or_stopped: BTreeSet::new(),
             committed: BTreeMap::new(),
+            crashed_ids: BTreeSet::new(),
             cancelled_jobs: BTreeSet::new(),
             trace: VecDeque::new(),
             report: SimReport::default(),
@@ -365,6 +372,7 @@ impl World {
         let reply = self.scheduler.pull(self.now, worker_id, max);
         for assignment in &reply.assignments {
             self.granted.insert(assignment.attempt, assignment.task);
+            self.check_inputs(assignment);
         }
         if reply.reregister {
             self.drop_and_reregister(index);
@@ -396,10 +404,16 @@ impl World {
                     ""
                 }
             ));
+            let inputs = assignment
+                .inputs
+                .iter()
+                .map(|input| (input.task_index, served_by(&input.file.url)))
+                .collect();
             self.workers[index].running.push(Running {
                 attempt: assignment.attempt,
                 task: assignment.task,
                 finishes_at: self.now + behaviour.duration_ms + jitter + straggle,
+                inputs,
             });
         }
     }
@@ -419,16 +433,40 @@ impl World {
             for finished in done {
                 let behaviour = self.behaviours[&finished.task];
                 let failed = behaviour.poison || self.rng.chance(behaviour.flaky_percent, 100);
-                let outcome = if failed {
+                // Inputs served by a crashed worker are gone; now and then a healthy one
+                // is reported corrupt.
+                let mut lost_inputs: Vec<u32> = Vec::new();
+                for (upstream, server) in &finished.inputs {
+                    let gone = self.crashed_ids.contains(&WorkerId(*server));
+                    if gone || (faults && self.rng.chance(1, 40)) {
+                        lost_inputs.push(*upstream);
+                    }
+                }
+                let outcome = if !lost_inputs.is_empty() {
+                    self.log(format!(
+                        "{} cannot read the outputs of tasks {lost_inputs:?}",
+                        finished.attempt
+                    ));
+                    Err(TaskFailure {
+                        lost_inputs,
+                        ..TaskFailure::retryable("inputs lost")
+                    })
+                } else if failed {
                     let mut failure =
                         TaskFailure::retryable(format!("task {} failed", finished.task));
                     failure.exit_code = Some(1);
                     Err(failure)
                 } else {
+                    let has_next_stage = self.scheduler.job(finished.task.job).is_some_and(|job| {
+                        job.spec.tasks[finished.task.index as usize].stage + 1 < job.stage_count()
+                    });
                     Ok(TaskOutput {
                         inline: finished.task.index.to_le_bytes().to_vec(),
-                        file: None,
-                        ..Default::default()
+                        file: has_next_stage.then(|| crate::model::FileRef {
+                            url: format!("sim://{}/{}", worker_id.0, finished.attempt.0),
+                            size_bytes: 1,
+                        }),
+                        counters: BTreeMap::from([("records".to_string(), 1)]),
                     })
                 };
                 let result = ReportedResult {
@@ -535,6 +573,9 @@ impl World {
         let worker = &mut self.workers[index];
         worker.alive = false;
         worker.running.clear();
+        if let Some(id) = worker.id {
+            self.crashed_ids.insert(id);
+        }
         self.log(format!("worker #{index} crashes"));
     }
 
@@ -573,10 +614,20 @@ impl World {
 
     fn submit_random_job(&mut self) {
         let task_count = 1 + self.rng.up_to(24) as usize;
+        // One job in three has stages (a MapReduce shape): each later stage starts after
+        // a random task and holds at least one task.
+        let stage_breaks: BTreeSet<usize> = if task_count > 1 && self.rng.chance(1, 3) {
+            (0..1 + self.rng.up_to(2))
+                .map(|_| 1 + self.rng.up_to(task_count as u64 - 1) as usize)
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
         let tasks = (0..task_count)
             .map(|i| TaskSpec {
                 kind: KINDS[i % 2].to_string(),
                 payload: vec![i as u8],
+                stage: stage_breaks.iter().filter(|start| **start <= i).count() as u32,
                 ..Default::default()
             })
             .collect();
@@ -705,9 +756,47 @@ impl World {
                     self.failed_or_stopped.insert(error.attempt);
                 }
                 JournalEvent::TaskDeadLettered { .. } => self.report.dead_lettered += 1,
+                JournalEvent::TaskOutputLost { task, .. } => {
+                    // Recomputed: the task may commit once more.
+                    self.committed.remove(task);
+                    self.report.outputs_lost += 1;
+                }
                 _ => {}
             }
             self.journal.push(event);
+        }
+    }
+
+    /// A task of stage s > 0 is granted only once every task of stage s - 1 committed,
+    /// and is handed exactly their committed attempts.
+    fn check_inputs(&mut self, assignment: &crate::model::Assignment) {
+        let Some(job) = self.scheduler.job(assignment.task.job) else {
+            return;
+        };
+        let stage = job.spec.tasks[assignment.task.index as usize].stage;
+        let expected: Vec<(u32, Option<AttemptId>)> = if stage == 0 {
+            Vec::new()
+        } else {
+            (0..job.spec.tasks.len() as u32)
+                .filter(|index| job.spec.tasks[*index as usize].stage == stage - 1)
+                .map(|index| {
+                    let committed = self.committed.get(&TaskId::new(job.id, index)).copied();
+                    (index, committed)
+                })
+                .collect()
+        };
+        let given: Vec<(u32, Option<AttemptId>)> = assignment
+            .inputs
+            .iter()
+            .map(|input| (input.task_index, Some(input.attempt)))
+            .collect();
+        if given != expected {
+            let problem = format!(
+                "task {} of stage {stage} granted with inputs {given:?}, expected {expected:?}",
+                assignment.task
+            );
+            self.log(format!("VIOLATION {problem}"));
+            self.violation.get_or_insert(problem);
         }
     }
 
@@ -813,6 +902,14 @@ impl World {
     }
 }
 
+/// Returns the worker id a simulated output URL (`sim://<worker>/<attempt>`) names.
+fn served_by(url: &str) -> u64 {
+    url.strip_prefix("sim://")
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -844,6 +941,7 @@ mod tests {
             total.worker_crashes += report.worker_crashes;
             total.speculative += report.speculative;
             total.dead_lettered += report.dead_lettered;
+            total.outputs_lost += report.outputs_lost;
         }
         // The schedules must actually exercise the faults they claim to.
         let runs = seeds().count() as u64;
@@ -860,6 +958,10 @@ mod tests {
                 "no straggler was ever copied: {total:?}"
             );
             assert!(total.dead_lettered > 0, "{total:?}");
+            assert!(
+                total.outputs_lost > runs / 10,
+                "stage outputs were rarely lost: {total:?}"
+            );
         }
     }
 

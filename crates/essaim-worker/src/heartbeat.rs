@@ -6,6 +6,12 @@
 //! leases). It keeps going while the worker drains, since running attempts still need
 //! their leases renewed, and announces the drain at once rather than at the next beat.
 //!
+//! Each beat also lists the jobs that have files in the scratch directory; the
+//! coordinator answers which of them nobody will read again (intermediate outputs of a
+//! finished MapReduce job, results of a forgotten job), and the worker deletes those.
+//! Intermediate files are thus removed only after their job is committed, failed or
+//! cancelled — never while a reducer may still need them.
+//!
 //! Failures are counted and logged, never fatal: the coordinator may be restarting. A
 //! worker that could not heart-beat for longer than the worker timeout has been declared
 //! dead, so once the coordinator answers again it registers afresh even if the answer
@@ -43,6 +49,8 @@ pub(crate) struct HeartbeatLoop {
     pub stop: CancellationToken,
     /// Jitter of the interval.
     pub rng: SeededRng,
+    /// The scratch directory: one subdirectory per job.
+    pub scratch_root: std::path::PathBuf,
 }
 
 impl HeartbeatLoop {
@@ -111,6 +119,7 @@ impl HeartbeatLoop {
             held_attempts: held.attempt_ids,
             draining: self.drain.is_cancelled(),
             busy_slots: held.busy_slots,
+            scratch_jobs: scratch_jobs(&self.scratch_root).await,
         };
         // A heartbeat older than one interval is worthless; give up on it and send a
         // fresh one rather than let calls pile up.
@@ -141,6 +150,9 @@ impl HeartbeatLoop {
                     );
                     self.dispatcher.cancel(response.cancel_attempts).await;
                 }
+                if !response.release_jobs.is_empty() {
+                    release_jobs(&self.scratch_root, response.release_jobs);
+                }
                 return BeatOutcome::Delivered;
             }
             Ok(Err(status)) => status.to_string(),
@@ -155,6 +167,50 @@ impl HeartbeatLoop {
         );
         BeatOutcome::Failed
     }
+}
+
+/// Returns the jobs with a directory under the scratch root (named by their decimal id).
+async fn scratch_jobs(scratch_root: &std::path::Path) -> Vec<u64> {
+    let mut jobs = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(scratch_root).await else {
+        return jobs;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        if let Some(job) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        {
+            jobs.push(job);
+        }
+        if jobs.len() >= MAX_SCRATCH_JOBS_PER_BEAT {
+            break;
+        }
+    }
+    jobs
+}
+
+/// Most scratch jobs named in one heartbeat; the rest wait for later beats.
+const MAX_SCRATCH_JOBS_PER_BEAT: usize = 1024;
+
+/// Deletes the scratch directories of released jobs, off the async threads.
+fn release_jobs(scratch_root: &std::path::Path, jobs: Vec<u64>) {
+    let scratch_root = scratch_root.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        for job in jobs {
+            let dir = scratch_root.join(job.to_string());
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::debug!(job, "released the scratch files of a finished job"),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => tracing::warn!(
+                    job,
+                    dir = %dir.display(),
+                    %error,
+                    "could not delete the scratch files of a finished job"
+                ),
+            }
+        }
+    });
 }
 
 enum BeatOutcome {

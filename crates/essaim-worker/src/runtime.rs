@@ -221,6 +221,7 @@ impl Runtime {
             drain: self.drain.clone(),
             stop: heartbeat_stop.clone(),
             rng: SeededRng::new(fresh_seed(2)),
+            scratch_root: self.attempt_settings.scratch_root.clone(),
         };
         let pull = PullLoop {
             client: client.clone(),

@@ -188,6 +188,19 @@ pub trait JobDefinition: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Runs once on the client before the job is submitted, with the expanded input
+    /// files and the number of reducers; may add parameters (a sort samples its input
+    /// here to choose the cut points of its range partitioner). The default does nothing.
+    fn prepare(
+        &self,
+        params: &mut JobParams,
+        inputs: &[std::path::PathBuf],
+        reducers: u32,
+    ) -> Result<(), JobError> {
+        let _ = (params, inputs, reducers);
+        Ok(())
+    }
+
     /// How the job's input files are cut into records.
     fn input_format(&self, params: &JobParams) -> InputFormat {
         let _ = params;

@@ -14,10 +14,16 @@
 //!   combiner), [`api::Partitioner`], and a [`api::JobDefinition`] naming them.
 
 pub mod api;
+mod cancel;
+pub mod counters;
+pub mod error;
 pub mod format;
-pub mod payload;
-pub mod streaming;
 pub mod jobs;
+mod merge;
+pub mod payload;
+pub mod sort;
+pub mod split;
+pub mod streaming;
 pub mod testing;
 
 #[cfg(test)]

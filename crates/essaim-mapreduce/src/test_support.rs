@@ -147,3 +147,35 @@ impl JobDefinition for ToyWordCount {
         })
     }
 }
+
+/// Reads every record of a file of segments, through its footer: (partition, key,
+/// value) in file order.
+pub(crate) fn read_map_output(
+    path: &std::path::Path,
+    partitions: u32,
+) -> Vec<(u32, Vec<u8>, Vec<u8>)> {
+    use crate::format::{SegmentReader, decode_footer, footer_len};
+    let bytes = std::fs::read(path).unwrap();
+    let footer_start = bytes.len() - footer_len(partitions) as usize;
+    let entries = decode_footer(
+        &bytes[footer_start..],
+        partitions,
+        bytes.len() as u64,
+        "test",
+    )
+    .unwrap();
+    let mut records = Vec::new();
+    for (partition, entry) in entries.iter().enumerate() {
+        let segment = &bytes[entry.offset as usize..(entry.offset + entry.length) as usize];
+        let mut reader = SegmentReader::new(segment, format!("partition {partition}")).unwrap();
+        while reader.advance().unwrap() {
+            records.push((
+                partition as u32,
+                reader.key().to_vec(),
+                reader.value().to_vec(),
+            ));
+        }
+        assert_eq!(reader.records_read(), entry.records);
+    }
+    records
+}

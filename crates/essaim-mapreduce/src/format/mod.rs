@@ -111,7 +111,9 @@ pub enum FormatError {
         block: u64,
     },
     /// A block's bytes do not match its checksum.
-    #[error("{segment}: checksum mismatch in block {block} (stored {stored:08x}, computed {computed:08x})")]
+    #[error(
+        "{segment}: checksum mismatch in block {block} (stored {stored:08x}, computed {computed:08x})"
+    )]
     Checksum {
         /// The segment.
         segment: String,
@@ -256,7 +258,10 @@ impl BlockHeader {
             ));
         }
         if self.records as usize > raw / 2 {
-            return Err(format!("{} records cannot fit in {raw} bytes", self.records));
+            return Err(format!(
+                "{} records cannot fit in {raw} bytes",
+                self.records
+            ));
         }
         Ok(())
     }

@@ -46,7 +46,11 @@ fn read_file(bytes: &[u8], partitions: u32) -> Result<Records, FormatError> {
         let segment = &bytes[entry.offset as usize..(entry.offset + entry.length) as usize];
         let mut reader = SegmentReader::new(Cursor::new(segment), format!("p{partition}"))?;
         while reader.advance()? {
-            records.push((partition as u32, reader.key().to_vec(), reader.value().to_vec()));
+            records.push((
+                partition as u32,
+                reader.key().to_vec(),
+                reader.value().to_vec(),
+            ));
         }
         if reader.records_read() != entry.records {
             return Err(FormatError::BadFooter {
@@ -72,15 +76,22 @@ fn records_round_trip_through_blocks_segments_and_footer() {
         let records = random_records(&mut rng, partitions, count);
         let (bytes, entries) = write_file(&records, partitions);
         assert_eq!(entries.len(), partitions as usize, "seed {seed}");
-        assert_eq!(read_file(&bytes, partitions).unwrap(), records, "seed {seed}");
+        assert_eq!(
+            read_file(&bytes, partitions).unwrap(),
+            records,
+            "seed {seed}"
+        );
     }
 }
 
 #[test]
 fn an_empty_file_has_one_empty_segment_per_partition() {
     let (bytes, entries) = write_file(&Vec::new(), 3);
-    assert!(entries.iter().all(|entry| entry.records == 0
-        && entry.length == EMPTY_SEGMENT_BYTES));
+    assert!(
+        entries
+            .iter()
+            .all(|entry| entry.records == 0 && entry.length == EMPTY_SEGMENT_BYTES)
+    );
     assert_eq!(bytes.len() as u64, 3 * EMPTY_SEGMENT_BYTES + footer_len(3));
     assert!(read_file(&bytes, 3).unwrap().is_empty());
 }
@@ -128,7 +139,10 @@ fn truncation_at_any_length_is_an_error() {
         assert!(read_error, "reader accepted a segment cut at {cut}");
         let mut verifier = SegmentVerifier::new("s".into());
         let verified = verifier.update(truncated).and_then(|()| verifier.finish());
-        assert!(verified.is_err(), "verifier accepted a segment cut at {cut}");
+        assert!(
+            verified.is_err(),
+            "verifier accepted a segment cut at {cut}"
+        );
     }
 }
 
@@ -150,13 +164,19 @@ fn errors_name_the_segment_and_the_problem() {
     let error = SegmentReader::new(Cursor::new(wrong_version), "s".into())
         .err()
         .unwrap();
-    assert!(matches!(error, FormatError::UnsupportedVersion { found: 9, .. }));
+    assert!(matches!(
+        error,
+        FormatError::UnsupportedVersion { found: 9, .. }
+    ));
 
     let mut flipped = segment.to_vec();
     flipped[SEGMENT_HEADER_BYTES + BLOCK_HEADER_BYTES] ^= 1;
     let mut reader = SegmentReader::new(Cursor::new(flipped), "s".into()).unwrap();
     let error = reader.advance().unwrap_err();
-    assert!(matches!(error, FormatError::Checksum { block: 0, .. }), "{error}");
+    assert!(
+        matches!(error, FormatError::Checksum { block: 0, .. }),
+        "{error}"
+    );
 }
 
 #[test]

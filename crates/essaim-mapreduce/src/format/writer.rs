@@ -4,8 +4,8 @@
 use std::io::{self, Write};
 
 use super::{
-    BLOCK_HEADER_BYTES, BlockHeader, FORMAT_VERSION, MAX_RECORD_BYTES, SEGMENT_MAGIC,
-    SegmentEntry, TARGET_BLOCK_BYTES, block_crc, encode_footer, put_varint,
+    BLOCK_HEADER_BYTES, BlockHeader, FORMAT_VERSION, MAX_RECORD_BYTES, SEGMENT_MAGIC, SegmentEntry,
+    TARGET_BLOCK_BYTES, block_crc, encode_footer, put_varint,
 };
 
 /// Writes a spill file or a map output: one segment per partition, in partition order,

@@ -21,6 +21,7 @@ pub mod format;
 pub mod jobs;
 mod merge;
 pub mod payload;
+pub mod plan;
 pub mod sort;
 pub mod split;
 pub mod streaming;

@@ -1,0 +1,457 @@
+//! Planning a job on the client: expand the inputs, check the output directory, cut the
+//! inputs into splits and lay out the tasks of every stage.
+//!
+//! Everything a job needs is decided here, before submission, so that a malformed
+//! request (missing input, output directory that exists, unknown parameter) is refused
+//! with a clear error before any task runs, and so that the coordinator only sees task
+//! kinds and payloads.
+//!
+//! Inputs follow Hadoop's conventions: a directory stands for the files it holds
+//! (recursively), skipping names that start with `_` or `.` (markers such as `_SUCCESS`
+//! and hidden files); a pattern with `*`, `?` or `[` is a glob. Paths are made absolute,
+//! since workers do not share the client's working directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::api::{InputFormat, JobDefinition, JobError, JobParams};
+use crate::payload::{
+    COMMIT_KIND, CommitTaskPayload, InputSplit, JobConfig, MAP_KIND, MapTaskPayload,
+    PAYLOAD_VERSION, REDUCE_KIND, ReduceTaskPayload, TEMPORARY_DIR,
+};
+
+/// Default size of an input split (Hadoop's block size).
+pub const DEFAULT_SPLIT_BYTES: u64 = 64 * 1024 * 1024;
+/// Default sort buffer of a map task.
+pub const DEFAULT_SORT_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
+/// Default number of runs merged at once.
+pub const DEFAULT_MERGE_FACTOR: u32 = 16;
+/// Most reducers per step.
+pub const MAX_REDUCERS: u32 = 10_000;
+/// The last split of a file may be this much larger than the split size rather than
+/// leave a tiny split behind (Hadoop's `SPLIT_SLOP`).
+const SPLIT_SLOP: f64 = 1.1;
+
+/// Why a job could not be planned. Every variant is the user's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// An input matched nothing.
+    #[error("input `{0}` does not exist or matches no file")]
+    MissingInput(String),
+    /// An input could not be read.
+    #[error("input `{path}` cannot be read: {error}")]
+    UnreadableInput {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// A glob pattern is malformed.
+    #[error("input pattern `{pattern}` is invalid: {reason}")]
+    BadPattern {
+        /// The pattern.
+        pattern: String,
+        /// Why.
+        reason: String,
+    },
+    /// No input was given.
+    #[error("no input: give at least one --input")]
+    NoInput,
+    /// The output directory exists.
+    #[error("output directory `{0}` already exists (pass --overwrite to replace it)")]
+    OutputExists(PathBuf),
+    /// The output directory cannot be prepared.
+    #[error("output directory `{path}`: {error}")]
+    Output {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The output directory is among the inputs.
+    #[error("output directory `{0}` is also an input")]
+    OutputIsInput(PathBuf),
+    /// An option is out of range.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The option.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The job refused its parameters.
+    #[error("job `{job}`: {error}")]
+    Job {
+        /// The job.
+        job: String,
+        /// What it said.
+        error: JobError,
+    },
+}
+
+/// What a user asks for.
+#[derive(Debug, Clone)]
+pub struct JobRequest {
+    /// Parameters of the job.
+    pub params: JobParams,
+    /// Input files, directories or globs, as given.
+    pub inputs: Vec<String>,
+    /// Output directory.
+    pub output_dir: PathBuf,
+    /// Reducers per step.
+    pub reducers: u32,
+    /// Split size.
+    pub split_bytes: u64,
+    /// Sort buffer of each map task.
+    pub sort_buffer_bytes: u64,
+    /// Runs merged at once.
+    pub merge_factor: u32,
+}
+
+/// One task of the planned job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedTask {
+    /// Its stage.
+    pub stage: u32,
+    /// Its kind.
+    pub kind: &'static str,
+    /// Its JSON payload.
+    pub payload: Vec<u8>,
+    /// Paths it reads, for data locality.
+    pub locality: Vec<String>,
+}
+
+/// A job ready to submit.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    /// The tasks, stage by stage.
+    pub tasks: Vec<PlannedTask>,
+    /// The expanded input files.
+    pub input_files: Vec<PathBuf>,
+    /// Bytes of input.
+    pub input_bytes: u64,
+    /// Map tasks.
+    pub map_tasks: u32,
+    /// Steps.
+    pub steps: u32,
+    /// The shared configuration, as every task received it.
+    pub config: JobConfig,
+}
+
+/// Plans `job` for `request`: expands inputs, validates parameters, runs the job's
+/// client-side `prepare`, and lays out map, reduce and commit tasks. Does not touch the
+/// output directory (see [`prepare_output_dir`]).
+pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<PlannedJob, PlanError> {
+    let job_error = |error: JobError| PlanError::Job {
+        job: job.name().to_string(),
+        error,
+    };
+    if request.reducers == 0 || request.reducers > MAX_REDUCERS {
+        return Err(PlanError::Invalid {
+            field: "reducers",
+            reason: format!("{} is not in 1..={MAX_REDUCERS}", request.reducers),
+        });
+    }
+    if request.split_bytes < 4096 {
+        return Err(PlanError::Invalid {
+            field: "split size",
+            reason: format!("{} bytes is below 4 KiB", request.split_bytes),
+        });
+    }
+    if request.sort_buffer_bytes < 64 * 1024 {
+        return Err(PlanError::Invalid {
+            field: "sort buffer",
+            reason: format!("{} bytes is below 64 KiB", request.sort_buffer_bytes),
+        });
+    }
+    if request.merge_factor < 2 {
+        return Err(PlanError::Invalid {
+            field: "merge factor",
+            reason: "at least 2 runs must be merged at once".into(),
+        });
+    }
+    let mut params = request.params.clone();
+    job.validate(&params).map_err(job_error)?;
+    let input_files = expand_inputs(&request.inputs)?;
+    let output_dir = absolute(&request.output_dir)?;
+    if input_files.iter().any(|file| file.starts_with(&output_dir)) {
+        return Err(PlanError::OutputIsInput(output_dir));
+    }
+    job.prepare(&mut params, &input_files, request.reducers)
+        .map_err(job_error)?;
+    let steps = job.steps(&params);
+    if steps == 0 || steps > 64 {
+        return Err(PlanError::Invalid {
+            field: "steps",
+            reason: format!("the job has {steps} steps; 1 to 64 are allowed"),
+        });
+    }
+    let config = JobConfig {
+        version: PAYLOAD_VERSION,
+        job: job.name().to_string(),
+        params,
+        steps: steps as u32,
+        reducers: request.reducers,
+        output_dir,
+        sort_buffer_bytes: request.sort_buffer_bytes,
+        merge_factor: request.merge_factor,
+    };
+    let mut input_bytes = 0;
+    let mut tasks = Vec::new();
+    for file in &input_files {
+        let size = std::fs::metadata(file)
+            .map_err(|error| PlanError::UnreadableInput {
+                path: file.clone(),
+                error,
+            })?
+            .len();
+        input_bytes += size;
+        for split in split_file(file, size, request.split_bytes, job.input_format(&config.params))
+        {
+            tasks.push(PlannedTask {
+                stage: 0,
+                kind: MAP_KIND,
+                payload: to_json(&MapTaskPayload {
+                    config: config.clone(),
+                    split,
+                }),
+                locality: vec![file.to_string_lossy().into_owned()],
+            });
+        }
+    }
+    let map_tasks = tasks.len() as u32;
+    for step in 0..config.steps {
+        for partition in 0..config.reducers {
+            tasks.push(PlannedTask {
+                stage: step + 1,
+                kind: REDUCE_KIND,
+                payload: to_json(&ReduceTaskPayload {
+                    config: config.clone(),
+                    step,
+                    partition,
+                }),
+                locality: Vec::new(),
+            });
+        }
+    }
+    tasks.push(PlannedTask {
+        stage: config.steps + 1,
+        kind: COMMIT_KIND,
+        payload: to_json(&CommitTaskPayload {
+            config: config.clone(),
+        }),
+        locality: Vec::new(),
+    });
+    Ok(PlannedJob {
+        tasks,
+        input_files,
+        input_bytes,
+        map_tasks,
+        steps: config.steps,
+        config,
+    })
+}
+
+/// Cuts one file into splits of about `split_bytes` (one split for whole-file input,
+/// and one empty split for an empty file, so that every file is seen by a mapper).
+fn split_file(path: &Path, size: u64, split_bytes: u64, format: InputFormat) -> Vec<InputSplit> {
+    let whole = |length| InputSplit {
+        path: path.to_path_buf(),
+        start: 0,
+        length,
+    };
+    if format == InputFormat::WholeFiles || size == 0 {
+        return vec![whole(size)];
+    }
+    let mut splits = Vec::new();
+    let mut start = 0;
+    while (size - start) as f64 > split_bytes as f64 * SPLIT_SLOP {
+        splits.push(InputSplit {
+            path: path.to_path_buf(),
+            start,
+            length: split_bytes,
+        });
+        start += split_bytes;
+    }
+    splits.push(InputSplit {
+        path: path.to_path_buf(),
+        start,
+        length: size - start,
+    });
+    splits
+}
+
+/// Expands files, directories and globs into a sorted, deduplicated list of absolute
+/// paths of regular files.
+pub fn expand_inputs(inputs: &[String]) -> Result<Vec<PathBuf>, PlanError> {
+    if inputs.is_empty() {
+        return Err(PlanError::NoInput);
+    }
+    let mut files = Vec::new();
+    for input in inputs {
+        let before = files.len();
+        if input.contains(['*', '?', '[']) {
+            let matches = glob::glob(input).map_err(|error| PlanError::BadPattern {
+                pattern: input.clone(),
+                reason: error.to_string(),
+            })?;
+            for entry in matches {
+                let path = entry.map_err(|error| PlanError::UnreadableInput {
+                    path: error.path().to_path_buf(),
+                    error: std::io::Error::other(error.to_string()),
+                })?;
+                collect_files(&path, &mut files)?;
+            }
+        } else {
+            let path = PathBuf::from(input);
+            if !path.exists() {
+                return Err(PlanError::MissingInput(input.clone()));
+            }
+            collect_files(&path, &mut files)?;
+        }
+        if files.len() == before && !Path::new(input).is_dir() {
+            return Err(PlanError::MissingInput(input.clone()));
+        }
+    }
+    let mut absolute_files = files
+        .iter()
+        .map(|file| absolute(file))
+        .collect::<Result<Vec<_>, _>>()?;
+    absolute_files.sort();
+    absolute_files.dedup();
+    if absolute_files.is_empty() {
+        return Err(PlanError::MissingInput(inputs.join(" ")));
+    }
+    Ok(absolute_files)
+}
+
+/// Adds `path` (a file) or the files under it (a directory), skipping `_` and `.` names.
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), PlanError> {
+    let unreadable = |error| PlanError::UnreadableInput {
+        path: path.to_path_buf(),
+        error,
+    };
+    let metadata = std::fs::metadata(path).map_err(unreadable)?;
+    if metadata.is_file() {
+        std::fs::File::open(path).map_err(unreadable)?;
+        files.push(path.to_path_buf());
+        return Ok(());
+    }
+    if !metadata.is_dir() {
+        return Ok(());
+    }
+    let mut entries = std::fs::read_dir(path)
+        .map_err(unreadable)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(unreadable)?;
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let hidden = name
+            .to_str()
+            .is_some_and(|name| name.starts_with('_') || name.starts_with('.'));
+        if !hidden {
+            collect_files(&entry.path(), files)?;
+        }
+    }
+    Ok(())
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, PlanError> {
+    std::path::absolute(path).map_err(|error| PlanError::Output {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// Makes the output directory ready: refuses an existing one unless `overwrite`, in which
+/// case it is removed first; then creates it with its `_temporary` directory. Returns
+/// its absolute path.
+pub fn prepare_output_dir(dir: &Path, overwrite: bool) -> Result<PathBuf, PlanError> {
+    let dir = absolute(dir)?;
+    let io = |error| PlanError::Output {
+        path: dir.clone(),
+        error,
+    };
+    if dir.exists() {
+        if !overwrite {
+            return Err(PlanError::OutputExists(dir));
+        }
+        if dir.is_dir() {
+            std::fs::remove_dir_all(&dir).map_err(io)?;
+        } else {
+            std::fs::remove_file(&dir).map_err(io)?;
+        }
+    }
+    std::fs::create_dir_all(dir.join(TEMPORARY_DIR)).map_err(io)?;
+    Ok(dir)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("payloads are plain data and always serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_cover_a_file_exactly_and_the_last_one_absorbs_a_small_tail() {
+        let path = Path::new("/f");
+        let splits = split_file(path, 1005, 100, InputFormat::Lines);
+        assert_eq!(splits.len(), 10);
+        assert_eq!(splits.last().unwrap().length, 105);
+        let total: u64 = splits.iter().map(|s| s.length).sum();
+        assert_eq!(total, 1005);
+        assert_eq!(split_file(path, 1050, 100, InputFormat::Lines).len(), 11);
+        for pair in splits.windows(2) {
+            assert_eq!(pair[0].start + pair[0].length, pair[1].start);
+        }
+        assert_eq!(split_file(path, 0, 100, InputFormat::Lines).len(), 1);
+        assert_eq!(split_file(path, 5000, 100, InputFormat::WholeFiles).len(), 1);
+    }
+
+    #[test]
+    fn inputs_expand_directories_and_globs_and_skip_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), "a").unwrap();
+        std::fs::write(dir.path().join("b.txt"), "b").unwrap();
+        std::fs::write(dir.path().join("_SUCCESS"), "").unwrap();
+        std::fs::write(dir.path().join(".hidden"), "").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/c.log"), "c").unwrap();
+        let all = expand_inputs(&[dir.path().to_string_lossy().into_owned()]).unwrap();
+        let names: Vec<_> = all
+            .iter()
+            .map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["a.txt", "b.txt", "sub/c.log"]);
+        let pattern = format!("{}/*.txt", dir.path().display());
+        assert_eq!(expand_inputs(&[pattern]).unwrap().len(), 2);
+        let missing = format!("{}/nope", dir.path().display());
+        assert!(matches!(
+            expand_inputs(&[missing]),
+            Err(PlanError::MissingInput(_))
+        ));
+        let no_match = format!("{}/*.csv", dir.path().display());
+        assert!(matches!(
+            expand_inputs(&[no_match]),
+            Err(PlanError::MissingInput(_))
+        ));
+        assert!(matches!(expand_inputs(&[]), Err(PlanError::NoInput)));
+    }
+
+    #[test]
+    fn an_existing_output_directory_is_refused_unless_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("part-00000"), "old").unwrap();
+        assert!(matches!(
+            prepare_output_dir(&out, false),
+            Err(PlanError::OutputExists(_))
+        ));
+        prepare_output_dir(&out, true).unwrap();
+        assert!(!out.join("part-00000").exists());
+        assert!(out.join(TEMPORARY_DIR).is_dir());
+    }
+}

@@ -316,6 +316,19 @@ fn map_split(
     Ok(output.pairs)
 }
 
+/// Sorts `pairs` by key as the framework does (stable: equal keys keep their order),
+/// feeds them to `reducer` one key at a time, calls `finish`, and returns what it
+/// emitted. Handy to test a reducer, or mappers and a reducer wired by hand.
+pub fn reduce_pairs(
+    reducer: &mut dyn crate::api::Reducer,
+    mut pairs: Vec<Pair>,
+) -> Result<Vec<Pair>, JobError> {
+    sort_by_key_stable(&mut pairs);
+    let mut output = CollectEmit::default();
+    reduce_sorted(reducer, &pairs, &mut output)?;
+    Ok(output.pairs)
+}
+
 /// Sorts pairs by key bytes, keeping the order of equal keys.
 fn sort_by_key_stable(pairs: &mut [Pair]) {
     pairs.sort_by(|left, right| left.0.cmp(&right.0));
@@ -433,8 +446,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = write(dir.path(), "f1", b"b\na\nb\n");
         let second = write(dir.path(), "f2", b"a\nb");
-        let output = run_in_memory(&OrderProbe, &JobParams::default(), &[first, second], 2)
-            .unwrap();
+        let output =
+            run_in_memory(&OrderProbe, &JobParams::default(), &[first, second], 2).unwrap();
         // 'a' = 97 goes to part 1, 'b' = 98 to part 0.
         assert_eq!(
             output,

@@ -206,7 +206,10 @@ mod tests {
         assert_eq!(parse_decimal(b"-"), None);
         assert_eq!(parse_decimal(b"1a"), None);
         assert_eq!(parse_decimal(b"+1"), None);
-        assert_eq!(parse_decimal(b"999999999999999999999999999999999999999999"), None);
+        assert_eq!(
+            parse_decimal(b"999999999999999999999999999999999999999999"),
+            None
+        );
     }
 
     #[test]

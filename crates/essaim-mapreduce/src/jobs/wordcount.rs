@@ -225,7 +225,7 @@ mod tests {
                 state ^= state >> 27;
                 let random = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
                 // Mostly a small alphabet (many repeats), sometimes any byte.
-                if random % 7 == 0 {
+                if random.is_multiple_of(7) {
                     (random >> 32) as u8
                 } else {
                     alphabet[((random >> 40) % alphabet.len() as u64) as usize]

@@ -1,0 +1,282 @@
+//! `dedup`: finds duplicates by content signature, whole files (identical videos,
+//! images, archives) or lines.
+//!
+//! Each member (a file, or a line of a file) gets a signature, the BLAKE3 hash of its
+//! bytes; members with the same signature are grouped by the shuffle, and the reducer
+//! reports each group with more than one member. BLAKE3 rather than a fast
+//! non-cryptographic hash: two different contents that collide would be reported as
+//! duplicates, and someone may delete one on the strength of it.
+//!
+//! Modes (param `by`):
+//! - `file` (default): one record per file ([`InputFormat::WholeFiles`]); the mapper
+//!   reads the file itself, streaming, so files of any size hash in constant memory.
+//!   Members are paths.
+//! - `line`: one record per line; members are `path:offset` (the byte offset of the
+//!   line in its file). A trailing `\r` is not part of the line, so CRLF and LF files
+//!   agree. Blank lines (only ASCII whitespace) are skipped unless `skip_blank=false`.
+//!
+//! Output: one line per duplicate group, `signature<TAB>count<TAB>member1,member2,…`
+//! where the signature is 64 lower-case hex digits and members are sorted by path,
+//! then offset (numerically). Groups are sorted by signature within each part. The
+//! reducer holds one group's members in memory.
+
+use std::fmt::Write as _;
+
+use crate::api::{
+    Emit, InputFormat, JobDefinition, JobError, JobParams, Mapper, Record, Reducer, Values,
+};
+use crate::jobs::common::{bool_param, path_bytes, push_decimal, trim_carriage_return};
+
+/// Name of the job.
+pub const NAME: &str = "dedup";
+/// Parameter: what a member is, `file` (default) or `line`.
+pub const BY_PARAM: &str = "by";
+/// Parameter: in `line` mode, skip lines that are empty or only whitespace (default
+/// `true`).
+pub const SKIP_BLANK_PARAM: &str = "skip_blank";
+
+/// The `dedup` job.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Dedup;
+
+/// What one member of a group is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    File,
+    Line { skip_blank: bool },
+}
+
+impl Mode {
+    fn parse(params: &JobParams) -> Result<Self, JobError> {
+        match params.get(BY_PARAM).unwrap_or("file") {
+            "file" => Ok(Self::File),
+            "line" => Ok(Self::Line {
+                skip_blank: bool_param(params, SKIP_BLANK_PARAM, true)?,
+            }),
+            other => Err(JobError::permanent(format!(
+                "parameter `{BY_PARAM}` = `{other}`: expected `file` or `line`"
+            ))),
+        }
+    }
+}
+
+impl JobDefinition for Dedup {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn description(&self) -> &str {
+        "reports groups of identical files (`by=file`) or lines (`by=line`): \
+         `signature<TAB>count<TAB>members`"
+    }
+
+    fn validate(&self, params: &JobParams) -> Result<(), JobError> {
+        Mode::parse(params).map(|_| ())
+    }
+
+    fn input_format(&self, params: &JobParams) -> InputFormat {
+        match Mode::parse(params) {
+            Ok(Mode::Line { .. }) => InputFormat::Lines,
+            // An invalid mode is refused by `validate` before anything runs.
+            Ok(Mode::File) | Err(_) => InputFormat::WholeFiles,
+        }
+    }
+
+    fn mapper(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Mapper>, JobError> {
+        Ok(Box::new(DedupMapper {
+            mode: Mode::parse(params)?,
+            member: Vec::new(),
+        }))
+    }
+
+    fn reducer(&self, _params: &JobParams, _step: usize) -> Result<Box<dyn Reducer>, JobError> {
+        Ok(Box::new(DuplicateGroups::default()))
+    }
+}
+
+/// Emits (raw 32-byte signature, member) for each record. A member is the path, then,
+/// in line mode, a NUL and the offset as u64 big-endian: paths hold no NUL, so sorting
+/// members as bytes sorts them by path, then offset.
+struct DedupMapper {
+    mode: Mode,
+    member: Vec<u8>,
+}
+
+impl Mapper for DedupMapper {
+    fn map(&mut self, record: &Record<'_>, out: &mut dyn Emit) -> Result<(), JobError> {
+        self.member.clear();
+        self.member.extend_from_slice(path_bytes(record.path));
+        let signature = match self.mode {
+            Mode::File => hash_file(record.path)?,
+            Mode::Line { skip_blank } => {
+                let line = trim_carriage_return(record.data);
+                if skip_blank && line.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(());
+                }
+                self.member.push(0);
+                self.member.extend_from_slice(&record.offset.to_be_bytes());
+                blake3::hash(line)
+            }
+        };
+        out.emit(signature.as_bytes(), &self.member)
+    }
+}
+
+/// Hashes a file's bytes, reading it in chunks.
+fn hash_file(path: &std::path::Path) -> Result<blake3::Hash, JobError> {
+    let file = std::fs::File::open(path).map_err(|error| {
+        JobError::retryable(format!("failed to open `{}`: {error}", path.display()))
+    })?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file).map_err(|error| {
+        JobError::retryable(format!("failed to read `{}`: {error}", path.display()))
+    })?;
+    Ok(hasher.finalize())
+}
+
+/// Collects a signature's members and reports the group when it has several.
+#[derive(Default)]
+struct DuplicateGroups {
+    members: Vec<Vec<u8>>,
+    line: Vec<u8>,
+}
+
+impl Reducer for DuplicateGroups {
+    fn reduce(
+        &mut self,
+        key: &[u8],
+        values: &mut dyn Values,
+        out: &mut dyn Emit,
+    ) -> Result<(), JobError> {
+        self.members.clear();
+        while let Some(member) = values.next_value()? {
+            self.members.push(member.to_vec());
+        }
+        if self.members.len() < 2 {
+            return Ok(());
+        }
+        self.members.sort();
+        let signature = key.iter().fold(String::new(), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        });
+        self.line.clear();
+        push_decimal(&mut self.line, self.members.len() as i128);
+        self.line.push(b'\t');
+        for (index, member) in self.members.iter().enumerate() {
+            if index > 0 {
+                self.line.push(b',');
+            }
+            match member.iter().position(|byte| *byte == 0) {
+                None => self.line.extend_from_slice(member),
+                Some(nul) => {
+                    let offset: [u8; 8] = member[nul + 1..]
+                        .try_into()
+                        .map_err(|_| JobError::permanent("dedup: malformed member"))?;
+                    self.line.extend_from_slice(&member[..nul]);
+                    self.line.push(b':');
+                    push_decimal(&mut self.line, i128::from(u64::from_be_bytes(offset)));
+                }
+            }
+        }
+        out.emit(signature.as_bytes(), &self.line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::run_in_memory;
+
+    fn text(lines: &[Vec<u8>]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|line| String::from_utf8(line.clone()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn identical_files_are_grouped_and_unique_files_are_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = vec![7u8; 300_000];
+        let paths: Vec<_> = ["c.mp4", "a.mp4", "b.mp4", "empty1", "empty2"]
+            .iter()
+            .map(|name| dir.path().join(name))
+            .collect();
+        std::fs::write(&paths[0], &video).unwrap();
+        std::fs::write(&paths[1], &video).unwrap();
+        let mut other = video.clone();
+        other[299_999] = 8;
+        std::fs::write(&paths[2], &other).unwrap();
+        std::fs::write(&paths[3], b"").unwrap();
+        std::fs::write(&paths[4], b"").unwrap();
+
+        let output = run_in_memory(&Dedup, &JobParams::default(), &paths, 2).unwrap();
+        let mut output = text(&output);
+        output.sort();
+        let mut expected = vec![
+            format!(
+                "{}\t2\t{},{}",
+                blake3::hash(&video).to_hex(),
+                paths[1].display(),
+                paths[0].display()
+            ),
+            format!(
+                "{}\t2\t{},{}",
+                blake3::hash(b"").to_hex(),
+                paths[3].display(),
+                paths[4].display()
+            ),
+        ];
+        expected.sort();
+        assert_eq!(output, expected);
+    }
+
+    #[test]
+    fn duplicate_lines_are_reported_with_path_and_numeric_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("x");
+        let second = dir.path().join("y");
+        // "dup" at offsets 0 and 15 of x (CRLF there), "hello" at 3 and 10 of y; blank
+        // lines skipped.
+        std::fs::write(&first, "dup\r\nunique\r\n\r\ndup\r\n").unwrap();
+        std::fs::write(&second, "  \nhello\n\nhello").unwrap();
+        let mut params = JobParams::default();
+        params.set(BY_PARAM, "line");
+        let output =
+            text(&run_in_memory(&Dedup, &params, &[second.clone(), first.clone()], 1).unwrap());
+        let mut expected = vec![
+            format!(
+                "{}\t2\t{}:0,{}:15",
+                blake3::hash(b"dup").to_hex(),
+                first.display(),
+                first.display()
+            ),
+            format!(
+                "{}\t2\t{}:3,{}:10",
+                blake3::hash(b"hello").to_hex(),
+                second.display(),
+                second.display()
+            ),
+        ];
+        expected.sort();
+        assert_eq!(output, expected);
+
+        params.set(SKIP_BLANK_PARAM, "false");
+        let output =
+            text(&run_in_memory(&Dedup, &params, &[second.clone(), first.clone()], 1).unwrap());
+        assert_eq!(
+            output.len(),
+            3,
+            "empty lines of x and y form a group: {output:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_mode_is_refused_by_name() {
+        let mut params = JobParams::default();
+        params.set(BY_PARAM, "frame");
+        let error = Dedup.validate(&params).unwrap_err();
+        assert!(error.message.contains(BY_PARAM) && !error.retryable);
+    }
+}

@@ -1,0 +1,567 @@
+//! `join`: a reduce-side equi-join of two CSV inputs on named columns.
+//!
+//! The classic MapReduce join: mappers tag each row with its side (left or right) and
+//! emit it under its join key; the shuffle brings every row with the same key to one
+//! reducer, which pairs them up. A record's side is decided by its path: it belongs to
+//! the side whose parameter (`left` or `right`, a path or a path prefix) its path
+//! starts with, byte for byte; when both match, the longer parameter wins (so
+//! `left=data/a` and `right=data/a/b` work), and a path that matches neither fails the
+//! task with a permanent error.
+//!
+//! Each file starts with a header line naming its columns; the key column is found by
+//! name (`left_key`, `right_key`). A map task that starts mid-file has no header in its
+//! split, so it reads the file's first line itself (at most 1 MiB) once per file; the
+//! header line itself (offset 0) is not a row.
+//!
+//! The dialect is plain: fields are cut at every `separator` byte, with no quoting and
+//! no escaping (a field cannot contain the separator); a trailing `\r` is dropped and
+//! empty lines are skipped. A row with too few fields to have the key column is an
+//! error naming the file and the byte offset.
+//!
+//! Output rows (no header): the left row as it is, then the right row without its key
+//! column, joined by the separator. Within a key, left rows come in (path, offset)
+//! order and, for each, the right rows in (path, offset) order; keys are sorted by
+//! bytes within each part. With `kind=left`, a left row without any right row is output
+//! with empty right fields; the reducer learns how many from the header of the first
+//! right file (in byte order of paths under `right`). The reducer holds the rows of one
+//! key in memory.
+//!
+//! Parameters: `left`, `right`, `left_key`, `right_key` (required), `kind` (`inner`,
+//! default, or `left`), `separator` (one byte, default `,`; `\t` or `tab` for a tab).
+
+use std::path::{Path, PathBuf};
+
+use rustc_hash::FxHashMap;
+
+use crate::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer, Values};
+use crate::jobs::common::{
+    byte_param, non_empty_param, path_bytes, record_location, trim_carriage_return,
+};
+
+/// Name of the job.
+pub const NAME: &str = "join";
+/// Parameter: path or path prefix of the left input (required).
+pub const LEFT_PARAM: &str = "left";
+/// Parameter: path or path prefix of the right input (required).
+pub const RIGHT_PARAM: &str = "right";
+/// Parameter: name of the left input's key column (required).
+pub const LEFT_KEY_PARAM: &str = "left_key";
+/// Parameter: name of the right input's key column (required).
+pub const RIGHT_KEY_PARAM: &str = "right_key";
+/// Parameter: `inner` (default) or `left`.
+pub const KIND_PARAM: &str = "kind";
+/// Parameter: the field separator, one byte (default `,`).
+pub const SEPARATOR_PARAM: &str = "separator";
+
+/// Longest header line the job reads.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+const TAG_LEFT: u8 = b'L';
+const TAG_RIGHT: u8 = b'R';
+
+/// The `join` job.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Join;
+
+/// Which rows a join keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JoinKind {
+    /// Only left rows with at least one right row.
+    Inner,
+    /// Every left row; empty right fields when there is no right row.
+    Left,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    left: String,
+    right: String,
+    left_key: String,
+    right_key: String,
+    kind: JoinKind,
+    separator: u8,
+}
+
+impl Settings {
+    fn parse(params: &JobParams) -> Result<Self, JobError> {
+        let kind = match params.get(KIND_PARAM).unwrap_or("inner") {
+            "inner" => JoinKind::Inner,
+            "left" => JoinKind::Left,
+            other => {
+                return Err(JobError::permanent(format!(
+                    "parameter `{KIND_PARAM}` = `{other}`: expected `inner` or `left`"
+                )));
+            }
+        };
+        let settings = Self {
+            left: non_empty_param(params, LEFT_PARAM)?.to_string(),
+            right: non_empty_param(params, RIGHT_PARAM)?.to_string(),
+            left_key: non_empty_param(params, LEFT_KEY_PARAM)?.to_string(),
+            right_key: non_empty_param(params, RIGHT_KEY_PARAM)?.to_string(),
+            kind,
+            separator: byte_param(params, SEPARATOR_PARAM, b',')?,
+        };
+        if settings.left == settings.right {
+            return Err(JobError::permanent(format!(
+                "parameters `{LEFT_PARAM}` and `{RIGHT_PARAM}` must differ"
+            )));
+        }
+        Ok(settings)
+    }
+
+    /// The side of a path: the matching prefix parameter, the longer when both match.
+    fn side_of(&self, path: &Path) -> Option<u8> {
+        let path = path_bytes(path);
+        let matches_left = path.starts_with(self.left.as_bytes());
+        let matches_right = path.starts_with(self.right.as_bytes());
+        match (matches_left, matches_right) {
+            (true, true) if self.right.len() > self.left.len() => Some(TAG_RIGHT),
+            (true, _) => Some(TAG_LEFT),
+            (false, true) => Some(TAG_RIGHT),
+            (false, false) => None,
+        }
+    }
+}
+
+impl JobDefinition for Join {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn description(&self) -> &str {
+        "joins two CSV inputs on named key columns (`left`, `right`, `left_key`, `right_key`)"
+    }
+
+    fn validate(&self, params: &JobParams) -> Result<(), JobError> {
+        Settings::parse(params).map(|_| ())
+    }
+
+    fn mapper(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Mapper>, JobError> {
+        Ok(Box::new(JoinMapper {
+            settings: Settings::parse(params)?,
+            key_columns: FxHashMap::default(),
+            value: Vec::new(),
+        }))
+    }
+
+    fn reducer(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Reducer>, JobError> {
+        Ok(Box::new(JoinReducer {
+            settings: Settings::parse(params)?,
+            right_padding: None,
+            lefts: Vec::new(),
+            rights: Vec::new(),
+            row: Vec::new(),
+        }))
+    }
+}
+
+/// Reads the first line of a file (without its terminator), refusing one longer than
+/// [`MAX_HEADER_BYTES`].
+fn read_first_line(path: &Path) -> Result<Vec<u8>, JobError> {
+    use std::io::{BufRead, Read};
+    let file = std::fs::File::open(path).map_err(|error| {
+        JobError::retryable(format!("failed to open `{}`: {error}", path.display()))
+    })?;
+    let mut reader = std::io::BufReader::new(file).take(MAX_HEADER_BYTES + 1);
+    let mut line = Vec::new();
+    reader.read_until(b'\n', &mut line).map_err(|error| {
+        JobError::retryable(format!("failed to read `{}`: {error}", path.display()))
+    })?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() as u64 > MAX_HEADER_BYTES {
+        return Err(JobError::permanent(format!(
+            "the header line of `{}` is longer than {MAX_HEADER_BYTES} bytes",
+            path.display()
+        )));
+    }
+    Ok(trim_carriage_return(&line).to_vec())
+}
+
+/// The index of the column named `name` in a header line.
+fn column_index(
+    header: &[u8],
+    separator: u8,
+    name: &str,
+    param: &str,
+    path: &Path,
+) -> Result<usize, JobError> {
+    header
+        .split(|byte| *byte == separator)
+        .position(|column| column == name.as_bytes())
+        .ok_or_else(|| {
+            JobError::permanent(format!(
+                "parameter `{param}`: column `{name}` is not in the header of `{}`",
+                path.display()
+            ))
+        })
+}
+
+struct JoinMapper {
+    settings: Settings,
+    /// Key column of each file seen, from its header.
+    key_columns: FxHashMap<PathBuf, usize>,
+    value: Vec<u8>,
+}
+
+impl JoinMapper {
+    fn key_column(
+        &mut self,
+        path: &Path,
+        side: u8,
+        header: Option<&[u8]>,
+    ) -> Result<usize, JobError> {
+        if let Some(column) = self.key_columns.get(path) {
+            return Ok(*column);
+        }
+        let header = match header {
+            Some(header) => trim_carriage_return(header).to_vec(),
+            None => read_first_line(path)?,
+        };
+        let (name, param) = if side == TAG_LEFT {
+            (&self.settings.left_key, LEFT_KEY_PARAM)
+        } else {
+            (&self.settings.right_key, RIGHT_KEY_PARAM)
+        };
+        let column = column_index(&header, self.settings.separator, name, param, path)?;
+        self.key_columns.insert(path.to_path_buf(), column);
+        Ok(column)
+    }
+}
+
+impl Mapper for JoinMapper {
+    fn map(&mut self, record: &Record<'_>, out: &mut dyn Emit) -> Result<(), JobError> {
+        let Some(side) = self.settings.side_of(record.path) else {
+            return Err(JobError::permanent(format!(
+                "input `{}` is under neither `{LEFT_PARAM}` = `{}` nor `{RIGHT_PARAM}` = `{}`",
+                record.path.display(),
+                self.settings.left,
+                self.settings.right
+            )));
+        };
+        if record.offset == 0 {
+            self.key_column(record.path, side, Some(record.data))?;
+            return Ok(());
+        }
+        let row = trim_carriage_return(record.data);
+        if row.is_empty() {
+            return Ok(());
+        }
+        let key_column = self.key_column(record.path, side, None)?;
+        let separator = self.settings.separator;
+        let Some(key) = row.split(|byte| *byte == separator).nth(key_column) else {
+            return Err(JobError::permanent(format!(
+                "row {} has no column {} (the key)",
+                record_location(record.path, record.offset),
+                key_column + 1
+            )));
+        };
+        // Value: side, path, NUL, offset (BE), then the row. Paths hold no NUL, so
+        // sorting values as bytes sorts a side's rows by (path, offset).
+        self.value.clear();
+        self.value.push(side);
+        self.value.extend_from_slice(path_bytes(record.path));
+        self.value.push(0);
+        self.value.extend_from_slice(&record.offset.to_be_bytes());
+        if side == TAG_LEFT {
+            self.value.extend_from_slice(row);
+        } else {
+            // The right row without its key column, each field preceded by the
+            // separator: ready to append to a left row, and unambiguous about empty
+            // fields.
+            for (index, field) in row.split(|byte| *byte == separator).enumerate() {
+                if index != key_column {
+                    self.value.push(separator);
+                    self.value.extend_from_slice(field);
+                }
+            }
+        }
+        out.emit(key, &self.value)
+    }
+}
+
+/// The row part of a mapper's value (after side, path, NUL and offset).
+fn row_of(value: &[u8]) -> Result<&[u8], JobError> {
+    let nul = value
+        .iter()
+        .position(|byte| *byte == 0)
+        .ok_or_else(|| JobError::permanent("join: malformed intermediate value"))?;
+    value
+        .get(nul + 1 + 8..)
+        .ok_or_else(|| JobError::permanent("join: malformed intermediate value"))
+}
+
+struct JoinReducer {
+    settings: Settings,
+    /// For `kind=left`: the empty right fields of an unmatched left row, learned once.
+    right_padding: Option<Vec<u8>>,
+    lefts: Vec<Vec<u8>>,
+    rights: Vec<Vec<u8>>,
+    row: Vec<u8>,
+}
+
+impl JoinReducer {
+    /// The empty right fields: one separator per right column but the key.
+    fn right_padding(&mut self) -> Result<&[u8], JobError> {
+        if self.right_padding.is_none() {
+            let path = first_file_with_prefix(&self.settings.right)?;
+            let header = read_first_line(&path)?;
+            let separator = self.settings.separator;
+            let columns = header.split(|byte| *byte == separator).count();
+            self.right_padding = Some(vec![separator; columns.saturating_sub(1)]);
+        }
+        Ok(self.right_padding.as_deref().unwrap_or_default())
+    }
+}
+
+/// The first regular file, in byte order of paths, whose path starts with `prefix`:
+/// the file itself, the first file of the directory it names, or the first file of
+/// its parent directory whose name starts with the rest of the prefix.
+fn first_file_with_prefix(prefix: &str) -> Result<PathBuf, JobError> {
+    let prefix_path = Path::new(prefix);
+    let not_found = || {
+        JobError::permanent(format!(
+            "parameter `{RIGHT_PARAM}` = `{prefix}`: no file found to read the right columns from"
+        ))
+    };
+    if prefix_path.is_file() {
+        return Ok(prefix_path.to_path_buf());
+    }
+    let (directory, name_prefix) = if prefix_path.is_dir() {
+        (prefix_path, "")
+    } else {
+        let parent = prefix_path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty());
+        let name = prefix_path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("");
+        (parent.unwrap_or(Path::new(".")), name)
+    };
+    let entries = std::fs::read_dir(directory).map_err(|error| {
+        JobError::retryable(format!("failed to list `{}`: {error}", directory.display()))
+    })?;
+    let mut candidates = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|error| {
+            JobError::retryable(format!("failed to list `{}`: {error}", directory.display()))
+        })?;
+        let path = entry.path();
+        let name_matches = entry
+            .file_name()
+            .as_encoded_bytes()
+            .starts_with(name_prefix.as_bytes());
+        if name_matches && path.is_file() {
+            candidates.push(path);
+        }
+    }
+    candidates.sort_by(|left, right| path_bytes(left).cmp(path_bytes(right)));
+    candidates.into_iter().next().ok_or_else(not_found)
+}
+
+impl Reducer for JoinReducer {
+    fn reduce(
+        &mut self,
+        _key: &[u8],
+        values: &mut dyn Values,
+        out: &mut dyn Emit,
+    ) -> Result<(), JobError> {
+        self.lefts.clear();
+        self.rights.clear();
+        while let Some(value) = values.next_value()? {
+            match value.first() {
+                Some(&TAG_LEFT) => self.lefts.push(value.to_vec()),
+                Some(&TAG_RIGHT) => self.rights.push(value.to_vec()),
+                _ => return Err(JobError::permanent("join: malformed intermediate value")),
+            }
+        }
+        self.lefts.sort();
+        self.rights.sort();
+        if self.rights.is_empty() {
+            if self.settings.kind == JoinKind::Inner {
+                return Ok(());
+            }
+            let padding = self.right_padding()?.to_vec();
+            for left in &self.lefts {
+                self.row.clear();
+                self.row.extend_from_slice(row_of(left)?);
+                self.row.extend_from_slice(&padding);
+                out.emit(&self.row, b"")?;
+            }
+            return Ok(());
+        }
+        for left in &self.lefts {
+            for right in &self.rights {
+                self.row.clear();
+                self.row.extend_from_slice(row_of(left)?);
+                self.row.extend_from_slice(row_of(right)?);
+                out.emit(&self.row, b"")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+
+    use super::*;
+    use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_with};
+
+    fn text(lines: &[Vec<u8>]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|line| String::from_utf8(line.clone()).unwrap())
+            .collect()
+    }
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        params: JobParams,
+        inputs: Vec<PathBuf>,
+    }
+
+    /// Customers (left, two files) and orders (right, one file, CRLF).
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("orders")).unwrap();
+        let inputs = vec![
+            dir.path().join("customers-1.csv"),
+            dir.path().join("customers-2.csv"),
+            dir.path().join("orders/o.csv"),
+        ];
+        std::fs::write(&inputs[0], "id,name\n1,ada\n2,bob\n").unwrap();
+        std::fs::write(&inputs[1], "name,id\ncy,3\nada2,1\n\n").unwrap();
+        std::fs::write(
+            &inputs[2],
+            "order,customer,total\r\no1,1,10\r\no2,3,5\r\no3,1,7\r\no4,9,1\r\n",
+        )
+        .unwrap();
+        let mut params = JobParams::default();
+        params.set(
+            LEFT_PARAM,
+            dir.path().join("customers").display().to_string(),
+        );
+        params.set(RIGHT_PARAM, dir.path().join("orders").display().to_string());
+        params.set(LEFT_KEY_PARAM, "id");
+        params.set(RIGHT_KEY_PARAM, "customer");
+        Fixture {
+            _dir: dir,
+            params,
+            inputs,
+        }
+    }
+
+    #[test]
+    fn inner_join_pairs_rows_by_key_in_deterministic_order() {
+        let fixture = fixture();
+        let expected = vec![
+            "1,ada,o1,10",
+            "1,ada,o3,7",
+            "ada2,1,o1,10",
+            "ada2,1,o3,7",
+            "cy,3,o2,5",
+        ];
+        for lines_per_split in [None, NonZeroUsize::new(1), NonZeroUsize::new(2)] {
+            let options = InMemoryOptions {
+                combine: true,
+                lines_per_split,
+            };
+            let output =
+                run_in_memory_with(&Join, &fixture.params, &fixture.inputs, 1, &options).unwrap();
+            assert_eq!(text(&output), expected, "{lines_per_split:?}");
+        }
+    }
+
+    #[test]
+    fn left_join_keeps_unmatched_left_rows_with_empty_right_fields() {
+        let mut fixture = fixture();
+        fixture.params.set(KIND_PARAM, "left");
+        let mut output = text(&run_in_memory(&Join, &fixture.params, &fixture.inputs, 2).unwrap());
+        output.sort();
+        assert_eq!(
+            output,
+            vec![
+                "1,ada,o1,10",
+                "1,ada,o3,7",
+                "2,bob,,",
+                "ada2,1,o1,10",
+                "ada2,1,o3,7",
+                "cy,3,o2,5"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_key_column_or_short_row_is_a_permanent_error() {
+        let mut fixture = fixture();
+        fixture.params.set(RIGHT_KEY_PARAM, "client");
+        let error = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap_err();
+        assert!(
+            error.message.contains(RIGHT_KEY_PARAM) && !error.retryable,
+            "{error}"
+        );
+
+        let fixture = fixture_with_short_row();
+        let error = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap_err();
+        assert!(
+            error.message.contains("byte 8") && !error.retryable,
+            "{error}"
+        );
+    }
+
+    fn fixture_with_short_row() -> Fixture {
+        let fixture = fixture();
+        std::fs::write(&fixture.inputs[1], "name,id\nshort\n").unwrap();
+        fixture
+    }
+
+    #[test]
+    fn inputs_outside_both_sides_and_bad_parameters_are_refused() {
+        let fixture = fixture();
+        let stray = fixture.inputs[0].with_file_name("stray.csv");
+        std::fs::write(&stray, "id\n1\n").unwrap();
+        let error = run_in_memory(&Join, &fixture.params, &[stray], 1).unwrap_err();
+        assert!(!error.retryable);
+
+        for (name, value) in [
+            (KIND_PARAM, "outer"),
+            (SEPARATOR_PARAM, "::"),
+            (LEFT_KEY_PARAM, ""),
+        ] {
+            let mut params = fixture.params.clone();
+            params.set(name, value);
+            let error = Join.validate(&params).unwrap_err();
+            assert!(error.message.contains(name) && !error.retryable, "{error}");
+        }
+        let mut params = fixture.params.clone();
+        params.0.remove(RIGHT_PARAM);
+        assert!(
+            Join.validate(&params)
+                .unwrap_err()
+                .message
+                .contains(RIGHT_PARAM)
+        );
+    }
+
+    #[test]
+    fn the_longer_prefix_decides_the_side() {
+        let mut params = JobParams::default();
+        for (name, value) in [
+            (LEFT_PARAM, "data/a"),
+            (RIGHT_PARAM, "data/a/b"),
+            (LEFT_KEY_PARAM, "k"),
+            (RIGHT_KEY_PARAM, "k"),
+        ] {
+            params.set(name, value);
+        }
+        let settings = Settings::parse(&params).unwrap();
+        assert_eq!(
+            settings.side_of(Path::new("data/a/b/1.csv")),
+            Some(TAG_RIGHT)
+        );
+        assert_eq!(settings.side_of(Path::new("data/a/c.csv")), Some(TAG_LEFT));
+        assert_eq!(settings.side_of(Path::new("data/x.csv")), None);
+    }
+}

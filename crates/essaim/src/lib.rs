@@ -1,1 +1,143 @@
-//! placeholder
+//! essaim: a distributed data-processing platform — a coordinator and pulling workers
+//! running task farms and MapReduce batch jobs — as one binary.
+//!
+//! The `essaim` binary is [`main_with_jobs`] with no extra jobs. A program that brings
+//! its own MapReduce jobs in Rust implements [`mapreduce::api::JobDefinition`] and calls
+//! `essaim::main_with_jobs(vec![Arc::new(MyJob)])` from its `main`: the result is the
+//! whole essaim command line (coordinator, worker, local cluster, `run`, `submit`) with
+//! the job available everywhere, since the local cluster starts its workers from the
+//! same executable. See `examples/custom-job` in the repository.
+//!
+//! Exit codes are decided here, in one place: 0 success, 1 the job or request failed,
+//! 2 bad usage or input, 3 the coordinator is unreachable or refused us.
+
+mod client;
+mod commands;
+mod jobs;
+mod local_cluster;
+mod output;
+
+pub use essaim_mapreduce as mapreduce;
+
+use clap::{Parser, Subcommand};
+use essaim_mapreduce::api::JobDefinition;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// essaim: a distributed task farm with a coordinator and pulling workers.
+#[derive(Parser)]
+#[command(name = "essaim", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log as JSON lines instead of text (logs go to standard error).
+    #[arg(long, global = true, env = "ESSAIM_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start an embedded cluster on loopback: a coordinator and N worker processes.
+    Local(commands::local::Args),
+    /// Run a coordinator.
+    Coordinator(commands::coordinator::Args),
+    /// Run a worker that pulls tasks from a coordinator.
+    Worker(commands::worker::Args),
+    /// Submit a task-farm job, or a MapReduce job (`essaim submit wordcount …`).
+    Submit(commands::submit::Args),
+    /// Run a MapReduce job on an embedded local cluster and wait for it.
+    Run(commands::mapreduce::RunArgs),
+    /// Generate sample input for the built-in MapReduce jobs.
+    Gen(commands::mapreduce::GenArgs),
+    /// List jobs.
+    Jobs(commands::jobs::ListArgs),
+    /// Show a job's status.
+    Status(commands::jobs::StatusArgs),
+    /// Wait for a job to finish, with a progress bar.
+    Wait(commands::jobs::WaitArgs),
+    /// Print a job's committed results.
+    Results(commands::results::Args),
+    /// Cancel a job.
+    Cancel(commands::jobs::CancelArgs),
+    /// List live workers.
+    Workers(commands::jobs::WorkersArgs),
+    /// Inspect and act on the dead-letter queue.
+    Dlq(commands::dlq::Args),
+    /// Run a demo on an embedded local cluster.
+    Demo(commands::demo::Args),
+    /// Benchmark drivers (used by bench/); prints METRIC lines.
+    #[command(hide = true)]
+    Bench(commands::bench::Args),
+}
+
+/// Runs the essaim command line with `jobs` registered next to the built-in MapReduce
+/// jobs: the entry point of a binary that links its own jobs (see the crate doc).
+pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
+    jobs::install(jobs);
+    let cli = Cli::parse();
+    // The demo's story is on stdout; its cluster only speaks up when something is wrong.
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        tracing::level_filters::LevelFilter::WARN
+    } else {
+        tracing::level_filters::LevelFilter::INFO
+    };
+    essaim_telemetry::init_tracing_with_default(cli.log_json, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: failed to start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Local(args) => commands::local::run(args).await,
+            Command::Coordinator(args) => commands::coordinator::run(args).await,
+            Command::Worker(args) => commands::worker::run(args).await,
+            Command::Submit(args) => commands::submit::run(args).await,
+            Command::Run(args) => commands::mapreduce::run(args).await,
+            Command::Gen(args) => commands::mapreduce::generate(args),
+            Command::Jobs(args) => commands::jobs::list(args).await,
+            Command::Status(args) => commands::jobs::status(args).await,
+            Command::Wait(args) => commands::jobs::wait(args).await,
+            Command::Results(args) => commands::results::run(args).await,
+            Command::Cancel(args) => commands::jobs::cancel(args).await,
+            Command::Workers(args) => commands::jobs::workers(args).await,
+            Command::Dlq(args) => commands::dlq::run(args).await,
+            Command::Demo(args) => commands::demo::run(args).await,
+            Command::Bench(args) => commands::bench::run(args).await,
+        }
+    });
+    // Do not wait for lingering blocking tasks (a stdin reader, say) at exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit_code_for(&error))
+        }
+    }
+}
+
+/// Chooses the exit code of a failed command from what failed.
+fn exit_code_for(error: &anyhow::Error) -> u8 {
+    if let Some(status) = error.downcast_ref::<tonic::Status>() {
+        return match status.code() {
+            tonic::Code::InvalidArgument
+            | tonic::Code::NotFound
+            | tonic::Code::FailedPrecondition => 2,
+            tonic::Code::Unauthenticated | tonic::Code::Unavailable => 3,
+            _ => 1,
+        };
+    }
+    if error.downcast_ref::<essaim_proto::ClientError>().is_some() {
+        return 3;
+    }
+    if error.downcast_ref::<client::UsageError>().is_some() {
+        return 2;
+    }
+    1
+}

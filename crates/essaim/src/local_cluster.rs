@@ -217,6 +217,8 @@ impl Supervisor {
             .arg("--scratch-dir")
             .arg(&scratch)
             .arg("--allow-commands")
+            // One machine: every worker holds every input (data locality is moot).
+            .args(["--data-dir", "/"])
             .env("RUST_LOG", &self.options.worker_log)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod dlq;
 pub mod jobs;
 pub mod local;
+pub mod mapreduce;
 pub mod results;
 pub mod submit;
 pub mod worker;

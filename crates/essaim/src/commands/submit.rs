@@ -13,13 +13,19 @@ use essaim_core::spec::MAX_JOB_PAYLOAD_BYTES;
 use essaim_proto::v1;
 use serde::Deserialize;
 use serde_json::json;
+use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Options of `essaim submit`.
+/// Options of `essaim submit`: a task-farm job, or `essaim submit JOB …` for a
+/// MapReduce job (see `essaim submit wordcount --help`).
 #[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    /// A MapReduce job and its options: `essaim submit wordcount --input … --output …`.
+    #[command(subcommand)]
+    mapreduce: Option<MapReduceWords>,
     #[command(flatten)]
     connect: ConnectArgs,
     /// Job name shown in listings.
@@ -75,6 +81,14 @@ pub struct Args {
     command: Vec<String>,
 }
 
+/// The words of `essaim submit JOB …`, parsed by `commands::mapreduce`.
+#[derive(clap::Subcommand, Debug)]
+pub enum MapReduceWords {
+    /// Any job name: wordcount, grep, sort, streaming, …
+    #[command(external_subcommand)]
+    Job(Vec<OsString>),
+}
+
 /// The JSON job spec accepted by `--spec`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,7 +118,10 @@ struct SpecTask {
 }
 
 /// Submits the job; with `--wait`, waits for it.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(MapReduceWords::Job(words)) = args.mapreduce.take() {
+        return super::mapreduce::submit_words(words).await;
+    }
     let spec = build_spec(&args)?;
     let bytes: usize = spec.tasks.iter().map(|t| t.payload.len()).sum();
     if bytes > MAX_JOB_PAYLOAD_BYTES {

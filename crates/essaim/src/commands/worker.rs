@@ -94,7 +94,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::info!("draining: no more pulls, finishing running tasks");
         drain_on_signal.cancel();
     });
-    let executors = ExecutorRegistry::with_builtins(config.allow_commands);
+    let mut executors = ExecutorRegistry::with_builtins(config.allow_commands);
+    essaim_mapreduce::executor::register_mapreduce_executors(
+        &mut executors,
+        crate::jobs::registry(),
+    );
     let worker = start_worker(config, executors, drain).await?;
     tracing::info!(http = %worker.http_addr, "worker serving health, metrics and files");
     worker.wait().await?;

@@ -15,6 +15,7 @@
 //! | `drain.rs` | SIGTERM drains a worker without losing its running task |
 //! | `partition.rs` | a result from a worker cut off too long is rejected |
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
+//! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
 //! | `retention.rs` | journal compaction mid-job and forgetting finished jobs lose nothing |
 //!
 //! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
@@ -27,6 +28,7 @@ mod dead_letters;
 mod demo;
 mod drain;
 mod harness;
+mod mapreduce;
 mod partition;
 mod retention;
 mod worker_crashes;

@@ -1,0 +1,41 @@
+//! The MapReduce jobs this binary knows: the built-in ones, the streaming adapter, and
+//! those a program linking essaim passed to [`crate::main_with_jobs`].
+//!
+//! Workers and clients must agree on job names, so the list is fixed once at start-up
+//! and the same everywhere in the process (the local cluster starts its workers from the
+//! same executable, so they know the same jobs).
+
+use std::sync::{Arc, OnceLock};
+
+use essaim_mapreduce::api::JobDefinition;
+use essaim_mapreduce::registry::JobRegistry;
+
+static REGISTRY: OnceLock<Arc<JobRegistry>> = OnceLock::new();
+
+/// Fixes the job list: built-in jobs, `streaming`, then `extra` (an extra job with the
+/// name of a built-in one replaces it).
+pub(crate) fn install(extra: Vec<Arc<dyn JobDefinition>>) {
+    let mut registry = JobRegistry::new();
+    for job in essaim_mapreduce::jobs::builtin_jobs() {
+        registry.register(job);
+    }
+    registry.register(Arc::new(essaim_mapreduce::streaming::StreamingJob));
+    for job in extra {
+        registry.register(job);
+    }
+    let _already_installed = REGISTRY.set(Arc::new(registry));
+}
+
+/// Returns the job list (built-in jobs only if [`install`] was not called).
+pub(crate) fn registry() -> Arc<JobRegistry> {
+    REGISTRY
+        .get_or_init(|| {
+            let mut registry = JobRegistry::new();
+            for job in essaim_mapreduce::jobs::builtin_jobs() {
+                registry.register(job);
+            }
+            registry.register(Arc::new(essaim_mapreduce::streaming::StreamingJob));
+            Arc::new(registry)
+        })
+        .clone()
+}

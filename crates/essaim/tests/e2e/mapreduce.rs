@@ -1,0 +1,381 @@
+//! MapReduce on a real cluster: outputs equal an oracle computed another way (coreutils,
+//! or a direct computation in the test), with workers SIGKILLed during the map, the
+//! shuffle and the reduce, with a map output corrupted on disk, and with bad input.
+
+use crate::harness::{Cluster, Deadline, EVENTUALLY};
+use essaim_core::backoff::SeededRng;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Writes `files` text files of about `bytes_per_file` bytes: Zipf-ish words separated by
+/// every kind of ASCII whitespace, with CRLF lines, invalid UTF-8 and a long line.
+fn write_corpus(dir: &Path, files: usize, bytes_per_file: usize, seed: u64) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = SeededRng::new(seed);
+    let words: Vec<Vec<u8>> = (0..500)
+        .map(|i| match i % 50 {
+            0 => vec![0xff, 0xfe, b'a' + (i % 26) as u8],
+            1 => "été".as_bytes().to_vec(),
+            _ => format!("w{}", i * 7 % 500).into_bytes(),
+        })
+        .collect();
+    let separators: &[&[u8]] = &[b" ", b"  ", b"\t", b"\n", b"\r\n", b"\x0b", b"\x0c", b" \n"];
+    let mut paths = Vec::new();
+    for file in 0..files {
+        let mut text = Vec::with_capacity(bytes_per_file + 100);
+        if file == 0 {
+            // One line far longer than a split.
+            for i in 0..40_000 {
+                text.extend_from_slice(&words[i % 37]);
+                text.push(b' ');
+            }
+            text.push(b'\n');
+        }
+        while text.len() < bytes_per_file {
+            // Rank-skewed choice: low indexes far more often.
+            let rank = rng.up_to(rng.up_to(words.len() as u64 - 1)) as usize;
+            text.extend_from_slice(&words[rank]);
+            text.extend_from_slice(separators[rng.up_to(separators.len() as u64 - 1) as usize]);
+        }
+        let path = dir.join(format!("part-{file}.txt"));
+        std::fs::write(&path, &text).unwrap();
+        paths.push(path);
+    }
+    paths
+}
+
+/// Counts words with coreutils, as a user would check: `tr | sort | uniq -c`.
+fn coreutils_word_counts(files: &[PathBuf]) -> BTreeMap<Vec<u8>, u64> {
+    let list: Vec<String> = files.iter().map(|f| format!("'{}'", f.display())).collect();
+    let script = format!(
+        "cat {} | tr -s ' \\t\\r\\n\\013\\014' '\\n' | sed '/^$/d' | sort | uniq -c",
+        list.join(" ")
+    );
+    let output = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .env("LC_ALL", "C")
+        .output()
+        .expect("coreutils run");
+    assert!(output.status.success(), "coreutils failed: {output:?}");
+    let mut counts = BTreeMap::new();
+    for line in output.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let line = line.trim_ascii_start();
+        let space = line.iter().position(|b| *b == b' ').unwrap();
+        let count: u64 = std::str::from_utf8(&line[..space]).unwrap().parse().unwrap();
+        counts.insert(line[space + 1..].to_vec(), count);
+    }
+    counts
+}
+
+/// Reads a committed wordcount output: every part sorted by key, keys disjoint.
+fn read_word_counts(output: &Path, reducers: u32) -> BTreeMap<Vec<u8>, u64> {
+    assert!(output.join("_SUCCESS").is_file(), "no _SUCCESS marker");
+    assert!(!output.join("_temporary").exists(), "_temporary left behind");
+    let mut counts = BTreeMap::new();
+    for part in 0..reducers {
+        let bytes = std::fs::read(output.join(format!("part-{part:05}"))).unwrap();
+        let mut previous: Option<Vec<u8>> = None;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let tab = line.iter().rposition(|b| *b == b'\t').unwrap();
+            let word = line[..tab].to_vec();
+            let count: u64 = std::str::from_utf8(&line[tab + 1..]).unwrap().parse().unwrap();
+            if let Some(previous) = &previous {
+                assert!(previous < &word, "part {part} is not sorted");
+            }
+            previous = Some(word.clone());
+            assert!(counts.insert(word, count).is_none(), "a word in two parts");
+        }
+    }
+    counts
+}
+
+/// Returns the chaos seed: `ESSAIM_E2E_SEED` to replay a failure, else the clock.
+fn chaos_seed() -> u64 {
+    std::env::var("ESSAIM_E2E_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wordcount_equals_coreutils_and_survives_workers_killed_in_map_and_reduce() {
+    let mut cluster = Cluster::start(3, 1).await;
+    let inputs = write_corpus(&cluster.path("corpus"), 4, 600_000, 7);
+    let oracle = coreutils_word_counts(&inputs);
+    assert!(oracle.len() > 400, "the corpus is too poor: {}", oracle.len());
+
+    // Fault-free run.
+    let clean = cluster.path("clean");
+    let corpus = cluster.path("corpus").display().to_string();
+    let args = [
+        "submit", "wordcount", "--input", &corpus, "--reducers", "3", "--split-size",
+        "64KiB",
+    ];
+    let run = cluster
+        .cli(&[&args[..], &["--output", clean.to_str().unwrap()]].concat())
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("map.input.records"), "{}", run.stdout);
+    assert_eq!(read_word_counts(&clean, 3), oracle);
+
+    // The same job while workers are SIGKILLed: once during the map stage, once when
+    // the reduce stage runs, replaced each time.
+    let seed = chaos_seed();
+    eprintln!("chaos seed {seed} (ESSAIM_E2E_SEED={seed} replays it)");
+    let mut rng = SeededRng::new(seed);
+    let chaotic = cluster.path("chaotic");
+    let url = cluster.url();
+    let output_arg = chaotic.display().to_string();
+    let all_args: Vec<String> = [&args[..], &["--output", &output_arg]]
+        .concat()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let client = tokio::spawn(async move {
+        let args: Vec<&str> = all_args.iter().map(String::as_str).collect();
+        crate::harness::essaim_with_env(&args, &[("ESSAIM_COORDINATOR", &url)]).await
+    });
+    let deadline = Deadline::after(EVENTUALLY, "the chaotic wordcount");
+    let mut killed_in = Vec::new();
+    let job_id = loop {
+        deadline.tick().await;
+        let jobs = cluster
+            .client()
+            .list_jobs(essaim_proto::v1::ListJobsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .jobs;
+        if let Some(job) = jobs.iter().find(|job| job.name.contains("chaotic")) {
+            break job.job_id;
+        }
+    };
+    while killed_in.len() < 2 {
+        let job = cluster.job(job_id).await;
+        if job.state != "running" {
+            break;
+        }
+        let map = &job.stages[0];
+        let reduce = &job.stages[1];
+        let phase = if map.succeeded < map.total {
+            (map.succeeded > 0 && killed_in.is_empty()).then_some("map")
+        } else if reduce.running > 0 && !killed_in.contains(&"reduce") {
+            Some("reduce")
+        } else {
+            None
+        };
+        if let Some(phase) = phase {
+            let names = cluster.worker_names();
+            let victim = names[rng.up_to(names.len() as u64 - 1) as usize].clone();
+            eprintln!("SIGKILL {victim} during {phase}");
+            cluster.kill_worker(&victim);
+            cluster.start_worker(1);
+            killed_in.push(phase);
+        }
+        tokio::time::sleep(Duration::from_millis(5 + rng.up_to(20))).await;
+    }
+    let run = crate::harness::within("the chaotic wordcount", client)
+        .await
+        .unwrap();
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert!(!killed_in.is_empty(), "no worker was killed");
+    assert_eq!(read_word_counts(&chaotic, 3), oracle);
+    let job = cluster.job(job_id).await;
+    eprintln!(
+        "killed during {killed_in:?}: {} failed attempts, {} lost outputs",
+        job.attempts_failed, job.outputs_lost
+    );
+}
+
+/// A streaming job whose reducers are slow, so that a worker can be killed while they
+/// fetch and reduce; and whose mapper is slow on one line, so that finished map outputs
+/// can be corrupted on disk before any reducer reads them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_map_output_is_detected_and_recomputed_and_a_reducer_killed_midway_reruns() {
+    let mut cluster = Cluster::start(3, 1).await;
+    let corpus = cluster.path("corpus");
+    let mut inputs = write_corpus(&corpus, 3, 50_000, 11);
+    let slow = corpus.join("slow.txt");
+    std::fs::write(&slow, "SLOWDOWN here\nw1 w2\n").unwrap();
+    inputs.push(slow);
+    let oracle = coreutils_word_counts(&inputs);
+    let output = cluster.path("out");
+    let mapper = r#"awk '{ if ($1 == "SLOWDOWN") system("sleep 4"); for (i = 1; i <= NF; i++) print $i "\t1" }'"#;
+    let reducer = r#"awk -F '\t' 'NR == 1 { system("sleep 2") } $1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
+    let url = cluster.url();
+    let args: Vec<String> = [
+        "submit",
+        "streaming",
+        "--input",
+        corpus.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--reducers",
+        "2",
+        "--mapper",
+        mapper,
+        "--reducer",
+        reducer,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let client = tokio::spawn(async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::harness::essaim_with_env(&args, &[("ESSAIM_COORDINATOR", &url)]).await
+    });
+
+    // While the slow map runs, flip a byte in the middle of every finished map output.
+    let deadline = Deadline::after(EVENTUALLY, "map outputs to appear");
+    let mut corrupted = 0;
+    while corrupted == 0 {
+        deadline.tick().await;
+        for path in find_files(cluster.dir(), "map.out") {
+            let mut bytes = std::fs::read(&path).unwrap();
+            if bytes.len() > 64 {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x5a;
+                std::fs::write(&path, &bytes).unwrap();
+                corrupted += 1;
+            }
+        }
+    }
+    eprintln!("corrupted {corrupted} map outputs");
+
+    // Then kill a worker while a reducer sleeps in its first record.
+    let job_id = 1;
+    let deadline = Deadline::after(EVENTUALLY, "a reducer to run");
+    loop {
+        deadline.tick().await;
+        let job = cluster.job(job_id).await;
+        if job.state != "running" {
+            break;
+        }
+        if job.stages[1].running > 0 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let victim = cluster.worker_names()[0].clone();
+            eprintln!("SIGKILL {victim} during the reduce stage");
+            cluster.kill_worker(&victim);
+            cluster.start_worker(1);
+            break;
+        }
+    }
+    let run = crate::harness::within("the streaming job", client)
+        .await
+        .unwrap();
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(read_word_counts(&output, 2), oracle);
+    let job = cluster.job(job_id).await;
+    assert!(
+        job.outputs_lost >= 1,
+        "the corrupt outputs were not reported lost: {job:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input() {
+    let cluster = Cluster::start(2, 1).await;
+    let input = cluster.path("records");
+    let sorted = cluster.path("sorted");
+    let gen = cluster
+        .cli(&["gen", "sort", "--rows", "20000", "--files", "3", "--output", input.to_str().unwrap()])
+        .await;
+    assert_eq!(gen.code, Some(0), "{}", gen.stderr);
+    let sort = cluster
+        .cli(&[
+            "submit", "sort", "--input", input.to_str().unwrap(), "--output",
+            sorted.to_str().unwrap(), "--reducers", "3", "--split-size", "256KiB",
+        ])
+        .await;
+    assert_eq!(sort.code, Some(0), "{}\n{}", sort.stdout, sort.stderr);
+    // Oracle: the same lines, sorted by bytes, are the concatenated parts.
+    let mut expected: Vec<Vec<u8>> = Vec::new();
+    for file in std::fs::read_dir(&input).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        expected.extend(bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+    }
+    expected.sort();
+    let mut actual = Vec::new();
+    for part in 0..3 {
+        let bytes = std::fs::read(sorted.join(format!("part-{part:05}"))).unwrap();
+        assert!(!bytes.is_empty(), "part {part} is empty: the cut points are poor");
+        actual.extend(bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+    }
+    assert_eq!(actual.len(), expected.len());
+    assert!(actual == expected, "the parts are not the input sorted");
+    let report = cluster.path("report");
+    let validate = cluster
+        .cli(&[
+            "submit", "validate", "--input", sorted.to_str().unwrap(), "--output",
+            report.to_str().unwrap(), "--reducers", "1",
+        ])
+        .await;
+    assert_eq!(validate.code, Some(0), "{}\n{}", validate.stdout, validate.stderr);
+    let text = std::fs::read_to_string(report.join("part-00000")).unwrap();
+    assert!(text.contains("OK"), "validate reported: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_mapreduce_requests_get_clear_errors_and_empty_input_gives_empty_output() {
+    let cluster = Cluster::start(1, 1).await;
+    let out = cluster.path("out");
+    let out_arg = out.to_str().unwrap();
+    let missing = cluster
+        .cli(&["submit", "wordcount", "--input", "/nonexistent/x", "--output", out_arg])
+        .await;
+    assert_eq!(missing.code, Some(2), "{}", missing.stderr);
+    assert!(missing.stderr.contains("does not exist"), "{}", missing.stderr);
+    let unknown = cluster
+        .cli(&["submit", "wordcont", "--input", "/etc/hostname", "--output", out_arg])
+        .await;
+    assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
+    assert!(unknown.stderr.contains("known jobs: "), "{}", unknown.stderr);
+    let no_pattern = cluster
+        .cli(&["submit", "grep", "--input", "/etc/hostname", "--output", out_arg])
+        .await;
+    assert_eq!(no_pattern.code, Some(2), "{}", no_pattern.stderr);
+    assert!(no_pattern.stderr.contains("pattern"), "{}", no_pattern.stderr);
+
+    let empty = cluster.path("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let run = cluster
+        .cli(&["submit", "wordcount", "--input", empty.to_str().unwrap(), "--output", out_arg])
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(read_word_counts(&out, 2), BTreeMap::new());
+    let again = cluster
+        .cli(&["submit", "wordcount", "--input", empty.to_str().unwrap(), "--output", out_arg])
+        .await;
+    assert_eq!(again.code, Some(2), "{}", again.stderr);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    let overwrite = cluster
+        .cli(&[
+            "submit", "wordcount", "--input", empty.to_str().unwrap(), "--output", out_arg,
+            "--overwrite",
+        ])
+        .await;
+    assert_eq!(overwrite.code, Some(0), "{}", overwrite.stderr);
+}
+
+/// Returns every file named `name` under `dir`.
+fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(find_files(&path, name));
+        } else if path.file_name().is_some_and(|n| n == name) {
+            found.push(path);
+        }
+    }
+    found
+}

@@ -15,12 +15,18 @@
 
 pub mod api;
 mod cancel;
+pub mod commit;
 pub mod counters;
 pub mod error;
+pub mod executor;
 pub mod format;
 pub mod jobs;
+pub mod map_task;
 mod merge;
 pub mod payload;
+pub mod reduce_task;
+pub mod registry;
+pub mod shuffle;
 pub mod plan;
 pub mod sort;
 pub mod split;

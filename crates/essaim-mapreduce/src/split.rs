@@ -35,6 +35,8 @@ pub struct LineSplitReader {
     filled: usize,
     /// File offset of the next line to return.
     next_line_offset: u64,
+    /// File offset of the split's first line.
+    first_line_offset: u64,
     /// First offset past the split: a line starting there belongs to the next split.
     split_end: u64,
     end_of_file: bool,
@@ -72,6 +74,7 @@ impl LineSplitReader {
             cursor: 0,
             filled: 0,
             next_line_offset: read_from,
+            first_line_offset: read_from,
             split_end: start.saturating_add(length),
             end_of_file: false,
             max_line_bytes,
@@ -79,12 +82,18 @@ impl LineSplitReader {
         if start > 0 {
             reader.skip_partial_line()?;
         }
+        reader.first_line_offset = reader.next_line_offset;
         Ok(reader)
     }
 
     /// Returns the path of the file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Returns the bytes of the lines returned so far, terminators included.
+    pub fn bytes_read(&self) -> u64 {
+        self.next_line_offset - self.first_line_offset
     }
 
     /// Discards bytes up to and including the first `\n`.

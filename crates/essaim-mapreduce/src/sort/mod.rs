@@ -15,7 +15,7 @@
 
 mod collector;
 
-pub use collector::{MapOutputCollector, MapOutputFile};
+pub use collector::{MAP_OUTPUT_FILE, MapOutputCollector, MapOutputFile};
 
 use std::cmp::Ordering;
 

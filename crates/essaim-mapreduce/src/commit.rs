@@ -1,0 +1,91 @@
+//! The commit task: the job's output is complete only when every part is there, and
+//! `_SUCCESS` says so, as in Hadoop. Readers that wait for `_SUCCESS` never see a
+//! partial output.
+
+use std::fs::File;
+
+use crate::counters::Counters;
+use crate::error::{TaskError, TaskResult};
+use crate::payload::{CommitTaskPayload, SUCCESS_MARKER, TEMPORARY_DIR, part_file_name};
+use crate::reduce_task::sync_dir;
+
+/// Parts found by the commit task.
+pub const COMMIT_PARTS: &str = "commit.parts";
+/// Bytes of all parts.
+pub const COMMIT_OUTPUT_BYTES: &str = "commit.output.bytes";
+
+/// Checks that `part-00000` … `part-(R-1)` exist, removes `_temporary`, and writes an
+/// empty, flushed `_SUCCESS`. A missing part is a retryable failure naming it (its
+/// reducer's commit may not be visible yet on a shared file system).
+pub fn run_commit(payload: &CommitTaskPayload) -> TaskResult<Counters> {
+    let output_dir = &payload.config.output_dir;
+    let mut total_bytes = 0;
+    for partition in 0..payload.config.reducers {
+        let path = output_dir.join(part_file_name(partition));
+        match std::fs::metadata(&path) {
+            Ok(metadata) if metadata.is_file() => total_bytes += metadata.len(),
+            Ok(_) => return Err(TaskError::MissingPart { path }),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(TaskError::MissingPart { path });
+            }
+            Err(source) => return Err(TaskError::io("stat", path, source)),
+        }
+    }
+    let temporary_dir = output_dir.join(TEMPORARY_DIR);
+    match std::fs::remove_dir_all(&temporary_dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(TaskError::io("remove", temporary_dir, source)),
+    }
+    let marker = output_dir.join(SUCCESS_MARKER);
+    File::create(&marker)
+        .and_then(|file| file.sync_all())
+        .map_err(|source| TaskError::io("write", &marker, source))?;
+    sync_dir(output_dir)?;
+    let mut counters = Counters::default();
+    counters.add(COMMIT_PARTS, u64::from(payload.config.reducers));
+    counters.add(COMMIT_OUTPUT_BYTES, total_bytes);
+    Ok(counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::JobParams;
+    use crate::payload::{JobConfig, PAYLOAD_VERSION};
+
+    fn payload(output_dir: &std::path::Path, reducers: u32) -> CommitTaskPayload {
+        CommitTaskPayload {
+            config: JobConfig {
+                version: PAYLOAD_VERSION,
+                job: "x".into(),
+                params: JobParams::default(),
+                steps: 1,
+                reducers,
+                output_dir: output_dir.to_path_buf(),
+                sort_buffer_bytes: 1 << 20,
+                merge_factor: 10,
+            },
+        }
+    }
+
+    #[test]
+    fn commit_needs_every_part_then_writes_success_and_removes_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(TEMPORARY_DIR)).unwrap();
+        std::fs::write(dir.path().join(TEMPORARY_DIR).join("part-00000.ab"), b"x").unwrap();
+        std::fs::write(dir.path().join("part-00000"), b"a\n").unwrap();
+
+        let error = run_commit(&payload(dir.path(), 2)).unwrap_err();
+        assert!(error.is_retryable());
+        assert!(error.to_string().contains("part-00001"), "{error}");
+        assert!(!dir.path().join(SUCCESS_MARKER).exists());
+
+        std::fs::write(dir.path().join("part-00001"), b"bb\n").unwrap();
+        let counters = run_commit(&payload(dir.path(), 2)).unwrap();
+        assert_eq!(counters.get(COMMIT_PARTS), 2);
+        assert_eq!(counters.get(COMMIT_OUTPUT_BYTES), 5);
+        assert!(dir.path().join(SUCCESS_MARKER).is_file());
+        assert!(!dir.path().join(TEMPORARY_DIR).exists());
+    }
+}

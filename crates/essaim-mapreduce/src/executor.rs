@@ -1,0 +1,283 @@
+//! The worker side of MapReduce: one [`Executor`] type, registered under the three task
+//! kinds, that decodes a task's payload, finds its job, and runs the map, reduce or
+//! commit task.
+//!
+//! CPU work (reading, mapping, sorting, merging, reducing) runs on the blocking pool
+//! (`spawn_blocking`), which polls the cancellation token between records; only the
+//! shuffle's fetches are async. Every error becomes a [`TaskFailure`] in one place
+//! ([`TaskError::into_failure`]): a payload this worker cannot use, or a job it does not
+//! know, is permanent; a lost upstream output lists the upstream tasks to re-run.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use essaim_core::{FileRef, TaskFailure, TaskOutput};
+use essaim_worker::{AttemptContext, ExecutionFuture, Executor, ExecutorRegistry};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::JobDefinition;
+use crate::commit::run_commit;
+use crate::error::{TaskError, TaskResult};
+use crate::map_task::run_map;
+use crate::payload::{
+    COMMIT_KIND, CommitTaskPayload, JobConfig, MAP_KIND, MapTaskPayload, PAYLOAD_VERSION,
+    REDUCE_KIND, ReduceTaskPayload,
+};
+use crate::reduce_task::reduce_segments;
+use crate::registry::JobRegistry;
+use crate::shuffle::{ShuffleSettings, fetch_partition};
+use crate::sort::MAP_OUTPUT_FILE;
+
+/// Sort buffer used when a payload says 0.
+pub const DEFAULT_SORT_BUFFER_BYTES: u64 = 128 * 1024 * 1024;
+/// Smallest sort buffer honoured: smaller ones would spill every few records.
+pub const MIN_SORT_BUFFER_BYTES: u64 = 64 * 1024;
+/// Merge factor used when a payload says 0.
+pub const DEFAULT_MERGE_FACTOR: u32 = 16;
+/// Directory of an attempt where the shuffle puts fetched segments.
+const SHUFFLE_DIR: &str = "shuffle";
+
+/// The three kinds of MapReduce tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// [`MAP_KIND`].
+    Map,
+    /// [`REDUCE_KIND`].
+    Reduce,
+    /// [`COMMIT_KIND`].
+    Commit,
+}
+
+impl TaskKind {
+    /// Returns the task kind's name, as registered with the worker.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Map => MAP_KIND,
+            Self::Reduce => REDUCE_KIND,
+            Self::Commit => COMMIT_KIND,
+        }
+    }
+}
+
+/// Runs MapReduce tasks of one kind for the jobs of a [`JobRegistry`].
+#[derive(Debug, Clone)]
+pub struct MapReduceExecutor {
+    kind: TaskKind,
+    jobs: Arc<JobRegistry>,
+    shuffle: ShuffleSettings,
+}
+
+impl MapReduceExecutor {
+    /// Returns an executor of `kind` tasks for `jobs`.
+    pub fn new(kind: TaskKind, jobs: Arc<JobRegistry>) -> Self {
+        Self {
+            kind,
+            jobs,
+            shuffle: ShuffleSettings::default(),
+        }
+    }
+
+    /// Replaces the shuffle's settings (tests use short timeouts).
+    pub fn with_shuffle_settings(mut self, shuffle: ShuffleSettings) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+}
+
+/// Registers one [`MapReduceExecutor`] per MapReduce kind in `registry`.
+pub fn register_mapreduce_executors(registry: &mut ExecutorRegistry, jobs: Arc<JobRegistry>) {
+    for kind in [TaskKind::Map, TaskKind::Reduce, TaskKind::Commit] {
+        registry.register(
+            kind.name(),
+            Arc::new(MapReduceExecutor::new(kind, Arc::clone(&jobs))),
+        );
+    }
+}
+
+impl Executor for MapReduceExecutor {
+    fn execute(&self, attempt: AttemptContext, cancel: CancellationToken) -> ExecutionFuture {
+        let executor = self.clone();
+        Box::pin(async move {
+            let outcome = match executor.kind {
+                TaskKind::Map => executor.execute_map(&attempt, cancel.clone()).await,
+                TaskKind::Reduce => executor.execute_reduce(&attempt, cancel.clone()).await,
+                TaskKind::Commit => executor.execute_commit(&attempt).await,
+            };
+            outcome.map_err(|error| {
+                if !matches!(error, TaskError::Cancelled) {
+                    tracing::debug!(kind = executor.kind.name(), %error, "mapreduce task failed");
+                }
+                failure(error)
+            })
+        })
+    }
+
+    fn needs_scratch_dir(&self, _payload: &[u8]) -> bool {
+        self.kind != TaskKind::Commit
+    }
+}
+
+fn failure(error: TaskError) -> TaskFailure {
+    error.into_failure()
+}
+
+impl MapReduceExecutor {
+    async fn execute_map(
+        &self,
+        attempt: &AttemptContext,
+        cancel: CancellationToken,
+    ) -> TaskResult<TaskOutput> {
+        let mut payload: MapTaskPayload = decode_payload(&attempt.payload, MAP_KIND)?;
+        let job = self.job_for(&mut payload.config)?;
+        let scratch_dir = attempt.scratch_dir.clone();
+        let output = run_blocking(move || {
+            create_dir(&scratch_dir)?;
+            run_map(job.as_ref(), &payload, &scratch_dir, cancel)
+        })
+        .await?;
+        Ok(TaskOutput {
+            inline: Vec::new(),
+            file: Some(FileRef {
+                url: attempt.file_url(MAP_OUTPUT_FILE),
+                size_bytes: output.size_bytes,
+            }),
+            counters: output.counters.into_map(),
+        })
+    }
+
+    async fn execute_reduce(
+        &self,
+        attempt: &AttemptContext,
+        cancel: CancellationToken,
+    ) -> TaskResult<TaskOutput> {
+        let mut payload: ReduceTaskPayload = decode_payload(&attempt.payload, REDUCE_KIND)?;
+        let job = self.job_for(&mut payload.config)?;
+        if payload.step >= payload.config.steps || payload.partition >= payload.config.reducers {
+            return Err(TaskError::Payload(format!(
+                "step {} partition {} of a job of {} steps and {} reducers",
+                payload.step, payload.partition, payload.config.steps, payload.config.reducers
+            )));
+        }
+        let shuffle_dir = attempt.scratch_dir.join(SHUFFLE_DIR);
+        tokio::fs::create_dir_all(&shuffle_dir)
+            .await
+            .map_err(|source| TaskError::io("create directory", &shuffle_dir, source))?;
+        let fetched = fetch_partition(
+            &attempt.inputs,
+            payload.partition,
+            payload.config.reducers,
+            &shuffle_dir,
+            attempt.file_server_token.as_deref(),
+            &self.shuffle,
+            &cancel,
+        )
+        .await;
+        let reduced = match fetched {
+            Ok(shuffle) => {
+                let scratch_dir = attempt.scratch_dir.clone();
+                let attempt_id = attempt.attempt_id;
+                let segments = shuffle.segments;
+                let mut reduced = run_blocking(move || {
+                    reduce_segments(
+                        job.as_ref(),
+                        &payload,
+                        segments,
+                        &scratch_dir,
+                        attempt_id,
+                        cancel,
+                    )
+                })
+                .await;
+                if let Ok(outcome) = &mut reduced {
+                    outcome.counters.merge(&shuffle.counters);
+                }
+                reduced
+            }
+            Err(error) => Err(error),
+        };
+        // The fetched segments are read; only a chained step's map output stays.
+        if let Err(error) = tokio::fs::remove_dir_all(&shuffle_dir).await
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::debug!(%error, dir = %shuffle_dir.display(), "failed to remove fetched segments");
+        }
+        let outcome = reduced?;
+        let inline = outcome
+            .part
+            .as_ref()
+            .map(|part| part.display().to_string().into_bytes())
+            .unwrap_or_default();
+        let file = outcome.map_output.as_ref().map(|output| FileRef {
+            url: attempt.file_url(MAP_OUTPUT_FILE),
+            size_bytes: output.size_bytes,
+        });
+        Ok(TaskOutput {
+            inline,
+            file,
+            counters: outcome.counters.into_map(),
+        })
+    }
+
+    async fn execute_commit(&self, attempt: &AttemptContext) -> TaskResult<TaskOutput> {
+        let mut payload: CommitTaskPayload = decode_payload(&attempt.payload, COMMIT_KIND)?;
+        self.job_for(&mut payload.config)?;
+        let counters = run_blocking(move || run_commit(&payload)).await?;
+        Ok(TaskOutput {
+            inline: Vec::new(),
+            file: None,
+            counters: counters.into_map(),
+        })
+    }
+
+    /// Finds the payload's job, checks its parameters, and fills in defaults.
+    fn job_for(&self, config: &mut JobConfig) -> TaskResult<Arc<dyn JobDefinition>> {
+        if config.version != PAYLOAD_VERSION {
+            return Err(TaskError::Payload(format!(
+                "payload version {}, this worker reads version {PAYLOAD_VERSION}",
+                config.version
+            )));
+        }
+        let Some(job) = self.jobs.get(&config.job) else {
+            return Err(TaskError::Payload(format!(
+                "unknown job `{}`; this worker knows: {}",
+                config.job,
+                self.jobs.names().join(", ")
+            )));
+        };
+        if config.steps == 0 || config.reducers == 0 {
+            return Err(TaskError::Payload(format!(
+                "a job needs at least one step and one reducer (got {} and {})",
+                config.steps, config.reducers
+            )));
+        }
+        job.validate(&config.params)?;
+        config.sort_buffer_bytes = match config.sort_buffer_bytes {
+            0 => DEFAULT_SORT_BUFFER_BYTES,
+            bytes => bytes.max(MIN_SORT_BUFFER_BYTES),
+        };
+        if config.merge_factor == 0 {
+            config.merge_factor = DEFAULT_MERGE_FACTOR;
+        }
+        Ok(job)
+    }
+}
+
+/// Decodes a JSON payload; a malformed one is a permanent failure.
+fn decode_payload<T: DeserializeOwned>(payload: &[u8], kind: &str) -> TaskResult<T> {
+    serde_json::from_slice(payload)
+        .map_err(|error| TaskError::Payload(format!("malformed `{kind}` payload: {error}")))
+}
+
+fn create_dir(dir: &Path) -> TaskResult<()> {
+    std::fs::create_dir_all(dir).map_err(|source| TaskError::io("create directory", dir, source))
+}
+
+/// Runs CPU-bound work on the blocking pool.
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> TaskResult<T> + Send + 'static,
+) -> TaskResult<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| TaskError::Internal(format!("the task's thread failed: {error}")))?
+}

@@ -1,0 +1,293 @@
+//! The reduce side after the shuffle: merge the fetched segments of one partition, group
+//! them by key, run the reducer, and either commit an output part (last step) or feed
+//! the next step's mapper, whose output becomes this task's map output (a chain).
+//!
+//! Output parts are committed the way Hadoop's `FileOutputCommitter` does: written
+//! under `_temporary/` with the attempt in the name, flushed to disk, then renamed over
+//! `part-NNNNN`. A rename is atomic, so a reader sees a whole part or none, and a
+//! speculative twin that renames the same part writes identical bytes (the order of
+//! values is deterministic).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Emit, JobDefinition, JobError, Mapper, Record};
+use crate::cancel::CancelCheck;
+use crate::counters::{self, Counters};
+use crate::error::{TaskError, TaskResult};
+use crate::format::SegmentEntry;
+use crate::merge::{
+    KWayMerge, RunFile, WRITE_BUFFER_BYTES, merge_until_at_most, open_segment, reduce_groups,
+};
+use crate::payload::{ReduceTaskPayload, TEMPORARY_DIR, part_file_name};
+use crate::sort::{MapOutputCollector, MapOutputFile};
+
+/// One partition of one upstream output, fetched into a local file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedSegment {
+    /// The upstream task it comes from.
+    pub task_index: u32,
+    /// The local file, holding exactly the segment.
+    pub path: PathBuf,
+    /// Its length.
+    pub length: u64,
+    /// Its records.
+    pub records: u64,
+}
+
+/// What a reduce task produced.
+#[derive(Debug, Clone)]
+pub struct ReduceOutcome {
+    /// The committed part (last step), or `None` for a chained step.
+    pub part: Option<PathBuf>,
+    /// The map output for the next step (chained step only).
+    pub map_output: Option<MapOutputFile>,
+    /// `reduce.*`, `merge.passes`, and for a chained step the `map.*` of its mapper.
+    pub counters: Counters,
+}
+
+/// Merges `segments` (any order; they are sorted by upstream task index here), reduces
+/// them with step `payload.step` of `job`, and commits the result. `scratch_dir` holds
+/// intermediate merges; `attempt_id` names the temporary part.
+pub fn reduce_segments(
+    job: &dyn JobDefinition,
+    payload: &ReduceTaskPayload,
+    mut segments: Vec<FetchedSegment>,
+    scratch_dir: &Path,
+    attempt_id: u64,
+    cancel: CancellationToken,
+) -> TaskResult<ReduceOutcome> {
+    let config = &payload.config;
+    let params = &config.params;
+    let step = payload.step as usize;
+    let is_last_step = payload.step + 1 >= config.steps;
+    let mut cancel_check = CancelCheck::new(cancel.clone());
+    let mut counters = Counters::default();
+
+    // Upstream order is the tie-breaker of equal keys: values by map task index.
+    segments.sort_by_key(|segment| segment.task_index);
+    let runs: Vec<RunFile> = segments
+        .iter()
+        .filter(|segment| segment.records > 0)
+        .map(|segment| RunFile {
+            path: segment.path.clone(),
+            entries: vec![SegmentEntry {
+                offset: 0,
+                length: segment.length,
+                records: segment.records,
+            }],
+        })
+        .collect();
+    let mut passes = 0;
+    let mut named = 0u32;
+    let mut name_run = || {
+        named += 1;
+        scratch_dir.join(format!("reduce-merge-{named:05}.out"))
+    };
+    let runs = merge_until_at_most(
+        runs,
+        config.merge_factor as usize,
+        1,
+        &mut name_run,
+        &mut passes,
+        &mut cancel_check,
+    )?;
+    let mut cursors = Vec::with_capacity(runs.len());
+    for run in &runs {
+        cursors.push(open_segment(run, 0)?);
+    }
+    let mut merge = KWayMerge::new(cursors);
+    counters.add(counters::MERGE_PASSES, passes + 1);
+
+    let mut reducer = job.reducer(params, step)?;
+    let outcome = if is_last_step {
+        let mut sink = PartWriter::create(job, &config.output_dir, payload.partition, attempt_id)?;
+        let result = reduce_groups(&mut merge, reducer.as_mut(), &mut sink, &mut cancel_check);
+        let stats = prefer_sink_error(result, sink.error.take())?;
+        let finished = reducer.finish(&mut sink);
+        prefer_sink_error(finished.map_err(TaskError::Job), sink.error.take())?;
+        counters.add(counters::REDUCE_INPUT_GROUPS, stats.groups);
+        counters.add(counters::REDUCE_INPUT_RECORDS, stats.records);
+        counters.add(counters::REDUCE_OUTPUT_RECORDS, sink.records);
+        counters.add(counters::REDUCE_OUTPUT_BYTES, sink.bytes);
+        let part = sink.commit()?;
+        ReduceOutcome {
+            part: Some(part),
+            map_output: None,
+            counters,
+        }
+    } else {
+        let next_step = step + 1;
+        let collector = MapOutputCollector::new(
+            job,
+            params,
+            next_step,
+            config.reducers,
+            config.sort_buffer_bytes,
+            config.merge_factor,
+            scratch_dir,
+            cancel,
+        )?;
+        let mut sink = ChainSink {
+            mapper: job.mapper(params, next_step)?,
+            collector,
+            line: Vec::new(),
+            records: 0,
+            bytes: 0,
+        };
+        let result = reduce_groups(&mut merge, reducer.as_mut(), &mut sink, &mut cancel_check);
+        let stats = prefer_sink_error(result, sink.collector.take_error())?;
+        let finished = reducer.finish(&mut sink);
+        prefer_sink_error(finished.map_err(TaskError::Job), sink.collector.take_error())?;
+        let mapper_finished = sink.mapper.finish(&mut sink.collector);
+        prefer_sink_error(
+            mapper_finished.map_err(TaskError::Job),
+            sink.collector.take_error(),
+        )?;
+        counters.add(counters::REDUCE_INPUT_GROUPS, stats.groups);
+        counters.add(counters::REDUCE_INPUT_RECORDS, stats.records);
+        counters.add(counters::REDUCE_OUTPUT_RECORDS, sink.records);
+        counters.add(counters::REDUCE_OUTPUT_BYTES, sink.bytes);
+        counters.add(counters::MAP_INPUT_RECORDS, sink.records);
+        let map_output = sink.collector.finish()?;
+        counters.merge(&map_output.counters);
+        ReduceOutcome {
+            part: None,
+            map_output: Some(map_output),
+            counters,
+        }
+    };
+    for run in &runs {
+        if !segments.iter().any(|segment| segment.path == run.path) {
+            crate::merge::remove_quietly(&run.path);
+        }
+    }
+    Ok(outcome)
+}
+
+/// Returns the sink's error when it has one: it is the cause of the `JobError` the
+/// reducer passed on.
+fn prefer_sink_error<T>(result: TaskResult<T>, sink_error: Option<TaskError>) -> TaskResult<T> {
+    match sink_error {
+        Some(error) => Err(error),
+        None => result,
+    }
+}
+
+/// Writes the last step's output lines into a temporary part, then commits it.
+struct PartWriter<'a> {
+    job: &'a dyn JobDefinition,
+    output: BufWriter<File>,
+    temporary_path: PathBuf,
+    final_path: PathBuf,
+    line: Vec<u8>,
+    records: u64,
+    bytes: u64,
+    error: Option<TaskError>,
+}
+
+impl<'a> PartWriter<'a> {
+    fn create(
+        job: &'a dyn JobDefinition,
+        output_dir: &Path,
+        partition: u32,
+        attempt_id: u64,
+    ) -> TaskResult<Self> {
+        let temporary_dir = output_dir.join(TEMPORARY_DIR);
+        std::fs::create_dir_all(&temporary_dir)
+            .map_err(|source| TaskError::io("create directory", &temporary_dir, source))?;
+        let part = part_file_name(partition);
+        let temporary_path = temporary_dir.join(format!("{part}.{attempt_id:x}"));
+        let file = File::create(&temporary_path)
+            .map_err(|source| TaskError::io("create", &temporary_path, source))?;
+        Ok(Self {
+            job,
+            output: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            temporary_path,
+            final_path: output_dir.join(part),
+            line: Vec::new(),
+            records: 0,
+            bytes: 0,
+            error: None,
+        })
+    }
+
+    /// Flushes the part to disk and renames it over `part-NNNNN`.
+    fn commit(self) -> TaskResult<PathBuf> {
+        let temporary_path = self.temporary_path;
+        let write_error = |source| TaskError::io("write", &temporary_path, source);
+        let file = self
+            .output
+            .into_inner()
+            .map_err(|error| write_error(error.into_error()))?;
+        file.sync_all().map_err(write_error)?;
+        drop(file);
+        std::fs::rename(&temporary_path, &self.final_path)
+            .map_err(|source| TaskError::io("rename output part to", &self.final_path, source))?;
+        // The rename is durable once the directory is.
+        if let Some(dir) = self.final_path.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(self.final_path)
+    }
+}
+
+/// Flushes a directory's entries (a rename or a new file in it) to disk.
+pub(crate) fn sync_dir(dir: &Path) -> TaskResult<()> {
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(|source| TaskError::io("sync directory", dir, source))
+}
+
+impl Emit for PartWriter<'_> {
+    fn emit(&mut self, key: &[u8], value: &[u8]) -> Result<(), JobError> {
+        if self.error.is_some() {
+            return Err(JobError::retryable("writing the output part failed before"));
+        }
+        self.line.clear();
+        self.job.format_output(key, value, &mut self.line);
+        self.line.push(b'\n');
+        if let Err(source) = self.output.write_all(&self.line) {
+            let error = TaskError::io("write", &self.temporary_path, source);
+            let job_error = JobError::retryable(error.to_string());
+            self.error = Some(error);
+            return Err(job_error);
+        }
+        self.records += 1;
+        self.bytes += self.line.len() as u64;
+        Ok(())
+    }
+}
+
+/// Feeds a chained step's mapper with what the reducer emits, as `key<TAB>value` lines
+/// numbered from 0.
+struct ChainSink<'a> {
+    mapper: Box<dyn Mapper>,
+    collector: MapOutputCollector<'a>,
+    line: Vec<u8>,
+    records: u64,
+    bytes: u64,
+}
+
+impl Emit for ChainSink<'_> {
+    fn emit(&mut self, key: &[u8], value: &[u8]) -> Result<(), JobError> {
+        self.line.clear();
+        self.line.extend_from_slice(key);
+        self.line.push(b'\t');
+        self.line.extend_from_slice(value);
+        let record = Record {
+            // A chained record comes from no file.
+            path: Path::new(""),
+            offset: self.records,
+            line_in_split: self.records + 1,
+            split_start: 0,
+            data: &self.line,
+        };
+        self.records += 1;
+        self.bytes += (key.len() + value.len()) as u64;
+        self.mapper.map(&record, &mut self.collector)
+    }
+}

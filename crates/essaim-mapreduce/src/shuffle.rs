@@ -1,0 +1,456 @@
+//! The shuffle: fetch one partition of every upstream output from the workers that hold
+//! them, over HTTP range requests, into local files.
+//!
+//! Per upstream output, two requests on a pooled keep-alive connection: the footer (its
+//! length depends only on the number of partitions, and the file's size is in the
+//! upstream's `FileRef`), then the partition's segment, streamed to disk through a
+//! [`SegmentVerifier`] so that memory stays at one chunk per fetch and corruption is
+//! caught while it can still be blamed on the upstream task. Partitions the footer says
+//! are empty are not fetched at all.
+//!
+//! Fetches run [`ShuffleSettings::parallel_fetches`] at a time, each retried with
+//! exponential backoff. An upstream whose output stays unreachable, missing (404),
+//! truncated or corrupt is *lost*: the task fails with every lost upstream listed, so
+//! the coordinator re-runs those upstream tasks and then this one, without counting the
+//! failure against it. A refused token or a local disk error is not the upstream's
+//! fault and fails the task as a plain retryable error.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use essaim_core::UpstreamOutput;
+use http::{StatusCode, header};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::counters::{self, Counters};
+use crate::error::{TaskError, TaskResult};
+use crate::format::{EMPTY_SEGMENT_BYTES, SegmentVerifier, decode_footer, footer_len};
+use crate::reduce_task::FetchedSegment;
+
+/// How the shuffle fetches.
+#[derive(Debug, Clone)]
+pub struct ShuffleSettings {
+    /// Fetches in flight at once.
+    pub parallel_fetches: usize,
+    /// Tries per upstream output before it is declared lost.
+    pub attempts: u32,
+    /// Wait before the first retry; doubled for each next one.
+    pub first_backoff: Duration,
+    /// Longest wait for a connection, a response, or the next chunk of a body.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ShuffleSettings {
+    fn default() -> Self {
+        Self {
+            parallel_fetches: 6,
+            attempts: 4,
+            first_backoff: Duration::from_millis(200),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Bytes buffered before a write to the local segment file.
+const LOCAL_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// What one fetch attempt ran into.
+#[derive(Debug)]
+enum FetchError {
+    /// Worth another try (connection refused or reset, 5xx, a timeout, a corrupt or
+    /// short body); the upstream is lost if every try fails.
+    Retry(String),
+    /// The upstream output is gone for good (404, 416, a malformed URL): lost at once.
+    Lost(String),
+    /// Not the upstream's fault: a refused token.
+    Refused(String),
+    /// The local disk failed.
+    Local(TaskError),
+    Cancelled,
+}
+
+/// Fetched segments and the shuffle's counters.
+#[derive(Debug)]
+pub struct ShuffleOutcome {
+    /// One per upstream with records in the partition, by upstream task index.
+    pub segments: Vec<FetchedSegment>,
+    /// `shuffle.bytes`, `shuffle.segments`, `shuffle.fetch_retries`.
+    pub counters: Counters,
+}
+
+/// Fetches partition `partition` (of `partitions`) of every upstream output into
+/// `dest_dir` (which must exist).
+pub async fn fetch_partition(
+    inputs: &[UpstreamOutput],
+    partition: u32,
+    partitions: u32,
+    dest_dir: &Path,
+    token: Option<&str>,
+    settings: &ShuffleSettings,
+    cancel: &CancellationToken,
+) -> TaskResult<ShuffleOutcome> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(settings.idle_timeout));
+    connector.set_nodelay(true);
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+    let authorization = token.map(|token| Arc::<str>::from(format!("Bearer {token}")));
+    let permits = Arc::new(Semaphore::new(settings.parallel_fetches.max(1)));
+    // Cancelled when the task fails for a reason every other fetch shares (the disk,
+    // the token), so that they stop early.
+    let stop = cancel.child_token();
+    let mut fetches = JoinSet::new();
+    for upstream in inputs {
+        let job = UpstreamFetch {
+            client: client.clone(),
+            upstream: upstream.clone(),
+            partition,
+            partitions,
+            dest: dest_dir.join(format!("upstream-{}.seg", upstream.task_index)),
+            authorization: authorization.clone(),
+            settings: settings.clone(),
+        };
+        let permits = Arc::clone(&permits);
+        let stop = stop.clone();
+        fetches.spawn(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire_owned().await;
+            let task_index = job.upstream.task_index;
+            let outcome = tokio::select! {
+                () = stop.cancelled() => Err(FetchError::Cancelled),
+                outcome = job.run() => outcome,
+            };
+            (task_index, outcome)
+        });
+    }
+
+    let mut counters = Counters::default();
+    let mut segments = Vec::new();
+    let mut lost: Vec<(u32, String)> = Vec::new();
+    let mut first_other_error = None;
+    while let Some(joined) = fetches.join_next().await {
+        let (task_index, outcome) =
+            joined.map_err(|error| TaskError::Internal(format!("a fetch task failed: {error}")))?;
+        match outcome {
+            Ok(fetched) => {
+                counters.add(counters::SHUFFLE_FETCH_RETRIES, fetched.retries);
+                counters.add(counters::SHUFFLE_BYTES, fetched.bytes);
+                if let Some(segment) = fetched.segment {
+                    counters.add(counters::SHUFFLE_SEGMENTS, 1);
+                    segments.push(segment);
+                }
+            }
+            Err(FetchError::Lost(reason)) => lost.push((task_index, reason)),
+            Err(FetchError::Retry(reason)) => lost.push((task_index, reason)),
+            Err(FetchError::Refused(reason)) => {
+                stop.cancel();
+                first_other_error.get_or_insert(TaskError::Shuffle(format!(
+                    "upstream task {task_index}: {reason}"
+                )));
+            }
+            Err(FetchError::Local(error)) => {
+                stop.cancel();
+                first_other_error.get_or_insert(error);
+            }
+            Err(FetchError::Cancelled) => {}
+        }
+    }
+    if cancel.is_cancelled() {
+        return Err(TaskError::Cancelled);
+    }
+    if !lost.is_empty() {
+        lost.sort();
+        let details = lost
+            .iter()
+            .map(|(task_index, reason)| format!("task {task_index}: {reason}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(TaskError::LostInputs {
+            upstreams: lost.into_iter().map(|(task_index, _)| task_index).collect(),
+            details,
+        });
+    }
+    if let Some(error) = first_other_error {
+        return Err(error);
+    }
+    segments.sort_by_key(|segment: &FetchedSegment| segment.task_index);
+    Ok(ShuffleOutcome { segments, counters })
+}
+
+/// The fetch of one upstream's partition, with its retries.
+struct UpstreamFetch {
+    client: HttpClient,
+    upstream: UpstreamOutput,
+    partition: u32,
+    partitions: u32,
+    dest: PathBuf,
+    authorization: Option<Arc<str>>,
+    settings: ShuffleSettings,
+}
+
+/// What a successful fetch brought.
+struct Fetched {
+    /// `None` when the partition is empty in that upstream output.
+    segment: Option<FetchedSegment>,
+    bytes: u64,
+    retries: u64,
+}
+
+impl UpstreamFetch {
+    async fn run(self) -> Result<Fetched, FetchError> {
+        let mut retries = 0u64;
+        let mut backoff = self.settings.first_backoff;
+        let mut attempt = 1;
+        loop {
+            match self.fetch_once().await {
+                Ok((segment, bytes)) => {
+                    return Ok(Fetched {
+                        segment,
+                        bytes,
+                        retries,
+                    });
+                }
+                Err(FetchError::Retry(reason)) if attempt < self.settings.attempts => {
+                    tracing::debug!(
+                        upstream = self.upstream.task_index,
+                        attempt,
+                        %reason,
+                        "fetch failed, retrying"
+                    );
+                    retries += 1;
+                    attempt += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// One try: the footer, then the segment. Returns the segment and the bytes read.
+    async fn fetch_once(&self) -> Result<(Option<FetchedSegment>, u64), FetchError> {
+        let file_len = self.upstream.file.size_bytes;
+        let footer_bytes = footer_len(self.partitions);
+        let smallest_file = footer_bytes + u64::from(self.partitions) * EMPTY_SEGMENT_BYTES;
+        if file_len < smallest_file {
+            return Err(FetchError::Lost(format!(
+                "its output has {file_len} bytes, fewer than an empty output of {} partitions",
+                self.partitions
+            )));
+        }
+        let name = format!(
+            "map output of task {} (`{}`)",
+            self.upstream.task_index, self.upstream.file.url
+        );
+        let mut footer = Vec::with_capacity(footer_bytes as usize);
+        let mut body = self.open_range(file_len - footer_bytes, footer_bytes).await?;
+        while let Some(chunk) = body.next_chunk().await? {
+            footer.extend_from_slice(&chunk);
+        }
+        let entries = decode_footer(&footer, self.partitions, file_len, &name)
+            .map_err(|error| FetchError::Retry(error.to_string()))?;
+        let entry = entries[self.partition as usize];
+        if entry.records == 0 {
+            return Ok((None, footer_bytes));
+        }
+
+        let mut body = self.open_range(entry.offset, entry.length).await?;
+        let local_error =
+            |source| FetchError::Local(TaskError::io("write fetched segment", &self.dest, source));
+        let file = tokio::fs::File::create(&self.dest)
+            .await
+            .map_err(local_error)?;
+        let mut local = tokio::io::BufWriter::with_capacity(LOCAL_WRITE_BUFFER_BYTES, file);
+        let mut verifier = SegmentVerifier::new(format!("{name} partition {}", self.partition));
+        while let Some(chunk) = body.next_chunk().await? {
+            verifier
+                .update(&chunk)
+                .map_err(|error| FetchError::Retry(error.to_string()))?;
+            local.write_all(&chunk).await.map_err(local_error)?;
+        }
+        local.flush().await.map_err(local_error)?;
+        let records = verifier
+            .finish()
+            .map_err(|error| FetchError::Retry(error.to_string()))?;
+        if records != entry.records {
+            return Err(FetchError::Retry(format!(
+                "{name} partition {}: {records} records, its footer says {}",
+                self.partition, entry.records
+            )));
+        }
+        let segment = FetchedSegment {
+            task_index: self.upstream.task_index,
+            path: self.dest.clone(),
+            length: entry.length,
+            records,
+        };
+        Ok((Some(segment), footer_bytes + entry.length))
+    }
+
+    /// Sends a range request for `length` bytes (≥ 1) at `start` and checks the answer.
+    async fn open_range(&self, start: u64, length: u64) -> Result<RangeBody, FetchError> {
+        let url = &self.upstream.file.url;
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|error| FetchError::Lost(format!("malformed URL `{url}`: {error}")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(FetchError::Lost(format!(
+                "only http:// URLs can be fetched, not `{url}`"
+            )));
+        }
+        let end = start + length - 1;
+        let mut request = http::Request::get(uri).header(header::RANGE, format!("bytes={start}-{end}"));
+        if let Some(authorization) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, &**authorization);
+        }
+        let request = request
+            .body(Empty::new())
+            .map_err(|error| FetchError::Lost(format!("cannot request `{url}`: {error}")))?;
+        let idle = self.settings.idle_timeout;
+        let response = match tokio::time::timeout(idle, self.client.request(request)).await {
+            Err(_elapsed) => {
+                return Err(FetchError::Retry(format!(
+                    "no answer from `{url}` within {} ms",
+                    idle.as_millis()
+                )));
+            }
+            Ok(Err(error)) => {
+                return Err(FetchError::Retry(format!(
+                    "request to `{url}` failed: {}",
+                    describe(&error)
+                )));
+            }
+            Ok(Ok(response)) => response,
+        };
+        let status = response.status();
+        let skip = match status {
+            StatusCode::PARTIAL_CONTENT => {
+                let expected = format!("bytes {start}-{end}/");
+                let content_range = response
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default();
+                if !content_range.starts_with(&expected) {
+                    return Err(FetchError::Retry(format!(
+                        "`{url}` answered range `{content_range}` to `bytes={start}-{end}`"
+                    )));
+                }
+                0
+            }
+            // A server without range support sends the whole file: skip to the range.
+            StatusCode::OK => start,
+            StatusCode::NOT_FOUND | StatusCode::GONE => {
+                return Err(FetchError::Lost(format!("`{url}` is gone ({status})")));
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                return Err(FetchError::Lost(format!(
+                    "`{url}` is shorter than its announced size ({status})"
+                )));
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                return Err(FetchError::Refused(format!(
+                    "`{url}` refused the cluster token ({status})"
+                )));
+            }
+            status if status.is_server_error() => {
+                return Err(FetchError::Retry(format!("`{url}` answered {status}")));
+            }
+            status => {
+                return Err(FetchError::Lost(format!("`{url}` answered {status}")));
+            }
+        };
+        Ok(RangeBody {
+            body: response.into_body(),
+            url: url.clone(),
+            skip,
+            remaining: length,
+            expected: length,
+            idle,
+        })
+    }
+}
+
+/// The body of a range response, cut to the range.
+struct RangeBody {
+    body: hyper::body::Incoming,
+    url: String,
+    /// Bytes still to drop before the range (a 200 answer).
+    skip: u64,
+    remaining: u64,
+    expected: u64,
+    idle: Duration,
+}
+
+impl RangeBody {
+    /// Returns the next bytes of the range, or `None` once it is complete; a body that
+    /// ends early or stalls is an error.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, FetchError> {
+        while self.remaining > 0 {
+            let frame = match tokio::time::timeout(self.idle, self.body.frame()).await {
+                Err(_elapsed) => {
+                    return Err(FetchError::Retry(format!(
+                        "`{}` stalled for {} ms",
+                        self.url,
+                        self.idle.as_millis()
+                    )));
+                }
+                Ok(None) => {
+                    return Err(FetchError::Retry(format!(
+                        "`{}` ended after {} of {} bytes",
+                        self.url,
+                        self.expected - self.remaining,
+                        self.expected
+                    )));
+                }
+                Ok(Some(Err(error))) => {
+                    return Err(FetchError::Retry(format!(
+                        "reading `{}` failed: {}",
+                        self.url,
+                        describe(&error)
+                    )));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(mut data) = frame.into_data() else {
+                continue; // trailers
+            };
+            if self.skip > 0 {
+                let dropped = self.skip.min(data.len() as u64);
+                self.skip -= dropped;
+                data = data.slice(dropped as usize..);
+            }
+            if data.is_empty() {
+                continue;
+            }
+            if data.len() as u64 > self.remaining {
+                data.truncate(self.remaining as usize);
+            }
+            self.remaining -= data.len() as u64;
+            return Ok(Some(data));
+        }
+        Ok(None)
+    }
+}
+
+/// Describes an error with its causes (hyper's own messages are terse).
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -281,3 +281,6 @@ async fn run_blocking<T: Send + 'static>(
         .await
         .map_err(|error| TaskError::Internal(format!("the task's thread failed: {error}")))?
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,16 +28,7 @@ pub fn run_map(
     let split = &payload.split;
     let params = &config.params;
     let mut mapper = job.mapper(params, 0)?;
-    let mut collector = MapOutputCollector::new(
-        job,
-        params,
-        0,
-        config.reducers,
-        config.sort_buffer_bytes,
-        config.merge_factor,
-        scratch_dir,
-        cancel.clone(),
-    )?;
+    let mut collector = MapOutputCollector::new(job, config, 0, scratch_dir, cancel.clone())?;
     let mut cancel_check = CancelCheck::new(cancel);
     let mut input_records = 0u64;
     let input_bytes;

@@ -121,16 +121,7 @@ pub fn reduce_segments(
         }
     } else {
         let next_step = step + 1;
-        let collector = MapOutputCollector::new(
-            job,
-            params,
-            next_step,
-            config.reducers,
-            config.sort_buffer_bytes,
-            config.merge_factor,
-            scratch_dir,
-            cancel,
-        )?;
+        let collector = MapOutputCollector::new(job, config, next_step, scratch_dir, cancel)?;
         let mut sink = ChainSink {
             mapper: job.mapper(params, next_step)?,
             collector,
@@ -141,7 +132,10 @@ pub fn reduce_segments(
         let result = reduce_groups(&mut merge, reducer.as_mut(), &mut sink, &mut cancel_check);
         let stats = prefer_sink_error(result, sink.collector.take_error())?;
         let finished = reducer.finish(&mut sink);
-        prefer_sink_error(finished.map_err(TaskError::Job), sink.collector.take_error())?;
+        prefer_sink_error(
+            finished.map_err(TaskError::Job),
+            sink.collector.take_error(),
+        )?;
         let mapper_finished = sink.mapper.finish(&mut sink.collector);
         prefer_sink_error(
             mapper_finished.map_err(TaskError::Job),

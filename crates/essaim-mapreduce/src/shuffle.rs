@@ -253,7 +253,9 @@ impl UpstreamFetch {
             self.upstream.task_index, self.upstream.file.url
         );
         let mut footer = Vec::with_capacity(footer_bytes as usize);
-        let mut body = self.open_range(file_len - footer_bytes, footer_bytes).await?;
+        let mut body = self
+            .open_range(file_len - footer_bytes, footer_bytes)
+            .await?;
         while let Some(chunk) = body.next_chunk().await? {
             footer.extend_from_slice(&chunk);
         }
@@ -309,7 +311,8 @@ impl UpstreamFetch {
             )));
         }
         let end = start + length - 1;
-        let mut request = http::Request::get(uri).header(header::RANGE, format!("bytes={start}-{end}"));
+        let mut request =
+            http::Request::get(uri).header(header::RANGE, format!("bytes={start}-{end}"));
         if let Some(authorization) = &self.authorization {
             request = request.header(header::AUTHORIZATION, &**authorization);
         }

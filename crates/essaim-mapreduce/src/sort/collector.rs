@@ -23,6 +23,7 @@ use crate::merge::{
     Combining, RunFile, WRITE_BUFFER_BYTES, combine_partition, merge_runs_to_file,
     merge_until_at_most, remove_quietly,
 };
+use crate::payload::JobConfig;
 
 /// Name of a map task's output file in its attempt directory.
 pub const MAP_OUTPUT_FILE: &str = "map.out";
@@ -69,24 +70,23 @@ pub struct MapOutputCollector<'a> {
 }
 
 impl<'a> MapOutputCollector<'a> {
-    /// Returns a collector for the pairs of step `step`'s mapper, writing into
-    /// `scratch_dir`.
+    /// Returns a collector for the pairs of step `step`'s mapper of the job `config`
+    /// describes, writing into `scratch_dir`.
     pub fn new(
         job: &'a dyn JobDefinition,
-        params: &'a JobParams,
+        config: &'a JobConfig,
         step: usize,
-        partitions: u32,
-        sort_buffer_bytes: u64,
-        merge_factor: u32,
         scratch_dir: &Path,
         cancel: CancellationToken,
     ) -> TaskResult<Self> {
+        let partitions = config.reducers;
         if partitions == 0 {
             return Err(TaskError::Payload("the job has no reducers".into()));
         }
+        let params = &config.params;
         let partitioner = job.partitioner(params, step)?;
         let has_combiner = job.combiner(params, step)?.is_some();
-        let buffer_bytes = usize::try_from(sort_buffer_bytes).unwrap_or(usize::MAX);
+        let buffer_bytes = usize::try_from(config.sort_buffer_bytes).unwrap_or(usize::MAX);
         Ok(Self {
             job,
             params,
@@ -98,7 +98,7 @@ impl<'a> MapOutputCollector<'a> {
             scratch_dir: scratch_dir.to_path_buf(),
             spills: Vec::new(),
             spill_count: 0,
-            merge_factor: merge_factor.max(2) as usize,
+            merge_factor: config.merge_factor.max(2) as usize,
             files_named: 0,
             output_records: 0,
             output_bytes: 0,
@@ -366,12 +366,29 @@ mod tests {
     use crate::api::HashPartitioner;
     use crate::test_support::{TestRng, ToyWordCount, read_map_output};
 
-    fn params(combiner: bool) -> JobParams {
+    /// Records of a map output: (partition, key, value).
+    type Records = Vec<(u32, Vec<u8>, Vec<u8>)>;
+
+    fn config(
+        combiner: bool,
+        partitions: u32,
+        sort_buffer_bytes: u64,
+        merge_factor: u32,
+    ) -> JobConfig {
         let mut params = JobParams::default();
         if !combiner {
             params.set("combiner", "off");
         }
-        params
+        JobConfig {
+            version: crate::payload::PAYLOAD_VERSION,
+            job: "toy-wordcount".into(),
+            params,
+            steps: 1,
+            reducers: partitions,
+            output_dir: PathBuf::from("/unused"),
+            sort_buffer_bytes,
+            merge_factor,
+        }
     }
 
     /// Emits `pairs` through a collector and returns its output and counters.
@@ -381,16 +398,13 @@ mod tests {
         partitions: u32,
         sort_buffer_bytes: u64,
         merge_factor: u32,
-    ) -> (Vec<(u32, Vec<u8>, Vec<u8>)>, Counters, Vec<String>) {
+    ) -> (Records, Counters, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
-        let params = params(combiner);
+        let config = config(combiner, partitions, sort_buffer_bytes, merge_factor);
         let mut collector = MapOutputCollector::new(
             &ToyWordCount,
-            &params,
+            &config,
             0,
-            partitions,
-            sort_buffer_bytes,
-            merge_factor,
             dir.path(),
             CancellationToken::new(),
         )
@@ -433,7 +447,7 @@ mod tests {
             let buffer = 200 + rng.below(4000);
             let factor = 2 + rng.below(4) as u32;
             let (records, counters, left) = collect_all(&pairs, false, partitions, buffer, factor);
-            let mut oracle: Vec<(u32, Vec<u8>, Vec<u8>)> = pairs
+            let mut oracle: Records = pairs
                 .iter()
                 .map(|(key, value)| {
                     let partition = HashPartitioner.partition(key, partitions);
@@ -480,10 +494,7 @@ mod tests {
                 *sums.entry(key.clone()).or_default() += count;
             }
             assert_eq!(sums, oracle, "seed {seed}");
-            assert_eq!(
-                counters.get(counters::COMBINE_INPUT_RECORDS) >= pairs.len() as u64,
-                true
-            );
+            assert!(counters.get(counters::COMBINE_INPUT_RECORDS) >= pairs.len() as u64);
             assert!(records.len() as u64 <= pairs.len() as u64);
         }
     }
@@ -517,19 +528,10 @@ mod tests {
     #[test]
     fn a_cancelled_collector_stops() {
         let dir = tempfile::tempdir().unwrap();
-        let params = params(false);
+        let config = config(false, 1, 1 << 20, 10);
         let cancel = CancellationToken::new();
-        let mut collector = MapOutputCollector::new(
-            &ToyWordCount,
-            &params,
-            0,
-            1,
-            1 << 20,
-            10,
-            dir.path(),
-            cancel.clone(),
-        )
-        .unwrap();
+        let mut collector =
+            MapOutputCollector::new(&ToyWordCount, &config, 0, dir.path(), cancel.clone()).unwrap();
         cancel.cancel();
         let mut stopped = false;
         for _ in 0..10_000 {

@@ -471,6 +471,60 @@ mod tests {
         assert_eq!(output, vec![b"x\tf@0#1|f@0#2|f@4#1".to_vec()]);
     }
 
+    /// Step 0 is [`OrderProbe`]; step 1 maps step 0's output lines, tagging each
+    /// with the record's path and offset; both steps reduce with [`JoinValues`].
+    struct TwoSteps;
+
+    struct LineProbeMapper;
+    impl Mapper for LineProbeMapper {
+        fn map(&mut self, record: &Record<'_>, out: &mut dyn Emit) -> Result<(), JobError> {
+            let value = format!("{}@{}", record.path.display(), record.offset);
+            out.emit(record.data, value.as_bytes())
+        }
+    }
+
+    impl JobDefinition for TwoSteps {
+        fn name(&self) -> &str {
+            "two-steps"
+        }
+        fn description(&self) -> &str {
+            "test job"
+        }
+        fn steps(&self, _: &JobParams) -> usize {
+            2
+        }
+        fn mapper(&self, _: &JobParams, step: usize) -> Result<Box<dyn Mapper>, JobError> {
+            Ok(match step {
+                0 => Box::new(ProbeMapper),
+                _ => Box::new(LineProbeMapper),
+            })
+        }
+        fn reducer(&self, _: &JobParams, _: usize) -> Result<Box<dyn Reducer>, JobError> {
+            Ok(Box::new(JoinValues))
+        }
+        fn partitioner(&self, _: &JobParams, _: usize) -> Result<Box<dyn Partitioner>, JobError> {
+            Ok(Box::new(FirstByte))
+        }
+    }
+
+    #[test]
+    fn a_later_step_maps_the_previous_steps_pairs_as_text_lines_per_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = write(dir.path(), "f", b"b\na\nbb\n");
+        let output = run_in_memory(&TwoSteps, &JobParams::default(), &[input], 2).unwrap();
+        // Step 0, part 0: "b\tf@0#1", "bb\tf@0#3" (offsets 0 and 8); part 1: "a\tf@0#2".
+        // Step 1 maps them as lines of `part-00000` and `part-00001`, and its
+        // partitioner sends all three lines (first bytes 'a', 'b') back the same way.
+        assert_eq!(
+            output,
+            vec![
+                b"b\tf@0#1\tpart-00000@0".to_vec(),
+                b"bb\tf@0#3\tpart-00000@8".to_vec(),
+                b"a\tf@0#2\tpart-00001@0".to_vec(),
+            ]
+        );
+    }
+
     #[test]
     fn a_partition_out_of_range_is_an_error_not_a_panic() {
         struct Bad;

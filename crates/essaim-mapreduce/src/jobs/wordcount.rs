@@ -330,3 +330,90 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod throughput {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::testing::CollectEmit;
+
+    /// Text of words drawn from a skewed vocabulary, like natural language.
+    fn text(bytes: usize) -> Vec<u8> {
+        let vocabulary: Vec<String> = (0..50_000).map(|index| format!("w{index:x}ord")).collect();
+        let mut state = 88172645463325252u64;
+        let mut text = Vec::with_capacity(bytes + 100);
+        let mut words_on_line = 0;
+        while text.len() < bytes {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Skew: the square of a uniform number favours small indices.
+            let uniform = (state % 1000) as usize;
+            let index = uniform * uniform * vocabulary.len() / 1_000_000;
+            text.extend_from_slice(vocabulary[index].as_bytes());
+            words_on_line += 1;
+            if words_on_line == 12 {
+                text.push(b'\n');
+                words_on_line = 0;
+            } else {
+                text.push(b' ');
+            }
+        }
+        text
+    }
+
+    /// Throughput of the mapper alone on one core; run with
+    /// `cargo test --release -p essaim-mapreduce --lib wordcount_mapper_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check; run in release"]
+    fn wordcount_mapper_throughput() {
+        let text = text(200 << 20);
+        let path = Path::new("bench");
+        let started = Instant::now();
+        let mut mapper = WordCount.mapper(&JobParams::default(), 0).unwrap();
+        let mut out = CollectEmit::default();
+        let mut offset = 0u64;
+        for (index, line) in text.split(|byte| *byte == b'\n').enumerate() {
+            let record = Record {
+                path,
+                offset,
+                line_in_split: index as u64 + 1,
+                split_start: 0,
+                data: line,
+            };
+            mapper.map(&record, &mut out).unwrap();
+            offset += line.len() as u64 + 1;
+        }
+        mapper.finish(&mut out).unwrap();
+        let elapsed = started.elapsed();
+
+        // The baseline: a hand-written count with the same hash table.
+        let started_baseline = Instant::now();
+        let mut counts: FxHashMap<&[u8], u64> = FxHashMap::default();
+        for word in text
+            .split(|byte| crate::jobs::common::IS_WORD_SEPARATOR[*byte as usize])
+            .filter(|word| !word.is_empty())
+        {
+            *counts.entry(word).or_insert(0) += 1;
+        }
+        let baseline = started_baseline.elapsed();
+        let started_lines = Instant::now();
+        let mut total = 0usize;
+        for line in text.split(|byte| *byte == b'\n') {
+            total = total.wrapping_add(std::hint::black_box(line).len());
+        }
+        eprintln!(
+            "line splitting alone: {:.0} MB/s ({total})",
+            text.len() as f64 / 1e6 / started_lines.elapsed().as_secs_f64()
+        );
+        assert_eq!(counts.len(), out.pairs.len());
+        let megabytes = text.len() as f64 / 1e6;
+        eprintln!(
+            "wordcount mapper: {:.0} MB/s; hand-written count: {:.0} MB/s",
+            megabytes / elapsed.as_secs_f64(),
+            megabytes / baseline.as_secs_f64()
+        );
+    }
+}

@@ -346,12 +346,13 @@ impl Reducer for ExactSumReducer {
     ) -> Result<(), JobError> {
         let mut sum = ExactSum::default();
         while let Some(value) = values.next_value()? {
-            sum.add(f64_from_be(value)?).map_err(|()| {
-                JobError::permanent(format!(
-                    "the sum of row {} overflows",
-                    String::from_utf8_lossy(key)
-                ))
-            })?;
+            sum.add(f64_from_be(value)?)
+                .map_err(|IntermediateOverflow| {
+                    JobError::permanent(format!(
+                        "the sum of row {} overflows",
+                        String::from_utf8_lossy(key)
+                    ))
+                })?;
         }
         if self.combine {
             for partial in sum.partials() {
@@ -363,8 +364,13 @@ impl Reducer for ExactSumReducer {
     }
 }
 
+/// A sum of finite values whose exact total is finite but an intermediate float is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IntermediateOverflow;
+
 /// An exact sum of floats: Shewchuk's non-overlapping partials, as in Python's
-/// `math.fsum` (whose handling of specials and final rounding this follows).
+/// `math.fsum` (whose handling of specials and final rounding this follows). The short
+/// names `x` and `y` are those of that source, so the two can be compared line by line.
 #[derive(Debug, Default, Clone)]
 struct ExactSum {
     /// Non-overlapping, increasing in magnitude; their exact sum is the exact sum of
@@ -377,8 +383,8 @@ struct ExactSum {
 }
 
 impl ExactSum {
-    /// Adds a value. `Err` when a finite intermediate overflows (Python raises too).
-    fn add(&mut self, value: f64) -> Result<(), ()> {
+    /// Adds a value. Fails when a finite intermediate overflows (Python raises too).
+    fn add(&mut self, value: f64) -> Result<(), IntermediateOverflow> {
         let mut x = value;
         let mut kept = 0;
         for index in 0..self.partials.len() {
@@ -403,7 +409,7 @@ impl ExactSum {
             return Ok(());
         }
         if value.is_finite() {
-            return Err(());
+            return Err(IntermediateOverflow);
         }
         if value.is_infinite() {
             self.infinity_sum += value;

@@ -49,6 +49,9 @@ enum Command {
     Run(commands::mapreduce::RunArgs),
     /// Generate sample input for the built-in MapReduce jobs.
     Gen(commands::mapreduce::GenArgs),
+    /// `essaim submit JOB …`: recognised before clap parses (see [`mapreduce_submit`]).
+    #[command(skip)]
+    SubmitJob(Vec<std::ffi::OsString>),
     /// List jobs.
     Jobs(commands::jobs::ListArgs),
     /// Show a job's status.
@@ -74,9 +77,18 @@ enum Command {
 /// jobs: the entry point of a binary that links its own jobs (see the crate doc).
 pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
     jobs::install(jobs);
-    let cli = Cli::parse();
+    let cli = match mapreduce_submit(std::env::args_os().collect()) {
+        Some(words) => Cli {
+            command: Command::SubmitJob(words),
+            log_json: std::env::var_os("ESSAIM_LOG_JSON").is_some(),
+        },
+        None => Cli::parse(),
+    };
     // The demo's story is on stdout; its cluster only speaks up when something is wrong.
-    let default_level = if matches!(cli.command, Command::Demo(_)) {
+    let default_level = if matches!(
+        cli.command,
+        Command::Demo(_) | Command::Run(_) | Command::Gen(_) | Command::SubmitJob(_)
+    ) {
         tracing::level_filters::LevelFilter::WARN
     } else {
         tracing::level_filters::LevelFilter::INFO
@@ -100,6 +112,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Run(args) => commands::mapreduce::run(args).await,
             Command::Gen(args) => commands::mapreduce::generate(args),
+            Command::SubmitJob(words) => commands::mapreduce::submit_words(words).await,
             Command::Jobs(args) => commands::jobs::list(args).await,
             Command::Status(args) => commands::jobs::status(args).await,
             Command::Wait(args) => commands::jobs::wait(args).await,
@@ -120,6 +133,19 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             ExitCode::from(exit_code_for(&error))
         }
     }
+}
+
+/// Returns the words from JOB on when the command line is `essaim submit JOB …` with
+/// JOB a word rather than an option: a MapReduce job, whose options are its own. (A
+/// task-farm `essaim submit` starts with an option or `--`.)
+fn mapreduce_submit(argv: Vec<std::ffi::OsString>) -> Option<Vec<std::ffi::OsString>> {
+    let mut words = argv.into_iter().skip(1);
+    if words.next()? != "submit" {
+        return None;
+    }
+    let rest: Vec<std::ffi::OsString> = words.collect();
+    let first = rest.first()?.to_str()?;
+    (!first.starts_with('-')).then_some(rest)
 }
 
 /// Chooses the exit code of a failed command from what failed.

@@ -114,6 +114,25 @@ impl JobDefinition for Sort {
         Ok(())
     }
 
+    /// Samples the inputs for the cut points, unless `sort.cuts` was given.
+    fn prepare(
+        &self,
+        params: &mut JobParams,
+        inputs: &[PathBuf],
+        reducers: u32,
+    ) -> Result<(), JobError> {
+        if params.get(CUTS_PARAM).is_some() || reducers < 2 {
+            return Ok(());
+        }
+        let key_bytes = key_bytes_param(params)?;
+        let samples = (reducers as usize * 1000).clamp(10_000, 1_000_000);
+        let cuts = sample_cut_points(inputs, reducers, samples, key_bytes).map_err(|error| {
+            JobError::permanent(format!("sampling the input for cut points: {error}"))
+        })?;
+        params.set(CUTS_PARAM, format_cut_points(&cuts));
+        Ok(())
+    }
+
     fn mapper(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Mapper>, JobError> {
         Ok(Box::new(KeyMapper {
             key_bytes: key_bytes_param(params)?,

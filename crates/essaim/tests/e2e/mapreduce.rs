@@ -34,7 +34,8 @@ fn write_corpus(dir: &Path, files: usize, bytes_per_file: usize, seed: u64) -> V
         }
         while text.len() < bytes_per_file {
             // Rank-skewed choice: low indexes far more often.
-            let rank = rng.up_to(rng.up_to(words.len() as u64 - 1)) as usize;
+            let ceiling = rng.up_to(words.len() as u64 - 1);
+            let rank = rng.up_to(ceiling) as usize;
             text.extend_from_slice(&words[rank]);
             text.extend_from_slice(separators[rng.up_to(separators.len() as u64 - 1) as usize]);
         }
@@ -206,7 +207,8 @@ async fn a_corrupted_map_output_is_detected_and_recomputed_and_a_reducer_killed_
     inputs.push(slow);
     let oracle = coreutils_word_counts(&inputs);
     let output = cluster.path("out");
-    let mapper = r#"awk '{ if ($1 == "SLOWDOWN") system("sleep 4"); for (i = 1; i <= NF; i++) print $i "\t1" }'"#;
+    // Words are split on every ASCII whitespace byte, as wordcount and coreutils `tr` do.
+    let mapper = r#"awk -F '[ \t\r\v\f]+' '{ if ($1 == "SLOWDOWN") system("sleep 4"); for (i = 1; i <= NF; i++) if ($i != "") print $i "\t1" }'"#;
     let reducer = r#"awk -F '\t' 'NR == 1 { system("sleep 2") } $1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
     let url = cluster.url();
     let args: Vec<String> = [
@@ -283,10 +285,10 @@ async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input(
     let cluster = Cluster::start(2, 1).await;
     let input = cluster.path("records");
     let sorted = cluster.path("sorted");
-    let gen = cluster
+    let generated = cluster
         .cli(&["gen", "sort", "--rows", "20000", "--files", "3", "--output", input.to_str().unwrap()])
         .await;
-    assert_eq!(gen.code, Some(0), "{}", gen.stderr);
+    assert_eq!(generated.code, Some(0), "{}", generated.stderr);
     let sort = cluster
         .cli(&[
             "submit", "sort", "--input", input.to_str().unwrap(), "--output",
@@ -312,7 +314,7 @@ async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input(
     let report = cluster.path("report");
     let validate = cluster
         .cli(&[
-            "submit", "validate", "--input", sorted.to_str().unwrap(), "--output",
+            "submit", "sort-validate", "--input", sorted.to_str().unwrap(), "--output",
             report.to_str().unwrap(), "--reducers", "1",
         ])
         .await;

@@ -10,6 +10,8 @@
 //!
 //! What it does, step by step (see [`run_in_memory`]):
 //!
+//! 0. **Prepare.** [`JobDefinition::validate`], then [`JobDefinition::prepare`] on a
+//!    copy of the parameters, as the client does before it submits.
 //! 1. **Splits.** Each input file is one split (or several, with
 //!    [`InMemoryOptions::lines_per_split`]). For [`InputFormat::Lines`] the file is
 //!    cut on `\n`; a final line without `\n` counts, an empty file has no line, and
@@ -120,6 +122,9 @@ pub fn run_in_memory_with(
     if reducers == 0 {
         return Err(JobError::permanent("a job needs at least one reducer"));
     }
+    let mut prepared = params.clone();
+    job.prepare(&mut prepared, inputs, reducers)?;
+    let params = &prepared;
     let steps = job.steps(params);
     if steps == 0 {
         return Err(JobError::permanent("a job needs at least one step"));

@@ -7,11 +7,12 @@
 //!
 //! Why a range partitioner: hashing keys to reducers would give sorted parts that
 //! interleave. Instead the client samples keys before submitting
-//! ([`sample_cut_points`]) and passes `R - 1` cut keys in `sort.cuts`; reducer `p`
-//! receives the keys in `[cut[p-1], cut[p])`, so `part-00000`, `part-00001`, … read
-//! in order are globally sorted, and sampling keeps the parts about the same size.
-//! Without cuts every line goes to partition 0 (sorted, but one reducer does all the
-//! work). With more cuts than `R - 1`, the keys past the last partition all go to it.
+//! ([`sample_cut_points`], called by [`JobDefinition::prepare`] unless `sort.cuts` is
+//! already set) and passes `R - 1` cut keys in `sort.cuts`; reducer `p` receives the
+//! keys in `[cut[p-1], cut[p])`, so `part-00000`, `part-00001`, … read in order are
+//! globally sorted, and sampling keeps the parts about the same size. With an empty
+//! `sort.cuts` every line goes to partition 0 (sorted, but one reducer does all the
+//! work); with more cuts than `R - 1`, the keys past the last partition all go to it.
 //!
 //! The mapper emits `(key, rest of line)`, the reducer is the identity, and
 //! [`JobDefinition::format_output`] glues key and rest back together (no tab).
@@ -20,8 +21,8 @@
 //!
 //! 1. `generate_sort_input(dir, rows, files, seed)` ([`super::teragen`]) writes 100-byte
 //!    lines with random 10-byte keys;
-//! 2. `cuts = sample_cut_points(&inputs, R, 10_000, 10)`, then run `sort` with
-//!    `R` reducers and `sort.cuts = format_cut_points(&cuts)`;
+//! 2. run `sort` with `R` reducers: `prepare` samples the cut points (by hand:
+//!    `sort.cuts = format_cut_points(&sample_cut_points(&inputs, R, 10_000, 10)?)`);
 //! 3. run `sort-validate` ([`super::validate`]) with one reducer over the part files in
 //!    order: it reports `OK` and the same `records` and `checksum` as `sort-validate`
 //!    run over the generated input (which, unsorted, reports misordered lines).
@@ -394,6 +395,11 @@ mod tests {
             };
             let output = run_in_memory_with(&Sort, &params, &inputs, reducers, &options).unwrap();
             assert_eq!(output, expected, "{reducers} reducers");
+
+            // Without `sort.cuts`, `prepare` samples the cut points itself.
+            params.0.remove(CUTS_PARAM);
+            let output = run_in_memory_with(&Sort, &params, &inputs, reducers, &options).unwrap();
+            assert_eq!(output, expected, "{reducers} reducers, cuts from prepare");
         }
     }
 

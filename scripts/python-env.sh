@@ -19,9 +19,22 @@ marker="$env_dir/.essaim-ready"
 pins=("mrjob==0.7.4" "PyYAML==6.0.2")
 wanted="${pins[*]}"
 
-if [[ -f "$marker" && "$(cat "$marker")" == "$wanted" ]]; then
+ready() { [[ -f "$marker" && "$(cat "$marker")" == "$wanted" ]]; }
+if ready; then
     echo "$env_dir/bin/python"
     exit 0
+fi
+
+# Test processes may call this at the same time (nextest runs each test in a process of
+# its own): one creates the environment, the others wait for it and reuse it.
+mkdir -p "$root/target"
+if command -v flock >/dev/null 2>&1; then
+    exec 9>"$root/target/python-env.lock"
+    flock 9
+    if ready; then
+        echo "$env_dir/bin/python"
+        exit 0
+    fi
 fi
 
 base_python="${PYTHON:-python3}"
@@ -32,7 +45,6 @@ fi
 
 echo "python-env: creating $env_dir with ${wanted}" >&2
 rm -rf "$env_dir"
-mkdir -p "$root/target"
 "$base_python" -m venv "$env_dir" >&2
 # --no-input and a bounded timeout: without network this must fail, not hang.
 "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \

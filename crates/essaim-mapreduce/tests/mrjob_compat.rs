@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use essaim_mapreduce::api::JobParams;
 use essaim_mapreduce::streaming::{MrjobError, StreamingJob, mrjob_streaming_params};
-use essaim_mapreduce::testing::{InMemoryOptions, run_in_memory_with};
+use essaim_mapreduce::testing::{InMemoryOptions, run_in_memory, run_in_memory_with};
 
 /// The interpreter with mrjob, and the directory of mrjob's examples.
 struct Mrjob {
@@ -256,6 +256,20 @@ fn count_lines_by_file_sees_its_input_file_in_the_environment() {
     ours.sort();
     expected.sort();
     assert_eq!(ours, expected);
+}
+
+#[test]
+fn a_failing_mrjob_task_fails_with_its_python_traceback() {
+    let Some(mrjob) = mrjob() else { return };
+    let directory = tempfile::tempdir().unwrap();
+    let inputs = poems(mrjob, directory.path());
+
+    let script = mrjob.examples.join("mr_boom.py");
+    let params = mrjob_streaming_params(&mrjob.python, &script).unwrap();
+    let error = run_in_memory(&StreamingJob, &params, &inputs, 1).unwrap_err();
+    assert!(error.retryable, "another attempt may succeed: {error}");
+    assert!(error.message.contains("exit status: 1"), "{error}");
+    assert!(error.message.contains("Exception: BOOM"), "{error}");
 }
 
 #[test]

@@ -166,8 +166,15 @@ impl StreamingProcess {
             command.current_dir(cwd);
         }
         let mut child = command.spawn().map_err(|error| {
+            // The likeliest cause of a failed start is a working directory that does
+            // not exist on this worker: name it.
+            let directory = launch
+                .cwd
+                .as_ref()
+                .map(|cwd| format!(" in `{}`", cwd.display()))
+                .unwrap_or_default();
             JobError::retryable(format!(
-                "failed to start streaming {} `{}`: {error}",
+                "failed to start streaming {} `{}`{directory}: {error}",
                 launch.role.name(),
                 launch.command
             ))
@@ -607,6 +614,20 @@ mod tests {
         let first = process.finish(&mut out).unwrap_err();
         assert_eq!(process.finish(&mut out).unwrap_err(), first);
         assert_eq!(process.write_line(&[b"x"], &mut out).unwrap_err(), first);
+    }
+
+    #[test]
+    fn a_missing_working_directory_is_named_in_the_error() {
+        let mut process_launch = launch("true");
+        process_launch.cwd = Some("/essaim/no/such/directory".into());
+        let Err(error) = StreamingProcess::spawn(process_launch, &[]) else {
+            panic!("started in a missing directory");
+        };
+        assert!(
+            error.message.contains("/essaim/no/such/directory"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

@@ -36,7 +36,9 @@
 //! With `sort_values`, the whole line is the sort key and only the part before the
 //! separator chooses the partition, as mrjob does on Hadoop with
 //! `KeyFieldBasedPartitioner` and two key fields: each reducer sees all lines of a key,
-//! sorted by key and then value.
+//! sorted by key and then value. (Lines compare as bytes, so a key that is a prefix of
+//! another sorts first, as in key order, unless the longer key continues with a byte
+//! below TAB; the lines of one key always stay together.)
 //!
 //! The job's output lines are `key<TAB>value` (`key` alone when the value is empty),
 //! Hadoop's text output, whatever the separator; under `sort_values` they are the last

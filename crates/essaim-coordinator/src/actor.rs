@@ -246,7 +246,14 @@ impl Actor {
         let mut finished = Vec::new();
         for output in out {
             match output {
-                Output::Persist(event) => events.push(event),
+                Output::Persist(event) => {
+                    if let JournalEvent::TaskSucceeded { result, .. } = &event {
+                        for (name, value) in &result.output.counters {
+                            self.metrics.record_task_counter(name, *value);
+                        }
+                    }
+                    events.push(event);
+                }
                 Output::JobFinished { job, state } => finished.push((job, state)),
             }
         }
@@ -592,6 +599,21 @@ impl Actor {
                 &metrics.workers_lost_total,
                 stats.workers_lost,
                 last.workers_lost,
+            ),
+            (
+                &metrics.outputs_lost_total,
+                stats.outputs_lost,
+                last.outputs_lost,
+            ),
+            (
+                &metrics.local_grants_total,
+                stats.local_grants,
+                last.local_grants,
+            ),
+            (
+                &metrics.remote_grants_total,
+                stats.remote_grants,
+                last.remote_grants,
             ),
         ];
         for (counter, now, before) in counters {

@@ -50,6 +50,16 @@ impl EncodeLabelValue for JobOutcome {
     }
 }
 
+/// The name of a task counter (`map.input.records`, …).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CounterNameLabels {
+    name: String,
+}
+
+/// Most distinct task counter names exported; jobs may name their own counters, and a
+/// label set must stay bounded. Counters past the limit are summed under `other`.
+const MAX_TASK_COUNTER_NAMES: usize = 256;
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct JobStateLabels {
     state: JobOutcome,
@@ -113,6 +123,19 @@ pub struct CoordinatorMetrics {
     pub workers_registered_total: Counter,
     /// Workers declared lost after missing heartbeats.
     pub workers_lost_total: Counter,
+    /// Committed stage outputs found lost or corrupt and recomputed.
+    pub outputs_lost_total: Counter,
+    /// Tasks with input paths granted to a worker holding one of them.
+    pub local_grants_total: Counter,
+    /// Tasks with input paths granted to a worker holding none of them.
+    pub remote_grants_total: Counter,
+    /// Sums of the counters committed tasks reported (records and bytes in and out,
+    /// spills, shuffle bytes…), by counter name. Private: see
+    /// [`Self::record_task_counter`], which bounds the names.
+    task_counters_total: Family<CounterNameLabels, Counter>,
+    /// Distinct names in `task_counters_total` (approximately: past the limit it only
+    /// grows).
+    task_counter_names: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Workers currently registered.
     pub workers: Gauge,
     /// Task slots offered by registered workers.
@@ -154,6 +177,11 @@ impl CoordinatorMetrics {
             speculative_attempts_total: Counter::default(),
             workers_registered_total: Counter::default(),
             workers_lost_total: Counter::default(),
+            outputs_lost_total: Counter::default(),
+            local_grants_total: Counter::default(),
+            remote_grants_total: Counter::default(),
+            task_counters_total: Family::default(),
+            task_counter_names: Default::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
             busy_slots: Gauge::default(),
@@ -237,6 +265,26 @@ impl CoordinatorMetrics {
             metrics.workers_lost_total.clone(),
         );
         registry.register(
+            "essaim_coordinator_outputs_lost",
+            "Committed stage outputs found lost or corrupt and recomputed",
+            metrics.outputs_lost_total.clone(),
+        );
+        registry.register(
+            "essaim_coordinator_local_grants",
+            "Tasks with input paths granted to a worker holding one of them",
+            metrics.local_grants_total.clone(),
+        );
+        registry.register(
+            "essaim_coordinator_remote_grants",
+            "Tasks with input paths granted to a worker holding none of them",
+            metrics.remote_grants_total.clone(),
+        );
+        registry.register(
+            "essaim_coordinator_task_counter",
+            "Sums of the counters committed tasks reported, by name",
+            metrics.task_counters_total.clone(),
+        );
+        registry.register(
             "essaim_coordinator_workers",
             "Workers currently registered",
             metrics.workers.clone(),
@@ -290,6 +338,28 @@ impl CoordinatorMetrics {
             metrics.task_duration_seconds.clone(),
         );
         metrics
+    }
+
+    /// Adds a committed task's counter to its cluster-wide sum.
+    pub fn record_task_counter(&self, name: &str, value: u64) {
+        let labels = CounterNameLabels {
+            name: name.to_string(),
+        };
+        let known = self.task_counters_total.get(&labels).is_some();
+        let room = known || {
+            let before = self
+                .task_counter_names
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            before < MAX_TASK_COUNTER_NAMES
+        };
+        let labels = if room {
+            labels
+        } else {
+            CounterNameLabels {
+                name: "other".to_string(),
+            }
+        };
+        self.task_counters_total.get_or_create(&labels).inc_by(value);
     }
 
     /// Counts one job reaching its final state.

@@ -24,6 +24,12 @@ pub fn job_json(job: &v1::JobStatus) -> Value {
         "finished_unix_ms": job.finished_unix_ms, "attempts_started": job.attempts_started,
         "attempts_failed": job.attempts_failed, "results_rejected": job.results_rejected,
         "speculative_attempts": job.speculative_attempts,
+        "outputs_lost": job.outputs_lost,
+        "stages": job.stages.iter().map(|stage| json!({
+            "total": stage.total, "succeeded": stage.succeeded,
+            "running": stage.running, "failed": stage.failed,
+        })).collect::<Vec<_>>(),
+        "counters": job.counters.iter().collect::<std::collections::BTreeMap<_, _>>(),
     })
 }
 
@@ -52,6 +58,33 @@ pub fn job_text(job: &v1::JobStatus) -> String {
     );
     if !job.reason.is_empty() {
         text.push_str(&format!("\n  reason: {}", job.reason));
+    }
+    if job.stages.len() > 1 {
+        let stages: Vec<String> = job
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(index, stage)| {
+                format!(
+                    "{index}: {}/{} succeeded, {} running",
+                    stage.succeeded, stage.total, stage.running
+                )
+            })
+            .collect();
+        text.push_str(&format!("\n  stages: {}", stages.join("; ")));
+    }
+    if job.outputs_lost > 0 {
+        text.push_str(&format!(
+            "\n  lost outputs recomputed: {}",
+            job.outputs_lost
+        ));
+    }
+    if !job.counters.is_empty() {
+        let counters: std::collections::BTreeMap<_, _> = job.counters.iter().collect();
+        text.push_str("\n  counters:");
+        for (name, value) in counters {
+            text.push_str(&format!("\n    {name:<28} {value}"));
+        }
     }
     if job.finished_unix_ms > 0 {
         let seconds = job.finished_unix_ms.saturating_sub(job.submitted_unix_ms) as f64 / 1000.0;

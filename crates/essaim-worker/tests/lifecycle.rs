@@ -106,6 +106,7 @@ impl Coordinator for StandInCoordinator {
         Ok(Response::new(v1::HeartbeatResponse {
             reregister,
             cancel_attempts: Vec::new(),
+            ..Default::default()
         }))
     }
 

@@ -105,7 +105,10 @@ pub struct RunArgs {
 /// Options of `essaim submit JOB`, parsed from the words after `submit` when the first
 /// one names a job rather than a task-farm option.
 #[derive(clap::Parser, Debug)]
-#[command(name = "essaim submit", about = "Submit a MapReduce job to a running cluster")]
+#[command(
+    name = "essaim submit",
+    about = "Submit a MapReduce job to a running cluster"
+)]
 pub struct SubmitArgs {
     #[command(flatten)]
     connect: ConnectArgs,
@@ -267,7 +270,11 @@ async fn submit_planned(
         })
         .collect();
     let spec = v1::JobSpec {
-        name: format!("{} → {}", planned.config.job, planned.config.output_dir.display()),
+        name: format!(
+            "{} → {}",
+            planned.config.job,
+            planned.config.output_dir.display()
+        ),
         tasks,
         max_attempts: args.max_attempts,
         ..Default::default()

@@ -2,6 +2,9 @@
 //! or a direct computation in the test), with workers SIGKILLed during the map, the
 //! shuffle and the reduce, with a map output corrupted on disk, and with bad input.
 
+// Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use crate::harness::{Cluster, Deadline, EVENTUALLY};
 use essaim_core::backoff::SeededRng;
 use std::collections::BTreeMap;
@@ -60,10 +63,17 @@ fn coreutils_word_counts(files: &[PathBuf]) -> BTreeMap<Vec<u8>, u64> {
         .expect("coreutils run");
     assert!(output.status.success(), "coreutils failed: {output:?}");
     let mut counts = BTreeMap::new();
-    for line in output.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+    for line in output
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
         let line = line.trim_ascii_start();
         let space = line.iter().position(|b| *b == b' ').unwrap();
-        let count: u64 = std::str::from_utf8(&line[..space]).unwrap().parse().unwrap();
+        let count: u64 = std::str::from_utf8(&line[..space])
+            .unwrap()
+            .parse()
+            .unwrap();
         counts.insert(line[space + 1..].to_vec(), count);
     }
     counts
@@ -72,7 +82,10 @@ fn coreutils_word_counts(files: &[PathBuf]) -> BTreeMap<Vec<u8>, u64> {
 /// Reads a committed wordcount output: every part sorted by key, keys disjoint.
 fn read_word_counts(output: &Path, reducers: u32) -> BTreeMap<Vec<u8>, u64> {
     assert!(output.join("_SUCCESS").is_file(), "no _SUCCESS marker");
-    assert!(!output.join("_temporary").exists(), "_temporary left behind");
+    assert!(
+        !output.join("_temporary").exists(),
+        "_temporary left behind"
+    );
     let mut counts = BTreeMap::new();
     for part in 0..reducers {
         let bytes = std::fs::read(output.join(format!("part-{part:05}"))).unwrap();
@@ -80,7 +93,10 @@ fn read_word_counts(output: &Path, reducers: u32) -> BTreeMap<Vec<u8>, u64> {
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let tab = line.iter().rposition(|b| *b == b'\t').unwrap();
             let word = line[..tab].to_vec();
-            let count: u64 = std::str::from_utf8(&line[tab + 1..]).unwrap().parse().unwrap();
+            let count: u64 = std::str::from_utf8(&line[tab + 1..])
+                .unwrap()
+                .parse()
+                .unwrap();
             if let Some(previous) = &previous {
                 assert!(previous < &word, "part {part} is not sorted");
             }
@@ -109,13 +125,23 @@ async fn wordcount_equals_coreutils_and_survives_workers_killed_in_map_and_reduc
     let mut cluster = Cluster::start(3, 1).await;
     let inputs = write_corpus(&cluster.path("corpus"), 4, 600_000, 7);
     let oracle = coreutils_word_counts(&inputs);
-    assert!(oracle.len() > 400, "the corpus is too poor: {}", oracle.len());
+    assert!(
+        oracle.len() > 400,
+        "the corpus is too poor: {}",
+        oracle.len()
+    );
 
     // Fault-free run.
     let clean = cluster.path("clean");
     let corpus = cluster.path("corpus").display().to_string();
     let args = [
-        "submit", "wordcount", "--input", &corpus, "--reducers", "3", "--split-size",
+        "submit",
+        "wordcount",
+        "--input",
+        &corpus,
+        "--reducers",
+        "3",
+        "--split-size",
         "64KiB",
     ];
     let run = cluster
@@ -286,13 +312,30 @@ async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input(
     let input = cluster.path("records");
     let sorted = cluster.path("sorted");
     let generated = cluster
-        .cli(&["gen", "sort", "--rows", "20000", "--files", "3", "--output", input.to_str().unwrap()])
+        .cli(&[
+            "gen",
+            "sort",
+            "--rows",
+            "20000",
+            "--files",
+            "3",
+            "--output",
+            input.to_str().unwrap(),
+        ])
         .await;
     assert_eq!(generated.code, Some(0), "{}", generated.stderr);
     let sort = cluster
         .cli(&[
-            "submit", "sort", "--input", input.to_str().unwrap(), "--output",
-            sorted.to_str().unwrap(), "--reducers", "3", "--split-size", "256KiB",
+            "submit",
+            "sort",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            sorted.to_str().unwrap(),
+            "--reducers",
+            "3",
+            "--split-size",
+            "256KiB",
         ])
         .await;
     assert_eq!(sort.code, Some(0), "{}\n{}", sort.stdout, sort.stderr);
@@ -300,25 +343,50 @@ async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input(
     let mut expected: Vec<Vec<u8>> = Vec::new();
     for file in std::fs::read_dir(&input).unwrap() {
         let bytes = std::fs::read(file.unwrap().path()).unwrap();
-        expected.extend(bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+        expected.extend(
+            bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec),
+        );
     }
     expected.sort();
     let mut actual = Vec::new();
     for part in 0..3 {
         let bytes = std::fs::read(sorted.join(format!("part-{part:05}"))).unwrap();
-        assert!(!bytes.is_empty(), "part {part} is empty: the cut points are poor");
-        actual.extend(bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec));
+        assert!(
+            !bytes.is_empty(),
+            "part {part} is empty: the cut points are poor"
+        );
+        actual.extend(
+            bytes
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec),
+        );
     }
     assert_eq!(actual.len(), expected.len());
     assert!(actual == expected, "the parts are not the input sorted");
     let report = cluster.path("report");
     let validate = cluster
         .cli(&[
-            "submit", "sort-validate", "--input", sorted.to_str().unwrap(), "--output",
-            report.to_str().unwrap(), "--reducers", "1",
+            "submit",
+            "sort-validate",
+            "--input",
+            sorted.to_str().unwrap(),
+            "--output",
+            report.to_str().unwrap(),
+            "--reducers",
+            "1",
         ])
         .await;
-    assert_eq!(validate.code, Some(0), "{}\n{}", validate.stdout, validate.stderr);
+    assert_eq!(
+        validate.code,
+        Some(0),
+        "{}\n{}",
+        validate.stdout,
+        validate.stderr
+    );
     let text = std::fs::read_to_string(report.join("part-00000")).unwrap();
     assert!(text.contains("OK"), "validate reported: {text}");
 }
@@ -329,36 +397,88 @@ async fn bad_mapreduce_requests_get_clear_errors_and_empty_input_gives_empty_out
     let out = cluster.path("out");
     let out_arg = out.to_str().unwrap();
     let missing = cluster
-        .cli(&["submit", "wordcount", "--input", "/nonexistent/x", "--output", out_arg])
+        .cli(&[
+            "submit",
+            "wordcount",
+            "--input",
+            "/nonexistent/x",
+            "--output",
+            out_arg,
+        ])
         .await;
     assert_eq!(missing.code, Some(2), "{}", missing.stderr);
-    assert!(missing.stderr.contains("does not exist"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
     let unknown = cluster
-        .cli(&["submit", "wordcont", "--input", "/etc/hostname", "--output", out_arg])
+        .cli(&[
+            "submit",
+            "wordcont",
+            "--input",
+            "/etc/hostname",
+            "--output",
+            out_arg,
+        ])
         .await;
     assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
-    assert!(unknown.stderr.contains("known jobs: "), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("known jobs: "),
+        "{}",
+        unknown.stderr
+    );
     let no_pattern = cluster
-        .cli(&["submit", "grep", "--input", "/etc/hostname", "--output", out_arg])
+        .cli(&[
+            "submit",
+            "grep",
+            "--input",
+            "/etc/hostname",
+            "--output",
+            out_arg,
+        ])
         .await;
     assert_eq!(no_pattern.code, Some(2), "{}", no_pattern.stderr);
-    assert!(no_pattern.stderr.contains("pattern"), "{}", no_pattern.stderr);
+    assert!(
+        no_pattern.stderr.contains("pattern"),
+        "{}",
+        no_pattern.stderr
+    );
 
     let empty = cluster.path("empty.txt");
     std::fs::write(&empty, "").unwrap();
     let run = cluster
-        .cli(&["submit", "wordcount", "--input", empty.to_str().unwrap(), "--output", out_arg])
+        .cli(&[
+            "submit",
+            "wordcount",
+            "--input",
+            empty.to_str().unwrap(),
+            "--output",
+            out_arg,
+        ])
         .await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(read_word_counts(&out, 2), BTreeMap::new());
     let again = cluster
-        .cli(&["submit", "wordcount", "--input", empty.to_str().unwrap(), "--output", out_arg])
+        .cli(&[
+            "submit",
+            "wordcount",
+            "--input",
+            empty.to_str().unwrap(),
+            "--output",
+            out_arg,
+        ])
         .await;
     assert_eq!(again.code, Some(2), "{}", again.stderr);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
     let overwrite = cluster
         .cli(&[
-            "submit", "wordcount", "--input", empty.to_str().unwrap(), "--output", out_arg,
+            "submit",
+            "wordcount",
+            "--input",
+            empty.to_str().unwrap(),
+            "--output",
+            out_arg,
             "--overwrite",
         ])
         .await;

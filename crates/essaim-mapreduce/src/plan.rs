@@ -205,8 +205,12 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
             })?
             .len();
         input_bytes += size;
-        for split in split_file(file, size, request.split_bytes, job.input_format(&config.params))
-        {
+        for split in split_file(
+            file,
+            size,
+            request.split_bytes,
+            job.input_format(&config.params),
+        ) {
             tasks.push(PlannedTask {
                 stage: 0,
                 kind: MAP_KIND,
@@ -407,7 +411,10 @@ mod tests {
             assert_eq!(pair[0].start + pair[0].length, pair[1].start);
         }
         assert_eq!(split_file(path, 0, 100, InputFormat::Lines).len(), 1);
-        assert_eq!(split_file(path, 5000, 100, InputFormat::WholeFiles).len(), 1);
+        assert_eq!(
+            split_file(path, 5000, 100, InputFormat::WholeFiles).len(),
+            1
+        );
     }
 
     #[test]
@@ -422,7 +429,12 @@ mod tests {
         let all = expand_inputs(&[dir.path().to_string_lossy().into_owned()]).unwrap();
         let names: Vec<_> = all
             .iter()
-            .map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned())
+            .map(|p| {
+                p.strip_prefix(dir.path())
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         assert_eq!(names, vec!["a.txt", "b.txt", "sub/c.log"]);
         let pattern = format!("{}/*.txt", dir.path().display());

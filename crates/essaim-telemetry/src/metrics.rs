@@ -359,7 +359,9 @@ impl CoordinatorMetrics {
                 name: "other".to_string(),
             }
         };
-        self.task_counters_total.get_or_create(&labels).inc_by(value);
+        self.task_counters_total
+            .get_or_create(&labels)
+            .inc_by(value);
     }
 
     /// Counts one job reaching its final state.

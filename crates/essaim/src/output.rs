@@ -139,7 +139,9 @@ pub fn write_stdout_line(line: std::fmt::Arguments<'_>) {
     }
 }
 
-/// `println!` that survives a closed pipe; see [`write_stdout_line`].
+/// `println!` that survives a closed pipe; see `write_stdout_line`. Internal to the
+/// command line (exported only because `macro_rules!` scoping requires it).
+#[doc(hidden)]
 #[macro_export]
 macro_rules! outln {
     () => { $crate::output::write_stdout_line(format_args!("")) };

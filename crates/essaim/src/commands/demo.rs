@@ -53,6 +53,8 @@ pub struct Args {
 enum Demo {
     /// Prepare a fruit salad with cooks that crash.
     Salad(SaladArgs),
+    /// Count the words of a generated corpus with MapReduce while a worker is killed.
+    Wordcount(super::demo_wordcount::WordcountArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -81,6 +83,7 @@ struct SaladArgs {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.demo {
         Demo::Salad(salad) => run_salad(salad).await,
+        Demo::Wordcount(wordcount) => super::demo_wordcount::run(wordcount).await,
     }
 }
 

@@ -185,7 +185,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut client = args.connect.connect().await?;
     if args.detach {
-        let job_id = submit_planned(&mut client, &args.job, &planned).await?;
+        let job_id = submit_planned(&mut client, args.job.max_attempts, &planned).await?;
         crate::outln!("{job_id}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -254,9 +254,10 @@ fn plan(args: &JobArgs) -> anyhow::Result<PlannedJob> {
     Ok(planned)
 }
 
-async fn submit_planned(
+/// Submits a planned job; returns its id.
+pub(crate) async fn submit_planned(
     client: &mut CoordinatorClient,
-    args: &JobArgs,
+    max_attempts: u32,
     planned: &PlannedJob,
 ) -> anyhow::Result<u64> {
     let tasks = planned
@@ -276,7 +277,7 @@ async fn submit_planned(
             planned.config.output_dir.display()
         ),
         tasks,
-        max_attempts: args.max_attempts,
+        max_attempts,
         ..Default::default()
     };
     Ok(client
@@ -292,8 +293,27 @@ async fn submit_and_follow(
     planned: PlannedJob,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
-    let job_id = submit_planned(client, args, &planned).await?;
-    let bars = StageBars::new(&planned, args.format == OutputFormat::Json);
+    let job_id = submit_planned(client, args.max_attempts, &planned).await?;
+    let job = follow(client, job_id, &planned, args.format == OutputFormat::Json).await?;
+    let elapsed = started.elapsed();
+    let committed = planned.config.output_dir.join(SUCCESS_MARKER).is_file();
+    let succeeded = job.state == "succeeded" && committed;
+    print_summary(&planned, &job, elapsed, succeeded, args.format);
+    Ok(if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Follows a job to its end with a progress bar per stage; returns its final status.
+pub(crate) async fn follow(
+    client: &mut CoordinatorClient,
+    job_id: u64,
+    planned: &PlannedJob,
+    hidden: bool,
+) -> anyhow::Result<v1::JobStatus> {
+    let bars = StageBars::new(planned, hidden);
     let mut job = client
         .get_job(v1::GetJobRequest { job_id })
         .await?
@@ -310,15 +330,7 @@ async fn submit_and_follow(
     }
     bars.update(&job);
     bars.finish();
-    let elapsed = started.elapsed();
-    let committed = planned.config.output_dir.join(SUCCESS_MARKER).is_file();
-    let succeeded = job.state == "succeeded" && committed;
-    print_summary(&planned, &job, elapsed, succeeded, args.format);
-    Ok(if succeeded {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(job)
 }
 
 /// One progress bar per stage: map, then reduce (one per step).
@@ -378,7 +390,7 @@ impl StageBars {
     }
 }
 
-fn print_summary(
+pub(crate) fn print_summary(
     planned: &PlannedJob,
     job: &v1::JobStatus,
     elapsed: Duration,

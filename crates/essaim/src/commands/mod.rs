@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod coordinator;
 pub mod demo;
+pub mod demo_wordcount;
 pub mod dlq;
 pub mod jobs;
 pub mod local;

@@ -12,6 +12,29 @@
 //!
 //! - [`api`]: what a user implements — [`api::Mapper`], [`api::Reducer`] (also used as
 //!   combiner), [`api::Partitioner`], and a [`api::JobDefinition`] naming them.
+//!
+//! The data path, in the order a record travels it:
+//!
+//! ```text
+//!  split ─▶ mapper ─▶ sort buffer ─▶ spills ─▶ merge ─▶ map.out ══HTTP range══▶ shuffle
+//!  (split)  (map_task)  (sort)      (sort)   (merge)   (format)               (shuffle)
+//!     ─▶ k-way merge ─▶ reducer ─▶ part-NNNNN, or the next step's mapper ─▶ commit
+//!        (merge)       (reduce_task)                                       (commit)
+//! ```
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`split`] | line-aligned split reader (Hadoop's `LineRecordReader` rule) |
+//! | [`sort`] | the bounded sort buffer and the map output collector (spills, combiner) |
+//! | `merge` | k-way and multi-pass merges of sorted runs; grouping values by key |
+//! | [`format`](mod@format) | spill and map output files: checksummed LZ4 blocks, segments, footer |
+//! | [`map_task`] | the map task |
+//! | [`shuffle`] | fetching one partition of every upstream output over HTTP |
+//! | [`reduce_task`] | merge, reduce, and the output part's atomic commit |
+//! | [`commit`] | the job's commit task: every part there, then `_SUCCESS` |
+//! | [`executor`] | [`executor::MapReduceExecutor`], the worker's entry point |
+//! | [`registry`] | jobs a worker knows, by name |
+//! | [`error`], [`counters`] | task failures (retryable, lost inputs); counter names |
 
 pub mod api;
 mod cancel;

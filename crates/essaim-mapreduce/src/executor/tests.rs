@@ -471,3 +471,40 @@ fn every_kind_is_registered() {
     register_mapreduce_executors(&mut registry, Arc::new(JobRegistry::new()));
     assert_eq!(registry.kinds(), vec![COMMIT_KIND, MAP_KIND, REDUCE_KIND]);
 }
+
+/// Shuffle and reduce through HTTP, in release mode:
+/// `cargo test --release -p essaim-mapreduce shuffle_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run in release mode with --ignored --nocapture"]
+async fn shuffle_throughput() {
+    let mut cluster = Cluster::start().await;
+    let mut jobs = JobRegistry::new();
+    jobs.register(Arc::new(crate::jobs::sort::Sort));
+    cluster.jobs = Arc::new(jobs);
+    let data = tempfile::tempdir().unwrap();
+    let rows = 2_000_000;
+    crate::jobs::generate_sort_input(&data.path().join("in"), rows, 2, 3).unwrap();
+    let inputs: Vec<PathBuf> = std::fs::read_dir(data.path().join("in"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    let mut config = config(&data.path().join("out"), 1, 1);
+    config.job = "sort".into();
+    config.params = JobParams::default();
+    config.sort_buffer_bytes = 512 << 20;
+    config.merge_factor = 16;
+    let maps = cluster
+        .map_stage(&config, &splits_of(&inputs, 64 << 20))
+        .await;
+    let started = std::time::Instant::now();
+    let results = cluster.reduce_stage(&config, 0, 100, &maps).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let output = results.into_iter().next().unwrap().unwrap();
+    let shuffled = output.counters[crate::counters::SHUFFLE_BYTES];
+    eprintln!(
+        "reduce task with shuffle: {} map outputs, {:.0} MB fetched, {seconds:.2} s, {:.0} MB/s of input",
+        maps.len(),
+        shuffled as f64 / 1e6,
+        (rows * 100) as f64 / seconds / 1e6
+    );
+}

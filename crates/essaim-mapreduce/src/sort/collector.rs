@@ -526,6 +526,30 @@ mod tests {
     }
 
     #[test]
+    fn a_full_disk_while_spilling_is_a_retryable_disk_full_error() {
+        // Linux's /dev/full fails every write with ENOSPC.
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            return;
+        }
+        let mut buffer = SortBuffer::new(1 << 20);
+        for index in 0..20_000u32 {
+            buffer.push(0, &index.to_be_bytes(), b"some value bytes");
+        }
+        buffer.sort();
+        let mut cancel = CancelCheck::new(CancellationToken::new());
+        let error = write_sorted_buffer(&buffer, full, 1, None, &mut cancel).unwrap_err();
+        assert!(matches!(error, TaskError::DiskFull { .. }), "{error}");
+        let failure = error.into_failure();
+        assert!(failure.retryable);
+        assert!(
+            failure.message.contains("no space left"),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
     fn a_cancelled_collector_stops() {
         let dir = tempfile::tempdir().unwrap();
         let config = config(false, 1, 1 << 20, 10);

@@ -39,13 +39,15 @@ use crate::reduce_task::FetchedSegment;
 /// How the shuffle fetches.
 #[derive(Debug, Clone)]
 pub struct ShuffleSettings {
-    /// Fetches in flight at once.
+    /// Fetches in flight at once (default 6: enough to hide round trips, few enough
+    /// not to thrash one upstream worker's disk).
     pub parallel_fetches: usize,
-    /// Tries per upstream output before it is declared lost.
+    /// Tries per upstream output before it is declared lost (default 4).
     pub attempts: u32,
-    /// Wait before the first retry; doubled for each next one.
+    /// Wait before the first retry; doubled for each next one (default 200 ms).
     pub first_backoff: Duration,
-    /// Longest wait for a connection, a response, or the next chunk of a body.
+    /// Longest wait for a connection, a response, or the next chunk of a body (default
+    /// 10 s): a stopped worker is declared lost after about `attempts` times this.
     pub idle_timeout: Duration,
 }
 
@@ -55,7 +57,7 @@ impl Default for ShuffleSettings {
             parallel_fetches: 6,
             attempts: 4,
             first_backoff: Duration::from_millis(200),
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -501,3 +501,92 @@ fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
     }
     found
 }
+
+/// An mrjob script, unmodified, run by a real cluster through `--mrjob` (every step, the
+/// script's own `--step-num=N --mapper/--combiner/--reducer` modes), prints what mrjob's
+/// own runner prints. Python and mrjob come from `scripts/python-env.sh`;
+/// `ESSAIM_SKIP_PYTHON=1` skips the test (and says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmodified_mrjob_script_gives_what_mrjob_gives() {
+    if std::env::var_os("ESSAIM_SKIP_PYTHON").is_some_and(|value| value == "1") {
+        eprintln!("ESSAIM_SKIP_PYTHON=1: skipped");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let env = std::process::Command::new("bash")
+        .arg(root.join("scripts/python-env.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        env.status.success(),
+        "no Python environment with mrjob (set ESSAIM_SKIP_PYTHON=1 to skip): {}",
+        String::from_utf8_lossy(&env.stderr)
+    );
+    let python = String::from_utf8(env.stdout).unwrap().trim().to_string();
+    let examples = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import mrjob.examples, os; print(os.path.dirname(mrjob.examples.__file__))",
+        ])
+        .output()
+        .unwrap();
+    let examples = PathBuf::from(String::from_utf8(examples.stdout).unwrap().trim());
+    let script = examples.join("mr_most_used_word.py");
+
+    let cluster = Cluster::start(2, 1).await;
+    let corpus = cluster.path("corpus");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let mut inputs = Vec::new();
+    for (index, text) in [
+        "The quick brown fox jumps over the lazy dog\nthe fox again and again\n",
+        "A fox, a dog; the end of the story of the fox.\n",
+        "Dogs and foxes: fox fox fox!\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = corpus.join(format!("text-{index}.txt"));
+        std::fs::write(&path, text.repeat(50)).unwrap();
+        inputs.push(path);
+    }
+    let mrjob_alone = std::process::Command::new(&python)
+        .arg(&script)
+        .args(["-r", "inline", "--no-conf"])
+        .args(&inputs)
+        .output()
+        .unwrap();
+    assert!(mrjob_alone.status.success(), "{mrjob_alone:?}");
+
+    let output = cluster.path("out");
+    let run = cluster
+        .cli(&[
+            "submit",
+            "streaming",
+            "--mrjob",
+            script.to_str().unwrap(),
+            "--python",
+            &python,
+            "--input",
+            corpus.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--reducers",
+            "2",
+        ])
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let mut ours: Vec<String> = Vec::new();
+    for part in ["part-00000", "part-00001"] {
+        let text = std::fs::read_to_string(output.join(part)).unwrap();
+        ours.extend(text.lines().map(str::to_string));
+    }
+    let mut theirs: Vec<String> = String::from_utf8(mrjob_alone.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ours.sort();
+    theirs.sort();
+    assert!(!theirs.is_empty());
+    assert_eq!(ours, theirs);
+}

@@ -44,6 +44,26 @@ pub struct LocalOptions {
     pub worker_timeout: Duration,
 }
 
+impl LocalOptions {
+    /// Options of the demos: `workers` one-slot workers on any loopback port, no token,
+    /// crashed workers restarted, and fast failure detection (a crashed worker is
+    /// noticed within 1.5 s) so that a demo stays short.
+    pub fn for_demo(workers: usize, data_dir: PathBuf) -> Self {
+        Self {
+            workers,
+            slots: 1,
+            prefetch: essaim_worker::Prefetch::Fixed(0),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            token: None,
+            restart_crashed: true,
+            worker_log: "error".into(),
+            heartbeat: Duration::from_millis(250),
+            worker_timeout: Duration::from_millis(1500),
+        }
+    }
+}
+
 /// A running local cluster.
 pub struct LocalCluster {
     /// The coordinator URL.

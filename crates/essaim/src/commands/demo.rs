@@ -125,19 +125,7 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
         args.crash_percent
     );
     crate::outln!("Starting the kitchen (coordinator + cooks on loopback)…");
-    let options = LocalOptions {
-        workers: args.cooks,
-        slots: 1,
-        prefetch: essaim_worker::Prefetch::Fixed(0),
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: workdir.path().join("cluster"),
-        token: None,
-        restart_crashed: true,
-        worker_log: "error".into(),
-        // Fast failure detection keeps the demo short: a crashed cook is noticed in 1.5 s.
-        heartbeat: Duration::from_millis(250),
-        worker_timeout: Duration::from_millis(1500),
-    };
+    let options = LocalOptions::for_demo(args.cooks, workdir.path().join("cluster"));
     let cluster = LocalCluster::start(options).await?;
     let mut client = essaim_proto::connect(&cluster.url, None, Duration::from_secs(5)).await?;
 

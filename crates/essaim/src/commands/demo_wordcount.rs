@@ -102,18 +102,7 @@ pub async fn run(args: WordcountArgs) -> anyhow::Result<ExitCode> {
         planned.map_tasks,
         args.reducers
     );
-    let options = LocalOptions {
-        workers: args.workers,
-        slots: 1,
-        prefetch: essaim_worker::Prefetch::Fixed(0),
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: workdir.path().join("cluster"),
-        token: None,
-        restart_crashed: true,
-        worker_log: "error".into(),
-        heartbeat: Duration::from_millis(250),
-        worker_timeout: Duration::from_millis(1500),
-    };
+    let options = LocalOptions::for_demo(args.workers, workdir.path().join("cluster"));
     let started = Instant::now();
     let cluster = std::sync::Arc::new(LocalCluster::start(options).await?);
     let mut client = essaim_proto::connect(&cluster.url, None, Duration::from_secs(5)).await?;

@@ -396,54 +396,20 @@ async fn bad_mapreduce_requests_get_clear_errors_and_empty_input_gives_empty_out
     let cluster = Cluster::start(1, 1).await;
     let out = cluster.path("out");
     let out_arg = out.to_str().unwrap();
-    let missing = cluster
-        .cli(&[
-            "submit",
-            "wordcount",
-            "--input",
-            "/nonexistent/x",
-            "--output",
-            out_arg,
-        ])
-        .await;
-    assert_eq!(missing.code, Some(2), "{}", missing.stderr);
-    assert!(
-        missing.stderr.contains("does not exist"),
-        "{}",
-        missing.stderr
-    );
-    let unknown = cluster
-        .cli(&[
-            "submit",
-            "wordcont",
-            "--input",
-            "/etc/hostname",
-            "--output",
-            out_arg,
-        ])
-        .await;
-    assert_eq!(unknown.code, Some(2), "{}", unknown.stderr);
-    assert!(
-        unknown.stderr.contains("known jobs: "),
-        "{}",
-        unknown.stderr
-    );
-    let no_pattern = cluster
-        .cli(&[
-            "submit",
-            "grep",
-            "--input",
-            "/etc/hostname",
-            "--output",
-            out_arg,
-        ])
-        .await;
-    assert_eq!(no_pattern.code, Some(2), "{}", no_pattern.stderr);
-    assert!(
-        no_pattern.stderr.contains("pattern"),
-        "{}",
-        no_pattern.stderr
-    );
+    // (job, input, what the error must say): refused before anything runs, exit code 2.
+    let refused = [
+        ("wordcount", "/nonexistent/x", "does not exist"),
+        ("wordcont", "/etc/hostname", "known jobs: "),
+        ("grep", "/etc/hostname", "pattern"),
+    ];
+    for (job, input, expected) in refused {
+        let run = cluster
+            .cli(&["submit", job, "--input", input, "--output", out_arg])
+            .await;
+        assert_eq!(run.code, Some(2), "{job}: {}", run.stderr);
+        assert!(run.stderr.contains(expected), "{job}: {}", run.stderr);
+    }
+    assert!(!out.exists(), "a refused job created its output directory");
 
     let empty = cluster.path("empty.txt");
     std::fs::write(&empty, "").unwrap();

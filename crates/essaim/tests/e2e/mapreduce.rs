@@ -218,6 +218,21 @@ async fn wordcount_equals_coreutils_and_survives_workers_killed_in_map_and_reduc
         "killed during {killed_in:?}: {} failed attempts, {} lost outputs",
         job.attempts_failed, job.outputs_lost
     );
+    // Both jobs are over: the live workers delete their intermediate files (told so by
+    // the coordinator in heartbeat replies). A killed worker's files stay on its disk
+    // until a worker starts again on that scratch directory.
+    let deadline = Deadline::after(EVENTUALLY, "map outputs to be deleted");
+    loop {
+        let left: Vec<PathBuf> = cluster
+            .worker_names()
+            .iter()
+            .flat_map(|name| find_files(&cluster.path(&format!("{name}-scratch")), "map.out"))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        deadline.tick().await;
+    }
 }
 
 /// A streaming job whose reducers are slow, so that a worker can be killed while they

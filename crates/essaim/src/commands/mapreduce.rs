@@ -26,7 +26,7 @@ use crate::output::{OutputFormat, print_json};
 /// What every MapReduce job takes, on `run` and `submit` alike.
 #[derive(clap::Args, Debug, Clone)]
 pub struct JobArgs {
-    /// The job: wordcount, grep, index, dedup, join, rollup, matvec, sort, validate,
+    /// The job: wordcount, grep, index, dedup, join, rollup, matvec, sort, sort-validate,
     /// streaming, or one linked into this binary (`essaim run --list` shows them).
     #[arg(required_unless_present = "list")]
     job: Option<String>,
@@ -199,7 +199,7 @@ fn list_jobs() -> anyhow::Result<ExitCode> {
             .get(&name)
             .map(|job| job.description().to_string())
             .unwrap_or_default();
-        crate::outln!("{name:<12} {description}");
+        crate::outln!("{name:<14} {description}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the MapReduce peers need, only what is missing:
 #   Debian: wamerican (the corpus vocabulary, /usr/share/dict/american-english),
-#           time (/usr/bin/time, used by bench.py), a headless Java runtime (for PySpark)
+#           time (/usr/bin/time, used by bench.py), a headless Java runtime (for PySpark),
+#           lz4 (GNU sort's --compress-program in the sort benchmark)
 #   pip:    pyspark, dask[bag,distributed], psutil (bench.py's process-tree sampler)
 # Versions are pinned to those of the shared peer results (shared/bench/RESULTS.md) so
 # that figures compare; set UNPINNED=1 to take the newest instead.
@@ -21,6 +22,7 @@ need_deb=()
 [[ -f /usr/share/dict/american-english ]] || need_deb+=(wamerican)
 [[ -x /usr/bin/time ]] || need_deb+=(time)
 command -v java >/dev/null || need_deb+=(default-jre-headless)
+command -v lz4 >/dev/null || need_deb+=(lz4)
 if ((${#need_deb[@]})); then
   echo "installing Debian packages: ${need_deb[*]}"
   apt_install "${need_deb[@]}" || { echo "apt-get install ${need_deb[*]} failed" >&2; exit 1; }

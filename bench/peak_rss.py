@@ -8,6 +8,9 @@ VmHWM (the kernel's own high-water mark of that process's resident set, so a sam
 misses at most the growth of a process's last INTERVAL before it exits) and VmRSS.
 It exits with CMD's exit status and prints, after CMD's own output:
 
+  METRIC cmd_wall_s=…                CMD's own wall time, from its start to its exit (so
+                                     without this sampler's and an outer script's start-up)
+
   METRIC <prefix>_main_mib=…         CMD itself (for `essaim run`: client + coordinator)
   METRIC <prefix>_worker<i>_mib=…    each `essaim worker --name local-<i>` process (the
                                      largest of its incarnations if it was restarted)
@@ -76,6 +79,7 @@ def main():
     cmd = a.cmd[1:] if a.cmd and a.cmd[0] == "--" else a.cmd
     if not cmd:
         ap.error("no command")
+    t0 = time.perf_counter()
     proc = subprocess.Popen(cmd)
     hwm = {}    # (pid, start time) -> [peak KiB, cmdline]
     tree_peak = 0
@@ -103,7 +107,11 @@ def main():
 
     while proc.poll() is None:
         sample()
-        time.sleep(a.interval)
+        try:
+            proc.wait(timeout=a.interval)  # returns as soon as CMD exits
+        except subprocess.TimeoutExpired:
+            pass
+    wall = time.perf_counter() - t0
     rc = proc.returncode
 
     p = a.prefix
@@ -116,6 +124,7 @@ def main():
             i = int(m.group(1))
             workers[i] = max(workers.get(i, 0), peak)
         print(f"peak_rss: pid {pid} hwm {mib(peak):.1f} MiB: {cl[:200]}", file=sys.stderr)
+    print(f"METRIC cmd_wall_s={wall:.4f}")
     print(f"METRIC {p}_main_mib={mib(main_kib):.1f}")
     for i in sorted(workers):
         print(f"METRIC {p}_worker{i}_mib={mib(workers[i]):.1f}")

@@ -11,7 +11,9 @@
 # then every output is cross-checked against rust-wc 1 thread with check_wc.py.
 # Sort: essaim gen sort (SORT_ROWS rows of 100 bytes, 100,000,000 = 10 GB by default),
 # then per round essaim sort (--sort-buffer 256MiB, 2 workers) and GNU sort -S 512M
-# --parallel=2, interleaved, and essaim sort-validate of both outputs and of the input.
+# --parallel=2, interleaved (in round 1 also essaim sort-validate of both outputs and of
+# the input, and a cmp of the two outputs), then GNU sort with LZ4-compressed temporary
+# files and essaim sort with 1 GiB splits (full sort buffers).
 #
 # usage: bench/run_mapreduce_all.sh
 # env:   PEER_DIR     the shared peer scripts and bench.py (default: <repo>/../shared/bench)
@@ -179,7 +181,7 @@ if want sort; then
   echo "sort input: $sort_rows rows, $sort_files files, $(du -sh "$in" | cut -f1) in $in" | tee -a "$S"
   for round in $(seq "$sort_rounds"); do
     echo "=== sort, round $round of $sort_rounds ($(date -u +%T)) ==="
-    rm -rf "$D/gnu.txt" "$D/essaim"
+    rm -rf "$D/gnu.txt" "$D/essaim" "$D/essaim_split1g"
     hb --name mr_sort_essaim --bytes "$bytes" -- "$bench/sort.sh essaim $in $D/essaim 2"
     df -h "$work" | tail -1
     hb --name mr_sort_gnu --bytes "$bytes" -- "$bench/sort.sh gnu $in $D/gnu.txt"
@@ -194,8 +196,18 @@ if want sort; then
         echo "sort: essaim's parts concatenated and GNU sort's output DIFFER" | tee -a "$S"
       fi
     fi
+    rm -rf "$D/gnu.txt" "$D/essaim"
+    # GNU sort with LZ4-compressed temporary files, as essaim's map outputs are.
+    if command -v lz4 >/dev/null; then
+      hb --name mr_sort_gnu_lz4 --bytes "$bytes" -- "GNU_COMPRESS=lz4 $bench/sort.sh gnu $in $D/gnu.txt"
+      rm -f "$D/gnu.txt"
+    fi
+    # essaim with 1 GiB splits: one split per 250 MB input file, so each map task fills
+    # its 256 MiB buffer and spills twice, the case where a worker's memory is largest.
+    hb --name mr_sort_essaim_split1g --bytes "$bytes" -- "SPLIT_SIZE=1GiB $bench/sort.sh essaim $in $D/essaim_split1g 2"
+    rm -rf "$D/essaim_split1g"
   done
-  rm -rf "$D/gnu.txt" "$D/essaim"
+  rm -rf "$D/gnu.txt" "$D/essaim" "$D/essaim_split1g"
   [[ ${KEEP_SORT_DATA:-0} == 1 ]] || rm -rf "$in"
 fi
 echo "finished $(date -u +%FT%TZ)" >> "$S"

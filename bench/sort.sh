@@ -28,7 +28,9 @@
 # Every command runs under bench/peak_rss.py (peak RSS of each process; for essaim:
 # rss_main_mib = client + coordinator, rss_worker<i>_mib per worker).
 # env: ESSAIM_BIN (default <repo>/target/release/essaim), WORKERS (2), SORT_BUFFER
-#      (256MiB), SPLIT_SIZE (64MiB), GNU_MEM (512M), GNU_PARALLEL (2), SORT_TMP (GNU's -T)
+#      (256MiB), SPLIT_SIZE (64MiB), GNU_MEM (512M), GNU_PARALLEL (2), SORT_TMP (GNU's -T),
+#      GNU_COMPRESS (e.g. lz4: GNU's --compress-program for its temporary files, as essaim
+#      compresses its map outputs with LZ4)
 set -uo pipefail
 bench=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$bench/.." && pwd)
@@ -39,7 +41,7 @@ shift || true
 tmpjson=$(mktemp "${TMPDIR:-/tmp}/essaim-sort-XXXXXX.json")
 trap 'rm -f "$tmpjson"' EXIT
 need_bin() { [[ -x $bin ]] || { echo "sort.sh: $bin not found; run: cargo build --release -p essaim" >&2; exit 2; }; }
-dir_bytes() { du -sb --apparent-size "$@" 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
+dir_bytes() { du -sb --apparent-size "$@" 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 version() { echo "essaim $("$bin" --version 2>/dev/null | awk '{print $2}') ${ESSAIM_BUILD:-binary $bin, repo HEAD now $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)}"; }
 
 case $mode in
@@ -70,8 +72,10 @@ gnu)
   tmp=${SORT_TMP:-$(dirname "$2")/gnu-sort-tmp}
   mkdir -p "$tmp"
   t0=$EPOCHREALTIME
+  compress=()
+  [[ -n ${GNU_COMPRESS:-} ]] && compress=(--compress-program="$GNU_COMPRESS")
   LC_ALL=C python3 "$bench/peak_rss.py" -- sort -S "${GNU_MEM:-512M}" --parallel="${GNU_PARALLEL:-2}" \
-    -T "$tmp" -o "$2" "$1"/input-*
+    "${compress[@]}" -T "$tmp" -o "$2" "$1"/input-*
   rc=$?
   awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "METRIC job_s=%.4f\n", b - a }'
   echo "METRIC input_bytes=$(dir_bytes "$1"/input-*)"

@@ -9,9 +9,10 @@ prints:
   1. word count per system and corpus: wall median (min..max), MB/s on the median,
      startup and job time where the tool reports them, CPU, peak RSS (largest process,
      process tree, and for essaim the largest worker and the client + coordinator);
-  2. ratios against essaim, as the ratio of the medians and the range of the per-round
-     ratios (run k against run k, minutes apart): essaim / rust-wc (< 1.33 is the goal
-     against 2 threads) and peer / essaim (>= 5 is the goal against Spark);
+  2. ratios against essaim, as the ratio of the medians and the min, median and max of
+     the per-round ratios (run k against run k, minutes apart): essaim / rust-wc (<= 1.33
+     is the goal against 2 threads) and peer / essaim (>= 5 is the goal against Spark);
+     a goal is met when both aggregates pass, borderline when one does;
   3. sort: essaim against GNU sort, per-process peak RSS, validation;
   4. the goals, met or not.
 Only the standard library is used.
@@ -35,6 +36,8 @@ WC = [  # name stem, tool, config
 SORT = [
     ("mr_sort_essaim", "essaim sort", "run sort, 2 workers × 1 slot, 2 reducers, --sort-buffer 256MiB, split 64 MiB"),
     ("mr_sort_gnu", "GNU sort", "LC_ALL=C sort -S 512M --parallel=2 (whole lines)"),
+    ("mr_sort_gnu_lz4", "GNU sort", "same with --compress-program=lz4 (compressed temporary files)"),
+    ("mr_sort_essaim_split1g", "essaim sort", "same with --split-size 1GiB: one split per 250 MB input file, so each map task fills its buffer and spills twice"),
 ]
 GOAL_RUST = 1.33
 GOAL_SPARK = 5.0
@@ -81,8 +84,12 @@ class Row:
         self.name = name
         self.runs = runs.get(name, [])
         self.ok = [r for r in self.runs if r["rc"] == 0]
-        self.walls = [r["wall_s"] for r in self.ok]
-        self.walls_by_run = [r["wall_s"] if r["rc"] == 0 else None for r in self.runs]
+        # The command's own wall time when the script measured it (essaim: the `essaim run`
+        # process, from bench/peak_rss.py), else bench.py's wall of the whole command.
+        self.wall_of = lambda r: r["metrics"].get("cmd_wall_s") if isinstance(r["metrics"].get("cmd_wall_s"), float) else r["wall_s"]
+        self.walls = [self.wall_of(r) for r in self.ok]
+        self.walls_by_run = [self.wall_of(r) if r["rc"] == 0 else None for r in self.runs]
+        self.harness_walls = [r["wall_s"] for r in self.ok]
         self.bytes = self.runs[0]["_bytes"] if self.runs else 0
         self.discarded = sum(r["_discarded"] for r in self.runs)
 
@@ -127,14 +134,26 @@ def ratio(a, b, inverse=False):
     if inverse:
         a, b = b, a
     rs = [x / y for x, y in zip(a.walls_by_run, b.walls_by_run) if x and y]
-    return a.wall / b.wall, ((min(rs), max(rs)) if rs else None)
+    return a.wall / b.wall, ((min(rs), statistics.median(rs), max(rs)) if rs else None)
 
 
 def fmt_ratio(rr):
+    """ratio of the medians, then [min, median, max] of the per-round (paired) ratios"""
     r, rng = rr
     if r is None:
         return "–"
-    return f"{r:.2f}×" + (f" [{rng[0]:.2f}..{rng[1]:.2f}]" if rng else "")
+    return f"{r:.2f}×" + (f" [{rng[0]:.2f}, **{rng[1]:.2f}**, {rng[2]:.2f}]" if rng else "")
+
+
+def verdict(rr, ok):
+    """met when both the ratio of the medians and the median paired ratio pass"""
+    r, rng = rr
+    both = [ok(r)] + ([ok(rng[1])] if rng else [])
+    if all(both):
+        return "**met**"
+    if not any(both):
+        return "**not met**"
+    return "**borderline** (one of the two aggregates passes)"
 
 
 def main():
@@ -149,8 +168,8 @@ def main():
     label = {"1g": "1 GiB", "100m": "100 MiB"}
 
     out("### Word count\n")
-    out("| tool | config | input | wall s median (min..max) | MB/s (median) | startup s | job s excl. startup | CPU s (median) | peak RSS, largest process (MiB) | peak RSS, process tree (MiB) | essaim: largest worker / client+coordinator (MiB) | runs ok | disturbed runs repeated |")
-    out("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out("| tool | config | input | wall s median (min..max) | MB/s (median) | bench.py wall s (median) | startup s | job s excl. startup | CPU s (median) | peak RSS, largest process (MiB) | peak RSS, process tree (MiB) | essaim: largest worker / client+coordinator (MiB) | runs ok | disturbed runs repeated |")
+    out("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in sizes:
         for stem, tool, config in WC:
             r = Row(runs, f"{stem}_{s}")
@@ -163,18 +182,21 @@ def main():
                 wk = f"{fi(r.metric_max('rss_worker_max_mib'))} / {fi(r.metric_max('rss_main_mib'))}"
             else:
                 wk = ""
-            out(f"| {tool} | {config} | {label[s]} | {r.wall_range()} | {f2(r.mbs(), 1)} | {f2(startup)} | "
+            out(f"| {tool} | {config} | {label[s]} | {r.wall_range()} | {f2(r.mbs(), 1)} | {f2(med(r.harness_walls))} | {f2(startup)} | "
                 f"{f2(job)} | {f2(r.cpu(), 1)} | {fi(r.maxrss_mib())} | {fi(r.tree_mib())} | {wk} | "
                 f"{len(r.ok)}/{len(r.runs)} | {r.discarded} |")
     out("")
-    out("wall: the whole process as bench.py sees it (interpreter, JVM or local cluster start and stop "
-        "included). essaim's job s is its own wall_seconds: cluster start → output committed, "
-        "cluster stop excluded. Peak RSS of the tree: sum over the process tree, sampled every 50 ms "
-        "by bench.py; for essaim it includes the ~10 MiB of bench/peak_rss.py.")
+    out("wall: the whole process, interpreter, JVM or local cluster start and stop included. For "
+        "essaim it is the `essaim run` process from start to exit, measured by bench/peak_rss.py "
+        "(`cmd_wall_s`); bench.py's wall of bench/wordcount.sh adds about 0.2 s of bash and Python "
+        "start-up of the script itself. essaim's job s is its own wall_seconds: cluster start → output "
+        "committed, cluster stop excluded. Peak RSS of the tree: sum over the process tree, sampled "
+        "every 50 ms by bench.py; for essaim it includes the ~14 MiB of bench/peak_rss.py.")
     out("")
 
     out("### Word count ratios (same session)\n")
-    out("Ratio of the medians; in brackets the range of the per-round ratios (run k against run k).\n")
+    out("Ratio of the medians; in brackets the per-round ratios (run k against run k, made minutes apart): "
+        "[min, **median**, max].\n")
     out("| input | essaim / rust-wc 2 threads (goal ≤ 1.33) | essaim / rust-wc 1 thread | Spark DF / essaim (goal ≥ 5) | Spark RDD / essaim | Dask bag / essaim | GNU / essaim |")
     out("|---|---|---|---|---|---|---|")
     for s in sizes:
@@ -210,7 +232,7 @@ def main():
             if not r.runs:
                 continue
             workers = ""
-            if stem == "mr_sort_essaim":
+            if stem.startswith("mr_sort_essaim"):
                 per = sorted({k for x in r.ok for k in x["metrics"] if k.startswith("rss_worker") and k[10:-4].isdigit()})
                 workers = ", ".join(f"w{k[10:-4]} {fi(r.metric_max(k))}" for k in per)
                 main_rss = r.metric_max("rss_main_mib")
@@ -245,18 +267,19 @@ def main():
         r, rng = ratio(e, t2)
         if r is not None:
             out(f"| essaim wordcount ≤ {GOAL_RUST}× rust-wc 2 threads, 1 GiB | {e.wall:.2f} s / {t2.wall:.2f} s = "
-                f"{fmt_ratio((r, rng))} | {yes(r <= GOAL_RUST)} |")
+                f"{fmt_ratio((r, rng))} | {verdict((r, rng), lambda x: x <= GOAL_RUST)} |")
         eb = Row(runs, "mr_essaim_b_1g") or e
         for p, name in (("mr_spark_df_1g", "Spark local[2] DataFrame"), ("mr_spark_rdd_1g", "Spark local[2] RDD")):
             r, rng = ratio(eb, Row(runs, p), inverse=True)
             if r is not None:
                 out(f"| ≥ {GOAL_SPARK:g}× faster than {name}, start-up included, 1 GiB | "
-                    f"{Row(runs, p).wall:.2f} s / {eb.wall:.2f} s = {fmt_ratio((r, rng))} | {yes(r >= GOAL_SPARK)} |")
+                    f"{Row(runs, p).wall:.2f} s / {eb.wall:.2f} s = {fmt_ratio((r, rng))} | "
+                    f"{verdict((r, rng), lambda x: x >= GOAL_SPARK)} |")
     if srt["mr_sort_essaim"] and srt["mr_sort_gnu"]:
         r, rng = ratio(srt["mr_sort_essaim"], srt["mr_sort_gnu"])
         out(f"| sort {srt['mr_sort_essaim'].bytes / 1e9:.0f} GB ≤ {GOAL_SORT:g}× GNU sort with the same memory | "
             f"{srt['mr_sort_essaim'].wall:.1f} s / {srt['mr_sort_gnu'].wall:.1f} s = {fmt_ratio((r, rng))} | "
-            f"{yes(r <= GOAL_SORT)} |")
+            f"{verdict((r, rng), lambda x: x <= GOAL_SORT)} |")
         w = srt["mr_sort_essaim"].metric_max("rss_worker_max_mib")
         if w is not None:
             out(f"| each worker's peak RSS under about 1 GiB (sort, 256 MiB buffer) | largest worker {w:,.0f} MiB | "

@@ -11,8 +11,10 @@
 # env: ESSAIM_BIN (default <repo>/target/release/essaim), WORKERS (2), SLOTS (default:
 #      essaim's, cores / workers), SPLIT_SIZE (64MiB), SORT_BUFFER (64MiB), EXTRA (more
 #      `essaim run` flags, e.g. "-D wordcount.max_map_entries=100000")
-# METRIC lines: job_s (essaim's wall_seconds: cluster start → output committed, cluster
-#   stop excluded), input_bytes, map_tasks, reducers, one per counter (c_<name>), and the
+# METRIC lines: cmd_wall_s (the `essaim run` process from start to exit: cluster start,
+#   job and cluster stop, without this script's own ~0.1 s of bash and Python start-up),
+#   job_s (essaim's wall_seconds: cluster start → output committed, cluster stop
+#   excluded), input_bytes, map_tasks, reducers, one per counter (c_<name>), and the
 #   rss_* lines of peak_rss.py (rss_main_mib = client + coordinator, rss_worker<i>_mib).
 #
 # Through the harness, from bench/:
@@ -41,6 +43,7 @@ python3 "$bench/peak_rss.py" -- "$bin" run wordcount --input "$input" --output "
 rc=$?
 cat "$json"
 python3 "$bench/mr_metrics.py" "$json" || { [[ $rc == 0 ]] && rc=1; }
-echo "essaim $("$bin" --version 2>/dev/null | awk '{print $2}') ${ESSAIM_BUILD:-binary $bin, repo HEAD now $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)}"
+if [[ -n ${ESSAIM_BUILD:-} ]]; then echo "essaim $ESSAIM_BUILD"; else
+  echo "essaim $("$bin" --version 2>/dev/null | awk '{print $2}') binary $bin, repo HEAD now $(git -C "$repo" rev-parse --short HEAD 2>/dev/null)"; fi
 [[ $rc == 0 ]] || echo "wordcount.sh: essaim run exited $rc" >&2
 exit "$rc"

@@ -98,6 +98,7 @@ export ESSAIM_BUILD="$(cat results/bin/essaim.commit 2>/dev/null || echo unknown
 R=results/mr.jsonl
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 [[ -f $R ]] && mv "$R" "results/mr.$stamp.jsonl"
+[[ -f results/mr_check.txt ]] && mv results/mr_check.txt "results/mr_check.$stamp.txt"
 S=results/mr_session.txt
 {
   echo "started $(date -u +%FT%TZ)"

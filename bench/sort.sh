@@ -49,7 +49,7 @@ gen)
   need_bin
   [[ $# == 3 ]] || { echo "usage: $0 gen ROWS FILES DIR" >&2; exit 2; }
   t0=$EPOCHREALTIME
-  "$bin" gen sort --rows "$1" --files "$2" --output "$3" || exit 1
+  "$bin" gen sort --rows "$1" --files "$2" --output "$3" --overwrite || exit 1
   awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "METRIC job_s=%.4f\n", b - a }'
   echo "METRIC output_bytes=$(dir_bytes "$3")"
   ;;

@@ -238,7 +238,7 @@ def main():
                 main_rss = r.metric_max("rss_main_mib")
             else:
                 main_rss = r.metric_max("rss_max_mib")
-            out(f"| {tool} | {config} | {r.bytes / 1e9:.1f} GB | {r.wall_range()} | {f2(r.mbs(), 1)} | "
+            out(f"| {tool} | {config} | {r.bytes / 1e9:g} GB | {r.wall_range()} | {f2(r.mbs(), 1)} | "
                 f"{f2(r.cpu(), 1)} | {workers} | {fi(main_rss)} | {fi(r.tree_mib())} | {len(r.ok)}/{len(r.runs)} |")
         out("")
         rr = ratio(srt["mr_sort_essaim"], srt["mr_sort_gnu"])
@@ -277,7 +277,7 @@ def main():
                     f"{verdict((r, rng), lambda x: x >= GOAL_SPARK)} |")
     if srt["mr_sort_essaim"] and srt["mr_sort_gnu"]:
         r, rng = ratio(srt["mr_sort_essaim"], srt["mr_sort_gnu"])
-        out(f"| sort {srt['mr_sort_essaim'].bytes / 1e9:.0f} GB ≤ {GOAL_SORT:g}× GNU sort with the same memory | "
+        out(f"| sort {srt['mr_sort_essaim'].bytes / 1e9:g} GB ≤ {GOAL_SORT:g}× GNU sort with the same memory | "
             f"{srt['mr_sort_essaim'].wall:.1f} s / {srt['mr_sort_gnu'].wall:.1f} s = {fmt_ratio((r, rng))} | "
             f"{verdict((r, rng), lambda x: x <= GOAL_SORT)} |")
         w = srt["mr_sort_essaim"].metric_max("rss_worker_max_mib")

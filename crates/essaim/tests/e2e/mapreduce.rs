@@ -428,41 +428,27 @@ async fn bad_mapreduce_requests_get_clear_errors_and_empty_input_gives_empty_out
 
     let empty = cluster.path("empty.txt");
     std::fs::write(&empty, "").unwrap();
-    let run = cluster
-        .cli(&[
+    let empty_arg = empty.to_str().unwrap();
+    let cluster = &cluster;
+    let count_empty = |extra: &'static [&'static str]| {
+        let mut args = vec![
             "submit",
             "wordcount",
             "--input",
-            empty.to_str().unwrap(),
+            empty_arg,
             "--output",
             out_arg,
-        ])
-        .await;
+        ];
+        args.extend_from_slice(extra);
+        async move { cluster.cli(&args).await }
+    };
+    let run = count_empty(&[]).await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     assert_eq!(read_word_counts(&out, 2), BTreeMap::new());
-    let again = cluster
-        .cli(&[
-            "submit",
-            "wordcount",
-            "--input",
-            empty.to_str().unwrap(),
-            "--output",
-            out_arg,
-        ])
-        .await;
+    let again = count_empty(&[]).await;
     assert_eq!(again.code, Some(2), "{}", again.stderr);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
-    let overwrite = cluster
-        .cli(&[
-            "submit",
-            "wordcount",
-            "--input",
-            empty.to_str().unwrap(),
-            "--output",
-            out_arg,
-            "--overwrite",
-        ])
-        .await;
+    let overwrite = count_empty(&["--overwrite"]).await;
     assert_eq!(overwrite.code, Some(0), "{}", overwrite.stderr);
 }
 

@@ -15,11 +15,7 @@ static REGISTRY: OnceLock<Arc<JobRegistry>> = OnceLock::new();
 /// Fixes the job list: built-in jobs, `streaming`, then `extra` (an extra job with the
 /// name of a built-in one replaces it).
 pub(crate) fn install(extra: Vec<Arc<dyn JobDefinition>>) {
-    let mut registry = JobRegistry::new();
-    for job in essaim_mapreduce::jobs::builtin_jobs() {
-        registry.register(job);
-    }
-    registry.register(Arc::new(essaim_mapreduce::streaming::StreamingJob));
+    let mut registry = builtin_registry();
     for job in extra {
         registry.register(job);
     }
@@ -29,13 +25,16 @@ pub(crate) fn install(extra: Vec<Arc<dyn JobDefinition>>) {
 /// Returns the job list (built-in jobs only if [`install`] was not called).
 pub(crate) fn registry() -> Arc<JobRegistry> {
     REGISTRY
-        .get_or_init(|| {
-            let mut registry = JobRegistry::new();
-            for job in essaim_mapreduce::jobs::builtin_jobs() {
-                registry.register(job);
-            }
-            registry.register(Arc::new(essaim_mapreduce::streaming::StreamingJob));
-            Arc::new(registry)
-        })
+        .get_or_init(|| Arc::new(builtin_registry()))
         .clone()
+}
+
+/// The jobs every essaim binary has: the built-in ones and `streaming`.
+fn builtin_registry() -> JobRegistry {
+    let mut registry = JobRegistry::new();
+    for job in essaim_mapreduce::jobs::builtin_jobs() {
+        registry.register(job);
+    }
+    registry.register(Arc::new(essaim_mapreduce::streaming::StreamingJob));
+    registry
 }

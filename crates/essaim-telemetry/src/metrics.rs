@@ -280,7 +280,7 @@ impl CoordinatorMetrics {
             metrics.remote_grants_total.clone(),
         );
         registry.register(
-            "essaim_coordinator_task_counter",
+            "essaim_coordinator_task_counts",
             "Sums of the counters committed tasks reported, by name",
             metrics.task_counters_total.clone(),
         );

@@ -10,6 +10,7 @@
 //! Long-polls (workers pulling with nothing to do, clients waiting for a job) are parked
 //! here and answered when the state changes or their deadline passes.
 
+use crate::observatory::Observatory;
 use essaim_core::{
     HeartbeatReply, JobError, JobId, JobState, JournalEvent, Output, PullReply, RawJobSpec,
     ReportReply, ReportedResult, Scheduler, SchedulerStats, SpecError, TaskId, WorkerId,
@@ -27,8 +28,19 @@ use tracing::{error, info, warn};
 /// Most commands applied in one batch (one journal transaction).
 pub const MAX_BATCH: usize = 4096;
 
+/// What a [`Query`] reads: the scheduler's state and the observatory's record.
+pub struct QueryView<'a> {
+    /// The scheduler.
+    pub scheduler: &'a Scheduler,
+    /// History and queue statistics (mutable: reading the cluster's window moves it to
+    /// the present).
+    pub observatory: &'a mut Observatory,
+    /// The actor's clock, in milliseconds since the Unix epoch.
+    pub now: u64,
+}
+
 /// A read of the scheduler's state, run inside the actor between batches.
-pub type Query = Box<dyn FnOnce(&Scheduler) + Send>;
+pub type Query = Box<dyn FnOnce(QueryView<'_>) + Send>;
 
 /// A request to the actor, with the channel its reply goes to.
 // Fields mirror the arguments of the scheduler method named in each variant's doc.
@@ -136,6 +148,7 @@ pub struct Actor {
     pub(crate) metrics: CoordinatorMetrics,
     pub(crate) health: Health,
     pub(crate) tick_every: Duration,
+    observatory: Observatory,
     parked_pulls: Vec<ParkedPull>,
     parked_waits: BTreeMap<JobId, Vec<ParkedWait>>,
     last_stats: SchedulerStats,
@@ -165,6 +178,7 @@ impl Actor {
         health: Health,
         tick_every: Duration,
         retention: Retention,
+        observatory: Observatory,
     ) -> Self {
         let last_stats = scheduler.stats();
         let events_since_compaction = journal.len();
@@ -174,6 +188,7 @@ impl Actor {
             metrics,
             health,
             tick_every,
+            observatory,
             parked_pulls: Vec::new(),
             parked_waits: BTreeMap::new(),
             last_stats,
@@ -247,6 +262,7 @@ impl Actor {
         for output in out {
             match output {
                 Output::Persist(event) => {
+                    self.observatory.record(&event, &self.scheduler);
                     if let JournalEvent::TaskSucceeded { result, .. } = &event {
                         for (name, value) in &result.output.counters {
                             self.metrics.record_task_counter(name, *value);
@@ -269,6 +285,10 @@ impl Actor {
         }
         self.expire_parked_waits();
         self.update_metrics(tick);
+        if tick {
+            self.observatory
+                .refresh_if_due(now, &self.scheduler, &self.metrics);
+        }
         if tick {
             self.apply_retention(now).await?;
         }
@@ -473,7 +493,11 @@ impl Actor {
                     }));
                 }
             }
-            Command::Query(query) => query(&self.scheduler),
+            Command::Query(query) => query(QueryView {
+                scheduler: &self.scheduler,
+                observatory: &mut self.observatory,
+                now,
+            }),
         }
     }
 

@@ -9,9 +9,15 @@
 //! | [`actor`] | the single owner of scheduler + journal; group commit; long-polls |
 //! | [`service`] | gRPC handlers and the token check |
 //! | [`views`] | scheduler state → wire read models |
+//! | [`history`] | bounded aggregates of what happened: timelines, worker shares, durations |
+//! | [`queue`] | queue statistics and the recommended number of workers |
+//! | [`observatory`] | history + queue statistics inside the actor, published as gauges |
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod history;
+pub mod observatory;
+pub mod queue;
 pub mod service;
 pub mod views;
 
@@ -57,6 +63,8 @@ pub struct CoordinatorConfig {
     pub retention: Duration,
     /// The journal is compacted into a snapshot after this many new events (default 1,000,000).
     pub compact_after_events: u64,
+    /// What the recommended number of workers aims for.
+    pub queue_targets: queue::QueueTargets,
 }
 
 impl CoordinatorConfig {
@@ -73,6 +81,7 @@ impl CoordinatorConfig {
             speculation_min_runtime: Duration::from_secs(1),
             retention: Duration::from_secs(24 * 3600),
             compact_after_events: 1_000_000,
+            queue_targets: queue::QueueTargets::default(),
         }
     }
 }
@@ -138,6 +147,11 @@ pub async fn start_coordinator(
         ..SchedulerConfig::default()
     };
     let event_count = recovered.events.len();
+    let mut observatory = observatory::Observatory::new(config.queue_targets);
+    let no_workers_yet = Scheduler::new(SchedulerConfig::default(), &[]);
+    for event in &recovered.events {
+        observatory.record(event, &no_workers_yet);
+    }
     let scheduler = Scheduler::recover(scheduler_config, BUILTIN_KINDS, recovered.events);
     info!(
         epoch = recovered.epoch,
@@ -166,6 +180,7 @@ pub async fn start_coordinator(
         health.clone(),
         config.tick,
         retention,
+        observatory,
     );
     let actor = tokio::spawn(actor.run(commands_rx, stop.clone()));
 

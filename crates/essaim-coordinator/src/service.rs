@@ -62,8 +62,8 @@ impl CoordinatorService {
         read: impl FnOnce(&Scheduler) -> T + Send + 'static,
     ) -> Result<T, Status> {
         self.ask(method, |reply| {
-            let query: Query = Box::new(move |scheduler| {
-                let _ = reply.send(read(scheduler));
+            let query: Query = Box::new(move |view| {
+                let _ = reply.send(read(view.scheduler));
             });
             Command::Query(query)
         })

@@ -429,6 +429,11 @@ impl Job {
         &self.tasks
     }
 
+    /// Returns the attempts of this job leased right now.
+    pub fn live_attempts(&self) -> u32 {
+        self.live_attempts
+    }
+
     /// Returns how many tasks are in each state.
     pub fn counts(&self) -> TaskCounts {
         self.counts

@@ -298,6 +298,11 @@ impl Scheduler {
         self.workers.iter()
     }
 
+    /// Returns one live worker.
+    pub fn worker(&self, worker: WorkerId) -> Option<&Worker> {
+        self.workers.get(&worker)
+    }
+
     /// Returns every live lease.
     pub fn attempts(&self) -> impl Iterator<Item = (&AttemptId, &Attempt)> {
         self.attempts.iter()

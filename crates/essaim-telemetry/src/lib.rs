@@ -21,7 +21,7 @@ mod tracing_setup;
 
 pub use health::Health;
 pub use http::{OPENMETRICS_CONTENT_TYPE, router, serve_http};
-pub use metrics::{CoordinatorMetrics, JobOutcome, WorkerMetrics};
+pub use metrics::{CoordinatorMetrics, JobOutcome, QueueGaugeValues, WorkerMetrics};
 pub use tracing_setup::{init_tracing, init_tracing_with_default};
 
 /// Re-exported so callers build the [`Registry`](prometheus_client::registry::Registry)

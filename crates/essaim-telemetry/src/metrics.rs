@@ -11,6 +11,7 @@
 //! Labels are bounded by construction: a job outcome is an enum and an RPC method is a
 //! `&'static str`, so no ID or other unbounded value can become a label.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -63,6 +64,155 @@ const MAX_TASK_COUNTER_NAMES: usize = 256;
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct JobStateLabels {
     state: JobOutcome,
+}
+
+/// A job state (`running`, `succeeded`, …), from a fixed set.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+/// A task state from a fixed set, and a task kind (bounded by [`MAX_TASK_KINDS`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateKindLabels {
+    state: &'static str,
+    kind: String,
+}
+
+/// A running job's id: bounded because only running jobs are exported, at most
+/// [`MAX_JOBS_WITH_QUEUE_SERIES`] of them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct JobLabels {
+    job: String,
+}
+
+/// Most task kinds with series of their own; tasks of further kinds count as `other`.
+pub const MAX_TASK_KINDS: usize = 64;
+/// Most running jobs with per-job queue series (the most recently submitted win).
+pub const MAX_JOBS_WITH_QUEUE_SERIES: usize = 64;
+
+/// A float gauge.
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The queue statistics of the cluster or of one job, as published; see the
+/// coordinator's `queue` module for what each means. Unknown values are NaN.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct QueueGaugeValues {
+    /// Tasks submitted per second.
+    pub arrival_rate: f64,
+    /// Tasks committed per second.
+    pub completion_rate: f64,
+    /// Mean service time in seconds.
+    pub service_time_seconds: f64,
+    /// Pending, retrying and running tasks.
+    pub backlog: f64,
+    /// Busy share of the slots, 0..=1.
+    pub utilisation: f64,
+    /// Backlog growth in tasks per second (positive: saturating).
+    pub backlog_growth_rate: f64,
+    /// Predicted seconds to drain the backlog (+Inf: never at current rates).
+    pub drain_seconds: f64,
+    /// Workers needed to absorb arrivals and drain the backlog within the target.
+    pub recommended_workers: f64,
+}
+
+/// One set of queue gauges (cluster-wide, or a family by job).
+#[derive(Clone, Debug, Default)]
+struct QueueGauges<G> {
+    arrival_rate: G,
+    completion_rate: G,
+    service_time_seconds: G,
+    backlog: G,
+    utilisation: G,
+    backlog_growth_rate: G,
+    drain_seconds: G,
+    recommended_workers: G,
+}
+
+/// Name suffix, help and unit of each queue gauge, in [`QueueGauges`] field order.
+const QUEUE_GAUGES: [(&str, &str, Option<Unit>); 8] = [
+    (
+        "arrival_rate",
+        "Tasks submitted per second (1 min moving average)",
+        None,
+    ),
+    (
+        "completion_rate",
+        "Tasks committed per second (1 min moving average)",
+        None,
+    ),
+    (
+        "service_time",
+        "Mean duration of committed attempts",
+        Some(Unit::Seconds),
+    ),
+    ("backlog_tasks", "Pending, retrying and running tasks", None),
+    (
+        "utilisation_ratio",
+        "Share of the slots running an attempt",
+        None,
+    ),
+    (
+        "backlog_growth_rate",
+        "Backlog growth in tasks per second at current rates; positive means saturating",
+        None,
+    ),
+    (
+        "drain_time",
+        "Predicted time to drain the backlog (+Inf: never at current rates)",
+        Some(Unit::Seconds),
+    ),
+    (
+        "recommended_workers",
+        "Workers needed to absorb arrivals and drain the backlog within the target time",
+        None,
+    ),
+];
+
+impl<G: Clone> QueueGauges<G> {
+    fn fields(&self) -> [&G; 8] {
+        [
+            &self.arrival_rate,
+            &self.completion_rate,
+            &self.service_time_seconds,
+            &self.backlog,
+            &self.utilisation,
+            &self.backlog_growth_rate,
+            &self.drain_seconds,
+            &self.recommended_workers,
+        ]
+    }
+}
+
+fn queue_values(values: &QueueGaugeValues) -> [f64; 8] {
+    [
+        values.arrival_rate,
+        values.completion_rate,
+        values.service_time_seconds,
+        values.backlog,
+        values.utilisation,
+        values.backlog_growth_rate,
+        values.drain_seconds,
+        values.recommended_workers,
+    ]
+}
+
+fn register_queue_gauges<M>(
+    registry: &mut Registry,
+    prefix: &str,
+    scope: &str,
+    gauges: &QueueGauges<M>,
+) where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    for ((suffix, help, unit), gauge) in QUEUE_GAUGES.iter().zip(gauges.fields()) {
+        let name = format!("{prefix}_{suffix}");
+        let help = format!("{help}, {scope}");
+        match unit {
+            Some(unit) => registry.register_with_unit(name, help, unit.clone(), gauge.clone()),
+            None => registry.register(name, help, gauge.clone()),
+        }
+    }
 }
 
 /// `&'static str` rather than `String`: method names are compile-time constants, and
@@ -136,6 +286,10 @@ pub struct CoordinatorMetrics {
     /// Distinct names in `task_counters_total` (approximately: past the limit it only
     /// grows).
     task_counter_names: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The task series published last, to remove those that disappear.
+    published_task_series: std::sync::Arc<std::sync::Mutex<Vec<(&'static str, String)>>>,
+    /// The jobs with queue series published last.
+    published_job_queues: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
     /// Workers currently registered.
     pub workers: Gauge,
     /// Task slots offered by registered workers.
@@ -157,6 +311,16 @@ pub struct CoordinatorMetrics {
     rpc_duration_seconds: Family<RpcMethodLabels, Histogram>,
     /// Time from lease to committed result.
     pub task_duration_seconds: Histogram,
+    /// Jobs the coordinator holds, by state. See [`Self::set_jobs_by_state`].
+    jobs: Family<StateLabels, Gauge>,
+    /// Tasks of running jobs by state and kind. See [`Self::set_tasks_by_state_and_kind`].
+    tasks: Family<StateKindLabels, Gauge>,
+    /// Longest silence of a live worker.
+    pub heartbeat_age_max_seconds: FloatGauge,
+    /// Cluster-wide queue statistics.
+    queue: QueueGauges<FloatGauge>,
+    /// Queue statistics of running jobs, by job.
+    job_queue: QueueGauges<Family<JobLabels, FloatGauge>>,
 }
 
 impl CoordinatorMetrics {
@@ -182,6 +346,8 @@ impl CoordinatorMetrics {
             remote_grants_total: Counter::default(),
             task_counters_total: Family::default(),
             task_counter_names: Default::default(),
+            published_task_series: Default::default(),
+            published_job_queues: Default::default(),
             workers: Gauge::default(),
             slots: Gauge::default(),
             busy_slots: Gauge::default(),
@@ -192,6 +358,11 @@ impl CoordinatorMetrics {
             journal_batch_events: Histogram::new(journal_batch_buckets()),
             rpc_duration_seconds: Family::new_with_constructor(new_rpc_histogram),
             task_duration_seconds: Histogram::new(task_duration_buckets()),
+            jobs: Family::default(),
+            tasks: Family::default(),
+            heartbeat_age_max_seconds: FloatGauge::default(),
+            queue: QueueGauges::default(),
+            job_queue: QueueGauges::default(),
         };
         // An empty family exposes nothing, not even its HELP line; creating the three
         // outcome series up front makes them scrape as 0 so `rate()` works from the start.
@@ -337,7 +508,130 @@ impl CoordinatorMetrics {
             Unit::Seconds,
             metrics.task_duration_seconds.clone(),
         );
+        registry.register(
+            "essaim_coordinator_jobs",
+            "Jobs the coordinator holds (running, or finished within the retention), by state",
+            metrics.jobs.clone(),
+        );
+        registry.register(
+            "essaim_coordinator_tasks",
+            "Tasks of running jobs, by state and kind",
+            metrics.tasks.clone(),
+        );
+        registry.register_with_unit(
+            "essaim_coordinator_heartbeat_age_max",
+            "Longest time since a live worker's last heartbeat",
+            Unit::Seconds,
+            metrics.heartbeat_age_max_seconds.clone(),
+        );
+        register_queue_gauges(
+            registry,
+            "essaim_coordinator_queue",
+            "all jobs",
+            &metrics.queue,
+        );
+        register_queue_gauges(
+            registry,
+            "essaim_coordinator_job_queue",
+            "by running job",
+            &metrics.job_queue,
+        );
         metrics
+    }
+
+    /// Publishes how many jobs are in each state; states missing from `counts` read 0.
+    pub fn set_jobs_by_state(&self, counts: &[(&'static str, i64)]) {
+        for state in ["running", "succeeded", "failed", "cancelled"] {
+            let count = counts
+                .iter()
+                .filter(|(name, _)| *name == state)
+                .map(|(_, count)| count)
+                .sum();
+            self.jobs.get_or_create(&StateLabels { state }).set(count);
+        }
+    }
+
+    /// Publishes task counts by state and kind. Series absent from `counts` are removed;
+    /// kinds past [`MAX_TASK_KINDS`] are summed under `other`.
+    pub fn set_tasks_by_state_and_kind(&self, counts: &BTreeMap<(&'static str, String), i64>) {
+        let kinds: std::collections::BTreeSet<&String> =
+            counts.keys().map(|(_, kind)| kind).collect();
+        let allowed: std::collections::BTreeSet<&String> =
+            kinds.into_iter().take(MAX_TASK_KINDS).collect();
+        let mut bounded: BTreeMap<(&'static str, String), i64> = BTreeMap::new();
+        for ((state, kind), count) in counts {
+            let kind = if allowed.contains(kind) {
+                kind.clone()
+            } else {
+                "other".to_string()
+            };
+            *bounded.entry((state, kind)).or_default() += count;
+        }
+        let mut stale = self
+            .published_task_series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (state, kind) in stale.iter() {
+            if !bounded.contains_key(&(*state, kind.clone())) {
+                self.tasks.remove(&StateKindLabels {
+                    state,
+                    kind: kind.clone(),
+                });
+            }
+        }
+        for ((state, kind), count) in &bounded {
+            self.tasks
+                .get_or_create(&StateKindLabels {
+                    state,
+                    kind: kind.clone(),
+                })
+                .set(*count);
+        }
+        *stale = bounded.into_keys().collect();
+    }
+
+    /// Publishes the cluster-wide queue statistics.
+    pub fn set_cluster_queue(&self, values: &QueueGaugeValues) {
+        for (gauge, value) in self.queue.fields().into_iter().zip(queue_values(values)) {
+            gauge.set(value);
+        }
+    }
+
+    /// Publishes the queue statistics of running jobs; jobs absent from `jobs` (finished
+    /// since) lose their series. At most [`MAX_JOBS_WITH_QUEUE_SERIES`] are published, the
+    /// highest ids (most recent) first.
+    pub fn set_job_queues(&self, jobs: &[(u64, QueueGaugeValues)]) {
+        let mut jobs: Vec<&(u64, QueueGaugeValues)> = jobs.iter().collect();
+        jobs.sort_by(|a, b| b.0.cmp(&a.0));
+        jobs.truncate(MAX_JOBS_WITH_QUEUE_SERIES);
+        let mut published = self
+            .published_job_queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for job in published.iter() {
+            if !jobs.iter().any(|(id, _)| id == job) {
+                let labels = JobLabels {
+                    job: job.to_string(),
+                };
+                for family in self.job_queue.fields() {
+                    family.remove(&labels);
+                }
+            }
+        }
+        for (job, values) in &jobs {
+            let labels = JobLabels {
+                job: job.to_string(),
+            };
+            for (family, value) in self
+                .job_queue
+                .fields()
+                .into_iter()
+                .zip(queue_values(values))
+            {
+                family.get_or_create(&labels).set(value);
+            }
+        }
+        *published = jobs.iter().map(|(id, _)| *id).collect();
     }
 
     /// Adds a committed task's counter to its cluster-wide sum.
@@ -404,6 +698,14 @@ pub struct WorkerMetrics {
     pub task_duration_seconds: Histogram,
     /// Attempt results delivered to the coordinator.
     pub results_reported_total: Counter,
+    /// Bytes of upstream outputs fetched by this worker's attempts (MapReduce shuffle).
+    pub shuffle_fetched_bytes_total: Counter,
+    /// Bytes of map output written by this worker's attempts, after spills and merges.
+    pub map_output_bytes_total: Counter,
+    /// Sort-buffer spills to disk by this worker's attempts.
+    pub spills_total: Counter,
+    /// Time since the last heartbeat the coordinator answered.
+    pub heartbeat_age_seconds: FloatGauge,
 }
 
 impl WorkerMetrics {
@@ -421,6 +723,10 @@ impl WorkerMetrics {
             heartbeat_failures_total: Counter::default(),
             task_duration_seconds: Histogram::new(task_duration_buckets()),
             results_reported_total: Counter::default(),
+            shuffle_fetched_bytes_total: Counter::default(),
+            map_output_bytes_total: Counter::default(),
+            spills_total: Counter::default(),
+            heartbeat_age_seconds: FloatGauge::default(),
         };
         registry.register(
             "essaim_worker_attempts_started",
@@ -468,7 +774,47 @@ impl WorkerMetrics {
             "Attempt results delivered to the coordinator",
             metrics.results_reported_total.clone(),
         );
+        registry.register_with_unit(
+            "essaim_worker_shuffle_fetched",
+            "Upstream output fetched by this worker's attempts (MapReduce shuffle)",
+            Unit::Bytes,
+            metrics.shuffle_fetched_bytes_total.clone(),
+        );
+        registry.register_with_unit(
+            "essaim_worker_map_output",
+            "Map output written by this worker's attempts, after spills and merges",
+            Unit::Bytes,
+            metrics.map_output_bytes_total.clone(),
+        );
+        registry.register(
+            "essaim_worker_spills",
+            "Sort-buffer spills to disk by this worker's attempts",
+            metrics.spills_total.clone(),
+        );
+        registry.register_with_unit(
+            "essaim_worker_heartbeat_age",
+            "Time since the coordinator last answered a heartbeat",
+            Unit::Seconds,
+            metrics.heartbeat_age_seconds.clone(),
+        );
         metrics
+    }
+
+    /// Adds the data-movement counters an attempt reported (shuffle bytes fetched, map
+    /// output bytes, spills) to this worker's totals.
+    pub fn record_attempt_counters(&self, counters: &BTreeMap<String, u64>) {
+        for (name, counter) in [
+            ("shuffle.bytes", &self.shuffle_fetched_bytes_total),
+            (
+                "map.output.materialized.bytes",
+                &self.map_output_bytes_total,
+            ),
+            ("map.spills", &self.spills_total),
+        ] {
+            if let Some(value) = counters.get(name) {
+                counter.inc_by(*value);
+            }
+        }
     }
 }
 

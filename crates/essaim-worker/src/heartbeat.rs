@@ -133,6 +133,7 @@ impl HeartbeatLoop {
                 let response = response.into_inner();
                 let silent_for = last_success.elapsed();
                 *last_success = Instant::now();
+                self.metrics.heartbeat_age_seconds.set(0.0);
                 let declared_dead = silent_for >= session.timings.worker_timeout;
                 if response.reregister || declared_dead {
                     tracing::warn!(
@@ -159,6 +160,9 @@ impl HeartbeatLoop {
             Err(_elapsed) => format!("no answer within {} ms", rpc_timeout.as_millis()),
         };
         self.metrics.heartbeat_failures_total.inc();
+        self.metrics
+            .heartbeat_age_seconds
+            .set(last_success.elapsed().as_secs_f64());
         tracing::warn!(
             worker = %format_args!("{:x}", session.worker_id),
             silent_for_ms = last_success.elapsed().as_millis() as u64,

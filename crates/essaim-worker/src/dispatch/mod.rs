@@ -360,9 +360,14 @@ impl Dispatcher {
     /// Counts a finished attempt and hands it to the reporter.
     fn record_outcome(&mut self, finished: FinishedAttempt) {
         match &finished.outcome {
-            Ok(_) => self.metrics.attempts_succeeded_total.inc(),
-            Err(_) => self.metrics.attempts_failed_total.inc(),
-        };
+            Ok(output) => {
+                self.metrics.attempts_succeeded_total.inc();
+                self.metrics.record_attempt_counters(&output.counters);
+            }
+            Err(_) => {
+                self.metrics.attempts_failed_total.inc();
+            }
+        }
         let seconds = finished.duration.as_secs_f64();
         self.metrics.task_duration_seconds.observe(seconds);
         // An exponential moving average: recent tasks weigh most, one outlier little.

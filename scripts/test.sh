@@ -19,6 +19,35 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
+step "test tools (promtool, chromium)"
+# promtool (Debian package `prometheus`) checks and unit-tests deploy/prometheus/ and
+# lints the live /metrics (crates/essaim/tests/promtool.rs); chromium is for pages.
+packages=()
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+if (( ${#packages[@]} > 0 )); then
+    as_root=()
+    [[ $(id -u) == 0 ]] || as_root=(sudo)
+    apt_install() {
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y --no-install-recommends "${packages[@]}"
+    }
+    # Installing `prometheus` may start its server on :9090: remember what ran before,
+    # so that only a server the install started is stopped.
+    prometheus_before=$(pgrep -x prometheus || true)
+    apt_install || { "${as_root[@]}" apt-get update && apt_install; }
+    for pid in $(pgrep -x prometheus || true); do
+        grep -qx "$pid" <<<"$prometheus_before" && continue
+        "${as_root[@]}" service prometheus stop >/dev/null 2>&1 || "${as_root[@]}" kill "$pid" || true
+    done
+    if [[ -z $prometheus_before ]] && [[ " ${packages[*]} " == *" prometheus "* ]]; then
+        # Nor at the next boot: the test machine runs no Prometheus of its own.
+        "${as_root[@]}" update-rc.d prometheus disable >/dev/null 2>&1 || true
+        "${as_root[@]}" systemctl disable prometheus >/dev/null 2>&1 || true
+    fi
+fi
+promtool --version 2>&1 | head -n 1
+
 step "tests (unit, deterministic simulation, end-to-end with real processes)"
 # The end-to-end tests start real coordinator and worker processes of the binary built here.
 if cargo nextest --version >/dev/null 2>&1; then

@@ -3,19 +3,24 @@
 //! Kept apart from the gRPC server so that a probe or a scrape still answers when the
 //! gRPC side is overloaded or not yet started. The router carries no state type
 //! (`Router<()>`), so a process can merge it with its own HTTP routes.
+//!
+//! `/metrics` negotiates its format: OpenMetrics for a scraper whose `Accept` header
+//! prefers it (Prometheus does), the classic text format 0.0.4 otherwise (curl,
+//! `promtool check metrics`, older scrapers), converted by `classic_text.rs`.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
 use crate::Health;
+use crate::classic_text::{CLASSIC_TEXT_CONTENT_TYPE, openmetrics_to_classic};
 
 /// The content type of the `/metrics` response, as required by OpenMetrics 1.0.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -27,7 +32,8 @@ struct HttpState {
     health: Health,
 }
 
-/// Returns a router serving `GET /metrics` (OpenMetrics text of `registry`),
+/// Returns a router serving `GET /metrics` (the metrics of `registry`, as OpenMetrics
+/// or classic text depending on the `Accept` header),
 /// `GET /healthz` (always 200 `ok`) and `GET /readyz` (200 `ready`, or 503 with the
 /// reason from `health`).
 pub fn router(registry: Arc<Registry>, health: Health) -> Router {
@@ -53,7 +59,7 @@ pub async fn serve_http(
         .await
 }
 
-async fn metrics(State(state): State<HttpState>) -> Response {
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
     // Encoding walks every metric; at a few hundred series this is well under the
     // 0.5 ms budget for blocking an async task, so no spawn_blocking.
     let mut body = String::new();
@@ -65,7 +71,45 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         )
             .into_response();
     }
-    ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response()
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    if prefers_openmetrics(accept) {
+        return ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response();
+    }
+    let classic = openmetrics_to_classic(&body);
+    ([(header::CONTENT_TYPE, CLASSIC_TEXT_CONTENT_TYPE)], classic).into_response()
+}
+
+/// Returns true when an `Accept` header asks for OpenMetrics at least as much as for
+/// plain text. Without the header, or with only wildcards, the answer is no: the classic
+/// format is what any Prometheus-compatible reader understands.
+///
+/// Prometheus sends `application/openmetrics-text;version=1.0.0,…,text/plain;
+/// version=0.0.4;q=0.5,*/*;q=0.1`, so it gets OpenMetrics.
+fn prefers_openmetrics(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else {
+        return false;
+    };
+    let mut openmetrics_quality: f32 = 0.0;
+    let mut text_quality: f32 = 0.0;
+    for media_range in accept.split(',') {
+        let mut parameters = media_range.split(';').map(str::trim);
+        let media_type = parameters.next().unwrap_or_default().to_ascii_lowercase();
+        // An unreadable quality counts as 1, the default of a range without one.
+        let quality = parameters
+            .filter_map(|parameter| parameter.strip_prefix("q="))
+            .find_map(|value| value.parse::<f32>().ok())
+            .unwrap_or(1.0);
+        match media_type.as_str() {
+            "application/openmetrics-text" => {
+                openmetrics_quality = openmetrics_quality.max(quality);
+            }
+            "text/plain" => text_quality = text_quality.max(quality),
+            _ => {}
+        }
+    }
+    openmetrics_quality > 0.0 && openmetrics_quality >= text_quality
 }
 
 async fn healthz() -> &'static str {
@@ -91,10 +135,22 @@ mod tests {
     /// Sends one HTTP/1.0 GET (the server closes the connection after the response, so
     /// reading to the end needs no HTTP parsing) and returns the raw response.
     async fn get_raw(address: std::net::SocketAddr, path: &str) -> String {
+        get_raw_accepting(address, path, None).await
+    }
+
+    /// Like [`get_raw`], with an `Accept` header when `accept` is given.
+    async fn get_raw_accepting(
+        address: std::net::SocketAddr,
+        path: &str,
+        accept: Option<&str>,
+    ) -> String {
         let mut stream = TcpStream::connect(address)
             .await
             .expect("connect to test server");
-        let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n");
+        let accept = accept
+            .map(|accept| format!("Accept: {accept}\r\n"))
+            .unwrap_or_default();
+        let request = format!("GET {path} HTTP/1.0\r\nHost: test\r\n{accept}\r\n");
         stream
             .write_all(request.as_bytes())
             .await
@@ -124,7 +180,11 @@ mod tests {
         let app = router(Arc::new(registry), health.clone());
         let server = tokio::spawn(serve_http(listener, app, shutdown));
 
-        let response = get_raw(address, "/metrics").await;
+        // What Prometheus 2.x sends: OpenMetrics first.
+        let prometheus_accept = "application/openmetrics-text;version=1.0.0,\
+            application/openmetrics-text;version=0.0.1;q=0.75,\
+            text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let response = get_raw_accepting(address, "/metrics", Some(prometheus_accept)).await;
         assert!(response.starts_with("HTTP/1.0 200"), "{response}");
         assert!(response.contains(OPENMETRICS_CONTENT_TYPE), "{response}");
         assert!(
@@ -132,6 +192,19 @@ mod tests {
             "{response}"
         );
         assert!(response.ends_with("# EOF\n"), "{response}");
+
+        // Without an Accept header (curl, promtool): the classic format.
+        let response = get_raw(address, "/metrics").await;
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        assert!(response.contains(CLASSIC_TEXT_CONTENT_TYPE), "{response}");
+        assert!(
+            response.contains(
+                "# TYPE essaim_coordinator_jobs_submitted_total counter\n\
+                 essaim_coordinator_jobs_submitted_total 1\n"
+            ),
+            "{response}"
+        );
+        assert!(!response.contains("# EOF"), "{response}");
 
         let response = get_raw(address, "/healthz").await;
         assert!(response.starts_with("HTTP/1.0 200"), "{response}");
@@ -149,6 +222,33 @@ mod tests {
         shutdown_tx.send(()).expect("server is still running");
         let served = server.await.expect("server task did not panic");
         served.expect("server stopped cleanly");
+    }
+
+    #[test]
+    fn openmetrics_is_served_only_to_who_prefers_it() {
+        for (accept, openmetrics) in [
+            (None, false),
+            (Some("*/*"), false),
+            (Some("text/plain"), false),
+            (Some("application/openmetrics-text"), true),
+            (Some("Application/OpenMetrics-Text; version=1.0.0"), true),
+            (
+                Some("text/plain;q=0.5, application/openmetrics-text;q=0.9"),
+                true,
+            ),
+            (
+                Some("application/openmetrics-text;q=0.3, text/plain"),
+                false,
+            ),
+            (Some("application/openmetrics-text;q=0"), false),
+            (Some("application/json, */*;q=0.1"), false),
+        ] {
+            assert_eq!(
+                prefers_openmetrics(accept),
+                openmetrics,
+                "Accept: {accept:?}"
+            );
+        }
     }
 
     #[test]

@@ -10,15 +10,18 @@
 //! | `metrics.rs` | [`CoordinatorMetrics`] and [`WorkerMetrics`]: every metric, with its name |
 //! | `health.rs` | [`Health`]: the readiness flag and why the process is not ready |
 //! | `http.rs` | [`router`] and [`serve_http`]: the scrape and probe endpoints |
+//! | `classic_text.rs` | the classic Prometheus text format, for scrapers that do not ask for OpenMetrics |
 //! | `tracing_setup.rs` | [`init_tracing`]: the process-wide log subscriber |
 
 #![warn(missing_docs)]
 
+mod classic_text;
 mod health;
 mod http;
 mod metrics;
 mod tracing_setup;
 
+pub use classic_text::CLASSIC_TEXT_CONTENT_TYPE;
 pub use health::Health;
 pub use http::{OPENMETRICS_CONTENT_TYPE, router, serve_http};
 pub use metrics::{CoordinatorMetrics, JobOutcome, QueueGaugeValues, WorkerMetrics};

@@ -1,0 +1,354 @@
+//! promtool checks of everything essaim shows Prometheus: the alerting rules and their
+//! unit tests, the example scrape configuration, and the `/metrics` of a real running
+//! coordinator and worker.
+//!
+//! A separate test binary from `e2e` because it needs an outside tool: `promtool`, from
+//! the Debian package `prometheus`, which `scripts/test.sh` installs. Without promtool
+//! these tests fail (a skipped check would look like a passed one) unless
+//! `ESSAIM_SKIP_PROMTOOL=1` says to skip them on purpose.
+//!
+//! The live check matters because `promtool check metrics` lints what a scrape really
+//! returns: names (`_total` on counters only, base units, no type in the name), help
+//! texts, and the exposition format itself.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+const ESSAIM: &str = env!("CARGO_BIN_EXE_essaim");
+
+/// How long the cluster may take to start, register and run the job.
+const EVENTUALLY: Duration = Duration::from_secs(60);
+
+/// Returns `deploy/prometheus/` of the repository.
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus")
+}
+
+/// Returns a promtool command, or `None` when promtool is missing and
+/// `ESSAIM_SKIP_PROMTOOL=1` allows skipping. Panics when it is missing otherwise.
+fn promtool() -> Option<Command> {
+    let installed = Command::new("promtool")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if installed {
+        return Some(Command::new("promtool"));
+    }
+    let skip = std::env::var("ESSAIM_SKIP_PROMTOOL").is_ok_and(|value| value == "1");
+    assert!(
+        skip,
+        "promtool is not installed: run scripts/test.sh, which installs it (Debian package \
+         `prometheus`), or set ESSAIM_SKIP_PROMTOOL=1 to skip the promtool checks"
+    );
+    eprintln!("promtool is missing and ESSAIM_SKIP_PROMTOOL=1: skipped");
+    None
+}
+
+/// Panics with promtool's output unless it succeeded.
+fn assert_promtool_succeeded(what: &str, output: &Output) {
+    assert!(
+        output.status.success(),
+        "promtool {what} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `promtool ARGS` in `deploy/prometheus/` and checks that it succeeded.
+fn run_promtool_in_deploy_dir(args: &[&str]) {
+    let Some(mut promtool) = promtool() else {
+        return;
+    };
+    let output = promtool
+        .args(args)
+        .current_dir(deploy_dir())
+        .output()
+        .expect("promtool runs");
+    assert_promtool_succeeded(&args.join(" "), &output);
+}
+
+#[test]
+fn alerting_rules_are_valid() {
+    run_promtool_in_deploy_dir(&["check", "rules", "alerts.yml"]);
+}
+
+#[test]
+fn alerting_rules_pass_their_unit_tests() {
+    run_promtool_in_deploy_dir(&["test", "rules", "alerts_test.yml"]);
+}
+
+#[test]
+fn scrape_configuration_is_valid() {
+    run_promtool_in_deploy_dir(&["check", "config", "prometheus.yml"]);
+}
+
+#[test]
+fn live_metrics_of_a_coordinator_and_a_worker_pass_promtool_lint() {
+    let Some(_promtool) = promtool() else {
+        return;
+    };
+    let cluster = LiveCluster::start();
+    cluster.run_job(&["--kind", "sleep", "--payload", "5", "--count", "20"]);
+    cluster.run_job(&["--kind", "fail", "--count", "2", "--max-attempts", "1"]);
+
+    for (name, port) in [
+        ("coordinator", cluster.coordinator_port),
+        ("worker", cluster.worker_http_port),
+    ] {
+        let (content_type, body) = http_get(port, "/metrics", None);
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{name} served {content_type} to a scraper without an Accept header"
+        );
+        // The jobs are in the histograms, so their buckets are linted with data.
+        let histogram_count = match name {
+            "coordinator" => "essaim_coordinator_journal_commit_seconds_count ",
+            _ => "essaim_worker_task_duration_seconds_count ",
+        };
+        let has_data = body
+            .lines()
+            .filter_map(|line| line.strip_prefix(histogram_count))
+            .any(|count| count.trim() != "0");
+        assert!(has_data, "{name} has no {histogram_count}yet:\n{body}");
+
+        let mut check = promtool()
+            .expect("promtool was found above")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool runs");
+        check
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(body.as_bytes())
+            .expect("promtool reads the metrics");
+        let output = check.wait_with_output().expect("promtool finishes");
+        assert_promtool_succeeded(&format!("check metrics of the {name}"), &output);
+        let complaints = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            complaints.trim().is_empty(),
+            "promtool lint of the {name}:\n{complaints}"
+        );
+    }
+
+    // Prometheus asks for OpenMetrics and gets it.
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0,\
+                             text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (content_type, body) = http_get(
+        cluster.coordinator_port,
+        "/metrics",
+        Some(prometheus_accept),
+    );
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(body.ends_with("# EOF\n"), "{body}");
+}
+
+// ---------------------------------------------------------------- a live cluster
+
+/// A coordinator and one worker as real processes, killed on drop. Their logs are
+/// printed when the test fails.
+struct LiveCluster {
+    dir: tempfile::TempDir,
+    coordinator_port: u16,
+    worker_http_port: u16,
+    processes: Vec<(String, Child)>,
+}
+
+impl LiveCluster {
+    fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("essaim-promtool-")
+            .tempdir()
+            .expect("a temporary directory");
+        let mut cluster = Self {
+            coordinator_port: free_port(),
+            worker_http_port: free_port(),
+            dir,
+            processes: Vec::new(),
+        };
+        let data_dir = cluster.path("coordinator-data");
+        let listen = format!("127.0.0.1:{}", cluster.coordinator_port);
+        cluster.spawn(
+            "coordinator",
+            &[
+                "coordinator",
+                "--listen",
+                &listen,
+                "--data-dir",
+                &data_dir,
+                "--heartbeat-ms",
+                "200",
+                "--worker-timeout-ms",
+                "1000",
+            ],
+        );
+        cluster.wait_ready("coordinator", cluster.coordinator_port);
+        let coordinator_url = cluster.url();
+        let http_listen = format!("127.0.0.1:{}", cluster.worker_http_port);
+        let scratch = cluster.path("worker-scratch");
+        cluster.spawn(
+            "worker",
+            &[
+                "worker",
+                "--coordinator",
+                &coordinator_url,
+                "--http-listen",
+                &http_listen,
+                "--slots",
+                "2",
+                "--scratch-dir",
+                &scratch,
+                "--name",
+                "promtool-worker",
+            ],
+        );
+        // A worker is ready once registered.
+        cluster.wait_ready("worker", cluster.worker_http_port);
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.coordinator_port)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn spawn(&mut self, name: &str, args: &[&str]) {
+        let log = std::fs::File::create(self.path(&format!("{name}.log"))).expect("a log file");
+        let child = Command::new(ESSAIM)
+            .args(args)
+            .env_remove("ESSAIM_TOKEN")
+            .env_remove("ESSAIM_COORDINATOR")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("the log file handle can be cloned"))
+            .stderr(log)
+            .spawn()
+            .expect("the essaim binary starts");
+        self.processes.push((name.to_string(), child));
+    }
+
+    fn wait_ready(&mut self, name: &str, port: u16) {
+        let deadline = Instant::now() + EVENTUALLY;
+        loop {
+            let (_, child) = self
+                .processes
+                .iter_mut()
+                .find(|(process, _)| process == name)
+                .expect("the process was spawned");
+            if let Some(status) = child.try_wait().expect("the child can be polled") {
+                panic!("the {name} exited with {status} before it was ready");
+            }
+            if http_status(port, "/readyz") == Some(200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the {name} never became ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Submits a job of `args` and waits for it; its outcome does not matter (the
+    /// failing job is there to feed the failure counters).
+    fn run_job(&self, args: &[&str]) {
+        let output = Command::new(ESSAIM)
+            .arg("submit")
+            .args(["--coordinator", &self.url(), "--wait"])
+            .args(args)
+            .env_remove("ESSAIM_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("essaim submit runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            matches!(output.status.code(), Some(0 | 1)),
+            "essaim submit {args:?} failed to run ({}): {stderr}",
+            output.status
+        );
+    }
+}
+
+impl Drop for LiveCluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.processes {
+            // Fails only if the child was already reaped.
+            let _already_reaped = child.kill();
+            let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            return;
+        }
+        for (name, _) in &self.processes {
+            let log = std::fs::read_to_string(self.path(&format!("{name}.log")))
+                .unwrap_or_else(|error| format!("(unreadable: {error})"));
+            eprintln!("---------- {name} log ----------\n{log}");
+        }
+    }
+}
+
+/// Returns a port that was free a moment ago.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("loopback can bind");
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+        .port()
+}
+
+/// Sends `GET path` over HTTP/1.0 (the server closes the connection after answering)
+/// and returns the raw response, or `None` if nothing answered.
+fn http_request(port: u16, path: &str, accept: Option<&str>) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let accept = accept
+        .map(|accept| format!("Accept: {accept}\r\n"))
+        .unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{accept}\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+/// Returns the HTTP status of `GET path`, or `None` if nothing answered properly.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    let response = http_request(port, path, None)?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Returns the content type and body of a successful `GET path`.
+fn http_get(port: u16, path: &str, accept: Option<&str>) -> (String, String) {
+    let response =
+        http_request(port, path, accept).unwrap_or_else(|| panic!("GET {path} on :{port}"));
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in:\n{response}"));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let content_type = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_default();
+    (content_type, body.to_string())
+}

@@ -262,6 +262,7 @@ impl Actor {
         for output in out {
             match output {
                 Output::Persist(event) => {
+                    log_attempt_outcome(&event);
                     self.observatory.record(&event, &self.scheduler);
                     if let JournalEvent::TaskSucceeded { result, .. } = &event {
                         for (name, value) in &result.output.counters {
@@ -421,6 +422,7 @@ impl Actor {
                 reply,
             } => {
                 let answer = self.scheduler.pull(now, worker, max);
+                log_grants(worker, &answer);
                 if answer.assignments.is_empty() && !answer.reregister && !wait.is_zero() {
                     self.parked_pulls.push(ParkedPull {
                         worker,
@@ -524,6 +526,7 @@ impl Actor {
             let expired = instant >= parked.until;
             if expired || tick || self.scheduler.has_work_for(now, parked.worker) {
                 let answer = self.scheduler.pull(now, parked.worker, parked.max);
+                log_grants(parked.worker, &answer);
                 if !answer.assignments.is_empty() || answer.reregister || expired {
                     let reply = parked.reply;
                     replies.push(Box::new(move || {
@@ -679,5 +682,60 @@ async fn sleep_until_optional(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+// ---------------------------------------------------------------- attempt logs
+//
+// One line per attempt event, carrying the correlation id the worker puts on its
+// attempt span and in the command's ESSAIM_CORRELATION_ID, so that one search finds an
+// attempt in the coordinator's log, the worker's log and the command's output.
+
+/// Logs every lease of a pull reply at debug level (one line per attempt: never on by
+/// default, and skipped without formatting anything when debug is off).
+fn log_grants(worker: WorkerId, reply: &PullReply) {
+    if reply.assignments.is_empty() || !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    for assignment in &reply.assignments {
+        let task = assignment.task;
+        tracing::debug!(
+            job = task.job.0,
+            task = task.index,
+            attempt = %assignment.attempt,
+            correlation_id = %essaim_proto::correlation_id(task.job.0, task.index, assignment.attempt.0),
+            worker = %worker,
+            attempt_number = assignment.attempt_number,
+            speculative = assignment.speculative,
+            "attempt granted"
+        );
+    }
+}
+
+/// Logs an attempt outcome as its event goes to the journal: a commit at debug level, a
+/// failure (a lease that expired or an attempt that timed out included) as a warning.
+/// Should the journal write fail, the coordinator says so and stops.
+fn log_attempt_outcome(event: &JournalEvent) {
+    match event {
+        JournalEvent::TaskSucceeded { result, .. } => tracing::debug!(
+            job = result.task.job.0,
+            task = result.task.index,
+            attempt = %result.attempt,
+            correlation_id = %essaim_proto::correlation_id(result.task.job.0, result.task.index, result.attempt.0),
+            worker = %result.worker,
+            duration_ms = result.duration_ms,
+            "attempt committed"
+        ),
+        JournalEvent::AttemptFailed { task, error } => warn!(
+            job = task.job.0,
+            task = task.index,
+            attempt = %error.attempt,
+            correlation_id = %essaim_proto::correlation_id(task.job.0, task.index, error.attempt.0),
+            worker = %error.worker,
+            retryable = error.failure.retryable,
+            reason = %error.failure.message,
+            "attempt failed"
+        ),
+        _ => {}
     }
 }

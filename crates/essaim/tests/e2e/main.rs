@@ -17,6 +17,7 @@
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
 //! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
 //! | `retention.rs` | journal compaction mid-job and forgetting finished jobs lose nothing |
+//! | `correlation.rs` | one correlation id links coordinator logs, worker logs and the command |
 //!
 //! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
 //! them one after another as nextest does.
@@ -24,6 +25,7 @@
 mod auth;
 mod bad_input;
 mod coordinator_restart;
+mod correlation;
 mod dead_letters;
 mod demo;
 mod drain;

@@ -11,13 +11,17 @@
 //! | [`views`] | scheduler state → wire read models |
 //! | [`history`] | bounded aggregates of what happened: timelines, worker shares, durations |
 //! | [`queue`] | queue statistics and the recommended number of workers |
+//! | [`rest`] | the REST/JSON API and its OpenAPI document |
+//! | [`dashboard`] | the web dashboard's files |
 //! | [`observatory`] | history + queue statistics inside the actor, published as gauges |
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod dashboard;
 pub mod history;
 pub mod observatory;
 pub mod queue;
+pub mod rest;
 pub mod service;
 pub mod views;
 
@@ -189,6 +193,11 @@ pub async fn start_coordinator(
         worker_timeout: config.worker_timeout,
         long_poll: config.long_poll,
     };
+    let rest = rest::router(rest::RestState {
+        commands_tx: commands_tx.clone(),
+        results: results.clone(),
+        token: config.token.clone(),
+    });
     let service = CoordinatorService {
         commands_tx,
         results,
@@ -208,7 +217,9 @@ pub async fn start_coordinator(
     let router = grpc
         .prepare()
         .into_axum_router()
-        .merge(essaim_telemetry::router(Arc::new(registry), health.clone()));
+        .merge(essaim_telemetry::router(Arc::new(registry), health.clone()))
+        .merge(rest)
+        .merge(dashboard::router());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -228,10 +228,11 @@ pub fn cluster_stats(
     capacity: &Capacity,
     targets: &QueueTargets,
 ) -> QueueStats {
-    let arrival_rate: f64 = jobs.values().map(|j| j.arrival_rate).sum();
-    let completion_rate: f64 = jobs.values().map(|j| j.completion_rate).sum();
+    // `+ 0.0`: an empty sum of floats is -0.0, which would read "-0" on a dashboard.
+    let arrival_rate: f64 = jobs.values().map(|j| j.arrival_rate).sum::<f64>() + 0.0;
+    let completion_rate: f64 = jobs.values().map(|j| j.completion_rate).sum::<f64>() + 0.0;
     let backlog: u64 = jobs.values().map(|j| j.backlog).sum();
-    let slots_needed: f64 = jobs.values().map(|j| j.slots_needed).sum();
+    let slots_needed: f64 = jobs.values().map(|j| j.slots_needed).sum::<f64>() + 0.0;
     // Mean service time weighted by completions (each completed task counts once).
     let (weighted, weight) = jobs
         .values()

@@ -602,7 +602,7 @@ impl CoordinatorMetrics {
     /// highest ids (most recent) first.
     pub fn set_job_queues(&self, jobs: &[(u64, QueueGaugeValues)]) {
         let mut jobs: Vec<&(u64, QueueGaugeValues)> = jobs.iter().collect();
-        jobs.sort_by(|a, b| b.0.cmp(&a.0));
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.0));
         jobs.truncate(MAX_JOBS_WITH_QUEUE_SERIES);
         let mut published = self
             .published_job_queues

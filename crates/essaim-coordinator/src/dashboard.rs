@@ -1,0 +1,47 @@
+//! The web dashboard, served by the coordinator itself from files compiled into the
+//! binary: it works offline (no CDN, no build step) and can never be out of step with
+//! the REST API it reads, since both ship in the same binary.
+//!
+//! The page is static; everything it shows comes from `/api/v1` (see [`crate::rest`]),
+//! which checks the cluster token. The token is typed into the page (or passed in the
+//! URL fragment, `#token=…`, which browsers never send to the server) and kept in the
+//! tab's session storage.
+
+use axum::Router;
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+
+const INDEX_HTML: &str = include_str!("../ui/index.html");
+const APP_JS: &str = include_str!("../ui/app.js");
+const APP_CSS: &str = include_str!("../ui/app.css");
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Returns the dashboard's routes: `/` redirects to `/ui/`, which serves the page.
+pub fn router() -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::temporary("/ui/") }))
+        .route("/ui", get(|| async { Redirect::temporary("/ui/") }))
+        .route(
+            "/ui/",
+            get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
+        )
+        .route(
+            "/ui/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
+        )
+        .route(
+            "/ui/app.css",
+            get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+}

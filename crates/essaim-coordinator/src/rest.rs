@@ -107,6 +107,8 @@ impl RestState {
 /// Task counts of one stage.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StageView {
+    /// Task kind of the stage's first task (`mapreduce.map`, `command`…), to name it.
+    pub kind: String,
     /// Tasks of the stage.
     pub total: u32,
     /// Committed.
@@ -501,15 +503,24 @@ pub struct DeadLettersQuery {
 // ------------------------------------------------------------------ views
 
 fn stage_views(job: &Job) -> Vec<StageView> {
-    job.stage_counts()
+    let mut stages: Vec<StageView> = job
+        .stage_counts()
         .into_iter()
         .map(|stage| StageView {
+            kind: String::new(),
             total: stage.total,
             succeeded: stage.succeeded,
             running: stage.running,
             failed: stage.failed,
         })
-        .collect()
+        .collect();
+    for spec in &job.spec.tasks {
+        let stage = &mut stages[spec.stage as usize];
+        if stage.kind.is_empty() {
+            stage.kind = spec.kind.clone();
+        }
+    }
+    stages
 }
 
 fn job_summary(job: &Job) -> JobSummary {

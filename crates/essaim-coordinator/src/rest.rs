@@ -16,7 +16,9 @@ use crate::history::{Bucket, DURATION_BOUNDS_MS, JobHistory, OTHER_WORKERS};
 use crate::observatory::task_state_name;
 use crate::queue::QueueStats;
 use crate::service::constant_time_eq;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -465,14 +467,55 @@ pub struct ResultsPage {
     pub next_task: u32,
 }
 
-/// Which dead letters to act on: a whole job, or tasks.
+/// Which dead letters to act on: every one of a job, or some of its tasks.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetterSelection {
-    /// Every dead letter of this job…
-    pub job_id: Option<u64>,
-    /// …or these tasks, as `[job_id, task_index]` pairs.
-    #[serde(default)]
-    pub tasks: Vec<(u64, u32)>,
+    /// The job.
+    #[schema(minimum = 1, maximum = 9007199254740991_u64)]
+    #[serde(deserialize_with = "json_integer::u64")]
+    pub job_id: u64,
+    /// Only these task indexes of the job (every dead letter of the job when absent).
+    #[serde(default, deserialize_with = "json_integer::optional_u32s")]
+    pub task_indexes: Option<Vec<u32>>,
+}
+
+/// JSON integers as JSON Schema defines them: `3` and `3.0` are the same integer (some
+/// clients, JavaScript's among them, cannot tell them apart), `3.5` is not one.
+mod json_integer {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer};
+
+    fn integral(number: &serde_json::Number) -> Option<u64> {
+        number.as_u64().or_else(|| {
+            let float = number.as_f64()?;
+            // Exact up to 2^53; past it a float may name a neighbour instead.
+            (float.fract() == 0.0 && (0.0..=9_007_199_254_740_991.0).contains(&float))
+                .then_some(float as u64)
+        })
+    }
+
+    pub fn u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        let number = serde_json::Number::deserialize(deserializer)?;
+        integral(&number)
+            .ok_or_else(|| D::Error::custom(format!("{number} is not a non-negative integer")))
+    }
+
+    pub fn optional_u32s<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u32>>, D::Error> {
+        let Some(numbers) = Option::<Vec<serde_json::Number>>::deserialize(deserializer)? else {
+            return Ok(None);
+        };
+        numbers
+            .iter()
+            .map(|number| {
+                integral(number)
+                    .and_then(|value| u32::try_from(value).ok())
+                    .ok_or_else(|| D::Error::custom(format!("{number} is not a task index")))
+            })
+            .collect::<Result<Vec<u32>, D::Error>>()
+            .map(Some)
+    }
 }
 
 /// How many dead letters an action changed.
@@ -482,14 +525,34 @@ pub struct DeadLetterChange {
     pub affected: u32,
 }
 
-/// Query of the results call.
+/// Query of the paged calls (results, tasks).
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct ResultsQuery {
+pub struct PageQuery {
     /// First task index (default 0).
+    #[param(minimum = 0, maximum = 2147483647)]
     pub from: Option<u32>,
-    /// At most this many (default 1000, at most 10000).
+    /// At most this many (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<u32>,
+}
+
+impl PageQuery {
+    fn checked(self) -> Result<(u32, u32), Failure> {
+        let from = self.from.unwrap_or(0);
+        let limit = self.limit.unwrap_or(1000);
+        if from > MAX_TASK_INDEX {
+            return Err(bad_request(format!(
+                "from must be at most {MAX_TASK_INDEX}"
+            )));
+        }
+        if !(1..=MAX_RESULTS_PER_CALL).contains(&limit) {
+            return Err(bad_request(format!(
+                "limit must be between 1 and {MAX_RESULTS_PER_CALL}"
+            )));
+        }
+        Ok((from, limit))
+    }
 }
 
 /// Query of the dead-letter list.
@@ -497,7 +560,74 @@ pub struct ResultsQuery {
 #[into_params(parameter_in = Query)]
 pub struct DeadLettersQuery {
     /// Only this job's.
+    #[param(minimum = 1, maximum = 9007199254740991_u64)]
     pub job: Option<u64>,
+}
+
+/// Largest job id the API accepts: 2^53 − 1, the largest integer a JavaScript client
+/// reads exactly (ids are handed out from 1 upwards, so none is ever larger).
+pub const MAX_JOB_ID: u64 = (1 << 53) - 1;
+/// Largest task index the API accepts.
+const MAX_TASK_INDEX: u32 = i32::MAX as u32;
+
+fn bad_request(message: impl Into<String>) -> Failure {
+    Failure(StatusCode::BAD_REQUEST, message.into())
+}
+
+fn checked_job_id(id: u64) -> Result<JobId, Failure> {
+    if (1..=MAX_JOB_ID).contains(&id) {
+        Ok(JobId(id))
+    } else {
+        Err(bad_request(format!(
+            "a job id is between 1 and {MAX_JOB_ID}"
+        )))
+    }
+}
+
+/// The job id of the path, checked; a malformed one is a JSON 400.
+struct JobPath(JobId);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobPath {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Failure> {
+        let Path(id) = Path::<u64>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection: PathRejection| bad_request(rejection.body_text()))?;
+        checked_job_id(id).map(JobPath)
+    }
+}
+
+/// A query string; a malformed one is a JSON 400.
+struct ApiQuery<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Failure> {
+        let Query(query) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection: QueryRejection| bad_request(rejection.body_text()))?;
+        Ok(ApiQuery(query))
+    }
+}
+
+/// A JSON body; a malformed one is a JSON 400 (415 without the JSON content type).
+struct ApiJson<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = Failure;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Failure> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection @ JsonRejection::MissingJsonContentType(_)) => Err(Failure(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                rejection.body_text(),
+            )),
+            Err(rejection) => Err(bad_request(rejection.body_text())),
+        }
+    }
 }
 
 // ------------------------------------------------------------------ views
@@ -742,11 +872,10 @@ async fn list_jobs(State(state): State<RestState>) -> ApiResult<Vec<JobSummary>>
 
 /// One job with its counters, queue statistics and history.
 #[utoipa::path(get, path = "/api/v1/jobs/{job_id}", tag = "jobs",
-    params(("job_id" = u64, Path, description = "The job's id")),
-    responses((status = 200, body = JobDetail), (status = 404, body = ApiError), (status = 401, body = ApiError)),
+    params(("job_id" = u64, Path, description = "The job's id", minimum = 1, maximum = 9007199254740991_u64)),
+    responses((status = 200, body = JobDetail), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 401, body = ApiError)),
     security(("bearer" = [])))]
-async fn get_job(State(state): State<RestState>, Path(job_id): Path<u64>) -> ApiResult<JobDetail> {
-    let job = JobId(job_id);
+async fn get_job(State(state): State<RestState>, JobPath(job): JobPath) -> ApiResult<JobDetail> {
     state
         .read(move |view| {
             let scheduler = view.scheduler;
@@ -770,21 +899,20 @@ async fn get_job(State(state): State<RestState>, Path(job_id): Path<u64>) -> Api
 
 /// Committed results of a job, in task order, a page at a time.
 #[utoipa::path(get, path = "/api/v1/jobs/{job_id}/results", tag = "jobs",
-    params(("job_id" = u64, Path, description = "The job's id"), ResultsQuery),
-    responses((status = 200, body = ResultsPage), (status = 404, body = ApiError), (status = 401, body = ApiError)),
+    params(("job_id" = u64, Path, description = "The job's id", minimum = 1, maximum = 9007199254740991_u64), PageQuery),
+    responses((status = 200, body = ResultsPage), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 401, body = ApiError)),
     security(("bearer" = [])))]
 async fn job_results(
     State(state): State<RestState>,
-    Path(job_id): Path<u64>,
-    Query(query): Query<ResultsQuery>,
+    JobPath(job): JobPath,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<ResultsPage> {
-    let job = JobId(job_id);
+    let (from, limit) = query.checked()?;
+    let limit = limit as usize;
     let total = state
         .read(move |view| view.scheduler.job(job).map(|j| j.tasks().len() as u32))
         .await?
         .ok_or_else(|| job_not_found(job))?;
-    let limit = query.limit.unwrap_or(1000).clamp(1, MAX_RESULTS_PER_CALL) as usize;
-    let from = query.from.unwrap_or(0);
     let reader = state.results.clone();
     let found = tokio::task::spawn_blocking(move || reader.results(job, from, limit))
         .await
@@ -824,15 +952,14 @@ async fn job_results(
 
 /// Cancels a running job: its pending tasks are skipped, its running attempts stopped.
 #[utoipa::path(post, path = "/api/v1/jobs/{job_id}/cancel", tag = "jobs",
-    params(("job_id" = u64, Path, description = "The job's id")),
-    responses((status = 200, body = JobSummary), (status = 404, body = ApiError),
+    params(("job_id" = u64, Path, description = "The job's id", minimum = 1, maximum = 9007199254740991_u64)),
+    responses((status = 200, body = JobSummary), (status = 400, body = ApiError), (status = 404, body = ApiError),
         (status = 409, body = ApiError, description = "The job already finished"), (status = 401, body = ApiError)),
     security(("bearer" = [])))]
 async fn cancel_job(
     State(state): State<RestState>,
-    Path(job_id): Path<u64>,
+    JobPath(job): JobPath,
 ) -> ApiResult<JobSummary> {
-    let job = JobId(job_id);
     match state.ask(|reply| Command::Cancel { job, reply }).await? {
         Ok(()) => {}
         Err(error @ JobError::NotFound(_)) => {
@@ -878,13 +1005,13 @@ async fn list_workers(State(state): State<RestState>) -> ApiResult<Vec<WorkerVie
 /// Dead letters (of one job, or of every job) with their error history.
 #[utoipa::path(get, path = "/api/v1/dead-letters", tag = "dead letters",
     params(DeadLettersQuery),
-    responses((status = 200, body = [DeadLetterView]), (status = 401, body = ApiError)),
+    responses((status = 200, body = [DeadLetterView]), (status = 400, body = ApiError), (status = 401, body = ApiError)),
     security(("bearer" = [])))]
 async fn list_dead_letters(
     State(state): State<RestState>,
-    Query(query): Query<DeadLettersQuery>,
+    ApiQuery(query): ApiQuery<DeadLettersQuery>,
 ) -> ApiResult<Vec<DeadLetterView>> {
-    let job = query.job.map(JobId);
+    let job = query.job.map(checked_job_id).transpose()?;
     let letters = state
         .read(move |view| {
             let scheduler = view.scheduler;
@@ -922,32 +1049,32 @@ async fn list_dead_letters(
 }
 
 fn selection_target(selection: DeadLetterSelection) -> Result<DeadLetterTarget, Failure> {
-    if !selection.tasks.is_empty() {
-        return Ok(DeadLetterTarget::Tasks(
-            selection
-                .tasks
-                .into_iter()
-                .map(|(job, index)| TaskId::new(JobId(job), index))
-                .collect(),
-        ));
-    }
-    match selection.job_id {
-        Some(job) if job != 0 => Ok(DeadLetterTarget::Job(JobId(job))),
-        _ => Err(Failure(
-            StatusCode::BAD_REQUEST,
-            "name a job_id or tasks: refusing to act on every dead letter of every job".into(),
-        )),
+    let job = checked_job_id(selection.job_id)?;
+    match selection.task_indexes {
+        None => Ok(DeadLetterTarget::Job(job)),
+        Some(indexes) => {
+            if let Some(index) = indexes.iter().find(|index| **index > MAX_TASK_INDEX) {
+                return Err(bad_request(format!("task index {index} is out of range")));
+            }
+            Ok(DeadLetterTarget::Tasks(
+                indexes
+                    .into_iter()
+                    .map(|index| TaskId::new(job, index))
+                    .collect(),
+            ))
+        }
     }
 }
 
 /// Puts dead letters back in the queue with fresh attempts.
 #[utoipa::path(post, path = "/api/v1/dead-letters/requeue", tag = "dead letters",
     request_body = DeadLetterSelection,
-    responses((status = 200, body = DeadLetterChange), (status = 400, body = ApiError), (status = 401, body = ApiError)),
+    responses((status = 200, body = DeadLetterChange), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 415, body = ApiError, description = "The body is not sent as application/json")),
     security(("bearer" = [])))]
 async fn requeue_dead_letters(
     State(state): State<RestState>,
-    Json(selection): Json<DeadLetterSelection>,
+    ApiJson(selection): ApiJson<DeadLetterSelection>,
 ) -> ApiResult<DeadLetterChange> {
     let tasks = selection_target(selection)?;
     let affected = state.ask(|reply| Command::Requeue { tasks, reply }).await?;
@@ -957,11 +1084,12 @@ async fn requeue_dead_letters(
 /// Removes dead letters for good.
 #[utoipa::path(post, path = "/api/v1/dead-letters/purge", tag = "dead letters",
     request_body = DeadLetterSelection,
-    responses((status = 200, body = DeadLetterChange), (status = 400, body = ApiError), (status = 401, body = ApiError)),
+    responses((status = 200, body = DeadLetterChange), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 415, body = ApiError, description = "The body is not sent as application/json")),
     security(("bearer" = [])))]
 async fn purge_dead_letters(
     State(state): State<RestState>,
-    Json(selection): Json<DeadLetterSelection>,
+    ApiJson(selection): ApiJson<DeadLetterSelection>,
 ) -> ApiResult<DeadLetterChange> {
     let tasks = selection_target(selection)?;
     let affected = state.ask(|reply| Command::Purge { tasks, reply }).await?;
@@ -970,17 +1098,15 @@ async fn purge_dead_letters(
 
 /// Tasks of a job with their state, a page at a time (for the job page's task table).
 #[utoipa::path(get, path = "/api/v1/jobs/{job_id}/tasks", tag = "jobs",
-    params(("job_id" = u64, Path, description = "The job's id"), ResultsQuery),
-    responses((status = 200, body = TasksPage), (status = 404, body = ApiError), (status = 401, body = ApiError)),
+    params(("job_id" = u64, Path, description = "The job's id", minimum = 1, maximum = 9007199254740991_u64), PageQuery),
+    responses((status = 200, body = TasksPage), (status = 400, body = ApiError), (status = 404, body = ApiError), (status = 401, body = ApiError)),
     security(("bearer" = [])))]
 async fn job_tasks(
     State(state): State<RestState>,
-    Path(job_id): Path<u64>,
-    Query(query): Query<ResultsQuery>,
+    JobPath(job): JobPath,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<TasksPage> {
-    let job = JobId(job_id);
-    let from = query.from.unwrap_or(0);
-    let limit = query.limit.unwrap_or(1000).clamp(1, MAX_RESULTS_PER_CALL);
+    let (from, limit) = query.checked()?;
     state
         .read(move |view| {
             let found = view.scheduler.job(job)?;

@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
-# Prints the path of a Python interpreter that has mrjob, creating it first if needed.
+# Prints the path of a Python interpreter with the tools a test needs, creating it first
+# if needed. Usage: scripts/python-env.sh [mrjob|schemathesis] (default mrjob).
 #
-# The streaming tests (crates/essaim-mapreduce/tests/mrjob_compat.rs) run mrjob's own
-# example jobs, unmodified, as Hadoop Streaming programs. They need mrjob at a pinned
-# version, isolated from the system's Python: a virtual environment under
-# target/python-env, created once and reused (cargo clean removes it).
+# - mrjob: the streaming tests (crates/essaim-mapreduce/tests/mrjob_compat.rs and the
+#   e2e MapReduce tests) run mrjob's own example jobs, unmodified, as Hadoop Streaming
+#   programs. mrjob 0.7.4 has one hard dependency, PyYAML; both are pinned.
+# - schemathesis: the REST API test (crates/essaim/tests/e2e/rest_api.rs) generates
+#   requests from the coordinator's OpenAPI document and checks every answer against it.
 #
-# Needs CPython 3 with the venv module (3.11 is what mrjob 0.7.4 is tested with here)
-# and PyPI. mrjob 0.7.4 has one hard dependency, PyYAML; both are pinned. Python to use:
+# Each profile is a virtual environment under target/ (cargo clean removes it), isolated
+# from the system's Python, created once and reused. Needs CPython 3 with the venv
+# module (3.11 is what these pins are tested with here) and PyPI. Python to use:
 # $PYTHON, else python3. Progress goes to stderr; stdout is the interpreter's path only.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-env_dir="$root/target/python-env"
+profile="${1:-mrjob}"
+case "$profile" in
+    mrjob)
+        env_dir="$root/target/python-env"
+        pins=("mrjob==0.7.4" "PyYAML==6.0.2")
+        smoke_test='import mrjob.job, yaml'
+        ;;
+    schemathesis)
+        env_dir="$root/target/python-env-schemathesis"
+        pins=("schemathesis==4.32.5")
+        smoke_test='import schemathesis'
+        ;;
+    *)
+        echo "python-env: unknown profile '$profile' (mrjob or schemathesis)" >&2
+        exit 2
+        ;;
+esac
 # Written last: an environment without it is half-made (interrupted, no network) and is
 # made again rather than trusted.
 marker="$env_dir/.essaim-ready"
-pins=("mrjob==0.7.4" "PyYAML==6.0.2")
 wanted="${pins[*]}"
 
 ready() { [[ -f "$marker" && "$(cat "$marker")" == "$wanted" ]]; }
@@ -29,7 +47,7 @@ fi
 # its own): one creates the environment, the others wait for it and reuse it.
 mkdir -p "$root/target"
 if command -v flock >/dev/null 2>&1; then
-    exec 9>"$root/target/python-env.lock"
+    exec 9>"$env_dir.lock"
     flock 9
     if ready; then
         echo "$env_dir/bin/python"
@@ -49,6 +67,6 @@ rm -rf "$env_dir"
 # --no-input and a bounded timeout: without network this must fail, not hang.
 "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
     --timeout 30 --retries 2 "${pins[@]}" >&2
-"$env_dir/bin/python" -c 'import mrjob.job, yaml' >&2
+"$env_dir/bin/python" -c "$smoke_test" >&2
 echo "$wanted" > "$marker"
 echo "$env_dir/bin/python"

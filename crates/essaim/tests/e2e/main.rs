@@ -16,6 +16,7 @@
 //! | `partition.rs` | a result from a worker cut off too long is rejected |
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
 //! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
+//! | `rest_api.rs` | the REST API needs the token, agrees with gRPC, and matches its OpenAPI document |
 //! | `retention.rs` | journal compaction mid-job and forgetting finished jobs lose nothing |
 //! | `correlation.rs` | one correlation id links coordinator logs, worker logs and the command |
 //!
@@ -32,5 +33,6 @@ mod drain;
 mod harness;
 mod mapreduce;
 mod partition;
+mod rest_api;
 mod retention;
 mod worker_crashes;

@@ -4,8 +4,13 @@
 //!
 //! The page is static; everything it shows comes from `/api/v1` (see [`crate::rest`]),
 //! which checks the cluster token. The token is typed into the page (or passed in the
-//! URL fragment, `#token=…`, which browsers never send to the server) and kept in the
-//! tab's session storage.
+//! URL fragment, `#token=…` or after a route, `#/jobs/7?token=…`, which browsers never
+//! send to the server) and kept in the tab's session storage; the page then drops it
+//! from the address bar.
+//!
+//! Routes of the page live in the fragment too: `#/` (overview), `#/jobs`, `#/jobs/7`,
+//! `#/workers`, `#/dead-letters`. Every text the API returns (job names and standard
+//! error are user-controlled) reaches the page as text nodes, never as HTML.
 
 use axum::Router;
 use axum::http::header;
@@ -15,6 +20,7 @@ use axum::routing::get;
 const INDEX_HTML: &str = include_str!("../ui/index.html");
 const APP_JS: &str = include_str!("../ui/app.js");
 const APP_CSS: &str = include_str!("../ui/app.css");
+const FAVICON_SVG: &str = include_str!("../ui/favicon.svg");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
@@ -43,5 +49,13 @@ pub fn router() -> Router {
         .route(
             "/ui/app.css",
             get(|| async { asset("text/css; charset=utf-8", APP_CSS) }),
+        )
+        .route(
+            "/ui/favicon.svg",
+            get(|| async { asset("image/svg+xml", FAVICON_SVG) }),
+        )
+        .route(
+            "/favicon.ico",
+            get(|| async { Redirect::permanent("/ui/favicon.svg") }),
         )
 }

@@ -16,6 +16,9 @@ mod commands;
 mod jobs;
 mod local_cluster;
 mod output;
+mod report_html;
+mod report_svg;
+mod rest_client;
 
 pub use essaim_mapreduce as mapreduce;
 
@@ -60,6 +63,8 @@ enum Command {
     Wait(commands::jobs::WaitArgs),
     /// Print a job's committed results.
     Results(commands::results::Args),
+    /// Write a job's HTML report, with its plots as SVG and its data as JSON.
+    Report(commands::report::Args),
     /// Cancel a job.
     Cancel(commands::jobs::CancelArgs),
     /// List live workers.
@@ -117,6 +122,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Status(args) => commands::jobs::status(args).await,
             Command::Wait(args) => commands::jobs::wait(args).await,
             Command::Results(args) => commands::results::run(args).await,
+            Command::Report(args) => commands::report::run(args).await,
             Command::Cancel(args) => commands::jobs::cancel(args).await,
             Command::Workers(args) => commands::jobs::workers(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
@@ -161,6 +167,16 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     }
     if error.downcast_ref::<essaim_proto::ClientError>().is_some() {
         return 3;
+    }
+    if let Some(error) = error.downcast_ref::<rest_client::RestError>() {
+        use rest_client::RestError;
+        return match error {
+            RestError::InvalidUrl { .. } | RestError::InvalidToken | RestError::NotFound { .. } => 2,
+            RestError::Unreachable { .. }
+            | RestError::TimedOut { .. }
+            | RestError::Unauthorized { .. } => 3,
+            RestError::Status { .. } | RestError::Decode { .. } => 1,
+        };
     }
     if error.downcast_ref::<client::UsageError>().is_some() {
         return 2;

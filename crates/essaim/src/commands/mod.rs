@@ -8,6 +8,7 @@ pub mod dlq;
 pub mod jobs;
 pub mod local;
 pub mod mapreduce;
+pub mod report;
 pub mod results;
 pub mod submit;
 pub mod worker;

@@ -17,6 +17,7 @@
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
 //! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
 //! | `rest_api.rs` | the REST API needs the token, agrees with gRPC, and matches its OpenAPI document |
+//! | `report.rs` | `essaim report` writes a self-contained page, well-formed SVG plots and data that agree with `status` |
 //! | `retention.rs` | journal compaction mid-job and forgetting finished jobs lose nothing |
 //! | `correlation.rs` | one correlation id links coordinator logs, worker logs and the command |
 //!
@@ -33,6 +34,7 @@ mod drain;
 mod harness;
 mod mapreduce;
 mod partition;
+mod report;
 mod rest_api;
 mod retention;
 mod worker_crashes;

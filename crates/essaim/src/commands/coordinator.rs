@@ -41,6 +41,13 @@ pub struct Args {
     /// Compact the journal into a snapshot after this many new events.
     #[arg(long, default_value_t = 1_000_000)]
     compact_after_events: u64,
+    /// The recommended number of workers aims to drain the backlog within this many
+    /// seconds (see the queue statistics in ARCHITECTURE.md).
+    #[arg(long, default_value_t = 300.0)]
+    drain_target_secs: f64,
+    /// The recommended number of workers aims to keep this share of slots busy (0.05–1).
+    #[arg(long, default_value_t = 0.8)]
+    target_utilisation: f64,
 }
 
 /// Runs the coordinator.
@@ -56,7 +63,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "--worker-timeout-ms must be larger than --heartbeat-ms, which must be positive",
         ));
     }
+    if !(args.drain_target_secs.is_finite() && args.drain_target_secs > 0.0) {
+        return Err(usage(
+            "--drain-target-secs must be a positive number of seconds",
+        ));
+    }
+    if !(0.05..=1.0).contains(&args.target_utilisation) {
+        return Err(usage("--target-utilisation must be between 0.05 and 1"));
+    }
     let mut config = CoordinatorConfig::new(args.listen, args.data_dir);
+    config.queue_targets = essaim_coordinator::queue::QueueTargets {
+        drain_target_s: args.drain_target_secs,
+        utilisation: args.target_utilisation,
+    };
     config.token = args.token;
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
@@ -67,7 +86,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     let coordinator = start_coordinator(config, shutdown.clone()).await?;
     eprintln!(
-        "essaim coordinator: API http://{0} (gRPC), metrics http://{0}/metrics, health /healthz /readyz",
+        "essaim coordinator: API http://{0} (gRPC, REST under /api/v1), dashboard http://{0}/ui/, metrics http://{0}/metrics, health /healthz /readyz",
         coordinator.address
     );
     tokio::spawn(async move {

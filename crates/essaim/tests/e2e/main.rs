@@ -16,6 +16,7 @@
 //! | `partition.rs` | a result from a worker cut off too long is rejected |
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
 //! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
+//! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
 //! | `rest_api.rs` | the REST API needs the token, agrees with gRPC, and matches its OpenAPI document |
 //! | `report.rs` | `essaim report` writes a self-contained page, well-formed SVG plots and data that agree with `status` |
 //! | `retention.rs` | journal compaction mid-job and forgetting finished jobs lose nothing |
@@ -35,6 +36,7 @@ mod harness;
 mod mapreduce;
 mod partition;
 mod report;
+mod queue_stats;
 mod rest_api;
 mod retention;
 mod worker_crashes;

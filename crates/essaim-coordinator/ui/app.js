@@ -58,7 +58,7 @@ function fmtSi(n) {
   if (n === null || n === undefined || Number.isNaN(n)) return "–";
   const abs = Math.abs(n);
   if (abs === 0) return "0";
-  if (abs < 1) return n.toFixed(2).replace(/0$/, "");
+  if (abs < 1) return String(Number(n.toPrecision(2)));
   if (abs < 1000) return Number.isInteger(n) ? String(n) : n.toFixed(abs < 10 ? 1 : 0);
   for (const [scale, unit] of [[1e9, "G"], [1e6, "M"], [1e3, "k"]]) {
     if (abs >= scale) {
@@ -158,7 +158,8 @@ function takeTokenFromFragment() {
 function niceCeil(value, integer) {
   if (!(value > 0)) return 1;
   const power = 10 ** Math.floor(Math.log10(value));
-  const mantissas = integer ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10];
+  // 2.5 × 10^k is a whole number only from 25 up.
+  const mantissas = integer && power < 10 ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10];
   const mantissa = mantissas.find((m) => m * power >= value - 1e-9);
   return Math.max(integer ? 1 : 0, mantissa * power);
 }
@@ -184,43 +185,47 @@ function drawYAxis(root, { width, height, pad, maxY, integer }) {
 }
 
 function legend(items) {
-  return h("div", { class: "legend" }, items.map(([label, color, dashed]) =>
-    h("span", {}, h("i", { class: dashed ? "swatch dashed" : "swatch", style: `background:${color}` }), label)));
+  return h("div", { class: "legend" }, items.map(([label, color]) =>
+    h("span", {}, h("i", { class: "swatch", style: `background:${color}` }), label)));
 }
 
-/** A line chart over time: `times` in ms, each series `{label, color, values, area}`. */
-function timeChart({ id, times, series, width = 820, height = 250 }) {
+/**
+ * A step chart over time: each value holds for `bucketMs` from its time (ms). Each
+ * series is `{label, color, values, area}`. The window is at least `minSpanMs` wide and
+ * ends with the last bucket; before the first point the series are zero.
+ */
+function timeChart({ id, times, series, bucketMs = 1000, minSpanMs = 60000, width = 820, height = 250 }) {
   const pad = { left: 48, right: 14, top: 12, bottom: 26 };
   const root = svg("svg", { id, class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img" });
   const maxValue = Math.max(0, ...series.flatMap((s) => s.values));
-  const maxY = niceCeil(maxValue, false);
-  const yOf = drawYAxis(root, { width, height, pad, maxY, integer: false });
-  const first = times[0];
-  const span = Math.max(1, times[times.length - 1] - first);
-  const xOf = (t) => pad.left + ((t - first) / span) * (width - pad.left - pad.right);
-  const stepSeconds = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200]
-    .find((step) => span / 1000 / step <= 8) || 3600;
-  const stepMs = stepSeconds * 1000;
-  for (let t = Math.ceil(first / stepMs) * stepMs; t <= first + span; t += stepMs) {
+  const yOf = drawYAxis(root, { width, height, pad, maxY: niceCeil(maxValue, false), integer: false });
+  const end = times[times.length - 1] + bucketMs;
+  const first = Math.min(times[0], end - minSpanMs);
+  const xOf = (t) => pad.left + ((t - first) / (end - first)) * (width - pad.left - pad.right);
+  const tickSeconds = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200]
+    .find((step) => (end - first) / 1000 / step <= 8) || 7200;
+  const tickMs = tickSeconds * 1000;
+  for (let t = Math.ceil(first / tickMs) * tickMs; t <= end; t += tickMs) {
+    const x = xOf(t);
+    const clipped = x < pad.left + 20 || x > width - pad.right - 24;
+    if (clipped) continue;
+    root.append(svg("line", { x1: x, x2: x, y1: yOf(0), y2: yOf(0) + 4, class: "axis" }));
     const label = fmtTime(t);
-    root.append(svg("text", { x: xOf(t), y: height - 8, class: "tick", "text-anchor": "middle" },
-      stepSeconds < 60 ? label : label.slice(-8, -3)));
+    root.append(svg("text", { x, y: height - 8, class: "tick", "text-anchor": "middle" },
+      tickSeconds < 60 ? label.slice(-8) : label.slice(-8, -3)));
   }
+  const at = (t, v) => `${xOf(t).toFixed(1)},${yOf(v).toFixed(1)}`;
   for (const s of series) {
-    const points = s.values.map((v, i) => `${xOf(times[i]).toFixed(1)},${yOf(v).toFixed(1)}`);
+    const steps = s.values.map((v, i) => `L${at(times[i], v)} L${at(times[i] + bucketMs, v)}`);
+    const line = `M${at(first, 0)} L${at(times[0], 0)} ${steps.join(" ")}`;
     if (s.area) {
-      const bottom = yOf(0).toFixed(1);
-      root.append(svg("path", {
-        d: `M${xOf(first).toFixed(1)},${bottom} L${points.join(" L")} L${xOf(first + span).toFixed(1)},${bottom} Z`,
-        fill: s.color, "fill-opacity": 0.15, stroke: "none",
-      }));
+      root.append(svg("path", { d: `${line} L${at(end, 0)} Z`, fill: s.color, "fill-opacity": 0.15, stroke: "none" }));
     }
     root.append(svg("path", {
-      d: `M${points.join(" L")}`, fill: "none", stroke: s.color, "stroke-width": 1.5,
-      "stroke-dasharray": s.dashed ? "4 3" : null, "data-series": s.label,
+      d: line, fill: "none", stroke: s.color, "stroke-width": 1.5, "stroke-linejoin": "round", "data-series": s.label,
     }));
   }
-  return h("figure", { class: "figure" }, root, legend(series.map((s) => [s.label, s.color, s.dashed])));
+  return h("figure", { class: "figure" }, root, legend(series.map((s) => [s.label, s.color])));
 }
 
 /** Stacked bars: one per label, each stack `{label, color, values}`. */
@@ -231,7 +236,7 @@ function barChart({ id, labels, stacks, titles, width = 560, height = 200, integ
   const maxY = niceCeil(Math.max(...totals, 1), integer);
   const yOf = drawYAxis(root, { width, height, pad, maxY, integer });
   const slot = (width - pad.left - pad.right) / Math.max(labels.length, 1);
-  const barWidth = Math.max(1, slot * 0.78);
+  const barWidth = Math.min(48, Math.max(1, slot * 0.78));
   const labelEvery = Math.ceil(labels.length / Math.floor((width - pad.left) / 64));
   labels.forEach((label, i) => {
     const x = pad.left + i * slot + (slot - barWidth) / 2;
@@ -507,16 +512,16 @@ async function viewJob(route, overview) {
       stat("job-dead-lettered", "Dead-lettered", fmtInt(tasks.dead_lettered), null, tasks.dead_lettered ? "warn" : ""),
       stat("job-attempts", "Attempts", fmtInt(job.attempts_started), `${fmtInt(job.attempts_failed)} failed`),
       stat("job-duration", "Duration", fmtMs(jobDuration(job, overview.now_unix_ms)), `since ${fmtTime(job.submitted_unix_ms)}`)),
-    h("div", { class: "columns" },
-      panel("Stages", stageProgress(job.stages), { id: "job-stages" }),
-      panel("Tasks by state", h("dl", { class: "kv two", id: "task-states" }, stateCounts.map(([state, count]) =>
+    panel("Progress", h("div", { class: "columns tight" },
+      h("div", { id: "job-stages" }, stageProgress(job.stages)),
+      h("dl", { class: "kv four", id: "task-states" }, stateCounts.map(([state, count]) =>
         [h("dt", {}, stateBadge(state)), h("dd", { "data-state-count": state }, fmtInt(count))])))),
     panel(h("span", {}, "Timeline ", h("small", { class: "muted" }, `committed and failed attempts per ${fmtMs(history.bucket_ms)}`)),
       timeline.length
         ? barChart({
           id: "timeline-chart",
           width: 1160,
-          height: 180,
+          height: 170,
           labels: timeline.map((b) => fmtTime(b.start_unix_ms)),
           stacks: [
             { label: "committed", color: COLORS.committed, values: timeline.map((b) => b.committed) },
@@ -677,6 +682,9 @@ function showError(error) {
   $("error-banner").hidden = false;
   $("token-form").hidden = !needsToken;
   $("last-updated").textContent = needsToken ? "token needed" : "not updated";
+  if (!$("view").dataset.loaded) {
+    $("view").replaceChildren(h("p", { class: "muted" }, needsToken ? "Waiting for the cluster token." : "Waiting for the coordinator."));
+  }
 }
 
 function clearError() {

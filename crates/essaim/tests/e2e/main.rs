@@ -21,6 +21,7 @@
 //! | `report.rs` | `essaim report` writes a self-contained page, well-formed SVG plots and data that agree with `status` |
 //! | `retention.rs` | journal compaction mid-job and forgetting finished jobs lose nothing |
 //! | `correlation.rs` | one correlation id links coordinator logs, worker logs and the command |
+//! | `dashboard.rs` | headless Chromium renders the dashboard with the cluster's real data |
 //!
 //! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
 //! them one after another as nextest does.
@@ -29,14 +30,15 @@ mod auth;
 mod bad_input;
 mod coordinator_restart;
 mod correlation;
+mod dashboard;
 mod dead_letters;
 mod demo;
 mod drain;
 mod harness;
 mod mapreduce;
 mod partition;
-mod report;
 mod queue_stats;
+mod report;
 mod rest_api;
 mod retention;
 mod worker_crashes;

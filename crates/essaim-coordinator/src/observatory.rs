@@ -245,7 +245,12 @@ fn gauge_values(stats: &QueueStats) -> QueueGaugeValues {
         backlog: stats.backlog as f64,
         utilisation: stats.utilisation,
         backlog_growth_rate: stats.backlog_growth.unwrap_or(f64::NAN),
-        drain_seconds: stats.drain_seconds.unwrap_or(f64::NAN),
+        // "Never" is NaN too: the exposition would write +∞ as `inf`, which OpenMetrics
+        // parsers need not accept; a positive backlog growth rate says "saturated".
+        drain_seconds: stats
+            .drain_seconds
+            .filter(|seconds| seconds.is_finite())
+            .unwrap_or(f64::NAN),
         recommended_workers: stats.recommended_workers as f64,
     }
 }

@@ -110,7 +110,8 @@ pub struct QueueGaugeValues {
     pub utilisation: f64,
     /// Backlog growth in tasks per second (positive: saturating).
     pub backlog_growth_rate: f64,
-    /// Predicted seconds to drain the backlog (+Inf: never at current rates).
+    /// Predicted seconds to drain the backlog (NaN: unknown, or never at current rates;
+    /// infinities are not published, see [`CoordinatorMetrics::set_cluster_queue`]).
     pub drain_seconds: f64,
     /// Workers needed to absorb arrivals and drain the backlog within the target.
     pub recommended_workers: f64,
@@ -195,6 +196,7 @@ fn queue_values(values: &QueueGaugeValues) -> [f64; 8] {
         values.drain_seconds,
         values.recommended_workers,
     ]
+    .map(|value| if value.is_infinite() { f64::NAN } else { value })
 }
 
 fn register_queue_gauges<M>(
@@ -590,7 +592,8 @@ impl CoordinatorMetrics {
         *stale = bounded.into_keys().collect();
     }
 
-    /// Publishes the cluster-wide queue statistics.
+    /// Publishes the cluster-wide queue statistics. Infinite values are published as NaN:
+    /// the client library writes them as `inf`, which OpenMetrics parsers need not accept.
     pub fn set_cluster_queue(&self, values: &QueueGaugeValues) {
         for (gauge, value) in self.queue.fields().into_iter().zip(queue_values(values)) {
             gauge.set(value);
@@ -876,6 +879,85 @@ mod tests {
             assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn task_series_follow_what_is_published_and_kinds_stay_bounded() {
+        let mut registry = Registry::default();
+        let metrics = CoordinatorMetrics::register(&mut registry);
+        let mut counts = BTreeMap::new();
+        counts.insert(("pending", "noop".to_string()), 3);
+        counts.insert(("running", "mapreduce.map".to_string()), 2);
+        metrics.set_tasks_by_state_and_kind(&counts);
+        let text = exposition(&registry);
+        assert!(
+            text.contains("essaim_coordinator_tasks{state=\"pending\",kind=\"noop\"} 3\n"),
+            "{text}"
+        );
+        // The map task finished: its series goes rather than reading a stale 2.
+        counts.remove(&("running", "mapreduce.map".to_string()));
+        metrics.set_tasks_by_state_and_kind(&counts);
+        let text = exposition(&registry);
+        assert!(!text.contains("mapreduce.map"), "{text}");
+        // Past the kind limit, the rest are summed under `other`.
+        let many: BTreeMap<(&'static str, String), i64> = (0..MAX_TASK_KINDS + 10)
+            .map(|index| (("pending", format!("kind-{index:03}")), 1))
+            .collect();
+        metrics.set_tasks_by_state_and_kind(&many);
+        let text = exposition(&registry);
+        assert!(
+            text.contains("essaim_coordinator_tasks{state=\"pending\",kind=\"other\"} 10\n"),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("essaim_coordinator_tasks{").count(),
+            MAX_TASK_KINDS + 1
+        );
+    }
+
+    #[test]
+    fn job_queue_series_are_bounded_and_leave_with_their_job() {
+        let mut registry = Registry::default();
+        let metrics = CoordinatorMetrics::register(&mut registry);
+        let values = QueueGaugeValues {
+            backlog: 7.0,
+            drain_seconds: f64::INFINITY,
+            recommended_workers: 2.0,
+            service_time_seconds: f64::NAN,
+            ..QueueGaugeValues::default()
+        };
+        let jobs: Vec<(u64, QueueGaugeValues)> = (1..=MAX_JOBS_WITH_QUEUE_SERIES as u64 + 5)
+            .map(|job| (job, values))
+            .collect();
+        metrics.set_job_queues(&jobs);
+        metrics.set_cluster_queue(&values);
+        let text = exposition(&registry);
+        let backlog_series = text
+            .matches("essaim_coordinator_job_queue_backlog_tasks{")
+            .count();
+        assert_eq!(backlog_series, MAX_JOBS_WITH_QUEUE_SERIES, "{text}");
+        assert!(
+            !text.contains("job=\"1\""),
+            "the oldest jobs are left out: {text}"
+        );
+        assert!(
+            text.contains("essaim_coordinator_job_queue_drain_time_seconds{job=\"69\"} NaN\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("essaim_coordinator_queue_recommended_workers 2.0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("essaim_coordinator_queue_service_time_seconds NaN\n"),
+            "{text}"
+        );
+        metrics.set_job_queues(&[]);
+        let text = exposition(&registry);
+        assert!(
+            !text.contains("essaim_coordinator_job_queue_backlog_tasks{"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -291,19 +291,21 @@ function stageName(stage, index) {
   return stage.kind ? stage.kind.replace(/^mapreduce\./, "") : `stage ${index}`;
 }
 
-function progressBar(stage) {
+function progressBar(stage, jobState) {
+  // A cancelled job's unfinished tasks were skipped, not failed.
+  const lostClass = jobState === "cancelled" ? "seg skip" : "seg bad";
   const share = (count) => `width:${((100 * count) / Math.max(stage.total, 1)).toFixed(2)}%`;
   return h("span", { class: "progress", title: `${stage.succeeded} succeeded, ${stage.running} running, ${stage.failed} failed of ${stage.total}` },
     h("span", { class: "seg ok", style: share(stage.succeeded) }),
     h("span", { class: "seg run", style: share(stage.running) }),
-    h("span", { class: "seg bad", style: share(stage.failed) }));
+    h("span", { class: lostClass, style: share(stage.failed) }));
 }
 
-function stageProgress(stages) {
+function stageProgress(stages, jobState) {
   return h("div", { class: "stages" }, stages.map((stage, index) =>
     h("div", { class: "stage", "data-stage": stageName(stage, index) },
       h("span", { class: "stage-name" }, stageName(stage, index)),
-      progressBar(stage),
+      progressBar(stage, jobState),
       h("span", { class: "stage-count" }, `${fmtInt(stage.succeeded)}/${fmtInt(stage.total)}`))));
 }
 
@@ -336,17 +338,18 @@ function queueTable(queue) {
 function jobsTable(jobs, nowMs, id) {
   const rows = jobs.map((job) => {
     const waiting = job.tasks.pending + job.tasks.retrying;
-    const failed = job.tasks.dead_lettered + job.tasks.purged + job.tasks.skipped;
+    const failed = job.tasks.dead_lettered + job.tasks.purged;
     return h("tr", { class: "clickable", "data-job-id": job.id, "data-job-state": job.state, onclick: () => { location.hash = `#/jobs/${job.id}`; } },
       h("td", { class: "num" }, job.id),
       h("td", { class: "name" }, h("a", { href: `#/jobs/${job.id}`, class: "job-name" }, job.name || "(unnamed)")),
       h("td", {}, stateBadge(job.state)),
-      h("td", { class: "progress-cell" }, stageProgress(job.stages)),
+      h("td", { class: "progress-cell" }, stageProgress(job.stages, job.state)),
       h("td", { class: "counts" },
         h("span", { class: "ok-text", title: "succeeded" }, `✓ ${fmtInt(job.tasks.succeeded)}`),
         h("span", { class: "run-text", title: "running" }, `▶ ${fmtInt(job.tasks.running)}`),
         h("span", { class: "muted", title: "waiting (pending or retrying)" }, `○ ${fmtInt(waiting)}`),
-        failed ? h("span", { class: "bad-text", title: "dead-lettered, purged or skipped" }, `✗ ${fmtInt(failed)}`) : null),
+        failed ? h("span", { class: "bad-text", title: "dead-lettered or purged" }, `✗ ${fmtInt(failed)}`) : null,
+        job.tasks.skipped ? h("span", { class: "muted", title: "skipped (cancelled or past the deadline)" }, `${fmtInt(job.tasks.skipped)} skipped`) : null),
       h("td", { class: "time" }, fmtTime(job.submitted_unix_ms)),
       h("td", { class: "num" }, fmtMs(jobDuration(job, nowMs))));
   });
@@ -513,7 +516,7 @@ async function viewJob(route, overview) {
       stat("job-attempts", "Attempts", fmtInt(job.attempts_started), `${fmtInt(job.attempts_failed)} failed`),
       stat("job-duration", "Duration", fmtMs(jobDuration(job, overview.now_unix_ms)), `since ${fmtTime(job.submitted_unix_ms)}`)),
     panel("Progress", h("div", { class: "columns tight" },
-      h("div", { id: "job-stages" }, stageProgress(job.stages)),
+      h("div", { id: "job-stages" }, stageProgress(job.stages, job.state)),
       h("dl", { class: "kv four", id: "task-states" }, stateCounts.map(([state, count]) =>
         [h("dt", {}, stateBadge(state)), h("dd", { "data-state-count": state }, fmtInt(count))])))),
     panel(h("span", {}, "Timeline ", h("small", { class: "muted" }, `committed and failed attempts per ${fmtMs(history.bucket_ms)}`)),
@@ -565,15 +568,16 @@ async function viewWorkers(route, overview) {
       h("td", { class: "nowrap" }, meter(worker.busy_slots / Math.max(worker.slots, 1)), ` ${fmtInt(worker.busy_slots)}`),
       h("td", { class: "num" }, fmtInt(worker.held_attempts)),
       h("td", { class: stale ? "num bad-text" : "num", "data-heartbeat-age-ms": worker.last_heartbeat_age_ms },
-        fmtMs(worker.last_heartbeat_age_ms)),
-      h("td", {}, worker.draining ? h("span", { class: "badge state-cancelled" }, "draining") : ""),
+        `${fmtMs(worker.last_heartbeat_age_ms)} ago`),
+      h("td", { "data-draining": worker.draining }, worker.draining
+        ? h("span", { class: "badge state-retrying" }, "draining") : h("span", { class: "badge state-succeeded" }, "active")),
       h("td", {}, worker.kinds.map((kind) => h("span", { class: "chip" }, kind))));
   });
   return [
     h("h1", {}, "Workers ", h("small", { class: "muted" },
       `${workers.length} live · ${fmtInt(overview.slots)} slots · ${fmtInt(overview.busy_slots)} busy`)),
     h("section", { class: "panel" },
-      table("workers-table", ["Name", "ID", "Slots", "Busy", "Held attempts", "Last heartbeat", "", "Kinds"], rows)),
+      table("workers-table", ["Name", "ID", "Slots", "Busy", "Held attempts", "Last heartbeat", "State", "Kinds"], rows)),
   ];
 }
 
@@ -668,7 +672,7 @@ function showView(view, content, sameRoute) {
   for (const details of main.querySelectorAll("details[data-key]")) details.open = open.has(details.dataset.key);
   main.dataset.view = view;
   main.dataset.loaded = "true";
-  if (sameRoute) window.scrollTo(0, scroll);
+  window.scrollTo(0, sameRoute ? scroll : 0);
 }
 
 function showError(error) {

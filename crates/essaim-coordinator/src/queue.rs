@@ -177,17 +177,7 @@ pub fn job_stats(
     };
     let service = load.mean_service_s.map(|s| s.max(1e-6));
     let backlog_growth = service.map(|s| load.arrival_rate - usable_slots as f64 / s);
-    let drain_seconds = if load.backlog == 0 {
-        Some(0.0)
-    } else {
-        backlog_growth.map(|growth| {
-            if growth >= 0.0 {
-                f64::INFINITY
-            } else {
-                load.backlog as f64 / -growth
-            }
-        })
-    };
+    let drain_seconds = drain_estimate(load.backlog, backlog_growth);
     let slots_needed = match service.or(fallback_service_s) {
         Some(s) => load.arrival_rate * s + load.backlog as f64 * s / targets.drain_target_s,
         None => load.backlog as f64,
@@ -207,6 +197,21 @@ pub fn job_stats(
         slots_needed,
         recommended_workers: workers_for(slots_needed, load.backlog, capacity, targets),
     }
+}
+
+/// `T = B / −g` while the backlog shrinks, `+∞` while it grows, 0 without a backlog,
+/// unknown without a growth rate.
+fn drain_estimate(backlog: u64, backlog_growth: Option<f64>) -> Option<f64> {
+    if backlog == 0 {
+        return Some(0.0);
+    }
+    backlog_growth.map(|growth| {
+        if growth >= 0.0 {
+            f64::INFINITY
+        } else {
+            backlog as f64 / -growth
+        }
+    })
 }
 
 fn workers_for(
@@ -240,17 +245,7 @@ pub fn cluster_stats(
         .fold((0.0, 0.0), |(sum, total), (s, w)| (sum + s * w, total + w));
     let mean_service_s = (weight > 0.0).then(|| weighted / weight);
     let backlog_growth = mean_service_s.map(|s| arrival_rate - capacity.slots as f64 / s.max(1e-6));
-    let drain_seconds = if backlog == 0 {
-        Some(0.0)
-    } else {
-        backlog_growth.map(|growth| {
-            if growth >= 0.0 {
-                f64::INFINITY
-            } else {
-                backlog as f64 / -growth
-            }
-        })
-    };
+    let drain_seconds = drain_estimate(backlog, backlog_growth);
     let utilisation = if capacity.slots == 0 {
         0.0
     } else {

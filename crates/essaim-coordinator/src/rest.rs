@@ -913,26 +913,10 @@ async fn job_results(
         .read(move |view| view.scheduler.job(job).map(|j| j.tasks().len() as u32))
         .await?
         .ok_or_else(|| job_not_found(job))?;
-    let reader = state.results.clone();
-    let found = tokio::task::spawn_blocking(move || reader.results(job, from, limit))
-        .await
-        .map_err(|_| {
-            Failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "result reader failed".into(),
-            )
-        })?
-        .map_err(|error| {
-            Failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("failed to read results: {error}"),
-            )
-        })?;
-    let next_task = if found.len() < limit {
-        total
-    } else {
-        found.last().map_or(total, |r| r.task.index + 1)
-    };
+    let (found, next_task) =
+        crate::views::results_page(state.results.clone(), job, from, limit, total)
+            .await
+            .map_err(|error| Failure(StatusCode::INTERNAL_SERVER_ERROR, error))?;
     let results = found
         .into_iter()
         .map(|result| ResultView {

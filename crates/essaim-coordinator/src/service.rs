@@ -326,17 +326,10 @@ impl Coordinator for CoordinatorService {
         } else {
             request.limit.min(10_000)
         } as usize;
-        let reader = self.results.clone();
-        let from = request.from_task;
-        let found = tokio::task::spawn_blocking(move || reader.results(job, from, limit))
-            .await
-            .map_err(|_| Status::internal("result reader failed"))?
-            .map_err(|error| Status::internal(format!("failed to read results: {error}")))?;
-        let next_task = if found.len() < limit {
-            total
-        } else {
-            found.last().map_or(total, |r| r.task.index + 1)
-        };
+        let (found, next_task) =
+            views::results_page(self.results.clone(), job, request.from_task, limit, total)
+                .await
+                .map_err(Status::internal)?;
         let results = found
             .into_iter()
             .map(|r| v1::TaskResult {

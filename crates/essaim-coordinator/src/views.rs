@@ -90,3 +90,25 @@ pub fn workers(scheduler: &Scheduler, now: u64) -> Vec<v1::WorkerStatus> {
         })
         .collect()
 }
+
+/// Reads up to `limit` committed results of `job` from task `from` off the async workers;
+/// returns them with the index to ask from next (`total`, the job's task count, when
+/// none are left).
+pub async fn results_page(
+    reader: essaim_store::ResultReader,
+    job: essaim_core::JobId,
+    from: u32,
+    limit: usize,
+    total: u32,
+) -> Result<(Vec<essaim_core::CommittedResult>, u32), String> {
+    let found = tokio::task::spawn_blocking(move || reader.results(job, from, limit))
+        .await
+        .map_err(|_| "result reader failed".to_string())?
+        .map_err(|error| format!("failed to read results: {error}"))?;
+    let next_task = if found.len() < limit {
+        total
+    } else {
+        found.last().map_or(total, |r| r.task.index + 1)
+    };
+    Ok((found, next_task))
+}

@@ -59,3 +59,41 @@ pub fn router() -> Router {
             get(|| async { Redirect::permanent("/ui/favicon.svg") }),
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ASSETS: [(&str, &str); 4] = [
+        ("index.html", INDEX_HTML),
+        ("app.js", APP_JS),
+        ("app.css", APP_CSS),
+        ("favicon.svg", FAVICON_SVG),
+    ];
+
+    /// The page works offline: nothing it loads comes from another host.
+    #[test]
+    fn the_assets_load_nothing_from_another_host() {
+        for (name, text) in ASSETS {
+            // The SVG namespace is a name, not something fetched.
+            let text = text.replace("http://www.w3.org/2000/svg", "");
+            for other_host in ["http://", "https://", "url(//", "src=\"//", "href=\"//"] {
+                assert!(!text.contains(other_host), "{name} contains `{other_host}`");
+            }
+        }
+    }
+
+    /// Text from the API reaches the page as text nodes: the script never parses HTML.
+    #[test]
+    fn the_script_never_parses_html() {
+        for sink in [
+            ".innerHTML",
+            ".outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+        ] {
+            assert!(!APP_JS.contains(sink), "app.js uses {sink}");
+        }
+    }
+}

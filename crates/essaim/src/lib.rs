@@ -16,6 +16,7 @@ mod commands;
 mod jobs;
 mod local_cluster;
 mod output;
+mod progress;
 mod report_html;
 mod report_svg;
 mod rest_client;

@@ -22,8 +22,8 @@ enum Action {
         /// Only this job.
         #[arg(long)]
         job: Option<u64>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format (`--format` is accepted too).
+        #[arg(long, alias = "format", value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Show one dead letter with its payload and every error.
@@ -32,8 +32,8 @@ enum Action {
         job: u64,
         /// The task index.
         task: u32,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format (`--format` is accepted too).
+        #[arg(long, alias = "format", value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Put dead letters back in the queue with fresh attempts.
@@ -48,6 +48,9 @@ struct Selection {
     job: u64,
     /// Only these task indexes (default: every dead letter of the job).
     tasks: Vec<u32>,
+    /// Output format (`--format` is accepted too).
+    #[arg(long, alias = "format", value_enum, default_value_t)]
+    output: OutputFormat,
 }
 
 /// Runs one dead-letter action.
@@ -139,20 +142,28 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Action::Requeue(selection) => {
+            let (job_id, output) = (selection.job, selection.output);
             let affected = client
                 .requeue_dead_letters(selection_to_wire(selection))
                 .await?
                 .into_inner()
                 .affected;
-            crate::outln!("requeued {affected} dead letters");
+            match output {
+                OutputFormat::Json => print_json(&json!({"job_id": job_id, "requeued": affected})),
+                OutputFormat::Text => crate::outln!("requeued {affected} dead letters"),
+            }
         }
         Action::Purge(selection) => {
+            let (job_id, output) = (selection.job, selection.output);
             let affected = client
                 .purge_dead_letters(selection_to_wire(selection))
                 .await?
                 .into_inner()
                 .affected;
-            crate::outln!("purged {affected} dead letters");
+            match output {
+                OutputFormat::Json => print_json(&json!({"job_id": job_id, "purged": affected})),
+                OutputFormat::Text => crate::outln!("purged {affected} dead letters"),
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -2,8 +2,8 @@
 
 use crate::client::ConnectArgs;
 use crate::output::{OutputFormat, job_json, job_text, print_json};
+use crate::progress::StageBars;
 use essaim_proto::{CoordinatorClient, v1};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,8 +13,8 @@ use std::time::Duration;
 pub struct ListArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    /// Output format (`--format` is accepted too).
+    #[arg(long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -25,8 +25,8 @@ pub struct StatusArgs {
     connect: ConnectArgs,
     /// The job.
     job: u64,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    /// Output format (`--format` is accepted too).
+    #[arg(long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -40,8 +40,8 @@ pub struct WaitArgs {
     /// Give up after this many seconds (exit code 1).
     #[arg(long)]
     timeout_secs: Option<f64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    /// Output format (`--format` is accepted too).
+    #[arg(long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -52,8 +52,8 @@ pub struct CancelArgs {
     connect: ConnectArgs,
     /// The job.
     job: u64,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    /// Output format (`--format` is accepted too).
+    #[arg(long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -62,8 +62,8 @@ pub struct CancelArgs {
 pub struct WorkersArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    /// Output format (`--format` is accepted too).
+    #[arg(long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -124,8 +124,8 @@ pub async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
     wait_with_progress(&mut client, args.job, timeout, args.output).await
 }
 
-/// Long-polls the job until it is terminal, drawing a progress bar on a terminal;
-/// returns success only when the job succeeded.
+/// Long-polls the job until it is terminal, drawing a progress bar per stage on a
+/// terminal (see `crate::progress`); returns success only when the job succeeded.
 pub async fn wait_with_progress(
     client: &mut CoordinatorClient,
     job_id: u64,
@@ -137,28 +137,13 @@ pub async fn wait_with_progress(
         .get_job(v1::GetJobRequest { job_id })
         .await?
         .into_inner();
-    let bar = ProgressBar::new(u64::from(job.total));
-    if output == OutputFormat::Json {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} job {prefix} [{bar:40}] {pos}/{len} tasks {msg} ({elapsed}, eta {eta})",
-        )
-        .expect("the template is valid")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(job_id.to_string());
+    let bars = StageBars::for_job(&job, crate::progress::should_draw(output));
     while job.state == "running" {
         if timeout.is_some_and(|limit| started.elapsed() >= limit) {
-            bar.abandon_with_message("timed out waiting");
+            bars.abandon(format!("job {job_id} still running: timed out waiting"));
             anyhow::bail!("job {job_id} is still running after the timeout");
         }
-        bar.set_position(u64::from(job.succeeded + job.dead_lettered + job.skipped));
-        bar.set_message(format!(
-            "{} running, {} retrying, {} failed",
-            job.running, job.retrying, job.dead_lettered
-        ));
+        bars.update(&job);
         job = client
             .wait_job(v1::WaitJobRequest {
                 job_id,
@@ -167,8 +152,7 @@ pub async fn wait_with_progress(
             .await?
             .into_inner();
     }
-    bar.set_position(u64::from(job.succeeded + job.dead_lettered + job.skipped));
-    bar.finish_with_message(job.state.clone());
+    bars.finish(&job);
     print_job(&job, output);
     Ok(if job.state == "succeeded" {
         ExitCode::SUCCESS

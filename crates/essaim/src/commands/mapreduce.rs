@@ -17,11 +17,12 @@ use essaim_mapreduce::plan::{
     DEFAULT_MERGE_FACTOR, JobRequest, PlannedJob, plan_job, prepare_output_dir,
 };
 use essaim_proto::{CoordinatorClient, v1};
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::client::{ConnectArgs, usage};
 use crate::local_cluster::{LocalCluster, LocalOptions};
 use crate::output::{OutputFormat, print_json};
+use crate::progress::StageBars;
+use std::io::IsTerminal;
 
 /// What every MapReduce job takes, on `run` and `submit` alike.
 #[derive(clap::Args, Debug, Clone)]
@@ -78,7 +79,7 @@ pub struct JobArgs {
     /// Attempts per task before the job fails (default 4).
     #[arg(long, default_value_t = 0)]
     max_attempts: u32,
-    /// Output format of the summary.
+    /// Output format of the summary (`--output` names the output directory here).
     #[arg(long = "format", value_enum, default_value_t)]
     format: OutputFormat,
 }
@@ -122,7 +123,7 @@ pub struct SubmitArgs {
 /// Runs a job on an embedded local cluster (or on `--coordinator`).
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.job.list {
-        return list_jobs();
+        return list_jobs(args.job.format);
     }
     if let Some(coordinator) = args.coordinator.clone() {
         let connect = ConnectArgs {
@@ -179,27 +180,39 @@ pub async fn submit_words(words: Vec<std::ffi::OsString>) -> anyhow::Result<Exit
 /// Submits a job to a running cluster and, unless detached, follows it.
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
     if args.job.list {
-        return list_jobs();
+        return list_jobs(args.job.format);
     }
     let planned = plan(&args.job)?;
     let started = Instant::now();
     let mut client = args.connect.connect().await?;
     if args.detach {
         let job_id = submit_planned(&mut client, args.job.max_attempts, &planned).await?;
-        crate::outln!("{job_id}");
+        match args.job.format {
+            OutputFormat::Json => print_json(&serde_json::json!({"job_id": job_id})),
+            OutputFormat::Text => crate::outln!("{job_id}"),
+        }
         return Ok(ExitCode::SUCCESS);
     }
     submit_and_follow(&mut client, &args.job, planned, started).await
 }
 
-fn list_jobs() -> anyhow::Result<ExitCode> {
+fn list_jobs(format: OutputFormat) -> anyhow::Result<ExitCode> {
     let registry = crate::jobs::registry();
+    let mut listed = Vec::new();
     for name in registry.names() {
         let description = registry
             .get(&name)
             .map(|job| job.description().to_string())
             .unwrap_or_default();
-        crate::outln!("{name:<14} {description}");
+        match format {
+            OutputFormat::Json => {
+                listed.push(serde_json::json!({"name": name, "description": description}));
+            }
+            OutputFormat::Text => crate::outln!("{name:<14} {description}"),
+        }
+    }
+    if format == OutputFormat::Json {
+        print_json(&serde_json::Value::Array(listed));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -306,14 +319,24 @@ async fn submit_and_follow(
     })
 }
 
-/// Follows a job to its end with a progress bar per stage; returns its final status.
+/// Follows a job to its end with a progress bar per stage (map, then reduce per step);
+/// returns its final status.
 pub(crate) async fn follow(
     client: &mut CoordinatorClient,
     job_id: u64,
     planned: &PlannedJob,
     hidden: bool,
 ) -> anyhow::Result<v1::JobStatus> {
-    let bars = StageBars::new(planned, hidden);
+    let mut stages = vec![("map".to_string(), u64::from(planned.map_tasks))];
+    for step in 0..planned.steps {
+        let name = if planned.steps == 1 {
+            "reduce".to_string()
+        } else {
+            format!("reduce {}", step + 1)
+        };
+        stages.push((name, u64::from(planned.config.reducers)));
+    }
+    let bars = StageBars::new(&stages, !hidden && std::io::stderr().is_terminal());
     let mut job = client
         .get_job(v1::GetJobRequest { job_id })
         .await?
@@ -328,66 +351,8 @@ pub(crate) async fn follow(
             .await?
             .into_inner();
     }
-    bars.update(&job);
-    bars.finish();
+    bars.finish(&job);
     Ok(job)
-}
-
-/// One progress bar per stage: map, then reduce (one per step).
-struct StageBars {
-    _multi: MultiProgress,
-    bars: Vec<ProgressBar>,
-}
-
-impl StageBars {
-    fn new(planned: &PlannedJob, hidden: bool) -> Self {
-        let multi = MultiProgress::new();
-        if hidden {
-            multi.set_draw_target(ProgressDrawTarget::hidden());
-        }
-        let style = ProgressStyle::with_template(
-            "{prefix:>9} [{bar:40}] {pos}/{len} tasks {msg} ({elapsed})",
-        )
-        .expect("the template is valid")
-        .progress_chars("=> ");
-        let mut bars = Vec::new();
-        let mut add = |name: String, total: u32| {
-            let bar = multi.add(ProgressBar::new(u64::from(total)));
-            bar.set_style(style.clone());
-            bar.set_prefix(name);
-            bars.push(bar);
-        };
-        add("map".into(), planned.map_tasks);
-        for step in 0..planned.steps {
-            let name = if planned.steps == 1 {
-                "reduce".to_string()
-            } else {
-                format!("reduce {}", step + 1)
-            };
-            add(name, planned.config.reducers);
-        }
-        Self {
-            _multi: multi,
-            bars,
-        }
-    }
-
-    fn update(&self, job: &v1::JobStatus) {
-        for (bar, stage) in self.bars.iter().zip(&job.stages) {
-            bar.set_position(u64::from(stage.succeeded + stage.failed));
-            bar.set_message(if stage.running > 0 {
-                format!("{} running", stage.running)
-            } else {
-                String::new()
-            });
-        }
-    }
-
-    fn finish(&self) {
-        for bar in &self.bars {
-            bar.finish();
-        }
-    }
 }
 
 pub(crate) fn print_summary(
@@ -519,6 +484,9 @@ pub struct GenArgs {
     /// Replace the output directory if it exists.
     #[arg(long)]
     overwrite: bool,
+    /// Output format of the summary (`--output` names the output directory here).
+    #[arg(long, value_enum, default_value_t)]
+    format: OutputFormat,
 }
 
 /// Sample inputs `essaim gen` writes.
@@ -551,12 +519,20 @@ pub fn generate(args: GenArgs) -> anyhow::Result<ExitCode> {
             args.seed,
         )?,
     }
-    crate::outln!(
-        "wrote {} records in {} files to {} in {:.2} s",
-        args.rows,
-        args.files,
-        args.output.display(),
-        started.elapsed().as_secs_f64()
-    );
+    let seconds = started.elapsed().as_secs_f64();
+    match args.format {
+        OutputFormat::Json => print_json(&serde_json::json!({
+            "records": args.rows,
+            "files": args.files,
+            "output": args.output,
+            "seconds": seconds,
+        })),
+        OutputFormat::Text => crate::outln!(
+            "wrote {} records in {} files to {} in {seconds:.2} s",
+            args.rows,
+            args.files,
+            args.output.display(),
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }

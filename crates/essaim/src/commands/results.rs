@@ -13,8 +13,8 @@ pub struct Args {
     connect: ConnectArgs,
     /// The job.
     job: u64,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    /// Output format (`--format` is accepted too).
+    #[arg(long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 

@@ -73,8 +73,8 @@ pub struct Args {
     /// Wait for the job to finish, with a progress bar.
     #[arg(long)]
     wait: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    /// Output format (`--format` is accepted too).
+    #[arg(long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
     /// The command to run per task, after `--`.
     #[arg(last = true)]

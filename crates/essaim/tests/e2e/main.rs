@@ -18,6 +18,7 @@
 //! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
 //! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
 //! | `rest_api.rs` | the REST API needs the token, agrees with gRPC, and matches its OpenAPI document |
+//! | `json_output.rs` | every data command prints one JSON document with `--output json` |
 //! | `report.rs` | `essaim report` writes a self-contained page, well-formed SVG plots and data that agree with `status` |
 //! | `retention.rs` | journal compaction mid-job and forgetting finished jobs lose nothing |
 //! | `correlation.rs` | one correlation id links coordinator logs, worker logs and the command |
@@ -35,6 +36,7 @@ mod dead_letters;
 mod demo;
 mod drain;
 mod harness;
+mod json_output;
 mod mapreduce;
 mod partition;
 mod queue_stats;

@@ -58,6 +58,7 @@ function fmtSi(n) {
   if (n === null || n === undefined || Number.isNaN(n)) return "–";
   const abs = Math.abs(n);
   if (abs === 0) return "0";
+  if (abs < 0.001) return n > 0 ? "<0.001" : ">-0.001";
   if (abs < 1) return String(Number(n.toPrecision(2)));
   if (abs < 1000) return Number.isInteger(n) ? String(n) : n.toFixed(abs < 10 ? 1 : 0);
   for (const [scale, unit] of [[1e9, "G"], [1e6, "M"], [1e3, "k"]]) {
@@ -72,16 +73,16 @@ function fmtSi(n) {
 const fmtRate = (perSecond) => (perSecond === null || perSecond === undefined ? "–" : fmtSi(perSecond) + "/s");
 const fmtPct = (share) => (share === null || share === undefined ? "–" : `${Math.round(share * 100)} %`);
 
-/** 850 ms, 3.4 s, 2 min 05 s, 1 h 02 min. */
+/** 850 ms, 3.4 s, 2m 05s, 1h 02m, 3d 4h. */
 function fmtMs(ms) {
   if (ms === null || ms === undefined) return "–";
   if (ms < 1000) return `${Math.round(ms)} ms`;
   const seconds = ms / 1000;
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
   const pad = (value) => String(Math.floor(value)).padStart(2, "0");
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${pad(seconds % 60)} s`;
-  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ${pad((seconds % 3600) / 60)} min`;
-  return `${Math.floor(seconds / 86400)} d ${Math.floor((seconds % 86400) / 3600)} h`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ${pad(seconds % 60)}s`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)}h ${pad((seconds % 3600) / 60)}m`;
+  return `${Math.floor(seconds / 86400)}d ${Math.floor((seconds % 86400) / 3600)}h`;
 }
 
 function fmtBytes(bytes) {

@@ -18,6 +18,7 @@ mod local_cluster;
 mod output;
 mod progress;
 mod report_html;
+mod report_plots;
 mod report_svg;
 mod rest_client;
 

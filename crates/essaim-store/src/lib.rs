@@ -10,12 +10,14 @@
 //! Layout (format version [`JOURNAL_FORMAT_VERSION`], checked on open):
 //! - `meta`: `format_version`, `epoch` (incremented at every open);
 //! - `events`: sequence number → postcard-encoded [`JournalEvent`]; a `TaskSucceeded`
-//!   event is stored without its output, which goes to
+//!   event is stored without its inline output bytes (it keeps the output file's
+//!   location and the counters, which recovery needs: the next stage reads the file, the
+//!   job's counter sums add the counters), the bytes go to
 //! - `results`: (job, task) → postcard-encoded [`CommittedResult`], read by `results`.
 #![warn(missing_docs)]
 
 use essaim_core::journal::JOURNAL_FORMAT_VERSION;
-use essaim_core::{CommittedResult, JobId, JournalEvent, TaskOutput};
+use essaim_core::{CommittedResult, JobId, JournalEvent};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,7 +89,7 @@ macro_rules! storage {
 pub struct Recovered {
     /// This coordinator's epoch: one more than the previous opener's.
     pub epoch: u64,
-    /// Every event, in order (`TaskSucceeded` without outputs).
+    /// Every event, in order (`TaskSucceeded` without inline output bytes).
     pub events: Vec<JournalEvent>,
 }
 
@@ -180,9 +182,10 @@ impl Journal {
                     storage!(
                         results.insert((result.task.job.0, result.task.index), encoded.as_slice())
                     )?;
-                    // The log keeps the fact, the results table keeps the bytes.
+                    // The log keeps the fact (with where the output file is and the
+                    // counters: replay needs both), the results table keeps the bytes.
                     let mut slim = result.clone();
-                    slim.output = TaskOutput::default();
+                    slim.output.inline = Vec::new();
                     let slim_event = JournalEvent::TaskSucceeded {
                         result: slim,
                         at: *at,
@@ -292,7 +295,7 @@ impl ResultReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use essaim_core::{AttemptId, TaskId, WorkerId};
+    use essaim_core::{AttemptId, TaskId, TaskOutput, WorkerId};
 
     fn success(job: u64, task: u32, output: &[u8]) -> JournalEvent {
         JournalEvent::TaskSucceeded {
@@ -334,6 +337,37 @@ mod tests {
         assert_eq!(results[1].output.inline, b"world");
         assert_eq!(journal.results(JobId(1), 1, 10).unwrap().len(), 1);
         assert!(journal.results(JobId(2), 0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn replayed_commits_keep_their_output_file_and_counters() {
+        // Regression: the log once dropped the whole output, so after a restart the next
+        // stage had no file to read and the job's counters summed to nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = Journal::open(dir.path()).unwrap();
+        let mut event = success(4, 2, b"inline bytes");
+        if let JournalEvent::TaskSucceeded { result, .. } = &mut event {
+            result.output.file = Some(essaim_core::FileRef {
+                url: "http://worker-1:7001/files/4/2/7/map.out".into(),
+                size_bytes: 1234,
+            });
+            result
+                .output
+                .counters
+                .insert("map.output.records".into(), 99);
+        }
+        journal.append(&[event]).unwrap();
+        drop(journal);
+        let (_, recovered) = Journal::open(dir.path()).unwrap();
+        let JournalEvent::TaskSucceeded { result, .. } = &recovered.events[0] else {
+            panic!()
+        };
+        assert!(result.output.inline.is_empty());
+        assert_eq!(
+            result.output.file.as_ref().map(|f| f.size_bytes),
+            Some(1234)
+        );
+        assert_eq!(result.output.counters.get("map.output.records"), Some(&99));
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! | `health.rs` | [`Health`]: the readiness flag and why the process is not ready |
 //! | `http.rs` | [`router`] and [`serve_http`]: the scrape and probe endpoints |
 //! | `classic_text.rs` | the classic Prometheus text format, for scrapers that do not ask for OpenMetrics |
-//! | `tracing_setup.rs` | [`init_tracing`]: the process-wide log subscriber |
+//! | `tracing_setup.rs` | [`install_tracing`]: the process-wide log subscriber, optional OTLP span export |
 
 #![warn(missing_docs)]
 
@@ -25,7 +25,10 @@ pub use classic_text::CLASSIC_TEXT_CONTENT_TYPE;
 pub use health::Health;
 pub use http::{OPENMETRICS_CONTENT_TYPE, router, serve_http};
 pub use metrics::{CoordinatorMetrics, JobOutcome, QueueGaugeValues, WorkerMetrics};
-pub use tracing_setup::{init_tracing, init_tracing_with_default};
+pub use tracing_setup::{
+    OtlpOptions, TracingError, TracingGuard, TracingOptions, init_tracing,
+    init_tracing_with_default, install_tracing,
+};
 
 /// Re-exported so callers build the [`Registry`](prometheus_client::registry::Registry)
 /// without naming the dependency themselves (and so its version stays in one place).

@@ -38,6 +38,10 @@ struct Cli {
     /// Log as JSON lines instead of text (logs go to standard error).
     #[arg(long, global = true, env = "ESSAIM_LOG_JSON")]
     log_json: bool,
+    /// Export spans over OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317
+    /// (default: no export).
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +92,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
         Some(words) => Cli {
             command: Command::SubmitJob(words),
             log_json: std::env::var_os("ESSAIM_LOG_JSON").is_some(),
+            otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
         },
         None => Cli::parse(),
     };
@@ -100,7 +105,6 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
     } else {
         tracing::level_filters::LevelFilter::INFO
     };
-    essaim_telemetry::init_tracing_with_default(cli.log_json, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,6 +113,14 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
         Err(error) => {
             eprintln!("error: failed to start the async runtime: {error}");
             return ExitCode::from(1);
+        }
+    };
+    // Inside the runtime: the OTLP exporter's gRPC client is created on it.
+    let tracing_guard = match runtime.block_on(async { install_tracing(&cli, default_level) }) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::from(2);
         }
     };
     let result = runtime.block_on(async move {
@@ -132,6 +144,8 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Bench(args) => commands::bench::run(args).await,
         }
     });
+    // Flushes the spans still buffered, while the runtime still runs their gRPC client.
+    drop(tracing_guard);
     // Do not wait for lingering blocking tasks (a stdin reader, say) at exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     match result {
@@ -141,6 +155,33 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             ExitCode::from(exit_code_for(&error))
         }
     }
+}
+
+/// Installs the log subscriber, exporting spans over OTLP when an endpoint is set, under
+/// the name of the role this process plays.
+fn install_tracing(
+    cli: &Cli,
+    default_level: tracing::level_filters::LevelFilter,
+) -> Result<essaim_telemetry::TracingGuard, essaim_telemetry::TracingError> {
+    let service_name = match cli.command {
+        Command::Coordinator(_) | Command::Local(_) => "essaim-coordinator",
+        Command::Worker(_) => "essaim-worker",
+        _ => "essaim",
+    };
+    // An empty endpoint means "unset", as the OpenTelemetry specification says.
+    let otlp = cli
+        .otlp_endpoint
+        .iter()
+        .find(|endpoint| !endpoint.is_empty())
+        .map(|endpoint| essaim_telemetry::OtlpOptions {
+            endpoint: endpoint.clone(),
+            service_name: service_name.to_string(),
+        });
+    essaim_telemetry::install_tracing(essaim_telemetry::TracingOptions {
+        json: cli.log_json,
+        default_level,
+        otlp,
+    })
 }
 
 /// Returns the words from JOB on when the command line is `essaim submit JOB …` with

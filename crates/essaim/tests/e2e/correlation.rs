@@ -7,6 +7,10 @@
 //! The processes log JSON lines (`--log-json`) at debug level for the coordinator and
 //! worker crates, the way an operator chasing one attempt would run them, so the test
 //! reads fields rather than matching text.
+//!
+//! With an OTLP endpoint (and the `otlp` feature), the worker's `attempt` span also
+//! reaches an OpenTelemetry collector, carrying the same correlation id: the second test
+//! runs an in-process collector and checks what arrives.
 
 use crate::harness::{
     Deadline, EVENTUALLY, Process, job_spec, one_at_a_time, output_text, shell_task, within,
@@ -86,6 +90,201 @@ async fn one_correlation_id_links_coordinator_worker_and_command_for_each_attemp
     attempt.assert_worker_logged(&worker_lines, "command started");
 
     cluster.kill();
+}
+
+#[cfg(feature = "otlp")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempt_spans_reach_an_otlp_collector_with_their_correlation_id() {
+    use nix::sys::signal::Signal;
+
+    let _one_at_a_time = one_at_a_time().await;
+    let dir = tempfile::Builder::new()
+        .prefix("essaim-e2e-otlp-")
+        .tempdir()
+        .expect("a temporary directory");
+    let mut collector = otlp_collector::Collector::start().await;
+    let endpoint = collector.endpoint.clone();
+    let mut cluster = JsonLoggingCluster::start_with_env(
+        dir.path(),
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+    )
+    .await;
+
+    let tasks = vec![shell_task("echo \"$ESSAIM_CORRELATION_ID\"", &[])];
+    let job_id = cluster.submit(job_spec(tasks, 1)).await;
+    let job = cluster.wait_job(job_id).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    let results = cluster.results(job_id).await;
+    let [result] = results.as_slice() else {
+        panic!("one result expected: {results:?}");
+    };
+    let expected = essaim_proto::correlation_id(job_id, 0, result.attempt_id);
+    assert_eq!(
+        output_text(result).trim(),
+        expected,
+        "the command's environment"
+    );
+
+    // Spans leave in batches every 5 s; stopping the worker right away shows that the
+    // last batch is flushed at shutdown rather than lost.
+    cluster.worker.signal(Signal::SIGTERM);
+    let status = cluster.worker.wait_exit(EVENTUALLY).await;
+    assert!(status.success(), "the worker stopped with {status}");
+
+    let span = collector
+        .wait_for_span(|span| {
+            span.name == "attempt"
+                && span.attributes.get("correlation_id").map(String::as_str)
+                    == Some(expected.as_str())
+        })
+        .await;
+    assert_eq!(span.service_name, "essaim-worker", "{span:#?}");
+    let job = job_id.to_string();
+    let attempt = format!("{:x}", result.attempt_id);
+    for (name, value) in [("job", job.as_str()), ("task", "0"), ("attempt", &attempt)] {
+        assert_eq!(
+            span.attributes.get(name).map(String::as_str),
+            Some(value),
+            "{name} in {span:#?}"
+        );
+    }
+    cluster.kill();
+}
+
+/// An OTLP/gRPC trace collector on a loopback port, in the test process.
+#[cfg(feature = "otlp")]
+mod otlp_collector {
+    use super::{Deadline, EVENTUALLY};
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+    use std::collections::BTreeMap;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    /// A received span, flattened: its name, its service, and its attributes as text.
+    #[derive(Debug)]
+    pub struct ReceivedSpan {
+        pub name: String,
+        pub service_name: String,
+        pub attributes: BTreeMap<String, String>,
+    }
+
+    /// The collector: spans arrive on a channel as they are exported.
+    pub struct Collector {
+        /// Its URL, as OTEL_EXPORTER_OTLP_ENDPOINT.
+        pub endpoint: String,
+        spans_rx: mpsc::UnboundedReceiver<ReceivedSpan>,
+        shutdown: CancellationToken,
+    }
+
+    impl Collector {
+        /// Starts a collector on a free loopback port.
+        pub async fn start() -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("loopback can bind");
+            let address = listener
+                .local_addr()
+                .expect("a bound listener has an address");
+            let (spans_tx, spans_rx) = mpsc::unbounded_channel();
+            let shutdown = CancellationToken::new();
+            let server = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(Receiver { spans_tx }))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    shutdown.clone().cancelled_owned(),
+                );
+            // Stopped by `shutdown` when the collector is dropped.
+            tokio::spawn(server);
+            Self {
+                endpoint: format!("http://{address}"),
+                spans_rx,
+                shutdown,
+            }
+        }
+
+        /// Waits for a span that satisfies `wanted`, failing the test after a while.
+        pub async fn wait_for_span(
+            &mut self,
+            wanted: impl Fn(&ReceivedSpan) -> bool,
+        ) -> ReceivedSpan {
+            let deadline = Deadline::after(EVENTUALLY, "the attempt span at the collector");
+            let mut seen = Vec::new();
+            loop {
+                let next = tokio::time::timeout(EVENTUALLY, self.spans_rx.recv()).await;
+                let Ok(Some(span)) = next else {
+                    panic!("no matching span arrived; received: {seen:#?}");
+                };
+                if wanted(&span) {
+                    return span;
+                }
+                seen.push(span);
+                deadline.check();
+            }
+        }
+    }
+
+    impl Drop for Collector {
+        fn drop(&mut self) {
+            self.shutdown.cancel();
+        }
+    }
+
+    struct Receiver {
+        spans_tx: mpsc::UnboundedSender<ReceivedSpan>,
+    }
+
+    #[tonic::async_trait]
+    impl TraceService for Receiver {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            for resource_spans in request.into_inner().resource_spans {
+                let resource = resource_spans.resource.unwrap_or_default();
+                let service_name = text_attributes(&resource.attributes)
+                    .remove("service.name")
+                    .unwrap_or_default();
+                for scope_spans in resource_spans.scope_spans {
+                    for span in scope_spans.spans {
+                        // The test may have stopped listening; the span is then unwanted.
+                        let _ = self.spans_tx.send(ReceivedSpan {
+                            name: span.name,
+                            service_name: service_name.clone(),
+                            attributes: text_attributes(&span.attributes),
+                        });
+                    }
+                }
+            }
+            Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: None,
+            }))
+        }
+    }
+
+    /// Returns string, integer and boolean attributes as text.
+    fn text_attributes(attributes: &[KeyValue]) -> BTreeMap<String, String> {
+        let mut texts = BTreeMap::new();
+        for attribute in attributes {
+            let value = attribute
+                .value
+                .as_ref()
+                .and_then(|value| value.value.as_ref());
+            let text = match value {
+                Some(any_value::Value::StringValue(text)) => text.clone(),
+                Some(any_value::Value::IntValue(number)) => number.to_string(),
+                Some(any_value::Value::BoolValue(flag)) => flag.to_string(),
+                _ => continue,
+            };
+            texts.insert(attribute.key.clone(), text);
+        }
+        texts
+    }
 }
 
 // ---------------------------------------------------------------- log lines

@@ -235,6 +235,84 @@ async fn wordcount_equals_coreutils_and_survives_workers_killed_in_map_and_reduc
     }
 }
 
+/// Returns the records a line reader finds in `files`: one per `\n`, plus an unterminated
+/// last line.
+fn line_records(files: &[PathBuf]) -> u64 {
+    files
+        .iter()
+        .map(|file| {
+            let bytes = std::fs::read(file).unwrap();
+            let newlines = bytes.iter().filter(|b| **b == b'\n').count() as u64;
+            newlines + u64::from(bytes.last().is_some_and(|b| *b != b'\n'))
+        })
+        .sum()
+}
+
+/// The coordinator is SIGKILLed while the reducers run and restarted from its journal:
+/// the reducers of the new incarnation read the map outputs the old one committed (their
+/// locations are journaled: none is recomputed), and the job's counters are summed again
+/// from the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_survives_its_coordinator_killed_during_the_reduce_stage() {
+    let mut cluster = Cluster::start(2, 1).await;
+    let corpus = cluster.path("corpus");
+    let inputs = write_corpus(&corpus, 3, 60_000, 23);
+    let oracle = coreutils_word_counts(&inputs);
+    let output = cluster.path("out");
+    let mapper =
+        r#"awk -F '[ \t\r\v\f]+' '{ for (i = 1; i <= NF; i++) if ($i != "") print $i "\t1" }'"#;
+    let reducer = r#"awk -F '\t' 'NR == 1 { system("sleep 2") } $1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
+    let run = cluster
+        .cli(&[
+            "submit",
+            "streaming",
+            "--detach",
+            "--input",
+            corpus.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--reducers",
+            "2",
+            "--split-size",
+            "64KiB",
+            "--mapper",
+            mapper,
+            "--reducer",
+            reducer,
+        ])
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let job_id: u64 = run.stdout.trim().parse().unwrap();
+
+    let deadline = Deadline::after(EVENTUALLY, "a reducer to run");
+    loop {
+        deadline.tick().await;
+        let job = cluster.job(job_id).await;
+        assert_eq!(
+            job.state, "running",
+            "the job ended before its reducers ran: {job:?}"
+        );
+        if job.stages[0].succeeded == job.stages[0].total && job.stages[1].running > 0 {
+            break;
+        }
+    }
+    eprintln!("SIGKILL the coordinator during the reduce stage");
+    cluster.kill_coordinator();
+    cluster.restart_coordinator().await;
+
+    let job = cluster.wait_job(job_id, EVENTUALLY).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    assert_eq!(read_word_counts(&output, 2), oracle);
+    assert_eq!(job.outputs_lost, 0, "map outputs were recomputed: {job:?}");
+    // Summed from the replayed commits: every input line once.
+    assert_eq!(
+        job.counters.get("map.input.records"),
+        Some(&line_records(&inputs)),
+        "{:?}",
+        job.counters
+    );
+}
+
 /// A streaming job whose reducers are slow, so that a worker can be killed while they
 /// fetch and reduce; and whose mapper is slow on one line, so that finished map outputs
 /// can be corrupted on disk before any reducer reads them.

@@ -79,6 +79,9 @@ enum Command {
     Dlq(commands::dlq::Args),
     /// Run a demo on an embedded local cluster.
     Demo(commands::demo::Args),
+    /// Evaluate the platform on local clusters: throughput vs workers, load balance,
+    /// recovery, elasticity and cost, as JSON, SVG plots and a Markdown summary.
+    Eval(commands::eval::Args),
     /// Benchmark drivers (used by bench/); prints METRIC lines.
     #[command(hide = true)]
     Bench(commands::bench::Args),
@@ -141,6 +144,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Workers(args) => commands::jobs::workers(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Eval(args) => commands::eval::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
         }
     });

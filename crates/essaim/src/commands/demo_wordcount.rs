@@ -185,7 +185,7 @@ pub async fn run(args: WordcountArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes `files` files of about `bytes` in all; returns how often each word was written.
-fn write_corpus(
+pub(crate) fn write_corpus(
     dir: &Path,
     bytes: u64,
     files: u32,
@@ -237,7 +237,7 @@ fn write_corpus(
 
 /// Reads the output parts; returns the counts and the first disagreement with `oracle`.
 #[allow(clippy::type_complexity)]
-fn compare(
+pub(crate) fn compare(
     output: &Path,
     reducers: u32,
     oracle: &HashMap<Vec<u8>, u64>,

@@ -5,6 +5,7 @@ pub mod coordinator;
 pub mod demo;
 pub mod demo_wordcount;
 pub mod dlq;
+pub mod eval;
 pub mod jobs;
 pub mod local;
 pub mod mapreduce;

@@ -1,0 +1,379 @@
+//! `essaim eval --out DIR`: the evaluation harness. It starts real clusters of local
+//! processes on loopback, runs one scenario per question of the evaluation brief, reads
+//! the coordinator's REST API, and writes `results.json`, one SVG per plot and a Markdown
+//! summary.
+//!
+//! | question | scenario | file |
+//! |---|---|---|
+//! | 1. throughput vs number of workers | sleep tasks (I/O-bound), word count (CPU-bound) | `scaling.rs` |
+//! | 2. load distribution across workers | per-worker shares of the job history, equal and unequal slots | `balance.rs` |
+//! | 3. recovery time | SIGKILL of a worker; SIGSTOP past the worker timeout, then SIGCONT | `recovery.rs` |
+//! | 4. behaviour under load variation | scale out 2→4 and drain 4→2 mid-job | `elasticity.rs` |
+//! | 5. cost | core-seconds per GB of the word counts of question 1 | `scaling.rs` |
+//!
+//! `cluster.rs` starts and signals the processes, `procstat.rs` reads their CPU time,
+//! `stats.rs` holds the statistics and `render.rs` the plots and the summary. Progress
+//! goes to standard error; `--output json` prints `results.json` on standard output.
+
+mod balance;
+mod cluster;
+mod elasticity;
+mod procstat;
+mod recovery;
+mod render;
+mod scaling;
+mod stats;
+
+use crate::output::{OutputFormat, print_json};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Options of `essaim eval`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Directory for results.json, the SVG plots and summary.md (created if missing;
+    /// these files in it are replaced).
+    #[arg(long, value_name = "DIR", default_value = "eval-results")]
+    out: PathBuf,
+    /// A smoke test: fewer worker counts, repeats and tasks (about half a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Run only these scenarios (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Scenario>,
+    /// Repeats of the short scenarios (default: 3, or 2 with --quick).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// What to print on standard output: the files written, or results.json.
+    #[arg(long, value_enum, default_value_t)]
+    output: OutputFormat,
+}
+
+/// The scenarios, by question.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    /// Throughput vs workers, sleep tasks and word count, with the word count's cost.
+    Throughput,
+    /// Load distribution across workers.
+    Balance,
+    /// Recovery after SIGKILL and after a partition.
+    Recovery,
+    /// Scaling out and draining mid-job.
+    Elasticity,
+}
+
+/// The sizes of every scenario; `--quick` shrinks them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// Repeats of the throughput and balance measurements and of the partition.
+    pub repeats: usize,
+    /// Repeats of each SIGKILL case.
+    pub crash_repeats: usize,
+    /// Worker counts of the throughput curves.
+    pub scaling_workers: Vec<usize>,
+    /// Slots per worker of the sleep-task curve.
+    pub sleep_slots: u32,
+    /// Length of a sleep task, ms.
+    pub sleep_ms: u64,
+    /// Tasks per slot of each sleep-task run.
+    pub sleep_tasks_per_slot: u32,
+    /// Size of the word-count corpus, MB.
+    pub corpus_mb: u64,
+    /// Split size of the word count, bytes.
+    pub split_bytes: u64,
+    /// Slots of the equal workers of the balance scenario.
+    pub balance_slots: Vec<u32>,
+    /// Slots of the unequal workers.
+    pub heterogeneous_slots: Vec<u32>,
+    /// Tasks per slot of each balance job.
+    pub balance_tasks_per_slot: u32,
+    /// Worker timeouts of the SIGKILL cases, ms.
+    pub recovery_timeouts_ms: Vec<u64>,
+    /// Worker timeout of the partition, ms.
+    pub partition_timeout_ms: u64,
+    /// Tasks of each partition job.
+    pub partition_tasks: u32,
+    /// Length of an elasticity task, ms.
+    pub elastic_task_ms: u64,
+    /// Length of each elasticity phase, s.
+    pub phase_secs: u64,
+}
+
+impl Plan {
+    /// The full evaluation: about 5–10 minutes on a quiet 2-core machine.
+    fn full() -> Self {
+        Self {
+            repeats: 3,
+            crash_repeats: 3,
+            scaling_workers: vec![1, 2, 4, 8],
+            sleep_slots: 2,
+            sleep_ms: 20,
+            sleep_tasks_per_slot: 100,
+            corpus_mb: 256,
+            split_bytes: 16 << 20,
+            balance_slots: vec![2; 4],
+            heterogeneous_slots: vec![1, 2, 4],
+            balance_tasks_per_slot: 60,
+            recovery_timeouts_ms: vec![5000, 1000],
+            partition_timeout_ms: 1000,
+            partition_tasks: 40,
+            elastic_task_ms: 50,
+            phase_secs: 12,
+        }
+    }
+
+    /// The smoke test.
+    fn quick() -> Self {
+        Self {
+            repeats: 2,
+            crash_repeats: 1,
+            scaling_workers: vec![1, 2],
+            sleep_tasks_per_slot: 25,
+            corpus_mb: 8,
+            split_bytes: 1 << 20,
+            balance_tasks_per_slot: 15,
+            recovery_timeouts_ms: vec![1000],
+            partition_tasks: 16,
+            phase_secs: 3,
+            ..Self::full()
+        }
+    }
+}
+
+/// What the machine is, and how busy it was.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Cores this process may use.
+    pub cores: usize,
+    /// `model name` of `/proc/cpuinfo`.
+    pub cpu_model: Option<String>,
+    /// `/proc/sys/kernel/osrelease`.
+    pub kernel: Option<String>,
+    /// `MemTotal` of `/proc/meminfo`, kB.
+    pub memory_kb: Option<u64>,
+    /// 1, 5 and 15-minute load averages when the evaluation started.
+    pub load_average_before: Option<[f64; 3]>,
+    /// The same when it ended.
+    pub load_average_after: Option<[f64; 3]>,
+}
+
+/// Everything the evaluation measured: `results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    /// Version of this document's layout.
+    pub version: u32,
+    /// `full` or `quick`.
+    pub mode: &'static str,
+    /// The machine.
+    pub machine: Machine,
+    /// When it started, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// How long it took, s.
+    pub wall_seconds: f64,
+    /// The sizes used.
+    pub plan: Plan,
+    /// Question 1, I/O-bound.
+    pub throughput_sleep: Option<scaling::SleepScaling>,
+    /// Question 1, CPU-bound, and question 5 (its `cost`).
+    pub throughput_wordcount: Option<scaling::WordcountScaling>,
+    /// Question 2.
+    pub balance: Option<balance::Balance>,
+    /// Question 3.
+    pub recovery: Option<recovery::Recovery>,
+    /// Question 4.
+    pub elasticity: Option<elasticity::Elasticity>,
+    /// The SVG files written next to this one.
+    pub plots: Vec<String>,
+}
+
+/// Prints one line of progress on standard error.
+fn say(line: &str) {
+    eprintln!("eval: {line}");
+}
+
+/// Runs the evaluation.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut plan = if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    if let Some(repeats) = args.repeats {
+        if repeats == 0 {
+            return Err(crate::client::usage("--repeats must be at least 1"));
+        }
+        plan.repeats = repeats;
+        plan.crash_repeats = repeats;
+    }
+    std::fs::create_dir_all(&args.out).map_err(|error| {
+        crate::client::usage(format!("cannot create `{}`: {error}", args.out.display()))
+    })?;
+    let selected = |scenario| args.only.is_empty() || args.only.contains(&scenario);
+    let started = Instant::now();
+    let started_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    let load_average_before = read_load_average();
+    say(&format!(
+        "{} evaluation, results in {} (load average {:?})",
+        if args.quick { "quick" } else { "full" },
+        args.out.display(),
+        load_average_before
+    ));
+    // Clusters, logs and the corpus live here, and go with it (on error too).
+    let workdir = tempfile::Builder::new().prefix("essaim-eval-").tempdir()?;
+    let workdir_path = workdir.path();
+
+    let mut results = Results {
+        version: 1,
+        mode: if args.quick { "quick" } else { "full" },
+        machine: Machine {
+            cores: std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+            cpu_model: std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|text| cpu_model(&text)),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|text| text.trim().to_string()),
+            memory_kb: std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|text| memory_kb(&text)),
+            load_average_before,
+            load_average_after: None,
+        },
+        started_unix_ms,
+        wall_seconds: 0.0,
+        plan: plan.clone(),
+        throughput_sleep: None,
+        throughput_wordcount: None,
+        balance: None,
+        recovery: None,
+        elasticity: None,
+        plots: Vec::new(),
+    };
+    if selected(Scenario::Throughput) {
+        results.throughput_sleep = Some(scaling::sleep_scaling(&plan, workdir_path).await?);
+        results.throughput_wordcount = Some(scaling::wordcount_scaling(&plan, workdir_path).await?);
+    }
+    if selected(Scenario::Balance) {
+        results.balance = Some(balance::balance(&plan, workdir_path).await?);
+    }
+    if selected(Scenario::Recovery) {
+        results.recovery = Some(recovery::recovery(&plan, workdir_path).await?);
+    }
+    if selected(Scenario::Elasticity) {
+        results.elasticity = Some(elasticity::elasticity(&plan, workdir_path).await?);
+    }
+    results.machine.load_average_after = read_load_average();
+    results.wall_seconds = started.elapsed().as_secs_f64();
+
+    let written = write_results(&args.out, &mut results)?;
+    say(&format!(
+        "done in {:.0} s; {} files in {}",
+        results.wall_seconds,
+        written.len(),
+        args.out.display()
+    ));
+    match args.output {
+        OutputFormat::Json => print_json(&serde_json::to_value(&results)?),
+        OutputFormat::Text => {
+            for path in &written {
+                crate::outln!("{}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the plots, `results.json` and `summary.md`; returns their paths.
+fn write_results(dir: &Path, results: &mut Results) -> anyhow::Result<Vec<PathBuf>> {
+    let plots = render::plots(results);
+    results.plots = plots
+        .iter()
+        .map(|plot| plot.file_name.to_string())
+        .collect();
+    let mut files: Vec<(PathBuf, Vec<u8>)> = plots
+        .into_iter()
+        .map(|plot| {
+            (
+                dir.join(plot.file_name),
+                crate::report_svg::document(&plot.svg).into_bytes(),
+            )
+        })
+        .collect();
+    files.push((
+        dir.join("results.json"),
+        serde_json::to_vec_pretty(results)?,
+    ));
+    files.push((
+        dir.join("summary.md"),
+        render::summary(results).into_bytes(),
+    ));
+    for (path, bytes) in &files {
+        std::fs::write(path, bytes).map_err(|error| {
+            crate::client::usage(format!("cannot write `{}`: {error}", path.display()))
+        })?;
+    }
+    Ok(files.into_iter().map(|(path, _)| path).collect())
+}
+
+/// Returns the first `model name` of `/proc/cpuinfo`.
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(key, _)| key.trim() == "model name")
+        .map(|(_, value)| value.trim().to_string())
+}
+
+/// Returns `MemTotal` of `/proc/meminfo`, in kB.
+fn memory_kb(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Parses the three load averages of `/proc/loadavg`.
+fn parse_load_average(text: &str) -> Option<[f64; 3]> {
+    let mut fields = text.split_whitespace().map(str::parse::<f64>);
+    Some([
+        fields.next()?.ok()?,
+        fields.next()?.ok()?,
+        fields.next()?.ok()?,
+    ])
+}
+
+fn read_load_average() -> Option<[f64; 3]> {
+    parse_load_average(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_facts_are_read_from_proc_files() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9B14\n";
+        assert_eq!(cpu_model(cpuinfo).as_deref(), Some("AMD EPYC 9B14"));
+        assert_eq!(cpu_model("processor : 0\n"), None);
+        let meminfo = "MemTotal:       24684084 kB\nMemFree:        1 kB\n";
+        assert_eq!(memory_kb(meminfo), Some(24_684_084));
+        assert_eq!(
+            parse_load_average("0.52 1.10 2.00 1/345 6789\n"),
+            Some([0.52, 1.10, 2.00])
+        );
+        assert_eq!(parse_load_average("0.52"), None);
+    }
+
+    #[test]
+    fn the_quick_plan_is_smaller_than_the_full_one() {
+        let (quick, full) = (Plan::quick(), Plan::full());
+        assert!(quick.scaling_workers.len() < full.scaling_workers.len());
+        assert!(quick.corpus_mb < full.corpus_mb);
+        assert!(quick.phase_secs < full.phase_secs);
+        // The speed-up of question 1 needs a one-worker baseline.
+        assert_eq!(full.scaling_workers[0], 1);
+        assert_eq!(quick.scaling_workers[0], 1);
+    }
+}

@@ -218,7 +218,9 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     if let Some(error) = error.downcast_ref::<rest_client::RestError>() {
         use rest_client::RestError;
         return match error {
-            RestError::InvalidUrl { .. } | RestError::InvalidToken | RestError::NotFound { .. } => 2,
+            RestError::InvalidUrl { .. } | RestError::InvalidToken | RestError::NotFound { .. } => {
+                2
+            }
             RestError::Unreachable { .. }
             | RestError::TimedOut { .. }
             | RestError::Unauthorized { .. } => 3,

@@ -23,6 +23,7 @@
 //! | `retention.rs` | journal compaction mid-job and forgetting finished jobs lose nothing |
 //! | `correlation.rs` | one correlation id links coordinator logs, worker logs and the command |
 //! | `dashboard.rs` | headless Chromium renders the dashboard with the cluster's real data |
+//! | `eval.rs` | `essaim eval --quick` gives sane numbers for every question and well-formed plots |
 //!
 //! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
 //! them one after another as nextest does.
@@ -35,6 +36,7 @@ mod dashboard;
 mod dead_letters;
 mod demo;
 mod drain;
+mod eval;
 mod harness;
 mod json_output;
 mod mapreduce;

@@ -12,17 +12,21 @@
 //! | 5. cost | core-seconds per GB of the word counts of question 1 | `scaling.rs` |
 //!
 //! `cluster.rs` starts and signals the processes, `procstat.rs` reads their CPU time,
-//! `stats.rs` holds the statistics and `render.rs` the plots and the summary. Progress
+//! `stats.rs` holds the statistics, `plots.rs` and `summary.rs` draw and write up the
+//! results. Progress
 //! goes to standard error; `--output json` prints `results.json` on standard output.
 
 mod balance;
 mod cluster;
 mod elasticity;
+#[cfg(test)]
+mod fixture;
+mod plots;
 mod procstat;
 mod recovery;
-mod render;
 mod scaling;
 mod stats;
+mod summary;
 
 use crate::output::{OutputFormat, print_json};
 use serde::Serialize;
@@ -289,7 +293,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Writes the plots, `results.json` and `summary.md`; returns their paths.
 fn write_results(dir: &Path, results: &mut Results) -> anyhow::Result<Vec<PathBuf>> {
-    let plots = render::plots(results);
+    let plots = plots::plots(results);
     results.plots = plots
         .iter()
         .map(|plot| plot.file_name.to_string())
@@ -309,7 +313,7 @@ fn write_results(dir: &Path, results: &mut Results) -> anyhow::Result<Vec<PathBu
     ));
     files.push((
         dir.join("summary.md"),
-        render::summary(results).into_bytes(),
+        summary::summary(results).into_bytes(),
     ));
     for (path, bytes) in &files {
         std::fs::write(path, bytes).map_err(|error| {

@@ -26,7 +26,7 @@ fn array<'a>(value: &'a Value, what: &str) -> &'a Vec<Value> {
 }
 
 /// Returns the curve's point for `workers`.
-fn point<'a>(curve: &'a Value, workers: u64) -> &'a Value {
+fn point(curve: &Value, workers: u64) -> &Value {
     array(&curve["points"], "points")
         .iter()
         .find(|point| point["workers"].as_u64() == Some(workers))

@@ -633,24 +633,17 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<
 // ------------------------------------------------------------------ views
 
 fn stage_views(job: &Job) -> Vec<StageView> {
-    let mut stages: Vec<StageView> = job
-        .stage_counts()
+    job.stage_counts()
         .into_iter()
-        .map(|stage| StageView {
-            kind: String::new(),
+        .zip(job.stage_kinds())
+        .map(|(stage, kind)| StageView {
+            kind: kind.to_string(),
             total: stage.total,
             succeeded: stage.succeeded,
             running: stage.running,
             failed: stage.failed,
         })
-        .collect();
-    for spec in &job.spec.tasks {
-        let stage = &mut stages[spec.stage as usize];
-        if stage.kind.is_empty() {
-            stage.kind = spec.kind.clone();
-        }
-    }
-    stages
+        .collect()
 }
 
 fn job_summary(job: &Job) -> JobSummary {

@@ -28,11 +28,13 @@ pub fn job_status(job: &Job) -> v1::JobStatus {
         stages: job
             .stage_counts()
             .into_iter()
-            .map(|stage| v1::StageStatus {
+            .zip(job.stage_kinds())
+            .map(|(stage, kind)| v1::StageStatus {
                 total: stage.total,
                 succeeded: stage.succeeded,
                 running: stage.running,
                 failed: stage.failed,
+                kind: kind.to_string(),
             })
             .collect(),
         counters: job

@@ -457,6 +457,20 @@ impl Job {
         self.spec.tasks.last().map_or(1, |task| task.stage + 1)
     }
 
+    /// Returns the kind of each stage's first task, in stage order (MapReduce stages are
+    /// named by it: `mapreduce.map`, `mapreduce.reduce`…).
+    pub fn stage_kinds(&self) -> Vec<&str> {
+        self.stage_starts[..self.stage_starts.len() - 1]
+            .iter()
+            .map(|start| {
+                self.spec
+                    .tasks
+                    .get(*start as usize)
+                    .map_or("", |task| task.kind.as_str())
+            })
+            .collect()
+    }
+
     /// Returns the task counts of every stage, in stage order. Walks every task.
     pub fn stage_counts(&self) -> Vec<StageCounts> {
         let mut stages = vec![StageCounts::default(); self.stage_count() as usize];

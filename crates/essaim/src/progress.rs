@@ -66,7 +66,8 @@ impl StageBars {
         }
     }
 
-    /// Names the stages of a job of `stages` stages: `tasks` for one, `stage N` else.
+    /// Names the stages of a job of `stages` stages: `tasks` for one, else by the kind of
+    /// their tasks (`map`, `reduce`, `commit` for MapReduce), or `stage N`.
     pub fn for_job(job: &v1::JobStatus, visible: bool) -> Self {
         let stages: Vec<(String, u64)> = if job.stages.len() <= 1 {
             vec![("tasks".to_string(), u64::from(job.total))]
@@ -74,7 +75,7 @@ impl StageBars {
             job.stages
                 .iter()
                 .enumerate()
-                .map(|(index, stage)| (format!("stage {index}"), u64::from(stage.total)))
+                .map(|(index, stage)| (stage_name(index, &stage.kind), u64::from(stage.total)))
                 .collect()
         };
         Self::new(&stages, visible)
@@ -140,6 +141,15 @@ fn status_message(job: &v1::JobStatus) -> String {
     message
 }
 
+/// Names a stage by its task kind (`mapreduce.reduce` → `reduce`), or by its index when
+/// the coordinator does not say.
+fn stage_name(index: usize, kind: &str) -> String {
+    match kind.rsplit('.').next() {
+        Some(short) if !short.is_empty() => short.to_string(),
+        _ => format!("stage {index}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,12 +186,14 @@ mod tests {
                     succeeded: 4,
                     running: 0,
                     failed: 0,
+                    kind: "mapreduce.map".into(),
                 },
                 v1::StageStatus {
                     total: 6,
                     succeeded: 2,
                     running: 3,
                     failed: 1,
+                    kind: String::new(),
                 },
             ],
             ..Default::default()
@@ -191,6 +203,8 @@ mod tests {
         let positions: Vec<u64> = bars.bars.iter().map(ProgressBar::position).collect();
         assert_eq!(positions, [4, 3]);
         assert_eq!(bars.bars[1].message(), "3 running, 1 failed");
+        assert_eq!(bars.bars[0].prefix(), "map");
+        assert_eq!(bars.bars[1].prefix(), "stage 1");
         bars.finish(&job);
     }
 }

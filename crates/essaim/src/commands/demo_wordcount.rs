@@ -121,7 +121,7 @@ pub async fn run(args: WordcountArgs) -> anyhow::Result<ExitCode> {
                 else {
                     return false;
                 };
-                let Some(map) = job.into_inner().stages.first().copied() else {
+                let Some(map) = job.into_inner().stages.first().cloned() else {
                     return false;
                 };
                 if map.succeeded == map.total {

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Prints the path of a Python interpreter with the tools a test needs, creating it first
-# if needed. Usage: scripts/python-env.sh [mrjob|schemathesis] (default mrjob).
+# if needed. Usage: scripts/python-env.sh [mrjob|schemathesis|k8s] (default mrjob).
 #
 # - mrjob: the streaming tests (crates/essaim-mapreduce/tests/mrjob_compat.rs and the
 #   e2e MapReduce tests) run mrjob's own example jobs, unmodified, as Hadoop Streaming
 #   programs. mrjob 0.7.4 has one hard dependency, PyYAML; both are pinned.
 # - schemathesis: the REST API test (crates/essaim/tests/e2e/rest_api.rs) generates
 #   requests from the coordinator's OpenAPI document and checks every answer against it.
+# - k8s: the manifest test (crates/essaim/tests/manifests.rs) validates deploy/k8s/
+#   offline with kubernetes-validate, which ships the API schemas of each Kubernetes
+#   release, and reads the manifests with PyYAML.
 #
 # Each profile is a virtual environment under target/ (cargo clean removes it), isolated
 # from the system's Python, created once and reused. Needs CPython 3 with the venv
@@ -27,8 +30,13 @@ case "$profile" in
         pins=("schemathesis==4.32.5")
         smoke_test='import schemathesis'
         ;;
+    k8s)
+        env_dir="$root/target/python-env-k8s"
+        pins=("kubernetes-validate==1.37.0" "PyYAML==6.0.2")
+        smoke_test='import kubernetes_validate, yaml'
+        ;;
     *)
-        echo "python-env: unknown profile '$profile' (mrjob or schemathesis)" >&2
+        echo "python-env: unknown profile '$profile' (mrjob, schemathesis or k8s)" >&2
         exit 2
         ;;
 esac

@@ -66,7 +66,7 @@ build() {
 }
 started=$SECONDS
 echo "build-image: docker build $image" >&2
-build -f "$context/deploy/docker/Dockerfile" -t "$image" \
+build -f "$root/deploy/docker/Dockerfile" -t "$image" \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" "$context"
 echo "build-image: docker build $prometheus_image" >&2
 build -f "$root/deploy/docker/Dockerfile.prometheus" -t "$prometheus_image" "$context"

@@ -48,6 +48,22 @@ if (( ${#packages[@]} > 0 )); then
 fi
 promtool --version 2>&1 | head -n 1
 
+step "container images (base, Prometheus)"
+# crates/essaim/tests/containers.rs runs the compose cluster of deploy/compose/ with an
+# image of the binary built for the tests (so no release build here). What else it needs
+# is made now, outside its time limit: debian:bookworm-slim from Debian packages (no
+# registry; about 2 minutes the first time) and the Prometheus image. Cached afterwards.
+if [[ ${ESSAIM_SKIP_DOCKER:-} == 1 ]]; then
+    echo "ESSAIM_SKIP_DOCKER=1: the container test is skipped"
+elif docker info >/dev/null 2>&1; then
+    # A failure here must not stop the suite: the container test then says what failed.
+    deploy/docker/make-base-image.sh \
+        && docker build --quiet -f deploy/docker/Dockerfile.prometheus -t essaim-prometheus:dev . \
+        || echo "container images could not be made: the container test will fail"
+else
+    echo "no Docker engine: the container test will fail (ESSAIM_SKIP_DOCKER=1 skips it)"
+fi
+
 step "tests (unit, deterministic simulation, end-to-end with real processes)"
 # The end-to-end tests start real coordinator and worker processes of the binary built here.
 if cargo nextest --version >/dev/null 2>&1; then

@@ -46,7 +46,7 @@ if (( ${#packages[@]} > 0 )); then
         "${as_root[@]}" systemctl disable prometheus >/dev/null 2>&1 || true
     fi
 fi
-promtool --version 2>&1 | head -n 1
+promtool --version 2>&1 | sed -n 1p  # sed reads it all: no SIGPIPE under pipefail
 
 step "container images (base, Prometheus)"
 # crates/essaim/tests/containers.rs runs the compose cluster of deploy/compose/ with an

@@ -265,6 +265,9 @@ impl Actor {
                     log_attempt_outcome(&event);
                     self.observatory.record(&event, &self.scheduler);
                     if let JournalEvent::TaskSucceeded { result, .. } = &event {
+                        self.metrics
+                            .task_duration_seconds
+                            .observe(result.duration_ms as f64 / 1000.0);
                         for (name, value) in &result.output.counters {
                             self.metrics.record_task_counter(name, *value);
                         }

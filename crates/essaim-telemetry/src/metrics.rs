@@ -80,10 +80,11 @@ struct StateKindLabels {
 }
 
 /// A running job's id: bounded because only running jobs are exported, at most
-/// [`MAX_JOBS_WITH_QUEUE_SERIES`] of them.
+/// [`MAX_JOBS_WITH_QUEUE_SERIES`] of them, and a job's series go when it ends. Named
+/// `job_id`, not `job`: Prometheus's own `job` label (the scrape job) would shadow it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct JobLabels {
-    job: String,
+    job_id: String,
 }
 
 /// Most task kinds with series of their own; tasks of further kinds count as `other`.
@@ -311,7 +312,7 @@ pub struct CoordinatorMetrics {
     /// Time to serve a gRPC call, by method. Private: updated only through
     /// [`Self::record_rpc`], which keeps the label set bounded.
     rpc_duration_seconds: Family<RpcMethodLabels, Histogram>,
-    /// Time from lease to committed result.
+    /// Run time of committed attempts, as their workers measured it.
     pub task_duration_seconds: Histogram,
     /// Jobs the coordinator holds, by state. See [`Self::set_jobs_by_state`].
     jobs: Family<StateLabels, Gauge>,
@@ -506,7 +507,7 @@ impl CoordinatorMetrics {
         );
         registry.register_with_unit(
             "essaim_coordinator_task_duration",
-            "Time from lease to committed result",
+            "Run time of committed attempts, as their workers measured it",
             Unit::Seconds,
             metrics.task_duration_seconds.clone(),
         );
@@ -614,7 +615,7 @@ impl CoordinatorMetrics {
         for job in published.iter() {
             if !jobs.iter().any(|(id, _)| id == job) {
                 let labels = JobLabels {
-                    job: job.to_string(),
+                    job_id: job.to_string(),
                 };
                 for family in self.job_queue.fields() {
                     family.remove(&labels);
@@ -623,7 +624,7 @@ impl CoordinatorMetrics {
         }
         for (job, values) in &jobs {
             let labels = JobLabels {
-                job: job.to_string(),
+                job_id: job.to_string(),
             };
             for (family, value) in self
                 .job_queue
@@ -937,11 +938,11 @@ mod tests {
             .count();
         assert_eq!(backlog_series, MAX_JOBS_WITH_QUEUE_SERIES, "{text}");
         assert!(
-            !text.contains("job=\"1\""),
+            !text.contains("job_id=\"1\""),
             "the oldest jobs are left out: {text}"
         );
         assert!(
-            text.contains("essaim_coordinator_job_queue_drain_time_seconds{job=\"69\"} NaN\n"),
+            text.contains("essaim_coordinator_job_queue_drain_time_seconds{job_id=\"69\"} NaN\n"),
             "{text}"
         );
         assert!(

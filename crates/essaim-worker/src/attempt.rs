@@ -214,7 +214,7 @@ async fn run_attempt_in_span(
         Err(failure) => tracing::debug!(
             duration_ms = duration.as_millis() as u64,
             retryable = failure.retryable,
-            message = %failure.message,
+            reason = %failure.message,
             "attempt failed"
         ),
     }

@@ -181,6 +181,10 @@ fn install_tracing(
             endpoint: endpoint.clone(),
             service_name: service_name.to_string(),
         });
+    if let Some(otlp) = &otlp {
+        // Worker processes this one starts (`essaim local`, the demos) export there too.
+        let _set_once = local_cluster::OTLP_ENDPOINT.set(otlp.endpoint.clone());
+    }
     essaim_telemetry::install_tracing(essaim_telemetry::TracingOptions {
         json: cli.log_json,
         default_level,

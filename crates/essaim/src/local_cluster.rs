@@ -19,6 +19,10 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// The OTLP collector of this process (`--otlp-endpoint`), handed on to the worker
+/// processes it starts.
+pub(crate) static OTLP_ENDPOINT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// How to start a local cluster.
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
@@ -245,6 +249,9 @@ impl Supervisor {
             .kill_on_drop(true);
         if let Some(token) = &self.options.token {
             command.env("ESSAIM_TOKEN", token);
+        }
+        if let Some(endpoint) = OTLP_ENDPOINT.get() {
+            command.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
         }
         command.spawn()
     }

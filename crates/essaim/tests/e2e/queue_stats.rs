@@ -93,9 +93,11 @@ async fn queue_statistics_follow_the_load_and_the_recommendation_follows_the_tar
     loop {
         let (queue, _) = job_queue(&base, job);
         let metrics = http_get(&base, "/metrics");
-        let series = format!("essaim_coordinator_job_queue_recommended_workers{{job=\"{job}\"}}");
+        let series =
+            format!("essaim_coordinator_job_queue_recommended_workers{{job_id=\"{job}\"}}");
         let exported = sample(&metrics, &series);
-        let backlog_series = format!("essaim_coordinator_job_queue_backlog_tasks{{job=\"{job}\"}}");
+        let backlog_series =
+            format!("essaim_coordinator_job_queue_backlog_tasks{{job_id=\"{job}\"}}");
         if exported == queue["recommended_workers"].as_f64()
             && sample(&metrics, &backlog_series) == queue["backlog"].as_f64()
         {
@@ -148,7 +150,7 @@ async fn queue_statistics_follow_the_load_and_the_recommendation_follows_the_tar
     let deadline = Deadline::after(EVENTUALLY, "the job's queue series to go");
     loop {
         let metrics = http_get(&base, "/metrics");
-        let gone = !metrics.contains(&format!("job=\"{job}\""));
+        let gone = !metrics.contains(&format!("job_id=\"{job}\""));
         let idle = sample(&metrics, "essaim_coordinator_queue_recommended_workers") == Some(0.0);
         if gone && idle {
             assert_eq!(

@@ -114,6 +114,37 @@ pub(crate) fn default_advertised_ip(bound: SocketAddr) -> (IpAddr, bool) {
     }
 }
 
+/// Returns the local address this host uses to reach the coordinator at `coordinator_url`
+/// (a UDP socket is "connected" to it, which picks a route and sends nothing), or `None`
+/// when the URL does not resolve or the route is the loopback.
+pub(crate) fn outbound_ip_towards(coordinator_url: &str) -> Option<IpAddr> {
+    let authority = coordinator_url
+        .split_once("://")
+        .map_or(coordinator_url, |(_, rest)| rest)
+        .split('/')
+        .next()?;
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&with_port)
+        .ok()?
+        .next()?;
+    let local = if target.is_ipv4() {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+    };
+    let socket = std::net::UdpSocket::bind(local).ok()?;
+    socket.connect(target).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 /// Returns the base URL of the file server, e.g. `http://10.0.0.5:7001`.
 pub(crate) fn file_server_url(advertised_host: Option<&str>, bound: SocketAddr) -> String {
     let port = bound.port();
@@ -171,6 +202,18 @@ mod tests {
     fn debug_output_hides_the_token() {
         let text = format!("{:?}", config());
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn the_outbound_address_is_a_route_not_the_loopback() {
+        // The coordinator on this host: the route is the loopback, which says nothing.
+        assert_eq!(outbound_ip_towards("http://127.0.0.1:7070"), None);
+        assert_eq!(outbound_ip_towards("not a url at all"), None);
+        // A documentation address (never answered; connecting a UDP socket sends
+        // nothing): on a host with a default route, a real local address.
+        if let Some(ip) = outbound_ip_towards("http://192.0.2.1:7070/") {
+            assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
+        }
     }
 
     #[test]

@@ -122,14 +122,22 @@ pub async fn start_worker(
         .map_err(bind_error)?;
     let http_addr = listener.local_addr().map_err(bind_error)?;
     let (_, bound_to_wildcard) = config::default_advertised_ip(http_addr);
-    if config.advertised_host.is_none() && bound_to_wildcard {
-        tracing::warn!(
-            http = %http_addr,
-            "the HTTP server listens on a wildcard address and no advertised host is set; \
-             file URLs name the loopback address, which only this host can reach"
-        );
+    let mut advertised_host = config.advertised_host.clone();
+    if advertised_host.is_none() && bound_to_wildcard {
+        // Listening everywhere: advertise the address this host reaches the coordinator
+        // from, which is the one the coordinator and the other workers can reach it at
+        // in the common case (one network, as in a container network or a LAN).
+        match config::outbound_ip_towards(&config.coordinator_url) {
+            Some(ip) => advertised_host = Some(ip.to_string()),
+            None => tracing::warn!(
+                http = %http_addr,
+                "the HTTP server listens on a wildcard address, no advertised host is set \
+                 and no route to the coordinator was found; file URLs name the loopback \
+                 address, which only this host can reach"
+            ),
+        }
     }
-    let file_server_url = config::file_server_url(config.advertised_host.as_deref(), http_addr);
+    let file_server_url = config::file_server_url(advertised_host.as_deref(), http_addr);
 
     let mut registry = Registry::default();
     let metrics = WorkerMetrics::register(&mut registry);

@@ -34,8 +34,9 @@ pub struct Args {
     /// Address of this worker's HTTP server (/healthz, /readyz, /metrics, result files).
     #[arg(long, default_value = "127.0.0.1:0")]
     http_listen: SocketAddr,
-    /// Host name other machines use to fetch this worker's files.
-    #[arg(long)]
+    /// Host name other machines use to fetch this worker's files (default: the bound
+    /// address, or when listening on a wildcard the address that reaches the coordinator).
+    #[arg(long, env = "ESSAIM_ADVERTISED_HOST")]
     advertised_host: Option<String>,
     /// Scratch directory for attempt outputs (default: a temporary directory).
     #[arg(long)]

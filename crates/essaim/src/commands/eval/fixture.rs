@@ -93,6 +93,8 @@ pub fn sample_results() -> Results {
                 cpu_coordinator_s: 0.001,
                 cpu_workers_s: 0.05,
                 core_seconds_per_gb: 6.4,
+                busy_s: 0.04,
+                slot_utilisation: 0.8,
             }],
             cost: vec![CostPoint {
                 workers: 1,

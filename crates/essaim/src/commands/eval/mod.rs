@@ -50,6 +50,9 @@ pub struct Args {
     /// Repeats of the short scenarios (default: 3, or 2 with --quick).
     #[arg(long)]
     repeats: Option<usize>,
+    /// Size of the word count's corpus in MB (default: 512, or 8 with --quick).
+    #[arg(long)]
+    corpus_mb: Option<u64>,
     /// What to print on standard output: the files written, or results.json.
     #[arg(long, value_enum, default_value_t)]
     output: OutputFormat,
@@ -58,8 +61,10 @@ pub struct Args {
 /// The scenarios, by question.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
-    /// Throughput vs workers, sleep tasks and word count, with the word count's cost.
-    Throughput,
+    /// Throughput vs workers, sleep tasks (question 1, I/O-bound).
+    Sleep,
+    /// Throughput vs workers, word count, and its cost (questions 1, CPU-bound, and 5).
+    Wordcount,
     /// Load distribution across workers.
     Balance,
     /// Recovery after SIGKILL and after a partition.
@@ -83,10 +88,8 @@ pub struct Plan {
     pub sleep_ms: u64,
     /// Tasks per slot of each sleep-task run.
     pub sleep_tasks_per_slot: u32,
-    /// Size of the word-count corpus, MB.
+    /// Size of the word-count corpus, MB; it is split in 16 map tasks.
     pub corpus_mb: u64,
-    /// Split size of the word count, bytes.
-    pub split_bytes: u64,
     /// Slots of the equal workers of the balance scenario.
     pub balance_slots: Vec<u32>,
     /// Slots of the unequal workers.
@@ -115,8 +118,7 @@ impl Plan {
             sleep_slots: 2,
             sleep_ms: 20,
             sleep_tasks_per_slot: 100,
-            corpus_mb: 256,
-            split_bytes: 16 << 20,
+            corpus_mb: 512,
             balance_slots: vec![2; 4],
             heterogeneous_slots: vec![1, 2, 4],
             balance_tasks_per_slot: 60,
@@ -136,7 +138,6 @@ impl Plan {
             scaling_workers: vec![1, 2],
             sleep_tasks_per_slot: 25,
             corpus_mb: 8,
-            split_bytes: 1 << 20,
             balance_tasks_per_slot: 15,
             recovery_timeouts_ms: vec![1000],
             partition_tasks: 16,
@@ -211,6 +212,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         plan.repeats = repeats;
         plan.crash_repeats = repeats;
     }
+    if let Some(corpus_mb) = args.corpus_mb {
+        if corpus_mb == 0 {
+            return Err(crate::client::usage("--corpus-mb must be at least 1"));
+        }
+        plan.corpus_mb = corpus_mb;
+    }
     std::fs::create_dir_all(&args.out).map_err(|error| {
         crate::client::usage(format!("cannot create `{}`: {error}", args.out.display()))
     })?;
@@ -257,8 +264,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         elasticity: None,
         plots: Vec::new(),
     };
-    if selected(Scenario::Throughput) {
+    if selected(Scenario::Sleep) {
         results.throughput_sleep = Some(scaling::sleep_scaling(&plan, workdir_path).await?);
+    }
+    if selected(Scenario::Wordcount) {
         results.throughput_wordcount = Some(scaling::wordcount_scaling(&plan, workdir_path).await?);
     }
     if selected(Scenario::Balance) {

@@ -30,6 +30,10 @@ use std::time::Duration;
 const JOB_TIMEOUT: Duration = Duration::from_secs(300);
 /// Reduce tasks of the word count.
 const REDUCERS: u32 = 4;
+/// Map tasks of the word count: enough for 8 one-slot workers twice over, and few
+/// enough that each split is large and a task's fixed costs (its pull, its spill
+/// files, its commit) stay small next to its counting.
+const MAP_TASKS: u64 = 16;
 
 /// One worker count of a scaling curve.
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +87,10 @@ pub struct WordcountRun {
     pub cpu_workers_s: f64,
     /// (coordinator + workers) CPU seconds per GB (10⁹ bytes) of input.
     pub core_seconds_per_gb: f64,
+    /// Busy time of the committed attempts, summed over the slots, s.
+    pub busy_s: f64,
+    /// Busy time over (wall time × slots): how much of the time the slots ran a task.
+    pub slot_utilisation: f64,
 }
 
 /// The cost at one worker count.
@@ -171,12 +179,17 @@ pub async fn wordcount_scaling(plan: &Plan, workdir: &Path) -> anyhow::Result<Wo
         "writing a {} MB corpus for the word count…",
         plan.corpus_mb
     ));
+    let writing = std::time::Instant::now();
     let oracle = tokio::task::spawn_blocking({
         let corpus = corpus.clone();
         let bytes = plan.corpus_mb * 1_000_000;
         move || crate::commands::demo_wordcount::write_corpus(&corpus, bytes, 4, 42)
     })
     .await??;
+    say(&format!(
+        "corpus written in {:.1} s",
+        writing.elapsed().as_secs_f64()
+    ));
     let mut runs = Vec::new();
     let mut points = Vec::new();
     let mut output_matches_oracle = false;
@@ -196,12 +209,13 @@ pub async fn wordcount_scaling(plan: &Plan, workdir: &Path) -> anyhow::Result<Wo
             map_tasks = run.map_tasks;
             corpus_bytes = run.input_bytes;
             say(&format!(
-                "throughput, word count: {workers} workers × 1 slot, run {}/{}: {:.2} s = {:.0} MB/s, {:.0} core-s/GB",
+                "throughput, word count: {workers} workers × 1 slot, run {}/{}: {:.2} s = {:.0} MB/s, {:.1} core-s/GB, slots busy {:.0}% of the time",
                 repeat + 1,
                 plan.repeats,
                 run.run.seconds,
                 run.run.mb_per_s,
-                run.run.core_seconds_per_gb
+                run.run.core_seconds_per_gb,
+                run.run.slot_utilisation * 100.0
             ));
             throughputs.push(run.run.mb_per_s);
             runs.push(run.run);
@@ -242,7 +256,7 @@ async fn wordcount_once(
         inputs: vec![corpus.to_string_lossy().into_owned()],
         output_dir: output.to_path_buf(),
         reducers: REDUCERS,
-        split_bytes: plan.split_bytes,
+        split_bytes: (plan.corpus_mb * 1_000_000).div_ceil(MAP_TASKS),
         sort_buffer_bytes: 32 << 20,
         merge_factor: 16,
     };
@@ -264,6 +278,12 @@ async fn wordcount_once(
     let cpu_coordinator_s = (after.coordinator - before.coordinator).max(0.0);
     let cpu_workers_s = (after.workers - before.workers).max(0.0);
     let gigabytes = planned.input_bytes as f64 / 1e9;
+    let busy_s = detail
+        .history
+        .workers
+        .iter()
+        .map(|share| share.busy_ms as f64 / 1000.0)
+        .sum::<f64>();
     Ok(MeasuredWordcount {
         run: WordcountRun {
             workers,
@@ -272,6 +292,8 @@ async fn wordcount_once(
             cpu_coordinator_s,
             cpu_workers_s,
             core_seconds_per_gb: (cpu_coordinator_s + cpu_workers_s) / gigabytes,
+            busy_s,
+            slot_utilisation: busy_s / (seconds * workers as f64),
         },
         map_tasks: planned.map_tasks,
         input_bytes: planned.input_bytes,
@@ -365,6 +387,8 @@ mod tests {
             cpu_coordinator_s: coordinator,
             cpu_workers_s: workers_cpu,
             core_seconds_per_gb: (coordinator + workers_cpu) / 0.5,
+            busy_s: 1.0,
+            slot_utilisation: 1.0,
         };
         let runs = vec![
             run(1, 0.1, 0.9),

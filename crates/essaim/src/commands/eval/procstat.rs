@@ -70,6 +70,33 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / TICKS_PER_SECOND)
 }
 
+/// Returns the busy clock ticks of the whole machine, all cores together, from the
+/// `cpu` line of `/proc/stat`: user, nice, system, irq, softirq and steal time (idle and
+/// I/O wait are not busy).
+pub fn parse_machine_busy_ticks(proc_stat: &str) -> Option<u64> {
+    let line = proc_stat.lines().find(|line| line.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal …
+    let busy_fields = [0, 1, 2, 5, 6, 7];
+    let mut busy = 0;
+    for index in busy_fields {
+        busy += fields.get(index).copied().unwrap_or(0);
+    }
+    Some(busy)
+}
+
+/// Returns the CPU seconds the whole machine has been busy since it booted, all cores
+/// together, or `None` when `/proc/stat` cannot be read.
+pub fn machine_busy_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    Some(parse_machine_busy_ticks(&text)? as f64 / TICKS_PER_SECOND)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +133,17 @@ mod tests {
                 text: "x".into()
             })
         );
+    }
+
+    #[test]
+    fn machine_busy_time_leaves_out_idle_and_io_wait() {
+        let stat = "cpu  100 5 40 9000 300 7 3 2 0 0\ncpu0 50 2 20 4500 150 3 1 1 0 0\nintr 1\n";
+        assert_eq!(
+            parse_machine_busy_ticks(stat),
+            Some(100 + 5 + 40 + 7 + 3 + 2)
+        );
+        assert_eq!(parse_machine_busy_ticks("intr 1\n"), None);
+        assert_eq!(parse_machine_busy_ticks("cpu  1 x 3\n"), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 use super::cluster::{
     ClusterOptions, EvalCluster, job_seconds, job_spec, sleep_task, submit, wait_job,
 };
+use super::procstat;
 use super::stats::{efficiency, median, speedup};
 use super::{Plan, say};
 use essaim_mapreduce::api::JobParams;
@@ -91,6 +92,9 @@ pub struct WordcountRun {
     pub busy_s: f64,
     /// Busy time over (wall time × slots): how much of the time the slots ran a task.
     pub slot_utilisation: f64,
+    /// CPU seconds the rest of the machine (other processes, the evaluation itself)
+    /// used during the job: what competed with the cluster for the cores.
+    pub cpu_others_s: Option<f64>,
 }
 
 /// The cost at one worker count.
@@ -104,6 +108,10 @@ pub struct CostPoint {
     pub coordinator_share: f64,
     /// Median wall seconds per GB: what the cores cost in time.
     pub wall_seconds_per_gb: f64,
+    /// Median cores the cluster kept busy: its CPU seconds over the wall seconds.
+    pub cores_used: f64,
+    /// Median cores the rest of the machine kept busy meanwhile.
+    pub cores_used_by_others: Option<f64>,
 }
 
 /// The CPU-bound curve and its cost.
@@ -209,13 +217,14 @@ pub async fn wordcount_scaling(plan: &Plan, workdir: &Path) -> anyhow::Result<Wo
             map_tasks = run.map_tasks;
             corpus_bytes = run.input_bytes;
             say(&format!(
-                "throughput, word count: {workers} workers × 1 slot, run {}/{}: {:.2} s = {:.0} MB/s, {:.1} core-s/GB, slots busy {:.0}% of the time",
+                "throughput, word count: {workers} workers × 1 slot, run {}/{}: {:.2} s = {:.0} MB/s, {:.1} core-s/GB, slots busy {:.0}% of the time, other processes {:.1} CPU-s",
                 repeat + 1,
                 plan.repeats,
                 run.run.seconds,
                 run.run.mb_per_s,
                 run.run.core_seconds_per_gb,
-                run.run.slot_utilisation * 100.0
+                run.run.slot_utilisation * 100.0,
+                run.run.cpu_others_s.unwrap_or(f64::NAN)
             ));
             throughputs.push(run.run.mb_per_s);
             runs.push(run.run);
@@ -268,9 +277,11 @@ async fn wordcount_once(
     prepare_output_dir(output, true)?;
     let mut client = cluster.client();
     let before = cluster.cpu();
+    let machine_before = procstat::machine_busy_seconds();
     let job_id = crate::commands::mapreduce::submit_planned(&mut client, 0, &planned).await?;
     let status = wait_job(&mut client, job_id, JOB_TIMEOUT).await?;
     let after = cluster.cpu();
+    let machine_after = procstat::machine_busy_seconds();
     anyhow::ensure!(status.state == "succeeded", "word count ended {status:?}");
     let detail = cluster.job_detail(job_id).await?;
     let seconds =
@@ -294,6 +305,9 @@ async fn wordcount_once(
             core_seconds_per_gb: (cpu_coordinator_s + cpu_workers_s) / gigabytes,
             busy_s,
             slot_utilisation: busy_s / (seconds * workers as f64),
+            cpu_others_s: machine_before.zip(machine_after).map(|(before, after)| {
+                (after - before - cpu_coordinator_s - cpu_workers_s).max(0.0)
+            }),
         },
         map_tasks: planned.map_tasks,
         input_bytes: planned.input_bytes,
@@ -323,11 +337,21 @@ fn cost_points(runs: &[WordcountRun], corpus_bytes: u64) -> Vec<CostPoint> {
             .map(|run| run.cpu_coordinator_s / (run.cpu_coordinator_s + run.cpu_workers_s))
             .collect();
         let wall: Vec<f64> = these.iter().map(|run| run.seconds / gigabytes).collect();
+        let cores: Vec<f64> = these
+            .iter()
+            .map(|run| (run.cpu_coordinator_s + run.cpu_workers_s) / run.seconds)
+            .collect();
+        let others: Vec<f64> = these
+            .iter()
+            .filter_map(|run| run.cpu_others_s.map(|cpu| cpu / run.seconds))
+            .collect();
         points.push(CostPoint {
             workers,
             core_seconds_per_gb: median(&per_gb).unwrap_or(f64::NAN),
             coordinator_share: median(&coordinator_share).unwrap_or(f64::NAN),
             wall_seconds_per_gb: median(&wall).unwrap_or(f64::NAN),
+            cores_used: median(&cores).unwrap_or(f64::NAN),
+            cores_used_by_others: median(&others),
         });
     }
     points
@@ -389,6 +413,7 @@ mod tests {
             core_seconds_per_gb: (coordinator + workers_cpu) / 0.5,
             busy_s: 1.0,
             slot_utilisation: 1.0,
+            cpu_others_s: None,
         };
         let runs = vec![
             run(1, 0.1, 0.9),
@@ -402,5 +427,8 @@ mod tests {
         assert!((cost[0].coordinator_share - 0.1).abs() < 1e-9);
         assert!((cost[1].core_seconds_per_gb - 4.0).abs() < 1e-9);
         assert!((cost[1].wall_seconds_per_gb - 2.0).abs() < 1e-9);
+        // 2 CPU seconds in 1 wall second; nothing known about other processes.
+        assert!((cost[1].cores_used - 2.0).abs() < 1e-9);
+        assert_eq!(cost[1].cores_used_by_others, None);
     }
 }

@@ -75,16 +75,18 @@ pub fn summary(results: &Results) -> String {
         let _ = writeln!(out, "## 5. Cost: core-seconds per GB (word count)\n");
         let _ = writeln!(
             out,
-            "| workers | core-s per GB (coordinator + workers) | coordinator's share | wall s per GB |\n|---|---|---|---|"
+            "| workers | core-s per GB (coordinator + workers) | coordinator's share | wall s per GB | cores used by the cluster | cores used by other processes |\n|---|---|---|---|---|---|"
         );
         for point in &wordcount.cost {
             let _ = writeln!(
                 out,
-                "| {} | {} | {}% | {} |",
+                "| {} | {} | {}% | {} | {} | {} |",
                 point.workers,
                 number(point.core_seconds_per_gb, 2),
                 number(point.coordinator_share * 100.0, 1),
-                number(point.wall_seconds_per_gb, 2)
+                number(point.wall_seconds_per_gb, 2),
+                number(point.cores_used, 2),
+                optional(point.cores_used_by_others, 2)
             );
         }
         out.push('\n');

@@ -397,6 +397,7 @@ impl Actor {
                 let name = info.name.clone();
                 let slots = info.slots;
                 let worker = self.scheduler.register_worker(now, info);
+                self.observatory.worker_registered(worker, &name);
                 info!(worker = %worker, name = %name, slots, "worker registered");
                 replies.push(Box::new(move || {
                     let _ = reply.send(worker);

@@ -7,12 +7,15 @@
 
 use crate::history::History;
 use crate::queue::{self, Capacity, JobLoad, QueueStats, QueueTargets, RateAverage};
-use essaim_core::{Job, JobId, JobState, JournalEvent, Millis, Scheduler, TaskState};
+use essaim_core::{Job, JobId, JobState, JournalEvent, Millis, Scheduler, TaskState, WorkerId};
 use essaim_telemetry::{CoordinatorMetrics, QueueGaugeValues};
 use std::collections::{BTreeMap, HashMap};
 
 /// How often queue statistics and state gauges are refreshed.
 pub const REFRESH_EVERY_MS: Millis = 1000;
+/// Names of departed workers remembered, so that the history names a worker that died
+/// (its lease expiries come after it left) rather than showing its id.
+pub const WORKER_NAMES_KEPT: usize = 4096;
 
 /// Rates of one running job.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +35,9 @@ pub struct Observatory {
     cluster: Option<QueueStats>,
     jobs: BTreeMap<JobId, QueueStats>,
     last_refresh: Option<Millis>,
+    /// Names of workers seen, live or gone, the oldest ids dropped first past
+    /// [`WORKER_NAMES_KEPT`] (ids grow with registration order).
+    worker_names: BTreeMap<WorkerId, String>,
 }
 
 impl Observatory {
@@ -44,13 +50,34 @@ impl Observatory {
             cluster: None,
             jobs: BTreeMap::new(),
             last_refresh: None,
+            worker_names: BTreeMap::new(),
         }
+    }
+
+    /// Remembers a registered worker's name.
+    pub fn worker_registered(&mut self, worker: WorkerId, name: &str) {
+        self.worker_names.insert(worker, name.to_string());
+        while self.worker_names.len() > WORKER_NAMES_KEPT {
+            self.worker_names.pop_first();
+        }
+    }
+
+    /// Returns a worker's name, live or gone, if it was seen.
+    pub fn worker_name(&self, scheduler: &Scheduler, worker: WorkerId) -> Option<String> {
+        scheduler
+            .worker(worker)
+            .map(|w| w.info.name.clone())
+            .or_else(|| self.worker_names.get(&worker).cloned())
     }
 
     /// Folds a durable event into the history.
     pub fn record(&mut self, event: &JournalEvent, scheduler: &Scheduler) {
+        let names = &self.worker_names;
         self.history.record(event, &|worker| {
-            scheduler.worker(worker).map(|w| w.info.name.clone())
+            scheduler
+                .worker(worker)
+                .map(|w| w.info.name.clone())
+                .or_else(|| names.get(&worker).cloned())
         });
     }
 
@@ -252,5 +279,70 @@ fn gauge_values(stats: &QueueStats) -> QueueGaugeValues {
             .filter(|seconds| seconds.is_finite())
             .unwrap_or(f64::NAN),
         recommended_workers: stats.recommended_workers as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use essaim_core::{
+        AttemptError, AttemptId, JobSpec, SchedulerConfig, TaskFailure, TaskId, TaskSpec,
+    };
+
+    #[test]
+    fn a_gone_worker_keeps_its_name_and_old_names_are_forgotten_first() {
+        let scheduler = Scheduler::new(SchedulerConfig::default(), &["noop"]);
+        let mut observatory = Observatory::new(QueueTargets::default());
+        observatory.worker_registered(WorkerId(5), "worker-five");
+        let spec = JobSpec {
+            name: "j".into(),
+            tasks: vec![TaskSpec {
+                kind: "noop".into(),
+                payload: Vec::new(),
+                stage: 0,
+                locality: Vec::new(),
+            }],
+            priority: 0,
+            max_concurrency: None,
+            max_attempts: 3,
+            deadline: None,
+            task_timeout_ms: None,
+            backoff_base_ms: 100,
+            backoff_max_ms: 1000,
+            speculation_multiplier: None,
+        };
+        observatory.record(
+            &JournalEvent::JobSubmitted {
+                job: JobId(1),
+                spec,
+                at: 0,
+            },
+            &scheduler,
+        );
+        // The lease of a dead worker expires after it left the scheduler.
+        observatory.record(
+            &JournalEvent::AttemptFailed {
+                task: TaskId::new(JobId(1), 0),
+                error: AttemptError {
+                    attempt: AttemptId(1),
+                    worker: WorkerId(5),
+                    at: 10,
+                    failure: TaskFailure::retryable("lease expired"),
+                },
+            },
+            &scheduler,
+        );
+        let history = observatory.history().job(JobId(1)).expect("recorded");
+        assert_eq!(history.workers[&WorkerId(5)].name, "worker-five");
+        for id in 100..100 + WORKER_NAMES_KEPT as u64 {
+            observatory.worker_registered(WorkerId(id), "later");
+        }
+        assert_eq!(observatory.worker_name(&scheduler, WorkerId(5)), None);
+        assert_eq!(
+            observatory
+                .worker_name(&scheduler, WorkerId(100))
+                .as_deref(),
+            Some("later")
+        );
     }
 }

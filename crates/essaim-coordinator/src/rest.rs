@@ -12,7 +12,8 @@
 //! status that says what kind of mistake it was.
 
 use crate::actor::{Command, DeadLetterTarget, QueryView};
-use crate::history::{Bucket, DURATION_BOUNDS_MS, JobHistory, OTHER_WORKERS};
+use crate::history::{Bucket, DURATION_BOUNDS_MS, OTHER_WORKERS};
+use crate::observatory::Observatory;
 use crate::observatory::task_state_name;
 use crate::queue::QueueStats;
 use crate::service::constant_time_eq;
@@ -688,18 +689,24 @@ fn failure_view(task_index: u32, error: &essaim_core::AttemptError, worker: Stri
     }
 }
 
-fn worker_label(scheduler: &Scheduler, worker: essaim_core::WorkerId) -> String {
-    scheduler
-        .worker(worker)
-        .map_or_else(|| worker.to_string(), |w| w.info.name.clone())
+/// A worker's name (remembered after it left), or its id when it was never seen.
+fn worker_label(
+    observatory: &Observatory,
+    scheduler: &Scheduler,
+    worker: essaim_core::WorkerId,
+) -> String {
+    observatory
+        .worker_name(scheduler, worker)
+        .unwrap_or_else(|| worker.to_string())
 }
 
 fn history_view(
     scheduler: &Scheduler,
+    observatory: &Observatory,
     job: &Job,
-    history: Option<&JobHistory>,
     now: u64,
 ) -> JobHistoryView {
+    let history = observatory.history().job(job.id);
     // Running attempts of this job, longest first.
     let mut running: Vec<SlowTaskView> = scheduler
         .attempts()
@@ -707,7 +714,7 @@ fn history_view(
         .map(|(_, attempt)| SlowTaskView {
             task_index: attempt.task.index,
             duration_ms: now.saturating_sub(attempt.started_at),
-            worker: worker_label(scheduler, attempt.worker),
+            worker: worker_label(observatory, scheduler, attempt.worker),
             running: true,
         })
         .collect();
@@ -877,12 +884,7 @@ async fn get_job(State(state): State<RestState>, JobPath(job): JobPath) -> ApiRe
                 job: job_summary(found),
                 counters: found.task_counters().clone(),
                 queue: view.observatory.job_queue(job).map(QueueView::from),
-                history: history_view(
-                    scheduler,
-                    found,
-                    view.observatory.history().job(job),
-                    view.now,
-                ),
+                history: history_view(scheduler, view.observatory, found, view.now),
             })
         })
         .await?
@@ -992,6 +994,7 @@ async fn list_dead_letters(
     let letters = state
         .read(move |view| {
             let scheduler = view.scheduler;
+            let observatory = &*view.observatory;
             scheduler
                 .dead_letters(job)
                 .into_iter()
@@ -1013,7 +1016,7 @@ async fn list_dead_letters(
                                 failure_view(
                                     task.index,
                                     error,
-                                    worker_label(scheduler, error.worker),
+                                    worker_label(observatory, scheduler, error.worker),
                                 )
                             })
                             .collect(),

@@ -117,7 +117,11 @@ pub fn install_tracing(options: TracingOptions) -> Result<TracingGuard, TracingE
     let filter = EnvFilter::builder()
         .with_default_directive(options.default_level.into())
         .from_env_lossy();
-    let fmt_layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: in a file, `docker logs` or a log shipper, escape
+    // sequences are noise.
+    let fmt_layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt_layer = if options.json {
         fmt_layer.json().boxed()
     } else {

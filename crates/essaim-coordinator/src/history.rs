@@ -344,7 +344,12 @@ impl JobHistory {
         })
     }
 
-    fn record_slow(&mut self, task_index: u32, duration_ms: Millis, worker: String) {
+    fn record_slow(
+        &mut self,
+        task_index: u32,
+        duration_ms: Millis,
+        worker: impl FnOnce() -> String,
+    ) {
         let slowest_enough = self.slowest.len() < SLOWEST_KEPT
             || self
                 .slowest
@@ -359,12 +364,12 @@ impl JobHistory {
                 return;
             }
             existing.duration_ms = duration_ms;
-            existing.worker = worker;
+            existing.worker = worker();
         } else {
             self.slowest.push(SlowTask {
                 task_index,
                 duration_ms,
-                worker,
+                worker: worker(),
             });
         }
         self.slowest.sort_by(|a, b| {
@@ -405,6 +410,8 @@ impl History {
         event: &JournalEvent,
         worker_name: &dyn Fn(WorkerId) -> Option<String>,
     ) {
+        // Names are looked up (and allocated) only where one is kept: a new worker share,
+        // a slow task, a failure. The hot path, a commit by a known worker, needs none.
         let name_of = |worker: WorkerId| worker_name(worker).unwrap_or_else(|| worker.to_string());
         match event {
             JournalEvent::JobSubmitted { job, spec, at } => {
@@ -420,7 +427,7 @@ impl History {
                 }
             }
             JournalEvent::TaskSucceeded { result, at } => {
-                self.record_commit(result, *at, name_of(result.worker));
+                self.record_commit(result, *at, || name_of(result.worker));
             }
             JournalEvent::AttemptFailed { task, error } => {
                 self.record_failure(*task, error, name_of(error.worker), false);
@@ -448,7 +455,12 @@ impl History {
         }
     }
 
-    fn record_commit(&mut self, result: &CommittedResult, at: Millis, worker_name: String) {
+    fn record_commit(
+        &mut self,
+        result: &CommittedResult,
+        at: Millis,
+        worker_name: impl Fn() -> String,
+    ) {
         let duration = result.duration_ms;
         if let Some(bucket) = self.cluster.bucket_at(at) {
             bucket.committed += 1;
@@ -463,7 +475,7 @@ impl History {
         history.totals.committed += 1;
         history.totals.busy_ms += duration;
         history.durations.record(duration);
-        let share = history.share(result.worker, || worker_name.clone());
+        let share = history.share(result.worker, &worker_name);
         share.committed += 1;
         share.busy_ms += duration;
         history.record_slow(result.task.index, duration, worker_name);

@@ -22,6 +22,8 @@ fn curve(unit: &'static str, medians: &[(usize, f64)]) -> ScalingCurve {
                 median: *median,
                 speedup: Some(median / baseline),
                 efficiency: Some(median / baseline / *workers as f64),
+                others_cores: vec![Some(0.05)],
+                disturbed_runs_repeated: 0,
             })
             .collect(),
     }
@@ -95,7 +97,7 @@ pub fn sample_results() -> Results {
                 core_seconds_per_gb: 6.4,
                 busy_s: 0.04,
                 slot_utilisation: 0.8,
-                cpu_others_s: Some(0.01),
+                others_cores: Some(0.01),
             }],
             cost: vec![CostPoint {
                 workers: 1,

@@ -212,20 +212,27 @@ fn load(load: Option<[f64; 3]>) -> String {
 fn scaling_table(out: &mut String, curve: &ScalingCurve) {
     let _ = writeln!(
         out,
-        "| workers | slots each | {} per run | median | speed-up | efficiency |\n|---|---|---|---|---|---|",
+        "| workers | slots each | {} per run | median | speed-up | efficiency | cores used by other processes, per run | runs repeated (disturbed) |\n|---|---|---|---|---|---|---|---|",
         curve.unit
     );
     for point in &curve.points {
         let runs: Vec<String> = point.runs.iter().map(|run| number(*run, 1)).collect();
+        let others: Vec<String> = point
+            .others_cores
+            .iter()
+            .map(|cores| optional(*cores, 2))
+            .collect();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             point.workers,
             point.slots_per_worker,
             runs.join(", "),
             number(point.median, 1),
             optional(point.speedup, 2),
-            optional(point.efficiency, 2)
+            optional(point.efficiency, 2),
+            others.join(", "),
+            point.disturbed_runs_repeated
         );
     }
     out.push('\n');
@@ -281,7 +288,7 @@ mod tests {
         ] {
             assert!(summary.contains(heading), "{heading} missing:\n{summary}");
         }
-        assert!(summary.contains("| 2 | 2 | 185.0 | 185.0 | 1.95 | 0.97 |"));
+        assert!(summary.contains("| 2 | 2 | 185.0 | 185.0 | 1.95 | 0.97 | 0.05 | 0 |"));
         assert!(summary.contains("| 1 s | 0.2 s | 1 | 1.050 | 1.060 (1.060..1.060) |"));
         assert!(summary.contains("cannot scale past 2 workers"));
         assert!(summary.contains("![balance.svg](balance.svg)"));

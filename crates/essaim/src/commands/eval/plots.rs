@@ -39,7 +39,7 @@ pub fn plots(results: &Results) -> Vec<PlotFile> {
             svg: row_to_svg(
                 "Throughput vs workers: word count",
                 &scaling_charts(
-                    "word count (CPU-bound)",
+                    "word count, CPU-bound",
                     &wordcount.curve,
                     Some(results.machine.cores),
                 ),
@@ -313,7 +313,10 @@ fn cost_chart(results: &Results) -> Chart {
         .unwrap_or_default();
     let labels = cost
         .iter()
-        .map(|point| format!("{} workers", point.workers))
+        .map(|point| match point.workers {
+            1 => "1 worker".to_string(),
+            workers => format!("{workers} workers"),
+        })
         .collect();
     let bars = |name: &str, colour, value: fn(&super::scaling::CostPoint) -> f64| Series {
         name: name.into(),

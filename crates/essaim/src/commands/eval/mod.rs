@@ -109,7 +109,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The full evaluation: about 5–10 minutes on a quiet 2-core machine.
+    /// The full evaluation: about 2–3 minutes on a quiet 2-core machine.
     fn full() -> Self {
         Self {
             repeats: 3,

@@ -22,7 +22,7 @@
 //! - **time to drain** `T = B / (c/S − λ)` when `g < 0`, `+∞` when `g ≥ 0`, `0` when the
 //!   backlog is empty, unknown until a first attempt committed (no `S` yet);
 //! - **slots needed** `n = λ·S + B·S / T*`: the slots arrivals keep busy, plus those that
-//!   clear the backlog within the target drain time `T*` ([`QueueTargets::drain_target`]);
+//!   clear the backlog within the target drain time `T*` ([`QueueTargets::drain_target_s`]);
 //! - **recommended workers** `⌈Σn / (s·ρ*)⌉` over all running jobs, where `s` is the
 //!   mean slots per worker and `ρ*` the target utilisation (default 0.8: a little
 //!   headroom so that queues do not grow on every burst). It is at least 1 while any

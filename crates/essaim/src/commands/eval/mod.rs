@@ -1,5 +1,5 @@
 //! `essaim eval --out DIR`: the evaluation harness. It starts real clusters of local
-//! processes on loopback, runs one scenario per question of the evaluation brief, reads
+//! processes on loopback, runs one scenario per evaluation question, reads
 //! the coordinator's REST API, and writes `results.json`, one SVG per plot and a Markdown
 //! summary.
 //!

@@ -1,0 +1,9 @@
+//! The pure core of essaim's streaming pipelines. (Crate map and semantics: see below.)
+#![warn(missing_docs)]
+
+pub mod hash;
+pub mod record;
+pub mod schema;
+
+#[cfg(test)]
+mod test_rng;

@@ -1,0 +1,642 @@
+//! Schemas: how a line of CSV becomes a [`Record`].
+//!
+//! Parsing lives here, apart from any reading, so that a source (a file, a broker
+//! subject) only hands over bytes and a position, and so that every way a line can be
+//! wrong is an error value naming the line and the column — never a panic. Malformed
+//! input is the normal case for a stream of real data: the runtime sends these errors to
+//! a dead-letter output and counts them.
+//!
+//! The CSV dialect is RFC 4180 within one line: fields separated by commas, optionally
+//! in double quotes, a doubled quote inside quotes standing for one quote. An empty
+//! unquoted field is null; a quoted empty field is the empty string. Timestamps are
+//! `YYYY-MM-DD HH:MM:SS[.fraction]` (a `T` may replace the space, a trailing `Z` is
+//! accepted), always UTC, as in the flights data set (`2001-01-01 00:01:00.000000`).
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hash::fnv1a_64;
+use crate::record::{EventTime, Fields, Record, RecordId, Value};
+
+/// The type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    /// Kept as text.
+    String,
+    /// A signed 64-bit integer.
+    Int,
+    /// A finite float.
+    Float,
+    /// `true` or `false` (any case).
+    Bool,
+    /// A UTC timestamp, stored as integer milliseconds since the epoch.
+    Timestamp,
+}
+
+/// A named, typed column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    /// The field name the column's value is stored under.
+    pub name: String,
+    /// How the column's text is parsed.
+    #[serde(rename = "type")]
+    pub column_type: ColumnType,
+}
+
+impl Column {
+    /// Returns a column.
+    pub fn new(name: &str, column_type: ColumnType) -> Column {
+        Column {
+            name: name.to_owned(),
+            column_type,
+        }
+    }
+}
+
+/// A validated schema: the columns in order and which of them give the record's id,
+/// event time and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schema {
+    columns: Vec<Column>,
+    id_column: Option<usize>,
+    time_column: usize,
+    key_column: Option<usize>,
+}
+
+/// A schema that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// Two columns share a name.
+    #[error("column `{0}` is declared twice")]
+    DuplicateColumn(String),
+    /// A role names a column that does not exist.
+    #[error("the {role} column `{name}` is not a column of the schema")]
+    UnknownColumn {
+        /// `id`, `time` or `key`.
+        role: &'static str,
+        /// The missing name.
+        name: String,
+    },
+    /// The column given a role has a type that cannot play it.
+    #[error("the {role} column `{name}` has type {found:?}, expected one of {expected}")]
+    WrongRoleType {
+        /// `id` or `time`.
+        role: &'static str,
+        /// The column.
+        name: String,
+        /// Its declared type.
+        found: ColumnType,
+        /// What the role accepts.
+        expected: &'static str,
+    },
+}
+
+/// A line that does not fit its schema. `line` is the position the source gave.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The bytes are not UTF-8.
+    #[error("line {line}: invalid UTF-8 after byte {valid_up_to}")]
+    InvalidUtf8 {
+        /// The line's position in its source.
+        line: u64,
+        /// How many leading bytes were valid.
+        valid_up_to: usize,
+    },
+    /// A quoted field is not closed, or a closing quote is followed by text.
+    #[error("line {line}: malformed quoting in field {field}")]
+    BadQuoting {
+        /// The line's position in its source.
+        line: u64,
+        /// The 1-based field number.
+        field: usize,
+    },
+    /// Too many or too few fields.
+    #[error("line {line}: expected {expected} fields, found {found}")]
+    WrongFieldCount {
+        /// The line's position in its source.
+        line: u64,
+        /// The schema's column count.
+        expected: usize,
+        /// The line's field count.
+        found: usize,
+    },
+    /// A field does not parse as its column's type.
+    #[error("line {line}: column `{column}` expects {expected:?}, found `{text}`")]
+    WrongType {
+        /// The line's position in its source.
+        line: u64,
+        /// The column name.
+        column: String,
+        /// The column type.
+        expected: ColumnType,
+        /// The field text, cut to 64 characters.
+        text: String,
+    },
+    /// The id or time column is empty.
+    #[error("line {line}: the {role} column `{column}` is empty")]
+    MissingRequired {
+        /// The line's position in its source.
+        line: u64,
+        /// `id` or `time`.
+        role: &'static str,
+        /// The column name.
+        column: String,
+    },
+}
+
+impl Schema {
+    /// Validates a schema. `id` may be absent (records are then identified by their
+    /// position); `time` must name a timestamp or integer (milliseconds) column; `id` an
+    /// integer or string column.
+    pub fn new(
+        columns: Vec<Column>,
+        id: Option<&str>,
+        time: &str,
+        key: Option<&str>,
+    ) -> Result<Schema, SchemaError> {
+        for (index, column) in columns.iter().enumerate() {
+            if columns[..index]
+                .iter()
+                .any(|earlier| earlier.name == column.name)
+            {
+                return Err(SchemaError::DuplicateColumn(column.name.clone()));
+            }
+        }
+        let find = |role: &'static str, name: &str| {
+            columns
+                .iter()
+                .position(|column| column.name == name)
+                .ok_or_else(|| SchemaError::UnknownColumn {
+                    role,
+                    name: name.to_owned(),
+                })
+        };
+        let time_column = find("time", time)?;
+        let id_column = id.map(|name| find("id", name)).transpose()?;
+        let key_column = key.map(|name| find("key", name)).transpose()?;
+        let time_type = columns[time_column].column_type;
+        if !matches!(time_type, ColumnType::Timestamp | ColumnType::Int) {
+            return Err(SchemaError::WrongRoleType {
+                role: "time",
+                name: time.to_owned(),
+                found: time_type,
+                expected: "timestamp, int",
+            });
+        }
+        if let Some(index) = id_column {
+            let id_type = columns[index].column_type;
+            if !matches!(id_type, ColumnType::Int | ColumnType::String) {
+                return Err(SchemaError::WrongRoleType {
+                    role: "id",
+                    name: columns[index].name.clone(),
+                    found: id_type,
+                    expected: "int, string",
+                });
+            }
+        }
+        Ok(Schema {
+            columns,
+            id_column,
+            time_column,
+            key_column,
+        })
+    }
+
+    /// Returns the columns in order.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    /// Parses one line (with or without its line ending) into a record. `line` is the
+    /// line's position in its source: it names the line in errors and is the record's
+    /// id when the schema has no id column.
+    pub fn parse_line(&self, bytes: &[u8], line: u64) -> Result<Record, RecordError> {
+        let text = std::str::from_utf8(bytes).map_err(|error| RecordError::InvalidUtf8 {
+            line,
+            valid_up_to: error.valid_up_to(),
+        })?;
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        let cells =
+            split_csv_line(text).map_err(|field| RecordError::BadQuoting { line, field })?;
+        if cells.len() != self.columns.len() {
+            return Err(RecordError::WrongFieldCount {
+                line,
+                expected: self.columns.len(),
+                found: cells.len(),
+            });
+        }
+        let mut fields = Fields::new();
+        let mut values = Vec::with_capacity(cells.len());
+        for (cell, column) in cells.into_iter().zip(&self.columns) {
+            let value =
+                parse_cell(&cell, column.column_type).ok_or_else(|| RecordError::WrongType {
+                    line,
+                    column: column.name.clone(),
+                    expected: column.column_type,
+                    text: cell.text().chars().take(64).collect(),
+                })?;
+            values.push(value);
+        }
+        let required = |role: &'static str, index: usize| RecordError::MissingRequired {
+            line,
+            role,
+            column: self.columns[index].name.clone(),
+        };
+        let time = match &values[self.time_column] {
+            Value::Int(millis) => EventTime(*millis),
+            _ => return Err(required("time", self.time_column)),
+        };
+        let id = match self.id_column.map(|index| (index, &values[index])) {
+            None => RecordId(line),
+            // Integer ids keep their bits, so negative ids stay distinct.
+            Some((_, Value::Int(int))) => RecordId(u64::from_ne_bytes(int.to_ne_bytes())),
+            Some((_, Value::Str(text))) => RecordId(fnv1a_64(text.as_bytes())),
+            Some((index, _)) => return Err(required("id", index)),
+        };
+        let key = self.key_column.map(|index| values[index].to_key_string());
+        for (column, value) in self.columns.iter().zip(values) {
+            fields.insert(column.name.clone(), value);
+        }
+        Ok(Record {
+            id,
+            time,
+            key,
+            fields,
+        })
+    }
+}
+
+/// One field of a CSV line, before typing.
+#[derive(Debug, PartialEq)]
+enum Cell<'a> {
+    /// Unquoted text (empty means null).
+    Bare(&'a str),
+    /// Quoted text, unescaped.
+    Quoted(Cow<'a, str>),
+}
+
+impl Cell<'_> {
+    fn text(&self) -> &str {
+        match self {
+            Cell::Bare(text) => text,
+            Cell::Quoted(text) => text,
+        }
+    }
+}
+
+/// Splits a line into cells; on malformed quoting returns the 1-based field number.
+fn split_csv_line(line: &str) -> Result<Vec<Cell<'_>>, usize> {
+    let mut cells = Vec::new();
+    let mut rest = line;
+    loop {
+        let field_number = cells.len() + 1;
+        if let Some(after_quote) = rest.strip_prefix('"') {
+            let (cell, remainder) = split_quoted(after_quote).ok_or(field_number)?;
+            cells.push(Cell::Quoted(cell));
+            match remainder.strip_prefix(',') {
+                Some(next) => rest = next,
+                None if remainder.is_empty() => return Ok(cells),
+                // Text after a closing quote: `"a"b` is not a field.
+                None => return Err(field_number),
+            }
+        } else {
+            match rest.split_once(',') {
+                Some((cell, next)) => {
+                    cells.push(Cell::Bare(cell));
+                    rest = next;
+                }
+                None => {
+                    cells.push(Cell::Bare(rest));
+                    return Ok(cells);
+                }
+            }
+        }
+    }
+}
+
+/// Reads a quoted field's content (after its opening quote); returns the unescaped text
+/// and what follows the closing quote, or `None` when the quote is never closed.
+fn split_quoted(text: &str) -> Option<(Cow<'_, str>, &str)> {
+    let mut unescaped: Option<String> = None;
+    let mut start = 0;
+    loop {
+        let quote = start + text[start..].find('"')?;
+        let escaped_quote = text[quote + 1..].starts_with('"');
+        if !escaped_quote {
+            let cell = match unescaped {
+                Some(mut owned) => {
+                    owned.push_str(&text[start..quote]);
+                    Cow::Owned(owned)
+                }
+                None => Cow::Borrowed(&text[..quote]),
+            };
+            return Some((cell, &text[quote + 1..]));
+        }
+        let owned = unescaped.get_or_insert_with(String::new);
+        owned.push_str(&text[start..=quote]);
+        start = quote + 2;
+    }
+}
+
+/// Types one cell; `None` when its text does not parse as `column_type`.
+fn parse_cell(cell: &Cell<'_>, column_type: ColumnType) -> Option<Value> {
+    let text = match cell {
+        Cell::Bare("") => return Some(Value::Null),
+        Cell::Quoted(text) if column_type == ColumnType::String => {
+            return Some(Value::Str(text.to_string()));
+        }
+        other => other.text().trim(),
+    };
+    match column_type {
+        ColumnType::String => Some(Value::Str(text.to_owned())),
+        ColumnType::Int => text.parse().ok().map(Value::Int),
+        ColumnType::Float => text
+            .parse::<f64>()
+            .ok()
+            .filter(|float| float.is_finite())
+            .map(Value::Float),
+        ColumnType::Bool => match text.to_ascii_lowercase().as_str() {
+            "true" => Some(Value::Bool(true)),
+            "false" => Some(Value::Bool(false)),
+            _ => None,
+        },
+        ColumnType::Timestamp => parse_timestamp(text).map(Value::Int),
+    }
+}
+
+/// Parses `YYYY-MM-DD[ T]HH:MM:SS[.fraction][Z]` as UTC milliseconds since the epoch.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let bytes = text.as_bytes();
+    if bytes.len() < 19 || !matches!(bytes[10], b' ' | b'T') {
+        return None;
+    }
+    let separators_in_place =
+        bytes[4] == b'-' && bytes[7] == b'-' && bytes[13] == b':' && bytes[16] == b':';
+    if !separators_in_place {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u32> {
+        let digits = text.get(range)?;
+        if !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let millis = match &text[19..] {
+        "" => 0,
+        fraction => {
+            let digits = fraction.strip_prefix('.')?;
+            if digits.is_empty() || !digits.bytes().all(|byte| byte.is_ascii_digit()) {
+                return None;
+            }
+            // Milliseconds are the first three digits; finer digits are truncated.
+            let padded = format!("{digits:0<3}");
+            padded[..3].parse::<i64>().ok()?
+        }
+    };
+    let date_valid = (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month);
+    if !date_valid || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let seconds =
+        days * 86_400 + i64::from(hour) * 3_600 + i64::from(minute) * 60 + i64::from(second);
+    Some(seconds * 1_000 + millis)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    // Months counted from March, so that February's leap day ends the year.
+    let month_from_march = i64::from((month + 9) % 12);
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flights_schema() -> Schema {
+        Schema::new(
+            vec![
+                Column::new("date", ColumnType::Timestamp),
+                Column::new("delay", ColumnType::Int),
+                Column::new("distance", ColumnType::Int),
+                Column::new("origin", ColumnType::String),
+                Column::new("destination", ColumnType::String),
+            ],
+            None,
+            "date",
+            Some("origin"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_flights_line_parses_into_a_record() {
+        let record = flights_schema()
+            .parse_line(b"2001-01-01 00:01:00.000000,33,2176,\"LAS\",\"PHL\"\n", 2)
+            .unwrap();
+        assert_eq!(record.id, RecordId(2));
+        assert_eq!(record.time, EventTime(978_307_260_000));
+        assert_eq!(record.key.as_deref(), Some("LAS"));
+        assert_eq!(record.get("delay"), &Value::Int(33));
+        assert_eq!(record.get("destination"), &Value::from("PHL"));
+        assert_eq!(record.get("date"), &Value::Int(978_307_260_000));
+    }
+
+    #[test]
+    fn timestamps_match_known_epochs() {
+        assert_eq!(parse_timestamp("1970-01-01 00:00:00"), Some(0));
+        assert_eq!(
+            parse_timestamp("2000-03-01T00:00:00Z"),
+            Some(951_868_800_000)
+        );
+        assert_eq!(parse_timestamp("1969-12-31 23:59:59.5"), Some(-500));
+        assert_eq!(
+            parse_timestamp("2024-02-29 12:00:00.123456"),
+            Some(1_709_208_000_123)
+        );
+        for bad in [
+            "2001-02-29 00:00:00",
+            "2001-13-01 00:00:00",
+            "2001-01-01 24:00:00",
+            "2001-01-01",
+            "2001-01-01 00:00:00.",
+            "2001-01-01 00:00:00.x",
+            "+001-01-01 00:00:00",
+            "２001-01-01 00:00:00",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn quoting_follows_rfc_4180_within_a_line() {
+        let cells = split_csv_line(r#"a,"b,c","d""e","",,"#).unwrap();
+        assert_eq!(
+            cells,
+            vec![
+                Cell::Bare("a"),
+                Cell::Quoted("b,c".into()),
+                Cell::Quoted("d\"e".into()),
+                Cell::Quoted("".into()),
+                Cell::Bare(""),
+                Cell::Bare(""),
+            ]
+        );
+        assert_eq!(split_csv_line(r#"a,"b"#), Err(2));
+        assert_eq!(split_csv_line(r#""a"b,c"#), Err(1));
+    }
+
+    #[test]
+    fn empty_fields_are_null_and_quoted_empty_strings_are_not() {
+        let schema = Schema::new(
+            vec![
+                Column::new("t", ColumnType::Int),
+                Column::new("a", ColumnType::String),
+                Column::new("b", ColumnType::String),
+                Column::new("c", ColumnType::Float),
+            ],
+            None,
+            "t",
+            None,
+        )
+        .unwrap();
+        let record = schema.parse_line(b"5,,\"\",", 0).unwrap();
+        assert_eq!(record.get("a"), &Value::Null);
+        assert_eq!(record.get("b"), &Value::from(""));
+        assert_eq!(record.get("c"), &Value::Null);
+    }
+
+    #[test]
+    fn malformed_lines_are_errors_that_name_line_and_column() {
+        let schema = flights_schema();
+        let cases: Vec<(&[u8], RecordError)> = vec![
+            (
+                b"\xff,1,2,a,b",
+                RecordError::InvalidUtf8 {
+                    line: 9,
+                    valid_up_to: 0,
+                },
+            ),
+            (
+                b"2001-01-01 00:01:00,1,2,a",
+                RecordError::WrongFieldCount {
+                    line: 9,
+                    expected: 5,
+                    found: 4,
+                },
+            ),
+            (
+                b"2001-01-01 00:01:00,late,2,a,b",
+                RecordError::WrongType {
+                    line: 9,
+                    column: "delay".into(),
+                    expected: ColumnType::Int,
+                    text: "late".into(),
+                },
+            ),
+            (
+                b",1,2,a,b",
+                RecordError::MissingRequired {
+                    line: 9,
+                    role: "time",
+                    column: "date".into(),
+                },
+            ),
+            (
+                b"2001-01-01 00:01:00,1,2,\"a,b",
+                RecordError::BadQuoting { line: 9, field: 4 },
+            ),
+        ];
+        for (line, expected) in cases {
+            assert_eq!(schema.parse_line(line, 9), Err(expected));
+        }
+    }
+
+    #[test]
+    fn string_and_integer_id_columns_give_ids() {
+        let columns = vec![
+            Column::new("id", ColumnType::String),
+            Column::new("t", ColumnType::Int),
+        ];
+        let schema = Schema::new(columns, Some("id"), "t", None).unwrap();
+        assert_eq!(
+            schema.parse_line(b"abc,1", 0).unwrap().id,
+            RecordId(fnv1a_64(b"abc"))
+        );
+        let columns = vec![
+            Column::new("id", ColumnType::Int),
+            Column::new("t", ColumnType::Int),
+        ];
+        let schema = Schema::new(columns, Some("id"), "t", None).unwrap();
+        assert_eq!(schema.parse_line(b"42,1", 0).unwrap().id, RecordId(42));
+        assert!(matches!(
+            schema.parse_line(b",1", 0),
+            Err(RecordError::MissingRequired { role: "id", .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_schemas_are_refused() {
+        let columns = || {
+            vec![
+                Column::new("a", ColumnType::String),
+                Column::new("t", ColumnType::Int),
+            ]
+        };
+        assert!(matches!(
+            Schema::new(columns(), None, "a", None),
+            Err(SchemaError::WrongRoleType { role: "time", .. })
+        ));
+        assert!(matches!(
+            Schema::new(columns(), Some("x"), "t", None),
+            Err(SchemaError::UnknownColumn { role: "id", .. })
+        ));
+        let twice = vec![
+            Column::new("t", ColumnType::Int),
+            Column::new("t", ColumnType::Int),
+        ];
+        assert!(matches!(
+            Schema::new(twice, None, "t", None),
+            Err(SchemaError::DuplicateColumn(_))
+        ));
+    }
+
+    #[test]
+    fn random_bytes_never_panic_the_parser() {
+        let schema = flights_schema();
+        let mut rng = crate::test_rng::TestRng::new(7);
+        let alphabet = b"0123456789-:. ,\"abc\xff\xc3\r\nT";
+        for _ in 0..20_000 {
+            let length = rng.below(40) as usize;
+            let line: Vec<u8> = (0..length)
+                .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
+                .collect();
+            let _ = schema.parse_line(&line, 0);
+            let _ = std::str::from_utf8(&line).map(parse_timestamp);
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The pure core of essaim's streaming pipelines. (Crate map and semantics: see below.)
 #![warn(missing_docs)]
 
+pub mod expr;
 pub mod hash;
 pub mod record;
 pub mod schema;

@@ -3,6 +3,7 @@
 
 pub mod expr;
 pub mod hash;
+pub mod ops;
 pub mod record;
 pub mod schema;
 

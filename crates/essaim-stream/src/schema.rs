@@ -214,33 +214,8 @@ impl Schema {
     /// line's position in its source: it names the line in errors and is the record's
     /// id when the schema has no id column.
     pub fn parse_line(&self, bytes: &[u8], line: u64) -> Result<Record, RecordError> {
-        let text = std::str::from_utf8(bytes).map_err(|error| RecordError::InvalidUtf8 {
-            line,
-            valid_up_to: error.valid_up_to(),
-        })?;
-        let text = text.strip_suffix('\n').unwrap_or(text);
-        let text = text.strip_suffix('\r').unwrap_or(text);
-        let cells =
-            split_csv_line(text).map_err(|field| RecordError::BadQuoting { line, field })?;
-        if cells.len() != self.columns.len() {
-            return Err(RecordError::WrongFieldCount {
-                line,
-                expected: self.columns.len(),
-                found: cells.len(),
-            });
-        }
+        let values = parse_row(&self.columns, bytes, line)?;
         let mut fields = Fields::new();
-        let mut values = Vec::with_capacity(cells.len());
-        for (cell, column) in cells.into_iter().zip(&self.columns) {
-            let value =
-                parse_cell(&cell, column.column_type).ok_or_else(|| RecordError::WrongType {
-                    line,
-                    column: column.name.clone(),
-                    expected: column.column_type,
-                    text: cell.text().chars().take(64).collect(),
-                })?;
-            values.push(value);
-        }
         let required = |role: &'static str, index: usize| RecordError::MissingRequired {
             line,
             role,
@@ -268,6 +243,41 @@ impl Schema {
             fields,
         })
     }
+}
+
+/// Parses one line into one value per column (the part of parsing that dimension tables
+/// share with sources).
+pub(crate) fn parse_row(
+    columns: &[Column],
+    bytes: &[u8],
+    line: u64,
+) -> Result<Vec<Value>, RecordError> {
+    let text = std::str::from_utf8(bytes).map_err(|error| RecordError::InvalidUtf8 {
+        line,
+        valid_up_to: error.valid_up_to(),
+    })?;
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    let cells = split_csv_line(text).map_err(|field| RecordError::BadQuoting { line, field })?;
+    if cells.len() != columns.len() {
+        return Err(RecordError::WrongFieldCount {
+            line,
+            expected: columns.len(),
+            found: cells.len(),
+        });
+    }
+    let mut values = Vec::with_capacity(cells.len());
+    for (cell, column) in cells.into_iter().zip(columns) {
+        let value =
+            parse_cell(&cell, column.column_type).ok_or_else(|| RecordError::WrongType {
+                line,
+                column: column.name.clone(),
+                expected: column.column_type,
+                text: cell.text().chars().take(64).collect(),
+            })?;
+        values.push(value);
+    }
+    Ok(values)
 }
 
 /// One field of a CSV line, before typing.

@@ -6,6 +6,7 @@ pub mod hash;
 pub mod ops;
 pub mod record;
 pub mod schema;
+pub mod sketch;
 
 #[cfg(test)]
 mod test_rng;

@@ -11,6 +11,7 @@
 //! configuration, reloaded with the pipeline.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use crate::expr::Expr;
@@ -71,10 +72,11 @@ impl DimensionTable {
                 Value::Null => return Err(TableError::NullKey { line }),
                 value => value.to_key_string(),
             };
-            if rows.contains_key(&key) {
-                duplicate_keys += 1;
-            } else {
-                rows.insert(key, values);
+            match rows.entry(key) {
+                Entry::Occupied(_) => duplicate_keys += 1,
+                Entry::Vacant(slot) => {
+                    slot.insert(values);
+                }
             }
         }
         Ok(DimensionTable {

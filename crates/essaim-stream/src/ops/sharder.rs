@@ -125,10 +125,7 @@ mod tests {
         assert_eq!(out[4].port, Sharder::ERROR);
         let state = sharder.state().clone();
         assert_eq!(state.records_per_partition.iter().sum::<u64>(), 4);
-        assert_eq!(
-            state.records_per_partition[sharder.partition("ATL") as usize] >= 2,
-            true
-        );
+        assert!(state.records_per_partition[sharder.partition("ATL") as usize] >= 2);
         let restored = Sharder::with_state(Expr::parse("origin").unwrap(), 4, state.clone());
         assert_eq!(restored.state(), &state);
     }

@@ -314,12 +314,17 @@ def check_compose(root, essaim):
           "compose keeps the journal on a named volume")
 
     worker = services["worker"]
-    entrypoint = " ".join(worker["entrypoint"])
-    worker_flags = flag_values(worker["command"])
-    worker_flags.update(flag_values(re.findall(r"--[a-z-]+", entrypoint)))
+    check(worker["command"][0] == "worker" and "entrypoint" not in worker,
+          "compose workers run `essaim worker` through the image's entrypoint")
+    worker_flags = flag_values(worker["command"][1:])
     unknown = set(worker_flags) - accepted_flags(essaim, "worker")
     check(not unknown, f"compose worker flags are known {sorted(unknown)}")
-    check("--advertised-host" in worker_flags, "compose workers advertise their own address")
+    # Listening on every interface with no advertised host, a worker advertises the
+    # address it reaches the coordinator from: its own on the compose network.
+    check(worker_flags["--http-listen"].startswith("0.0.0.0:")
+          and "--advertised-host" not in worker_flags
+          and "ESSAIM_ADVERTISED_HOST" not in worker["environment"],
+          "compose workers advertise their own address (wildcard listen, no fixed host)")
     worker_port = listen_port(worker_flags["--http-listen"])
     check(worker["healthcheck"]["test"][-1] == str(worker_port)
           and worker["environment"]["ESSAIM_HEALTH_PORT"] == str(worker_port),

@@ -7,6 +7,7 @@ pub mod ops;
 pub mod record;
 pub mod schema;
 pub mod sketch;
+pub mod spec;
 pub mod window;
 
 #[cfg(test)]

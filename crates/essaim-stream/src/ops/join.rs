@@ -11,7 +11,7 @@
 //!
 //! The assembled record has id `fnv1a_64(block)`, the latest part's time, the block as
 //! its key, and fields `block`, `parts` (how many arrived) and every field `f` of part `i`
-//! as `i.f`.
+//! as `p{i}_{f}` (a name expressions can read).
 //!
 //! Memory: the open blocks and their parts. A block lives at most `timeout_ms` of event
 //! time past its first part, so the state is bounded by the parts arriving within
@@ -232,7 +232,7 @@ fn assemble(block_id: &str, block: OpenBlock) -> Record {
         .insert("parts".into(), Value::Int(block.parts.len() as i64));
     for (index, part) in block.parts {
         for (name, value) in part.fields {
-            record.fields.insert(format!("{index}.{name}"), value);
+            record.fields.insert(format!("p{index}_{name}"), value);
         }
     }
     record
@@ -286,7 +286,7 @@ mod tests {
         assert_eq!(block.port, Port::OUT);
         assert_eq!(block.record.get("block"), &Value::from("v:0"));
         assert_eq!(block.record.get("parts"), &Value::Int(3));
-        assert_eq!(block.record.get("2.frame"), &Value::Int(2));
+        assert_eq!(block.record.get("p2_frame"), &Value::Int(2));
         assert_eq!(block.record.time, EventTime(12));
         assert!(join.state().blocks.is_empty());
     }

@@ -1,0 +1,284 @@
+use super::*;
+
+const DEMO: &str = include_str!("../../tests/data/flights.toml");
+
+fn error_of(text: &str) -> String {
+    PipelineSpec::from_toml(text).unwrap_err().to_string()
+}
+
+/// The demo spec with one line replaced.
+fn demo_with(old: &str, new: &str) -> String {
+    assert!(DEMO.contains(old), "{old}");
+    DEMO.replacen(old, new, 1)
+}
+
+#[test]
+fn the_demo_spec_validates_in_topological_order() {
+    let spec = PipelineSpec::from_toml(DEMO).unwrap();
+    let names: Vec<&str> = spec
+        .operators
+        .iter()
+        .map(|operator| operator.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["valid", "by_delay", "with_state", "by_state", "hourly"]
+    );
+    let enrich = spec.operator("with_state").unwrap();
+    assert_eq!(
+        enrich.inputs,
+        vec![
+            StreamRef {
+                node: "by_delay".into(),
+                port: 0
+            },
+            StreamRef {
+                node: "by_delay".into(),
+                port: 1
+            }
+        ]
+    );
+    assert_eq!(
+        enrich.line,
+        Some(
+            DEMO.lines()
+                .position(|line| line.contains("\"with_state\""))
+                .unwrap()
+                + 1
+        )
+    );
+    assert_eq!(
+        spec.sinks[2].input,
+        StreamRef {
+            node: "with_state".into(),
+            port: 1
+        }
+    );
+}
+
+#[test]
+fn operators_listed_out_of_order_are_sorted() {
+    let text = r#"
+version = 1
+[[source]]
+name = "s"
+time = "t"
+columns = [{ name = "t", type = "int" }]
+[[operator]]
+name = "b"
+kind = "filter"
+input = "a"
+predicate = "t > 1"
+[[operator]]
+name = "a"
+kind = "filter"
+input = "s"
+predicate = "t > 0"
+"#;
+    let spec = PipelineSpec::from_toml(text).unwrap();
+    assert_eq!(spec.operators[0].name, "a");
+}
+
+#[test]
+fn mistakes_are_named_with_their_operator_and_line() {
+    let line_of = |needle: &str| DEMO.lines().position(|line| line.contains(needle)).unwrap() + 1;
+    let cases = [
+        (
+            demo_with("input = \"valid\"", "input = \"nope\""),
+            format!(
+                "operator `by_delay` (line {}): unknown input `nope`",
+                line_of("\"by_delay\"")
+            ),
+        ),
+        (
+            demo_with("input = \"valid\"", "input = \"valid.rejected\""),
+            "has no output `rejected`".to_owned(),
+        ),
+        (
+            demo_with("name = \"by_state\"", "name = \"valid\""),
+            "this name is already used".to_owned(),
+        ),
+        (
+            demo_with("delay > 15", "delya > 15"),
+            "`branches.delayed` reads field `delya`, which no input carries".to_owned(),
+        ),
+        (
+            demo_with("delay > 15", "delay >"),
+            "`branches.delayed`: at byte 7: unexpected end".to_owned(),
+        ),
+        (
+            demo_with("kind = \"sharder\"", "kind = \"shard\""),
+            "unknown kind `shard`".to_owned(),
+        ),
+        (
+            demo_with("partitions = 8", "partitions = 8\nparts = 3"),
+            "key `parts` does not apply to a `sharder` operator".to_owned(),
+        ),
+        (
+            demo_with("partitions = 8", "partitions = 0"),
+            "`partitions` must be at least 1".to_owned(),
+        ),
+        (
+            demo_with(
+                "field = \"delay\" },\n  { name = \"p95",
+                "field = \"dealy\" },\n  { name = \"p95",
+            ),
+            "field `dealy` is not carried".to_owned(),
+        ),
+        (
+            demo_with(
+                "fields = { origin_state = \"state\" }",
+                "fields = { origin_state = \"region\" }",
+            ),
+            "has no column `region`".to_owned(),
+        ),
+        (
+            demo_with("key = \"origin_state\"", "key = \"state\""),
+            "reads field `state`".to_owned(),
+        ),
+        (
+            demo_with("version = 1", "version = 2"),
+            "version 2 is not supported".to_owned(),
+        ),
+        (
+            demo_with("allowed_lateness_ms = 0", "allowed_lateness = 0"),
+            "unknown field `allowed_lateness`".to_owned(),
+        ),
+        (
+            demo_with("input = \"hourly.late\"", "input = \"flights.late\""),
+            "source `flights` has no output `late`".to_owned(),
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = error_of(&text);
+        assert!(
+            error.contains(&expected),
+            "expected `{expected}` in `{error}`"
+        );
+    }
+}
+
+#[test]
+fn cycles_are_refused() {
+    let text = r#"
+version = 1
+[[source]]
+name = "s"
+time = "t"
+columns = [{ name = "t", type = "int" }]
+[[operator]]
+name = "a"
+kind = "merger"
+inputs = ["s", "b"]
+[[operator]]
+name = "b"
+kind = "filter"
+input = "a"
+predicate = "t > 0"
+"#;
+    let error = error_of(text);
+    assert!(
+        error.contains("operator `a` (line 8): this operator is part of a cycle"),
+        "{error}"
+    );
+}
+
+#[test]
+fn fields_are_tracked_through_maps_joins_and_windows() {
+    let text = r#"
+version = 1
+[[source]]
+name = "s"
+time = "t"
+columns = [{ name = "t", type = "int" }, { name = "v", type = "int" }, { name = "b", type = "string" }]
+[[operator]]
+name = "m"
+kind = "map"
+input = "s"
+set = { w = "v * 2" }
+rename = { v = "old_v" }
+drop = ["b"]
+[[operator]]
+name = "uses_map"
+kind = "filter"
+input = "m"
+predicate = "w > old_v and is_null(v)"
+"#;
+    let error = error_of(text);
+    assert!(error.contains("reads field `v`"), "{error}");
+    let text = text.replace("and is_null(v)", "");
+    PipelineSpec::from_toml(&text).unwrap();
+    let join = r#"
+version = 1
+[[source]]
+name = "s"
+time = "t"
+columns = [{ name = "t", type = "int" }, { name = "v", type = "int" }]
+[[operator]]
+name = "j"
+kind = "join"
+input = "s"
+block = "t / 10"
+part = "t % 2"
+parts = 2
+timeout_ms = 100
+[[operator]]
+name = "f"
+kind = "filter"
+inputs = ["j", "j.incomplete"]
+predicate = "p1_v > p0_v and parts == 2"
+"#;
+    PipelineSpec::from_toml(join).unwrap();
+}
+
+#[test]
+fn a_spec_can_be_built_in_rust() {
+    let raw = RawSpec {
+        version: SPEC_VERSION,
+        source: vec![RawSource {
+            name: Spanned::new(0..0, "s".into()),
+            columns: vec![Column::new("t", crate::schema::ColumnType::Int)],
+            time: "t".into(),
+            id: None,
+            key: None,
+            header: false,
+            out_of_orderness_ms: 0,
+        }],
+        operator: vec![RawOperator {
+            input: Some("s".into()),
+            outputs: Some(vec!["left".into(), "right".into()]),
+            ..RawOperator::new("copy", "copier")
+        }],
+        sink: vec![RawSink {
+            name: Spanned::new(0..0, "k".into()),
+            input: "copy.right".into(),
+        }],
+        ..Default::default()
+    };
+    let spec = PipelineSpec::from_raw(raw).unwrap();
+    assert_eq!(spec.sinks[0].input.port, 1);
+}
+
+#[test]
+fn garbage_specs_are_errors_not_panics() {
+    let mut rng = crate::test_rng::TestRng::new(3);
+    let lines: Vec<&str> = DEMO.lines().collect();
+    for _ in 0..300 {
+        // Drop, duplicate and swap random lines of the demo.
+        let mut mutated = lines.clone();
+        for _ in 0..3 {
+            let index = rng.below(mutated.len() as u64) as usize;
+            match rng.below(3) {
+                0 => {
+                    mutated.remove(index);
+                }
+                1 => mutated.insert(index, lines[rng.below(lines.len() as u64) as usize]),
+                _ => {
+                    let other = rng.below(mutated.len() as u64) as usize;
+                    mutated.swap(index, other);
+                }
+            }
+        }
+        let _ = PipelineSpec::from_toml(&mutated.join("\n"));
+    }
+}

@@ -4,6 +4,7 @@
 pub mod expr;
 pub mod hash;
 pub mod ops;
+pub mod pipeline;
 pub mod record;
 pub mod schema;
 pub mod sketch;

@@ -15,17 +15,18 @@
 //! cluster of the user's; `down -v` removes its containers, network and volumes
 //! whatever happens.
 
+#[path = "support/docker.rs"]
+mod docker_support;
+
+use docker_support::{
+    ESSAIM, binary_to_package, docker_is_usable, http_get, repository_root, succeeded,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The binary under test: the client on the host, and what the image packages.
-const ESSAIM: &str = env!("CARGO_BIN_EXE_essaim");
 
 /// The tag of the image under test; not `essaim:dev`, which is the user's.
 const IMAGE: &str = "essaim:test";
@@ -35,31 +36,6 @@ const WORKERS: usize = 3;
 
 /// How long containers may take to become healthy, and Prometheus to scrape them all.
 const EVENTUALLY: Duration = Duration::from_secs(120);
-
-fn repository_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Returns whether to run, or panics when Docker is missing and skipping is not allowed.
-fn docker_is_usable() -> bool {
-    let engine_answers = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if engine_answers {
-        return true;
-    }
-    let skip = std::env::var("ESSAIM_SKIP_DOCKER").is_ok_and(|value| value == "1");
-    assert!(
-        skip,
-        "no Docker engine answers `docker info`: start one (and install Compose), or set \
-         ESSAIM_SKIP_DOCKER=1 to skip the container test"
-    );
-    eprintln!("no Docker engine and ESSAIM_SKIP_DOCKER=1: skipped");
-    false
-}
 
 /// Returns the Compose command: the `docker compose` plugin, else `docker-compose`.
 fn compose_program() -> Vec<String> {
@@ -73,37 +49,6 @@ fn compose_program() -> Vec<String> {
         return vec!["docker".into(), "compose".into()];
     }
     vec!["docker-compose".into()]
-}
-
-/// Panics with the command's output unless it succeeded; returns its stdout.
-fn succeeded(what: &str, output: std::io::Result<Output>) -> String {
-    let output = output.unwrap_or_else(|error| panic!("{what}: cannot run: {error}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Returns a copy of the test's binary without debug info, for a small image; the
-/// binary itself when `strip` is not installed.
-fn binary_to_package() -> PathBuf {
-    if let Ok(path) = std::env::var("ESSAIM_BINARY") {
-        return PathBuf::from(path);
-    }
-    let stripped = Path::new(env!("CARGO_TARGET_TMPDIR")).join("essaim-for-image");
-    let status = Command::new("strip")
-        .args(["--strip-debug", "-o"])
-        .arg(&stripped)
-        .arg(ESSAIM)
-        .status();
-    match status {
-        Ok(status) if status.success() => stripped,
-        _ => PathBuf::from(ESSAIM),
-    }
 }
 
 /// One compose project, taken down with its volumes when dropped, even on panic.
@@ -215,38 +160,9 @@ impl Drop for Cluster {
     }
 }
 
-/// Sends an HTTP/1.0 GET (so that the answer is neither chunked nor kept alive) and
-/// returns the status code and the body.
-fn http_get(address: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("connect to a published port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("set a read timeout");
-    let authorization = token
-        .map(|token| format!("Authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {address}\r\n{authorization}\r\n"
-    )
-    .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or((response.as_str(), ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    (status, body.to_string())
-}
-
 fn get_json(address: &str, path: &str, token: Option<&str>) -> Value {
-    let (status, body) = http_get(address, path, token);
+    let (status, body) = http_get(address, path, token)
+        .unwrap_or_else(|error| panic!("GET {path} from {address}: {error}"));
     assert_eq!(status, 200, "GET {path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|error| panic!("GET {path}: {error}: {body}"))
 }
@@ -270,13 +186,13 @@ fn phase(started: Instant, what: &str) {
 
 #[test]
 fn compose_cluster_runs_jobs_from_the_host_on_every_worker_and_prometheus_scrapes_them_all() {
-    if !docker_is_usable() {
+    if !docker_is_usable("the container test") {
         return;
     }
     let started = Instant::now();
     let root = repository_root();
 
-    let binary = binary_to_package();
+    let (binary, stripped_here) = binary_to_package("essaim-for-image");
     succeeded(
         "deploy/docker/build-image.sh",
         Command::new(root.join("deploy/docker/build-image.sh"))
@@ -286,6 +202,9 @@ fn compose_cluster_runs_jobs_from_the_host_on_every_worker_and_prometheus_scrape
             .stderr(Stdio::inherit())
             .output(),
     );
+    if stripped_here {
+        let _already_gone = std::fs::remove_file(&binary);
+    }
     phase(started, "images built");
 
     let token = format!("test-token-{}", std::process::id());

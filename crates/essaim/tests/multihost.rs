@@ -21,6 +21,8 @@
 // A crate root's modules live next to it; this one lives in the test's own folder.
 #[path = "multihost/cluster.rs"]
 mod cluster;
+#[path = "support/docker.rs"]
+mod docker_support;
 
 use cluster::{Cluster, EVENTUALLY, WORKER_TIMEOUT, docker, eventually};
 use serde_json::Value;
@@ -166,7 +168,7 @@ fn seconds(duration: Duration) -> String {
 
 #[test]
 fn killed_worker_container_has_its_tasks_committed_by_the_others() {
-    if !cluster::docker_is_usable() {
+    if !cluster::docker_is_usable("the multi-host tests") {
         return;
     }
     cluster::build_image();
@@ -240,7 +242,7 @@ fn killed_worker_container_has_its_tasks_committed_by_the_others() {
 
 #[test]
 fn partitioned_worker_is_fenced_off_its_tasks_run_elsewhere_and_it_rejoins() {
-    if !cluster::docker_is_usable() {
+    if !cluster::docker_is_usable("the multi-host tests") {
         return;
     }
     cluster::build_image();
@@ -347,7 +349,7 @@ fn partitioned_worker_is_fenced_off_its_tasks_run_elsewhere_and_it_rejoins() {
 
 #[test]
 fn workers_started_mid_job_register_and_take_its_tasks() {
-    if !cluster::docker_is_usable() {
+    if !cluster::docker_is_usable("the multi-host tests") {
         return;
     }
     cluster::build_image();
@@ -395,7 +397,7 @@ fn workers_started_mid_job_register_and_take_its_tasks() {
 
 #[test]
 fn stopped_worker_drains_its_running_tasks_and_deregisters() {
-    if !cluster::docker_is_usable() {
+    if !cluster::docker_is_usable("the multi-host tests") {
         return;
     }
     cluster::build_image();

@@ -14,17 +14,14 @@
 //! The Docker helpers at the top are copied from `tests/containers.rs` (a few lines,
 //! kept apart so that each container test stays one file a reader can follow alone).
 
+use crate::docker_support::{ESSAIM, binary_to_package, http_get, repository_root};
+pub use crate::docker_support::{docker_is_usable, succeeded};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// The binary under test: the client on the host, and what the image packages.
-pub const ESSAIM: &str = env!("CARGO_BIN_EXE_essaim");
 
 /// The image under test, the one `tests/containers.rs` builds from the same binary.
 const IMAGE: &str = "essaim:test";
@@ -43,44 +40,6 @@ pub const EVENTUALLY: Duration = Duration::from_secs(90);
 /// How often conditions are polled.
 const POLL: Duration = Duration::from_millis(100);
 
-fn repository_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Returns whether to run, or panics when Docker is missing and skipping is not allowed.
-pub fn docker_is_usable() -> bool {
-    let engine_answers = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if engine_answers {
-        return true;
-    }
-    let skip = std::env::var("ESSAIM_SKIP_DOCKER").is_ok_and(|value| value == "1");
-    assert!(
-        skip,
-        "no Docker engine answers `docker info`: start one, or set ESSAIM_SKIP_DOCKER=1 \
-         to skip the multi-host tests"
-    );
-    eprintln!("no Docker engine and ESSAIM_SKIP_DOCKER=1: skipped");
-    false
-}
-
-/// Panics with the command's output unless it succeeded; returns its stdout.
-pub fn succeeded(what: &str, output: std::io::Result<Output>) -> String {
-    let output = output.unwrap_or_else(|error| panic!("{what}: cannot run: {error}"));
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Runs `docker ARGS`, panicking with its output unless it succeeded.
 pub fn docker(args: &[&str]) -> String {
     let output = Command::new("docker")
@@ -97,7 +56,10 @@ pub fn docker(args: &[&str]) -> String {
 pub fn build_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let (binary, stripped_here) = binary_to_package();
+        let (binary, stripped_here) = binary_to_package(&format!(
+            "essaim-for-multihost-image-{}",
+            std::process::id()
+        ));
         let built = Command::new(repository_root().join("deploy/docker/build-image.sh"))
             .env("ESSAIM_BINARY", &binary)
             .env("ESSAIM_IMAGE", IMAGE)
@@ -109,47 +71,6 @@ pub fn build_image() {
         }
         succeeded("deploy/docker/build-image.sh", built);
     });
-}
-
-/// Returns a copy of the test's binary without debug info (and true), or the binary
-/// to package as it is (and false). The copy is named after this process: the test
-/// processes of one run (nextest starts one per test) must not write each other's.
-fn binary_to_package() -> (PathBuf, bool) {
-    if let Ok(path) = std::env::var("ESSAIM_BINARY") {
-        return (PathBuf::from(path), false);
-    }
-    let stripped = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("essaim-for-multihost-image-{}", std::process::id()));
-    let status = Command::new("strip")
-        .args(["--strip-debug", "-o"])
-        .arg(&stripped)
-        .arg(ESSAIM)
-        .status();
-    match status {
-        Ok(status) if status.success() => (stripped, true),
-        _ => (PathBuf::from(ESSAIM), false),
-    }
-}
-
-/// Sends an HTTP/1.0 GET (neither chunked nor kept alive); returns status and body.
-fn http_get(address: &str, path: &str, token: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or((response.as_str(), ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
 }
 
 /// Polls `probe` until it returns a value, failing after `timeout`.
@@ -268,7 +189,7 @@ impl Cluster {
         // docker-proxy accepts connections before the coordinator listens, so ask for
         // a real answer.
         eventually("the coordinator to be ready", EVENTUALLY, || {
-            let ready = http_get(&self.address, "/readyz", &self.token);
+            let ready = http_get(&self.address, "/readyz", Some(&self.token));
             ready.is_ok_and(|(status, _)| status == 200).then_some(())
         });
     }
@@ -323,7 +244,7 @@ impl Cluster {
 
     /// Returns a REST document (`/api/v1/…`), panicking on any other status than 200.
     pub fn get_json(&self, path: &str) -> Value {
-        let (status, body) = http_get(&self.address, path, &self.token)
+        let (status, body) = http_get(&self.address, path, Some(&self.token))
             .unwrap_or_else(|error| panic!("GET {path}: {error}"));
         assert_eq!(status, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap_or_else(|error| panic!("GET {path}: {error}: {body}"))
@@ -332,7 +253,7 @@ impl Cluster {
     /// Returns the value of an unlabelled coordinator metric (`/metrics`, which is the
     /// classic text format for a client that does not ask for OpenMetrics).
     pub fn metric(&self, name: &str) -> f64 {
-        let (status, body) = http_get(&self.address, "/metrics", &self.token)
+        let (status, body) = http_get(&self.address, "/metrics", Some(&self.token))
             .unwrap_or_else(|error| panic!("GET /metrics: {error}"));
         assert_eq!(status, 200, "GET /metrics: {body}");
         let value = body.lines().find_map(|line| {

@@ -401,6 +401,7 @@ impl PipelineSpec {
     }
 }
 
+mod kinds;
 mod validate;
 use validate::validate;
 

@@ -57,8 +57,9 @@ impl Column {
 }
 
 /// A validated schema: the columns in order and which of them give the record's id,
-/// event time and key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// event time and key. (Not deserializable: only [`Schema::new`] makes one, so its
+/// column indices are always in range.)
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schema {
     columns: Vec<Column>,
     id_column: Option<usize>,

@@ -4,6 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::validate::Place;
+
+/// The most sliding windows one record may belong to.
+const MAX_WINDOWS_PER_RECORD: i64 = 1_000;
 use super::*;
 
 /// Every key an operator may have beside `name`, `kind`, `input` and `inputs`, with the
@@ -211,6 +214,11 @@ fn build_window(place: &Place, operator: &RawOperator) -> Result<WindowConfig, S
     let allowed_lateness_ms = operator.allowed_lateness_ms.unwrap_or(0);
     if size_ms <= 0 || slide_ms <= 0 || slide_ms > size_ms || allowed_lateness_ms < 0 {
         return Err(place.error("need 0 < `slide_ms` ≤ `size_ms` and `allowed_lateness_ms` ≥ 0"));
+    }
+    // Each record updates size / slide windows: bound the work one record can cause.
+    if size_ms / slide_ms > MAX_WINDOWS_PER_RECORD {
+        let message = format!("`size_ms` / `slide_ms` must be at most {MAX_WINDOWS_PER_RECORD}");
+        return Err(place.error(message));
     }
     let sketch_alpha = operator.sketch_alpha.unwrap_or(DEFAULT_ALPHA);
     if !(0.0001..=0.5).contains(&sketch_alpha) {

@@ -137,6 +137,10 @@ fn mistakes_are_named_with_their_operator_and_line() {
             "reads field `state`".to_owned(),
         ),
         (
+            demo_with("size_ms = 3600000", "size_ms = 3600000\nslide_ms = 60"),
+            "must be at most 1000".to_owned(),
+        ),
+        (
             demo_with("version = 1", "version = 2"),
             "version 2 is not supported".to_owned(),
         ),

@@ -1,0 +1,163 @@
+//! The connection to PostgreSQL: connect on demand, retry transient failures with
+//! backoff, and stop trying while the circuit breaker is open.
+//!
+//! One sink owns one connection (a pipeline task writes its batches in order, so a pool
+//! would add nothing). After a transient failure the connection is dropped and the next
+//! attempt opens a new one, since a broken socket or a terminated backend never
+//! recovers. A failure that is the caller's fault (a bad row) is returned at once and
+//! does not count against the breaker: PostgreSQL is fine.
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+use tracing::{debug, warn};
+
+use crate::breaker::{CircuitBreaker, backoff_delay};
+use crate::error::PgSinkError;
+
+/// How the sink reaches PostgreSQL and how hard it tries.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// A libpq-style URL or key=value string, e.g.
+    /// `postgresql://postgres@127.0.0.1:5432/postgres`. TLS is not supported: the sink
+    /// expects PostgreSQL on loopback.
+    pub url: String,
+    /// Timeout of one connect (default 5 s).
+    pub connect_timeout: Duration,
+    /// Retries of one operation after its first attempt (default 5).
+    pub max_retries: u32,
+    /// Delay before the first retry, doubled each time (default 50 ms).
+    pub backoff_base: Duration,
+    /// Longest delay between retries (default 2 s).
+    pub backoff_max: Duration,
+    /// Consecutive failures that open the breaker (default 5).
+    pub failure_threshold: u32,
+    /// How long an open breaker refuses calls (default 5 s).
+    pub cool_down: Duration,
+}
+
+impl ConnectionConfig {
+    /// Returns the defaults for `url`.
+    pub fn new(url: impl Into<String>) -> ConnectionConfig {
+        ConnectionConfig {
+            url: url.into(),
+            connect_timeout: Duration::from_secs(5),
+            max_retries: 5,
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            failure_threshold: 5,
+            cool_down: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A lazily opened connection behind a circuit breaker.
+pub(crate) struct Connection {
+    config: ConnectionConfig,
+    breaker: CircuitBreaker,
+    client: Option<Client>,
+    /// The task that drives the socket; it ends when the client is dropped.
+    driver: Option<JoinHandle<()>>,
+}
+
+impl Connection {
+    pub(crate) fn new(config: ConnectionConfig) -> Connection {
+        let breaker = CircuitBreaker::new(config.failure_threshold, config.cool_down);
+        Connection {
+            config,
+            breaker,
+            client: None,
+            driver: None,
+        }
+    }
+
+    /// Returns the client if connected.
+    pub(crate) fn client_mut(&mut self) -> Option<&mut Client> {
+        self.client.as_mut()
+    }
+
+    pub(crate) fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Runs `operation` on a connected client, retrying transient failures with
+    /// backoff while the breaker allows it.
+    pub(crate) async fn with_retries<T>(
+        &mut self,
+        action: &'static str,
+        mut operation: impl AsyncFnMut(&mut Client) -> Result<T, PgSinkError>,
+    ) -> Result<T, PgSinkError> {
+        let mut retry = 0;
+        loop {
+            if let Err(retry_in) = self.breaker.allow(Instant::now()) {
+                return Err(PgSinkError::CircuitOpen { retry_in });
+            }
+            let result = match self.connected().await {
+                Ok(client) => operation(client).await,
+                Err(error) => Err(error),
+            };
+            let error = match result {
+                Ok(value) => {
+                    self.breaker.on_success();
+                    return Ok(value);
+                }
+                Err(error) if !error.is_transient() => return Err(error),
+                Err(error) => error,
+            };
+            self.breaker.on_failure(Instant::now());
+            self.disconnect().await;
+            if retry >= self.config.max_retries {
+                return Err(error);
+            }
+            let delay = backoff_delay(retry, self.config.backoff_base, self.config.backoff_max);
+            warn!(action, retry, error = %error_chain(&error), ?delay, "postgresql call failed, retrying");
+            tokio::time::sleep(delay).await;
+            retry += 1;
+        }
+    }
+
+    async fn connected(&mut self) -> Result<&mut Client, PgSinkError> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.disconnect().await;
+        }
+        if self.client.is_none() {
+            let connect_error = |source| PgSinkError::Postgres {
+                action: "connect",
+                source,
+            };
+            let mut pg_config =
+                tokio_postgres::Config::from_str(&self.config.url).map_err(connect_error)?;
+            pg_config.connect_timeout(self.config.connect_timeout);
+            let (client, connection) = pg_config.connect(NoTls).await.map_err(connect_error)?;
+            self.driver = Some(tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    debug!(%error, "postgresql connection ended");
+                }
+            }));
+            self.client = Some(client);
+        }
+        Ok(self.client.as_mut().expect("connected just above"))
+    }
+
+    /// Drops the client and waits for its driver task to end.
+    pub(crate) async fn disconnect(&mut self) {
+        self.client = None;
+        if let Some(driver) = self.driver.take() {
+            // The driver ends once its client is gone; it never panics.
+            let _ = driver.await;
+        }
+    }
+}
+
+/// Returns an error with its causes, for logs.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

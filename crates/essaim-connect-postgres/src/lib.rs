@@ -1,0 +1,33 @@
+//! PostgreSQL I/O of essaim's streaming pipelines: an effectively-once sink.
+//!
+//! A pipeline task hands the sink batches of results (rows with a deterministic key and
+//! a revision), the source positions they cover and its checkpoint. The sink writes all
+//! three in one transaction, so after any crash PostgreSQL holds exactly the results
+//! of the positions it records, and the task resumes from there: redelivered records
+//! are skipped, redelivered revisions change nothing.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`table`] | result tables: columns, rows, quoted identifiers, the upsert |
+//! | [`sink`] | the transaction of a batch, the resume point, dead letters |
+//! | [`connection`] | connecting on demand, retries with backoff |
+//! | [`breaker`] | the circuit breaker (pure) and the backoff delays |
+//! | [`error`] | typed errors that say whether a retry can help |
+//!
+//! Connections are plain TCP (`NoTls`): the sink expects PostgreSQL on loopback or
+//! behind a local proxy that does TLS. `scripts/postgres.sh` runs a private cluster
+//! for the tests.
+#![warn(missing_docs)]
+
+pub mod breaker;
+pub mod connection;
+pub mod error;
+pub mod sink;
+pub mod table;
+
+pub use connection::ConnectionConfig;
+pub use error::PgSinkError;
+pub use sink::{
+    BatchOutcome, DeadLetter, PgSink, ResumePoint, SinkBatch, SinkConfig, SourcePosition,
+};
+pub use table::{Column, ColumnType, ResultRow, ResultTable, SqlValue, result_key};

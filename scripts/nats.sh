@@ -124,7 +124,10 @@ start() {
         return
     fi
     local server port
-    server="$(find_server)"
+    # Tests start servers in several directories at once: one of them installs, the
+    # others wait for it and reuse what it installed.
+    mkdir -p "$root/target"
+    server="$(flock "$root/target/nats-install.lock" "$0" find-server)"
     port="$(pick_port)"
     mkdir -p "$dir/store"
     cat >"$dir/nats.conf" <<EOF
@@ -174,6 +177,11 @@ stop() {
     rm -f "$dir/pid" "$dir/url"
 }
 
+# Internal: called by start under the install lock.
+if [[ "$command" == find-server ]]; then
+    find_server
+    exit 0
+fi
 mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9

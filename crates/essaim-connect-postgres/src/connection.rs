@@ -72,49 +72,52 @@ impl Connection {
         }
     }
 
-    /// Returns the client if connected.
-    pub(crate) fn client_mut(&mut self) -> Option<&mut Client> {
-        self.client.as_mut()
-    }
-
     pub(crate) fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
     }
 
-    /// Runs `operation` on a connected client, retrying transient failures with
-    /// backoff while the breaker allows it.
-    pub(crate) async fn with_retries<T>(
+    /// Returns a connected client, unless the breaker is open.
+    ///
+    /// Callers loop: `acquire`, run their statements, then hand the result to
+    /// [`Self::settle`], until it returns a final result. (A loop in each caller rather
+    /// than a helper taking an async closure keeps the callers' futures `Send`.)
+    pub(crate) async fn acquire(&mut self) -> Result<&mut Client, PgSinkError> {
+        if let Err(retry_in) = self.breaker.allow(Instant::now()) {
+            return Err(PgSinkError::CircuitOpen { retry_in });
+        }
+        self.connected().await
+    }
+
+    /// Accounts for one attempt's `result`: returns it when it is final (a success, a
+    /// caller's error, an open breaker, or retries exhausted), else waits for the backoff
+    /// and returns `None` so that the caller tries again.
+    pub(crate) async fn settle<T>(
         &mut self,
         action: &'static str,
-        mut operation: impl AsyncFnMut(&mut Client) -> Result<T, PgSinkError>,
-    ) -> Result<T, PgSinkError> {
-        let mut retry = 0;
-        loop {
-            if let Err(retry_in) = self.breaker.allow(Instant::now()) {
-                return Err(PgSinkError::CircuitOpen { retry_in });
+        retry: &mut u32,
+        result: Result<T, PgSinkError>,
+    ) -> Option<Result<T, PgSinkError>> {
+        let error = match result {
+            Ok(value) => {
+                self.breaker.on_success();
+                return Some(Ok(value));
             }
-            let result = match self.connected().await {
-                Ok(client) => operation(client).await,
-                Err(error) => Err(error),
-            };
-            let error = match result {
-                Ok(value) => {
-                    self.breaker.on_success();
-                    return Ok(value);
-                }
-                Err(error) if !error.is_transient() => return Err(error),
-                Err(error) => error,
-            };
-            self.breaker.on_failure(Instant::now());
-            self.disconnect().await;
-            if retry >= self.config.max_retries {
-                return Err(error);
-            }
-            let delay = backoff_delay(retry, self.config.backoff_base, self.config.backoff_max);
-            warn!(action, retry, error = %error_chain(&error), ?delay, "postgresql call failed, retrying");
-            tokio::time::sleep(delay).await;
-            retry += 1;
+            // No attempt was made: nothing to count.
+            Err(error @ PgSinkError::CircuitOpen { .. }) => return Some(Err(error)),
+            // PostgreSQL answered: the connection is fine, the request is not.
+            Err(error) if !error.is_transient() => return Some(Err(error)),
+            Err(error) => error,
+        };
+        self.breaker.on_failure(Instant::now());
+        self.disconnect().await;
+        if *retry >= self.config.max_retries {
+            return Some(Err(error));
         }
+        let delay = backoff_delay(*retry, self.config.backoff_base, self.config.backoff_max);
+        warn!(action, retry = *retry, error = %error_chain(&error), ?delay, "postgresql call failed, retrying");
+        tokio::time::sleep(delay).await;
+        *retry += 1;
+        None
     }
 
     async fn connected(&mut self) -> Result<&mut Client, PgSinkError> {

@@ -13,7 +13,7 @@
 //!    skips every record at or below a committed position
 //!    ([`ResumePoint::is_committed`]), so nothing is aggregated twice. A batch whose
 //!    positions are all already committed (a retry after a commit whose answer was
-//!    lost) is recognised under a row lock and changes nothing
+//!    lost) is recognised under a lock on the pipeline and changes nothing
 //!    ([`BatchOutcome::AlreadyCommitted`]). Positions only move forward.
 //! 3. **Revisions only move forward.** A row replaces the stored one only when its
 //!    revision is strictly greater (see [`crate::table`]).
@@ -69,10 +69,14 @@ const UPSERT_CHECKPOINT_SQL: &str = "\
 INSERT INTO essaim_checkpoints (pipeline, checkpoint) VALUES ($1, $2)
 ON CONFLICT (pipeline) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_at = now()";
 
-/// `FOR UPDATE` serialises two writers of the same pipeline (say, an old task that
-/// has not noticed it was replaced): the second sees the first's positions.
-const LOCK_OFFSETS_SQL: &str = "\
-SELECT source, \"partition\", position FROM essaim_offsets WHERE pipeline = $1 FOR UPDATE";
+/// A transaction-scoped advisory lock on the pipeline serialises two writers of the
+/// same pipeline (say, an old task that has not noticed it was replaced), even before
+/// the pipeline has any offset row to lock: the second sees the first's positions. Two
+/// pipelines whose names hash alike only wait for each other.
+const LOCK_PIPELINE_SQL: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
+const READ_OFFSETS_SQL: &str = "\
+SELECT source, \"partition\", position FROM essaim_offsets WHERE pipeline = $1";
 
 const INSERT_DEAD_LETTER_SQL: &str = "\
 INSERT INTO essaim_dead_letters (pipeline, source, \"partition\", position, error, raw)
@@ -205,17 +209,23 @@ impl PgSink {
             max_batch_rows: config.max_batch_rows.max(1),
         };
         let create_sql = format!("{CREATE_BOOKKEEPING_SQL}\n{};", sink.table.create_sql());
-        sink.connection
-            .with_retries("create tables", async |client: &mut Client| {
-                client
-                    .batch_execute(&create_sql)
-                    .await
-                    .map_err(|source| PgSinkError::Postgres {
+        let mut retry = 0;
+        loop {
+            let result = match sink.connection.acquire().await {
+                Ok(client) => client.batch_execute(&create_sql).await.map_err(|source| {
+                    PgSinkError::Postgres {
                         action: "create tables",
                         source,
-                    })
-            })
-            .await?;
+                    }
+                }),
+                Err(error) => Err(error),
+            };
+            let settled = sink.connection.settle("create tables", &mut retry, result);
+            if let Some(done) = settled.await {
+                done?;
+                break;
+            }
+        }
         let resume = sink.resume_point().await?;
         Ok((sink, resume))
     }
@@ -232,35 +242,48 @@ impl PgSink {
 
     /// Reads the committed positions and checkpoint of the pipeline.
     pub async fn resume_point(&mut self) -> Result<ResumePoint, PgSinkError> {
-        let pipeline = &self.pipeline;
-        self.connection
-            .with_retries("read resume point", async |client: &mut Client| {
-                read_resume_point(client, pipeline)
+        let mut retry = 0;
+        loop {
+            let result = match self.connection.acquire().await {
+                Ok(client) => read_resume_point(client, &self.pipeline)
                     .await
                     .map_err(|source| PgSinkError::Postgres {
                         action: "read resume point",
                         source,
-                    })
-            })
-            .await
+                    }),
+                Err(error) => Err(error),
+            };
+            let settled = self
+                .connection
+                .settle("read resume point", &mut retry, result);
+            if let Some(done) = settled.await {
+                return done;
+            }
+        }
     }
 
     /// Writes a batch in one transaction, retrying transient failures. A retry after
     /// a commit whose answer was lost finds the positions committed and does nothing.
     pub async fn write_batch(&mut self, batch: &SinkBatch) -> Result<BatchOutcome, PgSinkError> {
         self.check_batch(batch)?;
-        let (pipeline, table) = (&self.pipeline, &self.table);
-        self.connection
-            .with_retries("write batch", async |client: &mut Client| {
-                let staged = stage(client, pipeline, table, batch).await?;
-                staged.commit().await
-            })
-            .await
+        let mut retry = 0;
+        loop {
+            let result = match self.connection.acquire().await {
+                Ok(client) => match stage(client, &self.pipeline, &self.table, batch).await {
+                    Ok(staged) => staged.commit().await,
+                    Err(error) => Err(error),
+                },
+                Err(error) => Err(error),
+            };
+            let settled = self.connection.settle("write batch", &mut retry, result);
+            if let Some(done) = settled.await {
+                return done;
+            }
+        }
     }
 
     /// Runs a batch's statements in a transaction and returns it uncommitted, in one
-    /// attempt: only the connect is retried, and a failure after it does not count
-    /// against the breaker (the next call finds a broken connection and reopens it).
+    /// attempt, without retries; a failure does not count against the breaker (the next call finds a broken connection and reopens it).
     /// Dropping the result rolls everything back. For a runtime that must do something
     /// between the writes and the commit, and for tests of atomicity.
     pub async fn stage_batch<'sink>(
@@ -268,27 +291,20 @@ impl PgSink {
         batch: &SinkBatch,
     ) -> Result<StagedBatch<'sink>, PgSinkError> {
         self.check_batch(batch)?;
-        let (pipeline, table) = (&self.pipeline, &self.table);
-        self.connection
-            .with_retries("connect", async |_client: &mut Client| Ok(()))
-            .await?;
-        let client = self
-            .connection
-            .client_mut()
-            .expect("with_retries succeeded, so the client is connected");
-        stage(client, pipeline, table, batch).await
+        let client = self.connection.acquire().await?;
+        stage(client, &self.pipeline, &self.table, batch).await
     }
 
     /// Stores a poison record; storing the same one again changes nothing.
     pub async fn dead_letter(&mut self, letter: &DeadLetter) -> Result<(), PgSinkError> {
-        let pipeline = &self.pipeline;
-        self.connection
-            .with_retries("store dead letter", async |client: &mut Client| {
-                client
+        let mut retry = 0;
+        loop {
+            let result = match self.connection.acquire().await {
+                Ok(client) => client
                     .execute(
                         INSERT_DEAD_LETTER_SQL,
                         &[
-                            pipeline,
+                            &self.pipeline,
                             &letter.source,
                             &letter.partition,
                             &letter.position,
@@ -301,9 +317,16 @@ impl PgSink {
                     .map_err(|source| PgSinkError::Postgres {
                         action: "store dead letter",
                         source,
-                    })
-            })
-            .await
+                    }),
+                Err(error) => Err(error),
+            };
+            let settled = self
+                .connection
+                .settle("store dead letter", &mut retry, result);
+            if let Some(done) = settled.await {
+                return done;
+            }
+        }
     }
 
     /// Closes the connection and waits for its task.
@@ -381,10 +404,14 @@ async fn stage<'client>(
 ) -> Result<StagedBatch<'client>, PgSinkError> {
     let postgres = |action| move |source| PgSinkError::Postgres { action, source };
     let transaction = client.transaction().await.map_err(postgres("begin"))?;
-    let locked = transaction
-        .query(LOCK_OFFSETS_SQL, &[&pipeline])
+    transaction
+        .execute(LOCK_PIPELINE_SQL, &[&pipeline])
         .await
-        .map_err(postgres("lock offsets"))?;
+        .map_err(postgres("lock pipeline"))?;
+    let locked = transaction
+        .query(READ_OFFSETS_SQL, &[&pipeline])
+        .await
+        .map_err(postgres("read offsets"))?;
     let mut committed = ResumePoint::default();
     for row in &locked {
         committed
@@ -460,12 +487,7 @@ async fn read_resume_point(
     pipeline: &str,
 ) -> Result<ResumePoint, tokio_postgres::Error> {
     let mut resume = ResumePoint::default();
-    let rows = client
-        .query(
-            "SELECT source, \"partition\", position FROM essaim_offsets WHERE pipeline = $1",
-            &[&pipeline],
-        )
-        .await?;
+    let rows = client.query(READ_OFFSETS_SQL, &[&pipeline]).await?;
     for row in &rows {
         resume
             .positions

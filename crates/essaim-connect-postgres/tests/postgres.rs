@@ -331,7 +331,9 @@ async fn older_revision_never_overwrites_newer() -> Result<()> {
             Column::new("select", ColumnType::Text),
         ],
     )?;
-    let (mut sink, _) = PgSink::open(cluster.config("rev"), table).await?;
+    let mut config = cluster.config("rev");
+    config.max_batch_rows = 2;
+    let (mut sink, _) = PgSink::open(config, table).await?;
     let row = |revision: i64, mean: f64| ResultRow {
         key: result_key("rev", "sensor-1", 60_000),
         revision,
@@ -377,6 +379,22 @@ async fn older_revision_never_overwrites_newer() -> Result<()> {
     };
     let error = sink.write_batch(&bad).await.expect_err("type mismatch");
     assert!(matches!(error, PgSinkError::RowMismatch { .. }) && !error.is_transient());
+    let too_large = SinkBatch {
+        rows: vec![row(4, 4.0), row(5, 5.0), row(6, 6.0)],
+        ..SinkBatch::default()
+    };
+    let error = sink
+        .write_batch(&too_large)
+        .await
+        .expect_err("over the bound");
+    assert!(matches!(
+        error,
+        PgSinkError::BatchTooLarge {
+            rows: 3,
+            max_rows: 2
+        }
+    ));
+    assert_eq!(stored(&admin).await?, (3, 3.5));
     sink.close().await;
     Ok(())
 }
@@ -509,5 +527,53 @@ async fn breaker_opens_while_postgres_is_stopped_and_closes_after_restart() -> R
     }
     assert_eq!(offsets(&admin, "brk").await?, [("events".into(), 0, 80)]);
     sink.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn second_writer_of_a_pipeline_waits_and_sees_the_first_commit() -> Result<()> {
+    let Some(cluster) = Cluster::start("writers").await else {
+        return Ok(());
+    };
+    let (mut old_task, _) = PgSink::open(cluster.config("two"), counts_table()).await?;
+    let (mut new_task, _) = PgSink::open(cluster.config("two"), counts_table()).await?;
+    let admin = cluster.admin().await?;
+    let mut aggregator = Aggregator::default();
+    for position in 1..=30 {
+        aggregator.push(position);
+    }
+    let batch = aggregator.batch();
+
+    // The old task has written but not committed; the new one writes the same batch.
+    let staged = old_task.stage_batch(&batch).await?;
+    let second_batch = batch.clone();
+    let second = tokio::spawn(async move {
+        let outcome = new_task.write_batch(&second_batch).await;
+        new_task.close().await;
+        outcome
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+                &[],
+            )
+            .await?
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the second writer never waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        staged.commit().await?,
+        BatchOutcome::Committed { rows_changed: 10 }
+    );
+    assert_eq!(second.await??, BatchOutcome::AlreadyCommitted);
+    assert_eq!(counts(&admin).await?.len(), 10);
+    assert_eq!(offsets(&admin, "two").await?, [("events".into(), 0, 30)]);
+    old_task.close().await;
     Ok(())
 }

@@ -208,7 +208,14 @@ impl PgSink {
             table,
             max_batch_rows: config.max_batch_rows.max(1),
         };
-        let create_sql = format!("{CREATE_BOOKKEEPING_SQL}\n{};", sink.table.create_sql());
+        // Concurrent `CREATE TABLE IF NOT EXISTS` of one table can fail on a catalog
+        // unique index, so tasks starting together take turns under an advisory lock.
+        let create_sql = format!(
+            "BEGIN;\n\
+             SELECT pg_advisory_xact_lock(hashtextextended('essaim_connect_postgres.create', 0));\n\
+             {CREATE_BOOKKEEPING_SQL}\n{};\nCOMMIT;",
+            sink.table.create_sql()
+        );
         let mut retry = 0;
         loop {
             let result = match sink.connection.acquire().await {

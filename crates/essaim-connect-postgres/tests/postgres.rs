@@ -535,8 +535,18 @@ async fn second_writer_of_a_pipeline_waits_and_sees_the_first_commit() -> Result
     let Some(cluster) = Cluster::start("writers").await else {
         return Ok(());
     };
-    let (mut old_task, _) = PgSink::open(cluster.config("two"), counts_table()).await?;
-    let (mut new_task, _) = PgSink::open(cluster.config("two"), counts_table()).await?;
+    // Tasks that start together create the tables together.
+    let opened = futures_util::future::try_join_all(
+        (0..4).map(|_| PgSink::open(cluster.config("two"), counts_table())),
+    )
+    .await?;
+    let mut sinks = opened.into_iter().map(|(sink, _)| sink);
+    let (Some(mut old_task), Some(mut new_task)) = (sinks.next(), sinks.next()) else {
+        bail!("four sinks were opened");
+    };
+    for sink in sinks {
+        sink.close().await;
+    }
     let admin = cluster.admin().await?;
     let mut aggregator = Aggregator::default();
     for position in 1..=30 {

@@ -25,7 +25,9 @@
 //!   before acknowledging: `scripts/nats.sh` configures `sync_interval: always`. With
 //!   JetStream's default (a sync every two minutes) acknowledged messages can be lost
 //!   on power loss. The tests kill the server with SIGKILL mid-stream and find every
-//!   confirmed publish after the restart.
+//!   confirmed publish after the restart on the same store. (A SIGKILL leaves the
+//!   operating system's page cache intact, so it proves the server's side of the
+//!   promise; the disk's side rests on the fsync that the configuration asks for.)
 //! - A delivery that is not acked within the consumer's `ack_wait` is delivered again
 //!   (with a higher [`source::Delivery::delivery_count`]); at most `max_ack_pending`
 //!   deliveries are unacknowledged at once, which is the back-pressure on a slow sink.

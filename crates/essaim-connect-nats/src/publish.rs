@@ -15,6 +15,10 @@ use bytes::Bytes;
 
 use crate::NatsError;
 
+/// The largest window: the client's own bound on unconfirmed publishes per context
+/// (async-nats refuses a publish beyond it rather than waiting).
+pub const MAX_IN_FLIGHT: usize = 5_000;
+
 /// A publish sent, whose publish ack has not been awaited yet.
 struct InFlight {
     subject: String,
@@ -32,13 +36,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    /// Returns a publisher keeping at most `max_in_flight` (at least 1) unconfirmed
-    /// publishes.
+    /// Returns a publisher keeping at most `max_in_flight` unconfirmed publishes
+    /// (from 1 to [`MAX_IN_FLIGHT`]).
     pub fn new(context: jetstream::Context, max_in_flight: usize) -> Result<Publisher, NatsError> {
-        if max_in_flight == 0 {
+        if !(1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
             return Err(NatsError::InvalidConfig {
                 key: "max_in_flight",
-                reason: "must be at least 1".to_owned(),
+                reason: format!("must be from 1 to {MAX_IN_FLIGHT}, not {max_in_flight}"),
             });
         }
         Ok(Publisher {

@@ -24,6 +24,7 @@
 //! | `correlation.rs` | one correlation id links coordinator logs, worker logs and the command |
 //! | `dashboard.rs` | headless Chromium renders the dashboard with the cluster's real data |
 //! | `eval.rs` | `essaim eval --quick` gives sane numbers for every question and well-formed plots |
+//! | `replay.rs` | `essaim replay` publishes a CSV fixture to NATS JetStream line for line, in order |
 //!
 //! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
 //! them one after another as nextest does.
@@ -42,6 +43,7 @@ mod json_output;
 mod mapreduce;
 mod partition;
 mod queue_stats;
+mod replay;
 mod report;
 mod rest_api;
 mod retention;

@@ -125,7 +125,8 @@ async fn replay_publishes_the_fixture_line_for_line_and_prints_a_json_summary() 
         "every data line, in order, nothing else"
     );
 
-    // Mistakes: pacing without the time column (clap), a column that is not there.
+    // Mistakes (exit code 2): pacing without the time column (clap), a column that is
+    // not there.
     let no_column = essaim(&[
         "replay",
         "--url",
@@ -151,7 +152,7 @@ async fn replay_publishes_the_fixture_line_for_line_and_prints_a_json_summary() 
         &fixture,
     ])
     .await;
-    assert_ne!(wrong_column.code, Some(0), "{wrong_column:?}");
+    assert_eq!(wrong_column.code, Some(2), "{wrong_column:?}");
     assert!(
         wrong_column.stderr.contains("no column `when`"),
         "{wrong_column:?}"

@@ -157,4 +157,16 @@ async fn replay_publishes_the_fixture_line_for_line_and_prints_a_json_summary() 
         wrong_column.stderr.contains("no column `when`"),
         "{wrong_column:?}"
     );
+    // No server there: exit code 3, as for an unreachable coordinator.
+    let unreachable = essaim(&[
+        "replay",
+        "--url",
+        "nats://127.0.0.1:1",
+        "--subject",
+        "flights.raw",
+        "--as-fast-as-possible",
+        &fixture,
+    ])
+    .await;
+    assert_eq!(unreachable.code, Some(3), "{unreachable:?}");
 }

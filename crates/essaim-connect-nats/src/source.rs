@@ -80,6 +80,8 @@ pub struct Delivery {
     pub subject: String,
     /// The message's bytes.
     pub payload: Bytes,
+    /// The message's headers (a dead letter's error is in [`HEADER_ERROR`]).
+    pub headers: Option<HeaderMap>,
     acker: Acker,
 }
 
@@ -198,6 +200,7 @@ impl PullSource {
                 delivery_count,
                 subject: message.subject.to_string(),
                 payload: message.payload,
+                headers: message.headers,
                 acker,
             });
         }

@@ -321,6 +321,23 @@ async fn a_rejected_message_lands_on_the_dead_letter_subject_with_its_error() ->
         Some("line 2: column `delay` is not an integer")
     );
     assert_eq!(header(HEADER_SOURCE_SEQUENCE).as_deref(), Some("2"));
+    // A consumer of the dead letters sees the same headers.
+    let dead_reader = PullSource::ensure(
+        context.clone(),
+        &dead,
+        ConsumerSpec::new("dead-reader", "dead.of-dead"),
+    )
+    .await?;
+    let letters = fetch_at_least(&dead_reader, 1, TIMEOUT).await?;
+    let error_header = letters[0]
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(HEADER_ERROR))
+        .map(|value| value.as_str());
+    assert_eq!(
+        error_header,
+        Some("line 2: column `delay` is not an integer")
+    );
     // The poison message was acked: past ack_wait, nothing comes back.
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(

@@ -235,6 +235,10 @@ async fn wordcount_equals_coreutils_and_survives_workers_killed_in_map_and_reduc
     }
 }
 
+/// A streaming reducer that sums the counts of each word, after sleeping 2 s on its
+/// first record: long enough to kill a process while reducers run.
+const SLOW_SUMMING_REDUCER: &str = r#"awk -F '\t' 'NR == 1 { system("sleep 2") } $1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
+
 /// Returns the records a line reader finds in `files`: one per `\n`, plus an unterminated
 /// last line.
 fn line_records(files: &[PathBuf]) -> u64 {
@@ -261,7 +265,7 @@ async fn a_job_survives_its_coordinator_killed_during_the_reduce_stage() {
     let output = cluster.path("out");
     let mapper =
         r#"awk -F '[ \t\r\v\f]+' '{ for (i = 1; i <= NF; i++) if ($i != "") print $i "\t1" }'"#;
-    let reducer = r#"awk -F '\t' 'NR == 1 { system("sleep 2") } $1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
+    let reducer = SLOW_SUMMING_REDUCER;
     let run = cluster
         .cli(&[
             "submit",
@@ -328,7 +332,7 @@ async fn a_corrupted_map_output_is_detected_and_recomputed_and_a_reducer_killed_
     let output = cluster.path("out");
     // Words are split on every ASCII whitespace byte, as wordcount and coreutils `tr` do.
     let mapper = r#"awk -F '[ \t\r\v\f]+' '{ if ($1 == "SLOWDOWN") system("sleep 4"); for (i = 1; i <= NF; i++) if ($i != "") print $i "\t1" }'"#;
-    let reducer = r#"awk -F '\t' 'NR == 1 { system("sleep 2") } $1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
+    let reducer = SLOW_SUMMING_REDUCER;
     let url = cluster.url();
     let args: Vec<String> = [
         "submit",

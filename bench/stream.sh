@@ -186,6 +186,7 @@ run_one() {  # SYSTEM RUN
   # 1. throughput over the loaded stream
   tool clear "$nats_url" FLIGHTS
   local db; db=$(tool freshdb "$pg_url" "bench_$system") || die "cannot create a database"
+  tool checkpoint "$pg_url"
   system_command "$system" FLIGHTS flights "$db"
   log "$tag: throughput: ${cmd[*]}"
   local t0=$EPOCHREALTIME
@@ -204,6 +205,7 @@ run_one() {  # SYSTEM RUN
   if [[ $ok == true ]]; then
     "$py" bench/stream/publish.py "$nats_url" "$csv" "$partitions" --stream FLIGHTS_LIVE --subject flights_live --create-only
     db=$(tool freshdb "$pg_url" "bench_${system}_live")
+    tool checkpoint "$pg_url"
     system_command "$system" FLIGHTS_LIVE flights_live "$db"
     log "$tag: latency: ${cmd[*]}"
     timeout "$run_timeout" "${cmd[@]}" >"$logs/$tag.live.log" 2>&1 &

@@ -7,6 +7,8 @@
   tool.py metrics LOG                       the METRIC lines of a log as one JSON object
   tool.py summarize RESULTS.jsonl OUT.md    medians, ratios, agreement check → markdown
                                             (also printed); exits 1 if the systems disagree
+  tool.py checkpoint POSTGRES_URL           CHECKPOINT (before a phase, so that the
+                                            previous run's writes are not flushed in it)
   tool.py freshdb POSTGRES_URL NAME         drop and create database NAME; print its URL
   tool.py messages NATS_URL STREAM          the stream's message count (-1: no stream)
   tool.py clear NATS_URL STREAM             delete every consumer of the stream
@@ -193,6 +195,11 @@ def summarize(results, out):
     return 1 if failures else 0
 
 
+def checkpoint(url):
+    with connect(url) as connection:
+        connection.execute("CHECKPOINT")
+
+
 def freshdb(url, name):
     with connect(url) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -278,6 +285,8 @@ def main():
         dump(*args)
     elif command == "metrics":
         metrics(*args)
+    elif command == "checkpoint":
+        checkpoint(*args)
     elif command == "freshdb":
         freshdb(*args)
     elif command == "messages":

@@ -18,7 +18,8 @@
 //! Prints METRIC lines: events, first_consumed_ns, last_commit_ns, events_per_s (events
 //! over first consumed → last commit), latency_p50_ms / latency_p99_ms (commit of the
 //! batch − JetStream timestamp, over the records that reach the aggregate), batches,
-//! rows_written and the counts.
+//! rows_written, commit_p50_ms / commit_p99_ms / commit_max_ms (upsert + COMMIT) and the
+//! counts.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -188,6 +189,7 @@ async fn main() -> Result<(), Error> {
     let mut changed: HashSet<(String, i64)> = HashSet::new();
     let mut ended: HashSet<String> = HashSet::new();
     let mut latencies_ns: Vec<u64> = Vec::new();
+    let mut commits_ns: Vec<u64> = Vec::new();
     let mut batch_published: Vec<i128> = Vec::new();
     let (mut events, mut dropped, mut delayed, mut on_time, mut unknown) = (0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut batches, mut rows_written) = (0u64, 0u64);
@@ -294,11 +296,13 @@ async fn main() -> Result<(), Error> {
                 means.push(aggregate.sum as f64 / count as f64);
                 p95s.push(aggregate.delays[(0.95 * (count - 1) as f64).floor() as usize] as f64);
             }
+            let commit_start = now_ns();
             let transaction = db.transaction().await?;
             transaction
                 .execute(&upsert, &[&keys, &revisions, &key_states, &starts, &ends, &counts, &means, &p95s])
                 .await?;
             transaction.commit().await?;
+            commits_ns.push((now_ns() - commit_start).max(0) as u64);
             rows_written += n as u64;
         }
         last_commit_ns = now_ns();
@@ -321,6 +325,10 @@ async fn main() -> Result<(), Error> {
     println!("METRIC events_per_s={:.1}", events as f64 / seconds);
     println!("METRIC latency_p50_ms={:.3}", percentile(&latencies_ns, 0.50));
     println!("METRIC latency_p99_ms={:.3}", percentile(&latencies_ns, 0.99));
+    commits_ns.sort_unstable();
+    println!("METRIC commit_p50_ms={:.3}", percentile(&commits_ns, 0.50));
+    println!("METRIC commit_p99_ms={:.3}", percentile(&commits_ns, 0.99));
+    println!("METRIC commit_max_ms={:.3}", percentile(&commits_ns, 1.0));
     println!("METRIC batches={batches}");
     println!("METRIC rows_written={rows_written}");
     println!("METRIC windows={}", aggregates.len());

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Runs a Kafka-protocol broker for the streaming tests (crates/essaim-connect-kafka).
+# Usage: scripts/kafka.sh start|stop|status [DIR]   (DIR defaults to target/kafka)
+#
+# - start: starts the broker on 127.0.0.1 only, on $KAFKA_PORT, else the port it had
+#   before in DIR (so a restart on the same store keeps its bootstrap address), else a
+#   free one; its store is DIR/store. Waits until it answers a Kafka ApiVersions
+#   request, then prints the bootstrap address `127.0.0.1:PORT` on stdout and writes it
+#   to DIR/url (and its pid to DIR/pid, its log to DIR/log). A broker already running
+#   for DIR is reused: start is idempotent.
+# - stop: stops the broker of DIR (SIGTERM, SIGKILL after 10 s); nothing running is fine.
+# - status: prints the bootstrap address and exits 0 when the broker of DIR runs, exits
+#   1 otherwise.
+#
+# The broker is Tansu (crates.io `tansu`, Apache-2.0, a Kafka-compatible broker written
+# in Rust), pinned, built once with `cargo install --locked` into target/kafka-tools/
+# (about 10 minutes on two cores, then cached). Apache Kafka itself is not installable
+# here: no Debian package, and the PyPI helpers that run it download the distribution
+# from the Apache archive at run time. $TANSU names a binary to use instead.
+#
+# Durability: the store is SQLite (`sqlite://DIR/store/tansu.db`, Tansu's `libsql`
+# feature); every produce is one committed SQLite transaction before the broker
+# answers. Tansu fixes the pragmas at `journal_mode = WAL, synchronous = NORMAL` and
+# offers no setting for more: a committed transaction survives a crash of the broker
+# process (SIGKILL included), but the last ones may be lost if the machine itself loses
+# power. That is the most this broker allows; it is enough for tests, not for production.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+command="${1:-}"
+dir="${2:-$root/target/kafka}"
+tansu_version="0.6.0"
+tools="$root/target/kafka-tools/tansu-$tansu_version"
+
+log() { echo "kafka.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+# Prints the path of a tansu binary, building the pinned version if needed.
+find_broker() {
+    if [[ -n "${TANSU:-}" ]]; then
+        [[ -x "$TANSU" ]] || die "\$TANSU=$TANSU is not an executable"
+        echo "$TANSU"
+        return
+    fi
+    if [[ -x "$tools/bin/tansu" ]]; then
+        echo "$tools/bin/tansu"
+        return
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo is needed to build tansu $tansu_version"
+    log "building tansu $tansu_version (features libsql) into $tools: about 10 minutes, once"
+    # A target directory of its own: the workspace's is not disturbed, and the build
+    # cache survives a failed attempt.
+    CARGO_TARGET_DIR="$root/target/kafka-tools/build" \
+        cargo install tansu --version "$tansu_version" --locked --features libsql \
+        --root "$tools" >&2 || die "cargo install tansu $tansu_version failed"
+    [[ -x "$tools/bin/tansu" ]] || die "cargo install left no $tools/bin/tansu"
+    echo "$tools/bin/tansu"
+}
+
+# True when DIR/pid names a live tansu.
+running() {
+    [[ -f "$dir/pid" ]] || return 1
+    local pid
+    pid="$(cat "$dir/pid")"
+    [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q tansu
+}
+
+port_is_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+pick_port() {
+    if [[ -n "${KAFKA_PORT:-}" ]]; then echo "$KAFKA_PORT"; return; fi
+    if [[ -f "$dir/port" ]] && port_is_free "$(cat "$dir/port")"; then cat "$dir/port"; return; fi
+    local port
+    for _ in $(seq 1 200); do
+        port=$((20000 + RANDOM % 40000))
+        if port_is_free "$port"; then echo "$port"; return; fi
+    done
+    die "no free port found"
+}
+
+# True once the broker answers an ApiVersions v0 request (correlation id 7, client id
+# "p") with a response carrying that correlation id.
+answers() {
+    timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 \
+        && printf '\x00\x00\x00\x0b\x00\x12\x00\x00\x00\x00\x00\x07\x00\x01p' >&3 \
+        && head -c 8 <&3" 2>/dev/null | od -An -tx1 | tr -d ' \n' | grep -q '^........00000007$'
+}
+
+start() {
+    if running; then
+        cat "$dir/url"
+        return
+    fi
+    local broker port
+    # Tests start brokers in several directories at once: one of them builds, the others
+    # wait for it and reuse what it built.
+    mkdir -p "$root/target/kafka-tools"
+    broker="$(flock "$root/target/kafka-tools/install.lock" "$0" find-broker)"
+    port="$(pick_port)"
+    mkdir -p "$dir/store"
+    # setsid and closed descriptors: the broker outlives this script and holds none of
+    # its caller's pipes open.
+    CLUSTER_ID=essaim-test \
+        LISTENER_URL="tcp://127.0.0.1:$port" \
+        ADVERTISED_LISTENER_URL="tcp://127.0.0.1:$port" \
+        STORAGE_ENGINE="sqlite://$dir/store/tansu.db" \
+        RUST_LOG="${KAFKA_LOG:-warn}" \
+        setsid "$broker" broker >>"$dir/log" 2>&1 </dev/null 9>&- &
+    local pid=$!
+    echo "$pid" >"$dir/pid"
+    echo "$port" >"$dir/port"
+    for _ in $(seq 1 600); do
+        if answers "$port"; then
+            echo "127.0.0.1:$port" >"$dir/url"
+            log "tansu $pid ($broker) listens on 127.0.0.1:$port, store $dir/store"
+            cat "$dir/url"
+            return
+        fi
+        kill -0 "$pid" 2>/dev/null || { tail -5 "$dir/log" >&2; die "tansu exited at start (log: $dir/log)"; }
+        sleep 0.05
+    done
+    kill "$pid" 2>/dev/null || true
+    die "tansu did not answer on 127.0.0.1:$port within 30 s (log: $dir/log)"
+}
+
+stop() {
+    if ! running; then
+        rm -f "$dir/pid" "$dir/url"
+        return
+    fi
+    local pid
+    pid="$(cat "$dir/pid")"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 200); do
+        running || break
+        sleep 0.05
+    done
+    if running; then kill -KILL "$pid" 2>/dev/null || true; fi
+    rm -f "$dir/pid" "$dir/url"
+}
+
+# Internal: called by start under the install lock.
+if [[ "$command" == find-broker ]]; then
+    find_broker
+    exit 0
+fi
+mkdir -p "$dir"
+exec 9>"$dir/.lock"
+flock 9
+case "$command" in
+    start) start ;;
+    stop) stop ;;
+    status)
+        if running; then cat "$dir/url"; else exit 1; fi
+        ;;
+    *)
+        echo "usage: scripts/kafka.sh start|stop|status [DIR]" >&2
+        exit 2
+        ;;
+esac

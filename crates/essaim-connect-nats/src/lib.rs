@@ -36,6 +36,7 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod partition;
 pub mod publish;
 pub mod replay;
 pub mod source;

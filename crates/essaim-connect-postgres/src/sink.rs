@@ -105,6 +105,9 @@ pub struct SinkBatch {
     pub positions: Vec<SourcePosition>,
     /// The pipeline's checkpoint after those positions, if it changed.
     pub checkpoint: Option<Vec<u8>>,
+    /// Rows for the sink's other tables: `other_tables[i]` goes to table `i + 1` of
+    /// [`PgSink::open_tables`] (`rows` to table 0).
+    pub other_tables: Vec<Vec<ResultRow>>,
 }
 
 /// What a batch did.
@@ -191,7 +194,7 @@ impl SinkConfig {
 pub struct PgSink {
     connection: Connection,
     pipeline: String,
-    table: ResultTable,
+    tables: Vec<ResultTable>,
     max_batch_rows: usize,
 }
 
@@ -202,19 +205,29 @@ impl PgSink {
         config: SinkConfig,
         table: ResultTable,
     ) -> Result<(PgSink, ResumePoint), PgSinkError> {
+        PgSink::open_tables(config, vec![table]).await
+    }
+
+    /// Like [`PgSink::open`], for a task whose results go to several tables (or to
+    /// none: positions and checkpoints only).
+    pub async fn open_tables(
+        config: SinkConfig,
+        tables: Vec<ResultTable>,
+    ) -> Result<(PgSink, ResumePoint), PgSinkError> {
         let mut sink = PgSink {
             connection: Connection::new(config.connection),
             pipeline: config.pipeline,
-            table,
+            tables,
             max_batch_rows: config.max_batch_rows.max(1),
         };
+        let create_tables: Vec<&str> = sink.tables.iter().map(ResultTable::create_sql).collect();
         // Concurrent `CREATE TABLE IF NOT EXISTS` of one table can fail on a catalog
         // unique index, so tasks starting together take turns under an advisory lock.
         let create_sql = format!(
             "BEGIN;\n\
              SELECT pg_advisory_xact_lock(hashtextextended('essaim_connect_postgres.create', 0));\n\
              {CREATE_BOOKKEEPING_SQL}\n{};\nCOMMIT;",
-            sink.table.create_sql()
+            create_tables.join(";\n")
         );
         let mut retry = 0;
         loop {
@@ -237,9 +250,9 @@ impl PgSink {
         Ok((sink, resume))
     }
 
-    /// Returns the table results go to.
-    pub fn table(&self) -> &ResultTable {
-        &self.table
+    /// Returns the tables results go to.
+    pub fn tables(&self) -> &[ResultTable] {
+        &self.tables
     }
 
     /// Returns the circuit breaker, to report its state.
@@ -276,7 +289,7 @@ impl PgSink {
         let mut retry = 0;
         loop {
             let result = match self.connection.acquire().await {
-                Ok(client) => match stage(client, &self.pipeline, &self.table, batch).await {
+                Ok(client) => match stage(client, &self.pipeline, &self.tables, batch).await {
                     Ok(staged) => staged.commit().await,
                     Err(error) => Err(error),
                 },
@@ -299,7 +312,7 @@ impl PgSink {
     ) -> Result<StagedBatch<'sink>, PgSinkError> {
         self.check_batch(batch)?;
         let client = self.connection.acquire().await?;
-        stage(client, &self.pipeline, &self.table, batch).await
+        stage(client, &self.pipeline, &self.tables, batch).await
     }
 
     /// Stores a poison record; storing the same one again changes nothing.
@@ -342,17 +355,35 @@ impl PgSink {
     }
 
     fn check_batch(&self, batch: &SinkBatch) -> Result<(), PgSinkError> {
-        if batch.rows.len() > self.max_batch_rows {
+        let rows: usize = batch.rows.len() + batch.other_tables.iter().map(Vec::len).sum::<usize>();
+        if rows > self.max_batch_rows {
             return Err(PgSinkError::BatchTooLarge {
-                rows: batch.rows.len(),
+                rows,
                 max_rows: self.max_batch_rows,
             });
         }
-        for row in &batch.rows {
-            self.table.check_row(row)?;
+        for (index, rows) in batch_tables(batch).enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let Some(table) = self.tables.get(index) else {
+                return Err(PgSinkError::InvalidTable {
+                    table: format!("#{index}"),
+                    reason: "the batch has rows for a table the sink was not opened with"
+                        .to_owned(),
+                });
+            };
+            for row in rows {
+                table.check_row(row)?;
+            }
         }
         Ok(())
     }
+}
+
+/// The rows of a batch per table, in table order.
+fn batch_tables(batch: &SinkBatch) -> impl Iterator<Item = &Vec<ResultRow>> {
+    std::iter::once(&batch.rows).chain(batch.other_tables.iter())
 }
 
 /// A batch whose statements ran in an open transaction: [`Self::commit`] makes it
@@ -406,7 +437,7 @@ impl StagedBatch<'_> {
 async fn stage<'client>(
     client: &'client mut Client,
     pipeline: &str,
-    table: &ResultTable,
+    tables: &[ResultTable],
     batch: &SinkBatch,
 ) -> Result<StagedBatch<'client>, PgSinkError> {
     let postgres = |action| move |source| PgSinkError::Postgres { action, source };
@@ -436,24 +467,28 @@ async fn stage<'client>(
             rows_changed: 0,
         });
     }
-    let upsert = transaction
-        .prepare(table.upsert_sql())
-        .await
-        .map_err(postgres("prepare upsert"))?;
-    // The client pipelines statements issued together: one round trip for the batch,
-    // not one per row.
-    let row_params: Vec<_> = batch
-        .rows
-        .iter()
-        .map(|row| table.upsert_params(row))
-        .collect();
-    let changed = try_join_all(
-        row_params
-            .iter()
-            .map(|params| transaction.execute(&upsert, params)),
-    )
-    .await
-    .map_err(postgres("upsert rows"))?;
+    let mut changed: Vec<u64> = Vec::new();
+    for (table, rows) in tables.iter().zip(batch_tables(batch)) {
+        if rows.is_empty() {
+            continue;
+        }
+        let upsert = transaction
+            .prepare(table.upsert_sql())
+            .await
+            .map_err(postgres("prepare upsert"))?;
+        // The client pipelines statements issued together: one round trip for the
+        // batch, not one per row.
+        let row_params: Vec<_> = rows.iter().map(|row| table.upsert_params(row)).collect();
+        changed.extend(
+            try_join_all(
+                row_params
+                    .iter()
+                    .map(|params| transaction.execute(&upsert, params)),
+            )
+            .await
+            .map_err(postgres("upsert rows"))?,
+        );
+    }
     let offsets = transaction
         .prepare(UPSERT_OFFSET_SQL)
         .await

@@ -181,6 +181,7 @@ impl Aggregator {
                 position: self.last_position,
             }],
             checkpoint: Some(self.checkpoint()),
+            other_tables: Vec::new(),
         }
     }
 }
@@ -421,6 +422,7 @@ async fn checkpoint_round_trips_and_dead_letters_are_stored() -> Result<()> {
             },
         ],
         checkpoint: Some(checkpoint.clone()),
+        other_tables: Vec::new(),
     };
     sink.write_batch(&batch).await?;
     let letter = DeadLetter {

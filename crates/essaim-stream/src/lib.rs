@@ -94,6 +94,7 @@ pub mod record;
 pub mod schema;
 pub mod sketch;
 pub mod spec;
+pub mod stage;
 pub mod window;
 
 #[cfg(test)]

@@ -64,6 +64,36 @@ pub enum PipelineError {
     },
 }
 
+/// Which part of a pipeline a [`Pipeline`] runs.
+///
+/// A distributed runtime cuts a pipeline at its sharders: tasks of the first stage run
+/// everything up to the sharders ([`Role::BeforeShuffle`]) and hand each sharded record
+/// to the task owning its partition, which runs everything after
+/// ([`Role::AfterShuffle`]). So keyed state lives on exactly one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// The whole spec in this process: sharders only set keys.
+    #[default]
+    Whole,
+    /// Sources to sharders: what leaves a sharder's `out` goes to
+    /// [`Pipeline::take_shuffled`] instead of downstream.
+    BeforeShuffle,
+    /// Sharders to sinks: records enter by [`Pipeline::push_shuffled`], and event time
+    /// advances by [`Pipeline::advance_shuffle_watermark`].
+    AfterShuffle,
+}
+
+/// A record leaving a sharder for the task that owns its partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShuffledRecord {
+    /// The sharder.
+    pub sharder: String,
+    /// `partition_of(key, partitions)`.
+    pub partition: u32,
+    /// The record, its key set.
+    pub record: Record,
+}
+
 /// A record that reached a sink.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkRecord {
@@ -93,6 +123,13 @@ pub struct PipelineState {
     pub operators: BTreeMap<String, OperatorState>,
     /// The counters.
     pub stats: PipelineStats,
+    /// The watermark of the shuffled input, for a pipeline after the shuffle.
+    #[serde(default = "min_event_time")]
+    pub shuffle_watermark: EventTime,
+}
+
+fn min_event_time() -> EventTime {
+    EventTime::MIN
 }
 
 /// The state of one stateful operator.
@@ -141,6 +178,11 @@ pub struct Pipeline {
     source_max_seen: BTreeMap<String, EventTime>,
     operator_watermarks: Vec<EventTime>,
     stats: PipelineStats,
+    role: Role,
+    /// The watermark of the shuffled input (after the shuffle).
+    shuffle_watermark: EventTime,
+    /// Records leaving sharders (before the shuffle), until taken.
+    shuffled: Vec<ShuffledRecord>,
 }
 
 impl Pipeline {
@@ -208,7 +250,72 @@ impl Pipeline {
             source_max_seen,
             operator_watermarks,
             stats: PipelineStats::default(),
+            role: Role::Whole,
+            shuffle_watermark: EventTime::MIN,
+            shuffled: Vec::new(),
         })
+    }
+
+    /// Runs only part of the pipeline (see [`Role`]).
+    pub fn with_role(mut self, role: Role) -> Pipeline {
+        self.role = role;
+        self.operator_watermarks = self.computed_watermarks();
+        self
+    }
+
+    /// Returns the part of the pipeline this runs.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Takes the records that left sharders since the last call (before the shuffle).
+    pub fn take_shuffled(&mut self) -> Vec<ShuffledRecord> {
+        std::mem::take(&mut self.shuffled)
+    }
+
+    /// Returns the watermark of an operator (for a sharder before the shuffle: the
+    /// event time to forward with its records), `None` for an unknown name.
+    pub fn operator_watermark(&self, name: &str) -> Option<EventTime> {
+        let index = self.spec.operators.iter().position(|op| op.name == name)?;
+        Some(self.operator_watermarks[index])
+    }
+
+    /// Pushes a record that left `sharder` on another task (after the shuffle). The
+    /// sharder already counted it and set its key.
+    pub fn push_shuffled(
+        &mut self,
+        sharder: &str,
+        record: Record,
+        out: &mut Vec<SinkRecord>,
+    ) -> Result<(), PipelineError> {
+        if !self
+            .spec
+            .operators
+            .iter()
+            .any(|op| op.name == sharder && matches!(op.kind, OperatorKind::Sharder { .. }))
+        {
+            return Err(PipelineError::UnknownSource(sharder.to_owned()));
+        }
+        let stream = StreamRef {
+            node: sharder.to_owned(),
+            port: 0,
+        };
+        self.route(&stream, record, out);
+        Ok(())
+    }
+
+    /// Moves the event time of the shuffled input forward (after the shuffle): the
+    /// minimum over every upstream partition of its watermark. Never moves back.
+    pub fn advance_shuffle_watermark(&mut self, watermark: EventTime, out: &mut Vec<SinkRecord>) {
+        if watermark > self.shuffle_watermark {
+            self.shuffle_watermark = watermark;
+            self.advance_watermarks(out);
+        }
+    }
+
+    /// Returns the watermark of the shuffled input (after the shuffle).
+    pub fn shuffle_watermark(&self) -> EventTime {
+        self.shuffle_watermark
     }
 
     /// Builds a pipeline that resumes from a checkpoint. Operators absent from the
@@ -264,6 +371,7 @@ impl Pipeline {
             }
         }
         pipeline.stats = state.stats;
+        pipeline.shuffle_watermark = state.shuffle_watermark;
         // Operator watermarks follow from the sources' clocks; the windows kept theirs.
         pipeline.operator_watermarks = pipeline.computed_watermarks();
         Ok(pipeline)
@@ -286,6 +394,7 @@ impl Pipeline {
             source_max_seen: self.source_max_seen.clone(),
             operators,
             stats: self.stats.clone(),
+            shuffle_watermark: self.shuffle_watermark,
         }
     }
 
@@ -356,11 +465,23 @@ impl Pipeline {
         for max_seen in self.source_max_seen.values_mut() {
             *max_seen = EventTime::MAX;
         }
+        self.shuffle_watermark = EventTime::MAX;
         self.advance_watermarks(out);
     }
 
-    /// The watermark of each source: max seen minus its out-of-orderness.
-    fn source_watermark(&self, source: &str) -> EventTime {
+    /// Ends one source: its watermark moves to the end of time (the others keep
+    /// theirs), so what waited only for it fires.
+    pub fn end_source(&mut self, source: &str, out: &mut Vec<SinkRecord>) -> Result<(), PipelineError> {
+        let Some(max_seen) = self.source_max_seen.get_mut(source) else {
+            return Err(PipelineError::UnknownSource(source.to_owned()));
+        };
+        *max_seen = EventTime::MAX;
+        self.advance_watermarks(out);
+        Ok(())
+    }
+
+    /// The watermark of a source: max seen minus its out-of-orderness.
+    pub fn source_watermark(&self, source: &str) -> EventTime {
         let max_seen = self
             .source_max_seen
             .get(source)
@@ -382,6 +503,12 @@ impl Pipeline {
     fn computed_watermarks(&self) -> Vec<EventTime> {
         let mut watermarks: Vec<EventTime> = Vec::with_capacity(self.spec.operators.len());
         for operator in &self.spec.operators {
+            if self.role == Role::AfterShuffle
+                && matches!(operator.kind, OperatorKind::Sharder { .. })
+            {
+                watermarks.push(self.shuffle_watermark);
+                continue;
+            }
             let mut watermark = EventTime::MAX;
             for input in &operator.inputs {
                 let input_watermark = match self
@@ -433,8 +560,25 @@ impl Pipeline {
                 }),
                 Target::Operator(index) => {
                     process(&mut self.instances[index], record, &mut emitted);
+                    let shuffles = self.role == Role::BeforeShuffle;
                     for Emitted { port, record } in emitted.drain(..) {
                         let stream = self.count(index, port);
+                        if shuffles && port.0 == 0 {
+                            if let OperatorKind::Sharder { partitions, .. } =
+                                &self.spec.operators[index].kind
+                            {
+                                let partition = crate::hash::partition_of(
+                                    record.key.as_deref().unwrap_or_default(),
+                                    *partitions,
+                                );
+                                self.shuffled.push(ShuffledRecord {
+                                    sharder: stream.node,
+                                    partition,
+                                    record,
+                                });
+                                continue;
+                            }
+                        }
                         self.enqueue(&stream, record, &mut queue);
                     }
                 }

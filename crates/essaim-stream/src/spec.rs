@@ -92,6 +92,9 @@ pub struct RawSource {
     /// How far behind the latest event time a record may still arrive (default 0).
     #[serde(default)]
     pub out_of_orderness_ms: i64,
+    /// Where the runtime reads it from (e.g. `{ kind = "nats", subject = "flights",
+    /// partitions = 4 }`); opaque here, checked by the runtime.
+    pub connector: Option<toml::Table>,
 }
 
 /// A dimension table.
@@ -107,6 +110,9 @@ pub struct RawTable {
     /// Whether the first line is a header to skip (default false).
     #[serde(default)]
     pub header: bool,
+    /// The CSV file holding it, relative to the spec's directory (the runtime reads
+    /// it; a Rust caller may hand the bytes to `Pipeline::load_tables` instead).
+    pub path: Option<String>,
 }
 
 /// A splitter branch.
@@ -214,6 +220,9 @@ pub struct RawSink {
     pub name: Spanned<String>,
     /// The stream it consumes.
     pub input: String,
+    /// Where the runtime writes it (e.g. `{ kind = "postgres", table = "stats" }`);
+    /// opaque here, checked by the runtime.
+    pub connector: Option<toml::Table>,
 }
 
 /// A spec that cannot run.
@@ -245,6 +254,8 @@ pub struct SourceSpec {
     pub header: bool,
     /// The bound of its disorder; its watermark is the max event time seen minus this.
     pub out_of_orderness_ms: i64,
+    /// The runtime's connector settings, as written.
+    pub connector: Option<toml::Table>,
 }
 
 /// A validated dimension table.
@@ -252,6 +263,8 @@ pub struct SourceSpec {
 pub struct TableSpec {
     /// Its name.
     pub name: String,
+    /// Its CSV file, relative to the spec's directory, when the spec names one.
+    pub path: Option<String>,
     /// Its columns.
     pub columns: Vec<Column>,
     /// The lookup column.
@@ -366,6 +379,8 @@ pub struct SinkSpec {
     pub name: String,
     /// The stream it consumes.
     pub input: StreamRef,
+    /// The runtime's connector settings, as written.
+    pub connector: Option<toml::Table>,
 }
 
 /// A validated pipeline: operators in topological order (every operator after its

@@ -53,6 +53,12 @@ pub trait Executor: Send + Sync + 'static {
         let _ = payload;
         false
     }
+
+    /// Registers the executor's own metrics on the worker's `/metrics` (say, a stream
+    /// task's consumer lag). Called once, before the worker starts. Default: none.
+    fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let _ = registry;
+    }
 }
 
 /// Everything an executor learns about the attempt it runs.
@@ -173,6 +179,13 @@ impl ExecutorRegistry {
     /// Returns the registered kinds, sorted.
     pub fn kinds(&self) -> Vec<String> {
         self.executors.keys().cloned().collect()
+    }
+
+    /// Lets every executor register its metrics (see [`Executor::register_metrics`]).
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        for executor in self.executors.values() {
+            executor.register_metrics(registry);
+        }
     }
 
     /// Removes the executor of `kind`, if registered.

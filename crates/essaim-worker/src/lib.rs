@@ -141,6 +141,7 @@ pub async fn start_worker(
 
     let mut registry = Registry::default();
     let metrics = WorkerMetrics::register(&mut registry);
+    executors.register_metrics(&mut registry);
     metrics.slots.set(i64::from(config.slots));
     let health = Health::new();
     health.set_not_ready("not registered");

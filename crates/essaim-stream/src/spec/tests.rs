@@ -247,6 +247,7 @@ fn a_spec_can_be_built_in_rust() {
             key: None,
             header: false,
             out_of_orderness_ms: 0,
+            connector: None,
         }],
         operator: vec![RawOperator {
             input: Some("s".into()),
@@ -256,6 +257,7 @@ fn a_spec_can_be_built_in_rust() {
         sink: vec![RawSink {
             name: Spanned::new(0..0, "k".into()),
             input: "copy.right".into(),
+            connector: None,
         }],
         ..Default::default()
     };

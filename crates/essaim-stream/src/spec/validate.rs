@@ -75,6 +75,7 @@ pub(super) fn validate(raw: RawSpec, text: Option<&str>) -> Result<PipelineSpec,
             schema,
             header: source.header,
             out_of_orderness_ms: source.out_of_orderness_ms,
+            connector: source.connector,
         });
     }
 
@@ -95,6 +96,7 @@ pub(super) fn validate(raw: RawSpec, text: Option<&str>) -> Result<PipelineSpec,
         }
         tables.push(TableSpec {
             name,
+            path: table.path,
             columns: table.columns,
             key: table.key,
             header: table.header,
@@ -219,7 +221,11 @@ pub(super) fn validate(raw: RawSpec, text: Option<&str>) -> Result<PipelineSpec,
         };
         check_name(&place, &name, &mut stream_names)?;
         let input = resolve(&place, &sink.input)?;
-        sinks.push(SinkSpec { name, input });
+        sinks.push(SinkSpec {
+            name,
+            input,
+            connector: sink.connector,
+        });
     }
     Ok(PipelineSpec {
         sources,

@@ -1,0 +1,203 @@
+//! One partition of a JetStream source as an ordered, resumable log
+//! ([`essaim_connect::PartitionReader`]).
+//!
+//! The position the runtime committed (in PostgreSQL, with the results) is the truth,
+//! not the consumer's acknowledgement state: a durable consumer redelivers out of order
+//! after an `ack_wait` expiry, and a task that took a partition over from another must
+//! start exactly after the committed position. So opening a reader (re)creates the
+//! partition's durable consumer to deliver from `resume_after + 1`, in stream order.
+//! Deliveries at or below a position already delivered (redeliveries) are dropped
+//! here; `commit` acknowledges everything up to a position at once (`AckPolicy::All`),
+//! so the consumer's pending count is the partition's lag and `max_ack_pending` bounds
+//! what is in flight between the broker and the sink (the back-pressure).
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, consumer, message::Acker};
+use essaim_connect::{ConnectorError, END_OF_STREAM_HEADER, PartitionReader, SourceMessage};
+use futures_util::StreamExt;
+
+const CONNECTOR: &str = "nats";
+
+/// Where one partition is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionSpec {
+    /// The stream.
+    pub stream: String,
+    /// The subject of the partition (e.g. `flights.3`).
+    pub subject: String,
+    /// The durable consumer's name (one per pipeline, stage and partition).
+    pub durable: String,
+    /// The partition number reported on messages.
+    pub partition: u32,
+    /// Most deliveries not yet committed (default 10,000).
+    pub max_ack_pending: u32,
+    /// Time after which an uncommitted delivery is delivered again (default 60 s).
+    pub ack_wait: Duration,
+}
+
+impl PartitionSpec {
+    /// Returns the defaults for `subject` of `stream`, read by consumer `durable`.
+    pub fn new(stream: &str, subject: &str, durable: &str, partition: u32) -> PartitionSpec {
+        PartitionSpec {
+            stream: stream.to_owned(),
+            subject: subject.to_owned(),
+            durable: durable.to_owned(),
+            partition,
+            max_ack_pending: 10_000,
+            ack_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Reads one partition in stream order (see the module doc).
+pub struct NatsPartitionReader {
+    consumer: consumer::Consumer<consumer::pull::Config>,
+    spec: PartitionSpec,
+    /// Delivered, not yet acknowledged: position and the handle to ack it by.
+    unacked: VecDeque<(u64, Acker)>,
+    last_delivered: Option<u64>,
+    /// Broker publish times (ms since the epoch) of the last fetch, in order.
+    published_ms: Vec<Option<i64>>,
+}
+
+fn transient(action: &'static str, error: impl ToString) -> ConnectorError {
+    ConnectorError::transient(CONNECTOR, action, error)
+}
+
+impl NatsPartitionReader {
+    /// Opens the partition after `resume_after` (from the stream's start when `None`),
+    /// replacing the durable consumer of a previous owner.
+    pub async fn open(
+        context: &jetstream::Context,
+        spec: PartitionSpec,
+        resume_after: Option<u64>,
+    ) -> Result<NatsPartitionReader, ConnectorError> {
+        let stream = context
+            .get_stream(&spec.stream)
+            .await
+            .map_err(|error| match error.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(inner)
+                    if inner.code() == 404 =>
+                {
+                    ConnectorError::permanent(
+                        CONNECTOR,
+                        "open stream",
+                        format!("stream `{}` does not exist", spec.stream),
+                    )
+                }
+                _ => transient("open stream", error),
+            })?;
+        // A consumer's start cannot be changed, so it is replaced; a missing one is fine.
+        let _ = stream.delete_consumer(&spec.durable).await;
+        let deliver_policy = match resume_after {
+            Some(position) => consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: position.saturating_add(1),
+            },
+            None => consumer::DeliverPolicy::All,
+        };
+        let config = consumer::pull::Config {
+            durable_name: Some(spec.durable.clone()),
+            ack_policy: consumer::AckPolicy::All,
+            deliver_policy,
+            ack_wait: spec.ack_wait,
+            max_ack_pending: i64::from(spec.max_ack_pending.max(1)),
+            filter_subject: spec.subject.clone(),
+            ..Default::default()
+        };
+        let consumer = stream
+            .create_consumer(config)
+            .await
+            .map_err(|error| transient("create consumer", error))?;
+        Ok(NatsPartitionReader {
+            consumer,
+            spec,
+            unacked: VecDeque::new(),
+            last_delivered: resume_after,
+            published_ms: Vec::new(),
+        })
+    }
+
+    /// The broker's publish time of each message of the last fetch, in order.
+    pub fn published_ms(&self) -> &[Option<i64>] {
+        &self.published_ms
+    }
+}
+
+impl PartitionReader for NatsPartitionReader {
+    async fn fetch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<SourceMessage>, ConnectorError> {
+        self.published_ms.clear();
+        let mut batch = self
+            .consumer
+            .batch()
+            .max_messages(max.max(1))
+            .expires(wait.max(Duration::from_millis(10)))
+            .messages()
+            .await
+            .map_err(|error| transient("fetch", error))?;
+        let mut messages = Vec::with_capacity(max);
+        while let Some(message) = batch.next().await {
+            let message = message.map_err(|error| transient("fetch", error))?;
+            let info = message.info().map_err(|error| transient("fetch", error))?;
+            let position = info.stream_sequence;
+            let redeliveries = u32::try_from(info.delivered.saturating_sub(1)).unwrap_or(u32::MAX);
+            let published = i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok();
+            let (message, acker) = message.split();
+            if self.last_delivered.is_some_and(|last| position <= last) {
+                // Already delivered by this reader: acked with the next commit.
+                continue;
+            }
+            self.last_delivered = Some(position);
+            self.unacked.push_back((position, acker));
+            let end_of_stream = message
+                .headers
+                .as_ref()
+                .is_some_and(|headers| headers.get(END_OF_STREAM_HEADER).is_some());
+            self.published_ms.push(published);
+            messages.push(SourceMessage {
+                partition: self.spec.partition,
+                position,
+                payload: message.payload,
+                end_of_stream,
+                redeliveries,
+            });
+        }
+        Ok(messages)
+    }
+
+    async fn commit(&mut self, position: u64) -> Result<(), ConnectorError> {
+        let mut last = None;
+        while self
+            .unacked
+            .front()
+            .is_some_and(|(delivered, _)| *delivered <= position)
+        {
+            last = self.unacked.pop_front();
+        }
+        if let Some((_, acker)) = last {
+            // AckPolicy::All: one ack covers every earlier delivery.
+            acker.ack().await.map_err(|error| transient("ack", error))?;
+        }
+        Ok(())
+    }
+
+    async fn lag(&mut self) -> Result<Option<u64>, ConnectorError> {
+        let info = self
+            .consumer
+            .get_info()
+            .await
+            .map_err(|error| transient("consumer info", error))?;
+        Ok(Some(info.num_pending + info.num_ack_pending as u64))
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}

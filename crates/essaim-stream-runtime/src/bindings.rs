@@ -1,0 +1,202 @@
+//! Where a pipeline's sources and sinks are: the `connector` tables of a spec, checked.
+//!
+//! The pure spec keeps a connector as an opaque TOML table so that `essaim-stream`
+//! knows no broker; this module gives each one its typed form and refuses unknown
+//! kinds and keys with the source or sink named. Addresses of servers are not in the
+//! spec (the same spec runs against a test broker and a production one): they come
+//! from [`Endpoints`].
+use std::collections::BTreeMap;
+
+use essaim_connect_postgres::{Column, ColumnType};
+use essaim_stream::spec::PipelineSpec;
+use serde::{Deserialize, Serialize};
+
+/// The servers a pipeline talks to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    /// NATS server URL, e.g. `nats://127.0.0.1:4222`.
+    pub nats_url: Option<String>,
+    /// PostgreSQL URL, e.g. `postgres://essaim@127.0.0.1:5432/essaim`: required, since
+    /// positions and checkpoints live there.
+    pub postgres_url: Option<String>,
+}
+
+/// A source's connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceBinding {
+    /// A JetStream stream whose partition `p` is subject `<subject>.<p>`.
+    Nats {
+        /// The stream.
+        stream: String,
+        /// The subject prefix.
+        subject: String,
+        /// The number of partitions (default 1).
+        #[serde(default = "one")]
+        partitions: u32,
+    },
+}
+
+impl SourceBinding {
+    /// The number of partitions.
+    pub fn partitions(&self) -> u32 {
+        match self {
+            SourceBinding::Nats { partitions, .. } => *partitions,
+        }
+    }
+}
+
+/// A sink's connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkBinding {
+    /// A PostgreSQL table, upserted by a deterministic key.
+    Postgres {
+        /// The table.
+        table: String,
+        /// Typed columns, each filled from the record field of the same name (or from
+        /// the record's key for `key_column`); when absent the table has
+        /// `record_key text, event_time bigint, fields text` (the fields as JSON).
+        #[serde(default)]
+        columns: Option<BTreeMap<String, String>>,
+        /// The column that receives the record's key.
+        #[serde(default)]
+        key_column: Option<String>,
+    },
+    /// JSON messages on a NATS subject (at-least-once; deduplicate by `key`).
+    Nats {
+        /// The subject.
+        subject: String,
+    },
+    /// Counted, then dropped: for streams that are only watched through metrics.
+    Discard,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A binding that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {message}")]
+pub struct BindingError {
+    /// Which source or sink.
+    pub what: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The typed bindings of a whole spec.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bindings {
+    /// Per source, in spec order.
+    pub sources: Vec<(String, SourceBinding)>,
+    /// Per sink, in spec order.
+    pub sinks: Vec<(String, SinkBinding)>,
+}
+
+impl Bindings {
+    /// Reads and checks every connector of `spec`.
+    pub fn of(spec: &PipelineSpec) -> Result<Bindings, BindingError> {
+        let mut sources = Vec::new();
+        for source in &spec.sources {
+            let what = format!("source `{}`", source.name);
+            let Some(table) = &source.connector else {
+                return Err(BindingError {
+                    what,
+                    message: "has no `connector` (e.g. `{ kind = \"nats\", stream = \"S\", \
+                              subject = \"s\", partitions = 4 }`)"
+                        .to_owned(),
+                });
+            };
+            let binding: SourceBinding = table.clone().try_into().map_err(|error| BindingError {
+                what: what.clone(),
+                message: format!("bad connector: {error}"),
+            })?;
+            if binding.partitions() == 0 || binding.partitions() > 4096 {
+                return Err(BindingError {
+                    what,
+                    message: "`partitions` must be between 1 and 4096".to_owned(),
+                });
+            }
+            sources.push((source.name.clone(), binding));
+        }
+        if let Some(((first, binding), rest)) = sources.split_first() {
+            for (name, other) in rest {
+                if other.partitions() != binding.partitions() {
+                    return Err(BindingError {
+                        what: format!("source `{name}`"),
+                        message: format!(
+                            "has {} partitions and `{first}` {}: the sources of a pipeline \
+                             are read partition by partition together, so they must agree",
+                            other.partitions(),
+                            binding.partitions()
+                        ),
+                    });
+                }
+            }
+        }
+        let mut sinks = Vec::new();
+        for sink in &spec.sinks {
+            let what = format!("sink `{}`", sink.name);
+            let binding = match &sink.connector {
+                None => SinkBinding::Discard,
+                Some(table) => table.clone().try_into().map_err(|error| BindingError {
+                    what: what.clone(),
+                    message: format!("bad connector: {error}"),
+                })?,
+            };
+            if let SinkBinding::Postgres { columns, .. } = &binding {
+                result_columns(columns.as_ref()).map_err(|message| BindingError {
+                    what: what.clone(),
+                    message,
+                })?;
+            }
+            sinks.push((sink.name.clone(), binding));
+        }
+        Ok(Bindings { sources, sinks })
+    }
+
+    /// The partitions of the sources (1 when there is none).
+    pub fn source_partitions(&self) -> u32 {
+        self.sources
+            .first()
+            .map_or(1, |(_, binding)| binding.partitions())
+    }
+
+    /// The binding of a sink.
+    pub fn sink(&self, name: &str) -> Option<&SinkBinding> {
+        self.sinks
+            .iter()
+            .find(|(sink, _)| sink == name)
+            .map(|(_, binding)| binding)
+    }
+}
+
+/// The typed columns of a PostgreSQL sink.
+pub fn result_columns(columns: Option<&BTreeMap<String, String>>) -> Result<Vec<Column>, String> {
+    let Some(columns) = columns else {
+        return Ok(vec![
+            Column::new("record_key", ColumnType::Text),
+            Column::new("event_time", ColumnType::BigInt),
+            Column::new("fields", ColumnType::Text),
+        ]);
+    };
+    columns
+        .iter()
+        .map(|(name, sql_type)| {
+            let column_type = match sql_type.to_ascii_lowercase().as_str() {
+                "bigint" | "int" | "integer" => ColumnType::BigInt,
+                "double" | "float" | "double precision" => ColumnType::Double,
+                "text" | "string" => ColumnType::Text,
+                "boolean" | "bool" => ColumnType::Bool,
+                other => {
+                    return Err(format!(
+                        "column `{name}`: unknown type `{other}` (bigint, double, text, boolean)"
+                    ));
+                }
+            };
+            Ok(Column::new(name, column_type))
+        })
+        .collect()
+}

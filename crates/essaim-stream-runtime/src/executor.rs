@@ -1,0 +1,137 @@
+//! The worker side: the executor of [`STREAM_TASK_KIND`] tasks.
+//!
+//! A stream task runs its units side by side on the worker's runtime until the
+//! coordinator revokes it (stop, rescale, the worker drains) or, with `exit_at_end`,
+//! until every unit's input has ended. When a worker dies, the coordinator hands the
+//! task to another worker, whose units resume from PostgreSQL.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use essaim_connect_nats::broker;
+use essaim_core::{TaskFailure, TaskOutput};
+use essaim_stream::pipeline::Pipeline;
+use essaim_worker::{AttemptContext, ExecutionFuture, Executor};
+use prometheus_client::registry::Registry;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::StreamMetrics;
+use crate::task::{self, StreamTaskSpec, format_chain};
+use crate::unit::{self, UnitContext, UnitError};
+
+/// Runs stream tasks.
+#[derive(Debug, Clone, Default)]
+pub struct StreamExecutor {
+    metrics: StreamMetrics,
+}
+
+impl StreamExecutor {
+    /// Returns the executor with its metric families.
+    pub fn new() -> StreamExecutor {
+        StreamExecutor {
+            metrics: StreamMetrics::new(),
+        }
+    }
+}
+
+fn failure(message: String, retryable: bool) -> TaskFailure {
+    TaskFailure {
+        message,
+        exit_code: None,
+        stderr_tail: String::new(),
+        retryable,
+        lost_inputs: Vec::new(),
+    }
+}
+
+impl Executor for StreamExecutor {
+    fn execute(&self, attempt: AttemptContext, cancel: CancellationToken) -> ExecutionFuture {
+        let metrics = self.metrics.clone();
+        Box::pin(async move { run_task(attempt, cancel, metrics).await })
+    }
+
+    fn needs_scratch_dir(&self, _payload: &[u8]) -> bool {
+        false
+    }
+
+    fn register_metrics(&self, registry: &mut Registry) {
+        self.metrics.register(registry);
+    }
+}
+
+async fn run_task(
+    attempt: AttemptContext,
+    cancel: CancellationToken,
+    metrics: StreamMetrics,
+) -> Result<TaskOutput, TaskFailure> {
+    let spec: StreamTaskSpec = serde_json::from_slice(&attempt.payload)
+        .map_err(|error| failure(format!("malformed stream task: {error}"), false))?;
+    let planned = task::check(&spec.spec_toml, &spec.tables)
+        .map_err(|error| failure(format_chain(&error), false))?;
+    let tables = Pipeline::load_tables(&planned.spec, &spec.tables)
+        .map_err(|error| failure(format_chain(&error), false))?;
+    let nats_url = spec
+        .endpoints
+        .nats_url
+        .clone()
+        .ok_or_else(|| failure("no NATS URL".to_owned(), false))?;
+    let nats = tokio::select! {
+        () = cancel.cancelled() => return Ok(TaskOutput::default()),
+        connected = broker::connect(&nats_url, broker::DEFAULT_REQUEST_TIMEOUT) => {
+            connected.map_err(|error| failure(format_chain(&error), true))?
+        }
+    };
+    let stage = spec.stage.as_str();
+    let units = spec.units.clone();
+    let spec = Arc::new(spec);
+    let planned = Arc::new(planned);
+    let tables = Arc::new(tables);
+    let stop_units = cancel.child_token();
+    let mut running = JoinSet::new();
+    for unit in units.iter().copied() {
+        let context = Arc::new(UnitContext {
+            task: Arc::clone(&spec),
+            planned: Arc::clone(&planned),
+            tables: Arc::clone(&tables),
+            nats: nats.clone(),
+            metrics: metrics.unit(&spec.pipeline, stage, unit),
+        });
+        let stop = stop_units.clone();
+        running.spawn(async move { (unit, unit::run(context, unit, stop).await) });
+    }
+    tracing::info!(
+        pipeline = %spec.pipeline,
+        stage,
+        units = ?units,
+        correlation_id = %attempt.correlation_id,
+        "stream task started"
+    );
+    let mut first_error: Option<(u32, UnitError)> = None;
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok((_, Ok(()))) => {}
+            Ok((unit, Err(error))) => {
+                stop_units.cancel();
+                first_error.get_or_insert((unit, error));
+            }
+            Err(join_error) => {
+                stop_units.cancel();
+                first_error.get_or_insert((
+                    u32::MAX,
+                    UnitError::Transient(format!("a unit panicked: {join_error}")),
+                ));
+            }
+        }
+    }
+    if let Some((unit, error)) = first_error {
+        let retryable = matches!(error, UnitError::Transient(_));
+        return Err(failure(format!("unit {unit}: {error}"), retryable));
+    }
+    let mut counters = BTreeMap::new();
+    counters.insert("stream_units".to_owned(), units.len() as u64);
+    Ok(TaskOutput {
+        inline: Vec::new(),
+        file: None,
+        counters,
+    })
+}

@@ -1,0 +1,227 @@
+//! The metrics of stream tasks, on the worker's `/metrics`.
+//!
+//! Labels are the pipeline, the stage and the unit: all bounded by configuration (a
+//! pipeline has at most a few thousand units), never by data. Per-operator counts
+//! come from the operators' own counters, which are checkpointed, so they survive
+//! restarts and moves of a unit.
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Which unit a series is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct UnitLabels {
+    /// The pipeline.
+    pub pipeline: String,
+    /// `source` or `shuffled`.
+    pub stage: String,
+    /// The unit.
+    pub unit: String,
+}
+
+/// An operator's port of a unit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OperatorLabels {
+    /// The pipeline.
+    pub pipeline: String,
+    /// The unit.
+    pub unit: String,
+    /// `operator.port`, or `source:name` for records read.
+    pub stream: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 18))
+}
+
+/// Every stream metric family.
+#[derive(Debug, Clone)]
+pub struct StreamMetrics {
+    records_in: Family<UnitLabels, Counter>,
+    records_out: Family<UnitLabels, Counter>,
+    dead_letters: Family<UnitLabels, Counter>,
+    duplicates_skipped: Family<UnitLabels, Counter>,
+    batches: Family<UnitLabels, Counter>,
+    restarts: Family<UnitLabels, Counter>,
+    lag: Family<UnitLabels, Gauge>,
+    watermark_delay_seconds: Family<UnitLabels, Gauge>,
+    checkpoint_bytes: Family<UnitLabels, Gauge>,
+    latency_seconds: Family<UnitLabels, Histogram, fn() -> Histogram>,
+    commit_seconds: Family<UnitLabels, Histogram, fn() -> Histogram>,
+    turn_seconds: Family<UnitLabels, Histogram, fn() -> Histogram>,
+    operator_records: Family<OperatorLabels, Gauge>,
+}
+
+impl Default for StreamMetrics {
+    fn default() -> Self {
+        StreamMetrics::new()
+    }
+}
+
+impl StreamMetrics {
+    /// Returns the families, unregistered.
+    pub fn new() -> StreamMetrics {
+        StreamMetrics {
+            latency_seconds: Family::new_with_constructor(latency_histogram),
+            commit_seconds: Family::new_with_constructor(latency_histogram),
+            turn_seconds: Family::new_with_constructor(latency_histogram),
+            records_in: Family::default(),
+            records_out: Family::default(),
+            dead_letters: Family::default(),
+            duplicates_skipped: Family::default(),
+            batches: Family::default(),
+            restarts: Family::default(),
+            lag: Family::default(),
+            watermark_delay_seconds: Family::default(),
+            checkpoint_bytes: Family::default(),
+            operator_records: Family::default(),
+        }
+    }
+
+    /// Registers every family.
+    pub fn register(&self, registry: &mut Registry) {
+        let prefix = registry.sub_registry_with_prefix("essaim_stream");
+        prefix.register("records_in", "Records read by stream units", self.records_in.clone());
+        prefix.register("records_out", "Records that reached a sink", self.records_out.clone());
+        prefix.register(
+            "dead_letters",
+            "Records refused (bad line, row that does not fit its table) and stored as dead letters",
+            self.dead_letters.clone(),
+        );
+        prefix.register(
+            "duplicates_skipped",
+            "Shuffle records seen again after an upstream replay, skipped",
+            self.duplicates_skipped.clone(),
+        );
+        prefix.register("commits", "Transactions committed by stream units", self.batches.clone());
+        prefix.register(
+            "restarts",
+            "Restarts of a unit from its last commit after a transient failure",
+            self.restarts.clone(),
+        );
+        prefix.register(
+            "consumer_lag",
+            "Messages of the unit's partition not yet committed",
+            self.lag.clone(),
+        );
+        prefix.register(
+            "watermark_delay_seconds",
+            "Wall-clock time minus the unit's event-time watermark",
+            self.watermark_delay_seconds.clone(),
+        );
+        prefix.register(
+            "checkpoint_bytes",
+            "Size of the unit's last checkpoint",
+            self.checkpoint_bytes.clone(),
+        );
+        prefix.register(
+            "end_to_end_latency_seconds",
+            "From the broker's publish time to the commit that covers the message",
+            self.latency_seconds.clone(),
+        );
+        prefix.register(
+            "checkpoint_duration_seconds",
+            "Duration of the transaction committing results, positions and checkpoint",
+            self.commit_seconds.clone(),
+        );
+        prefix.register(
+            "turn_duration_seconds",
+            "Duration of one read-process-commit turn",
+            self.turn_seconds.clone(),
+        );
+        prefix.register(
+            "operator_records",
+            "Records emitted per operator port (and read per source), as checkpointed",
+            self.operator_records.clone(),
+        );
+    }
+
+    /// Returns the handles of one unit.
+    pub fn unit(&self, pipeline: &str, stage: &str, unit: u32) -> Arc<UnitMetrics> {
+        let labels = UnitLabels {
+            pipeline: pipeline.to_owned(),
+            stage: stage.to_owned(),
+            unit: unit.to_string(),
+        };
+        Arc::new(UnitMetrics {
+            records_in: self.records_in.get_or_create(&labels).clone(),
+            records_out: self.records_out.get_or_create(&labels).clone(),
+            dead_letters: self.dead_letters.get_or_create(&labels).clone(),
+            duplicates_skipped: self.duplicates_skipped.get_or_create(&labels).clone(),
+            batches: self.batches.get_or_create(&labels).clone(),
+            restarts: self.restarts.get_or_create(&labels).clone(),
+            lag: self.lag.get_or_create(&labels).clone(),
+            watermark_delay_seconds: self.watermark_delay_seconds.get_or_create(&labels).clone(),
+            checkpoint_bytes: self.checkpoint_bytes.get_or_create(&labels).clone(),
+            latency_seconds: self.latency_seconds.get_or_create(&labels).clone(),
+            commit_seconds: self.commit_seconds.get_or_create(&labels).clone(),
+            turn_seconds: self.turn_seconds.get_or_create(&labels).clone(),
+            operators: self.operator_records.clone(),
+            pipeline: pipeline.to_owned(),
+            unit: unit.to_string(),
+        })
+    }
+}
+
+/// The series of one unit.
+#[derive(Debug)]
+pub struct UnitMetrics {
+    /// Records read.
+    pub records_in: Counter,
+    /// Records that reached a sink.
+    pub records_out: Counter,
+    /// Dead letters.
+    pub dead_letters: Counter,
+    /// Shuffle duplicates skipped.
+    pub duplicates_skipped: Counter,
+    /// Commits.
+    pub batches: Counter,
+    /// Restarts.
+    pub restarts: Counter,
+    /// Consumer lag.
+    pub lag: Gauge,
+    /// Watermark delay.
+    pub watermark_delay_seconds: Gauge,
+    /// Checkpoint size.
+    pub checkpoint_bytes: Gauge,
+    /// End-to-end latency.
+    pub latency_seconds: Histogram,
+    /// Commit duration.
+    pub commit_seconds: Histogram,
+    /// Turn duration.
+    pub turn_seconds: Histogram,
+    operators: Family<OperatorLabels, Gauge>,
+    pipeline: String,
+    unit: String,
+}
+
+impl UnitMetrics {
+    /// Publishes the operators' counters.
+    pub fn set_operator_counts(&self, stats: &essaim_stream::pipeline::PipelineStats) {
+        let series = stats
+            .emitted
+            .iter()
+            .map(|(stream, count)| (stream.clone(), count))
+            .chain(
+                stats
+                    .source_records
+                    .iter()
+                    .map(|(source, count)| (format!("source:{source}"), count)),
+            );
+        for (stream, count) in series {
+            let labels = OperatorLabels {
+                pipeline: self.pipeline.clone(),
+                unit: self.unit.clone(),
+                stream,
+            };
+            self.operators
+                .get_or_create(&labels)
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+    }
+}

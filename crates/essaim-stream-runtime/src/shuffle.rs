@@ -1,0 +1,88 @@
+//! The shuffle between the two stages: a JetStream stream per pipeline whose subject
+//! `essaim.shuffle.<pipeline>.<partition>` is partition `partition` of the shuffle.
+//!
+//! A first-stage unit may publish the same records twice: after a crash it resumes
+//! from its last committed position and replays what it had published but not
+//! committed. Its processing is deterministic, so the replay publishes the same
+//! records in the same order. Each record is numbered by the upstream unit, the
+//! position of the source message that produced it and its rank among that message's
+//! records for this partition; a second-stage unit remembers, per upstream, the last
+//! number it took (in its checkpoint) and skips anything at or below it. That makes
+//! the shuffle exactly-once without a deduplication window.
+//!
+//! Watermarks travel in the same partition, after the records they cover, so a
+//! second-stage unit's event time is the minimum of its upstreams' (Flink's rule), and
+//! a slow or restarting upstream holds windows open instead of making records late.
+use essaim_stream::record::Record;
+use serde::{Deserialize, Serialize};
+
+/// One message of the shuffle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShuffleMessage {
+    /// A record for the partition.
+    Record {
+        /// The first-stage unit (source partition) that produced it.
+        upstream: u32,
+        /// `(source position, rank)`: increasing per upstream and partition.
+        number: (u64, u32),
+        /// The sharder it left.
+        sharder: String,
+        /// The record.
+        record: Record,
+    },
+    /// The upstream's event time: it will send nothing older (up to lateness).
+    Watermark {
+        /// The first-stage unit.
+        upstream: u32,
+        /// Its watermark, ms.
+        watermark: i64,
+    },
+    /// The upstream's input has ended.
+    End {
+        /// The first-stage unit.
+        upstream: u32,
+    },
+}
+
+/// The stream holding a pipeline's shuffle.
+pub fn stream_name(pipeline: &str) -> String {
+    format!("ESSAIM_SHUFFLE_{pipeline}")
+}
+
+/// The subject of one partition of a pipeline's shuffle.
+pub fn subject(pipeline: &str, partition: u32) -> String {
+    format!("essaim.shuffle.{pipeline}.{partition}")
+}
+
+/// Every subject of a pipeline's shuffle.
+pub fn subjects(pipeline: &str) -> String {
+    format!("essaim.shuffle.{pipeline}.*")
+}
+
+/// Encodes a message.
+pub fn encode(message: &ShuffleMessage) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_stdvec(message)
+}
+
+/// Decodes a message.
+pub fn decode(bytes: &[u8]) -> Result<ShuffleMessage, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let message = ShuffleMessage::Record {
+            upstream: 3,
+            number: (42, 1),
+            sharder: "by_state".to_owned(),
+            record: Record::new(7, 1_000).with("delay", 12).with("state", "CA"),
+        };
+        let bytes = encode(&message).expect("encodes");
+        assert_eq!(decode(&bytes).expect("decodes"), message);
+        assert!(decode(&bytes[..bytes.len() / 2]).is_err());
+    }
+}

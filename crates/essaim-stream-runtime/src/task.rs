@@ -1,0 +1,193 @@
+//! A stream task: what the coordinator hands a worker (the payload of a task of kind
+//! [`STREAM_TASK_KIND`]), and how a pipeline is cut into such tasks.
+//!
+//! A pipeline runs as one job whose tasks never end on their own (unless asked to stop
+//! at the end of the input). Each task owns *units*: a unit is one partition of the
+//! sources (first stage) or of the shuffle (second stage), with its own operator
+//! state, positions and checkpoint in PostgreSQL. Units are dealt to tasks round-robin,
+//! so rescaling only changes which task runs which unit: the unit's state is in
+//! PostgreSQL, keyed by pipeline, stage and unit, and moves with it.
+use std::collections::BTreeMap;
+
+use essaim_stream::spec::PipelineSpec;
+use essaim_stream::stage::{self, StagePlan};
+use serde::{Deserialize, Serialize};
+
+use crate::bindings::{Bindings, Endpoints};
+
+/// The task kind workers advertise for stream tasks.
+pub const STREAM_TASK_KIND: &str = "stream";
+
+/// Which side of the shuffle a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// Sources to sharders (or to sinks, without a sharder); units are source partitions.
+    Source,
+    /// Sharders to sinks; units are shuffle partitions.
+    Shuffled,
+}
+
+impl Stage {
+    /// `source` or `shuffled`, as used in names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Source => "source",
+            Stage::Shuffled => "shuffled",
+        }
+    }
+}
+
+/// Everything a worker needs to run a stream task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamTaskSpec {
+    /// The pipeline's name: its state in PostgreSQL is keyed by it.
+    pub pipeline: String,
+    /// The spec, as written.
+    pub spec_toml: String,
+    /// The dimension tables' CSV bytes, by table name.
+    pub tables: BTreeMap<String, Vec<u8>>,
+    /// The servers.
+    pub endpoints: Endpoints,
+    /// Which stage.
+    pub stage: Stage,
+    /// The units this task owns.
+    pub units: Vec<u32>,
+    /// Units of the first stage (source partitions): the upstreams of the second.
+    pub source_partitions: u32,
+    /// Stop once every unit has read the end of its input and committed (for demos,
+    /// benchmarks and tests); otherwise run until cancelled.
+    pub exit_at_end: bool,
+    /// Most messages per commit.
+    pub batch_max: usize,
+    /// Longest wait for a batch to fill, in milliseconds.
+    pub batch_wait_ms: u64,
+}
+
+/// A pipeline that cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The spec is invalid.
+    #[error(transparent)]
+    Spec(#[from] essaim_stream::spec::SpecError),
+    /// A connector is invalid.
+    #[error(transparent)]
+    Binding(#[from] crate::bindings::BindingError),
+    /// Something else is missing.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The options of a submission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Tasks per stage.
+    pub parallelism: u32,
+    /// See [`StreamTaskSpec::exit_at_end`].
+    pub exit_at_end: bool,
+    /// The servers.
+    pub endpoints: Endpoints,
+    /// See [`StreamTaskSpec::batch_max`].
+    pub batch_max: usize,
+    /// See [`StreamTaskSpec::batch_wait_ms`].
+    pub batch_wait_ms: u64,
+}
+
+/// A checked pipeline, ready to be cut into tasks.
+#[derive(Debug, Clone)]
+pub struct PlannedPipeline {
+    /// The validated spec.
+    pub spec: PipelineSpec,
+    /// Its connectors.
+    pub bindings: Bindings,
+    /// Its stages.
+    pub stages: StagePlan,
+}
+
+/// Checks a spec: operators, connectors, stages, tables.
+pub fn check(spec_toml: &str, tables: &BTreeMap<String, Vec<u8>>) -> Result<PlannedPipeline, PlanError> {
+    let spec = PipelineSpec::from_toml(spec_toml)?;
+    let bindings = Bindings::of(&spec)?;
+    let stages = stage::plan(&spec)?;
+    essaim_stream::pipeline::Pipeline::load_tables(&spec, tables)
+        .map_err(|error| PlanError::Invalid(format_chain(&error)))?;
+    Ok(PlannedPipeline {
+        spec,
+        bindings,
+        stages,
+    })
+}
+
+/// Returns the message of an error and of its sources, joined by `: `.
+pub fn format_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Cuts a checked pipeline into tasks: `parallelism` tasks per stage (fewer when a
+/// stage has fewer units), units dealt round-robin.
+pub fn plan_tasks(
+    spec_toml: &str,
+    tables: BTreeMap<String, Vec<u8>>,
+    options: &PlanOptions,
+) -> Result<Vec<StreamTaskSpec>, PlanError> {
+    let planned = check(spec_toml, &tables)?;
+    if options.endpoints.postgres_url.is_none() {
+        return Err(PlanError::Invalid(
+            "a PostgreSQL URL is required: positions and checkpoints are kept there".to_owned(),
+        ));
+    }
+    if options.endpoints.nats_url.is_none() {
+        return Err(PlanError::Invalid("a NATS URL is required".to_owned()));
+    }
+    if options.parallelism == 0 {
+        return Err(PlanError::Invalid("parallelism must be at least 1".to_owned()));
+    }
+    let source_partitions = planned.bindings.source_partitions();
+    let mut stages = vec![(Stage::Source, source_partitions)];
+    if planned.stages.has_shuffle() {
+        stages.push((Stage::Shuffled, planned.stages.shuffle_partitions));
+    }
+    let mut tasks = Vec::new();
+    for (stage, units) in stages {
+        let count = options.parallelism.min(units);
+        for task in 0..count {
+            tasks.push(StreamTaskSpec {
+                pipeline: options.pipeline.clone(),
+                spec_toml: spec_toml.to_owned(),
+                tables: tables.clone(),
+                endpoints: options.endpoints.clone(),
+                stage,
+                units: (0..units).filter(|unit| unit % count == task).collect(),
+                source_partitions,
+                exit_at_end: options.exit_at_end,
+                batch_max: options.batch_max,
+                batch_wait_ms: options.batch_wait_ms,
+            });
+        }
+    }
+    Ok(tasks)
+}
+
+/// Checks a pipeline name: it becomes part of stream, subject and consumer names.
+pub fn check_pipeline_name(name: &str) -> Result<(), PlanError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(PlanError::Invalid(format!(
+            "pipeline name `{name}`: use 1 to 64 letters, digits, `_` or `-`"
+        )))
+    }
+}

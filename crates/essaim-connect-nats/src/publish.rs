@@ -78,6 +78,32 @@ impl Publisher {
         Ok(())
     }
 
+    /// Like [`Publisher::publish`], with headers (say, an end-of-stream marker).
+    pub async fn publish_with_headers(
+        &mut self,
+        subject: &str,
+        headers: async_nats::HeaderMap,
+        payload: Bytes,
+    ) -> Result<(), NatsError> {
+        if self.in_flight.len() >= self.max_in_flight {
+            self.confirm_oldest().await?;
+        }
+        let ack = self
+            .context
+            .publish_with_headers(subject.to_owned(), headers, payload)
+            .await
+            .map_err(|source| NatsError::Publish {
+                subject: subject.to_owned(),
+                source: source.into(),
+            })?;
+        self.in_flight.push_back(InFlight {
+            subject: subject.to_owned(),
+            ack,
+        });
+        self.sent += 1;
+        Ok(())
+    }
+
     /// Waits for every outstanding publish ack. Returns the number of confirmed
     /// publishes.
     pub async fn flush(&mut self) -> Result<u64, NatsError> {

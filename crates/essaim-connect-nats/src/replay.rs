@@ -44,6 +44,12 @@ pub struct ReplayOptions {
     pub pacing: Pacing,
     /// Stop after this many data lines.
     pub limit: Option<u64>,
+    /// With `Some(p)`, data line `i` goes to subject `<subject>.<i mod p>` (partition
+    /// `i mod p`), which keeps each partition in the file's order.
+    pub partitions: Option<u32>,
+    /// After the last line, publish an end-of-stream marker (header
+    /// [`essaim_connect::END_OF_STREAM_HEADER`], empty body) to every partition.
+    pub end_of_stream: bool,
 }
 
 /// Where a replay is, reported about once a second.
@@ -293,9 +299,22 @@ pub async fn replay(
             }
         }
         bytes += line.len() as u64;
-        publisher
-            .publish(&options.subject, Bytes::copy_from_slice(&line))
-            .await?;
+        match options.partitions {
+            Some(partitions) if partitions > 0 => {
+                let partition = lines % u64::from(partitions);
+                publisher
+                    .publish(
+                        &format!("{}.{partition}", options.subject),
+                        Bytes::copy_from_slice(&line),
+                    )
+                    .await?;
+            }
+            _ => {
+                publisher
+                    .publish(&options.subject, Bytes::copy_from_slice(&line))
+                    .await?;
+            }
+        }
         lines += 1;
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
@@ -304,6 +323,21 @@ pub async fn replay(
                 bytes,
                 seconds: started.elapsed().as_secs_f64(),
             });
+        }
+    }
+    if options.end_of_stream {
+        let subjects: Vec<String> = match options.partitions {
+            Some(partitions) if partitions > 0 => (0..partitions)
+                .map(|partition| format!("{}.{partition}", options.subject))
+                .collect(),
+            _ => vec![options.subject.clone()],
+        };
+        for subject in subjects {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(essaim_connect::END_OF_STREAM_HEADER, "1");
+            publisher
+                .publish_with_headers(&subject, headers, Bytes::new())
+                .await?;
         }
     }
     publisher.flush().await?;

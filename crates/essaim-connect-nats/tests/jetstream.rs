@@ -474,6 +474,8 @@ async fn replay_publishes_exactly_the_data_lines_in_order_and_paces_them() -> Te
         time_column: Some("date".to_owned()),
         pacing: Pacing::AsFastAsPossible,
         limit: None,
+        partitions: None,
+        end_of_stream: false,
     };
     let mut publisher = Publisher::new(context.clone(), 64)?;
     let input = CsvInput::open(&flights_sample()).await?;
@@ -508,6 +510,8 @@ async fn replay_publishes_exactly_the_data_lines_in_order_and_paces_them() -> Te
         time_column: Some("date".to_owned()),
         pacing: Pacing::Speedup(span_seconds / 1.0),
         limit: Some(8),
+        partitions: None,
+        end_of_stream: false,
     };
     let input = CsvInput::open(&compressed).await?;
     let started = Instant::now();

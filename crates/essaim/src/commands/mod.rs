@@ -12,6 +12,7 @@ pub mod mapreduce;
 pub mod replay;
 pub mod report;
 pub mod results;
+pub mod stream;
 pub mod submit;
 pub mod worker;
 

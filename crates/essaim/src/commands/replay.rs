@@ -44,6 +44,14 @@ pub struct Args {
     /// Stop after this many data lines (default: the whole file).
     #[arg(long)]
     limit: Option<u64>,
+    /// Spread the lines over this many partitions: line i goes to `<subject>.<i mod P>`
+    /// (the stream then captures `<subject>.*`).
+    #[arg(long)]
+    partitions: Option<u32>,
+    /// After the last line, publish an end-of-stream marker to every partition, which
+    /// lets `essaim stream run --exit-at-end` finish.
+    #[arg(long)]
+    end_of_stream: bool,
     /// Publishes awaiting their acknowledgement at most (default 256).
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
@@ -60,12 +68,18 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let context = broker::connect(&args.url, broker::DEFAULT_REQUEST_TIMEOUT).await?;
     if let Some(stream) = &args.stream {
-        broker::ensure_stream(&context, &StreamSpec::new(stream, &[args.subject.as_str()])).await?;
+        let subject = match args.partitions {
+            Some(_) => format!("{}.*", args.subject),
+            None => args.subject.clone(),
+        };
+        broker::ensure_stream(&context, &StreamSpec::new(stream, &[subject.as_str()])).await?;
     }
     let mut publisher = Publisher::new(context, args.max_in_flight)?;
     let input = CsvInput::open(&args.file).await?;
     let options = ReplayOptions {
         subject: args.subject.clone(),
+        partitions: args.partitions,
+        end_of_stream: args.end_of_stream,
         time_column: args.time_column.clone(),
         pacing,
         limit: args.limit,

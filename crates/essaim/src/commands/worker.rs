@@ -100,6 +100,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         &mut executors,
         crate::jobs::registry(),
     );
+    executors.register(
+        essaim_stream_runtime::STREAM_TASK_KIND,
+        std::sync::Arc::new(essaim_stream_runtime::StreamExecutor::new()),
+    );
     let worker = start_worker(config, executors, drain).await?;
     tracing::info!(http = %worker.http_addr, "worker serving health, metrics and files");
     worker.wait().await?;

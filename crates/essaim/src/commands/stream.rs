@@ -1,0 +1,308 @@
+//! `essaim stream run|submit|status|stop|rescale`: streaming pipelines as jobs.
+//!
+//! A pipeline runs as one job named `stream:<name>` whose tasks (kind `stream`) never
+//! end on their own, unless `--exit-at-end` asks them to stop once every source
+//! partition has ended (an end-of-stream message, as `essaim replay --end-of-stream`
+//! publishes). Stopping cancels the job; the pipeline's state stays in PostgreSQL, so
+//! submitting it again resumes where it was. Rescaling submits the same pipeline with
+//! another parallelism and then cancels the old job: units move between tasks with
+//! their state (see `essaim-stream-runtime`).
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use essaim_proto::v1;
+use essaim_stream_runtime::{Endpoints, PlanOptions, STREAM_TASK_KIND, plan_tasks};
+
+use crate::client::{ConnectArgs, usage};
+use crate::local_cluster::{LocalCluster, LocalOptions};
+
+/// `essaim stream …`.
+#[derive(Args, Debug)]
+pub struct StreamArgs {
+    #[command(subcommand)]
+    command: StreamCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum StreamCommand {
+    /// Runs a pipeline on a local cluster started for it, until Ctrl-C (or the end of
+    /// its input with --exit-at-end).
+    Run(RunArgs),
+    /// Submits a pipeline to a running cluster.
+    Submit(SubmitArgs),
+    /// Shows a pipeline's job.
+    Status(NameArgs),
+    /// Stops a pipeline (its state stays in PostgreSQL).
+    Stop(NameArgs),
+    /// Runs a pipeline with another parallelism, moving its partitions and state.
+    Rescale(SubmitArgs),
+}
+
+/// What to run and where its servers are.
+#[derive(Args, Debug, Clone)]
+struct PipelineArgs {
+    /// The pipeline spec (TOML).
+    spec: PathBuf,
+    /// The pipeline's name (default: the spec's file stem). Its state is keyed by it.
+    #[arg(long)]
+    name: Option<String>,
+    /// Tasks per stage.
+    #[arg(long, default_value_t = 2)]
+    parallelism: u32,
+    /// NATS server.
+    #[arg(long, env = "ESSAIM_NATS_URL")]
+    nats: String,
+    /// PostgreSQL, where results, positions and checkpoints go.
+    #[arg(long, env = "ESSAIM_POSTGRES_URL")]
+    postgres: String,
+    /// Stop once every source partition has ended and everything is committed.
+    #[arg(long)]
+    exit_at_end: bool,
+    /// Most messages per commit.
+    #[arg(long, default_value_t = 2000)]
+    batch_max: usize,
+    /// Longest wait for a batch, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    batch_wait_ms: u64,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Worker processes of the local cluster.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Directory of the local cluster (default: a temporary one).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct SubmitArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Wait for the job to end.
+    #[arg(long)]
+    wait: bool,
+}
+
+#[derive(Args, Debug)]
+struct NameArgs {
+    /// The pipeline's name.
+    name: String,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// Runs `essaim stream …`.
+pub async fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        StreamCommand::Run(args) => run_local(args).await,
+        StreamCommand::Submit(args) => submit(args, false).await,
+        StreamCommand::Rescale(args) => submit(args, true).await,
+        StreamCommand::Status(args) => status(args).await,
+        StreamCommand::Stop(args) => stop(args).await,
+    }
+}
+
+fn job_name(pipeline: &str) -> String {
+    format!("stream:{pipeline}")
+}
+
+/// Reads the spec and its tables and cuts it into tasks.
+fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobSpec)> {
+    let text = std::fs::read_to_string(&args.spec)
+        .map_err(|error| usage(format!("cannot read `{}`: {error}", args.spec.display())))?;
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => args
+            .spec
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().replace(['.', ' '], "_"))
+            .unwrap_or_else(|| "pipeline".to_owned()),
+    };
+    essaim_stream_runtime::task::check_pipeline_name(&name).map_err(|e| usage(e.to_string()))?;
+    let spec = essaim_stream::spec::PipelineSpec::from_toml(&text)
+        .map_err(|error| usage(format!("{}: {error}", args.spec.display())))?;
+    let directory = args.spec.parent().unwrap_or(Path::new("."));
+    let mut tables = BTreeMap::new();
+    for table in &spec.tables {
+        let Some(path) = &table.path else {
+            return Err(usage(format!(
+                "table `{}` has no `path`: name its CSV file, relative to the spec",
+                table.name
+            )));
+        };
+        let path = directory.join(path);
+        let bytes = std::fs::read(&path).map_err(|error| {
+            usage(format!("table `{}`: cannot read `{}`: {error}", table.name, path.display()))
+        })?;
+        tables.insert(table.name.clone(), bytes);
+    }
+    let options = PlanOptions {
+        pipeline: name.clone(),
+        parallelism: args.parallelism,
+        exit_at_end: args.exit_at_end,
+        endpoints: Endpoints {
+            nats_url: Some(args.nats.clone()),
+            postgres_url: Some(args.postgres.clone()),
+        },
+        batch_max: args.batch_max.max(1),
+        batch_wait_ms: args.batch_wait_ms,
+    };
+    let tasks = plan_tasks(&text, tables, &options)
+        .map_err(|error| usage(format!("{}: {error}", args.spec.display())))?;
+    let mut job = v1::JobSpec {
+        name: job_name(&name),
+        // A stream task that keeps failing is retried for a long while: brokers and
+        // databases come back.
+        max_attempts: 100,
+        speculation_multiplier: -1.0,
+        retry_backoff_base_ms: 500,
+        retry_backoff_max_ms: 10_000,
+        ..Default::default()
+    };
+    for task in tasks {
+        job.tasks.push(v1::TaskSpec {
+            kind: STREAM_TASK_KIND.to_owned(),
+            payload: serde_json::to_vec(&task)?,
+            ..Default::default()
+        });
+    }
+    Ok((name, job))
+}
+
+async fn running_jobs(
+    client: &mut essaim_proto::CoordinatorClient,
+    name: &str,
+) -> anyhow::Result<Vec<v1::JobStatus>> {
+    let jobs = client
+        .list_jobs(v1::ListJobsRequest {})
+        .await?
+        .into_inner()
+        .jobs;
+    Ok(jobs
+        .into_iter()
+        .filter(|job| job.name == job_name(name) && job.state == "running")
+        .collect())
+}
+
+async fn submit(args: SubmitArgs, rescale: bool) -> anyhow::Result<ExitCode> {
+    let (name, job) = build_job(&args.pipeline)?;
+    let tasks = job.tasks.len();
+    let mut client = args.connect.connect().await?;
+    let previous = running_jobs(&mut client, &name).await?;
+    if !rescale && !previous.is_empty() {
+        return Err(usage(format!(
+            "pipeline `{name}` already runs as job {}: stop it or rescale it",
+            previous[0].job_id
+        )));
+    }
+    if rescale && previous.is_empty() {
+        return Err(usage(format!("pipeline `{name}` is not running")));
+    }
+    let job_id = client
+        .submit_job(v1::SubmitJobRequest { spec: Some(job) })
+        .await?
+        .into_inner()
+        .job_id;
+    eprintln!("pipeline `{name}`: job {job_id}, {tasks} stream tasks");
+    for old in previous {
+        client
+            .cancel_job(v1::CancelJobRequest { job_id: old.job_id })
+            .await?;
+        eprintln!("pipeline `{name}`: job {} stopped", old.job_id);
+    }
+    if args.wait {
+        return super::jobs::wait_with_progress(&mut client, job_id, None, Default::default())
+            .await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(args: NameArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.connect.connect().await?;
+    let jobs = client
+        .list_jobs(v1::ListJobsRequest {})
+        .await?
+        .into_inner()
+        .jobs;
+    let mine: Vec<_> = jobs
+        .iter()
+        .filter(|job| job.name == job_name(&args.name))
+        .collect();
+    if mine.is_empty() {
+        eprintln!("no job for pipeline `{}`", args.name);
+        return Ok(ExitCode::from(1));
+    }
+    for job in mine {
+        crate::outln!(
+            "job {:>5}  {:<10} tasks {:>3}  running {:>3}  succeeded {:>3}  dead-lettered {:>3}",
+            job.job_id,
+            job.state,
+            job.total,
+            job.running,
+            job.succeeded,
+            job.dead_lettered
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stop(args: NameArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.connect.connect().await?;
+    let running = running_jobs(&mut client, &args.name).await?;
+    if running.is_empty() {
+        eprintln!("pipeline `{}` is not running", args.name);
+        return Ok(ExitCode::from(1));
+    }
+    for job in running {
+        client
+            .cancel_job(v1::CancelJobRequest { job_id: job.job_id })
+            .await?;
+        eprintln!("pipeline `{}`: job {} stopped", args.name, job.job_id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (name, job) = build_job(&args.pipeline)?;
+    let tasks = job.tasks.len();
+    let temporary;
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temporary = tempfile::tempdir()?;
+            temporary.path().to_path_buf()
+        }
+    };
+    let mut options = LocalOptions::for_demo(args.workers.max(1), data_dir);
+    // Every stream task holds a slot for as long as it runs.
+    options.slots = u32::try_from(tasks.div_ceil(args.workers.max(1)) + 1).unwrap_or(u32::MAX);
+    let cluster = LocalCluster::start(options).await?;
+    let mut client = essaim_proto::connect(&cluster.url, None, Duration::from_secs(5)).await?;
+    let job_id = client
+        .submit_job(v1::SubmitJobRequest { spec: Some(job) })
+        .await?
+        .into_inner()
+        .job_id;
+    eprintln!(
+        "pipeline `{name}` runs as job {job_id} ({tasks} stream tasks) on a local cluster at {}",
+        cluster.url
+    );
+    let outcome = tokio::select! {
+        waited = super::jobs::wait_with_progress(&mut client, job_id, None, Default::default()) => waited,
+        () = super::shutdown_signal() => {
+            client.cancel_job(v1::CancelJobRequest { job_id }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    cluster.stop(Duration::from_secs(5)).await?;
+    outcome
+}

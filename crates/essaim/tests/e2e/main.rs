@@ -44,6 +44,7 @@ mod mapreduce;
 mod partition;
 mod queue_stats;
 mod replay;
+mod stream;
 mod report;
 mod rest_api;
 mod retention;

@@ -1,0 +1,389 @@
+//! `essaim stream run` end to end on real servers (nats-server from `scripts/nats.sh`,
+//! PostgreSQL from `scripts/postgres.sh`): generated flights, with bad lines among
+//! them, replayed into three JetStream partitions; the flights pipeline (filter,
+//! splitter, enrich, sharder, hourly windows with a DDSketch) runs on a local cluster
+//! of two workers, one of which is killed with SIGKILL mid-stream. The tables in
+//! PostgreSQL must equal an oracle: the same spec run in one process over the same
+//! lines, and plain SQL over the rows loaded directly for counts and means. Fails if
+//! a server cannot be installed, unless `ESSAIM_SKIP_NATS=1`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use essaim_stream::pipeline::{Pipeline, SinkRecord};
+use essaim_stream::record::Value;
+use essaim_stream::spec::PipelineSpec;
+
+use crate::harness::essaim;
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(name)
+}
+
+/// A server started by one of the project's scripts, stopped when dropped.
+struct Server {
+    script: &'static str,
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Server {
+    fn start(script_name: &'static str) -> Server {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let output = std::process::Command::new(script(script_name))
+            .arg("start")
+            .arg(dir.path())
+            .output()
+            .expect("the script runs");
+        assert!(
+            output.status.success(),
+            "{script_name} could not start its server: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let url = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        Server {
+            script: script_name,
+            dir,
+            url,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(script(self.script))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+const AIRPORTS: &[(&str, &str)] = &[
+    ("LAX", "CA"),
+    ("SFO", "CA"),
+    ("JFK", "NY"),
+    ("ORD", "IL"),
+    ("ATL", "GA"),
+    ("SEA", "WA"),
+    ("DFW", "TX"),
+    ("IAH", "TX"),
+];
+
+/// Flights over two days, sorted by time, with bad lines: malformed, wrong types,
+/// an unknown airport, cancelled (no delay).
+fn flights(count: usize) -> (String, usize) {
+    let mut lines = String::from("\"date\",\"delay\",\"distance\",\"origin\",\"destination\"\n");
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut bad = 0;
+    for index in 0..count {
+        let minute = index * 2 * 24 * 60 / count;
+        let (day, hour, min) = (1 + minute / 1440, (minute / 60) % 24, minute % 60);
+        let date = format!("2001-01-{day:02} {hour:02}:{min:02}:00.000000");
+        let origin = AIRPORTS[(next() % AIRPORTS.len() as u64) as usize].0;
+        let delay = (next() % 120) as i64 - 20;
+        let distance = 100 + next() % 2000;
+        match index % 97 {
+            13 => {
+                lines.push_str("this is not a flight\n");
+                bad += 1;
+            }
+            29 => {
+                lines.push_str(&format!("{date},late,{distance},\"{origin}\",\"SEA\"\n"));
+                bad += 1;
+            }
+            41 => lines.push_str(&format!("{date},{delay},{distance},\"XXX\",\"SEA\"\n")),
+            53 => lines.push_str(&format!("{date},,{distance},\"{origin}\",\"SEA\"\n")),
+            _ => lines.push_str(&format!(
+                "{date},{delay},{distance},\"{origin}\",\"SEA\"\n"
+            )),
+        }
+    }
+    (lines, bad)
+}
+
+fn airports_csv() -> String {
+    let mut csv = String::from("\"iata\",\"name\",\"city\",\"state\",\"country\",\"latitude\",\"longitude\"\n");
+    for (iata, state) in AIRPORTS {
+        csv.push_str(&format!("\"{iata}\",\"{iata} airport\",\"City\",\"{state}\",\"USA\",1.0,2.0\n"));
+    }
+    csv
+}
+
+fn spec_text() -> String {
+    let base = include_str!("../../../essaim-stream/tests/data/flights.toml");
+    base.replacen(
+        "out_of_orderness_ms = 600000\n",
+        "out_of_orderness_ms = 600000\nconnector = { kind = \"nats\", stream = \"FLIGHTS\", subject = \"flights\", partitions = 3 }\n",
+        1,
+    )
+    .replacen("key = \"iata\"\nheader = true", "key = \"iata\"\nheader = true\npath = \"airports.csv\"", 1)
+    .replacen(
+        "[[sink]]\nname = \"stats\"\ninput = \"hourly\"",
+        "[[sink]]\nname = \"stats\"\ninput = \"hourly\"\nconnector = { kind = \"postgres\", table = \"flight_stats\", key_column = \"origin_state\", columns = { origin_state = \"text\", window_start = \"bigint\", flights = \"bigint\", mean_delay = \"double\", p95_delay = \"double\" } }",
+        1,
+    )
+    .replacen(
+        "name = \"unknown_airports\"\ninput = \"with_state.miss\"",
+        "name = \"unknown_airports\"\ninput = \"with_state.miss\"\nconnector = { kind = \"postgres\", table = \"flight_unknown_airports\" }",
+        1,
+    )
+}
+
+/// The oracle: the same spec in one process over the same lines.
+fn in_process(spec: &str, flights: &str, airports: &str) -> BTreeMap<(String, i64), (i64, f64, f64)> {
+    let spec = PipelineSpec::from_toml(spec).expect("the spec is valid");
+    let tables = Pipeline::load_tables(
+        &spec,
+        &BTreeMap::from([("airports".to_owned(), airports.as_bytes().to_vec())]),
+    )
+    .expect("tables load");
+    let mut pipeline = Pipeline::new(spec, &tables).expect("pipeline");
+    let mut out: Vec<SinkRecord> = Vec::new();
+    for (line, bytes) in flights.lines().enumerate() {
+        let _ = pipeline.push_line("flights", bytes.as_bytes(), line as u64, &mut out);
+    }
+    pipeline.finish(&mut out);
+    let mut stats = BTreeMap::new();
+    for result in out.into_iter().filter(|result| result.sink == "stats") {
+        let record = result.record;
+        let int = |name: &str| match record.get(name) {
+            Value::Int(value) => *value,
+            other => panic!("{name} is {other:?}"),
+        };
+        let float = |name: &str| match record.get(name) {
+            Value::Float(value) => *value,
+            Value::Int(value) => *value as f64,
+            other => panic!("{name} is {other:?}"),
+        };
+        stats.insert(
+            (record.key.clone().unwrap_or_default(), int("window_start")),
+            (int("flights"), float("mean_delay"), float("p95_delay")),
+        );
+    }
+    stats
+}
+
+/// Pids of the processes whose parent is `parent`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid …: the command may hold spaces, so split after `)`.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_stream() {
+    if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
+        eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
+        return;
+    }
+    let nats = Server::start("nats.sh");
+    let postgres = Server::start("postgres.sh");
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let (flights_csv, bad_lines) = flights(6000);
+    let flights_path = work.path().join("flights.csv");
+    std::fs::write(&flights_path, &flights_csv).expect("write flights");
+    std::fs::write(work.path().join("airports.csv"), airports_csv()).expect("write airports");
+    let spec_path = work.path().join("flights.toml");
+    std::fs::write(&spec_path, spec_text()).expect("write spec");
+
+    let replay = essaim(&[
+        "replay",
+        flights_path.to_str().expect("utf-8 path"),
+        "--url",
+        &nats.url,
+        "--subject",
+        "flights",
+        "--stream",
+        "FLIGHTS",
+        "--partitions",
+        "3",
+        "--end-of-stream",
+        "--as-fast-as-possible",
+    ])
+    .await;
+    assert_eq!(replay.code, Some(0), "replay: {}", replay.stderr);
+
+    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL answers");
+    tokio::spawn(connection);
+
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_essaim"))
+        .args([
+            "stream",
+            "run",
+            spec_path.to_str().expect("utf-8 path"),
+            "--nats",
+            &nats.url,
+            "--postgres",
+            &postgres.url,
+            "--exit-at-end",
+            "--parallelism",
+            "2",
+            "--workers",
+            "2",
+            "--batch-max",
+            "25",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("essaim stream run starts");
+    let run_pid = run.id().expect("a pid");
+    // Once some units have committed, kill a worker process.
+    let mut killed = false;
+    for _ in 0..600 {
+        let committed: i64 = client
+            .query_opt("SELECT count(*) FROM essaim_offsets", &[])
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |row| row.get(0));
+        if committed >= 2 {
+            if let Some(worker) = children_of(run_pid).first() {
+                let status = std::process::Command::new("kill")
+                    .args(["-KILL", &worker.to_string()])
+                    .status()
+                    .expect("kill runs");
+                killed = status.success();
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(killed, "no worker was killed mid-stream");
+    let output = tokio::time::timeout(Duration::from_secs(180), run.wait_with_output())
+        .await
+        .expect("the pipeline finishes within 3 minutes")
+        .expect("essaim stream run ends");
+    assert!(
+        output.status.success(),
+        "essaim stream run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Oracle 1: the same spec in one process.
+    let expected = in_process(&spec_text(), &flights_csv, &airports_csv());
+    let rows = client
+        .query(
+            "SELECT origin_state, window_start, flights, mean_delay, p95_delay FROM flight_stats",
+            &[],
+        )
+        .await
+        .expect("flight_stats exists");
+    let actual: BTreeMap<(String, i64), (i64, f64, f64)> = rows
+        .iter()
+        .map(|row| {
+            (
+                (row.get::<_, String>(0), row.get::<_, i64>(1)),
+                (row.get(2), row.get(3), row.get(4)),
+            )
+        })
+        .collect();
+    assert_eq!(actual.len(), expected.len(), "windows differ");
+    for (key, (flights, mean, p95)) in &expected {
+        let (got_flights, got_mean, got_p95) = actual.get(key).expect("every window is there");
+        assert_eq!(got_flights, flights, "{key:?}");
+        assert!((got_mean - mean).abs() < 1e-9, "{key:?}: {got_mean} vs {mean}");
+        assert!((got_p95 - p95).abs() < 1e-9, "{key:?}: {got_p95} vs {p95}");
+    }
+
+    // Oracle 2: SQL over the valid rows loaded directly (counts and means per state
+    // and hour), computed from the generator's lines, not from the pipeline.
+    client
+        .batch_execute(
+            "CREATE TABLE raw_flights (date timestamp, delay bigint, distance bigint, origin text);
+             CREATE TABLE raw_airports (iata text, state text);",
+        )
+        .await
+        .expect("oracle tables");
+    for line in flights_csv.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() != 5 {
+            continue;
+        }
+        let (Ok(delay), Ok(distance)) = (fields[1].parse::<i64>(), fields[2].parse::<i64>()) else {
+            continue;
+        };
+        let date = fields[0].to_owned();
+        let origin = fields[3].trim_matches('"').to_owned();
+        client
+            .execute(
+                "INSERT INTO raw_flights VALUES ($1::text::timestamp, $2, $3, $4)",
+                &[&date, &delay, &distance, &origin],
+            )
+            .await
+            .expect("insert flight");
+    }
+    for (iata, state) in AIRPORTS {
+        client
+            .execute("INSERT INTO raw_airports VALUES ($1, $2)", &[iata, state])
+            .await
+            .expect("insert airport");
+    }
+    let mismatches: i64 = client
+        .query_one(
+            "WITH oracle AS (
+               SELECT a.state, (extract(epoch FROM date_trunc('hour', f.date)) * 1000)::bigint AS window_start,
+                      count(*) AS flights, avg(f.delay)::float8 AS mean_delay
+               FROM raw_flights f JOIN raw_airports a ON a.iata = f.origin
+               WHERE f.distance > 0
+               GROUP BY 1, 2)
+             SELECT count(*) FROM oracle o FULL JOIN flight_stats s
+               ON s.origin_state = o.state AND s.window_start = o.window_start
+             WHERE s.flights IS DISTINCT FROM o.flights
+                OR abs(s.mean_delay - o.mean_delay) > 1e-9
+                OR o.flights IS NULL OR s.flights IS NULL",
+            &[],
+        )
+        .await
+        .expect("oracle query")
+        .get(0);
+    assert_eq!(mismatches, 0, "flight_stats differs from the SQL oracle");
+
+    // Bad lines are dead letters, each once; unknown airports have their table.
+    let dead: i64 = client
+        .query_one(
+            "SELECT count(*) FROM essaim_dead_letters WHERE source = 'flights'",
+            &[],
+        )
+        .await
+        .expect("dead letters")
+        .get(0);
+    assert_eq!(dead as usize, bad_lines, "every bad line is a dead letter, once");
+    let unknown: i64 = client
+        .query_one("SELECT count(*) FROM flight_unknown_airports", &[])
+        .await
+        .expect("unknown airports")
+        .get(0);
+    assert_eq!(unknown as usize, flights_csv.lines().filter(|line| line.contains("\"XXX\"")).count());
+}

@@ -310,7 +310,9 @@ async fn every_refusal_is_json_and_stores_nothing() -> TestResult {
     assert_eq!(answer.status, 404);
     assert_eq!(answer.body["error"], "unknown source `unknown`");
 
-    let cases: [(&[(&str, &str)], Vec<u8>, u16, &str, Option<u64>); 6] = [
+    /// Headers, body, expected status, words of the error, the line blamed.
+    type Case<'a> = (&'a [(&'a str, &'a str)], Vec<u8>, u16, &'a str, Option<u64>);
+    let cases: [Case; 6] = [
         (&[auth], Vec::new(), 400, "holds no record", None),
         (&[auth], b"\n\r\n\n".to_vec(), 400, "holds no record", None),
         (

@@ -8,7 +8,8 @@ usage: bytewax_flights.py NATS_URL POSTGRES_URL AIRPORTS_CSV
 
 Dataflow (one worker, `bytewax.run.cli_main`):
   input   NatsSource: one partition per subject `<subject>.<p>`, each a durable pull
-          consumer (ack policy "all") fetching what has arrived, at most --batch
+          consumer (ack policy "all") fetching what has arrived, at most --batch; the
+          next fetch runs (on nats-py's event loop thread) while a batch is processed
   filter_map "valid"       parse; drop rows without a delay, distance <= 0, no origin
   branch  "by_delay"       delay > 15 (delayed) or not (on time), then merge
   filter_map "with_state"  the origin's state from the airports table (unknown: counted)
@@ -71,8 +72,11 @@ class Loop:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 
+    def submit(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
     def run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        return self.submit(coroutine).result()
 
 
 def ack_info(reply):
@@ -92,6 +96,7 @@ class NatsPartition(StatefulSourcePartition):
         self.pending = []  # (sequence, reply) of fetched, unacknowledged messages
         self.ended = False
         self.last_reply = None
+        self.inflight = None  # the fetch under way, a concurrent.futures.Future
 
     def _ack_committed(self):
         committed = self.shared.committed[self.partition]
@@ -107,13 +112,23 @@ class NatsPartition(StatefulSourcePartition):
             self.loop.run(self.nc.publish(reply, b"+ACK"))
             del self.pending[:keep]
 
+    async def _fetch(self):
+        try:
+            return await self.subscription.fetch(self.batch, timeout=0.05)
+        except nats.errors.TimeoutError:
+            return []
+
     def next_batch(self):
         self._ack_committed()
         if self.ended:
             raise StopIteration()
-        try:
-            messages = self.loop.run(self.subscription.fetch(self.batch, timeout=0.05))
-        except nats.errors.TimeoutError:
+        if self.inflight is None:
+            self.inflight = self.loop.submit(self._fetch())
+        messages = self.inflight.result()
+        # The next fetch runs on the loop's thread while this batch goes through the
+        # dataflow (nothing of it is acknowledged before its own commit).
+        self.inflight = None
+        if not messages:
             return []
         if self.shared.first_consumed_ns is None:
             self.shared.first_consumed_ns = time.time_ns()
@@ -129,6 +144,8 @@ class NatsPartition(StatefulSourcePartition):
                 continue
             items.append((self.partition, sequence, published_ns, message.data))
         self.shared.events += len(items)
+        if not self.ended:
+            self.inflight = self.loop.submit(self._fetch())
         return items
 
     def snapshot(self):

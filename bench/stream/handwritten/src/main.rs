@@ -6,9 +6,9 @@
 //!
 //! One durable pull consumer on `<subject>.>` (ack policy "all"), read in batches of
 //! whatever has arrived (a no-wait pull of at most --batch; when nothing has, a pull of
-//! one message that waits). Per message: drop rows without a delay, with a
-//! distance ≤ 0 or without an origin; count delayed (> 15) and on-time; look the origin's
-//! state up in the airports table (unknown origins are only counted); add the delay to the
+//! one message that waits; the next batch is fetched while the previous one commits).
+//! Per message: drop rows without a delay, with a distance ≤ 0 or without an origin;
+//! count delayed (> 15) and on-time; look the origin's state up in the airports table (unknown origins are only counted); add the delay to the
 //! (state, hour of event time) aggregate: count, sum, and every delay kept sorted, so the
 //! p95 is exact (the value of rank ⌊0.95·(n−1)⌋). Per batch: one transaction upserts the
 //! changed rows (one statement over arrays), commits, and only then the last message of
@@ -134,6 +134,19 @@ fn parse_args() -> Result<Args, Error> {
     Ok(args)
 }
 
+/// What has arrived, up to `n` messages, without waiting (a no-wait pull).
+async fn fetch_now(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    n: usize,
+) -> Result<Vec<jetstream::Message>, Error> {
+    let mut chunk = Vec::new();
+    let mut fetched = consumer.fetch().max_messages(n).messages().await?;
+    while let Some(message) = fetched.next().await {
+        chunk.push(message?);
+    }
+    Ok(chunk)
+}
+
 fn percentile(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -196,14 +209,15 @@ async fn main() -> Result<(), Error> {
     let mut first_consumed_ns: Option<i128> = None;
     let mut last_commit_ns = 0i128;
     let mut idle_s = 0u32;
+    let mut prefetched: Vec<jetstream::Message> = Vec::new();
 
     while ended.len() < args.partitions {
         // What has arrived, up to --batch (a no-wait pull); when nothing has, wait for
         // the next message (and take it alone, which keeps latency low at low rates).
-        let mut chunk: Vec<jetstream::Message> = Vec::new();
-        let mut fetched = consumer.fetch().max_messages(args.batch).messages().await?;
-        while let Some(message) = fetched.next().await {
-            chunk.push(message?);
+        // The batch fetched while the previous one was committing, if any.
+        let mut chunk = std::mem::take(&mut prefetched);
+        if chunk.is_empty() {
+            chunk = fetch_now(&consumer, args.batch).await?;
         }
         if chunk.is_empty() {
             let mut waited = consumer
@@ -279,32 +293,48 @@ async fn main() -> Result<(), Error> {
             batch_published.push(message.info()?.published.unix_timestamp_nanos());
         }
 
-        if !changed.is_empty() {
-            let n = changed.len();
-            let (mut keys, mut revisions, mut key_states) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-            let (mut starts, mut ends, mut counts) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-            let (mut means, mut p95s) = (Vec::with_capacity(n), Vec::with_capacity(n));
-            for key in changed.drain() {
-                let aggregate = &aggregates[&key];
-                let count = aggregate.count;
-                keys.push(format!("{}/{}", key.0, key.1));
-                revisions.push(count);
-                key_states.push(key.0);
-                starts.push(key.1);
-                ends.push(key.1 + HOUR_MS);
-                counts.push(count);
-                means.push(aggregate.sum as f64 / count as f64);
-                p95s.push(aggregate.delays[(0.95 * (count - 1) as f64).floor() as usize] as f64);
+        // Commit this batch and, meanwhile, fetch the next one (it is processed only
+        // after this commit, and nothing of it is acknowledged before its own commit).
+        let more = ended.len() < args.partitions;
+        let commit = async {
+            if !changed.is_empty() {
+                let n = changed.len();
+                let (mut keys, mut revisions, mut key_states) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+                let (mut starts, mut ends, mut counts) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+                let (mut means, mut p95s) = (Vec::with_capacity(n), Vec::with_capacity(n));
+                for key in changed.drain() {
+                    let aggregate = &aggregates[&key];
+                    let count = aggregate.count;
+                    keys.push(format!("{}/{}", key.0, key.1));
+                    revisions.push(count);
+                    key_states.push(key.0);
+                    starts.push(key.1);
+                    ends.push(key.1 + HOUR_MS);
+                    counts.push(count);
+                    means.push(aggregate.sum as f64 / count as f64);
+                    p95s.push(aggregate.delays[(0.95 * (count - 1) as f64).floor() as usize] as f64);
+                }
+                let commit_start = now_ns();
+                let transaction = db.transaction().await?;
+                transaction
+                    .execute(&upsert, &[&keys, &revisions, &key_states, &starts, &ends, &counts, &means, &p95s])
+                    .await?;
+                transaction.commit().await?;
+                commits_ns.push((now_ns() - commit_start).max(0) as u64);
+                rows_written += n as u64;
             }
-            let commit_start = now_ns();
-            let transaction = db.transaction().await?;
-            transaction
-                .execute(&upsert, &[&keys, &revisions, &key_states, &starts, &ends, &counts, &means, &p95s])
-                .await?;
-            transaction.commit().await?;
-            commits_ns.push((now_ns() - commit_start).max(0) as u64);
-            rows_written += n as u64;
-        }
+            Ok::<(), Error>(())
+        };
+        let fetch = async {
+            if more {
+                fetch_now(&consumer, args.batch).await
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let (committed, fetched) = tokio::join!(commit, fetch);
+        committed?;
+        prefetched = fetched?;
         last_commit_ns = now_ns();
         // Acknowledged only after the commit; with ack policy "all", acknowledging the
         // last message acknowledges the whole batch.

@@ -39,7 +39,11 @@ fn io_error(
     error: std::io::Error,
 ) -> ConnectorError {
     use std::io::ErrorKind;
-    let message = format!("{context}: {error}");
+    let message = if error.kind() == ErrorKind::StorageFull {
+        format!("the disk is full: {context}: {error}")
+    } else {
+        format!("{context}: {error}")
+    };
     match error.kind() {
         ErrorKind::PermissionDenied
         | ErrorKind::ReadOnlyFilesystem

@@ -303,8 +303,14 @@ impl PartitionFiles {
             .append(true)
             .create_new(true)
             .open(&path)
-            .map_err(|error| io_error("write", format!("creating `{}`", path.display()), error))?;
+            .map_err(|error| write_error(Some(&path), error))?;
         self.next_number += 1;
+        // The new name must be durable too, or a flushed file could vanish with a
+        // crash of the machine.
+        if let Err(error) = sync_dir(&self.dir) {
+            let _ = std::fs::remove_file(&path);
+            return Err(error);
+        }
         self.open = Some(OpenFile {
             number,
             file,

@@ -17,6 +17,9 @@ pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 16;
 /// Publishes of one request awaiting their ack at once, by default.
 pub const DEFAULT_PUBLISH_WINDOW: usize = 256;
 
+/// How long reading a body may take by default.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A source clients may post to, and where its lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestSource {
@@ -69,6 +72,9 @@ pub struct IngestConfig {
     pub max_concurrent_requests: usize,
     /// Publishes of one request awaiting their ack at once.
     pub publish_window: usize,
+    /// How long reading a body may take (else 408): a client sending slowly must not
+    /// hold a slot for ever.
+    pub body_timeout: Duration,
     /// How long a JetStream request or publish ack may take before the broker is
     /// deemed unavailable (503).
     pub request_timeout: Duration,
@@ -91,6 +97,7 @@ impl std::fmt::Debug for IngestConfig {
             .field("max_line_bytes", &self.max_line_bytes)
             .field("max_concurrent_requests", &self.max_concurrent_requests)
             .field("publish_window", &self.publish_window)
+            .field("body_timeout", &self.body_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("retry_after", &self.retry_after)
             .finish()
@@ -110,6 +117,7 @@ impl IngestConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
             publish_window: DEFAULT_PUBLISH_WINDOW,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             request_timeout: essaim_connect_nats::broker::DEFAULT_REQUEST_TIMEOUT,
             retry_after: Duration::from_secs(5),
         }
@@ -195,6 +203,9 @@ impl IngestConfig {
         }
         if self.request_timeout.is_zero() {
             return invalid("request_timeout", "must be positive".to_owned());
+        }
+        if self.body_timeout.is_zero() {
+            return invalid("body_timeout", "must be positive".to_owned());
         }
         Ok(())
     }

@@ -29,6 +29,7 @@
 //! | 401 | a token is configured and the request lacks it (compared in constant time) | nothing |
 //! | 404 | a source not in the configuration | nothing |
 //! | 413 | a body over `max_body_bytes`; a line over `max_line_bytes` (named) | nothing |
+//! | 408 | the body took longer than `body_timeout` to arrive | nothing |
 //! | 415 | another content type | nothing |
 //! | 429 | `max_concurrent_requests` are in progress (`Retry-After`) | nothing |
 //! | 503 | the broker is unreachable or did not acknowledge in time (`Retry-After`) | possibly a prefix: retrying is at-least-once |

@@ -1,8 +1,9 @@
 //! The HTTP side: routes, the order of the checks, and the answers.
 //!
 //! Checks run cheapest first and before anything is stored: token (401), source
-//! (404), a free slot (429), content type (415), body size (413), then the whole body
-//! line by line (400, 413), and only then the publishing (503 if the broker fails).
+//! (404), a free slot (429), content type (415), body size and time (413, 408), then
+//! the whole body line by line (400, 413), and only then the publishing (503 if the
+//! broker fails).
 //! A slot is taken before the body is read, so memory is bounded by
 //! `max_concurrent_requests × max_body_bytes` and a flood is refused, not queued.
 
@@ -296,7 +297,17 @@ async fn ingest(
         ));
     }
     let key = record_key(query.as_deref(), &headers)?;
-    let body = read_body(request_body, config.max_body_bytes).await?;
+    let body = tokio::time::timeout(
+        config.body_timeout,
+        read_body(request_body, config.max_body_bytes),
+    )
+    .await
+    .map_err(|_| {
+        refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {:?}", config.body_timeout),
+        )
+    })??;
     let records = body::records(&body, config.max_line_bytes).map_err(|problem| {
         let status = match problem {
             BodyError::LineTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,

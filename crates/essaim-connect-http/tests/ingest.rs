@@ -408,6 +408,34 @@ async fn a_saturated_endpoint_answers_429_instead_of_queueing() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_408_and_frees_its_slot() -> TestResult {
+    let Some(nats) = Server::start() else {
+        return Ok(());
+    };
+    let server = IngestServer::start(IngestConfig {
+        max_concurrent_requests: 1,
+        body_timeout: Duration::from_millis(300),
+        ..config(&nats.url, vec![IngestSource::new("slow", 1)])
+    })
+    .await?;
+    let address = server.local_addr();
+    let mut slow = TcpStream::connect(address).await?;
+    let mut message = head("POST", "/ingest/slow", &[]);
+    message.push_str("Content-Length: 100\r\n\r\nnot all of it");
+    slow.write_all(message.as_bytes()).await?;
+    let answer = read_answer(&mut slow).await?;
+    assert_eq!(answer.status, 408, "{:?}", answer.body);
+    let answer = post(address, "/ingest/slow", &[], b"next\n").await?;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let context = broker::connect(&nats.url, TIMEOUT).await?;
+    assert_eq!(
+        stored(&context, "slow").await?,
+        [("slow.0".to_owned(), "next".to_owned())]
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_stopped_broker_gives_503_and_ingest_recovers_when_it_restarts() -> TestResult {
     let Some(mut nats) = Server::start() else {
         return Ok(());

@@ -12,6 +12,12 @@
   tool.py freshdb POSTGRES_URL NAME         drop and create database NAME; print its URL
   tool.py messages NATS_URL STREAM          the stream's message count (-1: no stream)
   tool.py clear NATS_URL STREAM             delete every consumer of the stream
+  tool.py watch POSTGRES_URL OUT            until killed, poll essaim_offsets every 10 ms and
+                                            log when a position moves (t_ns partition position)
+  tool.py offset-latency NATS_URL STREAM SUBJECT WATCH_LOG
+                                            p50/p99 of (first poll that sees a message's
+                                            position committed − its JetStream timestamp),
+                                            as METRIC lines
   tool.py record OUT.jsonl JSON [LOG...]    append JSON merged with the METRIC lines of
                                             the logs (a log given as live=PATH: its
                                             metrics get the prefix live_)
@@ -170,6 +176,14 @@ def summarize(results, out):
             f"| {fmt(p99, 1)} | {ratio99} | {fmt(stat(system, 'windows'))} | {len(ok)}/{len(system_runs)} |"
         )
     lines.append("")
+    methods = sorted({r["live_latency_method"] for r in runs if r.get("live_latency_method")})
+    for method in methods:
+        systems = sorted({r["system"] for r in runs if r.get("live_latency_method") == method})
+        lines.append(
+            f"Latency of {', '.join(systems)}: {method} (a record counts as committed when a poll "
+            "first sees its position; this adds 0–10 ms and a query to the figure). The "
+            "others report their own commit times.\n"
+        )
     lines.append("Per run:\n")
     lines.append("| system | run | wall s | events/s (wall) | events/s (in-process) | p50 ms | p99 ms | live publish rate/s | ok |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
@@ -248,6 +262,72 @@ def clear(url, stream):
     nats_call(url, work)
 
 
+def watch(url, out):
+    import signal
+    import time
+
+    import psycopg
+
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    seen = {}
+    with open(out, "w", buffering=1) as f:
+        connection = None
+        while not stop:
+            try:
+                if connection is None:
+                    connection = psycopg.connect(url, autocommit=True)
+                rows = connection.execute('SELECT "partition", position FROM essaim_offsets').fetchall()
+            except psycopg.Error:
+                rows = []  # not created yet
+                if connection is not None and connection.closed:
+                    connection = None
+            now = time.time_ns()
+            for partition, position in rows:
+                if seen.get(partition) != position:
+                    seen[partition] = position
+                    f.write(f"{now} {partition} {position}\n")
+            time.sleep(0.01)
+
+
+def offset_latency(url, stream, subject, watch_log):
+    import bisect
+
+    import nats
+
+    commits = {}  # partition -> [(position, t_ns)] in order
+    with open(watch_log) as f:
+        for line in f:
+            t, partition, position = (int(x) for x in line.split())
+            commits.setdefault(partition, []).append((position, t))
+
+    async def work(js):
+        found = []
+        sub = await js.subscribe(f"{subject}.*", ordered_consumer=True, stream=stream)
+        info = await js.stream_info(stream)
+        total = info.state.messages
+        for _ in range(total):
+            msg = await sub.next_msg(timeout=10)
+            if msg.headers and msg.headers.get("Essaim-End-Of-Stream") == "1":
+                continue
+            meta = msg.metadata
+            partition = int(msg.subject.rsplit(".", 1)[1])
+            found.append((partition, meta.sequence.stream, int(meta.timestamp.timestamp() * 1e9)))
+        return found
+
+    latencies = []
+    for partition, sequence, published_ns in nats_call(url, work):
+        seen = commits.get(partition, [])
+        i = bisect.bisect_left(seen, (sequence, -1))
+        if i < len(seen):
+            latencies.append(seen[i][1] - published_ns)
+    latencies.sort()
+    if latencies:
+        for name, q in (("latency_p50_ms", 0.5), ("latency_p99_ms", 0.99)):
+            print(f"METRIC {name}={latencies[int(q * (len(latencies) - 1))] / 1e6:.3f}")
+    print(f"METRIC latency_samples={len(latencies)}")
+
+
 def parse_metrics(log):
     found = {}
     try:
@@ -293,6 +373,10 @@ def main():
         messages(*args)
     elif command == "clear":
         clear(*args)
+    elif command == "watch":
+        watch(*args)
+    elif command == "offset-latency":
+        offset_latency(*args)
     elif command == "record":
         record(*args)
     elif command == "summarize":

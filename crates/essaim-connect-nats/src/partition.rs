@@ -73,21 +73,22 @@ impl NatsPartitionReader {
         spec: PartitionSpec,
         resume_after: Option<u64>,
     ) -> Result<NatsPartitionReader, ConnectorError> {
-        let stream = context
-            .get_stream(&spec.stream)
-            .await
-            .map_err(|error| match error.kind() {
-                jetstream::context::GetStreamErrorKind::JetStream(inner)
-                    if inner.code() == 404 =>
-                {
-                    ConnectorError::permanent(
-                        CONNECTOR,
-                        "open stream",
-                        format!("stream `{}` does not exist", spec.stream),
-                    )
-                }
-                _ => transient("open stream", error),
-            })?;
+        let stream =
+            context
+                .get_stream(&spec.stream)
+                .await
+                .map_err(|error| match error.kind() {
+                    jetstream::context::GetStreamErrorKind::JetStream(inner)
+                        if inner.code() == 404 =>
+                    {
+                        ConnectorError::permanent(
+                            CONNECTOR,
+                            "open stream",
+                            format!("stream `{}` does not exist", spec.stream),
+                        )
+                    }
+                    _ => transient("open stream", error),
+                })?;
         // A consumer's start cannot be changed, so it is replaced; a missing one is fine.
         let _ = stream.delete_consumer(&spec.durable).await;
         let deliver_policy = match resume_after {
@@ -199,5 +200,7 @@ impl PartitionReader for NatsPartitionReader {
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
 }

@@ -109,10 +109,11 @@ impl Bindings {
                         .to_owned(),
                 });
             };
-            let binding: SourceBinding = table.clone().try_into().map_err(|error| BindingError {
-                what: what.clone(),
-                message: format!("bad connector: {error}"),
-            })?;
+            let binding: SourceBinding =
+                table.clone().try_into().map_err(|error| BindingError {
+                    what: what.clone(),
+                    message: format!("bad connector: {error}"),
+                })?;
             if binding.partitions() == 0 || binding.partitions() > 4096 {
                 return Err(BindingError {
                     what,

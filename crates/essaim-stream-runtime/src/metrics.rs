@@ -86,8 +86,16 @@ impl StreamMetrics {
     /// Registers every family.
     pub fn register(&self, registry: &mut Registry) {
         let prefix = registry.sub_registry_with_prefix("essaim_stream");
-        prefix.register("records_in", "Records read by stream units", self.records_in.clone());
-        prefix.register("records_out", "Records that reached a sink", self.records_out.clone());
+        prefix.register(
+            "records_in",
+            "Records read by stream units",
+            self.records_in.clone(),
+        );
+        prefix.register(
+            "records_out",
+            "Records that reached a sink",
+            self.records_out.clone(),
+        );
         prefix.register(
             "dead_letters",
             "Records refused (bad line, row that does not fit its table) and stored as dead letters",
@@ -98,7 +106,11 @@ impl StreamMetrics {
             "Shuffle records seen again after an upstream replay, skipped",
             self.duplicates_skipped.clone(),
         );
-        prefix.register("commits", "Transactions committed by stream units", self.batches.clone());
+        prefix.register(
+            "commits",
+            "Transactions committed by stream units",
+            self.batches.clone(),
+        );
         prefix.register(
             "restarts",
             "Restarts of a unit from its last commit after a transient failure",

@@ -106,7 +106,10 @@ pub struct PlannedPipeline {
 }
 
 /// Checks a spec: operators, connectors, stages, tables.
-pub fn check(spec_toml: &str, tables: &BTreeMap<String, Vec<u8>>) -> Result<PlannedPipeline, PlanError> {
+pub fn check(
+    spec_toml: &str,
+    tables: &BTreeMap<String, Vec<u8>>,
+) -> Result<PlannedPipeline, PlanError> {
     let spec = PipelineSpec::from_toml(spec_toml)?;
     let bindings = Bindings::of(&spec)?;
     let stages = stage::plan(&spec)?;
@@ -148,7 +151,9 @@ pub fn plan_tasks(
         return Err(PlanError::Invalid("a NATS URL is required".to_owned()));
     }
     if options.parallelism == 0 {
-        return Err(PlanError::Invalid("parallelism must be at least 1".to_owned()));
+        return Err(PlanError::Invalid(
+            "parallelism must be at least 1".to_owned(),
+        ));
     }
     let source_partitions = planned.bindings.source_partitions();
     let mut stages = vec![(Stage::Source, source_partitions)];

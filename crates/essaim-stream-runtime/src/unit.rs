@@ -143,7 +143,11 @@ struct Reader {
 /// Runs one unit until it is cancelled or, with `exit_at_end`, until its input ended
 /// and everything is committed. Transient failures restart the unit from its last
 /// commit after a backoff; permanent ones end it.
-pub async fn run(context: Arc<UnitContext>, unit: u32, cancel: CancellationToken) -> Result<(), UnitError> {
+pub async fn run(
+    context: Arc<UnitContext>,
+    unit: u32,
+    cancel: CancellationToken,
+) -> Result<(), UnitError> {
     let mut retry = 0u32;
     loop {
         match run_once(&context, unit, &cancel).await {
@@ -170,7 +174,11 @@ pub async fn run(context: Arc<UnitContext>, unit: u32, cancel: CancellationToken
     }
 }
 
-async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) -> Result<(), UnitError> {
+async fn run_once(
+    context: &UnitContext,
+    unit: u32,
+    cancel: &CancellationToken,
+) -> Result<(), UnitError> {
     let task = &context.task;
     let planned = &context.planned;
     let stage = task.stage;
@@ -244,7 +252,9 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
     match stage {
         Stage::Source => {
             for (source, binding) in &planned.bindings.sources {
-                let SourceBinding::Nats { stream, subject, .. } = binding;
+                let SourceBinding::Nats {
+                    stream, subject, ..
+                } = binding;
                 let spec = PartitionSpec::new(
                     stream,
                     &format!("{subject}.{unit}"),
@@ -311,7 +321,8 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
                     .is_some_and(|cursor| cursor.ended)
             }),
         };
-        if ended && task.exit_at_end && (end_published || stage == Stage::Shuffled || !has_shuffle) {
+        if ended && task.exit_at_end && (end_published || stage == Stage::Shuffled || !has_shuffle)
+        {
             return Ok(());
         }
         // Read a batch.
@@ -323,7 +334,10 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
                 fetched = reader.inner.fetch(per_reader, wait) => fetched?,
             };
             let published = reader.inner.published_ms().to_vec();
-            for (message, published) in messages.into_iter().zip(published.into_iter().chain(std::iter::repeat(None))) {
+            for (message, published) in messages
+                .into_iter()
+                .zip(published.into_iter().chain(std::iter::repeat(None)))
+            {
                 reader.last = Some(message.position);
                 batch.push((index, message, published));
             }
@@ -411,9 +425,13 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
                                 .push_shuffled(&sharder, record, &mut out)
                                 .map_err(|error| UnitError::Permanent(format_chain(&error)))?;
                         }
-                        ShuffleMessage::Watermark { upstream, watermark } => {
+                        ShuffleMessage::Watermark {
+                            upstream,
+                            watermark,
+                        } => {
                             let cursor = checkpoint.upstreams.entry(upstream).or_default();
-                            cursor.watermark = Some(cursor.watermark.map_or(watermark, |old| old.max(watermark)));
+                            cursor.watermark =
+                                Some(cursor.watermark.map_or(watermark, |old| old.max(watermark)));
                             advance(&mut pipeline, &checkpoint, task.source_partitions, &mut out);
                         }
                         ShuffleMessage::End { upstream } => {
@@ -444,9 +462,17 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
                     .min()
                     .unwrap_or(EventTime::MIN)
                     .0;
-                if watermark > EventTime::MIN.0 && published_watermark.is_none_or(|old| watermark > old) {
+                if watermark > EventTime::MIN.0
+                    && published_watermark.is_none_or(|old| watermark > old)
+                {
                     for partition in 0..planned.stages.shuffle_partitions {
-                        shuffle_out.push((partition, ShuffleMessage::Watermark { upstream: unit, watermark }));
+                        shuffle_out.push((
+                            partition,
+                            ShuffleMessage::Watermark {
+                                upstream: unit,
+                                watermark,
+                            },
+                        ));
                     }
                     published_watermark = Some(watermark);
                 }
@@ -467,7 +493,10 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
             let bytes = shuffle::encode(message)
                 .map_err(|error| UnitError::Permanent(format!("shuffle encoding: {error}")))?;
             publisher
-                .publish(&shuffle::subject(&task.pipeline, *partition), Bytes::from(bytes))
+                .publish(
+                    &shuffle::subject(&task.pipeline, *partition),
+                    Bytes::from(bytes),
+                )
                 .await?;
         }
         // Results: rows per table, messages per subject.
@@ -489,7 +518,8 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
                             dead_letters.push(DeadLetter {
                                 source: format!("sink:{}", result.sink),
                                 partition: unit_i32(unit),
-                                position: i64::try_from(result.record.id.0 & (i64::MAX as u64)).unwrap_or(0),
+                                position: i64::try_from(result.record.id.0 & (i64::MAX as u64))
+                                    .unwrap_or(0),
                                 error: error.to_string(),
                                 raw: rows::to_json(&result.record).to_string().into_bytes(),
                             });
@@ -527,7 +557,9 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
         let encoded = postcard::to_stdvec(&checkpoint)
             .map_err(|error| UnitError::Permanent(format!("checkpoint encoding: {error}")))?;
         checkpoint.pipeline = None;
-        metrics.checkpoint_bytes.set(i64::try_from(encoded.len()).unwrap_or(i64::MAX));
+        metrics
+            .checkpoint_bytes
+            .set(i64::try_from(encoded.len()).unwrap_or(i64::MAX));
         let mut rows_iter = table_rows.into_iter();
         let first = rows_iter.next().unwrap_or_default();
         let commit_started = Instant::now();
@@ -538,7 +570,9 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
             other_tables: rows_iter.collect(),
         })
         .await?;
-        metrics.commit_seconds.observe(commit_started.elapsed().as_secs_f64());
+        metrics
+            .commit_seconds
+            .observe(commit_started.elapsed().as_secs_f64());
         let committed_at = now_ms();
         for (_, _, published) in &batch {
             if let Some(published) = published {
@@ -556,7 +590,9 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
         }
         metrics.batches.inc();
         metrics.set_operator_counts(pipeline.stats());
-        metrics.turn_seconds.observe(turn_started.elapsed().as_secs_f64());
+        metrics
+            .turn_seconds
+            .observe(turn_started.elapsed().as_secs_f64());
         let watermark = match stage {
             Stage::Source => pipeline
                 .spec()
@@ -567,13 +603,20 @@ async fn run_once(context: &UnitContext, unit: u32, cancel: &CancellationToken) 
             Stage::Shuffled => Some(pipeline.shuffle_watermark().0),
         };
         if let Some(watermark) = watermark.filter(|w| *w > i64::MIN && *w < i64::MAX) {
-            metrics.watermark_delay_seconds.set((now_ms() - watermark) / 1000);
+            metrics
+                .watermark_delay_seconds
+                .set((now_ms() - watermark) / 1000);
         }
     }
 }
 
 /// Moves the second stage's event time to the minimum of its upstreams'.
-fn advance(pipeline: &mut Pipeline, checkpoint: &UnitCheckpoint, upstreams: u32, out: &mut Vec<SinkRecord>) {
+fn advance(
+    pipeline: &mut Pipeline,
+    checkpoint: &UnitCheckpoint,
+    upstreams: u32,
+    out: &mut Vec<SinkRecord>,
+) {
     let watermark = (0..upstreams)
         .map(|upstream| {
             checkpoint
@@ -591,7 +634,13 @@ fn advance(pipeline: &mut Pipeline, checkpoint: &UnitCheckpoint, upstreams: u32,
 fn durable_name(pipeline: &str, source: &str, unit: u32) -> String {
     let clean = |text: &str| {
         text.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect::<String>()
     };
     format!("essaim_{}_{}_{unit}", clean(pipeline), clean(source))

@@ -471,7 +471,11 @@ impl Pipeline {
 
     /// Ends one source: its watermark moves to the end of time (the others keep
     /// theirs), so what waited only for it fires.
-    pub fn end_source(&mut self, source: &str, out: &mut Vec<SinkRecord>) -> Result<(), PipelineError> {
+    pub fn end_source(
+        &mut self,
+        source: &str,
+        out: &mut Vec<SinkRecord>,
+    ) -> Result<(), PipelineError> {
         let Some(max_seen) = self.source_max_seen.get_mut(source) else {
             return Err(PipelineError::UnknownSource(source.to_owned()));
         };
@@ -563,21 +567,21 @@ impl Pipeline {
                     let shuffles = self.role == Role::BeforeShuffle;
                     for Emitted { port, record } in emitted.drain(..) {
                         let stream = self.count(index, port);
-                        if shuffles && port.0 == 0 {
-                            if let OperatorKind::Sharder { partitions, .. } =
+                        if shuffles
+                            && port.0 == 0
+                            && let OperatorKind::Sharder { partitions, .. } =
                                 &self.spec.operators[index].kind
-                            {
-                                let partition = crate::hash::partition_of(
-                                    record.key.as_deref().unwrap_or_default(),
-                                    *partitions,
-                                );
-                                self.shuffled.push(ShuffledRecord {
-                                    sharder: stream.node,
-                                    partition,
-                                    record,
-                                });
-                                continue;
-                            }
+                        {
+                            let partition = crate::hash::partition_of(
+                                record.key.as_deref().unwrap_or_default(),
+                                *partitions,
+                            );
+                            self.shuffled.push(ShuffledRecord {
+                                sharder: stream.node,
+                                partition,
+                                record,
+                            });
+                            continue;
                         }
                         self.enqueue(&stream, record, &mut queue);
                     }

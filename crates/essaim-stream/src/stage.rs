@@ -169,10 +169,7 @@ input = "by_k.error"
 
     #[test]
     fn a_pipeline_without_sharder_is_one_stage() {
-        let plan = plan(&spec(
-            "[[sink]]\nname = \"all\"\ninput = \"s\"\n",
-        ))
-        .expect("one stage");
+        let plan = plan(&spec("[[sink]]\nname = \"all\"\ninput = \"s\"\n")).expect("one stage");
         assert!(!plan.has_shuffle());
         assert_eq!(plan.sinks_before, ["all"]);
     }

@@ -141,7 +141,11 @@ fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobSpec)> {
         };
         let path = directory.join(path);
         let bytes = std::fs::read(&path).map_err(|error| {
-            usage(format!("table `{}`: cannot read `{}`: {error}", table.name, path.display()))
+            usage(format!(
+                "table `{}`: cannot read `{}`: {error}",
+                table.name,
+                path.display()
+            ))
         })?;
         tables.insert(table.name.clone(), bytes);
     }

@@ -18,7 +18,9 @@ use essaim_stream::spec::PipelineSpec;
 use crate::harness::essaim;
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scripts")
+        .join(name)
 }
 
 /// A server started by one of the project's scripts, stopped when dropped.
@@ -105,18 +107,20 @@ fn flights(count: usize) -> (String, usize) {
             }
             41 => lines.push_str(&format!("{date},{delay},{distance},\"XXX\",\"SEA\"\n")),
             53 => lines.push_str(&format!("{date},,{distance},\"{origin}\",\"SEA\"\n")),
-            _ => lines.push_str(&format!(
-                "{date},{delay},{distance},\"{origin}\",\"SEA\"\n"
-            )),
+            _ => lines.push_str(&format!("{date},{delay},{distance},\"{origin}\",\"SEA\"\n")),
         }
     }
     (lines, bad)
 }
 
 fn airports_csv() -> String {
-    let mut csv = String::from("\"iata\",\"name\",\"city\",\"state\",\"country\",\"latitude\",\"longitude\"\n");
+    let mut csv = String::from(
+        "\"iata\",\"name\",\"city\",\"state\",\"country\",\"latitude\",\"longitude\"\n",
+    );
     for (iata, state) in AIRPORTS {
-        csv.push_str(&format!("\"{iata}\",\"{iata} airport\",\"City\",\"{state}\",\"USA\",1.0,2.0\n"));
+        csv.push_str(&format!(
+            "\"{iata}\",\"{iata} airport\",\"City\",\"{state}\",\"USA\",1.0,2.0\n"
+        ));
     }
     csv
 }
@@ -142,7 +146,11 @@ fn spec_text() -> String {
 }
 
 /// The oracle: the same spec in one process over the same lines.
-fn in_process(spec: &str, flights: &str, airports: &str) -> BTreeMap<(String, i64), (i64, f64, f64)> {
+fn in_process(
+    spec: &str,
+    flights: &str,
+    airports: &str,
+) -> BTreeMap<(String, i64), (i64, f64, f64)> {
     let spec = PipelineSpec::from_toml(spec).expect("the spec is valid");
     let tables = Pipeline::load_tables(
         &spec,
@@ -268,15 +276,15 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
             .ok()
             .flatten()
             .map_or(0, |row| row.get(0));
-        if committed >= 2 {
-            if let Some(worker) = children_of(run_pid).first() {
-                let status = std::process::Command::new("kill")
-                    .args(["-KILL", &worker.to_string()])
-                    .status()
-                    .expect("kill runs");
-                killed = status.success();
-                break;
-            }
+        if committed >= 2
+            && let Some(worker) = children_of(run_pid).first()
+        {
+            let status = std::process::Command::new("kill")
+                .args(["-KILL", &worker.to_string()])
+                .status()
+                .expect("kill runs");
+            killed = status.success();
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -313,7 +321,10 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
     for (key, (flights, mean, p95)) in &expected {
         let (got_flights, got_mean, got_p95) = actual.get(key).expect("every window is there");
         assert_eq!(got_flights, flights, "{key:?}");
-        assert!((got_mean - mean).abs() < 1e-9, "{key:?}: {got_mean} vs {mean}");
+        assert!(
+            (got_mean - mean).abs() < 1e-9,
+            "{key:?}: {got_mean} vs {mean}"
+        );
         assert!((got_p95 - p95).abs() < 1e-9, "{key:?}: {got_p95} vs {p95}");
     }
 
@@ -379,11 +390,20 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
         .await
         .expect("dead letters")
         .get(0);
-    assert_eq!(dead as usize, bad_lines, "every bad line is a dead letter, once");
+    assert_eq!(
+        dead as usize, bad_lines,
+        "every bad line is a dead letter, once"
+    );
     let unknown: i64 = client
         .query_one("SELECT count(*) FROM flight_unknown_airports", &[])
         .await
         .expect("unknown airports")
         .get(0);
-    assert_eq!(unknown as usize, flights_csv.lines().filter(|line| line.contains("\"XXX\"")).count());
+    assert_eq!(
+        unknown as usize,
+        flights_csv
+            .lines()
+            .filter(|line| line.contains("\"XXX\""))
+            .count()
+    );
 }

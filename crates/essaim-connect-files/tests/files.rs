@@ -188,6 +188,36 @@ async fn a_partial_line_waits_for_its_end_or_for_a_newer_file() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_cancelled_fetch_loses_nothing() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let text: String = (0..1_000).map(|index| format!("line {index}\n")).collect();
+    std::fs::write(dir.path().join("a.log"), &text)?;
+    let mut reader = DirectoryReader::open(&config(dir.path()), 0, None).await?;
+    let mut all = Vec::new();
+    let mut cancelled = 0;
+    for _ in 0..20 {
+        // Dropped while its read runs on a blocking thread, unless it finished first.
+        tokio::select! {
+            biased;
+            batch = reader.fetch(30, SHORT) => all.extend(batch?),
+            () = std::future::ready(()) => cancelled += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(cancelled > 0, "no fetch was cancelled");
+    loop {
+        let batch = reader.fetch(64, SHORT).await?;
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 64);
+        all.extend(batch);
+    }
+    assert_eq!(payloads(&all), text.lines().collect::<Vec<_>>());
+    Ok(())
+}
+
+#[tokio::test]
 async fn the_end_marker_completes_the_last_line_and_follows_it() -> TestResult {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("x.log"), "a\nb")?;

@@ -9,6 +9,7 @@
 #   to DIR/url (and its pid to DIR/pid, its log to DIR/log). A broker already running
 #   for DIR is reused: start is idempotent.
 # - stop: stops the broker of DIR (SIGTERM, SIGKILL after 10 s); nothing running is fine.
+#   Tansu takes about 5 s to exit while clients are still connected.
 # - status: prints the bootstrap address and exits 0 when the broker of DIR runs, exits
 #   1 otherwise.
 #
@@ -18,7 +19,7 @@
 # here: no Debian package, and the PyPI helpers that run it download the distribution
 # from the Apache archive at run time. $TANSU names a binary to use instead.
 #
-# Durability: the store is SQLite (`sqlite://DIR/store/tansu.db`, Tansu's `libsql`
+# Durability: the store is SQLite (DIR/store/tansu.db, Tansu's `libsql`
 # feature); every produce is one committed SQLite transaction before the broker
 # answers. Tansu fixes the pragmas at `journal_mode = WAL, synchronous = NORMAL` and
 # offers no setting for more: a committed transaction survives a crash of the broker
@@ -102,13 +103,14 @@ start() {
     port="$(pick_port)"
     mkdir -p "$dir/store"
     # setsid and closed descriptors: the broker outlives this script and holds none of
-    # its caller's pipes open.
+    # its caller's pipes open. Tansu opens a `sqlite://` URL relative to its working
+    # directory (an absolute path included), hence `env -C` and a relative name.
     CLUSTER_ID=essaim-test \
         LISTENER_URL="tcp://127.0.0.1:$port" \
         ADVERTISED_LISTENER_URL="tcp://127.0.0.1:$port" \
-        STORAGE_ENGINE="sqlite://$dir/store/tansu.db" \
+        STORAGE_ENGINE="sqlite://tansu.db" \
         RUST_LOG="${KAFKA_LOG:-warn}" \
-        setsid "$broker" broker >>"$dir/log" 2>&1 </dev/null 9>&- &
+        setsid env -C "$dir/store" "$broker" broker >>"$dir/log" 2>&1 </dev/null 9>&- &
     local pid=$!
     echo "$pid" >"$dir/pid"
     echo "$port" >"$dir/port"

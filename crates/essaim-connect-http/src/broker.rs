@@ -32,7 +32,7 @@ pub struct Receipt {
 
 /// Why a request's records were not all stored.
 #[derive(Debug, thiserror::Error)]
-pub enum PublishFailure {
+pub(crate) enum PublishFailure {
     /// The client is not connected to the server (it reconnects on its own).
     #[error("the NATS server is unreachable")]
     Disconnected,

@@ -15,13 +15,14 @@
 #
 # The broker is Tansu (crates.io `tansu`, Apache-2.0, a Kafka-compatible broker written
 # in Rust), pinned, built once with `cargo install --locked` into target/kafka-tools/
-# (about 10 minutes on two cores, then cached). Apache Kafka itself is not installable
-# here: no Debian package, and the PyPI helpers that run it download the distribution
-# from the Apache archive at run time. $TANSU names a binary to use instead.
+# (15 to 35 minutes on two cores) and copied to ~/.cache/essaim/ so that another clone
+# on the same machine (CI's) reuses it instead of building again. Apache Kafka itself
+# is not installable here: no Debian package, and the PyPI helpers that run it download
+# the distribution from the Apache archive at run time. $TANSU names a binary to use
+# instead.
 #
-# Durability: the store is SQLite (DIR/store/tansu.db, Tansu's `libsql`
-# feature); every produce is one committed SQLite transaction before the broker
-# answers. Tansu fixes the pragmas at `journal_mode = WAL, synchronous = NORMAL` and
+# Durability: the store is SQLite (DIR/store/tansu.db, Tansu's `libsql` feature); every
+# produce is one committed SQLite transaction before the broker answers. Tansu fixes the pragmas at `journal_mode = WAL, synchronous = NORMAL` and
 # offers no setting for more: a committed transaction survives a crash of the broker
 # process (SIGKILL included), but the last ones may be lost if the machine itself loses
 # power. That is the most this broker allows; it is enough for tests, not for production.
@@ -32,9 +33,24 @@ command="${1:-}"
 dir="${2:-$root/target/kafka}"
 tansu_version="0.6.0"
 tools="$root/target/kafka-tools/tansu-$tansu_version"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/essaim/tansu-$tansu_version"
 
 log() { echo "kafka.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
+
+# True when the binary is the pinned tansu.
+is_pinned() {
+    [[ -x "$1" ]] && [[ "$("$1" --version 2>/dev/null)" == "tansu $tansu_version" ]]
+}
+
+# Copies the built binary to the user's cache (best effort: it only saves a build).
+keep_in_cache() {
+    if mkdir -p "$cache/bin" 2>/dev/null && cp "$tools/bin/tansu" "$cache/bin/tansu.tmp" 2>/dev/null; then
+        mv "$cache/bin/tansu.tmp" "$cache/bin/tansu"
+    else
+        log "could not keep a copy of tansu in $cache"
+    fi
+}
 
 # Prints the path of a tansu binary, building the pinned version if needed.
 find_broker() {
@@ -43,18 +59,30 @@ find_broker() {
         echo "$TANSU"
         return
     fi
-    if [[ -x "$tools/bin/tansu" ]]; then
+    if is_pinned "$tools/bin/tansu"; then
+        is_pinned "$cache/bin/tansu" || keep_in_cache
+        echo "$tools/bin/tansu"
+        return
+    fi
+    # A fresh clone (CI's) has an empty target/: a copy kept in the user's cache by an
+    # earlier build on this machine saves the build.
+    if is_pinned "$cache/bin/tansu"; then
+        log "using the tansu $tansu_version kept in $cache"
+        mkdir -p "$tools/bin"
+        cp "$cache/bin/tansu" "$tools/bin/tansu.tmp" && mv "$tools/bin/tansu.tmp" "$tools/bin/tansu"
         echo "$tools/bin/tansu"
         return
     fi
     command -v cargo >/dev/null 2>&1 || die "cargo is needed to build tansu $tansu_version"
-    log "building tansu $tansu_version (features libsql) into $tools: about 10 minutes, once"
+    log "building tansu $tansu_version (features libsql) into $tools: 15 to 35 minutes on two cores, once"
     # A target directory of its own: the workspace's is not disturbed, and the build
     # cache survives a failed attempt.
     CARGO_TARGET_DIR="$root/target/kafka-tools/build" \
         cargo install tansu --version "$tansu_version" --locked --features libsql \
         --root "$tools" >&2 || die "cargo install tansu $tansu_version failed"
-    [[ -x "$tools/bin/tansu" ]] || die "cargo install left no $tools/bin/tansu"
+    is_pinned "$tools/bin/tansu" || die "cargo install left no tansu $tansu_version in $tools/bin"
+    rm -rf "$root/target/kafka-tools/build"
+    keep_in_cache
     echo "$tools/bin/tansu"
 }
 

@@ -286,12 +286,14 @@ impl PartitionReader for KafkaPartitionReader {
     }
 
     /// The high watermark minus the next offset to commit (the committed position plus
-    /// one, in Kafka's convention; the start offset before any commit).
+    /// one, in Kafka's convention; the start offset before any commit, or when the
+    /// committed position is older than it).
     async fn lag(&mut self) -> Result<Option<u64>, ConnectorError> {
         let end = offset_at(&self.client, OffsetAt::Latest, self.request_timeout).await?;
-        let next = self
-            .committed
-            .map_or(self.start_offset, |position| position.saturating_add(1));
+        // Everything before the start offset was committed before this reader opened.
+        let next = self.committed.map_or(self.start_offset, |position| {
+            position.saturating_add(1).max(self.start_offset)
+        });
         Ok(Some(end.saturating_sub(next)))
     }
 }

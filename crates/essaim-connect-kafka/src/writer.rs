@@ -35,6 +35,9 @@ impl Default for WriterOptions {
 /// Writes [`OutMessage`]s to one topic. [`MessageWriter::flush`] returns once every
 /// in-sync replica acknowledged everything written (`acks = all`).
 ///
+/// [`OutMessage::partition`] (the pipeline's partition) is not the topic's partition:
+/// the key decides that, see [`partition_for_key`].
+///
 /// After an error, what was not acknowledged stays queued and the next `flush` sends
 /// it again. A failed `write` may have queued its messages; writing them again then
 /// sends them twice, which their keys make harmless.

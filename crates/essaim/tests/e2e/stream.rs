@@ -15,7 +15,7 @@ use essaim_stream::pipeline::{Pipeline, SinkRecord};
 use essaim_stream::record::Value;
 use essaim_stream::spec::PipelineSpec;
 
-use crate::harness::essaim;
+use crate::harness::{Cluster, essaim};
 
 fn script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -299,8 +299,18 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
         String::from_utf8_lossy(&output.stderr)
     );
 
+    check_against_oracles(&client, &flights_csv, bad_lines).await;
+}
+
+/// The tables equal both oracles, bad lines are dead letters once, unknown airports
+/// have their table.
+async fn check_against_oracles(
+    client: &tokio_postgres::Client,
+    flights_csv: &str,
+    bad_lines: usize,
+) {
     // Oracle 1: the same spec in one process.
-    let expected = in_process(&spec_text(), &flights_csv, &airports_csv());
+    let expected = in_process(&spec_text(), flights_csv, &airports_csv());
     let rows = client
         .query(
             "SELECT origin_state, window_start, flights, mean_delay, p95_delay FROM flight_stats",
@@ -406,4 +416,160 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
             .filter(|line| line.contains("\"XXX\""))
             .count()
     );
+}
+
+/// How far the first stage is: the sum of its committed positions.
+async fn source_progress(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_opt(
+            "SELECT coalesce(sum(position), 0)::bigint FROM essaim_offsets \
+             WHERE pipeline LIKE 'faults/source/%'",
+            &[],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |row| row.get(0))
+}
+
+/// Waits until the first stage has committed `fraction` of the stream's positions.
+async fn wait_progress(client: &tokio_postgres::Client, total: i64, fraction: f64, what: &str) {
+    let target = (total as f64 * fraction) as i64;
+    for _ in 0..2400 {
+        let progress = source_progress(client).await;
+        assert!(
+            progress < total,
+            "the pipeline finished before {what}: make the input longer"
+        );
+        if progress >= target {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the pipeline did not reach {fraction} of its input before {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_flights_pipeline_survives_coordinator_kill_broker_restart_and_rescaling() {
+    if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
+        eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
+        return;
+    }
+    let nats = Server::start("nats.sh");
+    let postgres = Server::start("postgres.sh");
+    let mut cluster = Cluster::start(2, 8).await;
+    let (flights_csv, bad_lines) = flights(24_000);
+    let flights_path = cluster.path("flights.csv");
+    std::fs::write(&flights_path, &flights_csv).expect("write flights");
+    std::fs::write(cluster.path("airports.csv"), airports_csv()).expect("write airports");
+    let spec_path = cluster.path("faults.toml");
+    std::fs::write(&spec_path, spec_text()).expect("write spec");
+    let spec = spec_path.to_str().expect("utf-8 path").to_owned();
+
+    let replay = essaim(&[
+        "replay",
+        flights_path.to_str().expect("utf-8 path"),
+        "--url",
+        &nats.url,
+        "--subject",
+        "flights",
+        "--stream",
+        "FLIGHTS",
+        "--partitions",
+        "3",
+        "--end-of-stream",
+        "--as-fast-as-possible",
+    ])
+    .await;
+    assert_eq!(replay.code, Some(0), "replay: {}", replay.stderr);
+    // Sequences 1..=lines+3; each partition's last position is near the end.
+    let total = {
+        let lines = flights_csv.lines().count() as i64 - 1 + 3;
+        // Sum of the three partitions' last positions.
+        3 * lines - 3
+    };
+
+    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL answers");
+    tokio::spawn(connection);
+    let submit = |parallelism: &'static str, verb: &'static str| {
+        let spec = spec.clone();
+        let nats_url = nats.url.clone();
+        let postgres_url = postgres.url.clone();
+        async move {
+            vec![
+                "stream".to_owned(),
+                verb.to_owned(),
+                spec,
+                "--nats".to_owned(),
+                nats_url,
+                "--postgres".to_owned(),
+                postgres_url,
+                "--exit-at-end".to_owned(),
+                "--parallelism".to_owned(),
+                parallelism.to_owned(),
+                "--batch-max".to_owned(),
+                "6".to_owned(),
+            ]
+        }
+    };
+    let args = submit("2", "submit").await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let submitted = cluster.cli(&args).await;
+    assert_eq!(submitted.code, Some(0), "submit: {}", submitted.stderr);
+
+    wait_progress(&client, total, 0.15, "the coordinator kill").await;
+    cluster.kill_coordinator();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.restart_coordinator().await;
+
+    wait_progress(&client, total, 0.35, "the broker restart").await;
+    let restart = std::process::Command::new(script("nats.sh"))
+        .arg("stop")
+        .arg(nats.dir.path())
+        .status()
+        .expect("nats.sh stop runs");
+    assert!(restart.success());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = std::process::Command::new(script("nats.sh"))
+        .arg("start")
+        .arg(nats.dir.path())
+        .output()
+        .expect("nats.sh start runs");
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&started.stdout).trim(),
+        nats.url,
+        "same URL after a restart"
+    );
+
+    wait_progress(&client, total, 0.55, "rescaling to 3").await;
+    cluster.start_worker(8);
+    cluster.wait_for_workers(3).await;
+    let args = submit("3", "rescale").await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let rescaled = cluster.cli(&args).await;
+    assert_eq!(rescaled.code, Some(0), "rescale to 3: {}", rescaled.stderr);
+
+    wait_progress(&client, total, 0.75, "rescaling to 2").await;
+    let args = submit("2", "rescale").await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let rescaled = cluster.cli(&args).await;
+    assert_eq!(rescaled.code, Some(0), "rescale to 2: {}", rescaled.stderr);
+    let job_id: u64 = rescaled
+        .stderr
+        .split("job ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|id| id.trim().parse().ok())
+        .expect("rescale names its job");
+    let job = cluster.wait_job(job_id, Duration::from_secs(240)).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+
+    check_against_oracles(&client, &flights_csv, bad_lines).await;
 }

@@ -206,6 +206,7 @@ run_one() {  # SYSTEM RUN
   fi
   # 2. latency on a live stream
   if [[ $ok == true ]]; then
+    tool clear "$nats_url" FLIGHTS
     "$py" bench/stream/publish.py "$nats_url" "$csv" "$partitions" --stream FLIGHTS_LIVE --subject flights_live --create-only
     db=$(tool freshdb "$pg_url" "bench_${system}_live")
     tool checkpoint "$pg_url"
@@ -229,7 +230,7 @@ run_one() {  # SYSTEM RUN
       kill -TERM "$watcher"; wait "$watcher"
       if ! grep -q '^METRIC latency_p50_ms=' "$logs/$tag.live.log"; then
         tool offset-latency "$nats_url" FLIGHTS_LIVE flights_live "$logs/$tag.offsets" >"$logs/$tag.offsets.log" 2>&1
-        echo "METRIC latency_method=essaim_offsets polled every 10 ms" >>"$logs/$tag.offsets.log"
+        echo "METRIC latency_method=source positions in essaim_offsets polled every 10 ms" >>"$logs/$tag.offsets.log"
       fi
     fi
   fi

@@ -11,9 +11,11 @@
                                             previous run's writes are not flushed in it)
   tool.py freshdb POSTGRES_URL NAME         drop and create database NAME; print its URL
   tool.py messages NATS_URL STREAM          the stream's message count (-1: no stream)
-  tool.py clear NATS_URL STREAM             delete every consumer of the stream
+  tool.py clear NATS_URL STREAM             delete every consumer of the stream, and
+                                            essaim's internal streams (ESSAIM_*)
   tool.py watch POSTGRES_URL OUT            until killed, poll essaim_offsets every 10 ms and
-                                            log when a position moves (t_ns partition position)
+                                            log when a source position moves
+                                            (t_ns partition position)
   tool.py offset-latency NATS_URL STREAM SUBJECT WATCH_LOG
                                             p50/p99 of (first poll that sees a message's
                                             position committed − its JetStream timestamp),
@@ -250,6 +252,9 @@ def messages(url, stream):
 
 
 def clear(url, stream):
+    """Deletes the stream's consumers and essaim's internal streams (ESSAIM_*: the
+    shuffle between stages, keyed by pipeline name, which a fresh database does not
+    reset)."""
     import nats
 
     async def work(js):
@@ -258,6 +263,9 @@ def clear(url, stream):
                 await js.delete_consumer(stream, consumer.name)
         except nats.js.errors.NotFoundError:
             pass
+        for info in await js.streams_info():
+            if info.config.name.startswith("ESSAIM_"):
+                await js.delete_stream(info.config.name)
 
     nats_call(url, work)
 
@@ -277,7 +285,9 @@ def watch(url, out):
             try:
                 if connection is None:
                     connection = psycopg.connect(url, autocommit=True)
-                rows = connection.execute('SELECT "partition", position FROM essaim_offsets').fetchall()
+                rows = connection.execute(
+                    'SELECT "partition", position FROM essaim_offsets WHERE source <> \'_shuffle\''
+                ).fetchall()
             except psycopg.Error:
                 rows = []  # not created yet
                 if connection is not None and connection.closed:

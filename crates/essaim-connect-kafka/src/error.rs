@@ -63,7 +63,7 @@ fn request_is_transient(failure: &RequestError) -> bool {
 
 /// The broker's error codes that Kafka itself documents as retriable, plus an unknown
 /// server error (a broker whose store hiccups answers with it).
-fn protocol_is_transient(code: &ProtocolError) -> bool {
+pub(crate) fn protocol_is_transient(code: &ProtocolError) -> bool {
     matches!(
         code,
         ProtocolError::UnknownServerError

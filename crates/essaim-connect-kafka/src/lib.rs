@@ -15,6 +15,7 @@
 //! | [`reader`] | [`KafkaPartitionReader`]: one partition, from an offset, bounded fetches, lag |
 //! | [`writer`] | [`KafkaWriter`]: keyed records with their revision, murmur2 partitioning, `acks = all` |
 //! | [`publish`] | [`publish_lines`]: lines round-robin over the partitions, then end-of-stream markers |
+//! | [`group`] | consumer-group offsets (OffsetCommit, OffsetFetch) spoken directly |
 //! | [`error`] | which client failures are transient |
 //!
 //! # The client
@@ -23,10 +24,12 @@
 //! build, unlike `rdkafka` (librdkafka, built from C with cmake). It is a low-level
 //! client: produce to and fetch from one partition, list offsets, create topics. It
 //! has no consumer groups, hence two choices made here:
-//! - positions are committed locally (see [`reader`]); the runtime's own commit in
-//!   PostgreSQL is what resuming rests on anyway;
 //! - a reader reads one partition that the runtime assigned, which is what the
-//!   runtime wants (it assigns partitions itself, no group rebalancing).
+//!   runtime wants (it assigns partitions itself, no group rebalancing);
+//! - a reader given a group stores its commits as that group's offsets with two
+//!   requests written here ([`group`]); the runtime's own commit in PostgreSQL is what
+//!   resuming rests on, so this is for Kafka's tools, and a reader without a group
+//!   keeps its commits to itself.
 //!
 //! It asks for `acks = all` on every produce, retries broken connections and leader
 //! changes itself, and is given a deadline here so that it gives up within
@@ -63,6 +66,7 @@
 
 pub mod config;
 pub mod error;
+pub mod group;
 mod produce;
 pub mod publish;
 pub mod reader;
@@ -71,6 +75,7 @@ pub mod writer;
 
 pub use config::KafkaConfig;
 pub use essaim_connect::{ConnectorError, END_OF_STREAM_HEADER};
+pub use group::GroupOffsets;
 pub use produce::MAX_REQUEST_BYTES;
 pub use publish::{Published, publish_lines};
 pub use reader::{KafkaPartitionReader, KafkaRecord, ReaderOptions};

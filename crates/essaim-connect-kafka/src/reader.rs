@@ -5,13 +5,14 @@
 //! contract allows. A reader asks the broker for at most `max_fetch_bytes` at a time and
 //! holds at most one such answer in memory.
 //!
-//! **Commits are local.** The client used here (rskafka) has no consumer-group API
-//! (no `OffsetCommit`), so [`PartitionReader::commit`] records the committed position
-//! in the reader and [`PartitionReader::lag`] measures from it; nothing is sent to the
-//! broker. That loses nothing: the runtime keeps the committed positions itself (in
-//! PostgreSQL, with the results) and reopens readers after them, which is the only
-//! resume point it trusts. What is lost is the broker-side view: Kafka tools that show
-//! a consumer group's lag do not see essaim's readers.
+//! **Commits.** The runtime keeps the committed positions itself (in PostgreSQL, with
+//! the results) and reopens readers after them: that is the only resume point it
+//! trusts. [`PartitionReader::commit`] records the position in the reader (for
+//! [`PartitionReader::lag`]) and, when [`ReaderOptions::group`] names a consumer group,
+//! also stores it as that group's offset at the broker (position + 1, Kafka's
+//! convention; see [`crate::group`]), so that Kafka's tools show essaim's progress.
+//! The client (rskafka) has no group API, so those two requests are spoken directly.
+//! Without a group, commits stay in the reader.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -23,20 +24,25 @@ use rskafka::record::RecordAndOffset;
 
 use crate::config::{KafkaConfig, connect, millis_i32, within};
 use crate::error::{self, from_client};
+use crate::group::GroupOffsets;
 use crate::topic::{partition_count_of, unknown_topic};
 
-/// Bounds of a [`KafkaPartitionReader`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Bounds and commit target of a [`KafkaPartitionReader`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderOptions {
     /// The most bytes one fetch asks the broker for (the broker still returns a single
     /// record batch larger than that, so that a large record cannot block the reader).
     pub max_fetch_bytes: usize,
+    /// The consumer group whose offset [`PartitionReader::commit`] stores at the
+    /// broker; `None`: commits stay in the reader.
+    pub group: Option<String>,
 }
 
 impl Default for ReaderOptions {
     fn default() -> Self {
         ReaderOptions {
             max_fetch_bytes: 1024 * 1024,
+            group: None,
         }
     }
 }
@@ -86,6 +92,7 @@ pub struct KafkaPartitionReader {
     /// Fetched and not yet delivered, in offset order (one fetch's worth at most).
     buffered: VecDeque<KafkaRecord>,
     committed: Option<u64>,
+    group: Option<GroupOffsets>,
     max_fetch_bytes: i32,
     request_timeout: Duration,
 }
@@ -158,6 +165,10 @@ impl KafkaPartitionReader {
             start_offset,
             buffered: VecDeque::new(),
             committed: None,
+            group: options
+                .group
+                .as_deref()
+                .map(|group| GroupOffsets::new(config, group)),
             max_fetch_bytes: i32::try_from(options.max_fetch_bytes.max(1)).unwrap_or(i32::MAX),
             request_timeout: config.request_timeout,
         })
@@ -184,6 +195,16 @@ impl KafkaPartitionReader {
     /// The last position committed through this reader.
     pub fn committed(&self) -> Option<u64> {
         self.committed
+    }
+
+    /// The offset the consumer group of [`ReaderOptions::group`] has stored at the broker
+    /// for this partition (the next offset to consume); `None` without a group or
+    /// before its first commit.
+    pub async fn group_offset(&mut self) -> Result<Option<u64>, ConnectorError> {
+        match &mut self.group {
+            Some(group) => group.fetch(&self.topic, self.partition).await,
+            None => Ok(None),
+        }
     }
 
     /// Like [`PartitionReader::fetch`], with each record's key and headers.
@@ -266,9 +287,11 @@ impl PartitionReader for KafkaPartitionReader {
             .collect())
     }
 
-    /// Records `position` as committed (see the module doc: locally). A position this
+    /// Records `position` as committed, and stores `position + 1` as the consumer
+    /// group's offset when the reader has a group (see the module doc). A position this
     /// reader has not delivered yet is refused; an older one than the last commit is
-    /// ignored (commits never go back).
+    /// ignored (commits never go back). A failed group commit is retried by the next
+    /// commit, which carries a position at least as recent.
     async fn commit(&mut self, position: u64) -> Result<(), ConnectorError> {
         if position >= self.next_offset() {
             return Err(error::permanent(
@@ -281,7 +304,13 @@ impl PartitionReader for KafkaPartitionReader {
                 ),
             ));
         }
-        self.committed = Some(self.committed.map_or(position, |last| last.max(position)));
+        let committed = self.committed.map_or(position, |last| last.max(position));
+        self.committed = Some(committed);
+        if let Some(group) = &mut self.group {
+            group
+                .commit(&self.topic, self.partition, committed.saturating_add(1))
+                .await?;
+        }
         Ok(())
     }
 

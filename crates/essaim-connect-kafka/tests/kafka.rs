@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use essaim_connect::{ConnectorError, MessageWriter, OutMessage, PartitionReader, backoff};
 use essaim_connect_kafka::{
-    KafkaConfig, KafkaPartitionReader, KafkaRecord, KafkaWriter, ReaderOptions, WriterOptions,
-    ensure_topic, partition_count, partition_for_key, publish_lines, revision_of,
+    GroupOffsets, KafkaConfig, KafkaPartitionReader, KafkaRecord, KafkaWriter, ReaderOptions,
+    WriterOptions, ensure_topic, partition_count, partition_for_key, publish_lines, revision_of,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -207,6 +207,7 @@ async fn lines_round_trip_in_order_over_several_partitions() -> TestResult {
         // A fetch of at most 64 bytes: the reader still delivers every record, in order.
         let options = ReaderOptions {
             max_fetch_bytes: 64,
+            ..ReaderOptions::default()
         };
         let mut reader =
             KafkaPartitionReader::open(&config, &topic, partition, None, options).await?;
@@ -323,9 +324,18 @@ async fn commits_move_the_lag_and_never_go_back() -> TestResult {
     let topic = topic("lag");
     let lines: Vec<String> = (0..10).map(|index| format!("l{index}")).collect();
     publish_lines(&config, &topic, 1, &lines, false).await?;
-    let mut reader =
-        KafkaPartitionReader::open(&config, &topic, 0, None, ReaderOptions::default()).await?;
+    let group = topic.replace("lag", "group");
+    let options = ReaderOptions {
+        group: Some(group.clone()),
+        ..ReaderOptions::default()
+    };
+    let mut reader = KafkaPartitionReader::open(&config, &topic, 0, None, options.clone()).await?;
     assert_eq!(reader.lag().await?, Some(10), "nothing committed yet");
+    assert_eq!(
+        reader.group_offset().await?,
+        None,
+        "a new group has no offset"
+    );
 
     let first = read_exactly(&mut reader, 4).await;
     assert_eq!(first.last().map(|r| r.offset), Some(3));
@@ -336,7 +346,17 @@ async fn commits_move_the_lag_and_never_go_back() -> TestResult {
         Some(6),
         "high watermark 10 - next offset 4"
     );
+    assert_eq!(
+        reader.group_offset().await?,
+        Some(4),
+        "the group's offset at the broker is the next one to consume"
+    );
     reader.commit(1).await?;
+    assert_eq!(
+        reader.group_offset().await?,
+        Some(4),
+        "commits never go back"
+    );
     assert_eq!(
         reader.lag().await?,
         Some(6),
@@ -351,10 +371,15 @@ async fn commits_move_the_lag_and_never_go_back() -> TestResult {
     publish_lines(&config, &topic, 1, ["l10", "l11", "l12"], false).await?;
     assert_eq!(reader.lag().await?, Some(3), "new records are lag");
 
-    // A reader resumed after a committed position starts its lag there.
-    let mut resumed =
-        KafkaPartitionReader::open(&config, &topic, 0, Some(9), ReaderOptions::default()).await?;
+    // A reader resumed after a committed position starts its lag there, and another
+    // reader of the group sees the group's offset the broker kept.
+    let mut resumed = KafkaPartitionReader::open(&config, &topic, 0, Some(9), options).await?;
     assert_eq!(resumed.lag().await?, Some(3));
+    assert_eq!(resumed.group_offset().await?, Some(10));
+    let mut offsets = GroupOffsets::new(&config, &group);
+    assert_eq!(offsets.fetch(&topic, 0).await?, Some(10));
+    let mut other = GroupOffsets::new(&config, &format!("{group}-other"));
+    assert_eq!(other.fetch(&topic, 0).await?, None, "groups are separate");
     Ok(())
 }
 
@@ -427,11 +452,14 @@ async fn reader_and_writer_recover_from_a_broker_restart_without_losing_anything
     let topic = topic("restart");
     ensure_topic(&config, &topic, 2, 1).await?;
     let mut writer = KafkaWriter::open(&config, &topic, WriterOptions::default()).await?;
+    let options = ReaderOptions {
+        group: Some(topic.replace("restart", "restart-group")),
+        ..ReaderOptions::default()
+    };
     let mut readers = Vec::new();
     for partition in 0..2 {
         readers.push(
-            KafkaPartitionReader::open(&config, &topic, partition, None, ReaderOptions::default())
-                .await?,
+            KafkaPartitionReader::open(&config, &topic, partition, None, options.clone()).await?,
         );
     }
     let first: Vec<OutMessage> = (0..100).map(out_message).collect();
@@ -440,7 +468,9 @@ async fn reader_and_writer_recover_from_a_broker_restart_without_losing_anything
     // Read a little of each partition before the broker goes away.
     let mut seen: Vec<Vec<KafkaRecord>> = Vec::new();
     for reader in &mut readers {
-        seen.push(read_exactly(reader, 10).await);
+        let records = read_exactly(reader, 10).await;
+        reader.commit(records[9].offset).await?; // a connection to the group coordinator
+        seen.push(records);
     }
 
     let phase = Instant::now();
@@ -515,6 +545,10 @@ async fn reader_and_writer_recover_from_a_broker_restart_without_losing_anything
         .await?;
         let again = read_exactly(&mut resumed, records.len() - 5).await;
         assert_eq!(again, records[5..], "partition {partition}");
+        // The group's offset is stored again once the coordinator is back.
+        let last = *offsets.last().expect("records");
+        retried("commit", async || reader.commit(last).await).await;
+        assert_eq!(reader.group_offset().await?, Some(last + 1));
     }
     Ok(())
 }

@@ -19,6 +19,9 @@ pub struct Endpoints {
     /// PostgreSQL URL, e.g. `postgres://essaim@127.0.0.1:5432/essaim`: required, since
     /// positions and checkpoints live there.
     pub postgres_url: Option<String>,
+    /// Kafka bootstrap address, e.g. `127.0.0.1:9092`, for `kafka` connectors.
+    #[serde(default)]
+    pub kafka_bootstrap: Option<String>,
 }
 
 /// A source's connector.
@@ -35,13 +38,41 @@ pub enum SourceBinding {
         #[serde(default = "one")]
         partitions: u32,
     },
+    /// A Kafka topic; partition `p` of the source is partition `p` of the topic.
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// The number of partitions (default 1).
+        #[serde(default = "one")]
+        partitions: u32,
+    },
+    /// A directory of rolling files, tailed (partition `p` is `<dir>/<p>/` when there
+    /// are several); relative to the spec's directory.
+    Files {
+        /// The directory.
+        dir: String,
+        /// The number of partitions (default 1).
+        #[serde(default = "one")]
+        partitions: u32,
+    },
 }
 
 impl SourceBinding {
+    /// `nats`, `kafka` or `files`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceBinding::Nats { .. } => "nats",
+            SourceBinding::Kafka { .. } => "kafka",
+            SourceBinding::Files { .. } => "files",
+        }
+    }
+
     /// The number of partitions.
     pub fn partitions(&self) -> u32 {
         match self {
-            SourceBinding::Nats { partitions, .. } => *partitions,
+            SourceBinding::Nats { partitions, .. }
+            | SourceBinding::Kafka { partitions, .. }
+            | SourceBinding::Files { partitions, .. } => *partitions,
         }
     }
 }
@@ -68,8 +99,33 @@ pub enum SinkBinding {
         /// The subject.
         subject: String,
     },
+    /// JSON messages on a Kafka topic, keyed (a compacted topic keeps the last
+    /// revision).
+    Kafka {
+        /// The topic (it must exist).
+        topic: String,
+    },
+    /// JSON lines in rolling files under `<dir>/<unit>/` (relative to the spec's
+    /// directory), at-least-once with keys.
+    Files {
+        /// The directory.
+        dir: String,
+    },
     /// Counted, then dropped: for streams that are only watched through metrics.
     Discard,
+}
+
+impl SinkBinding {
+    /// `postgres`, `nats`, `kafka`, `files` or `discard`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkBinding::Postgres { .. } => "postgres",
+            SinkBinding::Nats { .. } => "nats",
+            SinkBinding::Kafka { .. } => "kafka",
+            SinkBinding::Files { .. } => "files",
+            SinkBinding::Discard => "discard",
+        }
+    }
 }
 
 fn one() -> u32 {

@@ -70,16 +70,14 @@ async fn run_task(
         .map_err(|error| failure(format_chain(&error), false))?;
     let tables = Pipeline::load_tables(&planned.spec, &spec.tables)
         .map_err(|error| failure(format_chain(&error), false))?;
-    let nats_url = spec
-        .endpoints
-        .nats_url
-        .clone()
-        .ok_or_else(|| failure("no NATS URL".to_owned(), false))?;
-    let nats = tokio::select! {
-        () = cancel.cancelled() => return Ok(TaskOutput::default()),
-        connected = broker::connect(&nats_url, broker::DEFAULT_REQUEST_TIMEOUT) => {
-            connected.map_err(|error| failure(format_chain(&error), true))?
-        }
+    let nats = match &spec.endpoints.nats_url {
+        Some(nats_url) => Some(tokio::select! {
+            () = cancel.cancelled() => return Ok(TaskOutput::default()),
+            connected = broker::connect(nats_url, broker::DEFAULT_REQUEST_TIMEOUT) => {
+                connected.map_err(|error| failure(format_chain(&error), true))?
+            }
+        }),
+        None => None,
     };
     let stage = spec.stage.as_str();
     let units = spec.units.clone();

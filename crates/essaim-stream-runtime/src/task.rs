@@ -48,6 +48,10 @@ pub struct StreamTaskSpec {
     pub tables: BTreeMap<String, Vec<u8>>,
     /// The servers.
     pub endpoints: Endpoints,
+    /// The directory relative file paths of connectors are resolved against (the
+    /// spec's, made absolute when submitted).
+    #[serde(default)]
+    pub base_dir: Option<std::path::PathBuf>,
     /// Which stage.
     pub stage: Stage,
     /// The units this task owns.
@@ -88,6 +92,8 @@ pub struct PlanOptions {
     pub exit_at_end: bool,
     /// The servers.
     pub endpoints: Endpoints,
+    /// See [`StreamTaskSpec::base_dir`].
+    pub base_dir: Option<std::path::PathBuf>,
     /// See [`StreamTaskSpec::batch_max`].
     pub batch_max: usize,
     /// See [`StreamTaskSpec::batch_wait_ms`].
@@ -147,8 +153,27 @@ pub fn plan_tasks(
             "a PostgreSQL URL is required: positions and checkpoints are kept there".to_owned(),
         ));
     }
-    if options.endpoints.nats_url.is_none() {
-        return Err(PlanError::Invalid("a NATS URL is required".to_owned()));
+    let uses = |kind: &str| {
+        planned
+            .bindings
+            .sources
+            .iter()
+            .any(|(_, binding)| binding.kind() == kind)
+            || planned
+                .bindings
+                .sinks
+                .iter()
+                .any(|(_, binding)| binding.kind() == kind)
+    };
+    if options.endpoints.nats_url.is_none() && (uses("nats") || planned.stages.has_shuffle()) {
+        return Err(PlanError::Invalid(
+            "a NATS URL is required (a NATS connector, or the shuffle of a sharder)".to_owned(),
+        ));
+    }
+    if options.endpoints.kafka_bootstrap.is_none() && uses("kafka") {
+        return Err(PlanError::Invalid(
+            "a Kafka bootstrap address is required".to_owned(),
+        ));
     }
     if options.parallelism == 0 {
         return Err(PlanError::Invalid(
@@ -169,6 +194,7 @@ pub fn plan_tasks(
                 spec_toml: spec_toml.to_owned(),
                 tables: tables.clone(),
                 endpoints: options.endpoints.clone(),
+                base_dir: options.base_dir.clone(),
                 stage,
                 units: (0..units).filter(|unit| unit % count == task).collect(),
                 source_partitions,

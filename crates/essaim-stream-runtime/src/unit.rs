@@ -18,7 +18,11 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use bytes::Bytes;
-use essaim_connect::{PartitionReader, SourceMessage};
+use essaim_connect::{ConnectorError, MessageWriter, OutMessage, PartitionReader, SourceMessage};
+use essaim_connect_files::{DirectoryConfig, DirectoryReader, RollingConfig, RollingFileWriter};
+use essaim_connect_kafka::{
+    KafkaConfig, KafkaPartitionReader, KafkaWriter, ReaderOptions, WriterOptions,
+};
 use essaim_connect_nats::broker::{StreamSpec, ensure_stream};
 use essaim_connect_nats::partition::{NatsPartitionReader, PartitionSpec, now_ms};
 use essaim_connect_nats::publish::Publisher;
@@ -111,8 +115,8 @@ pub struct UnitContext {
     pub planned: Arc<PlannedPipeline>,
     /// The loaded dimension tables.
     pub tables: Arc<BTreeMap<String, Arc<DimensionTable>>>,
-    /// JetStream.
-    pub nats: jetstream::Context,
+    /// JetStream, when the pipeline uses it.
+    pub nats: Option<jetstream::Context>,
     /// Metrics of the task's units.
     pub metrics: Arc<UnitMetrics>,
 }
@@ -129,13 +133,81 @@ struct TableSink {
 enum SinkRoute {
     Table(TableSink),
     Subject(String),
+    Writer(usize),
     Discard,
+}
+
+/// A partition reader of any connector.
+enum AnyReader {
+    Nats(NatsPartitionReader),
+    Kafka(KafkaPartitionReader),
+    Files(DirectoryReader),
+}
+
+impl AnyReader {
+    async fn fetch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<SourceMessage>, ConnectorError> {
+        match self {
+            AnyReader::Nats(reader) => reader.fetch(max, wait).await,
+            AnyReader::Kafka(reader) => reader.fetch(max, wait).await,
+            AnyReader::Files(reader) => reader.fetch(max, wait).await,
+        }
+    }
+
+    async fn commit(&mut self, position: u64) -> Result<(), ConnectorError> {
+        match self {
+            AnyReader::Nats(reader) => reader.commit(position).await,
+            AnyReader::Kafka(reader) => reader.commit(position).await,
+            AnyReader::Files(reader) => reader.commit(position).await,
+        }
+    }
+
+    async fn lag(&mut self) -> Result<Option<u64>, ConnectorError> {
+        match self {
+            AnyReader::Nats(reader) => reader.lag().await,
+            AnyReader::Kafka(reader) => reader.lag().await,
+            AnyReader::Files(reader) => reader.lag().await,
+        }
+    }
+
+    /// Broker publish times of the last fetch, when the connector knows them.
+    fn published_ms(&self) -> &[Option<i64>] {
+        match self {
+            AnyReader::Nats(reader) => reader.published_ms(),
+            AnyReader::Kafka(_) | AnyReader::Files(_) => &[],
+        }
+    }
+}
+
+/// A message sink of any connector other than NATS (which shares the publisher).
+enum AnyWriter {
+    Kafka(KafkaWriter),
+    Files(RollingFileWriter),
+}
+
+impl AnyWriter {
+    async fn write(&mut self, messages: &[OutMessage]) -> Result<(), ConnectorError> {
+        match self {
+            AnyWriter::Kafka(writer) => writer.write(messages).await,
+            AnyWriter::Files(writer) => writer.write(messages).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectorError> {
+        match self {
+            AnyWriter::Kafka(writer) => writer.flush().await,
+            AnyWriter::Files(writer) => writer.flush().await,
+        }
+    }
 }
 
 struct Reader {
     source: String,
     partition: u32,
-    inner: NatsPartitionReader,
+    inner: AnyReader,
     /// The last position read in this turn.
     last: Option<u64>,
 }
@@ -190,6 +262,7 @@ async fn run_once(
     // Tables and routes of this stage's sinks.
     let mut tables = Vec::new();
     let mut routes: BTreeMap<String, SinkRoute> = BTreeMap::new();
+    let mut writers: Vec<AnyWriter> = Vec::new();
     for sink in stage_sinks {
         let route = match planned.bindings.sink(sink) {
             Some(SinkBinding::Postgres {
@@ -209,6 +282,20 @@ async fn run_once(
                 })
             }
             Some(SinkBinding::Nats { subject }) => SinkRoute::Subject(subject.clone()),
+            Some(SinkBinding::Kafka { topic }) => {
+                let config = kafka_config(task)?;
+                writers.push(AnyWriter::Kafka(
+                    KafkaWriter::open(&config, topic, WriterOptions::default()).await?,
+                ));
+                SinkRoute::Writer(writers.len() - 1)
+            }
+            Some(SinkBinding::Files { dir }) => {
+                let dir = resolve(task, dir);
+                writers.push(AnyWriter::Files(
+                    RollingFileWriter::open(RollingConfig::new(dir)).await?,
+                ));
+                SinkRoute::Writer(writers.len() - 1)
+            }
             Some(SinkBinding::Discard) | None => SinkRoute::Discard,
         };
         routes.insert(sink.clone(), route);
@@ -243,31 +330,56 @@ async fn run_once(
     .with_role(role);
 
     // The shuffle stream exists before either stage reads or writes it.
+    let nats = || {
+        context
+            .nats
+            .as_ref()
+            .ok_or_else(|| UnitError::Permanent("no NATS URL".to_owned()))
+    };
     if has_shuffle {
         let name = shuffle::stream_name(&task.pipeline);
         let subjects = shuffle::subjects(&task.pipeline);
-        ensure_stream(&context.nats, &StreamSpec::new(&name, &[subjects.as_str()])).await?;
+        ensure_stream(nats()?, &StreamSpec::new(&name, &[subjects.as_str()])).await?;
     }
     let mut readers = Vec::new();
     match stage {
         Stage::Source => {
             for (source, binding) in &planned.bindings.sources {
-                let SourceBinding::Nats {
-                    stream, subject, ..
-                } = binding;
-                let spec = PartitionSpec::new(
-                    stream,
-                    &format!("{subject}.{unit}"),
-                    &durable_name(&task.pipeline, source, unit),
-                    unit,
-                );
-                let committed = resume.positions.get(&(source.clone(), unit_i32(unit)));
-                let inner = NatsPartitionReader::open(
-                    &context.nats,
-                    spec,
-                    committed.map(|position| u64::try_from(*position).unwrap_or(0)),
-                )
-                .await?;
+                let committed = resume
+                    .positions
+                    .get(&(source.clone(), unit_i32(unit)))
+                    .map(|position| u64::try_from(*position).unwrap_or(0));
+                let inner = match binding {
+                    SourceBinding::Nats {
+                        stream, subject, ..
+                    } => {
+                        let spec = PartitionSpec::new(
+                            stream,
+                            &format!("{subject}.{unit}"),
+                            &durable_name(&task.pipeline, source, unit),
+                            unit,
+                        );
+                        AnyReader::Nats(NatsPartitionReader::open(nats()?, spec, committed).await?)
+                    }
+                    SourceBinding::Kafka { topic, .. } => AnyReader::Kafka(
+                        KafkaPartitionReader::open(
+                            &kafka_config(task)?,
+                            topic,
+                            unit,
+                            committed,
+                            ReaderOptions::default(),
+                        )
+                        .await?,
+                    ),
+                    SourceBinding::Files { dir, partitions } => AnyReader::Files(
+                        DirectoryReader::open(
+                            &DirectoryConfig::new(resolve(task, dir), *partitions),
+                            unit,
+                            committed,
+                        )
+                        .await?,
+                    ),
+                };
                 readers.push(Reader {
                     source: source.clone(),
                     partition: unit,
@@ -286,12 +398,14 @@ async fn run_once(
             let committed = resume
                 .positions
                 .get(&(SHUFFLE_SOURCE.to_owned(), unit_i32(unit)));
-            let inner = NatsPartitionReader::open(
-                &context.nats,
-                spec,
-                committed.map(|position| u64::try_from(*position).unwrap_or(0)),
-            )
-            .await?;
+            let inner = AnyReader::Nats(
+                NatsPartitionReader::open(
+                    nats()?,
+                    spec,
+                    committed.map(|position| u64::try_from(*position).unwrap_or(0)),
+                )
+                .await?,
+            );
             readers.push(Reader {
                 source: SHUFFLE_SOURCE.to_owned(),
                 partition: unit,
@@ -300,7 +414,10 @@ async fn run_once(
             });
         }
     }
-    let mut publisher = Publisher::new(context.nats.clone(), MAX_PUBLISH_IN_FLIGHT)?;
+    let mut publisher = match &context.nats {
+        Some(nats) => Some(Publisher::new(nats.clone(), MAX_PUBLISH_IN_FLIGHT)?),
+        None => None,
+    };
     let metrics = &context.metrics;
     let wait = Duration::from_millis(task.batch_wait_ms.max(1));
     let mut published_watermark: Option<i64> = None;
@@ -358,12 +475,17 @@ async fn run_once(
                         }
                     } else {
                         metrics.records_in.inc();
-                        let pushed = pipeline.push_line(
-                            &reader.source,
-                            &message.payload,
+                        // Record ids must be unique across partitions, whose positions
+                        // (Kafka offsets, byte offsets) are not; never 0, which a
+                        // source with a header would skip.
+                        let line = essaim_stream::hash::derive_id(
+                            u64::from(reader.partition),
+                            reader.source.as_bytes(),
                             message.position,
-                            &mut out,
-                        );
+                        )
+                        .max(1);
+                        let pushed =
+                            pipeline.push_line(&reader.source, &message.payload, line, &mut out);
                         if let Err(error) = pushed {
                             metrics.dead_letters.inc();
                             dead_letters.push(DeadLetter {
@@ -493,6 +615,8 @@ async fn run_once(
             let bytes = shuffle::encode(message)
                 .map_err(|error| UnitError::Permanent(format!("shuffle encoding: {error}")))?;
             publisher
+                .as_mut()
+                .ok_or_else(|| UnitError::Permanent("no NATS URL".to_owned()))?
                 .publish(
                     &shuffle::subject(&task.pipeline, *partition),
                     Bytes::from(bytes),
@@ -501,6 +625,7 @@ async fn run_once(
         }
         // Results: rows per table, messages per subject.
         let mut table_rows: Vec<Vec<ResultRow>> = vec![Vec::new(); sink.tables().len()];
+        let mut writer_messages: Vec<Vec<OutMessage>> = vec![Vec::new(); writers.len()];
         for result in &out {
             metrics.records_out.inc();
             match routes.get(&result.sink) {
@@ -533,13 +658,31 @@ async fn run_once(
                         "value": rows::to_json(&result.record),
                     });
                     publisher
+                        .as_mut()
+                        .ok_or_else(|| UnitError::Permanent("no NATS URL".to_owned()))?
                         .publish(subject, Bytes::from(message.to_string()))
                         .await?;
+                }
+                Some(SinkRoute::Writer(index)) => {
+                    writer_messages[*index].push(OutMessage {
+                        key: rows::key_of(&task.pipeline, &result.record),
+                        revision: rows::revision_of(&result.record),
+                        partition: unit,
+                        payload: Bytes::from(rows::to_json(&result.record).to_string()),
+                    });
                 }
                 Some(SinkRoute::Discard) | None => {}
             }
         }
-        publisher.flush().await?;
+        if let Some(publisher) = publisher.as_mut() {
+            publisher.flush().await?;
+        }
+        for (writer, messages) in writers.iter_mut().zip(&writer_messages) {
+            if !messages.is_empty() {
+                writer.write(messages).await?;
+                writer.flush().await?;
+            }
+        }
         for letter in &dead_letters {
             sink.dead_letter(letter).await?;
         }
@@ -644,6 +787,22 @@ fn durable_name(pipeline: &str, source: &str, unit: u32) -> String {
             .collect::<String>()
     };
     format!("essaim_{}_{}_{unit}", clean(pipeline), clean(source))
+}
+
+fn kafka_config(task: &StreamTaskSpec) -> Result<KafkaConfig, UnitError> {
+    task.endpoints
+        .kafka_bootstrap
+        .as_ref()
+        .map(KafkaConfig::new)
+        .ok_or_else(|| UnitError::Permanent("no Kafka bootstrap address".to_owned()))
+}
+
+/// A connector path, relative to the spec's directory unless absolute.
+fn resolve(task: &StreamTaskSpec, path: &str) -> std::path::PathBuf {
+    match &task.base_dir {
+        Some(base) => base.join(path),
+        None => std::path::PathBuf::from(path),
+    }
 }
 
 fn unit_i32(unit: u32) -> i32 {

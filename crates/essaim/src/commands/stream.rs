@@ -52,9 +52,12 @@ struct PipelineArgs {
     /// Tasks per stage.
     #[arg(long, default_value_t = 2)]
     parallelism: u32,
-    /// NATS server.
+    /// NATS server (for NATS connectors and the shuffle of a sharder).
     #[arg(long, env = "ESSAIM_NATS_URL")]
-    nats: String,
+    nats: Option<String>,
+    /// Kafka bootstrap address (for Kafka connectors).
+    #[arg(long, env = "ESSAIM_KAFKA_BOOTSTRAP")]
+    kafka: Option<String>,
     /// PostgreSQL, where results, positions and checkpoints go.
     #[arg(long, env = "ESSAIM_POSTGRES_URL")]
     postgres: String,
@@ -154,9 +157,11 @@ fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobSpec)> {
         parallelism: args.parallelism,
         exit_at_end: args.exit_at_end,
         endpoints: Endpoints {
-            nats_url: Some(args.nats.clone()),
+            nats_url: args.nats.clone(),
             postgres_url: Some(args.postgres.clone()),
+            kafka_bootstrap: args.kafka.clone(),
         },
+        base_dir: std::path::absolute(directory).ok(),
         batch_max: args.batch_max.max(1),
         batch_wait_ms: args.batch_wait_ms,
     };

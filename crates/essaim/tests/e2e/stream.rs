@@ -573,3 +573,137 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_restart_and_resca
 
     check_against_oracles(&client, &flights_csv, bad_lines).await;
 }
+
+/// A one-stage pipeline (no sharder) from a tailed directory of rolling files, two
+/// partitions, into PostgreSQL and rolling JSON files; no NATS involved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_source_feeds_postgres_and_rolling_files() {
+    if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
+        eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs PostgreSQL");
+        return;
+    }
+    let postgres = Server::start("postgres.sh");
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let (flights_csv, bad_lines) = flights(2_000);
+    let data: Vec<&str> = flights_csv.lines().skip(1).collect();
+    // Two partitions, each two rolled files, then the end marker.
+    for partition in 0..2 {
+        let dir = work.path().join("in").join(partition.to_string());
+        std::fs::create_dir_all(&dir).expect("partition directory");
+        let mine: Vec<&str> = data
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| index % 2 == partition)
+            .map(|(_, line)| *line)
+            .collect();
+        let (first, second) = mine.split_at(mine.len() / 2);
+        std::fs::write(dir.join("part-001.csv"), first.join("\n") + "\n").expect("file 1");
+        std::fs::write(dir.join("part-002.csv"), second.join("\n") + "\n").expect("file 2");
+        std::fs::write(dir.join("_END"), "").expect("end marker");
+    }
+    std::fs::write(work.path().join("airports.csv"), airports_csv()).expect("airports");
+    let spec = r#"
+version = 1
+[[source]]
+name = "flights"
+time = "date"
+connector = { kind = "files", dir = "in", partitions = 2 }
+columns = [
+  { name = "date", type = "timestamp" },
+  { name = "delay", type = "int" },
+  { name = "distance", type = "int" },
+  { name = "origin", type = "string" },
+  { name = "destination", type = "string" },
+]
+[[table]]
+name = "airports"
+key = "iata"
+header = true
+path = "airports.csv"
+columns = [
+  { name = "iata", type = "string" }, { name = "name", type = "string" },
+  { name = "city", type = "string" }, { name = "state", type = "string" },
+  { name = "country", type = "string" }, { name = "latitude", type = "float" },
+  { name = "longitude", type = "float" },
+]
+[[operator]]
+name = "valid"
+kind = "filter"
+input = "flights"
+predicate = "not is_null(delay) and distance > 0"
+[[operator]]
+name = "with_state"
+kind = "enrich"
+input = "valid"
+table = "airports"
+key = "origin"
+fields = { origin_state = "state" }
+[[sink]]
+name = "rows"
+input = "with_state"
+connector = { kind = "postgres", table = "enriched", columns = { origin = "text", origin_state = "text", delay = "bigint" } }
+[[sink]]
+name = "files"
+input = "with_state"
+connector = { kind = "files", dir = "out" }
+"#;
+    let spec_path = work.path().join("files.toml");
+    std::fs::write(&spec_path, spec).expect("spec");
+    let run = essaim(&[
+        "stream",
+        "run",
+        spec_path.to_str().expect("utf-8 path"),
+        "--postgres",
+        &postgres.url,
+        "--exit-at-end",
+        "--parallelism",
+        "2",
+        "--batch-max",
+        "100",
+    ])
+    .await;
+    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
+
+    let expected = data
+        .iter()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            fields.len() == 5
+                && fields[1].parse::<i64>().is_ok()
+                && fields[2].parse::<i64>().is_ok_and(|distance| distance > 0)
+                && fields[3] != "\"XXX\""
+        })
+        .count();
+    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL answers");
+    tokio::spawn(connection);
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM enriched", &[])
+        .await
+        .expect("enriched exists")
+        .get(0);
+    assert_eq!(rows as usize, expected, "one row per valid, known flight");
+    let dead: i64 = client
+        .query_one("SELECT count(*) FROM essaim_dead_letters", &[])
+        .await
+        .expect("dead letters")
+        .get(0);
+    assert_eq!(dead as usize, bad_lines);
+    // The rolling files hold the same records, each key once at least.
+    let mut keys = std::collections::BTreeSet::new();
+    for unit in 0..2 {
+        let dir = work.path().join("out").join(unit.to_string());
+        for entry in std::fs::read_dir(&dir)
+            .expect("the sink's directory")
+            .flatten()
+        {
+            let text = std::fs::read_to_string(entry.path()).expect("a file");
+            for line in text.lines() {
+                let value: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+                keys.insert(value["key"].as_str().expect("a key").to_owned());
+            }
+        }
+    }
+    assert_eq!(keys.len(), expected, "the files hold every record");
+}

@@ -139,7 +139,7 @@ enum SinkRoute {
 
 /// A partition reader of any connector.
 enum AnyReader {
-    Nats(NatsPartitionReader),
+    Nats(Box<NatsPartitionReader>),
     Kafka(KafkaPartitionReader),
     Files(DirectoryReader),
 }
@@ -359,7 +359,9 @@ async fn run_once(
                             &durable_name(&task.pipeline, source, unit),
                             unit,
                         );
-                        AnyReader::Nats(NatsPartitionReader::open(nats()?, spec, committed).await?)
+                        AnyReader::Nats(Box::new(
+                            NatsPartitionReader::open(nats()?, spec, committed).await?,
+                        ))
                     }
                     SourceBinding::Kafka { topic, .. } => AnyReader::Kafka(
                         KafkaPartitionReader::open(
@@ -398,14 +400,14 @@ async fn run_once(
             let committed = resume
                 .positions
                 .get(&(SHUFFLE_SOURCE.to_owned(), unit_i32(unit)));
-            let inner = AnyReader::Nats(
+            let inner = AnyReader::Nats(Box::new(
                 NatsPartitionReader::open(
                     nats()?,
                     spec,
                     committed.map(|position| u64::try_from(*position).unwrap_or(0)),
                 )
                 .await?,
-            );
+            ));
             readers.push(Reader {
                 source: SHUFFLE_SOURCE.to_owned(),
                 partition: unit,

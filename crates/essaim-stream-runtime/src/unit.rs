@@ -140,7 +140,7 @@ enum SinkRoute {
 /// A partition reader of any connector.
 enum AnyReader {
     Nats(Box<NatsPartitionReader>),
-    Kafka(KafkaPartitionReader),
+    Kafka(Box<KafkaPartitionReader>),
     Files(DirectoryReader),
 }
 
@@ -363,7 +363,7 @@ async fn run_once(
                             NatsPartitionReader::open(nats()?, spec, committed).await?,
                         ))
                     }
-                    SourceBinding::Kafka { topic, .. } => AnyReader::Kafka(
+                    SourceBinding::Kafka { topic, .. } => AnyReader::Kafka(Box::new(
                         KafkaPartitionReader::open(
                             &kafka_config(task)?,
                             topic,
@@ -372,7 +372,7 @@ async fn run_once(
                             ReaderOptions::default(),
                         )
                         .await?,
-                    ),
+                    )),
                     SourceBinding::Files { dir, partitions } => AnyReader::Files(
                         DirectoryReader::open(
                             &DirectoryConfig::new(resolve(task, dir), *partitions),

@@ -5,6 +5,11 @@
 //! contract allows. A reader asks the broker for at most `max_fetch_bytes` at a time and
 //! holds at most one such answer in memory.
 //!
+//! **Transactions** are not this reader's business: essaim's producers are not
+//! transactional. The client skips control batches (transaction markers) and does not
+//! filter records of aborted transactions, so a topic written by a transactional
+//! producer that aborts would deliver the aborted records too.
+//!
 //! **Commits.** The runtime keeps the committed positions itself (in PostgreSQL, with
 //! the results) and reopens readers after them: that is the only resume point it
 //! trusts. [`PartitionReader::commit`] records the position in the reader (for

@@ -73,6 +73,8 @@ enum Command {
     Report(commands::report::Args),
     /// Publish a CSV data set to a NATS JetStream subject, paced by its event times.
     Replay(commands::replay::Args),
+    /// An HTTP endpoint that stores posted lines in NATS JetStream.
+    Ingest(commands::ingest::Args),
     /// Streaming pipelines: run, submit, status, stop, rescale.
     Stream(commands::stream::StreamArgs),
     /// Cancel a job.
@@ -146,6 +148,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Report(args) => commands::report::run(args).await,
             Command::Replay(args) => commands::replay::run(args).await,
             Command::Stream(args) => commands::stream::run(args).await,
+            Command::Ingest(args) => commands::ingest::run(args).await,
             Command::Cancel(args) => commands::jobs::cancel(args).await,
             Command::Workers(args) => commands::jobs::workers(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,

@@ -707,3 +707,134 @@ connector = { kind = "files", dir = "out" }
     }
     assert_eq!(keys.len(), expected, "the files hold every record");
 }
+
+/// Lines posted to `essaim ingest` reach a pipeline through JetStream; a request with
+/// invalid UTF-8 stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_posted_to_the_ingest_endpoint_reach_postgres() {
+    if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
+        eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
+        return;
+    }
+    let nats = Server::start("nats.sh");
+    let postgres = Server::start("postgres.sh");
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.local_addr().expect("an address").port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let mut ingest = tokio::process::Command::new(env!("CARGO_BIN_EXE_essaim"))
+        .args([
+            "ingest",
+            "--listen",
+            &listen,
+            "--nats",
+            &nats.url,
+            "--source",
+            "events:2:EVENTS:events",
+        ])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("essaim ingest starts");
+    let post = |body: Vec<u8>| {
+        let url = format!("http://{listen}/ingest/events");
+        async move {
+            let mut command = tokio::process::Command::new("curl");
+            command.args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--data-binary",
+                "@-",
+                "-H",
+                "Content-Type: text/csv",
+                &url,
+            ]);
+            command
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped());
+            let mut child = command.spawn().expect("curl runs");
+            use tokio::io::AsyncWriteExt;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(&body).await.expect("body written");
+            drop(stdin);
+            let output = child.wait_with_output().await.expect("curl ends");
+            String::from_utf8_lossy(&output.stdout).to_string()
+        }
+    };
+    // Wait until the endpoint answers.
+    let mut code = String::new();
+    for _ in 0..100 {
+        code = post(b"1000,a,1\n".to_vec()).await;
+        if code == "200" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(code, "200", "the ingest endpoint answers");
+    let body: String = (1..100)
+        .map(|i| format!("{},k{},{}\n", 1000 + i, i % 7, i))
+        .collect();
+    assert_eq!(post(body.into_bytes()).await, "200");
+    assert_eq!(
+        post(b"2000,\xff\xfe,1\n".to_vec()).await,
+        "400",
+        "invalid UTF-8 is refused"
+    );
+    // The end of both partitions, published as any producer would.
+    let context = essaim_connect_nats::broker::connect(&nats.url, Duration::from_secs(5))
+        .await
+        .expect("NATS answers");
+    for partition in 0..2 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(essaim_connect::END_OF_STREAM_HEADER, "1");
+        context
+            .publish_with_headers(format!("events.{partition}"), headers, Default::default())
+            .await
+            .expect("published")
+            .await
+            .expect("stored");
+    }
+    let spec = r#"
+version = 1
+[[source]]
+name = "events"
+time = "t"
+key = "k"
+connector = { kind = "nats", stream = "EVENTS", subject = "events", partitions = 2 }
+columns = [{ name = "t", type = "int" }, { name = "k", type = "string" }, { name = "v", type = "int" }]
+[[sink]]
+name = "all"
+input = "events"
+connector = { kind = "postgres", table = "events", key_column = "k", columns = { k = "text", v = "bigint" } }
+"#;
+    let spec_path = work.path().join("events.toml");
+    std::fs::write(&spec_path, spec).expect("spec");
+    let run = essaim(&[
+        "stream",
+        "run",
+        spec_path.to_str().expect("utf-8 path"),
+        "--nats",
+        &nats.url,
+        "--postgres",
+        &postgres.url,
+        "--exit-at-end",
+    ])
+    .await;
+    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
+    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL answers");
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT count(*), sum(v)::bigint FROM events", &[])
+        .await
+        .expect("events exists");
+    assert_eq!(row.get::<_, i64>(0), 100, "every accepted line, once");
+    assert_eq!(row.get::<_, i64>(1), (1..100).sum::<i64>() + 1);
+    let _ = ingest.kill().await;
+}

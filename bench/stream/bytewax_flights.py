@@ -115,7 +115,9 @@ class NatsPartition(StatefulSourcePartition):
     async def _fetch(self):
         try:
             return await self.subscription.fetch(self.batch, timeout=0.05)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            # Nothing arrived in time (nats-py raises either, depending on where it
+            # was waiting).
             return []
 
     def next_batch(self):

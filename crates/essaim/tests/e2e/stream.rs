@@ -450,7 +450,8 @@ async fn wait_progress(client: &tokio_postgres::Client, total: i64, fraction: f6
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_flights_pipeline_survives_coordinator_kill_broker_restart_and_rescaling() {
+async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_restarts_and_rescaling()
+{
     if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
         eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
         return;
@@ -548,6 +549,32 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_restart_and_resca
         "same URL after a restart"
     );
 
+    // PostgreSQL, the sink, goes down for two seconds: units retry behind their circuit
+    // breaker, then restart from their last commit.
+    wait_progress(&client, total, 0.45, "the database outage").await;
+    drop(client);
+    let stopped = std::process::Command::new(script("postgres.sh"))
+        .arg("stop")
+        .arg(postgres.dir.path())
+        .status()
+        .expect("postgres.sh stop runs");
+    assert!(stopped.success());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = std::process::Command::new(script("postgres.sh"))
+        .arg("start")
+        .arg(postgres.dir.path())
+        .output()
+        .expect("postgres.sh start runs");
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL answers again on the same URL");
+    tokio::spawn(connection);
+
     wait_progress(&client, total, 0.55, "rescaling to 3").await;
     cluster.start_worker(8);
     cluster.wait_for_workers(3).await;
@@ -555,6 +582,30 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_restart_and_resca
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let rescaled = cluster.cli(&args).await;
     assert_eq!(rescaled.code, Some(0), "rescale to 3: {}", rescaled.stderr);
+
+    // The workers export the stream metrics while the units run.
+    let mut exported = String::new();
+    for worker in cluster.workers().await {
+        let output = tokio::process::Command::new("curl")
+            .args(["-s", &format!("{}/metrics", worker.file_server_url)])
+            .output()
+            .await
+            .expect("curl runs");
+        exported.push_str(&String::from_utf8_lossy(&output.stdout));
+    }
+    for series in [
+        "essaim_stream_records_in_total{",
+        "essaim_stream_consumer_lag{",
+        "essaim_stream_end_to_end_latency_seconds_bucket{",
+        "essaim_stream_checkpoint_duration_seconds_bucket{",
+        "essaim_stream_watermark_delay_seconds{",
+        "essaim_stream_operator_records{",
+    ] {
+        assert!(
+            exported.contains(series),
+            "no {series} in the workers' metrics"
+        );
+    }
 
     wait_progress(&client, total, 0.75, "rescaling to 2").await;
     let args = submit("2", "rescale").await;

@@ -4,8 +4,12 @@
 //! The position the runtime committed (in PostgreSQL, with the results) is the truth,
 //! not the consumer's acknowledgement state: a durable consumer redelivers out of order
 //! after an `ack_wait` expiry, and a task that took a partition over from another must
-//! start exactly after the committed position. So opening a reader (re)creates the
-//! partition's durable consumer to deliver from `resume_after + 1`, in stream order.
+//! start exactly after the committed position. So opening a reader (re)creates its
+//! durable consumer to deliver from `resume_after + 1`, in stream order. Each owner of
+//! a partition has a consumer of its own: two readers pulling from one consumer would
+//! each get part of the partition, and each would commit positions past records it
+//! never saw. A consumer whose owner is gone is deleted by the server after
+//! `inactive_threshold`.
 //! Deliveries at or below a position already delivered (redeliveries) are dropped
 //! here; `commit` acknowledges everything up to a position at once (`AckPolicy::All`),
 //! so the consumer's pending count is the partition's lag and `max_ack_pending` bounds
@@ -26,7 +30,9 @@ pub struct PartitionSpec {
     pub stream: String,
     /// The subject of the partition (e.g. `flights.3`).
     pub subject: String,
-    /// The durable consumer's name (one per pipeline, stage and partition).
+    /// The durable consumer's name: one per owner of the partition (say, per task
+    /// attempt), never shared, since two readers of one consumer would each get part of
+    /// the partition.
     pub durable: String,
     /// The partition number reported on messages.
     pub partition: u32,
@@ -34,6 +40,9 @@ pub struct PartitionSpec {
     pub max_ack_pending: u32,
     /// Time after which an uncommitted delivery is delivered again (default 60 s).
     pub ack_wait: Duration,
+    /// Time after which the server deletes the consumer of an owner that stopped
+    /// reading (default 10 min).
+    pub inactive_threshold: Duration,
 }
 
 impl PartitionSpec {
@@ -46,6 +55,7 @@ impl PartitionSpec {
             partition,
             max_ack_pending: 10_000,
             ack_wait: Duration::from_secs(60),
+            inactive_threshold: Duration::from_secs(600),
         }
     }
 }
@@ -104,6 +114,7 @@ impl NatsPartitionReader {
             ack_wait: spec.ack_wait,
             max_ack_pending: i64::from(spec.max_ack_pending.max(1)),
             filter_subject: spec.subject.clone(),
+            inactive_threshold: spec.inactive_threshold,
             ..Default::default()
         };
         let consumer = stream

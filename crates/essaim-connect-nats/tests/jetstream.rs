@@ -534,3 +534,64 @@ async fn replay_publishes_exactly_the_data_lines_in_order_and_paces_them() -> Te
     );
     Ok(())
 }
+
+/// Reads a partition reader until `count` messages came, returning their positions.
+async fn read_positions(
+    reader: &mut essaim_connect_nats::partition::NatsPartitionReader,
+    count: usize,
+) -> Result<Vec<u64>, Box<dyn std::error::Error>> {
+    use essaim_connect::PartitionReader as _;
+    let mut positions = Vec::new();
+    for _ in 0..50 {
+        if positions.len() >= count {
+            break;
+        }
+        for message in reader.fetch(7, Duration::from_millis(200)).await? {
+            positions.push(message.position);
+        }
+    }
+    Ok(positions)
+}
+
+/// Regression: two owners of one partition (a task and the task replacing it) once
+/// shared a durable consumer, so each got part of the partition and committed
+/// positions past records it never saw. Each owner now has its own consumer, starts
+/// exactly after the position it resumes from, and reads everything after it in order.
+#[tokio::test]
+async fn two_owners_of_a_partition_each_read_all_of_it_in_order() -> TestResult {
+    use essaim_connect::PartitionReader as _;
+    use essaim_connect_nats::partition::{NatsPartitionReader, PartitionSpec};
+    let Some(server) = Server::start() else {
+        return Ok(());
+    };
+    let context = broker::connect(&server.url, TIMEOUT).await?;
+    stream_with_dead_letters(&context).await?;
+    publish_records(&context, 0..40).await?;
+    let spec = |owner: &str| PartitionSpec::new("orders", "orders.in", owner, 0);
+    let mut old = NatsPartitionReader::open(&context, spec("unit_0_old"), None).await?;
+    let first = read_positions(&mut old, 10).await?;
+    old.commit(10).await?;
+    // The new owner starts after what the old one committed, while the old one reads on.
+    let mut new = NatsPartitionReader::open(&context, spec("unit_0_new"), Some(10)).await?;
+    let mut old_rest = read_positions(&mut old, 40 - first.len()).await?;
+    let new_all = read_positions(&mut new, 30).await?;
+    let mut old_all = first;
+    old_all.append(&mut old_rest);
+    assert_eq!(
+        old_all,
+        (1..=40).collect::<Vec<u64>>(),
+        "the old owner sees everything"
+    );
+    assert_eq!(
+        new_all,
+        (11..=40).collect::<Vec<u64>>(),
+        "the new owner sees everything after 10"
+    );
+    // Reopening one's own consumer (a restart within one attempt) starts over exactly.
+    let mut reopened = NatsPartitionReader::open(&context, spec("unit_0_new"), Some(35)).await?;
+    assert_eq!(
+        read_positions(&mut reopened, 5).await?,
+        (36..=40).collect::<Vec<u64>>()
+    );
+    Ok(())
+}

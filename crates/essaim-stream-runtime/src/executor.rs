@@ -93,6 +93,7 @@ async fn run_task(
             tables: Arc::clone(&tables),
             nats: nats.clone(),
             metrics: metrics.unit(&spec.pipeline, stage, unit),
+            attempt_id: attempt.attempt_id,
         });
         let stop = stop_units.clone();
         running.spawn(async move { (unit, unit::run(context, unit, stop).await) });

@@ -119,6 +119,9 @@ pub struct UnitContext {
     pub nats: Option<jetstream::Context>,
     /// Metrics of the task's units.
     pub metrics: Arc<UnitMetrics>,
+    /// The attempt running the unit: its consumers are named after it, so that another
+    /// owner of the unit (a task being replaced) never shares them.
+    pub attempt_id: u64,
 }
 
 /// A PostgreSQL sink of the unit's stage.
@@ -356,7 +359,7 @@ async fn run_once(
                         let spec = PartitionSpec::new(
                             stream,
                             &format!("{subject}.{unit}"),
-                            &durable_name(&task.pipeline, source, unit),
+                            &durable_name(&task.pipeline, source, unit, context.attempt_id),
                             unit,
                         );
                         AnyReader::Nats(Box::new(
@@ -394,7 +397,7 @@ async fn run_once(
             let spec = PartitionSpec::new(
                 &shuffle::stream_name(&task.pipeline),
                 &shuffle::subject(&task.pipeline, unit),
-                &durable_name(&task.pipeline, SHUFFLE_SOURCE, unit),
+                &durable_name(&task.pipeline, SHUFFLE_SOURCE, unit, context.attempt_id),
                 unit,
             );
             let committed = resume
@@ -776,7 +779,7 @@ fn advance(
 }
 
 /// A durable consumer's name: letters, digits, `_` and `-` only.
-fn durable_name(pipeline: &str, source: &str, unit: u32) -> String {
+fn durable_name(pipeline: &str, source: &str, unit: u32, attempt_id: u64) -> String {
     let clean = |text: &str| {
         text.chars()
             .map(|c| {
@@ -788,7 +791,11 @@ fn durable_name(pipeline: &str, source: &str, unit: u32) -> String {
             })
             .collect::<String>()
     };
-    format!("essaim_{}_{}_{unit}", clean(pipeline), clean(source))
+    format!(
+        "essaim_{}_{}_{unit}_{attempt_id:x}",
+        clean(pipeline),
+        clean(source)
+    )
 }
 
 fn kafka_config(task: &StreamTaskSpec) -> Result<KafkaConfig, UnitError> {

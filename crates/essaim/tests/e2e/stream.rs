@@ -57,6 +57,37 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Stops the server, waits `down`, and starts it again on the same directory,
+    /// which keeps its URL.
+    fn restart(&self, down: Duration) {
+        let stopped = std::process::Command::new(script(self.script))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status()
+            .expect("the script runs");
+        assert!(stopped.success(), "{} stop failed", self.script);
+        std::thread::sleep(down);
+        let started = std::process::Command::new(script(self.script))
+            .arg("start")
+            .arg(self.dir.path())
+            .output()
+            .expect("the script runs");
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        let url = String::from_utf8_lossy(&started.stdout);
+        assert_eq!(
+            url.lines().last().unwrap_or_default().trim(),
+            self.url,
+            "{} keeps its URL across a restart",
+            self.script
+        );
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = std::process::Command::new(script(self.script))
@@ -183,6 +214,36 @@ fn in_process(
     stats
 }
 
+/// Replays a flights file into three partitions of the stream FLIGHTS, with
+/// end-of-stream markers.
+async fn replay_flights(nats_url: &str, path: &Path) {
+    let replay = essaim(&[
+        "replay",
+        path.to_str().expect("utf-8 path"),
+        "--url",
+        nats_url,
+        "--subject",
+        "flights",
+        "--stream",
+        "FLIGHTS",
+        "--partitions",
+        "3",
+        "--end-of-stream",
+        "--as-fast-as-possible",
+    ])
+    .await;
+    assert_eq!(replay.code, Some(0), "replay: {}", replay.stderr);
+}
+
+/// A PostgreSQL client whose connection runs in the background.
+async fn connect_postgres(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL answers");
+    tokio::spawn(connection);
+    client
+}
+
 /// Pids of the processes whose parent is `parent`.
 fn children_of(parent: u32) -> Vec<u32> {
     let mut children = Vec::new();
@@ -221,27 +282,9 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
     let spec_path = work.path().join("flights.toml");
     std::fs::write(&spec_path, spec_text()).expect("write spec");
 
-    let replay = essaim(&[
-        "replay",
-        flights_path.to_str().expect("utf-8 path"),
-        "--url",
-        &nats.url,
-        "--subject",
-        "flights",
-        "--stream",
-        "FLIGHTS",
-        "--partitions",
-        "3",
-        "--end-of-stream",
-        "--as-fast-as-possible",
-    ])
-    .await;
-    assert_eq!(replay.code, Some(0), "replay: {}", replay.stderr);
+    replay_flights(&nats.url, &flights_path).await;
 
-    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL answers");
-    tokio::spawn(connection);
+    let client = connect_postgres(&postgres.url).await;
 
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_essaim"))
         .args([
@@ -467,22 +510,7 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
     std::fs::write(&spec_path, spec_text()).expect("write spec");
     let spec = spec_path.to_str().expect("utf-8 path").to_owned();
 
-    let replay = essaim(&[
-        "replay",
-        flights_path.to_str().expect("utf-8 path"),
-        "--url",
-        &nats.url,
-        "--subject",
-        "flights",
-        "--stream",
-        "FLIGHTS",
-        "--partitions",
-        "3",
-        "--end-of-stream",
-        "--as-fast-as-possible",
-    ])
-    .await;
-    assert_eq!(replay.code, Some(0), "replay: {}", replay.stderr);
+    replay_flights(&nats.url, &flights_path).await;
     // Sequences 1..=lines+3; each partition's last position is near the end.
     let total = {
         let lines = flights_csv.lines().count() as i64 - 1 + 3;
@@ -490,10 +518,7 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
         3 * lines - 3
     };
 
-    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL answers");
-    tokio::spawn(connection);
+    let client = connect_postgres(&postgres.url).await;
     let submit = |parallelism: &'static str, verb: &'static str| {
         let spec = spec.clone();
         let nats_url = nats.url.clone();
@@ -526,54 +551,14 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
     cluster.restart_coordinator().await;
 
     wait_progress(&client, total, 0.35, "the broker restart").await;
-    let restart = std::process::Command::new(script("nats.sh"))
-        .arg("stop")
-        .arg(nats.dir.path())
-        .status()
-        .expect("nats.sh stop runs");
-    assert!(restart.success());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let started = std::process::Command::new(script("nats.sh"))
-        .arg("start")
-        .arg(nats.dir.path())
-        .output()
-        .expect("nats.sh start runs");
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&started.stdout).trim(),
-        nats.url,
-        "same URL after a restart"
-    );
+    nats.restart(Duration::from_secs(1));
 
     // PostgreSQL, the sink, goes down for two seconds: units retry behind their circuit
     // breaker, then restart from their last commit.
     wait_progress(&client, total, 0.45, "the database outage").await;
     drop(client);
-    let stopped = std::process::Command::new(script("postgres.sh"))
-        .arg("stop")
-        .arg(postgres.dir.path())
-        .status()
-        .expect("postgres.sh stop runs");
-    assert!(stopped.success());
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let started = std::process::Command::new(script("postgres.sh"))
-        .arg("start")
-        .arg(postgres.dir.path())
-        .output()
-        .expect("postgres.sh start runs");
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL answers again on the same URL");
-    tokio::spawn(connection);
+    postgres.restart(Duration::from_secs(2));
+    let client = connect_postgres(&postgres.url).await;
 
     wait_progress(&client, total, 0.55, "rescaling to 3").await;
     cluster.start_worker(8);
@@ -725,10 +710,7 @@ connector = { kind = "files", dir = "out" }
                 && fields[3] != "\"XXX\""
         })
         .count();
-    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL answers");
-    tokio::spawn(connection);
+    let client = connect_postgres(&postgres.url).await;
     let rows: i64 = client
         .query_one("SELECT count(*) FROM enriched", &[])
         .await
@@ -877,10 +859,7 @@ connector = { kind = "postgres", table = "events", key_column = "k", columns = {
     ])
     .await;
     assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
-    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL answers");
-    tokio::spawn(connection);
+    let client = connect_postgres(&postgres.url).await;
     let row = client
         .query_one("SELECT count(*), sum(v)::bigint FROM events", &[])
         .await
@@ -966,10 +945,7 @@ connector = { kind = "kafka", topic = "events_out" }
     ])
     .await;
     assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
-    let (client, connection) = tokio_postgres::connect(&postgres.url, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL answers");
-    tokio::spawn(connection);
+    let client = connect_postgres(&postgres.url).await;
     let row = client
         .query_one("SELECT count(*), sum(v)::bigint FROM even_events", &[])
         .await

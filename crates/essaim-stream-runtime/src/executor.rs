@@ -1,4 +1,4 @@
-//! The worker side: the executor of [`STREAM_TASK_KIND`] tasks.
+//! The worker side: the executor of [`STREAM_TASK_KIND`](crate::STREAM_TASK_KIND) tasks.
 //!
 //! A stream task runs its units side by side on the worker's runtime until the
 //! coordinator revokes it (stop, rescale, the worker drains) or, with `exit_at_end`,

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`bindings`] | the `connector` tables of a spec, checked, and the server addresses |
 //! | [`task`] | stream tasks: stages, units, and how a pipeline is cut into tasks |
-//! | [`unit`] | one unit's read → process → publish → commit → acknowledge loop |
+//! | [`unit`](mod@unit) | one unit's read → process → publish → commit → acknowledge loop |
 //! | [`shuffle`] | the exactly-once shuffle between the stages, over JetStream |
 //! | [`rows`] | results as PostgreSQL rows or JSON messages, with deterministic keys |
 //! | [`metrics`] | per-unit and per-operator metrics |

@@ -152,7 +152,8 @@ def summarize(results, out):
     lines.append(
         f"{info.get('rows', '?'):,} flights rows, {info.get('partitions', '?')} partitions; "
         f"latency phase {info.get('live_rows', '?'):,} rows at {info.get('live_rate', '?')} rows/s; medians of {info.get('runs', '?')} runs; "
-        f"{info.get('started', '?')} → {info.get('finished', '?')} UTC; essaim commit {info.get('commit', '?')}.\n"
+        f"{info.get('started', '?')} → {info.get('finished', '?')} UTC; repository at {info.get('commit', '?')}; "
+        f"essaim binary sha256 {info.get('essaim_sha256', '?')}….\n"
     )
     lines.append(
         "| system | events/s (wall) | × handwritten | events/s (in-process) | p50 latency ms | p99 latency ms "

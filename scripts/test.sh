@@ -70,6 +70,7 @@ step "brokers and database for the streaming tests (NATS, Kafka, PostgreSQL)"
 # broker tansu built with cargo, 15-35 minutes the first time on two cores and cached in
 # ~/.cache/essaim afterwards) is installed now, outside the tests' time limits.
 probe="$(mktemp -d)"
+chmod 755 "$probe"  # the PostgreSQL server runs as its own user
 for server in nats postgres kafka; do
     if [[ $server == kafka && ${ESSAIM_SKIP_KAFKA:-} == 1 ]]; then
         echo "ESSAIM_SKIP_KAFKA=1: the Kafka tests are skipped"

@@ -59,13 +59,17 @@ pub fn subjects(pipeline: &str) -> String {
     format!("essaim.shuffle.{pipeline}.*")
 }
 
-/// Encodes a message.
-pub fn encode(message: &ShuffleMessage) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(message)
+/// Most shuffle messages in one JetStream message: well under its 1 MiB limit for
+/// records of a few hundred bytes.
+pub const MAX_MESSAGES_PER_BATCH: usize = 1000;
+
+/// Encodes a batch of messages for one partition, in order, as one JetStream message.
+pub fn encode(messages: &[ShuffleMessage]) -> Result<Vec<u8>, postcard::Error> {
+    postcard::to_stdvec(messages)
 }
 
-/// Decodes a message.
-pub fn decode(bytes: &[u8]) -> Result<ShuffleMessage, postcard::Error> {
+/// Decodes a batch.
+pub fn decode(bytes: &[u8]) -> Result<Vec<ShuffleMessage>, postcard::Error> {
     postcard::from_bytes(bytes)
 }
 
@@ -81,8 +85,15 @@ mod tests {
             sharder: "by_state".to_owned(),
             record: Record::new(7, 1_000).with("delay", 12).with("state", "CA"),
         };
-        let bytes = encode(&message).expect("encodes");
-        assert_eq!(decode(&bytes).expect("decodes"), message);
+        let batch = vec![
+            message,
+            ShuffleMessage::Watermark {
+                upstream: 3,
+                watermark: 9,
+            },
+        ];
+        let bytes = encode(&batch).expect("encodes");
+        assert_eq!(decode(&bytes).expect("decodes"), batch);
         assert!(decode(&bytes[..bytes.len() / 2]).is_err());
     }
 }

@@ -534,38 +534,51 @@ async fn run_once(
                             continue;
                         }
                     };
-                    match decoded {
-                        ShuffleMessage::Record {
-                            upstream,
-                            number,
-                            sharder,
-                            record,
-                        } => {
-                            let cursor = checkpoint.upstreams.entry(upstream).or_default();
-                            if cursor.last.is_some_and(|last| number <= last) {
-                                metrics.duplicates_skipped.inc();
-                                continue;
+                    for decoded in decoded {
+                        match decoded {
+                            ShuffleMessage::Record {
+                                upstream,
+                                number,
+                                sharder,
+                                record,
+                            } => {
+                                let cursor = checkpoint.upstreams.entry(upstream).or_default();
+                                if cursor.last.is_some_and(|last| number <= last) {
+                                    metrics.duplicates_skipped.inc();
+                                    continue;
+                                }
+                                cursor.last = Some(number);
+                                metrics.records_in.inc();
+                                pipeline
+                                    .push_shuffled(&sharder, record, &mut out)
+                                    .map_err(|error| UnitError::Permanent(format_chain(&error)))?;
                             }
-                            cursor.last = Some(number);
-                            metrics.records_in.inc();
-                            pipeline
-                                .push_shuffled(&sharder, record, &mut out)
-                                .map_err(|error| UnitError::Permanent(format_chain(&error)))?;
-                        }
-                        ShuffleMessage::Watermark {
-                            upstream,
-                            watermark,
-                        } => {
-                            let cursor = checkpoint.upstreams.entry(upstream).or_default();
-                            cursor.watermark =
-                                Some(cursor.watermark.map_or(watermark, |old| old.max(watermark)));
-                            advance(&mut pipeline, &checkpoint, task.source_partitions, &mut out);
-                        }
-                        ShuffleMessage::End { upstream } => {
-                            let cursor = checkpoint.upstreams.entry(upstream).or_default();
-                            cursor.ended = true;
-                            cursor.watermark = Some(i64::MAX);
-                            advance(&mut pipeline, &checkpoint, task.source_partitions, &mut out);
+                            ShuffleMessage::Watermark {
+                                upstream,
+                                watermark,
+                            } => {
+                                let cursor = checkpoint.upstreams.entry(upstream).or_default();
+                                cursor.watermark = Some(
+                                    cursor.watermark.map_or(watermark, |old| old.max(watermark)),
+                                );
+                                advance(
+                                    &mut pipeline,
+                                    &checkpoint,
+                                    task.source_partitions,
+                                    &mut out,
+                                );
+                            }
+                            ShuffleMessage::End { upstream } => {
+                                let cursor = checkpoint.upstreams.entry(upstream).or_default();
+                                cursor.ended = true;
+                                cursor.watermark = Some(i64::MAX);
+                                advance(
+                                    &mut pipeline,
+                                    &checkpoint,
+                                    task.source_partitions,
+                                    &mut out,
+                                );
+                            }
                         }
                     }
                 }
@@ -616,17 +629,25 @@ async fn run_once(
             }
             continue;
         }
-        for (partition, message) in &shuffle_out {
-            let bytes = shuffle::encode(message)
-                .map_err(|error| UnitError::Permanent(format!("shuffle encoding: {error}")))?;
-            publisher
-                .as_mut()
-                .ok_or_else(|| UnitError::Permanent("no NATS URL".to_owned()))?
-                .publish(
-                    &shuffle::subject(&task.pipeline, *partition),
-                    Bytes::from(bytes),
-                )
-                .await?;
+        // One JetStream message per shuffle partition and chunk, not per record: a
+        // durable broker syncs every message to disk.
+        let mut per_partition: BTreeMap<u32, Vec<ShuffleMessage>> = BTreeMap::new();
+        for (partition, message) in shuffle_out {
+            per_partition.entry(partition).or_default().push(message);
+        }
+        for (partition, messages) in &per_partition {
+            for chunk in messages.chunks(shuffle::MAX_MESSAGES_PER_BATCH) {
+                let bytes = shuffle::encode(chunk)
+                    .map_err(|error| UnitError::Permanent(format!("shuffle encoding: {error}")))?;
+                publisher
+                    .as_mut()
+                    .ok_or_else(|| UnitError::Permanent("no NATS URL".to_owned()))?
+                    .publish(
+                        &shuffle::subject(&task.pipeline, *partition),
+                        Bytes::from(bytes),
+                    )
+                    .await?;
+            }
         }
         // Results: rows per table, messages per subject.
         let mut table_rows: Vec<Vec<ResultRow>> = vec![Vec::new(); sink.tables().len()];

@@ -67,8 +67,9 @@ struct PipelineArgs {
     /// Most messages per commit.
     #[arg(long, default_value_t = 2000)]
     batch_max: usize,
-    /// Longest wait for a batch, in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    /// Longest wait for a batch, in milliseconds: the latency floor when the input is
+    /// slow (a full batch goes at once).
+    #[arg(long, default_value_t = 20)]
     batch_wait_ms: u64,
 }
 

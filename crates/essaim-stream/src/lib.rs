@@ -16,7 +16,8 @@
 //! | [`ops`] | operators (stateless and stateful) and the [`ops::KeyedState`] split/merge |
 //! | [`window`] | windowed reduce: tumbling and sliding windows, watermarks, lateness |
 //! | [`sketch`] | DDSketch, the mergeable quantile sketch |
-//! | [`pipeline`] | the in-process runner of a whole spec: routing, watermarks, checkpoint |
+//! | [`pipeline`] | the in-process runner of a whole spec (or of one stage of it): routing, watermarks, checkpoint |
+//! | [`stage`] | the cut of a pipeline into the stages a distributed runtime runs |
 //! | [`hash`] | the stable FNV-1a hash behind partitions and derived ids |
 //!
 //! # Operators
@@ -78,12 +79,14 @@
 //! - On one task, [`pipeline::Pipeline`] runs a whole spec: `push_line` / `push`,
 //!   `finish`, `snapshot` / `restore`. Records come out on sinks as `SinkRecord`s. A bad
 //!   line is an error value that the runtime dead-letters.
-//! - To run operators on several tasks, drive them one by one through their
-//!   `on_record` / `on_watermark` calls, and route each record leaving a sharder by
-//!   [`hash::partition_of`]. Send every task the minimum of its inputs' watermarks.
-//!   Checkpoint each stateful operator's `state()`, and resume with `with_state`.
-//! - To rescale, move partitions of keyed state with [`ops::KeyedState::split_off`] and
-//!   [`ops::KeyedState::absorb`] (windows and joins).
+//! - To run a pipeline on several tasks, cut it at its sharders with
+//!   [`stage::plan`] and give each task a [`pipeline::Pipeline`] with a
+//!   [`pipeline::Role`]: before the shuffle, [`pipeline::Pipeline::take_shuffled`] hands
+//!   out what leaves the sharders; after it, [`pipeline::Pipeline::push_shuffled`] and
+//!   [`pipeline::Pipeline::advance_shuffle_watermark`] take it in. `essaim-stream-runtime`
+//!   does this, keeping one pipeline per partition so that state never needs splitting;
+//!   [`ops::KeyedState::split_off`] and [`ops::KeyedState::absorb`] remain for runtimes
+//!   that move keys rather than partitions.
 #![warn(missing_docs)]
 
 pub mod expr;

@@ -33,8 +33,8 @@ enum StreamCommand {
     Run(RunArgs),
     /// Submits a pipeline to a running cluster.
     Submit(SubmitArgs),
-    /// Shows a pipeline's job.
-    Status(NameArgs),
+    /// Shows a pipeline's job and, with --postgres, each unit's committed position.
+    Status(StatusArgs),
     /// Stops a pipeline (its state stays in PostgreSQL).
     Stop(NameArgs),
     /// Runs a pipeline with another parallelism, moving its partitions and state.
@@ -94,6 +94,16 @@ struct SubmitArgs {
     /// Wait for the job to end.
     #[arg(long)]
     wait: bool,
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    #[command(flatten)]
+    name: NameArgs,
+    /// PostgreSQL of the pipeline: adds each unit's committed positions, the age of
+    /// its last commit, and the dead letters.
+    #[arg(long, env = "ESSAIM_POSTGRES_URL")]
+    postgres: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -236,7 +246,55 @@ async fn submit(args: SubmitArgs, rescale: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(args: NameArgs) -> anyhow::Result<ExitCode> {
+async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let code = job_status(&args.name).await?;
+    if let Some(url) = &args.postgres {
+        unit_status(url, &args.name.name).await?;
+    }
+    Ok(code)
+}
+
+/// Prints each unit's committed positions and the pipeline's dead letters.
+async fn unit_status(url: &str, pipeline: &str) -> anyhow::Result<()> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let prefix = format!("{pipeline}/%");
+    let rows = client
+        .query(
+            "SELECT pipeline, source, \"partition\", position, \
+             extract(epoch FROM now() - updated_at)::float8 \
+             FROM essaim_offsets WHERE pipeline LIKE $1 ORDER BY pipeline, source",
+            &[&prefix],
+        )
+        .await?;
+    crate::outln!(
+        "{:<28} {:<12} {:>9} {:>14} {:>12}",
+        "UNIT",
+        "SOURCE",
+        "PARTITION",
+        "POSITION",
+        "COMMIT AGE"
+    );
+    for row in &rows {
+        let unit: String = row.get(0);
+        let source: String = row.get(1);
+        let partition: i32 = row.get(2);
+        let position: i64 = row.get(3);
+        let age: f64 = row.get(4);
+        crate::outln!("{unit:<28} {source:<12} {partition:>9} {position:>14} {age:>11.1}s");
+    }
+    let dead: i64 = client
+        .query_one(
+            "SELECT count(*) FROM essaim_dead_letters WHERE pipeline LIKE $1",
+            &[&prefix],
+        )
+        .await?
+        .get(0);
+    crate::outln!("dead letters: {dead}");
+    Ok(())
+}
+
+async fn job_status(args: &NameArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.connect.connect().await?;
     let jobs = client
         .list_jobs(v1::ListJobsRequest {})

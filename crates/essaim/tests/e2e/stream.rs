@@ -606,6 +606,23 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
         .expect("rescale names its job");
     let job = cluster.wait_job(job_id, Duration::from_secs(240)).await;
     assert_eq!(job.state, "succeeded", "{job:?}");
+    let status = cluster
+        .cli(&["stream", "status", "faults", "--postgres", &postgres.url])
+        .await;
+    assert_eq!(status.code, Some(0), "status: {}", status.stderr);
+    assert!(status.stdout.contains("succeeded"), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("faults/shuffled/7"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status
+            .stdout
+            .contains(&format!("dead letters: {bad_lines}")),
+        "{}",
+        status.stdout
+    );
 
     check_against_oracles(&client, &flights_csv, bad_lines).await;
 }

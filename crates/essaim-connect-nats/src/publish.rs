@@ -59,23 +59,7 @@ impl Publisher {
     /// window is full. The message is durable only once [`Publisher::confirmed`] counts
     /// it.
     pub async fn publish(&mut self, subject: &str, payload: Bytes) -> Result<(), NatsError> {
-        if self.in_flight.len() >= self.max_in_flight {
-            self.confirm_oldest().await?;
-        }
-        let ack = self
-            .context
-            .publish(subject.to_owned(), payload)
-            .await
-            .map_err(|source| NatsError::Publish {
-                subject: subject.to_owned(),
-                source: source.into(),
-            })?;
-        self.in_flight.push_back(InFlight {
-            subject: subject.to_owned(),
-            ack,
-        });
-        self.sent += 1;
-        Ok(())
+        self.send(subject, None, payload).await
     }
 
     /// Like [`Publisher::publish`], with headers (say, an end-of-stream marker).
@@ -85,17 +69,30 @@ impl Publisher {
         headers: async_nats::HeaderMap,
         payload: Bytes,
     ) -> Result<(), NatsError> {
+        self.send(subject, Some(headers), payload).await
+    }
+
+    async fn send(
+        &mut self,
+        subject: &str,
+        headers: Option<async_nats::HeaderMap>,
+        payload: Bytes,
+    ) -> Result<(), NatsError> {
         if self.in_flight.len() >= self.max_in_flight {
             self.confirm_oldest().await?;
         }
-        let ack = self
-            .context
-            .publish_with_headers(subject.to_owned(), headers, payload)
-            .await
-            .map_err(|source| NatsError::Publish {
-                subject: subject.to_owned(),
-                source: source.into(),
-            })?;
+        let sent = match headers {
+            Some(headers) => {
+                self.context
+                    .publish_with_headers(subject.to_owned(), headers, payload)
+                    .await
+            }
+            None => self.context.publish(subject.to_owned(), payload).await,
+        };
+        let ack = sent.map_err(|source| NatsError::Publish {
+            subject: subject.to_owned(),
+            source: source.into(),
+        })?;
         self.in_flight.push_back(InFlight {
             subject: subject.to_owned(),
             ack,

@@ -114,7 +114,7 @@ impl Connection {
             return Some(Err(error));
         }
         let delay = backoff_delay(*retry, self.config.backoff_base, self.config.backoff_max);
-        warn!(action, retry = *retry, error = %error_chain(&error), ?delay, "postgresql call failed, retrying");
+        warn!(action, retry = *retry, error = %essaim_connect::error_chain(&error), ?delay, "postgresql call failed, retrying");
         tokio::time::sleep(delay).await;
         *retry += 1;
         None
@@ -151,16 +151,4 @@ impl Connection {
             let _ = driver.await;
         }
     }
-}
-
-/// Returns an error with its causes, for logs.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

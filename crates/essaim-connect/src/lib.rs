@@ -145,6 +145,19 @@ pub trait MessageWriter: Send {
     fn flush(&mut self) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 }
 
+/// Returns an error's message followed by those of its causes, joined by `: `, for
+/// logs and for failures reported across a process boundary.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Waits `base · 2^retry`, capped at `max`: the retry delay of a transient failure.
 pub fn backoff(retry: u32, base: Duration, max: Duration) -> Duration {
     base.saturating_mul(1u32 << retry.min(16)).min(max)

@@ -16,8 +16,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::StreamMetrics;
-use crate::task::{self, StreamTaskSpec, format_chain};
+use crate::task::{self, StreamTaskSpec};
 use crate::unit::{self, UnitContext, UnitError};
+use essaim_connect::error_chain;
 
 /// Runs stream tasks.
 #[derive(Debug, Clone, Default)]
@@ -67,14 +68,14 @@ async fn run_task(
     let spec: StreamTaskSpec = serde_json::from_slice(&attempt.payload)
         .map_err(|error| failure(format!("malformed stream task: {error}"), false))?;
     let planned = task::check(&spec.spec_toml, &spec.tables)
-        .map_err(|error| failure(format_chain(&error), false))?;
+        .map_err(|error| failure(error_chain(&error), false))?;
     let tables = Pipeline::load_tables(&planned.spec, &spec.tables)
-        .map_err(|error| failure(format_chain(&error), false))?;
+        .map_err(|error| failure(error_chain(&error), false))?;
     let nats = match &spec.endpoints.nats_url {
         Some(nats_url) => Some(tokio::select! {
             () = cancel.cancelled() => return Ok(TaskOutput::default()),
             connected = broker::connect(nats_url, broker::DEFAULT_REQUEST_TIMEOUT) => {
-                connected.map_err(|error| failure(format_chain(&error), true))?
+                connected.map_err(|error| failure(error_chain(&error), true))?
             }
         }),
         None => None,

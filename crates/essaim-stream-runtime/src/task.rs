@@ -120,24 +120,12 @@ pub fn check(
     let bindings = Bindings::of(&spec)?;
     let stages = stage::plan(&spec)?;
     essaim_stream::pipeline::Pipeline::load_tables(&spec, tables)
-        .map_err(|error| PlanError::Invalid(format_chain(&error)))?;
+        .map_err(|error| PlanError::Invalid(essaim_connect::error_chain(&error)))?;
     Ok(PlannedPipeline {
         spec,
         bindings,
         stages,
     })
-}
-
-/// Returns the message of an error and of its sources, joined by `: `.
-pub fn format_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// Cuts a checked pipeline into tasks: `parallelism` tasks per stage (fewer when a

@@ -39,7 +39,8 @@ use crate::bindings::{SinkBinding, SourceBinding, result_columns};
 use crate::metrics::UnitMetrics;
 use crate::rows;
 use crate::shuffle::{self, ShuffleMessage};
-use crate::task::{PlannedPipeline, Stage, StreamTaskSpec, format_chain};
+use crate::task::{PlannedPipeline, Stage, StreamTaskSpec};
+use essaim_connect::error_chain;
 
 /// The name positions of the shuffle are recorded under.
 const SHUFFLE_SOURCE: &str = "_shuffle";
@@ -70,9 +71,9 @@ impl From<essaim_connect::ConnectorError> for UnitError {
 impl From<essaim_connect_postgres::PgSinkError> for UnitError {
     fn from(error: essaim_connect_postgres::PgSinkError) -> Self {
         if error.is_transient() {
-            UnitError::Transient(format_chain(&error))
+            UnitError::Transient(error_chain(&error))
         } else {
-            UnitError::Permanent(format_chain(&error))
+            UnitError::Permanent(error_chain(&error))
         }
     }
 }
@@ -80,9 +81,9 @@ impl From<essaim_connect_postgres::PgSinkError> for UnitError {
 impl From<essaim_connect_nats::NatsError> for UnitError {
     fn from(error: essaim_connect_nats::NatsError) -> Self {
         if error.is_retryable() {
-            UnitError::Transient(format_chain(&error))
+            UnitError::Transient(error_chain(&error))
         } else {
-            UnitError::Permanent(format_chain(&error))
+            UnitError::Permanent(error_chain(&error))
         }
     }
 }
@@ -275,7 +276,7 @@ async fn run_once(
             }) => {
                 let typed = result_columns(columns.as_ref()).map_err(UnitError::Permanent)?;
                 let result_table = ResultTable::new(table, typed.clone())
-                    .map_err(|error| UnitError::Permanent(format_chain(&error)))?;
+                    .map_err(|error| UnitError::Permanent(error_chain(&error)))?;
                 tables.push(result_table);
                 SinkRoute::Table(TableSink {
                     index: tables.len() - 1,
@@ -329,7 +330,7 @@ async fn run_once(
         Some(state) => Pipeline::restore(planned.spec.clone(), &context.tables, state),
         None => Pipeline::new(planned.spec.clone(), &context.tables),
     }
-    .map_err(|error| UnitError::Permanent(format_chain(&error)))?
+    .map_err(|error| UnitError::Permanent(error_chain(&error)))?
     .with_role(role);
 
     // The shuffle stream exists before either stage reads or writes it.
@@ -476,7 +477,7 @@ async fn run_once(
                         if checkpoint.ended_sources.insert(reader.source.clone()) {
                             pipeline
                                 .end_source(&reader.source, &mut out)
-                                .map_err(|error| UnitError::Permanent(format_chain(&error)))?;
+                                .map_err(|error| UnitError::Permanent(error_chain(&error)))?;
                         }
                     } else {
                         metrics.records_in.inc();
@@ -493,18 +494,12 @@ async fn run_once(
                             pipeline.push_line(&reader.source, &message.payload, line, &mut out);
                         if let Err(error) = pushed {
                             metrics.dead_letters.inc();
-                            dead_letters.push(DeadLetter {
-                                source: reader.source.clone(),
-                                partition: unit_i32(reader.partition),
-                                position: i64::try_from(message.position).unwrap_or(i64::MAX),
-                                error: format_chain(&error),
-                                raw: message.payload.to_vec(),
-                            });
+                            dead_letters.push(refused(reader, message, error_chain(&error)));
                         }
                     }
                     if has_shuffle {
                         let mut ranks: BTreeMap<u32, u32> = BTreeMap::new();
-                        for shuffled in pipeline.take_shuffled() {
+                        for shuffled in pipeline.drain_shuffled() {
                             let rank = ranks.entry(shuffled.partition).or_insert(0);
                             shuffle_out.push((
                                 shuffled.partition,
@@ -524,13 +519,11 @@ async fn run_once(
                         Ok(decoded) => decoded,
                         Err(error) => {
                             metrics.dead_letters.inc();
-                            dead_letters.push(DeadLetter {
-                                source: reader.source.clone(),
-                                partition: unit_i32(unit),
-                                position: i64::try_from(message.position).unwrap_or(i64::MAX),
-                                error: format!("undecodable shuffle message: {error}"),
-                                raw: message.payload.to_vec(),
-                            });
+                            dead_letters.push(refused(
+                                reader,
+                                message,
+                                format!("undecodable shuffle message: {error}"),
+                            ));
                             continue;
                         }
                     };
@@ -551,7 +544,7 @@ async fn run_once(
                                 metrics.records_in.inc();
                                 pipeline
                                     .push_shuffled(&sharder, record, &mut out)
-                                    .map_err(|error| UnitError::Permanent(format_chain(&error)))?;
+                                    .map_err(|error| UnitError::Permanent(error_chain(&error)))?;
                             }
                             ShuffleMessage::Watermark {
                                 upstream,
@@ -776,6 +769,17 @@ async fn run_once(
                 .watermark_delay_seconds
                 .set((now_ms() - watermark) / 1000);
         }
+    }
+}
+
+/// A message of `reader` that cannot be processed, as a dead letter.
+fn refused(reader: &Reader, message: &SourceMessage, error: String) -> DeadLetter {
+    DeadLetter {
+        source: reader.source.clone(),
+        partition: unit_i32(reader.partition),
+        position: i64::try_from(message.position).unwrap_or(i64::MAX),
+        error,
+        raw: message.payload.to_vec(),
     }
 }
 

@@ -81,7 +81,7 @@
 //!   line is an error value that the runtime dead-letters.
 //! - To run a pipeline on several tasks, cut it at its sharders with
 //!   [`stage::plan`] and give each task a [`pipeline::Pipeline`] with a
-//!   [`pipeline::Role`]: before the shuffle, [`pipeline::Pipeline::take_shuffled`] hands
+//!   [`pipeline::Role`]: before the shuffle, [`pipeline::Pipeline::drain_shuffled`] hands
 //!   out what leaves the sharders; after it, [`pipeline::Pipeline::push_shuffled`] and
 //!   [`pipeline::Pipeline::advance_shuffle_watermark`] take it in. `essaim-stream-runtime`
 //!   does this, keeping one pipeline per partition so that state never needs splitting;

@@ -76,7 +76,7 @@ pub enum Role {
     #[default]
     Whole,
     /// Sources to sharders: what leaves a sharder's `out` goes to
-    /// [`Pipeline::take_shuffled`] instead of downstream.
+    /// [`Pipeline::drain_shuffled`] instead of downstream.
     BeforeShuffle,
     /// Sharders to sinks: records enter by [`Pipeline::push_shuffled`], and event time
     /// advances by [`Pipeline::advance_shuffle_watermark`].
@@ -268,9 +268,10 @@ impl Pipeline {
         self.role
     }
 
-    /// Takes the records that left sharders since the last call (before the shuffle).
-    pub fn take_shuffled(&mut self) -> Vec<ShuffledRecord> {
-        std::mem::take(&mut self.shuffled)
+    /// Takes the records that left sharders since the last call (before the shuffle),
+    /// keeping the buffer for the next ones.
+    pub fn drain_shuffled(&mut self) -> std::vec::Drain<'_, ShuffledRecord> {
+        self.shuffled.drain(..)
     }
 
     /// Returns the watermark of an operator (for a sharder before the shuffle: the

@@ -1,4 +1,5 @@
-//! Retry delays: exponential backoff with full jitter, and the seeded generator behind it.
+//! Retry delays: exponential backoff with full jitter, drawn from the seeded generator of
+//! [`crate::rng`].
 //!
 //! Full jitter (a delay drawn uniformly in `[0, min(cap, base * 2^n)]`) spreads retries
 //! of tasks that failed together, so a dependency that just recovered is not hit by a
@@ -6,41 +7,7 @@
 //! deterministic under simulation.
 
 use crate::ids::Millis;
-
-/// A small, fast, seeded pseudo-random generator (SplitMix64); not for cryptography.
-#[derive(Debug, Clone)]
-pub struct SeededRng {
-    state: u64,
-}
-
-impl SeededRng {
-    /// Returns a generator whose sequence is fixed by `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// Returns the next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Returns a value uniformly drawn in `0..=max`.
-    pub fn up_to(&mut self, max: u64) -> u64 {
-        if max == u64::MAX {
-            return self.next_u64();
-        }
-        self.next_u64() % (max + 1)
-    }
-
-    /// Returns true with probability `numerator / denominator`.
-    pub fn chance(&mut self, numerator: u64, denominator: u64) -> bool {
-        denominator > 0 && self.next_u64() % denominator < numerator
-    }
-}
+use crate::rng::SeededRng;
 
 /// Returns the delay before retry number `failures` (1 after the first failure):
 /// uniform in `[0, min(cap, base * 2^(failures-1))]`.

@@ -11,7 +11,8 @@
 //! | [`spec`] | job specs, limits, defaults and validation |
 //! | [`model`] | jobs, tasks and their lifecycle, results and failures |
 //! | [`scheduler`] | the state machine |
-//! | [`backoff`] | full-jitter exponential backoff and the seeded generator |
+//! | [`backoff`] | full-jitter exponential backoff |
+//! | [`rng`] | the one seeded generator (SplitMix64) of the whole project |
 //! | [`journal`] | the durable events a coordinator journals and replays |
 //! | `sim` | deterministic simulation with invariants (feature `sim`, and in tests) |
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod backoff;
 pub mod ids;
 pub mod journal;
 pub mod model;
+pub mod rng;
 pub mod scheduler;
 pub mod spec;
 

@@ -15,13 +15,14 @@
 //!   and its attempt is handed the committed output of each of them;
 //! - a lost upstream output is recomputed before the stage that needs it runs again.
 
-use crate::backoff::{SeededRng, full_jitter_delay};
+use crate::backoff::full_jitter_delay;
 use crate::ids::{AttemptId, IdMint, JobId, Millis, TaskId, WorkerId};
 use crate::journal::JournalEvent;
 use crate::model::{
     Assignment, AttemptError, CommittedResult, FileRef, Job, JobState, ReportedResult, StageOutput,
     TaskFailure, TaskOutput, TaskState, UpstreamOutput,
 };
+use crate::rng::SeededRng;
 use crate::spec::{RawJobSpec, SpecError};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};

@@ -11,10 +11,10 @@
 //!
 //! A failure returns the seed and the last steps, so `run(seed)` replays it.
 
-use crate::backoff::SeededRng;
 use crate::ids::{AttemptId, EPOCH_SHIFT, JobId, Millis, TaskId, WorkerId};
 use crate::journal::JournalEvent;
 use crate::model::{JobState, ReportedResult, TaskFailure, TaskOutput, TaskState};
+use crate::rng::SeededRng;
 use crate::scheduler::{Output, Scheduler, SchedulerConfig, WorkerInfo};
 use crate::spec::{RawJobSpec, TaskSpec};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

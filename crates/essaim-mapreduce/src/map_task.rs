@@ -99,7 +99,7 @@ mod throughput {
     use crate::format::{decode_footer, footer_len};
     use crate::payload::{InputSplit, JobConfig, PAYLOAD_VERSION, ReduceTaskPayload};
     use crate::reduce_task::{FetchedSegment, reduce_segments};
-    use crate::test_support::TestRng;
+    use essaim_core::rng::SeededRng;
 
     fn bench_bytes() -> u64 {
         let megabytes: u64 = std::env::var("ESSAIM_BENCH_MB")
@@ -157,7 +157,7 @@ mod throughput {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("words.txt");
         // A Zipf-like vocabulary: a few very common words, a long tail.
-        let mut rng = TestRng::new(1);
+        let mut rng = SeededRng::new(1);
         let vocabulary: Vec<Vec<u8>> = (0..50_000)
             .map(|_| {
                 let len = 2 + rng.below(10) as usize;

@@ -196,7 +196,7 @@ impl LineSplitReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::TestRng;
+    use essaim_core::rng::SeededRng;
 
     /// The oracle: every line with its offset, split the obvious way.
     fn naive_lines(content: &[u8]) -> Vec<(u64, Vec<u8>)> {
@@ -233,7 +233,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("input");
         for seed in 0..300 {
-            let mut rng = TestRng::new(seed);
+            let mut rng = SeededRng::new(seed);
             // Many short lines, empty lines, CRLF, sometimes a very long line, and
             // sometimes no final newline.
             let mut content = Vec::new();

@@ -1,35 +1,7 @@
-//! Helpers shared by the unit tests of the data path: a seeded generator (the tests
-//! must replay exactly from a printed seed) and a toy job.
+//! Helpers shared by the unit tests of the data path: a toy job and a map-output reader
+//! (seeded inputs come from `essaim_core::rng`).
 
 use crate::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer, Values};
-
-/// SplitMix64: small, seeded, good enough to make test inputs.
-pub(crate) struct TestRng(u64);
-
-impl TestRng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut mixed = self.0;
-        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        mixed ^ (mixed >> 31)
-    }
-
-    /// Returns a number in `0..bound` (bound ≥ 1).
-    pub(crate) fn below(&mut self, bound: u64) -> u64 {
-        self.next_u64() % bound
-    }
-
-    pub(crate) fn bytes(&mut self, len: usize, alphabet: &[u8]) -> Vec<u8> {
-        (0..len)
-            .map(|_| alphabet[self.below(alphabet.len() as u64) as usize])
-            .collect()
-    }
-}
 
 /// Word count with a summing combiner: the toy job of the round-trip tests. Its
 /// parameter `steps` = 2 adds a second step that swaps count and word, so that the

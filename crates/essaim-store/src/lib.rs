@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn mutated_records_never_panic_the_decoder() {
         let valid = postcard::to_allocvec(&success(3, 9, b"payload")).unwrap();
-        let mut rng = essaim_core::backoff::SeededRng::new(11);
+        let mut rng = essaim_core::rng::SeededRng::new(11);
         for _ in 0..20_000 {
             let mut bytes = valid.clone();
             for _ in 0..1 + rng.up_to(3) {

@@ -99,6 +99,3 @@ pub mod sketch;
 pub mod spec;
 pub mod stage;
 pub mod window;
-
-#[cfg(test)]
-mod test_rng;

@@ -241,7 +241,7 @@ fn collapse_lowest(store: &mut BTreeMap<i32, u64>, max_buckets: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_rng::TestRng;
+    use essaim_core::rng::SeededRng;
 
     fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
         sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
@@ -249,7 +249,7 @@ mod tests {
 
     /// Data sets that stress the guarantee: uniform, heavy-tailed (Pareto), both signs,
     /// integer delays with many ties, tiny magnitudes.
-    fn random_data(rng: &mut TestRng, shape: u64) -> Vec<f64> {
+    fn random_data(rng: &mut SeededRng, shape: u64) -> Vec<f64> {
         let size = 1 + rng.below(3_000) as usize;
         (0..size)
             .map(|_| match shape {
@@ -266,7 +266,7 @@ mod tests {
     fn quantiles_are_within_the_relative_error_of_exact_ones() {
         const QUANTILES: [f64; 10] = [0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0];
         for seed in 0..300 {
-            let mut rng = TestRng::new(seed);
+            let mut rng = SeededRng::new(seed);
             let shape = seed % 5;
             let alpha = [0.01, 0.02, 0.05][(seed % 3) as usize];
             let mut data = random_data(&mut rng, shape);
@@ -294,7 +294,7 @@ mod tests {
     #[test]
     fn merging_equals_sketching_the_union() {
         for seed in 0..200 {
-            let mut rng = TestRng::new(seed);
+            let mut rng = SeededRng::new(seed);
             // A small bucket limit in half the cases, to check collapsing merges too.
             let max_buckets = if seed % 2 == 0 {
                 16

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
+use essaim_core::rng::SeededRng;
 use essaim_stream::pipeline::{Pipeline, PipelineState, SinkRecord};
 use essaim_stream::record::Value;
 use essaim_stream::schema::parse_timestamp;
@@ -27,24 +28,11 @@ const HOUR: i64 = 3_600_000;
 /// The sketch's relative accuracy in the demo spec (the default).
 const ALPHA: f64 = 0.01;
 
-/// SplitMix64, for the shuffle.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut mixed = self.0;
-        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (mixed ^ (mixed >> 31)) % bound
-    }
-}
-
 /// The lines of a CSV file in the order a replay delivers them: each line's position is
 /// kept (it is the record id), and lines are sorted by event time plus a random delay
 /// below the out-of-orderness, so no line arrives more than that behind the latest one.
 fn shuffled(text: &str, out_of_orderness_ms: i64, seed: u64) -> Vec<(u64, &str)> {
-    let mut rng = Rng(seed);
+    let mut rng = SeededRng::new(seed);
     let mut last_time = i64::MIN;
     let mut keyed = Vec::new();
     for (position, line) in text.lines().enumerate().skip(1) {

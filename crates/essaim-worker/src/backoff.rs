@@ -8,7 +8,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use essaim_core::backoff::{SeededRng, full_jitter_delay};
+use essaim_core::backoff::full_jitter_delay;
+use essaim_core::rng::SeededRng;
 
 /// Consecutive-failure counter of one retry loop.
 #[derive(Debug, Clone)]

@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use essaim_core::backoff::SeededRng;
 use essaim_core::model::MAX_INLINE_RESULT_BYTES;
+use essaim_core::rng::SeededRng;
 use essaim_core::{FileRef, TaskFailure, TaskOutput};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;

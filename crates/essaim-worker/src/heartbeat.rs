@@ -17,7 +17,7 @@
 //! dead, so once the coordinator answers again it registers afresh even if the answer
 //! does not ask it to.
 
-use essaim_core::backoff::SeededRng;
+use essaim_core::rng::SeededRng;
 use essaim_proto::{CoordinatorClient, v1};
 use essaim_telemetry::WorkerMetrics;
 use tokio::sync::{mpsc, watch};

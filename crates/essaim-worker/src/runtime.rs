@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use essaim_core::backoff::SeededRng;
+use essaim_core::rng::SeededRng;
 use essaim_proto::{CoordinatorClient, v1};
 use essaim_telemetry::{Health, WorkerMetrics};
 use tokio::sync::{mpsc, watch};

@@ -17,7 +17,8 @@ use essaim_core::{AttemptId, UpstreamOutput};
 use super::*;
 use crate::api::{HashPartitioner, JobParams, Partitioner};
 use crate::payload::{InputSplit, SUCCESS_MARKER, part_file_name};
-use crate::test_support::{TestRng, ToyWordCount};
+use crate::test_support::ToyWordCount;
+use essaim_core::rng::SeededRng;
 
 const TOKEN: &str = "s3cret";
 
@@ -224,7 +225,7 @@ fn write_inputs(
     files: usize,
     lines: usize,
 ) -> (Vec<PathBuf>, BTreeMap<Vec<u8>, u64>) {
-    let mut rng = TestRng::new(seed);
+    let mut rng = SeededRng::new(seed);
     let mut counts = BTreeMap::new();
     let mut paths = Vec::new();
     for file_index in 0..files {

@@ -1,12 +1,12 @@
 use std::io::Cursor;
 
 use super::*;
-use crate::test_support::TestRng;
+use essaim_core::rng::SeededRng;
 
 /// Records of a file: (partition, key, value), sorted by partition.
 type Records = Vec<(u32, Vec<u8>, Vec<u8>)>;
 
-fn random_records(rng: &mut TestRng, partitions: u32, count: usize) -> Records {
+fn random_records(rng: &mut SeededRng, partitions: u32, count: usize) -> Records {
     let mut records: Records = (0..count)
         .map(|_| {
             let key_len = rng.below(20) as usize;
@@ -70,7 +70,7 @@ fn read_file(bytes: &[u8], partitions: u32) -> Result<Records, FormatError> {
 #[test]
 fn records_round_trip_through_blocks_segments_and_footer() {
     for seed in 0..20 {
-        let mut rng = TestRng::new(seed);
+        let mut rng = SeededRng::new(seed);
         let partitions = 1 + rng.below(6) as u32;
         let count = rng.below(3000) as usize;
         let records = random_records(&mut rng, partitions, count);
@@ -98,7 +98,7 @@ fn an_empty_file_has_one_empty_segment_per_partition() {
 
 #[test]
 fn every_flipped_byte_is_detected() {
-    let mut rng = TestRng::new(7);
+    let mut rng = SeededRng::new(7);
     // Compressible and incompressible blocks, several partitions, an empty one.
     let mut records = random_records(&mut rng, 3, 300);
     records.retain(|record| record.0 != 1);
@@ -122,7 +122,7 @@ fn every_flipped_byte_is_detected() {
 
 #[test]
 fn truncation_at_any_length_is_an_error() {
-    let mut rng = TestRng::new(3);
+    let mut rng = SeededRng::new(3);
     let records = random_records(&mut rng, 1, 200);
     let (bytes, entries) = write_file(&records, 1);
     let segment = &bytes[..entries[0].length as usize];
@@ -218,7 +218,7 @@ fn the_footer_must_tile_the_file() {
 /// never read back as valid.
 #[test]
 fn twenty_thousand_mutated_segments_fail_cleanly() {
-    let mut rng = TestRng::new(11);
+    let mut rng = SeededRng::new(11);
     let mut records = random_records(&mut rng, 1, 400);
     records.extend((0..100).map(|index| (0, b"same".to_vec(), vec![b'z'; index])));
     let (bytes, entries) = write_file(&records, 1);

@@ -16,6 +16,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use essaim_core::rng::mix;
+
 /// Bytes of one generated line, `\n` included.
 pub const LINE_BYTES: usize = 100;
 /// Bytes of a generated key.
@@ -28,21 +30,13 @@ pub fn generated_file_path(out_dir: &Path, index: u32) -> PathBuf {
     out_dir.join(format!("input-{index:05}"))
 }
 
-/// SplitMix64: a fast, well-mixed function of a counter.
-fn splitmix64(value: u64) -> u64 {
-    let mut z = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
 /// Writes row `row` of the data set `seed` into `line`.
 fn fill_line(line: &mut [u8; LINE_BYTES], seed: u64, row: u64) {
-    let mut random = splitmix64(seed ^ splitmix64(row));
+    let mut random = mix(seed ^ mix(row));
     for (index, byte) in line[..KEY_BYTES].iter_mut().enumerate() {
         // 95 printable characters; 64 random bits give 9 draws, re-mix for the 10th.
         if index == 9 {
-            random = splitmix64(random);
+            random = mix(random);
         }
         *byte = b' ' + (random % 95) as u8;
         random /= 95;

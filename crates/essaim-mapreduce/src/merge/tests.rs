@@ -1,5 +1,5 @@
 use super::*;
-use crate::test_support::TestRng;
+use essaim_core::rng::SeededRng;
 use tokio_util::sync::CancellationToken;
 
 fn write_run(
@@ -21,7 +21,7 @@ fn write_run(
 fn adjacent_merges_keep_run_order_for_equal_keys() {
     let dir = tempfile::tempdir().unwrap();
     for seed in 0..30 {
-        let mut rng = TestRng::new(seed);
+        let mut rng = SeededRng::new(seed);
         let run_count = 1 + rng.below(25) as usize;
         let partitions = 1 + rng.below(3) as u32;
         let mut runs = Vec::new();

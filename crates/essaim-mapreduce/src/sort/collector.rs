@@ -364,7 +364,8 @@ mod tests {
 
     use super::*;
     use crate::api::HashPartitioner;
-    use crate::test_support::{TestRng, ToyWordCount, read_map_output};
+    use crate::test_support::{ToyWordCount, read_map_output};
+    use essaim_core::rng::SeededRng;
 
     /// Records of a map output: (partition, key, value).
     type Records = Vec<(u32, Vec<u8>, Vec<u8>)>;
@@ -423,7 +424,7 @@ mod tests {
         (records, output.counters, left)
     }
 
-    fn random_pairs(rng: &mut TestRng, count: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn random_pairs(rng: &mut SeededRng, count: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
         (0..count)
             .map(|index| {
                 let key_len = 1 + rng.below(12) as usize;
@@ -439,7 +440,7 @@ mod tests {
     #[test]
     fn spills_and_multi_pass_merges_match_an_in_memory_stable_sort() {
         for seed in 0..40 {
-            let mut rng = TestRng::new(seed);
+            let mut rng = SeededRng::new(seed);
             let count = rng.below(3000) as usize;
             let pairs = random_pairs(&mut rng, count);
             let partitions = 1 + rng.below(4) as u32;
@@ -470,7 +471,7 @@ mod tests {
     #[test]
     fn the_combiner_runs_on_every_spill_and_keeps_the_sums() {
         for seed in 0..20 {
-            let mut rng = TestRng::new(100 + seed);
+            let mut rng = SeededRng::new(100 + seed);
             let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..rng.below(4000))
                 .map(|_| {
                     let key_len = 1 + rng.below(3) as usize;

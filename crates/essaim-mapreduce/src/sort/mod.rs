@@ -226,12 +226,12 @@ impl crate::merge::SortedRecords for BufferPartition<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::TestRng;
+    use essaim_core::rng::SeededRng;
 
     #[test]
     fn sorting_matches_a_stable_sort_by_partition_and_key() {
         for seed in 0..30 {
-            let mut rng = TestRng::new(seed);
+            let mut rng = SeededRng::new(seed);
             let mut buffer = SortBuffer::new(1 << 20);
             let mut oracle = Vec::new();
             for _ in 0..rng.below(2000) {

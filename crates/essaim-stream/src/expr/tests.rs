@@ -1,5 +1,5 @@
 use super::*;
-use crate::test_rng::TestRng;
+use essaim_core::rng::SeededRng;
 
 fn eval(source: &str, record: &Record) -> Result<Value, EvalError> {
     Expr::parse(source).unwrap().eval(record)
@@ -207,7 +207,7 @@ fn random_garbage_never_panics_the_parser() {
     ];
     let record = flight().with("a", 3).with("b", "s");
     for seed in 0..20_000u64 {
-        let mut rng = TestRng::new(seed);
+        let mut rng = SeededRng::new(seed);
         let count = rng.below(16);
         let source: String = (0..count)
             .map(|_| pieces[rng.below(pieces.len() as u64) as usize])
@@ -222,7 +222,7 @@ fn random_garbage_never_panics_the_parser() {
     }
 }
 
-fn random_expr(rng: &mut TestRng, depth: u32) -> Expr {
+fn random_expr(rng: &mut SeededRng, depth: u32) -> Expr {
     let leaf = depth == 0 || rng.below(3) == 0;
     if leaf {
         return match rng.below(6) {
@@ -276,7 +276,7 @@ fn random_expr(rng: &mut TestRng, depth: u32) -> Expr {
 #[test]
 fn printing_then_parsing_gives_back_the_same_tree() {
     for seed in 0..5_000 {
-        let mut rng = TestRng::new(seed);
+        let mut rng = SeededRng::new(seed);
         let expr = random_expr(&mut rng, 5);
         let printed = expr.to_string();
         assert_eq!(Expr::parse(&printed), Ok(expr), "seed {seed}: `{printed}`");

@@ -1,5 +1,5 @@
 use super::*;
-use crate::test_rng::TestRng;
+use essaim_core::rng::SeededRng;
 
 const SPEC: &str = r#"
 version = 1
@@ -49,7 +49,7 @@ input = "blocks.incomplete"
 /// Lines of 200 three-part blocks, some parts missing, some delivered twice,
 /// shuffled within the out-of-orderness; and how many blocks are whole.
 fn frames(seed: u64) -> (Vec<String>, usize) {
-    let mut rng = TestRng::new(seed);
+    let mut rng = SeededRng::new(seed);
     let mut keyed = Vec::new();
     let mut whole = 0;
     for block in 0..200u64 {

@@ -191,7 +191,7 @@ fn invalid_schemas_are_refused() {
 #[test]
 fn random_bytes_never_panic_the_parser() {
     let schema = flights_schema();
-    let mut rng = crate::test_rng::TestRng::new(7);
+    let mut rng = essaim_core::rng::SeededRng::new(7);
     let alphabet = b"0123456789-:. ,\"abc\xff\xc3\r\nT";
     for _ in 0..20_000 {
         let length = rng.below(40) as usize;

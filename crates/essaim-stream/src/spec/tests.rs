@@ -267,7 +267,7 @@ fn a_spec_can_be_built_in_rust() {
 
 #[test]
 fn garbage_specs_are_errors_not_panics() {
-    let mut rng = crate::test_rng::TestRng::new(3);
+    let mut rng = essaim_core::rng::SeededRng::new(3);
     let lines: Vec<&str> = DEMO.lines().collect();
     for _ in 0..300 {
         // Drop, duplicate and swap random lines of the demo.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::test_rng::TestRng;
+use essaim_core::rng::SeededRng;
 
 const HOUR: i64 = 3_600_000;
 
@@ -147,7 +147,7 @@ enum Step {
 }
 
 fn random_stream(seed: u64) -> Vec<Step> {
-    let mut rng = TestRng::new(seed);
+    let mut rng = SeededRng::new(seed);
     let states = ["GA", "IL", "CA", "TX", "NY"];
     let out_of_orderness = 120 * 60_000;
     let mut steps = Vec::new();

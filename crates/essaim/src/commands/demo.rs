@@ -9,7 +9,7 @@
 
 use crate::local_cluster::{LocalCluster, LocalOptions};
 use crate::output::OutputFormat;
-use essaim_core::backoff::SeededRng;
+use essaim_core::rng::SeededRng;
 use essaim_proto::v1;
 use std::collections::BTreeMap;
 use std::process::ExitCode;

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use essaim_core::backoff::SeededRng;
+use essaim_core::rng::SeededRng;
 use essaim_mapreduce::api::JobParams;
 use essaim_mapreduce::payload::{SUCCESS_MARKER, part_file_name};
 use essaim_mapreduce::plan::{JobRequest, plan_job, prepare_output_dir};

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::harness::{Cluster, Deadline, EVENTUALLY};
-use essaim_core::backoff::SeededRng;
+use essaim_core::rng::SeededRng;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -8,7 +8,7 @@
 use crate::harness::{
     Cluster, Deadline, EVENTUALLY, executions_by_task, job_spec, output_text, shell_task,
 };
-use essaim_core::backoff::SeededRng;
+use essaim_core::rng::SeededRng;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,7 @@
 use super::cluster::{ClusterOptions, EvalCluster, job_spec, sleep_task, submit, wait_job};
 use super::stats::{Spread, median, spread};
 use super::{Plan, say};
-use essaim_core::backoff::SeededRng;
+use essaim_core::rng::SeededRng;
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;

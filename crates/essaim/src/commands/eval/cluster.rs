@@ -365,8 +365,7 @@ fn fresh_token() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos())
         .unwrap_or(0);
-    let mut rng =
-        essaim_core::backoff::SeededRng::new(nanos as u64 ^ u64::from(std::process::id()));
+    let mut rng = essaim_core::rng::SeededRng::new(nanos as u64 ^ u64::from(std::process::id()));
     format!("eval-{:016x}{:016x}", rng.next_u64(), rng.next_u64())
 }
 

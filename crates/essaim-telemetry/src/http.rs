@@ -132,6 +132,36 @@ mod tests {
     use super::*;
     use crate::CoordinatorMetrics;
 
+    /// A telemetry server on a free loopback port, stopped by [`TestServer::stop`].
+    struct TestServer {
+        address: std::net::SocketAddr,
+        shutdown: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<std::io::Result<()>>,
+    }
+
+    impl TestServer {
+        async fn start(app: Router) -> TestServer {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+            let address = listener.local_addr().expect("bound socket has an address");
+            let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+            let stopped = async move {
+                let _ = shutdown_rx.await;
+            };
+            let task = tokio::spawn(serve_http(listener, app, stopped));
+            TestServer {
+                address,
+                shutdown,
+                task,
+            }
+        }
+
+        async fn stop(self) {
+            self.shutdown.send(()).expect("server is still running");
+            let served = self.task.await.expect("server task did not panic");
+            served.expect("server stopped cleanly");
+        }
+    }
+
     /// Sends one HTTP/1.0 GET (the server closes the connection after the response, so
     /// reading to the end needs no HTTP parsing) and returns the raw response.
     async fn get_raw(address: std::net::SocketAddr, path: &str) -> String {
@@ -171,14 +201,8 @@ mod tests {
         let health = Health::new();
         health.set_not_ready("not registered");
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
-        let address = listener.local_addr().expect("bound socket has an address");
-        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = shutdown_rx.await;
-        };
-        let app = router(Arc::new(registry), health.clone());
-        let server = tokio::spawn(serve_http(listener, app, shutdown));
+        let server = TestServer::start(router(Arc::new(registry), health.clone())).await;
+        let address = server.address;
 
         // What Prometheus 2.x sends: OpenMetrics first.
         let prometheus_accept = "application/openmetrics-text;version=1.0.0,\
@@ -219,9 +243,7 @@ mod tests {
         assert!(response.starts_with("HTTP/1.0 200"), "{response}");
         assert!(response.ends_with("\r\n\r\nready"), "{response}");
 
-        shutdown_tx.send(()).expect("server is still running");
-        let served = server.await.expect("server task did not panic");
-        served.expect("server stopped cleanly");
+        server.stop().await;
     }
 
     #[test]
@@ -251,11 +273,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn router_merges_with_other_routers() {
+    #[tokio::test]
+    async fn a_merged_router_serves_both_its_routes_and_the_telemetry_ones() {
         let telemetry = router(Arc::new(Registry::default()), Health::new());
-        let _merged: Router = Router::new()
-            .route("/other", get(|| async { "x" }))
+        let merged: Router = Router::new()
+            .route("/other", get(|| async { "other route" }))
             .merge(telemetry);
+        let server = TestServer::start(merged).await;
+        let address = server.address;
+
+        let response = get_raw(address, "/other").await;
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        assert!(response.ends_with("\r\n\r\nother route"), "{response}");
+        let response = get_raw(address, "/healthz").await;
+        assert!(response.ends_with("\r\n\r\nok"), "{response}");
+        let response = get_raw(address, "/metrics").await;
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        let response = get_raw(address, "/nowhere").await;
+        assert!(response.starts_with("HTTP/1.0 404"), "{response}");
+
+        server.stop().await;
     }
 }

@@ -213,10 +213,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn calling_init_tracing_twice_does_not_panic() {
+    fn the_first_call_installs_the_subscriber_and_later_calls_keep_it() {
         init_tracing(false);
-        init_tracing(true);
-        tracing::info!("logged after double initialisation");
+        assert!(
+            tracing::dispatcher::has_been_set(),
+            "init_tracing installed no global subscriber"
+        );
+        // A second call (another test, a demo inside a command) must neither fail nor
+        // replace the subscriber: errors are still let through.
+        let second = install_tracing(TracingOptions {
+            json: true,
+            default_level: LevelFilter::OFF,
+            otlp: None,
+        });
+        assert!(second.is_ok(), "a second installation was refused");
+        assert!(tracing::dispatcher::has_been_set());
+        assert!(
+            tracing::enabled!(tracing::Level::ERROR),
+            "the second call replaced the subscriber with its level `off`"
+        );
     }
 
     #[cfg(not(feature = "otlp"))]

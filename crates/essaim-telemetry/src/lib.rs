@@ -1,13 +1,17 @@
 //! Observability for every essaim process: this crate names every metric, sets up
 //! logging, and serves the `/metrics`, `/healthz` and `/readyz` endpoints.
 //!
-//! It exists so that metric names, label sets and bucket layouts live in one place that
-//! a reviewer can read top to bottom, instead of being scattered over the coordinator
-//! and the worker. Other crates only *update* metrics; they never define them.
+//! It exists so that the metrics of the runtime — the coordinator's and the worker's
+//! names, label sets and bucket layouts — live in one place that a reviewer can read top
+//! to bottom, and so that every process serves them the same way. The rule for the rest:
+//! a task kind that plugs into the worker (the streaming runtime) defines its own metrics
+//! in one `metrics` module of its crate, under the same naming rules, and registers them
+//! through the worker's `Executor::register_metrics` hook; the coordinator and the worker
+//! only *update* the metrics defined here.
 //!
 //! | file | concept |
 //! |---|---|
-//! | `metrics.rs` | [`CoordinatorMetrics`] and [`WorkerMetrics`]: every metric, with its name |
+//! | `metrics/` | [`CoordinatorMetrics`] and [`WorkerMetrics`]: every metric of the runtime, with its name |
 //! | `health.rs` | [`Health`]: the readiness flag and why the process is not ready |
 //! | `http.rs` | [`router`] and [`serve_http`]: the scrape and probe endpoints |
 //! | `classic_text.rs` | the classic Prometheus text format, for scrapers that do not ask for OpenMetrics |

@@ -1,0 +1,76 @@
+//! Every metric of essaim, defined in one place.
+//!
+//! Why one file: names, labels and buckets are an operator-facing contract (dashboards
+//! and alerts depend on them), so they are reviewed together and changed together.
+//!
+//! Naming: `essaim_<subsystem>_<name>_<unit>[_total]`. We register names *without* the
+//! `_total` suffix and *without* the unit: `prometheus_client` appends the unit (for
+//! metrics registered with one) and then `_total` for counters. Registering
+//! `foo_total` would be exposed as `foo_total_total`.
+//!
+//! Labels are bounded by construction: a job outcome is an enum and an RPC method is a
+//! `&'static str`, so no ID or other unbounded value can become a label.
+//!
+//! | file | metrics |
+//! |---|---|
+//! | `coordinator.rs` | [`CoordinatorMetrics`], `essaim_coordinator_*` |
+//! | `queue.rs` | the queue statistics published for the cluster and per job |
+//! | `worker.rs` | [`WorkerMetrics`], `essaim_worker_*` |
+//!
+//! A capability that plugs into the worker as a task kind (the streaming runtime) defines
+//! its own metrics in one `metrics` module of its crate, with the same naming rules, and
+//! registers them through the worker's `Executor::register_metrics` hook: the kind owns
+//! what it measures, and this crate owns the registry, the endpoints and the rules.
+
+mod coordinator;
+mod queue;
+mod worker;
+
+use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::exponential_buckets;
+
+pub use coordinator::{CoordinatorMetrics, MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS};
+pub use queue::QueueGaugeValues;
+pub use worker::WorkerMetrics;
+
+/// The final state of a job, used as the `state` label of finished-job counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobOutcome {
+    /// Every task of the job committed.
+    Succeeded,
+    /// The job ended without every task committing (e.g. a task was dead-lettered).
+    Failed,
+    /// A client cancelled the job.
+    Cancelled,
+}
+
+impl JobOutcome {
+    /// Returns the label value exposed for this outcome.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+// Written by hand because the derive would expose the variant names verbatim
+// ("Succeeded"), and label values are lowercase.
+impl EncodeLabelValue for JobOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// A float gauge.
+pub(crate) type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// 1 ms doubling 18 times: up to ~131 s per task attempt.
+pub(crate) fn task_duration_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(1e-3, 2.0, 18)
+}
+
+#[cfg(test)]
+mod tests;

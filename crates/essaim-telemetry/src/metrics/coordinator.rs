@@ -163,6 +163,15 @@ impl CoordinatorMetrics {
     ///
     /// Call it once per registry: registering twice would expose each name twice.
     pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::unregistered();
+        metrics.register_counters(registry);
+        metrics.register_gauges(registry);
+        metrics.register_histograms(registry);
+        metrics
+    }
+
+    /// Creates every metric, registered nowhere yet.
+    fn unregistered() -> Self {
         let metrics = Self {
             jobs_submitted_total: Counter::default(),
             jobs_finished_total: Family::default(),
@@ -210,168 +219,180 @@ impl CoordinatorMetrics {
                 .jobs_finished_total
                 .get_or_create_owned(&JobStateLabels { state });
         }
+        metrics
+    }
+
+    /// Registers the counters (`_total` is appended by the encoder).
+    fn register_counters(&self, registry: &mut Registry) {
         registry.register(
             "essaim_coordinator_jobs_submitted",
             "Jobs accepted by the coordinator",
-            metrics.jobs_submitted_total.clone(),
+            self.jobs_submitted_total.clone(),
         );
         registry.register(
             "essaim_coordinator_jobs_finished",
             "Jobs that reached a final state, by state",
-            metrics.jobs_finished_total.clone(),
+            self.jobs_finished_total.clone(),
         );
         registry.register(
             "essaim_coordinator_tasks_committed",
             "Task results committed to the journal",
-            metrics.tasks_committed_total.clone(),
+            self.tasks_committed_total.clone(),
         );
         registry.register(
             "essaim_coordinator_attempts_started",
             "Task attempts leased to a worker",
-            metrics.attempts_started_total.clone(),
+            self.attempts_started_total.clone(),
         );
         registry.register(
             "essaim_coordinator_attempts_failed",
             "Task attempts that reported a failure",
-            metrics.attempts_failed_total.clone(),
+            self.attempts_failed_total.clone(),
         );
         registry.register(
             "essaim_coordinator_results_rejected",
             "Results rejected as late or from a zombie attempt",
-            metrics.results_rejected_total.clone(),
+            self.results_rejected_total.clone(),
         );
         registry.register(
             "essaim_coordinator_lease_expiries",
             "Leases that expired before a result arrived",
-            metrics.lease_expiries_total.clone(),
+            self.lease_expiries_total.clone(),
         );
         registry.register(
             "essaim_coordinator_retries_scheduled",
             "Failed or lost attempts scheduled for retry",
-            metrics.retries_scheduled_total.clone(),
+            self.retries_scheduled_total.clone(),
         );
         registry.register(
             "essaim_coordinator_dead_lettered",
             "Tasks moved to the dead-letter queue",
-            metrics.dead_lettered_total.clone(),
+            self.dead_lettered_total.clone(),
         );
         registry.register(
             "essaim_coordinator_speculative_attempts",
             "Speculative duplicate attempts started for slow tasks",
-            metrics.speculative_attempts_total.clone(),
+            self.speculative_attempts_total.clone(),
         );
         registry.register(
             "essaim_coordinator_workers_registered",
             "Worker registrations",
-            metrics.workers_registered_total.clone(),
+            self.workers_registered_total.clone(),
         );
         registry.register(
             "essaim_coordinator_workers_lost",
             "Workers declared lost after missing heartbeats",
-            metrics.workers_lost_total.clone(),
+            self.workers_lost_total.clone(),
         );
         registry.register(
             "essaim_coordinator_outputs_lost",
             "Committed stage outputs found lost or corrupt and recomputed",
-            metrics.outputs_lost_total.clone(),
+            self.outputs_lost_total.clone(),
         );
         registry.register(
             "essaim_coordinator_local_grants",
             "Tasks with input paths granted to a worker holding one of them",
-            metrics.local_grants_total.clone(),
+            self.local_grants_total.clone(),
         );
         registry.register(
             "essaim_coordinator_remote_grants",
             "Tasks with input paths granted to a worker holding none of them",
-            metrics.remote_grants_total.clone(),
+            self.remote_grants_total.clone(),
         );
         registry.register(
             "essaim_coordinator_task_counts",
             "Sums of the counters committed tasks reported, by name",
-            metrics.task_counters_total.clone(),
+            self.task_counters_total.clone(),
         );
+    }
+
+    /// Registers the gauges, the queue statistics among them.
+    fn register_gauges(&self, registry: &mut Registry) {
         registry.register(
             "essaim_coordinator_workers",
             "Workers currently registered",
-            metrics.workers.clone(),
+            self.workers.clone(),
         );
         registry.register(
             "essaim_coordinator_slots",
             "Task slots offered by registered workers",
-            metrics.slots.clone(),
+            self.slots.clone(),
         );
         registry.register(
             "essaim_coordinator_busy_slots",
             "Task slots currently running an attempt",
-            metrics.busy_slots.clone(),
+            self.busy_slots.clone(),
         );
         registry.register(
             "essaim_coordinator_dlq_size",
             "Tasks currently in the dead-letter queue",
-            metrics.dlq_size.clone(),
+            self.dlq_size.clone(),
         );
         registry.register(
             "essaim_coordinator_tasks_pending",
             "Tasks waiting for a slot",
-            metrics.tasks_pending.clone(),
+            self.tasks_pending.clone(),
         );
         registry.register(
             "essaim_coordinator_tasks_running",
             "Tasks with at least one attempt running",
-            metrics.tasks_running.clone(),
-        );
-        registry.register_with_unit(
-            "essaim_coordinator_journal_commit",
-            "Time to make a journal batch durable",
-            Unit::Seconds,
-            metrics.journal_commit_seconds.clone(),
-        );
-        registry.register(
-            "essaim_coordinator_journal_batch_events",
-            "Events per journal batch",
-            metrics.journal_batch_events.clone(),
-        );
-        registry.register_with_unit(
-            "essaim_coordinator_rpc_duration",
-            "Time to serve a gRPC call, by method",
-            Unit::Seconds,
-            metrics.rpc_duration_seconds.clone(),
-        );
-        registry.register_with_unit(
-            "essaim_coordinator_task_duration",
-            "Run time of committed attempts, as their workers measured it",
-            Unit::Seconds,
-            metrics.task_duration_seconds.clone(),
+            self.tasks_running.clone(),
         );
         registry.register(
             "essaim_coordinator_jobs",
             "Jobs the coordinator holds (running, or finished within the retention), by state",
-            metrics.jobs.clone(),
+            self.jobs.clone(),
         );
         registry.register(
             "essaim_coordinator_tasks",
             "Tasks of running jobs, by state and kind",
-            metrics.tasks.clone(),
+            self.tasks.clone(),
         );
         registry.register_with_unit(
             "essaim_coordinator_heartbeat_age_max",
             "Longest time since a live worker's last heartbeat",
             Unit::Seconds,
-            metrics.heartbeat_age_max_seconds.clone(),
+            self.heartbeat_age_max_seconds.clone(),
         );
         register_queue_gauges(
             registry,
             "essaim_coordinator_queue",
             "all jobs",
-            &metrics.queue,
+            &self.queue,
         );
         register_queue_gauges(
             registry,
             "essaim_coordinator_job_queue",
             "by running job",
-            &metrics.job_queue,
+            &self.job_queue,
         );
-        metrics
+    }
+
+    /// Registers the histograms.
+    fn register_histograms(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "essaim_coordinator_journal_commit",
+            "Time to make a journal batch durable",
+            Unit::Seconds,
+            self.journal_commit_seconds.clone(),
+        );
+        registry.register(
+            "essaim_coordinator_journal_batch_events",
+            "Events per journal batch",
+            self.journal_batch_events.clone(),
+        );
+        registry.register_with_unit(
+            "essaim_coordinator_rpc_duration",
+            "Time to serve a gRPC call, by method",
+            Unit::Seconds,
+            self.rpc_duration_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "essaim_coordinator_task_duration",
+            "Run time of committed attempts, as their workers measured it",
+            Unit::Seconds,
+            self.task_duration_seconds.clone(),
+        );
     }
 
     /// Publishes how many jobs are in each state; states missing from `counts` read 0.

@@ -19,8 +19,8 @@ use crate::backoff::full_jitter_delay;
 use crate::ids::{AttemptId, IdMint, JobId, Millis, TaskId, WorkerId};
 use crate::journal::JournalEvent;
 use crate::model::{
-    Assignment, AttemptError, CommittedResult, FileRef, Job, JobState, ReportedResult, StageOutput,
-    TaskFailure, TaskOutput, TaskState, UpstreamOutput,
+    AfterLastAttempt, Assignment, AttemptError, CommittedResult, Job, JobState, Locality,
+    ReportedResult, RetryQueue, StageOutput, TaskFailure, TaskOutput, TaskState,
 };
 use crate::rng::SeededRng;
 use crate::spec::{RawJobSpec, SpecError};
@@ -211,7 +211,7 @@ pub struct Scheduler {
     /// Running jobs in the order their tasks are served: priority first, then age.
     job_order: BTreeSet<(Reverse<i32>, JobId)>,
     /// Tasks waiting to be retried, by due time.
-    retry_queue: BTreeSet<(Millis, TaskId)>,
+    retry_queue: RetryQueue,
     attempts: BTreeMap<AttemptId, Attempt>,
     workers: BTreeMap<WorkerId, Worker>,
     /// Task kinds some worker has advertised, plus those the shell declares built in.
@@ -225,21 +225,6 @@ pub struct Scheduler {
 /// How many ended attempts are remembered for accounting late results.
 const RETIRED_ATTEMPTS_KEPT: usize = 65_536;
 
-/// How deep a queue is searched for a task whose input the pulling worker holds.
-const LOCALITY_SCAN: usize = 64;
-
-/// Returns true when one of `paths` lies under one of the worker's `data_dirs` (a
-/// component-wise prefix: `/data/a` holds `/data/a/x` but not `/data/ab`).
-fn is_local(paths: &[String], data_dirs: &[String]) -> bool {
-    paths.iter().any(|path| {
-        data_dirs.iter().any(|dir| {
-            let dir = dir.trim_end_matches('/');
-            path.strip_prefix(dir)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || dir.is_empty())
-        })
-    })
-}
-
 impl Scheduler {
     /// Returns an empty scheduler. `builtin_kinds` are accepted at submission even when no
     /// worker is registered yet.
@@ -252,7 +237,7 @@ impl Scheduler {
             next_job: 1,
             jobs: BTreeMap::new(),
             job_order: BTreeSet::new(),
-            retry_queue: BTreeSet::new(),
+            retry_queue: RetryQueue::default(),
             attempts: BTreeMap::new(),
             workers: BTreeMap::new(),
             known_kinds: builtin_kinds.iter().map(|kind| kind.to_string()).collect(),
@@ -323,11 +308,12 @@ impl Scheduler {
     pub fn dead_letters(&self, job: Option<JobId>) -> Vec<TaskId> {
         let mut found = Vec::new();
         for (job_id, job_state) in &self.jobs {
-            if job.is_some_and(|wanted| wanted != *job_id) || job_state.counts.dead_lettered == 0 {
+            if job.is_some_and(|wanted| wanted != *job_id) || job_state.counts().dead_lettered == 0
+            {
                 continue;
             }
-            for (index, task) in job_state.tasks.iter().enumerate() {
-                if task.state == TaskState::DeadLettered {
+            for (index, task) in job_state.tasks().iter().enumerate() {
+                if *task.state() == TaskState::DeadLettered {
                     found.push(TaskId::new(*job_id, index as u32));
                 }
             }
@@ -353,7 +339,7 @@ impl Scheduler {
     pub fn dead_letter_count(&self) -> u64 {
         self.jobs
             .values()
-            .map(|job| u64::from(job.counts.dead_lettered))
+            .map(|job| u64::from(job.counts().dead_lettered))
             .sum()
     }
 
@@ -368,15 +354,11 @@ impl Scheduler {
         }
         self.job_order.iter().any(|(_, job_id)| {
             let job = &self.jobs[job_id];
-            job.has_capacity()
-                && job
-                    .pending_by_kind
-                    .iter()
-                    .any(|(kind, queue)| !queue.is_empty() && state.info.kinds.contains(kind))
+            job.has_capacity() && job.has_queued_task_of(&state.info.kinds)
         }) || self
             .retry_queue
-            .first()
-            .is_some_and(|(not_before, _)| *not_before <= now)
+            .first_due_at()
+            .is_some_and(|not_before| not_before <= now)
     }
 
     // ------------------------------------------------------------------ clients
@@ -448,10 +430,6 @@ impl Scheduler {
         }));
         for task in &tasks {
             self.apply_requeue(*task);
-            let job = self.jobs.get_mut(&task.job).expect("dead letter has a job");
-            if job.task_ready(task.index) {
-                job.enqueue_pending(task.index, false);
-            }
         }
         tasks.len() as u32
     }
@@ -479,7 +457,7 @@ impl Scheduler {
             self.jobs
                 .get_mut(&task.job)
                 .expect("dead letter has a job")
-                .set_task_state(task.index, TaskState::Purged);
+                .purge(task.index);
         }
         tasks.len() as u32
     }
@@ -497,8 +475,7 @@ impl Scheduler {
     fn is_dead_letter(&self, task: TaskId) -> bool {
         self.jobs
             .get(&task.job)
-            .and_then(|job| job.tasks.get(task.index as usize))
-            .is_some_and(|t| t.state == TaskState::DeadLettered)
+            .is_some_and(|job| job.is_dead_letter(task.index))
     }
 
     // ------------------------------------------------------------------ workers
@@ -746,52 +723,25 @@ impl Scheduler {
             if !job.has_capacity() || job.past_deadline(now) {
                 continue;
             }
-            let specs = &job.spec.tasks;
-            for (kind, queue) in job.pending_by_kind.iter_mut() {
-                if !kinds.contains(kind) {
-                    continue;
-                }
-                let Some(first) = queue.front() else {
-                    continue;
-                };
-                if specs[*first as usize].locality.is_empty() {
-                    let index = queue.pop_front().expect("queue has a front");
-                    return Some(TaskId::new(*job_id, index));
-                }
-                let local = queue
-                    .iter()
-                    .take(LOCALITY_SCAN)
-                    .position(|index| is_local(&specs[*index as usize].locality, data_dirs));
-                if local.is_some() {
-                    self.stats.local_grants += 1;
-                } else {
-                    self.stats.remote_grants += 1;
-                }
-                let index = queue
-                    .remove(local.unwrap_or(0))
-                    .expect("position is in the queue");
-                return Some(TaskId::new(*job_id, index));
+            let Some((index, locality)) = job.take_queued_task(kinds, data_dirs) else {
+                continue;
+            };
+            match locality {
+                Locality::Unconstrained => {}
+                Locality::Local => self.stats.local_grants += 1,
+                Locality::Remote => self.stats.remote_grants += 1,
             }
+            return Some(TaskId::new(*job_id, index));
         }
         None
     }
 
     fn take_due_retry(&mut self, now: Millis, kinds: &BTreeSet<String>) -> Option<TaskId> {
-        let mut chosen = None;
-        for (not_before, task) in &self.retry_queue {
-            if *not_before > now {
-                break;
-            }
-            let job = &self.jobs[&task.job];
-            let kind = &job.spec.tasks[task.index as usize].kind;
-            if job.has_capacity() && !job.past_deadline(now) && kinds.contains(kind) {
-                chosen = Some((*not_before, *task));
-                break;
-            }
-        }
-        let (not_before, task) = chosen?;
-        self.retry_queue.remove(&(not_before, task));
-        Some(task)
+        let jobs = &self.jobs;
+        self.retry_queue.take_first_due(now, |task| {
+            let job = &jobs[&task.job];
+            job.has_capacity() && !job.past_deadline(now) && kinds.contains(job.kind_of(task.index))
+        })
     }
 
     /// Finds a task whose only attempt runs on another worker for much longer than its
@@ -811,10 +761,10 @@ impl Scheduler {
             let Some(multiplier) = job.spec.speculation_multiplier else {
                 continue;
             };
-            let task = &job.tasks[attempt.task.index as usize];
+            let task = &job.tasks()[attempt.task.index as usize];
             let single_attempt =
-                matches!(&task.state, TaskState::Running { attempts } if attempts.len() == 1);
-            let kind = &job.spec.tasks[attempt.task.index as usize].kind;
+                matches!(task.state(), TaskState::Running { attempts } if attempts.len() == 1);
+            let kind = job.kind_of(attempt.task.index);
             if !single_attempt
                 || !job.task_ready(attempt.task.index)
                 || !job.has_capacity()
@@ -850,37 +800,12 @@ impl Scheduler {
             .jobs
             .get_mut(&task_id.job)
             .expect("granted task has a job");
-        let task = &mut job.tasks[task_id.index as usize];
-        task.attempts_made += 1;
-        let attempt_number = task.attempts_made;
-        let attempts = match &task.state {
-            TaskState::Running { attempts } => {
-                let mut attempts = attempts.clone();
-                attempts.push(attempt_id);
-                attempts
-            }
-            _ => vec![attempt_id],
-        };
-        job.set_task_state(task_id.index, TaskState::Running { attempts });
-        job.live_attempts += 1;
-        job.counters.attempts_started += 1;
+        let attempt_number = job.start_attempt(task_id.index, attempt_id, speculative);
+        let assignment = job.assignment(task_id.index, attempt_id, attempt_number, speculative);
+        self.stats.attempts_started += 1;
         if speculative {
-            job.counters.speculative_attempts += 1;
             self.stats.speculative_attempts += 1;
         }
-        self.stats.attempts_started += 1;
-        let inputs = upstream_outputs(job, task_id.index);
-        let spec = &job.spec.tasks[task_id.index as usize];
-        let assignment = Assignment {
-            task: task_id,
-            attempt: attempt_id,
-            attempt_number,
-            kind: spec.kind.clone(),
-            payload: spec.payload.clone(),
-            timeout_ms: job.spec.task_timeout_ms,
-            speculative,
-            inputs,
-        };
         self.attempts.insert(
             attempt_id,
             Attempt {
@@ -899,8 +824,9 @@ impl Scheduler {
         assignment
     }
 
-    /// Removes a live attempt from every index; returns it.
-    fn release(&mut self, attempt_id: AttemptId) -> Attempt {
+    /// Ends a live attempt: removes it from the lease table and its worker, and from its
+    /// job (see [`Job::end_attempt`]). Returns it and the task's other live attempts.
+    fn release(&mut self, attempt_id: AttemptId) -> (Attempt, Vec<AttemptId>) {
         let attempt = self
             .attempts
             .remove(&attempt_id)
@@ -908,53 +834,40 @@ impl Scheduler {
         if let Some(worker) = self.workers.get_mut(&attempt.worker) {
             worker.held.remove(&attempt_id);
         }
-        let job = self
+        let others = self
             .jobs
             .get_mut(&attempt.task.job)
-            .expect("attempt has a job");
-        job.live_attempts -= 1;
+            .expect("attempt has a job")
+            .end_attempt(attempt.task.index, attempt_id);
         self.retired.insert(attempt_id, attempt.task);
         if self.retired.len() > RETIRED_ATTEMPTS_KEPT {
             self.retired.pop_first();
         }
-        attempt
+        (attempt, others)
     }
 
-    /// Removes an attempt from its task's live set; returns the attempts still running.
-    fn detach_from_task(&mut self, attempt_id: AttemptId, task_id: TaskId) -> Vec<AttemptId> {
-        let job = self.jobs.get_mut(&task_id.job).expect("attempt has a job");
-        let TaskState::Running { attempts } = &job.tasks[task_id.index as usize].state else {
-            return Vec::new();
-        };
-        attempts
-            .iter()
-            .copied()
-            .filter(|id| *id != attempt_id)
-            .collect()
+    /// Ends a live attempt its worker must stop (a speculative loser, a cancelled job's).
+    fn release_and_cancel(&mut self, attempt_id: AttemptId) {
+        let (attempt, _) = self.release(attempt_id);
+        if let Some(worker) = self.workers.get_mut(&attempt.worker) {
+            worker.cancels.insert(attempt_id);
+        }
     }
 
     fn commit(
         &mut self,
         now: Millis,
         attempt_id: AttemptId,
-        output: crate::model::TaskOutput,
+        output: TaskOutput,
         duration_ms: Millis,
         out: &mut Vec<Output>,
     ) {
-        let attempt = self.release(attempt_id);
+        let (attempt, others) = self.release(attempt_id);
         let task_id = attempt.task;
         // Every other attempt of the task (a speculative twin) loses and is told to stop.
-        for loser in self.detach_from_task(attempt_id, task_id) {
-            let lost = self.release(loser);
-            if let Some(worker) = self.workers.get_mut(&lost.worker) {
-                worker.cancels.insert(loser);
-            }
+        for loser in others {
+            self.release_and_cancel(loser);
         }
-        let job = self
-            .jobs
-            .get_mut(&task_id.job)
-            .expect("committed task has a job");
-        job.record_duration(duration_ms);
         self.stats.tasks_committed += 1;
         let result = CommittedResult {
             task: task_id,
@@ -963,7 +876,10 @@ impl Scheduler {
             duration_ms,
             output,
         };
-        apply_commit(job, &result);
+        self.jobs
+            .get_mut(&task_id.job)
+            .expect("committed task has a job")
+            .commit(&result);
         out.push(Output::Persist(JournalEvent::TaskSucceeded {
             result,
             at: now,
@@ -984,9 +900,8 @@ impl Scheduler {
             self.take_lost_inputs(now, attempt_id, failure, out);
             return;
         }
-        let attempt = self.release(attempt_id);
+        let (attempt, still_running) = self.release(attempt_id);
         let task_id = attempt.task;
-        let still_running = self.detach_from_task(attempt_id, task_id);
         let error = AttemptError {
             attempt: attempt_id,
             worker: attempt.worker,
@@ -1002,46 +917,30 @@ impl Scheduler {
             .jobs
             .get_mut(&task_id.job)
             .expect("failed task has a job");
-        job.counters.attempts_failed += 1;
         let retryable = error.failure.retryable;
-        let task = &mut job.tasks[task_id.index as usize];
-        task.push_error(error);
+        job.record_failure(task_id.index, error);
         if !still_running.is_empty() {
-            job.set_task_state(
-                task_id.index,
-                TaskState::Running {
-                    attempts: still_running,
-                },
-            );
             return;
         }
-        let attempts_made = task.attempts_made;
-        let out_of_attempts = attempts_made >= job.spec.max_attempts;
-        if !retryable || out_of_attempts {
-            self.dead_letter(now, task_id, out);
-            return;
+        match job.after_last_attempt_failed(task_id.index, retryable) {
+            AfterLastAttempt::DeadLetter => self.dead_letter(now, task_id, out),
+            AfterLastAttempt::Skip => {
+                job.skip_task(task_id.index);
+                self.finish_if_done(now, task_id.job, out);
+            }
+            AfterLastAttempt::WaitForUpstream => job.return_to_pending(task_id.index),
+            AfterLastAttempt::Retry { attempts_made } => {
+                let delay = full_jitter_delay(
+                    &mut self.rng,
+                    attempts_made,
+                    job.spec.backoff_base_ms,
+                    job.spec.backoff_max_ms,
+                );
+                let not_before = now.saturating_add(delay);
+                job.schedule_retry(task_id.index, not_before, &mut self.retry_queue);
+                self.stats.retries_scheduled += 1;
+            }
         }
-        if job.stage_blocked(job.stage_of(task_id.index)) {
-            job.set_task_state(task_id.index, TaskState::Skipped);
-            self.finish_if_done(now, task_id.job, out);
-            return;
-        }
-        if !job.task_ready(task_id.index) {
-            // An input was lost while it ran: it waits for the stage before, which takes
-            // longer than any backoff.
-            make_pending(job, task_id.index, false);
-            return;
-        }
-        let delay = full_jitter_delay(
-            &mut self.rng,
-            attempts_made,
-            job.spec.backoff_base_ms,
-            job.spec.backoff_max_ms,
-        );
-        let not_before = now.saturating_add(delay);
-        job.set_task_state(task_id.index, TaskState::Retrying { not_before });
-        self.retry_queue.insert((not_before, task_id));
-        self.stats.retries_scheduled += 1;
     }
 
     /// Takes a lease away from its holder (lost worker, expired lease, timeout): the
@@ -1065,25 +964,11 @@ impl Scheduler {
     /// An attempt handed back unstarted: the task goes to the front of its queue and the
     /// attempt does not count.
     fn hand_back(&mut self, attempt_id: AttemptId) {
-        let attempt = self.release(attempt_id);
-        let task_id = attempt.task;
-        let still_running = self.detach_from_task(attempt_id, task_id);
-        let job = self
-            .jobs
-            .get_mut(&task_id.job)
-            .expect("handed-back task has a job");
-        let task = &mut job.tasks[task_id.index as usize];
-        task.attempts_made = task.attempts_made.saturating_sub(1);
-        if still_running.is_empty() {
-            make_pending(job, task_id.index, true);
-        } else {
-            job.set_task_state(
-                task_id.index,
-                TaskState::Running {
-                    attempts: still_running,
-                },
-            );
-        }
+        let (attempt, still_running) = self.release(attempt_id);
+        self.jobs
+            .get_mut(&attempt.task.job)
+            .expect("handed-back task has a job")
+            .hand_back(attempt.task.index, !still_running.is_empty());
     }
 
     fn remove_worker(
@@ -1103,24 +988,14 @@ impl Scheduler {
         }
         self.workers.remove(&worker_id);
         // Outputs this worker served are gone with it; recompute those still needed.
-        let mut lost = Vec::new();
-        for (_, job_id) in &self.job_order {
-            let job = &self.jobs[job_id];
-            if job.stage_count() < 2 {
-                continue;
-            }
-            for (index, task) in job.tasks.iter().enumerate() {
-                // Only a file lives on the worker; an output without one (a part written
-                // to shared storage) survives it.
-                let on_worker = task
-                    .output
-                    .as_ref()
-                    .is_some_and(|o| o.worker == worker_id && o.file.is_some());
-                if on_worker && job.output_needed(job.stage_of(index as u32)) {
-                    lost.push(TaskId::new(*job_id, index as u32));
-                }
-            }
-        }
+        let lost: Vec<TaskId> = self
+            .job_order
+            .iter()
+            .flat_map(|(_, job_id)| {
+                let served = self.jobs[job_id].outputs_served_by(worker_id);
+                served.into_iter().map(|index| TaskId::new(*job_id, index))
+            })
+            .collect();
         for task in lost {
             self.lose_output(now, task, "the worker serving it was lost", out);
         }
@@ -1133,54 +1008,23 @@ impl Scheduler {
             return;
         };
         if let Some(job) = self.jobs.get_mut(&task.job) {
-            job.counters.results_rejected += 1;
+            job.count_rejected_result();
         }
     }
 
     /// Moves the queued tasks of a job past its deadline to `Skipped`.
     fn skip_unstarted(&mut self, job_id: JobId) {
-        let job = self.jobs.get_mut(&job_id).expect("job exists");
-        job.pending_by_kind.clear();
-        for index in 0..job.tasks.len() as u32 {
-            let state = &job.tasks[index as usize].state;
-            if let TaskState::Retrying { not_before } = state {
-                self.retry_queue
-                    .remove(&(*not_before, TaskId::new(job_id, index)));
-            }
-            if matches!(state, TaskState::Pending | TaskState::Retrying { .. }) {
-                job.set_task_state(index, TaskState::Skipped);
-            }
-        }
+        self.jobs
+            .get_mut(&job_id)
+            .expect("job exists")
+            .skip_unstarted(&mut self.retry_queue);
     }
 
     fn finish_if_done(&mut self, now: Millis, job_id: JobId, out: &mut Vec<Output>) {
-        let tasks = |count: u32| {
-            if count == 1 {
-                "1 task".to_string()
-            } else {
-                format!("{count} tasks")
-            }
-        };
         let job = self.jobs.get_mut(&job_id).expect("job exists");
-        if job.state != JobState::Running || job.counts.unfinished() > 0 {
+        if !job.finish_if_done(now) {
             return;
         }
-        let counts = job.counts;
-        job.state = if counts.dead_lettered + counts.purged > 0 {
-            JobState::Failed {
-                reason: format!(
-                    "{} failed every attempt (see the dead-letter queue)",
-                    tasks(counts.dead_lettered + counts.purged)
-                ),
-            }
-        } else if counts.skipped > 0 {
-            JobState::Failed {
-                reason: format!("deadline passed before {} started", tasks(counts.skipped)),
-            }
-        } else {
-            JobState::Succeeded
-        };
-        job.finished_at = Some(now);
         self.job_order.remove(&(Reverse(job.spec.priority), job_id));
         out.push(Output::JobFinished {
             job: job_id,
@@ -1190,37 +1034,16 @@ impl Scheduler {
 
     /// Dead-letters a task that ran out of attempts; later stages can no longer run.
     fn dead_letter(&mut self, now: Millis, task_id: TaskId, out: &mut Vec<Output>) {
-        let job = self.jobs.get_mut(&task_id.job).expect("task has a job");
-        job.set_task_state(task_id.index, TaskState::DeadLettered);
+        self.jobs
+            .get_mut(&task_id.job)
+            .expect("task has a job")
+            .dead_letter(task_id.index, &mut self.retry_queue);
         self.stats.dead_lettered += 1;
         out.push(Output::Persist(JournalEvent::TaskDeadLettered {
             task: task_id,
             at: now,
         }));
-        self.skip_later_stages(task_id);
         self.finish_if_done(now, task_id.job, out);
-    }
-
-    /// Skips the waiting tasks of the stages after a dead-lettered task's: they need its
-    /// output, which will never exist. Running ones are skipped when they end.
-    fn skip_later_stages(&mut self, task_id: TaskId) {
-        let job = self.jobs.get_mut(&task_id.job).expect("task has a job");
-        let stage = job.stage_of(task_id.index);
-        let first_later = job.stage_starts[stage as usize + 1];
-        for index in first_later..job.tasks.len() as u32 {
-            match job.tasks[index as usize].state {
-                TaskState::Retrying { not_before } => {
-                    self.retry_queue
-                        .remove(&(not_before, TaskId::new(task_id.job, index)));
-                    job.set_task_state(index, TaskState::Skipped);
-                }
-                TaskState::Pending => job.set_task_state(index, TaskState::Skipped),
-                _ => {}
-            }
-        }
-        for later in stage + 1..job.stage_count() {
-            job.unqueue_stage(later);
-        }
     }
 
     /// Returns true when a failure's `lost_inputs` name tasks of the stage just before
@@ -1229,16 +1052,7 @@ impl Scheduler {
         let Some(attempt) = self.attempts.get(&attempt_id) else {
             return false;
         };
-        let job = &self.jobs[&attempt.task.job];
-        let stage = job.stage_of(attempt.task.index);
-        if stage == 0 {
-            return false;
-        }
-        let upstream = job.stage_range(stage - 1);
-        failure
-            .lost_inputs
-            .iter()
-            .all(|index| upstream.contains(index))
+        self.jobs[&attempt.task.job].names_upstream_tasks(attempt.task.index, &failure.lost_inputs)
     }
 
     /// An attempt could not read some upstream outputs: they are recomputed (unless they
@@ -1251,64 +1065,43 @@ impl Scheduler {
         failure: TaskFailure,
         out: &mut Vec<Output>,
     ) {
-        let attempt = self.release(attempt_id);
+        let (attempt, still_running) = self.release(attempt_id);
         let task_id = attempt.task;
-        let still_running = self.detach_from_task(attempt_id, task_id);
         for upstream in &failure.lost_inputs {
             let upstream = TaskId::new(task_id.job, *upstream);
-            // An output committed after this attempt was granted is a new one it never
-            // saw (attempt ids grow with every grant).
-            let seen_by_attempt = self.jobs[&task_id.job].tasks[upstream.index as usize]
-                .output
-                .as_ref()
-                .is_some_and(|output| output.attempt < attempt_id);
-            if seen_by_attempt {
+            // An output committed after this attempt was granted is a new one it never saw.
+            if self.jobs[&task_id.job].output_older_than(upstream.index, attempt_id) {
                 let why = format!("attempt {attempt_id} could not read it");
                 self.lose_output(now, upstream, &why, out);
             }
         }
         let job = self.jobs.get_mut(&task_id.job).expect("task has a job");
-        let task = &mut job.tasks[task_id.index as usize];
-        task.attempts_made = task.attempts_made.saturating_sub(1);
-        task.push_error(AttemptError {
+        let error = AttemptError {
             attempt: attempt_id,
             worker: attempt.worker,
             at: now,
             failure,
-        });
+        };
+        job.record_lost_inputs(task_id.index, error);
         if !still_running.is_empty() {
-            job.set_task_state(
-                task_id.index,
-                TaskState::Running {
-                    attempts: still_running,
-                },
-            );
             return;
         }
         if job.stage_blocked(job.stage_of(task_id.index)) {
-            job.set_task_state(task_id.index, TaskState::Skipped);
+            job.skip_task(task_id.index);
             self.finish_if_done(now, task_id.job, out);
             return;
         }
-        make_pending(job, task_id.index, false);
+        job.return_to_pending(task_id.index);
     }
 
     /// A committed output of a non-final stage is gone: the task runs again, or is
     /// dead-lettered when its outputs were lost as many times as it may be attempted.
     fn lose_output(&mut self, now: Millis, task_id: TaskId, why: &str, out: &mut Vec<Output>) {
         let job = self.jobs.get_mut(&task_id.job).expect("task has a job");
-        let stage = job.stage_of(task_id.index);
-        if job.tasks[task_id.index as usize].state != TaskState::Succeeded
-            || !job.output_needed(stage)
-        {
+        let Some((attempt, worker)) = job.needed_output_origin(task_id.index) else {
             return;
-        }
+        };
         self.stats.outputs_lost += 1;
-        let (attempt, worker) = job.tasks[task_id.index as usize]
-            .output
-            .as_ref()
-            .map(|output| (output.attempt, output.worker))
-            .expect("a succeeded task of a non-final stage keeps its output");
         let error = AttemptError {
             attempt,
             worker,
@@ -1319,9 +1112,7 @@ impl Scheduler {
             task: task_id,
             error: error.clone(),
         }));
-        apply_output_lost(job, task_id.index, error, &mut self.retry_queue);
-        if job.tasks[task_id.index as usize].outputs_lost >= job.spec.max_attempts {
-            job.unqueue_task(task_id.index);
+        if job.lose_output(task_id.index, error, &mut self.retry_queue) {
             self.dead_letter(now, task_id, out);
         }
     }
@@ -1331,7 +1122,7 @@ impl Scheduler {
     fn insert_job(&mut self, job_id: JobId, spec: crate::spec::JobSpec, now: Millis) {
         let priority = spec.priority;
         let mut job = Job::new(job_id, spec, now);
-        job.queue_stage(0);
+        job.queue_first_stage();
         self.jobs.insert(job_id, job);
         self.job_order.insert((Reverse(priority), job_id));
         self.next_job = self.next_job.max(job_id.0 + 1);
@@ -1345,22 +1136,10 @@ impl Scheduler {
             .map(|(id, _)| *id)
             .collect();
         for attempt_id in live {
-            let attempt = self.release(attempt_id);
-            if let Some(worker) = self.workers.get_mut(&attempt.worker) {
-                worker.cancels.insert(attempt_id);
-            }
+            self.release_and_cancel(attempt_id);
         }
-        self.skip_unstarted(job_id);
         let job = self.jobs.get_mut(&job_id).expect("cancelled job exists");
-        for index in 0..job.tasks.len() as u32 {
-            if matches!(job.tasks[index as usize].state, TaskState::Running { .. }) {
-                job.set_task_state(index, TaskState::Skipped);
-            }
-        }
-        job.state = JobState::Cancelled {
-            reason: reason.to_string(),
-        };
-        job.finished_at = Some(now);
+        job.cancel(reason, now, &mut self.retry_queue);
         self.job_order.remove(&(Reverse(job.spec.priority), job_id));
     }
 
@@ -1369,21 +1148,7 @@ impl Scheduler {
             .jobs
             .get_mut(&task.job)
             .expect("requeued task has a job");
-        job.tasks[task.index as usize].attempts_made = 0;
-        job.tasks[task.index as usize].outputs_lost = 0;
-        job.set_task_state(task.index, TaskState::Pending);
-        // Later stages were skipped when this task was dead-lettered: they wait again.
-        let stage = job.stage_of(task.index);
-        if !job.stage_blocked(stage + 1) {
-            for later in job.stage_starts[stage as usize + 1]..job.tasks.len() as u32 {
-                if job.tasks[later as usize].state == TaskState::Skipped {
-                    job.set_task_state(later, TaskState::Pending);
-                }
-            }
-        }
-        if job.state != JobState::Running {
-            job.state = JobState::Running;
-            job.finished_at = None;
+        if job.requeue_dead_letter(task.index) {
             self.job_order
                 .insert((Reverse(job.spec.priority), task.job));
         }
@@ -1403,33 +1168,29 @@ impl Scheduler {
                 let Some(job) = self.jobs.get_mut(&result.task.job) else {
                     return;
                 };
-                job.record_duration(result.duration_ms);
-                apply_commit(job, &result);
+                job.commit(&result);
                 self.finish_if_done(at, result.task.job, &mut ignored);
             }
             JournalEvent::AttemptFailed { task, error } => {
                 let Some(job) = self.jobs.get_mut(&task.job) else {
                     return;
                 };
-                job.counters.attempts_failed += 1;
-                let state = &mut job.tasks[task.index as usize];
-                state.attempts_made += 1;
-                state.push_error(error);
+                job.replay_failure(task.index, error);
             }
             JournalEvent::TaskDeadLettered { task, at } => {
                 let Some(job) = self.jobs.get_mut(&task.job) else {
                     return;
                 };
-                job.set_task_state(task.index, TaskState::DeadLettered);
-                self.skip_later_stages(task);
+                job.dead_letter(task.index, &mut self.retry_queue);
                 self.finish_if_done(at, task.job, &mut ignored);
             }
             JournalEvent::TaskOutputLost { task, error } => {
                 let Some(job) = self.jobs.get_mut(&task.job) else {
                     return;
                 };
-                if job.tasks[task.index as usize].state == TaskState::Succeeded {
-                    apply_output_lost(job, task.index, error, &mut self.retry_queue);
+                if *job.tasks()[task.index as usize].state() == TaskState::Succeeded {
+                    // Dead-lettering after too many losses is journaled on its own.
+                    job.lose_output(task.index, error, &mut self.retry_queue);
                 }
             }
             JournalEvent::OutputLocations { job, outputs } => {
@@ -1437,12 +1198,12 @@ impl Scheduler {
                     return;
                 };
                 for (index, output) in outputs {
-                    state.tasks[index as usize].output = Some(Box::new(output));
+                    state.restore_output(index, output);
                 }
             }
             JournalEvent::TaskCountersSummed { job, counters } => {
                 if let Some(state) = self.jobs.get_mut(&job) {
-                    state.task_counters = counters;
+                    state.restore_task_counters(counters);
                 }
             }
             JournalEvent::JobCancelled { job, reason, at } => {
@@ -1466,7 +1227,7 @@ impl Scheduler {
                     return;
                 };
                 for index in tasks {
-                    state.set_task_state(index, TaskState::Succeeded);
+                    state.restore_committed(index);
                 }
                 self.finish_if_done(at, job, &mut ignored);
             }
@@ -1478,9 +1239,7 @@ impl Scheduler {
                 let Some(job) = self.jobs.get_mut(&task.job) else {
                     return;
                 };
-                let state = &mut job.tasks[task.index as usize];
-                state.attempts_made = attempts_made;
-                state.errors = errors;
+                job.restore_progress(task.index, attempts_made, errors);
             }
             JournalEvent::JobIdsReserved { next_job } => {
                 self.next_job = self.next_job.max(next_job);
@@ -1491,7 +1250,7 @@ impl Scheduler {
                         self.jobs
                             .get_mut(&task.job)
                             .expect("checked")
-                            .set_task_state(task.index, TaskState::Purged);
+                            .purge(task.index);
                     }
                     self.finish_if_done(at, task.job, &mut ignored);
                 }
@@ -1501,12 +1260,7 @@ impl Scheduler {
 
     fn rebuild_queues(&mut self) {
         for job in self.jobs.values_mut() {
-            job.pending_by_kind.clear();
-            for index in 0..job.tasks.len() as u32 {
-                if job.tasks[index as usize].state == TaskState::Pending && job.task_ready(index) {
-                    job.enqueue_pending(index, false);
-                }
-            }
+            job.rebuild_pending_queues();
         }
     }
 
@@ -1547,26 +1301,26 @@ impl Scheduler {
             let mut committed = Vec::new();
             let mut dead_letters = Vec::new();
             let mut purged = Vec::new();
-            for (index, task) in job.tasks.iter().enumerate() {
+            for (index, task) in job.tasks().iter().enumerate() {
                 let task_id = TaskId::new(*job_id, index as u32);
                 // Attempts in flight are forgotten by a restart (leases are not journaled):
                 // count only finished ones, as replaying the full journal would.
-                let in_flight = match &task.state {
+                let in_flight = match task.state() {
                     TaskState::Running { attempts } => attempts.len() as u32,
                     _ => 0,
                 };
-                let attempts_made = task.attempts_made.saturating_sub(in_flight);
+                let attempts_made = task.attempts_made().saturating_sub(in_flight);
                 // A committed task's attempt count no longer matters: the snapshot stays
                 // proportional to failures, not to the work done.
-                let count_matters = attempts_made > 0 && task.state != TaskState::Succeeded;
-                if count_matters || !task.errors.is_empty() {
+                let count_matters = attempts_made > 0 && *task.state() != TaskState::Succeeded;
+                if count_matters || !task.errors().is_empty() {
                     events.push(JournalEvent::TaskProgress {
                         task: task_id,
                         attempts_made,
-                        errors: task.errors.clone(),
+                        errors: task.errors().to_vec(),
                     });
                 }
-                match task.state {
+                match task.state() {
                     TaskState::Succeeded => committed.push(index as u32),
                     TaskState::DeadLettered => dead_letters.push(task_id),
                     TaskState::Purged => {
@@ -1585,10 +1339,10 @@ impl Scheduler {
                 });
             }
             let outputs: Vec<(u32, StageOutput)> = job
-                .tasks
+                .tasks()
                 .iter()
                 .enumerate()
-                .filter_map(|(index, task)| Some((index as u32, (**task.output.as_ref()?).clone())))
+                .filter_map(|(index, task)| Some((index as u32, task.output()?.clone())))
                 .collect();
             if !outputs.is_empty() {
                 events.push(JournalEvent::OutputLocations {
@@ -1596,10 +1350,10 @@ impl Scheduler {
                     outputs,
                 });
             }
-            if !job.task_counters.is_empty() {
+            if !job.task_counters().is_empty() {
                 events.push(JournalEvent::TaskCountersSummed {
                     job: *job_id,
-                    counters: job.task_counters.clone(),
+                    counters: job.task_counters().clone(),
                 });
             }
             for task in dead_letters {
@@ -1630,6 +1384,35 @@ impl Scheduler {
     /// Checks that every index agrees with the task states; returns what is wrong.
     /// Cheap enough for tests after every step, too slow for production hot paths.
     pub fn check_invariants(&self) -> Result<(), String> {
+        let live_by_job = self.check_leases()?;
+        let queued_retries = self.check_retry_queue()?;
+        let mut retrying_tasks = 0usize;
+        for (job_id, job) in &self.jobs {
+            let leases_held = live_by_job.get(job_id).copied().unwrap_or(0);
+            retrying_tasks +=
+                job.check_invariants(|attempt| self.attempts.contains_key(&attempt), leases_held)?;
+            let ordered = self
+                .job_order
+                .contains(&(Reverse(job.spec.priority), *job_id));
+            let running = job.state == JobState::Running;
+            if ordered != running {
+                return Err(format!(
+                    "job {job_id} is {:?} but ordered={ordered}",
+                    job.state
+                ));
+            }
+        }
+        if retrying_tasks != queued_retries {
+            return Err(format!(
+                "{retrying_tasks} retrying tasks but {queued_retries} queued retries"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks that every lease belongs to a running task and to a worker listing it, and
+    /// that every worker lists only its leases; returns the leases of each job.
+    fn check_leases(&self) -> Result<BTreeMap<JobId, u32>, String> {
         let mut live_by_job: BTreeMap<JobId, u32> = BTreeMap::new();
         for (attempt_id, attempt) in &self.attempts {
             *live_by_job.entry(attempt.task.job).or_default() += 1;
@@ -1637,11 +1420,12 @@ impl Scheduler {
                 .jobs
                 .get(&attempt.task.job)
                 .ok_or("attempt of unknown job")?;
-            let task = &job.tasks[attempt.task.index as usize];
-            let TaskState::Running { attempts } = &task.state else {
+            let task = &job.tasks()[attempt.task.index as usize];
+            let TaskState::Running { attempts } = task.state() else {
                 return Err(format!(
                     "attempt {attempt_id} live but task {} is {:?}",
-                    attempt.task, task.state
+                    attempt.task,
+                    task.state()
                 ));
             };
             if !attempts.contains(attempt_id) {
@@ -1671,10 +1455,16 @@ impl Scheduler {
                 }
             }
         }
+        Ok(live_by_job)
+    }
+
+    /// Checks that every retry queue entry is a task retrying at that time; returns how
+    /// many entries there are.
+    fn check_retry_queue(&self) -> Result<usize, String> {
         let mut queued_retries = 0usize;
-        for (not_before, task) in &self.retry_queue {
+        for (not_before, task) in self.retry_queue.iter() {
             queued_retries += 1;
-            let state = &self.jobs[&task.job].tasks[task.index as usize].state;
+            let state = self.jobs[&task.job].tasks()[task.index as usize].state();
             if *state
                 != (TaskState::Retrying {
                     not_before: *not_before,
@@ -1685,209 +1475,8 @@ impl Scheduler {
                 ));
             }
         }
-        let mut retrying_tasks = 0usize;
-        for (job_id, job) in &self.jobs {
-            let mut counts = crate::model::TaskCounts::default();
-            let mut pending_queued = BTreeMap::new();
-            for (kind, queue) in &job.pending_by_kind {
-                for index in queue {
-                    if job.spec.tasks[*index as usize].kind != *kind {
-                        return Err(format!("task {job_id}/{index} queued under the wrong kind"));
-                    }
-                    *pending_queued.entry(*index).or_insert(0u32) += 1;
-                }
-            }
-            for (index, task) in job.tasks.iter().enumerate() {
-                let index = index as u32;
-                match &task.state {
-                    TaskState::Pending => counts.pending += 1,
-                    TaskState::Running { attempts } => {
-                        counts.running += 1;
-                        if attempts.is_empty() || attempts.len() > 2 {
-                            return Err(format!(
-                                "task {job_id}/{index} runs {} attempts",
-                                attempts.len()
-                            ));
-                        }
-                        for attempt in attempts {
-                            if !self.attempts.contains_key(attempt) {
-                                return Err(format!(
-                                    "task {job_id}/{index} lists dead attempt {attempt}"
-                                ));
-                            }
-                        }
-                    }
-                    TaskState::Retrying { .. } => {
-                        counts.retrying += 1;
-                        retrying_tasks += 1;
-                    }
-                    TaskState::Succeeded => counts.succeeded += 1,
-                    TaskState::DeadLettered => counts.dead_lettered += 1,
-                    TaskState::Purged => counts.purged += 1,
-                    TaskState::Skipped => counts.skipped += 1,
-                }
-                let queued = pending_queued.get(&index).copied().unwrap_or(0);
-                let ready = job.task_ready(index);
-                let expected = u32::from(task.state == TaskState::Pending && ready);
-                if matches!(task.state, TaskState::Retrying { .. }) && !ready {
-                    return Err(format!(
-                        "task {job_id}/{index} retries in a stage not ready"
-                    ));
-                }
-                let keeps_output = task.output.is_some();
-                let should_keep = task.state == TaskState::Succeeded
-                    && job.stage_of(index) + 1 < job.stage_count();
-                if keeps_output != should_keep {
-                    return Err(format!(
-                        "task {job_id}/{index} is {:?} and keeps an output: {keeps_output}",
-                        task.state
-                    ));
-                }
-
-                if queued != expected {
-                    return Err(format!(
-                        "task {job_id}/{index} is {:?} and queued {queued} times",
-                        task.state
-                    ));
-                }
-            }
-            for stage in 0..job.stage_count() {
-                let unfinished = job
-                    .stage_range(stage)
-                    .filter(|index| job.tasks[*index as usize].state != TaskState::Succeeded)
-                    .count() as u32;
-                if unfinished != job.stage_unfinished[stage as usize] {
-                    return Err(format!(
-                        "job {job_id} stage {stage} has {unfinished} unfinished tasks, \
-                         counted {}",
-                        job.stage_unfinished[stage as usize]
-                    ));
-                }
-            }
-            if counts != job.counts {
-                return Err(format!(
-                    "job {job_id} counts {:?} != recomputed {counts:?}",
-                    job.counts
-                ));
-            }
-            let live = live_by_job.get(job_id).copied().unwrap_or(0);
-            if live != job.live_attempts {
-                return Err(format!(
-                    "job {job_id} live attempts {} != {live}",
-                    job.live_attempts
-                ));
-            }
-            if let Some(limit) = job.spec.max_concurrency
-                && live > limit
-            {
-                return Err(format!(
-                    "job {job_id} runs {live} attempts over its limit {limit}"
-                ));
-            }
-            let ordered = self
-                .job_order
-                .contains(&(Reverse(job.spec.priority), *job_id));
-            let running = job.state == JobState::Running;
-            if ordered != running {
-                return Err(format!(
-                    "job {job_id} is {:?} but ordered={ordered}",
-                    job.state
-                ));
-            }
-            if !running && counts.unfinished() > 0 {
-                return Err(format!(
-                    "job {job_id} is {:?} with unfinished tasks {counts:?}",
-                    job.state
-                ));
-            }
-        }
-        if retrying_tasks != queued_retries {
-            return Err(format!(
-                "{retrying_tasks} retrying tasks but {queued_retries} queued retries"
-            ));
-        }
-        Ok(())
+        Ok(queued_retries)
     }
-}
-
-/// Records a committed result in its job: state, counters, and where a non-final
-/// stage's output lives; queues the next stage when this completes its own.
-fn apply_commit(job: &mut Job, result: &CommittedResult) {
-    let index = result.task.index;
-    let stage = job.stage_of(index);
-    job.set_task_state(index, TaskState::Succeeded);
-    job.add_task_counters(&result.output.counters);
-    if stage + 1 < job.stage_count() {
-        let TaskOutput { file, counters, .. } = &result.output;
-        job.tasks[index as usize].output = Some(Box::new(StageOutput {
-            attempt: result.attempt,
-            worker: result.worker,
-            file: file.clone(),
-            counters: counters.clone(),
-        }));
-        if job.stage_unfinished[stage as usize] == 0 {
-            job.queue_stage(stage + 1);
-        }
-    }
-}
-
-/// Sends a succeeded task of a non-final stage back to `Pending` (its output is lost);
-/// if that makes its stage incomplete again, the next stage stops being served and its
-/// retries wait with it.
-fn apply_output_lost(
-    job: &mut Job,
-    index: u32,
-    error: AttemptError,
-    retry_queue: &mut BTreeSet<(Millis, TaskId)>,
-) {
-    job.counters.outputs_lost += 1;
-    let task = &mut job.tasks[index as usize];
-    task.outputs_lost += 1;
-    task.push_error(error);
-    let stage = job.stage_of(index);
-    let was_complete = job.stage_unfinished[stage as usize] == 0;
-    if let Some(output) = job.tasks[index as usize].output.take() {
-        job.subtract_task_counters(&output.counters);
-    }
-    make_pending(job, index, false);
-    if was_complete {
-        job.unqueue_stage(stage + 1);
-        for later in job.stage_range(stage + 1) {
-            if let TaskState::Retrying { not_before } = job.tasks[later as usize].state {
-                retry_queue.remove(&(not_before, TaskId::new(job.id, later)));
-                job.set_task_state(later, TaskState::Pending);
-            }
-        }
-    }
-}
-
-/// Makes a task pending, queued (at the front or back) only when its stage is ready.
-fn make_pending(job: &mut Job, index: u32, at_front: bool) {
-    job.set_task_state(index, TaskState::Pending);
-    if job.task_ready(index) {
-        job.enqueue_pending(index, at_front);
-    }
-}
-
-/// Returns the outputs a task of stage s > 0 reads: those of every task of stage s - 1.
-fn upstream_outputs(job: &Job, index: u32) -> Vec<UpstreamOutput> {
-    let stage = job.stage_of(index);
-    if stage == 0 {
-        return Vec::new();
-    }
-    job.stage_range(stage - 1)
-        .filter_map(|upstream| {
-            let output = job.tasks[upstream as usize].output.as_ref()?;
-            Some(UpstreamOutput {
-                task_index: upstream,
-                attempt: output.attempt,
-                file: output.file.clone().unwrap_or(FileRef {
-                    url: String::new(),
-                    size_bytes: 0,
-                }),
-            })
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -874,7 +874,7 @@ impl World {
                     if gave_up_early {
                         return Err(self.fail(format!(
                             "task {task_id} dead-lettered after only {} errors: {errors:?} attempts_made={}",
-                            errors.len(), task.attempts_made
+                            errors.len(), task.attempts_made()
                         )));
                     }
                 }

@@ -1,6 +1,6 @@
 //! What the scheduler knows about jobs and tasks, and what workers send back.
 //!
-//! Task lifecycle (each arrow is one place in `scheduler.rs`):
+//! Task lifecycle (each arrow is one method of [`Job`], called by the scheduler):
 //!
 //! ```text
 //!            pull                     success
@@ -24,10 +24,19 @@
 //! stage waits for its new output. When a task of stage s is dead-lettered, the
 //! unfinished tasks of later stages can never run and are `Skipped`.
 
-use crate::ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
-use crate::spec::JobSpec;
+pub(crate) mod job;
+mod job_invariants;
+mod job_transitions;
+mod retry_queue;
+
+pub use job::Job;
+pub(crate) use job::Locality;
+pub(crate) use job_transitions::AfterLastAttempt;
+pub(crate) use retry_queue::RetryQueue;
+
+use crate::ids::{AttemptId, Millis, TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 /// Inline results larger than this must be written to a file by the worker.
 pub const MAX_INLINE_RESULT_BYTES: usize = 64 * 1024;
@@ -298,20 +307,20 @@ pub struct StageCounts {
     pub failed: u32,
 }
 
-/// One task of a job.
+/// One task of a job. Its fields change only through the methods of [`Job`].
 #[derive(Debug, Clone)]
 pub struct Task {
-    /// Where it stands; change it only through [`Job::set_task_state`].
-    pub(crate) state: TaskState,
+    /// Where it stands; moved only by `Job::set_task_state`, which keeps the counts.
+    state: TaskState,
     /// Attempts started since submission or the last requeue from the DLQ.
-    pub(crate) attempts_made: u32,
+    attempts_made: u32,
     /// Most recent failures, oldest first.
-    pub(crate) errors: Vec<AttemptError>,
+    errors: Vec<AttemptError>,
     /// For a succeeded task of a non-final stage: where its output lives.
-    pub(crate) output: Option<Box<StageOutput>>,
+    output: Option<Box<StageOutput>>,
     /// Times its committed output was lost and recomputed (bounded by the job's
     /// attempt limit, so an output that is always corrupt cannot loop forever).
-    pub(crate) outputs_lost: u32,
+    outputs_lost: u32,
 }
 
 /// Where the committed output of a task of a non-final stage lives, for the tasks of the
@@ -339,282 +348,31 @@ impl Task {
         &self.errors
     }
 
-    pub(crate) fn push_error(&mut self, error: AttemptError) {
+    /// Returns the attempts started since submission or the last requeue from the DLQ
+    /// (live attempts included).
+    pub fn attempts_made(&self) -> u32 {
+        self.attempts_made
+    }
+
+    /// Returns where the committed output of a succeeded task of a non-final stage lives.
+    pub fn output(&self) -> Option<&StageOutput> {
+        self.output.as_deref()
+    }
+
+    fn pending() -> Self {
+        Self {
+            state: TaskState::Pending,
+            attempts_made: 0,
+            errors: Vec::new(),
+            output: None,
+            outputs_lost: 0,
+        }
+    }
+
+    fn push_error(&mut self, error: AttemptError) {
         if self.errors.len() == MAX_ERRORS_PER_TASK {
             self.errors.remove(0);
         }
         self.errors.push(error);
-    }
-}
-
-/// Most recent task durations kept per job to estimate the median.
-const DURATION_SAMPLES: usize = 512;
-
-/// A job: its spec, its tasks and the queues of its pending tasks.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// Its id.
-    pub id: JobId,
-    /// The validated spec.
-    pub spec: JobSpec,
-    /// Where it stands.
-    pub state: JobState,
-    /// When it was accepted.
-    pub submitted_at: Millis,
-    /// When it became terminal.
-    pub finished_at: Option<Millis>,
-    /// Counters of attempts.
-    pub counters: JobCounters,
-    pub(crate) tasks: Vec<Task>,
-    /// Pending task indexes by kind, in queue order.
-    pub(crate) pending_by_kind: BTreeMap<String, VecDeque<u32>>,
-    pub(crate) counts: TaskCounts,
-    /// Attempts currently leased, for the concurrency limit.
-    pub(crate) live_attempts: u32,
-    /// Sums of the counters reported by committed tasks.
-    pub(crate) task_counters: BTreeMap<String, u64>,
-    /// First task index of each stage, plus the task count at the end.
-    pub(crate) stage_starts: Vec<u32>,
-    /// Tasks of each stage that have not succeeded.
-    pub(crate) stage_unfinished: Vec<u32>,
-    duration_samples: Vec<Millis>,
-    next_sample_slot: usize,
-}
-
-impl Job {
-    /// Returns a job whose tasks are all pending (queues are filled by the caller).
-    pub(crate) fn new(id: JobId, spec: JobSpec, submitted_at: Millis) -> Self {
-        let task_count = spec.tasks.len();
-        let tasks = (0..task_count)
-            .map(|_| Task {
-                state: TaskState::Pending,
-                attempts_made: 0,
-                errors: Vec::new(),
-                output: None,
-                outputs_lost: 0,
-            })
-            .collect();
-        let stage_count = spec.tasks.last().map_or(1, |task| task.stage as usize + 1);
-        let mut stage_starts = vec![0u32; stage_count + 1];
-        let mut stage_unfinished = vec![0u32; stage_count];
-        for (index, task) in spec.tasks.iter().enumerate() {
-            stage_unfinished[task.stage as usize] += 1;
-            stage_starts[task.stage as usize + 1] = index as u32 + 1;
-        }
-        let counts = TaskCounts {
-            pending: task_count as u32,
-            ..TaskCounts::default()
-        };
-        Self {
-            id,
-            spec,
-            state: JobState::Running,
-            submitted_at,
-            finished_at: None,
-            counters: JobCounters::default(),
-            tasks,
-            pending_by_kind: BTreeMap::new(),
-            counts,
-            live_attempts: 0,
-            task_counters: BTreeMap::new(),
-            stage_starts,
-            stage_unfinished,
-            duration_samples: Vec::new(),
-            next_sample_slot: 0,
-        }
-    }
-
-    /// Returns the job's tasks in index order.
-    pub fn tasks(&self) -> &[Task] {
-        &self.tasks
-    }
-
-    /// Returns the attempts of this job leased right now.
-    pub fn live_attempts(&self) -> u32 {
-        self.live_attempts
-    }
-
-    /// Returns how many tasks are in each state.
-    pub fn counts(&self) -> TaskCounts {
-        self.counts
-    }
-
-    /// Returns the sums of the counters reported by committed tasks.
-    pub fn task_counters(&self) -> &BTreeMap<String, u64> {
-        &self.task_counters
-    }
-
-    /// Adds a committed task's counters to the job's sums.
-    pub(crate) fn add_task_counters(&mut self, counters: &BTreeMap<String, u64>) {
-        for (name, value) in counters {
-            let sum = self.task_counters.entry(name.clone()).or_default();
-            *sum = sum.saturating_add(*value);
-        }
-    }
-
-    /// Returns the number of stages (1 for a one-stage job).
-    pub fn stage_count(&self) -> u32 {
-        self.spec.tasks.last().map_or(1, |task| task.stage + 1)
-    }
-
-    /// Returns the kind of each stage's first task, in stage order (MapReduce stages are
-    /// named by it: `mapreduce.map`, `mapreduce.reduce`…).
-    pub fn stage_kinds(&self) -> Vec<&str> {
-        self.stage_starts[..self.stage_starts.len() - 1]
-            .iter()
-            .map(|start| {
-                self.spec
-                    .tasks
-                    .get(*start as usize)
-                    .map_or("", |task| task.kind.as_str())
-            })
-            .collect()
-    }
-
-    /// Returns the task counts of every stage, in stage order. Walks every task.
-    pub fn stage_counts(&self) -> Vec<StageCounts> {
-        let mut stages = vec![StageCounts::default(); self.stage_count() as usize];
-        for (task, spec) in self.tasks.iter().zip(&self.spec.tasks) {
-            let stage = &mut stages[spec.stage as usize];
-            stage.total += 1;
-            match task.state {
-                TaskState::Succeeded => stage.succeeded += 1,
-                TaskState::Running { .. } => stage.running += 1,
-                TaskState::DeadLettered | TaskState::Purged | TaskState::Skipped => {
-                    stage.failed += 1
-                }
-                TaskState::Pending | TaskState::Retrying { .. } => {}
-            }
-        }
-        stages
-    }
-
-    /// Moves task `index` to `state`, keeping the counts in step.
-    pub(crate) fn set_task_state(&mut self, index: u32, state: TaskState) {
-        let task = &mut self.tasks[index as usize];
-        let stage = self.spec.tasks[index as usize].stage as usize;
-        match (&task.state, &state) {
-            (TaskState::Succeeded, TaskState::Succeeded) => {}
-            (TaskState::Succeeded, _) => self.stage_unfinished[stage] += 1,
-            (_, TaskState::Succeeded) => self.stage_unfinished[stage] -= 1,
-            _ => {}
-        }
-        *self.counts.slot(&task.state) -= 1;
-        *self.counts.slot(&state) += 1;
-        task.state = state;
-    }
-
-    /// Returns the stage of task `index`.
-    pub(crate) fn stage_of(&self, index: u32) -> u32 {
-        self.spec.tasks[index as usize].stage
-    }
-
-    /// Returns the task indexes of stage `stage`.
-    pub(crate) fn stage_range(&self, stage: u32) -> std::ops::Range<u32> {
-        self.stage_starts[stage as usize]..self.stage_starts[stage as usize + 1]
-    }
-
-    /// Returns true when tasks of `stage` may run: every task of the stage before has
-    /// succeeded.
-    pub(crate) fn stage_ready(&self, stage: u32) -> bool {
-        stage == 0 || self.stage_unfinished[stage as usize - 1] == 0
-    }
-
-    /// Returns true when task `index` may run now.
-    pub(crate) fn task_ready(&self, index: u32) -> bool {
-        self.stage_ready(self.stage_of(index))
-    }
-
-    /// Returns true when a task of `stage` has succeeded and its output is still needed:
-    /// `stage` is not the last and the next stage has unfinished tasks.
-    pub(crate) fn output_needed(&self, stage: u32) -> bool {
-        let next = stage as usize + 1;
-        next < self.stage_unfinished.len() && self.stage_unfinished[next] > 0
-    }
-
-    /// Returns true when a task of a stage before `stage` is dead-lettered or purged:
-    /// tasks of `stage` can never run.
-    pub(crate) fn stage_blocked(&self, stage: u32) -> bool {
-        let end = self.stage_starts[stage as usize];
-        self.tasks[..end as usize]
-            .iter()
-            .any(|task| matches!(task.state, TaskState::DeadLettered | TaskState::Purged))
-    }
-
-    /// Removes the pending tasks of `stage` from the queues (their stage is no longer
-    /// ready).
-    pub(crate) fn unqueue_stage(&mut self, stage: u32) {
-        let range = self.stage_range(stage);
-        for queue in self.pending_by_kind.values_mut() {
-            queue.retain(|index| !range.contains(index));
-        }
-    }
-
-    /// Removes one task from the queues.
-    pub(crate) fn unqueue_task(&mut self, index: u32) {
-        for queue in self.pending_by_kind.values_mut() {
-            queue.retain(|queued| *queued != index);
-        }
-    }
-
-    /// Queues every pending task of `stage` (which just became ready), in task order.
-    pub(crate) fn queue_stage(&mut self, stage: u32) {
-        for index in self.stage_range(stage) {
-            if self.tasks[index as usize].state == TaskState::Pending {
-                self.enqueue_pending(index, false);
-            }
-        }
-    }
-
-    /// Takes a lost output's counters back out of the job's sums.
-    pub(crate) fn subtract_task_counters(&mut self, counters: &BTreeMap<String, u64>) {
-        for (name, value) in counters {
-            if let Some(sum) = self.task_counters.get_mut(name) {
-                *sum = sum.saturating_sub(*value);
-            }
-        }
-    }
-
-    /// Puts a pending task at the back (first attempts) or front (handed back) of its queue.
-    pub(crate) fn enqueue_pending(&mut self, index: u32, at_front: bool) {
-        let kind = self.spec.tasks[index as usize].kind.clone();
-        let queue = self.pending_by_kind.entry(kind).or_default();
-        if at_front {
-            queue.push_front(index);
-        } else {
-            queue.push_back(index);
-        }
-    }
-
-    /// Records a successful attempt's duration for the straggler threshold.
-    pub(crate) fn record_duration(&mut self, duration_ms: Millis) {
-        if self.duration_samples.len() < DURATION_SAMPLES {
-            self.duration_samples.push(duration_ms);
-        } else {
-            self.duration_samples[self.next_sample_slot] = duration_ms;
-            self.next_sample_slot = (self.next_sample_slot + 1) % DURATION_SAMPLES;
-        }
-    }
-
-    /// Returns the median of recent task durations once `min_samples` are known.
-    pub fn median_duration(&self, min_samples: usize) -> Option<Millis> {
-        if self.duration_samples.len() < min_samples.max(1) {
-            return None;
-        }
-        let mut samples = self.duration_samples.clone();
-        let middle = samples.len() / 2;
-        Some(*samples.select_nth_unstable(middle).1)
-    }
-
-    /// Returns true while the job's concurrency limit allows one more attempt.
-    pub(crate) fn has_capacity(&self) -> bool {
-        self.spec
-            .max_concurrency
-            .is_none_or(|limit| self.live_attempts < limit)
-    }
-
-    /// Returns true once the deadline has passed.
-    pub(crate) fn past_deadline(&self, now: Millis) -> bool {
-        self.spec.deadline.is_some_and(|deadline| now >= deadline)
     }
 }

@@ -1,20 +1,8 @@
 //! What the scheduler knows about jobs and tasks, and what workers send back.
 //!
-//! Task lifecycle (each arrow is one method of [`Job`], called by the scheduler):
-//!
-//! ```text
-//!            pull                     success
-//!  Pending ───────▶ Running ──────────────────────▶ Succeeded
-//!     ▲    ◀──────  │   │  (first valid result wins; other attempts are cancelled)
-//!     │  handed back │   │ failure / lease lost / timeout
-//!     │  on drain    │   ▼
-//!     │         Retrying(not_before) ── attempts left ──▶ (pulled from the retry queue)
-//!     │              │ no attempts left, or not retryable
-//!     │              ▼
-//!     └─ requeue ─ DeadLettered ── purge ──▶ Purged
-//!
-//!  Pending / Retrying ── job cancelled or deadline passed ──▶ Skipped
-//! ```
+//! The task lifecycle is drawn in [`crate::scheduler`], where a reader starts: the
+//! scheduler decides each arrow, and each arrow is a method of [`Job`] (in
+//! `job_transitions.rs`) that keeps the job's counts, queues and counters in step.
 //!
 //! Jobs with several stages (MapReduce: map, then reduce): a task of stage s > 0 is
 //! *ready* once every task of stage s - 1 has succeeded; only ready pending tasks sit in

@@ -1,6 +1,8 @@
 //! Table-style unit tests of the scheduler: feed facts at chosen times, assert the exact
 //! replies, state and outputs. Every test ends by checking the scheduler's invariants.
 
+mod stages;
+
 use super::{JobError, Output, Scheduler, SchedulerConfig, WorkerInfo};
 use crate::ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
 use crate::journal::JournalEvent;
@@ -751,6 +753,3 @@ fn a_snapshot_stays_proportional_to_failures_not_to_work_done() {
     assert_eq!(job_state(&recovered, job_id), JobState::Succeeded);
     recovered.check_invariants().unwrap();
 }
-
-#[path = "scheduler_stage_tests.rs"]
-mod stages;

@@ -243,16 +243,6 @@ impl Journal {
         }
     }
 
-    /// Returns up to `limit` committed results of `job` from task `from_task` on.
-    pub fn results(
-        &self,
-        job: JobId,
-        from_task: u32,
-        limit: usize,
-    ) -> Result<Vec<CommittedResult>, StoreError> {
-        self.result_reader().results(job, from_task, limit)
-    }
-
     /// Returns the number of events in the log.
     pub fn len(&self) -> u64 {
         self.next_sequence
@@ -332,11 +322,24 @@ mod tests {
             panic!()
         };
         assert!(result.output.inline.is_empty());
-        let results = journal.results(JobId(1), 0, 10).unwrap();
+        let results = journal.result_reader().results(JobId(1), 0, 10).unwrap();
         assert_eq!(results.len(), 2);
         assert_eq!(results[1].output.inline, b"world");
-        assert_eq!(journal.results(JobId(1), 1, 10).unwrap().len(), 1);
-        assert!(journal.results(JobId(2), 0, 10).unwrap().is_empty());
+        assert_eq!(
+            journal
+                .result_reader()
+                .results(JobId(1), 1, 10)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            journal
+                .result_reader()
+                .results(JobId(2), 0, 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -461,7 +464,20 @@ mod tests {
             recovered.events[0],
             JournalEvent::JobIdsReserved { next_job: 3 }
         );
-        assert!(journal.results(JobId(1), 0, 10).unwrap().is_empty());
-        assert_eq!(journal.results(JobId(2), 0, 10).unwrap().len(), 2);
+        assert!(
+            journal
+                .result_reader()
+                .results(JobId(1), 0, 10)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            journal
+                .result_reader()
+                .results(JobId(2), 0, 10)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

@@ -7,6 +7,15 @@ use crate::journal::JournalEvent;
 use crate::model::{JobState, TaskState};
 use std::cmp::Reverse;
 
+/// What an operator does with dead letters.
+#[derive(Debug, Clone, Copy)]
+enum DeadLetterAction {
+    /// Back to the queue with fresh attempts.
+    Requeue,
+    /// Removed for good.
+    Purge,
+}
+
 impl Scheduler {
     /// Returns the dead-lettered tasks of `job` (every job when `None`).
     pub fn dead_letters(&self, job: Option<JobId>) -> Vec<TaskId> {
@@ -40,22 +49,7 @@ impl Scheduler {
         tasks: &[TaskId],
         out: &mut Vec<Output>,
     ) -> u32 {
-        let tasks: Vec<TaskId> = tasks
-            .iter()
-            .copied()
-            .filter(|t| self.is_requeueable(*t))
-            .collect();
-        if tasks.is_empty() {
-            return 0;
-        }
-        out.push(Output::Persist(JournalEvent::DeadLettersRequeued {
-            tasks: tasks.clone(),
-            at: now,
-        }));
-        for task in &tasks {
-            self.apply_requeue(*task);
-        }
-        tasks.len() as u32
+        self.act_on_dead_letters(now, tasks, DeadLetterAction::Requeue, out)
     }
 
     /// Removes dead letters for good; returns how many.
@@ -65,25 +59,48 @@ impl Scheduler {
         tasks: &[TaskId],
         out: &mut Vec<Output>,
     ) -> u32 {
+        self.act_on_dead_letters(now, tasks, DeadLetterAction::Purge, out)
+    }
+
+    /// Journals, then applies, an operator's action on those of `tasks` it applies to;
+    /// returns how many.
+    fn act_on_dead_letters(
+        &mut self,
+        now: Millis,
+        tasks: &[TaskId],
+        action: DeadLetterAction,
+        out: &mut Vec<Output>,
+    ) -> u32 {
         let tasks: Vec<TaskId> = tasks
             .iter()
             .copied()
-            .filter(|t| self.is_dead_letter(*t))
+            .filter(|task| match action {
+                DeadLetterAction::Requeue => self.is_requeueable(*task),
+                DeadLetterAction::Purge => self.is_dead_letter(*task),
+            })
             .collect();
         if tasks.is_empty() {
             return 0;
         }
-        out.push(Output::Persist(JournalEvent::DeadLettersPurged {
-            tasks: tasks.clone(),
-            at: now,
-        }));
-        for task in &tasks {
-            self.jobs
-                .get_mut(&task.job)
-                .expect("dead letter has a job")
-                .purge(task.index);
+        let count = tasks.len() as u32;
+        let event = match action {
+            DeadLetterAction::Requeue => JournalEvent::DeadLettersRequeued {
+                tasks: tasks.clone(),
+                at: now,
+            },
+            DeadLetterAction::Purge => JournalEvent::DeadLettersPurged {
+                tasks: tasks.clone(),
+                at: now,
+            },
+        };
+        out.push(Output::Persist(event));
+        for task in tasks {
+            match action {
+                DeadLetterAction::Requeue => self.apply_requeue(task),
+                DeadLetterAction::Purge => self.apply_purge(task),
+            }
         }
-        tasks.len() as u32
+        count
     }
 
     /// A dead letter can go back to the queue unless its job was cancelled: a cancelled
@@ -116,6 +133,15 @@ impl Scheduler {
         self.finish_if_done(now, task_id.job, out);
     }
 
+    /// Purges a dead letter (the caller checked it is one).
+    pub(super) fn apply_purge(&mut self, task: TaskId) {
+        self.jobs
+            .get_mut(&task.job)
+            .expect("dead letter has a job")
+            .purge(task.index);
+    }
+
+    /// Requeues a dead letter (the caller checked it may be); a finished job runs again.
     pub(super) fn apply_requeue(&mut self, task: TaskId) {
         let job = self
             .jobs

@@ -104,10 +104,7 @@ impl Scheduler {
             JournalEvent::DeadLettersPurged { tasks, at } => {
                 for task in tasks {
                     if self.is_dead_letter(task) {
-                        self.jobs
-                            .get_mut(&task.job)
-                            .expect("checked")
-                            .purge(task.index);
+                        self.apply_purge(task);
                     }
                     self.finish_if_done(at, task.job, &mut ignored);
                 }

@@ -9,6 +9,10 @@
 //!
 //! Long-polls (workers pulling with nothing to do, clients waiting for a job) are parked
 //! here and answered when the state changes or their deadline passes.
+//!
+//! The journal is any [`Journal`] (the embedded redb file today): the actor relies only on
+//! its contract, that a batch is durable once `append` returns and that any write error is
+//! fatal.
 
 use crate::observatory::Observatory;
 use essaim_core::{
@@ -16,7 +20,7 @@ use essaim_core::{
     ReportReply, ReportedResult, Scheduler, SchedulerStats, SpecError, TaskId, WorkerId,
     WorkerInfo,
 };
-use essaim_store::Journal;
+use essaim_store::{Journal, StoreError};
 use essaim_telemetry::{CoordinatorMetrics, Health, JobOutcome};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -144,7 +148,8 @@ pub fn wall_clock_ms() -> u64 {
 /// The actor's state.
 pub struct Actor {
     pub(crate) scheduler: Scheduler,
-    pub(crate) journal: Option<Journal>,
+    /// Taken out while a write runs on a blocking thread.
+    pub(crate) journal: Option<Box<dyn Journal>>,
     pub(crate) metrics: CoordinatorMetrics,
     pub(crate) health: Health,
     pub(crate) tick_every: Duration,
@@ -173,7 +178,7 @@ impl Actor {
     /// Returns an actor around a recovered scheduler and its journal.
     pub fn new(
         scheduler: Scheduler,
-        journal: Journal,
+        journal: Box<dyn Journal>,
         metrics: CoordinatorMetrics,
         health: Health,
         tick_every: Duration,
@@ -205,7 +210,7 @@ impl Actor {
         mut self,
         mut commands_rx: mpsc::Receiver<Command>,
         shutdown: CancellationToken,
-    ) -> Result<(), essaim_store::StoreError> {
+    ) -> Result<(), StoreError> {
         let mut ticker = tokio::time::interval(self.tick_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch: Vec<Command> = Vec::with_capacity(MAX_BATCH);
@@ -239,11 +244,7 @@ impl Actor {
     }
 
     /// Applies one batch, makes it durable, then replies.
-    async fn process(
-        &mut self,
-        tick: bool,
-        batch: &mut Vec<Command>,
-    ) -> Result<(), essaim_store::StoreError> {
+    async fn process(&mut self, tick: bool, batch: &mut Vec<Command>) -> Result<(), StoreError> {
         // The scheduler needs time that never goes backwards within one incarnation.
         let now = wall_clock_ms().max(self.last_now);
         self.last_now = now;
@@ -302,7 +303,7 @@ impl Actor {
     /// Forgets long-finished jobs and rewrites the journal as a snapshot when it has
     /// grown enough (or jobs were forgotten): coordinator memory and journal size stay
     /// bounded by the retention settings, not by the number of jobs ever submitted.
-    async fn apply_retention(&mut self, now: u64) -> Result<(), essaim_store::StoreError> {
+    async fn apply_retention(&mut self, now: u64) -> Result<(), StoreError> {
         let retention_due = self.last_retention_check.elapsed() >= self.retention.check_every;
         let journal_grew = self.events_since_compaction >= self.retention.compact_after_events;
         if !retention_due && !journal_grew {
@@ -332,7 +333,7 @@ impl Actor {
         Ok(())
     }
 
-    async fn persist(&mut self, events: Vec<JournalEvent>) -> Result<(), essaim_store::StoreError> {
+    async fn persist(&mut self, events: Vec<JournalEvent>) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let event_count = events.len();
         self.write_journal("journal write", move |journal| journal.append(&events))
@@ -352,14 +353,14 @@ impl Actor {
     async fn write_journal(
         &mut self,
         what: &'static str,
-        write: impl FnOnce(&mut Journal) -> Result<(), essaim_store::StoreError> + Send + 'static,
-    ) -> Result<(), essaim_store::StoreError> {
+        write: impl FnOnce(&mut dyn Journal) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
         let mut journal = self
             .journal
             .take()
             .expect("the journal is only taken during a write");
         let (journal, result) = tokio::task::spawn_blocking(move || {
-            let result = write(&mut journal);
+            let result = write(journal.as_mut());
             (journal, result)
         })
         .await

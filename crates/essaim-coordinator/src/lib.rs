@@ -28,7 +28,7 @@ pub mod views;
 use actor::Actor;
 use essaim_core::{Scheduler, SchedulerConfig};
 use essaim_proto::v1::coordinator_server::CoordinatorServer;
-use essaim_store::Journal;
+use essaim_store::RedbJournal;
 use essaim_telemetry::prometheus_client::registry::Registry;
 use essaim_telemetry::{CoordinatorMetrics, Health};
 use service::{CoordinatorService, TokenCheck, WorkerTiming};
@@ -139,7 +139,7 @@ pub async fn start_coordinator(
     shutdown: CancellationToken,
 ) -> Result<RunningCoordinator, CoordinatorError> {
     let data_dir = config.data_dir.clone();
-    let (journal, recovered) = tokio::task::spawn_blocking(move || Journal::open(&data_dir))
+    let (journal, recovered) = tokio::task::spawn_blocking(move || RedbJournal::open(&data_dir))
         .await
         .expect("journal open does not panic")?;
     let scheduler_config = SchedulerConfig {
@@ -179,7 +179,7 @@ pub async fn start_coordinator(
     };
     let actor = Actor::new(
         scheduler,
-        journal,
+        Box::new(journal),
         metrics.clone(),
         health.clone(),
         config.tick,

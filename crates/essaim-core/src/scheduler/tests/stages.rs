@@ -264,7 +264,7 @@ fn map_tasks_go_first_to_workers_holding_their_input() {
     assert_eq!(pull_one(&mut scheduler, 1, anywhere).task, task(job, 0));
     assert_eq!(scheduler.stats().local_grants, 1);
     assert_eq!(scheduler.stats().remote_grants, 1);
-    assert!(!super::super::is_local(
+    assert!(!crate::model::job::is_local(
         &["/data/ab/x".into()],
         &["/data/a".into()]
     ));
@@ -286,8 +286,8 @@ fn recovery_restores_stage_outputs_lost_outputs_and_counters_from_journal_or_sna
         assert_eq!(job_state.counts(), live.counts());
         assert_eq!(job_state.task_counters(), live.task_counters());
         assert_eq!(
-            job_state.tasks()[1].output.as_ref().map(|o| o.attempt),
-            live.tasks()[1].output.as_ref().map(|o| o.attempt)
+            job_state.tasks()[1].output().map(|o| o.attempt),
+            live.tasks()[1].output().map(|o| o.attempt)
         );
     }
     // The recovered scheduler hands the reducer the surviving output.

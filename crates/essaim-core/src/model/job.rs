@@ -1,0 +1,405 @@
+//! A job and the numbers it keeps about itself: its tasks' states, the counts and stage
+//! tallies kept in step with them, its queues of pending tasks, its live attempts and its
+//! counters.
+//!
+//! Every change to those numbers goes through a method of [`Job`] (here, and the
+//! transitions in `job_transitions.rs`), so each has one owner; the scheduler decides
+//! across jobs (which job serves a worker, which attempt holds a lease) and calls them.
+
+use super::{JobCounters, JobState, StageCounts, Task, TaskCounts, TaskState, UpstreamOutput};
+use crate::ids::{JobId, Millis};
+use crate::model::FileRef;
+use crate::spec::JobSpec;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Most recent task durations kept per job to estimate the median.
+const DURATION_SAMPLES: usize = 512;
+
+/// How deep a queue is searched for a task whose input the pulling worker holds.
+const LOCALITY_SCAN: usize = 64;
+
+/// A job: its spec, its tasks and the queues of its pending tasks.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// The validated spec.
+    pub spec: JobSpec,
+    /// Where it stands.
+    pub state: JobState,
+    /// When it was accepted.
+    pub submitted_at: Millis,
+    /// When it became terminal.
+    pub finished_at: Option<Millis>,
+    /// Counters of attempts (written only by the job's own methods).
+    pub counters: JobCounters,
+    pub(super) tasks: Vec<Task>,
+    /// Pending task indexes by kind, in queue order; only tasks of ready stages.
+    pub(super) pending_by_kind: BTreeMap<String, VecDeque<u32>>,
+    pub(super) counts: TaskCounts,
+    /// Attempts currently leased, for the concurrency limit.
+    pub(super) live_attempts: u32,
+    /// Sums of the counters reported by committed tasks.
+    pub(super) task_counters: BTreeMap<String, u64>,
+    /// First task index of each stage, plus the task count at the end.
+    pub(super) stage_starts: Vec<u32>,
+    /// Tasks of each stage that have not succeeded.
+    pub(super) stage_unfinished: Vec<u32>,
+    duration_samples: Vec<Millis>,
+    next_sample_slot: usize,
+}
+
+/// Where a task taken from a queue stands with respect to the pulling worker's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locality {
+    /// The task names no input paths.
+    Unconstrained,
+    /// The worker holds one of the task's input paths.
+    Local,
+    /// The worker holds none of them.
+    Remote,
+}
+
+impl Job {
+    /// Returns a job whose tasks are all pending and not yet queued (see
+    /// [`Job::queue_first_stage`] and [`Job::rebuild_pending_queues`]).
+    pub(crate) fn new(id: JobId, spec: JobSpec, submitted_at: Millis) -> Self {
+        let task_count = spec.tasks.len();
+        let tasks = (0..task_count).map(|_| Task::pending()).collect();
+        let stage_count = spec.tasks.last().map_or(1, |task| task.stage as usize + 1);
+        let mut stage_starts = vec![0u32; stage_count + 1];
+        let mut stage_unfinished = vec![0u32; stage_count];
+        for (index, task) in spec.tasks.iter().enumerate() {
+            stage_unfinished[task.stage as usize] += 1;
+            stage_starts[task.stage as usize + 1] = index as u32 + 1;
+        }
+        let counts = TaskCounts {
+            pending: task_count as u32,
+            ..TaskCounts::default()
+        };
+        Self {
+            id,
+            spec,
+            state: JobState::Running,
+            submitted_at,
+            finished_at: None,
+            counters: JobCounters::default(),
+            tasks,
+            pending_by_kind: BTreeMap::new(),
+            counts,
+            live_attempts: 0,
+            task_counters: BTreeMap::new(),
+            stage_starts,
+            stage_unfinished,
+            duration_samples: Vec::new(),
+            next_sample_slot: 0,
+        }
+    }
+
+    // ------------------------------------------------------------------ read side
+
+    /// Returns the job's tasks in index order.
+    pub fn tasks(&self) -> &[Task] {
+        &self.tasks
+    }
+
+    /// Returns the attempts of this job leased right now.
+    pub fn live_attempts(&self) -> u32 {
+        self.live_attempts
+    }
+
+    /// Returns how many tasks are in each state.
+    pub fn counts(&self) -> TaskCounts {
+        self.counts
+    }
+
+    /// Returns the sums of the counters reported by committed tasks.
+    pub fn task_counters(&self) -> &BTreeMap<String, u64> {
+        &self.task_counters
+    }
+
+    /// Returns the number of stages (1 for a one-stage job).
+    pub fn stage_count(&self) -> u32 {
+        self.spec.tasks.last().map_or(1, |task| task.stage + 1)
+    }
+
+    /// Returns the kind of each stage's first task, in stage order (MapReduce stages are
+    /// named by it: `mapreduce.map`, `mapreduce.reduce`…).
+    pub fn stage_kinds(&self) -> Vec<&str> {
+        self.stage_starts[..self.stage_starts.len() - 1]
+            .iter()
+            .map(|start| {
+                self.spec
+                    .tasks
+                    .get(*start as usize)
+                    .map_or("", |task| task.kind.as_str())
+            })
+            .collect()
+    }
+
+    /// Returns the task counts of every stage, in stage order. Walks every task.
+    pub fn stage_counts(&self) -> Vec<StageCounts> {
+        let mut stages = vec![StageCounts::default(); self.stage_count() as usize];
+        for (task, spec) in self.tasks.iter().zip(&self.spec.tasks) {
+            let stage = &mut stages[spec.stage as usize];
+            stage.total += 1;
+            match task.state {
+                TaskState::Succeeded => stage.succeeded += 1,
+                TaskState::Running { .. } => stage.running += 1,
+                TaskState::DeadLettered | TaskState::Purged | TaskState::Skipped => {
+                    stage.failed += 1
+                }
+                TaskState::Pending | TaskState::Retrying { .. } => {}
+            }
+        }
+        stages
+    }
+
+    /// Returns the median of recent task durations once `min_samples` are known.
+    pub fn median_duration(&self, min_samples: usize) -> Option<Millis> {
+        if self.duration_samples.len() < min_samples.max(1) {
+            return None;
+        }
+        let mut samples = self.duration_samples.clone();
+        let middle = samples.len() / 2;
+        Some(*samples.select_nth_unstable(middle).1)
+    }
+
+    /// Returns true while the job's concurrency limit allows one more attempt.
+    pub(crate) fn has_capacity(&self) -> bool {
+        self.spec
+            .max_concurrency
+            .is_none_or(|limit| self.live_attempts < limit)
+    }
+
+    /// Returns true once the deadline has passed.
+    pub(crate) fn past_deadline(&self, now: Millis) -> bool {
+        self.spec.deadline.is_some_and(|deadline| now >= deadline)
+    }
+
+    /// Returns the kind of task `index`.
+    pub(crate) fn kind_of(&self, index: u32) -> &str {
+        &self.spec.tasks[index as usize].kind
+    }
+
+    // ------------------------------------------------------------------ stages
+
+    /// Returns the stage of task `index`.
+    pub(crate) fn stage_of(&self, index: u32) -> u32 {
+        self.spec.tasks[index as usize].stage
+    }
+
+    /// Returns the task indexes of stage `stage`.
+    pub(crate) fn stage_range(&self, stage: u32) -> std::ops::Range<u32> {
+        self.stage_starts[stage as usize]..self.stage_starts[stage as usize + 1]
+    }
+
+    /// Returns true when tasks of `stage` may run: every task of the stage before has
+    /// succeeded.
+    pub(crate) fn stage_ready(&self, stage: u32) -> bool {
+        stage == 0 || self.stage_unfinished[stage as usize - 1] == 0
+    }
+
+    /// Returns true when task `index` may run now.
+    pub(crate) fn task_ready(&self, index: u32) -> bool {
+        self.stage_ready(self.stage_of(index))
+    }
+
+    /// Returns true when a task of `stage` has succeeded and its output is still needed:
+    /// `stage` is not the last and the next stage has unfinished tasks.
+    pub(crate) fn output_needed(&self, stage: u32) -> bool {
+        let next = stage as usize + 1;
+        next < self.stage_unfinished.len() && self.stage_unfinished[next] > 0
+    }
+
+    /// Returns true when a task of a stage before `stage` is dead-lettered or purged:
+    /// tasks of `stage` can never run.
+    pub(crate) fn stage_blocked(&self, stage: u32) -> bool {
+        let end = self.stage_starts[stage as usize];
+        self.tasks[..end as usize]
+            .iter()
+            .any(|task| matches!(task.state, TaskState::DeadLettered | TaskState::Purged))
+    }
+
+    /// Returns the outputs a task of stage s > 0 reads: those of every task of stage s - 1.
+    pub(crate) fn upstream_outputs(&self, index: u32) -> Vec<UpstreamOutput> {
+        let stage = self.stage_of(index);
+        if stage == 0 {
+            return Vec::new();
+        }
+        self.stage_range(stage - 1)
+            .filter_map(|upstream| {
+                let output = self.tasks[upstream as usize].output.as_ref()?;
+                Some(UpstreamOutput {
+                    task_index: upstream,
+                    attempt: output.attempt,
+                    file: output.file.clone().unwrap_or(FileRef {
+                        url: String::new(),
+                        size_bytes: 0,
+                    }),
+                })
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------------ queues
+
+    /// Returns true when a task of one of `kinds` is queued.
+    pub(crate) fn has_queued_task_of(&self, kinds: &BTreeSet<String>) -> bool {
+        self.pending_by_kind
+            .iter()
+            .any(|(kind, queue)| !queue.is_empty() && kinds.contains(kind))
+    }
+
+    /// Takes the first queued task of the first of `kinds` with one; among the first
+    /// [`LOCALITY_SCAN`] tasks of a queue whose first task names input paths, one whose
+    /// input lies under `data_dirs` goes first.
+    pub(crate) fn take_queued_task(
+        &mut self,
+        kinds: &BTreeSet<String>,
+        data_dirs: &[String],
+    ) -> Option<(u32, Locality)> {
+        let specs = &self.spec.tasks;
+        for (kind, queue) in self.pending_by_kind.iter_mut() {
+            if !kinds.contains(kind) {
+                continue;
+            }
+            let Some(first) = queue.front() else {
+                continue;
+            };
+            if specs[*first as usize].locality.is_empty() {
+                let index = queue.pop_front().expect("queue has a front");
+                return Some((index, Locality::Unconstrained));
+            }
+            let local = queue
+                .iter()
+                .take(LOCALITY_SCAN)
+                .position(|index| is_local(&specs[*index as usize].locality, data_dirs));
+            let index = queue
+                .remove(local.unwrap_or(0))
+                .expect("position is in the queue");
+            let locality = if local.is_some() {
+                Locality::Local
+            } else {
+                Locality::Remote
+            };
+            return Some((index, locality));
+        }
+        None
+    }
+
+    /// Queues the tasks of the first stage of a newly submitted job, in task order.
+    pub(crate) fn queue_first_stage(&mut self) {
+        self.queue_stage(0);
+    }
+
+    /// Rebuilds the queues from the task states (after recovery), in task order.
+    pub(crate) fn rebuild_pending_queues(&mut self) {
+        self.pending_by_kind.clear();
+        for index in 0..self.tasks.len() as u32 {
+            if self.tasks[index as usize].state == TaskState::Pending && self.task_ready(index) {
+                self.enqueue_pending(index, false);
+            }
+        }
+    }
+
+    /// Removes the pending tasks of `stage` from the queues (their stage is no longer
+    /// ready).
+    pub(super) fn unqueue_stage(&mut self, stage: u32) {
+        let range = self.stage_range(stage);
+        for queue in self.pending_by_kind.values_mut() {
+            queue.retain(|index| !range.contains(index));
+        }
+    }
+
+    /// Removes one task from the queues.
+    pub(super) fn unqueue_task(&mut self, index: u32) {
+        for queue in self.pending_by_kind.values_mut() {
+            queue.retain(|queued| *queued != index);
+        }
+    }
+
+    /// Queues every pending task of `stage` (which just became ready), in task order.
+    pub(super) fn queue_stage(&mut self, stage: u32) {
+        for index in self.stage_range(stage) {
+            if self.tasks[index as usize].state == TaskState::Pending {
+                self.enqueue_pending(index, false);
+            }
+        }
+    }
+
+    /// Puts a pending task at the back (first attempts) or front (handed back) of its queue.
+    fn enqueue_pending(&mut self, index: u32, at_front: bool) {
+        let kind = self.spec.tasks[index as usize].kind.clone();
+        let queue = self.pending_by_kind.entry(kind).or_default();
+        if at_front {
+            queue.push_front(index);
+        } else {
+            queue.push_back(index);
+        }
+    }
+
+    /// Makes a task pending, queued (at the front or back) only when its stage is ready.
+    pub(super) fn make_pending(&mut self, index: u32, at_front: bool) {
+        self.set_task_state(index, TaskState::Pending);
+        if self.task_ready(index) {
+            self.enqueue_pending(index, at_front);
+        }
+    }
+
+    /// Moves task `index` to `state`, keeping the counts and stage tallies in step.
+    pub(super) fn set_task_state(&mut self, index: u32, state: TaskState) {
+        let task = &mut self.tasks[index as usize];
+        let stage = self.spec.tasks[index as usize].stage as usize;
+        match (&task.state, &state) {
+            (TaskState::Succeeded, TaskState::Succeeded) => {}
+            (TaskState::Succeeded, _) => self.stage_unfinished[stage] += 1,
+            (_, TaskState::Succeeded) => self.stage_unfinished[stage] -= 1,
+            _ => {}
+        }
+        *self.counts.slot(&task.state) -= 1;
+        *self.counts.slot(&state) += 1;
+        task.state = state;
+    }
+
+    // ------------------------------------------------------------------ counters
+
+    /// Adds a committed task's counters to the job's sums.
+    pub(super) fn add_task_counters(&mut self, counters: &BTreeMap<String, u64>) {
+        for (name, value) in counters {
+            let sum = self.task_counters.entry(name.clone()).or_default();
+            *sum = sum.saturating_add(*value);
+        }
+    }
+
+    /// Takes a lost output's counters back out of the job's sums.
+    pub(super) fn subtract_task_counters(&mut self, counters: &BTreeMap<String, u64>) {
+        for (name, value) in counters {
+            if let Some(sum) = self.task_counters.get_mut(name) {
+                *sum = sum.saturating_sub(*value);
+            }
+        }
+    }
+
+    /// Records a successful attempt's duration for the straggler threshold.
+    pub(super) fn record_duration(&mut self, duration_ms: Millis) {
+        if self.duration_samples.len() < DURATION_SAMPLES {
+            self.duration_samples.push(duration_ms);
+        } else {
+            self.duration_samples[self.next_sample_slot] = duration_ms;
+            self.next_sample_slot = (self.next_sample_slot + 1) % DURATION_SAMPLES;
+        }
+    }
+}
+
+/// Returns true when one of `paths` lies under one of the worker's `data_dirs` (a
+/// component-wise prefix: `/data/a` holds `/data/a/x` but not `/data/ab`).
+pub(crate) fn is_local(paths: &[String], data_dirs: &[String]) -> bool {
+    paths.iter().any(|path| {
+        data_dirs.iter().any(|dir| {
+            let dir = dir.trim_end_matches('/');
+            path.strip_prefix(dir)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/') || dir.is_empty())
+        })
+    })
+}

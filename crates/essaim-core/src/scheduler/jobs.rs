@@ -1,0 +1,120 @@
+//! Jobs as a whole: submission, cancellation, the end of a job once its tasks are all
+//! terminal, and forgetting finished jobs after their retention.
+
+use super::{JobError, Output, Scheduler};
+use crate::ids::{AttemptId, JobId, Millis};
+use crate::journal::JournalEvent;
+use crate::model::{Job, JobState};
+use crate::spec::{JobSpec, RawJobSpec, SpecError};
+use std::cmp::Reverse;
+
+impl Scheduler {
+    /// Validates and accepts a job.
+    pub fn submit(
+        &mut self,
+        now: Millis,
+        raw: RawJobSpec,
+        out: &mut Vec<Output>,
+    ) -> Result<JobId, SpecError> {
+        let known: Vec<String> = self.known_kinds.iter().cloned().collect();
+        let spec = raw.validate(&known)?;
+        let job_id = JobId(self.next_job);
+        self.next_job += 1;
+        out.push(Output::Persist(JournalEvent::JobSubmitted {
+            job: job_id,
+            spec: spec.clone(),
+            at: now,
+        }));
+        self.insert_job(job_id, spec, now);
+        Ok(job_id)
+    }
+
+    /// Cancels a running job: queued tasks are skipped, live attempts are revoked.
+    pub fn cancel_job(
+        &mut self,
+        now: Millis,
+        job_id: JobId,
+        reason: &str,
+        out: &mut Vec<Output>,
+    ) -> Result<(), JobError> {
+        let job = self.jobs.get(&job_id).ok_or(JobError::NotFound(job_id))?;
+        if job.state != JobState::Running {
+            return Err(JobError::AlreadyFinished {
+                job: job_id,
+                state: job.state.name(),
+            });
+        }
+        out.push(Output::Persist(JournalEvent::JobCancelled {
+            job: job_id,
+            reason: reason.to_string(),
+            at: now,
+        }));
+        self.apply_cancel(job_id, reason, now);
+        let state = self.jobs[&job_id].state.clone();
+        out.push(Output::JobFinished { job: job_id, state });
+        Ok(())
+    }
+
+    fn insert_job(&mut self, job_id: JobId, spec: JobSpec, now: Millis) {
+        let priority = spec.priority;
+        let mut job = Job::new(job_id, spec, now);
+        job.queue_first_stage();
+        self.jobs.insert(job_id, job);
+        self.job_order.insert((Reverse(priority), job_id));
+        self.next_job = self.next_job.max(job_id.0 + 1);
+    }
+
+    pub(super) fn apply_cancel(&mut self, job_id: JobId, reason: &str, now: Millis) {
+        let live: Vec<AttemptId> = self
+            .attempts
+            .iter()
+            .filter(|(_, attempt)| attempt.task.job == job_id)
+            .map(|(id, _)| *id)
+            .collect();
+        for attempt_id in live {
+            self.release_and_cancel(attempt_id);
+        }
+        let job = self.jobs.get_mut(&job_id).expect("cancelled job exists");
+        job.cancel(reason, now, &mut self.retry_queue);
+        self.job_order.remove(&(Reverse(job.spec.priority), job_id));
+    }
+
+    /// Moves the queued tasks of a job past its deadline to `Skipped`.
+    pub(super) fn skip_unstarted(&mut self, job_id: JobId) {
+        self.jobs
+            .get_mut(&job_id)
+            .expect("job exists")
+            .skip_unstarted(&mut self.retry_queue);
+    }
+
+    pub(super) fn finish_if_done(&mut self, now: Millis, job_id: JobId, out: &mut Vec<Output>) {
+        let job = self.jobs.get_mut(&job_id).expect("job exists");
+        if !job.finish_if_done(now) {
+            return;
+        }
+        self.job_order.remove(&(Reverse(job.spec.priority), job_id));
+        out.push(Output::JobFinished {
+            job: job_id,
+            state: job.state.clone(),
+        });
+    }
+
+    /// Forgets jobs that finished at least `retention_ms` ago; returns them. Their events
+    /// disappear from the journal at the next snapshot, their results with them.
+    pub fn forget_jobs_finished_before(&mut self, now: Millis, retention_ms: Millis) -> Vec<JobId> {
+        let expired: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|job| job.state != JobState::Running)
+            .filter(|job| {
+                job.finished_at
+                    .is_some_and(|at| at.saturating_add(retention_ms) <= now)
+            })
+            .map(|job| job.id)
+            .collect();
+        for job in &expired {
+            self.jobs.remove(job);
+        }
+        expired
+    }
+}

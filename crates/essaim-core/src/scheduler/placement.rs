@@ -1,0 +1,197 @@
+//! Placement: which task a pulling worker gets, and the lease it gets it under.
+//!
+//! The order is a policy of its own, kept in one place: first attempts of the
+//! highest-priority, oldest job with capacity (a task whose input the worker holds goes
+//! first), with a due retry every `retry_every` grants so retries are never starved; then
+//! any due retry; then a speculative copy of a straggler.
+
+use super::{Attempt, PullReply, Scheduler};
+use crate::ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
+use crate::model::{Assignment, Locality, TaskState};
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Scheduler {
+    /// Returns true when `worker` would get a task if it pulled now (used to wake
+    /// long-polls without granting anything).
+    pub fn has_work_for(&self, now: Millis, worker: WorkerId) -> bool {
+        let Some(state) = self.workers.get(&worker) else {
+            return true;
+        };
+        if state.draining {
+            return false;
+        }
+        self.job_order.iter().any(|(_, job_id)| {
+            let job = &self.jobs[job_id];
+            job.has_capacity() && job.has_queued_task_of(&state.info.kinds)
+        }) || self
+            .retry_queue
+            .first_due_at()
+            .is_some_and(|not_before| not_before <= now)
+    }
+
+    /// Grants up to `max` new leases to a worker.
+    pub fn pull(&mut self, now: Millis, worker_id: WorkerId, max: u32) -> PullReply {
+        let Some(worker) = self.workers.get_mut(&worker_id) else {
+            return PullReply {
+                reregister: true,
+                assignments: Vec::new(),
+            };
+        };
+        worker.last_seen = now;
+        if worker.draining {
+            return PullReply::default();
+        }
+        let kinds = worker.info.kinds.clone();
+        let data_dirs = worker.info.data_dirs.clone();
+        let mut assignments = Vec::new();
+        while assignments.len() < max as usize {
+            let Some((task, speculative)) = self.pick_next(now, worker_id, &kinds, &data_dirs)
+            else {
+                break;
+            };
+            assignments.push(self.grant(now, worker_id, task, speculative));
+        }
+        PullReply {
+            reregister: false,
+            assignments,
+        }
+    }
+
+    /// Chooses the next task for a worker: first attempts, with a due retry every
+    /// `retry_every` grants; then any due retry; then a straggler's speculative copy.
+    fn pick_next(
+        &mut self,
+        now: Millis,
+        worker_id: WorkerId,
+        kinds: &BTreeSet<String>,
+        data_dirs: &[String],
+    ) -> Option<(TaskId, bool)> {
+        let retry_turn = self.first_attempts_since_retry >= self.config.retry_every;
+        if retry_turn && let Some(task) = self.take_due_retry(now, kinds) {
+            self.first_attempts_since_retry = 0;
+            return Some((task, false));
+        }
+        if let Some(task) = self.take_first_attempt(now, kinds, data_dirs) {
+            self.first_attempts_since_retry += 1;
+            return Some((task, false));
+        }
+        if let Some(task) = self.take_due_retry(now, kinds) {
+            self.first_attempts_since_retry = 0;
+            return Some((task, false));
+        }
+        self.find_straggler(now, worker_id, kinds)
+            .map(|task| (task, true))
+    }
+
+    /// Takes the first queued task of the first job with capacity; among the first
+    /// [`LOCALITY_SCAN`] tasks of a queue, one whose input the worker holds goes first.
+    fn take_first_attempt(
+        &mut self,
+        now: Millis,
+        kinds: &BTreeSet<String>,
+        data_dirs: &[String],
+    ) -> Option<TaskId> {
+        for (_, job_id) in &self.job_order {
+            let job = self.jobs.get_mut(job_id).expect("ordered job exists");
+            if !job.has_capacity() || job.past_deadline(now) {
+                continue;
+            }
+            let Some((index, locality)) = job.take_queued_task(kinds, data_dirs) else {
+                continue;
+            };
+            match locality {
+                Locality::Unconstrained => {}
+                Locality::Local => self.stats.local_grants += 1,
+                Locality::Remote => self.stats.remote_grants += 1,
+            }
+            return Some(TaskId::new(*job_id, index));
+        }
+        None
+    }
+
+    fn take_due_retry(&mut self, now: Millis, kinds: &BTreeSet<String>) -> Option<TaskId> {
+        let jobs = &self.jobs;
+        self.retry_queue.take_first_due(now, |task| {
+            let job = &jobs[&task.job];
+            job.has_capacity() && !job.past_deadline(now) && kinds.contains(job.kind_of(task.index))
+        })
+    }
+
+    /// Finds a task whose only attempt runs on another worker for much longer than its
+    /// job's median task: the straggler gets a copy here (first result wins).
+    fn find_straggler(
+        &self,
+        now: Millis,
+        worker_id: WorkerId,
+        kinds: &BTreeSet<String>,
+    ) -> Option<TaskId> {
+        let mut medians: BTreeMap<JobId, Option<Millis>> = BTreeMap::new();
+        for attempt in self.attempts.values() {
+            if attempt.worker == worker_id || attempt.speculative {
+                continue;
+            }
+            let job = &self.jobs[&attempt.task.job];
+            let Some(multiplier) = job.spec.speculation_multiplier else {
+                continue;
+            };
+            let task = &job.tasks()[attempt.task.index as usize];
+            let single_attempt =
+                matches!(task.state(), TaskState::Running { attempts } if attempts.len() == 1);
+            let kind = job.kind_of(attempt.task.index);
+            if !single_attempt
+                || !job.task_ready(attempt.task.index)
+                || !job.has_capacity()
+                || job.past_deadline(now)
+                || !kinds.contains(kind)
+            {
+                continue;
+            }
+            let median = *medians
+                .entry(job.id)
+                .or_insert_with(|| job.median_duration(self.config.speculation_min_samples));
+            let Some(median) = median else { continue };
+            let threshold = ((median as f64) * multiplier) as Millis;
+            let threshold = threshold.max(self.config.speculation_min_runtime_ms);
+            if now.saturating_sub(attempt.started_at) > threshold {
+                return Some(attempt.task);
+            }
+        }
+        None
+    }
+
+    fn grant(
+        &mut self,
+        now: Millis,
+        worker_id: WorkerId,
+        task_id: TaskId,
+        speculative: bool,
+    ) -> Assignment {
+        let attempt_id = AttemptId(self.attempt_ids.mint());
+        let job = self
+            .jobs
+            .get_mut(&task_id.job)
+            .expect("granted task has a job");
+        let attempt_number = job.start_attempt(task_id.index, attempt_id, speculative);
+        let assignment = job.assignment(task_id.index, attempt_id, attempt_number, speculative);
+        self.stats.attempts_started += 1;
+        if speculative {
+            self.stats.speculative_attempts += 1;
+        }
+        self.attempts.insert(
+            attempt_id,
+            Attempt {
+                task: task_id,
+                worker: worker_id,
+                started_at: now,
+                lease_expires_at: now.saturating_add(self.config.lease_ms),
+                speculative,
+            },
+        );
+        self.workers
+            .get_mut(&worker_id)
+            .expect("pulling worker exists")
+            .held
+            .insert(attempt_id);
+        assignment
+    }
+}

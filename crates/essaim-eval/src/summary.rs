@@ -3,9 +3,9 @@
 //!
 //! Pure: no I/O and no clock, so the same `results.json` always gives the same text.
 
-use super::Results;
-use super::balance::BalanceCase;
-use super::scaling::ScalingCurve;
+use crate::Results;
+use crate::balance::BalanceCase;
+use crate::scaling::ScalingCurve;
 use std::fmt::Write;
 
 /// Returns `value` with `decimals` decimals, or `–` when it is not a number.

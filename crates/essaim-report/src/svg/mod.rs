@@ -14,7 +14,8 @@
 mod text;
 
 use std::fmt::Write;
-pub use text::{escape, format_number, nice_ticks};
+use text::nice_ticks;
+pub(crate) use text::{escape, format_number};
 use text::{px, shorten};
 
 /// Colours of the series, in order; chosen to stay distinct for colour-blind readers.
@@ -23,7 +24,7 @@ pub const PALETTE: [&str; 6] = [
 ];
 
 /// Colour of reference lines.
-pub const MARKER_COLOUR: &str = "#444444";
+const MARKER_COLOUR: &str = "#444444";
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 340.0;

@@ -27,7 +27,7 @@ pub fn escape(text: &str) -> String {
 /// Returns evenly spaced "round" values (steps of 1, 2 or 5 times a power of ten) that
 /// cover `[low, high]`: at least two, increasing, the first ≤ `low` and the last ≥
 /// `high`. An empty or non-finite range gets a sensible one instead.
-pub fn nice_ticks(low: f64, high: f64, target: usize) -> Vec<f64> {
+pub(super) fn nice_ticks(low: f64, high: f64, target: usize) -> Vec<f64> {
     let (mut low, mut high) = if low.is_finite() && high.is_finite() {
         (low.min(high), low.max(high))
     } else {

@@ -7,7 +7,8 @@
 //! every word as it writes it: that count is the oracle, computed without essaim. Then it
 //! runs `wordcount`, SIGKILLs one worker process once a third of the map tasks are done
 //! (its supervisor restarts it, as an orchestrator would), and compares every line of
-//! the committed output with the oracle.
+//! the committed output with the oracle. The corpus, its oracle and the job's plan are
+//! `essaim_eval::corpus`, which the evaluation's word count uses too.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -17,9 +17,6 @@ mod jobs;
 mod local_cluster;
 mod output;
 mod progress;
-mod report_html;
-mod report_plots;
-mod report_svg;
 mod rest_client;
 
 pub use essaim_mapreduce as mapreduce;

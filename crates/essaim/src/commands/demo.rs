@@ -99,20 +99,7 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
     }
     let workdir = tempfile::Builder::new().prefix("essaim-salad-").tempdir()?;
     let record = workdir.path().join("preparations.tsv");
-    let mut rng = SeededRng::new(args.seed);
-    let fruits: Vec<(String, u64)> = (0..args.fruits)
-        .map(|i| {
-            let name = if i < FRUITS.len() {
-                FRUITS[i].to_string()
-            } else {
-                format!("{} #{}", FRUITS[i % FRUITS.len()], i / FRUITS.len() + 1)
-            };
-            (
-                name,
-                args.min_prep_ms + rng.up_to(args.max_prep_ms - args.min_prep_ms),
-            )
-        })
-        .collect();
+    let fruits = menu(&args);
     let sequential_ms: u64 = fruits.iter().map(|(_, ms)| ms).sum();
 
     crate::outln!(
@@ -173,30 +160,8 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
 
     // Every preparation, interrupted or not, was recorded by the cook before starting.
     let recorded = std::fs::read_to_string(&record).unwrap_or_default();
-    let mut preparations: BTreeMap<&str, u32> = BTreeMap::new();
-    for line in recorded.lines() {
-        if let Some(fruit) = line.split('\t').next() {
-            *preparations.entry(fruit).or_default() += 1;
-        }
-    }
-    crate::outln!();
-    crate::outln!(
-        "{:<16} {:>7} {:>13}  prepared by",
-        "fruit",
-        "prep",
-        "preparations"
-    );
-    for result in &results {
-        let (fruit, prep_ms) = &fruits[result.task_index as usize];
-        let by =
-            String::from_utf8_lossy(&result.output.clone().unwrap_or_default().inline).into_owned();
-        let by = by.split(" prepared by ").nth(1).unwrap_or("?").to_string();
-        crate::outln!(
-            "{fruit:<16} {:>5}ms {:>13}  {by}",
-            prep_ms,
-            preparations.get(fruit.as_str()).copied().unwrap_or(0)
-        );
-    }
+    let preparations = preparations(&recorded);
+    print_preparations(&fruits, &results, &preparations);
     let committed: std::collections::BTreeSet<u32> = results.iter().map(|r| r.task_index).collect();
     let executions: u32 = preparations.values().sum();
     let every_fruit_once = committed.len() == args.fruits && results.len() == args.fruits;
@@ -234,4 +199,59 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Returns the fruits, each with its preparation time, drawn from `args.seed`.
+fn menu(args: &SaladArgs) -> Vec<(String, u64)> {
+    let mut rng = SeededRng::new(args.seed);
+    (0..args.fruits)
+        .map(|i| {
+            let name = if i < FRUITS.len() {
+                FRUITS[i].to_string()
+            } else {
+                format!("{} #{}", FRUITS[i % FRUITS.len()], i / FRUITS.len() + 1)
+            };
+            (
+                name,
+                args.min_prep_ms + rng.up_to(args.max_prep_ms - args.min_prep_ms),
+            )
+        })
+        .collect()
+}
+
+/// Counts the preparations the cooks recorded, by fruit (one line each, fruit first).
+fn preparations(recorded: &str) -> BTreeMap<&str, u32> {
+    let mut preparations: BTreeMap<&str, u32> = BTreeMap::new();
+    for line in recorded.lines() {
+        if let Some(fruit) = line.split('\t').next() {
+            *preparations.entry(fruit).or_default() += 1;
+        }
+    }
+    preparations
+}
+
+/// Prints a line per committed fruit: its time, its preparations and its cook.
+fn print_preparations(
+    fruits: &[(String, u64)],
+    results: &[v1::TaskResult],
+    preparations: &BTreeMap<&str, u32>,
+) {
+    crate::outln!();
+    crate::outln!(
+        "{:<16} {:>7} {:>13}  prepared by",
+        "fruit",
+        "prep",
+        "preparations"
+    );
+    for result in results {
+        let (fruit, prep_ms) = &fruits[result.task_index as usize];
+        let by =
+            String::from_utf8_lossy(&result.output.clone().unwrap_or_default().inline).into_owned();
+        let by = by.split(" prepared by ").nth(1).unwrap_or("?").to_string();
+        crate::outln!(
+            "{fruit:<16} {:>5}ms {:>13}  {by}",
+            prep_ms,
+            preparations.get(fruit.as_str()).copied().unwrap_or(0)
+        );
+    }
 }

@@ -18,9 +18,9 @@ pub struct ListArgs {
     output: OutputFormat,
 }
 
-/// Options of `essaim status`.
+/// Options of `essaim status` and `essaim cancel`: one job.
 #[derive(clap::Args, Debug)]
-pub struct StatusArgs {
+pub struct JobArgs {
     #[command(flatten)]
     connect: ConnectArgs,
     /// The job.
@@ -29,6 +29,11 @@ pub struct StatusArgs {
     #[arg(long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
+
+/// Options of `essaim status`.
+pub type StatusArgs = JobArgs;
+/// Options of `essaim cancel`.
+pub type CancelArgs = JobArgs;
 
 /// Options of `essaim wait`.
 #[derive(clap::Args, Debug)]
@@ -45,18 +50,6 @@ pub struct WaitArgs {
     output: OutputFormat,
 }
 
-/// Options of `essaim cancel`.
-#[derive(clap::Args, Debug)]
-pub struct CancelArgs {
-    #[command(flatten)]
-    connect: ConnectArgs,
-    /// The job.
-    job: u64,
-    /// Output format (`--format` is accepted too).
-    #[arg(long, alias = "format", value_enum, default_value_t)]
-    output: OutputFormat,
-}
-
 /// Options of `essaim workers`.
 #[derive(clap::Args, Debug)]
 pub struct WorkersArgs {
@@ -67,14 +60,20 @@ pub struct WorkersArgs {
     output: OutputFormat,
 }
 
-/// Lists jobs.
-pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let mut client = args.connect.connect().await?;
-    let jobs = client
+/// Returns every job the coordinator knows.
+pub(crate) async fn all_jobs(
+    client: &mut CoordinatorClient,
+) -> Result<Vec<v1::JobStatus>, tonic::Status> {
+    Ok(client
         .list_jobs(v1::ListJobsRequest {})
         .await?
         .into_inner()
-        .jobs;
+        .jobs)
+}
+
+/// Lists jobs.
+pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let jobs = all_jobs(&mut args.connect.connect().await?).await?;
     match args.output {
         OutputFormat::Json => print_json(&json!(jobs.iter().map(job_json).collect::<Vec<_>>())),
         OutputFormat::Text => {
@@ -107,12 +106,8 @@ pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 /// Shows one job.
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.connect.connect().await?;
-    let job = client
-        .get_job(v1::GetJobRequest { job_id: args.job })
-        .await?
-        .into_inner();
-    print_job(&job, args.output);
-    Ok(ExitCode::SUCCESS)
+    let answer = client.get_job(v1::GetJobRequest { job_id: args.job }).await;
+    print_answer(answer, args.output)
 }
 
 /// Waits for one job.
@@ -171,11 +166,18 @@ fn print_job(job: &v1::JobStatus, output: OutputFormat) {
 /// Cancels one job.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.connect.connect().await?;
-    let job = client
+    let answer = client
         .cancel_job(v1::CancelJobRequest { job_id: args.job })
-        .await?
-        .into_inner();
-    print_job(&job, args.output);
+        .await;
+    print_answer(answer, args.output)
+}
+
+/// Prints the job the coordinator answered with (or fails with its refusal).
+fn print_answer(
+    answer: Result<tonic::Response<v1::JobStatus>, tonic::Status>,
+    output: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    print_job(&answer?.into_inner(), output);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,13 +4,13 @@
 //! It reads the coordinator's REST API, which serves the job's history (timeline,
 //! per-worker shares, duration histogram, failures) that the gRPC API does not. A
 //! running job gets a snapshot: run the command again for a newer one. Rendering is in
-//! `report_html` (pure); this file fetches and writes.
+//! `essaim-report` (pure); this file fetches and writes.
 
 use crate::client::{ConnectArgs, usage};
 use crate::output::{OutputFormat, print_json};
-use crate::report_html::{ReportInput, render};
 use crate::rest_client::RestClient;
 use essaim_coordinator::rest::{JobDetail, Overview, WorkerView};
+use essaim_report::{ReportInput, render};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -62,7 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     for plot in report.plots {
         files.push((
             args.out.join(plot.file_name),
-            crate::report_svg::document(&plot.svg).into_bytes(),
+            essaim_report::svg::document(&plot.svg).into_bytes(),
         ));
     }
     write_all(&args.out, &files)?;

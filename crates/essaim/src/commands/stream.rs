@@ -202,11 +202,7 @@ async fn running_jobs(
     client: &mut essaim_proto::CoordinatorClient,
     name: &str,
 ) -> anyhow::Result<Vec<v1::JobStatus>> {
-    let jobs = client
-        .list_jobs(v1::ListJobsRequest {})
-        .await?
-        .into_inner()
-        .jobs;
+    let jobs = super::jobs::all_jobs(client).await?;
     Ok(jobs
         .into_iter()
         .filter(|job| job.name == job_name(name) && job.state == "running")
@@ -295,12 +291,7 @@ async fn unit_status(url: &str, pipeline: &str) -> anyhow::Result<()> {
 }
 
 async fn job_status(args: &NameArgs) -> anyhow::Result<ExitCode> {
-    let mut client = args.connect.connect().await?;
-    let jobs = client
-        .list_jobs(v1::ListJobsRequest {})
-        .await?
-        .into_inner()
-        .jobs;
+    let jobs = super::jobs::all_jobs(&mut args.connect.connect().await?).await?;
     let mine: Vec<_> = jobs
         .iter()
         .filter(|job| job.name == job_name(&args.name))

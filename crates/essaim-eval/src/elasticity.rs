@@ -12,9 +12,9 @@
 //! job's length rather than its default of 5 minutes, so that the recommendation reacts
 //! to a backlog this size instead of calling one worker enough.
 
-use super::cluster::{ClusterOptions, EvalCluster, job_seconds, job_spec, sleep_task, submit};
-use super::stats::median;
-use super::{Plan, say};
+use crate::cluster::{ClusterOptions, EvalCluster, job_seconds, job_spec, sleep_task, submit};
+use crate::stats::median;
+use crate::{Host, Plan, say};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 use std::path::Path;
@@ -111,7 +111,11 @@ fn unix_ms_now() -> u64 {
 }
 
 /// Runs the scenario.
-pub async fn elasticity(plan: &Plan, workdir: &Path) -> anyhow::Result<Elasticity> {
+pub async fn elasticity(
+    host: &dyn Host,
+    plan: &Plan,
+    workdir: &Path,
+) -> anyhow::Result<Elasticity> {
     let phase = Duration::from_secs(plan.phase_secs);
     // Slot-seconds of the three phases (2, 4, then 2 workers), at one task per
     // (task + ~1 ms of round trip) per slot.
@@ -123,7 +127,7 @@ pub async fn elasticity(plan: &Plan, workdir: &Path) -> anyhow::Result<Elasticit
         ..ClusterOptions::default()
     };
     let mut cluster =
-        EvalCluster::start(&workdir.join("elasticity"), &options, &[SLOTS; SMALL]).await?;
+        EvalCluster::start(host, &workdir.join("elasticity"), &options, &[SLOTS; SMALL]).await?;
     let original: Vec<String> = cluster
         .workers_view()
         .await?

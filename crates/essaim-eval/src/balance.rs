@@ -8,9 +8,9 @@
 //!   as it has free slots, so its share should follow its slots. Its work *per slot*
 //!   is then what should be equal.
 
-use super::cluster::{ClusterOptions, EvalCluster, job_spec, sleep_task, submit, wait_job};
-use super::stats::{Spread, median, spread};
-use super::{Plan, say};
+use crate::cluster::{ClusterOptions, EvalCluster, job_spec, sleep_task, submit, wait_job};
+use crate::stats::{Spread, median, spread};
+use crate::{Host, Plan, say};
 use essaim_core::rng::SeededRng;
 use serde::Serialize;
 use std::path::Path;
@@ -83,14 +83,16 @@ pub struct Balance {
 }
 
 /// Runs both cases.
-pub async fn balance(plan: &Plan, workdir: &Path) -> anyhow::Result<Balance> {
+pub async fn balance(host: &dyn Host, plan: &Plan, workdir: &Path) -> anyhow::Result<Balance> {
     let homogeneous = case(
+        host,
         plan,
         &workdir.join("balance-homogeneous"),
         &plan.balance_slots,
     )
     .await?;
     let heterogeneous = case(
+        host,
         plan,
         &workdir.join("balance-heterogeneous"),
         &plan.heterogeneous_slots,
@@ -102,8 +104,13 @@ pub async fn balance(plan: &Plan, workdir: &Path) -> anyhow::Result<Balance> {
     })
 }
 
-async fn case(plan: &Plan, dir: &Path, slots: &[u32]) -> anyhow::Result<BalanceCase> {
-    let cluster = EvalCluster::start(dir, &ClusterOptions::default(), slots).await?;
+async fn case(
+    host: &dyn Host,
+    plan: &Plan,
+    dir: &Path,
+    slots: &[u32],
+) -> anyhow::Result<BalanceCase> {
+    let cluster = EvalCluster::start(host, dir, &ClusterOptions::default(), slots).await?;
     let mut client = cluster.client();
     let total_slots: u32 = slots.iter().sum();
     let tasks = plan.balance_tasks_per_slot * total_slots;

@@ -3,9 +3,11 @@
 //!
 //! Pure: no I/O and no clock, so the same `results.json` always gives the same text.
 
-use super::Results;
-use super::balance::BalanceCase;
-use super::scaling::ScalingCurve;
+use crate::Results;
+use crate::balance::BalanceCase;
+use crate::elasticity::Elasticity;
+use crate::recovery::Recovery;
+use crate::scaling::{ScalingCurve, WordcountScaling};
 use std::fmt::Write;
 
 /// Returns `value` with `decimals` decimals, or `–` when it is not a number.
@@ -53,43 +55,7 @@ pub fn summary(results: &Results) -> String {
         scaling_table(&mut out, &sleep.curve);
     }
     if let Some(wordcount) = &results.throughput_wordcount {
-        let _ = writeln!(
-            out,
-            "## 1b. Throughput vs workers: word count of {} MB (CPU-bound)\n",
-            number(wordcount.corpus_bytes as f64 / 1e6, 0)
-        );
-        let _ = writeln!(
-            out,
-            "{} map tasks, {} reducers, 1 slot per worker; this machine has {} cores, so CPU-bound work cannot scale past {} workers. Output matches the count made while writing the corpus: {}.\n",
-            wordcount.map_tasks,
-            wordcount.reducers,
-            machine.cores,
-            machine.cores,
-            if wordcount.output_matches_oracle {
-                "yes"
-            } else {
-                "NO"
-            }
-        );
-        scaling_table(&mut out, &wordcount.curve);
-        let _ = writeln!(out, "## 5. Cost: core-seconds per GB (word count)\n");
-        let _ = writeln!(
-            out,
-            "| workers | core-s per GB (coordinator + workers) | coordinator's share | wall s per GB | cores used by the cluster | cores used by other processes |\n|---|---|---|---|---|---|"
-        );
-        for point in &wordcount.cost {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {}% | {} | {} | {} |",
-                point.workers,
-                number(point.core_seconds_per_gb, 2),
-                number(point.coordinator_share * 100.0, 1),
-                number(point.wall_seconds_per_gb, 2),
-                number(point.cores_used, 2),
-                optional(point.cores_used_by_others, 2)
-            );
-        }
-        out.push('\n');
+        wordcount_sections(&mut out, wordcount, machine.cores);
     }
     if let Some(balance) = &results.balance {
         let _ = writeln!(out, "## 2. Load distribution across workers\n");
@@ -98,100 +64,10 @@ pub fn summary(results: &Results) -> String {
         }
     }
     if let Some(recovery) = &results.recovery {
-        let _ = writeln!(out, "## 3a. Recovery after SIGKILL of a worker\n");
-        let _ = writeln!(
-            out,
-            "| worker timeout | heartbeat | runs | kill → re-queued, median (s) | kill → running again, median (min..max) (s) |\n|---|---|---|---|---|"
-        );
-        for case in &recovery.crash {
-            let (low, high) = case.running_elsewhere_range_s;
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} ({}..{}) |",
-                seconds_label(case.worker_timeout_ms),
-                seconds_label(case.heartbeat_ms),
-                case.runs.len(),
-                number(case.median_requeued_s, 3),
-                number(case.median_running_elsewhere_s, 3),
-                number(low, 3),
-                number(high, 3)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "\n## 3b. Partition: a worker frozen past the timeout\n"
-        );
-        let _ = writeln!(
-            out,
-            "| run | frozen (s) | running when frozen | freeze → re-queued (s) | late results rejected by the coordinator | dropped by the worker | output complete and correct |\n|---|---|---|---|---|---|---|"
-        );
-        for (index, run) in recovery.partition.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                index + 1,
-                number(run.frozen_s, 1),
-                run.running_at_freeze,
-                number(run.requeued_s, 3),
-                run.results_rejected,
-                run.dropped_by_worker,
-                if run.output_complete_and_correct {
-                    "yes"
-                } else {
-                    "NO"
-                }
-            );
-        }
-        out.push('\n');
+        recovery_sections(&mut out, recovery);
     }
     if let Some(elasticity) = &results.elasticity {
-        let _ = writeln!(out, "## 4. Scaling out and draining mid-job\n");
-        let _ = writeln!(
-            out,
-            "{} tasks of {} ms, {} slots per worker, `--drain-target-secs {}`; the job took {} s; every task committed: {}.\n",
-            elasticity.tasks,
-            elasticity.task_ms,
-            elasticity.slots_per_worker,
-            number(elasticity.drain_target_secs, 0),
-            number(elasticity.job_seconds, 1),
-            if elasticity.all_committed {
-                "yes"
-            } else {
-                "NO"
-            }
-        );
-        let _ = writeln!(
-            out,
-            "| phase | from (s) | to (s) | committed/s, median |\n|---|---|---|---|"
-        );
-        for phase in &elasticity.phases {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                phase.label,
-                number(phase.from_s, 1),
-                number(phase.to_s, 1),
-                optional(phase.median_committed_per_s, 0)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "\n| t (s) | live workers | busy slots | waiting tasks | recommended workers |\n|---|---|---|---|---|"
-        );
-        for sample in &elasticity.samples {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                number(sample.t_s, 1),
-                sample.workers,
-                sample.busy_slots,
-                sample.tasks_waiting,
-                sample
-                    .recommended_workers
-                    .map_or_else(|| "–".into(), |r| r.to_string())
-            );
-        }
-        out.push('\n');
+        elasticity_section(&mut out, elasticity);
     }
     if !results.plots.is_empty() {
         let _ = writeln!(out, "## Plots\n");
@@ -200,6 +76,140 @@ pub fn summary(results: &Results) -> String {
         }
     }
     out
+}
+
+/// Questions 1 (CPU-bound) and 5: the word count's throughput and cost.
+fn wordcount_sections(out: &mut String, wordcount: &WordcountScaling, cores: usize) {
+    let _ = writeln!(
+        out,
+        "## 1b. Throughput vs workers: word count of {} MB (CPU-bound)\n",
+        number(wordcount.corpus_bytes as f64 / 1e6, 0)
+    );
+    let _ = writeln!(
+        out,
+        "{} map tasks, {} reducers, 1 slot per worker; this machine has {} cores, so CPU-bound work cannot scale past {} workers. Output matches the count made while writing the corpus: {}.\n",
+        wordcount.map_tasks,
+        wordcount.reducers,
+        cores,
+        cores,
+        yes_no(wordcount.output_matches_oracle)
+    );
+    scaling_table(out, &wordcount.curve);
+    let _ = writeln!(out, "## 5. Cost: core-seconds per GB (word count)\n");
+    let _ = writeln!(
+        out,
+        "| workers | core-s per GB (coordinator + workers) | coordinator's share | wall s per GB | cores used by the cluster | cores used by other processes |\n|---|---|---|---|---|---|"
+    );
+    for point in &wordcount.cost {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {}% | {} | {} | {} |",
+            point.workers,
+            number(point.core_seconds_per_gb, 2),
+            number(point.coordinator_share * 100.0, 1),
+            number(point.wall_seconds_per_gb, 2),
+            number(point.cores_used, 2),
+            optional(point.cores_used_by_others, 2)
+        );
+    }
+    out.push('\n');
+}
+
+/// Question 3: recovery after SIGKILL and after a partition.
+fn recovery_sections(out: &mut String, recovery: &Recovery) {
+    let _ = writeln!(out, "## 3a. Recovery after SIGKILL of a worker\n");
+    let _ = writeln!(
+        out,
+        "| worker timeout | heartbeat | runs | kill → re-queued, median (s) | kill → running again, median (min..max) (s) |\n|---|---|---|---|---|"
+    );
+    for case in &recovery.crash {
+        let (low, high) = case.running_elsewhere_range_s;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} ({}..{}) |",
+            seconds_label(case.worker_timeout_ms),
+            seconds_label(case.heartbeat_ms),
+            case.runs.len(),
+            number(case.median_requeued_s, 3),
+            number(case.median_running_elsewhere_s, 3),
+            number(low, 3),
+            number(high, 3)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n## 3b. Partition: a worker frozen past the timeout\n"
+    );
+    let _ = writeln!(
+        out,
+        "| run | frozen (s) | running when frozen | freeze → re-queued (s) | late results rejected by the coordinator | dropped by the worker | output complete and correct |\n|---|---|---|---|---|---|---|"
+    );
+    for (index, run) in recovery.partition.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            index + 1,
+            number(run.frozen_s, 1),
+            run.running_at_freeze,
+            number(run.requeued_s, 3),
+            run.results_rejected,
+            run.dropped_by_worker,
+            yes_no(run.output_complete_and_correct)
+        );
+    }
+    out.push('\n');
+}
+
+/// Question 4: scaling out and draining mid-job.
+fn elasticity_section(out: &mut String, elasticity: &Elasticity) {
+    let _ = writeln!(out, "## 4. Scaling out and draining mid-job\n");
+    let _ = writeln!(
+        out,
+        "{} tasks of {} ms, {} slots per worker, `--drain-target-secs {}`; the job took {} s; every task committed: {}.\n",
+        elasticity.tasks,
+        elasticity.task_ms,
+        elasticity.slots_per_worker,
+        number(elasticity.drain_target_secs, 0),
+        number(elasticity.job_seconds, 1),
+        yes_no(elasticity.all_committed)
+    );
+    let _ = writeln!(
+        out,
+        "| phase | from (s) | to (s) | committed/s, median |\n|---|---|---|---|"
+    );
+    for phase in &elasticity.phases {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            phase.label,
+            number(phase.from_s, 1),
+            number(phase.to_s, 1),
+            optional(phase.median_committed_per_s, 0)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n| t (s) | live workers | busy slots | waiting tasks | recommended workers |\n|---|---|---|---|---|"
+    );
+    for sample in &elasticity.samples {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            number(sample.t_s, 1),
+            sample.workers,
+            sample.busy_slots,
+            sample.tasks_waiting,
+            sample
+                .recommended_workers
+                .map_or_else(|| "–".into(), |r| r.to_string())
+        );
+    }
+    out.push('\n');
+}
+
+/// `yes`, or a `NO` that stands out.
+fn yes_no(yes: bool) -> &'static str {
+    if yes { "yes" } else { "NO" }
 }
 
 fn load(load: Option<[f64; 3]>) -> String {

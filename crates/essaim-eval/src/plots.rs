@@ -1,13 +1,13 @@
-//! The evaluation's plots, one SVG per question, drawn with `report_svg` from the
+//! The evaluation's plots, one SVG per question, drawn with `essaim_report::svg` from the
 //! results alone.
 //!
 //! Pure: no I/O and no clock, so the same `results.json` always gives the same files.
 
-use super::Results;
-use super::balance::BalanceCase;
-use super::scaling::ScalingCurve;
-use super::summary::{number, seconds_label};
-use crate::report_svg::{Chart, Marker, MarkerAt, PALETTE, Series, SeriesKind, XAxis, row_to_svg};
+use crate::Results;
+use crate::balance::BalanceCase;
+use crate::scaling::ScalingCurve;
+use crate::summary::{number, seconds_label};
+use essaim_report::svg::{Chart, Marker, MarkerAt, PALETTE, Series, SeriesKind, XAxis, row_to_svg};
 
 /// One plot file.
 pub struct PlotFile {
@@ -366,7 +366,7 @@ mod tests {
             ]
         );
         for plot in &plots {
-            let document = crate::report_svg::document(&plot.svg);
+            let document = essaim_report::svg::document(&plot.svg);
             let parsed = roxmltree::Document::parse(&document)
                 .unwrap_or_else(|error| panic!("{} is not XML: {error}", plot.file_name));
             assert_eq!(parsed.root_element().tag_name().name(), "svg");

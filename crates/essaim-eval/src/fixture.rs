@@ -1,13 +1,13 @@
 //! A complete, made-up `Results` for the tests of the plots and the summary.
 
-use super::balance::{Balance, BalanceCase, BalanceRun, WorkerShare};
-use super::elasticity::{Elasticity, OverviewSample, Phase, ScalingEvent, SecondOfThroughput};
-use super::recovery::{CrashCase, CrashRun, PartitionRun, Recovery};
-use super::scaling::{
+use crate::balance::{Balance, BalanceCase, BalanceRun, WorkerShare};
+use crate::elasticity::{Elasticity, OverviewSample, Phase, ScalingEvent, SecondOfThroughput};
+use crate::recovery::{CrashCase, CrashRun, PartitionRun, Recovery};
+use crate::scaling::{
     CostPoint, ScalingCurve, ScalingPoint, SleepScaling, WordcountRun, WordcountScaling,
 };
-use super::stats::spread;
-use super::{Machine, Plan, Results};
+use crate::stats::spread;
+use crate::{Machine, Plan, Results};
 
 fn curve(unit: &'static str, medians: &[(usize, f64)]) -> ScalingCurve {
     let baseline = medians[0].1;

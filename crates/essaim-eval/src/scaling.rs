@@ -19,14 +19,14 @@
 //! more than [`DISTURBED_OTHERS_CORES`] of a core busy is repeated, at most
 //! [`ATTEMPTS_PER_RUN`] times in all; the last attempt is kept, with what disturbed it.
 
-use super::cluster::{
+use crate::cluster::{
     ClusterOptions, CpuSample, EvalCluster, job_seconds, job_spec, sleep_task, submit, wait_job,
 };
-use super::procstat;
-use super::stats::{efficiency, median, speedup};
-use super::{Plan, say};
-use essaim_mapreduce::api::JobParams;
-use essaim_mapreduce::plan::{JobRequest, plan_job, prepare_output_dir};
+use crate::corpus;
+use crate::procstat;
+use crate::stats::{efficiency, median, speedup};
+use crate::{Host, Plan, say};
+use essaim_mapreduce::plan::prepare_output_dir;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -148,13 +148,22 @@ pub struct WordcountScaling {
 }
 
 /// Measures sleep-task throughput at each worker count of the plan.
-pub async fn sleep_scaling(plan: &Plan, workdir: &Path) -> anyhow::Result<SleepScaling> {
+pub async fn sleep_scaling(
+    host: &dyn Host,
+    plan: &Plan,
+    workdir: &Path,
+) -> anyhow::Result<SleepScaling> {
     let slots = plan.sleep_slots;
     let mut points = Vec::new();
     for &workers in &plan.scaling_workers {
         let dir = workdir.join(format!("scaling-sleep-{workers}"));
-        let cluster =
-            EvalCluster::start(&dir, &ClusterOptions::default(), &vec![slots; workers]).await?;
+        let cluster = EvalCluster::start(
+            host,
+            &dir,
+            &ClusterOptions::default(),
+            &vec![slots; workers],
+        )
+        .await?;
         let mut client = cluster.client();
         // Warm-up: connections, the journal's first pages, the workers' task-duration
         // estimate (which sets their prefetch).
@@ -207,7 +216,11 @@ pub async fn sleep_scaling(plan: &Plan, workdir: &Path) -> anyhow::Result<SleepS
 }
 
 /// Measures word-count throughput and cost at each worker count of the plan.
-pub async fn wordcount_scaling(plan: &Plan, workdir: &Path) -> anyhow::Result<WordcountScaling> {
+pub async fn wordcount_scaling(
+    host: &dyn Host,
+    plan: &Plan,
+    workdir: &Path,
+) -> anyhow::Result<WordcountScaling> {
     let corpus = workdir.join("corpus");
     say(&format!(
         "writing a {} MB corpus for the word count…",
@@ -217,7 +230,7 @@ pub async fn wordcount_scaling(plan: &Plan, workdir: &Path) -> anyhow::Result<Wo
     let oracle = tokio::task::spawn_blocking({
         let corpus = corpus.clone();
         let bytes = plan.corpus_mb * 1_000_000;
-        move || crate::commands::demo_wordcount::write_corpus(&corpus, bytes, 4, 42)
+        move || crate::corpus::write_corpus(&corpus, bytes, 4, 42)
     })
     .await??;
     say(&format!(
@@ -232,14 +245,14 @@ pub async fn wordcount_scaling(plan: &Plan, workdir: &Path) -> anyhow::Result<Wo
     for &workers in &plan.scaling_workers {
         let dir = workdir.join(format!("scaling-wordcount-{workers}"));
         let cluster =
-            EvalCluster::start(&dir, &ClusterOptions::default(), &vec![1; workers]).await?;
+            EvalCluster::start(host, &dir, &ClusterOptions::default(), &vec![1; workers]).await?;
         let mut throughputs = Vec::new();
         let mut others = Vec::new();
         let mut repeated = 0;
         for repeat in 0..plan.repeats {
             let output = dir.join(format!("counts-{repeat}"));
             for attempt in 1..=ATTEMPTS_PER_RUN {
-                let run = wordcount_once(plan, &cluster, &corpus, &output, workers).await?;
+                let run = wordcount_once(host, plan, &cluster, &corpus, &output, workers).await?;
                 if runs.is_empty() && !output_matches_oracle {
                     output_matches_oracle = matches_oracle(&output, &oracle)?;
                 }
@@ -290,31 +303,20 @@ struct MeasuredWordcount {
 }
 
 async fn wordcount_once(
+    host: &dyn Host,
     plan: &Plan,
     cluster: &EvalCluster,
     corpus: &Path,
     output: &Path,
     workers: usize,
 ) -> anyhow::Result<MeasuredWordcount> {
-    let request = JobRequest {
-        params: JobParams::default(),
-        inputs: vec![corpus.to_string_lossy().into_owned()],
-        output_dir: output.to_path_buf(),
-        reducers: REDUCERS,
-        split_bytes: (plan.corpus_mb * 1_000_000).div_ceil(MAP_TASKS),
-        sort_buffer_bytes: 32 << 20,
-        merge_factor: 16,
-    };
-    let registry = crate::jobs::registry();
-    let job = registry
-        .get("wordcount")
-        .ok_or_else(|| anyhow::anyhow!("this binary has no wordcount job"))?;
-    let planned = plan_job(job.as_ref(), &request)?;
+    let split_bytes = (plan.corpus_mb * 1_000_000).div_ceil(MAP_TASKS);
+    let planned = corpus::plan_wordcount(&host.jobs(), corpus, output, REDUCERS, split_bytes)?;
     prepare_output_dir(output, true)?;
     let mut client = cluster.client();
     let meter = OthersMeter::start(cluster);
     let before = cluster.cpu();
-    let job_id = crate::commands::mapreduce::submit_planned(&mut client, 0, &planned).await?;
+    let job_id = host.submit_planned(&mut client, &planned).await?;
     let status = wait_job(&mut client, job_id, JOB_TIMEOUT).await?;
     let after = cluster.cpu();
     let others_cores = meter.others_cores(cluster);
@@ -350,7 +352,7 @@ async fn wordcount_once(
 
 /// Compares the committed output with the count made while writing the corpus.
 fn matches_oracle(output: &Path, oracle: &HashMap<Vec<u8>, u64>) -> anyhow::Result<bool> {
-    let (_, mismatch) = crate::commands::demo_wordcount::compare(output, REDUCERS, oracle)?;
+    let (_, mismatch) = corpus::compare(output, REDUCERS, oracle)?;
     if let Some(problem) = &mismatch {
         say(&format!("word count output does NOT match: {problem}"));
     }

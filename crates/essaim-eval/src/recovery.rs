@@ -17,11 +17,11 @@
 //! itself once it learns its session is over (which it logs at debug level). Then every
 //! task's committed output is checked: present once, and the right value.
 
-use super::cluster::{
+use crate::cluster::{
     ClusterOptions, EvalCluster, job_spec, job_status, results, sleep_task, submit, wait_job,
 };
-use super::stats::{median, min_max};
-use super::{Plan, say};
+use crate::stats::{median, min_max};
+use crate::{Host, Plan, say};
 use essaim_proto::v1;
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -98,15 +98,15 @@ pub struct Recovery {
 }
 
 /// Runs both scenarios.
-pub async fn recovery(plan: &Plan, workdir: &Path) -> anyhow::Result<Recovery> {
+pub async fn recovery(host: &dyn Host, plan: &Plan, workdir: &Path) -> anyhow::Result<Recovery> {
     let mut crash = Vec::new();
     for &timeout_ms in &plan.recovery_timeouts_ms {
-        crash.push(crash_case(plan, workdir, timeout_ms).await?);
+        crash.push(crash_case(host, plan, workdir, timeout_ms).await?);
     }
     let mut partition = Vec::new();
     for repeat in 0..plan.repeats {
         let dir = workdir.join(format!("partition-{repeat}"));
-        let run = partition_run(plan, &dir).await?;
+        let run = partition_run(host, plan, &dir).await?;
         say(&format!(
             "partition, run {}/{}: frozen {:.1} s with {} running; re-queued after {:.2} s; {} late results rejected by the coordinator, {} dropped by the worker; output complete and correct: {}",
             repeat + 1,
@@ -141,10 +141,20 @@ fn options(timeout_ms: u64) -> ClusterOptions {
     }
 }
 
-async fn crash_case(plan: &Plan, workdir: &Path, timeout_ms: u64) -> anyhow::Result<CrashCase> {
+async fn crash_case(
+    host: &dyn Host,
+    plan: &Plan,
+    workdir: &Path,
+    timeout_ms: u64,
+) -> anyhow::Result<CrashCase> {
     let dir = workdir.join(format!("crash-{timeout_ms}"));
-    let mut cluster =
-        EvalCluster::start(&dir, &options(timeout_ms), &[CRASH_SLOTS; CRASH_WORKERS]).await?;
+    let mut cluster = EvalCluster::start(
+        host,
+        &dir,
+        &options(timeout_ms),
+        &[CRASH_SLOTS; CRASH_WORKERS],
+    )
+    .await?;
     let mut client = cluster.client();
     let mut runs = Vec::new();
     for repeat in 0..plan.crash_repeats {
@@ -219,9 +229,9 @@ fn expected_output(index: u32) -> String {
     format!("{}\n", u64::from(index) * 7 + 3)
 }
 
-async fn partition_run(plan: &Plan, dir: &Path) -> anyhow::Result<PartitionRun> {
+async fn partition_run(host: &dyn Host, plan: &Plan, dir: &Path) -> anyhow::Result<PartitionRun> {
     let timeout_ms = plan.partition_timeout_ms;
-    let mut cluster = EvalCluster::start(dir, &options(timeout_ms), &[2]).await?;
+    let mut cluster = EvalCluster::start(host, dir, &options(timeout_ms), &[2]).await?;
     let victim = cluster.add_worker(2, true)?;
     cluster.wait_for_workers(2).await?;
     let mut client = cluster.client();

@@ -11,7 +11,12 @@
 //! point at `x = i` is drawn in the middle of its slot and a reference line at `x = i + 1`
 //! sits on the slot's right edge. On a linear axis, a bar at `x` spans `[x, x + width]`.
 
+mod text;
+
 use std::fmt::Write;
+use text::nice_ticks;
+pub(crate) use text::{escape, format_number};
+use text::{px, shorten};
 
 /// Colours of the series, in order; chosen to stay distinct for colour-blind readers.
 pub const PALETTE: [&str; 6] = [
@@ -19,7 +24,7 @@ pub const PALETTE: [&str; 6] = [
 ];
 
 /// Colour of reference lines.
-pub const MARKER_COLOUR: &str = "#444444";
+const MARKER_COLOUR: &str = "#444444";
 
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 340.0;
@@ -176,44 +181,7 @@ impl Chart {
                 y = px(y)
             );
         }
-        // X ticks.
-        match &self.x_axis {
-            XAxis::Categories(labels) => {
-                let widest = labels
-                    .iter()
-                    .map(|label| label.chars().count().min(MAX_LABEL_CHARS + 1))
-                    .max()
-                    .unwrap_or(1) as f64;
-                let room = (plot_right - plot_left) / (widest * CHAR_WIDTH + 8.0);
-                let every = (labels.len() as f64 / room.max(1.0)).ceil().max(1.0) as usize;
-                for (index, label) in labels.iter().enumerate().step_by(every) {
-                    let x = x_scale.map(index as f64 + 0.5);
-                    let _ = write!(
-                        out,
-                        r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#444444"/><text x="{x}" y="{}" text-anchor="middle">{}</text>"##,
-                        px(plot_bottom),
-                        px(plot_bottom + 4.0),
-                        px(plot_bottom + 17.0),
-                        escape(&shorten(label)),
-                        x = px(x)
-                    );
-                }
-            }
-            XAxis::Linear { .. } => {
-                for tick in &x_ticks {
-                    let x = x_scale.map(*tick);
-                    let _ = write!(
-                        out,
-                        r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#444444"/><text x="{x}" y="{}" text-anchor="middle">{}</text>"##,
-                        px(plot_bottom),
-                        px(plot_bottom + 4.0),
-                        px(plot_bottom + 17.0),
-                        escape(&format_number(*tick)),
-                        x = px(x)
-                    );
-                }
-            }
-        }
+        self.draw_x_ticks(&mut out, x_scale, &x_ticks);
         let has_points = self.series.iter().any(|series| !series.points.is_empty());
         if has_points {
             self.draw_bars(&mut out, x_scale, y_scale);
@@ -308,6 +276,41 @@ impl Chart {
         }
         let ticks = nice_ticks(low, high, TARGET_TICKS);
         (ticks[0], ticks[ticks.len() - 1], ticks)
+    }
+
+    /// Draws the x ticks: every category that has room for its label, or the numbers.
+    fn draw_x_ticks(&self, out: &mut String, x_scale: Scale, x_ticks: &[f64]) {
+        let plot_bottom = HEIGHT - MARGIN_BOTTOM;
+        let mut tick = |x: f64, label: &str| {
+            let _ = write!(
+                out,
+                r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#444444"/><text x="{x}" y="{}" text-anchor="middle">{}</text>"##,
+                px(plot_bottom),
+                px(plot_bottom + 4.0),
+                px(plot_bottom + 17.0),
+                escape(label),
+                x = px(x)
+            );
+        };
+        match &self.x_axis {
+            XAxis::Categories(labels) => {
+                let widest = labels
+                    .iter()
+                    .map(|label| label.chars().count().min(MAX_LABEL_CHARS + 1))
+                    .max()
+                    .unwrap_or(1) as f64;
+                let room = (WIDTH - MARGIN_RIGHT - MARGIN_LEFT) / (widest * CHAR_WIDTH + 8.0);
+                let every = (labels.len() as f64 / room.max(1.0)).ceil().max(1.0) as usize;
+                for (index, label) in labels.iter().enumerate().step_by(every) {
+                    tick(x_scale.map(index as f64 + 0.5), &shorten(label));
+                }
+            }
+            XAxis::Linear { .. } => {
+                for value in x_ticks {
+                    tick(x_scale.map(*value), &format_number(*value));
+                }
+            }
+        }
     }
 
     fn draw_legend(&self, out: &mut String) {
@@ -472,286 +475,5 @@ fn svg_root(width: f64, height: f64, title: &str, body: &str) -> String {
     )
 }
 
-/// Escapes text for XML (and HTML) content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            // Control characters other than tab and newline are not allowed in XML 1.0.
-            control if control.is_control() && control != '\t' && control != '\n' => {
-                escaped.push('\u{fffd}');
-            }
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
-
-/// Returns evenly spaced "round" values (steps of 1, 2 or 5 times a power of ten) that
-/// cover `[low, high]`: at least two, increasing, the first ≤ `low` and the last ≥
-/// `high`. An empty or non-finite range gets a sensible one instead.
-pub fn nice_ticks(low: f64, high: f64, target: usize) -> Vec<f64> {
-    let (mut low, mut high) = if low.is_finite() && high.is_finite() {
-        (low.min(high), low.max(high))
-    } else {
-        (0.0, 1.0)
-    };
-    if high - low <= f64::EPSILON * high.abs().max(1.0) {
-        // A single value: from zero to twice it (or from twice it to zero).
-        (low, high) = if low > 0.0 {
-            (0.0, 2.0 * low)
-        } else if low < 0.0 {
-            (2.0 * low, 0.0)
-        } else {
-            (0.0, 1.0)
-        };
-    }
-    let step = nice_step((high - low) / target.max(1) as f64);
-    // Ticks are rounded to the step's decimals, so 3 × 0.1 prints as 0.3, never -0.
-    let decimals = (-step.log10().floor()).max(0.0) as i32 + 1;
-    let precision = 10f64.powi(decimals);
-    let first = (low / step).floor();
-    let last = (high / step).ceil();
-    let count = ((last - first) as usize).clamp(1, 100);
-    (0..=count)
-        .map(|index| {
-            let tick = (first + index as f64) * step;
-            let rounded = (tick * precision).round() / precision;
-            if rounded == 0.0 { 0.0 } else { rounded }
-        })
-        .collect()
-}
-
-/// Returns 1, 2 or 5 times the power of ten nearest above `raw`.
-fn nice_step(raw: f64) -> f64 {
-    if !(raw.is_finite() && raw > 0.0) {
-        return 1.0;
-    }
-    let magnitude = 10f64.powf(raw.log10().floor());
-    let fraction = raw / magnitude;
-    let nice = if fraction <= 1.0 {
-        1.0
-    } else if fraction <= 2.0 {
-        2.0
-    } else if fraction <= 5.0 {
-        5.0
-    } else {
-        10.0
-    };
-    nice * magnitude
-}
-
-/// Formats a number compactly for a tick or a tooltip: `0`, `0.25`, `1.5k`, `200M`, `1G`.
-pub fn format_number(value: f64) -> String {
-    if !value.is_finite() {
-        return "–".into();
-    }
-    let magnitude = value.abs();
-    if magnitude != 0.0 && magnitude < 1e-3 {
-        return format!("{value:.1e}");
-    }
-    let (scaled, suffix) = if magnitude >= 1e12 {
-        (value / 1e12, "T")
-    } else if magnitude >= 1e9 {
-        (value / 1e9, "G")
-    } else if magnitude >= 1e6 {
-        (value / 1e6, "M")
-    } else if magnitude >= 1e4 {
-        (value / 1e3, "k")
-    } else {
-        (value, "")
-    };
-    let text = format!("{scaled:.3}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    let text = if text == "-0" { "0" } else { text };
-    format!("{text}{suffix}")
-}
-
-fn shorten(label: &str) -> String {
-    if label.chars().count() <= MAX_LABEL_CHARS {
-        return label.to_string();
-    }
-    let mut short: String = label.chars().take(MAX_LABEL_CHARS - 1).collect();
-    short.push('…');
-    short
-}
-
-/// Formats a pixel coordinate with one decimal (non-finite values become 0).
-fn px(value: f64) -> String {
-    if !value.is_finite() {
-        return "0".into();
-    }
-    let text = format!("{value:.1}");
-    text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chart(x_axis: XAxis, points: Vec<(f64, f64)>, kind: SeriesKind) -> Chart {
-        Chart {
-            title: "t".into(),
-            x_label: "x".into(),
-            y_label: "y".into(),
-            x_axis,
-            series: vec![Series {
-                name: "s".into(),
-                colour: PALETTE[0],
-                kind,
-                points,
-            }],
-            markers: Vec::new(),
-        }
-    }
-
-    fn texts(svg: &str) -> Vec<String> {
-        let document = roxmltree::Document::parse(svg).expect("the SVG is well-formed XML");
-        document
-            .descendants()
-            .filter(|node| node.has_tag_name("text"))
-            .map(|node| node.text().unwrap_or_default().to_string())
-            .collect()
-    }
-
-    #[test]
-    fn labels_are_escaped_and_survive_a_round_trip() {
-        let nasty = r##"<script>alert("x") & 'y'</script>"##;
-        let mut chart = chart(
-            XAxis::Categories(vec![nasty.into(), "w\u{1}2".into()]),
-            vec![(0.0, 3.0), (1.0, 4.0)],
-            SeriesKind::Bars,
-        );
-        chart.title = nasty.into();
-        chart.series[0].name = nasty.into();
-        chart.markers.push(Marker {
-            at: MarkerAt::Y(3.5),
-            label: nasty.into(),
-        });
-        let svg = document(&chart.to_svg());
-        assert!(!svg.contains("<script>"), "{svg}");
-        let texts = texts(&svg);
-        assert!(
-            texts.iter().filter(|text| *text == nasty).count() >= 3,
-            "{texts:?}"
-        );
-        assert!(texts.iter().any(|text| text == "w\u{fffd}2"), "{texts:?}");
-        let row = document(&row_to_svg(nasty, &[chart.clone(), chart]));
-        assert!(roxmltree::Document::parse(&row).is_ok(), "{row}");
-    }
-
-    #[test]
-    fn ticks_cover_odd_ranges() {
-        let cases = [
-            (0.0, 0.0),
-            (1.0, 1.0),
-            (1.0, 1e9),
-            (0.0, 0.3),
-            (-5.0, 7.0),
-            (3.0, -3.0),
-            (f64::NAN, 2.0),
-            (0.0, f64::INFINITY),
-            (1e-6, 2e-6),
-        ];
-        for (low, high) in cases {
-            let ticks = nice_ticks(low, high, 6);
-            assert!(ticks.len() >= 2, "{low}..{high}: {ticks:?}");
-            assert!(ticks.len() <= 101, "{low}..{high}: {ticks:?}");
-            assert!(ticks.iter().all(|tick| tick.is_finite()), "{ticks:?}");
-            assert!(ticks.windows(2).all(|pair| pair[0] < pair[1]), "{ticks:?}");
-            if low.is_finite() && high.is_finite() {
-                assert!(ticks[0] <= low.min(high), "{low}..{high}: {ticks:?}");
-                assert!(ticks[ticks.len() - 1] >= low.max(high), "{ticks:?}");
-            }
-        }
-        assert_eq!(nice_ticks(0.0, 0.0, 6), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
-        assert_eq!(
-            nice_ticks(1.0, 1.0, 6)[0],
-            0.0,
-            "one positive value starts at 0"
-        );
-        let big = nice_ticks(1.0, 1e9, 6);
-        assert_eq!(big.first(), Some(&0.0));
-        assert_eq!(big.last(), Some(&1e9));
-        let labels: Vec<String> = big.iter().map(|tick| format_number(*tick)).collect();
-        assert_eq!(labels, ["0", "200M", "400M", "600M", "800M", "1G"]);
-        let small: Vec<String> = nice_ticks(0.0, 0.3, 6)
-            .iter()
-            .map(|tick| format_number(*tick))
-            .collect();
-        assert_eq!(small, ["0", "0.05", "0.1", "0.15", "0.2", "0.25", "0.3"]);
-    }
-
-    #[test]
-    fn numbers_format_compactly() {
-        assert_eq!(format_number(0.0), "0");
-        assert_eq!(format_number(-0.0), "0");
-        assert_eq!(format_number(1234.0), "1234");
-        assert_eq!(format_number(15_000.0), "15k");
-        assert_eq!(format_number(2.5e9), "2.5G");
-        assert_eq!(format_number(0.125), "0.125");
-        assert_eq!(format_number(f64::NAN), "–");
-    }
-
-    #[test]
-    fn empty_and_flat_charts_still_draw_axes() {
-        for (x_axis, points) in [
-            (XAxis::Linear { bar_width: 1.0 }, Vec::new()),
-            (XAxis::Categories(Vec::new()), Vec::new()),
-            (XAxis::Linear { bar_width: 0.0 }, vec![(5.0, 0.0)]),
-            (XAxis::Categories(vec!["only".into()]), vec![(0.0, 0.0)]),
-        ] {
-            for kind in [SeriesKind::Bars, SeriesKind::Line] {
-                let svg = chart(x_axis.clone(), points.clone(), kind).to_svg();
-                let texts = texts(&svg);
-                assert!(
-                    texts.iter().any(|text| text == "0"),
-                    "a zero tick: {texts:?}"
-                );
-                assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
-            }
-        }
-        let empty = chart(
-            XAxis::Linear { bar_width: 1.0 },
-            Vec::new(),
-            SeriesKind::Line,
-        );
-        assert!(texts(&empty.to_svg()).iter().any(|t| t == "no data yet"));
-    }
-
-    #[test]
-    fn bars_of_several_series_share_a_slot_without_overlap() {
-        let mut chart = chart(
-            XAxis::Categories(vec!["a".into()]),
-            vec![(0.0, 2.0)],
-            SeriesKind::Bars,
-        );
-        chart.series.push(Series {
-            name: "t".into(),
-            colour: PALETTE[1],
-            kind: SeriesKind::Bars,
-            points: vec![(0.0, 1.0)],
-        });
-        let svg = chart.to_svg();
-        let document = roxmltree::Document::parse(&svg).expect("well-formed");
-        let bars: Vec<(f64, f64)> = document
-            .descendants()
-            .filter(|node| node.has_tag_name("rect") && node.first_child().is_some())
-            .map(|node| {
-                let x: f64 = node.attribute("x").and_then(|v| v.parse().ok()).unwrap();
-                let width: f64 = node
-                    .attribute("width")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap();
-                (x, x + width)
-            })
-            .collect();
-        assert_eq!(bars.len(), 2, "{svg}");
-        assert!(bars[0].1 <= bars[1].0 + 0.1, "{bars:?}");
-    }
-}
+mod tests;

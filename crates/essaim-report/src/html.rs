@@ -1,12 +1,12 @@
 //! The page of `essaim report`: from what the coordinator's REST API says about a job,
-//! one self-contained HTML page with the plots of `report_plots` inlined.
+//! one self-contained HTML page with the plots of `plots` inlined.
 //!
 //! Pure: no I/O and no clock (the snapshot time comes in), so the same data always gives
 //! the same bytes and the tests can check the page without a cluster. The page has no
 //! script and loads nothing: it can be mailed, archived or attached to a ticket as is.
 
-use crate::report_plots::{Plot, balance, format_duration_ms, overall_rate, plots, round_to};
-use crate::report_svg::{escape, format_number};
+use crate::plots::{Plot, balance, format_duration_ms, overall_rate, plots, round_to};
+use crate::svg::{escape, format_number};
 use essaim_coordinator::rest::{DurationsView, JobDetail, QueueView, WorkerView};
 use std::fmt::Write;
 
@@ -416,7 +416,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report_plots::tests::detail;
+    use crate::plots::tests::detail;
 
     #[test]
     fn retries_count_attempts_beyond_each_started_task() {
@@ -446,7 +446,7 @@ mod tests {
         assert_eq!(report.plots.len(), 4);
         for plot in &report.plots {
             assert!(html.contains(&plot.svg), "{} is inlined", plot.file_name);
-            let document = crate::report_svg::document(&plot.svg);
+            let document = crate::svg::document(&plot.svg);
             roxmltree::Document::parse(&document)
                 .unwrap_or_else(|error| panic!("{}: {error}\n{document}", plot.file_name));
         }

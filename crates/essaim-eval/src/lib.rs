@@ -1,5 +1,5 @@
-//! `essaim eval --out DIR`: the evaluation harness. It starts real clusters of local
-//! processes on loopback, runs one scenario per evaluation question, reads
+//! The evaluation harness behind `essaim eval --out DIR`. It starts real clusters of
+//! local processes of the essaim binary on loopback, runs one scenario per evaluation question, reads
 //! the coordinator's REST API, and writes `results.json`, one SVG per plot and a Markdown
 //! summary.
 //!
@@ -13,11 +13,17 @@
 //!
 //! `cluster.rs` starts and signals the processes, `procstat.rs` reads their CPU time,
 //! `stats.rs` holds the statistics, `plots.rs` and `summary.rs` draw and write up the
-//! results. Progress
-//! goes to standard error; `--output json` prints `results.json` on standard output.
+//! results, `corpus.rs` writes the word count's corpus and its oracle (the demo's too).
+//! Progress goes to standard error.
+//!
+//! It is a crate of its own because it is a third of the binary's code and none of the
+//! command line: the binary's `essaim eval` parses the options, passes in what only the
+//! binary has (a [`Host`]: its executable, its jobs, its REST client and its MapReduce
+//! submission) and writes the files this crate renders.
 
 mod balance;
 mod cluster;
+pub mod corpus;
 mod elasticity;
 #[cfg(test)]
 mod fixture;
@@ -28,39 +34,60 @@ mod scaling;
 mod stats;
 mod summary;
 
-use crate::output::{OutputFormat, print_json};
+use essaim_mapreduce::plan::PlannedJob;
+use essaim_mapreduce::registry::JobRegistry;
+use essaim_proto::CoordinatorClient;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Options of `essaim eval`.
-#[derive(clap::Args, Debug)]
-pub struct Args {
-    /// Directory for results.json, the SVG plots and summary.md (created if missing;
-    /// these files in it are replaced).
-    #[arg(long, value_name = "DIR", default_value = "eval-results")]
-    out: PathBuf,
-    /// A smoke test: fewer worker counts, repeats and tasks (about half a minute).
-    #[arg(long)]
-    quick: bool,
-    /// Run only these scenarios (default: all).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    only: Vec<Scenario>,
-    /// Repeats of the short scenarios (default: 3, or 2 with --quick).
-    #[arg(long)]
-    repeats: Option<usize>,
-    /// Size of the word count's corpus in MB (default: 512, or 8 with --quick).
-    #[arg(long)]
-    corpus_mb: Option<u64>,
-    /// What to print on standard output: the files written, or results.json.
-    #[arg(long, value_enum, default_value_t)]
-    output: OutputFormat,
+/// A future the binary's side of [`Host`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the harness takes from the essaim binary that runs it, so that this crate does
+/// not depend on the binary crate.
+pub trait Host: Send + Sync {
+    /// The essaim executable the clusters' processes run (the running binary, so that a
+    /// program linking jobs of its own evaluates with them).
+    fn executable(&self) -> std::io::Result<PathBuf>;
+    /// The MapReduce jobs the binary knows; the word count's job is found here.
+    fn jobs(&self) -> Arc<JobRegistry>;
+    /// Opens a client of the coordinator's REST API at `url` with `token`.
+    fn rest_client(&self, url: &str, token: &str) -> anyhow::Result<Box<dyn RestApi>>;
+    /// Submits a planned MapReduce job as `essaim submit` does; returns its id.
+    fn submit_planned<'a>(
+        &'a self,
+        client: &'a mut CoordinatorClient,
+        planned: &'a PlannedJob,
+    ) -> BoxFuture<'a, anyhow::Result<u64>>;
+}
+
+/// A client of one coordinator's REST API (`/api/v1`), which alone serves the job
+/// history (per-worker shares, timeline) and the overview the scenarios read.
+pub trait RestApi: Send + Sync {
+    /// GETs `path` (e.g. `/api/v1/workers`) and returns the body of a 200 answer.
+    fn get_bytes<'a>(&'a self, path: &'a str) -> BoxFuture<'a, anyhow::Result<Vec<u8>>>;
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The sizes.
+    pub plan: Plan,
+    /// Whether `plan` is the smoke test's (recorded as the results' `mode`).
+    pub quick: bool,
+    /// The scenarios to run (all when empty).
+    pub only: Vec<Scenario>,
+    /// Where the files will be written (for the progress lines only).
+    pub out: PathBuf,
 }
 
 /// The scenarios, by question.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum Scenario {
+pub enum Scenario {
     /// Throughput vs workers, sleep tasks (question 1, I/O-bound).
     Sleep,
     /// Throughput vs workers, word count, and its cost (questions 1, CPU-bound, and 5).
@@ -110,7 +137,7 @@ pub struct Plan {
 
 impl Plan {
     /// The full evaluation: about 2–3 minutes on a quiet 2-core machine.
-    fn full() -> Self {
+    pub fn full() -> Self {
         Self {
             repeats: 3,
             crash_repeats: 3,
@@ -131,7 +158,7 @@ impl Plan {
     }
 
     /// The smoke test.
-    fn quick() -> Self {
+    pub fn quick() -> Self {
         Self {
             repeats: 2,
             crash_repeats: 1,
@@ -194,52 +221,33 @@ pub struct Results {
 }
 
 /// Prints one line of progress on standard error.
-fn say(line: &str) {
+pub fn say(line: &str) {
     eprintln!("eval: {line}");
 }
 
-/// Runs the evaluation.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut plan = if args.quick {
-        Plan::quick()
-    } else {
-        Plan::full()
-    };
-    if let Some(repeats) = args.repeats {
-        if repeats == 0 {
-            return Err(crate::client::usage("--repeats must be at least 1"));
-        }
-        plan.repeats = repeats;
-        plan.crash_repeats = repeats;
-    }
-    if let Some(corpus_mb) = args.corpus_mb {
-        if corpus_mb == 0 {
-            return Err(crate::client::usage("--corpus-mb must be at least 1"));
-        }
-        plan.corpus_mb = corpus_mb;
-    }
-    std::fs::create_dir_all(&args.out).map_err(|error| {
-        crate::client::usage(format!("cannot create `{}`: {error}", args.out.display()))
-    })?;
-    let selected = |scenario| args.only.is_empty() || args.only.contains(&scenario);
+/// Runs the scenarios of `options` on clusters of `host`'s executable; returns what
+/// they measured (see [`files`] for what to write).
+pub async fn evaluate(host: &dyn Host, options: &Options) -> anyhow::Result<Results> {
+    let plan = &options.plan;
+    let selected = |scenario| options.only.is_empty() || options.only.contains(&scenario);
     let started = Instant::now();
     let started_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as u64);
     let load_average_before = read_load_average();
+    let mode = if options.quick { "quick" } else { "full" };
     say(&format!(
-        "{} evaluation, results in {} (load average {:?})",
-        if args.quick { "quick" } else { "full" },
-        args.out.display(),
+        "{mode} evaluation, results in {} (load average {:?})",
+        options.out.display(),
         load_average_before
     ));
     // Clusters, logs and the corpus live here, and go with it (on error too).
     let workdir = tempfile::Builder::new().prefix("essaim-eval-").tempdir()?;
-    let workdir_path = workdir.path();
+    let workdir = workdir.path();
 
     let mut results = Results {
         version: 1,
-        mode: if args.quick { "quick" } else { "full" },
+        mode,
         machine: Machine {
             cores: std::thread::available_parallelism().map_or(1, |cores| cores.get()),
             cpu_model: std::fs::read_to_string("/proc/cpuinfo")
@@ -265,71 +273,45 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         plots: Vec::new(),
     };
     if selected(Scenario::Sleep) {
-        results.throughput_sleep = Some(scaling::sleep_scaling(&plan, workdir_path).await?);
+        results.throughput_sleep = Some(scaling::sleep_scaling(host, plan, workdir).await?);
     }
     if selected(Scenario::Wordcount) {
-        results.throughput_wordcount = Some(scaling::wordcount_scaling(&plan, workdir_path).await?);
+        results.throughput_wordcount = Some(scaling::wordcount_scaling(host, plan, workdir).await?);
     }
     if selected(Scenario::Balance) {
-        results.balance = Some(balance::balance(&plan, workdir_path).await?);
+        results.balance = Some(balance::balance(host, plan, workdir).await?);
     }
     if selected(Scenario::Recovery) {
-        results.recovery = Some(recovery::recovery(&plan, workdir_path).await?);
+        results.recovery = Some(recovery::recovery(host, plan, workdir).await?);
     }
     if selected(Scenario::Elasticity) {
-        results.elasticity = Some(elasticity::elasticity(&plan, workdir_path).await?);
+        results.elasticity = Some(elasticity::elasticity(host, plan, workdir).await?);
     }
     results.machine.load_average_after = read_load_average();
     results.wall_seconds = started.elapsed().as_secs_f64();
-
-    let written = write_results(&args.out, &mut results)?;
-    say(&format!(
-        "done in {:.0} s; {} files in {}",
-        results.wall_seconds,
-        written.len(),
-        args.out.display()
-    ));
-    match args.output {
-        OutputFormat::Json => print_json(&serde_json::to_value(&results)?),
-        OutputFormat::Text => {
-            for path in &written {
-                crate::outln!("{}", path.display());
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(results)
 }
 
-/// Writes the plots, `results.json` and `summary.md`; returns their paths.
-fn write_results(dir: &Path, results: &mut Results) -> anyhow::Result<Vec<PathBuf>> {
+/// Returns the files of `results` by name: one SVG per plot, `results.json` and
+/// `summary.md`; records the plots' names in `results.plots`.
+pub fn files(results: &mut Results) -> Result<Vec<(String, Vec<u8>)>, serde_json::Error> {
     let plots = plots::plots(results);
     results.plots = plots
         .iter()
         .map(|plot| plot.file_name.to_string())
         .collect();
-    let mut files: Vec<(PathBuf, Vec<u8>)> = plots
+    let mut files: Vec<(String, Vec<u8>)> = plots
         .into_iter()
         .map(|plot| {
             (
-                dir.join(plot.file_name),
-                crate::report_svg::document(&plot.svg).into_bytes(),
+                plot.file_name.to_string(),
+                essaim_report::svg::document(&plot.svg).into_bytes(),
             )
         })
         .collect();
-    files.push((
-        dir.join("results.json"),
-        serde_json::to_vec_pretty(results)?,
-    ));
-    files.push((
-        dir.join("summary.md"),
-        summary::summary(results).into_bytes(),
-    ));
-    for (path, bytes) in &files {
-        std::fs::write(path, bytes).map_err(|error| {
-            crate::client::usage(format!("cannot write `{}`: {error}", path.display()))
-        })?;
-    }
-    Ok(files.into_iter().map(|(path, _)| path).collect())
+    files.push(("results.json".into(), serde_json::to_vec_pretty(results)?));
+    files.push(("summary.md".into(), summary::summary(results).into_bytes()));
+    Ok(files)
 }
 
 /// Returns the first `model name` of `/proc/cpuinfo`.

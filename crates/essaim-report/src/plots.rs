@@ -1,10 +1,10 @@
-//! The four plots of `essaim report`, as charts of `report_svg`, and the numbers they
+//! The four plots of `essaim report`, as charts of `svg`, and the numbers they
 //! show: throughput over time, work per worker and how balanced it is, the duration
 //! histogram with its percentiles, and retries and failures over time.
 //!
-//! Pure, like the page that holds them (`report_html`): data in, SVG out.
+//! Pure, like the page that holds them (`html`): data in, SVG out.
 
-use crate::report_svg::{
+use crate::svg::{
     Chart, Marker, MarkerAt, PALETTE, Series, SeriesKind, XAxis, format_number, row_to_svg,
 };
 use essaim_coordinator::rest::{BucketView, DurationsView, JobDetail, WorkerShareView};

@@ -1,5 +1,5 @@
 //! The clusters the evaluation measures: a coordinator process and worker processes of
-//! this same binary on loopback, each started, signalled and stopped one by one.
+//! the essaim binary (the [`Host`]'s executable) on loopback, each started, signalled and stopped one by one.
 //!
 //! Why not the embedded local cluster (`local_cluster.rs`): it runs the coordinator
 //! inside the calling process, gives every worker the same number of slots and has a
@@ -13,17 +13,18 @@
 //! has a token of its own: its workers run commands (the partition scenario needs them),
 //! and nobody else on the machine should be able to submit some.
 
-use crate::rest_client::RestClient;
+use crate::{Host, RestApi};
 use essaim_coordinator::rest::{JobDetail, Overview, WorkerView};
 use essaim_proto::{CoordinatorClient, v1};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
-use super::procstat;
+use crate::procstat;
 
 /// Longest a process may take to start, register or stop before the scenario fails.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,19 +80,20 @@ pub struct EvalCluster {
     workers: Vec<WorkerProcess>,
     workers_started: usize,
     grpc: CoordinatorClient,
-    rest: RestClient,
+    rest: Box<dyn RestApi>,
 }
 
 impl EvalCluster {
     /// Starts a coordinator with `options` in `dir` (created), then one worker per entry
     /// of `worker_slots`, and waits until they have all registered.
     pub async fn start(
+        host: &dyn Host,
         dir: &Path,
         options: &ClusterOptions,
         worker_slots: &[u32],
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let executable = std::env::current_exe()?;
+        let executable = host.executable()?;
         let token = fresh_token();
         let log = dir.join("coordinator.log");
         let mut command = essaim_command(&executable, &token, &log)?;
@@ -111,7 +113,7 @@ impl EvalCluster {
         let mut coordinator = command.spawn()?;
         let url = wait_for_address(&mut coordinator, &log).await?;
         let grpc = essaim_proto::connect(&url, Some(&token), Duration::from_secs(5)).await?;
-        let rest = RestClient::new(&url, Some(&token))?;
+        let rest = host.rest_client(&url, &token)?;
         let mut cluster = Self {
             dir: dir.to_path_buf(),
             executable,
@@ -185,17 +187,27 @@ impl EvalCluster {
 
     /// Returns the workers the coordinator counts as alive.
     pub async fn workers_view(&self) -> anyhow::Result<Vec<WorkerView>> {
-        Ok(self.rest.get("/api/v1/workers").await?)
+        self.rest_get("/api/v1/workers").await
     }
 
     /// Returns the cluster at a glance, with its per-second throughput.
     pub async fn overview(&self) -> anyhow::Result<Overview> {
-        Ok(self.rest.get("/api/v1/overview").await?)
+        self.rest_get("/api/v1/overview").await
     }
 
     /// Returns a job with its history (per-worker shares, timeline) from the REST API.
     pub async fn job_detail(&self, job_id: u64) -> anyhow::Result<JobDetail> {
-        Ok(self.rest.get(&format!("/api/v1/jobs/{job_id}")).await?)
+        self.rest_get(&format!("/api/v1/jobs/{job_id}")).await
+    }
+
+    /// GETs `path` of the REST API and decodes its JSON.
+    async fn rest_get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let body = self.rest.get_bytes(path).await?;
+        serde_json::from_slice(&body).map_err(|error| {
+            anyhow::anyhow!(
+                "the coordinator's answer to {path} is not what the evaluation expects: {error}"
+            )
+        })
     }
 
     /// Returns a gRPC client of the coordinator.

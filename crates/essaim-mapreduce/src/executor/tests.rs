@@ -147,17 +147,22 @@ impl Cluster {
         config: &JobConfig,
         splits: &[InputSplit],
     ) -> Vec<UpstreamOutput> {
-        let mut outputs = Vec::new();
-        for (index, split) in splits.iter().enumerate() {
+        let payloads = splits.iter().map(|split| {
             let payload = MapTaskPayload {
                 config: config.clone(),
                 split: split.clone(),
             };
-            let context = self.context(
-                index as u32,
-                serde_json::to_vec(&payload).unwrap(),
-                Vec::new(),
-            );
+            serde_json::to_vec(&payload).unwrap()
+        });
+        self.map_payloads(payloads.collect()).await
+    }
+
+    /// Runs one map task per payload (task `i` for payload `i`); returns the map outputs
+    /// in task order.
+    async fn map_payloads(&mut self, payloads: Vec<Vec<u8>>) -> Vec<UpstreamOutput> {
+        let mut outputs = Vec::new();
+        for (index, payload) in payloads.into_iter().enumerate() {
+            let context = self.context(index as u32, payload, Vec::new());
             let attempt = context.attempt_id;
             let output = self.run(TaskKind::Map, context).await.unwrap();
             outputs.push(UpstreamOutput {
@@ -520,21 +525,15 @@ async fn a_job_planned_with_the_default_options_runs_as_planned() {
         planned.config.clone().validated(),
         Ok(planned.config.clone())
     );
-    let mut maps = Vec::new();
-    for (index, task) in planned.tasks.iter().enumerate() {
-        if task.kind != MAP_KIND {
-            continue;
-        }
-        let context = cluster.context(index as u32, task.payload.clone(), Vec::new());
-        let attempt = context.attempt_id;
-        let output = cluster.run(TaskKind::Map, context).await.unwrap();
-        maps.push(UpstreamOutput {
-            task_index: index as u32,
-            attempt,
-            file: output.file.unwrap(),
-        });
-    }
-    assert_eq!(maps.len(), paths.len());
+    // The planner lays out the map tasks first, so task `i` is payload `i`.
+    let map_payloads: Vec<Vec<u8>> = planned
+        .tasks
+        .iter()
+        .take_while(|task| task.kind == MAP_KIND)
+        .map(|task| task.payload.clone())
+        .collect();
+    assert_eq!(map_payloads.len(), paths.len());
+    let maps = cluster.map_payloads(map_payloads).await;
     std::fs::create_dir_all(
         planned
             .config

@@ -34,10 +34,13 @@ use tokio_util::sync::CancellationToken;
 /// The sort buffer of the measured map tasks: large enough that word count never spills.
 const SORT_BUFFER_BYTES: u64 = 256 << 20;
 
-fn main() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    wordcount_map_throughput(dir.path());
-    sort_map_and_reduce_throughput(dir.path());
+/// Any failure ends the benchmark with its message.
+type BenchResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> BenchResult {
+    let dir = tempfile::tempdir()?;
+    wordcount_map_throughput(dir.path())?;
+    sort_map_and_reduce_throughput(dir.path())
 }
 
 fn bench_bytes() -> u64 {
@@ -48,8 +51,13 @@ fn bench_bytes() -> u64 {
     megabytes << 20
 }
 
-fn config(job: &str, params: JobParams, reducers: u32, output_dir: PathBuf) -> JobConfig {
-    JobConfig {
+fn config(
+    job: &str,
+    params: JobParams,
+    reducers: u32,
+    output_dir: PathBuf,
+) -> BenchResult<JobConfig> {
+    let config = JobConfig {
         version: PAYLOAD_VERSION,
         job: job.into(),
         params,
@@ -59,8 +67,8 @@ fn config(job: &str, params: JobParams, reducers: u32, output_dir: PathBuf) -> J
         sort_buffer_bytes: SORT_BUFFER_BYTES,
         merge_factor: DEFAULT_MERGE_FACTOR,
     }
-    .validated()
-    .expect("the benchmark's configuration is valid")
+    .validated()?;
+    Ok(config)
 }
 
 fn rate(bytes: u64, started: Instant) -> String {
@@ -70,17 +78,20 @@ fn rate(bytes: u64, started: Instant) -> String {
 
 /// Copies each partition's segment of the map outputs into its own file, as the shuffle
 /// would.
-fn cut_segments(outputs: &[PathBuf], partitions: u32, dir: &Path) -> Vec<Vec<FetchedSegment>> {
+fn cut_segments(
+    outputs: &[PathBuf],
+    partitions: u32,
+    dir: &Path,
+) -> BenchResult<Vec<Vec<FetchedSegment>>> {
     let mut by_partition = vec![Vec::new(); partitions as usize];
     for (task_index, path) in outputs.iter().enumerate() {
-        let bytes = std::fs::read(path).unwrap();
+        let bytes = std::fs::read(path)?;
         let footer_start = bytes.len() - footer_len(partitions) as usize;
-        let entries =
-            decode_footer(&bytes[footer_start..], partitions, bytes.len() as u64, "b").unwrap();
+        let entries = decode_footer(&bytes[footer_start..], partitions, bytes.len() as u64, "b")?;
         for (partition, entry) in entries.iter().enumerate() {
             let segment_path = dir.join(format!("seg-{task_index}-{partition}"));
             let range = entry.offset as usize..(entry.offset + entry.length) as usize;
-            std::fs::write(&segment_path, &bytes[range]).unwrap();
+            std::fs::write(&segment_path, &bytes[range])?;
             by_partition[partition].push(FetchedSegment {
                 task_index: task_index as u32,
                 path: segment_path,
@@ -89,7 +100,7 @@ fn cut_segments(outputs: &[PathBuf], partitions: u32, dir: &Path) -> Vec<Vec<Fet
             });
         }
     }
-    by_partition
+    Ok(by_partition)
 }
 
 /// Drops every pair: measures a mapper without the sort behind it.
@@ -101,7 +112,7 @@ impl Emit for Discard {
     }
 }
 
-fn wordcount_map_throughput(dir: &Path) {
+fn wordcount_map_throughput(dir: &Path) -> BenchResult {
     let input = dir.join("words.txt");
     // A Zipf-like vocabulary: a few very common words, a long tail.
     let mut rng = SeededRng::new(1);
@@ -120,23 +131,23 @@ fn wordcount_map_throughput(dir: &Path) {
         }
         content.push(b'\n');
     }
-    std::fs::write(&input, &content).unwrap();
+    std::fs::write(&input, &content)?;
     let len = content.len() as u64;
     drop(content);
 
     let started = Instant::now();
-    let mut reader = LineSplitReader::open(&input, 0, len).unwrap();
+    let mut reader = LineSplitReader::open(&input, 0, len)?;
     let mut lines = 0u64;
-    while reader.next_line().unwrap().is_some() {
+    while reader.next_line()?.is_some() {
         lines += 1;
     }
     println!("split reader alone: {lines} lines, {}", rate(len, started));
 
     let job: Arc<dyn JobDefinition> = Arc::new(essaim_mapreduce::jobs::wordcount::WordCount);
     let started = Instant::now();
-    let mut reader = LineSplitReader::open(&input, 0, len).unwrap();
-    let mut mapper = job.mapper(&JobParams::default(), 0).unwrap();
-    while let Some((offset, line)) = reader.next_line().unwrap() {
+    let mut reader = LineSplitReader::open(&input, 0, len)?;
+    let mut mapper = job.mapper(&JobParams::default(), 0)?;
+    while let Some((offset, line)) = reader.next_line()? {
         let record = Record {
             path: &input,
             offset,
@@ -144,12 +155,12 @@ fn wordcount_map_throughput(dir: &Path) {
             split_start: 0,
             data: line,
         };
-        mapper.map(&record, &mut Discard).unwrap();
+        mapper.map(&record, &mut Discard)?;
     }
-    mapper.finish(&mut Discard).unwrap();
+    mapper.finish(&mut Discard)?;
     println!("split reader and mapper, no output: {}", rate(len, started));
 
-    let config = config("wordcount", JobParams::default(), 4, dir.join("out"));
+    let config = config("wordcount", JobParams::default(), 4, dir.join("out"))?;
     let payload = MapTaskPayload {
         config,
         split: InputSplit {
@@ -159,33 +170,31 @@ fn wordcount_map_throughput(dir: &Path) {
         },
     };
     let scratch = dir.join("map");
-    std::fs::create_dir_all(&scratch).unwrap();
+    std::fs::create_dir_all(&scratch)?;
     let started = Instant::now();
-    let output = run_map(job.as_ref(), &payload, &scratch, CancellationToken::new()).unwrap();
+    let output = run_map(job.as_ref(), &payload, &scratch, CancellationToken::new())?;
     println!(
         "wordcount map task: {}, {} pairs out",
         rate(len, started),
         output.counters.get(counters::MAP_OUTPUT_RECORDS)
     );
+    Ok(())
 }
 
-fn sort_map_and_reduce_throughput(dir: &Path) {
+fn sort_map_and_reduce_throughput(dir: &Path) -> BenchResult {
     let rows = bench_bytes() / 100;
     let input_dir = dir.join("in");
-    essaim_mapreduce::jobs::generate_sort_input(&input_dir, rows, 1, 7).unwrap();
-    let input = std::fs::read_dir(&input_dir)
-        .unwrap()
+    essaim_mapreduce::jobs::generate_sort_input(&input_dir, rows, 1, 7)?;
+    let input = std::fs::read_dir(&input_dir)?
         .next()
-        .unwrap()
-        .unwrap()
+        .ok_or("the generator wrote no file")??
         .path();
-    let len = std::fs::metadata(&input).unwrap().len();
+    let len = std::fs::metadata(&input)?.len();
     let reducers = 4;
     let job: Arc<dyn JobDefinition> = Arc::new(essaim_mapreduce::jobs::sort::Sort);
     let mut params = JobParams::default();
-    job.prepare(&mut params, std::slice::from_ref(&input), reducers)
-        .unwrap();
-    let config = config("sort", params, reducers, dir.join("sort-out"));
+    job.prepare(&mut params, std::slice::from_ref(&input), reducers)?;
+    let config = config("sort", params, reducers, dir.join("sort-out"))?;
 
     // Splits of 128 MiB, as a cluster would cut them.
     let split_bytes = 128u64 << 20;
@@ -202,18 +211,18 @@ fn sort_map_and_reduce_throughput(dir: &Path) {
             },
         };
         let scratch = dir.join(format!("map-{start}"));
-        std::fs::create_dir_all(&scratch).unwrap();
-        let output = run_map(job.as_ref(), &payload, &scratch, CancellationToken::new()).unwrap();
+        std::fs::create_dir_all(&scratch)?;
+        let output = run_map(job.as_ref(), &payload, &scratch, CancellationToken::new())?;
         outputs.push(output.path);
         start += split_bytes;
     }
     println!("sort, {} map tasks: {}", outputs.len(), rate(len, started));
 
     let segments_dir = dir.join("segments");
-    std::fs::create_dir_all(&segments_dir).unwrap();
-    let by_partition = cut_segments(&outputs, reducers, &segments_dir);
+    std::fs::create_dir_all(&segments_dir)?;
+    let by_partition = cut_segments(&outputs, reducers, &segments_dir)?;
     for output in &outputs {
-        std::fs::remove_file(output).unwrap();
+        std::fs::remove_file(output)?;
     }
     let started = Instant::now();
     for (partition, segments) in by_partition.into_iter().enumerate() {
@@ -223,7 +232,7 @@ fn sort_map_and_reduce_throughput(dir: &Path) {
             partition: partition as u32,
         };
         let scratch = dir.join(format!("reduce-{partition}"));
-        std::fs::create_dir_all(&scratch).unwrap();
+        std::fs::create_dir_all(&scratch)?;
         reduce_segments(
             job.as_ref(),
             &payload,
@@ -231,8 +240,7 @@ fn sort_map_and_reduce_throughput(dir: &Path) {
             &scratch,
             AttemptId(1),
             CancellationToken::new(),
-        )
-        .unwrap();
+        )?;
     }
     println!("sort, {reducers} reduce tasks: {}", rate(len, started));
 
@@ -250,4 +258,5 @@ fn sort_map_and_reduce_throughput(dir: &Path) {
         Ok(status) => println!("GNU sort failed ({status}); no comparison"),
         Err(error) => println!("GNU sort did not start ({error}); no comparison"),
     }
+    Ok(())
 }

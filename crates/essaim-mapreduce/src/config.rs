@@ -147,6 +147,9 @@ pub fn check_steps(steps: u32) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
+    /// Puts one value of a configuration out of range.
+    type BreakConfig = fn(&mut JobConfig);
+
     fn config() -> JobConfig {
         JobConfig {
             version: PAYLOAD_VERSION,
@@ -168,7 +171,7 @@ mod tests {
 
     #[test]
     fn every_value_out_of_range_is_refused_by_name() {
-        let cases: [(&str, fn(&mut JobConfig)); 7] = [
+        let cases: [(&str, BreakConfig); 7] = [
             ("payload version", |config| config.version += 1),
             ("steps", |config| config.steps = 0),
             ("steps", |config| config.steps = MAX_STEPS + 1),

@@ -372,7 +372,8 @@ mod tests {
         for job in ["wordcount", "grep", "sort", "streaming"] {
             assert!(help.contains(job), "{job} missing from:\n{help}");
         }
-        let description = jobs::registry().get("wordcount").unwrap().description();
+        let wordcount = jobs::registry().get("wordcount").unwrap();
+        let description = wordcount.description();
         assert!(
             help.contains(description),
             "{description} missing from:\n{help}"

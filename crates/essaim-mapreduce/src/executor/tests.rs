@@ -459,7 +459,8 @@ async fn a_payload_out_of_range_is_refused_not_given_a_default() {
     let (paths, _) = write_inputs(data.path(), 2, 1, 100);
     let split = splits_of(&paths, 1 << 30).remove(0);
     // Values an older worker replaced by defaults (0) or silently raised (1 KiB).
-    let cases: [(&str, fn(&mut JobConfig)); 4] = [
+    type BreakConfig = fn(&mut JobConfig);
+    let cases: [(&str, BreakConfig); 4] = [
         ("sort buffer", |config| config.sort_buffer_bytes = 0),
         ("sort buffer", |config| config.sort_buffer_bytes = 1024),
         ("merge factor", |config| config.merge_factor = 0),

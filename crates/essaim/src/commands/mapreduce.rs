@@ -124,8 +124,8 @@ pub struct SubmitArgs {
 pub struct SubmitJob {
     /// The job's name.
     pub name: String,
-    /// Its options.
-    pub args: SubmitArgs,
+    /// Its options (boxed: they are most of `essaim submit`'s size).
+    pub args: Box<SubmitArgs>,
 }
 
 /// The job names and descriptions of the subcommands: clap wants `'static` names, and
@@ -184,7 +184,10 @@ impl clap::FromArgMatches for SubmitJob {
             ));
         };
         let args = <SubmitArgs as clap::FromArgMatches>::from_arg_matches_mut(&mut job_matches)?;
-        Ok(Self { name, args })
+        Ok(Self {
+            name,
+            args: Box::new(args),
+        })
     }
 
     fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {

@@ -125,7 +125,7 @@ struct SpecTask {
 /// Submits the job; with `--wait`, waits for it.
 pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     if let Some(SubmitJob { name, args }) = args.mapreduce.take() {
-        return super::mapreduce::submit(&name, args).await;
+        return super::mapreduce::submit(&name, *args).await;
     }
     let spec = build_spec(&args)?;
     let bytes: usize = spec.tasks.iter().map(|t| t.payload.len()).sum();

@@ -1,5 +1,6 @@
-//! Executors: what runs one attempt of a task kind, and the registry of kinds a worker
-//! advertises.
+//! Executors: what runs one attempt of a task kind, and what it is told about the
+//! attempt ([`AttemptContext`]: typed ids, payload, inputs, attempt directory). The
+//! registry of kinds a worker advertises is in `registry.rs`.
 //!
 //! An executor only turns a payload into an output. The worker around it owns everything
 //! else: the slot, the timeout, cancellation by the coordinator, the attempt directory,

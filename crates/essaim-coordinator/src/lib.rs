@@ -40,9 +40,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// Task kinds accepted at submission even before a worker advertises them. `command` is
-/// among them: its tasks wait for a worker started with commands allowed.
-pub const BUILTIN_KINDS: &[&str] = &["noop", "sleep", "echo", "fail", "salad", "command"];
+/// Task kinds accepted at submission even before a worker advertises them (see
+/// [`essaim_core::kinds`]).
+pub use essaim_core::kinds::BUILTIN_KINDS;
 
 /// How to run a coordinator; every field has a documented default in the CLI.
 #[derive(Debug, Clone)]

@@ -175,31 +175,7 @@ impl Coordinator for CoordinatorService {
         let assignments = answer
             .assignments
             .into_iter()
-            .map(|a| v1::Assignment {
-                job_id: a.task.job.0,
-                task_index: a.task.index,
-                attempt_id: a.attempt.0,
-                attempt_number: a.attempt_number,
-                kind: a.kind,
-                payload: a.payload,
-                timeout_ms: a.timeout_ms.unwrap_or(0),
-                speculative: a.speculative,
-                correlation_id: essaim_proto::correlation_id(
-                    a.task.job.0,
-                    a.task.index,
-                    a.attempt.0,
-                ),
-                inputs: a
-                    .inputs
-                    .into_iter()
-                    .map(|input| v1::UpstreamOutput {
-                        task_index: input.task_index,
-                        attempt_id: input.attempt.0,
-                        url: input.file.url,
-                        size_bytes: input.file.size_bytes,
-                    })
-                    .collect(),
-            })
+            .map(essaim_proto::assignment_to_wire)
             .collect();
         Ok(Response::new(v1::PullTasksResponse {
             assignments,

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`ids`] | newtype ids; ids minted per coordinator epoch double as fencing tokens |
 //! | [`spec`] | job specs, limits, defaults and validation |
+//! | [`kinds`] | the built-in task kinds, shared by coordinator and worker |
 //! | [`model`] | jobs, tasks and their lifecycle, results and failures |
 //! | [`scheduler`] | the state machine |
 //! | [`backoff`] | full-jitter exponential backoff |
@@ -20,6 +21,7 @@
 pub mod backoff;
 pub mod ids;
 pub mod journal;
+pub mod kinds;
 pub mod model;
 pub mod rng;
 pub mod scheduler;

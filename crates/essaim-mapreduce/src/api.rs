@@ -126,6 +126,25 @@ pub trait Reducer: Send {
     }
 }
 
+/// Emits every pair as it came: the reducer of a job that only sorts or partitions (the
+/// sort job, a streaming step without reducer command).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdentityReducer;
+
+impl Reducer for IdentityReducer {
+    fn reduce(
+        &mut self,
+        key: &[u8],
+        values: &mut dyn Values,
+        out: &mut dyn Emit,
+    ) -> Result<(), JobError> {
+        while let Some(value) = values.next_value()? {
+            out.emit(key, value)?;
+        }
+        Ok(())
+    }
+}
+
 /// Chooses the reduce partition of a key.
 pub trait Partitioner: Send + Sync {
     /// Returns a partition in `0..partitions` (`partitions` ≥ 1). Must depend only on
@@ -166,6 +185,15 @@ impl JobParams {
     /// Sets a parameter.
     pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.0.insert(name.into(), value.into());
+    }
+
+    /// Returns the parameters `(name, value)`; a later pair replaces an earlier one.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let mut params = Self::default();
+        for (name, value) in pairs {
+            params.set(*name, *value);
+        }
+        params
     }
 }
 

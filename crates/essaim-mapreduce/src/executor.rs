@@ -18,23 +18,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::JobDefinition;
 use crate::commit::run_commit;
+use crate::config::JobConfig;
 use crate::error::{TaskError, TaskResult};
 use crate::map_task::run_map;
 use crate::payload::{
-    COMMIT_KIND, CommitTaskPayload, JobConfig, MAP_KIND, MapTaskPayload, PAYLOAD_VERSION,
-    REDUCE_KIND, ReduceTaskPayload,
+    COMMIT_KIND, CommitTaskPayload, MAP_KIND, MapTaskPayload, REDUCE_KIND, ReduceTaskPayload,
 };
 use crate::reduce_task::reduce_segments;
 use crate::registry::JobRegistry;
 use crate::shuffle::{ShuffleSettings, fetch_partition};
 use crate::sort::MAP_OUTPUT_FILE;
 
-/// Sort buffer used when a payload says 0.
-pub const DEFAULT_SORT_BUFFER_BYTES: u64 = 128 * 1024 * 1024;
-/// Smallest sort buffer honoured: smaller ones would spill every few records.
-pub const MIN_SORT_BUFFER_BYTES: u64 = 64 * 1024;
-/// Merge factor used when a payload says 0.
-pub const DEFAULT_MERGE_FACTOR: u32 = 16;
 /// Directory of an attempt where the shuffle puts fetched segments.
 const SHUFFLE_DIR: &str = "shuffle";
 
@@ -128,8 +122,8 @@ impl MapReduceExecutor {
         attempt: &AttemptContext,
         cancel: CancellationToken,
     ) -> TaskResult<TaskOutput> {
-        let mut payload: MapTaskPayload = decode_payload(&attempt.payload, MAP_KIND)?;
-        let job = self.job_for(&mut payload.config)?;
+        let payload: MapTaskPayload = decode_payload(&attempt.payload, MAP_KIND)?;
+        let job = self.job_for(&payload.config)?;
         let scratch_dir = attempt.scratch_dir.clone();
         let output = run_blocking(move || {
             create_dir(&scratch_dir)?;
@@ -151,8 +145,8 @@ impl MapReduceExecutor {
         attempt: &AttemptContext,
         cancel: CancellationToken,
     ) -> TaskResult<TaskOutput> {
-        let mut payload: ReduceTaskPayload = decode_payload(&attempt.payload, REDUCE_KIND)?;
-        let job = self.job_for(&mut payload.config)?;
+        let payload: ReduceTaskPayload = decode_payload(&attempt.payload, REDUCE_KIND)?;
+        let job = self.job_for(&payload.config)?;
         if payload.step >= payload.config.steps || payload.partition >= payload.config.reducers {
             return Err(TaskError::Payload(format!(
                 "step {} partition {} of a job of {} steps and {} reducers",
@@ -220,8 +214,8 @@ impl MapReduceExecutor {
     }
 
     async fn execute_commit(&self, attempt: &AttemptContext) -> TaskResult<TaskOutput> {
-        let mut payload: CommitTaskPayload = decode_payload(&attempt.payload, COMMIT_KIND)?;
-        self.job_for(&mut payload.config)?;
+        let payload: CommitTaskPayload = decode_payload(&attempt.payload, COMMIT_KIND)?;
+        self.job_for(&payload.config)?;
         let counters = run_blocking(move || run_commit(&payload)).await?;
         Ok(TaskOutput {
             inline: Vec::new(),
@@ -230,14 +224,13 @@ impl MapReduceExecutor {
         })
     }
 
-    /// Finds the payload's job, checks its parameters, and fills in defaults.
-    fn job_for(&self, config: &mut JobConfig) -> TaskResult<Arc<dyn JobDefinition>> {
-        if config.version != PAYLOAD_VERSION {
-            return Err(TaskError::Payload(format!(
-                "payload version {}, this worker reads version {PAYLOAD_VERSION}",
-                config.version
-            )));
-        }
+    /// Checks the payload's configuration (an out-of-range value is refused, never
+    /// replaced by a default: see [`crate::config`]), then finds its job and checks the
+    /// job's parameters.
+    fn job_for(&self, config: &JobConfig) -> TaskResult<Arc<dyn JobDefinition>> {
+        config
+            .validate()
+            .map_err(|error| TaskError::Payload(error.to_string()))?;
         let Some(job) = self.jobs.get(&config.job) else {
             return Err(TaskError::Payload(format!(
                 "unknown job `{}`; this worker knows: {}",
@@ -245,20 +238,7 @@ impl MapReduceExecutor {
                 self.jobs.names().join(", ")
             )));
         };
-        if config.steps == 0 || config.reducers == 0 {
-            return Err(TaskError::Payload(format!(
-                "a job needs at least one step and one reducer (got {} and {})",
-                config.steps, config.reducers
-            )));
-        }
         job.validate(&config.params)?;
-        config.sort_buffer_bytes = match config.sort_buffer_bytes {
-            0 => DEFAULT_SORT_BUFFER_BYTES,
-            bytes => bytes.max(MIN_SORT_BUFFER_BYTES),
-        };
-        if config.merge_factor == 0 {
-            config.merge_factor = DEFAULT_MERGE_FACTOR;
-        }
         Ok(job)
     }
 }

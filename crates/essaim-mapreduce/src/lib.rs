@@ -24,6 +24,7 @@
 //!
 //! | module | concept |
 //! |---|---|
+//! | [`config`] | [`config::JobConfig`]: what every task of a job shares; defaults and limits |
 //! | [`split`] | line-aligned split reader (Hadoop's `LineRecordReader` rule) |
 //! | [`sort`] | the bounded sort buffer and the map output collector (spills, combiner) |
 //! | `merge` | k-way and multi-pass merges of sorted runs; grouping values by key |
@@ -39,6 +40,7 @@
 pub mod api;
 mod cancel;
 pub mod commit;
+pub mod config;
 pub mod counters;
 pub mod error;
 pub mod executor;

@@ -324,6 +324,21 @@ pub(crate) struct Combining<'a> {
     pub output_records: u64,
 }
 
+impl<'a> Combining<'a> {
+    /// Starts combining with no record counted yet.
+    pub(crate) fn new(
+        make_combiner: &'a dyn Fn() -> Result<Box<dyn Reducer>, JobError>,
+        partitioner: &'a dyn Partitioner,
+    ) -> Self {
+        Self {
+            make_combiner,
+            partitioner,
+            input_records: 0,
+            output_records: 0,
+        }
+    }
+}
+
 /// Runs `combiner` over one partition's sorted `source` into `writer`.
 pub(crate) fn combine_partition<W: std::io::Write>(
     source: &mut dyn SortedRecords,

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::JobParams;
+pub use crate::config::JobConfig;
 
 /// Task kind of map tasks.
 pub const MAP_KIND: &str = "mapreduce.map";
@@ -34,27 +34,6 @@ pub fn part_file_name(partition: u32) -> String {
 pub const SUCCESS_MARKER: &str = "_SUCCESS";
 /// Directory under the output directory where attempts write before committing.
 pub const TEMPORARY_DIR: &str = "_temporary";
-
-/// What every task of a job shares.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobConfig {
-    /// [`PAYLOAD_VERSION`].
-    pub version: u32,
-    /// Name of the [`crate::api::JobDefinition`] to run.
-    pub job: String,
-    /// Its parameters.
-    pub params: JobParams,
-    /// Number of steps (≥ 1).
-    pub steps: u32,
-    /// Number of reduce partitions per step (≥ 1).
-    pub reducers: u32,
-    /// Where the output parts go: a directory every worker can write (a shared path).
-    pub output_dir: PathBuf,
-    /// Bytes of records a map task buffers before sorting and spilling them.
-    pub sort_buffer_bytes: u64,
-    /// Largest number of spill files or segments merged at once.
-    pub merge_factor: u32,
-}
 
 /// A byte range of one input file, cut at line boundaries by the reader: a split owns
 /// every line that starts within `[start, start + length)`, reading past its end to

@@ -14,19 +14,11 @@
 use std::path::{Path, PathBuf};
 
 use crate::api::{InputFormat, JobDefinition, JobError, JobParams};
+use crate::config::{ConfigError, JobConfig, check_job_options, check_split_bytes};
 use crate::payload::{
-    COMMIT_KIND, CommitTaskPayload, InputSplit, JobConfig, MAP_KIND, MapTaskPayload,
-    PAYLOAD_VERSION, REDUCE_KIND, ReduceTaskPayload, TEMPORARY_DIR,
+    COMMIT_KIND, CommitTaskPayload, InputSplit, MAP_KIND, MapTaskPayload, PAYLOAD_VERSION,
+    REDUCE_KIND, ReduceTaskPayload, TEMPORARY_DIR,
 };
-
-/// Default size of an input split (Hadoop's block size).
-pub const DEFAULT_SPLIT_BYTES: u64 = 64 * 1024 * 1024;
-/// Default sort buffer of a map task.
-pub const DEFAULT_SORT_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
-/// Default number of runs merged at once.
-pub const DEFAULT_MERGE_FACTOR: u32 = 16;
-/// Most reducers per step.
-pub const MAX_REDUCERS: u32 = 10_000;
 /// The last split of a file may be this much larger than the split size rather than
 /// leave a tiny split behind (Hadoop's `SPLIT_SLOP`).
 const SPLIT_SLOP: f64 = 1.1;
@@ -70,14 +62,9 @@ pub enum PlanError {
     /// The output directory is among the inputs.
     #[error("output directory `{0}` is also an input")]
     OutputIsInput(PathBuf),
-    /// An option is out of range.
-    #[error("invalid {field}: {reason}")]
-    Invalid {
-        /// The option.
-        field: &'static str,
-        /// Why.
-        reason: String,
-    },
+    /// An option is out of range (see [`crate::config`]).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The job refused its parameters.
     #[error("job `{job}`: {error}")]
     Job {
@@ -145,30 +132,12 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
         job: job.name().to_string(),
         error,
     };
-    if request.reducers == 0 || request.reducers > MAX_REDUCERS {
-        return Err(PlanError::Invalid {
-            field: "reducers",
-            reason: format!("{} is not in 1..={MAX_REDUCERS}", request.reducers),
-        });
-    }
-    if request.split_bytes < 4096 {
-        return Err(PlanError::Invalid {
-            field: "split size",
-            reason: format!("{} bytes is below 4 KiB", request.split_bytes),
-        });
-    }
-    if request.sort_buffer_bytes < 64 * 1024 {
-        return Err(PlanError::Invalid {
-            field: "sort buffer",
-            reason: format!("{} bytes is below 64 KiB", request.sort_buffer_bytes),
-        });
-    }
-    if request.merge_factor < 2 {
-        return Err(PlanError::Invalid {
-            field: "merge factor",
-            reason: "at least 2 runs must be merged at once".into(),
-        });
-    }
+    check_job_options(
+        request.reducers,
+        request.sort_buffer_bytes,
+        request.merge_factor,
+    )?;
+    check_split_bytes(request.split_bytes)?;
     let mut params = request.params.clone();
     job.validate(&params).map_err(job_error)?;
     let input_files = expand_inputs(&request.inputs)?;
@@ -179,22 +148,17 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
     job.prepare(&mut params, &input_files, request.reducers)
         .map_err(job_error)?;
     let steps = job.steps(&params);
-    if steps == 0 || steps > 64 {
-        return Err(PlanError::Invalid {
-            field: "steps",
-            reason: format!("the job has {steps} steps; 1 to 64 are allowed"),
-        });
-    }
     let config = JobConfig {
         version: PAYLOAD_VERSION,
         job: job.name().to_string(),
         params,
-        steps: steps as u32,
+        steps: u32::try_from(steps).unwrap_or(u32::MAX),
         reducers: request.reducers,
         output_dir,
         sort_buffer_bytes: request.sort_buffer_bytes,
         merge_factor: request.merge_factor,
-    };
+    }
+    .validated()?;
     let mut input_bytes = 0;
     let mut tasks = Vec::new();
     for file in &input_files {

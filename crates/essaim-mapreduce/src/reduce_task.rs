@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use essaim_core::AttemptId;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{Emit, JobDefinition, JobError, Mapper, Record};
@@ -57,7 +58,7 @@ pub fn reduce_segments(
     payload: &ReduceTaskPayload,
     mut segments: Vec<FetchedSegment>,
     scratch_dir: &Path,
-    attempt_id: u64,
+    attempt_id: AttemptId,
     cancel: CancellationToken,
 ) -> TaskResult<ReduceOutcome> {
     let config = &payload.config;
@@ -188,13 +189,13 @@ impl<'a> PartWriter<'a> {
         job: &'a dyn JobDefinition,
         output_dir: &Path,
         partition: u32,
-        attempt_id: u64,
+        attempt_id: AttemptId,
     ) -> TaskResult<Self> {
         let temporary_dir = output_dir.join(TEMPORARY_DIR);
         std::fs::create_dir_all(&temporary_dir)
             .map_err(|source| TaskError::io("create directory", &temporary_dir, source))?;
         let part = part_file_name(partition);
-        let temporary_path = temporary_dir.join(format!("{part}.{attempt_id:x}"));
+        let temporary_path = temporary_dir.join(format!("{part}.{attempt_id}"));
         let file = File::create(&temporary_path)
             .map_err(|source| TaskError::io("create", &temporary_path, source))?;
         Ok(Self {

@@ -60,8 +60,8 @@ impl Reducer for SumCounts {
     }
 }
 
-/// Joins the values of a key with commas, in the order they arrive.
-struct JoinValues;
+/// Joins the values of a key with its separator byte, in the order they arrive.
+pub(crate) struct JoinValues(pub(crate) u8);
 
 impl Reducer for JoinValues {
     fn reduce(
@@ -73,7 +73,7 @@ impl Reducer for JoinValues {
         let mut joined = Vec::new();
         while let Some(value) = values.next_value()? {
             if !joined.is_empty() {
-                joined.push(b',');
+                joined.push(self.0);
             }
             joined.extend_from_slice(value);
         }
@@ -115,7 +115,7 @@ impl JobDefinition for ToyWordCount {
         Ok(if step == 0 {
             Box::new(SumCounts)
         } else {
-            Box::new(JoinValues)
+            Box::new(JoinValues(b','))
         })
     }
 }

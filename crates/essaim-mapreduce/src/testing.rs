@@ -321,6 +321,14 @@ fn map_split(
     Ok(output.pairs)
 }
 
+/// Returns output lines as text (invalid UTF-8 replaced), for readable assertions.
+pub fn lines_as_text(lines: &[Vec<u8>]) -> Vec<String> {
+    lines
+        .iter()
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+        .collect()
+}
+
 /// Sorts `pairs` by key as the framework does (stable: equal keys keep their order),
 /// feeds them to `reducer` one key at a time, calls `finish`, and returns what it
 /// emitted. Handy to test a reducer, or mappers and a reducer wired by hand.
@@ -367,6 +375,7 @@ fn reduce_sorted(
 mod tests {
     use super::*;
     use crate::api::{Mapper, Partitioner, Reducer};
+    use crate::test_support::JoinValues;
 
     /// Emits (line, "map index/line number") for every record, reduces by joining the
     /// values with `|`: shows the exact order the runner promises.
@@ -382,25 +391,6 @@ mod tests {
                 record.line_in_split
             );
             out.emit(record.data, value.as_bytes())
-        }
-    }
-
-    struct JoinValues;
-    impl Reducer for JoinValues {
-        fn reduce(
-            &mut self,
-            key: &[u8],
-            values: &mut dyn Values,
-            out: &mut dyn Emit,
-        ) -> Result<(), JobError> {
-            let mut joined = Vec::new();
-            while let Some(value) = values.next_value()? {
-                if !joined.is_empty() {
-                    joined.push(b'|');
-                }
-                joined.extend_from_slice(value);
-            }
-            out.emit(key, &joined)
         }
     }
 
@@ -422,7 +412,7 @@ mod tests {
             Ok(Box::new(ProbeMapper))
         }
         fn reducer(&self, _: &JobParams, _: usize) -> Result<Box<dyn Reducer>, JobError> {
-            Ok(Box::new(JoinValues))
+            Ok(Box::new(JoinValues(b'|')))
         }
         fn partitioner(&self, _: &JobParams, _: usize) -> Result<Box<dyn Partitioner>, JobError> {
             Ok(Box::new(FirstByte))
@@ -505,7 +495,7 @@ mod tests {
             })
         }
         fn reducer(&self, _: &JobParams, _: usize) -> Result<Box<dyn Reducer>, JobError> {
-            Ok(Box::new(JoinValues))
+            Ok(Box::new(JoinValues(b'|')))
         }
         fn partitioner(&self, _: &JobParams, _: usize) -> Result<Box<dyn Partitioner>, JobError> {
             Ok(Box::new(FirstByte))
@@ -550,7 +540,7 @@ mod tests {
                 Ok(Box::new(ProbeMapper))
             }
             fn reducer(&self, _: &JobParams, _: usize) -> Result<Box<dyn Reducer>, JobError> {
-                Ok(Box::new(JoinValues))
+                Ok(Box::new(JoinValues(b'|')))
             }
             fn partitioner(
                 &self,

@@ -3,7 +3,8 @@
 use crate::v1;
 use essaim_core::model::{MAX_INLINE_RESULT_BYTES, MAX_STDERR_TAIL_BYTES};
 use essaim_core::{
-    AttemptId, FileRef, RawJobSpec, ReportedResult, TaskFailure, TaskOutput, TaskSpec,
+    Assignment, AttemptId, FileRef, JobId, RawJobSpec, ReportedResult, TaskFailure, TaskId,
+    TaskOutput, TaskSpec, UpstreamOutput,
 };
 
 /// Most counters one result may carry.
@@ -54,6 +55,78 @@ pub fn raw_job_spec_from_wire(spec: v1::JobSpec) -> RawJobSpec {
         backoff_base_ms: spec.retry_backoff_base_ms,
         backoff_max_ms: spec.retry_backoff_max_ms,
         speculation_multiplier: spec.speculation_multiplier,
+    }
+}
+
+/// Converts a granted attempt for the wire, with its correlation id.
+pub fn assignment_to_wire(assignment: Assignment) -> v1::Assignment {
+    let Assignment {
+        task,
+        attempt,
+        attempt_number,
+        kind,
+        payload,
+        timeout_ms,
+        speculative,
+        inputs,
+    } = assignment;
+    v1::Assignment {
+        job_id: task.job.0,
+        task_index: task.index,
+        attempt_id: attempt.0,
+        attempt_number,
+        kind,
+        payload,
+        timeout_ms: timeout_ms.unwrap_or(0),
+        speculative,
+        correlation_id: crate::correlation_id(task.job.0, task.index, attempt.0),
+        inputs: inputs
+            .into_iter()
+            .map(|input| v1::UpstreamOutput {
+                task_index: input.task_index,
+                attempt_id: input.attempt.0,
+                url: input.file.url,
+                size_bytes: input.file.size_bytes,
+            })
+            .collect(),
+    }
+}
+
+/// Converts an assignment a worker pulled to the core's typed form. The wire's
+/// correlation id is not kept: it is derived from the ids (see [`crate::correlation_id`]),
+/// on both sides.
+pub fn assignment_from_wire(assignment: v1::Assignment) -> Assignment {
+    let v1::Assignment {
+        job_id,
+        task_index,
+        attempt_id,
+        attempt_number,
+        kind,
+        payload,
+        timeout_ms,
+        speculative,
+        correlation_id: _,
+        inputs,
+    } = assignment;
+    Assignment {
+        task: TaskId::new(JobId(job_id), task_index),
+        attempt: AttemptId(attempt_id),
+        attempt_number,
+        kind,
+        payload,
+        timeout_ms: (timeout_ms > 0).then_some(timeout_ms),
+        speculative,
+        inputs: inputs
+            .into_iter()
+            .map(|input| UpstreamOutput {
+                task_index: input.task_index,
+                attempt: AttemptId(input.attempt_id),
+                file: FileRef {
+                    url: input.url,
+                    size_bytes: input.size_bytes,
+                },
+            })
+            .collect(),
     }
 }
 
@@ -225,6 +298,35 @@ mod tests {
         });
         assert!(failure.stderr_tail.len() <= MAX_STDERR_TAIL_BYTES);
         assert!(failure.stderr_tail.ends_with("é-end"));
+    }
+
+    #[test]
+    fn an_assignment_survives_the_wire_with_its_correlation_id() {
+        let assignment = Assignment {
+            task: TaskId::new(JobId(5), 6),
+            attempt: AttemptId(0x7f),
+            attempt_number: 2,
+            kind: "mapreduce.reduce".into(),
+            payload: b"{}".to_vec(),
+            timeout_ms: Some(1500),
+            speculative: true,
+            inputs: vec![UpstreamOutput {
+                task_index: 1,
+                attempt: AttemptId(0x10),
+                file: FileRef {
+                    url: "http://w:1/files/5/1/10/map.out".into(),
+                    size_bytes: 42,
+                },
+            }],
+        };
+        let wire = assignment_to_wire(assignment.clone());
+        assert_eq!(wire.correlation_id, "job-5/task-6/attempt-7f");
+        assert_eq!(assignment_from_wire(wire), assignment);
+        let untimed = v1::Assignment {
+            timeout_ms: 0,
+            ..Default::default()
+        };
+        assert_eq!(assignment_from_wire(untimed).timeout_ms, None);
     }
 
     #[test]

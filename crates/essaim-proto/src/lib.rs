@@ -17,8 +17,9 @@ mod convert;
 
 pub use client::{AuthenticatedChannel, ClientError, CoordinatorClient, TokenInterceptor, connect};
 pub use convert::{
-    WireError, attempt_result_to_wire, failure_from_wire, failure_to_wire, keep_tail,
-    output_from_wire, output_to_wire, raw_job_spec_from_wire, reported_result_from_wire,
+    WireError, assignment_from_wire, assignment_to_wire, attempt_result_to_wire, failure_from_wire,
+    failure_to_wire, keep_tail, output_from_wire, output_to_wire, raw_job_spec_from_wire,
+    reported_result_from_wire,
 };
 
 /// Largest gRPC message either side accepts (a whole job submission must fit).

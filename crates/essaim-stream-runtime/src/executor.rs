@@ -94,7 +94,7 @@ async fn run_task(
             tables: Arc::clone(&tables),
             nats: nats.clone(),
             metrics: metrics.unit(&spec.pipeline, stage, unit),
-            attempt_id: attempt.attempt_id,
+            attempt_id: attempt.attempt_id.0,
         });
         let stop = stop_units.clone();
         running.spawn(async move { (unit, unit::run(context, unit, stop).await) });

@@ -10,8 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use essaim_core::{AttemptId, FileRef, TaskFailure, TaskOutput, UpstreamOutput};
-use essaim_proto::v1;
+use essaim_core::{Assignment, AttemptId, TaskFailure, TaskOutput};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -52,54 +51,30 @@ impl PreparedAttempt {
     pub(crate) fn new(
         settings: &AttemptSettings,
         generation: u64,
-        assignment: v1::Assignment,
+        assignment: Assignment,
         executor: Arc<dyn Executor>,
     ) -> Self {
-        let v1::Assignment {
-            job_id,
-            task_index,
-            attempt_id,
+        let Assignment {
+            task,
+            attempt,
             attempt_number,
             payload,
             timeout_ms,
-            correlation_id,
             inputs,
             ..
         } = assignment;
-        // An older coordinator may leave the correlation id out; it is derived anyway.
-        let correlation_id = if correlation_id.is_empty() {
-            essaim_proto::correlation_id(job_id, task_index, attempt_id)
-        } else {
-            correlation_id
-        };
         let needs_scratch_dir = executor.needs_scratch_dir(&payload);
         let context = AttemptContext {
-            job_id,
-            task_index,
-            attempt_id,
+            task,
+            attempt_id: attempt,
             attempt_number,
             payload,
-            timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
-            correlation_id,
-            scratch_dir: attempt_dir(&settings.scratch_root, job_id, task_index, attempt_id),
-            file_base_url: attempt_file_base_url(
-                &settings.file_server_url,
-                job_id,
-                task_index,
-                attempt_id,
-            ),
+            timeout: timeout_ms.map(Duration::from_millis),
+            correlation_id: essaim_proto::correlation_id(task.job.0, task.index, attempt.0),
+            scratch_dir: attempt_dir(&settings.scratch_root, task, attempt),
+            file_base_url: attempt_file_base_url(&settings.file_server_url, task, attempt),
             worker_name: settings.worker_name.clone(),
-            inputs: inputs
-                .into_iter()
-                .map(|input| UpstreamOutput {
-                    task_index: input.task_index,
-                    attempt: AttemptId(input.attempt_id),
-                    file: FileRef {
-                        url: input.url,
-                        size_bytes: input.size_bytes,
-                    },
-                })
-                .collect(),
+            inputs,
             file_server_token: settings.file_server_token.clone(),
         };
         Self {
@@ -122,7 +97,7 @@ pub(crate) struct FinishedAttempt {
     /// The registration the attempt was pulled under.
     pub generation: u64,
     /// The attempt.
-    pub attempt_id: u64,
+    pub attempt_id: AttemptId,
     /// Its output or its failure.
     pub outcome: Result<TaskOutput, TaskFailure>,
     /// Its run time on this worker.
@@ -139,9 +114,9 @@ pub(crate) async fn run_attempt(
     let context = &prepared.context;
     let span = tracing::info_span!(
         "attempt",
-        job = context.job_id,
-        task = context.task_index,
-        attempt = %format_args!("{:x}", context.attempt_id),
+        job = context.task.job.0,
+        task = context.task.index,
+        attempt = %context.attempt_id,
         correlation_id = %context.correlation_id,
     );
     run_attempt_in_span(prepared, cancel).instrument(span).await
@@ -253,17 +228,15 @@ mod tests {
         }
     }
 
-    fn assignment(kind: &str, payload: &[u8], timeout_ms: u64) -> v1::Assignment {
-        v1::Assignment {
-            job_id: 5,
-            task_index: 6,
-            attempt_id: 0x7f,
+    fn assignment(kind: &str, payload: &[u8], timeout_ms: Option<u64>) -> Assignment {
+        Assignment {
+            task: essaim_core::TaskId::new(essaim_core::JobId(5), 6),
+            attempt: AttemptId(0x7f),
             attempt_number: 1,
             kind: kind.into(),
             payload: payload.to_vec(),
             timeout_ms,
             speculative: false,
-            correlation_id: String::new(),
             inputs: Vec::new(),
         }
     }
@@ -274,7 +247,7 @@ mod tests {
         let prepared = PreparedAttempt::new(
             &settings(scratch.path()),
             3,
-            assignment("noop", b"", 0),
+            assignment("noop", b"", None),
             Arc::new(NoopExecutor),
         );
         assert!(prepared.runs_instantly());
@@ -292,7 +265,7 @@ mod tests {
         let prepared = PreparedAttempt::new(
             &settings(scratch.path()),
             1,
-            assignment("sleep", b"60000", 30),
+            assignment("sleep", b"60000", Some(30)),
             Arc::new(SleepExecutor),
         );
         let finished = run_attempt(prepared, CancellationToken::new()).await;
@@ -308,7 +281,7 @@ mod tests {
         let prepared = PreparedAttempt::new(
             &settings(scratch.path()),
             1,
-            assignment("echo", &large, 0),
+            assignment("echo", &large, None),
             Arc::new(EchoExecutor),
         );
         let dir = prepared.context.scratch_dir.clone();

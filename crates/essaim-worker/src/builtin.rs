@@ -228,13 +228,13 @@ impl Executor for SaladExecutor {
             let order = parse_salad_order(&attempt.payload)?;
             let pid = std::process::id();
             if let Some(record) = &order.record {
-                let line = format!("{}\t{:x}\t{pid}\n", order.fruit, attempt.attempt_id);
+                let line = format!("{}\t{}\t{pid}\n", order.fruit, attempt.attempt_id);
                 append_record_line(record.clone(), line).await?;
             }
             let clock_nanos = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since_epoch| since_epoch.as_nanos() as u64);
-            if salad_crash_roll(attempt.attempt_id, pid, clock_nanos, order.crash_percent) {
+            if salad_crash_roll(attempt.attempt_id.0, pid, clock_nanos, order.crash_percent) {
                 tracing::warn!(
                     fruit = %order.fruit,
                     crash_percent = order.crash_percent,
@@ -293,9 +293,8 @@ mod tests {
 
     fn attempt(payload: &[u8], scratch_dir: PathBuf) -> AttemptContext {
         AttemptContext {
-            job_id: 1,
-            task_index: 2,
-            attempt_id: 0xabc,
+            task: essaim_core::TaskId::new(essaim_core::JobId(1), 2),
+            attempt_id: essaim_core::AttemptId(0xabc),
             attempt_number: 1,
             payload: payload.to_vec(),
             timeout: None,

@@ -1,5 +1,6 @@
-//! Executors: what runs one attempt of a task kind, and the registry of kinds a worker
-//! advertises.
+//! Executors: what runs one attempt of a task kind, and what it is told about the
+//! attempt ([`AttemptContext`]: typed ids, payload, inputs, attempt directory). The
+//! registry of kinds a worker advertises is in `registry.rs`.
 //!
 //! An executor only turns a payload into an output. The worker around it owns everything
 //! else: the slot, the timeout, cancellation by the coordinator, the attempt directory,
@@ -10,23 +11,13 @@
 //! place instead of spawning a task, and [`Executor::needs_scratch_dir`] lets it skip
 //! creating a directory nobody will write to.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
-use essaim_core::{TaskFailure, TaskOutput, UpstreamOutput};
+use essaim_core::{AttemptId, TaskFailure, TaskId, TaskOutput, UpstreamOutput};
 use tokio_util::sync::CancellationToken;
-
-use crate::builtin::{EchoExecutor, FailExecutor, NoopExecutor, SaladExecutor, SleepExecutor};
-use crate::command::CommandExecutor;
-
-/// Every kind [`ExecutorRegistry::with_builtins`] can register; `command` only when
-/// external commands are allowed.
-pub const BUILTIN_KINDS: &[&str] = &["noop", "sleep", "echo", "fail", "salad", "command"];
 
 /// The future an executor returns: the attempt's output or why it failed.
 pub type ExecutionFuture =
@@ -64,12 +55,10 @@ pub trait Executor: Send + Sync + 'static {
 /// Everything an executor learns about the attempt it runs.
 #[derive(Debug, Clone)]
 pub struct AttemptContext {
-    /// The job.
-    pub job_id: u64,
-    /// The task's index in its job.
-    pub task_index: u32,
+    /// The task: its job and its index in the job.
+    pub task: TaskId,
     /// The attempt, also its fencing token.
-    pub attempt_id: u64,
+    pub attempt_id: AttemptId,
     /// 1 for the first attempt, 2 for the first retry, …
     pub attempt_number: u32,
     /// The task's input.
@@ -101,26 +90,23 @@ impl AttemptContext {
 /// Returns the private directory of an attempt: `<scratch>/<job>/<task>/<attempt hex>`.
 ///
 /// The file server maps URLs to the same layout, so both sides must call this.
-pub(crate) fn attempt_dir(
-    scratch_root: &Path,
-    job_id: u64,
-    task_index: u32,
-    attempt_id: u64,
-) -> PathBuf {
+pub(crate) fn attempt_dir(scratch_root: &Path, task: TaskId, attempt_id: AttemptId) -> PathBuf {
     scratch_root
-        .join(job_id.to_string())
-        .join(task_index.to_string())
-        .join(format!("{attempt_id:x}"))
+        .join(task.job.to_string())
+        .join(task.index.to_string())
+        .join(attempt_id.to_string())
 }
 
 /// Returns the URL prefix under which an attempt's files are served.
 pub(crate) fn attempt_file_base_url(
     file_server_url: &str,
-    job_id: u64,
-    task_index: u32,
-    attempt_id: u64,
+    task: TaskId,
+    attempt_id: AttemptId,
 ) -> String {
-    format!("{file_server_url}/files/{job_id}/{task_index}/{attempt_id:x}")
+    format!(
+        "{file_server_url}/files/{}/{}/{attempt_id}",
+        task.job, task.index
+    )
 }
 
 /// Returns a failure that no retry can fix (the payload is malformed): the task goes
@@ -135,93 +121,16 @@ pub(crate) fn permanent_failure(message: impl Into<String>) -> TaskFailure {
     }
 }
 
-/// Task kinds this worker can run, each with its executor.
-#[derive(Clone, Default)]
-pub struct ExecutorRegistry {
-    executors: BTreeMap<String, Arc<dyn Executor>>,
-}
-
-impl fmt::Debug for ExecutorRegistry {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter
-            .debug_set()
-            .entries(self.executors.keys())
-            .finish()
-    }
-}
-
-impl ExecutorRegistry {
-    /// Returns an empty registry.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Returns a registry of the built-in kinds; `command` (external commands) only when
-    /// `allow_commands` is true, since it lets any client run programs on this host.
-    pub fn with_builtins(allow_commands: bool) -> Self {
-        let mut registry = Self::new();
-        registry.register("noop", Arc::new(NoopExecutor));
-        registry.register("sleep", Arc::new(SleepExecutor));
-        registry.register("echo", Arc::new(EchoExecutor));
-        registry.register("fail", Arc::new(FailExecutor));
-        registry.register("salad", Arc::new(SaladExecutor));
-        if allow_commands {
-            registry.register("command", Arc::new(CommandExecutor));
-        }
-        registry
-    }
-
-    /// Registers `executor` for `kind`, replacing any executor registered before for it.
-    pub fn register(&mut self, kind: &str, executor: Arc<dyn Executor>) {
-        self.executors.insert(kind.to_string(), executor);
-    }
-
-    /// Returns the registered kinds, sorted.
-    pub fn kinds(&self) -> Vec<String> {
-        self.executors.keys().cloned().collect()
-    }
-
-    /// Lets every executor register its metrics (see [`Executor::register_metrics`]).
-    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        for executor in self.executors.values() {
-            executor.register_metrics(registry);
-        }
-    }
-
-    /// Removes the executor of `kind`, if registered.
-    pub(crate) fn unregister(&mut self, kind: &str) -> bool {
-        self.executors.remove(kind).is_some()
-    }
-
-    /// Returns the executor of `kind`, if registered.
-    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Executor>> {
-        self.executors.get(kind)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn command_kind_is_registered_only_when_allowed() {
-        let without = ExecutorRegistry::with_builtins(false).kinds();
-        assert_eq!(without, ["echo", "fail", "noop", "salad", "sleep"]);
-        let with = ExecutorRegistry::with_builtins(true).kinds();
-        assert!(with.contains(&"command".to_string()));
-        for kind in &with {
-            assert!(
-                BUILTIN_KINDS.contains(&kind.as_str()),
-                "{kind} is not listed"
-            );
-        }
-    }
-
-    #[test]
     fn attempt_dir_and_url_share_one_layout() {
-        let dir = attempt_dir(Path::new("/scratch"), 7, 3, 0xab);
+        let task = TaskId::new(essaim_core::JobId(7), 3);
+        let dir = attempt_dir(Path::new("/scratch"), task, AttemptId(0xab));
         assert_eq!(dir, Path::new("/scratch/7/3/ab"));
-        let url = attempt_file_base_url("http://h:1", 7, 3, 0xab);
+        let url = attempt_file_base_url("http://h:1", task, AttemptId(0xab));
         assert_eq!(url, "http://h:1/files/7/3/ab");
     }
 }

@@ -31,6 +31,8 @@ use axum::routing::get;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
+use essaim_core::{AttemptId, JobId, TaskId};
+
 use crate::executor::attempt_dir;
 
 /// Bytes read from disk per chunk of a served file.
@@ -39,16 +41,15 @@ const STREAM_CHUNK_BYTES: usize = 64 * 1024;
 /// One file of one attempt, as named by a valid URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AttemptFile {
-    job_id: u64,
-    task_index: u32,
-    attempt_id: u64,
+    task: TaskId,
+    attempt_id: AttemptId,
     name: String,
 }
 
 impl AttemptFile {
     /// Returns where the file lives under `scratch_root`.
     fn path_under(&self, scratch_root: &Path) -> PathBuf {
-        attempt_dir(scratch_root, self.job_id, self.task_index, self.attempt_id).join(&self.name)
+        attempt_dir(scratch_root, self.task, self.attempt_id).join(&self.name)
     }
 }
 
@@ -103,9 +104,8 @@ pub(crate) fn parse_file_request(
         return Err(FileRequestError::Name(shorten(name)));
     }
     Ok(AttemptFile {
-        job_id,
-        task_index,
-        attempt_id,
+        task: TaskId::new(JobId(job_id), task_index),
+        attempt_id: AttemptId(attempt_id),
         name: name.to_string(),
     })
 }

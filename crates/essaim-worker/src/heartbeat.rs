@@ -17,6 +17,7 @@
 //! dead, so once the coordinator answers again it registers afresh even if the answer
 //! does not ask it to.
 
+use essaim_core::AttemptId;
 use essaim_core::rng::SeededRng;
 use essaim_proto::{CoordinatorClient, v1};
 use essaim_telemetry::WorkerMetrics;
@@ -116,7 +117,7 @@ impl HeartbeatLoop {
     ) -> BeatOutcome {
         let request = v1::HeartbeatRequest {
             worker_id: session.worker_id,
-            held_attempts: held.attempt_ids,
+            held_attempts: held.attempt_ids.iter().map(|attempt| attempt.0).collect(),
             draining: self.drain.is_cancelled(),
             busy_slots: held.busy_slots,
             scratch_jobs: scratch_jobs(&self.scratch_root).await,
@@ -149,7 +150,12 @@ impl HeartbeatLoop {
                         cancelled = response.cancel_attempts.len(),
                         "coordinator revoked attempts"
                     );
-                    self.dispatcher.cancel(response.cancel_attempts).await;
+                    let revoked = response
+                        .cancel_attempts
+                        .into_iter()
+                        .map(AttemptId)
+                        .collect();
+                    self.dispatcher.cancel(revoked).await;
                 }
                 if !response.release_jobs.is_empty() {
                     release_jobs(&self.scratch_root, response.release_jobs);

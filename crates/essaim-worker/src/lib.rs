@@ -20,7 +20,8 @@
 //! | `lib.rs` | [`start_worker`] and [`RunningWorker`]: binding, start-up, waiting |
 //! | `config.rs` | [`WorkerConfig`] and its validation; the file server URL |
 //! | `error.rs` | [`WorkerError`] |
-//! | `executor.rs` | [`Executor`], [`AttemptContext`], [`ExecutorRegistry`] |
+//! | `executor.rs` | [`Executor`] and [`AttemptContext`], what an executor is given |
+//! | `registry.rs` | [`ExecutorRegistry`] and the built-in kinds it registers |
 //! | `builtin.rs` | the built-in kinds `noop`, `sleep`, `echo`, `fail`, `salad` |
 //! | `command/mod.rs` | the `command` kind: external programs, killed with their group |
 //! | `command/capture.rs` | bounded capture of a program's stdout and stderr |
@@ -47,6 +48,7 @@ mod executor;
 mod files;
 mod heartbeat;
 mod pull;
+mod registry;
 mod report;
 mod runtime;
 mod session;
@@ -62,7 +64,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{COORDINATION_ROUND_TRIP, DEFAULT_MAX_PREFETCH, Prefetch, WorkerConfig};
 pub use error::WorkerError;
-pub use executor::{AttemptContext, BUILTIN_KINDS, ExecutionFuture, Executor, ExecutorRegistry};
+pub use essaim_core::kinds::BUILTIN_KINDS;
+pub use executor::{AttemptContext, ExecutionFuture, Executor};
+pub use registry::ExecutorRegistry;
 
 use crate::attempt::AttemptSettings;
 use crate::session::{Registrar, RegistrationDetails, SessionState};

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use essaim_proto::{CoordinatorClient, v1};
+use essaim_proto::{CoordinatorClient, assignment_from_wire, v1};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -86,7 +86,14 @@ impl PullLoop {
                     }
                     if !response.assignments.is_empty() {
                         self.dispatcher
-                            .assign(session.generation, response.assignments)
+                            .assign(
+                                session.generation,
+                                response
+                                    .assignments
+                                    .into_iter()
+                                    .map(assignment_from_wire)
+                                    .collect(),
+                            )
                             .await;
                     }
                     continue;

@@ -44,11 +44,7 @@ struct PendingResult {
 impl PendingResult {
     fn from_finished(finished: FinishedAttempt) -> Self {
         let duration_ms = u64::try_from(finished.duration.as_millis()).unwrap_or(u64::MAX);
-        let wire = attempt_result_to_wire(
-            essaim_core::AttemptId(finished.attempt_id),
-            &finished.outcome,
-            duration_ms,
-        );
+        let wire = attempt_result_to_wire(finished.attempt_id, &finished.outcome, duration_ms);
         Self {
             generation: finished.generation,
             wire,

@@ -17,6 +17,7 @@
 
 use std::time::Duration;
 
+use essaim_core::AttemptId;
 use essaim_core::rng::SeededRng;
 use essaim_proto::{CoordinatorClient, v1};
 use essaim_telemetry::{Health, WorkerMetrics};
@@ -356,7 +357,7 @@ impl Runtime {
 
 struct StoppedLoops {
     /// Attempts pulled but never started.
-    returned_attempts: Vec<u64>,
+    returned_attempts: Vec<AttemptId>,
     /// The first panic of a loop, if any.
     outcome: Result<(), WorkerError>,
 }
@@ -371,8 +372,13 @@ fn joined(
 /// Step 5 of the drain: leaves the cluster, handing back the attempts never started. A
 /// failure only costs time: the coordinator declares the worker dead after its timeout
 /// and requeues the attempts then.
-async fn deregister(mut client: CoordinatorClient, session: Session, returned_attempts: Vec<u64>) {
+async fn deregister(
+    mut client: CoordinatorClient,
+    session: Session,
+    returned_attempts: Vec<AttemptId>,
+) {
     let returned = returned_attempts.len();
+    let returned_attempts: Vec<u64> = returned_attempts.iter().map(|attempt| attempt.0).collect();
     let mut backoff = RetryBackoff::new(
         fresh_seed(4),
         Duration::from_millis(100),

@@ -54,10 +54,7 @@ enum Command {
     /// Run a MapReduce job on an embedded local cluster and wait for it.
     Run(commands::mapreduce::RunArgs),
     /// Generate sample input for the built-in MapReduce jobs.
-    Gen(commands::mapreduce::GenArgs),
-    /// `essaim submit JOB …`: recognised before clap parses (see [`mapreduce_submit`]).
-    #[command(skip)]
-    SubmitJob(Vec<std::ffi::OsString>),
+    Gen(commands::generate::GenArgs),
     /// List jobs.
     Jobs(commands::jobs::ListArgs),
     /// Show a job's status.
@@ -94,19 +91,18 @@ enum Command {
 /// jobs: the entry point of a binary that links its own jobs (see the crate doc).
 pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
     jobs::install(jobs);
-    let cli = match mapreduce_submit(std::env::args_os().collect()) {
-        Some(words) => Cli {
-            command: Command::SubmitJob(words),
-            log_json: std::env::var_os("ESSAIM_LOG_JSON").is_some(),
-            otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok(),
-        },
-        None => Cli::parse(),
+    // After `jobs::install`: `essaim submit JOB` has a subcommand per installed job.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return refuse_command_line(error, std::env::args_os().collect()),
     };
     // The demo's story is on stdout; its cluster only speaks up when something is wrong.
-    let default_level = if matches!(
-        cli.command,
-        Command::Demo(_) | Command::Run(_) | Command::Gen(_) | Command::SubmitJob(_)
-    ) {
+    let quiet = match &cli.command {
+        Command::Demo(_) | Command::Run(_) | Command::Gen(_) => true,
+        Command::Submit(args) => args.mapreduce_job().is_some(),
+        _ => false,
+    };
+    let default_level = if quiet {
         tracing::level_filters::LevelFilter::WARN
     } else {
         tracing::level_filters::LevelFilter::INFO
@@ -136,8 +132,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Worker(args) => commands::worker::run(args).await,
             Command::Submit(args) => commands::submit::run(args).await,
             Command::Run(args) => commands::mapreduce::run(args).await,
-            Command::Gen(args) => commands::mapreduce::generate(args),
-            Command::SubmitJob(words) => commands::mapreduce::submit_words(words).await,
+            Command::Gen(args) => commands::generate::generate(args),
             Command::Jobs(args) => commands::jobs::list(args).await,
             Command::Status(args) => commands::jobs::status(args).await,
             Command::Wait(args) => commands::jobs::wait(args).await,
@@ -198,17 +193,30 @@ fn install_tracing(
     })
 }
 
-/// Returns the words from JOB on when the command line is `essaim submit JOB …` with
-/// JOB a word rather than an option: a MapReduce job, whose options are its own. (A
-/// task-farm `essaim submit` starts with an option or `--`.)
-fn mapreduce_submit(argv: Vec<std::ffi::OsString>) -> Option<Vec<std::ffi::OsString>> {
-    let mut words = argv.into_iter().skip(1);
-    if words.next()? != "submit" {
-        return None;
+/// Reports a command line clap refused and returns the exit code (clap's own: 2 for bad
+/// usage, 0 for `--help` and `--version`). One case gets a better message than clap's:
+/// `essaim submit WORD …` where WORD names no MapReduce job (clap sees an unexpected
+/// argument, since the task-farm form takes no word there).
+fn refuse_command_line(error: clap::Error, argv: Vec<std::ffi::OsString>) -> ExitCode {
+    if let Some(word) = unknown_submitted_job(&argv)
+        && error.kind() == clap::error::ErrorKind::UnknownArgument
+    {
+        eprintln!("error: {:#}", commands::mapreduce::unknown_job(word));
+        return ExitCode::from(2);
     }
-    let rest: Vec<std::ffi::OsString> = words.collect();
-    let first = rest.first()?.to_str()?;
-    (!first.starts_with('-')).then_some(rest)
+    let _printed = error.print();
+    ExitCode::from(if error.use_stderr() { 2 } else { 0 })
+}
+
+/// Returns WORD when the command line is `essaim submit WORD …` and WORD is a word (not
+/// an option) that names no MapReduce job of this binary.
+fn unknown_submitted_job(argv: &[std::ffi::OsString]) -> Option<&str> {
+    let [_program, command, word, ..] = argv else {
+        return None;
+    };
+    let word = word.to_str()?;
+    let is_job_word = command == "submit" && !word.starts_with('-');
+    (is_job_word && jobs::registry().get(word).is_none()).then_some(word)
 }
 
 /// Chooses the exit code of a failed command from what failed.
@@ -251,4 +259,156 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
         };
     }
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(words: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("essaim").chain(words.iter().copied()))
+    }
+
+    fn submit_args(words: &[&str]) -> commands::submit::Args {
+        match parse(words) {
+            Ok(Cli {
+                command: Command::Submit(args),
+                ..
+            }) => args,
+            Ok(_) => panic!("{words:?} is not `submit`"),
+            Err(error) => panic!("{words:?}: {error}"),
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn submit_parses_a_mapreduce_job_as_its_subcommand() {
+        let words = [
+            "submit",
+            "wordcount",
+            "--input",
+            "a",
+            "b",
+            "--output",
+            "out",
+        ];
+        assert_eq!(submit_args(&words).mapreduce_job(), Some("wordcount"));
+        let with_options = [
+            "submit",
+            "sort",
+            "-i",
+            "in",
+            "-o",
+            "out",
+            "--reducers",
+            "3",
+            "--split-size",
+            "64KiB",
+            "--detach",
+            "--coordinator",
+            "http://h:1",
+        ];
+        assert_eq!(submit_args(&with_options).mapreduce_job(), Some("sort"));
+        // An unknown job is refused with the list of known jobs.
+        let unknown = [
+            "essaim", "submit", "wordcont", "--input", "x", "--output", "y",
+        ];
+        let argv: Vec<std::ffi::OsString> = unknown.iter().map(Into::into).collect();
+        assert_eq!(unknown_submitted_job(&argv), Some("wordcont"));
+        let error = parse(&unknown[1..]).err().unwrap();
+        assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
+        let known: Vec<std::ffi::OsString> = ["essaim", "submit", "wordcount"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert_eq!(unknown_submitted_job(&known), None);
+        let missing_output = parse(&["submit", "wordcount", "--input", "a"])
+            .err()
+            .unwrap();
+        assert_eq!(
+            missing_output.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn submit_still_parses_every_task_farm_form() {
+        let forms: [&[&str]; 5] = [
+            &[
+                "submit",
+                "--kind",
+                "sleep",
+                "--payload",
+                "200",
+                "--count",
+                "50",
+                "--wait",
+            ],
+            &["submit", "--spec", "job.json"],
+            &["submit", "--inputs", "urls.txt", "--", "curl", "-s", "{}"],
+            &[
+                "submit", "--count", "3", "--output", "json", "--", "echo", "hi",
+            ],
+            &["submit", "--max-attempts", "4", "--", "/nonexistent/prog"],
+        ];
+        for words in forms {
+            assert_eq!(submit_args(words).mapreduce_job(), None, "{words:?}");
+        }
+    }
+
+    #[test]
+    fn help_describes_the_mapreduce_form_of_submit() {
+        let mut command = Cli::command();
+        let submit = command.find_subcommand_mut("submit").unwrap();
+        let help = submit.render_long_help().to_string();
+        for job in ["wordcount", "grep", "sort", "streaming"] {
+            assert!(help.contains(job), "{job} missing from:\n{help}");
+        }
+        let wordcount = jobs::registry().get("wordcount").unwrap();
+        let description = wordcount.description();
+        assert!(
+            help.contains(description),
+            "{description} missing from:\n{help}"
+        );
+        let job_help = parse(&["submit", "wordcount", "--help"]).err().unwrap();
+        assert_eq!(job_help.kind(), clap::error::ErrorKind::DisplayHelp);
+        let text = job_help.to_string();
+        for option in [
+            "--input",
+            "--output",
+            "--reducers",
+            "--sort-buffer",
+            "--detach",
+        ] {
+            assert!(text.contains(option), "{option} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn run_takes_a_job_or_lists_them() {
+        let run = |words: &[&str]| {
+            matches!(
+                parse(words),
+                Ok(Cli {
+                    command: Command::Run(_),
+                    ..
+                })
+            )
+        };
+        assert!(run(&[
+            "run",
+            "wordcount",
+            "--input",
+            "a",
+            "--output",
+            "out"
+        ]));
+        assert!(run(&["run", "--list"]));
+        assert!(parse(&["run", "--input", "a", "--output", "out"]).is_err());
+    }
 }

@@ -12,11 +12,12 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use essaim_core::{AttemptId, UpstreamOutput};
+use essaim_core::{AttemptId, JobId, TaskId, UpstreamOutput};
 
 use super::*;
 use crate::api::{HashPartitioner, JobParams, Partitioner};
-use crate::payload::{InputSplit, SUCCESS_MARKER, part_file_name};
+use crate::config::MIN_SORT_BUFFER_BYTES;
+use crate::payload::{InputSplit, PAYLOAD_VERSION, SUCCESS_MARKER, part_file_name};
 use crate::test_support::ToyWordCount;
 use essaim_core::rng::SeededRng;
 
@@ -107,9 +108,8 @@ impl Cluster {
         let attempt_id = self.next_attempt;
         let relative = format!("1/{task_index}/{attempt_id:x}");
         AttemptContext {
-            job_id: 1,
-            task_index,
-            attempt_id,
+            task: TaskId::new(JobId(1), task_index),
+            attempt_id: AttemptId(attempt_id),
             attempt_number: 1,
             payload,
             timeout: None,
@@ -147,22 +147,27 @@ impl Cluster {
         config: &JobConfig,
         splits: &[InputSplit],
     ) -> Vec<UpstreamOutput> {
-        let mut outputs = Vec::new();
-        for (index, split) in splits.iter().enumerate() {
+        let payloads = splits.iter().map(|split| {
             let payload = MapTaskPayload {
                 config: config.clone(),
                 split: split.clone(),
             };
-            let context = self.context(
-                index as u32,
-                serde_json::to_vec(&payload).unwrap(),
-                Vec::new(),
-            );
+            serde_json::to_vec(&payload).unwrap()
+        });
+        self.map_payloads(payloads.collect()).await
+    }
+
+    /// Runs one map task per payload (task `i` for payload `i`); returns the map outputs
+    /// in task order.
+    async fn map_payloads(&mut self, payloads: Vec<Vec<u8>>) -> Vec<UpstreamOutput> {
+        let mut outputs = Vec::new();
+        for (index, payload) in payloads.into_iter().enumerate() {
+            let context = self.context(index as u32, payload, Vec::new());
             let attempt = context.attempt_id;
             let output = self.run(TaskKind::Map, context).await.unwrap();
             outputs.push(UpstreamOutput {
                 task_index: index as u32,
-                attempt: AttemptId(attempt),
+                attempt,
                 file: output.file.unwrap(),
             });
         }
@@ -445,6 +450,117 @@ async fn unusable_payloads_fail_for_good() {
     let failure = cluster.run(TaskKind::Map, context).await.unwrap_err();
     assert!(!failure.retryable);
     assert!(failure.message.contains("version"), "{}", failure.message);
+}
+
+#[tokio::test]
+async fn a_payload_out_of_range_is_refused_not_given_a_default() {
+    let mut cluster = Cluster::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (paths, _) = write_inputs(data.path(), 2, 1, 100);
+    let split = splits_of(&paths, 1 << 30).remove(0);
+    // Values an older worker replaced by defaults (0) or silently raised (1 KiB).
+    type BreakConfig = fn(&mut JobConfig);
+    let cases: [(&str, BreakConfig); 4] = [
+        ("sort buffer", |config| config.sort_buffer_bytes = 0),
+        ("sort buffer", |config| config.sort_buffer_bytes = 1024),
+        ("merge factor", |config| config.merge_factor = 0),
+        ("reducers", |config| config.reducers = 0),
+    ];
+    for (field, break_it) in cases {
+        let mut config = config(&data.path().join("out"), 1, 1);
+        break_it(&mut config);
+        let map = MapTaskPayload {
+            config: config.clone(),
+            split: split.clone(),
+        };
+        let reduce = ReduceTaskPayload {
+            config: config.clone(),
+            step: 0,
+            partition: 0,
+        };
+        let commit = CommitTaskPayload { config };
+        let payloads = [
+            (TaskKind::Map, serde_json::to_vec(&map).unwrap()),
+            (TaskKind::Reduce, serde_json::to_vec(&reduce).unwrap()),
+            (TaskKind::Commit, serde_json::to_vec(&commit).unwrap()),
+        ];
+        for (kind, payload) in payloads {
+            let context = cluster.context(0, payload, Vec::new());
+            let failure = cluster.run(kind, context).await.unwrap_err();
+            assert!(!failure.retryable, "{kind:?} {field}");
+            assert!(
+                failure.message.contains(&format!("invalid {field}")),
+                "{kind:?}: {}",
+                failure.message
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_job_planned_with_the_default_options_runs_as_planned() {
+    use crate::config::{
+        DEFAULT_MERGE_FACTOR, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES, DEFAULT_SPLIT_BYTES,
+    };
+    use crate::plan::{JobRequest, plan_job};
+    let mut cluster = Cluster::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (paths, oracle) = write_inputs(data.path(), 3, 2, 500);
+    let request = JobRequest {
+        params: JobParams::default(),
+        inputs: paths
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect(),
+        output_dir: data.path().join("out"),
+        reducers: DEFAULT_REDUCERS,
+        split_bytes: DEFAULT_SPLIT_BYTES,
+        sort_buffer_bytes: DEFAULT_SORT_BUFFER_BYTES,
+        merge_factor: DEFAULT_MERGE_FACTOR,
+    };
+    let planned = plan_job(&ToyWordCount, &request).unwrap();
+    // What the planner wrote is what the worker runs with: nothing is re-defaulted.
+    assert_eq!(planned.config.sort_buffer_bytes, DEFAULT_SORT_BUFFER_BYTES);
+    assert_eq!(planned.config.merge_factor, DEFAULT_MERGE_FACTOR);
+    assert_eq!(
+        planned.config.clone().validated(),
+        Ok(planned.config.clone())
+    );
+    // The planner lays out the map tasks first, so task `i` is payload `i`.
+    let map_payloads: Vec<Vec<u8>> = planned
+        .tasks
+        .iter()
+        .take_while(|task| task.kind == MAP_KIND)
+        .map(|task| task.payload.clone())
+        .collect();
+    assert_eq!(map_payloads.len(), paths.len());
+    let maps = cluster.map_payloads(map_payloads).await;
+    std::fs::create_dir_all(
+        planned
+            .config
+            .output_dir
+            .join(crate::payload::TEMPORARY_DIR),
+    )
+    .unwrap();
+    for result in cluster.reduce_stage(&planned.config, 0, 100, &maps).await {
+        result.unwrap();
+    }
+    cluster.commit(&planned.config).await.unwrap();
+    let total: u64 = oracle.values().sum();
+    let parts = read_parts(&planned.config.output_dir, DEFAULT_REDUCERS);
+    let counted: u64 = parts
+        .iter()
+        .flat_map(|part| part.split(|byte| *byte == b'\n'))
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let tab = line.iter().position(|byte| *byte == b'\t').unwrap();
+            std::str::from_utf8(&line[tab + 1..])
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(counted, total);
 }
 
 #[tokio::test]

@@ -120,6 +120,19 @@ impl<R: Read> SegmentReader<R> {
         }
     }
 
+    /// Refuses a block whose checksum is not the one stored in its header.
+    fn check_crc(&self, block: u64, stored: u32, computed: u32) -> Result<(), FormatError> {
+        if computed == stored {
+            return Ok(());
+        }
+        Err(FormatError::Checksum {
+            segment: self.segment.clone(),
+            block,
+            stored,
+            computed,
+        })
+    }
+
     fn io_error(&self, source: io::Error) -> FormatError {
         FormatError::Io {
             segment: self.segment.clone(),
@@ -142,15 +155,7 @@ impl<R: Read> SegmentReader<R> {
         }
         let header = BlockHeader::parse(&header_bytes);
         if header.is_end() {
-            let computed = block_crc(&header_bytes, &[]);
-            if computed != header.crc {
-                return Err(FormatError::Checksum {
-                    segment: self.segment.clone(),
-                    block: block_index,
-                    stored: header.crc,
-                    computed,
-                });
-            }
+            self.check_crc(block_index, header.crc, block_crc(&header_bytes, &[]))?;
             if u64::from(header.records) != self.blocks_read {
                 return Err(FormatError::Malformed {
                     segment: self.segment.clone(),
@@ -192,15 +197,11 @@ impl<R: Read> SegmentReader<R> {
         if self.stored.len() < stored_len {
             return Err(truncated(&self.segment));
         }
-        let computed = block_crc(&header_bytes, &self.stored);
-        if computed != header.crc {
-            return Err(FormatError::Checksum {
-                segment: self.segment.clone(),
-                block: block_index,
-                stored: header.crc,
-                computed,
-            });
-        }
+        self.check_crc(
+            block_index,
+            header.crc,
+            block_crc(&header_bytes, &self.stored),
+        )?;
         let raw_len = header.raw_len as usize;
         if stored_len == raw_len {
             std::mem::swap(&mut self.stored, &mut self.block);

@@ -186,14 +186,8 @@ impl Reducer for DuplicateGroups {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::lines_as_text as text;
     use crate::testing::run_in_memory;
-
-    fn text(lines: &[Vec<u8>]) -> Vec<String> {
-        lines
-            .iter()
-            .map(|line| String::from_utf8(line.clone()).unwrap())
-            .collect()
-    }
 
     #[test]
     fn identical_files_are_grouped_and_unique_files_are_not_reported() {

@@ -254,6 +254,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
+    use crate::testing::lines_as_text as text;
     use crate::testing::{
         CollectEmit, InMemoryOptions, reduce_pairs, run_in_memory, run_in_memory_with,
     };
@@ -262,13 +263,6 @@ mod tests {
         let mut params = JobParams::default();
         params.set(PATTERN_PARAM, pattern);
         params
-    }
-
-    fn text(lines: &[Vec<u8>]) -> Vec<String> {
-        lines
-            .iter()
-            .map(|line| String::from_utf8_lossy(line).into_owned())
-            .collect()
     }
 
     #[test]

@@ -407,14 +407,8 @@ mod tests {
     use std::num::NonZeroUsize;
 
     use super::*;
+    use crate::testing::lines_as_text as text;
     use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_with};
-
-    fn text(lines: &[Vec<u8>]) -> Vec<String> {
-        lines
-            .iter()
-            .map(|line| String::from_utf8(line.clone()).unwrap())
-            .collect()
-    }
 
     struct Fixture {
         _dir: tempfile::TempDir,

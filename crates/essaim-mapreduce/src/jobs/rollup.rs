@@ -380,6 +380,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
+    use crate::testing::lines_as_text as text;
     use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_with};
 
     const TAXONOMY: &str = "\
@@ -389,13 +390,6 @@ Smartphones\tPhones
 Electronics
 Apples\tFood
 ";
-
-    fn text(lines: &[Vec<u8>]) -> Vec<String> {
-        lines
-            .iter()
-            .map(|line| String::from_utf8(line.clone()).unwrap())
-            .collect()
-    }
 
     fn fixture(level: &str) -> (tempfile::TempDir, JobParams, Vec<PathBuf>) {
         let dir = tempfile::tempdir().unwrap();

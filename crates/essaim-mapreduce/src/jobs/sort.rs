@@ -35,7 +35,7 @@ use std::io::{BufRead, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use crate::api::{
-    Emit, JobDefinition, JobError, JobParams, Mapper, Partitioner, Record, Reducer, Values,
+    Emit, IdentityReducer, JobDefinition, JobError, JobParams, Mapper, Partitioner, Record, Reducer,
 };
 
 /// Name of the job.
@@ -170,23 +170,6 @@ impl Mapper for KeyMapper {
     fn map(&mut self, record: &Record<'_>, out: &mut dyn Emit) -> Result<(), JobError> {
         let (key, rest) = record.data.split_at(self.key_bytes.min(record.data.len()));
         out.emit(key, rest)
-    }
-}
-
-/// Emits every pair as it came.
-struct IdentityReducer;
-
-impl Reducer for IdentityReducer {
-    fn reduce(
-        &mut self,
-        key: &[u8],
-        values: &mut dyn Values,
-        out: &mut dyn Emit,
-    ) -> Result<(), JobError> {
-        while let Some(value) = values.next_value()? {
-            out.emit(key, value)?;
-        }
-        Ok(())
     }
 }
 

@@ -177,12 +177,7 @@ impl<'a> MapOutputCollector<'a> {
         let mut cancel = self.cancel.clone();
         let (run, combined) = {
             let make_combiner = self.make_combiner();
-            let mut combining = Combining {
-                make_combiner: &make_combiner,
-                partitioner: self.partitioner.as_ref(),
-                input_records: 0,
-                output_records: 0,
-            };
+            let mut combining = Combining::new(&make_combiner, self.partitioner.as_ref());
             let run = write_sorted_buffer(
                 &self.buffer,
                 path,
@@ -260,12 +255,7 @@ impl<'a> MapOutputCollector<'a> {
         self.files_named = files_named;
         let combined = {
             let make_combiner = self.make_combiner();
-            let mut combining = Combining {
-                make_combiner: &make_combiner,
-                partitioner: self.partitioner.as_ref(),
-                input_records: 0,
-                output_records: 0,
-            };
+            let mut combining = Combining::new(&make_combiner, self.partitioner.as_ref());
             let combine_now = self.has_combiner && spill_count >= MIN_SPILLS_FOR_COMBINE;
             merge_runs_to_file(
                 &runs,

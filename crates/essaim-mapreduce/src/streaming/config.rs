@@ -119,11 +119,7 @@ mod tests {
     use crate::streaming::StreamingJob;
 
     fn params(pairs: &[(&str, &str)]) -> JobParams {
-        let mut params = JobParams::default();
-        for (name, value) in pairs {
-            params.set(*name, *value);
-        }
-        params
+        JobParams::from_pairs(pairs)
     }
 
     #[test]

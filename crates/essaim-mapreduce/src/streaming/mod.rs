@@ -57,9 +57,10 @@ mod tasks;
 use self::config::StreamingConfig;
 pub use self::mrjob::{MrjobError, mrjob_streaming_params};
 use self::process::Role;
-use self::tasks::{IdentityMapper, IdentityReducer, StreamingMapper, StreamingReducer};
+use self::tasks::{IdentityMapper, StreamingMapper, StreamingReducer};
 use crate::api::{
-    Emit, HashPartitioner, JobDefinition, JobError, JobParams, Mapper, Partitioner, Reducer,
+    Emit, HashPartitioner, IdentityReducer, JobDefinition, JobError, JobParams, Mapper,
+    Partitioner, Reducer,
 };
 
 /// Name of the streaming job, as given to `essaim run`.
@@ -188,11 +189,7 @@ mod tests {
     use crate::testing::{InMemoryOptions, run_in_memory_with};
 
     fn params(pairs: &[(&str, &str)]) -> JobParams {
-        let mut params = JobParams::default();
-        for (name, value) in pairs {
-            params.set(*name, *value);
-        }
-        params
+        JobParams::from_pairs(pairs)
     }
 
     #[test]

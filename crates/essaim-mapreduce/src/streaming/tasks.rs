@@ -20,23 +20,6 @@ impl Mapper for IdentityMapper {
     }
 }
 
-/// The reducer of a step without reducer command: every pair passes through.
-pub(super) struct IdentityReducer;
-
-impl Reducer for IdentityReducer {
-    fn reduce(
-        &mut self,
-        key: &[u8],
-        values: &mut dyn Values,
-        out: &mut dyn Emit,
-    ) -> Result<(), JobError> {
-        while let Some(value) = values.next_value()? {
-            out.emit(key, value)?;
-        }
-        Ok(())
-    }
-}
-
 /// A mapper command: one process per task, started at the first record (whose file it
 /// is told in `map_input_file`) or at the end of an empty split.
 pub(super) struct StreamingMapper {
@@ -133,7 +116,6 @@ impl Reducer for StreamingReducer {
 }
 
 #[cfg(test)]
-#[cfg(test)]
 mod tests {
     use std::path::Path;
     use std::time::Instant;
@@ -144,11 +126,7 @@ mod tests {
     use crate::testing::{CollectEmit, Pair};
 
     fn params(pairs: &[(&str, &str)]) -> JobParams {
-        let mut params = JobParams::default();
-        for (name, value) in pairs {
-            params.set(*name, *value);
-        }
-        params
+        JobParams::from_pairs(pairs)
     }
 
     fn record<'a>(data: &'a [u8]) -> Record<'a> {

@@ -107,9 +107,9 @@ async fn run_command(
     command
         .args(&spec.argv[1..])
         .current_dir(&cwd)
-        .env("ESSAIM_JOB_ID", attempt.job_id.to_string())
-        .env("ESSAIM_TASK_INDEX", attempt.task_index.to_string())
-        .env("ESSAIM_ATTEMPT_ID", format!("{:x}", attempt.attempt_id))
+        .env("ESSAIM_JOB_ID", attempt.task.job.to_string())
+        .env("ESSAIM_TASK_INDEX", attempt.task.index.to_string())
+        .env("ESSAIM_ATTEMPT_ID", attempt.attempt_id.to_string())
         .env("ESSAIM_ATTEMPT_NUMBER", attempt.attempt_number.to_string())
         .env("ESSAIM_CORRELATION_ID", &attempt.correlation_id)
         .envs(&spec.env)
@@ -279,9 +279,8 @@ mod tests {
 
     fn attempt(spec: serde_json::Value, scratch_dir: &Path) -> AttemptContext {
         AttemptContext {
-            job_id: 12,
-            task_index: 3,
-            attempt_id: 0xbeef,
+            task: essaim_core::TaskId::new(essaim_core::JobId(12), 3),
+            attempt_id: essaim_core::AttemptId(0xbeef),
             attempt_number: 2,
             payload: serde_json::to_vec(&spec).unwrap(),
             timeout: None,

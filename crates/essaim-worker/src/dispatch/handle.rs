@@ -5,7 +5,7 @@
 //! stopped dispatcher gets no answer, which the handle turns into `None` (or no effect),
 //! so callers never hang on a dispatcher that is gone.
 
-use essaim_proto::v1;
+use essaim_core::{Assignment, AttemptId};
 use tokio::sync::{mpsc, oneshot};
 
 /// Room for messages to the dispatcher; senders wait when it is full.
@@ -15,7 +15,7 @@ const COMMAND_CHANNEL_CAPACITY: usize = 1024;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct HeldAttempts {
     /// Running (and not cancelled) and queued attempts.
-    pub attempt_ids: Vec<u64>,
+    pub attempt_ids: Vec<AttemptId>,
     /// Slots in use, including attempts still stopping.
     pub busy_slots: u32,
 }
@@ -25,7 +25,7 @@ pub(super) enum DispatcherCommand {
     /// Attempts pulled under session `generation`.
     Assign {
         generation: u64,
-        assignments: Vec<v1::Assignment>,
+        assignments: Vec<Assignment>,
     },
     /// Answer with the number of attempts to pull once it is above zero.
     AwaitCapacity { reply_tx: oneshot::Sender<u32> },
@@ -34,7 +34,7 @@ pub(super) enum DispatcherCommand {
         reply_tx: oneshot::Sender<HeldAttempts>,
     },
     /// The coordinator revoked these attempts.
-    Cancel { attempt_ids: Vec<u64> },
+    Cancel { attempt_ids: Vec<AttemptId> },
     /// The coordinator forgot this worker: drop everything; what comes next belongs to
     /// session `generation`.
     Reset {
@@ -48,7 +48,9 @@ pub(super) enum DispatcherCommand {
     /// Cancel every running attempt (the drain grace is over).
     CancelRunning,
     /// Wait for every attempt to end, answer with the queued attempt ids, and stop.
-    Finish { reply_tx: oneshot::Sender<Vec<u64>> },
+    Finish {
+        reply_tx: oneshot::Sender<Vec<AttemptId>>,
+    },
 }
 
 /// The way other tasks reach the dispatcher. Every method returns without effect (or
@@ -73,7 +75,7 @@ impl DispatcherHandle {
     }
 
     /// Queues attempts pulled under session `generation`.
-    pub(crate) async fn assign(&self, generation: u64, assignments: Vec<v1::Assignment>) {
+    pub(crate) async fn assign(&self, generation: u64, assignments: Vec<Assignment>) {
         self.send(DispatcherCommand::Assign {
             generation,
             assignments,
@@ -94,7 +96,7 @@ impl DispatcherHandle {
     }
 
     /// Cancels attempts revoked by the coordinator.
-    pub(crate) async fn cancel(&self, attempt_ids: Vec<u64>) {
+    pub(crate) async fn cancel(&self, attempt_ids: Vec<AttemptId>) {
         self.send(DispatcherCommand::Cancel { attempt_ids }).await;
     }
 
@@ -126,7 +128,7 @@ impl DispatcherHandle {
 
     /// Stops the dispatcher once every attempt has ended; returns the queued attempts,
     /// which were never started.
-    pub(crate) async fn finish(&self) -> Vec<u64> {
+    pub(crate) async fn finish(&self) -> Vec<AttemptId> {
         self.ask(|reply_tx| DispatcherCommand::Finish { reply_tx })
             .await
             .unwrap_or_default()

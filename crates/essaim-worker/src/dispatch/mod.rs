@@ -20,8 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use essaim_core::TaskFailure;
-use essaim_proto::v1;
+use essaim_core::{Assignment, AttemptId, TaskFailure};
 use essaim_telemetry::WorkerMetrics;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinError, JoinSet};
@@ -40,7 +39,7 @@ const INSTANT_RUNS_BEFORE_YIELD: u32 = 64;
 const FINISH_TIMEOUT: Duration = Duration::from_secs(10);
 struct QueuedAttempt {
     generation: u64,
-    assignment: v1::Assignment,
+    assignment: Assignment,
 }
 
 struct RunningAttempt {
@@ -64,9 +63,9 @@ pub(crate) struct Dispatcher {
     /// The current session; attempts of older sessions are dropped.
     generation: u64,
     queue: VecDeque<QueuedAttempt>,
-    running: HashMap<u64, RunningAttempt>,
+    running: HashMap<AttemptId, RunningAttempt>,
     /// Which attempt each task runs, to name the attempt of a task that panicked.
-    attempt_of_task: HashMap<tokio::task::Id, u64>,
+    attempt_of_task: HashMap<tokio::task::Id, AttemptId>,
     tasks: JoinSet<FinishedAttempt>,
     draining: bool,
     capacity_waiter: Option<oneshot::Sender<u32>>,
@@ -224,18 +223,18 @@ impl Dispatcher {
             .iter()
             .filter(|(_, attempt)| !attempt.cancelled)
             .map(|(attempt_id, _)| *attempt_id);
-        let queued = self.queue.iter().map(|queued| queued.assignment.attempt_id);
+        let queued = self.queue.iter().map(|queued| queued.assignment.attempt);
         HeldAttempts {
             attempt_ids: running.chain(queued).collect(),
             busy_slots: u32::try_from(self.running.len()).unwrap_or(u32::MAX),
         }
     }
 
-    fn cancel(&mut self, attempt_ids: &[u64]) {
+    fn cancel(&mut self, attempt_ids: &[AttemptId]) {
         for attempt_id in attempt_ids {
             if let Some(running) = self.running.get_mut(attempt_id) {
                 tracing::debug!(
-                    attempt = %format_args!("{attempt_id:x}"),
+                    attempt = %attempt_id,
                     "coordinator cancelled the attempt"
                 );
                 running.cancelled = true;
@@ -243,7 +242,7 @@ impl Dispatcher {
             }
         }
         self.queue
-            .retain(|queued| !attempt_ids.contains(&queued.assignment.attempt_id));
+            .retain(|queued| !attempt_ids.contains(&queued.assignment.attempt));
     }
 
     fn cancel_every_running_attempt(&mut self) {
@@ -275,7 +274,7 @@ impl Dispatcher {
             generation,
             assignment,
         } = queued;
-        let attempt_id = assignment.attempt_id;
+        let attempt_id = assignment.attempt;
         self.metrics.attempts_started_total.inc();
         let Some(executor) = self.executors.get(&assignment.kind).cloned() else {
             // The coordinator only hands out advertised kinds; another worker may run it.
@@ -330,7 +329,7 @@ impl Dispatcher {
         if running.cancelled {
             self.metrics.attempts_cancelled_total.inc();
             tracing::debug!(
-                attempt = %format_args!("{:x}", finished.attempt_id),
+                attempt = %finished.attempt_id,
                 "cancelled attempt ended; not reported"
             );
             return;
@@ -343,7 +342,7 @@ impl Dispatcher {
         let attempt_id = *self.attempt_of_task.get(&join_error.id())?;
         let running = self.running.get(&attempt_id)?;
         tracing::error!(
-            attempt = %format_args!("{attempt_id:x}"),
+            attempt = %attempt_id,
             error = %join_error,
             "executor panicked"
         );
@@ -385,7 +384,7 @@ impl Dispatcher {
 
     /// Waits for every attempt task to end, then returns the queued attempts of the
     /// current session (never started, so they can be handed back).
-    async fn finish(&mut self) -> Vec<u64> {
+    async fn finish(&mut self) -> Vec<AttemptId> {
         self.draining = true;
         self.capacity_waiter = None;
         let deadline = tokio::time::Instant::now() + FINISH_TIMEOUT;
@@ -415,7 +414,7 @@ impl Dispatcher {
         self.queue
             .drain(..)
             .filter(|queued| queued.generation == current_generation)
-            .map(|queued| queued.assignment.attempt_id)
+            .map(|queued| queued.assignment.attempt)
             .collect()
     }
 }
@@ -459,19 +458,21 @@ mod tests {
         }
     }
 
-    fn assignment(attempt_id: u64, kind: &str, payload: &str) -> v1::Assignment {
-        v1::Assignment {
-            job_id: 1,
-            task_index: attempt_id as u32,
-            attempt_id,
+    fn assignment(attempt_id: u64, kind: &str, payload: &str) -> Assignment {
+        Assignment {
+            task: essaim_core::TaskId::new(essaim_core::JobId(1), attempt_id as u32),
+            attempt: AttemptId(attempt_id),
             attempt_number: 1,
             kind: kind.into(),
             payload: payload.as_bytes().to_vec(),
-            timeout_ms: 0,
+            timeout_ms: None,
             speculative: false,
-            correlation_id: String::new(),
             inputs: Vec::new(),
         }
+    }
+
+    fn ids(ids: &[u64]) -> Vec<AttemptId> {
+        ids.iter().copied().map(AttemptId).collect()
     }
 
     #[tokio::test]
@@ -485,7 +486,7 @@ mod tests {
         for _ in 0..3 {
             reported.push(test.results_rx.recv().await.unwrap().attempt_id);
         }
-        assert_eq!(reported, [1, 2, 3]);
+        assert_eq!(reported, ids(&[1, 2, 3]));
         assert!(test.handle.finish().await.is_empty());
         test.task.await.unwrap();
     }
@@ -497,12 +498,12 @@ mod tests {
         test.handle.assign(1, sleeps).await;
         let held = test.handle.held_attempts().await.unwrap();
         assert_eq!(held.busy_slots, 1);
-        assert_eq!(held.attempt_ids, [1, 2, 3]);
+        assert_eq!(held.attempt_ids, ids(&[1, 2, 3]));
         test.handle.start_draining().await;
         assert_eq!(test.handle.await_capacity().await, None);
         test.handle.cancel_running().await;
         test.handle.await_idle().await;
-        assert_eq!(test.handle.finish().await, [2, 3]);
+        assert_eq!(test.handle.finish().await, ids(&[2, 3]));
         test.task.await.unwrap();
         // The cancelled attempt is not reported; the reporter's channel is closed.
         assert!(test.results_rx.recv().await.is_none());
@@ -516,15 +517,18 @@ mod tests {
             assignment(2, "sleep", "60000"),
         ];
         test.handle.assign(1, sleeps).await;
-        test.handle.cancel(vec![1]).await;
+        test.handle.cancel(ids(&[1])).await;
         test.handle.await_capacity().await;
         let held = test.handle.held_attempts().await.unwrap();
-        assert_eq!(held.attempt_ids, [2]);
+        assert_eq!(held.attempt_ids, ids(&[2]));
         test.handle.reset(2).await;
         // Attempts pulled under the forgotten registration are dropped.
         test.handle.assign(1, vec![assignment(3, "noop", "")]).await;
         test.handle.assign(2, vec![assignment(4, "noop", "")]).await;
-        assert_eq!(test.results_rx.recv().await.unwrap().attempt_id, 4);
+        assert_eq!(
+            test.results_rx.recv().await.unwrap().attempt_id,
+            AttemptId(4)
+        );
         test.handle.await_idle().await;
         assert!(test.handle.finish().await.is_empty());
         test.task.await.unwrap();

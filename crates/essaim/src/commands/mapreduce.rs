@@ -12,10 +12,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use essaim_mapreduce::api::JobParams;
-use essaim_mapreduce::payload::SUCCESS_MARKER;
-use essaim_mapreduce::plan::{
-    DEFAULT_MERGE_FACTOR, JobRequest, PlannedJob, plan_job, prepare_output_dir,
+use essaim_mapreduce::config::{
+    DEFAULT_MERGE_FACTOR, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES, DEFAULT_SPLIT_BYTES,
 };
+use essaim_mapreduce::payload::SUCCESS_MARKER;
+use essaim_mapreduce::plan::{JobRequest, PlannedJob, plan_job, prepare_output_dir};
 use essaim_proto::{CoordinatorClient, v1};
 
 use crate::client::{ConnectArgs, usage};
@@ -24,13 +25,10 @@ use crate::output::{OutputFormat, print_json};
 use crate::progress::StageBars;
 use std::io::IsTerminal;
 
-/// What every MapReduce job takes, on `run` and `submit` alike.
+/// What every MapReduce job takes, on `run` and `submit` alike (the job itself is named
+/// by `run`'s first word, or by `submit`'s subcommand).
 #[derive(clap::Args, Debug, Clone)]
 pub struct JobArgs {
-    /// The job: wordcount, grep, index, dedup, join, rollup, matvec, sort, sort-validate,
-    /// streaming, or one linked into this binary (`essaim run --list` shows them).
-    #[arg(required_unless_present = "list")]
-    job: Option<String>,
     /// List the jobs this binary knows and exit.
     #[arg(long)]
     list: bool,
@@ -44,7 +42,7 @@ pub struct JobArgs {
     #[arg(long)]
     overwrite: bool,
     /// Reduce tasks per step.
-    #[arg(long, short = 'r', default_value_t = 2)]
+    #[arg(long, short = 'r', default_value_t = DEFAULT_REDUCERS)]
     reducers: u32,
     /// A job parameter, `name=value` (repeatable).
     #[arg(long = "param", short = 'D', value_name = "NAME=VALUE")]
@@ -67,11 +65,11 @@ pub struct JobArgs {
     /// Python interpreter for --mrjob.
     #[arg(long, default_value = "python3")]
     python: String,
-    /// Split size, e.g. 64MiB (default) or 1000000.
-    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    /// Split size, e.g. 64MiB or 1000000.
+    #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_SPLIT_BYTES)]
     split_size: u64,
-    /// Sort buffer of each map task, e.g. 64MiB (default).
-    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    /// Sort buffer of each map task, e.g. 64MiB (at least 64KiB).
+    #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_SORT_BUFFER_BYTES)]
     sort_buffer: u64,
     /// Runs merged at once.
     #[arg(long, default_value_t = DEFAULT_MERGE_FACTOR)]
@@ -87,6 +85,10 @@ pub struct JobArgs {
 /// Options of `essaim run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
+    /// The job: wordcount, grep, index, dedup, join, rollup, matvec, sort, sort-validate,
+    /// streaming, or one linked into this binary (`essaim run --list` shows them).
+    #[arg(value_name = "JOB", required_unless_present = "list")]
+    job_name: Option<String>,
     #[command(flatten)]
     job: JobArgs,
     /// Worker processes of the embedded cluster.
@@ -103,13 +105,8 @@ pub struct RunArgs {
     token: Option<String>,
 }
 
-/// Options of `essaim submit JOB`, parsed from the words after `submit` when the first
-/// one names a job rather than a task-farm option.
-#[derive(clap::Parser, Debug)]
-#[command(
-    name = "essaim submit",
-    about = "Submit a MapReduce job to a running cluster"
-)]
+/// Options of `essaim submit JOB`: a MapReduce job submitted to a running cluster.
+#[derive(clap::Args, Debug)]
 pub struct SubmitArgs {
     #[command(flatten)]
     connect: ConnectArgs,
@@ -120,24 +117,104 @@ pub struct SubmitArgs {
     detach: bool,
 }
 
+/// `essaim submit JOB …`: one subcommand per job this binary knows (the built-in ones and
+/// those linked in, see [`crate::main_with_jobs`]), each taking [`SubmitArgs`], so that
+/// `essaim submit --help` lists the jobs and `essaim submit JOB --help` their options.
+#[derive(Debug)]
+pub struct SubmitJob {
+    /// The job's name.
+    pub name: String,
+    /// Its options (boxed: they are most of `essaim submit`'s size).
+    pub args: Box<SubmitArgs>,
+}
+
+/// The job names and descriptions of the subcommands: clap wants `'static` names, and
+/// the job list is fixed once per process (see `crate::jobs`), so they are leaked once.
+fn job_subcommand_names() -> &'static [(&'static str, String)] {
+    static NAMES: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let registry = crate::jobs::registry();
+        registry
+            .names()
+            .into_iter()
+            .map(|name| {
+                let description = registry
+                    .get(&name)
+                    .map(|job| job.description().to_string())
+                    .unwrap_or_default();
+                let name: &'static str = Box::leak(name.into_boxed_str());
+                (name, description)
+            })
+            .collect()
+    })
+}
+
+impl clap::Subcommand for SubmitJob {
+    fn augment_subcommands(command: clap::Command) -> clap::Command {
+        let mut command = command;
+        for (name, description) in job_subcommand_names() {
+            // After `augment_args`, which would take `SubmitArgs`' doc as the about.
+            let job = <SubmitArgs as clap::Args>::augment_args(clap::Command::new(*name))
+                .about(description.clone())
+                .long_about(None);
+            command = command.subcommand(job);
+        }
+        command
+    }
+
+    fn augment_subcommands_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_subcommands(command)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        crate::jobs::registry().get(name).is_some()
+    }
+}
+
+impl clap::FromArgMatches for SubmitJob {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Self::from_arg_matches_mut(&mut matches.clone())
+    }
+
+    fn from_arg_matches_mut(matches: &mut clap::ArgMatches) -> Result<Self, clap::Error> {
+        let Some((name, mut job_matches)) = matches.remove_subcommand() else {
+            return Err(clap::Error::raw(
+                clap::error::ErrorKind::MissingSubcommand,
+                "name a MapReduce job",
+            ));
+        };
+        let args = <SubmitArgs as clap::FromArgMatches>::from_arg_matches_mut(&mut job_matches)?;
+        Ok(Self {
+            name,
+            args: Box::new(args),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
 /// Runs a job on an embedded local cluster (or on `--coordinator`).
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.job.list {
         return list_jobs(args.job.format);
     }
+    let name = args.job_name.clone().unwrap_or_default();
     if let Some(coordinator) = args.coordinator.clone() {
         let connect = ConnectArgs {
             coordinator,
             token: args.token.clone(),
         };
-        return submit(SubmitArgs {
+        let submit_args = SubmitArgs {
             connect,
             job: args.job,
             detach: false,
-        })
-        .await;
+        };
+        return submit(&name, submit_args).await;
     }
-    let planned = plan(&args.job)?;
+    let planned = plan(&name, &args.job)?;
     let workdir = tempfile::Builder::new().prefix("essaim-run-").tempdir()?;
     let cores = super::local::default_slots();
     let workers = args.workers.max(1);
@@ -164,25 +241,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-/// Parses `essaim submit JOB …` (the words from JOB on) and submits the job.
-pub async fn submit_words(words: Vec<std::ffi::OsString>) -> anyhow::Result<ExitCode> {
-    use clap::Parser;
-    let argv = std::iter::once(std::ffi::OsString::from("essaim submit")).chain(words);
-    match SubmitArgs::try_parse_from(argv) {
-        Ok(args) => submit(args).await,
-        Err(error) => {
-            let _printed = error.print();
-            Ok(ExitCode::from(if error.use_stderr() { 2 } else { 0 }))
-        }
-    }
-}
-
-/// Submits a job to a running cluster and, unless detached, follows it.
-pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+/// Submits the job `name` to a running cluster and, unless detached, follows it.
+pub async fn submit(name: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     if args.job.list {
         return list_jobs(args.job.format);
     }
-    let planned = plan(&args.job)?;
+    let planned = plan(name, &args.job)?;
     let started = Instant::now();
     let mut client = args.connect.connect().await?;
     if args.detach {
@@ -217,15 +281,19 @@ fn list_jobs(format: OutputFormat) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Builds the parameters, plans the job and prepares its output directory.
-fn plan(args: &JobArgs) -> anyhow::Result<PlannedJob> {
-    let name = args.job.clone().unwrap_or_default();
+/// Returns the usage error of a job name this binary does not know.
+pub(crate) fn unknown_job(name: &str) -> anyhow::Error {
+    usage(format!(
+        "unknown job `{name}`; known jobs: {}",
+        crate::jobs::registry().names().join(", ")
+    ))
+}
+
+/// Builds the parameters, plans the job `name` and prepares its output directory.
+fn plan(name: &str, args: &JobArgs) -> anyhow::Result<PlannedJob> {
     let registry = crate::jobs::registry();
-    let Some(job) = registry.get(&name) else {
-        return Err(usage(format!(
-            "unknown job `{name}`; known jobs: {}",
-            registry.names().join(", ")
-        )));
+    let Some(job) = registry.get(name) else {
+        return Err(unknown_job(name));
     };
     let mut params = JobParams::default();
     if let Some(script) = &args.mrjob {
@@ -451,7 +519,25 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::*;
+
+    /// `essaim run`'s options, parsed on their own.
+    #[derive(clap::Parser)]
+    struct Run {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn the_command_line_defaults_are_the_job_configuration_defaults() {
+        use clap::Parser;
+        let parsed = Run::try_parse_from(["run", "wordcount", "-i", "in", "-o", "out"]).unwrap();
+        let job = parsed.run.job;
+        assert_eq!(job.reducers, DEFAULT_REDUCERS);
+        assert_eq!(job.split_size, DEFAULT_SPLIT_BYTES);
+        assert_eq!(job.sort_buffer, DEFAULT_SORT_BUFFER_BYTES);
+        assert_eq!(job.merge_factor, DEFAULT_MERGE_FACTOR);
+    }
 
     #[test]
     fn sizes_take_binary_suffixes() {
@@ -461,78 +547,4 @@ mod tests {
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("MiB").is_err());
     }
-}
-
-/// Options of `essaim gen`: generates sample input for the built-in jobs.
-#[derive(clap::Args, Debug)]
-pub struct GenArgs {
-    /// What to generate.
-    #[arg(value_enum)]
-    what: GenKind,
-    /// Output directory (refused if it exists, unless --overwrite).
-    #[arg(long, short = 'o')]
-    output: PathBuf,
-    /// Records (sort) to generate.
-    #[arg(long, default_value_t = 1_000_000)]
-    rows: u64,
-    /// Files to spread them over.
-    #[arg(long, default_value_t = 4)]
-    files: u32,
-    /// Seed: the same seed gives the same bytes.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Replace the output directory if it exists.
-    #[arg(long)]
-    overwrite: bool,
-    /// Output format of the summary (`--output` names the output directory here).
-    #[arg(long, value_enum, default_value_t)]
-    format: OutputFormat,
-}
-
-/// Sample inputs `essaim gen` writes.
-#[derive(clap::ValueEnum, Debug, Clone, Copy)]
-pub enum GenKind {
-    /// TeraSort-style records for `sort` and `validate`: 100-byte lines, 10-byte keys.
-    Sort,
-}
-
-/// Writes sample input.
-pub fn generate(args: GenArgs) -> anyhow::Result<ExitCode> {
-    if args.output.exists() {
-        if !args.overwrite {
-            return Err(usage(format!(
-                "output directory `{}` already exists (pass --overwrite to replace it)",
-                args.output.display()
-            )));
-        }
-        std::fs::remove_dir_all(&args.output)?;
-    }
-    if args.files == 0 {
-        return Err(usage("--files must be at least 1"));
-    }
-    let started = Instant::now();
-    match args.what {
-        GenKind::Sort => essaim_mapreduce::jobs::generate_sort_input(
-            &args.output,
-            args.rows,
-            args.files,
-            args.seed,
-        )?,
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    match args.format {
-        OutputFormat::Json => print_json(&serde_json::json!({
-            "records": args.rows,
-            "files": args.files,
-            "output": args.output,
-            "seconds": seconds,
-        })),
-        OutputFormat::Text => crate::outln!(
-            "wrote {} records in {} files to {} in {seconds:.2} s",
-            args.rows,
-            args.files,
-            args.output.display(),
-        ),
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod demo_wordcount;
 pub mod dlq;
 pub mod eval;
+pub mod generate;
 pub mod ingest;
 pub mod jobs;
 pub mod local;

@@ -7,13 +7,13 @@
 //! - `--kind K` with `--payload P` (`--count` copies) or one payload per line of `--inputs`;
 //! - `--spec FILE`, a JSON job spec (see the README).
 
+use super::mapreduce::SubmitJob;
 use crate::client::{ConnectArgs, usage};
 use crate::output::{OutputFormat, print_json};
 use essaim_core::spec::MAX_JOB_PAYLOAD_BYTES;
 use essaim_proto::v1;
 use serde::Deserialize;
 use serde_json::json;
-use std::ffi::OsString;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,11 +21,17 @@ use std::process::ExitCode;
 /// Options of `essaim submit`: a task-farm job, or `essaim submit JOB …` for a
 /// MapReduce job (see `essaim submit wordcount --help`).
 #[derive(clap::Args, Debug)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true,
+    subcommand_value_name = "JOB",
+    subcommand_help_heading = "MapReduce jobs (`essaim submit JOB --help` for their options)"
+)]
 pub struct Args {
     /// A MapReduce job and its options: `essaim submit wordcount --input … --output …`.
     #[command(subcommand)]
-    mapreduce: Option<MapReduceWords>,
+    mapreduce: Option<SubmitJob>,
     #[command(flatten)]
     connect: ConnectArgs,
     /// Job name shown in listings.
@@ -81,12 +87,11 @@ pub struct Args {
     command: Vec<String>,
 }
 
-/// The words of `essaim submit JOB …`, parsed by `commands::mapreduce`.
-#[derive(clap::Subcommand, Debug)]
-pub enum MapReduceWords {
-    /// Any job name: wordcount, grep, sort, streaming, …
-    #[command(external_subcommand)]
-    Job(Vec<OsString>),
+impl Args {
+    /// Returns the MapReduce job named (`essaim submit JOB …`); `None` for a task-farm job.
+    pub fn mapreduce_job(&self) -> Option<&str> {
+        self.mapreduce.as_ref().map(|job| job.name.as_str())
+    }
 }
 
 /// The JSON job spec accepted by `--spec`.
@@ -119,8 +124,8 @@ struct SpecTask {
 
 /// Submits the job; with `--wait`, waits for it.
 pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(MapReduceWords::Job(words)) = args.mapreduce.take() {
-        return super::mapreduce::submit_words(words).await;
+    if let Some(SubmitJob { name, args }) = args.mapreduce.take() {
+        return super::mapreduce::submit(&name, *args).await;
     }
     let spec = build_spec(&args)?;
     let bytes: usize = spec.tasks.iter().map(|t| t.payload.len()).sum();

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use essaim_core::rng::SeededRng;
 use essaim_mapreduce::api::JobParams;
+use essaim_mapreduce::config::DEFAULT_MERGE_FACTOR;
 use essaim_mapreduce::payload::part_file_name;
 use essaim_mapreduce::plan::{JobRequest, PlannedJob, plan_job};
 use essaim_mapreduce::registry::JobRegistry;
@@ -35,8 +36,10 @@ pub fn plan_wordcount(
         output_dir: output.to_path_buf(),
         reducers,
         split_bytes,
+        // Smaller than the default: three workers and the client share one small
+        // machine during the demo and the evaluation.
         sort_buffer_bytes: 32 << 20,
-        merge_factor: 16,
+        merge_factor: DEFAULT_MERGE_FACTOR,
     };
     let job = jobs
         .get("wordcount")

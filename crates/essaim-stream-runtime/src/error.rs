@@ -8,6 +8,8 @@ use essaim_connect_nats::NatsError;
 use essaim_connect_postgres::PgSinkError;
 use essaim_stream::pipeline::PipelineError;
 
+use crate::bindings::UnknownColumnType;
+
 /// Why a unit stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum UnitError {
@@ -24,12 +26,12 @@ pub enum UnitError {
     #[error("no {0} in the task's endpoints")]
     MissingEndpoint(&'static str),
     /// A PostgreSQL sink's columns are unusable.
-    #[error("sink `{sink}`: {message}")]
+    #[error("sink `{sink}`")]
     SinkColumns {
         /// The sink.
         sink: String,
         /// What is wrong with its columns.
-        message: String,
+        source: UnknownColumnType,
     },
     /// The operators refused the spec, a checkpoint or a shuffled record.
     #[error("pipeline")]

@@ -74,10 +74,10 @@ impl Routes {
                     columns,
                     key_column,
                 }) => {
-                    let typed = result_columns(columns.as_ref()).map_err(|message| {
+                    let typed = result_columns(columns.as_ref()).map_err(|source| {
                         UnitError::SinkColumns {
                             sink: sink.clone(),
-                            message,
+                            source,
                         }
                     })?;
                     tables.push(ResultTable::new(table, typed.clone())?);

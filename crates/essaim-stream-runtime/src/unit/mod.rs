@@ -19,7 +19,7 @@
 //! |---|---|
 //! | [`state`] | [`UnitState`]: a fetched batch in, a [`Turn`] out (what to publish, commit and acknowledge); dedup, watermarks, end of stream, the checkpoint |
 //! | [`routes`] | where each sink's results go, as rows or messages |
-//! | [`io`] | [`UnitIo`](io::UnitIo): readers, publisher, writers and the PostgreSQL sink, opened once per run |
+//! | [`io`] | [`UnitIo`]: readers, publisher, writers and the PostgreSQL sink, opened once per run |
 //!
 //! and [`run`] feeds one to the other.
 use std::collections::BTreeMap;

@@ -293,6 +293,12 @@ impl PartitionFiles {
         self.dir.join(in_progress_name(self.partition, number))
     }
 
+    /// The open file, if any, with its in-progress path (for error messages).
+    fn open_file(&mut self) -> Option<(&mut OpenFile, PathBuf)> {
+        let path = self.in_progress_path(self.open.as_ref()?.number);
+        Some((self.open.as_mut()?, path))
+    }
+
     fn ensure_open(&mut self) -> Result<(), ConnectorError> {
         if self.open.is_some() {
             return Ok(());
@@ -324,17 +330,13 @@ impl PartitionFiles {
     /// Appends whole lines; on failure cuts the file back to where it was, so it never
     /// ends with a torn line.
     fn append(&mut self, buffer: &mut Vec<u8>) -> Result<(), ConnectorError> {
-        let path = self
-            .open
-            .as_ref()
-            .map(|open| self.in_progress_path(open.number));
-        let Some(open) = &mut self.open else {
+        let Some((open, path)) = self.open_file() else {
             return Ok(());
         };
         if let Err(error) = open.file.write_all(buffer) {
             let _ = open.file.set_len(open.len);
             buffer.clear();
-            return Err(write_error(path.as_deref(), error));
+            return Err(write_error(Some(&path), error));
         }
         open.len += buffer.len() as u64;
         buffer.clear();
@@ -351,11 +353,7 @@ impl PartitionFiles {
 
     /// Fsyncs the open file.
     fn sync(&mut self) -> Result<(), ConnectorError> {
-        let path = self
-            .open
-            .as_ref()
-            .map(|open| self.in_progress_path(open.number));
-        let Some(open) = &mut self.open else {
+        let Some((open, path)) = self.open_file() else {
             return Ok(());
         };
         if open.durable_len == open.len {
@@ -366,7 +364,7 @@ impl PartitionFiles {
             // pretend, and let the runtime replay from its committed positions.
             let _ = open.file.set_len(open.durable_len);
             open.len = open.durable_len;
-            let mut error = write_error(path.as_deref(), error);
+            let mut error = write_error(Some(&path), error);
             error
                 .message
                 .push_str("; the lines written since the last flush were discarded: replay them");

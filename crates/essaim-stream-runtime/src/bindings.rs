@@ -204,9 +204,9 @@ impl Bindings {
                 })?,
             };
             if let SinkBinding::Postgres { columns, .. } = &binding {
-                result_columns(columns.as_ref()).map_err(|message| BindingError {
+                result_columns(columns.as_ref()).map_err(|error| BindingError {
                     what: what.clone(),
-                    message,
+                    message: error.to_string(),
                 })?;
             }
             sinks.push((sink.name.clone(), binding));
@@ -230,8 +230,20 @@ impl Bindings {
     }
 }
 
+/// A PostgreSQL sink's column of a type the sink cannot write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column `{column}`: unknown type `{sql_type}` (bigint, double, text, boolean)")]
+pub struct UnknownColumnType {
+    /// The column.
+    pub column: String,
+    /// Its type as written (lowercased).
+    pub sql_type: String,
+}
+
 /// The typed columns of a PostgreSQL sink.
-pub fn result_columns(columns: Option<&BTreeMap<String, String>>) -> Result<Vec<Column>, String> {
+pub fn result_columns(
+    columns: Option<&BTreeMap<String, String>>,
+) -> Result<Vec<Column>, UnknownColumnType> {
     let Some(columns) = columns else {
         return Ok(vec![
             Column::new("record_key", ColumnType::Text),
@@ -248,9 +260,10 @@ pub fn result_columns(columns: Option<&BTreeMap<String, String>>) -> Result<Vec<
                 "text" | "string" => ColumnType::Text,
                 "boolean" | "bool" => ColumnType::Bool,
                 other => {
-                    return Err(format!(
-                        "column `{name}`: unknown type `{other}` (bigint, double, text, boolean)"
-                    ));
+                    return Err(UnknownColumnType {
+                        column: name.clone(),
+                        sql_type: other.to_owned(),
+                    });
                 }
             };
             Ok(Column::new(name, column_type))

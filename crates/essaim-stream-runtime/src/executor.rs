@@ -116,16 +116,13 @@ async fn run_task(
             }
             Err(join_error) => {
                 stop_units.cancel();
-                first_error.get_or_insert((
-                    u32::MAX,
-                    UnitError::Transient(format!("a unit panicked: {join_error}")),
-                ));
+                first_error.get_or_insert((u32::MAX, UnitError::Panicked(join_error)));
             }
         }
     }
     if let Some((unit, error)) = first_error {
-        let retryable = matches!(error, UnitError::Transient(_));
-        return Err(failure(format!("unit {unit}: {error}"), retryable));
+        let message = format!("unit {unit}: {}", error_chain(&error));
+        return Err(failure(message, error.is_retryable()));
     }
     let mut counters = BTreeMap::new();
     counters.insert("stream_units".to_owned(), units.len() as u64);

@@ -8,6 +8,7 @@
 //! | [`bindings`] | the `connector` tables of a spec, checked, and the server addresses |
 //! | [`task`] | stream tasks: stages, units, and how a pipeline is cut into tasks |
 //! | [`unit`](mod@unit) | one unit's read → process → publish → commit → acknowledge loop |
+//! | [`error`] | why a unit stops, and whether restarting it can help |
 //! | [`shuffle`] | the exactly-once shuffle between the stages, over JetStream |
 //! | [`rows`] | results as PostgreSQL rows or JSON messages, with deterministic keys |
 //! | [`metrics`] | per-unit and per-operator metrics |
@@ -30,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod bindings;
+pub mod error;
 pub mod executor;
 pub mod metrics;
 pub mod rows;
@@ -38,5 +40,6 @@ pub mod task;
 pub mod unit;
 
 pub use bindings::{Bindings, Endpoints, SinkBinding, SourceBinding};
+pub use error::UnitError;
 pub use executor::StreamExecutor;
 pub use task::{PlanOptions, STREAM_TASK_KIND, Stage, StreamTaskSpec, plan_tasks};

@@ -1,9 +1,20 @@
 //! The metrics of stream tasks, on the worker's `/metrics`.
 //!
-//! Labels are the pipeline, the stage and the unit: all bounded by configuration (a
-//! pipeline has at most a few thousand units), never by data. Per-operator counts
-//! come from the operators' own counters, which are checkpointed, so they survive
-//! restarts and moves of a unit.
+//! # Where metrics live
+//!
+//! `essaim-telemetry` owns the registry, the `/metrics` endpoint and the naming
+//! conventions; a capability's metrics are defined by the crate that measures them and
+//! registered through the worker's `Executor::register_metrics` hook. So the stream
+//! metrics are defined here, in this one module, next to the loop that measures them,
+//! and the telemetry crate does not need to know what a stream unit is.
+//!
+//! They follow the telemetry crate's conventions: names are
+//! `essaim_stream_<name>_<unit>[_total]`, registered without the `_total` suffix and
+//! without the unit, which `prometheus_client` appends (`register_with_unit`), and
+//! labels are bounded by construction: the pipeline, the stage and the unit, all set by
+//! configuration (a pipeline has at most a few thousand units), never by data.
+//! Per-operator counts come from the operators' own counters, which are checkpointed,
+//! so they survive restarts and moves of a unit.
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,7 +22,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::unit::{Fetched, Turn};
 
 /// Which unit a series is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -121,29 +134,34 @@ impl StreamMetrics {
             "Messages of the unit's partition not yet committed",
             self.lag.clone(),
         );
-        prefix.register(
-            "watermark_delay_seconds",
+        prefix.register_with_unit(
+            "watermark_delay",
             "Wall-clock time minus the unit's event-time watermark",
+            Unit::Seconds,
             self.watermark_delay_seconds.clone(),
         );
-        prefix.register(
-            "checkpoint_bytes",
+        prefix.register_with_unit(
+            "checkpoint",
             "Size of the unit's last checkpoint",
+            Unit::Bytes,
             self.checkpoint_bytes.clone(),
         );
-        prefix.register(
-            "end_to_end_latency_seconds",
+        prefix.register_with_unit(
+            "end_to_end_latency",
             "From the broker's publish time to the commit that covers the message",
+            Unit::Seconds,
             self.latency_seconds.clone(),
         );
-        prefix.register(
-            "checkpoint_duration_seconds",
+        prefix.register_with_unit(
+            "checkpoint_duration",
             "Duration of the transaction committing results, positions and checkpoint",
+            Unit::Seconds,
             self.commit_seconds.clone(),
         );
-        prefix.register(
-            "turn_duration_seconds",
+        prefix.register_with_unit(
+            "turn_duration",
             "Duration of one read-process-commit turn",
+            Unit::Seconds,
             self.turn_seconds.clone(),
         );
         prefix.register(
@@ -213,6 +231,26 @@ pub struct UnitMetrics {
 }
 
 impl UnitMetrics {
+    /// Counts what a turn read, skipped, refused and produced, and its checkpoint.
+    pub fn count_turn(&self, turn: &Turn) {
+        self.records_in.inc_by(turn.records_in);
+        self.duplicates_skipped.inc_by(turn.duplicates_skipped);
+        self.dead_letters.inc_by(turn.dead_letters.len() as u64);
+        self.records_out.inc_by(turn.results.len() as u64);
+        self.checkpoint_bytes
+            .set(i64::try_from(turn.checkpoint.len()).unwrap_or(i64::MAX));
+    }
+
+    /// Observes, for every message of `batch` whose publish time is known, the time
+    /// from its publication to the commit that covers it, made at `committed_ms`.
+    pub fn observe_latency(&self, batch: &[Fetched], committed_ms: i64) {
+        for published in batch.iter().filter_map(|fetched| fetched.published_ms) {
+            #[allow(clippy::cast_precision_loss)]
+            self.latency_seconds
+                .observe((committed_ms - published).max(0) as f64 / 1000.0);
+        }
+    }
+
     /// Publishes the operators' counters.
     pub fn set_operator_counts(&self, stats: &essaim_stream::pipeline::PipelineStats) {
         let series = stats

@@ -68,7 +68,7 @@ pub struct StreamTaskSpec {
 }
 
 /// A pipeline that cannot be planned.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The spec is invalid.
     #[error(transparent)]
@@ -76,9 +76,23 @@ pub enum PlanError {
     /// A connector is invalid.
     #[error(transparent)]
     Binding(#[from] crate::bindings::BindingError),
-    /// Something else is missing.
-    #[error("{0}")]
-    Invalid(String),
+    /// A dimension table does not load (the message has every cause).
+    #[error("{}", essaim_connect::error_chain(.0))]
+    Tables(essaim_stream::pipeline::PipelineError),
+    /// A server the pipeline needs has no address.
+    #[error("a {endpoint} is required{why}")]
+    MissingEndpoint {
+        /// Which address.
+        endpoint: &'static str,
+        /// What needs it, as the end of the sentence.
+        why: &'static str,
+    },
+    /// Zero tasks per stage.
+    #[error("parallelism must be at least 1")]
+    NoParallelism,
+    /// A name that cannot become part of stream, subject and consumer names.
+    #[error("pipeline name `{0}`: use 1 to 64 letters, digits, `_` or `-`")]
+    PipelineName(String),
 }
 
 /// The options of a submission.
@@ -119,8 +133,7 @@ pub fn check(
     let spec = PipelineSpec::from_toml(spec_toml)?;
     let bindings = Bindings::of(&spec)?;
     let stages = stage::plan(&spec)?;
-    essaim_stream::pipeline::Pipeline::load_tables(&spec, tables)
-        .map_err(|error| PlanError::Invalid(essaim_connect::error_chain(&error)))?;
+    essaim_stream::pipeline::Pipeline::load_tables(&spec, tables).map_err(PlanError::Tables)?;
     Ok(PlannedPipeline {
         spec,
         bindings,
@@ -137,9 +150,10 @@ pub fn plan_tasks(
 ) -> Result<Vec<StreamTaskSpec>, PlanError> {
     let planned = check(spec_toml, &tables)?;
     if options.endpoints.postgres_url.is_none() {
-        return Err(PlanError::Invalid(
-            "a PostgreSQL URL is required: positions and checkpoints are kept there".to_owned(),
-        ));
+        return Err(PlanError::MissingEndpoint {
+            endpoint: "PostgreSQL URL",
+            why: ": positions and checkpoints are kept there",
+        });
     }
     let uses = |kind: &str| {
         planned
@@ -154,19 +168,19 @@ pub fn plan_tasks(
                 .any(|(_, binding)| binding.kind() == kind)
     };
     if options.endpoints.nats_url.is_none() && (uses("nats") || planned.stages.has_shuffle()) {
-        return Err(PlanError::Invalid(
-            "a NATS URL is required (a NATS connector, or the shuffle of a sharder)".to_owned(),
-        ));
+        return Err(PlanError::MissingEndpoint {
+            endpoint: "NATS URL",
+            why: " (a NATS connector, or the shuffle of a sharder)",
+        });
     }
     if options.endpoints.kafka_bootstrap.is_none() && uses("kafka") {
-        return Err(PlanError::Invalid(
-            "a Kafka bootstrap address is required".to_owned(),
-        ));
+        return Err(PlanError::MissingEndpoint {
+            endpoint: "Kafka bootstrap address",
+            why: "",
+        });
     }
     if options.parallelism == 0 {
-        return Err(PlanError::Invalid(
-            "parallelism must be at least 1".to_owned(),
-        ));
+        return Err(PlanError::NoParallelism);
     }
     let source_partitions = planned.bindings.source_partitions();
     let mut stages = vec![(Stage::Source, source_partitions)];
@@ -205,8 +219,113 @@ pub fn check_pipeline_name(name: &str) -> Result<(), PlanError> {
     if valid {
         Ok(())
     } else {
-        Err(PlanError::Invalid(format!(
-            "pipeline name `{name}`: use 1 to 64 letters, digits, `_` or `-`"
-        )))
+        Err(PlanError::PipelineName(name.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = r#"
+version = 1
+[[source]]
+name = "events"
+time = "at"
+connector = { kind = "files", dir = "in", partitions = 3 }
+columns = [{ name = "at", type = "int" }, { name = "user", type = "string" }]
+[[operator]]
+name = "by_user"
+kind = "sharder"
+input = "events"
+key = "user"
+partitions = 2
+[[sink]]
+name = "out"
+input = "by_user"
+connector = { kind = "postgres", table = "out" }
+"#;
+
+    fn options(endpoints: Endpoints, parallelism: u32) -> PlanOptions {
+        PlanOptions {
+            pipeline: "demo".to_owned(),
+            parallelism,
+            exit_at_end: false,
+            endpoints,
+            base_dir: None,
+            batch_max: 100,
+            batch_wait_ms: 10,
+        }
+    }
+
+    fn both() -> Endpoints {
+        Endpoints {
+            nats_url: Some("nats://localhost:4222".to_owned()),
+            postgres_url: Some("postgres://localhost/essaim".to_owned()),
+            kafka_bootstrap: None,
+        }
+    }
+
+    #[test]
+    fn units_are_dealt_round_robin_per_stage() {
+        let tasks = plan_tasks(SPEC, BTreeMap::new(), &options(both(), 2)).expect("plans");
+        let units: Vec<(Stage, Vec<u32>)> = tasks
+            .iter()
+            .map(|task| (task.stage, task.units.clone()))
+            .collect();
+        assert_eq!(
+            units,
+            vec![
+                (Stage::Source, vec![0, 2]),
+                (Stage::Source, vec![1]),
+                (Stage::Shuffled, vec![0]),
+                (Stage::Shuffled, vec![1]),
+            ]
+        );
+        assert!(tasks.iter().all(|task| task.source_partitions == 3));
+    }
+
+    #[test]
+    fn what_a_plan_lacks_is_named() {
+        let no_postgres = Endpoints {
+            postgres_url: None,
+            ..both()
+        };
+        let error =
+            plan_tasks(SPEC, BTreeMap::new(), &options(no_postgres, 1)).expect_err("no PostgreSQL");
+        assert!(
+            matches!(
+                error,
+                PlanError::MissingEndpoint {
+                    endpoint: "PostgreSQL URL",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "a PostgreSQL URL is required: positions and checkpoints are kept there"
+        );
+        let no_nats = Endpoints {
+            nats_url: None,
+            ..both()
+        };
+        let error =
+            plan_tasks(SPEC, BTreeMap::new(), &options(no_nats, 1)).expect_err("the shuffle");
+        assert_eq!(
+            error.to_string(),
+            "a NATS URL is required (a NATS connector, or the shuffle of a sharder)"
+        );
+        let error =
+            plan_tasks(SPEC, BTreeMap::new(), &options(both(), 0)).expect_err("no parallelism");
+        assert!(matches!(error, PlanError::NoParallelism), "{error:?}");
+        let error = check_pipeline_name("a b").expect_err("a space");
+        assert!(matches!(&error, PlanError::PipelineName(name) if name == "a b"));
+        assert_eq!(
+            error.to_string(),
+            "pipeline name `a b`: use 1 to 64 letters, digits, `_` or `-`"
+        );
+        assert!(check_pipeline_name("flights-2").is_ok());
     }
 }

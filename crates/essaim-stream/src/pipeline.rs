@@ -18,22 +18,24 @@
 //! every stateful operator and the counters — is one serde value
 //! ([`PipelineState`]): restoring it into a fresh pipeline and feeding the rest of the
 //! input gives the outputs of an uninterrupted run.
+//!
+//! The checkpoint and its restoring are in `checkpoint`; how records and watermarks
+//! move along the DAG is in `flow`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::ops::enrich::{DimensionTable, Enrich, TableError};
-use crate::ops::join::{Join, JoinState};
-use crate::ops::merger::{Merger, MergerState};
-use crate::ops::sharder::{Sharder, SharderState};
+use crate::ops::join::Join;
+use crate::ops::merger::Merger;
+use crate::ops::sharder::Sharder;
 use crate::ops::stateless::{Copier, Filter, FlatMap, Map, Splitter};
-use crate::ops::{Emitted, Port};
 use crate::record::{EventTime, Record};
 use crate::schema::RecordError;
 use crate::spec::{OperatorKind, PipelineSpec, StreamRef};
-use crate::window::{Window, WindowState};
+use crate::window::Window;
 
 /// A pipeline that cannot be built.
 #[derive(Debug, thiserror::Error)]
@@ -112,37 +114,6 @@ pub struct PipelineStats {
     pub emitted: BTreeMap<String, u64>,
     /// Of those, records on ports nothing reads, per `"operator.port"`.
     pub unrouted: BTreeMap<String, u64>,
-}
-
-/// The checkpoint of a whole pipeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PipelineState {
-    /// Max event time seen per source.
-    pub source_max_seen: BTreeMap<String, EventTime>,
-    /// The state of each stateful operator, by name.
-    pub operators: BTreeMap<String, OperatorState>,
-    /// The counters.
-    pub stats: PipelineStats,
-    /// The watermark of the shuffled input, for a pipeline after the shuffle.
-    #[serde(default = "min_event_time")]
-    pub shuffle_watermark: EventTime,
-}
-
-fn min_event_time() -> EventTime {
-    EventTime::MIN
-}
-
-/// The state of one stateful operator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum OperatorState {
-    /// A sharder's counts.
-    Sharder(SharderState),
-    /// A merger's remembered ids.
-    Merger(MergerState),
-    /// A join's open blocks.
-    Join(JoinState),
-    /// A window's open windows.
-    Window(WindowState),
 }
 
 /// One running operator.
@@ -319,86 +290,6 @@ impl Pipeline {
         self.shuffle_watermark
     }
 
-    /// Builds a pipeline that resumes from a checkpoint. Operators absent from the
-    /// checkpoint (added to the spec since) start empty.
-    pub fn restore(
-        spec: PipelineSpec,
-        tables: &BTreeMap<String, Arc<DimensionTable>>,
-        state: PipelineState,
-    ) -> Result<Pipeline, PipelineError> {
-        let mut pipeline = Pipeline::new(spec, tables)?;
-        for (name, max_seen) in state.source_max_seen {
-            if let Some(slot) = pipeline.source_max_seen.get_mut(&name) {
-                *slot = max_seen;
-            }
-        }
-        let mut operator_states = state.operators;
-        for (operator, instance) in pipeline
-            .spec
-            .operators
-            .iter()
-            .zip(pipeline.instances.iter_mut())
-        {
-            let Some(saved) = operator_states.remove(&operator.name) else {
-                continue;
-            };
-            match (instance, saved, &operator.kind) {
-                (
-                    Instance::Sharder(sharder),
-                    OperatorState::Sharder(saved),
-                    OperatorKind::Sharder { key, partitions },
-                ) => {
-                    *sharder = Sharder::with_state(key.clone(), *partitions, saved);
-                }
-                (
-                    Instance::Merger(merger),
-                    OperatorState::Merger(saved),
-                    OperatorKind::Merger { capacity },
-                ) => {
-                    *merger = Merger::with_state(*capacity, saved);
-                }
-                (Instance::Join(join), OperatorState::Join(saved), OperatorKind::Join(config)) => {
-                    *join = Join::with_state(config.clone(), saved);
-                }
-                (
-                    Instance::Window(window),
-                    OperatorState::Window(saved),
-                    OperatorKind::Window(config),
-                ) => {
-                    *window = Window::with_state(config.clone(), saved);
-                }
-                // The operator changed kind since the checkpoint: it starts empty.
-                _ => {}
-            }
-        }
-        pipeline.stats = state.stats;
-        pipeline.shuffle_watermark = state.shuffle_watermark;
-        // Operator watermarks follow from the sources' clocks; the windows kept theirs.
-        pipeline.operator_watermarks = pipeline.computed_watermarks();
-        Ok(pipeline)
-    }
-
-    /// Returns the checkpoint of the whole pipeline.
-    pub fn snapshot(&self) -> PipelineState {
-        let mut operators = BTreeMap::new();
-        for (operator, instance) in self.spec.operators.iter().zip(&self.instances) {
-            let state = match instance {
-                Instance::Sharder(sharder) => OperatorState::Sharder(sharder.state().clone()),
-                Instance::Merger(merger) => OperatorState::Merger(merger.state().clone()),
-                Instance::Join(join) => OperatorState::Join(join.state().clone()),
-                Instance::Window(window) => OperatorState::Window(window.state().clone()),
-                _ => continue,
-            };
-            operators.insert(operator.name.clone(), state);
-        }
-        PipelineState {
-            source_max_seen: self.source_max_seen.clone(),
-            operators,
-            stats: self.stats.clone(),
-            shuffle_watermark: self.shuffle_watermark,
-        }
-    }
-
     /// Returns the counters.
     pub fn stats(&self) -> &PipelineStats {
         &self.stats
@@ -503,188 +394,14 @@ impl Pipeline {
             .map_or(0, |spec| spec.out_of_orderness_ms);
         max_seen.saturating_sub(out_of_orderness)
     }
-
-    /// Every operator's watermark, from the sources' clocks (inputs come first).
-    fn computed_watermarks(&self) -> Vec<EventTime> {
-        let mut watermarks: Vec<EventTime> = Vec::with_capacity(self.spec.operators.len());
-        for operator in &self.spec.operators {
-            if self.role == Role::AfterShuffle
-                && matches!(operator.kind, OperatorKind::Sharder { .. })
-            {
-                watermarks.push(self.shuffle_watermark);
-                continue;
-            }
-            let mut watermark = EventTime::MAX;
-            for input in &operator.inputs {
-                let input_watermark = match self
-                    .spec
-                    .operators
-                    .iter()
-                    .position(|other| other.name == input.node)
-                {
-                    Some(index) => watermarks[index],
-                    None => self.source_watermark(&input.node),
-                };
-                watermark = watermark.min(input_watermark);
-            }
-            watermarks.push(watermark);
-        }
-        watermarks
-    }
-
-    fn advance_watermarks(&mut self, out: &mut Vec<SinkRecord>) {
-        let computed = self.computed_watermarks();
-        for (index, watermark) in computed.into_iter().enumerate() {
-            if watermark <= self.operator_watermarks[index] {
-                continue;
-            }
-            self.operator_watermarks[index] = watermark;
-            let mut emitted = Vec::new();
-            match &mut self.instances[index] {
-                Instance::Join(join) => join.on_watermark(watermark, &mut emitted),
-                Instance::Window(window) => window.on_watermark(watermark, &mut emitted),
-                _ => continue,
-            }
-            // Results travel downstream before later operators see the new watermark.
-            for emitted in emitted {
-                self.route_emitted(index, emitted, out);
-            }
-        }
-    }
-
-    /// Delivers `record` on `stream` and everything it causes, breadth first.
-    fn route(&mut self, stream: &StreamRef, record: Record, out: &mut Vec<SinkRecord>) {
-        let mut queue: VecDeque<(Target, Record)> = VecDeque::new();
-        self.enqueue(stream, record, &mut queue);
-        let mut emitted = Vec::new();
-        while let Some((target, record)) = queue.pop_front() {
-            match target {
-                Target::Sink(index) => out.push(SinkRecord {
-                    sink: self.spec.sinks[index].name.clone(),
-                    record,
-                }),
-                Target::Operator(index) => {
-                    process(&mut self.instances[index], record, &mut emitted);
-                    let shuffles = self.role == Role::BeforeShuffle;
-                    for Emitted { port, record } in emitted.drain(..) {
-                        let stream = self.count(index, port);
-                        if shuffles
-                            && port.0 == 0
-                            && let OperatorKind::Sharder { partitions, .. } =
-                                &self.spec.operators[index].kind
-                        {
-                            let partition = crate::hash::partition_of(
-                                record.key.as_deref().unwrap_or_default(),
-                                *partitions,
-                            );
-                            self.shuffled.push(ShuffledRecord {
-                                sharder: stream.node,
-                                partition,
-                                record,
-                            });
-                            continue;
-                        }
-                        self.enqueue(&stream, record, &mut queue);
-                    }
-                }
-            }
-        }
-    }
-
-    fn route_emitted(&mut self, index: usize, emitted: Emitted, out: &mut Vec<SinkRecord>) {
-        let stream = self.count(index, emitted.port);
-        self.route(&stream, emitted.record, out);
-    }
-
-    /// Counts an emission and returns the stream it is on.
-    fn count(&mut self, index: usize, port: Port) -> StreamRef {
-        let operator = &self.spec.operators[index].name;
-        let port_name = self.port_names[index]
-            .get(port.0)
-            .map_or("?", String::as_str);
-        *self
-            .stats
-            .emitted
-            .entry(format!("{operator}.{port_name}"))
-            .or_insert(0) += 1;
-        let stream = StreamRef {
-            node: operator.clone(),
-            port: port.0,
-        };
-        if !self.routes.contains_key(&stream) {
-            *self
-                .stats
-                .unrouted
-                .entry(format!("{operator}.{port_name}"))
-                .or_insert(0) += 1;
-        }
-        stream
-    }
-
-    fn enqueue(&self, stream: &StreamRef, record: Record, queue: &mut VecDeque<(Target, Record)>) {
-        let Some(targets) = self.routes.get(stream) else {
-            return;
-        };
-        let Some((last, rest)) = targets.split_last() else {
-            return;
-        };
-        for target in rest {
-            queue.push_back((*target, record.clone()));
-        }
-        queue.push_back((*last, record));
-    }
 }
 
-fn instantiate(
-    kind: &OperatorKind,
-    tables: &BTreeMap<String, Arc<DimensionTable>>,
-) -> Result<Instance, PipelineError> {
-    Ok(match kind {
-        OperatorKind::Filter(predicate) => Instance::Filter(Filter::new(predicate.clone())),
-        OperatorKind::Map(config) => Instance::Map(Map::new(config.clone())),
-        OperatorKind::FlatMap { field, separator } => {
-            Instance::FlatMap(FlatMap::new(field.clone(), separator.clone()))
-        }
-        OperatorKind::Copier { outputs } => Instance::Copier(Copier::new(outputs.len())),
-        OperatorKind::Splitter { branches, .. } => Instance::Splitter(Splitter::new(
-            branches
-                .iter()
-                .map(|(_, predicate)| predicate.clone())
-                .collect(),
-        )),
-        OperatorKind::Sharder { key, partitions } => {
-            Instance::Sharder(Sharder::new(key.clone(), *partitions))
-        }
-        OperatorKind::Merger { capacity } => Instance::Merger(Merger::new(*capacity)),
-        OperatorKind::Join(config) => Instance::Join(Join::new(config.clone())),
-        OperatorKind::Enrich { table, key, fields } => {
-            let loaded = tables
-                .get(table)
-                .ok_or_else(|| PipelineError::MissingTable(table.clone()))?;
-            // Validation checked the columns against the spec's table; a loaded table
-            // with other columns is a caller mistake reported the same way.
-            let enrich = Enrich::new(Arc::clone(loaded), key.clone(), fields)
-                .map_err(|_| PipelineError::MissingTable(table.clone()))?;
-            Instance::Enrich(enrich)
-        }
-        OperatorKind::Window(config) => Instance::Window(Window::new(config.clone())),
-    })
-}
+mod checkpoint;
+mod flow;
 
-fn process(instance: &mut Instance, record: Record, out: &mut Vec<Emitted>) {
-    match instance {
-        Instance::Filter(filter) => filter.on_record(record, out),
-        Instance::Map(map) => map.on_record(record, out),
-        Instance::FlatMap(flat_map) => flat_map.on_record(record, out),
-        Instance::Copier(copier) => copier.on_record(record, out),
-        Instance::Splitter(splitter) => splitter.on_record(record, out),
-        Instance::Sharder(sharder) => sharder.on_record(record, out),
-        Instance::Merger(merger) => merger.on_record(record, out),
-        Instance::Join(join) => join.on_record(record, out),
-        Instance::Enrich(enrich) => enrich.on_record(record, out),
-        Instance::Window(window) => window.on_record(record, out),
-    }
-}
+use flow::instantiate;
+
+pub use checkpoint::{OperatorState, PipelineState};
 
 #[cfg(test)]
 mod tests;

@@ -174,40 +174,40 @@ input = "by_k.error"
         assert_eq!(plan.sinks_before, ["all"]);
     }
 
-    #[test]
-    fn two_shuffles_and_mixed_inputs_are_refused() {
-        let two = spec(
-            r#"
+    /// A sharder `a` of the source into two partitions.
+    const SHARDER_A: &str = r#"
 [[operator]]
 name = "a"
 kind = "sharder"
 input = "s"
 key = "k"
 partitions = 2
+"#;
+
+    #[test]
+    fn two_shuffles_and_mixed_inputs_are_refused() {
+        let two = spec(&format!(
+            "{SHARDER_A}{}",
+            r#"
 [[operator]]
 name = "b"
 kind = "sharder"
 input = "a"
 key = "k"
 partitions = 2
-"#,
-        );
+"#
+        ));
         let error = plan(&two).expect_err("two shuffles").to_string();
         assert!(error.contains("operator `b`"), "{error}");
-        let mixed = spec(
+        let mixed = spec(&format!(
+            "{SHARDER_A}{}",
             r#"
-[[operator]]
-name = "a"
-kind = "sharder"
-input = "s"
-key = "k"
-partitions = 2
 [[operator]]
 name = "m"
 kind = "merger"
 inputs = ["a", "s"]
-"#,
-        );
+"#
+        ));
         let error = plan(&mixed).expect_err("mixed inputs").to_string();
         assert!(error.contains("operator `m`"), "{error}");
     }

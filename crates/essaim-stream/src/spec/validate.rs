@@ -41,25 +41,97 @@ pub(super) fn validate(raw: RawSpec, text: Option<&str>) -> Result<PipelineSpec,
         )));
     }
     let mut stream_names = BTreeSet::new();
-    let check_name = |place: &Place, name: &str, names: &mut BTreeSet<String>| {
-        let well_formed = !name.is_empty() && !name.contains('.');
-        if !well_formed {
-            return Err(place.error("a name must be non-empty and contain no `.`"));
-        }
-        if !names.insert(name.to_owned()) {
-            return Err(place.error("this name is already used"));
-        }
-        Ok(())
+    let sources = validate_sources(raw.source, text, &mut stream_names)?;
+    let tables = validate_tables(raw.table, text)?;
+    // Operators: kinds and expressions first, inputs once every name is known.
+    let mut pending = Vec::new();
+    for operator in raw.operator {
+        let name = operator.name.get_ref().clone();
+        let place = Place {
+            what: format!("operator `{name}`"),
+            line: line_of(text, operator.name.span()),
+        };
+        check_name(&place, &name, &mut stream_names)?;
+        let inputs = match (&operator.input, &operator.inputs) {
+            (Some(input), None) => vec![input.clone()],
+            (None, Some(inputs)) if !inputs.is_empty() => inputs.clone(),
+            _ => return Err(place.error("give exactly one of `input` or a non-empty `inputs`")),
+        };
+        let kind = build_kind(&place, &operator, &tables)?;
+        pending.push((place, name, inputs, kind));
+    }
+    let streams = Streams {
+        sources: sources.iter().map(|source| source.name.clone()).collect(),
+        ports: pending
+            .iter()
+            .map(|(_, name, _, kind)| (name.clone(), kind.port_names()))
+            .collect(),
     };
+    let mut resolved = Vec::new();
+    for (place, name, inputs, kind) in pending {
+        let mut refs = Vec::new();
+        for input in &inputs {
+            refs.push(streams.resolve(&place, input)?);
+        }
+        resolved.push((
+            place,
+            OperatorSpec {
+                name,
+                line: None,
+                inputs: refs,
+                kind,
+            },
+        ));
+    }
+    let operators = track_fields(&sources, topological_order(resolved)?)?;
+    let mut sinks = Vec::new();
+    for sink in raw.sink {
+        let name = sink.name.get_ref().clone();
+        let place = Place {
+            what: format!("sink `{name}`"),
+            line: line_of(text, sink.name.span()),
+        };
+        check_name(&place, &name, &mut stream_names)?;
+        let input = streams.resolve(&place, &sink.input)?;
+        sinks.push(SinkSpec {
+            name,
+            input,
+            connector: sink.connector,
+        });
+    }
+    Ok(PipelineSpec {
+        sources,
+        tables,
+        operators,
+        sinks,
+    })
+}
 
+/// Checks a name and claims it among `names`.
+fn check_name(place: &Place, name: &str, names: &mut BTreeSet<String>) -> Result<(), SpecError> {
+    let well_formed = !name.is_empty() && !name.contains('.');
+    if !well_formed {
+        return Err(place.error("a name must be non-empty and contain no `.`"));
+    }
+    if !names.insert(name.to_owned()) {
+        return Err(place.error("this name is already used"));
+    }
+    Ok(())
+}
+
+fn validate_sources(
+    raw: Vec<RawSource>,
+    text: Option<&str>,
+    stream_names: &mut BTreeSet<String>,
+) -> Result<Vec<SourceSpec>, SpecError> {
     let mut sources = Vec::new();
-    for source in raw.source {
+    for source in raw {
         let name = source.name.get_ref().clone();
         let place = Place {
             what: format!("source `{name}`"),
             line: line_of(text, source.name.span()),
         };
-        check_name(&place, &name, &mut stream_names)?;
+        check_name(&place, &name, stream_names)?;
         let schema = Schema::new(
             source.columns,
             source.id.as_deref(),
@@ -78,10 +150,13 @@ pub(super) fn validate(raw: RawSpec, text: Option<&str>) -> Result<PipelineSpec,
             connector: source.connector,
         });
     }
+    Ok(sources)
+}
 
+fn validate_tables(raw: Vec<RawTable>, text: Option<&str>) -> Result<Vec<TableSpec>, SpecError> {
     let mut tables = Vec::new();
     let mut table_names = BTreeSet::new();
-    for table in raw.table {
+    for table in raw {
         let name = table.name.get_ref().clone();
         let place = Place {
             what: format!("table `{name}`"),
@@ -102,32 +177,20 @@ pub(super) fn validate(raw: RawSpec, text: Option<&str>) -> Result<PipelineSpec,
             header: table.header,
         });
     }
+    Ok(tables)
+}
 
-    // Operators: kinds and expressions first, inputs once every name is known.
-    let mut pending = Vec::new();
-    for operator in raw.operator {
-        let name = operator.name.get_ref().clone();
-        let place = Place {
-            what: format!("operator `{name}`"),
-            line: line_of(text, operator.name.span()),
-        };
-        check_name(&place, &name, &mut stream_names)?;
-        let inputs = match (&operator.input, &operator.inputs) {
-            (Some(input), None) => vec![input.clone()],
-            (None, Some(inputs)) if !inputs.is_empty() => inputs.clone(),
-            _ => return Err(place.error("give exactly one of `input` or a non-empty `inputs`")),
-        };
-        let kind = build_kind(&place, &operator, &tables)?;
-        pending.push((place, name, inputs, kind));
-    }
-    let port_names: BTreeMap<String, Vec<String>> = pending
-        .iter()
-        .map(|(_, name, _, kind)| (name.clone(), kind.port_names()))
-        .collect();
-    let source_names: BTreeSet<&str> = sources.iter().map(|source| source.name.as_str()).collect();
-    let resolve = |place: &Place, text: &str| -> Result<StreamRef, SpecError> {
+/// The streams inputs may name: every source's, and every operator's ports.
+struct Streams {
+    sources: BTreeSet<String>,
+    ports: BTreeMap<String, Vec<String>>,
+}
+
+impl Streams {
+    /// Resolves `node` or `node.port`.
+    fn resolve(&self, place: &Place, text: &str) -> Result<StreamRef, SpecError> {
         let (node, port) = text.split_once('.').unwrap_or((text, "out"));
-        if source_names.contains(node) {
+        if self.sources.contains(node) {
             if port != "out" {
                 return Err(place.error(format!("source `{node}` has no output `{port}`")));
             }
@@ -136,7 +199,7 @@ pub(super) fn validate(raw: RawSpec, text: Option<&str>) -> Result<PipelineSpec,
                 port: 0,
             });
         }
-        let Some(ports) = port_names.get(node) else {
+        let Some(ports) = self.ports.get(node) else {
             return Err(place.error(format!("unknown input `{node}`")));
         };
         // A copier or splitter's first output is its main output: `out` names it too.
@@ -154,29 +217,17 @@ pub(super) fn validate(raw: RawSpec, text: Option<&str>) -> Result<PipelineSpec,
             node: node.to_owned(),
             port: index,
         })
-    };
-    let mut resolved = Vec::new();
-    for (place, name, inputs, kind) in pending {
-        let mut refs = Vec::new();
-        for input in &inputs {
-            refs.push(resolve(&place, input)?);
-        }
-        resolved.push((
-            place,
-            OperatorSpec {
-                name,
-                line: None,
-                inputs: refs,
-                kind,
-            },
-        ));
     }
+}
 
-    let ordered = topological_order(resolved)?;
-
-    // Fields: what each stream may carry, from the schemas through every operator.
+/// Checks, in topological order, that every operator reads only fields its inputs may
+/// carry (from the schemas through every operator), and gives each its line.
+fn track_fields(
+    sources: &[SourceSpec],
+    ordered: Vec<(Place, OperatorSpec)>,
+) -> Result<Vec<OperatorSpec>, SpecError> {
     let mut known: BTreeMap<StreamRef, BTreeSet<String>> = BTreeMap::new();
-    for source in &sources {
+    for source in sources {
         let fields = source
             .schema
             .columns()
@@ -211,28 +262,7 @@ pub(super) fn validate(raw: RawSpec, text: Option<&str>) -> Result<PipelineSpec,
         operator.line = place.line;
         operators.push(operator);
     }
-
-    let mut sinks = Vec::new();
-    for sink in raw.sink {
-        let name = sink.name.get_ref().clone();
-        let place = Place {
-            what: format!("sink `{name}`"),
-            line: line_of(text, sink.name.span()),
-        };
-        check_name(&place, &name, &mut stream_names)?;
-        let input = resolve(&place, &sink.input)?;
-        sinks.push(SinkSpec {
-            name,
-            input,
-            connector: sink.connector,
-        });
-    }
-    Ok(PipelineSpec {
-        sources,
-        tables,
-        operators,
-        sinks,
-    })
+    Ok(operators)
 }
 
 /// Orders operators so that each comes after the operators it reads (Kahn's algorithm,

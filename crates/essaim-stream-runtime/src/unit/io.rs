@@ -1,0 +1,360 @@
+//! The I/O of a unit, opened once per run: its readers, the JetStream publisher, its
+//! message writers and its PostgreSQL sink. It decides nothing: it fetches batches for
+//! [`super::state::UnitState`] and carries out the [`Turn`]s it returns.
+use std::time::Duration;
+
+use bytes::Bytes;
+use essaim_connect::{ConnectorError, MessageWriter, OutMessage, PartitionReader, SourceMessage};
+use essaim_connect_files::{DirectoryConfig, DirectoryReader, RollingConfig, RollingFileWriter};
+use essaim_connect_kafka::{
+    KafkaConfig, KafkaPartitionReader, KafkaWriter, ReaderOptions, WriterOptions,
+};
+use essaim_connect_nats::broker::{StreamSpec, ensure_stream};
+use essaim_connect_nats::partition::{NatsPartitionReader, PartitionSpec};
+use essaim_connect_nats::publish::Publisher;
+use essaim_connect_postgres::{PgSink, ResumePoint, SinkConfig};
+use tokio_util::sync::CancellationToken;
+
+use super::UnitContext;
+use super::routes::{Routes, WriterTarget, resolve};
+use super::state::{Fetched, Input, SHUFFLE_SOURCE, Turn, unit_i32};
+use crate::bindings::SourceBinding;
+use crate::error::UnitError;
+use crate::shuffle;
+use crate::task::{Stage, StreamTaskSpec};
+
+/// Most publishes awaiting their ack at once.
+const MAX_PUBLISH_IN_FLIGHT: usize = 4096;
+
+/// A partition reader of any connector.
+enum AnyReader {
+    Nats(Box<NatsPartitionReader>),
+    Kafka(Box<KafkaPartitionReader>),
+    Files(DirectoryReader),
+}
+
+impl AnyReader {
+    async fn fetch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<SourceMessage>, ConnectorError> {
+        match self {
+            AnyReader::Nats(reader) => reader.fetch(max, wait).await,
+            AnyReader::Kafka(reader) => reader.fetch(max, wait).await,
+            AnyReader::Files(reader) => reader.fetch(max, wait).await,
+        }
+    }
+
+    async fn commit(&mut self, position: u64) -> Result<(), ConnectorError> {
+        match self {
+            AnyReader::Nats(reader) => reader.commit(position).await,
+            AnyReader::Kafka(reader) => reader.commit(position).await,
+            AnyReader::Files(reader) => reader.commit(position).await,
+        }
+    }
+
+    async fn lag(&mut self) -> Result<Option<u64>, ConnectorError> {
+        match self {
+            AnyReader::Nats(reader) => reader.lag().await,
+            AnyReader::Kafka(reader) => reader.lag().await,
+            AnyReader::Files(reader) => reader.lag().await,
+        }
+    }
+
+    /// Broker publish times of the last fetch, when the connector knows them.
+    fn published_ms(&self) -> &[Option<i64>] {
+        match self {
+            AnyReader::Nats(reader) => reader.published_ms(),
+            AnyReader::Kafka(_) | AnyReader::Files(_) => &[],
+        }
+    }
+}
+
+/// A message sink of any connector other than NATS (which shares the publisher).
+enum AnyWriter {
+    Kafka(KafkaWriter),
+    Files(RollingFileWriter),
+}
+
+impl AnyWriter {
+    async fn write(&mut self, messages: &[OutMessage]) -> Result<(), ConnectorError> {
+        match self {
+            AnyWriter::Kafka(writer) => writer.write(messages).await,
+            AnyWriter::Files(writer) => writer.write(messages).await,
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), ConnectorError> {
+        match self {
+            AnyWriter::Kafka(writer) => writer.flush().await,
+            AnyWriter::Files(writer) => writer.flush().await,
+        }
+    }
+}
+
+/// The connections of one run of a unit.
+pub struct UnitIo {
+    pipeline: String,
+    /// One per [`Input`], in the same order.
+    readers: Vec<AnyReader>,
+    publisher: Option<Publisher>,
+    writers: Vec<AnyWriter>,
+    sink: PgSink,
+    batch_max: usize,
+    wait: Duration,
+}
+
+impl UnitIo {
+    /// Opens the writers and the sink of `routes`, then the readers of `inputs` after
+    /// the positions committed in PostgreSQL, which it returns with the checkpoint.
+    pub async fn open(
+        context: &UnitContext,
+        unit: u32,
+        routes: &Routes,
+        inputs: &[Input],
+    ) -> Result<(UnitIo, ResumePoint), UnitError> {
+        let task = &context.task;
+        let mut writers = Vec::new();
+        for target in routes.writers() {
+            writers.push(match target {
+                WriterTarget::Kafka { topic } => AnyWriter::Kafka(
+                    KafkaWriter::open(&kafka_config(task)?, topic, WriterOptions::default())
+                        .await?,
+                ),
+                WriterTarget::Files { dir } => AnyWriter::Files(
+                    RollingFileWriter::open(RollingConfig::new(dir.clone())).await?,
+                ),
+            });
+        }
+        let postgres_url = task
+            .endpoints
+            .postgres_url
+            .clone()
+            .ok_or(UnitError::MissingEndpoint("PostgreSQL URL"))?;
+        let mut config = SinkConfig::new(
+            postgres_url,
+            format!("{}/{}/{unit}", task.pipeline, task.stage.as_str()),
+        );
+        config.max_batch_rows = usize::MAX;
+        let (sink, resume) = PgSink::open_tables(config, routes.tables().to_vec()).await?;
+        // The shuffle stream exists before either stage reads or writes it.
+        if context.planned.stages.has_shuffle() {
+            let name = shuffle::stream_name(&task.pipeline);
+            let subjects = shuffle::subjects(&task.pipeline);
+            ensure_stream(
+                nats(context)?,
+                &StreamSpec::new(&name, &[subjects.as_str()]),
+            )
+            .await?;
+        }
+        let mut readers = Vec::new();
+        for input in inputs {
+            let committed = resume
+                .positions
+                .get(&(input.source.clone(), unit_i32(input.partition)))
+                .map(|position| u64::try_from(*position).unwrap_or(0));
+            readers.push(open_reader(context, input, committed).await?);
+        }
+        let publisher = match &context.nats {
+            Some(nats) => Some(Publisher::new(nats.clone(), MAX_PUBLISH_IN_FLIGHT)?),
+            None => None,
+        };
+        let io = UnitIo {
+            pipeline: task.pipeline.clone(),
+            readers,
+            publisher,
+            writers,
+            sink,
+            batch_max: task.batch_max,
+            wait: Duration::from_millis(task.batch_wait_ms.max(1)),
+        };
+        Ok((io, resume))
+    }
+
+    /// Reads a batch, shared between the readers. `None` when cancelled.
+    pub async fn fetch(
+        &mut self,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Vec<Fetched>>, UnitError> {
+        let mut batch = Vec::new();
+        let per_reader = (self.batch_max / self.readers.len().max(1)).max(1);
+        for (input, reader) in self.readers.iter_mut().enumerate() {
+            let messages = tokio::select! {
+                () = cancel.cancelled() => return Ok(None),
+                fetched = reader.fetch(per_reader, self.wait) => fetched?,
+            };
+            let published = reader.published_ms().to_vec();
+            for (message, published_ms) in messages
+                .into_iter()
+                .zip(published.into_iter().chain(std::iter::repeat(None)))
+            {
+                batch.push(Fetched {
+                    input,
+                    message,
+                    published_ms,
+                });
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    /// The first reader's lag, when it can tell.
+    pub async fn lag(&mut self) -> Option<u64> {
+        self.readers.first_mut()?.lag().await.ok().flatten()
+    }
+
+    /// Sends what leaves by brokers and files: the shuffle, then the subjects (and
+    /// waits for their acks), then the writers.
+    pub async fn publish(&mut self, turn: &Turn) -> Result<(), UnitError> {
+        // One JetStream message per shuffle partition and chunk, not per record: a
+        // durable broker syncs every message to disk.
+        for (partition, messages) in &turn.shuffle {
+            for chunk in messages.chunks(shuffle::MAX_MESSAGES_PER_BATCH) {
+                let bytes = shuffle::encode(chunk).map_err(UnitError::ShuffleEncoding)?;
+                let subject = shuffle::subject(&self.pipeline, *partition);
+                self.publisher()?
+                    .publish(&subject, Bytes::from(bytes))
+                    .await?;
+            }
+        }
+        for (subject, message) in &turn.subject_messages {
+            self.publisher()?.publish(subject, message.clone()).await?;
+        }
+        if let Some(publisher) = self.publisher.as_mut() {
+            publisher.flush().await?;
+        }
+        for (writer, messages) in self.writers.iter_mut().zip(&turn.writer_messages) {
+            if !messages.is_empty() {
+                writer.write(messages).await?;
+                writer.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores the turn's dead letters, then commits its rows, positions and checkpoint
+    /// in one transaction.
+    pub async fn commit(&mut self, turn: &mut Turn) -> Result<(), UnitError> {
+        for letter in &turn.dead_letters {
+            self.sink.dead_letter(letter).await?;
+        }
+        self.sink.write_batch(&turn.sink_batch()).await?;
+        Ok(())
+    }
+
+    /// Acknowledges what the turn read, once its commit is durable.
+    pub async fn acknowledge(&mut self, turn: &Turn) {
+        for &(input, last) in &turn.acknowledge {
+            // The commit is durable: a lost ack only causes a skipped redelivery.
+            let _ = self.readers[input].commit(last).await;
+        }
+    }
+
+    fn publisher(&mut self) -> Result<&mut Publisher, UnitError> {
+        self.publisher
+            .as_mut()
+            .ok_or(UnitError::MissingEndpoint("NATS URL"))
+    }
+}
+
+/// Opens the reader of one input after its committed position.
+async fn open_reader(
+    context: &UnitContext,
+    input: &Input,
+    committed: Option<u64>,
+) -> Result<AnyReader, UnitError> {
+    let task = &context.task;
+    let unit = input.partition;
+    if task.stage == Stage::Shuffled {
+        let spec = PartitionSpec::new(
+            &shuffle::stream_name(&task.pipeline),
+            &shuffle::subject(&task.pipeline, unit),
+            &durable_name(&task.pipeline, SHUFFLE_SOURCE, unit, context.attempt_id),
+            unit,
+        );
+        let reader = NatsPartitionReader::open(nats(context)?, spec, committed).await?;
+        return Ok(AnyReader::Nats(Box::new(reader)));
+    }
+    let binding = context
+        .planned
+        .bindings
+        .sources
+        .iter()
+        .find_map(|(source, binding)| (*source == input.source).then_some(binding));
+    let Some(binding) = binding else {
+        return Err(UnitError::Connector(ConnectorError::permanent(
+            "stream",
+            "open",
+            format!("source `{}` has no connector", input.source),
+        )));
+    };
+    Ok(match binding {
+        SourceBinding::Nats {
+            stream, subject, ..
+        } => {
+            let spec = PartitionSpec::new(
+                stream,
+                &format!("{subject}.{unit}"),
+                &durable_name(&task.pipeline, &input.source, unit, context.attempt_id),
+                unit,
+            );
+            AnyReader::Nats(Box::new(
+                NatsPartitionReader::open(nats(context)?, spec, committed).await?,
+            ))
+        }
+        SourceBinding::Kafka { topic, .. } => AnyReader::Kafka(Box::new(
+            KafkaPartitionReader::open(
+                &kafka_config(task)?,
+                topic,
+                unit,
+                committed,
+                ReaderOptions::default(),
+            )
+            .await?,
+        )),
+        SourceBinding::Files { dir, partitions } => AnyReader::Files(
+            DirectoryReader::open(
+                &DirectoryConfig::new(resolve(task, dir), *partitions),
+                unit,
+                committed,
+            )
+            .await?,
+        ),
+    })
+}
+
+fn nats(context: &UnitContext) -> Result<&async_nats::jetstream::Context, UnitError> {
+    context
+        .nats
+        .as_ref()
+        .ok_or(UnitError::MissingEndpoint("NATS URL"))
+}
+
+fn kafka_config(task: &StreamTaskSpec) -> Result<KafkaConfig, UnitError> {
+    task.endpoints
+        .kafka_bootstrap
+        .as_ref()
+        .map(KafkaConfig::new)
+        .ok_or(UnitError::MissingEndpoint("Kafka bootstrap address"))
+}
+
+/// A durable consumer's name: letters, digits, `_` and `-` only.
+fn durable_name(pipeline: &str, source: &str, unit: u32, attempt_id: u64) -> String {
+    let clean = |text: &str| {
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+    };
+    format!(
+        "essaim_{}_{}_{unit}_{attempt_id:x}",
+        clean(pipeline),
+        clean(source)
+    )
+}

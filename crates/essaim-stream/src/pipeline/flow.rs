@@ -1,0 +1,198 @@
+//! How records and event time move through a pipeline: operator instances, routing
+//! along the DAG in a fixed order, counting per port, and watermarks.
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use super::{Instance, Pipeline, PipelineError, Role, ShuffledRecord, SinkRecord, Target};
+use crate::ops::enrich::{DimensionTable, Enrich};
+use crate::ops::join::Join;
+use crate::ops::merger::Merger;
+use crate::ops::sharder::Sharder;
+use crate::ops::stateless::{Copier, Filter, FlatMap, Map, Splitter};
+use crate::ops::{Emitted, Port};
+use crate::record::{EventTime, Record};
+use crate::spec::{OperatorKind, StreamRef};
+use crate::window::Window;
+
+impl Pipeline {
+    /// Every operator's watermark, from the sources' clocks (inputs come first).
+    pub(super) fn computed_watermarks(&self) -> Vec<EventTime> {
+        let mut watermarks: Vec<EventTime> = Vec::with_capacity(self.spec.operators.len());
+        for operator in &self.spec.operators {
+            if self.role == Role::AfterShuffle
+                && matches!(operator.kind, OperatorKind::Sharder { .. })
+            {
+                watermarks.push(self.shuffle_watermark);
+                continue;
+            }
+            let mut watermark = EventTime::MAX;
+            for input in &operator.inputs {
+                let input_watermark = match self
+                    .spec
+                    .operators
+                    .iter()
+                    .position(|other| other.name == input.node)
+                {
+                    Some(index) => watermarks[index],
+                    None => self.source_watermark(&input.node),
+                };
+                watermark = watermark.min(input_watermark);
+            }
+            watermarks.push(watermark);
+        }
+        watermarks
+    }
+
+    pub(super) fn advance_watermarks(&mut self, out: &mut Vec<SinkRecord>) {
+        let computed = self.computed_watermarks();
+        for (index, watermark) in computed.into_iter().enumerate() {
+            if watermark <= self.operator_watermarks[index] {
+                continue;
+            }
+            self.operator_watermarks[index] = watermark;
+            let mut emitted = Vec::new();
+            match &mut self.instances[index] {
+                Instance::Join(join) => join.on_watermark(watermark, &mut emitted),
+                Instance::Window(window) => window.on_watermark(watermark, &mut emitted),
+                _ => continue,
+            }
+            // Results travel downstream before later operators see the new watermark.
+            for emitted in emitted {
+                self.route_emitted(index, emitted, out);
+            }
+        }
+    }
+
+    /// Delivers `record` on `stream` and everything it causes, breadth first.
+    pub(super) fn route(&mut self, stream: &StreamRef, record: Record, out: &mut Vec<SinkRecord>) {
+        let mut queue: VecDeque<(Target, Record)> = VecDeque::new();
+        self.enqueue(stream, record, &mut queue);
+        let mut emitted = Vec::new();
+        while let Some((target, record)) = queue.pop_front() {
+            match target {
+                Target::Sink(index) => out.push(SinkRecord {
+                    sink: self.spec.sinks[index].name.clone(),
+                    record,
+                }),
+                Target::Operator(index) => {
+                    process(&mut self.instances[index], record, &mut emitted);
+                    let shuffles = self.role == Role::BeforeShuffle;
+                    for Emitted { port, record } in emitted.drain(..) {
+                        let stream = self.count(index, port);
+                        if shuffles
+                            && port.0 == 0
+                            && let OperatorKind::Sharder { partitions, .. } =
+                                &self.spec.operators[index].kind
+                        {
+                            let partition = crate::hash::partition_of(
+                                record.key.as_deref().unwrap_or_default(),
+                                *partitions,
+                            );
+                            self.shuffled.push(ShuffledRecord {
+                                sharder: stream.node,
+                                partition,
+                                record,
+                            });
+                            continue;
+                        }
+                        self.enqueue(&stream, record, &mut queue);
+                    }
+                }
+            }
+        }
+    }
+
+    fn route_emitted(&mut self, index: usize, emitted: Emitted, out: &mut Vec<SinkRecord>) {
+        let stream = self.count(index, emitted.port);
+        self.route(&stream, emitted.record, out);
+    }
+
+    /// Counts an emission and returns the stream it is on.
+    fn count(&mut self, index: usize, port: Port) -> StreamRef {
+        let operator = &self.spec.operators[index].name;
+        let port_name = self.port_names[index]
+            .get(port.0)
+            .map_or("?", String::as_str);
+        *self
+            .stats
+            .emitted
+            .entry(format!("{operator}.{port_name}"))
+            .or_insert(0) += 1;
+        let stream = StreamRef {
+            node: operator.clone(),
+            port: port.0,
+        };
+        if !self.routes.contains_key(&stream) {
+            *self
+                .stats
+                .unrouted
+                .entry(format!("{operator}.{port_name}"))
+                .or_insert(0) += 1;
+        }
+        stream
+    }
+
+    fn enqueue(&self, stream: &StreamRef, record: Record, queue: &mut VecDeque<(Target, Record)>) {
+        let Some(targets) = self.routes.get(stream) else {
+            return;
+        };
+        let Some((last, rest)) = targets.split_last() else {
+            return;
+        };
+        for target in rest {
+            queue.push_back((*target, record.clone()));
+        }
+        queue.push_back((*last, record));
+    }
+}
+
+pub(super) fn instantiate(
+    kind: &OperatorKind,
+    tables: &BTreeMap<String, Arc<DimensionTable>>,
+) -> Result<Instance, PipelineError> {
+    Ok(match kind {
+        OperatorKind::Filter(predicate) => Instance::Filter(Filter::new(predicate.clone())),
+        OperatorKind::Map(config) => Instance::Map(Map::new(config.clone())),
+        OperatorKind::FlatMap { field, separator } => {
+            Instance::FlatMap(FlatMap::new(field.clone(), separator.clone()))
+        }
+        OperatorKind::Copier { outputs } => Instance::Copier(Copier::new(outputs.len())),
+        OperatorKind::Splitter { branches, .. } => Instance::Splitter(Splitter::new(
+            branches
+                .iter()
+                .map(|(_, predicate)| predicate.clone())
+                .collect(),
+        )),
+        OperatorKind::Sharder { key, partitions } => {
+            Instance::Sharder(Sharder::new(key.clone(), *partitions))
+        }
+        OperatorKind::Merger { capacity } => Instance::Merger(Merger::new(*capacity)),
+        OperatorKind::Join(config) => Instance::Join(Join::new(config.clone())),
+        OperatorKind::Enrich { table, key, fields } => {
+            let loaded = tables
+                .get(table)
+                .ok_or_else(|| PipelineError::MissingTable(table.clone()))?;
+            // Validation checked the columns against the spec's table; a loaded table
+            // with other columns is a caller mistake reported the same way.
+            let enrich = Enrich::new(Arc::clone(loaded), key.clone(), fields)
+                .map_err(|_| PipelineError::MissingTable(table.clone()))?;
+            Instance::Enrich(enrich)
+        }
+        OperatorKind::Window(config) => Instance::Window(Window::new(config.clone())),
+    })
+}
+
+fn process(instance: &mut Instance, record: Record, out: &mut Vec<Emitted>) {
+    match instance {
+        Instance::Filter(filter) => filter.on_record(record, out),
+        Instance::Map(map) => map.on_record(record, out),
+        Instance::FlatMap(flat_map) => flat_map.on_record(record, out),
+        Instance::Copier(copier) => copier.on_record(record, out),
+        Instance::Splitter(splitter) => splitter.on_record(record, out),
+        Instance::Sharder(sharder) => sharder.on_record(record, out),
+        Instance::Merger(merger) => merger.on_record(record, out),
+        Instance::Join(join) => join.on_record(record, out),
+        Instance::Enrich(enrich) => enrich.on_record(record, out),
+        Instance::Window(window) => window.on_record(record, out),
+    }
+}

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod error_chain;
 pub mod ids;
 pub mod journal;
 pub mod model;

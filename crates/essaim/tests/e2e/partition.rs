@@ -17,7 +17,6 @@ use crate::harness::{
     shell_task,
 };
 use essaim_proto::v1;
-use nix::sys::signal::Signal;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_result_from_a_partitioned_worker_is_rejected() {
@@ -39,7 +38,7 @@ async fn late_result_from_a_partitioned_worker_is_rejected() {
     let zombie_attempt = executions_by_task(&side_file)[&0][0].clone();
     // The command runs in a process group of its own, so it keeps running (and finishes)
     // while its worker is frozen: the worker has a result to report when it wakes up.
-    cluster.worker(&zombie).signal(Signal::SIGSTOP);
+    cluster.worker(&zombie).pause();
     let job = cluster
         .wait_job_until(job_id, "the lease to expire", |job| {
             job.attempts_failed >= 1
@@ -59,7 +58,7 @@ async fn late_result_from_a_partitioned_worker_is_rejected() {
         "the frozen attempt cannot have won"
     );
 
-    cluster.worker(&zombie).signal(Signal::SIGCONT);
+    cluster.worker(&zombie).resume();
     // The zombie wakes up, learns that its session is over and registers again; by then
     // its late result has met one of the two fences.
     let deadline = Deadline::after(EVENTUALLY, format!("{zombie} to register again"));

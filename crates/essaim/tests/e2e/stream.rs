@@ -8,94 +8,15 @@
 //! a server cannot be installed, unless `ESSAIM_SKIP_NATS=1`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use essaim_stream::pipeline::{Pipeline, SinkRecord};
 use essaim_stream::record::Value;
 use essaim_stream::spec::PipelineSpec;
+use essaim_testkit::server;
 
 use crate::harness::{Cluster, essaim};
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scripts")
-        .join(name)
-}
-
-/// A server started by one of the project's scripts, stopped when dropped.
-struct Server {
-    script: &'static str,
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Server {
-    fn start(script_name: &'static str) -> Server {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let output = std::process::Command::new(script(script_name))
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .expect("the script runs");
-        assert!(
-            output.status.success(),
-            "{script_name} could not start its server: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let url = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        Server {
-            script: script_name,
-            dir,
-            url,
-        }
-    }
-}
-
-impl Server {
-    /// Stops the server, waits `down`, and starts it again on the same directory,
-    /// which keeps its URL.
-    fn restart(&self, down: Duration) {
-        let stopped = std::process::Command::new(script(self.script))
-            .arg("stop")
-            .arg(self.dir.path())
-            .status()
-            .expect("the script runs");
-        assert!(stopped.success(), "{} stop failed", self.script);
-        std::thread::sleep(down);
-        let started = std::process::Command::new(script(self.script))
-            .arg("start")
-            .arg(self.dir.path())
-            .output()
-            .expect("the script runs");
-        assert!(
-            started.status.success(),
-            "{}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        let url = String::from_utf8_lossy(&started.stdout);
-        assert_eq!(
-            url.lines().last().unwrap_or_default().trim(),
-            self.url,
-            "{} keeps its URL across a restart",
-            self.script
-        );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(script(self.script))
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 const AIRPORTS: &[(&str, &str)] = &[
     ("LAX", "CA"),
@@ -272,8 +193,12 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
         eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
         return;
     }
-    let nats = Server::start("nats.sh");
-    let postgres = Server::start("postgres.sh");
+    let Some(nats) = server::nats() else {
+        return;
+    };
+    let Some(postgres) = server::postgres() else {
+        return;
+    };
     let work = tempfile::tempdir().expect("a temporary directory");
     let (flights_csv, bad_lines) = flights(6000);
     let flights_path = work.path().join("flights.csv");
@@ -282,9 +207,9 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
     let spec_path = work.path().join("flights.toml");
     std::fs::write(&spec_path, spec_text()).expect("write spec");
 
-    replay_flights(&nats.url, &flights_path).await;
+    replay_flights(nats.url(), &flights_path).await;
 
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
 
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_essaim"))
         .args([
@@ -292,9 +217,9 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
             "run",
             spec_path.to_str().expect("utf-8 path"),
             "--nats",
-            &nats.url,
+            nats.url(),
             "--postgres",
-            &postgres.url,
+            postgres.url(),
             "--exit-at-end",
             "--parallelism",
             "2",
@@ -499,8 +424,12 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
         eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
         return;
     }
-    let nats = Server::start("nats.sh");
-    let postgres = Server::start("postgres.sh");
+    let Some(nats) = server::nats() else {
+        return;
+    };
+    let Some(postgres) = server::postgres() else {
+        return;
+    };
     let mut cluster = Cluster::start(2, 8).await;
     let (flights_csv, bad_lines) = flights(24_000);
     let flights_path = cluster.path("flights.csv");
@@ -510,7 +439,7 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
     std::fs::write(&spec_path, spec_text()).expect("write spec");
     let spec = spec_path.to_str().expect("utf-8 path").to_owned();
 
-    replay_flights(&nats.url, &flights_path).await;
+    replay_flights(nats.url(), &flights_path).await;
     // Sequences 1..=lines+3; each partition's last position is near the end.
     let total = {
         let lines = flights_csv.lines().count() as i64 - 1 + 3;
@@ -518,11 +447,11 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
         3 * lines - 3
     };
 
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
     let submit = |parallelism: &'static str, verb: &'static str| {
         let spec = spec.clone();
-        let nats_url = nats.url.clone();
-        let postgres_url = postgres.url.clone();
+        let nats_url = nats.url().to_owned();
+        let postgres_url = postgres.url().to_owned();
         async move {
             vec![
                 "stream".to_owned(),
@@ -558,7 +487,7 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
     wait_progress(&client, total, 0.45, "the database outage").await;
     drop(client);
     postgres.restart(Duration::from_secs(2));
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
 
     wait_progress(&client, total, 0.55, "rescaling to 3").await;
     cluster.start_worker(8);
@@ -607,7 +536,7 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
     let job = cluster.wait_job(job_id, Duration::from_secs(240)).await;
     assert_eq!(job.state, "succeeded", "{job:?}");
     let status = cluster
-        .cli(&["stream", "status", "faults", "--postgres", &postgres.url])
+        .cli(&["stream", "status", "faults", "--postgres", postgres.url()])
         .await;
     assert_eq!(status.code, Some(0), "status: {}", status.stderr);
     assert!(status.stdout.contains("succeeded"), "{}", status.stdout);
@@ -635,7 +564,9 @@ async fn a_directory_source_feeds_postgres_and_rolling_files() {
         eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs PostgreSQL");
         return;
     }
-    let postgres = Server::start("postgres.sh");
+    let Some(postgres) = server::postgres() else {
+        return;
+    };
     let work = tempfile::tempdir().expect("a temporary directory");
     let (flights_csv, bad_lines) = flights(2_000);
     let data: Vec<&str> = flights_csv.lines().skip(1).collect();
@@ -707,7 +638,7 @@ connector = { kind = "files", dir = "out" }
         "run",
         spec_path.to_str().expect("utf-8 path"),
         "--postgres",
-        &postgres.url,
+        postgres.url(),
         "--exit-at-end",
         "--parallelism",
         "2",
@@ -727,7 +658,7 @@ connector = { kind = "files", dir = "out" }
                 && fields[3] != "\"XXX\""
         })
         .count();
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
     let rows: i64 = client
         .query_one("SELECT count(*) FROM enriched", &[])
         .await
@@ -766,8 +697,12 @@ async fn lines_posted_to_the_ingest_endpoint_reach_postgres() {
         eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
         return;
     }
-    let nats = Server::start("nats.sh");
-    let postgres = Server::start("postgres.sh");
+    let Some(nats) = server::nats() else {
+        return;
+    };
+    let Some(postgres) = server::postgres() else {
+        return;
+    };
     let work = tempfile::tempdir().expect("a temporary directory");
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -780,7 +715,7 @@ async fn lines_posted_to_the_ingest_endpoint_reach_postgres() {
             "--listen",
             &listen,
             "--nats",
-            &nats.url,
+            nats.url(),
             "--source",
             "events:2:EVENTS:events",
         ])
@@ -836,7 +771,7 @@ async fn lines_posted_to_the_ingest_endpoint_reach_postgres() {
         "invalid UTF-8 is refused"
     );
     // The end of both partitions, published as any producer would.
-    let context = essaim_connect_nats::broker::connect(&nats.url, Duration::from_secs(5))
+    let context = essaim_connect_nats::broker::connect(nats.url(), Duration::from_secs(5))
         .await
         .expect("NATS answers");
     for partition in 0..2 {
@@ -869,14 +804,14 @@ connector = { kind = "postgres", table = "events", key_column = "k", columns = {
         "run",
         spec_path.to_str().expect("utf-8 path"),
         "--nats",
-        &nats.url,
+        nats.url(),
         "--postgres",
-        &postgres.url,
+        postgres.url(),
         "--exit-at-end",
     ])
     .await;
     assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
     let row = client
         .query_one("SELECT count(*), sum(v)::bigint FROM events", &[])
         .await
@@ -896,8 +831,12 @@ async fn a_kafka_topic_feeds_postgres_and_another_topic() {
         eprintln!("skipping a test that needs a Kafka broker");
         return;
     }
-    let kafka = Server::start("kafka.sh");
-    let postgres = Server::start("postgres.sh");
+    let Some(kafka) = server::kafka() else {
+        return;
+    };
+    let Some(postgres) = server::postgres() else {
+        return;
+    };
     let work = tempfile::tempdir().expect("a temporary directory");
     let mut csv = String::from("t,k,v\n");
     for i in 0..500 {
@@ -910,7 +849,7 @@ async fn a_kafka_topic_feeds_postgres_and_another_topic() {
         "replay",
         input.to_str().expect("utf-8 path"),
         "--kafka",
-        &kafka.url,
+        kafka.url(),
         "--subject",
         "events",
         "--partitions",
@@ -920,7 +859,7 @@ async fn a_kafka_topic_feeds_postgres_and_another_topic() {
     ])
     .await;
     assert_eq!(replay.code, Some(0), "replay: {}", replay.stderr);
-    let config = essaim_connect_kafka::KafkaConfig::new(&kafka.url);
+    let config = essaim_connect_kafka::KafkaConfig::new(kafka.url());
     essaim_connect_kafka::ensure_topic(&config, "events_out", 1, 1)
         .await
         .expect("output topic");
@@ -953,16 +892,16 @@ connector = { kind = "kafka", topic = "events_out" }
         "run",
         spec_path.to_str().expect("utf-8 path"),
         "--kafka",
-        &kafka.url,
+        kafka.url(),
         "--postgres",
-        &postgres.url,
+        postgres.url(),
         "--exit-at-end",
         "--batch-max",
         "50",
     ])
     .await;
     assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
     let row = client
         .query_one("SELECT count(*), sum(v)::bigint FROM even_events", &[])
         .await

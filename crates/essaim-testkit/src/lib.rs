@@ -10,6 +10,7 @@
 //! | [`cli`] | one-shot runs of a binary, with no `ESSAIM_*` variable inherited |
 //! | [`cluster`] | a coordinator and workers of the built `essaim` binary, with SIGKILL, SIGSTOP/SIGCONT and restart helpers |
 //! | [`oracle`] | expected outputs that several tests compute (word counts) |
+//! | [`python`] | the Python tools of tests (mrjob, schemathesis, kubernetes-validate) from `scripts/python-env.sh` |
 //!
 //! The seeded generator of tests is the project's one, [`SeededRng`], re-exported here.
 #![warn(missing_docs)]
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod deadline;
 pub mod oracle;
 pub mod process;
+pub mod python;
 pub mod server;
 
 pub use essaim_core::rng::{SeededRng, mix};

@@ -146,6 +146,11 @@ impl ScriptServer {
         &self.url
     }
 
+    /// True for a server given from outside, which this test may not stop or restart.
+    pub fn is_external(&self) -> bool {
+        self.dir.is_none()
+    }
+
     /// Returns the server's directory (its store, log, pid and port files).
     pub fn dir(&self) -> &Path {
         self.own_dir().path()

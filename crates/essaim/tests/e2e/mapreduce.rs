@@ -7,6 +7,7 @@
 
 use crate::harness::{Cluster, Deadline, EVENTUALLY};
 use essaim_core::rng::SeededRng;
+use essaim_testkit::oracle::word_counts;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,6 +77,16 @@ fn coreutils_word_counts(files: &[PathBuf]) -> BTreeMap<Vec<u8>, u64> {
             .unwrap();
         counts.insert(line[space + 1..].to_vec(), count);
     }
+    // The test kit's oracle (used where coreutils are not at hand) must agree.
+    let texts: Vec<Vec<u8>> = files
+        .iter()
+        .map(|file| std::fs::read(file).expect("read an input"))
+        .collect();
+    assert_eq!(
+        word_counts(texts.iter().map(Vec::as_slice)),
+        counts,
+        "the test kit's word counts differ from coreutils'"
+    );
     counts
 }
 
@@ -557,29 +568,10 @@ fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
 /// `ESSAIM_SKIP_PYTHON=1` skips the test (and says so).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmodified_mrjob_script_gives_what_mrjob_gives() {
-    if std::env::var_os("ESSAIM_SKIP_PYTHON").is_some_and(|value| value == "1") {
-        eprintln!("ESSAIM_SKIP_PYTHON=1: skipped");
+    let Some(python) = essaim_testkit::python::python_env("mrjob") else {
         return;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let env = std::process::Command::new("bash")
-        .arg(root.join("scripts/python-env.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        env.status.success(),
-        "no Python environment with mrjob (set ESSAIM_SKIP_PYTHON=1 to skip): {}",
-        String::from_utf8_lossy(&env.stderr)
-    );
-    let python = String::from_utf8(env.stdout).unwrap().trim().to_string();
-    let examples = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import mrjob.examples, os; print(os.path.dirname(mrjob.examples.__file__))",
-        ])
-        .output()
-        .unwrap();
-    let examples = PathBuf::from(String::from_utf8(examples.stdout).unwrap().trim());
+    };
+    let examples = essaim_testkit::python::mrjob_examples(&python);
     let script = examples.join("mr_most_used_word.py");
 
     let cluster = Cluster::start(2, 1).await;
@@ -614,7 +606,7 @@ async fn an_unmodified_mrjob_script_gives_what_mrjob_gives() {
             "--mrjob",
             script.to_str().unwrap(),
             "--python",
-            &python,
+            python.to_str().expect("a UTF-8 path"),
             "--input",
             corpus.to_str().unwrap(),
             "--output",

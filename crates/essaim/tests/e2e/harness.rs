@@ -6,7 +6,7 @@
 //! directory; waits poll with a [`Deadline`] and fail naming what they were waiting
 //! for (see the test kit's crate doc).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
@@ -89,6 +89,34 @@ pub fn line_count(path: &Path) -> usize {
     std::fs::read_to_string(path)
         .map(|text| text.lines().count())
         .unwrap_or(0)
+}
+
+/// Waits until a job of `tasks` shell tasks succeeds and checks the oracle of these
+/// tests: one committed result per task, whose output is `out-INDEX`. Returns the
+/// results.
+pub async fn assert_job_commits_every_task_once(
+    cluster: &Cluster,
+    job_id: u64,
+    tasks: u32,
+) -> Vec<v1::TaskResult> {
+    let job = cluster.wait_job(job_id, EVENTUALLY).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    let results = cluster.results(job_id).await;
+    assert_eq!(
+        results.len(),
+        tasks as usize,
+        "one committed result per task"
+    );
+    let committed: BTreeSet<u32> = results.iter().map(|result| result.task_index).collect();
+    assert_eq!(
+        committed,
+        (0..tasks).collect::<BTreeSet<u32>>(),
+        "every task committed exactly once"
+    );
+    for result in &results {
+        assert_eq!(output_text(result), format!("out-{}\n", result.task_index));
+    }
+    results
 }
 
 // ---------------------------------------------------------------- the cluster

@@ -414,6 +414,36 @@ async fn a_corrupted_map_output_is_detected_and_recomputed_and_a_reducer_killed_
     );
 }
 
+/// Runs `essaim submit JOB --input INPUT --output OUTPUT EXTRA…` on the cluster and
+/// fails the test unless it succeeds.
+async fn submit_and_succeed(
+    cluster: &Cluster,
+    job: &str,
+    input: &Path,
+    output: &Path,
+    extra: &[&str],
+) {
+    let mut args = vec![
+        "submit",
+        job,
+        "--input",
+        input.to_str().expect("a UTF-8 path"),
+        "--output",
+        output.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let run = cluster.cli(&args).await;
+    assert_eq!(run.code, Some(0), "{job}: {}\n{}", run.stdout, run.stderr);
+}
+
+/// Returns the non-empty lines of a file's bytes.
+fn non_empty_lines(bytes: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    bytes
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input() {
     let cluster = Cluster::start(2, 1).await;
@@ -432,31 +462,20 @@ async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input(
         ])
         .await;
     assert_eq!(generated.code, Some(0), "{}", generated.stderr);
-    let sort = cluster
-        .cli(&[
-            "submit",
-            "sort",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            sorted.to_str().unwrap(),
-            "--reducers",
-            "3",
-            "--split-size",
-            "256KiB",
-        ])
-        .await;
-    assert_eq!(sort.code, Some(0), "{}\n{}", sort.stdout, sort.stderr);
+    submit_and_succeed(
+        &cluster,
+        "sort",
+        &input,
+        &sorted,
+        &["--reducers", "3", "--split-size", "256KiB"],
+    )
+    .await;
     // Oracle: the same lines, sorted by bytes, are the concatenated parts.
     let mut expected: Vec<Vec<u8>> = Vec::new();
     for file in std::fs::read_dir(&input).unwrap() {
-        let bytes = std::fs::read(file.unwrap().path()).unwrap();
-        expected.extend(
-            bytes
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec),
-        );
+        expected.extend(non_empty_lines(
+            &std::fs::read(file.unwrap().path()).unwrap(),
+        ));
     }
     expected.sort();
     let mut actual = Vec::new();
@@ -466,35 +485,19 @@ async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input(
             !bytes.is_empty(),
             "part {part} is empty: the cut points are poor"
         );
-        actual.extend(
-            bytes
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec),
-        );
+        actual.extend(non_empty_lines(&bytes));
     }
     assert_eq!(actual.len(), expected.len());
     assert!(actual == expected, "the parts are not the input sorted");
     let report = cluster.path("report");
-    let validate = cluster
-        .cli(&[
-            "submit",
-            "sort-validate",
-            "--input",
-            sorted.to_str().unwrap(),
-            "--output",
-            report.to_str().unwrap(),
-            "--reducers",
-            "1",
-        ])
-        .await;
-    assert_eq!(
-        validate.code,
-        Some(0),
-        "{}\n{}",
-        validate.stdout,
-        validate.stderr
-    );
+    submit_and_succeed(
+        &cluster,
+        "sort-validate",
+        &sorted,
+        &report,
+        &["--reducers", "1"],
+    )
+    .await;
     let text = std::fs::read_to_string(report.join("part-00000")).unwrap();
     assert!(text.contains("OK"), "validate reported: {text}");
 }

@@ -14,9 +14,9 @@ use std::time::Duration;
 use essaim_stream::pipeline::{Pipeline, SinkRecord};
 use essaim_stream::record::Value;
 use essaim_stream::spec::PipelineSpec;
-use essaim_testkit::server;
+use essaim_testkit::server::{self, ScriptServer};
 
-use crate::harness::{Cluster, essaim};
+use crate::harness::{Cluster, essaim, free_port};
 
 const AIRPORTS: &[(&str, &str)] = &[
     ("LAX", "CA"),
@@ -187,16 +187,20 @@ fn children_of(parent: u32) -> Vec<u32> {
     children
 }
 
+/// Starts the nats-server and the PostgreSQL of a test, or returns `None` when either is
+/// skipped (`ESSAIM_SKIP_NATS=1` skips both).
+fn nats_and_postgres() -> Option<(ScriptServer, ScriptServer)> {
+    if server::skipped(server::NATS) {
+        return None;
+    }
+    let nats = server::nats()?;
+    let postgres = server::postgres()?;
+    Some((nats, postgres))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_stream() {
-    if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
-        eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
-        return;
-    }
-    let Some(nats) = server::nats() else {
-        return;
-    };
-    let Some(postgres) = server::postgres() else {
+    let Some((nats, postgres)) = nats_and_postgres() else {
         return;
     };
     let work = tempfile::tempdir().expect("a temporary directory");
@@ -420,14 +424,7 @@ async fn wait_progress(client: &tokio_postgres::Client, total: i64, fraction: f6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_restarts_and_rescaling()
 {
-    if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
-        eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
-        return;
-    }
-    let Some(nats) = server::nats() else {
-        return;
-    };
-    let Some(postgres) = server::postgres() else {
+    let Some((nats, postgres)) = nats_and_postgres() else {
         return;
     };
     let mut cluster = Cluster::start(2, 8).await;
@@ -693,21 +690,11 @@ connector = { kind = "files", dir = "out" }
 /// invalid UTF-8 stores nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_posted_to_the_ingest_endpoint_reach_postgres() {
-    if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
-        eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
-        return;
-    }
-    let Some(nats) = server::nats() else {
-        return;
-    };
-    let Some(postgres) = server::postgres() else {
+    let Some((nats, postgres)) = nats_and_postgres() else {
         return;
     };
     let work = tempfile::tempdir().expect("a temporary directory");
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.local_addr().expect("an address").port()
-    };
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut ingest = tokio::process::Command::new(env!("CARGO_BIN_EXE_essaim"))
         .args([

@@ -37,6 +37,15 @@ pub fn spawn_essaim(name: &str, args: &[String], env: &[(&str, &str)], log: Path
 
 // ---------------------------------------------------------------- jobs
 
+/// Asserts a CLI run's exit code and a fragment of its standard error.
+pub fn assert_refused(output: &CliOutput, code: i32, fragment: &str) {
+    assert_eq!(output.code, Some(code), "{output:?}");
+    assert!(
+        output.stderr.contains(fragment),
+        "stderr lacks `{fragment}`: {output:?}"
+    );
+}
+
 /// Returns a `command` task running `sh -c SCRIPT` with extra environment variables.
 pub fn shell_task(script: &str, env: &[(&str, &Path)]) -> v1::TaskSpec {
     let env: BTreeMap<&str, String> = env

@@ -191,7 +191,7 @@ async fn stale_report_after_lease_expiry_is_rejected_and_counted() {
     assert_eq!(output_text(&results[0]), "done-0\n");
 
     // After the new commit: rejected again, and the commit stands.
-    let reply = report_and_expect_rejection(&mut zombie, stale_report()).await;
+    report_and_expect_rejection(&mut zombie, stale_report()).await;
     let job = cluster.job(job_id).await;
     assert_eq!(job.results_rejected, 2, "{job:?}");
     assert_eq!(job.succeeded, 1, "{job:?}");

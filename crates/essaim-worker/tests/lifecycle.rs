@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use essaim_proto::v1;
 use essaim_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
-use essaim_worker::{ExecutorRegistry, WorkerConfig, start_worker};
+use essaim_worker::{ExecutorRegistry, RunningWorker, WorkerConfig, start_worker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -258,6 +258,47 @@ async fn serve(
     (address, server)
 }
 
+/// A stand-in coordinator served on loopback, and a real worker with the built-in
+/// executors pulling from it.
+struct WorkerAgainstStandIn {
+    coordinator: StandInCoordinator,
+    /// Stops the stand-in's server.
+    stop_coordinator: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    /// The worker's scratch directory, removed when dropped.
+    scratch: tempfile::TempDir,
+    /// Drains the worker.
+    drain: CancellationToken,
+    worker: RunningWorker,
+}
+
+impl WorkerAgainstStandIn {
+    /// Serves a stand-in coordinator and starts a worker of `slots` slots that
+    /// prefetches `prefetch` attempts.
+    async fn start(slots: u32, prefetch: u32) -> Self {
+        let coordinator = StandInCoordinator::default();
+        let stop_coordinator = CancellationToken::new();
+        let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
+        let scratch = tempfile::tempdir().unwrap();
+        let drain = CancellationToken::new();
+        let worker = start_worker(
+            config(address, scratch.path(), slots, prefetch),
+            ExecutorRegistry::with_builtins(false),
+            drain.clone(),
+        )
+        .await
+        .unwrap();
+        Self {
+            coordinator,
+            stop_coordinator,
+            server,
+            scratch,
+            drain,
+            worker,
+        }
+    }
+}
+
 fn config(
     coordinator: SocketAddr,
     scratch: &std::path::Path,
@@ -333,18 +374,14 @@ async fn http_get(address: SocketAddr, path: &str, token: Option<&str>) -> (u16,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pulled_attempt_is_reported_once_in_batches_then_the_worker_deregisters() {
-    let coordinator = StandInCoordinator::default();
-    let stop_coordinator = CancellationToken::new();
-    let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let drain = CancellationToken::new();
-    let worker = start_worker(
-        config(address, scratch.path(), 4, 4),
-        ExecutorRegistry::with_builtins(false),
-        drain.clone(),
-    )
-    .await
-    .unwrap();
+    let WorkerAgainstStandIn {
+        coordinator,
+        stop_coordinator,
+        server,
+        scratch: _scratch,
+        drain,
+        worker,
+    } = WorkerAgainstStandIn::start(4, 4).await;
     assert_eq!(
         http_get(worker.http_addr, "/readyz", None).await,
         (200, b"ready".to_vec())
@@ -414,18 +451,14 @@ async fn every_pulled_attempt_is_reported_once_in_batches_then_the_worker_deregi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forgotten_worker_registers_again_and_keeps_working() {
-    let coordinator = StandInCoordinator::default();
-    let stop_coordinator = CancellationToken::new();
-    let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let drain = CancellationToken::new();
-    let worker = start_worker(
-        config(address, scratch.path(), 2, 0),
-        ExecutorRegistry::with_builtins(false),
-        drain.clone(),
-    )
-    .await
-    .unwrap();
+    let WorkerAgainstStandIn {
+        coordinator,
+        stop_coordinator,
+        server,
+        scratch: _scratch,
+        drain,
+        worker,
+    } = WorkerAgainstStandIn::start(2, 0).await;
 
     coordinator.with_state(|state| state.forget_workers_at_next_heartbeat = true);
     eventually("the worker registers again", || {
@@ -461,18 +494,14 @@ async fn a_forgotten_worker_registers_again_and_keeps_working() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_announces_itself_cancels_after_the_grace_and_hands_back_queued_attempts() {
-    let coordinator = StandInCoordinator::default();
-    let stop_coordinator = CancellationToken::new();
-    let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let drain = CancellationToken::new();
-    let worker = start_worker(
-        config(address, scratch.path(), 1, 2),
-        ExecutorRegistry::with_builtins(false),
-        drain.clone(),
-    )
-    .await
-    .unwrap();
+    let WorkerAgainstStandIn {
+        coordinator,
+        stop_coordinator,
+        server,
+        scratch: _scratch,
+        drain,
+        worker,
+    } = WorkerAgainstStandIn::start(1, 2).await;
     let http_addr = worker.http_addr;
 
     coordinator.enqueue((1..=3).map(|id| assignment(id, "sleep", b"60000".to_vec())));

@@ -47,11 +47,56 @@ impl Deadline {
     }
 }
 
+/// Polls `probe` on this thread, every `period`, until it returns a value; fails the
+/// test after `timeout`, naming `what`. For tests without an async runtime (the
+/// container tests drive `docker` synchronously).
+pub fn poll_blocking<T>(
+    what: &str,
+    timeout: Duration,
+    period: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = Deadline::after(timeout, what);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        deadline.check();
+        std::thread::sleep(period);
+    }
+}
+
 /// Runs one future (an RPC) with a generous timeout, so a hung call fails the test with a
 /// name instead of hanging it.
 pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(CALL_TIMEOUT, future).await {
         Ok(value) => value,
         Err(_) => panic!("{what} did not answer within {CALL_TIMEOUT:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_returns_the_first_value_the_probe_finds() {
+        let mut calls = 0;
+        let found = poll_blocking(
+            "the third call",
+            Duration::from_secs(5),
+            Duration::ZERO,
+            || {
+                calls += 1;
+                (calls == 3).then_some(calls)
+            },
+        );
+        assert_eq!(found, 3);
+    }
+
+    #[test]
+    #[should_panic(expected = "timed out waiting for nothing")]
+    fn polling_fails_naming_what_it_waited_for() {
+        poll_blocking("nothing", Duration::ZERO, Duration::ZERO, || None::<()>);
     }
 }

@@ -33,7 +33,11 @@ fn a_nats_server_restarts_on_its_url_after_a_stop_and_a_sigkill_and_stops_on_dro
     let Some(nats) = server::nats() else {
         return;
     };
-    assert!(nats.url().starts_with("nats://127.0.0.1:"), "{}", nats.url());
+    assert!(
+        nats.url().starts_with("nats://127.0.0.1:"),
+        "{}",
+        nats.url()
+    );
     assert!(answers(&nats), "nats-server answers at {}", nats.url());
 
     nats.stop();
@@ -43,7 +47,10 @@ fn a_nats_server_restarts_on_its_url_after_a_stop_and_a_sigkill_and_stops_on_dro
 
     nats.kill_9();
     nats.restart(Duration::ZERO);
-    assert!(answers(&nats), "a server killed with SIGKILL restarts on its URL");
+    assert!(
+        answers(&nats),
+        "a server killed with SIGKILL restarts on its URL"
+    );
 
     let url = nats.url().to_owned();
     let dir = nats.dir().to_owned();
@@ -59,13 +66,22 @@ fn a_postgres_cluster_restarts_on_its_url_and_stops_on_drop() {
         return;
     };
     assert!(
-        postgres.url().starts_with("postgresql://postgres@127.0.0.1:"),
+        postgres
+            .url()
+            .starts_with("postgresql://postgres@127.0.0.1:"),
         "{}",
         postgres.url()
     );
-    assert!(answers(&postgres), "PostgreSQL answers at {}", postgres.url());
+    assert!(
+        answers(&postgres),
+        "PostgreSQL answers at {}",
+        postgres.url()
+    );
     postgres.restart(Duration::ZERO);
-    assert!(answers(&postgres), "a restarted cluster answers at the same URL");
+    assert!(
+        answers(&postgres),
+        "a restarted cluster answers at the same URL"
+    );
     let url = postgres.url().to_owned();
     drop(postgres);
     let probe = ScriptServer::external(server::POSTGRES, url);

@@ -187,6 +187,22 @@ fn children_of(parent: u32) -> Vec<u32> {
     children
 }
 
+/// Writes `spec` to `DIR/NAME` and runs it with `essaim stream run SPEC ARGS… --exit-at-end`;
+/// fails the test unless it succeeds.
+async fn run_to_the_end(dir: &Path, name: &str, spec: &str, args: &[&str]) {
+    let spec_path = dir.join(name);
+    std::fs::write(&spec_path, spec).expect("spec");
+    let mut command = vec![
+        "stream",
+        "run",
+        spec_path.to_str().expect("utf-8 path"),
+        "--exit-at-end",
+    ];
+    command.extend_from_slice(args);
+    let run = essaim(&command).await;
+    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
+}
+
 /// Starts the nats-server and the PostgreSQL of a test, or returns `None` when either is
 /// skipped (`ESSAIM_SKIP_NATS=1` skips both).
 fn nats_and_postgres() -> Option<(ScriptServer, ScriptServer)> {
@@ -628,22 +644,20 @@ name = "files"
 input = "with_state"
 connector = { kind = "files", dir = "out" }
 "#;
-    let spec_path = work.path().join("files.toml");
-    std::fs::write(&spec_path, spec).expect("spec");
-    let run = essaim(&[
-        "stream",
-        "run",
-        spec_path.to_str().expect("utf-8 path"),
-        "--postgres",
-        postgres.url(),
-        "--exit-at-end",
-        "--parallelism",
-        "2",
-        "--batch-max",
-        "100",
-    ])
+    run_to_the_end(
+        work.path(),
+        "files.toml",
+        spec,
+        &[
+            "--postgres",
+            postgres.url(),
+            "--parallelism",
+            "2",
+            "--batch-max",
+            "100",
+        ],
+    )
     .await;
-    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
 
     let expected = data
         .iter()
@@ -784,20 +798,13 @@ name = "all"
 input = "events"
 connector = { kind = "postgres", table = "events", key_column = "k", columns = { k = "text", v = "bigint" } }
 "#;
-    let spec_path = work.path().join("events.toml");
-    std::fs::write(&spec_path, spec).expect("spec");
-    let run = essaim(&[
-        "stream",
-        "run",
-        spec_path.to_str().expect("utf-8 path"),
-        "--nats",
-        nats.url(),
-        "--postgres",
-        postgres.url(),
-        "--exit-at-end",
-    ])
+    run_to_the_end(
+        work.path(),
+        "events.toml",
+        spec,
+        &["--nats", nats.url(), "--postgres", postgres.url()],
+    )
     .await;
-    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
     let client = connect_postgres(postgres.url()).await;
     let row = client
         .query_one("SELECT count(*), sum(v)::bigint FROM events", &[])
@@ -872,22 +879,20 @@ name = "out"
 input = "even"
 connector = { kind = "kafka", topic = "events_out" }
 "#;
-    let spec_path = work.path().join("kafka.toml");
-    std::fs::write(&spec_path, spec).expect("spec");
-    let run = essaim(&[
-        "stream",
-        "run",
-        spec_path.to_str().expect("utf-8 path"),
-        "--kafka",
-        kafka.url(),
-        "--postgres",
-        postgres.url(),
-        "--exit-at-end",
-        "--batch-max",
-        "50",
-    ])
+    run_to_the_end(
+        work.path(),
+        "kafka.toml",
+        spec,
+        &[
+            "--kafka",
+            kafka.url(),
+            "--postgres",
+            postgres.url(),
+            "--batch-max",
+            "50",
+        ],
+    )
     .await;
-    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
     let client = connect_postgres(postgres.url()).await;
     let row = client
         .query_one("SELECT count(*), sum(v)::bigint FROM even_events", &[])

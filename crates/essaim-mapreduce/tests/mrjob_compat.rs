@@ -109,13 +109,8 @@ fn assert_same_output_as_mrjob(mrjob: &Mrjob, name: &str, inputs: &[PathBuf]) ->
         .into_iter()
         .map(|line| String::from_utf8(line).unwrap())
         .collect();
-    let mut theirs: Vec<String> = String::from_utf8(inline.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
     ours.sort();
-    theirs.sort();
+    let theirs = essaim_testkit::oracle::sorted_lines(&inline.stdout);
     assert_same_lines(name, &ours, &theirs);
     ours
 }

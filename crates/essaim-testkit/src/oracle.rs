@@ -20,6 +20,15 @@ pub fn word_counts<'a>(texts: impl IntoIterator<Item = &'a [u8]>) -> BTreeMap<Ve
     counts
 }
 
+/// Returns the lines of a program's output, sorted: two outputs are equal ignoring
+/// order when their sorted lines are. Panics if the output is not UTF-8.
+pub fn sorted_lines(output: &[u8]) -> Vec<String> {
+    let text = std::str::from_utf8(output).expect("the output is UTF-8");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.sort();
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,6 +41,12 @@ mod tests {
             .map(|(word, count)| (word.to_vec(), count))
             .collect();
         assert_eq!(counts, expected);
+    }
+
+    #[test]
+    fn lines_are_sorted_without_their_terminators() {
+        assert_eq!(sorted_lines(b"b\t1\na\t2\r\n"), ["a\t2", "b\t1"]);
+        assert!(sorted_lines(b"").is_empty());
     }
 
     #[test]

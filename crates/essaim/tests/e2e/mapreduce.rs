@@ -7,7 +7,7 @@
 
 use crate::harness::{Cluster, Deadline, EVENTUALLY};
 use essaim_core::rng::SeededRng;
-use essaim_testkit::oracle::word_counts;
+use essaim_testkit::oracle::{sorted_lines, word_counts};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -267,6 +267,33 @@ fn line_records(files: &[PathBuf]) -> u64 {
 /// the reducers of the new incarnation read the map outputs the old one committed (their
 /// locations are journaled: none is recomputed), and the job's counters are summed again
 /// from the journal.
+/// Returns `essaim submit streaming` with two reducers over `corpus` into `output`, the
+/// `mapper` and `reducer` commands, and `extra` flags.
+fn streaming_args(
+    corpus: &Path,
+    output: &Path,
+    mapper: &str,
+    reducer: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = vec![
+        "submit",
+        "streaming",
+        "--input",
+        corpus.to_str().expect("a UTF-8 path"),
+        "--output",
+        output.to_str().expect("a UTF-8 path"),
+        "--reducers",
+        "2",
+        "--mapper",
+        mapper,
+        "--reducer",
+        reducer,
+    ];
+    args.extend_from_slice(extra);
+    args.into_iter().map(str::to_string).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_survives_its_coordinator_killed_during_the_reduce_stage() {
     let mut cluster = Cluster::start(2, 1).await;
@@ -277,24 +304,15 @@ async fn a_job_survives_its_coordinator_killed_during_the_reduce_stage() {
     let mapper =
         r#"awk -F '[ \t\r\v\f]+' '{ for (i = 1; i <= NF; i++) if ($i != "") print $i "\t1" }'"#;
     let reducer = SLOW_SUMMING_REDUCER;
+    let args = streaming_args(
+        &corpus,
+        &output,
+        mapper,
+        reducer,
+        &["--detach", "--split-size", "64KiB"],
+    );
     let run = cluster
-        .cli(&[
-            "submit",
-            "streaming",
-            "--detach",
-            "--input",
-            corpus.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--reducers",
-            "2",
-            "--split-size",
-            "64KiB",
-            "--mapper",
-            mapper,
-            "--reducer",
-            reducer,
-        ])
+        .cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let job_id: u64 = run.stdout.trim().parse().unwrap();
@@ -345,23 +363,7 @@ async fn a_corrupted_map_output_is_detected_and_recomputed_and_a_reducer_killed_
     let mapper = r#"awk -F '[ \t\r\v\f]+' '{ if ($1 == "SLOWDOWN") system("sleep 4"); for (i = 1; i <= NF; i++) if ($i != "") print $i "\t1" }'"#;
     let reducer = SLOW_SUMMING_REDUCER;
     let url = cluster.url();
-    let args: Vec<String> = [
-        "submit",
-        "streaming",
-        "--input",
-        corpus.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--reducers",
-        "2",
-        "--mapper",
-        mapper,
-        "--reducer",
-        reducer,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = streaming_args(&corpus, &output, mapper, reducer, &[]);
     let client = tokio::spawn(async move {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         crate::harness::essaim_with_env(&args, &[("ESSAIM_COORDINATOR", &url)]).await
@@ -624,13 +626,8 @@ async fn an_unmodified_mrjob_script_gives_what_mrjob_gives() {
         let text = std::fs::read_to_string(output.join(part)).unwrap();
         ours.extend(text.lines().map(str::to_string));
     }
-    let mut theirs: Vec<String> = String::from_utf8(mrjob_alone.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
     ours.sort();
-    theirs.sort();
+    let theirs = sorted_lines(&mrjob_alone.stdout);
     assert!(!theirs.is_empty());
     assert_eq!(ours, theirs);
 }

@@ -32,12 +32,9 @@
 # (machine, versions, disk), results/mr_check.txt (cross-checks), logs/<name>.roundK.log.
 # Then: python3 bench/summarize_mapreduce.py > bench/results/mapreduce.md
 set -uo pipefail
+# Sets bench, repo and peer (the shared peer scripts, from $PEER_DIR).
 # shellcheck source=bench/session_common.sh
 source "$(dirname "$0")/session_common.sh"
-bench=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$bench/.." && pwd)
-peer=$(cd "${PEER_DIR:-$repo/../shared/bench}" && pwd) || { echo "no peer dir; set PEER_DIR" >&2; exit 2; }
-[[ -f $peer/bench.py ]] || { echo "$peer/bench.py not found; set PEER_DIR" >&2; exit 2; }
 corpus=${CORPUS_DIR:-/tmp/corpus}
 work=${WORK_DIR:-/tmp/essaim-mr-bench}
 rounds=${ROUNDS:-3}

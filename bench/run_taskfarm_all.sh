@@ -16,12 +16,9 @@
 # results/session.txt (machine, versions, skipped peers), logs/<name>.runK.log.
 # Then: python3 bench/summarize_taskfarm.py > bench/results/taskfarm.md
 set -uo pipefail
+# Sets bench, repo and peer (the shared peer scripts, from $PEER_DIR).
 # shellcheck source=bench/session_common.sh
 source "$(dirname "$0")/session_common.sh"
-bench=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$bench/.." && pwd)
-peer=$(cd "${PEER_DIR:-$repo/../shared/bench}" && pwd) || { echo "no peer dir; set PEER_DIR" >&2; exit 2; }
-[[ -f $peer/bench.py ]] || { echo "$peer/bench.py not found; set PEER_DIR" >&2; exit 2; }
 rounds=${ROUNDS:-3}
 only=${ONLY:-all}
 want() { [[ $only == all || " $only " == *" $1 "* ]]; }

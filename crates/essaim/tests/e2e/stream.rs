@@ -203,6 +203,22 @@ async fn run_to_the_end(dir: &Path, name: &str, spec: &str, args: &[&str]) {
     assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
 }
 
+/// Returns a pipeline spec whose source `events` (columns `t`, `k`, `v`, event time `t`,
+/// key `k`) reads `connector`, followed by `rest` (its operators and sinks).
+fn events_spec(connector: &str, rest: &str) -> String {
+    format!(
+        r#"
+version = 1
+[[source]]
+name = "events"
+time = "t"
+key = "k"
+connector = {connector}
+columns = [{{ name = "t", type = "int" }}, {{ name = "k", type = "string" }}, {{ name = "v", type = "int" }}]
+{rest}"#
+    )
+}
+
 /// Starts the nats-server and the PostgreSQL of a test, or returns `None` when either is
 /// skipped (`ESSAIM_SKIP_NATS=1` skips both).
 fn nats_and_postgres() -> Option<(ScriptServer, ScriptServer)> {
@@ -785,19 +801,15 @@ async fn lines_posted_to_the_ingest_endpoint_reach_postgres() {
             .await
             .expect("stored");
     }
-    let spec = r#"
-version = 1
-[[source]]
-name = "events"
-time = "t"
-key = "k"
-connector = { kind = "nats", stream = "EVENTS", subject = "events", partitions = 2 }
-columns = [{ name = "t", type = "int" }, { name = "k", type = "string" }, { name = "v", type = "int" }]
+    let spec = &events_spec(
+        r#"{ kind = "nats", stream = "EVENTS", subject = "events", partitions = 2 }"#,
+        r#"
 [[sink]]
 name = "all"
 input = "events"
 connector = { kind = "postgres", table = "events", key_column = "k", columns = { k = "text", v = "bigint" } }
-"#;
+"#,
+    );
     run_to_the_end(
         work.path(),
         "events.toml",
@@ -857,14 +869,9 @@ async fn a_kafka_topic_feeds_postgres_and_another_topic() {
     essaim_connect_kafka::ensure_topic(&config, "events_out", 1, 1)
         .await
         .expect("output topic");
-    let spec = r#"
-version = 1
-[[source]]
-name = "events"
-time = "t"
-key = "k"
-connector = { kind = "kafka", topic = "events", partitions = 2 }
-columns = [{ name = "t", type = "int" }, { name = "k", type = "string" }, { name = "v", type = "int" }]
+    let spec = &events_spec(
+        r#"{ kind = "kafka", topic = "events", partitions = 2 }"#,
+        r#"
 [[operator]]
 name = "even"
 kind = "filter"
@@ -878,7 +885,8 @@ connector = { kind = "postgres", table = "even_events", key_column = "k", column
 name = "out"
 input = "even"
 connector = { kind = "kafka", topic = "events_out" }
-"#;
+"#,
+    );
     run_to_the_end(
         work.path(),
         "kafka.toml",

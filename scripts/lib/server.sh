@@ -1,5 +1,5 @@
-# Shared by the scripts that run a test server (scripts/nats.sh, scripts/kafka.sh and,
-# for its first helpers, scripts/postgres.sh): sourced, never run.
+# Shared by the scripts that run a test server (scripts/nats.sh, scripts/kafka.sh,
+# scripts/etcd.sh and, for its first helpers, scripts/postgres.sh): sourced, never run.
 #
 # What is the same for every server lives here: messages, the pid file of DIR, picking
 # a loopback port (the one DIR had before, so that a restart keeps its URL), waiting
@@ -32,10 +32,12 @@ port_is_free() {
 }
 
 # Prints the port to use: the one asked for (argument 1, from the script's variable),
-# else the one DIR had before if it is free, else a free one.
+# else the one DIR had before (in DIR/port, or the file named by argument 2) if it is
+# free, else a free one.
 pick_port() {
+    local recorded="$dir/${2:-port}"
     if [[ -n "${1:-}" ]]; then echo "$1"; return; fi
-    if [[ -f "$dir/port" ]] && port_is_free "$(cat "$dir/port")"; then cat "$dir/port"; return; fi
+    if [[ -f "$recorded" ]] && port_is_free "$(cat "$recorded")"; then cat "$recorded"; return; fi
     local port
     for _ in $(seq 1 200); do
         port=$((20000 + RANDOM % 40000))

@@ -4,7 +4,7 @@
 //!
 //! | module | what it gives a test |
 //! |---|---|
-//! | [`server`] | a NATS, PostgreSQL or Kafka-protocol server started by the project's `scripts/X.sh start DIR`, stopped on drop, its log printed when the test fails |
+//! | [`server`] | a NATS, PostgreSQL, Kafka-protocol or etcd server started by the project's `scripts/X.sh start DIR`, stopped on drop, its log printed when the test fails |
 //! | [`deadline`] | named deadlines and timeouts: waits poll, and fail naming what they waited for |
 //! | [`process`] | one child process with a log file, killed on drop; free ports; an HTTP status probe |
 //! | [`cli`] | one-shot runs of a binary, with no `ESSAIM_*` variable inherited |

@@ -1,6 +1,7 @@
 //! Servers for tests, started by the project's own scripts (`scripts/nats.sh`,
-//! `scripts/postgres.sh`, `scripts/kafka.sh`): one [`ScriptServer`] type for all of
-//! them, and one constructor per server ([`nats`], [`postgres`], [`kafka`]).
+//! `scripts/postgres.sh`, `scripts/kafka.sh`, `scripts/etcd.sh`): one [`ScriptServer`]
+//! type for all of them, and one constructor per server ([`nats`], [`postgres`],
+//! [`kafka`], [`etcd`]).
 //!
 //! The scripts own everything about a server (installing it, its configuration, its
 //! port, waiting until it answers); this module owns only the life of one test's
@@ -13,8 +14,8 @@
 //! failure shows what the server saw.
 //!
 //! Each server has a variable that skips the tests needing it (`ESSAIM_SKIP_NATS=1`,
-//! `ESSAIM_SKIP_POSTGRES=1`, `ESSAIM_SKIP_KAFKA=1`): the constructors then return
-//! `None`. Otherwise a server that cannot be installed or started fails the test.
+//! `ESSAIM_SKIP_POSTGRES=1`, `ESSAIM_SKIP_KAFKA=1`, `ESSAIM_SKIP_ETCD=1`): the
+//! constructors then return `None`. Otherwise a server that cannot be installed or started fails the test.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,6 +59,14 @@ pub const KAFKA: ServerScript = ServerScript {
     skip_variable: "ESSAIM_SKIP_KAFKA",
 };
 
+/// A single-member etcd (`scripts/etcd.sh`); its URL is the client URL
+/// `http://127.0.0.1:PORT`.
+pub const ETCD: ServerScript = ServerScript {
+    file_name: "etcd.sh",
+    server: "etcd",
+    skip_variable: "ESSAIM_SKIP_ETCD",
+};
+
 /// Returns the path of a script in the repository's `scripts/` folder.
 pub fn script_path(file_name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -87,6 +96,11 @@ pub fn kafka() -> Option<ScriptServer> {
         return Some(ScriptServer::external(KAFKA, bootstrap));
     }
     ScriptServer::start(KAFKA)
+}
+
+/// Starts a single-member etcd, or returns `None` when `ESSAIM_SKIP_ETCD=1`.
+pub fn etcd() -> Option<ScriptServer> {
+    ScriptServer::start(ETCD)
 }
 
 /// True (and says so) when the tests needing this server are skipped on purpose.

@@ -1,7 +1,7 @@
 //! The server fixtures against the real scripts: a server answers at the URL its script
 //! printed, a restart (after a stop or a SIGKILL) keeps that URL, and dropping the
-//! fixture stops the server. Skipped per server with `ESSAIM_SKIP_NATS=1` and
-//! `ESSAIM_SKIP_POSTGRES=1`. (The Kafka fixture is the same type; its first start
+//! fixture stops the server. Skipped per server with `ESSAIM_SKIP_NATS=1`,
+//! `ESSAIM_SKIP_POSTGRES=1` and `ESSAIM_SKIP_ETCD=1`. (The Kafka fixture is the same type; its first start
 //! builds the broker, so the Kafka connector's tests exercise it.)
 
 use std::net::TcpStream;
@@ -86,6 +86,25 @@ fn a_postgres_cluster_restarts_on_its_url_and_stops_on_drop() {
     drop(postgres);
     let probe = ScriptServer::external(server::POSTGRES, url);
     assert!(!answers(&probe), "dropping the fixture stops the cluster");
+}
+
+#[test]
+fn an_etcd_starts_healthy_restarts_on_its_url_and_stops_on_drop() {
+    let Some(etcd) = server::etcd() else {
+        return;
+    };
+    assert!(
+        etcd.url().starts_with("http://127.0.0.1:"),
+        "{}",
+        etcd.url()
+    );
+    assert!(answers(&etcd), "etcd answers at {}", etcd.url());
+    etcd.restart(Duration::ZERO);
+    assert!(answers(&etcd), "a restarted etcd answers at the same URL");
+    let url = etcd.url().to_owned();
+    drop(etcd);
+    let probe = ScriptServer::external(server::ETCD, url);
+    assert!(!answers(&probe), "dropping the fixture stops etcd");
 }
 
 #[test]

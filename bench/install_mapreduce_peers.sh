@@ -10,49 +10,23 @@
 # usage: bench/install_mapreduce_peers.sh
 set -uo pipefail
 py=${PYTHON:-python3}
-apt_updated=0
-apt_install() {
-  if [[ $apt_updated == 0 ]]; then
-    apt-get update -qq || { echo "apt-get update failed" >&2; return 1; }
-    apt_updated=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
-}
+# shellcheck source=bench/install_common.sh
+source "$(dirname "$0")/install_common.sh"
 need_deb=()
 [[ -f /usr/share/dict/american-english ]] || need_deb+=(wamerican)
 [[ -x /usr/bin/time ]] || need_deb+=(time)
 command -v java >/dev/null || need_deb+=(default-jre-headless)
 command -v lz4 >/dev/null || need_deb+=(lz4)
-if ((${#need_deb[@]})); then
-  echo "installing Debian packages: ${need_deb[*]}"
-  apt_install "${need_deb[@]}" || { echo "apt-get install ${need_deb[*]} failed" >&2; exit 1; }
-fi
+install_debian_packages "${need_deb[@]}"
 
-pin() { if [[ ${UNPINNED:-0} == 1 ]]; then echo "$1"; else echo "$1==$2"; fi; }
-has() { "$py" -c "import $1" >/dev/null 2>&1; }
-pip_install() {  # pinned first, then unpinned if the pinned version is not available
-  "$py" -m pip install -q --disable-pip-version-check "$@" && return 0
-  echo "pinned install failed, trying without pins: $*" >&2
-  "$py" -m pip install -q --disable-pip-version-check "${@%%==*}"
-}
 want=()
 has psutil || want+=("$(pin psutil 7.2.2)")
 has pyspark || want+=("$(pin pyspark 4.3.0)")
 if ! has dask.bag || ! has distributed; then
   want+=("$(pin 'dask[bag,distributed]' 2026.8.0)" "$(pin distributed 2026.8.0)")
 fi
-if ((${#want[@]})); then
-  echo "pip install ${want[*]}"
-  pip_install "${want[@]}" || { echo "pip install failed: ${want[*]}" >&2; exit 1; }
-fi
-"$py" - <<'PY'
-import importlib
-for m in ("psutil", "pyspark", "dask", "distributed"):
-    try:
-        print(f"{m} {importlib.import_module(m).__version__}")
-    except Exception as e:  # noqa: BLE001
-        print(f"{m} MISSING ({type(e).__name__})")
-PY
+install_pip_packages "${want[@]}"
+print_python_versions psutil pyspark dask distributed
 java -version 2>&1 | head -1
 dpkg-query -W -f='wamerican ${Version}\n' wamerican 2>/dev/null
 exit 0

@@ -32,10 +32,9 @@
 # (machine, versions, disk), results/mr_check.txt (cross-checks), logs/<name>.roundK.log.
 # Then: python3 bench/summarize_mapreduce.py > bench/results/mapreduce.md
 set -uo pipefail
-bench=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$bench/.." && pwd)
-peer=$(cd "${PEER_DIR:-$repo/../shared/bench}" && pwd) || { echo "no peer dir; set PEER_DIR" >&2; exit 2; }
-[[ -f $peer/bench.py ]] || { echo "$peer/bench.py not found; set PEER_DIR" >&2; exit 2; }
+# Sets bench, repo and peer (the shared peer scripts, from $PEER_DIR).
+# shellcheck source=bench/session_common.sh
+source "$(dirname "$0")/session_common.sh"
 corpus=${CORPUS_DIR:-/tmp/corpus}
 work=${WORK_DIR:-/tmp/essaim-mr-bench}
 rounds=${ROUNDS:-3}
@@ -69,13 +68,7 @@ done
 # --- builds: essaim (pinned copy) and rust-wc (built from a copy, so that the shared
 # folder is never written to) ---
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-  built=0
-  for attempt in 1 2 3 4 5; do  # others may be mid-edit: wait and retry
-    if (cd "$repo" && cargo build --release -p essaim); then built=1; break; fi
-    echo "cargo build failed (attempt $attempt); retrying in 60 s" >&2
-    sleep 60
-  done
-  [[ $built == 1 ]] || { echo "cargo build --release -p essaim failed" >&2; exit 1; }
+  build_essaim_release "$repo"
   rm -rf results/rust-wc-src && mkdir -p results/rust-wc-src
   cp -r "$peer/rust-wc/Cargo.toml" "$peer/rust-wc/src" results/rust-wc-src/ && chmod -R u+w results/rust-wc-src
   printf '\n[workspace]\n' >> results/rust-wc-src/Cargo.toml  # not a member of essaim's workspace

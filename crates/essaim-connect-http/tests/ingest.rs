@@ -7,79 +7,18 @@
 //! The tests fail if nats-server cannot be installed, unless `ESSAIM_SKIP_NATS=1`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use essaim_connect_http::{IngestConfig, IngestServer, IngestSource};
 use essaim_connect_nats::broker;
+use essaim_testkit::server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A nats-server of this test, stopped when dropped.
-struct Server {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats.sh")
-}
-
-impl Server {
-    /// Starts a server, or returns `None` when `ESSAIM_SKIP_NATS=1`.
-    fn start() -> Option<Server> {
-        if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
-            eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = run_script("start", dir.path());
-        Some(Server { dir, url })
-    }
-
-    /// Stops the server (SIGTERM).
-    fn stop(&self) {
-        run_script("stop", self.dir.path());
-    }
-
-    /// Starts the server again on the same store (and port).
-    fn restart(&mut self) {
-        self.url = run_script("start", self.dir.path());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-fn run_script(action: &str, dir: &Path) -> String {
-    let output = Command::new(script())
-        .arg(action)
-        .arg(dir)
-        .output()
-        .expect("scripts/nats.sh runs");
-    assert!(
-        output.status.success(),
-        "scripts/nats.sh {action} failed: nats-server could not be installed or started \
-         (set ESSAIM_SKIP_NATS=1 to skip the NATS tests):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("a UTF-8 URL")
-        .trim()
-        .to_owned()
-}
 
 fn config(url: &str, sources: Vec<IngestSource>) -> IngestConfig {
     IngestConfig {
@@ -198,14 +137,14 @@ async fn stored(
 
 #[tokio::test]
 async fn accepted_lines_are_stored_in_order_on_their_partitions_before_the_answer() -> TestResult {
-    let Some(nats) = Server::start() else {
+    let Some(nats) = server::nats() else {
         return Ok(());
     };
     let started = Instant::now();
     let server =
-        IngestServer::start(config(&nats.url, vec![IngestSource::new("orders", 3)])).await?;
+        IngestServer::start(config(nats.url(), vec![IngestSource::new("orders", 3)])).await?;
     let address = server.local_addr();
-    let context = broker::connect(&nats.url, TIMEOUT).await?;
+    let context = broker::connect(nats.url(), TIMEOUT).await?;
 
     let health = request(address, "GET", "/healthz", &[], b"").await?;
     assert_eq!(health.status, 200);
@@ -281,18 +220,18 @@ async fn accepted_lines_are_stored_in_order_on_their_partitions_before_the_answe
 
 #[tokio::test]
 async fn every_refusal_is_json_and_stores_nothing() -> TestResult {
-    let Some(nats) = Server::start() else {
+    let Some(nats) = server::nats() else {
         return Ok(());
     };
     let server = IngestServer::start(IngestConfig {
         bearer_token: Some("s3cret".to_owned()),
         max_body_bytes: 1_000,
         max_line_bytes: 20,
-        ..config(&nats.url, vec![IngestSource::new("events", 2)])
+        ..config(nats.url(), vec![IngestSource::new("events", 2)])
     })
     .await?;
     let address = server.local_addr();
-    let context = broker::connect(&nats.url, TIMEOUT).await?;
+    let context = broker::connect(nats.url(), TIMEOUT).await?;
     let auth = ("Authorization", "Bearer s3cret");
 
     let answer = post(address, "/ingest/events", &[], b"a\n").await?;
@@ -367,12 +306,12 @@ async fn every_refusal_is_json_and_stores_nothing() -> TestResult {
 
 #[tokio::test]
 async fn a_saturated_endpoint_answers_429_instead_of_queueing() -> TestResult {
-    let Some(nats) = Server::start() else {
+    let Some(nats) = server::nats() else {
         return Ok(());
     };
     let server = IngestServer::start(IngestConfig {
         max_concurrent_requests: 1,
-        ..config(&nats.url, vec![IngestSource::new("slow", 1)])
+        ..config(nats.url(), vec![IngestSource::new("slow", 1)])
     })
     .await?;
     let address = server.local_addr();
@@ -409,13 +348,13 @@ async fn a_saturated_endpoint_answers_429_instead_of_queueing() -> TestResult {
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_408_and_frees_its_slot() -> TestResult {
-    let Some(nats) = Server::start() else {
+    let Some(nats) = server::nats() else {
         return Ok(());
     };
     let server = IngestServer::start(IngestConfig {
         max_concurrent_requests: 1,
         body_timeout: Duration::from_millis(300),
-        ..config(&nats.url, vec![IngestSource::new("slow", 1)])
+        ..config(nats.url(), vec![IngestSource::new("slow", 1)])
     })
     .await?;
     let address = server.local_addr();
@@ -427,7 +366,7 @@ async fn a_body_that_does_not_arrive_in_time_is_408_and_frees_its_slot() -> Test
     assert_eq!(answer.status, 408, "{:?}", answer.body);
     let answer = post(address, "/ingest/slow", &[], b"next\n").await?;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
-    let context = broker::connect(&nats.url, TIMEOUT).await?;
+    let context = broker::connect(nats.url(), TIMEOUT).await?;
     assert_eq!(
         stored(&context, "slow").await?,
         [("slow.0".to_owned(), "next".to_owned())]
@@ -437,10 +376,11 @@ async fn a_body_that_does_not_arrive_in_time_is_408_and_frees_its_slot() -> Test
 
 #[tokio::test]
 async fn a_stopped_broker_gives_503_and_ingest_recovers_when_it_restarts() -> TestResult {
-    let Some(mut nats) = Server::start() else {
+    let Some(nats) = server::nats() else {
         return Ok(());
     };
-    let server = IngestServer::start(config(&nats.url, vec![IngestSource::new("logs", 2)])).await?;
+    let server =
+        IngestServer::start(config(nats.url(), vec![IngestSource::new("logs", 2)])).await?;
     let address = server.local_addr();
     let answer = post(address, "/ingest/logs", &[], b"before-1\nbefore-2\n").await?;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
@@ -462,7 +402,7 @@ async fn a_stopped_broker_gives_503_and_ingest_recovers_when_it_restarts() -> Te
         (200, &serde_json::json!("disconnected"))
     );
 
-    nats.restart();
+    nats.start_again();
     let deadline = Instant::now() + Duration::from_secs(30);
     let recovered = loop {
         let answer = post(address, "/ingest/logs", &[], b"after\n").await?;
@@ -474,7 +414,7 @@ async fn a_stopped_broker_gives_503_and_ingest_recovers_when_it_restarts() -> Te
     };
     assert_eq!(recovered.status, 200, "{:?}", recovered.body);
     eprintln!("recovered {:?} after the restart", started.elapsed());
-    let context = broker::connect(&nats.url, TIMEOUT).await?;
+    let context = broker::connect(nats.url(), TIMEOUT).await?;
     let messages = stored(&context, "logs").await?;
     let payloads: Vec<&str> = messages
         .iter()

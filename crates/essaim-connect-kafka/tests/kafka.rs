@@ -10,8 +10,6 @@
 //! under target/kafka-tools/).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,99 +19,18 @@ use essaim_connect_kafka::{
     GroupOffsets, KafkaConfig, KafkaPartitionReader, KafkaRecord, KafkaWriter, ReaderOptions,
     WriterOptions, ensure_topic, partition_count, partition_for_key, publish_lines, revision_of,
 };
+use essaim_testkit::server::{self, ScriptServer};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const WAIT: Duration = Duration::from_millis(300);
 
-/// A broker of this test, stopped when dropped; or the one named by
-/// `$ESSAIM_KAFKA_BOOTSTRAP`, which is left alone.
-struct Broker {
-    dir: Option<tempfile::TempDir>,
-    bootstrap: String,
+/// Returns the client configuration of a test's broker: short request timeouts, so
+/// that a stopped broker fails calls quickly.
+fn config(broker: &ScriptServer) -> KafkaConfig {
+    KafkaConfig::new(broker.url()).with_request_timeout(Duration::from_secs(3))
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka.sh")
-}
-
-impl Broker {
-    /// Starts a broker, or returns `None` when `ESSAIM_SKIP_KAFKA=1`.
-    fn start() -> Option<Broker> {
-        if std::env::var("ESSAIM_SKIP_KAFKA").as_deref() == Ok("1") {
-            eprintln!("ESSAIM_SKIP_KAFKA=1: skipping a test that needs a Kafka broker");
-            return None;
-        }
-        if let Ok(bootstrap) = std::env::var("ESSAIM_KAFKA_BOOTSTRAP") {
-            return Some(Broker {
-                dir: None,
-                bootstrap,
-            });
-        }
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let bootstrap = run_script("start", dir.path());
-        Some(Broker {
-            dir: Some(dir),
-            bootstrap,
-        })
-    }
-
-    fn config(&self) -> KafkaConfig {
-        KafkaConfig::new(self.bootstrap.clone()).with_request_timeout(Duration::from_secs(3))
-    }
-
-    /// Stops the broker (SIGTERM), keeping its store.
-    fn stop(&self) {
-        let dir = self.dir.as_ref().expect("a broker of this test");
-        run_script("stop", dir.path());
-    }
-
-    /// SIGKILLs the broker: no chance to flush anything.
-    fn kill_9(&self) {
-        let dir = self.dir.as_ref().expect("a broker of this test");
-        let pid = std::fs::read_to_string(dir.path().join("pid")).expect("the pid file");
-        let status = Command::new("kill")
-            .args(["-9", pid.trim()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -9 {pid} failed");
-    }
-
-    /// Starts the broker again on the same store (and port).
-    fn restart(&mut self) {
-        let dir = self.dir.as_ref().expect("a broker of this test");
-        let bootstrap = run_script("start", dir.path());
-        assert_eq!(bootstrap, self.bootstrap, "a restart keeps the address");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.dir {
-            let _ = Command::new(script()).arg("stop").arg(dir.path()).status();
-        }
-    }
-}
-
-fn run_script(action: &str, dir: &Path) -> String {
-    let output = Command::new(script())
-        .arg(action)
-        .arg(dir)
-        .output()
-        .expect("scripts/kafka.sh runs");
-    assert!(
-        output.status.success(),
-        "scripts/kafka.sh {action} failed: the broker could not be installed or started \
-         (set ESSAIM_SKIP_KAFKA=1 to skip the Kafka tests):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("a UTF-8 address")
-        .trim()
-        .to_owned()
-}
-
-/// A topic name unique to this process and call, so that tests can share a broker.
 fn topic(name: &str) -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!(
@@ -192,10 +109,10 @@ fn out_message(index: u64) -> OutMessage {
 
 #[tokio::test]
 async fn lines_round_trip_in_order_over_several_partitions() -> TestResult {
-    let Some(broker) = Broker::start() else {
+    let Some(broker) = server::kafka() else {
         return Ok(());
     };
-    let config = broker.config();
+    let config = config(&broker);
     let topic = topic("lines");
     let lines: Vec<String> = (0..30).map(|index| format!("line-{index}")).collect();
     let published = publish_lines(&config, &topic, 3, &lines, false).await?;
@@ -244,10 +161,10 @@ async fn lines_round_trip_in_order_over_several_partitions() -> TestResult {
 
 #[tokio::test]
 async fn a_reader_resumed_after_a_position_delivers_exactly_what_follows() -> TestResult {
-    let Some(broker) = Broker::start() else {
+    let Some(broker) = server::kafka() else {
         return Ok(());
     };
-    let config = broker.config();
+    let config = config(&broker);
     let topic = topic("resume");
     let lines: Vec<String> = (0..20).map(|index| format!("r{index}")).collect();
     publish_lines(&config, &topic, 1, &lines, false).await?;
@@ -287,10 +204,10 @@ async fn a_reader_resumed_after_a_position_delivers_exactly_what_follows() -> Te
 
 #[tokio::test]
 async fn end_of_stream_markers_close_every_partition() -> TestResult {
-    let Some(broker) = Broker::start() else {
+    let Some(broker) = server::kafka() else {
         return Ok(());
     };
-    let config = broker.config();
+    let config = config(&broker);
     let topic = topic("eos");
     let published = publish_lines(&config, &topic, 2, ["a", "b", "c", "d", "e"], true).await?;
     assert_eq!(published.lines, 5);
@@ -317,10 +234,10 @@ async fn end_of_stream_markers_close_every_partition() -> TestResult {
 
 #[tokio::test]
 async fn commits_move_the_lag_and_never_go_back() -> TestResult {
-    let Some(broker) = Broker::start() else {
+    let Some(broker) = server::kafka() else {
         return Ok(());
     };
-    let config = broker.config();
+    let config = config(&broker);
     let topic = topic("lag");
     let lines: Vec<String> = (0..10).map(|index| format!("l{index}")).collect();
     publish_lines(&config, &topic, 1, &lines, false).await?;
@@ -385,10 +302,10 @@ async fn commits_move_the_lag_and_never_go_back() -> TestResult {
 
 #[tokio::test]
 async fn the_writer_flushes_keyed_revisions_that_read_back() -> TestResult {
-    let Some(broker) = Broker::start() else {
+    let Some(broker) = server::kafka() else {
         return Ok(());
     };
-    let config = broker.config();
+    let config = config(&broker);
     let topic = topic("results");
     ensure_topic(&config, &topic, 4, 1).await?;
     ensure_topic(&config, &topic, 4, 1).await?; // idempotent
@@ -441,14 +358,14 @@ async fn the_writer_flushes_keyed_revisions_that_read_back() -> TestResult {
 
 #[tokio::test]
 async fn reader_and_writer_recover_from_a_broker_restart_without_losing_anything() -> TestResult {
-    let Some(mut broker) = Broker::start() else {
+    let Some(broker) = server::kafka() else {
         return Ok(());
     };
-    if broker.dir.is_none() {
+    if broker.is_external() {
         eprintln!("ESSAIM_KAFKA_BOOTSTRAP names a broker this test cannot restart: skipped");
         return Ok(());
     }
-    let config = broker.config();
+    let config = config(&broker);
     let topic = topic("restart");
     ensure_topic(&config, &topic, 2, 1).await?;
     let mut writer = KafkaWriter::open(&config, &topic, WriterOptions::default()).await?;
@@ -493,7 +410,7 @@ async fn reader_and_writer_recover_from_a_broker_restart_without_losing_anything
     eprintln!("the stopped broker was noticed in {:?}", phase.elapsed());
 
     let phase = Instant::now();
-    broker.restart();
+    broker.start_again();
     let ((), retries) = retried("flush", async || writer.flush().await).await;
     eprintln!(
         "flush succeeded {:?} after the restart, after {retries} transient errors",
@@ -555,20 +472,20 @@ async fn reader_and_writer_recover_from_a_broker_restart_without_losing_anything
 
 #[tokio::test]
 async fn acknowledged_records_survive_a_sigkill_of_the_broker() -> TestResult {
-    let Some(mut broker) = Broker::start() else {
+    let Some(broker) = server::kafka() else {
         return Ok(());
     };
-    if broker.dir.is_none() {
+    if broker.is_external() {
         eprintln!("ESSAIM_KAFKA_BOOTSTRAP names a broker this test cannot kill: skipped");
         return Ok(());
     }
-    let config = broker.config();
+    let config = config(&broker);
     let topic = topic("durable");
     let lines: Vec<String> = (0..300).map(|index| format!("d{index}")).collect();
     let published = publish_lines(&config, &topic, 3, &lines, true).await?;
     assert_eq!(published.lines, 300);
     broker.kill_9();
-    broker.restart();
+    broker.start_again();
     for partition in 0..3u32 {
         let (mut reader, _) = retried("open", async || {
             KafkaPartitionReader::open(&config, &topic, partition, None, ReaderOptions::default())
@@ -588,10 +505,10 @@ async fn acknowledged_records_survive_a_sigkill_of_the_broker() -> TestResult {
 
 #[tokio::test]
 async fn a_bad_configuration_is_a_clear_error() -> TestResult {
-    let Some(broker) = Broker::start() else {
+    let Some(broker) = server::kafka() else {
         return Ok(());
     };
-    let config = broker.config();
+    let config = config(&broker);
     let missing = topic("missing");
 
     let reader =

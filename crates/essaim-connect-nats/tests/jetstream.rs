@@ -20,75 +20,11 @@ use essaim_connect_nats::replay::{self, CsvInput, Pacing, ReplayOptions};
 use essaim_connect_nats::source::{
     ConsumerSpec, Delivery, HEADER_ERROR, HEADER_SOURCE_SEQUENCE, PullSource,
 };
+use essaim_testkit::server;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A nats-server of this test, stopped when dropped.
-struct Server {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats.sh")
-}
-
-impl Server {
-    /// Starts a server, or returns `None` when `ESSAIM_SKIP_NATS=1`.
-    fn start() -> Option<Server> {
-        if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
-            eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let url = run_script("start", dir.path());
-        Some(Server { dir, url })
-    }
-
-    /// SIGKILLs the server: no chance to flush anything.
-    fn kill_9(&self) {
-        let pid = std::fs::read_to_string(self.dir.path().join("pid")).expect("the pid file");
-        let status = Command::new("kill")
-            .args(["-9", pid.trim()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -9 {pid} failed");
-    }
-
-    /// Starts the server again on the same store (and port).
-    fn restart(&mut self) {
-        self.url = run_script("start", self.dir.path());
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-fn run_script(action: &str, dir: &Path) -> String {
-    let output = Command::new(script())
-        .arg(action)
-        .arg(dir)
-        .output()
-        .expect("scripts/nats.sh runs");
-    assert!(
-        output.status.success(),
-        "scripts/nats.sh {action} failed: nats-server could not be installed or started \
-         (set ESSAIM_SKIP_NATS=1 to skip the NATS tests):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .expect("a UTF-8 URL")
-        .trim()
-        .to_owned()
-}
 
 async fn stream_with_dead_letters(
     context: &jetstream::Context,
@@ -119,11 +55,11 @@ fn consumer_spec(ack_wait: Duration, max_ack_pending: u32) -> ConsumerSpec {
 #[tokio::test]
 async fn unacked_deliveries_come_back_and_a_restarted_consumer_resumes_after_its_acks() -> TestResult
 {
-    let Some(server) = Server::start() else {
+    let Some(server) = server::nats() else {
         return Ok(());
     };
     let started = Instant::now();
-    let context = broker::connect(&server.url, TIMEOUT).await?;
+    let context = broker::connect(server.url(), TIMEOUT).await?;
     let stream = stream_with_dead_letters(&context).await?;
     publish_records(&context, 0..20).await?;
 
@@ -171,7 +107,7 @@ async fn unacked_deliveries_come_back_and_a_restarted_consumer_resumes_after_its
     drop(context);
 
     // Meanwhile 5 more records arrive. A new connection, the same durable name.
-    let context = broker::connect(&server.url, TIMEOUT).await?;
+    let context = broker::connect(server.url(), TIMEOUT).await?;
     publish_records(&context, 20..25).await?;
     let stream = context.get_stream("orders").await?;
     let source = PullSource::ensure(context.clone(), &stream, consumer_spec(ack_wait, 100)).await?;
@@ -247,10 +183,10 @@ async fn poll_lag_until_ack_pending(
 
 #[tokio::test]
 async fn max_ack_pending_bounds_the_unacknowledged_deliveries() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = server::nats() else {
         return Ok(());
     };
-    let context = broker::connect(&server.url, TIMEOUT).await?;
+    let context = broker::connect(server.url(), TIMEOUT).await?;
     let stream = stream_with_dead_letters(&context).await?;
     publish_records(&context, 0..20).await?;
     let source = PullSource::ensure(
@@ -283,10 +219,10 @@ async fn max_ack_pending_bounds_the_unacknowledged_deliveries() -> TestResult {
 
 #[tokio::test]
 async fn a_rejected_message_lands_on_the_dead_letter_subject_with_its_error() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = server::nats() else {
         return Ok(());
     };
-    let context = broker::connect(&server.url, TIMEOUT).await?;
+    let context = broker::connect(server.url(), TIMEOUT).await?;
     let stream = stream_with_dead_letters(&context).await?;
     publish_records(&context, 0..3).await?;
     let source = PullSource::ensure(
@@ -353,11 +289,11 @@ async fn a_rejected_message_lands_on_the_dead_letter_subject_with_its_error() ->
 
 #[tokio::test]
 async fn acknowledged_publishes_survive_a_sigkill_of_the_server() -> TestResult {
-    let Some(mut server) = Server::start() else {
+    let Some(server) = server::nats() else {
         return Ok(());
     };
     let started = Instant::now();
-    let context = broker::connect(&server.url, TIMEOUT).await?;
+    let context = broker::connect(server.url(), TIMEOUT).await?;
     broker::ensure_stream(&context, &StreamSpec::new("orders", &["orders.>"])).await?;
     let confirmed_so_far = Arc::new(AtomicU64::new(0));
     let producer = tokio::spawn({
@@ -391,8 +327,8 @@ async fn acknowledged_publishes_survive_a_sigkill_of_the_server() -> TestResult 
     assert!(confirmed >= 300);
     drop(context);
 
-    server.restart();
-    let context = broker::connect(&server.url, TIMEOUT).await?;
+    server.start_again();
+    let context = broker::connect(server.url(), TIMEOUT).await?;
     let stream = context.get_stream("orders").await?;
     let source = PullSource::ensure(
         context.clone(),
@@ -455,10 +391,10 @@ async fn read_all(
 
 #[tokio::test]
 async fn replay_publishes_exactly_the_data_lines_in_order_and_paces_them() -> TestResult {
-    let Some(server) = Server::start() else {
+    let Some(server) = server::nats() else {
         return Ok(());
     };
-    let context = broker::connect(&server.url, TIMEOUT).await?;
+    let context = broker::connect(server.url(), TIMEOUT).await?;
     let stream =
         broker::ensure_stream(&context, &StreamSpec::new("flights", &["flights.>"])).await?;
     let text = std::fs::read_to_string(flights_sample())?;
@@ -561,10 +497,10 @@ async fn read_positions(
 async fn two_owners_of_a_partition_each_read_all_of_it_in_order() -> TestResult {
     use essaim_connect::PartitionReader as _;
     use essaim_connect_nats::partition::{NatsPartitionReader, PartitionSpec};
-    let Some(server) = Server::start() else {
+    let Some(server) = server::nats() else {
         return Ok(());
     };
-    let context = broker::connect(&server.url, TIMEOUT).await?;
+    let context = broker::connect(server.url(), TIMEOUT).await?;
     stream_with_dead_letters(&context).await?;
     publish_records(&context, 0..40).await?;
     let spec = |owner: &str| PartitionSpec::new("orders", "orders.in", owner, 0);

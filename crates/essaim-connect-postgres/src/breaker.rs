@@ -1,5 +1,5 @@
-//! The circuit breaker around the PostgreSQL connection, and the backoff between
-//! retries.
+//! The circuit breaker around the PostgreSQL connection (the backoff between retries is
+//! `essaim_connect::backoff`, shared with the other connectors).
 //!
 //! When PostgreSQL is down, every attempt costs a connect timeout and a log line. After
 //! `failure_threshold` consecutive failures the breaker **opens**: calls fail at once
@@ -102,12 +102,6 @@ impl CircuitBreaker {
     }
 }
 
-/// Returns the delay before retry number `retry` (0 for the first): `base · 2^retry`,
-/// capped at `max`. No jitter: one sink retries against one server.
-pub fn backoff_delay(retry: u32, base: Duration, max: Duration) -> Duration {
-    base.saturating_mul(1u32 << retry.min(16)).min(max)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,18 +152,5 @@ mod tests {
         breaker.on_success();
         breaker.on_failure(start);
         assert!(breaker.allow(start).is_ok());
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let base = Duration::from_millis(10);
-        let max = Duration::from_millis(50);
-        let delays: Vec<_> = (0..5)
-            .map(|retry| backoff_delay(retry, base, max))
-            .collect();
-        assert_eq!(
-            delays,
-            [10, 20, 40, 50, 50].map(Duration::from_millis).to_vec()
-        );
     }
 }

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tracing::{debug, warn};
 
-use crate::breaker::{CircuitBreaker, backoff_delay};
+use crate::breaker::CircuitBreaker;
 use crate::error::PgSinkError;
 
 /// How the sink reaches PostgreSQL and how hard it tries.
@@ -113,7 +113,8 @@ impl Connection {
         if *retry >= self.config.max_retries {
             return Some(Err(error));
         }
-        let delay = backoff_delay(*retry, self.config.backoff_base, self.config.backoff_max);
+        let delay =
+            essaim_connect::backoff(*retry, self.config.backoff_base, self.config.backoff_max);
         warn!(action, retry = *retry, error = %essaim_connect::error_chain(&error), ?delay, "postgresql call failed, retrying");
         tokio::time::sleep(delay).await;
         *retry += 1;

@@ -6,95 +6,43 @@
 //! parallel under `cargo test` and `cargo nextest` alike. If PostgreSQL cannot be
 //! installed or started the tests fail and say so, unless `ESSAIM_SKIP_POSTGRES=1`.
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use essaim_connect_postgres::breaker::BreakerState;
 use essaim_connect_postgres::{
     BatchOutcome, Column, ColumnType, DeadLetter, PgSink, PgSinkError, ResultRow, ResultTable,
     SinkBatch, SinkConfig, SourcePosition, SqlValue, result_key,
 };
+use essaim_testkit::server::ScriptServer;
 use tokio_postgres::{Client, NoTls};
 
-/// A private cluster, stopped when dropped.
+/// A private cluster of this test ([`essaim_testkit::server::postgres`]), stopped when
+/// dropped.
 struct Cluster {
-    dir: PathBuf,
-    url: String,
-}
-
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres.sh")
-}
-
-async fn run_script(command: &str, dir: &Path) -> Result<String> {
-    let output = tokio::process::Command::new(script())
-        .arg(command)
-        .arg(dir)
-        .output()
-        .await
-        .context("failed to run scripts/postgres.sh")?;
-    if !output.status.success() {
-        bail!(
-            "scripts/postgres.sh {command} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    server: ScriptServer,
 }
 
 impl Cluster {
-    /// Starts a fresh cluster for `test`, or returns `None` when PostgreSQL tests are
-    /// skipped on purpose.
-    async fn start(test: &str) -> Option<Cluster> {
-        if std::env::var("ESSAIM_SKIP_POSTGRES").as_deref() == Ok("1") {
-            eprintln!("ESSAIM_SKIP_POSTGRES=1: skipping {test}");
-            return None;
-        }
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("postgres-{test}"));
-        // A leftover of an interrupted run: stop it and start from an empty cluster.
-        let _ = run_script("stop", &dir).await;
-        let _ = std::fs::remove_dir_all(&dir);
-        let url = run_script("start", &dir).await.unwrap_or_else(|error| {
-            panic!(
-                "PostgreSQL could not be installed or started ({error:#}); \
-                 set ESSAIM_SKIP_POSTGRES=1 to skip these tests"
-            )
-        });
-        Some(Cluster { dir, url })
-    }
-
-    async fn stop(&self) -> Result<()> {
-        run_script("stop", &self.dir).await.map(drop)
-    }
-
-    async fn restart(&self) -> Result<()> {
-        let url = run_script("start", &self.dir).await?;
-        ensure!(url == self.url, "restarted on another URL: {url}");
-        Ok(())
+    /// Starts a fresh cluster, or returns `None` when PostgreSQL tests are skipped on
+    /// purpose (`ESSAIM_SKIP_POSTGRES=1`).
+    fn start() -> Option<Cluster> {
+        let server = essaim_testkit::server::postgres()?;
+        Some(Cluster { server })
     }
 
     async fn admin(&self) -> Result<Client> {
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+        let (client, connection) = tokio_postgres::connect(self.server.url(), NoTls).await?;
         tokio::spawn(connection);
         Ok(client)
     }
 
     fn config(&self, pipeline: &str) -> SinkConfig {
-        let mut config = SinkConfig::new(&self.url, pipeline);
+        let mut config = SinkConfig::new(self.server.url(), pipeline);
         config.connection.backoff_base = Duration::from_millis(10);
         config.connection.backoff_max = Duration::from_millis(100);
         config.connection.connect_timeout = Duration::from_secs(2);
         config
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(script())
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
     }
 }
 
@@ -215,7 +163,7 @@ async fn offsets(client: &Client, pipeline: &str) -> Result<Vec<(String, i32, i6
 
 #[tokio::test]
 async fn redelivered_overlapping_batch_is_counted_once() -> Result<()> {
-    let Some(cluster) = Cluster::start("redelivery").await else {
+    let Some(cluster) = Cluster::start() else {
         return Ok(());
     };
     let (mut sink, resume) = PgSink::open(cluster.config("agg"), counts_table()).await?;
@@ -268,7 +216,7 @@ async fn redelivered_overlapping_batch_is_counted_once() -> Result<()> {
 
 #[tokio::test]
 async fn backend_killed_before_commit_leaves_nothing_and_retry_succeeds() -> Result<()> {
-    let Some(cluster) = Cluster::start("atomicity").await else {
+    let Some(cluster) = Cluster::start() else {
         return Ok(());
     };
     let (mut sink, _) = PgSink::open(cluster.config("atomic"), counts_table()).await?;
@@ -320,7 +268,7 @@ async fn backend_killed_before_commit_leaves_nothing_and_retry_succeeds() -> Res
 
 #[tokio::test]
 async fn older_revision_never_overwrites_newer() -> Result<()> {
-    let Some(cluster) = Cluster::start("revisions").await else {
+    let Some(cluster) = Cluster::start() else {
         return Ok(());
     };
     // Hostile names are quoted, never interpreted.
@@ -402,7 +350,7 @@ async fn older_revision_never_overwrites_newer() -> Result<()> {
 
 #[tokio::test]
 async fn checkpoint_round_trips_and_dead_letters_are_stored() -> Result<()> {
-    let Some(cluster) = Cluster::start("checkpoint").await else {
+    let Some(cluster) = Cluster::start() else {
         return Ok(());
     };
     let (mut sink, _) = PgSink::open(cluster.config("ckpt"), counts_table()).await?;
@@ -468,7 +416,7 @@ async fn checkpoint_round_trips_and_dead_letters_are_stored() -> Result<()> {
 
 #[tokio::test]
 async fn breaker_opens_while_postgres_is_stopped_and_closes_after_restart() -> Result<()> {
-    let Some(cluster) = Cluster::start("breaker").await else {
+    let Some(cluster) = Cluster::start() else {
         return Ok(());
     };
     let mut config = cluster.config("brk");
@@ -486,7 +434,7 @@ async fn breaker_opens_while_postgres_is_stopped_and_closes_after_restart() -> R
     }
     let pending = aggregator.batch();
 
-    cluster.stop().await?;
+    cluster.server.stop();
     let mut saw_open = false;
     for _ in 0..10 {
         match sink.write_batch(&pending).await {
@@ -501,7 +449,7 @@ async fn breaker_opens_while_postgres_is_stopped_and_closes_after_restart() -> R
     assert!(saw_open, "the breaker never opened");
     assert!(matches!(sink.breaker().state(), BreakerState::Open { .. }));
 
-    cluster.restart().await?;
+    cluster.server.start_again();
     let deadline = Instant::now() + Duration::from_secs(20);
     let outcome = loop {
         match sink.write_batch(&pending).await {
@@ -534,7 +482,7 @@ async fn breaker_opens_while_postgres_is_stopped_and_closes_after_restart() -> R
 
 #[tokio::test]
 async fn second_writer_of_a_pipeline_waits_and_sees_the_first_commit() -> Result<()> {
-    let Some(cluster) = Cluster::start("writers").await else {
+    let Some(cluster) = Cluster::start() else {
         return Ok(());
     };
     // Tasks that start together create the tables together.

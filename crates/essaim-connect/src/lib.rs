@@ -69,12 +69,7 @@ impl ConnectorError {
         action: &'static str,
         message: impl ToString,
     ) -> Self {
-        ConnectorError {
-            connector,
-            action,
-            message: message.to_string(),
-            transient: true,
-        }
+        Self::new(connector, action, message, true)
     }
 
     /// Returns an error that retrying will not fix.
@@ -83,11 +78,20 @@ impl ConnectorError {
         action: &'static str,
         message: impl ToString,
     ) -> Self {
+        Self::new(connector, action, message, false)
+    }
+
+    fn new(
+        connector: &'static str,
+        action: &'static str,
+        message: impl ToString,
+        transient: bool,
+    ) -> Self {
         ConnectorError {
             connector,
             action,
             message: message.to_string(),
-            transient: false,
+            transient,
         }
     }
 }
@@ -145,20 +149,11 @@ pub trait MessageWriter: Send {
     fn flush(&mut self) -> impl Future<Output = Result<(), ConnectorError>> + Send;
 }
 
-/// Returns an error's message followed by those of its causes, joined by `: `, for
-/// logs and for failures reported across a process boundary.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use essaim_core::error_chain::error_chain;
 
-/// Waits `base · 2^retry`, capped at `max`: the retry delay of a transient failure.
+/// Waits `base · 2^retry` (retry 0 is the first), capped at `max`: the retry delay of a
+/// transient failure. No jitter: one reader or sink retries against one server. The
+/// one backoff of the connectors (the PostgreSQL sink's retries use it too).
 pub fn backoff(retry: u32, base: Duration, max: Duration) -> Duration {
     base.saturating_mul(1u32 << retry.min(16)).min(max)
 }
@@ -175,5 +170,16 @@ mod tests {
         assert_eq!(backoff(3, base, max), Duration::from_millis(800));
         assert_eq!(backoff(10, base, max), max);
         assert_eq!(backoff(u32::MAX, base, max), max);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let base = Duration::from_millis(10);
+        let max = Duration::from_millis(50);
+        let delays: Vec<_> = (0..5).map(|retry| backoff(retry, base, max)).collect();
+        assert_eq!(
+            delays,
+            [10, 20, 40, 50, 50].map(Duration::from_millis).to_vec()
+        );
     }
 }

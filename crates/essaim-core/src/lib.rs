@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod backoff;
+pub mod error_chain;
 pub mod ids;
 pub mod journal;
 pub mod kinds;

@@ -332,7 +332,7 @@ impl UpstreamFetch {
             Ok(Err(error)) => {
                 return Err(FetchError::Retry(format!(
                     "request to `{url}` failed: {}",
-                    describe(&error)
+                    essaim_core::error_chain::error_chain(&error)
                 )));
             }
             Ok(Ok(response)) => response,
@@ -422,7 +422,7 @@ impl RangeBody {
                     return Err(FetchError::Retry(format!(
                         "reading `{}` failed: {}",
                         self.url,
-                        describe(&error)
+                        essaim_core::error_chain::error_chain(&error)
                     )));
                 }
                 Ok(Some(Ok(frame))) => frame,
@@ -446,16 +446,4 @@ impl RangeBody {
         }
         Ok(None)
     }
-}
-
-/// Describes an error with its causes (hyper's own messages are terse).
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

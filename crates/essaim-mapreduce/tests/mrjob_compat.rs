@@ -39,39 +39,12 @@ fn mrjob() -> Option<&'static Mrjob> {
     static MRJOB: OnceLock<Option<Mrjob>> = OnceLock::new();
     MRJOB
         .get_or_init(|| {
-            if std::env::var_os("ESSAIM_SKIP_PYTHON").is_some_and(|value| value == "1") {
-                eprintln!("ESSAIM_SKIP_PYTHON=1: mrjob compatibility test skipped");
-                return None;
-            }
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let script = root.join("scripts/python-env.sh");
-            let started = Instant::now();
-            let output = Command::new("bash")
-                .arg(&script)
-                .output()
-                .expect("bash runs");
-            assert!(
-                output.status.success(),
-                "failed to create the Python environment with mrjob ({}): it needs CPython 3 \
-                 with venv and pip, and PyPI (set ESSAIM_SKIP_PYTHON=1 to skip these tests)\n{}",
-                script.display(),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            let python = String::from_utf8(output.stdout)
-                .expect("a UTF-8 path")
-                .trim()
-                .to_string();
-            eprintln!("python with mrjob: {python} ({:?})", started.elapsed());
-            let examples = Command::new(&python)
-                .args([
-                    "-c",
-                    "import os, mrjob.examples; print(os.path.dirname(mrjob.examples.__file__))",
-                ])
-                .output()
-                .expect("the environment's python runs");
-            assert!(examples.status.success(), "mrjob.examples is missing");
-            let examples = PathBuf::from(String::from_utf8(examples.stdout).unwrap().trim());
-            Some(Mrjob { python, examples })
+            let python = essaim_testkit::python::python_env("mrjob")?;
+            let examples = essaim_testkit::python::mrjob_examples(&python);
+            Some(Mrjob {
+                python: python.display().to_string(),
+                examples,
+            })
         })
         .as_ref()
 }
@@ -136,13 +109,8 @@ fn assert_same_output_as_mrjob(mrjob: &Mrjob, name: &str, inputs: &[PathBuf]) ->
         .into_iter()
         .map(|line| String::from_utf8(line).unwrap())
         .collect();
-    let mut theirs: Vec<String> = String::from_utf8(inline.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
     ours.sort();
-    theirs.sort();
+    let theirs = essaim_testkit::oracle::sorted_lines(&inline.stdout);
     assert_same_lines(name, &ours, &theirs);
     ours
 }

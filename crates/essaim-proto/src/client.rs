@@ -92,7 +92,7 @@ pub async fn connect(
         .await
         .map_err(|error| ClientError::Unreachable {
             url: url.to_string(),
-            reason: source_chain(&error),
+            reason: essaim_core::error_chain::error_chain(&error),
         })?;
     Ok(coordinator_client::CoordinatorClient::with_interceptor(
         channel,
@@ -100,15 +100,4 @@ pub async fn connect(
     )
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES))
-}
-
-fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

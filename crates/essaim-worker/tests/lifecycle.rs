@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use essaim_proto::v1;
 use essaim_proto::v1::coordinator_server::{Coordinator, CoordinatorServer};
-use essaim_worker::{ExecutorRegistry, WorkerConfig, start_worker};
+use essaim_worker::{ExecutorRegistry, RunningWorker, WorkerConfig, start_worker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -258,6 +258,50 @@ async fn serve(
     (address, server)
 }
 
+/// A stand-in coordinator served on loopback with a real worker (built-in executors)
+/// pulling from it: what a test needs to drain the worker and stop the server.
+struct WorkerAgainstStandIn {
+    /// Stops the stand-in's server.
+    stop_coordinator: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+    /// The worker's scratch directory, removed when dropped.
+    _scratch: tempfile::TempDir,
+    /// Drains the worker.
+    drain: CancellationToken,
+}
+
+impl WorkerAgainstStandIn {
+    /// Serves a stand-in coordinator and starts a worker of `slots` slots that
+    /// prefetches `prefetch` attempts; returns the stand-in, the worker and the rest.
+    async fn start(slots: u32, prefetch: u32) -> (StandInCoordinator, RunningWorker, Self) {
+        let coordinator = StandInCoordinator::default();
+        let stop_coordinator = CancellationToken::new();
+        let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
+        let scratch = tempfile::tempdir().unwrap();
+        let drain = CancellationToken::new();
+        let worker = start_worker(
+            config(address, scratch.path(), slots, prefetch),
+            ExecutorRegistry::with_builtins(false),
+            drain.clone(),
+        )
+        .await
+        .unwrap();
+        let stand_in = Self {
+            stop_coordinator,
+            server,
+            _scratch: scratch,
+            drain,
+        };
+        (coordinator, worker, stand_in)
+    }
+
+    /// Stops the stand-in's server and waits until it has stopped.
+    async fn stop(self) {
+        self.stop_coordinator.cancel();
+        self.server.await.unwrap();
+    }
+}
+
 fn config(
     coordinator: SocketAddr,
     scratch: &std::path::Path,
@@ -333,18 +377,7 @@ async fn http_get(address: SocketAddr, path: &str, token: Option<&str>) -> (u16,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pulled_attempt_is_reported_once_in_batches_then_the_worker_deregisters() {
-    let coordinator = StandInCoordinator::default();
-    let stop_coordinator = CancellationToken::new();
-    let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let drain = CancellationToken::new();
-    let worker = start_worker(
-        config(address, scratch.path(), 4, 4),
-        ExecutorRegistry::with_builtins(false),
-        drain.clone(),
-    )
-    .await
-    .unwrap();
+    let (coordinator, worker, stand_in) = WorkerAgainstStandIn::start(4, 4).await;
     assert_eq!(
         http_get(worker.http_addr, "/readyz", None).await,
         (200, b"ready".to_vec())
@@ -402,30 +435,18 @@ async fn every_pulled_attempt_is_reported_once_in_batches_then_the_worker_deregi
     );
     assert_eq!(http_get(worker.http_addr, &path, None).await.0, 401);
 
-    drain.cancel();
+    stand_in.drain.cancel();
     worker.wait().await.unwrap();
     let deregistrations = coordinator.with_state(|state| state.deregistrations.clone());
     assert_eq!(deregistrations.len(), 1);
     assert_eq!(deregistrations[0].worker_id, 0x100);
     assert!(deregistrations[0].returned_attempts.is_empty());
-    stop_coordinator.cancel();
-    server.await.unwrap();
+    stand_in.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forgotten_worker_registers_again_and_keeps_working() {
-    let coordinator = StandInCoordinator::default();
-    let stop_coordinator = CancellationToken::new();
-    let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let drain = CancellationToken::new();
-    let worker = start_worker(
-        config(address, scratch.path(), 2, 0),
-        ExecutorRegistry::with_builtins(false),
-        drain.clone(),
-    )
-    .await
-    .unwrap();
+    let (coordinator, worker, stand_in) = WorkerAgainstStandIn::start(2, 0).await;
 
     coordinator.with_state(|state| state.forget_workers_at_next_heartbeat = true);
     eventually("the worker registers again", || {
@@ -445,7 +466,7 @@ async fn a_forgotten_worker_registers_again_and_keeps_working() {
     });
     assert!(all_under_new_id);
 
-    drain.cancel();
+    stand_in.drain.cancel();
     worker.wait().await.unwrap();
     let deregistered = coordinator.with_state(|state| {
         state
@@ -455,24 +476,12 @@ async fn a_forgotten_worker_registers_again_and_keeps_working() {
             .collect::<Vec<_>>()
     });
     assert_eq!(deregistered, [0x101]);
-    stop_coordinator.cancel();
-    server.await.unwrap();
+    stand_in.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_announces_itself_cancels_after_the_grace_and_hands_back_queued_attempts() {
-    let coordinator = StandInCoordinator::default();
-    let stop_coordinator = CancellationToken::new();
-    let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
-    let scratch = tempfile::tempdir().unwrap();
-    let drain = CancellationToken::new();
-    let worker = start_worker(
-        config(address, scratch.path(), 1, 2),
-        ExecutorRegistry::with_builtins(false),
-        drain.clone(),
-    )
-    .await
-    .unwrap();
+    let (coordinator, worker, stand_in) = WorkerAgainstStandIn::start(1, 2).await;
     let http_addr = worker.http_addr;
 
     coordinator.enqueue((1..=3).map(|id| assignment(id, "sleep", b"60000".to_vec())));
@@ -485,7 +494,7 @@ async fn drain_announces_itself_cancels_after_the_grace_and_hands_back_queued_at
     .await;
 
     let started = std::time::Instant::now();
-    drain.cancel();
+    stand_in.drain.cancel();
     let waiting = tokio::spawn(worker.wait());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -517,6 +526,5 @@ async fn drain_announces_itself_cancels_after_the_grace_and_hands_back_queued_at
     assert_eq!(results, 0, "an attempt cancelled by the drain was reported");
     assert_eq!(deregistrations.len(), 1);
     assert_eq!(deregistrations[0].returned_attempts, [2, 3]);
-    stop_coordinator.cancel();
-    server.await.unwrap();
+    stand_in.stop().await;
 }

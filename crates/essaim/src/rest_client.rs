@@ -157,7 +157,7 @@ impl RestClient {
             })?;
         let unreachable = |error: &dyn std::error::Error| RestError::Unreachable {
             url: self.base_url.clone(),
-            reason: describe(error),
+            reason: essaim_core::error_chain::error_chain(error),
         };
         let response = self
             .client
@@ -203,18 +203,6 @@ fn error_message(body: &[u8]) -> String {
             .take(200)
             .collect(),
     }
-}
-
-/// Describes an error with its causes (hyper's own messages are terse).
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

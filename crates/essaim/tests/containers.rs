@@ -21,6 +21,7 @@ mod docker_support;
 use docker_support::{
     ESSAIM, binary_to_package, docker_is_usable, http_get, repository_root, succeeded,
 };
+use essaim_testkit::oracle::word_counts;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -272,7 +273,7 @@ fn compose_cluster_runs_jobs_from_the_host_on_every_worker_and_prometheus_scrape
     // A MapReduce job, submitted where its input is visible (the shared /data volume),
     // its shuffle crossing containers at the addresses the workers advertise.
     let input = tempfile::tempdir().expect("a temporary directory");
-    let mut expected_counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut texts = Vec::new();
     for file_index in 0..4 {
         let mut text = String::new();
         for line in 0..2000 {
@@ -282,15 +283,14 @@ fn compose_cluster_runs_jobs_from_the_host_on_every_worker_and_prometheus_scrape
                 &format!("file{file_index}"),
                 &format!("w{}", line % 7),
             ];
-            for word in words {
-                *expected_counts.entry(word.to_string()).or_insert(0) += 1;
-            }
             text.push_str(&words.join(" "));
             text.push('\n');
         }
-        std::fs::write(input.path().join(format!("part{file_index}.txt")), text)
+        std::fs::write(input.path().join(format!("part{file_index}.txt")), &text)
             .expect("write the input");
+        texts.push(text);
     }
+    let expected_counts = word_counts(texts.iter().map(String::as_bytes));
     // The temporary directory is private to its owner; the containers' user (10001)
     // must read what `docker cp` copies, owner and mode included.
     std::fs::set_permissions(input.path(), std::fs::Permissions::from_mode(0o755))
@@ -329,10 +329,10 @@ fn compose_cluster_runs_jobs_from_the_host_on_every_worker_and_prometheus_scrape
         "-c",
         "test -f /data/counts/_SUCCESS && cat /data/counts/part-*",
     ]);
-    let mut counted: BTreeMap<String, u64> = BTreeMap::new();
+    let mut counted: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     for line in output.lines() {
         let (word, count) = line.split_once('\t').expect("key<TAB>value lines");
-        counted.insert(word.to_string(), count.parse().expect("a count"));
+        counted.insert(word.as_bytes().to_vec(), count.parse().expect("a count"));
     }
     assert_eq!(counted, expected_counts, "wordcount output");
     phase(started, "MapReduce job succeeded");

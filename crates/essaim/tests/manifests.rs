@@ -30,23 +30,11 @@ fn repository_root() -> PathBuf {
 
 #[test]
 fn deployment_files_match_the_kubernetes_schemas_and_each_other() {
-    if std::env::var_os("ESSAIM_SKIP_PYTHON").is_some_and(|value| value == "1") {
-        eprintln!("ESSAIM_SKIP_PYTHON=1: schema and cross-reference checks skipped");
+    let Some(python) = essaim_testkit::python::python_env("k8s") else {
         return;
-    }
+    };
     let root = repository_root();
-    let environment = Command::new(root.join("scripts/python-env.sh"))
-        .arg("k8s")
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("scripts/python-env.sh runs");
-    assert!(
-        environment.status.success(),
-        "scripts/python-env.sh k8s failed: it needs python3 with venv and pip, and PyPI \
-         (set ESSAIM_SKIP_PYTHON=1 to skip this test)"
-    );
-    let python = String::from_utf8(environment.stdout).expect("a UTF-8 path");
-    let checks = Command::new(python.trim())
+    let checks = Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/manifests/check_deploy.py"))
         .arg(&root)
         .arg(ESSAIM)

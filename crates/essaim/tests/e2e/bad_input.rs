@@ -2,16 +2,7 @@
 //! 2 for bad usage or input, 3 for an unreachable coordinator, and a command that cannot
 //! start fails its task at once instead of retrying what cannot succeed.
 
-use crate::harness::{CliOutput, Cluster, EVENTUALLY, essaim};
-
-/// Asserts an exit code and a fragment of standard error.
-fn assert_refused(output: &CliOutput, code: i32, fragment: &str) {
-    assert_eq!(output.code, Some(code), "{output:?}");
-    assert!(
-        output.stderr.contains(fragment),
-        "stderr lacks `{fragment}`: {output:?}"
-    );
-}
+use crate::harness::{Cluster, EVENTUALLY, assert_refused, essaim};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_error() {

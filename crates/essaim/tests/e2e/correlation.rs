@@ -13,7 +13,8 @@
 //! runs an in-process collector and checks what arrives.
 
 use crate::harness::{
-    Deadline, EVENTUALLY, Process, job_spec, one_at_a_time, output_text, shell_task, within,
+    Deadline, EVENTUALLY, Process, free_port, job_spec, one_at_a_time, output_text, shell_task,
+    spawn_essaim, within,
 };
 use essaim_proto::{CoordinatorClient, v1};
 use serde_json::Value;
@@ -389,7 +390,7 @@ impl JsonLoggingCluster {
             "--worker-timeout-ms".to_string(),
             "1000".to_string(),
         ];
-        let mut coordinator = Process::spawn(
+        let mut coordinator = spawn_essaim(
             "coordinator",
             &coordinator_args,
             &env,
@@ -411,7 +412,7 @@ impl JsonLoggingCluster {
             "--name".to_string(),
             "correlation-worker".to_string(),
         ];
-        let worker = Process::spawn("worker", &worker_args, &env, dir.join("worker.log"));
+        let worker = spawn_essaim("worker", &worker_args, &env, dir.join("worker.log"));
         let cluster = Self {
             coordinator,
             worker,
@@ -529,13 +530,4 @@ async fn connect(url: &str, coordinator: &mut Process) -> CoordinatorClient {
         }
         deadline.tick().await;
     }
-}
-
-/// Returns a port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("loopback can bind");
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
-        .port()
 }

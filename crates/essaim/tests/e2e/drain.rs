@@ -2,12 +2,11 @@
 //! commit, leaves the cluster, and exits with status 0 within its grace period.
 
 use crate::harness::{
-    Cluster, Deadline, EVENTUALLY, executions_by_task, job_spec, line_count, output_text,
-    shell_task,
+    Cluster, Deadline, EVENTUALLY, assert_job_commits_every_task_once, executions_by_task,
+    job_spec, line_count, output_text, shell_task,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// The `--drain-grace-secs` the harness gives every worker.
@@ -68,15 +67,7 @@ async fn worker_drains_on_sigterm_finishing_its_running_task() {
     );
 
     let replacement = cluster.start_worker(1);
-    let job = cluster.wait_job(job_id, EVENTUALLY).await;
-    assert_eq!(job.state, "succeeded", "{job:?}");
-    let results = cluster.results(job_id).await;
-    assert_eq!(results.len(), TASKS as usize);
-    let committed: BTreeSet<u32> = results.iter().map(|result| result.task_index).collect();
-    assert_eq!(committed, (0..TASKS).collect::<BTreeSet<u32>>());
-    for result in &results {
-        assert_eq!(output_text(result), format!("out-{}\n", result.task_index));
-    }
+    assert_job_commits_every_task_once(&cluster, job_id, TASKS).await;
     let listed = cluster.cli(&["workers", "--output", "json"]).await;
     let listed: Value = serde_json::from_str(&listed.stdout).expect("workers prints JSON");
     let names: Vec<&str> = listed

@@ -5,8 +5,7 @@
 //!
 //! | file | what it proves |
 //! |---|---|
-//! | `harness.rs` | the [`harness::Cluster`] of child processes, deadlines, job helpers |
-//! | `harness/process.rs` | one child process and its log; one-shot CLI runs |
+//! | `harness.rs` | the test kit's cluster of child processes bound to the binary under test; job helpers |
 //! | `worker_crashes.rs` | killed workers lose no task and commit none twice |
 //! | `coordinator_restart.rs` | a killed coordinator resumes from its journal |
 //! | `dead_letters.rs` | poison tasks reach the dead-letter queue; requeue and purge |

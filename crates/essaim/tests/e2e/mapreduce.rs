@@ -7,6 +7,7 @@
 
 use crate::harness::{Cluster, Deadline, EVENTUALLY};
 use essaim_core::rng::SeededRng;
+use essaim_testkit::oracle::{sorted_lines, word_counts};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,6 +77,16 @@ fn coreutils_word_counts(files: &[PathBuf]) -> BTreeMap<Vec<u8>, u64> {
             .unwrap();
         counts.insert(line[space + 1..].to_vec(), count);
     }
+    // The test kit's oracle (used where coreutils are not at hand) must agree.
+    let texts: Vec<Vec<u8>> = files
+        .iter()
+        .map(|file| std::fs::read(file).expect("read an input"))
+        .collect();
+    assert_eq!(
+        word_counts(texts.iter().map(Vec::as_slice)),
+        counts,
+        "the test kit's word counts differ from coreutils'"
+    );
     counts
 }
 
@@ -256,6 +267,33 @@ fn line_records(files: &[PathBuf]) -> u64 {
 /// the reducers of the new incarnation read the map outputs the old one committed (their
 /// locations are journaled: none is recomputed), and the job's counters are summed again
 /// from the journal.
+/// Returns `essaim submit streaming` with two reducers over `corpus` into `output`, the
+/// `mapper` and `reducer` commands, and `extra` flags.
+fn streaming_args(
+    corpus: &Path,
+    output: &Path,
+    mapper: &str,
+    reducer: &str,
+    extra: &[&str],
+) -> Vec<String> {
+    let mut args = vec![
+        "submit",
+        "streaming",
+        "--input",
+        corpus.to_str().expect("a UTF-8 path"),
+        "--output",
+        output.to_str().expect("a UTF-8 path"),
+        "--reducers",
+        "2",
+        "--mapper",
+        mapper,
+        "--reducer",
+        reducer,
+    ];
+    args.extend_from_slice(extra);
+    args.into_iter().map(str::to_string).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_survives_its_coordinator_killed_during_the_reduce_stage() {
     let mut cluster = Cluster::start(2, 1).await;
@@ -266,24 +304,15 @@ async fn a_job_survives_its_coordinator_killed_during_the_reduce_stage() {
     let mapper =
         r#"awk -F '[ \t\r\v\f]+' '{ for (i = 1; i <= NF; i++) if ($i != "") print $i "\t1" }'"#;
     let reducer = SLOW_SUMMING_REDUCER;
+    let args = streaming_args(
+        &corpus,
+        &output,
+        mapper,
+        reducer,
+        &["--detach", "--split-size", "64KiB"],
+    );
     let run = cluster
-        .cli(&[
-            "submit",
-            "streaming",
-            "--detach",
-            "--input",
-            corpus.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-            "--reducers",
-            "2",
-            "--split-size",
-            "64KiB",
-            "--mapper",
-            mapper,
-            "--reducer",
-            reducer,
-        ])
+        .cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .await;
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let job_id: u64 = run.stdout.trim().parse().unwrap();
@@ -334,23 +363,7 @@ async fn a_corrupted_map_output_is_detected_and_recomputed_and_a_reducer_killed_
     let mapper = r#"awk -F '[ \t\r\v\f]+' '{ if ($1 == "SLOWDOWN") system("sleep 4"); for (i = 1; i <= NF; i++) if ($i != "") print $i "\t1" }'"#;
     let reducer = SLOW_SUMMING_REDUCER;
     let url = cluster.url();
-    let args: Vec<String> = [
-        "submit",
-        "streaming",
-        "--input",
-        corpus.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-        "--reducers",
-        "2",
-        "--mapper",
-        mapper,
-        "--reducer",
-        reducer,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let args = streaming_args(&corpus, &output, mapper, reducer, &[]);
     let client = tokio::spawn(async move {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         crate::harness::essaim_with_env(&args, &[("ESSAIM_COORDINATOR", &url)]).await
@@ -403,6 +416,36 @@ async fn a_corrupted_map_output_is_detected_and_recomputed_and_a_reducer_killed_
     );
 }
 
+/// Runs `essaim submit JOB --input INPUT --output OUTPUT EXTRA…` on the cluster and
+/// fails the test unless it succeeds.
+async fn submit_and_succeed(
+    cluster: &Cluster,
+    job: &str,
+    input: &Path,
+    output: &Path,
+    extra: &[&str],
+) {
+    let mut args = vec![
+        "submit",
+        job,
+        "--input",
+        input.to_str().expect("a UTF-8 path"),
+        "--output",
+        output.to_str().expect("a UTF-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let run = cluster.cli(&args).await;
+    assert_eq!(run.code, Some(0), "{job}: {}\n{}", run.stdout, run.stderr);
+}
+
+/// Returns the non-empty lines of a file's bytes.
+fn non_empty_lines(bytes: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    bytes
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(<[u8]>::to_vec)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input() {
     let cluster = Cluster::start(2, 1).await;
@@ -421,31 +464,20 @@ async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input(
         ])
         .await;
     assert_eq!(generated.code, Some(0), "{}", generated.stderr);
-    let sort = cluster
-        .cli(&[
-            "submit",
-            "sort",
-            "--input",
-            input.to_str().unwrap(),
-            "--output",
-            sorted.to_str().unwrap(),
-            "--reducers",
-            "3",
-            "--split-size",
-            "256KiB",
-        ])
-        .await;
-    assert_eq!(sort.code, Some(0), "{}\n{}", sort.stdout, sort.stderr);
+    submit_and_succeed(
+        &cluster,
+        "sort",
+        &input,
+        &sorted,
+        &["--reducers", "3", "--split-size", "256KiB"],
+    )
+    .await;
     // Oracle: the same lines, sorted by bytes, are the concatenated parts.
     let mut expected: Vec<Vec<u8>> = Vec::new();
     for file in std::fs::read_dir(&input).unwrap() {
-        let bytes = std::fs::read(file.unwrap().path()).unwrap();
-        expected.extend(
-            bytes
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec),
-        );
+        expected.extend(non_empty_lines(
+            &std::fs::read(file.unwrap().path()).unwrap(),
+        ));
     }
     expected.sort();
     let mut actual = Vec::new();
@@ -455,35 +487,19 @@ async fn sort_orders_records_across_reducers_and_validate_agrees_with_its_input(
             !bytes.is_empty(),
             "part {part} is empty: the cut points are poor"
         );
-        actual.extend(
-            bytes
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(<[u8]>::to_vec),
-        );
+        actual.extend(non_empty_lines(&bytes));
     }
     assert_eq!(actual.len(), expected.len());
     assert!(actual == expected, "the parts are not the input sorted");
     let report = cluster.path("report");
-    let validate = cluster
-        .cli(&[
-            "submit",
-            "sort-validate",
-            "--input",
-            sorted.to_str().unwrap(),
-            "--output",
-            report.to_str().unwrap(),
-            "--reducers",
-            "1",
-        ])
-        .await;
-    assert_eq!(
-        validate.code,
-        Some(0),
-        "{}\n{}",
-        validate.stdout,
-        validate.stderr
-    );
+    submit_and_succeed(
+        &cluster,
+        "sort-validate",
+        &sorted,
+        &report,
+        &["--reducers", "1"],
+    )
+    .await;
     let text = std::fs::read_to_string(report.join("part-00000")).unwrap();
     assert!(text.contains("OK"), "validate reported: {text}");
 }
@@ -557,29 +573,10 @@ fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
 /// `ESSAIM_SKIP_PYTHON=1` skips the test (and says so).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unmodified_mrjob_script_gives_what_mrjob_gives() {
-    if std::env::var_os("ESSAIM_SKIP_PYTHON").is_some_and(|value| value == "1") {
-        eprintln!("ESSAIM_SKIP_PYTHON=1: skipped");
+    let Some(python) = essaim_testkit::python::python_env("mrjob") else {
         return;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let env = std::process::Command::new("bash")
-        .arg(root.join("scripts/python-env.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        env.status.success(),
-        "no Python environment with mrjob (set ESSAIM_SKIP_PYTHON=1 to skip): {}",
-        String::from_utf8_lossy(&env.stderr)
-    );
-    let python = String::from_utf8(env.stdout).unwrap().trim().to_string();
-    let examples = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import mrjob.examples, os; print(os.path.dirname(mrjob.examples.__file__))",
-        ])
-        .output()
-        .unwrap();
-    let examples = PathBuf::from(String::from_utf8(examples.stdout).unwrap().trim());
+    };
+    let examples = essaim_testkit::python::mrjob_examples(&python);
     let script = examples.join("mr_most_used_word.py");
 
     let cluster = Cluster::start(2, 1).await;
@@ -614,7 +611,7 @@ async fn an_unmodified_mrjob_script_gives_what_mrjob_gives() {
             "--mrjob",
             script.to_str().unwrap(),
             "--python",
-            &python,
+            python.to_str().expect("a UTF-8 path"),
             "--input",
             corpus.to_str().unwrap(),
             "--output",
@@ -629,13 +626,8 @@ async fn an_unmodified_mrjob_script_gives_what_mrjob_gives() {
         let text = std::fs::read_to_string(output.join(part)).unwrap();
         ours.extend(text.lines().map(str::to_string));
     }
-    let mut theirs: Vec<String> = String::from_utf8(mrjob_alone.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
     ours.sort();
-    theirs.sort();
+    let theirs = sorted_lines(&mrjob_alone.stdout);
     assert!(!theirs.is_empty());
     assert_eq!(ours, theirs);
 }

@@ -16,8 +16,7 @@ use crate::harness::{
     Cluster, Deadline, EVENTUALLY, executions_by_task, job_spec, line_count, output_text,
     shell_task,
 };
-use essaim_proto::v1;
-use nix::sys::signal::Signal;
+use essaim_proto::{CoordinatorClient, v1};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_result_from_a_partitioned_worker_is_rejected() {
@@ -39,7 +38,7 @@ async fn late_result_from_a_partitioned_worker_is_rejected() {
     let zombie_attempt = executions_by_task(&side_file)[&0][0].clone();
     // The command runs in a process group of its own, so it keeps running (and finishes)
     // while its worker is frozen: the worker has a result to report when it wakes up.
-    cluster.worker(&zombie).signal(Signal::SIGSTOP);
+    cluster.worker(&zombie).pause();
     let job = cluster
         .wait_job_until(job_id, "the lease to expire", |job| {
             job.attempts_failed >= 1
@@ -59,7 +58,7 @@ async fn late_result_from_a_partitioned_worker_is_rejected() {
         "the frozen attempt cannot have won"
     );
 
-    cluster.worker(&zombie).signal(Signal::SIGCONT);
+    cluster.worker(&zombie).resume();
     // The zombie wakes up, learns that its session is over and registers again; by then
     // its late result has met one of the two fences.
     let deadline = Deadline::after(EVENTUALLY, format!("{zombie} to register again"));
@@ -170,12 +169,7 @@ async fn stale_report_after_lease_expiry_is_rejected_and_counted() {
     };
     // Before the task is committed again: the task is free, yet the stale attempt may
     // not take it.
-    let reply = zombie
-        .report_results(stale_report())
-        .await
-        .expect("the report is answered")
-        .into_inner();
-    assert_eq!(reply.rejected, 1, "{reply:?}");
+    let reply = report_and_expect_rejection(&mut zombie, stale_report()).await;
     assert!(
         reply.reregister,
         "the zombie is told it was forgotten: {reply:?}"
@@ -197,12 +191,7 @@ async fn stale_report_after_lease_expiry_is_rejected_and_counted() {
     assert_eq!(output_text(&results[0]), "done-0\n");
 
     // After the new commit: rejected again, and the commit stands.
-    let reply = zombie
-        .report_results(stale_report())
-        .await
-        .expect("the report is answered")
-        .into_inner();
-    assert_eq!(reply.rejected, 1, "{reply:?}");
+    report_and_expect_rejection(&mut zombie, stale_report()).await;
     let job = cluster.job(job_id).await;
     assert_eq!(job.results_rejected, 2, "{job:?}");
     assert_eq!(job.succeeded, 1, "{job:?}");
@@ -210,4 +199,19 @@ async fn stale_report_after_lease_expiry_is_rejected_and_counted() {
     assert_eq!(results.len(), 1, "still exactly one result");
     assert_eq!(results[0].attempt_id, winner);
     assert_eq!(output_text(&results[0]), "done-0\n");
+}
+
+/// Sends a stale attempt's report and asserts the coordinator rejected its one result;
+/// returns the reply.
+async fn report_and_expect_rejection(
+    zombie: &mut CoordinatorClient,
+    report: v1::ReportResultsRequest,
+) -> v1::ReportResultsResponse {
+    let reply = zombie
+        .report_results(report)
+        .await
+        .expect("the report is answered")
+        .into_inner();
+    assert_eq!(reply.rejected, 1, "{reply:?}");
+    reply
 }

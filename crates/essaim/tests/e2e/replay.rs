@@ -3,7 +3,7 @@
 //! and mistakes get a clear message. Fails if nats-server cannot be installed, unless
 //! `ESSAIM_SKIP_NATS=1`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use essaim_connect_nats::broker;
@@ -12,50 +12,9 @@ use serde_json::Value;
 
 use crate::harness::essaim;
 
-/// A nats-server in a directory of its own, stopped when dropped.
-struct NatsServer {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-fn nats_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/nats.sh")
-}
-
-impl NatsServer {
-    fn start() -> Option<NatsServer> {
-        if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
-            eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let output = std::process::Command::new(nats_script())
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .expect("scripts/nats.sh runs");
-        assert!(
-            output.status.success(),
-            "nats-server could not be installed or started (ESSAIM_SKIP_NATS=1 skips): {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let url = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-        Some(NatsServer { dir, url })
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(nats_script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_publishes_the_fixture_line_for_line_and_prints_a_json_summary() {
-    let Some(server) = NatsServer::start() else {
+    let Some(server) = essaim_testkit::server::nats() else {
         return;
     };
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,7 +24,7 @@ async fn replay_publishes_the_fixture_line_for_line_and_prints_a_json_summary() 
     let replayed = essaim(&[
         "replay",
         "--url",
-        &server.url,
+        server.url(),
         "--stream",
         "flights",
         "--subject",
@@ -92,7 +51,7 @@ async fn replay_publishes_the_fixture_line_for_line_and_prints_a_json_summary() 
         "{summary:#}"
     );
 
-    let context = broker::connect(&server.url, Duration::from_secs(5))
+    let context = broker::connect(server.url(), Duration::from_secs(5))
         .await
         .expect("connects");
     let stream = context
@@ -130,7 +89,7 @@ async fn replay_publishes_the_fixture_line_for_line_and_prints_a_json_summary() 
     let no_column = essaim(&[
         "replay",
         "--url",
-        &server.url,
+        server.url(),
         "--subject",
         "flights.raw",
         "--speedup",
@@ -142,7 +101,7 @@ async fn replay_publishes_the_fixture_line_for_line_and_prints_a_json_summary() 
     let wrong_column = essaim(&[
         "replay",
         "--url",
-        &server.url,
+        server.url(),
         "--subject",
         "flights.raw",
         "--time-column",

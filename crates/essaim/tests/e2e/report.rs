@@ -3,7 +3,9 @@
 //! `essaim status`; and it refuses an unknown job, a missing token, an unreachable
 //! coordinator and an unwritable directory with the usual exit codes.
 
-use crate::harness::{CliOutput, Cluster, EVENTUALLY, essaim_with_env, job_spec, shell_task};
+use crate::harness::{
+    CliOutput, Cluster, EVENTUALLY, assert_refused, essaim_with_env, job_spec, shell_task,
+};
 use serde_json::Value;
 use std::path::Path;
 
@@ -37,14 +39,6 @@ fn json(output: &CliOutput) -> Value {
     assert_eq!(output.code, Some(0), "{output:?}");
     serde_json::from_str(&output.stdout)
         .unwrap_or_else(|error| panic!("stdout is one JSON document ({error}): {output:?}"))
-}
-
-fn assert_refused(output: &CliOutput, code: i32, fragment: &str) {
-    assert_eq!(output.code, Some(code), "{output:?}");
-    assert!(
-        output.stderr.contains(fragment),
-        "stderr lacks `{fragment}`: {output:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,6 @@ use crate::harness::{Cluster, EVENTUALLY, job_spec, shell_task};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::Duration;
 
 const TOKEN: &str = "rest-api-token";
@@ -240,24 +239,10 @@ async fn rest_api_needs_the_token_agrees_with_grpc_and_requeues_dead_letters() {
     }
 
     // Schemathesis: requests generated from the document, answers checked against it.
-    if std::env::var_os("ESSAIM_SKIP_PYTHON").is_some() {
-        eprintln!("ESSAIM_SKIP_PYTHON is set: schemathesis skipped");
+    let Some(python) = essaim_testkit::python::python_env("schemathesis") else {
         return;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let env = tokio::process::Command::new("bash")
-        .arg(root.join("scripts/python-env.sh"))
-        .arg("schemathesis")
-        .output()
-        .await
-        .expect("run scripts/python-env.sh");
-    assert!(
-        env.status.success(),
-        "scripts/python-env.sh schemathesis failed (set ESSAIM_SKIP_PYTHON=1 to skip):\n{}",
-        String::from_utf8_lossy(&env.stderr)
-    );
-    let python = String::from_utf8(env.stdout).expect("a path");
-    let schemathesis = Path::new(python.trim())
+    };
+    let schemathesis = python
         .parent()
         .expect("the venv's bin directory")
         .join("schemathesis");

@@ -2,7 +2,9 @@
 //! while a job runs and forgets finished jobs, yet a SIGKILL and restart still resumes the
 //! running job with every commit intact, and no job id is ever handed out twice.
 
-use crate::harness::{Cluster, Deadline, EVENTUALLY, job_spec, output_text, shell_task};
+use crate::harness::{
+    Cluster, Deadline, EVENTUALLY, assert_job_commits_every_task_once, job_spec, shell_task,
+};
 use essaim_proto::v1;
 use std::collections::BTreeSet;
 
@@ -53,15 +55,9 @@ async fn compaction_mid_job_and_a_coordinator_crash_lose_no_commit() {
     cluster.kill_coordinator();
     cluster.restart_coordinator().await;
 
-    let job = cluster.wait_job(job_id, EVENTUALLY).await;
-    assert_eq!(job.state, "succeeded", "{job:?}");
-    let results = cluster.results(job_id).await;
+    let results = assert_job_commits_every_task_once(&cluster, job_id, TASKS).await;
     let committed: BTreeSet<u32> = results.iter().map(|r| r.task_index).collect();
-    assert_eq!(committed, (0..TASKS).collect::<BTreeSet<u32>>());
     assert!(committed_before.is_subset(&committed));
-    for result in &results {
-        assert_eq!(output_text(result), format!("out-{}\n", result.task_index));
-    }
 
     // Ids keep growing after a restart from a compacted journal that forgot jobs.
     let next = cluster

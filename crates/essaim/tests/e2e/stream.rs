@@ -8,94 +8,15 @@
 //! a server cannot be installed, unless `ESSAIM_SKIP_NATS=1`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use essaim_stream::pipeline::{Pipeline, SinkRecord};
 use essaim_stream::record::Value;
 use essaim_stream::spec::PipelineSpec;
+use essaim_testkit::server::{self, ScriptServer};
 
-use crate::harness::{Cluster, essaim};
-
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scripts")
-        .join(name)
-}
-
-/// A server started by one of the project's scripts, stopped when dropped.
-struct Server {
-    script: &'static str,
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Server {
-    fn start(script_name: &'static str) -> Server {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let output = std::process::Command::new(script(script_name))
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .expect("the script runs");
-        assert!(
-            output.status.success(),
-            "{script_name} could not start its server: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let url = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        Server {
-            script: script_name,
-            dir,
-            url,
-        }
-    }
-}
-
-impl Server {
-    /// Stops the server, waits `down`, and starts it again on the same directory,
-    /// which keeps its URL.
-    fn restart(&self, down: Duration) {
-        let stopped = std::process::Command::new(script(self.script))
-            .arg("stop")
-            .arg(self.dir.path())
-            .status()
-            .expect("the script runs");
-        assert!(stopped.success(), "{} stop failed", self.script);
-        std::thread::sleep(down);
-        let started = std::process::Command::new(script(self.script))
-            .arg("start")
-            .arg(self.dir.path())
-            .output()
-            .expect("the script runs");
-        assert!(
-            started.status.success(),
-            "{}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        let url = String::from_utf8_lossy(&started.stdout);
-        assert_eq!(
-            url.lines().last().unwrap_or_default().trim(),
-            self.url,
-            "{} keeps its URL across a restart",
-            self.script
-        );
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(script(self.script))
-            .arg("stop")
-            .arg(self.dir.path())
-            .status();
-    }
-}
+use crate::harness::{Cluster, essaim, free_port};
 
 const AIRPORTS: &[(&str, &str)] = &[
     ("LAX", "CA"),
@@ -266,14 +187,54 @@ fn children_of(parent: u32) -> Vec<u32> {
     children
 }
 
+/// Writes `spec` to `DIR/NAME` and runs it with `essaim stream run SPEC ARGS… --exit-at-end`;
+/// fails the test unless it succeeds.
+async fn run_to_the_end(dir: &Path, name: &str, spec: &str, args: &[&str]) {
+    let spec_path = dir.join(name);
+    std::fs::write(&spec_path, spec).expect("spec");
+    let mut command = vec![
+        "stream",
+        "run",
+        spec_path.to_str().expect("utf-8 path"),
+        "--exit-at-end",
+    ];
+    command.extend_from_slice(args);
+    let run = essaim(&command).await;
+    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
+}
+
+/// Returns a pipeline spec whose source `events` (columns `t`, `k`, `v`, event time `t`,
+/// key `k`) reads `connector`, followed by `rest` (its operators and sinks).
+fn events_spec(connector: &str, rest: &str) -> String {
+    format!(
+        r#"
+version = 1
+[[source]]
+name = "events"
+time = "t"
+key = "k"
+connector = {connector}
+columns = [{{ name = "t", type = "int" }}, {{ name = "k", type = "string" }}, {{ name = "v", type = "int" }}]
+{rest}"#
+    )
+}
+
+/// Starts the nats-server and the PostgreSQL of a test, or returns `None` when either is
+/// skipped (`ESSAIM_SKIP_NATS=1` skips both).
+fn nats_and_postgres() -> Option<(ScriptServer, ScriptServer)> {
+    if server::skipped(server::NATS) {
+        return None;
+    }
+    let nats = server::nats()?;
+    let postgres = server::postgres()?;
+    Some((nats, postgres))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_stream() {
-    if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
-        eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
+    let Some((nats, postgres)) = nats_and_postgres() else {
         return;
-    }
-    let nats = Server::start("nats.sh");
-    let postgres = Server::start("postgres.sh");
+    };
     let work = tempfile::tempdir().expect("a temporary directory");
     let (flights_csv, bad_lines) = flights(6000);
     let flights_path = work.path().join("flights.csv");
@@ -282,9 +243,9 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
     let spec_path = work.path().join("flights.toml");
     std::fs::write(&spec_path, spec_text()).expect("write spec");
 
-    replay_flights(&nats.url, &flights_path).await;
+    replay_flights(nats.url(), &flights_path).await;
 
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
 
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_essaim"))
         .args([
@@ -292,9 +253,9 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
             "run",
             spec_path.to_str().expect("utf-8 path"),
             "--nats",
-            &nats.url,
+            nats.url(),
             "--postgres",
-            &postgres.url,
+            postgres.url(),
             "--exit-at-end",
             "--parallelism",
             "2",
@@ -495,12 +456,9 @@ async fn wait_progress(client: &tokio_postgres::Client, total: i64, fraction: f6
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_restarts_and_rescaling()
 {
-    if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
-        eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
+    let Some((nats, postgres)) = nats_and_postgres() else {
         return;
-    }
-    let nats = Server::start("nats.sh");
-    let postgres = Server::start("postgres.sh");
+    };
     let mut cluster = Cluster::start(2, 8).await;
     let (flights_csv, bad_lines) = flights(24_000);
     let flights_path = cluster.path("flights.csv");
@@ -510,7 +468,7 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
     std::fs::write(&spec_path, spec_text()).expect("write spec");
     let spec = spec_path.to_str().expect("utf-8 path").to_owned();
 
-    replay_flights(&nats.url, &flights_path).await;
+    replay_flights(nats.url(), &flights_path).await;
     // Sequences 1..=lines+3; each partition's last position is near the end.
     let total = {
         let lines = flights_csv.lines().count() as i64 - 1 + 3;
@@ -518,11 +476,11 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
         3 * lines - 3
     };
 
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
     let submit = |parallelism: &'static str, verb: &'static str| {
         let spec = spec.clone();
-        let nats_url = nats.url.clone();
-        let postgres_url = postgres.url.clone();
+        let nats_url = nats.url().to_owned();
+        let postgres_url = postgres.url().to_owned();
         async move {
             vec![
                 "stream".to_owned(),
@@ -558,7 +516,7 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
     wait_progress(&client, total, 0.45, "the database outage").await;
     drop(client);
     postgres.restart(Duration::from_secs(2));
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
 
     wait_progress(&client, total, 0.55, "rescaling to 3").await;
     cluster.start_worker(8);
@@ -607,7 +565,7 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
     let job = cluster.wait_job(job_id, Duration::from_secs(240)).await;
     assert_eq!(job.state, "succeeded", "{job:?}");
     let status = cluster
-        .cli(&["stream", "status", "faults", "--postgres", &postgres.url])
+        .cli(&["stream", "status", "faults", "--postgres", postgres.url()])
         .await;
     assert_eq!(status.code, Some(0), "status: {}", status.stderr);
     assert!(status.stdout.contains("succeeded"), "{}", status.stdout);
@@ -635,7 +593,9 @@ async fn a_directory_source_feeds_postgres_and_rolling_files() {
         eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs PostgreSQL");
         return;
     }
-    let postgres = Server::start("postgres.sh");
+    let Some(postgres) = server::postgres() else {
+        return;
+    };
     let work = tempfile::tempdir().expect("a temporary directory");
     let (flights_csv, bad_lines) = flights(2_000);
     let data: Vec<&str> = flights_csv.lines().skip(1).collect();
@@ -700,22 +660,20 @@ name = "files"
 input = "with_state"
 connector = { kind = "files", dir = "out" }
 "#;
-    let spec_path = work.path().join("files.toml");
-    std::fs::write(&spec_path, spec).expect("spec");
-    let run = essaim(&[
-        "stream",
-        "run",
-        spec_path.to_str().expect("utf-8 path"),
-        "--postgres",
-        &postgres.url,
-        "--exit-at-end",
-        "--parallelism",
-        "2",
-        "--batch-max",
-        "100",
-    ])
+    run_to_the_end(
+        work.path(),
+        "files.toml",
+        spec,
+        &[
+            "--postgres",
+            postgres.url(),
+            "--parallelism",
+            "2",
+            "--batch-max",
+            "100",
+        ],
+    )
     .await;
-    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
 
     let expected = data
         .iter()
@@ -727,7 +685,7 @@ connector = { kind = "files", dir = "out" }
                 && fields[3] != "\"XXX\""
         })
         .count();
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
     let rows: i64 = client
         .query_one("SELECT count(*) FROM enriched", &[])
         .await
@@ -762,17 +720,11 @@ connector = { kind = "files", dir = "out" }
 /// invalid UTF-8 stores nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_posted_to_the_ingest_endpoint_reach_postgres() {
-    if std::env::var("ESSAIM_SKIP_NATS").as_deref() == Ok("1") {
-        eprintln!("ESSAIM_SKIP_NATS=1: skipping a test that needs nats-server");
+    let Some((nats, postgres)) = nats_and_postgres() else {
         return;
-    }
-    let nats = Server::start("nats.sh");
-    let postgres = Server::start("postgres.sh");
-    let work = tempfile::tempdir().expect("a temporary directory");
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        listener.local_addr().expect("an address").port()
     };
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut ingest = tokio::process::Command::new(env!("CARGO_BIN_EXE_essaim"))
         .args([
@@ -780,7 +732,7 @@ async fn lines_posted_to_the_ingest_endpoint_reach_postgres() {
             "--listen",
             &listen,
             "--nats",
-            &nats.url,
+            nats.url(),
             "--source",
             "events:2:EVENTS:events",
         ])
@@ -836,7 +788,7 @@ async fn lines_posted_to_the_ingest_endpoint_reach_postgres() {
         "invalid UTF-8 is refused"
     );
     // The end of both partitions, published as any producer would.
-    let context = essaim_connect_nats::broker::connect(&nats.url, Duration::from_secs(5))
+    let context = essaim_connect_nats::broker::connect(nats.url(), Duration::from_secs(5))
         .await
         .expect("NATS answers");
     for partition in 0..2 {
@@ -849,34 +801,23 @@ async fn lines_posted_to_the_ingest_endpoint_reach_postgres() {
             .await
             .expect("stored");
     }
-    let spec = r#"
-version = 1
-[[source]]
-name = "events"
-time = "t"
-key = "k"
-connector = { kind = "nats", stream = "EVENTS", subject = "events", partitions = 2 }
-columns = [{ name = "t", type = "int" }, { name = "k", type = "string" }, { name = "v", type = "int" }]
+    let spec = &events_spec(
+        r#"{ kind = "nats", stream = "EVENTS", subject = "events", partitions = 2 }"#,
+        r#"
 [[sink]]
 name = "all"
 input = "events"
 connector = { kind = "postgres", table = "events", key_column = "k", columns = { k = "text", v = "bigint" } }
-"#;
-    let spec_path = work.path().join("events.toml");
-    std::fs::write(&spec_path, spec).expect("spec");
-    let run = essaim(&[
-        "stream",
-        "run",
-        spec_path.to_str().expect("utf-8 path"),
-        "--nats",
-        &nats.url,
-        "--postgres",
-        &postgres.url,
-        "--exit-at-end",
-    ])
+"#,
+    );
+    run_to_the_end(
+        work.path(),
+        "events.toml",
+        spec,
+        &["--nats", nats.url(), "--postgres", postgres.url()],
+    )
     .await;
-    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
     let row = client
         .query_one("SELECT count(*), sum(v)::bigint FROM events", &[])
         .await
@@ -896,8 +837,12 @@ async fn a_kafka_topic_feeds_postgres_and_another_topic() {
         eprintln!("skipping a test that needs a Kafka broker");
         return;
     }
-    let kafka = Server::start("kafka.sh");
-    let postgres = Server::start("postgres.sh");
+    let Some(kafka) = server::kafka() else {
+        return;
+    };
+    let Some(postgres) = server::postgres() else {
+        return;
+    };
     let work = tempfile::tempdir().expect("a temporary directory");
     let mut csv = String::from("t,k,v\n");
     for i in 0..500 {
@@ -910,7 +855,7 @@ async fn a_kafka_topic_feeds_postgres_and_another_topic() {
         "replay",
         input.to_str().expect("utf-8 path"),
         "--kafka",
-        &kafka.url,
+        kafka.url(),
         "--subject",
         "events",
         "--partitions",
@@ -920,18 +865,13 @@ async fn a_kafka_topic_feeds_postgres_and_another_topic() {
     ])
     .await;
     assert_eq!(replay.code, Some(0), "replay: {}", replay.stderr);
-    let config = essaim_connect_kafka::KafkaConfig::new(&kafka.url);
+    let config = essaim_connect_kafka::KafkaConfig::new(kafka.url());
     essaim_connect_kafka::ensure_topic(&config, "events_out", 1, 1)
         .await
         .expect("output topic");
-    let spec = r#"
-version = 1
-[[source]]
-name = "events"
-time = "t"
-key = "k"
-connector = { kind = "kafka", topic = "events", partitions = 2 }
-columns = [{ name = "t", type = "int" }, { name = "k", type = "string" }, { name = "v", type = "int" }]
+    let spec = &events_spec(
+        r#"{ kind = "kafka", topic = "events", partitions = 2 }"#,
+        r#"
 [[operator]]
 name = "even"
 kind = "filter"
@@ -945,24 +885,23 @@ connector = { kind = "postgres", table = "even_events", key_column = "k", column
 name = "out"
 input = "even"
 connector = { kind = "kafka", topic = "events_out" }
-"#;
-    let spec_path = work.path().join("kafka.toml");
-    std::fs::write(&spec_path, spec).expect("spec");
-    let run = essaim(&[
-        "stream",
-        "run",
-        spec_path.to_str().expect("utf-8 path"),
-        "--kafka",
-        &kafka.url,
-        "--postgres",
-        &postgres.url,
-        "--exit-at-end",
-        "--batch-max",
-        "50",
-    ])
+"#,
+    );
+    run_to_the_end(
+        work.path(),
+        "kafka.toml",
+        spec,
+        &[
+            "--kafka",
+            kafka.url(),
+            "--postgres",
+            postgres.url(),
+            "--batch-max",
+            "50",
+        ],
+    )
     .await;
-    assert_eq!(run.code, Some(0), "stream run: {}", run.stderr);
-    let client = connect_postgres(&postgres.url).await;
+    let client = connect_postgres(postgres.url()).await;
     let row = client
         .query_one("SELECT count(*), sum(v)::bigint FROM even_events", &[])
         .await

@@ -6,7 +6,8 @@
 //! ones included) while the results count commits.
 
 use crate::harness::{
-    Cluster, Deadline, EVENTUALLY, executions_by_task, job_spec, output_text, shell_task,
+    Cluster, Deadline, EVENTUALLY, assert_job_commits_every_task_once, executions_by_task,
+    job_spec, output_text, shell_task,
 };
 use essaim_core::rng::SeededRng;
 use std::collections::BTreeSet;
@@ -173,13 +174,5 @@ async fn all_workers_die_and_a_new_one_joins_later_the_job_completes() {
     }
 
     cluster.start_worker(2);
-    let job = cluster.wait_job(job_id, EVENTUALLY).await;
-    assert_eq!(job.state, "succeeded", "{job:?}");
-    let results = cluster.results(job_id).await;
-    assert_eq!(results.len(), TASKS as usize);
-    let committed: BTreeSet<u32> = results.iter().map(|result| result.task_index).collect();
-    assert_eq!(committed, (0..TASKS).collect::<BTreeSet<u32>>());
-    for result in &results {
-        assert_eq!(output_text(result), format!("out-{}\n", result.task_index));
-    }
+    assert_job_commits_every_task_once(&cluster, job_id, TASKS).await;
 }

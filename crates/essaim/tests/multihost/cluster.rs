@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The image under test, the one `tests/containers.rs` builds from the same binary.
 const IMAGE: &str = "essaim:test";
@@ -74,15 +74,8 @@ pub fn build_image() {
 }
 
 /// Polls `probe` until it returns a value, failing after `timeout`.
-pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {timeout:?}");
-        std::thread::sleep(POLL);
-    }
+pub fn eventually<T>(what: &str, timeout: Duration, probe: impl FnMut() -> Option<T>) -> T {
+    essaim_testkit::deadline::poll_blocking(what, timeout, POLL, probe)
 }
 
 /// A coordinator and workers, each a container on the cluster's own network.

@@ -1,0 +1,26 @@
+//! What essaim's tests share, so that no test file carries its own copy: its one job is
+//! to be the scaffolding of tests. Only tests and test harnesses depend on it (as a
+//! dev-dependency); production code never does.
+//!
+//! | module | what it gives a test |
+//! |---|---|
+//! | [`server`] | a NATS, PostgreSQL, Kafka-protocol or etcd server started by the project's `scripts/X.sh start DIR`, stopped on drop, its log printed when the test fails |
+//! | [`deadline`] | named deadlines and timeouts: waits poll, and fail naming what they waited for |
+//! | [`process`] | one child process with a log file, killed on drop; free ports; an HTTP status probe |
+//! | [`cli`] | one-shot runs of a binary, with no `ESSAIM_*` variable inherited |
+//! | [`cluster`] | a coordinator and workers of the built `essaim` binary, with SIGKILL, SIGSTOP/SIGCONT and restart helpers |
+//! | [`oracle`] | expected outputs that several tests compute (word counts) |
+//! | [`python`] | the Python tools of tests (mrjob, schemathesis, kubernetes-validate) from `scripts/python-env.sh` |
+//!
+//! The seeded generator of tests is the project's one, [`SeededRng`], re-exported here.
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod cluster;
+pub mod deadline;
+pub mod oracle;
+pub mod process;
+pub mod python;
+pub mod server;
+
+pub use essaim_core::rng::{SeededRng, mix};

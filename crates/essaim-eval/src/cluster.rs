@@ -361,13 +361,13 @@ async fn wait_for_address(coordinator: &mut Child, log: &Path) -> anyhow::Result
     }
 }
 
-/// Finds `API http://HOST:PORT` in the coordinator's start-up line.
+/// Finds `API http://HOST:PORT` in the coordinator's start-up line, once the URL is
+/// whole: the log is read while the coordinator writes it, so a URL not yet followed
+/// by white space may still be cut (`http://` alone, or half a port).
 fn api_url(log_text: &str) -> Option<String> {
     let start = log_text.find("API http://")? + "API ".len();
     let rest = &log_text[start..];
-    let end = rest
-        .find(|character: char| character.is_whitespace())
-        .unwrap_or(rest.len());
+    let end = rest.find(|character: char| character.is_whitespace())?;
     Some(rest[..end].to_string())
 }
 
@@ -489,6 +489,9 @@ mod tests {
         let log = "2026 WARN something\nessaim coordinator: API http://127.0.0.1:41234 (gRPC, REST under /api/v1), dashboard …\n";
         assert_eq!(api_url(log).as_deref(), Some("http://127.0.0.1:41234"));
         assert_eq!(api_url("starting…"), None);
+        // Read while it was being written: not yet a whole URL.
+        assert_eq!(api_url("listening; API http://"), None);
+        assert_eq!(api_url("listening; API http://127.0.0.1:412"), None);
     }
 
     #[test]

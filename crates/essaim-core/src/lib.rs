@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`ids`] | newtype ids; ids minted per coordinator epoch double as fencing tokens |
 //! | [`spec`] | job specs, limits, defaults and validation |
+//! | [`error_chain`] | an error and its causes as one line, for every crate that reports one |
 //! | [`kinds`] | the built-in task kinds, shared by coordinator and worker |
 //! | [`model`] | jobs, tasks and their lifecycle, results and failures |
 //! | [`scheduler`] | the state machine |

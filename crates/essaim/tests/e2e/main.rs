@@ -24,6 +24,7 @@
 //! | `dashboard.rs` | headless Chromium renders the dashboard with the cluster's real data |
 //! | `eval.rs` | `essaim eval --quick` gives sane numbers for every question and well-formed plots |
 //! | `replay.rs` | `essaim replay` publishes a CSV fixture to NATS JetStream line for line, in order |
+//! | `stream.rs` | streaming pipelines from NATS, Kafka, a directory and HTTP ingest into PostgreSQL equal two oracles through worker and coordinator SIGKILLs, broker and database restarts and rescaling |
 //!
 //! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
 //! them one after another as nextest does.

@@ -4,7 +4,7 @@
 //! Why hand-written rather than a plotting crate: the report needs four simple chart
 //! shapes, and drawing them here takes a few hundred lines and no dependency. The output
 //! is deterministic (two reports of the same data are byte-identical, so they diff), and
-//! every piece of text goes through one escaping function, [`escape`], so a worker name
+//! every piece of text goes through one escaping function, `escape`, so a worker name
 //! or a counter name cannot break the document.
 //!
 //! Coordinates: on a category axis, category `i` spans `[i, i + 1]` in data units, so a

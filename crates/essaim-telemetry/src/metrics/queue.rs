@@ -20,7 +20,7 @@ pub struct QueueGaugeValues {
     /// Backlog growth in tasks per second (positive: saturating).
     pub backlog_growth_rate: f64,
     /// Predicted seconds to drain the backlog (NaN: unknown, or never at current rates;
-    /// infinities are not published, see [`CoordinatorMetrics::set_cluster_queue`]).
+    /// infinities are not published, see [`CoordinatorMetrics::set_cluster_queue`](crate::CoordinatorMetrics::set_cluster_queue)).
     pub drain_seconds: f64,
     /// Workers needed to absorb arrivals and drain the backlog within the target.
     pub recommended_workers: f64,

@@ -11,7 +11,7 @@ use super::{FloatGauge, task_duration_buckets};
 
 /// Every metric a worker exposes, named `essaim_worker_*`.
 ///
-/// Cloning is cheap and clones update the same series, as for [`CoordinatorMetrics`].
+/// Cloning is cheap and clones update the same series, as for [`CoordinatorMetrics`](crate::CoordinatorMetrics).
 #[derive(Clone, Debug)]
 pub struct WorkerMetrics {
     /// Task attempts started on this worker.

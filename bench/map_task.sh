@@ -7,6 +7,8 @@
 # usage: bench/map_task.sh [MEGABYTES=200]
 #   Builds and runs crates/essaim-mapreduce/examples/map_throughput.rs in release mode
 #   (see its doc for what each line measures).
+#   The shuffle over HTTP between real worker processes is measured by bench/sort.sh
+#   (whole sort jobs; the reduce tasks' durations are in the job's history).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 megabytes=${1:-200}

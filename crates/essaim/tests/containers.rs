@@ -15,17 +15,17 @@
 //! cluster of the user's; `down -v` removes its containers, network and volumes
 //! whatever happens.
 
-#[path = "support/docker.rs"]
-mod docker_support;
-
-use docker_support::{
-    ESSAIM, binary_to_package, docker_is_usable, http_get, repository_root, succeeded,
+use essaim_testkit::docker::{
+    binary_to_package, docker_is_usable, http_get, repository_root, succeeded,
 };
 use essaim_testkit::oracle::word_counts;
+
+/// The binary under test.
+const ESSAIM: &str = env!("CARGO_BIN_EXE_essaim");
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -193,7 +193,11 @@ fn compose_cluster_runs_jobs_from_the_host_on_every_worker_and_prometheus_scrape
     let started = Instant::now();
     let root = repository_root();
 
-    let (binary, stripped_here) = binary_to_package("essaim-for-image");
+    let (binary, stripped_here) = binary_to_package(
+        Path::new(ESSAIM),
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "essaim-for-image",
+    );
     succeeded(
         "deploy/docker/build-image.sh",
         Command::new(root.join("deploy/docker/build-image.sh"))

@@ -1,3 +1,6 @@
+//! The metrics as a scraper sees them: names with their suffixes, bounded label sets,
+//! the exposition's end marker.
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

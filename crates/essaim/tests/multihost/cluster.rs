@@ -14,8 +14,11 @@
 //! The Docker helpers at the top are copied from `tests/containers.rs` (a few lines,
 //! kept apart so that each container test stays one file a reader can follow alone).
 
-use crate::docker_support::{ESSAIM, binary_to_package, http_get, repository_root};
-pub use crate::docker_support::{docker_is_usable, succeeded};
+use essaim_testkit::docker::{binary_to_package, http_get, repository_root};
+pub use essaim_testkit::docker::{docker_is_usable, succeeded};
+
+/// The binary under test.
+const ESSAIM: &str = env!("CARGO_BIN_EXE_essaim");
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -56,10 +59,11 @@ pub fn docker(args: &[&str]) -> String {
 pub fn build_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let (binary, stripped_here) = binary_to_package(&format!(
-            "essaim-for-multihost-image-{}",
-            std::process::id()
-        ));
+        let (binary, stripped_here) = binary_to_package(
+            Path::new(ESSAIM),
+            Path::new(env!("CARGO_TARGET_TMPDIR")),
+            &format!("essaim-for-multihost-image-{}", std::process::id()),
+        );
         let built = Command::new(repository_root().join("deploy/docker/build-image.sh"))
             .env("ESSAIM_BINARY", &binary)
             .env("ESSAIM_IMAGE", IMAGE)

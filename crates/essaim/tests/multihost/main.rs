@@ -18,11 +18,7 @@
 //! Without a Docker engine the tests fail, unless `ESSAIM_SKIP_DOCKER=1` says to skip
 //! them (as for `tests/containers.rs`, whose image they reuse).
 
-// A crate root's modules live next to it; this one lives in the test's own folder.
-#[path = "multihost/cluster.rs"]
 mod cluster;
-#[path = "support/docker.rs"]
-mod docker_support;
 
 use cluster::{Cluster, EVENTUALLY, WORKER_TIMEOUT, docker, eventually};
 use serde_json::Value;

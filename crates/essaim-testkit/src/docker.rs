@@ -1,6 +1,6 @@
-//! What the container tests (`containers.rs`, `multihost.rs`) share: finding Docker,
-//! running commands that must succeed, packaging the test's own binary, and plain HTTP
-//! GETs to published ports.
+//! What the container tests (the binary's `tests/containers.rs` and
+//! `tests/multihost/`) share: finding Docker, running commands that must succeed,
+//! packaging the binary under test for an image, and plain HTTP GETs to published ports.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-/// The binary under test.
-pub const ESSAIM: &str = env!("CARGO_BIN_EXE_essaim");
-
+/// Returns the repository's root folder (where `deploy/` and `scripts/` are).
 pub fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -51,22 +49,22 @@ pub fn succeeded(what: &str, output: std::io::Result<Output>) -> String {
 }
 
 /// Returns the binary to put in an image and whether it is a copy to delete afterwards:
-/// `ESSAIM_BINARY` if set, else a copy of the test's binary without debug info (named
-/// `name`, which must differ between test processes that run at the same time), else the
-/// binary itself when `strip` is not installed.
-pub fn binary_to_package(name: &str) -> (PathBuf, bool) {
+/// `ESSAIM_BINARY` if set, else a copy of `binary` without debug info (named `name` in
+/// `scratch`; the name must differ between test processes that run at the same time),
+/// else `binary` itself when `strip` is not installed.
+pub fn binary_to_package(binary: &Path, scratch: &Path, name: &str) -> (PathBuf, bool) {
     if let Ok(path) = std::env::var("ESSAIM_BINARY") {
         return (PathBuf::from(path), false);
     }
-    let stripped = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let stripped = scratch.join(name);
     let status = Command::new("strip")
         .args(["--strip-debug", "-o"])
         .arg(&stripped)
-        .arg(ESSAIM)
+        .arg(binary)
         .status();
     match status {
         Ok(status) if status.success() => (stripped, true),
-        _ => (PathBuf::from(ESSAIM), false),
+        _ => (binary.to_path_buf(), false),
     }
 }
 

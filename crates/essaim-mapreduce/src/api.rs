@@ -216,6 +216,14 @@ pub trait JobDefinition: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The parameters that name a file or a path prefix (a join's sides, a taxonomy
+    /// file). The planner makes them absolute like the input paths, against the
+    /// client's working directory, so `-D left=left.csv` means the file the user sees
+    /// and compares equal to the inputs' absolute paths. None by default.
+    fn path_params(&self) -> &[&str] {
+        &[]
+    }
+
     /// Runs once on the client before the job is submitted, with the expanded input
     /// files and the number of reducers; may add parameters (a sort samples its input
     /// here to choose the cut points of its range partitioner). The default does nothing.

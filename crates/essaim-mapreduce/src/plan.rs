@@ -59,6 +59,16 @@ pub enum PlanError {
         /// Why.
         error: std::io::Error,
     },
+    /// A path parameter cannot be made absolute (the working directory is gone).
+    #[error("parameter `{name}` = `{value}`: {error}")]
+    PathParam {
+        /// The parameter.
+        name: String,
+        /// Its value.
+        value: String,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The output directory is among the inputs.
     #[error("output directory `{0}` is also an input")]
     OutputIsInput(PathBuf),
@@ -139,6 +149,7 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
     )?;
     check_split_bytes(request.split_bytes)?;
     let mut params = request.params.clone();
+    absolutise_path_params(job, &mut params)?;
     job.validate(&params).map_err(job_error)?;
     let input_files = expand_inputs(&request.inputs)?;
     let output_dir = absolute(&request.output_dir)?;
@@ -324,6 +335,26 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), PlanError>
     Ok(())
 }
 
+/// Makes the job's path parameters ([`JobDefinition::path_params`]) absolute, as input
+/// paths are: a worker compares them with its inputs' absolute paths, and may run in
+/// another directory than the client.
+fn absolutise_path_params(
+    job: &dyn JobDefinition,
+    params: &mut JobParams,
+) -> Result<(), PlanError> {
+    for name in job.path_params() {
+        if let Some(value) = params.get(name) {
+            let path = std::path::absolute(value).map_err(|error| PlanError::PathParam {
+                name: (*name).to_string(),
+                value: value.to_string(),
+                error,
+            })?;
+            params.set(*name, path.to_string_lossy().into_owned());
+        }
+    }
+    Ok(())
+}
+
 fn absolute(path: &Path) -> Result<PathBuf, PlanError> {
     std::path::absolute(path).map_err(|error| PlanError::Output {
         path: path.to_path_buf(),
@@ -361,6 +392,55 @@ fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `-D left=left.csv` with relative inputs (as typed in a shell) used to fail every
+    /// map task with "input is under neither left nor right": the inputs were made
+    /// absolute, the parameters were not.
+    #[test]
+    fn relative_path_params_are_made_absolute_like_inputs() {
+        let cwd = std::env::current_dir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("plan-path-params-")
+            .tempdir_in(&cwd)
+            .unwrap();
+        let relative = |name: &str| {
+            let path = dir.path().strip_prefix(&cwd).unwrap().join(name);
+            std::fs::write(dir.path().join(name), "id,x\n1,a\n").unwrap();
+            path.to_string_lossy().into_owned()
+        };
+        let (left, right) = (relative("left.csv"), relative("right.csv"));
+        let request = JobRequest {
+            params: JobParams::from_pairs(&[
+                ("left", &left),
+                ("right", &right),
+                ("left_key", "id"),
+                ("right_key", "id"),
+            ]),
+            inputs: vec![left.clone(), right.clone()],
+            output_dir: dir.path().join("out"),
+            reducers: 1,
+            split_bytes: crate::config::DEFAULT_SPLIT_BYTES,
+            sort_buffer_bytes: crate::config::DEFAULT_SORT_BUFFER_BYTES,
+            merge_factor: crate::config::DEFAULT_MERGE_FACTOR,
+        };
+        let planned = plan_job(&crate::jobs::join::Join, &request).unwrap();
+        let params = &planned.config.params;
+        for (name, typed) in [("left", &left), ("right", &right)] {
+            let value = Path::new(params.get(name).unwrap());
+            assert!(value.is_absolute(), "{name} = {value:?}");
+            assert_eq!(value, cwd.join(typed));
+            assert!(
+                planned.input_files.iter().any(|input| input == value),
+                "{value:?} is not among the inputs {:?}",
+                planned.input_files
+            );
+        }
+        assert_eq!(
+            params.get("left_key"),
+            Some("id"),
+            "other parameters untouched"
+        );
+    }
 
     #[test]
     fn splits_cover_a_file_exactly_and_the_last_one_absorbs_a_small_tail() {

@@ -131,6 +131,10 @@ impl JobDefinition for Join {
         "joins two CSV inputs on named key columns (`left`, `right`, `left_key`, `right_key`)"
     }
 
+    fn path_params(&self) -> &[&str] {
+        &[LEFT_PARAM, RIGHT_PARAM]
+    }
+
     fn validate(&self, params: &JobParams) -> Result<(), JobError> {
         Settings::parse(params).map(|_| ())
     }

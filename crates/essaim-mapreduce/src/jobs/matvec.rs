@@ -100,6 +100,10 @@ impl JobDefinition for MatVec {
         "multiplies a sparse matrix (`i j a`) by a vector (`j v`) in two steps: `i<TAB>y_i`"
     }
 
+    fn path_params(&self) -> &[&str] {
+        &[MATRIX_PARAM, VECTOR_PARAM]
+    }
+
     fn validate(&self, params: &JobParams) -> Result<(), JobError> {
         Settings::parse(params).map(|_| ())
     }

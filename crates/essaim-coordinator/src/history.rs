@@ -450,6 +450,7 @@ impl History {
             | JournalEvent::TasksCommitted { .. }
             | JournalEvent::TaskProgress { .. }
             | JournalEvent::OutputLocations { .. }
+            | JournalEvent::ResultsOnWorkers { .. }
             | JournalEvent::TaskCountersSummed { .. }
             | JournalEvent::JobIdsReserved { .. } => {}
         }

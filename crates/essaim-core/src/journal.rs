@@ -81,6 +81,12 @@ pub enum JournalEvent {
         /// When the snapshot was taken.
         at: Millis,
     },
+    /// Snapshot only: some of a job's final results are files left on workers, which
+    /// must not be released with its intermediate files.
+    ResultsOnWorkers {
+        /// The job.
+        job: JobId,
+    },
     /// Snapshot only: a task's attempt count and error history.
     TaskProgress {
         /// The task.

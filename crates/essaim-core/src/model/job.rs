@@ -45,6 +45,9 @@ pub struct Job {
     pub(super) stage_starts: Vec<u32>,
     /// Tasks of each stage that have not succeeded.
     pub(super) stage_unfinished: Vec<u32>,
+    /// Whether a task of the final stage committed a file left on its worker: those
+    /// files are the job's results, so its scratch files stay until it is forgotten.
+    pub(super) results_on_workers: bool,
     duration_samples: Vec<Millis>,
     next_sample_slot: usize,
 }
@@ -91,6 +94,7 @@ impl Job {
             task_counters: BTreeMap::new(),
             stage_starts,
             stage_unfinished,
+            results_on_workers: false,
             duration_samples: Vec::new(),
             next_sample_slot: 0,
         }
@@ -101,6 +105,12 @@ impl Job {
     /// Returns the job's tasks in index order.
     pub fn tasks(&self) -> &[Task] {
         &self.tasks
+    }
+
+    /// Returns whether some of the job's results are files left on workers (a final-stage
+    /// task committed a file rather than an inline result).
+    pub fn results_on_workers(&self) -> bool {
+        self.results_on_workers
     }
 
     /// Returns the attempts of this job leased right now.

@@ -127,7 +127,9 @@ impl Job {
         let stage = self.stage_of(index);
         self.set_task_state(index, TaskState::Succeeded);
         self.add_task_counters(&result.output.counters);
-        if stage + 1 < self.stage_count() {
+        if stage + 1 == self.stage_count() {
+            self.results_on_workers |= result.output.file.is_some();
+        } else {
             let TaskOutput { file, counters, .. } = &result.output;
             self.tasks[index as usize].output = Some(Box::new(StageOutput {
                 attempt: result.attempt,
@@ -414,6 +416,11 @@ impl Job {
     // ------------------------------------------------------------------ replay of a snapshot
 
     /// Restores where a committed task's output lives.
+    /// Replays a snapshot's word that some final results are files on workers.
+    pub(crate) fn restore_results_on_workers(&mut self) {
+        self.results_on_workers = true;
+    }
+
     pub(crate) fn restore_output(&mut self, index: u32, output: StageOutput) {
         self.tasks[index as usize].output = Some(Box::new(output));
     }

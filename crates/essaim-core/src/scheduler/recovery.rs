@@ -88,6 +88,11 @@ impl Scheduler {
                 }
                 self.finish_if_done(at, job, &mut ignored);
             }
+            JournalEvent::ResultsOnWorkers { job } => {
+                if let Some(state) = self.jobs.get_mut(&job) {
+                    state.restore_results_on_workers();
+                }
+            }
             JournalEvent::TaskProgress {
                 task,
                 attempts_made,
@@ -170,6 +175,9 @@ impl Scheduler {
                     tasks: committed,
                     at: finished_at,
                 });
+            }
+            if job.results_on_workers() {
+                events.push(JournalEvent::ResultsOnWorkers { job: *job_id });
             }
             let outputs: Vec<(u32, StageOutput)> = job
                 .tasks()

@@ -10,14 +10,20 @@ use crate::model::{AttemptError, JobState, TaskFailure};
 impl Scheduler {
     /// Returns, of the jobs a worker keeps files for, those whose files nobody will read
     /// again: jobs no longer known (forgotten after retention), and finished jobs of
-    /// several stages (intermediate outputs, needed only while the job runs). The files
-    /// of a finished one-stage job are its results and stay until it is forgotten.
+    /// several stages whose final results are all inline (their files are intermediate
+    /// outputs, needed only while the job runs). The files of a finished one-stage job,
+    /// or of a staged job whose last stage committed files, are its results and stay
+    /// until it is forgotten.
     pub fn releasable_jobs(&self, jobs: &[JobId]) -> Vec<JobId> {
         jobs.iter()
             .copied()
             .filter(|job| match self.jobs.get(job) {
                 None => *job < JobId(self.next_job),
-                Some(job) => job.state != JobState::Running && job.stage_count() > 1,
+                Some(job) => {
+                    job.state != JobState::Running
+                        && job.stage_count() > 1
+                        && !job.results_on_workers()
+                }
             })
             .collect()
     }

@@ -298,3 +298,35 @@ fn recovery_restores_stage_outputs_lost_outputs_and_counters_from_journal_or_sna
     assert_eq!(reduce.inputs.len(), 2);
     recovered.check_invariants().unwrap();
 }
+
+/// Regression: a finished staged job's scratch files were all released, although a last
+/// stage that commits files (over the inline limit) leaves the job's results there and
+/// `essaim results` still names their URLs. Those stay until the job is forgotten,
+/// through a restart from the journal or from a snapshot.
+#[test]
+fn a_staged_job_keeps_its_files_when_its_results_are_files() {
+    for final_result_is_file in [false, true] {
+        let (mut scheduler, mut out, job, worker) = setup(config(), staged(1, 1));
+        run_all(&mut scheduler, 1, worker, &mut out);
+        run_all(&mut scheduler, 2, worker, &mut out);
+        let last = scheduler.pull(3, worker, 100).assignments;
+        let result = if final_result_is_file {
+            ok_with_file(last[0].attempt)
+        } else {
+            ok(last[0].attempt, 5)
+        };
+        scheduler.report(4, worker, vec![result], &mut out);
+        assert_eq!(job_state(&scheduler, job), JobState::Succeeded);
+        let releasable = if final_result_is_file {
+            vec![]
+        } else {
+            vec![job]
+        };
+        assert_eq!(scheduler.releasable_jobs(&[job]), releasable);
+
+        let from_journal = Scheduler::recover(config(), KINDS, persisted(&out));
+        assert_eq!(from_journal.releasable_jobs(&[job]), releasable);
+        let from_snapshot = Scheduler::recover(config(), KINDS, scheduler.snapshot(5));
+        assert_eq!(from_snapshot.releasable_jobs(&[job]), releasable);
+    }
+}

@@ -13,13 +13,24 @@
 //! split, so it reads the file's first line itself (at most 1 MiB) once per file; the
 //! header line itself (offset 0) is not a row.
 //!
-//! The dialect is plain: fields are cut at every `separator` byte, with no quoting and
-//! no escaping (a field cannot contain the separator); a trailing `\r` is dropped and
-//! empty lines are skipped. A row with too few fields to have the key column is an
-//! error naming the file and the byte offset.
+//! The dialect is RFC 4180, parsed with `csv-core`: a field may be quoted (`"Smith,
+//! John"`), with `""` for a quote inside it, and `separator` cuts fields outside
+//! quotes; the key is compared unquoted (`"1"` and `1` are the same key). A trailing
+//! `\r` is dropped and empty lines are skipped. Records are lines (Hadoop's
+//! `LineRecordReader`), so a quoted field cannot hold a line break: its line ends
+//! inside quotes and is malformed.
 //!
-//! Output rows (no header): the left row as it is, then the right row without its key
-//! column, joined by the separator. Within a key, left rows come in (path, offset)
+//! A malformed row (a quote left open, or too few fields to have the key column) is
+//! counted and skipped, never joined under a wrong key: the map task adds it to the
+//! counter `join.malformed.rows` (summed in the job's counters, like Spark's
+//! `DROPMALFORMED` with a count, or a Hadoop job's bad-record counter) and logs the
+//! first one of the task with its file and byte offset at `warn`, the others at
+//! `debug`. A job whose counter is not 0 has left rows out of its output. A malformed
+//! header line is an error: without it no row of the file can be keyed.
+//!
+//! Output rows (no header): the left row as it is (its quoting kept), then the right
+//! row's fields but the key, each quoted again when it needs it, joined by the
+//! separator. Within a key, left rows come in (path, offset)
 //! order and, for each, the right rows in (path, offset) order; keys are sorted by
 //! bytes within each part. With `kind=left`, a left row without any right row is output
 //! with empty right fields; the reducer learns how many from the header of the first
@@ -34,9 +45,9 @@ use std::path::{Path, PathBuf};
 use rustc_hash::FxHashMap;
 
 use crate::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer, Values};
-use crate::jobs::common::{
-    byte_param, non_empty_param, path_bytes, record_location, trim_carriage_return,
-};
+use crate::counters::Counters;
+use crate::jobs::common::{non_empty_param, path_bytes, record_location, trim_carriage_return};
+use crate::jobs::csv::{CsvSplitter, push_field, separator_param};
 
 /// Name of the job.
 pub const NAME: &str = "join";
@@ -52,6 +63,9 @@ pub const RIGHT_KEY_PARAM: &str = "right_key";
 pub const KIND_PARAM: &str = "kind";
 /// Parameter: the field separator, one byte (default `,`).
 pub const SEPARATOR_PARAM: &str = "separator";
+/// Counter: rows skipped because they could not be keyed (an open quote, too few
+/// fields).
+pub const MALFORMED_ROWS_COUNTER: &str = "join.malformed.rows";
 
 /// Longest header line the job reads.
 const MAX_HEADER_BYTES: u64 = 1 << 20;
@@ -98,7 +112,7 @@ impl Settings {
             left_key: non_empty_param(params, LEFT_KEY_PARAM)?.to_string(),
             right_key: non_empty_param(params, RIGHT_KEY_PARAM)?.to_string(),
             kind,
-            separator: byte_param(params, SEPARATOR_PARAM, b',')?,
+            separator: separator_param(params, SEPARATOR_PARAM, b',')?,
         };
         if settings.left == settings.right {
             return Err(JobError::permanent(format!(
@@ -136,10 +150,13 @@ impl JobDefinition for Join {
     }
 
     fn mapper(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Mapper>, JobError> {
+        let settings = Settings::parse(params)?;
         Ok(Box::new(JoinMapper {
-            settings: Settings::parse(params)?,
+            splitter: CsvSplitter::new(settings.separator),
+            settings,
             key_columns: FxHashMap::default(),
             value: Vec::new(),
+            malformed_rows: 0,
         }))
     }
 
@@ -177,16 +194,34 @@ fn read_first_line(path: &Path) -> Result<Vec<u8>, JobError> {
     Ok(trim_carriage_return(&line).to_vec())
 }
 
+/// The number of columns of a header line.
+fn column_count(header: &[u8], separator: u8, path: &Path) -> Result<usize, JobError> {
+    let mut splitter = CsvSplitter::new(separator);
+    let fields = splitter
+        .split(header)
+        .map_err(|error| malformed_header(path, error))?;
+    Ok(fields.len())
+}
+
+fn malformed_header(path: &Path, error: crate::jobs::csv::Malformed) -> JobError {
+    JobError::permanent(format!(
+        "the header line of `{}` is malformed: {error}",
+        path.display()
+    ))
+}
+
 /// The index of the column named `name` in a header line.
 fn column_index(
+    splitter: &mut CsvSplitter,
     header: &[u8],
-    separator: u8,
     name: &str,
     param: &str,
     path: &Path,
 ) -> Result<usize, JobError> {
-    header
-        .split(|byte| *byte == separator)
+    splitter
+        .split(header)
+        .map_err(|error| malformed_header(path, error))?
+        .iter()
         .position(|column| column == name.as_bytes())
         .ok_or_else(|| {
             JobError::permanent(format!(
@@ -198,9 +233,12 @@ fn column_index(
 
 struct JoinMapper {
     settings: Settings,
+    splitter: CsvSplitter,
     /// Key column of each file seen, from its header.
     key_columns: FxHashMap<PathBuf, usize>,
     value: Vec<u8>,
+    /// Rows skipped as malformed (see the module doc).
+    malformed_rows: u64,
 }
 
 impl JoinMapper {
@@ -222,7 +260,7 @@ impl JoinMapper {
         } else {
             (&self.settings.right_key, RIGHT_KEY_PARAM)
         };
-        let column = column_index(&header, self.settings.separator, name, param, path)?;
+        let column = column_index(&mut self.splitter, &header, name, param, path)?;
         self.key_columns.insert(path.to_path_buf(), column);
         Ok(column)
     }
@@ -248,12 +286,19 @@ impl Mapper for JoinMapper {
         }
         let key_column = self.key_column(record.path, side, None)?;
         let separator = self.settings.separator;
-        let Some(key) = row.split(|byte| *byte == separator).nth(key_column) else {
-            return Err(JobError::permanent(format!(
-                "row {} has no column {} (the key)",
-                record_location(record.path, record.offset),
-                key_column + 1
-            )));
+        let fields = match self.splitter.split(row) {
+            Ok(fields) => fields,
+            Err(error) => {
+                self.malformed_rows += 1;
+                log_malformed(self.malformed_rows, record, &error.to_string());
+                return Ok(());
+            }
+        };
+        let Some(key) = fields.get(key_column) else {
+            self.malformed_rows += 1;
+            let what = format!("no column {} (the key)", key_column + 1);
+            log_malformed(self.malformed_rows, record, &what);
+            return Ok(());
         };
         // Value: side, path, NUL, offset (BE), then the row. Paths hold no NUL, so
         // sorting values as bytes sorts a side's rows by (path, offset).
@@ -266,16 +311,34 @@ impl Mapper for JoinMapper {
             self.value.extend_from_slice(row);
         } else {
             // The right row without its key column, each field preceded by the
-            // separator: ready to append to a left row, and unambiguous about empty
-            // fields.
-            for (index, field) in row.split(|byte| *byte == separator).enumerate() {
+            // separator (and quoted if it needs it): ready to append to a left row,
+            // and unambiguous about empty fields.
+            for (index, field) in fields.iter().enumerate() {
                 if index != key_column {
                     self.value.push(separator);
-                    self.value.extend_from_slice(field);
+                    push_field(&mut self.value, field, separator);
                 }
             }
         }
         out.emit(key, &self.value)
+    }
+
+    fn counters(&self, counters: &mut Counters) {
+        counters.add(MALFORMED_ROWS_COUNTER, self.malformed_rows);
+    }
+}
+
+/// Logs a skipped row: the first of a task at `warn`, with where to find it, the
+/// others at `debug` (the counter has them all).
+fn log_malformed(count: u64, record: &Record<'_>, what: &str) {
+    let location = record_location(record.path, record.offset);
+    if count == 1 {
+        tracing::warn!(
+            "join: skipping the malformed row {location}: {what} \
+             (counted in `{MALFORMED_ROWS_COUNTER}`)"
+        );
+    } else {
+        tracing::debug!("join: skipping the malformed row {location}: {what}");
     }
 }
 
@@ -306,7 +369,7 @@ impl JoinReducer {
             let path = first_file_with_prefix(&self.settings.right)?;
             let header = read_first_line(&path)?;
             let separator = self.settings.separator;
-            let columns = header.split(|byte| *byte == separator).count();
+            let columns = column_count(&header, separator, &path)?;
             self.right_padding = Some(vec![separator; columns.saturating_sub(1)]);
         }
         Ok(self.right_padding.as_deref().unwrap_or_default())

@@ -5,8 +5,14 @@
 //! row with a quoted separator (`"Smith, John",1`), and a job then reads the wrong key
 //! without any error. Records are lines of a split (Hadoop's `LineRecordReader`), so a
 //! quoted field cannot hold a newline: such a line ends inside quotes and is reported
-//! as [`Malformed::UnterminatedQuote`]. A quote inside an unquoted field (`ab"c`) is
-//! kept as a plain byte, as `csv-core` and most readers do.
+//! as [`Malformed::UnterminatedQuote`].
+//!
+//! Quoting is checked strictly, as RFC 4180 writes it, because `csv-core` itself
+//! accepts anything: a quote inside an unquoted field (`ab"c`), or bytes after a
+//! closing quote (`"a"b`), is [`Malformed::StrayQuote`]. That also catches most
+//! continuation lines of a quoted field that held a line break (`line",1`), which
+//! would otherwise read as a row; a continuation line without any quote cannot be told
+//! from a row by a line-based reader.
 
 use csv_core::{ReadFieldResult, Reader, ReaderBuilder, Terminator};
 
@@ -35,6 +41,9 @@ pub(crate) enum Malformed {
     /// A quoted field is not closed before the end of the line.
     #[error("a quoted field is not closed before the end of the line")]
     UnterminatedQuote,
+    /// A quote inside an unquoted field, or bytes after a closing quote.
+    #[error("a quote inside an unquoted field or after a closing quote")]
+    StrayQuote,
 }
 
 /// Splits lines into fields; keeps its buffers from one line to the next.
@@ -74,9 +83,7 @@ impl CsvSplitter {
 
     /// Splits one line (without its terminator) into its unquoted fields.
     pub(crate) fn split(&mut self, line: &[u8]) -> Result<Fields<'_>, Malformed> {
-        if !quotes_closed(line, self.separator) {
-            return Err(Malformed::UnterminatedQuote);
-        }
+        check_quotes(line, self.separator)?;
         self.reader.reset();
         self.bytes.clear();
         self.ends.clear();
@@ -111,33 +118,36 @@ impl CsvSplitter {
     }
 }
 
-/// True when every quoted field of `line` is closed, with the state machine of
-/// `csv-core` (which does not report an unclosed quote itself): a field is quoted when
-/// it starts with `"`, `""` inside it is a quote, and a lone `"` closes it.
-fn quotes_closed(line: &[u8], separator: u8) -> bool {
-    let mut in_quotes = false;
-    let mut field_start = true;
-    let mut index = 0;
-    while index < line.len() {
-        let byte = line[index];
-        if in_quotes {
-            if byte == b'"' {
-                if line.get(index + 1) == Some(&b'"') {
-                    index += 1;
-                } else {
-                    in_quotes = false;
-                }
-            }
-            field_start = false;
-        } else if byte == separator {
-            field_start = true;
-        } else {
-            in_quotes = byte == b'"' && field_start;
-            field_start = false;
-        }
-        index += 1;
+/// Checks the quoting of `line` as RFC 4180 writes it: a quoted field starts with `"`,
+/// holds `""` for a quote, and ends with a lone `"` right before a separator or the
+/// end of the line; an unquoted field holds no quote.
+fn check_quotes(line: &[u8], separator: u8) -> Result<(), Malformed> {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum State {
+        FieldStart,
+        Unquoted,
+        Quoted,
+        /// A quote in a quoted field: its end, or the first half of `""`.
+        QuoteInQuoted,
     }
-    !in_quotes
+    let mut state = State::FieldStart;
+    for &byte in line {
+        state = match (state, byte == separator, byte == b'"') {
+            (State::Quoted, _, false) => State::Quoted,
+            (State::Quoted, _, true) => State::QuoteInQuoted,
+            (State::QuoteInQuoted, _, true) => State::Quoted,
+            (_, true, _) => State::FieldStart,
+            (State::FieldStart, false, true) => State::Quoted,
+            (State::FieldStart | State::Unquoted, false, false) => State::Unquoted,
+            (State::Unquoted | State::QuoteInQuoted, false, _) => {
+                return Err(Malformed::StrayQuote);
+            }
+        };
+    }
+    if state == State::Quoted {
+        return Err(Malformed::UnterminatedQuote);
+    }
+    Ok(())
 }
 
 /// The fields of one line, unquoted.
@@ -210,16 +220,19 @@ mod tests {
             ["say \"hi\"", "", "x"]
         );
         assert_eq!(split("a;\"b;c\";d", b';').unwrap(), ["a", "b;c", "d"]);
-        assert_eq!(split("ab\"c,d", b',').unwrap(), ["ab\"c", "d"]);
         assert_eq!(split("", b',').unwrap(), Vec::<String>::new());
         assert_eq!(split("a,", b',').unwrap(), ["a", ""]);
     }
 
     #[test]
-    fn an_unclosed_quote_is_malformed() {
+    fn an_unclosed_or_stray_quote_is_malformed() {
         for line in ["\"Smith, John,1", "a,\"b\"\"", "\""] {
             assert_eq!(split(line, b','), Err(Malformed::UnterminatedQuote), "{line}");
         }
+        for line in ["ab\"c,d", "\"a\"b,c", "line\",1", "a,b\""] {
+            assert_eq!(split(line, b','), Err(Malformed::StrayQuote), "{line}");
+        }
+        assert_eq!(split("\"\",\"\"\"\"", b',').unwrap(), ["", "\""]);
     }
 
     #[test]

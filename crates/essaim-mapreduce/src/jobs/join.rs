@@ -18,9 +18,11 @@
 //! quotes; the key is compared unquoted (`"1"` and `1` are the same key). A trailing
 //! `\r` is dropped and empty lines are skipped. Records are lines (Hadoop's
 //! `LineRecordReader`), so a quoted field cannot hold a line break: its line ends
-//! inside quotes and is malformed.
+//! inside quotes and is malformed (and so, most often, is the next line, where a
+//! closing quote stands inside an unquoted field).
 //!
-//! A malformed row (a quote left open, or too few fields to have the key column) is
+//! A malformed row (a quote left open, a quote inside an unquoted field or after a
+//! closing quote, or too few fields to have the key column) is
 //! counted and skipped, never joined under a wrong key: the map task adds it to the
 //! counter `join.malformed.rows` (summed in the job's counters, like Spark's
 //! `DROPMALFORMED` with a count, or a Hadoop job's bad-record counter) and logs the
@@ -471,7 +473,7 @@ mod tests {
 
     use super::*;
     use crate::testing::lines_as_text as text;
-    use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_with};
+    use crate::testing::{InMemoryOptions, map_counters, run_in_memory, run_in_memory_with};
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -551,7 +553,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_key_column_or_short_row_is_a_permanent_error() {
+    fn a_missing_key_column_or_a_malformed_header_is_a_permanent_error() {
         let mut fixture = fixture();
         fixture.params.set(RIGHT_KEY_PARAM, "client");
         let error = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap_err();
@@ -560,18 +562,112 @@ mod tests {
             "{error}"
         );
 
-        let fixture = fixture_with_short_row();
+        let fixture = fixture_with(&[], "\"name,id\nada,1\n", "cid,amount\n1,10\n");
         let error = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap_err();
         assert!(
-            error.message.contains("byte 8") && !error.retryable,
+            error.message.contains("header") && !error.retryable,
             "{error}"
         );
     }
 
-    fn fixture_with_short_row() -> Fixture {
-        let fixture = fixture();
-        std::fs::write(&fixture.inputs[1], "name,id\nshort\n").unwrap();
-        fixture
+    /// One left file `left.csv` and one right file `right/r.csv`, keyed on `id` and
+    /// `cid`, with extra parameters.
+    fn fixture_with(extra: &[(&str, &str)], left: &str, right: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("right")).unwrap();
+        let inputs = vec![dir.path().join("left.csv"), dir.path().join("right/r.csv")];
+        std::fs::write(&inputs[0], left).unwrap();
+        std::fs::write(&inputs[1], right).unwrap();
+        let mut params = JobParams::default();
+        params.set(LEFT_PARAM, inputs[0].display().to_string());
+        params.set(RIGHT_PARAM, dir.path().join("right").display().to_string());
+        params.set(LEFT_KEY_PARAM, "id");
+        params.set(RIGHT_KEY_PARAM, "cid");
+        for (name, value) in extra {
+            params.set(*name, *value);
+        }
+        Fixture {
+            _dir: dir,
+            params,
+            inputs,
+        }
+    }
+
+    /// The issue's example: a quoted comma must not shift the key column.
+    #[test]
+    fn a_quoted_separator_keeps_its_row_and_the_row_stays_valid_csv() {
+        let fixture = fixture_with(
+            &[],
+            "name,id\n\"Smith, John\",1\nAlice,2\n",
+            "cid,amount\n1,10\n2,20\n",
+        );
+        for kind in ["inner", "left"] {
+            let mut params = fixture.params.clone();
+            params.set(KIND_PARAM, kind);
+            for lines_per_split in [None, NonZeroUsize::new(1)] {
+                let options = InMemoryOptions {
+                    combine: true,
+                    lines_per_split,
+                };
+                let output =
+                    run_in_memory_with(&Join, &params, &fixture.inputs, 1, &options).unwrap();
+                assert_eq!(
+                    text(&output),
+                    vec!["\"Smith, John\",1,10", "Alice,2,20"],
+                    "{kind} {lines_per_split:?}"
+                );
+            }
+        }
+        let counters = map_counters(&Join, &fixture.params, &fixture.inputs).unwrap();
+        assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 0);
+    }
+
+    #[test]
+    fn doubled_quotes_are_read_unquoted_and_written_back_quoted() {
+        let fixture = fixture_with(
+            &[],
+            "name,id\n\"O\"\"Brien\",\"1\"\n",
+            "cid,note,amount\n1,\"say \"\"hi\"\", twice\",10\n",
+        );
+        let output = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap();
+        // The left row as it was; the right note quoted again, its quotes doubled.
+        assert_eq!(
+            text(&output),
+            vec!["\"O\"\"Brien\",\"1\",\"say \"\"hi\"\", twice\",10"]
+        );
+    }
+
+    #[test]
+    fn malformed_rows_are_counted_and_skipped_not_mis_keyed() {
+        // An open quote (a line break inside quotes ends the line there too, and the
+        // next line has a stray quote), and a row too short to have the key column.
+        let fixture = fixture_with(
+            &[(KIND_PARAM, "left")],
+            "name,id\n\"Smith, John,1\nshort\nAlice,2\n\"Multi\nline\",1\n",
+            "cid,amount\n1,10\n2,20\n\"2,30\n",
+        );
+        let output = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap();
+        assert_eq!(text(&output), vec!["Alice,2,20"]);
+        let counters = map_counters(&Join, &fixture.params, &fixture.inputs).unwrap();
+        // Left: the open quote, `short`, `"Multi` and `line",1`; right: `"2,30`.
+        assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 5);
+    }
+
+    #[test]
+    fn another_separator_cuts_fields_and_quotes_them_on_output() {
+        let fixture = fixture_with(
+            &[(SEPARATOR_PARAM, ";")],
+            "name;id\n\"Smith; John\";1\nAlice;2\n",
+            "cid;city\n1;\"Nantes; FR\"\n2;Lyon,FR\n",
+        );
+        let output = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap();
+        assert_eq!(
+            text(&output),
+            vec!["\"Smith; John\";1;\"Nantes; FR\"", "Alice;2;Lyon,FR"]
+        );
+        let mut params = fixture.params.clone();
+        params.set(SEPARATOR_PARAM, "\"");
+        assert!(Join.validate(&params).is_err());
     }
 
     #[test]

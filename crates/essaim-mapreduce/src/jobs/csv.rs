@@ -21,11 +21,7 @@ use crate::jobs::common::byte_param;
 
 /// Reads a CSV separator parameter: one byte as [`byte_param`] takes it, but not `"`,
 /// which quotes fields.
-pub(crate) fn separator_param(
-    params: &JobParams,
-    name: &str,
-    default: u8,
-) -> Result<u8, JobError> {
+pub(crate) fn separator_param(params: &JobParams, name: &str, default: u8) -> Result<u8, JobError> {
     let separator = byte_param(params, name, default)?;
     if separator == b'"' {
         return Err(JobError::permanent(format!(
@@ -227,7 +223,11 @@ mod tests {
     #[test]
     fn an_unclosed_or_stray_quote_is_malformed() {
         for line in ["\"Smith, John,1", "a,\"b\"\"", "\""] {
-            assert_eq!(split(line, b','), Err(Malformed::UnterminatedQuote), "{line}");
+            assert_eq!(
+                split(line, b','),
+                Err(Malformed::UnterminatedQuote),
+                "{line}"
+            );
         }
         for line in ["ab\"c,d", "\"a\"b,c", "line\",1", "a,b\""] {
             assert_eq!(split(line, b','), Err(Malformed::StrayQuote), "{line}");

@@ -18,8 +18,8 @@
 //! A malformed amount fails the task with a permanent error naming the file and
 //! offset.
 //!
-//! A malformed line (a quote left open, or too few fields for the category and amount
-//! columns) is counted and skipped rather than summed under a wrong category: the map
+//! A malformed line (a quote left open, a quote inside an unquoted field or after a
+//! closing quote, or too few fields for the category and amount columns) is counted and skipped rather than summed under a wrong category: the map
 //! task adds it to the counter `rollup.malformed.rows` (summed in the job's counters)
 //! and logs the first one of the task with its file and byte offset at `warn`. A job
 //! whose counter is not 0 has left sales out of its totals.
@@ -40,8 +40,8 @@ use rustc_hash::FxHashMap;
 use crate::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer};
 use crate::counters::Counters;
 use crate::jobs::common::{
-    DecimalSumReducer, bool_param, non_empty_param, parse_decimal, push_decimal,
-    record_location, trim_carriage_return,
+    DecimalSumReducer, bool_param, non_empty_param, parse_decimal, push_decimal, record_location,
+    trim_carriage_return,
 };
 use crate::jobs::csv::{CsvSplitter, separator_param};
 
@@ -428,7 +428,7 @@ mod tests {
 
     use super::*;
     use crate::testing::lines_as_text as text;
-    use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_with};
+    use crate::testing::{InMemoryOptions, map_counters, run_in_memory, run_in_memory_with};
 
     const TAXONOMY: &str = "\
 Phones\tElectronics
@@ -500,6 +500,56 @@ Apples\tFood
         }
         let output = run_in_memory(&Rollup, &params, &[sales], 1).unwrap();
         assert_eq!(text(&output), vec!["Electronics\t1.25", "Food\t2.00"]);
+    }
+
+    /// Sales `sales.csv` with `separator` and a taxonomy of categories that hold
+    /// separators and quotes, at `level`.
+    fn quoted_fixture(
+        separator: &str,
+        level: &str,
+        sales: &str,
+    ) -> (tempfile::TempDir, JobParams, Vec<PathBuf>) {
+        let (dir, mut params, _) = fixture(level);
+        let taxonomy = dir.path().join("quoted-taxonomy");
+        let entries = "Fruit, fresh\tFood\nFruit; fresh\tFood\nSay \"hi\"\tFood\nFood\n";
+        std::fs::write(&taxonomy, entries).unwrap();
+        params.set(TAXONOMY_PARAM, taxonomy.display().to_string());
+        params.set(SEPARATOR_PARAM, separator);
+        let path = dir.path().join("sales.csv");
+        std::fs::write(&path, sales).unwrap();
+        (dir, params, vec![path])
+    }
+
+    #[test]
+    fn quoted_fields_keep_their_separators_and_doubled_quotes() {
+        let sales = "\"Fruit, fresh\",1.50\n\"Say \"\"hi\"\"\",\"2\"\nFood,1\n";
+        let (_dir, params, sales) = quoted_fixture(",", "1", sales);
+        let output = run_in_memory(&Rollup, &params, &sales, 1).unwrap();
+        assert_eq!(
+            text(&output),
+            vec!["Food\t1.00", "Fruit, fresh\t1.50", "Say \"hi\"\t2.00"]
+        );
+        let counters = map_counters(&Rollup, &params, &sales).unwrap();
+        assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 0);
+    }
+
+    #[test]
+    fn another_separator_only_cuts_outside_quotes() {
+        let sales = "\"Fruit; fresh\";1.5\nFood;2\n";
+        let (_dir, params, sales) = quoted_fixture(";", "0", sales);
+        let output = run_in_memory(&Rollup, &params, &sales, 1).unwrap();
+        assert_eq!(text(&output), vec!["Food\t3.50"]);
+    }
+
+    #[test]
+    fn malformed_lines_are_counted_and_skipped_not_summed_elsewhere() {
+        // An open quote, too few fields, a stray quote; then one good sale.
+        let sales = "\"Fruit, fresh,1.50\nFood\nFo\"od,3\nFood,2\n";
+        let (_dir, params, sales) = quoted_fixture(",", "0", sales);
+        let output = run_in_memory(&Rollup, &params, &sales, 1).unwrap();
+        assert_eq!(text(&output), vec!["Food\t2.00"]);
+        let counters = map_counters(&Rollup, &params, &sales).unwrap();
+        assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 3);
     }
 
     #[test]

@@ -16,8 +16,27 @@
 
 use csv_core::{ReadFieldResult, Reader, ReaderBuilder, Terminator};
 
-use crate::api::{JobError, JobParams};
-use crate::jobs::common::byte_param;
+use crate::api::{JobError, JobParams, Record};
+use crate::jobs::common::{byte_param, record_location};
+
+/// Logs a row a job skips as malformed, the `count`th of its task: the first at `warn`,
+/// with where to find it, the others at `debug` (the job's `counter` has them all).
+pub(crate) fn log_skipped_row(
+    job: &str,
+    counter: &str,
+    count: u64,
+    record: &Record<'_>,
+    what: &str,
+) {
+    let location = record_location(record.path, record.offset);
+    if count == 1 {
+        tracing::warn!(
+            "{job}: skipping the malformed row {location}: {what} (counted in `{counter}`)"
+        );
+    } else {
+        tracing::debug!("{job}: skipping the malformed row {location}: {what}");
+    }
+}
 
 /// Reads a CSV separator parameter: one byte as [`byte_param`] takes it, but not `"`,
 /// which quotes fields.

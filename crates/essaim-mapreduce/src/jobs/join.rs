@@ -22,22 +22,21 @@
 //! closing quote stands inside an unquoted field).
 //!
 //! A malformed row (a quote left open, a quote inside an unquoted field or after a
-//! closing quote, or too few fields to have the key column) is
-//! counted and skipped, never joined under a wrong key: the map task adds it to the
-//! counter `join.malformed.rows` (summed in the job's counters, like Spark's
-//! `DROPMALFORMED` with a count, or a Hadoop job's bad-record counter) and logs the
-//! first one of the task with its file and byte offset at `warn`, the others at
-//! `debug`. A job whose counter is not 0 has left rows out of its output. A malformed
-//! header line is an error: without it no row of the file can be keyed.
+//! closing quote, or too few fields to have the key column) is counted and skipped,
+//! never joined under a wrong key: the map task adds it to the counter
+//! `join.malformed.rows` (summed in the job's counters, like Spark's `DROPMALFORMED`
+//! with a count, or a Hadoop job's bad-record counter) and logs the first one of the
+//! task with its file and byte offset at `warn`, the others at `debug`. A job whose
+//! counter is not 0 has left rows out of its output. A malformed header line is an
+//! error: without it no row of the file can be keyed.
 //!
 //! Output rows (no header): the left row as it is (its quoting kept), then the right
 //! row's fields but the key, each quoted again when it needs it, joined by the
-//! separator. Within a key, left rows come in (path, offset)
-//! order and, for each, the right rows in (path, offset) order; keys are sorted by
-//! bytes within each part. With `kind=left`, a left row without any right row is output
-//! with empty right fields; the reducer learns how many from the header of the first
-//! right file (in byte order of paths under `right`). The reducer holds the rows of one
-//! key in memory.
+//! separator. Within a key, left rows come in (path, offset) order and, for each, the
+//! right rows in (path, offset) order; keys are sorted by bytes within each part. With
+//! `kind=left`, a left row without any right row is output with empty right fields; the
+//! reducer learns how many from the header of the first right file (in byte order of
+//! paths under `right`). The reducer holds the rows of one key in memory.
 //!
 //! Parameters: `left`, `right`, `left_key`, `right_key` (required), `kind` (`inner`,
 //! default, or `left`), `separator` (one byte, default `,`; `\t` or `tab` for a tab).
@@ -48,8 +47,8 @@ use rustc_hash::FxHashMap;
 
 use crate::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer, Values};
 use crate::counters::Counters;
-use crate::jobs::common::{non_empty_param, path_bytes, record_location, trim_carriage_return};
-use crate::jobs::csv::{CsvSplitter, push_field, separator_param};
+use crate::jobs::common::{non_empty_param, path_bytes, trim_carriage_return};
+use crate::jobs::csv::{CsvSplitter, log_skipped_row, push_field, separator_param};
 
 /// Name of the job.
 pub const NAME: &str = "join";
@@ -330,18 +329,9 @@ impl Mapper for JoinMapper {
     }
 }
 
-/// Logs a skipped row: the first of a task at `warn`, with where to find it, the
-/// others at `debug` (the counter has them all).
+/// Logs a row skipped as malformed, the `count`th of the task.
 fn log_malformed(count: u64, record: &Record<'_>, what: &str) {
-    let location = record_location(record.path, record.offset);
-    if count == 1 {
-        tracing::warn!(
-            "join: skipping the malformed row {location}: {what} \
-             (counted in `{MALFORMED_ROWS_COUNTER}`)"
-        );
-    } else {
-        tracing::debug!("join: skipping the malformed row {location}: {what}");
-    }
+    log_skipped_row(NAME, MALFORMED_ROWS_COUNTER, count, record, what);
 }
 
 /// The row part of a mapper's value (after side, path, NUL and offset).

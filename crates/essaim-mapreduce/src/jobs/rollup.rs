@@ -3,8 +3,7 @@
 //! Sales are lines `category<SEP>amount` (columns and separator configurable), read as
 //! RFC 4180 CSV with `csv-core`: a field may be quoted (`"Food, fresh"`), with `""` for
 //! a quote inside it, and the separator only cuts fields outside quotes. Records are
-//! lines (Hadoop's `LineRecordReader`), so a quoted field cannot hold a line break.
-//! The
+//! lines (Hadoop's `LineRecordReader`), so a quoted field cannot hold a line break. The
 //! taxonomy is a side file of lines `child<TAB>parent`; a category that is nobody's
 //! child is a root, at level 0, its children at level 1, and so on. Each sale counts
 //! towards its category's ancestor at level `level`; a sale whose category is shallower
@@ -19,10 +18,11 @@
 //! offset.
 //!
 //! A malformed line (a quote left open, a quote inside an unquoted field or after a
-//! closing quote, or too few fields for the category and amount columns) is counted and skipped rather than summed under a wrong category: the map
-//! task adds it to the counter `rollup.malformed.rows` (summed in the job's counters)
-//! and logs the first one of the task with its file and byte offset at `warn`. A job
-//! whose counter is not 0 has left sales out of its totals.
+//! closing quote, or too few fields for the category and amount columns) is counted and
+//! skipped rather than summed under a wrong category: the map task adds it to the
+//! counter `rollup.malformed.rows` (summed in the job's counters) and logs the first
+//! one of the task with its file and byte offset at `warn`. A job whose counter is not
+//! 0 has left sales out of its totals.
 //!
 //! A category the taxonomy does not know is summed under `(unknown)` (so totals still
 //! add up to the grand total), or fails the task with `unknown=error`.
@@ -43,7 +43,7 @@ use crate::jobs::common::{
     DecimalSumReducer, bool_param, non_empty_param, parse_decimal, push_decimal, record_location,
     trim_carriage_return,
 };
-use crate::jobs::csv::{CsvSplitter, separator_param};
+use crate::jobs::csv::{CsvSplitter, log_skipped_row, separator_param};
 
 /// Name of the job.
 pub const NAME: &str = "rollup";
@@ -349,19 +349,16 @@ struct RollupMapper {
 }
 
 impl RollupMapper {
-    /// Counts a skipped line; logs the first of the task at `warn`, with where to find
-    /// it, the others at `debug` (the counter has them all).
+    /// Counts and logs a line skipped as malformed.
     fn skip_malformed(&mut self, record: &Record<'_>, what: &str) {
         self.malformed_rows += 1;
-        let location = record_location(record.path, record.offset);
-        if self.malformed_rows == 1 {
-            tracing::warn!(
-                "rollup: skipping the malformed sale {location}: {what} \
-                 (counted in `{MALFORMED_ROWS_COUNTER}`)"
-            );
-        } else {
-            tracing::debug!("rollup: skipping the malformed sale {location}: {what}");
-        }
+        log_skipped_row(
+            NAME,
+            MALFORMED_ROWS_COUNTER,
+            self.malformed_rows,
+            record,
+            what,
+        );
     }
 }
 

@@ -97,6 +97,13 @@ pub trait Mapper: Send {
         let _ = out;
         Ok(())
     }
+
+    /// Adds the job's own counters (e.g. `join.malformed.rows`) to the task's, once
+    /// after [`Mapper::finish`]; the coordinator sums them per job like the framework's.
+    /// The default adds none.
+    fn counters(&self, counters: &mut crate::counters::Counters) {
+        let _ = counters;
+    }
 }
 
 /// The values of one key, in the order described in the module doc. A lending iterator:

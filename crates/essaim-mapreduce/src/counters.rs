@@ -3,7 +3,8 @@
 //!
 //! Names follow Hadoop's spirit (`map.input.records`, `reduce.input.groups`) so that a
 //! person who knows Hadoop's job counters can read them; the coordinator sums them per
-//! job.
+//! job. A job adds its own through [`crate::api::Mapper::counters`], named after the job
+//! (`join.malformed.rows`), as a Hadoop job increments its own counter group.
 
 use std::collections::BTreeMap;
 

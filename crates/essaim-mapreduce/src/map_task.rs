@@ -78,6 +78,7 @@ pub fn run_map(
         return Err(collector.take_error().unwrap_or(TaskError::Job(job_error)));
     }
     let mut output = collector.finish()?;
+    mapper.counters(&mut output.counters);
     output
         .counters
         .add(counters::MAP_INPUT_RECORDS, input_records);

@@ -149,6 +149,7 @@ pub fn reduce_segments(
         counters.add(counters::MAP_INPUT_RECORDS, sink.records);
         let map_output = sink.collector.finish()?;
         counters.merge(&map_output.counters);
+        sink.mapper.counters(&mut counters);
         ReduceOutcome {
             part: None,
             map_output: Some(map_output),

@@ -40,6 +40,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use crate::api::{Emit, InputFormat, JobDefinition, JobError, JobParams, Record, Values};
+use crate::counters::Counters;
 use crate::payload::part_file_name;
 
 /// A key/value pair as the reference runner holds it.
@@ -265,7 +266,7 @@ fn run_step(
     let partitioner = job.partitioner(params, step)?;
     let mut partitions: Vec<Vec<Pair>> = vec![Vec::new(); reducers as usize];
     for split in map_tasks {
-        let mut map_output = map_split(job, params, step, split)?;
+        let mut map_output = map_split(job, params, step, split, &mut Counters::default())?;
         if options.combine
             && let Some(mut combiner) = job.combiner(params, step)?
         {
@@ -298,12 +299,36 @@ fn run_step(
     Ok(reduced)
 }
 
-/// Runs a fresh mapper of `step` over one split and returns what it emitted.
+/// Runs the first step's mappers over `inputs` as [`run_in_memory`] does (one split per
+/// file) and returns the job's own counters they report ([`Mapper::counters`]), summed
+/// as the coordinator sums them.
+///
+/// [`Mapper::counters`]: crate::api::Mapper::counters
+pub fn map_counters(
+    job: &dyn JobDefinition,
+    params: &JobParams,
+    inputs: &[PathBuf],
+) -> Result<Counters, JobError> {
+    job.validate(params)?;
+    let mut prepared = params.clone();
+    job.prepare(&mut prepared, inputs, 1)?;
+    let format = job.input_format(&prepared);
+    let splits = read_input_splits(format, inputs, &InMemoryOptions::default())?;
+    let mut counters = Counters::default();
+    for split in &splits {
+        map_split(job, &prepared, 0, split, &mut counters)?;
+    }
+    Ok(counters)
+}
+
+/// Runs a fresh mapper of `step` over one split and returns what it emitted; adds the
+/// mapper's own counters to `counters`.
 fn map_split(
     job: &dyn JobDefinition,
     params: &JobParams,
     step: usize,
     split: &Split,
+    counters: &mut Counters,
 ) -> Result<Vec<Pair>, JobError> {
     let mut mapper = job.mapper(params, step)?;
     let mut output = CollectEmit::default();
@@ -318,6 +343,7 @@ fn map_split(
         mapper.map(&record, &mut output)?;
     }
     mapper.finish(&mut output)?;
+    mapper.counters(counters);
     Ok(output.pairs)
 }
 

@@ -13,18 +13,30 @@
 //! split, so it reads the file's first line itself (at most 1 MiB) once per file; the
 //! header line itself (offset 0) is not a row.
 //!
-//! The dialect is plain: fields are cut at every `separator` byte, with no quoting and
-//! no escaping (a field cannot contain the separator); a trailing `\r` is dropped and
-//! empty lines are skipped. A row with too few fields to have the key column is an
-//! error naming the file and the byte offset.
+//! The dialect is RFC 4180, parsed with `csv-core`: a field may be quoted (`"Smith,
+//! John"`), with `""` for a quote inside it, and `separator` cuts fields outside
+//! quotes; the key is compared unquoted (`"1"` and `1` are the same key). A trailing
+//! `\r` is dropped and empty lines are skipped. Records are lines (Hadoop's
+//! `LineRecordReader`), so a quoted field cannot hold a line break: its line ends
+//! inside quotes and is malformed (and so, most often, is the next line, where a
+//! closing quote stands inside an unquoted field).
 //!
-//! Output rows (no header): the left row as it is, then the right row without its key
-//! column, joined by the separator. Within a key, left rows come in (path, offset)
-//! order and, for each, the right rows in (path, offset) order; keys are sorted by
-//! bytes within each part. With `kind=left`, a left row without any right row is output
-//! with empty right fields; the reducer learns how many from the header of the first
-//! right file (in byte order of paths under `right`). The reducer holds the rows of one
-//! key in memory.
+//! A malformed row (a quote left open, a quote inside an unquoted field or after a
+//! closing quote, or too few fields to have the key column) is counted and skipped,
+//! never joined under a wrong key: the map task adds it to the counter
+//! `join.malformed.rows` (summed in the job's counters, like Spark's `DROPMALFORMED`
+//! with a count, or a Hadoop job's bad-record counter) and logs the first one of the
+//! task with its file and byte offset at `warn`, the others at `debug`. A job whose
+//! counter is not 0 has left rows out of its output. A malformed header line is an
+//! error: without it no row of the file can be keyed.
+//!
+//! Output rows (no header): the left row as it is (its quoting kept), then the right
+//! row's fields but the key, each quoted again when it needs it, joined by the
+//! separator. Within a key, left rows come in (path, offset) order and, for each, the
+//! right rows in (path, offset) order; keys are sorted by bytes within each part. With
+//! `kind=left`, a left row without any right row is output with empty right fields; the
+//! reducer learns how many from the header of the first right file (in byte order of
+//! paths under `right`). The reducer holds the rows of one key in memory.
 //!
 //! Parameters: `left`, `right`, `left_key`, `right_key` (required), `kind` (`inner`,
 //! default, or `left`), `separator` (one byte, default `,`; `\t` or `tab` for a tab).
@@ -34,9 +46,9 @@ use std::path::{Path, PathBuf};
 use rustc_hash::FxHashMap;
 
 use crate::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer, Values};
-use crate::jobs::common::{
-    byte_param, non_empty_param, path_bytes, record_location, trim_carriage_return,
-};
+use crate::counters::Counters;
+use crate::jobs::common::{non_empty_param, path_bytes, trim_carriage_return};
+use crate::jobs::csv::{CsvSplitter, log_skipped_row, push_field, separator_param};
 
 /// Name of the job.
 pub const NAME: &str = "join";
@@ -52,6 +64,9 @@ pub const RIGHT_KEY_PARAM: &str = "right_key";
 pub const KIND_PARAM: &str = "kind";
 /// Parameter: the field separator, one byte (default `,`).
 pub const SEPARATOR_PARAM: &str = "separator";
+/// Counter: rows skipped because they could not be keyed (an open quote, too few
+/// fields).
+pub const MALFORMED_ROWS_COUNTER: &str = "join.malformed.rows";
 
 /// Longest header line the job reads.
 const MAX_HEADER_BYTES: u64 = 1 << 20;
@@ -98,7 +113,7 @@ impl Settings {
             left_key: non_empty_param(params, LEFT_KEY_PARAM)?.to_string(),
             right_key: non_empty_param(params, RIGHT_KEY_PARAM)?.to_string(),
             kind,
-            separator: byte_param(params, SEPARATOR_PARAM, b',')?,
+            separator: separator_param(params, SEPARATOR_PARAM, b',')?,
         };
         if settings.left == settings.right {
             return Err(JobError::permanent(format!(
@@ -140,10 +155,13 @@ impl JobDefinition for Join {
     }
 
     fn mapper(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Mapper>, JobError> {
+        let settings = Settings::parse(params)?;
         Ok(Box::new(JoinMapper {
-            settings: Settings::parse(params)?,
+            splitter: CsvSplitter::new(settings.separator),
+            settings,
             key_columns: FxHashMap::default(),
             value: Vec::new(),
+            malformed_rows: 0,
         }))
     }
 
@@ -181,16 +199,34 @@ fn read_first_line(path: &Path) -> Result<Vec<u8>, JobError> {
     Ok(trim_carriage_return(&line).to_vec())
 }
 
+/// The number of columns of a header line.
+fn column_count(header: &[u8], separator: u8, path: &Path) -> Result<usize, JobError> {
+    let mut splitter = CsvSplitter::new(separator);
+    let fields = splitter
+        .split(header)
+        .map_err(|error| malformed_header(path, error))?;
+    Ok(fields.len())
+}
+
+fn malformed_header(path: &Path, error: crate::jobs::csv::Malformed) -> JobError {
+    JobError::permanent(format!(
+        "the header line of `{}` is malformed: {error}",
+        path.display()
+    ))
+}
+
 /// The index of the column named `name` in a header line.
 fn column_index(
+    splitter: &mut CsvSplitter,
     header: &[u8],
-    separator: u8,
     name: &str,
     param: &str,
     path: &Path,
 ) -> Result<usize, JobError> {
-    header
-        .split(|byte| *byte == separator)
+    splitter
+        .split(header)
+        .map_err(|error| malformed_header(path, error))?
+        .iter()
         .position(|column| column == name.as_bytes())
         .ok_or_else(|| {
             JobError::permanent(format!(
@@ -202,9 +238,12 @@ fn column_index(
 
 struct JoinMapper {
     settings: Settings,
+    splitter: CsvSplitter,
     /// Key column of each file seen, from its header.
     key_columns: FxHashMap<PathBuf, usize>,
     value: Vec<u8>,
+    /// Rows skipped as malformed (see the module doc).
+    malformed_rows: u64,
 }
 
 impl JoinMapper {
@@ -226,7 +265,7 @@ impl JoinMapper {
         } else {
             (&self.settings.right_key, RIGHT_KEY_PARAM)
         };
-        let column = column_index(&header, self.settings.separator, name, param, path)?;
+        let column = column_index(&mut self.splitter, &header, name, param, path)?;
         self.key_columns.insert(path.to_path_buf(), column);
         Ok(column)
     }
@@ -252,12 +291,19 @@ impl Mapper for JoinMapper {
         }
         let key_column = self.key_column(record.path, side, None)?;
         let separator = self.settings.separator;
-        let Some(key) = row.split(|byte| *byte == separator).nth(key_column) else {
-            return Err(JobError::permanent(format!(
-                "row {} has no column {} (the key)",
-                record_location(record.path, record.offset),
-                key_column + 1
-            )));
+        let fields = match self.splitter.split(row) {
+            Ok(fields) => fields,
+            Err(error) => {
+                self.malformed_rows += 1;
+                log_malformed(self.malformed_rows, record, &error.to_string());
+                return Ok(());
+            }
+        };
+        let Some(key) = fields.get(key_column) else {
+            self.malformed_rows += 1;
+            let what = format!("no column {} (the key)", key_column + 1);
+            log_malformed(self.malformed_rows, record, &what);
+            return Ok(());
         };
         // Value: side, path, NUL, offset (BE), then the row. Paths hold no NUL, so
         // sorting values as bytes sorts a side's rows by (path, offset).
@@ -270,17 +316,26 @@ impl Mapper for JoinMapper {
             self.value.extend_from_slice(row);
         } else {
             // The right row without its key column, each field preceded by the
-            // separator: ready to append to a left row, and unambiguous about empty
-            // fields.
-            for (index, field) in row.split(|byte| *byte == separator).enumerate() {
+            // separator (and quoted if it needs it): ready to append to a left row,
+            // and unambiguous about empty fields.
+            for (index, field) in fields.iter().enumerate() {
                 if index != key_column {
                     self.value.push(separator);
-                    self.value.extend_from_slice(field);
+                    push_field(&mut self.value, field, separator);
                 }
             }
         }
         out.emit(key, &self.value)
     }
+
+    fn counters(&self, counters: &mut Counters) {
+        counters.add(MALFORMED_ROWS_COUNTER, self.malformed_rows);
+    }
+}
+
+/// Logs a row skipped as malformed, the `count`th of the task.
+fn log_malformed(count: u64, record: &Record<'_>, what: &str) {
+    log_skipped_row(NAME, MALFORMED_ROWS_COUNTER, count, record, what);
 }
 
 /// The row part of a mapper's value (after side, path, NUL and offset).
@@ -310,7 +365,7 @@ impl JoinReducer {
             let path = first_file_with_prefix(&self.settings.right)?;
             let header = read_first_line(&path)?;
             let separator = self.settings.separator;
-            let columns = header.split(|byte| *byte == separator).count();
+            let columns = column_count(&header, separator, &path)?;
             self.right_padding = Some(vec![separator; columns.saturating_sub(1)]);
         }
         Ok(self.right_padding.as_deref().unwrap_or_default())
@@ -412,7 +467,7 @@ mod tests {
 
     use super::*;
     use crate::testing::lines_as_text as text;
-    use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_with};
+    use crate::testing::{InMemoryOptions, map_counters, run_in_memory, run_in_memory_with};
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -492,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_key_column_or_short_row_is_a_permanent_error() {
+    fn a_missing_key_column_or_a_malformed_header_is_a_permanent_error() {
         let mut fixture = fixture();
         fixture.params.set(RIGHT_KEY_PARAM, "client");
         let error = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap_err();
@@ -501,18 +556,112 @@ mod tests {
             "{error}"
         );
 
-        let fixture = fixture_with_short_row();
+        let fixture = fixture_with(&[], "\"name,id\nada,1\n", "cid,amount\n1,10\n");
         let error = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap_err();
         assert!(
-            error.message.contains("byte 8") && !error.retryable,
+            error.message.contains("header") && !error.retryable,
             "{error}"
         );
     }
 
-    fn fixture_with_short_row() -> Fixture {
-        let fixture = fixture();
-        std::fs::write(&fixture.inputs[1], "name,id\nshort\n").unwrap();
-        fixture
+    /// One left file `left.csv` and one right file `right/r.csv`, keyed on `id` and
+    /// `cid`, with extra parameters.
+    fn fixture_with(extra: &[(&str, &str)], left: &str, right: &str) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("right")).unwrap();
+        let inputs = vec![dir.path().join("left.csv"), dir.path().join("right/r.csv")];
+        std::fs::write(&inputs[0], left).unwrap();
+        std::fs::write(&inputs[1], right).unwrap();
+        let mut params = JobParams::default();
+        params.set(LEFT_PARAM, inputs[0].display().to_string());
+        params.set(RIGHT_PARAM, dir.path().join("right").display().to_string());
+        params.set(LEFT_KEY_PARAM, "id");
+        params.set(RIGHT_KEY_PARAM, "cid");
+        for (name, value) in extra {
+            params.set(*name, *value);
+        }
+        Fixture {
+            _dir: dir,
+            params,
+            inputs,
+        }
+    }
+
+    /// The issue's example: a quoted comma must not shift the key column.
+    #[test]
+    fn a_quoted_separator_keeps_its_row_and_the_row_stays_valid_csv() {
+        let fixture = fixture_with(
+            &[],
+            "name,id\n\"Smith, John\",1\nAlice,2\n",
+            "cid,amount\n1,10\n2,20\n",
+        );
+        for kind in ["inner", "left"] {
+            let mut params = fixture.params.clone();
+            params.set(KIND_PARAM, kind);
+            for lines_per_split in [None, NonZeroUsize::new(1)] {
+                let options = InMemoryOptions {
+                    combine: true,
+                    lines_per_split,
+                };
+                let output =
+                    run_in_memory_with(&Join, &params, &fixture.inputs, 1, &options).unwrap();
+                assert_eq!(
+                    text(&output),
+                    vec!["\"Smith, John\",1,10", "Alice,2,20"],
+                    "{kind} {lines_per_split:?}"
+                );
+            }
+        }
+        let counters = map_counters(&Join, &fixture.params, &fixture.inputs).unwrap();
+        assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 0);
+    }
+
+    #[test]
+    fn doubled_quotes_are_read_unquoted_and_written_back_quoted() {
+        let fixture = fixture_with(
+            &[],
+            "name,id\n\"O\"\"Brien\",\"1\"\n",
+            "cid,note,amount\n1,\"say \"\"hi\"\", twice\",10\n",
+        );
+        let output = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap();
+        // The left row as it was; the right note quoted again, its quotes doubled.
+        assert_eq!(
+            text(&output),
+            vec!["\"O\"\"Brien\",\"1\",\"say \"\"hi\"\", twice\",10"]
+        );
+    }
+
+    #[test]
+    fn malformed_rows_are_counted_and_skipped_not_mis_keyed() {
+        // An open quote (a line break inside quotes ends the line there too, and the
+        // next line has a stray quote), and a row too short to have the key column.
+        let fixture = fixture_with(
+            &[(KIND_PARAM, "left")],
+            "name,id\n\"Smith, John,1\nshort\nAlice,2\n\"Multi\nline\",1\n",
+            "cid,amount\n1,10\n2,20\n\"2,30\n",
+        );
+        let output = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap();
+        assert_eq!(text(&output), vec!["Alice,2,20"]);
+        let counters = map_counters(&Join, &fixture.params, &fixture.inputs).unwrap();
+        // Left: the open quote, `short`, `"Multi` and `line",1`; right: `"2,30`.
+        assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 5);
+    }
+
+    #[test]
+    fn another_separator_cuts_fields_and_quotes_them_on_output() {
+        let fixture = fixture_with(
+            &[(SEPARATOR_PARAM, ";")],
+            "name;id\n\"Smith; John\";1\nAlice;2\n",
+            "cid;city\n1;\"Nantes; FR\"\n2;Lyon,FR\n",
+        );
+        let output = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap();
+        assert_eq!(
+            text(&output),
+            vec!["\"Smith; John\";1;\"Nantes; FR\"", "Alice;2;Lyon,FR"]
+        );
+        let mut params = fixture.params.clone();
+        params.set(SEPARATOR_PARAM, "\"");
+        assert!(Join.validate(&params).is_err());
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! offset; none panics on bad input.
 
 pub(crate) mod common;
+pub(crate) mod csv;
 pub mod dedup;
 pub mod grep;
 pub mod index;

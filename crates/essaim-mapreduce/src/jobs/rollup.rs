@@ -1,6 +1,9 @@
 //! `rollup`: sales totals at a chosen level of a category taxonomy.
 //!
-//! Sales are lines `category<SEP>amount` (columns and separator configurable). The
+//! Sales are lines `category<SEP>amount` (columns and separator configurable), read as
+//! RFC 4180 CSV with `csv-core`: a field may be quoted (`"Food, fresh"`), with `""` for
+//! a quote inside it, and the separator only cuts fields outside quotes. Records are
+//! lines (Hadoop's `LineRecordReader`), so a quoted field cannot hold a line break. The
 //! taxonomy is a side file of lines `child<TAB>parent`; a category that is nobody's
 //! child is a root, at level 0, its children at level 1, and so on. Each sale counts
 //! towards its category's ancestor at level `level`; a sale whose category is shallower
@@ -13,6 +16,13 @@
 //! combiner and the reducer (overflow is an error), and printed back with two digits.
 //! A malformed amount fails the task with a permanent error naming the file and
 //! offset.
+//!
+//! A malformed line (a quote left open, a quote inside an unquoted field or after a
+//! closing quote, or too few fields for the category and amount columns) is counted and
+//! skipped rather than summed under a wrong category: the map task adds it to the
+//! counter `rollup.malformed.rows` (summed in the job's counters) and logs the first
+//! one of the task with its file and byte offset at `warn`. A job whose counter is not
+//! 0 has left sales out of its totals.
 //!
 //! A category the taxonomy does not know is summed under `(unknown)` (so totals still
 //! add up to the grand total), or fails the task with `unknown=error`.
@@ -28,10 +38,12 @@
 use rustc_hash::FxHashMap;
 
 use crate::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer};
+use crate::counters::Counters;
 use crate::jobs::common::{
-    DecimalSumReducer, bool_param, byte_param, non_empty_param, parse_decimal, push_decimal,
-    record_location, trim_carriage_return,
+    DecimalSumReducer, bool_param, non_empty_param, parse_decimal, push_decimal, record_location,
+    trim_carriage_return,
 };
+use crate::jobs::csv::{CsvSplitter, log_skipped_row, separator_param};
 
 /// Name of the job.
 pub const NAME: &str = "rollup";
@@ -51,6 +63,9 @@ pub const HEADER_PARAM: &str = "header";
 pub const UNKNOWN_PARAM: &str = "unknown";
 /// Parameter: most lines a taxonomy may have.
 pub const MAX_TAXONOMY_ENTRIES_PARAM: &str = "rollup.max_taxonomy_entries";
+/// Counter: sales lines skipped because they could not be read (an open quote, too
+/// few fields).
+pub const MALFORMED_ROWS_COUNTER: &str = "rollup.malformed.rows";
 /// The group of sales whose category the taxonomy does not know.
 pub const UNKNOWN_GROUP: &str = "(unknown)";
 const DEFAULT_MAX_TAXONOMY_ENTRIES: usize = 1_000_000;
@@ -91,7 +106,7 @@ impl Settings {
         let settings = Self {
             taxonomy: non_empty_param(params, TAXONOMY_PARAM)?.to_string(),
             level,
-            separator: byte_param(params, SEPARATOR_PARAM, b'\t')?,
+            separator: separator_param(params, SEPARATOR_PARAM, b'\t')?,
             category_column: params.parse_or(CATEGORY_COLUMN_PARAM, 0)?,
             amount_column: params.parse_or(AMOUNT_COLUMN_PARAM, 1)?,
             header: bool_param(params, HEADER_PARAM, false)?,
@@ -129,10 +144,12 @@ impl JobDefinition for Rollup {
         let settings = Settings::parse(params)?;
         let taxonomy = Taxonomy::load(&settings)?;
         Ok(Box::new(RollupMapper {
+            splitter: CsvSplitter::new(settings.separator),
             settings,
             taxonomy,
             ancestors: FxHashMap::default(),
             cents: Vec::new(),
+            malformed_rows: 0,
         }))
     }
 
@@ -330,6 +347,23 @@ struct RollupMapper {
     /// Category → group to sum under, memoised: sales have few distinct categories.
     ancestors: FxHashMap<Vec<u8>, Vec<u8>>,
     cents: Vec<u8>,
+    splitter: CsvSplitter,
+    /// Lines skipped as malformed (see the module doc).
+    malformed_rows: u64,
+}
+
+impl RollupMapper {
+    /// Counts and logs a line skipped as malformed.
+    fn skip_malformed(&mut self, record: &Record<'_>, what: &str) {
+        self.malformed_rows += 1;
+        log_skipped_row(
+            NAME,
+            MALFORMED_ROWS_COUNTER,
+            self.malformed_rows,
+            record,
+            what,
+        );
+    }
 }
 
 impl Mapper for RollupMapper {
@@ -339,19 +373,25 @@ impl Mapper for RollupMapper {
         if is_header || line.is_empty() {
             return Ok(());
         }
-        let separator = self.settings.separator;
-        let fields: Vec<&[u8]> = line.split(|byte| *byte == separator).collect();
-        let malformed = |what: &str| {
-            JobError::permanent(format!(
-                "sale {}: {what}",
-                record_location(record.path, record.offset)
-            ))
+        let fields = match self.splitter.split(line) {
+            Ok(fields) => fields,
+            Err(error) => {
+                self.skip_malformed(record, &error.to_string());
+                return Ok(());
+            }
         };
         let (Some(category), Some(amount)) = (
             fields.get(self.settings.category_column),
             fields.get(self.settings.amount_column),
         ) else {
-            return Err(malformed("too few fields"));
+            self.skip_malformed(record, "too few fields");
+            return Ok(());
+        };
+        let malformed = |what: &str| {
+            JobError::permanent(format!(
+                "sale {}: {what}",
+                record_location(record.path, record.offset)
+            ))
         };
         let Some(cents) = parse_cents(amount) else {
             return Err(malformed(&format!(
@@ -359,7 +399,7 @@ impl Mapper for RollupMapper {
                 String::from_utf8_lossy(amount)
             )));
         };
-        if !self.ancestors.contains_key(*category) {
+        if !self.ancestors.contains_key(category) {
             let group = match self.taxonomy.ancestor_at(category, self.settings.level) {
                 Some(ancestor) => ancestor,
                 None if self.settings.unknown_is_error => {
@@ -372,10 +412,14 @@ impl Mapper for RollupMapper {
             };
             self.ancestors.insert(category.to_vec(), group);
         }
-        let group = &self.ancestors[*category];
+        let group = &self.ancestors[category];
         self.cents.clear();
         push_decimal(&mut self.cents, cents);
         out.emit(group, &self.cents)
+    }
+
+    fn counters(&self, counters: &mut Counters) {
+        counters.add(MALFORMED_ROWS_COUNTER, self.malformed_rows);
     }
 }
 
@@ -385,7 +429,7 @@ mod tests {
 
     use super::*;
     use crate::testing::lines_as_text as text;
-    use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_with};
+    use crate::testing::{InMemoryOptions, map_counters, run_in_memory, run_in_memory_with};
 
     const TAXONOMY: &str = "\
 Phones\tElectronics
@@ -457,6 +501,56 @@ Apples\tFood
         }
         let output = run_in_memory(&Rollup, &params, &[sales], 1).unwrap();
         assert_eq!(text(&output), vec!["Electronics\t1.25", "Food\t2.00"]);
+    }
+
+    /// Sales `sales.csv` with `separator` and a taxonomy of categories that hold
+    /// separators and quotes, at `level`.
+    fn quoted_fixture(
+        separator: &str,
+        level: &str,
+        sales: &str,
+    ) -> (tempfile::TempDir, JobParams, Vec<PathBuf>) {
+        let (dir, mut params, _) = fixture(level);
+        let taxonomy = dir.path().join("quoted-taxonomy");
+        let entries = "Fruit, fresh\tFood\nFruit; fresh\tFood\nSay \"hi\"\tFood\nFood\n";
+        std::fs::write(&taxonomy, entries).unwrap();
+        params.set(TAXONOMY_PARAM, taxonomy.display().to_string());
+        params.set(SEPARATOR_PARAM, separator);
+        let path = dir.path().join("sales.csv");
+        std::fs::write(&path, sales).unwrap();
+        (dir, params, vec![path])
+    }
+
+    #[test]
+    fn quoted_fields_keep_their_separators_and_doubled_quotes() {
+        let sales = "\"Fruit, fresh\",1.50\n\"Say \"\"hi\"\"\",\"2\"\nFood,1\n";
+        let (_dir, params, sales) = quoted_fixture(",", "1", sales);
+        let output = run_in_memory(&Rollup, &params, &sales, 1).unwrap();
+        assert_eq!(
+            text(&output),
+            vec!["Food\t1.00", "Fruit, fresh\t1.50", "Say \"hi\"\t2.00"]
+        );
+        let counters = map_counters(&Rollup, &params, &sales).unwrap();
+        assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 0);
+    }
+
+    #[test]
+    fn another_separator_only_cuts_outside_quotes() {
+        let sales = "\"Fruit; fresh\";1.5\nFood;2\n";
+        let (_dir, params, sales) = quoted_fixture(";", "0", sales);
+        let output = run_in_memory(&Rollup, &params, &sales, 1).unwrap();
+        assert_eq!(text(&output), vec!["Food\t3.50"]);
+    }
+
+    #[test]
+    fn malformed_lines_are_counted_and_skipped_not_summed_elsewhere() {
+        // An open quote, too few fields, a stray quote; then one good sale.
+        let sales = "\"Fruit, fresh,1.50\nFood\nFo\"od,3\nFood,2\n";
+        let (_dir, params, sales) = quoted_fixture(",", "0", sales);
+        let output = run_in_memory(&Rollup, &params, &sales, 1).unwrap();
+        assert_eq!(text(&output), vec!["Food\t2.00"]);
+        let counters = map_counters(&Rollup, &params, &sales).unwrap();
+        assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 3);
     }
 
     #[test]

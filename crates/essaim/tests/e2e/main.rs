@@ -15,6 +15,7 @@
 //! | `partition.rs` | a result from a worker cut off too long is rejected |
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
 //! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
+//! | `mapreduce_csv.rs` | `join` keeps a quoted separator's row and counts a malformed row in the job's summary |
 //! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
 //! | `rest_api.rs` | the REST API needs the token, agrees with gRPC, and matches its OpenAPI document |
 //! | `json_output.rs` | every data command prints one JSON document with `--output json` |
@@ -41,6 +42,7 @@ mod eval;
 mod harness;
 mod json_output;
 mod mapreduce;
+mod mapreduce_csv;
 mod partition;
 mod queue_stats;
 mod replay;

@@ -24,6 +24,8 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
+use essaim_connect::error_chain;
+
 use crate::body::{self, BodyError};
 use crate::broker::{Broker, PublishFailure, Receipt, Route};
 use crate::config::IngestConfig;
@@ -329,15 +331,12 @@ async fn ingest(
         }
         Err(failure) => {
             tracing::warn!(source, %failure, "ingest failed: answering 503");
-            let message = match &failure {
-                PublishFailure::Nats { source } => {
-                    format!(
-                        "the broker did not store the records ({failure}: {})",
-                        chain(source)
-                    )
-                }
-                _ => format!("the broker did not store the records ({failure})"),
+            let reason = match &failure {
+                // Its message is the client error's own: print that error's chain.
+                PublishFailure::Nats { source } => error_chain(source),
+                _ => failure.to_string(),
             };
+            let message = format!("the broker did not store the records ({reason})");
             Err(retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 message,
@@ -345,17 +344,6 @@ async fn ingest(
             ))
         }
     }
-}
-
-/// The error's causes, joined.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut causes = Vec::new();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        causes.push(error.to_string());
-        cause = error.source();
-    }
-    causes.join(": ")
 }
 
 async fn read_body(body: Body, max: usize) -> Result<Bytes, Refusal> {

@@ -145,13 +145,7 @@ impl TaskError {
     /// Returns the failure reported to the coordinator: the message with its causes,
     /// whether a retry can help, and the lost upstream tasks.
     pub fn into_failure(self) -> TaskFailure {
-        let mut message = self.to_string();
-        let mut source = std::error::Error::source(&self);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let message = essaim_core::error_chain::error_chain(&self);
         let retryable = self.is_retryable();
         let lost_inputs = match self {
             Self::LostInputs { upstreams, .. } => upstreams,

@@ -119,6 +119,29 @@ pub fn run_in_memory_with(
     reducers: u32,
     options: &InMemoryOptions,
 ) -> Result<Vec<Vec<u8>>, JobError> {
+    run_counted(job, params, inputs, reducers, options).map(|(lines, _)| lines)
+}
+
+/// [`run_in_memory`] that also returns the job's own counters its mappers reported
+/// ([`Mapper::counters`]), summed as the coordinator sums them.
+///
+/// [`Mapper::counters`]: crate::api::Mapper::counters
+pub fn run_in_memory_counted(
+    job: &dyn JobDefinition,
+    params: &JobParams,
+    inputs: &[PathBuf],
+    reducers: u32,
+) -> Result<(Vec<Vec<u8>>, Counters), JobError> {
+    run_counted(job, params, inputs, reducers, &InMemoryOptions::default())
+}
+
+fn run_counted(
+    job: &dyn JobDefinition,
+    params: &JobParams,
+    inputs: &[PathBuf],
+    reducers: u32,
+    options: &InMemoryOptions,
+) -> Result<(Vec<Vec<u8>>, Counters), JobError> {
     job.validate(params)?;
     if reducers == 0 {
         return Err(JobError::permanent("a job needs at least one reducer"));
@@ -134,8 +157,17 @@ pub fn run_in_memory_with(
     // Each map task is a list of records (owned), tagged with where they come from.
     let mut map_tasks = read_input_splits(job.input_format(params), inputs, options)?;
     let mut partitions: Vec<Vec<Pair>> = Vec::new();
+    let mut counters = Counters::default();
     for step in 0..steps {
-        partitions = run_step(job, params, step, &map_tasks, reducers, options)?;
+        partitions = run_step(
+            job,
+            params,
+            step,
+            &map_tasks,
+            reducers,
+            options,
+            &mut counters,
+        )?;
         let is_last_step = step + 1 == steps;
         if !is_last_step {
             map_tasks = partitions
@@ -152,7 +184,7 @@ pub fn run_in_memory_with(
         job.format_output(key, value, &mut line);
         lines.push(line);
     }
-    Ok(lines)
+    Ok((lines, counters))
 }
 
 /// One record of a split, owned.
@@ -254,7 +286,8 @@ fn chained_split(partition: usize, pairs: &[Pair]) -> Split {
 }
 
 /// Runs one step: map (and combine) every split, partition, sort, reduce. Returns the
-/// reduced pairs of each partition, in partition order.
+/// reduced pairs of each partition, in partition order; adds the mappers' own counters
+/// to `counters`.
 fn run_step(
     job: &dyn JobDefinition,
     params: &JobParams,
@@ -262,11 +295,12 @@ fn run_step(
     map_tasks: &[Split],
     reducers: u32,
     options: &InMemoryOptions,
+    counters: &mut Counters,
 ) -> Result<Vec<Vec<Pair>>, JobError> {
     let partitioner = job.partitioner(params, step)?;
     let mut partitions: Vec<Vec<Pair>> = vec![Vec::new(); reducers as usize];
     for split in map_tasks {
-        let mut map_output = map_split(job, params, step, split, &mut Counters::default())?;
+        let mut map_output = map_split(job, params, step, split, counters)?;
         if options.combine
             && let Some(mut combiner) = job.combiner(params, step)?
         {
@@ -297,28 +331,6 @@ fn run_step(
         reduced.push(output.pairs);
     }
     Ok(reduced)
-}
-
-/// Runs the first step's mappers over `inputs` as [`run_in_memory`] does (one split per
-/// file) and returns the job's own counters they report ([`Mapper::counters`]), summed
-/// as the coordinator sums them.
-///
-/// [`Mapper::counters`]: crate::api::Mapper::counters
-pub fn map_counters(
-    job: &dyn JobDefinition,
-    params: &JobParams,
-    inputs: &[PathBuf],
-) -> Result<Counters, JobError> {
-    job.validate(params)?;
-    let mut prepared = params.clone();
-    job.prepare(&mut prepared, inputs, 1)?;
-    let format = job.input_format(&prepared);
-    let splits = read_input_splits(format, inputs, &InMemoryOptions::default())?;
-    let mut counters = Counters::default();
-    for split in &splits {
-        map_split(job, &prepared, 0, split, &mut counters)?;
-    }
-    Ok(counters)
 }
 
 /// Runs a fresh mapper of `step` over one split and returns what it emitted; adds the

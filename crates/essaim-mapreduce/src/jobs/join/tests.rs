@@ -4,7 +4,7 @@ use std::num::NonZeroUsize;
 
 use super::*;
 use crate::testing::lines_as_text as text;
-use crate::testing::{InMemoryOptions, map_counters, run_in_memory, run_in_memory_with};
+use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_counted, run_in_memory_with};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -148,7 +148,7 @@ fn a_quoted_separator_keeps_its_row_and_the_row_stays_valid_csv() {
             );
         }
     }
-    let counters = map_counters(&Join, &fixture.params, &fixture.inputs).unwrap();
+    let (_, counters) = run_in_memory_counted(&Join, &fixture.params, &fixture.inputs, 1).unwrap();
     assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 0);
 }
 
@@ -176,9 +176,9 @@ fn malformed_rows_are_counted_and_skipped_not_mis_keyed() {
         "name,id\n\"Smith, John,1\nshort\nAlice,2\n\"Multi\nline\",1\n",
         "cid,amount\n1,10\n2,20\n\"2,30\n",
     );
-    let output = run_in_memory(&Join, &fixture.params, &fixture.inputs, 1).unwrap();
+    let (output, counters) =
+        run_in_memory_counted(&Join, &fixture.params, &fixture.inputs, 1).unwrap();
     assert_eq!(text(&output), vec!["Alice,2,20"]);
-    let counters = map_counters(&Join, &fixture.params, &fixture.inputs).unwrap();
     // Left: the open quote, `short`, `"Multi` and `line",1`; right: `"2,30`.
     assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 5);
 }

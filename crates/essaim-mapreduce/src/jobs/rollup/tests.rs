@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::testing::lines_as_text as text;
-use crate::testing::{InMemoryOptions, map_counters, run_in_memory, run_in_memory_with};
+use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_counted, run_in_memory_with};
 
 const TAXONOMY: &str = "\
 Phones\tElectronics
@@ -100,12 +100,11 @@ fn quoted_fixture(
 fn quoted_fields_keep_their_separators_and_doubled_quotes() {
     let sales = "\"Fruit, fresh\",1.50\n\"Say \"\"hi\"\"\",\"2\"\nFood,1\n";
     let (_dir, params, sales) = quoted_fixture(",", "1", sales);
-    let output = run_in_memory(&Rollup, &params, &sales, 1).unwrap();
+    let (output, counters) = run_in_memory_counted(&Rollup, &params, &sales, 1).unwrap();
     assert_eq!(
         text(&output),
         vec!["Food\t1.00", "Fruit, fresh\t1.50", "Say \"hi\"\t2.00"]
     );
-    let counters = map_counters(&Rollup, &params, &sales).unwrap();
     assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 0);
 }
 
@@ -122,9 +121,8 @@ fn malformed_lines_are_counted_and_skipped_not_summed_elsewhere() {
     // An open quote, too few fields, a stray quote; then one good sale.
     let sales = "\"Fruit, fresh,1.50\nFood\nFo\"od,3\nFood,2\n";
     let (_dir, params, sales) = quoted_fixture(",", "0", sales);
-    let output = run_in_memory(&Rollup, &params, &sales, 1).unwrap();
+    let (output, counters) = run_in_memory_counted(&Rollup, &params, &sales, 1).unwrap();
     assert_eq!(text(&output), vec!["Food\t2.00"]);
-    let counters = map_counters(&Rollup, &params, &sales).unwrap();
     assert_eq!(counters.get(MALFORMED_ROWS_COUNTER), 3);
 }
 

@@ -28,6 +28,16 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Metadata key carrying the cluster token, as `Bearer <token>`.
 pub const AUTHORIZATION_METADATA: &str = "authorization";
 
+/// Metadata key (and HTTP header) by which a standby coordinator names the leader's URL
+/// in its UNAVAILABLE answers.
+pub const LEADER_METADATA: &str = "essaim-leader";
+
+/// The leader's URL named by a standby's answer, if any.
+pub fn leader_hint(status: &tonic::Status) -> Option<String> {
+    let value = status.metadata().get(LEADER_METADATA)?.to_str().ok()?;
+    (!value.is_empty()).then(|| value.to_string())
+}
+
 /// Formats the correlation id that links coordinator, worker and command logs of an attempt.
 pub fn correlation_id(job: u64, task: u32, attempt: u64) -> String {
     format!("job-{job}/task-{task}/attempt-{attempt:x}")

@@ -14,21 +14,26 @@
 //! | [`rest`] | the REST/JSON API and its OpenAPI document |
 //! | [`dashboard`] | the web dashboard's files |
 //! | [`observatory`] | history + queue statistics inside the actor, published as gauges |
+//! | [`role`] | high availability: campaign through etcd, lead on the etcd journal, step down |
+//! | `standby` | what a standby serves: probes, metrics, and "the leader is there" to every call |
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod cluster;
 pub mod dashboard;
 pub mod history;
 pub mod observatory;
 pub mod queue;
 pub mod rest;
+pub mod role;
 pub mod service;
+mod standby;
 pub mod views;
 
 use actor::Actor;
 use essaim_core::{Scheduler, SchedulerConfig};
 use essaim_proto::v1::coordinator_server::CoordinatorServer;
-use essaim_store::RedbJournal;
+use essaim_store::{Journal, Recovered, RedbJournal, SharedResults};
 use essaim_telemetry::prometheus_client::registry::Registry;
 use essaim_telemetry::{CoordinatorMetrics, Health};
 use service::{CoordinatorService, TokenCheck, WorkerTiming};
@@ -69,6 +74,11 @@ pub struct CoordinatorConfig {
     pub compact_after_events: u64,
     /// What the recommended number of workers aims for.
     pub queue_targets: queue::QueueTargets,
+    /// The leadership metrics of a highly available coordinator, exported beside the
+    /// others (`None` for a single coordinator).
+    pub leadership: Option<essaim_telemetry::LeadershipMetrics>,
+    /// What `/api/v1/cluster` describes (`None`: this one coordinator).
+    pub cluster: Option<cluster::ClusterSource>,
 }
 
 impl CoordinatorConfig {
@@ -86,6 +96,8 @@ impl CoordinatorConfig {
             retention: Duration::from_secs(24 * 3600),
             compact_after_events: 1_000_000,
             queue_targets: queue::QueueTargets::default(),
+            leadership: None,
+            cluster: None,
         }
     }
 }
@@ -108,6 +120,12 @@ pub enum CoordinatorError {
     /// The HTTP server failed.
     #[error("the server failed")]
     Serve(#[source] std::io::Error),
+    /// etcd refused a request that retrying will not fix (a bad endpoint, a permission).
+    #[error(transparent)]
+    Etcd(#[from] essaim_etcd::EtcdError),
+    /// The high-availability settings are unusable.
+    #[error("{0}")]
+    HighAvailability(String),
 }
 
 /// A coordinator that is serving.
@@ -133,7 +151,19 @@ impl RunningCoordinator {
     }
 }
 
-/// Recovers from the journal and starts serving; stops when `shutdown` fires.
+/// A journal opened by whoever chose it, with what it held and where its committed
+/// results are read.
+pub struct OpenedJournal {
+    /// The journal the actor appends to.
+    pub journal: Box<dyn Journal>,
+    /// What it held when opened.
+    pub recovered: Recovered,
+    /// The committed results it stores.
+    pub results: SharedResults,
+}
+
+/// Opens the embedded journal in the data directory, recovers from it and starts
+/// serving; stops when `shutdown` fires.
 pub async fn start_coordinator(
     config: CoordinatorConfig,
     shutdown: CancellationToken,
@@ -142,6 +172,26 @@ pub async fn start_coordinator(
     let (journal, recovered) = tokio::task::spawn_blocking(move || RedbJournal::open(&data_dir))
         .await
         .expect("journal open does not panic")?;
+    let results: SharedResults = Arc::new(journal.result_reader());
+    let opened = OpenedJournal {
+        journal: Box::new(journal),
+        recovered,
+        results,
+    };
+    start_with_journal(config, opened, shutdown).await
+}
+
+/// Recovers from an opened journal and starts serving; stops when `shutdown` fires.
+pub async fn start_with_journal(
+    config: CoordinatorConfig,
+    opened: OpenedJournal,
+    shutdown: CancellationToken,
+) -> Result<RunningCoordinator, CoordinatorError> {
+    let OpenedJournal {
+        journal,
+        recovered,
+        results,
+    } = opened;
     let scheduler_config = SchedulerConfig {
         worker_timeout_ms: config.worker_timeout.as_millis() as u64,
         lease_ms: config.worker_timeout.as_millis() as u64,
@@ -151,6 +201,7 @@ pub async fn start_coordinator(
         ..SchedulerConfig::default()
     };
     let event_count = recovered.events.len();
+    let recovered_epoch = recovered.epoch;
     let mut observatory = observatory::Observatory::new(config.queue_targets);
     let no_workers_yet = Scheduler::new(SchedulerConfig::default(), &[]);
     for event in &recovered.events {
@@ -166,8 +217,10 @@ pub async fn start_coordinator(
 
     let mut registry = Registry::default();
     let metrics = CoordinatorMetrics::register(&mut registry);
+    if let Some(leadership) = &config.leadership {
+        leadership.register(&mut registry);
+    }
     let health = Health::new();
-    let results = journal.result_reader();
     let stop = shutdown.child_token();
 
     let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(65_536);
@@ -179,7 +232,7 @@ pub async fn start_coordinator(
     };
     let actor = Actor::new(
         scheduler,
-        Box::new(journal),
+        journal,
         metrics.clone(),
         health.clone(),
         config.tick,
@@ -214,25 +267,29 @@ pub async fn start_coordinator(
         },
     );
     let grpc = tonic::service::Routes::new(grpc);
-    let router = grpc
-        .prepare()
-        .into_axum_router()
-        .merge(essaim_telemetry::router(Arc::new(registry), health.clone()))
-        .merge(rest)
-        .merge(dashboard::router());
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| CoordinatorError::Listen {
-            address: config.listen,
-            source,
-        })?;
+    // A standby of this process may have just released the port: retry for a moment.
+    let listener = standby::bind(config.listen).await?;
     let address = listener
         .local_addr()
         .map_err(|source| CoordinatorError::Listen {
             address: config.listen,
             source,
         })?;
+    let cluster = config
+        .cluster
+        .clone()
+        .unwrap_or(cluster::ClusterSource::Single {
+            url: format!("http://{address}"),
+            epoch: recovered_epoch,
+        });
+    let router = grpc
+        .prepare()
+        .into_axum_router()
+        .merge(essaim_telemetry::router(Arc::new(registry), health.clone()))
+        .merge(cluster::router(cluster))
+        .merge(rest)
+        .merge(dashboard::router());
+
     use axum::serve::ListenerExt;
     // Small RPCs must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
@@ -245,7 +302,7 @@ pub async fn start_coordinator(
             .await
     });
     health.set_ready();
-    info!(address = %address, epoch = recovered.epoch, "coordinator serving gRPC and HTTP");
+    info!(address = %address, epoch = recovered_epoch, "coordinator serving gRPC and HTTP");
     Ok(RunningCoordinator {
         address,
         epoch: recovered.epoch,

@@ -9,7 +9,7 @@ use crate::views;
 use essaim_core::{AttemptId, JobError, JobId, Scheduler, SpecError, TaskId, WorkerId, WorkerInfo};
 use essaim_proto::v1::{self, coordinator_server::Coordinator};
 use essaim_proto::{output_to_wire, raw_job_spec_from_wire, reported_result_from_wire};
-use essaim_store::ResultReader;
+use essaim_store::SharedResults;
 use essaim_telemetry::CoordinatorMetrics;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -29,7 +29,7 @@ pub struct WorkerTiming {
 /// The `essaim.v1.Coordinator` implementation.
 pub struct CoordinatorService {
     pub(crate) commands_tx: mpsc::Sender<Command>,
-    pub(crate) results: ResultReader,
+    pub(crate) results: SharedResults,
     pub(crate) timing: WorkerTiming,
     pub(crate) metrics: CoordinatorMetrics,
 }

@@ -97,7 +97,7 @@ pub fn workers(scheduler: &Scheduler, now: u64) -> Vec<v1::WorkerStatus> {
 /// returns them with the index to ask from next (`total`, the job's task count, when
 /// none are left).
 pub async fn results_page(
-    reader: essaim_store::ResultReader,
+    reader: essaim_store::SharedResults,
     job: essaim_core::JobId,
     from: u32,
     limit: usize,

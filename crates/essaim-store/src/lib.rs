@@ -20,8 +20,9 @@ mod redb_journal;
 pub use redb_journal::{JOURNAL_FILE, RedbJournal, ResultReader};
 
 use essaim_core::journal::JOURNAL_FORMAT_VERSION;
-use essaim_core::{JobId, JournalEvent};
+use essaim_core::{CommittedResult, JobId, JournalEvent};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The durable log of scheduler events, as the coordinator's actor uses it.
 ///
@@ -57,6 +58,21 @@ pub trait Journal: Send + 'static {
     }
 }
 
+/// Where the coordinator reads committed results, whichever journal wrote them.
+/// Methods block on I/O: call them from a blocking thread.
+pub trait ResultStore: Send + Sync + 'static {
+    /// Returns up to `limit` committed results of `job` from task `from_task` on.
+    fn results(
+        &self,
+        job: JobId,
+        from_task: u32,
+        limit: usize,
+    ) -> Result<Vec<CommittedResult>, StoreError>;
+}
+
+/// A result store shared by the coordinator's request handlers.
+pub type SharedResults = Arc<dyn ResultStore>;
+
 /// Why the journal failed. Any error while appending is fatal for the coordinator: its
 /// state would run ahead of what is durable.
 #[derive(Debug, thiserror::Error)]
@@ -81,11 +97,11 @@ pub enum StoreError {
     },
     /// The journal was written by an incompatible version.
     #[error(
-        "journal `{path}` has format version {found}; this coordinator reads version {JOURNAL_FORMAT_VERSION}"
+        "journal `{location}` has format version {found}; this coordinator reads version {JOURNAL_FORMAT_VERSION}"
     )]
     Version {
-        /// The file.
-        path: PathBuf,
+        /// Where the journal is (a file, or a key prefix in a replicated store).
+        location: String,
         /// Version found.
         found: u64,
     },
@@ -100,6 +116,23 @@ pub enum StoreError {
         /// The cause.
         #[source]
         source: postcard::Error,
+    },
+    /// The replicated store did not take or give back what was asked (unreachable, no
+    /// quorum, a request over its limits).
+    #[error("the replicated journal failed to {operation}")]
+    Replicated {
+        /// What was being done.
+        operation: &'static str,
+        /// The store's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A write was refused because this coordinator no longer leads: another one was
+    /// elected since. Nothing of the refused write is in the journal.
+    #[error("journal write refused: this coordinator is no longer the leader ({detail})")]
+    Fenced {
+        /// Who leads now, as far as the store says.
+        detail: String,
     },
     /// A record does not encode (cannot happen with the types journaled).
     #[error("failed to encode a journal record")]

@@ -16,7 +16,7 @@
 //!   job's counter sums add the counters), the bytes go to
 //! - `results`: (job, task) → postcard-encoded [`CommittedResult`], read by `results`.
 
-use crate::{Journal, Recovered, StoreError};
+use crate::{Journal, Recovered, ResultStore, StoreError};
 use essaim_core::journal::JOURNAL_FORMAT_VERSION;
 use essaim_core::{CommittedResult, JobId, JournalEvent};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -74,7 +74,10 @@ impl RedbJournal {
                     storage!(meta.insert("format_version", u64::from(JOURNAL_FORMAT_VERSION)))?;
                 }
                 Some(found) if found != u64::from(JOURNAL_FORMAT_VERSION) => {
-                    return Err(StoreError::Version { path, found });
+                    return Err(StoreError::Version {
+                        location: path.display().to_string(),
+                        found,
+                    });
                 }
                 Some(_) => {}
             }
@@ -207,9 +210,8 @@ impl Journal for RedbJournal {
     }
 }
 
-impl ResultReader {
-    /// Returns up to `limit` committed results of `job` from task `from_task` on.
-    pub fn results(
+impl ResultStore for ResultReader {
+    fn results(
         &self,
         job: JobId,
         from_task: u32,

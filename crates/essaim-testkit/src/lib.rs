@@ -20,6 +20,7 @@ pub mod cli;
 pub mod cluster;
 pub mod deadline;
 pub mod docker;
+pub mod ha;
 pub mod oracle;
 pub mod process;
 pub mod python;

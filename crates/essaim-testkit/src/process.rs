@@ -163,6 +163,28 @@ pub async fn http_status(port: u16, path: &str) -> Option<u16> {
         .flatten()
 }
 
+/// Returns the body of `GET path` on the loopback port, or `None` if nothing answered.
+pub async fn http_body(port: u16, path: &str) -> Option<String> {
+    let io = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.ok()?;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        Some(
+            text.split_once("\r\n\r\n")
+                .map_or(text.clone(), |(_, body)| body.to_string()),
+        )
+    };
+    tokio::time::timeout(Duration::from_secs(2), io)
+        .await
+        .ok()
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use essaim_core::{JobError, JobId};
-use essaim_store::ResultReader;
+use essaim_store::SharedResults;
 use handlers::*;
 use tokio::sync::{mpsc, oneshot};
 use utoipa::OpenApi;
@@ -52,7 +52,7 @@ pub struct RestState {
     /// The actor's command channel.
     pub commands_tx: mpsc::Sender<Command>,
     /// Reads committed results.
-    pub results: ResultReader,
+    pub results: SharedResults,
     /// The cluster token; `None` accepts anyone.
     pub token: Option<String>,
 }

@@ -14,6 +14,7 @@
 //! | file | metrics |
 //! |---|---|
 //! | `coordinator.rs` | [`CoordinatorMetrics`], `essaim_coordinator_*` |
+//! | `leadership.rs` | [`LeadershipMetrics`], the highly available coordinator's `essaim_coordinator_*` |
 //! | `queue.rs` | the queue statistics published for the cluster and per job |
 //! | `worker.rs` | [`WorkerMetrics`], `essaim_worker_*` |
 //!
@@ -23,6 +24,7 @@
 //! what it measures, and this crate owns the registry, the endpoints and the rules.
 
 mod coordinator;
+mod leadership;
 mod queue;
 mod worker;
 
@@ -31,6 +33,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::exponential_buckets;
 
 pub use coordinator::{CoordinatorMetrics, MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS};
+pub use leadership::LeadershipMetrics;
 pub use queue::QueueGaugeValues;
 pub use worker::WorkerMetrics;
 

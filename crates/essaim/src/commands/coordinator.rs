@@ -1,6 +1,7 @@
 //! `essaim coordinator`: runs the coordinator until Ctrl-C or SIGTERM.
 
 use crate::client::usage;
+use essaim_coordinator::role::{HighAvailability, run_highly_available};
 use essaim_coordinator::{CoordinatorConfig, start_coordinator};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,69 @@ pub struct Args {
     /// The recommended number of workers aims to keep this share of slots busy (0.05–1).
     #[arg(long, default_value_t = 0.8)]
     target_utilisation: f64,
+    #[command(flatten)]
+    high_availability: HighAvailabilityArgs,
+}
+
+/// Options of a highly available coordinator (leader election and journal in etcd).
+#[derive(clap::Args, Debug)]
+struct HighAvailabilityArgs {
+    /// etcd client URLs, comma-separated (also ESSAIM_ETCD): run as one of several
+    /// coordinators of a cluster, elected through etcd, with the journal in etcd. Without
+    /// it, the journal is the embedded one in --data-dir.
+    #[arg(long, env = "ESSAIM_ETCD", value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// The URL at which workers, clients and the other coordinators reach this one
+    /// (default: http://<--listen>; required when listening on 0.0.0.0).
+    #[arg(long, env = "ESSAIM_ADVERTISE_URL")]
+    advertise_url: Option<String>,
+    /// The cluster's name: coordinators with the same name and etcd form one cluster;
+    /// other names on the same etcd are other clusters.
+    #[arg(long, env = "ESSAIM_CLUSTER", default_value = "default")]
+    cluster: String,
+    /// The leader's etcd lease, in seconds: a dead leader is replaced about this long
+    /// after it stopped refreshing it.
+    #[arg(long, default_value_t = 2)]
+    leader_lease_secs: u64,
+    /// Longest an etcd call may take before it counts as failed, in seconds.
+    #[arg(long, default_value_t = 5)]
+    etcd_timeout_secs: u64,
+}
+
+impl HighAvailabilityArgs {
+    /// The settings, or `None` without --etcd.
+    fn settings(self, listen: SocketAddr) -> anyhow::Result<Option<HighAvailability>> {
+        let endpoints: Vec<String> = self
+            .etcd
+            .into_iter()
+            .map(|endpoint| endpoint.trim().to_string())
+            .filter(|endpoint| !endpoint.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Ok(None);
+        }
+        if self.leader_lease_secs < 2 {
+            return Err(usage(
+                "--leader-lease-secs must be at least 2 (etcd's shortest lease)",
+            ));
+        }
+        let advertise_url = match self.advertise_url {
+            Some(url) => url,
+            None if listen.ip().is_unspecified() => {
+                return Err(usage(format!(
+                    "--advertise-url is required when listening on {listen}: the other coordinators, workers and clients need an address to reach this one"
+                )));
+            }
+            None => format!("http://{listen}"),
+        };
+        Ok(Some(HighAvailability {
+            etcd_endpoints: endpoints,
+            cluster: self.cluster,
+            advertise_url,
+            lease_ttl: Duration::from_secs(self.leader_lease_secs),
+            etcd_timeout: Duration::from_secs(self.etcd_timeout_secs.max(1)),
+        }))
+    }
 }
 
 /// Runs the coordinator.
@@ -71,6 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !(0.05..=1.0).contains(&args.target_utilisation) {
         return Err(usage("--target-utilisation must be between 0.05 and 1"));
     }
+    let high_availability = args.high_availability.settings(args.listen)?;
     let mut config = CoordinatorConfig::new(args.listen, args.data_dir);
     config.queue_targets = essaim_coordinator::queue::QueueTargets {
         drain_target_s: args.drain_target_secs,
@@ -84,15 +149,26 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.retention = Duration::from_secs(args.retention_secs);
     config.compact_after_events = args.compact_after_events.max(1);
     let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        signal.cancel();
+    });
+    if let Some(high_availability) = high_availability {
+        eprintln!(
+            "essaim coordinator: cluster `{}` on etcd {}, reachable at {}; leader or standby as elected",
+            high_availability.cluster,
+            high_availability.etcd_endpoints.join(","),
+            high_availability.advertise_url
+        );
+        run_highly_available(config, high_availability, shutdown).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let coordinator = start_coordinator(config, shutdown.clone()).await?;
     eprintln!(
         "essaim coordinator: API http://{0} (gRPC, REST under /api/v1), dashboard http://{0}/ui/, metrics http://{0}/metrics, health /healthz /readyz",
         coordinator.address
     );
-    tokio::spawn(async move {
-        super::shutdown_signal().await;
-        shutdown.cancel();
-    });
     coordinator.wait().await?;
     Ok(ExitCode::SUCCESS)
 }

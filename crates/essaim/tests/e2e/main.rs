@@ -12,6 +12,7 @@
 //! | `auth.rs` | callers without the cluster token are refused |
 //! | `bad_input.rs` | mistakes get a clear message and the right exit code |
 //! | `drain.rs` | SIGTERM drains a worker without losing its running task |
+//! | `failover.rs` | a SIGKILLed or SIGSTOPped leader is replaced through etcd; every task committed once, a woken leader commits nothing |
 //! | `partition.rs` | a result from a worker cut off too long is rejected |
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
 //! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
@@ -39,6 +40,7 @@ mod dead_letters;
 mod demo;
 mod drain;
 mod eval;
+mod failover;
 mod harness;
 mod json_output;
 mod mapreduce;

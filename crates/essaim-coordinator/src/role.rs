@@ -1,0 +1,243 @@
+//! High availability: a coordinator started with etcd endpoints campaigns for
+//! leadership of its cluster, leads on the journal in etcd while it holds the lease,
+//! and otherwise stands by, answering every call with where the leader is.
+//!
+//! The scheduler never knows there is an election. Leading is today's coordinator
+//! ([`crate::start_with_journal`]) on an [`EtcdJournal`] opened under this leadership's
+//! fence; stepping down is stopping it — its in-memory state is dropped, the next
+//! leader rebuilds its own from the journal as a restart does. A leader steps down when
+//! its lease can no longer be trusted (not refreshed in time: etcd unreachable, or this
+//! process was paused), or when the store refuses a write (another leader was elected:
+//! the write is fenced) or fails it (no quorum): nothing is acknowledged that is not in
+//! etcd, and the process stands by again rather than exiting.
+//!
+//! Leases in flight at a failover are not carried over (they are not journaled): the new
+//! leader re-runs those tasks, and results reported for the old epoch's attempts are
+//! refused, as after a restart.
+
+use crate::cluster::{ClusterSource, EtcdCluster};
+use crate::{CoordinatorConfig, CoordinatorError, OpenedJournal, standby};
+use essaim_etcd::{Etcd, KeepAlive};
+use essaim_store::StoreError;
+use essaim_store_etcd::{EtcdJournal, EtcdResults, Layout, Leadership};
+use essaim_telemetry::LeadershipMetrics;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// How a coordinator takes part in a highly available cluster; every field has a
+/// documented default in the CLI.
+#[derive(Debug, Clone)]
+pub struct HighAvailability {
+    /// etcd client URLs (any member of the etcd cluster; more is safer).
+    pub etcd_endpoints: Vec<String>,
+    /// The cluster's name: its keys in etcd live under `/essaim/<cluster>/`.
+    pub cluster: String,
+    /// The URL at which workers, clients and the other coordinators reach this one.
+    pub advertise_url: String,
+    /// The leader's etcd lease: a dead leader is replaced about this long after it
+    /// stopped refreshing it (default 2 s).
+    pub lease_ttl: Duration,
+    /// Longest an etcd call may take before it counts as failed (default 5 s).
+    pub etcd_timeout: Duration,
+}
+
+/// How often a standby looks at the leader key.
+const CAMPAIGN_POLL: Duration = Duration::from_millis(200);
+
+/// Why a leadership ended.
+enum Ended {
+    Shutdown,
+    SteppedDown,
+}
+
+/// Runs the coordinator as leader or standby of its cluster until `shutdown` fires.
+pub async fn run_highly_available(
+    config: CoordinatorConfig,
+    ha: HighAvailability,
+    shutdown: CancellationToken,
+) -> Result<(), CoordinatorError> {
+    let layout = Layout::new(&ha.cluster)
+        .map_err(|error| CoordinatorError::HighAvailability(error.to_string()))?;
+    let etcd = Etcd::new(&ha.etcd_endpoints, ha.etcd_timeout)?;
+    let metrics = config.leadership.clone().unwrap_or_default();
+    let config = CoordinatorConfig {
+        leadership: Some(metrics.clone()),
+        ..config
+    };
+    let cluster = ClusterSource::Etcd(Arc::new(EtcdCluster {
+        etcd: etcd.clone(),
+        layout: layout.clone(),
+        this: ha.advertise_url.clone(),
+    }));
+    info!(cluster = %layout.cluster(), etcd = %ha.etcd_endpoints.join(","), url = %ha.advertise_url, "campaigning for leadership");
+    loop {
+        let known_leader = Arc::new(RwLock::new(None));
+        let server = standby::serve(
+            config.listen,
+            known_leader.clone(),
+            metrics.clone(),
+            cluster.clone(),
+        )
+        .await?;
+        let registration = announce_standby(&etcd, &layout, &ha).await;
+        let watcher = watch_leader(
+            etcd.clone(),
+            layout.clone(),
+            known_leader,
+            shutdown.child_token(),
+        );
+        let elected = Leadership::campaign(
+            &etcd,
+            &layout,
+            &ha.advertise_url,
+            ha.lease_ttl,
+            CAMPAIGN_POLL,
+            &shutdown,
+        )
+        .await;
+        watcher.cancel();
+        drop(registration);
+        server.stop().await;
+        let Some(leadership) = elected? else {
+            return Ok(());
+        };
+        let _ = etcd
+            .txn(essaim_etcd::Txn::new().delete(&layout.standby(&ha.advertise_url)))
+            .await;
+        match lead(&config, &etcd, &layout, leadership, &metrics, &shutdown).await? {
+            Ended::Shutdown => return Ok(()),
+            Ended::SteppedDown => info!("standing by again"),
+        }
+    }
+}
+
+/// Leads until shutdown or until leadership can no longer be trusted.
+async fn lead(
+    config: &CoordinatorConfig,
+    etcd: &Etcd,
+    layout: &Layout,
+    leadership: Leadership,
+    metrics: &LeadershipMetrics,
+    shutdown: &CancellationToken,
+) -> Result<Ended, CoordinatorError> {
+    let fence = leadership.fence();
+    let lost = leadership.lost();
+    metrics.elections_won.inc();
+    metrics.fence.set(fence.0);
+    let opened = EtcdJournal::open(etcd.clone(), layout.clone(), fence).await;
+    let (journal, recovered) = match opened {
+        Ok(opened) => opened,
+        Err(error) if steps_down(&error) => {
+            warn!(error = %error, "the journal could not be opened; stepping down");
+            step_down_reason(&error, metrics);
+            let _ = leadership.resign().await;
+            return Ok(Ended::SteppedDown);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    metrics.epoch.set(recovered.epoch as i64);
+    metrics.leader.set(1);
+    metrics.standby_lag_entries.set(0);
+    info!(fence = fence.0, epoch = recovered.epoch, "elected leader");
+    let opened = OpenedJournal {
+        journal: Box::new(journal),
+        recovered,
+        results: Arc::new(EtcdResults::new(etcd.clone(), layout.clone())),
+    };
+    let stop = shutdown.child_token();
+    let running = crate::start_with_journal(config.clone(), opened, stop.clone()).await?;
+    let wait = running.wait();
+    tokio::pin!(wait);
+    let ended = tokio::select! {
+        result = &mut wait => match result {
+            Ok(()) if shutdown.is_cancelled() => Ended::Shutdown,
+            Ok(()) => {
+                metrics.stepped_down("store_failed");
+                Ended::SteppedDown
+            }
+            Err(CoordinatorError::Journal(error)) if steps_down(&error) => {
+                warn!(error = %error, "a journal write failed; stepping down");
+                step_down_reason(&error, metrics);
+                Ended::SteppedDown
+            }
+            Err(error) => return Err(error),
+        },
+        () = lost.cancelled() => {
+            warn!("leadership lease lost; stepping down");
+            stop.cancel();
+            let _ = wait.await;
+            metrics.stepped_down("lease_lost");
+            Ended::SteppedDown
+        }
+    };
+    metrics.leader.set(0);
+    // Hand over at once rather than after the lease's TTL (refused harmlessly when
+    // another leader was elected meanwhile).
+    if let Err(error) = leadership.resign().await {
+        warn!(error = %error, "could not resign leadership; it ends when its lease expires");
+    }
+    Ok(ended)
+}
+
+/// True for journal errors after which this process must stop leading but may stand by.
+fn steps_down(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Fenced { .. } | StoreError::Replicated { .. }
+    )
+}
+
+fn step_down_reason(error: &StoreError, metrics: &LeadershipMetrics) {
+    if matches!(error, StoreError::Fenced { .. }) {
+        metrics.fenced_writes.inc();
+        metrics.stepped_down("fenced");
+    } else {
+        metrics.stepped_down("store_failed");
+    }
+}
+
+/// Announces this standby under `standbys/` on a lease of its own, for the cluster view.
+/// Best effort: a standby that etcd does not hear from is still a standby.
+async fn announce_standby(
+    etcd: &Etcd,
+    layout: &Layout,
+    ha: &HighAvailability,
+) -> Option<KeepAlive> {
+    let granted_at = tokio::time::Instant::now();
+    let lease = etcd.grant(ha.lease_ttl).await.ok()?;
+    let key = layout.standby(&ha.advertise_url);
+    let put = essaim_etcd::Txn::new().put(&key, Vec::new(), lease);
+    etcd.txn(put).await.ok()?;
+    Some(KeepAlive::start(
+        etcd.clone(),
+        lease,
+        ha.lease_ttl,
+        granted_at,
+    ))
+}
+
+/// Keeps `known` up to date with who leads, until `stop` fires.
+fn watch_leader(
+    etcd: Etcd,
+    layout: Layout,
+    known: standby::KnownLeader,
+    stop: CancellationToken,
+) -> CancellationToken {
+    let handle = stop.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Ok(leader) = Leadership::current(&etcd, &layout).await
+                && let Ok(mut known) = known.write()
+            {
+                *known = leader.map(|leader| leader.url);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(CAMPAIGN_POLL) => {}
+            }
+        }
+    });
+    handle
+}

@@ -62,15 +62,16 @@ pub async fn run_highly_available(
         .map_err(|error| CoordinatorError::HighAvailability(error.to_string()))?;
     let etcd = Etcd::new(&ha.etcd_endpoints, ha.etcd_timeout)?;
     let metrics = config.leadership.clone().unwrap_or_default();
-    let config = CoordinatorConfig {
-        leadership: Some(metrics.clone()),
-        ..config
-    };
     let cluster = ClusterSource::Etcd(Arc::new(EtcdCluster {
         etcd: etcd.clone(),
         layout: layout.clone(),
         this: ha.advertise_url.clone(),
     }));
+    let config = CoordinatorConfig {
+        leadership: Some(metrics.clone()),
+        cluster: Some(cluster.clone()),
+        ..config
+    };
     info!(cluster = %layout.cluster(), etcd = %ha.etcd_endpoints.join(","), url = %ha.advertise_url, "campaigning for leadership");
     loop {
         let known_leader = Arc::new(RwLock::new(None));

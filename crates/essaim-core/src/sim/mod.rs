@@ -16,8 +16,10 @@
 //! | `mod.rs` | the world (scheduler, journal, workers, network, oracle state) and [`run`] |
 //! | `schedule.rs` | the random schedule of faults and client requests, then the calm phase |
 //! | `workers.rs` | simulated workers and the lossy network |
+//! | `leaders.rs` | leader changes: a deposed leader that keeps running behind a fenced journal |
 //! | `oracle.rs` | the independent checks |
 
+mod leaders;
 mod oracle;
 mod schedule;
 mod workers;
@@ -91,6 +93,13 @@ pub struct SimReport {
     pub rejected: u64,
     /// Coordinator restarts.
     pub coordinator_restarts: u64,
+    /// Leader changes with the old leader still running.
+    pub failovers: u64,
+    /// Journal writes of a deposed leader refused by the fence.
+    pub fenced_writes: u64,
+    /// Grants of an older epoch refused by workers (a worker registered with the new
+    /// leader has an id the deposed one does not know, so this stays rare).
+    pub stale_grants_refused: u64,
     /// Worker crashes.
     pub worker_crashes: u64,
     /// Speculative attempts started.
@@ -127,6 +136,8 @@ struct SimWorker {
     alive: bool,
     /// A paused worker (GC pause, partition) neither heart-beats nor reports until resumed.
     paused_until: Millis,
+    /// The newest coordinator epoch this worker has heard from: it refuses older grants.
+    newest_epoch: u64,
     slots: u32,
     running: Vec<Running>,
 }
@@ -145,6 +156,8 @@ struct World {
     now: Millis,
     epoch: u64,
     scheduler: Scheduler,
+    /// A deposed leader that still runs, behind the fenced journal.
+    deposed: Option<Scheduler>,
     journal: Vec<JournalEvent>,
     workers: Vec<SimWorker>,
     network: Vec<(Millis, Message)>,
@@ -195,6 +208,7 @@ impl World {
                 id: None,
                 alive: true,
                 paused_until: 0,
+                newest_epoch: 0,
                 slots: 1 + rng.up_to(3) as u32,
                 running: Vec::new(),
             })
@@ -205,6 +219,7 @@ impl World {
             now: 1_000_000,
             epoch: 1,
             scheduler: Scheduler::new(scheduler_config(1, seed), KINDS),
+            deposed: None,
             journal: Vec::new(),
             workers,
             network: Vec::new(),
@@ -279,6 +294,9 @@ mod tests {
             total.commits += report.commits;
             total.rejected += report.rejected;
             total.coordinator_restarts += report.coordinator_restarts;
+            total.failovers += report.failovers;
+            total.fenced_writes += report.fenced_writes;
+            total.stale_grants_refused += report.stale_grants_refused;
             total.worker_crashes += report.worker_crashes;
             total.speculative += report.speculative;
             total.dead_lettered += report.dead_lettered;
@@ -293,6 +311,11 @@ mod tests {
                 "no late result was ever rejected: {total:?}"
             );
             assert!(total.coordinator_restarts > runs / 2, "{total:?}");
+            assert!(total.failovers > runs / 2, "{total:?}");
+            assert!(
+                total.fenced_writes > 0,
+                "a deposed leader never tried to write: {total:?}"
+            );
             assert!(total.worker_crashes > runs, "{total:?}");
             assert!(
                 total.speculative > 0,

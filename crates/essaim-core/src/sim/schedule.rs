@@ -48,6 +48,9 @@ impl World {
             945..=954 => self.cancel_random_job(),
             955..=969 => self.requeue_dead_letters(),
             970..=979 => self.compact_journal(),
+            980..=984 => self.fail_over(),
+            985..=994 => self.deposed_acts(),
+            995..=996 => self.deposed_steps_down(),
             _ => {
                 let millis = self.rng.up_to(2_500);
                 self.advance(millis);
@@ -57,6 +60,7 @@ impl World {
 
     /// No more faults: every worker up, messages delivered, until every job is terminal.
     pub(super) fn calm(&mut self, max_steps: usize) -> Result<(), SimFailure> {
+        self.deposed_steps_down();
         for index in 0..self.workers.len() {
             self.workers[index].paused_until = 0;
             if !self.workers[index].alive {

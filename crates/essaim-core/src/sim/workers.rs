@@ -20,6 +20,7 @@ impl World {
         };
         let id = self.scheduler.register_worker(self.now, info);
         self.workers[index].id = Some(id);
+        self.workers[index].newest_epoch = self.workers[index].newest_epoch.max(self.epoch);
         self.log(format!("worker #{index} registered as {id}"));
     }
 

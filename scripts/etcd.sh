@@ -11,6 +11,11 @@
 # - stop: stops the etcd of DIR (SIGTERM, SIGKILL after 10 s); nothing running is fine.
 # - status: prints the URL and exits 0 when the etcd of DIR runs, exits 1 otherwise.
 #
+# A member of a multi-member cluster: set ESSAIM_ETCD_NAME (this member's name),
+# ESSAIM_ETCD_PEER_PORT (its peer port) and ESSAIM_ETCD_INITIAL_CLUSTER (every member, as
+# `name=http://127.0.0.1:PEER_PORT,…`), and start every member at once: a member
+# answers only once a quorum of them runs. `essaim-testkit`'s `EtcdCluster` does this.
+#
 # etcd comes from the Debian package etcd-server, installed when there is no etcd on
 # the PATH. $ETCD names a binary to use instead. etcd fsyncs its write-ahead log before
 # acknowledging a write: no setting is needed for durability.
@@ -46,7 +51,7 @@ find_etcd() {
     command -v etcd || die "etcd-server is installed but there is no etcd on the PATH"
 }
 
-# True once etcd says it is healthy (it has a leader: itself).
+# True once etcd says it is healthy (its cluster has a leader).
 answers() {
     timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1 \
         && printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 \
@@ -64,18 +69,20 @@ start() {
     mkdir -p "$root/target"
     etcd="$(flock "$root/target/etcd-install.lock" "$0" find-etcd)"
     port="$(pick_port "${ETCD_PORT:-}")"
-    peer_port="$(pick_port "" peer_port)"
+    peer_port="$(pick_port "${ESSAIM_ETCD_PEER_PORT:-}" peer_port)"
     [[ "$peer_port" != "$port" ]] || peer_port="$(pick_port "" peer_port)"
     echo "$peer_port" >"$dir/peer_port"
+    local name="${ESSAIM_ETCD_NAME:-essaim-test}"
+    local initial_cluster="${ESSAIM_ETCD_INITIAL_CLUSTER:-$name=http://127.0.0.1:$peer_port}"
     mkdir -p "$dir/store"
     # setsid and closed descriptors: etcd outlives this script and holds none of its
     # caller's pipes open.
-    setsid "$etcd" --name essaim-test --data-dir "$dir/store" \
+    setsid "$etcd" --name "$name" --data-dir "$dir/store" \
         --listen-client-urls "http://127.0.0.1:$port" \
         --advertise-client-urls "http://127.0.0.1:$port" \
         --listen-peer-urls "http://127.0.0.1:$peer_port" \
         --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-        --initial-cluster "essaim-test=http://127.0.0.1:$peer_port" \
+        --initial-cluster "$initial_cluster" \
         >>"$dir/log" 2>&1 </dev/null 9>&- &
     await_server etcd "$etcd" "$!" "$port" "http://127.0.0.1:$port" 400
 }

@@ -1,6 +1,6 @@
-//! A highly available cluster of real processes: an etcd started by
-//! `scripts/etcd.sh`, several coordinators elected through it, and workers given every
-//! coordinator's URL — for the failover tests.
+//! A highly available cluster of real processes: an etcd cluster of one or more members
+//! ([`EtcdCluster`], started by `scripts/etcd.sh`), several coordinators elected through
+//! it, and workers given every coordinator's URL — for the failover tests.
 //!
 //! Like [`crate::cluster::Cluster`], it kills every process when dropped and, when the
 //! test is failing, prints the tail of every log and keeps its directory.
@@ -14,8 +14,8 @@ use tempfile::TempDir;
 
 use crate::cluster::one_at_a_time;
 use crate::deadline::{Deadline, EVENTUALLY};
+use crate::etcd_cluster::EtcdCluster;
 use crate::process::{Process, free_port, http_status, log_tail};
-use crate::server::{self, ScriptServer};
 
 /// Lines of each log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
@@ -27,7 +27,7 @@ pub const LEASE_SECS: u64 = 2;
 pub struct HaCluster {
     binary: PathBuf,
     dir: Option<TempDir>,
-    etcd: ScriptServer,
+    etcd: EtcdCluster,
     ports: Vec<u16>,
     coordinators: Vec<Option<Process>>,
     workers: Vec<Process>,
@@ -37,17 +37,21 @@ pub struct HaCluster {
 }
 
 impl HaCluster {
-    /// Starts an etcd, `coordinators` coordinators and `workers` workers of `slots`
-    /// slots, and waits until one coordinator leads and the workers are registered.
-    /// `None` when the etcd tests are skipped (`ESSAIM_SKIP_ETCD=1`).
+    /// Starts an etcd of `etcd_members` members, `coordinators` coordinators and
+    /// `workers` workers of `slots` slots, and waits until one coordinator leads and the
+    /// workers are registered. `None` when the etcd tests are skipped
+    /// (`ESSAIM_SKIP_ETCD=1`).
     pub async fn start(
         binary: impl Into<PathBuf>,
+        etcd_members: usize,
         coordinators: usize,
         workers: usize,
         slots: u32,
     ) -> Option<Self> {
         let guard = one_at_a_time().await;
-        let etcd = server::etcd()?;
+        let etcd = tokio::task::spawn_blocking(move || EtcdCluster::start(etcd_members))
+            .await
+            .expect("etcd starts without panicking")?;
         let dir = tempfile::Builder::new()
             .prefix("essaim-ha-")
             .tempdir()
@@ -83,9 +87,9 @@ impl HaCluster {
         self.dir().join(name)
     }
 
-    /// The etcd's client URL.
-    pub fn etcd_url(&self) -> &str {
-        self.etcd.url()
+    /// The etcd cluster.
+    pub fn etcd(&self) -> &EtcdCluster {
+        &self.etcd
     }
 
     /// The URL of coordinator `index`.
@@ -125,7 +129,7 @@ impl HaCluster {
                 .display()
                 .to_string(),
             "--etcd",
-            self.etcd.url(),
+            &self.etcd.endpoints(),
             "--cluster",
             "failover",
             "--leader-lease-secs",

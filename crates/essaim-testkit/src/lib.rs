@@ -10,6 +10,8 @@
 //! | [`process`] | one child process with a log file, killed on drop; free ports; an HTTP status probe |
 //! | [`cli`] | one-shot runs of a binary, with no `ESSAIM_*` variable inherited |
 //! | [`cluster`] | a coordinator and workers of the built `essaim` binary, with SIGKILL, SIGSTOP/SIGCONT and restart helpers |
+//! | [`etcd_cluster`] | an etcd cluster of several members from `scripts/etcd.sh`, members killed and restarted |
+//! | [`ha`] | coordinators elected through etcd and workers given every coordinator URL, for failover tests |
 //! | [`oracle`] | expected outputs that several tests compute (word counts) |
 //! | [`python`] | the Python tools of tests (mrjob, schemathesis, kubernetes-validate) from `scripts/python-env.sh` |
 //!
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod cluster;
 pub mod deadline;
 pub mod docker;
+pub mod etcd_cluster;
 pub mod ha;
 pub mod oracle;
 pub mod process;

@@ -114,3 +114,22 @@ fn an_external_server_is_never_this_tests() {
     assert_eq!(external.url(), "127.0.0.1:9");
     // Dropping it runs no script: nothing to stop.
 }
+
+#[test]
+fn a_three_member_etcd_answers_on_every_member_and_a_killed_member_rejoins() {
+    let Some(etcd) = essaim_testkit::etcd_cluster::EtcdCluster::start(3) else {
+        return;
+    };
+    let urls = etcd.urls();
+    assert_eq!(urls.len(), 3);
+    let reachable = |url: &str| {
+        let probe = ScriptServer::external(server::ETCD, url.to_string());
+        answers(&probe)
+    };
+    assert!(urls.iter().all(|url| reachable(url)), "{urls:?}");
+    etcd.kill_member(2);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!reachable(&urls[2]), "a killed member does not answer");
+    etcd.start_members(&[2]);
+    assert!(reachable(&urls[2]), "a restarted member answers on its URL");
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const TASKS: u32 = 40;
 
 async fn start() -> Option<HaCluster> {
-    HaCluster::start(env!("CARGO_BIN_EXE_essaim"), 2, 2, 2).await
+    HaCluster::start(env!("CARGO_BIN_EXE_essaim"), 1, 2, 2, 2).await
 }
 
 /// Submits TASKS shell tasks that log each execution; waits until 10 are committed and
@@ -149,4 +149,49 @@ async fn a_paused_leader_that_wakes_after_a_new_leader_was_elected_commits_nothi
         "{metrics}"
     );
     assert_finished_exactly_once(&cluster, job_id, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_etcd_member_of_three_changes_nothing_and_losing_two_stops_acknowledging_until_quorum_returns()
+ {
+    let Some(cluster) = HaCluster::start(env!("CARGO_BIN_EXE_essaim"), 3, 2, 2, 2).await else {
+        return;
+    };
+    let leader = cluster.wait_leader().await;
+    let (job_id, before) = submit_and_commit_some(&cluster).await;
+    cluster.etcd().kill_member(0);
+    let progressed = cluster.job(job_id).await.succeeded;
+    cluster
+        .wait_job_until(job_id, "progress with two etcd members of three", |job| {
+            job.succeeded > progressed
+        })
+        .await;
+    assert_eq!(
+        cluster.wait_leader().await,
+        leader,
+        "one etcd member lost: the leader stays"
+    );
+
+    cluster.etcd().kill_member(1);
+    // No quorum: the leader cannot refresh its lease nor journal, so it stops serving
+    // (no split brain: nobody can be elected either).
+    let deadline = Deadline::after(
+        EVENTUALLY,
+        "every coordinator to stop leading without quorum",
+    );
+    while !cluster.ready().await.is_empty() {
+        deadline.tick().await;
+    }
+    let frozen = cluster.results(job_id).await.len();
+    tokio::time::sleep(Duration::from_secs(LEASE_SECS + 1)).await;
+    assert!(
+        cluster.ready().await.is_empty(),
+        "a coordinator leads without an etcd quorum"
+    );
+
+    let etcd = cluster.etcd();
+    tokio::task::block_in_place(|| etcd.start_members(&[0, 1]));
+    cluster.wait_leader().await;
+    assert_finished_exactly_once(&cluster, job_id, &before).await;
+    assert!(cluster.results(job_id).await.len() >= frozen);
 }

@@ -288,6 +288,39 @@ impl Coordinators {
         Duration::from_millis(delay_ms)
     }
 
+    /// Runs one try of `rpc` at the current target, giving up after `timeout`. When no
+    /// coordinator could serve it there (unreachable, a standby, or no answer in time),
+    /// moves on — to the named leader, else to the next URL — and returns UNAVAILABLE
+    /// saying where it failed: the caller keeps its own retry loop and backoff (the
+    /// worker's loops retry forever). Fails with [`CallError::Client`] only when no
+    /// retry can help (an unusable token).
+    pub async fn try_once<T, F, Fut>(&self, timeout: Duration, rpc: F) -> Result<T, CallError>
+    where
+        F: FnOnce(CoordinatorClient) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let (client, url) = match self.client().await {
+            Ok(connected) => connected,
+            Err(ClientError::Unreachable { url, reason }) => {
+                self.failed(&url, None);
+                let message = format!("cannot reach the coordinator at {url}: {reason}");
+                return Err(CallError::Status(tonic::Status::unavailable(message)));
+            }
+            Err(fatal) => return Err(CallError::Client(fatal)),
+        };
+        let status = match tokio::time::timeout(timeout, rpc(client)).await {
+            Ok(Ok(response)) => return Ok(response.into_inner()),
+            Ok(Err(status)) if !is_unavailable(&status) => return Err(CallError::Status(status)),
+            Ok(Err(status)) => status,
+            Err(_elapsed) => tonic::Status::unavailable(format!(
+                "no answer from the coordinator at {url} within {} ms",
+                timeout.as_millis()
+            )),
+        };
+        self.failed(&url, leader_hint(&status).as_deref());
+        Err(CallError::Status(status))
+    }
+
     /// Runs `rpc` against the leader, trying again (at the named leader, else at the next
     /// URL, after a backoff) while no coordinator can serve it, until `deadline` (`None`:
     /// forever). Returns any other answer at once. `idempotence` says whether a try that

@@ -8,6 +8,7 @@
 //! | `harness.rs` | the test kit's cluster of child processes bound to the binary under test; job helpers |
 //! | `worker_crashes.rs` | killed workers lose no task and commit none twice |
 //! | `coordinator_restart.rs` | a killed coordinator resumes from its journal |
+//! | `failover.rs` | clients and workers ride through a coordinator restart and skip a dead coordinator of their list |
 //! | `dead_letters.rs` | poison tasks reach the dead-letter queue; requeue and purge |
 //! | `auth.rs` | callers without the cluster token are refused |
 //! | `bad_input.rs` | mistakes get a clear message and the right exit code |
@@ -39,6 +40,7 @@ mod dead_letters;
 mod demo;
 mod drain;
 mod eval;
+mod failover;
 mod harness;
 mod json_output;
 mod mapreduce;

@@ -132,9 +132,23 @@ fn next_target(urls: &[String], current: &Target, hint: Option<&str>) -> Target 
 }
 
 /// Returns true when the status says the call was not served there, so that another
-/// try (elsewhere, or later) may succeed.
+/// try (elsewhere, or later) may succeed: UNAVAILABLE, or a connection that broke during
+/// the call (tonic reports a broken pipe or reset as UNKNOWN with a transport error as
+/// its source).
 fn is_unavailable(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable
+    status.code() == tonic::Code::Unavailable || broke_in_transport(status)
+}
+
+/// Returns true when a transport error (not the coordinator) produced the status.
+fn broke_in_transport(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 /// Returns true when the coordinator surely did not run the call: a standby's refusal
@@ -624,6 +638,15 @@ mod tests {
             notices.iter().map(|notice| notice.url.as_str()).collect();
         assert_eq!(tried.len(), 2, "both URLs are tried: {notices:?}");
         assert!(notices.iter().all(|notice| notice.remaining.is_some()));
+    }
+
+    #[test]
+    fn a_connection_broken_mid_call_counts_as_unavailable_but_a_refusal_does_not() {
+        let refused = tonic::Status::not_found("no job 7");
+        assert!(!is_unavailable(&refused));
+        let unknown_from_the_coordinator = tonic::Status::unknown("boom");
+        assert!(!is_unavailable(&unknown_from_the_coordinator));
+        assert!(is_unavailable(&tonic::Status::unavailable("standby")));
     }
 
     #[tokio::test]

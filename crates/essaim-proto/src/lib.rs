@@ -1,5 +1,6 @@
 //! The essaim gRPC wire API (`essaim.v1`), generated from `proto/essaim/v1/essaim.proto`,
-//! with the conversions between wire and core types and an authenticated client.
+//! with the conversions between wire and core types, an authenticated client, and the
+//! retrying call path that finds the leading coordinator among several ([`Coordinators`]).
 //!
 //! Field documentation lives in the `.proto` file. Conversions live here so that the
 //! coordinator, the worker and the CLI translate the same way, and so that validation of
@@ -14,6 +15,7 @@ pub mod v1 {
 
 mod client;
 mod convert;
+pub mod failover;
 
 pub use client::{AuthenticatedChannel, ClientError, CoordinatorClient, TokenInterceptor, connect};
 pub use convert::{
@@ -21,6 +23,7 @@ pub use convert::{
     failure_to_wire, keep_tail, output_from_wire, output_to_wire, raw_job_spec_from_wire,
     reported_result_from_wire,
 };
+pub use failover::{CallError, CoordinatorUrls, Coordinators, Idempotence, RetryNotice};
 
 /// Largest gRPC message either side accepts (a whole job submission must fit).
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;

@@ -10,12 +10,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use essaim_proto::CoordinatorUrls;
+
 use crate::WorkerError;
 
 /// Everything a worker needs to join a cluster.
 #[derive(Clone)]
 pub struct WorkerConfig {
-    /// The coordinator's gRPC address, e.g. `http://127.0.0.1:7070`.
+    /// The coordinator's gRPC address, e.g. `http://127.0.0.1:7070`, or several
+    /// separated by commas (`http://c1:7070,http://c2:7070`): the worker follows the
+    /// leader among them.
     pub coordinator_url: String,
     /// The cluster token, sent as `authorization: Bearer <token>` on every call and
     /// required from clients of the file server. `None`: no authentication.
@@ -71,6 +75,7 @@ impl WorkerConfig {
         if self.coordinator_url.trim().is_empty() {
             return Err(invalid("coordinator_url", "is empty"));
         }
+        self.coordinator_urls()?;
         if self.slots == 0 {
             return Err(invalid("slots", "must be at least 1"));
         }
@@ -93,6 +98,14 @@ impl WorkerConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl WorkerConfig {
+    /// Returns the coordinator URLs, refusing a list with an unusable entry.
+    pub fn coordinator_urls(&self) -> Result<CoordinatorUrls, WorkerError> {
+        CoordinatorUrls::parse(&self.coordinator_url)
+            .map_err(|error| invalid("coordinator_url", &error.to_string()))
     }
 }
 
@@ -196,6 +209,30 @@ mod tests {
             Err(WorkerError::InvalidConfig { key: "slots", .. })
         ));
         assert!(config().validate().is_ok());
+    }
+
+    #[test]
+    fn a_coordinator_list_is_accepted_and_a_bad_entry_refused_by_key() {
+        let listed = WorkerConfig {
+            coordinator_url: "http://c1:7070,http://c2:7070".into(),
+            ..config()
+        };
+        assert_eq!(listed.coordinator_urls().unwrap().as_slice().len(), 2);
+        for bad in ["not a url", "http://c1:7070,", "c1:7070"] {
+            let refused = WorkerConfig {
+                coordinator_url: bad.into(),
+                ..config()
+            }
+            .validate();
+            let Err(WorkerError::InvalidConfig { key, reason }) = refused else {
+                panic!("{bad}: {refused:?}");
+            };
+            assert_eq!(key, "coordinator_url", "{bad}");
+            assert!(
+                reason.contains("invalid coordinator URL"),
+                "{bad}: {reason}"
+            );
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@
 
 use essaim_core::AttemptId;
 use essaim_core::rng::SeededRng;
-use essaim_proto::{CoordinatorClient, v1};
+use essaim_proto::{Coordinators, v1};
 use essaim_telemetry::WorkerMetrics;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -27,15 +27,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::jittered_interval;
 use crate::dispatch::DispatcherHandle;
-use crate::session::{Session, SessionState, wait_for_session, wait_for_session_end};
+use crate::session::{Session, SessionState, call_status, wait_for_session, wait_for_session_end};
 
 /// Shortest time a heartbeat call may take before it counts as failed.
 const MIN_HEARTBEAT_RPC_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Everything the heartbeat loop needs.
 pub(crate) struct HeartbeatLoop {
-    /// The coordinator.
-    pub client: CoordinatorClient,
+    /// The coordinators; heartbeats go to the leader.
+    pub coordinators: Coordinators,
     /// Where held attempts are read and cancellations sent.
     pub dispatcher: DispatcherHandle,
     /// The current registration.
@@ -128,10 +128,14 @@ impl HeartbeatLoop {
             .timings
             .heartbeat_interval
             .max(MIN_HEARTBEAT_RPC_TIMEOUT);
-        let answer = tokio::time::timeout(rpc_timeout, self.client.heartbeat(request)).await;
-        let failure = match answer {
-            Ok(Ok(response)) => {
-                let response = response.into_inner();
+        let answer = self
+            .coordinators
+            .try_once(rpc_timeout, |mut client| async move {
+                client.heartbeat(request).await
+            })
+            .await;
+        let failure = match answer.map_err(call_status) {
+            Ok(response) => {
                 let silent_for = last_success.elapsed();
                 *last_success = Instant::now();
                 self.metrics.heartbeat_age_seconds.set(0.0);
@@ -162,8 +166,7 @@ impl HeartbeatLoop {
                 }
                 return BeatOutcome::Delivered;
             }
-            Ok(Err(status)) => status.to_string(),
-            Err(_elapsed) => format!("no answer within {} ms", rpc_timeout.as_millis()),
+            Err(status) => status.to_string(),
         };
         self.metrics.heartbeat_failures_total.inc();
         self.metrics

@@ -30,6 +30,7 @@
 //! | `dispatch/handle.rs` | the messages other tasks send the dispatcher |
 //! | `session.rs` | registration, re-registration, and the session every loop reads |
 //! | `pull.rs` | the pull loop |
+//! | `epoch.rs` | the epoch fence: no grant from a deposed coordinator |
 //! | `heartbeat.rs` | the heartbeat loop |
 //! | `report.rs` | the reporter |
 //! | `runtime.rs` | the worker's life and the drain |
@@ -43,6 +44,7 @@ pub mod builtin;
 pub mod command;
 mod config;
 mod dispatch;
+mod epoch;
 mod error;
 mod executor;
 mod files;
@@ -56,6 +58,7 @@ mod session;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use essaim_proto::Coordinators;
 use essaim_telemetry::prometheus_client::registry::Registry;
 use essaim_telemetry::{Health, WorkerMetrics};
 use tokio::sync::watch;
@@ -111,6 +114,7 @@ pub async fn start_worker(
     drain: CancellationToken,
 ) -> Result<RunningWorker, WorkerError> {
     config.validate()?;
+    let coordinator_urls = config.coordinator_urls()?;
     tokio::fs::create_dir_all(&config.scratch_dir)
         .await
         .map_err(|source| WorkerError::ScratchDir {
@@ -131,7 +135,7 @@ pub async fn start_worker(
         // Listening everywhere: advertise the address this host reaches the coordinator
         // from, which is the one the coordinator and the other workers can reach it at
         // in the common case (one network, as in a container network or a LAN).
-        match config::outbound_ip_towards(&config.coordinator_url) {
+        match config::outbound_ip_towards(coordinator_urls.first()) {
             Some(ip) => advertised_host = Some(ip.to_string()),
             None => tracing::warn!(
                 http = %http_addr,
@@ -168,7 +172,7 @@ pub async fn start_worker(
     let kinds = executors.kinds();
     tracing::info!(
         name = %config.name,
-        coordinator = %config.coordinator_url,
+        coordinator = %coordinator_urls,
         http = %http_addr,
         file_server_url = %file_server_url,
         slots = config.slots,
@@ -176,9 +180,13 @@ pub async fn start_worker(
         kinds = ?kinds,
         "worker starting"
     );
-    let registrar = Registrar::new(
-        config.coordinator_url.clone(),
+    let coordinators = Coordinators::new(
+        coordinator_urls,
         config.token.clone(),
+        backoff::fresh_seed(5),
+    );
+    let registrar = Registrar::new(
+        coordinators,
         RegistrationDetails {
             name: config.name.clone(),
             slots: config.slots,

@@ -14,13 +14,17 @@
 
 use std::time::Duration;
 
-use essaim_proto::{CoordinatorClient, assignment_from_wire, v1};
+use essaim_core::AttemptId;
+use essaim_core::model::Assignment;
+use essaim_proto::{Coordinators, assignment_from_wire, v1};
+use essaim_telemetry::WorkerMetrics;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::RetryBackoff;
 use crate::dispatch::DispatcherHandle;
-use crate::session::{SessionState, wait_for_session, wait_for_session_end};
+use crate::epoch::EpochFence;
+use crate::session::{SessionState, call_status, wait_for_session, wait_for_session_end};
 
 /// Pull retry delays: capped exponential, full jitter.
 pub(crate) const PULL_BACKOFF_BASE: Duration = Duration::from_millis(50);
@@ -31,8 +35,8 @@ const PULL_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
 
 /// Everything the pull loop needs.
 pub(crate) struct PullLoop {
-    /// The coordinator.
-    pub client: CoordinatorClient,
+    /// The coordinators; pulls go to the leader.
+    pub coordinators: Coordinators,
     /// Where capacity is asked and attempts queued.
     pub dispatcher: DispatcherHandle,
     /// The current registration.
@@ -43,6 +47,10 @@ pub(crate) struct PullLoop {
     pub drain: CancellationToken,
     /// Delays between failed pulls.
     pub backoff: RetryBackoff,
+    /// Refuses grants of a deposed coordinator.
+    pub epoch_fence: EpochFence,
+    /// Where refused grants are counted.
+    pub metrics: WorkerMetrics,
 }
 
 impl PullLoop {
@@ -54,6 +62,27 @@ impl PullLoop {
             () = self.pull_until_closed() => {}
         }
         tracing::debug!("pull loop stopped");
+    }
+
+    /// Converts the granted attempts, refusing (and counting) those of a coordinator
+    /// epoch older than one already seen (see `crate::epoch`).
+    fn admit_current_epoch(&mut self, granted: Vec<v1::Assignment>) -> Vec<Assignment> {
+        let mut admitted = Vec::with_capacity(granted.len());
+        for assignment in granted {
+            let attempt = AttemptId(assignment.attempt_id);
+            if self.epoch_fence.admit(attempt) {
+                admitted.push(assignment_from_wire(assignment));
+                continue;
+            }
+            self.metrics.stale_epoch_grants_total.inc();
+            tracing::warn!(
+                attempt = %attempt,
+                epoch = crate::epoch::epoch_of(attempt),
+                newest_epoch = self.epoch_fence.highest_seen(),
+                "refusing a grant from a deposed coordinator"
+            );
+        }
+        admitted
     }
 
     async fn pull_until_closed(&mut self) {
@@ -70,11 +99,15 @@ impl PullLoop {
                 results: Vec::new(),
             };
             let rpc_timeout = session.timings.long_poll + PULL_TIMEOUT_MARGIN;
-            let answer = tokio::time::timeout(rpc_timeout, self.client.pull_tasks(request)).await;
-            let failure = match answer {
-                Ok(Ok(response)) => {
+            let answer = self
+                .coordinators
+                .try_once(rpc_timeout, |mut client| async move {
+                    client.pull_tasks(request).await
+                })
+                .await;
+            let failure = match answer.map_err(call_status) {
+                Ok(response) => {
                     self.backoff.reset();
-                    let response = response.into_inner();
                     if response.reregister {
                         tracing::warn!(
                             worker = %format_args!("{:x}", session.worker_id),
@@ -84,22 +117,13 @@ impl PullLoop {
                         wait_for_session_end(&mut self.session_rx, session.generation).await;
                         continue;
                     }
-                    if !response.assignments.is_empty() {
-                        self.dispatcher
-                            .assign(
-                                session.generation,
-                                response
-                                    .assignments
-                                    .into_iter()
-                                    .map(assignment_from_wire)
-                                    .collect(),
-                            )
-                            .await;
+                    let granted = self.admit_current_epoch(response.assignments);
+                    if !granted.is_empty() {
+                        self.dispatcher.assign(session.generation, granted).await;
                     }
                     continue;
                 }
-                Ok(Err(status)) => status.to_string(),
-                Err(_elapsed) => format!("no answer within {} ms", rpc_timeout.as_millis()),
+                Err(status) => status.to_string(),
             };
             let delay = self.backoff.next_delay();
             tracing::warn!(

@@ -16,14 +16,14 @@
 
 use std::time::Duration;
 
-use essaim_proto::{CoordinatorClient, attempt_result_to_wire, v1};
+use essaim_proto::{Coordinators, attempt_result_to_wire, v1};
 use essaim_telemetry::WorkerMetrics;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt::FinishedAttempt;
 use crate::backoff::RetryBackoff;
-use crate::session::{SessionState, wait_for_session};
+use crate::session::{SessionState, call_status, wait_for_session};
 
 /// Report retry delays: capped exponential, full jitter.
 pub(crate) const REPORT_BACKOFF_BASE: Duration = Duration::from_millis(50);
@@ -61,8 +61,8 @@ impl PendingResult {
 
 /// Everything the reporter needs.
 pub(crate) struct Reporter {
-    /// The coordinator.
-    pub client: CoordinatorClient,
+    /// The coordinators; results go to the leader.
+    pub coordinators: Coordinators,
     /// Finished attempts, from the dispatcher; closed when the dispatcher stops.
     pub results_rx: mpsc::UnboundedReceiver<FinishedAttempt>,
     /// The current registration.
@@ -142,17 +142,18 @@ impl Reporter {
                 worker_id: session.worker_id,
                 results: batch.iter().map(|pending| pending.wire.clone()).collect(),
             };
-            let call =
-                tokio::time::timeout(REPORT_RPC_TIMEOUT, self.client.report_results(request));
+            let coordinators = self.coordinators.clone();
+            let call = coordinators.try_once(REPORT_RPC_TIMEOUT, |mut client| async move {
+                client.report_results(request).await
+            });
             let answer = tokio::select! {
                 biased;
                 () = self.abandon.cancelled() => continue,
                 answer = call => answer,
             };
-            let failure = match answer {
-                Ok(Ok(response)) => {
+            let failure = match answer.map_err(call_status) {
+                Ok(response) => {
                     self.backoff.reset();
-                    let response = response.into_inner();
                     if response.reregister {
                         tracing::warn!(
                             dropped = batch.len(),
@@ -172,7 +173,7 @@ impl Reporter {
                     }
                     return;
                 }
-                Ok(Err(status)) if status.code() == tonic::Code::InvalidArgument => {
+                Err(status) if status.code() == tonic::Code::InvalidArgument => {
                     // The same bytes would be refused again: retrying cannot help.
                     tracing::error!(
                         lost = batch.len(),
@@ -181,8 +182,7 @@ impl Reporter {
                     );
                     return;
                 }
-                Ok(Err(status)) => status.to_string(),
-                Err(_elapsed) => format!("no answer within {} ms", REPORT_RPC_TIMEOUT.as_millis()),
+                Err(status) => status.to_string(),
             };
             let delay = self.backoff.next_delay();
             tracing::warn!(

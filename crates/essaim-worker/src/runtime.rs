@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use essaim_core::AttemptId;
 use essaim_core::rng::SeededRng;
-use essaim_proto::{CoordinatorClient, v1};
+use essaim_proto::{Coordinators, v1};
 use essaim_telemetry::{Health, WorkerMetrics};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::attempt::AttemptSettings;
 use crate::backoff::{RetryBackoff, fresh_seed};
 use crate::dispatch::{Dispatcher, DispatcherHandle, DispatcherSetup};
+use crate::epoch::EpochFence;
 use crate::heartbeat::HeartbeatLoop;
 use crate::pull::{PULL_BACKOFF_BASE, PULL_BACKOFF_CAP, PullLoop};
 use crate::report::{REPORT_BACKOFF_BASE, REPORT_BACKOFF_CAP, Reporter};
@@ -98,7 +99,7 @@ impl Runtime {
 
     async fn register_serve_and_drain(&mut self) -> Result<(), WorkerError> {
         let first_generation = 1;
-        let Some((session, client)) = self
+        let Some((session, coordinators)) = self
             .registrar
             .register(first_generation, &self.drain)
             .await?
@@ -120,7 +121,7 @@ impl Runtime {
             generation: session.generation,
         });
         let tasks = self.spawn_loops(
-            &client,
+            &coordinators,
             dispatcher,
             inbox,
             &dispatcher_handle,
@@ -169,7 +170,7 @@ impl Runtime {
             .await;
         let stopped = self.stop_loops(tasks, &dispatcher_handle).await;
         if let Some(session) = registered {
-            deregister(client, session, stopped.returned_attempts).await;
+            deregister(&coordinators, session, stopped.returned_attempts).await;
         }
         tracing::info!("worker drained and stopped");
         match fatal {
@@ -195,7 +196,7 @@ impl Runtime {
 
     fn spawn_loops(
         &self,
-        client: &CoordinatorClient,
+        coordinators: &Coordinators,
         dispatcher: Dispatcher,
         inbox: crate::dispatch::DispatcherInbox,
         dispatcher_handle: &DispatcherHandle,
@@ -205,7 +206,7 @@ impl Runtime {
         let reporter_abandon = CancellationToken::new();
         let heartbeat_stop = CancellationToken::new();
         let reporter = Reporter {
-            client: client.clone(),
+            coordinators: coordinators.clone(),
             results_rx,
             session_rx: self.session_tx.subscribe(),
             reregister_tx: reregister_tx.clone(),
@@ -214,7 +215,7 @@ impl Runtime {
             backoff: RetryBackoff::new(fresh_seed(1), REPORT_BACKOFF_BASE, REPORT_BACKOFF_CAP),
         };
         let heartbeat = HeartbeatLoop {
-            client: client.clone(),
+            coordinators: coordinators.clone(),
             dispatcher: dispatcher_handle.clone(),
             session_rx: self.session_tx.subscribe(),
             reregister_tx: reregister_tx.clone(),
@@ -225,12 +226,14 @@ impl Runtime {
             scratch_root: self.attempt_settings.scratch_root.clone(),
         };
         let pull = PullLoop {
-            client: client.clone(),
+            coordinators: coordinators.clone(),
             dispatcher: dispatcher_handle.clone(),
             session_rx: self.session_tx.subscribe(),
             reregister_tx: reregister_tx.clone(),
             drain: self.drain.clone(),
             backoff: RetryBackoff::new(fresh_seed(3), PULL_BACKOFF_BASE, PULL_BACKOFF_CAP),
+            epoch_fence: EpochFence::default(),
+            metrics: self.metrics.clone(),
         };
         LoopTasks {
             dispatcher: tokio::spawn(dispatcher.run(inbox)),
@@ -255,7 +258,7 @@ impl Runtime {
         // queued when attempts of the new one arrive.
         dispatcher.reset(generation).await;
         match self.registrar.register(generation, &self.drain).await {
-            Ok(Some((session, _same_client))) => {
+            Ok(Some((session, _same_coordinators))) => {
                 self.publish(session);
                 Ok(Some(session))
             }
@@ -373,7 +376,7 @@ fn joined(
 /// failure only costs time: the coordinator declares the worker dead after its timeout
 /// and requeues the attempts then.
 async fn deregister(
-    mut client: CoordinatorClient,
+    coordinators: &Coordinators,
     session: Session,
     returned_attempts: Vec<AttemptId>,
 ) {
@@ -389,10 +392,13 @@ async fn deregister(
             worker_id: session.worker_id,
             returned_attempts: returned_attempts.clone(),
         };
-        let answer =
-            tokio::time::timeout(DEREGISTER_RPC_TIMEOUT, client.deregister_worker(request)).await;
-        let failure = match answer {
-            Ok(Ok(_)) => {
+        let answer = coordinators
+            .try_once(DEREGISTER_RPC_TIMEOUT, |mut client| async move {
+                client.deregister_worker(request).await
+            })
+            .await;
+        let failure = match answer.map_err(crate::session::call_status) {
+            Ok(_) => {
                 tracing::info!(
                     worker = %format_args!("{:x}", session.worker_id),
                     returned,
@@ -400,8 +406,7 @@ async fn deregister(
                 );
                 return;
             }
-            Ok(Err(status)) => status.to_string(),
-            Err(_elapsed) => "no answer in time".to_string(),
+            Err(status) => status.to_string(),
         };
         let delay = backoff.next_delay();
         tracing::warn!(

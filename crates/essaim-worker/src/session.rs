@@ -19,15 +19,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use essaim_proto::{ClientError, CoordinatorClient, v1};
+use essaim_proto::{CallError, Coordinators, v1};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::WorkerError;
 use crate::backoff::RetryBackoff;
 
-/// How long connecting to the coordinator may take before the attempt counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one RegisterWorker call may take.
 const REGISTER_RPC_TIMEOUT: Duration = Duration::from_secs(10);
 /// Heartbeat interval used when the coordinator leaves it out.
@@ -121,12 +119,11 @@ pub(crate) async fn wait_for_session_end(
         .await;
 }
 
-/// Connects and registers, as many times as needed.
+/// Connects and registers, as many times as needed, with whichever coordinator of the
+/// list leads.
 pub(crate) struct Registrar {
-    coordinator_url: String,
-    token: Option<String>,
+    coordinators: Coordinators,
     request: v1::RegisterWorkerRequest,
-    client: Option<CoordinatorClient>,
     backoff: RetryBackoff,
 }
 
@@ -148,12 +145,7 @@ pub(crate) struct RegistrationDetails {
 
 impl Registrar {
     /// Returns a registrar that has not connected yet.
-    pub(crate) fn new(
-        coordinator_url: String,
-        token: Option<String>,
-        details: RegistrationDetails,
-        seed: u64,
-    ) -> Self {
+    pub(crate) fn new(coordinators: Coordinators, details: RegistrationDetails, seed: u64) -> Self {
         let request = v1::RegisterWorkerRequest {
             name: details.name,
             slots: details.slots,
@@ -163,10 +155,8 @@ impl Registrar {
             data_dirs: details.data_dirs,
         };
         Self {
-            coordinator_url,
-            token,
+            coordinators,
             request,
-            client: None,
             backoff: RetryBackoff::new(seed, REGISTER_BACKOFF_BASE, REGISTER_BACKOFF_CAP),
         }
     }
@@ -180,7 +170,7 @@ impl Registrar {
         &mut self,
         generation: u64,
         stop: &CancellationToken,
-    ) -> Result<Option<(Session, CoordinatorClient)>, WorkerError> {
+    ) -> Result<Option<(Session, Coordinators)>, WorkerError> {
         self.backoff.reset();
         loop {
             let attempt = tokio::select! {
@@ -194,7 +184,7 @@ impl Registrar {
             };
             let delay = self.backoff.next_delay();
             tracing::warn!(
-                coordinator = %self.coordinator_url,
+                coordinator = %self.coordinators.current_url(),
                 failures = self.backoff.consecutive_failures(),
                 retry_in_ms = delay.as_millis() as u64,
                 %reason,
@@ -210,39 +200,20 @@ impl Registrar {
     async fn try_register(
         &mut self,
         generation: u64,
-    ) -> Result<(Session, CoordinatorClient), RegisterAttemptError> {
-        let mut client = match &self.client {
-            Some(client) => client.clone(),
-            None => {
-                let connected = essaim_proto::connect(
-                    &self.coordinator_url,
-                    self.token.as_deref(),
-                    CONNECT_TIMEOUT,
-                )
-                .await;
-                let client = match connected {
-                    Ok(client) => client,
-                    Err(error @ ClientError::Unreachable { .. }) => {
-                        return Err(RegisterAttemptError::Transient(error.to_string()));
-                    }
-                    Err(error) => {
-                        return Err(RegisterAttemptError::Fatal(WorkerError::Coordinator(error)));
-                    }
-                };
-                // Kept for every later call: the channel reconnects by itself when the
-                // coordinator comes back.
-                self.client = Some(client.clone());
-                client
+    ) -> Result<(Session, Coordinators), RegisterAttemptError> {
+        let request = self.request.clone();
+        let answer = self
+            .coordinators
+            .try_once(REGISTER_RPC_TIMEOUT, |mut client| async move {
+                client.register_worker(request).await
+            })
+            .await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(CallError::Client(error)) => {
+                return Err(RegisterAttemptError::Fatal(WorkerError::Coordinator(error)));
             }
-        };
-        let call = client.register_worker(self.request.clone());
-        let response = match tokio::time::timeout(REGISTER_RPC_TIMEOUT, call).await {
-            Err(_elapsed) => {
-                return Err(RegisterAttemptError::Transient(
-                    "no answer in time".to_string(),
-                ));
-            }
-            Ok(Err(status)) if status_is_permanent(&status) => {
+            Err(CallError::Status(status)) if status_is_permanent(&status) => {
                 return Err(RegisterAttemptError::Fatal(
                     WorkerError::RegistrationRefused {
                         code: status.code(),
@@ -250,15 +221,19 @@ impl Registrar {
                     },
                 ));
             }
-            Ok(Err(status)) => return Err(RegisterAttemptError::Transient(status.to_string())),
-            Ok(Ok(response)) => response.into_inner(),
+            Err(CallError::Status(status)) => {
+                return Err(RegisterAttemptError::Transient(
+                    status.message().to_string(),
+                ));
+            }
         };
         let session = Session {
             worker_id: response.worker_id,
             generation,
             timings: SessionTimings::from_response(&response),
         };
-        Ok((session, client))
+        // The loops share these coordinators: they call whichever one registered us.
+        Ok((session, self.coordinators.clone()))
     }
 }
 
@@ -267,6 +242,15 @@ enum RegisterAttemptError {
     Transient(String),
     /// No retry can help.
     Fatal(WorkerError),
+}
+
+/// Returns the status a loop logs and retries on for a failed call; an unusable token
+/// (refused before any call) reads as UNAUTHENTICATED.
+pub(crate) fn call_status(error: CallError) -> tonic::Status {
+    match error {
+        CallError::Status(status) => status,
+        CallError::Client(error) => tonic::Status::unauthenticated(error.to_string()),
+    }
 }
 
 /// Returns true for answers that the same request will always get again.
@@ -315,7 +299,7 @@ mod tests {
             labels: HashMap::new(),
             data_dirs: Vec::new(),
         };
-        let mut registrar = Registrar::new("http://127.0.0.1:1".into(), None, details, 5);
+        let mut registrar = Registrar::new(coordinators("http://127.0.0.1:1"), details, 5);
         let stop = CancellationToken::new();
         let stopper = stop.clone();
         let stop_soon = tokio::spawn(async move {
@@ -328,8 +312,13 @@ mod tests {
         stop_soon.await.unwrap();
     }
 
+    fn coordinators(list: &str) -> Coordinators {
+        let urls = essaim_proto::CoordinatorUrls::parse(list).expect("valid list");
+        Coordinators::new(urls, None, 5)
+    }
+
     #[tokio::test]
-    async fn malformed_coordinator_url_is_fatal() {
+    async fn an_unusable_token_is_fatal() {
         let details = RegistrationDetails {
             name: "w".into(),
             slots: 1,
@@ -338,7 +327,9 @@ mod tests {
             labels: HashMap::new(),
             data_dirs: Vec::new(),
         };
-        let mut registrar = Registrar::new("not a url".into(), None, details, 5);
+        let urls = essaim_proto::CoordinatorUrls::parse("http://127.0.0.1:1").expect("valid");
+        let coordinators = Coordinators::new(urls, Some("bad\ntoken".into()), 5);
+        let mut registrar = Registrar::new(coordinators, details, 5);
         let registered = registrar.register(1, &CancellationToken::new()).await;
         assert!(
             matches!(registered, Err(WorkerError::Coordinator(_))),

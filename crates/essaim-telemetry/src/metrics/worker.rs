@@ -28,6 +28,9 @@ pub struct WorkerMetrics {
     pub slots: Gauge,
     /// Heartbeats that failed to reach the coordinator.
     pub heartbeat_failures_total: Counter,
+    /// Grants refused because they came from an older coordinator epoch than one
+    /// already seen (a deposed coordinator still answering).
+    pub stale_epoch_grants_total: Counter,
     /// Time to run one task attempt.
     pub task_duration_seconds: Histogram,
     /// Attempt results delivered to the coordinator.
@@ -55,6 +58,7 @@ impl WorkerMetrics {
             busy_slots: Gauge::default(),
             slots: Gauge::default(),
             heartbeat_failures_total: Counter::default(),
+            stale_epoch_grants_total: Counter::default(),
             task_duration_seconds: Histogram::new(task_duration_buckets()),
             results_reported_total: Counter::default(),
             shuffle_fetched_bytes_total: Counter::default(),
@@ -96,6 +100,11 @@ impl WorkerMetrics {
             "essaim_worker_heartbeat_failures",
             "Heartbeats that failed to reach the coordinator",
             metrics.heartbeat_failures_total.clone(),
+        );
+        registry.register(
+            "essaim_worker_stale_epoch_grants",
+            "Grants refused because they came from an older coordinator epoch than one already seen",
+            metrics.stale_epoch_grants_total.clone(),
         );
         registry.register_with_unit(
             "essaim_worker_task_duration",

@@ -137,8 +137,9 @@ async fn run_salad(args: SaladArgs) -> anyhow::Result<ExitCode> {
         .await?
         .into_inner()
         .job_id;
+    let coordinator = crate::client::CoordinatorCalls::local(&cluster.url)?;
     let outcome = super::jobs::wait_with_progress(
-        &mut client,
+        &coordinator,
         job_id,
         Some(Duration::from_secs(300)),
         OutputFormat::Text,

@@ -1,6 +1,6 @@
 //! `essaim dlq list|show|requeue|purge`: the dead-letter queue.
 
-use crate::client::{ConnectArgs, usage};
+use crate::client::{ConnectArgs, CoordinatorCalls, usage};
 use crate::output::{OutputFormat, dead_letter_json, print_json};
 use essaim_proto::v1;
 use serde_json::json;
@@ -55,16 +55,10 @@ struct Selection {
 
 /// Runs one dead-letter action.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut client = args.connect.connect().await?;
+    let coordinator = args.connect.coordinator()?;
     match args.action {
         Action::List { job, output } => {
-            let letters = client
-                .list_dead_letters(v1::ListDeadLettersRequest {
-                    job_id: job.unwrap_or(0),
-                })
-                .await?
-                .into_inner()
-                .dead_letters;
+            let letters = list_dead_letters(&coordinator, job.unwrap_or(0)).await?;
             match output {
                 OutputFormat::Json => print_json(&json!(
                     letters
@@ -100,11 +94,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         Action::Show { job, task, output } => {
-            let letters = client
-                .list_dead_letters(v1::ListDeadLettersRequest { job_id: job })
-                .await?
-                .into_inner()
-                .dead_letters;
+            let letters = list_dead_letters(&coordinator, job).await?;
             let Some(letter) = letters.into_iter().find(|l| l.task_index == task) else {
                 return Err(usage(format!(
                     "task {task} of job {job} is not in the dead-letter queue"
@@ -143,10 +133,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Action::Requeue(selection) => {
             let (job_id, output) = (selection.job, selection.output);
-            let affected = client
-                .requeue_dead_letters(selection_to_wire(selection))
+            let request = selection_to_wire(selection);
+            // Requeueing what is already requeued changes nothing: safe to repeat.
+            let affected = coordinator
+                .read(|mut client| {
+                    let request = request.clone();
+                    async move { client.requeue_dead_letters(request).await }
+                })
                 .await?
-                .into_inner()
                 .affected;
             match output {
                 OutputFormat::Json => print_json(&json!({"job_id": job_id, "requeued": affected})),
@@ -155,10 +149,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Action::Purge(selection) => {
             let (job_id, output) = (selection.job, selection.output);
-            let affected = client
-                .purge_dead_letters(selection_to_wire(selection))
+            let request = selection_to_wire(selection);
+            // Purging what is already purged changes nothing: safe to repeat.
+            let affected = coordinator
+                .read(|mut client| {
+                    let request = request.clone();
+                    async move { client.purge_dead_letters(request).await }
+                })
                 .await?
-                .into_inner()
                 .affected;
             match output {
                 OutputFormat::Json => print_json(&json!({"job_id": job_id, "purged": affected})),
@@ -167,6 +165,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Returns the dead letters of `job_id` (0: of every job).
+async fn list_dead_letters(
+    coordinator: &CoordinatorCalls,
+    job_id: u64,
+) -> anyhow::Result<Vec<v1::DeadLetter>> {
+    let listed = coordinator
+        .read(|mut client| async move {
+            let request = v1::ListDeadLettersRequest { job_id };
+            client.list_dead_letters(request).await
+        })
+        .await?;
+    Ok(listed.dead_letters)
 }
 
 fn selection_to_wire(selection: Selection) -> v1::DeadLetterSelection {

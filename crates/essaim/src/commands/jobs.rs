@@ -1,9 +1,9 @@
 //! `essaim jobs|status|wait|cancel|workers`: reading and steering jobs.
 
-use crate::client::ConnectArgs;
+use crate::client::{ConnectArgs, CoordinatorCalls};
 use crate::output::{OutputFormat, job_json, job_text, print_json};
 use crate::progress::StageBars;
-use essaim_proto::{CoordinatorClient, v1};
+use essaim_proto::{Idempotence, v1};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,7 +42,8 @@ pub struct WaitArgs {
     connect: ConnectArgs,
     /// The job.
     job: u64,
-    /// Give up after this many seconds (exit code 1).
+    /// Give up after this many seconds (exit code 1); while the coordinator is
+    /// unreachable, retry until then (without it: for the connect timeout per outage).
     #[arg(long)]
     timeout_secs: Option<f64>,
     /// Output format (`--format` is accepted too).
@@ -61,19 +62,16 @@ pub struct WorkersArgs {
 }
 
 /// Returns every job the coordinator knows.
-pub(crate) async fn all_jobs(
-    client: &mut CoordinatorClient,
-) -> Result<Vec<v1::JobStatus>, tonic::Status> {
-    Ok(client
-        .list_jobs(v1::ListJobsRequest {})
-        .await?
-        .into_inner()
-        .jobs)
+pub(crate) async fn all_jobs(coordinator: &CoordinatorCalls) -> anyhow::Result<Vec<v1::JobStatus>> {
+    let listed = coordinator
+        .read(|mut client| async move { client.list_jobs(v1::ListJobsRequest {}).await })
+        .await?;
+    Ok(listed.jobs)
 }
 
 /// Lists jobs.
 pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let jobs = all_jobs(&mut args.connect.connect().await?).await?;
+    let jobs = all_jobs(&args.connect.coordinator()?).await?;
     match args.output {
         OutputFormat::Json => print_json(&json!(jobs.iter().map(job_json).collect::<Vec<_>>())),
         OutputFormat::Text => {
@@ -105,33 +103,48 @@ pub async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
 
 /// Shows one job.
 pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let mut client = args.connect.connect().await?;
-    let answer = client.get_job(v1::GetJobRequest { job_id: args.job }).await;
-    print_answer(answer, args.output)
+    let job_id = args.job;
+    let job = args
+        .connect
+        .coordinator()?
+        .read(|mut client| async move { client.get_job(v1::GetJobRequest { job_id }).await })
+        .await?;
+    print_job(&job, args.output);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Waits for one job.
 pub async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
-    let mut client = args.connect.connect().await?;
+    let coordinator = args.connect.coordinator()?;
     let timeout = args
         .timeout_secs
         .map(|s| Duration::from_secs_f64(s.max(0.0)));
-    wait_with_progress(&mut client, args.job, timeout, args.output).await
+    wait_with_progress(&coordinator, args.job, timeout, args.output).await
 }
 
 /// Long-polls the job until it is terminal, drawing a progress bar per stage on a
 /// terminal (see `crate::progress`); returns success only when the job succeeded.
+///
+/// Rides through coordinator restarts and failovers: each call retries until the wait's
+/// own timeout when one is given, else for the connect timeout of each outage.
 pub async fn wait_with_progress(
-    client: &mut CoordinatorClient,
+    coordinator: &CoordinatorCalls,
     job_id: u64,
     timeout: Option<Duration>,
     output: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
     let started = tokio::time::Instant::now();
-    let mut job = client
-        .get_job(v1::GetJobRequest { job_id })
-        .await?
-        .into_inner();
+    let call_deadline = || match timeout {
+        Some(limit) => started + limit,
+        None => coordinator.default_deadline(),
+    };
+    let mut job = coordinator
+        .call_until(
+            call_deadline(),
+            Idempotence::Idempotent,
+            |mut client| async move { client.get_job(v1::GetJobRequest { job_id }).await },
+        )
+        .await?;
     let bars = StageBars::for_job(&job, crate::progress::should_draw(output));
     while job.state == "running" {
         if timeout.is_some_and(|limit| started.elapsed() >= limit) {
@@ -139,13 +152,19 @@ pub async fn wait_with_progress(
             anyhow::bail!("job {job_id} is still running after the timeout");
         }
         bars.update(&job);
-        job = client
-            .wait_job(v1::WaitJobRequest {
-                job_id,
-                timeout_ms: 500,
-            })
-            .await?
-            .into_inner();
+        job = coordinator
+            .call_until(
+                call_deadline(),
+                Idempotence::Idempotent,
+                |mut client| async move {
+                    let request = v1::WaitJobRequest {
+                        job_id,
+                        timeout_ms: 500,
+                    };
+                    client.wait_job(request).await
+                },
+            )
+            .await?;
     }
     bars.finish(&job);
     print_job(&job, output);
@@ -165,29 +184,24 @@ fn print_job(job: &v1::JobStatus, output: OutputFormat) {
 
 /// Cancels one job.
 pub async fn cancel(args: CancelArgs) -> anyhow::Result<ExitCode> {
-    let mut client = args.connect.connect().await?;
-    let answer = client
-        .cancel_job(v1::CancelJobRequest { job_id: args.job })
-        .await;
-    print_answer(answer, args.output)
-}
-
-/// Prints the job the coordinator answered with (or fails with its refusal).
-fn print_answer(
-    answer: Result<tonic::Response<v1::JobStatus>, tonic::Status>,
-    output: OutputFormat,
-) -> anyhow::Result<ExitCode> {
-    print_job(&answer?.into_inner(), output);
+    let job_id = args.job;
+    // Cancelling twice leaves the job as cancelling once does.
+    let job = args
+        .connect
+        .coordinator()?
+        .read(|mut client| async move { client.cancel_job(v1::CancelJobRequest { job_id }).await })
+        .await?;
+    print_job(&job, args.output);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Lists live workers.
 pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
-    let mut client = args.connect.connect().await?;
-    let workers = client
-        .list_workers(v1::ListWorkersRequest {})
+    let workers = args
+        .connect
+        .coordinator()?
+        .read(|mut client| async move { client.list_workers(v1::ListWorkersRequest {}).await })
         .await?
-        .into_inner()
         .workers;
     match args.output {
         OutputFormat::Json => print_json(&json!(workers

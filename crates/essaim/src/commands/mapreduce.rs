@@ -203,10 +203,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let name = args.job_name.clone().unwrap_or_default();
     if let Some(coordinator) = args.coordinator.clone() {
-        let connect = ConnectArgs {
-            coordinator,
-            token: args.token.clone(),
-        };
+        let connect = ConnectArgs::for_url(&coordinator, args.token.clone());
         let submit_args = SubmitArgs {
             connect,
             job: args.job,

@@ -20,18 +20,21 @@ pub struct Args {
 
 /// Prints every committed result, paging through the coordinator.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut client = args.connect.connect().await?;
+    let coordinator = args.connect.coordinator()?;
+    let job_id = args.job;
     let mut from_task = 0;
     let mut all = Vec::new();
     loop {
-        let page = client
-            .get_results(v1::GetResultsRequest {
-                job_id: args.job,
-                from_task,
-                limit: 1000,
+        let page = coordinator
+            .read(|mut client| async move {
+                let request = v1::GetResultsRequest {
+                    job_id,
+                    from_task,
+                    limit: 1000,
+                };
+                client.get_results(request).await
             })
-            .await?
-            .into_inner();
+            .await?;
         let reached_end = page.results.is_empty() || page.next_task <= from_task;
         for result in page.results {
             match args.output {

@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use essaim_proto::v1;
 use essaim_stream_runtime::{Endpoints, PlanOptions, STREAM_TASK_KIND, plan_tasks};
 
-use crate::client::{ConnectArgs, usage};
+use crate::client::{ConnectArgs, CoordinatorCalls, usage};
 use crate::local_cluster::{LocalCluster, LocalOptions};
 
 /// `essaim stream …`.
@@ -199,21 +199,29 @@ fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobSpec)> {
 }
 
 async fn running_jobs(
-    client: &mut essaim_proto::CoordinatorClient,
+    coordinator: &CoordinatorCalls,
     name: &str,
 ) -> anyhow::Result<Vec<v1::JobStatus>> {
-    let jobs = super::jobs::all_jobs(client).await?;
+    let jobs = super::jobs::all_jobs(coordinator).await?;
     Ok(jobs
         .into_iter()
         .filter(|job| job.name == job_name(name) && job.state == "running")
         .collect())
 }
 
+/// Cancels one job (a repeat leaves it cancelled).
+async fn cancel(coordinator: &CoordinatorCalls, job_id: u64) -> anyhow::Result<()> {
+    coordinator
+        .read(|mut client| async move { client.cancel_job(v1::CancelJobRequest { job_id }).await })
+        .await?;
+    Ok(())
+}
+
 async fn submit(args: SubmitArgs, rescale: bool) -> anyhow::Result<ExitCode> {
     let (name, job) = build_job(&args.pipeline)?;
     let tasks = job.tasks.len();
-    let mut client = args.connect.connect().await?;
-    let previous = running_jobs(&mut client, &name).await?;
+    let coordinator = args.connect.coordinator()?;
+    let previous = running_jobs(&coordinator, &name).await?;
     if !rescale && !previous.is_empty() {
         return Err(usage(format!(
             "pipeline `{name}` already runs as job {}: stop it or rescale it",
@@ -223,20 +231,21 @@ async fn submit(args: SubmitArgs, rescale: bool) -> anyhow::Result<ExitCode> {
     if rescale && previous.is_empty() {
         return Err(usage(format!("pipeline `{name}` is not running")));
     }
-    let job_id = client
-        .submit_job(v1::SubmitJobRequest { spec: Some(job) })
+    let request = v1::SubmitJobRequest { spec: Some(job) };
+    let job_id = coordinator
+        .change_once(|mut client| {
+            let request = request.clone();
+            async move { client.submit_job(request).await }
+        })
         .await?
-        .into_inner()
         .job_id;
     eprintln!("pipeline `{name}`: job {job_id}, {tasks} stream tasks");
     for old in previous {
-        client
-            .cancel_job(v1::CancelJobRequest { job_id: old.job_id })
-            .await?;
+        cancel(&coordinator, old.job_id).await?;
         eprintln!("pipeline `{name}`: job {} stopped", old.job_id);
     }
     if args.wait {
-        return super::jobs::wait_with_progress(&mut client, job_id, None, Default::default())
+        return super::jobs::wait_with_progress(&coordinator, job_id, None, Default::default())
             .await;
     }
     Ok(ExitCode::SUCCESS)
@@ -291,7 +300,7 @@ async fn unit_status(url: &str, pipeline: &str) -> anyhow::Result<()> {
 }
 
 async fn job_status(args: &NameArgs) -> anyhow::Result<ExitCode> {
-    let jobs = super::jobs::all_jobs(&mut args.connect.connect().await?).await?;
+    let jobs = super::jobs::all_jobs(&args.connect.coordinator()?).await?;
     let mine: Vec<_> = jobs
         .iter()
         .filter(|job| job.name == job_name(&args.name))
@@ -315,16 +324,14 @@ async fn job_status(args: &NameArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn stop(args: NameArgs) -> anyhow::Result<ExitCode> {
-    let mut client = args.connect.connect().await?;
-    let running = running_jobs(&mut client, &args.name).await?;
+    let coordinator = args.connect.coordinator()?;
+    let running = running_jobs(&coordinator, &args.name).await?;
     if running.is_empty() {
         eprintln!("pipeline `{}` is not running", args.name);
         return Ok(ExitCode::from(1));
     }
     for job in running {
-        client
-            .cancel_job(v1::CancelJobRequest { job_id: job.job_id })
-            .await?;
+        cancel(&coordinator, job.job_id).await?;
         eprintln!("pipeline `{}`: job {} stopped", args.name, job.job_id);
     }
     Ok(ExitCode::SUCCESS)
@@ -345,20 +352,23 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Every stream task holds a slot for as long as it runs.
     options.slots = u32::try_from(tasks.div_ceil(args.workers.max(1)) + 1).unwrap_or(u32::MAX);
     let cluster = LocalCluster::start(options).await?;
-    let mut client = essaim_proto::connect(&cluster.url, None, Duration::from_secs(5)).await?;
-    let job_id = client
-        .submit_job(v1::SubmitJobRequest { spec: Some(job) })
+    let coordinator = CoordinatorCalls::local(&cluster.url)?;
+    let request = v1::SubmitJobRequest { spec: Some(job) };
+    let job_id = coordinator
+        .change_once(|mut client| {
+            let request = request.clone();
+            async move { client.submit_job(request).await }
+        })
         .await?
-        .into_inner()
         .job_id;
     eprintln!(
         "pipeline `{name}` runs as job {job_id} ({tasks} stream tasks) on a local cluster at {}",
         cluster.url
     );
     let outcome = tokio::select! {
-        waited = super::jobs::wait_with_progress(&mut client, job_id, None, Default::default()) => waited,
+        waited = super::jobs::wait_with_progress(&coordinator, job_id, None, Default::default()) => waited,
         () = super::shutdown_signal() => {
-            client.cancel_job(v1::CancelJobRequest { job_id }).await?;
+            cancel(&coordinator, job_id).await?;
             Ok(ExitCode::SUCCESS)
         }
     };

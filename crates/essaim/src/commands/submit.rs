@@ -135,11 +135,14 @@ pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         )));
     }
     let task_count = spec.tasks.len();
-    let mut client = args.connect.connect().await?;
-    let job_id = client
-        .submit_job(v1::SubmitJobRequest { spec: Some(spec) })
+    let coordinator = args.connect.coordinator()?;
+    let request = v1::SubmitJobRequest { spec: Some(spec) };
+    let job_id = coordinator
+        .change_once(|mut client| {
+            let request = request.clone();
+            async move { client.submit_job(request).await }
+        })
         .await?
-        .into_inner()
         .job_id;
     match args.output {
         OutputFormat::Json if !args.wait => {
@@ -154,7 +157,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    super::jobs::wait_with_progress(&mut client, job_id, None, args.output).await
+    super::jobs::wait_with_progress(&coordinator, job_id, None, args.output).await
 }
 
 fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {

@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 /// Options of `essaim worker`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Coordinator URL.
+    /// Coordinator URL, or several separated by commas (`http://c1:7070,http://c2:7070`):
+    /// the worker follows the leader among them and keeps retrying while none answers.
     #[arg(
         long,
         env = "ESSAIM_COORDINATOR",

@@ -38,7 +38,15 @@ async fn bad_input_gets_a_clear_error() {
     assert!(failure.message.contains("not found"), "{failure:?}");
     assert!(!failure.retryable, "{failure:?}");
 
-    let unreachable = essaim(&["jobs", "--coordinator", "http://127.0.0.1:1"]).await;
+    // Clients retry an unreachable coordinator for the connect timeout (60 s by default).
+    let unreachable = essaim(&[
+        "jobs",
+        "--coordinator",
+        "http://127.0.0.1:1",
+        "--connect-timeout",
+        "1",
+    ])
+    .await;
     assert_refused(&unreachable, 3, "cannot reach the coordinator");
 
     let inputs = cluster.path("inputs.bin");

@@ -1,197 +1,174 @@
-//! Coordinator high availability with real processes and a real etcd: two coordinators
-//! elected through etcd, workers given both URLs. The leader is killed with SIGKILL, or
-//! paused with SIGSTOP past its lease, in the middle of a job: the standby takes over
-//! from the journal in etcd, every task is committed exactly once, what was committed
-//! before stays as it was, and a paused leader that wakes up commits nothing and stands
-//! by. Skipped with `ESSAIM_SKIP_ETCD=1`.
+//! Clients and workers ride through a coordinator's restart, and find a live coordinator
+//! in a list whose first entry is dead (issue 13: "Clients do not ride through a
+//! coordinator restart"; issue 14: several coordinator URLs).
 
-use crate::harness::{executions_by_task, job_spec, output_text, shell_task};
-use essaim_testkit::deadline::{Deadline, EVENTUALLY};
-use essaim_testkit::ha::{HaCluster, LEASE_SECS};
-use essaim_testkit::process::http_status;
-use nix::sys::signal::Signal;
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
-const TASKS: u32 = 40;
+use crate::harness::{
+    Cluster, ESSAIM, EVENTUALLY, free_port, job_spec, output_text, shell_task, spawn_essaim,
+};
+use essaim_testkit::cli::INHERITED_VARIABLES_REMOVED;
 
-async fn start() -> Option<HaCluster> {
-    HaCluster::start(env!("CARGO_BIN_EXE_essaim"), 1, 2, 2, 2).await
+/// How long the coordinator stays down: longer than any single retry delay, so that the
+/// clients must retry several times.
+const DOWNTIME: Duration = Duration::from_millis(2500);
+
+/// Starts `essaim ARGS` with its output captured, killed on drop.
+fn spawn_cli(args: &[&str]) -> tokio::process::Child {
+    let mut command = tokio::process::Command::new(Path::new(ESSAIM));
+    command.args(args);
+    for variable in INHERITED_VARIABLES_REMOVED {
+        command.env_remove(variable);
+    }
+    command
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary runs")
 }
 
-/// Submits TASKS shell tasks that log each execution; waits until 10 are committed and
-/// returns the job id and the commits so far (task → attempt).
-async fn submit_and_commit_some(cluster: &HaCluster) -> (u64, BTreeMap<u32, u64>) {
-    let side_file = cluster.path("executions.log");
-    let script = "echo \"$ESSAIM_TASK_INDEX $ESSAIM_ATTEMPT_ID\" >> \"$SIDE_FILE\"; sleep 0.3; echo out-$ESSAIM_TASK_INDEX";
+/// Waits for a child started by [`spawn_cli`]; returns its exit code, stdout and stderr.
+async fn finish(child: tokio::process::Child, what: &str) -> (Option<i32>, String, String) {
+    let output = tokio::time::timeout(EVENTUALLY, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`{what}` did not finish within {EVENTUALLY:?}"))
+        .expect("the child can be waited for");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Returns a loopback URL where nothing listens.
+fn dead_url() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+// Regression test for issue 13: `essaim wait` exited with code 1 or 3 while a restarted
+// coordinator was not yet listening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_and_status_ride_through_a_coordinator_restart() {
+    const TASKS: u32 = 8;
+    let mut cluster = Cluster::start(1, 2).await;
+    let worker_before = cluster.worker_names();
     let tasks = (0..TASKS)
-        .map(|_| shell_task(script, &[("SIDE_FILE", &side_file)]))
+        .map(|_| shell_task("sleep 0.5; echo done-$ESSAIM_TASK_INDEX", &[]))
         .collect();
     let job_id = cluster.submit(job_spec(tasks, 10)).await;
+    let job = job_id.to_string();
+    let url = cluster.url();
+    let waiting = spawn_cli(&["wait", &job, "--coordinator", &url]);
     cluster
-        .wait_job_until(job_id, "10 tasks committed", |job| job.succeeded >= 10)
+        .wait_job_until(job_id, "a first task committed", |job| job.succeeded >= 1)
         .await;
-    let committed = cluster
-        .results(job_id)
-        .await
-        .iter()
-        .map(|result| (result.task_index, result.attempt_id))
-        .collect::<BTreeMap<_, _>>();
-    assert!(
-        committed.len() < TASKS as usize,
-        "the job finished too early"
-    );
-    (job_id, committed)
-}
 
-/// Waits for the job to succeed under the current leader and checks the oracle: one
-/// commit per task with the right output, commits from before the failover unchanged,
-/// and tasks committed before it never run again.
-async fn assert_finished_exactly_once(
-    cluster: &HaCluster,
-    job_id: u64,
-    before: &BTreeMap<u32, u64>,
-) {
-    let job = cluster
-        .wait_job_until(job_id, "finished", |job| job.state != "running")
-        .await;
+    cluster.kill_coordinator();
+    let status = spawn_cli(&["status", &job, "--coordinator", &url, "--output", "json"]);
+    tokio::time::sleep(DOWNTIME).await;
+    cluster.restart_coordinator().await;
+
+    let (code, stdout, stderr) = finish(waiting, "essaim wait").await;
+    assert_eq!(code, Some(0), "wait: {stdout}\n{stderr}");
+    assert!(stdout.contains("succeeded"), "wait: {stdout}");
+    assert!(
+        stderr.contains(&format!("coordinator {url} unreachable")) && stderr.contains("retrying"),
+        "wait says what it waits for: {stderr}"
+    );
+    let (code, stdout, stderr) = finish(status, "essaim status").await;
+    assert_eq!(code, Some(0), "status: {stdout}\n{stderr}");
+    let shown: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(shown["job_id"], serde_json::json!(job_id), "{shown}");
+
+    // The same worker process finished the job: it found the coordinator again alone.
+    assert_eq!(cluster.worker_names(), worker_before);
+    let job = cluster.wait_job(job_id, EVENTUALLY).await;
     assert_eq!(job.state, "succeeded", "{job:?}");
     let results = cluster.results(job_id).await;
-    let committed: BTreeSet<u32> = results.iter().map(|result| result.task_index).collect();
-    assert_eq!(results.len(), TASKS as usize, "one result per task");
-    assert_eq!(committed, (0..TASKS).collect::<BTreeSet<_>>());
+    assert_eq!(results.len(), TASKS as usize);
     for result in &results {
-        assert_eq!(output_text(result), format!("out-{}\n", result.task_index));
-        if let Some(attempt) = before.get(&result.task_index) {
-            assert_eq!(
-                result.attempt_id, *attempt,
-                "task {}: its commit changed",
-                result.task_index
-            );
-        }
-    }
-    let executions = executions_by_task(&cluster.path("executions.log"));
-    for index in before.keys() {
-        let runs = executions.get(index).map_or(0, Vec::len);
-        assert_eq!(
-            runs, 1,
-            "task {index} was committed before the failover, yet ran {runs} times"
-        );
+        assert_eq!(output_text(result), format!("done-{}\n", result.task_index));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_leader_is_replaced_by_the_standby_and_no_commit_is_lost_or_repeated() {
-    let Some(mut cluster) = start().await else {
-        return;
-    };
-    let old = cluster.wait_leader().await;
-    let (job_id, before) = submit_and_commit_some(&cluster).await;
-    let killed_at = Instant::now();
-    cluster.kill_coordinator(old);
-    let (new, took) = cluster.time_failover(old, killed_at).await;
-    eprintln!("failover after SIGKILL: coordinator {new} leads {took:?} after the kill");
+async fn a_client_gives_up_at_its_connect_timeout_with_exit_code_3() {
+    let dead = dead_url();
+    let started = std::time::Instant::now();
+    let listing = spawn_cli(&["jobs", "--coordinator", &dead, "--connect-timeout", "2"]);
+    let (code, stdout, stderr) = finish(listing, "essaim jobs").await;
+    assert_eq!(code, Some(3), "{stdout}\n{stderr}");
     assert!(
-        took < Duration::from_secs(LEASE_SECS + 8),
-        "failover took {took:?}"
+        stderr.contains(&format!("coordinator {dead} unreachable")),
+        "{stderr}"
     );
-    assert_finished_exactly_once(&cluster, job_id, &before).await;
-    let metrics = cluster.metrics(new).await;
-    assert!(metrics.contains("essaim_coordinator_leader 1"), "{metrics}");
+    assert!(stderr.contains("cannot reach the coordinator"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paused_leader_that_wakes_after_a_new_leader_was_elected_commits_nothing_and_stands_by() {
-    let Some(mut cluster) = start().await else {
-        return;
-    };
-    let old = cluster.wait_leader().await;
-    let (job_id, before) = submit_and_commit_some(&cluster).await;
-    cluster.signal_coordinator(old, Signal::SIGSTOP);
-    let new = cluster.wait_leader_other_than(Some(old)).await;
-    // The new leader commits work while the old one is frozen.
-    let progressed = cluster.job(job_id).await.succeeded;
-    cluster
-        .wait_job_until(job_id, "progress under the new leader", |job| {
-            job.succeeded > progressed
-        })
-        .await;
-    cluster.signal_coordinator(old, Signal::SIGCONT);
-    // The old leader finds its lease gone and stands by: not ready, and it says why.
-    let deadline = Deadline::after(EVENTUALLY, "the woken leader to stand by");
-    let old_port_status = || {
-        http_status(
-            cluster
-                .url(old)
-                .rsplit(':')
-                .next()
-                .unwrap_or("0")
-                .parse()
-                .unwrap_or(0),
-            "/readyz",
-        )
-    };
-    loop {
-        if old_port_status().await == Some(503) {
-            break;
-        }
-        deadline.tick().await;
-    }
-    assert_eq!(
-        cluster.wait_leader().await,
-        new,
-        "leadership stays with the new leader"
-    );
-    let metrics = cluster.metrics(old).await;
-    assert!(metrics.contains("essaim_coordinator_leader 0"), "{metrics}");
-    assert!(
-        metrics.contains("essaim_coordinator_step_downs_total{"),
-        "{metrics}"
-    );
-    assert_finished_exactly_once(&cluster, job_id, &before).await;
+async fn a_list_whose_first_coordinator_is_dead_serves_clients_and_workers() {
+    let mut cluster = Cluster::start(0, 1).await;
+    let list = format!("{},{}", dead_url(), cluster.url());
+    let scratch = cluster.path("listed-worker-scratch");
+    std::fs::create_dir_all(&scratch).expect("scratch directory");
+    let worker_args: Vec<String> = [
+        "worker",
+        "--coordinator",
+        &list,
+        "--slots",
+        "2",
+        "--allow-commands",
+        "--scratch-dir",
+        &scratch.display().to_string(),
+        "--name",
+        "listed-worker",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let log = cluster.path("listed-worker.log");
+    let _worker = spawn_essaim("listed-worker", &worker_args, &[], log);
+    cluster.wait_for_workers(1).await;
+
+    let submitted = spawn_cli(&[
+        "submit",
+        "--coordinator",
+        &list,
+        "--kind",
+        "echo",
+        "--payload",
+        "hello",
+        "--count",
+        "2",
+        "--wait",
+    ]);
+    let (code, stdout, stderr) = finish(submitted, "essaim submit --wait").await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    let listing = spawn_cli(&["jobs", "--coordinator", &list, "--output", "json"]);
+    let (code, stdout, stderr) = finish(listing, "essaim jobs").await;
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    let jobs: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(jobs.as_array().map(Vec::len), Some(1), "{jobs}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losing_one_etcd_member_of_three_changes_nothing_and_losing_two_stops_acknowledging_until_quorum_returns()
- {
-    let Some(cluster) = HaCluster::start(env!("CARGO_BIN_EXE_essaim"), 3, 2, 2, 2).await else {
-        return;
-    };
-    let leader = cluster.wait_leader().await;
-    let (job_id, before) = submit_and_commit_some(&cluster).await;
-    cluster.etcd().kill_member(0);
-    let progressed = cluster.job(job_id).await.succeeded;
-    cluster
-        .wait_job_until(job_id, "progress with two etcd members of three", |job| {
-            job.succeeded > progressed
-        })
-        .await;
-    assert_eq!(
-        cluster.wait_leader().await,
-        leader,
-        "one etcd member lost: the leader stays"
-    );
-
-    cluster.etcd().kill_member(1);
-    // No quorum: the leader cannot refresh its lease nor journal, so it stops serving
-    // (no split brain: nobody can be elected either).
-    let deadline = Deadline::after(
-        EVENTUALLY,
-        "every coordinator to stop leading without quorum",
-    );
-    while !cluster.ready().await.is_empty() {
-        deadline.tick().await;
-    }
-    let frozen = cluster.results(job_id).await.len();
-    tokio::time::sleep(Duration::from_secs(LEASE_SECS + 1)).await;
+async fn a_bad_entry_in_the_coordinator_list_is_refused_by_name() {
+    let listing = spawn_cli(&["jobs", "--coordinator", "http://127.0.0.1:7070,c2:7070"]);
+    let (code, stdout, stderr) = finish(listing, "essaim jobs").await;
+    assert_eq!(code, Some(2), "{stdout}\n{stderr}");
     assert!(
-        cluster.ready().await.is_empty(),
-        "a coordinator leads without an etcd quorum"
+        stderr.contains("invalid coordinator URL `c2:7070`"),
+        "{stderr}"
     );
-
-    let etcd = cluster.etcd();
-    tokio::task::block_in_place(|| etcd.start_members(&[0, 1]));
-    cluster.wait_leader().await;
-    assert_finished_exactly_once(&cluster, job_id, &before).await;
-    assert!(cluster.results(job_id).await.len() >= frozen);
 }

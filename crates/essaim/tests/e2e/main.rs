@@ -8,11 +8,12 @@
 //! | `harness.rs` | the test kit's cluster of child processes bound to the binary under test; job helpers |
 //! | `worker_crashes.rs` | killed workers lose no task and commit none twice |
 //! | `coordinator_restart.rs` | a killed coordinator resumes from its journal |
+//! | `failover.rs` | clients and workers ride through a coordinator restart and skip a dead coordinator of their list |
 //! | `dead_letters.rs` | poison tasks reach the dead-letter queue; requeue and purge |
 //! | `auth.rs` | callers without the cluster token are refused |
 //! | `bad_input.rs` | mistakes get a clear message and the right exit code |
 //! | `drain.rs` | SIGTERM drains a worker without losing its running task |
-//! | `failover.rs` | a SIGKILLed or SIGSTOPped leader is replaced through etcd; every task committed once, a woken leader commits nothing |
+//! | `leader_failover.rs` | a SIGKILLed or SIGSTOPped leader is replaced through etcd; every task committed once, a woken leader commits nothing |
 //! | `partition.rs` | a result from a worker cut off too long is rejected |
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
 //! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
@@ -41,6 +42,7 @@ mod demo;
 mod drain;
 mod eval;
 mod failover;
+mod leader_failover;
 mod harness;
 mod json_output;
 mod mapreduce;

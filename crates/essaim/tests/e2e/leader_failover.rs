@@ -1,0 +1,197 @@
+//! Coordinator high availability with real processes and a real etcd: two coordinators
+//! elected through etcd, workers given both URLs. The leader is killed with SIGKILL, or
+//! paused with SIGSTOP past its lease, in the middle of a job: the standby takes over
+//! from the journal in etcd, every task is committed exactly once, what was committed
+//! before stays as it was, and a paused leader that wakes up commits nothing and stands
+//! by. Skipped with `ESSAIM_SKIP_ETCD=1`.
+
+use crate::harness::{executions_by_task, job_spec, output_text, shell_task};
+use essaim_testkit::deadline::{Deadline, EVENTUALLY};
+use essaim_testkit::ha::{HaCluster, LEASE_SECS};
+use essaim_testkit::process::http_status;
+use nix::sys::signal::Signal;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+const TASKS: u32 = 40;
+
+async fn start() -> Option<HaCluster> {
+    HaCluster::start(env!("CARGO_BIN_EXE_essaim"), 1, 2, 2, 2).await
+}
+
+/// Submits TASKS shell tasks that log each execution; waits until 10 are committed and
+/// returns the job id and the commits so far (task → attempt).
+async fn submit_and_commit_some(cluster: &HaCluster) -> (u64, BTreeMap<u32, u64>) {
+    let side_file = cluster.path("executions.log");
+    let script = "echo \"$ESSAIM_TASK_INDEX $ESSAIM_ATTEMPT_ID\" >> \"$SIDE_FILE\"; sleep 0.3; echo out-$ESSAIM_TASK_INDEX";
+    let tasks = (0..TASKS)
+        .map(|_| shell_task(script, &[("SIDE_FILE", &side_file)]))
+        .collect();
+    let job_id = cluster.submit(job_spec(tasks, 10)).await;
+    cluster
+        .wait_job_until(job_id, "10 tasks committed", |job| job.succeeded >= 10)
+        .await;
+    let committed = cluster
+        .results(job_id)
+        .await
+        .iter()
+        .map(|result| (result.task_index, result.attempt_id))
+        .collect::<BTreeMap<_, _>>();
+    assert!(
+        committed.len() < TASKS as usize,
+        "the job finished too early"
+    );
+    (job_id, committed)
+}
+
+/// Waits for the job to succeed under the current leader and checks the oracle: one
+/// commit per task with the right output, commits from before the failover unchanged,
+/// and tasks committed before it never run again.
+async fn assert_finished_exactly_once(
+    cluster: &HaCluster,
+    job_id: u64,
+    before: &BTreeMap<u32, u64>,
+) {
+    let job = cluster
+        .wait_job_until(job_id, "finished", |job| job.state != "running")
+        .await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    let results = cluster.results(job_id).await;
+    let committed: BTreeSet<u32> = results.iter().map(|result| result.task_index).collect();
+    assert_eq!(results.len(), TASKS as usize, "one result per task");
+    assert_eq!(committed, (0..TASKS).collect::<BTreeSet<_>>());
+    for result in &results {
+        assert_eq!(output_text(result), format!("out-{}\n", result.task_index));
+        if let Some(attempt) = before.get(&result.task_index) {
+            assert_eq!(
+                result.attempt_id, *attempt,
+                "task {}: its commit changed",
+                result.task_index
+            );
+        }
+    }
+    let executions = executions_by_task(&cluster.path("executions.log"));
+    for index in before.keys() {
+        let runs = executions.get(index).map_or(0, Vec::len);
+        assert_eq!(
+            runs, 1,
+            "task {index} was committed before the failover, yet ran {runs} times"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_replaced_by_the_standby_and_no_commit_is_lost_or_repeated() {
+    let Some(mut cluster) = start().await else {
+        return;
+    };
+    let old = cluster.wait_leader().await;
+    let (job_id, before) = submit_and_commit_some(&cluster).await;
+    let killed_at = Instant::now();
+    cluster.kill_coordinator(old);
+    let (new, took) = cluster.time_failover(old, killed_at).await;
+    eprintln!("failover after SIGKILL: coordinator {new} leads {took:?} after the kill");
+    assert!(
+        took < Duration::from_secs(LEASE_SECS + 8),
+        "failover took {took:?}"
+    );
+    assert_finished_exactly_once(&cluster, job_id, &before).await;
+    let metrics = cluster.metrics(new).await;
+    assert!(metrics.contains("essaim_coordinator_leader 1"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_that_wakes_after_a_new_leader_was_elected_commits_nothing_and_stands_by() {
+    let Some(mut cluster) = start().await else {
+        return;
+    };
+    let old = cluster.wait_leader().await;
+    let (job_id, before) = submit_and_commit_some(&cluster).await;
+    cluster.signal_coordinator(old, Signal::SIGSTOP);
+    let new = cluster.wait_leader_other_than(Some(old)).await;
+    // The new leader commits work while the old one is frozen.
+    let progressed = cluster.job(job_id).await.succeeded;
+    cluster
+        .wait_job_until(job_id, "progress under the new leader", |job| {
+            job.succeeded > progressed
+        })
+        .await;
+    cluster.signal_coordinator(old, Signal::SIGCONT);
+    // The old leader finds its lease gone and stands by: not ready, and it says why.
+    let deadline = Deadline::after(EVENTUALLY, "the woken leader to stand by");
+    let old_port_status = || {
+        http_status(
+            cluster
+                .url(old)
+                .rsplit(':')
+                .next()
+                .unwrap_or("0")
+                .parse()
+                .unwrap_or(0),
+            "/readyz",
+        )
+    };
+    loop {
+        if old_port_status().await == Some(503) {
+            break;
+        }
+        deadline.tick().await;
+    }
+    assert_eq!(
+        cluster.wait_leader().await,
+        new,
+        "leadership stays with the new leader"
+    );
+    let metrics = cluster.metrics(old).await;
+    assert!(metrics.contains("essaim_coordinator_leader 0"), "{metrics}");
+    assert!(
+        metrics.contains("essaim_coordinator_step_downs_total{"),
+        "{metrics}"
+    );
+    assert_finished_exactly_once(&cluster, job_id, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_one_etcd_member_of_three_changes_nothing_and_losing_two_stops_acknowledging_until_quorum_returns()
+ {
+    let Some(cluster) = HaCluster::start(env!("CARGO_BIN_EXE_essaim"), 3, 2, 2, 2).await else {
+        return;
+    };
+    let leader = cluster.wait_leader().await;
+    let (job_id, before) = submit_and_commit_some(&cluster).await;
+    cluster.etcd().kill_member(0);
+    let progressed = cluster.job(job_id).await.succeeded;
+    cluster
+        .wait_job_until(job_id, "progress with two etcd members of three", |job| {
+            job.succeeded > progressed
+        })
+        .await;
+    assert_eq!(
+        cluster.wait_leader().await,
+        leader,
+        "one etcd member lost: the leader stays"
+    );
+
+    cluster.etcd().kill_member(1);
+    // No quorum: the leader cannot refresh its lease nor journal, so it stops serving
+    // (no split brain: nobody can be elected either).
+    let deadline = Deadline::after(
+        EVENTUALLY,
+        "every coordinator to stop leading without quorum",
+    );
+    while !cluster.ready().await.is_empty() {
+        deadline.tick().await;
+    }
+    let frozen = cluster.results(job_id).await.len();
+    tokio::time::sleep(Duration::from_secs(LEASE_SECS + 1)).await;
+    assert!(
+        cluster.ready().await.is_empty(),
+        "a coordinator leads without an etcd quorum"
+    );
+
+    let etcd = cluster.etcd();
+    tokio::task::block_in_place(|| etcd.start_members(&[0, 1]));
+    cluster.wait_leader().await;
+    assert_finished_exactly_once(&cluster, job_id, &before).await;
+    assert!(cluster.results(job_id).await.len() >= frozen);
+}

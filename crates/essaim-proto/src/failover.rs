@@ -284,9 +284,12 @@ impl Coordinators {
         let mut shared = self.lock();
         if shared.target.url == failed_url {
             shared.target = next_target(self.urls.as_slice(), &shared.target, hint);
-            // A single URL keeps its channel: it reconnects by itself. Dropping it anyway
-            // makes the next try connect afresh, with its own short timeout.
-            shared.client = None;
+            // Staying on the same URL (a list of one) keeps the channel, which reconnects
+            // by itself once the coordinator is back: no connection churn when a busy
+            // coordinator is merely slow.
+            if shared.target.url != failed_url {
+                shared.client = None;
+            }
         }
         shared.target.url.clone()
     }

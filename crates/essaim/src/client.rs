@@ -3,7 +3,7 @@
 //! a coordinator's restart or a failover to another coordinator of the list, within a
 //! deadline, and says what it is waiting for.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
@@ -150,17 +150,11 @@ impl CoordinatorCalls {
 /// Returns the observer that tells the user, on standard error, what the command waits
 /// for: at the first failure of an outage, and then every tenth try.
 fn tell_user() -> essaim_proto::failover::RetryObserver {
-    let last_told = Arc::new(Mutex::new(None::<String>));
-    Arc::new(move |notice: &RetryNotice| {
-        let mut last_told = last_told
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let new_outage = notice.failures == 1 || last_told.is_none();
-        if !new_outage && notice.failures % 10 != 0 {
-            return;
+    Arc::new(|notice: &RetryNotice| {
+        let outage_starts = notice.failures == 1;
+        if outage_starts || notice.failures.is_multiple_of(10) {
+            eprintln!("{}", retry_message(notice));
         }
-        *last_told = Some(notice.url.clone());
-        eprintln!("{}", retry_message(notice));
     })
 }
 

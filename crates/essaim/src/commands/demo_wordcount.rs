@@ -116,7 +116,8 @@ pub async fn run(args: WordcountArgs) -> anyhow::Result<ExitCode> {
             }
         })
     });
-    let status = super::mapreduce::follow(&mut client, job_id, &planned, false).await?;
+    let coordinator = crate::client::CoordinatorCalls::local(&cluster.url)?;
+    let status = super::mapreduce::follow(&coordinator, job_id, &planned, false).await?;
     let killed = match killer {
         Some(killer) => killer.await.unwrap_or(false),
         None => false,

@@ -19,7 +19,7 @@ use essaim_mapreduce::payload::SUCCESS_MARKER;
 use essaim_mapreduce::plan::{JobRequest, PlannedJob, plan_job, prepare_output_dir};
 use essaim_proto::{CoordinatorClient, v1};
 
-use crate::client::{ConnectArgs, usage};
+use crate::client::{ConnectArgs, CoordinatorCalls, usage};
 use crate::local_cluster::{LocalCluster, LocalOptions};
 use crate::output::{OutputFormat, print_json};
 use crate::progress::StageBars;
@@ -232,8 +232,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let started = Instant::now();
     let cluster = LocalCluster::start(options).await?;
-    let mut client = essaim_proto::connect(&cluster.url, None, Duration::from_secs(5)).await?;
-    let result = submit_and_follow(&mut client, &args.job, planned, started).await;
+    let coordinator = CoordinatorCalls::local(&cluster.url)?;
+    let result = submit_and_follow(&coordinator, &args.job, planned, started).await;
     cluster.stop(Duration::from_secs(10)).await?;
     result
 }
@@ -245,16 +245,16 @@ pub async fn submit(name: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     }
     let planned = plan(name, &args.job)?;
     let started = Instant::now();
-    let mut client = args.connect.connect().await?;
+    let coordinator = args.connect.coordinator()?;
     if args.detach {
-        let job_id = submit_planned(&mut client, args.job.max_attempts, &planned).await?;
+        let job_id = submit_to_leader(&coordinator, args.job.max_attempts, &planned).await?;
         match args.job.format {
             OutputFormat::Json => print_json(&serde_json::json!({"job_id": job_id})),
             OutputFormat::Text => crate::outln!("{job_id}"),
         }
         return Ok(ExitCode::SUCCESS);
     }
-    submit_and_follow(&mut client, &args.job, planned, started).await
+    submit_and_follow(&coordinator, &args.job, planned, started).await
 }
 
 fn list_jobs(format: OutputFormat) -> anyhow::Result<ExitCode> {
@@ -338,6 +338,35 @@ pub(crate) async fn submit_planned(
     max_attempts: u32,
     planned: &PlannedJob,
 ) -> anyhow::Result<u64> {
+    let spec = planned_spec(max_attempts, planned);
+    Ok(client
+        .submit_job(v1::SubmitJobRequest { spec: Some(spec) })
+        .await?
+        .into_inner()
+        .job_id)
+}
+
+/// Submits the planned job through the leading coordinator (retried only while it surely
+/// did not reach it); returns its id.
+async fn submit_to_leader(
+    coordinator: &CoordinatorCalls,
+    max_attempts: u32,
+    planned: &PlannedJob,
+) -> anyhow::Result<u64> {
+    let request = v1::SubmitJobRequest {
+        spec: Some(planned_spec(max_attempts, planned)),
+    };
+    let submitted = coordinator
+        .change_once(|mut client| {
+            let request = request.clone();
+            async move { client.submit_job(request).await }
+        })
+        .await?;
+    Ok(submitted.job_id)
+}
+
+/// Returns the wire spec of a planned job: one task per map or reduce task.
+fn planned_spec(max_attempts: u32, planned: &PlannedJob) -> v1::JobSpec {
     let tasks = planned
         .tasks
         .iter()
@@ -348,7 +377,7 @@ pub(crate) async fn submit_planned(
             locality: task.locality.clone(),
         })
         .collect();
-    let spec = v1::JobSpec {
+    v1::JobSpec {
         name: format!(
             "{} → {}",
             planned.config.job,
@@ -357,22 +386,23 @@ pub(crate) async fn submit_planned(
         tasks,
         max_attempts,
         ..Default::default()
-    };
-    Ok(client
-        .submit_job(v1::SubmitJobRequest { spec: Some(spec) })
-        .await?
-        .into_inner()
-        .job_id)
+    }
 }
 
 async fn submit_and_follow(
-    client: &mut CoordinatorClient,
+    coordinator: &CoordinatorCalls,
     args: &JobArgs,
     planned: PlannedJob,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
-    let job_id = submit_planned(client, args.max_attempts, &planned).await?;
-    let job = follow(client, job_id, &planned, args.format == OutputFormat::Json).await?;
+    let job_id = submit_to_leader(coordinator, args.max_attempts, &planned).await?;
+    let job = follow(
+        coordinator,
+        job_id,
+        &planned,
+        args.format == OutputFormat::Json,
+    )
+    .await?;
     let elapsed = started.elapsed();
     let committed = planned.config.output_dir.join(SUCCESS_MARKER).is_file();
     let succeeded = job.state == "succeeded" && committed;
@@ -385,9 +415,9 @@ async fn submit_and_follow(
 }
 
 /// Follows a job to its end with a progress bar per stage (map, then reduce per step);
-/// returns its final status.
+/// returns its final status. Rides through coordinator restarts like `essaim wait`.
 pub(crate) async fn follow(
-    client: &mut CoordinatorClient,
+    coordinator: &CoordinatorCalls,
     job_id: u64,
     planned: &PlannedJob,
     hidden: bool,
@@ -402,19 +432,20 @@ pub(crate) async fn follow(
         stages.push((name, u64::from(planned.config.reducers)));
     }
     let bars = StageBars::new(&stages, !hidden && std::io::stderr().is_terminal());
-    let mut job = client
-        .get_job(v1::GetJobRequest { job_id })
-        .await?
-        .into_inner();
+    let mut job = coordinator
+        .read(|mut client| async move { client.get_job(v1::GetJobRequest { job_id }).await })
+        .await?;
     while job.state == "running" {
         bars.update(&job);
-        job = client
-            .wait_job(v1::WaitJobRequest {
-                job_id,
-                timeout_ms: 250,
+        job = coordinator
+            .read(|mut client| async move {
+                let request = v1::WaitJobRequest {
+                    job_id,
+                    timeout_ms: 250,
+                };
+                client.wait_job(request).await
             })
-            .await?
-            .into_inner();
+            .await?;
     }
     bars.finish(&job);
     Ok(job)

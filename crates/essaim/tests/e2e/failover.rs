@@ -117,7 +117,7 @@ async fn a_client_gives_up_at_its_connect_timeout_with_exit_code_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_whose_first_coordinator_is_dead_serves_clients_and_workers() {
-    let mut cluster = Cluster::start(0, 1).await;
+    let cluster = Cluster::start(0, 1).await;
     let list = format!("{},{}", dead_url(), cluster.url());
     let scratch = cluster.path("listed-worker-scratch");
     std::fs::create_dir_all(&scratch).expect("scratch directory");

@@ -182,7 +182,6 @@ async fn losing_one_etcd_member_of_three_changes_nothing_and_losing_two_stops_ac
     while !cluster.ready().await.is_empty() {
         deadline.tick().await;
     }
-    let frozen = cluster.results(job_id).await.len();
     tokio::time::sleep(Duration::from_secs(LEASE_SECS + 1)).await;
     assert!(
         cluster.ready().await.is_empty(),
@@ -193,5 +192,4 @@ async fn losing_one_etcd_member_of_three_changes_nothing_and_losing_two_stops_ac
     tokio::task::block_in_place(|| etcd.start_members(&[0, 1]));
     cluster.wait_leader().await;
     assert_finished_exactly_once(&cluster, job_id, &before).await;
-    assert!(cluster.results(job_id).await.len() >= frozen);
 }

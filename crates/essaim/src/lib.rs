@@ -75,6 +75,8 @@ enum Command {
     Cancel(commands::jobs::CancelArgs),
     /// List live workers.
     Workers(commands::jobs::WorkersArgs),
+    /// The coordinators: which leads, its epoch, the standbys, etcd's health.
+    Cluster(commands::cluster::Args),
     /// Inspect and act on the dead-letter queue.
     Dlq(commands::dlq::Args),
     /// Run a demo on an embedded local cluster.
@@ -143,6 +145,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Ingest(args) => commands::ingest::run(args).await,
             Command::Cancel(args) => commands::jobs::cancel(args).await,
             Command::Workers(args) => commands::jobs::workers(args).await,
+            Command::Cluster(args) => commands::cluster::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Eval(args) => commands::eval::run(args).await,

@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its `Args` and `run`.
 
 pub mod bench;
+pub mod cluster;
 pub mod coordinator;
 pub mod demo;
 pub mod demo_wordcount;

@@ -98,6 +98,31 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_no_commit_is_lost_or_rep
     assert_finished_exactly_once(&cluster, job_id, &before).await;
     let metrics = cluster.metrics(new).await;
     assert!(metrics.contains("essaim_coordinator_leader 1"), "{metrics}");
+
+    // Any coordinator of the list tells where the leader is, with its epoch.
+    let urls = cluster.urls();
+    let args = [
+        "cluster",
+        "status",
+        "--coordinator",
+        &urls,
+        "--output",
+        "json",
+    ];
+    let status = essaim_testkit::cli::run(
+        std::path::Path::new(env!("CARGO_BIN_EXE_essaim")),
+        &args,
+        &[],
+    )
+    .await;
+    assert_eq!(status.code, Some(0), "{status:?}");
+    let view: serde_json::Value = serde_json::from_str(&status.stdout).expect("one JSON document");
+    assert_eq!(view["leader"], cluster.url(new).as_str(), "{view}");
+    assert!(
+        view["epoch"].as_u64().is_some_and(|epoch| epoch >= 2),
+        "{view}"
+    );
+    assert_eq!(view["mode"], "etcd");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -134,6 +134,8 @@ pub struct RunningCoordinator {
     pub address: SocketAddr,
     /// This incarnation's epoch.
     pub epoch: u64,
+    /// Its readiness (`/readyz`): a leader stepping down turns it off at once.
+    pub health: Health,
     actor: JoinHandle<Result<(), essaim_store::StoreError>>,
     server: JoinHandle<Result<(), std::io::Error>>,
     stop: CancellationToken,
@@ -306,6 +308,7 @@ pub async fn start_with_journal(
     Ok(RunningCoordinator {
         address,
         epoch: recovered.epoch,
+        health,
         actor,
         server,
         stop,

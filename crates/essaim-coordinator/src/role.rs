@@ -149,6 +149,7 @@ async fn lead(
     };
     let stop = shutdown.child_token();
     let running = crate::start_with_journal(config.clone(), opened, stop.clone()).await?;
+    let health = running.health.clone();
     let wait = running.wait();
     tokio::pin!(wait);
     let ended = tokio::select! {
@@ -167,6 +168,9 @@ async fn lead(
         },
         () = lost.cancelled() => {
             warn!("leadership lease lost; stepping down");
+            // Not the leader any more, whatever is still in flight: say so at once.
+            health.set_not_ready("stepping down: the leadership lease was lost");
+            metrics.leader.set(0);
             stop.cancel();
             let _ = wait.await;
             metrics.stepped_down("lease_lost");

@@ -16,6 +16,7 @@ use crate::cluster::one_at_a_time;
 use crate::deadline::{Deadline, EVENTUALLY};
 use crate::etcd_cluster::EtcdCluster;
 use crate::process::{Process, free_port, http_status, log_tail};
+use crate::proxy::Proxy;
 
 /// Lines of each log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
@@ -28,6 +29,8 @@ pub struct HaCluster {
     binary: PathBuf,
     dir: Option<TempDir>,
     etcd: EtcdCluster,
+    /// The proxy between coordinator 0 and etcd, if any.
+    proxy: Option<Proxy>,
     ports: Vec<u16>,
     coordinators: Vec<Option<Process>>,
     workers: Vec<Process>,
@@ -48,6 +51,20 @@ impl HaCluster {
         workers: usize,
         slots: u32,
     ) -> Option<Self> {
+        Self::start_with(binary, etcd_members, coordinators, workers, slots, false).await
+    }
+
+    /// Like [`HaCluster::start`]; with `proxied_leader`, coordinator 0 reaches etcd
+    /// through a [`Proxy`] the test can cut ([`HaCluster::etcd_proxy`]). Coordinator 0
+    /// is started first and leads; the others start once it does.
+    pub async fn start_with(
+        binary: impl Into<PathBuf>,
+        etcd_members: usize,
+        coordinators: usize,
+        workers: usize,
+        slots: u32,
+        proxied_leader: bool,
+    ) -> Option<Self> {
         let guard = one_at_a_time().await;
         let etcd = tokio::task::spawn_blocking(move || EtcdCluster::start(etcd_members))
             .await
@@ -65,12 +82,24 @@ impl HaCluster {
             workers: Vec::new(),
             stopped: Vec::new(),
             started: 0,
+            proxy: None,
             _one_at_a_time: guard,
         };
-        for index in 0..coordinators {
+        if proxied_leader {
+            let first_member = cluster.etcd.urls()[0]
+                .trim_start_matches("http://")
+                .to_string();
+            cluster.proxy = Some(Proxy::start(first_member).await);
+        }
+        cluster.start_coordinator(0);
+        assert_eq!(
+            cluster.wait_leader().await,
+            0,
+            "the first coordinator leads"
+        );
+        for index in 1..coordinators {
             cluster.start_coordinator(index);
         }
-        cluster.wait_leader().await;
         for _ in 0..workers {
             cluster.start_worker(slots);
         }
@@ -119,6 +148,10 @@ impl HaCluster {
         let name = self.next_name(&format!("coordinator{index}"));
         let log = self.path(&format!("{name}.log"));
         let port = self.ports[index].to_string();
+        let etcd = match (&self.proxy, index) {
+            (Some(proxy), 0) => proxy.url("http"),
+            _ => self.etcd.endpoints(),
+        };
         let args: Vec<String> = [
             "coordinator",
             "--listen",
@@ -129,7 +162,7 @@ impl HaCluster {
                 .display()
                 .to_string(),
             "--etcd",
-            &self.etcd.endpoints(),
+            &etcd,
             "--cluster",
             "failover",
             "--leader-lease-secs",
@@ -178,6 +211,19 @@ impl HaCluster {
             log,
         );
         self.workers.push(process);
+    }
+
+    /// The proxy between coordinator 0 and etcd (see [`HaCluster::start_with`]).
+    pub fn etcd_proxy(&self) -> &Proxy {
+        self.proxy.as_ref().expect("started with a proxied leader")
+    }
+
+    /// Stops coordinator `index` with SIGTERM (as an upgrade would) and waits for it.
+    pub async fn stop_coordinator(&mut self, index: usize) {
+        let mut process = self.coordinators[index].take().expect("coordinator runs");
+        process.signal(Signal::SIGTERM);
+        process.wait_exit(EVENTUALLY).await;
+        self.stopped.push(process);
     }
 
     /// The coordinator process `index`.

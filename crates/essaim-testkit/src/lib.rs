@@ -12,6 +12,7 @@
 //! | [`cluster`] | a coordinator and workers of the built `essaim` binary, with SIGKILL, SIGSTOP/SIGCONT and restart helpers |
 //! | [`etcd_cluster`] | an etcd cluster of several members from `scripts/etcd.sh`, members killed and restarted |
 //! | [`ha`] | coordinators elected through etcd and workers given every coordinator URL, for failover tests |
+//! | [`proxy`] | a TCP proxy the test cuts and heals: a network partition between one process and a server |
 //! | [`oracle`] | expected outputs that several tests compute (word counts) |
 //! | [`python`] | the Python tools of tests (mrjob, schemathesis, kubernetes-validate) from `scripts/python-env.sh` |
 //!
@@ -26,6 +27,7 @@ pub mod etcd_cluster;
 pub mod ha;
 pub mod oracle;
 pub mod process;
+pub mod proxy;
 pub mod python;
 pub mod server;
 

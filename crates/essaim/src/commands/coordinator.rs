@@ -90,6 +90,17 @@ impl HighAvailabilityArgs {
         if endpoints.is_empty() {
             return Ok(None);
         }
+        for endpoint in &endpoints {
+            let valid = endpoint
+                .strip_prefix("http://")
+                .or_else(|| endpoint.strip_prefix("https://"))
+                .is_some_and(|rest| !rest.is_empty() && endpoint.parse::<http::Uri>().is_ok());
+            if !valid {
+                return Err(usage(format!(
+                    "invalid --etcd endpoint `{endpoint}`: expected a client URL such as http://127.0.0.1:2379"
+                )));
+            }
+        }
         if self.leader_lease_secs < 2 {
             return Err(usage(
                 "--leader-lease-secs must be at least 2 (etcd's shortest lease)",

@@ -218,3 +218,122 @@ async fn losing_one_etcd_member_of_three_changes_nothing_and_losing_two_stops_ac
     cluster.wait_leader().await;
     assert_finished_exactly_once(&cluster, job_id, &before).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_etcd_stops_leading_and_commits_nothing_after_its_successor_is_elected()
+ {
+    let Some(cluster) = HaCluster::start_with(env!("CARGO_BIN_EXE_essaim"), 1, 2, 2, 2, true).await
+    else {
+        return;
+    };
+    let (job_id, before) = submit_and_commit_some(&cluster).await;
+    cluster.etcd_proxy().cut();
+    let new = cluster.wait_leader_other_than(Some(0)).await;
+    assert_eq!(new, 1);
+    let progressed = cluster.job(job_id).await.succeeded;
+    cluster
+        .wait_job_until(job_id, "progress under the new leader", |job| {
+            job.succeeded > progressed
+        })
+        .await;
+    let deadline = Deadline::after(EVENTUALLY, "the cut-off leader to say it no longer leads");
+    while !cluster
+        .metrics(0)
+        .await
+        .contains("essaim_coordinator_leader 0")
+    {
+        deadline.tick().await;
+    }
+    // Reconnected, the old leader stays a standby.
+    cluster.etcd_proxy().heal();
+    tokio::time::sleep(Duration::from_secs(LEASE_SECS)).await;
+    assert_eq!(cluster.wait_leader().await, new);
+    assert_finished_exactly_once(&cluster, job_id, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_every_coordinator_one_by_one_lets_a_running_job_finish() {
+    let Some(mut cluster) = start().await else {
+        return;
+    };
+    let (job_id, before) = submit_and_commit_some(&cluster).await;
+    for index in [0, 1] {
+        cluster.stop_coordinator(index).await;
+        cluster.wait_leader().await;
+        cluster.start_coordinator(index);
+        let progressed = cluster.job(job_id).await.succeeded;
+        if progressed < TASKS {
+            cluster
+                .wait_job_until(job_id, "progress after a restart", |job| {
+                    job.succeeded > progressed || job.state != "running"
+                })
+                .await;
+        }
+    }
+    assert_finished_exactly_once(&cluster, job_id, &before).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_started_before_etcd_waits_for_it_and_a_malformed_etcd_url_is_refused() {
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_essaim"));
+    let malformed =
+        essaim_testkit::cli::run(binary, &["coordinator", "--etcd", "etcd.example:2379"], &[])
+            .await;
+    assert_eq!(malformed.code, Some(2), "{malformed:?}");
+    assert!(
+        malformed
+            .stderr
+            .contains("invalid --etcd endpoint `etcd.example:2379`"),
+        "{malformed:?}"
+    );
+
+    let _one = essaim_testkit::cluster::one_at_a_time().await;
+    let etcd = tokio::task::spawn_blocking(|| essaim_testkit::etcd_cluster::EtcdCluster::start(1))
+        .await
+        .expect("no panic");
+    let Some(etcd) = etcd else { return };
+    etcd.kill_member(0);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let port = essaim_testkit::process::free_port();
+    let args: Vec<String> = [
+        "coordinator",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--etcd",
+        &etcd.endpoints(),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let mut coordinator = essaim_testkit::process::Process::spawn(
+        binary,
+        "coordinator",
+        &args,
+        &[],
+        dir.path().join("log"),
+    );
+    let deadline = Deadline::after(EVENTUALLY, "the coordinator to serve /healthz without etcd");
+    while http_status(port, "/healthz").await != Some(200) {
+        assert!(
+            coordinator.exit_status().is_none(),
+            "{}",
+            coordinator.log_text()
+        );
+        deadline.tick().await;
+    }
+    let deadline = Deadline::after(EVENTUALLY, "the coordinator to say etcd is unavailable");
+    while !coordinator.log_text().contains("etcd unavailable") {
+        assert!(
+            coordinator.exit_status().is_none(),
+            "an unreachable etcd is no crash: {}",
+            coordinator.log_text()
+        );
+        deadline.tick().await;
+    }
+    assert_eq!(http_status(port, "/readyz").await, Some(503));
+    tokio::task::block_in_place(|| etcd.start_members(&[0]));
+    let deadline = Deadline::after(EVENTUALLY, "the coordinator to lead once etcd is up");
+    while http_status(port, "/readyz").await != Some(200) {
+        deadline.tick().await;
+    }
+}

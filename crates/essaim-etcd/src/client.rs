@@ -190,12 +190,17 @@ impl Etcd {
     /// Reads every key that starts with `prefix`, in key order, in pages all read at the
     /// revision of the first one (a consistent view however long the prefix).
     pub async fn get_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, EtcdError> {
-        let end = prefix_end(prefix);
-        let mut from = prefix.to_vec();
+        self.get_range(prefix, &prefix_end(prefix)).await
+    }
+
+    /// Reads every key in `[from, end)`, in key order, in pages all read at the revision
+    /// of the first one.
+    pub async fn get_range(&self, from: &[u8], end: &[u8]) -> Result<Vec<KeyValue>, EtcdError> {
+        let mut from = from.to_vec();
         let mut revision = 0;
         let mut found = Vec::new();
         loop {
-            let page = self.range(&from, &end, PAGE, revision).await?;
+            let page = self.range(&from, end, PAGE, revision).await?;
             if revision == 0 {
                 revision = page.header.as_ref().map_or(0, |header| header.revision);
             }

@@ -21,8 +21,9 @@ pub(crate) struct Head {
     pub(crate) first_sequence: u64,
 }
 
-/// The journal as read back.
-#[derive(Debug)]
+/// The journal as read back, and how far: a standby keeps it and reads only what was
+/// written since ([`catch_up`]), so that taking over does not read history again.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Read {
     pub(crate) head: Head,
     pub(crate) events: Vec<JournalEvent>,
@@ -39,77 +40,120 @@ fn decode_events(bytes: &[u8], sequence: u64) -> Result<Vec<JournalEvent>, Store
     postcard::from_bytes(bytes).map_err(|source| corrupt(sequence, source))
 }
 
-/// Reads head, snapshot and log: every event in order.
-pub(crate) async fn read(etcd: &Etcd, layout: &Layout) -> Result<Read, StoreError> {
+async fn read_head(etcd: &Etcd, layout: &Layout) -> Result<Head, StoreError> {
     let (head, _) = etcd
         .get(&layout.head())
         .await
         .map_err(|error| replicated("read the journal head", error))?;
-    let head: Head = match head {
-        Some(kv) => postcard::from_bytes(&kv.value).map_err(|source| corrupt(0, source))?,
-        None => Head::default(),
-    };
-    let mut events = Vec::new();
-    if head.generation > 0 {
-        let chunks = etcd
-            .get_prefix(&layout.snapshot(head.generation))
-            .await
-            .map_err(|error| replicated("read the journal snapshot", error))?;
-        if chunks.len() != head.chunks as usize {
-            return Err(StoreError::Replicated {
-                operation: "read the journal snapshot",
-                source: format!("{} chunks found, {} expected", chunks.len(), head.chunks).into(),
-            });
-        }
-        let bytes: Vec<u8> = chunks.into_iter().flat_map(|kv| kv.value).collect();
-        events = decode_events(&bytes, 0)?;
+    match head {
+        Some(kv) => postcard::from_bytes(&kv.value).map_err(|source| corrupt(0, source)),
+        None => Ok(Head::default()),
     }
-    let log = etcd
-        .get_prefix(&layout.log())
+}
+
+async fn read_snapshot(
+    etcd: &Etcd,
+    layout: &Layout,
+    head: &Head,
+) -> Result<Vec<JournalEvent>, StoreError> {
+    if head.generation == 0 {
+        return Ok(Vec::new());
+    }
+    let chunks = etcd
+        .get_prefix(&layout.snapshot(head.generation))
         .await
-        .map_err(|error| replicated("read the journal log", error))?;
-    let mut next_sequence = head.first_sequence;
-    let mut sequences = HashSet::new();
-    for kv in log {
-        let Some(sequence) = layout.sequence_of(&kv.key, &layout.log()) else {
-            continue;
-        };
-        if sequence < head.first_sequence {
-            continue;
-        }
-        let entry: Entry =
-            postcard::from_bytes(&kv.value).map_err(|source| corrupt(sequence, source))?;
-        let batch = match entry {
-            Entry::Inline(bytes) => decode_events(&bytes, sequence)?,
-            Entry::Pieces(count) => {
-                let pieces = etcd
-                    .get_prefix(&layout.parts_of(sequence))
-                    .await
-                    .map_err(|error| replicated("read the journal log", error))?;
-                if pieces.len() != count as usize {
-                    return Err(StoreError::Replicated {
-                        operation: "read the journal log",
-                        source: format!(
-                            "entry {sequence}: {} pieces found, {count} expected",
-                            pieces.len()
-                        )
-                        .into(),
-                    });
-                }
-                let bytes: Vec<u8> = pieces.into_iter().flat_map(|kv| kv.value).collect();
-                decode_events(&bytes, sequence)?
-            }
-        };
-        events.extend(batch);
-        sequences.insert(sequence);
-        next_sequence = next_sequence.max(sequence + 1);
+        .map_err(|error| replicated("read the journal snapshot", error))?;
+    if chunks.len() != head.chunks as usize {
+        return Err(StoreError::Replicated {
+            operation: "read the journal snapshot",
+            source: format!("{} chunks found, {} expected", chunks.len(), head.chunks).into(),
+        });
     }
-    Ok(Read {
-        head,
-        events,
-        next_sequence,
-        sequences,
-    })
+    let bytes: Vec<u8> = chunks.into_iter().flat_map(|kv| kv.value).collect();
+    decode_events(&bytes, 0)
+}
+
+/// Reads head, snapshot and log: every event in order.
+pub(crate) async fn read(etcd: &Etcd, layout: &Layout) -> Result<Read, StoreError> {
+    catch_up(etcd, layout, Read::default())
+        .await
+        .map(|(read, _)| read)
+}
+
+/// Brings `read` up to date: the log entries written since, or everything again when the
+/// journal was compacted meanwhile (its head changed). Returns it and the number of
+/// entries that were new.
+pub(crate) async fn catch_up(
+    etcd: &Etcd,
+    layout: &Layout,
+    previous: Read,
+) -> Result<(Read, u64), StoreError> {
+    let mut previous = Some(previous);
+    loop {
+        let head = read_head(etcd, layout).await?;
+        let mut read = match previous.take() {
+            Some(read) if read.head == head && (head.generation > 0 || read.next_sequence > 0) => {
+                read
+            }
+            _ => Read {
+                head,
+                events: read_snapshot(etcd, layout, &head).await?,
+                next_sequence: head.first_sequence,
+                sequences: HashSet::new(),
+            },
+        };
+        let from = layout.log_entry(read.next_sequence.max(head.first_sequence));
+        let log = etcd
+            .get_range(&from, &essaim_etcd::prefix_end(&layout.log()))
+            .await
+            .map_err(|error| replicated("read the journal log", error))?;
+        let mut new_entries = 0;
+        for kv in log {
+            let Some(sequence) = layout.sequence_of(&kv.key, &layout.log()) else {
+                continue;
+            };
+            read.events
+                .extend(read_entry(etcd, layout, sequence, &kv.value).await?);
+            read.sequences.insert(sequence);
+            read.next_sequence = read.next_sequence.max(sequence + 1);
+            new_entries += 1;
+        }
+        // A compaction between reading the head and the log: read it all again.
+        if read_head(etcd, layout).await? == head {
+            return Ok((read, new_entries));
+        }
+    }
+}
+
+/// Decodes log entry `sequence`, reading its pieces when it has some.
+async fn read_entry(
+    etcd: &Etcd,
+    layout: &Layout,
+    sequence: u64,
+    value: &[u8],
+) -> Result<Vec<JournalEvent>, StoreError> {
+    let entry: Entry = postcard::from_bytes(value).map_err(|source| corrupt(sequence, source))?;
+    match entry {
+        Entry::Inline(bytes) => decode_events(&bytes, sequence),
+        Entry::Pieces(count) => {
+            let pieces = etcd
+                .get_prefix(&layout.parts_of(sequence))
+                .await
+                .map_err(|error| replicated("read the journal log", error))?;
+            if pieces.len() != count as usize {
+                return Err(StoreError::Replicated {
+                    operation: "read the journal log",
+                    source: format!(
+                        "entry {sequence}: {} pieces found, {count} expected",
+                        pieces.len()
+                    )
+                    .into(),
+                });
+            }
+            let bytes: Vec<u8> = pieces.into_iter().flat_map(|kv| kv.value).collect();
+            decode_events(&bytes, sequence)
+        }
+    }
 }
 
 /// Deletes pieces of batches that were never committed, snapshots that are not current

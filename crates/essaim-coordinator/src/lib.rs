@@ -6,6 +6,7 @@
 //!
 //! | module | concept |
 //! |---|---|
+//! | [`admission`] | new submissions refused while the journal's disk is under its reserve |
 //! | [`actor`] | the single owner of scheduler + journal; group commit; long-polls |
 //! | [`service`] | gRPC handlers and the token check |
 //! | [`views`] | scheduler state → wire read models |
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod admission;
 pub mod dashboard;
 pub mod history;
 pub mod observatory;
@@ -26,11 +28,12 @@ pub mod service;
 pub mod views;
 
 use actor::Actor;
+use admission::Admission;
 use essaim_core::{Scheduler, SchedulerConfig};
 use essaim_proto::v1::coordinator_server::CoordinatorServer;
 use essaim_store::RedbJournal;
 use essaim_telemetry::prometheus_client::registry::Registry;
-use essaim_telemetry::{CoordinatorMetrics, Health};
+use essaim_telemetry::{AdmissionMetrics, CoordinatorMetrics, Health};
 use service::{CoordinatorService, TokenCheck, WorkerTiming};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,6 +72,9 @@ pub struct CoordinatorConfig {
     pub compact_after_events: u64,
     /// What the recommended number of workers aims for.
     pub queue_targets: queue::QueueTargets,
+    /// New submissions are refused while the journal's file system has less free space
+    /// than this; 0 turns admission control off (default 256 MiB).
+    pub journal_reserve_bytes: u64,
 }
 
 impl CoordinatorConfig {
@@ -86,6 +92,7 @@ impl CoordinatorConfig {
             retention: Duration::from_secs(24 * 3600),
             compact_after_events: 1_000_000,
             queue_targets: queue::QueueTargets::default(),
+            journal_reserve_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -118,6 +125,7 @@ pub struct RunningCoordinator {
     pub epoch: u64,
     actor: JoinHandle<Result<(), essaim_store::StoreError>>,
     server: JoinHandle<Result<(), std::io::Error>>,
+    disk_sampler: JoinHandle<()>,
     stop: CancellationToken,
 }
 
@@ -128,6 +136,9 @@ impl RunningCoordinator {
         // Whatever stopped the actor, stop serving too.
         self.stop.cancel();
         let server_result = self.server.await.expect("the server does not panic");
+        self.disk_sampler
+            .await
+            .expect("the disk sampler does not panic");
         actor_result?;
         server_result.map_err(CoordinatorError::Serve)
     }
@@ -166,6 +177,12 @@ pub async fn start_coordinator(
 
     let mut registry = Registry::default();
     let metrics = CoordinatorMetrics::register(&mut registry);
+    let admission = Admission::new(
+        config.journal_reserve_bytes,
+        AdmissionMetrics::register(&mut registry),
+    );
+    // A first sample before serving: the first submission is judged on a real one.
+    admission.sample(&config.data_dir).await;
     let health = Health::new();
     let results = journal.result_reader();
     let stop = shutdown.child_token();
@@ -187,6 +204,11 @@ pub async fn start_coordinator(
         observatory,
     );
     let actor = tokio::spawn(actor.run(commands_rx, stop.clone()));
+    let disk_sampler = tokio::spawn(
+        admission
+            .clone()
+            .sample_until_stopped(config.data_dir.clone(), stop.clone()),
+    );
 
     let timing = WorkerTiming {
         heartbeat_interval: config.heartbeat_interval,
@@ -203,6 +225,7 @@ pub async fn start_coordinator(
         results,
         timing,
         metrics,
+        admission,
     };
     let grpc = CoordinatorServer::new(service)
         .max_decoding_message_size(essaim_proto::MAX_MESSAGE_BYTES)
@@ -251,6 +274,7 @@ pub async fn start_coordinator(
         epoch: recovered.epoch,
         actor,
         server,
+        disk_sampler,
         stop,
     })
 }

@@ -11,6 +11,8 @@
 //! | `dead_letters.rs` | poison tasks reach the dead-letter queue; requeue and purge |
 //! | `auth.rs` | callers without the cluster token are refused |
 //! | `bad_input.rs` | mistakes get a clear message and the right exit code |
+//! | `journal_disk.rs` | a journal disk below its reserve refuses submissions; running jobs finish |
+//! | `local_orphans.rs` | the workers of a SIGKILLed `essaim local` exit within seconds |
 //! | `drain.rs` | SIGTERM drains a worker without losing its running task |
 //! | `partition.rs` | a result from a worker cut off too long is rejected |
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
@@ -40,7 +42,9 @@ mod demo;
 mod drain;
 mod eval;
 mod harness;
+mod journal_disk;
 mod json_output;
+mod local_orphans;
 mod mapreduce;
 mod mapreduce_csv;
 mod partition;

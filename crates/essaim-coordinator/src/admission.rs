@@ -128,7 +128,10 @@ impl Admission {
                 "the journal's disk is below its reserve: refusing new submissions"
             );
         } else if !was_admitting && admitting {
-            tracing::info!(free_bytes, "the journal's disk is above its reserve again: admitting submissions");
+            tracing::info!(
+                free_bytes,
+                "the journal's disk is above its reserve again: admitting submissions"
+            );
         }
     }
 }
@@ -149,7 +152,10 @@ mod tests {
     use essaim_telemetry::prometheus_client::registry::Registry;
 
     fn admission(reserve_bytes: u64) -> Admission {
-        Admission::new(reserve_bytes, AdmissionMetrics::register(&mut Registry::default()))
+        Admission::new(
+            reserve_bytes,
+            AdmissionMetrics::register(&mut Registry::default()),
+        )
     }
 
     #[test]

@@ -211,7 +211,10 @@ mod tests {
         bytes[4..6].copy_from_slice(&2_u16.to_le_bytes());
         let error = SHUFFLE_BATCH.decode::<u8>(&bytes).expect_err("refused");
         assert!(
-            matches!(error, StoredFormatError::UnsupportedVersion { found: 2, .. }),
+            matches!(
+                error,
+                StoredFormatError::UnsupportedVersion { found: 2, .. }
+            ),
             "{error:?}"
         );
         assert_eq!(
@@ -223,7 +226,9 @@ mod tests {
     #[test]
     fn another_formats_bytes_are_refused_by_their_magic() {
         let checkpoint = CHECKPOINT.encode(&1_u8).expect("encodes");
-        let error = SHUFFLE_BATCH.decode::<u8>(&checkpoint).expect_err("refused");
+        let error = SHUFFLE_BATCH
+            .decode::<u8>(&checkpoint)
+            .expect_err("refused");
         assert_eq!(
             error.to_string(),
             "not a shuffle batch: magic \"ESCK\", expected \"ESSH\""
@@ -233,7 +238,10 @@ mod tests {
     #[test]
     fn a_truncated_header_or_body_is_refused() {
         let error = CHECKPOINT.decode::<u8>(b"ESC").expect_err("refused");
-        assert!(matches!(error, StoredFormatError::TruncatedHeader { len: 3, .. }));
+        assert!(matches!(
+            error,
+            StoredFormatError::TruncatedHeader { len: 3, .. }
+        ));
         let header_only = &CHECKPOINT.encode(&1_u32).expect("encodes")[..HEADER_LEN];
         let error = CHECKPOINT.decode::<u32>(header_only).expect_err("refused");
         assert!(

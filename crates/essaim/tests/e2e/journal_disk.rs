@@ -23,7 +23,10 @@ const REFUSAL_WITHIN: Duration = Duration::from_secs(15);
 async fn a_journal_disk_below_its_reserve_refuses_submissions_while_running_jobs_finish() {
     let free = free_bytes(&std::env::temp_dir());
     if free < FILLER_BYTES + MARGIN_BYTES {
-        eprintln!("skipped: {free} bytes free, the test needs {}", FILLER_BYTES + MARGIN_BYTES);
+        eprintln!(
+            "skipped: {free} bytes free, the test needs {}",
+            FILLER_BYTES + MARGIN_BYTES
+        );
         return;
     }
     let reserve = free - MARGIN_BYTES;
@@ -36,7 +39,9 @@ async fn a_journal_disk_below_its_reserve_refuses_submissions_while_running_jobs
         "the cluster's directory is on the file system that was measured"
     );
     // About 6 s of work on 2 slots: still running when the disk fills.
-    let tasks = (0..60).map(|_| shell_task("sleep 0.2; echo done", &[])).collect();
+    let tasks = (0..60)
+        .map(|_| shell_task("sleep 0.2; echo done", &[]))
+        .collect();
     let running = cluster.submit(job_spec(tasks, 3)).await;
 
     let filler = cluster.path("filler");
@@ -48,7 +53,11 @@ async fn a_journal_disk_below_its_reserve_refuses_submissions_while_running_jobs
     assert!(allocated.success(), "fallocate failed: {allocated}");
     let refusal = wait_for_refusal(&cluster).await;
     eprintln!("refused: {}", refusal.message());
-    assert_eq!(refusal.code(), tonic::Code::ResourceExhausted, "{refusal:?}");
+    assert_eq!(
+        refusal.code(),
+        tonic::Code::ResourceExhausted,
+        "{refusal:?}"
+    );
     assert!(
         refusal.message().contains("bytes free")
             && refusal
@@ -62,7 +71,9 @@ async fn a_journal_disk_below_its_reserve_refuses_submissions_while_running_jobs
         "running",
         "the job was still running while submissions were refused"
     );
-    let refused_cli = cluster.cli(&["submit", "--kind", "noop", "--count", "1"]).await;
+    let refused_cli = cluster
+        .cli(&["submit", "--kind", "noop", "--count", "1"])
+        .await;
     assert!(
         refused_cli.stderr.contains("below the reserve"),
         "{refused_cli:?}"

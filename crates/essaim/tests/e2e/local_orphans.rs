@@ -69,7 +69,11 @@ async fn sigkill_of_a_local_cluster_with_a_running_job_kills_its_workers() {
     cluster.wait_exit(EVENTUALLY).await;
     let give_up_at = std::time::Instant::now() + WORKERS_EXIT_WITHIN;
     loop {
-        let survivors: Vec<u32> = workers.iter().copied().filter(|pid| is_alive(*pid)).collect();
+        let survivors: Vec<u32> = workers
+            .iter()
+            .copied()
+            .filter(|pid| is_alive(*pid))
+            .collect();
         if survivors.is_empty() {
             return;
         }
@@ -94,7 +98,11 @@ fn worker_children_of(parent: u32) -> Vec<u32> {
         return workers;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
             continue;
         };
         let Some((_, parent_of_pid)) = state_and_parent(pid) else {

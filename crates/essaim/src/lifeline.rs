@@ -69,7 +69,7 @@ pub(crate) fn watch_parent(parent: u32) -> std::io::Result<()> {
         .name("lifeline".into())
         .spawn(move || {
             wait_for_end_of_file(std::io::stdin().lock());
-            tracing::warn!(parent, "the parent process is gone; exiting");
+            tracing::warn!(parent, "the lifeline to the parent process closed; exiting");
             std::process::exit(PARENT_GONE_EXIT_CODE);
         })?;
     Ok(())

@@ -6,6 +6,10 @@
 //! broker fails).
 //! A slot is taken before the body is read, so memory is bounded by
 //! `max_concurrent_requests × max_body_bytes` and a flood is refused, not queued.
+//!
+//! Every answer is counted (`essaim_ingest_*`, defined in `essaim-telemetry`), and the
+//! process serves the same `/metrics`, `/healthz` and `/readyz` as every essaim process,
+//! ready only while the broker connection is up.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -13,8 +13,15 @@
 //!   Authorization: Bearer <token>          application/x-ndjson)
 //!   X-Essaim-Key: K                  (instead of ?key=)
 //! → 200 {"accepted": n, "first_sequence": s1, "last_sequence": sn}
-//! GET /healthz → 200 {"status": "ok", "broker": "connected" | "disconnected"}
+//! GET /healthz → 200 ok                (the process is alive)
+//! GET /readyz  → 200 ready | 503 the broker is disconnected
+//! GET /metrics → essaim_ingest_* (requests by outcome, refusals by reason, records
+//!                and bytes accepted, publish latency, requests in flight, broker link)
 //! ```
+//!
+//! The probe and scrape endpoints are `essaim-telemetry`'s, as on every essaim process;
+//! readiness follows the broker connection (sampled every 250 ms), since without it no
+//! request can be stored.
 //!
 //! Line `i` of a request goes to subject `<subject_prefix>.<partition>`: with a key,
 //! every line to partition `fnv1a_64(key) mod partitions`
@@ -41,7 +48,7 @@
 //! | [`config`] | sources, limits, the token; validated at start |
 //! | [`body`] | a body split into records, refused whole if one line is bad |
 //! | [`broker`] | publishing a request's records and waiting for every ack |
-//! | [`server`] | routes, the order of the checks, the answers |
+//! | [`server`] | routes, the order of the checks, the answers, readiness and metrics |
 #![warn(missing_docs)]
 
 mod auth;
@@ -52,7 +59,7 @@ pub mod server;
 
 pub use broker::Receipt;
 pub use config::{IngestConfig, IngestSource};
-pub use server::{IngestServer, router};
+pub use server::IngestServer;
 
 use std::net::SocketAddr;
 

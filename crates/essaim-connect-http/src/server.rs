@@ -6,11 +6,15 @@
 //! broker fails).
 //! A slot is taken before the body is read, so memory is bounded by
 //! `max_concurrent_requests × max_body_bytes` and a flood is refused, not queued.
+//!
+//! Every answer is counted (`essaim_ingest_*`, defined in `essaim-telemetry`), and the
+//! process serves the same `/metrics`, `/healthz` and `/readyz` as every essaim process,
+//! ready only while the broker connection is up.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -18,11 +22,14 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use bytes::Bytes;
+use essaim_telemetry::prometheus_client::registry::Registry;
+use essaim_telemetry::{Health, IngestMetrics, IngestRefusal, prometheus_client};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use essaim_connect::error_chain;
 
@@ -43,11 +50,15 @@ struct Shared {
     routes: HashMap<String, Arc<Route>>,
     broker: Broker,
     slots: Semaphore,
+    metrics: IngestMetrics,
 }
 
-/// Connects to NATS, ensures every source's stream, and returns the endpoint's routes
-/// (`POST /ingest/{source}`, `GET /healthz`), to serve on a listener of one's own.
-pub async fn router(config: IngestConfig) -> Result<Router, IngestError> {
+/// How often the broker connection's state is copied into `/readyz` and the
+/// `essaim_ingest_broker_connected` gauge: a probe learns of an outage within this.
+const READINESS_PERIOD: Duration = Duration::from_millis(250);
+
+/// Connects to NATS, ensures every source's stream, and returns the endpoint's state.
+async fn connect(config: IngestConfig, metrics: IngestMetrics) -> Result<Arc<Shared>, IngestError> {
     config.validate()?;
     let context =
         essaim_connect_nats::broker::connect(&config.nats_url, config.request_timeout).await?;
@@ -58,23 +69,49 @@ pub async fn router(config: IngestConfig) -> Result<Router, IngestError> {
         broker.ensure(&route).await?;
         routes.insert(source.name.clone(), route);
     }
-    let shared = Arc::new(Shared {
+    Ok(Arc::new(Shared {
         slots: Semaphore::new(config.max_concurrent_requests),
         config,
         routes,
         broker,
-    });
-    Ok(Router::new()
+        metrics,
+    }))
+}
+
+/// Returns the routes of the endpoint (`POST /ingest/{source}`) with the scrape and
+/// probe endpoints every essaim process serves (`/metrics`, `/healthz`, `/readyz`).
+fn router(shared: Arc<Shared>, registry: Registry, health: Health) -> Router {
+    Router::new()
         .route("/ingest/{source}", post(ingest))
-        .route("/healthz", get(healthz))
-        .with_state(shared))
+        .with_state(shared)
+        .merge(essaim_telemetry::router(Arc::new(registry), health))
+}
+
+/// Keeps `/readyz` and the connection gauge equal to the broker connection's state
+/// until `stop`: ready only while the broker is connected, since a request cannot be
+/// stored otherwise.
+async fn watch_broker(shared: Arc<Shared>, health: Health, stop: CancellationToken) {
+    loop {
+        let connected = shared.broker.connected();
+        shared.metrics.broker_connected.set(i64::from(connected));
+        if connected {
+            health.set_ready();
+        } else {
+            health.set_not_ready("the broker is disconnected");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(READINESS_PERIOD) => {}
+        }
+    }
 }
 
 /// A running ingest endpoint.
 pub struct IngestServer {
     local_addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    broker_watch: JoinHandle<()>,
 }
 
 impl IngestServer {
@@ -82,7 +119,10 @@ impl IngestServer {
     /// otherwise), ensures the streams, and serves on `config.listen`.
     pub async fn start(config: IngestConfig) -> Result<IngestServer, IngestError> {
         let listen = config.listen;
-        let router = router(config).await?;
+        let mut registry = Registry::default();
+        let metrics = IngestMetrics::register(&mut registry);
+        let shared = connect(config, metrics).await?;
+        let health = Health::new();
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|source| IngestError::Bind {
@@ -93,19 +133,24 @@ impl IngestServer {
             address: listen,
             source,
         })?;
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let stop = CancellationToken::new();
+        let broker_watch = tokio::spawn(watch_broker(
+            Arc::clone(&shared),
+            health.clone(),
+            stop.clone(),
+        ));
+        let app = router(shared, registry, health);
+        let server = tokio::spawn(essaim_telemetry::serve_http(
+            listener,
+            app,
+            stop.clone().cancelled_owned(),
+        ));
         tracing::info!(%local_addr, "HTTP ingest listening");
         Ok(IngestServer {
             local_addr,
-            shutdown: Some(shutdown),
-            task,
+            stop,
+            server,
+            broker_watch,
         })
     }
 
@@ -116,10 +161,10 @@ impl IngestServer {
 
     /// Stops accepting connections and waits for the requests in progress.
     pub async fn shutdown(mut self) -> Result<(), IngestError> {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        match (&mut self.task).await {
+        self.stop.cancel();
+        // The watcher only sleeps and reads a flag: it ends at the next cancellation point.
+        let _watch_ended = (&mut self.broker_watch).await;
+        match (&mut self.server).await {
             Ok(result) => result.map_err(IngestError::Serve),
             Err(error) => Err(IngestError::Serve(std::io::Error::other(error))),
         }
@@ -128,9 +173,7 @@ impl IngestServer {
 
 impl Drop for IngestServer {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        self.stop.cancel();
     }
 }
 
@@ -180,15 +223,6 @@ impl IntoResponse for Refusal {
         }
         response
     }
-}
-
-async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
-    let broker = if shared.broker.connected() {
-        "connected"
-    } else {
-        "disconnected"
-    };
-    axum::Json(serde_json::json!({ "status": "ok", "broker": broker })).into_response()
 }
 
 /// The `key` query parameter, else the `X-Essaim-Key` header.
@@ -260,10 +294,54 @@ fn content_type_accepted(headers: &HeaderMap) -> bool {
         .any(|accepted| essence.eq_ignore_ascii_case(accepted))
 }
 
+/// Handles `POST /ingest/{source}` ([`ingest_request`]) and counts its outcome.
 async fn ingest(
     State(shared): State<Arc<Shared>>,
     Path(source): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    request_body: Body,
+) -> Result<axum::Json<Receipt>, Refusal> {
+    let metrics = &shared.metrics;
+    metrics.requests_in_flight.inc();
+    // A guard, not a decrement after the call: a client that hangs up drops this future.
+    let _in_flight = InFlight(&metrics.requests_in_flight);
+    let outcome = ingest_request(&shared, source, query, headers, request_body).await;
+    if let Err(refusal) = &outcome {
+        metrics.record_refused(refusal_reason(refusal.status));
+    }
+    outcome
+}
+
+/// Takes one request off the in-flight gauge when dropped.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Returns the metric reason of a refusal with `status`: one status, one reason (the
+/// table of the crate doc).
+fn refusal_reason(status: StatusCode) -> IngestRefusal {
+    match status {
+        StatusCode::UNAUTHORIZED => IngestRefusal::Unauthorized,
+        StatusCode::NOT_FOUND => IngestRefusal::UnknownSource,
+        StatusCode::TOO_MANY_REQUESTS => IngestRefusal::Saturated,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => IngestRefusal::ContentType,
+        StatusCode::PAYLOAD_TOO_LARGE => IngestRefusal::TooLarge,
+        StatusCode::REQUEST_TIMEOUT => IngestRefusal::BodyTimeout,
+        StatusCode::SERVICE_UNAVAILABLE => IngestRefusal::BrokerUnavailable,
+        _ => IngestRefusal::BadRequest,
+    }
+}
+
+/// Checks, reads and publishes one request (the order of the module doc).
+async fn ingest_request(
+    shared: &Shared,
+    source: String,
+    query: Option<String>,
     headers: HeaderMap,
     request_body: Body,
 ) -> Result<axum::Json<Receipt>, Refusal> {
@@ -320,13 +398,19 @@ async fn ingest(
             ..refuse(status, &problem)
         }
     })?;
-    match shared
+    let publish_started = Instant::now();
+    let published = shared
         .broker
         .publish(route, &body, &records, key.as_deref())
-        .await
-    {
+        .await;
+    let metrics = &shared.metrics;
+    metrics
+        .publish_duration_seconds
+        .observe(publish_started.elapsed().as_secs_f64());
+    match published {
         Ok(receipt) => {
             tracing::debug!(source, ?receipt, "ingested");
+            metrics.record_accepted(receipt.accepted as u64, body.len() as u64);
             Ok(axum::Json(receipt))
         }
         Err(failure) => {

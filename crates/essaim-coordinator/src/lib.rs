@@ -6,6 +6,7 @@
 //!
 //! | module | concept |
 //! |---|---|
+//! | [`admission`] | new submissions refused while the journal's disk is under its reserve |
 //! | [`actor`] | the single owner of scheduler + journal; group commit; long-polls |
 //! | [`service`] | gRPC handlers and the token check |
 //! | [`views`] | scheduler state → wire read models |
@@ -19,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod admission;
 pub mod cluster;
 pub mod dashboard;
 pub mod history;
@@ -31,11 +33,12 @@ mod standby;
 pub mod views;
 
 use actor::Actor;
+use admission::Admission;
 use essaim_core::{Scheduler, SchedulerConfig};
 use essaim_proto::v1::coordinator_server::CoordinatorServer;
 use essaim_store::{Journal, Recovered, RedbJournal, SharedResults};
 use essaim_telemetry::prometheus_client::registry::Registry;
-use essaim_telemetry::{CoordinatorMetrics, Health};
+use essaim_telemetry::{AdmissionMetrics, CoordinatorMetrics, Health};
 use service::{CoordinatorService, TokenCheck, WorkerTiming};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,6 +82,9 @@ pub struct CoordinatorConfig {
     pub leadership: Option<essaim_telemetry::LeadershipMetrics>,
     /// What `/api/v1/cluster` describes (`None`: this one coordinator).
     pub cluster: Option<cluster::ClusterSource>,
+    /// New submissions are refused while the journal's file system has less free space
+    /// than this; 0 turns admission control off (default 256 MiB).
+    pub journal_reserve_bytes: u64,
 }
 
 impl CoordinatorConfig {
@@ -98,6 +104,7 @@ impl CoordinatorConfig {
             queue_targets: queue::QueueTargets::default(),
             leadership: None,
             cluster: None,
+            journal_reserve_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -138,6 +145,7 @@ pub struct RunningCoordinator {
     pub health: Health,
     actor: JoinHandle<Result<(), essaim_store::StoreError>>,
     server: JoinHandle<Result<(), std::io::Error>>,
+    disk_sampler: JoinHandle<()>,
     stop: CancellationToken,
 }
 
@@ -148,6 +156,9 @@ impl RunningCoordinator {
         // Whatever stopped the actor, stop serving too.
         self.stop.cancel();
         let server_result = self.server.await.expect("the server does not panic");
+        self.disk_sampler
+            .await
+            .expect("the disk sampler does not panic");
         actor_result?;
         server_result.map_err(CoordinatorError::Serve)
     }
@@ -222,6 +233,12 @@ pub async fn start_with_journal(
     if let Some(leadership) = &config.leadership {
         leadership.register(&mut registry);
     }
+    let admission = Admission::new(
+        config.journal_reserve_bytes,
+        AdmissionMetrics::register(&mut registry),
+    );
+    // A first sample before serving: the first submission is judged on a real one.
+    admission.sample(&config.data_dir).await;
     let health = Health::new();
     let stop = shutdown.child_token();
 
@@ -242,6 +259,11 @@ pub async fn start_with_journal(
         observatory,
     );
     let actor = tokio::spawn(actor.run(commands_rx, stop.clone()));
+    let disk_sampler = tokio::spawn(
+        admission
+            .clone()
+            .sample_until_stopped(config.data_dir.clone(), stop.clone()),
+    );
 
     let timing = WorkerTiming {
         heartbeat_interval: config.heartbeat_interval,
@@ -258,6 +280,7 @@ pub async fn start_with_journal(
         results,
         timing,
         metrics,
+        admission,
     };
     let grpc = CoordinatorServer::new(service)
         .max_decoding_message_size(essaim_proto::MAX_MESSAGE_BYTES)
@@ -311,6 +334,7 @@ pub async fn start_with_journal(
         health,
         actor,
         server,
+        disk_sampler,
         stop,
     })
 }

@@ -70,6 +70,8 @@ pub async fn run_highly_available(
     let config = CoordinatorConfig {
         leadership: Some(metrics.clone()),
         cluster: Some(cluster.clone()),
+        // The journal is in etcd, not on this machine's disk.
+        journal_reserve_bytes: 0,
         ..config
     };
     info!(cluster = %layout.cluster(), etcd = %ha.etcd_endpoints.join(","), url = %ha.advertise_url, "campaigning for leadership");

@@ -32,6 +32,7 @@ pub struct CoordinatorService {
     pub(crate) results: SharedResults,
     pub(crate) timing: WorkerTiming,
     pub(crate) metrics: CoordinatorMetrics,
+    pub(crate) admission: crate::admission::Admission,
 }
 
 /// Longest a client may ask `WaitJob` to wait in one call.
@@ -227,6 +228,10 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<v1::SubmitJobRequest>,
     ) -> Result<Response<v1::SubmitJobResponse>, Status> {
+        // Before reading the spec: a full disk refuses the job whatever its size.
+        self.admission
+            .check_submission()
+            .map_err(|refusal| Status::resource_exhausted(refusal.to_string()))?;
         let spec = request
             .into_inner()
             .spec

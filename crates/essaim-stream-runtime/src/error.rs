@@ -9,6 +9,7 @@ use essaim_connect_postgres::PgSinkError;
 use essaim_stream::pipeline::PipelineError;
 
 use crate::bindings::UnknownColumnType;
+use crate::stored_format::StoredFormatError;
 
 /// Why a unit stopped.
 #[derive(Debug, thiserror::Error)]
@@ -36,15 +37,16 @@ pub enum UnitError {
     /// The operators refused the spec, a checkpoint or a shuffled record.
     #[error("pipeline")]
     Pipeline(#[from] PipelineError),
-    /// The unit's checkpoint in PostgreSQL does not decode.
+    /// The unit's checkpoint in PostgreSQL does not decode (or has a version this
+    /// build does not read).
     #[error("unreadable checkpoint")]
-    Checkpoint(#[source] postcard::Error),
+    Checkpoint(#[source] StoredFormatError),
     /// The unit's checkpoint does not encode.
     #[error("checkpoint encoding")]
-    CheckpointEncoding(#[source] postcard::Error),
+    CheckpointEncoding(#[source] StoredFormatError),
     /// A batch of shuffle messages does not encode.
     #[error("shuffle encoding")]
-    ShuffleEncoding(#[source] postcard::Error),
+    ShuffleEncoding(#[source] StoredFormatError),
     /// The unit's task panicked.
     #[error("a unit panicked")]
     Panicked(#[source] tokio::task::JoinError),
@@ -81,7 +83,9 @@ mod tests {
         let missing = UnitError::MissingEndpoint("NATS URL");
         assert!(!missing.is_retryable());
         assert_eq!(missing.to_string(), "no NATS URL in the task's endpoints");
-        let bad = postcard::from_bytes::<u64>(&[]).expect_err("empty bytes");
+        let bad = crate::stored_format::CHECKPOINT
+            .decode::<u64>(&[])
+            .expect_err("empty bytes");
         let unreadable = UnitError::Checkpoint(bad);
         assert!(!unreadable.is_retryable());
         assert!(

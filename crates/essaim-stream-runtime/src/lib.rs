@@ -10,6 +10,7 @@
 //! | [`unit`](mod@unit) | one unit's read → process → publish → commit → acknowledge loop |
 //! | [`error`] | why a unit stops, and whether restarting it can help |
 //! | [`shuffle`] | the exactly-once shuffle between the stages, over JetStream |
+//! | [`stored_format`] | the magic and version header of checkpoints and shuffle batches |
 //! | [`rows`] | results as PostgreSQL rows or JSON messages, with deterministic keys |
 //! | [`metrics`] | per-unit and per-operator metrics |
 //! | [`executor`] | the worker's executor of stream tasks |
@@ -36,6 +37,7 @@ pub mod executor;
 pub mod metrics;
 pub mod rows;
 pub mod shuffle;
+pub mod stored_format;
 pub mod task;
 pub mod unit;
 

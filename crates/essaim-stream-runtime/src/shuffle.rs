@@ -13,6 +13,7 @@
 //! Watermarks travel in the same partition, after the records they cover, so a
 //! second-stage unit's event time is the minimum of its upstreams' (Flink's rule), and
 //! a slow or restarting upstream holds windows open instead of making records late.
+use crate::stored_format::{SHUFFLE_BATCH, StoredFormatError};
 use essaim_stream::record::Record;
 use serde::{Deserialize, Serialize};
 
@@ -63,14 +64,15 @@ pub fn subjects(pipeline: &str) -> String {
 /// records of a few hundred bytes.
 pub const MAX_MESSAGES_PER_BATCH: usize = 1000;
 
-/// Encodes a batch of messages for one partition, in order, as one JetStream message.
-pub fn encode(messages: &[ShuffleMessage]) -> Result<Vec<u8>, postcard::Error> {
-    postcard::to_stdvec(messages)
+/// Encodes a batch of messages for one partition, in order, as one JetStream message
+/// (behind the [`SHUFFLE_BATCH`] header).
+pub fn encode(messages: &[ShuffleMessage]) -> Result<Vec<u8>, StoredFormatError> {
+    SHUFFLE_BATCH.encode(messages)
 }
 
-/// Decodes a batch.
-pub fn decode(bytes: &[u8]) -> Result<Vec<ShuffleMessage>, postcard::Error> {
-    postcard::from_bytes(bytes)
+/// Decodes a batch, with or without its header (see [`crate::stored_format`]).
+pub fn decode(bytes: &[u8]) -> Result<Vec<ShuffleMessage>, StoredFormatError> {
+    SHUFFLE_BATCH.decode(bytes)
 }
 
 #[cfg(test)]
@@ -95,5 +97,14 @@ mod tests {
         let bytes = encode(&batch).expect("encodes");
         assert_eq!(decode(&bytes).expect("decodes"), batch);
         assert!(decode(&bytes[..bytes.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn a_batch_written_before_the_header_still_decodes() {
+        let batch = vec![ShuffleMessage::End { upstream: 2 }];
+        let headerless = postcard::to_stdvec(&batch).expect("encodes");
+        assert_eq!(decode(&headerless).expect("decodes"), batch);
+        let with_header = encode(&batch).expect("encodes");
+        assert_eq!(&with_header[..4], b"ESSH");
     }
 }

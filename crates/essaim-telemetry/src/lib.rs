@@ -29,8 +29,8 @@ pub use classic_text::CLASSIC_TEXT_CONTENT_TYPE;
 pub use health::Health;
 pub use http::{OPENMETRICS_CONTENT_TYPE, router, serve_http};
 pub use metrics::{
-    CoordinatorMetrics, JobOutcome, LeadershipMetrics, MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS,
-    QueueGaugeValues, WorkerMetrics,
+    AdmissionMetrics, CoordinatorMetrics, IngestMetrics, IngestRefusal, JobOutcome,
+    LeadershipMetrics, MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS, QueueGaugeValues, WorkerMetrics,
 };
 pub use tracing_setup::{
     OtlpOptions, TracingError, TracingGuard, TracingOptions, init_tracing,

@@ -14,6 +14,7 @@
 mod client;
 mod commands;
 mod jobs;
+mod lifeline;
 mod local_cluster;
 mod output;
 mod progress;

@@ -3,8 +3,10 @@
 //!
 //! Workers are real child processes (this same binary, `essaim worker`), so they can crash
 //! for real — the fruit-salad demo relies on that — and a supervisor restarts crashed ones
-//! after a short delay, as a container orchestrator would.
+//! after a short delay, as a container orchestrator would. Each worker holds a lifeline
+//! to this process (`lifeline.rs`), so none outlives it, even after a SIGKILL.
 
+use crate::lifeline::{self, Lifeline};
 use essaim_coordinator::{CoordinatorConfig, RunningCoordinator, start_coordinator};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -197,7 +199,8 @@ struct Supervisor {
 impl Supervisor {
     async fn run(self) {
         loop {
-            let mut child = match self.spawn() {
+            // Held until the child exits: the worker lives while this end is open.
+            let (mut child, _lifeline) = match self.spawn() {
                 Ok(child) => child,
                 Err(error) => {
                     warn!(worker = self.index, error = %error, "failed to start a worker process");
@@ -228,7 +231,8 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&self) -> std::io::Result<Child> {
+    /// Starts worker process `index`, tied to this process by a lifeline.
+    fn spawn(&self) -> std::io::Result<(Child, Option<Lifeline>)> {
         let scratch = self.options.data_dir.join(format!("worker-{}", self.index));
         let mut command = Command::new(&self.executable);
         command
@@ -244,7 +248,6 @@ impl Supervisor {
             // One machine: every worker holds every input (data locality is moot).
             .args(["--data-dir", "/"])
             .env("RUST_LOG", &self.options.worker_log)
-            .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true);
         if let Some(token) = &self.options.token {
@@ -253,6 +256,9 @@ impl Supervisor {
         if let Some(endpoint) = OTLP_ENDPOINT.get() {
             command.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
         }
-        command.spawn()
+        lifeline::arm(&mut command);
+        let mut child = command.spawn()?;
+        let lifeline = Lifeline::take(&mut child);
+        Ok((child, lifeline))
     }
 }

@@ -1,6 +1,6 @@
 //! promtool checks of everything essaim shows Prometheus: the alerting rules and their
 //! unit tests, the example scrape configuration, and the `/metrics` of a real running
-//! coordinator and worker.
+//! coordinator, worker and HTTP ingest.
 //!
 //! A separate test binary from `e2e` because it needs an outside tool: `promtool`, from
 //! the Debian package `prometheus`, which `scripts/test.sh` installs. Without promtool
@@ -118,31 +118,7 @@ fn live_metrics_of_a_coordinator_and_a_worker_pass_promtool_lint() {
             .any(|count| count.trim() != "0");
         assert!(has_data, "{name} has no {histogram_count}yet:\n{body}");
 
-        let mut check = promtool()
-            .expect("promtool was found above")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("promtool runs");
-        check
-            .stdin
-            .take()
-            .expect("stdin is piped")
-            .write_all(body.as_bytes())
-            .expect("promtool reads the metrics");
-        let output = check.wait_with_output().expect("promtool finishes");
-        assert_promtool_succeeded(&format!("check metrics of the {name}"), &output);
-        let complaints = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            complaints.trim().is_empty(),
-            "promtool lint of the {name}:\n{complaints}"
-        );
+        assert_promtool_lint_is_clean(name, &body);
     }
 
     // Prometheus asks for OpenMetrics and gets it.
@@ -160,6 +136,88 @@ fn live_metrics_of_a_coordinator_and_a_worker_pass_promtool_lint() {
     assert!(body.ends_with("# EOF\n"), "{body}");
 }
 
+/// `essaim ingest` exports metrics too (issue 13): lint them after requests stored and
+/// refused, so that every series has data.
+#[test]
+fn live_metrics_of_the_http_ingest_pass_promtool_lint() {
+    let Some(_promtool) = promtool() else {
+        return;
+    };
+    let Some(nats) = essaim_testkit::server::nats() else {
+        return;
+    };
+    let mut cluster = LiveCluster::empty();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    cluster.spawn(
+        "ingest",
+        &[
+            "ingest",
+            "--listen",
+            &listen,
+            "--nats",
+            nats.url(),
+            "--source",
+            "logs:2",
+        ],
+    );
+    cluster.wait_ready("ingest", port);
+    for (path, body) in [("/ingest/logs", "a\nb\n"), ("/ingest/nowhere", "c\n")] {
+        let request = format!(
+            "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("ingest answers");
+        stream
+            .write_all(request.as_bytes())
+            .expect("the request is sent");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("the answer is read");
+    }
+    let (content_type, body) = http_get(port, "/metrics", None);
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    assert!(
+        body.contains("essaim_ingest_records_accepted_total 2"),
+        "{body}"
+    );
+    assert_promtool_lint_is_clean("ingest", &body);
+}
+
+/// Runs `promtool check metrics` on the scrape `body` of `name` and fails on any
+/// complaint.
+fn assert_promtool_lint_is_clean(name: &str, body: &str) {
+    let mut check = promtool()
+        .expect("promtool was found")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs");
+    check
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(body.as_bytes())
+        .expect("promtool reads the metrics");
+    let output = check.wait_with_output().expect("promtool finishes");
+    assert_promtool_succeeded(&format!("check metrics of the {name}"), &output);
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        complaints.trim().is_empty(),
+        "promtool lint of the {name}:\n{complaints}"
+    );
+}
+
 // ---------------------------------------------------------------- a live cluster
 
 /// A coordinator and one worker as real processes, killed on drop. Their logs are
@@ -172,17 +230,22 @@ struct LiveCluster {
 }
 
 impl LiveCluster {
-    fn start() -> Self {
+    /// A directory for processes, none started yet.
+    fn empty() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("essaim-promtool-")
             .tempdir()
             .expect("a temporary directory");
-        let mut cluster = Self {
+        Self {
             coordinator_port: free_port(),
             worker_http_port: free_port(),
             dir,
             processes: Vec::new(),
-        };
+        }
+    }
+
+    fn start() -> Self {
+        let mut cluster = Self::empty();
         let data_dir = cluster.path("coordinator-data");
         let listen = format!("127.0.0.1:{}", cluster.coordinator_port);
         cluster.spawn(

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::routes::Routes;
 use crate::error::UnitError;
 use crate::shuffle::ShuffleMessage;
+use crate::stored_format::{CHECKPOINT, StoredFormatError};
 use crate::task::{PlannedPipeline, Stage, StreamTaskSpec};
 use essaim_connect::error_chain;
 
@@ -163,6 +164,12 @@ pub struct UnitState {
     end_published: bool,
 }
 
+/// Decodes a stored checkpoint without restoring a unit from it: what a reader of
+/// checkpoints written by any build must survive (the fuzz target calls it).
+pub fn decode_checkpoint(bytes: &[u8]) -> Result<(), StoredFormatError> {
+    CHECKPOINT.decode::<UnitCheckpoint>(bytes).map(drop)
+}
+
 impl UnitState {
     /// The state of `unit` of `task`, as its last `checkpoint` (none: from the start)
     /// left it.
@@ -175,7 +182,7 @@ impl UnitState {
         checkpoint: Option<&[u8]>,
     ) -> Result<UnitState, UnitError> {
         let mut saved: UnitCheckpoint = match checkpoint {
-            Some(bytes) => postcard::from_bytes(bytes).map_err(UnitError::Checkpoint)?,
+            Some(bytes) => CHECKPOINT.decode(bytes).map_err(UnitError::Checkpoint)?,
             None => UnitCheckpoint::default(),
         };
         let has_shuffle = planned.stages.has_shuffle();
@@ -267,12 +274,13 @@ impl UnitState {
             ended_sources: &'a BTreeSet<String>,
         }
         // Field for field the shape of `UnitCheckpoint`, without copying the cursors.
-        postcard::to_stdvec(&Borrowed {
-            pipeline: Some(self.pipeline.snapshot()),
-            upstreams: &self.upstreams,
-            ended_sources: &self.ended_sources,
-        })
-        .map_err(UnitError::CheckpointEncoding)
+        CHECKPOINT
+            .encode(&Borrowed {
+                pipeline: Some(self.pipeline.snapshot()),
+                upstreams: &self.upstreams,
+                ended_sources: &self.ended_sources,
+            })
+            .map_err(UnitError::CheckpointEncoding)
     }
 
     /// The operators' counters.
@@ -357,7 +365,7 @@ impl UnitState {
                 let input = &self.inputs[fetched.input];
                 turn.dead_letters.push(input.refused(
                     &fetched.message,
-                    format!("undecodable shuffle message: {error}"),
+                    format!("undecodable shuffle message: {}", error_chain(&error)),
                 ));
                 return Ok(());
             }

@@ -15,15 +15,19 @@
 //! |---|---|
 //! | `coordinator.rs` | [`CoordinatorMetrics`], `essaim_coordinator_*` |
 //! | `leadership.rs` | [`LeadershipMetrics`], the highly available coordinator's `essaim_coordinator_*` |
+//! | `admission.rs` | [`AdmissionMetrics`], the coordinator's journal disk and refused submissions |
 //! | `queue.rs` | the queue statistics published for the cluster and per job |
 //! | `worker.rs` | [`WorkerMetrics`], `essaim_worker_*` |
+//! | `ingest.rs` | [`IngestMetrics`], `essaim_ingest_*` (the HTTP ingest endpoint) |
 //!
 //! A capability that plugs into the worker as a task kind (the streaming runtime) defines
 //! its own metrics in one `metrics` module of its crate, with the same naming rules, and
 //! registers them through the worker's `Executor::register_metrics` hook: the kind owns
 //! what it measures, and this crate owns the registry, the endpoints and the rules.
 
+mod admission;
 mod coordinator;
+mod ingest;
 mod leadership;
 mod queue;
 mod worker;
@@ -32,7 +36,9 @@ use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::exponential_buckets;
 
+pub use admission::AdmissionMetrics;
 pub use coordinator::{CoordinatorMetrics, MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS};
+pub use ingest::{IngestMetrics, IngestRefusal};
 pub use leadership::LeadershipMetrics;
 pub use queue::QueueGaugeValues;
 pub use worker::WorkerMetrics;

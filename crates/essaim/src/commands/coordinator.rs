@@ -49,6 +49,11 @@ pub struct Args {
     /// The recommended number of workers aims to keep this share of slots busy (0.05–1).
     #[arg(long, default_value_t = 0.8)]
     target_utilisation: f64,
+    /// Refuse new submissions (RESOURCE_EXHAUSTED) while the journal's file system has
+    /// less free space than this many bytes; running jobs continue. 0 = never refuse
+    /// (default: 268435456, 256 MiB).
+    #[arg(long)]
+    journal_reserve_bytes: Option<u64>,
     #[command(flatten)]
     high_availability: HighAvailabilityArgs,
 }
@@ -153,6 +158,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         utilisation: args.target_utilisation,
     };
     config.token = args.token;
+    if let Some(reserve) = args.journal_reserve_bytes {
+        config.journal_reserve_bytes = reserve;
+    }
     config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
     config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
     config.long_poll = Duration::from_millis(args.long_poll_ms);

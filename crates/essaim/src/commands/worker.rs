@@ -52,10 +52,17 @@ pub struct Args {
     /// Data directories this worker holds locally.
     #[arg(long = "data-dir")]
     data_dirs: Vec<String>,
+    /// Exit when this process dies (set by the local cluster on the workers it starts;
+    /// standard input is then its lifeline pipe).
+    #[arg(long = "lifeline-parent", hide = true)]
+    lifeline_parent: Option<u32>,
 }
 
 /// Runs the worker.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(parent) = args.lifeline_parent {
+        crate::lifeline::watch_parent(parent)?;
+    }
     let temporary;
     let scratch_dir = match args.scratch_dir {
         Some(dir) => dir,

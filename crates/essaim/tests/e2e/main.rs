@@ -12,6 +12,8 @@
 //! | `dead_letters.rs` | poison tasks reach the dead-letter queue; requeue and purge |
 //! | `auth.rs` | callers without the cluster token are refused |
 //! | `bad_input.rs` | mistakes get a clear message and the right exit code |
+//! | `journal_disk.rs` | a journal disk below its reserve refuses submissions; running jobs finish |
+//! | `local_orphans.rs` | the workers of a SIGKILLed `essaim local` exit within seconds |
 //! | `drain.rs` | SIGTERM drains a worker without losing its running task |
 //! | `leader_failover.rs` | a SIGKILLed or SIGSTOPped leader is replaced through etcd; every task committed once, a woken leader commits nothing |
 //! | `partition.rs` | a result from a worker cut off too long is rejected |
@@ -43,8 +45,10 @@ mod drain;
 mod eval;
 mod failover;
 mod harness;
+mod journal_disk;
 mod json_output;
 mod leader_failover;
+mod local_orphans;
 mod mapreduce;
 mod mapreduce_csv;
 mod partition;

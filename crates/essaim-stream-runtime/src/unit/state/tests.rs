@@ -434,3 +434,49 @@ fn an_unreadable_checkpoint_is_refused() {
     assert!(matches!(error, UnitError::Checkpoint(_)), "{error:?}");
     assert!(!error.is_retryable());
 }
+
+/// Checkpoints stored before the format header existed are the same postcard body
+/// without it: an upgrade must restore them, not lose the pipeline's state.
+#[test]
+fn a_checkpoint_written_before_the_header_restores_the_same_state() {
+    let fixture = Fixture::new();
+    let mut upstream = fixture.unit(Stage::Source, 0, None);
+    upstream
+        .process(&[message(1, "100,ann,2"), message(2, "200,bob,3")])
+        .expect("processes");
+    let checkpoint = upstream.checkpoint().expect("encodes");
+    assert_eq!(&checkpoint[..4], b"ESCK");
+    let headerless = &checkpoint[crate::stored_format::HEADER_LEN..];
+    let restored = fixture.unit(Stage::Source, 0, Some(headerless));
+    assert_eq!(restored.checkpoint().expect("encodes"), checkpoint);
+}
+
+#[test]
+fn a_checkpoint_of_an_unknown_version_is_refused_naming_it() {
+    let fixture = Fixture::new();
+    let mut checkpoint = fixture
+        .unit(Stage::Source, 0, None)
+        .checkpoint()
+        .expect("encodes");
+    checkpoint[4..6].copy_from_slice(&7_u16.to_le_bytes());
+    let task = fixture.task(Stage::Source);
+    let routes = Routes::of(&task, &fixture.planned).expect("routes");
+    let error = UnitState::restore(
+        &task,
+        &fixture.planned,
+        &fixture.tables,
+        0,
+        routes,
+        Some(&checkpoint),
+    )
+    .err()
+    .expect("refused");
+    assert!(matches!(error, UnitError::Checkpoint(_)), "{error:?}");
+    assert!(!error.is_retryable());
+    let message = essaim_connect::error_chain(&error);
+    assert!(
+        message.contains("stream checkpoint version 7 is not supported")
+            && message.contains("versions 1..=1"),
+        "{message}"
+    );
+}

@@ -63,6 +63,10 @@ pub struct ClusterView {
 pub struct StandbyView {
     /// Its advertised URL.
     pub url: String,
+    /// The next journal log entry it would read.
+    pub position: Option<u64>,
+    /// Log entries the leader wrote that it has not read yet.
+    pub lag_entries: Option<u64>,
 }
 
 /// One etcd member's health.
@@ -121,14 +125,20 @@ pub async fn describe(source: &ClusterSource) -> Result<ClusterView, essaim_etcd
     let leader = Leadership::current(etcd, layout).await?;
     let (epoch, _) = etcd.get(&layout.epoch()).await?;
     let epoch = epoch.and_then(|kv| String::from_utf8_lossy(&kv.value).trim().parse().ok());
+    let written = essaim_store_etcd::leader_position(etcd, layout).await.ok();
     let standbys = etcd
-        .get_prefix_keys(&layout.standbys())
+        .get_prefix(&layout.standbys())
         .await?
         .into_iter()
-        .filter_map(|key| {
-            let url = key.strip_prefix(layout.standbys().as_slice())?;
+        .filter_map(|kv| {
+            let url = kv.key.strip_prefix(layout.standbys().as_slice())?;
+            let position: Option<u64> = String::from_utf8_lossy(&kv.value).trim().parse().ok();
             Some(StandbyView {
                 url: String::from_utf8_lossy(url).into_owned(),
+                position,
+                lag_entries: position
+                    .zip(written)
+                    .map(|(read, written)| written.saturating_sub(read)),
             })
         })
         .collect();

@@ -16,6 +16,7 @@
 //! | [`dashboard`] | the web dashboard's files |
 //! | [`observatory`] | history + queue statistics inside the actor, published as gauges |
 //! | [`role`] | high availability: campaign through etcd, lead on the etcd journal, step down |
+//! | `standing_by` | a standby's background work: announcing itself, watching who leads, following the journal |
 //! | `standby` | what a standby serves: probes, metrics, and "the leader is there" to every call |
 #![warn(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod rest;
 pub mod role;
 pub mod service;
 mod standby;
+mod standing_by;
 pub mod views;
 
 use actor::Actor;

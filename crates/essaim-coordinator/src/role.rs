@@ -16,10 +16,11 @@
 //! refused, as after a restart.
 
 use crate::cluster::{ClusterSource, EtcdCluster};
+use crate::standing_by::StandingBy;
 use crate::{CoordinatorConfig, CoordinatorError, OpenedJournal, standby};
-use essaim_etcd::{Etcd, KeepAlive};
+use essaim_etcd::Etcd;
 use essaim_store::StoreError;
-use essaim_store_etcd::{EtcdJournal, EtcdResults, Layout, Leadership};
+use essaim_store_etcd::{EtcdJournal, EtcdResults, JournalFollower, Layout, Leadership};
 use essaim_telemetry::LeadershipMetrics;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -75,6 +76,7 @@ pub async fn run_highly_available(
         ..config
     };
     info!(cluster = %layout.cluster(), etcd = %ha.etcd_endpoints.join(","), url = %ha.advertise_url, "campaigning for leadership");
+    let mut follower = JournalFollower::new(etcd.clone(), layout.clone());
     loop {
         let known_leader = Arc::new(RwLock::new(None));
         let server = standby::serve(
@@ -84,12 +86,13 @@ pub async fn run_highly_available(
             cluster.clone(),
         )
         .await?;
-        let registration = announce_standby(&etcd, &layout, &ha).await;
-        let watcher = watch_leader(
+        let standing_by = StandingBy::start(
             etcd.clone(),
             layout.clone(),
+            &ha,
             known_leader,
-            shutdown.child_token(),
+            metrics.clone(),
+            follower,
         );
         let elected = Leadership::campaign(
             &etcd,
@@ -100,8 +103,7 @@ pub async fn run_highly_available(
             &shutdown,
         )
         .await;
-        watcher.cancel();
-        drop(registration);
+        follower = standing_by.finish().await;
         server.stop().await;
         let Some(leadership) = elected? else {
             return Ok(());
@@ -109,7 +111,15 @@ pub async fn run_highly_available(
         let _ = etcd
             .txn(essaim_etcd::Txn::new().delete(&layout.standby(&ha.advertise_url)))
             .await;
-        match lead(&config, &etcd, &layout, leadership, &metrics, &shutdown).await? {
+        let taken = std::mem::replace(
+            &mut follower,
+            JournalFollower::new(etcd.clone(), layout.clone()),
+        );
+        match lead(
+            &config, &etcd, &layout, leadership, taken, &metrics, &shutdown,
+        )
+        .await?
+        {
             Ended::Shutdown => return Ok(()),
             Ended::SteppedDown => info!("standing by again"),
         }
@@ -122,6 +132,7 @@ async fn lead(
     etcd: &Etcd,
     layout: &Layout,
     leadership: Leadership,
+    follower: JournalFollower,
     metrics: &LeadershipMetrics,
     shutdown: &CancellationToken,
 ) -> Result<Ended, CoordinatorError> {
@@ -129,7 +140,7 @@ async fn lead(
     let lost = leadership.lost();
     metrics.elections_won.inc();
     metrics.fence.set(fence.0);
-    let opened = EtcdJournal::open(etcd.clone(), layout.clone(), fence).await;
+    let opened = EtcdJournal::open_following(follower, fence).await;
     let (journal, recovered) = match opened {
         Ok(opened) => opened,
         Err(error) if steps_down(&error) => {
@@ -203,48 +214,4 @@ fn step_down_reason(error: &StoreError, metrics: &LeadershipMetrics) {
     } else {
         metrics.stepped_down("store_failed");
     }
-}
-
-/// Announces this standby under `standbys/` on a lease of its own, for the cluster view.
-/// Best effort: a standby that etcd does not hear from is still a standby.
-async fn announce_standby(
-    etcd: &Etcd,
-    layout: &Layout,
-    ha: &HighAvailability,
-) -> Option<KeepAlive> {
-    let granted_at = tokio::time::Instant::now();
-    let lease = etcd.grant(ha.lease_ttl).await.ok()?;
-    let key = layout.standby(&ha.advertise_url);
-    let put = essaim_etcd::Txn::new().put(&key, Vec::new(), lease);
-    etcd.txn(put).await.ok()?;
-    Some(KeepAlive::start(
-        etcd.clone(),
-        lease,
-        ha.lease_ttl,
-        granted_at,
-    ))
-}
-
-/// Keeps `known` up to date with who leads, until `stop` fires.
-fn watch_leader(
-    etcd: Etcd,
-    layout: Layout,
-    known: standby::KnownLeader,
-    stop: CancellationToken,
-) -> CancellationToken {
-    let handle = stop.clone();
-    tokio::spawn(async move {
-        loop {
-            if let Ok(leader) = Leadership::current(&etcd, &layout).await
-                && let Ok(mut known) = known.write()
-            {
-                *known = leader.map(|leader| leader.url);
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(CAMPAIGN_POLL) => {}
-            }
-        }
-    });
-    handle
 }

@@ -16,7 +16,7 @@ use crate::error::EtcdError;
 use crate::pb::etcdserverpb::{
     CompactionRequest, LeaseGrantRequest, LeaseKeepAliveRequest, LeaseRevokeRequest, RangeRequest,
     RangeResponse, StatusRequest, kv_client::KvClient, lease_client::LeaseClient,
-    maintenance_client::MaintenanceClient,
+    maintenance_client::MaintenanceClient, range_request,
 };
 use crate::txn::{Txn, TxnOutcome, prefix_end};
 use std::future::Future;
@@ -244,6 +244,26 @@ impl Etcd {
             }
         }
         Ok(keys)
+    }
+
+    /// The last key (in key order) that starts with `prefix`, if any.
+    pub async fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, EtcdError> {
+        let request = RangeRequest {
+            key: prefix.to_vec(),
+            range_end: prefix_end(prefix),
+            limit: 1,
+            keys_only: true,
+            sort_order: range_request::SortOrder::Descend as i32,
+            sort_target: range_request::SortTarget::Key as i32,
+            ..RangeRequest::default()
+        };
+        let page = self
+            .call("range", |channel| {
+                let request = request.clone();
+                async move { KvClient::new(channel).range(request).await }
+            })
+            .await?;
+        Ok(page.kvs.into_iter().next().map(|kv| kv.key))
     }
 
     /// Discards the history before `revision` (etcd keeps every old version of every key

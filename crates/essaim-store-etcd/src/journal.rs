@@ -18,6 +18,7 @@
 //! so call them from a blocking thread, as the coordinator's actor does.
 
 use crate::fenced::{Fenced, Op, pieces, replicated};
+use crate::follower::JournalFollower;
 use crate::layout::Layout;
 use crate::leadership::Fence;
 use crate::recovery::{self, Head};
@@ -61,6 +62,16 @@ impl EtcdJournal {
         layout: Layout,
         fence: Fence,
     ) -> Result<(Self, Recovered), StoreError> {
+        Self::open_following(JournalFollower::new(etcd, layout), fence).await
+    }
+
+    /// Like [`EtcdJournal::open`], from what a standby's follower has read already: only
+    /// the entries written since are read.
+    pub async fn open_following(
+        follower: JournalFollower,
+        fence: Fence,
+    ) -> Result<(Self, Recovered), StoreError> {
+        let JournalFollower { etcd, layout, read } = follower;
         let store = Fenced {
             etcd,
             layout,
@@ -68,7 +79,7 @@ impl EtcdJournal {
         };
         check_format(&store).await?;
         let epoch = bump_epoch(&store).await?;
-        let read = recovery::read(&store.etcd, &store.layout).await?;
+        let (read, _) = recovery::catch_up(&store.etcd, &store.layout, read).await?;
         recovery::delete_orphans(&store, &read).await?;
         let (_, revision) = store
             .etcd

@@ -17,17 +17,20 @@
 //! | [`leadership`] | [`Leadership`]: campaign, the fence, losing and resigning |
 //! | `fenced` | writes guarded by the fence, cut to etcd's limits |
 //! | [`journal`] | [`EtcdJournal`], the `Journal` in etcd |
+//! | [`follower`] | [`JournalFollower`]: a standby's copy of the journal, kept up to date |
 //! | `recovery` | reading the journal back; cleaning up after an interrupted write |
 //! | [`results`] | [`EtcdResults`], committed results read from etcd |
 #![warn(missing_docs)]
 
 mod fenced;
+pub mod follower;
 pub mod journal;
 pub mod layout;
 pub mod leadership;
 mod recovery;
 pub mod results;
 
+pub use follower::{JournalFollower, leader_position};
 pub use journal::EtcdJournal;
 pub use layout::{InvalidClusterName, Layout};
 pub use leadership::{Fence, Leader, Leadership};

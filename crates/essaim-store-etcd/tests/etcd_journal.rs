@@ -299,3 +299,56 @@ async fn an_unreachable_etcd_is_a_clear_error_and_a_bad_url_is_refused() {
     assert!(invalid.is_err());
     assert!(Etcd::new(&[], Duration::from_secs(1)).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_follows_the_journal_and_takes_over_from_where_it_read() {
+    let Some(server) = essaim_testkit::server::etcd() else {
+        return;
+    };
+    let etcd = client(server.url()).await;
+    let layout = Layout::new("follow").unwrap();
+    let leader = lead(&etcd, &layout, "http://a:7070").await;
+    let (mut journal, _) = EtcdJournal::open(etcd.clone(), layout.clone(), leader.fence())
+        .await
+        .unwrap();
+    let mut follower = essaim_store_etcd::JournalFollower::new(etcd.clone(), layout.clone());
+    journal = blocking(move || {
+        journal
+            .append(&[success(1, 0, b"a"), success(1, 1, b"b")])
+            .unwrap();
+        journal
+    })
+    .await;
+    assert_eq!(follower.catch_up().await.unwrap(), 1);
+    assert_eq!(follower.event_count(), 2);
+    assert_eq!(
+        essaim_store_etcd::leader_position(&etcd, &layout)
+            .await
+            .unwrap(),
+        follower.position()
+    );
+    journal = blocking(move || {
+        journal.append(&[success(1, 2, b"c")]).unwrap();
+        journal
+            .compact(&[JournalEvent::JobIdsReserved { next_job: 2 }], &[])
+            .unwrap();
+        journal.append(&[success(1, 3, b"d")]).unwrap();
+        journal
+    })
+    .await;
+    // A compaction since: the follower reads the snapshot and what follows it.
+    follower.catch_up().await.unwrap();
+    assert_eq!(follower.event_count(), 2);
+    blocking(move || journal.append(&[success(1, 4, b"e")]).unwrap()).await;
+    assert_eq!(follower.catch_up().await.unwrap(), 1);
+    leader.resign().await.unwrap();
+    let next = lead(&etcd, &layout, "http://b:7070").await;
+    let (_, from_follower) = EtcdJournal::open_following(follower, next.fence())
+        .await
+        .unwrap();
+    let (_, from_scratch) = EtcdJournal::open(etcd.clone(), layout.clone(), next.fence())
+        .await
+        .unwrap();
+    assert_eq!(from_follower.events, from_scratch.events);
+    assert_eq!(from_follower.events.len(), 3);
+}

@@ -15,6 +15,27 @@ use std::time::{Duration, Instant};
 
 const TASKS: u32 = 40;
 
+/// `essaim cluster status --output json` against every coordinator's URL.
+async fn cluster_view(cluster: &HaCluster) -> serde_json::Value {
+    let urls = cluster.urls();
+    let args = [
+        "cluster",
+        "status",
+        "--coordinator",
+        &urls,
+        "--output",
+        "json",
+    ];
+    let status = essaim_testkit::cli::run(
+        std::path::Path::new(env!("CARGO_BIN_EXE_essaim")),
+        &args,
+        &[],
+    )
+    .await;
+    assert_eq!(status.code, Some(0), "{status:?}");
+    serde_json::from_str(&status.stdout).expect("one JSON document")
+}
+
 async fn start() -> Option<HaCluster> {
     HaCluster::start(env!("CARGO_BIN_EXE_essaim"), 1, 2, 2, 2).await
 }
@@ -87,6 +108,16 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_no_commit_is_lost_or_rep
     };
     let old = cluster.wait_leader().await;
     let (job_id, before) = submit_and_commit_some(&cluster).await;
+    // The standby follows the journal as it is written: it is at most a few entries behind.
+    let deadline = Deadline::after(EVENTUALLY, "the standby to follow the journal");
+    loop {
+        let view = cluster_view(&cluster).await;
+        let lag = view["standbys"][0]["lag_entries"].as_u64();
+        if lag.is_some_and(|lag| lag <= 20) && view["standbys"][0]["position"].as_u64() > Some(0) {
+            break;
+        }
+        deadline.tick().await;
+    }
     let killed_at = Instant::now();
     cluster.kill_coordinator(old);
     let (new, took) = cluster.time_failover(old, killed_at).await;

@@ -20,7 +20,7 @@ Prints `METRIC name value` lines and a summary. ESSAIM_BIN overrides the binary
 (default target/release/essaim; build it with `cargo build --release -p essaim`).
 """
 
-import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, re, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -115,7 +115,7 @@ def poll_commits(cluster, job, samples, stop):
         for i, port in enumerate(cluster.ports):
             status, body = http(port, f"/api/v1/jobs/{job}", timeout=0.2)
             if status == 200:
-                samples.append((time.time(), i, json.loads(body)["job"]["succeeded"]))
+                samples.append((time.time(), i, json.loads(body)["job"]["tasks"]["succeeded"]))
         time.sleep(0.01)
 
 
@@ -136,8 +136,10 @@ def failover(args):
     cluster = Cluster(work, etcd)
     leader = cluster.leader()
     out = subprocess.run([BIN, "submit", "--coordinator", cluster.urls, "--kind", "sleep", "--payload", "20",
-                          "--count", "2000000"], capture_output=True, text=True)
-    job = int(out.stdout.split()[2]) if out.returncode == 0 else sys.exit(out.stderr)
+                          "--count", "1000000"], capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(out.stderr)
+    job = int(re.search(r"submitted job (\d+)", out.stdout + out.stderr).group(1))
     samples, stop = [], threading.Event()
     poller = threading.Thread(target=poll_commits, args=(cluster, job, samples, stop), daemon=True)
     poller.start()

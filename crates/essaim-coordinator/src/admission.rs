@@ -88,6 +88,10 @@ impl Admission {
     /// Samples the free space of the file system holding `dir` now (on a blocking
     /// thread), and publishes it.
     pub async fn sample(&self, dir: &Path) {
+        if self.reserve_bytes == 0 {
+            // Off (or the journal is not on this disk): nothing to watch.
+            return;
+        }
         let dir = dir.to_path_buf();
         let sampled = tokio::task::spawn_blocking(move || free_bytes_of(&dir)).await;
         match sampled {

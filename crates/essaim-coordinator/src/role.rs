@@ -121,7 +121,14 @@ pub async fn run_highly_available(
         .await?
         {
             Ended::Shutdown => return Ok(()),
-            Ended::SteppedDown => info!("standing by again"),
+            Ended::SteppedDown => {
+                info!("standing by again");
+                // Let another coordinator try before campaigning again.
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(ha.lease_ttl) => {}
+                }
+            }
         }
     }
 }

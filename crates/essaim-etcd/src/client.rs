@@ -26,8 +26,13 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
-/// Keys read per page by [`Etcd::get_prefix`].
-const PAGE: i64 = 500;
+/// Keys read per page by [`Etcd::get_range`]: values are at most 512 KiB in essaim's use,
+/// so a page stays well under [`MAX_RESPONSE_BYTES`].
+const PAGE: i64 = 64;
+
+/// Largest answer accepted from etcd (tonic's default, 4 MiB, is less than a page of
+/// large values).
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// A client of one etcd cluster; cheap to clone (clones share the channels).
 #[derive(Clone)]
@@ -175,7 +180,12 @@ impl Etcd {
         };
         self.call("range", |channel| {
             let request = request.clone();
-            async move { KvClient::new(channel).range(request).await }
+            async move {
+                KvClient::new(channel)
+                    .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                    .range(request)
+                    .await
+            }
         })
         .await
     }
@@ -232,7 +242,12 @@ impl Etcd {
             let page = self
                 .call("range", |channel| {
                     let request = request.clone();
-                    async move { KvClient::new(channel).range(request).await }
+                    async move {
+                        KvClient::new(channel)
+                            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                            .range(request)
+                            .await
+                    }
                 })
                 .await?;
             let Some(last) = page.kvs.last() else { break };
@@ -260,7 +275,12 @@ impl Etcd {
         let page = self
             .call("range", |channel| {
                 let request = request.clone();
-                async move { KvClient::new(channel).range(request).await }
+                async move {
+                    KvClient::new(channel)
+                        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                        .range(request)
+                        .await
+                }
             })
             .await?;
         Ok(page.kvs.into_iter().next().map(|kv| kv.key))
@@ -274,7 +294,10 @@ impl Etcd {
             physical: false,
         };
         self.call("compact", |channel| async move {
-            KvClient::new(channel).compact(request).await
+            KvClient::new(channel)
+                .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                .compact(request)
+                .await
         })
         .await?;
         Ok(())
@@ -286,7 +309,12 @@ impl Etcd {
         let response = self
             .call("txn", |channel| {
                 let request = request.clone();
-                async move { KvClient::new(channel).txn(request).await }
+                async move {
+                    KvClient::new(channel)
+                        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                        .txn(request)
+                        .await
+                }
             })
             .await?;
         Ok(TxnOutcome {

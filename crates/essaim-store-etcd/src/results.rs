@@ -8,6 +8,9 @@ use essaim_etcd::{Etcd, prefix_end};
 use essaim_store::{ResultStore, StoreError};
 use tokio::runtime::Handle;
 
+/// Results read per etcd request.
+const RESULTS_PAGE: usize = 64;
+
 /// Reads committed results from etcd; blocks, so call it from a blocking thread.
 #[derive(Debug, Clone)]
 pub struct EtcdResults {
@@ -34,22 +37,33 @@ impl ResultStore for EtcdResults {
         from_task: u32,
         limit: usize,
     ) -> Result<Vec<CommittedResult>, StoreError> {
-        let from = self.layout.result(job.0, from_task);
         let end = prefix_end(&self.layout.job_results(job.0));
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let page = self
-            .runtime
-            .block_on(self.etcd.range(&from, &end, limit, 0))
-            .map_err(|error| replicated("read committed results", error))?;
-        page.kvs
-            .iter()
-            .map(|kv| {
+        let mut from = self.layout.result(job.0, from_task);
+        let mut found = Vec::new();
+        // In pages: inline outputs are up to 64 KiB each, and one answer must stay small.
+        while found.len() < limit {
+            let page = (limit - found.len()).min(RESULTS_PAGE) as i64;
+            let answer = self
+                .runtime
+                .block_on(self.etcd.range(&from, &end, page, 0))
+                .map_err(|error| replicated("read committed results", error))?;
+            for kv in &answer.kvs {
                 let task = self.layout.result_of(&kv.key).map_or(0, |(_, task)| task);
-                postcard::from_bytes(&kv.value).map_err(|source| StoreError::Corrupt {
-                    sequence: u64::from(task),
-                    source,
-                })
-            })
-            .collect()
+                let result =
+                    postcard::from_bytes(&kv.value).map_err(|source| StoreError::Corrupt {
+                        sequence: u64::from(task),
+                        source,
+                    })?;
+                found.push(result);
+            }
+            match answer.kvs.last() {
+                Some(last) if answer.more => {
+                    from = last.key.clone();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        Ok(found)
     }
 }

@@ -184,13 +184,14 @@ async fn batches_and_snapshots_larger_than_etcd_requests_round_trip() {
     let (mut journal, _) = EtcdJournal::open(etcd.clone(), layout.clone(), leader.fence())
         .await
         .unwrap();
-    // 200 results of 60 KiB (12 MB, over 100 operations) and a 3 MB error message.
+    // 200 results of 60 KiB (12 MB, over 100 operations) and a 6 MB message (more than
+    // one 4 MiB gRPC answer of pieces).
     let mut batch: Vec<JournalEvent> = (0..200)
         .map(|task| success(1, task, &vec![task as u8; 60 << 10]))
         .collect();
     batch.push(JournalEvent::JobCancelled {
         job: JobId(1),
-        reason: "x".repeat(3 << 20),
+        reason: "x".repeat(6 << 20),
         at: 5,
     });
     let expected = batch.len();

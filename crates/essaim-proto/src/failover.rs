@@ -202,6 +202,9 @@ pub struct Coordinators {
     urls: CoordinatorUrls,
     token: Option<String>,
     shared: Arc<Mutex<Shared>>,
+    /// Ticks whenever the target changes, so that calls still waiting on the old target
+    /// (a coordinator paused mid-call answers nothing) give up at once.
+    moves: Arc<tokio::sync::watch::Sender<u64>>,
     observer: RetryObserver,
 }
 
@@ -230,6 +233,7 @@ impl Coordinators {
                 client: None,
                 rng: SeededRng::new(seed),
             })),
+            moves: Arc::new(tokio::sync::watch::channel(0).0),
             observer: Arc::new(log_retry),
         }
     }
@@ -289,9 +293,20 @@ impl Coordinators {
             // coordinator is merely slow.
             if shared.target.url != failed_url {
                 shared.client = None;
+                self.moves.send_modify(|moves| *moves += 1);
             }
         }
         shared.target.url.clone()
+    }
+
+    /// Resolves once calls no longer go to `url`.
+    async fn moved_away_from(&self, url: &str) {
+        let mut moves = self.moves.subscribe();
+        while self.current_url() == url {
+            if moves.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Returns the delay before retry number `failures` (from 1).
@@ -325,7 +340,15 @@ impl Coordinators {
             }
             Err(fatal) => return Err(CallError::Client(fatal)),
         };
-        let status = match tokio::time::timeout(timeout, rpc(client)).await {
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(timeout, rpc(client)) => answer,
+            () = self.moved_away_from(&url) => {
+                // Another call found this coordinator gone and moved on: follow it.
+                let message = format!("gave up on the coordinator at {url}: calls moved to another one");
+                return Err(CallError::Status(tonic::Status::unavailable(message)));
+            }
+        };
+        let status = match answer {
             Ok(Ok(response)) => return Ok(response.into_inner()),
             Ok(Err(status)) if !is_unavailable(&status) => return Err(CallError::Status(status)),
             Ok(Err(status)) => status,

@@ -705,8 +705,23 @@ function showNotice(text) {
   showNotice.timer = setTimeout(() => { notice.hidden = true; }, 6000);
 }
 
+// The header names the leading coordinator and its epoch (several coordinators elected
+// through etcd), or nothing for a single coordinator. Best effort: never an error banner.
+async function showCluster() {
+  try {
+    const cluster = await api("/cluster");
+    const text = cluster.mode === "etcd"
+      ? `leader ${cluster.leader ?? "none"} · epoch ${cluster.epoch ?? "?"} · ${cluster.standbys.length} standby`
+      : "";
+    $("cluster-role").textContent = text;
+  } catch (_) {
+    $("cluster-role").textContent = "";
+  }
+}
+
 async function refresh() {
   const generation = state.generation;
+  showCluster();
   if (state.inFlight === generation) return; // the previous refresh of this page is still running
   state.inFlight = generation;
   const route = state.route;

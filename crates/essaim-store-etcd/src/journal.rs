@@ -13,7 +13,7 @@
 //!   large for it), reads head, snapshot and log, and deletes what a leader that died in
 //!   the middle of a multi-transaction write left unreferenced.
 //!
-//! Every write is guarded by the leader's fence (see [`crate::fenced`]). The trait's
+//! Every write is guarded by the leader's fence (see the `fenced` module). The trait's
 //! methods block: they run the async etcd calls on the runtime the journal was opened in,
 //! so call them from a blocking thread, as the coordinator's actor does.
 

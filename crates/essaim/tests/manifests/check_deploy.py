@@ -243,7 +243,10 @@ def check_worker(documents, services, essaim):
 
     labels = spec["template"]["metadata"]["labels"]
     check(selects(spec["selector"]["matchLabels"], labels), "Deployment selector matches its pods")
-    budget = documents["PodDisruptionBudget"][0]
+    # The workers' budget (optional/coordinator-ha.yaml has the coordinators' own).
+    budgets = [b for b in documents["PodDisruptionBudget"]
+               if selects(b["spec"]["selector"]["matchLabels"], labels)]
+    budget = budgets[0] if budgets else documents["PodDisruptionBudget"][0]
     check(selects(budget["spec"]["selector"]["matchLabels"], labels)
           and budget["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"],
           "the PodDisruptionBudget covers the workers")

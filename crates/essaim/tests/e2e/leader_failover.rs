@@ -198,22 +198,31 @@ async fn a_paused_leader_that_wakes_after_a_new_leader_was_elected_commits_nothi
         new,
         "leadership stays with the new leader"
     );
-    let metrics = cluster.metrics(old).await;
-    assert!(metrics.contains("essaim_coordinator_leader 0"), "{metrics}");
-    assert!(
-        metrics.contains("essaim_coordinator_step_downs_total{"),
-        "{metrics}"
+    // Its metrics say so once its standby server is up (right after waking it may be
+    // between its leader's server and its standby's).
+    let deadline = Deadline::after(
+        EVENTUALLY,
+        "the woken leader's metrics to show the step-down",
     );
+    loop {
+        let metrics = cluster.metrics(old).await;
+        if metrics.contains("essaim_coordinator_leader 0")
+            && metrics.contains("essaim_coordinator_step_downs_total{")
+        {
+            break;
+        }
+        deadline.tick().await;
+    }
     assert_finished_exactly_once(&cluster, job_id, &before).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losing_one_etcd_member_of_three_changes_nothing_and_losing_two_stops_acknowledging_until_quorum_returns()
+async fn losing_one_etcd_member_of_three_keeps_the_cluster_working_and_losing_two_stops_it_until_quorum_returns()
  {
     let Some(cluster) = HaCluster::start(env!("CARGO_BIN_EXE_essaim"), 3, 2, 2, 2).await else {
         return;
     };
-    let leader = cluster.wait_leader().await;
+    cluster.wait_leader().await;
     let (job_id, before) = submit_and_commit_some(&cluster).await;
     cluster.etcd().kill_member(0);
     let progressed = cluster.job(job_id).await.succeeded;
@@ -222,11 +231,10 @@ async fn losing_one_etcd_member_of_three_changes_nothing_and_losing_two_stops_ac
             job.succeeded > progressed || job.state != "running"
         })
         .await;
-    assert_eq!(
-        cluster.wait_leader().await,
-        leader,
-        "one etcd member lost: the leader stays"
-    );
+    // The cluster keeps working. (When the lost member was etcd's raft leader, etcd's
+    // own election can outlast a refresh of the coordinator's 2 s lease, and a standby
+    // may take over: what matters is that one coordinator leads and the job goes on.)
+    cluster.wait_leader().await;
 
     cluster.etcd().kill_member(1);
     // No quorum: the leader cannot refresh its lease nor journal, so it stops serving

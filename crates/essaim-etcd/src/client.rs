@@ -171,23 +171,42 @@ impl Etcd {
         limit: i64,
         revision: i64,
     ) -> Result<RangeResponse, EtcdError> {
-        let request = RangeRequest {
+        self.send_range(RangeRequest {
             key: key.to_vec(),
             range_end: end.to_vec(),
             limit,
             revision,
             ..RangeRequest::default()
-        };
-        self.call("range", |channel| {
-            let request = request.clone();
-            async move {
-                KvClient::new(channel)
-                    .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                    .range(request)
-                    .await
-            }
         })
         .await
+    }
+
+    async fn send_range(&self, request: RangeRequest) -> Result<RangeResponse, EtcdError> {
+        self.call("range", |channel| {
+            let request = request.clone();
+            async move { kv(channel).range(request).await }
+        })
+        .await
+    }
+
+    /// Reads every key of `request`'s range, in pages of its `limit`, all read at the
+    /// revision of the first page (a consistent view however long the range).
+    async fn paged(&self, mut request: RangeRequest) -> Result<Vec<KeyValue>, EtcdError> {
+        let mut found = Vec::new();
+        loop {
+            let page = self.send_range(request.clone()).await?;
+            if request.revision == 0 {
+                request.revision = page.header.as_ref().map_or(0, |header| header.revision);
+            }
+            let Some(last) = page.kvs.last() else { break };
+            request.key = last.key.clone();
+            request.key.push(0);
+            found.extend(page.kvs);
+            if !page.more {
+                break;
+            }
+        }
+        Ok(found)
     }
 
     /// Reads one key; returns it with the store's revision at the time of the read.
@@ -197,8 +216,7 @@ impl Etcd {
         Ok((response.kvs.into_iter().next(), revision))
     }
 
-    /// Reads every key that starts with `prefix`, in key order, in pages all read at the
-    /// revision of the first one (a consistent view however long the prefix).
+    /// Reads every key that starts with `prefix`, in key order (see [`Etcd::get_range`]).
     pub async fn get_prefix(&self, prefix: &[u8]) -> Result<Vec<KeyValue>, EtcdError> {
         self.get_range(prefix, &prefix_end(prefix)).await
     }
@@ -206,81 +224,40 @@ impl Etcd {
     /// Reads every key in `[from, end)`, in key order, in pages all read at the revision
     /// of the first one.
     pub async fn get_range(&self, from: &[u8], end: &[u8]) -> Result<Vec<KeyValue>, EtcdError> {
-        let mut from = from.to_vec();
-        let mut revision = 0;
-        let mut found = Vec::new();
-        loop {
-            let page = self.range(&from, end, PAGE, revision).await?;
-            if revision == 0 {
-                revision = page.header.as_ref().map_or(0, |header| header.revision);
-            }
-            let more = page.more;
-            let Some(last) = page.kvs.last() else { break };
-            from = last.key.clone();
-            from.push(0);
-            found.extend(page.kvs);
-            if !more {
-                break;
-            }
-        }
-        Ok(found)
+        self.paged(RangeRequest {
+            key: from.to_vec(),
+            range_end: end.to_vec(),
+            limit: PAGE,
+            ..RangeRequest::default()
+        })
+        .await
     }
 
     /// Reads the keys (without values) that start with `prefix`, in key order.
     pub async fn get_prefix_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>, EtcdError> {
-        let end = prefix_end(prefix);
-        let mut from = prefix.to_vec();
-        let mut keys = Vec::new();
-        loop {
-            let request = RangeRequest {
-                key: from.clone(),
-                range_end: end.clone(),
+        let found = self
+            .paged(RangeRequest {
+                key: prefix.to_vec(),
+                range_end: prefix_end(prefix),
                 limit: PAGE * 10,
                 keys_only: true,
                 ..RangeRequest::default()
-            };
-            let page = self
-                .call("range", |channel| {
-                    let request = request.clone();
-                    async move {
-                        KvClient::new(channel)
-                            .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                            .range(request)
-                            .await
-                    }
-                })
-                .await?;
-            let Some(last) = page.kvs.last() else { break };
-            from = last.key.clone();
-            from.push(0);
-            keys.extend(page.kvs.into_iter().map(|kv| kv.key));
-            if !page.more {
-                break;
-            }
-        }
-        Ok(keys)
+            })
+            .await?;
+        Ok(found.into_iter().map(|kv| kv.key).collect())
     }
 
     /// The last key (in key order) that starts with `prefix`, if any.
     pub async fn last_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, EtcdError> {
-        let request = RangeRequest {
-            key: prefix.to_vec(),
-            range_end: prefix_end(prefix),
-            limit: 1,
-            keys_only: true,
-            sort_order: range_request::SortOrder::Descend as i32,
-            sort_target: range_request::SortTarget::Key as i32,
-            ..RangeRequest::default()
-        };
         let page = self
-            .call("range", |channel| {
-                let request = request.clone();
-                async move {
-                    KvClient::new(channel)
-                        .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                        .range(request)
-                        .await
-                }
+            .send_range(RangeRequest {
+                key: prefix.to_vec(),
+                range_end: prefix_end(prefix),
+                limit: 1,
+                keys_only: true,
+                sort_order: range_request::SortOrder::Descend as i32,
+                sort_target: range_request::SortTarget::Key as i32,
+                ..RangeRequest::default()
             })
             .await?;
         Ok(page.kvs.into_iter().next().map(|kv| kv.key))
@@ -294,10 +271,7 @@ impl Etcd {
             physical: false,
         };
         self.call("compact", |channel| async move {
-            KvClient::new(channel)
-                .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                .compact(request)
-                .await
+            kv(channel).compact(request).await
         })
         .await?;
         Ok(())
@@ -309,12 +283,7 @@ impl Etcd {
         let response = self
             .call("txn", |channel| {
                 let request = request.clone();
-                async move {
-                    KvClient::new(channel)
-                        .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                        .txn(request)
-                        .await
-                }
+                async move { kv(channel).txn(request).await }
             })
             .await?;
         Ok(TxnOutcome {
@@ -400,6 +369,11 @@ impl Etcd {
         }
         answers
     }
+}
+
+/// A KV client of `channel` that accepts pages of large values.
+fn kv(channel: Channel) -> KvClient<Channel> {
+    KvClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES)
 }
 
 fn invalid(endpoint: &str, reason: String) -> EtcdError {

@@ -159,9 +159,13 @@ impl EtcdJournal {
     /// Compacts etcd's history now and then: deleted and overwritten keys stay in etcd's
     /// database until then. Best effort: a failure only delays it.
     async fn compact_history(&mut self, revision: i64) {
-        if revision - self.etcd_compacted_at < ETCD_COMPACT_EVERY {
-            return;
+        if revision - self.etcd_compacted_at >= ETCD_COMPACT_EVERY {
+            self.compact_history_now(revision).await;
         }
+    }
+
+    /// Compacts etcd's history up to `revision`; best effort.
+    async fn compact_history_now(&mut self, revision: i64) {
         match self.store.etcd.compact(revision).await {
             Ok(()) => self.etcd_compacted_at = revision,
             Err(error) => tracing::warn!(error = %error, "etcd history compaction failed"),
@@ -212,8 +216,7 @@ impl EtcdJournal {
             }
             revision = self.store.commit("delete forgotten results", txn).await?;
         }
-        self.etcd_compacted_at = revision - ETCD_COMPACT_EVERY;
-        self.compact_history(revision).await;
+        self.compact_history_now(revision).await;
         Ok(())
     }
 }

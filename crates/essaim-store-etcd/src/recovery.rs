@@ -27,9 +27,10 @@ pub(crate) struct Head {
 pub(crate) struct Read {
     pub(crate) head: Head,
     pub(crate) events: Vec<JournalEvent>,
+    /// One more than the last log entry read. Entries are contiguous from
+    /// `head.first_sequence` (each append writes the next one, its log key last), so this
+    /// says which entries exist.
     pub(crate) next_sequence: u64,
-    /// The sequence numbers of the log entries read.
-    pub(crate) sequences: HashSet<u64>,
 }
 
 fn corrupt(sequence: u64, source: postcard::Error) -> StoreError {
@@ -99,7 +100,6 @@ pub(crate) async fn catch_up(
                 head,
                 events: read_snapshot(etcd, layout, &head).await?,
                 next_sequence: head.first_sequence,
-                sequences: HashSet::new(),
             },
         };
         let from = layout.log_entry(read.next_sequence.max(head.first_sequence));
@@ -114,7 +114,6 @@ pub(crate) async fn catch_up(
             };
             read.events
                 .extend(read_entry(etcd, layout, sequence, &kv.value).await?);
-            read.sequences.insert(sequence);
             read.next_sequence = read.next_sequence.max(sequence + 1);
             new_entries += 1;
         }
@@ -169,7 +168,7 @@ pub(crate) async fn delete_orphans(store: &Fenced, read: &Read) -> Result<(), St
     let mut orphan_batches: Vec<u64> = parts
         .iter()
         .filter_map(|key| layout.sequence_of(key, &layout.parts()))
-        .filter(|sequence| !read.sequences.contains(sequence))
+        .filter(|sequence| !(read.head.first_sequence..read.next_sequence).contains(sequence))
         .collect();
     orphan_batches.dedup();
     ops.extend(

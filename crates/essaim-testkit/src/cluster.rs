@@ -341,23 +341,8 @@ impl Cluster {
 
     /// Returns every committed result of a job, paging through GetResults.
     pub async fn results(&self, job_id: u64) -> Vec<v1::TaskResult> {
-        let mut all = Vec::new();
-        let mut from_task = 0;
-        loop {
-            let request = v1::GetResultsRequest {
-                job_id,
-                from_task,
-                limit: 64,
-            };
-            let reply = within("GetResults", self.client().get_results(request)).await;
-            let page = reply.expect("GetResults succeeds").into_inner();
-            let reached_end = page.results.is_empty() || page.next_task <= from_task;
-            all.extend(page.results);
-            if reached_end {
-                return all;
-            }
-            from_task = page.next_task;
-        }
+        let results = within("GetResults", all_results(&mut self.client(), job_id)).await;
+        results.expect("GetResults succeeds")
     }
 
     /// Returns the dead letters of a job.
@@ -417,5 +402,28 @@ impl Drop for Cluster {
             ));
         }
         eprintln!("{report}");
+    }
+}
+
+/// Every committed result of a job, paging through GetResults.
+pub(crate) async fn all_results(
+    client: &mut CoordinatorClient,
+    job_id: u64,
+) -> Result<Vec<v1::TaskResult>, tonic::Status> {
+    let mut all = Vec::new();
+    let mut from_task = 0;
+    loop {
+        let request = v1::GetResultsRequest {
+            job_id,
+            from_task,
+            limit: 64,
+        };
+        let page = client.get_results(request).await?.into_inner();
+        let reached_end = page.results.is_empty() || page.next_task <= from_task;
+        all.extend(page.results);
+        if reached_end {
+            return Ok(all);
+        }
+        from_task = page.next_task;
     }
 }

@@ -12,7 +12,7 @@ use essaim_proto::{CoordinatorClient, v1};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
-use crate::cluster::one_at_a_time;
+use crate::cluster::{all_results, one_at_a_time};
 use crate::deadline::{Deadline, EVENTUALLY};
 use crate::etcd_cluster::EtcdCluster;
 use crate::process::{Process, free_port, http_status, log_tail};
@@ -348,28 +348,12 @@ impl HaCluster {
     /// Every committed result of a job, from the leader of the moment.
     pub async fn results(&self, job_id: u64) -> Vec<v1::TaskResult> {
         let deadline = Deadline::after(EVENTUALLY, format!("the results of job {job_id}"));
-        'again: loop {
+        loop {
             let mut client = self.leader_client().await;
-            let mut all = Vec::new();
-            let mut from_task = 0;
-            loop {
-                let request = v1::GetResultsRequest {
-                    job_id,
-                    from_task,
-                    limit: 64,
-                };
-                let Ok(reply) = client.get_results(request).await else {
-                    deadline.tick().await;
-                    continue 'again;
-                };
-                let page = reply.into_inner();
-                let reached_end = page.results.is_empty() || page.next_task <= from_task;
-                all.extend(page.results);
-                if reached_end {
-                    return all;
-                }
-                from_task = page.next_task;
+            if let Ok(results) = all_results(&mut client, job_id).await {
+                return results;
             }
+            deadline.tick().await;
         }
     }
 

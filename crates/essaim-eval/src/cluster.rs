@@ -318,7 +318,11 @@ async fn stop_child(child: &mut Child) {
 
 /// Returns a command running this binary with the cluster's token and no inherited
 /// essaim configuration, logging to `log`, killed when its handle is dropped.
-fn essaim_command(executable: &Path, token: &str, log: &Path) -> anyhow::Result<Command> {
+pub(crate) fn essaim_command(
+    executable: &Path,
+    token: &str,
+    log: &Path,
+) -> anyhow::Result<Command> {
     let file = std::fs::File::create(log)?;
     let mut command = Command::new(executable);
     command
@@ -372,7 +376,7 @@ fn api_url(log_text: &str) -> Option<String> {
 }
 
 /// Returns a token that no other process on the machine can guess in advance.
-fn fresh_token() -> String {
+pub(crate) fn fresh_token() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_nanos())

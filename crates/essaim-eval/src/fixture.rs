@@ -2,6 +2,7 @@
 
 use crate::balance::{Balance, BalanceCase, BalanceRun, WorkerShare};
 use crate::elasticity::{Elasticity, OverviewSample, Phase, ScalingEvent, SecondOfThroughput};
+use crate::failover::{Failover, FailoverRun, FaultCase};
 use crate::recovery::{CrashCase, CrashRun, PartitionRun, Recovery};
 use crate::scaling::{
     CostPoint, ScalingCurve, ScalingPoint, SleepScaling, WordcountRun, WordcountScaling,
@@ -166,6 +167,24 @@ pub fn sample_results() -> Results {
                 recommended_workers: None,
                 completion_rate: None,
             }],
+        }),
+        failover: Some(Failover {
+            skipped: None,
+            lease_secs: 2,
+            kill: Some(FaultCase {
+                fault: "SIGKILL",
+                runs: vec![FailoverRun {
+                    to_new_leader_s: 2.1,
+                    to_first_commit_s: 2.4,
+                    last_to_first_commit_s: Some(2.45),
+                    refused_writes: None,
+                    stood_by: None,
+                    every_task_committed_once: true,
+                }],
+                median_to_first_commit_s: 2.4,
+                to_first_commit_range_s: (2.4, 2.4),
+            }),
+            stop: None,
         }),
         plots: vec!["balance.svg".into()],
     }

@@ -10,8 +10,10 @@
 //! | 3. recovery time | SIGKILL of a worker; SIGSTOP past the worker timeout, then SIGCONT | `recovery.rs` |
 //! | 4. behaviour under load variation | scale out 2→4 and drain 4→2 mid-job | `elasticity.rs` |
 //! | 5. cost | core-seconds per GB of the word counts of question 1 | `scaling.rs` |
+//! | 6. failover of the coordinator | SIGKILL and SIGSTOP of the leader of two coordinators on etcd | `failover.rs` |
 //!
-//! `cluster.rs` starts and signals the processes, `procstat.rs` reads their CPU time,
+//! `cluster.rs` starts and signals the processes (`ha_cluster.rs` those of the
+//! failover, with etcd), `procstat.rs` reads their CPU time,
 //! `stats.rs` holds the statistics, `plots.rs` and `summary.rs` draw and write up the
 //! results, `corpus.rs` writes the word count's corpus and its oracle (the demo's too).
 //! Progress goes to standard error.
@@ -25,8 +27,10 @@ mod balance;
 mod cluster;
 pub mod corpus;
 mod elasticity;
+mod failover;
 #[cfg(test)]
 mod fixture;
+mod ha_cluster;
 mod plots;
 mod procstat;
 mod recovery;
@@ -98,6 +102,9 @@ pub enum Scenario {
     Recovery,
     /// Scaling out and draining mid-job.
     Elasticity,
+    /// SIGKILL and SIGSTOP of the leader of two coordinators elected through etcd
+    /// (skipped when there is no etcd, unless asked for by name).
+    Failover,
 }
 
 /// The sizes of every scenario; `--quick` shrinks them.
@@ -133,6 +140,10 @@ pub struct Plan {
     pub elastic_task_ms: u64,
     /// Length of each elasticity phase, s.
     pub phase_secs: u64,
+    /// SIGKILLs of the leader coordinator.
+    pub failover_kills: usize,
+    /// SIGSTOPs of the leader coordinator past its lease.
+    pub failover_stops: usize,
 }
 
 impl Plan {
@@ -154,6 +165,8 @@ impl Plan {
             partition_tasks: 40,
             elastic_task_ms: 50,
             phase_secs: 12,
+            failover_kills: 5,
+            failover_stops: 5,
         }
     }
 
@@ -169,6 +182,8 @@ impl Plan {
             recovery_timeouts_ms: vec![1000],
             partition_tasks: 16,
             phase_secs: 3,
+            failover_kills: 1,
+            failover_stops: 1,
             ..Self::full()
         }
     }
@@ -216,6 +231,8 @@ pub struct Results {
     pub recovery: Option<recovery::Recovery>,
     /// Question 4.
     pub elasticity: Option<elasticity::Elasticity>,
+    /// Question 6.
+    pub failover: Option<failover::Failover>,
     /// The SVG files written next to this one.
     pub plots: Vec<String>,
 }
@@ -270,6 +287,7 @@ pub async fn evaluate(host: &dyn Host, options: &Options) -> anyhow::Result<Resu
         balance: None,
         recovery: None,
         elasticity: None,
+        failover: None,
         plots: Vec::new(),
     };
     if selected(Scenario::Sleep) {
@@ -286,6 +304,10 @@ pub async fn evaluate(host: &dyn Host, options: &Options) -> anyhow::Result<Resu
     }
     if selected(Scenario::Elasticity) {
         results.elasticity = Some(elasticity::elasticity(host, plan, workdir).await?);
+    }
+    if selected(Scenario::Failover) {
+        let required = options.only.contains(&Scenario::Failover);
+        results.failover = Some(failover::failover(host, plan, workdir, required).await?);
     }
     results.machine.load_average_after = read_load_average();
     results.wall_seconds = started.elapsed().as_secs_f64();

@@ -6,6 +6,7 @@
 use crate::Results;
 use crate::balance::BalanceCase;
 use crate::elasticity::Elasticity;
+use crate::failover::Failover;
 use crate::recovery::Recovery;
 use crate::scaling::{ScalingCurve, WordcountScaling};
 use std::fmt::Write;
@@ -68,6 +69,9 @@ pub fn summary(results: &Results) -> String {
     }
     if let Some(elasticity) = &results.elasticity {
         elasticity_section(&mut out, elasticity);
+    }
+    if let Some(failover) = &results.failover {
+        failover_section(&mut out, failover);
     }
     if !results.plots.is_empty() {
         let _ = writeln!(out, "## Plots\n");
@@ -207,6 +211,53 @@ fn elasticity_section(out: &mut String, elasticity: &Elasticity) {
     out.push('\n');
 }
 
+/// Question 6: failover of the leader coordinator.
+fn failover_section(out: &mut String, failover: &Failover) {
+    let _ = writeln!(out, "## 6. Failover of the coordinator\n");
+    if let Some(reason) = &failover.skipped {
+        let _ = writeln!(out, "Skipped: {reason}.\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Two coordinators elected through a 3-member etcd (leader lease {} s), 2 workers × 4 slots, 4,000 tasks of 20 ms; the leader is faulted after 200 commits.\n",
+        failover.lease_secs
+    );
+    let _ = writeln!(
+        out,
+        "| fault | run | → new leader (s) | → first commit (s) | old leader's last commit → first commit (s) | refused writes of the resumed leader | it stood by | every task committed once |\n|---|---|---|---|---|---|---|---|"
+    );
+    for case in [&failover.kill, &failover.stop].into_iter().flatten() {
+        for (index, run) in case.runs.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                case.fault,
+                index + 1,
+                number(run.to_new_leader_s, 2),
+                number(run.to_first_commit_s, 2),
+                optional(run.last_to_first_commit_s, 2),
+                run.refused_writes
+                    .map_or_else(|| "–".into(), |n| n.to_string()),
+                run.stood_by.map_or("–", yes_no),
+                yes_no(run.every_task_committed_once)
+            );
+        }
+    }
+    out.push('\n');
+    for case in [&failover.kill, &failover.stop].into_iter().flatten() {
+        let (low, high) = case.to_first_commit_range_s;
+        let _ = writeln!(
+            out,
+            "{}: fault → first commit by the new leader, median {} s (min {}, max {}).\n",
+            case.fault,
+            number(case.median_to_first_commit_s, 2),
+            number(low, 2),
+            number(high, 2)
+        );
+    }
+}
+
 /// `yes`, or a `NO` that stands out.
 fn yes_no(yes: bool) -> &'static str {
     if yes { "yes" } else { "NO" }
@@ -294,13 +345,15 @@ mod tests {
     fn the_summary_has_a_table_per_question() {
         let summary = summary(&super::super::fixture::sample_results());
         for heading in [
-            "## 1a.", "## 1b.", "## 2.", "## 3a.", "## 3b.", "## 4.", "## 5.",
+            "## 1a.", "## 1b.", "## 2.", "## 3a.", "## 3b.", "## 4.", "## 5.", "## 6.",
         ] {
             assert!(summary.contains(heading), "{heading} missing:\n{summary}");
         }
         assert!(summary.contains("| 2 | 2 | 185.0 | 185.0 | 1.95 | 0.97 | 0.05 | 0 |"));
         assert!(summary.contains("| 1 s | 0.2 s | 1 | 1.050 | 1.060 (1.060..1.060) |"));
         assert!(summary.contains("cannot scale past 2 workers"));
+        assert!(summary.contains("| SIGKILL | 1 | 2.10 | 2.40 | 2.45 | – | – | yes |"));
+        assert!(summary.contains("SIGKILL: fault → first commit by the new leader, median 2.40 s"));
         assert!(summary.contains("![balance.svg](balance.svg)"));
     }
 

@@ -17,6 +17,8 @@ use essaim_store::StoreError;
 pub(crate) const MAX_TXN_OPS: usize = 64;
 /// Bytes per transaction, below etcd's default `--max-request-bytes` (1.5 MiB).
 pub(crate) const MAX_TXN_BYTES: usize = 1 << 20;
+/// Transactions of one write sent to etcd before the first is answered.
+pub(crate) const WRITES_IN_FLIGHT: usize = 16;
 /// Bytes per value: larger ones are cut into pieces.
 pub(crate) const MAX_VALUE_BYTES: usize = 512 << 10;
 
@@ -101,32 +103,69 @@ impl Fenced {
 
     /// Applies `ops` then `last`, in as few guarded transactions as etcd's limits allow,
     /// `last` in the final one. Returns the revision of the final one.
+    ///
+    /// The transactions before the final one are independent (nothing refers to what they
+    /// write until the final one commits), so they are sent together, up to
+    /// [`WRITES_IN_FLIGHT`] at a time: etcd puts concurrent proposals into one Raft round
+    /// and one fsync, so a batch of many results costs two round trips, not one per
+    /// [`MAX_TXN_OPS`] results.
     pub(crate) async fn write(
         &self,
         operation: &'static str,
         ops: Vec<Op>,
         last: Vec<Op>,
     ) -> Result<i64, StoreError> {
+        let (earlier, final_txn) = self.split_into_txns(ops, last);
+        let mut in_flight = tokio::task::JoinSet::new();
+        for txn in earlier {
+            if in_flight.len() >= WRITES_IN_FLIGHT {
+                joined(in_flight.join_next().await)?;
+            }
+            let store = self.clone();
+            in_flight.spawn(async move { store.commit(operation, txn).await });
+        }
+        while let Some(outcome) = in_flight.join_next().await {
+            joined(Some(outcome))?;
+        }
+        self.commit(operation, final_txn).await
+    }
+
+    /// Packs `ops` into guarded transactions within etcd's limits, and `last` into the
+    /// final one (with the tail of `ops` when it fits).
+    fn split_into_txns(&self, ops: Vec<Op>, last: Vec<Op>) -> (Vec<Txn>, Txn) {
         let last_size: usize = last.iter().map(Op::size).sum();
+        let mut earlier = Vec::new();
         let mut txn = self.guarded();
         let mut ops_in_txn = 0;
         for op in ops {
             if ops_in_txn + 1 > MAX_TXN_OPS || txn.byte_size() + op.size() > MAX_TXN_BYTES {
-                self.commit(operation, txn).await?;
-                txn = self.guarded();
+                earlier.push(std::mem::replace(&mut txn, self.guarded()));
                 ops_in_txn = 0;
             }
             txn = op.add_to(txn);
             ops_in_txn += 1;
         }
         if ops_in_txn + last.len() > MAX_TXN_OPS || txn.byte_size() + last_size > MAX_TXN_BYTES {
-            self.commit(operation, txn).await?;
-            txn = self.guarded();
+            earlier.push(std::mem::replace(&mut txn, self.guarded()));
         }
         for op in last {
             txn = op.add_to(txn);
         }
-        self.commit(operation, txn).await
+        (earlier, txn)
+    }
+}
+
+/// The outcome of one of [`Fenced::write`]'s earlier transactions.
+fn joined(
+    outcome: Option<Result<Result<i64, StoreError>, tokio::task::JoinError>>,
+) -> Result<(), StoreError> {
+    match outcome {
+        None => Ok(()),
+        Some(Ok(written)) => written.map(|_| ()),
+        Some(Err(error)) => Err(StoreError::Replicated {
+            operation: "write to etcd",
+            source: Box::new(error),
+        }),
     }
 }
 

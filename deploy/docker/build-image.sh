@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the images the compose cluster runs: essaim:dev (deploy/docker/Dockerfile) and
-# essaim-prometheus:dev (deploy/docker/Dockerfile.prometheus).
+# Builds the images the compose clusters run: essaim:dev (deploy/docker/Dockerfile),
+# essaim-prometheus:dev (deploy/docker/Dockerfile.prometheus) and essaim-etcd:dev
+# (deploy/docker/Dockerfile.etcd, for the highly available cluster).
 # Usage: deploy/docker/build-image.sh
 #
 # 1. The base image debian:bookworm-slim is created with make-base-image.sh if Docker
@@ -12,12 +13,14 @@
 #    changed take a few seconds: this is what the compose test calls every time.
 #
 # Environment: ESSAIM_BINARY, ESSAIM_IMAGE (essaim:dev), ESSAIM_PROMETHEUS_IMAGE
-# (essaim-prometheus:dev). Progress goes to stderr; stdout is the essaim image's tag.
+# (essaim-prometheus:dev), ESSAIM_ETCD_IMAGE (essaim-etcd:dev). Progress goes to stderr;
+# stdout is the essaim image's tag.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 image="${ESSAIM_IMAGE:-essaim:dev}"
 prometheus_image="${ESSAIM_PROMETHEUS_IMAGE:-essaim-prometheus:dev}"
+etcd_image="${ESSAIM_ETCD_IMAGE:-essaim-etcd:dev}"
 cd "$root"
 
 # Tests may call this at the same time: one builds, the others wait and find the
@@ -70,7 +73,9 @@ build -f "$root/deploy/docker/Dockerfile" -t "$image" \
     --build-arg VERSION="$version" --build-arg REVISION="$revision" "$context"
 echo "build-image: docker build $prometheus_image" >&2
 build -f "$root/deploy/docker/Dockerfile.prometheus" -t "$prometheus_image" "$context"
+echo "build-image: docker build $etcd_image" >&2
+build -f "$root/deploy/docker/Dockerfile.etcd" -t "$etcd_image" "$context"
 
 size=$(docker image inspect --format '{{.Size}}' "$image")
-echo "build-image: $image ($((size / 1000000)) MB) and $prometheus_image ready in $((SECONDS - started)) s" >&2
+echo "build-image: $image ($((size / 1000000)) MB), $prometheus_image and $etcd_image ready in $((SECONDS - started)) s" >&2
 echo "$image"

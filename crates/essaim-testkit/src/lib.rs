@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`server`] | a NATS, PostgreSQL, Kafka-protocol or etcd server started by the project's `scripts/X.sh start DIR`, stopped on drop, its log printed when the test fails |
 //! | [`docker`] | Docker for the container tests: is an engine there, commands that must succeed, the binary packaged for an image, HTTP GETs to published ports |
+//! | [`compose`] | a compose project of `deploy/compose/` under a name of the test's own, taken down with its volumes on drop |
 //! | [`deadline`] | named deadlines and timeouts: waits poll, and fail naming what they waited for |
 //! | [`process`] | one child process with a log file, killed on drop; free ports; an HTTP status probe |
 //! | [`cli`] | one-shot runs of a binary, with no `ESSAIM_*` variable inherited |
@@ -21,6 +22,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod compose;
 pub mod deadline;
 pub mod docker;
 pub mod etcd_cluster;

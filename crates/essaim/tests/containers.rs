@@ -15,6 +15,7 @@
 //! cluster of the user's; `down -v` removes its containers, network and volumes
 //! whatever happens.
 
+use essaim_testkit::compose::ComposeProject;
 use essaim_testkit::docker::{
     binary_to_package, docker_is_usable, http_get, repository_root, succeeded,
 };
@@ -25,7 +26,7 @@ const ESSAIM: &str = env!("CARGO_BIN_EXE_essaim");
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,126 +39,78 @@ const WORKERS: usize = 3;
 /// How long containers may take to become healthy, and Prometheus to scrape them all.
 const EVENTUALLY: Duration = Duration::from_secs(120);
 
-/// Returns the Compose command: the `docker compose` plugin, else `docker-compose`.
-fn compose_program() -> Vec<String> {
-    let plugin = Command::new("docker")
-        .args(["compose", "version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if plugin {
-        return vec!["docker".into(), "compose".into()];
-    }
-    vec!["docker-compose".into()]
-}
-
-/// One compose project, taken down with its volumes when dropped, even on panic.
+/// The compose project under test and the token of its cluster.
 struct Cluster {
-    compose: Vec<String>,
-    file: PathBuf,
-    project: String,
-    environment: BTreeMap<&'static str, String>,
+    compose: ComposeProject,
     token: String,
 }
 
 impl Cluster {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.compose[0]);
-        command
-            .args(&self.compose[1..])
-            .arg("--project-name")
-            .arg(&self.project)
-            .arg("--file")
-            .arg(&self.file)
-            .args(args)
-            .envs(&self.environment)
-            .stdin(Stdio::null());
-        command
+    /// A project of `deploy/compose/FILE`, named after this process, with `ports` (the
+    /// variables of its published ports) set to 0: Docker picks free host ports.
+    fn new(file: &str, ports: &[&'static str]) -> Self {
+        let token = format!("test-token-{}", std::process::id());
+        let mut environment = BTreeMap::from([
+            ("ESSAIM_IMAGE", IMAGE.to_string()),
+            ("ESSAIM_TOKEN", token.clone()),
+        ]);
+        environment.extend(ports.iter().map(|port| (*port, "0".to_string())));
+        let compose = ComposeProject::new(
+            repository_root().join("deploy/compose").join(file),
+            format!("essaim-test-{}", std::process::id()),
+            environment,
+        );
+        Self { compose, token }
     }
 
     fn run(&self, args: &[&str]) -> String {
+        self.compose.run(args)
+    }
+
+    /// Runs the host's essaim against the cluster's coordinators (comma-separated
+    /// `host:port`s).
+    fn essaim(&self, coordinators: &str, args: &[&str]) -> String {
         succeeded(
-            &format!("compose {}", args.join(" ")),
-            self.command(args).output(),
+            &format!("essaim {}", args.join(" ")),
+            self.essaim_command(coordinators, args).output(),
         )
     }
 
-    /// Returns the host address Docker published a container port on.
-    fn published(&self, service: &str, port: &str) -> String {
-        let address = self.run(&["port", service, port]);
-        address.trim().to_string()
-    }
-
-    fn container_ids(&self) -> Vec<String> {
-        let ids = self.run(&["ps", "-q"]);
-        ids.lines().map(str::to_string).collect()
-    }
-
-    /// Waits until every container reports `healthy`.
-    fn wait_until_healthy(&self, expected_containers: usize) {
-        let deadline = Instant::now() + EVENTUALLY;
-        loop {
-            let ids = self.container_ids();
-            let mut inspect = Command::new("docker");
-            inspect
-                .args(["inspect", "--format", "{{.Name}} {{.State.Health.Status}}"])
-                .args(&ids);
-            let states = succeeded("docker inspect", inspect.output());
-            let unhealthy: Vec<&str> = states
-                .lines()
-                .filter(|line| !line.ends_with(" healthy"))
-                .collect();
-            if ids.len() == expected_containers && unhealthy.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "containers not healthy after {EVENTUALLY:?}: {} of {expected_containers} \
-                 running; not healthy: {unhealthy:?}",
-                ids.len()
-            );
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-
-    /// Runs the host's essaim against the cluster's coordinator.
-    fn essaim(&self, coordinator: &str, args: &[&str]) -> String {
+    fn essaim_command(&self, coordinators: &str, args: &[&str]) -> Command {
+        let urls: Vec<String> = coordinators
+            .split(',')
+            .map(|address| format!("http://{address}"))
+            .collect();
         let mut command = Command::new(ESSAIM);
         command
             .args(args)
             .arg("--coordinator")
-            .arg(format!("http://{coordinator}"))
+            .arg(urls.join(","))
             .arg("--token")
             .arg(&self.token)
             .stdin(Stdio::null());
-        succeeded(&format!("essaim {}", args.join(" ")), command.output())
+        command
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            // What the containers said is what explains a failure here.
-            if let Ok(logs) = self.command(&["logs", "--no-color", "--tail=40"]).output() {
-                eprintln!(
-                    "--- compose logs (last 40 lines per container) ---\n{}",
-                    String::from_utf8_lossy(&logs.stdout)
-                );
-            }
-        }
-        let down = self
-            .command(&["down", "--volumes", "--remove-orphans", "--timeout", "10"])
-            .output();
-        match down {
-            Ok(output) if output.status.success() => {}
-            Ok(output) => eprintln!(
-                "compose down failed for project {}: {}",
-                self.project,
-                String::from_utf8_lossy(&output.stderr)
-            ),
-            Err(error) => eprintln!("compose down could not run: {error}"),
-        }
+/// Builds the images under test (the binary of this test run packaged).
+fn build_images() {
+    let (binary, stripped_here) = binary_to_package(
+        Path::new(ESSAIM),
+        Path::new(env!("CARGO_TARGET_TMPDIR")),
+        "essaim-for-image",
+    );
+    succeeded(
+        "deploy/docker/build-image.sh",
+        Command::new(repository_root().join("deploy/docker/build-image.sh"))
+            .env("ESSAIM_BINARY", &binary)
+            .env("ESSAIM_IMAGE", IMAGE)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output(),
+    );
+    if stripped_here {
+        let _already_gone = std::fs::remove_file(&binary);
     }
 }
 
@@ -191,45 +144,19 @@ fn compose_cluster_runs_jobs_from_the_host_on_every_worker_and_prometheus_scrape
         return;
     }
     let started = Instant::now();
-    let root = repository_root();
-
-    let (binary, stripped_here) = binary_to_package(
-        Path::new(ESSAIM),
-        Path::new(env!("CARGO_TARGET_TMPDIR")),
-        "essaim-for-image",
-    );
-    succeeded(
-        "deploy/docker/build-image.sh",
-        Command::new(root.join("deploy/docker/build-image.sh"))
-            .env("ESSAIM_BINARY", &binary)
-            .env("ESSAIM_IMAGE", IMAGE)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output(),
-    );
-    if stripped_here {
-        let _already_gone = std::fs::remove_file(&binary);
-    }
+    build_images();
     phase(started, "images built");
 
-    let token = format!("test-token-{}", std::process::id());
-    let cluster = Cluster {
-        compose: compose_program(),
-        file: root.join("deploy/compose/docker-compose.yml"),
-        project: format!("essaim-test-{}", std::process::id()),
-        environment: BTreeMap::from([
-            ("ESSAIM_IMAGE", IMAGE.to_string()),
-            ("ESSAIM_TOKEN", token.clone()),
-            // 0: Docker picks free host ports, read back with `compose port`.
-            ("ESSAIM_PORT", "0".to_string()),
-            ("ESSAIM_PROMETHEUS_PORT", "0".to_string()),
-        ]),
-        token,
-    };
+    let cluster = Cluster::new(
+        "docker-compose.yml",
+        &["ESSAIM_PORT", "ESSAIM_PROMETHEUS_PORT"],
+    );
     cluster.run(&["up", "--detach", "--no-build"]);
-    cluster.wait_until_healthy(1 + WORKERS + 1);
-    let coordinator = cluster.published("coordinator", "7070");
-    let prometheus = cluster.published("prometheus", "9090");
+    cluster
+        .compose
+        .wait_until_healthy(1 + WORKERS + 1, EVENTUALLY);
+    let coordinator = cluster.compose.published("coordinator", "7070");
+    let prometheus = cluster.compose.published("prometheus", "9090");
     phase(started, "cluster up and healthy");
 
     // A task-farm job from the host, as the README shows it.
@@ -373,4 +300,118 @@ fn compose_cluster_runs_jobs_from_the_host_on_every_worker_and_prometheus_scrape
 
     drop(cluster);
     phase(started, "cluster removed");
+}
+
+/// The compose service of a coordinator's advertised URL (`http://coordinator2:7070`).
+fn service_of(url: &str) -> String {
+    let host = url.trim_start_matches("http://");
+    host.split(':').next().unwrap_or(host).to_string()
+}
+
+/// `essaim cluster status --output json` from the host, once a leader is elected.
+fn cluster_status(cluster: &Cluster, coordinators: &str) -> Value {
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        let output = cluster
+            .essaim_command(coordinators, &["cluster", "status", "--output", "json"])
+            .output()
+            .expect("essaim runs");
+        if output.status.success() {
+            let status: Value =
+                serde_json::from_slice(&output.stdout).expect("cluster status --output json");
+            if status["leader"].is_string() {
+                return status;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader after {EVENTUALLY:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn compose_ha_cluster_survives_its_leader_killed_mid_job() {
+    if !docker_is_usable("the container test") {
+        return;
+    }
+    let started = Instant::now();
+    build_images();
+    phase(started, "images built");
+
+    let cluster = Cluster::new(
+        "docker-compose.ha.yml",
+        &["ESSAIM_PORT_1", "ESSAIM_PORT_2", "ESSAIM_PORT_3"],
+    );
+    cluster.run(&["up", "--detach", "--no-build"]);
+    cluster.compose.wait_until_healthy(3 + 3 + 2, EVENTUALLY);
+    let coordinators = ["coordinator1", "coordinator2", "coordinator3"]
+        .map(|service| cluster.compose.published(service, "7070"))
+        .join(",");
+    let status = cluster_status(&cluster, &coordinators);
+    let leader = service_of(status["leader"].as_str().expect("a leader"));
+    let epoch = status["epoch"].as_u64().expect("an epoch");
+    phase(
+        started,
+        &format!("cluster up, {leader} leads (epoch {epoch})"),
+    );
+
+    // A job of 1,200 tasks of 50 ms on 2 workers × 4 slots: about 8 s of work.
+    let tasks = 1200;
+    let submit = format!("submit --kind sleep --payload 50 --count {tasks} --output json");
+    let submitted: Value = serde_json::from_str(
+        &cluster.essaim(&coordinators, &submit.split(' ').collect::<Vec<_>>()),
+    )
+    .expect("submit --output json is JSON");
+    let job = submitted["job_id"].as_u64().expect("a job id").to_string();
+    std::thread::sleep(Duration::from_secs(2));
+    cluster.run(&["kill", "-s", "SIGKILL", &leader]);
+    phase(started, &format!("{leader} killed mid-job"));
+
+    // The client rides through the failover; every task is committed once.
+    let waited: Value = serde_json::from_str(&cluster.essaim(
+        &coordinators,
+        &["wait", &job, "--timeout-secs", "120", "--output", "json"],
+    ))
+    .expect("wait --output json is JSON");
+    assert_eq!(waited["state"], "succeeded", "{waited:#}");
+    assert_eq!(waited["succeeded"], tasks, "{waited:#}");
+    let results = cluster.essaim(&coordinators, &["results", &job, "--output", "json"]);
+    let results: Value = serde_json::from_str(&results).expect("results --output json");
+    let indexes: std::collections::BTreeSet<u64> = results
+        .as_array()
+        .or_else(|| results["results"].as_array())
+        .expect("a list of results")
+        .iter()
+        .map(|result| result["task_index"].as_u64().expect("a task index"))
+        .collect();
+    assert_eq!(indexes.len(), tasks, "one result per task");
+    let after = cluster_status(&cluster, &coordinators);
+    let new_leader = service_of(after["leader"].as_str().expect("a leader"));
+    assert_ne!(new_leader, leader, "{after:#}");
+    assert!(after["epoch"].as_u64() > Some(epoch), "{after:#}");
+    phase(started, &format!("job succeeded; {new_leader} leads"));
+
+    // The killed coordinator comes back as a standby.
+    cluster.run(&["start", &leader]);
+    let deadline = Instant::now() + EVENTUALLY;
+    loop {
+        let status = cluster_status(&cluster, &coordinators);
+        let standbys = status["standbys"].as_array().map_or(0, Vec::len);
+        if standbys == 2 {
+            assert_eq!(
+                service_of(status["leader"].as_str().unwrap_or("")),
+                new_leader
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{leader} did not stand by: {status:#}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    phase(started, &format!("{leader} restarted as a standby"));
 }

@@ -4,8 +4,8 @@
 //! - Each group-committed batch is one log entry `journal/log/<seq>` (the events,
 //!   postcard-encoded, `TaskSucceeded` without its inline output bytes); a batch larger
 //!   than one value is stored in pieces under `journal/part/<seq>/`, written first.
-//! - The inline outputs go to `results/<job>/<task>`, written with or before the log
-//!   entry that commits them.
+//! - The results, inline outputs included, go to `results/<job>/<block>/<seq>/<n>`, one
+//!   value per block of tasks, written with or before the log entry that commits them.
 //! - Compaction writes the snapshot in chunks under `journal/snapshot/<gen>/`, then in one
 //!   transaction switches `journal/head` to it and deletes the log it replaces; then the
 //!   results of forgotten jobs are deleted and etcd's own history is compacted.
@@ -22,6 +22,7 @@ use crate::follower::JournalFollower;
 use crate::layout::Layout;
 use crate::leadership::Fence;
 use crate::recovery::{self, Head};
+use crate::results::result_groups;
 use essaim_core::journal::JOURNAL_FORMAT_VERSION;
 use essaim_core::{JobId, JournalEvent};
 use essaim_etcd::{Etcd, Txn, prefix_end};
@@ -117,25 +118,15 @@ impl EtcdJournal {
     async fn append_async(&mut self, events: &[JournalEvent]) -> Result<(), StoreError> {
         let layout = &self.store.layout;
         let sequence = self.next_sequence;
-        let mut ops = Vec::new();
-        let mut slim_events = Vec::with_capacity(events.len());
-        for event in events {
-            if let JournalEvent::TaskSucceeded { result, at } = event {
-                let encoded = postcard::to_allocvec(result).map_err(StoreError::Encode)?;
-                ops.push(Op::Put(
-                    layout.result(result.task.job.0, result.task.index),
-                    encoded,
-                ));
-                let mut slim = result.clone();
-                slim.output.inline = Vec::new();
-                slim_events.push(JournalEvent::TaskSucceeded {
-                    result: slim,
-                    at: *at,
-                });
-            } else {
-                slim_events.push(event.clone());
-            }
-        }
+        let successes = events.iter().filter_map(|event| match event {
+            JournalEvent::TaskSucceeded { result, .. } => Some(result),
+            _ => None,
+        });
+        let mut ops: Vec<Op> = result_groups(layout, sequence, successes)?
+            .into_iter()
+            .map(|(key, value)| Op::Put(key, value))
+            .collect();
+        let slim_events: Vec<JournalEvent> = events.iter().map(slim).collect();
         let encoded = postcard::to_allocvec(&slim_events).map_err(StoreError::Encode)?;
         let entry = if encoded.len() <= crate::fenced::MAX_VALUE_BYTES / 2 {
             Entry::Inline(encoded)
@@ -252,6 +243,22 @@ impl Journal for EtcdJournal {
 
     fn len(&self) -> u64 {
         self.events
+    }
+}
+
+/// `event` as the log keeps it: a success without its inline output, which is in the
+/// batch's result groups.
+fn slim(event: &JournalEvent) -> JournalEvent {
+    match event {
+        JournalEvent::TaskSucceeded { result, at } => {
+            let mut slim = result.clone();
+            slim.output.inline = Vec::new();
+            JournalEvent::TaskSucceeded {
+                result: slim,
+                at: *at,
+            }
+        }
+        other => other.clone(),
     }
 }
 

@@ -10,10 +10,17 @@
 //! /essaim/<cluster>/journal/snapshot/<gen>/<chunk>  a compacted log, in chunks
 //! /essaim/<cluster>/journal/log/<seq>               one group-committed batch of events
 //! /essaim/<cluster>/journal/part/<seq>/<n>          pieces of a batch too big for one value
-//! /essaim/<cluster>/results/<job>/<task>            committed results with their inline output
+//! /essaim/<cluster>/results/<job>/<block>/<seq>/<n>  committed results with their inline output
 //! ```
 //!
 //! Numbers are zero-padded so that etcd's key order is numeric order.
+//!
+//! Results are grouped: the results of the tasks of one block (of
+//! [`RESULT_BLOCK_TASKS`] consecutive task indexes) that log batch `seq` commits are one
+//! value (or `n` values, when they are large). A key per result would cost etcd a
+//! revision, a Raft entry and an index entry per task: it was what limited the HA task
+//! farm's throughput. Grouped by block, results are still found in task order by a range
+//! read from the block of the first task wanted.
 
 /// A cluster name that is not usable as a key prefix.
 #[derive(Debug, thiserror::Error)]
@@ -130,9 +137,18 @@ impl Layout {
         self.key("journal/part/")
     }
 
-    /// A committed result.
-    pub fn result(&self, job: u64, task: u32) -> Vec<u8> {
-        self.key(&format!("results/{job:020}/{task:010}"))
+    /// Group `piece` of the results of `job`'s task block `block` that log batch
+    /// `sequence` commits.
+    pub fn result_group(&self, job: u64, block: u32, sequence: u64, piece: u32) -> Vec<u8> {
+        self.key(&format!(
+            "results/{job:020}/{block:010}/{sequence:020}/{piece:05}"
+        ))
+    }
+
+    /// Where the result groups of `job`'s task `task` and the tasks after it start.
+    pub fn results_from(&self, job: u64, task: u32) -> Vec<u8> {
+        let block = task / RESULT_BLOCK_TASKS;
+        self.key(&format!("results/{job:020}/{block:010}/"))
     }
 
     /// The committed results of `job`.
@@ -152,13 +168,32 @@ impl Layout {
         std::str::from_utf8(digits).ok()?.parse().ok()
     }
 
-    /// The job and task of a result key.
-    pub fn result_of(&self, key: &[u8]) -> Option<(u64, u32)> {
+    /// The job, block and log batch of a result group's key.
+    pub fn result_group_of(&self, key: &[u8]) -> Option<ResultGroupKey> {
         let rest = key.strip_prefix(self.results().as_slice())?;
-        let text = std::str::from_utf8(rest).ok()?;
-        let (job, task) = text.split_once('/')?;
-        Some((job.parse().ok()?, task.parse().ok()?))
+        let mut fields = std::str::from_utf8(rest).ok()?.split('/');
+        let key = ResultGroupKey {
+            job: fields.next()?.parse().ok()?,
+            block: fields.next()?.parse().ok()?,
+            sequence: fields.next()?.parse().ok()?,
+        };
+        fields.next()?.parse::<u32>().ok()?;
+        fields.next().is_none().then_some(key)
     }
+}
+
+/// Consecutive task indexes whose results of one log batch share a value.
+pub const RESULT_BLOCK_TASKS: u32 = 64;
+
+/// What a result group's key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultGroupKey {
+    /// The job.
+    pub job: u64,
+    /// The task block (task index / [`RESULT_BLOCK_TASKS`]).
+    pub block: u32,
+    /// The log batch that committed the results.
+    pub sequence: u64,
 }
 
 #[cfg(test)]
@@ -173,7 +208,16 @@ mod tests {
         assert!(a.log_entry(9) < a.log_entry(10));
         assert_eq!(a.sequence_of(&a.log_entry(42), &a.log()), Some(42));
         assert_eq!(a.sequence_of(&a.part(7, 3), &a.parts()), Some(7));
-        assert_eq!(a.result_of(&a.result(5, 17)), Some((5, 17)));
+        let group = a.result_group(5, 2, 9, 0);
+        let expected = ResultGroupKey {
+            job: 5,
+            block: 2,
+            sequence: 9,
+        };
+        assert_eq!(a.result_group_of(&group), Some(expected));
+        assert!(group.starts_with(&a.results_from(5, 2 * RESULT_BLOCK_TASKS + 3)));
+        assert!(a.results_from(5, RESULT_BLOCK_TASKS) < group);
+        assert_eq!(a.result_group_of(&a.key("results/5/17")), None);
     }
 
     #[test]

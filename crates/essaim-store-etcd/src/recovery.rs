@@ -8,7 +8,6 @@ use essaim_core::JournalEvent;
 use essaim_etcd::Etcd;
 use essaim_store::StoreError;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 
 /// Which snapshot is current and where the log after it starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,7 +188,7 @@ pub(crate) async fn delete_orphans(store: &Fenced, read: &Read) -> Result<(), St
             .map(|key| Op::DeleteRange(key, Vec::new())),
     );
 
-    let committed = committed_tasks(&read.events);
+    // Result groups of a batch whose log entry was never written.
     let results = etcd
         .get_prefix_keys(&layout.results())
         .await
@@ -199,8 +198,8 @@ pub(crate) async fn delete_orphans(store: &Fenced, read: &Read) -> Result<(), St
             .into_iter()
             .filter(|key| {
                 layout
-                    .result_of(key)
-                    .is_some_and(|task| !committed.contains(&task))
+                    .result_group_of(key)
+                    .is_none_or(|group| group.sequence >= read.next_sequence)
             })
             .map(|key| Op::DeleteRange(key, Vec::new())),
     );
@@ -215,21 +214,4 @@ pub(crate) async fn delete_orphans(store: &Fenced, read: &Read) -> Result<(), St
         .write("delete unreferenced journal data", ops, Vec::new())
         .await?;
     Ok(())
-}
-
-/// The (job, task) pairs whose commit the events record.
-fn committed_tasks(events: &[JournalEvent]) -> HashSet<(u64, u32)> {
-    let mut committed = HashSet::new();
-    for event in events {
-        match event {
-            JournalEvent::TaskSucceeded { result, .. } => {
-                committed.insert((result.task.job.0, result.task.index));
-            }
-            JournalEvent::TasksCommitted { job, tasks, .. } => {
-                committed.extend(tasks.iter().map(|task| (job.0, *task)));
-            }
-            _ => {}
-        }
-    }
-    committed
 }

@@ -238,10 +238,14 @@ async fn what_an_interrupted_write_left_is_deleted_when_the_next_leader_opens() 
         .await
         .unwrap();
     blocking(move || journal.append(&[success(1, 0, b"committed")]).unwrap()).await;
-    // A leader died after writing a result and a piece of batch 7, before its log entry.
+    // A leader died after writing results and a piece of batch 7, before its log entry.
     etcd.txn(
         Txn::new()
-            .put(&layout.result(1, 1), b"never committed".to_vec(), 0)
+            .put(
+                &layout.result_group(1, 0, 7, 0),
+                b"never committed".to_vec(),
+                0,
+            )
             .put(&layout.part(7, 0), b"piece".to_vec(), 0),
     )
     .await
@@ -253,8 +257,16 @@ async fn what_an_interrupted_write_left_is_deleted_when_the_next_leader_opens() 
         .unwrap();
     assert_eq!(recovered.events.len(), 1);
     assert!(etcd.get(&layout.part(7, 0)).await.unwrap().0.is_none());
-    assert!(etcd.get(&layout.result(1, 1)).await.unwrap().0.is_none());
-    assert!(etcd.get(&layout.result(1, 0)).await.unwrap().0.is_some());
+    assert!(
+        etcd.get(&layout.result_group(1, 0, 7, 0))
+            .await
+            .unwrap()
+            .0
+            .is_none()
+    );
+    let results = EtcdResults::new(etcd.clone(), layout.clone());
+    let kept = blocking(move || results.results(JobId(1), 0, 10).unwrap()).await;
+    assert_eq!(kept.len(), 1, "the committed result stays");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,4 +364,63 @@ async fn a_standby_follows_the_journal_and_takes_over_from_where_it_read() {
         .unwrap();
     assert_eq!(from_follower.events, from_scratch.events);
     assert_eq!(from_follower.events.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_grouped_by_block_are_read_in_task_order_page_by_page() {
+    let Some(server) = essaim_testkit::server::etcd() else {
+        return;
+    };
+    let etcd = client(server.url()).await;
+    let layout = Layout::new("grouped").unwrap();
+    let leader = lead(&etcd, &layout, "http://a:7070").await;
+    let (mut journal, _) = EtcdJournal::open(etcd.clone(), layout.clone(), leader.fence())
+        .await
+        .unwrap();
+    // 300 tasks committed out of order over 7 batches; tasks 130..140 carry 60 KiB
+    // outputs, so that their block is written in several values.
+    let tasks = 300u32;
+    let mut order: Vec<u32> = (0..tasks).collect();
+    let mut rng = essaim_testkit::SeededRng::new(11);
+    for index in (1..order.len()).rev() {
+        order.swap(index, rng.below(index as u64 + 1) as usize);
+    }
+    let output = |task: u32| -> Vec<u8> {
+        let size = if (130..140).contains(&task) {
+            60 << 10
+        } else {
+            8
+        };
+        format!("{task:08}").into_bytes().repeat(size / 8)
+    };
+    let batches: Vec<Vec<JournalEvent>> = order
+        .chunks(43)
+        .map(|chunk| chunk.iter().map(|&t| success(4, t, &output(t))).collect())
+        .collect();
+    blocking(move || {
+        for batch in &batches {
+            journal.append(batch).unwrap();
+        }
+    })
+    .await;
+    let results = EtcdResults::new(etcd.clone(), layout.clone());
+    let pages = blocking(move || {
+        let mut read = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = results.results(JobId(4), from, 37).unwrap();
+            assert!(page.len() <= 37);
+            let Some(last) = page.last() else {
+                return read;
+            };
+            from = last.task.index + 1;
+            read.extend(page);
+        }
+    })
+    .await;
+    let indexes: Vec<u32> = pages.iter().map(|r| r.task.index).collect();
+    assert_eq!(indexes, (0..tasks).collect::<Vec<_>>());
+    for result in &pages {
+        assert_eq!(result.output.inline, output(result.task.index));
+    }
 }

@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod local;
 pub mod mapreduce;
+pub mod models;
 pub mod replay;
 pub mod report;
 pub mod results;

@@ -80,6 +80,8 @@ enum Command {
     Cluster(commands::cluster::Args),
     /// Inspect and act on the dead-letter queue.
     Dlq(commands::dlq::Args),
+    /// Train a model on the cluster and register it as a new version.
+    Train(commands::train::Args),
     /// The model registry: list, show, register, alias, promote, roll back, archive, audit.
     Models(commands::models::Args),
     /// Run a demo on an embedded local cluster.
@@ -151,6 +153,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Cluster(args) => commands::cluster::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Models(args) => commands::models::run(args).await,
+            Command::Train(args) => commands::train::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Eval(args) => commands::eval::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,

@@ -18,6 +18,7 @@ pub mod report;
 pub mod results;
 pub mod stream;
 pub mod submit;
+pub mod train;
 pub mod worker;
 
 /// Resolves when the process receives Ctrl-C (SIGINT) or SIGTERM.

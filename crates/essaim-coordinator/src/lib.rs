@@ -340,10 +340,7 @@ pub async fn start_with_journal(
         .merge(cluster::router(cluster))
         .merge(rest)
         .merge(models.map_or_else(axum::Router::new, |models| {
-            rest::with_cluster_token(
-                essaim_registry::http::router(models),
-                config.token.clone(),
-            )
+            rest::with_cluster_token(essaim_registry::http::router(models), config.token.clone())
         }))
         .merge(dashboard::router());
 

@@ -13,6 +13,7 @@
 //! | [`history`] | bounded aggregates of what happened: timelines, worker shares, durations |
 //! | [`queue`] | queue statistics and the recommended number of workers |
 //! | [`rest`] | the REST/JSON API and its OpenAPI document |
+//! | (`essaim-registry`) | the model registry's API under `/registry/v1`, behind the same token |
 //! | [`dashboard`] | the web dashboard's files |
 //! | [`observatory`] | history + queue statistics inside the actor, published as gauges |
 //! | [`role`] | high availability: campaign through etcd, lead on the etcd journal, step down |
@@ -87,6 +88,9 @@ pub struct CoordinatorConfig {
     /// New submissions are refused while the journal's file system has less free space
     /// than this; 0 turns admission control off (default 256 MiB).
     pub journal_reserve_bytes: u64,
+    /// Where the model registry served beside the API keeps its store and artifacts
+    /// (default `<data dir>/registry`; `None` serves no registry).
+    pub registry_dir: Option<PathBuf>,
 }
 
 impl CoordinatorConfig {
@@ -94,7 +98,6 @@ impl CoordinatorConfig {
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
         Self {
             listen,
-            data_dir,
             token: None,
             heartbeat_interval: Duration::from_secs(1),
             worker_timeout: Duration::from_secs(5),
@@ -107,6 +110,8 @@ impl CoordinatorConfig {
             leadership: None,
             cluster: None,
             journal_reserve_bytes: 256 * 1024 * 1024,
+            registry_dir: Some(data_dir.join("registry")),
+            data_dir,
         }
     }
 }
@@ -126,6 +131,9 @@ pub enum CoordinatorError {
         #[source]
         source: std::io::Error,
     },
+    /// The model registry could not be opened.
+    #[error("failed to open the model registry")]
+    Registry(#[from] essaim_registry::RegistryError),
     /// The HTTP server failed.
     #[error("the server failed")]
     Serve(#[source] std::io::Error),
@@ -194,6 +202,21 @@ pub async fn start_coordinator(
         results,
     };
     start_with_journal(config, opened, shutdown).await
+}
+
+/// Opens the model registry served beside the API, if there is one.
+async fn open_registry(
+    dir: Option<PathBuf>,
+) -> Result<Option<Arc<essaim_registry::Registry>>, CoordinatorError> {
+    let Some(dir) = dir else {
+        return Ok(None);
+    };
+    let registry = tokio::task::spawn_blocking(move || {
+        essaim_registry::Registry::open(&dir, essaim_registry::DEFAULT_MAX_ARTIFACT_BYTES)
+    })
+    .await
+    .expect("the registry's open does not panic")?;
+    Ok(Some(Arc::new(registry)))
 }
 
 /// Recovers from an opened journal and starts serving; stops when `shutdown` fires.
@@ -309,12 +332,16 @@ pub async fn start_with_journal(
             url: format!("http://{address}"),
             epoch: recovered_epoch,
         });
+    let models = open_registry(config.registry_dir.clone()).await?;
     let router = grpc
         .prepare()
         .into_axum_router()
         .merge(essaim_telemetry::router(Arc::new(registry), health.clone()))
         .merge(cluster::router(cluster))
         .merge(rest)
+        .merge(models.map_or_else(axum::Router::new, |models| {
+            rest::with_cluster_token(essaim_registry::http::router(models), config.token.clone())
+        }))
         .merge(dashboard::router());
 
     use axum::serve::ListenerExt;

@@ -1,4 +1,5 @@
-//! The MapReduce jobs this binary knows: the built-in ones, the streaming adapter, and
+//! The MapReduce jobs this binary knows: the built-in ones, the streaming adapter, the
+//! model platform's training jobs, and
 //! those a program linking essaim passed to [`crate::main_with_jobs`].
 //!
 //! Workers and clients must agree on job names, so the list is fixed once at start-up
@@ -29,12 +30,16 @@ pub(crate) fn registry() -> Arc<JobRegistry> {
         .clone()
 }
 
-/// The jobs every essaim binary has: the built-in ones and `streaming`.
+/// The jobs every essaim binary has: the built-in ones, `streaming` and the training jobs.
 fn builtin_registry() -> JobRegistry {
     let mut registry = JobRegistry::new();
     for job in essaim_mapreduce::jobs::builtin_jobs() {
         registry.register(job);
     }
     registry.register(Arc::new(essaim_mapreduce::streaming::StreamingJob));
+    // The model platform's training jobs (`essaim train`).
+    for job in essaim_models::training_jobs() {
+        registry.register(job);
+    }
     registry
 }

@@ -80,6 +80,10 @@ enum Command {
     Cluster(commands::cluster::Args),
     /// Inspect and act on the dead-letter queue.
     Dlq(commands::dlq::Args),
+    /// Train a model on the cluster and register it as a new version.
+    Train(commands::train::Args),
+    /// The model registry: list, show, register, alias, promote, roll back, archive, audit.
+    Models(commands::models::Args),
     /// Run a demo on an embedded local cluster.
     Demo(commands::demo::Args),
     /// Evaluate the platform on local clusters: throughput vs workers, load balance,
@@ -148,6 +152,8 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Workers(args) => commands::jobs::workers(args).await,
             Command::Cluster(args) => commands::cluster::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
+            Command::Models(args) => commands::models::run(args).await,
+            Command::Train(args) => commands::train::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Eval(args) => commands::eval::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
@@ -247,6 +253,19 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
             | RestError::TimedOut { .. }
             | RestError::Unauthorized { .. } => 3,
             RestError::Status { .. } | RestError::Decode { .. } => 1,
+        };
+    }
+    if let Some(error) = error.downcast_ref::<essaim_registry::client::ClientError>() {
+        use essaim_registry::client::ClientError;
+        return match error {
+            ClientError::InvalidUrl { .. } | ClientError::InvalidHeader { .. } => 2,
+            ClientError::Unreachable { .. } | ClientError::TimedOut { .. } => 3,
+            ClientError::Refused { status, .. } => match status {
+                401 | 403 => 3,
+                400..=499 => 2,
+                _ => 1,
+            },
+            ClientError::Corrupt { .. } | ClientError::Decode { .. } | ClientError::Io { .. } => 1,
         };
     }
     if error.downcast_ref::<client::UsageError>().is_some() {

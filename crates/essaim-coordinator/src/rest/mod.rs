@@ -242,6 +242,12 @@ async fn no_such_path() -> Failure {
     )
 }
 
+/// Returns `router` with the cluster token required on every route, as on `/api/v1`
+/// (the model registry's routes are served this way).
+pub fn with_cluster_token(router: Router, token: Option<String>) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(token, require_token))
+}
+
 /// Returns the REST router (`/api/v1/...`), to merge with the coordinator's others.
 pub fn router(state: RestState) -> Router {
     let token = state.token.clone();

@@ -1,4 +1,4 @@
-//! Small pieces the built-in jobs share: the word tokenizer, decimal integers as
+//! Small pieces the built-in jobs (and jobs of other crates, for the public ones) share: the word tokenizer, decimal integers as
 //! values, the integer-sum reducer, paths as bytes, and parameter parsing that names
 //! the offending parameter.
 
@@ -92,7 +92,7 @@ pub(crate) fn parse_decimal(text: &[u8]) -> Option<i128> {
 /// reducer of `wordcount` (counts) and `rollup` (cents). Exact: integers, with overflow
 /// reported instead of wrapped.
 #[derive(Debug, Default)]
-pub(crate) struct DecimalSumReducer {
+pub struct DecimalSumReducer {
     buffer: Vec<u8>,
 }
 

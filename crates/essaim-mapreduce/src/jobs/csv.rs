@@ -1,4 +1,5 @@
-//! CSV lines for the jobs that read them (`join`, `rollup`): RFC 4180 fields split by
+//! CSV lines for the jobs that read them (`join`, `rollup`, and the model platform's
+//! training jobs, hence public): RFC 4180 fields split by
 //! `csv-core`, and fields written back quoted when they need it.
 //!
 //! Why a real parser: cutting a line at every separator byte shifts the columns of a
@@ -52,7 +53,7 @@ pub(crate) fn separator_param(params: &JobParams, name: &str, default: u8) -> Re
 
 /// Why a line is not a CSV record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Malformed {
+pub enum Malformed {
     /// A quoted field is not closed before the end of the line.
     #[error("a quoted field is not closed before the end of the line")]
     UnterminatedQuote,
@@ -62,7 +63,7 @@ pub(crate) enum Malformed {
 }
 
 /// Splits lines into fields; keeps its buffers from one line to the next.
-pub(crate) struct CsvSplitter {
+pub struct CsvSplitter {
     reader: Reader,
     separator: u8,
     /// The unquoted fields of the last line, end to end.
@@ -82,7 +83,7 @@ impl std::fmt::Debug for CsvSplitter {
 
 impl CsvSplitter {
     /// A splitter for fields separated by `separator` (any byte but `\n` and `"`).
-    pub(crate) fn new(separator: u8) -> Self {
+    pub fn new(separator: u8) -> Self {
         Self {
             reader: ReaderBuilder::new()
                 .delimiter(separator)
@@ -97,7 +98,7 @@ impl CsvSplitter {
     }
 
     /// Splits one line (without its terminator) into its unquoted fields.
-    pub(crate) fn split(&mut self, line: &[u8]) -> Result<Fields<'_>, Malformed> {
+    pub fn split(&mut self, line: &[u8]) -> Result<Fields<'_>, Malformed> {
         check_quotes(line, self.separator)?;
         self.reader.reset();
         self.bytes.clear();
@@ -167,26 +168,31 @@ fn check_quotes(line: &[u8], separator: u8) -> Result<(), Malformed> {
 
 /// The fields of one line, unquoted.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Fields<'a> {
+pub struct Fields<'a> {
     bytes: &'a [u8],
     ends: &'a [usize],
 }
 
 impl<'a> Fields<'a> {
     /// Number of fields (an empty line has none).
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.ends.len()
     }
 
+    /// True for an empty line.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
     /// Field `index`, or `None` past the last.
-    pub(crate) fn get(&self, index: usize) -> Option<&'a [u8]> {
+    pub fn get(&self, index: usize) -> Option<&'a [u8]> {
         let end = *self.ends.get(index)?;
         let start = if index == 0 { 0 } else { self.ends[index - 1] };
         Some(&self.bytes[start..end])
     }
 
     /// The fields in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
         (0..self.len()).filter_map(|index| self.get(index))
     }
 }

@@ -20,8 +20,8 @@
 //! the parameter, and malformed input with a permanent error naming the file and
 //! offset; none panics on bad input.
 
-pub(crate) mod common;
-pub(crate) mod csv;
+pub mod common;
+pub mod csv;
 pub mod dedup;
 pub mod grep;
 pub mod index;

@@ -348,7 +348,7 @@ pub(crate) async fn submit_planned(
 
 /// Submits the planned job through the leading coordinator (retried only while it surely
 /// did not reach it); returns its id.
-async fn submit_to_leader(
+pub(crate) async fn submit_to_leader(
     coordinator: &CoordinatorCalls,
     max_attempts: u32,
     planned: &PlannedJob,
@@ -524,7 +524,7 @@ pub(crate) fn print_summary(
 
 /// Parses a byte size: a number with an optional suffix (K, M, G, KiB, MiB, GiB, KB, MB,
 /// GB; binary multiples for both spellings, as `sort -S` does).
-fn parse_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())

@@ -12,11 +12,13 @@ pub mod ingest;
 pub mod jobs;
 pub mod local;
 pub mod mapreduce;
+pub mod models;
 pub mod replay;
 pub mod report;
 pub mod results;
 pub mod stream;
 pub mod submit;
+pub mod train;
 pub mod worker;
 
 /// Resolves when the process receives Ctrl-C (SIGINT) or SIGTERM.

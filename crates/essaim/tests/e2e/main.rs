@@ -22,6 +22,8 @@
 //! | `mapreduce_csv.rs` | `join` keeps a quoted separator's row and counts a malformed row in the job's summary |
 //! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
 //! | `rest_api.rs` | the REST API needs the token, agrees with gRPC, and matches its OpenAPI document |
+//! | `models.rs` | the model registry through the coordinator: aliases, racing promotions audited, time travel, a corrupt artifact refused, restart |
+//! | `train.rs` | `essaim train naive-bayes` on two workers equals a naive Bayes computed in the test; lineage; bad input |
 //! | `json_output.rs` | every data command prints one JSON document with `--output json` |
 //! | `report.rs` | `essaim report` writes a self-contained page, well-formed SVG plots and data that agree with `status` |
 //! | `retention.rs` | journal compaction mid-job and forgetting finished jobs lose nothing |
@@ -51,6 +53,7 @@ mod leader_failover;
 mod local_orphans;
 mod mapreduce;
 mod mapreduce_csv;
+mod models;
 mod partition;
 mod queue_stats;
 mod replay;
@@ -58,4 +61,5 @@ mod report;
 mod rest_api;
 mod retention;
 mod stream;
+mod train;
 mod worker_crashes;

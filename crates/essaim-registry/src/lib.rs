@@ -1,0 +1,59 @@
+//! The model registry: models with immutable, content-addressed versions, aliases and
+//! stages, and an append-only audit log, with its embedded store, its HTTP API and the
+//! Rust client that the command line (and any program) registers and reads models with.
+//!
+//! A version is immutable: its artifact is named by the SHA-256 of its bytes, and bytes
+//! that no longer match are refused when loaded. What moves is aliases (`staging`,
+//! `production`, or a user's `champion`); every move, registration and archival is an
+//! audit entry saying who, when, what and from what, so "which version did
+//! `spam-filter@production` name at time T" has an answer.
+//!
+//! | module | concept |
+//! |---|---|
+//! | [`names`] | model and alias names, `NAME@VERSION` references, checked once |
+//! | [`record`] | versions, lineage, audit entries: the JSON of the store and the API |
+//! | [`history`] | pure decisions over an alias's past: its version at a time, rollback |
+//! | [`artifacts`] | the content-addressed directory of artifacts, hashed at every load |
+//! | [`store`] | the redb store; one serialised write transaction per change |
+//! | [`http`] | the HTTP API a coordinator (or a registry process) serves |
+//! | [`client`] | the Rust client of that API |
+#![warn(missing_docs)]
+
+pub mod artifacts;
+pub mod client;
+mod error;
+pub mod history;
+pub mod http;
+pub mod names;
+pub mod record;
+pub mod store;
+
+pub use error::RegistryError;
+
+use std::path::Path;
+
+/// Default largest artifact accepted: 4 GiB.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 4 << 30;
+
+/// File name of the store inside the registry's directory.
+pub const STORE_FILE: &str = "registry.redb";
+
+/// A registry: its store and its artifacts, in one directory.
+#[derive(Debug)]
+pub struct Registry {
+    /// Models, versions, aliases and the audit log.
+    pub store: store::RegistryStore,
+    /// The artifacts' bytes.
+    pub artifacts: artifacts::ArtifactStore,
+}
+
+impl Registry {
+    /// Opens (or creates) the registry in `dir`. Blocks on disk I/O.
+    pub fn open(dir: &Path, max_artifact_bytes: u64) -> Result<Self, RegistryError> {
+        std::fs::create_dir_all(dir).map_err(error::RegistryError::io(dir))?;
+        Ok(Self {
+            store: store::RegistryStore::open(&dir.join(STORE_FILE))?,
+            artifacts: artifacts::ArtifactStore::open(&dir.join("artifacts"), max_artifact_bytes)?,
+        })
+    }
+}

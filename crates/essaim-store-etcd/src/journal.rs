@@ -122,10 +122,7 @@ impl EtcdJournal {
             JournalEvent::TaskSucceeded { result, .. } => Some(result),
             _ => None,
         });
-        let mut ops: Vec<Op> = result_groups(layout, sequence, successes)?
-            .into_iter()
-            .map(|(key, value)| Op::Put(key, value))
-            .collect();
+        let mut ops = result_groups(layout, sequence, successes)?;
         let slim_events: Vec<JournalEvent> = events.iter().map(slim).collect();
         let encoded = postcard::to_allocvec(&slim_events).map_err(StoreError::Encode)?;
         let entry = if encoded.len() <= crate::fenced::MAX_VALUE_BYTES / 2 {

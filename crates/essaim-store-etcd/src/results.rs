@@ -2,7 +2,7 @@
 //! task block and log batch, see the `layout` module), read by [`EtcdResults`] — the
 //! coordinator's `ResultStore` — in task order.
 
-use crate::fenced::{MAX_VALUE_BYTES, replicated};
+use crate::fenced::{MAX_VALUE_BYTES, Op, replicated};
 use crate::layout::{Layout, RESULT_BLOCK_TASKS};
 use essaim_core::{CommittedResult, JobId};
 use essaim_etcd::{Etcd, prefix_end};
@@ -16,13 +16,12 @@ const GROUPS_PAGE: i64 = 16;
 /// is at most 64 KiB), a group of several never does.
 const MAX_GROUP_BYTES: usize = MAX_VALUE_BYTES / 2;
 
-/// The keys and values of the result groups of `results`, all committed by log batch
-/// `sequence`.
+/// The writes of the result groups of `results`, all committed by log batch `sequence`.
 pub(crate) fn result_groups<'a>(
     layout: &Layout,
     sequence: u64,
     results: impl IntoIterator<Item = &'a CommittedResult>,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+) -> Result<Vec<Op>, StoreError> {
     let mut by_block: BTreeMap<(u64, u32), Vec<Vec<u8>>> = BTreeMap::new();
     for result in results {
         let block = (result.task.job.0, result.task.index / RESULT_BLOCK_TASKS);
@@ -38,17 +37,15 @@ pub(crate) fn result_groups<'a>(
             if !group.is_empty() && bytes + result.len() > MAX_GROUP_BYTES {
                 let key = layout.result_group(job, block, sequence, piece);
                 let value = postcard::to_allocvec(&group).map_err(StoreError::Encode)?;
-                groups.push((key, value));
+                groups.push(Op::Put(key, value));
                 (group, bytes, piece) = (Vec::new(), 0, piece + 1);
             }
             bytes += result.len();
             group.push(result);
         }
         let key = layout.result_group(job, block, sequence, piece);
-        groups.push((
-            key,
-            postcard::to_allocvec(&group).map_err(StoreError::Encode)?,
-        ));
+        let value = postcard::to_allocvec(&group).map_err(StoreError::Encode)?;
+        groups.push(Op::Put(key, value));
     }
     Ok(groups)
 }

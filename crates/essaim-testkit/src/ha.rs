@@ -213,6 +213,28 @@ impl HaCluster {
         self.workers.push(process);
     }
 
+    /// The number of running workers.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// SIGKILLs running worker `index` (of [`HaCluster::worker_count`]).
+    pub fn kill_worker(&mut self, index: usize) {
+        let mut process = self.workers.remove(index);
+        process.kill();
+        self.stopped.push(process);
+    }
+
+    /// Sends `signal` to running worker `index`.
+    pub fn signal_worker(&mut self, index: usize, signal: Signal) {
+        self.workers[index].signal(signal);
+    }
+
+    /// Whether coordinator `index` runs (it may be paused).
+    pub fn coordinator_runs(&self, index: usize) -> bool {
+        self.coordinators[index].is_some()
+    }
+
     /// The proxy between coordinator 0 and etcd (see [`HaCluster::start_with`]).
     pub fn etcd_proxy(&self) -> &Proxy {
         self.proxy.as_ref().expect("started with a proxied leader")

@@ -61,5 +61,6 @@ mod report;
 mod rest_api;
 mod retention;
 mod stream;
+mod torture;
 mod train;
 mod worker_crashes;

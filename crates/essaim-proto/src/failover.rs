@@ -36,6 +36,13 @@ pub const CONNECT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const RETRY_BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// Largest retry delay, so that a restarted coordinator is found within about 2 s.
 pub const RETRY_BACKOFF_CAP: Duration = Duration::from_secs(2);
+/// After a coordinator could not be reached or did not answer in time, a standby that
+/// names it as the leader is not followed back to it for this long: a standby names the
+/// old leader until that leader's lease expires (about 2 s after it died or froze), and
+/// going back to a frozen one costs a whole call timeout each time. Staying on the
+/// standby, the next try finds it leading. Shorter than a worker timeout, so that a
+/// leader that was only slow is soon reached again.
+pub const SILENT_LEADER_WINDOW: Duration = Duration::from_secs(3);
 
 /// A validated, non-empty list of coordinator URLs, in the order they are tried.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,6 +201,19 @@ struct Shared {
     /// The connected client of `target`, if any.
     client: Option<CoordinatorClient>,
     rng: SeededRng,
+    /// The last coordinator that could not be reached or did not answer in time, and
+    /// when (see [`SILENT_LEADER_WINDOW`]).
+    silent: Option<(String, Instant)>,
+}
+
+impl Shared {
+    /// Whether `url` went silent less than [`SILENT_LEADER_WINDOW`] ago.
+    fn recently_silent(&self, url: &str) -> bool {
+        let url = url.trim_end_matches('/');
+        self.silent
+            .as_ref()
+            .is_some_and(|(silent, at)| silent == url && at.elapsed() < SILENT_LEADER_WINDOW)
+    }
 }
 
 /// The coordinator URLs, the token, where calls go now and its connected client.
@@ -232,6 +252,7 @@ impl Coordinators {
                 target,
                 client: None,
                 rng: SeededRng::new(seed),
+                silent: None,
             })),
             moves: Arc::new(tokio::sync::watch::channel(0).0),
             observer: Arc::new(log_retry),
@@ -286,6 +307,10 @@ impl Coordinators {
     /// from `failed_url`. Returns the URL calls go to now.
     pub fn failed(&self, failed_url: &str, hint: Option<&str>) -> String {
         let mut shared = self.lock();
+        if hint.is_some_and(|leader| shared.recently_silent(leader)) {
+            // A standby that does not know yet that its leader is gone: stay with it.
+            return shared.target.url.clone();
+        }
         if shared.target.url == failed_url {
             shared.target = next_target(self.urls.as_slice(), &shared.target, hint);
             // Staying on the same URL (a list of one) keeps the channel, which reconnects
@@ -297,6 +322,13 @@ impl Coordinators {
             }
         }
         shared.target.url.clone()
+    }
+
+    /// Records that `url` could not be reached or did not answer in time, then moves on
+    /// as [`Self::failed`] does.
+    pub fn went_silent(&self, url: &str) -> String {
+        self.lock().silent = Some((url.to_string(), Instant::now()));
+        self.failed(url, None)
     }
 
     /// Resolves once calls no longer go to `url`.
@@ -334,7 +366,7 @@ impl Coordinators {
         let (client, url) = match self.client().await {
             Ok(connected) => connected,
             Err(ClientError::Unreachable { url, reason }) => {
-                self.failed(&url, None);
+                self.went_silent(&url);
                 let message = format!("cannot reach the coordinator at {url}: {reason}");
                 return Err(CallError::Status(tonic::Status::unavailable(message)));
             }
@@ -352,10 +384,13 @@ impl Coordinators {
             Ok(Ok(response)) => return Ok(response.into_inner()),
             Ok(Err(status)) if !is_unavailable(&status) => return Err(CallError::Status(status)),
             Ok(Err(status)) => status,
-            Err(_elapsed) => tonic::Status::unavailable(format!(
-                "no answer from the coordinator at {url} within {} ms",
-                timeout.as_millis()
-            )),
+            Err(_elapsed) => {
+                self.went_silent(&url);
+                return Err(CallError::Status(tonic::Status::unavailable(format!(
+                    "no answer from the coordinator at {url} within {} ms",
+                    timeout.as_millis()
+                ))));
+            }
         };
         self.failed(&url, leader_hint(&status).as_deref());
         Err(CallError::Status(status))
@@ -397,7 +432,10 @@ impl Coordinators {
                 Err(fatal) => return Err(CallError::Client(fatal)),
             };
             failures = failures.saturating_add(1);
-            let next_url = self.failed(&url, hint.as_deref());
+            let next_url = match failure {
+                Failure::Unreachable { .. } => self.went_silent(&url),
+                Failure::Status(_) => self.failed(&url, hint.as_deref()),
+            };
             let now = Instant::now();
             let remaining = deadline.map(|deadline| deadline.saturating_duration_since(now));
             (self.observer)(&RetryNotice {

@@ -65,6 +65,21 @@ fn without_a_hint_the_next_url_is_tried_round_robin() {
     );
 }
 
+#[test]
+fn a_standby_naming_a_silent_leader_is_not_followed_back_to_it_for_a_while() {
+    let coordinators = Coordinators::new(urls("http://c1:1,http://c2:2"), None, 7);
+    // c1 froze: its call timed out, and calls move to c2.
+    assert_eq!(coordinators.went_silent("http://c1:1"), "http://c2:2");
+    // c2 still names c1 (its lease has not expired yet): stay on c2, which will lead.
+    let stayed = coordinators.failed("http://c2:2", Some("http://c1:1/"));
+    assert_eq!(stayed, "http://c2:2");
+    // Past the window the hint is followed again (c1 may have been only slow).
+    let long_ago = Instant::now().checked_sub(SILENT_LEADER_WINDOW);
+    coordinators.lock().silent = Some(("http://c1:1".into(), long_ago.expect("an instant")));
+    let followed = coordinators.failed("http://c2:2", Some("http://c1:1"));
+    assert_eq!(followed, "http://c1:1");
+}
+
 /// Returns a URL of loopback where nothing listens.
 fn dead_url() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

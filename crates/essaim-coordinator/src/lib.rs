@@ -306,6 +306,7 @@ pub async fn start_with_journal(
         timing,
         metrics,
         admission,
+        epoch: recovered_epoch,
     };
     let grpc = CoordinatorServer::new(service)
         .max_decoding_message_size(essaim_proto::MAX_MESSAGE_BYTES)

@@ -33,6 +33,8 @@ pub struct CoordinatorService {
     pub(crate) timing: WorkerTiming,
     pub(crate) metrics: CoordinatorMetrics,
     pub(crate) admission: crate::admission::Admission,
+    /// This incarnation's epoch, which attempts granted by an older one carry below it.
+    pub(crate) epoch: u64,
 }
 
 /// Longest a client may ask `WaitJob` to wait in one call.
@@ -129,6 +131,11 @@ impl Coordinator for CoordinatorService {
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let request = request.into_inner();
+        let older = request
+            .held_attempts
+            .iter()
+            .filter(|attempt| *attempt >> essaim_core::ids::EPOCH_SHIFT < self.epoch)
+            .count() as u64;
         let held = request.held_attempts.into_iter().map(AttemptId).collect();
         let worker = WorkerId(request.worker_id);
         let answer = self
@@ -141,6 +148,12 @@ impl Coordinator for CoordinatorService {
                 reply,
             })
             .await?;
+        if answer.reregister {
+            // Held from before a restart or failover: this incarnation never granted
+            // them, so their tasks run again, and the worker registers anew (counted
+            // once: its next heartbeats come from its new session).
+            self.metrics.attempts_from_older_epoch_total.inc_by(older);
+        }
         Ok(Response::new(v1::HeartbeatResponse {
             reregister: answer.reregister,
             cancel_attempts: answer.cancel.into_iter().map(|a| a.0).collect(),

@@ -98,6 +98,9 @@ pub struct CoordinatorMetrics {
     pub results_rejected_total: Counter,
     /// Leases that expired before a result arrived.
     pub lease_expiries_total: Counter,
+    /// Attempts a worker still held from an older epoch (granted before a restart or a
+    /// failover, which does not carry leases over): their tasks run again.
+    pub attempts_from_older_epoch_total: Counter,
     /// Failed or lost attempts scheduled for retry.
     pub retries_scheduled_total: Counter,
     /// Tasks moved to the dead-letter queue.
@@ -180,6 +183,7 @@ impl CoordinatorMetrics {
             attempts_failed_total: Counter::default(),
             results_rejected_total: Counter::default(),
             lease_expiries_total: Counter::default(),
+            attempts_from_older_epoch_total: Counter::default(),
             retries_scheduled_total: Counter::default(),
             dead_lettered_total: Counter::default(),
             speculative_attempts_total: Counter::default(),
@@ -253,6 +257,11 @@ impl CoordinatorMetrics {
             "essaim_coordinator_results_rejected",
             "Results rejected as late or from a zombie attempt",
             self.results_rejected_total.clone(),
+        );
+        registry.register(
+            "essaim_coordinator_attempts_from_older_epoch",
+            "Attempts workers still held from before a restart or failover; their tasks run again",
+            self.attempts_from_older_epoch_total.clone(),
         );
         registry.register(
             "essaim_coordinator_lease_expiries",

@@ -30,6 +30,7 @@ fn coordinator_exposition_has_suffixed_names_and_eof() {
         "essaim_coordinator_jobs_finished_total{state=\"cancelled\"} 1\n",
         "essaim_coordinator_jobs_finished_total{state=\"succeeded\"} 0\n",
         "essaim_coordinator_results_rejected_total 0\n",
+        "essaim_coordinator_attempts_from_older_epoch_total 0\n",
         "essaim_coordinator_workers_lost_total 0\n",
         "essaim_coordinator_tasks_pending 0\n",
         "# UNIT essaim_coordinator_journal_commit_seconds seconds\n",

@@ -41,6 +41,18 @@ pub struct CoordinatorService {
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 impl CoordinatorService {
+    /// Counts the results of attempts granted by an older epoch (before a restart or a
+    /// failover): this incarnation refuses them, so their tasks run again.
+    fn count_older_epoch_results(&self, results: &[essaim_core::ReportedResult]) {
+        let older = results
+            .iter()
+            .filter(|result| result.attempt.0 >> essaim_core::ids::EPOCH_SHIFT < self.epoch)
+            .count();
+        self.metrics
+            .attempts_from_older_epoch_total
+            .inc_by(older as u64);
+    }
+
     async fn ask<T>(
         &self,
         method: &'static str,
@@ -131,11 +143,14 @@ impl Coordinator for CoordinatorService {
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let request = request.into_inner();
-        let older = request
+        let epoch = self.epoch;
+        let older_epoch = move |attempt: &u64| *attempt >> essaim_core::ids::EPOCH_SHIFT < epoch;
+        let older: Vec<u64> = request
             .held_attempts
             .iter()
-            .filter(|attempt| *attempt >> essaim_core::ids::EPOCH_SHIFT < self.epoch)
-            .count() as u64;
+            .copied()
+            .filter(older_epoch)
+            .collect();
         let held = request.held_attempts.into_iter().map(AttemptId).collect();
         let worker = WorkerId(request.worker_id);
         let answer = self
@@ -148,12 +163,16 @@ impl Coordinator for CoordinatorService {
                 reply,
             })
             .await?;
-        if answer.reregister {
-            // Held from before a restart or failover: this incarnation never granted
-            // them, so their tasks run again, and the worker registers anew (counted
-            // once: its next heartbeats come from its new session).
-            self.metrics.attempts_from_older_epoch_total.inc_by(older);
-        }
+        // Held from before a restart or failover: this incarnation never granted them,
+        // so their tasks run again. The worker drops them when told to cancel them or
+        // to register anew, so each is counted once.
+        let rerun = older
+            .iter()
+            .filter(|attempt| answer.reregister || answer.cancel.contains(&AttemptId(**attempt)))
+            .count();
+        self.metrics
+            .attempts_from_older_epoch_total
+            .inc_by(rerun as u64);
         Ok(Response::new(v1::HeartbeatResponse {
             reregister: answer.reregister,
             cancel_attempts: answer.cancel.into_iter().map(|a| a.0).collect(),
@@ -169,6 +188,7 @@ impl Coordinator for CoordinatorService {
         let worker = WorkerId(request.worker_id);
         if !request.results.is_empty() {
             let results = decode_results(request.results)?;
+            self.count_older_epoch_results(&results);
             self.ask("ReportResults", |reply| Command::Report {
                 worker,
                 results,
@@ -204,6 +224,7 @@ impl Coordinator for CoordinatorService {
         let request = request.into_inner();
         let worker = WorkerId(request.worker_id);
         let results = decode_results(request.results)?;
+        self.count_older_epoch_results(&results);
         let answer = self
             .ask("ReportResults", |reply| Command::Report {
                 worker,

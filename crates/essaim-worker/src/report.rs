@@ -120,6 +120,7 @@ impl Reporter {
                 session = wait_for_session(&mut self.session_rx) => session,
             };
             let Some(session) = session else {
+                self.metrics.results_fenced_total.inc_by(batch.len() as u64);
                 tracing::debug!(
                     dropped = batch.len(),
                     "dropping results: no longer registered"
@@ -129,6 +130,8 @@ impl Reporter {
             let before = batch.len();
             batch.retain(|pending| pending.generation == session.generation);
             if batch.len() < before {
+                let fenced = before - batch.len();
+                self.metrics.results_fenced_total.inc_by(fenced as u64);
                 tracing::debug!(
                     dropped = before - batch.len(),
                     "dropping results of an older registration"
@@ -155,6 +158,7 @@ impl Reporter {
                 Ok(response) => {
                     self.backoff.reset();
                     if response.reregister {
+                        self.metrics.results_fenced_total.inc_by(batch.len() as u64);
                         tracing::warn!(
                             dropped = batch.len(),
                             "coordinator no longer knows this worker; its results are fenced off"

@@ -57,6 +57,7 @@ fn worker_exposition_has_suffixed_names_and_eof() {
         "essaim_worker_attempts_cancelled_total 0\n",
         "essaim_worker_heartbeat_failures_total 0\n",
         "essaim_worker_stale_epoch_grants_total 0\n",
+        "essaim_worker_results_fenced_total 0\n",
         "essaim_worker_results_reported_total 0\n",
         "essaim_worker_slots 4\n",
         "essaim_worker_task_duration_seconds_count 0\n",

@@ -35,6 +35,10 @@ pub struct WorkerMetrics {
     pub task_duration_seconds: Histogram,
     /// Attempt results delivered to the coordinator.
     pub results_reported_total: Counter,
+    /// Attempt results dropped because this worker's registration ended before they
+    /// were delivered (the coordinator restarted, failed over, or declared the worker
+    /// lost): their tasks run again elsewhere or later.
+    pub results_fenced_total: Counter,
     /// Bytes of upstream outputs fetched by this worker's attempts (MapReduce shuffle).
     pub shuffle_fetched_bytes_total: Counter,
     /// Bytes of map output written by this worker's attempts, after spills and merges.
@@ -61,6 +65,7 @@ impl WorkerMetrics {
             stale_epoch_grants_total: Counter::default(),
             task_duration_seconds: Histogram::new(task_duration_buckets()),
             results_reported_total: Counter::default(),
+            results_fenced_total: Counter::default(),
             shuffle_fetched_bytes_total: Counter::default(),
             map_output_bytes_total: Counter::default(),
             spills_total: Counter::default(),
@@ -105,6 +110,11 @@ impl WorkerMetrics {
             "essaim_worker_stale_epoch_grants",
             "Grants refused because they came from an older coordinator epoch than one already seen",
             metrics.stale_epoch_grants_total.clone(),
+        );
+        registry.register(
+            "essaim_worker_results_fenced",
+            "Attempt results dropped because the worker's registration ended first (a coordinator restart, failover, or the worker declared lost); their tasks run again",
+            metrics.results_fenced_total.clone(),
         );
         registry.register_with_unit(
             "essaim_worker_task_duration",

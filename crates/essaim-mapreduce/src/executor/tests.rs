@@ -150,7 +150,7 @@ impl Cluster {
         let payloads = splits.iter().map(|split| {
             let payload = MapTaskPayload {
                 config: config.clone(),
-                split: split.clone(),
+                splits: vec![split.clone()],
             };
             serde_json::to_vec(&payload).unwrap()
         });
@@ -432,7 +432,7 @@ async fn unusable_payloads_fail_for_good() {
     config.job = "no-such-job".into();
     let payload = MapTaskPayload {
         config: config.clone(),
-        split: split.clone(),
+        splits: vec![split.clone()],
     };
     let context = cluster.context(0, serde_json::to_vec(&payload).unwrap(), Vec::new());
     let failure = cluster.run(TaskKind::Map, context).await.unwrap_err();
@@ -445,7 +445,10 @@ async fn unusable_payloads_fail_for_good() {
 
     config.job = "toy-wordcount".into();
     config.version = PAYLOAD_VERSION + 1;
-    let payload = MapTaskPayload { config, split };
+    let payload = MapTaskPayload {
+        config,
+        splits: vec![split],
+    };
     let context = cluster.context(0, serde_json::to_vec(&payload).unwrap(), Vec::new());
     let failure = cluster.run(TaskKind::Map, context).await.unwrap_err();
     assert!(!failure.retryable);
@@ -471,7 +474,7 @@ async fn a_payload_out_of_range_is_refused_not_given_a_default() {
         break_it(&mut config);
         let map = MapTaskPayload {
             config: config.clone(),
-            split: split.clone(),
+            splits: vec![split.clone()],
         };
         let reduce = ReduceTaskPayload {
             config: config.clone(),
@@ -515,6 +518,7 @@ async fn a_job_planned_with_the_default_options_runs_as_planned() {
         output_dir: data.path().join("out"),
         reducers: DEFAULT_REDUCERS,
         split_bytes: DEFAULT_SPLIT_BYTES,
+        open_cost_bytes: Some(crate::config::DEFAULT_OPEN_COST_BYTES),
         sort_buffer_bytes: DEFAULT_SORT_BUFFER_BYTES,
         merge_factor: DEFAULT_MERGE_FACTOR,
     };
@@ -533,7 +537,12 @@ async fn a_job_planned_with_the_default_options_runs_as_planned() {
         .take_while(|task| task.kind == MAP_KIND)
         .map(|task| task.payload.clone())
         .collect();
-    assert_eq!(map_payloads.len(), paths.len());
+    assert_eq!(paths.len(), 2);
+    assert_eq!(
+        map_payloads.len(),
+        1,
+        "two small files packed into one map task"
+    );
     let maps = cluster.map_payloads(map_payloads).await;
     std::fs::create_dir_all(
         planned
@@ -571,7 +580,7 @@ async fn a_cancelled_map_task_stops() {
     let config = config(&data.path().join("out"), 1, 1);
     let payload = MapTaskPayload {
         config,
-        split: splits_of(&paths, 1 << 30).remove(0),
+        splits: vec![splits_of(&paths, 1 << 30).remove(0)],
     };
     let context = cluster.context(0, serde_json::to_vec(&payload).unwrap(), Vec::new());
     std::fs::create_dir_all(&context.scratch_dir).unwrap();

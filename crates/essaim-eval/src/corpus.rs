@@ -36,6 +36,7 @@ pub fn plan_wordcount(
         output_dir: output.to_path_buf(),
         reducers,
         split_bytes,
+        open_cost_bytes: Some(essaim_mapreduce::config::DEFAULT_OPEN_COST_BYTES),
         // Smaller than the default: three workers and the client share one small
         // machine during the demo and the evaluation.
         sort_buffer_bytes: 32 << 20,

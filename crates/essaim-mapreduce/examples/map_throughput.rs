@@ -249,11 +249,11 @@ fn wordcount_map_throughput(dir: &Path) -> BenchResult {
     let config = config("wordcount", JobParams::default(), 4, dir.join("out"))?;
     let payload = MapTaskPayload {
         config,
-        split: InputSplit {
+        splits: vec![InputSplit {
             path: input,
             start: 0,
             length: len,
-        },
+        }],
     };
     let scratch = dir.join("map");
     std::fs::create_dir_all(&scratch)?;
@@ -290,11 +290,11 @@ fn sort_map_and_reduce_throughput(dir: &Path) -> BenchResult {
     while start < len {
         let payload = MapTaskPayload {
             config: config.clone(),
-            split: InputSplit {
+            splits: vec![InputSplit {
                 path: input.clone(),
                 start,
                 length: split_bytes.min(len - start),
-            },
+            }],
         };
         let scratch = dir.join(format!("map-{start}"));
         std::fs::create_dir_all(&scratch)?;

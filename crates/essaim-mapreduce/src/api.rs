@@ -250,6 +250,16 @@ pub trait JobDefinition: Send + Sync + 'static {
         InputFormat::Lines
     }
 
+    /// Whether files smaller than the split size may be packed several to a map task
+    /// ([`crate::packing`]); true by default. A mapper sees each record's own file in
+    /// [`Record::path`] either way; a job whose mapper takes its file from the first
+    /// record only (a streaming command, told its file once in its environment) says
+    /// no.
+    fn packs_small_files(&self, params: &JobParams) -> bool {
+        let _ = params;
+        true
+    }
+
     /// Number of map/reduce steps; 1 by default.
     fn steps(&self, params: &JobParams) -> usize {
         let _ = params;

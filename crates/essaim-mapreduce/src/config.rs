@@ -18,6 +18,11 @@ use crate::payload::PAYLOAD_VERSION;
 pub const DEFAULT_SPLIT_BYTES: u64 = 64 * 1024 * 1024;
 /// Smallest split size accepted: smaller splits cost more in tasks than they read.
 pub const MIN_SPLIT_BYTES: u64 = 4 * 1024;
+/// Default cost of opening one more file when small files are packed into splits
+/// (`crate::packing`): about what a map task reads in the time it takes to open, read and
+/// close a small local file, rounded up generously. Spark's `openCostInBytes` is 4 MiB,
+/// priced for remote object stores.
+pub const DEFAULT_OPEN_COST_BYTES: u64 = 64 * 1024;
 /// Default sort buffer of a map task.
 pub const DEFAULT_SORT_BUFFER_BYTES: u64 = 64 * 1024 * 1024;
 /// Smallest sort buffer accepted: smaller ones would spill every few records.

@@ -39,6 +39,9 @@ pub const REDUCE_OUTPUT_BYTES: &str = "reduce.output.bytes";
 pub const SHUFFLE_BYTES: &str = "shuffle.bytes";
 /// Segments fetched (non-empty partitions of upstream outputs).
 pub const SHUFFLE_SEGMENTS: &str = "shuffle.segments";
+/// HTTP requests the shuffle made (a batch of many upstreams' footers or segments
+/// from one worker is one).
+pub const SHUFFLE_REQUESTS: &str = "shuffle.requests";
 /// Fetch attempts that failed and were tried again.
 pub const SHUFFLE_FETCH_RETRIES: &str = "shuffle.fetch_retries";
 

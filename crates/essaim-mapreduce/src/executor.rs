@@ -157,6 +157,7 @@ impl MapReduceExecutor {
         tokio::fs::create_dir_all(&shuffle_dir)
             .await
             .map_err(|source| TaskError::io("create directory", &shuffle_dir, source))?;
+        let fetch_started = std::time::Instant::now();
         let fetched = fetch_partition(
             &attempt.inputs,
             payload.partition,
@@ -169,6 +170,13 @@ impl MapReduceExecutor {
         .await;
         let reduced = match fetched {
             Ok(shuffle) => {
+                // Where a reducer's time goes, per upstream (see BENCHMARKS.md).
+                tracing::debug!(
+                    upstreams = attempt.inputs.len(),
+                    segments = shuffle.segments.len(),
+                    fetch_ms = fetch_started.elapsed().as_secs_f64() * 1e3,
+                    "shuffle fetched"
+                );
                 let scratch_dir = attempt.scratch_dir.clone();
                 let attempt_id = attempt.attempt_id;
                 let segments = shuffle.segments;
@@ -186,6 +194,10 @@ impl MapReduceExecutor {
                 if let Ok(outcome) = &mut reduced {
                     outcome.counters.merge(&shuffle.counters);
                 }
+                tracing::debug!(
+                    total_ms = fetch_started.elapsed().as_secs_f64() * 1e3,
+                    "fetched segments reduced"
+                );
                 reduced
             }
             Err(error) => Err(error),

@@ -1,7 +1,7 @@
 //! The data path of MapReduce batch jobs.
 //!
 //! A MapReduce job is two stages of one essaim job (see `essaim-core`): map tasks, one
-//! per input split, then reduce tasks, one per partition, which start once every map
+//! per input split (small files packed several to a split), then reduce tasks, one per partition, which start once every map
 //! task has committed and read the map outputs as their inputs. A multi-step job (as in
 //! mrjob) chains more stages: the tasks of stage k > 0 reduce step k - 1 and, unless
 //! they are the last step, run step k's mapper on what they reduce and partition it
@@ -25,6 +25,7 @@
 //! | module | concept |
 //! |---|---|
 //! | [`config`] | [`config::JobConfig`]: what every task of a job shares; defaults and limits |
+//! | [`packing`] | cutting large files into splits, packing small ones together |
 //! | [`split`] | line-aligned split reader (Hadoop's `LineRecordReader` rule) |
 //! | [`sort`] | the bounded sort buffer and the map output collector (spills, combiner) |
 //! | `merge` | k-way and multi-pass merges of sorted runs; grouping values by key |
@@ -48,6 +49,7 @@ pub mod format;
 pub mod jobs;
 pub mod map_task;
 mod merge;
+pub mod packing;
 pub mod payload;
 pub mod plan;
 pub mod reduce_task;

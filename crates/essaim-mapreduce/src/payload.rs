@@ -4,7 +4,8 @@
 //! misreading it.
 //!
 //! Layout of a job with `S` steps and `R` reducers (tasks in index order):
-//! - stage 0: one [`MAP_KIND`] task per input split;
+//! - stage 0: one [`MAP_KIND`] task per input split (a split may be several small files
+//!   packed together, see [`crate::packing`]);
 //! - stages 1..=S: `R` [`REDUCE_KIND`] tasks each; the tasks of stage `s` reduce step
 //!   `s - 1` (and, when `s < S`, run step `s`'s mapper on what they reduce);
 //! - stage S + 1: one [`COMMIT_KIND`] task, which checks every part and writes
@@ -23,7 +24,7 @@ pub const REDUCE_KIND: &str = "mapreduce.reduce";
 /// Task kind of the final commit task.
 pub const COMMIT_KIND: &str = "mapreduce.commit";
 /// Version of the payload encoding; a worker refuses any other.
-pub const PAYLOAD_VERSION: u32 = 1;
+pub const PAYLOAD_VERSION: u32 = 2;
 
 /// Name of the file of committed output parts: `part-00000`, `part-00001`, …
 pub fn part_file_name(partition: u32) -> String {
@@ -54,8 +55,9 @@ pub struct InputSplit {
 pub struct MapTaskPayload {
     /// The job.
     pub config: JobConfig,
-    /// The split to map.
-    pub split: InputSplit,
+    /// The pieces to map, in order: one split of one file, or several small files
+    /// packed into one task (version 2; version 1 had a single `split`).
+    pub splits: Vec<InputSplit>,
 }
 
 /// Payload of a [`REDUCE_KIND`] task.

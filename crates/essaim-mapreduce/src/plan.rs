@@ -1,6 +1,8 @@
 //! Planning a job on the client: expand the inputs, check the output directory, cut the
 //! inputs into splits and lay out the tasks of every stage.
 //!
+//! Splits are laid out by [`crate::packing`]: large files cut, small ones packed.
+//!
 //! Everything a job needs is decided here, before submission, so that a malformed
 //! request (missing input, output directory that exists, unknown parameter) is refused
 //! with a clear error before any task runs, and so that the coordinator only sees task
@@ -13,15 +15,15 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::api::{InputFormat, JobDefinition, JobError, JobParams};
+use essaim_core::spec::MAX_LOCALITY_PATHS;
+
+use crate::api::{JobDefinition, JobError, JobParams};
 use crate::config::{ConfigError, JobConfig, check_job_options, check_split_bytes};
+use crate::packing::{InputFile, SplitLayout, locality_of, plan_splits};
 use crate::payload::{
-    COMMIT_KIND, CommitTaskPayload, InputSplit, MAP_KIND, MapTaskPayload, PAYLOAD_VERSION,
-    REDUCE_KIND, ReduceTaskPayload, TEMPORARY_DIR,
+    COMMIT_KIND, CommitTaskPayload, MAP_KIND, MapTaskPayload, PAYLOAD_VERSION, REDUCE_KIND,
+    ReduceTaskPayload, TEMPORARY_DIR,
 };
-/// The last split of a file may be this much larger than the split size rather than
-/// leave a tiny split behind (Hadoop's `SPLIT_SLOP`).
-const SPLIT_SLOP: f64 = 1.1;
 
 /// Why a job could not be planned. Every variant is the user's to fix.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,9 @@ pub struct JobRequest {
     pub reducers: u32,
     /// Split size.
     pub split_bytes: u64,
+    /// Cost of opening one more file when small files are packed into splits
+    /// ([`crate::packing`]); `None` gives every file its own map task.
+    pub open_cost_bytes: Option<u64>,
     /// Sort buffer of each map task.
     pub sort_buffer_bytes: u64,
     /// Runs merged at once.
@@ -171,7 +176,7 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
     }
     .validated()?;
     let mut input_bytes = 0;
-    let mut tasks = Vec::new();
+    let mut files = Vec::with_capacity(input_files.len());
     for file in &input_files {
         let size = std::fs::metadata(file)
             .map_err(|error| PlanError::UnreadableInput {
@@ -180,22 +185,29 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
             })?
             .len();
         input_bytes += size;
-        for split in split_file(
-            file,
+        files.push(InputFile {
+            path: file.clone(),
             size,
-            request.split_bytes,
-            job.input_format(&config.params),
-        ) {
-            tasks.push(PlannedTask {
-                stage: 0,
-                kind: MAP_KIND,
-                payload: to_json(&MapTaskPayload {
-                    config: config.clone(),
-                    split,
-                }),
-                locality: vec![file.to_string_lossy().into_owned()],
-            });
-        }
+        });
+    }
+    let layout = SplitLayout {
+        split_bytes: request.split_bytes,
+        open_cost_bytes: request
+            .open_cost_bytes
+            .filter(|_| job.packs_small_files(&config.params)),
+        format: job.input_format(&config.params),
+    };
+    let mut tasks = Vec::new();
+    for splits in plan_splits(&files, layout) {
+        tasks.push(PlannedTask {
+            stage: 0,
+            kind: MAP_KIND,
+            locality: locality_of(&splits, MAX_LOCALITY_PATHS),
+            payload: to_json(&MapTaskPayload {
+                config: config.clone(),
+                splits,
+            }),
+        });
     }
     let map_tasks = tasks.len() as u32;
     for step in 0..config.steps {
@@ -228,35 +240,6 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
         steps: config.steps,
         config,
     })
-}
-
-/// Cuts one file into splits of about `split_bytes` (one split for whole-file input,
-/// and one empty split for an empty file, so that every file is seen by a mapper).
-fn split_file(path: &Path, size: u64, split_bytes: u64, format: InputFormat) -> Vec<InputSplit> {
-    let whole = |length| InputSplit {
-        path: path.to_path_buf(),
-        start: 0,
-        length,
-    };
-    if format == InputFormat::WholeFiles || size == 0 {
-        return vec![whole(size)];
-    }
-    let mut splits = Vec::new();
-    let mut start = 0;
-    while (size - start) as f64 > split_bytes as f64 * SPLIT_SLOP {
-        splits.push(InputSplit {
-            path: path.to_path_buf(),
-            start,
-            length: split_bytes,
-        });
-        start += split_bytes;
-    }
-    splits.push(InputSplit {
-        path: path.to_path_buf(),
-        start,
-        length: size - start,
-    });
-    splits
 }
 
 /// Expands files, directories and globs into a sorted, deduplicated list of absolute
@@ -420,6 +403,7 @@ mod tests {
             output_dir: dir.path().join("out"),
             reducers: 1,
             split_bytes: crate::config::DEFAULT_SPLIT_BYTES,
+            open_cost_bytes: Some(crate::config::DEFAULT_OPEN_COST_BYTES),
             sort_buffer_bytes: crate::config::DEFAULT_SORT_BUFFER_BYTES,
             merge_factor: crate::config::DEFAULT_MERGE_FACTOR,
         };
@@ -439,25 +423,6 @@ mod tests {
             params.get("left_key"),
             Some("id"),
             "other parameters untouched"
-        );
-    }
-
-    #[test]
-    fn splits_cover_a_file_exactly_and_the_last_one_absorbs_a_small_tail() {
-        let path = Path::new("/f");
-        let splits = split_file(path, 1005, 100, InputFormat::Lines);
-        assert_eq!(splits.len(), 10);
-        assert_eq!(splits.last().unwrap().length, 105);
-        let total: u64 = splits.iter().map(|s| s.length).sum();
-        assert_eq!(total, 1005);
-        assert_eq!(split_file(path, 1050, 100, InputFormat::Lines).len(), 11);
-        for pair in splits.windows(2) {
-            assert_eq!(pair[0].start + pair[0].length, pair[1].start);
-        }
-        assert_eq!(split_file(path, 0, 100, InputFormat::Lines).len(), 1);
-        assert_eq!(
-            split_file(path, 5000, 100, InputFormat::WholeFiles).len(),
-            1
         );
     }
 

@@ -58,6 +58,33 @@ impl LineSplitReader {
         buffer_bytes: usize,
         max_line_bytes: usize,
     ) -> TaskResult<Self> {
+        let buffer = vec![0; buffer_bytes.max(1)];
+        Self::reusing(path, start, length, buffer, max_line_bytes)
+    }
+
+    /// Opens a split, reading through `buffer` (from [`LineSplitReader::into_buffer`]
+    /// of the previous piece of a packed split: one allocation per task, not per file).
+    pub fn open_reusing(path: &Path, start: u64, length: u64, buffer: Vec<u8>) -> TaskResult<Self> {
+        let buffer = if buffer.is_empty() {
+            vec![0; READ_BUFFER_BYTES]
+        } else {
+            buffer
+        };
+        Self::reusing(path, start, length, buffer, MAX_LINE_BYTES)
+    }
+
+    /// Returns the read buffer, for the next piece.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buffer
+    }
+
+    fn reusing(
+        path: &Path,
+        start: u64,
+        length: u64,
+        buffer: Vec<u8>,
+        max_line_bytes: usize,
+    ) -> TaskResult<Self> {
         let mut file = File::open(path).map_err(|source| TaskError::io("open", path, source))?;
         // Skipping the partial first line means starting after the first `\n` found at
         // or after `start - 1`: if byte `start - 1` is a `\n`, a line starts exactly at
@@ -70,7 +97,7 @@ impl LineSplitReader {
         let mut reader = Self {
             file,
             path: path.to_path_buf(),
-            buffer: vec![0; buffer_bytes.max(1)],
+            buffer,
             cursor: 0,
             filled: 0,
             next_line_offset: read_from,

@@ -16,6 +16,9 @@
 //!   several ranges, a malformed one) is ignored and the whole file is sent, as HTTP
 //!   allows.
 //!
+//! `POST /files/ranges` answers several ranges of several files in one response
+//! (`file_ranges.rs`): a reducer fetches its small segments of many map outputs that way.
+//!
 //! Parsing is pure functions ([`parse_file_request`], [`parse_range`]) tested on their
 //! own; the handler only does the I/O.
 
@@ -27,7 +30,7 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -48,7 +51,7 @@ pub(crate) struct AttemptFile {
 
 impl AttemptFile {
     /// Returns where the file lives under `scratch_root`.
-    fn path_under(&self, scratch_root: &Path) -> PathBuf {
+    pub(crate) fn path_under(&self, scratch_root: &Path) -> PathBuf {
         attempt_dir(scratch_root, self.task, self.attempt_id).join(&self.name)
     }
 }
@@ -191,14 +194,29 @@ fn shorten(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
-struct FileServerState {
-    scratch_root: PathBuf,
+pub(crate) struct FileServerState {
+    pub(crate) scratch_root: PathBuf,
     /// The full expected header value, `Bearer <token>`.
     expected_authorization: Option<String>,
 }
 
-/// Returns the router of `/files/…`, serving attempt files under `scratch_root`.
-pub(crate) fn file_server_router(scratch_root: PathBuf, token: Option<&str>) -> Router {
+impl FileServerState {
+    /// Returns whether the request carries the cluster token (or none is required).
+    pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(expected) = &self.expected_authorization else {
+            return true;
+        };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .map(|value| value.as_bytes())
+            .unwrap_or_default();
+        constant_time_equal(presented, expected.as_bytes())
+    }
+}
+
+/// Returns the router of `/files/…`, serving attempt files under `scratch_root` (public
+/// so that the shuffle's tests run against the real server).
+pub fn file_server_router(scratch_root: PathBuf, token: Option<&str>) -> Router {
     let state = FileServerState {
         scratch_root,
         expected_authorization: token.map(|token| format!("Bearer {token}")),
@@ -208,6 +226,7 @@ pub(crate) fn file_server_router(scratch_root: PathBuf, token: Option<&str>) -> 
             "/files/{job}/{task}/{attempt}/{name}",
             get(serve_attempt_file),
         )
+        .route("/files/ranges", post(crate::file_ranges::serve_ranges))
         .with_state(Arc::new(state))
 }
 
@@ -216,14 +235,8 @@ async fn serve_attempt_file(
     headers: HeaderMap,
     UrlPath((job, task, attempt, name)): UrlPath<(String, String, String, String)>,
 ) -> Response {
-    if let Some(expected) = &state.expected_authorization {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .map(|value| value.as_bytes())
-            .unwrap_or_default();
-        if !constant_time_equal(presented, expected.as_bytes()) {
-            return (StatusCode::UNAUTHORIZED, "missing or wrong cluster token").into_response();
-        }
+    if !state.authorized(&headers) {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong cluster token").into_response();
     }
     let file = match parse_file_request(&job, &task, &attempt, &name) {
         Ok(file) => file,

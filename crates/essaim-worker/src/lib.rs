@@ -47,6 +47,7 @@ mod dispatch;
 mod epoch;
 mod error;
 mod executor;
+pub mod file_ranges;
 mod files;
 mod heartbeat;
 mod pull;
@@ -69,6 +70,7 @@ pub use config::{COORDINATION_ROUND_TRIP, DEFAULT_MAX_PREFETCH, Prefetch, Worker
 pub use error::WorkerError;
 pub use essaim_core::kinds::BUILTIN_KINDS;
 pub use executor::{AttemptContext, ExecutionFuture, Executor};
+pub use files::file_server_router;
 pub use registry::ExecutorRegistry;
 
 use crate::attempt::AttemptSettings;

@@ -1,17 +1,11 @@
-//! Map → shuffle → reduce → commit through real files and a real HTTP server (a
-//! stand-in for the worker's file server that serves attempt directories with range
-//! requests and checks the token).
+//! Map → shuffle → reduce → commit through real files and the worker's real file server
+//! (range requests, batches of ranges, the token).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use essaim_core::{AttemptId, JobId, TaskId, UpstreamOutput};
 
 use super::*;
@@ -22,54 +16,6 @@ use crate::test_support::ToyWordCount;
 use essaim_core::rng::SeededRng;
 
 const TOKEN: &str = "s3cret";
-
-/// Serves `<root>/<path>` under `/files/<path>`, honouring `Range: bytes=a-b`.
-async fn serve_files(
-    State(root): State<Arc<PathBuf>>,
-    headers: HeaderMap,
-    UrlPath(path): UrlPath<String>,
-) -> Response {
-    let expected = format!("Bearer {TOKEN}");
-    if headers
-        .get(header::AUTHORIZATION)
-        .map(|value| value.as_bytes())
-        != Some(expected.as_bytes())
-    {
-        return StatusCode::UNAUTHORIZED.into_response();
-    }
-    let Ok(bytes) = std::fs::read(root.join(path)) else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let Some(range) = headers
-        .get(header::RANGE)
-        .and_then(|value| value.to_str().ok())
-    else {
-        return bytes.into_response();
-    };
-    let (start, end) = range
-        .strip_prefix("bytes=")
-        .and_then(|spec| spec.split_once('-'))
-        .map(|(start, end)| {
-            (
-                start.parse::<usize>().unwrap(),
-                end.parse::<usize>().unwrap(),
-            )
-        })
-        .unwrap();
-    if start >= bytes.len() {
-        return StatusCode::RANGE_NOT_SATISFIABLE.into_response();
-    }
-    let end = end.min(bytes.len() - 1);
-    (
-        StatusCode::PARTIAL_CONTENT,
-        [(
-            header::CONTENT_RANGE,
-            format!("bytes {start}-{end}/{}", bytes.len()),
-        )],
-        bytes[start..=end].to_vec(),
-    )
-        .into_response()
-}
 
 /// A scratch root served over HTTP on a port-0 listener.
 struct Cluster {
@@ -82,12 +28,11 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Self {
         let root = tempfile::tempdir().unwrap();
-        let router = Router::new()
-            .route("/files/{*path}", get(serve_files))
-            .with_state(Arc::new(root.path().to_path_buf()));
+        let router = essaim_worker::file_server_router(root.path().to_path_buf(), Some(TOKEN));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let never = std::future::pending::<()>();
+        tokio::spawn(essaim_telemetry::serve_http(listener, router, never));
         let mut jobs = JobRegistry::new();
         jobs.register(Arc::new(ToyWordCount));
         Self {
@@ -150,7 +95,7 @@ impl Cluster {
         let payloads = splits.iter().map(|split| {
             let payload = MapTaskPayload {
                 config: config.clone(),
-                split: split.clone(),
+                splits: vec![split.clone()],
             };
             serde_json::to_vec(&payload).unwrap()
         });
@@ -283,11 +228,19 @@ async fn word_count_round_trips_through_map_shuffle_reduce_and_commit() {
     let output_dir = data.path().join("out");
     let config = config(&output_dir, 3, 1);
     let maps = cluster.map_stage(&config, &splits_of(&paths, 20_000)).await;
+    assert!(maps.len() >= 5, "{} map outputs", maps.len());
     let results = cluster.reduce_stage(&config, 0, 100, &maps).await;
     for result in &results {
         let output = result.as_ref().unwrap();
         assert!(output.file.is_none());
         assert!(output.counters[crate::counters::SHUFFLE_BYTES] > 0);
+        // Every map output is on one server: its footers in one request, its segments
+        // in another.
+        assert_eq!(output.counters[crate::counters::SHUFFLE_REQUESTS], 2);
+        assert_eq!(
+            output.counters[crate::counters::SHUFFLE_SEGMENTS],
+            maps.len() as u64
+        );
     }
     cluster.commit(&config).await.unwrap();
     assert!(output_dir.join(SUCCESS_MARKER).is_file());
@@ -392,6 +345,33 @@ async fn missing_corrupt_and_unreachable_upstreams_are_all_reported_lost() {
     assert!(failure.message.contains("checksum"), "{}", failure.message);
 }
 
+/// In a batch, a corrupt segment is left to the one-by-one path, which blames its
+/// upstream alone; the segments after it in the same answer are still used.
+#[tokio::test]
+async fn a_corrupt_segment_in_a_batch_is_blamed_on_its_upstream_alone() {
+    let mut cluster = Cluster::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let (paths, _) = write_inputs(data.path(), 3, 1, 3000);
+    let config = config(&data.path().join("out"), 1, 1);
+    let maps = cluster.map_stage(&config, &splits_of(&paths, 8_000)).await;
+    assert!(maps.len() >= 4);
+    let relative = maps[1]
+        .file
+        .url
+        .split("/files/")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let corrupt = cluster.root.path().join(relative);
+    let mut bytes = std::fs::read(&corrupt).unwrap();
+    bytes[100] ^= 0x04;
+    std::fs::write(&corrupt, bytes).unwrap();
+    let results = cluster.reduce_stage(&config, 0, 100, &maps).await;
+    let failure = results.into_iter().next().unwrap().unwrap_err();
+    assert_eq!(failure.lost_inputs, vec![1], "{}", failure.message);
+    assert!(failure.message.contains("checksum"), "{}", failure.message);
+}
+
 #[tokio::test]
 async fn a_refused_token_is_not_blamed_on_the_upstream() {
     let mut cluster = Cluster::start().await;
@@ -432,7 +412,7 @@ async fn unusable_payloads_fail_for_good() {
     config.job = "no-such-job".into();
     let payload = MapTaskPayload {
         config: config.clone(),
-        split: split.clone(),
+        splits: vec![split.clone()],
     };
     let context = cluster.context(0, serde_json::to_vec(&payload).unwrap(), Vec::new());
     let failure = cluster.run(TaskKind::Map, context).await.unwrap_err();
@@ -445,7 +425,10 @@ async fn unusable_payloads_fail_for_good() {
 
     config.job = "toy-wordcount".into();
     config.version = PAYLOAD_VERSION + 1;
-    let payload = MapTaskPayload { config, split };
+    let payload = MapTaskPayload {
+        config,
+        splits: vec![split],
+    };
     let context = cluster.context(0, serde_json::to_vec(&payload).unwrap(), Vec::new());
     let failure = cluster.run(TaskKind::Map, context).await.unwrap_err();
     assert!(!failure.retryable);
@@ -471,7 +454,7 @@ async fn a_payload_out_of_range_is_refused_not_given_a_default() {
         break_it(&mut config);
         let map = MapTaskPayload {
             config: config.clone(),
-            split: split.clone(),
+            splits: vec![split.clone()],
         };
         let reduce = ReduceTaskPayload {
             config: config.clone(),
@@ -515,6 +498,7 @@ async fn a_job_planned_with_the_default_options_runs_as_planned() {
         output_dir: data.path().join("out"),
         reducers: DEFAULT_REDUCERS,
         split_bytes: DEFAULT_SPLIT_BYTES,
+        open_cost_bytes: Some(crate::config::DEFAULT_OPEN_COST_BYTES),
         sort_buffer_bytes: DEFAULT_SORT_BUFFER_BYTES,
         merge_factor: DEFAULT_MERGE_FACTOR,
     };
@@ -533,7 +517,12 @@ async fn a_job_planned_with_the_default_options_runs_as_planned() {
         .take_while(|task| task.kind == MAP_KIND)
         .map(|task| task.payload.clone())
         .collect();
-    assert_eq!(map_payloads.len(), paths.len());
+    assert_eq!(paths.len(), 2);
+    assert_eq!(
+        map_payloads.len(),
+        1,
+        "two small files packed into one map task"
+    );
     let maps = cluster.map_payloads(map_payloads).await;
     std::fs::create_dir_all(
         planned
@@ -571,7 +560,7 @@ async fn a_cancelled_map_task_stops() {
     let config = config(&data.path().join("out"), 1, 1);
     let payload = MapTaskPayload {
         config,
-        split: splits_of(&paths, 1 << 30).remove(0),
+        splits: vec![splits_of(&paths, 1 << 30).remove(0)],
     };
     let context = cluster.context(0, serde_json::to_vec(&payload).unwrap(), Vec::new());
     std::fs::create_dir_all(&context.scratch_dir).unwrap();

@@ -84,6 +84,12 @@ impl JobDefinition for StreamingJob {
         StreamingConfig::from_params(params).map(|_| ())
     }
 
+    /// A mapper command is one process per task, told its input file once in its
+    /// environment (`map_input_file`, as on Hadoop): it must see one file per task.
+    fn packs_small_files(&self, _params: &JobParams) -> bool {
+        false
+    }
+
     fn steps(&self, params: &JobParams) -> usize {
         // Invalid parameters are refused by `validate` before anything asks this.
         StreamingConfig::from_params(params).map_or(1, |config| config.steps.len())

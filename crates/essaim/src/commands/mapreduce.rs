@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use essaim_mapreduce::api::JobParams;
 use essaim_mapreduce::config::{
-    DEFAULT_MERGE_FACTOR, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES, DEFAULT_SPLIT_BYTES,
+    DEFAULT_MERGE_FACTOR, DEFAULT_OPEN_COST_BYTES, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES,
+    DEFAULT_SPLIT_BYTES,
 };
 use essaim_mapreduce::payload::SUCCESS_MARKER;
 use essaim_mapreduce::plan::{JobRequest, PlannedJob, plan_job, prepare_output_dir};
@@ -68,6 +69,13 @@ pub struct JobArgs {
     /// Split size, e.g. 64MiB or 1000000.
     #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_SPLIT_BYTES)]
     split_size: u64,
+    /// Files smaller than the split size are packed several to a map task, each
+    /// counted as its size plus this much, e.g. 64KiB (Spark's openCostInBytes).
+    #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_OPEN_COST_BYTES)]
+    open_cost: u64,
+    /// One map task per file (or piece of a large file): no packing of small files.
+    #[arg(long)]
+    no_packing: bool,
     /// Sort buffer of each map task, e.g. 64MiB (at least 64KiB).
     #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_SORT_BUFFER_BYTES)]
     sort_buffer: u64,
@@ -324,6 +332,7 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<PlannedJob> {
         output_dir: output.clone(),
         reducers: args.reducers,
         split_bytes: args.split_size,
+        open_cost_bytes: (!args.no_packing).then_some(args.open_cost),
         sort_buffer_bytes: args.sort_buffer,
         merge_factor: args.merge_factor,
     };

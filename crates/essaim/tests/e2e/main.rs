@@ -19,6 +19,7 @@
 //! | `partition.rs` | a result from a worker cut off too long is rejected |
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
 //! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
+//! | `mapreduce_small_files.rs` | small files packed into few map tasks give the bytes of one task per file, and equal GNU grep and other oracles |
 //! | `mapreduce_csv.rs` | `join` keeps a quoted separator's row and counts a malformed row in the job's summary |
 //! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
 //! | `rest_api.rs` | the REST API needs the token, agrees with gRPC, and matches its OpenAPI document |
@@ -53,6 +54,7 @@ mod leader_failover;
 mod local_orphans;
 mod mapreduce;
 mod mapreduce_csv;
+mod mapreduce_small_files;
 mod models;
 mod partition;
 mod queue_stats;

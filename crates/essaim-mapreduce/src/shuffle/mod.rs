@@ -1,10 +1,14 @@
 //! The shuffle: fetch one partition of every upstream output from the workers that hold
 //! them, over HTTP range requests, into local files.
 //!
-//! Per upstream output, two requests on a pooled keep-alive connection: the footer (its
-//! length depends only on the number of partitions, and the file's size is in the
-//! upstream's `FileRef`), then the partition's segment, streamed to disk through a
-//! [`SegmentVerifier`] so that memory stays at one chunk per fetch and corruption is
+//! The upstreams held by one worker are fetched together first (`batch.rs`): their
+//! footers in one request, then their small segments in another. Whatever a batch does
+//! not finish is fetched one by one, which is also the path that decides what is lost.
+//!
+//! One by one, per upstream output, two requests on a pooled keep-alive connection: the
+//! footer (its length depends only on the number of partitions, and the file's size is
+//! in the upstream's `FileRef`), then the partition's segment, streamed to disk through
+//! a [`SegmentVerifier`] so that memory stays at one chunk per fetch and corruption is
 //! caught while it can still be blamed on the upstream task. Partitions the footer says
 //! are empty are not fetched at all.
 //!
@@ -22,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use essaim_core::UpstreamOutput;
 use http::{StatusCode, header};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -65,7 +69,10 @@ impl Default for ShuffleSettings {
 /// Bytes buffered before a write to the local segment file.
 const LOCAL_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+mod batch;
+use batch::{BatchFetch, footer_batches, origin_and_file};
 
 /// What one fetch attempt ran into.
 #[derive(Debug)]
@@ -87,7 +94,7 @@ enum FetchError {
 pub struct ShuffleOutcome {
     /// One per upstream with records in the partition, by upstream task index.
     pub segments: Vec<FetchedSegment>,
-    /// `shuffle.bytes`, `shuffle.segments`, `shuffle.fetch_retries`.
+    /// `shuffle.bytes`, `shuffle.segments`, `shuffle.fetch_retries`, `shuffle.requests`.
     pub counters: Counters,
 }
 
@@ -111,14 +118,63 @@ pub async fn fetch_partition(
     // Cancelled when the task fails for a reason every other fetch shares (the disk,
     // the token), so that they stop early.
     let stop = cancel.child_token();
+    let mut results = FetchResults::default();
+
+    let (by_worker, mut one_by_one) = group_by_worker(inputs);
+    let mut batches = JoinSet::new();
+    for (origin, upstreams) in by_worker {
+        for upstreams in footer_batches(upstreams, partitions) {
+            let batch = BatchFetch {
+                client: client.clone(),
+                origin: origin.clone(),
+                upstreams,
+                partition,
+                partitions,
+                dest_dir: dest_dir.to_path_buf(),
+                authorization: authorization.clone(),
+                settings: settings.clone(),
+            };
+            let permits = Arc::clone(&permits);
+            let stop = stop.clone();
+            batches.spawn(async move {
+                // The semaphore is never closed, so acquiring only waits.
+                let _permit = permits.acquire_owned().await;
+                tokio::select! {
+                    () = stop.cancelled() => Err(FetchError::Cancelled),
+                    outcome = batch.run() => outcome,
+                }
+            });
+        }
+    }
+    while let Some(joined) = batches.join_next().await {
+        let outcome = joined
+            .map_err(|error| TaskError::Internal(format!("a batched fetch failed: {error}")))?;
+        match outcome {
+            Ok(outcome) => {
+                results
+                    .counters
+                    .add(counters::SHUFFLE_REQUESTS, outcome.requests);
+                for (task_index, fetched) in outcome.finished {
+                    results.add(task_index, Ok(fetched), &stop);
+                }
+                one_by_one.extend(outcome.left);
+            }
+            // Only a local disk error (or the stop) ends a batch.
+            Err(error) => results.add(u32::MAX, Err(error), &stop),
+        }
+    }
+
     let mut fetches = JoinSet::new();
-    for upstream in inputs {
+    for upstream in one_by_one {
+        if stop.is_cancelled() {
+            break;
+        }
         let job = UpstreamFetch {
             client: client.clone(),
-            upstream: upstream.clone(),
+            dest: dest_dir.join(format!("upstream-{}.seg", upstream.task_index)),
+            upstream,
             partition,
             partitions,
-            dest: dest_dir.join(format!("upstream-{}.seg", upstream.task_index)),
             authorization: authorization.clone(),
             settings: settings.clone(),
         };
@@ -135,38 +191,17 @@ pub async fn fetch_partition(
             (task_index, outcome)
         });
     }
-
-    let mut counters = Counters::default();
-    let mut segments = Vec::new();
-    let mut lost: Vec<(u32, String)> = Vec::new();
-    let mut first_other_error = None;
     while let Some(joined) = fetches.join_next().await {
         let (task_index, outcome) =
             joined.map_err(|error| TaskError::Internal(format!("a fetch task failed: {error}")))?;
-        match outcome {
-            Ok(fetched) => {
-                counters.add(counters::SHUFFLE_FETCH_RETRIES, fetched.retries);
-                counters.add(counters::SHUFFLE_BYTES, fetched.bytes);
-                if let Some(segment) = fetched.segment {
-                    counters.add(counters::SHUFFLE_SEGMENTS, 1);
-                    segments.push(segment);
-                }
-            }
-            Err(FetchError::Lost(reason)) => lost.push((task_index, reason)),
-            Err(FetchError::Retry(reason)) => lost.push((task_index, reason)),
-            Err(FetchError::Refused(reason)) => {
-                stop.cancel();
-                first_other_error.get_or_insert(TaskError::Shuffle(format!(
-                    "upstream task {task_index}: {reason}"
-                )));
-            }
-            Err(FetchError::Local(error)) => {
-                stop.cancel();
-                first_other_error.get_or_insert(error);
-            }
-            Err(FetchError::Cancelled) => {}
-        }
+        results.add(task_index, outcome, &stop);
     }
+    let FetchResults {
+        counters,
+        mut segments,
+        mut lost,
+        first_other_error,
+    } = results;
     if cancel.is_cancelled() {
         return Err(TaskError::Cancelled);
     }
@@ -189,6 +224,86 @@ pub async fn fetch_partition(
     Ok(ShuffleOutcome { segments, counters })
 }
 
+/// Splits upstreams into those fetched in batches, by worker (`http://host:port`, in
+/// order of first appearance; a worker holding a single one is not worth a batch), and
+/// the rest, fetched one by one.
+fn group_by_worker(
+    inputs: &[UpstreamOutput],
+) -> (
+    Vec<(String, Vec<(UpstreamOutput, String)>)>,
+    Vec<UpstreamOutput>,
+) {
+    let mut by_worker: Vec<(String, Vec<(UpstreamOutput, String)>)> = Vec::new();
+    let mut one_by_one = Vec::new();
+    for upstream in inputs {
+        let Some((origin, file)) = origin_and_file(&upstream.file.url) else {
+            one_by_one.push(upstream.clone());
+            continue;
+        };
+        match by_worker.iter_mut().find(|(known, _)| *known == origin) {
+            Some((_, upstreams)) => upstreams.push((upstream.clone(), file)),
+            None => by_worker.push((origin, vec![(upstream.clone(), file)])),
+        }
+    }
+    by_worker.retain(|(_, upstreams)| {
+        if let [(single, _)] = &upstreams[..] {
+            one_by_one.push(single.clone());
+            return false;
+        }
+        true
+    });
+    (by_worker, one_by_one)
+}
+
+/// What the fetches brought so far.
+#[derive(Default)]
+struct FetchResults {
+    counters: Counters,
+    segments: Vec<FetchedSegment>,
+    lost: Vec<(u32, String)>,
+    first_other_error: Option<TaskError>,
+}
+
+impl FetchResults {
+    /// Records the outcome of upstream `task_index`; an error every fetch shares stops
+    /// the others.
+    fn add(
+        &mut self,
+        task_index: u32,
+        outcome: Result<Fetched, FetchError>,
+        stop: &CancellationToken,
+    ) {
+        match outcome {
+            Ok(fetched) => {
+                self.counters
+                    .add(counters::SHUFFLE_FETCH_RETRIES, fetched.retries);
+                self.counters.add(counters::SHUFFLE_BYTES, fetched.bytes);
+                self.counters
+                    .add(counters::SHUFFLE_REQUESTS, fetched.requests);
+                if let Some(segment) = fetched.segment {
+                    self.counters.add(counters::SHUFFLE_SEGMENTS, 1);
+                    self.segments.push(segment);
+                }
+            }
+            Err(FetchError::Lost(reason) | FetchError::Retry(reason)) => {
+                self.lost.push((task_index, reason));
+            }
+            Err(FetchError::Refused(reason)) => {
+                stop.cancel();
+                self.first_other_error
+                    .get_or_insert(TaskError::Shuffle(format!(
+                        "upstream task {task_index}: {reason}"
+                    )));
+            }
+            Err(FetchError::Local(error)) => {
+                stop.cancel();
+                self.first_other_error.get_or_insert(error);
+            }
+            Err(FetchError::Cancelled) => {}
+        }
+    }
+}
+
 /// The fetch of one upstream's partition, with its retries.
 struct UpstreamFetch {
     client: HttpClient,
@@ -206,20 +321,24 @@ struct Fetched {
     segment: Option<FetchedSegment>,
     bytes: u64,
     retries: u64,
+    /// HTTP requests made (0 when fetched in a batch, which counts its own).
+    requests: u64,
 }
 
 impl UpstreamFetch {
     async fn run(self) -> Result<Fetched, FetchError> {
         let mut retries = 0u64;
+        let mut requests = 0u64;
         let mut backoff = self.settings.first_backoff;
         let mut attempt = 1;
         loop {
-            match self.fetch_once().await {
+            match self.fetch_once(&mut requests).await {
                 Ok((segment, bytes)) => {
                     return Ok(Fetched {
                         segment,
                         bytes,
                         retries,
+                        requests,
                     });
                 }
                 Err(FetchError::Retry(reason)) if attempt < self.settings.attempts => {
@@ -240,7 +359,10 @@ impl UpstreamFetch {
     }
 
     /// One try: the footer, then the segment. Returns the segment and the bytes read.
-    async fn fetch_once(&self) -> Result<(Option<FetchedSegment>, u64), FetchError> {
+    async fn fetch_once(
+        &self,
+        requests: &mut u64,
+    ) -> Result<(Option<FetchedSegment>, u64), FetchError> {
         let file_len = self.upstream.file.size_bytes;
         let footer_bytes = footer_len(self.partitions);
         let smallest_file = footer_bytes + u64::from(self.partitions) * EMPTY_SEGMENT_BYTES;
@@ -255,6 +377,7 @@ impl UpstreamFetch {
             self.upstream.task_index, self.upstream.file.url
         );
         let mut footer = Vec::with_capacity(footer_bytes as usize);
+        *requests += 1;
         let mut body = self
             .open_range(file_len - footer_bytes, footer_bytes)
             .await?;
@@ -268,6 +391,7 @@ impl UpstreamFetch {
             return Ok((None, footer_bytes));
         }
 
+        *requests += 1;
         let mut body = self.open_range(entry.offset, entry.length).await?;
         let local_error =
             |source| FetchError::Local(TaskError::io("write fetched segment", &self.dest, source));
@@ -319,7 +443,7 @@ impl UpstreamFetch {
             request = request.header(header::AUTHORIZATION, &**authorization);
         }
         let request = request
-            .body(Empty::new())
+            .body(Full::new(Bytes::new()))
             .map_err(|error| FetchError::Lost(format!("cannot request `{url}`: {error}")))?;
         let idle = self.settings.idle_timeout;
         let response = match tokio::time::timeout(idle, self.client.request(request)).await {

@@ -10,6 +10,9 @@
 # - k8s: the manifest test (crates/essaim/tests/manifests.rs) validates deploy/k8s/
 #   offline with kubernetes-validate, which ships the API schemas of each Kubernetes
 #   release, and reads the manifests with PyYAML.
+# - sklearn: the model-quality benchmark (bench/naive_bayes.sh) trains scikit-learn's
+#   MultinomialNB on the same split and tokenisation as `essaim train naive-bayes`;
+#   scikit-learn and its dependencies are pinned (the newest that CPython 3.11 takes).
 #
 # Each profile is a virtual environment under target/ (cargo clean removes it), isolated
 # from the system's Python, created once and reused. Needs CPython 3 with the venv
@@ -35,8 +38,13 @@ case "$profile" in
         pins=("kubernetes-validate==1.37.0" "PyYAML==6.0.2")
         smoke_test='import kubernetes_validate, yaml'
         ;;
+    sklearn)
+        env_dir="$root/target/python-env-sklearn"
+        pins=("scikit-learn==1.9.1" "numpy==2.4.6" "scipy==1.17.1" "joblib==1.6.0" "threadpoolctl==3.8.0")
+        smoke_test='import sklearn.naive_bayes, sklearn.feature_extraction.text'
+        ;;
     *)
-        echo "python-env: unknown profile '$profile' (mrjob, schemathesis or k8s)" >&2
+        echo "python-env: unknown profile '$profile' (mrjob, schemathesis, k8s or sklearn)" >&2
         exit 2
         ;;
 esac

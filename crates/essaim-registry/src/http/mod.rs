@@ -444,8 +444,10 @@ async fn alias_at(
 
 async fn audit(
     State(registry): State<Shared>,
-    Query(query): Query<AuditQuery>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Answer<Vec<AuditEntry>> {
+    let Query(query) =
+        query.map_err(|rejection| Failure(RegistryError::InvalidInput(rejection.body_text())))?;
     let model = query.model.as_deref().map(ModelName::parse).transpose()?;
     let alias = query.alias.as_deref().map(AliasName::parse).transpose()?;
     if alias.is_some() && model.is_none() {

@@ -452,7 +452,8 @@ impl History {
             | JournalEvent::OutputLocations { .. }
             | JournalEvent::ResultsOnWorkers { .. }
             | JournalEvent::TaskCountersSummed { .. }
-            | JournalEvent::JobIdsReserved { .. } => {}
+            | JournalEvent::JobIdsReserved { .. }
+            | JournalEvent::JobSupersedeKey { .. } => {}
         }
     }
 

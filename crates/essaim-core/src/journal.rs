@@ -123,4 +123,13 @@ pub enum JournalEvent {
         /// The next job id to hand out.
         next_job: u64,
     },
+    /// A job was submitted with a supersede key: a later job with the same key cancels
+    /// it while it runs. (An event of its own, after `JobSubmitted`, so that journals
+    /// written before supersede keys existed read as they are.)
+    JobSupersedeKey {
+        /// The job.
+        job: JobId,
+        /// The key.
+        key: String,
+    },
 }

@@ -91,7 +91,12 @@ pub struct RawJobSpec {
     pub backoff_max_ms: Millis,
     /// 0 = default, negative = off.
     pub speculation_multiplier: f64,
+    /// Empty = none; see [`crate::model::Job::supersede_key`].
+    pub supersede_key: String,
 }
+
+/// Longest supersede key, in bytes.
+pub const MAX_SUPERSEDE_KEY_BYTES: usize = 256;
 
 /// Why a job spec was refused; the message names the offending field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

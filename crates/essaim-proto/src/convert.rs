@@ -55,6 +55,7 @@ pub fn raw_job_spec_from_wire(spec: v1::JobSpec) -> RawJobSpec {
         backoff_base_ms: spec.retry_backoff_base_ms,
         backoff_max_ms: spec.retry_backoff_max_ms,
         speculation_multiplier: spec.speculation_multiplier,
+        supersede_key: spec.supersede_key,
     }
 }
 

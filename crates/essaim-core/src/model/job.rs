@@ -33,6 +33,8 @@ pub struct Job {
     pub finished_at: Option<Millis>,
     /// Counters of attempts (written only by the job's own methods).
     pub counters: JobCounters,
+    /// A later job submitted with the same key cancels this one while it runs.
+    pub supersede_key: Option<String>,
     pub(super) tasks: Vec<Task>,
     /// Pending task indexes by kind, in queue order; only tasks of ready stages.
     pub(super) pending_by_kind: BTreeMap<String, VecDeque<u32>>,
@@ -87,6 +89,7 @@ impl Job {
             submitted_at,
             finished_at: None,
             counters: JobCounters::default(),
+            supersede_key: None,
             tasks,
             pending_by_kind: BTreeMap::new(),
             counts,

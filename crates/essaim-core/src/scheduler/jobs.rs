@@ -5,7 +5,7 @@ use super::{JobError, Output, Scheduler};
 use crate::ids::{AttemptId, JobId, Millis};
 use crate::journal::JournalEvent;
 use crate::model::{Job, JobState};
-use crate::spec::{JobSpec, RawJobSpec, SpecError};
+use crate::spec::{JobSpec, MAX_SUPERSEDE_KEY_BYTES, RawJobSpec, SpecError};
 use std::cmp::Reverse;
 
 impl Scheduler {
@@ -17,16 +17,50 @@ impl Scheduler {
         out: &mut Vec<Output>,
     ) -> Result<JobId, SpecError> {
         let known: Vec<String> = self.known_kinds.iter().cloned().collect();
+        let key = supersede_key(&raw.supersede_key)?;
         let spec = raw.validate(&known)?;
         let job_id = JobId(self.next_job);
         self.next_job += 1;
+        if let Some(key) = &key {
+            self.cancel_superseded(now, key, job_id, out);
+        }
         out.push(Output::Persist(JournalEvent::JobSubmitted {
             job: job_id,
             spec: spec.clone(),
             at: now,
         }));
         self.insert_job(job_id, spec, now);
+        if let Some(key) = key {
+            out.push(Output::Persist(JournalEvent::JobSupersedeKey {
+                job: job_id,
+                key: key.clone(),
+            }));
+            self.set_supersede_key(job_id, key);
+        }
         Ok(job_id)
+    }
+
+    /// Cancels the running jobs submitted with `key`: `newer` replaces them (seed 000:
+    /// drop the requests a newer one has made pointless).
+    fn cancel_superseded(&mut self, now: Millis, key: &str, newer: JobId, out: &mut Vec<Output>) {
+        let superseded: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|job| job.state == JobState::Running)
+            .filter(|job| job.supersede_key.as_deref() == Some(key))
+            .map(|job| job.id)
+            .collect();
+        for job in superseded {
+            let reason = format!("superseded by job {} (supersede key `{key}`)", newer.0);
+            // Running, checked just above: cancelling cannot fail.
+            let _running = self.cancel_job(now, job, &reason, out);
+        }
+    }
+
+    pub(super) fn set_supersede_key(&mut self, job_id: JobId, key: String) {
+        if let Some(job) = self.jobs.get_mut(&job_id) {
+            job.supersede_key = Some(key);
+        }
     }
 
     /// Cancels a running job: queued tasks are skipped, live attempts are revoked.
@@ -117,4 +151,19 @@ impl Scheduler {
         }
         expired
     }
+}
+
+/// The supersede key of a submission: none when empty; refused when too long.
+fn supersede_key(raw: &str) -> Result<Option<String>, SpecError> {
+    let key = raw.trim();
+    if key.len() > MAX_SUPERSEDE_KEY_BYTES {
+        return Err(SpecError::Invalid {
+            field: "supersede_key",
+            reason: format!(
+                "{} bytes long; at most {MAX_SUPERSEDE_KEY_BYTES}",
+                key.len()
+            ),
+        });
+    }
+    Ok((!key.is_empty()).then(|| key.to_string()))
 }

@@ -103,6 +103,7 @@ impl Scheduler {
                 };
                 job.restore_progress(task.index, attempts_made, errors);
             }
+            JournalEvent::JobSupersedeKey { job, key } => self.set_supersede_key(job, key),
             JournalEvent::JobIdsReserved { next_job } => {
                 self.next_job = self.next_job.max(next_job);
             }
@@ -136,6 +137,12 @@ impl Scheduler {
                 spec: job.spec.clone(),
                 at: job.submitted_at,
             });
+            if let Some(key) = &job.supersede_key {
+                events.push(JournalEvent::JobSupersedeKey {
+                    job: *job_id,
+                    key: key.clone(),
+                });
+            }
             let mut committed = Vec::new();
             let mut dead_letters = Vec::new();
             let mut purged = Vec::new();

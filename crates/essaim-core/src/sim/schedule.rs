@@ -163,7 +163,13 @@ impl World {
             backoff_base_ms: 20,
             backoff_max_ms: 1_000,
             speculation_multiplier: if self.rng.chance(1, 4) { -1.0 } else { 0.0 },
+            supersede_key: if self.rng.chance(1, 6) {
+                format!("key-{}", self.rng.up_to(1))
+            } else {
+                String::new()
+            },
         };
+        let key = raw.supersede_key.clone();
         let mut out = Vec::new();
         let job = self
             .scheduler
@@ -179,6 +185,35 @@ impl World {
         }
         self.log(format!("job {job} submitted with {task_count} tasks"));
         self.absorb(out);
+        if !key.is_empty() {
+            self.check_superseded(job, &key);
+        }
+    }
+
+    /// After job `newer` was submitted with `key`, no other job with that key runs, and
+    /// the ones it cancelled are known as cancelled (none of their tasks may commit).
+    fn check_superseded(&mut self, newer: JobId, key: &str) {
+        let superseded_by = format!("superseded by job {}", newer.0);
+        let same_key: Vec<(JobId, JobState)> = self
+            .scheduler
+            .jobs()
+            .filter(|job| job.id != newer && job.supersede_key.as_deref() == Some(key))
+            .map(|job| (job.id, job.state.clone()))
+            .collect();
+        for (job, state) in same_key {
+            match state {
+                JobState::Running => {
+                    let problem = format!("job {job} still runs after job {newer} superseded it");
+                    self.log(format!("VIOLATION {problem}"));
+                    self.violation.get_or_insert(problem);
+                }
+                JobState::Cancelled { reason } if reason.starts_with(&superseded_by) => {
+                    self.cancelled_jobs.insert(job);
+                    self.log(format!("job {job} superseded by job {newer}"));
+                }
+                _ => {}
+            }
+        }
     }
 
     fn cancel_random_job(&mut self) {

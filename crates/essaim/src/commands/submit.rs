@@ -58,6 +58,10 @@ pub struct Args {
     /// Higher runs first.
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     priority: i32,
+    /// Cancel the running jobs submitted with this key: this one replaces them (their
+    /// cancellation names this job).
+    #[arg(long, env = "ESSAIM_SUPERSEDE_KEY")]
+    supersede_key: Option<String>,
     /// Most attempts of this job running at once (0 = no limit).
     #[arg(long, default_value_t = 0)]
     max_concurrency: u32,
@@ -186,6 +190,7 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
         } else {
             args.speculation.unwrap_or(0.0)
         },
+        supersede_key: args.supersede_key.clone().unwrap_or_default(),
     };
     if let Some(path) = &args.spec {
         let text = std::fs::read_to_string(path)

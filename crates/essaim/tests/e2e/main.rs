@@ -63,6 +63,7 @@ mod report;
 mod rest_api;
 mod retention;
 mod stream;
+mod supersede;
 mod torture;
 mod train;
 mod worker_crashes;

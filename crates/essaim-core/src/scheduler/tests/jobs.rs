@@ -170,3 +170,62 @@ fn a_snapshot_stays_proportional_to_failures_not_to_work_done() {
     assert_eq!(job_state(&recovered, job_id), JobState::Succeeded);
     recovered.check_invariants().unwrap();
 }
+
+#[test]
+fn a_job_with_a_supersede_key_cancels_the_running_jobs_with_that_key_even_after_recovery() {
+    let keyed = |key: &str| job_with(2, |spec| spec.supersede_key = key.into());
+    let (mut scheduler, mut out, first, _worker) = setup(config(), keyed("report"));
+    let other = scheduler.submit(1, keyed("other"), &mut out).unwrap();
+    let unkeyed = scheduler.submit(1, job(1), &mut out).unwrap();
+
+    out.clear();
+    let second = scheduler.submit(2, keyed(" report "), &mut out).unwrap();
+    let reason = format!("superseded by job {} (supersede key `report`)", second.0);
+    let cancelled = JournalEvent::JobCancelled {
+        job: first,
+        reason: reason.clone(),
+        at: 2,
+    };
+    assert_eq!(
+        persisted(&out)[0],
+        cancelled,
+        "journaled before the new job"
+    );
+    assert_eq!(
+        finished(&out),
+        vec![(first, JobState::Cancelled { reason })]
+    );
+    for job_id in [other, unkeyed, second] {
+        assert_eq!(job_state(&scheduler, job_id), JobState::Running);
+    }
+
+    // The key survives a restart, from the journal and from a snapshot.
+    let replayed = Scheduler::recover(config(), KINDS, persisted(&out));
+    let key_of = |scheduler: &Scheduler, job_id| {
+        scheduler
+            .job(job_id)
+            .and_then(|job| job.supersede_key.clone())
+    };
+    assert_eq!(key_of(&replayed, second).as_deref(), Some("report"));
+    let mut recovered = Scheduler::recover(config(), KINDS, scheduler.snapshot(3));
+    recovered.check_invariants().unwrap();
+    let mut out = Vec::new();
+    let third = recovered.submit(4, keyed("report"), &mut out).unwrap();
+    assert!(third > second);
+    assert!(matches!(
+        job_state(&recovered, second),
+        JobState::Cancelled { .. }
+    ));
+    assert_eq!(job_state(&recovered, other), JobState::Running);
+
+    let too_long = keyed(&"k".repeat(MAX_SUPERSEDE_KEY_BYTES + 1));
+    let refused = recovered.submit(5, too_long, &mut out);
+    assert!(matches!(
+        refused,
+        Err(SpecError::Invalid {
+            field: "supersede_key",
+            ..
+        })
+    ));
+    recovered.check_invariants().unwrap();
+}

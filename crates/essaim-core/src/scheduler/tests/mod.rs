@@ -11,7 +11,7 @@ use super::{JobError, Output, Scheduler, SchedulerConfig, WorkerInfo};
 use crate::ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
 use crate::journal::JournalEvent;
 use crate::model::{Assignment, JobState, ReportedResult, TaskFailure, TaskOutput, TaskState};
-use crate::spec::{RawJobSpec, SpecError, TaskSpec};
+use crate::spec::{MAX_SUPERSEDE_KEY_BYTES, RawJobSpec, SpecError, TaskSpec};
 
 const KINDS: &[&str] = &["noop", "command"];
 

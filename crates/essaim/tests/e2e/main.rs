@@ -51,6 +51,7 @@ mod harness;
 mod journal_disk;
 mod json_output;
 mod leader_failover;
+mod leader_failover_mapreduce;
 mod local_orphans;
 mod mapreduce;
 mod mapreduce_csv;

@@ -14,7 +14,12 @@ use std::time::Duration;
 
 /// Writes `files` text files of about `bytes_per_file` bytes: Zipf-ish words separated by
 /// every kind of ASCII whitespace, with CRLF lines, invalid UTF-8 and a long line.
-fn write_corpus(dir: &Path, files: usize, bytes_per_file: usize, seed: u64) -> Vec<PathBuf> {
+pub(crate) fn write_corpus(
+    dir: &Path,
+    files: usize,
+    bytes_per_file: usize,
+    seed: u64,
+) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
     let mut rng = SeededRng::new(seed);
     let words: Vec<Vec<u8>> = (0..500)
@@ -51,7 +56,7 @@ fn write_corpus(dir: &Path, files: usize, bytes_per_file: usize, seed: u64) -> V
 }
 
 /// Counts words with coreutils, as a user would check: `tr | sort | uniq -c`.
-fn coreutils_word_counts(files: &[PathBuf]) -> BTreeMap<Vec<u8>, u64> {
+pub(crate) fn coreutils_word_counts(files: &[PathBuf]) -> BTreeMap<Vec<u8>, u64> {
     let list: Vec<String> = files.iter().map(|f| format!("'{}'", f.display())).collect();
     let script = format!(
         "cat {} | tr -s ' \\t\\r\\n\\013\\014' '\\n' | sed '/^$/d' | sort | uniq -c",
@@ -91,7 +96,7 @@ fn coreutils_word_counts(files: &[PathBuf]) -> BTreeMap<Vec<u8>, u64> {
 }
 
 /// Reads a committed wordcount output: every part sorted by key, keys disjoint.
-fn read_word_counts(output: &Path, reducers: u32) -> BTreeMap<Vec<u8>, u64> {
+pub(crate) fn read_word_counts(output: &Path, reducers: u32) -> BTreeMap<Vec<u8>, u64> {
     assert!(output.join("_SUCCESS").is_file(), "no _SUCCESS marker");
     assert!(
         !output.join("_temporary").exists(),
@@ -248,7 +253,7 @@ async fn wordcount_equals_coreutils_and_survives_workers_killed_in_map_and_reduc
 
 /// A streaming reducer that sums the counts of each word, after sleeping 2 s on its
 /// first record: long enough to kill a process while reducers run.
-const SLOW_SUMMING_REDUCER: &str = r#"awk -F '\t' 'NR == 1 { system("sleep 2") } $1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
+pub(crate) const SLOW_SUMMING_REDUCER: &str = r#"awk -F '\t' 'NR == 1 { system("sleep 2") } $1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
 
 /// Returns the records a line reader finds in `files`: one per `\n`, plus an unterminated
 /// last line.
@@ -269,7 +274,7 @@ fn line_records(files: &[PathBuf]) -> u64 {
 /// from the journal.
 /// Returns `essaim submit streaming` with two reducers over `corpus` into `output`, the
 /// `mapper` and `reducer` commands, and `extra` flags.
-fn streaming_args(
+pub(crate) fn streaming_args(
     corpus: &Path,
     output: &Path,
     mapper: &str,

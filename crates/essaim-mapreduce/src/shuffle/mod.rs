@@ -224,16 +224,14 @@ pub async fn fetch_partition(
     Ok(ShuffleOutcome { segments, counters })
 }
 
+/// Upstreams by worker origin, each with its file's name there.
+type ByWorker = Vec<(String, Vec<(UpstreamOutput, String)>)>;
+
 /// Splits upstreams into those fetched in batches, by worker (`http://host:port`, in
 /// order of first appearance; a worker holding a single one is not worth a batch), and
 /// the rest, fetched one by one.
-fn group_by_worker(
-    inputs: &[UpstreamOutput],
-) -> (
-    Vec<(String, Vec<(UpstreamOutput, String)>)>,
-    Vec<UpstreamOutput>,
-) {
-    let mut by_worker: Vec<(String, Vec<(UpstreamOutput, String)>)> = Vec::new();
+fn group_by_worker(inputs: &[UpstreamOutput]) -> (ByWorker, Vec<UpstreamOutput>) {
+    let mut by_worker: ByWorker = Vec::new();
     let mut one_by_one = Vec::new();
     for upstream in inputs {
         let Some((origin, file)) = origin_and_file(&upstream.file.url) else {

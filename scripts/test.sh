@@ -48,17 +48,19 @@ if (( ${#packages[@]} > 0 )); then
 fi
 promtool --version 2>&1 | sed -n 1p  # sed reads it all: no SIGPIPE under pipefail
 
-step "container images (base, Prometheus)"
+step "container images (base, Prometheus, etcd)"
 # crates/essaim/tests/containers.rs runs the compose cluster of deploy/compose/ with an
 # image of the binary built for the tests (so no release build here). What else it needs
 # is made now, outside its time limit: debian:bookworm-slim from Debian packages (no
-# registry; about 2 minutes the first time) and the Prometheus image. Cached afterwards.
+# registry; about 2 minutes the first time), the Prometheus and etcd images. Cached
+# afterwards.
 if [[ ${ESSAIM_SKIP_DOCKER:-} == 1 ]]; then
     echo "ESSAIM_SKIP_DOCKER=1: the container test is skipped"
 elif docker info >/dev/null 2>&1; then
     # A failure here must not stop the suite: the container test then says what failed.
     deploy/docker/make-base-image.sh \
         && docker build --quiet -f deploy/docker/Dockerfile.prometheus -t essaim-prometheus:dev . \
+        && docker build --quiet -f deploy/docker/Dockerfile.etcd -t essaim-etcd:dev . \
         || echo "container images could not be made: the container test will fail"
 else
     echo "no Docker engine: the container test will fail (ESSAIM_SKIP_DOCKER=1 skips it)"

@@ -93,6 +93,21 @@ impl Cluster {
     }
 }
 
+/// Builds the images, starts the cluster of `deploy/compose/FILE` and waits until its
+/// `containers` are healthy; `None` when there is no Docker and skipping is allowed.
+fn start(file: &str, ports: &[&'static str], containers: usize) -> Option<(Cluster, Instant)> {
+    if !docker_is_usable("the container test") {
+        return None;
+    }
+    let started = Instant::now();
+    build_images();
+    phase(started, "images built");
+    let cluster = Cluster::new(file, ports);
+    cluster.run(&["up", "--detach", "--no-build"]);
+    cluster.compose.wait_until_healthy(containers, EVENTUALLY);
+    Some((cluster, started))
+}
+
 /// Builds the images under test (the binary of this test run packaged).
 fn build_images() {
     let (binary, stripped_here) = binary_to_package(
@@ -140,21 +155,13 @@ fn phase(started: Instant, what: &str) {
 
 #[test]
 fn compose_cluster_runs_jobs_from_the_host_on_every_worker_and_prometheus_scrapes_them_all() {
-    if !docker_is_usable("the container test") {
-        return;
-    }
-    let started = Instant::now();
-    build_images();
-    phase(started, "images built");
-
-    let cluster = Cluster::new(
+    let Some((cluster, started)) = start(
         "docker-compose.yml",
         &["ESSAIM_PORT", "ESSAIM_PROMETHEUS_PORT"],
-    );
-    cluster.run(&["up", "--detach", "--no-build"]);
-    cluster
-        .compose
-        .wait_until_healthy(1 + WORKERS + 1, EVENTUALLY);
+        1 + WORKERS + 1,
+    ) else {
+        return;
+    };
     let coordinator = cluster.compose.published("coordinator", "7070");
     let prometheus = cluster.compose.published("prometheus", "9090");
     phase(started, "cluster up and healthy");
@@ -334,19 +341,13 @@ fn cluster_status(cluster: &Cluster, coordinators: &str) -> Value {
 
 #[test]
 fn compose_ha_cluster_survives_its_leader_killed_mid_job() {
-    if !docker_is_usable("the container test") {
-        return;
-    }
-    let started = Instant::now();
-    build_images();
-    phase(started, "images built");
-
-    let cluster = Cluster::new(
+    let Some((cluster, started)) = start(
         "docker-compose.ha.yml",
         &["ESSAIM_PORT_1", "ESSAIM_PORT_2", "ESSAIM_PORT_3"],
-    );
-    cluster.run(&["up", "--detach", "--no-build"]);
-    cluster.compose.wait_until_healthy(3 + 3 + 2, EVENTUALLY);
+        3 + 3 + 2,
+    ) else {
+        return;
+    };
     let coordinators = ["coordinator1", "coordinator2", "coordinator3"]
         .map(|service| cluster.compose.published(service, "7070"))
         .join(",");

@@ -7,9 +7,11 @@ dropped, rows with too few fields or an empty label skipped), holds out the rows
 holds out (FNV-1a of the row's bytes, XOR the seed, then SplitMix64's finaliser: the
 top 53 bits as a uniform number below the holdout share), fits CountVectorizer (its
 default tokenisation, which essaim copies) and MultinomialNB(alpha=1) on the rest, and
-prints one JSON line: the metrics of the positive class and the wall time of the fit.
+prints one JSON line: the metrics of the positive class, the wall time of the fit and
+the process's peak resident set.
 """
 import json
+import resource
 import sys
 import time
 
@@ -72,6 +74,8 @@ def main() -> None:
         "eval_rows": len(test[1]),
         "vocabulary": len(vectorizer.vocabulary_),
         "fit_and_predict_seconds": seconds,
+        # ru_maxrss is in KiB on Linux.
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 
 

@@ -244,3 +244,55 @@ async fn bad_input_gets_a_clear_error() {
     let (status, _) = refused(client.archive(&name("m"), 5).await.map(|_| ()));
     assert_eq!(status, Some(404));
 }
+
+/// A registry that names one version and serves other bytes for it: the client must
+/// refuse them even though the server did not.
+async fn lying_server(served: &'static [u8]) -> String {
+    use axum::routing::get;
+    let record = serde_json::json!({
+        "model": "m", "version": 1,
+        "artifact": {"sha256": essaim_registry::artifacts::sha256_hex(b"the real bytes"), "size": 14},
+        "created_unix_ms": 0, "created_by": "x", "metrics": {}, "metadata": {},
+        "lineage": {}, "archived": false, "aliases": [],
+    });
+    let router = axum::Router::new()
+        .route(
+            "/registry/v1/models/m/versions/1",
+            get(move || async move { axum::Json(record) }),
+        )
+        .route(
+            "/registry/v1/models/m/versions/1/artifact",
+            get(move || async move { served }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_refuses_bytes_that_do_not_match_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let destination = dir.path().join("model");
+    let url = lying_server(b"the fake bytes").await;
+    let client = RegistryClient::new(&url, None, "alice").unwrap();
+    let error = client
+        .download(&reference("m@1"), &destination)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Corrupt { .. }), "{error}");
+    assert!(!destination.exists());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no partial file left"
+    );
+
+    let url = lying_server(b"the real bytes").await;
+    let client = RegistryClient::new(&url, None, "alice").unwrap();
+    client
+        .download(&reference("m@1"), &destination)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&destination).unwrap(), b"the real bytes");
+}

@@ -213,3 +213,21 @@ fn the_store_survives_reopening() {
     assert_eq!(register(&store, &model, 2), 2);
     assert_eq!(store.audit(None, None).unwrap().len(), 2);
 }
+
+#[test]
+fn concurrent_registrations_get_distinct_versions() {
+    let (_dir, store) = store();
+    let model = ModelName::parse("m").unwrap();
+    let mut versions: Vec<u64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..=8)
+            .map(|at| {
+                let (store, model) = (&store, &model);
+                scope.spawn(move || register(store, model, at))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=8).collect::<Vec<u64>>());
+    assert_eq!(store.model(&model).unwrap().versions, 8);
+}

@@ -8,7 +8,7 @@
 #
 # Prints each schedule as it is drawn, then a `TORTURE schedules=… violations=0 faults=…`
 # line; a violation fails with its seed, which replays with
-# `bench/torture.sh 1 SEED`. About 15 s per schedule on 2 cores. The default test
+# `bench/torture.sh 1 SEED`. About 18 s per schedule on 2 cores. The default test
 # command runs 2 schedules.
 set -euo pipefail
 cd "$(dirname "$0")/.."

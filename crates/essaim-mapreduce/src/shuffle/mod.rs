@@ -419,6 +419,7 @@ impl UpstreamFetch {
         let segment = FetchedSegment {
             task_index: self.upstream.task_index,
             path: self.dest.clone(),
+            offset: 0,
             length: entry.length,
             records,
         };

@@ -15,7 +15,10 @@ bin=${ESSAIM_BIN:-$bench/../target/release/essaim}
 input=$1
 rounds=${2:-3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/essaim-shuffle-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+local_pid=
+# The local cluster stops with the script, even when a submission fails (SIGTERM: a
+# background job ignores SIGINT until it installs its own handler).
+trap '[[ -n $local_pid ]] && kill -TERM "$local_pid" 2>/dev/null; rm -rf "$work"' EXIT
 for round in $(seq "$rounds"); do
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   RUST_LOG=warn,essaim_worker::attempt=debug,essaim_mapreduce::executor=debug \
@@ -23,8 +26,9 @@ for round in $(seq "$rounds"); do
   local_pid=$!
   "$bin" submit wordcount --coordinator "http://127.0.0.1:$port" --input "$input" \
     --output "$work/out" --overwrite ${PACKING_FLAG---no-packing} --format json > "$work/run.json"
-  kill -INT "$local_pid"
+  kill -TERM "$local_pid"
   wait "$local_pid" || true
+  local_pid=
   python3 - "$work/log" "$work/run.json" "$round" <<'PY'
 import json, re, statistics, sys
 run = json.load(open(sys.argv[2]))

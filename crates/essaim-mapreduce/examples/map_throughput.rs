@@ -100,6 +100,7 @@ fn cut_segments(
             by_partition[partition].push(FetchedSegment {
                 task_index: task_index as u32,
                 path: segment_path,
+                offset: 0,
                 length: entry.length,
                 records: entry.records,
             });

@@ -433,8 +433,9 @@ pub(crate) fn merge_runs_to_file(
 /// Merges adjacent runs until at most `merge_factor` are left, rewriting as few bytes
 /// as it can: each pass merges groups of up to `merge_factor` adjacent runs from the
 /// front, and stops merging as soon as the count is low enough (so 12 runs with a
-/// factor of 10 merge only the first 3). Merged inputs are deleted. `name_run` names
-/// the n-th intermediate file.
+/// factor of 10 merge only the first 3). Merged inputs are deleted, except files that
+/// hold several of the runs (a batched fetch writes many segments into one file): the
+/// caller removes those. `name_run` names the n-th intermediate file.
 pub(crate) fn merge_until_at_most(
     mut runs: Vec<RunFile>,
     merge_factor: usize,
@@ -444,6 +445,12 @@ pub(crate) fn merge_until_at_most(
     cancel: &mut CancelCheck,
 ) -> TaskResult<Vec<RunFile>> {
     let merge_factor = merge_factor.max(2);
+    let mut seen = std::collections::HashSet::new();
+    let shared: std::collections::HashSet<PathBuf> = runs
+        .iter()
+        .filter(|run| !seen.insert(&run.path))
+        .map(|run| run.path.clone())
+        .collect();
     while runs.len() > merge_factor {
         let mut excess = runs.len() - merge_factor;
         let mut merged = Vec::with_capacity(merge_factor);
@@ -464,7 +471,7 @@ pub(crate) fn merge_until_at_most(
             merged.push(merge_runs_to_file(
                 &group, partitions, &out_path, None, cancel,
             )?);
-            for input in &group {
+            for input in group.iter().filter(|input| !shared.contains(&input.path)) {
                 remove_quietly(&input.path);
             }
         }

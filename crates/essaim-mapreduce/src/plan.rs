@@ -137,12 +137,16 @@ pub struct PlannedJob {
     pub steps: u32,
     /// The shared configuration, as every task received it.
     pub config: JobConfig,
+    /// How long planning took (listing and sizing the inputs, the job's `prepare`,
+    /// laying out the tasks): reported, since it grows with the number of files.
+    pub planning: std::time::Duration,
 }
 
 /// Plans `job` for `request`: expands inputs, validates parameters, runs the job's
 /// client-side `prepare`, and lays out map, reduce and commit tasks. Does not touch the
 /// output directory (see [`prepare_output_dir`]).
 pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<PlannedJob, PlanError> {
+    let started = std::time::Instant::now();
     let job_error = |error: JobError| PlanError::Job {
         job: job.name().to_string(),
         error,
@@ -239,6 +243,7 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
         map_tasks,
         steps: config.steps,
         config,
+        planning: started.elapsed(),
     })
 }
 

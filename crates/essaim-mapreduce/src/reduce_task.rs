@@ -31,8 +31,11 @@ use crate::sort::{MapOutputCollector, MapOutputFile};
 pub struct FetchedSegment {
     /// The upstream task it comes from.
     pub task_index: u32,
-    /// The local file, holding exactly the segment.
+    /// The local file holding the segment (a batched fetch writes several segments
+    /// into one file).
     pub path: PathBuf,
+    /// Where the segment starts in the file.
+    pub offset: u64,
     /// Its length.
     pub length: u64,
     /// Its records.
@@ -76,7 +79,7 @@ pub fn reduce_segments(
         .map(|segment| RunFile {
             path: segment.path.clone(),
             entries: vec![SegmentEntry {
-                offset: 0,
+                offset: segment.offset,
                 length: segment.length,
                 records: segment.records,
             }],

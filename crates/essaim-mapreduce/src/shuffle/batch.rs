@@ -8,6 +8,9 @@
 //! ACK (fixed on the server); what was left was a round trip and a few blocking-pool hops
 //! per request on each side, for a few kilobytes. A batch pays them once per worker.
 //!
+//! The segments of one batch are appended to one local file (one file created per
+//! batch, not per segment); the merge reads each at its offset.
+//!
 //! A batch is only an optimisation, never the judge of an upstream: whatever goes wrong
 //! in one (an older server without the endpoint, a missing file, a short answer, a
 //! corrupt footer or segment) sends the upstreams it did not finish to the one-by-one
@@ -194,9 +197,10 @@ impl BatchFetch {
         with_entries
     }
 
-    /// Streams the segments of `items` to local files, in order. A corrupt segment is
-    /// left to the one-by-one path and the next one read; a broken answer leaves the
-    /// current segment and every later one.
+    /// Streams the segments of `items`, in order, into one local file. A corrupt
+    /// segment is left to the one-by-one path and the next one read (its bytes stay in
+    /// the file, unreferenced); a broken answer leaves the current segment and every
+    /// later one.
     async fn read_segments(
         &self,
         items: Vec<WithEntry>,
@@ -221,10 +225,15 @@ impl BatchFetch {
                 return Ok(());
             }
         };
+        // Named after the batch's first upstream: unique among this reducer's files.
+        let dest = self
+            .dest_dir
+            .join(format!("batch-{}.seg", items[0].upstream.task_index));
+        let mut local = LocalFile::create(dest).await?;
         let footer_bytes = footer_len(self.partitions);
         let mut items = items.into_iter();
         while let Some(item) = items.next() {
-            match self.read_segment(&item, &mut body).await {
+            match self.read_segment(&item, &mut body, &mut local).await {
                 Ok(Some(segment)) => {
                     let fetched = Fetched {
                         bytes: footer_bytes + segment.length,
@@ -244,39 +253,31 @@ impl BatchFetch {
                 }
             }
         }
-        Ok(())
+        local.flush().await
     }
 
-    /// Reads one segment off the answer into its local file: `Ok(None)` when its bytes
-    /// do not verify (the answer stays aligned on the next segment).
+    /// Reads one segment off the answer and appends it to `local`: `Ok(None)` when its
+    /// bytes do not verify (the answer stays aligned on the next segment).
     async fn read_segment(
         &self,
         item: &WithEntry,
         body: &mut BodyReader,
+        local: &mut LocalFile,
     ) -> Result<Option<FetchedSegment>, FetchError> {
-        let dest = self
-            .dest_dir
-            .join(format!("upstream-{}.seg", item.upstream.task_index));
-        let local_error =
-            |source| FetchError::Local(TaskError::io("write fetched segment", &dest, source));
-        let file = tokio::fs::File::create(&dest).await.map_err(local_error)?;
-        let mut local = tokio::io::BufWriter::with_capacity(LOCAL_WRITE_BUFFER_BYTES, file);
         let name = format!(
             "map output of task {} (`{}`) partition {}",
             item.upstream.task_index, item.upstream.file.url, self.partition
         );
         let mut verifier = SegmentVerifier::new(name);
         let mut verified = true;
+        let offset = local.written;
         let mut remaining = item.entry.length;
         while remaining > 0 {
             let chunk = body.next_up_to(remaining).await?;
             remaining -= chunk.len() as u64;
             verified = verified && verifier.update(&chunk).is_ok();
-            if verified {
-                local.write_all(&chunk).await.map_err(local_error)?;
-            }
+            local.write(&chunk).await?;
         }
-        local.flush().await.map_err(local_error)?;
         let records = if verified {
             verifier.finish().ok()
         } else {
@@ -287,7 +288,8 @@ impl BatchFetch {
         }
         Ok(Some(FetchedSegment {
             task_index: item.upstream.task_index,
-            path: dest,
+            path: local.path.clone(),
+            offset,
             length: item.entry.length,
             records: item.entry.records,
         }))
@@ -337,6 +339,45 @@ async fn read_all(mut body: RangeBody) -> Result<Vec<u8>, FetchError> {
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// The local file a batch's segments are appended to.
+struct LocalFile {
+    path: std::path::PathBuf,
+    output: tokio::io::BufWriter<tokio::fs::File>,
+    written: u64,
+}
+
+impl LocalFile {
+    async fn create(path: std::path::PathBuf) -> Result<Self, FetchError> {
+        match tokio::fs::File::create(&path).await {
+            Ok(file) => Ok(Self {
+                output: tokio::io::BufWriter::with_capacity(LOCAL_WRITE_BUFFER_BYTES, file),
+                path,
+                written: 0,
+            }),
+            Err(source) => Err(Self::error(&path, source)),
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), FetchError> {
+        if let Err(source) = self.output.write_all(bytes).await {
+            return Err(Self::error(&self.path, source));
+        }
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), FetchError> {
+        self.output
+            .flush()
+            .await
+            .map_err(|source| Self::error(&self.path, source))
+    }
+
+    fn error(path: &std::path::Path, source: std::io::Error) -> FetchError {
+        FetchError::Local(TaskError::io("write fetched segment", path, source))
+    }
 }
 
 /// An answer read in pieces of chosen sizes: a chunk may span two segments.

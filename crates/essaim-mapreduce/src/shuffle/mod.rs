@@ -224,14 +224,15 @@ pub async fn fetch_partition(
     Ok(ShuffleOutcome { segments, counters })
 }
 
-/// Upstreams by worker origin, each with its file's name there.
-type ByWorker = Vec<(String, Vec<(UpstreamOutput, String)>)>;
+/// The upstreams one worker holds: its `http://host:port`, and each upstream with its
+/// file's path after `/files/`.
+type WorkerUpstreams = (String, Vec<(UpstreamOutput, String)>);
 
 /// Splits upstreams into those fetched in batches, by worker (`http://host:port`, in
 /// order of first appearance; a worker holding a single one is not worth a batch), and
 /// the rest, fetched one by one.
-fn group_by_worker(inputs: &[UpstreamOutput]) -> (ByWorker, Vec<UpstreamOutput>) {
-    let mut by_worker: ByWorker = Vec::new();
+fn group_by_worker(inputs: &[UpstreamOutput]) -> (Vec<WorkerUpstreams>, Vec<UpstreamOutput>) {
+    let mut by_worker: Vec<WorkerUpstreams> = Vec::new();
     let mut one_by_one = Vec::new();
     for upstream in inputs {
         let Some((origin, file)) = origin_and_file(&upstream.file.url) else {
@@ -417,6 +418,7 @@ impl UpstreamFetch {
         let segment = FetchedSegment {
             task_index: self.upstream.task_index,
             path: self.dest.clone(),
+            offset: 0,
             length: entry.length,
             records,
         };

@@ -481,6 +481,7 @@ pub(crate) fn print_summary(
             "input_files": planned.input_files.len(),
             "input_bytes": planned.input_bytes,
             "map_tasks": planned.map_tasks,
+            "plan_seconds": planned.planning.as_secs_f64(),
             "reducers": planned.config.reducers,
             "steps": planned.steps,
             "wall_seconds": seconds,

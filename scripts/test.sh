@@ -16,6 +16,9 @@ cargo fmt --all -- --check
 step "lints"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "fuzz targets (type-checked; run them with cargo fuzz, see fuzz/Cargo.toml)"
+cargo check --manifest-path fuzz/Cargo.toml --bins --quiet
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 

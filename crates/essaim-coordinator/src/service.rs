@@ -41,12 +41,11 @@ pub struct CoordinatorService {
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 impl CoordinatorService {
-    /// Counts the results of attempts granted by an older epoch (before a restart or a
-    /// failover): this incarnation refuses them, so their tasks run again.
-    fn count_older_epoch_results(&self, results: &[essaim_core::ReportedResult]) {
-        let older = results
-            .iter()
-            .filter(|result| result.attempt.0 >> essaim_core::ids::EPOCH_SHIFT < self.epoch)
+    /// Counts `attempts` granted by an older epoch (before a restart or a failover):
+    /// this incarnation never granted them, so their tasks run again.
+    fn count_older_epoch(&self, attempts: impl Iterator<Item = AttemptId>) {
+        let older = attempts
+            .filter(|attempt| attempt.epoch() < self.epoch)
             .count();
         self.metrics
             .attempts_from_older_epoch_total
@@ -143,14 +142,6 @@ impl Coordinator for CoordinatorService {
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
         let request = request.into_inner();
-        let epoch = self.epoch;
-        let older_epoch = move |attempt: &u64| *attempt >> essaim_core::ids::EPOCH_SHIFT < epoch;
-        let older: Vec<u64> = request
-            .held_attempts
-            .iter()
-            .copied()
-            .filter(older_epoch)
-            .collect();
         let held = request.held_attempts.into_iter().map(AttemptId).collect();
         let worker = WorkerId(request.worker_id);
         let answer = self
@@ -163,16 +154,10 @@ impl Coordinator for CoordinatorService {
                 reply,
             })
             .await?;
-        // Held from before a restart or failover: this incarnation never granted them,
-        // so their tasks run again. The worker drops them when told to cancel them or
-        // to register anew, so each is counted once.
-        let rerun = older
-            .iter()
-            .filter(|attempt| answer.reregister || answer.cancel.contains(&AttemptId(**attempt)))
-            .count();
-        self.metrics
-            .attempts_from_older_epoch_total
-            .inc_by(rerun as u64);
+        // Held from before a restart or failover, they are among the attempts the worker
+        // is told to stop (all it holds, when it must register anew), and it drops
+        // them: each is counted once.
+        self.count_older_epoch(answer.cancel.iter().copied());
         Ok(Response::new(v1::HeartbeatResponse {
             reregister: answer.reregister,
             cancel_attempts: answer.cancel.into_iter().map(|a| a.0).collect(),
@@ -188,7 +173,7 @@ impl Coordinator for CoordinatorService {
         let worker = WorkerId(request.worker_id);
         if !request.results.is_empty() {
             let results = decode_results(request.results)?;
-            self.count_older_epoch_results(&results);
+            self.count_older_epoch(results.iter().map(|result| result.attempt));
             self.ask("ReportResults", |reply| Command::Report {
                 worker,
                 results,
@@ -224,7 +209,7 @@ impl Coordinator for CoordinatorService {
         let request = request.into_inner();
         let worker = WorkerId(request.worker_id);
         let results = decode_results(request.results)?;
-        self.count_older_epoch_results(&results);
+        self.count_older_epoch(results.iter().map(|result| result.attempt));
         let answer = self
             .ask("ReportResults", |reply| Command::Report {
                 worker,

@@ -11,7 +11,6 @@
 //! and counted, rather than run; the deposed coordinator's lease on them simply expires.
 
 use essaim_core::AttemptId;
-use essaim_core::ids::EPOCH_SHIFT;
 
 /// The highest coordinator epoch this worker has been granted work by.
 #[derive(Debug, Clone, Default)]
@@ -19,16 +18,11 @@ pub(crate) struct EpochFence {
     highest_seen: u64,
 }
 
-/// Returns the epoch of the coordinator that minted `attempt`.
-pub(crate) fn epoch_of(attempt: AttemptId) -> u64 {
-    attempt.0 >> EPOCH_SHIFT
-}
-
 impl EpochFence {
     /// Returns true when a grant of `attempt` may run (its epoch is the highest seen so
     /// far, which it then becomes), false when it comes from an older epoch.
     pub(crate) fn admit(&mut self, attempt: AttemptId) -> bool {
-        let epoch = epoch_of(attempt);
+        let epoch = attempt.epoch();
         if epoch < self.highest_seen {
             return false;
         }
@@ -45,6 +39,7 @@ impl EpochFence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use essaim_core::ids::EPOCH_SHIFT;
 
     fn attempt(epoch: u64, counter: u64) -> AttemptId {
         AttemptId(epoch << EPOCH_SHIFT | counter)
@@ -70,6 +65,6 @@ mod tests {
         let mut fence = EpochFence::default();
         assert!(fence.admit(attempt(2, (1 << EPOCH_SHIFT) - 1)));
         assert!(fence.admit(attempt(2, 1)));
-        assert_eq!(epoch_of(attempt(2, (1 << EPOCH_SHIFT) - 1)), 2);
+        assert_eq!(attempt(2, (1 << EPOCH_SHIFT) - 1).epoch(), 2);
     }
 }

@@ -77,7 +77,7 @@ impl PullLoop {
             self.metrics.stale_epoch_grants_total.inc();
             tracing::warn!(
                 attempt = %attempt,
-                epoch = crate::epoch::epoch_of(attempt),
+                epoch = attempt.epoch(),
                 newest_epoch = self.epoch_fence.highest_seen(),
                 "refusing a grant from a deposed coordinator"
             );

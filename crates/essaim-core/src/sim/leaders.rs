@@ -11,7 +11,6 @@
 //! leader's grants are never recorded as granted, so a commit of one would be caught.
 
 use super::{KINDS, Message, Running, World, scheduler_config};
-use crate::ids::EPOCH_SHIFT;
 use crate::scheduler::{Output, Scheduler};
 
 impl World {
@@ -56,7 +55,7 @@ impl World {
             let free = worker.slots.saturating_sub(worker.running.len() as u32);
             let reply = deposed.pull(self.now, worker_id, free);
             for assignment in reply.assignments {
-                let epoch = assignment.attempt.0 >> EPOCH_SHIFT;
+                let epoch = assignment.attempt.epoch();
                 if epoch < self.workers[index].newest_epoch {
                     self.report.stale_grants_refused += 1;
                     self.log(format!(

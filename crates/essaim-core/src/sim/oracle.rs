@@ -3,7 +3,7 @@
 //! recovery from the journal, and at the end of a run.
 
 use super::{KINDS, SimFailure, World, scheduler_config};
-use crate::ids::{AttemptId, EPOCH_SHIFT, JobId, TaskId};
+use crate::ids::{AttemptId, JobId, TaskId};
 use crate::journal::JournalEvent;
 use crate::model::{JobState, TaskState};
 use crate::scheduler::{Output, Scheduler};
@@ -35,7 +35,7 @@ impl World {
                             "task {} committed from revoked or stopped attempt {attempt}",
                             result.task
                         ))
-                    } else if attempt.0 >> EPOCH_SHIFT != self.epoch {
+                    } else if attempt.epoch() != self.epoch {
                         Some(format!(
                             "task {} committed from attempt {attempt} of an older coordinator",
                             result.task

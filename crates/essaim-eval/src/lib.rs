@@ -246,7 +246,6 @@ pub fn say(line: &str) {
 /// they measured (see [`files`] for what to write).
 pub async fn evaluate(host: &dyn Host, options: &Options) -> anyhow::Result<Results> {
     let plan = &options.plan;
-    let selected = |scenario| options.only.is_empty() || options.only.contains(&scenario);
     let started = Instant::now();
     let started_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -258,9 +257,9 @@ pub async fn evaluate(host: &dyn Host, options: &Options) -> anyhow::Result<Resu
         options.out.display(),
         load_average_before
     ));
-    // Clusters, logs and the corpus live here, and go with it (on error too).
-    let workdir = tempfile::Builder::new().prefix("essaim-eval-").tempdir()?;
-    let workdir = workdir.path();
+    // Clusters, logs and the corpus live here, and go with it; a failed scenario keeps
+    // it, so that its processes' logs say why.
+    let tempdir = tempfile::Builder::new().prefix("essaim-eval-").tempdir()?;
 
     let mut results = Results {
         version: 1,
@@ -290,6 +289,27 @@ pub async fn evaluate(host: &dyn Host, options: &Options) -> anyhow::Result<Resu
         failover: None,
         plots: Vec::new(),
     };
+    if let Err(error) = run_scenarios(host, options, tempdir.path(), &mut results).await {
+        let kept = tempdir.keep();
+        return Err(error.context(format!(
+            "a scenario failed; its clusters' logs are kept in {}",
+            kept.display()
+        )));
+    }
+    results.machine.load_average_after = read_load_average();
+    results.wall_seconds = started.elapsed().as_secs_f64();
+    Ok(results)
+}
+
+/// Runs the scenarios `options` selects, recording what they measured in `results`.
+async fn run_scenarios(
+    host: &dyn Host,
+    options: &Options,
+    workdir: &std::path::Path,
+    results: &mut Results,
+) -> anyhow::Result<()> {
+    let plan = &options.plan;
+    let selected = |scenario| options.only.is_empty() || options.only.contains(&scenario);
     if selected(Scenario::Sleep) {
         results.throughput_sleep = Some(scaling::sleep_scaling(host, plan, workdir).await?);
     }
@@ -309,9 +329,7 @@ pub async fn evaluate(host: &dyn Host, options: &Options) -> anyhow::Result<Resu
         let required = options.only.contains(&Scenario::Failover);
         results.failover = Some(failover::failover(host, plan, workdir, required).await?);
     }
-    results.machine.load_average_after = read_load_average();
-    results.wall_seconds = started.elapsed().as_secs_f64();
-    Ok(results)
+    Ok(())
 }
 
 /// Returns the files of `results` by name: one SVG per plot, `results.json` and

@@ -1,4 +1,4 @@
-//! Schemas: how a line of CSV becomes a [`Record`].
+//! Schemas: how a line of CSV, or of JSON, becomes a [`Record`].
 //!
 //! Parsing lives here, apart from any reading, so that a source (a file, a broker
 //! subject) only hands over bytes and a position, and so that every way a line can be
@@ -11,6 +11,9 @@
 //! unquoted field is null; a quoted empty field is the empty string. Timestamps are
 //! `YYYY-MM-DD HH:MM:SS[.fraction]` (a `T` may replace the space, a trailing `Z` is
 //! accepted), always UTC, as in the flights data set (`2001-01-01 00:01:00.000000`).
+//!
+//! A source may instead carry JSON lines ([`RecordFormat::Jsonl`]): one object per line,
+//! whose members are looked up by column name (see `json.rs`).
 
 use std::borrow::Cow;
 
@@ -33,6 +36,18 @@ pub enum ColumnType {
     Bool,
     /// A UTC timestamp, stored as integer milliseconds since the epoch.
     Timestamp,
+}
+
+/// How a source's lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    /// One CSV row per line, its fields in column order (the default).
+    #[default]
+    Csv,
+    /// One JSON object per line, its members named by the columns; members the schema
+    /// does not name are ignored, and a missing member is null.
+    Jsonl,
 }
 
 /// A named, typed column.
@@ -65,6 +80,7 @@ pub struct Schema {
     id_column: Option<usize>,
     time_column: usize,
     key_column: Option<usize>,
+    format: RecordFormat,
 }
 
 /// A schema that cannot be used.
@@ -136,6 +152,14 @@ pub enum RecordError {
         /// The field text, cut to 64 characters.
         text: String,
     },
+    /// A JSON line that is not one well-formed JSON object.
+    #[error("line {line}: not a JSON object: {message}")]
+    BadJson {
+        /// The line's position in its source.
+        line: u64,
+        /// What the JSON parser said, or which kind of value the line held.
+        message: String,
+    },
     /// The id or time column is empty.
     #[error("line {line}: the {role} column `{column}` is empty")]
     MissingRequired {
@@ -203,7 +227,19 @@ impl Schema {
             id_column,
             time_column,
             key_column,
+            format: RecordFormat::Csv,
         })
+    }
+
+    /// Returns the schema reading lines written in `format`.
+    pub fn with_format(mut self, format: RecordFormat) -> Schema {
+        self.format = format;
+        self
+    }
+
+    /// Returns how lines are written.
+    pub fn format(&self) -> RecordFormat {
+        self.format
     }
 
     /// Returns the columns in order.
@@ -215,7 +251,10 @@ impl Schema {
     /// line's position in its source: it names the line in errors and is the record's
     /// id when the schema has no id column.
     pub fn parse_line(&self, bytes: &[u8], line: u64) -> Result<Record, RecordError> {
-        let values = parse_row(&self.columns, bytes, line)?;
+        let values = match self.format {
+            RecordFormat::Csv => parse_row(&self.columns, bytes, line)?,
+            RecordFormat::Jsonl => json::parse_object(&self.columns, bytes, line)?,
+        };
         let mut fields = Fields::new();
         let required = |role: &'static str, index: usize| RecordError::MissingRequired {
             line,
@@ -283,7 +322,7 @@ pub(crate) fn parse_row(
 
 /// One field of a CSV line, before typing.
 #[derive(Debug, PartialEq)]
-enum Cell<'a> {
+pub(crate) enum Cell<'a> {
     /// Unquoted text (empty means null).
     Bare(&'a str),
     /// Quoted text, unescaped.
@@ -354,7 +393,7 @@ fn split_quoted(text: &str) -> Option<(Cow<'_, str>, &str)> {
 }
 
 /// Types one cell; `None` when its text does not parse as `column_type`.
-fn parse_cell(cell: &Cell<'_>, column_type: ColumnType) -> Option<Value> {
+pub(crate) fn parse_cell(cell: &Cell<'_>, column_type: ColumnType) -> Option<Value> {
     let text = match cell {
         Cell::Bare("") => return Some(Value::Null),
         Cell::Quoted(text) if column_type == ColumnType::String => {
@@ -444,5 +483,6 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+mod json;
 #[cfg(test)]
 mod tests;

@@ -43,7 +43,7 @@ use crate::ops::join::{Join, JoinConfig};
 use crate::ops::merger::Merger;
 use crate::ops::sharder::Sharder;
 use crate::ops::stateless::{Filter, FlatMap, Map, MapConfig};
-use crate::schema::{Column, Schema};
+use crate::schema::{Column, RecordFormat, Schema};
 use crate::sketch::{DEFAULT_ALPHA, DEFAULT_MAX_BUCKETS};
 use crate::window::{AggregateFunction, AggregateSpec, Window, WindowConfig};
 
@@ -72,7 +72,7 @@ pub struct RawSpec {
     pub sink: Vec<RawSink>,
 }
 
-/// A source: a name and a CSV schema.
+/// A source: a name and a schema (CSV or JSON lines).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSource {
@@ -86,9 +86,12 @@ pub struct RawSource {
     pub id: Option<String>,
     /// The key column (default: no key).
     pub key: Option<String>,
-    /// Whether the first line is a header to skip (default false).
+    /// Whether the first line is a header to skip (default false; CSV only).
     #[serde(default)]
     pub header: bool,
+    /// How lines are written: `csv` (the default) or `jsonl`.
+    #[serde(default)]
+    pub format: RecordFormat,
     /// How far behind the latest event time a record may still arrive (default 0).
     #[serde(default)]
     pub out_of_orderness_ms: i64,

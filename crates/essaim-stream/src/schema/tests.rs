@@ -202,3 +202,83 @@ fn random_bytes_never_panic_the_parser() {
         let _ = std::str::from_utf8(&line).map(parse_timestamp);
     }
 }
+
+fn flights_jsonl_schema() -> Schema {
+    flights_schema().with_format(RecordFormat::Jsonl)
+}
+
+#[test]
+fn a_json_line_parses_into_the_same_record_as_its_csv_line() {
+    let csv = flights_schema()
+        .parse_line(b"2001-01-01 00:01:00.000000,33,2176,\"LAS\",\"PHL\"\n", 2)
+        .unwrap();
+    let json = flights_jsonl_schema()
+        .parse_line(
+            br#"{"destination":"PHL","origin":"LAS","delay":33,"distance":"2176","date":"2001-01-01 00:01:00.000000","extra":[1,2]}"#,
+            2,
+        )
+        .unwrap();
+    assert_eq!(json, csv);
+}
+
+#[test]
+fn json_members_missing_or_null_are_null_and_numbers_fill_their_columns() {
+    let schema = Schema::new(
+        vec![
+            Column::new("t", ColumnType::Timestamp),
+            Column::new("ratio", ColumnType::Float),
+            Column::new("name", ColumnType::String),
+            Column::new("ok", ColumnType::Bool),
+        ],
+        None,
+        "t",
+        None,
+    )
+    .unwrap()
+    .with_format(RecordFormat::Jsonl);
+    let record = schema
+        .parse_line(br#"{"t": 1000, "ratio": 2, "name": 7, "ok": null}"#, 0)
+        .unwrap();
+    assert_eq!(record.time, EventTime(1000));
+    assert_eq!(record.get("ratio"), &Value::Float(2.0));
+    assert_eq!(record.get("name"), &Value::from("7"));
+    assert_eq!(record.get("ok"), &Value::Null);
+    let record = schema.parse_line(br#"{"t": 5, "ok": true}"#, 1).unwrap();
+    assert_eq!(record.get("ok"), &Value::Bool(true));
+    assert_eq!(record.get("name"), &Value::Null);
+}
+
+#[test]
+fn bad_json_lines_are_errors_naming_the_line() {
+    let schema = flights_jsonl_schema();
+    let error = |bytes: &[u8]| schema.parse_line(bytes, 9).unwrap_err();
+    assert!(matches!(
+        error(b"{\"date\":"),
+        RecordError::BadJson { line: 9, .. }
+    ));
+    assert!(
+        matches!(error(b"[1,2]"), RecordError::BadJson { line: 9, ref message } if message.contains("array"))
+    );
+    assert!(matches!(error(b""), RecordError::BadJson { .. }));
+    assert!(matches!(
+        error(b"{\"date\":\"2001-01-01 00:01:00\",\"delay\":1.5}"),
+        RecordError::WrongType { line: 9, ref column, .. } if column == "delay"
+    ));
+    assert!(matches!(
+        error(b"{\"date\":\"2001-01-01 00:01:00\",\"origin\":{\"a\":1}}"),
+        RecordError::WrongType { ref column, .. } if column == "origin"
+    ));
+    assert!(matches!(
+        error(b"{\"delay\":1}"),
+        RecordError::MissingRequired { role: "time", .. }
+    ));
+    assert!(matches!(
+        error(b"{\"date\":\"\xff\"}"),
+        RecordError::InvalidUtf8 { line: 9, .. }
+    ));
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    assert!(matches!(
+        error(deep.as_bytes()),
+        RecordError::BadJson { .. }
+    ));
+}

@@ -269,6 +269,7 @@ fn a_spec_can_be_built_in_rust() {
             id: None,
             key: None,
             header: false,
+            format: Default::default(),
             out_of_orderness_ms: 0,
             connector: None,
         }],
@@ -337,4 +338,21 @@ fn garbage_specs_are_errors_not_panics() {
         refused >= 250,
         "only {refused} of 300 mutations were refused"
     );
+}
+
+#[test]
+fn a_source_reads_json_lines_when_its_format_says_so() {
+    let spec = PipelineSpec::from_toml(&demo_with("header = true", "format = \"jsonl\"")).unwrap();
+    assert_eq!(
+        spec.sources[0].schema.format(),
+        crate::schema::RecordFormat::Jsonl
+    );
+    let (what, message) = error_of(&demo_with(
+        "header = true",
+        "header = true\nformat = \"jsonl\"",
+    ));
+    assert_eq!(what.as_deref(), Some("source `flights`"));
+    assert!(message.contains("`header` applies to CSV"), "{message}");
+    let (_, message) = error_of(&demo_with("header = true", "format = \"xml\""));
+    assert!(message.contains("unknown variant `xml`"), "{message}");
 }

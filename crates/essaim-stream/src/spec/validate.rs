@@ -138,7 +138,11 @@ fn validate_sources(
             &source.time,
             source.key.as_deref(),
         )
-        .map_err(|error| place.error(error.to_string()))?;
+        .map_err(|error| place.error(error.to_string()))?
+        .with_format(source.format);
+        if source.header && source.format == RecordFormat::Jsonl {
+            return Err(place.error("`header` applies to CSV sources, not to `jsonl` ones"));
+        }
         if source.out_of_orderness_ms < 0 {
             return Err(place.error("`out_of_orderness_ms` must not be negative"));
         }

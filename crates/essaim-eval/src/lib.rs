@@ -242,6 +242,24 @@ pub fn say(line: &str) {
     eprintln!("eval: {line}");
 }
 
+/// The last lines of every coordinator log under `dir` (one level of scenario
+/// directories), so that a failure reported far from this machine says why.
+fn coordinator_log_tails(dir: &std::path::Path) -> String {
+    const LINES: usize = 15;
+    let mut tails = String::new();
+    let scenarios = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    for scenario in scenarios {
+        let log = scenario.path().join("coordinator.log");
+        let Ok(text) = std::fs::read_to_string(&log) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+        tails.push_str(&format!("\n--- last lines of {}:\n{tail}", log.display()));
+    }
+    tails
+}
+
 /// Runs the scenarios of `options` on clusters of `host`'s executable; returns what
 /// they measured (see [`files`] for what to write).
 pub async fn evaluate(host: &dyn Host, options: &Options) -> anyhow::Result<Results> {
@@ -292,8 +310,9 @@ pub async fn evaluate(host: &dyn Host, options: &Options) -> anyhow::Result<Resu
     if let Err(error) = run_scenarios(host, options, tempdir.path(), &mut results).await {
         let kept = tempdir.keep();
         return Err(error.context(format!(
-            "a scenario failed; its clusters' logs are kept in {}",
-            kept.display()
+            "a scenario failed; its clusters' logs are kept in {}{}",
+            kept.display(),
+            coordinator_log_tails(&kept)
         )));
     }
     results.machine.load_average_after = read_load_average();

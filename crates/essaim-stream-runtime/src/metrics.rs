@@ -16,6 +16,7 @@
 //! Per-operator counts come from the operators' own counters, which are checkpointed,
 //! so they survive restarts and moves of a unit.
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -62,6 +63,7 @@ pub struct StreamMetrics {
     batches: Family<UnitLabels, Counter>,
     restarts: Family<UnitLabels, Counter>,
     lag: Family<UnitLabels, Gauge>,
+    last_commit_seconds: Family<UnitLabels, Gauge<f64, AtomicU64>>,
     watermark_delay_seconds: Family<UnitLabels, Gauge>,
     checkpoint_bytes: Family<UnitLabels, Gauge>,
     latency_seconds: Family<UnitLabels, Histogram, fn() -> Histogram>,
@@ -90,6 +92,7 @@ impl StreamMetrics {
             batches: Family::default(),
             restarts: Family::default(),
             lag: Family::default(),
+            last_commit_seconds: Family::default(),
             watermark_delay_seconds: Family::default(),
             checkpoint_bytes: Family::default(),
             operator_records: Family::default(),
@@ -133,6 +136,12 @@ impl StreamMetrics {
             "consumer_lag",
             "Messages of the unit's partition not yet committed",
             self.lag.clone(),
+        );
+        prefix.register_with_unit(
+            "last_commit_timestamp",
+            "When the unit last committed, in seconds since the epoch (its commit age is time() minus this)",
+            Unit::Seconds,
+            self.last_commit_seconds.clone(),
         );
         prefix.register_with_unit(
             "watermark_delay",
@@ -186,6 +195,7 @@ impl StreamMetrics {
             batches: self.batches.get_or_create(&labels).clone(),
             restarts: self.restarts.get_or_create(&labels).clone(),
             lag: self.lag.get_or_create(&labels).clone(),
+            last_commit_seconds: self.last_commit_seconds.get_or_create(&labels).clone(),
             watermark_delay_seconds: self.watermark_delay_seconds.get_or_create(&labels).clone(),
             checkpoint_bytes: self.checkpoint_bytes.get_or_create(&labels).clone(),
             latency_seconds: self.latency_seconds.get_or_create(&labels).clone(),
@@ -215,6 +225,8 @@ pub struct UnitMetrics {
     pub restarts: Counter,
     /// Consumer lag.
     pub lag: Gauge,
+    /// When the last commit was, in seconds since the epoch.
+    pub last_commit_seconds: Gauge<f64, AtomicU64>,
     /// Watermark delay.
     pub watermark_delay_seconds: Gauge,
     /// Checkpoint size.

@@ -37,6 +37,9 @@ use crate::metrics::UnitMetrics;
 use crate::task::{PlannedPipeline, StreamTaskSpec};
 use io::UnitIo;
 use routes::Routes;
+
+/// How often a busy unit asks the broker for its lag.
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
 pub use state::{Fetched, Input, Turn, UnitState};
 
 pub mod io;
@@ -115,6 +118,9 @@ async fn run_once(
         resume.checkpoint.as_deref(),
     )?;
     let metrics = &context.metrics;
+    // Lag is asked of the broker when the unit is idle, and at most every
+    // LAG_INTERVAL while it is busy, so that a unit falling behind shows it.
+    let mut lag_measured: Option<Instant> = None;
     loop {
         if cancel.is_cancelled() || (task.exit_at_end && state.is_finished()) {
             return Ok(());
@@ -123,10 +129,15 @@ async fn run_once(
             return Ok(());
         };
         let turn_started = Instant::now();
-        let Some(mut turn) = state.process(&batch)? else {
+        let due = lag_measured.is_none_or(|at| at.elapsed() >= LAG_INTERVAL);
+        let processed = state.process(&batch)?;
+        if processed.is_none() || due {
             if let Some(lag) = io.lag().await {
                 metrics.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));
             }
+            lag_measured = Some(Instant::now());
+        }
+        let Some(mut turn) = processed else {
             continue;
         };
         metrics.count_turn(&turn);
@@ -139,6 +150,7 @@ async fn run_once(
         metrics.observe_latency(&batch, now_ms());
         io.acknowledge(&turn).await;
         metrics.batches.inc();
+        metrics.last_commit_seconds.set(now_ms() as f64 / 1000.0);
         metrics.set_operator_counts(state.stats());
         metrics
             .turn_seconds

@@ -55,6 +55,9 @@ enum Demo {
     Salad(SaladArgs),
     /// Count the words of a generated corpus with MapReduce while a worker is killed.
     Wordcount(super::demo_wordcount::WordcountArgs),
+    /// Replay real flights through NATS, a pipeline and PostgreSQL while a worker is
+    /// killed, and check the tables.
+    Stream(super::demo_stream::StreamDemoArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,6 +87,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.demo {
         Demo::Salad(salad) => run_salad(salad).await,
         Demo::Wordcount(wordcount) => super::demo_wordcount::run(wordcount).await,
+        Demo::Stream(stream) => super::demo_stream::run(stream).await,
     }
 }
 

@@ -34,7 +34,7 @@ enum StreamCommand {
     /// Submits a pipeline to a running cluster.
     Submit(SubmitArgs),
     /// Shows a pipeline's job and, with --postgres, each unit's committed position.
-    Status(StatusArgs),
+    Status(super::stream_status::StatusArgs),
     /// Stops a pipeline (its state stays in PostgreSQL).
     Stop(NameArgs),
     /// Runs a pipeline with another parallelism, moving its partitions and state.
@@ -43,34 +43,34 @@ enum StreamCommand {
 
 /// What to run and where its servers are.
 #[derive(Args, Debug, Clone)]
-struct PipelineArgs {
+pub(crate) struct PipelineArgs {
     /// The pipeline spec (TOML).
-    spec: PathBuf,
+    pub(crate) spec: PathBuf,
     /// The pipeline's name (default: the spec's file stem). Its state is keyed by it.
     #[arg(long)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Tasks per stage.
     #[arg(long, default_value_t = 2)]
-    parallelism: u32,
+    pub(crate) parallelism: u32,
     /// NATS server (for NATS connectors and the shuffle of a sharder).
     #[arg(long, env = "ESSAIM_NATS_URL")]
-    nats: Option<String>,
+    pub(crate) nats: Option<String>,
     /// Kafka bootstrap address (for Kafka connectors).
     #[arg(long, env = "ESSAIM_KAFKA_BOOTSTRAP")]
-    kafka: Option<String>,
+    pub(crate) kafka: Option<String>,
     /// PostgreSQL, where results, positions and checkpoints go.
     #[arg(long, env = "ESSAIM_POSTGRES_URL")]
-    postgres: String,
+    pub(crate) postgres: String,
     /// Stop once every source partition has ended and everything is committed.
     #[arg(long)]
-    exit_at_end: bool,
+    pub(crate) exit_at_end: bool,
     /// Most messages per commit.
     #[arg(long, default_value_t = 2000)]
-    batch_max: usize,
+    pub(crate) batch_max: usize,
     /// Longest wait for a batch, in milliseconds: the latency floor when the input is
     /// slow (a full batch goes at once).
     #[arg(long, default_value_t = 20)]
-    batch_wait_ms: u64,
+    pub(crate) batch_wait_ms: u64,
 }
 
 #[derive(Args, Debug)]
@@ -97,16 +97,6 @@ struct SubmitArgs {
 }
 
 #[derive(Args, Debug)]
-struct StatusArgs {
-    #[command(flatten)]
-    name: NameArgs,
-    /// PostgreSQL of the pipeline: adds each unit's committed positions, the age of
-    /// its last commit, and the dead letters.
-    #[arg(long, env = "ESSAIM_POSTGRES_URL")]
-    postgres: Option<String>,
-}
-
-#[derive(Args, Debug)]
 struct NameArgs {
     /// The pipeline's name.
     name: String,
@@ -120,17 +110,18 @@ pub async fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
         StreamCommand::Run(args) => run_local(args).await,
         StreamCommand::Submit(args) => submit(args, false).await,
         StreamCommand::Rescale(args) => submit(args, true).await,
-        StreamCommand::Status(args) => status(args).await,
+        StreamCommand::Status(args) => super::stream_status::run(args).await,
         StreamCommand::Stop(args) => stop(args).await,
     }
 }
 
-fn job_name(pipeline: &str) -> String {
+/// The name of the job a pipeline runs as.
+pub(crate) fn job_name(pipeline: &str) -> String {
     format!("stream:{pipeline}")
 }
 
 /// Reads the spec and its tables and cuts it into tasks.
-fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobSpec)> {
+pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobSpec)> {
     let text = std::fs::read_to_string(&args.spec)
         .map_err(|error| usage(format!("cannot read `{}`: {error}", args.spec.display())))?;
     let name = match &args.name {
@@ -247,78 +238,6 @@ async fn submit(args: SubmitArgs, rescale: bool) -> anyhow::Result<ExitCode> {
     if args.wait {
         return super::jobs::wait_with_progress(&coordinator, job_id, None, Default::default())
             .await;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let code = job_status(&args.name).await?;
-    if let Some(url) = &args.postgres {
-        unit_status(url, &args.name.name).await?;
-    }
-    Ok(code)
-}
-
-/// Prints each unit's committed positions and the pipeline's dead letters.
-async fn unit_status(url: &str, pipeline: &str) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    let prefix = format!("{pipeline}/%");
-    let rows = client
-        .query(
-            "SELECT pipeline, source, \"partition\", position, \
-             extract(epoch FROM now() - updated_at)::float8 \
-             FROM essaim_offsets WHERE pipeline LIKE $1 ORDER BY pipeline, source",
-            &[&prefix],
-        )
-        .await?;
-    crate::outln!(
-        "{:<28} {:<12} {:>9} {:>14} {:>12}",
-        "UNIT",
-        "SOURCE",
-        "PARTITION",
-        "POSITION",
-        "COMMIT AGE"
-    );
-    for row in &rows {
-        let unit: String = row.get(0);
-        let source: String = row.get(1);
-        let partition: i32 = row.get(2);
-        let position: i64 = row.get(3);
-        let age: f64 = row.get(4);
-        crate::outln!("{unit:<28} {source:<12} {partition:>9} {position:>14} {age:>11.1}s");
-    }
-    let dead: i64 = client
-        .query_one(
-            "SELECT count(*) FROM essaim_dead_letters WHERE pipeline LIKE $1",
-            &[&prefix],
-        )
-        .await?
-        .get(0);
-    crate::outln!("dead letters: {dead}");
-    Ok(())
-}
-
-async fn job_status(args: &NameArgs) -> anyhow::Result<ExitCode> {
-    let jobs = super::jobs::all_jobs(&args.connect.coordinator()?).await?;
-    let mine: Vec<_> = jobs
-        .iter()
-        .filter(|job| job.name == job_name(&args.name))
-        .collect();
-    if mine.is_empty() {
-        eprintln!("no job for pipeline `{}`", args.name);
-        return Ok(ExitCode::from(1));
-    }
-    for job in mine {
-        crate::outln!(
-            "job {:>5}  {:<10} tasks {:>3}  running {:>3}  succeeded {:>3}  dead-lettered {:>3}",
-            job.job_id,
-            job.state,
-            job.total,
-            job.running,
-            job.succeeded,
-            job.dead_lettered
-        );
     }
     Ok(ExitCode::SUCCESS)
 }

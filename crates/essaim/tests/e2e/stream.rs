@@ -581,6 +581,38 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
         "{}",
         status.stdout
     );
+    let status = cluster
+        .cli(&[
+            "stream",
+            "status",
+            "faults",
+            "--postgres",
+            postgres.url(),
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(
+        status.code,
+        Some(0),
+        "status --output json: {}",
+        status.stderr
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&status.stdout).expect("status --output json prints JSON");
+    assert_eq!(json["pipeline"], "faults");
+    assert_eq!(json["dead_letters"], bad_lines);
+    let jobs = json["jobs"].as_array().expect("jobs");
+    assert!(
+        jobs.iter()
+            .any(|job| job["job_id"] == job_id && job["state"] == "succeeded"),
+        "{json}"
+    );
+    let units = json["units"].as_array().expect("units");
+    assert!(
+        units.iter().any(|unit| unit["unit"] == "faults/shuffled/7"),
+        "{json}"
+    );
 
     check_against_oracles(&client, &flights_csv, bad_lines).await;
 }

@@ -1,0 +1,207 @@
+//! The answer `essaim demo stream` checks against: the same pipeline spec run in this
+//! process over the same lines, in file order, with no broker, no database, no crash.
+//!
+//! The distributed run reads the lines from three partitions, in batches, across a
+//! worker's death and the replay of its uncommitted batches; since the pipeline is
+//! deterministic and its windows wait for every upstream's watermark, its tables must
+//! hold exactly these windows (counts equal, means and quantiles equal to the last
+//! bits that floating point sums in another order allow).
+
+use std::collections::BTreeMap;
+
+use essaim_stream::pipeline::{Pipeline, SinkRecord};
+use essaim_stream::record::Value;
+use essaim_stream::spec::PipelineSpec;
+
+use super::demo_stream::Windows;
+
+/// Means and quantiles may differ by float rounding from sums in another order.
+const TOLERANCE: f64 = 1e-9;
+
+/// What the demo compares.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// `flight_stats`: (state, window start) → (flights, mean delay, p95 delay).
+    pub(crate) windows: Windows,
+    /// Rows of `flight_unknown_airports`.
+    pub(crate) unknown_airports: i64,
+    /// Lines refused and kept as dead letters.
+    pub(crate) dead_letters: i64,
+}
+
+/// Runs `spec` over `flights` (CSV with its header) in this process.
+pub(crate) fn expected_outputs(spec: &str, flights: &str, airports: &str) -> anyhow::Result<Stats> {
+    let spec = PipelineSpec::from_toml(spec)?;
+    let tables = Pipeline::load_tables(
+        &spec,
+        &BTreeMap::from([("airports".to_owned(), airports.as_bytes().to_vec())]),
+    )?;
+    let mut pipeline = Pipeline::new(spec, &tables)?;
+    let mut out: Vec<SinkRecord> = Vec::new();
+    let mut stats = Stats::default();
+    for (line, bytes) in flights.lines().enumerate() {
+        if pipeline
+            .push_line("flights", bytes.as_bytes(), line as u64, &mut out)
+            .is_err()
+        {
+            stats.dead_letters += 1;
+        }
+    }
+    pipeline.finish(&mut out);
+    for result in out {
+        match result.sink.as_str() {
+            "stats" => {
+                let record = result.record;
+                let number = |name: &str| match record.get(name) {
+                    Value::Float(value) => *value,
+                    Value::Int(value) => *value as f64,
+                    _ => f64::NAN,
+                };
+                let flights = match record.get("flights") {
+                    Value::Int(count) => *count,
+                    _ => -1,
+                };
+                let window_start = match record.get("window_start") {
+                    Value::Int(start) => *start,
+                    _ => i64::MIN,
+                };
+                stats.windows.insert(
+                    (record.key.clone().unwrap_or_default(), window_start),
+                    (flights, number("mean_delay"), number("p95_delay")),
+                );
+            }
+            "unknown_airports" => stats.unknown_airports += 1,
+            _ => {}
+        }
+    }
+    Ok(stats)
+}
+
+impl Stats {
+    /// Reads what the pipeline `pipeline` wrote into the PostgreSQL at `url`.
+    pub(crate) async fn read(url: &str, pipeline: &str) -> anyhow::Result<Stats> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        let rows = client
+            .query(
+                "SELECT origin_state, window_start, flights, mean_delay, p95_delay FROM flight_stats",
+                &[],
+            )
+            .await?;
+        let windows = rows
+            .iter()
+            .map(|row| {
+                (
+                    (row.get::<_, String>(0), row.get::<_, i64>(1)),
+                    (row.get(2), row.get(3), row.get(4)),
+                )
+            })
+            .collect();
+        let count = |sql: &'static str| {
+            let client = &client;
+            async move { anyhow::Ok(client.query_one(sql, &[]).await?.get::<_, i64>(0)) }
+        };
+        let unknown_airports = count("SELECT count(*) FROM flight_unknown_airports").await?;
+        let prefix = format!("{pipeline}/%");
+        let dead_letters = client
+            .query_one(
+                "SELECT count(*) FROM essaim_dead_letters WHERE pipeline LIKE $1",
+                &[&prefix],
+            )
+            .await?
+            .get(0);
+        Ok(Stats {
+            windows,
+            unknown_airports,
+            dead_letters,
+        })
+    }
+
+    /// `Ok` when `actual` holds what `self` expects, else the first difference.
+    pub(crate) fn compare(&self, actual: &Stats) -> Result<(), String> {
+        if self.windows.len() != actual.windows.len() {
+            return Err(format!(
+                "{} hourly windows, expected {}",
+                actual.windows.len(),
+                self.windows.len()
+            ));
+        }
+        for (key, (flights, mean, p95)) in &self.windows {
+            let Some((got_flights, got_mean, got_p95)) = actual.windows.get(key) else {
+                return Err(format!("window {key:?} is missing"));
+            };
+            let close = |a: f64, b: f64| (a - b).abs() <= TOLERANCE * a.abs().max(1.0);
+            if got_flights != flights || !close(*got_mean, *mean) || !close(*got_p95, *p95) {
+                return Err(format!(
+                    "window {key:?} holds ({got_flights}, {got_mean}, {got_p95}), expected ({flights}, {mean}, {p95})"
+                ));
+            }
+        }
+        if self.unknown_airports != actual.unknown_airports {
+            return Err(format!(
+                "{} unknown airports, expected {}",
+                actual.unknown_airports, self.unknown_airports
+            ));
+        }
+        if self.dead_letters != actual.dead_letters {
+            return Err(format!(
+                "{} dead letters, expected {}",
+                actual.dead_letters, self.dead_letters
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: &str = include_str!("../../../../demo/stream/flights.toml");
+    const AIRPORTS: &str = include_str!("../../../../demo/stream/airports.csv");
+
+    fn flights() -> String {
+        let mut text = String::from("\"date\",\"delay\",\"distance\",\"origin\",\"destination\"\n");
+        text.push_str("2001-01-01 00:01:00.000000,33,2176,\"LAS\",\"PHL\"\n");
+        text.push_str("2001-01-01 00:05:00.000000,4,866,\"LAS\",\"SEA\"\n");
+        text.push_str("2001-01-01 00:07:00.000000,10,100,\"QQQ\",\"SEA\"\n");
+        text.push_str("not a flight\n");
+        text.push_str("2001-01-01 01:16:00.000000,-3,866,\"SEA\",\"LAS\"\n");
+        text
+    }
+
+    #[test]
+    fn the_oracle_counts_windows_unknown_airports_and_dead_letters() {
+        let stats = expected_outputs(SPEC, &flights(), AIRPORTS).unwrap();
+        assert_eq!(stats.dead_letters, 1);
+        assert_eq!(stats.unknown_airports, 1);
+        let nevada = &stats.windows[&("NV".to_owned(), 978_307_200_000)];
+        assert_eq!(nevada.0, 2);
+        assert!((nevada.1 - 18.5).abs() < 1e-9);
+        assert_eq!(stats.windows.len(), 2);
+    }
+
+    #[test]
+    fn any_difference_is_reported() {
+        let expected = expected_outputs(SPEC, &flights(), AIRPORTS).unwrap();
+        let same = expected_outputs(SPEC, &flights(), AIRPORTS).unwrap();
+        assert_eq!(expected.compare(&same), Ok(()));
+        let mut fewer = expected_outputs(SPEC, &flights(), AIRPORTS).unwrap();
+        let key = fewer.windows.keys().next().unwrap().clone();
+        fewer.windows.get_mut(&key).unwrap().0 -= 1;
+        assert!(expected.compare(&fewer).unwrap_err().contains("holds"));
+        fewer.windows.remove(&key);
+        assert!(expected.compare(&fewer).unwrap_err().contains("windows"));
+        let mut lost = expected_outputs(SPEC, &flights(), AIRPORTS).unwrap();
+        lost.dead_letters = 0;
+        assert!(
+            expected
+                .compare(&lost)
+                .unwrap_err()
+                .contains("dead letters")
+        );
+        let mut drift = expected_outputs(SPEC, &flights(), AIRPORTS).unwrap();
+        drift.windows.get_mut(&key).unwrap().1 += 1e-3;
+        assert!(expected.compare(&drift).is_err());
+    }
+}

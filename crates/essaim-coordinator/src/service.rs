@@ -122,9 +122,14 @@ impl Coordinator for CoordinatorService {
         let info = WorkerInfo {
             name: request.name,
             slots: request.slots,
-            kinds: request.kinds.into_iter().collect(),
+            kinds: request.kinds.iter().cloned().collect(),
             file_server_url: request.file_server_url,
             data_dirs: request.data_dirs,
+            long_running_kinds: request
+                .long_running_kinds
+                .into_iter()
+                .filter(|kind| request.kinds.contains(kind))
+                .collect(),
         };
         let worker = self
             .ask("RegisterWorker", |reply| Command::Register { info, reply })

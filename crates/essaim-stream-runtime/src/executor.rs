@@ -55,6 +55,13 @@ impl Executor for StreamExecutor {
         false
     }
 
+    /// A stream task runs until revoked: it holds no slot, and the coordinator spreads
+    /// a pipeline's tasks over the workers and moves some when workers join or leave
+    /// (their units resume from their commits).
+    fn long_running(&self) -> bool {
+        true
+    }
+
     fn register_metrics(&self, registry: &mut Registry) {
         self.metrics.register(registry);
     }

@@ -45,6 +45,14 @@ pub trait Executor: Send + Sync + 'static {
         false
     }
 
+    /// Returns true when the kind's attempts run until they are stopped (stream units):
+    /// they then hold no slot, a worker runs any number of them side by side, and the
+    /// coordinator spreads them evenly over the workers, moving some when workers join,
+    /// drain or die. Default: false.
+    fn long_running(&self) -> bool {
+        false
+    }
+
     /// Registers the executor's own metrics on the worker's `/metrics` (say, a stream
     /// task's consumer lag). Called once, before the worker starts. Default: none.
     fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {

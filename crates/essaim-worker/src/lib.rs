@@ -196,6 +196,7 @@ pub async fn start_worker(
             file_server_url: file_server_url.clone(),
             labels: config.labels.clone().into_iter().collect(),
             data_dirs: config.data_dirs.clone(),
+            long_running_kinds: executors.long_running_kinds(),
         },
         backoff::fresh_seed(0),
     );

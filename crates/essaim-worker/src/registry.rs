@@ -59,6 +59,23 @@ impl ExecutorRegistry {
         self.executors.keys().cloned().collect()
     }
 
+    /// Returns the registered kinds whose attempts run until stopped, sorted (see
+    /// [`Executor::long_running`]).
+    pub fn long_running_kinds(&self) -> Vec<String> {
+        self.executors
+            .iter()
+            .filter(|(_, executor)| executor.long_running())
+            .map(|(kind, _)| kind.clone())
+            .collect()
+    }
+
+    /// Returns whether attempts of `kind` run until stopped (and hold no slot).
+    pub fn is_long_running(&self, kind: &str) -> bool {
+        self.executors
+            .get(kind)
+            .is_some_and(|executor| executor.long_running())
+    }
+
     /// Lets every executor register its metrics (see [`Executor::register_metrics`]).
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         for executor in self.executors.values() {

@@ -141,6 +141,8 @@ pub(crate) struct RegistrationDetails {
     pub labels: HashMap<String, String>,
     /// Local data directories.
     pub data_dirs: Vec<String>,
+    /// Kinds whose attempts run until stopped.
+    pub long_running_kinds: Vec<String>,
 }
 
 impl Registrar {
@@ -153,6 +155,7 @@ impl Registrar {
             file_server_url: details.file_server_url,
             labels: details.labels,
             data_dirs: details.data_dirs,
+            long_running_kinds: details.long_running_kinds,
         };
         Self {
             coordinators,
@@ -298,6 +301,7 @@ mod tests {
             file_server_url: "http://127.0.0.1:2".into(),
             labels: HashMap::new(),
             data_dirs: Vec::new(),
+            long_running_kinds: Vec::new(),
         };
         let mut registrar = Registrar::new(coordinators("http://127.0.0.1:1"), details, 5);
         let stop = CancellationToken::new();
@@ -326,6 +330,7 @@ mod tests {
             file_server_url: String::new(),
             labels: HashMap::new(),
             data_dirs: Vec::new(),
+            long_running_kinds: Vec::new(),
         };
         let urls = essaim_proto::CoordinatorUrls::parse("http://127.0.0.1:1").expect("valid");
         let coordinators = Coordinators::new(urls, Some("bad\ntoken".into()), 5);

@@ -47,6 +47,8 @@ pub struct Job {
     pub(super) stage_starts: Vec<u32>,
     /// Tasks of each stage that have not succeeded.
     pub(super) stage_unfinished: Vec<u32>,
+    /// The stages holding tasks of each kind (tasks never change kind).
+    stages_of_kind: BTreeMap<String, Vec<u32>>,
     /// Whether a task of the final stage committed a file left on its worker: those
     /// files are the job's results, so its scratch files stay until it is forgotten.
     pub(super) results_on_workers: bool,
@@ -74,9 +76,14 @@ impl Job {
         let stage_count = spec.tasks.last().map_or(1, |task| task.stage as usize + 1);
         let mut stage_starts = vec![0u32; stage_count + 1];
         let mut stage_unfinished = vec![0u32; stage_count];
+        let mut stages_of_kind: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for (index, task) in spec.tasks.iter().enumerate() {
             stage_unfinished[task.stage as usize] += 1;
             stage_starts[task.stage as usize + 1] = index as u32 + 1;
+            let stages = stages_of_kind.entry(task.kind.clone()).or_default();
+            if stages.last() != Some(&task.stage) {
+                stages.push(task.stage);
+            }
         }
         let counts = TaskCounts {
             pending: task_count as u32,
@@ -97,6 +104,7 @@ impl Job {
             task_counters: BTreeMap::new(),
             stage_starts,
             stage_unfinished,
+            stages_of_kind,
             results_on_workers: false,
             duration_samples: Vec::new(),
             next_sample_slot: 0,
@@ -193,6 +201,26 @@ impl Job {
     /// Returns the kind of task `index`.
     pub(crate) fn kind_of(&self, index: u32) -> &str {
         &self.spec.tasks[index as usize].kind
+    }
+
+    /// Returns how many tasks of kind `kind` are not terminal (pending, retrying or
+    /// running). Walks only the stages holding tasks of that kind.
+    pub(crate) fn live_tasks_of_kind(&self, kind: &str) -> usize {
+        let Some(stages) = self.stages_of_kind.get(kind) else {
+            return 0;
+        };
+        stages
+            .iter()
+            .map(|stage| {
+                let range = self.stage_starts[*stage as usize] as usize
+                    ..self.stage_starts[*stage as usize + 1] as usize;
+                self.tasks[range.clone()]
+                    .iter()
+                    .zip(&self.spec.tasks[range])
+                    .filter(|(task, spec)| spec.kind == kind && !task.state.is_terminal())
+                    .count()
+            })
+            .sum()
     }
 
     // ------------------------------------------------------------------ stages

@@ -63,6 +63,7 @@ impl Scheduler {
                 }
             }
         }
+        cancel.extend(self.rebalance(worker_id));
         HeartbeatReply {
             reregister: false,
             cancel: cancel.into_iter().collect(),
@@ -200,7 +201,7 @@ impl Scheduler {
 
     /// An attempt handed back unstarted: the task goes to the front of its queue and the
     /// attempt does not count.
-    fn hand_back(&mut self, attempt_id: AttemptId) {
+    pub(super) fn hand_back(&mut self, attempt_id: AttemptId) {
         let (attempt, still_running) = self.release(attempt_id);
         self.jobs
             .get_mut(&attempt.task.job)

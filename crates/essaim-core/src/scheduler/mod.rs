@@ -52,6 +52,7 @@ mod leases;
 mod outcomes;
 mod placement;
 mod recovery;
+mod spread;
 mod stages;
 
 #[cfg(test)]
@@ -126,6 +127,9 @@ pub struct WorkerInfo {
     /// Data directories it holds locally; tasks whose locality paths fall under one of
     /// them are granted to it first.
     pub data_dirs: Vec<String>,
+    /// Kinds (among `kinds`) whose tasks run until stopped and hold no slot, such as
+    /// stream units: they are spread evenly over the workers (see `spread.rs`).
+    pub long_running_kinds: BTreeSet<String>,
 }
 
 /// A registered, live worker.
@@ -234,6 +238,8 @@ pub struct SchedulerStats {
     pub local_grants: u64,
     /// Tasks with locality paths granted to a worker holding none of them.
     pub remote_grants: u64,
+    /// Long-running attempts handed back to spread them over the workers.
+    pub attempts_moved: u64,
 }
 
 /// The state machine. See the module doc.

@@ -20,9 +20,10 @@ impl Scheduler {
         if state.draining {
             return false;
         }
+        let kinds = self.grantable_kinds(worker);
         self.job_order.iter().any(|(_, job_id)| {
             let job = &self.jobs[job_id];
-            job.has_capacity() && job.has_queued_task_of(&state.info.kinds)
+            job.has_capacity() && job.has_queued_task_of(&kinds)
         }) || self
             .retry_queue
             .first_due_at()
@@ -41,8 +42,10 @@ impl Scheduler {
         if worker.draining {
             return PullReply::default();
         }
-        let kinds = worker.info.kinds.clone();
         let data_dirs = worker.info.data_dirs.clone();
+        // Each grant of a long-running task may fill this worker's share of its kind.
+        let spreads = !worker.info.long_running_kinds.is_empty();
+        let mut kinds = self.grantable_kinds(worker_id);
         let mut assignments = Vec::new();
         while assignments.len() < max as usize {
             let Some((task, speculative)) = self.pick_next(now, worker_id, &kinds, &data_dirs)
@@ -50,6 +53,9 @@ impl Scheduler {
                 break;
             };
             assignments.push(self.grant(now, worker_id, task, speculative));
+            if spreads {
+                kinds = self.grantable_kinds(worker_id);
+            }
         }
         PullReply {
             reregister: false,

@@ -16,6 +16,13 @@ impl World {
             slots: worker.slots,
             kinds: KINDS.iter().map(|k| k.to_string()).collect(),
             file_server_url: String::new(),
+            // On odd seeds, `command` tasks are long-running: spread over the workers
+            // and handed back as workers come and go (they still end, here).
+            long_running_kinds: if self.seed % 2 == 1 {
+                ["command".to_string()].into()
+            } else {
+                Default::default()
+            },
             ..Default::default()
         };
         let id = self.scheduler.register_worker(self.now, info);

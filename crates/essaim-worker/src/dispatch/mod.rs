@@ -48,6 +48,8 @@ struct RunningAttempt {
     /// Cancelled by the coordinator, a reset or the drain: its outcome is discarded.
     cancelled: bool,
     started: tokio::time::Instant,
+    /// False for a long-running kind's attempt, which runs beside the slots.
+    holds_slot: bool,
 }
 
 /// The dispatcher's state; see the module doc.
@@ -198,7 +200,7 @@ impl Dispatcher {
     /// what is already queued.
     fn capacity(&self) -> u32 {
         let wanted = self.slots + self.prefetch.attempts(self.slots, self.mean_task_seconds);
-        let held = self.running.len() + self.queue.len();
+        let held = self.busy_slots() + self.queue.len();
         u32::try_from(wanted.saturating_sub(held)).unwrap_or(u32::MAX)
     }
 
@@ -226,8 +228,16 @@ impl Dispatcher {
         let queued = self.queue.iter().map(|queued| queued.assignment.attempt);
         HeldAttempts {
             attempt_ids: running.chain(queued).collect(),
-            busy_slots: u32::try_from(self.running.len()).unwrap_or(u32::MAX),
+            busy_slots: u32::try_from(self.busy_slots()).unwrap_or(u32::MAX),
         }
+    }
+
+    /// Returns how many slots running attempts hold (long-running kinds hold none).
+    fn busy_slots(&self) -> usize {
+        self.running
+            .values()
+            .filter(|attempt| attempt.holds_slot)
+            .count()
     }
 
     fn cancel(&mut self, attempt_ids: &[AttemptId]) {
@@ -252,10 +262,21 @@ impl Dispatcher {
         }
     }
 
-    /// Starts queued attempts while slots are free (none while draining).
+    /// Starts queued attempts while slots are free (none while draining); attempts of
+    /// long-running kinds start at once, beside the slots.
     async fn start_queued_attempts(&mut self) {
+        if self.draining {
+            return;
+        }
+        let (beside_slots, in_slots): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|queued| self.executors.is_long_running(&queued.assignment.kind));
+        self.queue = in_slots;
+        for queued in beside_slots {
+            self.start_attempt(queued).await;
+        }
         let mut instant_runs = 0;
-        while !self.draining && self.running.len() < self.slots {
+        while self.busy_slots() < self.slots {
             let Some(queued) = self.queue.pop_front() else {
                 break;
             };
@@ -290,6 +311,7 @@ impl Dispatcher {
             });
             return true;
         };
+        let holds_slot = !executor.long_running();
         let prepared = PreparedAttempt::new(&self.settings, generation, assignment, executor);
         let cancel = CancellationToken::new();
         if prepared.runs_instantly() {
@@ -307,9 +329,10 @@ impl Dispatcher {
                 cancel,
                 cancelled: false,
                 started,
+                holds_slot,
             },
         );
-        self.metrics.busy_slots.set(self.running.len() as i64);
+        self.metrics.busy_slots.set(self.busy_slots() as i64);
         false
     }
 
@@ -325,7 +348,7 @@ impl Dispatcher {
         let Some(running) = self.running.remove(&finished.attempt_id) else {
             return;
         };
-        self.metrics.busy_slots.set(self.running.len() as i64);
+        self.metrics.busy_slots.set(self.busy_slots() as i64);
         if running.cancelled {
             self.metrics.attempts_cancelled_total.inc();
             tracing::debug!(

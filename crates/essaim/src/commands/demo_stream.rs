@@ -157,7 +157,7 @@ pub async fn run(args: StreamDemoArgs) -> anyhow::Result<ExitCode> {
     let pipeline = PipelineArgs {
         spec: work.path().join("flights.toml"),
         name: Some(PIPELINE.to_owned()),
-        parallelism: 2,
+        parallelism: None,
         nats: Some(nats.url.clone()),
         kafka: None,
         postgres: postgres.url.clone(),
@@ -248,9 +248,7 @@ async fn run_with_a_kill(
 ) -> anyhow::Result<Duration> {
     let (_, job) = build_job(pipeline)?;
     let tasks = job.tasks.len();
-    let mut options = LocalOptions::for_demo(workers, work.join("cluster"));
-    // Every stream task holds a slot for as long as it runs.
-    options.slots = u32::try_from(tasks.div_ceil(workers) + 1).unwrap_or(u32::MAX);
+    let options = LocalOptions::for_demo(workers, work.join("cluster"));
     let cluster = LocalCluster::start(options).await?;
     let coordinator = CoordinatorCalls::local(&cluster.url)?;
     let started = Instant::now();

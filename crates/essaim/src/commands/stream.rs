@@ -49,9 +49,10 @@ pub(crate) struct PipelineArgs {
     /// The pipeline's name (default: the spec's file stem). Its state is keyed by it.
     #[arg(long)]
     pub(crate) name: Option<String>,
-    /// Tasks per stage.
-    #[arg(long, default_value_t = 2)]
-    pub(crate) parallelism: u32,
+    /// Tasks per stage (default: one per unit, so that the coordinator spreads the
+    /// units over the workers and moves some as workers join, drain or die).
+    #[arg(long)]
+    pub(crate) parallelism: Option<u32>,
     /// NATS server (for NATS connectors and the shuffle of a sharder).
     #[arg(long, env = "ESSAIM_NATS_URL")]
     pub(crate) nats: Option<String>,
@@ -156,7 +157,7 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
     }
     let options = PlanOptions {
         pipeline: name.clone(),
-        parallelism: args.parallelism,
+        parallelism: args.parallelism.unwrap_or(u32::MAX),
         exit_at_end: args.exit_at_end,
         endpoints: Endpoints {
             nats_url: args.nats.clone(),
@@ -267,9 +268,7 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
             temporary.path().to_path_buf()
         }
     };
-    let mut options = LocalOptions::for_demo(args.workers.max(1), data_dir);
-    // Every stream task holds a slot for as long as it runs.
-    options.slots = u32::try_from(tasks.div_ceil(args.workers.max(1)) + 1).unwrap_or(u32::MAX);
+    let options = LocalOptions::for_demo(args.workers.max(1), data_dir);
     let cluster = LocalCluster::start(options).await?;
     let coordinator = CoordinatorCalls::local(&cluster.url)?;
     let request = v1::SubmitJobRequest { spec: Some(job) };

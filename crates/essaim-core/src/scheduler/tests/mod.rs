@@ -5,6 +5,7 @@ mod jobs;
 mod leases;
 mod outcomes;
 mod placement;
+mod spread;
 mod stages;
 
 use super::{JobError, Output, Scheduler, SchedulerConfig, WorkerInfo};

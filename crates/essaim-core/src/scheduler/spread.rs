@@ -1,0 +1,110 @@
+//! Long-running tasks (stream units and other tasks that run until stopped) are spread
+//! evenly over the workers, and move when workers join or leave.
+//!
+//! Such a task holds no slot (a worker runs any number of them side by side), so the
+//! pull order alone would pile them on whichever worker pulls first. Instead each worker
+//! may hold at most its **share** of a long-running kind: the kind's live tasks (over
+//! every running job) divided by the live, non-draining workers that run it, rounded up.
+//!
+//! When a worker joins, the share falls: at its next heartbeat a worker hands back its
+//! newest attempts of the kind above its share — they go back to the front of their
+//! queue and the worker is told to stop them — and the joining worker, under its share,
+//! pulls them. The mover is left at its share, so it cannot take them back: moves never
+//! ping-pong. Counts end within the share, not exactly even (7 tasks on 3 workers may
+//! settle at 3, 3, 1): evening them further would need to hand a task to one chosen
+//! worker, and a worker whose slots are full of batch work does not pull; a task held
+//! back for it would wait on that work (the deterministic simulation found that
+//! liveness bug in an earlier, even-handed rule). A draining worker hands back every
+//! long-running attempt at once: its units move now, without waiting for the worker to
+//! leave and without counting a failure. A dead worker's attempts are revoked as any
+//! others and land on the workers under their share.
+//!
+//! A hand-back is not journaled (leases never are), and the task's new owner resumes
+//! from whatever the task itself committed, which is the executor's business (a stream
+//! unit restarts from its checkpoint in PostgreSQL).
+
+use super::{Scheduler, Worker};
+use crate::ids::{AttemptId, WorkerId};
+use crate::model::JobState;
+use std::collections::BTreeSet;
+
+impl Scheduler {
+    /// Returns the kinds `worker_id` may be granted now: all it runs, minus the
+    /// long-running kinds of which it already holds its share.
+    pub(super) fn grantable_kinds(&self, worker_id: WorkerId) -> BTreeSet<String> {
+        let Some(worker) = self.workers.get(&worker_id) else {
+            return BTreeSet::new();
+        };
+        let mut kinds = worker.info.kinds.clone();
+        for kind in &worker.info.long_running_kinds {
+            if self.held_of_kind(worker, kind) >= self.share_of(kind) {
+                kinds.remove(kind);
+            }
+        }
+        kinds
+    }
+
+    /// Hands back the long-running attempts `worker_id` holds above its share (all of
+    /// them while it drains) and returns them: the worker must stop them.
+    pub(super) fn rebalance(&mut self, worker_id: WorkerId) -> Vec<AttemptId> {
+        let Some(worker) = self.workers.get(&worker_id) else {
+            return Vec::new();
+        };
+        let mut moved = Vec::new();
+        for kind in &worker.info.long_running_kinds {
+            let mut held = self.attempts_of_kind(worker, kind);
+            let moves = if worker.draining {
+                held.len()
+            } else {
+                held.len().saturating_sub(self.share_of(kind))
+            };
+            if moves == 0 {
+                continue;
+            }
+            let keep = held.len() - moves;
+            // Attempt ids grow per grant: the newest go, the oldest stay put.
+            held.sort_unstable();
+            moved.extend(held.split_off(keep));
+        }
+        for attempt_id in &moved {
+            self.hand_back(*attempt_id);
+            self.stats.attempts_moved += 1;
+        }
+        moved
+    }
+
+    /// Returns a worker's share of `kind`'s live tasks (rounded up).
+    fn share_of(&self, kind: &str) -> usize {
+        let live: usize = self
+            .jobs
+            .values()
+            .filter(|job| job.state == JobState::Running)
+            .map(|job| job.live_tasks_of_kind(kind))
+            .sum();
+        let workers = self
+            .workers
+            .values()
+            .filter(|worker| !worker.draining && worker.info.kinds.contains(kind))
+            .count();
+        live.div_ceil(workers.max(1))
+    }
+
+    fn held_of_kind(&self, worker: &Worker, kind: &str) -> usize {
+        self.attempts_of_kind(worker, kind).len()
+    }
+
+    fn attempts_of_kind(&self, worker: &Worker, kind: &str) -> Vec<AttemptId> {
+        worker
+            .held
+            .iter()
+            .filter(|attempt_id| {
+                self.attempts.get(attempt_id).is_some_and(|attempt| {
+                    self.jobs
+                        .get(&attempt.task.job)
+                        .is_some_and(|job| job.kind_of(attempt.task.index) == kind)
+                })
+            })
+            .copied()
+            .collect()
+    }
+}

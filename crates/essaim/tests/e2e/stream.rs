@@ -976,3 +976,99 @@ connector = { kind = "kafka", topic = "events_out" }
     }
     assert_eq!(values.len(), 250, "every even value reached the topic");
 }
+
+/// Held attempts of each registered worker, by name.
+async fn held_by_worker(cluster: &Cluster) -> BTreeMap<String, u32> {
+    cluster
+        .workers()
+        .await
+        .into_iter()
+        .map(|worker| (worker.name, worker.held_attempts))
+        .collect()
+}
+
+/// Elastic by itself: a pipeline submitted without `--parallelism` runs one task per
+/// unit; a worker that joins takes its share of them, a worker that drains hands its
+/// units over at once, with no `essaim stream rescale` and no failed attempt, and the
+/// tables still equal the oracles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_spreads_its_units_over_workers_that_join_and_drain() {
+    let Some((nats, postgres)) = nats_and_postgres() else {
+        return;
+    };
+    // One slot each: stream units run beside the slots.
+    let mut cluster = Cluster::start(2, 1).await;
+    let (flights_csv, bad_lines) = flights(24_000);
+    let flights_path = cluster.path("flights.csv");
+    std::fs::write(&flights_path, &flights_csv).expect("write flights");
+    std::fs::write(cluster.path("airports.csv"), airports_csv()).expect("write airports");
+    let spec_path = cluster.path("faults.toml");
+    std::fs::write(&spec_path, spec_text()).expect("write spec");
+    replay_flights(nats.url(), &flights_path).await;
+    let total = 3 * (flights_csv.lines().count() as i64 - 1 + 3) - 3;
+    let client = connect_postgres(postgres.url()).await;
+
+    let submitted = cluster
+        .cli(&[
+            "stream",
+            "submit",
+            spec_path.to_str().expect("utf-8 path"),
+            "--nats",
+            nats.url(),
+            "--postgres",
+            postgres.url(),
+            "--exit-at-end",
+            "--batch-max",
+            "6",
+        ])
+        .await;
+    assert_eq!(submitted.code, Some(0), "submit: {}", submitted.stderr);
+    assert!(
+        submitted.stderr.contains("11 stream tasks"),
+        "3 source and 8 shuffle units, one task each: {}",
+        submitted.stderr
+    );
+    let job_id: u64 = submitted
+        .stderr
+        .split("job ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|id| id.trim().parse().ok())
+        .expect("submit names its job");
+    let original = cluster.worker_names();
+
+    wait_progress(&client, total, 0.15, "a worker joins").await;
+    let joined = cluster.start_worker(1);
+    cluster.wait_for_workers(3).await;
+    let mut spread = BTreeMap::new();
+    for _ in 0..300 {
+        spread = held_by_worker(&cluster).await;
+        let counts: Vec<u32> = spread.values().copied().collect();
+        if spread.get(&joined).copied().unwrap_or(0) >= 3 && counts.iter().sum::<u32>() == 11 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        spread.values().all(|held| (3..=4).contains(held)),
+        "the joining worker took its share (11 units over 3 workers): {spread:?}"
+    );
+
+    wait_progress(&client, total, 0.5, "a worker drains").await;
+    cluster
+        .worker(&original[0])
+        .signal(nix::sys::signal::Signal::SIGTERM);
+    cluster
+        .wait_worker_exit(&original[0], Duration::from_secs(30))
+        .await;
+    let spread = held_by_worker(&cluster).await;
+    assert!(
+        !spread.contains_key(&original[0]),
+        "the drained worker left: {spread:?}"
+    );
+
+    let job = cluster.wait_job(job_id, Duration::from_secs(240)).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    assert_eq!(job.dead_lettered, 0, "{job:?}");
+    check_against_oracles(&client, &flights_csv, bad_lines).await;
+}

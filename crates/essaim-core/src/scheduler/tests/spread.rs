@@ -175,6 +175,9 @@ fn long_running_tasks_in_a_stage_of_mixed_kinds_are_granted() {
     let job_id = scheduler.submit(0, spec, &mut out).unwrap();
     let mut granted = tasks_of(&scheduler.pull(0, a, 100).assignments);
     granted.sort_unstable();
-    assert_eq!(granted, (0..4).map(|index| task(job_id, index)).collect::<Vec<_>>());
+    assert_eq!(
+        granted,
+        (0..4).map(|index| task(job_id, index)).collect::<Vec<_>>()
+    );
     scheduler.check_invariants().unwrap();
 }

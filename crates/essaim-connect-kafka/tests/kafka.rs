@@ -568,3 +568,50 @@ async fn a_bad_configuration_is_a_clear_error() -> TestResult {
     assert!(error.transient, "{error}");
     Ok(())
 }
+
+/// Topics written by other producers hold compressed batches: every codec Kafka
+/// defines reads back record for record.
+#[tokio::test]
+async fn batches_compressed_with_every_codec_read_back() -> TestResult {
+    use rskafka::client::partition::{Compression, UnknownTopicHandling};
+    use rskafka::record::Record;
+    let Some(broker) = server::kafka() else {
+        return Ok(());
+    };
+    let config = config(&broker);
+    let client = rskafka::client::ClientBuilder::new(vec![broker.url().to_owned()])
+        .build()
+        .await?;
+    let codecs = [
+        ("gzip", Compression::Gzip),
+        ("snappy", Compression::Snappy),
+        ("lz4", Compression::Lz4),
+        ("zstd", Compression::Zstd),
+    ];
+    for (name, codec) in codecs {
+        let topic = topic(&format!("codec-{name}"));
+        ensure_topic(&config, &topic, 1, 1).await?;
+        let partition = client
+            .partition_client(&topic, 0, UnknownTopicHandling::Retry)
+            .await?;
+        let lines: Vec<String> = (0..500)
+            .map(|index| format!("{name} line {index} {}", "x".repeat(index % 40)))
+            .collect();
+        let records = lines
+            .iter()
+            .map(|line| Record {
+                key: None,
+                value: Some(line.clone().into_bytes()),
+                headers: BTreeMap::new(),
+                timestamp: rskafka::chrono::DateTime::from_timestamp_millis(1_700_000_000_000)
+                    .unwrap_or_default(),
+            })
+            .collect();
+        partition.produce(records, codec).await?;
+        let mut reader =
+            KafkaPartitionReader::open(&config, &topic, 0, None, ReaderOptions::default()).await?;
+        let read = read_exactly(&mut reader, lines.len()).await;
+        assert_eq!(payloads(&read), lines, "{name}");
+    }
+    Ok(())
+}

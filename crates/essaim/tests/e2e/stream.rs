@@ -998,7 +998,7 @@ async fn a_pipeline_spreads_its_units_over_workers_that_join_and_drain() {
     };
     // One slot each: stream units run beside the slots.
     let mut cluster = Cluster::start(2, 1).await;
-    let (flights_csv, bad_lines) = flights(24_000);
+    let (flights_csv, bad_lines) = flights(14_000);
     let flights_path = cluster.path("flights.csv");
     std::fs::write(&flights_path, &flights_csv).expect("write flights");
     std::fs::write(cluster.path("airports.csv"), airports_csv()).expect("write airports");

@@ -177,26 +177,7 @@ impl UnitIo {
         &mut self,
         cancel: &CancellationToken,
     ) -> Result<Option<Vec<Fetched>>, UnitError> {
-        let mut batch = Vec::new();
-        let per_reader = (self.batch_max / self.readers.len().max(1)).max(1);
-        for (input, reader) in self.readers.iter_mut().enumerate() {
-            let messages = tokio::select! {
-                () = cancel.cancelled() => return Ok(None),
-                fetched = reader.fetch(per_reader, self.wait) => fetched?,
-            };
-            let published = reader.published_ms().to_vec();
-            for (message, published_ms) in messages
-                .into_iter()
-                .zip(published.into_iter().chain(std::iter::repeat(None)))
-            {
-                batch.push(Fetched {
-                    input,
-                    message,
-                    published_ms,
-                });
-            }
-        }
-        Ok(Some(batch))
+        fetch(&mut self.readers, self.batch_max, self.wait, cancel).await
     }
 
     /// The first reader's lag, when it can tell.
@@ -204,43 +185,32 @@ impl UnitIo {
         self.readers.first_mut()?.lag().await.ok().flatten()
     }
 
-    /// Sends what leaves by brokers and files: the shuffle, then the subjects (and
-    /// waits for their acks), then the writers.
-    pub async fn publish(&mut self, turn: &Turn) -> Result<(), UnitError> {
-        // One JetStream message per shuffle partition and chunk, not per record: a
-        // durable broker syncs every message to disk.
-        for (partition, messages) in &turn.shuffle {
-            for chunk in messages.chunks(shuffle::MAX_MESSAGES_PER_BATCH) {
-                let bytes = shuffle::encode(chunk).map_err(UnitError::ShuffleEncoding)?;
-                let subject = shuffle::subject(&self.pipeline, *partition);
-                self.publisher()?
-                    .publish(&subject, Bytes::from(bytes))
-                    .await?;
-            }
-        }
-        for (subject, message) in &turn.subject_messages {
-            self.publisher()?.publish(subject, message.clone()).await?;
-        }
-        if let Some(publisher) = self.publisher.as_mut() {
-            publisher.flush().await?;
-        }
-        for (writer, messages) in self.writers.iter_mut().zip(&turn.writer_messages) {
-            if !messages.is_empty() {
-                writer.write(messages).await?;
-                writer.flush().await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Stores the turn's dead letters, then commits its rows, positions and checkpoint
-    /// in one transaction.
-    pub async fn commit(&mut self, turn: &mut Turn) -> Result<(), UnitError> {
-        for letter in &turn.dead_letters {
-            self.sink.dead_letter(letter).await?;
-        }
-        self.sink.write_batch(&turn.sink_batch()).await?;
-        Ok(())
+    /// Publishes and commits `turn` while the next batch is fetched, so that reading
+    /// does not wait for the broker's acks and the database's commit (the next batch is
+    /// processed only once this commit is durable, and dropped if it failed). Returns
+    /// the commit's outcome and the next batch.
+    pub async fn commit_and_fetch(
+        &mut self,
+        turn: &mut Turn,
+        cancel: &CancellationToken,
+    ) -> (
+        Result<(), UnitError>,
+        Result<Option<Vec<Fetched>>, UnitError>,
+    ) {
+        let UnitIo {
+            pipeline,
+            readers,
+            publisher,
+            writers,
+            sink,
+            batch_max,
+            wait,
+        } = self;
+        let outputs = async {
+            publish(pipeline, publisher.as_mut(), writers, turn).await?;
+            commit(sink, turn).await
+        };
+        tokio::join!(outputs, fetch(readers, *batch_max, *wait, cancel))
     }
 
     /// Acknowledges what the turn read, once its commit is durable.
@@ -250,12 +220,81 @@ impl UnitIo {
             let _ = self.readers[input].commit(last).await;
         }
     }
+}
 
-    fn publisher(&mut self) -> Result<&mut Publisher, UnitError> {
-        self.publisher
-            .as_mut()
-            .ok_or(UnitError::MissingEndpoint("NATS URL"))
+/// Reads a batch from `readers`, shared between them. `None` when cancelled.
+async fn fetch(
+    readers: &mut [AnyReader],
+    batch_max: usize,
+    wait: Duration,
+    cancel: &CancellationToken,
+) -> Result<Option<Vec<Fetched>>, UnitError> {
+    let mut batch = Vec::new();
+    let per_reader = (batch_max / readers.len().max(1)).max(1);
+    for (input, reader) in readers.iter_mut().enumerate() {
+        let messages = tokio::select! {
+            () = cancel.cancelled() => return Ok(None),
+            fetched = reader.fetch(per_reader, wait) => fetched?,
+        };
+        let published = reader.published_ms().to_vec();
+        for (message, published_ms) in messages
+            .into_iter()
+            .zip(published.into_iter().chain(std::iter::repeat(None)))
+        {
+            batch.push(Fetched {
+                input,
+                message,
+                published_ms,
+            });
+        }
     }
+    Ok(Some(batch))
+}
+
+/// Sends what leaves by brokers and files: the shuffle, then the subjects (and waits
+/// for their acks), then the writers.
+async fn publish(
+    pipeline: &str,
+    mut publisher: Option<&mut Publisher>,
+    writers: &mut [AnyWriter],
+    turn: &Turn,
+) -> Result<(), UnitError> {
+    let needs_nats = !turn.shuffle.is_empty() || !turn.subject_messages.is_empty();
+    if needs_nats && publisher.is_none() {
+        return Err(UnitError::MissingEndpoint("NATS URL"));
+    }
+    if let Some(publisher) = publisher.as_deref_mut() {
+        // One JetStream message per shuffle partition and chunk, not per record: a
+        // durable broker syncs every message to disk.
+        for (partition, messages) in &turn.shuffle {
+            for chunk in messages.chunks(shuffle::MAX_MESSAGES_PER_BATCH) {
+                let bytes = shuffle::encode(chunk).map_err(UnitError::ShuffleEncoding)?;
+                let subject = shuffle::subject(pipeline, *partition);
+                publisher.publish(&subject, Bytes::from(bytes)).await?;
+            }
+        }
+        for (subject, message) in &turn.subject_messages {
+            publisher.publish(subject, message.clone()).await?;
+        }
+        publisher.flush().await?;
+    }
+    for (writer, messages) in writers.iter_mut().zip(&turn.writer_messages) {
+        if !messages.is_empty() {
+            writer.write(messages).await?;
+            writer.flush().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores the turn's dead letters, then commits its rows, positions and checkpoint in
+/// one transaction.
+async fn commit(sink: &mut PgSink, turn: &mut Turn) -> Result<(), UnitError> {
+    for letter in &turn.dead_letters {
+        sink.dead_letter(letter).await?;
+    }
+    sink.write_batch(&turn.sink_batch()).await?;
+    Ok(())
 }
 
 /// Opens the reader of one input after its committed position.

@@ -121,11 +121,12 @@ async fn run_once(
     // Lag is asked of the broker when the unit is idle, and at most every
     // LAG_INTERVAL while it is busy, so that a unit falling behind shows it.
     let mut lag_measured: Option<Instant> = None;
+    let mut next = io.fetch(cancel).await?;
     loop {
         if cancel.is_cancelled() || (task.exit_at_end && state.is_finished()) {
             return Ok(());
         }
-        let Some(batch) = io.fetch(cancel).await? else {
+        let Some(batch) = next.take() else {
             return Ok(());
         };
         let turn_started = Instant::now();
@@ -138,12 +139,14 @@ async fn run_once(
             lag_measured = Some(Instant::now());
         }
         let Some(mut turn) = processed else {
+            next = io.fetch(cancel).await?;
             continue;
         };
         metrics.count_turn(&turn);
-        io.publish(&turn).await?;
         let commit_started = Instant::now();
-        io.commit(&mut turn).await?;
+        let (committed, fetched) = io.commit_and_fetch(&mut turn, cancel).await;
+        committed?;
+        next = fetched?;
         metrics
             .commit_seconds
             .observe(commit_started.elapsed().as_secs_f64());

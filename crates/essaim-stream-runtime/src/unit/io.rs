@@ -255,7 +255,7 @@ async fn fetch(
 /// for their acks), then the writers.
 async fn publish(
     pipeline: &str,
-    mut publisher: Option<&mut Publisher>,
+    publisher: Option<&mut Publisher>,
     writers: &mut [AnyWriter],
     turn: &Turn,
 ) -> Result<(), UnitError> {
@@ -263,7 +263,7 @@ async fn publish(
     if needs_nats && publisher.is_none() {
         return Err(UnitError::MissingEndpoint("NATS URL"));
     }
-    if let Some(publisher) = publisher.as_deref_mut() {
+    if let Some(publisher) = publisher {
         // One JetStream message per shuffle partition and chunk, not per record: a
         // durable broker syncs every message to disk.
         for (partition, messages) in &turn.shuffle {

@@ -22,12 +22,15 @@ cargo check --manifest-path fuzz/Cargo.toml --bins --quiet
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
-step "test tools (promtool, chromium)"
+step "test tools (promtool, chromium, zstd, bzip2)"
 # promtool (Debian package `prometheus`) checks and unit-tests deploy/prometheus/ and
-# lints the live /metrics (crates/essaim/tests/promtool.rs); chromium is for pages.
+# lints the live /metrics (crates/essaim/tests/promtool.rs); chromium is for pages; the
+# zstd and bzip2 tools make the compressed inputs of e2e/mapreduce_compressed.rs.
 packages=()
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v zstd >/dev/null 2>&1 || packages+=(zstd)
+command -v bzip2 >/dev/null 2>&1 || packages+=(bzip2)
 if (( ${#packages[@]} > 0 )); then
     as_root=()
     [[ $(id -u) == 0 ]] || as_root=(sudo)

@@ -41,6 +41,7 @@ pub fn plan_wordcount(
         // machine during the demo and the evaluation.
         sort_buffer_bytes: 32 << 20,
         merge_factor: DEFAULT_MERGE_FACTOR,
+        output_codec: None,
     };
     let job = jobs
         .get("wordcount")

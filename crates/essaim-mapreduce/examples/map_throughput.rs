@@ -71,6 +71,7 @@ fn config(
         output_dir,
         sort_buffer_bytes: SORT_BUFFER_BYTES,
         merge_factor: DEFAULT_MERGE_FACTOR,
+        output_codec: None,
     }
     .validated()?;
     Ok(config)

@@ -6,7 +6,7 @@ use std::fs::File;
 
 use crate::counters::Counters;
 use crate::error::{TaskError, TaskResult};
-use crate::payload::{CommitTaskPayload, SUCCESS_MARKER, TEMPORARY_DIR, part_file_name};
+use crate::payload::{CommitTaskPayload, SUCCESS_MARKER, TEMPORARY_DIR};
 use crate::reduce_task::sync_dir;
 
 /// Parts found by the commit task.
@@ -14,14 +14,14 @@ pub const COMMIT_PARTS: &str = "commit.parts";
 /// Bytes of all parts.
 pub const COMMIT_OUTPUT_BYTES: &str = "commit.output.bytes";
 
-/// Checks that `part-00000` … `part-(R-1)` exist, removes `_temporary`, and writes an
+/// Checks that `part-00000` … `part-(R-1)` (with the codec's extension) exist, removes `_temporary`, and writes an
 /// empty, flushed `_SUCCESS`. A missing part is a retryable failure naming it (its
 /// reducer's commit may not be visible yet on a shared file system).
 pub fn run_commit(payload: &CommitTaskPayload) -> TaskResult<Counters> {
     let output_dir = &payload.config.output_dir;
     let mut total_bytes = 0;
     for partition in 0..payload.config.reducers {
-        let path = output_dir.join(part_file_name(partition));
+        let path = output_dir.join(payload.config.part_name(partition));
         match std::fs::metadata(&path) {
             Ok(metadata) if metadata.is_file() => total_bytes += metadata.len(),
             Ok(_) => return Err(TaskError::MissingPart { path }),
@@ -65,6 +65,7 @@ mod tests {
                 output_dir: output_dir.to_path_buf(),
                 sort_buffer_bytes: 1 << 20,
                 merge_factor: 10,
+                output_codec: None,
             },
         }
     }

@@ -60,6 +60,9 @@ pub struct JobConfig {
     /// Largest number of spill files or segments merged at once (at least
     /// [`MIN_MERGE_FACTOR`]).
     pub merge_factor: u32,
+    /// Codec of the output parts (`part-00000.gz`), `None` for plain text (version 3).
+    #[serde(default)]
+    pub output_codec: Option<essaim_storage::Codec>,
 }
 
 /// A configuration value out of its range.
@@ -73,6 +76,13 @@ pub struct ConfigError {
 }
 
 impl JobConfig {
+    /// Returns the name of the output part of `partition`: `part-00000`, with the
+    /// output codec's extension when parts are compressed (`part-00000.gz`).
+    pub fn part_name(&self, partition: u32) -> String {
+        let extension = self.output_codec.map_or("", |codec| codec.extension());
+        format!("{}{extension}", crate::payload::part_file_name(partition))
+    }
+
     /// Returns the configuration if every value is in range, or says which is not.
     pub fn validated(self) -> Result<Self, ConfigError> {
         self.validate()?;
@@ -165,6 +175,7 @@ mod tests {
             output_dir: PathBuf::from("/out"),
             sort_buffer_bytes: DEFAULT_SORT_BUFFER_BYTES,
             merge_factor: DEFAULT_MERGE_FACTOR,
+            output_codec: None,
         }
     }
 

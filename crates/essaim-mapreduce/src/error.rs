@@ -34,6 +34,9 @@ pub enum TaskError {
         #[source]
         source: std::io::Error,
     },
+    /// An input could not be read, or does not decode.
+    #[error(transparent)]
+    Storage(#[from] essaim_storage::StorageError),
     /// A spill, a map output or a fetched segment is not valid.
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -126,6 +129,7 @@ impl TaskError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Job(error) => error.retryable,
+            Self::Storage(error) => error.is_retryable(),
             Self::RecordTooLarge { .. }
             | Self::LineTooLong { .. }
             | Self::BadPartition { .. }

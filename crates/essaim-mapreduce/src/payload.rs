@@ -23,8 +23,10 @@ pub const MAP_KIND: &str = "mapreduce.map";
 pub const REDUCE_KIND: &str = "mapreduce.reduce";
 /// Task kind of the final commit task.
 pub const COMMIT_KIND: &str = "mapreduce.commit";
-/// Version of the payload encoding; a worker refuses any other.
-pub const PAYLOAD_VERSION: u32 = 2;
+/// Version of the payload encoding; a worker refuses any other. Version 3 added
+/// compressed inputs and outputs: a version 2 worker would read a `.gz` input as bytes
+/// and write plain parts where the commit expects compressed ones.
+pub const PAYLOAD_VERSION: u32 = 3;
 
 /// Name of the file of committed output parts: `part-00000`, `part-00001`, …
 pub fn part_file_name(partition: u32) -> String {

@@ -107,6 +107,8 @@ pub struct JobRequest {
     pub sort_buffer_bytes: u64,
     /// Runs merged at once.
     pub merge_factor: u32,
+    /// Codec of the output parts, `None` for plain text.
+    pub output_codec: Option<essaim_storage::Codec>,
 }
 
 /// One task of the planned job.
@@ -177,6 +179,7 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
         output_dir,
         sort_buffer_bytes: request.sort_buffer_bytes,
         merge_factor: request.merge_factor,
+        output_codec: request.output_codec,
     }
     .validated()?;
     let mut input_bytes = 0;
@@ -189,9 +192,18 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
             })?
             .len();
         input_bytes += size;
+        // Only a file the split size would cut needs its first bytes read.
+        let could_be_cut = size > request.split_bytes;
+        let codec = essaim_storage::input::local_codec(file, could_be_cut).map_err(|error| {
+            PlanError::UnreadableInput {
+                path: file.clone(),
+                error: std::io::Error::other(error.to_string()),
+            }
+        })?;
         files.push(InputFile {
             path: file.clone(),
             size,
+            splittable: codec.is_none(),
         });
     }
     let layout = SplitLayout {
@@ -411,6 +423,7 @@ mod tests {
             open_cost_bytes: Some(crate::config::DEFAULT_OPEN_COST_BYTES),
             sort_buffer_bytes: crate::config::DEFAULT_SORT_BUFFER_BYTES,
             merge_factor: crate::config::DEFAULT_MERGE_FACTOR,
+            output_codec: None,
         };
         let planned = plan_job(&crate::jobs::join::Join, &request).unwrap();
         let params = &planned.config.params;

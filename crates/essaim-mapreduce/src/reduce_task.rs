@@ -23,7 +23,7 @@ use crate::format::SegmentEntry;
 use crate::merge::{
     KWayMerge, RunFile, WRITE_BUFFER_BYTES, merge_until_at_most, open_segment, reduce_groups,
 };
-use crate::payload::{ReduceTaskPayload, TEMPORARY_DIR, part_file_name};
+use crate::payload::{ReduceTaskPayload, TEMPORARY_DIR};
 use crate::sort::{MapOutputCollector, MapOutputFile};
 
 /// One partition of one upstream output, fetched into a local file.
@@ -108,7 +108,14 @@ pub fn reduce_segments(
 
     let mut reducer = job.reducer(params, step)?;
     let outcome = if is_last_step {
-        let mut sink = PartWriter::create(job, &config.output_dir, payload.partition, attempt_id)?;
+        let part = config.part_name(payload.partition);
+        let mut sink = PartWriter::create(
+            job,
+            &config.output_dir,
+            part,
+            config.output_codec,
+            attempt_id,
+        )?;
         let result = reduce_groups(&mut merge, reducer.as_mut(), &mut sink, &mut cancel_check);
         let stats = prefer_sink_error(result, sink.error.take())?;
         let finished = reducer.finish(&mut sink);
@@ -176,10 +183,35 @@ fn prefer_sink_error<T>(result: TaskResult<T>, sink_error: Option<TaskError>) ->
     }
 }
 
+/// The bytes of a part on their way to its temporary file: plain, or through an
+/// encoder whose trailer [`PartOutput::finish`] writes.
+enum PartOutput {
+    Plain(BufWriter<File>),
+    Compressed(essaim_storage::codec::Encoder<'static, BufWriter<File>>),
+}
+
+impl PartOutput {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Plain(output) => output.write_all(bytes),
+            Self::Compressed(output) => output.write_all(bytes),
+        }
+    }
+
+    /// Ends the stream (the encoder's trailer) and flushes the buffer; returns the file.
+    fn finish(self) -> std::io::Result<File> {
+        let buffered = match self {
+            Self::Plain(output) => output,
+            Self::Compressed(output) => output.finish()?,
+        };
+        buffered.into_inner().map_err(|error| error.into_error())
+    }
+}
+
 /// Writes the last step's output lines into a temporary part, then commits it.
 struct PartWriter<'a> {
     job: &'a dyn JobDefinition,
-    output: BufWriter<File>,
+    output: PartOutput,
     temporary_path: PathBuf,
     final_path: PathBuf,
     line: Vec<u8>,
@@ -192,19 +224,28 @@ impl<'a> PartWriter<'a> {
     fn create(
         job: &'a dyn JobDefinition,
         output_dir: &Path,
-        partition: u32,
+        part: String,
+        codec: Option<essaim_storage::Codec>,
         attempt_id: AttemptId,
     ) -> TaskResult<Self> {
         let temporary_dir = output_dir.join(TEMPORARY_DIR);
         std::fs::create_dir_all(&temporary_dir)
             .map_err(|source| TaskError::io("create directory", &temporary_dir, source))?;
-        let part = part_file_name(partition);
         let temporary_path = temporary_dir.join(format!("{part}.{attempt_id}"));
         let file = File::create(&temporary_path)
             .map_err(|source| TaskError::io("create", &temporary_path, source))?;
+        let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+        let output = match codec {
+            None => PartOutput::Plain(buffered),
+            Some(codec) => PartOutput::Compressed(
+                codec
+                    .encoder(buffered)
+                    .map_err(|source| TaskError::io("create", &temporary_path, source))?,
+            ),
+        };
         Ok(Self {
             job,
-            output: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            output,
             temporary_path,
             final_path: output_dir.join(part),
             line: Vec::new(),
@@ -218,10 +259,7 @@ impl<'a> PartWriter<'a> {
     fn commit(self) -> TaskResult<PathBuf> {
         let temporary_path = self.temporary_path;
         let write_error = |source| TaskError::io("write", &temporary_path, source);
-        let file = self
-            .output
-            .into_inner()
-            .map_err(|error| write_error(error.into_error()))?;
+        let file = self.output.finish().map_err(write_error)?;
         file.sync_all().map_err(write_error)?;
         drop(file);
         std::fs::rename(&temporary_path, &self.final_path)

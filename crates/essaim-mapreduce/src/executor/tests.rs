@@ -165,6 +165,7 @@ fn config(output_dir: &Path, reducers: u32, steps: u32) -> JobConfig {
         output_dir: output_dir.to_path_buf(),
         sort_buffer_bytes: MIN_SORT_BUFFER_BYTES,
         merge_factor: 3,
+        output_codec: None,
     }
 }
 
@@ -501,6 +502,7 @@ async fn a_job_planned_with_the_default_options_runs_as_planned() {
         open_cost_bytes: Some(crate::config::DEFAULT_OPEN_COST_BYTES),
         sort_buffer_bytes: DEFAULT_SORT_BUFFER_BYTES,
         merge_factor: DEFAULT_MERGE_FACTOR,
+        output_codec: None,
     };
     let planned = plan_job(&ToyWordCount, &request).unwrap();
     // What the planner wrote is what the worker runs with: nothing is re-defaulted.

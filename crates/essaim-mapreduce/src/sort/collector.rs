@@ -379,6 +379,7 @@ mod tests {
             output_dir: PathBuf::from("/unused"),
             sort_buffer_bytes,
             merge_factor,
+            output_codec: None,
         }
     }
 

@@ -82,12 +82,24 @@ pub struct JobArgs {
     /// Runs merged at once.
     #[arg(long, default_value_t = DEFAULT_MERGE_FACTOR)]
     merge_factor: u32,
+    /// Compress the output parts: `gz` (part-00000.gz) or `zst`. Inputs named `.gz`,
+    /// `.zst` or `.bz2` (or starting with their magic numbers) are always decompressed.
+    #[arg(long, value_name = "CODEC", value_parser = parse_output_codec)]
+    compress_output: Option<essaim_storage::Codec>,
     /// Attempts per task before the job fails (default 4).
     #[arg(long, default_value_t = 0)]
     max_attempts: u32,
     /// Output format of the summary (`--output` names the output directory here).
     #[arg(long = "format", value_enum, default_value_t)]
     format: OutputFormat,
+}
+
+/// Parses `--compress-output`: the codecs parts can be written with.
+fn parse_output_codec(name: &str) -> Result<essaim_storage::Codec, String> {
+    match essaim_storage::Codec::from_name(name) {
+        Some(codec @ (essaim_storage::Codec::Gzip | essaim_storage::Codec::Zstd)) => Ok(codec),
+        _ => Err(format!("`{name}` is not an output codec: gz or zst")),
+    }
 }
 
 /// Options of `essaim run`.
@@ -335,6 +347,7 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<PlannedJob> {
         open_cost_bytes: (!args.no_packing).then_some(args.open_cost),
         sort_buffer_bytes: args.sort_buffer,
         merge_factor: args.merge_factor,
+        output_codec: args.compress_output,
     };
     let planned = plan_job(job.as_ref(), &request).map_err(|error| usage(error.to_string()))?;
     prepare_output_dir(&output, args.overwrite).map_err(|error| usage(error.to_string()))?;

@@ -42,6 +42,7 @@ pub fn plan_wordcount(
         sort_buffer_bytes: 32 << 20,
         merge_factor: DEFAULT_MERGE_FACTOR,
         output_codec: None,
+        storage: Default::default(),
     };
     let job = jobs
         .get("wordcount")

@@ -88,12 +88,6 @@ pub enum TaskError {
     /// refused token).
     #[error("shuffle failed: {0}")]
     Shuffle(String),
-    /// The commit found a part missing.
-    #[error("output part `{path}` is missing")]
-    MissingPart {
-        /// The part expected.
-        path: PathBuf,
-    },
     /// The attempt was cancelled.
     #[error("the attempt was cancelled")]
     Cancelled,
@@ -140,7 +134,6 @@ impl TaskError {
             | Self::Format(_)
             | Self::LostInputs { .. }
             | Self::Shuffle(_)
-            | Self::MissingPart { .. }
             | Self::Cancelled
             | Self::Internal(_) => true,
         }

@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use essaim_storage::InputReader;
+use essaim_storage::{InputReader, Location, S3Options};
 
 use crate::error::{TaskError, TaskResult};
 
@@ -64,18 +64,32 @@ impl LineSplitReader {
         max_line_bytes: usize,
     ) -> TaskResult<Self> {
         let buffer = vec![0; buffer_bytes.max(1)];
-        Self::reusing(path, start, length, buffer, max_line_bytes)
+        Self::reusing(
+            path,
+            start,
+            length,
+            buffer,
+            max_line_bytes,
+            &S3Options::default(),
+        )
     }
 
-    /// Opens a split, reading through `buffer` (from [`LineSplitReader::into_buffer`]
-    /// of the previous piece of a packed split: one allocation per task, not per file).
-    pub fn open_reusing(path: &Path, start: u64, length: u64, buffer: Vec<u8>) -> TaskResult<Self> {
+    /// Opens a split of `path` (a local path or an `s3://` URL, reached with
+    /// `storage`), reading through `buffer` (from [`LineSplitReader::into_buffer`] of
+    /// the previous piece of a packed split: one allocation per task, not per file).
+    pub fn open_reusing(
+        path: &Path,
+        start: u64,
+        length: u64,
+        buffer: Vec<u8>,
+        storage: &S3Options,
+    ) -> TaskResult<Self> {
         let buffer = if buffer.is_empty() {
             vec![0; READ_BUFFER_BYTES]
         } else {
             buffer
         };
-        Self::reusing(path, start, length, buffer, MAX_LINE_BYTES)
+        Self::reusing(path, start, length, buffer, MAX_LINE_BYTES, storage)
     }
 
     /// Returns the read buffer, for the next piece.
@@ -89,12 +103,13 @@ impl LineSplitReader {
         length: u64,
         buffer: Vec<u8>,
         max_line_bytes: usize,
+        storage: &S3Options,
     ) -> TaskResult<Self> {
         // Skipping the partial first line means starting after the first `\n` found at
         // or after `start - 1`: if byte `start - 1` is a `\n`, a line starts exactly at
         // `start` and is ours.
         let read_from = start.saturating_sub(1);
-        let input = InputReader::open_local(path, read_from)?;
+        let input = InputReader::open(&Location::from_path(path), read_from, storage)?;
         let split_end = match input.codec() {
             // A compressed file is one split, whose length counts compressed bytes.
             Some(_) if start == 0 => u64::MAX,

@@ -28,6 +28,43 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// A location cannot be parsed.
+    #[error("`{location}` is not a usable location: {reason}")]
+    BadLocation {
+        /// As given.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// An object-store request failed.
+    #[error("failed to {action} `{location}`: {}", describe(cause).reason)]
+    Object {
+        /// What was being done.
+        action: &'static str,
+        /// The object or prefix.
+        location: String,
+        /// The store's error (summarised in the message: its own chain repeats the
+        /// request several times).
+        cause: object_store::Error,
+    },
+    /// An output exists already.
+    #[error("output `{location}` already exists (pass --overwrite to replace it)")]
+    OutputExists {
+        /// The output.
+        location: String,
+    },
+    /// The job's commit found a part missing.
+    #[error("output part `{location}` is missing")]
+    MissingPart {
+        /// The part expected.
+        location: String,
+    },
+    /// The storage layer itself failed.
+    #[error("internal storage error: {reason}")]
+    Internal {
+        /// What happened.
+        reason: String,
+    },
 }
 
 impl StorageError {
@@ -35,8 +72,60 @@ impl StorageError {
     /// the machine or the network.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Io { .. } => true,
-            Self::Corrupt { .. } => false,
+            Self::Io { .. } | Self::MissingPart { .. } | Self::Internal { .. } => true,
+            Self::Corrupt { .. } | Self::BadLocation { .. } | Self::OutputExists { .. } => false,
+            // A missing bucket or object, refused credentials, a bad configuration: the
+            // same request gets the same answer. Anything else (a connection reset, a
+            // 503 after the client's own retries) may pass.
+            Self::Object { cause, .. } => !describe(cause).permanent,
         }
+    }
+}
+
+/// What the store said, in one line, and whether asking again can help.
+struct Described {
+    reason: String,
+    permanent: bool,
+}
+
+/// Summarises an object-store error. The crate reports most S3 client errors (a
+/// missing bucket on a listing, a refused signature) as `Generic`, with the HTTP status
+/// and S3's error code only in the message of a private type deep in its chain, each
+/// level repeating the request: so the deepest message is read for `status code: NNN`
+/// and `<Code>…</Code>`. A 4xx other than 408 (timeout) and 429 (slow down) is the
+/// request's own fault and repeats.
+fn describe(error: &object_store::Error) -> Described {
+    let typed_permanent = matches!(
+        error,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. }
+            | object_store::Error::InvalidPath { .. }
+            | object_store::Error::NotSupported { .. }
+            | object_store::Error::UnknownConfigurationKey { .. }
+    );
+    let mut deepest: &dyn std::error::Error = error;
+    while let Some(source) = deepest.source() {
+        deepest = source;
+    }
+    let message = deepest.to_string();
+    let status = message
+        .split_once("status code: ")
+        .and_then(|(_, rest)| rest.get(..3))
+        .and_then(|digits| digits.parse::<u16>().ok());
+    let code = message
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code.to_string());
+    let client_fault =
+        status.is_some_and(|status| (400..500).contains(&status) && status != 408 && status != 429);
+    let reason = match (code, status) {
+        (Some(code), Some(status)) => format!("{code} (HTTP {status})"),
+        (None, Some(status)) => format!("HTTP {status}: {message}"),
+        _ => message,
+    };
+    Described {
+        reason,
+        permanent: typed_permanent || client_fault,
     }
 }

@@ -12,6 +12,8 @@ use std::path::Path;
 
 use crate::codec::{Codec, SNIFF_BYTES};
 use crate::error::StorageError;
+use crate::location::Location;
+use crate::object::S3Options;
 
 /// The decoded bytes of one input, from the offset it was opened at.
 pub struct InputReader {
@@ -31,6 +33,41 @@ impl std::fmt::Debug for InputReader {
 }
 
 impl InputReader {
+    /// Opens `location` at byte `start`: a local file, or an object read from `start`
+    /// to its end with one ranged GET (streamed: a split stops reading after its last
+    /// line, and dropping the reader ends the request).
+    pub fn open(
+        location: &Location,
+        start: u64,
+        options: &S3Options,
+    ) -> Result<Self, StorageError> {
+        match location {
+            Location::Local(path) => Self::open_local(path, start),
+            Location::S3 { bucket, key } => {
+                let by_name = Codec::from_file_name(location.file_name());
+                let (raw, codec) = match by_name {
+                    Some(codec) => (
+                        crate::object_read::open(bucket, key, 0, options)?,
+                        Some(codec),
+                    ),
+                    None if start == 0 => {
+                        let raw = crate::object_read::open(bucket, key, 0, options)?;
+                        let codec = Codec::sniff(raw.peek());
+                        (raw, codec)
+                    }
+                    None => {
+                        let head =
+                            crate::object::get_range(bucket, key, 0..SNIFF_BYTES as u64, options)?;
+                        let codec = Codec::sniff(&head);
+                        let from = if codec.is_some() { 0 } else { start };
+                        (crate::object_read::open(bucket, key, from, options)?, codec)
+                    }
+                };
+                Ok(Self::new(Box::new(raw), codec, start, location.to_string()))
+            }
+        }
+    }
+
     /// Opens the local file `path` at byte `start`. A compressed file (see
     /// [`crate::codec`]) is decoded from its first byte when `start` is 0; opened at
     /// any other offset it reads as empty, since its one split starts at 0.

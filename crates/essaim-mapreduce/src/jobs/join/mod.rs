@@ -181,7 +181,11 @@ impl JobDefinition for Join {
 fn read_first_line(path: &Path) -> Result<Vec<u8>, JobError> {
     use std::io::{BufRead, Read};
     // Decoded, so that a compressed CSV file's header is its first line too.
-    let file = essaim_storage::InputReader::open_local(path, 0).map_err(|error| {
+    // Jobs see their parameters, not the job's storage options: an object's header is
+    // read with the environment's `AWS_*` alone.
+    let location = essaim_storage::Location::from_path(path);
+    let storage = essaim_storage::S3Options::default();
+    let file = essaim_storage::InputReader::open(&location, 0, &storage).map_err(|error| {
         let message = essaim_core::error_chain::error_chain(&error);
         if error.is_retryable() {
             JobError::retryable(message)

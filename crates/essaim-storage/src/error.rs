@@ -129,3 +129,51 @@ fn describe(error: &object_store::Error) -> Described {
         permanent: typed_permanent || client_fault,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message the S3 client leaves at the bottom of its chain.
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Deepest(String);
+
+    fn generic(message: &str) -> StorageError {
+        StorageError::Object {
+            action: "list",
+            location: "s3://b/k".into(),
+            cause: object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(Deepest(message.into())),
+            },
+        }
+    }
+
+    #[test]
+    fn client_faults_are_permanent_and_summarised_server_faults_retryable() {
+        let missing = generic(
+            "Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code></Error>",
+        );
+        assert_eq!(
+            missing.to_string(),
+            "failed to list `s3://b/k`: NoSuchBucket (HTTP 404)"
+        );
+        assert!(!missing.is_retryable());
+        let refused = generic(
+            "status code: 403 Forbidden: <Error><Code>SignatureDoesNotMatch</Code></Error>",
+        );
+        assert!(!refused.is_retryable());
+        for retryable in [
+            "Server returned non-2xx status code: 503 Service Unavailable: <Error><Code>SlowDown</Code></Error>",
+            "status code: 429 Too Many Requests",
+            "Connection refused (os error 111)",
+        ] {
+            assert!(generic(retryable).is_retryable(), "{retryable}");
+        }
+        assert_eq!(
+            generic("Connection refused (os error 111)").to_string(),
+            "failed to list `s3://b/k`: Connection refused (os error 111)"
+        );
+    }
+}

@@ -150,11 +150,13 @@ async fn a_job_stopped_before_its_commit_publishes_nothing_in_the_bucket() {
     std::fs::copy(&plain[0], data.join("a.txt")).unwrap();
     std::fs::copy(&plain[1], data.join("b.txt")).unwrap();
     // The first reducer to finish creates the lock directory and commits its part; the
-    // other finds it and hangs, so the job stays between its reducers' commits.
+    // other finds it there and waits while it exists (60 s at most), so the job stays
+    // between its reducers' commits. Dropping the cluster removes its directory, lock
+    // included, which ends the wait: a killed worker's command would outlive the test.
     let lock = cluster.path("first-reducer-done");
     let reducer = format!(
-        "cat && (mkdir '{}' 2>/dev/null || sleep 600)",
-        lock.display()
+        "cat && (mkdir '{lock}' 2>/dev/null || {{ i=0; while [ -e '{lock}' ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; }})",
+        lock = lock.display()
     );
     let endpoint = server.url().to_string();
     let run = cluster

@@ -15,6 +15,10 @@
 //! [`essaim_storage::codec`]) is one split: the split starting at byte 0 reads every
 //! decoded line to the end whatever its length says, offsets count decoded bytes, and
 //! a split starting anywhere else owns nothing.
+//!
+//! The bytes come from [`essaim_storage::InputReader`]: a local file, or an object
+//! (`s3://bucket/key`) read with one streamed GET from the split's first byte to the end
+//! of the object, dropped once the split's last line is read.
 
 use std::path::{Path, PathBuf};
 

@@ -46,6 +46,11 @@ impl InputReader {
             Location::S3 { bucket, key } => {
                 let by_name = Codec::from_file_name(location.file_name());
                 let (raw, codec) = match by_name {
+                    // A compressed object's one split starts at 0: any other owns nothing.
+                    Some(codec) if start > 0 => {
+                        let nothing: Box<dyn Read + Send> = Box::new(std::io::empty());
+                        return Ok(Self::new(nothing, Some(codec), start, location.to_string()));
+                    }
                     Some(codec) => (
                         crate::object_read::open(bucket, key, 0, options)?,
                         Some(codec),

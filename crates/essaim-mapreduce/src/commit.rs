@@ -2,48 +2,27 @@
 //! `_SUCCESS` says so, as in Hadoop. Readers that wait for `_SUCCESS` never see a
 //! partial output.
 
-use std::fs::File;
-
 use crate::counters::Counters;
-use crate::error::{TaskError, TaskResult};
-use crate::payload::{CommitTaskPayload, SUCCESS_MARKER, TEMPORARY_DIR, part_file_name};
-use crate::reduce_task::sync_dir;
+use crate::error::TaskResult;
+use crate::payload::CommitTaskPayload;
 
 /// Parts found by the commit task.
 pub const COMMIT_PARTS: &str = "commit.parts";
 /// Bytes of all parts.
 pub const COMMIT_OUTPUT_BYTES: &str = "commit.output.bytes";
 
-/// Checks that `part-00000` … `part-(R-1)` exist, removes `_temporary`, and writes an
-/// empty, flushed `_SUCCESS`. A missing part is a retryable failure naming it (its
+/// Checks that `part-00000` … `part-(R-1)` (with the codec's extension) are there,
+/// publishes them and writes `_SUCCESS`, on a file system or in a bucket (see
+/// [`essaim_storage::output`]). A missing part is a retryable failure naming it (its
 /// reducer's commit may not be visible yet on a shared file system).
 pub fn run_commit(payload: &CommitTaskPayload) -> TaskResult<Counters> {
-    let output_dir = &payload.config.output_dir;
-    let mut total_bytes = 0;
-    for partition in 0..payload.config.reducers {
-        let path = output_dir.join(part_file_name(partition));
-        match std::fs::metadata(&path) {
-            Ok(metadata) if metadata.is_file() => total_bytes += metadata.len(),
-            Ok(_) => return Err(TaskError::MissingPart { path }),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                return Err(TaskError::MissingPart { path });
-            }
-            Err(source) => return Err(TaskError::io("stat", path, source)),
-        }
-    }
-    let temporary_dir = output_dir.join(TEMPORARY_DIR);
-    match std::fs::remove_dir_all(&temporary_dir) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(TaskError::io("remove", temporary_dir, source)),
-    }
-    let marker = output_dir.join(SUCCESS_MARKER);
-    File::create(&marker)
-        .and_then(|file| file.sync_all())
-        .map_err(|source| TaskError::io("write", &marker, source))?;
-    sync_dir(output_dir)?;
+    let config = &payload.config;
+    let parts: Vec<String> = (0..config.reducers)
+        .map(|partition| config.part_name(partition))
+        .collect();
+    let total_bytes = config.output().commit_job(&parts)?;
     let mut counters = Counters::default();
-    counters.add(COMMIT_PARTS, u64::from(payload.config.reducers));
+    counters.add(COMMIT_PARTS, u64::from(config.reducers));
     counters.add(COMMIT_OUTPUT_BYTES, total_bytes);
     Ok(counters)
 }
@@ -52,7 +31,7 @@ pub fn run_commit(payload: &CommitTaskPayload) -> TaskResult<Counters> {
 mod tests {
     use super::*;
     use crate::api::JobParams;
-    use crate::payload::{JobConfig, PAYLOAD_VERSION};
+    use crate::payload::{JobConfig, PAYLOAD_VERSION, SUCCESS_MARKER, TEMPORARY_DIR};
 
     fn payload(output_dir: &std::path::Path, reducers: u32) -> CommitTaskPayload {
         CommitTaskPayload {
@@ -62,9 +41,11 @@ mod tests {
                 params: JobParams::default(),
                 steps: 1,
                 reducers,
-                output_dir: output_dir.to_path_buf(),
+                output_dir: output_dir.to_path_buf().into(),
                 sort_buffer_bytes: 1 << 20,
                 merge_factor: 10,
+                output_codec: None,
+                storage: Default::default(),
             },
         }
     }

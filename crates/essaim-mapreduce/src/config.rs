@@ -7,8 +7,7 @@
 //! receives a payload out of range (an old or hand-written client) refuses it with the
 //! same message, as a permanent task failure, and never replaces a value by a default.
 
-use std::path::PathBuf;
-
+use essaim_storage::{Location, OutputDir, S3Options};
 use serde::{Deserialize, Serialize};
 
 use crate::api::JobParams;
@@ -52,14 +51,22 @@ pub struct JobConfig {
     pub steps: u32,
     /// Number of reduce partitions per step, in `1..=`[`MAX_REDUCERS`].
     pub reducers: u32,
-    /// Where the output parts go: a directory every worker can write (a shared path).
-    pub output_dir: PathBuf,
+    /// Where the output parts go: a directory every worker can write (a shared path),
+    /// or an object prefix (`s3://bucket/prefix`), which needs no shared file system.
+    pub output_dir: Location,
     /// Bytes of records a map task buffers before sorting and spilling them (at least
     /// [`MIN_SORT_BUFFER_BYTES`]).
     pub sort_buffer_bytes: u64,
     /// Largest number of spill files or segments merged at once (at least
     /// [`MIN_MERGE_FACTOR`]).
     pub merge_factor: u32,
+    /// Codec of the output parts (`part-00000.gz`), `None` for plain text (version 3).
+    #[serde(default)]
+    pub output_codec: Option<essaim_storage::Codec>,
+    /// How workers reach the object store of `s3://` inputs and outputs (credentials
+    /// come from their environment, never from here).
+    #[serde(default)]
+    pub storage: S3Options,
 }
 
 /// A configuration value out of its range.
@@ -73,6 +80,18 @@ pub struct ConfigError {
 }
 
 impl JobConfig {
+    /// Returns the job's output, reached with its storage options.
+    pub fn output(&self) -> OutputDir {
+        OutputDir::new(self.output_dir.clone(), self.storage.clone())
+    }
+
+    /// Returns the name of the output part of `partition`: `part-00000`, with the
+    /// output codec's extension when parts are compressed (`part-00000.gz`).
+    pub fn part_name(&self, partition: u32) -> String {
+        let extension = self.output_codec.map_or("", |codec| codec.extension());
+        format!("{}{extension}", crate::payload::part_file_name(partition))
+    }
+
     /// Returns the configuration if every value is in range, or says which is not.
     pub fn validated(self) -> Result<Self, ConfigError> {
         self.validate()?;
@@ -162,9 +181,11 @@ mod tests {
             params: JobParams::default(),
             steps: 1,
             reducers: DEFAULT_REDUCERS,
-            output_dir: PathBuf::from("/out"),
+            output_dir: Location::Local("/out".into()),
             sort_buffer_bytes: DEFAULT_SORT_BUFFER_BYTES,
             merge_factor: DEFAULT_MERGE_FACTOR,
+            output_codec: None,
+            storage: S3Options::default(),
         }
     }
 

@@ -34,6 +34,9 @@ pub enum TaskError {
         #[source]
         source: std::io::Error,
     },
+    /// An input could not be read, or does not decode.
+    #[error(transparent)]
+    Storage(#[from] essaim_storage::StorageError),
     /// A spill, a map output or a fetched segment is not valid.
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -85,12 +88,6 @@ pub enum TaskError {
     /// refused token).
     #[error("shuffle failed: {0}")]
     Shuffle(String),
-    /// The commit found a part missing.
-    #[error("output part `{path}` is missing")]
-    MissingPart {
-        /// The part expected.
-        path: PathBuf,
-    },
     /// The attempt was cancelled.
     #[error("the attempt was cancelled")]
     Cancelled,
@@ -126,6 +123,7 @@ impl TaskError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Job(error) => error.retryable,
+            Self::Storage(error) => error.is_retryable(),
             Self::RecordTooLarge { .. }
             | Self::LineTooLong { .. }
             | Self::BadPartition { .. }
@@ -136,7 +134,6 @@ impl TaskError {
             | Self::Format(_)
             | Self::LostInputs { .. }
             | Self::Shuffle(_)
-            | Self::MissingPart { .. }
             | Self::Cancelled
             | Self::Internal(_) => true,
         }

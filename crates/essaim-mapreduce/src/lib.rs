@@ -46,6 +46,7 @@ pub mod counters;
 pub mod error;
 pub mod executor;
 pub mod format;
+pub mod inputs;
 pub mod jobs;
 pub mod map_task;
 mod merge;

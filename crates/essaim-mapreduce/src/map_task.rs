@@ -50,6 +50,7 @@ pub fn run_map(
         let mapped = match format {
             InputFormat::Lines => map_lines(
                 split,
+                &config.storage,
                 std::mem::take(&mut buffer),
                 mapper.as_mut(),
                 &mut collector,
@@ -78,13 +79,15 @@ pub fn run_map(
 /// Maps the lines of one piece; returns the reader's buffer for the next piece.
 fn map_lines(
     split: &InputSplit,
+    storage: &essaim_storage::S3Options,
     buffer: Vec<u8>,
     mapper: &mut dyn Mapper,
     out: &mut dyn Emit,
     cancel_check: &mut CancelCheck,
     read: &mut InputRead,
 ) -> TaskResult<Vec<u8>> {
-    let mut reader = LineSplitReader::open_reusing(&split.path, split.start, split.length, buffer)?;
+    let mut reader =
+        LineSplitReader::open_reusing(&split.path, split.start, split.length, buffer, storage)?;
     let mut line_in_split = 0;
     while let Some((offset, line)) = reader.next_line()? {
         line_in_split += 1;
@@ -110,8 +113,13 @@ fn map_whole_file(
     out: &mut dyn Emit,
     read: &mut InputRead,
 ) -> TaskResult<()> {
-    let metadata = std::fs::metadata(&split.path)
-        .map_err(|source| TaskError::io("read", &split.path, source))?;
+    // A local file must still be there; an object's size is the listing's.
+    let size = match essaim_storage::Location::from_path(&split.path) {
+        essaim_storage::Location::Local(path) => std::fs::metadata(&path)
+            .map_err(|source| TaskError::io("read", &path, source))?
+            .len(),
+        essaim_storage::Location::S3 { .. } => split.length,
+    };
     // A whole-file split is the file; a split that does not start the file owns
     // nothing (the file is one record, which starts at 0).
     if split.start != 0 {
@@ -126,6 +134,6 @@ fn map_whole_file(
     };
     mapper.map(&record, out).map_err(TaskError::Job)?;
     read.records += 1;
-    read.bytes += metadata.len();
+    read.bytes += size;
     Ok(())
 }

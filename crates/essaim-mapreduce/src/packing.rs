@@ -24,7 +24,7 @@
 //! with its own line reader, and every record names its file, its offset in it, and its
 //! line number within its piece (see [`crate::map_task`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::api::InputFormat;
 use crate::payload::InputSplit;
@@ -47,6 +47,9 @@ pub struct InputFile {
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
+    /// False for a compressed file: it is one split whatever its size (see
+    /// [`essaim_storage::codec`]).
+    pub splittable: bool,
 }
 
 /// How files become splits.
@@ -68,22 +71,14 @@ pub fn plan_splits(files: &[InputFile], layout: SplitLayout) -> Vec<Vec<InputSpl
     let mut pack = Pack::default();
     for file in files {
         let Some(open_cost) = layout.open_cost_bytes else {
-            tasks.extend(
-                split_file(&file.path, file.size, layout)
-                    .into_iter()
-                    .map(|s| vec![s]),
-            );
+            tasks.extend(split_file(file, layout).into_iter().map(|s| vec![s]));
             continue;
         };
         let cost = file.size.saturating_add(open_cost);
         let too_large_to_pack = cost as f64 > layout.split_bytes as f64 * SPLIT_SLOP;
         if too_large_to_pack {
             pack.flush_into(&mut tasks);
-            tasks.extend(
-                split_file(&file.path, file.size, layout)
-                    .into_iter()
-                    .map(|s| vec![s]),
-            );
+            tasks.extend(split_file(file, layout).into_iter().map(|s| vec![s]));
             continue;
         }
         let path_bytes = file.path.as_os_str().len();
@@ -124,14 +119,16 @@ impl Pack {
 }
 
 /// Cuts one file into splits of about `layout.split_bytes` (one split for whole-file
-/// input, and one empty split for an empty file, so that every file is seen by a mapper).
-fn split_file(path: &Path, size: u64, layout: SplitLayout) -> Vec<InputSplit> {
+/// input and for a compressed file, and one empty split for an empty file, so that
+/// every file is seen by a mapper).
+fn split_file(file: &InputFile, layout: SplitLayout) -> Vec<InputSplit> {
+    let (path, size) = (file.path.as_path(), file.size);
     let whole = |length| InputSplit {
         path: path.to_path_buf(),
         start: 0,
         length,
     };
-    if layout.format == InputFormat::WholeFiles || size == 0 {
+    if layout.format == InputFormat::WholeFiles || size == 0 || !file.splittable {
         return vec![whole(size)];
     }
     let split_bytes = layout.split_bytes;
@@ -194,28 +191,53 @@ mod tests {
             .map(|(index, size)| InputFile {
                 path: PathBuf::from(format!("/in/f{index:04}")),
                 size: *size,
+                splittable: true,
             })
             .collect()
     }
 
+    fn file(size: u64) -> InputFile {
+        InputFile {
+            path: PathBuf::from("/f"),
+            size,
+            splittable: true,
+        }
+    }
+
     #[test]
     fn splits_cover_a_file_exactly_and_the_last_one_absorbs_a_small_tail() {
-        let path = Path::new("/f");
-        let splits = split_file(path, 1005, layout(100, None));
+        let splits = split_file(&file(1005), layout(100, None));
         assert_eq!(splits.len(), 10);
         assert_eq!(splits.last().unwrap().length, 105);
         let total: u64 = splits.iter().map(|s| s.length).sum();
         assert_eq!(total, 1005);
-        assert_eq!(split_file(path, 1050, layout(100, None)).len(), 11);
+        assert_eq!(split_file(&file(1050), layout(100, None)).len(), 11);
         for pair in splits.windows(2) {
             assert_eq!(pair[0].start + pair[0].length, pair[1].start);
         }
-        assert_eq!(split_file(path, 0, layout(100, None)).len(), 1);
+        assert_eq!(split_file(&file(0), layout(100, None)).len(), 1);
         let whole = SplitLayout {
             format: InputFormat::WholeFiles,
             ..layout(100, None)
         };
-        assert_eq!(split_file(path, 5000, whole).len(), 1);
+        assert_eq!(split_file(&file(5000), whole).len(), 1);
+    }
+
+    #[test]
+    fn a_compressed_file_is_one_split_whatever_its_size() {
+        let compressed = InputFile {
+            splittable: false,
+            ..file(5000)
+        };
+        assert_eq!(
+            split_file(&compressed, layout(100, None)),
+            vec![InputSplit {
+                path: PathBuf::from("/f"),
+                start: 0,
+                length: 5000
+            }]
+        );
+        assert_eq!(plan_splits(&[compressed], layout(100, Some(10))).len(), 1);
     }
 
     #[test]

@@ -23,18 +23,17 @@ pub const MAP_KIND: &str = "mapreduce.map";
 pub const REDUCE_KIND: &str = "mapreduce.reduce";
 /// Task kind of the final commit task.
 pub const COMMIT_KIND: &str = "mapreduce.commit";
-/// Version of the payload encoding; a worker refuses any other.
-pub const PAYLOAD_VERSION: u32 = 2;
+/// Version of the payload encoding; a worker refuses any other. Version 3 added
+/// compressed inputs and outputs: a version 2 worker would read a `.gz` input as bytes
+/// and write plain parts where the commit expects compressed ones.
+pub const PAYLOAD_VERSION: u32 = 3;
 
 /// Name of the file of committed output parts: `part-00000`, `part-00001`, …
 pub fn part_file_name(partition: u32) -> String {
     format!("part-{partition:05}")
 }
 
-/// Name of the marker written when every part is committed.
-pub const SUCCESS_MARKER: &str = "_SUCCESS";
-/// Directory under the output directory where attempts write before committing.
-pub const TEMPORARY_DIR: &str = "_temporary";
+pub use essaim_storage::output::{SUCCESS_MARKER, TEMPORARY_DIR};
 
 /// A byte range of one input file, cut at line boundaries by the reader: a split owns
 /// every line that starts within `[start, start + length)`, reading past its end to
@@ -42,7 +41,8 @@ pub const TEMPORARY_DIR: &str = "_temporary";
 /// `start == 0`), as Hadoop's `LineRecordReader` does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputSplit {
-    /// The file.
+    /// The file: a local path, or an `s3://bucket/key` URL (read with
+    /// [`essaim_storage::Location::from_path`]).
     pub path: PathBuf,
     /// First byte of the range.
     pub start: u64,

@@ -19,10 +19,11 @@ use essaim_core::spec::MAX_LOCALITY_PATHS;
 
 use crate::api::{JobDefinition, JobError, JobParams};
 use crate::config::{ConfigError, JobConfig, check_job_options, check_split_bytes};
-use crate::packing::{InputFile, SplitLayout, locality_of, plan_splits};
+use crate::inputs::expand_input_files;
+use crate::packing::{SplitLayout, locality_of, plan_splits};
 use crate::payload::{
     COMMIT_KIND, CommitTaskPayload, MAP_KIND, MapTaskPayload, PAYLOAD_VERSION, REDUCE_KIND,
-    ReduceTaskPayload, TEMPORARY_DIR,
+    ReduceTaskPayload,
 };
 
 /// Why a job could not be planned. Every variant is the user's to fix.
@@ -74,6 +75,9 @@ pub enum PlanError {
     /// The output directory is among the inputs.
     #[error("output directory `{0}` is also an input")]
     OutputIsInput(PathBuf),
+    /// An input or the output could not be reached, or is not a usable location.
+    #[error(transparent)]
+    Storage(#[from] essaim_storage::StorageError),
     /// An option is out of range (see [`crate::config`]).
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -94,7 +98,7 @@ pub struct JobRequest {
     pub params: JobParams,
     /// Input files, directories or globs, as given.
     pub inputs: Vec<String>,
-    /// Output directory.
+    /// Output directory, or an `s3://bucket/prefix` URL.
     pub output_dir: PathBuf,
     /// Reducers per step.
     pub reducers: u32,
@@ -107,6 +111,10 @@ pub struct JobRequest {
     pub sort_buffer_bytes: u64,
     /// Runs merged at once.
     pub merge_factor: u32,
+    /// Codec of the output parts, `None` for plain text.
+    pub output_codec: Option<essaim_storage::Codec>,
+    /// How the client and workers reach the object store of `s3://` locations.
+    pub storage: essaim_storage::S3Options,
 }
 
 /// One task of the planned job.
@@ -160,10 +168,20 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
     let mut params = request.params.clone();
     absolutise_path_params(job, &mut params)?;
     job.validate(&params).map_err(job_error)?;
-    let input_files = expand_inputs(&request.inputs)?;
-    let output_dir = absolute(&request.output_dir)?;
-    if input_files.iter().any(|file| file.starts_with(&output_dir)) {
-        return Err(PlanError::OutputIsInput(output_dir));
+    let files = expand_input_files(&request.inputs, &request.storage, request.split_bytes)?;
+    let input_files: Vec<PathBuf> = files.iter().map(|file| file.path.clone()).collect();
+    let output_dir = essaim_storage::Location::from_path(&request.output_dir)
+        .absolute()
+        .map_err(|error| PlanError::Output {
+            path: request.output_dir.clone(),
+            error,
+        })?;
+    let output_path = output_dir.to_path();
+    if input_files
+        .iter()
+        .any(|file| file.starts_with(&output_path))
+    {
+        return Err(PlanError::OutputIsInput(output_path));
     }
     job.prepare(&mut params, &input_files, request.reducers)
         .map_err(job_error)?;
@@ -177,23 +195,11 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
         output_dir,
         sort_buffer_bytes: request.sort_buffer_bytes,
         merge_factor: request.merge_factor,
+        output_codec: request.output_codec,
+        storage: request.storage.clone(),
     }
     .validated()?;
-    let mut input_bytes = 0;
-    let mut files = Vec::with_capacity(input_files.len());
-    for file in &input_files {
-        let size = std::fs::metadata(file)
-            .map_err(|error| PlanError::UnreadableInput {
-                path: file.clone(),
-                error,
-            })?
-            .len();
-        input_bytes += size;
-        files.push(InputFile {
-            path: file.clone(),
-            size,
-        });
-    }
+    let input_bytes = files.iter().map(|file| file.size).sum();
     let layout = SplitLayout {
         split_bytes: request.split_bytes,
         open_cost_bytes: request
@@ -355,22 +361,21 @@ fn absolute(path: &Path) -> Result<PathBuf, PlanError> {
 /// its absolute path.
 pub fn prepare_output_dir(dir: &Path, overwrite: bool) -> Result<PathBuf, PlanError> {
     let dir = absolute(dir)?;
-    let io = |error| PlanError::Output {
-        path: dir.clone(),
-        error,
-    };
-    if dir.exists() {
-        if !overwrite {
-            return Err(PlanError::OutputExists(dir));
-        }
-        if dir.is_dir() {
-            std::fs::remove_dir_all(&dir).map_err(io)?;
-        } else {
-            std::fs::remove_file(&dir).map_err(io)?;
-        }
-    }
-    std::fs::create_dir_all(dir.join(TEMPORARY_DIR)).map_err(io)?;
+    let output = essaim_storage::OutputDir::new(dir.clone().into(), Default::default());
+    output.prepare(overwrite).map_err(|error| match error {
+        essaim_storage::StorageError::OutputExists { .. } => PlanError::OutputExists(dir.clone()),
+        other => PlanError::Storage(other),
+    })?;
     Ok(dir)
+}
+
+/// Makes a planned job's output ready, a directory or an object prefix: see
+/// [`prepare_output_dir`] and [`essaim_storage::OutputDir::prepare`].
+pub fn prepare_output(config: &JobConfig, overwrite: bool) -> Result<(), PlanError> {
+    match config.output_dir.as_local() {
+        Some(dir) => prepare_output_dir(dir, overwrite).map(|_| ()),
+        None => Ok(config.output().prepare(overwrite)?),
+    }
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -380,6 +385,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::TEMPORARY_DIR;
 
     /// `-D left=left.csv` with relative inputs (as typed in a shell) used to fail every
     /// map task with "input is under neither left nor right": the inputs were made
@@ -411,6 +417,8 @@ mod tests {
             open_cost_bytes: Some(crate::config::DEFAULT_OPEN_COST_BYTES),
             sort_buffer_bytes: crate::config::DEFAULT_SORT_BUFFER_BYTES,
             merge_factor: crate::config::DEFAULT_MERGE_FACTOR,
+            output_codec: None,
+            storage: Default::default(),
         };
         let planned = plan_job(&crate::jobs::join::Join, &request).unwrap();
         let params = &planned.config.params;

@@ -23,8 +23,9 @@ use crate::format::SegmentEntry;
 use crate::merge::{
     KWayMerge, RunFile, WRITE_BUFFER_BYTES, merge_until_at_most, open_segment, reduce_groups,
 };
-use crate::payload::{ReduceTaskPayload, TEMPORARY_DIR, part_file_name};
+use crate::payload::ReduceTaskPayload;
 use crate::sort::{MapOutputCollector, MapOutputFile};
+use essaim_storage::output::{OutputDir, PendingPart};
 
 /// One partition of one upstream output, fetched into a local file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +109,16 @@ pub fn reduce_segments(
 
     let mut reducer = job.reducer(params, step)?;
     let outcome = if is_last_step {
-        let mut sink = PartWriter::create(job, &config.output_dir, payload.partition, attempt_id)?;
+        let part = config.part_name(payload.partition);
+        let output = config.output();
+        let mut sink = PartWriter::create(
+            job,
+            &output,
+            &part,
+            config.output_codec,
+            attempt_id,
+            scratch_dir,
+        )?;
         let result = reduce_groups(&mut merge, reducer.as_mut(), &mut sink, &mut cancel_check);
         let stats = prefer_sink_error(result, sink.error.take())?;
         let finished = reducer.finish(&mut sink);
@@ -176,12 +186,39 @@ fn prefer_sink_error<T>(result: TaskResult<T>, sink_error: Option<TaskError>) ->
     }
 }
 
+/// The bytes of a part on their way to its temporary file: plain, or through an
+/// encoder whose trailer [`PartOutput::finish`] writes.
+enum PartOutput {
+    Plain(BufWriter<File>),
+    Compressed(essaim_storage::codec::Encoder<'static, BufWriter<File>>),
+}
+
+impl PartOutput {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Plain(output) => output.write_all(bytes),
+            Self::Compressed(output) => output.write_all(bytes),
+        }
+    }
+
+    /// Ends the stream (the encoder's trailer) and flushes the buffer; returns the file.
+    fn finish(self) -> std::io::Result<File> {
+        let buffered = match self {
+            Self::Plain(output) => output,
+            Self::Compressed(output) => output.finish()?,
+        };
+        buffered.into_inner().map_err(|error| error.into_error())
+    }
+}
+
 /// Writes the last step's output lines into a temporary part, then commits it.
 struct PartWriter<'a> {
     job: &'a dyn JobDefinition,
-    output: BufWriter<File>,
+    output: PartOutput,
+    /// Where the part goes once written (`output` writes to a clone of its file).
+    pending: PendingPart,
+    /// The file written, for errors.
     temporary_path: PathBuf,
-    final_path: PathBuf,
     line: Vec<u8>,
     records: u64,
     bytes: u64,
@@ -191,22 +228,32 @@ struct PartWriter<'a> {
 impl<'a> PartWriter<'a> {
     fn create(
         job: &'a dyn JobDefinition,
-        output_dir: &Path,
-        partition: u32,
+        output_dir: &OutputDir,
+        part: &str,
+        codec: Option<essaim_storage::Codec>,
         attempt_id: AttemptId,
+        scratch_dir: &Path,
     ) -> TaskResult<Self> {
-        let temporary_dir = output_dir.join(TEMPORARY_DIR);
-        std::fs::create_dir_all(&temporary_dir)
-            .map_err(|source| TaskError::io("create directory", &temporary_dir, source))?;
-        let part = part_file_name(partition);
-        let temporary_path = temporary_dir.join(format!("{part}.{attempt_id}"));
-        let file = File::create(&temporary_path)
-            .map_err(|source| TaskError::io("create", &temporary_path, source))?;
+        let pending = output_dir.create_part(part, &attempt_id.to_string(), scratch_dir)?;
+        let temporary_path = pending.local_path().to_path_buf();
+        let file = pending
+            .file
+            .try_clone()
+            .map_err(|source| TaskError::io("open", &temporary_path, source))?;
+        let buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
+        let output = match codec {
+            None => PartOutput::Plain(buffered),
+            Some(codec) => PartOutput::Compressed(
+                codec
+                    .encoder(buffered)
+                    .map_err(|source| TaskError::io("create", &temporary_path, source))?,
+            ),
+        };
         Ok(Self {
             job,
-            output: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            output,
+            pending,
             temporary_path,
-            final_path: output_dir.join(part),
             line: Vec::new(),
             records: 0,
             bytes: 0,
@@ -214,31 +261,16 @@ impl<'a> PartWriter<'a> {
         })
     }
 
-    /// Flushes the part to disk and renames it over `part-NNNNN`.
+    /// Ends the part's stream, then commits it: on a file system flushed and renamed
+    /// over `part-NNNNN`; in an object store uploaded beside it, for the job's commit to
+    /// publish (see [`essaim_storage::output`]). Returns where it went.
     fn commit(self) -> TaskResult<PathBuf> {
         let temporary_path = self.temporary_path;
-        let write_error = |source| TaskError::io("write", &temporary_path, source);
-        let file = self
-            .output
-            .into_inner()
-            .map_err(|error| write_error(error.into_error()))?;
-        file.sync_all().map_err(write_error)?;
-        drop(file);
-        std::fs::rename(&temporary_path, &self.final_path)
-            .map_err(|source| TaskError::io("rename output part to", &self.final_path, source))?;
-        // The rename is durable once the directory is.
-        if let Some(dir) = self.final_path.parent() {
-            sync_dir(dir)?;
-        }
-        Ok(self.final_path)
+        self.output
+            .finish()
+            .map_err(|source| TaskError::io("write", &temporary_path, source))?;
+        Ok(self.pending.commit()?.to_path())
     }
-}
-
-/// Flushes a directory's entries (a rename or a new file in it) to disk.
-pub(crate) fn sync_dir(dir: &Path) -> TaskResult<()> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(|source| TaskError::io("sync directory", dir, source))
 }
 
 impl Emit for PartWriter<'_> {

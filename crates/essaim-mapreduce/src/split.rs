@@ -10,10 +10,19 @@
 //! kept (the mapper decides); bytes are not checked for UTF-8. The reader fills a large
 //! buffer with big reads and finds line ends with `memchr`, so its cost is close to a
 //! memory copy. A line longer than the buffer grows it, up to [`MAX_LINE_BYTES`].
+//!
+//! A compressed input (`.gz`, `.zst`, `.bz2`, or their magic numbers: see
+//! [`essaim_storage::codec`]) is one split: the split starting at byte 0 reads every
+//! decoded line to the end whatever its length says, offsets count decoded bytes, and
+//! a split starting anywhere else owns nothing.
+//!
+//! The bytes come from [`essaim_storage::InputReader`]: a local file, or an object
+//! (`s3://bucket/key`) read with one streamed GET from the split's first byte to the end
+//! of the object, dropped once the split's last line is read.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+
+use essaim_storage::{InputReader, Location, S3Options};
 
 use crate::error::{TaskError, TaskResult};
 
@@ -26,7 +35,7 @@ pub const MAX_LINE_BYTES: usize = 256 * 1024 * 1024;
 /// The lines of one split, in file order.
 #[derive(Debug)]
 pub struct LineSplitReader {
-    file: File,
+    input: InputReader,
     path: PathBuf,
     buffer: Vec<u8>,
     /// Start of the unread bytes in `buffer`.
@@ -59,18 +68,32 @@ impl LineSplitReader {
         max_line_bytes: usize,
     ) -> TaskResult<Self> {
         let buffer = vec![0; buffer_bytes.max(1)];
-        Self::reusing(path, start, length, buffer, max_line_bytes)
+        Self::reusing(
+            path,
+            start,
+            length,
+            buffer,
+            max_line_bytes,
+            &S3Options::default(),
+        )
     }
 
-    /// Opens a split, reading through `buffer` (from [`LineSplitReader::into_buffer`]
-    /// of the previous piece of a packed split: one allocation per task, not per file).
-    pub fn open_reusing(path: &Path, start: u64, length: u64, buffer: Vec<u8>) -> TaskResult<Self> {
+    /// Opens a split of `path` (a local path or an `s3://` URL, reached with
+    /// `storage`), reading through `buffer` (from [`LineSplitReader::into_buffer`] of
+    /// the previous piece of a packed split: one allocation per task, not per file).
+    pub fn open_reusing(
+        path: &Path,
+        start: u64,
+        length: u64,
+        buffer: Vec<u8>,
+        storage: &S3Options,
+    ) -> TaskResult<Self> {
         let buffer = if buffer.is_empty() {
             vec![0; READ_BUFFER_BYTES]
         } else {
             buffer
         };
-        Self::reusing(path, start, length, buffer, MAX_LINE_BYTES)
+        Self::reusing(path, start, length, buffer, MAX_LINE_BYTES, storage)
     }
 
     /// Returns the read buffer, for the next piece.
@@ -84,25 +107,27 @@ impl LineSplitReader {
         length: u64,
         buffer: Vec<u8>,
         max_line_bytes: usize,
+        storage: &S3Options,
     ) -> TaskResult<Self> {
-        let mut file = File::open(path).map_err(|source| TaskError::io("open", path, source))?;
         // Skipping the partial first line means starting after the first `\n` found at
         // or after `start - 1`: if byte `start - 1` is a `\n`, a line starts exactly at
         // `start` and is ours.
         let read_from = start.saturating_sub(1);
-        if read_from > 0 {
-            file.seek(SeekFrom::Start(read_from))
-                .map_err(|source| TaskError::io("seek in", path, source))?;
-        }
+        let input = InputReader::open(&Location::from_path(path), read_from, storage)?;
+        let split_end = match input.codec() {
+            // A compressed file is one split, whose length counts compressed bytes.
+            Some(_) if start == 0 => u64::MAX,
+            _ => start.saturating_add(length),
+        };
         let mut reader = Self {
-            file,
+            input,
             path: path.to_path_buf(),
             buffer,
             cursor: 0,
             filled: 0,
             next_line_offset: read_from,
             first_line_offset: read_from,
-            split_end: start.saturating_add(length),
+            split_end,
             end_of_file: false,
             max_line_bytes,
         };
@@ -143,20 +168,12 @@ impl LineSplitReader {
 
     /// Reads more bytes after the valid ones; returns how many (0 at the end).
     fn fill(&mut self) -> TaskResult<usize> {
-        loop {
-            match self.file.read(&mut self.buffer[self.filled..]) {
-                Ok(0) => {
-                    self.end_of_file = true;
-                    return Ok(0);
-                }
-                Ok(read) => {
-                    self.filled += read;
-                    return Ok(read);
-                }
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(TaskError::io("read", &self.path, source)),
-            }
+        let read = self.input.read_decoded(&mut self.buffer[self.filled..])?;
+        if read == 0 {
+            self.end_of_file = true;
         }
+        self.filled += read;
+        Ok(read)
     }
 
     /// Returns the next line of the split and its offset in the file, without its `\n`,
@@ -321,6 +338,41 @@ mod tests {
             "the split owns the line starting at its first byte, and finishes it"
         );
         assert_eq!(read_split(&path, 5, 100, 4), vec![(8, b"ghi".to_vec())]);
+    }
+
+    #[test]
+    fn a_compressed_file_is_one_split_read_whole_from_byte_zero() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let content: Vec<u8> = (0..3_000u32)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        for codec in essaim_storage::Codec::ALL {
+            let path = dir.path().join(format!("input{}", codec.extension()));
+            let mut encoder = codec.encoder(Vec::new()).unwrap();
+            encoder.write_all(&content).unwrap();
+            let compressed = encoder.finish().unwrap();
+            std::fs::write(&path, &compressed).unwrap();
+            // The length counts compressed bytes, far fewer than the decoded ones.
+            let length = compressed.len() as u64;
+            assert_eq!(
+                read_split(&path, 0, length, 64),
+                naive_lines(&content),
+                "{codec}"
+            );
+            assert!(read_split(&path, 10, length, 64).is_empty(), "{codec}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_compressed_file_fails_for_good_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broken.gz");
+        std::fs::write(&path, b"\x1f\x8b this is not deflate").unwrap();
+        let mut reader = LineSplitReader::open(&path, 0, 30).unwrap();
+        let error = reader.next_line().unwrap_err();
+        assert!(!error.is_retryable(), "{error}");
+        assert!(error.to_string().contains("broken.gz"), "{error}");
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct ClusterOptions {
     pub workers: usize,
     /// Slots of each of them.
     pub slots: u32,
+    /// Variables set for the workers and the command line (object-store credentials),
+    /// on top of the test's environment.
+    pub env: Vec<(String, String)>,
 }
 
 impl ClusterOptions {
@@ -69,6 +72,7 @@ impl ClusterOptions {
             coordinator_args: Vec::new(),
             workers,
             slots,
+            env: Vec::new(),
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct Cluster {
     processes_started: usize,
     /// Flags added to every coordinator start.
     coordinator_args: Vec<String>,
+    /// Variables of the workers and the command line.
+    env: Vec<(String, String)>,
     client: Option<CoordinatorClient>,
     // Last, so that it is released after the processes are gone.
     _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
@@ -111,6 +117,7 @@ impl Cluster {
             stopped: Vec::new(),
             processes_started: 0,
             coordinator_args: options.coordinator_args,
+            env: options.env,
             client: None,
             _one_at_a_time: one_at_a_time,
         };
@@ -222,6 +229,7 @@ impl Cluster {
             token,
             name: &name,
             scratch_dir: &scratch,
+            env: &self.env,
         };
         let process = start_worker(&self.binary, &worker, log);
         self.workers.insert(name.clone(), process);
@@ -359,6 +367,11 @@ impl Cluster {
     pub async fn cli(&self, args: &[&str]) -> CliOutput {
         let url = self.url();
         let mut env = vec![("ESSAIM_COORDINATOR", url.as_str())];
+        env.extend(
+            self.env
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        );
         if let Some(token) = &self.token {
             env.push(("ESSAIM_TOKEN", token.as_str()));
         }

@@ -1,7 +1,7 @@
 //! Servers for tests, started by the project's own scripts (`scripts/nats.sh`,
-//! `scripts/postgres.sh`, `scripts/kafka.sh`, `scripts/etcd.sh`): one [`ScriptServer`]
-//! type for all of them, and one constructor per server ([`nats`], [`postgres`],
-//! [`kafka`], [`etcd`]).
+//! `scripts/postgres.sh`, `scripts/kafka.sh`, `scripts/etcd.sh`, `scripts/s3.sh`): one
+//! [`ScriptServer`] type for all of them, and one constructor per server ([`nats`],
+//! [`postgres`], [`kafka`], [`etcd`], [`s3`]).
 //!
 //! The scripts own everything about a server (installing it, its configuration, its
 //! port, waiting until it answers); this module owns only the life of one test's
@@ -14,7 +14,7 @@
 //! failure shows what the server saw.
 //!
 //! Each server has a variable that skips the tests needing it (`ESSAIM_SKIP_NATS=1`,
-//! `ESSAIM_SKIP_POSTGRES=1`, `ESSAIM_SKIP_KAFKA=1`, `ESSAIM_SKIP_ETCD=1`): the
+//! `ESSAIM_SKIP_POSTGRES=1`, `ESSAIM_SKIP_KAFKA=1`, `ESSAIM_SKIP_ETCD=1`, `ESSAIM_SKIP_S3=1`): the
 //! constructors then return `None`. Otherwise a server that cannot be installed or started fails the test.
 
 use std::path::{Path, PathBuf};
@@ -67,6 +67,20 @@ pub const ETCD: ServerScript = ServerScript {
     skip_variable: "ESSAIM_SKIP_ETCD",
 };
 
+/// The S3-compatible object store s3s-fs (`scripts/s3.sh`); its URL is the endpoint
+/// `http://127.0.0.1:PORT`, its buckets the directories of `dir()/store`, and it
+/// accepts only requests signed with [`S3_ACCESS_KEY`] and [`S3_SECRET_KEY`].
+pub const S3: ServerScript = ServerScript {
+    file_name: "s3.sh",
+    server: "the S3 server",
+    skip_variable: "ESSAIM_SKIP_S3",
+};
+
+/// The access key `scripts/s3.sh` gives its server.
+pub const S3_ACCESS_KEY: &str = "essaim-test";
+/// The secret key `scripts/s3.sh` gives its server.
+pub const S3_SECRET_KEY: &str = "essaim-test-secret";
+
 /// Returns the path of a script in the repository's `scripts/` folder.
 pub fn script_path(file_name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -96,6 +110,11 @@ pub fn kafka() -> Option<ScriptServer> {
         return Some(ScriptServer::external(KAFKA, bootstrap));
     }
     ScriptServer::start(KAFKA)
+}
+
+/// Starts an S3-compatible object store, or returns `None` when `ESSAIM_SKIP_S3=1`.
+pub fn s3() -> Option<ScriptServer> {
+    ScriptServer::start(S3)
 }
 
 /// Starts a single-member etcd, or returns `None` when `ESSAIM_SKIP_ETCD=1`.

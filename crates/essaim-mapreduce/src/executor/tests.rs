@@ -162,9 +162,11 @@ fn config(output_dir: &Path, reducers: u32, steps: u32) -> JobConfig {
         params,
         steps,
         reducers,
-        output_dir: output_dir.to_path_buf(),
+        output_dir: output_dir.to_path_buf().into(),
         sort_buffer_bytes: MIN_SORT_BUFFER_BYTES,
         merge_factor: 3,
+        output_codec: None,
+        storage: Default::default(),
     }
 }
 
@@ -501,6 +503,8 @@ async fn a_job_planned_with_the_default_options_runs_as_planned() {
         open_cost_bytes: Some(crate::config::DEFAULT_OPEN_COST_BYTES),
         sort_buffer_bytes: DEFAULT_SORT_BUFFER_BYTES,
         merge_factor: DEFAULT_MERGE_FACTOR,
+        output_codec: None,
+        storage: Default::default(),
     };
     let planned = plan_job(&ToyWordCount, &request).unwrap();
     // What the planner wrote is what the worker runs with: nothing is re-defaulted.
@@ -524,19 +528,14 @@ async fn a_job_planned_with_the_default_options_runs_as_planned() {
         "two small files packed into one map task"
     );
     let maps = cluster.map_payloads(map_payloads).await;
-    std::fs::create_dir_all(
-        planned
-            .config
-            .output_dir
-            .join(crate::payload::TEMPORARY_DIR),
-    )
-    .unwrap();
+    let output_dir = planned.config.output_dir.as_local().unwrap().to_path_buf();
+    std::fs::create_dir_all(output_dir.join(crate::payload::TEMPORARY_DIR)).unwrap();
     for result in cluster.reduce_stage(&planned.config, 0, 100, &maps).await {
         result.unwrap();
     }
     cluster.commit(&planned.config).await.unwrap();
     let total: u64 = oracle.values().sum();
-    let parts = read_parts(&planned.config.output_dir, DEFAULT_REDUCERS);
+    let parts = read_parts(&output_dir, DEFAULT_REDUCERS);
     let counted: u64 = parts
         .iter()
         .flat_map(|part| part.split(|byte| *byte == b'\n'))

@@ -376,9 +376,11 @@ mod tests {
             params,
             steps: 1,
             reducers: partitions,
-            output_dir: PathBuf::from("/unused"),
+            output_dir: PathBuf::from("/unused").into(),
             sort_buffer_bytes,
             merge_factor,
+            output_codec: None,
+            storage: Default::default(),
         }
     }
 

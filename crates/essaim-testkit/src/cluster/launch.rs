@@ -67,6 +67,8 @@ pub(super) struct WorkerOptions<'a> {
     pub(super) token: Option<&'a str>,
     pub(super) name: &'a str,
     pub(super) scratch_dir: &'a Path,
+    /// Variables added to its environment.
+    pub(super) env: &'a [(String, String)],
 }
 
 /// Starts a worker that may run commands; it registers on its own.
@@ -99,7 +101,15 @@ pub(super) fn start_worker(binary: &Path, worker: &WorkerOptions<'_>, log: PathB
         binary,
         worker.name,
         &args,
-        &[("RUST_LOG", "info,essaim_worker=debug")],
+        &[("RUST_LOG", "info,essaim_worker=debug")]
+            .into_iter()
+            .chain(
+                worker
+                    .env
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_str())),
+            )
+            .collect::<Vec<_>>(),
         log,
     )
 }

@@ -16,8 +16,7 @@ use essaim_mapreduce::config::{
     DEFAULT_MERGE_FACTOR, DEFAULT_OPEN_COST_BYTES, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES,
     DEFAULT_SPLIT_BYTES,
 };
-use essaim_mapreduce::payload::SUCCESS_MARKER;
-use essaim_mapreduce::plan::{JobRequest, PlannedJob, plan_job, prepare_output_dir};
+use essaim_mapreduce::plan::{JobRequest, PlannedJob, plan_job, prepare_output};
 use essaim_proto::{CoordinatorClient, v1};
 
 use crate::client::{ConnectArgs, CoordinatorCalls, usage};
@@ -36,9 +35,21 @@ pub struct JobArgs {
     /// Input files, directories or globs (repeat or separate with spaces).
     #[arg(long = "input", short = 'i', num_args = 1.., required_unless_present = "list")]
     inputs: Vec<String>,
-    /// Output directory (refused if it exists, unless --overwrite).
+    /// Output directory, or `s3://bucket/prefix` (refused if it exists, unless
+    /// --overwrite). Inputs may be `s3://bucket/prefix` too.
     #[arg(long, short = 'o', required_unless_present = "list")]
     output: Option<PathBuf>,
+    /// Endpoint of an S3-compatible store for `s3://` inputs and outputs, e.g.
+    /// http://127.0.0.1:9000 (default: AWS_ENDPOINT, else AWS). Workers use it too;
+    /// credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY on each process.
+    #[arg(long, env = "ESSAIM_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Region of the S3 store (default: AWS_REGION, else us-east-1).
+    #[arg(long, env = "ESSAIM_S3_REGION")]
+    s3_region: Option<String>,
+    /// Allow an http:// S3 endpoint (test servers).
+    #[arg(long, env = "ESSAIM_S3_ALLOW_HTTP")]
+    s3_allow_http: bool,
     /// Replace the output directory if it exists.
     #[arg(long)]
     overwrite: bool,
@@ -82,12 +93,24 @@ pub struct JobArgs {
     /// Runs merged at once.
     #[arg(long, default_value_t = DEFAULT_MERGE_FACTOR)]
     merge_factor: u32,
+    /// Compress the output parts: `gz` (part-00000.gz) or `zst`. Inputs named `.gz`,
+    /// `.zst` or `.bz2` (or starting with their magic numbers) are always decompressed.
+    #[arg(long, value_name = "CODEC", value_parser = parse_output_codec)]
+    compress_output: Option<essaim_storage::Codec>,
     /// Attempts per task before the job fails (default 4).
     #[arg(long, default_value_t = 0)]
     max_attempts: u32,
     /// Output format of the summary (`--output` names the output directory here).
     #[arg(long = "format", value_enum, default_value_t)]
     format: OutputFormat,
+}
+
+/// Parses `--compress-output`: the codecs parts can be written with.
+fn parse_output_codec(name: &str) -> Result<essaim_storage::Codec, String> {
+    match essaim_storage::Codec::from_name(name) {
+        Some(codec @ (essaim_storage::Codec::Gzip | essaim_storage::Codec::Zstd)) => Ok(codec),
+        _ => Err(format!("`{name}` is not an output codec: gz or zst")),
+    }
 }
 
 /// Options of `essaim run`.
@@ -335,9 +358,17 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<PlannedJob> {
         open_cost_bytes: (!args.no_packing).then_some(args.open_cost),
         sort_buffer_bytes: args.sort_buffer,
         merge_factor: args.merge_factor,
+        output_codec: args.compress_output,
+        storage: essaim_storage::S3Options {
+            endpoint: args.s3_endpoint.clone(),
+            region: args.s3_region.clone(),
+            allow_http: args.s3_allow_http,
+        },
     };
-    let planned = plan_job(job.as_ref(), &request).map_err(|error| usage(error.to_string()))?;
-    prepare_output_dir(&output, args.overwrite).map_err(|error| usage(error.to_string()))?;
+    let planned = plan_job(job.as_ref(), &request)
+        .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?;
+    prepare_output(&planned.config, args.overwrite)
+        .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?;
     Ok(planned)
 }
 
@@ -387,11 +418,7 @@ fn planned_spec(max_attempts: u32, planned: &PlannedJob) -> v1::JobSpec {
         })
         .collect();
     v1::JobSpec {
-        name: format!(
-            "{} → {}",
-            planned.config.job,
-            planned.config.output_dir.display()
-        ),
+        name: format!("{} → {}", planned.config.job, planned.config.output_dir),
         tasks,
         max_attempts,
         ..Default::default()
@@ -413,7 +440,14 @@ async fn submit_and_follow(
     )
     .await?;
     let elapsed = started.elapsed();
-    let committed = planned.config.output_dir.join(SUCCESS_MARKER).is_file();
+    // `_SUCCESS` in the output, local or in a bucket, is the only proof of a commit.
+    let committed = match planned.config.output().is_committed() {
+        Ok(committed) => committed,
+        Err(error) => {
+            tracing::warn!(%error, "the output's _SUCCESS marker could not be checked");
+            false
+        }
+    };
     let succeeded = job.state == "succeeded" && committed;
     print_summary(&planned, &job, elapsed, succeeded, args.format);
     Ok(if succeeded {
@@ -523,7 +557,7 @@ pub(crate) fn print_summary(
         crate::outln!("    {name:<28} {value}");
     }
     if succeeded {
-        crate::outln!("  output: {}", planned.config.output_dir.display());
+        crate::outln!("  output: {}", planned.config.output_dir);
     } else {
         crate::outln!(
             "  no output was committed; see `essaim dlq list --job {}`",

@@ -245,6 +245,8 @@ async fn run_job(
         split_bytes: args.split_size,
         sort_buffer_bytes: DEFAULT_SORT_BUFFER_BYTES,
         merge_factor: DEFAULT_MERGE_FACTOR,
+        output_codec: None,
+        storage: Default::default(),
         open_cost_bytes: Some(essaim_mapreduce::config::DEFAULT_OPEN_COST_BYTES),
     };
     let planned = plan_job(job.as_ref(), &request).map_err(|error| usage(error.to_string()))?;

@@ -161,6 +161,19 @@ impl Cluster {
         };
         Self(cluster::Cluster::start(options).await)
     }
+
+    /// Starts a coordinator without a token and `workers` workers of `slots` slots,
+    /// the workers and the command line with `env` added to their environment.
+    pub async fn start_with_env(workers: usize, slots: u32, env: &[(&str, &str)]) -> Self {
+        let options = ClusterOptions {
+            env: env
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            ..ClusterOptions::new(ESSAIM, workers, slots)
+        };
+        Self(cluster::Cluster::start(options).await)
+    }
 }
 
 impl Deref for Cluster {

@@ -20,6 +20,8 @@
 //! | `demo.rs` | the fruit-salad demo serves every fruit exactly once |
 //! | `mapreduce.rs` | MapReduce outputs equal coreutils under SIGKILL, corruption and bad input |
 //! | `mapreduce_small_files.rs` | small files packed into few map tasks give the bytes of one task per file, and equal GNU grep and other oracles |
+//! | `mapreduce_compressed.rs` | `.gz`, `.zst`, `.bz2` inputs (one split each) give the plain run's bytes and coreutils' counts; compressed parts decode to the plain ones; a corrupt `.gz` fails for good, named |
+//! | `mapreduce_s3.rs` | inputs and outputs in an S3-compatible bucket (`scripts/s3.sh`), workers sharing no directory: word count equals coreutils; a job stopped before its commit publishes nothing; missing bucket, wrong credentials, corrupt `.gz` object |
 //! | `mapreduce_csv.rs` | `join` keeps a quoted separator's row and counts a malformed row in the job's summary |
 //! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
 //! | `rest_api.rs` | the REST API needs the token, agrees with gRPC, and matches its OpenAPI document |
@@ -54,7 +56,9 @@ mod leader_failover;
 mod leader_failover_mapreduce;
 mod local_orphans;
 mod mapreduce;
+mod mapreduce_compressed;
 mod mapreduce_csv;
+mod mapreduce_s3;
 mod mapreduce_small_files;
 mod models;
 mod partition;

@@ -180,8 +180,18 @@ impl JobDefinition for Join {
 /// [`MAX_HEADER_BYTES`].
 fn read_first_line(path: &Path) -> Result<Vec<u8>, JobError> {
     use std::io::{BufRead, Read};
-    let file = std::fs::File::open(path).map_err(|error| {
-        JobError::retryable(format!("failed to open `{}`: {error}", path.display()))
+    // Decoded, so that a compressed CSV file's header is its first line too.
+    // Jobs see their parameters, not the job's storage options: an object's header is
+    // read with the environment's `AWS_*` alone.
+    let location = essaim_storage::Location::from_path(path);
+    let storage = essaim_storage::S3Options::default();
+    let file = essaim_storage::InputReader::open(&location, 0, &storage).map_err(|error| {
+        let message = essaim_core::error_chain::error_chain(&error);
+        if error.is_retryable() {
+            JobError::retryable(message)
+        } else {
+            JobError::permanent(message)
+        }
     })?;
     let mut reader = std::io::BufReader::new(file).take(MAX_HEADER_BYTES + 1);
     let mut line = Vec::new();

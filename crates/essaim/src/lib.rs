@@ -72,6 +72,10 @@ enum Command {
     Ingest(commands::ingest::Args),
     /// Streaming pipelines: run, submit, status, stop, rescale.
     Stream(commands::stream::StreamArgs),
+    /// Interactive serving of an index job's output: `essaim index serve`.
+    Index(commands::index::IndexArgs),
+    /// Ask a query root (`essaim index serve`) for the documents matching words.
+    Query(commands::query::QueryArgs),
     /// Cancel a job.
     Cancel(commands::jobs::CancelArgs),
     /// List live workers.
@@ -148,6 +152,8 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Replay(args) => commands::replay::run(args).await,
             Command::Stream(args) => commands::stream::run(args).await,
             Command::Ingest(args) => commands::ingest::run(args).await,
+            Command::Index(args) => commands::index::run(args).await,
+            Command::Query(args) => commands::query::run(args).await,
             Command::Cancel(args) => commands::jobs::cancel(args).await,
             Command::Workers(args) => commands::jobs::workers(args).await,
             Command::Cluster(args) => commands::cluster::run(args).await,
@@ -270,6 +276,14 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     }
     if error.downcast_ref::<client::UsageError>().is_some() {
         return 2;
+    }
+    if let Some(error) = error.downcast_ref::<essaim_serve_runtime::client::CallError>() {
+        use essaim_serve_runtime::client::CallError;
+        return match error {
+            CallError::InvalidUrl { .. } => 2,
+            CallError::Unreachable { .. } => 3,
+            CallError::Status { .. } | CallError::Decode { .. } => 1,
+        };
     }
     if let Some(error) = error.downcast_ref::<essaim_connect_nats::NatsError>() {
         use essaim_connect_nats::NatsError;

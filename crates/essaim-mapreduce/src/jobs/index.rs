@@ -93,6 +93,27 @@ impl JobDefinition for InvertedIndex {
     }
 }
 
+/// Returns the terms of `text` exactly as the index job cuts and folds them, in order
+/// and with repeats: what a query over the index must look up (the serving layer's
+/// queries use it, so a query term and an indexed term can never disagree).
+pub fn terms_of(text: &[u8], lowercase: bool) -> Vec<Vec<u8>> {
+    let mut terms = Vec::new();
+    let _ = for_each_word::<std::convert::Infallible>(text, |word| {
+        let stripped = strip_punctuation(word);
+        if stripped.is_empty() {
+            return Ok(());
+        }
+        let term = if lowercase {
+            stripped.to_ascii_lowercase()
+        } else {
+            stripped.to_vec()
+        };
+        terms.push(term);
+        Ok(())
+    });
+    terms
+}
+
 /// Strips ASCII punctuation from both ends of a word.
 fn strip_punctuation(word: &[u8]) -> &[u8] {
     let start = word
@@ -210,6 +231,14 @@ impl Reducer for JoinPaths {
 mod tests {
     use super::*;
     use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_with};
+
+    #[test]
+    fn query_terms_are_cut_and_folded_like_indexed_terms() {
+        let terms = terms_of(b"The cat. (don't) -- DOG!", true);
+        let expected: Vec<&[u8]> = vec![b"the", b"cat", b"don't", b"dog"];
+        assert_eq!(terms, expected);
+        assert_eq!(terms_of(b"Cat", false), vec![b"Cat".to_vec()]);
+    }
 
     #[test]
     fn punctuation_is_stripped_at_word_ends_only() {

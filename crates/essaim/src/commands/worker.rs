@@ -112,6 +112,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         essaim_stream_runtime::STREAM_TASK_KIND,
         std::sync::Arc::new(essaim_stream_runtime::StreamExecutor::new()),
     );
+    executors.register(
+        essaim_serve_runtime::LEAF_TASK_KIND,
+        std::sync::Arc::new(essaim_serve_runtime::LeafExecutor::new()),
+    );
     let worker = start_worker(config, executors, drain).await?;
     tracing::info!(http = %worker.http_addr, "worker serving health, metrics and files");
     worker.wait().await?;

@@ -34,6 +34,7 @@
 //! | `dashboard.rs` | headless Chromium renders the dashboard with the cluster's real data |
 //! | `eval.rs` | `essaim eval --quick` gives sane numbers for every question and well-formed plots |
 //! | `replay.rs` | `essaim replay` publishes a CSV fixture to NATS JetStream line for line, in order |
+//! | `serve.rs` | an index served as shards × replicas answers as the batch index does while replica workers are SIGKILLed; corrupt shards, unknown indexes and bad queries refused |
 //! | `stream.rs` | streaming pipelines from NATS, Kafka, a directory and HTTP ingest into PostgreSQL equal two oracles through worker and coordinator SIGKILLs, broker and database restarts and rescaling |
 //!
 //! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
@@ -67,6 +68,7 @@ mod replay;
 mod report;
 mod rest_api;
 mod retention;
+mod serve;
 mod stream;
 mod supersede;
 mod torture;

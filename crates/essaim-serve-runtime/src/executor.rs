@@ -1,0 +1,196 @@
+//! The `serve.leaf` task kind: one replica of one shard, held in memory and served
+//! until the coordinator cancels the attempt.
+//!
+//! An attempt: parse the payload; load the shard on a blocking thread (a corrupt shard
+//! is a permanent failure naming the file, a read error a retryable one); listen on the
+//! worker's advertised host, on a port of the system's choosing; register with the
+//! root every [`REGISTER_EVERY`] until cancelled. The task never ends on its own: a
+//! worker that dies takes the leaf with it, the coordinator re-queues the task once the
+//! worker is declared dead, and another worker runs it (and reloads the shard) — the
+//! supervision every long-running task gets, as a pipeline's stream tasks do.
+//!
+//! A registration the root refuses (another replica of the shard is on this worker, or
+//! this attempt was replaced) fails the attempt as retryable, so the coordinator places
+//! it again, after a backoff, likely on another worker.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use essaim_core::{TaskFailure, TaskOutput};
+use essaim_serve::shard::{ShardError, ShardId, load_shard};
+use essaim_telemetry::Health;
+use essaim_worker::{AttemptContext, ExecutionFuture, Executor};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{CallError, HttpClient};
+use crate::leaf::{LeafState, router};
+use crate::wire::{LeafSpec, Registration};
+use crate::{REGISTER_EVERY, ROOT_LOST_AFTER};
+
+/// Runs `serve.leaf` attempts.
+#[derive(Debug, Clone, Default)]
+pub struct LeafExecutor;
+
+impl LeafExecutor {
+    /// Returns the executor.
+    pub fn new() -> Self {
+        Self
+    }
+}
+
+fn failure(message: String, retryable: bool) -> TaskFailure {
+    TaskFailure {
+        message,
+        exit_code: None,
+        stderr_tail: String::new(),
+        retryable,
+        lost_inputs: Vec::new(),
+    }
+}
+
+impl Executor for LeafExecutor {
+    fn execute(&self, attempt: AttemptContext, cancel: CancellationToken) -> ExecutionFuture {
+        Box::pin(run_leaf(attempt, cancel))
+    }
+
+    fn needs_scratch_dir(&self, _payload: &[u8]) -> bool {
+        false
+    }
+}
+
+/// Returns the host part of the worker's file server URL: the address the worker
+/// advertises, which other machines can reach.
+fn advertised_host(file_base_url: &str) -> Option<String> {
+    let rest = file_base_url.strip_prefix("http://")?;
+    let authority = rest.split('/').next()?;
+    let (host, _port) = authority.rsplit_once(':')?;
+    Some(host.to_owned())
+}
+
+async fn load(spec: &LeafSpec) -> Result<essaim_serve::shard::ShardIndex, TaskFailure> {
+    let index_dir: PathBuf = spec.index_dir.clone();
+    let (shards, shard) = (spec.shards, ShardId(spec.shard));
+    let loaded = tokio::task::spawn_blocking(move || load_shard(&index_dir, shards, shard))
+        .await
+        .map_err(|error| failure(format!("shard loading panicked: {error}"), true))?;
+    loaded.map_err(|error: ShardError| {
+        let retryable = error.is_retryable();
+        failure(essaim_core::error_chain::error_chain(&error), retryable)
+    })
+}
+
+async fn run_leaf(
+    attempt: AttemptContext,
+    cancel: CancellationToken,
+) -> Result<TaskOutput, TaskFailure> {
+    let spec: LeafSpec = serde_json::from_slice(&attempt.payload)
+        .map_err(|error| failure(format!("malformed serve.leaf task: {error}"), false))?;
+    let started = Instant::now();
+    let shard = tokio::select! {
+        () = cancel.cancelled() => return Ok(TaskOutput::default()),
+        loaded = load(&spec) => loaded?,
+    };
+    let host = advertised_host(&attempt.file_base_url).unwrap_or_else(|| "127.0.0.1".to_owned());
+    let listener = tokio::net::TcpListener::bind((host.as_str(), 0))
+        .await
+        .map_err(|error| failure(format!("cannot listen on {host}: {error}"), true))?;
+    let port = listener
+        .local_addr()
+        .map_err(|error| failure(format!("cannot read the leaf's address: {error}"), true))?
+        .port();
+    let url = format!("http://{host}:{port}");
+    let salt = (u64::from(spec.shard) << 32) | u64::from(spec.replica);
+    let state = Arc::new(LeafState::new(
+        shard,
+        spec.lowercase,
+        spec.injected_latency,
+        salt,
+    ));
+    let health = Health::new();
+    health.set_ready();
+    let stop_server = cancel.child_token();
+    let server = tokio::spawn(essaim_telemetry::serve_http(
+        listener,
+        router(state, health.clone()),
+        stop_server.clone().cancelled_owned(),
+    ));
+    tracing::info!(
+        shard = spec.shard,
+        replica = spec.replica,
+        %url,
+        load_ms = started.elapsed().as_millis() as u64,
+        correlation_id = %attempt.correlation_id,
+        "leaf serving"
+    );
+    let registration = Registration {
+        shard: spec.shard,
+        replica: spec.replica,
+        url,
+        worker: attempt.worker_name.clone(),
+        attempt: attempt.attempt_id.0,
+    };
+    let outcome = register_until_cancelled(&spec.root_url, &registration, &cancel).await;
+    health.set_not_ready("stopping");
+    stop_server.cancel();
+    let _ = server.await;
+    outcome.map(|()| TaskOutput::default())
+}
+
+/// Registers every [`REGISTER_EVERY`] until `cancel`; fails when the root refuses the
+/// registration or has been unreachable for [`ROOT_LOST_AFTER`].
+async fn register_until_cancelled(
+    root_url: &str,
+    registration: &Registration,
+    cancel: &CancellationToken,
+) -> Result<(), TaskFailure> {
+    let client = HttpClient::new();
+    let endpoint = format!("{root_url}/leaves");
+    let mut last_reached = Instant::now();
+    let mut ticker = tokio::time::interval(REGISTER_EVERY);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            _ = ticker.tick() => {}
+        }
+        let sent = client
+            .post_json::<_, serde_json::Value>(&endpoint, registration)
+            .await;
+        match sent {
+            Ok(_) => last_reached = Instant::now(),
+            Err(CallError::Status {
+                status: 409,
+                message,
+                ..
+            }) => {
+                return Err(failure(
+                    format!("the query root refused this leaf: {message}"),
+                    true,
+                ));
+            }
+            Err(error) if last_reached.elapsed() >= ROOT_LOST_AFTER => {
+                let lost = ROOT_LOST_AFTER.as_secs();
+                return Err(failure(
+                    format!("the query root has been unreachable for {lost} s, stopping: {error}"),
+                    false,
+                ));
+            }
+            Err(error) => {
+                tracing::debug!(error = %error, "cannot register with the query root yet")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leaf_listens_on_the_host_the_worker_advertises() {
+        assert_eq!(
+            advertised_host("http://10.0.0.7:41234/files/3/1/ab").as_deref(),
+            Some("10.0.0.7")
+        );
+        assert_eq!(advertised_host("nonsense"), None);
+    }
+}

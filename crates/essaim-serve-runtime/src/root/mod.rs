@@ -1,0 +1,312 @@
+//! The query root (seed 000's ambassador): one address in front of every shard.
+//!
+//! A query goes to one replica of every shard at once (scatter); the answers are merged
+//! (gather). Three rules keep the tail short and the answer honest:
+//! - **deadline**: every query has one; a shard that has not answered by then is left
+//!   out and named (`partial: true`, `missing_shards`), never waited for;
+//! - **hedging**: a shard that has not answered after its recent p95 gets the same
+//!   request on another replica, within the hedge budget; the first answer wins and
+//!   the other request is dropped, which closes its connection and cancels it at the
+//!   leaf;
+//! - **failover**: a replica that refuses the connection or fails is taken out of the
+//!   pool and the request goes to another replica at once (not counted as a hedge).
+//!
+//! The table of leaves and the hedge budget sit behind plain mutexes held only for a
+//! few field updates, never across an `.await`: every query touches them a few times
+//! per shard, and a single owner task reached by messages would add a hop to each.
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use essaim_serve::balance::{BalanceRule, ReplicaIndex};
+use essaim_serve::hedge::{HedgeBudget, HedgePolicy};
+use essaim_serve::query::{Query, QueryError, QueryLimits, merge_answers};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
+use crate::client::{CallError, HttpClient, encode_query_value};
+use crate::metrics::{OutcomeLabels, ReplicaLabels, RootMetrics, ShardLabels};
+use crate::wire::{QueryAnswer, Registration, SearchAnswer};
+
+pub mod http;
+pub mod table;
+
+pub use table::{LeafTable, Outcome, Pick, RegistrationRefused, ReplicaView};
+
+/// Default deadline of a query.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(1);
+/// Longest deadline a request may ask for.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How the root serves.
+#[derive(Debug, Clone)]
+pub struct RootConfig {
+    /// N.
+    pub shards: u32,
+    /// R.
+    pub replicas: u32,
+    /// How a shard's replica is chosen.
+    pub balance: BalanceRule,
+    /// When to hedge.
+    pub hedge: HedgePolicy,
+    /// The deadline of a query that names none (default [`DEFAULT_DEADLINE`]).
+    pub default_deadline: Duration,
+    /// What a query may be.
+    pub limits: QueryLimits,
+    /// The index's case folding.
+    pub lowercase: bool,
+}
+
+/// The query root.
+#[derive(Debug)]
+pub struct Root {
+    config: RootConfig,
+    table: Mutex<LeafTable>,
+    budget: Mutex<HedgeBudget>,
+    client: HttpClient,
+    metrics: RootMetrics,
+}
+
+impl Root {
+    /// Returns a root with no leaf registered yet.
+    pub fn new(config: RootConfig) -> Arc<Self> {
+        let table = LeafTable::new(config.shards, config.replicas, config.balance);
+        let budget = HedgeBudget::new(&config.hedge);
+        Arc::new(Self {
+            config,
+            table: Mutex::new(table),
+            budget: Mutex::new(budget),
+            client: HttpClient::new(),
+            metrics: RootMetrics::new(),
+        })
+    }
+
+    /// Returns the root's metrics.
+    pub fn metrics(&self) -> &RootMetrics {
+        &self.metrics
+    }
+
+    /// Returns the root's configuration.
+    pub fn config(&self) -> &RootConfig {
+        &self.config
+    }
+
+    fn table(&self) -> MutexGuard<'_, LeafTable> {
+        // Poison-tolerant: every critical section leaves the table consistent.
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn budget(&self) -> MutexGuard<'_, HedgeBudget> {
+        self.budget.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a leaf's registration.
+    pub fn register(&self, leaf: &Registration) -> Result<(), RegistrationRefused> {
+        self.table().register(Instant::now(), leaf)
+    }
+
+    /// Returns every known replica.
+    pub fn replicas(&self) -> Vec<ReplicaView> {
+        self.table().view(Instant::now())
+    }
+
+    /// Returns true when every shard has a replica receiving requests, and refreshes
+    /// the `ready_replicas` gauges.
+    pub fn every_shard_ready(&self) -> bool {
+        let counts = self.table().ready_counts(Instant::now());
+        for (shard, count) in counts.iter().enumerate() {
+            let labels = ShardLabels {
+                shard: shard.to_string(),
+            };
+            self.metrics
+                .ready_replicas
+                .get_or_create(&labels)
+                .set(*count as i64);
+        }
+        counts.iter().all(|count| *count > 0)
+    }
+
+    /// Answers `text` from every shard that answers within `deadline`; `key` steers
+    /// key-affinity balancing.
+    pub async fn query(
+        &self,
+        text: &str,
+        deadline: Duration,
+        key: Option<&str>,
+    ) -> Result<QueryAnswer, QueryError> {
+        let started = Instant::now();
+        if let Err(error) = Query::parse(text, self.config.limits, self.config.lowercase) {
+            self.metrics.refused_queries.inc();
+            return Err(error);
+        }
+        let path = format!("/search?q={}", encode_query_value(text));
+        let hedges = AtomicU32::new(0);
+        let shards = self.config.shards;
+        let until = tokio::time::Instant::from_std(started + deadline.min(MAX_DEADLINE));
+        let asks = (0..shards).map(|shard| {
+            let ask = self.ask_shard(shard, &path, key, &hedges);
+            async move { (shard, tokio::time::timeout_at(until, ask).await) }
+        });
+        // All shards are polled by this one task: no spawn per shard, and a shard past
+        // the deadline is dropped with its requests, which cancels them at the leaves.
+        let results = futures_util::future::join_all(asks).await;
+        let mut answers = Vec::new();
+        let mut missing_shards = Vec::new();
+        for (shard, result) in results {
+            match result {
+                Ok(Some(documents)) => answers.push(documents),
+                Ok(None) | Err(_) => missing_shards.push(shard),
+            }
+        }
+        let documents = merge_answers(answers.iter().map(Vec::as_slice));
+        let partial = !missing_shards.is_empty();
+        self.metrics.queries.inc();
+        self.metrics.fanout.observe(f64::from(shards));
+        if partial {
+            self.metrics.partial_answers.inc();
+        }
+        let elapsed = started.elapsed();
+        self.metrics.query_duration.observe(elapsed.as_secs_f64());
+        Ok(QueryAnswer {
+            documents,
+            partial,
+            missing_shards,
+            shards,
+            hedges: hedges.load(Ordering::Relaxed),
+            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// Asks one shard: a first replica, a hedge after the shard's recent p95 (within
+    /// the budget), and another replica after each failure. `None` when no replica can
+    /// answer.
+    async fn ask_shard(
+        &self,
+        shard: u32,
+        path: &str,
+        key: Option<&str>,
+        hedges: &AtomicU32,
+    ) -> Option<Vec<String>> {
+        let mut tried: Vec<ReplicaIndex> = Vec::new();
+        let mut in_flight = FuturesUnordered::new();
+        let first = self.table().pick(Instant::now(), shard, &tried, key)?;
+        self.budget().on_leaf_request();
+        tried.push(first.replica);
+        in_flight.push(self.call_leaf(shard, first, path));
+        let hedge_delay = self.table().hedge_delay(shard, &self.config.hedge);
+        let hedge_timer = tokio::time::sleep(hedge_delay);
+        tokio::pin!(hedge_timer);
+        let mut may_hedge = self.config.hedge.enabled && self.config.replicas > 1;
+        let mut hedge_replica = None;
+        loop {
+            tokio::select! {
+                Some((replica, result)) = in_flight.next() => match result {
+                    Ok(documents) => {
+                        if hedge_replica == Some(replica) {
+                            self.metrics.hedges_won.inc();
+                        }
+                        return Some(documents);
+                    }
+                    Err(error) => {
+                        tracing::debug!(shard, replica, error = %error, "leaf request failed, trying another replica");
+                        if let Some(next) = self.table().pick(Instant::now(), shard, &tried, key) {
+                            tried.push(next.replica);
+                            in_flight.push(self.call_leaf(shard, next, path));
+                        }
+                    }
+                },
+                () = &mut hedge_timer, if may_hedge => {
+                    may_hedge = false;
+                    if !self.budget().try_spend() {
+                        self.metrics.hedges_refused_by_budget.inc();
+                        continue;
+                    }
+                    let Some(next) = self.table().pick(Instant::now(), shard, &tried, key) else {
+                        continue;
+                    };
+                    tried.push(next.replica);
+                    hedge_replica = Some(next.replica);
+                    hedges.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.hedges_sent.inc();
+                    in_flight.push(self.call_leaf(shard, next, path));
+                }
+                else => return None,
+            }
+        }
+    }
+
+    /// Calls one replica; the request's end (answered, failed, or dropped) is recorded
+    /// in the table and the metrics by a guard, whichever way the future ends.
+    async fn call_leaf(
+        &self,
+        shard: u32,
+        pick: Pick,
+        path: &str,
+    ) -> (ReplicaIndex, Result<Vec<String>, CallError>) {
+        let labels = ReplicaLabels {
+            shard: shard.to_string(),
+            replica: pick.replica.to_string(),
+        };
+        self.metrics.leaf_requests.get_or_create(&labels).inc();
+        let mut guard = InFlight {
+            root: self,
+            shard,
+            pick: pick.clone(),
+            started: Instant::now(),
+            outcome: Outcome::Cancelled,
+        };
+        let url = format!("{}{path}", pick.url);
+        let result = self
+            .client
+            .get_json::<SearchAnswer>(&url)
+            .await
+            .map(|answer| answer.documents);
+        guard.outcome = match &result {
+            Ok(_) => Outcome::Answered(guard.started.elapsed()),
+            Err(_) => Outcome::Failed,
+        };
+        (pick.replica, result)
+    }
+}
+
+/// A leaf request in flight; records its outcome when dropped.
+struct InFlight<'a> {
+    root: &'a Root,
+    shard: u32,
+    pick: Pick,
+    started: Instant,
+    outcome: Outcome,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let labels = ReplicaLabels {
+            shard: self.shard.to_string(),
+            replica: self.pick.replica.to_string(),
+        };
+        let word = match self.outcome {
+            Outcome::Answered(latency) => {
+                self.root
+                    .metrics
+                    .leaf_duration
+                    .get_or_create(&labels)
+                    .observe(latency.as_secs_f64());
+                "answered"
+            }
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        };
+        let outcome = OutcomeLabels {
+            shard: labels.shard,
+            replica: labels.replica,
+            outcome: word.to_owned(),
+        };
+        self.root.metrics.leaf_answers.get_or_create(&outcome).inc();
+        self.root
+            .table()
+            .finish(self.shard, self.pick.replica, &self.pick.url, self.outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+//! `essaim index serve`: an index built by the `index` job, served interactively.
+//!
+//! The command cuts the index into N shards once (`_serve/shards-N/` in the index
+//! directory, each file checksummed), checks every shard's checksum, starts the query
+//! root on `--listen`, and submits one job `serve:<dir>` of N × R `serve.leaf` tasks.
+//! The coordinator places and supervises the leaves like any long-running task (a
+//! dead worker's leaves run again elsewhere and reload their shard); the leaves
+//! register with the root, which answers `GET /query?q=…` (and `essaim query`). Ctrl-C
+//! or SIGTERM cancels the job and stops the root; a job that ends on its own (a leaf
+//! that cannot load its shard, say) stops the command with the job's reason.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use essaim_proto::v1;
+use essaim_serve::balance::BalanceRule;
+use essaim_serve::hedge::HedgePolicy;
+use essaim_serve::shard::{MAX_SHARDS, prepare_shards, verify_shards};
+use essaim_serve_runtime::LEAF_TASK_KIND;
+use essaim_serve_runtime::root::{DEFAULT_DEADLINE, Root, RootConfig};
+use essaim_serve_runtime::wire::{InjectedLatency, LeafSpec};
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{ConnectArgs, CoordinatorCalls, usage};
+
+/// `essaim index …`.
+#[derive(Args, Debug)]
+pub struct IndexArgs {
+    #[command(subcommand)]
+    command: IndexCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum IndexCommand {
+    /// Serves an index job's output: N shards in memory on R workers each, and a query
+    /// root in front of them, until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+/// `essaim index serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The output directory of an `index` job (readable from every worker).
+    #[arg(long)]
+    index: PathBuf,
+    /// Shards: the index's documents are cut into this many parts.
+    #[arg(long, default_value_t = 4)]
+    shards: u32,
+    /// Replicas of each shard, on different workers.
+    #[arg(long, default_value_t = 2)]
+    replicas: u32,
+    /// Address of the query root (`GET /query?q=…`).
+    #[arg(long, default_value = "127.0.0.1:7480")]
+    listen: SocketAddr,
+    /// The root's URL as the workers reach it (default: http://LISTEN).
+    #[arg(long)]
+    advertise_url: Option<String>,
+    /// How a shard's replica is chosen: least-outstanding, round-robin or key-affinity
+    /// (by the query's `key`).
+    #[arg(long, default_value = "least-outstanding")]
+    balance: BalanceRule,
+    /// Never hedge.
+    #[arg(long)]
+    no_hedge: bool,
+    /// Most hedged requests, as a share of leaf requests.
+    #[arg(long, default_value_t = essaim_serve::hedge::DEFAULT_BUDGET_SHARE)]
+    hedge_budget: f64,
+    /// Deadline of a query that names none, in milliseconds.
+    #[arg(long, default_value_t = DEFAULT_DEADLINE.as_millis() as u64)]
+    deadline_ms: u64,
+    /// The index was built with `-D lowercase=false`: queries keep their case.
+    #[arg(long)]
+    case_sensitive: bool,
+    #[command(flatten)]
+    bench: BenchLatencyArgs,
+    #[command(flatten)]
+    connect: ConnectArgs,
+}
+
+/// Benchmarks only (`bench/serve_tail.sh`): latency injected into every leaf.
+#[derive(Args, Debug)]
+struct BenchLatencyArgs {
+    /// Bench only: every search waits this many microseconds.
+    #[arg(long, hide = true)]
+    bench_base_us: Option<u64>,
+    /// Bench only: a slow search waits this many microseconds instead.
+    #[arg(long, hide = true, default_value_t = 0)]
+    bench_slow_us: u64,
+    /// Bench only: the chance that a search is slow.
+    #[arg(long, hide = true, default_value_t = 0.0)]
+    bench_slow_probability: f64,
+    /// Bench only: seeds the leaves' draws.
+    #[arg(long, hide = true, default_value_t = 1)]
+    bench_seed: u64,
+}
+
+/// Runs `essaim index …`.
+pub async fn run(args: IndexArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        IndexCommand::Serve(args) => serve(args).await,
+    }
+}
+
+fn check(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.shards == 0 || args.shards > MAX_SHARDS {
+        return Err(usage(format!("--shards must be 1 to {MAX_SHARDS}")));
+    }
+    if args.replicas == 0 || args.replicas > 16 {
+        return Err(usage("--replicas must be 1 to 16"));
+    }
+    if !(0.0..=1.0).contains(&args.hedge_budget) {
+        return Err(usage("--hedge-budget must be between 0 and 1"));
+    }
+    if args.deadline_ms == 0 {
+        return Err(usage("--deadline-ms must be at least 1"));
+    }
+    let probability = args.bench.bench_slow_probability;
+    if !(0.0..=1.0).contains(&probability) {
+        return Err(usage("--bench-slow-probability must be between 0 and 1"));
+    }
+    Ok(())
+}
+
+/// Cuts the index into shards (once) and checks every shard's checksum.
+async fn prepare(index_dir: PathBuf, shards: u32) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let manifest = prepare_shards(&index_dir, shards)?;
+        verify_shards(&index_dir, &manifest)?;
+        let documents: u64 = manifest.entries.iter().map(|entry| entry.documents).sum();
+        eprintln!(
+            "index `{}`: {documents} documents in {shards} shards",
+            index_dir.display()
+        );
+        Ok::<_, essaim_serve::shard::ShardError>(())
+    })
+    .await?
+    .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))
+}
+
+fn build_job(
+    args: &ServeArgs,
+    index_dir: &std::path::Path,
+    root_url: &str,
+) -> anyhow::Result<v1::JobSpec> {
+    let name = index_dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "index".to_owned());
+    let injected = args.bench.bench_base_us.map(|base_us| InjectedLatency {
+        base_us,
+        slow_us: args.bench.bench_slow_us,
+        slow_probability: args.bench.bench_slow_probability,
+        seed: args.bench.bench_seed,
+    });
+    let mut job = v1::JobSpec {
+        name: format!("serve:{name}"),
+        // A leaf that fails (a lost worker, a refused placement) is placed again for a
+        // long while; a corrupt shard fails permanently at once.
+        max_attempts: 100,
+        speculation_multiplier: -1.0,
+        retry_backoff_base_ms: 200,
+        retry_backoff_max_ms: 2_000,
+        ..Default::default()
+    };
+    // Replica-major order: a worker that pulls several tasks at once gets different
+    // shards before it gets a second replica of one.
+    for replica in 0..args.replicas {
+        for shard in 0..args.shards {
+            let spec = LeafSpec {
+                index_dir: index_dir.to_path_buf(),
+                shards: args.shards,
+                shard,
+                replica,
+                root_url: root_url.to_owned(),
+                lowercase: !args.case_sensitive,
+                injected_latency: injected,
+            };
+            job.tasks.push(v1::TaskSpec {
+                kind: LEAF_TASK_KIND.to_owned(),
+                payload: serde_json::to_vec(&spec)?,
+                ..Default::default()
+            });
+        }
+    }
+    Ok(job)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    check(&args)?;
+    let index_dir = std::path::absolute(&args.index)
+        .map_err(|error| usage(format!("--index `{}`: {error}", args.index.display())))?;
+    prepare(index_dir.clone(), args.shards).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|error| usage(format!("cannot listen on {}: {error}", args.listen)))?;
+    let local = listener.local_addr()?;
+    let root_url = args
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{local}"));
+    let root = Root::new(RootConfig {
+        shards: args.shards,
+        replicas: args.replicas,
+        balance: args.balance,
+        hedge: HedgePolicy {
+            enabled: !args.no_hedge,
+            budget_share: args.hedge_budget,
+            ..HedgePolicy::default()
+        },
+        default_deadline: Duration::from_millis(args.deadline_ms),
+        limits: Default::default(),
+        lowercase: !args.case_sensitive,
+    });
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(essaim_serve_runtime::root::http::serve(
+        root,
+        listener,
+        stop.clone(),
+    ));
+    let coordinator = args.connect.coordinator()?;
+    let job = build_job(&args, &index_dir, &root_url)?;
+    let request = v1::SubmitJobRequest { spec: Some(job) };
+    let job_id = coordinator
+        .change_once(|mut client| {
+            let request = request.clone();
+            async move { client.submit_job(request).await }
+        })
+        .await?
+        .job_id;
+    eprintln!(
+        "serving `{}`: {} shards × {} replicas as job {job_id}; query root at {root_url}",
+        index_dir.display(),
+        args.shards,
+        args.replicas
+    );
+    let ended = tokio::select! {
+        () = super::shutdown_signal() => None,
+        ended = job_ended(&coordinator, job_id) => Some(ended?),
+    };
+    stop.cancel();
+    let _ = server.await;
+    match ended {
+        None => {
+            coordinator
+                .read(|mut client| async move {
+                    client.cancel_job(v1::CancelJobRequest { job_id }).await
+                })
+                .await?;
+            eprintln!("stopped: job {job_id} cancelled");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(job) => anyhow::bail!(
+            "the serving job {job_id} ended ({}): {}",
+            job.state,
+            job.reason
+        ),
+    }
+}
+
+/// Resolves when the serving job is no longer running.
+async fn job_ended(coordinator: &CoordinatorCalls, job_id: u64) -> anyhow::Result<v1::JobStatus> {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let job = coordinator
+            .read(|mut client| async move { client.get_job(v1::GetJobRequest { job_id }).await })
+            .await?;
+        if job.state != "running" {
+            return Ok(job);
+        }
+    }
+}

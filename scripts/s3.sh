@@ -19,7 +19,7 @@
 #
 # The server is s3s-fs (crates.io `s3s-fs`, Apache-2.0: the file-system back end of the
 # s3s project's S3 protocol implementation, in Rust), pinned, built once with
-# `cargo install --locked --features binary` into target/s3-tools/ (about 4 minutes on
+# `cargo install --locked --features binary` into target/s3-tools/ (4 to 10 minutes on
 # two cores) and copied to ~/.cache/essaim/ so that another clone on the same machine
 # (CI's) reuses it. Version 0.14.1 is the newest that builds with the project's
 # toolchain (later ones need Rust 1.96). MinIO and SeaweedFS are packaged neither by
@@ -72,7 +72,7 @@ find_server() {
         return
     fi
     command -v cargo >/dev/null 2>&1 || die "cargo is needed to build s3s-fs $s3s_version"
-    log "building s3s-fs $s3s_version into $tools: about 4 minutes on two cores, once"
+    log "building s3s-fs $s3s_version into $tools: 4 to 10 minutes on two cores, once"
     # A target directory of its own: the workspace's is not disturbed.
     CARGO_TARGET_DIR="$root/target/s3-tools/build" \
         cargo install s3s-fs --version "$s3s_version" --locked --features binary \

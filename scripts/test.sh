@@ -76,7 +76,7 @@ step "brokers, database, etcd and object store for the tests (NATS, Kafka, Postg
 # Each test starts its own servers on loopback with these scripts and stops them; what
 # the scripts install (nats-server from PyPI, PostgreSQL and etcd from Debian, the Kafka-protocol
 # broker tansu built with cargo, 15-35 minutes the first time on two cores, and the S3
-# server s3s-fs built with cargo, about 4 minutes, both cached in ~/.cache/essaim
+# server s3s-fs built with cargo, 4 to 10 minutes, both cached in ~/.cache/essaim
 # afterwards) is installed now, outside the tests' time limits.
 probe="$(mktemp -d)"
 chmod 755 "$probe"  # the PostgreSQL server runs as its own user

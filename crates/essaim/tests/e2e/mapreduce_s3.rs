@@ -6,7 +6,7 @@
 //!
 //! - a word count over plain objects (cut into ranged splits), `.gz` objects and a
 //!   marker to skip equals coreutils, and publishes `part-NNNNN` and `_SUCCESS` with no
-//!   `_temporary/` left;
+//!   `_temporary/` left; with `--compress-output gz`, parts that gzip decodes to those;
 //! - a job stopped while one reducer has staged its part and the other has not leaves
 //!   nothing published: no part, no `_SUCCESS`;
 //! - a missing bucket and wrong credentials are refused before anything runs, with the
@@ -136,6 +136,44 @@ async fn wordcount_from_a_bucket_to_a_bucket_equals_coreutils_and_shares_no_dire
     // Nothing went through a shared directory: the client's output argument was a
     // bucket, and each worker's scratch is its own.
     assert!(!cluster.path("counts").exists());
+
+    // Compressed parts, uploaded and published the same way, decode with gzip to the
+    // plain ones.
+    let run = cluster
+        .cli(&[
+            "submit",
+            "wordcount",
+            "--input",
+            "s3://data/corpus",
+            "--output",
+            "s3://results/counts-gz",
+            "--s3-endpoint",
+            &endpoint,
+            "--s3-allow-http",
+            "--reducers",
+            "2",
+            "--compress-output",
+            "gz",
+        ])
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let compressed = out.join("counts-gz");
+    assert_eq!(
+        objects(&compressed),
+        ["_SUCCESS", "part-00000.gz", "part-00001.gz"]
+    );
+    for part in ["part-00000", "part-00001"] {
+        let path = compressed.join(format!("{part}.gz"));
+        let decoded = std::process::Command::new("gzip")
+            .args(["-dc", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(decoded.status.success(), "{decoded:?}");
+        assert!(
+            decoded.stdout == std::fs::read(counts.join(part)).unwrap(),
+            "{part}.gz does not decode to {part}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,8 +6,11 @@
 # usage: bench/serve_tail.sh                (from the repository root or bench/)
 # env:   ESSAIM_BIN (default <repo>/target/release/essaim), WORK_DIR
 #        (/tmp/essaim-serve-tail), TABLE_QUERIES (1000 per row of the table),
-#        TAIL_QUERIES (5000 per percentile run), CONCURRENCY (4 client connections),
-#        BASE_US (5000), SLOW_US (60000), SLOW_MS (30: a query is slow from here).
+#        TAIL_QUERIES (5000 per percentile run), CONCURRENCY (1: one query at a time,
+#        for latencies), LOAD_CONCURRENCY (8 connections, for queries/s), LOAD_QUERIES (2000),
+#        BASE_US (5000), SLOW_US (60000), SLOW_MS (30: a query is slow from here),
+#        WAITED_MS (54: a query that waited out a slow leaf, 0.9 x SLOW_US),
+#        PARTS ("table tail": which of the two series to run).
 #
 # Set-up: a local cluster of 4 workers of 64 slots; an index of 40 generated documents
 # built by the `index` job; for each configuration, `essaim index serve --shards N
@@ -28,10 +31,14 @@ bin=${ESSAIM_BIN:-$repo/target/release/essaim}
 work=${WORK_DIR:-/tmp/essaim-serve-tail}
 table_queries=${TABLE_QUERIES:-1000}
 tail_queries=${TAIL_QUERIES:-5000}
-concurrency=${CONCURRENCY:-4}
+concurrency=${CONCURRENCY:-1}
+load_concurrency=${LOAD_CONCURRENCY:-8}
+load_queries=${LOAD_QUERIES:-2000}
 base_us=${BASE_US:-5000}
 slow_us=${SLOW_US:-60000}
 slow_ms=${SLOW_MS:-30}
+waited_ms=${WAITED_MS:-54}
+parts=${PARTS:-table tail}
 results=$bench/results/serve_tail.jsonl
 mkdir -p "$bench/results" "$work"
 
@@ -40,11 +47,13 @@ coordinator_port=$(free_port)
 coordinator=http://127.0.0.1:$coordinator_port
 local_pid=
 serve_pid=
+root_port=
 cleanup() {
   [[ -n $serve_pid ]] && kill -TERM "$serve_pid" 2>/dev/null && wait "$serve_pid" 2>/dev/null || true
   [[ -n $local_pid ]] && kill -TERM "$local_pid" 2>/dev/null && wait "$local_pid" 2>/dev/null || true
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 "$bin" local --workers 4 --slots 64 --listen "127.0.0.1:$coordinator_port" > "$work/local.log" 2>&1 &
 local_pid=$!
@@ -63,8 +72,8 @@ index=$work/index
 rm -rf "$index"
 "$bin" submit index --coordinator "$coordinator" --input "$corpus" --output "$index" --reducers 2 > "$work/index.log"
 
-serve() { # SHARDS SLOW_PROBABILITY HEDGE(on|off)
-  local root_port flags=()
+serve() { # SHARDS SLOW_PROBABILITY HEDGE(on|off); sets root_port and serve_pid
+  local flags=()
   root_port=$(free_port)
   [[ $3 == off ]] && flags+=(--no-hedge)
   "$bin" index serve --coordinator "$coordinator" --index "$index" --shards "$1" --replicas 2 \
@@ -81,34 +90,38 @@ serve() { # SHARDS SLOW_PROBABILITY HEDGE(on|off)
     [[ $ready == $(( $1 * 2 )) ]] && break
     sleep 0.1
   done
-  echo "$root_port"
 }
 stop_serving() {
   kill -TERM "$serve_pid"; wait "$serve_pid" 2>/dev/null || true; serve_pid=
   sleep 1  # the cancelled leaves free their slots
 }
-measure() { # ROOT_PORT QUERIES LABEL_JSON
-  python3 "$bench/serve_tail.py" "$1" 300 "$concurrency" "$slow_ms" '{}' > /dev/null
-  python3 "$bench/serve_tail.py" "$1" "$2" "$concurrency" "$slow_ms" "$3" | tee -a "$results"
+measure() { # ROOT_PORT QUERIES LABEL_JSON [CONCURRENCY]
+  python3 "$bench/serve_tail.py" "$1" 300 "$concurrency" "$slow_ms" "$waited_ms" '{}' > /dev/null
+  python3 "$bench/serve_tail.py" "$1" "$2" "${4:-$concurrency}" "$slow_ms" "$waited_ms" "$3" | tee -a "$results"
 }
 
 session=$(date -u +%Y-%m-%dT%H:%MZ)
-echo "{\"session\": \"$session\", \"binary\": \"$(sha256sum "$bin" | cut -c1-12)\", \"head\": \"$(git -C "$repo" rev-parse --short HEAD)\", \"base_us\": $base_us, \"slow_us\": $slow_us, \"slow_ms\": $slow_ms, \"concurrency\": $concurrency}" >> "$results"
-for probability in 0.01 0.02; do
+echo "{\"session\": \"$session\", \"binary\": \"$(sha256sum "$bin" | cut -c1-12)\", \"head\": \"$(git -C "$repo" rev-parse --short HEAD)\", \"base_us\": $base_us, \"slow_us\": $slow_us, \"slow_ms\": $slow_ms, \"waited_ms\": $waited_ms, \"concurrency\": $concurrency}" >> "$results"
+table_probabilities="0.01 0.02"; tail_shards="10 50"
+[[ " $parts " == *" table "* ]] || table_probabilities=""
+[[ " $parts " == *" tail "* ]] || tail_shards=""
+for probability in $table_probabilities; do
   for shards in 5 10 50 100; do
     for hedge in off on; do
-      port=$(serve "$shards" "$probability" "$hedge")
+      serve "$shards" "$probability" "$hedge"
       label="{\"run\": \"table\", \"session\": \"$session\", \"leaves\": $shards, \"slow_probability\": $probability, \"hedging\": \"$hedge\"}"
-      measure "$port" "$table_queries" "$label"
+      measure "$root_port" "$table_queries" "$label"
       stop_serving
     done
   done
 done
-for shards in 10 50; do
+for shards in $tail_shards; do
   for hedge in off on; do
-    port=$(serve "$shards" 0.01 "$hedge")
+    serve "$shards" 0.01 "$hedge"
     label="{\"run\": \"tail\", \"session\": \"$session\", \"leaves\": $shards, \"slow_probability\": 0.01, \"hedging\": \"$hedge\"}"
-    measure "$port" "$tail_queries" "$label"
+    measure "$root_port" "$tail_queries" "$label"
+    label="{\"run\": \"load\", \"session\": \"$session\", \"leaves\": $shards, \"slow_probability\": 0.01, \"hedging\": \"$hedge\", \"clients\": $load_concurrency}"
+    measure "$root_port" "$load_queries" "$label" "$load_concurrency"
     stop_serving
   done
 done
@@ -117,8 +130,8 @@ python3 - "$results" "$session" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 rows = [row for row in rows if row.get('session') == sys.argv[2] and 'run' in row]
-print('\n| p (leaf fast) | N | seed: 1 - p^N | measured, no hedging (95 % CI) | measured, hedging | hedges per leaf request |')
-print('|---|---|---|---|---|---|')
+print('\n| p (leaf fast) | N | seed: 1 - p^N | ≥ SLOW_MS, no hedging (95 % CI) | ≥ SLOW_MS, hedging | ≥ WAITED_MS, no hedging | ≥ WAITED_MS, hedging | hedges per leaf request |')
+print('|---|---|---|---|---|---|---|---|')
 for row in rows:
     if row['run'] != 'table' or row['hedging'] != 'off':
         continue
@@ -128,11 +141,14 @@ for row in rows:
     print(f"| {fast:.2f} | {row['leaves']} | {100 * (1 - fast ** row['leaves']):.1f} % | "
           f"{100 * row['slow_share']:.1f} % ± {100 * row['slow_share_ci95']:.1f} | "
           f"{100 * hedged['slow_share']:.1f} % ± {100 * hedged['slow_share_ci95']:.1f} | "
+          f"{100 * row['waited_share']:.1f} % ± {100 * row['waited_share_ci95']:.1f} | "
+          f"{100 * hedged['waited_share']:.1f} % ± {100 * hedged['waited_share_ci95']:.1f} | "
           f"{100 * hedged['hedges_per_leaf_request']:.2f} % |")
-print('\n| N | hedging | queries/s | p50 ms | p99 ms | p99.9 ms | hedges per leaf request | partial |')
-print('|---|---|---|---|---|---|---|---|')
+print('\n| N | hedging | p50 ms | p99 ms | p99.9 ms | hedges per leaf request | queries/s (8 clients) | p99 ms (8 clients) | partial |')
+print('|---|---|---|---|---|---|---|---|---|')
 for row in rows:
     if row['run'] == 'tail':
-        print(f"| {row['leaves']} | {row['hedging']} | {row['qps']} | {row['p50_ms']} | {row['p99_ms']} | "
-              f"{row['p999_ms']} | {100 * row['hedges_per_leaf_request']:.2f} % | {row['partial']} |")
+        load = next(r for r in rows if r['run'] == 'load' and r['leaves'] == row['leaves'] and r['hedging'] == row['hedging'])
+        print(f"| {row['leaves']} | {row['hedging']} | {row['p50_ms']} | {row['p99_ms']} | "
+              f"{row['p999_ms']} | {100 * row['hedges_per_leaf_request']:.2f} % | {load['qps']} | {load['p99_ms']} | {row['partial'] + load['partial']} |")
 PY

@@ -62,7 +62,10 @@ pub struct RootConfig {
 pub struct Root {
     config: RootConfig,
     table: Mutex<LeafTable>,
-    budget: Mutex<HedgeBudget>,
+    /// One hedge budget per shard: a hiccup that makes every shard late at once (the
+    /// root starved of CPU, say) spends one token of each shard, not a shared bucket
+    /// that the slow leaves of the next queries would then find empty.
+    budgets: Mutex<Vec<HedgeBudget>>,
     client: HttpClient,
     metrics: RootMetrics,
 }
@@ -71,11 +74,13 @@ impl Root {
     /// Returns a root with no leaf registered yet.
     pub fn new(config: RootConfig) -> Arc<Self> {
         let table = LeafTable::new(config.shards, config.replicas, config.balance);
-        let budget = HedgeBudget::new(&config.hedge);
+        let budgets = (0..config.shards)
+            .map(|_| HedgeBudget::new(&config.hedge))
+            .collect();
         Arc::new(Self {
             config,
             table: Mutex::new(table),
-            budget: Mutex::new(budget),
+            budgets: Mutex::new(budgets),
             client: HttpClient::new(),
             metrics: RootMetrics::new(),
         })
@@ -96,8 +101,8 @@ impl Root {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn budget(&self) -> MutexGuard<'_, HedgeBudget> {
-        self.budget.lock().unwrap_or_else(PoisonError::into_inner)
+    fn budgets(&self) -> MutexGuard<'_, Vec<HedgeBudget>> {
+        self.budgets.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Records a leaf's registration.
@@ -190,7 +195,7 @@ impl Root {
         let mut tried: Vec<ReplicaIndex> = Vec::new();
         let mut in_flight = FuturesUnordered::new();
         let first = self.table().pick(Instant::now(), shard, &tried, key)?;
-        self.budget().on_leaf_request();
+        self.budgets()[shard as usize].on_leaf_request();
         tried.push(first.replica);
         in_flight.push(self.call_leaf(shard, first, path));
         let hedge_delay = self.table().hedge_delay(shard, &self.config.hedge);
@@ -217,7 +222,7 @@ impl Root {
                 },
                 () = &mut hedge_timer, if may_hedge => {
                     may_hedge = false;
-                    if !self.budget().try_spend() {
+                    if !self.budgets()[shard as usize].try_spend() {
                         self.metrics.hedges_refused_by_budget.inc();
                         continue;
                     }

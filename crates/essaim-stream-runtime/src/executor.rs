@@ -127,6 +127,7 @@ async fn run_task(
             }
         }
     }
+    metrics.forget_units(&spec.pipeline, stage, &units);
     if let Some((unit, error)) = first_error {
         let message = format!("unit {unit}: {}", error_chain(&error));
         return Err(failure(message, error.is_retryable()));

@@ -180,6 +180,32 @@ impl StreamMetrics {
         );
     }
 
+    /// Removes the series of units that ended here, so that a unit which moved to
+    /// another worker does not leave its last lag and commit time behind (alerts would
+    /// read them as a live unit's).
+    pub fn forget_units(&self, pipeline: &str, stage: &str, units: &[u32]) {
+        for unit in units {
+            let labels = UnitLabels {
+                pipeline: pipeline.to_owned(),
+                stage: stage.to_owned(),
+                unit: unit.to_string(),
+            };
+            self.records_in.remove(&labels);
+            self.records_out.remove(&labels);
+            self.dead_letters.remove(&labels);
+            self.duplicates_skipped.remove(&labels);
+            self.batches.remove(&labels);
+            self.restarts.remove(&labels);
+            self.lag.remove(&labels);
+            self.last_commit_seconds.remove(&labels);
+            self.watermark_delay_seconds.remove(&labels);
+            self.checkpoint_bytes.remove(&labels);
+            self.latency_seconds.remove(&labels);
+            self.commit_seconds.remove(&labels);
+            self.turn_seconds.remove(&labels);
+        }
+    }
+
     /// Returns the handles of one unit.
     pub fn unit(&self, pipeline: &str, stage: &str, unit: u32) -> Arc<UnitMetrics> {
         let labels = UnitLabels {

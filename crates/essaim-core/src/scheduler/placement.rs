@@ -44,7 +44,7 @@ impl Scheduler {
         }
         let data_dirs = worker.info.data_dirs.clone();
         // Each grant of a long-running task may fill this worker's share of its kind.
-        let spreads = !worker.info.long_running_kinds.is_empty();
+        let long_running = worker.info.long_running_kinds.clone();
         let mut kinds = self.grantable_kinds(worker_id);
         let mut assignments = Vec::new();
         while assignments.len() < max as usize {
@@ -52,10 +52,11 @@ impl Scheduler {
             else {
                 break;
             };
-            assignments.push(self.grant(now, worker_id, task, speculative));
-            if spreads {
+            let assignment = self.grant(now, worker_id, task, speculative);
+            if long_running.contains(&assignment.kind) {
                 kinds = self.grantable_kinds(worker_id);
             }
+            assignments.push(assignment);
         }
         PullReply {
             reregister: false,

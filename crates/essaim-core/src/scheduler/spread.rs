@@ -66,25 +66,38 @@ impl Scheduler {
             held.sort_unstable();
             moved.extend(held.split_off(keep));
         }
-        for attempt_id in &moved {
+        // Newest first, each to the front of its queue: the queue keeps grant order.
+        for attempt_id in moved.iter().rev() {
             self.hand_back(*attempt_id);
             self.stats.attempts_moved += 1;
         }
         moved
     }
 
-    /// Returns a worker's share of `kind`'s live tasks (rounded up).
+    /// Returns a worker's share of `kind`'s live tasks (rounded up): the tasks that may
+    /// run (a job's concurrency limit caps its own), over the workers that can take
+    /// them now — live, not draining, and with a free slot, since a worker whose slots
+    /// are all busy does not pull (it takes its share once a slot frees).
     fn share_of(&self, kind: &str) -> usize {
         let live: usize = self
             .jobs
             .values()
             .filter(|job| job.state == JobState::Running)
-            .map(|job| job.live_tasks_of_kind(kind))
+            .map(|job| {
+                let live = job.live_tasks_of_kind(kind);
+                job.spec
+                    .max_concurrency
+                    .map_or(live, |limit| live.min(limit as usize))
+            })
             .sum();
         let workers = self
             .workers
             .values()
-            .filter(|worker| !worker.draining && worker.info.kinds.contains(kind))
+            .filter(|worker| {
+                !worker.draining
+                    && worker.info.kinds.contains(kind)
+                    && worker.busy_slots < worker.info.slots
+            })
             .count();
         live.div_ceil(workers.max(1))
     }

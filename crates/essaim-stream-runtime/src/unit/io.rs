@@ -188,13 +188,13 @@ impl UnitIo {
     /// Publishes and commits `turn` while the next batch is fetched, so that reading
     /// does not wait for the broker's acks and the database's commit (the next batch is
     /// processed only once this commit is durable, and dropped if it failed). Returns
-    /// the commit's outcome and the next batch.
+    /// the commit (its duration and when it ended) and the next batch.
     pub async fn commit_and_fetch(
         &mut self,
         turn: &mut Turn,
         cancel: &CancellationToken,
     ) -> (
-        Result<(), UnitError>,
+        Result<Committed, UnitError>,
         Result<Option<Vec<Fetched>>, UnitError>,
     ) {
         let UnitIo {
@@ -208,7 +208,12 @@ impl UnitIo {
         } = self;
         let outputs = async {
             publish(pipeline, publisher.as_mut(), writers, turn).await?;
-            commit(sink, turn).await
+            let started = std::time::Instant::now();
+            commit(sink, turn).await?;
+            Ok(Committed {
+                took: started.elapsed(),
+                at_ms: essaim_connect_nats::partition::now_ms(),
+            })
         };
         tokio::join!(outputs, fetch(readers, *batch_max, *wait, cancel))
     }
@@ -220,6 +225,15 @@ impl UnitIo {
             let _ = self.readers[input].commit(last).await;
         }
     }
+}
+
+/// A durable commit of a turn.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed {
+    /// How long the transaction took.
+    pub took: Duration,
+    /// When it ended, in milliseconds since the epoch.
+    pub at_ms: i64,
 }
 
 /// Reads a batch from `readers`, shared between them. `None` when cancelled.

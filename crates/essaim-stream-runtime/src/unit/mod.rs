@@ -121,6 +121,9 @@ async fn run_once(
     // Lag is asked of the broker when the unit is idle, and at most every
     // LAG_INTERVAL while it is busy, so that a unit falling behind shows it.
     let mut lag_measured: Option<Instant> = None;
+    if cancel.is_cancelled() || (task.exit_at_end && state.is_finished()) {
+        return Ok(());
+    }
     let mut next = io.fetch(cancel).await?;
     loop {
         if cancel.is_cancelled() || (task.exit_at_end && state.is_finished()) {
@@ -143,14 +146,10 @@ async fn run_once(
             continue;
         };
         metrics.count_turn(&turn);
-        let commit_started = Instant::now();
         let (committed, fetched) = io.commit_and_fetch(&mut turn, cancel).await;
-        committed?;
-        next = fetched?;
-        metrics
-            .commit_seconds
-            .observe(commit_started.elapsed().as_secs_f64());
-        metrics.observe_latency(&batch, now_ms());
+        let committed = committed?;
+        metrics.commit_seconds.observe(committed.took.as_secs_f64());
+        metrics.observe_latency(&batch, committed.at_ms);
         io.acknowledge(&turn).await;
         metrics.batches.inc();
         metrics.last_commit_seconds.set(now_ms() as f64 / 1000.0);
@@ -163,5 +162,6 @@ async fn run_once(
                 .watermark_delay_seconds
                 .set((now_ms() - watermark) / 1000);
         }
+        next = fetched?;
     }
 }

@@ -5,8 +5,8 @@
 //! like an empty CSV field. Typing is the CSV path's wherever the member is a string
 //! (`"2001-01-01 00:01:00"` for a timestamp, `"42"` for an int, as producers that quote
 //! large integers write them), so both formats agree on what a value means; a JSON
-//! number fills an int (when integral), float or string column, or a timestamp as
-//! milliseconds since the epoch.
+//! number fills a float or string column, an int column or a timestamp (milliseconds
+//! since the epoch) when it has no fraction (`42`, `42.0` and `4.2e1` alike).
 
 use serde_json::{Map, Value as Json};
 
@@ -63,7 +63,10 @@ fn typed(member: &Json, column_type: ColumnType) -> Option<Value> {
             _ => None,
         },
         Json::Number(number) => match column_type {
-            ColumnType::Int | ColumnType::Timestamp => number.as_i64().map(Value::Int),
+            ColumnType::Int | ColumnType::Timestamp => number
+                .as_i64()
+                .or_else(|| integral(number.as_f64()?))
+                .map(Value::Int),
             ColumnType::Float => number
                 .as_f64()
                 .filter(|float| float.is_finite())
@@ -73,6 +76,12 @@ fn typed(member: &Json, column_type: ColumnType) -> Option<Value> {
         },
         Json::Array(_) | Json::Object(_) => None,
     }
+}
+
+/// A float with no fraction within the range of `i64` (`42.0`, `1e3`), as an integer.
+fn integral(float: f64) -> Option<i64> {
+    const LIMIT: f64 = 9.223_372_036_854_775e18;
+    (float.fract() == 0.0 && float.abs() < LIMIT).then_some(float as i64)
 }
 
 fn kind(value: &Json) -> &'static str {

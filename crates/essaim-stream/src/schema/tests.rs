@@ -243,7 +243,10 @@ fn json_members_missing_or_null_are_null_and_numbers_fill_their_columns() {
     assert_eq!(record.get("ratio"), &Value::Float(2.0));
     assert_eq!(record.get("name"), &Value::from("7"));
     assert_eq!(record.get("ok"), &Value::Null);
-    let record = schema.parse_line(br#"{"t": 5, "ok": true}"#, 1).unwrap();
+    let record = schema
+        .parse_line(br#"{"t": 5.0e3, "ok": true}"#, 1)
+        .unwrap();
+    assert_eq!(record.time, EventTime(5000));
     assert_eq!(record.get("ok"), &Value::Bool(true));
     assert_eq!(record.get("name"), &Value::Null);
 }

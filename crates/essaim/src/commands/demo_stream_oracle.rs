@@ -102,10 +102,10 @@ impl Stats {
             async move { anyhow::Ok(client.query_one(sql, &[]).await?.get::<_, i64>(0)) }
         };
         let unknown_airports = count("SELECT count(*) FROM flight_unknown_airports").await?;
-        let prefix = format!("{pipeline}/%");
+        let prefix = format!("{pipeline}/");
         let dead_letters = client
             .query_one(
-                "SELECT count(*) FROM essaim_dead_letters WHERE pipeline LIKE $1",
+                "SELECT count(*) FROM essaim_dead_letters WHERE left(pipeline, length($1)) = $1",
                 &[&prefix],
             )
             .await?

@@ -99,12 +99,14 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 async fn unit_status(url: &str, pipeline: &str) -> anyhow::Result<(Vec<UnitLine>, i64)> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    let prefix = format!("{pipeline}/%");
+    // A prefix compared as text: LIKE would read `_` in names as a wildcard.
+    let prefix = format!("{pipeline}/");
     let rows = client
         .query(
             "SELECT pipeline, source, \"partition\", position, \
              extract(epoch FROM now() - updated_at)::float8 \
-             FROM essaim_offsets WHERE pipeline LIKE $1 ORDER BY pipeline, source",
+             FROM essaim_offsets WHERE left(pipeline, length($1)) = $1 \
+             ORDER BY pipeline, source, \"partition\"",
             &[&prefix],
         )
         .await?;
@@ -120,7 +122,7 @@ async fn unit_status(url: &str, pipeline: &str) -> anyhow::Result<(Vec<UnitLine>
         .collect();
     let dead_letters: i64 = client
         .query_one(
-            "SELECT count(*) FROM essaim_dead_letters WHERE pipeline LIKE $1",
+            "SELECT count(*) FROM essaim_dead_letters WHERE left(pipeline, length($1)) = $1",
             &[&prefix],
         )
         .await?

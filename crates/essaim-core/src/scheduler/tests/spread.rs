@@ -181,3 +181,40 @@ fn long_running_tasks_in_a_stage_of_mixed_kinds_are_granted() {
     );
     scheduler.check_invariants().unwrap();
 }
+
+/// A worker whose slots are all busy does not pull: it does not count in the share, so
+/// the others take its part until a slot frees (then it gets its share back).
+#[test]
+fn a_worker_with_every_slot_busy_leaves_its_share_to_the_others_until_a_slot_frees() {
+    let mut scheduler = Scheduler::new(config(), KINDS);
+    let a = scheduler.register_worker(0, stream_worker());
+    let busy = scheduler.register_worker(0, stream_worker());
+    scheduler.heartbeat(0, busy, &[], false, 1);
+    let mut out = Vec::new();
+    scheduler.submit(0, stream_job(4), &mut out).unwrap();
+    assert_eq!(scheduler.pull(0, a, 100).assignments.len(), 4);
+    let held = held_by(&scheduler, busy);
+    scheduler.heartbeat(10, busy, &held, false, 0);
+    assert_eq!(beat(&mut scheduler, 20, a, false), 2);
+    assert_eq!(scheduler.pull(20, busy, 100).assignments.len(), 2);
+    assert_eq!(counts(&scheduler, &[a, busy]), vec![2, 2]);
+    scheduler.check_invariants().unwrap();
+}
+
+/// The share counts only the tasks a job's concurrency limit lets run.
+#[test]
+fn the_share_counts_what_the_concurrency_limit_lets_run() {
+    let mut scheduler = Scheduler::new(config(), KINDS);
+    let a = scheduler.register_worker(0, stream_worker());
+    let b = scheduler.register_worker(0, stream_worker());
+    let mut out = Vec::new();
+    let spec = RawJobSpec {
+        max_concurrency: 4,
+        ..stream_job(8)
+    };
+    scheduler.submit(0, spec, &mut out).unwrap();
+    scheduler.pull(0, a, 100);
+    scheduler.pull(0, b, 100);
+    assert_eq!(counts(&scheduler, &[a, b]), vec![2, 2]);
+    scheduler.check_invariants().unwrap();
+}

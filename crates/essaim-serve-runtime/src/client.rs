@@ -112,7 +112,7 @@ impl HttpClient {
             .inner
             .request(request)
             .await
-            .map_err(|error| unreachable(error_text(&error)))?;
+            .map_err(|error| unreachable(essaim_core::error_chain::error_chain(&error)))?;
         let status = response.status();
         let bytes = response
             .into_body()
@@ -136,18 +136,6 @@ impl HttpClient {
             reason: error.to_string(),
         })
     }
-}
-
-/// The error and its causes on one line (hyper's own text says only "client error").
-fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Returns `text` encoded for a query string.

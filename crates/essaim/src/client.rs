@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use essaim_proto::v1;
 use essaim_proto::{
     CallError, CoordinatorClient, CoordinatorUrls, Coordinators, Idempotence, RetryNotice,
 };
@@ -110,6 +111,18 @@ impl CoordinatorCalls {
     {
         self.call_until(self.default_deadline(), Idempotence::NotIdempotent, rpc)
             .await
+    }
+
+    /// Submits a job (once: see [`Self::change_once`]) and returns its id.
+    pub async fn submit_job(&self, spec: v1::JobSpec) -> anyhow::Result<u64> {
+        let request = v1::SubmitJobRequest { spec: Some(spec) };
+        let submitted = self
+            .change_once(|mut client| {
+                let request = request.clone();
+                async move { client.submit_job(request).await }
+            })
+            .await?;
+        Ok(submitted.job_id)
     }
 
     /// Runs `rpc`, retrying until `deadline`.

@@ -16,7 +16,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use essaim_proto::v1;
 use nix::sys::signal::Signal;
 
 use super::demo_stream_oracle::{Stats, expected_outputs};
@@ -264,14 +263,7 @@ async fn run_with_a_kill(
     let cluster = LocalCluster::start(options).await?;
     let coordinator = CoordinatorCalls::local(&cluster.url)?;
     let started = Instant::now();
-    let request = v1::SubmitJobRequest { spec: Some(job) };
-    let job_id = coordinator
-        .change_once(|mut client| {
-            let request = request.clone();
-            async move { client.submit_job(request).await }
-        })
-        .await?
-        .job_id;
+    let job_id = coordinator.submit_job(job).await?;
     eprintln!(
         "demo: pipeline `{PIPELINE}` runs as job {job_id} ({tasks} stream tasks) on {workers} workers"
     );

@@ -221,14 +221,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     ));
     let coordinator = args.connect.coordinator()?;
     let job = build_job(&args, &index_dir, &root_url)?;
-    let request = v1::SubmitJobRequest { spec: Some(job) };
-    let job_id = coordinator
-        .change_once(|mut client| {
-            let request = request.clone();
-            async move { client.submit_job(request).await }
-        })
-        .await?
-        .job_id;
+    let job_id = coordinator.submit_job(job).await?;
     eprintln!(
         "serving `{}`: {} shards × {} replicas as job {job_id}; query root at {root_url}",
         index_dir.display(),

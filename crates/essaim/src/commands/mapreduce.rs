@@ -393,16 +393,9 @@ pub(crate) async fn submit_to_leader(
     max_attempts: u32,
     planned: &PlannedJob,
 ) -> anyhow::Result<u64> {
-    let request = v1::SubmitJobRequest {
-        spec: Some(planned_spec(max_attempts, planned)),
-    };
-    let submitted = coordinator
-        .change_once(|mut client| {
-            let request = request.clone();
-            async move { client.submit_job(request).await }
-        })
-        .await?;
-    Ok(submitted.job_id)
+    coordinator
+        .submit_job(planned_spec(max_attempts, planned))
+        .await
 }
 
 /// Returns the wire spec of a planned job: one task per map or reduce task.

@@ -223,14 +223,7 @@ async fn submit(args: SubmitArgs, rescale: bool) -> anyhow::Result<ExitCode> {
     if rescale && previous.is_empty() {
         return Err(usage(format!("pipeline `{name}` is not running")));
     }
-    let request = v1::SubmitJobRequest { spec: Some(job) };
-    let job_id = coordinator
-        .change_once(|mut client| {
-            let request = request.clone();
-            async move { client.submit_job(request).await }
-        })
-        .await?
-        .job_id;
+    let job_id = coordinator.submit_job(job).await?;
     eprintln!("pipeline `{name}`: job {job_id}, {tasks} stream tasks");
     for old in previous {
         cancel(&coordinator, old.job_id).await?;
@@ -271,14 +264,7 @@ async fn run_local(args: RunArgs) -> anyhow::Result<ExitCode> {
     let options = LocalOptions::for_demo(args.workers.max(1), data_dir);
     let cluster = LocalCluster::start(options).await?;
     let coordinator = CoordinatorCalls::local(&cluster.url)?;
-    let request = v1::SubmitJobRequest { spec: Some(job) };
-    let job_id = coordinator
-        .change_once(|mut client| {
-            let request = request.clone();
-            async move { client.submit_job(request).await }
-        })
-        .await?
-        .job_id;
+    let job_id = coordinator.submit_job(job).await?;
     eprintln!(
         "pipeline `{name}` runs as job {job_id} ({tasks} stream tasks) on a local cluster at {}",
         cluster.url

@@ -140,14 +140,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     }
     let task_count = spec.tasks.len();
     let coordinator = args.connect.coordinator()?;
-    let request = v1::SubmitJobRequest { spec: Some(spec) };
-    let job_id = coordinator
-        .change_once(|mut client| {
-            let request = request.clone();
-            async move { client.submit_job(request).await }
-        })
-        .await?
-        .job_id;
+    let job_id = coordinator.submit_job(spec).await?;
     match args.output {
         OutputFormat::Json if !args.wait => {
             print_json(&json!({"job_id": job_id, "tasks": task_count}))

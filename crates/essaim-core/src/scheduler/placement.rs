@@ -45,7 +45,7 @@ impl Scheduler {
         let data_dirs = worker.info.data_dirs.clone();
         // Each grant of a long-running task may fill this worker's share of its kind.
         let long_running = worker.info.long_running_kinds.clone();
-        let mut kinds = self.grantable_kinds(worker_id);
+        let mut kinds = self.grantable_kinds(worker_id).into_owned();
         let mut assignments = Vec::new();
         while assignments.len() < max as usize {
             let Some((task, speculative)) = self.pick_next(now, worker_id, &kinds, &data_dirs)
@@ -54,7 +54,7 @@ impl Scheduler {
             };
             let assignment = self.grant(now, worker_id, task, speculative);
             if long_running.contains(&assignment.kind) {
-                kinds = self.grantable_kinds(worker_id);
+                kinds = self.grantable_kinds(worker_id).into_owned();
             }
             assignments.push(assignment);
         }

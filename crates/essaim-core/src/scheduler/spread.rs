@@ -26,22 +26,31 @@
 use super::{Scheduler, Worker};
 use crate::ids::{AttemptId, WorkerId};
 use crate::model::JobState;
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 impl Scheduler {
     /// Returns the kinds `worker_id` may be granted now: all it runs, minus the
-    /// long-running kinds of which it already holds its share.
-    pub(super) fn grantable_kinds(&self, worker_id: WorkerId) -> BTreeSet<String> {
+    /// long-running kinds of which it already holds its share. Borrowed when nothing
+    /// is left out (the common case, asked for every parked pull).
+    pub(super) fn grantable_kinds(&self, worker_id: WorkerId) -> Cow<'_, BTreeSet<String>> {
         let Some(worker) = self.workers.get(&worker_id) else {
-            return BTreeSet::new();
+            return Cow::Owned(BTreeSet::new());
         };
-        let mut kinds = worker.info.kinds.clone();
-        for kind in &worker.info.long_running_kinds {
-            if self.held_of_kind(worker, kind) >= self.share_of(kind) {
-                kinds.remove(kind);
-            }
+        let full: Vec<&String> = worker
+            .info
+            .long_running_kinds
+            .iter()
+            .filter(|kind| self.held_of_kind(worker, kind) >= self.share_of(kind))
+            .collect();
+        if full.is_empty() {
+            return Cow::Borrowed(&worker.info.kinds);
         }
-        kinds
+        let mut kinds = worker.info.kinds.clone();
+        for kind in full {
+            kinds.remove(kind);
+        }
+        Cow::Owned(kinds)
     }
 
     /// Hands back the long-running attempts `worker_id` holds above its share (all of

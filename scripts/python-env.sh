@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the path of a Python interpreter with the tools a test needs, creating it first
-# if needed. Usage: scripts/python-env.sh [mrjob|schemathesis|k8s] (default mrjob).
+# if needed. Usage: scripts/python-env.sh [mrjob|schemathesis|k8s|client|sklearn] (default mrjob).
 #
 # - mrjob: the streaming tests (crates/essaim-mapreduce/tests/mrjob_compat.rs and the
 #   e2e MapReduce tests) run mrjob's own example jobs, unmodified, as Hadoop Streaming
@@ -10,6 +10,10 @@
 # - k8s: the manifest test (crates/essaim/tests/manifests.rs) validates deploy/k8s/
 #   offline with kubernetes-validate, which ships the API schemas of each Kubernetes
 #   release, and reads the manifests with PyYAML.
+# - client: the Python client's own tests (clients/python/tests, run by
+#   crates/essaim/tests/e2e/python_client.rs): pytest, tqdm for progress bars, boto3 to
+#   put inputs in and read outputs from the test object store, and setuptools to build
+#   the client (the test installs it with `pip install ./clients/python` each run).
 # - sklearn: the model-quality benchmark (bench/naive_bayes.sh) trains scikit-learn's
 #   MultinomialNB on the same split and tokenisation as `essaim train naive-bayes`;
 #   scikit-learn and its dependencies are pinned (the newest that CPython 3.11 takes).
@@ -38,13 +42,18 @@ case "$profile" in
         pins=("kubernetes-validate==1.37.0" "PyYAML==6.0.2")
         smoke_test='import kubernetes_validate, yaml'
         ;;
+    client)
+        env_dir="$root/target/python-env-client"
+        pins=("pytest==9.2.0" "tqdm==4.70.1" "boto3==1.44.5" "setuptools==84.2.1")
+        smoke_test='import pytest, tqdm, boto3, setuptools'
+        ;;
     sklearn)
         env_dir="$root/target/python-env-sklearn"
         pins=("scikit-learn==1.9.1" "numpy==2.4.6" "scipy==1.17.1" "joblib==1.6.0" "threadpoolctl==3.8.0")
         smoke_test='import sklearn.naive_bayes, sklearn.feature_extraction.text'
         ;;
     *)
-        echo "python-env: unknown profile '$profile' (mrjob, schemathesis, k8s or sklearn)" >&2
+        echo "python-env: unknown profile '$profile' (mrjob, schemathesis, k8s, client or sklearn)" >&2
         exit 2
         ;;
 esac

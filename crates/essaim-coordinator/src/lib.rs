@@ -13,6 +13,8 @@
 //! | [`history`] | bounded aggregates of what happened: timelines, worker shares, durations |
 //! | [`queue`] | queue statistics and the recommended number of workers |
 //! | [`rest`] | the REST/JSON API and its OpenAPI document |
+//! | [`planning`] | what a submission over REST looks like; the planner the binary installs |
+//! | `submission` | plan, then submit: the one path of REST's and gRPC's planned submissions |
 //! | (`essaim-registry`) | the model registry's API under `/registry/v1`, behind the same token |
 //! | [`dashboard`] | the web dashboard's files |
 //! | [`observatory`] | history + queue statistics inside the actor, published as gauges |
@@ -23,6 +25,8 @@
 
 pub mod actor;
 pub mod admission;
+pub mod planning;
+mod submission;
 pub mod cluster;
 pub mod dashboard;
 pub mod history;
@@ -91,6 +95,9 @@ pub struct CoordinatorConfig {
     /// Where the model registry served beside the API keeps its store and artifacts
     /// (default `<data dir>/registry`; `None` serves no registry).
     pub registry_dir: Option<PathBuf>,
+    /// Plans the MapReduce jobs and pipelines submitted over REST (`None`: task farms
+    /// only; the `essaim` binary installs its planner).
+    pub planner: Option<Arc<dyn planning::JobPlanner>>,
 }
 
 impl CoordinatorConfig {
@@ -111,6 +118,7 @@ impl CoordinatorConfig {
             cluster: None,
             journal_reserve_bytes: 256 * 1024 * 1024,
             registry_dir: Some(data_dir.join("registry")),
+            planner: None,
             data_dir,
         }
     }
@@ -295,10 +303,16 @@ pub async fn start_with_journal(
         worker_timeout: config.worker_timeout,
         long_poll: config.long_poll,
     };
+    let submitter = submission::Submitter {
+        commands_tx: commands_tx.clone(),
+        admission: admission.clone(),
+        planner: config.planner.clone(),
+    };
     let rest = rest::router(rest::RestState {
         commands_tx: commands_tx.clone(),
         results: results.clone(),
         token: config.token.clone(),
+        submitter: submitter.clone(),
     });
     let service = CoordinatorService {
         commands_tx,
@@ -306,6 +320,7 @@ pub async fn start_with_journal(
         timing,
         metrics,
         admission,
+        submitter,
         epoch: recovered_epoch,
     };
     let grpc = CoordinatorServer::new(service)

@@ -33,6 +33,8 @@ pub struct CoordinatorService {
     pub(crate) timing: WorkerTiming,
     pub(crate) metrics: CoordinatorMetrics,
     pub(crate) admission: crate::admission::Admission,
+    /// Plans and submits what `PlanAndSubmit` is given (as REST's `POST /api/v1/jobs`).
+    pub(crate) submitter: crate::submission::Submitter,
     /// This incarnation's epoch, which attempts granted by an older one carry below it.
     pub(crate) epoch: u64,
 }
@@ -266,6 +268,33 @@ impl Coordinator for CoordinatorService {
             .await?
             .map_err(spec_error_status)?;
         Ok(Response::new(v1::SubmitJobResponse { job_id: job.0 }))
+    }
+
+    async fn plan_and_submit(
+        &self,
+        request: Request<v1::PlanAndSubmitRequest>,
+    ) -> Result<Response<v1::PlanAndSubmitResponse>, Status> {
+        use crate::submission::SubmitFailure;
+        let started = Instant::now();
+        let request = serde_json::from_str(&request.into_inner().request_json)
+            .map_err(|error| Status::invalid_argument(format!("request_json: {error}")))?;
+        let answer = self.submitter.submit(request).await.map_err(|failure| {
+            let message = failure.to_string();
+            match failure {
+                SubmitFailure::DiskBelowReserve(_) => Status::resource_exhausted(message),
+                SubmitFailure::Invalid(_) => Status::invalid_argument(message),
+                SubmitFailure::Unsupported(_) => Status::unimplemented(message),
+                SubmitFailure::AlreadyRunning(_) => Status::already_exists(message),
+                SubmitFailure::Unavailable => Status::unavailable(message),
+            }
+        })?;
+        self.metrics.record_rpc("PlanAndSubmit", started.elapsed());
+        Ok(Response::new(v1::PlanAndSubmitResponse {
+            job_id: answer.job_id,
+            name: answer.name,
+            tasks: answer.tasks,
+            plan_json: answer.plan.to_string(),
+        }))
     }
 
     async fn get_job(

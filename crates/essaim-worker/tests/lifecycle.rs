@@ -178,6 +178,12 @@ impl Coordinator for StandInCoordinator {
     ) -> Result<Response<v1::SubmitJobResponse>, Status> {
         unused()
     }
+    async fn plan_and_submit(
+        &self,
+        _: Request<v1::PlanAndSubmitRequest>,
+    ) -> Result<Response<v1::PlanAndSubmitResponse>, Status> {
+        unused()
+    }
     async fn get_job(
         &self,
         _: Request<v1::GetJobRequest>,

@@ -30,6 +30,11 @@ pub(crate) fn registry() -> Arc<JobRegistry> {
         .clone()
 }
 
+/// The coordinator's planner of MapReduce jobs (those of [`registry`]) and pipelines.
+pub(crate) fn planner() -> Arc<dyn essaim_coordinator::planning::JobPlanner> {
+    Arc::new(essaim_planning::Planner::new(registry()))
+}
+
 /// The jobs every essaim binary has: the built-in ones, `streaming` and the training jobs.
 fn builtin_registry() -> JobRegistry {
     let mut registry = JobRegistry::new();

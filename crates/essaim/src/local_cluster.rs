@@ -88,6 +88,7 @@ impl LocalCluster {
         let mut config =
             CoordinatorConfig::new(options.listen, options.data_dir.join("coordinator"));
         config.token = options.token.clone();
+        config.planner = Some(crate::jobs::planner());
         config.heartbeat_interval = options.heartbeat;
         config.worker_timeout = options.worker_timeout;
         let coordinator_stop = CancellationToken::new();

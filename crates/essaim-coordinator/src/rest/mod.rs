@@ -20,6 +20,7 @@
 
 mod handlers;
 mod models;
+mod submit;
 mod views;
 
 pub use models::*;
@@ -55,6 +56,8 @@ pub struct RestState {
     pub results: SharedResults,
     /// The cluster token; `None` accepts anyone.
     pub token: Option<String>,
+    /// Plans and submits what `POST /api/v1/jobs` is given.
+    pub(crate) submitter: crate::submission::Submitter,
 }
 
 struct Failure(StatusCode, String);
@@ -195,8 +198,9 @@ impl utoipa::Modify for BearerSecurity {
 /// The OpenAPI description of the REST API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "essaim coordinator REST API", description = "Read the cluster's jobs, workers, dead letters and results; cancel jobs; requeue or purge dead letters."),
-    paths(overview, list_jobs, get_job, job_results, job_tasks, cancel_job, list_workers,
+    info(title = "essaim coordinator REST API", description = "Submit task farms, MapReduce jobs and pipelines (planned by the coordinator); read the cluster's jobs, workers, dead letters and results; cancel jobs; requeue or purge dead letters."),
+    components(schemas(submit::MapReduceJobView)),
+    paths(overview, list_jobs, submit::submit_job, submit::mapreduce_jobs, get_job, job_results, job_tasks, cancel_job, list_workers,
         list_dead_letters, requeue_dead_letters, purge_dead_letters),
     modifiers(&BearerSecurity),
 )]
@@ -253,7 +257,8 @@ pub fn router(state: RestState) -> Router {
     let token = state.token.clone();
     let api = Router::new()
         .route("/api/v1/overview", get(overview))
-        .route("/api/v1/jobs", get(list_jobs))
+        .route("/api/v1/jobs", get(list_jobs).post(submit::submit_job))
+        .route("/api/v1/mapreduce-jobs", get(submit::mapreduce_jobs))
         .route("/api/v1/jobs/{job_id}", get(get_job))
         .route("/api/v1/jobs/{job_id}/results", get(job_results))
         .route("/api/v1/jobs/{job_id}/tasks", get(job_tasks))

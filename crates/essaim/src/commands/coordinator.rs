@@ -158,6 +158,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         utilisation: args.target_utilisation,
     };
     config.token = args.token;
+    config.planner = Some(crate::jobs::planner());
     if let Some(reserve) = args.journal_reserve_bytes {
         config.journal_reserve_bytes = reserve;
     }

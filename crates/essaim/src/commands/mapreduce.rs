@@ -16,7 +16,9 @@ use essaim_mapreduce::config::{
     DEFAULT_MERGE_FACTOR, DEFAULT_OPEN_COST_BYTES, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES,
     DEFAULT_SPLIT_BYTES,
 };
-use essaim_mapreduce::plan::{JobRequest, PlannedJob, plan_job, prepare_output};
+use essaim_coordinator::planning::{MapReduceRequest, S3Request};
+use essaim_mapreduce::plan::PlannedJob;
+use essaim_planning::mapreduce::Overwrite;
 use essaim_proto::{CoordinatorClient, v1};
 
 use crate::client::{ConnectArgs, CoordinatorCalls, usage};
@@ -320,9 +322,9 @@ pub(crate) fn unknown_job(name: &str) -> anyhow::Error {
 /// Builds the parameters, plans the job `name` and prepares its output directory.
 fn plan(name: &str, args: &JobArgs) -> anyhow::Result<PlannedJob> {
     let registry = crate::jobs::registry();
-    let Some(job) = registry.get(name) else {
+    if registry.get(name).is_none() {
         return Err(unknown_job(name));
-    };
+    }
     let mut params = JobParams::default();
     if let Some(script) = &args.mrjob {
         params = essaim_mapreduce::streaming::mrjob_streaming_params(&args.python, script)
@@ -349,27 +351,27 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<PlannedJob> {
         .output
         .clone()
         .ok_or_else(|| usage("--output is required"))?;
-    let request = JobRequest {
-        params,
+    let request = MapReduceRequest {
+        job: name.to_owned(),
         inputs: args.inputs.clone(),
-        output_dir: output.clone(),
-        reducers: args.reducers,
-        split_bytes: args.split_size,
-        open_cost_bytes: (!args.no_packing).then_some(args.open_cost),
-        sort_buffer_bytes: args.sort_buffer,
-        merge_factor: args.merge_factor,
-        output_codec: args.compress_output,
-        storage: essaim_storage::S3Options {
+        output: output.display().to_string(),
+        params: params.0,
+        reducers: Some(args.reducers),
+        split_bytes: Some(args.split_size),
+        open_cost_bytes: Some(if args.no_packing { 0 } else { args.open_cost }),
+        sort_buffer_bytes: Some(args.sort_buffer),
+        merge_factor: Some(args.merge_factor),
+        compress_output: args.compress_output.map(|codec| codec.name().to_owned()),
+        overwrite: args.overwrite,
+        max_attempts: Some(args.max_attempts),
+        s3: Some(S3Request {
             endpoint: args.s3_endpoint.clone(),
             region: args.s3_region.clone(),
             allow_http: args.s3_allow_http,
-        },
+        }),
     };
-    let planned = plan_job(job.as_ref(), &request)
-        .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?;
-    prepare_output(&planned.config, args.overwrite)
-        .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?;
-    Ok(planned)
+    essaim_planning::mapreduce::plan(&registry, &request, Overwrite::Anything)
+        .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))
 }
 
 /// Submits a planned job; returns its id.
@@ -398,24 +400,8 @@ pub(crate) async fn submit_to_leader(
         .await
 }
 
-/// Returns the wire spec of a planned job: one task per map or reduce task.
 fn planned_spec(max_attempts: u32, planned: &PlannedJob) -> v1::JobSpec {
-    let tasks = planned
-        .tasks
-        .iter()
-        .map(|task| v1::TaskSpec {
-            kind: task.kind.to_string(),
-            payload: task.payload.clone(),
-            stage: task.stage,
-            locality: task.locality.clone(),
-        })
-        .collect();
-    v1::JobSpec {
-        name: format!("{} → {}", planned.config.job, planned.config.output_dir),
-        tasks,
-        max_attempts,
-        ..Default::default()
-    }
+    essaim_planning::mapreduce::job_spec(max_attempts, planned)
 }
 
 async fn submit_and_follow(

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use essaim_proto::v1;
-use essaim_stream_runtime::{Endpoints, PlanOptions, STREAM_TASK_KIND, plan_tasks};
+use essaim_coordinator::planning::StreamRequest;
 
 use crate::client::{ConnectArgs, CoordinatorCalls, usage};
 use crate::local_cluster::{LocalCluster, LocalOptions};
@@ -66,11 +66,11 @@ pub(crate) struct PipelineArgs {
     #[arg(long)]
     pub(crate) exit_at_end: bool,
     /// Most messages per commit.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = essaim_planning::stream::DEFAULT_BATCH_MAX)]
     pub(crate) batch_max: usize,
     /// Longest wait for a batch, in milliseconds: the latency floor when the input is
     /// slow (a full batch goes at once).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = essaim_planning::stream::DEFAULT_BATCH_WAIT_MS)]
     pub(crate) batch_wait_ms: u64,
 }
 
@@ -118,10 +118,10 @@ pub async fn run(args: StreamArgs) -> anyhow::Result<ExitCode> {
 
 /// The name of the job a pipeline runs as.
 pub(crate) fn job_name(pipeline: &str) -> String {
-    format!("stream:{pipeline}")
+    essaim_planning::stream::job_name(pipeline)
 }
 
-/// Reads the spec and its tables and cuts it into tasks.
+/// Reads the spec and cuts it into tasks (its tables are read relative to it).
 pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobSpec)> {
     let text = std::fs::read_to_string(&args.spec)
         .map_err(|error| usage(format!("cannot read `{}`: {error}", args.spec.display())))?;
@@ -133,60 +133,22 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
             .map(|stem| stem.to_string_lossy().replace(['.', ' '], "_"))
             .unwrap_or_else(|| "pipeline".to_owned()),
     };
-    essaim_stream_runtime::task::check_pipeline_name(&name).map_err(|e| usage(e.to_string()))?;
-    let spec = essaim_stream::spec::PipelineSpec::from_toml(&text)
-        .map_err(|error| usage(format!("{}: {error}", args.spec.display())))?;
     let directory = args.spec.parent().unwrap_or(Path::new("."));
-    let mut tables = BTreeMap::new();
-    for table in &spec.tables {
-        let Some(path) = &table.path else {
-            return Err(usage(format!(
-                "table `{}` has no `path`: name its CSV file, relative to the spec",
-                table.name
-            )));
-        };
-        let path = directory.join(path);
-        let bytes = std::fs::read(&path).map_err(|error| {
-            usage(format!(
-                "table `{}`: cannot read `{}`: {error}",
-                table.name,
-                path.display()
-            ))
-        })?;
-        tables.insert(table.name.clone(), bytes);
-    }
-    let options = PlanOptions {
-        pipeline: name.clone(),
-        parallelism: args.parallelism.unwrap_or(u32::MAX),
+    let request = StreamRequest {
+        name: name.clone(),
+        spec: text,
+        tables: BTreeMap::new(),
+        base_dir: Some(directory.display().to_string()),
+        postgres: args.postgres.clone(),
+        nats: args.nats.clone(),
+        kafka: args.kafka.clone(),
+        parallelism: args.parallelism,
         exit_at_end: args.exit_at_end,
-        endpoints: Endpoints {
-            nats_url: args.nats.clone(),
-            postgres_url: Some(args.postgres.clone()),
-            kafka_bootstrap: args.kafka.clone(),
-        },
-        base_dir: std::path::absolute(directory).ok(),
-        batch_max: args.batch_max.max(1),
-        batch_wait_ms: args.batch_wait_ms,
+        batch_max: Some(args.batch_max),
+        batch_wait_ms: Some(args.batch_wait_ms),
     };
-    let tasks = plan_tasks(&text, tables, &options)
+    let job = essaim_planning::stream::job_spec(&request)
         .map_err(|error| usage(format!("{}: {error}", args.spec.display())))?;
-    let mut job = v1::JobSpec {
-        name: job_name(&name),
-        // A stream task that keeps failing is retried for a long while: brokers and
-        // databases come back.
-        max_attempts: 100,
-        speculation_multiplier: -1.0,
-        retry_backoff_base_ms: 500,
-        retry_backoff_max_ms: 10_000,
-        ..Default::default()
-    };
-    for task in tasks {
-        job.tasks.push(v1::TaskSpec {
-            kind: STREAM_TASK_KIND.to_owned(),
-            payload: serde_json::to_vec(&task)?,
-            ..Default::default()
-        });
-    }
     Ok((name, job))
 }
 

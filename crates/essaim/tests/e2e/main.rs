@@ -24,6 +24,7 @@
 //! | `mapreduce_s3.rs` | inputs and outputs in an S3-compatible bucket (`scripts/s3.sh`), workers sharing no directory: word count equals coreutils; a job stopped before its commit publishes nothing; missing bucket, wrong credentials, corrupt `.gz` object |
 //! | `mapreduce_csv.rs` | `join` keeps a quoted separator's row and counts a malformed row in the job's summary |
 //! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
+//! | `python_client.rs` | the Python client, pip-installed, passes its pytest suite on a local cluster and a bucket |
 //! | `rest_api.rs` | the REST API needs the token, agrees with gRPC, and matches its OpenAPI document |
 //! | `models.rs` | the model registry through the coordinator: aliases, racing promotions audited, time travel, a corrupt artifact refused, restart |
 //! | `train.rs` | `essaim train naive-bayes` on two workers equals a naive Bayes computed in the test; lineage; bad input |
@@ -63,6 +64,7 @@ mod mapreduce_s3;
 mod mapreduce_small_files;
 mod models;
 mod partition;
+mod python_client;
 mod queue_stats;
 mod replay;
 mod report;

@@ -117,6 +117,7 @@ async fn rest_api_needs_the_token_agrees_with_grpc_and_requeues_dead_letters() {
     for path in [
         "/api/v1/overview",
         "/api/v1/jobs",
+        "/api/v1/mapreduce-jobs",
         "/api/v1/jobs/{job_id}",
         "/api/v1/jobs/{job_id}/results",
         "/api/v1/jobs/{job_id}/tasks",
@@ -128,6 +129,10 @@ async fn rest_api_needs_the_token_agrees_with_grpc_and_requeues_dead_letters() {
     ] {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }
+    assert!(
+        document["paths"]["/api/v1/jobs"]["post"]["requestBody"].is_object(),
+        "submissions are documented"
+    );
 
     // The same job through both APIs.
     let detail = get_json(&base, &format!("/api/v1/jobs/{good}"));

@@ -1,0 +1,241 @@
+"""The client: one coordinator, its jobs, pipelines, workers and dead letters."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+from ._http import EssaimError, Transport
+from .job import Job
+
+#: Where the client looks for the coordinator when no URL is given.
+DEFAULT_URL = "http://127.0.0.1:7070"
+
+
+class Client:
+    """A connection to an essaim coordinator's REST API.
+
+    ``url`` defaults to ``$ESSAIM_COORDINATOR`` (else ``http://127.0.0.1:7070``);
+    ``token`` to ``$ESSAIM_TOKEN``, else the contents of ``$ESSAIM_TOKEN_FILE``.
+
+    >>> client = Client("http://127.0.0.1:7070")
+    >>> job = client.submit_mapreduce("wordcount", inputs=["s3://books/*.gz"], output="s3://out/wc")
+    >>> job.wait(progress=True)
+    """
+
+    def __init__(
+        self, url: Optional[str] = None, token: Optional[str] = None, timeout: float = 60.0
+    ) -> None:
+        url = url or os.environ.get("ESSAIM_COORDINATOR") or DEFAULT_URL
+        self._transport = Transport(url, token or _token_from_environment(), timeout)
+        self.stream = Pipelines(self._transport)
+
+    @property
+    def url(self) -> str:
+        """The coordinator's base URL."""
+        return self._transport.base
+
+    # ------------------------------------------------------------------ submitting
+
+    def submit_mapreduce(
+        self,
+        job: str,
+        inputs: Union[str, Sequence[str]],
+        output: str,
+        *,
+        params: Optional[Mapping[str, Any]] = None,
+        reducers: Optional[int] = None,
+        split_bytes: Optional[int] = None,
+        open_cost_bytes: Optional[int] = None,
+        sort_buffer_bytes: Optional[int] = None,
+        merge_factor: Optional[int] = None,
+        compress_output: Optional[str] = None,
+        overwrite: bool = False,
+        max_attempts: Optional[int] = None,
+        s3: Optional[Mapping[str, Any]] = None,
+    ) -> Job:
+        """Submits a MapReduce job the cluster knows (``mapreduce_jobs()`` lists them).
+
+        The coordinator plans it: ``inputs`` (paths, directories, globs or
+        ``s3://bucket/prefix``, as the cluster sees them; ``.gz``, ``.zst`` and ``.bz2``
+        files are decompressed) are listed and split, and ``output`` (a directory or
+        ``s3://bucket/prefix``) is prepared; it is refused if it exists unless
+        ``overwrite`` (which replaces only an earlier job's output). ``params`` are the
+        job's parameters (``{"pattern": "..."}`` for grep, ``{"step.0.mapper": ...}`` for
+        streaming); ``s3`` is ``{"endpoint": ..., "region": ..., "allow_http": ...}``.
+        """
+        body: Dict[str, Any] = {
+            "kind": "mapreduce",
+            "job": job,
+            "inputs": [inputs] if isinstance(inputs, str) else list(inputs),
+            "output": output,
+            "params": {str(k): str(v) for k, v in (params or {}).items()},
+            "overwrite": overwrite,
+        }
+        optional = {
+            "reducers": reducers,
+            "split_bytes": split_bytes,
+            "open_cost_bytes": open_cost_bytes,
+            "sort_buffer_bytes": sort_buffer_bytes,
+            "merge_factor": merge_factor,
+            "compress_output": compress_output,
+            "max_attempts": max_attempts,
+            "s3": dict(s3) if s3 else None,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return self._submit(body)
+
+    def submit_tasks(
+        self,
+        name: str,
+        tasks: Iterable[Mapping[str, Any]],
+        *,
+        max_attempts: Optional[int] = None,
+        priority: Optional[int] = None,
+        max_concurrency: Optional[int] = None,
+        task_timeout_ms: Optional[int] = None,
+    ) -> Job:
+        """Submits a task farm. Each task is ``{"kind": ..., "payload": ..., "stage": 0}``:
+        ``kind`` names the executor (``command``, ``sleep``, or one a worker registers);
+        a string payload is passed as its UTF-8 bytes, any other value as JSON text."""
+        body: Dict[str, Any] = {"kind": "tasks", "name": name, "tasks": [dict(t) for t in tasks]}
+        optional = {
+            "max_attempts": max_attempts,
+            "priority": priority,
+            "max_concurrency": max_concurrency,
+            "task_timeout_ms": task_timeout_ms,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return self._submit(body)
+
+    def submit_commands(self, name: str, commands: Iterable[str], **options: Any) -> Job:
+        """Submits one ``command`` task per shell command line (run by ``sh -c`` on a
+        worker that allows commands)."""
+        tasks = [{"kind": "command", "payload": {"argv": ["sh", "-c", line]}} for line in commands]
+        return self.submit_tasks(name, tasks, **options)
+
+    def _submit(self, body: Dict[str, Any]) -> Job:
+        answer = self._transport.call("POST", "/api/v1/jobs", body)
+        return Job(self._transport, answer["job_id"], answer.get("plan"))
+
+    # ------------------------------------------------------------------ reading
+
+    def job(self, job_id: int) -> Job:
+        """The job of that id (its status is read when asked for)."""
+        return Job(self._transport, int(job_id))
+
+    def jobs(self) -> List[Dict[str, Any]]:
+        """Every job the coordinator remembers, newest first."""
+        return self._transport.call("GET", "/api/v1/jobs")
+
+    def mapreduce_jobs(self) -> Dict[str, str]:
+        """The MapReduce jobs the cluster can plan, with their descriptions."""
+        listed = self._transport.call("GET", "/api/v1/mapreduce-jobs")
+        return {job["name"]: job["description"] for job in listed}
+
+    def workers(self) -> List[Dict[str, Any]]:
+        """The live workers, with their slots and what they run."""
+        return self._transport.call("GET", "/api/v1/workers")
+
+    def overview(self) -> Dict[str, Any]:
+        """The cluster at a glance: workers, slots, jobs, queue statistics."""
+        return self._transport.call("GET", "/api/v1/overview")
+
+    # ------------------------------------------------------------------ dead letters
+
+    def dead_letters(self, job: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Dead letters (of one job, or of every job), with their error history."""
+        return self._transport.call("GET", "/api/v1/dead-letters", query={"job": job})
+
+    def requeue_dead_letters(self, job: int, tasks: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+        """Gives a job's dead letters (or some of its tasks') another round of attempts."""
+        return self._transport.call(
+            "POST", "/api/v1/dead-letters/requeue", _selection(job, tasks)
+        )
+
+    def purge_dead_letters(self, job: int, tasks: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+        """Gives up on a job's dead letters for good."""
+        return self._transport.call("POST", "/api/v1/dead-letters/purge", _selection(job, tasks))
+
+
+class Pipelines:
+    """Streaming pipelines (``client.stream``): each runs as one job ``stream:<name>``."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def submit(
+        self,
+        spec: str,
+        *,
+        name: str,
+        postgres: str,
+        tables: Optional[Mapping[str, str]] = None,
+        base_dir: Optional[str] = None,
+        nats: Optional[str] = None,
+        kafka: Optional[str] = None,
+        parallelism: Optional[int] = None,
+        exit_at_end: bool = False,
+        batch_max: Optional[int] = None,
+        batch_wait_ms: Optional[int] = None,
+    ) -> Job:
+        """Submits a pipeline from its TOML ``spec`` (text). Its dimension tables are
+        given as CSV text in ``tables``, or read by the cluster from their ``path``
+        relative to ``base_dir``. Refused while a pipeline of that name runs."""
+        body: Dict[str, Any] = {
+            "kind": "stream",
+            "name": name,
+            "spec": spec,
+            "postgres": postgres,
+            "tables": dict(tables or {}),
+            "exit_at_end": exit_at_end,
+        }
+        optional = {
+            "base_dir": base_dir,
+            "nats": nats,
+            "kafka": kafka,
+            "parallelism": parallelism,
+            "batch_max": batch_max,
+            "batch_wait_ms": batch_wait_ms,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        answer = self._transport.call("POST", "/api/v1/jobs", body)
+        return Job(self._transport, answer["job_id"], answer.get("plan"))
+
+    def running(self, name: str) -> List[Job]:
+        """The running jobs of pipeline ``name``."""
+        jobs = self._transport.call("GET", "/api/v1/jobs")
+        return [
+            Job(self._transport, job["id"])
+            for job in jobs
+            if job["name"] == f"stream:{name}" and job["state"] == "running"
+        ]
+
+    def stop(self, name: str) -> int:
+        """Stops pipeline ``name`` (its state stays in PostgreSQL); returns how many jobs
+        were cancelled."""
+        running = self.running(name)
+        for job in running:
+            job.cancel()
+        return len(running)
+
+
+def _selection(job: int, tasks: Optional[Sequence[int]]) -> Dict[str, Any]:
+    selection: Dict[str, Any] = {"job_id": job}
+    if tasks is not None:
+        selection["task_indexes"] = list(tasks)
+    return selection
+
+
+def _token_from_environment() -> Optional[str]:
+    token = os.environ.get("ESSAIM_TOKEN")
+    if token:
+        return token
+    path = os.environ.get("ESSAIM_TOKEN_FILE")
+    if path:
+        try:
+            with open(path, encoding="utf-8") as file:
+                return file.read().strip()
+        except OSError as error:
+            raise EssaimError(f"ESSAIM_TOKEN_FILE {path}: {error}") from None
+    return None

@@ -1,0 +1,239 @@
+//! Jobs the coordinator plans: a client names a job and its parameters, and the
+//! coordinator lays out the tasks, so that a client in any language needs no planner of
+//! its own (Spark's driver and Hadoop's job client do this work on the user's machine;
+//! here it runs where the job runs).
+//!
+//! This module owns the *shape* of a submission (the JSON the REST API takes, described
+//! in its OpenAPI document); what a MapReduce job or a pipeline becomes is decided by the
+//! [`JobPlanner`] the binary installs (`essaim-planning`), which knows the jobs linked
+//! into it. A task farm needs no planning: its tasks are given.
+
+use std::collections::BTreeMap;
+
+use essaim_proto::v1;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A job to plan and submit (`POST /api/v1/jobs`), told apart by `kind`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SubmitRequest {
+    /// A task farm: the tasks are given.
+    Tasks(TasksRequest),
+    /// A MapReduce job the binary knows (`wordcount`, `sort`, `streaming`…).
+    Mapreduce(MapReduceRequest),
+    /// A streaming pipeline, from its TOML spec.
+    Stream(StreamRequest),
+}
+
+/// A task farm.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TasksRequest {
+    /// The job's name.
+    pub name: String,
+    /// Its tasks.
+    pub tasks: Vec<TaskRequest>,
+    /// Attempts per task before it is dead-lettered (default 4).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Higher runs first (default 0).
+    #[serde(default)]
+    pub priority: Option<i32>,
+    /// At most this many attempts of the job at once (default unlimited).
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    /// Per-attempt timeout in milliseconds (default none).
+    #[serde(default)]
+    pub task_timeout_ms: Option<u64>,
+}
+
+/// One task of a task farm.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRequest {
+    /// The executor that runs it (`command`, `sleep`, or one a worker registers).
+    pub kind: String,
+    /// What the executor reads: a string is passed as its UTF-8 bytes, any other JSON
+    /// value as its JSON text.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// Its stage: a stage starts once the previous one has finished (default 0).
+    #[serde(default)]
+    pub stage: u32,
+}
+
+/// A MapReduce job.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MapReduceRequest {
+    /// The job: a name `GET /api/v1/mapreduce-jobs` lists (`wordcount`, `grep`, `sort`,
+    /// `streaming`…).
+    pub job: String,
+    /// Input files, directories, globs or `s3://bucket/prefix` URLs, as the coordinator
+    /// sees them (relative paths are relative to its working directory).
+    pub inputs: Vec<String>,
+    /// Output directory or `s3://bucket/prefix`; refused if it exists unless `overwrite`.
+    pub output: String,
+    /// The job's parameters (`pattern` of grep, `step.0.mapper` of streaming…).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Reduce tasks per step.
+    #[serde(default)]
+    pub reducers: Option<u32>,
+    /// Split size in bytes.
+    #[serde(default)]
+    pub split_bytes: Option<u64>,
+    /// Cost in bytes of opening one more file when small files are packed into a map
+    /// task; 0 gives every file its own map task.
+    #[serde(default)]
+    pub open_cost_bytes: Option<u64>,
+    /// Sort buffer of each map task, in bytes.
+    #[serde(default)]
+    pub sort_buffer_bytes: Option<u64>,
+    /// Runs merged at once.
+    #[serde(default)]
+    pub merge_factor: Option<u32>,
+    /// Compress the output parts: `gz` or `zst`.
+    #[serde(default)]
+    pub compress_output: Option<String>,
+    /// Replace an earlier job's output (a directory holding `_SUCCESS` or `_temporary`,
+    /// or an empty one; anything else is refused).
+    #[serde(default)]
+    pub overwrite: bool,
+    /// Attempts per task before the job fails (default 4).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// The object store of `s3://` locations (default: the coordinator's and workers'
+    /// environment).
+    #[serde(default)]
+    pub s3: Option<S3Request>,
+}
+
+/// How to reach an S3-compatible store.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct S3Request {
+    /// Endpoint, e.g. `http://127.0.0.1:9000`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region (default `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Allow an `http://` endpoint.
+    #[serde(default)]
+    pub allow_http: bool,
+}
+
+/// A streaming pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRequest {
+    /// The pipeline's name: its state is keyed by it, and one job of a name runs at once.
+    pub name: String,
+    /// The pipeline spec, TOML text.
+    pub spec: String,
+    /// Dimension tables' CSV text by table name; a table not given here is read from its
+    /// `path`, relative to `base_dir`.
+    #[serde(default)]
+    pub tables: BTreeMap<String, String>,
+    /// Where relative paths of the spec are resolved, on the coordinator and workers.
+    #[serde(default)]
+    pub base_dir: Option<String>,
+    /// PostgreSQL URL, where results, positions and checkpoints go.
+    pub postgres: String,
+    /// NATS server URL (NATS connectors).
+    #[serde(default)]
+    pub nats: Option<String>,
+    /// Kafka bootstrap address (Kafka connectors).
+    #[serde(default)]
+    pub kafka: Option<String>,
+    /// Tasks per stage (default one per unit).
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    /// Stop once every source partition has ended.
+    #[serde(default)]
+    pub exit_at_end: bool,
+    /// Most messages per commit (default 2000).
+    #[serde(default)]
+    pub batch_max: Option<usize>,
+    /// Longest wait for a batch, in milliseconds (default 20).
+    #[serde(default)]
+    pub batch_wait_ms: Option<u64>,
+}
+
+/// What a submission became.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SubmitAnswer {
+    /// The job's id.
+    pub job_id: u64,
+    /// Its name.
+    pub name: String,
+    /// Its tasks.
+    pub tasks: u32,
+    /// What planning decided, by job kind: map tasks, steps, reducers, input files and
+    /// bytes, output of a MapReduce job; units of a pipeline.
+    #[schema(value_type = Object)]
+    pub plan: serde_json::Value,
+}
+
+/// A planned job, ready to submit.
+#[derive(Debug, Clone)]
+pub struct PlannedSubmission {
+    /// The job.
+    pub spec: v1::JobSpec,
+    /// What planning decided, returned to the client as [`SubmitAnswer::plan`].
+    pub plan: serde_json::Value,
+    /// Refuse the job while a running job has the same name (a pipeline runs once).
+    pub exclusive: bool,
+}
+
+/// Why a request could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanRefused {
+    /// The request is the client's to fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// This coordinator cannot plan that kind of job.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Turns MapReduce and streaming requests into job specs. Planning reads the inputs (to
+/// list and size them, or sample them), so it is called off the async threads.
+pub trait JobPlanner: Send + Sync + std::fmt::Debug + 'static {
+    /// Plans `request`, which is never [`SubmitRequest::Tasks`].
+    fn plan(&self, request: SubmitRequest) -> Result<PlannedSubmission, PlanRefused>;
+    /// The MapReduce jobs it knows, with their descriptions.
+    fn mapreduce_jobs(&self) -> Vec<(String, String)>;
+}
+
+/// Plans a task farm: its tasks are given.
+pub fn plan_tasks(request: TasksRequest) -> PlannedSubmission {
+    let tasks = request
+        .tasks
+        .into_iter()
+        .map(|task| v1::TaskSpec {
+            kind: task.kind,
+            payload: match task.payload {
+                serde_json::Value::String(text) => text.into_bytes(),
+                other => other.to_string().into_bytes(),
+            },
+            stage: task.stage,
+            locality: Vec::new(),
+        })
+        .collect();
+    PlannedSubmission {
+        spec: v1::JobSpec {
+            name: request.name,
+            tasks,
+            priority: request.priority.unwrap_or(0),
+            max_concurrency: request.max_concurrency.unwrap_or(0),
+            max_attempts: request.max_attempts.unwrap_or(0),
+            task_timeout_ms: request.task_timeout_ms.unwrap_or(0),
+            ..Default::default()
+        },
+        plan: serde_json::json!({}),
+        exclusive: false,
+    }
+}

@@ -1,0 +1,156 @@
+//! A MapReduce request → the tasks of [`essaim_mapreduce::plan`], with its output made
+//! ready. The defaults of every option are [`essaim_mapreduce::config`]'s.
+
+use std::path::{Path, PathBuf};
+
+use essaim_coordinator::planning::MapReduceRequest;
+use essaim_mapreduce::api::JobParams;
+use essaim_mapreduce::config::{
+    DEFAULT_MERGE_FACTOR, DEFAULT_OPEN_COST_BYTES, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES,
+    DEFAULT_SPLIT_BYTES,
+};
+use essaim_mapreduce::payload::{SUCCESS_MARKER, TEMPORARY_DIR};
+use essaim_mapreduce::plan::{JobRequest, PlanError, PlannedJob, plan_job, prepare_output};
+use essaim_mapreduce::registry::JobRegistry;
+use essaim_proto::v1;
+use essaim_storage::Codec;
+
+/// Why a MapReduce request could not be planned; every variant is the submitter's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum MapReducePlanError {
+    /// No job of that name is linked in.
+    #[error("unknown job `{name}`; known jobs: {known}")]
+    UnknownJob {
+        /// The name asked for.
+        name: String,
+        /// The names known, comma-separated.
+        known: String,
+    },
+    /// The output codec is not one parts are written with.
+    #[error("`{0}` is not an output codec: gz or zst")]
+    OutputCodec(String),
+    /// Overwriting would remove something that is not a job's output.
+    #[error(
+        "`{0}` exists and is not an earlier job's output (no `_SUCCESS` or `_temporary` in \
+         it): it is not replaced; choose another output"
+    )]
+    NotAnOutput(PathBuf),
+    /// The job could not be planned.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+/// What `overwrite` may replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Whatever is at the output path (the CLI: the user named it on their own machine).
+    Anything,
+    /// Only an empty directory or an earlier job's output (the API: a remote caller must
+    /// not be able to remove any directory the coordinator can write).
+    EarlierOutputOnly,
+}
+
+/// Plans `request` with the jobs of `jobs` and prepares its output (created, or replaced
+/// when `request.overwrite` and `policy` allow).
+pub fn plan(
+    jobs: &JobRegistry,
+    request: &MapReduceRequest,
+    policy: Overwrite,
+) -> Result<PlannedJob, MapReducePlanError> {
+    let Some(job) = jobs.get(&request.job) else {
+        return Err(MapReducePlanError::UnknownJob {
+            name: request.job.clone(),
+            known: jobs.names().join(", "),
+        });
+    };
+    let planned = plan_job(job.as_ref(), &job_request(request)?)?;
+    if request.overwrite
+        && policy == Overwrite::EarlierOutputOnly
+        && let Some(dir) = planned.config.output_dir.as_local()
+        && !replaceable(dir)
+    {
+        return Err(MapReducePlanError::NotAnOutput(dir.to_path_buf()));
+    }
+    prepare_output(&planned.config, request.overwrite)?;
+    Ok(planned)
+}
+
+fn job_request(request: &MapReduceRequest) -> Result<JobRequest, MapReducePlanError> {
+    let output_codec = match &request.compress_output {
+        None => None,
+        Some(name) => match Codec::from_name(name) {
+            Some(codec @ (Codec::Gzip | Codec::Zstd)) => Some(codec),
+            _ => return Err(MapReducePlanError::OutputCodec(name.clone())),
+        },
+    };
+    let s3 = request.s3.clone().unwrap_or_default();
+    Ok(JobRequest {
+        params: JobParams(request.params.clone()),
+        inputs: request.inputs.clone(),
+        output_dir: PathBuf::from(&request.output),
+        reducers: request.reducers.unwrap_or(DEFAULT_REDUCERS),
+        split_bytes: request.split_bytes.unwrap_or(DEFAULT_SPLIT_BYTES),
+        open_cost_bytes: match request.open_cost_bytes {
+            Some(0) => None,
+            given => Some(given.unwrap_or(DEFAULT_OPEN_COST_BYTES)),
+        },
+        sort_buffer_bytes: request
+            .sort_buffer_bytes
+            .unwrap_or(DEFAULT_SORT_BUFFER_BYTES),
+        merge_factor: request.merge_factor.unwrap_or(DEFAULT_MERGE_FACTOR),
+        output_codec,
+        storage: essaim_storage::S3Options {
+            endpoint: s3.endpoint,
+            region: s3.region,
+            allow_http: s3.allow_http,
+        },
+    })
+}
+
+/// Whether `dir` is absent, empty, or an earlier job's output.
+fn replaceable(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Err(_) => !dir.exists(),
+        Ok(mut entries) => {
+            let empty = entries.next().is_none();
+            empty || dir.join(SUCCESS_MARKER).is_file() || dir.join(TEMPORARY_DIR).is_dir()
+        }
+    }
+}
+
+/// Returns the wire spec of a planned job: one task per map, reduce or commit task.
+pub fn job_spec(max_attempts: u32, planned: &PlannedJob) -> v1::JobSpec {
+    let tasks = planned
+        .tasks
+        .iter()
+        .map(|task| v1::TaskSpec {
+            kind: task.kind.to_string(),
+            payload: task.payload.clone(),
+            stage: task.stage,
+            locality: task.locality.clone(),
+        })
+        .collect();
+    v1::JobSpec {
+        name: format!("{} → {}", planned.config.job, planned.config.output_dir),
+        tasks,
+        max_attempts,
+        ..Default::default()
+    }
+}
+
+/// What planning decided, as the API answers it.
+pub fn summary(planned: &PlannedJob) -> serde_json::Value {
+    serde_json::json!({
+        "job": planned.config.job,
+        "output": planned.config.output_dir.to_string(),
+        "input_files": planned.input_files.len(),
+        "input_bytes": planned.input_bytes,
+        "map_tasks": planned.map_tasks,
+        "steps": planned.steps,
+        "reducers": planned.config.reducers,
+        "plan_seconds": planned.planning.as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -11,12 +11,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use essaim_coordinator::planning::{MapReduceRequest, S3Request};
 use essaim_mapreduce::api::JobParams;
 use essaim_mapreduce::config::{
     DEFAULT_MERGE_FACTOR, DEFAULT_OPEN_COST_BYTES, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES,
     DEFAULT_SPLIT_BYTES,
 };
-use essaim_coordinator::planning::{MapReduceRequest, S3Request};
 use essaim_mapreduce::plan::PlannedJob;
 use essaim_planning::mapreduce::Overwrite;
 use essaim_proto::{CoordinatorClient, v1};
@@ -352,6 +352,7 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<PlannedJob> {
         .clone()
         .ok_or_else(|| usage("--output is required"))?;
     let request = MapReduceRequest {
+        kind: Default::default(),
         job: name.to_owned(),
         inputs: args.inputs.clone(),
         output: output.display().to_string(),

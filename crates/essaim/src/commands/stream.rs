@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use essaim_proto::v1;
 use essaim_coordinator::planning::StreamRequest;
+use essaim_proto::v1;
 
 use crate::client::{ConnectArgs, CoordinatorCalls, usage};
 use crate::local_cluster::{LocalCluster, LocalOptions};
@@ -135,6 +135,7 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
     };
     let directory = args.spec.parent().unwrap_or(Path::new("."));
     let request = StreamRequest {
+        kind: Default::default(),
         name: name.clone(),
         spec: text,
         tables: BTreeMap::new(),

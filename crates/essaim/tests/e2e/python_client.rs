@@ -23,8 +23,19 @@ async fn the_python_client_passes_its_tests_against_a_local_cluster_and_a_bucket
     };
     let started = Instant::now();
     let install = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-        .args(["--no-input", "--no-deps", "--no-build-isolation", "--force-reinstall"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args([
+            "--no-input",
+            "--no-deps",
+            "--no-build-isolation",
+            "--force-reinstall",
+        ])
         .arg(client_dir())
         .output()
         .expect("pip runs");
@@ -40,7 +51,10 @@ async fn the_python_client_passes_its_tests_against_a_local_cluster_and_a_bucket
     pytest
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .arg(client_dir().join("tests"))
-        .arg(format!("--basetemp={}", scratch.path().join("pytest").display()))
+        .arg(format!(
+            "--basetemp={}",
+            scratch.path().join("pytest").display()
+        ))
         .env("ESSAIM_BIN", ESSAIM)
         .env("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)

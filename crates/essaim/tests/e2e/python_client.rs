@@ -3,7 +3,8 @@
 //! local cluster (`essaim local`, this binary) and the S3-compatible test server
 //! (`scripts/s3.sh`): task farms, dead letters, cancelling, refusals, and word counts
 //! over plain and gzipped files, local and in a bucket, compared with
-//! `collections.Counter`. The coordinator plans every job (`POST /api/v1/jobs`).
+//! `collections.Counter`; a pipeline with an inline table run to the end of its files
+//! (state in the test PostgreSQL, `scripts/postgres.sh`). The coordinator plans every job (`POST /api/v1/jobs`).
 
 use crate::harness::{ESSAIM, one_at_a_time};
 use essaim_testkit::server::{S3_ACCESS_KEY, S3_SECRET_KEY};
@@ -46,6 +47,7 @@ async fn the_python_client_passes_its_tests_against_a_local_cluster_and_a_bucket
     );
     eprintln!("pip install ./clients/python: {:?}", started.elapsed());
     let s3 = essaim_testkit::server::s3();
+    let postgres = essaim_testkit::server::postgres();
     let scratch = tempfile::tempdir().expect("a scratch directory");
     let mut pytest = Command::new(&python);
     pytest
@@ -64,6 +66,9 @@ async fn the_python_client_passes_its_tests_against_a_local_cluster_and_a_bucket
     if let Some(server) = &s3 {
         pytest.env("ESSAIM_TEST_S3_ENDPOINT", server.url());
     }
+    if let Some(server) = &postgres {
+        pytest.env("ESSAIM_TEST_POSTGRES_URL", server.url());
+    }
     let run = pytest.output().expect("pytest runs");
     let report = String::from_utf8_lossy(&run.stdout);
     assert!(
@@ -73,10 +78,10 @@ async fn the_python_client_passes_its_tests_against_a_local_cluster_and_a_bucket
     );
     let summary = report.lines().last().unwrap_or_default();
     eprintln!("pytest: {summary}");
-    if s3.is_some() {
+    if s3.is_some() && postgres.is_some() {
         assert!(
             !summary.contains("skipped"),
-            "with the test object store, no test is skipped: {summary}"
+            "with the test object store and database, no test is skipped: {summary}"
         );
     }
 }

@@ -20,8 +20,13 @@ use crate::output::{OutputFormat, print_json};
 pub struct Args {
     /// The CSV file; its first line is the header and is not published.
     file: PathBuf,
-    /// The NATS server.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    /// The NATS server (`--url` is accepted too).
+    #[arg(
+        long = "nats",
+        visible_alias = "url",
+        env = "ESSAIM_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     url: String,
     /// The subject each data line is published to.
     #[arg(long)]

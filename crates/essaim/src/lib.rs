@@ -14,6 +14,7 @@
 mod client;
 mod commands;
 mod config;
+mod durations;
 mod jobs;
 mod lifeline;
 mod local_cluster;
@@ -46,7 +47,7 @@ struct Cli {
     /// $XDG_CONFIG_HOME/essaim/essaim.toml and /etc/essaim/essaim.toml; '' for none).
     /// Its settings come after flags and ESSAIM_* variables: `essaim config show`.
     #[arg(long, global = true, env = "ESSAIM_CONFIG", value_name = "FILE")]
-    config: Option<std::path::PathBuf>,
+    config: Option<std::ffi::OsString>,
 }
 
 #[derive(Subcommand)]

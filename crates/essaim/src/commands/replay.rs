@@ -66,7 +66,7 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 

@@ -68,10 +68,10 @@ pub(crate) struct PipelineArgs {
     /// Most messages per commit.
     #[arg(long, default_value_t = 2000)]
     pub(crate) batch_max: usize,
-    /// Longest wait for a batch, in milliseconds: the latency floor when the input is
-    /// slow (a full batch goes at once).
-    #[arg(long, default_value_t = 20)]
-    pub(crate) batch_wait_ms: u64,
+    /// Longest wait for a batch (bare number: milliseconds): the latency floor when
+    /// the input is slow (a full batch goes at once).
+    #[arg(long, alias = "batch-wait-ms", value_parser = crate::durations::millis, default_value = "20ms")]
+    pub(crate) batch_wait: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -166,7 +166,7 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
         },
         base_dir: std::path::absolute(directory).ok(),
         batch_max: args.batch_max.max(1),
-        batch_wait_ms: args.batch_wait_ms,
+        batch_wait_ms: u64::try_from(args.batch_wait.as_millis()).unwrap_or(u64::MAX),
     };
     let tasks = plan_tasks(&text, tables, &options)
         .map_err(|error| usage(format!("{}: {error}", args.spec.display())))?;

@@ -361,6 +361,70 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// `-o` is `--output`, a format, on every verb that has one, and nothing else.
+    #[test]
+    fn dash_o_means_the_output_format_everywhere() {
+        let command = Cli::command();
+        let mut stack = vec![(String::from("essaim"), &command)];
+        while let Some((path, verb)) = stack.pop() {
+            for arg in verb.get_arguments() {
+                let is_output = arg.get_long() == Some("output");
+                let is_o = arg.get_short() == Some('o');
+                assert_eq!(is_output, is_o, "{path} --{:?}", arg.get_long());
+            }
+            for sub in verb.get_subcommands() {
+                stack.push((format!("{path} {}", sub.get_name()), sub));
+            }
+        }
+    }
+
+    /// The spellings flags had before they were made consistent still parse.
+    #[test]
+    fn old_spellings_still_parse() {
+        let old: [&[&str]; 9] = [
+            &["run", "wordcount", "-i", "in", "-o", "out/"],
+            &[
+                "run",
+                "wordcount",
+                "-i",
+                "in",
+                "--output",
+                "out",
+                "--format",
+                "json",
+            ],
+            &["gen", "sort", "-o", "dir"],
+            &[
+                "coordinator",
+                "--heartbeat-ms",
+                "500",
+                "--worker-timeout-ms",
+                "3000",
+            ],
+            &[
+                "coordinator",
+                "--retention-secs",
+                "1",
+                "--drain-target-secs",
+                "5",
+            ],
+            &["worker", "--drain-grace-secs", "3"],
+            &["wait", "1", "--timeout-secs", "2.5"],
+            &["report", "1", "--out", "dir"],
+            &["jobs", "--format", "json", "--connect-timeout", "2"],
+        ];
+        for words in old {
+            assert!(parse(words).is_ok(), "{words:?}: {:?}", parse(words).err());
+        }
+        let Ok(Cli {
+            command: Command::Coordinator(_),
+            ..
+        }) = parse(&["coordinator", "--heartbeat", "250ms", "--retention", "7d"])
+        else {
+            panic!("durations with units parse");
+        };
+    }
+
     #[test]
     fn submit_parses_a_mapreduce_job_as_its_subcommand() {
         let words = [

@@ -15,6 +15,7 @@
 //! not know, or a value its option refuses, is refused with the file, the line and the
 //! reason, whichever verb runs.
 
+mod check;
 mod file;
 mod layer;
 mod names;

@@ -7,6 +7,9 @@
 //! these tests fail (a skipped check would look like a passed one) unless
 //! `ESSAIM_SKIP_PROMTOOL=1` says to skip them on purpose.
 //!
+//! The live scrapes must also carry the standard `process_*` metrics and
+//! `essaim_build_info` naming this build.
+//!
 //! The live check matters because `promtool check metrics` lints what a scrape really
 //! returns: names (`_total` on counters only, base units, no type in the name), help
 //! texts, and the exposition format itself.
@@ -118,6 +121,7 @@ fn live_metrics_of_a_coordinator_and_a_worker_pass_promtool_lint() {
             .any(|count| count.trim() != "0");
         assert!(has_data, "{name} has no {histogram_count}yet:\n{body}");
 
+        assert_process_metrics_and_build_info(name, &body);
         assert_promtool_lint_is_clean(name, &body);
     }
 
@@ -185,7 +189,64 @@ fn live_metrics_of_the_http_ingest_pass_promtool_lint() {
         body.contains("essaim_ingest_records_accepted_total 2"),
         "{body}"
     );
+    assert_process_metrics_and_build_info("ingest", &body);
     assert_promtool_lint_is_clean("ingest", &body);
+}
+
+/// Asserts that a scrape `body` carries the standard process metrics, with values a
+/// running process must have, and `essaim_build_info` naming this build.
+fn assert_process_metrics_and_build_info(name: &str, body: &str) {
+    let value = |metric: &str| -> f64 {
+        let prefix = format!("{metric} ");
+        let line = body
+            .lines()
+            .find(|line| line.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("the {name} serves no {metric}:\n{body}"));
+        line[prefix.len()..]
+            .parse()
+            .unwrap_or_else(|error| panic!("{line}: {error}"))
+    };
+    assert!(value("process_cpu_seconds_total") > 0.0, "{name}");
+    assert!(value("process_resident_memory_bytes") > 1e6, "{name}");
+    assert!(value("process_virtual_memory_bytes") > 1e6, "{name}");
+    assert!(value("process_open_fds") >= 3.0, "{name}");
+    assert!(
+        value("process_max_fds") >= value("process_open_fds"),
+        "{name}"
+    );
+    assert!(value("process_start_time_seconds") > 1.5e9, "{name}");
+    assert!(
+        body.contains("# TYPE process_cpu_seconds_total counter\n"),
+        "{name}"
+    );
+
+    let build_info = body
+        .lines()
+        .find(|line| line.starts_with("essaim_build_info{"))
+        .unwrap_or_else(|| panic!("the {name} serves no essaim_build_info:\n{body}"));
+    assert!(build_info.ends_with("} 1"), "{build_info}");
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(build_info.contains(&version), "{build_info}");
+    assert!(build_info.contains("rustc=\"rustc "), "{build_info}");
+    // Built from this checkout: the revision label is its HEAD commit.
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string());
+    if let Some(head) = head {
+        let revision = build_info
+            .split("revision=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        assert!(
+            revision.len() >= 7 && head.starts_with(revision),
+            "{build_info} does not name HEAD {head}"
+        );
+    }
 }
 
 /// Runs `promtool check metrics` on the scrape `body` of `name` and fails on any

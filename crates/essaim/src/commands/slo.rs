@@ -4,7 +4,7 @@
 //!
 //! The repository's own objectives are `deploy/prometheus/slo.toml`, and their rules
 //! `deploy/prometheus/slo_rules.yml` are this command's output, kept equal by
-//! `crates/essaim/tests/promtool.rs`.
+//! `crates/essaim/tests/promtool/slo.rs`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

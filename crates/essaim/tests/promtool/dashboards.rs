@@ -35,12 +35,20 @@ fn dashboard_queries() -> Vec<Query> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(grafana_dir())
         .expect("deploy/grafana exists")
         .map(|entry| entry.expect("a readable directory entry").path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "json")
+        })
         .collect();
     files.sort();
     let names: Vec<String> = files
         .iter()
-        .map(|path| path.file_name().unwrap_or_default().to_string_lossy().into_owned())
+        .map(|path| {
+            path.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     assert_eq!(
         names,
@@ -52,14 +60,21 @@ fn dashboard_queries() -> Vec<Query> {
         let text = std::fs::read_to_string(path).expect("read a dashboard");
         let dashboard: serde_json::Value =
             serde_json::from_str(&text).unwrap_or_else(|error| panic!("{name}: {error}"));
-        let panels = dashboard["panels"].as_array().expect("a dashboard has panels");
+        let panels = dashboard["panels"]
+            .as_array()
+            .expect("a dashboard has panels");
         assert!(!panels.is_empty(), "{name} has no panel");
         for panel in panels {
             let title = panel["title"].as_str().unwrap_or_default();
-            let targets = panel["targets"].as_array().map(Vec::as_slice).unwrap_or_default();
+            let targets = panel["targets"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             assert!(!targets.is_empty(), "{name}: panel `{title}` has no query");
             for target in targets {
-                let expr = target["expr"].as_str().expect("a Prometheus target has expr");
+                let expr = target["expr"]
+                    .as_str()
+                    .expect("a Prometheus target has expr");
                 queries.push(Query {
                     origin: format!("{name}: {title}"),
                     expr: expr.to_string(),
@@ -67,7 +82,11 @@ fn dashboard_queries() -> Vec<Query> {
             }
         }
         // Variables' own queries name metrics too.
-        for variable in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+        for variable in dashboard["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if let Some(query) = variable["definition"].as_str() {
                 queries.push(Query {
                     origin: format!("{name}: variable {}", variable["name"]),
@@ -135,7 +154,10 @@ fn every_dashboard_query_parses() {
         .arg(&file)
         .output()
         .expect("promtool runs");
-    assert_promtool_succeeded(&format!("check rules of the dashboards' queries\n{rules}"), &output);
+    assert_promtool_succeeded(
+        &format!("check rules of the dashboards' queries\n{rules}"),
+        &output,
+    );
 }
 
 #[test]
@@ -208,7 +230,8 @@ fn stream_metric_names() -> BTreeSet<String> {
     metrics.register(&mut registry);
     let _unit = metrics.unit("clicks", "source", 0);
     let mut text = String::new();
-    essaim_telemetry::prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    essaim_telemetry::prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("encodes");
     // OpenMetrics: a counter's samples are `_total`, as in the classic format.
     sample_names(&text)
 }

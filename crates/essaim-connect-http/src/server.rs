@@ -84,7 +84,7 @@ fn router(shared: Arc<Shared>, registry: Registry, health: Health) -> Router {
     Router::new()
         .route("/ingest/{source}", post(ingest))
         .with_state(shared)
-        .merge(essaim_telemetry::router(Arc::new(registry), health))
+        .merge(essaim_telemetry::router(registry, health))
 }
 
 /// Keeps `/readyz` and the connection gauge equal to the broker connection's state

@@ -552,7 +552,12 @@ impl Actor {
             JobState::Cancelled { .. } => JobOutcome::Cancelled,
             JobState::Running => return,
         };
-        self.metrics.record_job_finished(outcome);
+        let submitted_at = self.scheduler.job(job).map(|job| job.submitted_at);
+        let duration = submitted_at
+            .map(|submitted_at| wall_clock_ms().saturating_sub(submitted_at))
+            .unwrap_or_default();
+        self.metrics
+            .record_job_finished(outcome, Duration::from_millis(duration));
         info!(job = %job, state = state.name(), reason = state.reason(), "job finished");
         for waiter in self.parked_waits.remove(&job).unwrap_or_default() {
             let _ = waiter.reply.send(());

@@ -9,6 +9,7 @@
 //! | [`admission`] | new submissions refused while the journal's disk is under its reserve |
 //! | [`actor`] | the single owner of scheduler + journal; group commit; long-polls |
 //! | [`service`] | gRPC handlers and the token check |
+//! | `job_traces` | the trace each job was submitted in, handed on with its grants (every request gets a span parented by its `traceparent`) |
 //! | [`views`] | scheduler state → wire read models |
 //! | [`history`] | bounded aggregates of what happened: timelines, worker shares, durations |
 //! | [`queue`] | queue statistics and the recommended number of workers |
@@ -28,6 +29,7 @@ pub mod admission;
 pub mod cluster;
 pub mod dashboard;
 pub mod history;
+mod job_traces;
 pub mod observatory;
 pub mod planning;
 pub mod queue;
@@ -322,6 +324,7 @@ pub async fn start_with_journal(
         admission,
         submitter,
         epoch: recovered_epoch,
+        job_traces: job_traces::JobTraces::default(),
     };
     let grpc = CoordinatorServer::new(service)
         .max_decoding_message_size(essaim_proto::MAX_MESSAGE_BYTES)
@@ -352,13 +355,15 @@ pub async fn start_with_journal(
     let router = grpc
         .prepare()
         .into_axum_router()
-        .merge(essaim_telemetry::router(Arc::new(registry), health.clone()))
+        .merge(essaim_telemetry::router(registry, health.clone()))
         .merge(cluster::router(cluster))
         .merge(rest)
         .merge(models.map_or_else(axum::Router::new, |models| {
             rest::with_cluster_token(essaim_registry::http::router(models), config.token.clone())
         }))
         .merge(dashboard::router());
+    // Last, so that every route above gets its request span.
+    let router = essaim_telemetry::trace_context::trace_requests(router);
 
     use axum::serve::ListenerExt;
     // Small RPCs must not wait for Nagle's algorithm.

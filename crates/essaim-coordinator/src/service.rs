@@ -37,6 +37,8 @@ pub struct CoordinatorService {
     pub(crate) submitter: crate::submission::Submitter,
     /// This incarnation's epoch, which attempts granted by an older one carry below it.
     pub(crate) epoch: u64,
+    /// The trace each job was submitted in, handed on with its grants.
+    pub(crate) job_traces: crate::job_traces::JobTraces,
 }
 
 /// Longest a client may ask `WaitJob` to wait in one call.
@@ -201,7 +203,10 @@ impl Coordinator for CoordinatorService {
         let assignments = answer
             .assignments
             .into_iter()
-            .map(essaim_proto::assignment_to_wire)
+            .map(|mut assignment| {
+                assignment.trace_parent = self.job_traces.of(assignment.task.job);
+                essaim_proto::assignment_to_wire(assignment)
+            })
             .collect();
         Ok(Response::new(v1::PullTasksResponse {
             assignments,
@@ -267,6 +272,11 @@ impl Coordinator for CoordinatorService {
             .ask("SubmitJob", |reply| Command::Submit { raw, reply })
             .await?
             .map_err(spec_error_status)?;
+        // This handler runs in the request's span, a child of the client's: the job's
+        // attempts become children of it.
+        if let Some(traceparent) = essaim_telemetry::trace_context::current_traceparent() {
+            self.job_traces.record(job, traceparent);
+        }
         Ok(Response::new(v1::SubmitJobResponse { job_id: job.0 }))
     }
 

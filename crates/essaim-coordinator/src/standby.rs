@@ -52,7 +52,7 @@ pub(crate) async fn serve(
     let router = Router::new()
         .fallback(not_the_leader)
         .with_state(leader)
-        .merge(essaim_telemetry::router(Arc::new(registry), health))
+        .merge(essaim_telemetry::router(registry, health))
         .merge(cluster::router(cluster));
     let listener = bind(listen).await?;
     let stop = CancellationToken::new();

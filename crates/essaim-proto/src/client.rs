@@ -1,6 +1,7 @@
 //! An authenticated client of the coordinator, shared by workers and the CLI.
 //!
-//! Every request carries `authorization: Bearer <token>` when a token is configured. Connect
+//! Every request carries `authorization: Bearer <token>` when a token is configured, and
+//! the caller's W3C `traceparent` when its span is traced. Connect
 //! errors are turned into one message that says which address could not be reached, since
 //! "transport error" alone tells a user nothing.
 
@@ -11,7 +12,9 @@ use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
-/// Adds the cluster token to every request.
+/// Adds the cluster token to every request, and the caller's trace context
+/// (`traceparent`) when the calling span belongs to an exported trace: the interceptor
+/// runs in the caller's task, so the current span is the caller's.
 #[derive(Clone)]
 pub struct TokenInterceptor {
     header: Option<MetadataValue<tonic::metadata::Ascii>>,
@@ -26,6 +29,16 @@ impl tonic::service::Interceptor for TokenInterceptor {
             request
                 .metadata_mut()
                 .insert(AUTHORIZATION_METADATA, header.clone());
+        }
+        for (key, value) in essaim_telemetry::trace_context::current_trace_headers() {
+            // The propagator writes lowercase ASCII names and values; anything else is
+            // left out rather than failing the call.
+            if let (Ok(key), Ok(value)) = (
+                tonic::metadata::AsciiMetadataKey::from_bytes(key.as_bytes()),
+                value.parse(),
+            ) {
+                request.metadata_mut().insert(key, value);
+            }
         }
         Ok(request)
     }

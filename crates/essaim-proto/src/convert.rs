@@ -70,6 +70,7 @@ pub fn assignment_to_wire(assignment: Assignment) -> v1::Assignment {
         timeout_ms,
         speculative,
         inputs,
+        trace_parent,
     } = assignment;
     v1::Assignment {
         job_id: task.job.0,
@@ -90,6 +91,7 @@ pub fn assignment_to_wire(assignment: Assignment) -> v1::Assignment {
                 size_bytes: input.file.size_bytes,
             })
             .collect(),
+        trace_parent: trace_parent.unwrap_or_default(),
     }
 }
 
@@ -108,6 +110,7 @@ pub fn assignment_from_wire(assignment: v1::Assignment) -> Assignment {
         speculative,
         correlation_id: _,
         inputs,
+        trace_parent,
     } = assignment;
     Assignment {
         task: TaskId::new(JobId(job_id), task_index),
@@ -128,6 +131,7 @@ pub fn assignment_from_wire(assignment: v1::Assignment) -> Assignment {
                 },
             })
             .collect(),
+        trace_parent: (!trace_parent.is_empty()).then_some(trace_parent),
     }
 }
 
@@ -319,6 +323,7 @@ mod tests {
                     size_bytes: 42,
                 },
             }],
+            trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let wire = assignment_to_wire(assignment.clone());
         assert_eq!(wire.correlation_id, "job-5/task-6/attempt-7f");
@@ -327,7 +332,9 @@ mod tests {
             timeout_ms: 0,
             ..Default::default()
         };
-        assert_eq!(assignment_from_wire(untimed).timeout_ms, None);
+        let untimed = assignment_from_wire(untimed);
+        assert_eq!(untimed.timeout_ms, None);
+        assert_eq!(untimed.trace_parent, None, "an empty traceparent is none");
     }
 
     #[test]

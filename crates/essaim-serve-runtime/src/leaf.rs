@@ -86,7 +86,7 @@ pub fn router(state: Arc<LeafState>, health: Health) -> Router {
     Router::new()
         .route("/search", get(search))
         .with_state(state)
-        .merge(essaim_telemetry::router(Arc::new(registry), health))
+        .merge(essaim_telemetry::router(registry, health))
 }
 
 #[derive(Debug, Deserialize)]

@@ -49,8 +49,14 @@ pub struct OperatorLabels {
     pub stream: String,
 }
 
+/// Returns the bucket bounds of the latency histograms (1 ms doubling up to ~131 s): a
+/// pipeline latency objective's threshold must be one of them (`essaim slo`).
+pub fn latency_bucket_bounds() -> Vec<f64> {
+    exponential_buckets(0.001, 2.0, 18).collect()
+}
+
 fn latency_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.0, 18))
+    Histogram::new(latency_bucket_bounds())
 }
 
 /// Every stream metric family.

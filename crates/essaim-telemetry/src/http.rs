@@ -19,8 +19,8 @@ use axum::routing::get;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
-use crate::Health;
 use crate::classic_text::{CLASSIC_TEXT_CONTENT_TYPE, openmetrics_to_classic};
+use crate::{Health, ProcessMetrics};
 
 /// The content type of the `/metrics` response, as required by OpenMetrics 1.0.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -36,7 +36,13 @@ struct HttpState {
 /// or classic text depending on the `Accept` header),
 /// `GET /healthz` (always 200 `ok`) and `GET /readyz` (200 `ready`, or 503 with the
 /// reason from `health`).
-pub fn router(registry: Arc<Registry>, health: Health) -> Router {
+///
+/// The process metrics and `essaim_build_info` ([`ProcessMetrics`]) are added to
+/// `registry` here, so that every endpoint that serves `/metrics` carries them without
+/// its role having to remember.
+pub fn router(mut registry: Registry, health: Health) -> Router {
+    ProcessMetrics::register(&mut registry);
+    let registry = Arc::new(registry);
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -212,7 +218,7 @@ mod tests {
         let health = Health::new();
         health.set_not_ready("not registered");
 
-        let server = TestServer::start(router(Arc::new(registry), health.clone())).await;
+        let server = TestServer::start(router(registry, health.clone())).await;
         let address = server.address;
 
         // What Prometheus 2.x sends: OpenMetrics first.
@@ -227,6 +233,7 @@ mod tests {
             "{response}"
         );
         assert!(response.ends_with("# EOF\n"), "{response}");
+        assert!(response.contains("essaim_build_info{"), "{response}");
 
         // Without an Accept header (curl, promtool): the classic format.
         let response = get_raw(address, "/metrics").await;
@@ -286,7 +293,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_merged_router_serves_both_its_routes_and_the_telemetry_ones() {
-        let telemetry = router(Arc::new(Registry::default()), Health::new());
+        let telemetry = router(Registry::default(), Health::new());
         let merged: Router = Router::new()
             .route("/other", get(|| async { "other route" }))
             .merge(telemetry);

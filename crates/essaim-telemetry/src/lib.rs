@@ -11,10 +11,12 @@
 //!
 //! | file | concept |
 //! |---|---|
-//! | `metrics/` | [`CoordinatorMetrics`] and [`WorkerMetrics`]: every metric of the runtime, with its name |
+//! | `metrics/` | [`CoordinatorMetrics`] and [`WorkerMetrics`]: every metric of the runtime, with its name; [`ProcessMetrics`]: `process_*` and `essaim_build_info` |
 //! | `health.rs` | [`Health`]: the readiness flag and why the process is not ready |
 //! | `http.rs` | [`router`] and [`serve_http`]: the scrape and probe endpoints |
 //! | `classic_text.rs` | the classic Prometheus text format, for scrapers that do not ask for OpenMetrics |
+//! | `slo/` | service-level objectives as configuration, turned into Prometheus recording rules and burn-rate alerts |
+//! | `trace_context.rs` | W3C trace context across processes: request spans parented by `traceparent`, injection into outgoing calls |
 //! | `tracing_setup.rs` | [`install_tracing`]: the process-wide log subscriber, optional OTLP span export |
 
 #![warn(missing_docs)]
@@ -23,14 +25,17 @@ mod classic_text;
 mod health;
 mod http;
 mod metrics;
+pub mod slo;
+pub mod trace_context;
 mod tracing_setup;
 
 pub use classic_text::CLASSIC_TEXT_CONTENT_TYPE;
 pub use health::Health;
 pub use http::{OPENMETRICS_CONTENT_TYPE, router, serve_http};
 pub use metrics::{
-    AdmissionMetrics, CoordinatorMetrics, IngestMetrics, IngestRefusal, JobOutcome,
-    LeadershipMetrics, MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS, QueueGaugeValues, WorkerMetrics,
+    AdmissionMetrics, BuildInfo, CoordinatorMetrics, IngestMetrics, IngestRefusal,
+    JOB_DURATION_BUCKETS_SECONDS, JobOutcome, LeadershipMetrics, MAX_JOBS_WITH_QUEUE_SERIES,
+    MAX_TASK_KINDS, ProcessMetrics, QueueGaugeValues, WorkerMetrics,
 };
 pub use tracing_setup::{
     OtlpOptions, TracingError, TracingGuard, TracingOptions, init_tracing,

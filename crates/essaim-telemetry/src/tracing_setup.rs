@@ -2,7 +2,8 @@
 //! the optional export of spans over OpenTelemetry (OTLP).
 //!
 //! Logs go to stderr so that stdout stays free for command output (e.g. `essaim job
-//! status --json`). The filter comes from `RUST_LOG`, defaulting to `info`.
+//! status --json`). The filter comes from `RUST_LOG`, defaulting to `info`; it filters
+//! log lines, not exported spans, which are exported at INFO and above.
 //!
 //! Spans are exported only when an OTLP endpoint is configured (and the crate is built
 //! with the `otlp` feature): the worker's `attempt` span, with its `job`, `task`,
@@ -127,7 +128,9 @@ pub fn install_tracing(options: TracingOptions) -> Result<TracingGuard, TracingE
     } else {
         fmt_layer.boxed()
     };
-    let subscriber = tracing_subscriber::registry().with(filter).with(fmt_layer);
+    // The level filters the log lines only: the spans a trace needs (a quiet command's,
+    // say) are exported at INFO whatever the log level (see `otlp_export`).
+    let subscriber = tracing_subscriber::registry().with(fmt_layer.with_filter(filter));
     let Some(otlp) = options.otlp else {
         // The error only says a global subscriber already exists, which is the case
         // this function promises to tolerate.
@@ -192,11 +195,13 @@ mod otlp_export {
         Ok((layer, provider))
     }
 
-    /// Leaves out the crates the exporter itself runs on: with `RUST_LOG=trace`, their
-    /// spans would be exported, and exporting them would make more.
+    /// Exports spans at INFO and above, whatever the log level: a command that logs only
+    /// warnings still has its span in the trace, and DEBUG spans (the requests that
+    /// carry no trace context) stay out. Leaves out the crates the exporter itself runs
+    /// on: their spans would be exported, and exporting them would make more.
     fn not_the_exporter_itself() -> Targets {
         Targets::new()
-            .with_default(LevelFilter::TRACE)
+            .with_default(LevelFilter::INFO)
             .with_target("opentelemetry", LevelFilter::OFF)
             .with_target("opentelemetry_sdk", LevelFilter::OFF)
             .with_target("opentelemetry_otlp", LevelFilter::OFF)

@@ -4,7 +4,8 @@
 //! Around the executor, [`run_attempt`] creates the attempt directory when the executor
 //! needs one, enforces the attempt's timeout locally (the coordinator only notices a
 //! missing result a lease later), opens the span that carries `job`, `task`, `attempt`
-//! and `correlation_id` for every log line of the attempt, measures the run time, and
+//! and `correlation_id` for every log line of the attempt (a child of the job's
+//! submission in its trace, when it was traced), measures the run time, and
 //! removes the attempt directory unless a file in it is the attempt's result.
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub(crate) struct PreparedAttempt {
     pub generation: u64,
     /// Whether to create the attempt directory first.
     pub needs_scratch_dir: bool,
+    /// The W3C `traceparent` of the job's submission: the attempt span's parent.
+    pub trace_parent: Option<String>,
 }
 
 impl PreparedAttempt {
@@ -61,6 +64,7 @@ impl PreparedAttempt {
             payload,
             timeout_ms,
             inputs,
+            trace_parent,
             ..
         } = assignment;
         let needs_scratch_dir = executor.needs_scratch_dir(&payload);
@@ -82,6 +86,7 @@ impl PreparedAttempt {
             context,
             generation,
             needs_scratch_dir,
+            trace_parent,
         }
     }
 
@@ -119,6 +124,8 @@ pub(crate) async fn run_attempt(
         attempt = %context.attempt_id,
         correlation_id = %context.correlation_id,
     );
+    // The attempt continues the trace its job was submitted in, across the queue.
+    essaim_telemetry::trace_context::set_remote_parent(&span, prepared.trace_parent.as_deref());
     run_attempt_in_span(prepared, cancel).instrument(span).await
 }
 
@@ -131,6 +138,7 @@ async fn run_attempt_in_span(
         context,
         generation,
         needs_scratch_dir,
+        trace_parent: _,
     } = prepared;
     let attempt_id = context.attempt_id;
     let scratch_dir = context.scratch_dir.clone();
@@ -238,6 +246,7 @@ mod tests {
             timeout_ms,
             speculative: false,
             inputs: Vec::new(),
+            trace_parent: None,
         }
     }
 

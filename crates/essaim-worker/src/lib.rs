@@ -155,9 +155,11 @@ pub async fn start_worker(
     metrics.slots.set(i64::from(config.slots));
     let health = Health::new();
     health.set_not_ready("not registered");
-    let router = essaim_telemetry::router(Arc::new(registry), health.clone()).merge(
+    let router = essaim_telemetry::router(registry, health.clone()).merge(
         files::file_server_router(config.scratch_dir.clone(), config.token.as_deref()),
     );
+    // A shuffle fetch's span on this side joins the fetching reducer's trace.
+    let router = essaim_telemetry::trace_context::trace_requests(router);
     let http_stop = CancellationToken::new();
     let http_server = tokio::spawn(essaim_telemetry::serve_http(
         listener,

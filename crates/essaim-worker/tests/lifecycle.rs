@@ -342,6 +342,7 @@ fn assignment(attempt_id: u64, kind: &str, payload: Vec<u8>) -> v1::Assignment {
         speculative: false,
         correlation_id: String::new(),
         inputs: Vec::new(),
+        trace_parent: String::new(),
     }
 }
 

@@ -103,6 +103,8 @@ enum Command {
     /// Evaluate the platform on local clusters: throughput vs workers, load balance,
     /// recovery, elasticity and cost, as JSON, SVG plots and a Markdown summary.
     Eval(commands::eval::Args),
+    /// Service-level objectives: `essaim slo rules slo.toml` prints their Prometheus rules.
+    Slo(commands::slo::Args),
     /// Benchmark drivers (used by bench/); prints METRIC lines.
     #[command(hide = true)]
     Bench(commands::bench::Args),
@@ -112,6 +114,12 @@ enum Command {
 /// jobs: the entry point of a binary that links its own jobs (see the crate doc).
 pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
     jobs::install(jobs);
+    // Before anything serves /metrics: `essaim_build_info` names this build (build.rs).
+    essaim_telemetry::BuildInfo::record_for_this_process(essaim_telemetry::BuildInfo {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        revision: env!("ESSAIM_BUILD_REVISION").to_string(),
+        rustc: env!("ESSAIM_BUILD_RUSTC").to_string(),
+    });
     // After `jobs::install`: `essaim submit JOB` has a subcommand per installed job.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let (cli, layered) = match parse_command_line(&argv) {
@@ -147,7 +155,8 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = runtime.block_on(async move {
+    let command_span = client_span(&cli);
+    let command = async move {
         match cli.command {
             Command::Local(args) => commands::local::run(args).await,
             Command::Coordinator(args) => commands::coordinator::run(args).await,
@@ -174,9 +183,11 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Config(args) => commands::config::run(args, layered),
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Eval(args) => commands::eval::run(args).await,
+            Command::Slo(args) => commands::slo::run(args),
             Command::Bench(args) => commands::bench::run(args).await,
         }
-    });
+    };
+    let result = runtime.block_on(tracing::Instrument::instrument(command, command_span));
     // Flushes the spans still buffered, while the runtime still runs their gRPC client.
     drop(tracing_guard);
     // Do not wait for lingering blocking tasks (a stdin reader, say) at exit.
@@ -245,6 +256,38 @@ fn install_tracing(
         default_level,
         otlp,
     })
+}
+
+/// Returns the span a client command runs in when spans are exported, so that the
+/// coordinator's and the workers' spans of what it asked join one trace, itself a child
+/// of `TRACEPARENT` when a script set it. Processes that serve (a coordinator, a
+/// worker, a local cluster) get none: each request they serve starts its own span.
+fn client_span(cli: &Cli) -> tracing::Span {
+    let exporting = cli
+        .otlp_endpoint
+        .as_deref()
+        .is_some_and(|endpoint| !endpoint.is_empty());
+    let verb = match &cli.command {
+        Command::Submit(_) => "essaim submit",
+        Command::Jobs(_) => "essaim jobs",
+        Command::Status(_) => "essaim status",
+        Command::Wait(_) => "essaim wait",
+        Command::Results(_) => "essaim results",
+        Command::Report(_) => "essaim report",
+        Command::Cancel(_) => "essaim cancel",
+        Command::Workers(_) => "essaim workers",
+        Command::Dlq(_) => "essaim dlq",
+        Command::Train(_) => "essaim train",
+        Command::Models(_) => "essaim models",
+        Command::Query(_) => "essaim query",
+        _ => return tracing::Span::none(),
+    };
+    if !exporting {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!("command", otel.name = verb, otel.kind = "client");
+    essaim_telemetry::trace_context::set_parent_from_environment(&span);
+    span
 }
 
 /// Reports a command line clap refused and returns the exit code (clap's own: 2 for bad

@@ -149,6 +149,10 @@ impl RestClient {
         if let Some(authorization) = &self.authorization {
             request = request.header(http::header::AUTHORIZATION, authorization);
         }
+        // The coordinator's span of this request joins the command's trace.
+        if let Some(headers) = request.headers_mut() {
+            essaim_telemetry::trace_context::inject_current_into_headers(headers);
+        }
         let request = request
             .body(Empty::new())
             .map_err(|error| RestError::InvalidUrl {

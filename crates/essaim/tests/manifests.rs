@@ -7,9 +7,12 @@
 //!   ScaledObject against a bundled schema, then what no schema sees: probes on the
 //!   ports the processes listen on, autoscalers on the worker Deployment and the right
 //!   metric, every `--flag` one the binary accepts, compose and Prometheus agreeing on
-//!   ports and names. `ESSAIM_SKIP_PYTHON=1` skips this part and says so.
+//!   ports and names; the prometheus-operator PodMonitor and PrometheusRules against
+//!   bundled schemas, the rules equal to `deploy/prometheus/alerts.yml` and
+//!   `slo_rules.yml` (`ESSAIM_REGENERATE=1` rewrites them). `ESSAIM_SKIP_PYTHON=1`
+//!   skips this part and says so.
 //! - The compose Prometheus configuration, with promtool (`ESSAIM_SKIP_PROMTOOL=1`
-//!   skips it, as in `promtool.rs`).
+//!   skips it, as in `promtool/`).
 //! - The metric the autoscalers follow is one a real coordinator serves.
 
 use std::io::{BufRead, BufReader, Read, Write};

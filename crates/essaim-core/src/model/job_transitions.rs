@@ -77,6 +77,7 @@ impl Job {
             timeout_ms: self.spec.task_timeout_ms,
             speculative,
             inputs: self.upstream_outputs(index),
+            trace_parent: None,
         }
     }
 

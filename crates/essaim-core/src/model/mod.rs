@@ -215,6 +215,10 @@ pub struct Assignment {
     /// For a task of stage s > 0: the committed output of every task of stage s - 1,
     /// in task order.
     pub inputs: Vec<UpstreamOutput>,
+    /// The W3C `traceparent` of the job's submission, so that the attempt's span joins
+    /// its trace. The scheduler leaves it `None`: the coordinator's shell attaches it to
+    /// the grant it sends, and the worker reads it off the wire.
+    pub trace_parent: Option<String>,
 }
 
 /// The committed output of one task of the previous stage, as handed to a task that

@@ -306,6 +306,9 @@ impl BatchFetch {
         if let Some(authorization) = &self.authorization {
             request = request.header(header::AUTHORIZATION, &**authorization);
         }
+        if let Some(headers) = request.headers_mut() {
+            essaim_telemetry::trace_context::inject_current_into_headers(headers);
+        }
         let request = request
             .body(Full::new(Bytes::from(body)))
             .map_err(|error| FetchError::Retry(format!("cannot request `{url}`: {error}")))?;

@@ -12,6 +12,9 @@
 //! caught while it can still be blamed on the upstream task. Partitions the footer says
 //! are empty are not fetched at all.
 //!
+//! Every request carries the reducer attempt's trace context (`traceparent`), so that
+//! the serving worker's span of the fetch joins the job's trace.
+//!
 //! Fetches run [`ShuffleSettings::parallel_fetches`] at a time, each retried with
 //! exponential backoff. An upstream whose output stays unreachable, missing (404),
 //! truncated or corrupt is *lost*: the task fails with every lost upstream listed, so
@@ -34,6 +37,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::counters::{self, Counters};
 use crate::error::{TaskError, TaskResult};
@@ -136,14 +140,16 @@ pub async fn fetch_partition(
             };
             let permits = Arc::clone(&permits);
             let stop = stop.clone();
-            batches.spawn(async move {
+            // In the attempt's span, so that the request carries its trace context.
+            let fetch = async move {
                 // The semaphore is never closed, so acquiring only waits.
                 let _permit = permits.acquire_owned().await;
                 tokio::select! {
                     () = stop.cancelled() => Err(FetchError::Cancelled),
                     outcome = batch.run() => outcome,
                 }
-            });
+            };
+            batches.spawn(fetch.in_current_span());
         }
     }
     while let Some(joined) = batches.join_next().await {
@@ -180,7 +186,8 @@ pub async fn fetch_partition(
         };
         let permits = Arc::clone(&permits);
         let stop = stop.clone();
-        fetches.spawn(async move {
+        // In the attempt's span, so that the requests carry its trace context.
+        let fetch = async move {
             // The semaphore is never closed, so acquiring only waits.
             let _permit = permits.acquire_owned().await;
             let task_index = job.upstream.task_index;
@@ -189,7 +196,8 @@ pub async fn fetch_partition(
                 outcome = job.run() => outcome,
             };
             (task_index, outcome)
-        });
+        };
+        fetches.spawn(fetch.in_current_span());
     }
     while let Some(joined) = fetches.join_next().await {
         let (task_index, outcome) =
@@ -441,6 +449,9 @@ impl UpstreamFetch {
             http::Request::get(uri).header(header::RANGE, format!("bytes={start}-{end}"));
         if let Some(authorization) = &self.authorization {
             request = request.header(header::AUTHORIZATION, &**authorization);
+        }
+        if let Some(headers) = request.headers_mut() {
+            essaim_telemetry::trace_context::inject_current_into_headers(headers);
         }
         let request = request
             .body(Full::new(Bytes::new()))

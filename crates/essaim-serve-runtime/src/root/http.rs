@@ -91,7 +91,7 @@ pub fn router(root: Arc<Root>, health: Health) -> Router {
         .route("/leaves", post(register))
         .route("/shards", get(shards))
         .with_state(root)
-        .merge(essaim_telemetry::router(Arc::new(registry), health))
+        .merge(essaim_telemetry::router(registry, health))
 }
 
 /// Serves the root on `listener` until `shutdown` is cancelled; `/readyz` follows

@@ -12,7 +12,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use super::queue::{QueueGaugeValues, QueueGauges, queue_values, register_queue_gauges};
-use super::{FloatGauge, JobOutcome, task_duration_buckets};
+use super::{FloatGauge, JOB_DURATION_BUCKETS_SECONDS, JobOutcome, task_duration_buckets};
 
 /// The name of a task counter (`map.input.records`, …).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -88,6 +88,9 @@ pub struct CoordinatorMetrics {
     /// Jobs that reached a final state, by state. Private: updated only through
     /// [`Self::record_job_finished`], which keeps the label set bounded.
     jobs_finished_total: Family<JobStateLabels, Counter>,
+    /// Time from submission to final state, by state: the latency of jobs' service-level
+    /// objectives. Updated through [`Self::record_job_finished`].
+    job_duration_seconds: Family<JobStateLabels, Histogram, fn() -> Histogram>,
     /// Task results committed to the journal.
     pub tasks_committed_total: Counter,
     /// Task attempts leased to a worker.
@@ -178,6 +181,7 @@ impl CoordinatorMetrics {
         let metrics = Self {
             jobs_submitted_total: Counter::default(),
             jobs_finished_total: Family::default(),
+            job_duration_seconds: Family::new_with_constructor(job_duration_histogram),
             tasks_committed_total: Counter::default(),
             attempts_started_total: Counter::default(),
             attempts_failed_total: Counter::default(),
@@ -221,6 +225,9 @@ impl CoordinatorMetrics {
         ] {
             metrics
                 .jobs_finished_total
+                .get_or_create_owned(&JobStateLabels { state });
+            metrics
+                .job_duration_seconds
                 .get_or_create_owned(&JobStateLabels { state });
         }
         metrics
@@ -402,6 +409,12 @@ impl CoordinatorMetrics {
             Unit::Seconds,
             self.task_duration_seconds.clone(),
         );
+        registry.register_with_unit(
+            "essaim_coordinator_job_duration",
+            "Time from a job's submission to its final state, by state",
+            Unit::Seconds,
+            self.job_duration_seconds.clone(),
+        );
     }
 
     /// Publishes how many jobs are in each state; states missing from `counts` read 0.
@@ -524,10 +537,13 @@ impl CoordinatorMetrics {
             .inc_by(value);
     }
 
-    /// Counts one job reaching its final state.
-    pub fn record_job_finished(&self, outcome: JobOutcome) {
+    /// Counts one job reaching its final state `duration` after its submission.
+    pub fn record_job_finished(&self, outcome: JobOutcome, duration: std::time::Duration) {
         let labels = JobStateLabels { state: outcome };
         self.jobs_finished_total.get_or_create(&labels).inc();
+        self.job_duration_seconds
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
     }
 
     /// Records the time spent serving one call of the gRPC method `method`.
@@ -539,4 +555,8 @@ impl CoordinatorMetrics {
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
     }
+}
+
+fn job_duration_histogram() -> Histogram {
+    Histogram::new(JOB_DURATION_BUCKETS_SECONDS)
 }

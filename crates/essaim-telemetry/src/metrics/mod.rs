@@ -19,6 +19,7 @@
 //! | `queue.rs` | the queue statistics published for the cluster and per job |
 //! | `worker.rs` | [`WorkerMetrics`], `essaim_worker_*` |
 //! | `ingest.rs` | [`IngestMetrics`], `essaim_ingest_*` (the HTTP ingest endpoint) |
+//! | `process.rs` | [`ProcessMetrics`]: the standard `process_*` metrics and `essaim_build_info`, on every process that serves `/metrics` |
 //!
 //! A capability that plugs into the worker as a task kind (the streaming runtime) defines
 //! its own metrics in one `metrics` module of its crate, with the same naming rules, and
@@ -29,6 +30,7 @@ mod admission;
 mod coordinator;
 mod ingest;
 mod leadership;
+mod process;
 mod queue;
 mod worker;
 
@@ -40,6 +42,7 @@ pub use admission::AdmissionMetrics;
 pub use coordinator::{CoordinatorMetrics, MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS};
 pub use ingest::{IngestMetrics, IngestRefusal};
 pub use leadership::LeadershipMetrics;
+pub use process::{BuildInfo, ProcessMetrics};
 pub use queue::QueueGaugeValues;
 pub use worker::WorkerMetrics;
 
@@ -75,6 +78,13 @@ impl EncodeLabelValue for JobOutcome {
 
 /// A float gauge.
 pub(crate) type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The bucket bounds of `essaim_coordinator_job_duration_seconds`, from a second to a
+/// day. Round numbers an operator would write in an objective ("95 % of jobs within 10
+/// minutes"): a latency objective's threshold must be one of them (see `slo/`).
+pub const JOB_DURATION_BUCKETS_SECONDS: [f64; 14] = [
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0,
+];
 
 /// 1 ms doubling 18 times: up to ~131 s per task attempt.
 pub(crate) fn task_duration_buckets() -> impl Iterator<Item = f64> {

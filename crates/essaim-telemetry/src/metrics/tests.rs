@@ -21,7 +21,7 @@ fn coordinator_exposition_has_suffixed_names_and_eof() {
     let mut registry = Registry::default();
     let metrics = CoordinatorMetrics::register(&mut registry);
     metrics.jobs_submitted_total.inc();
-    metrics.record_job_finished(JobOutcome::Cancelled);
+    metrics.record_job_finished(JobOutcome::Cancelled, Duration::from_secs(45));
     metrics.record_rpc("Heartbeat", Duration::from_millis(2));
     metrics.journal_commit_seconds.observe(0.001);
     let text = exposition(&registry);
@@ -38,6 +38,9 @@ fn coordinator_exposition_has_suffixed_names_and_eof() {
         "essaim_coordinator_journal_batch_events_bucket{le=\"4096.0\"} 0\n",
         "essaim_coordinator_rpc_duration_seconds_count{method=\"Heartbeat\"} 1\n",
         "essaim_coordinator_task_duration_seconds_sum 0.0\n",
+        "essaim_coordinator_job_duration_seconds_bucket{le=\"30.0\",state=\"cancelled\"} 0\n",
+        "essaim_coordinator_job_duration_seconds_bucket{le=\"60.0\",state=\"cancelled\"} 1\n",
+        "essaim_coordinator_job_duration_seconds_count{state=\"succeeded\"} 0\n",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

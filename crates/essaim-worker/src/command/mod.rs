@@ -440,6 +440,7 @@ mod tests {
             context,
             generation: 1,
             needs_scratch_dir: true,
+            trace_parent: None,
         };
         let started = std::time::Instant::now();
         let finished = run_attempt(prepared, CancellationToken::new()).await;

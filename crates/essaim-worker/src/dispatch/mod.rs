@@ -491,6 +491,7 @@ mod tests {
             timeout_ms: None,
             speculative: false,
             inputs: Vec::new(),
+            trace_parent: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod query;
 pub mod replay;
 pub mod report;
 pub mod results;
+pub mod slo;
 pub mod stream;
 pub mod stream_status;
 pub mod submit;

@@ -152,9 +152,10 @@ async fn attempt_spans_reach_an_otlp_collector_with_their_correlation_id() {
     cluster.kill();
 }
 
-/// An OTLP/gRPC trace collector on a loopback port, in the test process.
+/// An OTLP/gRPC trace collector on a loopback port, in the test process (also used by
+/// `trace_context.rs`).
 #[cfg(feature = "otlp")]
-mod otlp_collector {
+pub(crate) mod otlp_collector {
     use super::{Deadline, EVENTUALLY};
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
         TraceService, TraceServiceServer,
@@ -167,11 +168,16 @@ mod otlp_collector {
     use tokio::sync::mpsc;
     use tokio_util::sync::CancellationToken;
 
-    /// A received span, flattened: its name, its service, and its attributes as text.
-    #[derive(Debug)]
+    /// A received span, flattened: its name, its service, its ids in hex, and its
+    /// attributes as text.
+    #[derive(Debug, Clone)]
     pub struct ReceivedSpan {
         pub name: String,
         pub service_name: String,
+        pub trace_id: String,
+        pub span_id: String,
+        /// Empty for a root span.
+        pub parent_span_id: String,
         pub attributes: BTreeMap<String, String>,
     }
 
@@ -228,6 +234,26 @@ mod otlp_collector {
                 deadline.check();
             }
         }
+
+        /// Collects spans until `complete` says the ones received so far are enough,
+        /// failing the test after a while; returns them all.
+        pub async fn wait_until(
+            &mut self,
+            what: &str,
+            complete: impl Fn(&[ReceivedSpan]) -> bool,
+        ) -> Vec<ReceivedSpan> {
+            let deadline = Deadline::after(EVENTUALLY, what.to_string());
+            let mut seen = Vec::new();
+            while !complete(&seen) {
+                let next = tokio::time::timeout(EVENTUALLY, self.spans_rx.recv()).await;
+                let Ok(Some(span)) = next else {
+                    panic!("{what}: the spans never sufficed; received: {seen:#?}");
+                };
+                seen.push(span);
+                deadline.check();
+            }
+            seen
+        }
     }
 
     impl Drop for Collector {
@@ -257,6 +283,9 @@ mod otlp_collector {
                         let _ = self.spans_tx.send(ReceivedSpan {
                             name: span.name,
                             service_name: service_name.clone(),
+                            trace_id: hex(&span.trace_id),
+                            span_id: hex(&span.span_id),
+                            parent_span_id: hex(&span.parent_span_id),
                             attributes: text_attributes(&span.attributes),
                         });
                     }
@@ -266,6 +295,11 @@ mod otlp_collector {
                 partial_success: None,
             }))
         }
+    }
+
+    /// Returns bytes as lowercase hex, the way `traceparent` writes ids.
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
     /// Returns string, integer and boolean attributes as text.
@@ -361,10 +395,12 @@ impl Attempt<'_> {
 /// A coordinator and one worker logging JSON at debug level. The harness's `Cluster`
 /// starts its processes with fixed log settings, so this test starts its own, with the
 /// harness's `Process` (log file, kill on drop) and the same fast timings.
-struct JsonLoggingCluster {
-    coordinator: Process,
-    worker: Process,
+pub(crate) struct JsonLoggingCluster {
+    pub(crate) coordinator: Process,
+    pub(crate) worker: Process,
     client: CoordinatorClient,
+    /// The coordinator's URL.
+    pub(crate) url: String,
 }
 
 impl JsonLoggingCluster {
@@ -373,7 +409,7 @@ impl JsonLoggingCluster {
     }
 
     /// Starts the cluster with `extra_env` set for both processes.
-    async fn start_with_env(dir: &Path, extra_env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start_with_env(dir: &Path, extra_env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let mut env = vec![("RUST_LOG", RUST_LOG)];
@@ -417,6 +453,7 @@ impl JsonLoggingCluster {
             coordinator,
             worker,
             client,
+            url,
         };
         cluster.wait_for_one_worker().await;
         cluster
@@ -449,7 +486,7 @@ impl JsonLoggingCluster {
         reply.expect("the job is accepted").into_inner().job_id
     }
 
-    async fn wait_job(&self, job_id: u64) -> v1::JobStatus {
+    pub(crate) async fn wait_job(&self, job_id: u64) -> v1::JobStatus {
         let deadline = Deadline::after(EVENTUALLY, format!("job {job_id} to finish"));
         loop {
             let request = v1::WaitJobRequest {
@@ -489,7 +526,7 @@ impl JsonLoggingCluster {
     }
 
     /// Kills both processes (the worker first, so it does not log a lost coordinator).
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.worker.kill();
         self.coordinator.kill();
     }

@@ -33,6 +33,7 @@
 //! | `report.rs` | `essaim report` writes a self-contained page, well-formed SVG plots and data that agree with `status` |
 //! | `retention.rs` | journal compaction mid-job and forgetting finished jobs lose nothing |
 //! | `correlation.rs` | one correlation id links coordinator logs, worker logs and the command |
+//! | `trace_context.rs` | one W3C trace spans a script's `TRACEPARENT`, `essaim submit`, the coordinator, the attempts and a shuffle fetch |
 //! | `dashboard.rs` | headless Chromium renders the dashboard with the cluster's real data |
 //! | `eval.rs` | `essaim eval --quick` gives sane numbers for every question and well-formed plots |
 //! | `replay.rs` | `essaim replay` publishes a CSV fixture to NATS JetStream line for line, in order |
@@ -76,5 +77,7 @@ mod serve;
 mod stream;
 mod supersede;
 mod torture;
+#[cfg(feature = "otlp")]
+mod trace_context;
 mod train;
 mod worker_crashes;

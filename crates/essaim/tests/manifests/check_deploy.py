@@ -16,7 +16,9 @@ Run by crates/essaim/tests/manifests.rs with the interpreter of
    pod labels; every path the processes write is on a volume (read-only root); the
    drain fits in the termination grace period; every `--flag` given to essaim (in k8s
    and compose) is one the binary accepts; the compose healthchecks and Prometheus
-   configuration agree with the ports the services listen on.
+   configuration agree with the ports the services listen on; the PodMonitor scrapes
+   both roles on their ports; the PrometheusRules carry exactly the groups of
+   deploy/prometheus/alerts.yml and slo_rules.yml (ESSAIM_REGENERATE=1 rewrites them).
 
 Prints one line per check and exits 1 listing every failure.
 """
@@ -115,6 +117,10 @@ def validate_schemas(k8s_dir, here):
         check((k8s_dir / resource).is_file(), f"kustomization.yaml resource {resource} exists")
 
     keda_schema = json.loads((here / "scaledobject.schema.json").read_text())
+    operator_schemas = {
+        kind: json.loads((here / f"{kind.lower()}.schema.json").read_text())
+        for kind in ("PodMonitor", "PrometheusRule")
+    }
     documents = {}
     for path in sorted(k8s_dir.rglob("*.yaml")):
         relative = path.relative_to(k8s_dir).as_posix()
@@ -123,6 +129,16 @@ def validate_schemas(k8s_dir, here):
         for doc in load_documents(path):
             name = f"{relative}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
             documents.setdefault(doc["kind"], []).append(doc)
+            if doc.get("apiVersion", "").startswith("monitoring.coreos.com/"):
+                # prometheus-operator custom resources: only the bundled schemas apply.
+                schema = operator_schemas.get(doc["kind"])
+                errors = [] if schema is None else sorted(
+                    jsonschema.Draft202012Validator(schema).iter_errors(doc), key=str)
+                reasons = "; ".join(error.message for error in errors)
+                check(schema is not None and not errors,
+                      f"{name} matches the bundled {doc['kind']} schema"
+                      + (f": {reasons}" if errors else ""))
+                continue
             if doc.get("apiVersion", "").startswith("keda.sh/"):
                 errors = sorted(
                     jsonschema.Draft202012Validator(keda_schema).iter_errors(doc),
@@ -350,6 +366,94 @@ def check_compose(root, essaim):
           "Prometheus loads deploy/prometheus/alerts.yml")
 
 
+# The PrometheusRules of optional/prometheus-rules.yaml: each carries the groups of one
+# file of deploy/prometheus/, which promtool checks and unit-tests.
+RULE_SOURCES = (
+    ("essaim-alerts", "deploy/prometheus/alerts.yml"),
+    ("essaim-slo", "deploy/prometheus/slo_rules.yml"),
+)
+RULES_MANIFEST = "deploy/k8s/optional/prometheus-rules.yaml"
+RULES_HEADER = """\
+# The rules of deploy/prometheus/ as prometheus-operator PrometheusRules: the alerts of
+# alerts.yml and the service-level objectives' rules of slo_rules.yml (made by
+# `essaim slo rules slo.toml`).
+#
+#     kubectl apply -n essaim -f deploy/k8s/optional/prometheus-rules.yaml
+#
+# Generated: crates/essaim/tests/manifests/check_deploy.py fails while these groups
+# differ from those files, and writes this file anew when run with
+# ESSAIM_REGENERATE=1 (e.g. `ESSAIM_REGENERATE=1 cargo test -p essaim --test manifests`).
+# The `release` label is what a kube-prometheus-stack Prometheus selects by default.
+"""
+
+
+class LiteralDumper(yaml.SafeDumper):
+    """Writes multi-line strings (PromQL) as literal blocks, as the source files do."""
+
+
+def _literal_strings(dumper, text):
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+LiteralDumper.add_representer(str, _literal_strings)
+
+
+def prometheus_rules_manifest(root):
+    """Returns the text optional/prometheus-rules.yaml must have."""
+    documents = []
+    for name, source in RULE_SOURCES:
+        groups = yaml.safe_load((root / source).read_text())["groups"]
+        documents.append({
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PrometheusRule",
+            "metadata": {
+                "name": name,
+                "namespace": "essaim",
+                "labels": {
+                    "app.kubernetes.io/name": "essaim",
+                    "app.kubernetes.io/part-of": "essaim",
+                    "release": "prometheus",
+                },
+            },
+            "spec": {"groups": groups},
+        })
+    body = yaml.dump_all(documents, Dumper=LiteralDumper, sort_keys=False, width=100)
+    return RULES_HEADER + body
+
+
+def check_monitoring(root, documents):
+    import os
+    manifest = root / RULES_MANIFEST
+    wanted = prometheus_rules_manifest(root)
+    if os.environ.get("ESSAIM_REGENERATE") == "1":
+        manifest.write_text(wanted)
+        print(f"wrote {RULES_MANIFEST}")
+    check(manifest.read_text() == wanted,
+          f"{RULES_MANIFEST} equals the groups of {', '.join(s for _, s in RULE_SOURCES)} "
+          "(regenerate with ESSAIM_REGENERATE=1)")
+    on_disk = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all(manifest.read_text())}
+    for name, source in RULE_SOURCES:
+        groups = yaml.safe_load((root / source).read_text())["groups"]
+        check(on_disk.get(name, {}).get("spec", {}).get("groups") == groups,
+              f"PrometheusRule {name} carries every group of {source}")
+
+    monitor = documents["PodMonitor"][0]
+    ports = {endpoint["port"] for endpoint in monitor["spec"]["podMetricsEndpoints"]}
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    coordinator = documents["StatefulSet"][0]["spec"]["template"]
+    worker = next(d for d in documents["Deployment"] if d["metadata"]["name"] == "essaim-worker")
+    worker = worker["spec"]["template"]
+    for role, template, port in (("coordinator", coordinator, "api"), ("worker", worker, "http")):
+        container = template["spec"]["containers"][0]
+        check(selects(selector, template["metadata"]["labels"])
+              and port in ports and port_number(container, port) is not None,
+              f"the PodMonitor scrapes the {role} pods on their `{port}` port")
+        check(all(endpoint.get("path", "/metrics") == "/metrics"
+                  for endpoint in monitor["spec"]["podMetricsEndpoints"]),
+              f"the PodMonitor scrapes /metrics of the {role}")
+
+
 def check_dockerfile(root):
     dockerfile = (root / "deploy/docker/Dockerfile").read_text()
     check(f"USER {IMAGE_UID}:{IMAGE_UID}" in dockerfile, f"the image runs as {IMAGE_UID}")
@@ -376,6 +480,7 @@ def main():
     deployment = section("worker", check_worker, documents, services, essaim)
     if deployment is not None:
         section("autoscaling", check_autoscaling, documents, deployment)
+    section("monitoring", check_monitoring, root, documents)
     section("compose", check_compose, root, essaim)
     section("Dockerfile", check_dockerfile, root)
     if failures:

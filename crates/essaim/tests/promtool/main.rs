@@ -7,15 +7,31 @@
 //! these tests fail (a skipped check would look like a passed one) unless
 //! `ESSAIM_SKIP_PROMTOOL=1` says to skip them on purpose.
 //!
+//! The live scrapes must also carry the standard `process_*` metrics and
+//! `essaim_build_info` naming this build.
+//!
 //! The live check matters because `promtool check metrics` lints what a scrape really
 //! returns: names (`_total` on counters only, base units, no type in the name), help
 //! texts, and the exposition format itself.
+//!
+//! | file | checks |
+//! |---|---|
+//! | `main.rs` | `alerts.yml` and its tests, the scrape configuration, the live scrapes |
+//! | `slo.rs` | `slo_rules.yml` is what `essaim slo rules slo.toml` prints, is valid and passes `slo_rules_test.yml` |
+//! | `dashboards.rs` | every query of `deploy/grafana/` parses and names only series the processes export or the rules record |
+//! | `live.rs` | the coordinator and worker processes, and the HTTP requests to them |
+
+mod dashboards;
+mod live;
+mod slo;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use live::{LiveCluster, free_port, http_get};
 
 /// The binary under test.
 const ESSAIM: &str = env!("CARGO_BIN_EXE_essaim");
@@ -118,6 +134,7 @@ fn live_metrics_of_a_coordinator_and_a_worker_pass_promtool_lint() {
             .any(|count| count.trim() != "0");
         assert!(has_data, "{name} has no {histogram_count}yet:\n{body}");
 
+        assert_process_metrics_and_build_info(name, &body);
         assert_promtool_lint_is_clean(name, &body);
     }
 
@@ -185,7 +202,64 @@ fn live_metrics_of_the_http_ingest_pass_promtool_lint() {
         body.contains("essaim_ingest_records_accepted_total 2"),
         "{body}"
     );
+    assert_process_metrics_and_build_info("ingest", &body);
     assert_promtool_lint_is_clean("ingest", &body);
+}
+
+/// Asserts that a scrape `body` carries the standard process metrics, with values a
+/// running process must have, and `essaim_build_info` naming this build.
+fn assert_process_metrics_and_build_info(name: &str, body: &str) {
+    let value = |metric: &str| -> f64 {
+        let prefix = format!("{metric} ");
+        let line = body
+            .lines()
+            .find(|line| line.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("the {name} serves no {metric}:\n{body}"));
+        line[prefix.len()..]
+            .parse()
+            .unwrap_or_else(|error| panic!("{line}: {error}"))
+    };
+    assert!(value("process_cpu_seconds_total") > 0.0, "{name}");
+    assert!(value("process_resident_memory_bytes") > 1e6, "{name}");
+    assert!(value("process_virtual_memory_bytes") > 1e6, "{name}");
+    assert!(value("process_open_fds") >= 3.0, "{name}");
+    assert!(
+        value("process_max_fds") >= value("process_open_fds"),
+        "{name}"
+    );
+    assert!(value("process_start_time_seconds") > 1.5e9, "{name}");
+    assert!(
+        body.contains("# TYPE process_cpu_seconds_total counter\n"),
+        "{name}"
+    );
+
+    let build_info = body
+        .lines()
+        .find(|line| line.starts_with("essaim_build_info{"))
+        .unwrap_or_else(|| panic!("the {name} serves no essaim_build_info:\n{body}"));
+    assert!(build_info.ends_with("} 1"), "{build_info}");
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(build_info.contains(&version), "{build_info}");
+    assert!(build_info.contains("rustc=\"rustc "), "{build_info}");
+    // Built from this checkout: the revision label is its HEAD commit.
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string());
+    if let Some(head) = head {
+        let revision = build_info
+            .split("revision=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default();
+        assert!(
+            revision.len() >= 7 && head.starts_with(revision),
+            "{build_info} does not name HEAD {head}"
+        );
+    }
 }
 
 /// Runs `promtool check metrics` on the scrape `body` of `name` and fails on any
@@ -216,202 +290,4 @@ fn assert_promtool_lint_is_clean(name: &str, body: &str) {
         complaints.trim().is_empty(),
         "promtool lint of the {name}:\n{complaints}"
     );
-}
-
-// ---------------------------------------------------------------- a live cluster
-
-/// A coordinator and one worker as real processes, killed on drop. Their logs are
-/// printed when the test fails.
-struct LiveCluster {
-    dir: tempfile::TempDir,
-    coordinator_port: u16,
-    worker_http_port: u16,
-    processes: Vec<(String, Child)>,
-}
-
-impl LiveCluster {
-    /// A directory for processes, none started yet.
-    fn empty() -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("essaim-promtool-")
-            .tempdir()
-            .expect("a temporary directory");
-        Self {
-            coordinator_port: free_port(),
-            worker_http_port: free_port(),
-            dir,
-            processes: Vec::new(),
-        }
-    }
-
-    fn start() -> Self {
-        let mut cluster = Self::empty();
-        let data_dir = cluster.path("coordinator-data");
-        let listen = format!("127.0.0.1:{}", cluster.coordinator_port);
-        cluster.spawn(
-            "coordinator",
-            &[
-                "coordinator",
-                "--listen",
-                &listen,
-                "--data-dir",
-                &data_dir,
-                "--heartbeat-ms",
-                "200",
-                "--worker-timeout-ms",
-                "1000",
-            ],
-        );
-        cluster.wait_ready("coordinator", cluster.coordinator_port);
-        let coordinator_url = cluster.url();
-        let http_listen = format!("127.0.0.1:{}", cluster.worker_http_port);
-        let scratch = cluster.path("worker-scratch");
-        cluster.spawn(
-            "worker",
-            &[
-                "worker",
-                "--coordinator",
-                &coordinator_url,
-                "--http-listen",
-                &http_listen,
-                "--slots",
-                "2",
-                "--scratch-dir",
-                &scratch,
-                "--name",
-                "promtool-worker",
-            ],
-        );
-        // A worker is ready once registered.
-        cluster.wait_ready("worker", cluster.worker_http_port);
-        cluster
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.coordinator_port)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-
-    fn spawn(&mut self, name: &str, args: &[&str]) {
-        let log = std::fs::File::create(self.path(&format!("{name}.log"))).expect("a log file");
-        let child = Command::new(ESSAIM)
-            .args(args)
-            .env_remove("ESSAIM_TOKEN")
-            .env_remove("ESSAIM_COORDINATOR")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("the log file handle can be cloned"))
-            .stderr(log)
-            .spawn()
-            .expect("the essaim binary starts");
-        self.processes.push((name.to_string(), child));
-    }
-
-    fn wait_ready(&mut self, name: &str, port: u16) {
-        let deadline = Instant::now() + EVENTUALLY;
-        loop {
-            let (_, child) = self
-                .processes
-                .iter_mut()
-                .find(|(process, _)| process == name)
-                .expect("the process was spawned");
-            if let Some(status) = child.try_wait().expect("the child can be polled") {
-                panic!("the {name} exited with {status} before it was ready");
-            }
-            if http_status(port, "/readyz") == Some(200) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the {name} never became ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Submits a job of `args` and waits for it; its outcome does not matter (the
-    /// failing job is there to feed the failure counters).
-    fn run_job(&self, args: &[&str]) {
-        let output = Command::new(ESSAIM)
-            .arg("submit")
-            .args(["--coordinator", &self.url(), "--wait"])
-            .args(args)
-            .env_remove("ESSAIM_TOKEN")
-            .stdin(Stdio::null())
-            .output()
-            .expect("essaim submit runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            matches!(output.status.code(), Some(0 | 1)),
-            "essaim submit {args:?} failed to run ({}): {stderr}",
-            output.status
-        );
-    }
-}
-
-impl Drop for LiveCluster {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.processes {
-            // Fails only if the child was already reaped.
-            let _already_reaped = child.kill();
-            let _ = child.wait();
-        }
-        if !std::thread::panicking() {
-            return;
-        }
-        for (name, _) in &self.processes {
-            let log = std::fs::read_to_string(self.path(&format!("{name}.log")))
-                .unwrap_or_else(|error| format!("(unreadable: {error})"));
-            eprintln!("---------- {name} log ----------\n{log}");
-        }
-    }
-}
-
-/// Returns a port that was free a moment ago.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("loopback can bind");
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
-        .port()
-}
-
-/// Sends `GET path` over HTTP/1.0 (the server closes the connection after answering)
-/// and returns the raw response, or `None` if nothing answered.
-fn http_request(port: u16, path: &str, accept: Option<&str>) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let accept = accept
-        .map(|accept| format!("Accept: {accept}\r\n"))
-        .unwrap_or_default();
-    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{accept}\r\n");
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
-/// Returns the HTTP status of `GET path`, or `None` if nothing answered properly.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let response = http_request(port, path, None)?;
-    response.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Returns the content type and body of a successful `GET path`.
-fn http_get(port: u16, path: &str, accept: Option<&str>) -> (String, String) {
-    let response =
-        http_request(port, path, accept).unwrap_or_else(|| panic!("GET {path} on :{port}"));
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in:\n{response}"));
-    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
-    let content_type = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim().to_string())
-        })
-        .unwrap_or_default();
-    (content_type, body.to_string())
 }

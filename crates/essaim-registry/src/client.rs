@@ -159,6 +159,11 @@ impl RegistryClient {
         })
     }
 
+    /// Returns the URL of the registry's server, as given (without a trailing `/`).
+    pub fn url(&self) -> &str {
+        &self.base_url
+    }
+
     /// Sends one request; returns the response of a 2xx answer.
     async fn send(
         &self,

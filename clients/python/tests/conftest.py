@@ -76,3 +76,12 @@ def s3():
     if not endpoint:
         pytest.skip("no test object store (ESSAIM_TEST_S3_ENDPOINT)")
     return {"endpoint": endpoint, "region": "us-east-1", "allow_http": True}
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The test PostgreSQL (``$ESSAIM_TEST_POSTGRES_URL``), where pipelines keep state."""
+    url = os.environ.get("ESSAIM_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("no test PostgreSQL (ESSAIM_TEST_POSTGRES_URL)")
+    return url

@@ -25,18 +25,18 @@
 
 pub mod actor;
 pub mod admission;
-pub mod planning;
-mod submission;
 pub mod cluster;
 pub mod dashboard;
 pub mod history;
 pub mod observatory;
+pub mod planning;
 pub mod queue;
 pub mod rest;
 pub mod role;
 pub mod service;
 mod standby;
 mod standing_by;
+mod submission;
 pub mod views;
 
 use actor::Actor;

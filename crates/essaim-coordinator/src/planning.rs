@@ -15,8 +15,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A job to plan and submit (`POST /api/v1/jobs`), told apart by `kind`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+///
+/// Each variant carries its `kind` as a field of its own, rather than serde's internal
+/// tag, so that the document describes exactly what is accepted: every request type
+/// refuses unknown fields (a misspelt `reducer` is an error, not a default), and a tag
+/// outside the variant's schema would contradict that.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
 pub enum SubmitRequest {
     /// A task farm: the tasks are given.
     Tasks(TasksRequest),
@@ -26,10 +31,57 @@ pub enum SubmitRequest {
     Stream(StreamRequest),
 }
 
+impl<'de> Deserialize<'de> for SubmitRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let kinds = "`tasks`, `mapreduce` or `stream`";
+        let request = match value.get("kind").and_then(serde_json::Value::as_str) {
+            Some("tasks") => serde_json::from_value(value).map(Self::Tasks),
+            Some("mapreduce") => serde_json::from_value(value).map(Self::Mapreduce),
+            Some("stream") => serde_json::from_value(value).map(Self::Stream),
+            Some(other) => {
+                return Err(D::Error::custom(format!("unknown kind `{other}`: {kinds}")));
+            }
+            None => return Err(D::Error::custom(format!("missing field `kind`: {kinds}"))),
+        };
+        request.map_err(D::Error::custom)
+    }
+}
+
+/// The `kind` of a task farm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TasksKind {
+    /// A task farm.
+    #[default]
+    Tasks,
+}
+
+/// The `kind` of a MapReduce job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MapReduceKind {
+    /// A MapReduce job.
+    #[default]
+    Mapreduce,
+}
+
+/// The `kind` of a pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamKind {
+    /// A streaming pipeline.
+    #[default]
+    Stream,
+}
+
 /// A task farm.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TasksRequest {
+    /// Always `tasks`.
+    pub kind: TasksKind,
     /// The job's name.
     pub name: String,
     /// Its tasks.
@@ -56,7 +108,6 @@ pub struct TaskRequest {
     pub kind: String,
     /// What the executor reads: a string is passed as its UTF-8 bytes, any other JSON
     /// value as its JSON text.
-    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     /// Its stage: a stage starts once the previous one has finished (default 0).
     #[serde(default)]
@@ -67,6 +118,8 @@ pub struct TaskRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MapReduceRequest {
+    /// Always `mapreduce`.
+    pub kind: MapReduceKind,
     /// The job: a name `GET /api/v1/mapreduce-jobs` lists (`wordcount`, `grep`, `sort`,
     /// `streaming`…).
     pub job: String,
@@ -134,6 +187,8 @@ pub struct S3Request {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamRequest {
+    /// Always `stream`.
+    pub kind: StreamKind,
     /// The pipeline's name: its state is keyed by it, and one job of a name runs at once.
     pub name: String,
     /// The pipeline spec, TOML text.

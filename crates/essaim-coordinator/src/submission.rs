@@ -42,7 +42,10 @@ pub(crate) struct Submitter {
 
 impl Submitter {
     /// Plans `request`, refuses a second running pipeline of a name, submits.
-    pub(crate) async fn submit(&self, request: SubmitRequest) -> Result<SubmitAnswer, SubmitFailure> {
+    pub(crate) async fn submit(
+        &self,
+        request: SubmitRequest,
+    ) -> Result<SubmitAnswer, SubmitFailure> {
         self.admission
             .check_submission()
             .map_err(|refusal| SubmitFailure::DiskBelowReserve(refusal.to_string()))?;
@@ -52,7 +55,7 @@ impl Submitter {
         }
         let name = planned.spec.name.clone();
         let tasks = planned.spec.tasks.len() as u32;
-        let raw = essaim_proto::convert::raw_job_spec_from_wire(planned.spec);
+        let raw = essaim_proto::raw_job_spec_from_wire(planned.spec);
         let (reply, answer) = oneshot::channel();
         self.send(Command::Submit { raw, reply }).await?;
         let job = answer

@@ -7,9 +7,18 @@ use std::process::Stdio;
 
 use crate::deadline::EVENTUALLY;
 
-/// The `ESSAIM_*` variables a child must not inherit from the test's environment.
-pub const INHERITED_VARIABLES_REMOVED: [&str; 3] =
-    ["ESSAIM_TOKEN", "ESSAIM_COORDINATOR", "ESSAIM_LOG_JSON"];
+/// Returns the `ESSAIM_*` variables of the test's environment, which a child must not
+/// inherit (every option of the binary has one).
+pub fn inherited_essaim_variables() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| name.to_string_lossy().starts_with("ESSAIM_"))
+        .collect()
+}
+
+/// What every child gets first: no configuration file (not even one on the search path
+/// of the machine running the tests); a test names its own with `ESSAIM_CONFIG`.
+pub const HERMETIC_VARIABLES: [(&str, &str); 2] = [("NO_COLOR", "1"), ("ESSAIM_CONFIG", "")];
 
 /// What a finished run printed.
 #[derive(Debug)]
@@ -27,11 +36,11 @@ pub struct CliOutput {
 pub async fn run(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> CliOutput {
     let mut command = tokio::process::Command::new(binary);
     command.args(args);
-    for variable in INHERITED_VARIABLES_REMOVED {
+    for variable in inherited_essaim_variables() {
         command.env_remove(variable);
     }
     command
-        .env("NO_COLOR", "1")
+        .envs(HERMETIC_VARIABLES)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .kill_on_drop(true);

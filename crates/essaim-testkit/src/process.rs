@@ -2,8 +2,8 @@
 //!
 //! A [`Process`] is killed with SIGKILL and reaped when dropped, so that a failing test
 //! leaks nothing. The environment of every child is cleared of the `ESSAIM_*` variables
-//! of [`crate::cli::INHERITED_VARIABLES_REMOVED`]: only the flags a test passes
-//! configure it.
+//! of the test's environment and reads no configuration file unless the test names one
+//! ([`crate::cli::HERMETIC_VARIABLES`]): only the flags a test passes configure it.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::cli::INHERITED_VARIABLES_REMOVED;
+use crate::cli::{HERMETIC_VARIABLES, inherited_essaim_variables};
 use crate::deadline::Deadline;
 
 /// One child process whose output goes to a log file; killed on drop.
@@ -41,11 +41,11 @@ impl Process {
         let stdout = file.try_clone().expect("the log file handle can be cloned");
         let mut command = Command::new(binary);
         command.args(args);
-        for variable in INHERITED_VARIABLES_REMOVED {
+        for variable in inherited_essaim_variables() {
             command.env_remove(variable);
         }
         let child = command
-            .env("NO_COLOR", "1")
+            .envs(HERMETIC_VARIABLES)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(stdout)

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 /// How long a command keeps trying while no coordinator can serve it, unless
 /// `--connect-timeout` says otherwise (a coordinator restart takes a few seconds, a
 /// failover about as long).
-pub const DEFAULT_CONNECT_TIMEOUT_SECS: f64 = 60.0;
+pub const DEFAULT_CONNECT_TIMEOUT: &str = "60s";
 
 /// Where the coordinator is and how to authenticate.
 #[derive(Args, Debug, Clone)]
@@ -29,13 +29,52 @@ pub struct ConnectArgs {
         default_value = "http://127.0.0.1:7070"
     )]
     pub coordinator: String,
-    /// Cluster token (also read from ESSAIM_TOKEN).
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// How long to keep retrying while no coordinator can serve a call (restarting, or
+    /// failing over), before giving up with exit code 3: `60s`, `2m`, or seconds.
+    #[arg(
+        long = "connect-timeout",
+        env = "ESSAIM_CONNECT_TIMEOUT",
+        value_name = "DURATION",
+        value_parser = crate::durations::seconds,
+        default_value = DEFAULT_CONNECT_TIMEOUT
+    )]
+    pub connect_timeout: Duration,
+}
+
+/// The cluster token, given itself or as a file that holds it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TokenArgs {
+    /// Cluster token.
     #[arg(long, env = "ESSAIM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// Seconds to keep retrying while no coordinator can serve a call (restarting, or
-    /// failing over), before giving up with exit code 3.
-    #[arg(long = "connect-timeout", value_name = "SECONDS", default_value_t = DEFAULT_CONNECT_TIMEOUT_SECS)]
-    pub connect_timeout_secs: f64,
+    /// File whose first line is the cluster token, instead of --token (a mounted
+    /// secret, say).
+    #[arg(
+        long,
+        env = "ESSAIM_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<std::path::PathBuf>,
+}
+
+impl TokenArgs {
+    /// Returns the token: `--token`, or the first line of `--token-file`.
+    ///
+    /// Both are set only when one came from `essaim.toml` and the other from the command
+    /// line or a variable (clap refuses both there, and the file cannot hold both). The
+    /// file's `token_file` is read into `token`'s default when the file is loaded, so a
+    /// `token_file` seen here always comes from a higher layer and wins.
+    pub fn resolve(&self) -> anyhow::Result<Option<String>> {
+        match &self.token_file {
+            Some(path) => Ok(Some(
+                crate::secrets::read_secret(path).map_err(|error| usage(error.to_string()))?,
+            )),
+            None => Ok(self.token.clone()),
+        }
+    }
 }
 
 impl ConnectArgs {
@@ -43,9 +82,18 @@ impl ConnectArgs {
     pub fn for_url(url: &str, token: Option<String>) -> Self {
         Self {
             coordinator: url.to_string(),
-            token,
-            connect_timeout_secs: DEFAULT_CONNECT_TIMEOUT_SECS,
+            token: TokenArgs {
+                token,
+                token_file: None,
+            },
+            connect_timeout: crate::durations::seconds(DEFAULT_CONNECT_TIMEOUT)
+                .expect("the default connect timeout is a duration"),
         }
+    }
+
+    /// Returns the cluster token, if any (read from its file if given so).
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        self.token.resolve()
     }
 
     /// Validates the URL list and returns the caller of the leading coordinator.
@@ -53,8 +101,11 @@ impl ConnectArgs {
         // A malformed list is the user's mistake (exit code 2), not an unreachable host.
         let urls =
             CoordinatorUrls::parse(&self.coordinator).map_err(|error| usage(error.to_string()))?;
-        let retry_for = Duration::from_secs_f64(self.connect_timeout_secs.max(0.0));
-        Ok(CoordinatorCalls::new(urls, self.token.clone(), retry_for))
+        Ok(CoordinatorCalls::new(
+            urls,
+            self.token()?,
+            self.connect_timeout,
+        ))
     }
 
     /// Connects to the leading coordinator, retrying within the connect timeout; for the

@@ -13,16 +13,19 @@
 
 mod client;
 mod commands;
+mod config;
+mod durations;
 mod jobs;
 mod lifeline;
 mod local_cluster;
 mod output;
 mod progress;
 mod rest_client;
+mod secrets;
 
 pub use essaim_mapreduce as mapreduce;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use essaim_mapreduce::api::JobDefinition;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,6 +43,11 @@ struct Cli {
     /// (default: no export).
     #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Configuration file (default: the first of ./essaim.toml,
+    /// $XDG_CONFIG_HOME/essaim/essaim.toml and /etc/essaim/essaim.toml; '' for none).
+    /// Its settings come after flags and ESSAIM_* variables: `essaim config show`.
+    #[arg(long, global = true, env = "ESSAIM_CONFIG", value_name = "FILE")]
+    config: Option<std::ffi::OsString>,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +96,8 @@ enum Command {
     Train(commands::train::Args),
     /// The model registry: list, show, register, alias, promote, roll back, archive, audit.
     Models(commands::models::Args),
+    /// The effective configuration: each setting, its value and where it came from.
+    Config(commands::config::Args),
     /// Run a demo on an embedded local cluster.
     Demo(commands::demo::Args),
     /// Evaluate the platform on local clusters: throughput vs workers, load balance,
@@ -103,9 +113,10 @@ enum Command {
 pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
     jobs::install(jobs);
     // After `jobs::install`: `essaim submit JOB` has a subcommand per installed job.
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(error) => return refuse_command_line(error, std::env::args_os().collect()),
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let (cli, layered) = match parse_command_line(&argv) {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
     // The demo's story is on stdout; its cluster only speaks up when something is wrong.
     let quiet = match &cli.command {
@@ -160,6 +171,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Models(args) => commands::models::run(args).await,
             Command::Train(args) => commands::train::run(args).await,
+            Command::Config(args) => commands::config::run(args, layered),
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Eval(args) => commands::eval::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
@@ -176,6 +188,32 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             ExitCode::from(exit_code_for(&error))
         }
     }
+}
+
+/// The command line with the configuration file layered under it (see `config`).
+pub(crate) struct Layered {
+    /// clap's command, with every option's variable and the file's defaults.
+    pub command: clap::Command,
+    /// The file, if one was read.
+    pub file: Option<config::ConfigFile>,
+}
+
+/// Reads the configuration file and parses the command line over it; on failure, says
+/// why and returns the exit code (2: bad usage or configuration).
+fn parse_command_line(argv: &[std::ffi::OsString]) -> Result<(Cli, Layered), ExitCode> {
+    let refuse_file = |error: config::ConfigError| {
+        eprintln!("error: {}", essaim_core::error_chain::error_chain(&error));
+        ExitCode::from(2)
+    };
+    let file = config::load_for_process(argv).map_err(refuse_file)?;
+    let command = config::layer(Cli::command(), file.as_ref()).map_err(refuse_file)?;
+    let matches = command
+        .clone()
+        .try_get_matches_from(argv)
+        .map_err(|error| refuse_command_line(error, argv.to_vec()))?;
+    let cli = Cli::from_arg_matches(&matches)
+        .map_err(|error| refuse_command_line(error, argv.to_vec()))?;
+    Ok((cli, Layered { command, file }))
 }
 
 /// Installs the log subscriber, exporting spans over OTLP when an endpoint is set, under
@@ -321,6 +359,70 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// `-o` is `--output`, a format, on every verb that has one, and nothing else.
+    #[test]
+    fn dash_o_means_the_output_format_everywhere() {
+        let command = Cli::command();
+        let mut stack = vec![(String::from("essaim"), &command)];
+        while let Some((path, verb)) = stack.pop() {
+            for arg in verb.get_arguments() {
+                let is_output = arg.get_long() == Some("output");
+                let is_o = arg.get_short() == Some('o');
+                assert_eq!(is_output, is_o, "{path} --{:?}", arg.get_long());
+            }
+            for sub in verb.get_subcommands() {
+                stack.push((format!("{path} {}", sub.get_name()), sub));
+            }
+        }
+    }
+
+    /// The spellings flags had before they were made consistent still parse.
+    #[test]
+    fn old_spellings_still_parse() {
+        let old: [&[&str]; 9] = [
+            &["run", "wordcount", "-i", "in", "-o", "out/"],
+            &[
+                "run",
+                "wordcount",
+                "-i",
+                "in",
+                "--output",
+                "out",
+                "--format",
+                "json",
+            ],
+            &["gen", "sort", "-o", "dir"],
+            &[
+                "coordinator",
+                "--heartbeat-ms",
+                "500",
+                "--worker-timeout-ms",
+                "3000",
+            ],
+            &[
+                "coordinator",
+                "--retention-secs",
+                "1",
+                "--drain-target-secs",
+                "5",
+            ],
+            &["worker", "--drain-grace-secs", "3"],
+            &["wait", "1", "--timeout-secs", "2.5"],
+            &["report", "1", "--out", "dir"],
+            &["jobs", "--format", "json", "--connect-timeout", "2"],
+        ];
+        for words in old {
+            assert!(parse(words).is_ok(), "{words:?}: {:?}", parse(words).err());
+        }
+        let Ok(Cli {
+            command: Command::Coordinator(_),
+            ..
+        }) = parse(&["coordinator", "--heartbeat", "250ms", "--retention", "7d"])
+        else {
+            panic!("durations with units parse");
+        };
     }
 
     #[test]

@@ -248,6 +248,13 @@ impl Supervisor {
             .arg("--allow-commands")
             // One machine: every worker holds every input (data locality is moot).
             .args(["--data-dir", "/"])
+            // The configuration file this process read, or none ('') if it read none,
+            // so that a worker never finds another one on its search path.
+            .arg("--config")
+            .arg(
+                crate::config::loaded_path()
+                    .map_or_else(Default::default, |path| path.as_os_str().to_owned()),
+            )
             .env("RUST_LOG", &self.options.worker_log)
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true);

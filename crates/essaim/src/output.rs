@@ -14,6 +14,54 @@ pub enum OutputFormat {
     Json,
 }
 
+/// `-o`/`--output` of the verbs where it named the output directory before
+/// `--output-dir` (`essaim run`, `essaim submit JOB`, `essaim gen`): a format, or else,
+/// as it always was there, the directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FormatOrDirectory {
+    /// `text` or `json`.
+    Format(OutputFormat),
+    /// Any other value: the output directory (old spelling of `--output-dir`).
+    Directory(std::path::PathBuf),
+}
+
+impl FormatOrDirectory {
+    /// Parses `-o VALUE`: a format name wins (a directory called `json` needs
+    /// `--output-dir json`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match OutputFormat::from_str(text, true) {
+            Ok(format) => Ok(Self::Format(format)),
+            Err(_) => Ok(Self::Directory(text.into())),
+        }
+    }
+
+    /// Returns the output directory and the format from `-o`, `--output-dir` and
+    /// `--format` (the old spelling of the format there, beside `--output DIR`).
+    pub fn resolve(
+        output: Option<&Self>,
+        output_dir: Option<&std::path::Path>,
+        format: Option<OutputFormat>,
+    ) -> Result<(Option<std::path::PathBuf>, OutputFormat), String> {
+        let (directory, dash_o_format) = match output {
+            Some(Self::Directory(directory)) => (Some(directory.as_path()), None),
+            Some(Self::Format(format)) => (None, Some(*format)),
+            None => (None, None),
+        };
+        if let (Some(old), Some(new)) = (directory, output_dir) {
+            return Err(format!(
+                "two output directories: `{}` (-o/--output) and `{}` (--output-dir)",
+                old.display(),
+                new.display()
+            ));
+        }
+        if dash_o_format.is_some() && format.is_some() {
+            return Err("two output formats: -o/--output and --format".to_string());
+        }
+        let directory = directory.or(output_dir).map(Into::into);
+        Ok((directory, dash_o_format.or(format).unwrap_or_default()))
+    }
+}
+
 /// Returns a job status as JSON.
 pub fn job_json(job: &v1::JobStatus) -> Value {
     json!({
@@ -146,4 +194,34 @@ pub fn write_stdout_line(line: std::fmt::Arguments<'_>) {
 macro_rules! outln {
     () => { $crate::output::write_stdout_line(format_args!("")) };
     ($($arg:tt)*) => { $crate::output::write_stdout_line(format_args!($($arg)*)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn dash_o_is_a_format_or_the_old_output_directory() {
+        let json = FormatOrDirectory::parse("json").unwrap();
+        let directory = FormatOrDirectory::parse("out/").unwrap();
+        assert_eq!(json, FormatOrDirectory::Format(OutputFormat::Json));
+        let resolve = FormatOrDirectory::resolve;
+        assert_eq!(
+            resolve(Some(&directory), None, None),
+            Ok((Some(PathBuf::from("out/")), OutputFormat::Text))
+        );
+        assert_eq!(
+            resolve(Some(&json), Some(Path::new("out")), None),
+            Ok((Some(PathBuf::from("out")), OutputFormat::Json))
+        );
+        // The old spelling: `--output DIR --format json`.
+        assert_eq!(
+            resolve(Some(&directory), None, Some(OutputFormat::Json)),
+            Ok((Some(PathBuf::from("out/")), OutputFormat::Json))
+        );
+        assert!(resolve(Some(&directory), Some(Path::new("other")), None).is_err());
+        assert!(resolve(Some(&json), None, Some(OutputFormat::Text)).is_err());
+        assert_eq!(resolve(None, None, None), Ok((None, OutputFormat::Text)));
+    }
 }

@@ -13,6 +13,7 @@ fn wordcount(dir: &Path, output: &Path) -> MapReduceRequest {
         std::fs::write(dir.join(name), text).unwrap();
     }
     MapReduceRequest {
+        kind: Default::default(),
         job: "wordcount".into(),
         inputs: vec![dir.join("*.txt").display().to_string()],
         output: output.display().to_string(),
@@ -34,7 +35,12 @@ fn wordcount(dir: &Path, output: &Path) -> MapReduceRequest {
 fn a_request_becomes_map_reduce_and_commit_tasks_with_the_output_ready() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out");
-    let planned = plan(&registry(), &wordcount(dir.path(), &output), Overwrite::Anything).unwrap();
+    let planned = plan(
+        &registry(),
+        &wordcount(dir.path(), &output),
+        Overwrite::Anything,
+    )
+    .unwrap();
     // The two small files are packed into one map task; three reducers; one commit.
     assert_eq!(planned.map_tasks, 1);
     let spec = job_spec(0, &planned);
@@ -63,7 +69,10 @@ fn the_api_overwrites_an_earlier_output_but_nothing_else() {
     let mut request = wordcount(dir.path(), &precious);
     request.overwrite = true;
     let refused = plan(&registry(), &request, Overwrite::EarlierOutputOnly).unwrap_err();
-    assert!(matches!(refused, MapReducePlanError::NotAnOutput(_)), "{refused}");
+    assert!(
+        matches!(refused, MapReducePlanError::NotAnOutput(_)),
+        "{refused}"
+    );
     assert!(precious.join("thesis.tex").is_file(), "nothing was removed");
 
     let earlier = dir.path().join("earlier");
@@ -72,7 +81,10 @@ fn the_api_overwrites_an_earlier_output_but_nothing_else() {
     std::fs::write(earlier.join("part-00000"), "old\t1\n").unwrap();
     request.output = earlier.display().to_string();
     plan(&registry(), &request, Overwrite::EarlierOutputOnly).unwrap();
-    assert!(!earlier.join("part-00000").exists(), "the earlier output is replaced");
+    assert!(
+        !earlier.join("part-00000").exists(),
+        "the earlier output is replaced"
+    );
 }
 
 #[test]
@@ -86,5 +98,8 @@ fn unknown_jobs_and_codecs_are_refused_with_what_would_do() {
     request.compress_output = Some("bz2".into());
     let error = plan(&registry(), &request, Overwrite::Anything).unwrap_err();
     assert!(error.to_string().contains("gz or zst"), "{error}");
-    assert!(!dir.path().join("out").exists(), "nothing is prepared for a refused job");
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing is prepared for a refused job"
+    );
 }

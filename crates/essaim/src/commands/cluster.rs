@@ -27,7 +27,7 @@ struct StatusArgs {
     #[command(flatten)]
     connect: ConnectArgs,
     /// Output format (`--format` is accepted too).
-    #[arg(long, alias = "format", value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -36,9 +36,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ClusterCommand::Status(args) = args.command;
     let urls = CoordinatorUrls::parse(&args.connect.coordinator)
         .map_err(|error| usage(error.to_string()))?;
+    let token = args.connect.token()?;
     let mut last_error = None;
     for url in urls.as_slice() {
-        let client = RestClient::new(url, args.connect.token.as_deref())?;
+        let client = RestClient::new(url, token.as_deref())?;
         match client.get::<ClusterView>("/api/v1/cluster").await {
             Ok(view) => {
                 print_view(&view, args.output);

@@ -1,6 +1,7 @@
 //! `essaim coordinator`: runs the coordinator until Ctrl-C or SIGTERM.
 
 use crate::client::usage;
+use crate::durations;
 use essaim_coordinator::role::{HighAvailability, run_highly_available};
 use essaim_coordinator::{CoordinatorConfig, start_coordinator};
 use std::net::SocketAddr;
@@ -18,34 +19,38 @@ pub struct Args {
     /// Directory of the journal; reuse it to resume after a restart.
     #[arg(long, default_value = "essaim-data")]
     data_dir: PathBuf,
-    /// Cluster token required from workers and clients (also ESSAIM_TOKEN).
-    #[arg(long, env = "ESSAIM_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// Cluster token required from workers and clients.
+    #[command(flatten)]
+    token: crate::client::TokenArgs,
     /// Accept unauthenticated callers on a non-loopback address.
     #[arg(long)]
     allow_unauthenticated: bool,
-    /// Worker heartbeat period, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    heartbeat_ms: u64,
-    /// A worker silent this long is dead and its tasks are re-queued, in milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    worker_timeout_ms: u64,
-    /// Longest a worker's pull waits for work, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
-    long_poll_ms: u64,
-    /// No task counts as a straggler before running this long, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
-    speculation_min_runtime_ms: u64,
-    /// Finished jobs and their results are forgotten this many seconds after finishing.
-    #[arg(long, default_value_t = 86_400)]
-    retention_secs: u64,
+    /// Worker heartbeat period (`1s`; a bare number counts milliseconds, as the old
+    /// --heartbeat-ms did).
+    #[arg(long, alias = "heartbeat-ms", value_parser = durations::millis, default_value = "1s")]
+    heartbeat: Duration,
+    /// A worker silent this long is dead and its tasks are re-queued (bare number:
+    /// milliseconds).
+    #[arg(long, alias = "worker-timeout-ms", value_parser = durations::millis, default_value = "5s")]
+    worker_timeout: Duration,
+    /// Longest a worker's pull waits for work (bare number: milliseconds).
+    #[arg(long, alias = "long-poll-ms", value_parser = durations::millis, default_value = "10s")]
+    long_poll: Duration,
+    /// No task counts as a straggler before running this long (bare number:
+    /// milliseconds).
+    #[arg(long, alias = "speculation-min-runtime-ms", value_parser = durations::millis, default_value = "1s")]
+    speculation_min_runtime: Duration,
+    /// Finished jobs and their results are forgotten this long after finishing (bare
+    /// number: seconds).
+    #[arg(long, alias = "retention-secs", value_parser = durations::seconds, default_value = "24h")]
+    retention: Duration,
     /// Compact the journal into a snapshot after this many new events.
     #[arg(long, default_value_t = 1_000_000)]
     compact_after_events: u64,
-    /// The recommended number of workers aims to drain the backlog within this many
-    /// seconds (see the queue statistics in ARCHITECTURE.md).
-    #[arg(long, default_value_t = 300.0)]
-    drain_target_secs: f64,
+    /// The recommended number of workers aims to drain the backlog within this long
+    /// (bare number: seconds; see the queue statistics in ARCHITECTURE.md).
+    #[arg(long, alias = "drain-target-secs", value_parser = durations::seconds, default_value = "5m")]
+    drain_target: Duration,
     /// The recommended number of workers aims to keep this share of slots busy (0.05–1).
     #[arg(long, default_value_t = 0.8)]
     target_utilisation: f64,
@@ -74,13 +79,13 @@ struct HighAvailabilityArgs {
     /// other names on the same etcd are other clusters.
     #[arg(long, env = "ESSAIM_CLUSTER", default_value = "default")]
     cluster: String,
-    /// The leader's etcd lease, in seconds: a dead leader is replaced about this long
-    /// after it stopped refreshing it.
-    #[arg(long, default_value_t = 2)]
-    leader_lease_secs: u64,
-    /// Longest an etcd call may take before it counts as failed, in seconds.
-    #[arg(long, default_value_t = 5)]
-    etcd_timeout_secs: u64,
+    /// The leader's etcd lease (whole seconds, at least 2; a bare number counts
+    /// seconds): a dead leader is replaced about this long after it stopped refreshing it.
+    #[arg(long, alias = "leader-lease-secs", value_parser = durations::seconds, default_value = "2s")]
+    leader_lease: Duration,
+    /// Longest an etcd call may take before it counts as failed (bare number: seconds).
+    #[arg(long, alias = "etcd-timeout-secs", value_parser = durations::seconds, default_value = "5s")]
+    etcd_timeout: Duration,
 }
 
 impl HighAvailabilityArgs {
@@ -106,9 +111,9 @@ impl HighAvailabilityArgs {
                 )));
             }
         }
-        if self.leader_lease_secs < 2 {
+        if self.leader_lease < Duration::from_secs(2) {
             return Err(usage(
-                "--leader-lease-secs must be at least 2 (etcd's shortest lease)",
+                "--leader-lease must be at least 2s (etcd's shortest lease)",
             ));
         }
         let advertise_url = match self.advertise_url {
@@ -124,29 +129,29 @@ impl HighAvailabilityArgs {
             etcd_endpoints: endpoints,
             cluster: self.cluster,
             advertise_url,
-            lease_ttl: Duration::from_secs(self.leader_lease_secs),
-            etcd_timeout: Duration::from_secs(self.etcd_timeout_secs.max(1)),
+            // etcd leases are whole seconds.
+            lease_ttl: Duration::from_secs(self.leader_lease.as_secs()),
+            etcd_timeout: self.etcd_timeout.max(Duration::from_secs(1)),
         }))
     }
 }
 
 /// Runs the coordinator.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.token.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+    let token = args.token.resolve()?;
+    if token.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
         return Err(usage(format!(
             "refusing to listen on {} without a cluster token: pass --token (or ESSAIM_TOKEN), or --allow-unauthenticated",
             args.listen
         )));
     }
-    if args.heartbeat_ms == 0 || args.worker_timeout_ms <= args.heartbeat_ms {
+    if args.heartbeat.is_zero() || args.worker_timeout <= args.heartbeat {
         return Err(usage(
-            "--worker-timeout-ms must be larger than --heartbeat-ms, which must be positive",
+            "--worker-timeout must be longer than --heartbeat, which must be positive",
         ));
     }
-    if !(args.drain_target_secs.is_finite() && args.drain_target_secs > 0.0) {
-        return Err(usage(
-            "--drain-target-secs must be a positive number of seconds",
-        ));
+    if args.drain_target.is_zero() {
+        return Err(usage("--drain-target must be positive"));
     }
     if !(0.05..=1.0).contains(&args.target_utilisation) {
         return Err(usage("--target-utilisation must be between 0.05 and 1"));
@@ -154,19 +159,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let high_availability = args.high_availability.settings(args.listen)?;
     let mut config = CoordinatorConfig::new(args.listen, args.data_dir);
     config.queue_targets = essaim_coordinator::queue::QueueTargets {
-        drain_target_s: args.drain_target_secs,
+        drain_target_s: args.drain_target.as_secs_f64(),
         utilisation: args.target_utilisation,
     };
-    config.token = args.token;
+    config.token = token;
     config.planner = Some(crate::jobs::planner());
     if let Some(reserve) = args.journal_reserve_bytes {
         config.journal_reserve_bytes = reserve;
     }
-    config.heartbeat_interval = Duration::from_millis(args.heartbeat_ms);
-    config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
-    config.long_poll = Duration::from_millis(args.long_poll_ms);
-    config.speculation_min_runtime = Duration::from_millis(args.speculation_min_runtime_ms);
-    config.retention = Duration::from_secs(args.retention_secs);
+    config.heartbeat_interval = args.heartbeat;
+    config.worker_timeout = args.worker_timeout;
+    config.long_poll = args.long_poll;
+    config.speculation_min_runtime = args.speculation_min_runtime;
+    config.retention = args.retention;
     config.compact_after_events = args.compact_after_events.max(1);
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();

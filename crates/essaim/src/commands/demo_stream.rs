@@ -169,7 +169,7 @@ pub async fn run(args: StreamDemoArgs) -> anyhow::Result<ExitCode> {
         postgres: postgres.url.clone(),
         exit_at_end: true,
         batch_max: 2000,
-        batch_wait_ms: 20,
+        batch_wait: std::time::Duration::from_millis(20),
     };
     let (elapsed, killed) =
         run_with_a_kill(&pipeline, args.workers.max(2), &postgres.url, work).await?;

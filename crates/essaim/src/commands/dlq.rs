@@ -23,7 +23,7 @@ enum Action {
         #[arg(long)]
         job: Option<u64>,
         /// Output format (`--format` is accepted too).
-        #[arg(long, alias = "format", value_enum, default_value_t)]
+        #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Show one dead letter with its payload and every error.
@@ -33,7 +33,7 @@ enum Action {
         /// The task index.
         task: u32,
         /// Output format (`--format` is accepted too).
-        #[arg(long, alias = "format", value_enum, default_value_t)]
+        #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
         output: OutputFormat,
     },
     /// Put dead letters back in the queue with fresh attempts.
@@ -49,7 +49,7 @@ struct Selection {
     /// Only these task indexes (default: every dead letter of the job).
     tasks: Vec<u32>,
     /// Output format (`--format` is accepted too).
-    #[arg(long, alias = "format", value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 

@@ -20,7 +20,12 @@ use std::sync::Arc;
 pub struct Args {
     /// Directory for results.json, the SVG plots and summary.md (created if missing;
     /// these files in it are replaced).
-    #[arg(long, value_name = "DIR", default_value = "eval-results")]
+    #[arg(
+        long = "output-dir",
+        visible_alias = "out",
+        value_name = "DIR",
+        default_value = "eval-results"
+    )]
     out: PathBuf,
     /// A smoke test: fewer worker counts, repeats and tasks (about half a minute).
     #[arg(long)]
@@ -35,7 +40,7 @@ pub struct Args {
     #[arg(long)]
     corpus_mb: Option<u64>,
     /// What to print on standard output: the files written, or results.json.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 

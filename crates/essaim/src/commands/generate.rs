@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::client::usage;
-use crate::output::{OutputFormat, print_json};
+use crate::output::{FormatOrDirectory, OutputFormat, print_json};
 
 /// Options of `essaim gen`: generates sample input for the built-in jobs.
 #[derive(clap::Args, Debug)]
@@ -14,8 +14,15 @@ pub struct GenArgs {
     #[arg(value_enum)]
     what: GenKind,
     /// Output directory (refused if it exists, unless --overwrite).
-    #[arg(long, short = 'o')]
-    output: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "output")]
+    output_dir: Option<PathBuf>,
+    /// Output format of the summary: text or json. Any other value names the output
+    /// directory, as `-o DIR` did before --output-dir.
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = FormatOrDirectory::parse)]
+    output: Option<FormatOrDirectory>,
+    /// Output format of the summary, beside the old `--output DIR`.
+    #[arg(long, value_enum, hide_short_help = true)]
+    format: Option<OutputFormat>,
     /// Records (sort) to generate.
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
@@ -28,9 +35,6 @@ pub struct GenArgs {
     /// Replace the output directory if it exists.
     #[arg(long)]
     overwrite: bool,
-    /// Output format of the summary (`--output` names the output directory here).
-    #[arg(long, value_enum, default_value_t)]
-    format: OutputFormat,
 }
 
 /// Sample inputs `essaim gen` writes.
@@ -42,40 +46,45 @@ pub enum GenKind {
 
 /// Writes sample input.
 pub fn generate(args: GenArgs) -> anyhow::Result<ExitCode> {
-    if args.output.exists() {
+    let (output_dir, format) = FormatOrDirectory::resolve(
+        args.output.as_ref(),
+        args.output_dir.as_deref(),
+        args.format,
+    )
+    .map_err(usage)?;
+    let output =
+        output_dir.ok_or_else(|| usage("--output-dir is required (-o names a format here)"))?;
+    if output.exists() {
         if !args.overwrite {
             return Err(usage(format!(
                 "output directory `{}` already exists (pass --overwrite to replace it)",
-                args.output.display()
+                output.display()
             )));
         }
-        std::fs::remove_dir_all(&args.output)?;
+        std::fs::remove_dir_all(&output)?;
     }
     if args.files == 0 {
         return Err(usage("--files must be at least 1"));
     }
     let started = Instant::now();
     match args.what {
-        GenKind::Sort => essaim_mapreduce::jobs::generate_sort_input(
-            &args.output,
-            args.rows,
-            args.files,
-            args.seed,
-        )?,
+        GenKind::Sort => {
+            essaim_mapreduce::jobs::generate_sort_input(&output, args.rows, args.files, args.seed)?
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
-    match args.format {
+    match format {
         OutputFormat::Json => print_json(&serde_json::json!({
             "records": args.rows,
             "files": args.files,
-            "output": args.output,
+            "output": output,
             "seconds": seconds,
         })),
         OutputFormat::Text => crate::outln!(
             "wrote {} records in {} files to {} in {seconds:.2} s",
             args.rows,
             args.files,
-            args.output.display(),
+            output.display(),
         ),
     }
     Ok(ExitCode::SUCCESS)

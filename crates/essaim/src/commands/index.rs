@@ -67,9 +67,14 @@ pub struct ServeArgs {
     /// Most hedged requests, as a share of leaf requests.
     #[arg(long, default_value_t = essaim_serve::hedge::DEFAULT_BUDGET_SHARE)]
     hedge_budget: f64,
-    /// Deadline of a query that names none, in milliseconds.
-    #[arg(long, default_value_t = DEFAULT_DEADLINE.as_millis() as u64)]
-    deadline_ms: u64,
+    /// Deadline of a query that names none (bare number: milliseconds).
+    #[arg(
+        long,
+        alias = "deadline-ms",
+        value_parser = crate::durations::millis,
+        default_value = humantime::format_duration(DEFAULT_DEADLINE).to_string()
+    )]
+    deadline: Duration,
     /// The index was built with `-D lowercase=false`: queries keep their case.
     #[arg(long)]
     case_sensitive: bool,
@@ -113,8 +118,8 @@ fn check(args: &ServeArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.hedge_budget) {
         return Err(usage("--hedge-budget must be between 0 and 1"));
     }
-    if args.deadline_ms == 0 {
-        return Err(usage("--deadline-ms must be at least 1"));
+    if args.deadline < Duration::from_millis(1) {
+        return Err(usage("--deadline must be at least 1ms"));
     }
     let probability = args.bench.bench_slow_probability;
     if !(0.0..=1.0).contains(&probability) {
@@ -209,7 +214,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             budget_share: args.hedge_budget,
             ..HedgePolicy::default()
         },
-        default_deadline: Duration::from_millis(args.deadline_ms),
+        default_deadline: args.deadline,
         limits: Default::default(),
         lowercase: !args.case_sensitive,
     });

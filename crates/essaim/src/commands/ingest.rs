@@ -24,9 +24,12 @@ pub struct Args {
     /// (default: one partition, stream and subject named like the source). Repeatable.
     #[arg(long = "source", required = true)]
     sources: Vec<String>,
-    /// Bearer token clients must present (also read from ESSAIM_INGEST_TOKEN).
+    /// Bearer token clients must present.
     #[arg(long, env = "ESSAIM_INGEST_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// File whose first line is the bearer token, instead of --token.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    token_file: Option<std::path::PathBuf>,
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_body_bytes: usize,
@@ -59,7 +62,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map(|text| parse_source(text))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut config = IngestConfig::new(args.listen, &args.nats, sources);
-    config.bearer_token = args.token;
+    config.bearer_token = crate::client::TokenArgs {
+        token: args.token,
+        token_file: args.token_file,
+    }
+    .resolve()?;
     config.max_body_bytes = args.max_body_bytes;
     config
         .validate()

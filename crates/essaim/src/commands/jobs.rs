@@ -14,7 +14,7 @@ pub struct ListArgs {
     #[command(flatten)]
     connect: ConnectArgs,
     /// Output format (`--format` is accepted too).
-    #[arg(long, alias = "format", value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -26,7 +26,7 @@ pub struct JobArgs {
     /// The job.
     job: u64,
     /// Output format (`--format` is accepted too).
-    #[arg(long, alias = "format", value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -42,12 +42,13 @@ pub struct WaitArgs {
     connect: ConnectArgs,
     /// The job.
     job: u64,
-    /// Give up after this many seconds (exit code 1); while the coordinator is
-    /// unreachable, retry until then (without it: for the connect timeout per outage).
-    #[arg(long)]
-    timeout_secs: Option<f64>,
+    /// Give up after this long (exit code 1), e.g. `10m` (bare number: seconds); while
+    /// the coordinator is unreachable, retry until then (without it: for the connect
+    /// timeout per outage).
+    #[arg(long, alias = "timeout-secs", value_parser = crate::durations::seconds)]
+    timeout: Option<Duration>,
     /// Output format (`--format` is accepted too).
-    #[arg(long, alias = "format", value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -57,7 +58,7 @@ pub struct WorkersArgs {
     #[command(flatten)]
     connect: ConnectArgs,
     /// Output format (`--format` is accepted too).
-    #[arg(long, alias = "format", value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -116,10 +117,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
 /// Waits for one job.
 pub async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
     let coordinator = args.connect.coordinator()?;
-    let timeout = args
-        .timeout_secs
-        .map(|s| Duration::from_secs_f64(s.max(0.0)));
-    wait_with_progress(&coordinator, args.job, timeout, args.output).await
+    wait_with_progress(&coordinator, args.job, args.timeout, args.output).await
 }
 
 /// Long-polls the job until it is terminal, drawing a progress bar per stage on a

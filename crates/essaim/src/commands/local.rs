@@ -25,9 +25,8 @@ pub struct Args {
     /// Journal and scratch directory (default: a fresh temporary directory).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Cluster token (also ESSAIM_TOKEN).
-    #[arg(long, env = "ESSAIM_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    token: crate::client::TokenArgs,
 }
 
 /// Runs the local cluster until Ctrl-C or SIGTERM.
@@ -46,7 +45,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         prefetch: args.prefetch,
         listen: args.listen,
         data_dir: data_dir.clone(),
-        token: args.token,
+        token: args.token.resolve()?,
         restart_crashed: true,
         worker_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         heartbeat: Duration::from_secs(1),

@@ -24,7 +24,7 @@ use essaim_proto::{CoordinatorClient, v1};
 use super::job_files::{JobFilesArgs, ShippedFiles};
 use crate::client::{ConnectArgs, CoordinatorCalls, usage};
 use crate::local_cluster::{LocalCluster, LocalOptions};
-use crate::output::{OutputFormat, print_json};
+use crate::output::{FormatOrDirectory, OutputFormat, print_json};
 use crate::progress::StageBars;
 use std::io::IsTerminal;
 
@@ -40,8 +40,15 @@ pub struct JobArgs {
     inputs: Vec<String>,
     /// Output directory, or `s3://bucket/prefix` (refused if it exists, unless
     /// --overwrite). Inputs may be `s3://bucket/prefix` too.
-    #[arg(long, short = 'o', required_unless_present = "list")]
-    output: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["list", "output"])]
+    output_dir: Option<PathBuf>,
+    /// Output format of the summary: text or json. Any other value names the output
+    /// directory, as `-o DIR` did before --output-dir.
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = FormatOrDirectory::parse)]
+    output: Option<FormatOrDirectory>,
+    /// Output format of the summary, beside the old `--output DIR`.
+    #[arg(long, value_enum, hide_short_help = true)]
+    format: Option<OutputFormat>,
     /// Endpoint of an S3-compatible store for `s3://` inputs and outputs, e.g.
     /// http://127.0.0.1:9000 (default: AWS_ENDPOINT, else AWS). Workers use it too;
     /// credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY on each process.
@@ -57,7 +64,7 @@ pub struct JobArgs {
     #[arg(long)]
     overwrite: bool,
     /// Reduce tasks per step.
-    #[arg(long, short = 'r', default_value_t = DEFAULT_REDUCERS)]
+    #[arg(long, short = 'r', env = "ESSAIM_MAPREDUCE_REDUCERS", default_value_t = DEFAULT_REDUCERS)]
     reducers: u32,
     /// A job parameter, `name=value` (repeatable).
     #[arg(long = "param", short = 'D', value_name = "NAME=VALUE")]
@@ -78,36 +85,57 @@ pub struct JobArgs {
     #[arg(long, value_name = "SCRIPT")]
     mrjob: Option<PathBuf>,
     /// Python interpreter for --mrjob.
-    #[arg(long, default_value = "python3")]
+    #[arg(long, env = "ESSAIM_MAPREDUCE_PYTHON", default_value = "python3")]
     python: String,
     #[command(flatten)]
     job_files: JobFilesArgs,
     /// Split size, e.g. 64MiB or 1000000.
-    #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_SPLIT_BYTES)]
+    #[arg(long, env = "ESSAIM_MAPREDUCE_SPLIT_SIZE", value_parser = parse_size, default_value_t = DEFAULT_SPLIT_BYTES)]
     split_size: u64,
     /// Files smaller than the split size are packed several to a map task, each
     /// counted as its size plus this much, e.g. 64KiB (Spark's openCostInBytes).
-    #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_OPEN_COST_BYTES)]
+    #[arg(long, env = "ESSAIM_MAPREDUCE_OPEN_COST", value_parser = parse_size, default_value_t = DEFAULT_OPEN_COST_BYTES)]
     open_cost: u64,
     /// One map task per file (or piece of a large file): no packing of small files.
-    #[arg(long)]
+    #[arg(long, env = "ESSAIM_MAPREDUCE_NO_PACKING")]
     no_packing: bool,
     /// Sort buffer of each map task, e.g. 64MiB (at least 64KiB).
-    #[arg(long, value_parser = parse_size, default_value_t = DEFAULT_SORT_BUFFER_BYTES)]
+    #[arg(long, env = "ESSAIM_MAPREDUCE_SORT_BUFFER", value_parser = parse_size, default_value_t = DEFAULT_SORT_BUFFER_BYTES)]
     sort_buffer: u64,
     /// Runs merged at once.
-    #[arg(long, default_value_t = DEFAULT_MERGE_FACTOR)]
+    #[arg(long, env = "ESSAIM_MAPREDUCE_MERGE_FACTOR", default_value_t = DEFAULT_MERGE_FACTOR)]
     merge_factor: u32,
     /// Compress the output parts: `gz` (part-00000.gz) or `zst`. Inputs named `.gz`,
     /// `.zst` or `.bz2` (or starting with their magic numbers) are always decompressed.
-    #[arg(long, value_name = "CODEC", value_parser = parse_output_codec)]
+    #[arg(long, env = "ESSAIM_MAPREDUCE_COMPRESS_OUTPUT", value_name = "CODEC", value_parser = parse_output_codec)]
     compress_output: Option<essaim_storage::Codec>,
     /// Attempts per task before the job fails (default 4).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, env = "ESSAIM_MAPREDUCE_MAX_ATTEMPTS", default_value_t = 0)]
     max_attempts: u32,
-    /// Output format of the summary (`--output` names the output directory here).
-    #[arg(long = "format", value_enum, default_value_t)]
-    format: OutputFormat,
+}
+
+impl JobArgs {
+    /// The format of the summary.
+    fn format(&self) -> OutputFormat {
+        FormatOrDirectory::resolve(
+            self.output.as_ref(),
+            self.output_dir.as_deref(),
+            self.format,
+        )
+        .map(|(_, format)| format)
+        .unwrap_or_default()
+    }
+
+    /// The output directory, from --output-dir or the old `-o DIR`.
+    fn output_dir(&self) -> anyhow::Result<PathBuf> {
+        let (directory, _) = FormatOrDirectory::resolve(
+            self.output.as_ref(),
+            self.output_dir.as_deref(),
+            self.format,
+        )
+        .map_err(usage)?;
+        directory.ok_or_else(|| usage("--output-dir is required (-o names a format here)"))
+    }
 }
 
 /// Parses `--compress-output`: the codecs parts can be written with.
@@ -136,9 +164,9 @@ pub struct RunArgs {
     /// Submit to this running coordinator instead of starting a local cluster.
     #[arg(long, env = "ESSAIM_RUN_COORDINATOR")]
     coordinator: Option<String>,
-    /// Cluster token, with --coordinator (also ESSAIM_TOKEN).
-    #[arg(long, env = "ESSAIM_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// Cluster token, with --coordinator.
+    #[command(flatten)]
+    token: crate::client::TokenArgs,
 }
 
 /// Options of `essaim submit JOB`: a MapReduce job submitted to a running cluster.
@@ -235,11 +263,11 @@ impl clap::FromArgMatches for SubmitJob {
 /// Runs a job on an embedded local cluster (or on `--coordinator`).
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.job.list {
-        return list_jobs(args.job.format);
+        return list_jobs(args.job.format());
     }
     let name = args.job_name.clone().unwrap_or_default();
     if let Some(coordinator) = args.coordinator.clone() {
-        let connect = ConnectArgs::for_url(&coordinator, args.token.clone());
+        let connect = ConnectArgs::for_url(&coordinator, args.token.resolve()?);
         let submit_args = SubmitArgs {
             connect,
             job: args.job,
@@ -280,7 +308,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// Submits the job `name` to a running cluster and, unless detached, follows it.
 pub async fn submit(name: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     if args.job.list {
-        return list_jobs(args.job.format);
+        return list_jobs(args.job.format());
     }
     let (planned, shipped) = plan(name, &args.job)?;
     let started = Instant::now();
@@ -290,7 +318,7 @@ pub async fn submit(name: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
         .await?;
     if args.detach {
         let job_id = submit_to_leader(&coordinator, args.job.max_attempts, &planned).await?;
-        match args.job.format {
+        match args.job.format() {
             OutputFormat::Json => print_json(&serde_json::json!({"job_id": job_id})),
             OutputFormat::Text => crate::outln!("{job_id}"),
         }
@@ -367,11 +395,9 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<(PlannedJob, ShippedFiles)
         };
         params.set(name.trim(), value);
     }
-    let output = args
-        .output
-        .clone()
-        .ok_or_else(|| usage("--output is required"))?;
+    let output = args.output_dir()?;
     let request = MapReduceRequest {
+        kind: Default::default(),
         job: name.to_owned(),
         inputs: args.inputs.clone(),
         output: output.display().to_string(),
@@ -437,7 +463,7 @@ async fn submit_and_follow(
         coordinator,
         job_id,
         &planned,
-        args.format == OutputFormat::Json,
+        args.format() == OutputFormat::Json,
     )
     .await?;
     let elapsed = started.elapsed();
@@ -450,7 +476,7 @@ async fn submit_and_follow(
         }
     };
     let succeeded = job.state == "succeeded" && committed;
-    print_summary(&planned, &job, elapsed, succeeded, args.format);
+    print_summary(&planned, &job, elapsed, succeeded, args.format());
     Ok(if succeeded {
         ExitCode::SUCCESS
     } else {

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod cluster;
+pub mod config;
 pub mod coordinator;
 pub mod demo;
 pub mod demo_stream;

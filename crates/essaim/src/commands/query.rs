@@ -28,14 +28,14 @@ pub struct QueryArgs {
         default_value = "http://127.0.0.1:7480"
     )]
     root: String,
-    /// Deadline in milliseconds (default: the root's).
-    #[arg(long)]
-    deadline: Option<u64>,
+    /// Deadline, e.g. `250ms` (bare number: milliseconds; default: the root's).
+    #[arg(long, value_parser = crate::durations::millis)]
+    deadline: Option<std::time::Duration>,
     /// Key for key-affinity balancing (the same key goes to the same replicas).
     #[arg(long)]
     key: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -47,7 +47,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
         encode_query_value(&args.query)
     );
     if let Some(deadline) = args.deadline {
-        url.push_str(&format!("&deadline_ms={deadline}"));
+        url.push_str(&format!("&deadline_ms={}", deadline.as_millis()));
     }
     if let Some(key) = &args.key {
         url.push_str(&format!("&key={}", encode_query_value(key)));

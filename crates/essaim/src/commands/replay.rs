@@ -20,8 +20,13 @@ use crate::output::{OutputFormat, print_json};
 pub struct Args {
     /// The CSV file; its first line is the header and is not published.
     file: PathBuf,
-    /// The NATS server.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    /// The NATS server (`--url` is accepted too).
+    #[arg(
+        long = "nats",
+        visible_alias = "url",
+        env = "ESSAIM_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
     url: String,
     /// The subject each data line is published to.
     #[arg(long)]
@@ -61,7 +66,7 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     max_in_flight: usize,
     /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 

@@ -1,4 +1,4 @@
-//! `essaim report JOB --out DIR`: a self-contained HTML report of one job, with its
+//! `essaim report JOB --output-dir DIR`: a self-contained HTML report of one job, with its
 //! plots as standalone SVG files and the raw data as JSON.
 //!
 //! It reads the coordinator's REST API, which serves the job's history (timeline,
@@ -23,10 +23,10 @@ pub struct Args {
     /// The job.
     job: u64,
     /// Directory to write the report to (created if missing; our files in it replaced).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long = "output-dir", visible_alias = "out", value_name = "DIR")]
     out: PathBuf,
     /// What to print about the files written.
-    #[arg(long, alias = "format", value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -37,7 +37,8 @@ const DATA: &str = "job.json";
 
 /// Fetches the job and writes the report.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let client = RestClient::new(&args.connect.coordinator, args.connect.token.as_deref())?;
+    let token = args.connect.token()?;
+    let client = RestClient::new(&args.connect.coordinator, token.as_deref())?;
     let raw = client
         .get_bytes(&format!("/api/v1/jobs/{}", args.job))
         .await?;

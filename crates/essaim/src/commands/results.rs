@@ -14,7 +14,7 @@ pub struct Args {
     /// The job.
     job: u64,
     /// Output format (`--format` is accepted too).
-    #[arg(long, alias = "format", value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use essaim_proto::v1;
 use essaim_coordinator::planning::StreamRequest;
+use essaim_proto::v1;
 
 use crate::client::{ConnectArgs, CoordinatorCalls, usage};
 use crate::local_cluster::{LocalCluster, LocalOptions};
@@ -68,10 +68,10 @@ pub(crate) struct PipelineArgs {
     /// Most messages per commit.
     #[arg(long, default_value_t = essaim_planning::stream::DEFAULT_BATCH_MAX)]
     pub(crate) batch_max: usize,
-    /// Longest wait for a batch, in milliseconds: the latency floor when the input is
-    /// slow (a full batch goes at once).
-    #[arg(long, default_value_t = essaim_planning::stream::DEFAULT_BATCH_WAIT_MS)]
-    pub(crate) batch_wait_ms: u64,
+    /// Longest wait for a batch (bare number: milliseconds): the latency floor when
+    /// the input is slow (a full batch goes at once).
+    #[arg(long, alias = "batch-wait-ms", value_parser = crate::durations::millis, default_value = "20ms")]
+    pub(crate) batch_wait: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -133,8 +133,12 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
             .map(|stem| stem.to_string_lossy().replace(['.', ' '], "_"))
             .unwrap_or_else(|| "pipeline".to_owned()),
     };
-    let directory = args.spec.parent().unwrap_or(Path::new("."));
+    // Workers resolve the spec's relative paths against this: absolute, whatever the
+    // working directory the spec was named from.
+    let spec_path = std::path::absolute(&args.spec).unwrap_or_else(|_| args.spec.clone());
+    let directory = spec_path.parent().unwrap_or(Path::new("."));
     let request = StreamRequest {
+        kind: Default::default(),
         name: name.clone(),
         spec: text,
         tables: BTreeMap::new(),
@@ -145,7 +149,7 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
         parallelism: args.parallelism,
         exit_at_end: args.exit_at_end,
         batch_max: Some(args.batch_max),
-        batch_wait_ms: Some(args.batch_wait_ms),
+        batch_wait_ms: Some(u64::try_from(args.batch_wait.as_millis()).unwrap_or(u64::MAX)),
     };
     let job = essaim_planning::stream::job_spec(&request)
         .map_err(|error| usage(format!("{}: {error}", args.spec.display())))?;

@@ -24,7 +24,7 @@ pub struct StatusArgs {
     #[arg(long, env = "ESSAIM_POSTGRES_URL")]
     postgres: Option<String>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
 }
 

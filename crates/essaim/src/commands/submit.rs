@@ -17,6 +17,7 @@ use serde_json::json;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Options of `essaim submit`: a task-farm job, or `essaim submit JOB …` for a
 /// MapReduce job (see `essaim submit wordcount --help`).
@@ -68,12 +69,13 @@ pub struct Args {
     /// Attempts per task before it goes to the dead-letter queue (default 4).
     #[arg(long, default_value_t = 0)]
     max_attempts: u32,
-    /// Tasks not started within this many seconds are not run.
-    #[arg(long)]
-    deadline_secs: Option<f64>,
-    /// Longest run of one attempt, in seconds.
-    #[arg(long)]
-    task_timeout_secs: Option<f64>,
+    /// Tasks not started within this long are not run, e.g. `10m` (bare number:
+    /// seconds).
+    #[arg(long, alias = "deadline-secs", value_parser = crate::durations::seconds)]
+    deadline: Option<Duration>,
+    /// Longest run of one attempt, e.g. `30s` (bare number: seconds).
+    #[arg(long, alias = "task-timeout-secs", value_parser = crate::durations::seconds)]
+    task_timeout: Option<Duration>,
     /// Straggler threshold as a multiple of the median task duration (default 3).
     #[arg(long)]
     speculation: Option<f64>,
@@ -84,7 +86,7 @@ pub struct Args {
     #[arg(long)]
     wait: bool,
     /// Output format (`--format` is accepted too).
-    #[arg(long, alias = "format", value_enum, default_value_t)]
+    #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
     /// The command to run per task, after `--`.
     #[arg(last = true)]
@@ -164,7 +166,7 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
             Some(s) if s.is_finite() && s > 0.0 => {
                 Ok(essaim_coordinator::actor::wall_clock_ms() + (s * 1000.0) as u64)
             }
-            Some(s) => Err(usage(format!("--deadline-secs must be positive, got {s}"))),
+            Some(s) => Err(usage(format!("the deadline must be positive, got {s} s"))),
         }
     };
     let seconds_to_ms = |secs: Option<f64>| secs.map(|s| (s.max(0.0) * 1000.0) as u64).unwrap_or(0);
@@ -174,8 +176,8 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
         priority: args.priority,
         max_concurrency: args.max_concurrency,
         max_attempts: args.max_attempts,
-        deadline_unix_ms: deadline_ms(args.deadline_secs)?,
-        task_timeout_ms: seconds_to_ms(args.task_timeout_secs),
+        deadline_unix_ms: deadline_ms(args.deadline.map(|deadline| deadline.as_secs_f64()))?,
+        task_timeout_ms: seconds_to_ms(args.task_timeout.map(|timeout| timeout.as_secs_f64())),
         retry_backoff_base_ms: 0,
         retry_backoff_max_ms: 0,
         speculation_multiplier: if args.no_speculation {

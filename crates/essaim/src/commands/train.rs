@@ -95,7 +95,7 @@ pub struct NaiveBayesArgs {
     #[arg(long, env = "ESSAIM_ACTOR")]
     actor: Option<String>,
     /// Output format (`--format` names the input format here).
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(short = 'o', long, value_enum, default_value_t)]
     output: OutputFormat,
 }
 
@@ -219,7 +219,7 @@ fn registry_client(args: &NaiveBayesArgs) -> anyhow::Result<RegistryClient> {
         .unwrap_or_else(|| "unknown".into());
     Ok(RegistryClient::new(
         url.trim(),
-        args.connect.token.as_deref(),
+        args.connect.token()?.as_deref(),
         &actor,
     )?)
 }

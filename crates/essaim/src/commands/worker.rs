@@ -18,9 +18,8 @@ pub struct Args {
         default_value = "http://127.0.0.1:7070"
     )]
     coordinator: String,
-    /// Cluster token (also ESSAIM_TOKEN).
-    #[arg(long, env = "ESSAIM_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    token: crate::client::TokenArgs,
     /// Attempts run at once (default: the number of cores).
     #[arg(long)]
     slots: Option<u32>,
@@ -42,9 +41,9 @@ pub struct Args {
     /// Scratch directory for attempt outputs (default: a temporary directory).
     #[arg(long)]
     scratch_dir: Option<PathBuf>,
-    /// Seconds running tasks may take to finish after SIGTERM.
-    #[arg(long, default_value_t = 30)]
-    drain_grace_secs: u64,
+    /// How long running tasks may take to finish after SIGTERM (bare number: seconds).
+    #[arg(long, alias = "drain-grace-secs", value_parser = crate::durations::seconds, default_value = "30s")]
+    drain_grace: Duration,
     /// Run external commands (the `command` task kind). Off by default: only allow it
     /// where every holder of the cluster token may run programs on this machine.
     #[arg(long)]
@@ -82,14 +81,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let config = WorkerConfig {
         coordinator_url: args.coordinator,
-        token: args.token,
+        token: args.token.resolve()?,
         name,
         slots,
         prefetch: args.prefetch,
         http_listen: args.http_listen,
         advertised_host: args.advertised_host,
         scratch_dir,
-        drain_grace: Duration::from_secs(args.drain_grace_secs),
+        drain_grace: args.drain_grace,
         allow_commands: args.allow_commands,
         data_dirs: args.data_dirs,
         labels: Default::default(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::harness::{
     Cluster, ESSAIM, EVENTUALLY, free_port, job_spec, output_text, shell_task, spawn_essaim,
 };
-use essaim_testkit::cli::INHERITED_VARIABLES_REMOVED;
+use essaim_testkit::cli::{HERMETIC_VARIABLES, inherited_essaim_variables};
 
 /// How long the coordinator stays down: longer than any single retry delay, so that the
 /// clients must retry several times.
@@ -19,11 +19,11 @@ const DOWNTIME: Duration = Duration::from_millis(2500);
 fn spawn_cli(args: &[&str]) -> tokio::process::Child {
     let mut command = tokio::process::Command::new(Path::new(ESSAIM));
     command.args(args);
-    for variable in INHERITED_VARIABLES_REMOVED {
+    for variable in inherited_essaim_variables() {
         command.env_remove(variable);
     }
     command
-        .env("NO_COLOR", "1")
+        .envs(HERMETIC_VARIABLES)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,6 +1,8 @@
 //! Every command that prints data prints exactly one JSON document on standard output
-//! with `--output json` (or `--format json`, where `--output` names a directory), and
-//! nothing else there: progress and notes go to standard error.
+//! with `-o json` / `--output json` (`--format json` too), and nothing else there:
+//! progress and notes go to standard error. Where `-o` named the output directory
+//! (`run`, `submit JOB`, `gen`), the directory is `--output-dir`, and the old
+//! `--output DIR --format json` still works.
 
 use crate::harness::{CliOutput, Cluster, EVENTUALLY, job_spec, shell_task};
 use serde_json::Value;
@@ -38,6 +40,8 @@ async fn every_data_command_prints_one_json_document() {
     );
     assert_eq!(status["succeeded"], 3, "{status:#}");
     let jobs = parse("jobs", &cluster.cli(&["jobs", "--output", "json"]).await);
+    let short = parse("jobs -o", &cluster.cli(&["jobs", "-o", "json"]).await);
+    assert_eq!(short, jobs, "-o is --output");
     assert!(
         jobs.as_array().is_some_and(|jobs| !jobs.is_empty()),
         "{jobs:#}"
@@ -111,7 +115,7 @@ async fn every_data_command_prints_one_json_document() {
     let report = parse(
         "report",
         &cluster
-            .cli(&["report", &id, "--out", &report_dir, "--output", "json"])
+            .cli(&["report", &id, "--output-dir", &report_dir, "-o", "json"])
             .await,
     );
     assert_eq!(
@@ -120,7 +124,7 @@ async fn every_data_command_prints_one_json_document() {
         "{report:#}"
     );
 
-    // MapReduce: `--output` is the output directory there, so the format is `--format`.
+    // MapReduce: the old spelling, `--output DIR --format json`.
     let input = cluster.path("words.txt");
     std::fs::write(&input, "a b a\nc a\n").expect("the input can be written");
     let input = input.display().to_string();
@@ -159,10 +163,10 @@ async fn every_data_command_prints_one_json_document() {
             "wordcount",
             "--input",
             &input,
-            "--output",
+            "--output-dir",
             &detached_dir,
             "--detach",
-            "--format",
+            "-o",
             "json",
         ])
         .await;
@@ -174,13 +178,13 @@ async fn every_data_command_prints_one_json_document() {
         .cli(&[
             "gen",
             "sort",
-            "--output",
+            "--output-dir",
             &generated_dir,
             "--rows",
             "100",
             "--files",
             "1",
-            "--format",
+            "-o",
             "json",
         ])
         .await;

@@ -12,6 +12,7 @@
 //! | `dead_letters.rs` | poison tasks reach the dead-letter queue; requeue and purge |
 //! | `auth.rs` | callers without the cluster token are refused |
 //! | `bad_input.rs` | mistakes get a clear message and the right exit code |
+//! | `config_file.rs` | a coordinator, a worker and clients configured by `essaim.toml` alone; `essaim config show` names each value's source; a bad file refused with its line |
 //! | `journal_disk.rs` | a journal disk below its reserve refuses submissions; running jobs finish |
 //! | `local_orphans.rs` | the workers of a SIGKILLed `essaim local` exit within seconds |
 //! | `drain.rs` | SIGTERM drains a worker without losing its running task |
@@ -44,6 +45,7 @@
 
 mod auth;
 mod bad_input;
+mod config_file;
 mod coordinator_restart;
 mod correlation;
 mod dashboard;

@@ -4,6 +4,7 @@
 //! requests (valid and invalid) from that document.
 
 use crate::harness::{Cluster, EVENTUALLY, job_spec, shell_task};
+use essaim_proto::v1;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -243,6 +244,55 @@ async fn rest_api_needs_the_token_agrees_with_grpc_and_requeues_dead_letters() {
         assert!(error["error"].is_string(), "{path}: {answer}");
     }
 
+    // A planned submission answers alike over both APIs: a MapReduce job planned by the
+    // coordinator through gRPC, and a refusal with the same reason.
+    let input = cluster.path("planned-input.txt");
+    std::fs::write(&input, "to be or not to be\n").expect("write the input");
+    let request = serde_json::json!({
+        "kind": "mapreduce", "job": "wordcount", "inputs": [input],
+        "output": cluster.path("planned-output"), "reducers": 2,
+    });
+    let planned = cluster
+        .client()
+        .plan_and_submit(v1::PlanAndSubmitRequest {
+            request_json: request.to_string(),
+        })
+        .await
+        .expect("PlanAndSubmit plans a word count")
+        .into_inner();
+    let plan: Value = serde_json::from_str(&planned.plan_json).expect("the plan is JSON");
+    assert_eq!(
+        (plan["map_tasks"].as_u64(), plan["reducers"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(planned.tasks, 1 + 2 + 1, "map, two reducers, commit");
+    let planned_status = cluster.wait_job(planned.job_id, EVENTUALLY).await;
+    assert_eq!(
+        planned_status.state, "succeeded",
+        "{}",
+        planned_status.reason
+    );
+    let again = cluster
+        .client()
+        .plan_and_submit(v1::PlanAndSubmitRequest {
+            request_json: request.to_string(),
+        })
+        .await
+        .expect_err("the output exists now");
+    assert_eq!(again.code(), tonic::Code::InvalidArgument);
+    let (status, answer) = http(
+        &base,
+        "POST",
+        "/api/v1/jobs",
+        Some(TOKEN),
+        Some(&request.to_string()),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("already exists") && again.message().contains("already exists"),
+        "{answer}"
+    );
+
     // Schemathesis: requests generated from the document, answers checked against it.
     let Some(python) = essaim_testkit::python::python_env("schemathesis") else {
         return;
@@ -251,6 +301,17 @@ async fn rest_api_needs_the_token_agrees_with_grpc_and_requeues_dead_letters() {
         .parent()
         .expect("the venv's bin directory")
         .join("schemathesis");
+    // A submission valid by the document may still be refused by planning (its inputs
+    // do not exist, its pipeline spec does not parse): 400 is a right answer there. Every
+    // other operation keeps the default: valid data must be accepted. Generated
+    // MapReduce outputs land in the cluster's directory (relative paths), and overwrite
+    // replaces only earlier outputs.
+    std::fs::write(
+        cluster.dir().join("schemathesis.toml"),
+        "[[operations]]\ninclude-name = \"POST /api/v1/jobs\"\n\
+         checks.positive_data_acceptance.expected-statuses = [201, 400, 409, 501, 507]\n",
+    )
+    .expect("write schemathesis.toml");
     let run = tokio::process::Command::new(&schemathesis)
         .args([
             "run",

@@ -38,14 +38,30 @@ pub struct RegistryArgs {
         default_value = "http://127.0.0.1:7070"
     )]
     pub coordinator: String,
-    /// Cluster token (also read from ESSAIM_TOKEN).
+    /// Cluster token.
     #[arg(long, global = true, env = "ESSAIM_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// File whose first line is the cluster token, instead of --token.
+    #[arg(
+        long,
+        global = true,
+        env = "ESSAIM_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
     /// Who makes the change, as recorded in the audit log (default: $USER).
     #[arg(long, global = true, env = "ESSAIM_ACTOR")]
     pub actor: Option<String>,
     /// Output format (`--format` is accepted too).
-    #[arg(long, global = true, alias = "format", value_enum, default_value_t)]
+    #[arg(
+        short = 'o',
+        long,
+        global = true,
+        alias = "format",
+        value_enum,
+        default_value_t
+    )]
     pub output: OutputFormat,
 }
 
@@ -63,7 +79,12 @@ impl RegistryArgs {
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "unknown".into());
-        Ok(RegistryClient::new(url, self.token.as_deref(), &actor)?)
+        let token = crate::client::TokenArgs {
+            token: self.token.clone(),
+            token_file: self.token_file.clone(),
+        }
+        .resolve()?;
+        Ok(RegistryClient::new(url, token.as_deref(), &actor)?)
     }
 }
 

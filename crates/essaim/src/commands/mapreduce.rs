@@ -313,8 +313,9 @@ pub async fn submit(name: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let (planned, shipped) = plan(name, &args.job)?;
     let started = Instant::now();
     let coordinator = args.connect.coordinator()?;
+    let token = args.connect.token()?;
     shipped
-        .upload(&args.connect.coordinator, args.connect.token.as_deref())
+        .upload(&args.connect.coordinator, token.as_deref())
         .await?;
     if args.detach {
         let job_id = submit_to_leader(&coordinator, args.job.max_attempts, &planned).await?;

@@ -192,13 +192,11 @@ mod tests {
         );
 
         let missing = dir.path().join("nope.py");
+        let sub = dir.path().join("sub");
         let refused = [
             (vec![missing.to_str().unwrap()], "nope.py"),
             (vec![map_arg, other_arg], "would both appear as `map.py`"),
-            (
-                vec![dir.path().join("sub").to_str().unwrap()],
-                "not a regular file",
-            ),
+            (vec![sub.to_str().unwrap()], "not a regular file"),
         ];
         for (files, fragment) in refused {
             let error = ShippedFiles::hash(&args(&files), None).unwrap_err();

@@ -161,6 +161,11 @@ pub struct MapReduceRequest {
     /// environment).
     #[serde(default)]
     pub s3: Option<S3Request>,
+    /// Files the job brings (streaming jobs): the name each appears under in its
+    /// commands' working directory → the SHA-256 of its bytes, uploaded first with
+    /// `POST /registry/v1/artifacts`.
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
 }
 
 /// How to reach an S3-compatible store.

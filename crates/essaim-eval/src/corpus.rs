@@ -43,6 +43,7 @@ pub fn plan_wordcount(
         merge_factor: DEFAULT_MERGE_FACTOR,
         output_codec: None,
         storage: Default::default(),
+        files: Default::default(),
     };
     let job = jobs
         .get("wordcount")

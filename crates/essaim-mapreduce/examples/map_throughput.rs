@@ -73,6 +73,7 @@ fn config(
         merge_factor: DEFAULT_MERGE_FACTOR,
         output_codec: None,
         storage: Default::default(),
+        files: Default::default(),
     }
     .validated()?;
     Ok(config)

@@ -231,6 +231,22 @@ pub trait JobDefinition: Send + Sync + 'static {
         &[]
     }
 
+    /// Whether the job has a use for files shipped with it ([`crate::config::JobConfig::files`]):
+    /// only a job that runs programs does. The planner refuses files for a job that says
+    /// no, rather than upload what nothing would read. False by default.
+    fn uses_job_files(&self, params: &JobParams) -> bool {
+        let _ = params;
+        false
+    }
+
+    /// Tells a task's parameters where the job's files appear under their names, on
+    /// the worker, before its mapper, combiner or reducer is built: a job that runs
+    /// programs runs them there. Called only when the job ships files. The default
+    /// does nothing.
+    fn use_job_files_dir(&self, params: &mut JobParams, dir: &std::path::Path) {
+        let _ = (params, dir);
+    }
+
     /// Runs once on the client before the job is submitted, with the expanded input
     /// files and the number of reducers; may add parameters (a sort samples its input
     /// here to choose the cut points of its range partitioner). The default does nothing.

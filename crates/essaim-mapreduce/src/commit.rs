@@ -46,6 +46,7 @@ mod tests {
                 merge_factor: 10,
                 output_codec: None,
                 storage: Default::default(),
+                files: Default::default(),
             },
         }
     }

@@ -8,6 +8,7 @@
 //! same message, as a permanent task failure, and never replaces a value by a default.
 
 use essaim_storage::{Location, OutputDir, S3Options};
+use essaim_worker::job_files::{JobFiles, check_job_files};
 use serde::{Deserialize, Serialize};
 
 use crate::api::JobParams;
@@ -67,6 +68,12 @@ pub struct JobConfig {
     /// come from their environment, never from here).
     #[serde(default)]
     pub storage: S3Options,
+    /// Files the job brings (`--files`): name → SHA-256 in the cluster's artifact
+    /// store. Each task that runs the job's code finds them under their names in its
+    /// working directory (see [`essaim_worker::job_files`]). Absent from payloads
+    /// without files, which therefore read as before.
+    #[serde(default, skip_serializing_if = "JobFiles::is_empty")]
+    pub files: JobFiles,
 }
 
 /// A configuration value out of its range.
@@ -110,7 +117,11 @@ impl JobConfig {
             });
         }
         check_steps(self.steps)?;
-        check_job_options(self.reducers, self.sort_buffer_bytes, self.merge_factor)
+        check_job_options(self.reducers, self.sort_buffer_bytes, self.merge_factor)?;
+        check_job_files(&self.files).map_err(|error| ConfigError {
+            field: "files",
+            reason: error.to_string(),
+        })
     }
 }
 
@@ -186,6 +197,7 @@ mod tests {
             merge_factor: DEFAULT_MERGE_FACTOR,
             output_codec: None,
             storage: S3Options::default(),
+            files: JobFiles::new(),
         }
     }
 
@@ -197,7 +209,10 @@ mod tests {
 
     #[test]
     fn every_value_out_of_range_is_refused_by_name() {
-        let cases: [(&str, BreakConfig); 7] = [
+        let cases: [(&str, BreakConfig); 8] = [
+            ("files", |config| {
+                config.files.insert("../x".into(), "0".repeat(64));
+            }),
             ("payload version", |config| config.version += 1),
             ("steps", |config| config.steps = 0),
             ("steps", |config| config.steps = MAX_STEPS + 1),

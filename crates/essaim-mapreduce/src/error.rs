@@ -88,6 +88,9 @@ pub enum TaskError {
     /// refused token).
     #[error("shuffle failed: {0}")]
     Shuffle(String),
+    /// The job's files could not be made available (not stored, corrupt, unreachable).
+    #[error(transparent)]
+    JobFiles(#[from] essaim_worker::job_files::JobFilesError),
     /// The attempt was cancelled.
     #[error("the attempt was cancelled")]
     Cancelled,
@@ -124,6 +127,7 @@ impl TaskError {
         match self {
             Self::Job(error) => error.retryable,
             Self::Storage(error) => error.is_retryable(),
+            Self::JobFiles(error) => error.retryable(),
             Self::RecordTooLarge { .. }
             | Self::LineTooLong { .. }
             | Self::BadPartition { .. }

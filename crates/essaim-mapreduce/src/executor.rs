@@ -32,6 +32,11 @@ use crate::sort::MAP_OUTPUT_FILE;
 /// Directory of an attempt where the shuffle puts fetched segments.
 const SHUFFLE_DIR: &str = "shuffle";
 
+/// Directory of an attempt where the job's files appear under their names, and where
+/// a job that runs programs runs them. A directory of its own: the attempt directory's
+/// files are served to other workers by name, the job's files are not theirs to fetch.
+const JOB_FILES_DIR: &str = "work";
+
 /// The three kinds of MapReduce tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskKind {
@@ -122,14 +127,20 @@ impl MapReduceExecutor {
         attempt: &AttemptContext,
         cancel: CancellationToken,
     ) -> TaskResult<TaskOutput> {
-        let payload: MapTaskPayload = decode_payload(&attempt.payload, MAP_KIND)?;
+        let mut payload: MapTaskPayload = decode_payload(&attempt.payload, MAP_KIND)?;
         let job = self.job_for(&payload.config)?;
+        stage_job_files(job.as_ref(), &mut payload.config, attempt, &cancel).await?;
+        let ships_files = !payload.config.files.is_empty();
         let scratch_dir = attempt.scratch_dir.clone();
-        let output = run_blocking(move || {
+        let mapped = run_blocking(move || {
             create_dir(&scratch_dir)?;
             run_map(job.as_ref(), &payload, &scratch_dir, cancel)
         })
-        .await?;
+        .await;
+        if ships_files {
+            remove_job_files_dir(attempt).await;
+        }
+        let output = mapped?;
         Ok(TaskOutput {
             inline: Vec::new(),
             file: Some(FileRef {
@@ -145,7 +156,7 @@ impl MapReduceExecutor {
         attempt: &AttemptContext,
         cancel: CancellationToken,
     ) -> TaskResult<TaskOutput> {
-        let payload: ReduceTaskPayload = decode_payload(&attempt.payload, REDUCE_KIND)?;
+        let mut payload: ReduceTaskPayload = decode_payload(&attempt.payload, REDUCE_KIND)?;
         let job = self.job_for(&payload.config)?;
         if payload.step >= payload.config.steps || payload.partition >= payload.config.reducers {
             return Err(TaskError::Payload(format!(
@@ -153,6 +164,8 @@ impl MapReduceExecutor {
                 payload.step, payload.partition, payload.config.steps, payload.config.reducers
             )));
         }
+        stage_job_files(job.as_ref(), &mut payload.config, attempt, &cancel).await?;
+        let ships_files = !payload.config.files.is_empty();
         let shuffle_dir = attempt.scratch_dir.join(SHUFFLE_DIR);
         tokio::fs::create_dir_all(&shuffle_dir)
             .await
@@ -208,6 +221,9 @@ impl MapReduceExecutor {
         {
             tracing::debug!(%error, dir = %shuffle_dir.display(), "failed to remove fetched segments");
         }
+        if ships_files {
+            remove_job_files_dir(attempt).await;
+        }
         let outcome = reduced?;
         let inline = outcome
             .part
@@ -252,6 +268,39 @@ impl MapReduceExecutor {
         };
         job.validate(&config.params)?;
         Ok(job)
+    }
+}
+
+/// Stages the job's files (if it has any) in the attempt's [`JOB_FILES_DIR`], fetching
+/// those this worker has not cached, and tells the job's parameters where they are.
+async fn stage_job_files(
+    job: &dyn JobDefinition,
+    config: &mut JobConfig,
+    attempt: &AttemptContext,
+    cancel: &CancellationToken,
+) -> TaskResult<()> {
+    if config.files.is_empty() {
+        return Ok(());
+    }
+    let dir = attempt.scratch_dir.join(JOB_FILES_DIR);
+    // A download may be large: a revoked attempt stops waiting for it.
+    tokio::select! {
+        staged = attempt.job_files.stage(&config.files, &dir) => staged?,
+        () = cancel.cancelled() => return Err(TaskError::Cancelled),
+    }
+    job.use_job_files_dir(&mut config.params, &dir);
+    Ok(())
+}
+
+/// Removes the attempt's [`JOB_FILES_DIR`] once its commands have exited: a map
+/// task's directory stays while its output is served, its links and the commands'
+/// leftovers need not.
+async fn remove_job_files_dir(attempt: &AttemptContext) {
+    let dir = attempt.scratch_dir.join(JOB_FILES_DIR);
+    if let Err(error) = tokio::fs::remove_dir_all(&dir).await
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::debug!(%error, dir = %dir.display(), "failed to remove the job files' directory");
     }
 }
 

@@ -115,6 +115,9 @@ pub struct JobRequest {
     pub output_codec: Option<essaim_storage::Codec>,
     /// How the client and workers reach the object store of `s3://` locations.
     pub storage: essaim_storage::S3Options,
+    /// Files the job brings, already in the cluster's artifact store: name → SHA-256
+    /// ([`JobConfig::files`]); empty for most jobs.
+    pub files: essaim_worker::job_files::JobFiles,
 }
 
 /// One task of the planned job.
@@ -168,6 +171,11 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
     let mut params = request.params.clone();
     absolutise_path_params(job, &mut params)?;
     job.validate(&params).map_err(job_error)?;
+    if !request.files.is_empty() && !job.uses_job_files(&params) {
+        return Err(job_error(JobError::permanent(
+            "this job runs no program of its own, so it has no use for --files",
+        )));
+    }
     let files = expand_input_files(&request.inputs, &request.storage, request.split_bytes)?;
     let input_files: Vec<PathBuf> = files.iter().map(|file| file.path.clone()).collect();
     let output_dir = essaim_storage::Location::from_path(&request.output_dir)
@@ -197,6 +205,7 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
         merge_factor: request.merge_factor,
         output_codec: request.output_codec,
         storage: request.storage.clone(),
+        files: request.files.clone(),
     }
     .validated()?;
     let input_bytes = files.iter().map(|file| file.size).sum();
@@ -387,6 +396,44 @@ mod tests {
     use super::*;
     use crate::payload::TEMPORARY_DIR;
 
+    /// Files travel in every task's configuration, checked; a job that runs no program
+    /// of its own refuses them.
+    #[test]
+    fn job_files_reach_every_task_and_only_jobs_that_run_programs_take_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.txt");
+        std::fs::write(&input, "a\n").unwrap();
+        let request = |params: &[(&str, &str)], name: &str| JobRequest {
+            params: JobParams::from_pairs(params),
+            inputs: vec![input.display().to_string()],
+            output_dir: dir.path().join("out"),
+            reducers: 2,
+            split_bytes: crate::config::DEFAULT_SPLIT_BYTES,
+            open_cost_bytes: None,
+            sort_buffer_bytes: crate::config::DEFAULT_SORT_BUFFER_BYTES,
+            merge_factor: crate::config::DEFAULT_MERGE_FACTOR,
+            output_codec: None,
+            storage: Default::default(),
+            files: [(name.to_string(), "ab".repeat(32))].into(),
+        };
+        let streaming = request(&[("step.0.mapper", "python3 map.py")], "map.py");
+        let planned = plan_job(&crate::streaming::StreamingJob, &streaming).unwrap();
+        assert_eq!(planned.tasks.len(), 1 + 2 + 1);
+        for task in &planned.tasks {
+            let payload: serde_json::Value = serde_json::from_slice(&task.payload).unwrap();
+            assert_eq!(payload["config"]["files"]["map.py"], "ab".repeat(32));
+        }
+        let error = plan_job(
+            &crate::streaming::StreamingJob,
+            &request(&[("step.0.mapper", "cat")], "../map.py"),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("../map.py"), "{error}");
+        let error =
+            plan_job(&crate::jobs::wordcount::WordCount, &request(&[], "map.py")).unwrap_err();
+        assert!(error.to_string().contains("--files"), "{error}");
+    }
+
     /// `-D left=left.csv` with relative inputs (as typed in a shell) used to fail every
     /// map task with "input is under neither left nor right": the inputs were made
     /// absolute, the parameters were not.
@@ -419,6 +466,7 @@ mod tests {
             merge_factor: crate::config::DEFAULT_MERGE_FACTOR,
             output_codec: None,
             storage: Default::default(),
+            files: Default::default(),
         };
         let planned = plan_job(&crate::jobs::join::Join, &request).unwrap();
         let params = &planned.config.params;

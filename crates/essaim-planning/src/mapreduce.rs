@@ -104,6 +104,7 @@ fn job_request(request: &MapReduceRequest) -> Result<JobRequest, MapReducePlanEr
             region: s3.region,
             allow_http: s3.allow_http,
         },
+        files: request.files.clone(),
     })
 }
 

@@ -159,6 +159,11 @@ impl RegistryClient {
         })
     }
 
+    /// Returns the URL of the registry's server, as given (without a trailing `/`).
+    pub fn url(&self) -> &str {
+        &self.base_url
+    }
+
     /// Sends one request; returns the response of a 2xx answer.
     async fn send(
         &self,
@@ -426,38 +431,92 @@ impl RegistryClient {
             "/models/{}/versions/{}/artifact",
             record.model, record.version
         );
+        self.receive_verified(&path, &record.artifact.sha256, destination)
+            .await?;
+        Ok(record)
+    }
+
+    /// Downloads the artifact `sha256` (any uploaded artifact, registered as a version
+    /// or not) to `destination`, streamed and hashed as it arrives: bytes that do not
+    /// hash to `sha256` are refused with [`ClientError::Corrupt`] and removed.
+    pub async fn download_artifact(
+        &self,
+        sha256: &str,
+        destination: &Path,
+    ) -> Result<ArtifactRef, ClientError> {
+        // Checked here too: the hash becomes part of a URL.
+        crate::artifacts::check_sha256(sha256).map_err(|error| ClientError::Refused {
+            status: 400,
+            message: error.to_string(),
+        })?;
+        let size = self
+            .receive_verified(&format!("/artifacts/{sha256}"), sha256, destination)
+            .await?;
+        Ok(ArtifactRef {
+            sha256: sha256.to_string(),
+            size,
+        })
+    }
+
+    /// GETs `path` into `<destination>.partial` while hashing it, then renames it to
+    /// `destination` if it hashes to `expected`; on any failure nothing is left behind.
+    /// Returns the size.
+    async fn receive_verified(
+        &self,
+        path: &str,
+        expected: &str,
+        destination: &Path,
+    ) -> Result<u64, ClientError> {
         let empty = Full::new(Bytes::new())
             .map_err(|never| match never {})
             .boxed();
-        let response = self.send(http::Method::GET, &path, empty, None).await?;
+        let response = self.send(http::Method::GET, path, empty, None).await?;
         let partial = destination.with_extension("partial");
-        let mut file = tokio::fs::File::create(&partial)
-            .await
-            .map_err(ClientError::io(&partial))?;
-        let mut hasher = Sha256::new();
-        let mut body = response.into_body();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|error| self.unreachable(&error))?;
-            if let Ok(chunk) = frame.into_data() {
-                hasher.update(&chunk);
-                file.write_all(&chunk)
-                    .await
-                    .map_err(ClientError::io(&partial))?;
+        let received = self.write_hashed(response, &partial).await;
+        let (actual, size) = match received {
+            Ok(received) => received,
+            Err(error) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(error);
             }
-        }
-        file.sync_all().await.map_err(ClientError::io(&partial))?;
-        let actual = format!("{:x}", hasher.finalize());
-        if actual != record.artifact.sha256 {
+        };
+        if actual != expected {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(ClientError::Corrupt {
-                expected: record.artifact.sha256,
+                expected: expected.to_string(),
                 actual,
             });
         }
         tokio::fs::rename(&partial, destination)
             .await
             .map_err(ClientError::io(destination))?;
-        Ok(record)
+        Ok(size)
+    }
+
+    /// Writes a response's body to `file_path`, synced; returns its SHA-256 and size.
+    async fn write_hashed(
+        &self,
+        response: http::Response<hyper::body::Incoming>,
+        file_path: &Path,
+    ) -> Result<(String, u64), ClientError> {
+        let mut file = tokio::fs::File::create(file_path)
+            .await
+            .map_err(ClientError::io(file_path))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|error| self.unreachable(&error))?;
+            if let Ok(chunk) = frame.into_data() {
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                file.write_all(&chunk)
+                    .await
+                    .map_err(ClientError::io(file_path))?;
+            }
+        }
+        file.sync_all().await.map_err(ClientError::io(file_path))?;
+        Ok((format!("{:x}", hasher.finalize()), size))
     }
 }
 

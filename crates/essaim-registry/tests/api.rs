@@ -296,3 +296,58 @@ async fn the_client_refuses_bytes_that_do_not_match_the_version() {
         .unwrap();
     assert_eq!(std::fs::read(&destination).unwrap(), b"the real bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_downloads_by_hash_and_a_lying_server_is_refused() {
+    let server = serve().await;
+    let client = client(&server);
+    let uploaded = client.upload_bytes(b"job file".to_vec()).await.unwrap();
+    let destination = server.dir.path().join("fetched");
+    let fetched = client
+        .download_artifact(&uploaded.sha256, &destination)
+        .await
+        .unwrap();
+    assert_eq!(fetched, uploaded);
+    assert_eq!(std::fs::read(&destination).unwrap(), b"job file");
+    let unknown = client
+        .download_artifact(&"0".repeat(64), &server.dir.path().join("unknown"))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.status(), Some(404), "{unknown}");
+    let malformed = client
+        .download_artifact("../etc/passwd", &destination)
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.status(), Some(400), "{malformed}");
+
+    // A server (or a network) that delivers other bytes under the hash.
+    let claimed = essaim_registry::artifacts::sha256_hex(b"the real bytes");
+    let router = axum::Router::new().route(
+        &format!("/registry/v1/artifacts/{claimed}"),
+        axum::routing::get(|| async { &b"the fake bytes"[..] }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let dir = tempfile::tempdir().unwrap();
+    let error = RegistryClient::new(&url, None, "alice")
+        .unwrap()
+        .download_artifact(&claimed, &dir.path().join("file"))
+        .await
+        .unwrap_err();
+    match &error {
+        ClientError::Corrupt { expected, actual } => {
+            assert_eq!(expected, &claimed);
+            assert_eq!(
+                actual,
+                &essaim_registry::artifacts::sha256_hex(b"the fake bytes")
+            );
+        }
+        other => panic!("expected a corrupt download, got {other}"),
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+}

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::executor::{AttemptContext, Executor, attempt_dir, attempt_file_base_url};
+use crate::job_files::JobFileCache;
 
 /// How long an executor may take to stop after its timeout cancelled it, before the
 /// worker reports the timeout anyway and frees the slot.
@@ -33,6 +34,8 @@ pub(crate) struct AttemptSettings {
     pub worker_name: String,
     /// The cluster token, which file servers of other workers expect.
     pub file_server_token: Option<String>,
+    /// The cache of job files, shared by every attempt.
+    pub job_files: Arc<JobFileCache>,
 }
 
 /// An attempt ready to run: its executor, its context, and how to run it.
@@ -80,6 +83,7 @@ impl PreparedAttempt {
             worker_name: settings.worker_name.clone(),
             inputs,
             file_server_token: settings.file_server_token.clone(),
+            job_files: Arc::clone(&settings.job_files),
         };
         Self {
             executor,
@@ -233,6 +237,7 @@ mod tests {
             file_server_url: "http://127.0.0.1:9".into(),
             worker_name: "tester".into(),
             file_server_token: None,
+            job_files: Arc::new(JobFileCache::new(scratch_root, &[], None)),
         }
     }
 

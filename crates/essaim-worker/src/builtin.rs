@@ -304,6 +304,11 @@ mod tests {
             worker_name: "tester".into(),
             inputs: Vec::new(),
             file_server_token: None,
+            job_files: std::sync::Arc::new(crate::job_files::JobFileCache::new(
+                std::path::Path::new("/nonexistent"),
+                &[],
+                None,
+            )),
         }
     }
 

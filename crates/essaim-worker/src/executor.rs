@@ -14,10 +14,13 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use essaim_core::{AttemptId, TaskFailure, TaskId, TaskOutput, UpstreamOutput};
 use tokio_util::sync::CancellationToken;
+
+use crate::job_files::JobFileCache;
 
 /// The future an executor returns: the attempt's output or why it failed.
 pub type ExecutionFuture =
@@ -86,6 +89,9 @@ pub struct AttemptContext {
     pub inputs: Vec<UpstreamOutput>,
     /// The bearer token other workers' file servers expect, if the cluster has one.
     pub file_server_token: Option<String>,
+    /// The worker's cache of job files, which stages a job's shipped files (`--files`)
+    /// in a working directory of the attempt.
+    pub job_files: Arc<JobFileCache>,
 }
 
 impl AttemptContext {

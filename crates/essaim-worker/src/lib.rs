@@ -35,6 +35,7 @@
 //! | `report.rs` | the reporter |
 //! | `runtime.rs` | the worker's life and the drain |
 //! | `files.rs` | the `/files` HTTP endpoint |
+//! | `job_files/` | files a job brings (`--files`): fetched by hash, cached, linked into an attempt |
 //! | `backoff.rs` | retry delays with jitter |
 #![warn(missing_docs)]
 
@@ -50,6 +51,7 @@ mod executor;
 pub mod file_ranges;
 mod files;
 mod heartbeat;
+pub mod job_files;
 mod pull;
 mod registry;
 mod report;
@@ -74,6 +76,7 @@ pub use files::file_server_router;
 pub use registry::ExecutorRegistry;
 
 use crate::attempt::AttemptSettings;
+use crate::job_files::JobFileCache;
 use crate::session::{Registrar, RegistrationDetails, SessionState};
 
 /// A worker that has registered (or was asked to drain before it could) and runs until
@@ -117,6 +120,12 @@ pub async fn start_worker(
 ) -> Result<RunningWorker, WorkerError> {
     config.validate()?;
     let coordinator_urls = config.coordinator_urls()?;
+    // Job files come from the coordinators' artifact stores, on the same addresses.
+    let job_files = Arc::new(JobFileCache::new(
+        &config.scratch_dir,
+        coordinator_urls.as_slice(),
+        config.token.as_deref(),
+    ));
     tokio::fs::create_dir_all(&config.scratch_dir)
         .await
         .map_err(|source| WorkerError::ScratchDir {
@@ -211,6 +220,7 @@ pub async fn start_worker(
             file_server_url: file_server_url.clone(),
             worker_name: config.name.clone(),
             file_server_token: config.token.clone(),
+            job_files,
         },
         slots: config.slots,
         prefetch: config.prefetch,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use essaim_core::{AttemptId, JobId, TaskId, UpstreamOutput};
+use essaim_worker::job_files::JobFileCache;
 
 use super::*;
 use crate::api::{HashPartitioner, JobParams, Partitioner};
@@ -64,6 +65,7 @@ impl Cluster {
             worker_name: "test".into(),
             inputs,
             file_server_token: Some(TOKEN.into()),
+            job_files: Arc::new(JobFileCache::new(self.root.path(), &[], None)),
         }
     }
 
@@ -167,6 +169,7 @@ fn config(output_dir: &Path, reducers: u32, steps: u32) -> JobConfig {
         merge_factor: 3,
         output_codec: None,
         storage: Default::default(),
+        files: Default::default(),
     }
 }
 
@@ -505,6 +508,7 @@ async fn a_job_planned_with_the_default_options_runs_as_planned() {
         merge_factor: DEFAULT_MERGE_FACTOR,
         output_codec: None,
         storage: Default::default(),
+        files: Default::default(),
     };
     let planned = plan_job(&ToyWordCount, &request).unwrap();
     // What the planner wrote is what the worker runs with: nothing is re-defaulted.

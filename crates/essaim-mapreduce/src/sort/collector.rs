@@ -381,6 +381,7 @@ mod tests {
             merge_factor,
             output_codec: None,
             storage: Default::default(),
+            files: Default::default(),
         }
     }
 

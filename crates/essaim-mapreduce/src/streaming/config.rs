@@ -8,6 +8,9 @@ use super::Framing;
 use super::process::{Launch, Role};
 use crate::api::{JobError, JobParams};
 
+/// The parameter naming the commands' working directory.
+pub(super) const CWD_PARAM: &str = "cwd";
+
 /// The commands of one step.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct StepCommands {
@@ -71,7 +74,7 @@ impl StreamingConfig {
                 separator: parse_separator(params.get("separator"))?,
                 whole_line_key: params.parse_or("sort_values", false)?,
             },
-            cwd: params.get("cwd").map(PathBuf::from),
+            cwd: params.get(CWD_PARAM).map(PathBuf::from),
         })
     }
 

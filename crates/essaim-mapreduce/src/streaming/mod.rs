@@ -26,7 +26,7 @@
 //! | `step.<s>.mapper` | identity | mapper of step `s` (0-based) |
 //! | `step.<s>.combiner` | none | combiner of step `s` |
 //! | `step.<s>.reducer` | identity | reducer of step `s` |
-//! | `cwd` | the worker's | working directory of every command |
+//! | `cwd` | the job files' directory, else the worker's | working directory of every command |
 //! | `separator` | TAB | the byte between key and value: one ASCII character, or `\t` |
 //! | `sort_values` | `false` | sort the lines of a key by value too (mrjob's `SORT_VALUES`) |
 //!
@@ -47,6 +47,11 @@
 //! A multi-step job's step `s` > 0 reads what step `s - 1` reduced, as `key<TAB>value`
 //! lines (Hadoop's text output read back as text input).
 //!
+//! A job that ships files (`--files`, [`crate::config::JobConfig::files`]) finds them
+//! under their names in its commands' working directory: each task stages them in a
+//! directory of its own and, unless `cwd` is set, runs its commands there. A mapper
+//! `python3 map.py` then needs nothing installed on the worker but Python.
+//!
 //! [`mrjob_streaming_params`] builds these parameters from an mrjob script.
 
 mod config;
@@ -55,7 +60,7 @@ mod process;
 mod tasks;
 
 use self::config::StreamingConfig;
-pub use self::mrjob::{MrjobError, mrjob_streaming_params};
+pub use self::mrjob::{MrjobError, mrjob_shipped_streaming_params, mrjob_streaming_params};
 use self::process::Role;
 use self::tasks::{IdentityMapper, StreamingMapper, StreamingReducer};
 use crate::api::{
@@ -82,6 +87,17 @@ impl JobDefinition for StreamingJob {
 
     fn validate(&self, params: &JobParams) -> Result<(), JobError> {
         StreamingConfig::from_params(params).map(|_| ())
+    }
+
+    fn uses_job_files(&self, _params: &JobParams) -> bool {
+        true
+    }
+
+    /// The commands run where the job's files are, unless the job chose a `cwd`.
+    fn use_job_files_dir(&self, params: &mut JobParams, dir: &std::path::Path) {
+        if params.get(config::CWD_PARAM).is_none() {
+            params.set(config::CWD_PARAM, dir.to_string_lossy());
+        }
     }
 
     /// A mapper command is one process per task, told its input file once in its

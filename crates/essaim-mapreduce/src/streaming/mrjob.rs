@@ -20,6 +20,8 @@
 //!
 //! The commands run in the script's directory, where mrjob's `FILES` (such as
 //! `stop_words.txt`) are found by their relative names, as in Hadoop's task directory.
+//! A script shipped with the job's files ([`mrjob_shipped_streaming_params`]) is named
+//! by its file name and runs where those files are, so list its `FILES` with it.
 //!
 //! Refused, because essaim cannot honour them and the results would silently differ:
 //! jar and Spark steps, `mapper_raw` (input manifests), custom Hadoop input or output
@@ -119,10 +121,39 @@ print()
 print(json.dumps(described[0]))
 "#;
 
+/// Where the workers find an mrjob script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScriptPlacement {
+    /// At its path on the client, which every worker sees (one machine, or a shared
+    /// file system): the commands name it by that path and run in its directory.
+    InPlace,
+    /// Shipped with the job's files under its file name: the commands name it so, and
+    /// run where the job's files are.
+    Shipped,
+}
+
 /// Returns the parameters of a [`super::StreamingJob`] that runs the mrjob script
 /// `script` with the interpreter `python` (a name on `PATH`, or a path), step by step,
 /// as mrjob's Hadoop runner would. Runs the interpreter once to read the steps.
 pub fn mrjob_streaming_params(python: &str, script: &Path) -> Result<JobParams, MrjobError> {
+    describe_into_params(python, script, ScriptPlacement::InPlace)
+}
+
+/// Returns the parameters of [`mrjob_streaming_params`] for a script that travels
+/// with the job's files (`--files`) under its file name: the commands name it by that
+/// name and run in the directory of the job's files, not the script's directory.
+pub fn mrjob_shipped_streaming_params(
+    python: &str,
+    script: &Path,
+) -> Result<JobParams, MrjobError> {
+    describe_into_params(python, script, ScriptPlacement::Shipped)
+}
+
+fn describe_into_params(
+    python: &str,
+    script: &Path,
+    placement: ScriptPlacement,
+) -> Result<JobParams, MrjobError> {
     let script = script.canonicalize().map_err(|source| MrjobError::Script {
         path: script.to_path_buf(),
         source,
@@ -173,7 +204,7 @@ pub fn mrjob_streaming_params(python: &str, script: &Path) -> Result<JobParams, 
                 detail: error.to_string(),
             }
         })?;
-    params_from_description(&python, &script, &description)
+    params_from_description(&python, &script, placement, &description)
 }
 
 /// What [`DESCRIBE_PROGRAM`] prints.
@@ -219,6 +250,7 @@ struct Substep {
 fn params_from_description(
     python: &str,
     script: &Path,
+    placement: ScriptPlacement,
     description: &JobDescription,
 ) -> Result<JobParams, MrjobError> {
     let unsupported = |feature: String| MrjobError::Unsupported {
@@ -247,9 +279,16 @@ fn params_from_description(
     if description.sort_values {
         params.set("sort_values", "true");
     }
-    let directory = script.parent().unwrap_or(Path::new("/"));
-    params.set("cwd", directory.to_string_lossy());
-    let script_text = script.to_string_lossy();
+    let script_text = match placement {
+        ScriptPlacement::InPlace => {
+            let directory = script.parent().unwrap_or(Path::new("/"));
+            params.set("cwd", directory.to_string_lossy());
+            script.to_string_lossy()
+        }
+        ScriptPlacement::Shipped => script
+            .file_name()
+            .map_or_else(|| script.to_string_lossy(), |name| name.to_string_lossy()),
+    };
     for (index, step) in description.steps.iter().enumerate() {
         if step.kind != "streaming" {
             return Err(unsupported(format!("a {} step (step {index})", step.kind)));
@@ -334,7 +373,32 @@ mod tests {
 
     fn params_of(json: &str) -> Result<JobParams, MrjobError> {
         let description: JobDescription = serde_json::from_str(json).unwrap();
-        params_from_description("python3", Path::new("/jobs/mr wc.py"), &description)
+        params_from_description(
+            "python3",
+            Path::new("/jobs/mr wc.py"),
+            ScriptPlacement::InPlace,
+            &description,
+        )
+    }
+
+    #[test]
+    fn a_shipped_script_is_named_by_its_file_name_and_sets_no_directory() {
+        let description: JobDescription = serde_json::from_str(
+            r#"{"steps": [{"type": "streaming", "mapper": {"type": "script"}}]}"#,
+        )
+        .unwrap();
+        let params = params_from_description(
+            "python3",
+            Path::new("/jobs/mr wc.py"),
+            ScriptPlacement::Shipped,
+            &description,
+        )
+        .unwrap();
+        assert_eq!(params.get("cwd"), None);
+        assert_eq!(
+            params.get("step.0.mapper"),
+            Some("python3 'mr wc.py' --step-num=0 --mapper")
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ fn wordcount(dir: &Path, output: &Path) -> MapReduceRequest {
         overwrite: false,
         max_attempts: None,
         s3: None,
+        files: Default::default(),
     }
 }
 

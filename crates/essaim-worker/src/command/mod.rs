@@ -290,6 +290,7 @@ mod tests {
             worker_name: "tester".into(),
             inputs: Vec::new(),
             file_server_token: None,
+            job_files: Arc::new(crate::job_files::JobFileCache::new(scratch_dir, &[], None)),
         }
     }
 

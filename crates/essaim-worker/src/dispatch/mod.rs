@@ -466,6 +466,11 @@ mod tests {
                 file_server_url: "http://127.0.0.1:9".into(),
                 worker_name: "tester".into(),
                 file_server_token: None,
+                job_files: Arc::new(crate::job_files::JobFileCache::new(
+                    scratch.path(),
+                    &[],
+                    None,
+                )),
             },
             executors: Arc::new(ExecutorRegistry::with_builtins(false)),
             metrics: WorkerMetrics::register(&mut Registry::default()),

@@ -21,6 +21,7 @@ use essaim_mapreduce::plan::PlannedJob;
 use essaim_planning::mapreduce::Overwrite;
 use essaim_proto::{CoordinatorClient, v1};
 
+use super::job_files::{JobFilesArgs, ShippedFiles};
 use crate::client::{ConnectArgs, CoordinatorCalls, usage};
 use crate::local_cluster::{LocalCluster, LocalOptions};
 use crate::output::{FormatOrDirectory, OutputFormat, print_json};
@@ -86,6 +87,8 @@ pub struct JobArgs {
     /// Python interpreter for --mrjob.
     #[arg(long, env = "ESSAIM_MAPREDUCE_PYTHON", default_value = "python3")]
     python: String,
+    #[command(flatten)]
+    job_files: JobFilesArgs,
     /// Split size, e.g. 64MiB or 1000000.
     #[arg(long, env = "ESSAIM_MAPREDUCE_SPLIT_SIZE", value_parser = parse_size, default_value_t = DEFAULT_SPLIT_BYTES)]
     split_size: u64,
@@ -272,7 +275,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         return submit(&name, submit_args).await;
     }
-    let planned = plan(&name, &args.job)?;
+    let (planned, shipped) = plan(&name, &args.job)?;
     let workdir = tempfile::Builder::new().prefix("essaim-run-").tempdir()?;
     let cores = super::local::default_slots();
     let workers = args.workers.max(1);
@@ -294,7 +297,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let cluster = LocalCluster::start(options).await?;
     let coordinator = CoordinatorCalls::local(&cluster.url)?;
-    let result = submit_and_follow(&coordinator, &args.job, planned, started).await;
+    let result = match shipped.upload(&cluster.url, None).await {
+        Ok(()) => submit_and_follow(&coordinator, &args.job, planned, started).await,
+        Err(error) => Err(error),
+    };
     cluster.stop(Duration::from_secs(10)).await?;
     result
 }
@@ -304,9 +310,13 @@ pub async fn submit(name: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     if args.job.list {
         return list_jobs(args.job.format());
     }
-    let planned = plan(name, &args.job)?;
+    let (planned, shipped) = plan(name, &args.job)?;
     let started = Instant::now();
     let coordinator = args.connect.coordinator()?;
+    let token = args.connect.token()?;
+    shipped
+        .upload(&args.connect.coordinator, token.as_deref())
+        .await?;
     if args.detach {
         let job_id = submit_to_leader(&coordinator, args.job.max_attempts, &planned).await?;
         match args.job.format() {
@@ -347,17 +357,28 @@ pub(crate) fn unknown_job(name: &str) -> anyhow::Error {
     ))
 }
 
-/// Builds the parameters, plans the job `name` and prepares its output directory.
-fn plan(name: &str, args: &JobArgs) -> anyhow::Result<PlannedJob> {
+/// Builds the parameters, hashes the files to ship, plans the job `name` and prepares
+/// its output directory.
+fn plan(name: &str, args: &JobArgs) -> anyhow::Result<(PlannedJob, ShippedFiles)> {
     let registry = crate::jobs::registry();
     if registry.get(name).is_none() {
         return Err(unknown_job(name));
     }
     let mut params = JobParams::default();
+    // With --files, an mrjob script travels with the files instead of being read where
+    // it lies by every worker.
+    let ships_files = !args.job_files.files.is_empty();
     if let Some(script) = &args.mrjob {
-        params = essaim_mapreduce::streaming::mrjob_streaming_params(&args.python, script)
-            .map_err(|error| usage(format!("--mrjob {}: {error}", script.display())))?;
+        let described = if ships_files {
+            essaim_mapreduce::streaming::mrjob_shipped_streaming_params(&args.python, script)
+        } else {
+            essaim_mapreduce::streaming::mrjob_streaming_params(&args.python, script)
+        };
+        params =
+            described.map_err(|error| usage(format!("--mrjob {}: {error}", script.display())))?;
     }
+    let shipped_script = args.mrjob.as_deref().filter(|_| ships_files);
+    let shipped = ShippedFiles::hash(&args.job_files, shipped_script)?;
     let shortcuts = [
         ("pattern", &args.pattern),
         ("step.0.mapper", &args.mapper),
@@ -395,9 +416,11 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<PlannedJob> {
             region: args.s3_region.clone(),
             allow_http: args.s3_allow_http,
         }),
+        files: shipped.names_to_hashes(),
     };
-    essaim_planning::mapreduce::plan(&registry, &request, Overwrite::Anything)
-        .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))
+    let planned = essaim_planning::mapreduce::plan(&registry, &request, Overwrite::Anything)
+        .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?;
+    Ok((planned, shipped))
 }
 
 /// Submits a planned job; returns its id.

@@ -13,6 +13,7 @@ pub mod eval;
 pub mod generate;
 pub mod index;
 pub mod ingest;
+mod job_files;
 pub mod jobs;
 pub mod local;
 pub mod mapreduce;

@@ -247,6 +247,7 @@ async fn run_job(
         merge_factor: DEFAULT_MERGE_FACTOR,
         output_codec: None,
         storage: Default::default(),
+        files: Default::default(),
         open_cost_bytes: Some(essaim_mapreduce::config::DEFAULT_OPEN_COST_BYTES),
     };
     let planned = plan_job(job.as_ref(), &request).map_err(|error| usage(error.to_string()))?;

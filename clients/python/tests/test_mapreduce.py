@@ -112,3 +112,39 @@ def test_a_failed_job_raises_with_its_reason(cluster, tmp_path):
         job.wait(timeout=120)
     assert failed.value.job_status.state == "failed"
     assert job.dead_letters(), "the failing map task is dead-lettered"
+
+
+MAPPER = """import sys
+from stopwords import STOP
+for line in sys.stdin:
+    for word in line.split():
+        if word not in STOP:
+            print(f"{word}\t1")
+"""
+
+
+def test_a_streaming_job_runs_a_mapper_only_the_client_had(cluster, tmp_path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "map.py").write_text(MAPPER)
+    (code / "stop.py").write_text('STOP = {"bee", "wax"}\n')
+    text = corpus(7, 2000)
+    (tmp_path / "in.txt").write_text(text)
+    job = cluster.submit_mapreduce(
+        "streaming",
+        inputs=[str(tmp_path / "in.txt")],
+        output=str(tmp_path / "out"),
+        params={"step.0.mapper": "python3 map.py"},
+        files=[str(code / "map.py"), f"{code / 'stop.py'}#stopwords.py"],
+        reducers=1,
+    )
+    # The workers never see the client's copy.
+    for path in code.iterdir():
+        path.unlink()
+    code.rmdir()
+    job.wait(timeout=120)
+    counted = Counter(line.split("\t")[0] for line in job.output())
+    assert counted == Counter(w for w in text.split() if w not in {"bee", "wax"})
+    with pytest.raises(EssaimError):
+        cluster.submit_mapreduce("streaming", inputs=[str(tmp_path / "in.txt")],
+                                 output=str(tmp_path / "o2"), files=[str(tmp_path / "nope.py")])

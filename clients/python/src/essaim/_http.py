@@ -66,6 +66,31 @@ class Transport:
         return json.loads(text) if text else None
 
 
+    def upload(self, path: str, sha256: str, size: int) -> Any:
+        """Streams a file to the coordinator's content-addressed store, declaring its
+        hash so that the coordinator refuses other bytes."""
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+            "essaim-sha256": sha256,
+            "Accept": "application/json",
+        }
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        with open(path, "rb") as body:
+            request = urllib.request.Request(
+                self.base + "/registry/v1/artifacts", data=body, headers=headers, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                    return json.loads(answer.read().decode("utf-8"))
+            except urllib.error.HTTPError as error:
+                raise EssaimError(f"{path}: {_explanation(error)}", error.code) from None
+            except (urllib.error.URLError, OSError) as error:
+                reason = getattr(error, "reason", error)
+                raise EssaimError(f"cannot upload {path} to {self.base}: {reason}") from None
+
+
 def _explanation(error: urllib.error.HTTPError) -> str:
     text = error.read().decode("utf-8", "replace")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
@@ -53,6 +54,7 @@ class Client:
         overwrite: bool = False,
         max_attempts: Optional[int] = None,
         s3: Optional[Mapping[str, Any]] = None,
+        files: Sequence[str] = (),
     ) -> Job:
         """Submits a MapReduce job the cluster knows (``mapreduce_jobs()`` lists them).
 
@@ -63,6 +65,11 @@ class Client:
         ``overwrite`` (which replaces only an earlier job's output). ``params`` are the
         job's parameters (``{"pattern": "..."}`` for grep, ``{"step.0.mapper": ...}`` for
         streaming); ``s3`` is ``{"endpoint": ..., "region": ..., "allow_http": ...}``.
+
+        ``files`` are local files the job's programs need (``"map.py"``, or
+        ``"lib/v2.py#helper.py"`` to rename one), like Hadoop's ``-files``: uploaded once,
+        by content, to the cluster, and found by their names in the working directory of
+        every task, so workers need not have them.
         """
         body: Dict[str, Any] = {
             "kind": "mapreduce",
@@ -83,7 +90,28 @@ class Client:
             "s3": dict(s3) if s3 else None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        if files:
+            body["files"] = self.upload_files(files)
         return self._submit(body)
+
+    def upload_files(self, files: Sequence[str]) -> Dict[str, str]:
+        """Uploads ``files`` (``PATH`` or ``PATH#NAME``) to the cluster's content-addressed
+        store; returns their names and SHA-256 hashes, as a job's ``files`` takes them."""
+        shipped: Dict[str, str] = {}
+        for spec in files:
+            path, _, name = spec.partition("#")
+            name = name or os.path.basename(path)
+            if not os.path.isfile(path):
+                raise EssaimError(f"files: {path} is not a file")
+            if name in shipped:
+                raise EssaimError(f"files: two files would appear as {name}; rename one with #NAME")
+            digest = hashlib.sha256()
+            with open(path, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+            stored = self._transport.upload(path, digest.hexdigest(), os.path.getsize(path))
+            shipped[name] = stored["sha256"]
+        return shipped
 
     def submit_tasks(
         self,

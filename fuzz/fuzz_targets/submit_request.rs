@@ -17,9 +17,10 @@ fuzz_target!(|data: &[u8]| {
             let _ = raw.validate(&["noop".to_string(), "command".to_string()]);
         }
         SubmitRequest::Stream(mut stream) => {
-            // Tables come inline only: no file is read.
+            // As over the API: tables inline only, no file is read.
             stream.base_dir = Some("/nonexistent".into());
-            if let Ok(spec) = essaim_planning::stream::job_spec(&stream) {
+            let tables = essaim_planning::stream::Tables::InlineOnly;
+            if let Ok(spec) = essaim_planning::stream::job_spec(&stream, tables) {
                 assert!(spec.name.starts_with("stream:"));
             }
         }

@@ -70,7 +70,7 @@ def test_a_job_the_cluster_cannot_plan_is_refused_with_the_reason(cluster, tmp_p
         cluster.submit_mapreduce(
             "wordcount", inputs=[str(tmp_path / "in.txt")], output=str(tmp_path / "keep"), overwrite=True
         )
-    assert refused.value.status == 400 and "not an earlier job's output" in str(refused.value)
+    assert refused.value.status == 400 and "not an earlier job's committed output" in str(refused.value)
     assert (tmp_path / "keep" / "notes.txt").read_text() == "mine"
 
 

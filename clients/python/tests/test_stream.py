@@ -44,6 +44,14 @@ connector = { kind = "files", dir = "out" }
 """
 
 
+def test_tables_come_inline_over_the_api(cluster, postgres, tmp_path):
+    (tmp_path / "categories.csv").write_text("word,category\n")
+    spec = SPEC.replace('key = "word"\nheader = true', 'key = "word"\nheader = true\npath = "categories.csv"', 1)
+    with pytest.raises(EssaimError) as refused:
+        cluster.stream.submit(spec, name="py_paths", postgres=postgres, base_dir=str(tmp_path))
+    assert refused.value.status == 400 and "inline" in str(refused.value)
+
+
 def test_a_pipeline_runs_to_the_end_of_its_files(cluster, postgres, tmp_path):
     rows = [(1000 + i, f"w{i % 7}", i % 5) for i in range(600)]
     for partition in range(2):

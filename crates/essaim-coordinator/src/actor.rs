@@ -47,6 +47,15 @@ pub struct QueryView<'a> {
 pub type Query = Box<dyn FnOnce(QueryView<'_>) + Send>;
 
 /// A request to the actor, with the channel its reply goes to.
+/// Why an exclusive submission was refused.
+#[derive(Debug)]
+pub enum ExclusiveRefusal {
+    /// This running job has the same name.
+    Running(JobId),
+    /// The spec is invalid.
+    Spec(SpecError),
+}
+
 // Fields mirror the arguments of the scheduler method named in each variant's doc.
 #[allow(missing_docs)]
 pub enum Command {
@@ -54,6 +63,13 @@ pub enum Command {
     Submit {
         raw: RawJobSpec,
         reply: oneshot::Sender<Result<JobId, SpecError>>,
+    },
+    /// [`Scheduler::submit`] unless a running job has the same name (a pipeline runs
+    /// once): checked and submitted in one step of the actor, so two racing submissions
+    /// cannot both pass.
+    SubmitExclusive {
+        raw: RawJobSpec,
+        reply: oneshot::Sender<Result<JobId, ExclusiveRefusal>>,
     },
     /// See [`Scheduler::register_worker`].
     Register {
@@ -382,14 +398,21 @@ impl Actor {
     ) {
         match command {
             Command::Submit { raw, reply } => {
-                let result = self.scheduler.submit(now, raw, out);
-                match &result {
-                    Ok(job) => {
-                        self.metrics.jobs_submitted_total.inc();
-                        info!(job = %job, "job submitted");
-                    }
-                    Err(error) => warn!(error = %error, "job refused"),
-                }
+                let result = self.submit(now, raw, out);
+                replies.push(Box::new(move || {
+                    let _ = reply.send(result);
+                }));
+            }
+            Command::SubmitExclusive { raw, reply } => {
+                let running = self
+                    .scheduler
+                    .jobs()
+                    .find(|job| job.spec.name == raw.name && job.state == JobState::Running)
+                    .map(|job| job.id);
+                let result = match running {
+                    Some(job) => Err(ExclusiveRefusal::Running(job)),
+                    None => self.submit(now, raw, out).map_err(ExclusiveRefusal::Spec),
+                };
                 replies.push(Box::new(move || {
                     let _ = reply.send(result);
                 }));
@@ -506,6 +529,24 @@ impl Actor {
                 now,
             }),
         }
+    }
+
+    /// Submits a job, counting and logging the outcome.
+    fn submit(
+        &mut self,
+        now: u64,
+        raw: RawJobSpec,
+        out: &mut Vec<Output>,
+    ) -> Result<JobId, SpecError> {
+        let result = self.scheduler.submit(now, raw, out);
+        match &result {
+            Ok(job) => {
+                self.metrics.jobs_submitted_total.inc();
+                info!(job = %job, "job submitted");
+            }
+            Err(error) => warn!(error = %error, "job refused"),
+        }
+        result
     }
 
     fn resolve(&self, target: DeadLetterTarget) -> Vec<TaskId> {

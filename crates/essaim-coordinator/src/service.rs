@@ -296,6 +296,7 @@ impl Coordinator for CoordinatorService {
                 SubmitFailure::Unsupported(_) => Status::unimplemented(message),
                 SubmitFailure::AlreadyRunning(_) => Status::already_exists(message),
                 SubmitFailure::Unavailable => Status::unavailable(message),
+                SubmitFailure::Internal(_) => Status::internal(message),
             }
         })?;
         self.metrics.record_rpc("PlanAndSubmit", started.elapsed());

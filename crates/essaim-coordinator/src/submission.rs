@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use essaim_core::JobState;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::actor::Command;
+use crate::actor::{Command, ExclusiveRefusal};
 use crate::admission::Admission;
 use crate::planning::{
     JobPlanner, PlanRefused, PlannedSubmission, SubmitAnswer, SubmitRequest, plan_tasks,
@@ -30,6 +29,9 @@ pub(crate) enum SubmitFailure {
     /// The coordinator is stopping.
     #[error("the coordinator is shutting down")]
     Unavailable,
+    /// Planning itself failed (a defect, not the request's fault).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Plans requests and submits their jobs through the actor.
@@ -50,18 +52,10 @@ impl Submitter {
             .check_submission()
             .map_err(|refusal| SubmitFailure::DiskBelowReserve(refusal.to_string()))?;
         let planned = self.plan(request).await?;
-        if planned.exclusive {
-            self.refuse_if_running(&planned.spec.name).await?;
-        }
         let name = planned.spec.name.clone();
         let tasks = planned.spec.tasks.len() as u32;
         let raw = essaim_proto::raw_job_spec_from_wire(planned.spec);
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Submit { raw, reply }).await?;
-        let job = answer
-            .await
-            .map_err(|_| SubmitFailure::Unavailable)?
-            .map_err(|error| SubmitFailure::Invalid(error.to_string()))?;
+        let job = self.hand_to_actor(raw, planned.exclusive, &name).await?;
         Ok(SubmitAnswer {
             job_id: job.0,
             name,
@@ -88,31 +82,37 @@ impl Submitter {
         // Planning lists, sizes and samples the inputs: blocking I/O.
         let planned = tokio::task::spawn_blocking(move || planner.plan(request))
             .await
-            .map_err(|error| SubmitFailure::Invalid(format!("planning failed: {error}")))?;
+            .map_err(|error| SubmitFailure::Internal(format!("planning failed: {error}")))?;
         planned.map_err(|refused| match refused {
             PlanRefused::Invalid(message) => SubmitFailure::Invalid(message),
             PlanRefused::Unsupported(message) => SubmitFailure::Unsupported(message),
         })
     }
 
-    async fn refuse_if_running(&self, name: &str) -> Result<(), SubmitFailure> {
-        let owned = name.to_owned();
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Query(Box::new(move |view| {
-            let running = view
-                .scheduler
-                .jobs()
-                .find(|job| job.spec.name == owned && job.state == JobState::Running)
-                .map(|job| job.id.0);
-            let _ = reply.send(running);
-        })))
-        .await?;
-        match answer.await.map_err(|_| SubmitFailure::Unavailable)? {
-            Some(job) => Err(SubmitFailure::AlreadyRunning(format!(
-                "`{name}` already runs as job {job}: cancel it first"
-            ))),
-            None => Ok(()),
+    /// Submits through the actor; an exclusive job is checked against the running
+    /// ones in the same step.
+    async fn hand_to_actor(
+        &self,
+        raw: essaim_core::RawJobSpec,
+        exclusive: bool,
+        name: &str,
+    ) -> Result<essaim_core::JobId, SubmitFailure> {
+        if !exclusive {
+            let (reply, answer) = oneshot::channel();
+            self.send(Command::Submit { raw, reply }).await?;
+            let submitted = answer.await.map_err(|_| SubmitFailure::Unavailable)?;
+            return submitted.map_err(|error| SubmitFailure::Invalid(error.to_string()));
         }
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SubmitExclusive { raw, reply }).await?;
+        let submitted = answer.await.map_err(|_| SubmitFailure::Unavailable)?;
+        submitted.map_err(|refusal| match refusal {
+            ExclusiveRefusal::Running(job) => SubmitFailure::AlreadyRunning(format!(
+                "`{name}` already runs as job {}: cancel it first",
+                job.0
+            )),
+            ExclusiveRefusal::Spec(error) => SubmitFailure::Invalid(error.to_string()),
+        })
     }
 
     async fn send(&self, command: Command) -> Result<(), SubmitFailure> {

@@ -63,7 +63,8 @@ impl JobPlanner for Planner {
                 })
             }
             SubmitRequest::Stream(request) => {
-                let spec = stream::job_spec(&request).map_err(|error| invalid(&error))?;
+                let spec = stream::job_spec(&request, stream::Tables::InlineOnly)
+                    .map_err(|error| invalid(&error))?;
                 let plan = serde_json::json!({
                     "pipeline": request.name,
                     "stream_tasks": spec.tasks.len(),

@@ -9,7 +9,6 @@ use essaim_mapreduce::config::{
     DEFAULT_MERGE_FACTOR, DEFAULT_OPEN_COST_BYTES, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES,
     DEFAULT_SPLIT_BYTES,
 };
-use essaim_mapreduce::payload::{SUCCESS_MARKER, TEMPORARY_DIR};
 use essaim_mapreduce::plan::{JobRequest, PlanError, PlannedJob, plan_job, prepare_output};
 use essaim_mapreduce::registry::JobRegistry;
 use essaim_proto::v1;
@@ -31,8 +30,8 @@ pub enum MapReducePlanError {
     OutputCodec(String),
     /// Overwriting would remove something that is not a job's output.
     #[error(
-        "`{0}` exists and is not an earlier job's output (no `_SUCCESS` or `_temporary` in \
-         it): it is not replaced; choose another output"
+        "`{0}` exists and is not an earlier job's committed output (no `_SUCCESS` in it): \
+         it is not replaced; choose another output"
     )]
     NotAnOutput(PathBuf),
     /// The job could not be planned.
@@ -45,8 +44,9 @@ pub enum MapReducePlanError {
 pub enum Overwrite {
     /// Whatever is at the output path (the CLI: the user named it on their own machine).
     Anything,
-    /// Only an empty directory or an earlier job's output (the API: a remote caller must
-    /// not be able to remove any directory the coordinator can write).
+    /// Only an empty directory or an earlier job's committed output, local or in a
+    /// bucket (the API: a remote caller must not be able to remove any directory or
+    /// prefix the coordinator can write).
     EarlierOutputOnly,
 }
 
@@ -64,15 +64,38 @@ pub fn plan(
         });
     };
     let planned = plan_job(job.as_ref(), &job_request(request)?)?;
-    if request.overwrite
-        && policy == Overwrite::EarlierOutputOnly
-        && let Some(dir) = planned.config.output_dir.as_local()
-        && !replaceable(dir)
-    {
-        return Err(MapReducePlanError::NotAnOutput(dir.to_path_buf()));
-    }
-    prepare_output(&planned.config, request.overwrite)?;
+    let overwrite = request.overwrite && may_replace(&planned, policy)?;
+    prepare_output(&planned.config, overwrite).map_err(|error| match error {
+        // Over the API, an output that may not be replaced is reported as such.
+        PlanError::OutputExists(dir) if request.overwrite => MapReducePlanError::NotAnOutput(dir),
+        PlanError::Storage(essaim_storage::StorageError::OutputExists { location })
+            if request.overwrite =>
+        {
+            MapReducePlanError::NotAnOutput(PathBuf::from(location))
+        }
+        other => other.into(),
+    })?;
     Ok(planned)
+}
+
+/// Whether `overwrite` may remove what is at the planned output: anything for the CLI;
+/// over the API only an empty local directory or a committed output (`_SUCCESS`).
+/// A `_temporary` directory proves nothing: anyone can create one by naming it as an
+/// output, and a running job's output holds one.
+fn may_replace(planned: &PlannedJob, policy: Overwrite) -> Result<bool, MapReducePlanError> {
+    if policy == Overwrite::Anything {
+        return Ok(true);
+    }
+    if let Some(dir) = planned.config.output_dir.as_local()
+        && empty_dir(dir)
+    {
+        return Ok(true);
+    }
+    Ok(planned
+        .config
+        .output()
+        .is_committed()
+        .map_err(PlanError::Storage)?)
 }
 
 fn job_request(request: &MapReduceRequest) -> Result<JobRequest, MapReducePlanError> {
@@ -108,15 +131,9 @@ fn job_request(request: &MapReduceRequest) -> Result<JobRequest, MapReducePlanEr
     })
 }
 
-/// Whether `dir` is absent, empty, or an earlier job's output.
-fn replaceable(dir: &Path) -> bool {
-    match std::fs::read_dir(dir) {
-        Err(_) => !dir.exists(),
-        Ok(mut entries) => {
-            let empty = entries.next().is_none();
-            empty || dir.join(SUCCESS_MARKER).is_file() || dir.join(TEMPORARY_DIR).is_dir()
-        }
-    }
+/// Whether `dir` is an existing, empty directory.
+fn empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
 }
 
 /// Returns the wire spec of a planned job: one task per map, reduce or commit task.

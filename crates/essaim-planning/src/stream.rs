@@ -26,6 +26,9 @@ pub enum StreamPlanError {
     /// A table has neither text nor a path.
     #[error("table `{0}` has no `path`: name its CSV file, relative to the spec")]
     TableWithoutPath(String),
+    /// A table must come inline (over the API).
+    #[error("table `{0}` must be sent inline, as `tables.{0}`: the coordinator reads no table file for a remote caller")]
+    TableNotInline(String),
     /// A table's file cannot be read.
     #[error("table `{table}`: cannot read `{path}`: {error}")]
     Table {
@@ -46,9 +49,21 @@ pub fn job_name(pipeline: &str) -> String {
     format!("stream:{pipeline}")
 }
 
-/// Reads the pipeline's tables (given, or from files relative to `base_dir`) and cuts it
-/// into tasks.
-pub fn job_spec(request: &StreamRequest) -> Result<v1::JobSpec, StreamPlanError> {
+/// Where a pipeline's dimension tables may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tables {
+    /// Inline, else read from the spec's `path` relative to `base_dir` (the CLI: the
+    /// user's own files).
+    InlineOrFiles,
+    /// Inline only (the API: a remote caller must not make the coordinator read its
+    /// files into task payloads, which the API serves back).
+    InlineOnly,
+}
+
+/// Reads the pipeline's tables (given, or from files relative to `base_dir` when
+/// `tables` allows it) and cuts it into tasks.
+pub fn job_spec(request: &StreamRequest, tables: Tables) -> Result<v1::JobSpec, StreamPlanError> {
+    let allowed = tables;
     essaim_stream_runtime::task::check_pipeline_name(&request.name)
         .map_err(|error| StreamPlanError::Name(error.to_string()))?;
     let spec = essaim_stream::spec::PipelineSpec::from_toml(&request.spec)
@@ -59,6 +74,9 @@ pub fn job_spec(request: &StreamRequest) -> Result<v1::JobSpec, StreamPlanError>
         if let Some(text) = request.tables.get(&table.name) {
             tables.insert(table.name.clone(), text.clone().into_bytes());
             continue;
+        }
+        if allowed == Tables::InlineOnly {
+            return Err(StreamPlanError::TableNotInline(table.name.clone()));
         }
         let Some(path) = &table.path else {
             return Err(StreamPlanError::TableWithoutPath(table.name.clone()));

@@ -43,7 +43,7 @@ struct Cli {
     /// (default: no export).
     #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
-    /// Configuration file (default: the first of ./essaim.toml,
+    /// Configuration file (default: the first of
     /// $XDG_CONFIG_HOME/essaim/essaim.toml and /etc/essaim/essaim.toml; '' for none).
     /// Its settings come after flags and ESSAIM_* variables: `essaim config show`.
     #[arg(long, global = true, env = "ESSAIM_CONFIG", value_name = "FILE")]

@@ -27,7 +27,10 @@ class Client:
     def __init__(
         self, url: Optional[str] = None, token: Optional[str] = None, timeout: float = 60.0
     ) -> None:
-        url = url or os.environ.get("ESSAIM_COORDINATOR") or DEFAULT_URL
+        # $ESSAIM_COORDINATOR may list several coordinators, as for the CLI; REST calls
+        # go to the first (a standby answers them with where the leader is).
+        listed = os.environ.get("ESSAIM_COORDINATOR", "").split(",")[0].strip()
+        url = url or listed or DEFAULT_URL
         self._transport = Transport(url, token or _token_from_environment(), timeout)
         self.stream = Pipelines(self._transport)
 
@@ -99,8 +102,10 @@ class Client:
         store; returns their names and SHA-256 hashes, as a job's ``files`` takes them."""
         shipped: Dict[str, str] = {}
         for spec in files:
-            path, _, name = spec.partition("#")
-            name = name or os.path.basename(path)
+            # As the CLI's --files: the last `#` separates a new name.
+            path, sep, name = spec.rpartition("#")
+            if not sep:
+                path, name = spec, os.path.basename(spec)
             if not os.path.isfile(path):
                 raise EssaimError(f"files: {path} is not a file")
             if name in shipped:
@@ -263,7 +268,8 @@ def _token_from_environment() -> Optional[str]:
     if path:
         try:
             with open(path, encoding="utf-8") as file:
-                return file.read().strip()
+                # Its first line, as the CLI reads it.
+                return file.readline().strip()
         except OSError as error:
             raise EssaimError(f"ESSAIM_TOKEN_FILE {path}: {error}") from None
     return None

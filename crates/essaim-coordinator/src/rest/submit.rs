@@ -29,6 +29,7 @@ pub struct MapReduceJobView {
         (status = 409, body = ApiError, description = "A pipeline of that name is running"),
         (status = 501, body = ApiError, description = "This coordinator cannot plan that kind of job"),
         (status = 507, body = ApiError, description = "The journal's disk is below its reserve"),
+        (status = 500, body = ApiError, description = "Planning failed unexpectedly"),
         (status = 401, body = ApiError), (status = 415, body = ApiError)),
     security(("bearer" = [])))]
 pub(super) async fn submit_job(
@@ -44,6 +45,7 @@ pub(super) async fn submit_job(
                 SubmitFailure::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
                 SubmitFailure::AlreadyRunning(_) => StatusCode::CONFLICT,
                 SubmitFailure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                SubmitFailure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             Err(Failure(status, failure.to_string()))
         }

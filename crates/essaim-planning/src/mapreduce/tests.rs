@@ -1,4 +1,5 @@
 use super::*;
+use essaim_mapreduce::payload::{SUCCESS_MARKER, TEMPORARY_DIR};
 
 fn registry() -> JobRegistry {
     let mut jobs = JobRegistry::new();
@@ -73,6 +74,11 @@ fn the_api_overwrites_an_earlier_output_but_nothing_else() {
         matches!(refused, MapReducePlanError::NotAnOutput(_)),
         "{refused}"
     );
+    assert!(precious.join("thesis.tex").is_file(), "nothing was removed");
+    // A `_temporary` directory does not make a directory an output: anyone can make one.
+    std::fs::create_dir(precious.join(TEMPORARY_DIR)).unwrap();
+    let refused = plan(&registry(), &request, Overwrite::EarlierOutputOnly).unwrap_err();
+    assert!(matches!(refused, MapReducePlanError::NotAnOutput(_)), "{refused}");
     assert!(precious.join("thesis.tex").is_file(), "nothing was removed");
 
     let earlier = dir.path().join("earlier");

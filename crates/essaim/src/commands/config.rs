@@ -153,7 +153,7 @@ fn effective(
             if setting.secret {
                 values.map(|_| "******".to_string()).collect()
             } else {
-                values.collect()
+                values.map(|value| mask_url_password(&value)).collect()
             }
         });
         rows.push(Row {
@@ -265,5 +265,39 @@ fn print_text(shown: &[(String, Vec<Row>)], file: Option<&ConfigFile>) {
             let source = format!("{} {}", row.source.name(), row.source.detail(row));
             crate::outln!("{:<key_width$}  {value:<24} {}", row.key, source.trim_end());
         }
+    }
+}
+
+/// Masks the password of a URL's user information (`postgres://u:secret@host/db` →
+/// `postgres://u:******@host/db`); other text is returned as it is.
+fn mask_url_password(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return value.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return value.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:******@{host}{tail}"),
+        None => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod mask_tests {
+    use super::mask_url_password;
+
+    #[test]
+    fn passwords_in_urls_are_masked_and_nothing_else_is() {
+        assert_eq!(
+            mask_url_password("postgres://essaim:hunter2@db:5432/essaim?sslmode=disable"),
+            "postgres://essaim:******@db:5432/essaim?sslmode=disable"
+        );
+        assert_eq!(mask_url_password("nats://user@nats:4222"), "nats://user@nats:4222");
+        assert_eq!(mask_url_password("http://127.0.0.1:7070"), "http://127.0.0.1:7070");
+        assert_eq!(mask_url_password("/var/lib/essaim"), "/var/lib/essaim");
+        assert_eq!(mask_url_password("http://h/p@q:r"), "http://h/p@q:r");
     }
 }

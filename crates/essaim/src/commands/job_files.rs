@@ -56,8 +56,21 @@ impl ShippedFiles {
         }
         if let Some(script) = extra {
             let name = file_name(script)?;
-            if !specs.iter().any(|(listed, _)| *listed == name) {
-                specs.push((name, script.to_path_buf()));
+            // Listed already under its name: only if it is the same file, else the
+            // workers would run the other one.
+            let same_file = |listed: &Path| {
+                std::fs::canonicalize(listed).ok() == std::fs::canonicalize(script).ok()
+            };
+            match specs.iter().find(|(listed, _)| *listed == name) {
+                None => specs.push((name, script.to_path_buf())),
+                Some((_, listed)) if same_file(listed) => {}
+                Some((_, listed)) => {
+                    return Err(usage(format!(
+                        "--mrjob {} and --files {} would both appear as `{name}`",
+                        script.display(),
+                        listed.display()
+                    )));
+                }
             }
         }
         let mut files: Vec<LocalJobFile> = Vec::new();

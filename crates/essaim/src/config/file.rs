@@ -36,7 +36,9 @@ pub fn locate(
         }
         return Location::Named(PathBuf::from(named));
     }
-    let mut search = vec![PathBuf::from("essaim.toml")];
+    // Not the working directory: a file in a cloned repository could name another
+    // coordinator (which would receive the user's token) or a token file to send.
+    let mut search = Vec::new();
     let user_dir = match (xdg_config_home, home) {
         (Some(xdg), _) if !xdg.is_empty() => Some(PathBuf::from(xdg)),
         (_, Some(home)) if !home.is_empty() => Some(PathBuf::from(home).join(".config")),
@@ -344,7 +346,6 @@ mod tests {
         assert_eq!(
             searched,
             Location::Searched(vec![
-                "essaim.toml".into(),
                 "/home/u/.config/essaim/essaim.toml".into(),
                 "/etc/essaim/essaim.toml".into(),
             ])
@@ -353,7 +354,7 @@ mod tests {
         let Location::Searched(paths) = xdg else {
             panic!("searched")
         };
-        assert_eq!(paths[1], PathBuf::from("/x/essaim/essaim.toml"));
+        assert_eq!(paths[0], PathBuf::from("/x/essaim/essaim.toml"));
     }
 
     #[test]

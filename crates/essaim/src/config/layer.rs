@@ -150,6 +150,10 @@ fn apply(
             if let Some(values) = &edit.default {
                 // A required option the file gives is no longer required of the command line.
                 arg = arg.default_values(values.clone()).required(false);
+                if arg.is_hide_env_values_set() {
+                    // A secret from the file must not appear in `--help` as a default.
+                    arg = arg.hide_default_value(true);
+                }
             }
             arg
         });

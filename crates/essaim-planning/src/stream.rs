@@ -27,7 +27,9 @@ pub enum StreamPlanError {
     #[error("table `{0}` has no `path`: name its CSV file, relative to the spec")]
     TableWithoutPath(String),
     /// A table must come inline (over the API).
-    #[error("table `{0}` must be sent inline, as `tables.{0}`: the coordinator reads no table file for a remote caller")]
+    #[error(
+        "table `{0}` must be sent inline, as `tables.{0}`: the coordinator reads no table file for a remote caller"
+    )]
     TableNotInline(String),
     /// A table's file cannot be read.
     #[error("table `{table}`: cannot read `{path}`: {error}")]

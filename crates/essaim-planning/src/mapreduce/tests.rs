@@ -78,7 +78,10 @@ fn the_api_overwrites_an_earlier_output_but_nothing_else() {
     // A `_temporary` directory does not make a directory an output: anyone can make one.
     std::fs::create_dir(precious.join(TEMPORARY_DIR)).unwrap();
     let refused = plan(&registry(), &request, Overwrite::EarlierOutputOnly).unwrap_err();
-    assert!(matches!(refused, MapReducePlanError::NotAnOutput(_)), "{refused}");
+    assert!(
+        matches!(refused, MapReducePlanError::NotAnOutput(_)),
+        "{refused}"
+    );
     assert!(precious.join("thesis.tex").is_file(), "nothing was removed");
 
     let earlier = dir.path().join("earlier");

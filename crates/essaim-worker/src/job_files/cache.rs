@@ -170,7 +170,9 @@ fn fetch_failure(name: &str, sha256: &str, failures: Vec<(String, ClientError)>)
     }
     // "Not stored" is final only when every coordinator says so: a standby answers 404
     // for the store it does not serve while the leader may just be unreachable.
-    let all_not_found = failures.iter().all(|(_, error)| error.status() == Some(404));
+    let all_not_found = failures
+        .iter()
+        .all(|(_, error)| error.status() == Some(404));
     if all_not_found && let Some((url, error)) = failures.first() {
         return JobFilesError::NotFound {
             name: name.to_string(),

@@ -295,8 +295,14 @@ mod mask_tests {
             mask_url_password("postgres://essaim:hunter2@db:5432/essaim?sslmode=disable"),
             "postgres://essaim:******@db:5432/essaim?sslmode=disable"
         );
-        assert_eq!(mask_url_password("nats://user@nats:4222"), "nats://user@nats:4222");
-        assert_eq!(mask_url_password("http://127.0.0.1:7070"), "http://127.0.0.1:7070");
+        assert_eq!(
+            mask_url_password("nats://user@nats:4222"),
+            "nats://user@nats:4222"
+        );
+        assert_eq!(
+            mask_url_password("http://127.0.0.1:7070"),
+            "http://127.0.0.1:7070"
+        );
         assert_eq!(mask_url_password("/var/lib/essaim"), "/var/lib/essaim");
         assert_eq!(mask_url_password("http://h/p@q:r"), "http://h/p@q:r");
     }

@@ -249,9 +249,11 @@ def check_worker(documents, services, essaim):
           and env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP",
           "workers advertise their pod IP")
     check(mounted(container, flags["--scratch-dir"]), "--scratch-dir is on a volume")
-    drain_grace = int(flags["--drain-grace-secs"])
+    grace = re.fullmatch(r"(\d+)s?", flags["--drain-grace"])
+    check(grace is not None, "--drain-grace is a number of seconds (`120s`)")
+    drain_grace = int(grace.group(1)) if grace else 0
     check(pod["terminationGracePeriodSeconds"] >= drain_grace + 15,
-          "terminationGracePeriodSeconds covers --drain-grace-secs plus hand-back")
+          "terminationGracePeriodSeconds covers --drain-grace plus hand-back")
     pre_stop = " ".join(container["lifecycle"]["preStop"]["exec"]["command"])
     check("kill -TERM 1" in pre_stop, "preStop starts the drain (SIGTERM to the worker)")
     check_hardening("worker", pod, container)

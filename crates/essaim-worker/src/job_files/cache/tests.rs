@@ -158,7 +158,7 @@ async fn corrupt_bytes_are_refused_naming_the_file_and_both_hashes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_the_store_lacks_fails_for_good_and_a_dead_coordinator_is_skipped() {
+async fn a_file_every_coordinator_lacks_fails_for_good_and_a_dead_coordinator_is_skipped() {
     let store = serve_store().await;
     let uploaded = store.client.upload_bytes(b"x,1\n".to_vec()).await.unwrap();
     // Nothing listens on the first URL: the second coordinator gives the file.
@@ -171,9 +171,18 @@ async fn a_file_the_store_lacks_fails_for_good_and_a_dead_coordinator_is_skipped
         .await
         .unwrap();
 
+    // "Not stored" is final only when every coordinator says so: the one that did not
+    // answer may be the leader (a standby answers 404 for the store it does not serve).
     let missing = JobFiles::from([("gone.py".to_string(), "0".repeat(64))]);
     let error = cache
         .stage(&missing, &scratch.path().join("b"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, JobFilesError::Fetch { .. }), "{error}");
+    assert!(error.retryable());
+    let answering = JobFileCache::new(scratch.path(), std::slice::from_ref(&store.url), None);
+    let error = answering
+        .stage(&missing, &scratch.path().join("b2"))
         .await
         .unwrap_err();
     assert!(matches!(error, JobFilesError::NotFound { .. }), "{error}");

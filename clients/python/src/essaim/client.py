@@ -92,7 +92,7 @@ class Client:
             "max_attempts": max_attempts,
             "s3": dict(s3) if s3 else None,
         }
-        body.update({k: v for k, v in optional.items() if v is not None})
+        _add_given(body, optional)
         if files:
             body["files"] = self.upload_files(files)
         return self._submit(body)
@@ -138,7 +138,7 @@ class Client:
             "max_concurrency": max_concurrency,
             "task_timeout_ms": task_timeout_ms,
         }
-        body.update({k: v for k, v in optional.items() if v is not None})
+        _add_given(body, optional)
         return self._submit(body)
 
     def submit_commands(self, name: str, commands: Iterable[str], **options: Any) -> Job:
@@ -231,7 +231,7 @@ class Pipelines:
             "batch_max": batch_max,
             "batch_wait_ms": batch_wait_ms,
         }
-        body.update({k: v for k, v in optional.items() if v is not None})
+        _add_given(body, optional)
         answer = self._transport.call("POST", "/api/v1/jobs", body)
         return Job(self._transport, answer["job_id"], answer.get("plan"))
 
@@ -251,6 +251,11 @@ class Pipelines:
         for job in running:
             job.cancel()
         return len(running)
+
+
+def _add_given(body: Dict[str, Any], optional: Mapping[str, Any]) -> None:
+    """Adds the options that were given: an absent one takes the coordinator's default."""
+    body.update({k: v for k, v in optional.items() if v is not None})
 
 
 def _selection(job: int, tasks: Optional[Sequence[int]]) -> Dict[str, Any]:

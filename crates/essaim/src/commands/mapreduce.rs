@@ -429,7 +429,7 @@ pub(crate) async fn submit_planned(
     max_attempts: u32,
     planned: &PlannedJob,
 ) -> anyhow::Result<u64> {
-    let spec = planned_spec(max_attempts, planned);
+    let spec = essaim_planning::mapreduce::job_spec(max_attempts, planned);
     Ok(client
         .submit_job(v1::SubmitJobRequest { spec: Some(spec) })
         .await?
@@ -445,12 +445,8 @@ pub(crate) async fn submit_to_leader(
     planned: &PlannedJob,
 ) -> anyhow::Result<u64> {
     coordinator
-        .submit_job(planned_spec(max_attempts, planned))
+        .submit_job(essaim_planning::mapreduce::job_spec(max_attempts, planned))
         .await
-}
-
-fn planned_spec(max_attempts: u32, planned: &PlannedJob) -> v1::JobSpec {
-    essaim_planning::mapreduce::job_spec(max_attempts, planned)
 }
 
 async fn submit_and_follow(

@@ -36,6 +36,7 @@ pub mod queue;
 pub mod rest;
 pub mod role;
 pub mod service;
+mod socket;
 mod standby;
 mod standing_by;
 mod submission;
@@ -60,6 +61,7 @@ use tracing::info;
 /// Task kinds accepted at submission even before a worker advertises them (see
 /// [`essaim_core::kinds`]).
 pub use essaim_core::kinds::BUILTIN_KINDS;
+pub use socket::ListenSocket;
 
 /// How to run a coordinator; every field has a documented default in the CLI.
 #[derive(Debug, Clone)]
@@ -211,7 +213,8 @@ pub async fn start_coordinator(
         recovered,
         results,
     };
-    start_with_journal(config, opened, shutdown).await
+    let socket = ListenSocket::bind(config.listen).await?;
+    start_with_journal(config, opened, &socket, shutdown).await
 }
 
 /// Opens the model registry served beside the API, if there is one.
@@ -229,10 +232,12 @@ async fn open_registry(
     Ok(Some(Arc::new(registry)))
 }
 
-/// Recovers from an opened journal and starts serving; stops when `shutdown` fires.
+/// Recovers from an opened journal and starts serving on `socket`; stops when
+/// `shutdown` fires.
 pub async fn start_with_journal(
     config: CoordinatorConfig,
     opened: OpenedJournal,
+    socket: &ListenSocket,
     shutdown: CancellationToken,
 ) -> Result<RunningCoordinator, CoordinatorError> {
     let OpenedJournal {
@@ -336,14 +341,8 @@ pub async fn start_with_journal(
         },
     );
     let grpc = tonic::service::Routes::new(grpc);
-    // A standby of this process may have just released the port: retry for a moment.
-    let listener = standby::bind(config.listen).await?;
-    let address = listener
-        .local_addr()
-        .map_err(|source| CoordinatorError::Listen {
-            address: config.listen,
-            source,
-        })?;
+    let listener = socket.listener()?;
+    let address = socket.local_addr();
     let cluster = config
         .cluster
         .clone()

@@ -17,7 +17,7 @@
 
 use crate::cluster::{ClusterSource, EtcdCluster};
 use crate::standing_by::StandingBy;
-use crate::{CoordinatorConfig, CoordinatorError, OpenedJournal, standby};
+use crate::{CoordinatorConfig, CoordinatorError, ListenSocket, OpenedJournal, standby};
 use essaim_etcd::Etcd;
 use essaim_store::StoreError;
 use essaim_store_etcd::{EtcdJournal, EtcdResults, JournalFollower, Layout, Leadership};
@@ -47,10 +47,14 @@ pub struct HighAvailability {
 /// How often a standby looks at the leader key.
 const CAMPAIGN_POLL: Duration = Duration::from_millis(200);
 
+/// What is left of a leader stopped while it still served requests: its server ends
+/// them in the background while the process stands by on the same socket.
+type Draining = tokio::task::JoinHandle<Result<(), CoordinatorError>>;
+
 /// Why a leadership ended.
 enum Ended {
     Shutdown,
-    SteppedDown,
+    SteppedDown(Option<Draining>),
 }
 
 /// Runs the coordinator as leader or standby of its cluster until `shutdown` fires.
@@ -76,16 +80,18 @@ pub async fn run_highly_available(
         ..config
     };
     info!(cluster = %layout.cluster(), etcd = %ha.etcd_endpoints.join(","), url = %ha.advertise_url, "campaigning for leadership");
+    let socket = ListenSocket::bind(config.listen).await?;
     let mut follower = JournalFollower::new(etcd.clone(), layout.clone());
+    let mut just_stepped_down = false;
+    let mut draining: Option<Draining> = None;
     loop {
         let known_leader = Arc::new(RwLock::new(None));
         let server = standby::serve(
-            config.listen,
+            &socket,
             known_leader.clone(),
             metrics.clone(),
             cluster.clone(),
-        )
-        .await?;
+        )?;
         let standing_by = StandingBy::start(
             etcd.clone(),
             layout.clone(),
@@ -94,15 +100,24 @@ pub async fn run_highly_available(
             metrics.clone(),
             follower,
         );
-        let elected = Leadership::campaign(
-            &etcd,
-            &layout,
-            &ha.advertise_url,
-            ha.lease_ttl,
-            CAMPAIGN_POLL,
-            &shutdown,
-        )
-        .await;
+        if let Some(draining) = draining.take()
+            && let Ok(Err(error)) = draining.await
+        {
+            warn!(error = %error, "the former leader's server ended with an error");
+        }
+        let elected = if just_stepped_down && pause(ha.lease_ttl, &shutdown).await {
+            Ok(None)
+        } else {
+            Leadership::campaign(
+                &etcd,
+                &layout,
+                &ha.advertise_url,
+                ha.lease_ttl,
+                CAMPAIGN_POLL,
+                &shutdown,
+            )
+            .await
+        };
         follower = standing_by.finish().await;
         server.stop().await;
         let Some(leadership) = elected? else {
@@ -116,28 +131,36 @@ pub async fn run_highly_available(
             JournalFollower::new(etcd.clone(), layout.clone()),
         );
         match lead(
-            &config, &etcd, &layout, leadership, taken, &metrics, &shutdown,
+            &config, &etcd, &layout, &socket, leadership, taken, &metrics, &shutdown,
         )
         .await?
         {
             Ended::Shutdown => return Ok(()),
-            Ended::SteppedDown => {
+            Ended::SteppedDown(still_serving) => {
                 info!("standing by again");
-                // Let another coordinator try before campaigning again.
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(ha.lease_ttl) => {}
-                }
+                just_stepped_down = true;
+                draining = still_serving;
             }
         }
     }
 }
 
+/// Lets another coordinator campaign first, standing by meanwhile; true if `shutdown`
+/// fired.
+async fn pause(lease_ttl: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(lease_ttl) => false,
+    }
+}
+
 /// Leads until shutdown or until leadership can no longer be trusted.
+#[allow(clippy::too_many_arguments)]
 async fn lead(
     config: &CoordinatorConfig,
     etcd: &Etcd,
     layout: &Layout,
+    socket: &ListenSocket,
     leadership: Leadership,
     follower: JournalFollower,
     metrics: &LeadershipMetrics,
@@ -154,7 +177,7 @@ async fn lead(
             warn!(error = %error, "the journal could not be opened; stepping down");
             step_down_reason(&error, metrics);
             let _ = leadership.resign().await;
-            return Ok(Ended::SteppedDown);
+            return Ok(Ended::SteppedDown(None));
         }
         Err(error) => return Err(error.into()),
     };
@@ -168,21 +191,20 @@ async fn lead(
         results: Arc::new(EtcdResults::new(etcd.clone(), layout.clone())),
     };
     let stop = shutdown.child_token();
-    let running = crate::start_with_journal(config.clone(), opened, stop.clone()).await?;
+    let running = crate::start_with_journal(config.clone(), opened, socket, stop.clone()).await?;
     let health = running.health.clone();
-    let wait = running.wait();
-    tokio::pin!(wait);
+    let mut wait = Box::pin(running.wait());
     let ended = tokio::select! {
         result = &mut wait => match result {
             Ok(()) if shutdown.is_cancelled() => Ended::Shutdown,
             Ok(()) => {
                 metrics.stepped_down("store_failed");
-                Ended::SteppedDown
+                Ended::SteppedDown(None)
             }
             Err(CoordinatorError::Journal(error)) if steps_down(&error) => {
                 warn!(error = %error, "a journal write failed; stepping down");
                 step_down_reason(&error, metrics);
-                Ended::SteppedDown
+                Ended::SteppedDown(None)
             }
             Err(error) => return Err(error),
         },
@@ -191,17 +213,26 @@ async fn lead(
             // Not the leader any more, whatever is still in flight: say so at once.
             health.set_not_ready("stepping down: the leadership lease was lost");
             metrics.leader.set(0);
+            // The server stops accepting at once and ends what it serves in the
+            // background, while the standby answers on the same socket.
             stop.cancel();
-            let _ = wait.await;
             metrics.stepped_down("lease_lost");
-            Ended::SteppedDown
+            Ended::SteppedDown(Some(tokio::spawn(wait)))
         }
     };
     metrics.leader.set(0);
     // Hand over at once rather than after the lease's TTL (refused harmlessly when
-    // another leader was elected meanwhile).
-    if let Err(error) = leadership.resign().await {
-        warn!(error = %error, "could not resign leadership; it ends when its lease expires");
+    // another leader was elected meanwhile). When stepping down, in the background:
+    // standing by, and answering on the port, must not wait for an etcd that may be
+    // unreachable; at shutdown, before the process exits.
+    let resign = async move {
+        if let Err(error) = leadership.resign().await {
+            warn!(error = %error, "could not resign leadership; it ends when its lease expires");
+        }
+    };
+    match ended {
+        Ended::Shutdown => resign.await,
+        Ended::SteppedDown(_) => drop(tokio::spawn(resign)),
     }
     Ok(ended)
 }

@@ -7,8 +7,8 @@
 //!   `essaim-leader` metadata (clients retry there);
 //! - an HTTP call gets 503 with `{"error": …, "leader": …}` and the same header.
 
-use crate::CoordinatorError;
 use crate::cluster::{self, ClusterSource};
+use crate::{CoordinatorError, ListenSocket};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -16,7 +16,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use essaim_telemetry::prometheus_client::registry::Registry;
 use essaim_telemetry::{Health, LeadershipMetrics};
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,16 +30,16 @@ pub(crate) struct StandbyServer {
 }
 
 impl StandbyServer {
-    /// Stops serving and frees the port.
+    /// Stops serving; the socket stays open for the next role's server.
     pub(crate) async fn stop(self) {
         self.stop.cancel();
         let _ = self.server.await;
     }
 }
 
-/// Starts serving as a standby on `listen`.
-pub(crate) async fn serve(
-    listen: SocketAddr,
+/// Starts serving as a standby on `socket`.
+pub(crate) fn serve(
+    socket: &ListenSocket,
     leader: KnownLeader,
     metrics: LeadershipMetrics,
     cluster: ClusterSource,
@@ -54,7 +53,7 @@ pub(crate) async fn serve(
         .with_state(leader)
         .merge(essaim_telemetry::router(registry, health))
         .merge(cluster::router(cluster));
-    let listener = bind(listen).await?;
+    let listener = socket.listener()?;
     let stop = CancellationToken::new();
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
@@ -63,27 +62,6 @@ pub(crate) async fn serve(
             .await
     });
     Ok(StandbyServer { stop, server })
-}
-
-/// Binds `listen`, retrying for a few seconds: the previous role's server may still be
-/// closing the port.
-pub(crate) async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener, CoordinatorError> {
-    let mut attempts = 0;
-    loop {
-        match tokio::net::TcpListener::bind(listen).await {
-            Ok(listener) => return Ok(listener),
-            Err(source) if attempts >= 50 => {
-                return Err(CoordinatorError::Listen {
-                    address: listen,
-                    source,
-                });
-            }
-            Err(_) => {
-                attempts += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
 }
 
 async fn not_the_leader(State(leader): State<KnownLeader>, request: Request) -> Response {

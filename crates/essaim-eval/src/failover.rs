@@ -14,6 +14,7 @@ use crate::cluster::{job_spec, results, sleep_task, wait_job};
 use crate::ha_cluster::{HaEvalCluster, LEADER_LEASE_SECS, find_etcd};
 use crate::stats::{median, min_max};
 use crate::{Host, Plan, say};
+use essaim_proto::{CoordinatorUrls, Coordinators, Idempotence, v1};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -143,18 +144,7 @@ async fn fault_cases(
 
 /// Submits a job, faults the leader mid-job, times the failover and checks the job.
 async fn fault_run(cluster: &mut HaEvalCluster, fault: Signal) -> anyhow::Result<FailoverRun> {
-    let old = cluster.leader().await?;
-    let mut client = essaim_proto::connect(
-        &cluster.url(old),
-        Some(cluster.token()),
-        Duration::from_secs(5),
-    )
-    .await?;
-    let spec = job_spec(
-        "failover",
-        (0..TASKS).map(|_| sleep_task(TASK_MS)).collect(),
-    );
-    let job_id = crate::cluster::submit(&mut client, spec).await?;
+    let (old, job_id) = submit_to_leader(cluster).await?;
     let last_old_commit = wait_for_commits(cluster, old, job_id).await?;
     cluster.signal_coordinator(old, fault)?;
     let fault_at = Instant::now();
@@ -170,14 +160,21 @@ async fn fault_run(cluster: &mut HaEvalCluster, fault: Signal) -> anyhow::Result
         let stood_by = stands_by(cluster, old).await;
         (Some(refused_writes(cluster, old).await), Some(stood_by))
     };
-    let mut client = essaim_proto::connect(
-        &cluster.url(new.0),
-        Some(cluster.token()),
-        Duration::from_secs(5),
-    )
-    .await?;
-    let job = wait_job(&mut client, job_id, FAILOVER_TIMEOUT * 2).await?;
-    let committed = results(&mut client, job_id).await?;
+    // As any client would: through whichever coordinator leads by then.
+    let coordinators = Coordinators::new(
+        CoordinatorUrls::parse(&cluster.urls())?,
+        Some(cluster.token().to_string()),
+        job_id,
+    );
+    let deadline = Some(tokio::time::Instant::now() + FAILOVER_TIMEOUT * 2);
+    let job = finished_job(&coordinators, job_id, deadline).await?;
+    let committed = coordinators
+        .call(deadline, Idempotence::Idempotent, |mut client| async move {
+            let all = results(&mut client, job_id).await;
+            all.map(tonic::Response::new)
+                .map_err(|error| tonic::Status::unavailable(error.to_string()))
+        })
+        .await?;
     let distinct: BTreeSet<u32> = committed.iter().map(|result| result.task_index).collect();
     Ok(FailoverRun {
         to_new_leader_s,
@@ -190,6 +187,59 @@ async fn fault_run(cluster: &mut HaEvalCluster, fault: Signal) -> anyhow::Result
             && committed.len() == TASKS as usize
             && distinct.len() == TASKS as usize,
     })
+}
+
+/// Submits the scenario's job to the leader; returns the leader and the job's id. A
+/// leader that steps down by itself (a lease not refreshed in time on a loaded machine)
+/// refuses the submission: it is made again to the next leader.
+async fn submit_to_leader(cluster: &HaEvalCluster) -> anyhow::Result<(usize, u64)> {
+    const TRIES: u32 = 3;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let leader = cluster.leader().await?;
+        let mut client = essaim_proto::connect(
+            &cluster.url(leader),
+            Some(cluster.token()),
+            Duration::from_secs(5),
+        )
+        .await?;
+        let spec = job_spec(
+            "failover",
+            (0..TASKS).map(|_| sleep_task(TASK_MS)).collect(),
+        );
+        match client
+            .submit_job(v1::SubmitJobRequest { spec: Some(spec) })
+            .await
+        {
+            Ok(response) => return Ok((leader, response.into_inner().job_id)),
+            Err(status) if status.code() == tonic::Code::Unavailable && tries < TRIES => {
+                say(&format!(
+                    "failover: the leader refused the job ({}); submitting again",
+                    status.message()
+                ));
+                tokio::time::sleep(Duration::from_secs(LEADER_LEASE_SECS)).await;
+            }
+            Err(status) => return Err(status.into()),
+        }
+    }
+}
+
+/// Waits for job `job_id` to finish, following the leader through failovers.
+async fn finished_job(
+    coordinators: &Coordinators,
+    job_id: u64,
+    deadline: Option<tokio::time::Instant>,
+) -> anyhow::Result<essaim_proto::v1::JobStatus> {
+    let wait = |mut client: essaim_proto::CoordinatorClient| async move {
+        let timeout = FAILOVER_TIMEOUT * 2;
+        let job = wait_job(&mut client, job_id, timeout).await;
+        job.map(tonic::Response::new)
+            .map_err(|error| tonic::Status::unavailable(error.to_string()))
+    };
+    Ok(coordinators
+        .call(deadline, Idempotence::Idempotent, wait)
+        .await?)
 }
 
 /// The job's committed tasks as coordinator `index` sees them, if it answers.

@@ -243,19 +243,31 @@ pub fn say(line: &str) {
 }
 
 /// The last lines of every coordinator log under `dir` (one level of scenario
-/// directories), so that a failure reported far from this machine says why.
+/// directories; `coordinator.log`, or `coordinatorN-R.log` under high availability), so
+/// that a failure reported far from this machine says why.
 fn coordinator_log_tails(dir: &std::path::Path) -> String {
     const LINES: usize = 15;
     let mut tails = String::new();
     let scenarios = std::fs::read_dir(dir).into_iter().flatten().flatten();
     for scenario in scenarios {
-        let log = scenario.path().join("coordinator.log");
-        let Ok(text) = std::fs::read_to_string(&log) else {
-            continue;
-        };
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
-        tails.push_str(&format!("\n--- last lines of {}:\n{tail}", log.display()));
+        let files = std::fs::read_dir(scenario.path()).into_iter().flatten();
+        let mut logs: Vec<std::path::PathBuf> = files
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                let name = path.file_name().and_then(|name| name.to_str());
+                name.is_some_and(|name| name.starts_with("coordinator") && name.ends_with(".log"))
+            })
+            .collect();
+        logs.sort();
+        for log in logs {
+            let Ok(text) = std::fs::read_to_string(&log) else {
+                continue;
+            };
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(LINES)..].join("\n");
+            tails.push_str(&format!("\n--- last lines of {}:\n{tail}", log.display()));
+        }
     }
     tails
 }

@@ -11,9 +11,71 @@ use essaim_testkit::ha::{HaCluster, LEASE_SECS};
 use essaim_testkit::process::http_status;
 use nix::sys::signal::Signal;
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const TASKS: u32 = 40;
+
+/// Asks a coordinator's `/healthz` every 2 ms until stopped: a coordinator that changes
+/// role keeps its port open all along (no connection refused) and answers within
+/// [`SLOWEST_ANSWER`] (no server left draining while none accepts).
+struct RefusalCounter {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(u32, Duration)>>,
+}
+
+/// Longest a coordinator changing role may leave a connection unanswered.
+const SLOWEST_ANSWER: Duration = Duration::from_secs(2);
+
+impl RefusalCounter {
+    fn watch(url: &str) -> Self {
+        let address: SocketAddr = url
+            .trim_start_matches("http://")
+            .parse()
+            .expect("a coordinator URL is http://IP:PORT");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut refused, mut slowest) = (0, Duration::ZERO);
+            while !stopping.load(Ordering::Relaxed) {
+                let asked = Instant::now();
+                match TcpStream::connect_timeout(&address, Duration::from_secs(1)) {
+                    Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        refused += 1;
+                    }
+                    Ok(mut stream) => {
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                        let _ = stream.write_all(
+                            b"GET /healthz HTTP/1.1\r\nHost: c\r\nConnection: close\r\n\r\n",
+                        );
+                        let _ = stream.read(&mut [0; 64]);
+                        slowest = slowest.max(asked.elapsed());
+                    }
+                    Err(_) => {}
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            eprintln!("{address}: slowest answer {slowest:?}");
+            (refused, slowest)
+        });
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops; returns the connections refused, after checking the slowest answer.
+    fn refused(mut self) -> u32 {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("joined once");
+        let (refused, slowest) = thread.join().expect("the prober does not panic");
+        assert!(slowest < SLOWEST_ANSWER, "an answer took {slowest:?}");
+        refused
+    }
+}
 
 /// `essaim cluster status --output json` against every coordinator's URL.
 async fn cluster_view(cluster: &HaCluster) -> serde_json::Value {
@@ -118,10 +180,16 @@ async fn a_killed_leader_is_replaced_by_the_standby_and_no_commit_is_lost_or_rep
         }
         deadline.tick().await;
     }
+    let standby = RefusalCounter::watch(&cluster.url(1 - old));
     let killed_at = Instant::now();
     cluster.kill_coordinator(old);
     let (new, took) = cluster.time_failover(old, killed_at).await;
     eprintln!("failover after SIGKILL: coordinator {new} leads {took:?} after the kill");
+    assert_eq!(
+        standby.refused(),
+        0,
+        "the standby's port closed while it became the leader"
+    );
     assert!(
         took < Duration::from_secs(LEASE_SECS + 8),
         "failover took {took:?}"
@@ -266,6 +334,7 @@ async fn a_leader_cut_off_from_etcd_stops_leading_and_commits_nothing_after_its_
         return;
     };
     let (job_id, before) = submit_and_commit_some(&cluster).await;
+    let probes = [0, 1].map(|index| RefusalCounter::watch(&cluster.url(index)));
     cluster.etcd_proxy().cut();
     let new = cluster.wait_leader_other_than(Some(0)).await;
     assert_eq!(new, 1);
@@ -286,6 +355,12 @@ async fn a_leader_cut_off_from_etcd_stops_leading_and_commits_nothing_after_its_
     // Reconnected, the old leader stays a standby.
     cluster.etcd_proxy().heal();
     tokio::time::sleep(Duration::from_secs(LEASE_SECS)).await;
+    let refused = probes.map(RefusalCounter::refused);
+    assert_eq!(
+        refused,
+        [0, 0],
+        "connections refused by a coordinator changing role"
+    );
     assert_eq!(cluster.wait_leader().await, new);
     assert_finished_exactly_once(&cluster, job_id, &before).await;
 }

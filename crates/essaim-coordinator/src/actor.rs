@@ -21,7 +21,7 @@ use essaim_core::{
     WorkerInfo,
 };
 use essaim_store::{Journal, StoreError};
-use essaim_telemetry::{CoordinatorMetrics, Health, JobOutcome};
+use essaim_telemetry::{BuildInfo, CoordinatorMetrics, Health, JobOutcome};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -538,6 +538,11 @@ impl Actor {
         raw: RawJobSpec,
         out: &mut Vec<Output>,
     ) -> Result<JobId, SpecError> {
+        let mut raw = raw;
+        if raw.processing_version.trim().is_empty() {
+            // A client that named none: the built-in work of this coordinator's build.
+            raw.processing_version = BuildInfo::of_this_process().processing_version(None);
+        }
         let result = self.scheduler.submit(now, raw, out);
         match &result {
             Ok(job) => {

@@ -195,11 +195,22 @@ impl ClusterWindow {
     }
 }
 
+/// How a worker is shown: its name and the build it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerLabel {
+    /// Its name.
+    pub name: String,
+    /// Its build, `None` when it did not say or is gone.
+    pub build: Option<String>,
+}
+
 /// What one worker did for a job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerShare {
     /// The worker's name when its first attempt was recorded.
     pub name: String,
+    /// The build it ran then, if known.
+    pub build: Option<String>,
     /// Results it committed.
     pub committed: u64,
     /// Attempts of it that failed.
@@ -327,20 +338,27 @@ impl JobHistory {
         }
     }
 
-    fn share(&mut self, worker: WorkerId, name: impl FnOnce() -> String) -> &mut WorkerShare {
+    fn share(&mut self, worker: WorkerId, label: impl FnOnce() -> WorkerLabel) -> &mut WorkerShare {
         let worker =
             if self.workers.contains_key(&worker) || self.workers.len() < MAX_WORKERS_PER_JOB {
                 worker
             } else {
                 OTHER_WORKERS
             };
-        self.workers.entry(worker).or_insert_with(|| WorkerShare {
-            name: if worker == OTHER_WORKERS {
-                "other workers".to_string()
+        self.workers.entry(worker).or_insert_with(|| {
+            let label = if worker == OTHER_WORKERS {
+                WorkerLabel {
+                    name: "other workers".to_string(),
+                    build: None,
+                }
             } else {
-                name()
-            },
-            ..WorkerShare::default()
+                label()
+            };
+            WorkerShare {
+                name: label.name,
+                build: label.build,
+                ..WorkerShare::default()
+            }
         })
     }
 
@@ -403,16 +421,22 @@ impl History {
         }
     }
 
-    /// Folds one durable event into the history. `worker_name` names a worker id (live
-    /// workers only; the id is shown otherwise).
+    /// Folds one durable event into the history. `worker_label` names a worker id (the
+    /// id is shown when it has none).
     pub fn record(
         &mut self,
         event: &JournalEvent,
-        worker_name: &dyn Fn(WorkerId) -> Option<String>,
+        worker_label: &dyn Fn(WorkerId) -> Option<WorkerLabel>,
     ) {
-        // Names are looked up (and allocated) only where one is kept: a new worker share,
-        // a slow task, a failure. The hot path, a commit by a known worker, needs none.
-        let name_of = |worker: WorkerId| worker_name(worker).unwrap_or_else(|| worker.to_string());
+        // Labels are looked up (and allocated) only where one is kept: a new worker
+        // share, a slow task, a failure. The hot path, a commit by a known worker, needs
+        // none.
+        let label_of = |worker: WorkerId| {
+            worker_label(worker).unwrap_or_else(|| WorkerLabel {
+                name: worker.to_string(),
+                build: None,
+            })
+        };
         match event {
             JournalEvent::JobSubmitted { job, spec, at } => {
                 let history = self
@@ -427,13 +451,13 @@ impl History {
                 }
             }
             JournalEvent::TaskSucceeded { result, at } => {
-                self.record_commit(result, *at, || name_of(result.worker));
+                self.record_commit(result, *at, || label_of(result.worker));
             }
             JournalEvent::AttemptFailed { task, error } => {
-                self.record_failure(*task, error, name_of(error.worker), false);
+                self.record_failure(*task, error, label_of(error.worker), false);
             }
             JournalEvent::TaskOutputLost { task, error } => {
-                self.record_failure(*task, error, name_of(error.worker), true);
+                self.record_failure(*task, error, label_of(error.worker), true);
             }
             JournalEvent::TaskDeadLettered { task, at } => {
                 if let Some(bucket) = self.cluster.bucket_at(*at) {
@@ -453,7 +477,8 @@ impl History {
             | JournalEvent::ResultsOnWorkers { .. }
             | JournalEvent::TaskCountersSummed { .. }
             | JournalEvent::JobIdsReserved { .. }
-            | JournalEvent::JobSupersedeKey { .. } => {}
+            | JournalEvent::JobSupersedeKey { .. }
+            | JournalEvent::JobProcessingVersion { .. } => {}
         }
     }
 
@@ -461,7 +486,7 @@ impl History {
         &mut self,
         result: &CommittedResult,
         at: Millis,
-        worker_name: impl Fn() -> String,
+        worker_label: impl Fn() -> WorkerLabel,
     ) {
         let duration = result.duration_ms;
         if let Some(bucket) = self.cluster.bucket_at(at) {
@@ -477,17 +502,17 @@ impl History {
         history.totals.committed += 1;
         history.totals.busy_ms += duration;
         history.durations.record(duration);
-        let share = history.share(result.worker, &worker_name);
+        let share = history.share(result.worker, &worker_label);
         share.committed += 1;
         share.busy_ms += duration;
-        history.record_slow(result.task.index, duration, worker_name);
+        history.record_slow(result.task.index, duration, || worker_label().name);
     }
 
     fn record_failure(
         &mut self,
         task: TaskId,
         error: &AttemptError,
-        worker_name: String,
+        worker: WorkerLabel,
         output_lost: bool,
     ) {
         if let Some(bucket) = self.cluster.bucket_at(error.at) {
@@ -507,7 +532,7 @@ impl History {
         } else {
             bucket.failed += 1;
             history.totals.failed += 1;
-            history.share(error.worker, || worker_name.clone()).failed += 1;
+            history.share(error.worker, || worker.clone()).failed += 1;
         }
         if history.recent_failures.len() == RECENT_FAILURES_KEPT {
             history.recent_failures.pop_front();
@@ -515,7 +540,7 @@ impl History {
         history.recent_failures.push_back(RecentFailure {
             task_index: task.index,
             error: error.clone(),
-            worker: worker_name,
+            worker: worker.name,
         });
     }
 
@@ -587,8 +612,11 @@ mod tests {
         }
     }
 
-    fn names(worker: WorkerId) -> Option<String> {
-        (worker.0 < 10).then(|| format!("w{}", worker.0))
+    fn names(worker: WorkerId) -> Option<WorkerLabel> {
+        (worker.0 < 10).then(|| WorkerLabel {
+            name: format!("w{}", worker.0),
+            build: Some("0.1.0 (test)".into()),
+        })
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! order without a lock, and reads (the REST API, the dashboard) get it through the same
 //! [`crate::actor::Command::Query`] as the scheduler's state.
 
-use crate::history::History;
+use crate::history::{History, WorkerLabel};
 use crate::queue::{self, Capacity, JobLoad, QueueStats, QueueTargets, RateAverage};
 use essaim_core::{Job, JobId, JobState, JournalEvent, Millis, Scheduler, TaskState, WorkerId};
 use essaim_telemetry::{CoordinatorMetrics, QueueGaugeValues};
@@ -73,12 +73,17 @@ impl Observatory {
     /// Folds a durable event into the history.
     pub fn record(&mut self, event: &JournalEvent, scheduler: &Scheduler) {
         let names = &self.worker_names;
-        self.history.record(event, &|worker| {
-            scheduler
-                .worker(worker)
-                .map(|w| w.info.name.clone())
-                .or_else(|| names.get(&worker).cloned())
-        });
+        self.history
+            .record(event, &|worker| match scheduler.worker(worker) {
+                Some(live) => Some(WorkerLabel {
+                    name: live.info.name.clone(),
+                    build: (!live.info.build.is_empty()).then(|| live.info.build.clone()),
+                }),
+                None => names.get(&worker).map(|name| WorkerLabel {
+                    name: name.clone(),
+                    build: None,
+                }),
+            });
     }
 
     /// Returns the history.

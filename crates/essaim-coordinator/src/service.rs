@@ -125,6 +125,7 @@ impl Coordinator for CoordinatorService {
         }
         let info = WorkerInfo {
             name: request.name,
+            build: request.build,
             slots: request.slots,
             kinds: request.kinds.iter().cloned().collect(),
             file_server_url: request.file_server_url,

@@ -43,6 +43,7 @@ pub fn job_status(job: &Job) -> v1::JobStatus {
             .map(|(name, value)| (name.clone(), *value))
             .collect(),
         outputs_lost: job.counters.outputs_lost,
+        processing_version: job.processing_version.clone().unwrap_or_default(),
     }
 }
 
@@ -89,6 +90,7 @@ pub fn workers(scheduler: &Scheduler, now: u64) -> Vec<v1::WorkerStatus> {
             draining: worker.draining,
             kinds: worker.info.kinds.iter().cloned().collect(),
             file_server_url: worker.info.file_server_url.clone(),
+            build: worker.info.build.clone(),
         })
         .collect()
 }

@@ -132,4 +132,13 @@ pub enum JournalEvent {
         /// The key.
         key: String,
     },
+    /// A job was submitted with a processing version (its definition and the build that
+    /// planned it). An event of its own after `JobSubmitted`, for the same reason as
+    /// `JobSupersedeKey`.
+    JobProcessingVersion {
+        /// The job.
+        job: JobId,
+        /// The version.
+        version: String,
+    },
 }

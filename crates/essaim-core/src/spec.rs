@@ -93,10 +93,15 @@ pub struct RawJobSpec {
     pub speculation_multiplier: f64,
     /// Empty = none; see [`crate::model::Job::supersede_key`].
     pub supersede_key: String,
+    /// Empty = none; see [`crate::model::Job::processing_version`].
+    pub processing_version: String,
 }
 
 /// Longest supersede key, in bytes.
 pub const MAX_SUPERSEDE_KEY_BYTES: usize = 256;
+
+/// Longest processing version, in bytes.
+pub const MAX_PROCESSING_VERSION_BYTES: usize = 256;
 
 /// Why a job spec was refused; the message names the offending field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

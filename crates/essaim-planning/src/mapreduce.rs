@@ -13,6 +13,7 @@ use essaim_mapreduce::plan::{JobRequest, PlanError, PlannedJob, plan_job, prepar
 use essaim_mapreduce::registry::JobRegistry;
 use essaim_proto::v1;
 use essaim_storage::Codec;
+use essaim_telemetry::BuildInfo;
 
 /// Why a MapReduce request could not be planned; every variant is the submitter's to fix.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +153,8 @@ pub fn job_spec(max_attempts: u32, planned: &PlannedJob) -> v1::JobSpec {
         name: format!("{} → {}", planned.config.job, planned.config.output_dir),
         tasks,
         max_attempts,
+        processing_version: BuildInfo::of_this_process()
+            .processing_version(Some(&format!("mapreduce {}", planned.config.job))),
         ..Default::default()
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use essaim_coordinator::planning::StreamRequest;
 use essaim_proto::v1;
 use essaim_stream_runtime::{Endpoints, PlanOptions, STREAM_TASK_KIND, plan_tasks};
+use essaim_telemetry::BuildInfo;
 
 /// Default of [`StreamRequest::batch_max`].
 pub const DEFAULT_BATCH_MAX: usize = 2000;
@@ -112,6 +113,7 @@ pub fn job_spec(request: &StreamRequest, tables: Tables) -> Result<v1::JobSpec, 
         speculation_multiplier: -1.0,
         retry_backoff_base_ms: 500,
         retry_backoff_max_ms: 10_000,
+        processing_version: BuildInfo::of_this_process().processing_version(Some("pipeline")),
         ..Default::default()
     };
     for task in tasks {

@@ -56,6 +56,7 @@ pub fn raw_job_spec_from_wire(spec: v1::JobSpec) -> RawJobSpec {
         backoff_max_ms: spec.retry_backoff_max_ms,
         speculation_multiplier: spec.speculation_multiplier,
         supersede_key: spec.supersede_key,
+        processing_version: spec.processing_version,
     }
 }
 

@@ -371,6 +371,7 @@ pub(crate) mod tests {
             committed,
             failed: 1,
             busy_ms,
+            build: None,
         }
     }
 
@@ -411,6 +412,7 @@ pub(crate) mod tests {
                 results_rejected: 0,
                 speculative_attempts: 1,
                 outputs_lost: 0,
+                processing_version: Some("nightly v2 · essaim 0.1.0 (abc1234)".into()),
             },
             counters: [("bytes_read".to_string(), 12)].into_iter().collect(),
             queue: None,

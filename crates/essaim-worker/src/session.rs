@@ -156,6 +156,7 @@ impl Registrar {
             labels: details.labels,
             data_dirs: details.data_dirs,
             long_running_kinds: details.long_running_kinds,
+            build: essaim_telemetry::BuildInfo::of_this_process().to_string(),
         };
         Self {
             coordinators,

@@ -73,6 +73,7 @@ pub fn job_json(job: &v1::JobStatus) -> Value {
         "attempts_failed": job.attempts_failed, "results_rejected": job.results_rejected,
         "speculative_attempts": job.speculative_attempts,
         "outputs_lost": job.outputs_lost,
+        "processing_version": job.processing_version,
         "stages": job.stages.iter().map(|stage| json!({
             "total": stage.total, "succeeded": stage.succeeded,
             "running": stage.running, "failed": stage.failed,
@@ -106,6 +107,12 @@ pub fn job_text(job: &v1::JobStatus) -> String {
     );
     if !job.reason.is_empty() {
         text.push_str(&format!("\n  reason: {}", job.reason));
+    }
+    if !job.processing_version.is_empty() {
+        text.push_str(&format!(
+            "\n  processing version: {}",
+            job.processing_version
+        ));
     }
     if job.stages.len() > 1 {
         let stages: Vec<String> = job

@@ -193,6 +193,7 @@ pub(super) async fn list_workers(State(state): State<RestState>) -> ApiResult<Ve
                     draining: worker.draining,
                     kinds: worker.info.kinds.iter().cloned().collect(),
                     file_server_url: worker.info.file_server_url.clone(),
+                    build: worker.info.build.clone(),
                 })
                 .collect()
         })

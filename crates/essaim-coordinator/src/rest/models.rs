@@ -83,6 +83,9 @@ pub struct JobSummary {
     pub speculative_attempts: u64,
     /// Committed outputs lost and recomputed.
     pub outputs_lost: u64,
+    /// What processes its data: the job definition and its version, and the build that
+    /// planned it; the builds of the workers that ran it are in the history's `workers`.
+    pub processing_version: Option<String>,
 }
 
 /// Queue statistics; see the coordinator's `queue` module for the formulas.
@@ -159,6 +162,8 @@ pub struct WorkerShareView {
     pub failed: u64,
     /// Sum of the durations of the attempts it committed, milliseconds.
     pub busy_ms: u64,
+    /// The build it ran when its first attempt was recorded, if known.
+    pub build: Option<String>,
 }
 
 /// Durations of a job's committed attempts.
@@ -270,6 +275,8 @@ pub struct WorkerView {
     pub kinds: Vec<String>,
     /// Its file server, if any.
     pub file_server_url: String,
+    /// The build it runs, `version (revision)`; empty when it did not say.
+    pub build: String,
 }
 
 /// One second of the cluster's activity.

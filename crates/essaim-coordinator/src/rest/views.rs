@@ -60,6 +60,7 @@ pub(super) fn job_summary(job: &Job) -> JobSummary {
         results_rejected: job.counters.results_rejected,
         speculative_attempts: job.counters.speculative_attempts,
         outputs_lost: job.counters.outputs_lost,
+        processing_version: job.processing_version.clone(),
     }
 }
 
@@ -155,6 +156,7 @@ pub(super) fn history_view(
                 committed: share.committed,
                 failed: share.failed,
                 busy_ms: share.busy_ms,
+                build: share.build.clone(),
             })
             .collect(),
         durations: durations_view(&history.durations),

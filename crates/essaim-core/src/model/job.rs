@@ -35,6 +35,10 @@ pub struct Job {
     pub counters: JobCounters,
     /// A later job submitted with the same key cancels this one while it runs.
     pub supersede_key: Option<String>,
+    /// What processes its data: the job definition and its version, and the build of
+    /// the program that planned it (SPEC §10: versions kept apart). Shown with the job;
+    /// the builds of the workers that ran its attempts are shown beside it.
+    pub processing_version: Option<String>,
     pub(super) tasks: Vec<Task>,
     /// Pending task indexes by kind, in queue order; only tasks of ready stages.
     pub(super) pending_by_kind: BTreeMap<String, VecDeque<u32>>,
@@ -97,6 +101,7 @@ impl Job {
             finished_at: None,
             counters: JobCounters::default(),
             supersede_key: None,
+            processing_version: None,
             tasks,
             pending_by_kind: BTreeMap::new(),
             counts,

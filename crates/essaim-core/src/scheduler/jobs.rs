@@ -5,7 +5,9 @@ use super::{JobError, Output, Scheduler};
 use crate::ids::{AttemptId, JobId, Millis};
 use crate::journal::JournalEvent;
 use crate::model::{Job, JobState};
-use crate::spec::{JobSpec, MAX_SUPERSEDE_KEY_BYTES, RawJobSpec, SpecError};
+use crate::spec::{
+    JobSpec, MAX_PROCESSING_VERSION_BYTES, MAX_SUPERSEDE_KEY_BYTES, RawJobSpec, SpecError,
+};
 use std::cmp::Reverse;
 
 impl Scheduler {
@@ -18,6 +20,7 @@ impl Scheduler {
     ) -> Result<JobId, SpecError> {
         let known: Vec<String> = self.known_kinds.iter().cloned().collect();
         let key = supersede_key(&raw.supersede_key)?;
+        let version = processing_version(&raw.processing_version)?;
         let spec = raw.validate(&known)?;
         let job_id = JobId(self.next_job);
         self.next_job += 1;
@@ -36,6 +39,13 @@ impl Scheduler {
                 key: key.clone(),
             }));
             self.set_supersede_key(job_id, key);
+        }
+        if let Some(version) = version {
+            out.push(Output::Persist(JournalEvent::JobProcessingVersion {
+                job: job_id,
+                version: version.clone(),
+            }));
+            self.set_processing_version(job_id, version);
         }
         Ok(job_id)
     }
@@ -60,6 +70,12 @@ impl Scheduler {
     pub(super) fn set_supersede_key(&mut self, job_id: JobId, key: String) {
         if let Some(job) = self.jobs.get_mut(&job_id) {
             job.supersede_key = Some(key);
+        }
+    }
+
+    pub(super) fn set_processing_version(&mut self, job_id: JobId, version: String) {
+        if let Some(job) = self.jobs.get_mut(&job_id) {
+            job.processing_version = Some(version);
         }
     }
 
@@ -151,6 +167,28 @@ impl Scheduler {
         }
         expired
     }
+}
+
+/// The processing version of a submission: none when empty; refused when too long or
+/// not printable on one line.
+fn processing_version(raw: &str) -> Result<Option<String>, SpecError> {
+    let version = raw.trim();
+    if version.len() > MAX_PROCESSING_VERSION_BYTES {
+        return Err(SpecError::Invalid {
+            field: "processing_version",
+            reason: format!(
+                "{} bytes long; at most {MAX_PROCESSING_VERSION_BYTES}",
+                version.len()
+            ),
+        });
+    }
+    if version.chars().any(char::is_control) {
+        return Err(SpecError::Invalid {
+            field: "processing_version",
+            reason: "holds a control character; it is shown on one line".into(),
+        });
+    }
+    Ok((!version.is_empty()).then(|| version.to_string()))
 }
 
 /// The supersede key of a submission: none when empty; refused when too long.

@@ -130,6 +130,8 @@ pub struct WorkerInfo {
     /// Kinds (among `kinds`) whose tasks run until stopped and hold no slot, such as
     /// stream units: they are spread evenly over the workers (see `spread.rs`).
     pub long_running_kinds: BTreeSet<String>,
+    /// The build it runs (`version (revision)`), empty when it did not say.
+    pub build: String,
 }
 
 /// A registered, live worker.

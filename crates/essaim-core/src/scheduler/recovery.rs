@@ -104,6 +104,9 @@ impl Scheduler {
                 job.restore_progress(task.index, attempts_made, errors);
             }
             JournalEvent::JobSupersedeKey { job, key } => self.set_supersede_key(job, key),
+            JournalEvent::JobProcessingVersion { job, version } => {
+                self.set_processing_version(job, version);
+            }
             JournalEvent::JobIdsReserved { next_job } => {
                 self.next_job = self.next_job.max(next_job);
             }
@@ -141,6 +144,12 @@ impl Scheduler {
                 events.push(JournalEvent::JobSupersedeKey {
                     job: *job_id,
                     key: key.clone(),
+                });
+            }
+            if let Some(version) = &job.processing_version {
+                events.push(JournalEvent::JobProcessingVersion {
+                    job: *job_id,
+                    version: version.clone(),
                 });
             }
             let mut committed = Vec::new();

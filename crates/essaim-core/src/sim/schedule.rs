@@ -168,6 +168,11 @@ impl World {
             } else {
                 String::new()
             },
+            processing_version: if self.rng.chance(1, 2) {
+                format!("sim v{}", self.rng.up_to(3))
+            } else {
+                String::new()
+            },
         };
         let key = raw.supersede_key.clone();
         let mut out = Vec::new();

@@ -37,6 +37,13 @@ pub struct BuildInfo {
     pub rustc: String,
 }
 
+/// `version (revision)`, as workers advertise it and jobs show it.
+impl std::fmt::Display for BuildInfo {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{} ({})", self.version, self.revision)
+    }
+}
+
 /// The build recorded by the binary at start; see [`BuildInfo::record_for_this_process`].
 static THIS_PROCESS: OnceLock<BuildInfo> = OnceLock::new();
 
@@ -55,6 +62,15 @@ impl BuildInfo {
             revision: "unknown".to_string(),
             rustc: "unknown".to_string(),
         })
+    }
+
+    /// The processing version of work this build plans: `essaim 0.1.0 (abc1234)`
+    /// after `definition · ` when a job definition is named.
+    pub fn processing_version(&self, definition: Option<&str>) -> String {
+        match definition {
+            Some(definition) => format!("{definition} · essaim {self}"),
+            None => format!("essaim {self}"),
+        }
     }
 
     fn labels(&self) -> Vec<(String, String)> {

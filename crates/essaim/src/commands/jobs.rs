@@ -206,13 +206,13 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|w| json!({"worker_id": format!("{:x}", w.worker_id), "name": w.name, "slots": w.slots, "busy_slots": w.busy_slots,
                 "held_attempts": w.held_attempts, "last_heartbeat_age_ms": w.last_heartbeat_age_ms, "draining": w.draining,
-                "kinds": w.kinds, "file_server_url": w.file_server_url}))
+                "kinds": w.kinds, "file_server_url": w.file_server_url, "build": w.build}))
             .collect::<Vec<_>>())),
         OutputFormat::Text => {
-            crate::outln!("{:<14} {:<16} {:>5} {:>5} {:>5} {:>9}  KINDS", "WORKER", "NAME", "SLOTS", "BUSY", "HELD", "HEARTBEAT");
+            crate::outln!("{:<14} {:<16} {:>5} {:>5} {:>5} {:>9}  {:<20} KINDS", "WORKER", "NAME", "SLOTS", "BUSY", "HELD", "HEARTBEAT", "BUILD");
             for w in &workers {
                 let state = if w.draining { " (draining)" } else { "" };
-                crate::outln!("{:<14x} {:<16} {:>5} {:>5} {:>5} {:>7}ms  {}{state}", w.worker_id, w.name, w.slots, w.busy_slots, w.held_attempts, w.last_heartbeat_age_ms, w.kinds.join(","));
+                crate::outln!("{:<14x} {:<16} {:>5} {:>5} {:>5} {:>7}ms  {:<20} {}{state}", w.worker_id, w.name, w.slots, w.busy_slots, w.held_attempts, w.last_heartbeat_age_ms, w.build, w.kinds.join(","));
             }
         }
     }

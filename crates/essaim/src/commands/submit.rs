@@ -63,6 +63,11 @@ pub struct Args {
     /// cancellation names this job).
     #[arg(long, env = "ESSAIM_SUPERSEDE_KEY")]
     supersede_key: Option<String>,
+    /// What processes the data, shown with the job beside the builds of the workers that
+    /// ran it: your job definition and its version (`etl-orders v3`). Default: the
+    /// coordinator's build.
+    #[arg(long)]
+    processing_version: Option<String>,
     /// Most attempts of this job running at once (0 = no limit).
     #[arg(long, default_value_t = 0)]
     max_concurrency: u32,
@@ -186,6 +191,7 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
             args.speculation.unwrap_or(0.0)
         },
         supersede_key: args.supersede_key.clone().unwrap_or_default(),
+        processing_version: args.processing_version.clone().unwrap_or_default(),
     };
     if let Some(path) = &args.spec {
         let text = std::fs::read_to_string(path)

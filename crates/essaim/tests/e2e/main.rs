@@ -69,6 +69,7 @@ mod mapreduce_s3;
 mod mapreduce_small_files;
 mod models;
 mod partition;
+mod processing_version;
 mod python_client;
 mod queue_stats;
 mod replay;

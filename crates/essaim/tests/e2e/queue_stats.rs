@@ -3,34 +3,8 @@
 //! to the drain target and to added workers, the REST API and the metrics agree, and the
 //! job's series go away when it ends.
 
-use crate::harness::{Cluster, Deadline, EVENTUALLY, job_spec, shell_task};
+use crate::harness::{Cluster, Deadline, EVENTUALLY, http_get, job_spec, shell_task};
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
-fn http_get(base: &str, path: &str) -> String {
-    let address = base.trim_start_matches("http://");
-    let mut stream = TcpStream::connect(address).expect("connect to the coordinator");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("set a read timeout");
-    // HTTP/1.0: no chunked encoding, the body runs to the end of the stream.
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
-    assert!(
-        head.starts_with("HTTP/1.0 200"),
-        "GET {path}: {head}\n{body}"
-    );
-    body.to_string()
-}
 
 fn job_queue(base: &str, job: u64) -> (Value, Value) {
     let detail: Value =

@@ -229,3 +229,46 @@ fn a_job_with_a_supersede_key_cancels_the_running_jobs_with_that_key_even_after_
     ));
     recovered.check_invariants().unwrap();
 }
+
+#[test]
+fn a_job_keeps_its_processing_version_through_the_journal_and_a_snapshot() {
+    let versioned = |version: &str| job_with(1, |spec| spec.processing_version = version.into());
+    let (mut scheduler, mut out, first, _worker) = setup(config(), versioned(" etl v3 "));
+    let unversioned = scheduler.submit(1, job(1), &mut out).unwrap();
+    let version_of = |scheduler: &Scheduler, job_id| {
+        scheduler
+            .job(job_id)
+            .and_then(|job| job.processing_version.clone())
+    };
+    assert_eq!(version_of(&scheduler, first).as_deref(), Some("etl v3"));
+    assert_eq!(version_of(&scheduler, unversioned), None);
+    assert!(
+        persisted(&out).contains(&JournalEvent::JobProcessingVersion {
+            job: first,
+            version: "etl v3".into(),
+        })
+    );
+
+    let replayed = Scheduler::recover(config(), KINDS, persisted(&out));
+    assert_eq!(version_of(&replayed, first).as_deref(), Some("etl v3"));
+    let recovered = Scheduler::recover(config(), KINDS, scheduler.snapshot(3));
+    assert_eq!(version_of(&recovered, first).as_deref(), Some("etl v3"));
+    assert_eq!(version_of(&recovered, unversioned), None);
+
+    for refused in [
+        "v".repeat(MAX_PROCESSING_VERSION_BYTES + 1),
+        "two\nlines".into(),
+    ] {
+        let submitted = scheduler.submit(4, versioned(&refused), &mut out);
+        assert!(
+            matches!(
+                submitted,
+                Err(SpecError::Invalid {
+                    field: "processing_version",
+                    ..
+                })
+            ),
+            "{refused:?}: {submitted:?}"
+        );
+    }
+}

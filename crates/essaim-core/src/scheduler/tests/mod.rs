@@ -12,7 +12,9 @@ use super::{JobError, Output, Scheduler, SchedulerConfig, WorkerInfo};
 use crate::ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
 use crate::journal::JournalEvent;
 use crate::model::{Assignment, JobState, ReportedResult, TaskFailure, TaskOutput, TaskState};
-use crate::spec::{MAX_SUPERSEDE_KEY_BYTES, RawJobSpec, SpecError, TaskSpec};
+use crate::spec::{
+    MAX_PROCESSING_VERSION_BYTES, MAX_SUPERSEDE_KEY_BYTES, RawJobSpec, SpecError, TaskSpec,
+};
 
 const KINDS: &[&str] = &["noop", "command"];
 

@@ -15,7 +15,6 @@
 //! result is a file in it, and its file server serves that file to reducers.
 
 use std::collections::BTreeSet;
-use std::ops::Range;
 use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
@@ -33,8 +32,6 @@ use crate::split::LineSplitReader;
 pub enum Selection<'a> {
     /// Every record: a normal run.
     All,
-    /// The records of a range, and no other.
-    Range(&'a Range<u64>),
     /// Every record but these.
     AllBut(&'a BTreeSet<u64>),
 }
@@ -44,14 +41,8 @@ impl Selection<'_> {
     fn wants(&self, index: u64) -> bool {
         match self {
             Self::All => true,
-            Self::Range(range) => range.contains(&index),
             Self::AllBut(excluded) => !excluded.contains(&index),
         }
-    }
-
-    /// Returns true when no record from `index` on goes to the mapper.
-    fn ended_at(&self, index: u64) -> bool {
-        matches!(self, Self::Range(range) if index >= range.end)
     }
 }
 
@@ -100,9 +91,6 @@ pub fn run_map_selected(
     let mut read = InputRead::default();
     let mut mapped = 0;
     let visited = for_each_record(job, payload, &cancel, &mut read, |index, record| {
-        if selection.ended_at(index) {
-            return Ok(Flow::Stop);
-        }
         if selection.wants(index) {
             mapped += 1;
             mapper.map(record, &mut collector).map_err(TaskError::Job)?;

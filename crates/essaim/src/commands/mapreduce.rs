@@ -612,11 +612,12 @@ pub(crate) fn print_summary(
         );
     }
     for letter in failed_tasks.iter().take(MAX_FAILED_TASKS_SHOWN) {
+        // A command's error ends with the lines of its standard error: kept indented.
         crate::outln!(
             "  failed task {} ({}): {}",
             letter.task_index,
             letter.kind,
-            last_error(letter)
+            last_error(letter).replace('\n', "\n      ")
         );
     }
     crate::outln!("  counters:");

@@ -1,6 +1,7 @@
 //! A map task in skipping mode: run as usual; when the job's code fails on the records
-//! and the attempt may isolate them ([`SkipConfig::isolates`]), find them by bisection
-//! ([`super::bisect`]), then run the task once more over every other record.
+//! and the attempt may isolate them ([`crate::skip::SkipConfig::isolates`]), find them
+//! by bisection ([`super::bisect`]), then run the task once more over every other
+//! record.
 //!
 //! ```text
 //!  run every record ──ok──▶ done, nothing skipped
@@ -27,8 +28,8 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use super::bisect::{IsolationError, Limits, Probe, isolate};
-use super::config::{MAX_PROBES_PER_TASK, SkipConfig};
+use super::bisect::{Culprit, IsolationError, Limits, Probe, isolate};
+use super::config::MAX_PROBES_PER_TASK;
 use super::describe::describe_culprits;
 use super::record::SkippedRecord;
 use super::store::name_records;
@@ -79,20 +80,22 @@ pub fn run_map_skipping(
         "the map task fails on its records; isolating them"
     );
     remove_map_run_files(scratch_dir);
+    let task = Task {
+        job,
+        payload,
+        index: task_index,
+        cancel: &cancel,
+    };
     let mut read = InputRead::default();
     for_each_record(job, payload, &cancel, &mut read, |_, _| Ok(Flow::Continue))?;
     let limits = Limits {
         max_culprits: skip.max_records,
         max_probes: MAX_PROBES_PER_TASK,
     };
-    let probe = |range: Range<u64>| probe(job, payload, &range, &cancel);
-    let isolated = match isolate(0..read.records, limits, probe) {
+    let probe_range = |range: Range<u64>| probe(&task, &range);
+    let isolated = match isolate(0..read.records, limits, probe_range) {
         Ok(isolated) => isolated,
-        Err(error) => {
-            return Err(isolation_failure(
-                error, failure, job, payload, task_index, &skip, &cancel,
-            ));
-        }
+        Err(error) => return Err(isolation_failure(&task, error, failure)),
     };
     let culprit_indexes: BTreeSet<u64> = isolated.culprits.iter().map(|c| c.index).collect();
     let selection = Selection::AllBut(&culprit_indexes);
@@ -110,7 +113,7 @@ pub fn run_map_skipping(
             source: Box::new(error),
         }
     })?;
-    let skipped = describe_culprits(job, payload, task_index, &isolated.culprits, &cancel)?;
+    let skipped = task.describe(&isolated.culprits)?;
     output
         .counters
         .add(counters::MAP_SKIPPED_RECORDS, skipped.len() as u64);
@@ -127,15 +130,31 @@ pub fn run_map_skipping(
     Ok(SkippingMapOutcome { output, skipped })
 }
 
+/// The map task whose records are being isolated: what its probes and reads need.
+struct Task<'a> {
+    job: &'a dyn JobDefinition,
+    payload: &'a MapTaskPayload,
+    index: u32,
+    cancel: &'a CancellationToken,
+}
+
+impl Task<'_> {
+    /// Describes `culprits` for people and the store (see [`describe_culprits`]).
+    fn describe(&self, culprits: &[Culprit<String>]) -> TaskResult<Vec<SkippedRecord>> {
+        describe_culprits(self.job, self.payload, self.index, culprits, self.cancel)
+    }
+}
+
 /// Runs a fresh mapper over the records of `range`, its output checked and thrown
 /// away. A failure of the job's code is the probe's answer; any other (the input, a
 /// cancellation) ends the search.
-fn probe(
-    job: &dyn JobDefinition,
-    payload: &MapTaskPayload,
-    range: &Range<u64>,
-    cancel: &CancellationToken,
-) -> TaskResult<Probe<String>> {
+fn probe(task: &Task<'_>, range: &Range<u64>) -> TaskResult<Probe<String>> {
+    let Task {
+        job,
+        payload,
+        cancel,
+        ..
+    } = *task;
     let params = &payload.config.params;
     // Not the records' fault if the mapper cannot even be built.
     let mut mapper = job.mapper(params, 0)?;
@@ -165,15 +184,11 @@ fn probe(
     }
 }
 
-/// Turns a search that did not isolate the failure into the task's error.
+/// Turns a search that did not isolate `failure` (the task's) into the task's error.
 fn isolation_failure(
+    task: &Task<'_>,
     error: IsolationError<String, TaskError>,
     failure: TaskError,
-    job: &dyn JobDefinition,
-    payload: &MapTaskPayload,
-    task_index: u32,
-    skip: &SkipConfig,
-    cancel: &CancellationToken,
 ) -> TaskError {
     let not_isolated = |reason: String| TaskError::NotIsolated {
         reason,
@@ -181,13 +196,13 @@ fn isolation_failure(
     };
     match error {
         IsolationError::OverBudget { culprits, .. } => {
-            let records = match describe_culprits(job, payload, task_index, &culprits, cancel) {
+            let records = match task.describe(&culprits) {
                 Ok(described) => name_records(described.iter().map(SkippedRecord::location)),
                 Err(_) => name_records(culprits.iter().map(|c| format!("record {}", c.index))),
             };
             TaskError::SkipBudgetExceeded {
                 found: format!("at least {}", culprits.len()),
-                max: skip.max_records,
+                max: task.payload.config.skip.max_records,
                 records,
             }
         }

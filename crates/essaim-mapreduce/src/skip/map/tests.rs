@@ -7,6 +7,7 @@ use super::*;
 use crate::api::{JobParams, Mapper, Record, Reducer};
 use crate::config::{JobConfig, MIN_SORT_BUFFER_BYTES};
 use crate::payload::{InputSplit, PAYLOAD_VERSION};
+use crate::skip::SkipConfig;
 use crate::test_support::{ToyWordCount, read_map_output};
 
 /// Word count whose mapper fails on words of its own: `BAD` (an error another

@@ -4,7 +4,9 @@
 //! `essaim skipped` lists the three lines with their files and line numbers (one of
 //! them in a split that does not start its file) and exports them. With the default
 //! budget (0) the job fails as it always did; with a budget of 2 it fails naming the
-//! records; a budget that is not a number is refused before anything runs.
+//! records; a budget that is not a number is refused before anything runs. In a bucket
+//! (s3s-fs, `scripts/s3.sh`), the skipped records are published by the commit with the
+//! parts, and read back from there.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -242,4 +244,98 @@ async fn a_streaming_job_skips_the_lines_its_mapper_crashes_on_within_its_budget
         !output.exists(),
         "a refused job created its output directory"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipped_records_in_a_bucket_are_published_with_the_parts() {
+    use essaim_testkit::server::{S3_ACCESS_KEY, S3_SECRET_KEY};
+    let Some(server) = essaim_testkit::server::s3() else {
+        return;
+    };
+    let store = server.dir().join("store");
+    let credentials = [
+        ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY),
+    ];
+    let cluster = Cluster::start_with_env(2, 2, &credentials).await;
+    let files = write_corpus(&store.join("data").join("corpus"));
+    std::fs::create_dir_all(store.join("results")).unwrap();
+    let mapper = cluster.path("map.sh");
+    std::fs::write(&mapper, MAPPER_SCRIPT).unwrap();
+    let endpoint = server.url().to_string();
+    let s3 = ["--s3-endpoint", endpoint.as_str(), "--s3-allow-http"];
+    let mapper_command = format!("sh {}", mapper.display());
+    let mut args = vec![
+        "submit",
+        "streaming",
+        "--input",
+        "s3://data/corpus",
+        "--output-dir",
+        "s3://results/out",
+        "--reducers",
+        "2",
+        "--split-size",
+        "4KiB",
+        "--mapper",
+        &mapper_command,
+        "--reducer",
+        REDUCER,
+        "-D",
+        "skip.records.max=3",
+    ];
+    args.extend_from_slice(&s3);
+    let run = cluster.cli(&args).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let out = store.join("results").join("out");
+    // The commit published one file of records per task that skipped, and no staged
+    // copy is left.
+    let skipped_dir = out.join("_skipped");
+    let mut published: Vec<String> = std::fs::read_dir(&skipped_dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    published.sort();
+    assert_eq!(published.len(), 3, "{published:?}");
+    assert!(out.join("_SUCCESS").is_file());
+    // The server leaves a prefix's directory behind when its last object is deleted:
+    // only files are objects.
+    let staging = out.join("_temporary");
+    assert_eq!(files_under(&staging), 0, "staged copies left behind");
+    let _ = std::fs::remove_dir_all(&staging);
+    assert_eq!(read_word_counts(&out, 2), oracle(&files));
+
+    let mut args = vec!["skipped", "s3://results/out", "--output", "json"];
+    args.extend_from_slice(&s3);
+    let listed = cluster.cli(&args).await;
+    assert_eq!(listed.code, Some(0), "{listed:?}");
+    let listed = json("skipped in a bucket", &listed);
+    let found: Vec<(String, u64)> = listed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| {
+            let file = record["file"].as_str().unwrap();
+            let name = file.rsplit('/').next().unwrap().to_string();
+            assert!(file.starts_with("s3://data/corpus/"), "{record:#}");
+            (name, record["line"].as_u64().unwrap())
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = POISON_AT
+        .iter()
+        .map(|(name, line)| (name.to_string(), *line as u64))
+        .collect();
+    assert_eq!(found, expected);
+}
+
+/// Returns the number of files under `dir` (0 when it does not exist).
+fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            if path.is_dir() { files_under(&path) } else { 1 }
+        })
+        .sum()
 }

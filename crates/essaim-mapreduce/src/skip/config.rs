@@ -113,8 +113,10 @@ impl SkipConfig {
 
     /// Returns true when attempt `attempt_number` (1 for the first), which failed on a
     /// record, should isolate the bad records rather than fail: skipping is on, and
-    /// either the task failed [`SkipConfig::start_attempts`] times before, or the
-    /// failure is one no retry can fix (the job refused a record for good).
+    /// either [`SkipConfig::start_attempts`] attempts of the task came before it (the
+    /// scheduler starts another only after a failure, a speculative copy or a re-run of
+    /// a lost output aside), or the failure is one no retry can fix (the job refused a
+    /// record for good).
     pub fn isolates(&self, attempt_number: u32, failure_retryable: bool) -> bool {
         if self.is_off() {
             return false;

@@ -109,10 +109,17 @@ async fn output_location(args: &Args) -> anyhow::Result<Location> {
     } else {
         args.target.clone()
     };
-    let location = Location::parse(&text).map_err(|error| usage(error.to_string()))?;
-    location
+    let location = Location::parse(&text)
+        .map_err(|error| usage(error.to_string()))?
         .absolute()
-        .with_context(|| format!("failed to resolve {text}"))
+        .with_context(|| format!("failed to resolve {text}"))?;
+    // A missing directory would read as an output that skipped nothing.
+    if let Some(dir) = location.as_local()
+        && !dir.is_dir()
+    {
+        return Err(usage(format!("no output directory at {}", dir.display())));
+    }
+    Ok(location)
 }
 
 fn print_text(location: &Location, records: &[SkippedRecord], max_bytes: usize) {

@@ -265,25 +265,43 @@ async fn skipped_records_in_a_bucket_are_published_with_the_parts() {
     let endpoint = server.url().to_string();
     let s3 = ["--s3-endpoint", endpoint.as_str(), "--s3-allow-http"];
     let mapper_command = format!("sh {}", mapper.display());
-    let mut args = vec![
-        "submit",
-        "streaming",
-        "--input",
-        "s3://data/corpus",
-        "--output-dir",
-        "s3://results/out",
-        "--reducers",
-        "2",
-        "--split-size",
-        "4KiB",
-        "--mapper",
-        &mapper_command,
-        "--reducer",
-        REDUCER,
-        "-D",
-        "skip.records.max=3",
-    ];
-    args.extend_from_slice(&s3);
+    let word_count = |output: &'static str, budget: &'static str| {
+        let mut args = vec![
+            "submit".to_string(),
+            "streaming".into(),
+            "--input".into(),
+            "s3://data/corpus".into(),
+            "--output-dir".into(),
+            output.into(),
+            "--reducers".into(),
+            "2".into(),
+            "--split-size".into(),
+            "4KiB".into(),
+            "--mapper".into(),
+            mapper_command.clone(),
+            "--reducer".into(),
+            REDUCER.into(),
+            "-D".into(),
+            format!("skip.records.max={budget}"),
+        ];
+        args.extend(s3.iter().map(|arg| arg.to_string()));
+        args
+    };
+    // Over budget: the commit counts the records still staged, and publishes nothing.
+    let args = word_count("s3://results/over", "2");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = cluster.cli(&args).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stdout.contains("skip.records.max=2"), "{run:?}");
+    let over = store.join("results").join("over");
+    assert!(!over.join("_SUCCESS").exists() && !over.join("part-00000").exists());
+    assert!(
+        !over.join("_skipped").exists(),
+        "published before the commit"
+    );
+
+    let args = word_count("s3://results/out", "3");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = cluster.cli(&args).await;
     assert_eq!(run.code, Some(0), "{run:?}");
     let out = store.join("results").join("out");

@@ -74,6 +74,7 @@ fn config(
         output_codec: None,
         storage: Default::default(),
         files: Default::default(),
+        skip: Default::default(),
     }
     .validated()?;
     Ok(config)

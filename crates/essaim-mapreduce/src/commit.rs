@@ -1,10 +1,16 @@
 //! The commit task: the job's output is complete only when every part is there, and
 //! `_SUCCESS` says so, as in Hadoop. Readers that wait for `_SUCCESS` never see a
 //! partial output.
+//!
+//! In skipping mode ([`crate::skip`]) it is also where the job's budget of skipped
+//! records is enforced, once every map task has committed: a job whose tasks skipped
+//! more records in all than `skip.records.max` fails here, for good, naming the first
+//! of them, and publishes nothing.
 
 use crate::counters::Counters;
 use crate::error::TaskResult;
 use crate::payload::CommitTaskPayload;
+use crate::skip::store::{check_budget, read_skipped_records};
 
 /// Parts found by the commit task.
 pub const COMMIT_PARTS: &str = "commit.parts";
@@ -20,7 +26,11 @@ pub fn run_commit(payload: &CommitTaskPayload) -> TaskResult<Counters> {
     let parts: Vec<String> = (0..config.reducers)
         .map(|partition| config.part_name(partition))
         .collect();
-    let total_bytes = config.output().commit_job(&parts)?;
+    let output = config.output();
+    if !config.skip.is_off() {
+        check_budget(&read_skipped_records(&output)?, config.skip.max_records)?;
+    }
+    let total_bytes = output.commit_job(&parts)?;
     let mut counters = Counters::default();
     counters.add(COMMIT_PARTS, u64::from(config.reducers));
     counters.add(COMMIT_OUTPUT_BYTES, total_bytes);
@@ -47,6 +57,7 @@ mod tests {
                 output_codec: None,
                 storage: Default::default(),
                 files: Default::default(),
+                skip: Default::default(),
             },
         }
     }

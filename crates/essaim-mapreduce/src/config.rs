@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::JobParams;
 use crate::payload::PAYLOAD_VERSION;
+use crate::skip::SkipConfig;
 
 /// Default size of an input split (Hadoop's block size).
 pub const DEFAULT_SPLIT_BYTES: u64 = 64 * 1024 * 1024;
@@ -74,6 +75,10 @@ pub struct JobConfig {
     /// without files, which therefore read as before.
     #[serde(default, skip_serializing_if = "JobFiles::is_empty")]
     pub files: JobFiles,
+    /// Skipping mode ([`crate::skip`]): how many bad input records the job may skip.
+    /// Absent from payloads of jobs that skip nothing, which therefore read as before.
+    #[serde(default, skip_serializing_if = "SkipConfig::is_off")]
+    pub skip: SkipConfig,
 }
 
 /// A configuration value out of its range.
@@ -121,7 +126,8 @@ impl JobConfig {
         check_job_files(&self.files).map_err(|error| ConfigError {
             field: "files",
             reason: error.to_string(),
-        })
+        })?;
+        self.skip.validate()
     }
 }
 
@@ -198,6 +204,7 @@ mod tests {
             output_codec: None,
             storage: S3Options::default(),
             files: JobFiles::new(),
+            skip: SkipConfig::default(),
         }
     }
 
@@ -209,7 +216,10 @@ mod tests {
 
     #[test]
     fn every_value_out_of_range_is_refused_by_name() {
-        let cases: [(&str, BreakConfig); 8] = [
+        let cases: [(&str, BreakConfig); 9] = [
+            ("skip.records.max", |config| {
+                config.skip.max_records = u64::MAX
+            }),
             ("files", |config| {
                 config.files.insert("../x".into(), "0".repeat(64));
             }),

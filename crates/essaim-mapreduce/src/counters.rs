@@ -18,6 +18,11 @@ pub const MAP_OUTPUT_RECORDS: &str = "map.output.records";
 pub const MAP_OUTPUT_BYTES: &str = "map.output.bytes";
 /// Bytes of the map output file (compressed, with headers and footer).
 pub const MAP_OUTPUT_MATERIALIZED_BYTES: &str = "map.output.materialized.bytes";
+/// Input records a map task skipped because the job's code fails on them (skipping
+/// mode, [`crate::skip`]); Hadoop's `MAP_SKIPPED_RECORDS`.
+pub const MAP_SKIPPED_RECORDS: &str = "map.skipped.records";
+/// Runs of the mapper over ranges of records made to find the records to skip.
+pub const MAP_ISOLATION_PROBES: &str = "map.isolation.probes";
 /// Spill files written (a map task whose output fits its sort buffer spills once).
 pub const MAP_SPILLS: &str = "map.spills";
 /// Merge passes over spills or fetched segments, the final merge included.

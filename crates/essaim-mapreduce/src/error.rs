@@ -91,6 +91,35 @@ pub enum TaskError {
     /// The job's files could not be made available (not stored, corrupt, unreachable).
     #[error(transparent)]
     JobFiles(#[from] essaim_worker::job_files::JobFilesError),
+    /// The job's code panicked. Caught only in skipping mode ([`crate::skip`]), where a
+    /// panic on a record is a failure to isolate like any other.
+    #[error("the job's code panicked: {0}")]
+    Panicked(String),
+    /// More records fail on their own than the job may skip.
+    #[error(
+        "{found} records fail on their own, more than {}={max} allows: {records}",
+        crate::skip::SKIP_RECORDS_MAX_PARAM
+    )]
+    SkipBudgetExceeded {
+        /// How many: `3`, or `at least 3` when a task stopped looking.
+        found: String,
+        /// The budget.
+        max: u64,
+        /// The first of them, `file:line`.
+        records: String,
+    },
+    /// Skipping mode could not pin the task's failure on records it may skip.
+    #[error("{reason}")]
+    NotIsolated {
+        /// What the search found.
+        reason: String,
+        /// The failure the search started from.
+        #[source]
+        source: Box<TaskError>,
+    },
+    /// A file of skipped records in the output does not decode.
+    #[error("malformed file of skipped records: {0}")]
+    SkippedStore(String),
     /// The attempt was cancelled.
     #[error("the attempt was cancelled")]
     Cancelled,
@@ -128,6 +157,9 @@ impl TaskError {
             Self::Job(error) => error.retryable,
             Self::Storage(error) => error.is_retryable(),
             Self::JobFiles(error) => error.retryable(),
+            Self::NotIsolated { source, .. } => source.is_retryable(),
+            Self::SkipBudgetExceeded { .. } | Self::SkippedStore(_) => false,
+            Self::Panicked(_) => true,
             Self::RecordTooLarge { .. }
             | Self::LineTooLong { .. }
             | Self::BadPartition { .. }
@@ -141,6 +173,19 @@ impl TaskError {
             | Self::Cancelled
             | Self::Internal(_) => true,
         }
+    }
+
+    /// Returns true when the failure comes from the job's code running on records (an
+    /// error, a panic, an emitted record the framework refuses), not from the machine
+    /// or the input's bytes: skipping mode may pin it on records.
+    pub fn is_record_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Job(_)
+                | Self::Panicked(_)
+                | Self::RecordTooLarge { .. }
+                | Self::BadPartition { .. }
+        )
     }
 
     /// Returns the failure reported to the coordinator: the message with its causes,

@@ -27,6 +27,8 @@ use crate::payload::{
 use crate::reduce_task::reduce_segments;
 use crate::registry::JobRegistry;
 use crate::shuffle::{ShuffleSettings, fetch_partition};
+use crate::skip::map::run_map_skipping;
+use crate::skip::store::publish_map_task_records;
 use crate::sort::MAP_OUTPUT_FILE;
 
 /// Directory of an attempt where the shuffle puts fetched segments.
@@ -132,9 +134,32 @@ impl MapReduceExecutor {
         stage_job_files(job.as_ref(), &mut payload.config, attempt, &cancel).await?;
         let ships_files = !payload.config.files.is_empty();
         let scratch_dir = attempt.scratch_dir.clone();
+        let (task_index, attempt_id) = (attempt.task.index, attempt.attempt_id);
+        let attempt_number = attempt.attempt_number;
         let mapped = run_blocking(move || {
             create_dir(&scratch_dir)?;
-            run_map(job.as_ref(), &payload, &scratch_dir, cancel)
+            if payload.config.skip.is_off() {
+                return run_map(job.as_ref(), &payload, &scratch_dir, cancel);
+            }
+            let outcome = run_map_skipping(
+                job.as_ref(),
+                &payload,
+                &scratch_dir,
+                task_index,
+                attempt_number,
+                cancel,
+            )?;
+            // A first attempt that skipped nothing has nothing to replace.
+            if !outcome.skipped.is_empty() || attempt_number > 1 {
+                publish_map_task_records(
+                    &payload.config.output(),
+                    task_index,
+                    attempt_id,
+                    &scratch_dir,
+                    &outcome.skipped,
+                )?;
+            }
+            Ok(outcome.output)
         })
         .await;
         if ships_files {

@@ -33,7 +33,8 @@
 //! | [`map_task`] | the map task |
 //! | [`shuffle`] | fetching one partition of every upstream output over HTTP |
 //! | [`reduce_task`] | merge, reduce, and the output part's atomic commit |
-//! | [`commit`] | the job's commit task: every part there, then `_SUCCESS` |
+//! | [`skip`] | skipping mode: the records a task's code fails on isolated by bisection, skipped and stored with the output |
+//! | [`commit`] | the job's commit task: every part there (and the skipped records within budget), then `_SUCCESS` |
 //! | [`executor`] | [`executor::MapReduceExecutor`], the worker's entry point |
 //! | [`registry`] | jobs a worker knows, by name |
 //! | [`error`], [`counters`] | task failures (retryable, lost inputs); counter names |
@@ -56,6 +57,7 @@ pub mod plan;
 pub mod reduce_task;
 pub mod registry;
 pub mod shuffle;
+pub mod skip;
 pub mod sort;
 pub mod split;
 pub mod streaming;

@@ -25,6 +25,7 @@ use crate::payload::{
     COMMIT_KIND, CommitTaskPayload, MAP_KIND, MapTaskPayload, PAYLOAD_VERSION, REDUCE_KIND,
     ReduceTaskPayload,
 };
+use crate::skip::SkipConfig;
 
 /// Why a job could not be planned. Every variant is the user's to fix.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +170,8 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
     )?;
     check_split_bytes(request.split_bytes)?;
     let mut params = request.params.clone();
+    // Skipping mode's settings are the framework's, not the job's.
+    let skip = SkipConfig::take_from_params(&mut params)?;
     absolutise_path_params(job, &mut params)?;
     job.validate(&params).map_err(job_error)?;
     if !request.files.is_empty() && !job.uses_job_files(&params) {
@@ -206,6 +209,7 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
         output_codec: request.output_codec,
         storage: request.storage.clone(),
         files: request.files.clone(),
+        skip,
     }
     .validated()?;
     let input_bytes = files.iter().map(|file| file.size).sum();

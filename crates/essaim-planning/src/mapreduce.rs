@@ -35,6 +35,19 @@ pub enum MapReducePlanError {
          it is not replaced; choose another output"
     )]
     NotAnOutput(PathBuf),
+    /// Skipping mode is on, but the attempts per task leave none to isolate bad records.
+    #[error(
+        "{}={start} leaves no attempt to isolate bad records: give at least \
+         {needed} attempts per task (--max-attempts {needed}), or a smaller {}",
+        essaim_mapreduce::skip::SKIP_START_ATTEMPTS_PARAM,
+        essaim_mapreduce::skip::SKIP_START_ATTEMPTS_PARAM
+    )]
+    NoAttemptToSkip {
+        /// Failed attempts before one isolates.
+        start: u32,
+        /// Attempts per task needed.
+        needed: u32,
+    },
     /// The job could not be planned.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -65,6 +78,7 @@ pub fn plan(
         });
     };
     let planned = plan_job(job.as_ref(), &job_request(request)?)?;
+    check_attempts_for_skipping(&planned, request.max_attempts)?;
     let overwrite = request.overwrite && may_replace(&planned, policy)?;
     prepare_output(&planned.config, overwrite).map_err(|error| match error {
         // Over the API, an output that may not be replaced is reported as such.
@@ -77,6 +91,26 @@ pub fn plan(
         other => other.into(),
     })?;
     Ok(planned)
+}
+
+/// Refuses a job in skipping mode whose tasks would run out of attempts before one
+/// isolates their bad records (`max_attempts` 0 or absent is the scheduler's default).
+fn check_attempts_for_skipping(
+    planned: &PlannedJob,
+    max_attempts: Option<u32>,
+) -> Result<(), MapReducePlanError> {
+    let skip = planned.config.skip;
+    let attempts = match max_attempts {
+        None | Some(0) => essaim_core::spec::DEFAULT_MAX_ATTEMPTS,
+        Some(given) => given,
+    };
+    if skip.is_off() || attempts >= skip.attempts_needed() {
+        return Ok(());
+    }
+    Err(MapReducePlanError::NoAttemptToSkip {
+        start: skip.start_attempts,
+        needed: skip.attempts_needed(),
+    })
 }
 
 /// Whether `overwrite` may remove what is at the planned output: anything for the CLI;
@@ -137,6 +171,18 @@ fn empty_dir(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_none())
 }
 
+/// Between a MapReduce job's name and its output in the name of the cluster's job
+/// (`wordcount → /data/out`), which is how a client finds the output of a job id.
+const JOB_NAME_OUTPUT_SEPARATOR: &str = " → ";
+
+/// Returns the output named in the name of a MapReduce job the cluster runs, `None`
+/// for a name [`job_spec`] did not make.
+pub fn output_of_job_name(name: &str) -> Option<&str> {
+    name.split_once(JOB_NAME_OUTPUT_SEPARATOR)
+        .map(|(_, output)| output)
+        .filter(|output| !output.is_empty())
+}
+
 /// Returns the wire spec of a planned job: one task per map, reduce or commit task.
 pub fn job_spec(max_attempts: u32, planned: &PlannedJob) -> v1::JobSpec {
     let tasks = planned
@@ -150,7 +196,10 @@ pub fn job_spec(max_attempts: u32, planned: &PlannedJob) -> v1::JobSpec {
         })
         .collect();
     v1::JobSpec {
-        name: format!("{} → {}", planned.config.job, planned.config.output_dir),
+        name: format!(
+            "{}{JOB_NAME_OUTPUT_SEPARATOR}{}",
+            planned.config.job, planned.config.output_dir
+        ),
         tasks,
         max_attempts,
         processing_version: BuildInfo::of_this_process()

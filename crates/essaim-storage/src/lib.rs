@@ -9,6 +9,7 @@
 //! | [`location`] | [`Location`]: a local path or `s3://bucket/prefix` |
 //! | [`input`] | an input (file or object) opened at a byte offset, decoded when compressed; corrupt data told apart from I/O errors |
 //! | [`output`] | [`OutputDir`]: parts written aside, published all at once with `_SUCCESS`, on a file system or in a bucket |
+//! | [`side_files`] | files published beside the parts, in a folder of the output, by the same steps |
 //! | [`object`] | S3 and S3-compatible stores: configuration from `AWS_*` and the job's [`S3Options`], listing, the storage runtime |
 //! | [`error`] | [`StorageError`], retryable or not |
 //!
@@ -24,6 +25,7 @@ pub mod location;
 pub mod object;
 mod object_read;
 pub mod output;
+pub mod side_files;
 
 pub use codec::Codec;
 pub use error::StorageError;

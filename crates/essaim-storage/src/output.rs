@@ -12,6 +12,9 @@
 //! | part done | fsync, rename over `OUT/part-NNNNN`, fsync the directory | nothing more: staged |
 //! | job commit | every part present? remove `_temporary`, write `_SUCCESS` | every part staged? copy each to `OUT/part-NNNNN` (server side), write `_SUCCESS`, delete `_temporary/` |
 //!
+//! Files published beside the parts, in a folder of the output (the records a task
+//! skipped, `_skipped/map-00003.jsonl`), follow the same steps: see [`crate::side_files`].
+//!
 //! So in a bucket, a job killed before its commit leaves nothing but `_temporary/`:
 //! no `part-NNNNN` is published before every part exists. Twins of one part (a
 //! speculative copy, a re-run after a lost report) write identical bytes, since the
@@ -42,11 +45,11 @@ pub struct OutputDir {
 pub struct PendingPart {
     /// The local file to write.
     pub file: File,
-    local_path: PathBuf,
+    pub(crate) local_path: PathBuf,
     /// Where the committed part goes: the final part (file system) or its staged copy
     /// (object store).
-    target: Location,
-    options: S3Options,
+    pub(crate) target: Location,
+    pub(crate) options: S3Options,
 }
 
 impl OutputDir {
@@ -59,6 +62,11 @@ impl OutputDir {
     /// Returns where the output is.
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// Returns how the object store of the output is reached.
+    pub(crate) fn options(&self) -> &S3Options {
+        &self.options
     }
 
     /// Makes the output ready before a job is submitted: refuses one that exists
@@ -288,6 +296,11 @@ fn commit_object(
         copies.push((found.key.clone(), final_key));
     }
     let store = store(bucket, options)?;
+    copies.extend(crate::side_files::staged_side_file_copies(
+        &prefix,
+        &staging_key,
+        &staged,
+    ));
     for (from, to) in copies {
         let (store, from_path, to_path) = (store.clone(), object_path(&from), object_path(&to));
         run(async move {
@@ -318,7 +331,11 @@ fn commit_object(
 }
 
 /// Deletes `keys` of `bucket`, already gone ones included.
-fn delete_keys(bucket: &str, keys: Vec<String>, options: &S3Options) -> Result<(), StorageError> {
+pub(crate) fn delete_keys(
+    bucket: &str,
+    keys: Vec<String>,
+    options: &S3Options,
+) -> Result<(), StorageError> {
     let store = store(bucket, options)?;
     for key in keys {
         let (store, path) = (store.clone(), object_path(&key));
@@ -339,7 +356,10 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(io_error("sync directory", dir))
 }
 
-fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StorageError {
+pub(crate) fn io_error(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> StorageError {
     let location = path.display().to_string();
     move |source| StorageError::Io {
         action,

@@ -92,6 +92,9 @@ enum Command {
     Cluster(commands::cluster::Args),
     /// Inspect and act on the dead-letter queue.
     Dlq(commands::dlq::Args),
+    /// List the input records a job skipped (`-D skip.records.max=N`), from its output;
+    /// `--export FILE` writes them out to run again as input.
+    Skipped(commands::skipped::Args),
     /// Train a model on the cluster and register it as a new version.
     Train(commands::train::Args),
     /// The model registry: list, show, register, alias, promote, roll back, archive, audit.
@@ -178,6 +181,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Workers(args) => commands::jobs::workers(args).await,
             Command::Cluster(args) => commands::cluster::run(args).await,
             Command::Dlq(args) => commands::dlq::run(args).await,
+            Command::Skipped(args) => commands::skipped::run(args).await,
             Command::Models(args) => commands::models::run(args).await,
             Command::Train(args) => commands::train::run(args).await,
             Command::Config(args) => commands::config::run(args, layered),

@@ -170,6 +170,7 @@ fn config(output_dir: &Path, reducers: u32, steps: u32) -> JobConfig {
         output_codec: None,
         storage: Default::default(),
         files: Default::default(),
+        skip: Default::default(),
     }
 }
 

@@ -382,6 +382,7 @@ mod tests {
             output_codec: None,
             storage: Default::default(),
             files: Default::default(),
+            skip: Default::default(),
         }
     }
 

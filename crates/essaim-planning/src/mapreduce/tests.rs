@@ -46,6 +46,11 @@ fn a_request_becomes_map_reduce_and_commit_tasks_with_the_output_ready() {
     assert_eq!(planned.map_tasks, 1);
     let spec = job_spec(0, &planned);
     assert_eq!(spec.tasks.len(), 1 + 3 + 1);
+    assert_eq!(
+        output_of_job_name(&spec.name),
+        Some(output.to_str().unwrap())
+    );
+    assert_eq!(output_of_job_name("e2e"), None);
     assert!(output.join(TEMPORARY_DIR).is_dir());
     let summary = summary(&planned);
     assert_eq!(summary["input_files"], 2);
@@ -111,4 +116,43 @@ fn unknown_jobs_and_codecs_are_refused_with_what_would_do() {
         !dir.path().join("out").exists(),
         "nothing is prepared for a refused job"
     );
+}
+
+#[test]
+fn skipping_needs_an_attempt_after_the_failures_it_waits_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut request = wordcount(dir.path(), &dir.path().join("out"));
+    request.params.insert("skip.records.max".into(), "5".into());
+    request.max_attempts = Some(2);
+    let refused = plan(&registry(), &request, Overwrite::Anything).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            MapReducePlanError::NoAttemptToSkip {
+                start: 2,
+                needed: 3
+            }
+        ),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains("--max-attempts 3"),
+        "{refused}"
+    );
+    // The default of 4 attempts leaves two to isolate.
+    request.max_attempts = None;
+    let planned = plan(&registry(), &request, Overwrite::Anything).unwrap();
+    assert_eq!(planned.config.skip.max_records, 5);
+    assert!(planned.config.params.get("skip.records.max").is_none());
+    // A budget that is not a number is refused before anything is planned.
+    let mut request = wordcount(dir.path(), &dir.path().join("out2"));
+    request
+        .params
+        .insert("skip.records.max".into(), "lots".into());
+    let refused = plan(&registry(), &request, Overwrite::Anything).unwrap_err();
+    assert!(
+        refused.to_string().contains("skip.records.max"),
+        "{refused}"
+    );
+    assert!(!dir.path().join("out2").exists());
 }

@@ -130,6 +130,7 @@ pub async fn run(args: WordcountArgs) -> anyhow::Result<ExitCode> {
         &status,
         elapsed,
         status.state == "succeeded" && committed,
+        &[],
         OutputFormat::Text,
     );
     if let Ok(cluster) = std::sync::Arc::try_unwrap(cluster) {

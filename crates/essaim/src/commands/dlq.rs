@@ -168,7 +168,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Returns the dead letters of `job_id` (0: of every job).
-async fn list_dead_letters(
+pub(crate) async fn list_dead_letters(
     coordinator: &CoordinatorCalls,
     job_id: u64,
 ) -> anyhow::Result<Vec<v1::DeadLetter>> {

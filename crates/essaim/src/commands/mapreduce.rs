@@ -473,7 +473,26 @@ async fn submit_and_follow(
         }
     };
     let succeeded = job.state == "succeeded" && committed;
-    print_summary(&planned, &job, elapsed, succeeded, args.format());
+    // A failed job's reasons are its dead letters' errors: say them here, since the
+    // cluster of `essaim run` is gone once it returns.
+    let failed_tasks = if succeeded {
+        Vec::new()
+    } else {
+        super::dlq::list_dead_letters(coordinator, job_id)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "the failed tasks could not be listed");
+                Vec::new()
+            })
+    };
+    print_summary(
+        &planned,
+        &job,
+        elapsed,
+        succeeded,
+        &failed_tasks,
+        args.format(),
+    );
     Ok(if succeeded {
         ExitCode::SUCCESS
     } else {
@@ -518,16 +537,24 @@ pub(crate) async fn follow(
     Ok(job)
 }
 
+/// Prints what a MapReduce job did; `failed_tasks` are its dead letters, whose errors
+/// say why it failed.
 pub(crate) fn print_summary(
     planned: &PlannedJob,
     job: &v1::JobStatus,
     elapsed: Duration,
     succeeded: bool,
+    failed_tasks: &[v1::DeadLetter],
     format: OutputFormat,
 ) {
     let seconds = elapsed.as_secs_f64();
     let megabytes_per_second = planned.input_bytes as f64 / 1e6 / seconds.max(1e-9);
     let counters: BTreeMap<&String, &u64> = job.counters.iter().collect();
+    let skipped_records = job
+        .counters
+        .get(essaim_mapreduce::counters::MAP_SKIPPED_RECORDS)
+        .copied()
+        .unwrap_or(0);
     if format == OutputFormat::Json {
         print_json(&serde_json::json!({
             "job_id": job.job_id,
@@ -546,6 +573,8 @@ pub(crate) fn print_summary(
             "megabytes_per_second": megabytes_per_second,
             "attempts_failed": job.attempts_failed,
             "outputs_lost": job.outputs_lost,
+            "skipped_records": skipped_records,
+            "failed_tasks": failed_tasks.iter().map(failed_task_json).collect::<Vec<_>>(),
             "counters": counters,
         }));
         return;
@@ -576,6 +605,21 @@ pub(crate) fn print_summary(
             job.outputs_lost
         );
     }
+    if skipped_records > 0 {
+        crate::outln!(
+            "  skipped: {skipped_records} input records the job fails on; see `essaim skipped {}`",
+            planned.config.output_dir
+        );
+    }
+    for letter in failed_tasks.iter().take(MAX_FAILED_TASKS_SHOWN) {
+        // A command's error ends with the lines of its standard error: kept indented.
+        crate::outln!(
+            "  failed task {} ({}): {}",
+            letter.task_index,
+            letter.kind,
+            last_error(letter).replace('\n', "\n      ")
+        );
+    }
     crate::outln!("  counters:");
     for (name, value) in counters {
         crate::outln!("    {name:<28} {value}");
@@ -588,6 +632,27 @@ pub(crate) fn print_summary(
             job.job_id
         );
     }
+}
+
+/// Failed tasks named in a summary: the first say why; the dead-letter queue has all.
+const MAX_FAILED_TASKS_SHOWN: usize = 3;
+
+/// Returns the last error of a dead letter.
+fn last_error(letter: &v1::DeadLetter) -> String {
+    letter
+        .errors
+        .last()
+        .and_then(|error| error.failure.as_ref())
+        .map(|failure| failure.message.clone())
+        .unwrap_or_default()
+}
+
+fn failed_task_json(letter: &v1::DeadLetter) -> serde_json::Value {
+    serde_json::json!({
+        "task_index": letter.task_index,
+        "kind": letter.kind,
+        "error": last_error(letter),
+    })
 }
 
 /// Parses a byte size: a number with an optional suffix (K, M, G, KiB, MiB, GiB, KB, MB,

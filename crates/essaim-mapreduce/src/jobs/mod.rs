@@ -13,8 +13,9 @@
 //! | [`sort`] | total order of lines by key, range-partitioned | the line |
 //! | [`validate`] (`sort-validate`) | checks sortedness, fingerprints the lines | report |
 //!
-//! [`teragen`] writes the sort benchmark's input. Each job's module documents its
-//! parameters, its output format, and why it is built the way it is; each is tested
+//! The matrix jobs share their input format and exact sums in [`matrix`].
+//! [`teragen`] writes the sort benchmark's input. Each job's module documents its parameters, its output format, and why it
+//! is built the way it is; each is tested
 //! against [`crate::testing::run_in_memory`] on small inputs. Jobs refuse missing or
 //! malformed parameters in [`JobDefinition::validate`] with a permanent error naming
 //! the parameter, and malformed input with a permanent error naming the file and
@@ -26,7 +27,7 @@ pub mod dedup;
 pub mod grep;
 pub mod index;
 pub mod join;
-pub mod matvec;
+pub mod matrix;
 pub mod rollup;
 pub mod sort;
 pub mod teragen;
@@ -37,6 +38,7 @@ use std::sync::Arc;
 
 use crate::api::JobDefinition;
 
+pub use matrix::matvec;
 pub use sort::sample_cut_points;
 pub use teragen::generate_sort_input;
 

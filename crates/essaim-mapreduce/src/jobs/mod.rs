@@ -10,6 +10,7 @@
 //! | [`join`] | reduce-side equi-join of two CSV inputs | joined row |
 //! | [`rollup`] | sales totals at a taxonomy level, in exact cents | `category<TAB>total` |
 //! | [`matvec`] | sparse matrix × vector, in two steps | `i<TAB>y_i` |
+//! | [`rownorms`] | the Euclidean norm of every row of a sparse matrix | `i<TAB>‖A_i‖` |
 //! | [`sort`] | total order of lines by key, range-partitioned | the line |
 //! | [`validate`] (`sort-validate`) | checks sortedness, fingerprints the lines | report |
 //!
@@ -38,7 +39,7 @@ use std::sync::Arc;
 
 use crate::api::JobDefinition;
 
-pub use matrix::matvec;
+pub use matrix::{matvec, rownorms};
 pub use sort::sample_cut_points;
 pub use teragen::generate_sort_input;
 
@@ -52,6 +53,7 @@ pub fn builtin_jobs() -> Vec<Arc<dyn JobDefinition>> {
         Arc::new(join::Join),
         Arc::new(rollup::Rollup),
         Arc::new(matvec::MatVec),
+        Arc::new(rownorms::RowNorms),
         Arc::new(sort::Sort),
         Arc::new(validate::SortValidate),
     ]
@@ -78,6 +80,7 @@ mod tests {
                 "join",
                 "matvec",
                 "rollup",
+                "rownorms",
                 "sort",
                 "sort-validate",
                 "wordcount"

@@ -11,12 +11,13 @@
 //! | [`rollup`] | sales totals at a taxonomy level, in exact cents | `category<TAB>total` |
 //! | [`matvec`] | sparse matrix × vector, in two steps | `i<TAB>y_i` |
 //! | [`rownorms`] | the Euclidean norm of every row of a sparse matrix | `i<TAB>‖A_i‖` |
+//! | [`cosine`] | cosine similarity of a vector and every row, in two steps | `i<TAB>cos_i` |
 //! | [`sort`] | total order of lines by key, range-partitioned | the line |
 //! | [`validate`] (`sort-validate`) | checks sortedness, fingerprints the lines | report |
 //!
-//! The matrix jobs share their input format and exact sums in [`matrix`].
-//! [`teragen`] writes the sort benchmark's input. Each job's module documents its parameters, its output format, and why it
-//! is built the way it is; each is tested
+//! The three matrix jobs share their input format and exact sums in [`matrix`].
+//! [`teragen`] writes the sort benchmark's input. Each job's module documents its
+//! parameters, its output format, and why it is built the way it is; each is tested
 //! against [`crate::testing::run_in_memory`] on small inputs. Jobs refuse missing or
 //! malformed parameters in [`JobDefinition::validate`] with a permanent error naming
 //! the parameter, and malformed input with a permanent error naming the file and
@@ -39,7 +40,7 @@ use std::sync::Arc;
 
 use crate::api::JobDefinition;
 
-pub use matrix::{matvec, rownorms};
+pub use matrix::{cosine, matvec, rownorms};
 pub use sort::sample_cut_points;
 pub use teragen::generate_sort_input;
 
@@ -54,6 +55,7 @@ pub fn builtin_jobs() -> Vec<Arc<dyn JobDefinition>> {
         Arc::new(rollup::Rollup),
         Arc::new(matvec::MatVec),
         Arc::new(rownorms::RowNorms),
+        Arc::new(cosine::Cosine),
         Arc::new(sort::Sort),
         Arc::new(validate::SortValidate),
     ]
@@ -74,6 +76,7 @@ mod tests {
         assert_eq!(
             names,
             BTreeSet::from([
+                "cosine",
                 "dedup",
                 "grep",
                 "index",
@@ -92,7 +95,8 @@ mod tests {
     #[test]
     fn jobs_with_required_parameters_refuse_an_empty_parameter_set() {
         for job in builtin_jobs() {
-            let needs_parameters = ["grep", "join", "rollup", "matvec"].contains(&job.name());
+            let needs_parameters =
+                ["grep", "join", "rollup", "matvec", "cosine"].contains(&job.name());
             let result = job.validate(&JobParams::default());
             assert_eq!(result.is_err(), needs_parameters, "{}", job.name());
             if let Err(error) = result {

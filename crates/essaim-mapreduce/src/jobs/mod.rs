@@ -16,8 +16,9 @@
 //! | [`validate`] (`sort-validate`) | checks sortedness, fingerprints the lines | report |
 //!
 //! The three matrix jobs share their input format and exact sums in [`matrix`].
-//! [`teragen`] writes the sort benchmark's input. Each job's module documents its
-//! parameters, its output format, and why it is built the way it is; each is tested
+//! [`teragen`] writes the sort benchmark's input, [`matrix::generate`] a matrix and a
+//! vector. Each job's module documents its parameters, its output format, and why it
+//! is built the way it is; each is tested
 //! against [`crate::testing::run_in_memory`] on small inputs. Jobs refuse missing or
 //! malformed parameters in [`JobDefinition::validate`] with a permanent error naming
 //! the parameter, and malformed input with a permanent error naming the file and

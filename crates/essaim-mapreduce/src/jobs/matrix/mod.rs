@@ -17,9 +17,12 @@
 //! vector), its own steps and its own output, and a job's name says what its output
 //! holds, as `essaim run matvec` does. The norms `cosine` needs are computed inside it,
 //! in the same pass as the dot products; `rownorms` is that half alone.
+//!
+//! [`generate`] writes a random matrix and vector in this format (`essaim gen matrix`).
 
 pub mod cosine;
 pub mod entries;
 mod exact_sum;
+pub mod generate;
 pub mod matvec;
 pub mod rownorms;

@@ -24,6 +24,7 @@
 //! | `mapreduce_compressed.rs` | `.gz`, `.zst`, `.bz2` inputs (one split each) give the plain run's bytes and coreutils' counts; compressed parts decode to the plain ones; a corrupt `.gz` fails for good, named |
 //! | `mapreduce_s3.rs` | inputs and outputs in an S3-compatible bucket (`scripts/s3.sh`), workers sharing no directory: word count equals coreutils; a job stopped before its commit publishes nothing; missing bucket, wrong credentials, corrupt `.gz` object |
 //! | `job_files.rs` | a streaming job's Python mapper, reducer, module and table shipped with `--files` run on workers that never had them, output equal to an oracle; a missing file refused with exit code 2 |
+//! | `mapreduce_matrix.rs` | `rownorms` and `cosine` on a generated matrix in several parts equal dense norms and cosines within 1e-12, through the CLI and the REST planner; a zero or short vector and a bad number fail the job with the reason |
 //! | `mapreduce_csv.rs` | `join` keeps a quoted separator's row and counts a malformed row in the job's summary |
 //! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
 //! | `python_client.rs` | the Python client, pip-installed, passes its pytest suite on a local cluster and a bucket |
@@ -65,6 +66,7 @@ mod local_orphans;
 mod mapreduce;
 mod mapreduce_compressed;
 mod mapreduce_csv;
+mod mapreduce_matrix;
 mod mapreduce_s3;
 mod mapreduce_small_files;
 mod models;

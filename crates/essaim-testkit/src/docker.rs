@@ -2,11 +2,8 @@
 //! `tests/multihost/`) share: finding Docker, running commands that must succeed,
 //! packaging the binary under test for an image, and plain HTTP GETs to published ports.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 /// Returns the repository's root folder (where `deploy/` and `scripts/` are).
 pub fn repository_root() -> PathBuf {
@@ -71,24 +68,5 @@ pub fn binary_to_package(binary: &Path, scratch: &Path, name: &str) -> (PathBuf,
 /// Sends an HTTP/1.0 GET (neither chunked nor kept alive), with the bearer token if
 /// any; returns the status and the body.
 pub fn http_get(address: &str, path: &str, token: Option<&str>) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let authorization = token
-        .map(|token| format!("Authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: {address}\r\n{authorization}\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or((response.as_str(), ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    Ok((status, body.to_string()))
+    crate::http::request(address, "GET", path, token, None)
 }

@@ -8,6 +8,7 @@
 //! | [`docker`] | Docker for the container tests: is an engine there, commands that must succeed, the binary packaged for an image, HTTP GETs to published ports |
 //! | [`compose`] | a compose project of `deploy/compose/` under a name of the test's own, taken down with its volumes on drop |
 //! | [`deadline`] | named deadlines and timeouts: waits poll, and fail naming what they waited for |
+//! | [`http`] | one plain HTTP/1.0 request (a REST call with a token and a JSON body) |
 //! | [`process`] | one child process with a log file, killed on drop; free ports; an HTTP status probe |
 //! | [`cli`] | one-shot runs of a binary, with no `ESSAIM_*` variable inherited |
 //! | [`cluster`] | a coordinator and workers of the built `essaim` binary, with SIGKILL, SIGSTOP/SIGCONT and restart helpers |
@@ -27,6 +28,7 @@ pub mod deadline;
 pub mod docker;
 pub mod etcd_cluster;
 pub mod ha;
+pub mod http;
 pub mod oracle;
 pub mod process;
 pub mod proxy;

@@ -10,11 +10,15 @@
 //! | [`join`] | reduce-side equi-join of two CSV inputs | joined row |
 //! | [`rollup`] | sales totals at a taxonomy level, in exact cents | `category<TAB>total` |
 //! | [`matvec`] | sparse matrix × vector, in two steps | `i<TAB>y_i` |
+//! | [`rownorms`] | the Euclidean norm of every row of a sparse matrix | `i<TAB>‖A_i‖` |
+//! | [`cosine`] | cosine similarity of a vector and every row, in two steps | `i<TAB>cos_i` |
 //! | [`sort`] | total order of lines by key, range-partitioned | the line |
 //! | [`validate`] (`sort-validate`) | checks sortedness, fingerprints the lines | report |
 //!
-//! [`teragen`] writes the sort benchmark's input. Each job's module documents its
-//! parameters, its output format, and why it is built the way it is; each is tested
+//! The three matrix jobs share their input format and exact sums in [`matrix`].
+//! [`teragen`] writes the sort benchmark's input, [`matrix::generate`] a matrix and a
+//! vector. Each job's module documents its parameters, its output format, and why it
+//! is built the way it is; each is tested
 //! against [`crate::testing::run_in_memory`] on small inputs. Jobs refuse missing or
 //! malformed parameters in [`JobDefinition::validate`] with a permanent error naming
 //! the parameter, and malformed input with a permanent error naming the file and
@@ -26,7 +30,7 @@ pub mod dedup;
 pub mod grep;
 pub mod index;
 pub mod join;
-pub mod matvec;
+pub mod matrix;
 pub mod rollup;
 pub mod sort;
 pub mod teragen;
@@ -37,6 +41,7 @@ use std::sync::Arc;
 
 use crate::api::JobDefinition;
 
+pub use matrix::{cosine, matvec, rownorms};
 pub use sort::sample_cut_points;
 pub use teragen::generate_sort_input;
 
@@ -50,6 +55,8 @@ pub fn builtin_jobs() -> Vec<Arc<dyn JobDefinition>> {
         Arc::new(join::Join),
         Arc::new(rollup::Rollup),
         Arc::new(matvec::MatVec),
+        Arc::new(rownorms::RowNorms),
+        Arc::new(cosine::Cosine),
         Arc::new(sort::Sort),
         Arc::new(validate::SortValidate),
     ]
@@ -70,12 +77,14 @@ mod tests {
         assert_eq!(
             names,
             BTreeSet::from([
+                "cosine",
                 "dedup",
                 "grep",
                 "index",
                 "join",
                 "matvec",
                 "rollup",
+                "rownorms",
                 "sort",
                 "sort-validate",
                 "wordcount"
@@ -87,7 +96,8 @@ mod tests {
     #[test]
     fn jobs_with_required_parameters_refuse_an_empty_parameter_set() {
         for job in builtin_jobs() {
-            let needs_parameters = ["grep", "join", "rollup", "matvec"].contains(&job.name());
+            let needs_parameters =
+                ["grep", "join", "rollup", "matvec", "cosine"].contains(&job.name());
             let result = job.validate(&JobParams::default());
             assert_eq!(result.is_err(), needs_parameters, "{}", job.name());
             if let Err(error) = result {

@@ -23,10 +23,18 @@ pub struct GenArgs {
     /// Output format of the summary, beside the old `--output DIR`.
     #[arg(long, value_enum, hide_short_help = true)]
     format: Option<OutputFormat>,
-    /// Records (sort) to generate.
-    #[arg(long, default_value_t = 1_000_000)]
-    rows: u64,
-    /// Files to spread them over.
+    /// Records (sort) or matrix rows (matrix) to generate [default: 1000000 records,
+    /// 10000 rows].
+    #[arg(long)]
+    rows: Option<u64>,
+    /// matrix: columns of the matrix, which is the length of the vector.
+    #[arg(long, default_value_t = 1000)]
+    columns: u64,
+    /// matrix: the share of the matrix's cells that hold an entry, above 0 and at most 1.
+    #[arg(long, default_value_t = 0.01)]
+    density: f64,
+    /// Files to spread them over (matrix: this many for the matrix, as many for the
+    /// vector).
     #[arg(long, default_value_t = 4)]
     files: u32,
     /// Seed: the same seed gives the same bytes.
@@ -42,6 +50,9 @@ pub struct GenArgs {
 pub enum GenKind {
     /// TeraSort-style records for `sort` and `validate`: 100-byte lines, 10-byte keys.
     Sort,
+    /// A sparse matrix (`DIR/matrix`, lines `i j a`) and a dense vector (`DIR/vector`,
+    /// lines `j v`) for `matvec`, `rownorms` and `cosine`; values uniform in [-1, 1).
+    Matrix,
 }
 
 /// Writes sample input.
@@ -67,25 +78,53 @@ pub fn generate(args: GenArgs) -> anyhow::Result<ExitCode> {
         return Err(usage("--files must be at least 1"));
     }
     let started = Instant::now();
-    match args.what {
+    let (records, what) = match args.what {
         GenKind::Sort => {
-            essaim_mapreduce::jobs::generate_sort_input(&output, args.rows, args.files, args.seed)?
+            let rows = args.rows.unwrap_or(DEFAULT_SORT_RECORDS);
+            essaim_mapreduce::jobs::generate_sort_input(&output, rows, args.files, args.seed)?;
+            (rows, "records".to_string())
         }
-    }
+        GenKind::Matrix => {
+            let rows = args.rows.unwrap_or(DEFAULT_MATRIX_ROWS);
+            if args.columns == 0 {
+                return Err(usage("--columns must be at least 1"));
+            }
+            if !(args.density > 0.0 && args.density <= 1.0) {
+                return Err(usage("--density must be above 0 and at most 1"));
+            }
+            let generated = essaim_mapreduce::jobs::matrix::generate::generate_matrix_input(
+                &output,
+                rows,
+                args.columns,
+                args.density,
+                args.files,
+                args.seed,
+            )?;
+            let what = format!(
+                "matrix entries ({rows} rows × {} columns) and a vector of {}",
+                args.columns, args.columns
+            );
+            (generated.entries, what)
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     match format {
         OutputFormat::Json => print_json(&serde_json::json!({
-            "records": args.rows,
+            "records": records,
             "files": args.files,
             "output": output,
             "seconds": seconds,
         })),
         OutputFormat::Text => crate::outln!(
-            "wrote {} records in {} files to {} in {seconds:.2} s",
-            args.rows,
+            "wrote {records} {what} in {} files to {} in {seconds:.2} s",
             args.files,
             output.display(),
         ),
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Records `essaim gen sort` writes without --rows.
+const DEFAULT_SORT_RECORDS: u64 = 1_000_000;
+/// Rows `essaim gen matrix` writes without --rows.
+const DEFAULT_MATRIX_ROWS: u64 = 10_000;

@@ -149,8 +149,9 @@ fn parse_output_codec(name: &str) -> Result<essaim_storage::Codec, String> {
 /// Options of `essaim run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// The job: wordcount, grep, index, dedup, join, rollup, matvec, sort, sort-validate,
-    /// streaming, or one linked into this binary (`essaim run --list` shows them).
+    /// The job: wordcount, grep, index, dedup, join, rollup, matvec, rownorms, cosine,
+    /// sort, sort-validate, streaming, or one linked into this binary (`essaim run
+    /// --list` shows them).
     #[arg(value_name = "JOB", required_unless_present = "list")]
     job_name: Option<String>,
     #[command(flatten)]

@@ -25,6 +25,7 @@
 //! | `mapreduce_s3.rs` | inputs and outputs in an S3-compatible bucket (`scripts/s3.sh`), workers sharing no directory: word count equals coreutils; a job stopped before its commit publishes nothing; missing bucket, wrong credentials, corrupt `.gz` object |
 //! | `mapreduce_skipping.rs` | a streaming mapper that crashes on three poison lines: within `skip.records.max` the job skips them (output equal to an oracle without them, `essaim skipped` names their files and lines, exports them); without a budget it fails as before; over budget it fails naming them; a bad budget refused |
 //! | `job_files.rs` | a streaming job's Python mapper, reducer, module and table shipped with `--files` run on workers that never had them, output equal to an oracle; a missing file refused with exit code 2 |
+//! | `mapreduce_matrix.rs` | `rownorms` and `cosine` on a generated matrix in several parts equal dense norms and cosines within 1e-12, through the CLI and the REST planner; a zero or short vector and a bad number fail the job with the reason |
 //! | `mapreduce_csv.rs` | `join` keeps a quoted separator's row and counts a malformed row in the job's summary |
 //! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
 //! | `python_client.rs` | the Python client, pip-installed, passes its pytest suite on a local cluster and a bucket |
@@ -66,6 +67,7 @@ mod local_orphans;
 mod mapreduce;
 mod mapreduce_compressed;
 mod mapreduce_csv;
+mod mapreduce_matrix;
 mod mapreduce_s3;
 mod mapreduce_skipping;
 mod mapreduce_small_files;

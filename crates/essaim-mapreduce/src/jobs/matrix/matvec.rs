@@ -3,10 +3,8 @@
 //!
 //! Inputs, told apart by path prefix (params `matrix` and `vector`, the longer prefix
 //! winning when both match): matrix entries `i j a_ij` and vector entries `j v_j`, one
-//! per line, fields separated by spaces or tabs, indices unsigned 64-bit integers,
-//! values decimal floating point (as Rust parses `f64`). Empty lines and lines starting
-//! with `#` are skipped; anything else malformed fails the task, naming the file and
-//! offset.
+//! per line, in the format of [`super::entries`]. Two entries for the same `(i, j)` add
+//! up (a coordinate list, as scipy's COO matrices read it).
 //!
 //! Two steps, the textbook way:
 //!
@@ -21,8 +19,9 @@
 //!    and the reducer sums each row.
 //!
 //! The sums are exact, then rounded once (Shewchuk's algorithm, as Python's
-//! `math.fsum`): the result is the correctly rounded value of the exact sum, so it does
-//! not depend on the order products arrive in, the number of reducers or the splits.
+//! `math.fsum`, in `exact_sum.rs`): the result is the correctly rounded value of the
+//! exact sum, so it does not depend on the order products arrive in, the number of
+//! reducers or the splits.
 //! That also makes a combiner legal: it emits the exact partial sums (a handful of
 //! non-overlapping floats) instead of one rounded number. A sum that overflows an
 //! intermediate float is an error; infinities and NaN propagate as IEEE says.
@@ -35,61 +34,27 @@
 //!
 //! Parameters: `matrix`, `vector` (required, path prefixes).
 
+use super::entries::{
+    INDEX_DIGITS, InputSides, LeadingIndexPartitioner, Side, format_index_line, parse_matrix_entry,
+    parse_vector_entry, push_padded_index,
+};
+use super::exact_sum::{ExactSum, IntermediateOverflow};
 use crate::api::{
     Emit, HashPartitioner, JobDefinition, JobError, JobParams, Mapper, Partitioner, Record,
     Reducer, Values,
 };
-use crate::jobs::common::{non_empty_param, path_bytes, record_location};
+
+pub use super::entries::{MATRIX_PARAM, VECTOR_PARAM};
 
 /// Name of the job.
 pub const NAME: &str = "matvec";
-/// Parameter: path prefix of the matrix input (required).
-pub const MATRIX_PARAM: &str = "matrix";
-/// Parameter: path prefix of the vector input (required).
-pub const VECTOR_PARAM: &str = "vector";
 
-/// Digits of a zero-padded index: `u64::MAX` has 20.
-const INDEX_DIGITS: usize = 20;
 const TAG_VECTOR: u8 = b'0';
 const TAG_MATRIX: u8 = b'1';
 
 /// The `matvec` job.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MatVec;
-
-#[derive(Debug, Clone)]
-struct Settings {
-    matrix: String,
-    vector: String,
-}
-
-impl Settings {
-    fn parse(params: &JobParams) -> Result<Self, JobError> {
-        let settings = Self {
-            matrix: non_empty_param(params, MATRIX_PARAM)?.to_string(),
-            vector: non_empty_param(params, VECTOR_PARAM)?.to_string(),
-        };
-        if settings.matrix == settings.vector {
-            return Err(JobError::permanent(format!(
-                "parameters `{MATRIX_PARAM}` and `{VECTOR_PARAM}` must differ"
-            )));
-        }
-        Ok(settings)
-    }
-
-    /// True for a matrix input, false for a vector input, `None` for neither.
-    fn is_matrix(&self, path: &std::path::Path) -> Option<bool> {
-        let path = path_bytes(path);
-        let matches_matrix = path.starts_with(self.matrix.as_bytes());
-        let matches_vector = path.starts_with(self.vector.as_bytes());
-        match (matches_matrix, matches_vector) {
-            (true, true) => Some(self.matrix.len() > self.vector.len()),
-            (true, false) => Some(true),
-            (false, true) => Some(false),
-            (false, false) => None,
-        }
-    }
-}
 
 impl JobDefinition for MatVec {
     fn name(&self) -> &str {
@@ -105,7 +70,7 @@ impl JobDefinition for MatVec {
     }
 
     fn validate(&self, params: &JobParams) -> Result<(), JobError> {
-        Settings::parse(params).map(|_| ())
+        InputSides::from_params(params).map(|_| ())
     }
 
     fn steps(&self, _params: &JobParams) -> usize {
@@ -115,7 +80,7 @@ impl JobDefinition for MatVec {
     fn mapper(&self, params: &JobParams, step: usize) -> Result<Box<dyn Mapper>, JobError> {
         match step {
             0 => Ok(Box::new(EntryMapper {
-                settings: Settings::parse(params)?,
+                sides: InputSides::from_params(params)?,
                 key: Vec::new(),
                 value: Vec::new(),
             })),
@@ -147,117 +112,59 @@ impl JobDefinition for MatVec {
         step: usize,
     ) -> Result<Box<dyn Partitioner>, JobError> {
         match step {
-            0 => Ok(Box::new(ColumnPartitioner)),
+            0 => Ok(Box::new(LeadingIndexPartitioner)),
             _ => Ok(Box::new(HashPartitioner)),
         }
     }
 
     /// Prints the row index without its zero padding.
     fn format_output(&self, key: &[u8], value: &[u8], line: &mut Vec<u8>) {
-        let first_significant = key
-            .iter()
-            .position(|byte| *byte != b'0')
-            .unwrap_or(key.len().saturating_sub(1));
-        line.extend_from_slice(&key[first_significant..]);
-        line.push(b'\t');
-        line.extend_from_slice(value);
+        format_index_line(key, value, line);
     }
-}
-
-/// Appends `index` zero-padded to [`INDEX_DIGITS`] digits.
-fn push_padded_index(out: &mut Vec<u8>, index: u64) {
-    out.extend_from_slice(format!("{index:0INDEX_DIGITS$}").as_bytes());
-}
-
-/// Parses whitespace-separated fields of an entry line; `None` when malformed.
-fn parse_fields<const N: usize>(line: &[u8]) -> Option<[&str; N]> {
-    let text = std::str::from_utf8(line).ok()?;
-    let mut fields = text.split_ascii_whitespace();
-    let mut parsed = [""; N];
-    for slot in &mut parsed {
-        *slot = fields.next()?;
-    }
-    fields.next().is_none().then_some(parsed)
 }
 
 /// Step 1's mapper: tags matrix and vector entries with their column.
 struct EntryMapper {
-    settings: Settings,
+    sides: InputSides,
     key: Vec<u8>,
     value: Vec<u8>,
 }
 
 impl Mapper for EntryMapper {
     fn map(&mut self, record: &Record<'_>, out: &mut dyn Emit) -> Result<(), JobError> {
-        let line = record.data.trim_ascii();
-        if line.is_empty() || line.starts_with(b"#") {
-            return Ok(());
-        }
-        let Some(is_matrix) = self.settings.is_matrix(record.path) else {
-            return Err(JobError::permanent(format!(
-                "input `{}` is under neither `{MATRIX_PARAM}` = `{}` nor `{VECTOR_PARAM}` = `{}`",
-                record.path.display(),
-                self.settings.matrix,
-                self.settings.vector
-            )));
-        };
-        let malformed = |expected: &str| {
-            JobError::permanent(format!(
-                "entry {} is not `{expected}`",
-                record_location(record.path, record.offset)
-            ))
-        };
         self.key.clear();
         self.value.clear();
-        if is_matrix {
-            let parsed = parse_fields::<3>(line).and_then(|[row, column, value]| {
-                Some((
-                    row.parse::<u64>().ok()?,
-                    column.parse::<u64>().ok()?,
-                    value.parse::<f64>().ok()?,
-                ))
-            });
-            let Some((row, column, value)) = parsed else {
-                return Err(malformed("i j a_ij"));
-            };
-            push_padded_index(&mut self.key, column);
-            self.key.push(TAG_MATRIX);
-            self.value.extend_from_slice(&row.to_be_bytes());
-            self.value.extend_from_slice(&value.to_bits().to_be_bytes());
-        } else {
-            let parsed = parse_fields::<2>(line).and_then(|[column, value]| {
-                Some((column.parse::<u64>().ok()?, value.parse::<f64>().ok()?))
-            });
-            let Some((column, value)) = parsed else {
-                return Err(malformed("j v_j"));
-            };
-            push_padded_index(&mut self.key, column);
-            self.key.push(TAG_VECTOR);
-            self.value.extend_from_slice(&value.to_bits().to_be_bytes());
+        match self.sides.side(record.path)? {
+            Side::Matrix => {
+                let Some(entry) = parse_matrix_entry(record)? else {
+                    return Ok(());
+                };
+                push_padded_index(&mut self.key, entry.column);
+                self.key.push(TAG_MATRIX);
+                self.value.extend_from_slice(&entry.row.to_be_bytes());
+                self.value
+                    .extend_from_slice(&entry.value.to_bits().to_be_bytes());
+            }
+            Side::Vector => {
+                let Some(entry) = parse_vector_entry(record)? else {
+                    return Ok(());
+                };
+                push_padded_index(&mut self.key, entry.index);
+                self.key.push(TAG_VECTOR);
+                self.value
+                    .extend_from_slice(&entry.value.to_bits().to_be_bytes());
+            }
         }
         out.emit(&self.key, &self.value)
     }
 }
 
-/// Sends a column's vector entry and matrix entries to the same reducer: hashes `j`
-/// only, not the tag.
-#[derive(Debug, Clone, Copy)]
-struct ColumnPartitioner;
-
-impl Partitioner for ColumnPartitioner {
-    fn partition(&self, key: &[u8], partitions: u32) -> u32 {
-        let column = &key[..key.len().min(INDEX_DIGITS)];
-        HashPartitioner.partition(column, partitions)
-    }
-}
-
 fn malformed_intermediate() -> JobError {
-    JobError::permanent("matvec: malformed intermediate record")
+    super::entries::malformed_intermediate(NAME)
 }
 
 fn f64_from_be(bytes: &[u8]) -> Result<f64, JobError> {
-    let bits: [u8; 8] = bytes.try_into().map_err(|_| malformed_intermediate())?;
-    Ok(f64::from_bits(u64::from_be_bytes(bits)))
+    super::entries::f64_from_be(bytes, NAME)
 }
 
 /// Step 1's reducer: multiplies each entry of column `j` by `v_j`.
@@ -367,118 +274,6 @@ impl Reducer for ExactSumReducer {
         out.emit(key, format!("{:?}", sum.total()).as_bytes())
     }
 }
-
-/// A sum of finite values whose exact total is finite but an intermediate float is not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct IntermediateOverflow;
-
-/// An exact sum of floats: Shewchuk's non-overlapping partials, as in Python's
-/// `math.fsum` (whose handling of specials and final rounding this follows). The short
-/// names `x` and `y` are those of that source, so the two can be compared line by line.
-#[derive(Debug, Default, Clone)]
-struct ExactSum {
-    /// Non-overlapping, increasing in magnitude; their exact sum is the exact sum of
-    /// the finite values added.
-    partials: Vec<f64>,
-    /// Sum of the infinities and NaNs added (NaN when they cancel or any was NaN).
-    special_sum: f64,
-    /// Sum of the infinities added (NaN when +inf and -inf were both added).
-    infinity_sum: f64,
-}
-
-impl ExactSum {
-    /// Adds a value. Fails when a finite intermediate overflows (Python raises too).
-    fn add(&mut self, value: f64) -> Result<(), IntermediateOverflow> {
-        let mut x = value;
-        let mut kept = 0;
-        for index in 0..self.partials.len() {
-            let mut y = self.partials[index];
-            if x.abs() < y.abs() {
-                std::mem::swap(&mut x, &mut y);
-            }
-            let high = x + y;
-            let low = y - (high - x);
-            if low != 0.0 {
-                self.partials[kept] = low;
-                kept += 1;
-            }
-            x = high;
-        }
-        self.partials.truncate(kept);
-        if x == 0.0 {
-            return Ok(());
-        }
-        if x.is_finite() {
-            self.partials.push(x);
-            return Ok(());
-        }
-        if value.is_finite() {
-            return Err(IntermediateOverflow);
-        }
-        if value.is_infinite() {
-            self.infinity_sum += value;
-        }
-        self.special_sum += value;
-        // Specials decide the result; the finite partials no longer matter.
-        self.partials.clear();
-        Ok(())
-    }
-
-    /// Values whose exact sum is the exact sum so far: the partials, or the special
-    /// value when an infinity or NaN was added.
-    fn partials(&self) -> Vec<f64> {
-        if self.special_sum != 0.0 {
-            return vec![self.total()];
-        }
-        self.partials.clone()
-    }
-
-    /// The exact sum, correctly rounded to the nearest float (ties to even).
-    fn total(&self) -> f64 {
-        if self.special_sum != 0.0 {
-            return if self.infinity_sum.is_nan() {
-                f64::NAN
-            } else {
-                self.special_sum
-            };
-        }
-        let partials = &self.partials;
-        let mut remaining = partials.len();
-        let Some(&last) = partials.last() else {
-            return 0.0;
-        };
-        remaining -= 1;
-        let mut high = last;
-        let mut low = 0.0;
-        // Add partials from the largest down until the sum becomes inexact.
-        while remaining > 0 {
-            let x = high;
-            remaining -= 1;
-            let y = partials[remaining];
-            high = x + y;
-            let y_rounded = high - x;
-            low = y - y_rounded;
-            if low != 0.0 {
-                break;
-            }
-        }
-        // Half-way case: make the rounding of `high + low` see the partials below.
-        if remaining > 0 {
-            let next = partials[remaining - 1];
-            let same_sign = (low < 0.0 && next < 0.0) || (low > 0.0 && next > 0.0);
-            if same_sign {
-                let y = low * 2.0;
-                let x = high + y;
-                let y_rounded = x - high;
-                if y == y_rounded {
-                    high = x;
-                }
-            }
-        }
-        high
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -488,53 +283,6 @@ mod tests {
 
     use super::*;
     use crate::testing::{InMemoryOptions, run_in_memory, run_in_memory_with};
-
-    fn exact_sum(values: &[f64]) -> f64 {
-        let mut sum = ExactSum::default();
-        for value in values {
-            sum.add(*value).unwrap();
-        }
-        sum.total()
-    }
-
-    #[test]
-    fn exact_sums_are_correctly_rounded_in_any_order() {
-        assert_eq!(exact_sum(&[1e16, 1.0, -1e16]), 1.0);
-        assert_eq!(exact_sum(&[0.1; 10]), 1.0);
-        // Python raises too: the exact total is finite but an intermediate is not.
-        let mut overflowing = ExactSum::default();
-        overflowing.add(1e308).unwrap();
-        assert!(overflowing.add(1e308).is_err());
-        assert_eq!(exact_sum(&[]), 0.0);
-        // Python: math.fsum([1, 1e100, 1, -1e100] * 10000) == 20000.0
-        let many: Vec<f64> = [1.0, 1e100, 1.0, -1e100].repeat(10_000);
-        assert_eq!(exact_sum(&many), 20000.0);
-        let mut reversed = many.clone();
-        reversed.reverse();
-        assert_eq!(exact_sum(&reversed), 20000.0);
-        assert!(exact_sum(&[f64::INFINITY, 1.0]).is_infinite());
-        assert!(exact_sum(&[f64::INFINITY, f64::NEG_INFINITY]).is_nan());
-        assert!(exact_sum(&[f64::NAN, 1.0]).is_nan());
-        // Ties to even across partials: 1 + 2^-53 + 2^-106 rounds up.
-        let tiny = f64::EPSILON / 2.0;
-        assert_eq!(exact_sum(&[1.0, tiny, tiny * tiny]), 1.0 + f64::EPSILON);
-    }
-
-    #[test]
-    fn partial_sums_add_up_to_the_same_exact_total() {
-        let values: Vec<f64> = (1..200).map(|index| 1.0 / f64::from(index)).collect();
-        let mut combined = ExactSum::default();
-        for chunk in values.chunks(17) {
-            let mut partial = ExactSum::default();
-            for value in chunk {
-                partial.add(*value).unwrap();
-            }
-            for value in partial.partials() {
-                combined.add(value).unwrap();
-            }
-        }
-        assert_eq!(combined.total(), exact_sum(&values));
-    }
 
     /// A deterministic sparse matrix and vector; values are multiples of 1/8 so every
     /// product and sum is exact in f64 and a direct multiplication gives the same bits.

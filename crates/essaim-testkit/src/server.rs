@@ -150,19 +150,32 @@ impl ScriptServer {
         if skipped(script) {
             return None;
         }
-        let dir = tempfile::Builder::new()
-            .prefix(&format!(
-                "essaim-{}-",
-                script.file_name.trim_end_matches(".sh")
-            ))
-            .tempdir()
-            .expect("a temporary directory");
-        let url = run_script(script, "start", dir.path());
-        Some(ScriptServer {
-            script,
-            dir: Some(dir),
-            url,
-        })
+        // A script picks a free port, then the server binds it: another process may take
+        // the port in between. That start is tried again, on another port.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let dir = tempfile::Builder::new()
+                .prefix(&format!(
+                    "essaim-{}-",
+                    script.file_name.trim_end_matches(".sh")
+                ))
+                .tempdir()
+                .expect("a temporary directory");
+            match try_script(script, "start", dir.path()) {
+                Ok(url) => {
+                    return Some(ScriptServer {
+                        script,
+                        dir: Some(dir),
+                        url,
+                    });
+                }
+                Err(failure) if failure.contains("address already in use") && tries < 3 => {
+                    eprintln!("{}: its port was taken; starting again", script.server);
+                }
+                Err(failure) => panic!("{failure}"),
+            }
+        }
     }
 
     /// Returns a server that runs elsewhere, at `url`: never stopped nor restarted.
@@ -259,24 +272,31 @@ impl Drop for ScriptServer {
 /// Runs `scripts/X.sh ACTION DIR`; returns the last line it printed (the URL of
 /// `start`). Panics with its error output if it failed.
 fn run_script(script: ServerScript, action: &str, dir: &Path) -> String {
+    try_script(script, action, dir).unwrap_or_else(|failure| panic!("{failure}"))
+}
+
+/// Runs `scripts/X.sh ACTION DIR`; returns the last line it printed, or what it said
+/// when it failed.
+fn try_script(script: ServerScript, action: &str, dir: &Path) -> Result<String, String> {
     let output = Command::new(script_path(script.file_name))
         .arg(action)
         .arg(dir)
         .output()
         .unwrap_or_else(|error| panic!("scripts/{} cannot run: {error}", script.file_name));
-    assert!(
-        output.status.success(),
-        "scripts/{} {action} failed: {} could not be installed or started \
-         (set {}=1 to skip the tests that need it):\n{}",
-        script.file_name,
-        script.server,
-        script.skip_variable,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
+    if !output.status.success() {
+        return Err(format!(
+            "scripts/{} {action} failed: {} could not be installed or started \
+             (set {}=1 to skip the tests that need it):\n{}",
+            script.file_name,
+            script.server,
+            script.skip_variable,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
         .last()
         .unwrap_or_default()
         .trim()
-        .to_owned()
+        .to_owned())
 }

@@ -7,7 +7,6 @@
 //! for (see the test kit's crate doc).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
@@ -193,24 +192,8 @@ impl DerefMut for Cluster {
 
 /// GETs `path` from the coordinator at `base` (no token); returns the body of a 200.
 pub fn http_get(base: &str, path: &str) -> String {
-    let address = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).expect("connect to the coordinator");
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .expect("set a read timeout");
-    // HTTP/1.0: no chunked encoding, the body runs to the end of the stream.
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("a header block");
-    assert!(
-        head.starts_with("HTTP/1.0 200"),
-        "GET {path}: {head}\n{body}"
-    );
-    body.to_string()
+    let (status, body) = essaim_testkit::http::request(base, "GET", path, None, None)
+        .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
 }

@@ -49,6 +49,23 @@ pub enum PgSinkError {
         /// Time until the breaker lets a probe through.
         retry_in: Duration,
     },
+    /// The unit's state was made under another spec, and no migration was asked for.
+    #[error(
+        "`{unit}` holds state made under another spec (fingerprint {recorded}, recorded \
+         {recorded_at}; this spec's is {fingerprint}): submit it with a migration, keep \
+         (the state as it is), reset (state dropped, positions kept) or rebuild (state and \
+         positions dropped, sources read again), or under another pipeline name"
+    )]
+    SpecChanged {
+        /// The unit (pipeline, stage and unit number).
+        unit: String,
+        /// The recorded spec's fingerprint.
+        recorded: String,
+        /// When it was recorded.
+        recorded_at: String,
+        /// This spec's fingerprint.
+        fingerprint: String,
+    },
     /// PostgreSQL or the connection to it failed.
     #[error("postgresql failed while trying to {action}")]
     Postgres {
@@ -69,7 +86,8 @@ impl PgSinkError {
             Self::InvalidIdentifier { .. }
             | Self::InvalidTable { .. }
             | Self::RowMismatch { .. }
-            | Self::BatchTooLarge { .. } => false,
+            | Self::BatchTooLarge { .. }
+            | Self::SpecChanged { .. } => false,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | [`table`] | result tables: columns, rows, quoted identifiers, the upsert |
 //! | [`sink`] | the transaction of a batch, the resume point, dead letters |
+//! | [`spec_guard`] | the spec each unit's state was made under; migrations |
 //! | [`connection`] | connecting on demand, retries with backoff |
 //! | [`breaker`] | the circuit breaker (pure) and the backoff delays |
 //! | [`error`] | typed errors that say whether a retry can help |
@@ -23,6 +24,7 @@ pub mod breaker;
 pub mod connection;
 pub mod error;
 pub mod sink;
+pub mod spec_guard;
 pub mod table;
 
 pub use connection::ConnectionConfig;
@@ -30,4 +32,7 @@ pub use error::PgSinkError;
 pub use sink::{
     BatchOutcome, DeadLetter, PgSink, ResumePoint, SinkBatch, SinkConfig, SourcePosition,
 };
-pub use table::{Column, ColumnType, ResultRow, ResultTable, SqlValue, result_key};
+pub use spec_guard::{Migration, Reconciled, SpecIdentity};
+pub use table::{
+    Column, ColumnType, ResultRow, ResultTable, SqlValue, result_key, result_key_prefix,
+};

@@ -29,6 +29,7 @@ use tokio_postgres::{Client, Transaction};
 use crate::breaker::CircuitBreaker;
 use crate::connection::{Connection, ConnectionConfig};
 use crate::error::PgSinkError;
+use crate::spec_guard::{CREATE_SPECS_SQL, Reconciled, SpecIdentity};
 use crate::table::{ResultRow, ResultTable};
 
 /// The bookkeeping tables, shared by every pipeline of a database.
@@ -73,7 +74,7 @@ ON CONFLICT (pipeline) DO UPDATE SET checkpoint = EXCLUDED.checkpoint, updated_a
 /// same pipeline (say, an old task that has not noticed it was replaced), even before
 /// the pipeline has any offset row to lock: the second sees the first's positions. Two
 /// pipelines whose names hash alike only wait for each other.
-const LOCK_PIPELINE_SQL: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+pub(crate) const LOCK_PIPELINE_SQL: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
 
 const READ_OFFSETS_SQL: &str = "\
 SELECT source, \"partition\", position FROM essaim_offsets WHERE pipeline = $1";
@@ -177,6 +178,9 @@ pub struct SinkConfig {
     /// The most rows one batch may hold (default 10,000): one transaction holds locks
     /// on every row it writes, so a bounded batch bounds lock time and memory.
     pub max_batch_rows: usize,
+    /// The spec the pipeline runs under: when given, state recorded under another one
+    /// is refused or migrated as it says (see [`crate::spec_guard`]).
+    pub spec: Option<SpecIdentity>,
 }
 
 impl SinkConfig {
@@ -186,6 +190,7 @@ impl SinkConfig {
             connection: ConnectionConfig::new(url),
             pipeline: pipeline.into(),
             max_batch_rows: 10_000,
+            spec: None,
         }
     }
 }
@@ -226,7 +231,7 @@ impl PgSink {
         let create_sql = format!(
             "BEGIN;\n\
              SELECT pg_advisory_xact_lock(hashtextextended('essaim_connect_postgres.create', 0));\n\
-             {CREATE_BOOKKEEPING_SQL}\n{};\nCOMMIT;",
+             {CREATE_BOOKKEEPING_SQL}\n{CREATE_SPECS_SQL}\n{};\nCOMMIT;",
             create_tables.join(";\n")
         );
         let mut retry = 0;
@@ -246,8 +251,29 @@ impl PgSink {
                 break;
             }
         }
+        if let Some(spec) = &config.spec {
+            let outcome = sink.reconcile_spec(spec).await?;
+            tracing::info!(unit = %sink.pipeline, ?outcome, fingerprint = %spec.fingerprint, "spec checked");
+        }
         let resume = sink.resume_point().await?;
         Ok((sink, resume))
+    }
+
+    /// Checks the spec recorded for the pipeline against `spec`, migrating as it says.
+    async fn reconcile_spec(&mut self, spec: &SpecIdentity) -> Result<Reconciled, PgSinkError> {
+        let mut retry = 0;
+        loop {
+            let result = match self.connection.acquire().await {
+                Ok(client) => {
+                    crate::spec_guard::reconcile(client, &self.pipeline, &self.tables, spec).await
+                }
+                Err(error) => Err(error),
+            };
+            let settled = self.connection.settle("check spec", &mut retry, result);
+            if let Some(done) = settled.await {
+                return done;
+            }
+        }
     }
 
     /// Returns the tables results go to.

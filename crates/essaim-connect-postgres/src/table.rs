@@ -151,7 +151,16 @@ pub struct ResultRow {
 /// the ASCII unit separator (which neither pipeline names nor keys contain in practice;
 /// the key is an id, not a parsed value).
 pub fn result_key(pipeline: &str, record_key: &str, window_start_ms: i64) -> String {
-    format!("{pipeline}\u{1f}{record_key}\u{1f}{window_start_ms}")
+    format!(
+        "{}{record_key}\u{1f}{window_start_ms}",
+        result_key_prefix(pipeline)
+    )
+}
+
+/// Returns what every result key of `pipeline` starts with: its name and the unit
+/// separator.
+pub fn result_key_prefix(pipeline: &str) -> String {
+    format!("{pipeline}\u{1f}")
 }
 
 /// A result table: its name and typed columns, checked and with its SQL ready.
@@ -161,6 +170,7 @@ pub struct ResultTable {
     columns: Vec<Column>,
     create_sql: String,
     upsert_sql: String,
+    demote_sql: String,
 }
 
 impl ResultTable {
@@ -207,11 +217,16 @@ impl ResultTable {
             placeholders.join(", "),
             updates.join(", ")
         );
+        let demote_sql = format!(
+            "UPDATE {quoted_table} SET \"revision\" = -1 \
+             WHERE \"revision\" >= 0 AND left(\"key\", length($1)) = $1"
+        );
         Ok(ResultTable {
             name: name.to_owned(),
             columns,
             create_sql,
             upsert_sql,
+            demote_sql,
         })
     }
 
@@ -223,6 +238,12 @@ impl ResultTable {
     /// Returns the typed columns after `key` and `revision`.
     pub fn columns(&self) -> &[Column] {
         &self.columns
+    }
+
+    /// Returns the statement that demotes a pipeline's rows to revision -1, so that any
+    /// revision replaces them (parameter: the pipeline's result key prefix).
+    pub(crate) fn demote_sql(&self) -> &str {
+        &self.demote_sql
     }
 
     /// Returns the `CREATE TABLE IF NOT EXISTS` statement.

@@ -12,51 +12,12 @@ use anyhow::{Result, bail, ensure};
 use essaim_connect_postgres::breaker::BreakerState;
 use essaim_connect_postgres::{
     BatchOutcome, Column, ColumnType, DeadLetter, PgSink, PgSinkError, ResultRow, ResultTable,
-    SinkBatch, SinkConfig, SourcePosition, SqlValue, result_key,
+    SinkBatch, SourcePosition, SqlValue, result_key,
 };
-use essaim_testkit::server::ScriptServer;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
-/// A private cluster of this test ([`essaim_testkit::server::postgres`]), stopped when
-/// dropped.
-struct Cluster {
-    server: ScriptServer,
-}
-
-impl Cluster {
-    /// Starts a fresh cluster, or returns `None` when PostgreSQL tests are skipped on
-    /// purpose (`ESSAIM_SKIP_POSTGRES=1`).
-    fn start() -> Option<Cluster> {
-        let server = essaim_testkit::server::postgres()?;
-        Some(Cluster { server })
-    }
-
-    async fn admin(&self) -> Result<Client> {
-        let (client, connection) = tokio_postgres::connect(self.server.url(), NoTls).await?;
-        tokio::spawn(connection);
-        Ok(client)
-    }
-
-    fn config(&self, pipeline: &str) -> SinkConfig {
-        let mut config = SinkConfig::new(self.server.url(), pipeline);
-        config.connection.backoff_base = Duration::from_millis(10);
-        config.connection.backoff_max = Duration::from_millis(100);
-        config.connection.connect_timeout = Duration::from_secs(2);
-        config
-    }
-}
-
-fn counts_table() -> ResultTable {
-    ResultTable::new(
-        "counts",
-        vec![
-            Column::new("record_key", ColumnType::Text),
-            Column::new("count", ColumnType::BigInt),
-            Column::new("sum", ColumnType::BigInt),
-        ],
-    )
-    .expect("valid table")
-}
+mod common;
+use common::{Cluster, counts_table};
 
 /// A stand-in for a pipeline task: count and sum per key of records `(position, key,
 /// value)`, checkpointed as text.

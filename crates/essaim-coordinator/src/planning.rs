@@ -76,6 +76,34 @@ pub enum StreamKind {
     Stream,
 }
 
+/// What a resubmitted pipeline does with state its units made under another spec
+/// (without one, such state is refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamMigration {
+    /// Keep the state as it is: the new spec reads it.
+    Keep,
+    /// Drop the state, keep the positions: go on from where it was with empty state.
+    Reset,
+    /// Drop state and positions: read the sources again and replace the results.
+    Rebuild,
+}
+
+impl std::str::FromStr for StreamMigration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<StreamMigration, String> {
+        match text {
+            "keep" => Ok(StreamMigration::Keep),
+            "reset" => Ok(StreamMigration::Reset),
+            "rebuild" => Ok(StreamMigration::Rebuild),
+            other => Err(format!(
+                "unknown migration `{other}`: keep, reset or rebuild"
+            )),
+        }
+    }
+}
+
 /// A task farm.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -220,6 +248,9 @@ pub struct StreamRequest {
     /// Longest wait for a batch, in milliseconds (default 20).
     #[serde(default)]
     pub batch_wait_ms: Option<u64>,
+    /// What to do with state made under another spec (default: refuse to run).
+    #[serde(default)]
+    pub migrate: Option<StreamMigration>,
 }
 
 /// What a submission became.

@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use essaim_coordinator::planning::StreamRequest;
+use essaim_coordinator::planning::{StreamMigration, StreamRequest};
 use essaim_proto::v1;
-use essaim_stream_runtime::{Endpoints, PlanOptions, STREAM_TASK_KIND, plan_tasks};
+use essaim_stream_runtime::{Endpoints, Migration, PlanOptions, STREAM_TASK_KIND, plan_tasks};
 use essaim_telemetry::BuildInfo;
 
 /// Default of [`StreamRequest::batch_max`].
@@ -104,6 +104,12 @@ pub fn job_spec(request: &StreamRequest, tables: Tables) -> Result<v1::JobSpec, 
         base_dir: base_dir.and_then(|dir| std::path::absolute(dir).ok()),
         batch_max: request.batch_max.unwrap_or(DEFAULT_BATCH_MAX).max(1),
         batch_wait_ms: request.batch_wait_ms.unwrap_or(DEFAULT_BATCH_WAIT_MS),
+        migration: match request.migrate {
+            None => Migration::Refuse,
+            Some(StreamMigration::Keep) => Migration::Keep,
+            Some(StreamMigration::Reset) => Migration::Reset,
+            Some(StreamMigration::Rebuild) => Migration::Rebuild,
+        },
     };
     let tasks = plan_tasks(&request.spec, tables, &options)
         .map_err(|error| StreamPlanError::Tasks(error.to_string()))?;

@@ -34,6 +34,9 @@ pub enum UnitError {
         /// What is wrong with its columns.
         source: UnknownColumnType,
     },
+    /// The task's spec does not parse (it was checked when planned: a corrupt payload).
+    #[error("the pipeline spec")]
+    Spec(#[from] essaim_stream::spec::SpecError),
     /// The operators refused the spec, a checkpoint or a shuffled record.
     #[error("pipeline")]
     Pipeline(#[from] PipelineError),
@@ -64,6 +67,7 @@ impl UnitError {
             UnitError::Panicked(_) => true,
             UnitError::MissingEndpoint(_)
             | UnitError::SinkColumns { .. }
+            | UnitError::Spec(_)
             | UnitError::Pipeline(_)
             | UnitError::Checkpoint(_)
             | UnitError::CheckpointEncoding(_)

@@ -43,5 +43,6 @@ pub mod unit;
 
 pub use bindings::{Bindings, Endpoints, SinkBinding, SourceBinding};
 pub use error::UnitError;
+pub use essaim_connect_postgres::Migration;
 pub use executor::StreamExecutor;
 pub use task::{PlanOptions, STREAM_TASK_KIND, Stage, StreamTaskSpec, plan_tasks};

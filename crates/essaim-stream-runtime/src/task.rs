@@ -9,6 +9,7 @@
 //! PostgreSQL, keyed by pipeline, stage and unit, and moves with it.
 use std::collections::BTreeMap;
 
+use essaim_connect_postgres::Migration;
 use essaim_stream::spec::PipelineSpec;
 use essaim_stream::stage::{self, StagePlan};
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,26 @@ pub struct StreamTaskSpec {
     pub batch_max: usize,
     /// Longest wait for a batch to fill, in milliseconds.
     pub batch_wait_ms: u64,
+    /// What to do with state recorded under another spec (see
+    /// [`essaim_connect_postgres::spec_guard`]).
+    #[serde(default)]
+    pub migration: Migration,
+}
+
+impl StreamTaskSpec {
+    /// The fingerprint of what the spec says and of the operators' version: a unit's
+    /// state made under one fingerprint is not resumed under another without a
+    /// migration. The dimension tables are data, not spec, and the checkpoint's stored
+    /// format has its own versions (an upgrade that still reads it keeps the state): they
+    /// do not count.
+    pub fn spec_fingerprint(&self) -> Result<String, essaim_stream::spec::SpecError> {
+        let canonical = essaim_stream::spec::canonical_text(&self.spec_toml)?;
+        let hash = essaim_stream::hash::fnv1a_64_continue(
+            essaim_stream::hash::fnv1a_64(canonical.as_bytes()),
+            &essaim_stream::spec::OPERATORS_VERSION.to_le_bytes(),
+        );
+        Ok(format!("{hash:016x}"))
+    }
 }
 
 /// A pipeline that cannot be planned.
@@ -90,6 +111,12 @@ pub enum PlanError {
     /// Zero tasks per stage.
     #[error("parallelism must be at least 1")]
     NoParallelism,
+    /// A rebuild would read the shuffle's old messages again with the new ones.
+    #[error(
+        "a pipeline with a sharder cannot be rebuilt in place yet (its shuffle stream still \
+         holds the old records): use keep or reset, or another pipeline name"
+    )]
+    RebuildWithShuffle,
     /// A name that cannot become part of stream, subject and consumer names.
     #[error("pipeline name `{0}`: use 1 to 64 letters, digits, `_` or `-`")]
     PipelineName(String),
@@ -112,6 +139,8 @@ pub struct PlanOptions {
     pub batch_max: usize,
     /// See [`StreamTaskSpec::batch_wait_ms`].
     pub batch_wait_ms: u64,
+    /// See [`StreamTaskSpec::migration`].
+    pub migration: Migration,
 }
 
 /// A checked pipeline, ready to be cut into tasks.
@@ -182,6 +211,9 @@ pub fn plan_tasks(
     if options.parallelism == 0 {
         return Err(PlanError::NoParallelism);
     }
+    if options.migration == Migration::Rebuild && planned.stages.has_shuffle() {
+        return Err(PlanError::RebuildWithShuffle);
+    }
     let source_partitions = planned.bindings.source_partitions();
     let mut stages = vec![(Stage::Source, source_partitions)];
     if planned.stages.has_shuffle() {
@@ -203,6 +235,7 @@ pub fn plan_tasks(
                 exit_at_end: options.exit_at_end,
                 batch_max: options.batch_max,
                 batch_wait_ms: options.batch_wait_ms,
+                migration: options.migration,
             });
         }
     }
@@ -255,6 +288,7 @@ connector = { kind = "postgres", table = "out" }
             base_dir: None,
             batch_max: 100,
             batch_wait_ms: 10,
+            migration: Migration::Refuse,
         }
     }
 

@@ -49,6 +49,11 @@ use crate::window::{AggregateFunction, AggregateSpec, Window, WindowConfig};
 
 /// The only spec format version so far.
 pub const SPEC_VERSION: u32 = 1;
+/// The version of what the operators compute and keep for a given spec: raised when a
+/// change of this crate gives an existing spec other results or another meaning to its
+/// checkpointed state, so that a pipeline's state is not resumed under it without a
+/// migration (the runtime fingerprints specs with it).
+pub const OPERATORS_VERSION: u32 = 1;
 /// Default number of ids a merger remembers.
 pub const DEFAULT_MERGER_CAPACITY: usize = 100_000;
 
@@ -419,8 +424,10 @@ impl PipelineSpec {
     }
 }
 
+mod canonical;
 mod kinds;
 mod validate;
+pub use canonical::canonical_text;
 use validate::validate;
 
 #[cfg(test)]

@@ -211,10 +211,13 @@ class Pipelines:
         exit_at_end: bool = False,
         batch_max: Optional[int] = None,
         batch_wait_ms: Optional[int] = None,
+        migrate: Optional[str] = None,
     ) -> Job:
         """Submits a pipeline from its TOML ``spec`` (text). Its dimension tables are
         given as CSV text in ``tables``, or read by the cluster from their ``path``
-        relative to ``base_dir``. Refused while a pipeline of that name runs."""
+        relative to ``base_dir``. Refused while a pipeline of that name runs. State the
+        pipeline's units made under another spec is refused unless ``migrate`` says
+        what to do with it: ``"keep"``, ``"reset"`` or ``"rebuild"``."""
         body: Dict[str, Any] = {
             "kind": "stream",
             "name": name,
@@ -230,6 +233,7 @@ class Pipelines:
             "parallelism": parallelism,
             "batch_max": batch_max,
             "batch_wait_ms": batch_wait_ms,
+            "migrate": migrate,
         }
         _add_given(body, optional)
         answer = self._transport.call("POST", "/api/v1/jobs", body)

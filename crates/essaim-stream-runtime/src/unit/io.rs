@@ -12,7 +12,7 @@ use essaim_connect_kafka::{
 use essaim_connect_nats::broker::{StreamSpec, ensure_stream};
 use essaim_connect_nats::partition::{NatsPartitionReader, PartitionSpec};
 use essaim_connect_nats::publish::Publisher;
-use essaim_connect_postgres::{PgSink, ResumePoint, SinkConfig};
+use essaim_connect_postgres::{PgSink, ResumePoint, SinkConfig, SpecIdentity};
 use tokio_util::sync::CancellationToken;
 
 use super::UnitContext;
@@ -137,6 +137,12 @@ impl UnitIo {
             format!("{}/{}/{unit}", task.pipeline, task.stage.as_str()),
         );
         config.max_batch_rows = usize::MAX;
+        config.spec = Some(SpecIdentity {
+            pipeline: task.pipeline.clone(),
+            fingerprint: task.spec_fingerprint()?,
+            text: task.spec_toml.clone(),
+            migration: task.migration,
+        });
         let (sink, resume) = PgSink::open_tables(config, routes.tables().to_vec()).await?;
         // The shuffle stream exists before either stage reads or writes it.
         if context.planned.stages.has_shuffle() {

@@ -170,6 +170,7 @@ pub async fn run(args: StreamDemoArgs) -> anyhow::Result<ExitCode> {
         exit_at_end: true,
         batch_max: 2000,
         batch_wait: std::time::Duration::from_millis(20),
+        migrate: None,
     };
     let (elapsed, killed) =
         run_with_a_kill(&pipeline, args.workers.max(2), &postgres.url, work).await?;

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Subcommand};
-use essaim_coordinator::planning::StreamRequest;
+use essaim_coordinator::planning::{StreamMigration, StreamRequest};
 use essaim_proto::v1;
 
 use crate::client::{ConnectArgs, CoordinatorCalls, usage};
@@ -72,6 +73,12 @@ pub(crate) struct PipelineArgs {
     /// the input is slow (a full batch goes at once).
     #[arg(long, alias = "batch-wait-ms", value_parser = crate::durations::millis, default_value = "20ms")]
     pub(crate) batch_wait: Duration,
+    /// What to do with state the pipeline's units made under another spec: keep it,
+    /// reset it (positions kept) or rebuild it from the sources; without it, such
+    /// state is refused.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["keep", "reset", "rebuild"])
+        .try_map(|text| text.parse::<StreamMigration>()))]
+    pub(crate) migrate: Option<StreamMigration>,
 }
 
 #[derive(Args, Debug)]
@@ -150,6 +157,7 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
         exit_at_end: args.exit_at_end,
         batch_max: Some(args.batch_max),
         batch_wait_ms: Some(u64::try_from(args.batch_wait.as_millis()).unwrap_or(u64::MAX)),
+        migrate: args.migrate,
     };
     let job =
         essaim_planning::stream::job_spec(&request, essaim_planning::stream::Tables::InlineOrFiles)
@@ -177,6 +185,12 @@ async fn cancel(coordinator: &CoordinatorCalls, job_id: u64) -> anyhow::Result<(
 }
 
 async fn submit(args: SubmitArgs, rescale: bool) -> anyhow::Result<ExitCode> {
+    if rescale && args.pipeline.migrate.is_some() {
+        // The old job's units may still commit while the new ones migrate.
+        return Err(usage(
+            "a rescale keeps the spec: stop the pipeline, then submit it with --migrate",
+        ));
+    }
     let (name, job) = build_job(&args.pipeline)?;
     let tasks = job.tasks.len();
     let coordinator = args.connect.coordinator()?;

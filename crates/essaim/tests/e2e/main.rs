@@ -82,6 +82,7 @@ mod rest_api;
 mod retention;
 mod serve;
 mod stream;
+mod stream_migration;
 mod supersede;
 mod torture;
 #[cfg(feature = "otlp")]

@@ -79,6 +79,7 @@ impl Fixture {
             exit_at_end: true,
             batch_max: 100,
             batch_wait_ms: 10,
+            migration: Default::default(),
         }
     }
 

@@ -20,6 +20,9 @@ use tokio::net::TcpStream;
 use crate::config::KafkaConfig;
 use crate::error::{self, protocol_is_transient};
 
+pub mod wire;
+use wire::Encoder;
+
 const FIND_COORDINATOR: i16 = 10;
 const OFFSET_COMMIT: i16 = 8;
 const OFFSET_FETCH: i16 = 9;
@@ -70,8 +73,7 @@ impl GroupOffsets {
         body.i64(i64::try_from(next_offset).unwrap_or(i64::MAX));
         body.nullable_string(None);
         let response = self.call("group commit", OFFSET_COMMIT, 2, body).await?;
-        let mut decoder = Decoder::new(&response);
-        let code = single_partition(&mut decoder, "group commit", |decoder| decoder.i16())?;
+        let code = wire::commit_response(&response)?;
         self.check("group commit", code)
     }
 
@@ -88,12 +90,7 @@ impl GroupOffsets {
         body.i32(1);
         body.i32(index(partition));
         let response = self.call("group fetch", OFFSET_FETCH, 1, body).await?;
-        let mut decoder = Decoder::new(&response);
-        let (offset, code) = single_partition(&mut decoder, "group fetch", |decoder| {
-            let offset = decoder.i64()?;
-            decoder.nullable_string()?; // metadata
-            Ok((offset, decoder.i16()?))
-        })?;
+        let (offset, code) = wire::fetch_response(&response)?;
         self.check("group fetch", code)?;
         Ok(u64::try_from(offset).ok())
     }
@@ -113,7 +110,13 @@ impl GroupOffsets {
                 self.coordinator = Some(self.find_coordinator(action).await?);
             }
             self.correlation_id = self.correlation_id.wrapping_add(1);
-            let request = frame(api_key, version, self.correlation_id, &self.config, &body);
+            let request = wire::frame(
+                api_key,
+                version,
+                self.correlation_id,
+                &self.config.client_id,
+                &body,
+            );
             let stream = self
                 .coordinator
                 .as_mut()
@@ -140,26 +143,20 @@ impl GroupOffsets {
             let mut body = Encoder::default();
             body.string(&self.group);
             body.i8(0); // key type: a group
-            let request = frame(FIND_COORDINATOR, 1, 0, &self.config, &body);
+            let request = wire::frame(FIND_COORDINATOR, 1, 0, &self.config.client_id, &body);
             let answer = async {
                 let mut stream = connect_to(&broker, action).await?;
                 let response = exchange(&mut stream, &request, 0, action).await?;
-                let mut decoder = Decoder::new(&response);
-                decoder.i32()?; // throttle time
-                let code = decoder.i16()?;
-                let message = decoder.nullable_string()?;
-                decoder.i32()?; // node id
-                let host = decoder.string()?;
-                let port = decoder.i32()?;
-                if let Some(failure) = ProtocolError::new(code) {
-                    let text = format!("{failure}: {}", message.unwrap_or_default());
+                let found = wire::find_coordinator_response(&response)?;
+                if let Some(failure) = ProtocolError::new(found.code) {
+                    let text = format!("{failure}: {}", found.message.unwrap_or_default());
                     return Err(if protocol_is_transient(&failure) {
                         error::transient(action, text)
                     } else {
                         error::permanent(action, text)
                     });
                 }
-                let coordinator = format!("{host}:{port}");
+                let coordinator = format!("{}:{}", found.host, found.port);
                 if coordinator == broker {
                     Ok(stream)
                 } else {
@@ -212,27 +209,6 @@ async fn connect_to(address: &str, action: &'static str) -> Result<TcpStream, Co
         .map_err(|failure| error::transient(action, format!("connecting to {address}: {failure}")))
 }
 
-/// A request: size, header v1 (api key, version, correlation id, client id), body.
-fn frame(
-    api_key: i16,
-    version: i16,
-    correlation_id: i32,
-    config: &KafkaConfig,
-    body: &Encoder,
-) -> Vec<u8> {
-    let mut header = Encoder::default();
-    header.i16(api_key);
-    header.i16(version);
-    header.i32(correlation_id);
-    header.nullable_string(Some(&config.client_id));
-    let size = header.bytes.len() + body.bytes.len();
-    let mut request = Vec::with_capacity(4 + size);
-    request.extend_from_slice(&i32::try_from(size).unwrap_or(i32::MAX).to_be_bytes());
-    request.extend_from_slice(&header.bytes);
-    request.extend_from_slice(&body.bytes);
-    request
-}
-
 /// Writes `request` and reads one response, checking its correlation id.
 async fn exchange(
     stream: &mut TcpStream,
@@ -251,143 +227,5 @@ async fn exchange(
         .ok_or_else(|| error::permanent(action, "a response of an impossible size"))?;
     let mut response = vec![0u8; size];
     stream.read_exact(&mut response).await.map_err(broken)?;
-    let mut decoder = Decoder::new(&response);
-    if decoder.i32()? != correlation_id {
-        return Err(error::permanent(action, "a response to another request"));
-    }
-    Ok(decoder.rest().to_vec())
-}
-
-/// Reads `[topic [partition, ...fields]]` with one topic of one partition.
-fn single_partition<T>(
-    decoder: &mut Decoder<'_>,
-    action: &'static str,
-    fields: impl FnOnce(&mut Decoder<'_>) -> Result<T, ConnectorError>,
-) -> Result<T, ConnectorError> {
-    if decoder.i32()? != 1 {
-        return Err(error::permanent(
-            action,
-            "expected one topic in the response",
-        ));
-    }
-    decoder.string()?;
-    if decoder.i32()? != 1 {
-        return Err(error::permanent(
-            action,
-            "expected one partition in the response",
-        ));
-    }
-    decoder.i32()?; // partition index
-    fields(decoder)
-}
-
-/// The big-endian, length-prefixed encoding of Kafka's non-flexible requests.
-#[derive(Default)]
-struct Encoder {
-    bytes: Vec<u8>,
-}
-
-impl Encoder {
-    fn i8(&mut self, value: i8) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
-    }
-    fn i16(&mut self, value: i16) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
-    }
-    fn i32(&mut self, value: i32) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
-    }
-    fn i64(&mut self, value: i64) {
-        self.bytes.extend_from_slice(&value.to_be_bytes());
-    }
-    fn string(&mut self, value: &str) {
-        self.i16(i16::try_from(value.len()).unwrap_or(i16::MAX));
-        self.bytes.extend_from_slice(value.as_bytes());
-    }
-    fn nullable_string(&mut self, value: Option<&str>) {
-        match value {
-            Some(value) => self.string(value),
-            None => self.i16(-1),
-        }
-    }
-}
-
-/// Reads a response without ever panicking: short input is a permanent error.
-struct Decoder<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Decoder<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Decoder { bytes }
-    }
-
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], ConnectorError> {
-        let (head, rest) = self
-            .bytes
-            .split_first_chunk::<N>()
-            .ok_or_else(|| error::permanent("decode", "a truncated response"))?;
-        self.bytes = rest;
-        Ok(*head)
-    }
-
-    fn i16(&mut self) -> Result<i16, ConnectorError> {
-        Ok(i16::from_be_bytes(self.take()?))
-    }
-    fn i32(&mut self) -> Result<i32, ConnectorError> {
-        Ok(i32::from_be_bytes(self.take()?))
-    }
-    fn i64(&mut self) -> Result<i64, ConnectorError> {
-        Ok(i64::from_be_bytes(self.take()?))
-    }
-
-    fn nullable_string(&mut self) -> Result<Option<String>, ConnectorError> {
-        let length = self.i16()?;
-        let Ok(length) = usize::try_from(length) else {
-            return Ok(None);
-        };
-        if self.bytes.len() < length {
-            return Err(error::permanent("decode", "a truncated string"));
-        }
-        let (text, rest) = self.bytes.split_at(length);
-        self.bytes = rest;
-        Ok(Some(String::from_utf8_lossy(text).into_owned()))
-    }
-
-    fn string(&mut self) -> Result<String, ConnectorError> {
-        self.nullable_string()?
-            .ok_or_else(|| error::permanent("decode", "a null string"))
-    }
-
-    fn rest(&self) -> &'a [u8] {
-        self.bytes
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_are_framed_with_a_v1_header() {
-        let mut body = Encoder::default();
-        body.string("g");
-        let request = frame(OFFSET_FETCH, 1, 7, &KafkaConfig::new("h:1"), &body);
-        // size, api key 9, version 1, correlation 7, client id "essaim", body "g"
-        let mut expected = vec![0, 0, 0, 19, 0, 9, 0, 1, 0, 0, 0, 7, 0, 6];
-        expected.extend_from_slice(b"essaim");
-        expected.extend_from_slice(&[0, 1, b'g']);
-        assert_eq!(request, expected);
-    }
-
-    #[test]
-    fn a_truncated_response_is_an_error_not_a_panic() {
-        let mut decoder = Decoder::new(&[0, 5, b'a']);
-        let error = decoder.string().expect_err("5 bytes announced, 1 present");
-        assert!(!error.transient);
-        let mut decoder = Decoder::new(&[0, 0]);
-        assert!(decoder.i32().is_err());
-        let mut decoder = Decoder::new(&[0xff, 0xff]);
-        assert_eq!(decoder.nullable_string().expect("null"), None);
-    }
+    wire::response_body(&response, correlation_id, action).map(<[u8]>::to_vec)
 }

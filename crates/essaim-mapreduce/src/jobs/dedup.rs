@@ -323,7 +323,7 @@ mod tests {
         let broken = dir.path().join("broken.gz");
         let whole = std::fs::read(dir.path().join("a.txt.gz")).unwrap();
         std::fs::write(&broken, &whole[..whole.len() / 2]).unwrap();
-        let error = run_in_memory(&Dedup, &JobParams::default(), &[broken.clone()], 1).unwrap_err();
+        let error = run_in_memory(&Dedup, &JobParams::default(), &[broken], 1).unwrap_err();
         assert!(!error.retryable, "{error:?}");
         assert!(error.message.contains("broken.gz"), "{}", error.message);
     }

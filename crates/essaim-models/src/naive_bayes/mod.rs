@@ -101,7 +101,7 @@ fn prepare_columns(
     Ok(())
 }
 
-fn first_line(access: &InputAccess, path: &PathBuf) -> Result<Vec<u8>, JobError> {
+fn first_line(access: &InputAccess, path: &std::path::Path) -> Result<Vec<u8>, JobError> {
     let unreadable = |error: std::io::Error| {
         JobError::permanent(format!("cannot read `{}`: {error}", path.display()))
     };

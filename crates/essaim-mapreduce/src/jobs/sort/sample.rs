@@ -139,16 +139,16 @@ impl FileToSample<'_> {
         let mut stride: u64 = 1;
         let mut line: u64 = 0;
         loop {
-            if line % stride == 0 {
+            if line.is_multiple_of(stride) {
                 let Some(key) = read_key(&mut reader, self.key_bytes)? else {
                     break;
                 };
                 kept.push(key);
                 if kept.len() >= wanted.saturating_mul(2) {
-                    let mut position = 0;
+                    let mut position: usize = 0;
                     kept.retain(|_| {
                         position += 1;
-                        position % 2 == 1
+                        !position.is_multiple_of(2)
                     });
                     stride *= 2;
                 }

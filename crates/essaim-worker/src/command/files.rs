@@ -52,3 +52,35 @@ fn failure(error: &JobFilesError) -> TaskFailure {
         permanent_failure(message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse_command_spec;
+
+    #[test]
+    fn files_with_a_cwd_or_a_bad_name_or_hash_are_refused_for_good() {
+        let hash = "a".repeat(64);
+        let refused = [
+            (
+                serde_json::json!({"argv": ["sh", "run.sh"], "cwd": "/tmp", "files": {"run.sh": hash}}),
+                "cwd",
+            ),
+            (
+                serde_json::json!({"argv": ["sh"], "files": {"../run.sh": hash}}),
+                "not allowed",
+            ),
+            (
+                serde_json::json!({"argv": ["sh"], "files": {"run.sh": "beef"}}),
+                "SHA-256",
+            ),
+        ];
+        for (spec, fragment) in refused {
+            let failure = parse_command_spec(spec.to_string().as_bytes()).unwrap_err();
+            assert!(!failure.retryable, "{spec}");
+            assert!(failure.message.contains(fragment), "{}", failure.message);
+        }
+        let fine = serde_json::json!({"argv": ["sh", "run.sh"], "files": {"run.sh": hash}});
+        let spec = parse_command_spec(fine.to_string().as_bytes()).unwrap();
+        assert_eq!(spec.files["run.sh"], hash);
+    }
+}

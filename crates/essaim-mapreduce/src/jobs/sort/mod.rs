@@ -9,8 +9,9 @@
 //! interleave. Instead the client samples keys before submitting
 //! ([`sample_cut_points`], called by [`JobDefinition::prepare`] unless `sort.cuts` is
 //! already set; local files, objects and compressed files alike, see `sample.rs`) and
-//! passes `R - 1` cut keys in `sort.cuts`; reducer `p` receives the keys in `[cut[p-1], cut[p])`, so `part-00000`, `part-00001`, … read in order are
-//! globally sorted, and sampling keeps the parts about the same size. With an empty
+//! passes `R - 1` cut keys in `sort.cuts`; reducer `p` receives the keys in
+//! `[cut[p-1], cut[p])`, so `part-00000`, `part-00001`, … read in order are globally
+//! sorted, and sampling keeps the parts about the same size. With an empty
 //! `sort.cuts` every line goes to partition 0 (sorted, but one reducer does all the
 //! work); with more cuts than `R - 1`, the keys past the last partition all go to it.
 //!

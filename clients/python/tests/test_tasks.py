@@ -15,6 +15,18 @@ def test_commands_run_and_their_output_comes_back(cluster):
     assert texts == [f"task-{i}" for i in range(6)]
 
 
+def test_commands_run_where_their_shipped_files_appear(cluster, tmp_path):
+    script = tmp_path / "greet.sh"
+    script.write_text('echo "hello $1 from $(cat name.txt)"\n')
+    who = tmp_path / "who.txt"
+    who.write_text("essaim\n")
+    commands = [f"sh greet.sh {i}" for i in range(3)]
+    job = cluster.submit_commands("py-files", commands, files=[str(script), f"{who}#name.txt"])
+    job.wait(timeout=60)
+    texts = sorted(result.text.strip() for result in job.results())
+    assert texts == [f"hello {i} from essaim" for i in range(3)]
+
+
 def test_dead_letters_can_be_listed_requeued_and_purged(cluster):
     job = cluster.submit_commands("py-poison", ["exit 3"], max_attempts=1)
     status = job.wait(timeout=60, check=False)

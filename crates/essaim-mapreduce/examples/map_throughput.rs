@@ -284,7 +284,12 @@ fn sort_map_and_reduce_throughput(dir: &Path) -> BenchResult {
     let reducers = 4;
     let job: Arc<dyn JobDefinition> = Arc::new(essaim_mapreduce::jobs::sort::Sort);
     let mut params = JobParams::default();
-    job.prepare(&mut params, std::slice::from_ref(&input), reducers)?;
+    job.prepare(
+        &mut params,
+        std::slice::from_ref(&input),
+        &Default::default(),
+        reducers,
+    )?;
     let config = config("sort", params, reducers, dir.join("sort-out"))?;
 
     // Splits of 128 MiB, as a cluster would cut them.

@@ -17,6 +17,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
+pub use crate::input_access::InputAccess;
+
 /// Why a user function failed. The task attempt fails with this message and is retried
 /// elsewhere, unless `retryable` is false (the job itself is wrong: bad parameters).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,6 +105,14 @@ pub trait Mapper: Send {
     /// The default adds none.
     fn counters(&self, counters: &mut crate::counters::Counters) {
         let _ = counters;
+    }
+
+    /// Hands the mapper the job's way to its input files, before the first record: a
+    /// mapper that opens files itself (a whole file, a header line) opens them with it,
+    /// so that objects and compressed files read as the records do. The default
+    /// ignores it.
+    fn use_input_access(&mut self, access: &InputAccess) {
+        let _ = access;
     }
 }
 
@@ -248,15 +258,17 @@ pub trait JobDefinition: Send + Sync + 'static {
     }
 
     /// Runs once on the client before the job is submitted, with the expanded input
-    /// files and the number of reducers; may add parameters (a sort samples its input
-    /// here to choose the cut points of its range partitioner). The default does nothing.
+    /// files, the way to read them (`access`: local or objects, decoded) and the number
+    /// of reducers; may add parameters (a sort samples its input here to choose the cut
+    /// points of its range partitioner). The default does nothing.
     fn prepare(
         &self,
         params: &mut JobParams,
         inputs: &[std::path::PathBuf],
+        access: &InputAccess,
         reducers: u32,
     ) -> Result<(), JobError> {
-        let _ = (params, inputs, reducers);
+        let _ = (params, inputs, access, reducers);
         Ok(())
     }
 

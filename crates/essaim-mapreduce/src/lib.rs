@@ -26,6 +26,7 @@
 //! |---|---|
 //! | [`config`] | [`config::JobConfig`]: what every task of a job shares; defaults and limits |
 //! | [`packing`] | cutting large files into splits, packing small ones together |
+//! | [`input_access`] | a job's own reads of its inputs (a whole file, a header, samples): local or objects, decoded |
 //! | [`split`] | line-aligned split reader (Hadoop's `LineRecordReader` rule) |
 //! | [`sort`] | the bounded sort buffer and the map output collector (spills, combiner) |
 //! | `merge` | k-way and multi-pass merges of sorted runs; grouping values by key |
@@ -47,6 +48,7 @@ pub mod counters;
 pub mod error;
 pub mod executor;
 pub mod format;
+pub mod input_access;
 pub mod inputs;
 pub mod jobs;
 pub mod map_task;

@@ -19,7 +19,7 @@ use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{InputFormat, JobDefinition, Record};
+use crate::api::{InputAccess, InputFormat, JobDefinition, Record};
 use crate::cancel::CancelCheck;
 use crate::counters;
 use crate::error::{TaskError, TaskResult};
@@ -87,6 +87,7 @@ pub fn run_map_selected(
 ) -> TaskResult<MapOutputFile> {
     let config = &payload.config;
     let mut mapper = job.mapper(&config.params, 0)?;
+    mapper.use_input_access(&InputAccess::new(config.storage.clone()));
     let mut collector = MapOutputCollector::new(job, config, 0, scratch_dir, cancel.clone())?;
     let mut read = InputRead::default();
     let mut mapped = 0;

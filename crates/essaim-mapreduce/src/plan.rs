@@ -194,7 +194,8 @@ pub fn plan_job(job: &dyn JobDefinition, request: &JobRequest) -> Result<Planned
     {
         return Err(PlanError::OutputIsInput(output_path));
     }
-    job.prepare(&mut params, &input_files, request.reducers)
+    let access = crate::input_access::InputAccess::new(request.storage.clone());
+    job.prepare(&mut params, &input_files, &access, request.reducers)
         .map_err(job_error)?;
     let steps = job.steps(&params);
     let config = JobConfig {
@@ -351,12 +352,15 @@ fn absolutise_path_params(
 ) -> Result<(), PlanError> {
     for name in job.path_params() {
         if let Some(value) = params.get(name) {
-            let path = std::path::absolute(value).map_err(|error| PlanError::PathParam {
+            // An `s3://` value stays as it is, as inputs do: a local path's rules would
+            // turn it into `CWD/s3:/bucket`.
+            let location = essaim_storage::Location::parse(value)?;
+            let absolute = location.absolute().map_err(|error| PlanError::PathParam {
                 name: (*name).to_string(),
                 value: value.to_string(),
                 error,
             })?;
-            params.set(*name, path.to_string_lossy().into_owned());
+            params.set(*name, absolute.to_path().to_string_lossy().into_owned());
         }
     }
     Ok(())

@@ -39,7 +39,9 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
-use crate::api::{Emit, InputFormat, JobDefinition, JobError, JobParams, Record, Values};
+use crate::api::{
+    Emit, InputAccess, InputFormat, JobDefinition, JobError, JobParams, Record, Values,
+};
 use crate::counters::Counters;
 use crate::payload::part_file_name;
 
@@ -147,7 +149,7 @@ fn run_counted(
         return Err(JobError::permanent("a job needs at least one reducer"));
     }
     let mut prepared = params.clone();
-    job.prepare(&mut prepared, inputs, reducers)?;
+    job.prepare(&mut prepared, inputs, &InputAccess::default(), reducers)?;
     let params = &prepared;
     let steps = job.steps(params);
     if steps == 0 {
@@ -343,6 +345,7 @@ fn map_split(
     counters: &mut Counters,
 ) -> Result<Vec<Pair>, JobError> {
     let mut mapper = job.mapper(params, step)?;
+    mapper.use_input_access(&InputAccess::default());
     let mut output = CollectEmit::default();
     for (index, record) in split.records.iter().enumerate() {
         let record = Record {

@@ -181,6 +181,21 @@ pub fn local_codec(path: &Path, sniff: bool) -> Result<Option<Codec>, StorageErr
     Ok(Codec::sniff(&head))
 }
 
+/// Returns the size in bytes of the file or object at `location`, as stored (compressed
+/// bytes for a compressed input): a local file's metadata, or an object's HEAD.
+pub fn stored_size(location: &Location, options: &S3Options) -> Result<u64, StorageError> {
+    match location {
+        Location::Local(path) => std::fs::metadata(path)
+            .map(|metadata| metadata.len())
+            .map_err(|source| StorageError::Io {
+                action: "read the size of",
+                location: path.display().to_string(),
+                source,
+            }),
+        Location::S3 { bucket, key } => crate::object::object_size(bucket, key, options),
+    }
+}
+
 /// For readers that want `std::io::Read` (a header line, a whole small file): the
 /// error keeps the [`StorageError`] as its source.
 impl Read for InputReader {

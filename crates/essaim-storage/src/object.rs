@@ -190,6 +190,16 @@ pub fn get_range(
         .map_err(object_error("read", bucket, key))
 }
 
+/// Returns the size of the object `key` (one HEAD request).
+pub fn object_size(bucket: &str, key: &str, options: &S3Options) -> Result<u64, StorageError> {
+    use object_store::ObjectStoreExt;
+    let store = store(bucket, options)?;
+    let path = object_path(key);
+    let meta =
+        run(async move { store.head(&path).await })?.map_err(object_error("read", bucket, key))?;
+    Ok(meta.size)
+}
+
 /// Expands an input prefix as Hadoop expands a directory: every object under it whose
 /// path below the prefix has no part starting with `_` or `.` (markers such as
 /// `_SUCCESS`, a job's `_temporary/`); or, with nothing under it, the object named

@@ -141,10 +141,20 @@ class Client:
         _add_given(body, optional)
         return self._submit(body)
 
-    def submit_commands(self, name: str, commands: Iterable[str], **options: Any) -> Job:
+    def submit_commands(
+        self, name: str, commands: Iterable[str], *, files: Sequence[str] = (), **options: Any
+    ) -> Job:
         """Submits one ``command`` task per shell command line (run by ``sh -c`` on a
-        worker that allows commands)."""
-        tasks = [{"kind": "command", "payload": {"argv": ["sh", "-c", line]}} for line in commands]
+        worker that allows commands). ``files`` (``PATH`` or ``PATH#NAME``) travel with
+        the job, as the CLI's ``essaim submit --files``: each command runs in a directory
+        where they appear under their names."""
+        payload: Dict[str, Any] = {}
+        if files:
+            payload["files"] = self.upload_files(files)
+        tasks = [
+            {"kind": "command", "payload": {"argv": ["sh", "-c", line], **payload}}
+            for line in commands
+        ]
         return self.submit_tasks(name, tasks, **options)
 
     def _submit(self, body: Dict[str, Any]) -> Job:

@@ -10,7 +10,10 @@
 //! Modes (param `by`):
 //! - `file` (default): one record per file ([`InputFormat::WholeFiles`]); the mapper
 //!   reads the file itself, streaming, so files of any size hash in constant memory.
-//!   Members are paths.
+//!   It reads through the job's [`InputAccess`], as map tasks read their splits: an
+//!   `s3://` object is read with the job's storage options, and a compressed file
+//!   (`.gz`, `.zst`, `.bz2`, by name or magic number) is hashed as its decoded content,
+//!   so `a.txt` and `a.txt.gz` holding the same text are duplicates. Members are paths.
 //! - `line`: one record per line; members are `path:offset` (the byte offset of the
 //!   line in its file). A trailing `\r` is not part of the line, so CRLF and LF files
 //!   agree. Blank lines (only ASCII whitespace) are skipped unless `skip_blank=false`.
@@ -23,7 +26,8 @@
 use std::fmt::Write as _;
 
 use crate::api::{
-    Emit, InputFormat, JobDefinition, JobError, JobParams, Mapper, Record, Reducer, Values,
+    Emit, InputAccess, InputFormat, JobDefinition, JobError, JobParams, Mapper, Record, Reducer,
+    Values,
 };
 use crate::jobs::common::{bool_param, path_bytes, push_decimal, trim_carriage_return};
 
@@ -85,6 +89,7 @@ impl JobDefinition for Dedup {
     fn mapper(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Mapper>, JobError> {
         Ok(Box::new(DedupMapper {
             mode: Mode::parse(params)?,
+            access: InputAccess::default(),
             member: Vec::new(),
         }))
     }
@@ -99,6 +104,8 @@ impl JobDefinition for Dedup {
 /// members as bytes sorts them by path, then offset.
 struct DedupMapper {
     mode: Mode,
+    /// How whole files are read (`by=file`).
+    access: InputAccess,
     member: Vec<u8>,
 }
 
@@ -107,7 +114,7 @@ impl Mapper for DedupMapper {
         self.member.clear();
         self.member.extend_from_slice(path_bytes(record.path));
         let signature = match self.mode {
-            Mode::File => hash_file(record.path)?,
+            Mode::File => hash_file(&self.access, record.path)?,
             Mode::Line { skip_blank } => {
                 let line = trim_carriage_return(record.data);
                 if skip_blank && line.iter().all(u8::is_ascii_whitespace) {
@@ -120,18 +127,28 @@ impl Mapper for DedupMapper {
         };
         out.emit(signature.as_bytes(), &self.member)
     }
+
+    fn use_input_access(&mut self, access: &InputAccess) {
+        self.access = access.clone();
+    }
 }
 
-/// Hashes a file's bytes, reading it in chunks.
-fn hash_file(path: &std::path::Path) -> Result<blake3::Hash, JobError> {
-    let file = std::fs::File::open(path).map_err(|error| {
-        JobError::retryable(format!("failed to open `{}`: {error}", path.display()))
-    })?;
+/// Hashes a file's (decoded) bytes, reading it in chunks.
+fn hash_file(access: &InputAccess, path: &std::path::Path) -> Result<blake3::Hash, JobError> {
+    let mut reader = access.open(path)?;
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(file).map_err(|error| {
-        JobError::retryable(format!("failed to read `{}`: {error}", path.display()))
-    })?;
-    Ok(hasher.finalize())
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        // `read_decoded` keeps the storage's verdict: corrupt bytes fail for good, a
+        // broken connection may pass on another attempt.
+        let read = reader
+            .read_decoded(&mut buffer)
+            .map_err(crate::input_access::job_error)?;
+        if read == 0 {
+            return Ok(hasher.finalize());
+        }
+        hasher.update(&buffer[..read]);
+    }
 }
 
 /// Collects a signature's members and reports the group when it has several.
@@ -264,6 +281,51 @@ mod tests {
             3,
             "empty lines of x and y form a group: {output:?}"
         );
+    }
+
+    #[test]
+    fn compressed_files_are_hashed_as_their_decoded_content() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let words = b"the same words\n".repeat(1000);
+        let plain = dir.path().join("a.txt");
+        std::fs::write(&plain, &words).unwrap();
+        let mut paths = vec![plain];
+        for codec in essaim_storage::Codec::ALL {
+            let mut encoder = codec.encoder(Vec::new()).unwrap();
+            encoder.write_all(&words).unwrap();
+            // Named for its codec, and once more under a plain name (magic number).
+            let bytes = encoder.finish().unwrap();
+            for name in [
+                format!("a.txt{}", codec.extension()),
+                format!("{codec}.bin"),
+            ] {
+                let path = dir.path().join(name);
+                std::fs::write(&path, &bytes).unwrap();
+                paths.push(path);
+            }
+        }
+        let output = text(&run_in_memory(&Dedup, &JobParams::default(), &paths, 2).unwrap());
+        paths.sort();
+        let members: Vec<String> = paths
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        let expected = format!(
+            "{}\t{}\t{}",
+            blake3::hash(&words).to_hex(),
+            paths.len(),
+            members.join(",")
+        );
+        assert_eq!(output, [expected]);
+
+        // A truncated one fails the task for good, naming the file.
+        let broken = dir.path().join("broken.gz");
+        let whole = std::fs::read(dir.path().join("a.txt.gz")).unwrap();
+        std::fs::write(&broken, &whole[..whole.len() / 2]).unwrap();
+        let error = run_in_memory(&Dedup, &JobParams::default(), &[broken], 1).unwrap_err();
+        assert!(!error.retryable, "{error:?}");
+        assert!(error.message.contains("broken.gz"), "{}", error.message);
     }
 
     #[test]

@@ -359,7 +359,7 @@ mod tests {
         assert!(input_report[3].starts_with("error: first misordered line at"));
 
         let reducers = 4;
-        let cuts = sample_cut_points(&inputs, reducers, 500, 10).unwrap();
+        let cuts = sample_cut_points(&inputs, &Default::default(), reducers, 500, 10).unwrap();
         let mut sort_params = JobParams::default();
         sort_params.set(CUTS_PARAM, format_cut_points(&cuts));
         let sorted = run_in_memory(&Sort, &sort_params, &inputs, reducers).unwrap();

@@ -14,7 +14,9 @@ use super::{
 };
 use crate::metrics::Confusion;
 use crate::rows::{RowReader, Split};
-use essaim_mapreduce::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer};
+use essaim_mapreduce::api::{
+    Emit, InputAccess, JobDefinition, JobError, JobParams, Mapper, Record, Reducer,
+};
 use essaim_mapreduce::counters::Counters;
 use essaim_mapreduce::jobs::common::DecimalSumReducer;
 use std::path::{Path, PathBuf};
@@ -48,9 +50,10 @@ impl JobDefinition for NaiveBayesEvaluate {
         &self,
         params: &mut JobParams,
         inputs: &[PathBuf],
+        access: &InputAccess,
         _reducers: u32,
     ) -> Result<(), JobError> {
-        prepare_columns(params, inputs)
+        prepare_columns(params, inputs, access)
     }
 
     fn mapper(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Mapper>, JobError> {

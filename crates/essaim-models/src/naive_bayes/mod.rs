@@ -27,7 +27,7 @@ pub mod model;
 pub mod train;
 
 use crate::rows::{RowFormat, Split, header_columns};
-use essaim_mapreduce::api::{JobError, JobParams};
+use essaim_mapreduce::api::{InputAccess, JobError, JobParams};
 use std::io::{BufRead, Read};
 use std::path::PathBuf;
 
@@ -56,9 +56,13 @@ fn validate_shared(params: &JobParams) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Reads the header of every input, checks they agree, and sets `format`,
-/// `label_index` and `text_index`.
-fn prepare_columns(params: &mut JobParams, inputs: &[PathBuf]) -> Result<(), JobError> {
+/// Reads the header of every input (local or an object, decoded, through `access`),
+/// checks they agree, and sets `format`, `label_index` and `text_index`.
+fn prepare_columns(
+    params: &mut JobParams,
+    inputs: &[PathBuf],
+    access: &InputAccess,
+) -> Result<(), JobError> {
     let Some(first) = inputs.first() else {
         return Err(JobError::permanent("the job has no input file"));
     };
@@ -68,7 +72,7 @@ fn prepare_columns(params: &mut JobParams, inputs: &[PathBuf]) -> Result<(), Job
     };
     let mut header: Option<Vec<String>> = None;
     for input in inputs {
-        let columns = header_columns(format, &first_line(input)?)?;
+        let columns = header_columns(format, &first_line(access, input)?)?;
         match &header {
             Some(expected) if *expected != columns => {
                 return Err(JobError::permanent(format!(
@@ -97,11 +101,11 @@ fn prepare_columns(params: &mut JobParams, inputs: &[PathBuf]) -> Result<(), Job
     Ok(())
 }
 
-fn first_line(path: &PathBuf) -> Result<Vec<u8>, JobError> {
+fn first_line(access: &InputAccess, path: &std::path::Path) -> Result<Vec<u8>, JobError> {
     let unreadable = |error: std::io::Error| {
         JobError::permanent(format!("cannot read `{}`: {error}", path.display()))
     };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let file = access.open(path)?;
     let mut line = Vec::new();
     std::io::BufReader::new(file)
         .take(MAX_HEADER_BYTES)

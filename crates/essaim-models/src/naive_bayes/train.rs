@@ -15,7 +15,9 @@ use super::{
 };
 use crate::rows::{RowReader, Split};
 use crate::tokenize::for_each_term;
-use essaim_mapreduce::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer};
+use essaim_mapreduce::api::{
+    Emit, InputAccess, JobDefinition, JobError, JobParams, Mapper, Record, Reducer,
+};
 use essaim_mapreduce::counters::Counters;
 use essaim_mapreduce::jobs::common::DecimalSumReducer;
 use std::collections::{BTreeMap, HashMap};
@@ -61,9 +63,10 @@ impl JobDefinition for NaiveBayesTrain {
         &self,
         params: &mut JobParams,
         inputs: &[PathBuf],
+        access: &InputAccess,
         _reducers: u32,
     ) -> Result<(), JobError> {
-        prepare_columns(params, inputs)
+        prepare_columns(params, inputs, access)
     }
 
     fn mapper(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Mapper>, JobError> {

@@ -4,6 +4,12 @@
 //! - memory stays bounded whatever the program prints: standard output is kept in
 //!   memory only up to the inline limit (64 KiB) and streamed to the file `stdout` of
 //!   the attempt directory beyond it; of standard error only the last 4 KiB are kept;
+//! - the files a task brings ([`CommandSpec::files`], the CLI's `essaim submit --files`)
+//!   are fetched into the worker's cache, checked against their SHA-256 (see
+//!   [`crate::job_files`]), and appear under their names in the program's working
+//!   directory, [`COMMAND_FILES_DIR`] of the attempt directory, removed when the program
+//!   has exited; a file the store lacks fails the task for good, one that arrives
+//!   corrupt is retried;
 //! - a program that cannot start (not found, not executable) is a permanent failure,
 //!   since another attempt would fail the same way; a non-zero exit or a signal is
 //!   retryable;
@@ -14,6 +20,7 @@
 //!   a daemon) escapes and may survive.
 
 mod capture;
+mod files;
 
 use std::collections::BTreeMap;
 use std::io::ErrorKind;
@@ -30,9 +37,12 @@ use self::capture::{
     CapturedStdout, capture_stdout, feed_stdin, keep_stderr_tail, stderr_tail_text,
 };
 use crate::executor::{AttemptContext, ExecutionFuture, Executor, permanent_failure};
+use crate::job_files::{JobFiles, check_job_files};
 
 /// Name of the file, in the attempt directory, that receives a large standard output.
 pub const STDOUT_FILE_NAME: &str = "stdout";
+
+pub use self::files::COMMAND_FILES_DIR;
 
 /// How long a killed program may take to be reaped before the slot is given back anyway.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -50,9 +60,15 @@ pub struct CommandSpec {
     /// Extra environment variables, on top of the worker's and the `ESSAIM_*` ones.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Working directory; default: the attempt directory.
+    /// Working directory; default: the attempt directory, or, with `files`, its
+    /// [`COMMAND_FILES_DIR`]. Not allowed with `files`, which appear in the task's own.
     #[serde(default)]
     pub cwd: Option<PathBuf>,
+    /// Files the task brings: the name each appears under in the working directory →
+    /// the SHA-256 of its bytes in the cluster's artifact store (uploaded before the job
+    /// was submitted).
+    #[serde(default, skip_serializing_if = "JobFiles::is_empty")]
+    pub files: JobFiles,
 }
 
 /// Reads a `command` payload.
@@ -68,6 +84,13 @@ fn parse_command_spec(payload: &[u8]) -> Result<CommandSpec, TaskFailure> {
             "command `argv` is empty; it must name a program",
         ));
     }
+    if !spec.files.is_empty() && spec.cwd.is_some() {
+        return Err(permanent_failure(
+            "command `files` appear in the task's own working directory: `cwd` cannot be set \
+             with them",
+        ));
+    }
+    check_job_files(&spec.files).map_err(|error| permanent_failure(error.to_string()))?;
     Ok(spec)
 }
 
@@ -86,14 +109,30 @@ async fn run_command(
     cancel: CancellationToken,
 ) -> Result<TaskOutput, TaskFailure> {
     let spec = parse_command_spec(&attempt.payload)?;
+    if spec.files.is_empty() {
+        let cwd = spec
+            .cwd
+            .clone()
+            .unwrap_or_else(|| attempt.scratch_dir.clone());
+        return run_program(&attempt, &spec, &cwd, cancel).await;
+    }
+    let files_dir = files::stage(&attempt, &spec.files, &cancel).await?;
+    let result = run_program(&attempt, &spec, &files_dir, cancel).await;
+    files::remove(&files_dir).await;
+    result
+}
+
+/// Runs the program of `spec` in `cwd` and captures its outputs.
+async fn run_program(
+    attempt: &AttemptContext,
+    spec: &CommandSpec,
+    cwd: &std::path::Path,
+    cancel: CancellationToken,
+) -> Result<TaskOutput, TaskFailure> {
     let program = spec.argv[0].clone();
-    let cwd = spec
-        .cwd
-        .clone()
-        .unwrap_or_else(|| attempt.scratch_dir.clone());
     // Checked up front because spawning in a missing directory also fails with
     // "not found", which would blame the program.
-    let cwd_is_a_directory = tokio::fs::metadata(&cwd)
+    let cwd_is_a_directory = tokio::fs::metadata(cwd)
         .await
         .is_ok_and(|meta| meta.is_dir());
     if !cwd_is_a_directory {
@@ -106,7 +145,7 @@ async fn run_command(
     let mut command = Command::new(&program);
     command
         .args(&spec.argv[1..])
-        .current_dir(&cwd)
+        .current_dir(cwd)
         .env("ESSAIM_JOB_ID", attempt.task.job.to_string())
         .env("ESSAIM_TASK_INDEX", attempt.task.index.to_string())
         .env("ESSAIM_ATTEMPT_ID", attempt.attempt_id.to_string())

@@ -6,12 +6,20 @@
 //!   on standard input instead), or `--count` copies;
 //! - `--kind K` with `--payload P` (`--count` copies) or one payload per line of `--inputs`;
 //! - `--spec FILE`, a JSON job spec (see the README).
+//!
+//! A command's scripts and data can travel with the job (`--files`, as a streaming
+//! job's): hashed before anything else (a missing file is a usage error), uploaded to the
+//! coordinator's artifact store just before the job is submitted, and named in every
+//! task's payload by their SHA-256, so that the workers fetch them and run the command
+//! where they appear under their names.
 
+use super::job_files::{JobFilesArgs, ShippedFiles};
 use super::mapreduce::SubmitJob;
 use crate::client::{ConnectArgs, usage};
 use crate::output::{OutputFormat, print_json};
 use essaim_core::spec::MAX_JOB_PAYLOAD_BYTES;
 use essaim_proto::v1;
+use essaim_worker::job_files::JobFiles;
 use serde::Deserialize;
 use serde_json::json;
 use std::io::Read;
@@ -53,6 +61,17 @@ pub struct Args {
     /// Send each input line on the command's standard input rather than as an argument.
     #[arg(long, requires = "command")]
     line_on_stdin: bool,
+    /// Files the command brings to the workers (comma-separated or repeated): each
+    /// appears under its file name, or NAME for `PATH#NAME`, in the command's working
+    /// directory, so that it need not be installed on any worker. Uploaded once to the
+    /// coordinator; each worker fetches and caches them by hash.
+    #[arg(
+        long = "files",
+        value_delimiter = ',',
+        value_name = "PATH[#NAME]",
+        requires = "command"
+    )]
+    files: Vec<String>,
     /// A JSON job spec file.
     #[arg(long, conflicts_with_all = ["kind", "command", "inputs", "count"])]
     spec: Option<PathBuf>,
@@ -138,7 +157,13 @@ pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     if let Some(SubmitJob { name, args }) = args.mapreduce.take() {
         return super::mapreduce::submit(&name, *args).await;
     }
-    let spec = build_spec(&args)?;
+    let shipped = ShippedFiles::hash(
+        &JobFilesArgs {
+            files: args.files.clone(),
+        },
+        None,
+    )?;
+    let spec = build_spec(&args, &shipped.names_to_hashes())?;
     let bytes: usize = spec.tasks.iter().map(|t| t.payload.len()).sum();
     if bytes > MAX_JOB_PAYLOAD_BYTES {
         return Err(usage(format!(
@@ -147,6 +172,10 @@ pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     }
     let task_count = spec.tasks.len();
     let coordinator = args.connect.coordinator()?;
+    let token = args.connect.token()?;
+    shipped
+        .upload(&args.connect.coordinator, token.as_deref())
+        .await?;
     let job_id = coordinator.submit_job(spec).await?;
     match args.output {
         OutputFormat::Json if !args.wait => {
@@ -164,7 +193,8 @@ pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     super::jobs::wait_with_progress(&coordinator, job_id, None, args.output).await
 }
 
-fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
+/// Builds the job's spec; `files` (name → SHA-256) go into every command's payload.
+fn build_spec(args: &Args, files: &JobFiles) -> anyhow::Result<v1::JobSpec> {
     let deadline_ms = |secs: Option<f64>| -> anyhow::Result<u64> {
         match secs {
             None => Ok(0),
@@ -233,7 +263,7 @@ fn build_spec(args: &Args) -> anyhow::Result<v1::JobSpec> {
             None => (0..args.count.unwrap_or(1)).map(|_| None).collect(),
         };
         for (number, line) in inputs.into_iter().enumerate() {
-            let payload = command_payload(&args.command, line, args.line_on_stdin)
+            let payload = command_payload(&args.command, line, args.line_on_stdin, files)
                 .map_err(|e| usage(format!("input line {}: {e}", number + 1)))?;
             spec.tasks.push(v1::TaskSpec {
                 kind: "command".into(),
@@ -285,11 +315,12 @@ fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<Vec<u8>>> {
         .collect())
 }
 
-/// Builds the JSON payload of one `command` task.
+/// Builds the JSON payload of one `command` task (`essaim_worker::command::CommandSpec`).
 fn command_payload(
     template: &[String],
     line: Option<Vec<u8>>,
     line_on_stdin: bool,
+    files: &JobFiles,
 ) -> Result<Vec<u8>, String> {
     let line = match line {
         Some(bytes) => Some(String::from_utf8(bytes).map_err(|_| "not valid UTF-8: command arguments must be text (use --kind with raw payloads for bytes)".to_string())?),
@@ -306,9 +337,11 @@ fn command_payload(
             argv.push(line);
         }
     }
-    Ok(json!({"argv": argv, "stdin": stdin})
-        .to_string()
-        .into_bytes())
+    let mut payload = json!({"argv": argv, "stdin": stdin});
+    if !files.is_empty() {
+        payload["files"] = json!(files);
+    }
+    Ok(payload.to_string().into_bytes())
 }
 
 #[cfg(test)]
@@ -317,14 +350,24 @@ mod tests {
 
     #[test]
     fn placeholder_is_replaced_or_the_line_appended() {
-        let with_placeholder =
-            command_payload(&["echo".into(), "x={}".into()], Some(b"42".to_vec()), false).unwrap();
+        let with_placeholder = command_payload(
+            &["echo".into(), "x={}".into()],
+            Some(b"42".to_vec()),
+            false,
+            &JobFiles::new(),
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(with_placeholder).unwrap(),
             r#"{"argv":["echo","x=42"],"stdin":null}"#
         );
-        let appended =
-            command_payload(&["wc".into(), "-c".into()], Some(b"f".to_vec()), false).unwrap();
+        let appended = command_payload(
+            &["wc".into(), "-c".into()],
+            Some(b"f".to_vec()),
+            false,
+            &JobFiles::new(),
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(appended).unwrap(),
             r#"{"argv":["wc","-c","f"],"stdin":null}"#
@@ -332,8 +375,25 @@ mod tests {
     }
 
     #[test]
+    fn shipped_files_are_named_in_the_payload_only_when_there_are_some() {
+        let files = JobFiles::from([("run.sh".to_string(), "ab".repeat(32))]);
+        let payload = command_payload(&["sh".into(), "run.sh".into()], None, false, &files);
+        let spec: essaim_worker::command::CommandSpec =
+            serde_json::from_slice(&payload.unwrap()).unwrap();
+        assert_eq!(spec.files, files);
+        let without = command_payload(&["true".into()], None, false, &JobFiles::new()).unwrap();
+        assert!(!String::from_utf8(without).unwrap().contains("files"));
+    }
+
+    #[test]
     fn invalid_utf8_input_line_is_refused_for_commands() {
-        let error = command_payload(&["echo".into()], Some(vec![0xff, 0xfe]), false).unwrap_err();
+        let error = command_payload(
+            &["echo".into()],
+            Some(vec![0xff, 0xfe]),
+            false,
+            &JobFiles::new(),
+        )
+        .unwrap_err();
         assert!(error.contains("not valid UTF-8"));
     }
 }

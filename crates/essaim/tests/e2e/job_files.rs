@@ -3,6 +3,10 @@
 //! submitted, runs on workers that never had them. The mapper reads a shipped lookup
 //! table and imports a shipped module; the output equals an oracle computed here.
 //! A missing file is refused before anything runs, with exit code 2.
+//!
+//! A task farm brings its code the same way: `essaim submit --files … -- sh score.sh {}`
+//! runs a shipped shell script that reads a shipped, renamed table, on workers that
+//! never had either; each task's output equals an oracle computed here.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -229,6 +233,96 @@ async fn a_missing_file_is_refused_before_anything_runs() {
         !output.exists(),
         "a refused job created its output directory"
     );
+}
+
+/// Prints the score of the word given as `$1`, from the shipped table `scores`
+/// (`word score` lines), or `none`.
+const SCORE_SCRIPT: &str = r#"#!/bin/sh
+score=$(awk -v word="$1" '$1 == word { print $2 }' scores)
+echo "$1=${score:-none} in $(basename "$PWD")"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shipped_script_runs_as_commands_on_workers_that_never_had_it() {
+    let cluster = Cluster::start(2, 1).await;
+    let ship = cluster.path("ship-commands");
+    std::fs::create_dir_all(&ship).unwrap();
+    let table = [("apple", 3), ("pear", 7), ("plum", 11)];
+    let table_text: String = table
+        .iter()
+        .map(|(word, score)| format!("{word} {score}\n"))
+        .collect();
+    std::fs::write(ship.join("score.sh"), SCORE_SCRIPT).unwrap();
+    std::fs::write(ship.join("table-v2.txt"), &table_text).unwrap();
+    let words = ["apple", "plum", "kiwi", "pear", "apple", "fig"];
+    let inputs = cluster.path("words.txt");
+    std::fs::write(&inputs, words.join("\n")).unwrap();
+
+    let files = format!(
+        "{},{}#scores",
+        ship.join("score.sh").display(),
+        ship.join("table-v2.txt").display()
+    );
+    let submitted = cluster
+        .cli(&[
+            "submit",
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--files",
+            &files,
+            "--",
+            "sh",
+            "score.sh",
+            "{}",
+        ])
+        .await;
+    assert_eq!(submitted.code, Some(0), "{submitted:?}");
+    let job_id: u64 = submitted.stdout.trim().parse().unwrap();
+    // The workers can only have the files from the cluster now.
+    std::fs::remove_dir_all(&ship).unwrap();
+
+    let job = cluster.wait_job(job_id, EVENTUALLY).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
+    let mut outputs: Vec<(u32, String)> = cluster
+        .results(job_id)
+        .await
+        .iter()
+        .map(|result| (result.task_index, crate::harness::output_text(result)))
+        .collect();
+    outputs.sort();
+    let scores: BTreeMap<&str, i32> = table.into_iter().collect();
+    let expected: Vec<(u32, String)> = words
+        .iter()
+        .enumerate()
+        .map(|(index, word)| {
+            let score = scores
+                .get(word)
+                .map_or("none".to_string(), |s| s.to_string());
+            // The command runs in the attempt's own `work` directory.
+            (index as u32, format!("{word}={score} in work\n"))
+        })
+        .collect();
+    assert_eq!(outputs, expected);
+    let script_hash = sha256_hex(SCORE_SCRIPT.as_bytes());
+    let cached = cluster.worker_names().into_iter().any(|name| {
+        cluster
+            .path(&format!("{name}-scratch"))
+            .join("job-files/sha256")
+            .join(&script_hash)
+            .is_file()
+    });
+    assert!(cached, "no worker cached score.sh by its hash");
+
+    // A missing file is refused before anything is submitted; files need a command.
+    let missing = cluster.path("nowhere/score.sh").display().to_string();
+    let run = cluster
+        .cli(&["submit", "--files", &missing, "--", "sh", "score.sh"])
+        .await;
+    assert_refused(&run, 2, "nowhere/score.sh");
+    let run = cluster
+        .cli(&["submit", "--kind", "noop", "--files", &missing])
+        .await;
+    assert_eq!(run.code, Some(2), "{run:?}");
 }
 
 /// Returns the lowercase hex SHA-256 of `bytes`, with the system's `sha256sum`: an

@@ -23,8 +23,9 @@
 //! | `mapreduce_small_files.rs` | small files packed into few map tasks give the bytes of one task per file, and equal GNU grep and other oracles |
 //! | `mapreduce_compressed.rs` | `.gz`, `.zst`, `.bz2` inputs (one split each) give the plain run's bytes and coreutils' counts; compressed parts decode to the plain ones; a corrupt `.gz` fails for good, named |
 //! | `mapreduce_s3.rs` | inputs and outputs in an S3-compatible bucket (`scripts/s3.sh`), workers sharing no directory: word count equals coreutils; a job stopped before its commit publishes nothing; missing bucket, wrong credentials, corrupt `.gz` object |
+//! | `mapreduce_s3_jobs.rs` | jobs that open their inputs themselves, over plain and compressed objects reached by `--s3-endpoint` alone: `dedup by=file` groups equal the decoded contents' equality, a left `join` split mid-file equals an oracle, `sort` equals the system's sort with fair parts |
 //! | `mapreduce_skipping.rs` | a streaming mapper that crashes on three poison lines: within `skip.records.max` the job skips them (output equal to an oracle without them, `essaim skipped` names their files and lines, exports them); without a budget it fails as before; over budget it fails naming them; a bad budget refused |
-//! | `job_files.rs` | a streaming job's Python mapper, reducer, module and table shipped with `--files` run on workers that never had them, output equal to an oracle; a missing file refused with exit code 2 |
+//! | `job_files.rs` | a streaming job's Python mapper, reducer, module and table shipped with `--files` run on workers that never had them, output equal to an oracle; a missing file refused with exit code 2; a task farm's shipped script and table run as commands on workers that never had them |
 //! | `mapreduce_matrix.rs` | `rownorms` and `cosine` on a generated matrix in several parts equal dense norms and cosines within 1e-12, through the CLI and the REST planner; a zero or short vector and a bad number fail the job with the reason |
 //! | `mapreduce_csv.rs` | `join` keeps a quoted separator's row and counts a malformed row in the job's summary |
 //! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
@@ -69,6 +70,7 @@ mod mapreduce_compressed;
 mod mapreduce_csv;
 mod mapreduce_matrix;
 mod mapreduce_s3;
+mod mapreduce_s3_jobs;
 mod mapreduce_skipping;
 mod mapreduce_small_files;
 mod models;

@@ -23,20 +23,20 @@ use essaim_testkit::server::{S3_ACCESS_KEY, S3_SECRET_KEY, ScriptServer};
 use std::path::{Path, PathBuf};
 
 /// The environment of processes that may use the test server.
-const CREDENTIALS: [(&str, &str); 2] = [
+pub(crate) const CREDENTIALS: [(&str, &str); 2] = [
     ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY),
     ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY),
 ];
 
 /// Creates `bucket` on the server (a directory of its store); returns its directory.
-fn bucket(server: &ScriptServer, bucket: &str) -> PathBuf {
+pub(crate) fn bucket(server: &ScriptServer, bucket: &str) -> PathBuf {
     let dir = server.dir().join("store").join(bucket);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 /// Gzips `file` into `into` with the system's gzip.
-fn gzip(file: &Path, into: &Path) {
+pub(crate) fn gzip(file: &Path, into: &Path) {
     let output = std::process::Command::new("gzip")
         .args(["-c", file.to_str().unwrap()])
         .output()

@@ -11,7 +11,9 @@
 //! Each file starts with a header line naming its columns; the key column is found by
 //! name (`left_key`, `right_key`). A map task that starts mid-file has no header in its
 //! split, so it reads the file's first line itself (at most 1 MiB) once per file; the
-//! header line itself (offset 0) is not a row.
+//! header line itself (offset 0) is not a row. It reads it through the job's
+//! [`InputAccess`], as the split is read: an object with the job's storage options
+//! (`--s3-endpoint`…), a compressed file decoded.
 //!
 //! The dialect is RFC 4180, parsed with `csv-core`: a field may be quoted (`"Smith,
 //! John"`), with `""` for a quote inside it, and `separator` cuts fields outside
@@ -34,9 +36,10 @@
 //! row's fields but the key, each quoted again when it needs it, joined by the
 //! separator. Within a key, left rows come in (path, offset) order and, for each, the
 //! right rows in (path, offset) order; keys are sorted by bytes within each part. With
-//! `kind=left`, a left row without any right row is output with empty right fields; the
-//! reducer learns how many from the header of the first right file (in byte order of
-//! paths under `right`). The reducer holds the rows of one key in memory.
+//! `kind=left`, a left row without any right row is output with empty right fields; how
+//! many, the client reads once before submitting (`prepare`) from the header of the
+//! first right input (in byte order of paths) and passes to the reducers in
+//! `join.right_columns`. The reducer holds the rows of one key in memory.
 //!
 //! Parameters: `left`, `right`, `left_key`, `right_key` (required), `kind` (`inner`,
 //! default, or `left`), `separator` (one byte, default `,`; `\t` or `tab` for a tab).
@@ -45,7 +48,9 @@ use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
 
-use crate::api::{Emit, JobDefinition, JobError, JobParams, Mapper, Record, Reducer, Values};
+use crate::api::{
+    Emit, InputAccess, JobDefinition, JobError, JobParams, Mapper, Record, Reducer, Values,
+};
 use crate::counters::Counters;
 use crate::jobs::common::{non_empty_param, path_bytes, trim_carriage_return};
 use crate::jobs::csv::{CsvSplitter, log_skipped_row, push_field, separator_param};
@@ -64,6 +69,9 @@ pub const RIGHT_KEY_PARAM: &str = "right_key";
 pub const KIND_PARAM: &str = "kind";
 /// Parameter: the field separator, one byte (default `,`).
 pub const SEPARATOR_PARAM: &str = "separator";
+/// Parameter set by `prepare` for `kind=left`: the number of columns of the right
+/// input, read from its first file's header.
+pub const RIGHT_COLUMNS_PARAM: &str = "join.right_columns";
 /// Counter: rows skipped because they could not be keyed (an open quote, too few
 /// fields).
 pub const MALFORMED_ROWS_COUNTER: &str = "join.malformed.rows";
@@ -151,13 +159,45 @@ impl JobDefinition for Join {
     }
 
     fn validate(&self, params: &JobParams) -> Result<(), JobError> {
-        Settings::parse(params).map(|_| ())
+        Settings::parse(params)?;
+        right_columns_param(params)?;
+        Ok(())
+    }
+
+    /// For `kind=left`, reads the number of right columns once (see the module doc).
+    fn prepare(
+        &self,
+        params: &mut JobParams,
+        inputs: &[PathBuf],
+        access: &InputAccess,
+        _reducers: u32,
+    ) -> Result<(), JobError> {
+        let settings = Settings::parse(params)?;
+        if settings.kind != JoinKind::Left || params.get(RIGHT_COLUMNS_PARAM).is_some() {
+            return Ok(());
+        }
+        let first_right = inputs
+            .iter()
+            .filter(|path| settings.side_of(path) == Some(TAG_RIGHT))
+            .min_by(|left, right| path_bytes(left).cmp(path_bytes(right)));
+        let Some(first_right) = first_right else {
+            return Err(JobError::permanent(format!(
+                "parameter `{RIGHT_PARAM}` = `{}`: no input file is under it to read the \
+                 right columns from",
+                settings.right
+            )));
+        };
+        let header = read_first_line(access, first_right)?;
+        let columns = column_count(&header, settings.separator, first_right)?;
+        params.set(RIGHT_COLUMNS_PARAM, columns.to_string());
+        Ok(())
     }
 
     fn mapper(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Mapper>, JobError> {
         let settings = Settings::parse(params)?;
         Ok(Box::new(JoinMapper {
             splitter: CsvSplitter::new(settings.separator),
+            access: InputAccess::default(),
             settings,
             key_columns: FxHashMap::default(),
             value: Vec::new(),
@@ -166,9 +206,12 @@ impl JobDefinition for Join {
     }
 
     fn reducer(&self, params: &JobParams, _step: usize) -> Result<Box<dyn Reducer>, JobError> {
+        let settings = Settings::parse(params)?;
+        let right_padding = right_columns_param(params)?
+            .map(|columns| vec![settings.separator; columns.saturating_sub(1)]);
         Ok(Box::new(JoinReducer {
-            settings: Settings::parse(params)?,
-            right_padding: None,
+            settings,
+            right_padding,
             lefts: Vec::new(),
             rights: Vec::new(),
             row: Vec::new(),
@@ -176,23 +219,25 @@ impl JobDefinition for Join {
     }
 }
 
-/// Reads the first line of a file (without its terminator), refusing one longer than
+/// Reads [`RIGHT_COLUMNS_PARAM`], absent before `prepare` sets it.
+fn right_columns_param(params: &JobParams) -> Result<Option<usize>, JobError> {
+    let Some(text) = params.get(RIGHT_COLUMNS_PARAM) else {
+        return Ok(None);
+    };
+    match text.parse::<usize>() {
+        Ok(columns) if columns > 0 => Ok(Some(columns)),
+        _ => Err(JobError::permanent(format!(
+            "parameter `{RIGHT_COLUMNS_PARAM}` = `{text}`: expected a positive number"
+        ))),
+    }
+}
+
+/// Reads the first line of a file (without its terminator), decoded, so that a
+/// compressed CSV file's header is its first line too; refuses one longer than
 /// [`MAX_HEADER_BYTES`].
-fn read_first_line(path: &Path) -> Result<Vec<u8>, JobError> {
+fn read_first_line(access: &InputAccess, path: &Path) -> Result<Vec<u8>, JobError> {
     use std::io::{BufRead, Read};
-    // Decoded, so that a compressed CSV file's header is its first line too.
-    // Jobs see their parameters, not the job's storage options: an object's header is
-    // read with the environment's `AWS_*` alone.
-    let location = essaim_storage::Location::from_path(path);
-    let storage = essaim_storage::S3Options::default();
-    let file = essaim_storage::InputReader::open(&location, 0, &storage).map_err(|error| {
-        let message = essaim_core::error_chain::error_chain(&error);
-        if error.is_retryable() {
-            JobError::retryable(message)
-        } else {
-            JobError::permanent(message)
-        }
-    })?;
+    let file = access.open(path)?;
     let mut reader = std::io::BufReader::new(file).take(MAX_HEADER_BYTES + 1);
     let mut line = Vec::new();
     reader.read_until(b'\n', &mut line).map_err(|error| {
@@ -249,6 +294,8 @@ fn column_index(
 struct JoinMapper {
     settings: Settings,
     splitter: CsvSplitter,
+    /// How header lines are read, for splits that start mid-file.
+    access: InputAccess,
     /// Key column of each file seen, from its header.
     key_columns: FxHashMap<PathBuf, usize>,
     value: Vec<u8>,
@@ -268,7 +315,7 @@ impl JoinMapper {
         }
         let header = match header {
             Some(header) => trim_carriage_return(header).to_vec(),
-            None => read_first_line(path)?,
+            None => read_first_line(&self.access, path)?,
         };
         let (name, param) = if side == TAG_LEFT {
             (&self.settings.left_key, LEFT_KEY_PARAM)
@@ -341,6 +388,10 @@ impl Mapper for JoinMapper {
     fn counters(&self, counters: &mut Counters) {
         counters.add(MALFORMED_ROWS_COUNTER, self.malformed_rows);
     }
+
+    fn use_input_access(&mut self, access: &InputAccess) {
+        self.access = access.clone();
+    }
 }
 
 /// Logs a row skipped as malformed, the `count`th of the task.
@@ -369,11 +420,13 @@ struct JoinReducer {
 }
 
 impl JoinReducer {
-    /// The empty right fields: one separator per right column but the key.
+    /// The empty right fields: one separator per right column but the key. Given by
+    /// `prepare` ([`RIGHT_COLUMNS_PARAM`]); a job planned before it did so has its
+    /// reducers read the right side's first local file.
     fn right_padding(&mut self) -> Result<&[u8], JobError> {
         if self.right_padding.is_none() {
             let path = first_file_with_prefix(&self.settings.right)?;
-            let header = read_first_line(&path)?;
+            let header = read_first_line(&InputAccess::default(), &path)?;
             let separator = self.settings.separator;
             let columns = column_count(&header, separator, &path)?;
             self.right_padding = Some(vec![separator; columns.saturating_sub(1)]);

@@ -115,6 +115,7 @@ impl JobDefinition for Cosine {
         &self,
         params: &mut JobParams,
         _inputs: &[std::path::PathBuf],
+        _access: &crate::api::InputAccess,
         reducers: u32,
     ) -> Result<(), JobError> {
         params.set(REDUCERS_PARAM, reducers.to_string());

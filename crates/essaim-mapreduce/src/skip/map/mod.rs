@@ -33,7 +33,7 @@ use super::config::MAX_PROBES_PER_TASK;
 use super::describe::describe_culprits;
 use super::record::SkippedRecord;
 use super::store::name_records;
-use crate::api::{Emit, JobDefinition, JobError, Partitioner};
+use crate::api::{Emit, InputAccess, JobDefinition, JobError, Partitioner};
 use crate::counters;
 use crate::error::{TaskError, TaskResult};
 use crate::format::MAX_RECORD_BYTES;
@@ -158,6 +158,7 @@ fn probe(task: &Task<'_>, range: &Range<u64>) -> TaskResult<Probe<String>> {
     let params = &payload.config.params;
     // Not the records' fault if the mapper cannot even be built.
     let mut mapper = job.mapper(params, 0)?;
+    mapper.use_input_access(&InputAccess::new(payload.config.storage.clone()));
     let mut sink = CheckingSink {
         partitioner: job.partitioner(params, 0)?,
         partitions: payload.config.reducers,

@@ -61,7 +61,8 @@ fn params(extra: &[(&str, &str)]) -> JobParams {
 
 fn run(job: &dyn JobDefinition, mut params: JobParams, input: &Path, out: &Path) {
     job.validate(&params).unwrap();
-    job.prepare(&mut params, &[input.to_path_buf()], 3).unwrap();
+    job.prepare(&mut params, &[input.to_path_buf()], &Default::default(), 3)
+        .unwrap();
     let options = InMemoryOptions {
         combine: true,
         lines_per_split: NonZeroUsize::new(50),
@@ -141,7 +142,12 @@ fn missing_columns_and_bad_parameters_are_refused_by_name() {
     let input = write_csv(dir.path(), &corpus(3));
     let mut wrong_column = params(&[("text_column", "subject")]);
     let error = NaiveBayesTrain
-        .prepare(&mut wrong_column, std::slice::from_ref(&input), 1)
+        .prepare(
+            &mut wrong_column,
+            std::slice::from_ref(&input),
+            &Default::default(),
+            1,
+        )
         .unwrap_err();
     assert!(error.message.contains("no column `subject`"), "{error}");
     assert!(!error.retryable);

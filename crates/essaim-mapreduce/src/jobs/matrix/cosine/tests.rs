@@ -290,7 +290,9 @@ fn parameters_are_checked_before_anything_runs() {
     }
     // Planning replaces any given number of reducers with the real one.
     let mut planned = params(dir.path(), &[(REDUCERS_PARAM, "9")]);
-    Cosine.prepare(&mut planned, &[], 3).unwrap();
+    Cosine
+        .prepare(&mut planned, &[], &Default::default(), 3)
+        .unwrap();
     assert_eq!(planned.get(REDUCERS_PARAM), Some("3"));
     let inputs = exercise_inputs(dir.path());
     let output = run_in_memory(

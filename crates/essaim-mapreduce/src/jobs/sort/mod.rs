@@ -8,9 +8,10 @@
 //! Why a range partitioner: hashing keys to reducers would give sorted parts that
 //! interleave. Instead the client samples keys before submitting
 //! ([`sample_cut_points`], called by [`JobDefinition::prepare`] unless `sort.cuts` is
-//! already set) and passes `R - 1` cut keys in `sort.cuts`; reducer `p` receives the
-//! keys in `[cut[p-1], cut[p])`, so `part-00000`, `part-00001`, … read in order are
-//! globally sorted, and sampling keeps the parts about the same size. With an empty
+//! already set; local files, objects and compressed files alike, see `sample.rs`) and
+//! passes `R - 1` cut keys in `sort.cuts`; reducer `p` receives the keys in
+//! `[cut[p-1], cut[p])`, so `part-00000`, `part-00001`, … read in order are globally
+//! sorted, and sampling keeps the parts about the same size. With an empty
 //! `sort.cuts` every line goes to partition 0 (sorted, but one reducer does all the
 //! work); with more cuts than `R - 1`, the keys past the last partition all go to it.
 //!
@@ -22,7 +23,7 @@
 //! 1. `generate_sort_input(dir, rows, files, seed)` ([`super::teragen`]) writes 100-byte
 //!    lines with random 10-byte keys;
 //! 2. run `sort` with `R` reducers: `prepare` samples the cut points (by hand:
-//!    `sort.cuts = format_cut_points(&sample_cut_points(&inputs, R, 10_000, 10)?)`);
+//!    `sort.cuts = format_cut_points(&sample_cut_points(&inputs, &access, R, 10_000, 10)?)`);
 //! 3. run `sort-validate` ([`super::validate`]) with one reducer over the part files in
 //!    order: it reports `OK` and the same `records` and `checksum` as `sort-validate`
 //!    run over the generated input (which, unsorted, reports misordered lines).
@@ -30,12 +31,15 @@
 //! Parameters: `key_bytes` (default 10), `sort.cuts` (default none: hex-encoded cut
 //! keys separated by commas, in non-decreasing order).
 
+mod sample;
+
 use std::fmt::Write as _;
-use std::io::{BufRead, Seek, SeekFrom};
 use std::path::PathBuf;
 
+pub use self::sample::sample_cut_points;
 use crate::api::{
-    Emit, IdentityReducer, JobDefinition, JobError, JobParams, Mapper, Partitioner, Record, Reducer,
+    Emit, IdentityReducer, InputAccess, JobDefinition, JobError, JobParams, Mapper, Partitioner,
+    Record, Reducer,
 };
 
 /// Name of the job.
@@ -120,6 +124,7 @@ impl JobDefinition for Sort {
         &self,
         params: &mut JobParams,
         inputs: &[PathBuf],
+        access: &InputAccess,
         reducers: u32,
     ) -> Result<(), JobError> {
         if params.get(CUTS_PARAM).is_some() || reducers < 2 {
@@ -127,9 +132,13 @@ impl JobDefinition for Sort {
         }
         let key_bytes = key_bytes_param(params)?;
         let samples = (reducers as usize * 1000).clamp(10_000, 1_000_000);
-        let cuts = sample_cut_points(inputs, reducers, samples, key_bytes).map_err(|error| {
-            JobError::permanent(format!("sampling the input for cut points: {error}"))
-        })?;
+        let cuts =
+            sample_cut_points(inputs, access, reducers, samples, key_bytes).map_err(|error| {
+                JobError {
+                    message: format!("sampling the input for cut points: {}", error.message),
+                    ..error
+                }
+            })?;
         params.set(CUTS_PARAM, format_cut_points(&cuts));
         Ok(())
     }
@@ -184,98 +193,6 @@ impl Partitioner for RangePartitioner {
         let cuts_at_or_below = self.cuts.partition_point(|cut| cut.as_slice() <= key);
         let last = partitions.max(1) - 1;
         u32::try_from(cuts_at_or_below).map_or(last, |partition| partition.min(last))
-    }
-}
-
-/// Samples keys of the inputs and returns `reducers - 1` sorted cut points that split
-/// them into parts of about equal size, for [`CUTS_PARAM`]. Client-side, before
-/// submission.
-///
-/// About `samples` keys are read in all, from offsets evenly spaced through each file
-/// (each file gets a share proportional to its size, at least one): at each offset
-/// the partial line is skipped and the first `key_bytes` bytes of the next line are
-/// the sample. Returns no cut for one reducer, or when the inputs hold no line.
-pub fn sample_cut_points(
-    inputs: &[PathBuf],
-    reducers: u32,
-    samples: usize,
-    key_bytes: usize,
-) -> std::io::Result<Vec<Vec<u8>>> {
-    let mut sizes = Vec::with_capacity(inputs.len());
-    for path in inputs {
-        sizes.push(std::fs::metadata(path)?.len());
-    }
-    let total: u64 = sizes.iter().sum();
-    if reducers <= 1 || total == 0 || samples == 0 || key_bytes == 0 {
-        return Ok(Vec::new());
-    }
-    let mut keys = Vec::with_capacity(samples + inputs.len());
-    for (path, size) in inputs.iter().zip(sizes) {
-        if size == 0 {
-            continue;
-        }
-        let share = (samples as u128 * u128::from(size) / u128::from(total)) as u64;
-        let file_samples = share.max(1);
-        let mut reader = std::io::BufReader::with_capacity(4096, std::fs::File::open(path)?);
-        for sample in 0..file_samples {
-            let offset = (u128::from(sample) * u128::from(size) / u128::from(file_samples)) as u64;
-            reader.seek(SeekFrom::Start(offset))?;
-            if offset > 0 && !skip_past_newline(&mut reader)? {
-                continue;
-            }
-            if let Some(key) = read_key(&mut reader, key_bytes)? {
-                keys.push(key);
-            }
-        }
-    }
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    keys.sort_unstable();
-    let count = keys.len();
-    let cuts = (1..u64::from(reducers))
-        .map(|cut| keys[(cut as u128 * count as u128 / u128::from(reducers)) as usize].clone())
-        .collect();
-    Ok(cuts)
-}
-
-/// Consumes bytes up to and including the next `\n`; false when the input ends first.
-fn skip_past_newline(reader: &mut impl BufRead) -> std::io::Result<bool> {
-    loop {
-        let buffer = reader.fill_buf()?;
-        if buffer.is_empty() {
-            return Ok(false);
-        }
-        if let Some(newline) = buffer.iter().position(|byte| *byte == b'\n') {
-            reader.consume(newline + 1);
-            return Ok(true);
-        }
-        let length = buffer.len();
-        reader.consume(length);
-    }
-}
-
-/// Reads at most `key_bytes` bytes of the line that starts here, stopping at `\n`;
-/// `None` at the end of the input.
-fn read_key(reader: &mut impl BufRead, key_bytes: usize) -> std::io::Result<Option<Vec<u8>>> {
-    let mut key = Vec::with_capacity(key_bytes);
-    loop {
-        let buffer = reader.fill_buf()?;
-        if buffer.is_empty() {
-            return Ok((!key.is_empty()).then_some(key));
-        }
-        let wanted = key_bytes - key.len();
-        let available = &buffer[..buffer.len().min(wanted)];
-        if let Some(newline) = available.iter().position(|byte| *byte == b'\n') {
-            key.extend_from_slice(&available[..newline]);
-            return Ok(Some(key));
-        }
-        key.extend_from_slice(available);
-        let taken = available.len();
-        reader.consume(taken);
-        if key.len() == key_bytes {
-            return Ok(Some(key));
-        }
     }
 }
 
@@ -366,7 +283,8 @@ mod tests {
         expected.sort_by(|left, right| left[..3].cmp(&right[..3]));
 
         for reducers in [1u32, 2, 5] {
-            let cuts = sample_cut_points(&inputs, reducers, 100, 3).unwrap();
+            let cuts =
+                sample_cut_points(&inputs, &InputAccess::default(), reducers, 100, 3).unwrap();
             assert_eq!(cuts.len(), reducers as usize - 1);
             let mut params = JobParams::default();
             params.set(KEY_BYTES_PARAM, "3");
@@ -384,25 +302,5 @@ mod tests {
             let output = run_in_memory_with(&Sort, &params, &inputs, reducers, &options).unwrap();
             assert_eq!(output, expected, "{reducers} reducers, cuts from prepare");
         }
-    }
-
-    #[test]
-    fn sampling_reads_keys_at_line_starts_and_handles_short_and_empty_inputs() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        std::fs::write(&path, "bb\nd\nccccc\naaaaaa").unwrap();
-        let empty = dir.path().join("empty");
-        std::fs::write(&empty, "").unwrap();
-        let inputs = [path, empty.clone()];
-        let cuts = sample_cut_points(&inputs, 3, 1000, 4).unwrap();
-        assert_eq!(cuts.len(), 2);
-        let possible: [&[u8]; 4] = [b"aaaa", b"bb", b"cccc", b"d"];
-        assert!(
-            cuts.iter().all(|cut| possible.contains(&cut.as_slice())),
-            "{cuts:?}"
-        );
-        assert!(cuts[0] <= cuts[1]);
-        assert!(sample_cut_points(&inputs, 1, 100, 4).unwrap().is_empty());
-        assert!(sample_cut_points(&[empty], 4, 100, 4).unwrap().is_empty());
     }
 }

@@ -12,6 +12,7 @@
 //! | [`service`] | gRPC handlers |
 //! | `job_traces` | the trace each job was submitted in, handed on with its grants (every request gets a span parented by its `traceparent`) |
 //! | [`views`] | scheduler state → wire read models |
+//! | [`masking`] | passwords of URLs masked out of the dead-letter views |
 //! | [`history`] | bounded aggregates of what happened: timelines, worker shares, durations |
 //! | [`queue`] | queue statistics and the recommended number of workers |
 //! | [`rest`] | the REST/JSON API and its OpenAPI document |
@@ -32,6 +33,7 @@ pub mod cluster;
 pub mod dashboard;
 pub mod history;
 mod job_traces;
+pub mod masking;
 pub mod observatory;
 pub mod planning;
 pub mod queue;

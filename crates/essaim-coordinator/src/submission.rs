@@ -68,6 +68,7 @@ impl Submitter {
         let tasks = planned.spec.tasks.len() as u32;
         let raw = essaim_proto::raw_job_spec_from_wire(planned.spec);
         let job = self.hand_to_actor(raw, planned.exclusive, &name).await?;
+        tracing::info!(job = %job, principal = %principal.name, "job submitted");
         Ok(SubmitAnswer {
             job_id: job.0,
             name,

@@ -97,3 +97,24 @@ pub struct CommitTaskPayload {
     /// The job.
     pub config: JobConfig,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_of_a_task_is_read_from_its_payload_alone() {
+        let payload =
+            br#"{"config": {"version": 3, "job": "streaming", "steps": 1}, "splits": []}"#;
+        assert_eq!(
+            job_name_of_task(MAP_KIND, payload).as_deref(),
+            Some("streaming")
+        );
+        assert_eq!(
+            job_name_of_task(REDUCE_KIND, payload).as_deref(),
+            Some("streaming")
+        );
+        assert_eq!(job_name_of_task("command", payload), None);
+        assert_eq!(job_name_of_task(MAP_KIND, b"not json"), None);
+    }
+}

@@ -130,6 +130,22 @@ async fn each_principal_may_do_what_its_roles_allow_and_refusals_are_counted() {
         "{command:?}"
     );
     assert_eq!(metric(&url, &grpc("missing_role")), 2);
+    // A streaming MapReduce job runs shell commands too: refused before it runs.
+    let corpus = cluster.path("streaming-in");
+    std::fs::create_dir_all(&corpus).unwrap();
+    std::fs::write(corpus.join("a.txt"), "one line\n").unwrap();
+    let output = cluster.path("streaming-out");
+    let streaming = crate::mapreduce::streaming_args(&corpus, &output, "cat", "cat", &[]);
+    let mut args: Vec<&str> = streaming.iter().map(String::as_str).collect();
+    args.extend(["--token", "ci-token"]);
+    let refused = cluster.cli(&args).await;
+    assert_eq!(refused.code, Some(3), "{refused:?}");
+    assert!(
+        refused.stderr.contains("lacks the role `commands`"),
+        "{refused:?}"
+    );
+    assert!(!output.join("_SUCCESS").exists());
+    assert_eq!(metric(&url, &grpc("missing_role")), 3);
     // With `commands` (its token known to the coordinator by hash only), it runs.
     let command = cluster
         .cli(&[

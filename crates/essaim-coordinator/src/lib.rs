@@ -8,9 +8,11 @@
 //! |---|---|
 //! | [`admission`] | new submissions refused while the journal's disk is under its reserve |
 //! | [`actor`] | the single owner of scheduler + journal; group commit; long-polls |
-//! | [`service`] | gRPC handlers and the token check |
+//! | [`auth`] | principals and roles: who may call which gRPC method and REST route |
+//! | [`service`] | gRPC handlers |
 //! | `job_traces` | the trace each job was submitted in, handed on with its grants (every request gets a span parented by its `traceparent`) |
 //! | [`views`] | scheduler state → wire read models |
+//! | [`masking`] | passwords of URLs masked out of the dead-letter views |
 //! | [`history`] | bounded aggregates of what happened: timelines, worker shares, durations |
 //! | [`queue`] | queue statistics and the recommended number of workers |
 //! | [`rest`] | the REST/JSON API and its OpenAPI document |
@@ -26,10 +28,12 @@
 
 pub mod actor;
 pub mod admission;
+pub mod auth;
 pub mod cluster;
 pub mod dashboard;
 pub mod history;
 mod job_traces;
+pub mod masking;
 pub mod observatory;
 pub mod planning;
 pub mod queue;
@@ -48,8 +52,8 @@ use essaim_core::{Scheduler, SchedulerConfig};
 use essaim_proto::v1::coordinator_server::CoordinatorServer;
 use essaim_store::{Journal, Recovered, RedbJournal, SharedResults};
 use essaim_telemetry::prometheus_client::registry::Registry;
-use essaim_telemetry::{AdmissionMetrics, CoordinatorMetrics, Health};
-use service::{CoordinatorService, TokenCheck, WorkerTiming};
+use essaim_telemetry::{AdmissionMetrics, AuthMetrics, AuthSurface, CoordinatorMetrics, Health};
+use service::{CoordinatorService, WorkerTiming};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,8 +74,12 @@ pub struct CoordinatorConfig {
     pub listen: SocketAddr,
     /// Where the journal lives.
     pub data_dir: PathBuf,
-    /// Cluster token required from every caller; `None` accepts anyone (local use only).
+    /// Cluster token, accepted from every caller with every role; with no principals
+    /// either, `None` accepts anyone (local use only).
     pub token: Option<String>,
+    /// The principals of the principals file, with their roles (see [`auth`]; default
+    /// none).
+    pub principals: Vec<auth::PrincipalSpec>,
     /// Worker heartbeat period (default 1 s).
     pub heartbeat_interval: Duration,
     /// Silence after which a worker is declared dead and its leases expire (default 5 s).
@@ -110,6 +118,7 @@ impl CoordinatorConfig {
         Self {
             listen,
             token: None,
+            principals: Vec::new(),
             heartbeat_interval: Duration::from_secs(1),
             worker_timeout: Duration::from_secs(5),
             long_poll: Duration::from_secs(10),
@@ -152,6 +161,9 @@ pub enum CoordinatorError {
     /// etcd refused a request that retrying will not fix (a bad endpoint, a permission).
     #[error(transparent)]
     Etcd(#[from] essaim_etcd::EtcdError),
+    /// The operating system's random generator failed.
+    #[error("failed to draw the file capability key")]
+    Random(#[source] std::io::Error),
     /// The high-availability settings are unusable.
     #[error("{0}")]
     HighAvailability(String),
@@ -273,6 +285,12 @@ pub async fn start_with_journal(
     if let Some(leadership) = &config.leadership {
         leadership.register(&mut registry);
     }
+    let authenticator = auth::Authenticator::new(
+        config.token.as_deref(),
+        config.principals.clone(),
+        AuthMetrics::register(&mut registry, &[AuthSurface::Grpc, AuthSurface::Rest]),
+    );
+    let capability_key = auth::draw_capability_key().map_err(CoordinatorError::Random)?;
     let admission = Admission::new(
         config.journal_reserve_bytes,
         AdmissionMetrics::register(&mut registry),
@@ -314,11 +332,12 @@ pub async fn start_with_journal(
         commands_tx: commands_tx.clone(),
         admission: admission.clone(),
         planner: config.planner.clone(),
+        authenticator: authenticator.clone(),
     };
     let rest = rest::router(rest::RestState {
         commands_tx: commands_tx.clone(),
         results: results.clone(),
-        token: config.token.clone(),
+        authenticator: authenticator.clone(),
         submitter: submitter.clone(),
     });
     let service = CoordinatorService {
@@ -330,16 +349,11 @@ pub async fn start_with_journal(
         submitter,
         epoch: recovered_epoch,
         job_traces: job_traces::JobTraces::default(),
+        capability_key,
     };
     let grpc = CoordinatorServer::new(service)
         .max_decoding_message_size(essaim_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(essaim_proto::MAX_MESSAGE_BYTES);
-    let grpc = tonic::service::interceptor::InterceptedService::new(
-        grpc,
-        TokenCheck {
-            expected: config.token.clone(),
-        },
-    );
     let grpc = tonic::service::Routes::new(grpc);
     let listener = socket.listener()?;
     let address = socket.local_addr();
@@ -351,14 +365,20 @@ pub async fn start_with_journal(
             epoch: recovered_epoch,
         });
     let models = open_registry(config.registry_dir.clone()).await?;
-    let router = grpc
+    // Every gRPC call passes the role check of its method first (see `auth`).
+    let grpc = grpc
         .prepare()
         .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            authenticator.clone(),
+            auth::check_grpc,
+        ));
+    let router = grpc
         .merge(essaim_telemetry::router(registry, health.clone()))
         .merge(cluster::router(cluster))
         .merge(rest)
         .merge(models.map_or_else(axum::Router::new, |models| {
-            rest::with_cluster_token(essaim_registry::http::router(models), config.token.clone())
+            rest::with_auth(essaim_registry::http::router(models), authenticator.clone())
         }))
         .merge(dashboard::router());
     // Last, so that every route above gets its request span.

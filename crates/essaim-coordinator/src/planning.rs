@@ -297,6 +297,13 @@ pub trait JobPlanner: Send + Sync + std::fmt::Debug + 'static {
     fn plan(&self, request: SubmitRequest) -> Result<PlannedSubmission, PlanRefused>;
     /// The MapReduce jobs it knows, with their descriptions.
     fn mapreduce_jobs(&self) -> Vec<(String, String)>;
+    /// Whether `task` (of a kind other than `command`, which the coordinator knows)
+    /// runs shell commands, such as a task of a streaming MapReduce job. False by
+    /// default.
+    fn runs_commands(&self, task: &v1::TaskSpec) -> bool {
+        let _ = task;
+        false
+    }
 }
 
 /// Plans a task farm: its tasks are given.

@@ -5,12 +5,15 @@
 //! do about it.
 
 use crate::actor::{Command, DeadLetterTarget, Query, wall_clock_ms};
+use crate::auth::Principal;
 use crate::views;
 use essaim_core::{AttemptId, JobError, JobId, Scheduler, SpecError, TaskId, WorkerId, WorkerInfo};
+use essaim_proto::capability::CapabilityKey;
 use essaim_proto::v1::{self, coordinator_server::Coordinator};
 use essaim_proto::{output_to_wire, raw_job_spec_from_wire, reported_result_from_wire};
 use essaim_store::SharedResults;
-use essaim_telemetry::CoordinatorMetrics;
+use essaim_telemetry::{AuthSurface, CoordinatorMetrics};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
@@ -39,6 +42,8 @@ pub struct CoordinatorService {
     pub(crate) epoch: u64,
     /// The trace each job was submitted in, handed on with its grants.
     pub(crate) job_traces: crate::job_traces::JobTraces,
+    /// The secret of the per-job file capabilities, handed to registering workers.
+    pub(crate) capability_key: CapabilityKey,
 }
 
 /// Longest a client may ask `WaitJob` to wait in one call.
@@ -144,6 +149,7 @@ impl Coordinator for CoordinatorService {
             heartbeat_interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
             worker_timeout_ms: self.timing.worker_timeout.as_millis() as u64,
             long_poll_ms: self.timing.long_poll.as_millis() as u64,
+            file_capability_key: self.capability_key.as_bytes().to_vec(),
         }))
     }
 
@@ -264,10 +270,14 @@ impl Coordinator for CoordinatorService {
         self.admission
             .check_submission()
             .map_err(|refusal| Status::resource_exhausted(refusal.to_string()))?;
+        let principal = caller(&request)?;
         let spec = request
             .into_inner()
             .spec
             .ok_or_else(|| Status::invalid_argument("field `spec` is missing"))?;
+        self.submitter
+            .check_commands(&principal, AuthSurface::Grpc, &spec)
+            .map_err(|refusal| refusal.to_status())?;
         let raw = raw_job_spec_from_wire(spec);
         let job = self
             .ask("SubmitJob", |reply| Command::Submit { raw, reply })
@@ -278,6 +288,7 @@ impl Coordinator for CoordinatorService {
         if let Some(traceparent) = essaim_telemetry::trace_context::current_traceparent() {
             self.job_traces.record(job, traceparent);
         }
+        tracing::info!(job = %job, principal = %principal.name, "job submitted");
         Ok(Response::new(v1::SubmitJobResponse { job_id: job.0 }))
     }
 
@@ -287,15 +298,21 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<v1::PlanAndSubmitResponse>, Status> {
         use crate::submission::SubmitFailure;
         let started = Instant::now();
+        let principal = caller(&request)?;
         let request = serde_json::from_str(&request.into_inner().request_json)
             .map_err(|error| Status::invalid_argument(format!("request_json: {error}")))?;
-        let answer = self.submitter.submit(request).await.map_err(|failure| {
+        let submitted = self
+            .submitter
+            .submit(&principal, AuthSurface::Grpc, request)
+            .await;
+        let answer = submitted.map_err(|failure| {
             let message = failure.to_string();
             match failure {
                 SubmitFailure::DiskBelowReserve(_) => Status::resource_exhausted(message),
                 SubmitFailure::Invalid(_) => Status::invalid_argument(message),
                 SubmitFailure::Unsupported(_) => Status::unimplemented(message),
                 SubmitFailure::AlreadyRunning(_) => Status::already_exists(message),
+                SubmitFailure::Forbidden(refusal) => refusal.to_status(),
                 SubmitFailure::Unavailable => Status::unavailable(message),
                 SubmitFailure::Internal(_) => Status::internal(message),
             }
@@ -460,36 +477,12 @@ fn target(selection: v1::DeadLetterSelection) -> Result<DeadLetterTarget, Status
     Ok(DeadLetterTarget::Job(JobId(selection.job_id)))
 }
 
-/// Checks the cluster token on every call.
-#[derive(Clone)]
-pub struct TokenCheck {
-    pub(crate) expected: Option<String>,
-}
-
-impl tonic::service::Interceptor for TokenCheck {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.expected else {
-            return Ok(request);
-        };
-        let given = request
-            .metadata()
-            .get(essaim_proto::AUTHORIZATION_METADATA)
-            .and_then(|v| v.to_str().ok());
-        match given.and_then(|v| v.strip_prefix("Bearer ")) {
-            None => Err(Status::unauthenticated(
-                "missing cluster token: pass --token or set ESSAIM_TOKEN",
-            )),
-            Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(request),
-            Some(_) => Err(Status::unauthenticated("wrong cluster token")),
-        }
-    }
-}
-
-pub(crate) fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
-    left.len() == right.len()
-        && left
-            .iter()
-            .zip(right)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+/// Returns the principal the auth layer (`crate::auth`) left on `request`. Its absence
+/// means the layer is missing: refuse rather than admit anyone.
+fn caller<T>(request: &Request<T>) -> Result<Arc<Principal>, Status> {
+    request
+        .extensions()
+        .get::<Arc<Principal>>()
+        .cloned()
+        .ok_or_else(|| Status::internal("the request passed no authentication check"))
 }

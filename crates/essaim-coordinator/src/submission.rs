@@ -7,9 +7,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::actor::{Command, ExclusiveRefusal};
 use crate::admission::Admission;
+use crate::auth::{AuthError, Authenticator, Principal, Role, check_may_run_commands};
 use crate::planning::{
     JobPlanner, PlanRefused, PlannedSubmission, SubmitAnswer, SubmitRequest, plan_tasks,
 };
+use essaim_proto::v1;
+use essaim_telemetry::AuthSurface;
 
 /// Why a submission was not accepted; each API turns it into its own status.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +29,9 @@ pub(crate) enum SubmitFailure {
     /// A job of that name runs and must not run twice.
     #[error("{0}")]
     AlreadyRunning(String),
+    /// The principal may not submit this job (it runs commands).
+    #[error(transparent)]
+    Forbidden(#[from] crate::auth::AuthError),
     /// The coordinator is stopping.
     #[error("the coordinator is shutting down")]
     Unavailable,
@@ -40,28 +46,63 @@ pub(crate) struct Submitter {
     pub(crate) commands_tx: mpsc::Sender<Command>,
     pub(crate) admission: Admission,
     pub(crate) planner: Option<Arc<dyn JobPlanner>>,
+    /// Counts the submissions refused because their principal may not run commands.
+    pub(crate) authenticator: Authenticator,
 }
 
 impl Submitter {
-    /// Plans `request`, refuses a second running pipeline of a name, submits.
+    /// Plans `request`, refuses a job with commands to a principal that may not run
+    /// them and a second running pipeline of a name, submits.
     pub(crate) async fn submit(
         &self,
+        principal: &Principal,
+        surface: AuthSurface,
         request: SubmitRequest,
     ) -> Result<SubmitAnswer, SubmitFailure> {
         self.admission
             .check_submission()
             .map_err(|refusal| SubmitFailure::DiskBelowReserve(refusal.to_string()))?;
         let planned = self.plan(request).await?;
+        self.check_commands(principal, surface, &planned.spec)?;
         let name = planned.spec.name.clone();
         let tasks = planned.spec.tasks.len() as u32;
         let raw = essaim_proto::raw_job_spec_from_wire(planned.spec);
         let job = self.hand_to_actor(raw, planned.exclusive, &name).await?;
+        tracing::info!(job = %job, principal = %principal.name, "job submitted");
         Ok(SubmitAnswer {
             job_id: job.0,
             name,
             tasks,
             plan: planned.plan,
         })
+    }
+
+    /// Refuses `spec` when one of its tasks runs shell commands (a `command` task, or
+    /// one the planner says runs them) and `principal` lacks the `commands` role; the
+    /// worker's own `--allow-commands` is a second, separate gate.
+    pub(crate) fn check_commands(
+        &self,
+        principal: &Principal,
+        surface: AuthSurface,
+        spec: &v1::JobSpec,
+    ) -> Result<(), AuthError> {
+        if principal.may(Role::Commands) {
+            return Ok(());
+        }
+        let runs_commands = spec.tasks.iter().any(|task| {
+            task.kind == essaim_core::kinds::COMMAND
+                || self
+                    .planner
+                    .as_ref()
+                    .is_some_and(|planner| planner.runs_commands(task))
+        });
+        if !runs_commands {
+            return Ok(());
+        }
+        let refusal = check_may_run_commands(principal, &spec.name)
+            .expect_err("a principal without the role is refused");
+        self.authenticator.record_refusal(surface, &refusal);
+        Err(refusal)
     }
 
     /// The MapReduce jobs the planner knows, with their descriptions.

@@ -69,7 +69,8 @@ pub fn dead_letters(scheduler: &Scheduler, job: Option<essaim_core::JobId>) -> V
                 job_id: task.job.0,
                 task_index: task.index,
                 kind: spec.kind.clone(),
-                payload: spec.payload.clone(),
+                // Connector URLs in a pipeline's payload may hold passwords.
+                payload: crate::masking::mask_payload(&spec.payload),
                 errors,
             })
         })

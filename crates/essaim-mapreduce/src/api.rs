@@ -249,6 +249,13 @@ pub trait JobDefinition: Send + Sync + 'static {
         false
     }
 
+    /// Whether the job runs programs of the submitter's choosing (shell commands), which
+    /// the coordinator allows only to a principal with the `commands` role. False by
+    /// default.
+    fn runs_commands(&self) -> bool {
+        false
+    }
+
     /// Tells a task's parameters where the job's files appear under their names, on
     /// the worker, before its mapper, combiner or reducer is built: a job that runs
     /// programs runs them there. Called only when the job ships files. The default

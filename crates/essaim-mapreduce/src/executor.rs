@@ -201,7 +201,7 @@ impl MapReduceExecutor {
             payload.partition,
             payload.config.reducers,
             &shuffle_dir,
-            attempt.file_server_token.as_deref(),
+            attempt.file_credential.as_ref(),
             &self.shuffle,
             &cancel,
         )

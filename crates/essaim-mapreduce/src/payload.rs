@@ -28,6 +28,26 @@ pub const COMMIT_KIND: &str = "mapreduce.commit";
 /// and write plain parts where the commit expects compressed ones.
 pub const PAYLOAD_VERSION: u32 = 3;
 
+/// Returns the job named by the payload of a task of kind [`MAP_KIND`],
+/// [`REDUCE_KIND`] or [`COMMIT_KIND`] (its `config.job`), without decoding the rest: the
+/// coordinator asks it of every task of a submission. `None` for another kind or a
+/// payload that is not one of these.
+pub fn job_name_of_task(kind: &str, payload: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct JobOnly {
+        job: String,
+    }
+    #[derive(Deserialize)]
+    struct ConfigOnly {
+        config: JobOnly,
+    }
+    if ![MAP_KIND, REDUCE_KIND, COMMIT_KIND].contains(&kind) {
+        return None;
+    }
+    let peeked: ConfigOnly = serde_json::from_slice(payload).ok()?;
+    Some(peeked.config.job)
+}
+
 /// Name of the file of committed output parts: `part-00000`, `part-00001`, …
 pub fn part_file_name(partition: u32) -> String {
     format!("part-{partition:05}")
@@ -76,4 +96,25 @@ pub struct ReduceTaskPayload {
 pub struct CommitTaskPayload {
     /// The job.
     pub config: JobConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_job_of_a_task_is_read_from_its_payload_alone() {
+        let payload =
+            br#"{"config": {"version": 3, "job": "streaming", "steps": 1}, "splits": []}"#;
+        assert_eq!(
+            job_name_of_task(MAP_KIND, payload).as_deref(),
+            Some("streaming")
+        );
+        assert_eq!(
+            job_name_of_task(REDUCE_KIND, payload).as_deref(),
+            Some("streaming")
+        );
+        assert_eq!(job_name_of_task("command", payload), None);
+        assert_eq!(job_name_of_task(MAP_KIND, b"not json"), None);
+    }
 }

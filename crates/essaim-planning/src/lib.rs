@@ -78,6 +78,12 @@ impl JobPlanner for Planner {
         }
     }
 
+    fn runs_commands(&self, task: &essaim_proto::v1::TaskSpec) -> bool {
+        essaim_mapreduce::payload::job_name_of_task(&task.kind, &task.payload)
+            .and_then(|name| self.jobs.get(&name))
+            .is_some_and(|job| job.runs_commands())
+    }
+
     fn mapreduce_jobs(&self) -> Vec<(String, String)> {
         self.jobs
             .names()

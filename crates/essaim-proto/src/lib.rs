@@ -13,6 +13,7 @@ pub mod v1 {
     tonic::include_proto!("essaim.v1");
 }
 
+pub mod capability;
 mod client;
 mod convert;
 pub mod failover;

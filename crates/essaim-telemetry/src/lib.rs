@@ -33,9 +33,9 @@ pub use classic_text::CLASSIC_TEXT_CONTENT_TYPE;
 pub use health::Health;
 pub use http::{OPENMETRICS_CONTENT_TYPE, router, serve_http};
 pub use metrics::{
-    AdmissionMetrics, BuildInfo, CoordinatorMetrics, IngestMetrics, IngestRefusal,
-    JOB_DURATION_BUCKETS_SECONDS, JobOutcome, LeadershipMetrics, MAX_JOBS_WITH_QUEUE_SERIES,
-    MAX_TASK_KINDS, ProcessMetrics, QueueGaugeValues, WorkerMetrics,
+    AdmissionMetrics, AuthMetrics, AuthRefusal, AuthSurface, BuildInfo, CoordinatorMetrics,
+    IngestMetrics, IngestRefusal, JOB_DURATION_BUCKETS_SECONDS, JobOutcome, LeadershipMetrics,
+    MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS, ProcessMetrics, QueueGaugeValues, WorkerMetrics,
 };
 pub use tracing_setup::{
     OtlpOptions, TracingError, TracingGuard, TracingOptions, init_tracing,

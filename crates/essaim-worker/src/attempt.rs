@@ -32,8 +32,8 @@ pub(crate) struct AttemptSettings {
     pub file_server_url: String,
     /// The worker's display name.
     pub worker_name: String,
-    /// The cluster token, which file servers of other workers expect.
-    pub file_server_token: Option<String>,
+    /// What file servers of other workers expect (a job's capability, or the token).
+    pub file_credentials: crate::file_access::FileCredentials,
     /// The cache of job files, shared by every attempt.
     pub job_files: Arc<JobFileCache>,
 }
@@ -82,7 +82,7 @@ impl PreparedAttempt {
             file_base_url: attempt_file_base_url(&settings.file_server_url, task, attempt),
             worker_name: settings.worker_name.clone(),
             inputs,
-            file_server_token: settings.file_server_token.clone(),
+            file_credential: settings.file_credentials.for_job(task.job.0),
             job_files: Arc::clone(&settings.job_files),
         };
         Self {
@@ -236,7 +236,7 @@ mod tests {
             scratch_root: scratch_root.to_path_buf(),
             file_server_url: "http://127.0.0.1:9".into(),
             worker_name: "tester".into(),
-            file_server_token: None,
+            file_credentials: Default::default(),
             job_files: Arc::new(JobFileCache::new(scratch_root, &[], None)),
         }
     }

@@ -87,8 +87,9 @@ pub struct AttemptContext {
     pub worker_name: String,
     /// For a task of stage s > 0: the committed outputs of stage s - 1, in task order.
     pub inputs: Vec<UpstreamOutput>,
-    /// The bearer token other workers' file servers expect, if the cluster has one.
-    pub file_server_token: Option<String>,
+    /// The header other workers' file servers expect for this job's files (its
+    /// capability, or the cluster token before the key is known), if any.
+    pub file_credential: Option<crate::file_access::FileCredential>,
     /// The worker's cache of job files, which stages a job's shipped files (`--files`)
     /// in a working directory of the attempt.
     pub job_files: Arc<JobFileCache>,

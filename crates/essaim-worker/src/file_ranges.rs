@@ -72,8 +72,17 @@ pub(crate) async fn serve_ranges(
     headers: HeaderMap,
     Json(request): Json<RangesRequest>,
 ) -> Response {
-    if !state.authorized(&headers) {
-        return (StatusCode::UNAUTHORIZED, "missing or wrong cluster token").into_response();
+    // Every job named must be admitted; a file whose job does not parse is refused
+    // with 400 below, before anything is read.
+    let jobs: std::collections::BTreeSet<u64> = request
+        .ranges
+        .iter()
+        .filter_map(|range| range.file.split('/').next()?.parse().ok())
+        .collect();
+    for job in jobs {
+        if let Err(refusal) = state.access.check(&headers, job) {
+            return refusal.into_response();
+        }
     }
     let count = request.ranges.len();
     if count == 0 || count > MAX_RANGES_PER_REQUEST {

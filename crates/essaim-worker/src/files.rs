@@ -7,7 +7,8 @@
 //!   (`[A-Za-z0-9._-]+`, not `.` or `..`), checked after percent-decoding; the path is
 //!   rebuilt from the parsed numbers, never from the raw text; symbolic links are not
 //!   followed at the last component;
-//! - when the cluster has a token, requests must carry it (`Authorization: Bearer …`);
+//! - a request for a job's files carries the job's capability once the worker is
+//!   registered, the cluster token before (`file_access.rs`);
 //! - files are streamed, so a large result never sits in memory;
 //! - a single byte range (`Range: bytes=a-b`, `bytes=a-` or `bytes=-n`) is answered
 //!   with `206 Partial Content` and its `Content-Range`, and a range that starts past
@@ -37,6 +38,7 @@ use tokio_util::io::ReaderStream;
 use essaim_core::{AttemptId, JobId, TaskId};
 
 use crate::executor::attempt_dir;
+use crate::file_access::FileAccess;
 
 /// Bytes read from disk per chunk of a served file.
 const STREAM_CHUNK_BYTES: usize = 64 * 1024;
@@ -196,30 +198,23 @@ fn shorten(text: &str) -> String {
 
 pub(crate) struct FileServerState {
     pub(crate) scratch_root: PathBuf,
-    /// The full expected header value, `Bearer <token>`.
-    expected_authorization: Option<String>,
+    /// What a request must carry (`file_access.rs`).
+    pub(crate) access: FileAccess,
 }
 
-impl FileServerState {
-    /// Returns whether the request carries the cluster token (or none is required).
-    pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(expected) = &self.expected_authorization else {
-            return true;
-        };
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .map(|value| value.as_bytes())
-            .unwrap_or_default();
-        constant_time_equal(presented, expected.as_bytes())
-    }
-}
-
-/// Returns the router of `/files/…`, serving attempt files under `scratch_root` (public
-/// so that the shuffle's tests run against the real server).
+/// Returns the router of `/files/…`, serving attempt files under `scratch_root` to
+/// holders of the cluster token `token` (public so that the shuffle's tests run against
+/// the real server).
 pub fn file_server_router(scratch_root: PathBuf, token: Option<&str>) -> Router {
+    file_server_router_with(scratch_root, FileAccess::cluster_token_only(token))
+}
+
+/// Returns the router of `/files/…`, serving attempt files under `scratch_root` to the
+/// requests `access` admits.
+pub fn file_server_router_with(scratch_root: PathBuf, access: FileAccess) -> Router {
     let state = FileServerState {
         scratch_root,
-        expected_authorization: token.map(|token| format!("Bearer {token}")),
+        access,
     };
     Router::new()
         .route(
@@ -235,13 +230,14 @@ async fn serve_attempt_file(
     headers: HeaderMap,
     UrlPath((job, task, attempt, name)): UrlPath<(String, String, String, String)>,
 ) -> Response {
-    if !state.authorized(&headers) {
-        return (StatusCode::UNAUTHORIZED, "missing or wrong cluster token").into_response();
-    }
     let file = match parse_file_request(&job, &task, &attempt, &name) {
         Ok(file) => file,
         Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
     };
+    // After parsing: the capability to check is the one of the job the path names.
+    if let Err(refusal) = state.access.check(&headers, file.task.job.0) {
+        return refusal.into_response();
+    }
     let path = file.path_under(&state.scratch_root);
     // `symlink_metadata` so that a link planted by a command is not followed out of the
     // scratch directory.
@@ -309,19 +305,6 @@ async fn serve_attempt_file(
 fn internal_error(path: &Path, error: &std::io::Error) -> Response {
     tracing::warn!(%error, path = %path.display(), "failed to open a served file");
     (StatusCode::INTERNAL_SERVER_ERROR, "failed to open the file").into_response()
-}
-
-/// Compares a presented secret with the expected one in time that does not depend on
-/// where they differ, so the token cannot be guessed byte by byte from response times.
-fn constant_time_equal(presented: &[u8], expected: &[u8]) -> bool {
-    if presented.len() != expected.len() {
-        return false;
-    }
-    presented
-        .iter()
-        .zip(expected)
-        .fold(0u8, |difference, (left, right)| difference | (left ^ right))
-        == 0
 }
 
 #[cfg(test)]
@@ -560,12 +543,5 @@ mod tests {
 
         stop.cancel();
         server.await.unwrap().unwrap();
-    }
-
-    #[test]
-    fn token_comparison_needs_an_exact_match() {
-        assert!(constant_time_equal(b"Bearer a", b"Bearer a"));
-        assert!(!constant_time_equal(b"Bearer b", b"Bearer a"));
-        assert!(!constant_time_equal(b"Bearer", b"Bearer a"));
     }
 }

@@ -48,6 +48,7 @@ mod dispatch;
 mod epoch;
 mod error;
 mod executor;
+pub mod file_access;
 pub mod file_ranges;
 mod files;
 mod heartbeat;
@@ -63,7 +64,7 @@ use std::sync::Arc;
 
 use essaim_proto::Coordinators;
 use essaim_telemetry::prometheus_client::registry::Registry;
-use essaim_telemetry::{Health, WorkerMetrics};
+use essaim_telemetry::{AuthMetrics, AuthSurface, Health, WorkerMetrics};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +73,7 @@ pub use config::{COORDINATION_ROUND_TRIP, DEFAULT_MAX_PREFETCH, Prefetch, Worker
 pub use error::WorkerError;
 pub use essaim_core::kinds::BUILTIN_KINDS;
 pub use executor::{AttemptContext, ExecutionFuture, Executor};
-pub use files::file_server_router;
+pub use files::{file_server_router, file_server_router_with};
 pub use registry::ExecutorRegistry;
 
 use crate::attempt::AttemptSettings;
@@ -164,8 +165,14 @@ pub async fn start_worker(
     metrics.slots.set(i64::from(config.slots));
     let health = Health::new();
     health.set_not_ready("not registered");
+    let capability_key = file_access::CapabilityKeyCell::default();
+    let file_access = file_access::FileAccess::new(
+        config.token.as_deref(),
+        capability_key.clone(),
+        AuthMetrics::register(&mut registry, &[AuthSurface::Files]),
+    );
     let router = essaim_telemetry::router(registry, health.clone()).merge(
-        files::file_server_router(config.scratch_dir.clone(), config.token.as_deref()),
+        files::file_server_router_with(config.scratch_dir.clone(), file_access),
     );
     // A shuffle fetch's span on this side joins the fetching reducer's trace.
     let router = essaim_telemetry::trace_context::trace_requests(router);
@@ -209,6 +216,7 @@ pub async fn start_worker(
             data_dirs: config.data_dirs.clone(),
             long_running_kinds: executors.long_running_kinds(),
         },
+        capability_key.clone(),
         backoff::fresh_seed(0),
     );
     let (session_tx, mut session_rx) = watch::channel(SessionState::Registering);
@@ -219,7 +227,10 @@ pub async fn start_worker(
             scratch_root: config.scratch_dir.clone(),
             file_server_url: file_server_url.clone(),
             worker_name: config.name.clone(),
-            file_server_token: config.token.clone(),
+            file_credentials: file_access::FileCredentials {
+                token: config.token.clone(),
+                capability_key,
+            },
             job_files,
         },
         slots: config.slots,

@@ -19,12 +19,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use essaim_proto::capability::CapabilityKey;
 use essaim_proto::{CallError, Coordinators, v1};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::WorkerError;
 use crate::backoff::RetryBackoff;
+use crate::file_access::CapabilityKeyCell;
 
 /// How long one RegisterWorker call may take.
 const REGISTER_RPC_TIMEOUT: Duration = Duration::from_secs(10);
@@ -125,6 +127,8 @@ pub(crate) struct Registrar {
     coordinators: Coordinators,
     request: v1::RegisterWorkerRequest,
     backoff: RetryBackoff,
+    /// Receives the file capability key of each registration (`file_access.rs`).
+    capability_key: CapabilityKeyCell,
 }
 
 /// What the worker tells the coordinator when it registers.
@@ -147,7 +151,12 @@ pub(crate) struct RegistrationDetails {
 
 impl Registrar {
     /// Returns a registrar that has not connected yet.
-    pub(crate) fn new(coordinators: Coordinators, details: RegistrationDetails, seed: u64) -> Self {
+    pub(crate) fn new(
+        coordinators: Coordinators,
+        details: RegistrationDetails,
+        capability_key: CapabilityKeyCell,
+        seed: u64,
+    ) -> Self {
         let request = v1::RegisterWorkerRequest {
             name: details.name,
             slots: details.slots,
@@ -162,6 +171,7 @@ impl Registrar {
             coordinators,
             request,
             backoff: RetryBackoff::new(seed, REGISTER_BACKOFF_BASE, REGISTER_BACKOFF_CAP),
+            capability_key,
         }
     }
 
@@ -231,6 +241,10 @@ impl Registrar {
                 ));
             }
         };
+        // Before the session is published: no attempt of this registration fetches
+        // another worker's files with the key of the previous one.
+        self.capability_key
+            .set(CapabilityKey::from_wire(&response.file_capability_key));
         let session = Session {
             worker_id: response.worker_id,
             generation,
@@ -279,6 +293,7 @@ mod tests {
             heartbeat_interval_ms: 0,
             worker_timeout_ms: 0,
             long_poll_ms: 0,
+            ..Default::default()
         });
         assert_eq!(timings.heartbeat_interval, DEFAULT_HEARTBEAT_INTERVAL);
         assert_eq!(timings.worker_timeout, DEFAULT_HEARTBEAT_INTERVAL * 10);
@@ -287,6 +302,7 @@ mod tests {
             heartbeat_interval_ms: 1,
             worker_timeout_ms: 5_000,
             long_poll_ms: 20_000,
+            ..Default::default()
         });
         assert_eq!(tiny.heartbeat_interval, MIN_HEARTBEAT_INTERVAL);
         assert_eq!(tiny.long_poll, Duration::from_secs(20));
@@ -304,7 +320,12 @@ mod tests {
             data_dirs: Vec::new(),
             long_running_kinds: Vec::new(),
         };
-        let mut registrar = Registrar::new(coordinators("http://127.0.0.1:1"), details, 5);
+        let mut registrar = Registrar::new(
+            coordinators("http://127.0.0.1:1"),
+            details,
+            CapabilityKeyCell::default(),
+            5,
+        );
         let stop = CancellationToken::new();
         let stopper = stop.clone();
         let stop_soon = tokio::spawn(async move {
@@ -335,7 +356,7 @@ mod tests {
         };
         let urls = essaim_proto::CoordinatorUrls::parse("http://127.0.0.1:1").expect("valid");
         let coordinators = Coordinators::new(urls, Some("bad\ntoken".into()), 5);
-        let mut registrar = Registrar::new(coordinators, details, 5);
+        let mut registrar = Registrar::new(coordinators, details, CapabilityKeyCell::default(), 5);
         let registered = registrar.register(1, &CancellationToken::new()).await;
         assert!(
             matches!(registered, Err(WorkerError::Coordinator(_))),

@@ -86,6 +86,9 @@ impl Coordinator for StandInCoordinator {
             heartbeat_interval_ms: 100,
             worker_timeout_ms: 5_000,
             long_poll_ms: LONG_POLL.as_millis() as u64,
+            // An older coordinator: no file capability key, so the file server asks
+            // for the cluster token.
+            ..Default::default()
         }))
     }
 

@@ -327,7 +327,9 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
             tonic::Code::InvalidArgument
             | tonic::Code::NotFound
             | tonic::Code::FailedPrecondition => 2,
-            tonic::Code::Unauthenticated | tonic::Code::Unavailable => 3,
+            tonic::Code::Unauthenticated
+            | tonic::Code::PermissionDenied
+            | tonic::Code::Unavailable => 3,
             _ => 1,
         };
     }

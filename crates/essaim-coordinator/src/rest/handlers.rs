@@ -227,7 +227,8 @@ pub(super) async fn list_dead_letters(
                         job_name: job.spec.name.clone(),
                         task_index: task.index,
                         kind: spec.kind.clone(),
-                        payload_text: text_of(&spec.payload),
+                        // Connector URLs in a pipeline's payload may hold passwords.
+                        payload_text: text_of(&crate::masking::mask_payload(&spec.payload)),
                         payload_bytes: spec.payload.len() as u64,
                         errors: record
                             .errors()

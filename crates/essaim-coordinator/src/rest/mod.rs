@@ -7,8 +7,10 @@
 //! the two cannot disagree; it also serves what only the dashboard and the job report
 //! need (the observatory's history and queue statistics).
 //!
-//! The cluster token, when set, is required as `Authorization: Bearer <token>` on every
-//! `/api/v1` path except the OpenAPI document. Errors are `{"error": "…"}` with the
+//! A token (the cluster token or a principal's), when the coordinator has credentials,
+//! is required as `Authorization: Bearer <token>` on every `/api/v1` path except the
+//! OpenAPI document, with the role the route needs (`crate::auth`): 401 without a known
+//! token, 403 without the role. Errors are `{"error": "…"}` with the
 //! status that says what kind of mistake it was.
 //!
 //! | module | concept |
@@ -16,7 +18,7 @@
 //! | `models` | the JSON shapes, with their OpenAPI schemas |
 //! | `views` | scheduler and observatory state → models |
 //! | `handlers` | one function per route |
-//! | this file | the router, the token check, request parsing, errors, the document |
+//! | this file | the router, request parsing, errors, the document |
 
 mod handlers;
 mod models;
@@ -26,12 +28,11 @@ mod views;
 pub use models::*;
 
 use crate::actor::{Command, QueryView};
-use crate::service::constant_time_eq;
+use crate::auth::Authenticator;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -54,8 +55,8 @@ pub struct RestState {
     pub commands_tx: mpsc::Sender<Command>,
     /// Reads committed results.
     pub results: SharedResults,
-    /// The cluster token; `None` accepts anyone.
-    pub token: Option<String>,
+    /// Who may call which route (see [`crate::auth`]).
+    pub authenticator: Authenticator,
     /// Plans and submits what `POST /api/v1/jobs` is given.
     pub(crate) submitter: crate::submission::Submitter,
 }
@@ -187,7 +188,7 @@ impl utoipa::Modify for BearerSecurity {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "The cluster token (--token / ESSAIM_TOKEN), when the coordinator has one",
+                        "The cluster token or a principal's (--token / ESSAIM_TOKEN), when the coordinator has credentials",
                     ))
                     .build(),
             ),
@@ -213,32 +214,6 @@ async fn openapi_document() -> Response {
     }
 }
 
-async fn require_token(
-    State(token): State<Option<String>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(expected) = token else {
-        return next.run(request).await;
-    };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => {
-            next.run(request).await
-        }
-        Some(_) => Failure(StatusCode::UNAUTHORIZED, "wrong cluster token".into()).into_response(),
-        None => Failure(
-            StatusCode::UNAUTHORIZED,
-            "missing cluster token: send Authorization: Bearer <token>".into(),
-        )
-        .into_response(),
-    }
-}
-
 async fn no_such_path() -> Failure {
     Failure(
         StatusCode::NOT_FOUND,
@@ -246,15 +221,18 @@ async fn no_such_path() -> Failure {
     )
 }
 
-/// Returns `router` with the cluster token required on every route, as on `/api/v1`
-/// (the model registry's routes are served this way).
-pub fn with_cluster_token(router: Router, token: Option<String>) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(token, require_token))
+/// Returns `router` with the role check of [`crate::auth`] on every route, as on
+/// `/api/v1` (the model registry's routes are served this way).
+pub fn with_auth(router: Router, authenticator: Authenticator) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        authenticator,
+        crate::auth::check_rest,
+    ))
 }
 
 /// Returns the REST router (`/api/v1/...`), to merge with the coordinator's others.
 pub fn router(state: RestState) -> Router {
-    let token = state.token.clone();
+    let authenticator = state.authenticator.clone();
     let api = Router::new()
         .route("/api/v1/overview", get(overview))
         .route("/api/v1/jobs", get(list_jobs).post(submit::submit_job))
@@ -268,8 +246,8 @@ pub fn router(state: RestState) -> Router {
         .route("/api/v1/dead-letters/requeue", post(requeue_dead_letters))
         .route("/api/v1/dead-letters/purge", post(purge_dead_letters))
         .route("/api/v1/{*rest}", get(no_such_path).post(no_such_path))
-        .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(token, require_token));
+        .with_state(state);
+    let api = with_auth(api, authenticator);
     Router::new()
         .route(OPENAPI_PATH, get(openapi_document))
         .merge(api)

@@ -3,12 +3,15 @@
 
 use super::models::ApiError;
 use super::{ApiJson, Failure, RestState};
+use crate::auth::Principal;
 use crate::planning::{SubmitAnswer, SubmitRequest};
 use crate::submission::SubmitFailure;
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
+use essaim_telemetry::AuthSurface;
 use serde::Serialize;
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// A MapReduce job this coordinator can plan.
@@ -30,13 +33,20 @@ pub struct MapReduceJobView {
         (status = 501, body = ApiError, description = "This coordinator cannot plan that kind of job"),
         (status = 507, body = ApiError, description = "The journal's disk is below its reserve"),
         (status = 500, body = ApiError, description = "Planning failed unexpectedly"),
-        (status = 401, body = ApiError), (status = 415, body = ApiError)),
+        (status = 401, body = ApiError),
+        (status = 403, body = ApiError, description = "The principal lacks `submit`, or `commands` for a job that runs commands"),
+        (status = 415, body = ApiError)),
     security(("bearer" = [])))]
 pub(super) async fn submit_job(
     State(state): State<RestState>,
+    Extension(principal): Extension<Arc<Principal>>,
     ApiJson(request): ApiJson<SubmitRequest>,
 ) -> Result<(StatusCode, Json<SubmitAnswer>), Failure> {
-    match state.submitter.submit(request).await {
+    let submitted = state
+        .submitter
+        .submit(&principal, AuthSurface::Rest, request)
+        .await;
+    match submitted {
         Ok(answer) => Ok((StatusCode::CREATED, Json(answer))),
         Err(failure) => {
             let status = match &failure {
@@ -44,6 +54,7 @@ pub(super) async fn submit_job(
                 SubmitFailure::Invalid(_) => StatusCode::BAD_REQUEST,
                 SubmitFailure::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
                 SubmitFailure::AlreadyRunning(_) => StatusCode::CONFLICT,
+                SubmitFailure::Forbidden(refusal) => refusal.http_status(),
                 SubmitFailure::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 SubmitFailure::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };

@@ -1,5 +1,5 @@
 //! Map → shuffle → reduce → commit through real files and the worker's real file server
-//! (range requests, batches of ranges, the token).
+//! (range requests, batches of ranges, the job's file capability).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use essaim_core::{AttemptId, JobId, TaskId, UpstreamOutput};
+use essaim_proto::capability::CapabilityKey;
+use essaim_worker::file_access::{CapabilityKeyCell, FileAccess, FileCredentials};
 use essaim_worker::job_files::JobFileCache;
 
 use super::*;
@@ -17,6 +19,16 @@ use crate::test_support::ToyWordCount;
 use essaim_core::rng::SeededRng;
 
 const TOKEN: &str = "s3cret";
+
+/// What the workers of the test cluster present: job 1's capability under this key.
+fn credentials() -> FileCredentials {
+    let capability_key = CapabilityKeyCell::default();
+    capability_key.set(Some(CapabilityKey::from_bytes([9; 32])));
+    FileCredentials {
+        token: Some(TOKEN.into()),
+        capability_key,
+    }
+}
 
 /// A scratch root served over HTTP on a port-0 listener.
 struct Cluster {
@@ -29,7 +41,13 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Self {
         let root = tempfile::tempdir().unwrap();
-        let router = essaim_worker::file_server_router(root.path().to_path_buf(), Some(TOKEN));
+        // The server knows the key: the cluster token alone opens nothing.
+        let access = FileAccess::new(
+            Some(TOKEN),
+            credentials().capability_key,
+            essaim_telemetry::AuthMetrics::default(),
+        );
+        let router = essaim_worker::file_server_router_with(root.path().to_path_buf(), access);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let never = std::future::pending::<()>();
@@ -64,7 +82,7 @@ impl Cluster {
             file_base_url: format!("http://{}/files/{relative}", self.address),
             worker_name: "test".into(),
             inputs,
-            file_server_token: Some(TOKEN.into()),
+            file_credential: credentials().for_job(1),
             job_files: Arc::new(JobFileCache::new(self.root.path(), &[], None)),
         }
     }
@@ -379,7 +397,7 @@ async fn a_corrupt_segment_in_a_batch_is_blamed_on_its_upstream_alone() {
 }
 
 #[tokio::test]
-async fn a_refused_token_is_not_blamed_on_the_upstream() {
+async fn a_refused_capability_is_not_blamed_on_the_upstream() {
     let mut cluster = Cluster::start().await;
     let data = tempfile::tempdir().unwrap();
     let (paths, _) = write_inputs(data.path(), 4, 1, 100);
@@ -392,12 +410,27 @@ async fn a_refused_token_is_not_blamed_on_the_upstream() {
         step: 0,
         partition: 0,
     };
-    let mut context = cluster.context(100, serde_json::to_vec(&payload).unwrap(), maps);
-    context.file_server_token = Some("wrong".into());
-    let failure = cluster.run(TaskKind::Reduce, context).await.unwrap_err();
-    assert!(failure.retryable);
-    assert!(failure.lost_inputs.is_empty());
-    assert!(failure.message.contains("token"), "{}", failure.message);
+    let base = cluster.context(100, serde_json::to_vec(&payload).unwrap(), maps);
+    // The capability of another job, then the cluster token alone: both refused.
+    for credential in [
+        credentials().for_job(2),
+        FileCredentials {
+            token: Some(TOKEN.into()),
+            capability_key: CapabilityKeyCell::default(),
+        }
+        .for_job(1),
+    ] {
+        let mut context = base.clone();
+        context.file_credential = credential;
+        let failure = cluster.run(TaskKind::Reduce, context).await.unwrap_err();
+        assert!(failure.retryable);
+        assert!(failure.lost_inputs.is_empty());
+        assert!(
+            failure.message.contains("credentials"),
+            "{}",
+            failure.message
+        );
+    }
 }
 
 #[tokio::test]

@@ -19,10 +19,9 @@
 //! by one too: they gain nothing from a batch and lose the parallelism of separate
 //! fetches.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use essaim_core::UpstreamOutput;
+use essaim_worker::file_access::FileCredential;
 use essaim_worker::file_ranges::{
     MAX_RANGES_PER_REQUEST, RANGES_PATH, RangesRequest, RequestedRange,
 };
@@ -59,7 +58,8 @@ pub(super) struct BatchFetch {
     pub partition: u32,
     pub partitions: u32,
     pub dest_dir: std::path::PathBuf,
-    pub authorization: Option<Arc<str>>,
+    /// The job's capability (or the cluster token), in the header the server asks for.
+    pub credential: Option<FileCredential>,
     pub settings: ShuffleSettings,
 }
 
@@ -303,8 +303,8 @@ impl BatchFetch {
             .map_err(|error| FetchError::Retry(error.to_string()))?;
         let mut request =
             http::Request::post(&url).header(header::CONTENT_TYPE, "application/json");
-        if let Some(authorization) = &self.authorization {
-            request = request.header(header::AUTHORIZATION, &**authorization);
+        if let Some(credential) = &self.credential {
+            request = request.header(&credential.header, &*credential.value);
         }
         if let Some(headers) = request.headers_mut() {
             essaim_telemetry::trace_context::inject_current_into_headers(headers);

@@ -43,6 +43,7 @@ use crate::counters::{self, Counters};
 use crate::error::{TaskError, TaskResult};
 use crate::format::{EMPTY_SEGMENT_BYTES, SegmentVerifier, decode_footer, footer_len};
 use crate::reduce_task::FetchedSegment;
+use essaim_worker::file_access::FileCredential;
 
 /// How the shuffle fetches.
 #[derive(Debug, Clone)]
@@ -109,7 +110,7 @@ pub async fn fetch_partition(
     partition: u32,
     partitions: u32,
     dest_dir: &Path,
-    token: Option<&str>,
+    credential: Option<&FileCredential>,
     settings: &ShuffleSettings,
     cancel: &CancellationToken,
 ) -> TaskResult<ShuffleOutcome> {
@@ -117,7 +118,6 @@ pub async fn fetch_partition(
     connector.set_connect_timeout(Some(settings.idle_timeout));
     connector.set_nodelay(true);
     let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
-    let authorization = token.map(|token| Arc::<str>::from(format!("Bearer {token}")));
     let permits = Arc::new(Semaphore::new(settings.parallel_fetches.max(1)));
     // Cancelled when the task fails for a reason every other fetch shares (the disk,
     // the token), so that they stop early.
@@ -135,7 +135,7 @@ pub async fn fetch_partition(
                 partition,
                 partitions,
                 dest_dir: dest_dir.to_path_buf(),
-                authorization: authorization.clone(),
+                credential: credential.cloned(),
                 settings: settings.clone(),
             };
             let permits = Arc::clone(&permits);
@@ -181,7 +181,7 @@ pub async fn fetch_partition(
             upstream,
             partition,
             partitions,
-            authorization: authorization.clone(),
+            credential: credential.cloned(),
             settings: settings.clone(),
         };
         let permits = Arc::clone(&permits);
@@ -318,7 +318,7 @@ struct UpstreamFetch {
     partition: u32,
     partitions: u32,
     dest: PathBuf,
-    authorization: Option<Arc<str>>,
+    credential: Option<FileCredential>,
     settings: ShuffleSettings,
 }
 
@@ -447,8 +447,8 @@ impl UpstreamFetch {
         let end = start + length - 1;
         let mut request =
             http::Request::get(uri).header(header::RANGE, format!("bytes={start}-{end}"));
-        if let Some(authorization) = &self.authorization {
-            request = request.header(header::AUTHORIZATION, &**authorization);
+        if let Some(credential) = &self.credential {
+            request = request.header(&credential.header, &*credential.value);
         }
         if let Some(headers) = request.headers_mut() {
             essaim_telemetry::trace_context::inject_current_into_headers(headers);
@@ -500,7 +500,7 @@ impl UpstreamFetch {
             }
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 return Err(FetchError::Refused(format!(
-                    "`{url}` refused the cluster token ({status})"
+                    "`{url}` refused this worker's credentials for the job ({status})"
                 )));
             }
             status if status.is_server_error() => {

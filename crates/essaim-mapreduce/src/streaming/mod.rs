@@ -89,6 +89,10 @@ impl JobDefinition for StreamingJob {
         StreamingConfig::from_params(params).map(|_| ())
     }
 
+    fn runs_commands(&self) -> bool {
+        true
+    }
+
     fn uses_job_files(&self, _params: &JobParams) -> bool {
         true
     }

@@ -16,6 +16,7 @@
 //! | `coordinator.rs` | [`CoordinatorMetrics`], `essaim_coordinator_*` |
 //! | `leadership.rs` | [`LeadershipMetrics`], the highly available coordinator's `essaim_coordinator_*` |
 //! | `admission.rs` | [`AdmissionMetrics`], the coordinator's journal disk and refused submissions |
+//! | `auth.rs` | [`AuthMetrics`], `essaim_auth_refusals_total`: requests refused for their credentials, on the coordinator and the workers' file servers |
 //! | `queue.rs` | the queue statistics published for the cluster and per job |
 //! | `worker.rs` | [`WorkerMetrics`], `essaim_worker_*` |
 //! | `ingest.rs` | [`IngestMetrics`], `essaim_ingest_*` (the HTTP ingest endpoint) |
@@ -27,6 +28,7 @@
 //! what it measures, and this crate owns the registry, the endpoints and the rules.
 
 mod admission;
+mod auth;
 mod coordinator;
 mod ingest;
 mod leadership;
@@ -39,6 +41,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::exponential_buckets;
 
 pub use admission::AdmissionMetrics;
+pub use auth::{AuthMetrics, AuthRefusal, AuthSurface};
 pub use coordinator::{CoordinatorMetrics, MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS};
 pub use ingest::{IngestMetrics, IngestRefusal};
 pub use leadership::LeadershipMetrics;

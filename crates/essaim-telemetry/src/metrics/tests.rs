@@ -156,3 +156,19 @@ fn clones_update_the_same_series() {
     metrics.clone().busy_slots.inc();
     assert_eq!(metrics.busy_slots.get(), 1);
 }
+
+#[test]
+fn auth_refusals_are_present_from_the_start_and_counted_by_surface_and_reason() {
+    let mut registry = Registry::default();
+    let metrics = AuthMetrics::register(&mut registry, &[AuthSurface::Grpc, AuthSurface::Rest]);
+    metrics.record_refusal(AuthSurface::Rest, AuthRefusal::MissingRole);
+    let text = exposition(&registry);
+    for expected in [
+        "essaim_auth_refusals_total{surface=\"grpc\",reason=\"unknown_token\"} 0\n",
+        "essaim_auth_refusals_total{surface=\"rest\",reason=\"missing_role\"} 1\n",
+        "essaim_auth_refusals_total{surface=\"rest\",reason=\"bad_capability\"} 0\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    assert!(!text.contains("surface=\"files\""), "{text}");
+}

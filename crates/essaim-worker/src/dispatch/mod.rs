@@ -465,7 +465,7 @@ mod tests {
                 scratch_root: scratch.path().to_path_buf(),
                 file_server_url: "http://127.0.0.1:9".into(),
                 worker_name: "tester".into(),
-                file_server_token: None,
+                file_credentials: Default::default(),
                 job_files: Arc::new(crate::job_files::JobFileCache::new(
                     scratch.path(),
                     &[],

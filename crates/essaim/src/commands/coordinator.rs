@@ -22,6 +22,11 @@ pub struct Args {
     /// Cluster token required from workers and clients.
     #[command(flatten)]
     token: crate::client::TokenArgs,
+    /// Principals file (TOML): named tokens with roles (`read-only`, `submit`, `admin`,
+    /// `worker`, `commands`), accepted beside the cluster token, which keeps every role.
+    /// See the README's security section. Default: none.
+    #[arg(long)]
+    principals: Option<PathBuf>,
     /// Accept unauthenticated callers on a non-loopback address.
     #[arg(long)]
     allow_unauthenticated: bool,
@@ -139,9 +144,15 @@ impl HighAvailabilityArgs {
 /// Runs the coordinator.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let token = args.token.resolve()?;
-    if token.is_none() && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
+    let principals = match &args.principals {
+        Some(path) => essaim_coordinator::auth::load_principals(path)
+            .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?,
+        None => Vec::new(),
+    };
+    let no_credentials = token.is_none() && principals.is_empty();
+    if no_credentials && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
         return Err(usage(format!(
-            "refusing to listen on {} without a cluster token: pass --token (or ESSAIM_TOKEN), or --allow-unauthenticated",
+            "refusing to listen on {} without a cluster token: pass --token (or ESSAIM_TOKEN) or --principals, or --allow-unauthenticated",
             args.listen
         )));
     }
@@ -163,6 +174,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         utilisation: args.target_utilisation,
     };
     config.token = token;
+    config.principals = principals;
     config.planner = Some(crate::jobs::planner());
     if let Some(reserve) = args.journal_reserve_bytes {
         config.journal_reserve_bytes = reserve;

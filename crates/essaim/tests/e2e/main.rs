@@ -11,6 +11,7 @@
 //! | `failover.rs` | clients and workers ride through a coordinator restart and skip a dead coordinator of their list |
 //! | `dead_letters.rs` | poison tasks reach the dead-letter queue; requeue and purge |
 //! | `auth.rs` | callers without the cluster token are refused |
+//! | `principals.rs` | principals with roles: a read-only one lists but cannot submit, a submitter without `commands` cannot submit a command job, a worker principal registers, an unknown token is refused, each refusal counted; MapReduce runs with per-job file capabilities, and the cluster token opens no worker's files |
 //! | `bad_input.rs` | mistakes get a clear message and the right exit code |
 //! | `config_file.rs` | a coordinator, a worker and clients configured by `essaim.toml` alone; `essaim config show` names each value's source; a bad file refused with its line |
 //! | `journal_disk.rs` | a journal disk below its reserve refuses submissions; running jobs finish |
@@ -75,6 +76,7 @@ mod mapreduce_skipping;
 mod mapreduce_small_files;
 mod models;
 mod partition;
+mod principals;
 mod processing_version;
 mod python_client;
 mod queue_stats;

@@ -1,0 +1,168 @@
+//! The principals file: who may call the coordinator, and with which roles.
+//!
+//! ```toml
+//! version = 1
+//!
+//! [[principal]]
+//! name = "ci"
+//! # printf %s "$TOKEN" | sha256sum
+//! token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//! roles = ["submit", "commands"]
+//!
+//! [[principal]]
+//! name = "dashboard"
+//! token = "a-token-in-clear"     # accepted, but a hash keeps the file harmless to read
+//! roles = ["read-only"]
+//! ```
+//!
+//! Validation happens once, here: every error names the principal and the key, and a
+//! file that names a role twice, reuses a name or a token, or misspells a key is
+//! refused rather than half-read.
+
+use super::{Role, sha256};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// The only version of the file so far.
+const PRINCIPALS_FILE_VERSION: u32 = 1;
+
+/// A principals file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PrincipalsError {
+    /// The file cannot be read.
+    #[error("cannot read principals file `{path}`")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not the expected TOML.
+    #[error("principals file `{path}`: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, naming the principal and key.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalsFile {
+    version: u32,
+    #[serde(default)]
+    principal: Vec<PrincipalEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrincipalEntry {
+    name: String,
+    token: Option<String>,
+    token_sha256: Option<String>,
+    roles: Vec<String>,
+}
+
+/// One principal as the coordinator uses it: name, SHA-256 of its token, roles.
+pub type PrincipalSpec = (String, [u8; 32], Vec<Role>);
+
+/// Reads and validates the principals file at `path`.
+pub fn load_principals(path: &Path) -> Result<Vec<PrincipalSpec>, PrincipalsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PrincipalsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_principals(&text).map_err(|message| PrincipalsError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Parses and validates the text of a principals file; the error says what to fix.
+pub fn parse_principals(text: &str) -> Result<Vec<PrincipalSpec>, String> {
+    let file: PrincipalsFile = toml::from_str(text).map_err(|error| error.to_string())?;
+    if file.version != PRINCIPALS_FILE_VERSION {
+        return Err(format!(
+            "version {} is not supported; this coordinator reads version {PRINCIPALS_FILE_VERSION}",
+            file.version
+        ));
+    }
+    let mut names = BTreeSet::new();
+    let mut hashes = BTreeSet::new();
+    let mut principals = Vec::with_capacity(file.principal.len());
+    for entry in file.principal {
+        let name = entry.name.trim().to_string();
+        if name.is_empty() {
+            return Err("a principal has an empty `name`".into());
+        }
+        if !names.insert(name.clone()) {
+            return Err(format!("principal `{name}` is defined twice"));
+        }
+        let hash = token_hash(&name, entry.token.as_deref(), entry.token_sha256.as_deref())?;
+        if !hashes.insert(hash) {
+            return Err(format!(
+                "principal `{name}` has the token of another principal"
+            ));
+        }
+        let roles = roles(&name, &entry.roles)?;
+        principals.push((name, hash, roles));
+    }
+    Ok(principals)
+}
+
+fn token_hash(
+    name: &str,
+    token: Option<&str>,
+    token_sha256: Option<&str>,
+) -> Result<[u8; 32], String> {
+    match (token, token_sha256) {
+        (Some(token), None) if !token.is_empty() => Ok(sha256(token)),
+        (None, Some(hex)) => decode_sha256(hex).ok_or_else(|| {
+            format!("principal `{name}`: `token_sha256` must be 64 hexadecimal digits")
+        }),
+        (Some(_), None) => Err(format!("principal `{name}`: `token` is empty")),
+        (Some(_), Some(_)) => Err(format!(
+            "principal `{name}`: give `token` or `token_sha256`, not both"
+        )),
+        (None, None) => Err(format!(
+            "principal `{name}` has no `token_sha256` (or `token`)"
+        )),
+    }
+}
+
+fn roles(name: &str, names: &[String]) -> Result<Vec<Role>, String> {
+    if names.is_empty() {
+        return Err(format!("principal `{name}` has no `roles`"));
+    }
+    let mut roles = Vec::with_capacity(names.len());
+    for role_name in names {
+        let Some(role) = Role::from_name(role_name) else {
+            let known: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
+            return Err(format!(
+                "principal `{name}`: unknown role `{role_name}`; the roles are {}",
+                known.join(", ")
+            ));
+        };
+        if roles.contains(&role) {
+            return Err(format!("principal `{name}` names role `{role_name}` twice"));
+        }
+        roles.push(role);
+    }
+    Ok(roles)
+}
+
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim().as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(bytes)
+}

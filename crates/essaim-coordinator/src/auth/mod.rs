@@ -1,0 +1,304 @@
+//! Who may call what: principals with roles instead of one shared secret.
+//!
+//! Every caller presents a bearer token. The coordinator maps it to a [`Principal`] (a
+//! name and its [`Role`]s), from the principals file (`--principals`, see `file.rs`) and
+//! from the cluster token, which stays a principal with every role so that deployments
+//! with one shared token keep working unchanged. Every gRPC method and REST route
+//! declares the role it needs in one table (`table.rs`); the layers (`layers.rs`) check
+//! it before any handler runs and put the principal in the request's extensions, where
+//! a submission looks for the right to run commands.
+//!
+//! Refusals say what is wrong and whose fault it is: no token or an unknown one is
+//! UNAUTHENTICATED (HTTP 401); a known principal without the role is PERMISSION_DENIED
+//! (HTTP 403), naming the role. Each is counted in `essaim_auth_refusals_total`.
+//!
+//! Tokens are compared by their SHA-256: the file may hold hashes only, and the lookup
+//! compares every entry in constant time.
+//!
+//! | file | concept |
+//! |---|---|
+//! | this file | roles, principals, the lookup and the refusal |
+//! | `file.rs` | the principals file |
+//! | `table.rs` | the role every gRPC method and REST route needs |
+//! | `layers.rs` | the checks in front of gRPC and REST |
+
+mod file;
+mod layers;
+mod table;
+
+pub use file::{PrincipalSpec, PrincipalsError, load_principals, parse_principals};
+pub use layers::{check_grpc, check_rest};
+pub use table::{grpc_method_role, rest_route_role};
+
+use essaim_proto::capability::{CapabilityKey, constant_time_equal};
+use essaim_telemetry::{AuthMetrics, AuthRefusal, AuthSurface};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// What a principal may do. Roles nest: `admin` can do what `submit` can, `submit` and
+/// `worker` what `read-only` can; `commands` adds one right to the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Reads jobs, results, workers and dead letters.
+    ReadOnly,
+    /// Submits and cancels jobs (and reads).
+    Submit,
+    /// Requeues and purges dead letters (and submits and reads).
+    Admin,
+    /// Registers as a worker, pulls tasks, reports results (and reads).
+    Worker,
+    /// May submit jobs that run shell commands (`command` tasks, streaming MapReduce).
+    Commands,
+}
+
+impl Role {
+    /// Every role, in the order the documentation lists them.
+    pub const ALL: [Role; 5] = [
+        Role::ReadOnly,
+        Role::Submit,
+        Role::Admin,
+        Role::Worker,
+        Role::Commands,
+    ];
+
+    /// Returns the role's name in the principals file and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReadOnly => "read-only",
+            Self::Submit => "submit",
+            Self::Admin => "admin",
+            Self::Worker => "worker",
+            Self::Commands => "commands",
+        }
+    }
+
+    /// Returns the role named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.as_str() == name)
+    }
+
+    /// Returns whether holding `self` grants what `needed` allows.
+    fn grants(self, needed: Role) -> bool {
+        use Role::*;
+        match (self, needed) {
+            (held, needed) if held == needed => true,
+            (Admin, Submit | ReadOnly) | (Submit | Worker, ReadOnly) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A named caller and its roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// Its name, as logged and shown.
+    pub name: String,
+    /// What it may do.
+    pub roles: Vec<Role>,
+}
+
+impl Principal {
+    /// Returns whether one of its roles grants `needed`.
+    pub fn may(&self, needed: Role) -> bool {
+        self.roles.iter().any(|role| role.grants(needed))
+    }
+
+    /// Returns a principal with every role (the cluster token, or anyone when the
+    /// coordinator has no credentials at all).
+    pub fn with_every_role(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            roles: Role::ALL.to_vec(),
+        }
+    }
+}
+
+/// The name of the principal of the cluster token.
+pub const CLUSTER_TOKEN_PRINCIPAL: &str = "cluster";
+
+/// The name given to every caller of a coordinator without credentials.
+pub const ANONYMOUS_PRINCIPAL: &str = "anonymous";
+
+/// One known token: its SHA-256 and whose it is.
+#[derive(Clone, Debug)]
+pub(crate) struct KnownToken {
+    pub(crate) sha256: [u8; 32],
+    pub(crate) principal: Arc<Principal>,
+}
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No bearer token.
+    #[error(
+        "missing cluster token: pass --token or set ESSAIM_TOKEN (the cluster token or a principal's)"
+    )]
+    MissingToken,
+    /// A token nobody holds.
+    #[error("wrong cluster token: unknown token, neither the cluster token nor a principal's")]
+    UnknownToken,
+    /// A known principal without the role.
+    #[error("principal `{principal}` lacks the role `{role}` needed to {action}", role = .role.as_str())]
+    MissingRole {
+        /// Who asked.
+        principal: String,
+        /// What was needed.
+        role: Role,
+        /// What it tried, in words.
+        action: String,
+    },
+}
+
+impl AuthError {
+    /// Returns the reason counted in `essaim_auth_refusals_total`.
+    pub fn reason(&self) -> AuthRefusal {
+        match self {
+            Self::MissingToken => AuthRefusal::MissingToken,
+            Self::UnknownToken => AuthRefusal::UnknownToken,
+            Self::MissingRole { .. } => AuthRefusal::MissingRole,
+        }
+    }
+
+    /// Returns the gRPC status: UNAUTHENTICATED for bad credentials (retrying with the
+    /// right token helps), PERMISSION_DENIED for a missing role (only the operator can
+    /// grant it).
+    pub fn to_status(&self) -> tonic::Status {
+        match self {
+            Self::MissingToken | Self::UnknownToken => {
+                tonic::Status::unauthenticated(self.to_string())
+            }
+            Self::MissingRole { .. } => tonic::Status::permission_denied(self.to_string()),
+        }
+    }
+
+    /// Returns the HTTP status: 401 or 403, as [`AuthError::to_status`].
+    pub fn http_status(&self) -> axum::http::StatusCode {
+        match self {
+            Self::MissingToken | Self::UnknownToken => axum::http::StatusCode::UNAUTHORIZED,
+            Self::MissingRole { .. } => axum::http::StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+/// Every token the coordinator accepts, with the refusal counter. Clones share both.
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    /// Empty: no credentials configured, every caller is [`ANONYMOUS_PRINCIPAL`].
+    tokens: Arc<[KnownToken]>,
+    metrics: AuthMetrics,
+}
+
+impl Authenticator {
+    /// Accepts the cluster token (with every role) and the principals of the file.
+    pub fn new(
+        cluster_token: Option<&str>,
+        principals: Vec<(String, [u8; 32], Vec<Role>)>,
+        metrics: AuthMetrics,
+    ) -> Self {
+        let mut tokens: Vec<KnownToken> = cluster_token
+            .map(|token| KnownToken {
+                sha256: sha256(token),
+                principal: Arc::new(Principal::with_every_role(CLUSTER_TOKEN_PRINCIPAL)),
+            })
+            .into_iter()
+            .collect();
+        for (name, sha256, roles) in principals {
+            tokens.push(KnownToken {
+                sha256,
+                principal: Arc::new(Principal { name, roles }),
+            });
+        }
+        Self {
+            tokens: tokens.into(),
+            metrics,
+        }
+    }
+
+    /// Returns whether any credential is required at all.
+    pub fn requires_credentials(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Returns the principal of `bearer` (the token after `Bearer `) if it may do what
+    /// `needed` allows; counts the refusal on `surface` otherwise.
+    pub fn authorize(
+        &self,
+        surface: AuthSurface,
+        bearer: Option<&str>,
+        needed: Role,
+        action: &str,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let verdict = self.judge(bearer, needed, action);
+        if let Err(refusal) = &verdict {
+            self.metrics.record_refusal(surface, refusal.reason());
+            tracing::debug!(surface = surface.as_str(), reason = refusal.reason().as_str(), %refusal, "request refused");
+        }
+        verdict
+    }
+
+    fn judge(
+        &self,
+        bearer: Option<&str>,
+        needed: Role,
+        action: &str,
+    ) -> Result<Arc<Principal>, AuthError> {
+        if self.tokens.is_empty() {
+            return Ok(Arc::new(Principal::with_every_role(ANONYMOUS_PRINCIPAL)));
+        }
+        let bearer = bearer.ok_or(AuthError::MissingToken)?;
+        let presented = sha256(bearer);
+        // Every entry is compared, so the time taken says nothing about which matched.
+        let mut found = None;
+        for known in self.tokens.iter() {
+            if constant_time_equal(&known.sha256, &presented) && found.is_none() {
+                found = Some(Arc::clone(&known.principal));
+            }
+        }
+        let principal = found.ok_or(AuthError::UnknownToken)?;
+        if !principal.may(needed) {
+            return Err(AuthError::MissingRole {
+                principal: principal.name.clone(),
+                role: needed,
+                action: action.to_string(),
+            });
+        }
+        Ok(principal)
+    }
+
+    /// Counts a refusal decided elsewhere (a submission that runs commands).
+    pub fn record_refusal(&self, surface: AuthSurface, refusal: &AuthError) {
+        self.metrics.record_refusal(surface, refusal.reason());
+    }
+}
+
+/// Draws a fresh secret for the per-job file capabilities (see
+/// [`essaim_proto::capability`]) from the operating system's generator.
+///
+/// Each coordinator incarnation draws its own: workers are not journaled, so every
+/// worker registers again with a new incarnation and receives its key.
+pub fn draw_capability_key() -> std::io::Result<CapabilityKey> {
+    use std::io::Read;
+    let mut bytes = [0u8; essaim_proto::capability::CAPABILITY_KEY_BYTES];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(CapabilityKey::from_bytes(bytes))
+}
+
+/// Returns the SHA-256 of `token`.
+pub fn sha256(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Refuses a submission that runs commands when `principal` may not run them.
+pub fn check_may_run_commands(principal: &Principal, job_name: &str) -> Result<(), AuthError> {
+    if principal.may(Role::Commands) {
+        return Ok(());
+    }
+    Err(AuthError::MissingRole {
+        principal: principal.name.clone(),
+        role: Role::Commands,
+        action: format!("submit job `{job_name}`, whose tasks run shell commands"),
+    })
+}
+
+#[cfg(test)]
+mod tests;

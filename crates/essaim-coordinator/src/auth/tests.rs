@@ -1,0 +1,139 @@
+//! Principals, roles and refusals, without a server.
+
+use super::*;
+use essaim_telemetry::prometheus_client::registry::Registry;
+
+fn authenticator(cluster_token: Option<&str>, file: &str) -> Authenticator {
+    let principals = parse_principals(file).expect("the test file is valid");
+    let metrics = AuthMetrics::register(&mut Registry::default(), &[]);
+    Authenticator::new(cluster_token, principals, metrics)
+}
+
+const FILE: &str = r#"
+version = 1
+
+[[principal]]
+name = "reader"
+token = "read-me"
+roles = ["read-only"]
+
+[[principal]]
+name = "ci"
+# sha256("ci-token")
+token_sha256 = "TOKEN_HASH"
+roles = ["submit", "commands"]
+"#;
+
+fn file() -> String {
+    let hash: String = sha256("ci-token")
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    FILE.replace("TOKEN_HASH", &hash)
+}
+
+#[test]
+fn a_principal_may_do_what_its_roles_grant_and_no_more() {
+    let auth = authenticator(None, &file());
+    let surface = AuthSurface::Grpc;
+    let reader = auth
+        .authorize(surface, Some("read-me"), Role::ReadOnly, "list")
+        .unwrap();
+    assert_eq!(reader.name, "reader");
+    let refused = auth
+        .authorize(surface, Some("read-me"), Role::Submit, "call SubmitJob")
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "principal `reader` lacks the role `submit` needed to call SubmitJob"
+    );
+    assert_eq!(refused.to_status().code(), tonic::Code::PermissionDenied);
+    assert_eq!(refused.http_status(), 403);
+
+    let ci = auth
+        .authorize(surface, Some("ci-token"), Role::Submit, "submit")
+        .unwrap();
+    assert!(ci.may(Role::ReadOnly) && ci.may(Role::Commands));
+    assert!(!ci.may(Role::Admin) && !ci.may(Role::Worker));
+    assert!(check_may_run_commands(&ci, "job").is_ok());
+    let refused = check_may_run_commands(&reader, "ls").unwrap_err();
+    assert!(refused.to_string().contains("`commands`"), "{refused}");
+}
+
+#[test]
+fn unknown_and_missing_tokens_are_unauthenticated() {
+    let auth = authenticator(Some("cluster-secret"), &file());
+    let unknown = auth
+        .authorize(AuthSurface::Rest, Some("guess"), Role::ReadOnly, "read")
+        .unwrap_err();
+    assert_eq!(unknown, AuthError::UnknownToken);
+    assert_eq!(unknown.http_status(), 401);
+    let missing = auth
+        .authorize(AuthSurface::Rest, None, Role::ReadOnly, "read")
+        .unwrap_err();
+    assert_eq!(missing, AuthError::MissingToken);
+    assert_eq!(missing.to_status().code(), tonic::Code::Unauthenticated);
+}
+
+#[test]
+fn the_cluster_token_keeps_every_role_and_no_credentials_admit_anyone() {
+    let auth = authenticator(Some("cluster-secret"), &file());
+    for role in Role::ALL {
+        let principal = auth
+            .authorize(AuthSurface::Grpc, Some("cluster-secret"), role, "x")
+            .unwrap();
+        assert_eq!(principal.name, CLUSTER_TOKEN_PRINCIPAL);
+    }
+    let open = authenticator(None, "version = 1\n");
+    assert!(!open.requires_credentials());
+    let anyone = open
+        .authorize(AuthSurface::Grpc, None, Role::Admin, "x")
+        .unwrap();
+    assert_eq!(anyone.name, ANONYMOUS_PRINCIPAL);
+}
+
+#[test]
+fn refusals_are_counted_by_surface_and_reason() {
+    let mut registry = Registry::default();
+    let metrics = AuthMetrics::register(&mut registry, &[AuthSurface::Grpc]);
+    let auth = Authenticator::new(Some("t"), Vec::new(), metrics);
+    let _ = auth.authorize(AuthSurface::Grpc, Some("u"), Role::ReadOnly, "x");
+    let _ = auth.authorize(AuthSurface::Grpc, Some("u"), Role::ReadOnly, "x");
+    let mut text = String::new();
+    essaim_telemetry::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains("essaim_auth_refusals_total{surface=\"grpc\",reason=\"unknown_token\"} 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_bad_principals_file_is_refused_naming_what_to_fix() {
+    let cases = [
+        ("version = 2\n", "version 2 is not supported"),
+        (
+            "version = 1\n[[principal]]\nname = \"a\"\ntoken = \"t\"\nroles = [\"sudo\"]\n",
+            "principal `a`: unknown role `sudo`",
+        ),
+        (
+            "version = 1\n[[principal]]\nname = \"a\"\nroles = [\"admin\"]\n",
+            "principal `a` has no `token_sha256`",
+        ),
+        (
+            "version = 1\n[[principal]]\nname = \"a\"\ntoken_sha256 = \"abc\"\nroles = [\"admin\"]\n",
+            "64 hexadecimal digits",
+        ),
+        (
+            "version = 1\n[[principal]]\nname = \"a\"\ntoken = \"t\"\nroles = [\"admin\"]\n[[principal]]\nname = \"b\"\ntoken = \"t\"\nroles = [\"admin\"]\n",
+            "principal `b` has the token of another principal",
+        ),
+        (
+            "version = 1\n[[principal]]\nname = \"a\"\ntoken = \"t\"\nrole = [\"admin\"]\n",
+            "unknown field `role`",
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = parse_principals(text).unwrap_err();
+        assert!(error.contains(expected), "{text:?}: {error}");
+    }
+}

@@ -1,0 +1,121 @@
+//! `essaim_auth_refusals_total`: every request refused for its credentials, by where it
+//! was refused and why.
+//!
+//! Counted on the coordinator (gRPC and REST) and on every worker's file server. Even
+//! with no attacker about, refusals have a baseline (a client with a stale token, a
+//! worker of another cluster): a rise above it is what an operator watches for.
+//! Both labels are closed enums, so the series are bounded by construction.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Which API refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthSurface {
+    /// The coordinator's gRPC API.
+    Grpc,
+    /// The coordinator's REST API (and the model registry's routes beside it).
+    Rest,
+    /// A worker's file server.
+    Files,
+}
+
+impl AuthSurface {
+    /// Returns the label value exposed for this surface.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Rest => "rest",
+            Self::Files => "files",
+        }
+    }
+}
+
+/// Why a request was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AuthRefusal {
+    /// No credentials were presented.
+    MissingToken,
+    /// The token matches no principal.
+    UnknownToken,
+    /// A known principal without the role the call needs.
+    MissingRole,
+    /// A file request without the capability of the job it names.
+    BadCapability,
+}
+
+impl AuthRefusal {
+    const ALL: [AuthRefusal; 4] = [
+        Self::MissingToken,
+        Self::UnknownToken,
+        Self::MissingRole,
+        Self::BadCapability,
+    ];
+
+    /// Returns the label value exposed for this reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::UnknownToken => "unknown_token",
+            Self::MissingRole => "missing_role",
+            Self::BadCapability => "bad_capability",
+        }
+    }
+}
+
+// Written by hand, as for `JobOutcome`: label values are lowercase.
+impl EncodeLabelValue for AuthSurface {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+impl EncodeLabelValue for AuthRefusal {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RefusalLabels {
+    surface: AuthSurface,
+    reason: AuthRefusal,
+}
+
+/// The refusal counter. Clones update the same series.
+#[derive(Clone, Debug, Default)]
+pub struct AuthMetrics {
+    refusals_total: Family<RefusalLabels, Counter>,
+}
+
+impl AuthMetrics {
+    /// Creates the counter and registers it in `registry` (once per registry), with
+    /// every reason of `surfaces` present at 0 so that `increase()` sees the first one.
+    pub fn register(registry: &mut Registry, surfaces: &[AuthSurface]) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "essaim_auth_refusals",
+            "Requests refused for their credentials, by API and reason",
+            metrics.refusals_total.clone(),
+        );
+        for &surface in surfaces {
+            for reason in AuthRefusal::ALL {
+                drop(
+                    metrics
+                        .refusals_total
+                        .get_or_create(&RefusalLabels { surface, reason }),
+                );
+            }
+        }
+        metrics
+    }
+
+    /// Counts one refusal.
+    pub fn record_refusal(&self, surface: AuthSurface, reason: AuthRefusal) {
+        self.refusals_total
+            .get_or_create(&RefusalLabels { surface, reason })
+            .inc();
+    }
+}

@@ -29,6 +29,7 @@ pub mod admission;
 pub mod cluster;
 pub mod dashboard;
 pub mod history;
+mod inputs_watch;
 mod job_traces;
 pub mod observatory;
 pub mod planning;

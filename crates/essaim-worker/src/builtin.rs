@@ -303,6 +303,7 @@ mod tests {
             file_base_url: "http://127.0.0.1:9/files/1/2/abc".into(),
             worker_name: "tester".into(),
             inputs: Vec::new(),
+            inputs_watch: None,
             file_server_token: None,
             job_files: std::sync::Arc::new(crate::job_files::JobFileCache::new(
                 std::path::Path::new("/nonexistent"),

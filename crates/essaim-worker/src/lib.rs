@@ -51,6 +51,7 @@ mod executor;
 pub mod file_ranges;
 mod files;
 mod heartbeat;
+mod inputs_watch;
 pub mod job_files;
 mod pull;
 mod registry;
@@ -73,6 +74,7 @@ pub use error::WorkerError;
 pub use essaim_core::kinds::BUILTIN_KINDS;
 pub use executor::{AttemptContext, ExecutionFuture, Executor};
 pub use files::file_server_router;
+pub use inputs_watch::{InputsSource, InputsWatch, InputsWatchError, WatchAnswer, WatchFuture};
 pub use registry::ExecutorRegistry;
 
 use crate::attempt::AttemptSettings;
@@ -198,6 +200,11 @@ pub async fn start_worker(
         config.token.clone(),
         backoff::fresh_seed(5),
     );
+    let (session_tx, mut session_rx) = watch::channel(SessionState::Registering);
+    let inputs_source = Arc::new(inputs_watch::CoordinatorInputs {
+        coordinators: coordinators.clone(),
+        session_rx: session_tx.subscribe(),
+    });
     let registrar = Registrar::new(
         coordinators,
         RegistrationDetails {
@@ -211,7 +218,6 @@ pub async fn start_worker(
         },
         backoff::fresh_seed(0),
     );
-    let (session_tx, mut session_rx) = watch::channel(SessionState::Registering);
     let runtime = runtime::Runtime {
         registrar,
         executors: Arc::new(executors),
@@ -221,6 +227,7 @@ pub async fn start_worker(
             worker_name: config.name.clone(),
             file_server_token: config.token.clone(),
             job_files,
+            inputs_source,
         },
         slots: config.slots,
         prefetch: config.prefetch,

@@ -98,12 +98,16 @@ impl Scheduler {
         kinds: &BTreeSet<String>,
         data_dirs: &[String],
     ) -> Option<TaskId> {
+        // No early start while a task of a job with slow start waits behind early
+        // attempts: it would be handed back at the next tick.
+        let hold_back_early = self.tasks_wait_behind_early_attempts();
         for (_, job_id) in &self.job_order {
             let job = self.jobs.get_mut(job_id).expect("ordered job exists");
             if !job.has_capacity() || job.past_deadline(now) {
                 continue;
             }
-            let Some((index, locality)) = job.take_queued_task(kinds, data_dirs) else {
+            let Some((index, locality)) = job.take_queued_task(kinds, data_dirs, hold_back_early)
+            else {
                 continue;
             };
             match locality {
@@ -146,7 +150,8 @@ impl Scheduler {
                 matches!(task.state(), TaskState::Running { attempts } if attempts.len() == 1);
             let kind = job.kind_of(attempt.task.index);
             if !single_attempt
-                || !job.task_ready(attempt.task.index)
+                // An early attempt runs long because it waits for its inputs.
+                || !job.stage_complete(job.stage_of(attempt.task.index))
                 || !job.has_capacity()
                 || job.past_deadline(now)
                 || !kinds.contains(kind)
@@ -181,6 +186,9 @@ impl Scheduler {
         let attempt_number = job.start_attempt(task_id.index, attempt_id, speculative);
         let assignment = job.assignment(task_id.index, attempt_id, attempt_number, speculative);
         self.stats.attempts_started += 1;
+        if !assignment.inputs_complete {
+            self.stats.early_attempts_started += 1;
+        }
         if speculative {
             self.stats.speculative_attempts += 1;
         }

@@ -64,6 +64,7 @@ impl Cluster {
             file_base_url: format!("http://{}/files/{relative}", self.address),
             worker_name: "test".into(),
             inputs,
+            inputs_watch: None,
             file_server_token: Some(TOKEN.into()),
             job_files: Arc::new(JobFileCache::new(self.root.path(), &[], None)),
         }

@@ -289,6 +289,7 @@ mod tests {
             file_base_url: "http://127.0.0.1:9/files/12/3/beef".into(),
             worker_name: "tester".into(),
             inputs: Vec::new(),
+            inputs_watch: None,
             file_server_token: None,
             job_files: Arc::new(crate::job_files::JobFileCache::new(scratch_dir, &[], None)),
         }

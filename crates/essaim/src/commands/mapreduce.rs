@@ -750,6 +750,17 @@ mod tests {
         assert_eq!(job.split_size, DEFAULT_SPLIT_BYTES);
         assert_eq!(job.sort_buffer, DEFAULT_SORT_BUFFER_BYTES);
         assert_eq!(job.merge_factor, DEFAULT_MERGE_FACTOR);
+        assert_eq!(job.slowstart, DEFAULT_SLOW_START);
+    }
+
+    #[test]
+    fn a_slow_start_share_lies_between_zero_and_one() {
+        assert_eq!(parse_share("0.05"), Ok(0.05));
+        assert_eq!(parse_share("1"), Ok(1.0));
+        assert_eq!(parse_share("0"), Ok(0.0));
+        for bad in ["1.5", "-0.1", "NaN", "half"] {
+            assert!(parse_share(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

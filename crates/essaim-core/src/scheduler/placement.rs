@@ -78,7 +78,7 @@ impl Scheduler {
             self.first_attempts_since_retry = 0;
             return Some((task, false));
         }
-        if let Some(task) = self.take_first_attempt(now, kinds, data_dirs) {
+        if let Some(task) = self.take_first_attempt(now, worker_id, kinds, data_dirs) {
             self.first_attempts_since_retry += 1;
             return Some((task, false));
         }
@@ -95,12 +95,15 @@ impl Scheduler {
     fn take_first_attempt(
         &mut self,
         now: Millis,
+        worker_id: WorkerId,
         kinds: &BTreeSet<String>,
         data_dirs: &[String],
     ) -> Option<TaskId> {
-        // No early start while a task of a job with slow start waits behind early
+        // No early start on a worker without a free slot (it would queue the attempt
+        // behind others), nor while a task of a job with slow start waits behind early
         // attempts: it would be handed back at the next tick.
-        let hold_back_early = self.tasks_wait_behind_early_attempts();
+        let hold_back_early =
+            !self.has_free_slot(worker_id) || self.tasks_wait_behind_early_attempts();
         for (_, job_id) in &self.job_order {
             let job = self.jobs.get_mut(job_id).expect("ordered job exists");
             if !job.has_capacity() || job.past_deadline(now) {

@@ -12,7 +12,7 @@
 //! complete, and that stage never waits behind them.
 
 use super::{Output, Scheduler};
-use crate::ids::{AttemptId, JobId, Millis};
+use crate::ids::{AttemptId, JobId, Millis, WorkerId};
 use crate::model::UpstreamInputs;
 use std::collections::BTreeSet;
 
@@ -111,6 +111,20 @@ impl Scheduler {
         self.workers
             .get(&attempt.worker)
             .is_some_and(|worker| !worker.info.long_running_kinds.contains(kind))
+    }
+
+    /// Returns true when `worker_id` holds fewer attempts that take a slot than it has
+    /// slots (attempts it queued, prefetched, count as held).
+    pub(super) fn has_free_slot(&self, worker_id: WorkerId) -> bool {
+        let Some(worker) = self.workers.get(&worker_id) else {
+            return false;
+        };
+        let held = worker
+            .held
+            .iter()
+            .filter(|id| self.holds_slot(**id))
+            .count();
+        held < worker.info.slots as usize
     }
 
     /// Returns true when a task of a job with slow start waits for a slot while a later

@@ -114,6 +114,17 @@ impl Job {
         }
     }
 
+    /// An ended attempt was stopped because its inputs can never be complete: it does
+    /// not count (a requeued dead letter may let the task run again), and unless another
+    /// attempt runs, the task is skipped.
+    pub(crate) fn stop_stranded_attempt(&mut self, index: u32, others_running: bool) {
+        let task = &mut self.tasks[index as usize];
+        task.attempts_made = task.attempts_made.saturating_sub(1);
+        if !others_running {
+            self.skip_task(index);
+        }
+    }
+
     /// Counts a result refused because its attempt no longer held the lease.
     pub(crate) fn count_rejected_result(&mut self) {
         self.counters.results_rejected += 1;

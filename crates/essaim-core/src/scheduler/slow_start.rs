@@ -200,10 +200,8 @@ impl Scheduler {
             if let Some(worker) = self.workers.get_mut(&attempt.worker) {
                 worker.cancels.insert(attempt_id);
             }
-            if others.is_empty() {
-                let job = self.jobs.get_mut(&job_id).expect("job exists");
-                job.skip_task(attempt.task.index);
-            }
+            let job = self.jobs.get_mut(&job_id).expect("job exists");
+            job.stop_stranded_attempt(attempt.task.index, !others.is_empty());
         }
         self.finish_if_done(now, job_id, out);
     }

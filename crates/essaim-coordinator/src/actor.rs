@@ -14,6 +14,7 @@
 //! its contract, that a batch is durable once `append` returns and that any write error is
 //! fatal.
 
+use crate::inputs_watch::ParkedWatches;
 use crate::observatory::Observatory;
 use essaim_core::{
     HeartbeatReply, JobError, JobId, JobState, JournalEvent, Output, PullReply, RawJobSpec,
@@ -119,6 +120,14 @@ pub enum Command {
         tasks: DeadLetterTarget,
         reply: oneshot::Sender<u32>,
     },
+    /// See [`Scheduler::upstream_inputs`]; parked until the job's inputs version passes
+    /// `known_version` or `wait` passes.
+    WatchInputs {
+        attempt: essaim_core::AttemptId,
+        known_version: u64,
+        wait: Duration,
+        reply: oneshot::Sender<crate::inputs_watch::WatchAnswer>,
+    },
     /// Replies when the job is terminal or `wait` passes.
     WaitJob {
         job: JobId,
@@ -151,7 +160,7 @@ struct ParkedWait {
 }
 
 /// A reply held back until the batch is durable.
-type DeferredReply = Box<dyn FnOnce() + Send>;
+pub(crate) type DeferredReply = Box<dyn FnOnce() + Send>;
 
 /// Returns the wall clock in milliseconds since the Unix epoch.
 pub fn wall_clock_ms() -> u64 {
@@ -172,6 +181,7 @@ pub struct Actor {
     observatory: Observatory,
     parked_pulls: Vec<ParkedPull>,
     parked_waits: BTreeMap<JobId, Vec<ParkedWait>>,
+    parked_watches: ParkedWatches,
     last_stats: SchedulerStats,
     last_now: u64,
     retention: Retention,
@@ -212,6 +222,7 @@ impl Actor {
             observatory,
             parked_pulls: Vec::new(),
             parked_waits: BTreeMap::new(),
+            parked_watches: ParkedWatches::default(),
             last_stats,
             last_now: 0,
             retention,
@@ -250,13 +261,15 @@ impl Actor {
         for parked in self.parked_pulls.drain(..) {
             let _ = parked.reply.send(PullReply::default());
         }
+        self.parked_watches.drain(&self.scheduler);
         Ok(())
     }
 
     fn earliest_parked_deadline(&self) -> Option<Instant> {
         let pulls = self.parked_pulls.iter().map(|p| p.until);
         let waits = self.parked_waits.values().flatten().map(|w| w.until);
-        pulls.chain(waits).min()
+        let watches = self.parked_watches.earliest_deadline();
+        pulls.chain(waits).chain(watches).min()
     }
 
     /// Applies one batch, makes it durable, then replies.
@@ -273,6 +286,7 @@ impl Actor {
             self.apply(now, command, &mut out, &mut replies);
         }
         self.serve_parked_pulls(now, tick, &mut replies);
+        self.parked_watches.serve(&self.scheduler, &mut replies);
 
         let mut events: Vec<JournalEvent> = Vec::new();
         let mut finished = Vec::new();
@@ -443,6 +457,19 @@ impl Actor {
                     let _ = reply.send(answer);
                 }));
             }
+            Command::WatchInputs {
+                attempt,
+                known_version,
+                wait,
+                reply,
+            } => self.parked_watches.ask(
+                &self.scheduler,
+                attempt,
+                known_version,
+                Instant::now() + wait,
+                reply,
+                replies,
+            ),
             Command::Pull {
                 worker,
                 max,
@@ -672,6 +699,16 @@ impl Actor {
                 &metrics.speculative_attempts_total,
                 stats.speculative_attempts,
                 last.speculative_attempts,
+            ),
+            (
+                &metrics.early_attempts_total,
+                stats.early_attempts_started,
+                last.early_attempts_started,
+            ),
+            (
+                &metrics.early_attempts_handed_back_total,
+                stats.early_attempts_handed_back,
+                last.early_attempts_handed_back,
             ),
             (
                 &metrics.workers_registered_total,

@@ -478,7 +478,8 @@ impl History {
             | JournalEvent::TaskCountersSummed { .. }
             | JournalEvent::JobIdsReserved { .. }
             | JournalEvent::JobSupersedeKey { .. }
-            | JournalEvent::JobProcessingVersion { .. } => {}
+            | JournalEvent::JobProcessingVersion { .. }
+            | JournalEvent::JobSlowStart { .. } => {}
         }
     }
 

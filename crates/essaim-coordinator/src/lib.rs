@@ -32,6 +32,7 @@ pub mod auth;
 pub mod cluster;
 pub mod dashboard;
 pub mod history;
+mod inputs_watch;
 mod job_traces;
 pub mod masking;
 pub mod observatory;

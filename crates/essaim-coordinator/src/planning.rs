@@ -185,6 +185,11 @@ pub struct MapReduceRequest {
     /// Attempts per task before the job fails (default 4).
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Slow start: the share of map tasks (0.0 to 1.0) that must have succeeded before
+    /// the reducers start fetching the map outputs committed so far (default 0.05, as
+    /// Hadoop's `mapreduce.job.reduce.slowstart.completedmaps`; 1.0 waits for every map).
+    #[serde(default)]
+    pub slow_start: Option<f64>,
     /// The object store of `s3://` locations (default: the coordinator's and workers'
     /// environment).
     #[serde(default)]

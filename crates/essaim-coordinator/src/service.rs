@@ -242,6 +242,40 @@ impl Coordinator for CoordinatorService {
         }))
     }
 
+    async fn watch_inputs(
+        &self,
+        request: Request<v1::WatchInputsRequest>,
+    ) -> Result<Response<v1::WatchInputsResponse>, Status> {
+        let request = request.into_inner();
+        // A reducer waits at most as long as a pull: a coordinator that stopped answering
+        // is noticed as soon.
+        let wait = Duration::from_millis(request.timeout_ms).min(self.timing.long_poll);
+        let answer = self
+            .ask("WatchInputs", |reply| Command::WatchInputs {
+                attempt: AttemptId(request.attempt_id),
+                known_version: request.known_version,
+                wait,
+                reply,
+            })
+            .await?;
+        let Some(inputs) = answer else {
+            return Ok(Response::new(v1::WatchInputsResponse {
+                lease_lost: true,
+                ..Default::default()
+            }));
+        };
+        Ok(Response::new(v1::WatchInputsResponse {
+            lease_lost: false,
+            version: inputs.version,
+            outputs: inputs
+                .outputs
+                .into_iter()
+                .map(essaim_proto::upstream_output_to_wire)
+                .collect(),
+            complete: inputs.complete,
+        }))
+    }
+
     async fn deregister_worker(
         &self,
         request: Request<v1::DeregisterWorkerRequest>,

@@ -141,4 +141,14 @@ pub enum JournalEvent {
         /// The version.
         version: String,
     },
+    /// A job of several stages was submitted with slow start: its second stage may start
+    /// once this share of the first has succeeded, its tasks reading the outputs
+    /// committed so far and then those that follow. An event of its own after
+    /// `JobSubmitted`, for the same reason as `JobSupersedeKey`.
+    JobSlowStart {
+        /// The job.
+        job: JobId,
+        /// The share, from 0.0 to 1.0 (exclusive: 1.0 is no slow start).
+        share: f64,
+    },
 }

@@ -36,7 +36,7 @@ pub use ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
 pub use journal::JournalEvent;
 pub use model::{
     Assignment, AttemptError, CommittedResult, FileRef, Job, JobState, ReportedResult, StageCounts,
-    Task, TaskCounts, TaskFailure, TaskOutput, TaskState, UpstreamOutput,
+    Task, TaskCounts, TaskFailure, TaskOutput, TaskState, UpstreamInputs, UpstreamOutput,
 };
 pub use scheduler::{
     HeartbeatReply, JobError, Output, PullReply, ReportReply, Scheduler, SchedulerConfig,

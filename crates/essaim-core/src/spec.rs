@@ -95,6 +95,10 @@ pub struct RawJobSpec {
     pub supersede_key: String,
     /// Empty = none; see [`crate::model::Job::processing_version`].
     pub processing_version: String,
+    /// `None` = a stage starts once every task of the stage before has succeeded;
+    /// otherwise the share of the first stage (0.0 to 1.0) after which the second may
+    /// start early; see [`crate::model::Job::slow_start`].
+    pub slow_start: Option<f64>,
 }
 
 /// Longest supersede key, in bytes.

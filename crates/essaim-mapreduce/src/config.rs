@@ -34,6 +34,10 @@ pub const DEFAULT_MERGE_FACTOR: u32 = 16;
 pub const MIN_MERGE_FACTOR: u32 = 2;
 /// Default number of reduce tasks per step.
 pub const DEFAULT_REDUCERS: u32 = 2;
+/// Default share of the map tasks that must have succeeded before the reducers start
+/// fetching the map outputs committed so far (slow start; Hadoop's
+/// `mapreduce.job.reduce.slowstart.completedmaps`). 1.0 waits for every map task.
+pub const DEFAULT_SLOW_START: f64 = 0.05;
 /// Most reducers per step.
 pub const MAX_REDUCERS: u32 = 10_000;
 /// Most steps of one job.

@@ -49,6 +49,9 @@ pub const SHUFFLE_SEGMENTS: &str = "shuffle.segments";
 pub const SHUFFLE_REQUESTS: &str = "shuffle.requests";
 /// Fetch attempts that failed and were tried again.
 pub const SHUFFLE_FETCH_RETRIES: &str = "shuffle.fetch_retries";
+/// Rounds of fetches of a reducer started early (slow start), each fetching the map
+/// outputs committed since the one before.
+pub const SHUFFLE_ROUNDS: &str = "shuffle.rounds";
 
 /// Counters of one task, by name. Missing names read as zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use crate::payload::{
 };
 use crate::reduce_task::reduce_segments;
 use crate::registry::JobRegistry;
-use crate::shuffle::{ShuffleSettings, fetch_partition};
+use crate::shuffle::{RoundsTarget, ShuffleSettings, fetch_partition, fetch_partition_in_rounds};
 use crate::skip::map::run_map_skipping;
 use crate::skip::store::publish_map_task_records;
 use crate::sort::MAP_OUTPUT_FILE;
@@ -196,16 +196,31 @@ impl MapReduceExecutor {
             .await
             .map_err(|source| TaskError::io("create directory", &shuffle_dir, source))?;
         let fetch_started = std::time::Instant::now();
-        let fetched = fetch_partition(
-            &attempt.inputs,
-            payload.partition,
-            payload.config.reducers,
-            &shuffle_dir,
-            attempt.file_credential.as_ref(),
-            &self.shuffle,
-            &cancel,
-        )
-        .await;
+        let fetched = match &attempt.inputs_watch {
+            None => {
+                fetch_partition(
+                    &attempt.inputs,
+                    payload.partition,
+                    payload.config.reducers,
+                    &shuffle_dir,
+                    attempt.file_credential.as_ref(),
+                    &self.shuffle,
+                    &cancel,
+                )
+                .await
+            }
+            // Started early (slow start): the rest of the map outputs come in rounds.
+            Some(watch) => {
+                let target = RoundsTarget {
+                    partition: payload.partition,
+                    partitions: payload.config.reducers,
+                    dest_dir: &shuffle_dir,
+                    credential: attempt.file_credential.as_ref(),
+                    settings: &self.shuffle,
+                };
+                fetch_partition_in_rounds(&attempt.inputs, watch, target, &cancel).await
+            }
+        };
         let reduced = match fetched {
             Ok(shuffle) => {
                 // Where a reducer's time goes, per upstream (see BENCHMARKS.md).

@@ -19,6 +19,7 @@ pub mod stream;
 use std::sync::Arc;
 
 use essaim_coordinator::planning::{JobPlanner, PlanRefused, PlannedSubmission, SubmitRequest};
+use essaim_mapreduce::config::DEFAULT_SLOW_START;
 use essaim_mapreduce::registry::JobRegistry;
 
 /// Plans the MapReduce jobs of a registry and any pipeline, for the coordinator.
@@ -57,7 +58,11 @@ impl JobPlanner for Planner {
                 )
                 .map_err(|error| invalid(&error))?;
                 Ok(PlannedSubmission {
-                    spec: mapreduce::job_spec(request.max_attempts.unwrap_or(0), &planned),
+                    spec: mapreduce::job_spec(
+                        request.max_attempts.unwrap_or(0),
+                        request.slow_start.unwrap_or(DEFAULT_SLOW_START),
+                        &planned,
+                    ),
                     plan: mapreduce::summary(&planned),
                     exclusive: false,
                 })

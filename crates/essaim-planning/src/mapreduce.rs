@@ -183,8 +183,10 @@ pub fn output_of_job_name(name: &str) -> Option<&str> {
         .filter(|output| !output.is_empty())
 }
 
-/// Returns the wire spec of a planned job: one task per map, reduce or commit task.
-pub fn job_spec(max_attempts: u32, planned: &PlannedJob) -> v1::JobSpec {
+/// Returns the wire spec of a planned job: one task per map, reduce or commit task. Its
+/// reducers start once `slow_start` of the map tasks succeeded (see
+/// [`essaim_mapreduce::config::DEFAULT_SLOW_START`]).
+pub fn job_spec(max_attempts: u32, slow_start: f64, planned: &PlannedJob) -> v1::JobSpec {
     let tasks = planned
         .tasks
         .iter()
@@ -204,6 +206,7 @@ pub fn job_spec(max_attempts: u32, planned: &PlannedJob) -> v1::JobSpec {
         max_attempts,
         processing_version: BuildInfo::of_this_process()
             .processing_version(Some(&format!("mapreduce {}", planned.config.job))),
+        slow_start: Some(slow_start),
         ..Default::default()
     }
 }

@@ -57,6 +57,7 @@ pub fn raw_job_spec_from_wire(spec: v1::JobSpec) -> RawJobSpec {
         speculation_multiplier: spec.speculation_multiplier,
         supersede_key: spec.supersede_key,
         processing_version: spec.processing_version,
+        slow_start: spec.slow_start,
     }
 }
 
@@ -71,6 +72,8 @@ pub fn assignment_to_wire(assignment: Assignment) -> v1::Assignment {
         timeout_ms,
         speculative,
         inputs,
+        inputs_complete,
+        inputs_version,
         trace_parent,
     } = assignment;
     v1::Assignment {
@@ -83,16 +86,32 @@ pub fn assignment_to_wire(assignment: Assignment) -> v1::Assignment {
         timeout_ms: timeout_ms.unwrap_or(0),
         speculative,
         correlation_id: crate::correlation_id(task.job.0, task.index, attempt.0),
-        inputs: inputs
-            .into_iter()
-            .map(|input| v1::UpstreamOutput {
-                task_index: input.task_index,
-                attempt_id: input.attempt.0,
-                url: input.file.url,
-                size_bytes: input.file.size_bytes,
-            })
-            .collect(),
+        inputs: inputs.into_iter().map(upstream_output_to_wire).collect(),
         trace_parent: trace_parent.unwrap_or_default(),
+        inputs_incomplete: !inputs_complete,
+        inputs_version,
+    }
+}
+
+/// Converts one upstream output for the wire.
+pub fn upstream_output_to_wire(input: UpstreamOutput) -> v1::UpstreamOutput {
+    v1::UpstreamOutput {
+        task_index: input.task_index,
+        attempt_id: input.attempt.0,
+        url: input.file.url,
+        size_bytes: input.file.size_bytes,
+    }
+}
+
+/// Converts one upstream output from the wire.
+pub fn upstream_output_from_wire(input: v1::UpstreamOutput) -> UpstreamOutput {
+    UpstreamOutput {
+        task_index: input.task_index,
+        attempt: AttemptId(input.attempt_id),
+        file: FileRef {
+            url: input.url,
+            size_bytes: input.size_bytes,
+        },
     }
 }
 
@@ -112,6 +131,8 @@ pub fn assignment_from_wire(assignment: v1::Assignment) -> Assignment {
         correlation_id: _,
         inputs,
         trace_parent,
+        inputs_incomplete,
+        inputs_version,
     } = assignment;
     Assignment {
         task: TaskId::new(JobId(job_id), task_index),
@@ -121,17 +142,9 @@ pub fn assignment_from_wire(assignment: v1::Assignment) -> Assignment {
         payload,
         timeout_ms: (timeout_ms > 0).then_some(timeout_ms),
         speculative,
-        inputs: inputs
-            .into_iter()
-            .map(|input| UpstreamOutput {
-                task_index: input.task_index,
-                attempt: AttemptId(input.attempt_id),
-                file: FileRef {
-                    url: input.url,
-                    size_bytes: input.size_bytes,
-                },
-            })
-            .collect(),
+        inputs: inputs.into_iter().map(upstream_output_from_wire).collect(),
+        inputs_complete: !inputs_incomplete,
+        inputs_version,
         trace_parent: (!trace_parent.is_empty()).then_some(trace_parent),
     }
 }
@@ -324,6 +337,8 @@ mod tests {
                     size_bytes: 42,
                 },
             }],
+            inputs_complete: false,
+            inputs_version: 9,
             trace_parent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let wire = assignment_to_wire(assignment.clone());
@@ -336,6 +351,10 @@ mod tests {
         let untimed = assignment_from_wire(untimed);
         assert_eq!(untimed.timeout_ms, None);
         assert_eq!(untimed.trace_parent, None, "an empty traceparent is none");
+        assert!(
+            untimed.inputs_complete,
+            "an older coordinator's grant is complete"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use client::{AuthenticatedChannel, ClientError, CoordinatorClient, TokenInte
 pub use convert::{
     WireError, assignment_from_wire, assignment_to_wire, attempt_result_to_wire, failure_from_wire,
     failure_to_wire, keep_tail, output_from_wire, output_to_wire, raw_job_spec_from_wire,
-    reported_result_from_wire,
+    reported_result_from_wire, upstream_output_from_wire, upstream_output_to_wire,
 };
 pub use failover::{CallError, CoordinatorUrls, Coordinators, Idempotence, RetryNotice};
 

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::executor::{AttemptContext, Executor, attempt_dir, attempt_file_base_url};
+use crate::inputs_watch::{InputsSource, InputsWatch};
 use crate::job_files::JobFileCache;
 
 /// How long an executor may take to stop after its timeout cancelled it, before the
@@ -36,6 +37,8 @@ pub(crate) struct AttemptSettings {
     pub file_credentials: crate::file_access::FileCredentials,
     /// The cache of job files, shared by every attempt.
     pub job_files: Arc<JobFileCache>,
+    /// Answers attempts started early that ask for the rest of their inputs.
+    pub inputs_source: Arc<dyn InputsSource>,
 }
 
 /// An attempt ready to run: its executor, its context, and how to run it.
@@ -67,9 +70,14 @@ impl PreparedAttempt {
             payload,
             timeout_ms,
             inputs,
+            inputs_complete,
+            inputs_version,
             trace_parent,
             ..
         } = assignment;
+        let inputs_watch = (!inputs_complete).then(|| {
+            InputsWatch::new(Arc::clone(&settings.inputs_source), attempt, inputs_version)
+        });
         let needs_scratch_dir = executor.needs_scratch_dir(&payload);
         let context = AttemptContext {
             task,
@@ -83,6 +91,7 @@ impl PreparedAttempt {
             worker_name: settings.worker_name.clone(),
             inputs,
             file_credential: settings.file_credentials.for_job(task.job.0),
+            inputs_watch,
             job_files: Arc::clone(&settings.job_files),
         };
         Self {
@@ -238,6 +247,7 @@ mod tests {
             worker_name: "tester".into(),
             file_credentials: Default::default(),
             job_files: Arc::new(JobFileCache::new(scratch_root, &[], None)),
+            inputs_source: Arc::new(crate::inputs_watch::NoCoordinator),
         }
     }
 
@@ -251,6 +261,8 @@ mod tests {
             timeout_ms,
             speculative: false,
             inputs: Vec::new(),
+            inputs_complete: true,
+            inputs_version: 0,
             trace_parent: None,
         }
     }

@@ -304,6 +304,7 @@ mod tests {
             worker_name: "tester".into(),
             inputs: Vec::new(),
             file_credential: None,
+            inputs_watch: None,
             job_files: std::sync::Arc::new(crate::job_files::JobFileCache::new(
                 std::path::Path::new("/nonexistent"),
                 &[],

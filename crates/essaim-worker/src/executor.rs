@@ -20,6 +20,7 @@ use std::time::Duration;
 use essaim_core::{AttemptId, TaskFailure, TaskId, TaskOutput, UpstreamOutput};
 use tokio_util::sync::CancellationToken;
 
+use crate::inputs_watch::InputsWatch;
 use crate::job_files::JobFileCache;
 
 /// The future an executor returns: the attempt's output or why it failed.
@@ -85,11 +86,15 @@ pub struct AttemptContext {
     pub file_base_url: String,
     /// The worker's display name.
     pub worker_name: String,
-    /// For a task of stage s > 0: the committed outputs of stage s - 1, in task order.
+    /// For a task of stage s > 0: the committed outputs of stage s - 1, in task order
+    /// (those committed so far when `inputs_watch` is set).
     pub inputs: Vec<UpstreamOutput>,
     /// The header other workers' file servers expect for this job's files (its
     /// capability, or the cluster token before the key is known), if any.
     pub file_credential: Option<crate::file_access::FileCredential>,
+    /// For a task started early (slow start): asks for the inputs committed after
+    /// `inputs`, until they are complete. `None` when `inputs` are complete.
+    pub inputs_watch: Option<InputsWatch>,
     /// The worker's cache of job files, which stages a job's shipped files (`--files`)
     /// in a working directory of the attempt.
     pub job_files: Arc<JobFileCache>,

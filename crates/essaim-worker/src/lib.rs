@@ -52,6 +52,7 @@ pub mod file_access;
 pub mod file_ranges;
 mod files;
 mod heartbeat;
+mod inputs_watch;
 pub mod job_files;
 mod pull;
 mod registry;
@@ -74,6 +75,7 @@ pub use error::WorkerError;
 pub use essaim_core::kinds::BUILTIN_KINDS;
 pub use executor::{AttemptContext, ExecutionFuture, Executor};
 pub use files::{file_server_router, file_server_router_with};
+pub use inputs_watch::{InputsSource, InputsWatch, InputsWatchError, WatchAnswer, WatchFuture};
 pub use registry::ExecutorRegistry;
 
 use crate::attempt::AttemptSettings;
@@ -205,6 +207,11 @@ pub async fn start_worker(
         config.token.clone(),
         backoff::fresh_seed(5),
     );
+    let (session_tx, mut session_rx) = watch::channel(SessionState::Registering);
+    let inputs_source = Arc::new(inputs_watch::CoordinatorInputs {
+        coordinators: coordinators.clone(),
+        session_rx: session_tx.subscribe(),
+    });
     let registrar = Registrar::new(
         coordinators,
         RegistrationDetails {
@@ -219,7 +226,6 @@ pub async fn start_worker(
         capability_key.clone(),
         backoff::fresh_seed(0),
     );
-    let (session_tx, mut session_rx) = watch::channel(SessionState::Registering);
     let runtime = runtime::Runtime {
         registrar,
         executors: Arc::new(executors),
@@ -232,6 +238,7 @@ pub async fn start_worker(
                 capability_key,
             },
             job_files,
+            inputs_source,
         },
         slots: config.slots,
         prefetch: config.prefetch,

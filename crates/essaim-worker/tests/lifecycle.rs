@@ -35,6 +35,10 @@ struct CoordinatorState {
     heartbeats: Vec<v1::HeartbeatRequest>,
     deregistrations: Vec<v1::DeregisterWorkerRequest>,
     forget_workers_at_next_heartbeat: bool,
+    /// Answers to `WatchInputs`, in order; once they run out, the lease is lost.
+    inputs_answers: VecDeque<v1::WatchInputsResponse>,
+    /// Every `WatchInputs` received.
+    inputs_questions: Vec<v1::WatchInputsRequest>,
 }
 
 #[derive(Clone, Default)]
@@ -167,6 +171,20 @@ impl Coordinator for StandInCoordinator {
         }))
     }
 
+    async fn watch_inputs(
+        &self,
+        request: Request<v1::WatchInputsRequest>,
+    ) -> Result<Response<v1::WatchInputsResponse>, Status> {
+        let answer = self.with_state(|state| {
+            state.inputs_questions.push(request.into_inner());
+            state.inputs_answers.pop_front()
+        });
+        Ok(Response::new(answer.unwrap_or(v1::WatchInputsResponse {
+            lease_lost: true,
+            ..Default::default()
+        })))
+    }
+
     async fn deregister_worker(
         &self,
         request: Request<v1::DeregisterWorkerRequest>,
@@ -283,6 +301,15 @@ impl WorkerAgainstStandIn {
     /// Serves a stand-in coordinator and starts a worker of `slots` slots that
     /// prefetches `prefetch` attempts; returns the stand-in, the worker and the rest.
     async fn start(slots: u32, prefetch: u32) -> (StandInCoordinator, RunningWorker, Self) {
+        Self::start_with(slots, prefetch, ExecutorRegistry::with_builtins(false)).await
+    }
+
+    /// Like [`Self::start`], with the worker running `executors`.
+    async fn start_with(
+        slots: u32,
+        prefetch: u32,
+        executors: ExecutorRegistry,
+    ) -> (StandInCoordinator, RunningWorker, Self) {
         let coordinator = StandInCoordinator::default();
         let stop_coordinator = CancellationToken::new();
         let (address, server) = serve(coordinator.clone(), stop_coordinator.clone()).await;
@@ -290,7 +317,7 @@ impl WorkerAgainstStandIn {
         let drain = CancellationToken::new();
         let worker = start_worker(
             config(address, scratch.path(), slots, prefetch),
-            ExecutorRegistry::with_builtins(false),
+            executors,
             drain.clone(),
         )
         .await
@@ -346,6 +373,8 @@ fn assignment(attempt_id: u64, kind: &str, payload: Vec<u8>) -> v1::Assignment {
         correlation_id: String::new(),
         inputs: Vec::new(),
         trace_parent: String::new(),
+        inputs_incomplete: false,
+        inputs_version: 0,
     }
 }
 
@@ -536,5 +565,108 @@ async fn drain_announces_itself_cancels_after_the_grace_and_hands_back_queued_at
     assert_eq!(results, 0, "an attempt cancelled by the drain was reported");
     assert_eq!(deregistrations.len(), 1);
     assert_eq!(deregistrations[0].returned_attempts, [2, 3]);
+    stand_in.stop().await;
+}
+
+/// Runs attempts that read their inputs as a reducer started early does: asks for
+/// them until they are complete, then returns the upstream tasks and attempts it got.
+struct InputsReader;
+
+impl essaim_worker::Executor for InputsReader {
+    fn execute(
+        &self,
+        attempt: essaim_worker::AttemptContext,
+        _cancel: CancellationToken,
+    ) -> essaim_worker::ExecutionFuture {
+        Box::pin(async move {
+            let watch = attempt
+                .inputs_watch
+                .expect("granted with incomplete inputs");
+            let mut version = watch.granted_version;
+            let inputs = loop {
+                let answer = watch.next(version).await;
+                let inputs = answer
+                    .map_err(|error| essaim_core::TaskFailure::retryable(error.to_string()))?
+                    .ok_or_else(|| essaim_core::TaskFailure::retryable("lease lost"))?;
+                if inputs.complete {
+                    break inputs;
+                }
+                version = inputs.version;
+            };
+            let read: Vec<String> = inputs
+                .outputs
+                .iter()
+                .map(|output| format!("{}@{:x}", output.task_index, output.attempt.0))
+                .collect();
+            Ok(essaim_core::TaskOutput {
+                inline: read.join(",").into_bytes(),
+                ..Default::default()
+            })
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_started_early_asks_for_its_inputs_until_they_are_complete() {
+    let mut executors = ExecutorRegistry::with_builtins(false);
+    executors.register("inputs", Arc::new(InputsReader));
+    let (coordinator, worker, stand_in) = WorkerAgainstStandIn::start_with(1, 0, executors).await;
+    let upstream = |task_index: u32, attempt_id: u64| v1::UpstreamOutput {
+        task_index,
+        attempt_id,
+        url: format!("http://elsewhere/{task_index}"),
+        size_bytes: 1,
+    };
+    let answers = [
+        // Task 1 committed.
+        (4, vec![upstream(0, 0xa), upstream(1, 0xb)], false),
+        // Task 0's output lost, then committed again by another attempt; task 2 done.
+        (
+            7,
+            vec![upstream(0, 0xc), upstream(1, 0xb), upstream(2, 0xd)],
+            true,
+        ),
+    ];
+    coordinator.with_state(|state| {
+        state
+            .inputs_answers
+            .extend(answers.into_iter().map(|(version, outputs, complete)| {
+                v1::WatchInputsResponse {
+                    lease_lost: false,
+                    version,
+                    outputs,
+                    complete,
+                }
+            }))
+    });
+    let mut early = assignment(9, "inputs", Vec::new());
+    early.inputs = vec![upstream(0, 0xa)];
+    early.inputs_incomplete = true;
+    early.inputs_version = 3;
+    coordinator.enqueue([early]);
+    eventually("the early attempt is reported", || {
+        coordinator.with_state(|state| !state.results.is_empty())
+    })
+    .await;
+    let (questions, result) = coordinator
+        .with_state(|state| (state.inputs_questions.clone(), state.results[0].1.clone()));
+    let asked: Vec<(u64, u64, u64)> = questions
+        .iter()
+        .map(|question| {
+            (
+                question.worker_id,
+                question.attempt_id,
+                question.known_version,
+            )
+        })
+        .collect();
+    let worker_id = coordinator.with_state(|state| state.registrations[0]);
+    assert_eq!(asked, vec![(worker_id, 9, 3), (worker_id, 9, 4)]);
+    let Some(v1::attempt_result::Outcome::Success(output)) = result.outcome else {
+        panic!("the early attempt failed: {result:?}");
+    };
+    assert_eq!(String::from_utf8(output.inline).unwrap(), "0@c,1@b,2@d");
+    stand_in.drain.cancel();
+    worker.wait().await.unwrap();
     stand_in.stop().await;
 }

@@ -56,6 +56,7 @@ class Client:
         compress_output: Optional[str] = None,
         overwrite: bool = False,
         max_attempts: Optional[int] = None,
+        slow_start: Optional[float] = None,
         s3: Optional[Mapping[str, Any]] = None,
         files: Sequence[str] = (),
     ) -> Job:
@@ -68,6 +69,9 @@ class Client:
         ``overwrite`` (which replaces only an earlier job's output). ``params`` are the
         job's parameters (``{"pattern": "..."}`` for grep, ``{"step.0.mapper": ...}`` for
         streaming); ``s3`` is ``{"endpoint": ..., "region": ..., "allow_http": ...}``.
+        ``slow_start`` is the share of map tasks (0.0 to 1.0) after which the reducers
+        start fetching the map outputs committed so far (default 0.05; 1.0 waits for
+        every map task).
 
         ``files`` are local files the job's programs need (``"map.py"``, or
         ``"lib/v2.py#helper.py"`` to rename one), like Hadoop's ``-files``: uploaded once,
@@ -90,6 +94,7 @@ class Client:
             "merge_factor": merge_factor,
             "compress_output": compress_output,
             "max_attempts": max_attempts,
+            "slow_start": slow_start,
             "s3": dict(s3) if s3 else None,
         }
         _add_given(body, optional)

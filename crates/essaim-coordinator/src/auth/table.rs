@@ -14,6 +14,7 @@ const GRPC_METHOD_ROLES: &[(&str, Role)] = &[
     ("Heartbeat", Role::Worker),
     ("PullTasks", Role::Worker),
     ("ReportResults", Role::Worker),
+    ("WatchInputs", Role::Worker),
     ("DeregisterWorker", Role::Worker),
     // Changes to jobs.
     ("SubmitJob", Role::Submit),

@@ -51,6 +51,14 @@ pub struct Job {
     pub(super) stage_starts: Vec<u32>,
     /// Tasks of each stage that have not succeeded.
     pub(super) stage_unfinished: Vec<u32>,
+    /// Tasks of each stage waiting for a slot (pending or retrying): while a stage has
+    /// some, the next stage does not start early (see `slow_start.rs`).
+    pub(super) stage_waiting: Vec<u32>,
+    /// With slow start, the share of a stage that must succeed before the next starts.
+    pub(super) slow_start: Option<f64>,
+    /// Grows each time an output of a non-final stage is committed or lost, so a task
+    /// started early can tell whether its inputs changed.
+    pub(super) inputs_version: u64,
     /// The stages holding tasks of each kind (tasks never change kind).
     stages_of_kind: BTreeMap<String, Vec<u32>>,
     /// Whether a task of the final stage committed a file left on its worker: those
@@ -108,7 +116,10 @@ impl Job {
             live_attempts: 0,
             task_counters: BTreeMap::new(),
             stage_starts,
+            stage_waiting: stage_unfinished.clone(),
             stage_unfinished,
+            slow_start: None,
+            inputs_version: 0,
             stages_of_kind,
             results_on_workers: false,
             duration_samples: Vec::new(),
@@ -241,8 +252,14 @@ impl Job {
     }
 
     /// Returns true when tasks of `stage` may run: every task of the stage before has
-    /// succeeded.
+    /// succeeded, or the stage may start early (see `slow_start.rs`).
     pub(crate) fn stage_ready(&self, stage: u32) -> bool {
+        self.stage_complete(stage) || self.stage_open_early(stage)
+    }
+
+    /// Returns true when every task of the stage before `stage` has succeeded (always
+    /// for stage 0).
+    pub(crate) fn stage_complete(&self, stage: u32) -> bool {
         stage == 0 || self.stage_unfinished[stage as usize - 1] == 0
     }
 
@@ -290,39 +307,44 @@ impl Job {
 
     // ------------------------------------------------------------------ queues
 
-    /// Returns true when a task of one of `kinds` is queued.
+    /// Returns true when a task of one of `kinds` is queued and not held back (see
+    /// [`Job::held_back`]).
     pub(crate) fn has_queued_task_of(&self, kinds: &BTreeSet<String>) -> bool {
-        self.pending_by_kind
-            .iter()
-            .any(|(kind, queue)| !queue.is_empty() && kinds.contains(kind))
+        self.pending_by_kind.iter().any(|(kind, queue)| {
+            kinds.contains(kind) && queue.iter().any(|index| !self.task_held_back(*index))
+        })
     }
 
-    /// Takes the first queued task of the first of `kinds` with one; among the first
-    /// [`LOCALITY_SCAN`] tasks of a queue whose first task names input paths, one whose
-    /// input lies under `data_dirs` goes first.
+    /// Takes the first queued task of the first of `kinds` with one, leaving the tasks
+    /// of held-back stages queued (every early stage when `hold_back_early`, see
+    /// `slow_start.rs`); among the first [`LOCALITY_SCAN`] tasks of a queue whose first
+    /// task names input paths, one whose input lies under `data_dirs` goes first.
     pub(crate) fn take_queued_task(
         &mut self,
         kinds: &BTreeSet<String>,
         data_dirs: &[String],
+        hold_back_early: bool,
     ) -> Option<(u32, Locality)> {
+        let held_back = self.held_back_stages(hold_back_early);
         let specs = &self.spec.tasks;
         for (kind, queue) in self.pending_by_kind.iter_mut() {
             if !kinds.contains(kind) {
                 continue;
             }
-            let Some(first) = queue.front() else {
+            // Tasks of a stage held back stay queued, in their place, behind the others.
+            let grantable = |index: &u32| !held_back.contains(&specs[*index as usize].stage);
+            let Some(first) = queue.iter().position(grantable) else {
                 continue;
             };
-            if specs[*first as usize].locality.is_empty() {
-                let index = queue.pop_front().expect("queue has a front");
+            if specs[queue[first] as usize].locality.is_empty() {
+                let index = queue.remove(first).expect("position is in the queue");
                 return Some((index, Locality::Unconstrained));
             }
-            let local = queue
-                .iter()
-                .take(LOCALITY_SCAN)
-                .position(|index| is_local(&specs[*index as usize].locality, data_dirs));
+            let local = queue.iter().take(LOCALITY_SCAN).position(|index| {
+                grantable(index) && is_local(&specs[*index as usize].locality, data_dirs)
+            });
             let index = queue
-                .remove(local.unwrap_or(0))
+                .remove(local.unwrap_or(first))
                 .expect("position is in the queue");
             let locality = if local.is_some() {
                 Locality::Local
@@ -401,6 +423,13 @@ impl Job {
             (TaskState::Succeeded, TaskState::Succeeded) => {}
             (TaskState::Succeeded, _) => self.stage_unfinished[stage] += 1,
             (_, TaskState::Succeeded) => self.stage_unfinished[stage] -= 1,
+            _ => {}
+        }
+        let waits =
+            |state: &TaskState| matches!(state, TaskState::Pending | TaskState::Retrying { .. });
+        match (waits(&task.state), waits(&state)) {
+            (true, false) => self.stage_waiting[stage] -= 1,
+            (false, true) => self.stage_waiting[stage] += 1,
             _ => {}
         }
         *self.counts.slot(&task.state) -= 1;

@@ -103,6 +103,21 @@ impl Job {
                 .stage_range(stage)
                 .filter(|index| self.tasks[*index as usize].state != TaskState::Succeeded)
                 .count() as u32;
+            let waiting = self
+                .stage_range(stage)
+                .filter(|index| {
+                    matches!(
+                        self.tasks[*index as usize].state,
+                        TaskState::Pending | TaskState::Retrying { .. }
+                    )
+                })
+                .count() as u32;
+            if waiting != self.stage_waiting[stage as usize] {
+                return Err(format!(
+                    "job {} stage {stage} has {waiting} waiting tasks, counted {}",
+                    self.id, self.stage_waiting[stage as usize]
+                ));
+            }
             if unfinished != self.stage_unfinished[stage as usize] {
                 return Err(format!(
                     "job {} stage {stage} has {unfinished} unfinished tasks, counted {}",

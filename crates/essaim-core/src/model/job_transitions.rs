@@ -77,6 +77,8 @@ impl Job {
             timeout_ms: self.spec.task_timeout_ms,
             speculative,
             inputs: self.upstream_outputs(index),
+            inputs_complete: self.stage_complete(self.stage_of(index)),
+            inputs_version: self.inputs_version,
             trace_parent: None,
         }
     }
@@ -112,6 +114,17 @@ impl Job {
         }
     }
 
+    /// An ended attempt was stopped because its inputs can never be complete: it does
+    /// not count (a requeued dead letter may let the task run again), and unless another
+    /// attempt runs, the task is skipped.
+    pub(crate) fn stop_stranded_attempt(&mut self, index: u32, others_running: bool) {
+        let task = &mut self.tasks[index as usize];
+        task.attempts_made = task.attempts_made.saturating_sub(1);
+        if !others_running {
+            self.skip_task(index);
+        }
+    }
+
     /// Counts a result refused because its attempt no longer held the lease.
     pub(crate) fn count_rejected_result(&mut self) {
         self.counters.results_rejected += 1;
@@ -120,12 +133,14 @@ impl Job {
     // ------------------------------------------------------------------ outcomes
 
     /// Commits a result: its duration joins the samples, its task succeeds, its counters
-    /// join the sums, and a non-final stage's task keeps where its output lives; the next
-    /// stage is queued when this completes its own.
+    /// join the sums, and a non-final stage's task keeps where its output lives; the
+    /// stages this makes ready (the next one, once its stage is complete or, with slow
+    /// start, once enough of it is) are queued.
     pub(crate) fn commit(&mut self, result: &CommittedResult) {
         self.record_duration(result.duration_ms);
         let index = result.task.index;
         let stage = self.stage_of(index);
+        let ready_before = self.ready_stages();
         self.set_task_state(index, TaskState::Succeeded);
         self.add_task_counters(&result.output.counters);
         if stage + 1 == self.stage_count() {
@@ -138,9 +153,8 @@ impl Job {
                 file: file.clone(),
                 counters: counters.clone(),
             }));
-            if self.stage_unfinished[stage as usize] == 0 {
-                self.queue_stage(stage + 1);
-            }
+            self.inputs_version += 1;
+            self.queue_stages_now_ready(&ready_before);
         }
     }
 
@@ -257,8 +271,8 @@ impl Job {
     }
 
     /// Sends a succeeded task of a non-final stage back to `Pending` (its output is lost);
-    /// if that makes its stage incomplete again, the next stage stops being served and its
-    /// retries wait with it. Returns true when the task's outputs were now lost as many
+    /// a later stage this makes no longer ready stops being served and its retries wait
+    /// with it. Returns true when the task's outputs were now lost as many
     /// times as it may be attempted: it is taken out of the queues and the caller
     /// dead-letters it.
     pub(crate) fn lose_output(
@@ -271,21 +285,13 @@ impl Job {
         let task = &mut self.tasks[index as usize];
         task.outputs_lost += 1;
         task.push_error(error);
-        let stage = self.stage_of(index);
-        let was_complete = self.stage_unfinished[stage as usize] == 0;
+        let ready_before = self.ready_stages();
         if let Some(output) = self.tasks[index as usize].output.take() {
             self.subtract_task_counters(&output.counters);
         }
+        self.inputs_version += 1;
         self.make_pending(index, false);
-        if was_complete {
-            self.unqueue_stage(stage + 1);
-            for later in self.stage_range(stage + 1) {
-                if let TaskState::Retrying { not_before } = self.tasks[later as usize].state {
-                    retries.remove(not_before, TaskId::new(self.id, later));
-                    self.set_task_state(later, TaskState::Pending);
-                }
-            }
-        }
+        self.unqueue_stages_no_longer_ready(&ready_before, retries);
         let exhausted = self.tasks[index as usize].outputs_lost >= self.spec.max_attempts;
         if exhausted {
             self.unqueue_task(index);
@@ -339,8 +345,9 @@ impl Job {
         let stage = self.stage_of(index);
         if !self.stage_blocked(stage + 1) {
             for later in self.stage_starts[stage as usize + 1]..self.tasks.len() as u32 {
+                // Queued if their stage is ready (it may be, early, with slow start).
                 if self.tasks[later as usize].state == TaskState::Skipped {
-                    self.set_task_state(later, TaskState::Pending);
+                    self.make_pending(later, false);
                 }
             }
         }

@@ -5,8 +5,9 @@
 //! `job_transitions.rs`) that keeps the job's counts, queues and counters in step.
 //!
 //! Jobs with several stages (MapReduce: map, then reduce): a task of stage s > 0 is
-//! *ready* once every task of stage s - 1 has succeeded; only ready pending tasks sit in
-//! the queues. A succeeded task of a non-final stage keeps where its output lives; when
+//! *ready* once every task of stage s - 1 has succeeded, or, for a job with slow start,
+//! once a share of them has (see `slow_start.rs`); only ready pending tasks sit in the
+//! queues. A succeeded task of a non-final stage keeps where its output lives; when
 //! that output is lost (its worker died, or a reader reported it missing or corrupt)
 //! while the next stage still needs it, the task goes back to `Pending` and the next
 //! stage waits for its new output. When a task of stage s is dead-lettered, the
@@ -16,11 +17,13 @@ pub(crate) mod job;
 mod job_invariants;
 mod job_transitions;
 mod retry_queue;
+mod slow_start;
 
 pub use job::Job;
 pub(crate) use job::Locality;
 pub(crate) use job_transitions::AfterLastAttempt;
 pub(crate) use retry_queue::RetryQueue;
+pub use slow_start::UpstreamInputs;
 
 use crate::ids::{AttemptId, Millis, TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
@@ -213,8 +216,14 @@ pub struct Assignment {
     /// True for a copy of a straggler.
     pub speculative: bool,
     /// For a task of stage s > 0: the committed output of every task of stage s - 1,
-    /// in task order.
+    /// in task order (those committed so far when `inputs_complete` is false).
     pub inputs: Vec<UpstreamOutput>,
+    /// False for a task started early (slow start): more inputs are committed later, and
+    /// some of these may be lost and committed again; the attempt asks for them
+    /// (`Scheduler::upstream_inputs`) until they are complete.
+    pub inputs_complete: bool,
+    /// The job's inputs version these inputs were read at.
+    pub inputs_version: u64,
     /// The W3C `traceparent` of the job's submission, so that the attempt's span joins
     /// its trace. The scheduler leaves it `None`: the coordinator's shell attaches it to
     /// the grant it sends, and the worker reads it off the wire.

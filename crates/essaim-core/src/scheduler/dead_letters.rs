@@ -130,6 +130,7 @@ impl Scheduler {
             task: task_id,
             at: now,
         }));
+        self.stop_stranded_early_attempts(now, task_id.job, out);
         self.finish_if_done(now, task_id.job, out);
     }
 

@@ -21,6 +21,7 @@ impl Scheduler {
         let known: Vec<String> = self.known_kinds.iter().cloned().collect();
         let key = supersede_key(&raw.supersede_key)?;
         let version = processing_version(&raw.processing_version)?;
+        let slow_start = slow_start_share(raw.slow_start)?;
         let spec = raw.validate(&known)?;
         let job_id = JobId(self.next_job);
         self.next_job += 1;
@@ -47,6 +48,13 @@ impl Scheduler {
             }));
             self.set_processing_version(job_id, version);
         }
+        if let Some(share) = slow_start {
+            out.push(Output::Persist(JournalEvent::JobSlowStart {
+                job: job_id,
+                share,
+            }));
+            self.set_slow_start(job_id, share);
+        }
         Ok(job_id)
     }
 
@@ -70,6 +78,12 @@ impl Scheduler {
     pub(super) fn set_supersede_key(&mut self, job_id: JobId, key: String) {
         if let Some(job) = self.jobs.get_mut(&job_id) {
             job.supersede_key = Some(key);
+        }
+    }
+
+    pub(super) fn set_slow_start(&mut self, job_id: JobId, share: f64) {
+        if let Some(job) = self.jobs.get_mut(&job_id) {
+            job.enable_slow_start(share);
         }
     }
 
@@ -192,6 +206,21 @@ fn processing_version(raw: &str) -> Result<Option<String>, SpecError> {
 }
 
 /// The supersede key of a submission: none when empty; refused when too long.
+/// Returns the slow-start share a job keeps: `None` when it has none or asks for 1.0
+/// (a stage waits for every task of the one before, as without slow start).
+fn slow_start_share(raw: Option<f64>) -> Result<Option<f64>, SpecError> {
+    let Some(share) = raw else {
+        return Ok(None);
+    };
+    if !(0.0..=1.0).contains(&share) {
+        return Err(SpecError::Invalid {
+            field: "slow_start",
+            reason: format!("{share} is not a share between 0.0 and 1.0"),
+        });
+    }
+    Ok((share < 1.0).then_some(share))
+}
+
 fn supersede_key(raw: &str) -> Result<Option<String>, SpecError> {
     let key = raw.trim();
     if key.len() > MAX_SUPERSEDE_KEY_BYTES {

@@ -147,8 +147,10 @@ impl Scheduler {
             .collect();
         for job in past_deadline {
             self.skip_unstarted(job);
+            self.stop_stranded_early_attempts(now, job, out);
             self.finish_if_done(now, job, out);
         }
+        self.hand_back_early_attempts();
     }
 
     /// Ends a live attempt: removes it from the lease table and its worker, and from its

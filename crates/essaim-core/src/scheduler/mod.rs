@@ -30,6 +30,7 @@
 //! | `leases.rs` | workers, heartbeats, leases and their expiry, the passing of time |
 //! | `outcomes.rs` | reported results: commit, failure, retry, rejection |
 //! | `stages.rs` | jobs of several stages: lost inputs and lost outputs |
+//! | `slow_start.rs` | early attempts: their inputs as they come, hand-backs, stranded ones |
 //! | `dead_letters.rs` | the dead-letter queue: requeue and purge |
 //! | `jobs.rs` | submission, cancellation, the end of a job, retention |
 //! | `recovery.rs` | journal replay and snapshots |
@@ -42,7 +43,11 @@
 //! - a job never has more live attempts than its concurrency limit;
 //! - every task of a terminal job is terminal;
 //! - a task of stage s > 0 is granted only when every task of stage s - 1 has succeeded,
-//!   and its attempt is handed the committed output of each of them;
+//!   and its attempt is handed the committed output of each of them; with slow start,
+//!   once a share of them has, when none waits for a slot, and its attempt is handed
+//!   those committed so far, then asks for the rest (`slow_start.rs`);
+//! - early attempts never keep the tasks they wait for from a slot: they are handed
+//!   back at the next tick;
 //! - a lost upstream output is recomputed before the stage that needs it runs again.
 
 mod dead_letters;
@@ -52,6 +57,7 @@ mod leases;
 mod outcomes;
 mod placement;
 mod recovery;
+mod slow_start;
 mod spread;
 mod stages;
 
@@ -242,6 +248,10 @@ pub struct SchedulerStats {
     pub remote_grants: u64,
     /// Long-running attempts handed back to spread them over the workers.
     pub attempts_moved: u64,
+    /// Attempts started early, before the stage they read was complete (slow start).
+    pub early_attempts_started: u64,
+    /// Early attempts handed back so that the tasks they waited for got a slot.
+    pub early_attempts_handed_back: u64,
 }
 
 /// The state machine. See the module doc.

@@ -78,7 +78,7 @@ impl Scheduler {
             self.first_attempts_since_retry = 0;
             return Some((task, false));
         }
-        if let Some(task) = self.take_first_attempt(now, kinds, data_dirs) {
+        if let Some(task) = self.take_first_attempt(now, worker_id, kinds, data_dirs) {
             self.first_attempts_since_retry += 1;
             return Some((task, false));
         }
@@ -95,15 +95,22 @@ impl Scheduler {
     fn take_first_attempt(
         &mut self,
         now: Millis,
+        worker_id: WorkerId,
         kinds: &BTreeSet<String>,
         data_dirs: &[String],
     ) -> Option<TaskId> {
+        // No early start on a worker without a free slot (it would queue the attempt
+        // behind others), nor while a task of a job with slow start waits behind early
+        // attempts: it would be handed back at the next tick.
+        let hold_back_early =
+            !self.has_free_slot(worker_id) || self.tasks_wait_behind_early_attempts();
         for (_, job_id) in &self.job_order {
             let job = self.jobs.get_mut(job_id).expect("ordered job exists");
             if !job.has_capacity() || job.past_deadline(now) {
                 continue;
             }
-            let Some((index, locality)) = job.take_queued_task(kinds, data_dirs) else {
+            let Some((index, locality)) = job.take_queued_task(kinds, data_dirs, hold_back_early)
+            else {
                 continue;
             };
             match locality {
@@ -146,7 +153,8 @@ impl Scheduler {
                 matches!(task.state(), TaskState::Running { attempts } if attempts.len() == 1);
             let kind = job.kind_of(attempt.task.index);
             if !single_attempt
-                || !job.task_ready(attempt.task.index)
+                // An early attempt runs long because it waits for its inputs.
+                || !job.stage_complete(job.stage_of(attempt.task.index))
                 || !job.has_capacity()
                 || job.past_deadline(now)
                 || !kinds.contains(kind)
@@ -181,6 +189,9 @@ impl Scheduler {
         let attempt_number = job.start_attempt(task_id.index, attempt_id, speculative);
         let assignment = job.assignment(task_id.index, attempt_id, attempt_number, speculative);
         self.stats.attempts_started += 1;
+        if !assignment.inputs_complete {
+            self.stats.early_attempts_started += 1;
+        }
         if speculative {
             self.stats.speculative_attempts += 1;
         }

@@ -104,6 +104,7 @@ impl Scheduler {
                 job.restore_progress(task.index, attempts_made, errors);
             }
             JournalEvent::JobSupersedeKey { job, key } => self.set_supersede_key(job, key),
+            JournalEvent::JobSlowStart { job, share } => self.set_slow_start(job, share),
             JournalEvent::JobProcessingVersion { job, version } => {
                 self.set_processing_version(job, version);
             }
@@ -150,6 +151,12 @@ impl Scheduler {
                 events.push(JournalEvent::JobProcessingVersion {
                     job: *job_id,
                     version: version.clone(),
+                });
+            }
+            if let Some(share) = job.slow_start() {
+                events.push(JournalEvent::JobSlowStart {
+                    job: *job_id,
+                    share,
                 });
             }
             let mut committed = Vec::new();

@@ -52,7 +52,7 @@ impl World {
             && worker.alive
             && worker.paused_until <= self.now
         {
-            let free = worker.slots.saturating_sub(worker.running.len() as u32);
+            let free = worker.free_slots();
             let reply = deposed.pull(self.now, worker_id, free);
             for assignment in reply.assignments {
                 let epoch = assignment.attempt.epoch();
@@ -69,11 +69,14 @@ impl World {
                     assignment.attempt
                 ));
                 let duration = self.behaviours[&assignment.task].duration_ms;
+                let long_running = self.long_running(&assignment.kind);
                 self.workers[index].running.push(Running {
                     attempt: assignment.attempt,
                     task: assignment.task,
                     finishes_at: self.now + duration,
                     inputs: Vec::new(),
+                    long_running,
+                    inputs_complete: assignment.inputs_complete,
                 });
             }
         }

@@ -7,6 +7,10 @@
 //!   coordinator incarnation, never from an attempt that was revoked or told to stop;
 //! - a task is dead-lettered only after its attempts ran out or a non-retryable failure;
 //! - recovery from the journal gives back exactly the committed tasks;
+//! - a task of a later stage reads exactly the committed outputs of the stage before,
+//!   whether granted once that stage is complete or early (slow start), when it asks
+//!   for the rest; and right after each tick no early attempt holds a slot or a
+//!   concurrency unit that a task it waits for needs;
 //! - once faults stop and workers stay up, every job ends.
 //!
 //! A failure returns the seed and the last steps, so `run(seed)` replays it.
@@ -108,6 +112,13 @@ pub struct SimReport {
     pub dead_lettered: u64,
     /// Committed outputs lost and recomputed.
     pub outputs_lost: u64,
+    /// Attempts started early (slow start).
+    pub early_attempts: u64,
+    /// Early attempts handed back to let the tasks they waited for run.
+    pub early_handed_back: u64,
+    /// Early attempts that learnt, while waiting, of an input committed again after
+    /// they had read it.
+    pub inputs_refreshed: u64,
 }
 
 const KINDS: &[&str] = &["noop", "command"];
@@ -126,8 +137,14 @@ struct Running {
     attempt: AttemptId,
     task: TaskId,
     finishes_at: Millis,
-    /// Upstream tasks whose outputs this attempt reads, with the worker serving each.
-    inputs: Vec<(u32, u64)>,
+    /// Upstream tasks whose outputs this attempt reads, with the attempt that committed
+    /// each and the worker serving it.
+    inputs: Vec<(u32, AttemptId, u64)>,
+    /// True for a task of a long-running kind, which holds no slot (odd seeds).
+    long_running: bool,
+    /// False while an attempt started early waits for the rest of its inputs: when due,
+    /// it asks the scheduler for them (as a worker's reducer does) instead of finishing.
+    inputs_complete: bool,
 }
 
 #[derive(Debug)]
@@ -200,7 +217,21 @@ fn scheduler_config(epoch: u64, seed: u64) -> SchedulerConfig {
     }
 }
 
+impl SimWorker {
+    /// Returns the slots its attempts leave free: those of long-running kinds hold none,
+    /// as on a real worker and in the scheduler's count.
+    fn free_slots(&self) -> u32 {
+        let busy = self.running.iter().filter(|r| !r.long_running).count() as u32;
+        self.slots.saturating_sub(busy)
+    }
+}
+
 impl World {
+    /// Returns true when tasks of `kind` are long-running in this run (odd seeds).
+    fn long_running(&self, kind: &str) -> bool {
+        self.seed % 2 == 1 && kind == "command"
+    }
+
     fn new(seed: u64, workers: usize) -> Self {
         let mut rng = SeededRng::new(seed);
         let workers = (0..workers)
@@ -301,6 +332,9 @@ mod tests {
             total.speculative += report.speculative;
             total.dead_lettered += report.dead_lettered;
             total.outputs_lost += report.outputs_lost;
+            total.early_attempts += report.early_attempts;
+            total.early_handed_back += report.early_handed_back;
+            total.inputs_refreshed += report.inputs_refreshed;
         }
         // The schedules must actually exercise the faults they claim to.
         let runs = seeds().count() as u64;
@@ -325,6 +359,15 @@ mod tests {
             assert!(
                 total.outputs_lost > runs / 10,
                 "stage outputs were rarely lost: {total:?}"
+            );
+            assert!(total.early_attempts > runs, "{total:?}");
+            assert!(
+                total.early_handed_back > 0,
+                "no early attempt was ever handed back: {total:?}"
+            );
+            assert!(
+                total.inputs_refreshed > 0,
+                "no early attempt ever saw an input committed again: {total:?}"
             );
         }
     }

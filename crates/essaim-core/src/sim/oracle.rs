@@ -71,12 +71,28 @@ impl World {
     }
 
     /// A task of stage s > 0 is granted only once every task of stage s - 1 committed,
-    /// and is handed exactly their committed attempts.
+    /// and is handed exactly their committed attempts; a task started early is handed
+    /// those committed so far.
     pub(super) fn check_inputs(&mut self, assignment: &crate::model::Assignment) {
-        let Some(job) = self.scheduler.job(assignment.task.job) else {
+        let given: Vec<(u32, AttemptId)> = assignment
+            .inputs
+            .iter()
+            .map(|input| (input.task_index, input.attempt))
+            .collect();
+        self.check_inputs_of(assignment.task, &given, assignment.inputs_complete);
+    }
+
+    /// Checks the inputs `given` to task `task` (complete, or those committed so far).
+    pub(super) fn check_inputs_of(
+        &mut self,
+        task: TaskId,
+        given: &[(u32, AttemptId)],
+        complete: bool,
+    ) {
+        let Some(job) = self.scheduler.job(task.job) else {
             return;
         };
-        let stage = job.spec.tasks[assignment.task.index as usize].stage;
+        let stage = job.spec.tasks[task.index as usize].stage;
         let expected: Vec<(u32, Option<AttemptId>)> = if stage == 0 {
             Vec::new()
         } else {
@@ -88,15 +104,22 @@ impl World {
                 })
                 .collect()
         };
-        let given: Vec<(u32, Option<AttemptId>)> = assignment
-            .inputs
+        let expected: Vec<(u32, Option<AttemptId>)> = if complete {
+            expected
+        } else {
+            expected
+                .into_iter()
+                .filter(|(_, attempt)| attempt.is_some())
+                .collect()
+        };
+        let given: Vec<(u32, Option<AttemptId>)> = given
             .iter()
-            .map(|input| (input.task_index, Some(input.attempt)))
+            .map(|(index, attempt)| (*index, Some(*attempt)))
             .collect();
         if given != expected {
             let problem = format!(
-                "task {} of stage {stage} granted with inputs {given:?}, expected {expected:?}",
-                assignment.task
+                "task {task} of stage {stage} given inputs {given:?} (complete: {complete}), \
+                 expected {expected:?}"
             );
             self.log(format!("VIOLATION {problem}"));
             self.violation.get_or_insert(problem);
@@ -165,7 +188,10 @@ impl World {
     }
 
     pub(super) fn check_final(&mut self) -> Result<(), SimFailure> {
-        self.report.speculative = self.scheduler.stats().speculative_attempts;
+        let stats = self.scheduler.stats();
+        self.report.speculative = stats.speculative_attempts;
+        self.report.early_attempts = stats.early_attempts_started;
+        self.report.early_handed_back = stats.early_attempts_handed_back;
         for job in self.scheduler.jobs() {
             for (index, task) in job.tasks().iter().enumerate() {
                 let task_id = TaskId::new(job.id, index as u32);

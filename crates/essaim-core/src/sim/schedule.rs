@@ -122,6 +122,12 @@ impl World {
         let mut out = Vec::new();
         self.scheduler.tick(self.now, &mut out);
         self.absorb(out);
+        let starving = self.scheduler.early_attempts_to_hand_back();
+        if !starving.is_empty() {
+            let problem = format!("early attempts {starving:?} still hold slots after a tick");
+            self.log(format!("VIOLATION {problem}"));
+            self.violation.get_or_insert(problem);
+        }
     }
 
     pub(super) fn submit_random_job(&mut self) {
@@ -173,6 +179,9 @@ impl World {
             } else {
                 String::new()
             },
+            // Most staged jobs start later stages early, some as soon as submitted.
+            slow_start: (!stage_breaks.is_empty() && self.rng.chance(2, 3))
+                .then(|| [0.0, 0.05, 0.3, 0.7, 1.0][self.rng.up_to(4) as usize]),
         };
         let key = raw.supersede_key.clone();
         let mut out = Vec::new();

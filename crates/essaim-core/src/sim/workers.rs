@@ -6,6 +6,7 @@ use super::{KINDS, Message, Running, World, served_by};
 use crate::ids::{AttemptId, WorkerId};
 use crate::model::{ReportedResult, TaskFailure, TaskOutput};
 use crate::scheduler::WorkerInfo;
+use std::collections::BTreeMap as Known;
 use std::collections::BTreeMap;
 
 impl World {
@@ -18,11 +19,11 @@ impl World {
             file_server_url: String::new(),
             // On odd seeds, `command` tasks are long-running: spread over the workers
             // and handed back as workers come and go (they still end, here).
-            long_running_kinds: if self.seed % 2 == 1 {
-                ["command".to_string()].into()
-            } else {
-                Default::default()
-            },
+            long_running_kinds: KINDS
+                .iter()
+                .filter(|kind| self.long_running(kind))
+                .map(|kind| kind.to_string())
+                .collect(),
             ..Default::default()
         };
         let id = self.scheduler.register_worker(self.now, info);
@@ -37,7 +38,7 @@ impl World {
         if !worker.alive || worker.paused_until > self.now {
             return;
         }
-        let free = worker.slots.saturating_sub(worker.running.len() as u32);
+        let free = worker.free_slots();
         let max = if faults && self.rng.chance(1, 10) {
             free + 2
         } else {
@@ -81,13 +82,16 @@ impl World {
             let inputs = assignment
                 .inputs
                 .iter()
-                .map(|input| (input.task_index, served_by(&input.file.url)))
+                .map(|input| (input.task_index, input.attempt, served_by(&input.file.url)))
                 .collect();
+            let long_running = self.long_running(&assignment.kind);
             self.workers[index].running.push(Running {
                 attempt: assignment.attempt,
                 task: assignment.task,
                 finishes_at: self.now + behaviour.duration_ms + jitter + straggle,
                 inputs,
+                long_running,
+                inputs_complete: assignment.inputs_complete,
             });
         }
     }
@@ -105,12 +109,23 @@ impl World {
                 .partition(|r| r.finishes_at <= now);
             worker.running = still;
             for finished in done {
+                let (finished, mut lost_inputs) = if finished.inputs_complete {
+                    (finished, Vec::new())
+                } else {
+                    match self.fetch_round(finished, faults) {
+                        FetchRound::Wait(running) => {
+                            self.workers[index].running.push(running);
+                            continue;
+                        }
+                        FetchRound::Stop => continue,
+                        FetchRound::Ready(running, lost_inputs) => (running, lost_inputs),
+                    }
+                };
                 let behaviour = self.behaviours[&finished.task];
                 let failed = behaviour.poison || self.rng.chance(behaviour.flaky_percent, 100);
                 // Inputs served by a crashed worker are gone; now and then a healthy one
                 // is reported corrupt.
-                let mut lost_inputs: Vec<u32> = Vec::new();
-                for (upstream, server) in &finished.inputs {
+                for (upstream, _, server) in &finished.inputs {
                     let gone = self.crashed_ids.contains(&WorkerId(*server));
                     if gone || (faults && self.rng.chance(1, 40)) {
                         lost_inputs.push(*upstream);
@@ -226,5 +241,81 @@ impl World {
         self.workers[index]
             .running
             .retain(|r| !reply.cancel.contains(&r.attempt));
+    }
+}
+
+/// What an attempt started early does when it asks for its inputs.
+enum FetchRound {
+    /// Some are still to come: it asks again later.
+    Wait(Running),
+    /// Its lease is gone: it stops without a report.
+    Stop,
+    /// Its inputs are complete and fetched (it finishes), or some could not be fetched
+    /// (it reports them lost).
+    Ready(Running, Vec<u32>),
+}
+
+impl World {
+    /// One round of an attempt started early: it asks the scheduler for its inputs (as a
+    /// reducer does over `WatchInputs`), fetches those new or committed again since its
+    /// last round (an output served by a crashed worker cannot be fetched), forgets those
+    /// lost since, and finishes once they are complete.
+    fn fetch_round(&mut self, mut running: Running, faults: bool) -> FetchRound {
+        let Some(view) = self.scheduler.upstream_inputs(running.attempt) else {
+            self.log(format!(
+                "{} no longer holds its lease: stops",
+                running.attempt
+            ));
+            return FetchRound::Stop;
+        };
+        let known: Known<u32, AttemptId> = running
+            .inputs
+            .iter()
+            .map(|(index, attempt, _)| (*index, *attempt))
+            .collect();
+        let mut fetched = Vec::new();
+        let mut lost_inputs = Vec::new();
+        for output in &view.outputs {
+            let server = served_by(&output.file.url);
+            fetched.push((output.task_index, output.attempt, server));
+            let previous = known.get(&output.task_index);
+            if previous == Some(&output.attempt) {
+                continue;
+            }
+            if previous.is_some() {
+                self.report.inputs_refreshed += 1;
+            }
+            let gone = self.crashed_ids.contains(&WorkerId(server));
+            if gone || (faults && self.rng.chance(1, 40)) {
+                lost_inputs.push(output.task_index);
+            }
+        }
+        running.inputs = fetched;
+        if !lost_inputs.is_empty() {
+            self.log(format!(
+                "{} cannot fetch the outputs of tasks {lost_inputs:?}",
+                running.attempt
+            ));
+            running.inputs.clear();
+            return FetchRound::Ready(running, lost_inputs);
+        }
+        if !view.complete {
+            running.finishes_at = self.now + 10 + self.rng.up_to(60);
+            return FetchRound::Wait(running);
+        }
+        let given: Vec<(u32, AttemptId)> = running
+            .inputs
+            .iter()
+            .map(|(index, attempt, _)| (*index, *attempt))
+            .collect();
+        self.check_inputs_of(running.task, &given, true);
+        self.log(format!(
+            "{} has every input (version {})",
+            running.attempt, view.version
+        ));
+        // Everything is fetched: nothing it reads can be lost any more.
+        running.inputs.clear();
+        running.inputs_complete = true;
+        FetchRound::Ready(running, Vec::new())
     }
 }

@@ -83,6 +83,7 @@ impl Cluster {
             worker_name: "test".into(),
             inputs,
             file_credential: credentials().for_job(1),
+            inputs_watch: None,
             job_files: Arc::new(JobFileCache::new(self.root.path(), &[], None)),
         }
     }

@@ -77,7 +77,9 @@ const LOCAL_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 mod batch;
+mod rounds;
 use batch::{BatchFetch, footer_batches, origin_and_file};
+pub use rounds::{RoundsTarget, fetch_partition_in_rounds};
 
 /// What one fetch attempt ran into.
 #[derive(Debug)]

@@ -27,6 +27,7 @@ fn wordcount(dir: &Path, output: &Path) -> MapReduceRequest {
         compress_output: None,
         overwrite: false,
         max_attempts: None,
+        slow_start: None,
         s3: None,
         files: Default::default(),
     }
@@ -44,8 +45,9 @@ fn a_request_becomes_map_reduce_and_commit_tasks_with_the_output_ready() {
     .unwrap();
     // The two small files are packed into one map task; three reducers; one commit.
     assert_eq!(planned.map_tasks, 1);
-    let spec = job_spec(0, &planned);
+    let spec = job_spec(0, 0.05, &planned);
     assert_eq!(spec.tasks.len(), 1 + 3 + 1);
+    assert_eq!(spec.slow_start, Some(0.05));
     assert_eq!(
         output_of_job_name(&spec.name),
         Some(output.to_str().unwrap())

@@ -110,6 +110,10 @@ pub struct CoordinatorMetrics {
     pub dead_lettered_total: Counter,
     /// Speculative duplicate attempts started for slow tasks.
     pub speculative_attempts_total: Counter,
+    /// Attempts started early (slow start), before the stage they read was complete.
+    pub early_attempts_total: Counter,
+    /// Early attempts handed back so that the tasks they waited for got a slot.
+    pub early_attempts_handed_back_total: Counter,
     /// Worker registrations.
     pub workers_registered_total: Counter,
     /// Workers declared lost after missing heartbeats.
@@ -191,6 +195,8 @@ impl CoordinatorMetrics {
             retries_scheduled_total: Counter::default(),
             dead_lettered_total: Counter::default(),
             speculative_attempts_total: Counter::default(),
+            early_attempts_total: Counter::default(),
+            early_attempts_handed_back_total: Counter::default(),
             workers_registered_total: Counter::default(),
             workers_lost_total: Counter::default(),
             outputs_lost_total: Counter::default(),
@@ -289,6 +295,16 @@ impl CoordinatorMetrics {
             "essaim_coordinator_speculative_attempts",
             "Speculative duplicate attempts started for slow tasks",
             self.speculative_attempts_total.clone(),
+        );
+        registry.register(
+            "essaim_coordinator_early_attempts",
+            "Attempts started early (slow start), before the stage they read was complete",
+            self.early_attempts_total.clone(),
+        );
+        registry.register(
+            "essaim_coordinator_early_attempts_handed_back",
+            "Early attempts handed back so that the tasks they waited for got a slot",
+            self.early_attempts_handed_back_total.clone(),
         );
         registry.register(
             "essaim_coordinator_workers_registered",

@@ -329,6 +329,7 @@ mod tests {
             worker_name: "tester".into(),
             inputs: Vec::new(),
             file_credential: None,
+            inputs_watch: None,
             job_files: Arc::new(crate::job_files::JobFileCache::new(scratch_dir, &[], None)),
         }
     }

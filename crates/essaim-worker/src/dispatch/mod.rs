@@ -471,6 +471,7 @@ mod tests {
                     &[],
                     None,
                 )),
+                inputs_source: Arc::new(crate::inputs_watch::NoCoordinator),
             },
             executors: Arc::new(ExecutorRegistry::with_builtins(false)),
             metrics: WorkerMetrics::register(&mut Registry::default()),
@@ -496,6 +497,8 @@ mod tests {
             timeout_ms: None,
             speculative: false,
             inputs: Vec::new(),
+            inputs_complete: true,
+            inputs_version: 0,
             trace_parent: None,
         }
     }

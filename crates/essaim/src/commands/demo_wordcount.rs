@@ -89,7 +89,8 @@ pub async fn run(args: WordcountArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let cluster = std::sync::Arc::new(LocalCluster::start(options).await?);
     let mut client = essaim_proto::connect(&cluster.url, None, Duration::from_secs(5)).await?;
-    let job_id = super::mapreduce::submit_planned(&mut client, 0, &planned).await?;
+    let job_id =
+        super::mapreduce::submit_planned(&mut client, Default::default(), &planned).await?;
 
     let killer = (!args.no_kill).then(|| {
         let cluster = cluster.clone();

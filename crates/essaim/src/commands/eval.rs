@@ -118,7 +118,11 @@ impl essaim_eval::Host for ThisBinary {
         client: &'a mut CoordinatorClient,
         planned: &'a PlannedJob,
     ) -> BoxFuture<'a, anyhow::Result<u64>> {
-        Box::pin(super::mapreduce::submit_planned(client, 0, planned))
+        Box::pin(super::mapreduce::submit_planned(
+            client,
+            Default::default(),
+            planned,
+        ))
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use essaim_coordinator::planning::{MapReduceRequest, S3Request};
 use essaim_mapreduce::api::JobParams;
 use essaim_mapreduce::config::{
-    DEFAULT_MERGE_FACTOR, DEFAULT_OPEN_COST_BYTES, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES,
-    DEFAULT_SPLIT_BYTES,
+    DEFAULT_MERGE_FACTOR, DEFAULT_OPEN_COST_BYTES, DEFAULT_REDUCERS, DEFAULT_SLOW_START,
+    DEFAULT_SORT_BUFFER_BYTES, DEFAULT_SPLIT_BYTES,
 };
 use essaim_mapreduce::plan::PlannedJob;
 use essaim_planning::mapreduce::Overwrite;
@@ -112,6 +112,12 @@ pub struct JobArgs {
     /// Attempts per task before the job fails (default 4).
     #[arg(long, env = "ESSAIM_MAPREDUCE_MAX_ATTEMPTS", default_value_t = 0)]
     max_attempts: u32,
+    /// Slow start: the reducers start fetching the map outputs committed so far once
+    /// this share of the map tasks succeeded (0.0 to 1.0; 1.0 waits for every map task;
+    /// Hadoop's mapreduce.job.reduce.slowstart.completedmaps). Early reducers give their
+    /// slot back when a map task would wait for one.
+    #[arg(long, env = "ESSAIM_MAPREDUCE_SLOWSTART", value_name = "SHARE", value_parser = parse_share, default_value_t = DEFAULT_SLOW_START)]
+    slowstart: f64,
 }
 
 impl JobArgs {
@@ -319,7 +325,7 @@ pub async fn submit(name: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
         .upload(&args.connect.coordinator, token.as_deref())
         .await?;
     if args.detach {
-        let job_id = submit_to_leader(&coordinator, args.job.max_attempts, &planned).await?;
+        let job_id = submit_to_leader(&coordinator, SubmitOptions::of(&args.job), &planned).await?;
         match args.job.format() {
             OutputFormat::Json => print_json(&serde_json::json!({"job_id": job_id})),
             OutputFormat::Text => crate::outln!("{job_id}"),
@@ -412,6 +418,7 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<(PlannedJob, ShippedFiles)
         compress_output: args.compress_output.map(|codec| codec.name().to_owned()),
         overwrite: args.overwrite,
         max_attempts: Some(args.max_attempts),
+        slow_start: Some(args.slowstart),
         s3: Some(S3Request {
             endpoint: args.s3_endpoint.clone(),
             region: args.s3_region.clone(),
@@ -424,13 +431,47 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<(PlannedJob, ShippedFiles)
     Ok((planned, shipped))
 }
 
+/// How a planned job is submitted: the options of its spec that planning does not
+/// decide.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SubmitOptions {
+    /// Attempts per task, 0 for the coordinator's default.
+    pub max_attempts: u32,
+    /// The share of map tasks after which the reducers start (slow start).
+    pub slow_start: f64,
+}
+
+impl Default for SubmitOptions {
+    fn default() -> Self {
+        Self {
+            max_attempts: 0,
+            slow_start: DEFAULT_SLOW_START,
+        }
+    }
+}
+
+impl SubmitOptions {
+    /// Returns the options a job's arguments ask for.
+    fn of(args: &JobArgs) -> Self {
+        Self {
+            max_attempts: args.max_attempts,
+            slow_start: args.slowstart,
+        }
+    }
+
+    /// Returns the wire spec of `planned` with these options.
+    fn spec(self, planned: &PlannedJob) -> v1::JobSpec {
+        essaim_planning::mapreduce::job_spec(self.max_attempts, self.slow_start, planned)
+    }
+}
+
 /// Submits a planned job; returns its id.
 pub(crate) async fn submit_planned(
     client: &mut CoordinatorClient,
-    max_attempts: u32,
+    options: SubmitOptions,
     planned: &PlannedJob,
 ) -> anyhow::Result<u64> {
-    let spec = essaim_planning::mapreduce::job_spec(max_attempts, planned);
+    let spec = options.spec(planned);
     Ok(client
         .submit_job(v1::SubmitJobRequest { spec: Some(spec) })
         .await?
@@ -442,12 +483,10 @@ pub(crate) async fn submit_planned(
 /// did not reach it); returns its id.
 pub(crate) async fn submit_to_leader(
     coordinator: &CoordinatorCalls,
-    max_attempts: u32,
+    options: SubmitOptions,
     planned: &PlannedJob,
 ) -> anyhow::Result<u64> {
-    coordinator
-        .submit_job(essaim_planning::mapreduce::job_spec(max_attempts, planned))
-        .await
+    coordinator.submit_job(options.spec(planned)).await
 }
 
 async fn submit_and_follow(
@@ -456,7 +495,7 @@ async fn submit_and_follow(
     planned: PlannedJob,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
-    let job_id = submit_to_leader(coordinator, args.max_attempts, &planned).await?;
+    let job_id = submit_to_leader(coordinator, SubmitOptions::of(args), &planned).await?;
     let job = follow(
         coordinator,
         job_id,
@@ -658,6 +697,18 @@ fn failed_task_json(letter: &v1::DeadLetter) -> serde_json::Value {
 
 /// Parses a byte size: a number with an optional suffix (K, M, G, KiB, MiB, GiB, KB, MB,
 /// GB; binary multiples for both spellings, as `sort -S` does).
+/// Parses a share between 0.0 and 1.0 (`--slowstart`).
+fn parse_share(text: &str) -> Result<f64, String> {
+    let share: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number (e.g. 0.05)"))?;
+    if !(0.0..=1.0).contains(&share) {
+        return Err(format!("`{text}` is not a share between 0.0 and 1.0"));
+    }
+    Ok(share)
+}
+
 pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let digits_end = text
@@ -699,6 +750,17 @@ mod tests {
         assert_eq!(job.split_size, DEFAULT_SPLIT_BYTES);
         assert_eq!(job.sort_buffer, DEFAULT_SORT_BUFFER_BYTES);
         assert_eq!(job.merge_factor, DEFAULT_MERGE_FACTOR);
+        assert_eq!(job.slowstart, DEFAULT_SLOW_START);
+    }
+
+    #[test]
+    fn a_slow_start_share_lies_between_zero_and_one() {
+        assert_eq!(parse_share("0.05"), Ok(0.05));
+        assert_eq!(parse_share("1"), Ok(1.0));
+        assert_eq!(parse_share("0"), Ok(0.0));
+        for bad in ["1.5", "-0.1", "NaN", "half"] {
+            assert!(parse_share(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

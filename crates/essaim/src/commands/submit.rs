@@ -222,6 +222,7 @@ fn build_spec(args: &Args, files: &JobFiles) -> anyhow::Result<v1::JobSpec> {
         },
         supersede_key: args.supersede_key.clone().unwrap_or_default(),
         processing_version: args.processing_version.clone().unwrap_or_default(),
+        slow_start: None,
     };
     if let Some(path) = &args.spec {
         let text = std::fs::read_to_string(path)

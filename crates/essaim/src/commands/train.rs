@@ -252,7 +252,7 @@ async fn run_job(
     };
     let planned = plan_job(job.as_ref(), &request).map_err(|error| usage(error.to_string()))?;
     prepare_output_dir(output_dir, true).map_err(|error| usage(error.to_string()))?;
-    let job_id = submit_to_leader(coordinator, 0, &planned).await?;
+    let job_id = submit_to_leader(coordinator, Default::default(), &planned).await?;
     let status = follow(coordinator, job_id, &planned, quiet).await?;
     let committed = output_dir.join(SUCCESS_MARKER).is_file();
     if status.state != "succeeded" || !committed {

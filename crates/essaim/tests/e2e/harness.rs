@@ -197,3 +197,12 @@ pub fn http_get(base: &str, path: &str) -> String {
     assert_eq!(status, 200, "GET {path}: {body}");
     body
 }
+
+/// Returns the value of the sample `name{labels}` (or `name` without labels) of a
+/// Prometheus text exposition.
+pub fn metric_sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}

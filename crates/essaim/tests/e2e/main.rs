@@ -26,6 +26,7 @@
 //! | `mapreduce_s3.rs` | inputs and outputs in an S3-compatible bucket (`scripts/s3.sh`), workers sharing no directory: word count equals coreutils; a job stopped before its commit publishes nothing; missing bucket, wrong credentials, corrupt `.gz` object |
 //! | `mapreduce_s3_jobs.rs` | jobs that open their inputs themselves, over plain and compressed objects reached by `--s3-endpoint` alone: `dedup by=file` groups equal the decoded contents' equality, a left `join` split mid-file equals an oracle, `sort` equals the system's sort with fair parts |
 //! | `mapreduce_skipping.rs` | a streaming mapper that crashes on three poison lines: within `skip.records.max` the job skips them (output equal to an oracle without them, `essaim skipped` names their files and lines, exports them); without a budget it fails as before; over budget it fails naming them; a bad budget refused |
+//! | `mapreduce_slow_start.rs` | reducers started early (slow start) fetch while slow maps run, and the output equals coreutils'; the same with a worker holding map outputs SIGKILLed while they wait (lost outputs fetched again from the re-run); a one-slot cluster finishes |
 //! | `job_files.rs` | a streaming job's Python mapper, reducer, module and table shipped with `--files` run on workers that never had them, output equal to an oracle; a missing file refused with exit code 2; a task farm's shipped script and table run as commands on workers that never had them |
 //! | `mapreduce_matrix.rs` | `rownorms` and `cosine` on a generated matrix in several parts equal dense norms and cosines within 1e-12, through the CLI and the REST planner; a zero or short vector and a bad number fail the job with the reason |
 //! | `mapreduce_csv.rs` | `join` keeps a quoted separator's row and counts a malformed row in the job's summary |
@@ -73,6 +74,7 @@ mod mapreduce_matrix;
 mod mapreduce_s3;
 mod mapreduce_s3_jobs;
 mod mapreduce_skipping;
+mod mapreduce_slow_start;
 mod mapreduce_small_files;
 mod models;
 mod partition;

@@ -556,7 +556,7 @@ async fn bad_mapreduce_requests_get_clear_errors_and_empty_input_gives_empty_out
 }
 
 /// Returns every file named `name` under `dir`.
-fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+pub(crate) fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return found;

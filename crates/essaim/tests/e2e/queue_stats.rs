@@ -3,21 +3,15 @@
 //! to the drain target and to added workers, the REST API and the metrics agree, and the
 //! job's series go away when it ends.
 
-use crate::harness::{Cluster, Deadline, EVENTUALLY, http_get, job_spec, shell_task};
+use crate::harness::{
+    Cluster, Deadline, EVENTUALLY, http_get, job_spec, metric_sample as sample, shell_task,
+};
 use serde_json::Value;
 
 fn job_queue(base: &str, job: u64) -> (Value, Value) {
     let detail: Value =
         serde_json::from_str(&http_get(base, &format!("/api/v1/jobs/{job}"))).expect("JSON");
     (detail["queue"].clone(), detail["job"].clone())
-}
-
-/// Returns the value of the sample `name{labels}` (or `name` without labels).
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        value.split_whitespace().next()?.parse().ok()
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

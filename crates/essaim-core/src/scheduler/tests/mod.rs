@@ -5,6 +5,7 @@ mod jobs;
 mod leases;
 mod outcomes;
 mod placement;
+mod slow_start;
 mod spread;
 mod stages;
 

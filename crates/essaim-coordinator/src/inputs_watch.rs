@@ -1,0 +1,101 @@
+//! Long-polls of attempts started early (slow start) for their inputs: `WatchInputs`.
+//!
+//! A reducer granted before every map succeeded asks for the outputs committed after
+//! the inputs version it knows. The question is answered at once when the job's version
+//! is already newer (or the attempt lost its lease); otherwise it is parked here and
+//! answered by the first batch that changes the version, or empty-handed at its
+//! deadline. Like every reply, an answer leaves only once its batch is durable: a
+//! reducer never fetches an output whose commit could still be lost with the batch.
+
+use crate::actor::DeferredReply;
+use essaim_core::{AttemptId, Scheduler, UpstreamInputs};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// The answer to one `WatchInputs`: `None` when the attempt no longer holds its lease.
+pub type WatchAnswer = Option<UpstreamInputs>;
+
+/// One parked question.
+struct ParkedWatch {
+    attempt: AttemptId,
+    known_version: u64,
+    until: Instant,
+    reply: oneshot::Sender<WatchAnswer>,
+}
+
+/// The parked questions, owned by the actor.
+#[derive(Default)]
+pub(crate) struct ParkedWatches {
+    parked: Vec<ParkedWatch>,
+}
+
+impl ParkedWatches {
+    /// Answers now when there is something new (or the lease is gone), else parks the
+    /// question until `until`.
+    pub(crate) fn ask(
+        &mut self,
+        scheduler: &Scheduler,
+        attempt: AttemptId,
+        known_version: u64,
+        until: Instant,
+        reply: oneshot::Sender<WatchAnswer>,
+        replies: &mut Vec<DeferredReply>,
+    ) {
+        let answer = scheduler.upstream_inputs(attempt);
+        let news = answer
+            .as_ref()
+            .is_none_or(|inputs| inputs.version > known_version || inputs.complete);
+        if news || Instant::now() >= until {
+            replies.push(Box::new(move || {
+                let _ = reply.send(answer);
+            }));
+            return;
+        }
+        self.parked.push(ParkedWatch {
+            attempt,
+            known_version,
+            until,
+            reply,
+        });
+    }
+
+    /// Answers the parked questions that have news, whose deadline passed, or whose
+    /// caller hung up (those get nothing).
+    pub(crate) fn serve(&mut self, scheduler: &Scheduler, replies: &mut Vec<DeferredReply>) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut still_parked = Vec::with_capacity(self.parked.len());
+        for parked in std::mem::take(&mut self.parked) {
+            if parked.reply.is_closed() {
+                continue;
+            }
+            let answer = scheduler.upstream_inputs(parked.attempt);
+            let news = answer
+                .as_ref()
+                .is_none_or(|inputs| inputs.version > parked.known_version || inputs.complete);
+            if news || now >= parked.until {
+                let reply = parked.reply;
+                replies.push(Box::new(move || {
+                    let _ = reply.send(answer);
+                }));
+                continue;
+            }
+            still_parked.push(parked);
+        }
+        self.parked = still_parked;
+    }
+
+    /// Returns the earliest deadline of a parked question.
+    pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
+        self.parked.iter().map(|parked| parked.until).min()
+    }
+
+    /// Answers every parked question with what is known now (at shutdown).
+    pub(crate) fn drain(&mut self, scheduler: &Scheduler) {
+        for parked in self.parked.drain(..) {
+            let _ = parked.reply.send(scheduler.upstream_inputs(parked.attempt));
+        }
+    }
+}

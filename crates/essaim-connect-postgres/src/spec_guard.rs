@@ -68,7 +68,7 @@ pub struct SpecIdentity {
     pub migration: Migration,
 }
 
-/// What [`reconcile`] found.
+/// What checking a unit's recorded spec found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reconciled {
     /// No spec was recorded: this one now is.

@@ -10,7 +10,7 @@
 const MASK: &str = "***";
 
 /// Returns `text` with the password of every URL's user information replaced by
-/// [`MASK`]; text without such a URL comes back unchanged.
+/// `***`; text without such a URL comes back unchanged.
 pub fn mask_url_passwords(text: &str) -> String {
     let mut masked = String::with_capacity(text.len());
     let mut rest = text;

@@ -201,6 +201,10 @@ pub struct PgSink {
     pipeline: String,
     tables: Vec<ResultTable>,
     max_batch_rows: usize,
+    /// The fingerprint of the spec the sink writes under, when it was given one: every
+    /// batch checks it is still the one recorded, so that a writer of an older spec
+    /// (a unit not yet stopped) cannot commit after a migration.
+    fingerprint: Option<String>,
 }
 
 impl PgSink {
@@ -224,6 +228,7 @@ impl PgSink {
             pipeline: config.pipeline,
             tables,
             max_batch_rows: config.max_batch_rows.max(1),
+            fingerprint: config.spec.as_ref().map(|spec| spec.fingerprint.clone()),
         };
         let create_tables: Vec<&str> = sink.tables.iter().map(ResultTable::create_sql).collect();
         // Concurrent `CREATE TABLE IF NOT EXISTS` of one table can fail on a catalog
@@ -276,6 +281,14 @@ impl PgSink {
         }
     }
 
+    /// The unit's key and the fingerprint it writes under.
+    fn unit(&self) -> Unit<'_> {
+        Unit {
+            key: &self.pipeline,
+            fingerprint: self.fingerprint.as_deref(),
+        }
+    }
+
     /// Returns the tables results go to.
     pub fn tables(&self) -> &[ResultTable] {
         &self.tables
@@ -315,7 +328,7 @@ impl PgSink {
         let mut retry = 0;
         loop {
             let result = match self.connection.acquire().await {
-                Ok(client) => match stage(client, &self.pipeline, &self.tables, batch).await {
+                Ok(client) => match stage(client, self.unit(), &self.tables, batch).await {
                     Ok(staged) => staged.commit().await,
                     Err(error) => Err(error),
                 },
@@ -338,7 +351,7 @@ impl PgSink {
     ) -> Result<StagedBatch<'sink>, PgSinkError> {
         self.check_batch(batch)?;
         let client = self.connection.acquire().await?;
-        stage(client, &self.pipeline, &self.tables, batch).await
+        stage(client, self.unit(), &self.tables, batch).await
     }
 
     /// Stores a poison record; storing the same one again changes nothing.
@@ -460,22 +473,45 @@ impl StagedBatch<'_> {
     }
 }
 
+/// Whose batch it is: the unit's key and, when it has one, the spec it writes under.
+#[derive(Clone, Copy)]
+struct Unit<'a> {
+    key: &'a str,
+    fingerprint: Option<&'a str>,
+}
+
 async fn stage<'client>(
     client: &'client mut Client,
-    pipeline: &str,
+    unit: Unit<'_>,
     tables: &[ResultTable],
     batch: &SinkBatch,
 ) -> Result<StagedBatch<'client>, PgSinkError> {
     let postgres = |action| move |source| PgSinkError::Postgres { action, source };
+    let pipeline = unit.key;
     let transaction = client.transaction().await.map_err(postgres("begin"))?;
     transaction
         .execute(LOCK_PIPELINE_SQL, &[&pipeline])
         .await
         .map_err(postgres("lock pipeline"))?;
-    let locked = transaction
-        .query(READ_OFFSETS_SQL, &[&pipeline])
-        .await
-        .map_err(postgres("read offsets"))?;
+    // Sent together (one round trip), run in order after the lock, each with its own
+    // snapshot: what a migration committed before the lock was granted is seen.
+    let (locked, recorded) = futures_util::future::try_join(
+        transaction.query(READ_OFFSETS_SQL, &[&pipeline]),
+        transaction.query_opt(crate::spec_guard::READ_SPEC_SQL, &[&pipeline]),
+    )
+    .await
+    .map_err(postgres("read offsets"))?;
+    if let (Some(fingerprint), Some(row)) = (unit.fingerprint, recorded) {
+        let stored: String = row.get(0);
+        if stored != fingerprint {
+            return Err(PgSinkError::SpecChanged {
+                unit: pipeline.to_owned(),
+                recorded: stored,
+                recorded_at: row.get(1),
+                fingerprint: fingerprint.to_owned(),
+            });
+        }
+    }
     let mut committed = ResumePoint::default();
     for row in &locked {
         committed

@@ -16,7 +16,10 @@
 //!
 //! The check and the migration run in one transaction under the pipeline's lock, and
 //! the new fingerprint is recorded with it: a migration happens once, and a unit that
-//! restarts later under the same spec resumes normally whatever the flag says. A unit
+//! restarts later under the same spec resumes normally whatever the flag says. Every
+//! batch checks the recorded fingerprint again under the same lock, so a writer of the
+//! old spec that has not stopped yet cannot commit its positions or state after the
+//! migration. A unit
 //! with no record (new, or state from before records were kept) records its spec.
 use tokio_postgres::Client;
 
@@ -32,7 +35,7 @@ CREATE TABLE IF NOT EXISTS essaim_specs (
     updated_at timestamptz NOT NULL DEFAULT now()
 );";
 
-const READ_SPEC_SQL: &str = "SELECT fingerprint, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS TZ') FROM essaim_specs \
+pub(crate) const READ_SPEC_SQL: &str = "SELECT fingerprint, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS TZ') FROM essaim_specs \
      WHERE pipeline = $1";
 
 const RECORD_SPEC_SQL: &str = "\

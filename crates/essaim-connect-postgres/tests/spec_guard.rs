@@ -182,3 +182,44 @@ async fn rows_of_other_pipelines_are_not_demoted() -> Result<()> {
     assert_eq!(revision, 2, "`salesman` is not `sales`");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_writer_of_the_old_spec_cannot_commit_after_a_migration() -> Result<()> {
+    let Some(cluster) = Cluster::start() else {
+        return Ok(());
+    };
+    let (mut old, _) = PgSink::open(
+        with_spec(&cluster, "aaaa", Migration::Refuse),
+        counts_table(),
+    )
+    .await?;
+    commit_some_state(&mut old, 41).await?;
+    let (new, resume) = PgSink::open(
+        with_spec(&cluster, "bbbb", Migration::Reset),
+        counts_table(),
+    )
+    .await?;
+    assert_eq!(resume.checkpoint, None, "reset");
+    // The old unit has not noticed it was replaced, and commits once more.
+    let refused = commit_some_state(&mut old, 90).await.expect_err("fenced");
+    let refused = refused.downcast::<PgSinkError>()?;
+    assert!(
+        matches!(refused, PgSinkError::SpecChanged { .. }),
+        "{refused}"
+    );
+    new.close().await;
+    let (sink, resume) = PgSink::open(
+        with_spec(&cluster, "bbbb", Migration::Refuse),
+        counts_table(),
+    )
+    .await?;
+    assert_eq!(resume.checkpoint, None, "the old state did not come back");
+    assert_eq!(
+        resume.positions[&("orders".to_owned(), 0)],
+        41,
+        "nor its positions"
+    );
+    sink.close().await;
+    old.close().await;
+    Ok(())
+}

@@ -41,11 +41,8 @@ impl ParkedWatches {
         reply: oneshot::Sender<WatchAnswer>,
         replies: &mut Vec<DeferredReply>,
     ) {
-        let answer = scheduler.upstream_inputs(attempt);
-        let news = answer
-            .as_ref()
-            .is_none_or(|inputs| inputs.version > known_version || inputs.complete);
-        if news || Instant::now() >= until {
+        if scheduler.inputs_news(attempt, known_version) || Instant::now() >= until {
+            let answer = scheduler.upstream_inputs(attempt);
             replies.push(Box::new(move || {
                 let _ = reply.send(answer);
             }));
@@ -71,11 +68,8 @@ impl ParkedWatches {
             if parked.reply.is_closed() {
                 continue;
             }
-            let answer = scheduler.upstream_inputs(parked.attempt);
-            let news = answer
-                .as_ref()
-                .is_none_or(|inputs| inputs.version > parked.known_version || inputs.complete);
-            if news || now >= parked.until {
+            if scheduler.inputs_news(parked.attempt, parked.known_version) || now >= parked.until {
+                let answer = scheduler.upstream_inputs(parked.attempt);
                 let reply = parked.reply;
                 replies.push(Box::new(move || {
                     let _ = reply.send(answer);

@@ -205,7 +205,6 @@ fn processing_version(raw: &str) -> Result<Option<String>, SpecError> {
     Ok((!version.is_empty()).then(|| version.to_string()))
 }
 
-/// The supersede key of a submission: none when empty; refused when too long.
 /// Returns the slow-start share a job keeps: `None` when it has none or asks for 1.0
 /// (a stage waits for every task of the one before, as without slow start).
 fn slow_start_share(raw: Option<f64>) -> Result<Option<f64>, SpecError> {
@@ -221,6 +220,7 @@ fn slow_start_share(raw: Option<f64>) -> Result<Option<f64>, SpecError> {
     Ok((share < 1.0).then_some(share))
 }
 
+/// The supersede key of a submission: none when empty; refused when too long.
 fn supersede_key(raw: &str) -> Result<Option<String>, SpecError> {
     let key = raw.trim();
     if key.len() > MAX_SUPERSEDE_KEY_BYTES {

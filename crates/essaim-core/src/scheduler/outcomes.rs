@@ -39,6 +39,16 @@ impl Scheduler {
                 continue;
             }
             match result.outcome {
+                // An attempt started early cannot have read every input while its
+                // upstream stage is incomplete (a worker that does not ask for the rest):
+                // its success would be a silent partial result.
+                Ok(_) if self.is_early(result.attempt) => {
+                    let failure = TaskFailure::retryable(
+                        "finished before its upstream stage was complete: the worker did not \
+                         wait for the rest of its inputs (a build without slow start?)",
+                    );
+                    self.fail_attempt(now, result.attempt, failure, out);
+                }
                 Ok(output) => self.commit(now, result.attempt, output, result.duration_ms, out),
                 Err(failure) => self.fail_attempt(now, result.attempt, failure, out),
             }

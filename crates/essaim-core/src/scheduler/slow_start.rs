@@ -26,10 +26,22 @@ impl Scheduler {
         Some(job.upstream_inputs(attempt.task.index))
     }
 
+    /// Returns true when attempt `attempt_id` has something to learn beyond
+    /// `known_version`: newer outputs, a complete upstream stage, or a lost lease. It
+    /// builds nothing, so that the parked questions of many reducers cost little per
+    /// batch when nothing changed for them.
+    pub fn inputs_news(&self, attempt_id: AttemptId, known_version: u64) -> bool {
+        let Some(attempt) = self.attempts.get(&attempt_id) else {
+            return true;
+        };
+        let job = &self.jobs[&attempt.task.job];
+        job.inputs_version() > known_version || job.stage_complete(job.stage_of(attempt.task.index))
+    }
+
     /// Returns true when attempt `attempt_id` waits for inputs its job has not finished
     /// computing (a task of a stage whose previous stage is not complete, in a job with
     /// slow start).
-    fn is_early(&self, attempt_id: AttemptId) -> bool {
+    pub(super) fn is_early(&self, attempt_id: AttemptId) -> bool {
         let attempt = &self.attempts[&attempt_id];
         let job = &self.jobs[&attempt.task.job];
         job.slow_start().is_some() && !job.stage_complete(job.stage_of(attempt.task.index))

@@ -695,8 +695,6 @@ fn failed_task_json(letter: &v1::DeadLetter) -> serde_json::Value {
     })
 }
 
-/// Parses a byte size: a number with an optional suffix (K, M, G, KiB, MiB, GiB, KB, MB,
-/// GB; binary multiples for both spellings, as `sort -S` does).
 /// Parses a share between 0.0 and 1.0 (`--slowstart`).
 fn parse_share(text: &str) -> Result<f64, String> {
     let share: f64 = text
@@ -709,6 +707,8 @@ fn parse_share(text: &str) -> Result<f64, String> {
     Ok(share)
 }
 
+/// Parses a byte size: a number with an optional suffix (K, M, G, KiB, MiB, GiB, KB, MB,
+/// GB; binary multiples for both spellings, as `sort -S` does).
 pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let digits_end = text

@@ -286,3 +286,31 @@ fn slow_start_survives_the_journal_and_a_snapshot() {
         recovered.check_invariants().unwrap();
     }
 }
+
+#[test]
+fn an_early_success_reported_while_maps_run_is_refused_not_committed() {
+    // A worker that does not know slow start reduces the outputs of its grant alone and
+    // reports success while a map still runs: that would be a silent partial result.
+    let (mut scheduler, mut out, job, worker) = setup(config(), slow_started(2, 1, 0.0));
+    let maps = scheduler.pull(1, worker, 2).assignments;
+    scheduler.report(2, worker, vec![ok_with_file(maps[0].attempt)], &mut out);
+    let reducer = pull_one(&mut scheduler, 3, worker);
+    assert_eq!(reducer.task, task(job, 2));
+    assert!(!reducer.inputs_complete);
+    scheduler.report(4, worker, vec![ok_with_file(reducer.attempt)], &mut out);
+    let state = scheduler.job(job).expect("job");
+    assert_eq!(
+        state.counts().succeeded,
+        1,
+        "only the map: the early success is refused"
+    );
+    assert_eq!(state.counters.attempts_failed, 1);
+    scheduler.check_invariants().unwrap();
+    // Once the maps are done, the reducer's success counts.
+    scheduler.report(5, worker, vec![ok_with_file(maps[1].attempt)], &mut out);
+    let again = pull_one(&mut scheduler, 100, worker);
+    assert_eq!(again.task, task(job, 2));
+    assert!(again.inputs_complete);
+    scheduler.report(101, worker, vec![ok_with_file(again.attempt)], &mut out);
+    assert_eq!(scheduler.job(job).expect("job").counts().succeeded, 3);
+}

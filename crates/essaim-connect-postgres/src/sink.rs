@@ -281,14 +281,6 @@ impl PgSink {
         }
     }
 
-    /// The unit's key and the fingerprint it writes under.
-    fn unit(&self) -> Unit<'_> {
-        Unit {
-            key: &self.pipeline,
-            fingerprint: self.fingerprint.as_deref(),
-        }
-    }
-
     /// Returns the tables results go to.
     pub fn tables(&self) -> &[ResultTable] {
         &self.tables
@@ -328,7 +320,14 @@ impl PgSink {
         let mut retry = 0;
         loop {
             let result = match self.connection.acquire().await {
-                Ok(client) => match stage(client, self.unit(), &self.tables, batch).await {
+                Ok(client) => match stage(
+                    client,
+                    unit(&self.pipeline, &self.fingerprint),
+                    &self.tables,
+                    batch,
+                )
+                .await
+                {
                     Ok(staged) => staged.commit().await,
                     Err(error) => Err(error),
                 },
@@ -351,7 +350,13 @@ impl PgSink {
     ) -> Result<StagedBatch<'sink>, PgSinkError> {
         self.check_batch(batch)?;
         let client = self.connection.acquire().await?;
-        stage(client, self.unit(), &self.tables, batch).await
+        stage(
+            client,
+            unit(&self.pipeline, &self.fingerprint),
+            &self.tables,
+            batch,
+        )
+        .await
     }
 
     /// Stores a poison record; storing the same one again changes nothing.
@@ -478,6 +483,13 @@ impl StagedBatch<'_> {
 struct Unit<'a> {
     key: &'a str,
     fingerprint: Option<&'a str>,
+}
+
+fn unit<'a>(key: &'a str, fingerprint: &'a Option<String>) -> Unit<'a> {
+    Unit {
+        key,
+        fingerprint: fingerprint.as_deref(),
+    }
 }
 
 async fn stage<'client>(

@@ -4,9 +4,8 @@
 //! wait for has none, stop when their inputs can never be complete; and all of it
 //! survives the journal.
 
+use super::stages::ok_with_file;
 use super::*;
-use crate::model::FileRef;
-use std::collections::BTreeMap;
 
 /// `maps` tasks of stage 0, `reduces` of stage 1 and a commit task of stage 2, with
 /// slow start at `share`.
@@ -28,21 +27,6 @@ fn slow_started(maps: usize, reduces: usize, share: f64) -> RawJobSpec {
         backoff_base_ms: 10,
         backoff_max_ms: 10,
         ..Default::default()
-    }
-}
-
-fn ok_with_file(attempt: AttemptId) -> ReportedResult {
-    ReportedResult {
-        attempt,
-        outcome: Ok(TaskOutput {
-            inline: Vec::new(),
-            file: Some(FileRef {
-                url: format!("http://w/{}", attempt.0),
-                size_bytes: 1,
-            }),
-            counters: BTreeMap::new(),
-        }),
-        duration_ms: 5,
     }
 }
 

@@ -25,7 +25,7 @@ fn staged(maps: usize, reduces: usize) -> RawJobSpec {
 }
 
 /// A success whose output file is named after its attempt, with one counter.
-fn ok_with_file(attempt: AttemptId) -> ReportedResult {
+pub(super) fn ok_with_file(attempt: AttemptId) -> ReportedResult {
     ReportedResult {
         attempt,
         outcome: Ok(TaskOutput {

@@ -269,10 +269,14 @@ impl Job {
     }
 
     /// Returns true when a task of `stage` has succeeded and its output is still needed:
-    /// `stage` is not the last and the next stage has unfinished tasks.
+    /// the job runs, `stage` is not the last and the next stage has unfinished tasks. A
+    /// finished job reads nothing (a requeued dead letter reopens it; its readers then
+    /// report what they cannot read).
     pub(crate) fn output_needed(&self, stage: u32) -> bool {
         let next = stage as usize + 1;
-        next < self.stage_unfinished.len() && self.stage_unfinished[next] > 0
+        self.state == JobState::Running
+            && next < self.stage_unfinished.len()
+            && self.stage_unfinished[next] > 0
     }
 
     /// Returns true when a task of a stage before `stage` is dead-lettered or purged:

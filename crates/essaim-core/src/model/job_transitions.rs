@@ -125,6 +125,15 @@ impl Job {
         }
     }
 
+    /// Speculative twins stopped because another attempt of task `index` committed were
+    /// killed, not failed: like Hadoop's killed attempts they do not count against
+    /// `max_attempts` (they would, should the committed output be lost later and the task
+    /// run again).
+    pub(crate) fn uncount_killed_attempts(&mut self, index: u32, killed: u32) {
+        let task = &mut self.tasks[index as usize];
+        task.attempts_made = task.attempts_made.saturating_sub(killed);
+    }
+
     /// Counts a result refused because its attempt no longer held the lease.
     pub(crate) fn count_rejected_result(&mut self) {
         self.counters.results_rejected += 1;

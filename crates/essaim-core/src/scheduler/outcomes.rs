@@ -67,6 +67,7 @@ impl Scheduler {
         let (attempt, others) = self.release(attempt_id);
         let task_id = attempt.task;
         // Every other attempt of the task (a speculative twin) loses and is told to stop.
+        let losers = others.len() as u32;
         for loser in others {
             self.release_and_cancel(loser);
         }
@@ -78,10 +79,12 @@ impl Scheduler {
             duration_ms,
             output,
         };
-        self.jobs
+        let job = self
+            .jobs
             .get_mut(&task_id.job)
-            .expect("committed task has a job")
-            .commit(&result);
+            .expect("committed task has a job");
+        job.commit(&result);
+        job.uncount_killed_attempts(task_id.index, losers);
         out.push(Output::Persist(JournalEvent::TaskSucceeded {
             result,
             at: now,

@@ -142,6 +142,20 @@ fn straggler_gets_a_speculative_copy_on_an_idle_worker_and_first_result_wins() {
 }
 
 #[test]
+fn a_speculative_twin_that_loses_the_race_does_not_count_as_an_attempt() {
+    // Seed 2701 of the simulation: the twin was counted, so when the committed output
+    // was lost later the task was dead-lettered one failure too early.
+    let (mut scheduler, job_id, _, worker_b, original) = straggler_setup(0.0);
+    let mut out = Vec::new();
+    let copy = pull_one(&mut scheduler, 301, worker_b);
+    assert_eq!(copy.attempt_number, 2);
+    scheduler.report(350, worker_b, vec![ok(copy.attempt, 49)], &mut out);
+    let task = &scheduler.job(job_id).unwrap().tasks()[5];
+    assert_eq!(task.attempts_made(), 1, "{original:?} was killed, not failed");
+    scheduler.check_invariants().unwrap();
+}
+
+#[test]
 fn no_speculative_copy_when_speculation_is_off() {
     let (mut scheduler, job_id, _, worker_b, _) = straggler_setup(-1.0);
     for now in [301, 5000] {

@@ -4,7 +4,7 @@
 //! wait for has none, stop when their inputs can never be complete; and all of it
 //! survives the journal.
 
-use super::stages::ok_with_file;
+use super::stages::{lost, ok_with_file, run_all};
 use super::*;
 
 /// `maps` tasks of stage 0, `reduces` of stage 1 and a commit task of stage 2, with
@@ -297,4 +297,33 @@ fn an_early_success_reported_while_maps_run_is_refused_not_committed() {
     assert!(again.inputs_complete);
     scheduler.report(101, worker, vec![ok_with_file(again.attempt)], &mut out);
     assert_eq!(scheduler.job(job).expect("job").counts().succeeded, 3);
+}
+
+#[test]
+fn outputs_lost_after_the_job_failed_leave_it_finished() {
+    // Seed 12493 of the simulation: a reducer's twin lost every map output; the first
+    // one dead-lettered (one attempt allowed) stranded the reducer's other attempt, so
+    // the job failed, and the next lost output sent a map back to `Pending` in it.
+    let config = config_with(|config| config.speculation_min_runtime_ms = 100);
+    let spec = RawJobSpec {
+        max_attempts: 1,
+        speculation_multiplier: 0.0,
+        ..slow_started(2, 6, 0.5)
+    };
+    let (mut scheduler, mut out, job, worker_a) = setup(config, spec);
+    let worker_b = scheduler.register_worker(0, worker_of(1));
+    run_all(&mut scheduler, 0, worker_a, &mut out);
+    let reducers = scheduler.pull(0, worker_a, 6).assignments;
+    let fast = reducers[..5].iter().map(|grant| ok(grant.attempt, 100));
+    scheduler.report(100, worker_a, fast.collect(), &mut out);
+    let twin = pull_one(&mut scheduler, 400, worker_b);
+    assert_eq!((twin.task, twin.speculative), (task(job, 7), true));
+
+    scheduler.report(401, worker_b, vec![lost(twin.attempt, vec![0, 1])], &mut out);
+    scheduler.check_invariants().unwrap();
+    assert!(matches!(
+        scheduler.job(job).unwrap().state,
+        JobState::Failed { .. }
+    ));
+    assert_eq!(state_of(&scheduler, task(job, 1)), TaskState::Succeeded);
 }

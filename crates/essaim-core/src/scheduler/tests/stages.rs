@@ -40,7 +40,7 @@ pub(super) fn ok_with_file(attempt: AttemptId) -> ReportedResult {
     }
 }
 
-fn lost(attempt: AttemptId, inputs: Vec<u32>) -> ReportedResult {
+pub(super) fn lost(attempt: AttemptId, inputs: Vec<u32>) -> ReportedResult {
     ReportedResult {
         attempt,
         outcome: Err(TaskFailure {
@@ -53,7 +53,7 @@ fn lost(attempt: AttemptId, inputs: Vec<u32>) -> ReportedResult {
     }
 }
 
-fn run_all(scheduler: &mut Scheduler, now: Millis, worker: WorkerId, out: &mut Vec<Output>) {
+pub(super) fn run_all(scheduler: &mut Scheduler, now: Millis, worker: WorkerId, out: &mut Vec<Output>) {
     let grants = scheduler.pull(now, worker, 100).assignments;
     let results = grants
         .iter()

@@ -28,6 +28,11 @@ pub const COMMIT_KIND: &str = "mapreduce.commit";
 /// and write plain parts where the commit expects compressed ones.
 pub const PAYLOAD_VERSION: u32 = 3;
 
+/// Returns true for the task kinds of MapReduce jobs, whose payload names their job.
+pub fn is_mapreduce_kind(kind: &str) -> bool {
+    [MAP_KIND, REDUCE_KIND, COMMIT_KIND].contains(&kind)
+}
+
 /// Returns the job named by the payload of a task of kind [`MAP_KIND`],
 /// [`REDUCE_KIND`] or [`COMMIT_KIND`] (its `config.job`), without decoding the rest: the
 /// coordinator asks it of every task of a submission. `None` for another kind or a
@@ -41,7 +46,7 @@ pub fn job_name_of_task(kind: &str, payload: &[u8]) -> Option<String> {
     struct ConfigOnly {
         config: JobOnly,
     }
-    if ![MAP_KIND, REDUCE_KIND, COMMIT_KIND].contains(&kind) {
+    if !is_mapreduce_kind(kind) {
         return None;
     }
     let peeked: ConfigOnly = serde_json::from_slice(payload).ok()?;

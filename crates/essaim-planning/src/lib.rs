@@ -84,9 +84,17 @@ impl JobPlanner for Planner {
     }
 
     fn runs_commands(&self, task: &essaim_proto::v1::TaskSpec) -> bool {
-        essaim_mapreduce::payload::job_name_of_task(&task.kind, &task.payload)
-            .and_then(|name| self.jobs.get(&name))
-            .is_some_and(|job| job.runs_commands())
+        use essaim_mapreduce::payload::{is_mapreduce_kind, job_name_of_task};
+        if !is_mapreduce_kind(&task.kind) {
+            return false;
+        }
+        // Fail closed: a payload whose job cannot be read here may run anything.
+        let Some(name) = job_name_of_task(&task.kind, &task.payload) else {
+            return true;
+        };
+        // A job this coordinator does not know is one compiled into the workers
+        // (`main_with_jobs`): their own code, not a command from the submitter.
+        self.jobs.get(&name).is_some_and(|job| job.runs_commands())
     }
 
     fn mapreduce_jobs(&self) -> Vec<(String, String)> {
@@ -102,5 +110,49 @@ impl JobPlanner for Planner {
                 (name, description)
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use essaim_mapreduce::payload::{MAP_KIND, REDUCE_KIND};
+    use essaim_proto::v1::TaskSpec;
+
+    fn task(kind: &str, payload: &str) -> TaskSpec {
+        TaskSpec {
+            kind: kind.into(),
+            payload: payload.as_bytes().to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn commands_are_found_and_an_unreadable_payload_counts_as_running_them() {
+        let mut jobs = JobRegistry::new();
+        for job in essaim_mapreduce::jobs::builtin_jobs() {
+            jobs.register(job);
+        }
+        jobs.register(Arc::new(essaim_mapreduce::streaming::StreamingJob));
+        let planner = Planner::new(Arc::new(jobs));
+        let cases = [
+            (MAP_KIND, r#"{"config":{"job":"streaming"}}"#, true),
+            (MAP_KIND, r#"{"config":{"job":"wordcount"}}"#, false),
+            (
+                REDUCE_KIND,
+                r#"{"config":{"job":"a-job-compiled-into-workers"}}"#,
+                false,
+            ),
+            (MAP_KIND, "not json", true),
+            (REDUCE_KIND, r#"{"job":"streaming"}"#, true),
+            ("noop", "not json", false),
+        ];
+        for (kind, payload, expected) in cases {
+            assert_eq!(
+                planner.runs_commands(&task(kind, payload)),
+                expected,
+                "{kind} {payload}"
+            );
+        }
     }
 }

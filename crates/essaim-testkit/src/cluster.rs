@@ -198,6 +198,14 @@ impl Cluster {
             .join("\n")
     }
 
+    /// Sends `signal` to the running coordinator.
+    pub fn signal_coordinator(&self, signal: nix::sys::signal::Signal) {
+        self.coordinator
+            .as_ref()
+            .expect("a coordinator is running")
+            .signal(signal);
+    }
+
     /// Kills the coordinator with SIGKILL.
     pub fn kill_coordinator(&mut self) {
         let mut process = self.coordinator.take().expect("a coordinator is running");

@@ -16,10 +16,12 @@
 //! ```
 //!
 //! Validation happens once, here: every error names the principal and the key, and a
-//! file that names a role twice, reuses a name or a token, or misspells a key is
-//! refused rather than half-read.
+//! file that names a role twice, reuses a name or a token, takes a name the coordinator
+//! gives itself (`cluster`, `anonymous`), or misspells a key is refused rather than
+//! half-read. A file may be edited while the coordinator runs: `reload.rs` puts a valid
+//! new version in force and keeps the old one when the new one is refused.
 
-use super::{Role, sha256};
+use super::{ANONYMOUS_PRINCIPAL, CLUSTER_TOKEN_PRINCIPAL, Role, sha256};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -97,6 +99,11 @@ pub fn parse_principals(text: &str) -> Result<Vec<PrincipalSpec>, String> {
         let name = entry.name.trim().to_string();
         if name.is_empty() {
             return Err("a principal has an empty `name`".into());
+        }
+        if [CLUSTER_TOKEN_PRINCIPAL, ANONYMOUS_PRINCIPAL].contains(&name.as_str()) {
+            return Err(format!(
+                "principal name `{name}` is reserved (the coordinator names its callers `{CLUSTER_TOKEN_PRINCIPAL}` and `{ANONYMOUS_PRINCIPAL}` itself): choose another"
+            ));
         }
         if !names.insert(name.clone()) {
             return Err(format!("principal `{name}` is defined twice"));

@@ -19,21 +19,24 @@
 //! |---|---|
 //! | this file | roles, principals, the lookup and the refusal |
 //! | `file.rs` | the principals file |
+//! | `reload.rs` | the file read again on `SIGHUP` or when its content changes |
 //! | `table.rs` | the role every gRPC method and REST route needs |
 //! | `layers.rs` | the checks in front of gRPC and REST |
 
 mod file;
 mod layers;
+mod reload;
 mod table;
 
 pub use file::{PrincipalSpec, PrincipalsError, load_principals, parse_principals};
 pub use layers::{check_grpc, check_rest};
+pub use reload::watch_principals_file;
 pub use table::{grpc_method_role, rest_route_role};
 
 use essaim_proto::capability::{CapabilityKey, constant_time_equal};
 use essaim_telemetry::{AuthMetrics, AuthRefusal, AuthSurface};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 /// What a principal may do. Roles nest: `admin` can do what `submit` can, `submit` and
 /// `worker` what `read-only` can; `commands` adds one right to the others.
@@ -180,11 +183,14 @@ impl AuthError {
     }
 }
 
-/// Every token the coordinator accepts, with the refusal counter. Clones share both.
+/// Every token the coordinator accepts, with the refusal counter. Clones share both,
+/// and see a reload of the principals at once.
 #[derive(Clone, Debug)]
 pub struct Authenticator {
-    /// Empty: no credentials configured, every caller is [`ANONYMOUS_PRINCIPAL`].
-    tokens: Arc<[KnownToken]>,
+    /// The cluster token's principal (every role), if there is a cluster token.
+    cluster: Option<KnownToken>,
+    /// The principals of the file, replaced whole by a reload.
+    principals: Arc<RwLock<Arc<[KnownToken]>>>,
     metrics: AuthMetrics,
 }
 
@@ -192,31 +198,56 @@ impl Authenticator {
     /// Accepts the cluster token (with every role) and the principals of the file.
     pub fn new(
         cluster_token: Option<&str>,
-        principals: Vec<(String, [u8; 32], Vec<Role>)>,
+        principals: Vec<PrincipalSpec>,
         metrics: AuthMetrics,
     ) -> Self {
-        let mut tokens: Vec<KnownToken> = cluster_token
-            .map(|token| KnownToken {
-                sha256: sha256(token),
-                principal: Arc::new(Principal::with_every_role(CLUSTER_TOKEN_PRINCIPAL)),
-            })
-            .into_iter()
-            .collect();
-        for (name, sha256, roles) in principals {
-            tokens.push(KnownToken {
-                sha256,
-                principal: Arc::new(Principal { name, roles }),
-            });
-        }
+        let cluster = cluster_token.map(|token| KnownToken {
+            sha256: sha256(token),
+            principal: Arc::new(Principal::with_every_role(CLUSTER_TOKEN_PRINCIPAL)),
+        });
         Self {
-            tokens: tokens.into(),
+            cluster,
+            principals: Arc::new(RwLock::new(known_tokens(principals))),
             metrics,
         }
     }
 
+    /// Puts `principals` in force in place of the current ones (a reload of the file),
+    /// unless one of them holds the cluster token (it would get the cluster token's every
+    /// role, whatever the file says), or there are none and no cluster token either (a
+    /// file emptied by mistake would admit anyone).
+    pub fn replace_principals(&self, principals: Vec<PrincipalSpec>) -> Result<(), String> {
+        match &self.cluster {
+            Some(cluster) => refuse_cluster_token(&principals, &cluster.sha256)?,
+            None if principals.is_empty() && self.requires_credentials() => {
+                return Err(
+                    "the file now has no principal and there is no cluster token: it would admit anyone; restart the coordinator to do that on purpose"
+                        .into(),
+                );
+            }
+            None => {}
+        }
+        let tokens = known_tokens(principals);
+        *self
+            .principals
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tokens;
+        Ok(())
+    }
+
+    /// Returns the principals in force now (the cluster token's aside).
+    fn principals_now(&self) -> Arc<[KnownToken]> {
+        Arc::clone(
+            &self
+                .principals
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     /// Returns whether any credential is required at all.
     pub fn requires_credentials(&self) -> bool {
-        !self.tokens.is_empty()
+        self.cluster.is_some() || !self.principals_now().is_empty()
     }
 
     /// Returns the principal of `bearer` (the token after `Bearer `) if it may do what
@@ -242,14 +273,15 @@ impl Authenticator {
         needed: Role,
         action: &str,
     ) -> Result<Arc<Principal>, AuthError> {
-        if self.tokens.is_empty() {
+        let principals = self.principals_now();
+        if self.cluster.is_none() && principals.is_empty() {
             return Ok(Arc::new(Principal::with_every_role(ANONYMOUS_PRINCIPAL)));
         }
         let bearer = bearer.ok_or(AuthError::MissingToken)?;
         let presented = sha256(bearer);
         // Every entry is compared, so the time taken says nothing about which matched.
         let mut found = None;
-        for known in self.tokens.iter() {
+        for known in self.cluster.iter().chain(principals.iter()) {
             if constant_time_equal(&known.sha256, &presented) && found.is_none() {
                 found = Some(Arc::clone(&known.principal));
             }
@@ -271,6 +303,42 @@ impl Authenticator {
     }
 }
 
+/// The principals of a file as the lookup holds them.
+fn known_tokens(principals: Vec<PrincipalSpec>) -> Arc<[KnownToken]> {
+    principals
+        .into_iter()
+        .map(|(name, sha256, roles)| KnownToken {
+            sha256,
+            principal: Arc::new(Principal { name, roles }),
+        })
+        .collect()
+}
+
+/// Refuses principals of which one holds the cluster token (its SHA-256 `cluster`).
+fn refuse_cluster_token(principals: &[PrincipalSpec], cluster: &[u8; 32]) -> Result<(), String> {
+    match principals
+        .iter()
+        .find(|(_, sha256, _)| constant_time_equal(sha256, cluster))
+    {
+        Some((name, _, _)) => Err(format!(
+            "principal `{name}` has the cluster token, which already has every role: give it a token of its own"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Refuses principals that reuse the cluster token `cluster_token` (at start; a reload
+/// checks the same through [`Authenticator::replace_principals`]).
+pub fn check_principals_against_cluster_token(
+    principals: &[PrincipalSpec],
+    cluster_token: Option<&str>,
+) -> Result<(), String> {
+    match cluster_token {
+        Some(token) => refuse_cluster_token(principals, &sha256(token)),
+        None => Ok(()),
+    }
+}
+
 /// Draws a fresh secret for the per-job file capabilities (see
 /// [`essaim_proto::capability`]) from the operating system's generator.
 ///
@@ -285,7 +353,11 @@ pub fn draw_capability_key() -> std::io::Result<CapabilityKey> {
 
 /// Returns the SHA-256 of `token`.
 pub fn sha256(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    sha256_bytes(token.as_bytes())
+}
+
+fn sha256_bytes(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
 }
 
 /// Refuses a submission that runs commands when `principal` may not run them.

@@ -131,9 +131,58 @@ fn a_bad_principals_file_is_refused_naming_what_to_fix() {
             "version = 1\n[[principal]]\nname = \"a\"\ntoken = \"t\"\nrole = [\"admin\"]\n",
             "unknown field `role`",
         ),
+        (
+            "version = 1\n[[principal]]\nname = \"cluster\"\ntoken = \"t\"\nroles = [\"read-only\"]\n",
+            "principal name `cluster` is reserved",
+        ),
+        (
+            "version = 1\n[[principal]]\nname = \" anonymous \"\ntoken = \"t\"\nroles = [\"read-only\"]\n",
+            "principal name `anonymous` is reserved",
+        ),
     ];
     for (text, expected) in cases {
         let error = parse_principals(text).unwrap_err();
         assert!(error.contains(expected), "{text:?}: {error}");
     }
+}
+
+#[test]
+fn a_principal_holding_the_cluster_token_is_refused_at_start_and_at_reload() {
+    let reuse = parse_principals(
+        "version = 1\n[[principal]]\nname = \"ops\"\ntoken = \"cluster-secret\"\nroles = [\"read-only\"]\n",
+    )
+    .unwrap();
+    let refused =
+        check_principals_against_cluster_token(&reuse, Some("cluster-secret")).unwrap_err();
+    assert!(
+        refused.contains("principal `ops` has the cluster token"),
+        "{refused}"
+    );
+    assert!(check_principals_against_cluster_token(&reuse, None).is_ok());
+
+    let auth = authenticator(Some("cluster-secret"), &file());
+    assert!(auth.replace_principals(reuse).is_err());
+    // The refused file changed nothing.
+    let reader = auth.authorize(AuthSurface::Grpc, Some("read-me"), Role::ReadOnly, "x");
+    assert_eq!(reader.unwrap().name, "reader");
+}
+
+#[test]
+fn a_reload_takes_effect_for_every_clone_at_once() {
+    let auth = authenticator(None, &file());
+    let clone = auth.clone();
+    let next = parse_principals(
+        "version = 1\n[[principal]]\nname = \"new\"\ntoken = \"fresh\"\nroles = [\"admin\"]\n",
+    )
+    .unwrap();
+    auth.replace_principals(next).unwrap();
+    let gone = clone.authorize(AuthSurface::Rest, Some("read-me"), Role::ReadOnly, "x");
+    assert_eq!(gone.unwrap_err(), AuthError::UnknownToken);
+    let new = clone.authorize(AuthSurface::Rest, Some("fresh"), Role::Admin, "x");
+    assert_eq!(new.unwrap().name, "new");
+    // Emptied by mistake, the file would open a coordinator without a cluster token to
+    // anyone: refused, the principals in force stay.
+    let refused = auth.replace_principals(Vec::new()).unwrap_err();
+    assert!(refused.contains("no principal"), "{refused}");
+    assert!(clone.requires_credentials());
 }

@@ -9,6 +9,7 @@
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Which API refused a request.
@@ -116,6 +117,82 @@ impl AuthMetrics {
     pub fn record_refusal(&self, surface: AuthSurface, reason: AuthRefusal) {
         self.refusals_total
             .get_or_create(&RefusalLabels { surface, reason })
+            .inc();
+    }
+}
+
+/// How a reload of the principals file ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReloadOutcome {
+    /// The new file is in force.
+    Loaded,
+    /// The file was refused (unreadable or invalid): the previous principals stay.
+    Refused,
+}
+
+impl ReloadOutcome {
+    /// Returns the label value exposed for this outcome.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loaded => "loaded",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+impl EncodeLabelValue for ReloadOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReloadLabels {
+    outcome: ReloadOutcome,
+}
+
+/// The coordinator's principals: how many are in force, and how reloads of their file
+/// ended (a refused reload keeps the previous principals; alert on it). Clones update
+/// the same series.
+#[derive(Clone, Debug, Default)]
+pub struct PrincipalsMetrics {
+    in_force: Gauge,
+    reloads_total: Family<ReloadLabels, Counter>,
+}
+
+impl PrincipalsMetrics {
+    /// Creates the series and registers them in `registry` (once per registry).
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self::default();
+        registry.register(
+            "essaim_principals",
+            "Principals of the principals file in force",
+            metrics.in_force.clone(),
+        );
+        registry.register(
+            "essaim_principals_reloads",
+            "Reloads of the principals file, by outcome",
+            metrics.reloads_total.clone(),
+        );
+        for outcome in [ReloadOutcome::Loaded, ReloadOutcome::Refused] {
+            drop(
+                metrics
+                    .reloads_total
+                    .get_or_create(&ReloadLabels { outcome }),
+            );
+        }
+        metrics
+    }
+
+    /// Records the number of principals in force.
+    pub fn set_in_force(&self, count: usize) {
+        self.in_force.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one reload.
+    pub fn record_reload(&self, outcome: ReloadOutcome) {
+        self.reloads_total
+            .get_or_create(&ReloadLabels { outcome })
             .inc();
     }
 }

@@ -24,7 +24,8 @@ pub struct Args {
     token: crate::client::TokenArgs,
     /// Principals file (TOML): named tokens with roles (`read-only`, `submit`, `admin`,
     /// `worker`, `commands`), accepted beside the cluster token, which keeps every role.
-    /// See the README's security section. Default: none.
+    /// Read again on SIGHUP and when its content changes (a refused version keeps the
+    /// principals in force). See the README's security section. Default: none.
     #[arg(long)]
     principals: Option<PathBuf>,
     /// Accept unauthenticated callers on a non-loopback address.
@@ -149,6 +150,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?,
         None => Vec::new(),
     };
+    essaim_coordinator::auth::check_principals_against_cluster_token(&principals, token.as_deref())
+        .map_err(usage)?;
     let no_credentials = token.is_none() && principals.is_empty();
     if no_credentials && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
         return Err(usage(format!(
@@ -175,6 +178,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     config.token = token;
     config.principals = principals;
+    config.principals_file = args.principals.clone();
     config.planner = Some(crate::jobs::planner());
     if let Some(reserve) = args.journal_reserve_bytes {
         config.journal_reserve_bytes = reserve;

@@ -16,6 +16,7 @@
 
 mod observe;
 
+use crate::auth::{Principal, Role};
 use crate::inputs_watch::ParkedWatches;
 use crate::observatory::Observatory;
 use essaim_core::{
@@ -27,6 +28,7 @@ use essaim_store::{Journal, StoreError};
 use essaim_telemetry::{BuildInfo, CoordinatorMetrics, Health, JobOutcome};
 use observe::{log_attempt_outcome, log_grants};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -58,6 +60,22 @@ pub enum ExclusiveRefusal {
     Running(JobId),
     /// The spec is invalid.
     Spec(SpecError),
+}
+
+/// Why a cancellation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CancelRefusal {
+    /// No such job, or it already finished.
+    #[error(transparent)]
+    Job(#[from] JobError),
+    /// The caller neither submitted the job nor is an admin.
+    #[error("job {job} belongs to principal `{owner}`: only it or an admin may cancel it", job = .job.0)]
+    NotOwner {
+        /// The job.
+        job: JobId,
+        /// Who submitted it.
+        owner: String,
+    },
 }
 
 // Fields mirror the arguments of the scheduler method named in each variant's doc.
@@ -108,10 +126,11 @@ pub enum Command {
         returned: Vec<essaim_core::AttemptId>,
         reply: oneshot::Sender<()>,
     },
-    /// See [`Scheduler::cancel_job`].
+    /// See [`Scheduler::cancel_job`]; only the job's owner or an admin may.
     Cancel {
         job: JobId,
-        reply: oneshot::Sender<Result<(), JobError>>,
+        by: Arc<Principal>,
+        reply: oneshot::Sender<Result<(), CancelRefusal>>,
     },
     /// See [`Scheduler::requeue_dead_letters`].
     Requeue {
@@ -515,10 +534,8 @@ impl Actor {
                     let _ = reply.send(());
                 }));
             }
-            Command::Cancel { job, reply } => {
-                let result = self
-                    .scheduler
-                    .cancel_job(now, job, "cancelled by a client", out);
+            Command::Cancel { job, by, reply } => {
+                let result = self.cancel(now, job, &by, out);
                 replies.push(Box::new(move || {
                     let _ = reply.send(result);
                 }));
@@ -582,6 +599,23 @@ impl Actor {
             Err(error) => warn!(error = %error, "job refused"),
         }
         result
+    }
+
+    /// Cancels `job` for `by`, who must be its owner or an admin (a job submitted
+    /// without credentials has no owner: any submitter may cancel it).
+    fn cancel(
+        &mut self,
+        now: u64,
+        job: JobId,
+        by: &Principal,
+        out: &mut Vec<Output>,
+    ) -> Result<(), CancelRefusal> {
+        let owner = self.scheduler.job(job).and_then(|job| job.owner.clone());
+        if let Some(owner) = owner.filter(|owner| *owner != by.name && !by.may(Role::Admin)) {
+            return Err(CancelRefusal::NotOwner { job, owner });
+        }
+        let reason = format!("cancelled by principal `{}`", by.name);
+        Ok(self.scheduler.cancel_job(now, job, &reason, out)?)
     }
 
     fn resolve(&self, target: DeadLetterTarget) -> Vec<TaskId> {

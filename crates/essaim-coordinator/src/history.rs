@@ -479,7 +479,8 @@ impl History {
             | JournalEvent::JobIdsReserved { .. }
             | JournalEvent::JobSupersedeKey { .. }
             | JournalEvent::JobProcessingVersion { .. }
-            | JournalEvent::JobSlowStart { .. } => {}
+            | JournalEvent::JobSlowStart { .. }
+            | JournalEvent::JobOwner { .. } => {}
         }
     }
 

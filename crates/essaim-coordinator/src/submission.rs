@@ -40,6 +40,19 @@ pub(crate) enum SubmitFailure {
     Internal(String),
 }
 
+/// Returns `raw` owned by `principal`, unless it is the coordinator's own name for a
+/// caller without credentials (such a job has no owner: anyone may cancel it).
+pub(crate) fn owned_by(
+    principal: &Principal,
+    raw: essaim_core::RawJobSpec,
+) -> essaim_core::RawJobSpec {
+    let owner = match principal.name.as_str() {
+        crate::auth::ANONYMOUS_PRINCIPAL => String::new(),
+        name => name.to_string(),
+    };
+    essaim_core::RawJobSpec { owner, ..raw }
+}
+
 /// Plans requests and submits their jobs through the actor.
 #[derive(Clone)]
 pub(crate) struct Submitter {
@@ -66,7 +79,10 @@ impl Submitter {
         self.check_commands(principal, surface, &planned.spec)?;
         let name = planned.spec.name.clone();
         let tasks = planned.spec.tasks.len() as u32;
-        let raw = essaim_proto::raw_job_spec_from_wire(planned.spec);
+        let raw = owned_by(
+            principal,
+            essaim_proto::raw_job_spec_from_wire(planned.spec),
+        );
         let job = self.hand_to_actor(raw, planned.exclusive, &name).await?;
         tracing::info!(job = %job, principal = %principal.name, "job submitted");
         Ok(SubmitAnswer {

@@ -44,6 +44,7 @@ pub fn job_status(job: &Job) -> v1::JobStatus {
             .collect(),
         outputs_lost: job.counters.outputs_lost,
         processing_version: job.processing_version.clone().unwrap_or_default(),
+        owner: job.owner.clone().unwrap_or_default(),
     }
 }
 

@@ -151,4 +151,13 @@ pub enum JournalEvent {
         /// The share, from 0.0 to 1.0 (exclusive: 1.0 is no slow start).
         share: f64,
     },
+    /// A job was submitted by a named principal, its owner: only it (or an admin) may
+    /// cancel the job, and its supersede key replaces only its own jobs. An event of its
+    /// own after `JobSubmitted`, for the same reason as `JobSupersedeKey`.
+    JobOwner {
+        /// The job.
+        job: JobId,
+        /// The principal's name.
+        owner: String,
+    },
 }

@@ -99,12 +99,15 @@ pub struct RawJobSpec {
     /// otherwise the share of the first stage (0.0 to 1.0) after which the second may
     /// start early; see [`crate::model::Job::slow_start`].
     pub slow_start: Option<f64>,
+    /// Empty = none; see [`crate::model::Job::owner`]. Set by the coordinator from the
+    /// authenticated caller, never taken from the client.
+    pub owner: String,
 }
 
 /// Longest supersede key, in bytes.
 pub const MAX_SUPERSEDE_KEY_BYTES: usize = 256;
 
-/// Longest processing version, in bytes.
+/// Longest processing version (and owner), in bytes.
 pub const MAX_PROCESSING_VERSION_BYTES: usize = 256;
 
 /// Why a job spec was refused; the message names the offending field.

@@ -58,6 +58,8 @@ pub fn raw_job_spec_from_wire(spec: v1::JobSpec) -> RawJobSpec {
         supersede_key: spec.supersede_key,
         processing_version: spec.processing_version,
         slow_start: spec.slow_start,
+        // Never from the wire: the coordinator sets it from the authenticated caller.
+        owner: String::new(),
     }
 }
 

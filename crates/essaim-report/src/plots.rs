@@ -413,6 +413,7 @@ pub(crate) mod tests {
                 speculative_attempts: 1,
                 outputs_lost: 0,
                 processing_version: Some("nightly v2 · essaim 0.1.0 (abc1234)".into()),
+                owner: Some("ci".into()),
             },
             counters: [("bytes_read".to_string(), 12)].into_iter().collect(),
             queue: None,

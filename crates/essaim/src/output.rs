@@ -74,6 +74,7 @@ pub fn job_json(job: &v1::JobStatus) -> Value {
         "speculative_attempts": job.speculative_attempts,
         "outputs_lost": job.outputs_lost,
         "processing_version": job.processing_version,
+        "owner": (!job.owner.is_empty()).then_some(&job.owner),
         "stages": job.stages.iter().map(|stage| json!({
             "total": stage.total, "succeeded": stage.succeeded,
             "running": stage.running, "failed": stage.failed,
@@ -113,6 +114,9 @@ pub fn job_text(job: &v1::JobStatus) -> String {
             "\n  processing version: {}",
             job.processing_version
         ));
+    }
+    if !job.owner.is_empty() {
+        text.push_str(&format!("\n  owner: {}", job.owner));
     }
     if job.stages.len() > 1 {
         let stages: Vec<String> = job

@@ -86,6 +86,9 @@ pub struct JobSummary {
     /// What processes its data: the job definition and its version, and the build that
     /// planned it; the builds of the workers that ran it are in the history's `workers`.
     pub processing_version: Option<String>,
+    /// The principal that submitted it: only it or an admin may cancel it (none when
+    /// submitted without credentials).
+    pub owner: Option<String>,
 }
 
 /// Queue statistics; see the coordinator's `queue` module for the formulas.

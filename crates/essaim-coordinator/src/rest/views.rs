@@ -61,6 +61,7 @@ pub(super) fn job_summary(job: &Job) -> JobSummary {
         speculative_attempts: job.counters.speculative_attempts,
         outputs_lost: job.counters.outputs_lost,
         processing_version: job.processing_version.clone(),
+        owner: job.owner.clone(),
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Job {
     /// the program that planned it (SPEC §10: versions kept apart). Shown with the job;
     /// the builds of the workers that ran its attempts are shown beside it.
     pub processing_version: Option<String>,
+    /// The principal that submitted it: only it, or an admin, may cancel it (decided by
+    /// the coordinator, which knows roles); `None` when submitted without credentials.
+    pub owner: Option<String>,
     pub(super) tasks: Vec<Task>,
     /// Pending task indexes by kind, in queue order; only tasks of ready stages.
     pub(super) pending_by_kind: BTreeMap<String, VecDeque<u32>>,
@@ -110,6 +113,7 @@ impl Job {
             counters: JobCounters::default(),
             supersede_key: None,
             processing_version: None,
+            owner: None,
             tasks,
             pending_by_kind: BTreeMap::new(),
             counts,

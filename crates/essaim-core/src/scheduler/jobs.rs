@@ -20,13 +20,14 @@ impl Scheduler {
     ) -> Result<JobId, SpecError> {
         let known: Vec<String> = self.known_kinds.iter().cloned().collect();
         let key = supersede_key(&raw.supersede_key)?;
-        let version = processing_version(&raw.processing_version)?;
+        let version = one_line("processing_version", &raw.processing_version)?;
+        let owner = one_line("owner", &raw.owner)?;
         let slow_start = slow_start_share(raw.slow_start)?;
         let spec = raw.validate(&known)?;
         let job_id = JobId(self.next_job);
         self.next_job += 1;
         if let Some(key) = &key {
-            self.cancel_superseded(now, key, job_id, out);
+            self.cancel_superseded(now, key, owner.as_deref(), job_id, out);
         }
         out.push(Output::Persist(JournalEvent::JobSubmitted {
             job: job_id,
@@ -55,17 +56,33 @@ impl Scheduler {
             }));
             self.set_slow_start(job_id, share);
         }
+        if let Some(owner) = owner {
+            out.push(Output::Persist(JournalEvent::JobOwner {
+                job: job_id,
+                owner: owner.clone(),
+            }));
+            self.set_owner(job_id, owner);
+        }
         Ok(job_id)
     }
 
-    /// Cancels the running jobs submitted with `key`: `newer` replaces them (seed 000:
-    /// drop the requests a newer one has made pointless).
-    fn cancel_superseded(&mut self, now: Millis, key: &str, newer: JobId, out: &mut Vec<Output>) {
+    /// Cancels the running jobs `owner` submitted with `key`: `newer` replaces them (seed
+    /// 000: drop the requests a newer one has made pointless). Keys are the owner's own:
+    /// another principal's key cannot cancel its jobs.
+    fn cancel_superseded(
+        &mut self,
+        now: Millis,
+        key: &str,
+        owner: Option<&str>,
+        newer: JobId,
+        out: &mut Vec<Output>,
+    ) {
         let superseded: Vec<JobId> = self
             .jobs
             .values()
             .filter(|job| job.state == JobState::Running)
             .filter(|job| job.supersede_key.as_deref() == Some(key))
+            .filter(|job| job.owner.as_deref() == owner)
             .map(|job| job.id)
             .collect();
         for job in superseded {
@@ -84,6 +101,12 @@ impl Scheduler {
     pub(super) fn set_slow_start(&mut self, job_id: JobId, share: f64) {
         if let Some(job) = self.jobs.get_mut(&job_id) {
             job.enable_slow_start(share);
+        }
+    }
+
+    pub(super) fn set_owner(&mut self, job_id: JobId, owner: String) {
+        if let Some(job) = self.jobs.get_mut(&job_id) {
+            job.owner = Some(owner);
         }
     }
 
@@ -183,13 +206,13 @@ impl Scheduler {
     }
 }
 
-/// The processing version of a submission: none when empty; refused when too long or
-/// not printable on one line.
-fn processing_version(raw: &str) -> Result<Option<String>, SpecError> {
+/// A label of a submission shown on one line (its processing version, its owner): none
+/// when empty; refused when too long or not printable on one line.
+fn one_line(field: &'static str, raw: &str) -> Result<Option<String>, SpecError> {
     let version = raw.trim();
     if version.len() > MAX_PROCESSING_VERSION_BYTES {
         return Err(SpecError::Invalid {
-            field: "processing_version",
+            field,
             reason: format!(
                 "{} bytes long; at most {MAX_PROCESSING_VERSION_BYTES}",
                 version.len()
@@ -198,7 +221,7 @@ fn processing_version(raw: &str) -> Result<Option<String>, SpecError> {
     }
     if version.chars().any(char::is_control) {
         return Err(SpecError::Invalid {
-            field: "processing_version",
+            field,
             reason: "holds a control character; it is shown on one line".into(),
         });
     }

@@ -105,6 +105,7 @@ impl Scheduler {
             }
             JournalEvent::JobSupersedeKey { job, key } => self.set_supersede_key(job, key),
             JournalEvent::JobSlowStart { job, share } => self.set_slow_start(job, share),
+            JournalEvent::JobOwner { job, owner } => self.set_owner(job, owner),
             JournalEvent::JobProcessingVersion { job, version } => {
                 self.set_processing_version(job, version);
             }
@@ -151,6 +152,12 @@ impl Scheduler {
                 events.push(JournalEvent::JobProcessingVersion {
                     job: *job_id,
                     version: version.clone(),
+                });
+            }
+            if let Some(owner) = &job.owner {
+                events.push(JournalEvent::JobOwner {
+                    job: *job_id,
+                    owner: owner.clone(),
                 });
             }
             if let Some(share) = job.slow_start() {

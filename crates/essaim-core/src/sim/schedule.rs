@@ -154,8 +154,12 @@ impl World {
         } else {
             0
         };
+        // Owners scope supersede keys; drawn without the generator, so that adding them
+        // left every seed's other draws as they were.
+        let owner = ["", "alice", "bob"][task_count % 3].to_string();
         let raw = RawJobSpec {
             name: "sim".into(),
+            owner,
             tasks,
             priority: self.rng.up_to(2) as i32,
             max_concurrency: if self.rng.chance(1, 3) {
@@ -204,19 +208,28 @@ impl World {
         }
     }
 
-    /// After job `newer` was submitted with `key`, no other job with that key runs, and
-    /// the ones it cancelled are known as cancelled (none of their tasks may commit).
+    /// After job `newer` was submitted with `key`, no other job of its owner with that
+    /// key runs, those of other owners still run, and the ones it cancelled are known as
+    /// cancelled (none of their tasks may commit).
     fn check_superseded(&mut self, newer: JobId, key: &str) {
         let superseded_by = format!("superseded by job {}", newer.0);
-        let same_key: Vec<(JobId, JobState)> = self
+        let owner = self.scheduler.job(newer).and_then(|job| job.owner.clone());
+        let same_key: Vec<(JobId, JobState, bool)> = self
             .scheduler
             .jobs()
             .filter(|job| job.id != newer && job.supersede_key.as_deref() == Some(key))
-            .map(|job| (job.id, job.state.clone()))
+            .map(|job| (job.id, job.state.clone(), job.owner == owner))
             .collect();
-        for (job, state) in same_key {
+        for (job, state, same_owner) in same_key {
             match state {
-                JobState::Running => {
+                JobState::Cancelled { reason }
+                    if !same_owner && reason.starts_with(&superseded_by) =>
+                {
+                    let problem = format!("job {newer} superseded job {job} of another owner");
+                    self.log(format!("VIOLATION {problem}"));
+                    self.violation.get_or_insert(problem);
+                }
+                JobState::Running if same_owner => {
                     let problem = format!("job {job} still runs after job {newer} superseded it");
                     self.log(format!("VIOLATION {problem}"));
                     self.violation.get_or_insert(problem);

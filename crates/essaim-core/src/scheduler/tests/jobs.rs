@@ -272,3 +272,46 @@ fn a_job_keeps_its_processing_version_through_the_journal_and_a_snapshot() {
         );
     }
 }
+
+#[test]
+fn a_job_keeps_its_owner_and_a_supersede_key_replaces_only_the_owners_jobs() {
+    let owned = |owner: &str| {
+        job_with(1, |spec| {
+            spec.owner = owner.into();
+            spec.supersede_key = "nightly".into();
+        })
+    };
+    let (mut scheduler, mut out, alice_first, _worker) = setup(config(), owned("alice"));
+    let bob = scheduler.submit(1, owned("bob"), &mut out).unwrap();
+    let nobody = scheduler.submit(1, owned(""), &mut out).unwrap();
+    let owner_of =
+        |scheduler: &Scheduler, job_id| scheduler.job(job_id).and_then(|job| job.owner.clone());
+    assert_eq!(owner_of(&scheduler, alice_first).as_deref(), Some("alice"));
+    assert_eq!(owner_of(&scheduler, nobody), None);
+
+    // Alice's next job with the key replaces her own job only.
+    let alice_second = scheduler.submit(2, owned("alice"), &mut out).unwrap();
+    assert!(matches!(
+        job_state(&scheduler, alice_first),
+        JobState::Cancelled { .. }
+    ));
+    for job_id in [bob, nobody, alice_second] {
+        assert_eq!(job_state(&scheduler, job_id), JobState::Running);
+    }
+
+    // The owner survives a restart, from the journal and from a snapshot.
+    let replayed = Scheduler::recover(config(), KINDS, persisted(&out));
+    assert_eq!(owner_of(&replayed, bob).as_deref(), Some("bob"));
+    let mut recovered = Scheduler::recover(config(), KINDS, scheduler.snapshot(3));
+    assert_eq!(owner_of(&recovered, alice_second).as_deref(), Some("alice"));
+    assert_eq!(owner_of(&recovered, nobody), None);
+    // …and so does the rule: an ownerless job's key replaces only ownerless jobs.
+    let mut out = Vec::new();
+    recovered.submit(4, owned(""), &mut out).unwrap();
+    assert!(matches!(
+        job_state(&recovered, nobody),
+        JobState::Cancelled { .. }
+    ));
+    assert_eq!(job_state(&recovered, bob), JobState::Running);
+    recovered.check_invariants().unwrap();
+}

@@ -151,7 +151,11 @@ fn a_speculative_twin_that_loses_the_race_does_not_count_as_an_attempt() {
     assert_eq!(copy.attempt_number, 2);
     scheduler.report(350, worker_b, vec![ok(copy.attempt, 49)], &mut out);
     let task = &scheduler.job(job_id).unwrap().tasks()[5];
-    assert_eq!(task.attempts_made(), 1, "{original:?} was killed, not failed");
+    assert_eq!(
+        task.attempts_made(),
+        1,
+        "{original:?} was killed, not failed"
+    );
     scheduler.check_invariants().unwrap();
 }
 

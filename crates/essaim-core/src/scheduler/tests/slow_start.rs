@@ -319,7 +319,12 @@ fn outputs_lost_after_the_job_failed_leave_it_finished() {
     let twin = pull_one(&mut scheduler, 400, worker_b);
     assert_eq!((twin.task, twin.speculative), (task(job, 7), true));
 
-    scheduler.report(401, worker_b, vec![lost(twin.attempt, vec![0, 1])], &mut out);
+    scheduler.report(
+        401,
+        worker_b,
+        vec![lost(twin.attempt, vec![0, 1])],
+        &mut out,
+    );
     scheduler.check_invariants().unwrap();
     assert!(matches!(
         scheduler.job(job).unwrap().state,

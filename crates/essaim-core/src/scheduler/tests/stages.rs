@@ -53,7 +53,12 @@ pub(super) fn lost(attempt: AttemptId, inputs: Vec<u32>) -> ReportedResult {
     }
 }
 
-pub(super) fn run_all(scheduler: &mut Scheduler, now: Millis, worker: WorkerId, out: &mut Vec<Output>) {
+pub(super) fn run_all(
+    scheduler: &mut Scheduler,
+    now: Millis,
+    worker: WorkerId,
+    out: &mut Vec<Output>,
+) {
     let grants = scheduler.pull(now, worker, 100).assignments;
     let results = grants
         .iter()

@@ -19,6 +19,8 @@
 //! object safe.
 #![warn(missing_docs)]
 
+pub mod secrets;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -24,6 +24,21 @@ pub struct Endpoints {
     pub kafka_bootstrap: Option<String>,
 }
 
+impl Endpoints {
+    /// Returns the endpoints with the secrets they name (`${env:NAME}`,
+    /// `${file:PATH}`) read from this machine: called by the worker that connects, so
+    /// that passwords need not travel in payloads (see [`essaim_connect::secrets`]).
+    pub fn resolve_secrets(&self) -> Result<Self, essaim_connect::secrets::SecretError> {
+        use essaim_connect::secrets::resolve_secrets;
+        let resolve = |value: &Option<String>| value.as_deref().map(resolve_secrets).transpose();
+        Ok(Self {
+            nats_url: resolve(&self.nats_url)?,
+            postgres_url: resolve(&self.postgres_url)?,
+            kafka_bootstrap: resolve(&self.kafka_bootstrap)?,
+        })
+    }
+}
+
 /// A source's connector.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]

@@ -144,6 +144,7 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
     // working directory the spec was named from.
     let spec_path = std::path::absolute(&args.spec).unwrap_or_else(|_| args.spec.clone());
     let directory = spec_path.parent().unwrap_or(Path::new("."));
+    warn_of_inline_passwords(args);
     let request = StreamRequest {
         kind: Default::default(),
         name: name.clone(),
@@ -163,6 +164,25 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
         essaim_planning::stream::job_spec(&request, essaim_planning::stream::Tables::InlineOrFiles)
             .map_err(|error| usage(format!("{}: {error}", args.spec.display())))?;
     Ok((name, job))
+}
+
+/// Warns when an endpoint holds a password written out: it would travel in every task's
+/// payload and in the coordinator's journal. A reference (`${env:NAME}`,
+/// `${file:PATH}`) is resolved by the workers instead.
+fn warn_of_inline_passwords(args: &PipelineArgs) {
+    let endpoints = [
+        Some(&args.postgres),
+        args.nats.as_ref(),
+        args.kafka.as_ref(),
+    ];
+    for url in endpoints.into_iter().flatten() {
+        if essaim_connect::secrets::has_inline_password(url) {
+            eprintln!(
+                "warning: an endpoint holds a password, which travels in the job's payload and journal; write it as ${{env:NAME}} or ${{file:PATH}}, read on the workers (see the README's security section)"
+            );
+            return;
+        }
+    }
 }
 
 async fn running_jobs(

@@ -97,7 +97,10 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
 
 /// Reads each unit's committed positions and the pipeline's dead letters.
 async fn unit_status(url: &str, pipeline: &str) -> anyhow::Result<(Vec<UnitLine>, i64)> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    // The URL the pipeline runs with may name its password (`${env:PG_PASSWORD}`): read
+    // here from this machine, as the workers do from theirs.
+    let url = essaim_connect::secrets::resolve_secrets(url)?;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     // A prefix compared as text: LIKE would read `_` in names as a wildcard.
     let prefix = format!("{pipeline}/");

@@ -12,7 +12,7 @@ const EVENTS: usize = 600;
 
 /// `t,k,v` lines: keys a, b, c over three one-second windows; every key and window
 /// has even and odd values.
-fn events() -> Vec<(i64, &'static str, i64)> {
+pub(crate) fn events() -> Vec<(i64, &'static str, i64)> {
     (0..EVENTS)
         .map(|index| {
             let key = ["a", "b", "c"][index % 3];
@@ -23,7 +23,7 @@ fn events() -> Vec<(i64, &'static str, i64)> {
 }
 
 /// The spec: count per key and window of the events `filter` keeps.
-fn spec(filter: Option<&str>) -> String {
+pub(crate) fn spec(filter: Option<&str>) -> String {
     let (operator, window_input) = match filter {
         Some(predicate) => (
             format!(
@@ -57,7 +57,7 @@ connector = {{ kind = "postgres", table = "per_second", key_column = "k", column
     )
 }
 
-fn oracle(keep: impl Fn(i64) -> bool) -> BTreeMap<(String, i64), i64> {
+pub(crate) fn oracle(keep: impl Fn(i64) -> bool) -> BTreeMap<(String, i64), i64> {
     let mut counts = BTreeMap::new();
     for (t, key, v) in events() {
         if keep(v) {
@@ -67,7 +67,7 @@ fn oracle(keep: impl Fn(i64) -> bool) -> BTreeMap<(String, i64), i64> {
     counts
 }
 
-async fn table(url: &str) -> BTreeMap<(String, i64), i64> {
+pub(crate) async fn table(url: &str) -> BTreeMap<(String, i64), i64> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("PostgreSQL");

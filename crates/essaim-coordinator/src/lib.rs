@@ -15,6 +15,7 @@
 //! | [`masking`] | passwords of URLs masked out of the dead-letter views |
 //! | [`history`] | bounded aggregates of what happened: timelines, worker shares, durations |
 //! | [`queue`] | queue statistics and the recommended number of workers |
+//! | [`streams`] | running pipelines' units as workers report them, and the stream workers they need |
 //! | [`rest`] | the REST/JSON API and its OpenAPI document |
 //! | [`planning`] | what a submission over REST looks like; the planner the binary installs |
 //! | `submission` | plan, then submit: the one path of REST's and gRPC's planned submissions |
@@ -44,6 +45,7 @@ pub mod service;
 mod socket;
 mod standby;
 mod standing_by;
+pub mod streams;
 mod submission;
 pub mod views;
 
@@ -53,7 +55,10 @@ use essaim_core::{Scheduler, SchedulerConfig};
 use essaim_proto::v1::coordinator_server::CoordinatorServer;
 use essaim_store::{Journal, Recovered, RedbJournal, SharedResults};
 use essaim_telemetry::prometheus_client::registry::Registry;
-use essaim_telemetry::{AdmissionMetrics, AuthMetrics, AuthSurface, CoordinatorMetrics, Health};
+use essaim_telemetry::{
+    AdmissionMetrics, AuthMetrics, AuthSurface, CoordinatorMetrics, Health, PrincipalsMetrics,
+    StreamBoardMetrics,
+};
 use service::{CoordinatorService, WorkerTiming};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,6 +86,9 @@ pub struct CoordinatorConfig {
     /// The principals of the principals file, with their roles (see [`auth`]; default
     /// none).
     pub principals: Vec<auth::PrincipalSpec>,
+    /// The file `principals` came from, read again on `SIGHUP` or when its content
+    /// changes (`None`: the principals never change).
+    pub principals_file: Option<PathBuf>,
     /// Worker heartbeat period (default 1 s).
     pub heartbeat_interval: Duration,
     /// Silence after which a worker is declared dead and its leases expire (default 5 s).
@@ -120,6 +128,7 @@ impl CoordinatorConfig {
             listen,
             token: None,
             principals: Vec::new(),
+            principals_file: None,
             heartbeat_interval: Duration::from_secs(1),
             worker_timeout: Duration::from_secs(5),
             long_poll: Duration::from_secs(10),
@@ -291,6 +300,21 @@ pub async fn start_with_journal(
         config.principals.clone(),
         AuthMetrics::register(&mut registry, &[AuthSurface::Grpc, AuthSurface::Rest]),
     );
+    if let Some(path) = &config.principals_file {
+        let metrics = PrincipalsMetrics::register(&mut registry);
+        metrics.set_in_force(config.principals.len());
+        tokio::spawn(auth::watch_principals_file(
+            authenticator.clone(),
+            path.clone(),
+            metrics,
+            shutdown.child_token(),
+        ));
+    }
+    let streams = streams::StreamBoard::new(
+        config.worker_timeout,
+        Duration::from_secs_f64(config.queue_targets.drain_target_s),
+        StreamBoardMetrics::register(&mut registry),
+    );
     let capability_key = auth::draw_capability_key().map_err(CoordinatorError::Random)?;
     let admission = Admission::new(
         config.journal_reserve_bytes,
@@ -340,6 +364,7 @@ pub async fn start_with_journal(
         results: results.clone(),
         authenticator: authenticator.clone(),
         submitter: submitter.clone(),
+        streams: streams.clone(),
     });
     let service = CoordinatorService {
         commands_tx,
@@ -351,6 +376,7 @@ pub async fn start_with_journal(
         epoch: recovered_epoch,
         job_traces: job_traces::JobTraces::default(),
         capability_key,
+        streams,
     };
     let grpc = CoordinatorServer::new(service)
         .max_decoding_message_size(essaim_proto::MAX_MESSAGE_BYTES)

@@ -4,8 +4,9 @@
 //! scheduler directly, and map every refusal to a gRPC status whose message says what to
 //! do about it.
 
-use crate::actor::{Command, DeadLetterTarget, Query, wall_clock_ms};
+use crate::actor::{CancelRefusal, Command, DeadLetterTarget, Query, wall_clock_ms};
 use crate::auth::Principal;
+use crate::submission::owned_by;
 use crate::views;
 use essaim_core::{AttemptId, JobError, JobId, Scheduler, SpecError, TaskId, WorkerId, WorkerInfo};
 use essaim_proto::capability::CapabilityKey;
@@ -44,6 +45,8 @@ pub struct CoordinatorService {
     pub(crate) job_traces: crate::job_traces::JobTraces,
     /// The secret of the per-job file capabilities, handed to registering workers.
     pub(crate) capability_key: CapabilityKey,
+    /// The stream units' progress the heartbeats carry.
+    pub(crate) streams: crate::streams::StreamBoard,
 }
 
 /// Longest a client may ask `WaitJob` to wait in one call.
@@ -160,6 +163,7 @@ impl Coordinator for CoordinatorService {
         let request = request.into_inner();
         let held = request.held_attempts.into_iter().map(AttemptId).collect();
         let worker = WorkerId(request.worker_id);
+        let stream_units = request.stream_units;
         let answer = self
             .ask("Heartbeat", |reply| Command::Heartbeat {
                 worker,
@@ -174,6 +178,9 @@ impl Coordinator for CoordinatorService {
         // is told to stop (all it holds, when it must register anew), and it drops
         // them: each is counted once.
         self.count_older_epoch(answer.cancel.iter().copied());
+        if !answer.reregister {
+            self.streams.record(worker, stream_units, Instant::now());
+        }
         Ok(Response::new(v1::HeartbeatResponse {
             reregister: answer.reregister,
             cancel_attempts: answer.cancel.into_iter().map(|a| a.0).collect(),
@@ -312,7 +319,7 @@ impl Coordinator for CoordinatorService {
         self.submitter
             .check_commands(&principal, AuthSurface::Grpc, &spec)
             .map_err(|refusal| refusal.to_status())?;
-        let raw = raw_job_spec_from_wire(spec);
+        let raw = owned_by(&principal, raw_job_spec_from_wire(spec));
         let job = self
             .ask("SubmitJob", |reply| Command::Submit { raw, reply })
             .await?
@@ -398,15 +405,21 @@ impl Coordinator for CoordinatorService {
         &self,
         request: Request<v1::CancelJobRequest>,
     ) -> Result<Response<v1::JobStatus>, Status> {
+        let by = caller(&request)?;
         let job = JobId(request.into_inner().job_id);
         let result = self
-            .ask("CancelJob", |reply| Command::Cancel { job, reply })
+            .ask("CancelJob", |reply| Command::Cancel { job, by, reply })
             .await?;
         match result {
             Ok(()) => Ok(Response::new(self.job_status(job).await?)),
-            Err(error @ JobError::NotFound(_)) => Err(Status::not_found(error.to_string())),
-            Err(error @ JobError::AlreadyFinished { .. }) => {
+            Err(CancelRefusal::Job(error @ JobError::NotFound(_))) => {
+                Err(Status::not_found(error.to_string()))
+            }
+            Err(CancelRefusal::Job(error @ JobError::AlreadyFinished { .. })) => {
                 Err(Status::failed_precondition(error.to_string()))
+            }
+            Err(refusal @ CancelRefusal::NotOwner { .. }) => {
+                Err(Status::permission_denied(refusal.to_string()))
             }
         }
     }

@@ -582,6 +582,44 @@ async function viewWorkers(route, overview) {
   ];
 }
 
+// A unit whose last commit is older than this is shown as stalled.
+const STALLED_COMMIT_S = 60;
+
+function unitRow(unit) {
+  const age = unit.last_commit_age_s;
+  const stalled = age !== null && age > STALLED_COMMIT_S;
+  return h("tr", { "data-unit": `${unit.stage}/${unit.unit}`, "data-worker-name": unit.worker_name, class: stalled ? "stale" : "" },
+    h("td", {}, `${unit.stage} ${unit.unit}`),
+    h("td", { class: "name" }, unit.worker_name || h("code", {}, unit.worker)),
+    h("td", { class: "num", "data-lag": unit.lag }, fmtInt(unit.lag)),
+    h("td", { class: "num" }, fmtSi(unit.records_per_second)),
+    h("td", { class: "num" }, fmtInt(unit.records_in)),
+    h("td", { class: "num" }, fmtInt(unit.records_out)),
+    h("td", { class: stalled ? "num bad-text" : "num" }, age === null ? "—" : `${fmtMs(age * 1000)} ago`),
+    h("td", { class: unit.dead_letters ? "num bad-text" : "num" }, fmtInt(unit.dead_letters)));
+}
+
+async function viewStreams() {
+  const pipelines = await api("/streams");
+  if (pipelines.length === 0) {
+    return [h("h1", {}, "Streams"), h("p", { class: "muted", id: "no-streams" }, "No pipeline is running.")];
+  }
+  return [
+    h("h1", {}, "Streams ", h("small", { class: "muted" }, `${pipelines.length} running`)),
+    ...pipelines.map((pipeline) => h("section", { class: "panel", "data-pipeline": pipeline.pipeline },
+      h("h2", {}, pipeline.pipeline),
+      h("div", { class: "stats" },
+        stat(`lag-${pipeline.pipeline}`, "Lag", fmtInt(pipeline.lag), "messages not yet read"),
+        stat(`rate-${pipeline.pipeline}`, "Throughput", fmtSi(pipeline.records_per_second), "records/s read"),
+        stat(`workers-${pipeline.pipeline}`, "Workers", fmtInt(pipeline.workers),
+          `${fmtInt(pipeline.recommended_workers)} recommended`,
+          pipeline.recommended_workers > pipeline.workers ? "warn" : "")),
+      table(`units-${pipeline.pipeline}`,
+        ["Unit", "Worker", "Lag", "Records/s", "Read", "Written", "Last commit", "Dead letters"],
+        pipeline.units.map(unitRow)))),
+  ];
+}
+
 async function deadLetterAction(action, jobId, jobName) {
   const verb = action === "requeue" ? "Requeue" : "Purge for good";
   if (!confirm(`${verb} every dead letter of job ${jobId} (${jobName})?`)) return;
@@ -648,6 +686,7 @@ const VIEWS = {
   jobs: viewJobs,
   job: viewJob,
   workers: viewWorkers,
+  streams: viewStreams,
   "dead-letters": viewDeadLetters,
   "not-found": viewNotFound,
 };
@@ -658,7 +697,7 @@ function parseRoute() {
   const path = location.hash.slice(1).split("?")[0] || "/";
   const job = /^\/jobs\/(\d+)$/.exec(path);
   if (job) return { view: "job", jobId: Number(job[1]) };
-  const views = { "/": "overview", "/jobs": "jobs", "/workers": "workers", "/dead-letters": "dead-letters" };
+  const views = { "/": "overview", "/jobs": "jobs", "/workers": "workers", "/streams": "streams", "/dead-letters": "dead-letters" };
   return { view: views[path] || "not-found", path };
 }
 

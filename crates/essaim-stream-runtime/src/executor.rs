@@ -55,6 +55,10 @@ impl Executor for StreamExecutor {
         false
     }
 
+    fn stream_progress(&self) -> Vec<essaim_proto::v1::StreamUnitProgress> {
+        self.metrics.progress()
+    }
+
     /// A stream task runs until revoked: it holds no slot, and the coordinator spreads
     /// a pipeline's tasks over the workers and moves some when workers join or leave
     /// (their units resume from their commits).
@@ -72,8 +76,15 @@ async fn run_task(
     cancel: CancellationToken,
     metrics: StreamMetrics,
 ) -> Result<TaskOutput, TaskFailure> {
-    let spec: StreamTaskSpec = serde_json::from_slice(&attempt.payload)
+    let mut spec: StreamTaskSpec = serde_json::from_slice(&attempt.payload)
         .map_err(|error| failure(format!("malformed stream task: {error}"), false))?;
+    // Secrets named in the endpoints exist only on this worker, and only from here on.
+    spec.endpoints = spec
+        .endpoints
+        .resolve_secrets()
+        // A configuration error, not a passing fault: fail at once (a stream task is
+        // otherwise retried a hundred times) and say what is missing.
+        .map_err(|error| failure(error_chain(&error), false))?;
     let planned = task::check(&spec.spec_toml, &spec.tables)
         .map_err(|error| failure(error_chain(&error), false))?;
     let tables = Pipeline::load_tables(&planned.spec, &spec.tables)

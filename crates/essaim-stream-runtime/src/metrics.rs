@@ -15,8 +15,11 @@
 //! configuration (a pipeline has at most a few thousand units), never by data.
 //! Per-operator counts come from the operators' own counters, which are checkpointed,
 //! so they survive restarts and moves of a unit.
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use essaim_proto::v1::StreamUnitProgress;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -59,6 +62,9 @@ fn latency_histogram() -> Histogram {
     Histogram::new(latency_bucket_bounds())
 }
 
+/// The units running on this worker, by pipeline, stage and number.
+type LiveUnits = BTreeMap<(String, String, u32), Arc<UnitMetrics>>;
+
 /// Every stream metric family.
 #[derive(Debug, Clone)]
 pub struct StreamMetrics {
@@ -76,6 +82,8 @@ pub struct StreamMetrics {
     commit_seconds: Family<UnitLabels, Histogram, fn() -> Histogram>,
     turn_seconds: Family<UnitLabels, Histogram, fn() -> Histogram>,
     operator_records: Family<OperatorLabels, Gauge>,
+    /// The units running here, whose progress heartbeats carry.
+    live: Arc<Mutex<LiveUnits>>,
 }
 
 impl Default for StreamMetrics {
@@ -102,7 +110,26 @@ impl StreamMetrics {
             watermark_delay_seconds: Family::default(),
             checkpoint_bytes: Family::default(),
             operator_records: Family::default(),
+            live: Arc::default(),
         }
+    }
+
+    /// Returns the progress of every unit running here, for the heartbeat.
+    pub fn progress(&self) -> Vec<StreamUnitProgress> {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.iter()
+            .map(|((pipeline, stage, unit), metrics)| StreamUnitProgress {
+                pipeline: pipeline.clone(),
+                stage: stage.clone(),
+                unit: *unit,
+                lag: metrics.lag.get(),
+                records_in: metrics.records_in.get(),
+                records_out: metrics.records_out.get(),
+                dead_letters: metrics.dead_letters.get(),
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                last_commit_unix_ms: (metrics.last_commit_seconds.get() * 1000.0) as u64,
+            })
+            .collect()
     }
 
     /// Registers every family.
@@ -190,7 +217,9 @@ impl StreamMetrics {
     /// another worker does not leave its last lag and commit time behind (alerts would
     /// read them as a live unit's).
     pub fn forget_units(&self, pipeline: &str, stage: &str, units: &[u32]) {
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         for unit in units {
+            live.remove(&(pipeline.to_owned(), stage.to_owned(), *unit));
             let labels = UnitLabels {
                 pipeline: pipeline.to_owned(),
                 stage: stage.to_owned(),
@@ -219,7 +248,7 @@ impl StreamMetrics {
             stage: stage.to_owned(),
             unit: unit.to_string(),
         };
-        Arc::new(UnitMetrics {
+        let metrics = Arc::new(UnitMetrics {
             records_in: self.records_in.get_or_create(&labels).clone(),
             records_out: self.records_out.get_or_create(&labels).clone(),
             dead_letters: self.dead_letters.get_or_create(&labels).clone(),
@@ -236,7 +265,15 @@ impl StreamMetrics {
             operators: self.operator_records.clone(),
             pipeline: pipeline.to_owned(),
             unit: unit.to_string(),
-        })
+        });
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                (pipeline.to_owned(), stage.to_owned(), unit),
+                Arc::clone(&metrics),
+            );
+        metrics
     }
 }
 

@@ -35,7 +35,8 @@ pub use http::{OPENMETRICS_CONTENT_TYPE, router, serve_http};
 pub use metrics::{
     AdmissionMetrics, AuthMetrics, AuthRefusal, AuthSurface, BuildInfo, CoordinatorMetrics,
     IngestMetrics, IngestRefusal, JOB_DURATION_BUCKETS_SECONDS, JobOutcome, LeadershipMetrics,
-    MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS, ProcessMetrics, QueueGaugeValues, WorkerMetrics,
+    MAX_JOBS_WITH_QUEUE_SERIES, MAX_PIPELINES_WITH_SERIES, MAX_TASK_KINDS, PrincipalsMetrics,
+    ProcessMetrics, QueueGaugeValues, ReloadOutcome, StreamBoardMetrics, WorkerMetrics,
 };
 pub use tracing_setup::{
     OtlpOptions, TracingError, TracingGuard, TracingOptions, init_tracing,

@@ -62,6 +62,13 @@ pub trait Executor: Send + Sync + 'static {
     fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         let _ = registry;
     }
+
+    /// Returns the progress of the stream units the executor runs now, sent with every
+    /// heartbeat (the coordinator's Streams view and recommended stream workers).
+    /// Default: none.
+    fn stream_progress(&self) -> Vec<essaim_proto::v1::StreamUnitProgress> {
+        Vec::new()
+    }
 }
 
 /// Everything an executor learns about the attempt it runs.

@@ -52,6 +52,8 @@ pub(crate) struct HeartbeatLoop {
     pub rng: SeededRng,
     /// The scratch directory: one subdirectory per job.
     pub scratch_root: std::path::PathBuf,
+    /// The executors, whose stream units' progress each heartbeat carries.
+    pub executors: std::sync::Arc<crate::ExecutorRegistry>,
 }
 
 impl HeartbeatLoop {
@@ -121,6 +123,7 @@ impl HeartbeatLoop {
             draining: self.drain.is_cancelled(),
             busy_slots: held.busy_slots,
             scratch_jobs: scratch_jobs(&self.scratch_root).await,
+            stream_units: self.executors.stream_progress(),
         };
         // A heartbeat older than one interval is worthless; give up on it and send a
         // fresh one rather than let calls pile up.

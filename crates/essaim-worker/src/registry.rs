@@ -83,6 +83,15 @@ impl ExecutorRegistry {
         }
     }
 
+    /// Returns the progress of every stream unit the executors run now (see
+    /// [`Executor::stream_progress`]).
+    pub fn stream_progress(&self) -> Vec<essaim_proto::v1::StreamUnitProgress> {
+        self.executors
+            .values()
+            .flat_map(|executor| executor.stream_progress())
+            .collect()
+    }
+
     /// Removes the executor of `kind`, if registered.
     pub(crate) fn unregister(&mut self, kind: &str) -> bool {
         self.executors.remove(kind).is_some()

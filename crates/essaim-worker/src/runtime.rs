@@ -224,6 +224,7 @@ impl Runtime {
             stop: heartbeat_stop.clone(),
             rng: SeededRng::new(fresh_seed(2)),
             scratch_root: self.attempt_settings.scratch_root.clone(),
+            executors: std::sync::Arc::clone(&self.executors),
         };
         let pull = PullLoop {
             coordinators: coordinators.clone(),

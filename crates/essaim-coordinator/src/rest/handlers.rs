@@ -7,12 +7,16 @@ use super::{
     ApiJson, ApiQuery, ApiResult, Failure, JobPath, MAX_TASK_INDEX, RestState, bad_request,
     checked_job_id, job_not_found,
 };
-use crate::actor::{Command, DeadLetterTarget};
+use crate::actor::{CancelRefusal, Command, DeadLetterTarget};
+use crate::auth::Principal;
 use crate::observatory::task_state_name;
+use crate::streams::PipelineView;
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use essaim_core::{JobError, TaskId, TaskState};
+use std::sync::Arc;
 
 /// The cluster at a glance: workers, slots, jobs, queue statistics and the last 15
 /// minutes of throughput.
@@ -152,19 +156,27 @@ pub(super) async fn job_results(
 #[utoipa::path(post, path = "/api/v1/jobs/{job_id}/cancel", tag = "jobs",
     params(("job_id" = u64, Path, description = "The job's id", minimum = 1, maximum = 9007199254740991_u64)),
     responses((status = 200, body = JobSummary), (status = 400, body = ApiError), (status = 404, body = ApiError),
-        (status = 409, body = ApiError, description = "The job already finished"), (status = 401, body = ApiError)),
+        (status = 409, body = ApiError, description = "The job already finished"), (status = 401, body = ApiError),
+        (status = 403, body = ApiError, description = "The caller neither submitted the job nor is an admin")),
     security(("bearer" = [])))]
 pub(super) async fn cancel_job(
     State(state): State<RestState>,
+    Extension(by): Extension<Arc<Principal>>,
     JobPath(job): JobPath,
 ) -> ApiResult<JobSummary> {
-    match state.ask(|reply| Command::Cancel { job, reply }).await? {
+    match state
+        .ask(|reply| Command::Cancel { job, by, reply })
+        .await?
+    {
         Ok(()) => {}
-        Err(error @ JobError::NotFound(_)) => {
+        Err(CancelRefusal::Job(error @ JobError::NotFound(_))) => {
             return Err(Failure(StatusCode::NOT_FOUND, error.to_string()));
         }
-        Err(error @ JobError::AlreadyFinished { .. }) => {
+        Err(CancelRefusal::Job(error @ JobError::AlreadyFinished { .. })) => {
             return Err(Failure(StatusCode::CONFLICT, error.to_string()));
+        }
+        Err(refusal @ CancelRefusal::NotOwner { .. }) => {
+            return Err(Failure(StatusCode::FORBIDDEN, refusal.to_string()));
         }
     }
     state
@@ -199,6 +211,32 @@ pub(super) async fn list_workers(State(state): State<RestState>) -> ApiResult<Ve
         })
         .await?;
     Ok(Json(workers))
+}
+
+/// Running pipelines: each unit's worker, lag, throughput and last commit, as workers
+/// report them in their heartbeats, and the stream workers each pipeline needs.
+#[utoipa::path(get, path = "/api/v1/streams", tag = "cluster",
+    responses((status = 200, body = [PipelineView]), (status = 401, body = ApiError)),
+    security(("bearer" = [])))]
+pub(super) async fn list_streams(State(state): State<RestState>) -> ApiResult<Vec<PipelineView>> {
+    let mut pipelines = state
+        .streams
+        .pipelines(std::time::Instant::now(), crate::actor::wall_clock_ms());
+    let names: std::collections::BTreeMap<String, String> = state
+        .read(|view| {
+            view.scheduler
+                .workers()
+                .map(|(id, worker)| (id.to_string(), worker.info.name.clone()))
+                .collect()
+        })
+        .await?;
+    for unit in pipelines
+        .iter_mut()
+        .flat_map(|pipeline| pipeline.units.iter_mut())
+    {
+        unit.worker_name = names.get(&unit.worker).cloned().unwrap_or_default();
+    }
+    Ok(Json(pipelines))
 }
 
 /// Dead letters (of one job, or of every job) with their error history.

@@ -59,6 +59,8 @@ pub struct RestState {
     pub authenticator: Authenticator,
     /// Plans and submits what `POST /api/v1/jobs` is given.
     pub(crate) submitter: crate::submission::Submitter,
+    /// Running pipelines' units, for `GET /api/v1/streams`.
+    pub streams: crate::streams::StreamBoard,
 }
 
 struct Failure(StatusCode, String);
@@ -202,7 +204,7 @@ impl utoipa::Modify for BearerSecurity {
     info(title = "essaim coordinator REST API", description = "Submit task farms, MapReduce jobs and pipelines (planned by the coordinator); read the cluster's jobs, workers, dead letters and results; cancel jobs; requeue or purge dead letters."),
     components(schemas(submit::MapReduceJobView)),
     paths(overview, list_jobs, submit::submit_job, submit::mapreduce_jobs, get_job, job_results, job_tasks, cancel_job, list_workers,
-        list_dead_letters, requeue_dead_letters, purge_dead_letters),
+        list_streams, list_dead_letters, requeue_dead_letters, purge_dead_letters),
     modifiers(&BearerSecurity),
 )]
 pub struct ApiDoc;
@@ -242,6 +244,7 @@ pub fn router(state: RestState) -> Router {
         .route("/api/v1/jobs/{job_id}/tasks", get(job_tasks))
         .route("/api/v1/jobs/{job_id}/cancel", post(cancel_job))
         .route("/api/v1/workers", get(list_workers))
+        .route("/api/v1/streams", get(list_streams))
         .route("/api/v1/dead-letters", get(list_dead_letters))
         .route("/api/v1/dead-letters/requeue", post(requeue_dead_letters))
         .route("/api/v1/dead-letters/purge", post(purge_dead_letters))

@@ -16,8 +16,9 @@
 //! | `coordinator.rs` | [`CoordinatorMetrics`], `essaim_coordinator_*` |
 //! | `leadership.rs` | [`LeadershipMetrics`], the highly available coordinator's `essaim_coordinator_*` |
 //! | `admission.rs` | [`AdmissionMetrics`], the coordinator's journal disk and refused submissions |
-//! | `auth.rs` | [`AuthMetrics`], `essaim_auth_refusals_total`: requests refused for their credentials, on the coordinator and the workers' file servers |
+//! | `auth.rs` | [`AuthMetrics`], `essaim_auth_refusals_total`: requests refused for their credentials, on the coordinator and the workers' file servers; [`PrincipalsMetrics`]: the principals in force and reloads of their file |
 //! | `queue.rs` | the queue statistics published for the cluster and per job |
+//! | `streams.rs` | [`StreamBoardMetrics`]: each running pipeline's lag and recommended workers, on the coordinator |
 //! | `worker.rs` | [`WorkerMetrics`], `essaim_worker_*` |
 //! | `ingest.rs` | [`IngestMetrics`], `essaim_ingest_*` (the HTTP ingest endpoint) |
 //! | `process.rs` | [`ProcessMetrics`]: the standard `process_*` metrics and `essaim_build_info`, on every process that serves `/metrics` |
@@ -34,6 +35,7 @@ mod ingest;
 mod leadership;
 mod process;
 mod queue;
+mod streams;
 mod worker;
 
 use prometheus_client::encoding::{EncodeLabelValue, LabelValueEncoder};
@@ -41,12 +43,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::exponential_buckets;
 
 pub use admission::AdmissionMetrics;
-pub use auth::{AuthMetrics, AuthRefusal, AuthSurface};
+pub use auth::{AuthMetrics, AuthRefusal, AuthSurface, PrincipalsMetrics, ReloadOutcome};
 pub use coordinator::{CoordinatorMetrics, MAX_JOBS_WITH_QUEUE_SERIES, MAX_TASK_KINDS};
 pub use ingest::{IngestMetrics, IngestRefusal};
 pub use leadership::LeadershipMetrics;
 pub use process::{BuildInfo, ProcessMetrics};
 pub use queue::QueueGaugeValues;
+pub use streams::{MAX_PIPELINES_WITH_SERIES, StreamBoardMetrics};
 pub use worker::WorkerMetrics;
 
 /// The final state of a job, used as the `state` label of finished-job counters.

@@ -37,14 +37,14 @@ const POISON_STDERR_ESCAPED: &str = "&lt;script&gt;dashboard-xss()&lt;/script&gt
 // ---------------------------------------------------------------- the browser
 
 /// Headless Chromium with a profile of its own in the test's directory.
-struct Browser {
+pub(crate) struct Browser {
     binary: PathBuf,
     profile: PathBuf,
 }
 
 /// Returns the Chromium binary, `None` when `ESSAIM_SKIP_BROWSER=1`; panics when it is
 /// missing otherwise.
-fn find_chromium() -> Option<PathBuf> {
+pub(crate) fn find_chromium() -> Option<PathBuf> {
     if std::env::var("ESSAIM_SKIP_BROWSER").as_deref() == Ok("1") {
         eprintln!("ESSAIM_SKIP_BROWSER=1: the dashboard is not tested in a browser");
         return None;
@@ -62,6 +62,11 @@ fn find_chromium() -> Option<PathBuf> {
 }
 
 impl Browser {
+    /// Returns a browser running `binary` with its profile in `profile`.
+    pub(crate) fn new(binary: PathBuf, profile: PathBuf) -> Self {
+        Self { binary, profile }
+    }
+
     async fn run(&self, extra_args: &[String], url: &str) -> String {
         let mut command = tokio::process::Command::new(&self.binary);
         command
@@ -94,7 +99,7 @@ impl Browser {
     }
 
     /// Returns the DOM of `url` once the dashboard rendered the `view` it routes to.
-    async fn render(&self, url: &str, view: &str) -> String {
+    pub(crate) async fn render(&self, url: &str, view: &str) -> String {
         let rendered = format!("data-view=\"{view}\"");
         let mut dom = String::new();
         for attempt in 1..=RENDER_TRIES {
@@ -142,7 +147,7 @@ fn text_of(dom: &str, attribute: &str) -> String {
     dom[after_tag..end].trim().to_string()
 }
 
-fn assert_has(dom: &str, needle: &str, page: &str) {
+pub(crate) fn assert_has(dom: &str, needle: &str, page: &str) {
     assert!(
         dom.contains(needle),
         "the {page} page lacks `{needle}`:\n{dom}"

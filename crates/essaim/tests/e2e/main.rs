@@ -89,6 +89,8 @@ mod retention;
 mod serve;
 mod stream;
 mod stream_migration;
+mod stream_secrets;
+mod streams_view;
 mod supersede;
 mod torture;
 #[cfg(feature = "otlp")]

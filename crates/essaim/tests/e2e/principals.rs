@@ -262,3 +262,165 @@ fn split_url(url: &str) -> (&str, &str) {
     let slash = after_scheme + url[after_scheme..].find('/').unwrap();
     (&url[..slash], &url[slash..])
 }
+
+/// Rewrites the principals file with one principal, `name` holding `token` with `role`.
+fn rewrite_principals(path: &Path, name: &str, token: &str, role: &str) {
+    let text = format!(
+        "version = 1\n\n[[principal]]\nname = \"{name}\"\ntoken = \"{token}\"\nroles = [\"{role}\"]\n"
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// Waits until `essaim jobs --token TOKEN` exits with `code`.
+async fn wait_for_jobs_exit(cluster: &Cluster, token: &str, code: i32, what: &str) {
+    let deadline = crate::harness::Deadline::after(Duration::from_secs(20), what);
+    loop {
+        let listed = cluster.cli(&["jobs", "--token", token]).await;
+        if listed.code == Some(code) {
+            return;
+        }
+        deadline.tick().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_principals_file_is_reloaded_and_a_bad_version_changes_nothing() {
+    let (cluster, dir) = start_cluster(0).await;
+    let url = cluster.url();
+    let path = dir.path().join("principals.toml");
+    let reloads =
+        |outcome: &str| format!("essaim_principals_reloads_total{{outcome=\"{outcome}\"}}");
+    assert_eq!(metric(&url, "essaim_principals "), 4);
+
+    // An edit is picked up by itself: the new token works, the removed ones stop.
+    rewrite_principals(&path, "auditor", "audit-token", "read-only");
+    wait_for_jobs_exit(&cluster, "audit-token", 0, "the edited file in force").await;
+    let removed = cluster.cli(&["jobs", "--token", "reader-token"]).await;
+    assert_eq!(removed.code, Some(3), "{removed:?}");
+    assert_eq!(metric(&url, &reloads("loaded")), 1);
+    assert_eq!(metric(&url, "essaim_principals "), 1);
+
+    // A broken version (a typo, then the cluster token given to a principal) is refused
+    // and counted; the principals in force stay, even on SIGHUP.
+    std::fs::write(&path, "version = 1\n[[principal]]\nname = \"x\"\n").unwrap();
+    let deadline = crate::harness::Deadline::after(Duration::from_secs(20), "a refused reload");
+    while metric(&url, &reloads("refused")) < 1 {
+        deadline.tick().await;
+    }
+    rewrite_principals(&path, "sneaky", CLUSTER_TOKEN, "read-only");
+    cluster.signal_coordinator(nix::sys::signal::Signal::SIGHUP);
+    while metric(&url, &reloads("refused")) < 2 {
+        deadline.tick().await;
+    }
+    let kept = cluster.cli(&["jobs", "--token", "audit-token"]).await;
+    assert_eq!(kept.code, Some(0), "{kept:?}");
+    assert!(
+        cluster.coordinator_log().contains("has the cluster token"),
+        "the refusal is logged with its reason"
+    );
+
+    // SIGHUP reads a fixed file at once, and the coordinator keeps running.
+    rewrite_principals(&path, "auditor", "audit-token-2", "read-only");
+    cluster.signal_coordinator(nix::sys::signal::Signal::SIGHUP);
+    wait_for_jobs_exit(&cluster, "audit-token-2", 0, "the fixed file in force").await;
+    let stale = cluster.cli(&["jobs", "--token", "audit-token"]).await;
+    assert_eq!(stale.code, Some(3), "{stale:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_with_the_cluster_token_or_a_reserved_name_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("principals.toml");
+    let port = crate::harness::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    for (name, token, fragment) in [
+        (
+            "ops",
+            CLUSTER_TOKEN,
+            "principal `ops` has the cluster token",
+        ),
+        ("cluster", "other", "principal name `cluster` is reserved"),
+    ] {
+        rewrite_principals(&path, name, token, "read-only");
+        let started = crate::harness::essaim(&[
+            "coordinator",
+            "--listen",
+            &listen,
+            "--data-dir",
+            data,
+            "--token",
+            CLUSTER_TOKEN,
+            "--principals",
+            path.to_str().unwrap(),
+        ])
+        .await;
+        crate::harness::assert_refused(&started, 2, fragment);
+    }
+}
+
+/// Submits a no-op job of one task as the holder of `token`; returns its id.
+async fn submit_noop_as(cluster: &Cluster, token: &str) -> String {
+    let submitted = cluster
+        .cli(&[
+            "submit", "--token", token, "--kind", "noop", "--count", "1", "--output", "json",
+        ])
+        .await;
+    assert_eq!(submitted.code, Some(0), "{submitted:?}");
+    let answer: serde_json::Value = serde_json::from_str(&submitted.stdout).unwrap();
+    answer["job_id"].as_u64().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_its_owner_or_an_admin_may_cancel_a_job() {
+    // No worker: the jobs stay running.
+    let (cluster, _dir) = start_cluster(0).await;
+    let url = cluster.url();
+    let ci_job = submit_noop_as(&cluster, "ci-token").await;
+    let (status, body) = request(
+        &url,
+        "GET",
+        &format!("/api/v1/jobs/{ci_job}"),
+        Some("reader-token"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["job"]["owner"], "ci", "{view:#}");
+
+    // Another submitter may not, over gRPC (exit 3) or REST (403).
+    let refused = cluster
+        .cli(&["cancel", &ci_job, "--token", "ops-token"])
+        .await;
+    crate::harness::assert_refused(&refused, 3, "belongs to principal `ci`");
+    let path = format!("/api/v1/jobs/{ci_job}/cancel");
+    let (status, body) = request(&url, "POST", &path, Some("ops-token"), Some("")).unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        metric(&url, "essaim_coordinator_jobs_submitted_total"),
+        1,
+        "nothing else was submitted"
+    );
+
+    // Its owner may; so may the cluster token (every role) on another principal's job.
+    let cancelled = cluster
+        .cli(&["cancel", &ci_job, "--token", "ci-token"])
+        .await;
+    assert_eq!(cancelled.code, Some(0), "{cancelled:?}");
+    let ops_job = submit_noop_as(&cluster, "ops-token").await;
+    let by_admin = cluster
+        .cli(&["cancel", &ops_job, "--token", CLUSTER_TOKEN])
+        .await;
+    assert_eq!(by_admin.code, Some(0), "{by_admin:?}");
+    let (_, body) = request(
+        &url,
+        "GET",
+        &format!("/api/v1/jobs/{ops_job}"),
+        Some("reader-token"),
+        None,
+    )
+    .unwrap();
+    assert!(body.contains("cancelled by principal `cluster`"), "{body}");
+}

@@ -145,6 +145,7 @@ pub enum Command {
     /// See [`Scheduler::upstream_inputs`]; parked until the job's inputs version passes
     /// `known_version` or `wait` passes.
     WatchInputs {
+        worker: WorkerId,
         attempt: essaim_core::AttemptId,
         known_version: u64,
         wait: Duration,
@@ -480,12 +481,14 @@ impl Actor {
                 }));
             }
             Command::WatchInputs {
+                worker,
                 attempt,
                 known_version,
                 wait,
                 reply,
             } => self.parked_watches.ask(
                 &self.scheduler,
+                worker,
                 attempt,
                 known_version,
                 Instant::now() + wait,

@@ -6,9 +6,11 @@
 //! answered by the first batch that changes the version, or empty-handed at its
 //! deadline. Like every reply, an answer leaves only once its batch is durable: a
 //! reducer never fetches an output whose commit could still be lost with the batch.
+//! Only the worker holding the attempt's lease is answered; any other caller is told
+//! the lease is lost, and learns nothing of the job's outputs.
 
 use crate::actor::DeferredReply;
-use essaim_core::{AttemptId, Scheduler, UpstreamInputs};
+use essaim_core::{AttemptId, Scheduler, UpstreamInputs, WorkerId};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -17,6 +19,7 @@ pub type WatchAnswer = Option<UpstreamInputs>;
 
 /// One parked question.
 struct ParkedWatch {
+    worker: WorkerId,
     attempt: AttemptId,
     known_version: u64,
     until: Instant,
@@ -35,20 +38,23 @@ impl ParkedWatches {
     pub(crate) fn ask(
         &mut self,
         scheduler: &Scheduler,
+        worker: WorkerId,
         attempt: AttemptId,
         known_version: u64,
         until: Instant,
         reply: oneshot::Sender<WatchAnswer>,
         replies: &mut Vec<DeferredReply>,
     ) {
-        if scheduler.inputs_news(attempt, known_version) || Instant::now() >= until {
-            let answer = scheduler.upstream_inputs(attempt);
+        let held = scheduler.holds(worker, attempt);
+        if !held || scheduler.inputs_news(attempt, known_version) || Instant::now() >= until {
+            let answer = held.then(|| scheduler.upstream_inputs(attempt)).flatten();
             replies.push(Box::new(move || {
                 let _ = reply.send(answer);
             }));
             return;
         }
         self.parked.push(ParkedWatch {
+            worker,
             attempt,
             known_version,
             until,
@@ -68,8 +74,14 @@ impl ParkedWatches {
             if parked.reply.is_closed() {
                 continue;
             }
-            if scheduler.inputs_news(parked.attempt, parked.known_version) || now >= parked.until {
-                let answer = scheduler.upstream_inputs(parked.attempt);
+            let held = scheduler.holds(parked.worker, parked.attempt);
+            if !held
+                || scheduler.inputs_news(parked.attempt, parked.known_version)
+                || now >= parked.until
+            {
+                let answer = held
+                    .then(|| scheduler.upstream_inputs(parked.attempt))
+                    .flatten();
                 let reply = parked.reply;
                 replies.push(Box::new(move || {
                     let _ = reply.send(answer);

@@ -259,6 +259,7 @@ impl Coordinator for CoordinatorService {
         let wait = Duration::from_millis(request.timeout_ms).min(self.timing.long_poll);
         let answer = self
             .ask("WatchInputs", |reply| Command::WatchInputs {
+                worker: WorkerId(request.worker_id),
                 attempt: AttemptId(request.attempt_id),
                 known_version: request.known_version,
                 wait,

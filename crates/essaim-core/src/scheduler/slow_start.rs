@@ -26,6 +26,14 @@ impl Scheduler {
         Some(job.upstream_inputs(attempt.task.index))
     }
 
+    /// Returns true when `worker` holds the lease of attempt `attempt_id`: only its
+    /// holder may ask for its inputs (another worker learns nothing of the job).
+    pub fn holds(&self, worker: WorkerId, attempt_id: AttemptId) -> bool {
+        self.attempts
+            .get(&attempt_id)
+            .is_some_and(|attempt| attempt.worker == worker)
+    }
+
     /// Returns true when attempt `attempt_id` has something to learn beyond
     /// `known_version`: newer outputs, a complete upstream stage, or a lost lease. It
     /// builds nothing, so that the parked questions of many reducers cost little per

@@ -332,3 +332,18 @@ fn outputs_lost_after_the_job_failed_leave_it_finished() {
     ));
     assert_eq!(state_of(&scheduler, task(job, 1)), TaskState::Succeeded);
 }
+
+#[test]
+fn only_the_holder_of_an_attempt_holds_it() {
+    let (mut scheduler, mut out, _job, worker) = setup(config(), slow_started(2, 1, 0.5));
+    let other = scheduler.register_worker(0, worker_of(1));
+    let maps = scheduler.pull(1, worker, 2).assignments;
+    scheduler.report(2, worker, vec![ok_with_file(maps[0].attempt)], &mut out);
+    let reducer = pull_one(&mut scheduler, 3, worker);
+    assert!(scheduler.holds(worker, reducer.attempt));
+    assert!(!scheduler.holds(other, reducer.attempt), "another worker");
+    assert!(
+        !scheduler.holds(worker, maps[0].attempt),
+        "a finished attempt"
+    );
+}

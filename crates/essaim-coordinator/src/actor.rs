@@ -488,10 +488,12 @@ impl Actor {
                 reply,
             } => self.parked_watches.ask(
                 &self.scheduler,
-                worker,
-                attempt,
-                known_version,
-                Instant::now() + wait,
+                crate::inputs_watch::InputsQuestion {
+                    worker,
+                    attempt,
+                    known_version,
+                    until: Instant::now() + wait,
+                },
                 reply,
                 replies,
             ),

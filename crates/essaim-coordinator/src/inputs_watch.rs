@@ -17,12 +17,31 @@ use tokio::time::Instant;
 /// The answer to one `WatchInputs`: `None` when the attempt no longer holds its lease.
 pub type WatchAnswer = Option<UpstreamInputs>;
 
+/// One question: what `worker` learns for `attempt` beyond `known_version`, by `until`.
+pub(crate) struct InputsQuestion {
+    pub(crate) worker: WorkerId,
+    pub(crate) attempt: AttemptId,
+    pub(crate) known_version: u64,
+    pub(crate) until: Instant,
+}
+
+impl InputsQuestion {
+    /// Returns the answer when it is due at `now`: the worker no longer holds the
+    /// attempt (`None`: lease lost), there is news, or the deadline passed.
+    fn answer_if_due(&self, scheduler: &Scheduler, now: Instant) -> Option<WatchAnswer> {
+        let held = scheduler.holds(self.worker, self.attempt);
+        let due =
+            !held || scheduler.inputs_news(self.attempt, self.known_version) || now >= self.until;
+        due.then(|| {
+            held.then(|| scheduler.upstream_inputs(self.attempt))
+                .flatten()
+        })
+    }
+}
+
 /// One parked question.
 struct ParkedWatch {
-    worker: WorkerId,
-    attempt: AttemptId,
-    known_version: u64,
-    until: Instant,
+    question: InputsQuestion,
     reply: oneshot::Sender<WatchAnswer>,
 }
 
@@ -34,32 +53,20 @@ pub(crate) struct ParkedWatches {
 
 impl ParkedWatches {
     /// Answers now when there is something new (or the lease is gone), else parks the
-    /// question until `until`.
+    /// question until its deadline.
     pub(crate) fn ask(
         &mut self,
         scheduler: &Scheduler,
-        worker: WorkerId,
-        attempt: AttemptId,
-        known_version: u64,
-        until: Instant,
+        question: InputsQuestion,
         reply: oneshot::Sender<WatchAnswer>,
         replies: &mut Vec<DeferredReply>,
     ) {
-        let held = scheduler.holds(worker, attempt);
-        if !held || scheduler.inputs_news(attempt, known_version) || Instant::now() >= until {
-            let answer = held.then(|| scheduler.upstream_inputs(attempt)).flatten();
-            replies.push(Box::new(move || {
+        match question.answer_if_due(scheduler, Instant::now()) {
+            Some(answer) => replies.push(Box::new(move || {
                 let _ = reply.send(answer);
-            }));
-            return;
+            })),
+            None => self.parked.push(ParkedWatch { question, reply }),
         }
-        self.parked.push(ParkedWatch {
-            worker,
-            attempt,
-            known_version,
-            until,
-            reply,
-        });
     }
 
     /// Answers the parked questions that have news, whose deadline passed, or whose
@@ -74,34 +81,30 @@ impl ParkedWatches {
             if parked.reply.is_closed() {
                 continue;
             }
-            let held = scheduler.holds(parked.worker, parked.attempt);
-            if !held
-                || scheduler.inputs_news(parked.attempt, parked.known_version)
-                || now >= parked.until
-            {
-                let answer = held
-                    .then(|| scheduler.upstream_inputs(parked.attempt))
-                    .flatten();
-                let reply = parked.reply;
-                replies.push(Box::new(move || {
-                    let _ = reply.send(answer);
-                }));
-                continue;
+            match parked.question.answer_if_due(scheduler, now) {
+                Some(answer) => {
+                    let reply = parked.reply;
+                    replies.push(Box::new(move || {
+                        let _ = reply.send(answer);
+                    }));
+                }
+                None => still_parked.push(parked),
             }
-            still_parked.push(parked);
         }
         self.parked = still_parked;
     }
 
     /// Returns the earliest deadline of a parked question.
     pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
-        self.parked.iter().map(|parked| parked.until).min()
+        self.parked.iter().map(|parked| parked.question.until).min()
     }
 
     /// Answers every parked question with what is known now (at shutdown).
     pub(crate) fn drain(&mut self, scheduler: &Scheduler) {
         for parked in self.parked.drain(..) {
-            let _ = parked.reply.send(scheduler.upstream_inputs(parked.attempt));
+            let _ = parked
+                .reply
+                .send(scheduler.upstream_inputs(parked.question.attempt));
         }
     }
 }

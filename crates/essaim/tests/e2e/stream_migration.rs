@@ -12,7 +12,7 @@ const EVENTS: usize = 600;
 
 /// `t,k,v` lines: keys a, b, c over three one-second windows; every key and window
 /// has even and odd values.
-pub(crate) fn events() -> Vec<(i64, &'static str, i64)> {
+fn events() -> Vec<(i64, &'static str, i64)> {
     (0..EVENTS)
         .map(|index| {
             let key = ["a", "b", "c"][index % 3];
@@ -55,6 +55,21 @@ input = "per_second"
 connector = {{ kind = "postgres", table = "per_second", key_column = "k", columns = {{ k = "text", window_start = "bigint", n = "bigint" }} }}
 "#
     )
+}
+
+/// Returns a directory whose `in/` holds every event and the end marker (one
+/// partition: the directory itself).
+pub(crate) fn write_events() -> tempfile::TempDir {
+    let work = tempfile::tempdir().expect("a temporary directory");
+    let input = work.path().join("in");
+    std::fs::create_dir_all(&input).expect("input directory");
+    let lines: Vec<String> = events()
+        .iter()
+        .map(|(t, k, v)| format!("{t},{k},{v}"))
+        .collect();
+    std::fs::write(input.join("part-001.csv"), lines.join("\n") + "\n").expect("events");
+    std::fs::write(input.join("_END"), "").expect("end marker");
+    work
 }
 
 pub(crate) fn oracle(keep: impl Fn(i64) -> bool) -> BTreeMap<(String, i64), i64> {
@@ -108,16 +123,7 @@ async fn a_changed_spec_is_refused_unless_a_migration_is_asked_for() {
     let Some(postgres) = server::postgres() else {
         return;
     };
-    let work = tempfile::tempdir().expect("a temporary directory");
-    // One partition: the directory itself.
-    let input = work.path().join("in");
-    std::fs::create_dir_all(&input).expect("input directory");
-    let lines: Vec<String> = events()
-        .iter()
-        .map(|(t, k, v)| format!("{t},{k},{v}"))
-        .collect();
-    std::fs::write(input.join("part-001.csv"), lines.join("\n") + "\n").expect("events");
-    std::fs::write(input.join("_END"), "").expect("end marker");
+    let work = write_events();
 
     let first = run(work.path(), &spec(None), postgres.url(), &[]).await;
     assert_eq!(first.code, Some(0), "first run: {}", first.stderr);

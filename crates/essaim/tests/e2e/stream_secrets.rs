@@ -5,7 +5,7 @@
 use essaim_testkit::server;
 
 use crate::harness::essaim_with_env;
-use crate::stream_migration::{events, oracle, spec, table};
+use crate::stream_migration::{oracle, spec, table, write_events};
 
 /// The variable the workers read the address from.
 const VARIABLE: &str = "ESSAIM_TEST_PIPELINE_DB";
@@ -37,15 +37,7 @@ async fn an_address_named_by_reference_is_read_on_the_workers_only() {
     let Some(postgres) = server::postgres() else {
         return;
     };
-    let work = tempfile::tempdir().expect("a temporary directory");
-    let input = work.path().join("in");
-    std::fs::create_dir_all(&input).expect("input directory");
-    let lines: Vec<String> = events()
-        .iter()
-        .map(|(t, k, v)| format!("{t},{k},{v}"))
-        .collect();
-    std::fs::write(input.join("part-001.csv"), lines.join("\n") + "\n").expect("events");
-    std::fs::write(input.join("_END"), "").expect("end marker");
+    let work = write_events();
 
     // Without the variable the worker names the reference it cannot resolve.
     let lacking = run(work.path(), &[]).await;

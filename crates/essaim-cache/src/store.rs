@@ -337,7 +337,10 @@ mod tests {
             match rng.next_u64() % 3 {
                 0 => {
                     let bytes = (rng.next_u64() % 400) as usize;
-                    let ttl = (rng.next_u64() % 2 == 0).then_some(rng.next_u64() % 50);
+                    let ttl = rng
+                        .next_u64()
+                        .is_multiple_of(2)
+                        .then_some(rng.next_u64() % 50);
                     store.put(&key, value(bytes), 0, ttl, step).unwrap();
                 }
                 1 => {

@@ -35,7 +35,6 @@ use essaim_core::rng::SeededRng;
 use essaim_telemetry::Health;
 use essaim_telemetry::prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::client::NodeClient;
 use crate::metrics::{NodeLabels, ProxyMetrics};
@@ -81,7 +80,7 @@ pub(crate) struct Shared {
     next_read: AtomicUsize,
     max_value_bytes: usize,
     cancel: CancellationToken,
-    tracker: TaskTracker,
+    tracker: Tasks,
 }
 
 /// A running proxy's state; [`Proxy::router`] serves it.
@@ -113,7 +112,7 @@ impl Proxy {
             next_read: AtomicUsize::new(0),
             max_value_bytes: config.max_value_bytes,
             cancel: CancellationToken::new(),
-            tracker: TaskTracker::new(),
+            tracker: Tasks::new(),
         });
         for node in &config.nodes {
             if !shared.client.healthy(node).await {
@@ -159,7 +158,6 @@ impl Proxy {
     /// in flight.
     pub async fn shutdown(self) {
         self.shared.cancel.cancel();
-        self.shared.tracker.close();
         self.shared.tracker.wait().await;
     }
 }
@@ -305,6 +303,45 @@ impl Shared {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The proxy's background tasks (probes, repairs, the hot-shard loop), so that
+/// shutdown waits for every one of them.
+///
+/// A `JoinSet` behind a short lock rather than `tokio_util`'s `TaskTracker`: that one
+/// needs tokio-util's `rt` feature, which would rebuild every crate of the workspace
+/// that uses tokio-util for one small type.
+pub(crate) struct Tasks {
+    set: Mutex<Option<tokio::task::JoinSet<()>>>,
+}
+
+impl Tasks {
+    fn new() -> Self {
+        Self {
+            set: Mutex::new(Some(tokio::task::JoinSet::new())),
+        }
+    }
+
+    /// Spawns `task`, unless shutdown has begun; reaps the tasks already finished.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut set = self.set.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(set) = set.as_mut() {
+            while set.try_join_next().is_some() {}
+            set.spawn(task);
+        }
+    }
+
+    /// Waits for every task spawned; no task is spawned afterwards.
+    async fn wait(&self) {
+        let set = self
+            .set
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(set) = set {
+            set.join_all().await;
         }
     }
 }

@@ -143,7 +143,7 @@ for row in rows:
     if row['run'] == 'node':
         print(f"| {row['target']} | {100 * row['hit_rate']:.1f} % | {row['gets_per_s']:.0f} | "
               f"{row['hits_per_s']:.0f} | {row['get_p50_us']:.0f} | {row['get_p99_us']:.0f} |")
-print('\n| each node holds | workload | unsharded (10 nodes) | sharded R=1 | sharded R=2 | seed: N·F vs F |')
+print('\n| each node holds | workload | unsharded (10 nodes) | sharded R=1 | sharded R=2 | seed: F vs N·F |')
 print('|---|---|---|---|---|---|')
 sizes = sorted({(row['fraction'], row['zipf']) for row in rows if row['run'] == 'size'})
 for fraction, zipf in sizes:

@@ -84,6 +84,8 @@ enum Command {
     Index(commands::index::IndexArgs),
     /// Ask a query root (`essaim index serve`) for the documents matching words.
     Query(commands::query::QueryArgs),
+    /// The sharded, replicated cache: `essaim cache node`, `essaim cache proxy`.
+    Cache(commands::cache::CacheArgs),
     /// Cancel a job.
     Cancel(commands::jobs::CancelArgs),
     /// List live workers.
@@ -177,6 +179,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Ingest(args) => commands::ingest::run(args).await,
             Command::Index(args) => commands::index::run(args).await,
             Command::Query(args) => commands::query::run(args).await,
+            Command::Cache(args) => commands::cache::run(args).await,
             Command::Cancel(args) => commands::jobs::cancel(args).await,
             Command::Workers(args) => commands::jobs::workers(args).await,
             Command::Cluster(args) => commands::cluster::run(args).await,

@@ -28,6 +28,8 @@ enum Bench {
         #[arg(long, default_value_t = 2000)]
         latency_samples: u32,
     },
+    /// A cache-aside Zipf load on cache nodes, a cache proxy or memcached (bench/cache.sh).
+    Cache(super::bench_cache::CacheLoadArgs),
     /// Time from SIGKILL of a worker to its tasks running elsewhere (own local cluster).
     Recovery {
         /// Repetitions.
@@ -51,6 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             runs,
             worker_timeout_ms,
         } => recovery(runs, worker_timeout_ms).await,
+        Bench::Cache(args) => super::bench_cache::run(args).await,
     }
 }
 

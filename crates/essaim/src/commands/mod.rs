@@ -1,6 +1,8 @@
 //! One module per subcommand, each with its `Args` and `run`.
 
 pub mod bench;
+mod bench_cache;
+pub mod cache;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;

@@ -43,6 +43,8 @@
 //! | `dashboard.rs` | headless Chromium renders the dashboard with the cluster's real data |
 //! | `eval.rs` | `essaim eval --quick` gives sane numbers for every question and well-formed plots |
 //! | `replay.rs` | `essaim replay` publishes a CSV fixture to NATS JetStream line for line, in order |
+//! | `cache.rs` | three cache nodes behind a proxy (R = 2): a node SIGKILLed under a cache-aside load costs no wrong answer, the hit rate dips by at most about 1/N and recovers; a node frozen while every key changes never serves an old value; values over the limit (413), empty keys, bad TTLs, malformed and unreachable nodes |
+//! | `cache_hot.rs` | one key taking most of the traffic gets extra replicas within seconds, the busiest node's share falls, and the extras are dropped once the heat passes |
 //! | `serve.rs` | an index served as shards × replicas answers as the batch index does while replica workers are SIGKILLed; corrupt shards, unknown indexes and bad queries refused |
 //! | `stream.rs` | streaming pipelines from NATS, Kafka, a directory and HTTP ingest into PostgreSQL equal two oracles through worker and coordinator SIGKILLs, broker and database restarts and rescaling |
 //!
@@ -51,6 +53,8 @@
 
 mod auth;
 mod bad_input;
+mod cache;
+mod cache_hot;
 mod config_file;
 mod coordinator_restart;
 mod correlation;

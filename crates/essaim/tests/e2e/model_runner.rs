@@ -16,7 +16,7 @@ use essaim_models::naive_bayes::model::NaiveBayes;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A model that calls texts with `spam_word` spam and texts with `ham_word` ham.
 fn artifact(spam_word: &str, ham_word: &str) -> Vec<u8> {
@@ -164,18 +164,24 @@ async fn a_runner_answers_follows_its_alias_without_a_failure_and_survives_the_r
 
     // A client sends requests back to back while the alias moves to version 2.
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let client = {
-        let stop = stop.clone();
+        let (stop, answered) = (stop.clone(), answered.clone());
         std::thread::spawn(move || {
             let mut answers = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 let (status, version, labels) = infer(port, "spam-filter", &["win"], None);
                 answers.push((status, version, labels));
+                answered.fetch_add(1, Ordering::SeqCst);
             }
             answers
         })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Some answers before the move, so that the switch is seen from version 1.
+    let deadline = Deadline::after(EVENTUALLY, "the client's first answers");
+    while answered.load(Ordering::SeqCst) < 5 {
+        deadline.tick().await;
+    }
     alias(&cluster, "spam-filter", "production", "2").await;
     let deadline = Deadline::after(EVENTUALLY, "answers from version 2");
     while infer(port, "spam-filter", &["win"], None).1 != "2" {

@@ -101,6 +101,9 @@ enum Command {
     Train(commands::train::Args),
     /// The model registry: list, show, register, alias, promote, roll back, archive, audit.
     Models(commands::models::Args),
+    /// Serve registry models over the Open Inference Protocol v2, following their
+    /// aliases, with A/B, shadow and canary rollout (`essaim serve --model NAME@ALIAS`).
+    Serve(commands::serve::Args),
     /// The effective configuration: each setting, its value and where it came from.
     Config(commands::config::Args),
     /// Run a demo on an embedded local cluster.
@@ -187,6 +190,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Skipped(args) => commands::skipped::run(args).await,
             Command::Models(args) => commands::models::run(args).await,
             Command::Train(args) => commands::train::run(args).await,
+            Command::Serve(args) => commands::serve::run(args).await,
             Command::Config(args) => commands::config::run(args, layered),
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Eval(args) => commands::eval::run(args).await,

@@ -188,6 +188,29 @@ pub struct Classifier {
 impl Classifier {
     /// Returns the class predicted for `text`.
     pub fn predict(&self, text: &[u8]) -> &str {
+        &self.classes[best_class(&self.log_scores(text))]
+    }
+
+    /// Returns the classes, sorted: the order of [`Self::probabilities`].
+    pub fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    /// Returns the position of the predicted class in [`Self::classes`] and the
+    /// probability of every class (scikit-learn's `predict_proba`: the joint
+    /// log-likelihoods normalised with log-sum-exp, so that long texts do not underflow).
+    pub fn probabilities(&self, text: &[u8]) -> (usize, Vec<f64>) {
+        let scores = self.log_scores(text);
+        let best = best_class(&scores);
+        let top = scores[best];
+        let exponentials: Vec<f64> = scores.iter().map(|score| (score - top).exp()).collect();
+        let total: f64 = exponentials.iter().sum();
+        let probabilities = exponentials.iter().map(|value| value / total).collect();
+        (best, probabilities)
+    }
+
+    /// Returns log P(c) + Σ n(t, d) · log P(t|c) for every class c.
+    fn log_scores(&self, text: &[u8]) -> Vec<f64> {
         let mut scores = self.log_prior.clone();
         for_each_term(text, |term| {
             if let Some(logs) = self.log_likelihood.get(term) {
@@ -196,14 +219,19 @@ impl Classifier {
                 }
             }
         });
-        let mut best = 0;
-        for (position, score) in scores.iter().enumerate() {
-            if *score > scores[best] {
-                best = position;
-            }
-        }
-        &self.classes[best]
+        scores
     }
+}
+
+/// Returns the position of the highest score; ties go to the first (sorted) class.
+fn best_class(scores: &[f64]) -> usize {
+    let mut best = 0;
+    for (position, score) in scores.iter().enumerate() {
+        if *score > scores[best] {
+            best = position;
+        }
+    }
+    best
 }
 
 #[cfg(test)]
@@ -234,6 +262,23 @@ mod tests {
         assert_eq!(classifier.predict(b"the meeting"), "ham");
         // Equal priors and no known term: the first class, as scikit-learn.
         assert_eq!(classifier.predict(b"unknown words"), "ham");
+    }
+
+    #[test]
+    fn probabilities_sum_to_one_and_agree_with_the_prediction() {
+        let classifier = toy().classifier();
+        assert_eq!(classifier.classes(), ["ham", "spam"]);
+        let (best, probabilities) = classifier.probabilities(b"win money win");
+        assert_eq!(
+            classifier.classes()[best],
+            classifier.predict(b"win money win")
+        );
+        assert!((probabilities.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(probabilities[1] > 0.5, "{probabilities:?}");
+        // A text long enough to underflow exp() of its joint log-likelihood.
+        let long = "win ".repeat(5000);
+        let (best, probabilities) = classifier.probabilities(long.as_bytes());
+        assert_eq!((best, probabilities[1]), (1, 1.0), "{probabilities:?}");
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod query;
 pub mod replay;
 pub mod report;
 pub mod results;
+pub mod serve;
 pub mod skipped;
 pub mod slo;
 pub mod stream;

@@ -1,0 +1,268 @@
+//! The registry task: the only part of the runner that talks to the registry. It
+//! resolves every slot's reference at start and then every `reload_interval`, loads a
+//! version the reference newly names (aside, while the old one keeps serving) and
+//! swaps it in; and it carries out the canaries' decisions as registry calls, so
+//! that each automatic promotion or rollback is an entry of the registry's audit log.
+//!
+//! A registry that cannot be reached, or refuses, changes nothing that is loaded: the
+//! runner keeps serving and reports itself degraded (in `/v2/health/ready` and
+//! `essaim_runner_degraded`) until a poll succeeds again. A version whose artifact
+//! does not hash to its SHA-256 is refused by the registry client and never loaded.
+
+use crate::batch::BatchLimits;
+use crate::health::RunnerHealth;
+use crate::loaded::{LoadedVersion, Slot};
+use crate::metrics::{DecisionLabels, ModelLabels, RunnerMetrics, SlotLabels};
+use crate::rollout::CanaryDecision;
+use crate::served::{CanaryCommand, ServedModel};
+use essaim_models::naive_bayes::model::ModelError;
+use essaim_registry::client::{ClientError, RegistryClient};
+use essaim_registry::http::PromoteRequest;
+use essaim_registry::names::{ModelRef, VersionRef};
+use essaim_registry::record::AuditEntry;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why a slot could not be refreshed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The registry did not answer, refused, or sent corrupt bytes.
+    #[error("registry: {0}")]
+    Registry(#[from] ClientError),
+    /// The artifact is not a model this runner reads.
+    #[error("artifact of {reference} version {version}: {source}")]
+    Artifact {
+        /// The reference.
+        reference: String,
+        /// The version.
+        version: u64,
+        /// Why.
+        #[source]
+        source: ModelError,
+    },
+    /// A canary's side is not an alias, so its decision cannot move it.
+    #[error("{0} is not an alias: a canary's decision cannot move it")]
+    NotAnAlias(String),
+    /// The downloaded file could not be read back.
+    #[error("failed to read the downloaded artifact `{path}`")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the registry task needs.
+pub struct RegistryTask {
+    /// The registry's client (its actor signs the canaries' changes).
+    pub client: RegistryClient,
+    /// The served models.
+    pub models: Vec<Arc<ServedModel>>,
+    /// Time between polls.
+    pub reload_interval: Duration,
+    /// Batching of every loaded version.
+    pub limits: BatchLimits,
+    /// The runner's metrics.
+    pub metrics: RunnerMetrics,
+    /// Readiness and degradation.
+    pub health: RunnerHealth,
+    /// Where batchers are tracked.
+    pub tracker: TaskTracker,
+    /// Where artifacts are downloaded before they are read.
+    pub download_dir: PathBuf,
+}
+
+impl RegistryTask {
+    /// Polls and carries out decisions until `shutdown`.
+    pub async fn run(
+        self,
+        mut decisions_rx: mpsc::Receiver<CanaryCommand>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            self.poll_every_slot().await;
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.reload_interval) => {}
+                Some(command) = decisions_rx.recv() => self.carry_out(command).await,
+            }
+        }
+    }
+
+    /// Refreshes every slot; then updates readiness and degradation.
+    async fn poll_every_slot(&self) {
+        let mut first_failure = None;
+        for model in &self.models {
+            for slot in model.slots() {
+                if let Err(error) = self.refresh(model, slot).await {
+                    let labels = ModelLabels {
+                        model: model.name.clone(),
+                    };
+                    self.metrics.reload_failures.get_or_create(&labels).inc();
+                    tracing::warn!(
+                        model = %model.name, reference = %slot.reference,
+                        error = %essaim_core::error_chain::error_chain(&error),
+                        "cannot refresh the model version; serving what is loaded"
+                    );
+                    first_failure.get_or_insert_with(|| error.to_string());
+                }
+            }
+        }
+        let reachable = first_failure.is_none();
+        self.metrics.registry_reachable.set(i64::from(reachable));
+        self.health
+            .update(&self.models, first_failure, &self.metrics);
+    }
+
+    /// Loads the version `slot`'s reference names now, if it is not the loaded one.
+    async fn refresh(&self, model: &ServedModel, slot: &Slot) -> Result<(), ReloadError> {
+        let record = self.client.version(&slot.reference).await?;
+        if slot
+            .get()
+            .is_some_and(|loaded| loaded.version == record.version)
+        {
+            return Ok(());
+        }
+        let sha256 = record.artifact.sha256.clone();
+        let path = self.download_dir.join(&sha256);
+        // Hashed as it arrives: corrupt bytes are refused and never reach the path.
+        self.client.download_artifact(&sha256, &path).await?;
+        let bytes = tokio::fs::read(&path).await;
+        let _removed = tokio::fs::remove_file(&path).await;
+        let bytes = bytes.map_err(|source| ReloadError::Io { path, source })?;
+        let (name, limits, metrics, tracker) = (
+            model.name.clone(),
+            self.limits,
+            self.metrics.clone(),
+            self.tracker.clone(),
+        );
+        let version = record.version;
+        // Parsing a large artifact and computing its logarithms is CPU work.
+        let loaded = tokio::task::spawn_blocking(move || {
+            LoadedVersion::start(&name, version, &sha256, &bytes, limits, &metrics, &tracker)
+        })
+        .await
+        .expect("loading a model does not panic")
+        .map_err(|source| ReloadError::Artifact {
+            reference: slot.reference.to_string(),
+            version,
+            source,
+        })?;
+        let previous = slot.swap(Arc::new(loaded));
+        let labels = SlotLabels {
+            model: model.name.clone(),
+            slot: slot.role.into(),
+        };
+        self.metrics
+            .loaded_version
+            .get_or_create(&labels)
+            .set(version as i64);
+        if previous.is_some() {
+            let labels = ModelLabels {
+                model: model.name.clone(),
+            };
+            self.metrics.reloads.get_or_create(&labels).inc();
+        }
+        tracing::info!(
+            model = %model.name, reference = %slot.reference, version,
+            previous = previous.map(|p| p.version), sha256 = %record.artifact.sha256,
+            "model version loaded"
+        );
+        Ok(())
+    }
+
+    /// Moves an alias in the registry as a canary decided, then polls at once.
+    async fn carry_out(&self, command: CanaryCommand) {
+        let Some(model) = self.models.iter().find(|m| m.name == command.served_name) else {
+            return;
+        };
+        let Some(candidate) = model.candidate.as_ref() else {
+            return;
+        };
+        let result = match &command.decision {
+            CanaryDecision::Wait => return,
+            CanaryDecision::Promote => {
+                self.promote(&model.primary.reference, command.candidate_version)
+                    .await
+            }
+            CanaryDecision::RollBack(_) => {
+                self.roll_back(&candidate.reference, command.primary_version)
+                    .await
+            }
+        };
+        let (word, reason) = match &command.decision {
+            CanaryDecision::RollBack(reason) => ("roll_back", reason.as_str()),
+            _ => ("promote", "within thresholds"),
+        };
+        match result {
+            Ok(entry) => {
+                let labels = DecisionLabels {
+                    model: model.name.clone(),
+                    decision: word.into(),
+                };
+                self.metrics.canary_decisions.get_or_create(&labels).inc();
+                tracing::info!(
+                    model = %model.name, decision = word, reason,
+                    primary = command.primary_version, candidate = command.candidate_version,
+                    audit_sequence = entry.sequence, "canary decided"
+                );
+                self.poll_every_slot().await;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    model = %model.name, decision = word,
+                    error = %essaim_core::error_chain::error_chain(&error),
+                    "cannot carry out the canary's decision; it will be taken again"
+                );
+                model.retry_canary_decision();
+            }
+        }
+    }
+
+    /// Points the primary's alias at the candidate's version (a stage is promoted, so
+    /// the audit log says `promote`).
+    async fn promote(&self, primary: &ModelRef, version: u64) -> Result<AuditEntry, ReloadError> {
+        let VersionRef::Alias(alias) = &primary.version else {
+            return Err(ReloadError::NotAnAlias(primary.to_string()));
+        };
+        if alias.is_stage() {
+            let request = PromoteRequest {
+                version: Some(version.to_string()),
+                to: alias.to_string(),
+                from: "staging".into(),
+            };
+            return Ok(self.client.promote(&primary.model, &request).await?);
+        }
+        Ok(self
+            .client
+            .set_alias(&primary.model, alias, &version.to_string())
+            .await?)
+    }
+
+    /// Withdraws the candidate: its alias goes back to the version it named before (a
+    /// `rollback` entry), or, if it named none, to the primary's version.
+    async fn roll_back(
+        &self,
+        candidate: &ModelRef,
+        primary_version: u64,
+    ) -> Result<AuditEntry, ReloadError> {
+        let VersionRef::Alias(alias) = &candidate.version else {
+            return Err(ReloadError::NotAnAlias(candidate.to_string()));
+        };
+        let entry = match self.client.rollback(&candidate.model, alias).await {
+            Err(ClientError::Refused { status: 409, .. }) => {
+                self.client
+                    .set_alias(&candidate.model, alias, &primary_version.to_string())
+                    .await
+            }
+            other => other,
+        };
+        Ok(entry?)
+    }
+}

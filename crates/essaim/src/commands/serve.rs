@@ -1,0 +1,100 @@
+//! `essaim serve --model spam-filter@production`: the model runner. It serves models of
+//! the registry over the Open Inference Protocol v2 (`POST /v2/models/{name}/infer`),
+//! follows their aliases, and rolls candidates out as its model file says
+//! (`essaim_runner`).
+//!
+//! The registry is the coordinator's (`--coordinator`, `--token`, as every verb); a
+//! canary's promotions and rollbacks are recorded in its audit log under the actor
+//! `essaim-serve`.
+
+use crate::client::{ConnectArgs, usage};
+use essaim_registry::client::RegistryClient;
+use essaim_runner::batch::{BatchLimits, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE};
+use essaim_runner::config::{parse_model_arg, parse_model_file};
+use essaim_runner::{Runner, RunnerConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Who the registry's audit log names for a runner's canary decisions.
+const ACTOR: &str = "essaim-serve";
+
+/// Options of `essaim serve`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// A model to serve, `NAME@ALIAS` or `NAME@VERSION`, answered at
+    /// /v2/models/NAME (repeatable).
+    #[arg(long = "model", value_name = "NAME@REF")]
+    models: Vec<String>,
+    /// A model file (TOML) listing models with their rollout: an A/B split, a shadow
+    /// or a canary (`--config` is the essaim.toml of every verb).
+    #[arg(long, value_name = "FILE")]
+    model_config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Most requests scored in one batch.
+    #[arg(long, default_value_t = DEFAULT_MAX_BATCH)]
+    max_batch: usize,
+    /// Longest a batch waits to fill, from its first request: `2ms`, `0` for none.
+    #[arg(long, value_name = "DURATION", value_parser = crate::durations::millis, default_value = "2ms")]
+    max_batch_delay: Duration,
+    /// Most requests admitted per version (queued or being scored); more get 429.
+    #[arg(long, default_value_t = DEFAULT_MAX_QUEUE)]
+    max_queue: usize,
+    /// How often the registry is asked which versions the aliases name.
+    #[arg(long, value_name = "DURATION", value_parser = crate::durations::seconds, default_value = "5s")]
+    reload_interval: Duration,
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut models = Vec::new();
+    for text in &args.models {
+        models.push(parse_model_arg(text).map_err(|error| usage(error.to_string()))?);
+    }
+    if let Some(path) = &args.model_config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| usage(format!("--model-config {}: {error}", path.display())))?;
+        let from_file = parse_model_file(&text)
+            .map_err(|error| usage(format!("{}: {error}", path.display())))?;
+        models.extend(from_file);
+    }
+    if args.max_batch == 0 || args.max_queue == 0 {
+        return Err(usage("--max-batch and --max-queue must be at least 1"));
+    }
+    let url = args
+        .connect
+        .coordinator
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let client = RegistryClient::new(url, args.connect.token()?.as_deref(), ACTOR)
+        .map_err(|error| usage(error.to_string()))?;
+    let config = RunnerConfig {
+        listen: args.listen,
+        models,
+        limits: BatchLimits {
+            max_batch: args.max_batch,
+            max_delay: args.max_batch_delay,
+            max_queue: args.max_queue,
+        },
+        reload_interval: args.reload_interval,
+        client,
+    };
+    let runner = Runner::start(config).await.map_err(|error| match error {
+        essaim_runner::RunnerError::Config(error) => usage(error.to_string()),
+        other => anyhow::Error::from(other),
+    })?;
+    eprintln!(
+        "model runner on http://{}/v2/models/{{name}}/infer",
+        runner.local_addr()
+    );
+    super::shutdown_signal().await;
+    runner.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

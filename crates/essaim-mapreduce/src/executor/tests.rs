@@ -84,7 +84,12 @@ impl Cluster {
             inputs,
             file_credential: credentials().for_job(1),
             inputs_watch: None,
-            job_files: Arc::new(JobFileCache::new(self.root.path(), &[], None)),
+            job_files: Arc::new(JobFileCache::new(
+                self.root.path(),
+                &[],
+                None,
+                &Default::default(),
+            )),
         }
     }
 

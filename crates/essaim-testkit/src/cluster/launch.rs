@@ -6,17 +6,19 @@ use std::path::{Path, PathBuf};
 
 use super::LOG_TAIL_LINES;
 use crate::deadline::{Deadline, EVENTUALLY};
-use crate::process::{Process, http_status, log_tail};
+use crate::process::{Process, http_status, https_status, log_tail};
 
 /// Starts a coordinator with the fast timings of the tests on `port`, its journal in
-/// `data_dir`, and waits until `/readyz` answers 200. Starting it again with the same
-/// port and directory is a restart: it recovers the journal.
+/// `data_dir`, and waits until `/readyz` answers 200 (over TLS verified with `tls` when
+/// given). Starting it again with the same port and directory is a restart: it recovers
+/// the journal.
 pub(super) async fn start_coordinator(
     binary: &Path,
     data_dir: &Path,
     port: u16,
     token: Option<&str>,
     extra_args: &[String],
+    tls: Option<&essaim_tls::ClientTrust>,
     name: &str,
     log: PathBuf,
 ) -> Process {
@@ -52,7 +54,11 @@ pub(super) async fn start_coordinator(
                 log_tail(&process.log, LOG_TAIL_LINES)
             );
         }
-        if http_status(port, "/readyz").await == Some(200) {
+        let status = match tls {
+            Some(trust) => https_status(port, "/readyz", trust).await,
+            None => http_status(port, "/readyz").await,
+        };
+        if status == Some(200) {
             return process;
         }
         deadline.tick().await;
@@ -69,6 +75,8 @@ pub(super) struct WorkerOptions<'a> {
     pub(super) scratch_dir: &'a Path,
     /// Variables added to its environment.
     pub(super) env: &'a [(String, String)],
+    /// Flags added to its command line.
+    pub(super) extra_args: &'a [String],
 }
 
 /// Starts a worker that may run commands; it registers on its own.
@@ -94,6 +102,7 @@ pub(super) fn start_worker(binary: &Path, worker: &WorkerOptions<'_>, log: PathB
     if let Some(token) = worker.token {
         args.extend(["--token".to_string(), token.to_string()]);
     }
+    args.extend(worker.extra_args.iter().cloned());
     // The worker's debug logs say what became of each attempt (a line or two per
     // attempt, affordable at these job sizes): the partition test reads them, and a
     // failure report needs them.

@@ -44,6 +44,7 @@
 //! | `eval.rs` | `essaim eval --quick` gives sane numbers for every question and well-formed plots |
 //! | `replay.rs` | `essaim replay` publishes a CSV fixture to NATS JetStream line for line, in order |
 //! | `serve.rs` | an index served as shards × replicas answers as the batch index does while replica workers are SIGKILLed; corrupt shards, unknown indexes and bad queries refused |
+//! | `tls.rs` | a coordinator and two workers serving TLS run a wordcount whose shuffle is fetched over `https://`; `workers`, `jobs`, `cluster status` over `https://`; a client without the CA refused at once, a plain-HTTP client told to use `https://`, a mismatched key or a missing file refused at start naming it |
 //! | `stream.rs` | streaming pipelines from NATS, Kafka, a directory and HTTP ingest into PostgreSQL equal two oracles through worker and coordinator SIGKILLs, broker and database restarts and rescaling |
 //!
 //! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
@@ -90,6 +91,7 @@ mod serve;
 mod stream;
 mod stream_migration;
 mod supersede;
+mod tls;
 mod torture;
 #[cfg(feature = "otlp")]
 mod trace_context;

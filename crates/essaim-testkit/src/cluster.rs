@@ -27,7 +27,7 @@ use crate::process::{Process, free_port, log_tail};
 
 mod launch;
 
-use launch::{WorkerOptions, start_coordinator, start_worker};
+use launch::{CoordinatorOptions, WorkerOptions, start_coordinator, start_worker};
 
 /// Lines of each log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
@@ -184,17 +184,14 @@ impl Cluster {
         let name = self.next_name("coordinator");
         let log = self.path(&format!("{name}.log"));
         let data_dir = self.path("coordinator-data");
-        let process = start_coordinator(
-            &self.binary,
-            &data_dir,
-            self.port,
-            self.token.as_deref(),
-            &self.coordinator_args,
-            self.tls.as_ref(),
-            &name,
-            log,
-        )
-        .await;
+        let coordinator = CoordinatorOptions {
+            data_dir: &data_dir,
+            port: self.port,
+            token: self.token.as_deref(),
+            extra_args: &self.coordinator_args,
+            tls: self.tls.as_ref(),
+        };
+        let process = start_coordinator(&self.binary, &coordinator, &name, log).await;
         self.coordinator = Some(process);
         let url = self.url();
         let trust = self.tls.clone().unwrap_or_default();

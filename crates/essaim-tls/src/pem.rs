@@ -88,9 +88,8 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_named() {
-        let error = read_certificate_chain(Path::new("/nonexistent/cert.pem"))
-            .err()
-            .expect("no such file");
+        let error =
+            read_certificate_chain(Path::new("/nonexistent/cert.pem")).expect_err("no such file");
         assert!(
             error.to_string().contains("/nonexistent/cert.pem"),
             "{error}"
@@ -102,11 +101,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cert.pem");
         std::fs::write(&path, "not a certificate\n").unwrap();
-        let error = read_certificate_chain(&path).err().expect("no PEM block");
+        let error = read_certificate_chain(&path).expect_err("no PEM block");
         let message = error.to_string();
         assert!(message.contains("cert.pem"), "{message}");
         assert!(message.contains("no usable PEM certificate"), "{message}");
-        let error = read_private_key(&path).err().expect("no PEM key");
+        let error = read_private_key(&path).expect_err("no PEM key");
         assert!(error.to_string().contains("no usable PEM key"), "{error}");
     }
 }

@@ -145,7 +145,8 @@ impl TlsListener {
 /// What the accept loop saw next.
 enum Next {
     Connected(TcpStream, SocketAddr),
-    Handshaken(Option<(TlsStream<TcpStream>, SocketAddr)>),
+    /// Boxed: a TLS stream is over a kilobyte, the other variant a few words.
+    Handshaken(Option<Box<(TlsStream<TcpStream>, SocketAddr)>>),
 }
 
 impl Listener for TlsListener {
@@ -158,7 +159,7 @@ impl Listener for TlsListener {
             let next = tokio::select! {
                 (tcp, address) = Listener::accept(&mut self.tcp) => Next::Connected(tcp, address),
                 Some(joined) = self.handshakes.join_next() => {
-                    Next::Handshaken(joined.unwrap_or(None))
+                    Next::Handshaken(joined.unwrap_or(None).map(Box::new))
                 }
             };
             match next {
@@ -166,7 +167,7 @@ impl Listener for TlsListener {
                     let acceptor = self.acceptor.clone();
                     self.handshakes.spawn(handshake(acceptor, tcp, address));
                 }
-                Next::Handshaken(Some(connection)) => return connection,
+                Next::Handshaken(Some(connection)) => return *connection,
                 Next::Handshaken(None) => {}
             }
         }

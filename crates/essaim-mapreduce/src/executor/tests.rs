@@ -104,6 +104,7 @@ impl Cluster {
                 attempts: 2,
                 first_backoff: Duration::from_millis(1),
                 idle_timeout: Duration::from_secs(5),
+                ..ShuffleSettings::default()
             },
         );
         if executor.needs_scratch_dir(&context.payload) {

@@ -14,14 +14,17 @@ use crate::process::{Process, http_status, https_status, log_tail};
 /// the journal.
 pub(super) async fn start_coordinator(
     binary: &Path,
-    data_dir: &Path,
-    port: u16,
-    token: Option<&str>,
-    extra_args: &[String],
-    tls: Option<&essaim_tls::ClientTrust>,
+    coordinator: &CoordinatorOptions<'_>,
     name: &str,
     log: PathBuf,
 ) -> Process {
+    let CoordinatorOptions {
+        data_dir,
+        port,
+        token,
+        extra_args,
+        tls,
+    } = *coordinator;
     let mut args: Vec<String> = [
         "coordinator",
         "--listen",
@@ -63,6 +66,18 @@ pub(super) async fn start_coordinator(
         }
         deadline.tick().await;
     }
+}
+
+/// The coordinator of a cluster.
+#[derive(Clone, Copy)]
+pub(super) struct CoordinatorOptions<'a> {
+    pub(super) data_dir: &'a Path,
+    pub(super) port: u16,
+    pub(super) token: Option<&'a str>,
+    /// Flags added to its command line.
+    pub(super) extra_args: &'a [String],
+    /// The roots its certificate is verified with, when it serves TLS.
+    pub(super) tls: Option<&'a essaim_tls::ClientTrust>,
 }
 
 /// One worker of a cluster.

@@ -228,7 +228,8 @@ mod tests {
     #[test]
     fn urls_and_tokens_are_checked_before_any_call() {
         assert!(RestClient::new("http://127.0.0.1:7070/", None).is_ok());
-        for bad in ["127.0.0.1:7070", "https://example.invalid", "not a url"] {
+        assert!(RestClient::new("https://example.invalid", None).is_ok());
+        for bad in ["127.0.0.1:7070", "ftp://example.invalid", "not a url"] {
             assert!(
                 matches!(
                     RestClient::new(bad, None),

@@ -118,6 +118,14 @@ impl IngestServer {
     /// Validates `config`, connects to NATS (which must be up: [`IngestError::Nats`]
     /// otherwise), ensures the streams, and serves on `config.listen`.
     pub async fn start(config: IngestConfig) -> Result<IngestServer, IngestError> {
+        Self::start_with_tls(config, None).await
+    }
+
+    /// Starts as [`Self::start`] does, serving TLS with `tls` when given.
+    pub async fn start_with_tls(
+        config: IngestConfig,
+        tls: Option<essaim_tls::ServerTls>,
+    ) -> Result<IngestServer, IngestError> {
         let listen = config.listen;
         let mut registry = Registry::default();
         let metrics = IngestMetrics::register(&mut registry);
@@ -140,12 +148,13 @@ impl IngestServer {
             stop.clone(),
         ));
         let app = router(shared, registry, health);
-        let server = tokio::spawn(essaim_telemetry::serve_http(
-            listener,
-            app,
-            stop.clone().cancelled_owned(),
-        ));
-        tracing::info!(%local_addr, "HTTP ingest listening");
+        let stopped = stop.clone().cancelled_owned();
+        let tls_on = tls.is_some();
+        let server =
+            tokio::spawn(
+                async move { essaim_tls::serve(listener, tls.as_ref(), app, stopped).await },
+            );
+        tracing::info!(%local_addr, tls = tls_on, "HTTP ingest listening");
         Ok(IngestServer {
             local_addr,
             stop,

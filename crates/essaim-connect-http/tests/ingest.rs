@@ -18,6 +18,9 @@ use tokio::net::TcpStream;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+#[path = "ingest/tls.rs"]
+mod tls;
+
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 fn config(url: &str, sources: Vec<IngestSource>) -> IngestConfig {

@@ -119,6 +119,9 @@ pub struct CoordinatorConfig {
     /// Plans the MapReduce jobs and pipelines submitted over REST (`None`: task farms
     /// only; the `essaim` binary installs its planner).
     pub planner: Option<Arc<dyn planning::JobPlanner>>,
+    /// The certificate and key the port serves TLS with (`None`, the default: plain
+    /// HTTP and gRPC).
+    pub tls: Option<essaim_tls::ServerTls>,
 }
 
 impl CoordinatorConfig {
@@ -142,6 +145,7 @@ impl CoordinatorConfig {
             journal_reserve_bytes: 256 * 1024 * 1024,
             registry_dir: Some(data_dir.join("registry")),
             planner: None,
+            tls: None,
             data_dir,
         }
     }
@@ -384,11 +388,16 @@ pub async fn start_with_journal(
     let grpc = tonic::service::Routes::new(grpc);
     let listener = socket.listener()?;
     let address = socket.local_addr();
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let cluster = config
         .cluster
         .clone()
         .unwrap_or(cluster::ClusterSource::Single {
-            url: format!("http://{address}"),
+            url: format!("{scheme}://{address}"),
             epoch: recovered_epoch,
         });
     let models = open_registry(config.registry_dir.clone()).await?;
@@ -411,19 +420,20 @@ pub async fn start_with_journal(
     // Last, so that every route above gets its request span.
     let router = essaim_telemetry::trace_context::trace_requests(router);
 
-    use axum::serve::ListenerExt;
-    // Small RPCs must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     let server_stop = stop.clone();
+    let tls = config.tls.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(server_stop.cancelled_owned())
-            .await
+        // TCP_NODELAY on every connection: small RPCs must not wait for Nagle.
+        essaim_tls::serve(
+            listener,
+            tls.as_ref(),
+            router,
+            server_stop.cancelled_owned(),
+        )
+        .await
     });
     health.set_ready();
-    info!(address = %address, epoch = recovered_epoch, "coordinator serving gRPC and HTTP");
+    info!(address = %address, epoch = recovered_epoch, tls = config.tls.is_some(), "coordinator serving gRPC and HTTP");
     Ok(RunningCoordinator {
         address,
         epoch: recovered.epoch,

@@ -91,6 +91,7 @@ pub async fn run_highly_available(
             known_leader.clone(),
             metrics.clone(),
             cluster.clone(),
+            config.tls.clone(),
         )?;
         let standing_by = StandingBy::start(
             etcd.clone(),

@@ -43,6 +43,7 @@ pub(crate) fn serve(
     leader: KnownLeader,
     metrics: LeadershipMetrics,
     cluster: ClusterSource,
+    tls: Option<essaim_tls::ServerTls>,
 ) -> Result<StandbyServer, CoordinatorError> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -57,9 +58,13 @@ pub(crate) fn serve(
     let stop = CancellationToken::new();
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(server_stop.cancelled_owned())
-            .await
+        essaim_tls::serve(
+            listener,
+            tls.as_ref(),
+            router,
+            server_stop.cancelled_owned(),
+        )
+        .await
     });
     Ok(StandbyServer { stop, server })
 }

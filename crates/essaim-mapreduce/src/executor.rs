@@ -88,11 +88,20 @@ impl MapReduceExecutor {
 
 /// Registers one [`MapReduceExecutor`] per MapReduce kind in `registry`.
 pub fn register_mapreduce_executors(registry: &mut ExecutorRegistry, jobs: Arc<JobRegistry>) {
+    register_mapreduce_executors_with(registry, jobs, ShuffleSettings::default());
+}
+
+/// Registers one [`MapReduceExecutor`] per MapReduce kind in `registry`, whose shuffles
+/// fetch with `shuffle` (a TLS worker's trust roots, say).
+pub fn register_mapreduce_executors_with(
+    registry: &mut ExecutorRegistry,
+    jobs: Arc<JobRegistry>,
+    shuffle: ShuffleSettings,
+) {
     for kind in [TaskKind::Map, TaskKind::Reduce, TaskKind::Commit] {
-        registry.register(
-            kind.name(),
-            Arc::new(MapReduceExecutor::new(kind, Arc::clone(&jobs))),
-        );
+        let executor =
+            MapReduceExecutor::new(kind, Arc::clone(&jobs)).with_shuffle_settings(shuffle.clone());
+        registry.register(kind.name(), Arc::new(executor));
     }
 }
 

@@ -4,13 +4,18 @@
 //! the caller's W3C `traceparent` when its span is traced. Connect
 //! errors are turned into one message that says which address could not be reached, since
 //! "transport error" alone tells a user nothing.
+//!
+//! An `https://` URL is reached over TLS, verifying the coordinator's certificate with
+//! the caller's [`ClientTrust`]; a failed handshake is its own error
+//! ([`ClientError::Tls`]), which no retry fixes.
 
 use crate::v1::coordinator_client;
 use crate::{AUTHORIZATION_METADATA, MAX_MESSAGE_BYTES};
+use essaim_tls::ClientTrust;
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// Adds the cluster token to every request, and the caller's trace context
 /// (`traceparent`) when the calling span belongs to an exported trace: the interceptor
@@ -74,16 +79,39 @@ pub enum ClientError {
         /// The transport's words.
         reason: String,
     },
+    /// The TLS handshake failed: an untrusted certificate, or one side without TLS.
+    #[error("cannot connect to the coordinator at {url}: {failure}")]
+    Tls {
+        /// The URL given.
+        url: String,
+        /// What failed, and what to fix.
+        failure: essaim_tls::HandshakeFailure,
+    },
 }
 
 /// Connects to the coordinator at `url` (e.g. `http://127.0.0.1:7070`), failing after
-/// `connect_timeout` if nothing answers.
+/// `connect_timeout` if nothing answers; an `https://` URL trusts the system's roots.
 pub async fn connect(
     url: &str,
     token: Option<&str>,
     connect_timeout: Duration,
 ) -> Result<CoordinatorClient, ClientError> {
-    let endpoint = Endpoint::from_shared(url.to_string())
+    connect_trusting(url, token, connect_timeout, &ClientTrust::system()).await
+}
+
+/// Connects to the coordinator at `url` as [`connect`] does, verifying an `https://`
+/// coordinator's certificate with `trust`.
+pub async fn connect_trusting(
+    url: &str,
+    token: Option<&str>,
+    connect_timeout: Duration,
+    trust: &ClientTrust,
+) -> Result<CoordinatorClient, ClientError> {
+    let invalid = |error: tonic::transport::Error| ClientError::InvalidUrl {
+        url: url.to_string(),
+        reason: error.to_string(),
+    };
+    let mut endpoint = Endpoint::from_shared(url.to_string())
         .map_err(|error| ClientError::InvalidUrl {
             url: url.to_string(),
             reason: error.to_string(),
@@ -92,6 +120,9 @@ pub async fn connect(
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5));
+    if endpoint.uri().scheme_str() == Some("https") {
+        endpoint = endpoint.tls_config(tls_config(trust)).map_err(invalid)?;
+    }
     let header = match token {
         Some(token) => Some(
             format!("Bearer {token}")
@@ -103,9 +134,15 @@ pub async fn connect(
     let channel = endpoint
         .connect()
         .await
-        .map_err(|error| ClientError::Unreachable {
-            url: url.to_string(),
-            reason: essaim_core::error_chain::error_chain(&error),
+        .map_err(|error| match essaim_tls::handshake_failure(&error) {
+            Some(failure) => ClientError::Tls {
+                url: url.to_string(),
+                failure,
+            },
+            None => ClientError::Unreachable {
+                url: url.to_string(),
+                reason: essaim_core::error_chain::error_chain(&error),
+            },
         })?;
     Ok(coordinator_client::CoordinatorClient::with_interceptor(
         channel,
@@ -113,4 +150,13 @@ pub async fn connect(
     )
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// tonic's TLS settings for `trust`: its CA file's certificates, else the system's roots.
+fn tls_config(trust: &ClientTrust) -> ClientTlsConfig {
+    let config = ClientTlsConfig::new();
+    match trust.ca_pem() {
+        Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
+        None => config.with_native_roots(),
+    }
 }

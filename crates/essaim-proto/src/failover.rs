@@ -26,7 +26,7 @@ use essaim_core::rng::SeededRng;
 use tokio::time::Instant;
 use tonic::transport::Endpoint;
 
-use crate::client::{ClientError, CoordinatorClient, connect};
+use crate::client::{ClientError, CoordinatorClient, connect_trusting};
 use crate::leader_hint;
 
 /// How long one connection attempt to one coordinator may take; short, since another
@@ -221,6 +221,8 @@ impl Shared {
 pub struct Coordinators {
     urls: CoordinatorUrls,
     token: Option<String>,
+    /// The roots an `https://` coordinator's certificate is verified with.
+    trust: essaim_tls::ClientTrust,
     shared: Arc<Mutex<Shared>>,
     /// Ticks whenever the target changes, so that calls still waiting on the old target
     /// (a coordinator paused mid-call answers nothing) give up at once.
@@ -248,6 +250,7 @@ impl Coordinators {
         Self {
             urls,
             token,
+            trust: essaim_tls::ClientTrust::system(),
             shared: Arc::new(Mutex::new(Shared {
                 target,
                 client: None,
@@ -263,6 +266,18 @@ impl Coordinators {
     pub fn with_observer(mut self, observer: RetryObserver) -> Self {
         self.observer = observer;
         self
+    }
+
+    /// Verifies `https://` coordinators' certificates with `trust` (default: the
+    /// system's roots).
+    pub fn with_trust(mut self, trust: essaim_tls::ClientTrust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Returns the roots `https://` coordinators are verified with.
+    pub fn trust(&self) -> &essaim_tls::ClientTrust {
+        &self.trust
     }
 
     /// Returns the URL list.
@@ -293,7 +308,13 @@ impl Coordinators {
             }
             shared.target.url.clone()
         };
-        let client = connect(&url, self.token.as_deref(), CONNECT_ATTEMPT_TIMEOUT).await?;
+        let client = connect_trusting(
+            &url,
+            self.token.as_deref(),
+            CONNECT_ATTEMPT_TIMEOUT,
+            &self.trust,
+        )
+        .await?;
         let mut shared = self.lock();
         // Another clone may have moved on meanwhile; its choice wins.
         if shared.target.url == url {

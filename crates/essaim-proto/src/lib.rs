@@ -18,7 +18,10 @@ mod client;
 mod convert;
 pub mod failover;
 
-pub use client::{AuthenticatedChannel, ClientError, CoordinatorClient, TokenInterceptor, connect};
+pub use client::{
+    AuthenticatedChannel, ClientError, CoordinatorClient, TokenInterceptor, connect,
+    connect_trusting,
+};
 pub use convert::{
     WireError, assignment_from_wire, assignment_to_wire, attempt_result_to_wire, failure_from_wire,
     failure_to_wire, keep_tail, output_from_wire, output_to_wire, raw_job_spec_from_wire,

@@ -15,7 +15,6 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -33,8 +32,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Why a registry call failed; [`ClientError::status`] says whose fault it was.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    /// The URL does not parse or is not `http://`.
-    #[error("invalid registry URL `{url}`: expected http://HOST:PORT")]
+    /// The URL does not parse or is not `http://` or `https://`.
+    #[error("invalid registry URL `{url}`: expected http://HOST:PORT or https://HOST:PORT")]
     InvalidUrl {
         /// The URL given.
         url: String,
@@ -121,7 +120,7 @@ pub struct RegistryClient {
     base_url: String,
     authorization: Option<String>,
     actor: String,
-    client: Client<HttpConnector, RequestBody>,
+    client: Client<essaim_tls::HttpsConnector, RequestBody>,
 }
 
 fn printable(text: &str) -> bool {
@@ -132,12 +131,23 @@ impl RegistryClient {
     /// Prepares calls to the registry at `url` with the cluster `token`, recording
     /// changes as made by `actor`.
     pub fn new(url: &str, token: Option<&str>, actor: &str) -> Result<Self, ClientError> {
+        Self::new_trusting(url, token, actor, &essaim_tls::ClientTrust::system())
+    }
+
+    /// Prepares calls as [`Self::new`] does, verifying an `https://` registry's
+    /// certificate with `trust`.
+    pub fn new_trusting(
+        url: &str,
+        token: Option<&str>,
+        actor: &str,
+        trust: &essaim_tls::ClientTrust,
+    ) -> Result<Self, ClientError> {
         let base_url = url.trim_end_matches('/').to_string();
         let invalid = || ClientError::InvalidUrl {
             url: url.to_string(),
         };
         let uri: http::Uri = base_url.parse().map_err(|_| invalid())?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(invalid());
         }
         let authorization = match token {
@@ -148,9 +158,7 @@ impl RegistryClient {
         if !printable(actor) {
             return Err(ClientError::InvalidHeader { what: "actor" });
         }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
+        let connector = trust.http_connector(CONNECT_TIMEOUT);
         Ok(Self {
             base_url,
             authorization,
@@ -208,10 +216,14 @@ impl RegistryClient {
         })
     }
 
-    fn unreachable(&self, error: &dyn std::error::Error) -> ClientError {
+    fn unreachable(&self, error: &(dyn std::error::Error + 'static)) -> ClientError {
         ClientError::Unreachable {
             url: self.base_url.clone(),
-            reason: essaim_core::error_chain::error_chain(error),
+            // A handshake failure says what to fix; the raw chain does not.
+            reason: match essaim_tls::handshake_failure(error) {
+                Some(failure) => failure.to_string(),
+                None => essaim_core::error_chain::error_chain(error),
+            },
         }
     }
 

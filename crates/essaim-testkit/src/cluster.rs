@@ -27,7 +27,7 @@ use crate::process::{Process, free_port, log_tail};
 
 mod launch;
 
-use launch::{WorkerOptions, start_coordinator, start_worker};
+use launch::{CoordinatorOptions, WorkerOptions, start_coordinator, start_worker};
 
 /// Lines of each log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
@@ -60,6 +60,12 @@ pub struct ClusterOptions {
     /// Variables set for the workers and the command line (object-store credentials),
     /// on top of the test's environment.
     pub env: Vec<(String, String)>,
+    /// Flags added to every worker's command line.
+    pub worker_args: Vec<String>,
+    /// The CA that signed the coordinator's certificate, when `coordinator_args` make it
+    /// serve TLS: its URL is then `https://`, and the cluster's own client and readiness
+    /// probe trust this CA (default `None`: plain HTTP).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ClusterOptions {
@@ -73,6 +79,8 @@ impl ClusterOptions {
             workers,
             slots,
             env: Vec::new(),
+            worker_args: Vec::new(),
+            tls_ca: None,
         }
     }
 }
@@ -93,6 +101,10 @@ pub struct Cluster {
     coordinator_args: Vec<String>,
     /// Variables of the workers and the command line.
     env: Vec<(String, String)>,
+    /// Flags added to every worker start.
+    worker_args: Vec<String>,
+    /// The roots the coordinator's certificate is verified with; `None`: plain HTTP.
+    tls: Option<essaim_tls::ClientTrust>,
     client: Option<CoordinatorClient>,
     // Last, so that it is released after the processes are gone.
     _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
@@ -103,6 +115,10 @@ impl Cluster {
     /// are registered.
     pub async fn start(options: ClusterOptions) -> Self {
         let one_at_a_time = one_at_a_time().await;
+        let tls = options
+            .tls_ca
+            .as_deref()
+            .map(|ca| essaim_tls::ClientTrust::from_ca_file(ca).expect("the test CA can be read"));
         let dir = tempfile::Builder::new()
             .prefix("essaim-e2e-")
             .tempdir()
@@ -118,6 +134,8 @@ impl Cluster {
             processes_started: 0,
             coordinator_args: options.coordinator_args,
             env: options.env,
+            worker_args: options.worker_args,
+            tls,
             client: None,
             _one_at_a_time: one_at_a_time,
         };
@@ -147,9 +165,10 @@ impl Cluster {
         self.dir().join(name)
     }
 
-    /// Returns the coordinator's URL.
+    /// Returns the coordinator's URL (`https://` when it serves TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn next_name(&mut self, role: &str) -> String {
@@ -165,19 +184,23 @@ impl Cluster {
         let name = self.next_name("coordinator");
         let log = self.path(&format!("{name}.log"));
         let data_dir = self.path("coordinator-data");
-        let process = start_coordinator(
-            &self.binary,
-            &data_dir,
-            self.port,
-            self.token.as_deref(),
-            &self.coordinator_args,
-            &name,
-            log,
-        )
-        .await;
+        let coordinator = CoordinatorOptions {
+            data_dir: &data_dir,
+            port: self.port,
+            token: self.token.as_deref(),
+            extra_args: &self.coordinator_args,
+            tls: self.tls.as_ref(),
+        };
+        let process = start_coordinator(&self.binary, &coordinator, &name, log).await;
         self.coordinator = Some(process);
         let url = self.url();
-        let client = essaim_proto::connect(&url, self.token.as_deref(), Duration::from_secs(5));
+        let trust = self.tls.clone().unwrap_or_default();
+        let client = essaim_proto::connect_trusting(
+            &url,
+            self.token.as_deref(),
+            Duration::from_secs(5),
+            &trust,
+        );
         self.client = Some(
             within("connect", client)
                 .await
@@ -238,6 +261,7 @@ impl Cluster {
             name: &name,
             scratch_dir: &scratch,
             env: &self.env,
+            extra_args: &self.worker_args,
         };
         let process = start_worker(&self.binary, &worker, log);
         self.workers.insert(name.clone(), process);

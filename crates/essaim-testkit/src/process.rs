@@ -144,23 +144,49 @@ pub fn free_port() -> u16 {
 /// answered properly. HTTP/1.0 so that the server closes the connection after answering.
 pub async fn http_status(port: u16, path: &str) -> Option<u16> {
     let io = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .ok()?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await.ok()?;
-        let status_line = String::from_utf8_lossy(&response)
-            .lines()
-            .next()?
-            .to_string();
-        status_line.split_whitespace().nth(1)?.parse().ok()
+        status_of_get(stream, path).await
     };
     tokio::time::timeout(Duration::from_secs(2), io)
         .await
         .ok()
         .flatten()
+}
+
+/// Returns the HTTP status of `GET path` over TLS on the loopback port (its certificate
+/// verified with `trust` for `127.0.0.1`), or `None` if nothing answered properly.
+pub async fn https_status(port: u16, path: &str, trust: &essaim_tls::ClientTrust) -> Option<u16> {
+    let io = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let stream = trust.connect(tcp, "127.0.0.1").await.ok()?;
+        status_of_get(stream, path).await
+    };
+    tokio::time::timeout(Duration::from_secs(2), io)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Sends `GET path` as HTTP/1.0 on `stream` and returns the answer's status.
+async fn status_of_get(
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    path: &str,
+) -> Option<u16> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    // A TLS peer that closes without close_notify ends in an error after a whole answer:
+    // the status line read before it still counts.
+    let _ = stream.read_to_end(&mut response).await;
+    let status_line = String::from_utf8_lossy(&response)
+        .lines()
+        .next()?
+        .to_string();
+    status_line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Returns the body of `GET path` on the loopback port, or `None` if nothing answered.

@@ -246,7 +246,12 @@ mod tests {
             file_server_url: "http://127.0.0.1:9".into(),
             worker_name: "tester".into(),
             file_credentials: Default::default(),
-            job_files: Arc::new(JobFileCache::new(scratch_root, &[], None)),
+            job_files: Arc::new(JobFileCache::new(
+                scratch_root,
+                &[],
+                None,
+                &Default::default(),
+            )),
             inputs_source: Arc::new(crate::inputs_watch::NoCoordinator),
         }
     }

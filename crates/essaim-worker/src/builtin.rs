@@ -309,6 +309,7 @@ mod tests {
                 std::path::Path::new("/nonexistent"),
                 &[],
                 None,
+                &Default::default(),
             )),
         }
     }

@@ -46,6 +46,12 @@ pub struct WorkerConfig {
     pub data_dirs: Vec<String>,
     /// Free-form labels (zone, machine type).
     pub labels: BTreeMap<String, String>,
+    /// The certificate and key the HTTP server (files, probes, metrics) serves TLS with;
+    /// file URLs are then `https://` (default `None`: plain HTTP).
+    pub tls: Option<essaim_tls::ServerTls>,
+    /// The roots `https://` coordinators and other workers' file servers are verified
+    /// with (default: the system's).
+    pub trust: essaim_tls::ClientTrust,
 }
 
 // Written by hand so that the token never reaches a log line.
@@ -65,6 +71,8 @@ impl fmt::Debug for WorkerConfig {
             .field("allow_commands", &self.allow_commands)
             .field("data_dirs", &self.data_dirs)
             .field("labels", &self.labels)
+            .field("tls", &self.tls)
+            .field("trust", &self.trust)
             .finish()
     }
 }
@@ -159,17 +167,21 @@ pub(crate) fn outbound_ip_towards(coordinator_url: &str) -> Option<IpAddr> {
 }
 
 /// Returns the base URL of the file server, e.g. `http://10.0.0.5:7001`.
-pub(crate) fn file_server_url(advertised_host: Option<&str>, bound: SocketAddr) -> String {
+pub(crate) fn file_server_url(
+    scheme: &str,
+    advertised_host: Option<&str>,
+    bound: SocketAddr,
+) -> String {
     let port = bound.port();
     match advertised_host {
         // An IPv6 literal needs brackets in a URL; a name or IPv4 address does not.
         Some(host) if host.contains(':') && !host.starts_with('[') => {
-            format!("http://[{host}]:{port}")
+            format!("{scheme}://[{host}]:{port}")
         }
-        Some(host) => format!("http://{host}:{port}"),
+        Some(host) => format!("{scheme}://{host}:{port}"),
         None => {
             let (ip, _) = default_advertised_ip(bound);
-            format!("http://{}", SocketAddr::new(ip, port))
+            format!("{scheme}://{}", SocketAddr::new(ip, port))
         }
     }
 }
@@ -194,6 +206,8 @@ mod tests {
             allow_commands: false,
             data_dirs: Vec::new(),
             labels: BTreeMap::new(),
+            tls: None,
+            trust: Default::default(),
         }
     }
 
@@ -256,16 +270,29 @@ mod tests {
     #[test]
     fn file_urls_use_the_advertised_host_or_a_connectable_ip() {
         let bound: SocketAddr = "0.0.0.0:7001".parse().unwrap();
-        assert_eq!(file_server_url(None, bound), "http://127.0.0.1:7001");
-        assert_eq!(file_server_url(Some("node-3"), bound), "http://node-3:7001");
         assert_eq!(
-            file_server_url(Some("fe80::1"), bound),
+            file_server_url("http", None, bound),
+            "http://127.0.0.1:7001"
+        );
+        assert_eq!(
+            file_server_url("http", Some("node-3"), bound),
+            "http://node-3:7001"
+        );
+        assert_eq!(
+            file_server_url("http", Some("fe80::1"), bound),
             "http://[fe80::1]:7001"
         );
         let bound_v6: SocketAddr = "[::]:9".parse().unwrap();
-        assert_eq!(file_server_url(None, bound_v6), "http://[::1]:9");
+        assert_eq!(file_server_url("http", None, bound_v6), "http://[::1]:9");
         let bound_lan: SocketAddr = "10.0.0.5:80".parse().unwrap();
-        assert_eq!(file_server_url(None, bound_lan), "http://10.0.0.5:80");
+        assert_eq!(
+            file_server_url("http", None, bound_lan),
+            "http://10.0.0.5:80"
+        );
+        assert_eq!(
+            file_server_url("https", Some("node-3"), bound),
+            "https://node-3:7001"
+        );
     }
 }
 

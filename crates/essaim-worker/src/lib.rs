@@ -128,6 +128,7 @@ pub async fn start_worker(
         &config.scratch_dir,
         coordinator_urls.as_slice(),
         config.token.as_deref(),
+        &config.trust,
     ));
     tokio::fs::create_dir_all(&config.scratch_dir)
         .await
@@ -159,7 +160,12 @@ pub async fn start_worker(
             ),
         }
     }
-    let file_server_url = config::file_server_url(advertised_host.as_deref(), http_addr);
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let file_server_url = config::file_server_url(scheme, advertised_host.as_deref(), http_addr);
 
     let mut registry = Registry::default();
     let metrics = WorkerMetrics::register(&mut registry);
@@ -179,11 +185,11 @@ pub async fn start_worker(
     // A shuffle fetch's span on this side joins the fetching reducer's trace.
     let router = essaim_telemetry::trace_context::trace_requests(router);
     let http_stop = CancellationToken::new();
-    let http_server = tokio::spawn(essaim_telemetry::serve_http(
-        listener,
-        router,
-        http_stop.clone().cancelled_owned(),
-    ));
+    let tls = config.tls.clone();
+    let http_stop_requested = http_stop.clone().cancelled_owned();
+    let http_server = tokio::spawn(async move {
+        essaim_tls::serve(listener, tls.as_ref(), router, http_stop_requested).await
+    });
 
     let mut executors = executors;
     // `allow_commands` is the operator's decision; it holds whatever registry the
@@ -206,7 +212,8 @@ pub async fn start_worker(
         coordinator_urls,
         config.token.clone(),
         backoff::fresh_seed(5),
-    );
+    )
+    .with_trust(config.trust.clone());
     let (session_tx, mut session_rx) = watch::channel(SessionState::Registering);
     let inputs_source = Arc::new(inputs_watch::CoordinatorInputs {
         coordinators: coordinators.clone(),

@@ -357,6 +357,8 @@ fn config(
         allow_commands: false,
         data_dirs: Vec::new(),
         labels: Default::default(),
+        tls: None,
+        trust: Default::default(),
     }
 }
 

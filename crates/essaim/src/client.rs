@@ -31,6 +31,8 @@ pub struct ConnectArgs {
     pub coordinator: String,
     #[command(flatten)]
     pub token: TokenArgs,
+    #[command(flatten)]
+    pub trust: crate::tls_args::TrustArgs,
     /// How long to keep retrying while no coordinator can serve a call (restarting, or
     /// failing over), before giving up with exit code 3: `60s`, `2m`, or seconds.
     #[arg(
@@ -86,6 +88,7 @@ impl ConnectArgs {
                 token,
                 token_file: None,
             },
+            trust: crate::tls_args::TrustArgs::default(),
             connect_timeout: crate::durations::seconds(DEFAULT_CONNECT_TIMEOUT)
                 .expect("the default connect timeout is a duration"),
         }
@@ -101,9 +104,11 @@ impl ConnectArgs {
         // A malformed list is the user's mistake (exit code 2), not an unreachable host.
         let urls =
             CoordinatorUrls::parse(&self.coordinator).map_err(|error| usage(error.to_string()))?;
+        let trust = self.trust.load()?;
         Ok(CoordinatorCalls::new(
             urls,
             self.token()?,
+            trust,
             self.connect_timeout,
         ))
     }
@@ -123,9 +128,16 @@ pub struct CoordinatorCalls {
 }
 
 impl CoordinatorCalls {
-    fn new(urls: CoordinatorUrls, token: Option<String>, retry_for: Duration) -> Self {
+    fn new(
+        urls: CoordinatorUrls,
+        token: Option<String>,
+        trust: essaim_tls::ClientTrust,
+        retry_for: Duration,
+    ) -> Self {
         let seed = u64::from(std::process::id());
-        let coordinators = Coordinators::new(urls, token, seed).with_observer(tell_user());
+        let coordinators = Coordinators::new(urls, token, seed)
+            .with_trust(trust)
+            .with_observer(tell_user());
         Self {
             coordinators,
             retry_for,

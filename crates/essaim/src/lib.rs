@@ -22,6 +22,7 @@ mod output;
 mod progress;
 mod rest_client;
 mod secrets;
+mod tls_args;
 
 pub use essaim_mapreduce as mapreduce;
 

@@ -9,7 +9,6 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -89,21 +88,32 @@ pub enum RestError {
 pub struct RestClient {
     base_url: String,
     authorization: Option<String>,
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<essaim_tls::HttpsConnector, Empty<Bytes>>,
 }
 
 impl RestClient {
-    /// Prepares calls to the coordinator at `url` (nothing is sent yet).
+    /// Prepares calls to the coordinator at `url` (nothing is sent yet); an `https://`
+    /// coordinator is verified with the system's roots.
     pub fn new(url: &str, token: Option<&str>) -> Result<Self, RestError> {
+        Self::new_trusting(url, token, &essaim_tls::ClientTrust::system())
+    }
+
+    /// Prepares calls as [`Self::new`] does, verifying an `https://` coordinator's
+    /// certificate with `trust`.
+    pub fn new_trusting(
+        url: &str,
+        token: Option<&str>,
+        trust: &essaim_tls::ClientTrust,
+    ) -> Result<Self, RestError> {
         let base_url = url.trim_end_matches('/').to_string();
         let uri: http::Uri = base_url.parse().map_err(|error| RestError::InvalidUrl {
             url: url.to_string(),
             reason: format!("{error}"),
         })?;
-        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return Err(RestError::InvalidUrl {
                 url: url.to_string(),
-                reason: "expected http://HOST:PORT".into(),
+                reason: "expected http://HOST:PORT or https://HOST:PORT".into(),
             });
         }
         let authorization = match token {
@@ -113,9 +123,7 @@ impl RestClient {
             Some(_) => return Err(RestError::InvalidToken),
             None => None,
         };
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
+        let connector = trust.http_connector(CONNECT_TIMEOUT);
         Ok(Self {
             base_url,
             authorization,
@@ -159,9 +167,13 @@ impl RestClient {
                 url: url.clone(),
                 reason: error.to_string(),
             })?;
-        let unreachable = |error: &dyn std::error::Error| RestError::Unreachable {
+        let unreachable = |error: &(dyn std::error::Error + 'static)| RestError::Unreachable {
             url: self.base_url.clone(),
-            reason: essaim_core::error_chain::error_chain(error),
+            // A failed handshake says what to fix; the raw chain does not.
+            reason: match essaim_tls::handshake_failure(error) {
+                Some(failure) => failure.to_string(),
+                None => essaim_core::error_chain::error_chain(error),
+            },
         };
         let response = self
             .client
@@ -216,7 +228,8 @@ mod tests {
     #[test]
     fn urls_and_tokens_are_checked_before_any_call() {
         assert!(RestClient::new("http://127.0.0.1:7070/", None).is_ok());
-        for bad in ["127.0.0.1:7070", "https://example.invalid", "not a url"] {
+        assert!(RestClient::new("https://example.invalid", None).is_ok());
+        for bad in ["127.0.0.1:7070", "ftp://example.invalid", "not a url"] {
             assert!(
                 matches!(
                     RestClient::new(bad, None),

@@ -84,7 +84,12 @@ impl Cluster {
             inputs,
             file_credential: credentials().for_job(1),
             inputs_watch: None,
-            job_files: Arc::new(JobFileCache::new(self.root.path(), &[], None)),
+            job_files: Arc::new(JobFileCache::new(
+                self.root.path(),
+                &[],
+                None,
+                &Default::default(),
+            )),
         }
     }
 
@@ -99,6 +104,7 @@ impl Cluster {
                 attempts: 2,
                 first_backoff: Duration::from_millis(1),
                 idle_timeout: Duration::from_secs(5),
+                ..ShuffleSettings::default()
             },
         );
         if executor.needs_scratch_dir(&context.payload) {

@@ -315,7 +315,7 @@ impl BatchFetch {
         let idle = self.settings.idle_timeout;
         let response = match tokio::time::timeout(idle, self.client.request(request)).await {
             Ok(Ok(response)) => response,
-            Ok(Err(error)) => return Err(FetchError::Retry(format!("`{url}`: {error}"))),
+            Ok(Err(error)) => return Err(super::request_failed(&url, &error)),
             Err(_elapsed) => return Err(FetchError::Retry(format!("no answer from `{url}`"))),
         };
         if response.status() != StatusCode::OK {
@@ -415,14 +415,18 @@ impl BodyReader {
     }
 }
 
-/// Returns `(origin, file)` of a file server URL: `http://host:port` and the path after
-/// `/files/`; `None` when the URL has another shape (fetched one by one, which says why).
+/// Returns `(origin, file)` of a file server URL: `http://host:port` (or `https://`)
+/// and the path after `/files/`; `None` when the URL has another shape (fetched one by
+/// one, which says why).
 pub(super) fn origin_and_file(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("http://")?;
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme, "http" | "https") {
+        return None;
+    }
     let (authority, path) = rest.split_once('/')?;
     let file = path.strip_prefix("files/")?;
     let plain = !authority.is_empty() && !file.contains(['?', '#', '%']);
-    plain.then(|| (format!("http://{authority}"), file.to_string()))
+    plain.then(|| (format!("{scheme}://{authority}"), file.to_string()))
 }
 
 #[cfg(test)]
@@ -435,8 +439,12 @@ mod tests {
             origin_and_file("http://127.0.0.1:81/files/1/2/ab/map.out"),
             Some(("http://127.0.0.1:81".into(), "1/2/ab/map.out".into()))
         );
+        assert_eq!(
+            origin_and_file("https://h:81/files/1/2/ab/map.out"),
+            Some(("https://h:81".into(), "1/2/ab/map.out".into()))
+        );
         for other in [
-            "https://h/files/1/2/ab/map.out",
+            "ftp://h/files/1/2/ab/map.out",
             "http://h/other/1/2/ab/map.out",
             "http://h/files/1/2/ab/map.out?x",
             "http://h/files/1/2/a%62/map.out",

@@ -31,7 +31,6 @@ use essaim_core::UpstreamOutput;
 use http::{StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
@@ -58,6 +57,8 @@ pub struct ShuffleSettings {
     /// Longest wait for a connection, a response, or the next chunk of a body (default
     /// 10 s): a stopped worker is declared lost after about `attempts` times this.
     pub idle_timeout: Duration,
+    /// The roots `https://` file servers are verified with (default: the system's).
+    pub trust: essaim_tls::ClientTrust,
 }
 
 impl Default for ShuffleSettings {
@@ -67,6 +68,7 @@ impl Default for ShuffleSettings {
             attempts: 4,
             first_backoff: Duration::from_millis(200),
             idle_timeout: Duration::from_secs(10),
+            trust: essaim_tls::ClientTrust::system(),
         }
     }
 }
@@ -74,7 +76,20 @@ impl Default for ShuffleSettings {
 /// Bytes buffered before a write to the local segment file.
 const LOCAL_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<essaim_tls::HttpsConnector, Full<Bytes>>;
+
+/// Classifies a request that got no answer: a failed TLS handshake is not the upstream's
+/// fault (this worker does not trust it, or one side lacks TLS) and no retry fixes it;
+/// anything else is worth another try.
+fn request_failed(url: &str, error: &hyper_util::client::legacy::Error) -> FetchError {
+    if let Some(failure) = essaim_tls::handshake_failure(error) {
+        return FetchError::Refused(format!("cannot fetch `{url}`: {failure}"));
+    }
+    FetchError::Retry(format!(
+        "request to `{url}` failed: {}",
+        essaim_core::error_chain::error_chain(error)
+    ))
+}
 
 mod batch;
 mod rounds;
@@ -116,9 +131,7 @@ pub async fn fetch_partition(
     settings: &ShuffleSettings,
     cancel: &CancellationToken,
 ) -> TaskResult<ShuffleOutcome> {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(settings.idle_timeout));
-    connector.set_nodelay(true);
+    let connector = settings.trust.http_connector(settings.idle_timeout);
     let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
     let permits = Arc::new(Semaphore::new(settings.parallel_fetches.max(1)));
     // Cancelled when the task fails for a reason every other fetch shares (the disk,
@@ -441,9 +454,9 @@ impl UpstreamFetch {
         let uri: http::Uri = url
             .parse()
             .map_err(|error| FetchError::Lost(format!("malformed URL `{url}`: {error}")))?;
-        if uri.scheme_str() != Some("http") {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(FetchError::Lost(format!(
-                "only http:// URLs can be fetched, not `{url}`"
+                "only http:// and https:// URLs can be fetched, not `{url}`"
             )));
         }
         let end = start + length - 1;
@@ -466,12 +479,7 @@ impl UpstreamFetch {
                     idle.as_millis()
                 )));
             }
-            Ok(Err(error)) => {
-                return Err(FetchError::Retry(format!(
-                    "request to `{url}` failed: {}",
-                    essaim_core::error_chain::error_chain(&error)
-                )));
-            }
+            Ok(Err(error)) => return Err(request_failed(url, &error)),
             Ok(Ok(response)) => response,
         };
         let status = response.status();

@@ -6,20 +6,25 @@ use std::path::{Path, PathBuf};
 
 use super::LOG_TAIL_LINES;
 use crate::deadline::{Deadline, EVENTUALLY};
-use crate::process::{Process, http_status, log_tail};
+use crate::process::{Process, http_status, https_status, log_tail};
 
 /// Starts a coordinator with the fast timings of the tests on `port`, its journal in
-/// `data_dir`, and waits until `/readyz` answers 200. Starting it again with the same
-/// port and directory is a restart: it recovers the journal.
+/// `data_dir`, and waits until `/readyz` answers 200 (over TLS verified with `tls` when
+/// given). Starting it again with the same port and directory is a restart: it recovers
+/// the journal.
 pub(super) async fn start_coordinator(
     binary: &Path,
-    data_dir: &Path,
-    port: u16,
-    token: Option<&str>,
-    extra_args: &[String],
+    coordinator: &CoordinatorOptions<'_>,
     name: &str,
     log: PathBuf,
 ) -> Process {
+    let CoordinatorOptions {
+        data_dir,
+        port,
+        token,
+        extra_args,
+        tls,
+    } = *coordinator;
     let mut args: Vec<String> = [
         "coordinator",
         "--listen",
@@ -52,11 +57,27 @@ pub(super) async fn start_coordinator(
                 log_tail(&process.log, LOG_TAIL_LINES)
             );
         }
-        if http_status(port, "/readyz").await == Some(200) {
+        let status = match tls {
+            Some(trust) => https_status(port, "/readyz", trust).await,
+            None => http_status(port, "/readyz").await,
+        };
+        if status == Some(200) {
             return process;
         }
         deadline.tick().await;
     }
+}
+
+/// The coordinator of a cluster.
+#[derive(Clone, Copy)]
+pub(super) struct CoordinatorOptions<'a> {
+    pub(super) data_dir: &'a Path,
+    pub(super) port: u16,
+    pub(super) token: Option<&'a str>,
+    /// Flags added to its command line.
+    pub(super) extra_args: &'a [String],
+    /// The roots its certificate is verified with, when it serves TLS.
+    pub(super) tls: Option<&'a essaim_tls::ClientTrust>,
 }
 
 /// One worker of a cluster.
@@ -69,6 +90,8 @@ pub(super) struct WorkerOptions<'a> {
     pub(super) scratch_dir: &'a Path,
     /// Variables added to its environment.
     pub(super) env: &'a [(String, String)],
+    /// Flags added to its command line.
+    pub(super) extra_args: &'a [String],
 }
 
 /// Starts a worker that may run commands; it registers on its own.
@@ -94,6 +117,7 @@ pub(super) fn start_worker(binary: &Path, worker: &WorkerOptions<'_>, log: PathB
     if let Some(token) = worker.token {
         args.extend(["--token".to_string(), token.to_string()]);
     }
+    args.extend(worker.extra_args.iter().cloned());
     // The worker's debug logs say what became of each attempt (a line or two per
     // attempt, affordable at these job sizes): the partition test reads them, and a
     // failure report needs them.

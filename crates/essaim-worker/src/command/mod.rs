@@ -330,7 +330,12 @@ mod tests {
             inputs: Vec::new(),
             file_credential: None,
             inputs_watch: None,
-            job_files: Arc::new(crate::job_files::JobFileCache::new(scratch_dir, &[], None)),
+            job_files: Arc::new(crate::job_files::JobFileCache::new(
+                scratch_dir,
+                &[],
+                None,
+                &Default::default(),
+            )),
         }
     }
 

@@ -470,6 +470,7 @@ mod tests {
                     scratch.path(),
                     &[],
                     None,
+                    &Default::default(),
                 )),
                 inputs_source: Arc::new(crate::inputs_watch::NoCoordinator),
             },

@@ -53,10 +53,15 @@ impl JobFileCache {
     /// `coordinator_urls` (`http://HOST:PORT`) with the cluster `token`. A URL the
     /// registry client cannot use is left out with a warning: jobs without files run
     /// as before, and a job with files fails naming the reason.
-    pub fn new(scratch_root: &Path, coordinator_urls: &[String], token: Option<&str>) -> Self {
+    pub fn new(
+        scratch_root: &Path,
+        coordinator_urls: &[String],
+        token: Option<&str>,
+        trust: &essaim_tls::ClientTrust,
+    ) -> Self {
         let mut sources = Vec::new();
         for url in coordinator_urls {
-            match RegistryClient::new(url, token, ACTOR) {
+            match RegistryClient::new_trusting(url, token, ACTOR, trust) {
                 Ok(client) => sources.push(client),
                 Err(error) => {
                     tracing::warn!(%url, %error, "job files cannot be fetched from this coordinator URL");

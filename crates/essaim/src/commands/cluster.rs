@@ -37,9 +37,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let urls = CoordinatorUrls::parse(&args.connect.coordinator)
         .map_err(|error| usage(error.to_string()))?;
     let token = args.connect.token()?;
+    let trust = args.connect.trust.load()?;
     let mut last_error = None;
     for url in urls.as_slice() {
-        let client = RestClient::new(url, token.as_deref())?;
+        let client = RestClient::new_trusting(url, token.as_deref(), &trust)?;
         match client.get::<ClusterView>("/api/v1/cluster").await {
             Ok(view) => {
                 print_view(&view, args.output);

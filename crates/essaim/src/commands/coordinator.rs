@@ -31,6 +31,8 @@ pub struct Args {
     /// Accept unauthenticated callers on a non-loopback address.
     #[arg(long)]
     allow_unauthenticated: bool,
+    #[command(flatten)]
+    tls: crate::tls_args::ServerTlsArgs,
     /// Worker heartbeat period (`1s`; a bare number counts milliseconds, as the old
     /// --heartbeat-ms did).
     #[arg(long, alias = "heartbeat-ms", value_parser = durations::millis, default_value = "1s")]
@@ -78,7 +80,8 @@ struct HighAvailabilityArgs {
     #[arg(long, env = "ESSAIM_ETCD", value_delimiter = ',')]
     etcd: Vec<String>,
     /// The URL at which workers, clients and the other coordinators reach this one
-    /// (default: http://<--listen>; required when listening on 0.0.0.0).
+    /// (default: http://<--listen>, https:// with --tls-cert; required when listening on
+    /// 0.0.0.0).
     #[arg(long, env = "ESSAIM_ADVERTISE_URL")]
     advertise_url: Option<String>,
     /// The cluster's name: coordinators with the same name and etcd form one cluster;
@@ -96,7 +99,11 @@ struct HighAvailabilityArgs {
 
 impl HighAvailabilityArgs {
     /// The settings, or `None` without --etcd.
-    fn settings(self, listen: SocketAddr) -> anyhow::Result<Option<HighAvailability>> {
+    fn settings(
+        self,
+        listen: SocketAddr,
+        scheme: &str,
+    ) -> anyhow::Result<Option<HighAvailability>> {
         let endpoints: Vec<String> = self
             .etcd
             .into_iter()
@@ -129,7 +136,7 @@ impl HighAvailabilityArgs {
                     "--advertise-url is required when listening on {listen}: the other coordinators, workers and clients need an address to reach this one"
                 )));
             }
-            None => format!("http://{listen}"),
+            None => format!("{scheme}://{listen}"),
         };
         Ok(Some(HighAvailability {
             etcd_endpoints: endpoints,
@@ -145,6 +152,8 @@ impl HighAvailabilityArgs {
 /// Runs the coordinator.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let token = args.token.resolve()?;
+    let tls = args.tls.load()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let principals = match &args.principals {
         Some(path) => essaim_coordinator::auth::load_principals(path)
             .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?,
@@ -170,7 +179,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !(0.05..=1.0).contains(&args.target_utilisation) {
         return Err(usage("--target-utilisation must be between 0.05 and 1"));
     }
-    let high_availability = args.high_availability.settings(args.listen)?;
+    let high_availability = args.high_availability.settings(args.listen, scheme)?;
     let mut config = CoordinatorConfig::new(args.listen, args.data_dir);
     config.queue_targets = essaim_coordinator::queue::QueueTargets {
         drain_target_s: args.drain_target.as_secs_f64(),
@@ -180,6 +189,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.principals = principals;
     config.principals_file = args.principals.clone();
     config.planner = Some(crate::jobs::planner());
+    config.tls = tls;
     if let Some(reserve) = args.journal_reserve_bytes {
         config.journal_reserve_bytes = reserve;
     }
@@ -207,7 +217,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let coordinator = start_coordinator(config, shutdown.clone()).await?;
     eprintln!(
-        "essaim coordinator: API http://{0} (gRPC, REST under /api/v1), dashboard http://{0}/ui/, metrics http://{0}/metrics, health /healthz /readyz",
+        "essaim coordinator: API {scheme}://{0} (gRPC, REST under /api/v1), dashboard {scheme}://{0}/ui/, metrics {scheme}://{0}/metrics, health /healthz /readyz",
         coordinator.address
     );
     coordinator.wait().await?;

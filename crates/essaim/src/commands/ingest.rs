@@ -33,6 +33,8 @@ pub struct Args {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 16 * 1024 * 1024)]
     max_body_bytes: usize,
+    #[command(flatten)]
+    tls: crate::tls_args::ServerTlsArgs,
 }
 
 fn parse_source(text: &str) -> anyhow::Result<IngestSource> {
@@ -71,9 +73,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     config
         .validate()
         .map_err(|error| usage(error.to_string()))?;
-    let server = IngestServer::start(config).await?;
+    let tls = args.tls.load()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = IngestServer::start_with_tls(config, tls).await?;
     eprintln!(
-        "ingest endpoint on http://{}/ingest/{{source}}",
+        "ingest endpoint on {scheme}://{}/ingest/{{source}}",
         server.local_addr()
     );
     super::shutdown_signal().await;

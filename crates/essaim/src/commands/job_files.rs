@@ -106,7 +106,12 @@ impl ShippedFiles {
     /// Uploads every file, streamed, to the artifact store of the first coordinator of
     /// `coordinators` (comma-separated URLs) that takes it. An artifact already stored
     /// is stored again at no harm (same name, same bytes).
-    pub async fn upload(&self, coordinators: &str, token: Option<&str>) -> anyhow::Result<()> {
+    pub async fn upload(
+        &self,
+        coordinators: &str,
+        token: Option<&str>,
+        trust: &essaim_tls::ClientTrust,
+    ) -> anyhow::Result<()> {
         if self.is_empty() {
             return Ok(());
         }
@@ -117,7 +122,7 @@ impl ShippedFiles {
             .map(str::trim)
             .filter(|url| !url.is_empty())
         {
-            clients.push(RegistryClient::new(url, token, &actor)?);
+            clients.push(RegistryClient::new_trusting(url, token, &actor, trust)?);
         }
         for file in &self.0 {
             upload_one(&clients, file).await?;

@@ -304,7 +304,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let cluster = LocalCluster::start(options).await?;
     let coordinator = CoordinatorCalls::local(&cluster.url)?;
-    let result = match shipped.upload(&cluster.url, None).await {
+    let result = match shipped
+        .upload(&cluster.url, None, &essaim_tls::ClientTrust::system())
+        .await
+    {
         Ok(()) => submit_and_follow(&coordinator, &args.job, planned, started).await,
         Err(error) => Err(error),
     };
@@ -322,7 +325,11 @@ pub async fn submit(name: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
     let coordinator = args.connect.coordinator()?;
     let token = args.connect.token()?;
     shipped
-        .upload(&args.connect.coordinator, token.as_deref())
+        .upload(
+            &args.connect.coordinator,
+            token.as_deref(),
+            &args.connect.trust.load()?,
+        )
         .await?;
     if args.detach {
         let job_id = submit_to_leader(&coordinator, SubmitOptions::of(&args.job), &planned).await?;

@@ -38,7 +38,8 @@ const DATA: &str = "job.json";
 /// Fetches the job and writes the report.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let token = args.connect.token()?;
-    let client = RestClient::new(&args.connect.coordinator, token.as_deref())?;
+    let trust = args.connect.trust.load()?;
+    let client = RestClient::new_trusting(&args.connect.coordinator, token.as_deref(), &trust)?;
     let raw = client
         .get_bytes(&format!("/api/v1/jobs/{}", args.job))
         .await?;

@@ -174,7 +174,11 @@ pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     let coordinator = args.connect.coordinator()?;
     let token = args.connect.token()?;
     shipped
-        .upload(&args.connect.coordinator, token.as_deref())
+        .upload(
+            &args.connect.coordinator,
+            token.as_deref(),
+            &args.connect.trust.load()?,
+        )
         .await?;
     let job_id = coordinator.submit_job(spec).await?;
     match args.output {

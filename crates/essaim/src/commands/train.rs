@@ -217,10 +217,11 @@ fn registry_client(args: &NaiveBayesArgs) -> anyhow::Result<RegistryClient> {
         .clone()
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".into());
-    Ok(RegistryClient::new(
+    Ok(RegistryClient::new_trusting(
         url.trim(),
         args.connect.token()?.as_deref(),
         &actor,
+        &args.connect.trust.load()?,
     )?)
 }
 

@@ -20,6 +20,10 @@ pub struct Args {
     coordinator: String,
     #[command(flatten)]
     token: crate::client::TokenArgs,
+    #[command(flatten)]
+    tls: crate::tls_args::ServerTlsArgs,
+    #[command(flatten)]
+    trust: crate::tls_args::TrustArgs,
     /// Attempts run at once (default: the number of cores).
     #[arg(long)]
     slots: Option<u32>,
@@ -72,6 +76,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             temporary.path().to_path_buf()
         }
     };
+    // Certificates first: a bad file is a usage error before anything starts.
+    let tls = args.tls.load()?;
+    let trust = args.trust.load()?;
     let slots = args.slots.unwrap_or_else(super::local::default_slots);
     if slots == 0 {
         return Err(crate::client::usage("--slots must be at least 1"));
@@ -92,6 +99,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         allow_commands: args.allow_commands,
         data_dirs: args.data_dirs,
         labels: Default::default(),
+        tls,
+        trust: trust.clone(),
     };
     let drain = CancellationToken::new();
     // Listen for SIGTERM before registering: a worker told to stop while it still waits
@@ -103,9 +112,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         drain_on_signal.cancel();
     });
     let mut executors = ExecutorRegistry::with_builtins(config.allow_commands);
-    essaim_mapreduce::executor::register_mapreduce_executors(
+    let shuffle = essaim_mapreduce::shuffle::ShuffleSettings {
+        trust,
+        ..Default::default()
+    };
+    essaim_mapreduce::executor::register_mapreduce_executors_with(
         &mut executors,
         crate::jobs::registry(),
+        shuffle,
     );
     executors.register(
         essaim_stream_runtime::STREAM_TASK_KIND,

@@ -162,6 +162,12 @@ impl Cluster {
         Self(cluster::Cluster::start(options).await)
     }
 
+    /// Starts a cluster of `options` (extra flags of the coordinator and the workers,
+    /// their environment, TLS), and waits until its workers are registered.
+    pub async fn start_with(options: ClusterOptions) -> Self {
+        Self(cluster::Cluster::start(options).await)
+    }
+
     /// Starts a coordinator without a token and `workers` workers of `slots` slots,
     /// the workers and the command line with `env` added to their environment.
     pub async fn start_with_env(workers: usize, slots: u32, env: &[(&str, &str)]) -> Self {

@@ -47,6 +47,7 @@
 //! | `cache.rs` | three cache nodes behind a proxy (R = 2): a node SIGKILLed under a cache-aside load costs no wrong answer, the hit rate dips by at most about 1/N and recovers; a node frozen while every key changes never serves an old value; values over the limit (413), empty keys, bad TTLs, malformed and unreachable nodes |
 //! | `cache_hot.rs` | one key taking most of the traffic gets extra replicas within seconds, the busiest node's share falls, and the extras are dropped once the heat passes |
 //! | `serve.rs` | an index served as shards × replicas answers as the batch index does while replica workers are SIGKILLed; corrupt shards, unknown indexes and bad queries refused |
+//! | `tls.rs` | a coordinator and two workers serving TLS run a wordcount whose shuffle is fetched over `https://`; `workers`, `jobs`, `cluster status` over `https://`; a client without the CA refused at once, a plain-HTTP client told to use `https://`, a mismatched key or a missing file refused at start naming it |
 //! | `stream.rs` | streaming pipelines from NATS, Kafka, a directory and HTTP ingest into PostgreSQL equal two oracles through worker and coordinator SIGKILLs, broker and database restarts and rescaling |
 //!
 //! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
@@ -98,6 +99,7 @@ mod stream_migration;
 mod stream_secrets;
 mod streams_view;
 mod supersede;
+mod tls;
 mod torture;
 #[cfg(feature = "otlp")]
 mod trace_context;

@@ -78,6 +78,7 @@ async fn concurrent_attempts_fetch_a_file_once_and_see_it_under_its_name() {
         scratch.path(),
         std::slice::from_ref(&store.url),
         None,
+        &Default::default(),
     ));
     let files = JobFiles::from([("map.py".to_string(), uploaded.sha256.clone())]);
 
@@ -119,7 +120,12 @@ async fn concurrent_attempts_fetch_a_file_once_and_see_it_under_its_name() {
     );
 
     // A later attempt finds it cached, even through a new cache of the same directory.
-    let restarted = JobFileCache::new(scratch.path(), std::slice::from_ref(&store.url), None);
+    let restarted = JobFileCache::new(
+        scratch.path(),
+        std::slice::from_ref(&store.url),
+        None,
+        &Default::default(),
+    );
     restarted
         .stage(&files, &scratch.path().join("later"))
         .await
@@ -140,7 +146,7 @@ async fn corrupt_bytes_are_refused_naming_the_file_and_both_hashes() {
     tokio::spawn(async move { axum::serve(listener, router).await });
 
     let scratch = tempfile::tempdir().unwrap();
-    let cache = JobFileCache::new(scratch.path(), &[url], None);
+    let cache = JobFileCache::new(scratch.path(), &[url], None, &Default::default());
     let files = JobFiles::from([("map.py".to_string(), claimed.clone())]);
     let work = scratch.path().join("work");
     let error = cache.stage(&files, &work).await.unwrap_err();
@@ -164,7 +170,12 @@ async fn a_file_every_coordinator_lacks_fails_for_good_and_a_dead_coordinator_is
     // Nothing listens on the first URL: the second coordinator gives the file.
     let dead = format!("http://127.0.0.1:{}", unused_port());
     let scratch = tempfile::tempdir().unwrap();
-    let cache = JobFileCache::new(scratch.path(), &[dead.clone(), store.url.clone()], None);
+    let cache = JobFileCache::new(
+        scratch.path(),
+        &[dead.clone(), store.url.clone()],
+        None,
+        &Default::default(),
+    );
     let present = JobFiles::from([("lookup.csv".to_string(), uploaded.sha256)]);
     cache
         .stage(&present, &scratch.path().join("a"))
@@ -180,7 +191,12 @@ async fn a_file_every_coordinator_lacks_fails_for_good_and_a_dead_coordinator_is
         .unwrap_err();
     assert!(matches!(error, JobFilesError::Fetch { .. }), "{error}");
     assert!(error.retryable());
-    let answering = JobFileCache::new(scratch.path(), std::slice::from_ref(&store.url), None);
+    let answering = JobFileCache::new(
+        scratch.path(),
+        std::slice::from_ref(&store.url),
+        None,
+        &Default::default(),
+    );
     let error = answering
         .stage(&missing, &scratch.path().join("b2"))
         .await
@@ -189,7 +205,7 @@ async fn a_file_every_coordinator_lacks_fails_for_good_and_a_dead_coordinator_is
     assert!(!error.retryable());
     assert!(error.to_string().contains("gone.py"), "{error}");
 
-    let unreachable = JobFileCache::new(scratch.path(), &[dead], None);
+    let unreachable = JobFileCache::new(scratch.path(), &[dead], None, &Default::default());
     let error = unreachable
         .stage(&missing, &scratch.path().join("c"))
         .await

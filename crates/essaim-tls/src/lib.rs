@@ -1,0 +1,76 @@
+//! TLS for every essaim port and every client of one, with rustls and its ring provider.
+//!
+//! A server is given a certificate chain and its key as PEM files ([`ServerTls`]); a
+//! client is given the CA file it trusts ([`ClientTrust`]), or trusts the system's roots.
+//! Everything that can be wrong with those files is found when the process starts, with
+//! an error naming the file ([`TlsError`]), never at the first connection.
+//!
+//! | file | concept |
+//! |---|---|
+//! | `pem.rs` | reading certificates, keys and CA roots from PEM files |
+//! | `server.rs` | [`ServerTls`], the [`TlsListener`] axum serves on, and [`serve`] |
+//! | `client.rs` | [`ClientTrust`]: the roots a client verifies servers with, its HTTPS connector |
+//! | `failure.rs` | telling a TLS handshake failure (no retry helps) from an unreachable host |
+//!
+//! Why rustls with ring: ring and rustls are already in the build (the S3 client), so
+//! TLS adds no second crypto stack and no OpenSSL to link.
+#![warn(missing_docs)]
+
+mod client;
+mod failure;
+mod pem;
+mod server;
+
+use std::path::PathBuf;
+
+pub use client::{ClientTrust, HttpsConnector};
+pub use failure::{HandshakeFailure, handshake_failure};
+pub use server::{ServerTls, TlsListener, serve};
+
+/// Why a certificate, a key or a CA file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The file cannot be read.
+    #[error("cannot read the {what} file `{path}`")]
+    Read {
+        /// What the file should hold (certificate, key, CA).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not PEM, or holds nothing of the expected kind.
+    #[error("the {what} file `{path}` holds no usable PEM {what}: {reason}")]
+    Parse {
+        /// What the file should hold.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key is unusable or is not the key of the certificate.
+    #[error("the key `{key}` does not go with the certificate `{cert}`: {source}")]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls's words.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The CA file's certificates cannot verify clients or servers.
+    #[error("the CA file `{path}` cannot be used: {reason}")]
+    UnusableCa {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

@@ -1,0 +1,125 @@
+//! A real TLS server on a loopback port, called by real clients.
+
+use super::*;
+use crate::testing::TestCertificates;
+use crate::{ClientTrust, HandshakeFailure, handshake_failure};
+use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// Stops the server when dropped.
+type Stop = tokio::sync::oneshot::Sender<()>;
+
+async fn start_server(certificates: &TestCertificates) -> (SocketAddr, Stop) {
+    let tls = ServerTls::load(&certificates.cert, &certificates.key).expect("test certificates");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = Router::new().route("/healthz", get(|| async { "ok" }));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        serve(listener, Some(&tls), router, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    (address, stop_tx)
+}
+
+async fn get_healthz(trust: &ClientTrust, url: &str) -> Result<String, String> {
+    let client: Client<_, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(trust.http_connector(Duration::from_secs(5)));
+    let response =
+        client.get(url.parse().unwrap()).await.map_err(|error| {
+            match handshake_failure(&error) {
+                Some(failure) => failure.to_string(),
+                None => format!("other: {error:?}"),
+            }
+        })?;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn a_client_trusting_the_ca_is_served_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let (address, _stop) = start_server(&certificates).await;
+    let trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    for host in ["127.0.0.1".to_string(), "localhost".to_string()] {
+        let url = format!("https://{host}:{}/healthz", address.port());
+        assert_eq!(get_healthz(&trust, &url).await.as_deref(), Ok("ok"));
+    }
+}
+
+#[tokio::test]
+async fn a_client_trusting_another_ca_is_refused_at_once_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let (address, _stop) = start_server(&certificates).await;
+    let trust = ClientTrust::from_ca_file(&certificates.other_ca).unwrap();
+    let url = format!("https://127.0.0.1:{}/healthz", address.port());
+    let error = get_healthz(&trust, &url).await.expect_err("untrusted");
+    assert!(error.contains("certificate is not trusted"), "{error}");
+    assert!(error.contains("--tls-ca"), "{error}");
+}
+
+#[tokio::test]
+async fn a_plain_http_request_to_the_tls_port_is_told_to_use_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let (address, _stop) = start_server(&certificates).await;
+    let mut tcp = TcpStream::connect(address).await.unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("use an https:// URL"), "{answer}");
+    // The same through a real HTTP client: a 400 it can show, not a reset.
+    let url = format!("http://127.0.0.1:{}/healthz", address.port());
+    let body = get_healthz(&ClientTrust::system(), &url).await.unwrap();
+    assert!(body.contains("this port speaks TLS"), "{body}");
+}
+
+#[tokio::test]
+async fn an_https_client_of_a_plain_server_fails_the_handshake_clearly() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = Router::new().route("/healthz", get(|| async { "ok" }));
+    tokio::spawn(serve(listener, None, router, std::future::pending()));
+    let url = format!("https://127.0.0.1:{}/healthz", address.port());
+    let error = get_healthz(&ClientTrust::system(), &url)
+        .await
+        .expect_err("no TLS there");
+    assert!(error.contains("TLS handshake failed"), "{error}");
+}
+
+#[test]
+fn a_key_that_is_not_the_certificates_is_refused_naming_both_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let error =
+        ServerTls::load(&certificates.cert, &certificates.other_key).expect_err("mismatched key");
+    let message = error.to_string();
+    assert!(matches!(error, TlsError::KeyMismatch { .. }), "{message}");
+    assert!(message.contains("other.key"), "{message}");
+    assert!(message.contains("server.pem"), "{message}");
+}
+
+#[test]
+fn a_missing_key_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let missing = dir.path().join("missing.key");
+    let error = ServerTls::load(&certificates.cert, &missing).expect_err("no key");
+    assert!(error.to_string().contains("missing.key"), "{error}");
+}
+
+#[test]
+fn a_handshake_failure_says_what_to_fix() {
+    let failure = HandshakeFailure::Failed("corrupt message".into());
+    assert!(failure.to_string().contains("https://"), "{failure}");
+}

@@ -1,0 +1,146 @@
+//! TLS on every port of a cluster: a coordinator and two workers serving TLS with a
+//! certificate of a CA made by the test, a wordcount whose shuffle fetches over
+//! `https://` from the workers' file servers, `essaim workers` and `essaim jobs` over
+//! `https://`, and clear refusals: a client without the CA, a plain-HTTP client of the
+//! TLS port, a mismatched key at start-up.
+
+// Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use crate::harness::{Cluster, ESSAIM, assert_refused, essaim, essaim_with_env};
+use crate::mapreduce::{coreutils_word_counts, read_word_counts, write_corpus};
+use essaim_testkit::cluster::ClusterOptions;
+use essaim_tls::testing::TestCertificates;
+
+/// The CLI variable of the CA file (`[cluster] tls_ca`).
+const TLS_CA_VARIABLE: &str = "ESSAIM_CLUSTER_TLS_CA";
+
+fn path_text(path: &std::path::Path) -> String {
+    path.display().to_string()
+}
+
+/// Starts a coordinator and `workers` workers, all serving TLS with `certificates`,
+/// the workers and the command line trusting its CA.
+async fn start_tls_cluster(certificates: &TestCertificates, workers: usize) -> Cluster {
+    let serve_tls = vec![
+        "--tls-cert".to_string(),
+        path_text(&certificates.cert),
+        "--tls-key".to_string(),
+        path_text(&certificates.key),
+    ];
+    let options = ClusterOptions {
+        coordinator_args: serve_tls.clone(),
+        worker_args: serve_tls,
+        env: vec![(TLS_CA_VARIABLE.to_string(), path_text(&certificates.ca))],
+        tls_ca: Some(certificates.ca.clone()),
+        ..ClusterOptions::new(ESSAIM, workers, 2)
+    };
+    Cluster::start_with(options).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_serving_tls_runs_wordcount_and_answers_clients_over_https() {
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(certificates_dir.path()).unwrap();
+    let cluster = start_tls_cluster(&certificates, 2).await;
+    let url = cluster.url();
+    assert!(url.starts_with("https://"), "{url}");
+
+    // A wordcount with three reducers over two workers: reducers fetch map outputs
+    // from both workers' file servers, over TLS.
+    let inputs = write_corpus(&cluster.path("corpus"), 3, 200_000, 11);
+    let oracle = coreutils_word_counts(&inputs);
+    let output = cluster.path("counts");
+    let corpus = path_text(&cluster.path("corpus"));
+    let run = cluster
+        .cli(&[
+            "submit",
+            "wordcount",
+            "--input",
+            &corpus,
+            "--reducers",
+            "3",
+            "--split-size",
+            "64KiB",
+            "--output",
+            output.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(read_word_counts(&output, 3), oracle);
+    let worker_logs: String = cluster
+        .worker_names()
+        .iter()
+        .map(|name| std::fs::read_to_string(cluster.path(&format!("{name}.log"))).unwrap())
+        .collect();
+    assert!(
+        worker_logs.contains("file_server_url=https://127.0.0.1:"),
+        "the workers advertise https:// file URLs:\n{worker_logs}"
+    );
+
+    // The read verbs, over gRPC and REST, with the CA from the environment.
+    let workers = cluster.cli(&["workers"]).await;
+    assert_eq!(workers.code, Some(0), "{workers:?}");
+    for name in cluster.worker_names() {
+        assert!(workers.stdout.contains(&name), "{name}: {workers:?}");
+    }
+    let jobs = cluster.cli(&["jobs"]).await;
+    assert_eq!(jobs.code, Some(0), "{jobs:?}");
+    assert!(jobs.stdout.contains("wordcount"), "{jobs:?}");
+    let status = cluster.cli(&["cluster", "status"]).await;
+    assert_eq!(status.code, Some(0), "{status:?}");
+    // The CA as a flag works as the variable does.
+    let ca = path_text(&certificates.ca);
+    let flagged = essaim(&["workers", "--coordinator", &url, "--tls-ca", &ca]).await;
+    assert_eq!(flagged.code, Some(0), "{flagged:?}");
+
+    // A client without the CA is refused at once (no minute of retries) with words
+    // that say what to pass.
+    let untrusting = essaim_with_env(&["workers"], &[("ESSAIM_COORDINATOR", &url)]).await;
+    assert_refused(&untrusting, 3, "certificate is not trusted");
+    assert_refused(&untrusting, 3, "--tls-ca");
+    assert!(!untrusting.stderr.contains("retrying"), "{untrusting:?}");
+    let other_ca = path_text(&certificates.other_ca);
+    let wrong_ca = essaim(&["jobs", "--coordinator", &url, "--tls-ca", &other_ca]).await;
+    assert_refused(&wrong_ca, 3, "certificate is not trusted");
+
+    // A plain-HTTP client of the TLS port is told to use https://.
+    let plain_url = url.replace("https://", "http://");
+    let (status, body) =
+        essaim_testkit::http::request(&plain_url, "GET", "/api/v1/workers", None, None).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("use an https:// URL"), "{body}");
+}
+
+#[tokio::test]
+async fn a_missing_or_mismatched_certificate_stops_the_start_naming_the_file() {
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(certificates_dir.path()).unwrap();
+    let data_dir = certificates_dir.path().join("data");
+    let data = path_text(&data_dir);
+    let cert = path_text(&certificates.cert);
+    let other_key = path_text(&certificates.other_key);
+    let mismatched = essaim(&[
+        "coordinator",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &other_key,
+    ])
+    .await;
+    assert_refused(&mismatched, 2, "other.key");
+    assert_refused(&mismatched, 2, "does not go with the certificate");
+    let missing = certificates_dir.path().join("missing.pem");
+    let missing = path_text(&missing);
+    let key = path_text(&certificates.key);
+    let worker = essaim(&["worker", "--tls-cert", &missing, "--tls-key", &key]).await;
+    assert_refused(&worker, 2, "missing.pem");
+    let client = essaim(&["jobs", "--tls-ca", &missing]).await;
+    assert_refused(&client, 2, "missing.pem");
+    let alone = essaim(&["worker", "--tls-cert", &cert]).await;
+    assert_eq!(alone.code, Some(2), "{alone:?}");
+}

@@ -93,6 +93,9 @@ async fn a_cluster_serving_tls_runs_wordcount_and_answers_clients_over_https() {
     let ca = path_text(&certificates.ca);
     let flagged = essaim(&["workers", "--coordinator", &url, "--tls-ca", &ca]).await;
     assert_eq!(flagged.code, Some(0), "{flagged:?}");
+    // The model registry's verbs too (their own connection options).
+    let models = essaim(&["models", "list", "--coordinator", &url, "--tls-ca", &ca]).await;
+    assert_eq!(models.code, Some(0), "{models:?}");
 
     // A client without the CA is refused at once (no minute of retries) with words
     // that say what to pass.

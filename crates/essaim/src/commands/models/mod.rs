@@ -50,6 +50,15 @@ pub struct RegistryArgs {
         conflicts_with = "token"
     )]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the CA(s) whose certificates this client trusts for an `https://`
+    /// coordinator. Default: the system's roots.
+    #[arg(
+        long,
+        global = true,
+        env = "ESSAIM_CLUSTER_TLS_CA",
+        value_name = "FILE"
+    )]
+    pub tls_ca: Option<PathBuf>,
     /// Who makes the change, as recorded in the audit log (default: $USER).
     #[arg(long, global = true, env = "ESSAIM_ACTOR")]
     pub actor: Option<String>,
@@ -84,7 +93,16 @@ impl RegistryArgs {
             token_file: self.token_file.clone(),
         }
         .resolve()?;
-        Ok(RegistryClient::new(url, token.as_deref(), &actor)?)
+        let trust = crate::tls_args::TrustArgs {
+            tls_ca: self.tls_ca.clone(),
+        }
+        .load()?;
+        Ok(RegistryClient::new_trusting(
+            url,
+            token.as_deref(),
+            &actor,
+            &trust,
+        )?)
     }
 }
 

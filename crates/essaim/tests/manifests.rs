@@ -26,6 +26,8 @@ const ESSAIM: &str = env!("CARGO_BIN_EXE_essaim");
 
 /// The metric the HPA, the KEDA trigger and the prometheus-adapter rule name.
 const AUTOSCALING_METRIC: &str = "essaim_coordinator_queue_recommended_workers";
+/// The figure stream workers scale on (per running pipeline).
+const STREAM_AUTOSCALING_METRIC: &str = "essaim_stream_recommended_workers";
 
 fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -158,4 +160,9 @@ fn autoscalers_follow_a_metric_the_coordinator_serves() {
         served,
         "/metrics has no sample of {AUTOSCALING_METRIC}:\n{metrics}"
     );
+    // Stream workers scale on the pipelines' own figure, which has a series only while
+    // a pipeline runs (e2e/streams_view.rs reads it from a live one).
+    let keda = std::fs::read_to_string(root.join("deploy/k8s/optional/keda-scaledobject.yaml"))
+        .expect("read the KEDA manifest");
+    assert!(keda.contains(STREAM_AUTOSCALING_METRIC));
 }

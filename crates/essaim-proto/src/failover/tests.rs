@@ -82,10 +82,22 @@ fn a_standby_naming_a_silent_leader_is_not_followed_back_to_it_for_a_while() {
 
 /// Returns a URL of loopback where nothing listens.
 fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
+    dead_urls(1).remove(0)
+}
+
+/// Returns `count` distinct URLs nothing listens on: the ports are all held until every
+/// one is drawn, so the kernel cannot hand out one twice.
+fn dead_urls(count: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| {
+            let port = listener.local_addr().expect("address").port();
+            format!("http://127.0.0.1:{port}")
+        })
+        .collect()
 }
 
 /// Serves gRPC with no service at all: every call is answered UNIMPLEMENTED, which
@@ -192,7 +204,7 @@ async fn a_standby_hint_leads_to_the_leader_even_for_a_submission() {
 
 #[tokio::test]
 async fn the_call_gives_up_at_its_deadline_naming_the_coordinators() {
-    let list = urls(&format!("{},{}", dead_url(), dead_url()));
+    let list = urls(&dead_urls(2).join(","));
     let (coordinators, notices) = recording(Coordinators::new(list.clone(), None, 3));
     let started = Instant::now();
     let answer = get_job(

@@ -22,7 +22,7 @@ use essaim_telemetry::Health;
 use essaim_telemetry::prometheus_client::registry::Registry;
 
 use crate::metrics::NodeMetrics;
-use crate::wire::{FILL_BELOW_HEADER, TAG_HEADER, TTL_HEADER, format_ttl_ms, parse_ttl_ms};
+use crate::wire::{FILL_BELOW_HEADER, TAG_HEADER, TTL_HEADER, insert_ttl, parse_ttl_ms};
 
 /// How a node is sized.
 #[derive(Debug, Clone, Copy)]
@@ -109,11 +109,7 @@ async fn get_value(State(state): State<NodeState>, Path(key): Path<String>) -> R
             state.metrics.hits.inc();
             let mut headers = HeaderMap::new();
             headers.insert(TAG_HEADER, HeaderValue::from(found.tag));
-            if let Some(ttl) = found.ttl_left_ms
-                && let Ok(value) = HeaderValue::from_str(&format_ttl_ms(ttl))
-            {
-                headers.insert(TTL_HEADER, value);
-            }
+            insert_ttl(&mut headers, found.ttl_left_ms);
             (StatusCode::OK, headers, found.value).into_response()
         }
         None => {

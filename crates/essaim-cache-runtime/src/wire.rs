@@ -32,6 +32,15 @@ pub fn format_ttl_ms(ms: u64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
+/// Adds [`TTL_HEADER`] to `headers` when the answered value has `ttl_left_ms` to live.
+pub fn insert_ttl(headers: &mut axum::http::HeaderMap, ttl_left_ms: Option<u64>) {
+    if let Some(ttl) = ttl_left_ms
+        && let Ok(value) = axum::http::HeaderValue::from_str(&format_ttl_ms(ttl))
+    {
+        headers.insert(TTL_HEADER, value);
+    }
+}
+
 /// Percent-encodes `key` for a URL path: every byte but RFC 3986's unreserved ones.
 pub fn encode_key(key: &str) -> String {
     let mut encoded = String::with_capacity(key.len());

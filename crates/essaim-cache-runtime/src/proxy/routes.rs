@@ -9,7 +9,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use essaim_cache::hot::node_loads;
 use essaim_cache::placement::{Holder, ShardId};
@@ -19,7 +19,7 @@ use super::Shared;
 use crate::client::{NodeError, NodeValue};
 use crate::metrics::NodeOpLabels;
 use crate::node::{Refusal, refusal, requested_ttl};
-use crate::wire::{NodeStatus, ShardStatus, ShardsStatus, TTL_HEADER, format_ttl_ms};
+use crate::wire::{NodeStatus, ShardStatus, ShardsStatus, insert_ttl};
 
 /// A request's route: its shard, the holders to ask and the epoch to tag writes with.
 struct Route {
@@ -150,11 +150,7 @@ pub(super) async fn get_value(
             shared.metrics.hits.inc();
             shared.repair(route.shard, &key, missed, &found);
             let mut headers = HeaderMap::new();
-            if let Some(ttl) = found.ttl_left_ms
-                && let Ok(value) = HeaderValue::from_str(&format_ttl_ms(ttl))
-            {
-                headers.insert(TTL_HEADER, value);
-            }
+            insert_ttl(&mut headers, found.ttl_left_ms);
             (StatusCode::OK, headers, found.value).into_response()
         }
         None => {

@@ -93,7 +93,8 @@ impl Admission {
             return;
         }
         let dir = dir.to_path_buf();
-        let sampled = tokio::task::spawn_blocking(move || free_bytes_of(&dir)).await;
+        let sampled =
+            tokio::task::spawn_blocking(move || essaim_telemetry::disk::free_bytes(&dir)).await;
         match sampled {
             Ok(Ok(free_bytes)) => self.store(free_bytes),
             Ok(Err(error)) => {
@@ -138,16 +139,6 @@ impl Admission {
             );
         }
     }
-}
-
-/// Returns the bytes an unprivileged process may still write on the file system that
-/// holds `dir`.
-fn free_bytes_of(dir: &Path) -> nix::Result<u64> {
-    let stats = nix::sys::statvfs::statvfs(dir)?;
-    // The field types differ between platforms (u32 or u64): widen both.
-    #[allow(clippy::useless_conversion)]
-    let free = u64::from(stats.blocks_available()).saturating_mul(u64::from(stats.fragment_size()));
-    Ok(free)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! | file | concept |
 //! |---|---|
 //! | `metrics/` | [`CoordinatorMetrics`] and [`WorkerMetrics`]: every metric of the runtime, with its name; [`ProcessMetrics`]: `process_*` and `essaim_build_info` |
+//! | `disk.rs` | [`disk::free_bytes`]: the free space of a file system, behind the journal's and the scratch directory's reserves |
 //! | `health.rs` | [`Health`]: the readiness flag and why the process is not ready |
 //! | `http.rs` | [`router`] and [`serve_http`]: the scrape and probe endpoints |
 //! | `classic_text.rs` | the classic Prometheus text format, for scrapers that do not ask for OpenMetrics |
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 mod classic_text;
+pub mod disk;
 mod health;
 mod http;
 mod metrics;

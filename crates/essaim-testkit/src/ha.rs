@@ -17,6 +17,7 @@ use crate::deadline::{Deadline, EVENTUALLY};
 use crate::etcd_cluster::EtcdCluster;
 use crate::process::{Process, free_port, http_status, log_tail};
 use crate::proxy::Proxy;
+use crate::tmpfs::Tmpfs;
 
 /// Lines of each log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
@@ -36,6 +37,10 @@ pub struct HaCluster {
     workers: Vec<Process>,
     stopped: Vec<Process>,
     started: usize,
+    /// The size of the tmpfs each new worker's scratch directory gets, if any.
+    scratch_tmpfs_bytes: Option<u64>,
+    /// Those mounts, unmounted on drop once the workers are killed.
+    scratch_mounts: Vec<Tmpfs>,
     _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -82,6 +87,8 @@ impl HaCluster {
             workers: Vec::new(),
             stopped: Vec::new(),
             started: 0,
+            scratch_tmpfs_bytes: None,
+            scratch_mounts: Vec::new(),
             proxy: None,
             _one_at_a_time: guard,
         };
@@ -187,6 +194,10 @@ impl HaCluster {
         let name = self.next_name("worker");
         let scratch = self.path(&format!("{name}-scratch"));
         std::fs::create_dir_all(&scratch).expect("the scratch directory can be created");
+        if let Some(bytes) = self.scratch_tmpfs_bytes {
+            let mount = Tmpfs::mount(&scratch, bytes).expect("the scratch tmpfs is mounted");
+            self.scratch_mounts.push(mount);
+        }
         let args: Vec<String> = [
             "worker",
             "--coordinator",
@@ -211,6 +222,21 @@ impl HaCluster {
             log,
         );
         self.workers.push(process);
+    }
+
+    /// Gives the scratch directory of every worker started from now on a tmpfs of its
+    /// own of `bytes` (see [`Tmpfs`]: check [`Tmpfs::can_mount`] first), so that a test
+    /// can fill one worker's disk ([`HaCluster::worker_scratch`]).
+    pub fn put_worker_scratch_on_tmpfs(&mut self, bytes: u64) {
+        self.scratch_tmpfs_bytes = Some(bytes);
+    }
+
+    /// The tmpfs of running worker `index`'s scratch directory, if it has one.
+    pub fn worker_scratch(&self, index: usize) -> Option<&Tmpfs> {
+        let scratch = self.path(&format!("{}-scratch", self.workers[index].name));
+        self.scratch_mounts
+            .iter()
+            .find(|mount| mount.path() == scratch)
     }
 
     /// The number of running workers.
@@ -407,6 +433,7 @@ impl Drop for HaCluster {
         for worker in &mut self.workers {
             worker.kill();
         }
+        self.scratch_mounts.clear();
         if !std::thread::panicking() {
             return;
         }

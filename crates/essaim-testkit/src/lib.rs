@@ -16,6 +16,7 @@
 //! | [`ha`] | coordinators elected through etcd and workers given every coordinator URL, for failover tests |
 //! | [`proxy`] | a TCP proxy the test cuts and heals: a network partition between one process and a server |
 //! | [`oracle`] | expected outputs that several tests compute (word counts) |
+//! | [`tmpfs`] | a small tmpfs a test fills to the last byte: a real full disk for one process |
 //! | [`python`] | the Python tools of tests (mrjob, schemathesis, kubernetes-validate) from `scripts/python-env.sh` |
 //!
 //! The seeded generator of tests is the project's one, [`SeededRng`], re-exported here.
@@ -34,5 +35,6 @@ pub mod process;
 pub mod proxy;
 pub mod python;
 pub mod server;
+pub mod tmpfs;
 
 pub use essaim_core::rng::{SeededRng, mix};

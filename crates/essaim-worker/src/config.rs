@@ -38,6 +38,10 @@ pub struct WorkerConfig {
     pub advertised_host: Option<String>,
     /// Root of the attempt-private directories `<scratch>/<job>/<task>/<attempt>/`.
     pub scratch_dir: PathBuf,
+    /// Free space the scratch directory's file system must keep: below it the worker
+    /// takes no new task until space is freed (default
+    /// [`DEFAULT_SCRATCH_RESERVE_BYTES`]; 0 = no check).
+    pub scratch_reserve_bytes: u64,
     /// How long running attempts may finish after the drain starts (default 30 s).
     pub drain_grace: Duration,
     /// Advertise the `command` kind (external commands) only when true.
@@ -67,6 +71,7 @@ impl fmt::Debug for WorkerConfig {
             .field("http_listen", &self.http_listen)
             .field("advertised_host", &self.advertised_host)
             .field("scratch_dir", &self.scratch_dir)
+            .field("scratch_reserve_bytes", &self.scratch_reserve_bytes)
             .field("drain_grace", &self.drain_grace)
             .field("allow_commands", &self.allow_commands)
             .field("data_dirs", &self.data_dirs)
@@ -202,6 +207,7 @@ mod tests {
             http_listen: "127.0.0.1:0".parse().unwrap(),
             advertised_host: None,
             scratch_dir: "/tmp/essaim".into(),
+            scratch_reserve_bytes: DEFAULT_SCRATCH_RESERVE_BYTES,
             drain_grace: Duration::from_secs(30),
             allow_commands: false,
             data_dirs: Vec::new(),
@@ -295,6 +301,11 @@ mod tests {
         );
     }
 }
+
+/// Free space a worker's scratch disk keeps by default: 256 MiB, the coordinator's
+/// journal reserve too (a full disk turns every task into a failure; see
+/// `scratch_guard`).
+pub const DEFAULT_SCRATCH_RESERVE_BYTES: u64 = 256 << 20;
 
 /// Most attempts an adaptive worker queues beyond its slots, by default.
 pub const DEFAULT_MAX_PREFETCH: u32 = 256;

@@ -58,6 +58,7 @@ mod pull;
 mod registry;
 mod report;
 mod runtime;
+mod scratch_guard;
 mod session;
 
 use std::net::SocketAddr;
@@ -70,7 +71,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{COORDINATION_ROUND_TRIP, DEFAULT_MAX_PREFETCH, Prefetch, WorkerConfig};
+pub use config::{
+    COORDINATION_ROUND_TRIP, DEFAULT_MAX_PREFETCH, DEFAULT_SCRATCH_RESERVE_BYTES, Prefetch,
+    WorkerConfig,
+};
 pub use error::WorkerError;
 pub use essaim_core::kinds::BUILTIN_KINDS;
 pub use executor::{AttemptContext, ExecutionFuture, Executor};
@@ -248,6 +252,7 @@ pub async fn start_worker(
             inputs_source,
         },
         slots: config.slots,
+        scratch_reserve_bytes: config.scratch_reserve_bytes,
         prefetch: config.prefetch,
         drain_grace: config.drain_grace,
         metrics,

@@ -7,6 +7,9 @@
 //! poll); this loop never polls on a timer. Results are not sent here but by the
 //! reporter, so that a parked long-poll never delays a result.
 //!
+//! No pull leaves while the scratch disk is below its reserve (`crate::scratch_guard`):
+//! a worker with a full disk would fail every task it took.
+//!
 //! On drain the loop stops at once, dropping a pull still parked at the coordinator. An
 //! attempt granted in that instant is revoked when the worker deregisters (a retryable
 //! "worker left" failure) — a rare, bounded cost, preferred to holding the drain up for a
@@ -24,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::RetryBackoff;
 use crate::dispatch::DispatcherHandle;
 use crate::epoch::EpochFence;
+use crate::scratch_guard::ScratchGuard;
 use crate::session::{SessionState, call_status, wait_for_session, wait_for_session_end};
 
 /// Pull retry delays: capped exponential, full jitter.
@@ -51,6 +55,8 @@ pub(crate) struct PullLoop {
     pub epoch_fence: EpochFence,
     /// Where refused grants are counted.
     pub metrics: WorkerMetrics,
+    /// Holds pulls back while the scratch disk is below its reserve.
+    pub scratch: ScratchGuard,
 }
 
 impl PullLoop {
@@ -90,6 +96,7 @@ impl PullLoop {
             let Some(capacity) = self.dispatcher.await_capacity().await else {
                 return;
             };
+            self.scratch.wait_for_room().await;
             let Some(session) = wait_for_session(&mut self.session_rx).await else {
                 return;
             };

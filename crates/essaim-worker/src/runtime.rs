@@ -32,6 +32,7 @@ use crate::epoch::EpochFence;
 use crate::heartbeat::HeartbeatLoop;
 use crate::pull::{PULL_BACKOFF_BASE, PULL_BACKOFF_CAP, PullLoop};
 use crate::report::{REPORT_BACKOFF_BASE, REPORT_BACKOFF_CAP, Reporter};
+use crate::scratch_guard::ScratchGuard;
 use crate::session::{Registrar, Session, SessionState};
 use crate::{ExecutorRegistry, WorkerError};
 
@@ -51,6 +52,8 @@ pub(crate) struct Runtime {
     pub attempt_settings: AttemptSettings,
     /// Attempts run at once.
     pub slots: u32,
+    /// Free space the scratch disk keeps (see `crate::scratch_guard`).
+    pub scratch_reserve_bytes: u64,
     /// Extra attempts queued locally.
     pub prefetch: crate::Prefetch,
     /// How long running attempts may finish after the drain starts.
@@ -235,6 +238,11 @@ impl Runtime {
             backoff: RetryBackoff::new(fresh_seed(3), PULL_BACKOFF_BASE, PULL_BACKOFF_CAP),
             epoch_fence: EpochFence::default(),
             metrics: self.metrics.clone(),
+            scratch: ScratchGuard::new(
+                self.attempt_settings.scratch_root.clone(),
+                self.scratch_reserve_bytes,
+                self.metrics.clone(),
+            ),
         };
         LoopTasks {
             dispatcher: tokio::spawn(dispatcher.run(inbox)),

@@ -353,6 +353,7 @@ fn config(
         http_listen: "127.0.0.1:0".parse().unwrap(),
         advertised_host: None,
         scratch_dir: scratch.to_path_buf(),
+        scratch_reserve_bytes: essaim_worker::DEFAULT_SCRATCH_RESERVE_BYTES,
         drain_grace: Duration::from_millis(300),
         allow_commands: false,
         data_dirs: Vec::new(),

@@ -47,6 +47,10 @@ pub struct WorkerMetrics {
     pub spills_total: Counter,
     /// Time since the last heartbeat the coordinator answered.
     pub heartbeat_age_seconds: FloatGauge,
+    /// Free bytes of the scratch directory's file system at the last check.
+    pub scratch_free_bytes: Gauge,
+    /// 1 while the scratch disk is below its reserve and the worker takes no new task.
+    pub scratch_below_reserve: Gauge,
 }
 
 impl WorkerMetrics {
@@ -70,6 +74,8 @@ impl WorkerMetrics {
             map_output_bytes_total: Counter::default(),
             spills_total: Counter::default(),
             heartbeat_age_seconds: FloatGauge::default(),
+            scratch_free_bytes: Gauge::default(),
+            scratch_below_reserve: Gauge::default(),
         };
         registry.register(
             "essaim_worker_attempts_started",
@@ -149,6 +155,17 @@ impl WorkerMetrics {
             "Time since the coordinator last answered a heartbeat",
             Unit::Seconds,
             metrics.heartbeat_age_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "essaim_worker_scratch_free",
+            "Free space of the scratch directory's file system at the last check",
+            Unit::Bytes,
+            metrics.scratch_free_bytes.clone(),
+        );
+        registry.register(
+            "essaim_worker_scratch_below_reserve",
+            "1 while the scratch disk is below its reserve (--scratch-reserve-bytes) and the worker takes no new task",
+            metrics.scratch_below_reserve.clone(),
         );
         metrics
     }

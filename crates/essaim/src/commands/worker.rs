@@ -45,6 +45,11 @@ pub struct Args {
     /// Scratch directory for attempt outputs (default: a temporary directory).
     #[arg(long)]
     scratch_dir: Option<PathBuf>,
+    /// Take no new task while the scratch directory's file system has less free space
+    /// than this many bytes (running tasks go on); 0 = never hold back (default:
+    /// 268435456, 256 MiB).
+    #[arg(long, default_value_t = essaim_worker::DEFAULT_SCRATCH_RESERVE_BYTES)]
+    scratch_reserve_bytes: u64,
     /// How long running tasks may take to finish after SIGTERM (bare number: seconds).
     #[arg(long, alias = "drain-grace-secs", value_parser = crate::durations::seconds, default_value = "30s")]
     drain_grace: Duration,
@@ -95,6 +100,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         http_listen: args.http_listen,
         advertised_host: args.advertised_host,
         scratch_dir,
+        scratch_reserve_bytes: args.scratch_reserve_bytes,
         drain_grace: args.drain_grace,
         allow_commands: args.allow_commands,
         data_dirs: args.data_dirs,

@@ -1,21 +1,27 @@
 //! The torture suite: seeded schedules of faults against a real highly available
 //! cluster (3 etcd members, 2 coordinators, 3 workers), each checked against an oracle.
 //!
-//! A schedule is drawn from its seed alone: a job of shell tasks whose outputs are known
-//! in advance, then 3 to 6 faults at random moments — SIGKILL of the leader (restarted
-//! later as a standby), SIGSTOP of the leader past its lease then SIGCONT, coordinator 0
-//! cut off from etcd by its proxy then healed, SIGKILL of a worker (a new one joins),
-//! SIGSTOP of a worker past its timeout then SIGCONT, SIGKILL of one etcd member
-//! (restarted later). Between faults the commits seen so far are read from the leader of
-//! the moment. The invariants, checked after every schedule:
+//! A schedule is drawn from its seed alone: the workload (even seeds a task farm of
+//! shell tasks whose outputs are known in advance, odd seeds a streaming word count
+//! whose output coreutils computes), then 3 to 6 faults at random moments — SIGKILL of
+//! the leader (restarted later as a standby), SIGSTOP of the leader past its lease then
+//! SIGCONT, coordinator 0 cut off from etcd by its proxy then healed, SIGKILL of a
+//! worker (a new one joins), SIGSTOP of a worker past its timeout then SIGCONT, SIGKILL
+//! of one etcd member (restarted later), a worker's scratch disk filled to the last byte
+//! then freed (each worker's scratch directory is a small tmpfs of its own; where the
+//! test may not mount one, that fault is skipped and counted as such). Between faults
+//! the commits seen so far are read from the leader of the moment. The invariants,
+//! checked after every schedule:
 //!
 //! - the job succeeds (the cluster recovers from every fault);
-//! - nothing acknowledged is lost: every commit seen during the schedule is still there
-//!   at the end, with the same attempt;
-//! - no task is committed twice, and every output is the oracle's.
+//! - nothing acknowledged is lost: every commit of the job's final stage seen during the
+//!   schedule is still there at the end, with the same attempt (a map output lost with
+//!   its worker is re-run by design: it was never a result);
+//! - no task is committed twice, and the output is the oracle's: every task's for the
+//!   task farm, the word counts byte for byte for MapReduce.
 //!
-//! The default suite runs 2 schedules. The long profile is a documented command
-//! (`bench/torture.sh`): `ESSAIM_TORTURE_SCHEDULES=N` schedules from
+//! The default suite runs 2 schedules (one of each workload). The long profile is a
+//! documented command (`bench/torture.sh`): `ESSAIM_TORTURE_SCHEDULES=N` schedules from
 //! `ESSAIM_TORTURE_SEED` (default 1) on; a failing schedule prints its seed, and
 //! `ESSAIM_TORTURE_SCHEDULES=1 ESSAIM_TORTURE_SEED=<seed>` replays exactly that
 //! schedule (the moments of the faults relative to the job's progress vary with the
@@ -23,10 +29,14 @@
 //! `ESSAIM_SKIP_ETCD=1`.
 
 use crate::harness::{job_spec, output_text, shell_task};
+use crate::mapreduce::{coreutils_word_counts, read_word_counts, streaming_args, write_corpus};
+use essaim_proto::v1;
 use essaim_testkit::SeededRng;
 use essaim_testkit::ha::{HaCluster, LEASE_SECS};
+use essaim_testkit::tmpfs::Tmpfs;
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const TASKS: u32 = 300;
@@ -34,6 +44,34 @@ const WORKERS: usize = 3;
 const SLOTS: u32 = 2;
 /// Longest the job may take to finish once the faults are over.
 const RECOVERY: Duration = Duration::from_secs(120);
+/// The size of each worker's scratch tmpfs: the worker's default reserve (256 MiB) and
+/// room for every map output of the word count many times over; filled in a moment.
+const SCRATCH_BYTES: u64 = 320 << 20;
+/// The word count's reducers.
+const REDUCERS: u32 = 2;
+/// A mapper whose every task lasts at least 0.4 s, so that faults land inside the map
+/// stage as well as in the reduce stage.
+const SLOW_MAPPER: &str = r#"awk -F '[ \t\r\v\f]+' 'NR == 1 { system("sleep 0.4") } { for (i = 1; i <= NF; i++) if ($i != "") print $i "\t1" }'"#;
+const SUMMING_REDUCER: &str = r#"awk -F '\t' '$1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
+
+/// What the cluster runs while the faults land.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    /// [`TASKS`] shell tasks, each printing a line known in advance.
+    TaskFarm,
+    /// A streaming word count of about 30 splits into [`REDUCERS`] parts.
+    WordCount,
+}
+
+impl Workload {
+    fn of(seed: u64) -> Workload {
+        if seed % 2 == 0 {
+            Workload::TaskFarm
+        } else {
+            Workload::WordCount
+        }
+    }
+}
 
 /// One fault of a schedule.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +82,15 @@ enum Fault {
     KillWorker(usize),
     PauseWorker(usize, Duration),
     KillEtcdMember(usize),
+    FillWorkerDisk(usize, Duration),
+}
+
+impl Fault {
+    /// The fault's kind, as the summary counts it.
+    fn kind(&self) -> String {
+        let name = format!("{self:?}");
+        name.split('(').next().unwrap_or_default().to_string()
+    }
 }
 
 /// A schedule: (pause before, fault) pairs.
@@ -54,13 +101,14 @@ fn schedule(seed: u64) -> Vec<(Duration, Fault)> {
         .map(|_| {
             let before = Duration::from_millis(200 + rng.below(1500));
             let held = |rng: &mut SeededRng| Duration::from_millis(lease_ms + rng.below(2000));
-            let fault = match rng.below(6) {
+            let fault = match rng.below(7) {
                 0 => Fault::KillLeader,
                 1 => Fault::PauseLeader(held(&mut rng)),
                 2 => Fault::CutCoordinator0(held(&mut rng)),
                 3 => Fault::KillWorker(rng.below(WORKERS as u64) as usize),
                 4 => Fault::PauseWorker(rng.below(WORKERS as u64) as usize, held(&mut rng)),
-                _ => Fault::KillEtcdMember(rng.below(3) as usize),
+                5 => Fault::KillEtcdMember(rng.below(3) as usize),
+                _ => Fault::FillWorkerDisk(rng.below(WORKERS as u64) as usize, held(&mut rng)),
             };
             (before, fault)
         })
@@ -68,7 +116,7 @@ fn schedule(seed: u64) -> Vec<(Duration, Fault)> {
 }
 
 /// Commits seen so far (task → attempt); panics if one changed or vanished.
-fn merge_commits(seen: &mut BTreeMap<u32, u64>, results: &[essaim_proto::v1::TaskResult]) {
+fn merge_commits(seen: &mut BTreeMap<u32, u64>, results: &[v1::TaskResult]) {
     let now: BTreeMap<u32, u64> = results
         .iter()
         .map(|result| (result.task_index, result.attempt_id))
@@ -84,12 +132,24 @@ fn merge_commits(seen: &mut BTreeMap<u32, u64>, results: &[essaim_proto::v1::Tas
     seen.extend(now);
 }
 
+/// The committed results of the job's final stage (its tasks are numbered last).
+async fn final_results(cluster: &HaCluster, job_id: u64) -> Vec<v1::TaskResult> {
+    let job = cluster.job(job_id).await;
+    let total: u32 = job.stages.iter().map(|stage| stage.total).sum();
+    let last = job.stages.last().map_or(total, |stage| stage.total);
+    let first_of_last = total - last;
+    let mut results = cluster.results(job_id).await;
+    results.retain(|result| result.task_index >= first_of_last);
+    results
+}
+
 /// The leader of the moment, or coordinator 0 when none answers yet.
 async fn leader_or_first(cluster: &HaCluster) -> usize {
     cluster.ready().await.first().copied().unwrap_or(0)
 }
 
-async fn inject(cluster: &mut HaCluster, fault: Fault) {
+/// Injects `fault`; returns false when it could not be (no tmpfs to fill).
+async fn inject(cluster: &mut HaCluster, fault: Fault) -> bool {
     match fault {
         Fault::KillLeader => {
             let leader = leader_or_first(cluster).await;
@@ -127,26 +187,124 @@ async fn inject(cluster: &mut HaCluster, fault: Fault) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             tokio::task::block_in_place(|| cluster.etcd().start_members(&[member]));
         }
+        Fault::FillWorkerDisk(index, held) => {
+            let Some(scratch) = cluster.worker_scratch(index % cluster.worker_count()) else {
+                return false;
+            };
+            let (filler, _) = scratch.fill().expect("the scratch tmpfs is filled");
+            tokio::time::sleep(held).await;
+            std::fs::remove_file(filler).expect("the filler is removed");
+        }
+    }
+    true
+}
+
+/// A submitted job and how to check its output once it succeeded.
+enum Submitted {
+    TaskFarm {
+        job_id: u64,
+    },
+    WordCount {
+        job_id: u64,
+        output: PathBuf,
+        oracle: BTreeMap<Vec<u8>, u64>,
+    },
+}
+
+impl Submitted {
+    fn job_id(&self) -> u64 {
+        match self {
+            Submitted::TaskFarm { job_id } | Submitted::WordCount { job_id, .. } => *job_id,
+        }
     }
 }
 
-/// Runs the schedule of `seed` on a fresh cluster and checks the invariants.
-async fn run_schedule(seed: u64) -> Option<Duration> {
+async fn submit(cluster: &HaCluster, seed: u64) -> Submitted {
+    if Workload::of(seed) == Workload::TaskFarm {
+        let script = format!("sleep 0.05; echo seed-{seed} task-$ESSAIM_TASK_INDEX");
+        let tasks = (0..TASKS).map(|_| shell_task(&script, &[])).collect();
+        let job_id = cluster.submit(job_spec(tasks, 20)).await;
+        return Submitted::TaskFarm { job_id };
+    }
+    let corpus = cluster.path("corpus");
+    let inputs = write_corpus(&corpus, 4, 240_000, seed);
+    let oracle = coreutils_word_counts(&inputs);
+    let output = cluster.path("out");
+    let args = streaming_args(
+        &corpus,
+        &output,
+        SLOW_MAPPER,
+        SUMMING_REDUCER,
+        &["--detach", "--split-size", "32KiB"],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_essaim"));
+    let urls = cluster.urls();
+    let run = essaim_testkit::cli::run(binary, &args, &[("ESSAIM_COORDINATOR", &urls)]).await;
+    assert_eq!(run.code, Some(0), "torture seed {seed}: {run:?}");
+    let job_id = run
+        .stdout
+        .trim()
+        .parse()
+        .expect("--detach prints the job id");
+    Submitted::WordCount {
+        job_id,
+        output,
+        oracle,
+    }
+}
+
+/// Checks the finished job's output against its oracle.
+fn check_output(seed: u64, submitted: &Submitted, results: &[v1::TaskResult]) {
+    match submitted {
+        Submitted::TaskFarm { .. } => {
+            assert_eq!(results.len(), TASKS as usize, "torture seed {seed}");
+            for result in results {
+                let expected = format!("seed-{seed} task-{}\n", result.task_index);
+                assert_eq!(output_text(result), expected, "torture seed {seed}");
+            }
+        }
+        Submitted::WordCount { output, oracle, .. } => {
+            // The final stage publishes the parts (one commit task).
+            assert!(!results.is_empty(), "torture seed {seed}: no final commit");
+            let counts = read_word_counts(output, REDUCERS);
+            assert!(
+                counts == *oracle,
+                "torture seed {seed}: the word counts differ from coreutils'"
+            );
+        }
+    }
+}
+
+/// Runs the schedule of `seed` on a fresh cluster and checks the invariants; returns
+/// how long it took and the faults that could not be injected.
+async fn run_schedule(seed: u64) -> Option<(Duration, Vec<Fault>)> {
     let faults = schedule(seed);
-    eprintln!("torture seed {seed}: {faults:?}");
+    eprintln!(
+        "torture seed {seed}: {:?} under {faults:?}",
+        Workload::of(seed)
+    );
     let mut cluster =
-        HaCluster::start_with(env!("CARGO_BIN_EXE_essaim"), 3, 2, WORKERS, SLOTS, true).await?;
+        HaCluster::start_with(env!("CARGO_BIN_EXE_essaim"), 3, 2, 0, SLOTS, true).await?;
+    if Tmpfs::can_mount(&cluster.path("")) {
+        cluster.put_worker_scratch_on_tmpfs(SCRATCH_BYTES);
+    }
+    for _ in 0..WORKERS {
+        cluster.start_worker(SLOTS);
+    }
     let started = Instant::now();
     cluster.wait_leader().await;
     cluster.wait_for_workers(WORKERS).await;
-    let script = format!("sleep 0.05; echo seed-{seed} task-$ESSAIM_TASK_INDEX");
-    let tasks = (0..TASKS).map(|_| shell_task(&script, &[])).collect();
-    let job_id = cluster.submit(job_spec(tasks, 20)).await;
+    let submitted = submit(&cluster, seed).await;
+    let job_id = submitted.job_id();
     let mut seen = BTreeMap::new();
+    let mut skipped = Vec::new();
     for (before, fault) in faults {
         tokio::time::sleep(before).await;
-        inject(&mut cluster, fault).await;
-        merge_commits(&mut seen, &cluster.results(job_id).await);
+        if !inject(&mut cluster, fault).await {
+            skipped.push(fault);
+        }
+        merge_commits(&mut seen, &final_results(&cluster, job_id).await);
     }
     let job = tokio::time::timeout(
         RECOVERY,
@@ -155,14 +313,10 @@ async fn run_schedule(seed: u64) -> Option<Duration> {
     .await
     .unwrap_or_else(|_| panic!("torture seed {seed}: the job did not finish"));
     assert_eq!(job.state, "succeeded", "torture seed {seed}: {job:?}");
-    let results = cluster.results(job_id).await;
+    let results = final_results(&cluster, job_id).await;
     merge_commits(&mut seen, &results);
-    assert_eq!(results.len(), TASKS as usize, "torture seed {seed}");
-    for result in &results {
-        let expected = format!("seed-{seed} task-{}\n", result.task_index);
-        assert_eq!(output_text(result), expected, "torture seed {seed}");
-    }
-    Some(started.elapsed())
+    check_output(seed, &submitted, &results);
+    Some((started.elapsed(), skipped))
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -177,16 +331,26 @@ async fn seeded_fault_schedules_lose_nothing_acknowledged_and_commit_every_task_
     let schedules = env_number("ESSAIM_TORTURE_SCHEDULES", 2);
     let first = env_number("ESSAIM_TORTURE_SEED", 1);
     let mut faults = BTreeMap::<String, usize>::new();
+    let mut skipped = BTreeMap::<String, usize>::new();
+    let mut workloads = BTreeMap::<String, usize>::new();
     for seed in first..first + schedules {
-        for (_, fault) in schedule(seed) {
-            let name = format!("{fault:?}");
-            let kind = name.split('(').next().unwrap_or_default().to_string();
-            *faults.entry(kind).or_default() += 1;
-        }
-        let Some(took) = run_schedule(seed).await else {
+        let Some((took, not_injected)) = run_schedule(seed).await else {
             return;
         };
+        for (_, fault) in schedule(seed) {
+            *faults.entry(fault.kind()).or_default() += 1;
+        }
+        for fault in not_injected {
+            *faults.entry(fault.kind()).or_default() -= 1;
+            *skipped.entry(fault.kind()).or_default() += 1;
+        }
+        *workloads
+            .entry(format!("{:?}", Workload::of(seed)))
+            .or_default() += 1;
         eprintln!("torture seed {seed}: passed in {took:?}");
     }
-    eprintln!("TORTURE schedules={schedules} first_seed={first} violations=0 faults={faults:?}");
+    eprintln!(
+        "TORTURE schedules={schedules} first_seed={first} violations=0 \
+         workloads={workloads:?} faults={faults:?} skipped={skipped:?}"
+    );
 }

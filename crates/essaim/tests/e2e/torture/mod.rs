@@ -1,9 +1,11 @@
 //! The torture suite: seeded schedules of faults against a real highly available
 //! cluster (3 etcd members, 2 coordinators, 3 workers), each checked against an oracle.
 //!
-//! A schedule is drawn from its seed alone: the workload (even seeds a task farm of
-//! shell tasks whose outputs are known in advance, odd seeds a streaming word count
-//! whose output coreutils computes), then 3 to 6 faults at random moments — SIGKILL of
+//! A schedule is drawn from its seed alone: the workload (by the seed modulo 3: a task
+//! farm of shell tasks whose outputs are known in advance, a streaming word count whose
+//! output coreutils computes, or the flights pipeline from NATS JetStream into
+//! PostgreSQL, whose tables are compared with the same spec run in one process and with
+//! plain SQL over the rows — see [`workload`]), then 3 to 6 faults at random moments — SIGKILL of
 //! the leader (restarted later as a standby), SIGSTOP of the leader past its lease then
 //! SIGCONT, coordinator 0 cut off from etcd by its proxy then healed, SIGKILL of a
 //! worker (a new one joins), SIGSTOP of a worker past its timeout then SIGCONT, SIGKILL
@@ -18,9 +20,10 @@
 //!   schedule is still there at the end, with the same attempt (a map output lost with
 //!   its worker is re-run by design: it was never a result);
 //! - no task is committed twice, and the output is the oracle's: every task's for the
-//!   task farm, the word counts byte for byte for MapReduce.
+//!   task farm, the word counts byte for byte for MapReduce, the tables for the stream
+//!   (every window, every dead letter once).
 //!
-//! The default suite runs 2 schedules (one of each workload). The long profile is a
+//! The default suite runs 3 schedules (one of each workload). The long profile is a
 //! documented command (`bench/torture.sh`): `ESSAIM_TORTURE_SCHEDULES=N` schedules from
 //! `ESSAIM_TORTURE_SEED` (default 1) on; a failing schedule prints its seed, and
 //! `ESSAIM_TORTURE_SCHEDULES=1 ESSAIM_TORTURE_SEED=<seed>` replays exactly that
@@ -28,18 +31,17 @@
 //! machine's speed, the faults and their order do not). Skipped with
 //! `ESSAIM_SKIP_ETCD=1`.
 
-use crate::harness::{job_spec, output_text, shell_task};
-use crate::mapreduce::{coreutils_word_counts, read_word_counts, streaming_args, write_corpus};
+mod workload;
+
 use essaim_proto::v1;
 use essaim_testkit::SeededRng;
 use essaim_testkit::ha::{HaCluster, LEASE_SECS};
 use essaim_testkit::tmpfs::Tmpfs;
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use workload::{Submitted, Workload};
 
-const TASKS: u32 = 300;
 const WORKERS: usize = 3;
 const SLOTS: u32 = 2;
 /// Longest the job may take to finish once the faults are over.
@@ -47,31 +49,6 @@ const RECOVERY: Duration = Duration::from_secs(120);
 /// The size of each worker's scratch tmpfs: the worker's default reserve (256 MiB) and
 /// room for every map output of the word count many times over; filled in a moment.
 const SCRATCH_BYTES: u64 = 320 << 20;
-/// The word count's reducers.
-const REDUCERS: u32 = 2;
-/// A mapper whose every task lasts at least 0.4 s, so that faults land inside the map
-/// stage as well as in the reduce stage.
-const SLOW_MAPPER: &str = r#"awk -F '[ \t\r\v\f]+' 'NR == 1 { system("sleep 0.4") } { for (i = 1; i <= NF; i++) if ($i != "") print $i "\t1" }'"#;
-const SUMMING_REDUCER: &str = r#"awk -F '\t' '$1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
-
-/// What the cluster runs while the faults land.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Workload {
-    /// [`TASKS`] shell tasks, each printing a line known in advance.
-    TaskFarm,
-    /// A streaming word count of about 30 splits into [`REDUCERS`] parts.
-    WordCount,
-}
-
-impl Workload {
-    fn of(seed: u64) -> Workload {
-        if seed % 2 == 0 {
-            Workload::TaskFarm
-        } else {
-            Workload::WordCount
-        }
-    }
-}
 
 /// One fault of a schedule.
 #[derive(Debug, Clone, Copy)]
@@ -199,86 +176,9 @@ async fn inject(cluster: &mut HaCluster, fault: Fault) -> bool {
     true
 }
 
-/// A submitted job and how to check its output once it succeeded.
-enum Submitted {
-    TaskFarm {
-        job_id: u64,
-    },
-    WordCount {
-        job_id: u64,
-        output: PathBuf,
-        oracle: BTreeMap<Vec<u8>, u64>,
-    },
-}
-
-impl Submitted {
-    fn job_id(&self) -> u64 {
-        match self {
-            Submitted::TaskFarm { job_id } | Submitted::WordCount { job_id, .. } => *job_id,
-        }
-    }
-}
-
-async fn submit(cluster: &HaCluster, seed: u64) -> Submitted {
-    if Workload::of(seed) == Workload::TaskFarm {
-        let script = format!("sleep 0.05; echo seed-{seed} task-$ESSAIM_TASK_INDEX");
-        let tasks = (0..TASKS).map(|_| shell_task(&script, &[])).collect();
-        let job_id = cluster.submit(job_spec(tasks, 20)).await;
-        return Submitted::TaskFarm { job_id };
-    }
-    let corpus = cluster.path("corpus");
-    let inputs = write_corpus(&corpus, 4, 240_000, seed);
-    let oracle = coreutils_word_counts(&inputs);
-    let output = cluster.path("out");
-    let args = streaming_args(
-        &corpus,
-        &output,
-        SLOW_MAPPER,
-        SUMMING_REDUCER,
-        &["--detach", "--split-size", "32KiB"],
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_essaim"));
-    let urls = cluster.urls();
-    let run = essaim_testkit::cli::run(binary, &args, &[("ESSAIM_COORDINATOR", &urls)]).await;
-    assert_eq!(run.code, Some(0), "torture seed {seed}: {run:?}");
-    let job_id = run
-        .stdout
-        .trim()
-        .parse()
-        .expect("--detach prints the job id");
-    Submitted::WordCount {
-        job_id,
-        output,
-        oracle,
-    }
-}
-
-/// Checks the finished job's output against its oracle.
-fn check_output(seed: u64, submitted: &Submitted, results: &[v1::TaskResult]) {
-    match submitted {
-        Submitted::TaskFarm { .. } => {
-            assert_eq!(results.len(), TASKS as usize, "torture seed {seed}");
-            for result in results {
-                let expected = format!("seed-{seed} task-{}\n", result.task_index);
-                assert_eq!(output_text(result), expected, "torture seed {seed}");
-            }
-        }
-        Submitted::WordCount { output, oracle, .. } => {
-            // The final stage publishes the parts (one commit task).
-            assert!(!results.is_empty(), "torture seed {seed}: no final commit");
-            let counts = read_word_counts(output, REDUCERS);
-            assert!(
-                counts == *oracle,
-                "torture seed {seed}: the word counts differ from coreutils'"
-            );
-        }
-    }
-}
-
 /// Runs the schedule of `seed` on a fresh cluster and checks the invariants; returns
-/// how long it took and the faults that could not be injected.
-async fn run_schedule(seed: u64) -> Option<(Duration, Vec<Fault>)> {
+/// what happened.
+async fn run_schedule(seed: u64) -> Option<Ran> {
     let faults = schedule(seed);
     eprintln!(
         "torture seed {seed}: {:?} under {faults:?}",
@@ -295,14 +195,17 @@ async fn run_schedule(seed: u64) -> Option<(Duration, Vec<Fault>)> {
     let started = Instant::now();
     cluster.wait_leader().await;
     cluster.wait_for_workers(WORKERS).await;
-    let submitted = submit(&cluster, seed).await;
+    let submitted = Submitted::submit(&cluster, seed).await?;
     let job_id = submitted.job_id();
     let mut seen = BTreeMap::new();
-    let mut skipped = Vec::new();
+    let mut ran = Ran::default();
     for (before, fault) in faults {
         tokio::time::sleep(before).await;
+        if cluster.job(job_id).await.state != "running" {
+            ran.after_the_end += 1;
+        }
         if !inject(&mut cluster, fault).await {
-            skipped.push(fault);
+            ran.skipped.push(fault);
         }
         merge_commits(&mut seen, &final_results(&cluster, job_id).await);
     }
@@ -315,8 +218,19 @@ async fn run_schedule(seed: u64) -> Option<(Duration, Vec<Fault>)> {
     assert_eq!(job.state, "succeeded", "torture seed {seed}: {job:?}");
     let results = final_results(&cluster, job_id).await;
     merge_commits(&mut seen, &results);
-    check_output(seed, &submitted, &results);
-    Some((started.elapsed(), skipped))
+    submitted.check(seed, &results).await;
+    ran.took = started.elapsed();
+    Some(ran)
+}
+
+/// What one schedule did.
+#[derive(Debug, Default)]
+struct Ran {
+    took: Duration,
+    /// Faults that could not be injected.
+    skipped: Vec<Fault>,
+    /// Faults injected once the job had ended (they test recovery of an idle cluster).
+    after_the_end: usize,
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -328,29 +242,32 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_fault_schedules_lose_nothing_acknowledged_and_commit_every_task_once() {
-    let schedules = env_number("ESSAIM_TORTURE_SCHEDULES", 2);
+    let schedules = env_number("ESSAIM_TORTURE_SCHEDULES", 3);
     let first = env_number("ESSAIM_TORTURE_SEED", 1);
     let mut faults = BTreeMap::<String, usize>::new();
     let mut skipped = BTreeMap::<String, usize>::new();
     let mut workloads = BTreeMap::<String, usize>::new();
+    let mut after_the_end = 0;
     for seed in first..first + schedules {
-        let Some((took, not_injected)) = run_schedule(seed).await else {
+        let Some(ran) = run_schedule(seed).await else {
             return;
         };
+        after_the_end += ran.after_the_end;
         for (_, fault) in schedule(seed) {
             *faults.entry(fault.kind()).or_default() += 1;
         }
-        for fault in not_injected {
+        for fault in ran.skipped {
             *faults.entry(fault.kind()).or_default() -= 1;
             *skipped.entry(fault.kind()).or_default() += 1;
         }
         *workloads
             .entry(format!("{:?}", Workload::of(seed)))
             .or_default() += 1;
-        eprintln!("torture seed {seed}: passed in {took:?}");
+        eprintln!("torture seed {seed}: passed in {:?}", ran.took);
     }
     eprintln!(
         "TORTURE schedules={schedules} first_seed={first} violations=0 \
-         workloads={workloads:?} faults={faults:?} skipped={skipped:?}"
+         workloads={workloads:?} faults={faults:?} skipped={skipped:?} \
+         faults_after_the_job_ended={after_the_end}"
     );
 }

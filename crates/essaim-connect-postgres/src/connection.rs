@@ -6,22 +6,22 @@
 //! attempt opens a new one, since a broken socket or a terminated backend never
 //! recovers. A failure that is the caller's fault (a bad row) is returned at once and
 //! does not count against the breaker: PostgreSQL is fine.
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
-use tokio_postgres::{Client, NoTls};
-use tracing::{debug, warn};
+use tokio_postgres::Client;
+use tracing::warn;
 
 use crate::breaker::CircuitBreaker;
 use crate::error::PgSinkError;
+use crate::tls::PgTarget;
 
 /// How the sink reaches PostgreSQL and how hard it tries.
 #[derive(Debug, Clone)]
 pub struct ConnectionConfig {
     /// A libpq-style URL or key=value string, e.g.
-    /// `postgresql://postgres@127.0.0.1:5432/postgres`. TLS is not supported: the sink
-    /// expects PostgreSQL on loopback.
+    /// `postgresql://postgres@127.0.0.1:5432/postgres`; `sslmode` and `sslrootcert`
+    /// ask for TLS (see [`crate::tls`]).
     pub url: String,
     /// Timeout of one connect (default 5 s).
     pub connect_timeout: Duration,
@@ -126,19 +126,17 @@ impl Connection {
             self.disconnect().await;
         }
         if self.client.is_none() {
-            let connect_error = |source| PgSinkError::Postgres {
-                action: "connect",
-                source,
-            };
-            let mut pg_config =
-                tokio_postgres::Config::from_str(&self.config.url).map_err(connect_error)?;
-            pg_config.connect_timeout(self.config.connect_timeout);
-            let (client, connection) = pg_config.connect(NoTls).await.map_err(connect_error)?;
-            self.driver = Some(tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    debug!(%error, "postgresql connection ended");
-                }
-            }));
+            let mut target = PgTarget::parse(&self.config.url)?;
+            target.connect_timeout(self.config.connect_timeout);
+            let (client, driver) =
+                target
+                    .connect()
+                    .await
+                    .map_err(|source| PgSinkError::Postgres {
+                        action: "connect",
+                        source,
+                    })?;
+            self.driver = Some(driver);
             self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected just above"))

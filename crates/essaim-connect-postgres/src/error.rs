@@ -66,6 +66,12 @@ pub enum PgSinkError {
         /// This spec's fingerprint.
         fingerprint: String,
     },
+    /// The PostgreSQL URL, or a file it names (`sslrootcert`), cannot be used.
+    #[error("the PostgreSQL URL cannot be used: {reason}")]
+    InvalidUrl {
+        /// Why.
+        reason: String,
+    },
     /// PostgreSQL or the connection to it failed.
     #[error("postgresql failed while trying to {action}")]
     Postgres {
@@ -87,7 +93,8 @@ impl PgSinkError {
             | Self::InvalidTable { .. }
             | Self::RowMismatch { .. }
             | Self::BatchTooLarge { .. }
-            | Self::SpecChanged { .. } => false,
+            | Self::SpecChanged { .. }
+            | Self::InvalidUrl { .. } => false,
         }
     }
 }

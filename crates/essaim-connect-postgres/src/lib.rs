@@ -13,11 +13,12 @@
 //! | [`spec_guard`] | the spec each unit's state was made under; migrations |
 //! | [`connection`] | connecting on demand, retries with backoff |
 //! | [`breaker`] | the circuit breaker (pure) and the backoff delays |
+//! | [`tls`] | TLS asked for in the URL, libpq's way (`sslmode`, `sslrootcert`); every connection to PostgreSQL goes through it |
 //! | [`error`] | typed errors that say whether a retry can help |
 //!
-//! Connections are plain TCP (`NoTls`): the sink expects PostgreSQL on loopback or
-//! behind a local proxy that does TLS. `scripts/postgres.sh` runs a private cluster
-//! for the tests.
+//! Connections are plain TCP unless the URL asks for TLS (`?sslmode=verify-full&
+//! sslrootcert=ca.pem`, see [`tls`]). `scripts/postgres.sh` runs a private cluster for
+//! the tests.
 #![warn(missing_docs)]
 
 pub mod breaker;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod sink;
 pub mod spec_guard;
 pub mod table;
+pub mod tls;
 
 pub use connection::ConnectionConfig;
 pub use error::PgSinkError;
@@ -36,3 +38,4 @@ pub use spec_guard::{Migration, Reconciled, SpecIdentity};
 pub use table::{
     Column, ColumnType, ResultRow, ResultTable, SqlValue, result_key, result_key_prefix,
 };
+pub use tls::PgTarget;

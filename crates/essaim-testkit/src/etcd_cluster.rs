@@ -28,11 +28,28 @@ pub struct EtcdCluster {
 
 impl EtcdCluster {
     /// Starts `size` members and waits until each answers healthy; `None` when
-    /// `ESSAIM_SKIP_ETCD=1`.
+    /// `ESSAIM_SKIP_ETCD=1`. Ports are picked free, then bound by etcd: another process
+    /// may take one in between, and that start is tried again on other ports.
     pub fn start(size: usize) -> Option<Self> {
         if skipped(ETCD) {
             return None;
         }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let cluster = Self::on_free_ports(size);
+            match cluster.try_start_members(&(0..size).collect::<Vec<_>>()) {
+                Ok(()) => return Some(cluster),
+                Err(error) if tries < START_TRIES && error.contains("address already in use") => {
+                    eprintln!("an etcd port was taken before etcd bound it; trying other ports");
+                }
+                Err(error) => panic!("{error}"),
+            }
+        }
+    }
+
+    /// The members of a cluster of `size` on ports free now, not started.
+    fn on_free_ports(size: usize) -> Self {
         let client_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let peer_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let initial_cluster = peer_ports
@@ -62,9 +79,7 @@ impl EtcdCluster {
                 url: format!("http://127.0.0.1:{}", client_ports[index]),
             })
             .collect();
-        let cluster = Self { members };
-        cluster.start_members(&(0..size).collect::<Vec<_>>());
-        Some(cluster)
+        Self { members }
     }
 
     /// The members' client URLs.
@@ -83,12 +98,27 @@ impl EtcdCluster {
     /// Starts (again) the given members at once, on their stores and ports, and waits
     /// until each answers healthy.
     pub fn start_members(&self, indexes: &[usize]) {
+        if let Err(error) = self.try_start_members(indexes) {
+            panic!("{error}");
+        }
+    }
+
+    /// Like [`EtcdCluster::start_members`]; returns the first failure's message.
+    fn try_start_members(&self, indexes: &[usize]) -> Result<(), String> {
         std::thread::scope(|scope| {
-            for &index in indexes {
-                let member = &self.members[index];
-                scope.spawn(move || run(member.dir.path(), "start", &member.env));
-            }
-        });
+            let starts: Vec<_> = indexes
+                .iter()
+                .map(|&index| {
+                    let member = &self.members[index];
+                    scope.spawn(move || run(member.dir.path(), "start", &member.env))
+                })
+                .collect();
+            starts.into_iter().try_for_each(|start| {
+                start
+                    .join()
+                    .unwrap_or_else(|_| Err("a start panicked".into()))
+            })
+        })
     }
 
     /// SIGKILLs member `index`.
@@ -104,8 +134,11 @@ impl EtcdCluster {
     }
 }
 
-/// Runs `scripts/etcd.sh ACTION DIR` with `env`; panics with its errors if it failed.
-fn run(dir: &Path, action: &str, env: &[(String, String)]) {
+/// Starts of a cluster tried before its failure is the test's.
+const START_TRIES: u32 = 3;
+
+/// Runs `scripts/etcd.sh ACTION DIR` with `env`; returns its errors if it failed.
+fn run(dir: &Path, action: &str, env: &[(String, String)]) -> Result<(), String> {
     let output = Command::new(script_path(ETCD.file_name))
         .arg(action)
         .arg(dir)
@@ -114,13 +147,15 @@ fn run(dir: &Path, action: &str, env: &[(String, String)]) {
                 .map(|(name, value)| (name.as_str(), value.as_str())),
         )
         .output()
-        .unwrap_or_else(|error| panic!("scripts/etcd.sh cannot run: {error}"));
-    assert!(
-        output.status.success(),
+        .map_err(|error| format!("scripts/etcd.sh cannot run: {error}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
         "scripts/etcd.sh {action} {} failed (set ESSAIM_SKIP_ETCD=1 to skip the tests that need etcd):\n{}",
         dir.display(),
         String::from_utf8_lossy(&output.stderr)
-    );
+    ))
 }
 
 impl Drop for EtcdCluster {

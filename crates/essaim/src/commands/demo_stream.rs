@@ -290,8 +290,7 @@ async fn run_with_a_kill(
 
 /// Waits until `count` units have committed a position.
 async fn wait_for_commits(postgres_url: &str, count: i64) -> anyhow::Result<()> {
-    let (client, connection) = tokio_postgres::connect(postgres_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+    let (client, _driver) = essaim_connect_postgres::tls::connect(postgres_url).await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         let committed: i64 = client

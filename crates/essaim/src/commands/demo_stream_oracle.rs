@@ -80,8 +80,7 @@ pub(crate) fn expected_outputs(spec: &str, flights: &str, airports: &str) -> any
 impl Stats {
     /// Reads what the pipeline `pipeline` wrote into the PostgreSQL at `url`.
     pub(crate) async fn read(url: &str, pipeline: &str) -> anyhow::Result<Stats> {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
+        let (client, _driver) = essaim_connect_postgres::tls::connect(url).await?;
         let rows = client
             .query(
                 "SELECT origin_state, window_start, flights, mean_delay, p95_delay FROM flight_stats",

@@ -100,8 +100,7 @@ async fn unit_status(url: &str, pipeline: &str) -> anyhow::Result<(Vec<UnitLine>
     // The URL the pipeline runs with may name its password (`${env:PG_PASSWORD}`): read
     // here from this machine, as the workers do from theirs.
     let url = essaim_connect::secrets::resolve_secrets(url)?;
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
+    let (client, _driver) = essaim_connect_postgres::tls::connect(&url).await?;
     // A prefix compared as text: LIKE would read `_` in names as a wildcard.
     let prefix = format!("{pipeline}/");
     let rows = client

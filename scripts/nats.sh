@@ -6,7 +6,8 @@
 #   port it had before in DIR (so a restart on the same store keeps its URL), else a free
 #   one; its store is DIR/store. Waits until it answers, then prints its URL on stdout
 #   and writes it to DIR/url (and its pid to DIR/pid, its log to DIR/log). A server
-#   already running for DIR is reused: start is idempotent.
+#   already running for DIR is reused: start is idempotent. With $NATS_TLS_CERT and
+#   $NATS_TLS_KEY (PEM files), clients must speak TLS (the URL printed stays nats://).
 # - stop: stops the server of DIR (SIGTERM, SIGKILL after 10 s); nothing running is fine.
 # - status: prints the URL and exits 0 when the server of DIR runs, exits 1 otherwise.
 #
@@ -118,6 +119,11 @@ jetstream {
   max_file_store: 1GB
 }
 EOF
+    # TLS, for the tests of TLS clients: a certificate and key named by the caller.
+    if [[ -n ${NATS_TLS_CERT:-} && -n ${NATS_TLS_KEY:-} ]]; then
+        printf 'tls {\n  cert_file: "%s"\n  key_file: "%s"\n}\n' \
+            "$NATS_TLS_CERT" "$NATS_TLS_KEY" >>"$dir/nats.conf"
+    fi
     # setsid and closed descriptors: the server outlives this script and holds none of
     # its caller's pipes open.
     setsid "$server" -c "$dir/nats.conf" >>"$dir/log" 2>&1 </dev/null 9>&- &

@@ -9,24 +9,28 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 use crate::NatsError;
+use crate::tls::NatsTarget;
 
 /// How long a JetStream API request or a publish ack may take by default. Long enough
 /// for a server that fsyncs every write on a busy disk, short enough that a dead server
 /// is noticed.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connects to the server at `url` and returns a JetStream context whose API requests
-/// and publish acks time out after `request_timeout`.
+/// Connects to the server at `url` (over TLS when it asks for it, see [`crate::tls`])
+/// and returns a JetStream context whose API requests and publish acks time out after
+/// `request_timeout`.
 pub async fn connect(
     url: &str,
     request_timeout: Duration,
 ) -> Result<jetstream::Context, NatsError> {
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(request_timeout)
-        .connect(url)
+    let target = NatsTarget::parse(url)?;
+    let options = async_nats::ConnectOptions::new().connection_timeout(request_timeout);
+    let client = target
+        .apply(options)?
+        .connect(target.servers.as_str())
         .await
         .map_err(|source| NatsError::Connect {
-            url: url.to_owned(),
+            url: target.servers.clone(),
             source,
         })?;
     Ok(jetstream::ContextBuilder::new()

@@ -14,6 +14,7 @@
 //! | [`broker`] | connecting, and ensuring a stream (file storage, one replica) |
 //! | [`publish`] | publishing with publish acks: bounded in flight, confirmed in order |
 //! | [`source`] | the durable pull consumer: batches, explicit acks, redelivery, dead letters, lag |
+//! | [`tls`] | TLS asked for in the server URL (`tls://`, `?tls_ca=FILE`) |
 //! | [`replay`] | a CSV file (plain or zstd) published line by line at a speed-up of its event time |
 //!
 //! # Guarantees, and what they rest on
@@ -40,6 +41,7 @@ pub mod partition;
 pub mod publish;
 pub mod replay;
 pub mod source;
+pub mod tls;
 
 use std::path::PathBuf;
 
@@ -114,6 +116,14 @@ pub enum NatsError {
         #[source]
         source: ClientError,
     },
+    /// The server URL, or the CA file it names, cannot be used.
+    #[error("invalid NATS URL `{url}`: {reason}")]
+    InvalidUrl {
+        /// The URL (without its query).
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid `{key}`: {reason}")]
     InvalidConfig {
@@ -153,7 +163,10 @@ impl NatsError {
             | Self::Fetch { .. }
             | Self::Ack { .. }
             | Self::ConsumerInfo { .. } => true,
-            Self::InvalidConfig { .. } | Self::Read { .. } | Self::Header { .. } => false,
+            Self::InvalidConfig { .. }
+            | Self::InvalidUrl { .. }
+            | Self::Read { .. }
+            | Self::Header { .. } => false,
         }
     }
 }

@@ -141,12 +141,24 @@ pub struct ScriptServer {
     /// `None` for a server given from outside.
     dir: Option<TempDir>,
     url: String,
+    /// Variables the script is run with, at every start.
+    env: Vec<(String, String)>,
 }
 
 impl ScriptServer {
     /// Starts a server in a new temporary directory, or returns `None` when its tests
     /// are skipped. Panics, with the script's error output, when it cannot start.
     pub fn start(script: ServerScript) -> Option<ScriptServer> {
+        Self::start_with_env(script, &[])
+    }
+
+    /// Like [`ScriptServer::start`], the script run with `env` (at every start: a
+    /// restarted server keeps its settings), e.g. `NATS_TLS_CERT` for `scripts/nats.sh`.
+    pub fn start_with_env(script: ServerScript, env: &[(&str, &str)]) -> Option<ScriptServer> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
         if skipped(script) {
             return None;
         }
@@ -162,12 +174,13 @@ impl ScriptServer {
                 ))
                 .tempdir()
                 .expect("a temporary directory");
-            match try_script(script, "start", dir.path()) {
+            match try_script(script, "start", dir.path(), &env) {
                 Ok(url) => {
                     return Some(ScriptServer {
                         script,
                         dir: Some(dir),
                         url,
+                        env,
                     });
                 }
                 Err(failure) if failure.contains("address already in use") && tries < 3 => {
@@ -184,6 +197,7 @@ impl ScriptServer {
             script,
             dir: None,
             url,
+            env: Vec::new(),
         }
     }
 
@@ -213,12 +227,12 @@ impl ScriptServer {
 
     /// Stops the server (SIGTERM, the script's way), keeping its store.
     pub fn stop(&self) {
-        run_script(self.script, "stop", self.dir());
+        run_script(self.script, "stop", self.dir(), &[]);
     }
 
     /// Starts the server again on the same store; panics unless it kept its URL.
     pub fn start_again(&self) {
-        let url = run_script(self.script, "start", self.dir());
+        let url = run_script(self.script, "start", self.dir(), &self.env);
         assert_eq!(
             url, self.url,
             "{} keeps its URL across a restart",
@@ -271,16 +285,22 @@ impl Drop for ScriptServer {
 
 /// Runs `scripts/X.sh ACTION DIR`; returns the last line it printed (the URL of
 /// `start`). Panics with its error output if it failed.
-fn run_script(script: ServerScript, action: &str, dir: &Path) -> String {
-    try_script(script, action, dir).unwrap_or_else(|failure| panic!("{failure}"))
+fn run_script(script: ServerScript, action: &str, dir: &Path, env: &[(String, String)]) -> String {
+    try_script(script, action, dir, env).unwrap_or_else(|failure| panic!("{failure}"))
 }
 
 /// Runs `scripts/X.sh ACTION DIR`; returns the last line it printed, or what it said
 /// when it failed.
-fn try_script(script: ServerScript, action: &str, dir: &Path) -> Result<String, String> {
+fn try_script(
+    script: ServerScript,
+    action: &str,
+    dir: &Path,
+    env: &[(String, String)],
+) -> Result<String, String> {
     let output = Command::new(script_path(script.file_name))
         .arg(action)
         .arg(dir)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .output()
         .unwrap_or_else(|error| panic!("scripts/{} cannot run: {error}", script.file_name));
     if !output.status.success() {

@@ -383,9 +383,10 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     if let Some(error) = error.downcast_ref::<essaim_connect_nats::NatsError>() {
         use essaim_connect_nats::NatsError;
         return match error {
-            NatsError::InvalidConfig { .. } | NatsError::Header { .. } | NatsError::Read { .. } => {
-                2
-            }
+            NatsError::InvalidConfig { .. }
+            | NatsError::InvalidUrl { .. }
+            | NatsError::Header { .. }
+            | NatsError::Read { .. } => 2,
             NatsError::Connect { .. } => 3,
             _ => 1,
         };

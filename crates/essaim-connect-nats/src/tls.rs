@@ -107,8 +107,7 @@ mod tests {
         let target = NatsTarget::parse("nats://a:4222?tls_ca=/no/such/ca.pem").expect("parsed");
         let missing = target
             .apply(async_nats::ConnectOptions::new())
-            .err()
-            .expect("the CA file is read");
+            .expect_err("the CA file is read");
         assert!(missing.to_string().contains("/no/such/ca.pem"), "{missing}");
     }
 }

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The torture suite's long profile: seeded schedules of faults (SIGKILL and SIGSTOP of
 # the leader coordinator and of workers, the leader cut off from etcd, an etcd member
-# killed) against a real highly available cluster, each checked against its oracle
-# (crates/essaim/tests/e2e/torture.rs says what is checked).
+# killed, a worker's scratch disk filled) against a real highly available cluster
+# running a task farm, a MapReduce job or a streaming pipeline, each checked against
+# its oracle (crates/essaim/tests/e2e/torture/mod.rs says what is checked).
 #
 # Usage: bench/torture.sh [SCHEDULES [FIRST_SEED]]     (defaults: 100 schedules from seed 1)
 #
 # Prints each schedule as it is drawn, then a `TORTURE schedules=… violations=0 faults=…`
 # line; a violation fails with its seed, which replays with
-# `bench/torture.sh 1 SEED`. About 18 s per schedule on 2 cores. The default test
-# command runs 2 schedules.
+# `bench/torture.sh 1 SEED`. 10 to 60 s per schedule on 2 cores (about 35 s on
+# average; the pipelines take longest). The default test command runs 3 schedules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ESSAIM_TORTURE_SCHEDULES="${1:-100}"

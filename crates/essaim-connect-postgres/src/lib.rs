@@ -11,16 +11,17 @@
 //! | [`table`] | result tables: columns, rows, quoted identifiers, the upsert |
 //! | [`sink`] | the transaction of a batch, the resume point, dead letters |
 //! | [`spec_guard`] | the spec each unit's state was made under; migrations |
-//! | [`connection`] | connecting on demand, retries with backoff |
-//! | [`breaker`] | the circuit breaker (pure) and the backoff delays |
+//! | [`connection`] | connecting on demand, retries with backoff behind the circuit breaker |
 //! | [`error`] | typed errors that say whether a retry can help |
+//!
+//! The circuit breaker and the backoff are `essaim_connect`'s, shared with the other
+//! connectors.
 //!
 //! Connections are plain TCP (`NoTls`): the sink expects PostgreSQL on loopback or
 //! behind a local proxy that does TLS. `scripts/postgres.sh` runs a private cluster
 //! for the tests.
 #![warn(missing_docs)]
 
-pub mod breaker;
 pub mod connection;
 pub mod error;
 pub mod sink;

@@ -31,7 +31,7 @@ const AIRPORTS: &[(&str, &str)] = &[
 
 /// Flights over two days, sorted by time, with bad lines: malformed, wrong types,
 /// an unknown airport, cancelled (no delay).
-fn flights(count: usize) -> (String, usize) {
+pub(crate) fn flights(count: usize) -> (String, usize) {
     let mut lines = String::from("\"date\",\"delay\",\"distance\",\"origin\",\"destination\"\n");
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move || {
@@ -65,7 +65,7 @@ fn flights(count: usize) -> (String, usize) {
     (lines, bad)
 }
 
-fn airports_csv() -> String {
+pub(crate) fn airports_csv() -> String {
     let mut csv = String::from(
         "\"iata\",\"name\",\"city\",\"state\",\"country\",\"latitude\",\"longitude\"\n",
     );
@@ -77,7 +77,7 @@ fn airports_csv() -> String {
     csv
 }
 
-fn spec_text() -> String {
+pub(crate) fn spec_text() -> String {
     let base = include_str!("../../../essaim-stream/tests/data/flights.toml");
     base.replacen(
         "out_of_orderness_ms = 600000\n",
@@ -137,7 +137,7 @@ fn in_process(
 
 /// Replays a flights file into three partitions of the stream FLIGHTS, with
 /// end-of-stream markers.
-async fn replay_flights(nats_url: &str, path: &Path) {
+pub(crate) async fn replay_flights(nats_url: &str, path: &Path) {
     let replay = essaim(&[
         "replay",
         path.to_str().expect("utf-8 path"),
@@ -157,7 +157,7 @@ async fn replay_flights(nats_url: &str, path: &Path) {
 }
 
 /// A PostgreSQL client whose connection runs in the background.
-async fn connect_postgres(url: &str) -> tokio_postgres::Client {
+pub(crate) async fn connect_postgres(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("PostgreSQL answers");
@@ -221,7 +221,7 @@ columns = [{{ name = "t", type = "int" }}, {{ name = "k", type = "string" }}, {{
 
 /// Starts the nats-server and the PostgreSQL of a test, or returns `None` when either is
 /// skipped (`ESSAIM_SKIP_NATS=1` skips both).
-fn nats_and_postgres() -> Option<(ScriptServer, ScriptServer)> {
+pub(crate) fn nats_and_postgres() -> Option<(ScriptServer, ScriptServer)> {
     if server::skipped(server::NATS) {
         return None;
     }
@@ -308,7 +308,7 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
 
 /// The tables equal both oracles, bad lines are dead letters once, unknown airports
 /// have their table.
-async fn check_against_oracles(
+pub(crate) async fn check_against_oracles(
     client: &tokio_postgres::Client,
     flights_csv: &str,
     bad_lines: usize,

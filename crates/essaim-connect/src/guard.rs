@@ -4,9 +4,10 @@
 //! [`SharedBreaker`] is a handle on one breaker: the units of a pipeline that reach the
 //! same server (say, every NATS source partition of one pipeline on one worker) share
 //! it, so that once the server is known to be down, none of them spends a timeout to
-//! find out again. [`Guarded`] wraps any [`PartitionReader`] or [`MessageWriter`] so
-//! that each of its calls asks the breaker first and reports its outcome after;
-//! [`SharedBreaker::call`] does the same for one call (opening a reader, say).
+//! find out again. [`Guarded`] wraps any [`PartitionReader`] so that each of its calls
+//! asks the breaker first and reports its outcome after, and any [`MessageWriter`] so
+//! that a write and its flush are one such call ([`Guarded::deliver`]);
+//! [`SharedBreaker::call`] does the same for any one call (opening a reader, say).
 //!
 //! Which outcome counts: a success closes the breaker; a transient failure counts
 //! towards opening it; a permanent failure (a bad topic, a row that does not fit) says
@@ -196,13 +197,18 @@ impl<R: PartitionReader> PartitionReader for Guarded<R> {
     }
 }
 
-impl<W: MessageWriter> MessageWriter for Guarded<W> {
-    async fn write(&mut self, messages: &[OutMessage]) -> Result<(), ConnectorError> {
-        self.breaker.call("write", self.inner.write(messages)).await
-    }
-
-    async fn flush(&mut self) -> Result<(), ConnectorError> {
-        self.breaker.call("flush", self.inner.flush()).await
+impl<W: MessageWriter> Guarded<W> {
+    /// Writes `messages` and flushes them, as **one** call to the breaker: a write may
+    /// only queue (a Kafka producer, a buffered file), so whether the destination is up
+    /// is known at the flush. Counting the write alone would let a half-open breaker's
+    /// probe succeed on a queue while the destination is still down.
+    pub async fn deliver(&mut self, messages: &[OutMessage]) -> Result<(), ConnectorError> {
+        let inner = &mut self.inner;
+        let delivery = async move {
+            inner.write(messages).await?;
+            inner.flush().await
+        };
+        self.breaker.call("write", delivery).await
     }
 }
 
@@ -262,10 +268,10 @@ mod tests {
         };
         let mut writer = Guarded::new(flaky, breaker.clone());
         for _ in 0..2 {
-            let error = writer.write(&[]).await.expect_err("the destination is down");
+            let error = writer.deliver(&[]).await.expect_err("the destination is down");
             assert_eq!(error.retry_in, None, "a real failure: {error}");
         }
-        let refused = writer.write(&[]).await.expect_err("the breaker is open");
+        let refused = writer.deliver(&[]).await.expect_err("the breaker is open");
         assert!(refused.transient);
         assert!(
             refused.retry_in.is_some_and(|left| left > Duration::from_secs(50)),
@@ -288,10 +294,10 @@ mod tests {
             refused: false,
         };
         let mut writer = Guarded::new(flaky, breaker.clone());
-        assert!(writer.write(&[]).await.is_err());
-        assert!(writer.write(&[]).await.is_err());
+        assert!(writer.deliver(&[]).await.is_err());
+        assert!(writer.deliver(&[]).await.is_err());
         assert_eq!(breaker.state().level(), 2);
-        writer.write(&[]).await.expect("the probe succeeds");
+        writer.deliver(&[]).await.expect("the probe succeeds");
         assert_eq!(breaker.state().level(), 0);
         assert_eq!(
             *seen.0.lock().expect("test lock"),
@@ -309,7 +315,7 @@ mod tests {
         };
         let mut writer = Guarded::new(flaky, breaker.clone());
         for _ in 0..5 {
-            let error = writer.write(&[]).await.expect_err("refused");
+            let error = writer.deliver(&[]).await.expect_err("refused");
             assert!(!error.transient);
         }
         assert_eq!(breaker.state().level(), 0);

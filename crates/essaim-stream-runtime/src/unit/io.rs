@@ -4,8 +4,8 @@
 //!
 //! Every call to a server or a directory, opening included, goes through the circuit
 //! breaker of its connector and endpoint kind ([`crate::breakers`]): readers and
-//! writers are [`Guarded`], the publisher's calls go through [`through`], and the
-//! PostgreSQL sink is given its breaker.
+//! writers are [`Guarded`], a turn's publishing is one call to the breakers of the
+//! shuffle and of the subjects, and the PostgreSQL sink is given its breaker.
 use std::future::Future;
 use std::time::Duration;
 
@@ -335,22 +335,8 @@ async fn publish(
         subjects: subjects_breaker,
     }) = publisher
     {
-        // One JetStream message per shuffle partition and chunk, not per record: a
-        // durable broker syncs every message to disk.
-        for (partition, messages) in &turn.shuffle {
-            for chunk in messages.chunks(shuffle::MAX_MESSAGES_PER_BATCH) {
-                let bytes = shuffle::encode(chunk).map_err(UnitError::ShuffleEncoding)?;
-                let subject = shuffle::subject(pipeline, *partition);
-                let sent = publisher.publish(&subject, Bytes::from(bytes));
-                through(shuffle_breaker, "publish", sent).await?;
-            }
-        }
-        for (subject, message) in &turn.subject_messages {
-            let sent = publisher.publish(subject, message.clone());
-            through(subjects_breaker, "publish", sent).await?;
-        }
-        // The acks awaited here are the shuffle's and the subjects': the outcome
-        // counts for the breaker of each that was published to.
+        // A publish only queues: whether the server is up is known when the acks come
+        // at the flush, so a turn's publishing is one call to each breaker it uses.
         let mut used = Vec::new();
         if !turn.shuffle.is_empty() {
             used.push(&*shuffle_breaker);
@@ -359,20 +345,44 @@ async fn publish(
             used.push(&*subjects_breaker);
         }
         for breaker in &used {
-            breaker.allow("flush")?;
+            breaker.allow("publish")?;
         }
-        let flushed = publisher.flush().await;
+        let published = publish_to_nats(pipeline, publisher, turn).await;
         for breaker in &used {
-            breaker.record(&flushed, NatsError::is_retryable);
+            breaker.record(&published, |error| match error {
+                UnitError::Nats(error) => error.is_retryable(),
+                _ => false,
+            });
         }
-        flushed?;
+        published?;
     }
     for (writer, messages) in writers.iter_mut().zip(&turn.writer_messages) {
         if !messages.is_empty() {
-            writer.write(messages).await?;
-            writer.flush().await?;
+            writer.deliver(messages).await?;
         }
     }
+    Ok(())
+}
+
+/// Publishes the turn's shuffle records and subject messages, and waits for their acks.
+async fn publish_to_nats(
+    pipeline: &str,
+    publisher: &mut Publisher,
+    turn: &Turn,
+) -> Result<(), UnitError> {
+    // One JetStream message per shuffle partition and chunk, not per record: a
+    // durable broker syncs every message to disk.
+    for (partition, messages) in &turn.shuffle {
+        for chunk in messages.chunks(shuffle::MAX_MESSAGES_PER_BATCH) {
+            let bytes = shuffle::encode(chunk).map_err(UnitError::ShuffleEncoding)?;
+            let subject = shuffle::subject(pipeline, *partition);
+            publisher.publish(&subject, Bytes::from(bytes)).await?;
+        }
+    }
+    for (subject, message) in &turn.subject_messages {
+        publisher.publish(subject, message.clone()).await?;
+    }
+    publisher.flush().await?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@
 //! writers are [`Guarded`], a turn's publishing is one call to the breakers of the
 //! shuffle and of the subjects, and the PostgreSQL sink is given its breaker.
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,7 +30,7 @@ use super::UnitContext;
 use super::routes::{Routes, WriterTarget, resolve};
 use super::state::{Fetched, Input, SHUFFLE_SOURCE, Turn, unit_i32};
 use crate::bindings::SourceBinding;
-use crate::breakers::EndpointKind;
+use crate::breakers::{EndpointKind, PipelineBreakers};
 use crate::error::UnitError;
 use crate::shuffle;
 use crate::task::{Stage, StreamTaskSpec};
@@ -187,8 +188,7 @@ impl UnitIo {
         let publisher = match &context.nats {
             Some(nats) => Some(GuardedPublisher {
                 publisher: Publisher::new(nats.clone(), MAX_PUBLISH_IN_FLIGHT)?,
-                shuffle: breakers.get("nats", EndpointKind::Shuffle),
-                subjects: breakers.get("nats", EndpointKind::Sink),
+                breakers: Arc::clone(breakers),
             }),
             None => None,
         };
@@ -269,11 +269,12 @@ pub struct Committed {
 }
 
 /// The JetStream publisher with the breakers of what it publishes to: the shuffle and
-/// the pipeline's subject sinks (one server, but their failures are told apart).
+/// the pipeline's subject sinks (one server, but their failures are told apart). They
+/// are taken when first used, so that a pipeline without subject sinks exports no
+/// breaker for them.
 struct GuardedPublisher {
     publisher: Publisher,
-    shuffle: SharedBreaker,
-    subjects: SharedBreaker,
+    breakers: Arc<PipelineBreakers>,
 }
 
 /// Runs a JetStream call behind `breaker` and records its outcome.
@@ -331,18 +332,17 @@ async fn publish(
     }
     if let Some(GuardedPublisher {
         publisher,
-        shuffle: shuffle_breaker,
-        subjects: subjects_breaker,
+        breakers,
     }) = publisher
     {
         // A publish only queues: whether the server is up is known when the acks come
         // at the flush, so a turn's publishing is one call to each breaker it uses.
         let mut used = Vec::new();
         if !turn.shuffle.is_empty() {
-            used.push(&*shuffle_breaker);
+            used.push(breakers.get("nats", EndpointKind::Shuffle));
         }
         if !turn.subject_messages.is_empty() {
-            used.push(&*subjects_breaker);
+            used.push(breakers.get("nats", EndpointKind::Sink));
         }
         for breaker in &used {
             breaker.allow("publish")?;

@@ -68,7 +68,8 @@ async fn a_nats_outage_opens_the_breakers_in_metrics_and_the_output_still_equals
         return;
     };
     let cluster = Cluster::start(1, 8).await;
-    let (flights_csv, bad_lines) = flights(6_000);
+    let test_started = Instant::now();
+    let (flights_csv, bad_lines) = flights(4_000);
     let flights_path = cluster.path("flights.csv");
     std::fs::write(&flights_path, &flights_csv).expect("write flights");
     std::fs::write(cluster.path("airports.csv"), airports_csv()).expect("write airports");
@@ -103,6 +104,7 @@ async fn a_nats_outage_opens_the_breakers_in_metrics_and_the_output_still_equals
         .and_then(|id| id.trim().parse().ok())
         .unwrap_or_else(|| panic!("submit names its job: {}", submitted.stderr));
 
+    eprintln!("submitted after {:?}", test_started.elapsed());
     let client = connect_postgres(postgres.url()).await;
     let started = Deadline::after(Duration::from_secs(30), "a tenth of the input committed");
     loop {
@@ -115,8 +117,20 @@ async fn a_nats_outage_opens_the_breakers_in_metrics_and_the_output_still_equals
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 
+    // Before the outage every breaker of the pipeline is exported, and closed.
+    let before = samples(&cluster, "essaim_connector_breaker_state").await;
+    assert!(
+        before.iter().any(|(series, _)| series.contains("connector=\"nats\"")),
+        "the NATS breakers are exported: {before:?}"
+    );
+    assert!(
+        before.iter().all(|(_, value)| *value == 0.0),
+        "every breaker is closed before the outage: {before:?}"
+    );
+    let stopping_at = Instant::now();
     nats.stop();
     let stopped_at = Instant::now();
+    eprintln!("nats stopped in {:?}", stopped_at - stopping_at);
     let deadline = stopped_at + Duration::from_secs(30);
     let open_series = loop {
         let states = samples(&cluster, "essaim_connector_breaker_state").await;
@@ -165,6 +179,7 @@ async fn a_nats_outage_opens_the_breakers_in_metrics_and_the_output_still_equals
     eprintln!("closed {:?} after the restart", restarted_at.elapsed());
 
     let job = cluster.wait_job(job_id, Duration::from_secs(120)).await;
+    eprintln!("finished after {:?}", test_started.elapsed());
     assert_eq!(job.state, "succeeded", "{job:?}");
     check_against_oracles(&client, &flights_csv, bad_lines).await;
 }

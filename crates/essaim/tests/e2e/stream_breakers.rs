@@ -69,7 +69,7 @@ async fn a_nats_outage_opens_the_breakers_in_metrics_and_the_output_still_equals
     };
     let cluster = Cluster::start(1, 8).await;
     let test_started = Instant::now();
-    let (flights_csv, bad_lines) = flights(4_000);
+    let (flights_csv, bad_lines) = flights(3_000);
     let flights_path = cluster.path("flights.csv");
     std::fs::write(&flights_path, &flights_csv).expect("write flights");
     std::fs::write(cluster.path("airports.csv"), airports_csv()).expect("write airports");
@@ -92,7 +92,7 @@ async fn a_nats_outage_opens_the_breakers_in_metrics_and_the_output_still_equals
             "--parallelism",
             "2",
             "--batch-max",
-            "6",
+            "20",
         ])
         .await;
     assert_eq!(submitted.code, Some(0), "submit: {}", submitted.stderr);

@@ -185,11 +185,15 @@ impl<R: PartitionReader> PartitionReader for Guarded<R> {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<SourceMessage>, ConnectorError> {
-        self.breaker.call("fetch", self.inner.fetch(max, wait)).await
+        self.breaker
+            .call("fetch", self.inner.fetch(max, wait))
+            .await
     }
 
     async fn commit(&mut self, position: u64) -> Result<(), ConnectorError> {
-        self.breaker.call("commit", self.inner.commit(position)).await
+        self.breaker
+            .call("commit", self.inner.commit(position))
+            .await
     }
 
     async fn lag(&mut self) -> Result<Option<u64>, ConnectorError> {
@@ -246,7 +250,10 @@ mod tests {
 
     impl BreakerObserver for Seen {
         fn observe(&self, state: BreakerState, opened: bool) {
-            self.0.lock().expect("test lock").push((state.level(), opened));
+            self.0
+                .lock()
+                .expect("test lock")
+                .push((state.level(), opened));
         }
     }
 
@@ -260,7 +267,8 @@ mod tests {
     #[tokio::test]
     async fn an_open_breaker_refuses_without_calling_and_says_when_to_come_back() {
         let seen = Arc::new(Seen::default());
-        let breaker = SharedBreaker::observed("test", config(Duration::from_secs(60)), seen.clone());
+        let breaker =
+            SharedBreaker::observed("test", config(Duration::from_secs(60)), seen.clone());
         let flaky = FlakyWriter {
             calls: 0,
             down_for: u32::MAX,
@@ -268,16 +276,25 @@ mod tests {
         };
         let mut writer = Guarded::new(flaky, breaker.clone());
         for _ in 0..2 {
-            let error = writer.deliver(&[]).await.expect_err("the destination is down");
+            let error = writer
+                .deliver(&[])
+                .await
+                .expect_err("the destination is down");
             assert_eq!(error.retry_in, None, "a real failure: {error}");
         }
         let refused = writer.deliver(&[]).await.expect_err("the breaker is open");
         assert!(refused.transient);
         assert!(
-            refused.retry_in.is_some_and(|left| left > Duration::from_secs(50)),
+            refused
+                .retry_in
+                .is_some_and(|left| left > Duration::from_secs(50)),
             "{refused:?}"
         );
-        assert_eq!(writer.inner().calls, 2, "the refused call never reached the writer");
+        assert_eq!(
+            writer.inner().calls,
+            2,
+            "the refused call never reached the writer"
+        );
         // A refused call on another handle of the same breaker.
         let other = breaker.call("open", async { Ok(()) }).await;
         assert!(other.is_err_and(|error| error.retry_in.is_some()));

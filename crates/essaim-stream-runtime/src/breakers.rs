@@ -80,7 +80,9 @@ impl BreakerBoard {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, PipelineEntry>> {
         // Only map operations happen under the lock: a poisoned map is still whole.
-        self.pipelines.lock().unwrap_or_else(PoisonError::into_inner)
+        self.pipelines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn labels(pipeline: &str, connector: &str, kind: EndpointKind) -> BreakerLabels {

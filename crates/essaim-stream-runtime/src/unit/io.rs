@@ -19,9 +19,9 @@ use essaim_connect_files::{DirectoryConfig, DirectoryReader, RollingConfig, Roll
 use essaim_connect_kafka::{
     KafkaConfig, KafkaPartitionReader, KafkaWriter, ReaderOptions, WriterOptions,
 };
+use essaim_connect_nats::NatsError;
 use essaim_connect_nats::broker::{StreamSpec, ensure_stream};
 use essaim_connect_nats::partition::{NatsPartitionReader, PartitionSpec};
-use essaim_connect_nats::NatsError;
 use essaim_connect_nats::publish::Publisher;
 use essaim_connect_postgres::{PgSink, ResumePoint, SinkConfig, SpecIdentity};
 use tokio_util::sync::CancellationToken;
@@ -175,7 +175,12 @@ impl UnitIo {
             let subjects = shuffle::subjects(&task.pipeline);
             let spec = StreamSpec::new(&name, &[subjects.as_str()]);
             let breaker = breakers.get("nats", EndpointKind::Shuffle);
-            through(&breaker, "ensure stream", ensure_stream(nats(context)?, &spec)).await?;
+            through(
+                &breaker,
+                "ensure stream",
+                ensure_stream(nats(context)?, &spec),
+            )
+            .await?;
         }
         let mut readers = Vec::new();
         for input in inputs {

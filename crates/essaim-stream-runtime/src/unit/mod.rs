@@ -32,8 +32,8 @@ use essaim_connect_nats::partition::now_ms;
 use essaim_stream::ops::enrich::DimensionTable;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::error::UnitError;
 use crate::breakers::PipelineBreakers;
+pub use crate::error::UnitError;
 use crate::metrics::UnitMetrics;
 use crate::task::{PlannedPipeline, StreamTaskSpec};
 use io::UnitIo;

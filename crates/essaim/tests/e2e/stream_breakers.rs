@@ -120,7 +120,9 @@ async fn a_nats_outage_opens_the_breakers_in_metrics_and_the_output_still_equals
     // Before the outage every breaker of the pipeline is exported, and closed.
     let before = samples(&cluster, "essaim_connector_breaker_state").await;
     assert!(
-        before.iter().any(|(series, _)| series.contains("connector=\"nats\"")),
+        before
+            .iter()
+            .any(|(series, _)| series.contains("connector=\"nats\"")),
         "the NATS breakers are exported: {before:?}"
     );
     assert!(

@@ -20,6 +20,7 @@ pub(crate) fn from_client(action: &'static str, failure: Error) -> ConnectorErro
         action,
         message: failure.to_string(),
         transient,
+        retry_in: None,
     }
 }
 

@@ -6,13 +6,14 @@
 //! attempt opens a new one, since a broken socket or a terminated backend never
 //! recovers. A failure that is the caller's fault (a bad row) is returned at once and
 //! does not count against the breaker: PostgreSQL is fine.
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use essaim_connect::{BreakerConfig, SharedBreaker};
 
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use tracing::warn;
 
-use crate::breaker::CircuitBreaker;
 use crate::error::PgSinkError;
 use crate::tls::PgTarget;
 
@@ -31,10 +32,10 @@ pub struct ConnectionConfig {
     pub backoff_base: Duration,
     /// Longest delay between retries (default 2 s).
     pub backoff_max: Duration,
-    /// Consecutive failures that open the breaker (default 5).
-    pub failure_threshold: u32,
-    /// How long an open breaker refuses calls (default 5 s).
-    pub cool_down: Duration,
+    /// The circuit breaker around the connection (by default a breaker of its own
+    /// with [`BreakerConfig`]'s defaults); a runtime gives the sinks reaching one
+    /// database a shared, observed one.
+    pub breaker: SharedBreaker,
 }
 
 impl ConnectionConfig {
@@ -46,16 +47,18 @@ impl ConnectionConfig {
             max_retries: 5,
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
-            failure_threshold: 5,
-            cool_down: Duration::from_secs(5),
+            breaker: SharedBreaker::new(CONNECTOR, BreakerConfig::default()),
         }
     }
 }
 
+/// The `connector` of the breaker's labels.
+pub const CONNECTOR: &str = "postgres";
+
 /// A lazily opened connection behind a circuit breaker.
 pub(crate) struct Connection {
     config: ConnectionConfig,
-    breaker: CircuitBreaker,
+    breaker: SharedBreaker,
     client: Option<Client>,
     /// The task that drives the socket; it ends when the client is dropped.
     driver: Option<JoinHandle<()>>,
@@ -63,7 +66,7 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(crate) fn new(config: ConnectionConfig) -> Connection {
-        let breaker = CircuitBreaker::new(config.failure_threshold, config.cool_down);
+        let breaker = config.breaker.clone();
         Connection {
             config,
             breaker,
@@ -72,7 +75,7 @@ impl Connection {
         }
     }
 
-    pub(crate) fn breaker(&self) -> &CircuitBreaker {
+    pub(crate) fn breaker(&self) -> &SharedBreaker {
         &self.breaker
     }
 
@@ -82,7 +85,7 @@ impl Connection {
     /// [`Self::settle`], until it returns a final result. (A loop in each caller rather
     /// than a helper taking an async closure keeps the callers' futures `Send`.)
     pub(crate) async fn acquire(&mut self) -> Result<&mut Client, PgSinkError> {
-        if let Err(retry_in) = self.breaker.allow(Instant::now()) {
+        if let Err(retry_in) = self.breaker.try_allow() {
             return Err(PgSinkError::CircuitOpen { retry_in });
         }
         self.connected().await
@@ -108,7 +111,7 @@ impl Connection {
             Err(error) if !error.is_transient() => return Some(Err(error)),
             Err(error) => error,
         };
-        self.breaker.on_failure(Instant::now());
+        self.breaker.on_failure();
         self.disconnect().await;
         if *retry >= self.config.max_retries {
             return Some(Err(error));

@@ -11,17 +11,18 @@
 //! | [`table`] | result tables: columns, rows, quoted identifiers, the upsert |
 //! | [`sink`] | the transaction of a batch, the resume point, dead letters |
 //! | [`spec_guard`] | the spec each unit's state was made under; migrations |
-//! | [`connection`] | connecting on demand, retries with backoff |
-//! | [`breaker`] | the circuit breaker (pure) and the backoff delays |
+//! | [`connection`] | connecting on demand, retries with backoff behind the circuit breaker |
 //! | [`tls`] | TLS asked for in the URL, libpq's way (`sslmode`, `sslrootcert`); every connection to PostgreSQL goes through it |
 //! | [`error`] | typed errors that say whether a retry can help |
+//!
+//! The circuit breaker and the backoff are `essaim_connect`'s, shared with the other
+//! connectors.
 //!
 //! Connections are plain TCP unless the URL asks for TLS (`?sslmode=verify-full&
 //! sslrootcert=ca.pem`, see [`tls`]). `scripts/postgres.sh` runs a private cluster for
 //! the tests.
 #![warn(missing_docs)]
 
-pub mod breaker;
 pub mod connection;
 pub mod error;
 pub mod sink;

@@ -26,7 +26,8 @@ use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Transaction};
 
-use crate::breaker::CircuitBreaker;
+use essaim_connect::SharedBreaker;
+
 use crate::connection::{Connection, ConnectionConfig};
 use crate::error::PgSinkError;
 use crate::spec_guard::{CREATE_SPECS_SQL, Reconciled, SpecIdentity};
@@ -287,7 +288,7 @@ impl PgSink {
     }
 
     /// Returns the circuit breaker, to report its state.
-    pub fn breaker(&self) -> &CircuitBreaker {
+    pub fn breaker(&self) -> &SharedBreaker {
         self.connection.breaker()
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
-use essaim_connect_postgres::breaker::BreakerState;
+use essaim_connect::{BreakerConfig, BreakerState, SharedBreaker};
 use essaim_connect_postgres::{
     BatchOutcome, Column, ColumnType, DeadLetter, PgSink, PgSinkError, ResultRow, ResultTable,
     SinkBatch, SourcePosition, SqlValue, result_key,
@@ -381,9 +381,14 @@ async fn breaker_opens_while_postgres_is_stopped_and_closes_after_restart() -> R
         return Ok(());
     };
     let mut config = cluster.config("brk");
-    config.connection.failure_threshold = 3;
+    config.connection.breaker = SharedBreaker::new(
+        "postgres",
+        BreakerConfig {
+            failure_threshold: 3,
+            cool_down: Duration::from_millis(300),
+        },
+    );
     config.connection.max_retries = 1;
-    config.connection.cool_down = Duration::from_millis(300);
     let (mut sink, _) = PgSink::open(config, counts_table()).await?;
     let mut aggregator = Aggregator::default();
     for position in 1..=40 {

@@ -17,9 +17,18 @@
 //! Connectors implement [`PartitionReader`] and [`MessageWriter`] as plain `async fn`s;
 //! the runtime dispatches over an enum of connectors, so the traits need not be
 //! object safe.
+//!
+//! What every connector shares lives here once: the [`backoff`] between retries, the
+//! [`breaker`] (a pure circuit breaker and its defaults) and the [`guard`] that puts a
+//! breaker around any reader, writer or call.
 #![warn(missing_docs)]
 
+pub mod breaker;
+pub mod guard;
 pub mod secrets;
+
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use guard::{BreakerObserver, Guarded, SharedBreaker};
 
 use std::future::Future;
 use std::time::Duration;
@@ -62,6 +71,9 @@ pub struct ConnectorError {
     /// True when retrying the same call may succeed (a broker restarting, a timeout);
     /// false for a configuration error.
     pub transient: bool,
+    /// Set when a circuit breaker refused the call without trying it: the time until
+    /// the breaker lets its next probe through.
+    pub retry_in: Option<Duration>,
 }
 
 impl ConnectorError {
@@ -83,6 +95,19 @@ impl ConnectorError {
         Self::new(connector, action, message, false)
     }
 
+    /// Returns the error of a call refused by an open circuit breaker, whose next probe
+    /// goes in `retry_in`.
+    pub fn breaker_open(connector: &'static str, action: &'static str, retry_in: Duration) -> Self {
+        ConnectorError {
+            retry_in: Some(retry_in),
+            ..Self::transient(
+                connector,
+                action,
+                format!("circuit breaker is open; next probe in {retry_in:?}"),
+            )
+        }
+    }
+
     fn new(
         connector: &'static str,
         action: &'static str,
@@ -94,6 +119,7 @@ impl ConnectorError {
             action,
             message: message.to_string(),
             transient,
+            retry_in: None,
         }
     }
 }

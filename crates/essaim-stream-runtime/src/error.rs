@@ -74,16 +74,39 @@ impl UnitError {
             | UnitError::ShuffleEncoding(_) => false,
         }
     }
+
+    /// When an open circuit breaker refused the call (PostgreSQL's or another
+    /// connector's), the time until it lets a probe through.
+    pub fn retry_in(&self) -> Option<std::time::Duration> {
+        match self {
+            UnitError::Connector(error) => error.retry_in,
+            UnitError::Postgres(PgSinkError::CircuitOpen { retry_in }) => Some(*retry_in),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn retryable_follows_the_failing_part() {
         let down = ConnectorError::transient("nats", "fetch", "connection refused");
         assert!(UnitError::from(down).is_retryable());
+        let open = ConnectorError::breaker_open("kafka", "fetch", Duration::from_secs(3));
+        let open = UnitError::from(open);
+        assert!(open.is_retryable());
+        assert_eq!(open.retry_in(), Some(Duration::from_secs(3)));
+        let pg_open = PgSinkError::CircuitOpen {
+            retry_in: Duration::from_secs(2),
+        };
+        assert_eq!(
+            UnitError::from(pg_open).retry_in(),
+            Some(Duration::from_secs(2)),
+            "both breakers are treated alike"
+        );
         let missing = UnitError::MissingEndpoint("NATS URL");
         assert!(!missing.is_retryable());
         assert_eq!(missing.to_string(), "no NATS URL in the task's endpoints");

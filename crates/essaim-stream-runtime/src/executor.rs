@@ -15,23 +15,32 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::breakers::BreakerBoard;
 use crate::metrics::StreamMetrics;
 use crate::task::{self, StreamTaskSpec};
 use crate::unit::{self, UnitContext, UnitError};
-use essaim_connect::error_chain;
+use essaim_connect::{BreakerConfig, error_chain};
 
 /// Runs stream tasks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StreamExecutor {
     metrics: StreamMetrics,
+    breakers: BreakerBoard,
+}
+
+impl Default for StreamExecutor {
+    fn default() -> Self {
+        StreamExecutor::new()
+    }
 }
 
 impl StreamExecutor {
-    /// Returns the executor with its metric families.
+    /// Returns the executor with its metric families and the connectors' breakers
+    /// (with `essaim_connect`'s default thresholds).
     pub fn new() -> StreamExecutor {
-        StreamExecutor {
-            metrics: StreamMetrics::new(),
-        }
+        let metrics = StreamMetrics::new();
+        let breakers = BreakerBoard::new(metrics.clone(), BreakerConfig::default());
+        StreamExecutor { metrics, breakers }
     }
 }
 
@@ -48,7 +57,8 @@ fn failure(message: String, retryable: bool) -> TaskFailure {
 impl Executor for StreamExecutor {
     fn execute(&self, attempt: AttemptContext, cancel: CancellationToken) -> ExecutionFuture {
         let metrics = self.metrics.clone();
-        Box::pin(async move { run_task(attempt, cancel, metrics).await })
+        let breakers = self.breakers.clone();
+        Box::pin(async move { run_task(attempt, cancel, metrics, breakers).await })
     }
 
     fn needs_scratch_dir(&self, _payload: &[u8]) -> bool {
@@ -75,6 +85,7 @@ async fn run_task(
     attempt: AttemptContext,
     cancel: CancellationToken,
     metrics: StreamMetrics,
+    breakers: BreakerBoard,
 ) -> Result<TaskOutput, TaskFailure> {
     let mut spec: StreamTaskSpec = serde_json::from_slice(&attempt.payload)
         .map_err(|error| failure(format!("malformed stream task: {error}"), false))?;
@@ -103,6 +114,9 @@ async fn run_task(
     let spec = Arc::new(spec);
     let planned = Arc::new(planned);
     let tables = Arc::new(tables);
+    // Held until every unit has ended: the last task of the pipeline here removes its
+    // breakers' series.
+    let breakers = Arc::new(breakers.enter(&spec.pipeline));
     let stop_units = cancel.child_token();
     let mut running = JoinSet::new();
     for unit in units.iter().copied() {
@@ -112,6 +126,7 @@ async fn run_task(
             tables: Arc::clone(&tables),
             nats: nats.clone(),
             metrics: metrics.unit(&spec.pipeline, stage, unit),
+            breakers: Arc::clone(&breakers),
             attempt_id: attempt.attempt_id.0,
         });
         let stop = stop_units.clone();

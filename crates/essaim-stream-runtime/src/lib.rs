@@ -12,7 +12,8 @@
 //! | [`shuffle`] | the exactly-once shuffle between the stages, over JetStream |
 //! | [`stored_format`] | the magic and version header of checkpoints and shuffle batches |
 //! | [`rows`] | results as PostgreSQL rows or JSON messages, with deterministic keys |
-//! | [`metrics`] | per-unit and per-operator metrics |
+//! | [`breakers`] | the connectors' circuit breakers, shared by a pipeline's units on a worker |
+//! | [`metrics`] | per-unit, per-operator and per-breaker metrics |
 //! | [`executor`] | the worker's executor of stream tasks |
 //!
 //! # Guarantees
@@ -32,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod bindings;
+pub mod breakers;
 pub mod error;
 pub mod executor;
 pub mod metrics;

@@ -15,6 +15,10 @@
 //! configuration (a pipeline has at most a few thousand units), never by data.
 //! Per-operator counts come from the operators' own counters, which are checkpointed,
 //! so they survive restarts and moves of a unit.
+//!
+//! The connectors' circuit breakers are exported here too, as
+//! `essaim_connector_breaker_state` and `essaim_connector_breaker_opened_total`, labelled
+//! by pipeline, connector and endpoint kind (all bounded by configuration).
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -52,6 +56,18 @@ pub struct OperatorLabels {
     pub stream: String,
 }
 
+/// Which circuit breaker a series is about: one per pipeline, connector and kind of
+/// endpoint on a worker (see [`crate::breakers`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// The pipeline.
+    pub pipeline: String,
+    /// `nats`, `kafka`, `files` or `postgres`.
+    pub connector: String,
+    /// `source`, `sink` or `shuffle`.
+    pub endpoint_kind: String,
+}
+
 /// Returns the bucket bounds of the latency histograms (1 ms doubling up to ~131 s): a
 /// pipeline latency objective's threshold must be one of them (`essaim slo`).
 pub fn latency_bucket_bounds() -> Vec<f64> {
@@ -82,6 +98,8 @@ pub struct StreamMetrics {
     commit_seconds: Family<UnitLabels, Histogram, fn() -> Histogram>,
     turn_seconds: Family<UnitLabels, Histogram, fn() -> Histogram>,
     operator_records: Family<OperatorLabels, Gauge>,
+    breaker_state: Family<BreakerLabels, Gauge>,
+    breaker_opened: Family<BreakerLabels, Counter>,
     /// The units running here, whose progress heartbeats carry.
     live: Arc<Mutex<LiveUnits>>,
 }
@@ -110,6 +128,8 @@ impl StreamMetrics {
             watermark_delay_seconds: Family::default(),
             checkpoint_bytes: Family::default(),
             operator_records: Family::default(),
+            breaker_state: Family::default(),
+            breaker_opened: Family::default(),
             live: Arc::default(),
         }
     }
@@ -211,6 +231,34 @@ impl StreamMetrics {
             "Records emitted per operator port (and read per source), as checkpointed",
             self.operator_records.clone(),
         );
+        // The connectors' breakers are not a stream unit's: their own subsystem.
+        let connector = registry.sub_registry_with_prefix("essaim_connector");
+        connector.register(
+            "breaker_state",
+            "State of a connector's circuit breaker: 0 closed, 1 half-open (a probe is out), 2 open (calls fail at once)",
+            self.breaker_state.clone(),
+        );
+        connector.register(
+            "breaker_opened",
+            "Times a connector's circuit breaker opened after consecutive failures",
+            self.breaker_opened.clone(),
+        );
+    }
+
+    /// Returns the state gauge and the openings counter of one breaker.
+    pub fn breaker_series(&self, labels: &BreakerLabels) -> (Gauge, Counter) {
+        (
+            self.breaker_state.get_or_create(labels).clone(),
+            self.breaker_opened.get_or_create(labels).clone(),
+        )
+    }
+
+    /// Removes a breaker's series once no task of its pipeline runs here, so that a
+    /// pipeline which moved away does not leave an open breaker behind (its alert
+    /// would fire for a breaker nobody uses).
+    pub fn forget_breaker(&self, labels: &BreakerLabels) {
+        self.breaker_state.remove(labels);
+        self.breaker_opened.remove(labels);
     }
 
     /// Removes the series of units that ended here, so that a unit which moved to

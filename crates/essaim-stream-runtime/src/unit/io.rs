@@ -1,14 +1,25 @@
 //! The I/O of a unit, opened once per run: its readers, the JetStream publisher, its
 //! message writers and its PostgreSQL sink. It decides nothing: it fetches batches for
 //! [`super::state::UnitState`] and carries out the [`Turn`]s it returns.
+//!
+//! Every call to a server or a directory, opening included, goes through the circuit
+//! breaker of its connector and endpoint kind ([`crate::breakers`]): readers and
+//! writers are [`Guarded`], a turn's publishing is one call to the breakers of the
+//! shuffle and of the subjects, and the PostgreSQL sink is given its breaker.
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use essaim_connect::{ConnectorError, MessageWriter, OutMessage, PartitionReader, SourceMessage};
+use essaim_connect::{
+    ConnectorError, Guarded, MessageWriter, OutMessage, PartitionReader, SharedBreaker,
+    SourceMessage,
+};
 use essaim_connect_files::{DirectoryConfig, DirectoryReader, RollingConfig, RollingFileWriter};
 use essaim_connect_kafka::{
     KafkaConfig, KafkaPartitionReader, KafkaWriter, ReaderOptions, WriterOptions,
 };
+use essaim_connect_nats::NatsError;
 use essaim_connect_nats::broker::{StreamSpec, ensure_stream};
 use essaim_connect_nats::partition::{NatsPartitionReader, PartitionSpec};
 use essaim_connect_nats::publish::Publisher;
@@ -19,6 +30,7 @@ use super::UnitContext;
 use super::routes::{Routes, WriterTarget, resolve};
 use super::state::{Fetched, Input, SHUFFLE_SOURCE, Turn, unit_i32};
 use crate::bindings::SourceBinding;
+use crate::breakers::{EndpointKind, PipelineBreakers};
 use crate::error::UnitError;
 use crate::shuffle;
 use crate::task::{Stage, StreamTaskSpec};
@@ -33,7 +45,7 @@ enum AnyReader {
     Files(DirectoryReader),
 }
 
-impl AnyReader {
+impl PartitionReader for AnyReader {
     async fn fetch(
         &mut self,
         max: usize,
@@ -61,7 +73,9 @@ impl AnyReader {
             AnyReader::Files(reader) => reader.lag().await,
         }
     }
+}
 
+impl AnyReader {
     /// Broker publish times of the last fetch, when the connector knows them.
     fn published_ms(&self) -> &[Option<i64>] {
         match self {
@@ -77,7 +91,7 @@ enum AnyWriter {
     Files(RollingFileWriter),
 }
 
-impl AnyWriter {
+impl MessageWriter for AnyWriter {
     async fn write(&mut self, messages: &[OutMessage]) -> Result<(), ConnectorError> {
         match self {
             AnyWriter::Kafka(writer) => writer.write(messages).await,
@@ -97,9 +111,9 @@ impl AnyWriter {
 pub struct UnitIo {
     pipeline: String,
     /// One per [`Input`], in the same order.
-    readers: Vec<AnyReader>,
-    publisher: Option<Publisher>,
-    writers: Vec<AnyWriter>,
+    readers: Vec<Guarded<AnyReader>>,
+    publisher: Option<GuardedPublisher>,
+    writers: Vec<Guarded<AnyWriter>>,
     sink: PgSink,
     batch_max: usize,
     wait: Duration,
@@ -115,16 +129,23 @@ impl UnitIo {
         inputs: &[Input],
     ) -> Result<(UnitIo, ResumePoint), UnitError> {
         let task = &context.task;
+        let breakers = &context.breakers;
         let mut writers = Vec::new();
         for target in routes.writers() {
             writers.push(match target {
-                WriterTarget::Kafka { topic } => AnyWriter::Kafka(
-                    KafkaWriter::open(&kafka_config(task)?, topic, WriterOptions::default())
-                        .await?,
-                ),
-                WriterTarget::Files { dir } => AnyWriter::Files(
-                    RollingFileWriter::open(RollingConfig::new(dir.clone())).await?,
-                ),
+                WriterTarget::Kafka { topic } => {
+                    let breaker = breakers.get("kafka", EndpointKind::Sink);
+                    let config = kafka_config(task)?;
+                    let open = KafkaWriter::open(&config, topic, WriterOptions::default());
+                    let writer = breaker.call("open", open).await?;
+                    Guarded::new(AnyWriter::Kafka(writer), breaker)
+                }
+                WriterTarget::Files { dir } => {
+                    let breaker = breakers.get("files", EndpointKind::Sink);
+                    let open = RollingFileWriter::open(RollingConfig::new(dir.clone()));
+                    let writer = breaker.call("open", open).await?;
+                    Guarded::new(AnyWriter::Files(writer), breaker)
+                }
             });
         }
         let postgres_url = task
@@ -137,6 +158,10 @@ impl UnitIo {
             format!("{}/{}/{unit}", task.pipeline, task.stage.as_str()),
         );
         config.max_batch_rows = usize::MAX;
+        config.connection.breaker = breakers.get(
+            essaim_connect_postgres::connection::CONNECTOR,
+            EndpointKind::Sink,
+        );
         config.spec = Some(SpecIdentity {
             pipeline: task.pipeline.clone(),
             fingerprint: task.spec_fingerprint()?,
@@ -148,9 +173,12 @@ impl UnitIo {
         if context.planned.stages.has_shuffle() {
             let name = shuffle::stream_name(&task.pipeline);
             let subjects = shuffle::subjects(&task.pipeline);
-            ensure_stream(
-                nats(context)?,
-                &StreamSpec::new(&name, &[subjects.as_str()]),
+            let spec = StreamSpec::new(&name, &[subjects.as_str()]);
+            let breaker = breakers.get("nats", EndpointKind::Shuffle);
+            through(
+                &breaker,
+                "ensure stream",
+                ensure_stream(nats(context)?, &spec),
             )
             .await?;
         }
@@ -163,7 +191,10 @@ impl UnitIo {
             readers.push(open_reader(context, input, committed).await?);
         }
         let publisher = match &context.nats {
-            Some(nats) => Some(Publisher::new(nats.clone(), MAX_PUBLISH_IN_FLIGHT)?),
+            Some(nats) => Some(GuardedPublisher {
+                publisher: Publisher::new(nats.clone(), MAX_PUBLISH_IN_FLIGHT)?,
+                breakers: Arc::clone(breakers),
+            }),
             None => None,
         };
         let io = UnitIo {
@@ -242,9 +273,30 @@ pub struct Committed {
     pub at_ms: i64,
 }
 
+/// The JetStream publisher with the breakers of what it publishes to: the shuffle and
+/// the pipeline's subject sinks (one server, but their failures are told apart). They
+/// are taken when first used, so that a pipeline without subject sinks exports no
+/// breaker for them.
+struct GuardedPublisher {
+    publisher: Publisher,
+    breakers: Arc<PipelineBreakers>,
+}
+
+/// Runs a JetStream call behind `breaker` and records its outcome.
+async fn through<T>(
+    breaker: &SharedBreaker,
+    action: &'static str,
+    call: impl Future<Output = Result<T, NatsError>>,
+) -> Result<T, UnitError> {
+    breaker.allow(action)?;
+    let result = call.await;
+    breaker.record(&result, NatsError::is_retryable);
+    Ok(result?)
+}
+
 /// Reads a batch from `readers`, shared between them. `None` when cancelled.
 async fn fetch(
-    readers: &mut [AnyReader],
+    readers: &mut [Guarded<AnyReader>],
     batch_max: usize,
     wait: Duration,
     cancel: &CancellationToken,
@@ -256,7 +308,7 @@ async fn fetch(
             () = cancel.cancelled() => return Ok(None),
             fetched = reader.fetch(per_reader, wait) => fetched?,
         };
-        let published = reader.published_ms().to_vec();
+        let published = reader.inner().published_ms().to_vec();
         for (message, published_ms) in messages
             .into_iter()
             .zip(published.into_iter().chain(std::iter::repeat(None)))
@@ -275,35 +327,67 @@ async fn fetch(
 /// for their acks), then the writers.
 async fn publish(
     pipeline: &str,
-    publisher: Option<&mut Publisher>,
-    writers: &mut [AnyWriter],
+    publisher: Option<&mut GuardedPublisher>,
+    writers: &mut [Guarded<AnyWriter>],
     turn: &Turn,
 ) -> Result<(), UnitError> {
     let needs_nats = !turn.shuffle.is_empty() || !turn.subject_messages.is_empty();
     if needs_nats && publisher.is_none() {
         return Err(UnitError::MissingEndpoint("NATS URL"));
     }
-    if let Some(publisher) = publisher {
-        // One JetStream message per shuffle partition and chunk, not per record: a
-        // durable broker syncs every message to disk.
-        for (partition, messages) in &turn.shuffle {
-            for chunk in messages.chunks(shuffle::MAX_MESSAGES_PER_BATCH) {
-                let bytes = shuffle::encode(chunk).map_err(UnitError::ShuffleEncoding)?;
-                let subject = shuffle::subject(pipeline, *partition);
-                publisher.publish(&subject, Bytes::from(bytes)).await?;
-            }
+    if let Some(GuardedPublisher {
+        publisher,
+        breakers,
+    }) = publisher
+    {
+        // A publish only queues: whether the server is up is known when the acks come
+        // at the flush, so a turn's publishing is one call to each breaker it uses.
+        let mut used = Vec::new();
+        if !turn.shuffle.is_empty() {
+            used.push(breakers.get("nats", EndpointKind::Shuffle));
         }
-        for (subject, message) in &turn.subject_messages {
-            publisher.publish(subject, message.clone()).await?;
+        if !turn.subject_messages.is_empty() {
+            used.push(breakers.get("nats", EndpointKind::Sink));
         }
-        publisher.flush().await?;
+        for breaker in &used {
+            breaker.allow("publish")?;
+        }
+        let published = publish_to_nats(pipeline, publisher, turn).await;
+        for breaker in &used {
+            breaker.record(&published, |error| match error {
+                UnitError::Nats(error) => error.is_retryable(),
+                _ => false,
+            });
+        }
+        published?;
     }
     for (writer, messages) in writers.iter_mut().zip(&turn.writer_messages) {
         if !messages.is_empty() {
-            writer.write(messages).await?;
-            writer.flush().await?;
+            writer.deliver(messages).await?;
         }
     }
+    Ok(())
+}
+
+/// Publishes the turn's shuffle records and subject messages, and waits for their acks.
+async fn publish_to_nats(
+    pipeline: &str,
+    publisher: &mut Publisher,
+    turn: &Turn,
+) -> Result<(), UnitError> {
+    // One JetStream message per shuffle partition and chunk, not per record: a
+    // durable broker syncs every message to disk.
+    for (partition, messages) in &turn.shuffle {
+        for chunk in messages.chunks(shuffle::MAX_MESSAGES_PER_BATCH) {
+            let bytes = shuffle::encode(chunk).map_err(UnitError::ShuffleEncoding)?;
+            let subject = shuffle::subject(pipeline, *partition);
+            publisher.publish(&subject, Bytes::from(bytes)).await?;
+        }
+    }
+    for (subject, message) in &turn.subject_messages {
+        publisher.publish(subject, message.clone()).await?;
+    }
+    publisher.flush().await?;
     Ok(())
 }
 
@@ -322,7 +406,7 @@ async fn open_reader(
     context: &UnitContext,
     input: &Input,
     committed: Option<u64>,
-) -> Result<AnyReader, UnitError> {
+) -> Result<Guarded<AnyReader>, UnitError> {
     let task = &context.task;
     let unit = input.partition;
     if task.stage == Stage::Shuffled {
@@ -332,8 +416,10 @@ async fn open_reader(
             &durable_name(&task.pipeline, SHUFFLE_SOURCE, unit, context.attempt_id),
             unit,
         );
-        let reader = NatsPartitionReader::open(nats(context)?, spec, committed).await?;
-        return Ok(AnyReader::Nats(Box::new(reader)));
+        let breaker = context.breakers.get("nats", EndpointKind::Shuffle);
+        let open = NatsPartitionReader::open(nats(context)?, spec, committed);
+        let reader = breaker.call("open", open).await?;
+        return Ok(Guarded::new(AnyReader::Nats(Box::new(reader)), breaker));
     }
     let binding = context
         .planned
@@ -348,6 +434,7 @@ async fn open_reader(
             format!("source `{}` has no connector", input.source),
         )));
     };
+    let breakers = &context.breakers;
     Ok(match binding {
         SourceBinding::Nats {
             stream, subject, ..
@@ -358,28 +445,27 @@ async fn open_reader(
                 &durable_name(&task.pipeline, &input.source, unit, context.attempt_id),
                 unit,
             );
-            AnyReader::Nats(Box::new(
-                NatsPartitionReader::open(nats(context)?, spec, committed).await?,
-            ))
+            let breaker = breakers.get("nats", EndpointKind::Source);
+            let open = NatsPartitionReader::open(nats(context)?, spec, committed);
+            let reader = breaker.call("open", open).await?;
+            Guarded::new(AnyReader::Nats(Box::new(reader)), breaker)
         }
-        SourceBinding::Kafka { topic, .. } => AnyReader::Kafka(Box::new(
-            KafkaPartitionReader::open(
-                &kafka_config(task)?,
-                topic,
-                unit,
-                committed,
-                ReaderOptions::default(),
-            )
-            .await?,
-        )),
-        SourceBinding::Files { dir, partitions } => AnyReader::Files(
-            DirectoryReader::open(
-                &DirectoryConfig::new(resolve(task, dir), *partitions),
-                unit,
-                committed,
-            )
-            .await?,
-        ),
+        SourceBinding::Kafka { topic, .. } => {
+            let breaker = breakers.get("kafka", EndpointKind::Source);
+            let config = kafka_config(task)?;
+            let options = ReaderOptions::default();
+            let open = KafkaPartitionReader::open(&config, topic, unit, committed, options);
+            let reader = breaker.call("open", open).await?;
+            Guarded::new(AnyReader::Kafka(Box::new(reader)), breaker)
+        }
+        SourceBinding::Files { dir, partitions } => {
+            let breaker = breakers.get("files", EndpointKind::Source);
+            let config = DirectoryConfig::new(resolve(task, dir), *partitions);
+            let reader = breaker
+                .call("open", DirectoryReader::open(&config, unit, committed))
+                .await?;
+            Guarded::new(AnyReader::Files(reader), breaker)
+        }
     })
 }
 

@@ -32,6 +32,7 @@ use essaim_connect_nats::partition::now_ms;
 use essaim_stream::ops::enrich::DimensionTable;
 use tokio_util::sync::CancellationToken;
 
+use crate::breakers::PipelineBreakers;
 pub use crate::error::UnitError;
 use crate::metrics::UnitMetrics;
 use crate::task::{PlannedPipeline, StreamTaskSpec};
@@ -58,6 +59,9 @@ pub struct UnitContext {
     pub nats: Option<jetstream::Context>,
     /// Metrics of the task's units.
     pub metrics: Arc<UnitMetrics>,
+    /// The circuit breakers of the pipeline's connectors on this worker, which outlive
+    /// a run of the unit.
+    pub breakers: Arc<PipelineBreakers>,
     /// The attempt running the unit: its consumers are named after it, so that another
     /// owner of the unit (a task being replaced) never shares them.
     pub attempt_id: u64,
@@ -65,7 +69,9 @@ pub struct UnitContext {
 
 /// Runs one unit until it is cancelled or, with `exit_at_end`, until its input ended
 /// and everything is committed. Retryable failures restart the unit from its last
-/// commit after a backoff; the others end it.
+/// commit after a backoff, or after the time left before the next probe when an open
+/// circuit breaker refused a call (restarting earlier would only be refused again);
+/// the others end it.
 pub async fn run(
     context: Arc<UnitContext>,
     unit: u32,
@@ -83,7 +89,8 @@ pub async fn run(
                     retry,
                     Duration::from_millis(200),
                     Duration::from_secs(5),
-                );
+                )
+                .max(error.retry_in().unwrap_or_default());
                 retry = retry.saturating_add(1);
                 context.metrics.restarts.inc();
                 let message = error_chain(&error);

@@ -260,7 +260,10 @@ mod tests {
         assert_eq!(model.versions[2].stage, None);
         assert_eq!(model.versions[1].used_by.len(), 1);
         assert_eq!(model.versions[1].used_by[0].runner, "a");
-        assert_eq!(model.versions[1].used_by[0].reference, "spam-filter@production");
+        assert_eq!(
+            model.versions[1].used_by[0].reference,
+            "spam-filter@production"
+        );
         assert_eq!(model.versions[0].used_by[0].role, "candidate");
         assert!(model.versions[2].used_by.is_empty());
         assert_eq!(model.waiting.len(), 1);

@@ -155,7 +155,12 @@ impl UsageBoard {
     }
 
     /// Holds `runner`'s report, replacing its previous one.
-    pub fn record(&self, runner: &str, report: UsageReport, now: Instant) -> Result<(), UsageError> {
+    pub fn record(
+        &self,
+        runner: &str,
+        report: UsageReport,
+        now: Instant,
+    ) -> Result<(), UsageError> {
         check_report(runner, &report)?;
         let mut runners = self.locked();
         runners.retain(|_, held| held.expires > now);

@@ -55,7 +55,10 @@ async fn a_heartbeat_shows_beside_its_version_until_withdrawn_or_expired() {
 
     // A name with a colon and a slash travels as one path segment.
     let runner = "host/a:8080";
-    client.report_usage(runner, &report(60_000, Some(1))).await.unwrap();
+    client
+        .report_usage(runner, &report(60_000, Some(1)))
+        .await
+        .unwrap();
     let usage = client.usage().await.unwrap();
     assert_eq!(usage.len(), 1);
     assert_eq!(usage[0].runner, runner);
@@ -70,7 +73,10 @@ async fn a_heartbeat_shows_beside_its_version_until_withdrawn_or_expired() {
     assert!(client.usage().await.unwrap().is_empty());
 
     // Beats every 100 ms, then stops: gone after three missed beats (at least 1 s).
-    client.report_usage("short", &report(100, None)).await.unwrap();
+    client
+        .report_usage("short", &report(100, None))
+        .await
+        .unwrap();
     let view = client.governance().await.unwrap();
     assert_eq!(view.models[0].waiting.len(), 1, "not loaded yet: {view:?}");
     tokio::time::sleep(Duration::from_millis(1200)).await;

@@ -10,8 +10,9 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::dashboard::{Browser, assert_has, find_chromium};
-use crate::harness::{Cluster, Deadline, EVENTUALLY, free_port};
+use crate::harness::{Cluster, Deadline, EVENTUALLY, Process, essaim, free_port, spawn_essaim};
 use crate::model_runner::{alias, artifact, start_runner, wait_ready};
+use essaim_testkit::process::http_status;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,9 @@ const RUNNER: &str = "governed-runner";
 /// The runner's heartbeat: the registry forgets it three beats after its last.
 const BEAT: Duration = Duration::from_millis(500);
 
-/// Registers versions 1 and 2 of `model` with an accuracy each.
-async fn register(cluster: &Cluster, model: &str) {
+/// Registers versions 1 and 2 of `model` with an accuracy each in the registry of the
+/// coordinator at `url`.
+async fn register(cluster: &Cluster, url: &str, model: &str) {
     for (number, bytes, accuracy) in [
         (1, artifact("win", "meeting"), "0.91"),
         (2, artifact("meeting", "win"), "0.93"),
@@ -28,19 +30,42 @@ async fn register(cluster: &Cluster, model: &str) {
         let path = cluster.path(&format!("{model}-{number}.json"));
         std::fs::write(&path, bytes).unwrap();
         let metric = format!("accuracy={accuracy}");
-        let registered = cluster
-            .cli(&[
-                "models",
-                "register",
-                model,
-                "--artifact",
-                path.to_str().unwrap(),
-                "--metric",
-                &metric,
-            ])
-            .await;
+        let registered = essaim(&[
+            "models",
+            "register",
+            "--coordinator",
+            url,
+            model,
+            "--artifact",
+            path.to_str().unwrap(),
+            "--metric",
+            &metric,
+        ])
+        .await;
         assert_eq!(registered.code, Some(0), "{registered:?}");
     }
+}
+
+/// Starts a second coordinator, another project's, with a registry of its own (the
+/// test kit runs one cluster at a time); returns it and its URL once ready.
+async fn second_registry(cluster: &Cluster) -> (Process, String) {
+    let port = free_port();
+    let args: Vec<String> = [
+        "coordinator",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        cluster.path("project-b").to_str().unwrap(),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let process = spawn_essaim("project-b", &args, &[], cluster.path("project-b.log"));
+    let deadline = Deadline::after(EVENTUALLY, "the second coordinator ready");
+    while http_status(port, "/readyz").await != Some(200) {
+        deadline.tick().await;
+    }
+    (process, format!("http://127.0.0.1:{port}"))
 }
 
 /// Returns `essaim models list --usage -o json` with `extra` arguments.
@@ -93,7 +118,7 @@ async fn wait_for_view(cluster: &Cluster, what: &str, done: impl Fn(&Value) -> b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_governance_view_follows_runners_alias_moves_and_a_killed_runner() {
     let cluster = Cluster::start(0, 1).await;
-    register(&cluster, "spam-filter").await;
+    register(&cluster, &cluster.url(), "spam-filter").await;
     alias(&cluster, "spam-filter", "production", "1").await;
     let port = free_port();
     let beat = format!("{}ms", BEAT.as_millis());
@@ -126,7 +151,11 @@ async fn the_governance_view_follows_runners_alias_moves_and_a_killed_runner() {
     let used = &versions[1]["used_by"][0];
     assert_eq!(used["reference"], "spam-filter@production", "{view:#}");
     assert_eq!(used["role"], "primary", "{view:#}");
-    assert_eq!(used["address"], format!("http://127.0.0.1:{port}"), "{view:#}");
+    assert_eq!(
+        used["address"],
+        format!("http://127.0.0.1:{port}"),
+        "{view:#}"
+    );
     assert!(served_by(&view, "spam-filter", 2).is_empty(), "{view:#}");
     assert_eq!(view["runners"][0]["runner"], RUNNER, "{view:#}");
 
@@ -158,14 +187,15 @@ async fn the_governance_view_follows_runners_alias_moves_and_a_killed_runner() {
     // The alias moves: the runner loads version 2 and says so at its next beat.
     alias(&cluster, "spam-filter", "production", "2").await;
     wait_for_view(&cluster, "the runner serving version 2", |view| {
-        served_by(view, "spam-filter", 2) == [RUNNER] && served_by(view, "spam-filter", 1).is_empty()
+        served_by(view, "spam-filter", 2) == [RUNNER]
+            && served_by(view, "spam-filter", 1).is_empty()
     })
     .await;
 
     // A second project's registry, read beside the first.
-    let other = Cluster::start(0, 1).await;
-    register(&other, "fraud").await;
-    let registries = format!("{},{}", cluster.url(), other.url());
+    let (_other, other_url) = second_registry(&cluster).await;
+    register(&cluster, &other_url, "fraud").await;
+    let registries = format!("{},{other_url}", cluster.url());
     let both = governance(&cluster, &["--registry", &registries]).await;
     let rows: Vec<(String, String)> = both["models"]
         .as_array()
@@ -180,7 +210,7 @@ async fn the_governance_view_follows_runners_alias_moves_and_a_killed_runner() {
         rows,
         [
             (cluster.url(), "spam-filter".to_string()),
-            (other.url(), "fraud".to_string())
+            (other_url.clone(), "fraud".to_string())
         ],
         "{both:#}"
     );
@@ -189,12 +219,27 @@ async fn the_governance_view_follows_runners_alias_moves_and_a_killed_runner() {
     // A registry that does not answer is named; the others are still shown.
     let dead = format!("{},http://127.0.0.1:{}", cluster.url(), free_port());
     let partial = cluster
-        .cli(&["models", "list", "--usage", "-o", "json", "--registry", &dead])
+        .cli(&[
+            "models",
+            "list",
+            "--usage",
+            "-o",
+            "json",
+            "--registry",
+            &dead,
+        ])
         .await;
     assert_eq!(partial.code, Some(1), "{partial:?}");
     let partial_view: Value = serde_json::from_str(&partial.stdout).unwrap();
-    assert_eq!(partial_view["models"][0]["name"], "spam-filter", "{partial:?}");
-    assert_eq!(partial_view["unreachable"].as_array().unwrap().len(), 1, "{partial:?}");
+    assert_eq!(
+        partial_view["models"][0]["name"], "spam-filter",
+        "{partial:?}"
+    );
+    assert_eq!(
+        partial_view["unreachable"].as_array().unwrap().len(),
+        1,
+        "{partial:?}"
+    );
 
     // SIGKILL: no withdrawal; the report expires three beats after the last one.
     runner.kill();

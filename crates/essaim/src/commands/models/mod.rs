@@ -5,9 +5,9 @@
 //! into calls and answers into text or JSON (`render`). Changes are recorded in the
 //! registry's audit log under `--actor` (default: the `USER` of the shell).
 
+mod governance;
 mod render;
 pub mod time;
-mod governance;
 
 use crate::client::usage;
 use crate::output::{OutputFormat, print_json};
@@ -123,7 +123,12 @@ enum Action {
         usage: bool,
         /// A registry to read (a coordinator's URL), repeatable or comma-separated;
         /// default the --coordinator's. Rows name the registry they come from.
-        #[arg(long = "registry", value_name = "URL", value_delimiter = ',', requires = "usage")]
+        #[arg(
+            long = "registry",
+            value_name = "URL",
+            value_delimiter = ',',
+            requires = "usage"
+        )]
         registries: Vec<String>,
     },
     /// Show a model (NAME) or one version (NAME@VERSION, NAME@ALIAS, NAME@latest).
@@ -271,7 +276,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             if clients.is_empty() {
                 clients.push(client);
             }
-            return Ok(governance::print(output, &governance::gather(clients).await));
+            return Ok(governance::print(
+                output,
+                &governance::gather(clients).await,
+            ));
         }
         Action::List { .. } => render::models(output, &client.models().await?),
         Action::Show { reference } => {

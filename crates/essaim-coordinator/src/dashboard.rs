@@ -9,8 +9,10 @@
 //! from the address bar.
 //!
 //! Routes of the page live in the fragment too: `#/` (overview), `#/jobs`, `#/jobs/7`,
-//! `#/workers`, `#/dead-letters`. Every text the API returns (job names and standard
-//! error are user-controlled) reaches the page as text nodes, never as HTML.
+//! `#/workers`, `#/streams`, `#/models` (the model registry's governance view, read
+//! from `/registry/v1/governance`), `#/dead-letters`. Every text the API returns (job
+//! names and standard error are user-controlled) reaches the page as text nodes, never
+//! as HTML.
 
 use axum::Router;
 use axum::http::header;

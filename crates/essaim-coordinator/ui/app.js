@@ -7,6 +7,7 @@
 "use strict";
 
 const API = "/api/v1";
+const REGISTRY = "/registry/v1";
 const REFRESH_MS = 2000;
 const TOKEN_KEY = "essaim.token";
 const STALE_HEARTBEAT_MS = 2000;
@@ -127,7 +128,9 @@ async function api(path, { method = "GET", body } = {}) {
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {
-    response = await fetch(API + path, {
+    // The model registry is served beside the API, under its own prefix.
+    const url = path.startsWith(REGISTRY) ? path : API + path;
+    response = await fetch(url, {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
@@ -620,6 +623,60 @@ async function viewStreams() {
   ];
 }
 
+function lineageText(lineage) {
+  const parts = [];
+  if (lineage.training_job != null) parts.push(`train #${lineage.training_job}`);
+  if (lineage.evaluation_job != null) parts.push(`eval #${lineage.evaluation_job}`);
+  if (lineage.input) parts.push(`input ${lineage.input.sha256.slice(0, 12)}`);
+  return parts.length ? parts.join(" · ") : "—";
+}
+
+function useChip(use) {
+  const role = use.role === "primary" ? "" : ` (${use.rollout} ${use.role})`;
+  return h("span", { class: "chip", "data-served-by": use.runner, title: `${use.reference} at ${use.address}` },
+    `${use.runner}${role}`);
+}
+
+function versionRow(model, version) {
+  const metrics = Object.entries(version.metrics).map(([name, value]) => `${name} ${value.toFixed(4)}`);
+  const stage = version.stage ? h("span", { class: `badge stage-${cssToken(version.stage)}` }, version.stage) : "—";
+  return h("tr", { "data-model": model.name, "data-version": version.version, class: version.archived ? "stale" : "" },
+    h("td", { class: "num" }, String(version.version)),
+    h("td", {}, stage),
+    h("td", {}, version.aliases.length ? version.aliases.join(", ") : "—"),
+    h("td", {}, metrics.length ? metrics.join(" · ") : "—"),
+    h("td", {}, lineageText(version.lineage)),
+    h("td", {}, h("code", { title: version.sha256 }, version.sha256.slice(0, 12))),
+    h("td", { "data-used-by": version.used_by.map((use) => use.runner).join(" ") },
+      version.used_by.length ? version.used_by.map(useChip) : h("span", { class: "muted" }, "not served")));
+}
+
+function runnerRow(runner) {
+  const serves = runner.models.map((served) => `${served.name} (${served.rollout})`).join(", ");
+  return h("tr", { "data-runner": runner.runner },
+    h("td", { class: "name" }, runner.runner),
+    h("td", {}, h("code", {}, runner.address)),
+    h("td", { class: "num" }, `${fmtMs(runner.age_ms)} ago`),
+    h("td", {}, serves));
+}
+
+async function viewModels() {
+  const view = await api(`${REGISTRY}/governance`);
+  const served = view.runners.length;
+  return [
+    h("h1", {}, "Models ", h("small", { class: "muted" }, `${view.models.length} registered · ${served} runner${served === 1 ? "" : "s"} serving`)),
+    view.models.length === 0 ? h("p", { class: "muted", id: "no-models" }, "No model is registered.") : null,
+    ...view.models.map((model) => h("section", { class: "panel", "data-model-panel": model.name },
+      h("h2", {}, model.name),
+      table(`versions-${model.name}`, ["Version", "Stage", "Aliases", "Metrics", "Lineage", "Artifact", "Served by"],
+        model.versions.map((version) => versionRow(model, version))),
+      model.waiting.length
+        ? h("p", { class: "muted" }, "Loading: ", model.waiting.map(useChip))
+        : null)),
+    panel("Runners", table("runners-table", ["Runner", "Address", "Last report", "Serves"], view.runners.map(runnerRow))),
+  ];
+}
+
 async function deadLetterAction(action, jobId, jobName) {
   const verb = action === "requeue" ? "Requeue" : "Purge for good";
   if (!confirm(`${verb} every dead letter of job ${jobId} (${jobName})?`)) return;
@@ -687,6 +744,7 @@ const VIEWS = {
   job: viewJob,
   workers: viewWorkers,
   streams: viewStreams,
+  models: viewModels,
   "dead-letters": viewDeadLetters,
   "not-found": viewNotFound,
 };
@@ -697,7 +755,7 @@ function parseRoute() {
   const path = location.hash.slice(1).split("?")[0] || "/";
   const job = /^\/jobs\/(\d+)$/.exec(path);
   if (job) return { view: "job", jobId: Number(job[1]) };
-  const views = { "/": "overview", "/jobs": "jobs", "/workers": "workers", "/streams": "streams", "/dead-letters": "dead-letters" };
+  const views = { "/": "overview", "/jobs": "jobs", "/workers": "workers", "/streams": "streams", "/models": "models", "/dead-letters": "dead-letters" };
   return { view: views[path] || "not-found", path };
 }
 

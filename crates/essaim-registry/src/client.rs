@@ -24,6 +24,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
+mod usage;
+
 /// Longest a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a call without an artifact may take.

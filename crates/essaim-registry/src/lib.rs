@@ -15,6 +15,8 @@
 //! | [`history`] | pure decisions over an alias's past: its version at a time, rollback |
 //! | [`artifacts`] | the content-addressed directory of artifacts, hashed at every load |
 //! | [`store`] | the redb store; one serialised write transaction per change |
+//! | [`usage`] | where each version is used now: runners' heartbeats, held in memory |
+//! | [`governance`] | models, versions, stages, metrics, lineage and usage in one view |
 //! | [`http`] | the HTTP API a coordinator (or a registry process) serves |
 //! | [`client`] | the Rust client of that API |
 #![warn(missing_docs)]
@@ -22,11 +24,13 @@
 pub mod artifacts;
 pub mod client;
 mod error;
+pub mod governance;
 pub mod history;
 pub mod http;
 pub mod names;
 pub mod record;
 pub mod store;
+pub mod usage;
 
 pub use error::RegistryError;
 
@@ -45,6 +49,8 @@ pub struct Registry {
     pub store: store::RegistryStore,
     /// The artifacts' bytes.
     pub artifacts: artifacts::ArtifactStore,
+    /// Which runners serve which versions now: soft state, never stored.
+    pub usage: usage::UsageBoard,
 }
 
 impl Registry {
@@ -54,6 +60,7 @@ impl Registry {
         Ok(Self {
             store: store::RegistryStore::open(&dir.join(STORE_FILE))?,
             artifacts: artifacts::ArtifactStore::open(&dir.join("artifacts"), max_artifact_bytes)?,
+            usage: usage::UsageBoard::default(),
         })
     }
 }

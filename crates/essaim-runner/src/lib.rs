@@ -8,7 +8,9 @@
 //! others in one batch on a blocking thread, and hands the answer back (`batch`).
 //! Beside it, one registry task (`reload`) polls the registry, loads versions an
 //! alias newly names and swaps them in (`loaded`), and carries out canary decisions
-//! as registry calls, each an entry of the audit log.
+//! as registry calls, each an entry of the audit log. A second, smaller task (`usage`)
+//! tells the registry at every heartbeat which versions are loaded, for the
+//! governance view.
 //!
 //! | module | concept |
 //! |---|---|
@@ -22,6 +24,7 @@
 //! | [`health`] | readiness and degradation (`/v2/health/ready`) |
 //! | [`http`] | the endpoints |
 //! | [`metrics`] | every metric of the runner |
+//! | [`usage`] | the heartbeat telling the registry which versions are loaded now |
 //! | [`runner`] | start and orderly shutdown |
 #![warn(missing_docs)]
 
@@ -36,5 +39,6 @@ pub mod reload;
 pub mod rollout;
 pub mod runner;
 pub mod served;
+pub mod usage;
 
 pub use runner::{Runner, RunnerConfig, RunnerError};

@@ -1,4 +1,5 @@
-//! The registry task: the only part of the runner that talks to the registry. It
+//! The registry task: the part of the runner that reads the registry (the usage
+//! heartbeat of `crate::usage` only reports to it). It
 //! resolves every slot's reference at start and then every `reload_interval`, loads a
 //! version the reference newly names (aside, while the old one keeps serving) and
 //! swaps it in; and it carries out the canaries' decisions as registry calls, so

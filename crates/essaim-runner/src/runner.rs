@@ -4,7 +4,8 @@
 //! Shutdown: the HTTP server stops accepting and finishes the requests it holds (their
 //! versions' batchers answer them), the registry task stops polling, and then, once
 //! the last handle of every version is gone, each batcher drains and ends; the task
-//! tracker is awaited for all of them and the shadow comparisons still running.
+//! tracker is awaited for all of them and the shadow comparisons still running. The
+//! usage heartbeat stops with the registry task and withdraws the runner's report.
 
 use crate::batch::BatchLimits;
 use crate::config::{ConfigError, ServedModelPlan, check_distinct};
@@ -13,6 +14,7 @@ use crate::http::{ApiState, router};
 use crate::metrics::RunnerMetrics;
 use crate::reload::RegistryTask;
 use crate::served::ServedModel;
+use crate::usage::{UsageReporter, UsageSettings};
 use essaim_registry::client::RegistryClient;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -42,6 +44,8 @@ pub struct RunnerConfig {
     pub reload_interval: Duration,
     /// The registry.
     pub client: RegistryClient,
+    /// The usage heartbeat (see [`crate::usage`]).
+    pub usage: UsageSettings,
 }
 
 /// Why a runner did not start.
@@ -70,6 +74,7 @@ pub struct Runner {
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     registry_task: JoinHandle<()>,
+    usage_task: JoinHandle<()>,
     tracker: TaskTracker,
     health: RunnerHealth,
     // Removed when the runner is dropped; artifacts only pass through it.
@@ -114,6 +119,13 @@ impl Runner {
             })
             .collect();
         let shutdown = CancellationToken::new();
+        let reporter = UsageReporter::new(
+            config.client.clone(),
+            config.usage,
+            local_addr,
+            models.clone(),
+        );
+        let usage_task = tokio::spawn(reporter.run(shutdown.clone()));
         let task = RegistryTask {
             client: config.client,
             models: models.clone(),
@@ -145,6 +157,7 @@ impl Runner {
             shutdown,
             server,
             registry_task,
+            usage_task,
             tracker,
             health,
             _download_dir: download_dir,
@@ -170,6 +183,7 @@ impl Runner {
             Err(error) => tracing::warn!(%error, "the runner's HTTP server panicked"),
         }
         let _ = self.registry_task.await;
+        let _ = self.usage_task.await;
         // Every version's last handle is gone with the server and the registry task.
         self.tracker.close();
         self.tracker.wait().await;

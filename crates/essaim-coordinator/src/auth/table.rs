@@ -54,6 +54,10 @@ const REST_WRITE_ROLES: &[(&str, &str, Role)] = &[
     ("POST", "/api/v1/jobs/{job_id}/cancel", Role::Submit),
     ("POST", "/api/v1/dead-letters/requeue", Role::Admin),
     ("POST", "/api/v1/dead-letters/purge", Role::Admin),
+    // A runner's heartbeat to the model registry: what it serves now. A runner is a
+    // serving worker; a canary's decisions need `submit` besides.
+    ("PUT", "/registry/v1/usage/{runner}", Role::Worker),
+    ("DELETE", "/registry/v1/usage/{runner}", Role::Worker),
 ];
 
 /// Writes of the model registry (`/registry/v1/…`): registering a model or an artifact
@@ -157,6 +161,14 @@ mod tests {
         assert_eq!(
             rest_route_role(&Method::POST, "/api/v1/jobs/12/cancel"),
             Role::Submit
+        );
+        assert_eq!(
+            rest_route_role(&Method::PUT, "/registry/v1/usage/runner-1"),
+            Role::Worker
+        );
+        assert_eq!(
+            rest_route_role(&Method::DELETE, "/registry/v1/usage/runner-1"),
+            Role::Worker
         );
         assert_eq!(
             rest_route_role(&Method::POST, "/api/v1/jobs//cancel"),

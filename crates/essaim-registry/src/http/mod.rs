@@ -17,6 +17,10 @@
 //! | `GET audit?model=&alias=` | the audit log |
 //! | `POST artifacts` | stores bytes (streamed); `essaim-sha256` header checked if sent |
 //! | `GET artifacts/{sha256}` | stored bytes, hashed again before serving |
+//! | `PUT usage/{runner}` | a runner's heartbeat: what it serves now ([`crate::usage::UsageReport`]) |
+//! | `DELETE usage/{runner}` | a runner stopping in order |
+//! | `GET usage` | every live runner's last report |
+//! | `GET governance` | every model, its versions, and which runners use each ([`crate::governance`]) |
 //!
 //! Errors are `{"error": "…"}` with the status of [`RegistryError::status`]. Who makes a
 //! change is the `essaim-actor` header ("anonymous" without one): the audit log records
@@ -166,6 +170,12 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/registry/v1/audit", get(audit))
         .route("/registry/v1/artifacts", post(upload))
         .route("/registry/v1/artifacts/{sha256}", get(download))
+        .route(
+            "/registry/v1/usage/{runner}",
+            put(report_usage).delete(withdraw_usage),
+        )
+        .route("/registry/v1/usage", get(list_usage))
+        .route("/registry/v1/governance", get(governance))
         .with_state(registry)
 }
 
@@ -463,5 +473,7 @@ async fn audit(
 }
 
 mod artifacts;
+mod usage;
 
 use artifacts::{download, upload, version_artifact};
+use usage::{governance, list_usage, report_usage, withdraw_usage};

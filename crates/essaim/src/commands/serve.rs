@@ -5,12 +5,14 @@
 //!
 //! The registry is the coordinator's (`--coordinator`, `--token`, as every verb); a
 //! canary's promotions and rollbacks are recorded in its audit log under the actor
-//! `essaim-serve`.
+//! `essaim-serve`. Every `--usage-interval` it reports the versions it serves, under
+//! `--name`, for `essaim models list --usage`.
 
 use crate::client::{ConnectArgs, usage};
 use essaim_registry::client::RegistryClient;
 use essaim_runner::batch::{BatchLimits, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE};
 use essaim_runner::config::{parse_model_arg, parse_model_file};
+use essaim_runner::usage::UsageSettings;
 use essaim_runner::{Runner, RunnerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +50,18 @@ pub struct Args {
     /// How often the registry is asked which versions the aliases name.
     #[arg(long, value_name = "DURATION", value_parser = crate::durations::seconds, default_value = "5s")]
     reload_interval: Duration,
+    /// The runner's name in the governance view (`essaim models list --usage`);
+    /// default HOSTNAME:PORT.
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// The URL clients reach this runner at, as the governance view shows it; default
+    /// http:// and the address listened on.
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// How often the runner tells the registry which versions it serves; the registry
+    /// forgets a runner that misses three.
+    #[arg(long, value_name = "DURATION", value_parser = crate::durations::seconds, default_value = "5s")]
+    usage_interval: Duration,
 }
 
 /// Serves until Ctrl-C or SIGTERM.
@@ -65,6 +79,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.max_batch == 0 || args.max_queue == 0 {
         return Err(usage("--max-batch and --max-queue must be at least 1"));
+    }
+    if args.usage_interval < Duration::from_millis(100) {
+        return Err(usage("--usage-interval must be at least 100ms"));
     }
     let url = args
         .connect
@@ -85,6 +102,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         reload_interval: args.reload_interval,
         client,
+        usage: UsageSettings {
+            name: args.name,
+            address: args.advertise,
+            interval: args.usage_interval,
+        },
     };
     let runner = Runner::start(config).await.map_err(|error| match error {
         essaim_runner::RunnerError::Config(error) => usage(error.to_string()),

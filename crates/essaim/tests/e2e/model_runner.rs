@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A model that calls texts with `spam_word` spam and texts with `ham_word` ham.
-fn artifact(spam_word: &str, ham_word: &str) -> Vec<u8> {
+pub(crate) fn artifact(spam_word: &str, ham_word: &str) -> Vec<u8> {
     let documents = BTreeMap::from([("ham".to_string(), 5), ("spam".to_string(), 5)]);
     let occurrences = BTreeMap::from([
         (
@@ -58,14 +58,14 @@ async fn register_two_versions(cluster: &Cluster, model: &str) {
     }
 }
 
-async fn alias(cluster: &Cluster, model: &str, alias: &str, version: &str) {
+pub(crate) async fn alias(cluster: &Cluster, model: &str, alias: &str, version: &str) {
     let moved = cluster
         .cli(&["models", "alias", model, alias, version])
         .await;
     assert_eq!(moved.code, Some(0), "{moved:?}");
 }
 
-fn start_runner(cluster: &Cluster, name: &str, port: u16, extra: &[&str]) -> Process {
+pub(crate) fn start_runner(cluster: &Cluster, name: &str, port: u16, extra: &[&str]) -> Process {
     let mut args: Vec<String> = ["serve", "--coordinator", &cluster.url(), "--listen"]
         .iter()
         .map(|arg| arg.to_string())
@@ -112,7 +112,7 @@ fn infer(port: u16, model: &str, texts: &[&str], key: Option<&str>) -> (u16, Str
     )
 }
 
-async fn wait_ready(port: u16, runner: &Process) {
+pub(crate) async fn wait_ready(port: u16, runner: &Process) {
     let deadline = Deadline::after(
         EVENTUALLY,
         format!("the runner ready: {}", runner.log_text()),

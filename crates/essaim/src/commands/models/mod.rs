@@ -1,10 +1,11 @@
-//! `essaim models list|show|versions|register|alias|promote|rollback|archive|audit|download`:
+//! `essaim models list [--usage]|show|versions|register|alias|promote|rollback|archive|audit|download`:
 //! the model registry that the coordinator serves beside its API (`/registry/v1`).
 //!
 //! Every verb is one call of `essaim_registry::client`; this module turns arguments
 //! into calls and answers into text or JSON (`render`). Changes are recorded in the
 //! registry's audit log under `--actor` (default: the `USER` of the shell).
 
+mod governance;
 mod render;
 pub mod time;
 
@@ -83,6 +84,11 @@ impl RegistryArgs {
             .next()
             .unwrap_or_default()
             .trim();
+        self.client_at(url)
+    }
+
+    /// Returns a client of the registry at `url`, with this command's credentials.
+    pub fn client_at(&self, url: &str) -> anyhow::Result<RegistryClient> {
         let actor = self
             .actor
             .clone()
@@ -108,8 +114,23 @@ impl RegistryArgs {
 
 #[derive(clap::Subcommand, Debug)]
 enum Action {
-    /// List every model with its latest version and aliases.
-    List,
+    /// List every model with its latest version and aliases; with --usage, every
+    /// version with its stage, metrics and lineage, and the runners serving it now.
+    List {
+        /// Show the governance view: versions, stages, metrics, lineage, and which
+        /// runners serve each version now.
+        #[arg(long)]
+        usage: bool,
+        /// A registry to read (a coordinator's URL), repeatable or comma-separated;
+        /// default the --coordinator's. Rows name the registry they come from.
+        #[arg(
+            long = "registry",
+            value_name = "URL",
+            value_delimiter = ',',
+            requires = "usage"
+        )]
+        registries: Vec<String>,
+    },
     /// Show a model (NAME) or one version (NAME@VERSION, NAME@ALIAS, NAME@latest).
     Show {
         /// NAME or NAME@VERSION|ALIAS.
@@ -244,7 +265,23 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let client = args.registry.client()?;
     let output = args.registry.output;
     match args.action {
-        Action::List => render::models(output, &client.models().await?),
+        Action::List {
+            usage: true,
+            registries,
+        } => {
+            let mut clients = Vec::new();
+            for url in registries.iter().map(|url| url.trim()) {
+                clients.push(args.registry.client_at(url)?);
+            }
+            if clients.is_empty() {
+                clients.push(client);
+            }
+            return Ok(governance::print(
+                output,
+                &governance::gather(clients).await,
+            ));
+        }
+        Action::List { .. } => render::models(output, &client.models().await?),
         Action::Show { reference } => {
             if reference.contains('@') {
                 render::version(output, &client.version(&model_ref(&reference)?).await?);

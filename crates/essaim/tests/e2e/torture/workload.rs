@@ -57,22 +57,24 @@ pub(super) enum Submitted {
         output: PathBuf,
         oracle: BTreeMap<Vec<u8>, u64>,
     },
-    Stream {
-        job_id: u64,
-        flights_csv: String,
-        bad_lines: usize,
-        /// The broker and the database, stopped when dropped.
-        _nats: ScriptServer,
-        postgres: ScriptServer,
-    },
+    Stream(Box<StreamRun>),
+}
+
+/// A submitted pipeline, its input and its servers.
+pub(super) struct StreamRun {
+    job_id: u64,
+    flights_csv: String,
+    bad_lines: usize,
+    /// The broker and the database, stopped when dropped.
+    _nats: ScriptServer,
+    postgres: ScriptServer,
 }
 
 impl Submitted {
     pub(super) fn job_id(&self) -> u64 {
         match self {
-            Submitted::TaskFarm { job_id }
-            | Submitted::WordCount { job_id, .. }
-            | Submitted::Stream { job_id, .. } => *job_id,
+            Submitted::TaskFarm { job_id } | Submitted::WordCount { job_id, .. } => *job_id,
+            Submitted::Stream(run) => run.job_id,
         }
     }
 
@@ -110,14 +112,9 @@ impl Submitted {
                     "torture seed {seed}: the word counts differ from coreutils'"
                 );
             }
-            Submitted::Stream {
-                flights_csv,
-                bad_lines,
-                postgres,
-                ..
-            } => {
-                let client = connect_postgres(postgres.url()).await;
-                check_against_oracles(&client, flights_csv, *bad_lines).await;
+            Submitted::Stream(run) => {
+                let client = connect_postgres(run.postgres.url()).await;
+                check_against_oracles(&client, &run.flights_csv, run.bad_lines).await;
             }
         }
     }
@@ -185,13 +182,13 @@ async fn submit_stream(cluster: &HaCluster, seed: u64) -> Option<Submitted> {
         .and_then(|rest| rest.split(',').next())
         .and_then(|id| id.trim().parse().ok())
         .unwrap_or_else(|| panic!("torture seed {seed}: no job id in {run:?}"));
-    Some(Submitted::Stream {
+    Some(Submitted::Stream(Box::new(StreamRun {
         job_id,
         flights_csv,
         bad_lines,
         _nats: nats,
         postgres,
-    })
+    })))
 }
 
 /// Runs the CLI against every coordinator of `cluster`.

@@ -156,6 +156,55 @@ pub(crate) async fn replay_flights(nats_url: &str, path: &Path) {
     assert_eq!(replay.code, Some(0), "replay: {}", replay.stderr);
 }
 
+/// Flights replayed into the stream FLIGHTS, and the files of a pipeline over them.
+pub(crate) struct ReplayedFlights {
+    /// The flights, header included.
+    pub(crate) csv: String,
+    /// Its lines no pipeline can read.
+    pub(crate) bad_lines: usize,
+    /// The pipeline spec, beside `airports.csv`.
+    pub(crate) spec: std::path::PathBuf,
+}
+
+impl ReplayedFlights {
+    /// The sum of the three partitions' last positions (sequences 1..=lines+3: each
+    /// partition's last position is near the end).
+    pub(crate) fn total(&self) -> i64 {
+        3 * (self.csv.lines().count() as i64 - 1 + 3) - 3
+    }
+}
+
+/// Writes `count` flights, the airports table and the spec (named `spec_name`) into
+/// `dir`, and replays the flights into the NATS server at `nats_url`.
+pub(crate) async fn replayed_flights(
+    dir: &Path,
+    count: usize,
+    spec_name: &str,
+    nats_url: &str,
+) -> ReplayedFlights {
+    let (csv, bad_lines) = flights(count);
+    let flights_path = dir.join("flights.csv");
+    std::fs::write(&flights_path, &csv).expect("write flights");
+    std::fs::write(dir.join("airports.csv"), airports_csv()).expect("write airports");
+    let spec = dir.join(spec_name);
+    std::fs::write(&spec, spec_text()).expect("write spec");
+    replay_flights(nats_url, &flights_path).await;
+    ReplayedFlights {
+        csv,
+        bad_lines,
+        spec,
+    }
+}
+
+/// The job id `essaim stream submit` names ("pipeline `p`: job N, T stream tasks").
+pub(crate) fn submitted_job_id(stderr: &str) -> Option<u64> {
+    let rest = stderr.split(": job ").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// A PostgreSQL client whose connection runs in the background.
 pub(crate) async fn connect_postgres(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -236,14 +285,8 @@ async fn the_flights_pipeline_equals_its_oracle_after_a_worker_is_killed_mid_str
         return;
     };
     let work = tempfile::tempdir().expect("a temporary directory");
-    let (flights_csv, bad_lines) = flights(6000);
-    let flights_path = work.path().join("flights.csv");
-    std::fs::write(&flights_path, &flights_csv).expect("write flights");
-    std::fs::write(work.path().join("airports.csv"), airports_csv()).expect("write airports");
-    let spec_path = work.path().join("flights.toml");
-    std::fs::write(&spec_path, spec_text()).expect("write spec");
-
-    replay_flights(nats.url(), &flights_path).await;
+    let replayed = replayed_flights(work.path(), 6000, "flights.toml", nats.url()).await;
+    let (flights_csv, bad_lines, spec_path) = (replayed.csv, replayed.bad_lines, replayed.spec);
 
     let client = connect_postgres(postgres.url()).await;
 
@@ -422,13 +465,14 @@ pub(crate) async fn check_against_oracles(
     );
 }
 
-/// How far the first stage is: the sum of its committed positions.
-async fn source_progress(client: &tokio_postgres::Client) -> i64 {
+/// How far the first stage of `pipeline` is: the sum of its committed positions.
+pub(crate) async fn source_progress(client: &tokio_postgres::Client, pipeline: &str) -> i64 {
+    let pattern = format!("{pipeline}/source/%");
     client
         .query_opt(
             "SELECT coalesce(sum(position), 0)::bigint FROM essaim_offsets \
-             WHERE pipeline LIKE 'faults/source/%'",
-            &[],
+             WHERE pipeline LIKE $1",
+            &[&pattern],
         )
         .await
         .ok()
@@ -440,7 +484,7 @@ async fn source_progress(client: &tokio_postgres::Client) -> i64 {
 async fn wait_progress(client: &tokio_postgres::Client, total: i64, fraction: f64, what: &str) {
     let target = (total as f64 * fraction) as i64;
     for _ in 0..2400 {
-        let progress = source_progress(client).await;
+        let progress = source_progress(client, "faults").await;
         assert!(
             progress < total,
             "the pipeline finished before {what}: make the input longer"
@@ -460,21 +504,10 @@ async fn the_flights_pipeline_survives_coordinator_kill_broker_and_database_rest
         return;
     };
     let mut cluster = Cluster::start(2, 8).await;
-    let (flights_csv, bad_lines) = flights(24_000);
-    let flights_path = cluster.path("flights.csv");
-    std::fs::write(&flights_path, &flights_csv).expect("write flights");
-    std::fs::write(cluster.path("airports.csv"), airports_csv()).expect("write airports");
-    let spec_path = cluster.path("faults.toml");
-    std::fs::write(&spec_path, spec_text()).expect("write spec");
-    let spec = spec_path.to_str().expect("utf-8 path").to_owned();
-
-    replay_flights(nats.url(), &flights_path).await;
-    // Sequences 1..=lines+3; each partition's last position is near the end.
-    let total = {
-        let lines = flights_csv.lines().count() as i64 - 1 + 3;
-        // Sum of the three partitions' last positions.
-        3 * lines - 3
-    };
+    let replayed = replayed_flights(cluster.dir(), 24_000, "faults.toml", nats.url()).await;
+    let total = replayed.total();
+    let (flights_csv, bad_lines) = (replayed.csv, replayed.bad_lines);
+    let spec = replayed.spec.to_str().expect("utf-8 path").to_owned();
 
     let client = connect_postgres(postgres.url()).await;
     let submit = |parallelism: &'static str, verb: &'static str| {
@@ -998,14 +1031,9 @@ async fn a_pipeline_spreads_its_units_over_workers_that_join_and_drain() {
     };
     // One slot each: stream units run beside the slots.
     let mut cluster = Cluster::start(2, 1).await;
-    let (flights_csv, bad_lines) = flights(14_000);
-    let flights_path = cluster.path("flights.csv");
-    std::fs::write(&flights_path, &flights_csv).expect("write flights");
-    std::fs::write(cluster.path("airports.csv"), airports_csv()).expect("write airports");
-    let spec_path = cluster.path("faults.toml");
-    std::fs::write(&spec_path, spec_text()).expect("write spec");
-    replay_flights(nats.url(), &flights_path).await;
-    let total = 3 * (flights_csv.lines().count() as i64 - 1 + 3) - 3;
+    let replayed = replayed_flights(cluster.dir(), 14_000, "faults.toml", nats.url()).await;
+    let total = replayed.total();
+    let (flights_csv, bad_lines, spec_path) = (replayed.csv, replayed.bad_lines, replayed.spec);
     let client = connect_postgres(postgres.url()).await;
 
     let submitted = cluster

@@ -11,8 +11,8 @@ use essaim_testkit::deadline::Deadline;
 
 use crate::harness::{Cluster, metric_sample};
 use crate::stream::{
-    airports_csv, check_against_oracles, connect_postgres, flights, nats_and_postgres,
-    replay_flights, spec_text,
+    check_against_oracles, connect_postgres, nats_and_postgres, replayed_flights, source_progress,
+    submitted_job_id,
 };
 
 /// The samples of `family` (`essaim_connector_breaker_state`, say) on the workers'
@@ -48,20 +48,6 @@ fn give_up_after(deadline: Instant, what: &str, seen: &[(String, f64)]) {
     );
 }
 
-/// How far the first stage is: the sum of its committed positions.
-async fn source_progress(client: &tokio_postgres::Client) -> i64 {
-    client
-        .query_opt(
-            "SELECT coalesce(sum(position), 0)::bigint FROM essaim_offsets \
-             WHERE pipeline LIKE 'breakers/source/%'",
-            &[],
-        )
-        .await
-        .ok()
-        .flatten()
-        .map_or(0, |row| row.get(0))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nats_outage_opens_the_breakers_in_metrics_and_the_output_still_equals_the_oracle() {
     let Some((nats, postgres)) = nats_and_postgres() else {
@@ -69,15 +55,9 @@ async fn a_nats_outage_opens_the_breakers_in_metrics_and_the_output_still_equals
     };
     let cluster = Cluster::start(1, 8).await;
     let test_started = Instant::now();
-    let (flights_csv, bad_lines) = flights(3_000);
-    let flights_path = cluster.path("flights.csv");
-    std::fs::write(&flights_path, &flights_csv).expect("write flights");
-    std::fs::write(cluster.path("airports.csv"), airports_csv()).expect("write airports");
-    let spec_path = cluster.path("breakers.toml");
-    std::fs::write(&spec_path, spec_text()).expect("write spec");
-    replay_flights(nats.url(), &flights_path).await;
-    // Sequences 1..=lines+3 over three partitions (see stream.rs).
-    let total = 3 * (flights_csv.lines().count() as i64 - 1 + 3) - 3;
+    let replayed = replayed_flights(cluster.dir(), 3_000, "breakers.toml", nats.url()).await;
+    let total = replayed.total();
+    let (flights_csv, bad_lines, spec_path) = (replayed.csv, replayed.bad_lines, replayed.spec);
 
     let submitted = cluster
         .cli(&[
@@ -96,19 +76,14 @@ async fn a_nats_outage_opens_the_breakers_in_metrics_and_the_output_still_equals
         ])
         .await;
     assert_eq!(submitted.code, Some(0), "submit: {}", submitted.stderr);
-    let job_id: u64 = submitted
-        .stderr
-        .split("job ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|id| id.trim().parse().ok())
+    let job_id: u64 = submitted_job_id(&submitted.stderr)
         .unwrap_or_else(|| panic!("submit names its job: {}", submitted.stderr));
 
     eprintln!("submitted after {:?}", test_started.elapsed());
     let client = connect_postgres(postgres.url()).await;
     let started = Deadline::after(Duration::from_secs(30), "a tenth of the input committed");
     loop {
-        let progress = source_progress(&client).await;
+        let progress = source_progress(&client, "breakers").await;
         assert!(progress < total, "the pipeline finished before the outage");
         if progress >= total / 10 {
             break;

@@ -4,8 +4,7 @@
 use crate::harness::{job_spec, output_text, shell_task};
 use crate::mapreduce::{coreutils_word_counts, read_word_counts, streaming_args, write_corpus};
 use crate::stream::{
-    airports_csv, check_against_oracles, connect_postgres, flights, nats_and_postgres,
-    replay_flights, spec_text,
+    check_against_oracles, connect_postgres, nats_and_postgres, replayed_flights, submitted_job_id,
 };
 use essaim_proto::v1;
 use essaim_testkit::cli::CliOutput;
@@ -148,17 +147,11 @@ async fn submit_word_count(cluster: &HaCluster, seed: u64) -> Submitted {
 
 async fn submit_stream(cluster: &HaCluster, seed: u64) -> Option<Submitted> {
     let (nats, postgres) = nats_and_postgres()?;
-    let (flights_csv, bad_lines) = flights(FLIGHTS);
-    let flights_path = cluster.path("flights.csv");
-    std::fs::write(&flights_path, &flights_csv).expect("write flights");
-    std::fs::write(cluster.path("airports.csv"), airports_csv()).expect("write airports");
-    let spec_path = cluster.path("flights.toml");
-    std::fs::write(&spec_path, spec_text()).expect("write spec");
-    replay_flights(nats.url(), &flights_path).await;
+    let replayed = replayed_flights(&cluster.path(""), FLIGHTS, "flights.toml", nats.url()).await;
     let args: Vec<String> = [
         "stream",
         "submit",
-        spec_path.to_str().expect("a UTF-8 path"),
+        replayed.spec.to_str().expect("a UTF-8 path"),
         "--nats",
         nats.url(),
         "--postgres",
@@ -174,18 +167,12 @@ async fn submit_stream(cluster: &HaCluster, seed: u64) -> Option<Submitted> {
     .collect();
     let run = cli(cluster, &args).await;
     assert_eq!(run.code, Some(0), "torture seed {seed}: {run:?}");
-    // "pipeline `flights`: job N, T stream tasks"
-    let job_id = run
-        .stderr
-        .split(": job ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|id| id.trim().parse().ok())
+    let job_id = submitted_job_id(&run.stderr)
         .unwrap_or_else(|| panic!("torture seed {seed}: no job id in {run:?}"));
     Some(Submitted::Stream(Box::new(StreamRun {
         job_id,
-        flights_csv,
-        bad_lines,
+        flights_csv: replayed.csv,
+        bad_lines: replayed.bad_lines,
         _nats: nats,
         postgres,
     })))

@@ -116,6 +116,17 @@ impl ClientError {
 
 type RequestBody = BoxBody<Bytes, std::io::Error>;
 
+/// The body of a JSON request: `body` serialised, or nothing.
+fn json_body(body: Option<&impl Serialize>) -> RequestBody {
+    let bytes = match body {
+        Some(body) => serde_json::to_vec(body).expect("requests always serialise"),
+        None => Vec::new(),
+    };
+    Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
 /// A connection to one registry (a coordinator, or a registry process).
 #[derive(Clone, Debug)]
 pub struct RegistryClient {
@@ -236,15 +247,8 @@ impl RegistryClient {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
-        let bytes = match body {
-            Some(body) => serde_json::to_vec(body).expect("requests always serialise"),
-            None => Vec::new(),
-        };
-        let body = Full::new(Bytes::from(bytes))
-            .map_err(|never| match never {})
-            .boxed();
         let exchange = async {
-            let response = self.send(method, path, body, None).await?;
+            let response = self.send(method, path, json_body(body), None).await?;
             let bytes = response
                 .into_body()
                 .collect()
@@ -256,6 +260,15 @@ impl RegistryClient {
                 reason: error.to_string(),
             })
         };
+        self.within_call_timeout(path, exchange).await
+    }
+
+    /// Runs one exchange with the registry within [`CALL_TIMEOUT`].
+    async fn within_call_timeout<T>(
+        &self,
+        path: &str,
+        exchange: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
         tokio::time::timeout(CALL_TIMEOUT, exchange)
             .await
             .map_err(|_| ClientError::TimedOut {

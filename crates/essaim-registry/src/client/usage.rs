@@ -1,9 +1,8 @@
 //! The usage calls of the client: a runner's heartbeat and its withdrawal, and the
 //! reads of the governance view (see [`crate::usage`] and [`crate::governance`]).
 
-use super::{CALL_TIMEOUT, ClientError, RegistryClient};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use super::{ClientError, RegistryClient, json_body};
+use http_body_util::BodyExt;
 use serde::Serialize;
 
 impl RegistryClient {
@@ -35,32 +34,20 @@ impl RegistryClient {
         self.get("/governance").await
     }
 
-    /// Sends a JSON request whose answer has no body, within [`CALL_TIMEOUT`].
+    /// Sends a JSON request whose answer has no body, within [`super::CALL_TIMEOUT`].
     async fn call_without_answer(
         &self,
         method: http::Method,
         path: &str,
         body: Option<&impl Serialize>,
     ) -> Result<(), ClientError> {
-        let bytes = match body {
-            Some(body) => serde_json::to_vec(body).expect("requests always serialise"),
-            None => Vec::new(),
-        };
-        let body = Full::new(Bytes::from(bytes))
-            .map_err(|never| match never {})
-            .boxed();
         let exchange = async {
-            let response = self.send(method, path, body, None).await?;
+            let response = self.send(method, path, json_body(body), None).await?;
             // Read to the end, so that the connection can be reused.
             let _ = response.into_body().collect().await;
             Ok(())
         };
-        tokio::time::timeout(CALL_TIMEOUT, exchange)
-            .await
-            .map_err(|_| ClientError::TimedOut {
-                url: self.url().to_string(),
-                path: path.to_string(),
-            })?
+        self.within_call_timeout(path, exchange).await
     }
 }
 

@@ -6,7 +6,9 @@
 //! the retries of one task can land on it again and again until the task is
 //! dead-lettered and its job failed (the torture suite's disk faults found exactly
 //! that). Hadoop's NodeManager marks such a node unhealthy for the same reason. Here the
-//! pull loop asks the guard before every pull: below the reserve
+//! pull loop asks the guard before every pull (the disk itself is read at most every
+//! [`RECHECK_PERIOD`] while it has room: pulls of short tasks can be frequent, and a
+//! `statvfs` on a blocking thread each time would be wasted): below the reserve
 //! (`--scratch-reserve-bytes`) it waits, re-checking every [`RECHECK_PERIOD`], while
 //! heartbeats go on (the leases it holds stay valid, its committed outputs stay
 //! readable) and attempts already running finish or fail on their own. A reserve of 0
@@ -18,7 +20,8 @@ use std::time::Duration;
 
 use essaim_telemetry::WorkerMetrics;
 
-/// How often a worker below its reserve looks at its disk again.
+/// How often the guard reads the disk: again after this while below its reserve, and
+/// at most this often while above it.
 pub(crate) const RECHECK_PERIOD: Duration = Duration::from_millis(500);
 
 /// Holds pulls back while the scratch disk is below its reserve (see the module doc).
@@ -29,6 +32,8 @@ pub(crate) struct ScratchGuard {
     /// Whether the last check found the disk below the reserve (for the log lines at
     /// the transitions).
     below: bool,
+    /// When the disk was last found above the reserve.
+    room_seen_at: Option<std::time::Instant>,
 }
 
 impl ScratchGuard {
@@ -38,6 +43,7 @@ impl ScratchGuard {
             reserve_bytes,
             metrics,
             below: false,
+            room_seen_at: None,
         }
     }
 
@@ -45,6 +51,12 @@ impl ScratchGuard {
     /// has, or when the guard is off or the free space cannot be read).
     pub(crate) async fn wait_for_room(&mut self) {
         if self.reserve_bytes == 0 {
+            return;
+        }
+        if self
+            .room_seen_at
+            .is_some_and(|seen| seen.elapsed() < RECHECK_PERIOD)
+        {
             return;
         }
         loop {
@@ -60,8 +72,10 @@ impl ScratchGuard {
                 .set(i64::try_from(free_bytes).unwrap_or(i64::MAX));
             if free_bytes >= self.reserve_bytes {
                 self.set_below(false, Some(free_bytes));
+                self.room_seen_at = Some(std::time::Instant::now());
                 return;
             }
+            self.room_seen_at = None;
             self.set_below(true, Some(free_bytes));
             tokio::time::sleep(RECHECK_PERIOD).await;
         }

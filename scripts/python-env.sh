@@ -17,6 +17,9 @@
 # - sklearn: the model-quality benchmark (bench/naive_bayes.sh) trains scikit-learn's
 #   MultinomialNB on the same split and tokenisation as `essaim train naive-bayes`;
 #   scikit-learn and its dependencies are pinned (the newest that CPython 3.11 takes).
+# - mlflow: the serving benchmark (bench/model_serve.sh) serves scikit-learn's model with
+#   `mlflow models serve`; MLflow and scikit-learn are pinned (mlflow-tracing, which
+#   mlflow requires at its own version, has no 3.18 on PyPI yet: 3.17.2 is the newest).
 #
 # Each profile is a virtual environment under target/ (cargo clean removes it), isolated
 # from the system's Python, created once and reused. Needs CPython 3 with the venv
@@ -52,8 +55,13 @@ case "$profile" in
         pins=("scikit-learn==1.9.1" "numpy==2.4.6" "scipy==1.17.1" "joblib==1.6.0" "threadpoolctl==3.8.0")
         smoke_test='import sklearn.naive_bayes, sklearn.feature_extraction.text'
         ;;
+    mlflow)
+        env_dir="$root/target/python-env-mlflow"
+        pins=("mlflow==3.17.2" "mlflow-skinny==3.17.2" "mlflow-tracing==3.17.2" "scikit-learn==1.9.1" "numpy==2.4.6" "scipy==1.17.1" "pandas==3.1.1")
+        smoke_test='import mlflow.sklearn, sklearn.naive_bayes'
+        ;;
     *)
-        echo "python-env: unknown profile '$profile' (mrjob, schemathesis, k8s, client or sklearn)" >&2
+        echo "python-env: unknown profile '$profile' (mrjob, schemathesis, k8s, client, sklearn or mlflow)" >&2
         exit 2
         ;;
 esac

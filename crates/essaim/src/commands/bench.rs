@@ -30,6 +30,8 @@ enum Bench {
     },
     /// A cache-aside Zipf load on cache nodes, a cache proxy or memcached (bench/cache.sh).
     Cache(super::bench_cache::CacheLoadArgs),
+    /// A model's predictions called in-process, one request at a time (bench/model_serve.sh).
+    Predict(super::bench_predict::PredictArgs),
     /// Time from SIGKILL of a worker to its tasks running elsewhere (own local cluster).
     Recovery {
         /// Repetitions.
@@ -54,6 +56,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             worker_timeout_ms,
         } => recovery(runs, worker_timeout_ms).await,
         Bench::Cache(args) => super::bench_cache::run(args).await,
+        Bench::Predict(args) => super::bench_predict::run(args),
     }
 }
 

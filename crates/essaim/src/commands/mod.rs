@@ -2,6 +2,7 @@
 
 pub mod bench;
 mod bench_cache;
+mod bench_predict;
 pub mod cache;
 pub mod cluster;
 pub mod config;

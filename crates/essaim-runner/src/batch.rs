@@ -1,9 +1,15 @@
 //! Micro-batching: requests of one model version are queued and scored together.
 //!
 //! Why: a batch pays the hand-off to a blocking thread once, and under load the model
-//! scores many rows per wake-up instead of one. The policy (Triton's "maximum queue
-//! delay"): the batcher takes the first waiting request, then keeps taking requests
-//! until it holds `max_batch` of them or `max_delay` has passed since the first.
+//! scores many rows per wake-up instead of one. The policy is Triton's dynamic batcher:
+//! up to `scorers` batches are scored at once (its model instances, by default one per
+//! core); once a scorer is free, the batcher takes the first waiting request, then keeps
+//! taking requests until it holds `max_batch` of them or `max_delay` has passed since
+//! the first. With the default delay of zero, a request that finds a scorer free is
+//! scored at once, and batches form by themselves under load: while every scorer is
+//! busy, requests gather in the queue and the next free scorer takes them together.
+//! A delay only pays where a batch costs much less than its rows one by one (a GPU);
+//! for a model scored row by row on a CPU it is added latency (bench/model_serve.sh).
 //!
 //! Memory is bounded: a request is admitted only with one of `max_queue` permits, held
 //! until its answer is sent, so requests waiting in the channel, in the batch being
@@ -30,8 +36,9 @@ pub type ScoreFn = Arc<dyn Fn(&[String]) -> Vec<Prediction> + Send + Sync>;
 
 /// Default most requests per batch.
 pub const DEFAULT_MAX_BATCH: usize = 32;
-/// Default longest wait for a batch to fill, counted from its first request.
-pub const DEFAULT_MAX_BATCH_DELAY: Duration = Duration::from_millis(2);
+/// Default longest wait for a batch to fill, counted from its first request: none, as
+/// Triton's default (see the module's documentation).
+pub const DEFAULT_MAX_BATCH_DELAY: Duration = Duration::ZERO;
 /// Default most requests admitted per version (queued, batched or being scored).
 pub const DEFAULT_MAX_QUEUE: usize = 1024;
 
@@ -44,6 +51,13 @@ pub struct BatchLimits {
     pub max_delay: Duration,
     /// Most requests admitted at once (at least 1).
     pub max_queue: usize,
+    /// Most batches scored at once, each on its own blocking thread (at least 1).
+    pub scorers: usize,
+}
+
+/// Default most batches scored at once: one per core.
+pub fn default_scorers() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get())
 }
 
 impl Default for BatchLimits {
@@ -52,6 +66,7 @@ impl Default for BatchLimits {
             max_batch: DEFAULT_MAX_BATCH,
             max_delay: DEFAULT_MAX_BATCH_DELAY,
             max_queue: DEFAULT_MAX_QUEUE,
+            scorers: default_scorers(),
         }
     }
 }
@@ -100,7 +115,13 @@ impl Batcher {
         let max_queue = limits.max_queue.max(1);
         // As many channel places as permits: a permit holder's send never waits.
         let (queue_tx, queue_rx) = mpsc::channel(max_queue);
-        tracker.spawn(run_batches(queue_rx, score, limits, observer.clone()));
+        tracker.spawn(run_batches(
+            queue_rx,
+            score,
+            limits,
+            observer.clone(),
+            tracker.clone(),
+        ));
         Self {
             queue_tx,
             permits: Arc::new(Semaphore::new(max_queue)),
@@ -129,43 +150,63 @@ impl Batcher {
     }
 }
 
-/// Forms and scores batches until every sender is dropped and the queue is empty.
+/// Forms batches until every sender is dropped and the queue is empty, each once a
+/// scorer is free, and scores each on `tracker` (so that whoever waits for the tracker
+/// waits for the last answer).
 async fn run_batches(
     mut queue_rx: mpsc::Receiver<Queued>,
     score: ScoreFn,
     limits: BatchLimits,
     observer: Arc<dyn BatchObserver>,
+    tracker: TaskTracker,
 ) {
-    while let Some(batch) = next_batch(&mut queue_rx, limits).await {
-        let rows: Vec<usize> = batch.iter().map(|queued| queued.texts.len()).collect();
-        let (texts, replies): (Vec<Vec<String>>, Vec<_>) = batch
-            .into_iter()
-            .map(|queued| (queued.texts, (queued.reply_tx, queued._permit)))
-            .unzip();
-        let texts: Vec<String> = texts.into_iter().flatten().collect();
-        let total_rows = texts.len();
-        let score = score.clone();
-        // Scoring a batch can take more than the 0.5 ms an async task may block.
-        let scored = tokio::task::spawn_blocking(move || score(&texts)).await;
-        observer.batch_scored(rows.len(), total_rows);
-        let Ok(predictions) = scored else {
-            tracing::error!(
-                rows = total_rows,
-                "scoring a batch panicked; its requests fail"
-            );
-            for _ in &replies {
-                observer.left();
-            }
-            continue; // The replies are dropped: each caller sees a closed channel.
+    let scorers = Arc::new(Semaphore::new(limits.scorers.max(1)));
+    loop {
+        let scorer = scorers
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the scorers' semaphore is never closed");
+        let Some(batch) = next_batch(&mut queue_rx, limits).await else {
+            return;
         };
-        // Handed back in request order: each request takes its rows off the front.
-        let mut rest = predictions;
-        for ((reply_tx, permit), count) in replies.into_iter().zip(rows) {
-            let tail = rest.split_off(count.min(rest.len()));
-            let _caller_gone = reply_tx.send(std::mem::replace(&mut rest, tail));
-            drop(permit);
+        let (score, observer) = (score.clone(), observer.clone());
+        tracker.spawn(async move {
+            score_and_answer(batch, score, observer.as_ref()).await;
+            drop(scorer);
+        });
+    }
+}
+
+/// Scores one batch on a blocking thread and sends each request its own rows.
+async fn score_and_answer(batch: Vec<Queued>, score: ScoreFn, observer: &dyn BatchObserver) {
+    let rows: Vec<usize> = batch.iter().map(|queued| queued.texts.len()).collect();
+    let (texts, replies): (Vec<Vec<String>>, Vec<_>) = batch
+        .into_iter()
+        .map(|queued| (queued.texts, (queued.reply_tx, queued._permit)))
+        .unzip();
+    let texts: Vec<String> = texts.into_iter().flatten().collect();
+    let total_rows = texts.len();
+    // Scoring a batch can take more than the 0.5 ms an async task may block.
+    let scored = tokio::task::spawn_blocking(move || score(&texts)).await;
+    observer.batch_scored(rows.len(), total_rows);
+    let Ok(predictions) = scored else {
+        tracing::error!(
+            rows = total_rows,
+            "scoring a batch panicked; its requests fail"
+        );
+        for _ in &replies {
             observer.left();
         }
+        return; // The replies are dropped: each caller sees a closed channel.
+    };
+    // Handed back in request order: each request takes its rows off the front.
+    let mut rest = predictions;
+    for ((reply_tx, permit), count) in replies.into_iter().zip(rows) {
+        let tail = rest.split_off(count.min(rest.len()));
+        let _caller_gone = reply_tx.send(std::mem::replace(&mut rest, tail));
+        drop(permit);
+        observer.left();
     }
 }
 
@@ -188,6 +229,11 @@ async fn next_batch(
             }
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        // A timer whose deadline has passed still fires only on the timer's next tick
+        // (up to a millisecond): a batch that may not wait does not touch it.
+        if Instant::now() >= filled_by {
+            break;
         }
         match tokio::time::timeout_at(filled_by, queue_rx.recv()).await {
             Ok(Some(queued)) => batch.push(queued),
@@ -244,6 +290,7 @@ mod tests {
             max_batch: 8,
             max_delay: Duration::from_millis(5),
             max_queue: 16,
+            scorers: 1,
         };
         let tracker = TaskTracker::new();
         let batcher = Batcher::start(by_length(), limits, observer.clone(), &tracker);
@@ -271,6 +318,7 @@ mod tests {
             max_batch: 2,
             max_delay: Duration::from_secs(3600),
             max_queue: 16,
+            scorers: 1,
         };
         let tracker = TaskTracker::new();
         let batcher = Batcher::start(by_length(), limits, observer.clone(), &tracker);
@@ -299,6 +347,7 @@ mod tests {
             max_batch: 100,
             max_delay: Duration::from_secs(10),
             max_queue: 2,
+            scorers: 1,
         };
         let tracker = TaskTracker::new();
         let batcher = Batcher::start(by_length(), limits, observer.clone(), &tracker);
@@ -319,6 +368,7 @@ mod tests {
             max_batch: 4,
             max_delay: Duration::from_millis(50),
             max_queue: 8,
+            scorers: 1,
         };
         let tracker = TaskTracker::new();
         let batcher = Batcher::start(by_length(), limits, observer.clone(), &tracker);
@@ -340,6 +390,7 @@ mod tests {
             max_batch: 1,
             max_delay: Duration::ZERO,
             max_queue: 8,
+            scorers: 1,
         };
         let tracker = TaskTracker::new();
         let batcher = Batcher::start(score, limits, observer.clone(), &tracker);
@@ -348,5 +399,69 @@ mod tests {
         let fine = admitted(batcher.submit(texts(&["ok"])));
         assert_eq!(fine.await.unwrap(), [(2, vec![])]);
         assert_eq!(observer.inside.load(Ordering::SeqCst), 0);
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_delay_requests_gather_while_every_scorer_is_busy() {
+        let observer = Arc::new(Recorded::default());
+        let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (entered_tx, go_rx) = (Mutex::new(entered_tx), Mutex::new(go_rx));
+        let score: ScoreFn = Arc::new(move |texts: &[String]| {
+            if texts[0] == "first" {
+                entered_tx.lock().unwrap().send(()).unwrap();
+                go_rx.lock().unwrap().recv().unwrap();
+            }
+            texts.iter().map(|t| (t.len(), vec![])).collect()
+        });
+        let limits = BatchLimits {
+            max_batch: 8,
+            max_delay: Duration::ZERO,
+            max_queue: 16,
+            scorers: 1,
+        };
+        let tracker = TaskTracker::new();
+        let batcher = Batcher::start(score, limits, observer.clone(), &tracker);
+        let first = admitted(batcher.submit(texts(&["first"])));
+        tokio::task::spawn_blocking(move || entered_rx.recv().unwrap())
+            .await
+            .unwrap();
+        let later: Vec<_> = ["b", "cc", "ddd"]
+            .iter()
+            .map(|word| admitted(batcher.submit(texts(&[word]))))
+            .collect();
+        go_tx.send(()).unwrap();
+        assert_eq!(first.await.unwrap(), [(5, vec![])]);
+        for (reply, length) in later.into_iter().zip([1, 2, 3]) {
+            assert_eq!(reply.await.unwrap(), [(length, vec![])]);
+        }
+        // The first went alone at once; the three that waited for the scorer, together.
+        assert_eq!(*observer.batches.lock().unwrap(), [(1, 1), (3, 3)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_are_scored_side_by_side_up_to_the_scorers() {
+        let observer = Arc::new(Recorded::default());
+        // Each batch waits for the other: only two scorers at once can finish.
+        let both = Arc::new(std::sync::Barrier::new(2));
+        let score: ScoreFn = Arc::new(move |texts: &[String]| {
+            both.wait();
+            texts.iter().map(|t| (t.len(), vec![])).collect()
+        });
+        let limits = BatchLimits {
+            max_batch: 1,
+            max_delay: Duration::ZERO,
+            max_queue: 16,
+            scorers: 2,
+        };
+        let tracker = TaskTracker::new();
+        let batcher = Batcher::start(score, limits, observer.clone(), &tracker);
+        let one = admitted(batcher.submit(texts(&["a"])));
+        let two = admitted(batcher.submit(texts(&["bb"])));
+        let answers = tokio::time::timeout(Duration::from_secs(30), async {
+            (one.await.unwrap(), two.await.unwrap())
+        })
+        .await
+        .expect("two batches were not scored at once");
+        assert_eq!(answers, (vec![(1, vec![])], vec![(2, vec![])]));
     }
 }

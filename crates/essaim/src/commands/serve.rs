@@ -10,7 +10,7 @@
 
 use crate::client::{ConnectArgs, usage};
 use essaim_registry::client::RegistryClient;
-use essaim_runner::batch::{BatchLimits, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE};
+use essaim_runner::batch::{BatchLimits, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE, default_scorers};
 use essaim_runner::config::{parse_model_arg, parse_model_file};
 use essaim_runner::usage::UsageSettings;
 use essaim_runner::{Runner, RunnerConfig};
@@ -41,9 +41,13 @@ pub struct Args {
     /// Most requests scored in one batch.
     #[arg(long, default_value_t = DEFAULT_MAX_BATCH)]
     max_batch: usize,
-    /// Longest a batch waits to fill, from its first request: `2ms`, `0` for none.
-    #[arg(long, value_name = "DURATION", value_parser = crate::durations::millis, default_value = "2ms")]
+    /// Longest a batch waits to fill, from its first request, once a scorer is free:
+    /// `0` (the default) scores what is queued at once; `2ms` waits for company.
+    #[arg(long, value_name = "DURATION", value_parser = crate::durations::millis, default_value = "0")]
     max_batch_delay: Duration,
+    /// Most batches of one version scored at once (default: one per core).
+    #[arg(long, value_name = "N")]
+    scorers: Option<usize>,
     /// Most requests admitted per version (queued or being scored); more get 429.
     #[arg(long, default_value_t = DEFAULT_MAX_QUEUE)]
     max_queue: usize,
@@ -77,8 +81,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_err(|error| usage(format!("{}: {error}", path.display())))?;
         models.extend(from_file);
     }
-    if args.max_batch == 0 || args.max_queue == 0 {
-        return Err(usage("--max-batch and --max-queue must be at least 1"));
+    if args.max_batch == 0 || args.max_queue == 0 || args.scorers == Some(0) {
+        return Err(usage(
+            "--max-batch, --max-queue and --scorers must be at least 1",
+        ));
     }
     if args.usage_interval < Duration::from_millis(100) {
         return Err(usage("--usage-interval must be at least 100ms"));
@@ -99,6 +105,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             max_batch: args.max_batch,
             max_delay: args.max_batch_delay,
             max_queue: args.max_queue,
+            scorers: args.scorers.unwrap_or_else(default_scorers),
         },
         reload_interval: args.reload_interval,
         client,

@@ -179,7 +179,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .with_state(registry)
 }
 
-/// Runs a store operation on a blocking thread (redb and `std::fs` block).
+/// Runs an artifact store operation on a blocking thread (`std::fs` blocks).
 async fn blocking<T: Send + 'static>(
     registry: &Shared,
     work: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
@@ -210,9 +210,7 @@ fn actor(headers: &HeaderMap) -> Result<String, Failure> {
 }
 
 async fn list_models(State(registry): State<Shared>) -> Answer<Vec<crate::record::ModelSummary>> {
-    blocking(&registry, |registry| registry.store.models())
-        .await
-        .map(Json)
+    Ok(Json(registry.store.models().await?))
 }
 
 async fn show_model(
@@ -220,9 +218,7 @@ async fn show_model(
     Path(model): Path<String>,
 ) -> Answer<crate::record::ModelSummary> {
     let model = ModelName::parse(&model)?;
-    blocking(&registry, move |registry| registry.store.model(&model))
-        .await
-        .map(Json)
+    Ok(Json(registry.store.model(&model).await?))
 }
 
 async fn list_versions(
@@ -230,9 +226,7 @@ async fn list_versions(
     Path(model): Path<String>,
 ) -> Answer<Vec<crate::record::VersionRecord>> {
     let model = ModelName::parse(&model)?;
-    blocking(&registry, move |registry| registry.store.versions(&model))
-        .await
-        .map(Json)
+    Ok(Json(registry.store.versions(&model).await?))
 }
 
 async fn show_version(
@@ -241,11 +235,7 @@ async fn show_version(
 ) -> Answer<crate::record::VersionRecord> {
     let model = ModelName::parse(&model)?;
     let reference = VersionRef::parse(&reference)?;
-    blocking(&registry, move |registry| {
-        registry.store.version(&model, &reference)
-    })
-    .await
-    .map(Json)
+    Ok(Json(registry.store.version(&model, &reference).await?))
 }
 
 /// Checks a registration and returns its artifact, or why it is refused.
@@ -306,23 +296,26 @@ async fn register(
 ) -> Result<(StatusCode, Json<crate::record::VersionRecord>), Failure> {
     let model = ModelName::parse(&model)?;
     let actor = actor(&headers)?;
-    let record = blocking(&registry, move |registry| {
+    // The artifact's file is looked at on a blocking thread (`std::fs`).
+    let (artifact, new) = blocking(&registry, move |registry| {
         let artifact = checked_artifact(registry, &new)?;
-        let change = Change {
-            actor: &actor,
-            now_unix_ms: now_unix_ms(),
-        };
-        let NewVersion {
-            metrics,
-            metadata,
-            lineage,
-            ..
-        } = new;
-        registry
-            .store
-            .register(&model, artifact, metrics, metadata, lineage, change)
+        Ok((artifact, new))
     })
     .await?;
+    let change = Change {
+        actor: &actor,
+        now_unix_ms: now_unix_ms(),
+    };
+    let NewVersion {
+        metrics,
+        metadata,
+        lineage,
+        ..
+    } = new;
+    let record = registry
+        .store
+        .register(&model, artifact, metrics, metadata, lineage, change)
+        .await?;
     tracing::info!(model = %record.model, version = record.version, "model version registered");
     Ok((StatusCode::CREATED, Json(record)))
 }
@@ -335,18 +328,14 @@ async fn archive(
     let model = ModelName::parse(&model)?;
     let version = parse_version_number(&version)?;
     let actor = actor(&headers)?;
-    blocking(&registry, move |registry| {
-        let change = Change {
-            actor: &actor,
-            now_unix_ms: now_unix_ms(),
-        };
-        registry.store.archive(&model, version, change)
-    })
-    .await
-    .map(Json)
+    let change = Change {
+        actor: &actor,
+        now_unix_ms: now_unix_ms(),
+    };
+    Ok(Json(registry.store.archive(&model, version, change).await?))
 }
 
-/// Moves an alias on a blocking thread; the store serialises concurrent moves.
+/// Moves an alias; the store serialises concurrent moves.
 async fn move_alias(
     registry: &Shared,
     model: ModelName,
@@ -354,16 +343,14 @@ async fn move_alias(
     requested: AliasMove,
     actor: String,
 ) -> Answer<AuditEntry> {
-    let entry = blocking(registry, move |registry| {
-        let change = Change {
-            actor: &actor,
-            now_unix_ms: now_unix_ms(),
-        };
-        registry
-            .store
-            .move_alias(&model, &alias, &requested, change)
-    })
-    .await?;
+    let change = Change {
+        actor: &actor,
+        now_unix_ms: now_unix_ms(),
+    };
+    let entry = registry
+        .store
+        .move_alias(&model, &alias, &requested, change)
+        .await?;
     tracing::info!(
         model = %entry.model,
         alias = entry.alias.as_deref().unwrap_or_default(),
@@ -445,11 +432,12 @@ async fn alias_at(
             rejection.body_text()
         )))
     })?;
-    blocking(&registry, move |registry| {
-        registry.store.alias_at(&model, &alias, query.unix_ms)
-    })
-    .await
-    .map(Json)
+    Ok(Json(
+        registry
+            .store
+            .alias_at(&model, &alias, query.unix_ms)
+            .await?,
+    ))
 }
 
 async fn audit(
@@ -465,11 +453,9 @@ async fn audit(
             "an alias belongs to a model: give `model` too".into(),
         )));
     }
-    blocking(&registry, move |registry| {
-        registry.store.audit(model.as_ref(), alias.as_ref())
-    })
-    .await
-    .map(Json)
+    Ok(Json(
+        registry.store.audit(model.as_ref(), alias.as_ref()).await?,
+    ))
 }
 
 mod artifacts;

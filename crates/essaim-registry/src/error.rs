@@ -102,7 +102,9 @@ pub enum RegistryError {
     #[error("the registry's store failed: {0}")]
     Storage(String),
     /// The store's format is not this version's.
-    #[error("the registry store `{store}` has format version {found}; this essaim reads {expected}")]
+    #[error(
+        "the registry store `{store}` has format version {found}; this essaim reads {expected}"
+    )]
     Version {
         /// The database file or PostgreSQL URL (without its password).
         store: String,
@@ -183,7 +185,9 @@ impl RegistryError {
 }
 
 /// Returns a closure turning a PostgreSQL error into [`RegistryError::Postgres`].
-pub(crate) fn postgres(action: &'static str) -> impl FnOnce(tokio_postgres::Error) -> RegistryError {
+pub(crate) fn postgres(
+    action: &'static str,
+) -> impl FnOnce(tokio_postgres::Error) -> RegistryError {
     move |source| RegistryError::Postgres { action, source }
 }
 

@@ -173,9 +173,13 @@ impl RegistryStore {
     ) -> Result<VersionRecord, RegistryError> {
         match self {
             RegistryStore::Redb(store) => {
-                let (model, actor, now) = (model.clone(), change.actor.to_string(), change.now_unix_ms);
+                let (model, actor, now) =
+                    (model.clone(), change.actor.to_string(), change.now_unix_ms);
                 on_blocking_thread(store, move |store| {
-                    let change = Change { actor: &actor, now_unix_ms: now };
+                    let change = Change {
+                        actor: &actor,
+                        now_unix_ms: now,
+                    };
                     store.register(&model, artifact, metrics, metadata, lineage, change)
                 })
                 .await
@@ -201,12 +205,17 @@ impl RegistryStore {
                 let (model, alias, requested) = (model.clone(), alias.clone(), requested.clone());
                 let (actor, now) = (change.actor.to_string(), change.now_unix_ms);
                 on_blocking_thread(store, move |store| {
-                    let change = Change { actor: &actor, now_unix_ms: now };
+                    let change = Change {
+                        actor: &actor,
+                        now_unix_ms: now,
+                    };
                     store.move_alias(&model, &alias, &requested, change)
                 })
                 .await
             }
-            RegistryStore::Postgres(store) => store.move_alias(model, alias, requested, change).await,
+            RegistryStore::Postgres(store) => {
+                store.move_alias(model, alias, requested, change).await
+            }
         }
     }
 
@@ -219,9 +228,13 @@ impl RegistryStore {
     ) -> Result<AuditEntry, RegistryError> {
         match self {
             RegistryStore::Redb(store) => {
-                let (model, actor, now) = (model.clone(), change.actor.to_string(), change.now_unix_ms);
+                let (model, actor, now) =
+                    (model.clone(), change.actor.to_string(), change.now_unix_ms);
                 on_blocking_thread(store, move |store| {
-                    let change = Change { actor: &actor, now_unix_ms: now };
+                    let change = Change {
+                        actor: &actor,
+                        now_unix_ms: now,
+                    };
                     store.archive(&model, version, change)
                 })
                 .await
@@ -284,8 +297,10 @@ impl RegistryStore {
         match self {
             RegistryStore::Redb(store) => {
                 let (model, alias) = (model.cloned(), alias.cloned());
-                on_blocking_thread(store, move |store| store.audit(model.as_ref(), alias.as_ref()))
-                    .await
+                on_blocking_thread(store, move |store| {
+                    store.audit(model.as_ref(), alias.as_ref())
+                })
+                .await
             }
             RegistryStore::Postgres(store) => store.audit(model, alias).await,
         }
@@ -409,7 +424,13 @@ mod tests {
             redact_password("postgresql://u:secret@db:5432/app?sslmode=require"),
             "postgresql://u:***@db:5432/app?sslmode=require"
         );
-        assert_eq!(redact_password("postgresql://u@db/app"), "postgresql://u@db/app");
-        assert_eq!(redact_password("postgresql://db/app"), "postgresql://db/app");
+        assert_eq!(
+            redact_password("postgresql://u@db/app"),
+            "postgresql://u@db/app"
+        );
+        assert_eq!(
+            redact_password("postgresql://db/app"),
+            "postgresql://db/app"
+        );
     }
 }

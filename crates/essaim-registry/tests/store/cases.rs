@@ -14,7 +14,12 @@ pub async fn versions_are_numbered_and_aliases_resolve(backend: &Backend) {
     assert_eq!(register(&store, &model, 20).await, 2);
     let production = AliasName::parse("production").unwrap();
     store
-        .move_alias(&model, &production, &to(1, AuditAction::Promote), change(30))
+        .move_alias(
+            &model,
+            &production,
+            &to(1, AuditAction::Promote),
+            change(30),
+        )
         .await
         .unwrap();
     let named = store
@@ -154,9 +159,7 @@ pub async fn archived_versions_cannot_be_aliased_and_aliased_ones_cannot_be_arch
     assert_eq!(store.model(&model).await.unwrap().latest, Some(2));
 }
 
-pub async fn concurrent_promotions_of_one_alias_are_serialised_and_all_audited(
-    backend: &Backend,
-) {
+pub async fn concurrent_promotions_of_one_alias_are_serialised_and_all_audited(backend: &Backend) {
     let store = backend.open().await;
     let model = ModelName::parse("m").unwrap();
     let mut versions = Vec::new();

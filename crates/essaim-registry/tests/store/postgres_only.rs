@@ -61,21 +61,37 @@ async fn an_unreachable_server_and_an_unknown_role_are_clear_errors() {
     let error = RegistryStore::open(&StoreLocation::Postgres(unreachable))
         .await
         .unwrap_err();
-    assert!(matches!(error, RegistryError::StoreUnreachable { .. }), "{error:?}");
+    assert!(
+        matches!(error, RegistryError::StoreUnreachable { .. }),
+        "{error:?}"
+    );
     let text = error_chain(&error);
     assert!(text.contains(&format!("127.0.0.1:{closed_port}")), "{text}");
-    assert!(!text.contains("secret"), "the password is never shown: {text}");
+    assert!(
+        !text.contains("secret"),
+        "the password is never shown: {text}"
+    );
 
     let unknown_role = url.replacen("postgres@", "nobody@", 1);
     assert_ne!(unknown_role, url);
     let error = RegistryStore::open(&StoreLocation::Postgres(unknown_role))
         .await
         .unwrap_err();
-    assert!(matches!(error, RegistryError::StoreUnreachable { .. }), "{error:?}");
-    assert!(error_chain(&error).contains("nobody"), "{}", error_chain(&error));
+    assert!(
+        matches!(error, RegistryError::StoreUnreachable { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error_chain(&error).contains("nobody"),
+        "{}",
+        error_chain(&error)
+    );
 
     let error = StoreLocation::parse("mysql://root@127.0.0.1/registry").unwrap_err();
-    assert!(matches!(error, RegistryError::StoreLocation { .. }), "{error:?}");
+    assert!(
+        matches!(error, RegistryError::StoreLocation { .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]

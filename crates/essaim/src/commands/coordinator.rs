@@ -174,11 +174,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .display()
             .to_string()
     });
-    let registry = essaim_registry::RegistryPlace::decide(
-        &registry_store,
-        args.registry_artifacts.as_deref(),
-    )
-    .map_err(|error| usage(format!("--registry-store: {error}")))?;
+    let registry =
+        essaim_registry::RegistryPlace::decide(&registry_store, args.registry_artifacts.as_deref())
+            .map_err(|error| usage(format!("--registry-store: {error}")))?;
     let mut config = CoordinatorConfig::new(args.listen, args.data_dir);
     config.registry = Some(registry);
     config.queue_targets = essaim_coordinator::queue::QueueTargets {

@@ -123,17 +123,25 @@ async fn a_standalone_registry_serves_models_without_a_coordinator() {
     let registry =
         RegistryProcess::start(dir.path(), "registry", store.to_str().unwrap(), None).await;
 
-    assert_eq!(register(&registry, dir.path(), "one.bin", b"model one").await, 1);
+    assert_eq!(
+        register(&registry, dir.path(), "one.bin", b"model one").await,
+        1
+    );
     let aliased = registry
         .models_json(&["alias", "spam-filter", "champion", "1"])
         .await;
     assert_eq!(aliased["version"], 1);
-    let shown = registry.models_json(&["show", "spam-filter@champion"]).await;
+    let shown = registry
+        .models_json(&["show", "spam-filter@champion"])
+        .await;
     assert_eq!(shown["version"], 1, "{shown:#}");
     assert_eq!(shown["aliases"][0], "champion", "{shown:#}");
     assert_eq!(shown["metrics"]["accuracy"], 0.9, "{shown:#}");
     let out = dir.path().join("downloaded.bin");
-    assert_eq!(download(&registry, "spam-filter@champion", &out).await, b"model one");
+    assert_eq!(
+        download(&registry, "spam-filter@champion", &out).await,
+        b"model one"
+    );
 
     // The registry checks callers as the coordinator does.
     let anonymous = essaim(&["models", "list", "--coordinator", &registry.url]).await;
@@ -151,7 +159,10 @@ async fn a_standalone_registry_serves_models_without_a_coordinator() {
         .map(|entry| entry["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["register", "alias"], "{log:#}");
-    assert_eq!(register(&registry, dir.path(), "two.bin", b"model two").await, 2);
+    assert_eq!(
+        register(&registry, dir.path(), "two.bin", b"model two").await,
+        2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,13 +174,29 @@ async fn two_registry_processes_share_one_postgres_store() {
     let dir = tempfile::tempdir().unwrap();
     let artifacts: PathBuf = dir.path().join("shared-artifacts");
     let (first, second) = tokio::join!(
-        RegistryProcess::start(dir.path(), "registry-a", postgres.url(), Some(artifacts.as_path())),
-        RegistryProcess::start(dir.path(), "registry-b", postgres.url(), Some(artifacts.as_path())),
+        RegistryProcess::start(
+            dir.path(),
+            "registry-a",
+            postgres.url(),
+            Some(artifacts.as_path())
+        ),
+        RegistryProcess::start(
+            dir.path(),
+            "registry-b",
+            postgres.url(),
+            Some(artifacts.as_path())
+        ),
     );
 
     // Registered through one, seen and moved through the other.
-    assert_eq!(register(&first, dir.path(), "one.bin", b"model one").await, 1);
-    assert_eq!(register(&second, dir.path(), "two.bin", b"model two").await, 2);
+    assert_eq!(
+        register(&first, dir.path(), "one.bin", b"model one").await,
+        1
+    );
+    assert_eq!(
+        register(&second, dir.path(), "two.bin", b"model two").await,
+        2
+    );
     second
         .models_json(&["alias", "spam-filter", "staging", "1"])
         .await;
@@ -192,10 +219,15 @@ async fn two_registry_processes_share_one_postgres_store() {
         let moves = moves.as_array().unwrap();
         assert_eq!(moves.len(), 2, "{moves:#?}");
         let actors: Vec<&str> = moves.iter().map(|m| m["actor"].as_str().unwrap()).collect();
-        assert!(actors.contains(&"alice") && actors.contains(&"bob"), "{actors:?}");
+        assert!(
+            actors.contains(&"alice") && actors.contains(&"bob"),
+            "{actors:?}"
+        );
         assert_eq!(moves[0]["from_version"], Value::Null, "{moves:#?}");
         assert_eq!(moves[1]["from_version"], moves[0]["version"], "{moves:#?}");
-        let now = registry.models_json(&["show", "spam-filter@production"]).await;
+        let now = registry
+            .models_json(&["show", "spam-filter@production"])
+            .await;
         assert_eq!(now["version"], moves[1]["version"], "{now:#}");
     }
     let listed = second.models_json(&["list"]).await;
@@ -234,7 +266,11 @@ async fn registry_stores_that_cannot_be_used_are_refused_at_start() {
         true,
     )
     .await;
-    assert_refused(&unreachable, 3, "failed to connect to the registry's PostgreSQL store");
+    assert_refused(
+        &unreachable,
+        3,
+        "failed to connect to the registry's PostgreSQL store",
+    );
     assert!(!unreachable.stderr.contains("hunter2"), "{unreachable:?}");
 
     let Some(postgres) = essaim_testkit::server::postgres() else {

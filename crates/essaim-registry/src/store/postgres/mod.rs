@@ -156,7 +156,11 @@ impl PgStore {
             .execute(
                 "INSERT INTO essaim_registry.versions (model, version, archived, record)
                  VALUES ($1, $2, false, $3)",
-                &[&model.as_str(), &to_sql(version), &json_text(encode(&record))],
+                &[
+                    &model.as_str(),
+                    &to_sql(version),
+                    &json_text(encode(&record)),
+                ],
             )
             .await
             .map_err(postgres("write the version"))?;
@@ -253,7 +257,11 @@ impl PgStore {
             .execute(
                 "UPDATE essaim_registry.versions SET archived = true, record = $3
                  WHERE model = $1 AND version = $2",
-                &[&model.as_str(), &to_sql(version), &json_text(encode(&record))],
+                &[
+                    &model.as_str(),
+                    &to_sql(version),
+                    &json_text(encode(&record)),
+                ],
             )
             .await
             .map_err(postgres("archive the version"))?;

@@ -111,13 +111,21 @@ impl std::ops::Deref for Pooled<'_> {
     type Target = Client;
 
     fn deref(&self) -> &Client {
-        &self.connection.as_ref().expect("present until dropped").client
+        &self
+            .connection
+            .as_ref()
+            .expect("present until dropped")
+            .client
     }
 }
 
 impl std::ops::DerefMut for Pooled<'_> {
     fn deref_mut(&mut self) -> &mut Client {
-        &mut self.connection.as_mut().expect("present until dropped").client
+        &mut self
+            .connection
+            .as_mut()
+            .expect("present until dropped")
+            .client
     }
 }
 

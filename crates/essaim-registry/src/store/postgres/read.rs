@@ -78,15 +78,17 @@ pub(super) fn resolve(
 ) -> Result<u64, RegistryError> {
     match reference {
         VersionRef::Number(number) => Ok(*number),
-        VersionRef::Alias(alias) => summary.aliases.get(alias.as_str()).copied().ok_or_else(
-            || RegistryError::AliasNotFound {
+        VersionRef::Alias(alias) => summary.aliases.get(alias.as_str()).copied().ok_or_else(|| {
+            RegistryError::AliasNotFound {
                 model: summary.name.clone(),
                 alias: alias.to_string(),
-            },
-        ),
-        VersionRef::Latest => summary.latest.ok_or_else(|| RegistryError::NoLatestVersion {
-            model: summary.name.clone(),
+            }
         }),
+        VersionRef::Latest => summary
+            .latest
+            .ok_or_else(|| RegistryError::NoLatestVersion {
+                model: summary.name.clone(),
+            }),
     }
 }
 

@@ -102,7 +102,11 @@ pub(super) async fn create_or_check(
                 )
                 .await
                 .map_err(postgres("record the schema's version"))?;
-            tracing::info!(store = location, version = SCHEMA_VERSION, "registry tables created");
+            tracing::info!(
+                store = location,
+                version = SCHEMA_VERSION,
+                "registry tables created"
+            );
         }
         Some(found) if found != SCHEMA_VERSION => {
             return Err(RegistryError::Version {

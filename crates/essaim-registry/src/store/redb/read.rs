@@ -2,10 +2,10 @@
 //! model's aliases, what a reference names, one alias's past.
 
 use super::{ALIAS_LOG, MODELS, decode};
-use crate::store::not_found;
 use crate::error::{RegistryError, storage};
 use crate::names::{AliasName, ModelName, VersionRef};
 use crate::record::{AuditEntry, VersionRecord};
+use crate::store::not_found;
 use redb::{ReadableTable, WriteTransaction};
 
 pub(super) fn require_model(

@@ -2,8 +2,9 @@
 //! models --coordinator URL` as a coordinator's registry is, on the embedded store and
 //! restarted; two registry processes sharing one PostgreSQL database (started by
 //! `scripts/postgres.sh`) and one artifact directory, each seeing the other's changes
-//! and their racing promotions serialised; and stores it cannot use refused at start
-//! with a clear message and the exit code of whose fault it is.
+//! and their racing promotions serialised; coordinators elected through etcd on one
+//! PostgreSQL store serving the same registry across a failover; and stores it cannot
+//! use refused at start with a clear message and the exit code of whose fault it is.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -278,4 +279,77 @@ async fn registry_stores_that_cannot_be_used_are_refused_at_start() {
     };
     let unknown_role = postgres.url().replacen("postgres@", "nobody@", 1);
     assert_refused(&start(unknown_role, true).await, 3, "\"nobody\"");
+}
+
+/// Coordinators elected through etcd on one PostgreSQL registry store: the model a
+/// client registered through the first leader is served, bytes and aliases, by the
+/// next one after the first is SIGKILLed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinators_on_etcd_share_one_postgres_registry_across_a_failover() {
+    let Some(postgres) = essaim_testkit::server::postgres() else {
+        return;
+    };
+    let artifacts = tempfile::tempdir().unwrap();
+    let artifacts_dir = artifacts.path().to_str().unwrap();
+    let registry_args = [
+        "--registry-store",
+        postgres.url(),
+        "--registry-artifacts",
+        artifacts_dir,
+    ];
+    let Some(mut cluster) = essaim_testkit::ha::HaCluster::start_with_coordinator_args(
+        crate::harness::ESSAIM,
+        1,
+        2,
+        0,
+        1,
+        false,
+        &registry_args,
+    )
+    .await
+    else {
+        return;
+    };
+    let models = |url: String, args: &'static [&'static str]| async move {
+        let mut all = vec!["models"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--coordinator", &url, "--output", "json"]);
+        let output = essaim(&all).await;
+        assert_eq!(output.code, Some(0), "{output:?}");
+        serde_json::from_str::<Value>(&output.stdout).unwrap()
+    };
+    let file = cluster.path("model.bin");
+    std::fs::write(&file, b"shared model").unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let leader = cluster.url(0);
+    let registered = essaim(&[
+        "models",
+        "register",
+        "spam-filter",
+        "--artifact",
+        &file,
+        "--coordinator",
+        &leader,
+    ])
+    .await;
+    assert_eq!(registered.code, Some(0), "{registered:?}");
+    models(leader, &["alias", "spam-filter", "staging", "1"]).await;
+
+    cluster.kill_coordinator(0);
+    let next = cluster.wait_leader_other_than(Some(0)).await;
+    let staged = models(cluster.url(next), &["show", "spam-filter@staging"]).await;
+    assert_eq!(staged["version"], 1, "{staged:#}");
+    let out = cluster.path("downloaded.bin");
+    let downloaded = essaim(&[
+        "models",
+        "download",
+        "spam-filter@staging",
+        "--out",
+        out.to_str().unwrap(),
+        "--coordinator",
+        &cluster.url(next),
+    ])
+    .await;
+    assert_eq!(downloaded.code, Some(0), "{downloaded:?}");
+    assert_eq!(std::fs::read(&out).unwrap(), b"shared model");
 }

@@ -1,6 +1,7 @@
 //! The model registry: models with immutable, content-addressed versions, aliases and
-//! stages, and an append-only audit log, with its embedded store, its HTTP API and the
-//! Rust client that the command line (and any program) registers and reads models with.
+//! stages, and an append-only audit log, with its store (embedded redb by default,
+//! PostgreSQL in production), its HTTP API and the Rust client that the command line
+//! (and any program) registers and reads models with.
 //!
 //! A version is immutable: its artifact is named by the SHA-256 of its bytes, and bytes
 //! that no longer match are refused when loaded. What moves is aliases (`staging`,

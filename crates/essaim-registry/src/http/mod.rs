@@ -1,5 +1,7 @@
 //! The registry's HTTP API under [`PREFIX`], served by the coordinator beside its own
-//! API (so every `essaim models` verb reaches it with `--coordinator`).
+//! API, or alone by `essaim registry` (either way every `essaim models` verb reaches it
+//! with `--coordinator`). It calls the store through [`crate::store::RegistryStore`]
+//! and never knows which backend answers.
 //!
 //! | method and path | what it does |
 //! |---|---|
@@ -24,8 +26,8 @@
 //!
 //! Errors are `{"error": "…"}` with the status of [`RegistryError::status`]. Who makes a
 //! change is the `essaim-actor` header ("anonymous" without one): the audit log records
-//! what the caller says, and authentication is the host's (the coordinator requires its
-//! cluster token on these paths as on its own).
+//! what the caller says, and authentication is the host's (the coordinator, and `essaim
+//! registry`, require the cluster token or a principal's on these paths as on the API).
 
 use crate::names::{AliasName, ModelName, VersionRef, parse_version_number};
 use crate::record::{AliasAtTime, ArtifactRef, AuditAction, AuditEntry, NewVersion};

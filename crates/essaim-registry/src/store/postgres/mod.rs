@@ -2,7 +2,7 @@
 //! processes (or coordinators) can share.
 //!
 //! Every change is one transaction that first takes the change lock (the `meta` row of
-//! the format version, `FOR UPDATE`; see [`schema`]), then reads the current state,
+//! the format version, `FOR UPDATE`; see `schema.rs`), then reads the current state,
 //! checks it, writes the new state and appends its audit entry. Under READ COMMITTED
 //! each statement after the lock sees every change committed before it, so a change
 //! decides on the latest state: two promotions of one alias racing each other, from one

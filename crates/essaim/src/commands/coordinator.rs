@@ -61,8 +61,8 @@ pub struct Args {
     /// and the audit log: a directory (the embedded store) or a PostgreSQL URL
     /// (`postgres://user@host/db`, `sslmode`/`sslrootcert` for TLS), which several
     /// coordinators, or `essaim registry` processes, can share. Default:
-    /// `<--data-dir>/registry`.
-    #[arg(long, value_name = "DIR|URL")]
+    /// `<--data-dir>/registry`. Masked when shown: a URL may hold a password.
+    #[arg(long, value_name = "DIR|URL", hide_env_values = true)]
     registry_store: Option<String>,
     /// Directory of the registry's artifacts. Default: `<--registry-store>/artifacts`
     /// for a directory; required with a PostgreSQL store (the same directory for every

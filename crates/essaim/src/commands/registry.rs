@@ -28,8 +28,14 @@ pub struct Args {
     /// Where models, versions, aliases and the audit log are kept: a directory (the
     /// embedded store, nothing to install) or a PostgreSQL URL
     /// (`postgres://user@host/db`, `sslmode`/`sslrootcert` for TLS), which several
-    /// registry processes, and coordinators, can share.
-    #[arg(long, value_name = "DIR|URL", default_value = "essaim-registry")]
+    /// registry processes, and coordinators, can share. Masked when shown: a URL may
+    /// hold a password.
+    #[arg(
+        long,
+        value_name = "DIR|URL",
+        default_value = "essaim-registry",
+        hide_env_values = true
+    )]
     store: String,
     /// Directory of the artifacts. Default: `<--store>/artifacts` for a directory;
     /// required with a PostgreSQL store (the same directory, on a shared file system,

@@ -73,6 +73,9 @@ use tracing::info;
 pub use essaim_core::kinds::BUILTIN_KINDS;
 pub use socket::ListenSocket;
 
+/// The model registry's directory inside the data directory (its default place).
+pub const REGISTRY_DIR: &str = "registry";
+
 /// How to run a coordinator; every field has a documented default in the CLI.
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -114,8 +117,10 @@ pub struct CoordinatorConfig {
     /// than this; 0 turns admission control off (default 256 MiB).
     pub journal_reserve_bytes: u64,
     /// Where the model registry served beside the API keeps its store and artifacts
-    /// (default `<data dir>/registry`; `None` serves no registry).
-    pub registry_dir: Option<PathBuf>,
+    /// (default: the embedded store in `<data dir>/`[`REGISTRY_DIR`], its artifacts
+    /// beside it; a PostgreSQL store is shared by every coordinator using it; `None`
+    /// serves no registry).
+    pub registry: Option<essaim_registry::RegistryPlace>,
     /// Plans the MapReduce jobs and pipelines submitted over REST (`None`: task farms
     /// only; the `essaim` binary installs its planner).
     pub planner: Option<Arc<dyn planning::JobPlanner>>,
@@ -143,7 +148,12 @@ impl CoordinatorConfig {
             leadership: None,
             cluster: None,
             journal_reserve_bytes: 256 * 1024 * 1024,
-            registry_dir: Some(data_dir.join("registry")),
+            registry: Some(essaim_registry::RegistryPlace {
+                store: essaim_registry::store::StoreLocation::Directory(
+                    data_dir.join(REGISTRY_DIR),
+                ),
+                artifacts: data_dir.join(REGISTRY_DIR).join("artifacts"),
+            }),
             planner: None,
             tls: None,
             data_dir,
@@ -245,16 +255,15 @@ pub async fn start_coordinator(
 
 /// Opens the model registry served beside the API, if there is one.
 async fn open_registry(
-    dir: Option<PathBuf>,
+    place: Option<&essaim_registry::RegistryPlace>,
 ) -> Result<Option<Arc<essaim_registry::Registry>>, CoordinatorError> {
-    let Some(dir) = dir else {
+    let Some(place) = place else {
         return Ok(None);
     };
-    let registry = tokio::task::spawn_blocking(move || {
-        essaim_registry::Registry::open(&dir, essaim_registry::DEFAULT_MAX_ARTIFACT_BYTES)
-    })
-    .await
-    .expect("the registry's open does not panic")?;
+    let registry = place
+        .open(essaim_registry::DEFAULT_MAX_ARTIFACT_BYTES)
+        .await?;
+    info!(store = registry.store.backend(), location = %place.store.describe(), "model registry open");
     Ok(Some(Arc::new(registry)))
 }
 
@@ -400,7 +409,7 @@ pub async fn start_with_journal(
             url: format!("{scheme}://{address}"),
             epoch: recovered_epoch,
         });
-    let models = open_registry(config.registry_dir.clone()).await?;
+    let models = open_registry(config.registry.as_ref()).await?;
     // Every gRPC call passes the role check of its method first (see `auth`).
     let grpc = grpc
         .prepare()

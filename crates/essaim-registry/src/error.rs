@@ -102,14 +102,43 @@ pub enum RegistryError {
     #[error("the registry's store failed: {0}")]
     Storage(String),
     /// The store's format is not this version's.
-    #[error("the registry store `{path}` has format version {found}; this essaim reads {expected}")]
+    #[error(
+        "the registry store `{store}` has format version {found}; this essaim reads {expected}"
+    )]
     Version {
-        /// The database file.
-        path: PathBuf,
+        /// The database file or PostgreSQL URL (without its password).
+        store: String,
         /// The version found.
         found: u64,
         /// The version this build reads.
         expected: u64,
+    },
+    /// A store location that cannot be used: an unknown scheme, an invalid URL.
+    #[error("invalid registry store `{location}`: {reason}")]
+    StoreLocation {
+        /// The location as given (without a password).
+        location: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The PostgreSQL store could not be reached or refused the credentials.
+    #[error("failed to connect to the registry's PostgreSQL store `{location}`")]
+    StoreUnreachable {
+        /// The URL (without its password).
+        location: String,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The PostgreSQL store failed during an operation (a lost connection, a stopped
+    /// server): a retry may succeed.
+    #[error("the registry's PostgreSQL store failed to {action}")]
+    Postgres {
+        /// What the store was doing.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        source: tokio_postgres::Error,
     },
     /// A file of the artifact store could not be read or written.
     #[error("failed to access `{path}`")]
@@ -138,9 +167,13 @@ impl RegistryError {
                 StatusCode::CONFLICT
             }
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::StoreUnreachable { .. } | Self::Postgres { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::ArtifactCorrupt { .. }
             | Self::Storage(_)
             | Self::Version { .. }
+            | Self::StoreLocation { .. }
             | Self::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -149,6 +182,13 @@ impl RegistryError {
         let path = path.into();
         move |source| Self::Io { path, source }
     }
+}
+
+/// Returns a closure turning a PostgreSQL error into [`RegistryError::Postgres`].
+pub(crate) fn postgres(
+    action: &'static str,
+) -> impl FnOnce(tokio_postgres::Error) -> RegistryError {
+    move |source| RegistryError::Postgres { action, source }
 }
 
 /// Turns any redb error into [`RegistryError::Storage`].

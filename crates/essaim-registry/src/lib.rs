@@ -1,6 +1,7 @@
 //! The model registry: models with immutable, content-addressed versions, aliases and
-//! stages, and an append-only audit log, with its embedded store, its HTTP API and the
-//! Rust client that the command line (and any program) registers and reads models with.
+//! stages, and an append-only audit log, with its store (embedded redb by default,
+//! PostgreSQL in production), its HTTP API and the Rust client that the command line
+//! (and any program) registers and reads models with.
 //!
 //! A version is immutable: its artifact is named by the SHA-256 of its bytes, and bytes
 //! that no longer match are refused when loaded. What moves is aliases (`staging`,
@@ -14,7 +15,7 @@
 //! | [`record`] | versions, lineage, audit entries: the JSON of the store and the API |
 //! | [`history`] | pure decisions over an alias's past: its version at a time, rollback |
 //! | [`artifacts`] | the content-addressed directory of artifacts, hashed at every load |
-//! | [`store`] | the redb store; one serialised write transaction per change |
+//! | [`store`] | the store (embedded redb, or PostgreSQL); one serialised transaction per change |
 //! | [`usage`] | where each version is used now: runners' heartbeats, held in memory |
 //! | [`governance`] | models, versions, stages, metrics, lineage and usage in one view |
 //! | [`http`] | the HTTP API a coordinator (or a registry process) serves |
@@ -42,7 +43,7 @@ pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 4 << 30;
 /// File name of the store inside the registry's directory.
 pub const STORE_FILE: &str = "registry.redb";
 
-/// A registry: its store and its artifacts, in one directory.
+/// A registry: its store and its artifacts.
 #[derive(Debug)]
 pub struct Registry {
     /// Models, versions, aliases and the audit log.
@@ -54,13 +55,73 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens (or creates) the registry in `dir`. Blocks on disk I/O.
+    /// Opens (or creates) the embedded registry in `dir`: its redb store and its
+    /// artifacts. Blocks on disk I/O.
     pub fn open(dir: &Path, max_artifact_bytes: u64) -> Result<Self, RegistryError> {
         std::fs::create_dir_all(dir).map_err(error::RegistryError::io(dir))?;
+        let store = store::RedbStore::open(&dir.join(STORE_FILE))?;
         Ok(Self {
-            store: store::RegistryStore::open(&dir.join(STORE_FILE))?,
+            store: store::RegistryStore::Redb(std::sync::Arc::new(store)),
             artifacts: artifacts::ArtifactStore::open(&dir.join("artifacts"), max_artifact_bytes)?,
             usage: usage::UsageBoard::default(),
         })
+    }
+
+    /// Opens (or creates) a registry whose store is at `store` and whose artifacts are
+    /// in `artifacts_dir`.
+    pub async fn open_at(
+        store: &store::StoreLocation,
+        artifacts_dir: &Path,
+        max_artifact_bytes: u64,
+    ) -> Result<Self, RegistryError> {
+        let store = store::RegistryStore::open(store).await?;
+        let dir = artifacts_dir.to_path_buf();
+        let artifacts = tokio::task::spawn_blocking(move || {
+            artifacts::ArtifactStore::open(&dir, max_artifact_bytes)
+        })
+        .await
+        .map_err(|error| RegistryError::Storage(format!("worker thread: {error}")))??;
+        Ok(Self {
+            store,
+            artifacts,
+            usage: usage::UsageBoard::default(),
+        })
+    }
+}
+
+/// Where a registry keeps its store and its artifacts, as a flag gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryPlace {
+    /// The store: a directory (embedded redb) or a PostgreSQL URL.
+    pub store: store::StoreLocation,
+    /// The artifacts' directory.
+    pub artifacts: std::path::PathBuf,
+}
+
+impl RegistryPlace {
+    /// Decides where a registry lives from `--store`-like text and an optional
+    /// artifacts directory: a directory store keeps its artifacts in
+    /// `<dir>/artifacts` unless told otherwise; a PostgreSQL store needs a directory
+    /// named (every process sharing the database must see the same one).
+    pub fn decide(store: &str, artifacts: Option<&Path>) -> Result<Self, RegistryError> {
+        let store = store::StoreLocation::parse(store)?;
+        let artifacts = match (&store, artifacts) {
+            (_, Some(dir)) => dir.to_path_buf(),
+            (store::StoreLocation::Directory(dir), None) => dir.join("artifacts"),
+            (store::StoreLocation::Postgres(_), None) => {
+                return Err(RegistryError::StoreLocation {
+                    location: store.describe(),
+                    reason: "a PostgreSQL store keeps no artifacts: name their directory too \
+                             (shared by every process using this database)"
+                        .into(),
+                });
+            }
+        };
+        Ok(Self { store, artifacts })
+    }
+
+    /// Opens the registry here.
+    pub async fn open(&self, max_artifact_bytes: u64) -> Result<Registry, RegistryError> {
+        Registry::open_at(&self.store, &self.artifacts, max_artifact_bytes).await
     }
 }

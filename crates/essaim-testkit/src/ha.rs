@@ -37,6 +37,8 @@ pub struct HaCluster {
     workers: Vec<Process>,
     stopped: Vec<Process>,
     started: usize,
+    /// Flags every coordinator gets after the cluster's own (a shared registry store).
+    coordinator_args: Vec<String>,
     /// The size of the tmpfs each new worker's scratch directory gets, if any.
     scratch_tmpfs_bytes: Option<u64>,
     /// Those mounts, unmounted on drop once the workers are killed.
@@ -70,6 +72,29 @@ impl HaCluster {
         slots: u32,
         proxied_leader: bool,
     ) -> Option<Self> {
+        Self::start_with_coordinator_args(
+            binary,
+            etcd_members,
+            coordinators,
+            workers,
+            slots,
+            proxied_leader,
+            &[],
+        )
+        .await
+    }
+
+    /// Like [`HaCluster::start_with`], every coordinator started with
+    /// `coordinator_args` after the cluster's own flags.
+    pub async fn start_with_coordinator_args(
+        binary: impl Into<PathBuf>,
+        etcd_members: usize,
+        coordinators: usize,
+        workers: usize,
+        slots: u32,
+        proxied_leader: bool,
+        coordinator_args: &[&str],
+    ) -> Option<Self> {
         let guard = one_at_a_time().await;
         let etcd = tokio::task::spawn_blocking(move || EtcdCluster::start(etcd_members))
             .await
@@ -87,6 +112,7 @@ impl HaCluster {
             workers: Vec::new(),
             stopped: Vec::new(),
             started: 0,
+            coordinator_args: coordinator_args.iter().map(|arg| arg.to_string()).collect(),
             scratch_tmpfs_bytes: None,
             scratch_mounts: Vec::new(),
             proxy: None,
@@ -159,7 +185,7 @@ impl HaCluster {
             (Some(proxy), 0) => proxy.url("http"),
             _ => self.etcd.endpoints(),
         };
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "coordinator",
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -186,6 +212,7 @@ impl HaCluster {
         .iter()
         .map(|arg| arg.to_string())
         .collect();
+        args.extend(self.coordinator_args.iter().cloned());
         self.coordinators[index] = Some(Process::spawn(&self.binary, &name, &args, &[], log));
     }
 

@@ -102,6 +102,9 @@ enum Command {
     Train(commands::train::Args),
     /// The model registry: list, show, register, alias, promote, roll back, archive, audit.
     Models(commands::models::Args),
+    /// Serve the model registry on its own, without a coordinator (`/registry/v1`), on
+    /// the embedded store or a PostgreSQL database several registries share.
+    Registry(commands::registry::Args),
     /// Serve registry models over the Open Inference Protocol v2, following their
     /// aliases, with A/B, shadow and canary rollout (`essaim serve --model NAME@ALIAS`).
     Serve(commands::serve::Args),
@@ -190,6 +193,7 @@ pub fn main_with_jobs(jobs: Vec<Arc<dyn JobDefinition>>) -> ExitCode {
             Command::Dlq(args) => commands::dlq::run(args).await,
             Command::Skipped(args) => commands::skipped::run(args).await,
             Command::Models(args) => commands::models::run(args).await,
+            Command::Registry(args) => commands::registry::run(args).await,
             Command::Train(args) => commands::train::run(args).await,
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Config(args) => commands::config::run(args, layered),
@@ -248,6 +252,7 @@ fn install_tracing(
     let service_name = match cli.command {
         Command::Coordinator(_) | Command::Local(_) => "essaim-coordinator",
         Command::Worker(_) => "essaim-worker",
+        Command::Registry(_) => "essaim-registry",
         _ => "essaim",
     };
     // An empty endpoint means "unset", as the OpenTelemetry specification says.
@@ -371,6 +376,17 @@ fn exit_code_for(error: &anyhow::Error) -> u8 {
     }
     if error.downcast_ref::<client::UsageError>().is_some() {
         return 2;
+    }
+    // A registry that cannot open its store, alone or inside a coordinator.
+    for cause in error.chain() {
+        if let Some(error) = cause.downcast_ref::<essaim_registry::RegistryError>() {
+            use essaim_registry::RegistryError;
+            return match error {
+                RegistryError::StoreLocation { .. } => 2,
+                RegistryError::StoreUnreachable { .. } => 3,
+                _ => 1,
+            };
+        }
     }
     if let Some(error) = error.downcast_ref::<essaim_serve_runtime::client::CallError>() {
         use essaim_serve_runtime::client::CallError;

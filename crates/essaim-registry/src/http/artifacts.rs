@@ -73,9 +73,6 @@ pub(super) async fn version_artifact(
 ) -> Result<Response, Failure> {
     let model = ModelName::parse(&model)?;
     let reference = VersionRef::parse(&reference)?;
-    let record = blocking(&registry, move |registry| {
-        registry.store.version(&model, &reference)
-    })
-    .await?;
+    let record = registry.store.version(&model, &reference).await?;
     serve_verified(&registry, record.artifact.sha256).await
 }

@@ -1,5 +1,7 @@
 //! The registry's HTTP API under [`PREFIX`], served by the coordinator beside its own
-//! API (so every `essaim models` verb reaches it with `--coordinator`).
+//! API, or alone by `essaim registry` (either way every `essaim models` verb reaches it
+//! with `--coordinator`). It calls the store through [`crate::store::RegistryStore`]
+//! and never knows which backend answers.
 //!
 //! | method and path | what it does |
 //! |---|---|
@@ -24,8 +26,8 @@
 //!
 //! Errors are `{"error": "…"}` with the status of [`RegistryError::status`]. Who makes a
 //! change is the `essaim-actor` header ("anonymous" without one): the audit log records
-//! what the caller says, and authentication is the host's (the coordinator requires its
-//! cluster token on these paths as on its own).
+//! what the caller says, and authentication is the host's (the coordinator, and `essaim
+//! registry`, require the cluster token or a principal's on these paths as on the API).
 
 use crate::names::{AliasName, ModelName, VersionRef, parse_version_number};
 use crate::record::{AliasAtTime, ArtifactRef, AuditAction, AuditEntry, NewVersion};
@@ -179,7 +181,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .with_state(registry)
 }
 
-/// Runs a store operation on a blocking thread (redb and `std::fs` block).
+/// Runs an artifact store operation on a blocking thread (`std::fs` blocks).
 async fn blocking<T: Send + 'static>(
     registry: &Shared,
     work: impl FnOnce(&Registry) -> Result<T, RegistryError> + Send + 'static,
@@ -210,9 +212,7 @@ fn actor(headers: &HeaderMap) -> Result<String, Failure> {
 }
 
 async fn list_models(State(registry): State<Shared>) -> Answer<Vec<crate::record::ModelSummary>> {
-    blocking(&registry, |registry| registry.store.models())
-        .await
-        .map(Json)
+    Ok(Json(registry.store.models().await?))
 }
 
 async fn show_model(
@@ -220,9 +220,7 @@ async fn show_model(
     Path(model): Path<String>,
 ) -> Answer<crate::record::ModelSummary> {
     let model = ModelName::parse(&model)?;
-    blocking(&registry, move |registry| registry.store.model(&model))
-        .await
-        .map(Json)
+    Ok(Json(registry.store.model(&model).await?))
 }
 
 async fn list_versions(
@@ -230,9 +228,7 @@ async fn list_versions(
     Path(model): Path<String>,
 ) -> Answer<Vec<crate::record::VersionRecord>> {
     let model = ModelName::parse(&model)?;
-    blocking(&registry, move |registry| registry.store.versions(&model))
-        .await
-        .map(Json)
+    Ok(Json(registry.store.versions(&model).await?))
 }
 
 async fn show_version(
@@ -241,11 +237,7 @@ async fn show_version(
 ) -> Answer<crate::record::VersionRecord> {
     let model = ModelName::parse(&model)?;
     let reference = VersionRef::parse(&reference)?;
-    blocking(&registry, move |registry| {
-        registry.store.version(&model, &reference)
-    })
-    .await
-    .map(Json)
+    Ok(Json(registry.store.version(&model, &reference).await?))
 }
 
 /// Checks a registration and returns its artifact, or why it is refused.
@@ -306,23 +298,26 @@ async fn register(
 ) -> Result<(StatusCode, Json<crate::record::VersionRecord>), Failure> {
     let model = ModelName::parse(&model)?;
     let actor = actor(&headers)?;
-    let record = blocking(&registry, move |registry| {
+    // The artifact's file is looked at on a blocking thread (`std::fs`).
+    let (artifact, new) = blocking(&registry, move |registry| {
         let artifact = checked_artifact(registry, &new)?;
-        let change = Change {
-            actor: &actor,
-            now_unix_ms: now_unix_ms(),
-        };
-        let NewVersion {
-            metrics,
-            metadata,
-            lineage,
-            ..
-        } = new;
-        registry
-            .store
-            .register(&model, artifact, metrics, metadata, lineage, change)
+        Ok((artifact, new))
     })
     .await?;
+    let change = Change {
+        actor: &actor,
+        now_unix_ms: now_unix_ms(),
+    };
+    let NewVersion {
+        metrics,
+        metadata,
+        lineage,
+        ..
+    } = new;
+    let record = registry
+        .store
+        .register(&model, artifact, metrics, metadata, lineage, change)
+        .await?;
     tracing::info!(model = %record.model, version = record.version, "model version registered");
     Ok((StatusCode::CREATED, Json(record)))
 }
@@ -335,18 +330,14 @@ async fn archive(
     let model = ModelName::parse(&model)?;
     let version = parse_version_number(&version)?;
     let actor = actor(&headers)?;
-    blocking(&registry, move |registry| {
-        let change = Change {
-            actor: &actor,
-            now_unix_ms: now_unix_ms(),
-        };
-        registry.store.archive(&model, version, change)
-    })
-    .await
-    .map(Json)
+    let change = Change {
+        actor: &actor,
+        now_unix_ms: now_unix_ms(),
+    };
+    Ok(Json(registry.store.archive(&model, version, change).await?))
 }
 
-/// Moves an alias on a blocking thread; the store serialises concurrent moves.
+/// Moves an alias; the store serialises concurrent moves.
 async fn move_alias(
     registry: &Shared,
     model: ModelName,
@@ -354,16 +345,14 @@ async fn move_alias(
     requested: AliasMove,
     actor: String,
 ) -> Answer<AuditEntry> {
-    let entry = blocking(registry, move |registry| {
-        let change = Change {
-            actor: &actor,
-            now_unix_ms: now_unix_ms(),
-        };
-        registry
-            .store
-            .move_alias(&model, &alias, &requested, change)
-    })
-    .await?;
+    let change = Change {
+        actor: &actor,
+        now_unix_ms: now_unix_ms(),
+    };
+    let entry = registry
+        .store
+        .move_alias(&model, &alias, &requested, change)
+        .await?;
     tracing::info!(
         model = %entry.model,
         alias = entry.alias.as_deref().unwrap_or_default(),
@@ -445,11 +434,12 @@ async fn alias_at(
             rejection.body_text()
         )))
     })?;
-    blocking(&registry, move |registry| {
-        registry.store.alias_at(&model, &alias, query.unix_ms)
-    })
-    .await
-    .map(Json)
+    Ok(Json(
+        registry
+            .store
+            .alias_at(&model, &alias, query.unix_ms)
+            .await?,
+    ))
 }
 
 async fn audit(
@@ -465,11 +455,9 @@ async fn audit(
             "an alias belongs to a model: give `model` too".into(),
         )));
     }
-    blocking(&registry, move |registry| {
-        registry.store.audit(model.as_ref(), alias.as_ref())
-    })
-    .await
-    .map(Json)
+    Ok(Json(
+        registry.store.audit(model.as_ref(), alias.as_ref()).await?,
+    ))
 }
 
 mod artifacts;

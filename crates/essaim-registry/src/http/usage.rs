@@ -2,7 +2,7 @@
 //! reports (`GET usage`) and the governance view that joins them with the models
 //! (`GET governance`). Reports are held in memory only (see [`crate::usage`]).
 
-use super::{Answer, Failure, Shared, blocking};
+use super::{Answer, Failure, Shared};
 use crate::RegistryError;
 use crate::governance::{GovernanceView, compose};
 use crate::usage::{RunnerUsage, UsageError, UsageReport};
@@ -46,16 +46,12 @@ pub(super) async fn list_usage(State(registry): State<Shared>) -> Answer<Vec<Run
 
 /// Every model, its versions, and the runners using each.
 pub(super) async fn governance(State(registry): State<Shared>) -> Answer<GovernanceView> {
-    let models = blocking(&registry, |registry| {
-        let mut models = Vec::new();
-        for summary in registry.store.models()? {
-            let name = crate::names::ModelName::parse(&summary.name)?;
-            let versions = registry.store.versions(&name)?;
-            models.push((summary, versions));
-        }
-        Ok(models)
-    })
-    .await?;
+    let mut models = Vec::new();
+    for summary in registry.store.models().await? {
+        let name = crate::names::ModelName::parse(&summary.name)?;
+        let versions = registry.store.versions(&name).await?;
+        models.push((summary, versions));
+    }
     let runners = registry.usage.live(Instant::now());
     Ok(Json(compose(models, runners)))
 }

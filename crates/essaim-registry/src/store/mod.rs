@@ -1,50 +1,35 @@
-//! The registry's embedded store: models, versions, aliases and the audit log in one
-//! redb file (the database the coordinator's journal already uses).
+//! The registry's store: models, versions, aliases and the audit log, behind one type
+//! whatever the backend, so that the HTTP API never knows which one it talks to.
 //!
-//! Every change is one write transaction that reads what it needs, checks, writes the
-//! new state and appends its audit entry. redb runs one write transaction at a time, so
-//! changes are serialised: two promotions of one alias racing each other both succeed,
-//! one after the other, each audited with the version it moved the alias *from*.
+//! | backend | when | file |
+//! |---|---|---|
+//! | redb, embedded | a directory (the default: nothing to install) | [`redb`] |
+//! | PostgreSQL | a `postgres://` or `postgresql://` URL (production, shared by several processes) | [`postgres`] |
 //!
-//! Layout (format version [`STORE_FORMAT_VERSION`], checked on open; values are JSON):
-//! - `meta`: `format_version`;
-//! - `models`: name → the model's row (creation time, next version number);
-//! - `versions`: (name, version) → [`VersionRecord`];
-//! - `aliases`: (name, alias) → version;
-//! - `audit`: sequence → [`AuditEntry`], append-only;
-//! - `alias_log`: (name, alias, sequence) → the same entries, for one alias's past.
+//! Both keep the same promises: versions are immutable and numbered per model; every
+//! change (register, alias, promote, rollback, archive) is one transaction that reads
+//! the current state, checks it, writes the new state and appends its audit entry; and
+//! changes are serialised, so two promotions of one alias racing each other both
+//! succeed, one after the other, each audited with the version it moved the alias
+//! *from*. redb gets that from its single writer; PostgreSQL from a row lock every
+//! change takes first, which holds across every process sharing the database.
 //!
-//! Methods block on disk I/O: call them from a blocking thread.
+//! [`StoreLocation`] is the one place a location string becomes a backend.
 
-use crate::error::{RegistryError, storage};
-use crate::history;
+use crate::error::RegistryError;
 use crate::names::{AliasName, ModelName, VersionRef};
 use crate::record::{
     AliasAtTime, ArtifactRef, AuditAction, AuditEntry, Lineage, ModelSummary, VersionRecord,
 };
-use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
-    WriteTransaction,
-};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// The store's format version, written on creation and checked on open.
-pub const STORE_FORMAT_VERSION: u64 = 1;
+pub mod postgres;
+pub mod redb;
 
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const MODELS: TableDefinition<&str, &[u8]> = TableDefinition::new("models");
-const VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("versions");
-const ALIASES: TableDefinition<(&str, &str), u64> = TableDefinition::new("aliases");
-const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
-const ALIAS_LOG: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("alias_log");
-
-#[derive(Debug, Serialize, Deserialize)]
-struct ModelRow {
-    created_unix_ms: u64,
-    next_version: u64,
-}
+pub use self::postgres::PgStore;
+pub use self::redb::RedbStore;
 
 /// What a change of an alias does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,58 +54,115 @@ pub struct Change<'a> {
     pub now_unix_ms: u64,
 }
 
-/// The open registry database.
-#[derive(Debug)]
-pub struct RegistryStore {
-    database: Database,
+/// Where a store lives, parsed from the text of a flag or a setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A directory: the embedded redb store in its [`crate::STORE_FILE`].
+    Directory(PathBuf),
+    /// A PostgreSQL URL (libpq's form; `sslmode` and `sslrootcert` ask for TLS).
+    Postgres(String),
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("registry records always serialise")
+impl StoreLocation {
+    /// Parses a location: a `postgres://`/`postgresql://` URL, or a directory. Any other
+    /// `scheme://` is refused rather than taken for a directory of that name.
+    pub fn parse(text: &str) -> Result<StoreLocation, RegistryError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(RegistryError::StoreLocation {
+                location: String::new(),
+                reason: "empty: give a directory or a postgres:// URL".into(),
+            });
+        }
+        if let Some((scheme, _)) = text.split_once("://") {
+            return match scheme {
+                "postgres" | "postgresql" => Ok(StoreLocation::Postgres(text.to_string())),
+                other => Err(RegistryError::StoreLocation {
+                    location: redact_password(text),
+                    reason: format!(
+                        "unknown scheme `{other}`: a registry store is a directory or a postgres:// URL"
+                    ),
+                }),
+            };
+        }
+        Ok(StoreLocation::Directory(PathBuf::from(text)))
+    }
+
+    /// Describes the location for messages, without a password.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreLocation::Directory(dir) => dir.display().to_string(),
+            StoreLocation::Postgres(url) => redact_password(url),
+        }
+    }
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, RegistryError> {
-    serde_json::from_slice(bytes)
-        .map_err(|error| RegistryError::Storage(format!("undecodable record: {error}")))
+/// Returns a PostgreSQL URL with its password (if any) replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((credentials, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let Some((user, _password)) = credentials.split_once(':') else {
+        return url.to_string();
+    };
+    format!("{scheme}://{user}:***@{host}{path}")
+}
+
+/// The open store: one owner for the choice of backend.
+#[derive(Debug, Clone)]
+pub enum RegistryStore {
+    /// The embedded store; its calls run on blocking threads.
+    Redb(Arc<RedbStore>),
+    /// The PostgreSQL store.
+    Postgres(PgStore),
+}
+
+/// Runs a call of the embedded store on a blocking thread (redb blocks on disk I/O).
+async fn on_blocking_thread<T: Send + 'static>(
+    store: &Arc<RedbStore>,
+    work: impl FnOnce(&RedbStore) -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || work(&store))
+        .await
+        .map_err(|error| RegistryError::Storage(format!("worker thread: {error}")))?
 }
 
 impl RegistryStore {
-    /// Opens (or creates) the store in the file `path`.
-    pub fn open(path: &Path) -> Result<Self, RegistryError> {
-        let database = Database::create(path).map_err(storage)?;
-        let transaction = database.begin_write().map_err(storage)?;
-        {
-            let mut meta = transaction.open_table(META).map_err(storage)?;
-            let found = meta
-                .get("format_version")
-                .map_err(storage)?
-                .map(|v| v.value());
-            match found {
-                None => {
-                    meta.insert("format_version", STORE_FORMAT_VERSION)
-                        .map_err(storage)?;
-                }
-                Some(found) if found != STORE_FORMAT_VERSION => {
-                    return Err(RegistryError::Version {
-                        path: path.to_path_buf(),
-                        found,
-                        expected: STORE_FORMAT_VERSION,
-                    });
-                }
-                Some(_) => {}
+    /// Opens (or creates) the store at `location`: for a directory, its redb file
+    /// (created with the directory); for PostgreSQL, connects and creates or checks the
+    /// schema.
+    pub async fn open(location: &StoreLocation) -> Result<RegistryStore, RegistryError> {
+        match location {
+            StoreLocation::Directory(dir) => {
+                let dir = dir.clone();
+                let store = tokio::task::spawn_blocking(move || {
+                    std::fs::create_dir_all(&dir).map_err(RegistryError::io(&dir))?;
+                    RedbStore::open(&dir.join(crate::STORE_FILE))
+                })
+                .await
+                .map_err(|error| RegistryError::Storage(format!("worker thread: {error}")))??;
+                Ok(RegistryStore::Redb(Arc::new(store)))
             }
-            transaction.open_table(MODELS).map_err(storage)?;
-            transaction.open_table(VERSIONS).map_err(storage)?;
-            transaction.open_table(ALIASES).map_err(storage)?;
-            transaction.open_table(AUDIT).map_err(storage)?;
-            transaction.open_table(ALIAS_LOG).map_err(storage)?;
+            StoreLocation::Postgres(url) => Ok(RegistryStore::Postgres(PgStore::open(url).await?)),
         }
-        transaction.commit().map_err(storage)?;
-        Ok(Self { database })
+    }
+
+    /// Names the backend, for logs: `redb` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            RegistryStore::Redb(_) => "redb",
+            RegistryStore::Postgres(_) => "postgres",
+        }
     }
 
     /// Registers a new version of `model` (created with its first version).
-    pub fn register(
+    pub async fn register(
         &self,
         model: &ModelName,
         artifact: ArtifactRef,
@@ -129,288 +171,218 @@ impl RegistryStore {
         lineage: Lineage,
         change: Change<'_>,
     ) -> Result<VersionRecord, RegistryError> {
-        let transaction = self.database.begin_write().map_err(storage)?;
-        let record = {
-            let mut models = transaction.open_table(MODELS).map_err(storage)?;
-            let row = match models.get(model.as_str()).map_err(storage)? {
-                Some(bytes) => decode::<ModelRow>(bytes.value())?,
-                None => ModelRow {
-                    created_unix_ms: change.now_unix_ms,
-                    next_version: 1,
-                },
-            };
-            let version = row.next_version;
-            let next = ModelRow {
-                next_version: version + 1,
-                ..row
-            };
-            models
-                .insert(model.as_str(), encode(&next).as_slice())
-                .map_err(storage)?;
-            let entry = append_audit(
-                &transaction,
-                AuditAction::Register,
-                model,
-                None,
-                Some(version),
-                None,
-                change,
-            )?;
-            let record = VersionRecord {
-                model: model.to_string(),
-                version,
-                artifact,
-                created_unix_ms: entry.at_unix_ms,
-                created_by: change.actor.to_string(),
-                metrics,
-                metadata,
-                lineage,
-                archived: false,
-                aliases: Vec::new(),
-            };
-            let mut versions = transaction.open_table(VERSIONS).map_err(storage)?;
-            versions
-                .insert((model.as_str(), version), encode(&record).as_slice())
-                .map_err(storage)?;
-            record
-        };
-        transaction.commit().map_err(storage)?;
-        Ok(record)
+        match self {
+            RegistryStore::Redb(store) => {
+                let (model, actor, now) =
+                    (model.clone(), change.actor.to_string(), change.now_unix_ms);
+                on_blocking_thread(store, move |store| {
+                    let change = Change {
+                        actor: &actor,
+                        now_unix_ms: now,
+                    };
+                    store.register(&model, artifact, metrics, metadata, lineage, change)
+                })
+                .await
+            }
+            RegistryStore::Postgres(store) => {
+                store
+                    .register(model, artifact, metrics, metadata, lineage, change)
+                    .await
+            }
+        }
     }
 
     /// Moves an alias; returns its audit entry.
-    pub fn move_alias(
+    pub async fn move_alias(
         &self,
         model: &ModelName,
         alias: &AliasName,
         requested: &AliasMove,
         change: Change<'_>,
     ) -> Result<AuditEntry, RegistryError> {
-        let transaction = self.database.begin_write().map_err(storage)?;
-        let entry = {
-            let versions = transaction.open_table(VERSIONS).map_err(storage)?;
-            let mut aliases = transaction.open_table(ALIASES).map_err(storage)?;
-            require_model(&transaction, model)?;
-            let from = aliases
-                .get((model.as_str(), alias.as_str()))
-                .map_err(storage)?
-                .map(|v| v.value());
-            let (target, action) = match requested {
-                AliasMove::To { version, action } => {
-                    let target = resolve(&versions, &aliases, model, version)?;
-                    (target, *action)
-                }
-                AliasMove::Rollback => {
-                    let past = alias_entries(&transaction, model, alias)?;
-                    let target = history::rollback_target(&past).ok_or_else(|| {
-                        RegistryError::NothingToRollBack {
-                            model: model.to_string(),
-                            alias: alias.to_string(),
-                        }
-                    })?;
-                    (target, AuditAction::Rollback)
-                }
-            };
-            let record = read_version(&versions, model, target)?;
-            if record.archived {
-                return Err(RegistryError::Archived {
-                    model: model.to_string(),
-                    version: target,
-                });
+        match self {
+            RegistryStore::Redb(store) => {
+                let (model, alias, requested) = (model.clone(), alias.clone(), requested.clone());
+                let (actor, now) = (change.actor.to_string(), change.now_unix_ms);
+                on_blocking_thread(store, move |store| {
+                    let change = Change {
+                        actor: &actor,
+                        now_unix_ms: now,
+                    };
+                    store.move_alias(&model, &alias, &requested, change)
+                })
+                .await
             }
-            aliases
-                .insert((model.as_str(), alias.as_str()), target)
-                .map_err(storage)?;
-            append_audit(
-                &transaction,
-                action,
-                model,
-                Some(alias),
-                Some(target),
-                from,
-                change,
-            )?
-        };
-        transaction.commit().map_err(storage)?;
-        Ok(entry)
+            RegistryStore::Postgres(store) => {
+                store.move_alias(model, alias, requested, change).await
+            }
+        }
     }
 
     /// Archives a version that no alias names; returns its audit entry.
-    pub fn archive(
+    pub async fn archive(
         &self,
         model: &ModelName,
         version: u64,
         change: Change<'_>,
     ) -> Result<AuditEntry, RegistryError> {
-        let transaction = self.database.begin_write().map_err(storage)?;
-        let entry = {
-            let mut versions = transaction.open_table(VERSIONS).map_err(storage)?;
-            let aliases = transaction.open_table(ALIASES).map_err(storage)?;
-            require_model(&transaction, model)?;
-            let mut record = read_version(&versions, model, version)?;
-            let naming: Vec<String> = model_aliases(&aliases, model)?
-                .into_iter()
-                .filter(|(_, named)| *named == version)
-                .map(|(alias, _)| alias)
-                .collect();
-            if !naming.is_empty() {
-                return Err(RegistryError::StillAliased {
-                    model: model.to_string(),
-                    version,
-                    aliases: naming.join(", "),
-                });
+        match self {
+            RegistryStore::Redb(store) => {
+                let (model, actor, now) =
+                    (model.clone(), change.actor.to_string(), change.now_unix_ms);
+                on_blocking_thread(store, move |store| {
+                    let change = Change {
+                        actor: &actor,
+                        now_unix_ms: now,
+                    };
+                    store.archive(&model, version, change)
+                })
+                .await
             }
-            record.archived = true;
-            versions
-                .insert((model.as_str(), version), encode(&record).as_slice())
-                .map_err(storage)?;
-            append_audit(
-                &transaction,
-                AuditAction::Archive,
-                model,
-                None,
-                Some(version),
-                None,
-                change,
-            )?
-        };
-        transaction.commit().map_err(storage)?;
-        Ok(entry)
+            RegistryStore::Postgres(store) => store.archive(model, version, change).await,
+        }
     }
 
     /// Lists every model.
-    pub fn models(&self) -> Result<Vec<ModelSummary>, RegistryError> {
-        let read = self.database.begin_read().map_err(storage)?;
-        let models = read.open_table(MODELS).map_err(storage)?;
-        let mut names = Vec::new();
-        for entry in models.iter().map_err(storage)? {
-            let (name, _) = entry.map_err(storage)?;
-            names.push(ModelName::parse(name.value())?);
+    pub async fn models(&self) -> Result<Vec<ModelSummary>, RegistryError> {
+        match self {
+            RegistryStore::Redb(store) => on_blocking_thread(store, RedbStore::models).await,
+            RegistryStore::Postgres(store) => store.models().await,
         }
-        drop(models);
-        names.iter().map(|name| self.model(name)).collect()
     }
 
     /// Describes one model.
-    pub fn model(&self, model: &ModelName) -> Result<ModelSummary, RegistryError> {
-        let read = self.database.begin_read().map_err(storage)?;
-        let models = read.open_table(MODELS).map_err(storage)?;
-        let row: ModelRow = match models.get(model.as_str()).map_err(storage)? {
-            Some(bytes) => decode(bytes.value())?,
-            None => return Err(not_found(model)),
-        };
-        let versions = read.open_table(VERSIONS).map_err(storage)?;
-        let aliases = read.open_table(ALIASES).map_err(storage)?;
-        let latest = latest_version(&versions, model)?;
-        Ok(ModelSummary {
-            name: model.to_string(),
-            created_unix_ms: row.created_unix_ms,
-            versions: row.next_version - 1,
-            latest,
-            aliases: model_aliases(&aliases, model)?.into_iter().collect(),
-        })
+    pub async fn model(&self, model: &ModelName) -> Result<ModelSummary, RegistryError> {
+        match self {
+            RegistryStore::Redb(store) => {
+                let model = model.clone();
+                on_blocking_thread(store, move |store| store.model(&model)).await
+            }
+            RegistryStore::Postgres(store) => store.model(model).await,
+        }
     }
 
     /// Lists a model's versions, oldest first, with the aliases naming each.
-    pub fn versions(&self, model: &ModelName) -> Result<Vec<VersionRecord>, RegistryError> {
-        let summary = self.model(model)?;
-        let read = self.database.begin_read().map_err(storage)?;
-        let versions = read.open_table(VERSIONS).map_err(storage)?;
-        let mut listed = Vec::new();
-        let range = (model.as_str(), 0u64)..=(model.as_str(), u64::MAX);
-        for entry in versions.range(range).map_err(storage)? {
-            let (_, bytes) = entry.map_err(storage)?;
-            listed.push(with_aliases(decode(bytes.value())?, &summary.aliases));
+    pub async fn versions(&self, model: &ModelName) -> Result<Vec<VersionRecord>, RegistryError> {
+        match self {
+            RegistryStore::Redb(store) => {
+                let model = model.clone();
+                on_blocking_thread(store, move |store| store.versions(&model)).await
+            }
+            RegistryStore::Postgres(store) => store.versions(model).await,
         }
-        Ok(listed)
     }
 
     /// Returns the version a reference names.
-    pub fn version(
+    pub async fn version(
         &self,
         model: &ModelName,
         reference: &VersionRef,
     ) -> Result<VersionRecord, RegistryError> {
-        let summary = self.model(model)?;
-        let read = self.database.begin_read().map_err(storage)?;
-        let versions = read.open_table(VERSIONS).map_err(storage)?;
-        let aliases = read.open_table(ALIASES).map_err(storage)?;
-        let number = resolve(&versions, &aliases, model, reference)?;
-        let record = read_version(&versions, model, number)?;
-        Ok(with_aliases(record, &summary.aliases))
+        match self {
+            RegistryStore::Redb(store) => {
+                let (model, reference) = (model.clone(), reference.clone());
+                on_blocking_thread(store, move |store| store.version(&model, &reference)).await
+            }
+            RegistryStore::Postgres(store) => store.version(model, reference).await,
+        }
     }
 
     /// Returns the audit log, oldest first: every entry, or one model's, or one alias's.
-    pub fn audit(
+    pub async fn audit(
         &self,
         model: Option<&ModelName>,
         alias: Option<&AliasName>,
     ) -> Result<Vec<AuditEntry>, RegistryError> {
-        if let Some(model) = model {
-            self.model(model)?;
-        }
-        let read = self.database.begin_read().map_err(storage)?;
-        if let (Some(model), Some(alias)) = (model, alias) {
-            let log = read.open_table(ALIAS_LOG).map_err(storage)?;
-            return alias_entries_in(&log, model, alias);
-        }
-        let audit = read.open_table(AUDIT).map_err(storage)?;
-        let mut entries = Vec::new();
-        for entry in audit.iter().map_err(storage)? {
-            let (_, bytes) = entry.map_err(storage)?;
-            let entry: AuditEntry = decode(bytes.value())?;
-            let wanted = model.is_none_or(|model| entry.model == model.as_str());
-            if wanted {
-                entries.push(entry);
+        match self {
+            RegistryStore::Redb(store) => {
+                let (model, alias) = (model.cloned(), alias.cloned());
+                on_blocking_thread(store, move |store| {
+                    store.audit(model.as_ref(), alias.as_ref())
+                })
+                .await
             }
+            RegistryStore::Postgres(store) => store.audit(model, alias).await,
         }
-        Ok(entries)
     }
 
     /// Answers "which version did `model@alias` name at `at_unix_ms`".
-    pub fn alias_at(
+    pub async fn alias_at(
         &self,
         model: &ModelName,
         alias: &AliasName,
         at_unix_ms: u64,
     ) -> Result<AliasAtTime, RegistryError> {
-        let entries = self.audit(Some(model), Some(alias))?;
-        let since = history::alias_at(&entries, at_unix_ms).cloned();
-        Ok(AliasAtTime {
-            model: model.to_string(),
-            alias: alias.to_string(),
-            at_unix_ms,
-            version: since.as_ref().and_then(|entry| entry.version),
-            since,
-        })
+        let entries = self.audit(Some(model), Some(alias)).await?;
+        Ok(alias_at_time(model, alias, at_unix_ms, &entries))
     }
 }
 
-/// Appends an audit entry (and, for an alias move, its copy in the alias's log).
-fn append_audit(
-    transaction: &WriteTransaction,
+/// Answers "which version did `model@alias` name at `at_unix_ms`" from that alias's
+/// audit entries, oldest first: the same answer from either backend.
+pub(crate) fn alias_at_time(
+    model: &ModelName,
+    alias: &AliasName,
+    at_unix_ms: u64,
+    entries: &[AuditEntry],
+) -> AliasAtTime {
+    let since = crate::history::alias_at(entries, at_unix_ms).cloned();
+    AliasAtTime {
+        model: model.to_string(),
+        alias: alias.to_string(),
+        at_unix_ms,
+        version: since.as_ref().and_then(|entry| entry.version),
+        since,
+    }
+}
+
+/// Encodes a record as the stores keep it: JSON.
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("registry records always serialise")
+}
+
+/// Decodes a stored record.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RegistryError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| RegistryError::Storage(format!("undecodable record: {error}")))
+}
+
+/// Returns `record` with the aliases (of its model) that name it.
+pub(crate) fn with_aliases(
+    mut record: VersionRecord,
+    aliases: &BTreeMap<String, u64>,
+) -> VersionRecord {
+    record.aliases = aliases
+        .iter()
+        .filter(|(_, version)| **version == record.version)
+        .map(|(alias, _)| alias.clone())
+        .collect();
+    record
+}
+
+/// The error of a model that does not exist.
+pub(crate) fn not_found(model: &ModelName) -> RegistryError {
+    RegistryError::ModelNotFound {
+        model: model.to_string(),
+    }
+}
+
+/// Returns the next audit entry after `previous`: the next sequence number, and a time
+/// that never goes back (see [`crate::history::entry_time`]).
+pub(crate) fn next_audit_entry(
+    previous: Option<&AuditEntry>,
     action: AuditAction,
     model: &ModelName,
     alias: Option<&AliasName>,
     version: Option<u64>,
     from_version: Option<u64>,
     change: Change<'_>,
-) -> Result<AuditEntry, RegistryError> {
-    let mut audit: Table<u64, &[u8]> = transaction.open_table(AUDIT).map_err(storage)?;
-    let previous: Option<AuditEntry> = match audit.last().map_err(storage)? {
-        Some((_, bytes)) => Some(decode(bytes.value())?),
-        None => None,
-    };
-    debug_assert_eq!(
-        previous.as_ref().map_or(0, |entry| entry.sequence),
-        audit.len().map_err(storage)?,
-        "the audit log is never cut"
-    );
-    let entry = AuditEntry {
-        sequence: previous.as_ref().map_or(0, |entry| entry.sequence) + 1,
-        at_unix_ms: history::entry_time(
+) -> AuditEntry {
+    AuditEntry {
+        sequence: previous.map_or(0, |entry| entry.sequence) + 1,
+        at_unix_ms: crate::history::entry_time(
             change.now_unix_ms,
-            previous.as_ref().map(|entry| entry.at_unix_ms),
+            previous.map(|entry| entry.at_unix_ms),
         ),
         actor: change.actor.to_string(),
         action,
@@ -418,28 +390,47 @@ fn append_audit(
         alias: alias.map(ToString::to_string),
         version,
         from_version,
-    };
-    let bytes = encode(&entry);
-    audit
-        .insert(entry.sequence, bytes.as_slice())
-        .map_err(storage)?;
-    if let Some(alias) = alias {
-        let mut log = transaction.open_table(ALIAS_LOG).map_err(storage)?;
-        log.insert(
-            (model.as_str(), alias.as_str(), entry.sequence),
-            bytes.as_slice(),
-        )
-        .map_err(storage)?;
     }
-    Ok(entry)
 }
 
-mod read;
-
-use read::{
-    alias_entries, alias_entries_in, latest_version, model_aliases, not_found, read_version,
-    require_model, resolve, with_aliases,
-};
-
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_are_directories_or_postgres_urls_and_other_schemes_are_refused() {
+        assert_eq!(
+            StoreLocation::parse("data/registry").unwrap(),
+            StoreLocation::Directory(PathBuf::from("data/registry"))
+        );
+        assert_eq!(
+            StoreLocation::parse("postgresql://u@db/app").unwrap(),
+            StoreLocation::Postgres("postgresql://u@db/app".into())
+        );
+        assert!(matches!(
+            StoreLocation::parse("postgres://u@db/app").unwrap(),
+            StoreLocation::Postgres(_)
+        ));
+        let refused = StoreLocation::parse("mysql://u:secret@db/app").unwrap_err();
+        let text = refused.to_string();
+        assert!(text.contains("unknown scheme `mysql`"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+        assert!(StoreLocation::parse("  ").is_err());
+    }
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(
+            redact_password("postgresql://u:secret@db:5432/app?sslmode=require"),
+            "postgresql://u:***@db:5432/app?sslmode=require"
+        );
+        assert_eq!(
+            redact_password("postgresql://u@db/app"),
+            "postgresql://u@db/app"
+        );
+        assert_eq!(
+            redact_password("postgresql://db/app"),
+            "postgresql://db/app"
+        );
+    }
+}

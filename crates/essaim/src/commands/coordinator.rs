@@ -19,18 +19,8 @@ pub struct Args {
     /// Directory of the journal; reuse it to resume after a restart.
     #[arg(long, default_value = "essaim-data")]
     data_dir: PathBuf,
-    /// Cluster token required from workers and clients.
     #[command(flatten)]
-    token: crate::client::TokenArgs,
-    /// Principals file (TOML): named tokens with roles (`read-only`, `submit`, `admin`,
-    /// `worker`, `commands`), accepted beside the cluster token, which keeps every role.
-    /// Read again on SIGHUP and when its content changes (a refused version keeps the
-    /// principals in force). See the README's security section. Default: none.
-    #[arg(long)]
-    principals: Option<PathBuf>,
-    /// Accept unauthenticated callers on a non-loopback address.
-    #[arg(long)]
-    allow_unauthenticated: bool,
+    auth: super::server_auth::ServerAuthArgs,
     #[command(flatten)]
     tls: crate::tls_args::ServerTlsArgs,
     /// Worker heartbeat period (`1s`; a bare number counts milliseconds, as the old
@@ -67,6 +57,18 @@ pub struct Args {
     /// (default: 268435456, 256 MiB).
     #[arg(long)]
     journal_reserve_bytes: Option<u64>,
+    /// Where the model registry served beside the API keeps models, versions, aliases
+    /// and the audit log: a directory (the embedded store) or a PostgreSQL URL
+    /// (`postgres://user@host/db`, `sslmode`/`sslrootcert` for TLS), which several
+    /// coordinators, or `essaim registry` processes, can share. Default:
+    /// `<--data-dir>/registry`. Masked when shown: a URL may hold a password.
+    #[arg(long, value_name = "DIR|URL", hide_env_values = true)]
+    registry_store: Option<String>,
+    /// Directory of the registry's artifacts. Default: `<--registry-store>/artifacts`
+    /// for a directory; required with a PostgreSQL store (the same directory for every
+    /// process sharing it).
+    #[arg(long, value_name = "DIR")]
+    registry_artifacts: Option<PathBuf>,
     #[command(flatten)]
     high_availability: HighAvailabilityArgs,
 }
@@ -151,23 +153,9 @@ impl HighAvailabilityArgs {
 
 /// Runs the coordinator.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let token = args.token.resolve()?;
+    let credentials = args.auth.resolve(args.listen)?;
     let tls = args.tls.load()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let principals = match &args.principals {
-        Some(path) => essaim_coordinator::auth::load_principals(path)
-            .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?,
-        None => Vec::new(),
-    };
-    essaim_coordinator::auth::check_principals_against_cluster_token(&principals, token.as_deref())
-        .map_err(usage)?;
-    let no_credentials = token.is_none() && principals.is_empty();
-    if no_credentials && !args.listen.ip().is_loopback() && !args.allow_unauthenticated {
-        return Err(usage(format!(
-            "refusing to listen on {} without a cluster token: pass --token (or ESSAIM_TOKEN) or --principals, or --allow-unauthenticated",
-            args.listen
-        )));
-    }
     if args.heartbeat.is_zero() || args.worker_timeout <= args.heartbeat {
         return Err(usage(
             "--worker-timeout must be longer than --heartbeat, which must be positive",
@@ -180,14 +168,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Err(usage("--target-utilisation must be between 0.05 and 1"));
     }
     let high_availability = args.high_availability.settings(args.listen, scheme)?;
+    let registry_store = args.registry_store.clone().unwrap_or_else(|| {
+        args.data_dir
+            .join(essaim_coordinator::REGISTRY_DIR)
+            .display()
+            .to_string()
+    });
+    let registry =
+        essaim_registry::RegistryPlace::decide(&registry_store, args.registry_artifacts.as_deref())
+            .map_err(|error| usage(format!("--registry-store: {error}")))?;
     let mut config = CoordinatorConfig::new(args.listen, args.data_dir);
+    config.registry = Some(registry);
     config.queue_targets = essaim_coordinator::queue::QueueTargets {
         drain_target_s: args.drain_target.as_secs_f64(),
         utilisation: args.target_utilisation,
     };
-    config.token = token;
-    config.principals = principals;
-    config.principals_file = args.principals.clone();
+    config.token = credentials.token;
+    config.principals = credentials.principals;
+    config.principals_file = credentials.principals_file;
     config.planner = Some(crate::jobs::planner());
     config.tls = tls;
     if let Some(reserve) = args.journal_reserve_bytes {

@@ -36,6 +36,7 @@
 //! | `models.rs` | the model registry through the coordinator: aliases, racing promotions audited, time travel, a corrupt artifact refused, restart |
 //! | `model_runner.rs` | `essaim serve` answers OIP v2 predictions, follows an alias moved under continuous traffic with no failed request (version 1 then 2, never back), refuses bad input (400, 404), answers 429 when its queue is full, keeps serving degraded without the registry; a sticky A/B split, a shadow's disagreements counted, canaries promoted and rolled back in the audit log |
 //! | `model_governance.rs` | `essaim models list --usage` and the dashboard's Models page show which runner serves which version; a SIGKILLed runner drops out after three missed heartbeats; an alias move is reported; two registries read side by side |
+//! | `registry_process.rs` | `essaim registry` alone, driven by `essaim models --coordinator`: register, alias, download, the token, a restart; two registry processes on one PostgreSQL database see each other's changes and serialise racing promotions; two coordinators on etcd with one PostgreSQL store serve the same registry across a SIGKILLed leader; unusable stores refused at start (unknown scheme 2, unreachable or unknown role 3) |
 //! | `train.rs` | `essaim train naive-bayes` on two workers equals a naive Bayes computed in the test; lineage; bad input |
 //! | `json_output.rs` | every data command prints one JSON document with `--output json` |
 //! | `report.rs` | `essaim report` writes a self-contained page, well-formed SVG plots and data that agree with `status` |
@@ -92,6 +93,7 @@ mod principals;
 mod processing_version;
 mod python_client;
 mod queue_stats;
+mod registry_process;
 mod replay;
 mod report;
 mod rest_api;

@@ -5,14 +5,8 @@ use super::{ALIAS_LOG, MODELS, decode};
 use crate::error::{RegistryError, storage};
 use crate::names::{AliasName, ModelName, VersionRef};
 use crate::record::{AuditEntry, VersionRecord};
+use crate::store::not_found;
 use redb::{ReadableTable, WriteTransaction};
-use std::collections::BTreeMap;
-
-pub(super) fn not_found(model: &ModelName) -> RegistryError {
-    RegistryError::ModelNotFound {
-        model: model.to_string(),
-    }
-}
 
 pub(super) fn require_model(
     transaction: &WriteTransaction,
@@ -23,18 +17,6 @@ pub(super) fn require_model(
         Some(_) => Ok(()),
         None => Err(not_found(model)),
     }
-}
-
-pub(super) fn with_aliases(
-    mut record: VersionRecord,
-    aliases: &BTreeMap<String, u64>,
-) -> VersionRecord {
-    record.aliases = aliases
-        .iter()
-        .filter(|(_, version)| **version == record.version)
-        .map(|(alias, _)| alias.clone())
-        .collect();
-    record
 }
 
 pub(super) fn read_version(

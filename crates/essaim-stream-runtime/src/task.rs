@@ -208,6 +208,13 @@ pub fn plan_tasks(
             why: "",
         });
     }
+    let predicts = !planned.spec.model_references().is_empty();
+    if options.endpoints.registry_url.is_none() && predicts {
+        return Err(PlanError::MissingEndpoint {
+            endpoint: "model registry URL",
+            why: " (a `predict` operator loads its model from it)",
+        });
+    }
     if options.parallelism == 0 {
         return Err(PlanError::NoParallelism);
     }
@@ -297,6 +304,7 @@ connector = { kind = "postgres", table = "out" }
             nats_url: Some("nats://localhost:4222".to_owned()),
             postgres_url: Some("postgres://localhost/essaim".to_owned()),
             kafka_bootstrap: None,
+            registry_url: None,
         }
     }
 

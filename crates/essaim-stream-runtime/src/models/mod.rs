@@ -164,9 +164,9 @@ impl PipelineModels {
                     reference: written.clone(),
                     reason: error.to_string(),
                 })?;
-            let Some(loaded) = fetch(&source, &reference, written, None).await? else {
-                unreachable!("nothing is loaded, so the version is always new");
-            };
+            let loaded = fetch(&source, &reference, written, None)
+                .await?
+                .expect("with nothing loaded, the version named is always new");
             metrics.loaded(&source.pipeline, written, loaded.version());
             tracing::info!(
                 pipeline = %source.pipeline, model = %written, version = loaded.version(),

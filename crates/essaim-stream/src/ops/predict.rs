@@ -267,4 +267,47 @@ mod tests {
         );
         assert_eq!(predict.text_of(&Record::new(2, 0).with("body", "x")), " x");
     }
+
+    #[test]
+    fn a_pipeline_predicts_with_the_model_set_for_its_reference() {
+        use crate::pipeline::Pipeline;
+        use crate::spec::PipelineSpec;
+        let text = r#"
+version = 1
+[[source]]
+name = "mail"
+time = "t"
+columns = [{ name = "t", type = "int" }, { name = "subject", type = "string" }, { name = "body", type = "string" }]
+[[operator]]
+name = "classify"
+kind = "predict"
+input = "mail"
+model = "spam-filter@production"
+text_fields = ["subject", "body"]
+label_field = "label"
+[[sink]]
+name = "labelled"
+input = "classify"
+[[sink]]
+name = "unlabelled"
+input = "classify.error"
+"#;
+        let spec = PipelineSpec::from_toml(text).unwrap();
+        let mut pipeline = Pipeline::new(spec, &BTreeMap::new()).unwrap();
+        let mut out = Vec::new();
+        pipeline.push_line("mail", b"1,win,free", 0, &mut out).unwrap();
+        let model = spam_model(1, "win", "meeting");
+        assert_eq!(pipeline.set_model("spam-filter@production", &model), 1);
+        assert_eq!(pipeline.set_model("other@production", &model), 0);
+        pipeline.push_line("mail", b"2,win,free", 1, &mut out).unwrap();
+        let sinks: Vec<(&str, &Value)> = out
+            .iter()
+            .map(|sunk| (sunk.sink.as_str(), sunk.record.get("label")))
+            .collect();
+        assert_eq!(
+            sinks,
+            [("unlabelled", &Value::Null), ("labelled", &Value::from("spam"))]
+        );
+        assert_eq!(pipeline.stats().emitted["classify.error"], 1);
+    }
 }

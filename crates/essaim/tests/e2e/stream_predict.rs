@@ -86,7 +86,7 @@ fn expected(artifact: &[u8], text: &str) -> (String, f64) {
 async fn rows(client: &tokio_postgres::Client, count: usize) -> Vec<(i64, String, String, f64, i64)> {
     let deadline = Deadline::after(EVENTUALLY, format!("{count} labelled rows"));
     loop {
-        let found = client
+        let found: Vec<(i64, String, String, f64, i64)> = client
             .query(
                 "SELECT id, text, label, p, model_version FROM labelled ORDER BY id",
                 &[],
@@ -95,7 +95,7 @@ async fn rows(client: &tokio_postgres::Client, count: usize) -> Vec<(i64, String
             .map(|rows| {
                 rows.iter()
                     .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
-                    .collect::<Vec<_>>()
+                    .collect()
             })
             .unwrap_or_default();
         if found.len() >= count {

@@ -286,10 +286,16 @@ mod tests {
             latest: Some(1),
             aliases: BTreeMap::from([("production".into(), 1)]),
         };
-        let mut pipeline = runner("pipeline:mail/source-0", vec![slot("primary", "production", Some(1))]);
+        let mut pipeline = runner(
+            "pipeline:mail/source-0",
+            vec![slot("primary", "production", Some(1))],
+        );
         pipeline.report.kind = ReporterKind::Pipeline;
         pipeline.report.address = "stream:mail".into();
-        let view = compose(vec![(summary, vec![record(1, &["production"])])], vec![pipeline]);
+        let view = compose(
+            vec![(summary, vec![record(1, &["production"])])],
+            vec![pipeline],
+        );
         let used = &view.models[0].versions[0].used_by;
         assert_eq!(used.len(), 1);
         assert_eq!(used[0].kind, ReporterKind::Pipeline);

@@ -17,13 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::breakers::BreakerBoard;
 use crate::metrics::StreamMetrics;
-use crate::models::{
-    DEFAULT_POLL_INTERVAL, DEFAULT_USAGE_INTERVAL, ModelSource, PipelineModels,
-};
-use essaim_registry::client::RegistryClient;
+use crate::models::{DEFAULT_POLL_INTERVAL, DEFAULT_USAGE_INTERVAL, ModelSource, PipelineModels};
 use crate::task::{self, StreamTaskSpec};
 use crate::unit::{self, UnitContext, UnitError};
 use essaim_connect::{BreakerConfig, error_chain};
+use essaim_registry::client::RegistryClient;
 
 /// Runs stream tasks.
 #[derive(Debug, Clone)]
@@ -104,7 +102,8 @@ async fn run_task(
         .map_err(|error| failure(error_chain(&error), false))?;
     let tables = Pipeline::load_tables(&planned.spec, &spec.tables)
         .map_err(|error| failure(error_chain(&error), false))?;
-    let models = match load_models(&spec, &planned, &metrics, attempt.attempt_id.0, &cancel).await? {
+    let models = match load_models(&spec, &planned, &metrics, attempt.attempt_id.0, &cancel).await?
+    {
         Some(models) => Some(Arc::new(models)),
         None => None,
     };
@@ -150,8 +149,16 @@ async fn run_task(
     );
     // The models follow their aliases and report their usage while the units run.
     let model_tasks = models.as_ref().map(|models| {
-        let reporter = format!("pipeline:{}/{stage}-{}", spec.pipeline, units.first().copied().unwrap_or(0));
-        tokio::spawn(follow_models(Arc::clone(models), reporter, stop_units.child_token()))
+        let reporter = format!(
+            "pipeline:{}/{stage}-{}",
+            spec.pipeline,
+            units.first().copied().unwrap_or(0)
+        );
+        tokio::spawn(follow_models(
+            Arc::clone(models),
+            reporter,
+            stop_units.child_token(),
+        ))
     });
     let mut first_error: Option<(u32, UnitError)> = None;
     while let Some(joined) = running.join_next().await {
@@ -212,7 +219,10 @@ async fn load_models(
     let download_dir =
         std::env::temp_dir().join(format!("essaim-models-{}-{attempt_id}", std::process::id()));
     std::fs::create_dir_all(&download_dir).map_err(|error| {
-        failure(format!("cannot create `{}`: {error}", download_dir.display()), true)
+        failure(
+            format!("cannot create `{}`: {error}", download_dir.display()),
+            true,
+        )
     })?;
     let source = ModelSource {
         client,

@@ -53,7 +53,7 @@ pub enum ModelLoadError {
     },
     /// The registry did not answer, refused (an unknown model or alias), or sent
     /// corrupt bytes.
-    #[error("model `{reference}`: {source}")]
+    #[error("model `{reference}`")]
     Registry {
         /// The reference.
         reference: String,
@@ -62,7 +62,7 @@ pub enum ModelLoadError {
         source: ClientError,
     },
     /// The artifact is not a model the pipeline reads.
-    #[error("model `{reference}` version {version}: {source}")]
+    #[error("model `{reference}` version {version}")]
     Artifact {
         /// The reference.
         reference: String,

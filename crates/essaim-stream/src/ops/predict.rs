@@ -295,18 +295,25 @@ input = "classify.error"
         let spec = PipelineSpec::from_toml(text).unwrap();
         let mut pipeline = Pipeline::new(spec, &BTreeMap::new()).unwrap();
         let mut out = Vec::new();
-        pipeline.push_line("mail", b"1,win,free", 0, &mut out).unwrap();
+        pipeline
+            .push_line("mail", b"1,win,free", 0, &mut out)
+            .unwrap();
         let model = spam_model(1, "win", "meeting");
         assert_eq!(pipeline.set_model("spam-filter@production", &model), 1);
         assert_eq!(pipeline.set_model("other@production", &model), 0);
-        pipeline.push_line("mail", b"2,win,free", 1, &mut out).unwrap();
+        pipeline
+            .push_line("mail", b"2,win,free", 1, &mut out)
+            .unwrap();
         let sinks: Vec<(&str, &Value)> = out
             .iter()
             .map(|sunk| (sunk.sink.as_str(), sunk.record.get("label")))
             .collect();
         assert_eq!(
             sinks,
-            [("unlabelled", &Value::Null), ("labelled", &Value::from("spam"))]
+            [
+                ("unlabelled", &Value::Null),
+                ("labelled", &Value::from("spam"))
+            ]
         );
         assert_eq!(pipeline.stats().emitted["classify.error"], 1);
     }

@@ -377,15 +377,30 @@ fn a_predict_operator_names_a_model_its_text_and_its_output_fields() {
         ["out", "error"]
     );
     let cases = [
-        ("model = \"spam-filter\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"", "NAME@ALIAS"),
-        ("model = \"m@1\"\ntext_fields = [\"nope\"]\nlabel_field = \"l\"", "`nope`"),
-        ("model = \"m@1\"\ntext_fields = []\nlabel_field = \"l\"", "at least one"),
-        ("model = \"m@1\"\ntext_fields = [\"body\"]", "needs `label_field`"),
+        (
+            "model = \"spam-filter\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"",
+            "NAME@ALIAS",
+        ),
+        (
+            "model = \"m@1\"\ntext_fields = [\"nope\"]\nlabel_field = \"l\"",
+            "`nope`",
+        ),
+        (
+            "model = \"m@1\"\ntext_fields = []\nlabel_field = \"l\"",
+            "at least one",
+        ),
+        (
+            "model = \"m@1\"\ntext_fields = [\"body\"]",
+            "needs `label_field`",
+        ),
         (
             "model = \"m@1\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"\nscore_field = \"l\"",
             "named twice",
         ),
-        ("model = \"m@1\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"\nkey = \"body\"", "`key` does not apply"),
+        (
+            "model = \"m@1\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"\nkey = \"body\"",
+            "`key` does not apply",
+        ),
     ];
     for (keys, expected) in cases {
         let (what, message) = error_of(&with_source(columns, &format!("{predict}{keys}\n")));

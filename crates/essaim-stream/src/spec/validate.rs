@@ -344,7 +344,9 @@ fn check_fields(
                     .filter_map(|aggregate| aggregate.field.as_deref()),
             );
         }
-        OperatorKind::Predict(config) => fields.extend(config.text_fields.iter().map(String::as_str)),
+        OperatorKind::Predict(config) => {
+            fields.extend(config.text_fields.iter().map(String::as_str))
+        }
         OperatorKind::Copier { .. } | OperatorKind::Merger { .. } => {}
     }
     for (label, expr) in expressions {

@@ -220,7 +220,12 @@ async fn submit(mut args: SubmitArgs, rescale: bool) -> anyhow::Result<ExitCode>
     if args.pipeline.registry.is_none() {
         // The coordinator a pipeline is submitted to holds the registry its models
         // most likely come from.
-        let first = args.connect.coordinator.split(',').next().unwrap_or_default();
+        let first = args
+            .connect
+            .coordinator
+            .split(',')
+            .next()
+            .unwrap_or_default();
         args.pipeline.registry = Some(first.trim().to_owned());
     }
     let (name, job) = build_job(&args.pipeline)?;

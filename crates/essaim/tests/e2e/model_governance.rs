@@ -104,7 +104,11 @@ pub(crate) fn served_by(view: &Value, model: &str, version: u64) -> Vec<String> 
 }
 
 /// Waits until `essaim models list --usage` says `done`; returns that view.
-pub(crate) async fn wait_for_view(cluster: &Cluster, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for_view(
+    cluster: &Cluster,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Deadline::after(EVENTUALLY, what.to_string());
     loop {
         let view = governance(cluster, &[]).await;

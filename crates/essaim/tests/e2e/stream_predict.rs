@@ -22,7 +22,7 @@ use crate::stream::connect_postgres;
 
 const PIPELINE: &str = "mail";
 
-/// The spec: messages `t,id,text` from `in/0/*.csv`, labelled by `model`.
+/// The spec: messages `t,id,text` from the files of `in/`, labelled by `model`.
 fn spec(model: &str) -> String {
     format!(
         r#"
@@ -72,7 +72,10 @@ fn write_file(dir: &Path, name: &str, rows: &[(usize, String)]) {
         .iter()
         .map(|(id, text)| format!("{id},{id},{text}"))
         .collect();
-    std::fs::write(dir.join(name), lines.join("\n") + "\n").unwrap();
+    // Written aside and renamed, as the source's contract asks of a producer.
+    let aside = dir.join(format!("{name}.tmp"));
+    std::fs::write(&aside, lines.join("\n") + "\n").unwrap();
+    std::fs::rename(&aside, dir.join(name)).unwrap();
 }
 
 /// The label and probability the model's artifact gives `text`, computed here.
@@ -83,7 +86,10 @@ fn expected(artifact: &[u8], text: &str) -> (String, f64) {
 }
 
 /// Waits until the table holds `count` rows; returns them by id.
-async fn rows(client: &tokio_postgres::Client, count: usize) -> Vec<(i64, String, String, f64, i64)> {
+async fn rows(
+    client: &tokio_postgres::Client,
+    count: usize,
+) -> Vec<(i64, String, String, f64, i64)> {
     let deadline = Deadline::after(EVENTUALLY, format!("{count} labelled rows"));
     loop {
         let found: Vec<(i64, String, String, f64, i64)> = client
@@ -134,7 +140,7 @@ async fn a_pipeline_predicts_with_the_version_its_alias_names_and_is_listed_as_u
     register(&cluster, &cluster.url(), PIPELINE).await;
     alias(&cluster, PIPELINE, "production", "1").await;
     let work = cluster.path("predict");
-    let input = work.join("in").join("0");
+    let input = work.join("in");
     std::fs::create_dir_all(&input).unwrap();
     let spec_path = work.join("mail.toml");
     std::fs::write(&spec_path, spec("mail@production")).unwrap();
@@ -153,7 +159,13 @@ async fn a_pipeline_predicts_with_the_version_its_alias_names_and_is_listed_as_u
         ])
         .await;
     assert_ne!(wrong.code, Some(0), "{wrong:?}");
-    assert!(wrong.stderr.contains("mail@nope"), "{}", wrong.stderr);
+    let dead = cluster.cli(&["dlq", "list", "--output", "json"]).await;
+    assert!(
+        dead.stdout
+            .contains("model `mail@nope`: model `mail` has no alias `nope`"),
+        "the task's failure names the reference: {}",
+        dead.stdout
+    );
 
     let submitted = cluster
         .cli(&[
@@ -175,14 +187,25 @@ async fn a_pipeline_predicts_with_the_version_its_alias_names_and_is_listed_as_u
     let version_1 = artifact("win", "meeting");
     for (id, text, label, p, version) in rows(&client, first.len()).await {
         let (expected_label, expected_p) = expected(&version_1, &text);
-        assert_eq!((label, version), (expected_label, 1), "message {id}: {text}");
-        assert!((p - expected_p).abs() < 1e-12, "message {id}: {p} ≠ {expected_p}");
+        assert_eq!(
+            (label, version),
+            (expected_label, 1),
+            "message {id}: {text}"
+        );
+        assert!(
+            (p - expected_p).abs() < 1e-12,
+            "message {id}: {p} ≠ {expected_p}"
+        );
     }
     let view = wait_for_view(&cluster, "the pipeline using version 1", |view| {
         pipelines_using(view, PIPELINE, 1) == ["stream:mail"]
     })
     .await;
-    assert!(served_by(&view, PIPELINE, 1).iter().all(|name| name.starts_with("pipeline:mail/")));
+    assert!(
+        served_by(&view, PIPELINE, 1)
+            .iter()
+            .all(|name| name.starts_with("pipeline:mail/"))
+    );
 
     // The alias moves: the pipeline loads version 2 at its next poll and says so.
     alias(&cluster, PIPELINE, "production", "2").await;
@@ -199,9 +222,19 @@ async fn a_pipeline_predicts_with_the_version_its_alias_names_and_is_listed_as_u
     let mut disagreements = 0;
     for (id, text, label, p, version) in all.into_iter().skip(first.len()) {
         let (expected_label, expected_p) = expected(&version_2, &text);
-        assert_eq!((&label, version), (&expected_label, 2), "message {id}: {text}");
-        assert!((p - expected_p).abs() < 1e-12, "message {id}: {p} ≠ {expected_p}");
+        assert_eq!(
+            (&label, version),
+            (&expected_label, 2),
+            "message {id}: {text}"
+        );
+        assert!(
+            (p - expected_p).abs() < 1e-12,
+            "message {id}: {p} ≠ {expected_p}"
+        );
         disagreements += usize::from(expected(&version_1, &text).0 != label);
     }
-    assert!(disagreements > 0, "the two versions disagree on some messages");
+    assert!(
+        disagreements > 0,
+        "the two versions disagree on some messages"
+    );
 }

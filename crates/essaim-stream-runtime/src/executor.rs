@@ -102,11 +102,9 @@ async fn run_task(
         .map_err(|error| failure(error_chain(&error), false))?;
     let tables = Pipeline::load_tables(&planned.spec, &spec.tables)
         .map_err(|error| failure(error_chain(&error), false))?;
-    let models = match load_models(&spec, &planned, &metrics, attempt.attempt_id.0, &cancel).await?
-    {
-        Some(models) => Some(Arc::new(models)),
-        None => None,
-    };
+    let models = load_models(&spec, &planned, &metrics, attempt.attempt_id.0, &cancel)
+        .await?
+        .map(Arc::new);
     let nats = match &spec.endpoints.nats_url {
         Some(nats_url) => Some(tokio::select! {
             () = cancel.cancelled() => return Ok(TaskOutput::default()),

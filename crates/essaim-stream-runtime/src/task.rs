@@ -369,5 +369,21 @@ connector = { kind = "postgres", table = "out" }
             "pipeline name `a b`: use 1 to 64 letters, digits, `_` or `-`"
         );
         assert!(check_pipeline_name("flights-2").is_ok());
+        let predicting = SPEC.replace(
+            "[[sink]]",
+            "[[operator]]\nname = \"p\"\nkind = \"predict\"\ninput = \"by_user\"\n\
+             model = \"m@production\"\ntext_fields = [\"user\"]\nlabel_field = \"l\"\n[[sink]]",
+        );
+        let error =
+            plan_tasks(&predicting, BTreeMap::new(), &options(both(), 1)).expect_err("no registry");
+        assert_eq!(
+            error.to_string(),
+            "a model registry URL is required (a `predict` operator loads its model from it)"
+        );
+        let with_registry = Endpoints {
+            registry_url: Some("http://127.0.0.1:8080".to_owned()),
+            ..both()
+        };
+        assert!(plan_tasks(&predicting, BTreeMap::new(), &options(with_registry, 1)).is_ok());
     }
 }

@@ -241,6 +241,9 @@ pub struct StreamRequest {
     /// Kafka bootstrap address (Kafka connectors).
     #[serde(default)]
     pub kafka: Option<String>,
+    /// The model registry's URL, for `predict` operators (a coordinator's URL).
+    #[serde(default)]
+    pub registry: Option<String>,
     /// Tasks per stage (default one per unit).
     #[serde(default)]
     pub parallelism: Option<u32>,

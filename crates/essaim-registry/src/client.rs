@@ -24,7 +24,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 
+mod follow;
 mod usage;
+
+pub use follow::FetchedVersion;
 
 /// Longest a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

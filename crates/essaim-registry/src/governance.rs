@@ -7,14 +7,18 @@
 
 use crate::names::AliasName;
 use crate::record::{Lineage, ModelSummary, VersionRecord};
-use crate::usage::RunnerUsage;
+use crate::usage::{ReporterKind, RunnerUsage};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// One place a version is used: a runner's slot that has it loaded.
+/// One place a version is used: a runner's slot, or a pipeline's `predict` operator,
+/// that has it loaded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionUse {
-    /// The runner.
+    /// A runner or a pipeline.
+    #[serde(default)]
+    pub kind: ReporterKind,
+    /// The runner (or the pipeline's reporting task).
     pub runner: String,
     /// Where it serves.
     pub address: String,
@@ -103,6 +107,7 @@ fn uses(runners: &[RunnerUsage]) -> Vec<(String, VersionUse)> {
         for served in &runner.report.models {
             for slot in &served.slots {
                 let used = VersionUse {
+                    kind: runner.report.kind,
                     runner: runner.runner.clone(),
                     address: runner.report.address.clone(),
                     served_as: served.name.clone(),
@@ -215,6 +220,7 @@ mod tests {
         RunnerUsage {
             runner: name.into(),
             report: UsageReport {
+                kind: ReporterKind::Runner,
                 address: format!("http://{name}:8080"),
                 heartbeat_ms: 1000,
                 models: vec![ServedUsage {
@@ -269,5 +275,32 @@ mod tests {
         assert_eq!(model.waiting.len(), 1);
         assert_eq!(model.waiting[0].runner, "b");
         assert_eq!(view.runners.len(), 2);
+    }
+
+    #[test]
+    fn a_pipeline_using_a_version_is_listed_as_a_pipeline() {
+        let summary = ModelSummary {
+            name: "spam-filter".into(),
+            created_unix_ms: 0,
+            versions: 1,
+            latest: Some(1),
+            aliases: BTreeMap::from([("production".into(), 1)]),
+        };
+        let mut pipeline = runner(
+            "pipeline:mail/source-0",
+            vec![slot("primary", "production", Some(1))],
+        );
+        pipeline.report.kind = ReporterKind::Pipeline;
+        pipeline.report.address = "stream:mail".into();
+        let view = compose(
+            vec![(summary, vec![record(1, &["production"])])],
+            vec![pipeline],
+        );
+        let used = &view.models[0].versions[0].used_by;
+        assert_eq!(used.len(), 1);
+        assert_eq!(used[0].kind, ReporterKind::Pipeline);
+        assert_eq!(used[0].address, "stream:mail");
+        let json = serde_json::to_value(&used[0]).unwrap();
+        assert_eq!(json["kind"], "pipeline");
     }
 }

@@ -1,6 +1,8 @@
-//! Where each version is used right now: every runner (`essaim serve`) reports, as a
-//! heartbeat, which versions it has loaded for which served model, and the registry
-//! keeps the last report of each runner until it goes stale.
+//! Where each version is used right now: every runner (`essaim serve`) and every
+//! stream task of a pipeline with a `predict` operator reports, as a heartbeat, which
+//! versions it has loaded for which served model (or operator), and the registry keeps
+//! the last report of each reporter until it goes stale. Both report the same way; the
+//! report's [`ReporterKind`] tells them apart.
 //!
 //! Usage is soft state, held in memory only: it is not written to the store, nor to the
 //! audit log. A report describes the present of a process that may die at any time, so
@@ -51,10 +53,36 @@ pub struct ServedUsage {
     pub slots: Vec<SlotUsage>,
 }
 
-/// What a runner reports at every heartbeat (`PUT usage/{runner}`).
+/// Who uses the versions of a report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReporterKind {
+    /// A model runner (`essaim serve`): the report's models are served over HTTP.
+    #[default]
+    Runner,
+    /// A streaming pipeline: the report's models are its `predict` operators.
+    Pipeline,
+}
+
+impl ReporterKind {
+    /// `runner` or `pipeline`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReporterKind::Runner => "runner",
+            ReporterKind::Pipeline => "pipeline",
+        }
+    }
+}
+
+/// What a runner (or a pipeline's task) reports at every heartbeat
+/// (`PUT usage/{runner}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageReport {
-    /// Where its models are served (`http://host:port`).
+    /// A runner or a pipeline (reports without it come from runners).
+    #[serde(default)]
+    pub kind: ReporterKind,
+    /// Where its models are served (`http://host:port`), or, for a pipeline, its
+    /// name.
     pub address: String,
     /// Time between two of its heartbeats, ms: the report lives [`MISSED_BEATS`] times
     /// that long.
@@ -203,6 +231,7 @@ mod tests {
 
     fn report(version: Option<u64>) -> UsageReport {
         UsageReport {
+            kind: ReporterKind::Runner,
             address: "http://127.0.0.1:8080".into(),
             heartbeat_ms: 1000,
             models: vec![ServedUsage {

@@ -25,6 +25,7 @@ async fn serve() -> (tempfile::TempDir, RegistryClient) {
 
 fn report(heartbeat_ms: u64, version: Option<u64>) -> UsageReport {
     UsageReport {
+        kind: essaim_registry::usage::ReporterKind::Runner,
         address: "http://10.0.0.7:8080".into(),
         heartbeat_ms,
         models: vec![ServedUsage {

@@ -48,15 +48,6 @@ pub enum ReloadError {
     /// A canary's side is not an alias, so its decision cannot move it.
     #[error("{0} is not an alias: a canary's decision cannot move it")]
     NotAnAlias(String),
-    /// The downloaded file could not be read back.
-    #[error("failed to read the downloaded artifact `{path}`")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// What the registry task needs.
@@ -123,20 +114,16 @@ impl RegistryTask {
 
     /// Loads the version `slot`'s reference names now, if it is not the loaded one.
     async fn refresh(&self, model: &ServedModel, slot: &Slot) -> Result<(), ReloadError> {
-        let record = self.client.version(&slot.reference).await?;
-        if slot
-            .get()
-            .is_some_and(|loaded| loaded.version == record.version)
-        {
+        let loaded_now = slot.get().map(|loaded| loaded.version);
+        let Some(fetched) = self
+            .client
+            .fetch_if_moved(&slot.reference, loaded_now, &self.download_dir)
+            .await?
+        else {
             return Ok(());
-        }
+        };
+        let (record, bytes) = (fetched.record, fetched.bytes);
         let sha256 = record.artifact.sha256.clone();
-        let path = self.download_dir.join(&sha256);
-        // Hashed as it arrives: corrupt bytes are refused and never reach the path.
-        self.client.download_artifact(&sha256, &path).await?;
-        let bytes = tokio::fs::read(&path).await;
-        let _removed = tokio::fs::remove_file(&path).await;
-        let bytes = bytes.map_err(|source| ReloadError::Io { path, source })?;
         let (name, limits, metrics, tracker) = (
             model.name.clone(),
             self.limits,

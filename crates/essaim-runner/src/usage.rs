@@ -5,8 +5,9 @@
 //! a runner killed without a word drops out of the view on its own; one stopping in
 //! order withdraws its report at once.
 //!
-//! A report that cannot be sent changes nothing the runner serves: it is logged (once
-//! per outage) and sent again at the next beat.
+//! The loop itself is the registry client's
+//! ([`RegistryClient::heartbeat`](essaim_registry::client::RegistryClient::heartbeat)),
+//! shared with pipelines.
 
 use crate::served::ServedModel;
 use essaim_registry::client::RegistryClient;
@@ -17,8 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Default time between two heartbeats.
 pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(5);
-/// Longest a withdrawal may hold up the runner's shutdown.
-const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Who reports, and how often.
 #[derive(Debug, Clone)]
@@ -104,6 +103,7 @@ impl UsageReporter {
 
     fn report(&self) -> UsageReport {
         UsageReport {
+            kind: essaim_registry::usage::ReporterKind::Runner,
             address: self.address.clone(),
             heartbeat_ms: self.interval.as_millis() as u64,
             models: current_usage(&self.models),
@@ -112,33 +112,13 @@ impl UsageReporter {
 
     /// Beats until `shutdown`, then withdraws the report.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut failing = false;
-        loop {
-            match self.client.report_usage(&self.runner, &self.report()).await {
-                Ok(()) if failing => {
-                    failing = false;
-                    tracing::info!(runner = %self.runner, "usage reported to the registry again");
-                }
-                Ok(()) => {}
-                Err(error) if !failing => {
-                    failing = true;
-                    tracing::warn!(
-                        runner = %self.runner,
-                        error = %essaim_core::error_chain::error_chain(&error),
-                        "cannot report usage to the registry; serving on, retrying at every beat"
-                    );
-                }
-                Err(_) => {}
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(self.interval) => {}
-            }
-        }
-        let withdrawn =
-            tokio::time::timeout(WITHDRAW_TIMEOUT, self.client.withdraw_usage(&self.runner)).await;
-        if !matches!(withdrawn, Ok(Ok(()))) {
-            tracing::debug!(runner = %self.runner, "usage not withdrawn; it expires on its own");
-        }
+        self.client
+            .heartbeat(
+                &self.runner,
+                self.interval,
+                || self.report(),
+                shutdown.cancelled(),
+            )
+            .await;
     }
 }

@@ -22,6 +22,10 @@ pub struct Endpoints {
     /// Kafka bootstrap address, e.g. `127.0.0.1:9092`, for `kafka` connectors.
     #[serde(default)]
     pub kafka_bootstrap: Option<String>,
+    /// The model registry's URL (a coordinator's, e.g. `http://127.0.0.1:8080`), for
+    /// `predict` operators.
+    #[serde(default)]
+    pub registry_url: Option<String>,
 }
 
 impl Endpoints {
@@ -35,6 +39,7 @@ impl Endpoints {
             nats_url: resolve(&self.nats_url)?,
             postgres_url: resolve(&self.postgres_url)?,
             kafka_bootstrap: resolve(&self.kafka_bootstrap)?,
+            registry_url: resolve(&self.registry_url)?,
         })
     }
 }

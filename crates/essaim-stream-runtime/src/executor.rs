@@ -17,9 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::breakers::BreakerBoard;
 use crate::metrics::StreamMetrics;
+use crate::models::{DEFAULT_POLL_INTERVAL, DEFAULT_USAGE_INTERVAL, ModelSource, PipelineModels};
 use crate::task::{self, StreamTaskSpec};
 use crate::unit::{self, UnitContext, UnitError};
 use essaim_connect::{BreakerConfig, error_chain};
+use essaim_registry::client::RegistryClient;
 
 /// Runs stream tasks.
 #[derive(Debug, Clone)]
@@ -100,6 +102,9 @@ async fn run_task(
         .map_err(|error| failure(error_chain(&error), false))?;
     let tables = Pipeline::load_tables(&planned.spec, &spec.tables)
         .map_err(|error| failure(error_chain(&error), false))?;
+    let models = load_models(&spec, &planned, &metrics, attempt.attempt_id.0, &cancel)
+        .await?
+        .map(Arc::new);
     let nats = match &spec.endpoints.nats_url {
         Some(nats_url) => Some(tokio::select! {
             () = cancel.cancelled() => return Ok(TaskOutput::default()),
@@ -124,6 +129,7 @@ async fn run_task(
             task: Arc::clone(&spec),
             planned: Arc::clone(&planned),
             tables: Arc::clone(&tables),
+            models: models.clone(),
             nats: nats.clone(),
             metrics: metrics.unit(&spec.pipeline, stage, unit),
             breakers: Arc::clone(&breakers),
@@ -139,6 +145,19 @@ async fn run_task(
         correlation_id = %attempt.correlation_id,
         "stream task started"
     );
+    // The models follow their aliases and report their usage while the units run.
+    let model_tasks = models.as_ref().map(|models| {
+        let reporter = format!(
+            "pipeline:{}/{stage}-{}",
+            spec.pipeline,
+            units.first().copied().unwrap_or(0)
+        );
+        tokio::spawn(follow_models(
+            Arc::clone(models),
+            reporter,
+            stop_units.child_token(),
+        ))
+    });
     let mut first_error: Option<(u32, UnitError)> = None;
     while let Some(joined) = running.join_next().await {
         match joined {
@@ -153,6 +172,13 @@ async fn run_task(
             }
         }
     }
+    stop_units.cancel();
+    if let Some(model_tasks) = model_tasks {
+        let _ended = model_tasks.await;
+    }
+    if let Some(models) = &models {
+        let _removed = tokio::fs::remove_dir_all(models.download_dir()).await;
+    }
     metrics.forget_units(&spec.pipeline, stage, &units);
     if let Some((unit, error)) = first_error {
         let message = format!("unit {unit}: {}", error_chain(&error));
@@ -165,4 +191,54 @@ async fn run_task(
         file: None,
         counters,
     })
+}
+
+/// Loads the models of the spec's `predict` operators from the registry, or returns
+/// `None` when it has none. Any failure here (an unknown model or alias, a registry that
+/// cannot be reached) is final: the task fails with its reason before reading a record.
+async fn load_models(
+    spec: &StreamTaskSpec,
+    planned: &task::PlannedPipeline,
+    metrics: &StreamMetrics,
+    attempt_id: u64,
+    cancel: &CancellationToken,
+) -> Result<Option<PipelineModels>, TaskFailure> {
+    let references = planned.spec.model_references();
+    if references.is_empty() {
+        return Ok(None);
+    }
+    let Some(url) = &spec.endpoints.registry_url else {
+        let message = "a model registry URL is required by the `predict` operators";
+        return Err(failure(message.to_owned(), false));
+    };
+    let actor = format!("pipeline:{}", spec.pipeline);
+    let client = RegistryClient::new(url, None, &actor)
+        .map_err(|error| failure(error_chain(&error), false))?;
+    let download_dir =
+        std::env::temp_dir().join(format!("essaim-models-{}-{attempt_id}", std::process::id()));
+    std::fs::create_dir_all(&download_dir).map_err(|error| {
+        failure(
+            format!("cannot create `{}`: {error}", download_dir.display()),
+            true,
+        )
+    })?;
+    let source = ModelSource {
+        client,
+        pipeline: spec.pipeline.clone(),
+        download_dir,
+        poll_interval: DEFAULT_POLL_INTERVAL,
+    };
+    let loading = PipelineModels::load(source, &references, metrics.models.clone());
+    tokio::select! {
+        () = cancel.cancelled() => Err(failure("cancelled while loading models".to_owned(), true)),
+        loaded = loading => loaded
+            .map(Some)
+            .map_err(|error| failure(format!("cannot start: {}", error_chain(&error)), false)),
+    }
+}
+
+/// Runs the alias follower and the usage heartbeat of `models` until `stop`.
+async fn follow_models(models: Arc<PipelineModels>, reporter: String, stop: CancellationToken) {
+    let usage = models.report_usage(&reporter, DEFAULT_USAGE_INTERVAL, stop.clone());
+    tokio::join!(models.follow(stop.clone()), usage);
 }

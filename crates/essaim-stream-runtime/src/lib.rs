@@ -12,6 +12,7 @@
 //! | [`shuffle`] | the exactly-once shuffle between the stages, over JetStream |
 //! | [`stored_format`] | the magic and version header of checkpoints and shuffle batches |
 //! | [`rows`] | results as PostgreSQL rows or JSON messages, with deterministic keys |
+//! | [`models`] | the models of `predict` operators: loaded from the registry, following their aliases, reported as used |
 //! | [`breakers`] | the connectors' circuit breakers, shared by a pipeline's units on a worker |
 //! | [`metrics`] | per-unit, per-operator and per-breaker metrics |
 //! | [`executor`] | the worker's executor of stream tasks |
@@ -37,6 +38,7 @@ pub mod breakers;
 pub mod error;
 pub mod executor;
 pub mod metrics;
+pub mod models;
 pub mod rows;
 pub mod shuffle;
 pub mod stored_format;

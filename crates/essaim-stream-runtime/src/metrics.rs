@@ -100,6 +100,8 @@ pub struct StreamMetrics {
     operator_records: Family<OperatorLabels, Gauge>,
     breaker_state: Family<BreakerLabels, Gauge>,
     breaker_opened: Family<BreakerLabels, Counter>,
+    /// The models of `predict` operators.
+    pub models: crate::models::metrics::ModelMetrics,
     /// The units running here, whose progress heartbeats carry.
     live: Arc<Mutex<LiveUnits>>,
 }
@@ -130,6 +132,7 @@ impl StreamMetrics {
             operator_records: Family::default(),
             breaker_state: Family::default(),
             breaker_opened: Family::default(),
+            models: Default::default(),
             live: Arc::default(),
         }
     }
@@ -154,6 +157,7 @@ impl StreamMetrics {
 
     /// Registers every family.
     pub fn register(&self, registry: &mut Registry) {
+        self.models.register(registry);
         let prefix = registry.sub_registry_with_prefix("essaim_stream");
         prefix.register(
             "records_in",

@@ -208,6 +208,13 @@ pub fn plan_tasks(
             why: "",
         });
     }
+    let predicts = !planned.spec.model_references().is_empty();
+    if options.endpoints.registry_url.is_none() && predicts {
+        return Err(PlanError::MissingEndpoint {
+            endpoint: "model registry URL",
+            why: " (a `predict` operator loads its model from it)",
+        });
+    }
     if options.parallelism == 0 {
         return Err(PlanError::NoParallelism);
     }
@@ -297,6 +304,7 @@ connector = { kind = "postgres", table = "out" }
             nats_url: Some("nats://localhost:4222".to_owned()),
             postgres_url: Some("postgres://localhost/essaim".to_owned()),
             kafka_bootstrap: None,
+            registry_url: None,
         }
     }
 
@@ -361,5 +369,21 @@ connector = { kind = "postgres", table = "out" }
             "pipeline name `a b`: use 1 to 64 letters, digits, `_` or `-`"
         );
         assert!(check_pipeline_name("flights-2").is_ok());
+        let predicting = SPEC.replace(
+            "[[sink]]",
+            "[[operator]]\nname = \"p\"\nkind = \"predict\"\ninput = \"by_user\"\n\
+             model = \"m@production\"\ntext_fields = [\"user\"]\nlabel_field = \"l\"\n[[sink]]",
+        );
+        let error =
+            plan_tasks(&predicting, BTreeMap::new(), &options(both(), 1)).expect_err("no registry");
+        assert_eq!(
+            error.to_string(),
+            "a model registry URL is required (a `predict` operator loads its model from it)"
+        );
+        let with_registry = Endpoints {
+            registry_url: Some("http://127.0.0.1:8080".to_owned()),
+            ..both()
+        };
+        assert!(plan_tasks(&predicting, BTreeMap::new(), &options(with_registry, 1)).is_ok());
     }
 }

@@ -38,6 +38,7 @@
 //! | `merger` | the last `capacity` ids | several inputs into one, de-duplicated by id | `duplicate` |
 //! | `join` | open blocks | emits a block when its `parts` parts have arrived; at `timeout_ms` of event time after its first part, emits it incomplete | `incomplete`, `duplicate`, `error` |
 //! | `enrich` | — (the table is configuration) | copies columns of the dimension-table row of its `key` | `miss`, `error` |
+//! | `predict` | — (the model is configuration, injected by the runtime) | writes a model's `label_field` (and `score_field`, `version_field`) for the text of `text_fields`; `model` is `NAME@ALIAS` or `NAME@VERSION` | `error` (no model loaded) |
 //! | `window` | open windows | count, sum, min, max, mean, quantile per key and window | `late`, `error` |
 //!
 //! # Event time, watermarks and lateness
@@ -76,6 +77,9 @@
 //!
 //! - Parse and validate a spec with [`spec::PipelineSpec::from_toml`]. Read the table
 //!   files and call [`pipeline::Pipeline::load_tables`].
+//! - For `predict` operators, load the model of each of
+//!   [`spec::PipelineSpec::model_references`] and hand it to
+//!   [`pipeline::Pipeline::set_model`] between batches.
 //! - On one task, [`pipeline::Pipeline`] runs a whole spec: `push_line` / `push`,
 //!   `finish`, `snapshot` / `restore`. Records come out on sinks as `SinkRecord`s. A bad
 //!   line is an error value that the runtime dead-letters.

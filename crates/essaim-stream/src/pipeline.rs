@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::ops::enrich::{DimensionTable, Enrich, TableError};
 use crate::ops::join::Join;
 use crate::ops::merger::Merger;
+use crate::ops::predict::{Predict, PredictModel};
 use crate::ops::sharder::Sharder;
 use crate::ops::stateless::{Copier, Filter, FlatMap, Map, Splitter};
 use crate::record::{EventTime, Record};
@@ -129,6 +130,7 @@ enum Instance {
     Join(Join),
     Enrich(Enrich),
     Window(Window),
+    Predict(Predict),
 }
 
 /// Where records of one stream go.
@@ -293,6 +295,22 @@ impl Pipeline {
     /// Returns the counters.
     pub fn stats(&self) -> &PipelineStats {
         &self.stats
+    }
+
+    /// Makes `model` predict the next records of every `predict` operator whose model
+    /// reference is `reference`; returns how many operators it was set on. The runtime
+    /// calls it between batches, so that one batch is predicted by one version.
+    pub fn set_model(&mut self, reference: &str, model: &Arc<dyn PredictModel>) -> usize {
+        let mut set = 0;
+        for instance in &mut self.instances {
+            if let Instance::Predict(predict) = instance
+                && predict.config().model == reference
+            {
+                predict.set_model(Arc::clone(model));
+                set += 1;
+            }
+        }
+        set
     }
 
     /// Returns the spec the pipeline runs.

@@ -41,6 +41,7 @@ use crate::expr::Expr;
 use crate::ops::enrich::Enrich;
 use crate::ops::join::{Join, JoinConfig};
 use crate::ops::merger::Merger;
+use crate::ops::predict::{Predict, PredictConfig};
 use crate::ops::sharder::Sharder;
 use crate::ops::stateless::{Filter, FlatMap, Map, MapConfig};
 use crate::schema::{Column, RecordFormat, Schema};
@@ -181,6 +182,11 @@ pub struct RawOperator {
     pub aggregates: Option<Vec<RawAggregate>>,
     pub sketch_alpha: Option<f64>,
     pub sketch_max_buckets: Option<u32>,
+    pub model: Option<String>,
+    pub text_fields: Option<Vec<String>>,
+    pub label_field: Option<String>,
+    pub score_field: Option<String>,
+    pub version_field: Option<String>,
 }
 
 impl RawOperator {
@@ -216,6 +222,11 @@ impl RawOperator {
             aggregates: None,
             sketch_alpha: None,
             sketch_max_buckets: None,
+            model: None,
+            text_fields: None,
+            label_field: None,
+            score_field: None,
+            version_field: None,
         }
     }
 }
@@ -354,6 +365,8 @@ pub enum OperatorKind {
     },
     /// Windowed reduce.
     Window(WindowConfig),
+    /// Adds a model's prediction.
+    Predict(PredictConfig),
 }
 
 impl OperatorKind {
@@ -376,6 +389,7 @@ impl OperatorKind {
             OperatorKind::Join(_) => Join::port_names(),
             OperatorKind::Enrich { .. } => Enrich::port_names(),
             OperatorKind::Window(_) => Window::port_names(),
+            OperatorKind::Predict(_) => Predict::port_names(),
         }
     }
 }
@@ -416,6 +430,19 @@ impl PipelineSpec {
     /// Validates a spec built in Rust (errors carry no line).
     pub fn from_raw(raw: RawSpec) -> Result<PipelineSpec, SpecError> {
         validate(raw, None)
+    }
+
+    /// Returns the model references of the spec's `predict` operators, each once.
+    pub fn model_references(&self) -> Vec<String> {
+        let mut references: Vec<String> = Vec::new();
+        for operator in &self.operators {
+            if let OperatorKind::Predict(config) = &operator.kind
+                && !references.contains(&config.model)
+            {
+                references.push(config.model.clone());
+            }
+        }
+        references
     }
 
     /// Returns the operator called `name`.

@@ -1,11 +1,58 @@
-//! The usage calls of the client: a runner's heartbeat and its withdrawal, and the
-//! reads of the governance view (see [`crate::usage`] and [`crate::governance`]).
+//! The usage calls of the client: a runner's (or a pipeline's) heartbeat and its
+//! withdrawal, the loop that sends them, and the reads of the governance view (see
+//! [`crate::usage`] and [`crate::governance`]).
+//!
+//! A report that cannot be sent changes nothing the reporter does: it is logged (once
+//! per outage) and sent again at the next beat.
 
 use super::{ClientError, RegistryClient, json_body};
 use http_body_util::BodyExt;
 use serde::Serialize;
+use std::time::Duration;
+
+/// Longest a withdrawal may hold up the reporter's shutdown.
+const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl RegistryClient {
+    /// Reports `report()` as `reporter`'s usage every `interval` until `shutdown`
+    /// completes, then withdraws it.
+    pub async fn heartbeat(
+        &self,
+        reporter: &str,
+        interval: Duration,
+        report: impl Fn() -> crate::usage::UsageReport,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut failing = false;
+        loop {
+            match self.report_usage(reporter, &report()).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!(reporter, "usage reported to the registry again");
+                }
+                Ok(()) => {}
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(
+                        reporter,
+                        error = %essaim_core::error_chain::error_chain(&error),
+                        "cannot report usage to the registry; working on, retrying at every beat"
+                    );
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+        let withdrawn = tokio::time::timeout(WITHDRAW_TIMEOUT, self.withdraw_usage(reporter)).await;
+        if !matches!(withdrawn, Ok(Ok(()))) {
+            tracing::debug!(reporter, "usage not withdrawn; it expires on its own");
+        }
+    }
+
     /// Reports what `runner` serves now (a heartbeat).
     pub async fn report_usage(
         &self,

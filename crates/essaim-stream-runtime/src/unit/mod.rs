@@ -55,6 +55,8 @@ pub struct UnitContext {
     pub planned: Arc<PlannedPipeline>,
     /// The loaded dimension tables.
     pub tables: Arc<BTreeMap<String, Arc<DimensionTable>>>,
+    /// The models of the `predict` operators, when the pipeline has some.
+    pub models: Option<Arc<crate::models::PipelineModels>>,
     /// JetStream, when the pipeline uses it.
     pub nats: Option<jetstream::Context>,
     /// Metrics of the task's units.
@@ -141,6 +143,10 @@ async fn run_once(
         };
         let turn_started = Instant::now();
         let due = lag_measured.is_none_or(|at| at.elapsed() >= LAG_INTERVAL);
+        if let Some(models) = &context.models {
+            // Taken once per batch: the whole batch is predicted by these versions.
+            state.use_models(models);
+        }
         let processed = state.process(&batch)?;
         if processed.is_none() || due {
             if let Some(lag) = io.lag().await {

@@ -283,6 +283,13 @@ impl UnitState {
             .map_err(UnitError::CheckpointEncoding)
     }
 
+    /// Makes the versions `models` have loaded now predict the next batch.
+    pub fn use_models(&mut self, models: &crate::models::PipelineModels) {
+        for (reference, model) in models.current() {
+            self.pipeline.set_model(reference, &model);
+        }
+    }
+
     /// The operators' counters.
     pub fn stats(&self) -> &PipelineStats {
         self.pipeline.stats()

@@ -24,6 +24,7 @@ use crate::record::{Record, Value};
 pub mod enrich;
 pub mod join;
 pub mod merger;
+pub mod predict;
 pub mod sharder;
 pub mod stateless;
 

@@ -7,6 +7,7 @@ use super::{Instance, Pipeline, PipelineError, Role, ShuffledRecord, SinkRecord,
 use crate::ops::enrich::{DimensionTable, Enrich};
 use crate::ops::join::Join;
 use crate::ops::merger::Merger;
+use crate::ops::predict::Predict;
 use crate::ops::sharder::Sharder;
 use crate::ops::stateless::{Copier, Filter, FlatMap, Map, Splitter};
 use crate::ops::{Emitted, Port};
@@ -179,6 +180,7 @@ pub(super) fn instantiate(
             Instance::Enrich(enrich)
         }
         OperatorKind::Window(config) => Instance::Window(Window::new(config.clone())),
+        OperatorKind::Predict(config) => Instance::Predict(Predict::new(config.clone())),
     })
 }
 
@@ -194,5 +196,6 @@ fn process(instance: &mut Instance, record: Record, out: &mut Vec<Emitted>) {
         Instance::Join(join) => join.on_record(record, out),
         Instance::Enrich(enrich) => enrich.on_record(record, out),
         Instance::Window(window) => window.on_record(record, out),
+        Instance::Predict(predict) => predict.on_record(record, out),
     }
 }

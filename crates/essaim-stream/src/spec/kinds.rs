@@ -22,6 +22,16 @@ const KIND_KEYS: &[(&str, &[&str])] = &[
     ("join", &["block", "part", "parts", "timeout_ms"]),
     ("enrich", &["table", "key", "fields"]),
     (
+        "predict",
+        &[
+            "model",
+            "text_fields",
+            "label_field",
+            "score_field",
+            "version_field",
+        ],
+    ),
+    (
         "window",
         &[
             "key",
@@ -65,6 +75,11 @@ fn present_keys(operator: &RawOperator) -> Vec<&'static str> {
         ("aggregates", operator.aggregates.is_some()),
         ("sketch_alpha", operator.sketch_alpha.is_some()),
         ("sketch_max_buckets", operator.sketch_max_buckets.is_some()),
+        ("model", operator.model.is_some()),
+        ("text_fields", operator.text_fields.is_some()),
+        ("label_field", operator.label_field.is_some()),
+        ("score_field", operator.score_field.is_some()),
+        ("version_field", operator.version_field.is_some()),
     ];
     keys.into_iter()
         .filter(|(_, present)| *present)
@@ -202,6 +217,7 @@ pub(super) fn build_kind(
                 fields,
             }
         }
+        "predict" => OperatorKind::Predict(build_predict(place, operator)?),
         _ => OperatorKind::Window(build_window(place, operator)?),
     })
 }
@@ -272,6 +288,44 @@ fn build_window(place: &Place, operator: &RawOperator) -> Result<WindowConfig, S
     for name in Window::output_fields(&config) {
         if !names.insert(name.clone()) {
             return Err(place.error(format!("output field `{name}` is produced twice")));
+        }
+    }
+    Ok(config)
+}
+
+fn build_predict(place: &Place, operator: &RawOperator) -> Result<PredictConfig, SpecError> {
+    let need = |key: &str| place.error(format!("a `predict` operator needs `{key}`"));
+    let model = operator.model.clone().ok_or_else(|| need("model"))?;
+    // The runtime resolves the reference; its syntax is checked here, before any I/O.
+    let well_formed = model
+        .split_once('@')
+        .is_some_and(|(name, version)| !name.is_empty() && !version.is_empty());
+    if !well_formed {
+        return Err(place.error(format!(
+            "`model` `{model}` must be NAME@ALIAS or NAME@VERSION"
+        )));
+    }
+    let text_fields = operator
+        .text_fields
+        .clone()
+        .ok_or_else(|| need("text_fields"))?;
+    if text_fields.is_empty() {
+        return Err(place.error("`text_fields` must name at least one field"));
+    }
+    let config = PredictConfig {
+        model,
+        text_fields,
+        label_field: operator
+            .label_field
+            .clone()
+            .ok_or_else(|| need("label_field"))?,
+        score_field: operator.score_field.clone(),
+        version_field: operator.version_field.clone(),
+    };
+    let mut names = BTreeSet::new();
+    for name in config.output_fields() {
+        if name.is_empty() || !names.insert(name.clone()) {
+            return Err(place.error(format!("output field `{name}` is empty or named twice")));
         }
     }
     Ok(config)

@@ -356,3 +356,55 @@ fn a_source_reads_json_lines_when_its_format_says_so() {
     let (_, message) = error_of(&demo_with("header = true", "format = \"xml\""));
     assert!(message.contains("unknown variant `xml`"), "{message}");
 }
+
+#[test]
+fn a_predict_operator_names_a_model_its_text_and_its_output_fields() {
+    let columns = "{ name = \"t\", type = \"int\" }, { name = \"body\", type = \"string\" }";
+    let predict = "[[operator]]\nname = \"p\"\nkind = \"predict\"\ninput = \"s\"\n";
+    let good = with_source(
+        columns,
+        &format!(
+            "{predict}model = \"spam-filter@production\"\ntext_fields = [\"body\"]\n\
+             label_field = \"label\"\nscore_field = \"p_label\"\n\
+             [[operator]]\nname = \"spam\"\nkind = \"filter\"\ninput = \"p\"\n\
+             predicate = \"label == 'spam' and p_label > 0.5\"\n"
+        ),
+    );
+    let spec = PipelineSpec::from_toml(&good).unwrap();
+    assert_eq!(spec.model_references(), ["spam-filter@production"]);
+    assert_eq!(
+        spec.operator("p").unwrap().kind.port_names(),
+        ["out", "error"]
+    );
+    let cases = [
+        (
+            "model = \"spam-filter\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"",
+            "NAME@ALIAS",
+        ),
+        (
+            "model = \"m@1\"\ntext_fields = [\"nope\"]\nlabel_field = \"l\"",
+            "`nope`",
+        ),
+        (
+            "model = \"m@1\"\ntext_fields = []\nlabel_field = \"l\"",
+            "at least one",
+        ),
+        (
+            "model = \"m@1\"\ntext_fields = [\"body\"]",
+            "needs `label_field`",
+        ),
+        (
+            "model = \"m@1\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"\nscore_field = \"l\"",
+            "named twice",
+        ),
+        (
+            "model = \"m@1\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"\nkey = \"body\"",
+            "`key` does not apply",
+        ),
+    ];
+    for (keys, expected) in cases {
+        let (what, message) = error_of(&with_source(columns, &format!("{predict}{keys}\n")));
+        assert_eq!(what.as_deref(), Some("operator `p`"), "{message}");
+        assert!(message.contains(expected), "{message} lacks {expected}");
+    }
+}

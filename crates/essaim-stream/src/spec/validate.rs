@@ -344,6 +344,9 @@ fn check_fields(
                     .filter_map(|aggregate| aggregate.field.as_deref()),
             );
         }
+        OperatorKind::Predict(config) => {
+            fields.extend(config.text_fields.iter().map(String::as_str))
+        }
         OperatorKind::Copier { .. } | OperatorKind::Merger { .. } => {}
     }
     for (label, expr) in expressions {
@@ -386,6 +389,7 @@ fn output_fields(kind: &OperatorKind, port: &str, input: &BTreeSet<String>) -> B
         (OperatorKind::Enrich { fields: added, .. }, "out") => {
             fields.extend(added.iter().map(|(field, _)| field.clone()));
         }
+        (OperatorKind::Predict(config), "out") => fields.extend(config.output_fields()),
         (OperatorKind::Join(config), "out" | "incomplete") => {
             fields = ["block", "parts"].map(String::from).into();
             for index in 0..config.parts {

@@ -166,6 +166,7 @@ pub async fn run(args: StreamDemoArgs) -> anyhow::Result<ExitCode> {
         parallelism: None,
         nats: Some(nats.url.clone()),
         kafka: None,
+        registry: None,
         postgres: postgres.url.clone(),
         exit_at_end: true,
         batch_max: 2000,

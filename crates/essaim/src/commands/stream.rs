@@ -60,6 +60,10 @@ pub(crate) struct PipelineArgs {
     /// Kafka bootstrap address (for Kafka connectors).
     #[arg(long, env = "ESSAIM_KAFKA_BOOTSTRAP")]
     pub(crate) kafka: Option<String>,
+    /// The model registry (a coordinator's URL) `predict` operators load their models
+    /// from (`stream submit` defaults to the coordinator it submits to).
+    #[arg(long, env = "ESSAIM_REGISTRY_URL")]
+    pub(crate) registry: Option<String>,
     /// PostgreSQL, where results, positions and checkpoints go.
     #[arg(long, env = "ESSAIM_POSTGRES_URL")]
     pub(crate) postgres: String,
@@ -154,6 +158,7 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
         postgres: args.postgres.clone(),
         nats: args.nats.clone(),
         kafka: args.kafka.clone(),
+        registry: args.registry.clone(),
         parallelism: args.parallelism,
         exit_at_end: args.exit_at_end,
         batch_max: Some(args.batch_max),
@@ -174,6 +179,7 @@ fn warn_of_inline_passwords(args: &PipelineArgs) {
         Some(&args.postgres),
         args.nats.as_ref(),
         args.kafka.as_ref(),
+        args.registry.as_ref(),
     ];
     for url in endpoints.into_iter().flatten() {
         if essaim_connect::secrets::has_inline_password(url) {
@@ -204,12 +210,23 @@ async fn cancel(coordinator: &CoordinatorCalls, job_id: u64) -> anyhow::Result<(
     Ok(())
 }
 
-async fn submit(args: SubmitArgs, rescale: bool) -> anyhow::Result<ExitCode> {
+async fn submit(mut args: SubmitArgs, rescale: bool) -> anyhow::Result<ExitCode> {
     if rescale && args.pipeline.migrate.is_some() {
         // The old job's units may still commit while the new ones migrate.
         return Err(usage(
             "a rescale keeps the spec: stop the pipeline, then submit it with --migrate",
         ));
+    }
+    if args.pipeline.registry.is_none() {
+        // The coordinator a pipeline is submitted to holds the registry its models
+        // most likely come from.
+        let first = args
+            .connect
+            .coordinator
+            .split(',')
+            .next()
+            .unwrap_or_default();
+        args.pipeline.registry = Some(first.trim().to_owned());
     }
     let (name, job) = build_job(&args.pipeline)?;
     let tasks = job.tasks.len();

@@ -51,6 +51,7 @@
 //! | `serve.rs` | an index served as shards × replicas answers as the batch index does while replica workers are SIGKILLed; corrupt shards, unknown indexes and bad queries refused |
 //! | `tls.rs` | a coordinator and two workers serving TLS run a wordcount whose shuffle is fetched over `https://`; `workers`, `jobs`, `cluster status` over `https://`; a client without the CA refused at once, a plain-HTTP client told to use `https://`, a mismatched key or a missing file refused at start naming it |
 //! | `stream.rs` | streaming pipelines from NATS, Kafka, a directory and HTTP ingest into PostgreSQL equal two oracles through worker and coordinator SIGKILLs, broker and database restarts and rescaling |
+//! | `stream_predict.rs` | a pipeline's `predict` operator labels records as the registry's model does, follows its alias (later records by the new version), is listed by the governance view as using the version; an unknown alias fails at start |
 //! | `stream_breakers.rs` | a NATS outage opens the connectors' circuit breakers in the worker's `/metrics`, they close once it is back, and the output still equals the oracles |
 //!
 //! Each test holds the cluster lock of [`harness::one_at_a_time`], so `cargo test` runs
@@ -102,6 +103,7 @@ mod serve;
 mod stream;
 mod stream_breakers;
 mod stream_migration;
+mod stream_predict;
 mod stream_secrets;
 mod streams_view;
 mod supersede;

@@ -22,7 +22,7 @@ const BEAT: Duration = Duration::from_millis(500);
 
 /// Registers versions 1 and 2 of `model` with an accuracy each in the registry of the
 /// coordinator at `url`.
-async fn register(cluster: &Cluster, url: &str, model: &str) {
+pub(crate) async fn register(cluster: &Cluster, url: &str, model: &str) {
     for (number, bytes, accuracy) in [
         (1, artifact("win", "meeting"), "0.91"),
         (2, artifact("meeting", "win"), "0.93"),
@@ -69,7 +69,7 @@ async fn second_registry(cluster: &Cluster) -> (Process, String) {
 }
 
 /// Returns `essaim models list --usage -o json` with `extra` arguments.
-async fn governance(cluster: &Cluster, extra: &[&str]) -> Value {
+pub(crate) async fn governance(cluster: &Cluster, extra: &[&str]) -> Value {
     let mut args = vec!["models", "list", "--usage", "-o", "json"];
     args.extend(extra);
     let listed = cluster.cli(&args).await;
@@ -78,7 +78,7 @@ async fn governance(cluster: &Cluster, extra: &[&str]) -> Value {
 }
 
 /// Returns the runners that serve `model`'s `version`, as the view says.
-fn served_by(view: &Value, model: &str, version: u64) -> Vec<String> {
+pub(crate) fn served_by(view: &Value, model: &str, version: u64) -> Vec<String> {
     let Some(model) = view["models"]
         .as_array()
         .unwrap()
@@ -104,7 +104,11 @@ fn served_by(view: &Value, model: &str, version: u64) -> Vec<String> {
 }
 
 /// Waits until `essaim models list --usage` says `done`; returns that view.
-async fn wait_for_view(cluster: &Cluster, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for_view(
+    cluster: &Cluster,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Deadline::after(EVENTUALLY, what.to_string());
     loop {
         let view = governance(cluster, &[]).await;

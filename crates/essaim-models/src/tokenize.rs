@@ -14,7 +14,13 @@ pub fn for_each_term(text: &[u8], mut on_term: impl FnMut(&str)) {
     let mut characters = 0usize;
     for character in text.chars() {
         if is_word_character(character) {
-            term.extend(character.to_lowercase());
+            // Most text is ASCII: its lower case is one byte, without the general
+            // lower-casing iterator.
+            if character.is_ascii() {
+                term.push(character.to_ascii_lowercase());
+            } else {
+                term.extend(character.to_lowercase());
+            }
             characters += 1;
             continue;
         }
@@ -31,7 +37,10 @@ pub fn for_each_term(text: &[u8], mut on_term: impl FnMut(&str)) {
 
 /// What Python's `re` calls `\w` in Unicode mode: alphanumeric or `_`.
 fn is_word_character(character: char) -> bool {
-    character.is_alphanumeric() || character == '_'
+    if character.is_ascii() {
+        return character.is_ascii_alphanumeric() || character == '_';
+    }
+    character.is_alphanumeric()
 }
 
 #[cfg(test)]

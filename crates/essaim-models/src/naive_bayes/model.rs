@@ -15,6 +15,7 @@
 //! in sorted order, as scikit-learn's `MultinomialNB` does.
 
 use crate::tokenize::for_each_term;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -182,7 +183,7 @@ impl NaiveBayes {
 pub struct Classifier {
     classes: Vec<String>,
     log_prior: Vec<f64>,
-    log_likelihood: HashMap<String, Vec<f64>>,
+    log_likelihood: FxHashMap<String, Vec<f64>>,
 }
 
 impl Classifier {

@@ -74,7 +74,11 @@ fn read_bodies(dir: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
         .collect();
     paths.sort();
-    anyhow::ensure!(!paths.is_empty(), "--requests {}: no *.json body", dir.display());
+    anyhow::ensure!(
+        !paths.is_empty(),
+        "--requests {}: no *.json body",
+        dir.display()
+    );
     paths
         .iter()
         .map(|path| std::fs::read(path).map_err(Into::into))

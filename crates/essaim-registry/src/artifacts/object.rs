@@ -12,7 +12,7 @@ use crate::record::ArtifactRef;
 use essaim_storage::S3Options;
 use object_store::aws::AmazonS3;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{ObjectStoreExt, WriteMultipart};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;

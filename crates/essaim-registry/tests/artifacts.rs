@@ -66,7 +66,11 @@ async fn cases(store: &'static ArtifactStore, stored_file: impl Fn(&str) -> Path
     assert!(load(store, &big_sha).await.unwrap() == big);
 
     // One flipped byte in the stored bytes: refused, naming both hashes.
-    std::fs::write(stored_file(&relative_name(expected).unwrap()), b"hello World").unwrap();
+    std::fs::write(
+        stored_file(&relative_name(expected).unwrap()),
+        b"hello World",
+    )
+    .unwrap();
     match load(store, expected).await {
         Err(RegistryError::ArtifactCorrupt { sha256, actual }) => {
             assert_eq!(sha256, expected);

@@ -137,10 +137,7 @@ async fn put_parts(
     use tokio::io::AsyncReadExt;
     let io = |source| PutError::Io(from.clone(), source);
     let mut file = tokio::fs::File::open(&from).await.map_err(io)?;
-    let upload = store
-        .put_multipart(&path)
-        .await
-        .map_err(PutError::Object)?;
+    let upload = store.put_multipart(&path).await.map_err(PutError::Object)?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
     let mut buffer = vec![0u8; PART_BYTES];
     loop {

@@ -241,7 +241,10 @@ async fn show_version(
 }
 
 /// Checks a registration and returns its artifact, or why it is refused.
-async fn checked_artifact(registry: &Registry, new: &NewVersion) -> Result<ArtifactRef, RegistryError> {
+async fn checked_artifact(
+    registry: &Registry,
+    new: &NewVersion,
+) -> Result<ArtifactRef, RegistryError> {
     let Some(artifact) = new.artifact.clone() else {
         return Err(RegistryError::InvalidInput(
             "a version needs an `artifact` (upload its bytes first)".into(),

@@ -158,15 +158,14 @@ async fn a_standalone_registry_serves_models_without_a_coordinator() {
 
     // Restarted on the same directory, it serves the same registry.
     drop(registry);
-    let registry =
-        RegistryProcess::start(
-            dir.path(),
-            "registry-again",
-            store.to_str().unwrap(),
-            None,
-            &[],
-        )
-        .await;
+    let registry = RegistryProcess::start(
+        dir.path(),
+        "registry-again",
+        store.to_str().unwrap(),
+        None,
+        &[],
+    )
+    .await;
     let log = registry.models_json(&["audit", "spam-filter"]).await;
     let actions: Vec<&str> = log
         .as_array()
@@ -231,7 +230,9 @@ async fn two_registry_processes_share_one_postgres_store() {
     let staged = first.models_json(&["show", "spam-filter@staging"]).await;
     assert_eq!(staged["version"], 1, "{staged:#}");
     // Uploaded through one, into the bucket under its hash, and served by the other.
-    let object = bucket.join("registry/sha256").join(&sha256_hex(b"model one")[..2]);
+    let object = bucket
+        .join("registry/sha256")
+        .join(&sha256_hex(b"model one")[..2]);
     let object = object.join(sha256_hex(b"model one"));
     assert_eq!(std::fs::read(&object).unwrap(), b"model one");
     let out = dir.path().join("downloaded.bin");

@@ -13,7 +13,6 @@ use essaim_registry::RegistryPlace;
 use essaim_telemetry::Health;
 use essaim_telemetry::prometheus_client::registry::Registry as Metrics;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;

@@ -152,7 +152,9 @@ impl CoordinatorConfig {
                 store: essaim_registry::store::StoreLocation::Directory(
                     data_dir.join(REGISTRY_DIR),
                 ),
-                artifacts: data_dir.join(REGISTRY_DIR).join("artifacts"),
+                artifacts: essaim_registry::artifacts::ArtifactLocation::Dir(
+                    data_dir.join(REGISTRY_DIR).join("artifacts"),
+                ),
             }),
             planner: None,
             tls: None,
@@ -263,7 +265,7 @@ async fn open_registry(
     let registry = place
         .open(essaim_registry::DEFAULT_MAX_ARTIFACT_BYTES)
         .await?;
-    info!(store = registry.store.backend(), location = %place.store.describe(), "model registry open");
+    info!(store = registry.store.backend(), location = %place.store.describe(), artifacts = %place.artifacts, "model registry open");
     Ok(Some(Arc::new(registry)))
 }
 

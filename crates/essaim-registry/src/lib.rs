@@ -14,7 +14,7 @@
 //! | [`names`] | model and alias names, `NAME@VERSION` references, checked once |
 //! | [`record`] | versions, lineage, audit entries: the JSON of the store and the API |
 //! | [`history`] | pure decisions over an alias's past: its version at a time, rollback |
-//! | [`artifacts`] | the content-addressed directory of artifacts, hashed at every load |
+//! | [`artifacts`] | the content-addressed artifacts, in a directory or a bucket, hashed at every load |
 //! | [`store`] | the store (embedded redb, or PostgreSQL); one serialised transaction per change |
 //! | [`usage`] | where each version is used now: runners' heartbeats, held in memory |
 //! | [`governance`] | models, versions, stages, metrics, lineage and usage in one view |
@@ -68,16 +68,16 @@ impl Registry {
     }
 
     /// Opens (or creates) a registry whose store is at `store` and whose artifacts are
-    /// in `artifacts_dir`.
+    /// at `artifacts` (a directory or a bucket).
     pub async fn open_at(
         store: &store::StoreLocation,
-        artifacts_dir: &Path,
+        artifacts: &artifacts::ArtifactLocation,
         max_artifact_bytes: u64,
     ) -> Result<Self, RegistryError> {
         let store = store::RegistryStore::open(store).await?;
-        let dir = artifacts_dir.to_path_buf();
+        let location = artifacts.clone();
         let artifacts = tokio::task::spawn_blocking(move || {
-            artifacts::ArtifactStore::open(&dir, max_artifact_bytes)
+            artifacts::ArtifactStore::open_at(&location, max_artifact_bytes)
         })
         .await
         .map_err(|error| RegistryError::Storage(format!("worker thread: {error}")))??;
@@ -94,25 +94,28 @@ impl Registry {
 pub struct RegistryPlace {
     /// The store: a directory (embedded redb) or a PostgreSQL URL.
     pub store: store::StoreLocation,
-    /// The artifacts' directory.
-    pub artifacts: std::path::PathBuf,
+    /// The artifacts: a directory or `s3://bucket/prefix`.
+    pub artifacts: artifacts::ArtifactLocation,
 }
 
 impl RegistryPlace {
     /// Decides where a registry lives from `--store`-like text and an optional
-    /// artifacts directory: a directory store keeps its artifacts in
-    /// `<dir>/artifacts` unless told otherwise; a PostgreSQL store needs a directory
-    /// named (every process sharing the database must see the same one).
-    pub fn decide(store: &str, artifacts: Option<&Path>) -> Result<Self, RegistryError> {
+    /// artifacts location: a directory store keeps its artifacts in `<dir>/artifacts`
+    /// unless told otherwise; a PostgreSQL store needs them named (a directory or a
+    /// bucket that every process using this database reaches).
+    pub fn decide(store: &str, artifacts: Option<&str>) -> Result<Self, RegistryError> {
         let store = store::StoreLocation::parse(store)?;
         let artifacts = match (&store, artifacts) {
-            (_, Some(dir)) => dir.to_path_buf(),
-            (store::StoreLocation::Directory(dir), None) => dir.join("artifacts"),
+            (_, Some(text)) => artifacts::ArtifactLocation::parse(text)?,
+            (store::StoreLocation::Directory(dir), None) => {
+                artifacts::ArtifactLocation::Dir(dir.join("artifacts"))
+            }
             (store::StoreLocation::Postgres(_), None) => {
                 return Err(RegistryError::StoreLocation {
                     location: store.describe(),
-                    reason: "a PostgreSQL store keeps no artifacts: name their directory too \
-                             (shared by every process using this database)"
+                    reason: "a PostgreSQL store keeps no artifacts: name their directory or \
+                             s3://bucket/prefix too (reached by every process using this \
+                             database)"
                         .into(),
                 });
             }

@@ -61,6 +61,19 @@ pub fn run<T: Send + 'static>(
     })
 }
 
+/// Runs `call` on the storage runtime and awaits its result, from async code of any
+/// runtime (the connections stay with the storage runtime, see the module's doc).
+pub async fn call<T: Send + 'static>(
+    call: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T, StorageError> {
+    runtime()
+        .spawn(call)
+        .await
+        .map_err(|error| StorageError::Internal {
+            reason: format!("the storage runtime dropped a call: {error}"),
+        })
+}
+
 /// The runtime every object-store call runs on (see the module's doc).
 pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();

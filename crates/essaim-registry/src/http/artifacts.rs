@@ -43,11 +43,9 @@ pub(super) async fn upload(
 
 /// Serves stored bytes after hashing them again: corrupt bytes are never served.
 pub(super) async fn serve_verified(registry: &Shared, sha256: String) -> Result<Response, Failure> {
-    let (path, artifact) =
+    let (file, artifact) =
         blocking(registry, move |registry| registry.artifacts.verify(&sha256)).await?;
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|source| Failure(RegistryError::Io { path, source }))?;
+    let file = tokio::fs::File::from_std(file);
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     let headers = [
         (header::CONTENT_TYPE, "application/octet-stream".to_string()),

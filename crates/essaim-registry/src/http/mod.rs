@@ -241,7 +241,10 @@ async fn show_version(
 }
 
 /// Checks a registration and returns its artifact, or why it is refused.
-fn checked_artifact(registry: &Registry, new: &NewVersion) -> Result<ArtifactRef, RegistryError> {
+async fn checked_artifact(
+    registry: &Registry,
+    new: &NewVersion,
+) -> Result<ArtifactRef, RegistryError> {
     let Some(artifact) = new.artifact.clone() else {
         return Err(RegistryError::InvalidInput(
             "a version needs an `artifact` (upload its bytes first)".into(),
@@ -268,7 +271,7 @@ fn checked_artifact(registry: &Registry, new: &NewVersion) -> Result<ArtifactRef
             "at most {MAX_ENTRIES} metrics and {MAX_ENTRIES} metadata entries"
         )));
     }
-    match registry.artifacts.size_of(&artifact.sha256)? {
+    match registry.artifacts.size_of(&artifact.sha256).await? {
         None => Err(RegistryError::ArtifactNotFound {
             sha256: artifact.sha256,
         }),
@@ -298,12 +301,7 @@ async fn register(
 ) -> Result<(StatusCode, Json<crate::record::VersionRecord>), Failure> {
     let model = ModelName::parse(&model)?;
     let actor = actor(&headers)?;
-    // The artifact's file is looked at on a blocking thread (`std::fs`).
-    let (artifact, new) = blocking(&registry, move |registry| {
-        let artifact = checked_artifact(registry, &new)?;
-        Ok((artifact, new))
-    })
-    .await?;
+    let artifact = checked_artifact(&registry, &new).await?;
     let change = Change {
         actor: &actor,
         now_unix_ms: now_unix_ms(),

@@ -64,11 +64,12 @@ pub struct Args {
     /// `<--data-dir>/registry`. Masked when shown: a URL may hold a password.
     #[arg(long, value_name = "DIR|URL", hide_env_values = true)]
     registry_store: Option<String>,
-    /// Directory of the registry's artifacts. Default: `<--registry-store>/artifacts`
-    /// for a directory; required with a PostgreSQL store (the same directory for every
-    /// process sharing it).
-    #[arg(long, value_name = "DIR")]
-    registry_artifacts: Option<PathBuf>,
+    /// Where the registry's artifacts are: a directory, or `s3://bucket/prefix` (with
+    /// the `AWS_*` environment). Default: `<--registry-store>/artifacts` for a
+    /// directory; required with a PostgreSQL store (the same directory or bucket for
+    /// every process sharing it).
+    #[arg(long, value_name = "DIR|URL")]
+    registry_artifacts: Option<String>,
     #[command(flatten)]
     high_availability: HighAvailabilityArgs,
 }

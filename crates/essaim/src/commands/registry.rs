@@ -13,7 +13,6 @@ use essaim_registry::RegistryPlace;
 use essaim_telemetry::Health;
 use essaim_telemetry::prometheus_client::registry::Registry as Metrics;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -37,11 +36,13 @@ pub struct Args {
         hide_env_values = true
     )]
     store: String,
-    /// Directory of the artifacts. Default: `<--store>/artifacts` for a directory;
-    /// required with a PostgreSQL store (the same directory, on a shared file system,
-    /// for every process sharing the database).
-    #[arg(long, value_name = "DIR")]
-    artifacts: Option<PathBuf>,
+    /// Where the artifacts are: a directory, or `s3://bucket/prefix` in an
+    /// S3-compatible store (credentials and `AWS_ENDPOINT`, `AWS_REGION`,
+    /// `AWS_ALLOW_HTTP` from the environment). Default: `<--store>/artifacts` for a
+    /// directory; required with a PostgreSQL store (the same directory, on a shared file
+    /// system, or the same bucket, for every process sharing the database).
+    #[arg(long, value_name = "DIR|URL")]
+    artifacts: Option<String>,
     /// Largest artifact accepted, in bytes (default 4294967296, 4 GiB).
     #[arg(long)]
     max_artifact_bytes: Option<u64>,
@@ -89,14 +90,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         address = %address,
         store = registry.store.backend(),
         location = %place.store.describe(),
-        artifacts = %place.artifacts.display(),
+        artifacts = %place.artifacts,
         "registry serving"
     );
     eprintln!(
         "essaim registry: API {scheme}://{address}/registry/v1, store {} ({}), artifacts {}, metrics {scheme}://{address}/metrics",
         place.store.describe(),
         registry.store.backend(),
-        place.artifacts.display()
+        place.artifacts
     );
     essaim_tls::serve(
         listener,

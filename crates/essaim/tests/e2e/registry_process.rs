@@ -1,8 +1,10 @@
 //! `essaim registry`, the model registry as a process of its own: driven by `essaim
 //! models --coordinator URL` as a coordinator's registry is, on the embedded store and
 //! restarted; two registry processes sharing one PostgreSQL database (started by
-//! `scripts/postgres.sh`) and one artifact directory, each seeing the other's changes
-//! and their racing promotions serialised; coordinators elected through etcd on one
+//! `scripts/postgres.sh`) and one bucket of artifacts (on the S3-compatible server of
+//! `scripts/s3.sh`), each seeing the other's changes and serving the other's uploads,
+//! refusing an object overwritten in the bucket, and their racing promotions
+//! serialised; coordinators elected through etcd on one
 //! PostgreSQL store serving the same registry across a failover; and stores it cannot
 //! use refused at start with a clear message and the exit code of whose fault it is.
 
@@ -15,7 +17,7 @@ use crate::harness::{
 };
 use essaim_testkit::process::{http_status, log_tail};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const TOKEN: &str = "registry-secret";
 
@@ -26,9 +28,15 @@ struct RegistryProcess {
 }
 
 impl RegistryProcess {
-    /// Starts `essaim registry` on a free port with `store` (and `artifacts`), and waits
-    /// until it is ready.
-    async fn start(dir: &Path, name: &str, store: &str, artifacts: Option<&Path>) -> Self {
+    /// Starts `essaim registry` on a free port with `store` (and `artifacts`, a
+    /// directory or a bucket, and `env`), and waits until it is ready.
+    async fn start(
+        dir: &Path,
+        name: &str,
+        store: &str,
+        artifacts: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let mut args: Vec<String> = [
             "registry",
@@ -43,10 +51,10 @@ impl RegistryProcess {
         .map(|arg| arg.to_string())
         .collect();
         if let Some(artifacts) = artifacts {
-            args.extend(["--artifacts".to_string(), artifacts.display().to_string()]);
+            args.extend(["--artifacts".to_string(), artifacts.to_string()]);
         }
         let log = dir.join(format!("{name}.log"));
-        let mut process = spawn_essaim(name, &args, &[], log.clone());
+        let mut process = spawn_essaim(name, &args, env, log.clone());
         let deadline = Deadline::after(EVENTUALLY, format!("registry {name} ready"));
         while http_status(port, "/readyz").await != Some(200) {
             if let Some(status) = process.exit_status() {
@@ -122,7 +130,7 @@ async fn a_standalone_registry_serves_models_without_a_coordinator() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("registry");
     let registry =
-        RegistryProcess::start(dir.path(), "registry", store.to_str().unwrap(), None).await;
+        RegistryProcess::start(dir.path(), "registry", store.to_str().unwrap(), None, &[]).await;
 
     assert_eq!(
         register(&registry, dir.path(), "one.bin", b"model one").await,
@@ -150,8 +158,14 @@ async fn a_standalone_registry_serves_models_without_a_coordinator() {
 
     // Restarted on the same directory, it serves the same registry.
     drop(registry);
-    let registry =
-        RegistryProcess::start(dir.path(), "registry-again", store.to_str().unwrap(), None).await;
+    let registry = RegistryProcess::start(
+        dir.path(),
+        "registry-again",
+        store.to_str().unwrap(),
+        None,
+        &[],
+    )
+    .await;
     let log = registry.models_json(&["audit", "spam-filter"]).await;
     let actions: Vec<&str> = log
         .as_array()
@@ -172,20 +186,32 @@ async fn two_registry_processes_share_one_postgres_store() {
     let Some(postgres) = essaim_testkit::server::postgres() else {
         return;
     };
+    let Some(s3) = essaim_testkit::server::s3() else {
+        return;
+    };
+    let bucket = crate::mapreduce_s3::bucket(&s3, "shared-models");
+    let env = [
+        crate::mapreduce_s3::CREDENTIALS[0],
+        crate::mapreduce_s3::CREDENTIALS[1],
+        ("AWS_ENDPOINT", s3.url()),
+        ("AWS_ALLOW_HTTP", "true"),
+    ];
     let dir = tempfile::tempdir().unwrap();
-    let artifacts: PathBuf = dir.path().join("shared-artifacts");
+    let artifacts = "s3://shared-models/registry";
     let (first, second) = tokio::join!(
         RegistryProcess::start(
             dir.path(),
             "registry-a",
             postgres.url(),
-            Some(artifacts.as_path())
+            Some(artifacts),
+            &env
         ),
         RegistryProcess::start(
             dir.path(),
             "registry-b",
             postgres.url(),
-            Some(artifacts.as_path())
+            Some(artifacts),
+            &env
         ),
     );
 
@@ -203,8 +229,15 @@ async fn two_registry_processes_share_one_postgres_store() {
         .await;
     let staged = first.models_json(&["show", "spam-filter@staging"]).await;
     assert_eq!(staged["version"], 1, "{staged:#}");
+    // Uploaded through one, into the bucket under its hash, and served by the other.
+    let object = bucket
+        .join("registry/sha256")
+        .join(&sha256_hex(b"model one")[..2]);
+    let object = object.join(sha256_hex(b"model one"));
+    assert_eq!(std::fs::read(&object).unwrap(), b"model one");
     let out = dir.path().join("downloaded.bin");
     assert_eq!(download(&second, "spam-filter@1", &out).await, b"model one");
+    assert_eq!(download(&first, "spam-filter@2", &out).await, b"model two");
 
     // Two promotions of one alias at once, one through each process: both succeed,
     // one after the other, and both are audited.
@@ -233,6 +266,30 @@ async fn two_registry_processes_share_one_postgres_store() {
     }
     let listed = second.models_json(&["list"]).await;
     assert_eq!(listed[0]["versions"], 2, "{listed:#}");
+
+    // Overwritten in the bucket behind the registry's back: refused by both.
+    std::fs::write(&object, b"model One").unwrap();
+    for registry in [&first, &second] {
+        let output = registry
+            .models(&["download", "spam-filter@1", "--out", out.to_str().unwrap()])
+            .await;
+        assert_ne!(output.code, Some(0), "{output:?}");
+        assert!(output.stderr.contains("corrupt"), "{output:?}");
+    }
+}
+
+/// The lowercase hex SHA-256 of `bytes`, by the system's `sha256sum`: an oracle apart
+/// from the registry's code.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let output = child.wait_with_output().unwrap();
+    String::from_utf8(output.stdout).unwrap()[..64].to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,7 +316,7 @@ async fn registry_stores_that_cannot_be_used_are_refused_at_start() {
     assert_refused(
         &start("postgres://postgres@127.0.0.1/postgres".into(), false).await,
         2,
-        "name their directory too",
+        "name their directory or s3://bucket/prefix too",
     );
     let closed_port = free_port();
     let unreachable = start(

@@ -10,7 +10,7 @@
 //! Uploads are streamed to a temporary local file while they are hashed (memory stays
 //! bounded by the chunk size, whatever the artifact's size), and only then, the hash
 //! known and checked against the uploader's, given their name: renamed into place in a
-//! directory, put in a bucket by a multipart upload read from that file ([`object`]).
+//! directory, put in a bucket by a multipart upload read from that file (`object`).
 //! So a stored artifact is whole or absent, and nothing is ever named by a hash its
 //! bytes do not have. Why a local file rather than a multipart upload to a temporary
 //! key copied afterwards: S3 has no rename, a copy of a large object is another

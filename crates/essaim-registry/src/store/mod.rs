@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 pub mod postgres;
 pub mod redb;
+mod rules;
 
 pub use self::postgres::PgStore;
 pub use self::redb::RedbStore;

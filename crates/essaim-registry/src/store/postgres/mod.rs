@@ -21,9 +21,9 @@ mod schema;
 pub use pool::{CONNECT_TIMEOUT, MAX_CONNECTIONS};
 pub use schema::SCHEMA_VERSION;
 
+use super::rules::{self, NewVersion};
 use super::{AliasMove, Change, encode, next_audit_entry, with_aliases};
 use crate::error::{RegistryError, postgres};
-use crate::history;
 use crate::names::{AliasName, ModelName, VersionRef};
 use crate::record::{ArtifactRef, AuditAction, AuditEntry, Lineage, ModelSummary, VersionRecord};
 use pool::Pool;
@@ -140,18 +140,13 @@ impl PgStore {
             change,
         )
         .await?;
-        let record = VersionRecord {
-            model: model.to_string(),
-            version,
+        let new = NewVersion {
             artifact,
-            created_unix_ms: entry.at_unix_ms,
-            created_by: change.actor.to_string(),
             metrics,
             metadata,
             lineage,
-            archived: false,
-            aliases: Vec::new(),
         };
+        let record = new.record(model, version, &entry, change);
         transaction
             .execute(
                 "INSERT INTO essaim_registry.versions (model, version, archived, record)
@@ -187,22 +182,11 @@ impl PgStore {
             AliasMove::To { version, action } => (resolve(&current, version)?, *action),
             AliasMove::Rollback => {
                 let past = audit_entries(&transaction, Some(model), Some(alias)).await?;
-                let target = history::rollback_target(&past).ok_or_else(|| {
-                    RegistryError::NothingToRollBack {
-                        model: model.to_string(),
-                        alias: alias.to_string(),
-                    }
-                })?;
+                let target = rules::rollback_target(model, alias, &past)?;
                 (target, AuditAction::Rollback)
             }
         };
-        let record = read_version(&transaction, model, target).await?;
-        if record.archived {
-            return Err(RegistryError::Archived {
-                model: model.to_string(),
-                version: target,
-            });
-        }
+        rules::may_be_aliased(&read_version(&transaction, model, target).await?)?;
         transaction
             .execute(
                 "INSERT INTO essaim_registry.aliases (model, alias, version) VALUES ($1, $2, $3)
@@ -239,19 +223,11 @@ impl PgStore {
         let transaction = Self::begin_change(&mut client).await?;
         let current = summary(&transaction, model).await?;
         let mut record = read_version(&transaction, model, version).await?;
-        let naming: Vec<&str> = current
+        let named = current
             .aliases
             .iter()
-            .filter(|(_, named)| **named == version)
-            .map(|(alias, _)| alias.as_str())
-            .collect();
-        if !naming.is_empty() {
-            return Err(RegistryError::StillAliased {
-                model: model.to_string(),
-                version,
-                aliases: naming.join(", "),
-            });
-        }
+            .map(|(alias, to)| (alias.as_str(), *to));
+        rules::may_be_archived(model, version, named)?;
         record.archived = true;
         transaction
             .execute(

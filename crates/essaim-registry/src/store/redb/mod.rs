@@ -18,11 +18,11 @@
 //!
 //! Methods block on disk I/O: call them from a blocking thread.
 
+use super::rules::{self, NewVersion};
 use super::{
     AliasMove, Change, alias_at_time, decode, encode, next_audit_entry, not_found, with_aliases,
 };
 use crate::error::{RegistryError, storage};
-use crate::history;
 use crate::names::{AliasName, ModelName, VersionRef};
 use crate::record::{
     AliasAtTime, ArtifactRef, AuditAction, AuditEntry, Lineage, ModelSummary, VersionRecord,
@@ -129,18 +129,13 @@ impl RedbStore {
                 None,
                 change,
             )?;
-            let record = VersionRecord {
-                model: model.to_string(),
-                version,
+            let new = NewVersion {
                 artifact,
-                created_unix_ms: entry.at_unix_ms,
-                created_by: change.actor.to_string(),
                 metrics,
                 metadata,
                 lineage,
-                archived: false,
-                aliases: Vec::new(),
             };
+            let record = new.record(model, version, &entry, change);
             let mut versions = transaction.open_table(VERSIONS).map_err(storage)?;
             versions
                 .insert((model.as_str(), version), encode(&record).as_slice())
@@ -175,22 +170,11 @@ impl RedbStore {
                 }
                 AliasMove::Rollback => {
                     let past = alias_entries(&transaction, model, alias)?;
-                    let target = history::rollback_target(&past).ok_or_else(|| {
-                        RegistryError::NothingToRollBack {
-                            model: model.to_string(),
-                            alias: alias.to_string(),
-                        }
-                    })?;
+                    let target = rules::rollback_target(model, alias, &past)?;
                     (target, AuditAction::Rollback)
                 }
             };
-            let record = read_version(&versions, model, target)?;
-            if record.archived {
-                return Err(RegistryError::Archived {
-                    model: model.to_string(),
-                    version: target,
-                });
-            }
+            rules::may_be_aliased(&read_version(&versions, model, target)?)?;
             aliases
                 .insert((model.as_str(), alias.as_str()), target)
                 .map_err(storage)?;
@@ -221,18 +205,9 @@ impl RedbStore {
             let aliases = transaction.open_table(ALIASES).map_err(storage)?;
             require_model(&transaction, model)?;
             let mut record = read_version(&versions, model, version)?;
-            let naming: Vec<String> = model_aliases(&aliases, model)?
-                .into_iter()
-                .filter(|(_, named)| *named == version)
-                .map(|(alias, _)| alias)
-                .collect();
-            if !naming.is_empty() {
-                return Err(RegistryError::StillAliased {
-                    model: model.to_string(),
-                    version,
-                    aliases: naming.join(", "),
-                });
-            }
+            let named = model_aliases(&aliases, model)?;
+            let named = named.iter().map(|(alias, to)| (alias.as_str(), *to));
+            rules::may_be_archived(model, version, named)?;
             record.archived = true;
             versions
                 .insert((model.as_str(), version), encode(&record).as_slice())

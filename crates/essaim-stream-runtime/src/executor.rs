@@ -28,6 +28,10 @@ use essaim_registry::client::RegistryClient;
 pub struct StreamExecutor {
     metrics: StreamMetrics,
     breakers: BreakerBoard,
+    /// The worker's own token, offered to the model registry by `predict` operators
+    /// (the coordinator's registry by default, where the worker's role reads models
+    /// and reports their use).
+    registry_token: Option<Arc<str>>,
 }
 
 impl Default for StreamExecutor {
@@ -42,7 +46,17 @@ impl StreamExecutor {
     pub fn new() -> StreamExecutor {
         let metrics = StreamMetrics::new();
         let breakers = BreakerBoard::new(metrics.clone(), BreakerConfig::default());
-        StreamExecutor { metrics, breakers }
+        StreamExecutor {
+            metrics,
+            breakers,
+            registry_token: None,
+        }
+    }
+
+    /// Returns the executor offering `token` (the worker's own) to the model registry.
+    pub fn with_registry_token(mut self, token: Option<String>) -> StreamExecutor {
+        self.registry_token = token.map(Arc::from);
+        self
     }
 }
 
@@ -60,7 +74,8 @@ impl Executor for StreamExecutor {
     fn execute(&self, attempt: AttemptContext, cancel: CancellationToken) -> ExecutionFuture {
         let metrics = self.metrics.clone();
         let breakers = self.breakers.clone();
-        Box::pin(async move { run_task(attempt, cancel, metrics, breakers).await })
+        let registry_token = self.registry_token.clone();
+        Box::pin(async move { run_task(attempt, cancel, metrics, breakers, registry_token).await })
     }
 
     fn needs_scratch_dir(&self, _payload: &[u8]) -> bool {
@@ -88,6 +103,7 @@ async fn run_task(
     cancel: CancellationToken,
     metrics: StreamMetrics,
     breakers: BreakerBoard,
+    registry_token: Option<Arc<str>>,
 ) -> Result<TaskOutput, TaskFailure> {
     let mut spec: StreamTaskSpec = serde_json::from_slice(&attempt.payload)
         .map_err(|error| failure(format!("malformed stream task: {error}"), false))?;
@@ -102,7 +118,11 @@ async fn run_task(
         .map_err(|error| failure(error_chain(&error), false))?;
     let tables = Pipeline::load_tables(&planned.spec, &spec.tables)
         .map_err(|error| failure(error_chain(&error), false))?;
-    let models = load_models(&spec, &planned, &metrics, attempt.attempt_id.0, &cancel)
+    let registry = RegistryAccess {
+        token: registry_token.as_deref(),
+        attempt_id: attempt.attempt_id.0,
+    };
+    let models = load_models(&spec, &planned, &metrics, registry, &cancel)
         .await?
         .map(Arc::new);
     let nats = match &spec.endpoints.nats_url {
@@ -196,11 +216,19 @@ async fn run_task(
 /// Loads the models of the spec's `predict` operators from the registry, or returns
 /// `None` when it has none. Any failure here (an unknown model or alias, a registry that
 /// cannot be reached) is final: the task fails with its reason before reading a record.
+/// How a task reaches the model registry: the worker's token, and the attempt that
+/// names its download directory.
+#[derive(Clone, Copy)]
+struct RegistryAccess<'a> {
+    token: Option<&'a str>,
+    attempt_id: u64,
+}
+
 async fn load_models(
     spec: &StreamTaskSpec,
     planned: &task::PlannedPipeline,
     metrics: &StreamMetrics,
-    attempt_id: u64,
+    registry: RegistryAccess<'_>,
     cancel: &CancellationToken,
 ) -> Result<Option<PipelineModels>, TaskFailure> {
     let references = planned.spec.model_references();
@@ -212,10 +240,13 @@ async fn load_models(
         return Err(failure(message.to_owned(), false));
     };
     let actor = format!("pipeline:{}", spec.pipeline);
-    let client = RegistryClient::new(url, None, &actor)
+    let client = RegistryClient::new(url, registry.token, &actor)
         .map_err(|error| failure(error_chain(&error), false))?;
-    let download_dir =
-        std::env::temp_dir().join(format!("essaim-models-{}-{attempt_id}", std::process::id()));
+    let download_dir = std::env::temp_dir().join(format!(
+        "essaim-models-{}-{}",
+        std::process::id(),
+        registry.attempt_id
+    ));
     std::fs::create_dir_all(&download_dir).map_err(|error| {
         failure(
             format!("cannot create `{}`: {error}", download_dir.display()),

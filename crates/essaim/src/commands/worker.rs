@@ -129,7 +129,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     executors.register(
         essaim_stream_runtime::STREAM_TASK_KIND,
-        std::sync::Arc::new(essaim_stream_runtime::StreamExecutor::new()),
+        std::sync::Arc::new(
+            essaim_stream_runtime::StreamExecutor::new().with_registry_token(config.token.clone()),
+        ),
     );
     executors.register(
         essaim_serve_runtime::LEAF_TASK_KIND,

@@ -10,7 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::dashboard::{Browser, assert_has, find_chromium};
-use crate::harness::{Cluster, Deadline, EVENTUALLY, Process, essaim, free_port, spawn_essaim};
+use crate::harness::{Cluster, Deadline, EVENTUALLY, Process, free_port, spawn_essaim};
 use crate::model_runner::{alias, artifact, start_runner, wait_ready};
 use essaim_testkit::process::http_status;
 use serde_json::Value;
@@ -30,18 +30,19 @@ pub(crate) async fn register(cluster: &Cluster, url: &str, model: &str) {
         let path = cluster.path(&format!("{model}-{number}.json"));
         std::fs::write(&path, bytes).unwrap();
         let metric = format!("accuracy={accuracy}");
-        let registered = essaim(&[
-            "models",
-            "register",
-            "--coordinator",
-            url,
-            model,
-            "--artifact",
-            path.to_str().unwrap(),
-            "--metric",
-            &metric,
-        ])
-        .await;
+        let registered = cluster
+            .cli(&[
+                "models",
+                "register",
+                "--coordinator",
+                url,
+                model,
+                "--artifact",
+                path.to_str().unwrap(),
+                "--metric",
+                &metric,
+            ])
+            .await;
         assert_eq!(registered.code, Some(0), "{registered:?}");
     }
 }

@@ -136,7 +136,8 @@ async fn a_pipeline_predicts_with_the_version_its_alias_names_and_is_listed_as_u
     let Some(postgres) = server::postgres() else {
         return;
     };
-    let cluster = Cluster::start(1, 1).await;
+    // A cluster with a token: the pipeline reaches the registry with its worker's.
+    let cluster = Cluster::start_with_token(Some("predict-token"), 1, 1).await;
     register(&cluster, &cluster.url(), PIPELINE).await;
     alias(&cluster, PIPELINE, "production", "1").await;
     let work = cluster.path("predict");

@@ -25,6 +25,8 @@ pub const SHARED_SECTIONS: &[&str] = &[
     "nats",
     "kafka",
     "postgres",
+    // `ESSAIM_REGISTRY_URL`: where pipelines' `predict` operators find the model registry.
+    "registry",
 ];
 
 /// Variables whose names predate the file, with their keys.

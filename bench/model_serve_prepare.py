@@ -23,31 +23,7 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from naive_bayes_sklearn import held_out  # noqa: E402  (the one split both sides use)
-
-
-def read_split(path, label_column, text_column, seed, holdout):
-    """Returns (train texts, train labels, held-out texts) as essaim's jobs read them."""
-    train_texts, train_labels, held = [], [], []
-    with open(path, "rb") as data:
-        header = data.readline().rstrip(b"\n").removesuffix(b"\r").split(b"\t")
-        names = [name.decode().strip() for name in header]
-        label_index, text_index = names.index(label_column), names.index(text_column)
-        for raw in data:
-            line = raw.rstrip(b"\n").removesuffix(b"\r")
-            fields = line.split(b"\t")
-            if len(fields) <= max(label_index, text_index):
-                continue
-            label = fields[label_index].decode("utf-8", "replace").strip()
-            if not label:
-                continue
-            text = fields[text_index].decode("utf-8", "replace")
-            if held_out(line, seed, holdout):
-                held.append(text)
-            else:
-                train_texts.append(text)
-                train_labels.append(label)
-    return train_texts, train_labels, held
+from naive_bayes_sklearn import read_split  # noqa: E402  (the one split both sides use)
 
 
 def lua_string(text: str) -> str:
@@ -79,7 +55,7 @@ def wrk_script(path: str, bodies: list[str]) -> None:
 
 def main() -> None:
     path, label_column, text_column, seed, holdout, model_dir, requests, count = sys.argv[1:9]
-    train_texts, train_labels, held = read_split(
+    (train_texts, train_labels), (held, _) = read_split(
         path, label_column, text_column, int(seed), float(holdout))
     pipeline = make_pipeline(CountVectorizer(), MultinomialNB(alpha=1.0))
     pipeline.fit(train_texts, train_labels)

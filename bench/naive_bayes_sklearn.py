@@ -40,9 +40,9 @@ def held_out(line: bytes, seed: int, holdout: float) -> bool:
     return (mix(fnv1a(line) ^ seed) >> 11) / float(1 << 53) < holdout
 
 
-def main() -> None:
-    path, label_column, text_column, seed, holdout, positive = sys.argv[1:7]
-    seed, holdout = int(seed), float(holdout)
+def read_split(path, label_column, text_column, seed, holdout):
+    """Returns ((train texts, train labels), (held-out texts, held-out labels)), read and
+    split as essaim's jobs do."""
     train, test = ([], []), ([], [])
     with open(path, "rb") as data:
         header = data.readline().rstrip(b"\n").removesuffix(b"\r").split(b"\t")
@@ -59,6 +59,12 @@ def main() -> None:
             side = test if held_out(line, seed, holdout) else train
             side[0].append(fields[text_index].decode("utf-8", "replace"))
             side[1].append(label)
+    return train, test
+
+
+def main() -> None:
+    path, label_column, text_column, seed, holdout, positive = sys.argv[1:7]
+    train, test = read_split(path, label_column, text_column, int(seed), float(holdout))
     started = time.perf_counter()
     vectorizer = CountVectorizer()
     model = MultinomialNB(alpha=1.0).fit(vectorizer.fit_transform(train[0]), train[1])

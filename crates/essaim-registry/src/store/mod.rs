@@ -134,6 +134,23 @@ async fn on_blocking_thread<T: Send + 'static>(
         .map_err(|error| RegistryError::Storage(format!("worker thread: {error}")))?
 }
 
+/// Runs the change `work` on a blocking thread, with its own copy of `change`.
+async fn change_on_blocking_thread<T: Send + 'static>(
+    store: &Arc<RedbStore>,
+    change: Change<'_>,
+    work: impl FnOnce(&RedbStore, Change<'_>) -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, RegistryError> {
+    let (actor, now_unix_ms) = (change.actor.to_owned(), change.now_unix_ms);
+    on_blocking_thread(store, move |store| {
+        let change = Change {
+            actor: &actor,
+            now_unix_ms,
+        };
+        work(store, change)
+    })
+    .await
+}
+
 impl RegistryStore {
     /// Opens (or creates) the store at `location`: for a directory, its redb file
     /// (created with the directory); for PostgreSQL, connects and creates or checks the
@@ -174,13 +191,8 @@ impl RegistryStore {
     ) -> Result<VersionRecord, RegistryError> {
         match self {
             RegistryStore::Redb(store) => {
-                let (model, actor, now) =
-                    (model.clone(), change.actor.to_string(), change.now_unix_ms);
-                on_blocking_thread(store, move |store| {
-                    let change = Change {
-                        actor: &actor,
-                        now_unix_ms: now,
-                    };
+                let model = model.clone();
+                change_on_blocking_thread(store, change, move |store, change| {
                     store.register(&model, artifact, metrics, metadata, lineage, change)
                 })
                 .await
@@ -204,12 +216,7 @@ impl RegistryStore {
         match self {
             RegistryStore::Redb(store) => {
                 let (model, alias, requested) = (model.clone(), alias.clone(), requested.clone());
-                let (actor, now) = (change.actor.to_string(), change.now_unix_ms);
-                on_blocking_thread(store, move |store| {
-                    let change = Change {
-                        actor: &actor,
-                        now_unix_ms: now,
-                    };
+                change_on_blocking_thread(store, change, move |store, change| {
                     store.move_alias(&model, &alias, &requested, change)
                 })
                 .await
@@ -229,13 +236,8 @@ impl RegistryStore {
     ) -> Result<AuditEntry, RegistryError> {
         match self {
             RegistryStore::Redb(store) => {
-                let (model, actor, now) =
-                    (model.clone(), change.actor.to_string(), change.now_unix_ms);
-                on_blocking_thread(store, move |store| {
-                    let change = Change {
-                        actor: &actor,
-                        now_unix_ms: now,
-                    };
+                let model = model.clone();
+                change_on_blocking_thread(store, change, move |store, change| {
                     store.archive(&model, version, change)
                 })
                 .await

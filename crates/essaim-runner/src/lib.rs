@@ -15,6 +15,7 @@
 //! | module | concept |
 //! |---|---|
 //! | [`oip`] | the protocol's JSON bodies; checking a request; building an answer |
+//! | [`oip_client`] | the protocol's client side, for pipelines that ask a runner |
 //! | [`batch`] | micro-batching behind a bounded queue (429 when full) |
 //! | [`loaded`] | a loaded version and the slot swapped on reload |
 //! | [`rollout`] | sticky split buckets, the candidate's tally, the canary's decision |
@@ -35,6 +36,7 @@ pub mod http;
 pub mod loaded;
 pub mod metrics;
 pub mod oip;
+pub mod oip_client;
 pub mod reload;
 pub mod rollout;
 pub mod runner;

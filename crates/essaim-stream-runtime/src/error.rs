@@ -53,6 +53,9 @@ pub enum UnitError {
     /// The unit's task panicked.
     #[error("a unit panicked")]
     Panicked(#[source] tokio::task::JoinError),
+    /// A runner that `predict` operators ask refused, or stayed away too long.
+    #[error(transparent)]
+    Runner(#[from] crate::models::runner::RunnerModelError),
 }
 
 impl UnitError {
@@ -65,6 +68,7 @@ impl UnitError {
             UnitError::Postgres(error) => error.is_transient(),
             UnitError::Nats(error) => error.is_retryable(),
             UnitError::Panicked(_) => true,
+            UnitError::Runner(error) => error.is_retryable(),
             UnitError::MissingEndpoint(_)
             | UnitError::SinkColumns { .. }
             | UnitError::Spec(_)

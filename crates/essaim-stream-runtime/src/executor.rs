@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::breakers::BreakerBoard;
 use crate::metrics::StreamMetrics;
+use crate::models::runner::RunnerModels;
 use crate::models::{DEFAULT_POLL_INTERVAL, DEFAULT_USAGE_INTERVAL, ModelSource, PipelineModels};
 use crate::task::{self, StreamTaskSpec};
 use crate::unit::{self, UnitContext, UnitError};
@@ -125,6 +126,7 @@ async fn run_task(
     let models = load_models(&spec, &planned, &metrics, registry, &cancel)
         .await?
         .map(Arc::new);
+    let runner_models = connect_runners(&planned, &cancel).await?.map(Arc::new);
     let nats = match &spec.endpoints.nats_url {
         Some(nats_url) => Some(tokio::select! {
             () = cancel.cancelled() => return Ok(TaskOutput::default()),
@@ -150,6 +152,7 @@ async fn run_task(
             planned: Arc::clone(&planned),
             tables: Arc::clone(&tables),
             models: models.clone(),
+            runner_models: runner_models.clone(),
             nats: nats.clone(),
             metrics: metrics.unit(&spec.pipeline, stage, unit),
             breakers: Arc::clone(&breakers),
@@ -266,6 +269,27 @@ async fn load_models(
             .map(Some)
             .map_err(|error| failure(format!("cannot start: {}", error_chain(&error)), false)),
     }
+}
+
+/// Connects to the runners the spec's `predict` operators ask, or returns `None` when
+/// none does. A runner away past the deadline fails the task as retryable (it is placed
+/// again); one that does not serve the model fails it for good.
+async fn connect_runners(
+    planned: &task::PlannedPipeline,
+    cancel: &CancellationToken,
+) -> Result<Option<RunnerModels>, TaskFailure> {
+    let configs = planned.spec.runner_models();
+    if configs.is_empty() {
+        return Ok(None);
+    }
+    let trust = essaim_tls::ClientTrust::system();
+    RunnerModels::connect(&configs, &trust, cancel)
+        .await
+        .map(Some)
+        .map_err(|error| {
+            let message = format!("cannot start: {}", error_chain(&error));
+            failure(message, error.is_retryable())
+        })
 }
 
 /// Runs the alias follower and the usage heartbeat of `models` until `stop`.

@@ -83,7 +83,7 @@ fn source(url: &str, download_dir: &std::path::Path) -> ModelSource {
 fn predicted(models: &PipelineModels, text: &str) -> (String, u64) {
     let current = models.current();
     let (_, model) = &current[0];
-    let label = model.predict_batch(&[text]).remove(0).label;
+    let label = model.predict_batch(&[text]).unwrap().remove(0).label;
     (label, model.version())
 }
 

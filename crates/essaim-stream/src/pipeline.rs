@@ -297,20 +297,53 @@ impl Pipeline {
         &self.stats
     }
 
-    /// Makes `model` predict the next records of every `predict` operator whose model
-    /// reference is `reference`; returns how many operators it was set on. The runtime
-    /// calls it between batches, so that one batch is predicted by one version.
-    pub fn set_model(&mut self, reference: &str, model: &Arc<dyn PredictModel>) -> usize {
+    /// Makes `model` predict the next records of every `predict` operator whose
+    /// [`crate::ops::predict::PredictConfig::model_key`] is `key` (for a model loaded in process, its
+    /// reference); returns how many operators it was set on. The runtime calls it
+    /// between batches, so that one batch is predicted by one version.
+    pub fn set_model(&mut self, key: &str, model: &Arc<dyn PredictModel>) -> usize {
         let mut set = 0;
         for instance in &mut self.instances {
             if let Instance::Predict(predict) = instance
-                && predict.config().model == reference
+                && predict.config().model_key() == key
             {
                 predict.set_model(Arc::clone(model));
                 set += 1;
             }
         }
         set
+    }
+
+    /// Adds to `texts`, under each model key, the text that every `predict` operator
+    /// asking a runner and reading `entry` directly (a source, or a sharder after the
+    /// shuffle) will send for `record`. The runtime asks the runner for a whole batch's
+    /// texts in one request before running the batch; an operator further down (whose
+    /// records may have changed on their way) asks for each record when it arrives.
+    pub fn runner_texts(
+        &self,
+        entry: &str,
+        record: &Record,
+        texts: &mut BTreeMap<String, Vec<String>>,
+    ) {
+        for (operator, instance) in self.spec.operators.iter().zip(&self.instances) {
+            if let Instance::Predict(predict) = instance
+                && predict.config().runner.is_some()
+                && operator.inputs.iter().any(|input| input.node == entry)
+            {
+                let key = predict.config().model_key();
+                texts.entry(key).or_default().push(predict.text_of(record));
+            }
+        }
+    }
+
+    /// Parses one line of a source as [`Pipeline::push_line`] would, without pushing
+    /// it: `None` for a header line, an unknown source or a bad line.
+    pub fn parse_line(&self, source: &str, bytes: &[u8], line: u64) -> Option<Record> {
+        let spec = self.spec.sources.iter().find(|spec| spec.name == source)?;
+        if spec.header && line == 0 {
+            return None;
+        }
+        spec.schema.parse_line(bytes, line).ok()
     }
 
     /// Returns the spec the pipeline runs.

@@ -187,6 +187,7 @@ pub struct RawOperator {
     pub label_field: Option<String>,
     pub score_field: Option<String>,
     pub version_field: Option<String>,
+    pub runner: Option<String>,
 }
 
 impl RawOperator {
@@ -227,6 +228,7 @@ impl RawOperator {
             label_field: None,
             score_field: None,
             version_field: None,
+            runner: None,
         }
     }
 }
@@ -432,17 +434,38 @@ impl PipelineSpec {
         validate(raw, None)
     }
 
-    /// Returns the model references of the spec's `predict` operators, each once.
+    /// Returns the model references of the spec's `predict` operators that load their
+    /// model in process (not through a runner), each once.
     pub fn model_references(&self) -> Vec<String> {
         let mut references: Vec<String> = Vec::new();
-        for operator in &self.operators {
-            if let OperatorKind::Predict(config) = &operator.kind
-                && !references.contains(&config.model)
-            {
+        for config in self.predict_configs() {
+            if config.runner.is_none() && !references.contains(&config.model) {
                 references.push(config.model.clone());
             }
         }
         references
+    }
+
+    /// Returns the configuration of every `predict` operator that asks a runner, one per
+    /// [`PredictConfig::model_key`].
+    pub fn runner_models(&self) -> Vec<&PredictConfig> {
+        let mut configs: Vec<&PredictConfig> = Vec::new();
+        for config in self.predict_configs() {
+            let key = config.model_key();
+            if config.runner.is_some() && !configs.iter().any(|seen| seen.model_key() == key) {
+                configs.push(config);
+            }
+        }
+        configs
+    }
+
+    fn predict_configs(&self) -> impl Iterator<Item = &PredictConfig> {
+        self.operators
+            .iter()
+            .filter_map(|operator| match &operator.kind {
+                OperatorKind::Predict(config) => Some(config),
+                _ => None,
+            })
     }
 
     /// Returns the operator called `name`.

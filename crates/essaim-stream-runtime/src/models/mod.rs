@@ -29,10 +29,11 @@ use essaim_models::naive_bayes::model::{Classifier, ModelError, NaiveBayes};
 use essaim_registry::client::{ClientError, RegistryClient};
 use essaim_registry::names::ModelRef;
 use essaim_registry::usage::{ReporterKind, ServedUsage, SlotUsage, UsageReport};
-use essaim_stream::ops::predict::{PredictModel, Prediction};
+use essaim_stream::ops::predict::{PredictFailure, PredictModel, Prediction};
 use tokio_util::sync::CancellationToken;
 
 pub mod metrics;
+pub mod runner;
 use metrics::ModelMetrics;
 
 /// Default time between two polls of a followed reference.
@@ -97,17 +98,18 @@ impl PredictModel for NaiveBayesVersion {
         self.version
     }
 
-    fn predict_batch(&self, texts: &[&str]) -> Vec<Prediction> {
-        texts
+    fn predict_batch(&self, texts: &[&str]) -> Result<Vec<Prediction>, PredictFailure> {
+        Ok(texts
             .iter()
             .map(|text| {
                 let (best, probabilities) = self.classifier.probabilities(text.as_bytes());
                 Prediction {
                     label: self.classifier.classes()[best].clone(),
                     score: probabilities[best],
+                    version: None,
                 }
             })
-            .collect()
+            .collect())
     }
 }
 

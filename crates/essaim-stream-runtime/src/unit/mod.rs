@@ -57,6 +57,8 @@ pub struct UnitContext {
     pub tables: Arc<BTreeMap<String, Arc<DimensionTable>>>,
     /// The models of the `predict` operators, when the pipeline has some.
     pub models: Option<Arc<crate::models::PipelineModels>>,
+    /// The runners its `predict` operators ask, if any do.
+    pub runner_models: Option<Arc<crate::models::runner::RunnerModels>>,
     /// JetStream, when the pipeline uses it.
     pub nats: Option<jetstream::Context>,
     /// Metrics of the task's units.
@@ -126,6 +128,9 @@ async fn run_once(
         routes,
         resume.checkpoint.as_deref(),
     )?;
+    if let Some(runners) = &context.runner_models {
+        state.use_runner_models(runners);
+    }
     let metrics = &context.metrics;
     // Lag is asked of the broker when the unit is idle, and at most every
     // LAG_INTERVAL while it is busy, so that a unit falling behind shows it.
@@ -146,6 +151,10 @@ async fn run_once(
         if let Some(models) = &context.models {
             // Taken once per batch: the whole batch is predicted by these versions.
             state.use_models(models);
+        }
+        if let Some(runners) = &context.runner_models {
+            // One request per runner for the batch's texts, before it runs.
+            runners.prefetch(state.runner_texts(&batch)).await?;
         }
         let processed = state.process(&batch)?;
         if processed.is_none() || due {

@@ -18,6 +18,8 @@ use essaim_stream::pipeline::{Pipeline, PipelineState, PipelineStats, Role, Sink
 use essaim_stream::record::EventTime;
 use serde::{Deserialize, Serialize};
 
+mod runner_texts;
+
 use super::routes::Routes;
 use crate::error::UnitError;
 use crate::shuffle::ShuffleMessage;
@@ -327,15 +329,7 @@ impl UnitState {
             }
         } else {
             turn.records_in += 1;
-            // Record ids must be unique across partitions, whose positions (Kafka
-            // offsets, byte offsets) are not; never 0, which a source with a header
-            // would skip.
-            let line = essaim_stream::hash::derive_id(
-                u64::from(input.partition),
-                input.source.as_bytes(),
-                message.position,
-            )
-            .max(1);
+            let line = line_number(input, message);
             let pushed =
                 self.pipeline
                     .push_line(&input.source, &message.payload, line, &mut turn.results);
@@ -472,3 +466,15 @@ pub fn unit_i32(unit: u32) -> i32 {
 
 #[cfg(test)]
 mod tests;
+
+/// The number a source message's line gets: record ids must be unique across
+/// partitions, whose positions (Kafka offsets, byte offsets) are not; never 0, which a
+/// source with a header would skip.
+fn line_number(input: &Input, message: &SourceMessage) -> u64 {
+    essaim_stream::hash::derive_id(
+        u64::from(input.partition),
+        input.source.as_bytes(),
+        message.position,
+    )
+    .max(1)
+}

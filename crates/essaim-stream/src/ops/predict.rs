@@ -9,8 +9,14 @@
 //! swaps it only between batches, so every record is predicted by exactly one version,
 //! and the version is what [`PredictModel::version`] says.
 //!
-//! A record reaching the operator before any model was set leaves by `error`, marked
-//! with the reason: it is counted and may be routed, never dropped silently. The
+//! With `runner = URL` the model is a runner's (`essaim serve`) instead of one loaded
+//! in process: the runtime hands the operator a model that asks the runner over HTTP,
+//! and the runner decides which version answers each row (its alias, its A/B split),
+//! so [`Prediction::version`] comes with each answer.
+//!
+//! A record reaching the operator before any model was set, or whose prediction failed
+//! (a runner that could not be reached in time), leaves by `error`, marked with the
+//! reason: it is counted and may be routed, never dropped silently. The
 //! model is configuration, like an enrich operator's table: it is not checkpointed,
 //! so a record replayed after an alias moved is predicted by the new version.
 
@@ -26,14 +32,23 @@ pub struct Prediction {
     pub label: String,
     /// Its probability, in [0, 1].
     pub score: f64,
+    /// The version that predicted it, when it is not [`PredictModel::version`] (a
+    /// runner's answer names its version row by row).
+    pub version: Option<u64>,
 }
+
+/// Why a model gave no prediction; the record leaves by `error` with this reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PredictFailure(pub String);
 
 /// A loaded model version that predicts a batch of texts.
 pub trait PredictModel: Send + Sync + std::fmt::Debug {
-    /// The registry's version number of what predicts.
+    /// The registry's version number of what predicts (for a runner's model, the
+    /// version of its latest answer).
     fn version(&self) -> u64;
     /// Returns one prediction per text, in order.
-    fn predict_batch(&self, texts: &[&str]) -> Vec<Prediction>;
+    fn predict_batch(&self, texts: &[&str]) -> Result<Vec<Prediction>, PredictFailure>;
 }
 
 /// The validated configuration of a `predict` operator.
@@ -50,9 +65,30 @@ pub struct PredictConfig {
     pub score_field: Option<String>,
     /// The field the predicting version's number is written to, if any.
     pub version_field: Option<String>,
+    /// The URL of a runner (`essaim serve`) that predicts instead of a model loaded in
+    /// process; the runner must serve the reference's model name.
+    pub runner: Option<String>,
 }
 
 impl PredictConfig {
+    /// The key the runtime hands this operator's model under
+    /// ([`crate::pipeline::Pipeline::set_model`]): the reference for a model loaded in
+    /// process, the reference and the runner's URL for a runner's.
+    pub fn model_key(&self) -> String {
+        match &self.runner {
+            None => self.model.clone(),
+            Some(runner) => format!("{} via {runner}", self.model),
+        }
+    }
+
+    /// The model's name: the reference without its `@ALIAS` or `@VERSION` (what a
+    /// runner serves it under).
+    pub fn model_name(&self) -> &str {
+        self.model
+            .split_once('@')
+            .map_or(self.model.as_str(), |(name, _)| name)
+    }
+
     /// The fields the operator adds to a record on `out`.
     pub fn output_fields(&self) -> Vec<String> {
         let mut fields = vec![self.label_field.clone()];
@@ -125,12 +161,20 @@ impl Predict {
             });
         };
         let text = self.text_of(&record);
-        let Some(prediction) = model.predict_batch(&[&text]).pop() else {
-            let reason = format!("model `{}` gave no prediction", self.config.model);
-            return out.push(Emitted {
-                port: Self::ERROR,
-                record: with_error(record, reason),
-            });
+        let predicted = model.predict_batch(&[&text]).and_then(|mut batch| {
+            batch
+                .pop()
+                .ok_or_else(|| PredictFailure("no prediction".into()))
+        });
+        let prediction = match predicted {
+            Ok(prediction) => prediction,
+            Err(failure) => {
+                let reason = format!("model `{}`: {failure}", self.config.model);
+                return out.push(Emitted {
+                    port: Self::ERROR,
+                    record: with_error(record, reason),
+                });
+            }
         };
         let config = &self.config;
         record
@@ -142,7 +186,8 @@ impl Predict {
                 .insert(field.clone(), Value::Float(prediction.score));
         }
         if let Some(field) = &config.version_field {
-            let version = i64::try_from(model.version()).unwrap_or(i64::MAX);
+            let version = prediction.version.unwrap_or_else(|| model.version());
+            let version = i64::try_from(version).unwrap_or(i64::MAX);
             record.fields.insert(field.clone(), Value::Int(version));
         }
         out.push(Emitted::out(record));
@@ -183,17 +228,18 @@ mod tests {
         fn version(&self) -> u64 {
             self.version
         }
-        fn predict_batch(&self, texts: &[&str]) -> Vec<Prediction> {
-            texts
+        fn predict_batch(&self, texts: &[&str]) -> Result<Vec<Prediction>, PredictFailure> {
+            Ok(texts
                 .iter()
                 .map(|text| {
                     let (best, probabilities) = self.classifier.probabilities(text.as_bytes());
                     Prediction {
                         label: self.classifier.classes()[best].clone(),
                         score: probabilities[best],
+                        version: None,
                     }
                 })
-                .collect()
+                .collect())
         }
     }
 
@@ -214,6 +260,7 @@ mod tests {
             label_field: "label".into(),
             score_field: Some("p".into()),
             version_field: Some("model_version".into()),
+            runner: None,
         }
     }
 
@@ -234,7 +281,7 @@ mod tests {
         let labels: Vec<&Value> = out.iter().map(|e| e.record.get("label")).collect();
         assert_eq!(labels, [&Value::from("spam"), &Value::from("ham")]);
         // The same text predicted directly by the model gives the same label and score.
-        let direct = model.predict_batch(&["win free money"]).remove(0);
+        let direct = model.predict_batch(&["win free money"]).unwrap().remove(0);
         assert_eq!(out[0].record.get("p"), &Value::Float(direct.score));
         assert!(direct.score > 0.5 && direct.score <= 1.0);
         assert_eq!(out[1].record.get("model_version"), &Value::Int(1));
@@ -266,6 +313,49 @@ mod tests {
             &Value::from("model `spam-filter@production` is not loaded")
         );
         assert_eq!(predict.text_of(&Record::new(2, 0).with("body", "x")), " x");
+    }
+
+    /// A runner's model: answers "ham" by version 7 row by row, or fails.
+    #[derive(Debug)]
+    struct Remote {
+        reachable: bool,
+    }
+
+    impl PredictModel for Remote {
+        fn version(&self) -> u64 {
+            3
+        }
+        fn predict_batch(&self, texts: &[&str]) -> Result<Vec<Prediction>, PredictFailure> {
+            if !self.reachable {
+                return Err(PredictFailure("runner http://r:1 unreachable".into()));
+            }
+            Ok(texts
+                .iter()
+                .map(|_| Prediction {
+                    label: "ham".into(),
+                    score: 0.75,
+                    version: Some(7),
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_rows_own_version_wins_and_a_failed_prediction_leaves_by_error_with_its_reason() {
+        let mut predict = Predict::new(config());
+        predict.set_model(Arc::new(Remote { reachable: true }));
+        let mut out = Vec::new();
+        predict.on_record(message(1, "win", ""), &mut out);
+        assert_eq!(out[0].record.get("model_version"), &Value::Int(7));
+        assert_eq!(out[0].record.get("p"), &Value::Float(0.75));
+        predict.set_model(Arc::new(Remote { reachable: false }));
+        predict.on_record(message(2, "win", ""), &mut out);
+        assert_eq!(out[1].port, Predict::ERROR);
+        assert_eq!(
+            out[1].record.get(crate::ops::ERROR_FIELD),
+            &Value::from("model `spam-filter@production`: runner http://r:1 unreachable")
+        );
+        assert_eq!(out[1].record.get("label"), &Value::Null);
     }
 
     #[test]
@@ -316,5 +406,61 @@ input = "classify.error"
             ]
         );
         assert_eq!(pipeline.stats().emitted["classify.error"], 1);
+    }
+
+    #[test]
+    fn runner_texts_are_those_of_the_operators_reading_the_entry_directly() {
+        use crate::pipeline::Pipeline;
+        use crate::spec::PipelineSpec;
+        let text = r#"
+version = 1
+[[source]]
+name = "mail"
+time = "t"
+columns = [{ name = "t", type = "int" }, { name = "subject", type = "string" }, { name = "body", type = "string" }]
+[[operator]]
+name = "direct"
+kind = "predict"
+input = "mail"
+model = "spam-filter@production"
+runner = "http://runner:1"
+text_fields = ["subject", "body"]
+label_field = "label"
+[[operator]]
+name = "reworded"
+kind = "map"
+input = "direct"
+set = { body = "body + ' now'" }
+[[operator]]
+name = "later"
+kind = "predict"
+input = "reworded"
+model = "other@production"
+runner = "http://runner:1"
+text_fields = ["body"]
+label_field = "label2"
+[[sink]]
+name = "out"
+input = "later"
+"#;
+        let pipeline = Pipeline::new(PipelineSpec::from_toml(text).unwrap(), &BTreeMap::new());
+        let pipeline = pipeline.unwrap();
+        let record = pipeline.parse_line("mail", b"1,win,free money", 1).unwrap();
+        let mut texts = BTreeMap::new();
+        pipeline.runner_texts("mail", &record, &mut texts);
+        pipeline.runner_texts("elsewhere", &record, &mut texts);
+        assert_eq!(
+            texts,
+            BTreeMap::from([(
+                "spam-filter@production via http://runner:1".to_string(),
+                vec!["win free money".to_string()]
+            )])
+        );
+        assert!(pipeline.parse_line("nope", b"1,a,b", 1).is_none());
+        assert!(
+            pipeline
+                .parse_line("mail", b"not a number,a,b", 1)
+                .is_none()
+        );
     }
 }

@@ -29,6 +29,7 @@ const KIND_KEYS: &[(&str, &[&str])] = &[
             "label_field",
             "score_field",
             "version_field",
+            "runner",
         ],
     ),
     (
@@ -80,6 +81,7 @@ fn present_keys(operator: &RawOperator) -> Vec<&'static str> {
         ("label_field", operator.label_field.is_some()),
         ("score_field", operator.score_field.is_some()),
         ("version_field", operator.version_field.is_some()),
+        ("runner", operator.runner.is_some()),
     ];
     keys.into_iter()
         .filter(|(_, present)| *present)
@@ -312,8 +314,21 @@ fn build_predict(place: &Place, operator: &RawOperator) -> Result<PredictConfig,
     if text_fields.is_empty() {
         return Err(place.error("`text_fields` must name at least one field"));
     }
+    let runner = operator.runner.clone();
+    if let Some(url) = &runner {
+        let has_host = ["http://", "https://"]
+            .iter()
+            .find_map(|scheme| url.strip_prefix(scheme))
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+        if !has_host {
+            return Err(place.error(format!(
+                "`runner` `{url}` must be an http:// or https:// URL of a model runner"
+            )));
+        }
+    }
     let config = PredictConfig {
         model,
+        runner,
         text_fields,
         label_field: operator
             .label_field

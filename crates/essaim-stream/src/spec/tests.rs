@@ -401,10 +401,41 @@ fn a_predict_operator_names_a_model_its_text_and_its_output_fields() {
             "model = \"m@1\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"\nkey = \"body\"",
             "`key` does not apply",
         ),
+        (
+            "model = \"m@1\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"\nrunner = \"r:8080\"",
+            "must be an http:// or https:// URL",
+        ),
+        (
+            "model = \"m@1\"\ntext_fields = [\"body\"]\nlabel_field = \"l\"\nrunner = \"http:///x\"",
+            "must be an http:// or https:// URL",
+        ),
     ];
     for (keys, expected) in cases {
         let (what, message) = error_of(&with_source(columns, &format!("{predict}{keys}\n")));
         assert_eq!(what.as_deref(), Some("operator `p`"), "{message}");
         assert!(message.contains(expected), "{message} lacks {expected}");
     }
+}
+
+#[test]
+fn a_predict_operator_with_a_runner_is_keyed_by_its_runner_and_loads_nothing() {
+    let columns = "{ name = \"t\", type = \"int\" }, { name = \"body\", type = \"string\" }";
+    let predict = |name: &str, input: &str, runner: &str| {
+        format!(
+            "[[operator]]\nname = \"{name}\"\nkind = \"predict\"\ninput = \"{input}\"\n\
+             model = \"spam-filter@production\"\ntext_fields = [\"body\"]\n\
+             label_field = \"{name}_label\"\n{runner}"
+        )
+    };
+    let runner = "runner = \"http://runner:8080\"\n";
+    let operators = predict("a", "s", runner) + &predict("b", "a", runner) + &predict("c", "b", "");
+    let spec = PipelineSpec::from_toml(&with_source(columns, &operators)).unwrap();
+    assert_eq!(spec.model_references(), ["spam-filter@production"]);
+    let runners = spec.runner_models();
+    assert_eq!(runners.len(), 1, "two operators, one runner model");
+    assert_eq!(
+        runners[0].model_key(),
+        "spam-filter@production via http://runner:8080"
+    );
+    assert_eq!(runners[0].model_name(), "spam-filter");
 }

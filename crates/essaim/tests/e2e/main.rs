@@ -104,6 +104,7 @@ mod stream;
 mod stream_breakers;
 mod stream_migration;
 mod stream_predict;
+mod stream_predict_runner;
 mod stream_secrets;
 mod streams_view;
 mod supersede;

@@ -275,7 +275,12 @@ fn wordcount_map_throughput(dir: &Path) -> BenchResult {
 fn sort_map_and_reduce_throughput(dir: &Path) -> BenchResult {
     let rows = bench_bytes() / 100;
     let input_dir = dir.join("in");
-    essaim_mapreduce::jobs::generate_sort_input(&input_dir, rows, 1, 7)?;
+    let to = essaim_mapreduce::jobs::GeneratedFiles {
+        out_dir: &input_dir,
+        files: 1,
+        codec: None,
+    };
+    essaim_mapreduce::jobs::generate_sort_input(to, rows, 7)?;
     let input = std::fs::read_dir(&input_dir)?
         .next()
         .ok_or("the generator wrote no file")??

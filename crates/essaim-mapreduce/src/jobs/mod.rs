@@ -43,7 +43,7 @@ use crate::api::JobDefinition;
 
 pub use matrix::{cosine, matvec, rownorms};
 pub use sort::sample_cut_points;
-pub use teragen::generate_sort_input;
+pub use teragen::{GeneratedFiles, generate_sort_input};
 
 /// Returns one instance of every built-in job, each under its command-line name.
 pub fn builtin_jobs() -> Vec<Arc<dyn JobDefinition>> {

@@ -12,11 +12,17 @@
 //! `f * rows / files .. (f + 1) * rows / files`, and the files are written by up to as
 //! many threads as the machine has cores. See [`super::sort`] for the gen → sort →
 //! validate round trip.
+//!
+//! The files may be written compressed (`input-00000.zst`): a sort larger than the disk
+//! can hold as plain text still fits when its input, intermediate data and output are
+//! compressed, as TeraGen's output can be with Hadoop's output compression. A
+//! compressed file is read whole by one map task, so more files give more parallelism.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use essaim_core::rng::mix;
+use essaim_storage::Codec;
 
 /// Bytes of one generated line, `\n` included.
 pub const LINE_BYTES: usize = 100;
@@ -25,9 +31,11 @@ pub const KEY_BYTES: usize = 10;
 const ROW_ID_DIGITS: usize = 32;
 const FILLER_BYTES: usize = LINE_BYTES - KEY_BYTES - 1 - ROW_ID_DIGITS - 1 - 1;
 
-/// Returns the path of generated file `index` in `out_dir`: `input-00000`, …
-pub fn generated_file_path(out_dir: &Path, index: u32) -> PathBuf {
-    out_dir.join(format!("input-{index:05}"))
+/// Returns the path of generated file `index` in `out_dir`: `input-00000`, … (with the
+/// codec's extension when compressed: `input-00000.zst`).
+pub fn generated_file_path(out_dir: &Path, index: u32, codec: Option<Codec>) -> PathBuf {
+    let extension = codec.map_or("", Codec::extension);
+    out_dir.join(format!("input-{index:05}{extension}"))
 }
 
 /// Writes row `row` of the data set `seed` into `line`.
@@ -56,28 +64,66 @@ fn fill_line(line: &mut [u8; LINE_BYTES], seed: u64, row: u64) {
     line[LINE_BYTES - 1] = b'\n';
 }
 
-/// Writes one generated file holding rows `first_row..end_row`.
-fn write_file(path: &Path, seed: u64, first_row: u64, end_row: u64) -> std::io::Result<()> {
-    let mut writer = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+/// Where the generated files go: a directory, how many files, and their codec.
+#[derive(Debug, Clone, Copy)]
+pub struct GeneratedFiles<'a> {
+    /// The directory (created if missing).
+    pub out_dir: &'a Path,
+    /// How many files the rows are spread over; at least one.
+    pub files: u32,
+    /// The files' codec, or `None` for plain text.
+    pub codec: Option<Codec>,
+}
+
+/// Writes rows `first_row..end_row` into `writer`.
+fn write_rows(
+    writer: &mut impl Write,
+    seed: u64,
+    first_row: u64,
+    end_row: u64,
+) -> std::io::Result<()> {
     let mut line = [0u8; LINE_BYTES];
     for row in first_row..end_row {
         fill_line(&mut line, seed, row);
         writer.write_all(&line)?;
     }
-    writer
-        .into_inner()
+    Ok(())
+}
+
+/// Writes one generated file holding rows `first_row..end_row`, compressed by `codec`.
+fn write_file(
+    path: &Path,
+    codec: Option<Codec>,
+    seed: u64,
+    rows: std::ops::Range<u64>,
+) -> std::io::Result<()> {
+    let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut file = match codec {
+        None => {
+            let mut file = file;
+            write_rows(&mut file, seed, rows.start, rows.end)?;
+            file
+        }
+        Some(codec) => {
+            let mut encoder = codec.encoder(file)?;
+            write_rows(&mut encoder, seed, rows.start, rows.end)?;
+            encoder.finish()?
+        }
+    };
+    file.flush()?;
+    file.into_inner()
         .map_err(|error| error.into_error())?
         .sync_all()
 }
 
-/// Writes `rows` generated lines into `files` files `input-NNNNN` of `out_dir`
-/// (created if missing), deterministically from `seed`; see the module doc.
-pub fn generate_sort_input(
-    out_dir: &Path,
-    rows: u64,
-    files: u32,
-    seed: u64,
-) -> std::io::Result<()> {
+/// Writes `rows` generated lines into the files `input-NNNNN` of `to`,
+/// deterministically from `seed`; see the module doc.
+pub fn generate_sort_input(to: GeneratedFiles<'_>, rows: u64, seed: u64) -> std::io::Result<()> {
+    let GeneratedFiles {
+        out_dir,
+        files,
+        codec,
+    } = to;
     if files == 0 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -95,8 +141,9 @@ pub fn generate_sort_input(
                 scope.spawn(move || -> std::io::Result<()> {
                     // Worker w writes files w, w + threads, w + 2·threads, …
                     for file in (worker as u32..files).step_by(threads) {
-                        let path = generated_file_path(out_dir, file);
-                        write_file(&path, seed, first_row_of(file), first_row_of(file + 1))?;
+                        let path = generated_file_path(out_dir, file, codec);
+                        let rows = first_row_of(file)..first_row_of(file + 1);
+                        write_file(&path, codec, seed, rows)?;
                     }
                     Ok(())
                 })
@@ -118,14 +165,24 @@ pub fn generate_sort_input(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+
+    /// Plain files in `out_dir`.
+    fn plain(out_dir: &Path, files: u32) -> GeneratedFiles<'_> {
+        GeneratedFiles {
+            out_dir,
+            files,
+            codec: None,
+        }
+    }
 
     #[test]
     fn generated_lines_are_100_bytes_with_printable_keys_and_deterministic() {
         let dir = tempfile::tempdir().unwrap();
-        generate_sort_input(dir.path(), 1001, 3, 42).unwrap();
+        generate_sort_input(plain(dir.path(), 3), 1001, 42).unwrap();
         let mut all = Vec::new();
         for file in 0..3 {
-            all.extend(std::fs::read(generated_file_path(dir.path(), file)).unwrap());
+            all.extend(std::fs::read(generated_file_path(dir.path(), file, None)).unwrap());
         }
         assert_eq!(all.len(), 1001 * LINE_BYTES);
         for (row, line) in all.chunks(LINE_BYTES).enumerate() {
@@ -142,10 +199,10 @@ mod tests {
 
         // Same arguments, same bytes; another seed, other keys.
         let again = tempfile::tempdir().unwrap();
-        generate_sort_input(again.path(), 1001, 3, 42).unwrap();
+        generate_sort_input(plain(again.path(), 3), 1001, 42).unwrap();
         let other = tempfile::tempdir().unwrap();
-        generate_sort_input(other.path(), 1001, 3, 43).unwrap();
-        let first_file = |dir: &Path| std::fs::read(generated_file_path(dir, 0)).unwrap();
+        generate_sort_input(plain(other.path(), 3), 1001, 43).unwrap();
+        let first_file = |dir: &Path| std::fs::read(generated_file_path(dir, 0, None)).unwrap();
         assert_eq!(first_file(dir.path()), first_file(again.path()));
         assert_ne!(first_file(dir.path()), first_file(other.path()));
     }
@@ -153,13 +210,39 @@ mod tests {
     #[test]
     fn zero_files_is_refused_and_zero_rows_writes_empty_files() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(generate_sort_input(dir.path(), 10, 0, 1).is_err());
-        generate_sort_input(dir.path(), 0, 2, 1).unwrap();
+        assert!(generate_sort_input(plain(dir.path(), 0), 10, 1).is_err());
+        generate_sort_input(plain(dir.path(), 2), 0, 1).unwrap();
         assert_eq!(
-            std::fs::metadata(generated_file_path(dir.path(), 1))
+            std::fs::metadata(generated_file_path(dir.path(), 1, None))
                 .unwrap()
                 .len(),
             0
         );
+    }
+
+    #[test]
+    fn compressed_files_decode_to_the_plain_files_bytes() {
+        let plain_dir = tempfile::tempdir().unwrap();
+        generate_sort_input(plain(plain_dir.path(), 3), 1001, 42).unwrap();
+        let zstd_dir = tempfile::tempdir().unwrap();
+        let compressed = GeneratedFiles {
+            out_dir: zstd_dir.path(),
+            files: 3,
+            codec: Some(Codec::Zstd),
+        };
+        generate_sort_input(compressed, 1001, 42).unwrap();
+        for file in 0..3 {
+            let path = generated_file_path(zstd_dir.path(), file, Some(Codec::Zstd));
+            assert!(path.to_string_lossy().ends_with(".zst"));
+            let bytes = std::fs::read(&path).unwrap();
+            let mut decoded = Vec::new();
+            Codec::Zstd
+                .decoder(bytes.as_slice())
+                .read_to_end(&mut decoded)
+                .unwrap();
+            let expected = std::fs::read(generated_file_path(plain_dir.path(), file, None));
+            assert_eq!(decoded, expected.unwrap());
+            assert!(bytes.len() < decoded.len() / 3, "{} bytes", bytes.len());
+        }
     }
 }

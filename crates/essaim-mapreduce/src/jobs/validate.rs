@@ -342,9 +342,18 @@ mod tests {
     fn gen_then_sort_then_validate_reports_ok_with_the_inputs_checksum() {
         let dir = tempfile::tempdir().unwrap();
         let input_dir = dir.path().join("in");
-        generate_sort_input(&input_dir, 2000, 3, 7).unwrap();
+        generate_sort_input(
+            crate::jobs::teragen::GeneratedFiles {
+                out_dir: &input_dir,
+                files: 3,
+                codec: None,
+            },
+            2000,
+            7,
+        )
+        .unwrap();
         let inputs: Vec<PathBuf> = (0..3)
-            .map(|file| generated_file_path(&input_dir, file))
+            .map(|file| generated_file_path(&input_dir, file, None))
             .collect();
         let params = JobParams::default();
 

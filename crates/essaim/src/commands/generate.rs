@@ -43,6 +43,11 @@ pub struct GenArgs {
     /// Replace the output directory if it exists.
     #[arg(long)]
     overwrite: bool,
+    /// sort: compress the files, `gz` or `zst` (`input-00000.zst`); a sort job reads
+    /// each compressed file whole in one map task. Lets a sort larger than the disk
+    /// holds as plain text fit.
+    #[arg(long, value_name = "CODEC", value_parser = super::mapreduce::parse_output_codec)]
+    compress_output: Option<essaim_storage::Codec>,
 }
 
 /// Sample inputs `essaim gen` writes.
@@ -81,10 +86,18 @@ pub fn generate(args: GenArgs) -> anyhow::Result<ExitCode> {
     let (records, what) = match args.what {
         GenKind::Sort => {
             let rows = args.rows.unwrap_or(DEFAULT_SORT_RECORDS);
-            essaim_mapreduce::jobs::generate_sort_input(&output, rows, args.files, args.seed)?;
+            let to = essaim_mapreduce::jobs::GeneratedFiles {
+                out_dir: &output,
+                files: args.files,
+                codec: args.compress_output,
+            };
+            essaim_mapreduce::jobs::generate_sort_input(to, rows, args.seed)?;
             (rows, "records".to_string())
         }
         GenKind::Matrix => {
+            if args.compress_output.is_some() {
+                return Err(usage("--compress-output applies to `gen sort` only"));
+            }
             let rows = args.rows.unwrap_or(DEFAULT_MATRIX_ROWS);
             if args.columns == 0 {
                 return Err(usage("--columns must be at least 1"));

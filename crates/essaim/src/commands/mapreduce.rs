@@ -145,7 +145,7 @@ impl JobArgs {
 }
 
 /// Parses `--compress-output`: the codecs parts can be written with.
-fn parse_output_codec(name: &str) -> Result<essaim_storage::Codec, String> {
+pub(crate) fn parse_output_codec(name: &str) -> Result<essaim_storage::Codec, String> {
     match essaim_storage::Codec::from_name(name) {
         Some(codec @ (essaim_storage::Codec::Gzip | essaim_storage::Codec::Zstd)) => Ok(codec),
         _ => Err(format!("`{name}` is not an output codec: gz or zst")),

@@ -20,8 +20,8 @@
 //!
 //! Gen → sort → validate, the TeraSort benchmark round trip:
 //!
-//! 1. `generate_sort_input(dir, rows, files, seed)` ([`super::teragen`]) writes 100-byte
-//!    lines with random 10-byte keys;
+//! 1. `generate_sort_input(files, rows, seed)` ([`super::teragen`]) writes 100-byte
+//!    lines with random 10-byte keys, plain or compressed;
 //! 2. run `sort` with `R` reducers: `prepare` samples the cut points (by hand:
 //!    `sort.cuts = format_cut_points(&sample_cut_points(&inputs, &access, R, 10_000, 10)?)`);
 //! 3. run `sort-validate` ([`super::validate`]) with one reducer over the part files in

@@ -15,7 +15,8 @@
 //!   through it (every `stride`-th line, the stride doubling whenever twice the wanted
 //!   keys are kept), in memory bounded by its share of the samples. Its whole content is
 //!   read on the client, once: the price of a compressed input, as Spark's range
-//!   partitioner pays a pass over its input.
+//!   partitioner pays a pass over its input. Files are sampled on as many threads as
+//!   the machine has cores.
 //!
 //! At each probe the partial line is skipped and the first `key_bytes` bytes of the
 //! next line are a sample.
@@ -51,22 +52,26 @@ pub fn sample_cut_points(
     if reducers <= 1 || total == 0 || samples == 0 || key_bytes == 0 {
         return Ok(Vec::new());
     }
-    let mut keys = Vec::with_capacity(samples + inputs.len());
-    for (path, size) in inputs.iter().zip(sizes) {
-        if size == 0 {
-            continue;
-        }
-        let share = (samples as u128 * u128::from(size) / u128::from(total)) as u64;
-        let file = FileToSample {
+    let files: Vec<FileToSample<'_>> = inputs
+        .iter()
+        .zip(sizes)
+        .filter(|(_, size)| *size > 0)
+        .map(|(path, size)| FileToSample {
             access,
             path,
             size,
-            samples: share.max(1),
+            samples: ((samples as u128 * u128::from(size) / u128::from(total)) as u64).max(1),
             key_bytes,
-        };
-        file.sample(&mut keys).map_err(|error| {
-            JobError::permanent(format!("failed to sample `{}`: {error}", path.display()))
-        })?;
+        })
+        .collect();
+    let mut keys = Vec::with_capacity(samples + inputs.len());
+    for (file, sampled) in files.iter().zip(sample_side_by_side(&files)) {
+        keys.extend(sampled.map_err(|error| {
+            JobError::permanent(format!(
+                "failed to sample `{}`: {error}",
+                file.path.display()
+            ))
+        })?);
     }
     if keys.is_empty() {
         return Ok(Vec::new());
@@ -79,6 +84,48 @@ pub fn sample_cut_points(
     Ok(cuts)
 }
 
+/// The keys sampled from one file, or why it could not be read.
+type Sampled = Result<Vec<Vec<u8>>, SampleError>;
+
+/// Samples `files` on as many threads as the machine has cores (a compressed input is
+/// decoded whole, so a large one costs CPU time), and returns each file's keys in the
+/// order of `files`.
+fn sample_side_by_side(files: &[FileToSample<'_>]) -> Vec<Sampled> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(files.len());
+    if threads <= 1 {
+        return files.iter().map(FileToSample::keys).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut sampled: Vec<(usize, Sampled)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(file) = files.get(index) else {
+                            return done;
+                        };
+                        done.push((index, file.keys()));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    sampled.sort_unstable_by_key(|(index, _)| *index);
+    sampled.into_iter().map(|(_, keys)| keys).collect()
+}
+
 /// One input and the number of keys it should give.
 struct FileToSample<'a> {
     access: &'a InputAccess,
@@ -89,6 +136,13 @@ struct FileToSample<'a> {
 }
 
 impl FileToSample<'_> {
+    /// Returns the file's sampled keys.
+    fn keys(&self) -> Sampled {
+        let mut keys = Vec::with_capacity(usize::try_from(self.samples).unwrap_or(0));
+        self.sample(&mut keys)?;
+        Ok(keys)
+    }
+
     /// Adds the file's sampled keys to `keys`.
     fn sample(&self, keys: &mut Vec<Vec<u8>>) -> Result<(), SampleError> {
         let first = self.access.open(self.path)?;

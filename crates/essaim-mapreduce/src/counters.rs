@@ -23,6 +23,11 @@ pub const MAP_OUTPUT_MATERIALIZED_BYTES: &str = "map.output.materialized.bytes";
 pub const MAP_SKIPPED_RECORDS: &str = "map.skipped.records";
 /// Runs of the mapper over ranges of records made to find the records to skip.
 pub const MAP_ISOLATION_PROBES: &str = "map.isolation.probes";
+/// Key groups a reduce task skipped because the job's reducer fails on them (skipping
+/// mode); Hadoop's `REDUCE_SKIPPED_GROUPS`.
+pub const REDUCE_SKIPPED_GROUPS: &str = "reduce.skipped.groups";
+/// Runs of the reducer over ranges of key groups made to find the groups to skip.
+pub const REDUCE_ISOLATION_PROBES: &str = "reduce.isolation.probes";
 /// Spill files written (a map task whose output fits its sort buffer spills once).
 pub const MAP_SPILLS: &str = "map.spills";
 /// Merge passes over spills or fetched segments, the final merge included.

@@ -28,7 +28,9 @@ use crate::reduce_task::reduce_segments;
 use crate::registry::JobRegistry;
 use crate::shuffle::{RoundsTarget, ShuffleSettings, fetch_partition, fetch_partition_in_rounds};
 use crate::skip::map::run_map_skipping;
-use crate::skip::store::publish_map_task_records;
+use crate::skip::record::{map_task_file_name, reduce_task_file_name};
+use crate::skip::reduce::{ReduceAttempt, run_reduce_skipping};
+use crate::skip::store::publish_task_records;
 use crate::sort::MAP_OUTPUT_FILE;
 
 /// Directory of an attempt where the shuffle puts fetched segments.
@@ -160,9 +162,9 @@ impl MapReduceExecutor {
             )?;
             // A first attempt that skipped nothing has nothing to replace.
             if !outcome.skipped.is_empty() || attempt_number > 1 {
-                publish_map_task_records(
+                publish_task_records(
                     &payload.config.output(),
-                    task_index,
+                    &map_task_file_name(task_index),
                     attempt_id,
                     &scratch_dir,
                     &outcome.skipped,
@@ -240,17 +242,42 @@ impl MapReduceExecutor {
                     "shuffle fetched"
                 );
                 let scratch_dir = attempt.scratch_dir.clone();
-                let attempt_id = attempt.attempt_id;
+                let (attempt_id, attempt_number) = (attempt.attempt_id, attempt.attempt_number);
                 let segments = shuffle.segments;
                 let mut reduced = run_blocking(move || {
-                    reduce_segments(
-                        job.as_ref(),
-                        &payload,
-                        segments,
-                        &scratch_dir,
+                    if payload.config.skip.is_off() {
+                        let job = job.as_ref();
+                        return reduce_segments(
+                            job,
+                            &payload,
+                            segments,
+                            &scratch_dir,
+                            attempt_id,
+                            cancel,
+                        );
+                    }
+                    let reduce = ReduceAttempt {
+                        job: job.as_ref(),
+                        payload: &payload,
+                        scratch_dir: &scratch_dir,
                         attempt_id,
-                        cancel,
-                    )
+                        attempt_number,
+                    };
+                    let skipping = run_reduce_skipping(&reduce, segments, cancel)?;
+                    // A first attempt that skipped nothing has nothing to replace; only
+                    // the last step skips groups (an earlier one's partitions are not
+                    // the output's).
+                    let is_last_step = payload.step + 1 >= payload.config.steps;
+                    if is_last_step && (!skipping.skipped.is_empty() || attempt_number > 1) {
+                        publish_task_records(
+                            &payload.config.output(),
+                            &reduce_task_file_name(payload.partition),
+                            attempt_id,
+                            &scratch_dir,
+                            &skipping.skipped,
+                        )?;
+                    }
+                    Ok(skipping.outcome)
                 })
                 .await;
                 if let Ok(outcome) = &mut reduced {

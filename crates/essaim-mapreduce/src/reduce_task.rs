@@ -8,6 +8,7 @@
 //! speculative twin that renames the same part writes identical bytes (the order of
 //! values is deterministic).
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use essaim_core::AttemptId;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{Emit, JobDefinition, JobError, Mapper, Record};
+use crate::api::{Emit, JobDefinition, JobError, Mapper, Record, Reducer, Values};
 use crate::cancel::CancelCheck;
 use crate::counters::{self, Counters};
 use crate::error::{TaskError, TaskResult};
@@ -60,121 +61,253 @@ pub struct ReduceOutcome {
 pub fn reduce_segments(
     job: &dyn JobDefinition,
     payload: &ReduceTaskPayload,
-    mut segments: Vec<FetchedSegment>,
+    segments: Vec<FetchedSegment>,
     scratch_dir: &Path,
     attempt_id: AttemptId,
     cancel: CancellationToken,
 ) -> TaskResult<ReduceOutcome> {
-    let config = &payload.config;
-    let params = &config.params;
-    let step = payload.step as usize;
-    let is_last_step = payload.step + 1 >= config.steps;
     let mut cancel_check = CancelCheck::new(cancel.clone());
-    let mut counters = Counters::default();
-
-    // Upstream order is the tie-breaker of equal keys: values by map task index.
-    segments.sort_by_key(|segment| segment.task_index);
-    let runs: Vec<RunFile> = segments
-        .iter()
-        .filter(|segment| segment.records > 0)
-        .map(|segment| RunFile {
-            path: segment.path.clone(),
-            entries: vec![SegmentEntry {
-                offset: segment.offset,
-                length: segment.length,
-                records: segment.records,
-            }],
-        })
-        .collect();
-    let mut passes = 0;
-    let mut named = 0u32;
-    let mut name_run = || {
-        named += 1;
-        scratch_dir.join(format!("reduce-merge-{named:05}.out"))
+    let merged = MergedInput::merge(segments, payload, scratch_dir, &mut cancel_check)?;
+    let task = ReduceRun {
+        job,
+        payload,
+        scratch_dir,
+        attempt_id,
+        cancel: &cancel,
     };
-    let runs = merge_until_at_most(
-        runs,
-        config.merge_factor as usize,
-        1,
-        &mut name_run,
-        &mut passes,
-        &mut cancel_check,
-    )?;
-    let mut cursors = Vec::with_capacity(runs.len());
-    for run in &runs {
-        cursors.push(open_segment(run, 0)?);
-    }
-    let mut merge = KWayMerge::new(cursors);
-    counters.add(counters::MERGE_PASSES, passes + 1);
+    let outcome = task.reduce(&merged, GroupSelection::All);
+    merged.remove_intermediate_runs();
+    outcome
+}
 
-    let mut reducer = job.reducer(params, step)?;
-    let outcome = if is_last_step {
-        let part = config.part_name(payload.partition);
-        let output = config.output();
-        let mut sink = PartWriter::create(
-            job,
-            &output,
-            &part,
-            config.output_codec,
-            attempt_id,
-            scratch_dir,
-        )?;
-        let result = reduce_groups(&mut merge, reducer.as_mut(), &mut sink, &mut cancel_check);
-        let stats = prefer_sink_error(result, sink.error.take())?;
-        let finished = reducer.finish(&mut sink);
-        prefer_sink_error(finished.map_err(TaskError::Job), sink.error.take())?;
-        counters.add(counters::REDUCE_INPUT_GROUPS, stats.groups);
-        counters.add(counters::REDUCE_INPUT_RECORDS, stats.records);
-        counters.add(counters::REDUCE_OUTPUT_RECORDS, sink.records);
-        counters.add(counters::REDUCE_OUTPUT_BYTES, sink.bytes);
-        let part = sink.commit()?;
-        ReduceOutcome {
-            part: Some(part),
-            map_output: None,
-            counters,
-        }
-    } else {
-        let next_step = step + 1;
-        let collector = MapOutputCollector::new(job, config, next_step, scratch_dir, cancel)?;
-        let mut sink = ChainSink {
-            mapper: job.mapper(params, next_step)?,
-            collector,
-            line: Vec::new(),
-            records: 0,
-            bytes: 0,
+/// The fetched segments of one partition merged down to at most the merge factor's
+/// runs: read once by a normal run, several times by a task isolating its bad groups.
+pub(crate) struct MergedInput {
+    runs: Vec<RunFile>,
+    passes: u64,
+    fetched: Vec<PathBuf>,
+}
+
+impl MergedInput {
+    /// Merges `segments` until at most `merge_factor` runs are left.
+    pub(crate) fn merge(
+        mut segments: Vec<FetchedSegment>,
+        payload: &ReduceTaskPayload,
+        scratch_dir: &Path,
+        cancel_check: &mut CancelCheck,
+    ) -> TaskResult<Self> {
+        // Upstream order is the tie-breaker of equal keys: values by map task index.
+        segments.sort_by_key(|segment| segment.task_index);
+        let runs: Vec<RunFile> = segments
+            .iter()
+            .filter(|segment| segment.records > 0)
+            .map(|segment| RunFile {
+                path: segment.path.clone(),
+                entries: vec![SegmentEntry {
+                    offset: segment.offset,
+                    length: segment.length,
+                    records: segment.records,
+                }],
+            })
+            .collect();
+        let mut passes = 0;
+        let mut named = 0u32;
+        let mut name_run = || {
+            named += 1;
+            scratch_dir.join(format!("reduce-merge-{named:05}.out"))
         };
-        let result = reduce_groups(&mut merge, reducer.as_mut(), &mut sink, &mut cancel_check);
-        let stats = prefer_sink_error(result, sink.collector.take_error())?;
-        let finished = reducer.finish(&mut sink);
-        prefer_sink_error(
-            finished.map_err(TaskError::Job),
-            sink.collector.take_error(),
+        let runs = merge_until_at_most(
+            runs,
+            payload.config.merge_factor as usize,
+            1,
+            &mut name_run,
+            &mut passes,
+            cancel_check,
         )?;
-        let mapper_finished = sink.mapper.finish(&mut sink.collector);
-        prefer_sink_error(
-            mapper_finished.map_err(TaskError::Job),
-            sink.collector.take_error(),
-        )?;
-        counters.add(counters::REDUCE_INPUT_GROUPS, stats.groups);
-        counters.add(counters::REDUCE_INPUT_RECORDS, stats.records);
-        counters.add(counters::REDUCE_OUTPUT_RECORDS, sink.records);
-        counters.add(counters::REDUCE_OUTPUT_BYTES, sink.bytes);
-        counters.add(counters::MAP_INPUT_RECORDS, sink.records);
-        let map_output = sink.collector.finish()?;
-        counters.merge(&map_output.counters);
-        sink.mapper.counters(&mut counters);
-        ReduceOutcome {
-            part: None,
-            map_output: Some(map_output),
-            counters,
+        let fetched = segments.into_iter().map(|segment| segment.path).collect();
+        Ok(Self {
+            runs,
+            passes,
+            fetched,
+        })
+    }
+
+    /// Opens the runs for one pass over every record, in key order.
+    pub(crate) fn open(&self) -> TaskResult<KWayMerge<std::io::BufReader<std::io::Take<File>>>> {
+        let mut cursors = Vec::with_capacity(self.runs.len());
+        for run in &self.runs {
+            cursors.push(open_segment(run, 0)?);
         }
-    };
-    for run in &runs {
-        if !segments.iter().any(|segment| segment.path == run.path) {
-            crate::merge::remove_quietly(&run.path);
+        Ok(KWayMerge::new(cursors))
+    }
+
+    /// Removes the runs the merge wrote (not the fetched segments).
+    pub(crate) fn remove_intermediate_runs(&self) {
+        for run in &self.runs {
+            if !self.fetched.contains(&run.path) {
+                crate::merge::remove_quietly(&run.path);
+            }
         }
     }
-    Ok(outcome)
+}
+
+/// Which key groups a run of the reducer sees, by their index in key order.
+#[derive(Debug, Clone)]
+pub(crate) enum GroupSelection<'a> {
+    /// Every group: a normal run.
+    All,
+    /// Every group but these (the bad groups a task skips).
+    AllBut(&'a BTreeSet<u64>),
+    /// The groups of this range only (a probe of a task isolating its bad groups).
+    Range(std::ops::Range<u64>),
+}
+
+/// One reduce task's run of its reducer over merged input.
+pub(crate) struct ReduceRun<'a> {
+    pub job: &'a dyn JobDefinition,
+    pub payload: &'a ReduceTaskPayload,
+    pub scratch_dir: &'a Path,
+    pub attempt_id: AttemptId,
+    pub cancel: &'a CancellationToken,
+}
+
+impl ReduceRun<'_> {
+    /// Reduces the groups of `merged` that `selection` keeps, and commits the result.
+    pub(crate) fn reduce(
+        &self,
+        merged: &MergedInput,
+        selection: GroupSelection<'_>,
+    ) -> TaskResult<ReduceOutcome> {
+        let ReduceRun {
+            job,
+            payload,
+            scratch_dir,
+            attempt_id,
+            ..
+        } = *self;
+        let cancel = self.cancel.clone();
+        let config = &payload.config;
+        let params = &config.params;
+        let step = payload.step as usize;
+        let is_last_step = payload.step + 1 >= config.steps;
+        let mut cancel_check = CancelCheck::new(cancel.clone());
+        let mut counters = Counters::default();
+        let mut merge = merged.open()?;
+        counters.add(counters::MERGE_PASSES, merged.passes + 1);
+        let mut reducer = selection.wrap(job.reducer(params, step)?);
+        let outcome = if is_last_step {
+            let part = config.part_name(payload.partition);
+            let output = config.output();
+            let mut sink = PartWriter::create(
+                job,
+                &output,
+                &part,
+                config.output_codec,
+                attempt_id,
+                scratch_dir,
+            )?;
+            let result = reduce_groups(&mut merge, reducer.as_mut(), &mut sink, &mut cancel_check);
+            let stats = prefer_sink_error(result, sink.error.take())?;
+            let finished = reducer.finish(&mut sink);
+            prefer_sink_error(finished.map_err(TaskError::Job), sink.error.take())?;
+            counters.add(counters::REDUCE_INPUT_GROUPS, stats.groups);
+            counters.add(counters::REDUCE_INPUT_RECORDS, stats.records);
+            counters.add(counters::REDUCE_OUTPUT_RECORDS, sink.records);
+            counters.add(counters::REDUCE_OUTPUT_BYTES, sink.bytes);
+            let part = sink.commit()?;
+            ReduceOutcome {
+                part: Some(part),
+                map_output: None,
+                counters,
+            }
+        } else {
+            let next_step = step + 1;
+            let collector = MapOutputCollector::new(job, config, next_step, scratch_dir, cancel)?;
+            let mut sink = ChainSink {
+                mapper: job.mapper(params, next_step)?,
+                collector,
+                line: Vec::new(),
+                records: 0,
+                bytes: 0,
+            };
+            let result = reduce_groups(&mut merge, reducer.as_mut(), &mut sink, &mut cancel_check);
+            let stats = prefer_sink_error(result, sink.collector.take_error())?;
+            let finished = reducer.finish(&mut sink);
+            prefer_sink_error(
+                finished.map_err(TaskError::Job),
+                sink.collector.take_error(),
+            )?;
+            let mapper_finished = sink.mapper.finish(&mut sink.collector);
+            prefer_sink_error(
+                mapper_finished.map_err(TaskError::Job),
+                sink.collector.take_error(),
+            )?;
+            counters.add(counters::REDUCE_INPUT_GROUPS, stats.groups);
+            counters.add(counters::REDUCE_INPUT_RECORDS, stats.records);
+            counters.add(counters::REDUCE_OUTPUT_RECORDS, sink.records);
+            counters.add(counters::REDUCE_OUTPUT_BYTES, sink.bytes);
+            counters.add(counters::MAP_INPUT_RECORDS, sink.records);
+            let map_output = sink.collector.finish()?;
+            counters.merge(&map_output.counters);
+            sink.mapper.counters(&mut counters);
+            ReduceOutcome {
+                part: None,
+                map_output: Some(map_output),
+                counters,
+            }
+        };
+        Ok(outcome)
+    }
+}
+
+impl<'a> GroupSelection<'a> {
+    /// Returns `reducer` seeing only the selected groups (itself for every group).
+    pub(crate) fn wrap(self, reducer: Box<dyn Reducer>) -> Box<dyn Reducer + 'a> {
+        match self {
+            GroupSelection::All => reducer,
+            selection => Box::new(SelectedGroups {
+                inner: reducer,
+                selection,
+                next_group: 0,
+            }),
+        }
+    }
+
+    fn keeps(&self, group: u64) -> bool {
+        match self {
+            GroupSelection::All => true,
+            GroupSelection::AllBut(skipped) => !skipped.contains(&group),
+            GroupSelection::Range(range) => range.contains(&group),
+        }
+    }
+}
+
+/// A reducer that hands its inner reducer the selected groups only (the others' values
+/// are left unread, and so passed over by the group loop).
+struct SelectedGroups<'a> {
+    inner: Box<dyn Reducer>,
+    selection: GroupSelection<'a>,
+    next_group: u64,
+}
+
+impl Reducer for SelectedGroups<'_> {
+    fn reduce(
+        &mut self,
+        key: &[u8],
+        values: &mut dyn Values,
+        out: &mut dyn Emit,
+    ) -> Result<(), JobError> {
+        let group = self.next_group;
+        self.next_group += 1;
+        if !self.selection.keeps(group) {
+            return Ok(());
+        }
+        self.inner.reduce(key, values, out)
+    }
+
+    fn finish(&mut self, out: &mut dyn Emit) -> Result<(), JobError> {
+        self.inner.finish(out)
+    }
 }
 
 /// Returns the sink's error when it has one: it is the cause of the `JobError` the

@@ -17,6 +17,12 @@ pub fn map_task_file_name(task_index: u32) -> String {
     format!("map-{task_index:05}.jsonl")
 }
 
+/// Returns the name, in [`SKIPPED_DIR`], of the file of the key groups the reduce task
+/// of `partition` (of the job's last step) skipped.
+pub fn reduce_task_file_name(partition: u32) -> String {
+    format!("reduce-{partition:05}.jsonl")
+}
+
 /// One record a task skipped, with where it was and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SkippedRecord {

@@ -1,5 +1,5 @@
 //! Where skipped records live: with the job's output, in `OUT/_skipped/`, one file per
-//! map task, written through the commit protocol of the parts
+//! map task (and per reduce partition for skipped key groups), written through the commit protocol of the parts
 //! ([`essaim_storage::side_files`]). The output outlives the workers and the cluster
 //! (an `essaim run` cluster is gone when the command returns), is where a Hadoop user
 //! looks (Hadoop wrote them to `OUT/_logs/skip/`), and is already written once per task
@@ -11,32 +11,30 @@ use std::path::Path;
 use essaim_core::AttemptId;
 use essaim_storage::OutputDir;
 
-use super::record::{
-    SKIPPED_DIR, SkippedRecord, from_json_lines, map_task_file_name, to_json_lines,
-};
+use super::record::{SKIPPED_DIR, SkippedRecord, from_json_lines, to_json_lines};
 use crate::error::{TaskError, TaskResult};
 
 /// Records named in an error that refuses a job for skipping too many: enough to find
 /// the pattern, few enough for one line.
 const RECORDS_NAMED_IN_ERRORS: usize = 5;
 
-/// Publishes the records map task `task_index` skipped, as written by `attempt`
-/// (`scratch_dir` holds the file until an object store receives it). With no record,
-/// removes what an earlier attempt of the task may have published.
-pub fn publish_map_task_records(
+/// Publishes the records a task skipped as the file `name` of [`SKIPPED_DIR`] (see
+/// [`super::record::map_task_file_name`]), as written by `attempt` (`scratch_dir` holds
+/// the file until an object store receives it). With no record, removes what an
+/// earlier attempt of the task may have published.
+pub fn publish_task_records(
     output: &OutputDir,
-    task_index: u32,
+    name: &str,
     attempt: AttemptId,
     scratch_dir: &Path,
     records: &[SkippedRecord],
 ) -> TaskResult<()> {
-    let name = map_task_file_name(task_index);
     if records.is_empty() {
-        output.remove_side_file(SKIPPED_DIR, &name)?;
+        output.remove_side_file(SKIPPED_DIR, name)?;
         return Ok(());
     }
     let mut pending =
-        output.create_side_file(SKIPPED_DIR, &name, &attempt.to_string(), scratch_dir)?;
+        output.create_side_file(SKIPPED_DIR, name, &attempt.to_string(), scratch_dir)?;
     let local_path = pending.local_path().to_path_buf();
     pending
         .file
@@ -107,6 +105,8 @@ mod tests {
         )
     }
 
+    use crate::skip::record::map_task_file_name;
+
     #[test]
     fn records_are_published_per_task_and_read_back_in_file_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -114,10 +114,31 @@ mod tests {
         output.prepare(false).unwrap();
         let first = [record("/b.txt", 2)];
         let second = [record("/a.txt", 9), record("/a.txt", 1)];
-        publish_map_task_records(&output, 1, AttemptId(0xa), dir.path(), &first).unwrap();
-        publish_map_task_records(&output, 0, AttemptId(0xb), dir.path(), &second).unwrap();
+        publish_task_records(
+            &output,
+            &map_task_file_name(1),
+            AttemptId(0xa),
+            dir.path(),
+            &first,
+        )
+        .unwrap();
+        publish_task_records(
+            &output,
+            &map_task_file_name(0),
+            AttemptId(0xb),
+            dir.path(),
+            &second,
+        )
+        .unwrap();
         // A re-run of task 1 replaces its file instead of adding to it.
-        publish_map_task_records(&output, 1, AttemptId(0xc), dir.path(), &first).unwrap();
+        publish_task_records(
+            &output,
+            &map_task_file_name(1),
+            AttemptId(0xc),
+            dir.path(),
+            &first,
+        )
+        .unwrap();
         let read = read_skipped_records(&output).unwrap();
         let locations: Vec<String> = read.iter().map(SkippedRecord::location).collect();
         assert_eq!(locations, ["/a.txt:1", "/a.txt:9", "/b.txt:2"]);
@@ -131,7 +152,14 @@ mod tests {
             "{message}"
         );
         // A later attempt that skipped nothing takes the task's records back.
-        publish_map_task_records(&output, 1, AttemptId(0xd), dir.path(), &[]).unwrap();
+        publish_task_records(
+            &output,
+            &map_task_file_name(1),
+            AttemptId(0xd),
+            dir.path(),
+            &[],
+        )
+        .unwrap();
         assert_eq!(read_skipped_records(&output).unwrap().len(), 2);
     }
 

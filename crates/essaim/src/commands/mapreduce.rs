@@ -597,11 +597,14 @@ pub(crate) fn print_summary(
     let seconds = elapsed.as_secs_f64();
     let megabytes_per_second = planned.input_bytes as f64 / 1e6 / seconds.max(1e-9);
     let counters: BTreeMap<&String, &u64> = job.counters.iter().collect();
-    let skipped_records = job
-        .counters
-        .get(essaim_mapreduce::counters::MAP_SKIPPED_RECORDS)
-        .copied()
-        .unwrap_or(0);
+    // Skipped key groups count as records of the budget, as they do at the commit.
+    let skipped_records: u64 = [
+        essaim_mapreduce::counters::MAP_SKIPPED_RECORDS,
+        essaim_mapreduce::counters::REDUCE_SKIPPED_GROUPS,
+    ]
+    .iter()
+    .filter_map(|counter| job.counters.get(*counter))
+    .sum();
     if format == OutputFormat::Json {
         print_json(&serde_json::json!({
             "job_id": job.job_id,

@@ -6,7 +6,8 @@
 //! budget (0) the job fails as it always did; with a budget of 2 it fails naming the
 //! records; a budget that is not a number is refused before anything runs. In a bucket
 //! (s3s-fs, `scripts/s3.sh`), the skipped records are published by the commit with the
-//! parts, and read back from there.
+//! parts, and read back from there. A streaming reducer that crashes on one key has
+//! that key's group skipped beside the mapper's lines, within the same budget.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -32,6 +33,9 @@ exec awk '
 
 /// Sums the counts of each word (lines arrive grouped by word).
 const REDUCER: &str = r#"awk -F '\t' '$1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
+
+/// The same sum, crashing on the key `plum` (exit status 4).
+const CRASHING_REDUCER: &str = r#"awk -F '\t' '$1 == "plum" { print "cannot reduce " $1 > "/dev/stderr"; exit 4 } $1 != k { if (NR > 1) print k "\t" n; k = $1; n = 0 } { n += $2 } END { if (NR > 0) print k "\t" n }'"#;
 
 /// Where the poison lines are: (file, line number from 1).
 const POISON_AT: [(&str, usize); 3] = [("a.txt", 57), ("c.txt", 12), ("c.txt", 380)];
@@ -343,6 +347,73 @@ async fn skipped_records_in_a_bucket_are_published_with_the_parts() {
         .map(|(name, line)| (name.to_string(), *line as u64))
         .collect();
     assert_eq!(found, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_reducer_that_crashes_on_a_key_has_its_group_skipped() {
+    let cluster = Cluster::start(2, 2).await;
+    let corpus = cluster.path("corpus");
+    let files = write_corpus(&corpus);
+    let mapper = cluster.path("map.sh");
+    std::fs::write(&mapper, MAPPER_SCRIPT).unwrap();
+    let output = cluster.path("out");
+    let mapper_command = format!("sh {}", mapper.display());
+    let run = cluster
+        .cli(&[
+            "submit",
+            "streaming",
+            "--input",
+            corpus.to_str().unwrap(),
+            "--output-dir",
+            output.to_str().unwrap(),
+            "--reducers",
+            "2",
+            "--split-size",
+            "4KiB",
+            "--mapper",
+            &mapper_command,
+            "--reducer",
+            CRASHING_REDUCER,
+            "-D",
+            "skip.records.max=5",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let summary = json("run with a crashing reducer", &run);
+    // Three poison lines and one key group.
+    assert_eq!(summary["skipped_records"], 4, "{summary:#}");
+    assert_eq!(
+        summary["counters"]["reduce.skipped.groups"], 1,
+        "{summary:#}"
+    );
+    let mut expected = oracle(&files);
+    assert!(expected.remove(b"plum".as_slice()).is_some());
+    assert_eq!(read_word_counts(&output, 2), expected);
+
+    let listed = cluster
+        .cli(&["skipped", output.to_str().unwrap(), "--output", "json"])
+        .await;
+    let listed = json("skipped", &listed);
+    let groups: Vec<&Value> = listed["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| {
+            record["file"]
+                .as_str()
+                .unwrap()
+                .starts_with("reduce partition")
+        })
+        .collect();
+    assert_eq!(groups.len(), 1, "{listed:#}");
+    assert_eq!(groups[0]["text"], "plum", "{listed:#}");
+    let error = groups[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("exit status: 4") && error.contains("cannot reduce plum"),
+        "{error}"
+    );
 }
 
 /// Returns the number of files under `dir` (0 when it does not exist).

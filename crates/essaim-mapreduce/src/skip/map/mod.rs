@@ -23,7 +23,6 @@
 
 use std::collections::BTreeSet;
 use std::ops::Range;
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
 use tokio_util::sync::CancellationToken;
@@ -33,6 +32,7 @@ use super::config::MAX_PROBES_PER_TASK;
 use super::describe::describe_culprits;
 use super::record::SkippedRecord;
 use super::store::name_records;
+use super::{IsolationTerms, catch_panics, not_isolated};
 use crate::api::{Emit, InputAccess, JobDefinition, JobError, Partitioner};
 use crate::counters;
 use crate::error::{TaskError, TaskResult};
@@ -191,34 +191,16 @@ fn isolation_failure(
     error: IsolationError<String, TaskError>,
     failure: TaskError,
 ) -> TaskError {
-    let not_isolated = |reason: String| TaskError::NotIsolated {
-        reason,
-        source: Box::new(failure),
+    let name = |culprits: &[Culprit<String>]| match task.describe(culprits) {
+        Ok(described) => name_records(described.iter().map(SkippedRecord::location)),
+        Err(_) => name_records(culprits.iter().map(|c| format!("record {}", c.index))),
     };
-    match error {
-        IsolationError::OverBudget { culprits, .. } => {
-            let records = match task.describe(&culprits) {
-                Ok(described) => name_records(described.iter().map(SkippedRecord::location)),
-                Err(_) => name_records(culprits.iter().map(|c| format!("record {}", c.index))),
-            };
-            TaskError::SkipBudgetExceeded {
-                found: format!("at least {}", culprits.len()),
-                max: task.payload.config.skip.max_records,
-                records,
-            }
-        }
-        IsolationError::OutOfProbes { culprits, probes } => not_isolated(format!(
-            "gave up isolating the failing records after {probes} runs of the mapper \
-             ({} found)",
-            culprits.len()
-        )),
-        IsolationError::NotSeparable { range, .. } => not_isolated(format!(
-            "records {}..{} of the task fail together but none fails alone: \
-             no record can be skipped",
-            range.start, range.end
-        )),
-        IsolationError::Aborted(error) => error,
-    }
+    let limits = IsolationTerms {
+        max_records: task.payload.config.skip.max_records,
+        what: "records",
+        runs_of: "the mapper",
+    };
+    not_isolated(error, failure, limits, name)
 }
 
 /// Removes what a failed run of the collector left in the attempt directory (spills,
@@ -232,22 +214,6 @@ fn remove_map_run_files(scratch_dir: &Path) {
         let is_run_file = path.extension().is_some_and(|extension| extension == "out");
         if is_run_file && path.is_file() {
             crate::merge::remove_quietly(&path);
-        }
-    }
-}
-
-/// Runs `work`, turning a panic of the job's code into [`TaskError::Panicked`].
-fn catch_panics<T>(work: impl FnOnce() -> TaskResult<T>) -> TaskResult<T> {
-    // The mapper that panicked is dropped with the closure, never used again.
-    match std::panic::catch_unwind(AssertUnwindSafe(work)) {
-        Ok(result) => result,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic without a message".to_string());
-            Err(TaskError::Panicked(message))
         }
     }
 }

@@ -15,7 +15,7 @@ use essaim_tls::ClientTrust;
 use std::time::Duration;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Adds the cluster token to every request, and the caller's trace context
 /// (`traceparent`) when the calling span belongs to an exported trace: the interceptor
@@ -152,11 +152,16 @@ pub async fn connect_trusting(
     .max_encoding_message_size(MAX_MESSAGE_BYTES))
 }
 
-/// tonic's TLS settings for `trust`: its CA file's certificates, else the system's roots.
+/// tonic's TLS settings for `trust`: its CA file's certificates, else the system's roots;
+/// and the client's own certificate for mutual TLS, when it has one.
 fn tls_config(trust: &ClientTrust) -> ClientTlsConfig {
     let config = ClientTlsConfig::new();
-    match trust.ca_pem() {
+    let config = match trust.ca_pem() {
         Some(pem) => config.ca_certificate(Certificate::from_pem(pem)),
         None => config.with_native_roots(),
+    };
+    match trust.identity_pem() {
+        Some((cert, key)) => config.identity(Identity::from_pem(cert, key)),
+        None => config,
     }
 }

@@ -436,6 +436,12 @@ impl Coordinators {
             let (url, hint, failure) = match self.client().await {
                 Ok((client, url)) => match rpc(client).await {
                     Ok(response) => return Ok(response.into_inner()),
+                    // A server that refuses this client's certificate (mutual TLS)
+                    // does so only after the connection is made, at the first call;
+                    // it will refuse it again a minute later.
+                    Err(status) if let Some(failure) = essaim_tls::handshake_failure(&status) => {
+                        return Err(CallError::Client(ClientError::Tls { url, failure }));
+                    }
                     Err(status) if !is_unavailable(&status) => {
                         return Err(CallError::Status(status));
                     }

@@ -66,6 +66,9 @@ pub struct ClusterOptions {
     /// serve TLS: its URL is then `https://`, and the cluster's own client and readiness
     /// probe trust this CA (default `None`: plain HTTP).
     pub tls_ca: Option<PathBuf>,
+    /// The client certificate and key the cluster's own client presents, when the
+    /// coordinator requires one (`--tls-client-ca`; default `None`).
+    pub tls_identity: Option<(PathBuf, PathBuf)>,
 }
 
 impl ClusterOptions {
@@ -81,6 +84,7 @@ impl ClusterOptions {
             env: Vec::new(),
             worker_args: Vec::new(),
             tls_ca: None,
+            tls_identity: None,
         }
     }
 }
@@ -115,10 +119,15 @@ impl Cluster {
     /// are registered.
     pub async fn start(options: ClusterOptions) -> Self {
         let one_at_a_time = one_at_a_time().await;
-        let tls = options
-            .tls_ca
-            .as_deref()
-            .map(|ca| essaim_tls::ClientTrust::from_ca_file(ca).expect("the test CA can be read"));
+        let tls = options.tls_ca.as_deref().map(|ca| {
+            let trust = essaim_tls::ClientTrust::from_ca_file(ca).expect("the test CA can be read");
+            match &options.tls_identity {
+                Some((cert, key)) => trust
+                    .with_identity(cert, key)
+                    .expect("the test client certificate can be read"),
+                None => trust,
+            }
+        });
         let dir = tempfile::Builder::new()
             .prefix("essaim-e2e-")
             .tempdir()

@@ -4,6 +4,10 @@
 //! it; a client given none trusts the system's roots, so that an `https://` URL with a
 //! certificate from a public CA works without options. `http://` URLs are unchanged:
 //! the same client speaks plain HTTP to them.
+//!
+//! For mutual TLS a client also presents a certificate of its own
+//! ([`ClientTrust::with_identity`], `--tls-client-cert` and `--tls-client-key`), which a
+//! server started with `--tls-client-ca` requires.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -16,7 +20,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::TlsError;
-use crate::pem::read_ca;
+use crate::pem::{read_ca, read_certificate_chain, read_private_key};
 
 /// The connector of every HTTP client: plain for `http://`, TLS for `https://`.
 pub type HttpsConnector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -26,25 +30,41 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The roots a client trusts; cheap to clone.
+/// The roots a client trusts, and the certificate it presents if any; cheap to clone.
 #[derive(Clone, Default)]
 pub struct ClientTrust {
     /// `None`: the system's roots.
     ca: Option<Arc<Ca>>,
+    /// The client's own certificate, for servers that require one.
+    identity: Option<Arc<Identity>>,
 }
 
 struct Ca {
     path: PathBuf,
     pem: Vec<u8>,
+    roots: rustls::RootCertStore,
+    config: Arc<rustls::ClientConfig>,
+}
+
+/// A client certificate, and the configuration that presents it with the roots.
+struct Identity {
+    cert_path: PathBuf,
+    /// The certificate chain and key as read (tonic wants PEM).
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
     config: Arc<rustls::ClientConfig>,
 }
 
 impl std::fmt::Debug for ClientTrust {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.ca {
-            Some(ca) => write!(f, "ClientTrust({})", ca.path.display()),
-            None => f.write_str("ClientTrust(system roots)"),
+            Some(ca) => write!(f, "ClientTrust({}", ca.path.display())?,
+            None => f.write_str("ClientTrust(system roots")?,
         }
+        if let Some(identity) = &self.identity {
+            write!(f, ", as {}", identity.cert_path.display())?;
+        }
+        f.write_str(")")
     }
 }
 
@@ -57,7 +77,7 @@ impl ClientTrust {
     /// Trusts the certificates of the PEM file at `path`, and only those.
     pub fn from_ca_file(path: &Path) -> Result<Self, TlsError> {
         let ca = read_ca(path)?;
-        let config = client_config(ca.roots).map_err(|error| TlsError::UnusableCa {
+        let config = client_config(ca.roots.clone()).map_err(|error| TlsError::UnusableCa {
             path: path.to_path_buf(),
             reason: error.to_string(),
         })?;
@@ -65,9 +85,66 @@ impl ClientTrust {
             ca: Some(Arc::new(Ca {
                 path: path.to_path_buf(),
                 pem: ca.pem,
+                roots: ca.roots,
                 config: Arc::new(config),
             })),
+            identity: None,
         })
+    }
+
+    /// Presents the certificate chain at `cert` (PEM, the client's certificate first)
+    /// with its key at `key` to servers that ask for one (mutual TLS); the roots stay
+    /// these.
+    pub fn with_identity(self, cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let chain = read_certificate_chain(cert)?;
+        let private_key = read_private_key(key)?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions");
+        let builder = match &self.ca {
+            Some(ca) => builder.with_root_certificates(ca.roots.clone()),
+            None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(system_verifier()),
+        };
+        let config = builder
+            .with_client_auth_cert(chain, private_key)
+            .map_err(|source| TlsError::KeyMismatch {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+                source,
+            })?;
+        let read = |path: &Path, what| {
+            std::fs::read(path).map_err(|source| TlsError::Read {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let identity = Identity {
+            cert_path: cert.to_path_buf(),
+            cert_pem: read(cert, "certificate")?,
+            key_pem: read(key, "key")?,
+            config: Arc::new(config),
+        };
+        Ok(Self {
+            identity: Some(Arc::new(identity)),
+            ..self
+        })
+    }
+
+    /// Returns the client certificate presented (`None`: none).
+    pub fn identity_path(&self) -> Option<&Path> {
+        self.identity
+            .as_ref()
+            .map(|identity| identity.cert_path.as_path())
+    }
+
+    /// Returns the client certificate chain and key presented, as PEM (`None`: none).
+    pub fn identity_pem(&self) -> Option<(&[u8], &[u8])> {
+        self.identity
+            .as_ref()
+            .map(|identity| (identity.cert_pem.as_slice(), identity.key_pem.as_slice()))
     }
 
     /// Trusts the CA file at `path` when one is given, else the system's roots.
@@ -85,8 +162,12 @@ impl ClientTrust {
         self.ca.as_ref().map(|ca| ca.path.as_path())
     }
 
-    /// Returns the rustls configuration of a client with these roots.
+    /// Returns the rustls configuration of a client with these roots (and its own
+    /// certificate, when it has one).
     pub fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
+        if let Some(identity) = &self.identity {
+            return Arc::clone(&identity.config);
+        }
         match &self.ca {
             Some(ca) => Arc::clone(&ca.config),
             None => system_config(),
@@ -139,20 +220,23 @@ fn client_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, r
 fn system_config() -> Arc<rustls::ClientConfig> {
     static SYSTEM: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     let config = SYSTEM.get_or_init(|| {
-        let provider = provider();
-        let verifier = SystemRootsVerifier {
-            provider: Arc::clone(&provider),
-            verifier: OnceLock::new(),
-        };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
+        let config = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .expect("ring supports the default protocol versions")
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_custom_certificate_verifier(system_verifier())
             .with_no_client_auth();
         Arc::new(config)
     });
     Arc::clone(config)
+}
+
+/// The verifier of the system's roots, which reads them at its first use.
+fn system_verifier() -> Arc<SystemRootsVerifier> {
+    Arc::new(SystemRootsVerifier {
+        provider: provider(),
+        verifier: OnceLock::new(),
+    })
 }
 
 /// rustls's own verifier over the system's roots, built at its first use.

@@ -14,6 +14,9 @@ pub enum HandshakeFailure {
     /// The server's certificate does not chain to a trusted root, names another host,
     /// or has expired.
     Untrusted(String),
+    /// The server requires a client certificate (mutual TLS) and was given none, or
+    /// one it does not trust.
+    ClientRefused(String),
     /// Anything else: the server does not speak TLS, refused ours, or no common
     /// protocol was found.
     Failed(String),
@@ -26,6 +29,12 @@ impl std::fmt::Display for HandshakeFailure {
                 f,
                 "the server's TLS certificate is not trusted ({reason}); pass the CA that \
                  signed it with --tls-ca"
+            ),
+            Self::ClientRefused(reason) => write!(
+                f,
+                "the server refused this client's TLS certificate or asked for one \
+                 ({reason}); pass --tls-client-cert and --tls-client-key with a certificate \
+                 signed by the CA of the server's --tls-client-ca"
             ),
             Self::Failed(reason) => write!(
                 f,
@@ -46,9 +55,33 @@ pub fn handshake_failure(error: &(dyn Error + 'static)) -> Option<HandshakeFailu
         if let Some(failure) = rustls_error_in(current).map(classify) {
             return Some(failure);
         }
+        if let Some(failure) = alert_in_words(&current.to_string()) {
+            return Some(failure);
+        }
         next = current.source();
     }
     None
+}
+
+/// Finds a client-certificate alert in an error's words. HTTP/2 keeps only the kind and
+/// the text of an I/O error, so over gRPC the alert a server sends a client it refuses
+/// reaches the caller as text (rustls writes `received fatal alert: CertificateRequired`).
+fn alert_in_words(words: &str) -> Option<HandshakeFailure> {
+    const PREFIX: &str = "received fatal alert: ";
+    let start = words.find(PREFIX)? + PREFIX.len();
+    let alert: String = words[start..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    let refusals = [
+        "CertificateRequired",
+        "BadCertificate",
+        "UnknownCA",
+        "CertificateUnknown",
+        "AccessDenied",
+    ];
+    let refused = refusals.contains(&alert.as_str());
+    refused.then_some(HandshakeFailure::ClientRefused(alert))
 }
 
 fn rustls_error_in<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
@@ -64,10 +97,20 @@ fn rustls_error_in<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::E
 }
 
 fn classify(error: &rustls::Error) -> HandshakeFailure {
+    use rustls::AlertDescription as Alert;
     match error {
         rustls::Error::InvalidCertificate(reason) => {
             HandshakeFailure::Untrusted(format!("{reason:?}"))
         }
+        // What a server verifying client certificates answers a client without one, or
+        // with one it does not trust.
+        rustls::Error::AlertReceived(
+            alert @ (Alert::CertificateRequired
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::AccessDenied),
+        ) => HandshakeFailure::ClientRefused(format!("{alert:?}")),
         other => HandshakeFailure::Failed(other.to_string()),
     }
 }
@@ -84,6 +127,25 @@ mod tests {
         let failure = handshake_failure(&outer).expect("a handshake failure");
         assert_eq!(failure, HandshakeFailure::Untrusted("UnknownIssuer".into()));
         assert!(failure.to_string().contains("--tls-ca"), "{failure}");
+    }
+
+    #[test]
+    fn a_client_certificate_alert_is_found_in_words_as_http2_keeps_it() {
+        let h2 = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "received fatal alert: CertificateRequired",
+        );
+        let failure = handshake_failure(&h2).expect("a handshake failure");
+        assert_eq!(
+            failure,
+            HandshakeFailure::ClientRefused("CertificateRequired".into())
+        );
+        assert!(
+            failure.to_string().contains("--tls-client-cert"),
+            "{failure}"
+        );
+        let other = std::io::Error::other("received fatal alert: DecodeError");
+        assert_eq!(handshake_failure(&other), None);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use crate::TlsError;
-use crate::pem::{read_certificate_chain, read_private_key};
+use crate::pem::{read_ca, read_certificate_chain, read_private_key};
 
 /// Longest a client may take to complete its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,17 +77,20 @@ async fn answer_plain_text_client(mut tcp: TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A server's certificate and key, ready to accept TLS connections.
+/// A server's certificate and key, ready to accept TLS connections (and, for mutual
+/// TLS, the CA its clients' certificates must chain to).
 #[derive(Clone)]
 pub struct ServerTls {
     config: Arc<rustls::ServerConfig>,
     cert_path: PathBuf,
+    client_ca: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerTls")
             .field("cert", &self.cert_path)
+            .field("client_ca", &self.client_ca)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +99,17 @@ impl ServerTls {
     /// Reads the certificate chain at `cert` (PEM, the server's certificate first) and
     /// its private key at `key`, and checks that they go together.
     pub fn load(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        Self::load_requiring_clients(cert, key, None)
+    }
+
+    /// Reads the certificate and key as [`ServerTls::load`] does; with `client_ca`,
+    /// every client must present a certificate that chains to that CA file (mutual
+    /// TLS), or its handshake fails.
+    pub fn load_requiring_clients(
+        cert: &Path,
+        key: &Path,
+        client_ca: Option<&Path>,
+    ) -> Result<Self, TlsError> {
         let chain = read_certificate_chain(cert)?;
         let private_key = read_private_key(key)?;
         let mismatch = |source| TlsError::KeyMismatch {
@@ -103,11 +117,15 @@ impl ServerTls {
             key: key.to_path_buf(),
             source,
         };
-        let mut config = rustls::ServerConfig::builder_with_provider(crate::client::provider())
+        let builder = rustls::ServerConfig::builder_with_provider(crate::client::provider())
             .with_safe_default_protocol_versions()
-            .map_err(mismatch)?
-            .with_no_client_auth()
-            // rustls checks here that the key is the certificate's.
+            .map_err(mismatch)?;
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(path) => builder.with_client_cert_verifier(client_verifier(path)?),
+        };
+        // rustls checks here that the key is the certificate's.
+        let mut config = builder
             .with_single_cert(chain, private_key)
             .map_err(mismatch)?;
         // gRPC clients insist on negotiating h2; HTTP/1.1 for everyone else.
@@ -115,6 +133,7 @@ impl ServerTls {
         Ok(Self {
             config: Arc::new(config),
             cert_path: cert.to_path_buf(),
+            client_ca: client_ca.map(Path::to_path_buf),
         })
     }
 
@@ -122,6 +141,28 @@ impl ServerTls {
     pub fn cert_path(&self) -> &Path {
         &self.cert_path
     }
+
+    /// Returns the CA clients' certificates must chain to (`None`: no client
+    /// certificate asked for).
+    pub fn client_ca(&self) -> Option<&Path> {
+        self.client_ca.as_deref()
+    }
+}
+
+/// The verifier of clients' certificates against the CA file at `path`.
+fn client_verifier(
+    path: &Path,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let ca = read_ca(path)?;
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(ca.roots),
+        crate::client::provider(),
+    )
+    .build()
+    .map_err(|error| TlsError::UnusableCa {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    })
 }
 
 /// Accepts TCP connections and yields those whose TLS handshake succeeded.

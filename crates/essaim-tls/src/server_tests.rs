@@ -14,6 +14,10 @@ type Stop = tokio::sync::oneshot::Sender<()>;
 
 async fn start_server(certificates: &TestCertificates) -> (SocketAddr, Stop) {
     let tls = ServerTls::load(&certificates.cert, &certificates.key).expect("test certificates");
+    start_server_with(tls).await
+}
+
+async fn start_server_with(tls: ServerTls) -> (SocketAddr, Stop) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let router = Router::new().route("/healthz", get(|| async { "ok" }));
@@ -63,6 +67,51 @@ async fn a_client_trusting_another_ca_is_refused_at_once_with_a_clear_error() {
     let error = get_healthz(&trust, &url).await.expect_err("untrusted");
     assert!(error.contains("certificate is not trusted"), "{error}");
     assert!(error.contains("--tls-ca"), "{error}");
+}
+
+#[tokio::test]
+async fn mutual_tls_serves_only_clients_whose_certificate_chains_to_the_client_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let tls = ServerTls::load_requiring_clients(
+        &certificates.cert,
+        &certificates.key,
+        Some(&certificates.ca),
+    )
+    .unwrap();
+    assert_eq!(tls.client_ca(), Some(certificates.ca.as_path()));
+    let (address, _stop) = start_server_with(tls).await;
+    let url = format!("https://127.0.0.1:{}/healthz", address.port());
+    let trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+
+    let known = trust
+        .clone()
+        .with_identity(&certificates.client_cert, &certificates.client_key)
+        .unwrap();
+    assert_eq!(
+        known.identity_path(),
+        Some(certificates.client_cert.as_path())
+    );
+    assert_eq!(get_healthz(&known, &url).await.as_deref(), Ok("ok"));
+
+    for (who, client) in [
+        ("no certificate", trust.clone()),
+        (
+            "a stranger's",
+            trust
+                .clone()
+                .with_identity(&certificates.stranger_cert, &certificates.stranger_key)
+                .unwrap(),
+        ),
+    ] {
+        let error = get_healthz(&client, &url).await.expect_err(who);
+        assert!(error.contains("--tls-client-cert"), "{who}: {error}");
+    }
+    // A key that is not the client certificate's is refused before any connection.
+    let error = trust
+        .with_identity(&certificates.client_cert, &certificates.other_key)
+        .expect_err("mismatched key");
+    assert!(matches!(error, TlsError::KeyMismatch { .. }), "{error}");
 }
 
 #[tokio::test]

@@ -1,10 +1,14 @@
 //! Certificates made on the fly for tests: a CA, a server certificate it signed for
-//! `localhost` and `127.0.0.1`, and a second CA that signed nothing (a client trusting
-//! only it must refuse the server).
+//! `localhost` and `127.0.0.1` and a client certificate (mutual TLS), and a second CA
+//! that signed only a client certificate (a client trusting only it must refuse the
+//! server; a server requiring the first CA's clients must refuse that client).
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 
 /// The PEM files of a test CA and the server certificate it signed.
 #[derive(Debug, Clone)]
@@ -19,6 +23,14 @@ pub struct TestCertificates {
     pub other_ca: PathBuf,
     /// The key of another certificate (for mismatch tests).
     pub other_key: PathBuf,
+    /// A client certificate the CA signed (for mutual TLS).
+    pub client_cert: PathBuf,
+    /// Its key.
+    pub client_key: PathBuf,
+    /// A client certificate the other CA signed.
+    pub stranger_cert: PathBuf,
+    /// Its key.
+    pub stranger_key: PathBuf,
 }
 
 impl TestCertificates {
@@ -36,13 +48,23 @@ impl TestCertificates {
         let server = params
             .signed_by(&server_key, &issuer)
             .map_err(std::io::Error::other)?;
+        let (client, client_key) = make_client("essaim test client", &issuer)?;
+        let (stranger, stranger_key) = make_client("a stranger", &other_issuer)?;
         let files = Self {
             ca: dir.join("ca.pem"),
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
             other_ca: dir.join("other-ca.pem"),
             other_key: dir.join("other.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+            stranger_cert: dir.join("stranger.pem"),
+            stranger_key: dir.join("stranger.key"),
         };
+        std::fs::write(&files.client_cert, client)?;
+        std::fs::write(&files.client_key, client_key)?;
+        std::fs::write(&files.stranger_cert, stranger)?;
+        std::fs::write(&files.stranger_key, stranger_key)?;
         std::fs::write(&files.ca, ca_pem)?;
         std::fs::write(&files.cert, server.pem())?;
         std::fs::write(&files.key, server_key.serialize_pem())?;
@@ -64,4 +86,16 @@ fn make_ca(name: &str) -> std::io::Result<(String, Issuer<'static, KeyPair>)> {
     ];
     let certificate = params.self_signed(&key).map_err(std::io::Error::other)?;
     Ok((certificate.pem(), Issuer::new(params, key)))
+}
+
+/// Returns a client certificate for `name` signed by `issuer`, and its key (PEM).
+fn make_client(name: &str, issuer: &Issuer<'static, KeyPair>) -> std::io::Result<(String, String)> {
+    let key = KeyPair::generate().map_err(std::io::Error::other)?;
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(std::io::Error::other)?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let certificate = params
+        .signed_by(&key, issuer)
+        .map_err(std::io::Error::other)?;
+    Ok((certificate.pem(), key.serialize_pem()))
 }

@@ -101,6 +101,7 @@ impl RegistryArgs {
         .resolve()?;
         let trust = crate::tls_args::TrustArgs {
             tls_ca: self.tls_ca.clone(),
+            ..Default::default()
         }
         .load()?;
         Ok(RegistryClient::new_trusting(

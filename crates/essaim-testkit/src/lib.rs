@@ -17,12 +17,14 @@
 //! | [`proxy`] | a TCP proxy the test cuts and heals: a network partition between one process and a server |
 //! | [`oracle`] | expected outputs that several tests compute (word counts) |
 //! | [`tmpfs`] | a small tmpfs a test fills to the last byte: a real full disk for one process |
+//! | [`clock`] | a process's wall clock a test steps (libfaketime), as NTP steps a real one |
 //! | [`python`] | the Python tools of tests (mrjob, schemathesis, kubernetes-validate) from `scripts/python-env.sh` |
 //!
 //! The seeded generator of tests is the project's one, [`SeededRng`], re-exported here.
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod compose;
 pub mod deadline;

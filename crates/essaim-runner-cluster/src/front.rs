@@ -265,3 +265,87 @@ pub async fn serve(
     let _ = housekeeping.await;
     served
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves a replica answering every inference with `answer`; returns its URL.
+    async fn replica(answer: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().route(
+            "/v2/models/{name}/infer",
+            post(move || async move { answer }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// Returns the URL of a port nothing listens on any more.
+    async fn closed_port() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    }
+
+    fn registration(replica: u32, url: String) -> Registration {
+        Registration {
+            replica,
+            url,
+            worker: format!("w{replica}"),
+            attempt: u64::from(replica) + 1,
+        }
+    }
+
+    async fn infer(front: &Front) -> (StatusCode, Bytes) {
+        let response = front
+            .forward(
+                Method::POST,
+                "/v2/models/m/infer",
+                &HeaderMap::new(),
+                Bytes::from("{}"),
+            )
+            .await;
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn a_request_to_a_dead_replica_is_answered_by_another() {
+        let front = Front::new(2);
+        front
+            .register(&registration(0, closed_port().await))
+            .unwrap();
+        front
+            .register(&registration(1, replica("from 1").await))
+            .unwrap();
+        for _ in 0..4 {
+            assert_eq!(infer(&front).await, (StatusCode::OK, Bytes::from("from 1")));
+        }
+        assert_eq!(
+            front.metrics().retries.get(),
+            1,
+            "one retry, then it is down"
+        );
+        assert_eq!(front.ready_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_replica_left_the_front_says_why() {
+        let front = Front::new(1);
+        assert_eq!(infer(&front).await.0, StatusCode::SERVICE_UNAVAILABLE);
+        front
+            .register(&registration(0, closed_port().await))
+            .unwrap();
+        let (status, body) = infer(&front).await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert!(
+            String::from_utf8_lossy(&body).contains("cannot reach"),
+            "{body:?}"
+        );
+        assert_eq!(front.metrics().unanswered.get(), 2);
+    }
+}

@@ -3,7 +3,8 @@
 //! predictions equal a runner's on its own, byte for byte; a worker holding a replica
 //! is SIGKILLed under a steady load and no request fails (the front retries on the
 //! other replica), and the replica is placed again until the front counts two; the
-//! governance view lists the replicas as users of the version; SIGTERM cancels the job.
+//! governance view lists the replicas as users of the version; SIGTERM cancels the job;
+//! a model the registry does not know ends the job and the command with the reason.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -207,6 +208,13 @@ async fn replicas_on_workers_answer_as_a_runner_and_survive_a_killed_worker() {
         .unwrap_or(0.0)
     };
     assert!(sent_to("0") > 0.0 && sent_to("1") > 0.0, "{metrics}");
+    // The killed replica was asked before the front knew: those requests were retried.
+    let retries = metric_sample(&metrics, "essaim_model_front_retries_total").unwrap();
+    assert!(retries >= 1.0, "{metrics}");
+    assert!(
+        metric_sample(&metrics, "essaim_model_front_errors_total{replica=\"0\"}").unwrap() >= 1.0,
+        "{metrics}"
+    );
     assert_eq!(
         metric_sample(&metrics, "essaim_model_front_unanswered_total"),
         Some(0.0),
@@ -218,5 +226,31 @@ async fn replicas_on_workers_answer_as_a_runner_and_survive_a_killed_worker() {
     let status = front.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}: {}", front.log_text());
     assert!(front.log_text().contains("cancelled"));
+
+    // A model the registry does not know fails the replicas for good, and the command
+    // stops with the reason instead of placing them again and again.
+    let args: Vec<String> = [
+        "serve",
+        "--on-cluster",
+        "--replicas",
+        "1",
+        "--model",
+        "no-such-model@production",
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--coordinator",
+        &cluster.url(),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let mut unknown = spawn_essaim("unknown", &args, &[], cluster.path("unknown.log"));
+    let status = unknown.wait_exit(Duration::from_secs(20)).await;
+    let log = unknown.log_text();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("cannot load the models") && log.contains("no-such-model"),
+        "{log}"
+    );
     drop(alone);
 }

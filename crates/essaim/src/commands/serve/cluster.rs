@@ -65,12 +65,28 @@ pub(super) async fn run(
             eprintln!("stopped: job {job_id} cancelled");
             Ok(ExitCode::SUCCESS)
         }
-        Some(job) => anyhow::bail!(
-            "the serving job {job_id} ended ({}): {}",
-            job.state,
-            job.reason
-        ),
+        Some(job) => {
+            let cause = last_failure(&coordinator, job_id).await;
+            anyhow::bail!(
+                "the serving job {job_id} ended ({}): {}{cause}",
+                job.state,
+                job.reason
+            )
+        }
     }
+}
+
+/// Returns `: <why>` of the job's first dead letter's last attempt, or nothing.
+async fn last_failure(coordinator: &CoordinatorCalls, job_id: u64) -> String {
+    let letters = crate::commands::dlq::list_dead_letters(coordinator, job_id)
+        .await
+        .unwrap_or_default();
+    letters
+        .first()
+        .and_then(|letter| letter.errors.last())
+        .and_then(|error| error.failure.as_ref())
+        .map(|failure| format!(": {}", failure.message))
+        .unwrap_or_default()
 }
 
 /// Announces the front once a replica is ready; resolves when the job ends.

@@ -24,7 +24,7 @@ use essaim_registry::record::AuditEntry;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -50,6 +50,23 @@ pub enum ReloadError {
     NotAnAlias(String),
 }
 
+impl ReloadError {
+    /// Returns true when trying again later can succeed: the registry could not be
+    /// reached, was overloaded or briefly unavailable, or a local file failed. An
+    /// unknown model or alias, a missing or corrupt artifact, or an artifact this
+    /// runner does not read stays so however often it is asked.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Registry(ClientError::Unreachable { .. } | ClientError::TimedOut { .. }) => true,
+            Self::Registry(ClientError::Io { .. }) => true,
+            Self::Registry(ClientError::Refused { status, .. }) => {
+                matches!(status, 408 | 429 | 502 | 503 | 504)
+            }
+            Self::Registry(_) | Self::Artifact { .. } | Self::NotAnAlias(_) => false,
+        }
+    }
+}
+
 /// What the registry task needs.
 pub struct RegistryTask {
     /// The registry's client (its actor signs the canaries' changes).
@@ -68,17 +85,22 @@ pub struct RegistryTask {
     pub tracker: TaskTracker,
     /// Where artifacts are downloaded before they are read.
     pub download_dir: PathBuf,
+    /// Told the failures of the first poll (none: every slot loaded), once.
+    pub first_poll: Option<oneshot::Sender<Vec<ReloadError>>>,
 }
 
 impl RegistryTask {
     /// Polls and carries out decisions until `shutdown`.
     pub async fn run(
-        self,
+        mut self,
         mut decisions_rx: mpsc::Receiver<CanaryCommand>,
         shutdown: CancellationToken,
     ) {
         loop {
-            self.poll_every_slot().await;
+            let failures = self.poll_every_slot().await;
+            if let Some(first_poll) = self.first_poll.take() {
+                let _ = first_poll.send(failures);
+            }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(self.reload_interval) => {}
@@ -87,9 +109,10 @@ impl RegistryTask {
         }
     }
 
-    /// Refreshes every slot; then updates readiness and degradation.
-    async fn poll_every_slot(&self) {
-        let mut first_failure = None;
+    /// Refreshes every slot; then updates readiness and degradation. Returns the
+    /// failures.
+    async fn poll_every_slot(&self) -> Vec<ReloadError> {
+        let mut failures = Vec::new();
         for model in &self.models {
             for slot in model.slots() {
                 if let Err(error) = self.refresh(model, slot).await {
@@ -102,14 +125,16 @@ impl RegistryTask {
                         error = %essaim_core::error_chain::error_chain(&error),
                         "cannot refresh the model version; serving what is loaded"
                     );
-                    first_failure.get_or_insert_with(|| error.to_string());
+                    failures.push(error);
                 }
             }
         }
+        let first_failure = failures.first().map(ToString::to_string);
         let reachable = first_failure.is_none();
         self.metrics.registry_reachable.set(i64::from(reachable));
         self.health
             .update(&self.models, first_failure, &self.metrics);
+        failures
     }
 
     /// Loads the version `slot`'s reference names now, if it is not the loaded one.

@@ -12,7 +12,7 @@ use crate::config::{ConfigError, ServedModelPlan, check_distinct};
 use crate::health::RunnerHealth;
 use crate::http::{ApiState, router};
 use crate::metrics::RunnerMetrics;
-use crate::reload::RegistryTask;
+use crate::reload::{RegistryTask, ReloadError};
 use crate::served::ServedModel;
 use crate::usage::{UsageReporter, UsageSettings};
 use essaim_registry::client::RegistryClient;
@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -77,6 +77,7 @@ pub struct Runner {
     usage_task: JoinHandle<()>,
     tracker: TaskTracker,
     health: RunnerHealth,
+    first_poll: Option<oneshot::Receiver<Vec<ReloadError>>>,
     // Removed when the runner is dropped; artifacts only pass through it.
     _download_dir: tempfile::TempDir,
 }
@@ -106,6 +107,7 @@ impl Runner {
         let health = RunnerHealth::new(probe.clone());
         let tracker = TaskTracker::new();
         let (decisions_tx, decisions_rx) = mpsc::channel(PENDING_DECISIONS);
+        let (first_poll_tx, first_poll) = oneshot::channel();
         let models: Vec<Arc<ServedModel>> = config
             .models
             .into_iter()
@@ -135,6 +137,7 @@ impl Runner {
             health: health.clone(),
             tracker: tracker.clone(),
             download_dir: download_dir.path().to_path_buf(),
+            first_poll: Some(first_poll_tx),
         };
         let registry_task = tokio::spawn(task.run(decisions_rx, shutdown.clone()));
         let state = ApiState {
@@ -160,8 +163,20 @@ impl Runner {
             usage_task,
             tracker,
             health,
+            first_poll: Some(first_poll),
             _download_dir: download_dir,
         })
+    }
+
+    /// Waits for the first poll of the registry and returns its failures (empty when
+    /// every version was loaded). A runner on its own keeps polling whatever they are;
+    /// a runner placed as a task decides from them whether to stop
+    /// ([`ReloadError::is_retryable`]). Empty when asked a second time.
+    pub async fn first_load(&mut self) -> Vec<ReloadError> {
+        match self.first_poll.take() {
+            Some(first_poll) => first_poll.await.unwrap_or_default(),
+            None => Vec::new(),
+        }
     }
 
     /// Returns the address it listens on.

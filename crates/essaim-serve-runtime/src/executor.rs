@@ -58,15 +58,6 @@ impl Executor for LeafExecutor {
     }
 }
 
-/// Returns the host part of the worker's file server URL: the address the worker
-/// advertises, which other machines can reach.
-fn advertised_host(file_base_url: &str) -> Option<String> {
-    let rest = file_base_url.strip_prefix("http://")?;
-    let authority = rest.split('/').next()?;
-    let (host, _port) = authority.rsplit_once(':')?;
-    Some(host.to_owned())
-}
-
 async fn load(spec: &LeafSpec) -> Result<essaim_serve::shard::ShardIndex, TaskFailure> {
     let index_dir: PathBuf = spec.index_dir.clone();
     let (shards, shard) = (spec.shards, ShardId(spec.shard));
@@ -90,7 +81,9 @@ async fn run_leaf(
         () = cancel.cancelled() => return Ok(TaskOutput::default()),
         loaded = load(&spec) => loaded?,
     };
-    let host = advertised_host(&attempt.file_base_url).unwrap_or_else(|| "127.0.0.1".to_owned());
+    let host = attempt
+        .advertised_host()
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
     let listener = tokio::net::TcpListener::bind((host.as_str(), 0))
         .await
         .map_err(|error| failure(format!("cannot listen on {host}: {error}"), true))?;
@@ -178,19 +171,5 @@ async fn register_until_cancelled(
                 tracing::debug!(error = %error, "cannot register with the query root yet")
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_leaf_listens_on_the_host_the_worker_advertises() {
-        assert_eq!(
-            advertised_host("http://10.0.0.7:41234/files/3/1/ab").as_deref(),
-            Some("10.0.0.7")
-        );
-        assert_eq!(advertised_host("nonsense"), None);
     }
 }

@@ -112,6 +112,22 @@ impl AttemptContext {
     pub fn file_url(&self, name: &str) -> String {
         format!("{}/{name}", self.file_base_url)
     }
+
+    /// Returns the host the worker advertises (the host of its file server's URL),
+    /// which other machines can reach: where a long-running task that serves (a
+    /// shard's leaf, a model runner) listens. `None` when the URL has no host.
+    pub fn advertised_host(&self) -> Option<String> {
+        advertised_host(&self.file_base_url)
+    }
+}
+
+fn advertised_host(file_base_url: &str) -> Option<String> {
+    let rest = file_base_url
+        .strip_prefix("http://")
+        .or_else(|| file_base_url.strip_prefix("https://"))?;
+    let authority = rest.split('/').next()?;
+    let (host, _port) = authority.rsplit_once(':')?;
+    Some(host.to_owned())
 }
 
 /// Returns the private directory of an attempt: `<scratch>/<job>/<task>/<attempt hex>`.
@@ -159,5 +175,14 @@ mod tests {
         assert_eq!(dir, Path::new("/scratch/7/3/ab"));
         let url = attempt_file_base_url("http://h:1", task, AttemptId(0xab));
         assert_eq!(url, "http://h:1/files/7/3/ab");
+    }
+
+    #[test]
+    fn a_serving_task_listens_on_the_host_the_worker_advertises() {
+        assert_eq!(
+            advertised_host("http://10.0.0.7:41234/files/3/1/ab").as_deref(),
+            Some("10.0.0.7")
+        );
+        assert_eq!(advertised_host("nonsense"), None);
     }
 }

@@ -23,7 +23,7 @@ use essaim_serve_runtime::root::{DEFAULT_DEADLINE, Root, RootConfig};
 use essaim_serve_runtime::wire::{InjectedLatency, LeafSpec};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{ConnectArgs, CoordinatorCalls, usage};
+use crate::client::{ConnectArgs, usage};
 
 /// `essaim index …`.
 #[derive(Args, Debug)]
@@ -235,17 +235,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let ended = tokio::select! {
         () = super::shutdown_signal() => None,
-        ended = job_ended(&coordinator, job_id) => Some(ended?),
+        ended = super::serving_job_ended(&coordinator, job_id) => Some(ended?),
     };
     stop.cancel();
     let _ = server.await;
     match ended {
         None => {
-            coordinator
-                .read(|mut client| async move {
-                    client.cancel_job(v1::CancelJobRequest { job_id }).await
-                })
-                .await?;
+            super::cancel_serving_job(&coordinator, job_id).await?;
             eprintln!("stopped: job {job_id} cancelled");
             Ok(ExitCode::SUCCESS)
         }
@@ -254,18 +250,5 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             job.state,
             job.reason
         ),
-    }
-}
-
-/// Resolves when the serving job is no longer running.
-async fn job_ended(coordinator: &CoordinatorCalls, job_id: u64) -> anyhow::Result<v1::JobStatus> {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let job = coordinator
-            .read(|mut client| async move { client.get_job(v1::GetJobRequest { job_id }).await })
-            .await?;
-        if job.state != "running" {
-            return Ok(job);
-        }
     }
 }

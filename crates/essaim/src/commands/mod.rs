@@ -51,3 +51,39 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
     }
 }
+
+/// Resolves when a serving job (`essaim index serve`, `essaim serve --on-cluster`) is
+/// no longer running: its tasks run until cancelled, so it ended on a failure.
+pub(crate) async fn serving_job_ended(
+    coordinator: &crate::client::CoordinatorCalls,
+    job_id: u64,
+) -> anyhow::Result<essaim_proto::v1::JobStatus> {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let job = coordinator
+            .read(|mut client| async move {
+                client
+                    .get_job(essaim_proto::v1::GetJobRequest { job_id })
+                    .await
+            })
+            .await?;
+        if job.state != "running" {
+            return Ok(job);
+        }
+    }
+}
+
+/// Cancels a serving job, which stops its tasks.
+pub(crate) async fn cancel_serving_job(
+    coordinator: &crate::client::CoordinatorCalls,
+    job_id: u64,
+) -> anyhow::Result<()> {
+    coordinator
+        .read(|mut client| async move {
+            client
+                .cancel_job(essaim_proto::v1::CancelJobRequest { job_id })
+                .await
+        })
+        .await?;
+    Ok(())
+}

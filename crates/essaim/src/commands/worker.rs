@@ -137,6 +137,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         essaim_serve_runtime::LEAF_TASK_KIND,
         std::sync::Arc::new(essaim_serve_runtime::LeafExecutor::new()),
     );
+    executors.register(
+        essaim_runner_cluster::MODEL_SERVE_TASK_KIND,
+        std::sync::Arc::new(
+            essaim_runner_cluster::ModelServeExecutor::new()
+                .with_registry_token(config.token.clone()),
+        ),
+    );
     let worker = start_worker(config, executors, drain).await?;
     tracing::info!(http = %worker.http_addr, "worker serving health, metrics and files");
     worker.wait().await?;

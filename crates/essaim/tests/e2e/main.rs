@@ -36,6 +36,7 @@
 //! | `models.rs` | the model registry through the coordinator: aliases, racing promotions audited, time travel, a corrupt artifact refused, restart |
 //! | `model_runner.rs` | `essaim serve` answers OIP v2 predictions, follows an alias moved under continuous traffic with no failed request (version 1 then 2, never back), refuses bad input (400, 404), answers 429 when its queue is full, keeps serving degraded without the registry; a sticky A/B split, a shadow's disagreements counted, canaries promoted and rolled back in the audit log |
 //! | `model_governance.rs` | `essaim models list --usage` and the dashboard's Models page show which runner serves which version; a SIGKILLed runner drops out after three missed heartbeats; an alias move is reported; two registries read side by side |
+//! | `model_on_cluster.rs` | `essaim serve --on-cluster --replicas 2` on two workers answers as a runner on its own, byte for byte; a worker holding a replica SIGKILLed under load fails no request and the replica is placed again; the governance view lists the replicas; SIGTERM cancels the job |
 //! | `registry_process.rs` | `essaim registry` alone, driven by `essaim models --coordinator`: register, alias, download, the token, a restart; two registry processes on one PostgreSQL database and one bucket (`scripts/s3.sh`) see each other's changes, serve each other's uploads, refuse an object overwritten in the bucket and serialise racing promotions; two coordinators on etcd with one PostgreSQL store serve the same registry across a SIGKILLed leader; unusable stores refused at start (unknown scheme 2, unreachable or unknown role 3) |
 //! | `train.rs` | `essaim train naive-bayes` on two workers equals a naive Bayes computed in the test; lineage; bad input |
 //! | `json_output.rs` | every data command prints one JSON document with `--output json` |
@@ -87,6 +88,7 @@ mod mapreduce_skipping;
 mod mapreduce_slow_start;
 mod mapreduce_small_files;
 mod model_governance;
+mod model_on_cluster;
 mod model_runner;
 mod models;
 mod partition;

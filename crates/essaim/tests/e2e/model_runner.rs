@@ -76,7 +76,7 @@ pub(crate) fn start_runner(cluster: &Cluster, name: &str, port: u16, extra: &[&s
     spawn_essaim(name, &args, &[], cluster.path(&format!("{name}.log")))
 }
 
-fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+pub(crate) fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
     let (status, body) =
         essaim_testkit::http::request(&format!("127.0.0.1:{port}"), method, path, None, body)
             .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
@@ -84,7 +84,7 @@ fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> (u16, Val
     (status, json)
 }
 
-fn infer_body(texts: &[&str], key: Option<&str>) -> String {
+pub(crate) fn infer_body(texts: &[&str], key: Option<&str>) -> String {
     let mut body = json!({"inputs": [{"name": "text", "shape": [texts.len()], "datatype": "BYTES", "data": texts}]});
     if let Some(key) = key {
         body["parameters"] = json!({"key": key});

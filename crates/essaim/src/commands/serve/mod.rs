@@ -7,11 +7,17 @@
 //! canary's promotions and rollbacks are recorded in its audit log under the actor
 //! `essaim-serve`. Every `--usage-interval` it reports the versions it serves, under
 //! `--name`, for `essaim models list --usage`.
+//!
+//! With `--on-cluster --replicas R` the runner runs as R `model.serve` tasks on the
+//! cluster's workers instead, and this process is their front on `--listen`
+//! ([`cluster`]).
+
+mod cluster;
 
 use crate::client::{ConnectArgs, usage};
 use essaim_registry::client::RegistryClient;
 use essaim_runner::batch::{BatchLimits, DEFAULT_MAX_BATCH, DEFAULT_MAX_QUEUE, default_scorers};
-use essaim_runner::config::{parse_model_arg, parse_model_file};
+use essaim_runner::config::{ServedModelPlan, check_distinct, parse_model_arg, parse_model_file};
 use essaim_runner::usage::UsageSettings;
 use essaim_runner::{Runner, RunnerConfig};
 use std::net::SocketAddr;
@@ -66,47 +72,87 @@ pub struct Args {
     /// forgets a runner that misses three.
     #[arg(long, value_name = "DURATION", value_parser = crate::durations::seconds, default_value = "5s")]
     usage_interval: Duration,
+    /// Run the runner as `--replicas` long-running tasks on the cluster's workers,
+    /// this process being their front on `--listen` (`--advertise`: the URL the
+    /// workers reach it at; `--name`: the replicas' name in the governance view).
+    #[arg(long)]
+    on_cluster: bool,
+    /// With --on-cluster: how many replicas of the runner.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    replicas: u32,
 }
 
-/// Serves until Ctrl-C or SIGTERM.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut models = Vec::new();
+/// What `--model` and `--model-config` say, read once.
+struct ModelArgs {
+    /// The plans, checked.
+    plans: Vec<ServedModelPlan>,
+    /// The model file's text, for replicas that parse it again.
+    model_file: Option<String>,
+}
+
+fn read_models(args: &Args) -> anyhow::Result<ModelArgs> {
+    let mut plans = Vec::new();
     for text in &args.models {
-        models.push(parse_model_arg(text).map_err(|error| usage(error.to_string()))?);
+        plans.push(parse_model_arg(text).map_err(|error| usage(error.to_string()))?);
     }
+    let mut model_file = None;
     if let Some(path) = &args.model_config {
         let text = std::fs::read_to_string(path)
             .map_err(|error| usage(format!("--model-config {}: {error}", path.display())))?;
         let from_file = parse_model_file(&text)
             .map_err(|error| usage(format!("{}: {error}", path.display())))?;
-        models.extend(from_file);
+        plans.extend(from_file);
+        model_file = Some(text);
     }
+    check_distinct(&plans).map_err(|error| usage(error.to_string()))?;
+    Ok(ModelArgs { plans, model_file })
+}
+
+fn batch_limits(args: &Args) -> anyhow::Result<BatchLimits> {
     if args.max_batch == 0 || args.max_queue == 0 || args.scorers == Some(0) {
         return Err(usage(
             "--max-batch, --max-queue and --scorers must be at least 1",
         ));
     }
-    if args.usage_interval < Duration::from_millis(100) {
-        return Err(usage("--usage-interval must be at least 100ms"));
-    }
-    let url = args
-        .connect
+    Ok(BatchLimits {
+        max_batch: args.max_batch,
+        max_delay: args.max_batch_delay,
+        max_queue: args.max_queue,
+        scorers: args.scorers.unwrap_or_else(default_scorers),
+    })
+}
+
+/// The registry: the first coordinator's.
+fn registry_url(args: &Args) -> String {
+    args.connect
         .coordinator
         .split(',')
         .next()
         .unwrap_or_default()
-        .trim();
-    let client = RegistryClient::new(url, args.connect.token()?.as_deref(), ACTOR)
-        .map_err(|error| usage(error.to_string()))?;
+        .trim()
+        .to_owned()
+}
+
+/// Serves until Ctrl-C or SIGTERM.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let models = read_models(&args)?;
+    let limits = batch_limits(&args)?;
+    if args.usage_interval < Duration::from_millis(100) {
+        return Err(usage("--usage-interval must be at least 100ms"));
+    }
+    if args.on_cluster {
+        return cluster::run(&args, models, limits).await;
+    }
+    let client = RegistryClient::new(
+        &registry_url(&args),
+        args.connect.token()?.as_deref(),
+        ACTOR,
+    )
+    .map_err(|error| usage(error.to_string()))?;
     let config = RunnerConfig {
         listen: args.listen,
-        models,
-        limits: BatchLimits {
-            max_batch: args.max_batch,
-            max_delay: args.max_batch_delay,
-            max_queue: args.max_queue,
-            scorers: args.scorers.unwrap_or_else(default_scorers),
-        },
+        models: models.plans,
+        limits,
         reload_interval: args.reload_interval,
         client,
         usage: UsageSettings {

@@ -22,15 +22,17 @@ cargo check --manifest-path fuzz/Cargo.toml --bins --quiet
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
-step "test tools (promtool, chromium, zstd, bzip2)"
+step "test tools (promtool, chromium, zstd, bzip2, libfaketime)"
 # promtool (Debian package `prometheus`) checks and unit-tests deploy/prometheus/ and
 # lints the live /metrics (crates/essaim/tests/promtool.rs); chromium is for pages; the
-# zstd and bzip2 tools make the compressed inputs of e2e/mapreduce_compressed.rs.
+# zstd and bzip2 tools make the compressed inputs of e2e/mapreduce_compressed.rs;
+# libfaketime steps the wall clocks of the torture suite's processes.
 packages=()
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
 command -v chromium >/dev/null 2>&1 || packages+=(chromium)
 command -v zstd >/dev/null 2>&1 || packages+=(zstd)
 command -v bzip2 >/dev/null 2>&1 || packages+=(bzip2)
+[[ -f /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ]] || packages+=(libfaketime)
 if (( ${#packages[@]} > 0 )); then
     as_root=()
     [[ $(id -u) == 0 ]] || as_root=(sudo)

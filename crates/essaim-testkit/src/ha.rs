@@ -12,18 +12,29 @@ use essaim_proto::{CoordinatorClient, v1};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
+use crate::clock::FakeClock;
 use crate::cluster::{all_results, one_at_a_time};
 use crate::deadline::{Deadline, EVENTUALLY};
 use crate::etcd_cluster::EtcdCluster;
 use crate::process::{Process, free_port, http_status, log_tail};
 use crate::proxy::Proxy;
 use crate::tmpfs::Tmpfs;
+use std::collections::BTreeMap;
+
+mod clocks;
 
 /// Lines of each log printed when a test fails.
 const LOG_TAIL_LINES: usize = 60;
 
 /// The leader's lease in the tests, in seconds (the CLI's default).
 pub const LEASE_SECS: u64 = 2;
+
+/// Which wall clock a cluster's processes read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClockChoice {
+    True,
+    Fake,
+}
 
 /// Coordinators elected through one etcd, and their workers.
 pub struct HaCluster {
@@ -43,6 +54,9 @@ pub struct HaCluster {
     scratch_tmpfs_bytes: Option<u64>,
     /// Those mounts, unmounted on drop once the workers are killed.
     scratch_mounts: Vec<Tmpfs>,
+    /// The wall clocks of the processes started on fake clocks, by process name; `None`
+    /// while processes start on the true clock.
+    clocks: Option<BTreeMap<String, FakeClock>>,
     _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -95,6 +109,33 @@ impl HaCluster {
         proxied_leader: bool,
         coordinator_args: &[&str],
     ) -> Option<Self> {
+        let clocks = ClockChoice::True;
+        let shape = (etcd_members, coordinators, workers, slots);
+        Self::launch(binary, shape, proxied_leader, coordinator_args, clocks).await
+    }
+
+    /// Like [`HaCluster::start_with`], every coordinator and worker on a wall clock of
+    /// its own that the test can step ([`HaCluster::jump_coordinator_clock`]) when
+    /// libfaketime is installed ([`HaCluster::on_fake_clocks`] tells).
+    pub async fn start_on_fake_clocks(
+        binary: impl Into<PathBuf>,
+        etcd_members: usize,
+        coordinators: usize,
+        workers: usize,
+        slots: u32,
+        proxied_leader: bool,
+    ) -> Option<Self> {
+        let shape = (etcd_members, coordinators, workers, slots);
+        Self::launch(binary, shape, proxied_leader, &[], ClockChoice::Fake).await
+    }
+
+    async fn launch(
+        binary: impl Into<PathBuf>,
+        (etcd_members, coordinators, workers, slots): (usize, usize, usize, u32),
+        proxied_leader: bool,
+        coordinator_args: &[&str],
+        clocks: ClockChoice,
+    ) -> Option<Self> {
         let guard = one_at_a_time().await;
         let etcd = tokio::task::spawn_blocking(move || EtcdCluster::start(etcd_members))
             .await
@@ -115,6 +156,7 @@ impl HaCluster {
             coordinator_args: coordinator_args.iter().map(|arg| arg.to_string()).collect(),
             scratch_tmpfs_bytes: None,
             scratch_mounts: Vec::new(),
+            clocks: None,
             proxy: None,
             _one_at_a_time: guard,
         };
@@ -123,6 +165,9 @@ impl HaCluster {
                 .trim_start_matches("http://")
                 .to_string();
             cluster.proxy = Some(Proxy::start(first_member).await);
+        }
+        if clocks == ClockChoice::Fake {
+            cluster.put_processes_on_fake_clocks();
         }
         cluster.start_coordinator(0);
         assert_eq!(
@@ -213,7 +258,9 @@ impl HaCluster {
         .map(|arg| arg.to_string())
         .collect();
         args.extend(self.coordinator_args.iter().cloned());
-        self.coordinators[index] = Some(Process::spawn(&self.binary, &name, &args, &[], log));
+        let env = self.clock_env(&name);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.coordinators[index] = Some(Process::spawn(&self.binary, &name, &args, &env, log));
     }
 
     /// Starts a worker given every coordinator's URL.
@@ -241,13 +288,10 @@ impl HaCluster {
         .map(|arg| arg.to_string())
         .collect();
         let log = self.path(&format!("{name}.log"));
-        let process = Process::spawn(
-            &self.binary,
-            &name,
-            &args,
-            &[("RUST_LOG", "info,essaim_worker=debug")],
-            log,
-        );
+        let mut env = self.clock_env(&name);
+        env.push(("RUST_LOG".into(), "info,essaim_worker=debug".into()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let process = Process::spawn(&self.binary, &name, &args, &env, log);
         self.workers.push(process);
     }
 

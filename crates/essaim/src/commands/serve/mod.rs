@@ -78,7 +78,7 @@ pub struct Args {
     #[arg(long)]
     on_cluster: bool,
     /// With --on-cluster: how many replicas of the runner.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "on_cluster")]
     replicas: u32,
 }
 

@@ -11,7 +11,10 @@
 //! worker (a new one joins), SIGSTOP of a worker past its timeout then SIGCONT, SIGKILL
 //! of one etcd member (restarted later), a worker's scratch disk filled to the last byte
 //! then freed (each worker's scratch directory is a small tmpfs of its own; where the
-//! test may not mount one, that fault is skipped and counted as such). Between faults
+//! test may not mount one, that fault is skipped and counted as such), the wall clock
+//! of the leader or of a worker stepped forward or back by up to 10 minutes then back
+//! (every process runs on a clock of its own through libfaketime; without it, skipped
+//! and counted). Between faults
 //! the commits seen so far are read from the leader of the moment. The invariants,
 //! checked after every schedule:
 //!
@@ -60,6 +63,10 @@ enum Fault {
     PauseWorker(usize, Duration),
     KillEtcdMember(usize),
     FillWorkerDisk(usize, Duration),
+    /// The leader's wall clock stepped by that many seconds, then back.
+    JumpLeaderClock(i64, Duration),
+    /// A worker's wall clock stepped by that many seconds, then back.
+    JumpWorkerClock(usize, i64, Duration),
 }
 
 impl Fault {
@@ -78,14 +85,24 @@ fn schedule(seed: u64) -> Vec<(Duration, Fault)> {
         .map(|_| {
             let before = Duration::from_millis(200 + rng.below(1500));
             let held = |rng: &mut SeededRng| Duration::from_millis(lease_ms + rng.below(2000));
-            let fault = match rng.below(7) {
+            // A step of the wall clock, as NTP makes: up to 10 minutes either way.
+            let step = |rng: &mut SeededRng| {
+                let seconds = 30 + rng.below(571) as i64;
+                if rng.below(2) == 0 { seconds } else { -seconds }
+            };
+            let fault = match rng.below(9) {
                 0 => Fault::KillLeader,
                 1 => Fault::PauseLeader(held(&mut rng)),
                 2 => Fault::CutCoordinator0(held(&mut rng)),
                 3 => Fault::KillWorker(rng.below(WORKERS as u64) as usize),
                 4 => Fault::PauseWorker(rng.below(WORKERS as u64) as usize, held(&mut rng)),
                 5 => Fault::KillEtcdMember(rng.below(3) as usize),
-                _ => Fault::FillWorkerDisk(rng.below(WORKERS as u64) as usize, held(&mut rng)),
+                6 => Fault::FillWorkerDisk(rng.below(WORKERS as u64) as usize, held(&mut rng)),
+                7 => Fault::JumpLeaderClock(step(&mut rng), held(&mut rng)),
+                _ => {
+                    let worker = rng.below(WORKERS as u64) as usize;
+                    Fault::JumpWorkerClock(worker, step(&mut rng), held(&mut rng))
+                }
             };
             (before, fault)
         })
@@ -172,6 +189,23 @@ async fn inject(cluster: &mut HaCluster, fault: Fault) -> bool {
             tokio::time::sleep(held).await;
             std::fs::remove_file(filler).expect("the filler is removed");
         }
+        Fault::JumpLeaderClock(seconds, held) => {
+            let leader = leader_or_first(cluster).await;
+            if !cluster.jump_coordinator_clock(leader, seconds) {
+                return cluster.on_fake_clocks();
+            }
+            tokio::time::sleep(held).await;
+            cluster.jump_coordinator_clock(leader, -seconds);
+        }
+        Fault::JumpWorkerClock(index, seconds, held) => {
+            let index = index % cluster.worker_count();
+            if !cluster.jump_worker_clock(index, seconds) {
+                return false;
+            }
+            tokio::time::sleep(held).await;
+            // The worker may have been replaced meanwhile: step back the one stepped.
+            cluster.jump_worker_clock(index % cluster.worker_count(), -seconds);
+        }
     }
     true
 }
@@ -185,7 +219,7 @@ async fn run_schedule(seed: u64) -> Option<Ran> {
         Workload::of(seed)
     );
     let mut cluster =
-        HaCluster::start_with(env!("CARGO_BIN_EXE_essaim"), 3, 2, 0, SLOTS, true).await?;
+        HaCluster::start_on_fake_clocks(env!("CARGO_BIN_EXE_essaim"), 3, 2, 0, SLOTS, true).await?;
     if Tmpfs::can_mount(&cluster.path("")) {
         cluster.put_worker_scratch_on_tmpfs(SCRATCH_BYTES);
     }

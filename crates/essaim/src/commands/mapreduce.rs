@@ -432,6 +432,7 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<(PlannedJob, ShippedFiles)
             allow_http: args.s3_allow_http,
         }),
         files: shipped.names_to_hashes(),
+        required_labels: Default::default(),
     };
     let planned = essaim_planning::mapreduce::plan(&registry, &request, Overwrite::Anything)
         .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?;

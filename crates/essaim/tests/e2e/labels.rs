@@ -1,13 +1,16 @@
 //! Worker labels and label-constrained placement, on real processes: a task farm
-//! submitted with `--require-label gpu=yes` runs every task on the labelled worker while
-//! an unlabelled one sits idle; a job requiring a label no worker carries waits, queued
+//! submitted with `--require-label gpu=yes` (or over REST with `required_labels`) runs
+//! every task on the labelled worker while an unlabelled one sits idle; a job requiring a label no worker carries waits, queued
 //! and not failed, and says so, until a worker carrying it joins, then finishes there.
 //! Malformed labels are refused with exit code 2.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::harness::{Cluster, EVENTUALLY, assert_refused, essaim, within};
+use essaim_testkit::http;
+use serde_json::Value;
+
+use crate::harness::{Cluster, EVENTUALLY, assert_refused, essaim, http_get, within};
 
 /// The worker ids of the listed workers carrying `key=value`.
 async fn workers_with(cluster: &Cluster, key: &str, value: &str) -> BTreeSet<u64> {
@@ -73,6 +76,33 @@ async fn labelled_jobs_run_only_on_workers_carrying_their_labels() {
         status.stdout.contains("runs on workers with: gpu=yes"),
         "{status:?}"
     );
+
+    // The same over REST: `required_labels` of a submission, labels in the views.
+    let base = cluster.url();
+    let body = serde_json::json!({
+        "kind": "tasks", "name": "rest-gpu", "required_labels": {"gpu": "yes"},
+        "tasks": (0..6).map(|_| serde_json::json!({"kind": "command",
+            "payload": {"argv": ["sh", "-c", "sleep 0.3; echo ok"]}})).collect::<Vec<_>>(),
+    });
+    let (code, answer) =
+        http::request(&base, "POST", "/api/v1/jobs", None, Some(&body.to_string())).unwrap();
+    assert_eq!(code, 201, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    let rest_job = answer["job_id"].as_u64().expect("a job id");
+    assert_eq!(committed_by(&cluster, rest_job, 6).await, gpu);
+    let detail: Value =
+        serde_json::from_str(&http_get(&base, &format!("/api/v1/jobs/{rest_job}"))).unwrap();
+    assert_eq!(
+        detail["job"]["required_labels"],
+        serde_json::json!({"gpu": "yes"})
+    );
+    let workers: Value = serde_json::from_str(&http_get(&base, "/api/v1/workers")).unwrap();
+    let labelled = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|worker| worker["labels"] == serde_json::json!({"gpu": "yes", "zone": "a"}));
+    assert_eq!(labelled.count(), 1, "{workers}");
 
     // No worker carries accel=tpu: the job waits, its tasks pending, and says why.
     let waiting = submit(

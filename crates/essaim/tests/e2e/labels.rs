@@ -104,6 +104,34 @@ async fn labelled_jobs_run_only_on_workers_carrying_their_labels() {
         .filter(|worker| worker["labels"] == serde_json::json!({"gpu": "yes", "zone": "a"}));
     assert_eq!(labelled.count(), 1, "{workers}");
 
+    // A MapReduce job: its map and reduce tasks too.
+    let input = cluster.path("words.txt");
+    std::fs::write(&input, "gpu cpu gpu\n".repeat(50)).unwrap();
+    let output = cluster.path("counts");
+    let wordcount = cluster
+        .cli(&[
+            "submit",
+            "wordcount",
+            "--input",
+            input.to_str().unwrap(),
+            "--output-dir",
+            output.to_str().unwrap(),
+            "--reducers",
+            "2",
+            "--require-label",
+            "gpu=yes",
+            "--detach",
+        ])
+        .await;
+    assert_eq!(wordcount.code, Some(0), "{wordcount:?}");
+    let job: u64 = wordcount
+        .stdout
+        .trim()
+        .parse()
+        .expect("a detached submit prints the job id");
+    let tasks = cluster.job(job).await.total as usize;
+    assert_eq!(committed_by(&cluster, job, tasks).await, gpu);
+
     // No worker carries accel=tpu: the job waits, its tasks pending, and says why.
     let waiting = submit(
         &cluster,

@@ -480,7 +480,8 @@ impl History {
             | JournalEvent::JobSupersedeKey { .. }
             | JournalEvent::JobProcessingVersion { .. }
             | JournalEvent::JobSlowStart { .. }
-            | JournalEvent::JobOwner { .. } => {}
+            | JournalEvent::JobOwner { .. }
+            | JournalEvent::JobPlacement { .. } => {}
         }
     }
 

@@ -49,6 +49,18 @@ impl<'de> Deserialize<'de> for SubmitRequest {
     }
 }
 
+impl SubmitRequest {
+    /// The labels a worker must carry to run the job's tasks, whatever its kind: the
+    /// submission puts them on the planned spec (planners need not know them).
+    pub fn required_labels(&self) -> &BTreeMap<String, String> {
+        match self {
+            Self::Tasks(request) => &request.required_labels,
+            Self::Mapreduce(request) => &request.required_labels,
+            Self::Stream(request) => &request.required_labels,
+        }
+    }
+}
+
 /// The `kind` of a task farm.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -126,6 +138,10 @@ pub struct TasksRequest {
     /// Per-attempt timeout in milliseconds (default none).
     #[serde(default)]
     pub task_timeout_ms: Option<u64>,
+    /// Labels a worker must carry, each with the same value, to run the job's tasks
+    /// (`{"gpu": "yes"}`); default none: any worker.
+    #[serde(default)]
+    pub required_labels: BTreeMap<String, String>,
 }
 
 /// One task of a task farm.
@@ -199,6 +215,10 @@ pub struct MapReduceRequest {
     /// `POST /registry/v1/artifacts`.
     #[serde(default)]
     pub files: BTreeMap<String, String>,
+    /// Labels a worker must carry, each with the same value, to run the job's tasks
+    /// (`{"gpu": "yes"}`); default none: any worker.
+    #[serde(default)]
+    pub required_labels: BTreeMap<String, String>,
 }
 
 /// How to reach an S3-compatible store.
@@ -259,6 +279,10 @@ pub struct StreamRequest {
     /// What to do with state made under another spec (default: refuse to run).
     #[serde(default)]
     pub migrate: Option<StreamMigration>,
+    /// Labels a worker must carry, each with the same value, to run the job's tasks
+    /// (`{"gpu": "yes"}`); default none: any worker.
+    #[serde(default)]
+    pub required_labels: BTreeMap<String, String>,
 }
 
 /// What a submission became.

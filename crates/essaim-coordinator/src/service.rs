@@ -98,7 +98,9 @@ impl CoordinatorService {
 
     async fn job_status(&self, job: JobId) -> Result<v1::JobStatus, Status> {
         self.query("GetJob", move |scheduler| {
-            scheduler.job(job).map(views::job_status)
+            scheduler
+                .job(job)
+                .map(|job| views::job_status(scheduler, job))
         })
         .await?
         .ok_or_else(|| Status::not_found(JobError::NotFound(job).to_string()))
@@ -138,6 +140,7 @@ impl Coordinator for CoordinatorService {
             kinds: request.kinds.iter().cloned().collect(),
             file_server_url: request.file_server_url,
             data_dirs: request.data_dirs,
+            labels: request.labels.into_iter().collect(),
             long_running_kinds: request
                 .long_running_kinds
                 .into_iter()
@@ -383,7 +386,10 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<v1::ListJobsResponse>, Status> {
         let jobs = self
             .query("ListJobs", |scheduler| {
-                scheduler.jobs().map(views::job_status).collect()
+                scheduler
+                    .jobs()
+                    .map(|job| views::job_status(scheduler, job))
+                    .collect()
             })
             .await?;
         Ok(Response::new(v1::ListJobsResponse { jobs }))

@@ -75,7 +75,9 @@ impl Submitter {
         self.admission
             .check_submission()
             .map_err(|refusal| SubmitFailure::DiskBelowReserve(refusal.to_string()))?;
-        let planned = self.plan(request).await?;
+        let required_labels = request.required_labels().clone();
+        let mut planned = self.plan(request).await?;
+        planned.spec.required_labels.extend(required_labels);
         self.check_commands(principal, surface, &planned.spec)?;
         let name = planned.spec.name.clone();
         let tasks = planned.spec.tasks.len() as u32;

@@ -4,7 +4,7 @@ use essaim_core::{Job, Scheduler, TaskId};
 use essaim_proto::{failure_to_wire, v1};
 
 /// Returns a job's status as clients see it.
-pub fn job_status(job: &Job) -> v1::JobStatus {
+pub fn job_status(scheduler: &Scheduler, job: &Job) -> v1::JobStatus {
     let counts = job.counts();
     v1::JobStatus {
         job_id: job.id.0,
@@ -45,6 +45,8 @@ pub fn job_status(job: &Job) -> v1::JobStatus {
         outputs_lost: job.counters.outputs_lost,
         processing_version: job.processing_version.clone().unwrap_or_default(),
         owner: job.owner.clone().unwrap_or_default(),
+        required_labels: job.required_labels.clone().into_iter().collect(),
+        waiting_for_labels: scheduler.waits_for_labels(job),
     }
 }
 
@@ -93,6 +95,7 @@ pub fn workers(scheduler: &Scheduler, now: u64) -> Vec<v1::WorkerStatus> {
             kinds: worker.info.kinds.iter().cloned().collect(),
             file_server_url: worker.info.file_server_url.clone(),
             build: worker.info.build.clone(),
+            labels: worker.info.labels.clone().into_iter().collect(),
         })
         .collect()
 }

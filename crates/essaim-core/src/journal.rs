@@ -160,4 +160,13 @@ pub enum JournalEvent {
         /// The principal's name.
         owner: String,
     },
+    /// A job was submitted with labels its workers must carry: only a worker carrying
+    /// every one (same value) is granted its tasks. An event of its own after
+    /// `JobSubmitted`, for the same reason as `JobSupersedeKey`.
+    JobPlacement {
+        /// The job.
+        job: JobId,
+        /// The labels, sorted by key.
+        required_labels: Vec<(String, String)>,
+    },
 }

@@ -11,6 +11,7 @@
 //! | [`spec`] | job specs, limits, defaults and validation |
 //! | [`error_chain`] | an error and its causes as one line, for every crate that reports one |
 //! | [`kinds`] | the built-in task kinds, shared by coordinator and worker |
+//! | [`labels`] | worker labels and the labels a job requires: their syntax and matching |
 //! | [`model`] | jobs, tasks and their lifecycle, results and failures |
 //! | [`scheduler`] | the state machine |
 //! | [`backoff`] | full-jitter exponential backoff |
@@ -24,6 +25,7 @@ pub mod error_chain;
 pub mod ids;
 pub mod journal;
 pub mod kinds;
+pub mod labels;
 pub mod model;
 pub mod rng;
 pub mod scheduler;

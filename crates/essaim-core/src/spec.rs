@@ -102,6 +102,9 @@ pub struct RawJobSpec {
     /// Empty = none; see [`crate::model::Job::owner`]. Set by the coordinator from the
     /// authenticated caller, never taken from the client.
     pub owner: String,
+    /// Empty = any worker; otherwise only workers carrying every one of these labels
+    /// run the job's tasks; see [`crate::model::Job::required_labels`].
+    pub required_labels: crate::labels::Labels,
 }
 
 /// Longest supersede key, in bytes.

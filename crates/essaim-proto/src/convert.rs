@@ -58,6 +58,7 @@ pub fn raw_job_spec_from_wire(spec: v1::JobSpec) -> RawJobSpec {
         supersede_key: spec.supersede_key,
         processing_version: spec.processing_version,
         slow_start: spec.slow_start,
+        required_labels: spec.required_labels.into_iter().collect(),
         // Never from the wire: the coordinator sets it from the authenticated caller.
         owner: String::new(),
     }

@@ -260,6 +260,24 @@ impl Cluster {
 
     /// Starts a worker of `slots` slots with `token`; returns its name.
     pub fn start_worker_with_token(&mut self, slots: u32, token: Option<&str>) -> String {
+        self.start_worker_with(slots, token, &[])
+    }
+
+    /// Starts a worker of `slots` slots with the cluster's token and `args` added to its
+    /// command line after the cluster's worker flags (`--label gpu=yes`); returns its
+    /// name.
+    pub fn start_worker_with_args(&mut self, slots: u32, args: &[&str]) -> String {
+        let token = self.token.clone();
+        self.start_worker_with(slots, token.as_deref(), args)
+    }
+
+    fn start_worker_with(&mut self, slots: u32, token: Option<&str>, args: &[&str]) -> String {
+        let extra_args: Vec<String> = self
+            .worker_args
+            .iter()
+            .cloned()
+            .chain(args.iter().map(|arg| arg.to_string()))
+            .collect();
         let name = self.next_name("worker");
         let log = self.path(&format!("{name}.log"));
         let scratch = self.path(&format!("{name}-scratch"));
@@ -270,7 +288,7 @@ impl Cluster {
             name: &name,
             scratch_dir: &scratch,
             env: &self.env,
-            extra_args: &self.worker_args,
+            extra_args: &extra_args,
         };
         let process = start_worker(&self.binary, &worker, log);
         self.workers.insert(name.clone(), process);

@@ -48,7 +48,8 @@ pub struct WorkerConfig {
     pub allow_commands: bool,
     /// Data directories this worker holds locally, for locality-aware placement.
     pub data_dirs: Vec<String>,
-    /// Free-form labels (zone, machine type).
+    /// Labels (`gpu=yes`, zone, machine type): jobs that require labels run only on
+    /// workers carrying them.
     pub labels: BTreeMap<String, String>,
     /// The certificate and key the HTTP server (files, probes, metrics) serves TLS with;
     /// file URLs are then `https://` (default `None`: plain HTTP).

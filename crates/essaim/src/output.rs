@@ -75,12 +75,23 @@ pub fn job_json(job: &v1::JobStatus) -> Value {
         "outputs_lost": job.outputs_lost,
         "processing_version": job.processing_version,
         "owner": (!job.owner.is_empty()).then_some(&job.owner),
+        "required_labels": job.required_labels.iter().collect::<std::collections::BTreeMap<_, _>>(),
+        "waiting_for_labels": job.waiting_for_labels,
         "stages": job.stages.iter().map(|stage| json!({
             "total": stage.total, "succeeded": stage.succeeded,
             "running": stage.running, "failed": stage.failed,
         })).collect::<Vec<_>>(),
         "counters": job.counters.iter().collect::<std::collections::BTreeMap<_, _>>(),
     })
+}
+
+/// Returns labels as `k=v,k2=v2`, sorted by key.
+pub fn labels_text(labels: &std::collections::HashMap<String, String>) -> String {
+    let sorted: essaim_core::labels::Labels = labels
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    essaim_core::labels::show(&sorted)
 }
 
 /// Returns a job status as one text block.
@@ -117,6 +128,15 @@ pub fn job_text(job: &v1::JobStatus) -> String {
     }
     if !job.owner.is_empty() {
         text.push_str(&format!("\n  owner: {}", job.owner));
+    }
+    if !job.required_labels.is_empty() {
+        let labels = labels_text(&job.required_labels);
+        text.push_str(&format!("\n  runs on workers with: {labels}"));
+        if job.waiting_for_labels {
+            text.push_str(&format!(
+                "\n  waiting for a worker with labels {labels}: no live worker carries them"
+            ));
+        }
     }
     if job.stages.len() > 1 {
         let stages: Vec<String> = job

@@ -132,16 +132,20 @@ class Client:
         priority: Optional[int] = None,
         max_concurrency: Optional[int] = None,
         task_timeout_ms: Optional[int] = None,
+        required_labels: Optional[Mapping[str, str]] = None,
     ) -> Job:
         """Submits a task farm. Each task is ``{"kind": ..., "payload": ..., "stage": 0}``:
         ``kind`` names the executor (``command``, ``sleep``, or one a worker registers);
-        a string payload is passed as its UTF-8 bytes, any other value as JSON text."""
+        a string payload is passed as its UTF-8 bytes, any other value as JSON text.
+        ``required_labels`` (``{"gpu": "yes"}``) runs the tasks only on workers carrying
+        every one of those labels; the job waits, queued, while no live worker does."""
         body: Dict[str, Any] = {"kind": "tasks", "name": name, "tasks": [dict(t) for t in tasks]}
         optional = {
             "max_attempts": max_attempts,
             "priority": priority,
             "max_concurrency": max_concurrency,
             "task_timeout_ms": task_timeout_ms,
+            "required_labels": dict(required_labels) if required_labels else None,
         }
         _add_given(body, optional)
         return self._submit(body)

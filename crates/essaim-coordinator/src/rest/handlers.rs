@@ -82,7 +82,11 @@ pub(super) async fn overview(State(state): State<RestState>) -> ApiResult<Overvi
 pub(super) async fn list_jobs(State(state): State<RestState>) -> ApiResult<Vec<JobSummary>> {
     let jobs = state
         .read(|view| {
-            let mut jobs: Vec<JobSummary> = view.scheduler.jobs().map(job_summary).collect();
+            let mut jobs: Vec<JobSummary> = view
+                .scheduler
+                .jobs()
+                .map(|job| job_summary(view.scheduler, job))
+                .collect();
             jobs.reverse();
             jobs
         })
@@ -104,7 +108,7 @@ pub(super) async fn get_job(
             let scheduler = view.scheduler;
             let found = scheduler.job(job)?;
             Some(JobDetail {
-                job: job_summary(found),
+                job: job_summary(scheduler, found),
                 counters: found.task_counters().clone(),
                 queue: view.observatory.job_queue(job).map(QueueView::from),
                 history: history_view(scheduler, view.observatory, found, view.now),
@@ -180,7 +184,12 @@ pub(super) async fn cancel_job(
         }
     }
     state
-        .read(move |view| view.scheduler.job(job).map(job_summary))
+        .read(move |view| {
+            let scheduler = view.scheduler;
+            scheduler
+                .job(job)
+                .map(|found| job_summary(scheduler, found))
+        })
         .await?
         .map(Json)
         .ok_or_else(|| job_not_found(job))
@@ -206,6 +215,7 @@ pub(super) async fn list_workers(State(state): State<RestState>) -> ApiResult<Ve
                     kinds: worker.info.kinds.iter().cloned().collect(),
                     file_server_url: worker.info.file_server_url.clone(),
                     build: worker.info.build.clone(),
+                    labels: worker.info.labels.clone(),
                 })
                 .collect()
         })

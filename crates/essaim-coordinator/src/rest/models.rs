@@ -89,6 +89,13 @@ pub struct JobSummary {
     /// The principal that submitted it: only it or an admin may cancel it (none when
     /// submitted without credentials).
     pub owner: Option<String>,
+    /// Labels a worker must carry to run its tasks (empty: any worker).
+    #[serde(default)]
+    pub required_labels: BTreeMap<String, String>,
+    /// True while it runs and no live worker carries its required labels: its tasks
+    /// wait, queued, for such a worker to register.
+    #[serde(default)]
+    pub waiting_for_labels: bool,
 }
 
 /// Queue statistics; see the coordinator's `queue` module for the formulas.
@@ -280,6 +287,9 @@ pub struct WorkerView {
     pub file_server_url: String,
     /// The build it runs, `version (revision)`; empty when it did not say.
     pub build: String,
+    /// Its labels: jobs that require labels run only on workers carrying them.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One second of the cluster's activity.

@@ -34,7 +34,7 @@ pub(super) fn stage_views(job: &Job) -> Vec<StageView> {
         .collect()
 }
 
-pub(super) fn job_summary(job: &Job) -> JobSummary {
+pub(super) fn job_summary(scheduler: &Scheduler, job: &Job) -> JobSummary {
     let counts = job.counts();
     JobSummary {
         id: job.id.0,
@@ -62,6 +62,8 @@ pub(super) fn job_summary(job: &Job) -> JobSummary {
         outputs_lost: job.counters.outputs_lost,
         processing_version: job.processing_version.clone(),
         owner: job.owner.clone(),
+        required_labels: job.required_labels.clone(),
+        waiting_for_labels: scheduler.waits_for_labels(job),
     }
 }
 

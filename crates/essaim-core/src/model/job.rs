@@ -42,6 +42,8 @@ pub struct Job {
     /// The principal that submitted it: only it, or an admin, may cancel it (decided by
     /// the coordinator, which knows roles); `None` when submitted without credentials.
     pub owner: Option<String>,
+    /// Labels a worker must carry to run its tasks; empty for any worker.
+    pub required_labels: crate::labels::Labels,
     pub(super) tasks: Vec<Task>,
     /// Pending task indexes by kind, in queue order; only tasks of ready stages.
     pub(super) pending_by_kind: BTreeMap<String, VecDeque<u32>>,
@@ -114,6 +116,7 @@ impl Job {
             supersede_key: None,
             processing_version: None,
             owner: None,
+            required_labels: crate::labels::Labels::new(),
             tasks,
             pending_by_kind: BTreeMap::new(),
             counts,

@@ -69,6 +69,13 @@ impl Scheduler {
             if !worker.held.contains(attempt_id) {
                 return Err(format!("worker does not list its attempt {attempt_id}"));
             }
+            if !crate::labels::satisfies(&worker.info.labels, &job.required_labels) {
+                return Err(format!(
+                    "attempt {attempt_id} of a job requiring `{}` is held by a worker with `{}`",
+                    crate::labels::show(&job.required_labels),
+                    crate::labels::show(&worker.info.labels)
+                ));
+            }
         }
         for (worker_id, worker) in &self.workers {
             for attempt_id in &worker.held {

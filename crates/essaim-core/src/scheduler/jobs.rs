@@ -4,6 +4,7 @@
 use super::{JobError, Output, Scheduler};
 use crate::ids::{AttemptId, JobId, Millis};
 use crate::journal::JournalEvent;
+use crate::labels::Labels;
 use crate::model::{Job, JobState};
 use crate::spec::{
     JobSpec, MAX_PROCESSING_VERSION_BYTES, MAX_SUPERSEDE_KEY_BYTES, RawJobSpec, SpecError,
@@ -15,7 +16,7 @@ impl Scheduler {
     pub fn submit(
         &mut self,
         now: Millis,
-        raw: RawJobSpec,
+        mut raw: RawJobSpec,
         out: &mut Vec<Output>,
     ) -> Result<JobId, SpecError> {
         let known: Vec<String> = self.known_kinds.iter().cloned().collect();
@@ -23,6 +24,11 @@ impl Scheduler {
         let version = one_line("processing_version", &raw.processing_version)?;
         let owner = one_line("owner", &raw.owner)?;
         let slow_start = slow_start_share(raw.slow_start)?;
+        crate::labels::check_labels(&raw.required_labels).map_err(|reason| SpecError::Invalid {
+            field: "required_labels",
+            reason,
+        })?;
+        let required_labels = std::mem::take(&mut raw.required_labels);
         let spec = raw.validate(&known)?;
         let job_id = JobId(self.next_job);
         self.next_job += 1;
@@ -63,6 +69,13 @@ impl Scheduler {
             }));
             self.set_owner(job_id, owner);
         }
+        if !required_labels.is_empty() {
+            out.push(Output::Persist(JournalEvent::JobPlacement {
+                job: job_id,
+                required_labels: required_labels.clone().into_iter().collect(),
+            }));
+            self.set_required_labels(job_id, required_labels);
+        }
         Ok(job_id)
     }
 
@@ -101,6 +114,12 @@ impl Scheduler {
     pub(super) fn set_slow_start(&mut self, job_id: JobId, share: f64) {
         if let Some(job) = self.jobs.get_mut(&job_id) {
             job.enable_slow_start(share);
+        }
+    }
+
+    pub(super) fn set_required_labels(&mut self, job_id: JobId, labels: Labels) {
+        if let Some(job) = self.jobs.get_mut(&job_id) {
+            job.required_labels = labels;
         }
     }
 

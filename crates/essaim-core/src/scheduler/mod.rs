@@ -138,6 +138,9 @@ pub struct WorkerInfo {
     pub long_running_kinds: BTreeSet<String>,
     /// The build it runs (`version (revision)`), empty when it did not say.
     pub build: String,
+    /// Its labels: it is granted only the tasks of jobs whose required labels it carries
+    /// (see `crate::labels`).
+    pub labels: crate::labels::Labels,
 }
 
 /// A registered, live worker.

@@ -3,12 +3,43 @@
 //! The order is a policy of its own, kept in one place: first attempts of the
 //! highest-priority, oldest job with capacity (a task whose input the worker holds goes
 //! first), with a due retry every `retry_every` grants so retries are never starved; then
-//! any due retry; then a speculative copy of a straggler.
+//! any due retry; then a speculative copy of a straggler. Every one of them goes only to
+//! a worker carrying the labels its job requires (`crate::labels`): a job no live worker
+//! satisfies keeps its tasks queued.
 
 use super::{Attempt, PullReply, Scheduler};
 use crate::ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
-use crate::model::{Assignment, Locality, TaskState};
+use crate::labels::{Labels, satisfies};
+use crate::model::{Assignment, Job, Locality, TaskState};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// What a pulling worker may be granted: the kinds it runs and its labels.
+/// Borrowed to wake parked pulls, owned while a pull grants.
+struct Eligibility<'a> {
+    /// Kinds it may be granted for a job that requires no labels: all it runs, minus
+    /// the long-running kinds of which it holds its share (`spread.rs`).
+    kinds: Cow<'a, BTreeSet<String>>,
+    /// Kinds it runs: a job that requires labels is not spread (`spread.rs`), its
+    /// tasks go to whichever worker carrying them pulls.
+    all_kinds: Cow<'a, BTreeSet<String>>,
+    /// Its labels.
+    labels: Cow<'a, Labels>,
+}
+
+impl Eligibility<'_> {
+    /// The kinds of `job`'s tasks the worker may be granted; `None` when it lacks a
+    /// label the job requires.
+    fn kinds_for(&self, job: &Job) -> Option<&BTreeSet<String>> {
+        if job.required_labels.is_empty() {
+            Some(&self.kinds)
+        } else if satisfies(&self.labels, &job.required_labels) {
+            Some(&self.all_kinds)
+        } else {
+            None
+        }
+    }
+}
 
 impl Scheduler {
     /// Returns true when `worker` would get a task if it pulled now (used to wake
@@ -20,10 +51,17 @@ impl Scheduler {
         if state.draining {
             return false;
         }
-        let kinds = self.grantable_kinds(worker);
+        let eligible = Eligibility {
+            kinds: self.grantable_kinds(worker),
+            all_kinds: Cow::Borrowed(&state.info.kinds),
+            labels: Cow::Borrowed(&state.info.labels),
+        };
         self.job_order.iter().any(|(_, job_id)| {
             let job = &self.jobs[job_id];
-            job.has_capacity() && job.has_queued_task_of(&kinds)
+            job.has_capacity()
+                && eligible
+                    .kinds_for(job)
+                    .is_some_and(|kinds| job.has_queued_task_of(kinds))
         }) || self
             .retry_queue
             .first_due_at()
@@ -45,16 +83,21 @@ impl Scheduler {
         let data_dirs = worker.info.data_dirs.clone();
         // Each grant of a long-running task may fill this worker's share of its kind.
         let long_running = worker.info.long_running_kinds.clone();
-        let mut kinds = self.grantable_kinds(worker_id).into_owned();
+        let mut eligible: Eligibility<'static> = Eligibility {
+            kinds: Cow::Owned(BTreeSet::new()),
+            all_kinds: Cow::Owned(worker.info.kinds.clone()),
+            labels: Cow::Owned(worker.info.labels.clone()),
+        };
+        eligible.kinds = Cow::Owned(self.grantable_kinds(worker_id).into_owned());
         let mut assignments = Vec::new();
         while assignments.len() < max as usize {
-            let Some((task, speculative)) = self.pick_next(now, worker_id, &kinds, &data_dirs)
+            let Some((task, speculative)) = self.pick_next(now, worker_id, &eligible, &data_dirs)
             else {
                 break;
             };
             let assignment = self.grant(now, worker_id, task, speculative);
             if long_running.contains(&assignment.kind) {
-                kinds = self.grantable_kinds(worker_id).into_owned();
+                eligible.kinds = Cow::Owned(self.grantable_kinds(worker_id).into_owned());
             }
             assignments.push(assignment);
         }
@@ -70,23 +113,23 @@ impl Scheduler {
         &mut self,
         now: Millis,
         worker_id: WorkerId,
-        kinds: &BTreeSet<String>,
+        eligible: &Eligibility<'_>,
         data_dirs: &[String],
     ) -> Option<(TaskId, bool)> {
         let retry_turn = self.first_attempts_since_retry >= self.config.retry_every;
-        if retry_turn && let Some(task) = self.take_due_retry(now, kinds) {
+        if retry_turn && let Some(task) = self.take_due_retry(now, eligible) {
             self.first_attempts_since_retry = 0;
             return Some((task, false));
         }
-        if let Some(task) = self.take_first_attempt(now, worker_id, kinds, data_dirs) {
+        if let Some(task) = self.take_first_attempt(now, worker_id, eligible, data_dirs) {
             self.first_attempts_since_retry += 1;
             return Some((task, false));
         }
-        if let Some(task) = self.take_due_retry(now, kinds) {
+        if let Some(task) = self.take_due_retry(now, eligible) {
             self.first_attempts_since_retry = 0;
             return Some((task, false));
         }
-        self.find_straggler(now, worker_id, kinds)
+        self.find_straggler(now, worker_id, eligible)
             .map(|task| (task, true))
     }
 
@@ -96,7 +139,7 @@ impl Scheduler {
         &mut self,
         now: Millis,
         worker_id: WorkerId,
-        kinds: &BTreeSet<String>,
+        eligible: &Eligibility<'_>,
         data_dirs: &[String],
     ) -> Option<TaskId> {
         // No early start on a worker without a free slot (it would queue the attempt
@@ -109,6 +152,9 @@ impl Scheduler {
             if !job.has_capacity() || job.past_deadline(now) {
                 continue;
             }
+            let Some(kinds) = eligible.kinds_for(job) else {
+                continue;
+            };
             let Some((index, locality)) = job.take_queued_task(kinds, data_dirs, hold_back_early)
             else {
                 continue;
@@ -123,11 +169,15 @@ impl Scheduler {
         None
     }
 
-    fn take_due_retry(&mut self, now: Millis, kinds: &BTreeSet<String>) -> Option<TaskId> {
+    fn take_due_retry(&mut self, now: Millis, eligible: &Eligibility<'_>) -> Option<TaskId> {
         let jobs = &self.jobs;
         self.retry_queue.take_first_due(now, |task| {
             let job = &jobs[&task.job];
-            job.has_capacity() && !job.past_deadline(now) && kinds.contains(job.kind_of(task.index))
+            job.has_capacity()
+                && !job.past_deadline(now)
+                && eligible
+                    .kinds_for(job)
+                    .is_some_and(|kinds| kinds.contains(job.kind_of(task.index)))
         })
     }
 
@@ -137,7 +187,7 @@ impl Scheduler {
         &self,
         now: Millis,
         worker_id: WorkerId,
-        kinds: &BTreeSet<String>,
+        eligible: &Eligibility<'_>,
     ) -> Option<TaskId> {
         let mut medians: BTreeMap<JobId, Option<Millis>> = BTreeMap::new();
         for attempt in self.attempts.values() {
@@ -157,7 +207,9 @@ impl Scheduler {
                 || !job.stage_complete(job.stage_of(attempt.task.index))
                 || !job.has_capacity()
                 || job.past_deadline(now)
-                || !kinds.contains(kind)
+                || !eligible
+                    .kinds_for(job)
+                    .is_some_and(|kinds| kinds.contains(kind))
             {
                 continue;
             }
@@ -211,5 +263,17 @@ impl Scheduler {
             .held
             .insert(attempt_id);
         assignment
+    }
+}
+
+impl Scheduler {
+    /// Returns true when `job` runs and requires labels that no live, non-draining
+    /// worker carries: its tasks wait, queued, until such a worker registers.
+    pub fn waits_for_labels(&self, job: &Job) -> bool {
+        job.state == crate::model::JobState::Running
+            && !job.required_labels.is_empty()
+            && !self.workers.values().any(|worker| {
+                !worker.draining && satisfies(&worker.info.labels, &job.required_labels)
+            })
     }
 }

@@ -106,6 +106,10 @@ impl Scheduler {
             JournalEvent::JobSupersedeKey { job, key } => self.set_supersede_key(job, key),
             JournalEvent::JobSlowStart { job, share } => self.set_slow_start(job, share),
             JournalEvent::JobOwner { job, owner } => self.set_owner(job, owner),
+            JournalEvent::JobPlacement {
+                job,
+                required_labels,
+            } => self.set_required_labels(job, required_labels.into_iter().collect()),
             JournalEvent::JobProcessingVersion { job, version } => {
                 self.set_processing_version(job, version);
             }
@@ -164,6 +168,12 @@ impl Scheduler {
                 events.push(JournalEvent::JobSlowStart {
                     job: *job_id,
                     share,
+                });
+            }
+            if !job.required_labels.is_empty() {
+                events.push(JournalEvent::JobPlacement {
+                    job: *job_id,
+                    required_labels: job.required_labels.clone().into_iter().collect(),
                 });
             }
             let mut committed = Vec::new();

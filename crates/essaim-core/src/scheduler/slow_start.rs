@@ -9,10 +9,13 @@
 //! failure, a lost output, a lost worker) gets the slot or the concurrency of the newest
 //! early attempt at the next tick. Early attempts of one job can delay tasks of other
 //! jobs, never starve them: they become ordinary attempts once the stage before is
-//! complete, and that stage never waits behind them.
+//! complete, and that stage never waits behind them. The tasks of a job that requires
+//! worker labels count against the free slots of the workers carrying them only, and
+//! the early attempts handed back for them are those holding such slots.
 
-use super::{Output, Scheduler};
+use super::{Output, Scheduler, Worker};
 use crate::ids::{AttemptId, JobId, Millis, WorkerId};
+use crate::labels::satisfies;
 use crate::model::UpstreamInputs;
 use std::collections::BTreeSet;
 
@@ -73,6 +76,8 @@ impl Scheduler {
         early.reverse();
         let mut chosen: BTreeSet<AttemptId> = BTreeSet::new();
         let mut demand = 0u32;
+        // Jobs that require labels find room only on the workers carrying them.
+        let mut labelled_demand: Vec<(JobId, u32)> = Vec::new();
         for (_, job_id) in &self.job_order {
             let waiting = self.tasks_waiting_behind_early_attempts(*job_id);
             if waiting == 0 {
@@ -80,7 +85,11 @@ impl Scheduler {
             }
             let job = &self.jobs[job_id];
             let Some(limit) = job.spec.max_concurrency else {
-                demand += waiting;
+                if job.required_labels.is_empty() {
+                    demand += waiting;
+                } else {
+                    labelled_demand.push((*job_id, waiting));
+                }
                 continue;
             };
             // The job's own early attempts must leave room under its limit.
@@ -92,11 +101,16 @@ impl Scheduler {
                 .filter(|id| self.attempts[id].task.job == *job_id)
                 .take(over)
                 .collect();
-            demand += waiting.min(headroom + own.len() as u32);
+            let wants_slots = waiting.min(headroom + own.len() as u32);
+            if job.required_labels.is_empty() {
+                demand += wants_slots;
+            } else {
+                labelled_demand.push((*job_id, wants_slots));
+            }
             chosen.extend(own);
         }
         let freed = chosen.iter().filter(|id| self.holds_slot(**id)).count();
-        let room = self.free_slots() + freed as i64;
+        let room = self.free_slots_on(|_| true) + freed as i64;
         let wanted = (i64::from(demand) - room).max(0) as usize;
         // Only attempts that hold a slot: giving back another frees none.
         let others: Vec<AttemptId> = early
@@ -106,6 +120,27 @@ impl Scheduler {
             .take(wanted)
             .collect();
         chosen.extend(others);
+        for (job_id, waiting) in labelled_demand {
+            let required = &self.jobs[&job_id].required_labels;
+            let carries = |worker: &Worker| satisfies(&worker.info.labels, required);
+            let there = |id: &AttemptId| {
+                self.holds_slot(*id)
+                    && self
+                        .workers
+                        .get(&self.attempts[id].worker)
+                        .is_some_and(|worker| !worker.draining && carries(worker))
+            };
+            let freed = chosen.iter().filter(|id| there(id)).count();
+            let room = self.free_slots_on(carries) + freed as i64;
+            let wanted = (i64::from(waiting) - room).max(0) as usize;
+            let others: Vec<AttemptId> = early
+                .iter()
+                .copied()
+                .filter(|id| !chosen.contains(id) && there(id))
+                .take(wanted)
+                .collect();
+            chosen.extend(others);
+        }
         chosen.into_iter().rev().collect()
     }
 
@@ -155,14 +190,14 @@ impl Scheduler {
             .any(|(_, job_id)| self.tasks_waiting_behind_early_attempts(*job_id) > 0)
     }
 
-    /// Returns the slots of live, non-draining workers that no attempt holds (attempts of
-    /// long-running kinds hold none); negative when workers hold more attempts than
-    /// slots (attempts queued on a worker, prefetched), so that every attempt handed
-    /// back counts.
-    fn free_slots(&self) -> i64 {
+    /// Returns the slots of live, non-draining workers that `on` accepts that no
+    /// attempt holds (attempts of long-running kinds hold none); negative when workers
+    /// hold more attempts than slots (attempts queued on a worker, prefetched), so that
+    /// every attempt handed back counts.
+    fn free_slots_on(&self, on: impl Fn(&Worker) -> bool) -> i64 {
         self.workers
             .values()
-            .filter(|worker| !worker.draining)
+            .filter(|worker| !worker.draining && on(worker))
             .map(|worker| {
                 let held = worker
                     .held

@@ -22,6 +22,11 @@
 //! A hand-back is not journaled (leases never are), and the task's new owner resumes
 //! from whatever the task itself committed, which is the executor's business (a stream
 //! unit restarts from its checkpoint in PostgreSQL).
+//!
+//! Tasks of a job that requires worker labels are left out of shares, counts and moves:
+//! a share over every worker would stop the few carrying the labels short of the job's
+//! tasks, which no other worker may take. They go to whichever worker carrying the
+//! labels pulls (spreading them over those workers is not done yet).
 
 use super::{Scheduler, Worker};
 use crate::ids::{AttemptId, WorkerId};
@@ -91,7 +96,7 @@ impl Scheduler {
         let live: usize = self
             .jobs
             .values()
-            .filter(|job| job.state == JobState::Running)
+            .filter(|job| job.state == JobState::Running && job.required_labels.is_empty())
             .map(|job| {
                 let live = job.live_tasks_of_kind(kind);
                 job.spec
@@ -121,9 +126,9 @@ impl Scheduler {
             .iter()
             .filter(|attempt_id| {
                 self.attempts.get(attempt_id).is_some_and(|attempt| {
-                    self.jobs
-                        .get(&attempt.task.job)
-                        .is_some_and(|job| job.kind_of(attempt.task.index) == kind)
+                    self.jobs.get(&attempt.task.job).is_some_and(|job| {
+                        job.required_labels.is_empty() && job.kind_of(attempt.task.index) == kind
+                    })
                 })
             })
             .copied()

@@ -55,6 +55,7 @@ impl World {
             let free = worker.free_slots();
             let reply = deposed.pull(self.now, worker_id, free);
             for assignment in reply.assignments {
+                self.check_placement(index, assignment.task);
                 let epoch = assignment.attempt.epoch();
                 if epoch < self.workers[index].newest_epoch {
                     self.report.stale_grants_refused += 1;

@@ -11,6 +11,8 @@
 //!   whether granted once that stage is complete or early (slow start), when it asks
 //!   for the rest; and right after each tick no early attempt holds a slot or a
 //!   concurrency unit that a task it waits for needs;
+//! - every attempt goes to a worker carrying the labels its job requires (as submitted:
+//!   recovery must keep them), and those labels survive recovery;
 //! - once faults stop and workers stay up, every job ends.
 //!
 //! A failure returns the seed and the last steps, so `run(seed)` replays it.
@@ -30,6 +32,7 @@ mod workers;
 
 use crate::ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
 use crate::journal::JournalEvent;
+use crate::labels::Labels;
 use crate::model::ReportedResult;
 use crate::rng::SeededRng;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -180,6 +183,8 @@ struct World {
     network: Vec<(Millis, Message)>,
     behaviours: BTreeMap<TaskId, TaskBehaviour>,
     // Oracle.
+    /// Labels each job required when submitted (none for most).
+    required_labels: BTreeMap<JobId, Labels>,
     granted: BTreeMap<AttemptId, TaskId>,
     failed_or_stopped: BTreeSet<AttemptId>,
     committed: BTreeMap<TaskId, AttemptId>,
@@ -215,6 +220,21 @@ fn scheduler_config(epoch: u64, seed: u64) -> SchedulerConfig {
         epoch,
         seed,
     }
+}
+
+/// The labels of simulated worker `index`, fixed for the run (a restarted worker comes
+/// back with the same): one in three has none, the others `gpu=yes`, every third of
+/// those also `zone=a`. Drawn without the generator, so that every seed's other draws
+/// stay as they were.
+fn worker_labels(index: usize) -> Labels {
+    let mut labels = Labels::new();
+    if !index.is_multiple_of(3) {
+        labels.insert("gpu".into(), "yes".into());
+    }
+    if index % 3 == 2 {
+        labels.insert("zone".into(), "a".into());
+    }
+    labels
 }
 
 impl SimWorker {
@@ -255,6 +275,7 @@ impl World {
             workers,
             network: Vec::new(),
             behaviours: BTreeMap::new(),
+            required_labels: BTreeMap::new(),
             granted: BTreeMap::new(),
             failed_or_stopped: BTreeSet::new(),
             committed: BTreeMap::new(),

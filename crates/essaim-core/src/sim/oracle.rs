@@ -2,7 +2,7 @@
 //! it hands out, and checks the guarantees of the module doc after every step, after a
 //! recovery from the journal, and at the end of a run.
 
-use super::{KINDS, SimFailure, World, scheduler_config};
+use super::{KINDS, SimFailure, World, scheduler_config, worker_labels};
 use crate::ids::{AttemptId, JobId, TaskId};
 use crate::journal::JournalEvent;
 use crate::model::{JobState, TaskState};
@@ -67,6 +67,26 @@ impl World {
                 _ => {}
             }
             self.journal.push(event);
+        }
+    }
+
+    /// Every attempt goes to a worker carrying the labels its job required when it was
+    /// submitted.
+    pub(super) fn check_placement(&mut self, worker_index: usize, task: TaskId) {
+        let required = self
+            .required_labels
+            .get(&task.job)
+            .cloned()
+            .unwrap_or_default();
+        let labels = worker_labels(worker_index);
+        if !crate::labels::satisfies(&labels, &required) {
+            let problem = format!(
+                "task {task} requires {} but went to worker #{worker_index} with `{}`",
+                crate::labels::show(&required),
+                crate::labels::show(&labels)
+            );
+            self.log(format!("VIOLATION {problem}"));
+            self.violation.get_or_insert(problem);
         }
     }
 
@@ -164,6 +184,19 @@ impl World {
             }
         }
         for job in recovered.jobs() {
+            let submitted = self
+                .required_labels
+                .get(&job.id)
+                .cloned()
+                .unwrap_or_default();
+            if job.required_labels != submitted {
+                return Err(self.fail(format!(
+                    "recovery from the {source} gives job {} labels `{}`, not `{}`",
+                    job.id,
+                    crate::labels::show(&job.required_labels),
+                    crate::labels::show(&submitted)
+                )));
+            }
             for (index, task) in job.tasks().iter().enumerate() {
                 let task_id = TaskId::new(job.id, index as u32);
                 let recovered_commit = *task.state() == TaskState::Succeeded;

@@ -3,8 +3,9 @@
 //! compacts its journal, a client submits, cancels or requeues), then the calm phase lets
 //! every job end with no more faults.
 
-use super::{KINDS, SimFailure, TaskBehaviour, World, scheduler_config};
+use super::{KINDS, SimFailure, TaskBehaviour, World, scheduler_config, worker_labels};
 use crate::ids::{AttemptId, JobId, Millis, TaskId};
+use crate::labels::Labels;
 use crate::model::JobState;
 use crate::scheduler::Scheduler;
 use crate::spec::{RawJobSpec, TaskSpec};
@@ -186,7 +187,9 @@ impl World {
             // Most staged jobs start later stages early, some as soon as submitted.
             slow_start: (!stage_breaks.is_empty() && self.rng.chance(2, 3))
                 .then(|| [0.0, 0.05, 0.3, 0.7, 1.0][self.rng.up_to(4) as usize]),
+            required_labels: self.draw_required_labels(task_count),
         };
+        let labels = raw.required_labels.clone();
         let key = raw.supersede_key.clone();
         let mut out = Vec::new();
         let job = self
@@ -201,11 +204,39 @@ impl World {
             };
             self.behaviours.insert(TaskId::new(job, index), behaviour);
         }
-        self.log(format!("job {job} submitted with {task_count} tasks"));
+        self.log(format!(
+            "job {job} submitted with {task_count} tasks{}",
+            if labels.is_empty() {
+                String::new()
+            } else {
+                format!(" for workers with {}", crate::labels::show(&labels))
+            }
+        ));
+        self.required_labels.insert(job, labels);
         self.absorb(out);
         if !key.is_empty() {
             self.check_superseded(job, &key);
         }
+    }
+
+    /// The labels a new job requires: none for about two jobs in three, else labels some
+    /// simulated worker carries (the calm phase restarts every worker, so the job can
+    /// end). Drawn without the generator, as the owner.
+    fn draw_required_labels(&self, task_count: usize) -> Labels {
+        let choices: [&[(&str, &str)]; 5] = [
+            &[],
+            &[("gpu", "yes")],
+            &[],
+            &[("gpu", "yes"), ("zone", "a")],
+            &[],
+        ];
+        let labels: Labels = choices[(task_count / 4) % 5]
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        let carried = (0..self.workers.len())
+            .any(|index| crate::labels::satisfies(&worker_labels(index), &labels));
+        if carried { labels } else { Labels::new() }
     }
 
     /// After job `newer` was submitted with `key`, no other job of its owner with that

@@ -2,7 +2,7 @@
 //! attempts that finish (or fail, or lose their inputs) after their duration, reports
 //! that arrive late, twice or never, and heartbeats.
 
-use super::{KINDS, Message, Running, World, served_by};
+use super::{KINDS, Message, Running, World, served_by, worker_labels};
 use crate::ids::{AttemptId, WorkerId};
 use crate::model::{ReportedResult, TaskFailure, TaskOutput};
 use crate::scheduler::WorkerInfo;
@@ -24,6 +24,7 @@ impl World {
                 .filter(|kind| self.long_running(kind))
                 .map(|kind| kind.to_string())
                 .collect(),
+            labels: worker_labels(index),
             ..Default::default()
         };
         let id = self.scheduler.register_worker(self.now, info);
@@ -48,6 +49,7 @@ impl World {
         for assignment in &reply.assignments {
             self.granted.insert(assignment.attempt, assignment.task);
             self.check_inputs(assignment);
+            self.check_placement(index, assignment.task);
         }
         if reply.reregister {
             self.drop_and_reregister(index);

@@ -30,6 +30,7 @@ fn wordcount(dir: &Path, output: &Path) -> MapReduceRequest {
         slow_start: None,
         s3: None,
         files: Default::default(),
+        required_labels: Default::default(),
     }
 }
 

@@ -206,13 +206,16 @@ pub async fn workers(args: WorkersArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|w| json!({"worker_id": format!("{:x}", w.worker_id), "name": w.name, "slots": w.slots, "busy_slots": w.busy_slots,
                 "held_attempts": w.held_attempts, "last_heartbeat_age_ms": w.last_heartbeat_age_ms, "draining": w.draining,
-                "kinds": w.kinds, "file_server_url": w.file_server_url, "build": w.build}))
+                "kinds": w.kinds, "file_server_url": w.file_server_url, "build": w.build,
+                "labels": w.labels.iter().collect::<std::collections::BTreeMap<_, _>>()}))
             .collect::<Vec<_>>())),
         OutputFormat::Text => {
-            crate::outln!("{:<14} {:<16} {:>5} {:>5} {:>5} {:>9}  {:<20} KINDS", "WORKER", "NAME", "SLOTS", "BUSY", "HELD", "HEARTBEAT", "BUILD");
+            crate::outln!("{:<14} {:<16} {:>5} {:>5} {:>5} {:>9}  {:<20} {:<16} KINDS", "WORKER", "NAME", "SLOTS", "BUSY", "HELD", "HEARTBEAT", "BUILD", "LABELS");
             for w in &workers {
                 let state = if w.draining { " (draining)" } else { "" };
-                crate::outln!("{:<14x} {:<16} {:>5} {:>5} {:>5} {:>7}ms  {:<20} {}{state}", w.worker_id, w.name, w.slots, w.busy_slots, w.held_attempts, w.last_heartbeat_age_ms, w.build, w.kinds.join(","));
+                let labels = crate::output::labels_text(&w.labels);
+                let labels = if labels.is_empty() { "-".to_string() } else { labels };
+                crate::outln!("{:<14x} {:<16} {:>5} {:>5} {:>5} {:>7}ms  {:<20} {:<16} {}{state}", w.worker_id, w.name, w.slots, w.busy_slots, w.held_attempts, w.last_heartbeat_age_ms, w.build, labels, w.kinds.join(","));
             }
         }
     }

@@ -118,6 +118,10 @@ pub struct JobArgs {
     /// slot back when a map task would wait for one.
     #[arg(long, env = "ESSAIM_MAPREDUCE_SLOWSTART", value_name = "SHARE", value_parser = parse_share, default_value_t = DEFAULT_SLOW_START)]
     slowstart: f64,
+    /// Run the job's tasks only on workers carrying this label, `KEY=VALUE`
+    /// (repeatable: every one must match), as `essaim submit --require-label`.
+    #[arg(long = "require-label", value_name = "KEY=VALUE", value_parser = essaim_core::labels::parse_label)]
+    required_labels: Vec<(String, String)>,
 }
 
 impl JobArgs {
@@ -282,6 +286,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         return submit(&name, submit_args).await;
     }
+    if !args.job.required_labels.is_empty() {
+        return Err(usage(
+            "--require-label needs --coordinator: the workers of the embedded cluster carry no labels, so the job would wait for ever",
+        ));
+    }
     let (planned, shipped) = plan(&name, &args.job)?;
     let workdir = tempfile::Builder::new().prefix("essaim-run-").tempdir()?;
     let cores = super::local::default_slots();
@@ -332,7 +341,8 @@ pub async fn submit(name: &str, args: SubmitArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
     if args.detach {
-        let job_id = submit_to_leader(&coordinator, SubmitOptions::of(&args.job), &planned).await?;
+        let job_id =
+            submit_to_leader(&coordinator, SubmitOptions::of(&args.job)?, &planned).await?;
         match args.job.format() {
             OutputFormat::Json => print_json(&serde_json::json!({"job_id": job_id})),
             OutputFormat::Text => crate::outln!("{job_id}"),
@@ -432,6 +442,7 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<(PlannedJob, ShippedFiles)
             allow_http: args.s3_allow_http,
         }),
         files: shipped.names_to_hashes(),
+        required_labels: Default::default(),
     };
     let planned = essaim_planning::mapreduce::plan(&registry, &request, Overwrite::Anything)
         .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))?;
@@ -440,12 +451,14 @@ fn plan(name: &str, args: &JobArgs) -> anyhow::Result<(PlannedJob, ShippedFiles)
 
 /// How a planned job is submitted: the options of its spec that planning does not
 /// decide.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct SubmitOptions {
     /// Attempts per task, 0 for the coordinator's default.
     pub max_attempts: u32,
     /// The share of map tasks after which the reducers start (slow start).
     pub slow_start: f64,
+    /// Labels a worker must carry to run the job's tasks.
+    pub required_labels: essaim_core::labels::Labels,
 }
 
 impl Default for SubmitOptions {
@@ -453,22 +466,29 @@ impl Default for SubmitOptions {
         Self {
             max_attempts: 0,
             slow_start: DEFAULT_SLOW_START,
+            required_labels: Default::default(),
         }
     }
 }
 
 impl SubmitOptions {
-    /// Returns the options a job's arguments ask for.
-    fn of(args: &JobArgs) -> Self {
-        Self {
+    /// Returns the options a job's arguments ask for; a label required twice with two
+    /// values is a usage error.
+    fn of(args: &JobArgs) -> anyhow::Result<Self> {
+        Ok(Self {
             max_attempts: args.max_attempts,
             slow_start: args.slowstart,
-        }
+            required_labels: essaim_core::labels::collect(args.required_labels.iter().cloned())
+                .map_err(usage)?,
+        })
     }
 
     /// Returns the wire spec of `planned` with these options.
     fn spec(self, planned: &PlannedJob) -> v1::JobSpec {
-        essaim_planning::mapreduce::job_spec(self.max_attempts, self.slow_start, planned)
+        let mut spec =
+            essaim_planning::mapreduce::job_spec(self.max_attempts, self.slow_start, planned);
+        spec.required_labels = self.required_labels.into_iter().collect();
+        spec
     }
 }
 
@@ -502,7 +522,7 @@ async fn submit_and_follow(
     planned: PlannedJob,
     started: Instant,
 ) -> anyhow::Result<ExitCode> {
-    let job_id = submit_to_leader(coordinator, SubmitOptions::of(args), &planned).await?;
+    let job_id = submit_to_leader(coordinator, SubmitOptions::of(args)?, &planned).await?;
     let job = follow(
         coordinator,
         job_id,

@@ -164,6 +164,7 @@ pub(crate) fn build_job(args: &PipelineArgs) -> anyhow::Result<(String, v1::JobS
         batch_max: Some(args.batch_max),
         batch_wait_ms: Some(u64::try_from(args.batch_wait.as_millis()).unwrap_or(u64::MAX)),
         migrate: args.migrate,
+        required_labels: BTreeMap::new(),
     };
     let job =
         essaim_planning::stream::job_spec(&request, essaim_planning::stream::Tables::InlineOrFiles)

@@ -87,6 +87,11 @@ pub struct Args {
     /// coordinator's build.
     #[arg(long)]
     processing_version: Option<String>,
+    /// Run the job's tasks only on workers carrying this label, `KEY=VALUE`
+    /// (repeatable: every one must match): `--require-label gpu=yes`. A job no live
+    /// worker satisfies waits, queued, until one registers.
+    #[arg(long = "require-label", value_name = "KEY=VALUE", value_parser = essaim_core::labels::parse_label)]
+    required_labels: Vec<(String, String)>,
     /// Most attempts of this job running at once (0 = no limit).
     #[arg(long, default_value_t = 0)]
     max_concurrency: u32,
@@ -141,6 +146,9 @@ struct SpecFile {
     deadline_secs: Option<f64>,
     #[serde(default)]
     task_timeout_secs: Option<f64>,
+    /// Labels a worker must carry to run the tasks, added to `--require-label`'s.
+    #[serde(default)]
+    required_labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +235,10 @@ fn build_spec(args: &Args, files: &JobFiles) -> anyhow::Result<v1::JobSpec> {
         supersede_key: args.supersede_key.clone().unwrap_or_default(),
         processing_version: args.processing_version.clone().unwrap_or_default(),
         slow_start: None,
+        required_labels: essaim_core::labels::collect(args.required_labels.iter().cloned())
+            .map_err(usage)?
+            .into_iter()
+            .collect(),
     };
     if let Some(path) = &args.spec {
         let text = std::fs::read_to_string(path)
@@ -239,6 +251,7 @@ fn build_spec(args: &Args, files: &JobFiles) -> anyhow::Result<v1::JobSpec> {
         spec.max_attempts = file.max_attempts;
         spec.deadline_unix_ms = deadline_ms(file.deadline_secs)?;
         spec.task_timeout_ms = seconds_to_ms(file.task_timeout_secs);
+        spec.required_labels.extend(file.required_labels);
         for (index, task) in file.tasks.into_iter().enumerate() {
             let payload = match task.payload {
                 serde_json::Value::Null => Vec::new(),

@@ -60,6 +60,17 @@ pub struct Args {
     /// Data directories this worker holds locally.
     #[arg(long = "data-dir")]
     data_dirs: Vec<String>,
+    /// A label of this worker, `KEY=VALUE` (repeatable, or comma-separated): jobs that
+    /// require labels (`essaim submit --require-label gpu=yes`) run only on workers
+    /// carrying them. Keys hold letters, digits, `.`, `_`, `/` and `-`.
+    #[arg(
+        long = "labels",
+        visible_alias = "label",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = essaim_core::labels::parse_label
+    )]
+    labels: Vec<(String, String)>,
     /// Exit when this process dies (set by the local cluster on the workers it starts;
     /// standard input is then its lifeline pipe).
     #[arg(long = "lifeline-parent", hide = true)]
@@ -104,7 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         drain_grace: args.drain_grace,
         allow_commands: args.allow_commands,
         data_dirs: args.data_dirs,
-        labels: Default::default(),
+        labels: essaim_core::labels::collect(args.labels).map_err(crate::client::usage)?,
         tls,
         trust: trust.clone(),
     };

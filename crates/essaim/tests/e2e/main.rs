@@ -30,6 +30,7 @@
 //! | `job_files.rs` | a streaming job's Python mapper, reducer, module and table shipped with `--files` run on workers that never had them, output equal to an oracle; a missing file refused with exit code 2; a task farm's shipped script and table run as commands on workers that never had them |
 //! | `mapreduce_matrix.rs` | `rownorms` and `cosine` on a generated matrix in several parts equal dense norms and cosines within 1e-12, through the CLI and the REST planner; a zero or short vector and a bad number fail the job with the reason |
 //! | `mapreduce_csv.rs` | `join` keeps a quoted separator's row and counts a malformed row in the job's summary |
+//! | `labels.rs` | a task farm requiring `gpu=yes` (`essaim submit --require-label`, and REST's `required_labels`), and a wordcount, run every task on the labelled worker beside an idle unlabelled one; labels shown by `essaim workers`, `status` and REST; a job requiring a label no worker carries waits, queued and saying so, until a worker carrying it joins, then finishes there; malformed labels refused with exit code 2 |
 //! | `queue_stats.rs` | queue statistics follow the load; the recommendation follows the target and added workers |
 //! | `python_client.rs` | the Python client, pip-installed, passes its pytest suite on a local cluster and a bucket |
 //! | `rest_api.rs` | the REST API needs the token, agrees with gRPC, and matches its OpenAPI document |
@@ -75,6 +76,7 @@ mod harness;
 mod job_files;
 mod journal_disk;
 mod json_output;
+mod labels;
 mod leader_failover;
 mod leader_failover_mapreduce;
 mod local_orphans;

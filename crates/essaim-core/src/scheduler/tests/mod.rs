@@ -2,6 +2,7 @@
 //! replies, state and outputs. Every test ends by checking the scheduler's invariants.
 
 mod jobs;
+mod labels;
 mod leases;
 mod outcomes;
 mod placement;

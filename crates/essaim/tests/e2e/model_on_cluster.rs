@@ -30,7 +30,11 @@ const TEXTS: [&str; 5] = [
 ];
 
 fn start_front(cluster: &Cluster, port: u16) -> Process {
-    let args: Vec<String> = [
+    start_front_with(cluster, port, &[])
+}
+
+fn start_front_with(cluster: &Cluster, port: u16, extra: &[&str]) -> Process {
+    let mut args: Vec<String> = [
         "serve",
         "--on-cluster",
         "--replicas",
@@ -51,6 +55,7 @@ fn start_front(cluster: &Cluster, port: u16) -> Process {
     .iter()
     .map(|arg| arg.to_string())
     .collect();
+    args.extend(extra.iter().map(|arg| arg.to_string()));
     spawn_essaim("front", &args, &[], cluster.path("front.log"))
 }
 
@@ -253,4 +258,34 @@ async fn replicas_on_workers_answer_as_a_runner_and_survive_a_killed_worker() {
         "{log}"
     );
     drop(alone);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_that_require_a_label_run_only_on_workers_carrying_it() {
+    let mut cluster = Cluster::start(1, 2).await;
+    let gpu_worker = cluster.start_worker_with_args(2, &["--label", "gpu=yes"]);
+    register(&cluster, &cluster.url(), MODEL).await;
+    alias(&cluster, MODEL, "production", "1").await;
+    let port = free_port();
+    let front = start_front_with(&cluster, port, &["--require-label", "gpu=yes"]);
+    wait_ready(port, &front).await;
+    wait_two_replicas(port, &front, None).await;
+    let placed = replicas(port);
+    assert!(
+        placed.iter().all(|(_, worker, _)| *worker == gpu_worker),
+        "every replica on {gpu_worker}: {placed:?}"
+    );
+    let (status, _) = predict(port, &TEXTS[..2]);
+    assert_eq!(status, 200);
+    // A label without a value is refused before anything is submitted.
+    let refused = crate::harness::essaim(&[
+        "serve",
+        "--on-cluster",
+        "--model",
+        "spam-filter@production",
+        "--require-label",
+        "gpu",
+    ])
+    .await;
+    crate::harness::assert_refused(&refused, 2, "KEY=VALUE");
 }

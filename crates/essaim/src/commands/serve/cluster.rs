@@ -128,9 +128,12 @@ fn build_job(
         speculation_multiplier: -1.0,
         retry_backoff_base_ms: 200,
         retry_backoff_max_ms: 2_000,
-        // Placement: the workers a replica may run on are chosen here, on the job.
-        // Required worker labels (`--require-label KEY=VALUE`) join it here once jobs
-        // carry label constraints.
+        // Placement: a model that needs a GPU or much memory lands on a worker that
+        // says it has them (`--require-label gpu=yes`).
+        required_labels: essaim_core::labels::collect(args.required_labels.iter().cloned())
+            .map_err(usage)?
+            .into_iter()
+            .collect(),
         ..Default::default()
     };
     for replica in 0..args.replicas {

@@ -80,6 +80,15 @@ pub struct Args {
     /// With --on-cluster: how many replicas of the runner.
     #[arg(long, value_name = "N", default_value_t = 2, requires = "on_cluster")]
     replicas: u32,
+    /// With --on-cluster: run the replicas only on workers carrying this label,
+    /// `KEY=VALUE` (repeatable: every one must match), e.g. `--require-label gpu=yes`.
+    #[arg(
+        long = "require-label",
+        value_name = "KEY=VALUE",
+        value_parser = essaim_core::labels::parse_label,
+        requires = "on_cluster"
+    )]
+    required_labels: Vec<(String, String)>,
 }
 
 /// What `--model` and `--model-config` say, read once.

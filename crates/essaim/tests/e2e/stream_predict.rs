@@ -67,7 +67,7 @@ fn messages(first: usize, count: usize) -> Vec<(usize, String)> {
         .collect()
 }
 
-fn write_file(dir: &Path, name: &str, rows: &[(usize, String)]) {
+pub(crate) fn write_file(dir: &Path, name: &str, rows: &[(usize, String)]) {
     let lines: Vec<String> = rows
         .iter()
         .map(|(id, text)| format!("{id},{id},{text}"))
@@ -79,7 +79,7 @@ fn write_file(dir: &Path, name: &str, rows: &[(usize, String)]) {
 }
 
 /// The label and probability the model's artifact gives `text`, computed here.
-fn expected(artifact: &[u8], text: &str) -> (String, f64) {
+pub(crate) fn expected(artifact: &[u8], text: &str) -> (String, f64) {
     let classifier = NaiveBayes::from_bytes(artifact).unwrap().classifier();
     let (best, probabilities) = classifier.probabilities(text.as_bytes());
     (classifier.classes()[best].clone(), probabilities[best])

@@ -13,16 +13,15 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
-use essaim_models::naive_bayes::model::NaiveBayes;
 use essaim_testkit::server;
 
 use crate::harness::{Cluster, Deadline, EVENTUALLY, free_port, metric_sample};
 use crate::model_governance::register;
 use crate::model_runner::{alias, artifact, start_runner, wait_ready};
 use crate::stream::connect_postgres;
+use crate::stream_predict::{expected, write_file};
 
 const MODEL: &str = "mail";
 
@@ -78,23 +77,6 @@ fn messages(first: usize, count: usize) -> Vec<(usize, String)> {
             (id, text)
         })
         .collect()
-}
-
-fn write_file(dir: &Path, name: &str, rows: &[(usize, String)]) {
-    let lines: Vec<String> = rows
-        .iter()
-        .map(|(id, text)| format!("{id},{id},{text}"))
-        .collect();
-    let aside = dir.join(format!("{name}.tmp"));
-    std::fs::write(&aside, lines.join("\n") + "\n").unwrap();
-    std::fs::rename(&aside, dir.join(name)).unwrap();
-}
-
-/// The label and probability the artifact gives `text`, computed here.
-fn expected(artifact: &[u8], text: &str) -> (String, f64) {
-    let classifier = NaiveBayes::from_bytes(artifact).unwrap().classifier();
-    let (best, probabilities) = classifier.probabilities(text.as_bytes());
-    (classifier.classes()[best].clone(), probabilities[best])
 }
 
 type Row = (i64, String, String, f64, i64, String);

@@ -8,6 +8,10 @@
 #   and writes it to DIR/url (and its pid to DIR/pid, its log to DIR/log). A server
 #   already running for DIR is reused: start is idempotent. With $NATS_TLS_CERT and
 #   $NATS_TLS_KEY (PEM files), clients must speak TLS (the URL printed stays nats://).
+#   With $NATS_CLUSTER_PORT, $NATS_ROUTES (every member's route URL, comma-separated,
+#   e.g. nats-route://127.0.0.1:6301,nats-route://127.0.0.1:6302) and $NATS_SERVER_NAME,
+#   the server is one member of a JetStream cluster named essaim (streams may then be
+#   replicated: a 3-member cluster keeps them through the loss of one member).
 # - stop: stops the server of DIR (SIGTERM, SIGKILL after 10 s); nothing running is fine.
 # - status: prints the URL and exits 0 when the server of DIR runs, exits 1 otherwise.
 #
@@ -119,6 +123,23 @@ jetstream {
   max_file_store: 1GB
 }
 EOF
+    # One member of a JetStream cluster, for the tests of replicated streams.
+    if [[ -n ${NATS_CLUSTER_PORT:-} ]]; then
+        [[ -n ${NATS_ROUTES:-} && -n ${NATS_SERVER_NAME:-} ]] \
+            || die "NATS_CLUSTER_PORT needs NATS_ROUTES and NATS_SERVER_NAME"
+        local routes
+        routes="$(tr ',' '\n' <<<"$NATS_ROUTES" | sed 's/.*/    "&"/')"
+        cat >>"$dir/nats.conf" <<EOF
+server_name: $NATS_SERVER_NAME
+cluster {
+  name: essaim
+  listen: 127.0.0.1:$NATS_CLUSTER_PORT
+  routes: [
+$routes
+  ]
+}
+EOF
+    fi
     # TLS, for the tests of TLS clients: a certificate and key named by the caller.
     if [[ -n ${NATS_TLS_CERT:-} && -n ${NATS_TLS_KEY:-} ]]; then
         printf 'tls {\n  cert_file: "%s"\n  key_file: "%s"\n}\n' \

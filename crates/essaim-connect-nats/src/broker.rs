@@ -1,8 +1,11 @@
 //! Connecting to JetStream and ensuring the streams a pipeline reads and writes.
 //!
-//! Streams are created with file storage and one replica, whatever the server's
-//! defaults: memory storage would lose everything on a restart. Ensuring is idempotent
-//! (create or update), so every task of a pipeline may call it at start-up.
+//! Streams are created with file storage, whatever the server's defaults: memory storage
+//! would lose everything on a restart. They are replicated as widely as the server
+//! allows, up to [`MAX_REPLICAS`]: a stream of a clustered JetStream survives the loss
+//! of one server, and a single server (which refuses replicas) gets one. An existing
+//! stream keeps its replica count (an operator may have changed it). Ensuring is
+//! idempotent (create or update), so every task of a pipeline may call it at start-up.
 
 use std::time::Duration;
 
@@ -10,6 +13,10 @@ use async_nats::jetstream::{self, stream};
 
 use crate::NatsError;
 use crate::tls::NatsTarget;
+
+/// The most replicas a stream is created with: 3, so that a cluster keeps a quorum of
+/// the stream's copies through the loss of any one server.
+pub const MAX_REPLICAS: usize = 3;
 
 /// How long a JetStream API request or a publish ack may take by default. Long enough
 /// for a server that fsyncs every write on a busy disk, short enough that a dead server
@@ -27,7 +34,7 @@ pub async fn connect(
     let options = async_nats::ConnectOptions::new().connection_timeout(request_timeout);
     let client = target
         .apply(options)?
-        .connect(target.servers.as_str())
+        .connect(target.server_addrs()?)
         .await
         .map_err(|source| NatsError::Connect {
             url: target.servers.clone(),
@@ -60,8 +67,8 @@ impl StreamSpec {
     }
 }
 
-/// Creates the stream, or updates its subjects if it exists, with file storage and one
-/// replica, and returns it.
+/// Creates the stream (file storage, replicated as the server allows: see the module
+/// doc), or updates its subjects if it exists, and returns it.
 pub async fn ensure_stream(
     context: &jetstream::Context,
     spec: &StreamSpec,
@@ -70,19 +77,50 @@ pub async fn ensure_stream(
         stream: spec.name.clone(),
         source,
     };
-    let config = stream::Config {
+    let config = |num_replicas| stream::Config {
         name: spec.name.clone(),
         subjects: spec.subjects.clone(),
         storage: stream::StorageType::File,
-        num_replicas: 1,
+        num_replicas,
         ..Default::default()
     };
-    context
-        .create_or_update_stream(config)
-        .await
-        .map_err(|error| stream_error(error.into()))?;
+    if let Ok(mut existing) = context.get_stream(&spec.name).await {
+        let replicas = existing
+            .info()
+            .await
+            .map_or(1, |info| info.config.num_replicas.max(1));
+        context
+            .update_stream(config(replicas))
+            .await
+            .map_err(|error| stream_error(error.into()))?;
+    } else {
+        let mut replicas = MAX_REPLICAS;
+        loop {
+            match context.create_or_update_stream(config(replicas)).await {
+                Ok(_) => break,
+                Err(error) if replicas > 1 && refuses_replicas(&error) => replicas = 1,
+                Err(error) => return Err(stream_error(error.into())),
+            }
+        }
+    }
     context
         .get_stream(&spec.name)
         .await
         .map_err(|error| stream_error(error.into()))
+}
+
+/// Tells whether the server refused a stream for its replica count: a single server
+/// (not clustered), or a cluster with fewer servers than replicas.
+fn refuses_replicas(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    use async_nats::jetstream::context::CreateStreamErrorKind;
+    match error.kind() {
+        CreateStreamErrorKind::JetStream(error) => [
+            ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED,
+            ErrorCode::INSUFFICIENT_RESOURCES,
+            ErrorCode::CLUSTER_NO_PEERS,
+        ]
+        .contains(&error.error_code()),
+        _ => false,
+    }
 }

@@ -61,6 +61,23 @@ impl NatsTarget {
         })
     }
 
+    /// The server addresses, one per comma-separated URL (the client tries them in
+    /// turn and reconnects to another when one is lost).
+    pub fn server_addrs(&self) -> Result<Vec<async_nats::ServerAddr>, NatsError> {
+        self.servers
+            .split(',')
+            .map(|server| {
+                server
+                    .trim()
+                    .parse::<async_nats::ServerAddr>()
+                    .map_err(|error| NatsError::InvalidUrl {
+                        url: self.servers.clone(),
+                        reason: format!("`{}`: {error}", server.trim()),
+                    })
+            })
+            .collect()
+    }
+
     /// Adds the TLS settings to `options`: essaim's roots (the CA file's, else the
     /// system's), TLS required when asked for.
     pub fn apply(

@@ -94,6 +94,38 @@ pub fn nats() -> Option<ScriptServer> {
     ScriptServer::start(NATS)
 }
 
+/// Starts the `members` servers of one JetStream cluster (each in a directory of its
+/// own, routed to the others), or returns `None` when `ESSAIM_SKIP_NATS=1`. Clients
+/// take every member's URL, comma-separated ([`nats_cluster_url`]). The cluster elects
+/// its JetStream leader a moment after the start: a first stream may have to be asked
+/// for again.
+pub fn nats_cluster(members: usize) -> Option<Vec<ScriptServer>> {
+    let route_ports: Vec<u16> = (0..members).map(|_| crate::process::free_port()).collect();
+    let routes: Vec<String> = route_ports
+        .iter()
+        .map(|port| format!("nats-route://127.0.0.1:{port}"))
+        .collect();
+    let routes = routes.join(",");
+    let mut servers = Vec::with_capacity(members);
+    for (member, port) in route_ports.iter().enumerate() {
+        let port = port.to_string();
+        let name = format!("n{member}");
+        let env = [
+            ("NATS_CLUSTER_PORT", port.as_str()),
+            ("NATS_ROUTES", routes.as_str()),
+            ("NATS_SERVER_NAME", name.as_str()),
+        ];
+        servers.push(ScriptServer::start_with_env(NATS, &env)?);
+    }
+    Some(servers)
+}
+
+/// The URL of a cluster's members, comma-separated, as every NATS client takes them.
+pub fn nats_cluster_url(members: &[ScriptServer]) -> String {
+    let urls: Vec<&str> = members.iter().map(ScriptServer::url).collect();
+    urls.join(",")
+}
+
 /// Starts a private PostgreSQL cluster, or returns `None` when
 /// `ESSAIM_SKIP_POSTGRES=1`.
 pub fn postgres() -> Option<ScriptServer> {

@@ -107,6 +107,7 @@ mod serve;
 mod stream;
 mod stream_breakers;
 mod stream_migration;
+mod stream_nats_cluster;
 mod stream_predict;
 mod stream_predict_runner;
 mod stream_secrets;

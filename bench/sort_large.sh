@@ -71,11 +71,15 @@ gen() {
   validate input "$work"/input/input-*.zst
 }
 
-essaim_sort() {
-  measured essaim python3 "$bench/peak_rss.py" -- "$bin" run sort --input "$work/input" \
+essaim_job() { # the sort itself, its summary in essaim.json
+  python3 "$bench/peak_rss.py" -- "$bin" run sort --input "$work/input" \
     --output "$work/essaim" --overwrite --reducers 2 --workers 2 \
     --sort-buffer "${SORT_BUFFER:-256MiB}" --compress-output zst --format json \
-    > "$work/essaim.json" || return 1
+    > "$work/essaim.json"
+}
+
+essaim_sort() {
+  measured essaim essaim_job || return 1
   python3 "$bench/mr_metrics.py" "$work/essaim.json"
   echo "METRIC essaim_output_stored_gib=$(du -sb "$work/essaim" | awk '{ printf "%.2f", $1 / 2^30 }')"
   validate essaim "$work"/essaim/part-*

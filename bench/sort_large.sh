@@ -80,6 +80,7 @@ essaim_job() { # the sort itself, its summary in essaim.json
 
 essaim_sort() {
   measured essaim essaim_job || return 1
+  grep '^METRIC' "$work/essaim.json"  # peak RSS per process (bench/peak_rss.py)
   python3 "$bench/mr_metrics.py" "$work/essaim.json"
   echo "METRIC essaim_output_stored_gib=$(du -sb "$work/essaim" | awk '{ printf "%.2f", $1 / 2^30 }')"
   validate essaim "$work"/essaim/part-*

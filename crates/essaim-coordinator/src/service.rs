@@ -457,7 +457,13 @@ impl Coordinator for CoordinatorService {
                 worker_id: r.worker.0,
             })
             .collect();
-        Ok(Response::new(v1::GetResultsResponse { results, next_task }))
+        // Whoever may read the results may fetch the job's file results too, and only them.
+        let file_capability = self.capability_key.capability_of(job.0);
+        Ok(Response::new(v1::GetResultsResponse {
+            results,
+            next_task,
+            file_capability,
+        }))
     }
 
     async fn list_workers(

@@ -254,6 +254,25 @@ async fn mapreduce_runs_with_capabilities_and_the_cluster_token_opens_no_files()
     assert!(refused.1.contains("capability"), "{refused:?}");
     let bad_capability = "essaim_auth_refusals_total{surface=\"files\",reason=\"bad_capability\"}";
     assert_eq!(metric(origin, bad_capability), 1);
+
+    // The results' reader gets the job's capability with them, and the CLI fetches the
+    // file with it.
+    let downloads = cluster.path("downloads");
+    let job_text = job.to_string();
+    let fetched = cluster
+        .cli(&[
+            "results",
+            &job_text,
+            "--token",
+            "ci-token",
+            "--download",
+            downloads.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(fetched.code, Some(0), "{fetched:?}");
+    let bytes = std::fs::read(downloads.join("task-00000")).unwrap();
+    assert_eq!(bytes, vec![b'x'; 100_000]);
+    assert_eq!(metric(origin, bad_capability), 1, "no refusal on the way");
 }
 
 /// Splits `http://host:port/path` into `http://host:port` and `/path`.

@@ -1,4 +1,7 @@
-//! `essaim results`: prints a job's committed results, one per task.
+//! `essaim results`: prints a job's committed results, one per task, and with
+//! `--download DIR` fetches its file results (see [`download`]).
+
+mod download;
 
 use crate::client::ConnectArgs;
 use crate::output::{OutputFormat, print_json};
@@ -16,14 +19,20 @@ pub struct Args {
     /// Output format (`--format` is accepted too).
     #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
+    /// Also fetch the results kept on workers (those too large to travel inline) into
+    /// this directory, one file per task: `DIR/task-00003`.
+    #[arg(long, value_name = "DIR")]
+    download: Option<std::path::PathBuf>,
 }
 
 /// Prints every committed result, paging through the coordinator.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let coordinator = args.connect.coordinator()?;
+    let trust = args.connect.trust.load()?;
     let job_id = args.job;
     let mut from_task = 0;
     let mut all = Vec::new();
+    let mut downloads = None;
     loop {
         let page = coordinator
             .read(|mut client| async move {
@@ -36,7 +45,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             })
             .await?;
         let reached_end = page.results.is_empty() || page.next_task <= from_task;
+        if let (Some(dir), None) = (&args.download, &downloads) {
+            downloads = Some(download::Downloads::new(
+                dir,
+                page.file_capability.clone(),
+                &trust,
+            )?);
+        }
         for result in page.results {
+            if let Some(downloads) = &mut downloads {
+                downloads.fetch(&result).await?;
+            }
             match args.output {
                 OutputFormat::Json => all.push(result_json(&result)),
                 OutputFormat::Text => crate::outln!("{}", result_text(&result)),
@@ -49,6 +68,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.output == OutputFormat::Json {
         print_json(&json!(all));
+    }
+    if let Some(downloads) = downloads {
+        eprintln!("downloaded {} file results", downloads.written.len());
     }
     Ok(ExitCode::SUCCESS)
 }

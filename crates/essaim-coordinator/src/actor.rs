@@ -14,6 +14,7 @@
 //! its contract, that a batch is durable once `append` returns and that any write error is
 //! fatal.
 
+mod clock;
 mod observe;
 
 use crate::auth::{Principal, Role};
@@ -206,7 +207,7 @@ pub struct Actor {
     parked_waits: BTreeMap<JobId, Vec<ParkedWait>>,
     parked_watches: ParkedWatches,
     last_stats: SchedulerStats,
-    last_now: u64,
+    clock: clock::SchedulerClock,
     retention: Retention,
     events_since_compaction: u64,
     last_retention_check: Instant,
@@ -247,7 +248,7 @@ impl Actor {
             parked_waits: BTreeMap::new(),
             parked_watches: ParkedWatches::default(),
             last_stats,
-            last_now: 0,
+            clock: clock::SchedulerClock::start(),
             retention,
             events_since_compaction,
             last_retention_check: Instant::now(),
@@ -297,9 +298,9 @@ impl Actor {
 
     /// Applies one batch, makes it durable, then replies.
     async fn process(&mut self, tick: bool, batch: &mut Vec<Command>) -> Result<(), StoreError> {
-        // The scheduler needs time that never goes backwards within one incarnation.
-        let now = wall_clock_ms().max(self.last_now);
-        self.last_now = now;
+        // Time that never goes backwards, and that a step of the wall clock does not
+        // move (see `clock`).
+        let now = self.clock.now_ms();
         let mut out = Vec::new();
         let mut replies: Vec<DeferredReply> = Vec::with_capacity(batch.len());
         if tick {

@@ -63,6 +63,7 @@ mod auth;
 mod bad_input;
 mod cache;
 mod cache_hot;
+mod clock_steps;
 mod config_file;
 mod coordinator_restart;
 mod correlation;

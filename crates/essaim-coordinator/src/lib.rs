@@ -380,6 +380,7 @@ pub async fn start_with_journal(
         authenticator: authenticator.clone(),
         submitter: submitter.clone(),
         streams: streams.clone(),
+        capability_key: capability_key.clone(),
     });
     let service = CoordinatorService {
         commands_tx,

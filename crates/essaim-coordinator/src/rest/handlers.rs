@@ -153,7 +153,12 @@ pub(super) async fn job_results(
             counters: result.output.counters,
         })
         .collect();
-    Ok(Json(ResultsPage { results, next_task }))
+    let file_capability = state.capability_key.capability_of(job.0);
+    Ok(Json(ResultsPage {
+        results,
+        next_task,
+        file_capability,
+    }))
 }
 
 /// Cancels a running job: its pending tasks are skipped, its running attempts stopped.

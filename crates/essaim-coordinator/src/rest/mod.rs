@@ -61,6 +61,8 @@ pub struct RestState {
     pub(crate) submitter: crate::submission::Submitter,
     /// Running pipelines' units, for `GET /api/v1/streams`.
     pub streams: crate::streams::StreamBoard,
+    /// The secret of the per-job file capabilities: a results page carries its job's.
+    pub capability_key: essaim_proto::capability::CapabilityKey,
 }
 
 struct Failure(StatusCode, String);

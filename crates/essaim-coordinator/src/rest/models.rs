@@ -383,6 +383,9 @@ pub struct ResultsPage {
     pub results: Vec<ResultView>,
     /// Index to ask from next; equal to the task count when done.
     pub next_task: u32,
+    /// The job's file capability: sent in the `x-essaim-capability` header, it fetches
+    /// the job's file results (`file_url`) from the workers' file servers.
+    pub file_capability: String,
 }
 
 /// Which dead letters to act on: every one of a job, or some of its tasks.

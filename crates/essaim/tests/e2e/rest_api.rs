@@ -177,6 +177,8 @@ async fn rest_api_needs_the_token_agrees_with_grpc_and_requeues_dead_letters() {
     assert_eq!(results["results"].as_array().map(Vec::len), Some(7));
     assert_eq!(results["results"][0]["inline_text"], "ok\n");
     assert_eq!(results["next_task"], 7);
+    let capability = results["file_capability"].as_str().unwrap_or_default();
+    assert_eq!(capability.len(), 64, "the job's file capability: {results}");
     let overview = get_json(&base, "/api/v1/overview");
     assert_eq!(overview["workers"], 2);
     assert_eq!(overview["slots"], 4);

@@ -4,7 +4,7 @@
 //! every other group once more, as Hadoop's reduce-side skipping skips key groups
 //! (`mapreduce.reduce.skip.maxgroups`).
 //!
-//! The fetched segments are merged once ([`MergedInput`]); each probe reads that
+//! The fetched segments are merged once (`MergedInput`); each probe reads that
 //! merged input again with a fresh reducer that sees only a range of groups (the others
 //! are passed over unread), its output thrown away, so a probe costs a read of the
 //! partition from the local disk. The last run is a normal run with one reducer over

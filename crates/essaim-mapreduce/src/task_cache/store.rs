@@ -170,7 +170,7 @@ impl EntryStore {
             let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             entries.push((used, TaskKey::from_hex(stem), size));
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.sort_by_key(|entry| entry.0);
         for (_, key, size) in entries {
             if total <= self.max_bytes {
                 break;

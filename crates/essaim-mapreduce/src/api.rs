@@ -249,6 +249,16 @@ pub trait JobDefinition: Send + Sync + 'static {
         false
     }
 
+    /// Whether a map task's output is a function of its splits' bytes and paths, the
+    /// job's configuration and the binary alone, so that a worker's task cache may hand
+    /// a stored output to a later run with the same ones ([`crate::task_cache`]). False
+    /// by default: a job whose mapper reads a side file named by a parameter, runs a
+    /// program, or draws random numbers must not say yes.
+    fn map_outputs_reusable(&self, params: &JobParams) -> bool {
+        let _ = params;
+        false
+    }
+
     /// Whether the job runs programs of the submitter's choosing (shell commands), which
     /// the coordinator allows only to a principal with the `commands` role. False by
     /// default.

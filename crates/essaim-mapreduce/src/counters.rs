@@ -21,6 +21,9 @@ pub const MAP_OUTPUT_MATERIALIZED_BYTES: &str = "map.output.materialized.bytes";
 /// Input records a map task skipped because the job's code fails on them (skipping
 /// mode, [`crate::skip`]); Hadoop's `MAP_SKIPPED_RECORDS`.
 pub const MAP_SKIPPED_RECORDS: &str = "map.skipped.records";
+/// Map tasks whose output was taken from the worker's task cache instead of computed
+/// ([`crate::task_cache`]): the other counters of such a task are the stored ones.
+pub const MAP_REUSED_TASKS: &str = "map.reused.tasks";
 /// Runs of the mapper over ranges of records made to find the records to skip.
 pub const MAP_ISOLATION_PROBES: &str = "map.isolation.probes";
 /// Key groups a reduce task skipped because the job's reducer fails on them (skipping

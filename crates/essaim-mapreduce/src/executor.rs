@@ -32,6 +32,7 @@ use crate::skip::record::{map_task_file_name, reduce_task_file_name};
 use crate::skip::reduce::{ReduceAttempt, run_reduce_skipping};
 use crate::skip::store::publish_task_records;
 use crate::sort::MAP_OUTPUT_FILE;
+use crate::task_cache::TaskCache;
 
 /// Directory of an attempt where the shuffle puts fetched segments.
 const SHUFFLE_DIR: &str = "shuffle";
@@ -69,6 +70,7 @@ pub struct MapReduceExecutor {
     kind: TaskKind,
     jobs: Arc<JobRegistry>,
     shuffle: ShuffleSettings,
+    task_cache: Option<Arc<TaskCache>>,
 }
 
 impl MapReduceExecutor {
@@ -78,7 +80,15 @@ impl MapReduceExecutor {
             kind,
             jobs,
             shuffle: ShuffleSettings::default(),
+            task_cache: None,
         }
+    }
+
+    /// Reuses and stores map outputs in `cache` (incremental re-runs, see
+    /// [`crate::task_cache`]).
+    pub fn with_task_cache(mut self, cache: Option<Arc<TaskCache>>) -> Self {
+        self.task_cache = cache;
+        self
     }
 
     /// Replaces the shuffle's settings (tests use short timeouts).
@@ -100,9 +110,21 @@ pub fn register_mapreduce_executors_with(
     jobs: Arc<JobRegistry>,
     shuffle: ShuffleSettings,
 ) {
+    register_mapreduce_executors_caching(registry, jobs, shuffle, None);
+}
+
+/// As [`register_mapreduce_executors_with`], with map tasks that reuse and store their
+/// outputs in `task_cache` when there is one.
+pub fn register_mapreduce_executors_caching(
+    registry: &mut ExecutorRegistry,
+    jobs: Arc<JobRegistry>,
+    shuffle: ShuffleSettings,
+    task_cache: Option<Arc<TaskCache>>,
+) {
     for kind in [TaskKind::Map, TaskKind::Reduce, TaskKind::Commit] {
-        let executor =
-            MapReduceExecutor::new(kind, Arc::clone(&jobs)).with_shuffle_settings(shuffle.clone());
+        let executor = MapReduceExecutor::new(kind, Arc::clone(&jobs))
+            .with_shuffle_settings(shuffle.clone())
+            .with_task_cache(task_cache.clone());
         registry.register(kind.name(), Arc::new(executor));
     }
 }
@@ -130,6 +152,29 @@ impl Executor for MapReduceExecutor {
     }
 }
 
+/// Runs a map task, or takes its output from `cache` when one with its key is there;
+/// a computed output is stored there.
+fn run_map_cached(
+    cache: Option<&TaskCache>,
+    job: &dyn JobDefinition,
+    payload: &MapTaskPayload,
+    scratch_dir: &Path,
+    cancel: CancellationToken,
+) -> TaskResult<crate::sort::MapOutputFile> {
+    let key = cache.and_then(|cache| cache.key_for(job, payload).map(|key| (cache, key)));
+    if let Some((cache, key)) = &key
+        && let Some(output) = cache.install(key, scratch_dir)
+    {
+        tracing::debug!(%key, "map output reused");
+        return Ok(output);
+    }
+    let output = run_map(job, payload, scratch_dir, cancel)?;
+    if let Some((cache, key)) = key {
+        cache.store(&key, &output);
+    }
+    Ok(output)
+}
+
 fn failure(error: TaskError) -> TaskFailure {
     error.into_failure()
 }
@@ -147,10 +192,17 @@ impl MapReduceExecutor {
         let scratch_dir = attempt.scratch_dir.clone();
         let (task_index, attempt_id) = (attempt.task.index, attempt.attempt_id);
         let attempt_number = attempt.attempt_number;
+        let task_cache = self.task_cache.clone();
         let mapped = run_blocking(move || {
             create_dir(&scratch_dir)?;
             if payload.config.skip.is_off() {
-                return run_map(job.as_ref(), &payload, &scratch_dir, cancel);
+                return run_map_cached(
+                    task_cache.as_deref(),
+                    job.as_ref(),
+                    &payload,
+                    &scratch_dir,
+                    cancel,
+                );
             }
             let outcome = run_map_skipping(
                 job.as_ref(),

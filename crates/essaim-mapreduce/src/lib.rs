@@ -63,6 +63,7 @@ pub mod skip;
 pub mod sort;
 pub mod split;
 pub mod streaming;
+pub mod task_cache;
 pub mod testing;
 
 #[cfg(test)]

@@ -151,3 +151,24 @@ pub(crate) fn read_map_output(
     }
     records
 }
+
+/// A valid configuration of job `job` with the defaults, writing to `/out`.
+pub(crate) fn job_config(job: &str) -> crate::config::JobConfig {
+    use crate::config::{
+        DEFAULT_MERGE_FACTOR, DEFAULT_REDUCERS, DEFAULT_SORT_BUFFER_BYTES, JobConfig,
+    };
+    JobConfig {
+        version: crate::payload::PAYLOAD_VERSION,
+        job: job.into(),
+        params: JobParams::default(),
+        steps: 1,
+        reducers: DEFAULT_REDUCERS,
+        output_dir: essaim_storage::Location::Local("/out".into()),
+        sort_buffer_bytes: DEFAULT_SORT_BUFFER_BYTES,
+        merge_factor: DEFAULT_MERGE_FACTOR,
+        output_codec: None,
+        storage: essaim_storage::S3Options::default(),
+        files: Default::default(),
+        skip: Default::default(),
+    }
+}

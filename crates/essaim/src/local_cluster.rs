@@ -48,6 +48,8 @@ pub struct LocalOptions {
     pub heartbeat: Duration,
     /// Silence after which a worker is declared dead.
     pub worker_timeout: Duration,
+    /// The workers' task cache (incremental re-runs; off by default).
+    pub task_cache: crate::commands::task_cache::TaskCacheArgs,
 }
 
 impl LocalOptions {
@@ -66,6 +68,7 @@ impl LocalOptions {
             worker_log: "error".into(),
             heartbeat: Duration::from_millis(250),
             worker_timeout: Duration::from_millis(1500),
+            task_cache: Default::default(),
         }
     }
 }
@@ -248,6 +251,7 @@ impl Supervisor {
             .arg("--allow-commands")
             // One machine: every worker holds every input (data locality is moot).
             .args(["--data-dir", "/"])
+            .args(self.options.task_cache.worker_args())
             // The configuration file this process read, or none ('') if it read none,
             // so that a worker never finds another one on its search path.
             .arg("--config")

@@ -71,6 +71,11 @@ impl JobDefinition for Grep {
         NAME
     }
 
+    /// Its map output depends on the splits and parameters alone.
+    fn map_outputs_reusable(&self, _params: &JobParams) -> bool {
+        true
+    }
+
     fn description(&self) -> &str {
         "prints the lines matching `pattern` as `path:line_number:line`"
     }

@@ -63,6 +63,11 @@ impl JobDefinition for InvertedIndex {
         NAME
     }
 
+    /// Its map output depends on the splits and parameters alone.
+    fn map_outputs_reusable(&self, _params: &JobParams) -> bool {
+        true
+    }
+
     fn description(&self) -> &str {
         "builds an inverted index: `term<TAB>path1,path2,…` (sorted, distinct paths)"
     }

@@ -71,6 +71,11 @@ impl JobDefinition for WordCount {
         NAME
     }
 
+    /// Its map output depends on the splits and parameters alone.
+    fn map_outputs_reusable(&self, _params: &JobParams) -> bool {
+        true
+    }
+
     fn description(&self) -> &str {
         "counts each word (run of non-whitespace bytes): `word<TAB>count`"
     }

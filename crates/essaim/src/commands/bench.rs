@@ -155,6 +155,7 @@ async fn recovery(runs: u32, worker_timeout_ms: u64) -> anyhow::Result<ExitCode>
             worker_log: "error".into(),
             heartbeat: Duration::from_millis((worker_timeout_ms / 5).max(50)),
             worker_timeout: Duration::from_millis(worker_timeout_ms),
+            task_cache: Default::default(),
         };
         let cluster = LocalCluster::start(options).await?;
         let mut client = essaim_proto::connect(&cluster.url, None, Duration::from_secs(5)).await?;

@@ -50,6 +50,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         worker_log: std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
         heartbeat: Duration::from_secs(1),
         worker_timeout: Duration::from_secs(5),
+        task_cache: Default::default(),
     };
     let cluster = LocalCluster::start(options.clone()).await?;
     eprintln!(

@@ -178,6 +178,9 @@ pub struct RunArgs {
     /// Cluster token, with --coordinator.
     #[command(flatten)]
     token: crate::client::TokenArgs,
+    /// The embedded cluster's workers keep and reuse map outputs there.
+    #[command(flatten)]
+    task_cache: super::task_cache::TaskCacheArgs,
 }
 
 /// Options of `essaim submit JOB`: a MapReduce job submitted to a running cluster.
@@ -309,6 +312,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         worker_log: "warn".into(),
         heartbeat: Duration::from_millis(500),
         worker_timeout: Duration::from_secs(3),
+        task_cache: args.task_cache.clone(),
     };
     let started = Instant::now();
     let cluster = LocalCluster::start(options).await?;
@@ -625,6 +629,11 @@ pub(crate) fn print_summary(
     .iter()
     .filter_map(|counter| job.counters.get(*counter))
     .sum();
+    let reused_map_tasks = job
+        .counters
+        .get(essaim_mapreduce::counters::MAP_REUSED_TASKS)
+        .copied()
+        .unwrap_or(0);
     if format == OutputFormat::Json {
         print_json(&serde_json::json!({
             "job_id": job.job_id,
@@ -644,6 +653,7 @@ pub(crate) fn print_summary(
             "attempts_failed": job.attempts_failed,
             "outputs_lost": job.outputs_lost,
             "skipped_records": skipped_records,
+            "reused_map_tasks": reused_map_tasks,
             "failed_tasks": failed_tasks.iter().map(failed_task_json).collect::<Vec<_>>(),
             "counters": counters,
         }));
@@ -673,6 +683,12 @@ pub(crate) fn print_summary(
             "  recovery: {} failed attempts re-run, {} lost map outputs recomputed",
             job.attempts_failed,
             job.outputs_lost
+        );
+    }
+    if reused_map_tasks > 0 {
+        crate::outln!(
+            "  reused: {reused_map_tasks} of {} map outputs taken from the task cache (inputs unchanged)",
+            planned.map_tasks
         );
     }
     if skipped_records > 0 {

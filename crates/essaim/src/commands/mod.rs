@@ -33,6 +33,7 @@ pub mod slo;
 pub mod stream;
 pub mod stream_status;
 pub mod submit;
+pub mod task_cache;
 pub mod train;
 pub mod worker;
 

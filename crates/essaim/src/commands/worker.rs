@@ -71,6 +71,8 @@ pub struct Args {
         value_parser = essaim_core::labels::parse_label
     )]
     labels: Vec<(String, String)>,
+    #[command(flatten)]
+    task_cache: super::task_cache::TaskCacheArgs,
     /// Exit when this process dies (set by the local cluster on the workers it starts;
     /// standard input is then its lifeline pipe).
     #[arg(long = "lifeline-parent", hide = true)]
@@ -128,15 +130,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::info!("draining: no more pulls, finishing running tasks");
         drain_on_signal.cancel();
     });
+    let task_cache = args.task_cache.open()?;
     let mut executors = ExecutorRegistry::with_builtins(config.allow_commands);
     let shuffle = essaim_mapreduce::shuffle::ShuffleSettings {
         trust,
         ..Default::default()
     };
-    essaim_mapreduce::executor::register_mapreduce_executors_with(
+    essaim_mapreduce::executor::register_mapreduce_executors_caching(
         &mut executors,
         crate::jobs::registry(),
         shuffle,
+        task_cache,
     );
     executors.register(
         essaim_stream_runtime::STREAM_TASK_KIND,

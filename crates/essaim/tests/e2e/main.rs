@@ -84,6 +84,7 @@ mod local_orphans;
 mod mapreduce;
 mod mapreduce_compressed;
 mod mapreduce_csv;
+mod mapreduce_incremental;
 mod mapreduce_matrix;
 mod mapreduce_s3;
 mod mapreduce_s3_jobs;

@@ -17,7 +17,7 @@
 //! where it went, and the ungrouped task goes to a worker the rule does not stop.
 
 use super::Scheduler;
-use crate::ids::{JobId, WorkerId};
+use crate::ids::{AttemptId, JobId, WorkerId};
 use crate::model::{Job, JobState, TaskState};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -111,13 +111,42 @@ impl Scheduler {
 
     /// Returns true when a worker other than `worker_id`, under its share of `kind`,
     /// may take a task of `group` of `job`.
-    fn another_worker_takes(&self, worker_id: WorkerId, job: &Job, group: &str, kind: &str) -> bool {
+    fn another_worker_takes(
+        &self,
+        worker_id: WorkerId,
+        job: &Job,
+        group: &str,
+        kind: &str,
+    ) -> bool {
         self.workers.iter().any(|(other, worker)| {
             *other != worker_id
                 && !worker.draining
                 && worker.info.kinds.contains(kind)
                 && self.grantable_kinds(*other).contains(kind)
-                && self.groups_held_by(*other).get(&job.id).is_none_or(|groups| !groups.contains(group))
+                && self
+                    .groups_held_by(*other)
+                    .get(&job.id)
+                    .is_none_or(|groups| !groups.contains(group))
+        })
+    }
+
+    /// Returns true when the task of attempt `attempt_id` has an anti-affinity group that
+    /// a task of an earlier stage of its job, waiting for a worker, shares: the attempt
+    /// keeps that task off its worker (used for early attempts, `slow_start.rs`).
+    pub(super) fn holds_group_of_its_upstream(&self, attempt_id: AttemptId) -> bool {
+        let attempt = &self.attempts[&attempt_id];
+        let job = &self.jobs[&attempt.task.job];
+        let Some(group) = job.group_of(attempt.task.index) else {
+            return false;
+        };
+        let stage = job.stage_of(attempt.task.index);
+        job.anti_affinity.iter().any(|(index, other)| {
+            other == group
+                && job.stage_of(*index) < stage
+                && matches!(
+                    job.tasks()[*index as usize].state(),
+                    TaskState::Pending | TaskState::Retrying { .. }
+                )
         })
     }
 
@@ -149,7 +178,9 @@ impl Scheduler {
             waiting
                 && held.iter().all(|(kinds, groups)| {
                     !kinds.contains(kind)
-                        || groups.get(&job.id).is_some_and(|groups| groups.contains(group))
+                        || groups
+                            .get(&job.id)
+                            .is_some_and(|groups| groups.contains(group))
                 })
                 && held.iter().any(|(kinds, _)| kinds.contains(kind))
         })

@@ -301,7 +301,11 @@ fn anti_affinity_groups(raw: &RawJobSpec) -> Result<BTreeMap<u32, String>, SpecE
         field: "anti_affinity_group",
         reason,
     };
-    if raw.anti_affinity_groups.iter().all(|group| group.trim().is_empty()) {
+    if raw
+        .anti_affinity_groups
+        .iter()
+        .all(|group| group.trim().is_empty())
+    {
         return Ok(BTreeMap::new());
     }
     if raw.anti_affinity_groups.len() != raw.tasks.len() {

@@ -56,7 +56,9 @@ impl Eligibility<'_> {
     /// Returns true when the worker may take a task of `kind` and `group` of `job`.
     fn allows(&self, here: &GroupsHere, job: &Job, kind: &str, group: Option<&str>) -> bool {
         here.free_of(job.id, group)
-            && (self.kinds_for(job).is_some_and(|kinds| kinds.contains(kind))
+            && (self
+                .kinds_for(job)
+                .is_some_and(|kinds| kinds.contains(kind))
                 || here.stranded(job.id, group, kind))
     }
 

@@ -22,7 +22,10 @@ fn two_tasks_of_a_group_never_go_to_one_worker() {
     let (mut scheduler, out, job_id, a) = setup(config(), spec);
     let grants = scheduler.pull(0, a, 10).assignments;
     assert_eq!(tasks_of(&grants), vec![task(job_id, 0), task(job_id, 1)]);
-    assert!(waits(&scheduler, job_id), "a second replica has nowhere to go");
+    assert!(
+        waits(&scheduler, job_id),
+        "a second replica has nowhere to go"
+    );
     assert!(matches!(
         persisted(&out).last(),
         Some(JournalEvent::JobAntiAffinity { groups, .. }) if groups.len() == 4
@@ -111,7 +114,10 @@ fn groups_must_name_one_entry_per_task() {
     let mut out = Vec::new();
     let short = job_with(3, |spec| spec.anti_affinity_groups = vec!["g".into()]);
     let refused = scheduler.submit(0, short, &mut out).unwrap_err();
-    assert!(refused.to_string().contains("1 groups for 3 tasks"), "{refused}");
+    assert!(
+        refused.to_string().contains("1 groups for 3 tasks"),
+        "{refused}"
+    );
     let long = grouped(&[&"x".repeat(129)]);
     assert!(scheduler.submit(0, long, &mut out).is_err());
     // All empty: no group at all, no event.
@@ -165,7 +171,13 @@ fn the_spreading_does_not_strand_a_task_of_a_group() {
     let moved = pull_one(&mut scheduler, 3, b);
     assert_eq!(moved.task, task(job_id, 1));
     for worker in [a, b] {
-        let held: Vec<AttemptId> = scheduler.worker(worker).unwrap().held.iter().copied().collect();
+        let held: Vec<AttemptId> = scheduler
+            .worker(worker)
+            .unwrap()
+            .held
+            .iter()
+            .copied()
+            .collect();
         assert_eq!(held.len(), 2);
         let reply = scheduler.heartbeat(4, worker, &held, false, 0);
         assert_eq!(reply.cancel, vec![]);

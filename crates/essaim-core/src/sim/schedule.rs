@@ -188,7 +188,7 @@ impl World {
             slow_start: (!stage_breaks.is_empty() && self.rng.chance(2, 3))
                 .then(|| [0.0, 0.05, 0.3, 0.7, 1.0][self.rng.up_to(4) as usize]),
             required_labels: self.draw_required_labels(task_count),
-            anti_affinity_groups: draw_anti_affinity_groups(task_count),
+            anti_affinity_groups: draw_anti_affinity_groups(task_count, !stage_breaks.is_empty()),
         };
         let labels = raw.required_labels.clone();
         let groups: BTreeMap<u32, String> = raw
@@ -378,12 +378,19 @@ impl World {
     }
 }
 
-/// The anti-affinity groups of a new job: none for about two jobs in three, else groups
-/// of 1 to 5 tasks with every fifth task left out; a group larger than the workers that
-/// may run it runs a task at a time, as simulated tasks end. Drawn without the
-/// generator, as the owner, so that every seed's other draws stay as they were.
-fn draw_anti_affinity_groups(task_count: usize) -> Vec<String> {
-    if !(task_count / 2).is_multiple_of(3) {
+/// The anti-affinity groups of a new job: none for about two jobs of one stage in three
+/// and most jobs of several (groups there change which tasks start early, which other
+/// checks need often enough), else groups of 1 to 5 tasks with every fifth task left
+/// out; a group larger than the workers that may run it runs a task at a time, as
+/// simulated tasks end. Drawn without the generator, as the owner, so that every
+/// seed's other draws stay as they were.
+fn draw_anti_affinity_groups(task_count: usize, staged: bool) -> Vec<String> {
+    let grouped = if staged {
+        task_count % 8 == 5
+    } else {
+        (task_count / 2).is_multiple_of(3)
+    };
+    if !grouped {
         return Vec::new();
     }
     let groups = 1 + task_count % 5;

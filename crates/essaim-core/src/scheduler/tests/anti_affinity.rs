@@ -185,3 +185,37 @@ fn the_spreading_does_not_strand_a_task_of_a_group() {
     }
     scheduler.check_invariants().unwrap();
 }
+
+#[test]
+fn an_early_attempt_holding_the_group_of_a_task_it_waits_for_is_handed_back() {
+    // Stage 0: task 0 (group g) and task 1; stage 1: task 2 (group g), which may start
+    // once one task of stage 0 succeeded.
+    let mut spec = grouped(&["g", "", "g"]);
+    spec.tasks[2].stage = 1;
+    spec.slow_start = Some(0.5);
+    spec.backoff_base_ms = 10;
+    spec.backoff_max_ms = 10;
+    let (mut scheduler, mut out, job_id, a) = setup(config(), spec);
+    let b = scheduler.register_worker(0, advertising(&["noop"]));
+    let on_a = pull_one(&mut scheduler, 0, a);
+    let on_b = pull_one(&mut scheduler, 0, b);
+    assert_eq!((on_a.task, on_b.task), (task(job_id, 0), task(job_id, 1)));
+    let outputs = vec![super::stages::ok_with_file(on_b.attempt)];
+    scheduler.report(10, b, outputs, &mut out);
+    let early = pull_one(&mut scheduler, 20, b);
+    assert_eq!(
+        (early.task, early.inputs_complete),
+        (task(job_id, 2), false)
+    );
+
+    // a dies: task 0 may go only to b, where the early task of its group waits for it.
+    let held: Vec<AttemptId> = scheduler.worker(b).unwrap().held.iter().copied().collect();
+    scheduler.heartbeat(2_500, b, &held, false, 0);
+    scheduler.tick(2_600, &mut out);
+    assert!(scheduler.worker(a).is_none(), "a is declared dead");
+    let reply = scheduler.heartbeat(2_600, b, &[early.attempt], false, 0);
+    assert_eq!(reply.cancel, vec![early.attempt]);
+    let retry = pull_one(&mut scheduler, 2_700, b);
+    assert_eq!((retry.task, retry.attempt_number), (task(job_id, 0), 2));
+    scheduler.check_invariants().unwrap();
+}

@@ -54,6 +54,25 @@ impl GroupsHere {
     }
 }
 
+/// Another worker, as [`Scheduler::groups_here`] looks at it.
+struct OtherWorker {
+    /// The kinds it may be granted now (under its share of the long-running ones).
+    grantable: BTreeSet<String>,
+    /// The groups of each job it holds a live attempt of.
+    held: BTreeMap<JobId, BTreeSet<String>>,
+}
+
+impl OtherWorker {
+    /// Returns true when it may take a task of `kind` and `group` of `job`.
+    fn takes(&self, job: JobId, group: &str, kind: &str) -> bool {
+        self.grantable.contains(kind)
+            && self
+                .held
+                .get(&job)
+                .is_none_or(|groups| !groups.contains(group))
+    }
+}
+
 impl Scheduler {
     /// Returns what anti-affinity allows `worker_id`; `full_kinds` are the long-running
     /// kinds of which it holds its share.
@@ -62,6 +81,8 @@ impl Scheduler {
         worker_id: WorkerId,
         full_kinds: &BTreeSet<String>,
     ) -> GroupsHere {
+        // Computed once, at the first task of a full kind.
+        let mut others: Option<Vec<OtherWorker>> = None;
         let mut here = GroupsHere {
             worker: worker_id,
             held: self.groups_held_by(worker_id),
@@ -80,7 +101,10 @@ impl Scheduler {
                 if full_kinds.contains(kind)
                     && here.free_of(job.id, Some(group))
                     && !here.stranded.contains(&key)
-                    && !self.another_worker_takes(worker_id, job, group, kind)
+                    && !others
+                        .get_or_insert_with(|| self.other_workers(worker_id))
+                        .iter()
+                        .any(|other| other.takes(job.id, group, kind))
                 {
                     here.stranded.insert(key);
                 }
@@ -109,25 +133,17 @@ impl Scheduler {
         held
     }
 
-    /// Returns true when a worker other than `worker_id`, under its share of `kind`,
-    /// may take a task of `group` of `job`.
-    fn another_worker_takes(
-        &self,
-        worker_id: WorkerId,
-        job: &Job,
-        group: &str,
-        kind: &str,
-    ) -> bool {
-        self.workers.iter().any(|(other, worker)| {
-            *other != worker_id
-                && !worker.draining
-                && worker.info.kinds.contains(kind)
-                && self.grantable_kinds(*other).contains(kind)
-                && self
-                    .groups_held_by(*other)
-                    .get(&job.id)
-                    .is_none_or(|groups| !groups.contains(group))
-        })
+    /// Returns the live, non-draining workers other than `worker_id`, with the kinds
+    /// each may be granted (under its share) and the groups it holds.
+    fn other_workers(&self, worker_id: WorkerId) -> Vec<OtherWorker> {
+        self.workers
+            .iter()
+            .filter(|(other, worker)| **other != worker_id && !worker.draining)
+            .map(|(other, _)| OtherWorker {
+                grantable: self.grantable_kinds(*other).into_owned(),
+                held: self.groups_held_by(*other),
+            })
+            .collect()
     }
 
     /// Returns true when the task of attempt `attempt_id` has an anti-affinity group that

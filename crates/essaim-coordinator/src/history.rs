@@ -481,7 +481,8 @@ impl History {
             | JournalEvent::JobProcessingVersion { .. }
             | JournalEvent::JobSlowStart { .. }
             | JournalEvent::JobOwner { .. }
-            | JournalEvent::JobPlacement { .. } => {}
+            | JournalEvent::JobPlacement { .. }
+            | JournalEvent::JobAntiAffinity { .. } => {}
         }
     }
 

@@ -351,6 +351,7 @@ pub fn plan_tasks(request: TasksRequest) -> PlannedSubmission {
             },
             stage: task.stage,
             locality: Vec::new(),
+            anti_affinity_group: String::new(),
         })
         .collect();
     PlannedSubmission {

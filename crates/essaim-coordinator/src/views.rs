@@ -47,6 +47,7 @@ pub fn job_status(scheduler: &Scheduler, job: &Job) -> v1::JobStatus {
         owner: job.owner.clone().unwrap_or_default(),
         required_labels: job.required_labels.clone().into_iter().collect(),
         waiting_for_labels: scheduler.waits_for_labels(job),
+        waiting_for_anti_affinity: scheduler.waits_for_anti_affinity(job),
     }
 }
 

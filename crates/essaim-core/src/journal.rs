@@ -169,4 +169,13 @@ pub enum JournalEvent {
         /// The labels, sorted by key.
         required_labels: Vec<(String, String)>,
     },
+    /// A job was submitted with anti-affinity groups: two of its tasks of one group never
+    /// run on one worker at the same time (a shard's replicas, a model's replicas). An
+    /// event of its own after `JobSubmitted`, for the same reason as `JobSupersedeKey`.
+    JobAntiAffinity {
+        /// The job.
+        job: JobId,
+        /// The group of each task that has one, by task index, in task order.
+        groups: Vec<(u32, String)>,
+    },
 }

@@ -105,7 +105,14 @@ pub struct RawJobSpec {
     /// Empty = any worker; otherwise only workers carrying every one of these labels
     /// run the job's tasks; see [`crate::model::Job::required_labels`].
     pub required_labels: crate::labels::Labels,
+    /// Empty = no task has one; otherwise one entry per task, in task order, an empty
+    /// entry for a task without a group: two tasks of one group never run on one worker
+    /// at the same time; see [`crate::model::Job::anti_affinity`].
+    pub anti_affinity_groups: Vec<String>,
 }
+
+/// Longest anti-affinity group name, in bytes.
+pub const MAX_ANTI_AFFINITY_GROUP_BYTES: usize = 128;
 
 /// Longest supersede key, in bytes.
 pub const MAX_SUPERSEDE_KEY_BYTES: usize = 256;

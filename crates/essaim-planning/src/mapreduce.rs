@@ -195,6 +195,7 @@ pub fn job_spec(max_attempts: u32, slow_start: f64, planned: &PlannedJob) -> v1:
             payload: task.payload.clone(),
             stage: task.stage,
             locality: task.locality.clone(),
+            anti_affinity_group: String::new(),
         })
         .collect();
     v1::JobSpec {

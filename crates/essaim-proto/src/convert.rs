@@ -35,6 +35,12 @@ pub enum WireError {
 /// Converts a submitted spec to the core's raw form (validated by the scheduler, which
 /// knows the task kinds the cluster can run).
 pub fn raw_job_spec_from_wire(spec: v1::JobSpec) -> RawJobSpec {
+    let anti_affinity_groups = if spec.tasks.iter().any(|t| !t.anti_affinity_group.is_empty()) {
+        let groups = spec.tasks.iter().map(|t| t.anti_affinity_group.clone());
+        groups.collect()
+    } else {
+        Vec::new()
+    };
     RawJobSpec {
         name: spec.name,
         tasks: spec
@@ -47,6 +53,7 @@ pub fn raw_job_spec_from_wire(spec: v1::JobSpec) -> RawJobSpec {
                 locality: t.locality,
             })
             .collect(),
+        anti_affinity_groups,
         priority: spec.priority,
         max_concurrency: spec.max_concurrency,
         max_attempts: spec.max_attempts,

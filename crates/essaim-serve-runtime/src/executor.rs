@@ -9,9 +9,11 @@
 //! worker is declared dead, and another worker runs it (and reloads the shard) — the
 //! supervision every long-running task gets, as a pipeline's stream tasks do.
 //!
-//! A registration the root refuses (another replica of the shard is on this worker, or
-//! this attempt was replaced) fails the attempt as retryable, so the coordinator places
-//! it again, after a backoff, likely on another worker.
+//! The leaf is a long-running task: it holds no slot, and the coordinator places a
+//! shard's replicas on different workers (the job gives them one anti-affinity group).
+//! A registration the root still refuses (another replica of the shard on this worker,
+//! which placement no longer does, or this attempt was replaced) fails the attempt as
+//! retryable, so the coordinator places it again.
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,6 +57,13 @@ impl Executor for LeafExecutor {
 
     fn needs_scratch_dir(&self, _payload: &[u8]) -> bool {
         false
+    }
+
+    /// A leaf serves until stopped: it holds no slot (a worker's slots stay for batch
+    /// work), and the coordinator spreads the leaves over the workers, a shard's replicas
+    /// on different ones (their anti-affinity group).
+    fn long_running(&self) -> bool {
+        true
     }
 }
 

@@ -77,6 +77,7 @@ pub fn job_json(job: &v1::JobStatus) -> Value {
         "owner": (!job.owner.is_empty()).then_some(&job.owner),
         "required_labels": job.required_labels.iter().collect::<std::collections::BTreeMap<_, _>>(),
         "waiting_for_labels": job.waiting_for_labels,
+        "waiting_for_anti_affinity": job.waiting_for_anti_affinity,
         "stages": job.stages.iter().map(|stage| json!({
             "total": stage.total, "succeeded": stage.succeeded,
             "running": stage.running, "failed": stage.failed,
@@ -137,6 +138,12 @@ pub fn job_text(job: &v1::JobStatus) -> String {
                 "\n  waiting for a worker with labels {labels}: no live worker carries them"
             ));
         }
+    }
+    if job.waiting_for_anti_affinity {
+        text.push_str(
+            "\n  waiting for a worker: every live worker holds another task of a waiting \
+             task's anti-affinity group (more replicas than workers)",
+        );
     }
     if job.stages.len() > 1 {
         let stages: Vec<String> = job

@@ -96,6 +96,10 @@ pub struct JobSummary {
     /// wait, queued, for such a worker to register.
     #[serde(default)]
     pub waiting_for_labels: bool,
+    /// True while it runs and a task waits because every live worker that could take
+    /// it holds another task of its anti-affinity group.
+    #[serde(default)]
+    pub waiting_for_anti_affinity: bool,
 }
 
 /// Queue statistics; see the coordinator's `queue` module for the formulas.

@@ -64,6 +64,7 @@ pub(super) fn job_summary(scheduler: &Scheduler, job: &Job) -> JobSummary {
         owner: job.owner.clone(),
         required_labels: job.required_labels.clone(),
         waiting_for_labels: scheduler.waits_for_labels(job),
+        waiting_for_anti_affinity: scheduler.waits_for_anti_affinity(job),
     }
 }
 

@@ -44,6 +44,9 @@ pub struct Job {
     pub owner: Option<String>,
     /// Labels a worker must carry to run its tasks; empty for any worker.
     pub required_labels: crate::labels::Labels,
+    /// Anti-affinity groups of its tasks, by task index (tasks without one are absent):
+    /// two tasks of one group never run on one worker at the same time.
+    pub anti_affinity: BTreeMap<u32, String>,
     pub(super) tasks: Vec<Task>,
     /// Pending task indexes by kind, in queue order; only tasks of ready stages.
     pub(super) pending_by_kind: BTreeMap<String, VecDeque<u32>>,
@@ -117,6 +120,7 @@ impl Job {
             processing_version: None,
             owner: None,
             required_labels: crate::labels::Labels::new(),
+            anti_affinity: BTreeMap::new(),
             tasks,
             pending_by_kind: BTreeMap::new(),
             counts,
@@ -222,6 +226,11 @@ impl Job {
     }
 
     /// Returns the kind of task `index`.
+    /// Returns the anti-affinity group of a task, if it has one.
+    pub fn group_of(&self, index: u32) -> Option<&str> {
+        self.anti_affinity.get(&index).map(String::as_str)
+    }
+
     pub(crate) fn kind_of(&self, index: u32) -> &str {
         &self.spec.tasks[index as usize].kind
     }
@@ -328,22 +337,30 @@ impl Job {
 
     /// Takes the first queued task of the first of `kinds` with one, leaving the tasks
     /// of held-back stages queued (every early stage when `hold_back_early`, see
-    /// `slow_start.rs`); among the first [`LOCALITY_SCAN`] tasks of a queue whose first
-    /// task names input paths, one whose input lies under `data_dirs` goes first.
+    /// `slow_start.rs`) and those not `allowed` (anti-affinity, `placement.rs`); among
+    /// the first [`LOCALITY_SCAN`] tasks of a queue whose first task names input paths,
+    /// one whose input lies under `data_dirs` goes first.
     pub(crate) fn take_queued_task(
         &mut self,
         kinds: &BTreeSet<String>,
         data_dirs: &[String],
         hold_back_early: bool,
+        allowed: impl Fn(&str, Option<&str>) -> bool,
     ) -> Option<(u32, Locality)> {
         let held_back = self.held_back_stages(hold_back_early);
         let specs = &self.spec.tasks;
+        let groups = &self.anti_affinity;
         for (kind, queue) in self.pending_by_kind.iter_mut() {
             if !kinds.contains(kind) {
                 continue;
             }
-            // Tasks of a stage held back stay queued, in their place, behind the others.
-            let grantable = |index: &u32| !held_back.contains(&specs[*index as usize].stage);
+            // Tasks of a stage held back, and those the worker may not take (see
+            // `allowed`), stay queued, in their place, behind the others.
+            let grantable = |index: &u32| {
+                let spec = &specs[*index as usize];
+                !held_back.contains(&spec.stage)
+                    && allowed(&spec.kind, groups.get(index).map(String::as_str))
+            };
             let Some(first) = queue.iter().position(grantable) else {
                 continue;
             };

@@ -14,6 +14,7 @@ impl Scheduler {
     pub fn check_invariants(&self) -> Result<(), String> {
         let live_by_job = self.check_leases()?;
         let queued_retries = self.check_retry_queue()?;
+        self.check_anti_affinity()?;
         let mut retrying_tasks = 0usize;
         for (job_id, job) in &self.jobs {
             let leases_held = live_by_job.get(job_id).copied().unwrap_or(0);
@@ -91,6 +92,34 @@ impl Scheduler {
             }
         }
         Ok(live_by_job)
+    }
+
+    /// Checks that no worker holds live attempts of two tasks of one anti-affinity group
+    /// of a job.
+    fn check_anti_affinity(&self) -> Result<(), String> {
+        for (worker_id, worker) in &self.workers {
+            let mut seen: BTreeMap<(JobId, &str), u32> = BTreeMap::new();
+            for attempt_id in &worker.held {
+                let Some(attempt) = self.attempts.get(attempt_id) else {
+                    continue;
+                };
+                let job = &self.jobs[&attempt.task.job];
+                let Some(group) = job.group_of(attempt.task.index) else {
+                    continue;
+                };
+                let index = attempt.task.index;
+                if let Some(other) = seen.insert((job.id, group), index)
+                    && other != index
+                {
+                    return Err(format!(
+                        "worker {worker_id} holds tasks {other} and {index} of group `{group}` \
+                         of job {}",
+                        job.id
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Checks that every retry queue entry is a task retrying at that time; returns how

@@ -7,9 +7,11 @@ use crate::journal::JournalEvent;
 use crate::labels::Labels;
 use crate::model::{Job, JobState};
 use crate::spec::{
-    JobSpec, MAX_PROCESSING_VERSION_BYTES, MAX_SUPERSEDE_KEY_BYTES, RawJobSpec, SpecError,
+    JobSpec, MAX_ANTI_AFFINITY_GROUP_BYTES, MAX_PROCESSING_VERSION_BYTES, MAX_SUPERSEDE_KEY_BYTES,
+    RawJobSpec, SpecError,
 };
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 
 impl Scheduler {
     /// Validates and accepts a job.
@@ -29,6 +31,7 @@ impl Scheduler {
             reason,
         })?;
         let required_labels = std::mem::take(&mut raw.required_labels);
+        let groups = anti_affinity_groups(&raw)?;
         let spec = raw.validate(&known)?;
         let job_id = JobId(self.next_job);
         self.next_job += 1;
@@ -76,6 +79,13 @@ impl Scheduler {
             }));
             self.set_required_labels(job_id, required_labels);
         }
+        if !groups.is_empty() {
+            out.push(Output::Persist(JournalEvent::JobAntiAffinity {
+                job: job_id,
+                groups: groups.clone().into_iter().collect(),
+            }));
+            self.set_anti_affinity(job_id, groups);
+        }
         Ok(job_id)
     }
 
@@ -120,6 +130,12 @@ impl Scheduler {
     pub(super) fn set_required_labels(&mut self, job_id: JobId, labels: Labels) {
         if let Some(job) = self.jobs.get_mut(&job_id) {
             job.required_labels = labels;
+        }
+    }
+
+    pub(super) fn set_anti_affinity(&mut self, job_id: JobId, groups: BTreeMap<u32, String>) {
+        if let Some(job) = self.jobs.get_mut(&job_id) {
+            job.anti_affinity = groups;
         }
     }
 
@@ -275,4 +291,45 @@ fn supersede_key(raw: &str) -> Result<Option<String>, SpecError> {
         });
     }
     Ok((!key.is_empty()).then(|| key.to_string()))
+}
+
+/// The anti-affinity groups of a submission by task index: none when it names none;
+/// refused when it names a group for some tasks but not one entry per task, or a group
+/// too long or not printable on one line.
+fn anti_affinity_groups(raw: &RawJobSpec) -> Result<BTreeMap<u32, String>, SpecError> {
+    let invalid = |reason: String| SpecError::Invalid {
+        field: "anti_affinity_group",
+        reason,
+    };
+    if raw
+        .anti_affinity_groups
+        .iter()
+        .all(|group| group.trim().is_empty())
+    {
+        return Ok(BTreeMap::new());
+    }
+    if raw.anti_affinity_groups.len() != raw.tasks.len() {
+        return Err(invalid(format!(
+            "{} groups for {} tasks: give one per task (empty for none)",
+            raw.anti_affinity_groups.len(),
+            raw.tasks.len()
+        )));
+    }
+    let mut groups = BTreeMap::new();
+    for (index, group) in raw.anti_affinity_groups.iter().enumerate() {
+        let group = group.trim();
+        if group.len() > MAX_ANTI_AFFINITY_GROUP_BYTES {
+            return Err(invalid(format!(
+                "task {index}: {} bytes long; at most {MAX_ANTI_AFFINITY_GROUP_BYTES}",
+                group.len()
+            )));
+        }
+        if group.chars().any(char::is_control) {
+            return Err(invalid(format!("task {index}: holds a control character")));
+        }
+        if !group.is_empty() {
+            groups.insert(index as u32, group.to_string());
+        }
+    }
+    Ok(groups)
 }

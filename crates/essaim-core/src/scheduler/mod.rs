@@ -27,6 +27,7 @@
 //! |---|---|
 //! | `mod.rs` | configuration, public types, the state, the read side |
 //! | `placement.rs` | which task a pulling worker gets: first attempts, retries, stragglers, locality |
+//! | `anti_affinity.rs` | tasks of one group never on one worker at once, and the spreading |
 //! | `leases.rs` | workers, heartbeats, leases and their expiry, the passing of time |
 //! | `outcomes.rs` | reported results: commit, failure, retry, rejection |
 //! | `stages.rs` | jobs of several stages: lost inputs and lost outputs |
@@ -41,6 +42,7 @@
 //! - an attempt whose lease was revoked (lost worker, expired lease, timeout, cancelled
 //!   job, speculative loser) never commits;
 //! - a job never has more live attempts than its concurrency limit;
+//! - no worker holds live attempts of two tasks of one anti-affinity group of a job;
 //! - every task of a terminal job is terminal;
 //! - a task of stage s > 0 is granted only when every task of stage s - 1 has succeeded,
 //!   and its attempt is handed the committed output of each of them; with slow start,
@@ -50,6 +52,7 @@
 //!   back at the next tick;
 //! - a lost upstream output is recomputed before the stage that needs it runs again.
 
+mod anti_affinity;
 mod dead_letters;
 mod invariants;
 mod jobs;

@@ -5,8 +5,10 @@
 //! first), with a due retry every `retry_every` grants so retries are never starved; then
 //! any due retry; then a speculative copy of a straggler. Every one of them goes only to
 //! a worker carrying the labels its job requires (`crate::labels`): a job no live worker
-//! satisfies keeps its tasks queued.
+//! satisfies keeps its tasks queued. None goes to a worker holding a live attempt of
+//! another task of its anti-affinity group (`anti_affinity.rs`).
 
+use super::anti_affinity::GroupsHere;
 use super::{Attempt, PullReply, Scheduler};
 use crate::ids::{AttemptId, JobId, Millis, TaskId, WorkerId};
 use crate::labels::{Labels, satisfies};
@@ -38,6 +40,31 @@ impl Eligibility<'_> {
         } else {
             None
         }
+    }
+
+    /// The kinds whose queues are searched for `job`: those of [`Self::kinds_for`], and
+    /// for a job with anti-affinity groups and no labels every kind the worker runs (a
+    /// stranded task of a kind it holds its share of may still go to it).
+    fn kinds_searched_for(&self, job: &Job) -> Option<&BTreeSet<String>> {
+        if job.required_labels.is_empty() && !job.anti_affinity.is_empty() {
+            Some(&self.all_kinds)
+        } else {
+            self.kinds_for(job)
+        }
+    }
+
+    /// Returns true when the worker may take a task of `kind` and `group` of `job`.
+    fn allows(&self, here: &GroupsHere, job: &Job, kind: &str, group: Option<&str>) -> bool {
+        here.free_of(job.id, group)
+            && (self
+                .kinds_for(job)
+                .is_some_and(|kinds| kinds.contains(kind))
+                || here.stranded(job.id, group, kind))
+    }
+
+    /// The long-running kinds the worker runs but holds its share of.
+    fn full_kinds(&self) -> BTreeSet<String> {
+        self.all_kinds.difference(&self.kinds).cloned().collect()
     }
 }
 
@@ -116,20 +143,21 @@ impl Scheduler {
         eligible: &Eligibility<'_>,
         data_dirs: &[String],
     ) -> Option<(TaskId, bool)> {
+        let here = self.groups_here(worker_id, &eligible.full_kinds());
         let retry_turn = self.first_attempts_since_retry >= self.config.retry_every;
-        if retry_turn && let Some(task) = self.take_due_retry(now, eligible) {
+        if retry_turn && let Some(task) = self.take_due_retry(now, eligible, &here) {
             self.first_attempts_since_retry = 0;
             return Some((task, false));
         }
-        if let Some(task) = self.take_first_attempt(now, worker_id, eligible, data_dirs) {
+        if let Some(task) = self.take_first_attempt(now, eligible, &here, data_dirs) {
             self.first_attempts_since_retry += 1;
             return Some((task, false));
         }
-        if let Some(task) = self.take_due_retry(now, eligible) {
+        if let Some(task) = self.take_due_retry(now, eligible, &here) {
             self.first_attempts_since_retry = 0;
             return Some((task, false));
         }
-        self.find_straggler(now, worker_id, eligible)
+        self.find_straggler(now, worker_id, eligible, &here)
             .map(|task| (task, true))
     }
 
@@ -138,24 +166,32 @@ impl Scheduler {
     fn take_first_attempt(
         &mut self,
         now: Millis,
-        worker_id: WorkerId,
         eligible: &Eligibility<'_>,
+        here: &GroupsHere,
         data_dirs: &[String],
     ) -> Option<TaskId> {
         // No early start on a worker without a free slot (it would queue the attempt
         // behind others), nor while a task of a job with slow start waits behind early
         // attempts: it would be handed back at the next tick.
         let hold_back_early =
-            !self.has_free_slot(worker_id) || self.tasks_wait_behind_early_attempts();
+            !self.has_free_slot(here.worker) || self.tasks_wait_behind_early_attempts();
         for (_, job_id) in &self.job_order {
             let job = self.jobs.get_mut(job_id).expect("ordered job exists");
             if !job.has_capacity() || job.past_deadline(now) {
                 continue;
             }
-            let Some(kinds) = eligible.kinds_for(job) else {
+            let (Some(kinds), Some(share_kinds)) =
+                (eligible.kinds_searched_for(job), eligible.kinds_for(job))
+            else {
                 continue;
             };
-            let Some((index, locality)) = job.take_queued_task(kinds, data_dirs, hold_back_early)
+            let job_id = *job_id;
+            let allowed = |kind: &str, group: Option<&str>| {
+                here.free_of(job_id, group)
+                    && (share_kinds.contains(kind) || here.stranded(job_id, group, kind))
+            };
+            let Some((index, locality)) =
+                job.take_queued_task(kinds, data_dirs, hold_back_early, allowed)
             else {
                 continue;
             };
@@ -164,20 +200,23 @@ impl Scheduler {
                 Locality::Local => self.stats.local_grants += 1,
                 Locality::Remote => self.stats.remote_grants += 1,
             }
-            return Some(TaskId::new(*job_id, index));
+            return Some(TaskId::new(job_id, index));
         }
         None
     }
 
-    fn take_due_retry(&mut self, now: Millis, eligible: &Eligibility<'_>) -> Option<TaskId> {
+    fn take_due_retry(
+        &mut self,
+        now: Millis,
+        eligible: &Eligibility<'_>,
+        here: &GroupsHere,
+    ) -> Option<TaskId> {
         let jobs = &self.jobs;
         self.retry_queue.take_first_due(now, |task| {
             let job = &jobs[&task.job];
             job.has_capacity()
                 && !job.past_deadline(now)
-                && eligible
-                    .kinds_for(job)
-                    .is_some_and(|kinds| kinds.contains(job.kind_of(task.index)))
+                && eligible.allows(here, job, job.kind_of(task.index), job.group_of(task.index))
         })
     }
 
@@ -188,6 +227,7 @@ impl Scheduler {
         now: Millis,
         worker_id: WorkerId,
         eligible: &Eligibility<'_>,
+        here: &GroupsHere,
     ) -> Option<TaskId> {
         let mut medians: BTreeMap<JobId, Option<Millis>> = BTreeMap::new();
         for attempt in self.attempts.values() {
@@ -210,6 +250,7 @@ impl Scheduler {
                 || !eligible
                     .kinds_for(job)
                     .is_some_and(|kinds| kinds.contains(kind))
+                || !here.free_of(job.id, job.group_of(attempt.task.index))
             {
                 continue;
             }

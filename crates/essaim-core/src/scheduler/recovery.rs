@@ -110,6 +110,9 @@ impl Scheduler {
                 job,
                 required_labels,
             } => self.set_required_labels(job, required_labels.into_iter().collect()),
+            JournalEvent::JobAntiAffinity { job, groups } => {
+                self.set_anti_affinity(job, groups.into_iter().collect());
+            }
             JournalEvent::JobProcessingVersion { job, version } => {
                 self.set_processing_version(job, version);
             }
@@ -174,6 +177,12 @@ impl Scheduler {
                 events.push(JournalEvent::JobPlacement {
                     job: *job_id,
                     required_labels: job.required_labels.clone().into_iter().collect(),
+                });
+            }
+            if !job.anti_affinity.is_empty() {
+                events.push(JournalEvent::JobAntiAffinity {
+                    job: *job_id,
+                    groups: job.anti_affinity.clone().into_iter().collect(),
                 });
             }
             let mut committed = Vec::new();

@@ -11,7 +11,10 @@
 //! jobs, never starve them: they become ordinary attempts once the stage before is
 //! complete, and that stage never waits behind them. The tasks of a job that requires
 //! worker labels count against the free slots of the workers carrying them only, and
-//! the early attempts handed back for them are those holding such slots.
+//! the early attempts handed back for them are those holding such slots. An early
+//! attempt is handed back, too, when a task it waits for shares its anti-affinity group
+//! (`anti_affinity.rs`): it keeps that task off its worker, which may be the only one
+//! left for it.
 
 use super::{Output, Scheduler, Worker};
 use crate::ids::{AttemptId, JobId, Millis, WorkerId};
@@ -74,7 +77,13 @@ impl Scheduler {
         }
         // Newest first: the attempt that has fetched the least gives way.
         early.reverse();
-        let mut chosen: BTreeSet<AttemptId> = BTreeSet::new();
+        // An early attempt holding the anti-affinity group of a task it waits for keeps
+        // that task off its worker, and cannot end before it: it goes back.
+        let mut chosen: BTreeSet<AttemptId> = early
+            .iter()
+            .copied()
+            .filter(|id| self.holds_group_of_its_upstream(*id))
+            .collect();
         let mut demand = 0u32;
         // Jobs that require labels find room only on the workers carrying them.
         let mut labelled_demand: Vec<(JobId, u32)> = Vec::new();

@@ -23,6 +23,10 @@
 //! from whatever the task itself committed, which is the executor's business (a stream
 //! unit restarts from its checkpoint in PostgreSQL).
 //!
+//! Tasks of an anti-affinity group count in shares, but move only off a draining worker,
+//! and one may go above a worker's share when no other worker may take it
+//! (`anti_affinity.rs`).
+//!
 //! Tasks of a job that requires worker labels are left out of shares, counts and moves:
 //! a share over every worker would stop the few carrying the labels short of the job's
 //! tasks, which no other worker may take. They go to whichever worker carrying the
@@ -66,7 +70,7 @@ impl Scheduler {
         };
         let mut moved = Vec::new();
         for kind in &worker.info.long_running_kinds {
-            let mut held = self.attempts_of_kind(worker, kind);
+            let held = self.attempts_of_kind(worker, kind);
             let moves = if worker.draining {
                 held.len()
             } else {
@@ -75,10 +79,17 @@ impl Scheduler {
             if moves == 0 {
                 continue;
             }
-            let keep = held.len() - moves;
+            // A task of an anti-affinity group moves only off a draining worker: it may
+            // be stranded here (`anti_affinity.rs`), and would come straight back.
+            let mut movable: Vec<AttemptId> = held
+                .into_iter()
+                .filter(|attempt_id| worker.draining || !self.in_group(*attempt_id))
+                .collect();
+            let moves = moves.min(movable.len());
+            let keep = movable.len() - moves;
             // Attempt ids grow per grant: the newest go, the oldest stay put.
-            held.sort_unstable();
-            moved.extend(held.split_off(keep));
+            movable.sort_unstable();
+            moved.extend(movable.split_off(keep));
         }
         // Newest first, each to the front of its queue: the queue keeps grant order.
         for attempt_id in moved.iter().rev() {
@@ -114,6 +125,15 @@ impl Scheduler {
             })
             .count();
         live.div_ceil(workers.max(1))
+    }
+
+    /// Returns true when the attempt's task has an anti-affinity group.
+    fn in_group(&self, attempt_id: AttemptId) -> bool {
+        self.attempts.get(&attempt_id).is_some_and(|attempt| {
+            self.jobs
+                .get(&attempt.task.job)
+                .is_some_and(|job| job.group_of(attempt.task.index).is_some())
+        })
     }
 
     fn held_of_kind(&self, worker: &Worker, kind: &str) -> usize {

@@ -13,6 +13,8 @@
 //!   concurrency unit that a task it waits for needs;
 //! - every attempt goes to a worker carrying the labels its job requires (as submitted:
 //!   recovery must keep them), and those labels survive recovery;
+//! - no worker holds live attempts of two tasks of one anti-affinity group of a job (a
+//!   scheduler invariant), and the groups survive recovery;
 //! - once faults stop and workers stay up, every job ends.
 //!
 //! A failure returns the seed and the last steps, so `run(seed)` replays it.
@@ -185,6 +187,8 @@ struct World {
     // Oracle.
     /// Labels each job required when submitted (none for most).
     required_labels: BTreeMap<JobId, Labels>,
+    /// Anti-affinity groups of each job's tasks when submitted (none for most).
+    anti_affinity: BTreeMap<JobId, BTreeMap<u32, String>>,
     granted: BTreeMap<AttemptId, TaskId>,
     failed_or_stopped: BTreeSet<AttemptId>,
     committed: BTreeMap<TaskId, AttemptId>,
@@ -276,6 +280,7 @@ impl World {
             network: Vec::new(),
             behaviours: BTreeMap::new(),
             required_labels: BTreeMap::new(),
+            anti_affinity: BTreeMap::new(),
             granted: BTreeMap::new(),
             failed_or_stopped: BTreeSet::new(),
             committed: BTreeMap::new(),

@@ -197,6 +197,13 @@ impl World {
                     crate::labels::show(&submitted)
                 )));
             }
+            let groups = self.anti_affinity.get(&job.id).cloned().unwrap_or_default();
+            if job.anti_affinity != groups {
+                return Err(self.fail(format!(
+                    "recovery from the {source} gives job {} groups {:?}, not {groups:?}",
+                    job.id, job.anti_affinity
+                )));
+            }
             for (index, task) in job.tasks().iter().enumerate() {
                 let task_id = TaskId::new(job.id, index as u32);
                 let recovered_commit = *task.state() == TaskState::Succeeded;

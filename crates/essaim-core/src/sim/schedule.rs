@@ -9,7 +9,7 @@ use crate::labels::Labels;
 use crate::model::JobState;
 use crate::scheduler::Scheduler;
 use crate::spec::{RawJobSpec, TaskSpec};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl World {
     pub(super) fn fault_step(&mut self) {
@@ -188,8 +188,16 @@ impl World {
             slow_start: (!stage_breaks.is_empty() && self.rng.chance(2, 3))
                 .then(|| [0.0, 0.05, 0.3, 0.7, 1.0][self.rng.up_to(4) as usize]),
             required_labels: self.draw_required_labels(task_count),
+            anti_affinity_groups: draw_anti_affinity_groups(task_count, !stage_breaks.is_empty()),
         };
         let labels = raw.required_labels.clone();
+        let groups: BTreeMap<u32, String> = raw
+            .anti_affinity_groups
+            .iter()
+            .enumerate()
+            .filter(|(_, group)| !group.is_empty())
+            .map(|(index, group)| (index as u32, group.clone()))
+            .collect();
         let key = raw.supersede_key.clone();
         let mut out = Vec::new();
         let job = self
@@ -213,6 +221,7 @@ impl World {
             }
         ));
         self.required_labels.insert(job, labels);
+        self.anti_affinity.insert(job, groups);
         self.absorb(out);
         if !key.is_empty() {
             self.check_superseded(job, &key);
@@ -367,4 +376,31 @@ impl World {
         self.log(format!("worker #{index} re-registers"));
         self.register(index);
     }
+}
+
+/// The anti-affinity groups of a new job: none for about two jobs of one stage in three
+/// and most jobs of several (groups there change which tasks start early, which other
+/// checks need often enough), else groups of 1 to 5 tasks with every fifth task left
+/// out; a group larger than the workers that may run it runs a task at a time, as
+/// simulated tasks end. Drawn without the generator, as the owner, so that every
+/// seed's other draws stay as they were.
+fn draw_anti_affinity_groups(task_count: usize, staged: bool) -> Vec<String> {
+    let grouped = if staged {
+        task_count % 8 == 5
+    } else {
+        (task_count / 2).is_multiple_of(3)
+    };
+    if !grouped {
+        return Vec::new();
+    }
+    let groups = 1 + task_count % 5;
+    (0..task_count)
+        .map(|index| {
+            if index % 5 == 4 {
+                String::new()
+            } else {
+                format!("g{}", index % groups)
+            }
+        })
+        .collect()
 }

@@ -9,7 +9,10 @@
 //! Registrations are checked for two mistakes: an older attempt of a replica that a
 //! newer attempt replaced (a zombie), and a second replica of a shard on a worker that
 //! already holds one (both replicas would die with that worker). Both are refused; the
-//! leaf fails its attempt and the coordinator places it again.
+//! leaf fails its attempt and the coordinator places it again. The second is a defence
+//! only: the coordinator places a shard's replicas on different workers (their
+//! anti-affinity group), so it is refused only when a worker restarted under the same
+//! name before its old registration went silent.
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

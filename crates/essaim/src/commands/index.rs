@@ -161,7 +161,7 @@ fn build_job(
     });
     let mut job = v1::JobSpec {
         name: format!("serve:{name}"),
-        // A leaf that fails (a lost worker, a refused placement) is placed again for a
+        // A leaf that fails (a lost worker, a root out of reach) is placed again for a
         // long while; a corrupt shard fails permanently at once.
         max_attempts: 100,
         speculation_multiplier: -1.0,
@@ -185,6 +185,9 @@ fn build_job(
             job.tasks.push(v1::TaskSpec {
                 kind: LEAF_TASK_KIND.to_owned(),
                 payload: serde_json::to_vec(&spec)?,
+                // A shard's replicas go to different workers: the coordinator places
+                // them so, and keeps one waiting while no other worker is free of them.
+                anti_affinity_group: format!("shard-{shard}"),
                 ..Default::default()
             });
         }

@@ -1,8 +1,11 @@
 //! `essaim serve --on-cluster`: the model runner as long-running `model.serve` tasks
-//! on a real two-worker cluster, behind the front that `essaim serve` runs. Its
-//! predictions equal a runner's on its own, byte for byte; a worker holding a replica
-//! is SIGKILLed under a steady load and no request fails (the front retries on the
-//! other replica), and the replica is placed again until the front counts two; the
+//! on a real three-worker cluster, behind the front that `essaim serve` runs. Its
+//! predictions equal a runner's on its own, byte for byte; the two replicas run on two
+//! workers; a worker holding one is SIGKILLed under a steady load and no request fails
+//! (the front retries on the other replica), and the replica is placed again on the
+//! third worker, never beside the other (their anti-affinity group), until the front
+//! counts two; with one worker carrying a required label, one replica runs and the
+//! other waits, the job saying so, until a second such worker joins; the
 //! governance view lists the replicas as users of the version; SIGTERM cancels the job;
 //! a model the registry does not know ends the job and the command with the reason.
 
@@ -82,6 +85,23 @@ fn replicas(port: u16) -> Vec<(u64, String, bool)> {
         .collect()
 }
 
+/// Returns the id of the job the front serves, from its first line about serving.
+async fn serving_job(front: &Process) -> u64 {
+    let deadline = Deadline::after(EVENTUALLY, format!("a job serving: {}", front.log_text()));
+    loop {
+        let log = front.log_text();
+        let id = log.lines().find_map(|line| {
+            let rest = line.split("job ").nth(1)?;
+            let (id, after) = rest.split_once(' ')?;
+            after.starts_with("serving").then(|| id.parse().ok())?
+        });
+        if let Some(id) = id {
+            return id;
+        }
+        deadline.tick().await;
+    }
+}
+
 /// Waits until both replicas are ready on workers other than `not_on`.
 async fn wait_two_replicas(port: u16, front: &Process, not_on: Option<&str>) {
     let deadline = Deadline::after(
@@ -105,7 +125,7 @@ async fn wait_two_replicas(port: u16, front: &Process, not_on: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_workers_answer_as_a_runner_and_survive_a_killed_worker() {
-    let mut cluster = Cluster::start(2, 2).await;
+    let mut cluster = Cluster::start(3, 2).await;
     register(&cluster, &cluster.url(), MODEL).await;
     alias(&cluster, MODEL, "production", "1").await;
     let alone_port = free_port();
@@ -192,6 +212,17 @@ async fn replicas_on_workers_answer_as_a_runner_and_survive_a_killed_worker() {
     cluster.kill_worker(&victim);
     wait_two_replicas(port, &front, Some(&victim)).await;
     eprintln!("replica placed again {:?} after the kill", killed.elapsed());
+    let survivor = &placed.iter().find(|(replica, ..)| *replica == 1).unwrap().1;
+    let replaced = replicas(port);
+    let replaced_on = &replaced
+        .iter()
+        .find(|(replica, ..)| *replica == 0)
+        .unwrap()
+        .1;
+    assert_ne!(
+        replaced_on, survivor,
+        "never beside the other replica: {replaced:?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
     let wrong = load.join().unwrap();
@@ -269,12 +300,40 @@ async fn replicas_that_require_a_label_run_only_on_workers_carrying_it() {
     let port = free_port();
     let front = start_front_with(&cluster, port, &["--require-label", "gpu=yes"]);
     wait_ready(port, &front).await;
+    // One labelled worker: one replica runs there, the other waits (never two on one
+    // worker), and the job says so.
+    let job_id = serving_job(&front).await;
+    let deadline = Deadline::after(EVENTUALLY, "one replica waiting for a worker");
+    loop {
+        let job = cluster.job(job_id).await;
+        if job.waiting_for_anti_affinity && job.running == 1 {
+            break;
+        }
+        deadline.tick().await;
+    }
+    let placed = replicas(port);
+    assert_eq!(placed.len(), 1, "{placed:?}");
+    assert_eq!(placed[0].1, gpu_worker);
+    let status = cluster.cli(&["status", &job_id.to_string()]).await;
+    assert!(
+        status.stdout.contains("anti-affinity group"),
+        "{}",
+        status.stdout
+    );
+    // A second labelled worker joins: the waiting replica runs there.
+    let second_gpu_worker = cluster.start_worker_with_args(2, &["--label", "gpu=yes"]);
     wait_two_replicas(port, &front, None).await;
     let placed = replicas(port);
-    assert!(
-        placed.iter().all(|(_, worker, _)| *worker == gpu_worker),
-        "every replica on {gpu_worker}: {placed:?}"
+    let workers: std::collections::BTreeSet<&str> = placed
+        .iter()
+        .map(|(_, worker, _)| worker.as_str())
+        .collect();
+    assert_eq!(
+        workers,
+        [gpu_worker.as_str(), second_gpu_worker.as_str()].into(),
+        "{placed:?}"
     );
+    assert!(!cluster.job(job_id).await.waiting_for_anti_affinity);
     let (status, _) = predict(port, &TEXTS[..2]);
     assert_eq!(status, 200);
     // A label without a value is refused before anything is submitted.

@@ -1,6 +1,7 @@
 //! Table-style unit tests of the scheduler: feed facts at chosen times, assert the exact
 //! replies, state and outputs. Every test ends by checking the scheduler's invariants.
 
+mod anti_affinity;
 mod jobs;
 mod labels;
 mod leases;

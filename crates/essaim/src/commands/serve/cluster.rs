@@ -151,6 +151,9 @@ fn build_job(
         job.tasks.push(v1::TaskSpec {
             kind: MODEL_SERVE_TASK_KIND.to_owned(),
             payload: serde_json::to_vec(&spec)?,
+            // Replicas go to different workers, also when one is placed again after a
+            // worker died; one waits while no other worker is free of them.
+            anti_affinity_group: "replicas".to_owned(),
             ..Default::default()
         });
     }

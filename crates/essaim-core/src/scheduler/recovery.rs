@@ -64,10 +64,15 @@ impl Scheduler {
                 }
             }
             JournalEvent::JobCancelled { job, reason, at } => {
+                // Live, the job was running when it was cancelled. Replayed, it may
+                // already look failed: attempts are not journaled, so a job kept running
+                // only by attempts in flight (early reducers after a dead letter) ends
+                // at the dead letter. The journal says how it ended: cancelled, and a
+                // later requeue of its dead letters must be refused as it was live.
                 if self
                     .jobs
                     .get(&job)
-                    .is_some_and(|j| j.state == JobState::Running)
+                    .is_some_and(|j| matches!(j.state, JobState::Running | JobState::Failed { .. }))
                 {
                     self.apply_cancel(job, &reason, at);
                 }

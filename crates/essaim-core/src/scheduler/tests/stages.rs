@@ -335,3 +335,32 @@ fn a_staged_job_keeps_its_files_when_its_results_are_files() {
         assert_eq!(from_snapshot.releasable_jobs(&[job]), releasable);
     }
 }
+
+/// Live, a job kept running by attempts in flight (early reducers) after a dead letter
+/// may be cancelled; replayed, attempts are not journaled and the job already looks
+/// failed at the dead letter. The cancellation must still be replayed, so that a requeue
+/// of the dead letter is refused after a restart as it was before (simulation seed
+/// 29463: the requeued task committed after its job was cancelled).
+#[test]
+fn a_cancellation_replays_onto_a_job_the_replay_already_failed() {
+    let (_scheduler, out, job_id, _worker) = setup(config(), staged(1, 1));
+    let mut events = persisted(&out);
+    events.push(JournalEvent::TaskDeadLettered {
+        task: task(job_id, 0),
+        at: 20,
+    });
+    events.push(JournalEvent::JobCancelled {
+        job: job_id,
+        reason: "cancelled by the user".into(),
+        at: 30,
+    });
+    let mut recovered = Scheduler::recover(config(), KINDS, events);
+    recovered.check_invariants().unwrap();
+    assert!(matches!(
+        job_state(&recovered, job_id),
+        JobState::Cancelled { .. }
+    ));
+    let mut out = Vec::new();
+    let requeued = recovered.requeue_dead_letters(40, &[task(job_id, 0)], &mut out);
+    assert_eq!(requeued, 0, "a cancelled job's dead letter stays dead");
+}

@@ -13,7 +13,7 @@ use std::process::Command;
 use tempfile::TempDir;
 
 use crate::process::{free_port, log_tail};
-use crate::server::{ETCD, script_path, skipped};
+use crate::server::{ETCD, port_was_taken, script_path, skipped};
 
 struct Member {
     dir: TempDir,
@@ -40,7 +40,7 @@ impl EtcdCluster {
             let cluster = Self::on_free_ports(size);
             match cluster.try_start_members(&(0..size).collect::<Vec<_>>()) {
                 Ok(()) => return Some(cluster),
-                Err(error) if tries < START_TRIES && error.contains("address already in use") => {
+                Err(error) if tries < START_TRIES && port_was_taken(&error) => {
                     eprintln!("an etcd port was taken before etcd bound it; trying other ports");
                 }
                 Err(error) => panic!("{error}"),

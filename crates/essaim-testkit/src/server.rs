@@ -215,7 +215,7 @@ impl ScriptServer {
                         env,
                     });
                 }
-                Err(failure) if failure.contains("address already in use") && tries < 3 => {
+                Err(failure) if port_was_taken(&failure) && tries < 3 => {
                     eprintln!("{}: its port was taken; starting again", script.server);
                 }
                 Err(failure) => panic!("{failure}"),
@@ -323,6 +323,13 @@ fn run_script(script: ServerScript, action: &str, dir: &Path, env: &[(String, St
 
 /// Runs `scripts/X.sh ACTION DIR`; returns the last line it printed, or what it said
 /// when it failed.
+/// True when a server's start failed because its port was taken before it bound it.
+/// Servers word it differently ("Address already in use", "address already in use"),
+/// so the match ignores case.
+pub(crate) fn port_was_taken(failure: &str) -> bool {
+    failure.to_lowercase().contains("address already in use")
+}
+
 fn try_script(
     script: ServerScript,
     action: &str,
@@ -351,4 +358,18 @@ fn try_script(
         .unwrap_or_default()
         .trim()
         .to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_was_taken;
+
+    #[test]
+    fn a_taken_port_is_recognised_however_the_server_words_it() {
+        assert!(port_was_taken(
+            "error: Address already in use (os error 98)"
+        ));
+        assert!(port_was_taken("listen tcp: bind: address already in use"));
+        assert!(!port_was_taken("permission denied"));
+    }
 }

@@ -1,17 +1,14 @@
-//! The proxy's client of the cache nodes: pooled HTTP/1 keep-alive connections with
-//! `TCP_NODELAY`, and a timeout on every call.
+//! The proxy's client of the cache nodes, on the pooled client every essaim process
+//! calls another with (`essaim_http_client`: keep-alive, `TCP_NODELAY`), with a
+//! timeout on every call.
 //!
 //! The timeout is what turns a stopped or partitioned node into an error the proxy can
-//! fail over from; a refused connection fails at once. `TCP_NODELAY` because requests
-//! and values are small and Nagle's algorithm would hold a second write for up to a
-//! delayed ACK (40 ms on Linux).
+//! fail over from; a refused connection fails at once.
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use essaim_http_client::PooledClient;
+use http_body_util::Full;
 
 use crate::wire::{
     FILL_BELOW_HEADER, TAG_HEADER, TTL_HEADER, encode_key, format_ttl_ms, parse_ttl_ms,
@@ -54,20 +51,16 @@ pub struct NodeValue {
 /// A pooled client of the nodes.
 #[derive(Debug, Clone)]
 pub struct NodeClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
-    timeout: Duration,
+    inner: PooledClient,
 }
 
 impl NodeClient {
     /// Returns a client whose calls fail after `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(64)
-            .build(connector);
-        Self { inner, timeout }
+        let trust = essaim_tls::ClientTrust::default();
+        Self {
+            inner: PooledClient::new(&trust, timeout, timeout),
+        }
     }
 
     async fn call(
@@ -75,27 +68,13 @@ impl NodeClient {
         node: &str,
         request: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Bytes>, NodeError> {
-        let unreachable = |reason: String| NodeError::Unreachable {
-            node: node.to_owned(),
-            reason,
-        };
-        let exchange = async {
-            let response = self
-                .inner
-                .request(request)
-                .await
-                .map_err(|error| unreachable(essaim_core::error_chain::error_chain(&error)))?;
-            let (parts, body) = response.into_parts();
-            let bytes = body
-                .collect()
-                .await
-                .map_err(|error| unreachable(error.to_string()))?
-                .to_bytes();
-            Ok(http::Response::from_parts(parts, bytes))
-        };
-        tokio::time::timeout(self.timeout, exchange)
+        self.inner
+            .send(request)
             .await
-            .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
+            .map_err(|unreachable| NodeError::Unreachable {
+                node: node.to_owned(),
+                reason: unreachable.reason,
+            })
     }
 
     fn url(node: &str, key: &str) -> String {

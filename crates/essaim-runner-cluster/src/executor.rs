@@ -25,10 +25,10 @@ use essaim_registry::client::RegistryClient;
 use essaim_runner::reload::ReloadError;
 use essaim_runner::usage::UsageSettings;
 use essaim_runner::{Runner, RunnerConfig, RunnerError};
+use essaim_worker::front_registration::{FrontRegistration, register_until_cancelled};
 use essaim_worker::{AttemptContext, ExecutionFuture, Executor};
 use tokio_util::sync::CancellationToken;
 
-use crate::forward::Forwarder;
 use crate::wire::{ModelServeSpec, Registration};
 use crate::{FRONT_LOST_AFTER, REGISTER_EVERY};
 
@@ -57,16 +57,6 @@ impl ModelServeExecutor {
     }
 }
 
-fn failure(message: String, retryable: bool) -> TaskFailure {
-    TaskFailure {
-        message,
-        exit_code: None,
-        stderr_tail: String::new(),
-        retryable,
-        lost_inputs: Vec::new(),
-    }
-}
-
 impl Executor for ModelServeExecutor {
     fn execute(&self, attempt: AttemptContext, cancel: CancellationToken) -> ExecutionFuture {
         let token = self.registry_token.clone();
@@ -91,9 +81,9 @@ async fn listen_address(attempt: &AttemptContext) -> Result<(String, SocketAddr)
         .unwrap_or_else(|| "127.0.0.1".to_owned());
     let resolved = tokio::net::lookup_host((host.as_str(), 0))
         .await
-        .map_err(|error| failure(format!("cannot resolve {host}: {error}"), true))?
+        .map_err(|error| TaskFailure::new(format!("cannot resolve {host}: {error}"), true))?
         .next()
-        .ok_or_else(|| failure(format!("{host} resolves to no address"), true))?;
+        .ok_or_else(|| TaskFailure::new(format!("{host} resolves to no address"), true))?;
     Ok((host, resolved))
 }
 
@@ -102,11 +92,11 @@ async fn start_runner(
     listen: SocketAddr,
     token: Option<&str>,
 ) -> Result<Runner, TaskFailure> {
-    let models = spec
-        .plans()
-        .map_err(|error| failure(format!("the model.serve task's models: {error}"), false))?;
+    let models = spec.plans().map_err(|error| {
+        TaskFailure::new(format!("the model.serve task's models: {error}"), false)
+    })?;
     let client = RegistryClient::new(&spec.registry_url, token, ACTOR)
-        .map_err(|error| failure(format!("registry: {error}"), false))?;
+        .map_err(|error| TaskFailure::new(format!("registry: {error}"), false))?;
     let config = RunnerConfig {
         listen,
         models,
@@ -121,7 +111,7 @@ async fn start_runner(
     };
     Runner::start(config).await.map_err(|error| {
         let retryable = !matches!(error, RunnerError::Config(_));
-        failure(essaim_core::error_chain::error_chain(&error), retryable)
+        TaskFailure::new(essaim_core::error_chain::error_chain(&error), retryable)
     })
 }
 
@@ -137,7 +127,7 @@ fn load_failure(failures: &[ReloadError]) -> Option<TaskFailure> {
         .map(|error| essaim_core::error_chain::error_chain(error))
         .collect();
     let message = format!("cannot load the models: {}", causes.join("; "));
-    Some(failure(message, retryable))
+    Some(TaskFailure::new(message, retryable))
 }
 
 async fn run_replica(
@@ -146,7 +136,7 @@ async fn run_replica(
     token: Option<Arc<str>>,
 ) -> Result<TaskOutput, TaskFailure> {
     let spec: ModelServeSpec = serde_json::from_slice(&attempt.payload)
-        .map_err(|error| failure(format!("malformed model.serve task: {error}"), false))?;
+        .map_err(|error| TaskFailure::new(format!("malformed model.serve task: {error}"), false))?;
     let (host, listen) = listen_address(&attempt).await?;
     let started = Instant::now();
     let mut runner = start_runner(&spec, listen, token.as_deref()).await?;
@@ -176,54 +166,15 @@ async fn run_replica(
         worker: attempt.worker_name.clone(),
         attempt: attempt.attempt_id.0,
     };
-    let outcome = register_until_cancelled(&spec.front_url, &registration, &cancel).await;
+    let registration = FrontRegistration {
+        front: "the front",
+        role: "replica",
+        endpoint: format!("{}/replicas", spec.front_url),
+        body: Bytes::from(serde_json::to_vec(&registration).expect("registrations serialize")),
+        every: REGISTER_EVERY,
+        lost_after: FRONT_LOST_AFTER,
+    };
+    let outcome = register_until_cancelled(&registration, &cancel).await;
     runner.shutdown().await;
     outcome.map(|()| TaskOutput::default())
-}
-
-/// Registers every [`REGISTER_EVERY`] until `cancel`; fails when the front refuses the
-/// registration or has been unreachable for [`FRONT_LOST_AFTER`].
-async fn register_until_cancelled(
-    front_url: &str,
-    registration: &Registration,
-    cancel: &CancellationToken,
-) -> Result<(), TaskFailure> {
-    let client = Forwarder::new();
-    let endpoint = format!("{front_url}/replicas");
-    let body = Bytes::from(serde_json::to_vec(registration).expect("registrations serialize"));
-    let json = http::HeaderValue::from_static("application/json");
-    let mut last_reached = Instant::now();
-    let mut ticker = tokio::time::interval(REGISTER_EVERY);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
-            _ = ticker.tick() => {}
-        }
-        let sent = client
-            .send(http::Method::POST, &endpoint, Some(&json), body.clone())
-            .await;
-        let failed = match sent {
-            Ok(answer) if answer.status.is_success() => {
-                last_reached = Instant::now();
-                continue;
-            }
-            Ok(answer) if answer.status == http::StatusCode::CONFLICT => {
-                let message = String::from_utf8_lossy(&answer.body);
-                return Err(failure(
-                    format!("the front refused this replica: {message}"),
-                    true,
-                ));
-            }
-            Ok(answer) => format!("{endpoint} answered {}", answer.status),
-            Err(error) => error.to_string(),
-        };
-        if last_reached.elapsed() >= FRONT_LOST_AFTER {
-            let lost = FRONT_LOST_AFTER.as_secs();
-            return Err(failure(
-                format!("the front has been unreachable for {lost} s, stopping: {failed}"),
-                false,
-            ));
-        }
-        tracing::debug!(error = %failed, "cannot register with the front yet");
-    }
 }

@@ -22,11 +22,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use essaim_http_client::PooledClient;
 use essaim_telemetry::Health;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::forward::{Answer, Forwarder};
 use crate::metrics::FrontMetrics;
 use crate::table::{Outcome, RegistrationRefused, ReplicaTable, ReplicaView};
 use crate::wire::{ErrorBody, Registration};
@@ -35,12 +35,18 @@ use crate::wire::{ErrorBody, Registration};
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(200);
 /// Tries of one request: the first, and one retry on another replica.
 const TRIES: usize = 2;
+/// Longest a replica may take to answer a forwarded request; past it the replica is
+/// marked down and the request retried elsewhere.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a connection to a replica may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The front's state.
 #[derive(Debug)]
 pub struct Front {
     table: Mutex<ReplicaTable>,
-    forwarder: Forwarder,
+    /// Forwards requests to replicas as bytes, status and content type unchanged.
+    forwarder: PooledClient,
     metrics: FrontMetrics,
 }
 
@@ -49,7 +55,11 @@ impl Front {
     pub fn new(replicas: u32) -> Arc<Self> {
         Arc::new(Self {
             table: Mutex::new(ReplicaTable::new(replicas)),
-            forwarder: Forwarder::new(),
+            forwarder: PooledClient::new(
+                &essaim_tls::ClientTrust::default(),
+                CONNECT_TIMEOUT,
+                REQUEST_TIMEOUT,
+            ),
             metrics: FrontMetrics::new(),
         })
     }
@@ -117,12 +127,12 @@ impl Front {
             let url = format!("{}{path_and_query}", pick.url);
             let sent = self
                 .forwarder
-                .send(method.clone(), &url, content_type, body.clone())
+                .call(method.clone(), &url, content_type, body.clone())
                 .await;
             match sent {
                 Ok(answer) => {
                     self.table().finish(&pick, Outcome::Answered);
-                    if answer.status.is_server_error() {
+                    if answer.status().is_server_error() {
                         self.metrics.count_error(pick.replica);
                     }
                     return answer_response(answer);
@@ -151,12 +161,14 @@ impl Front {
     }
 }
 
-fn answer_response(answer: Answer) -> Response {
-    let mut response = (answer.status, answer.body).into_response();
-    if let Some(content_type) = answer.content_type {
+/// A replica's answer passed back: status, content type and body unchanged.
+fn answer_response(answer: http::Response<Bytes>) -> Response {
+    let (parts, body) = answer.into_parts();
+    let mut response = (parts.status, body).into_response();
+    if let Some(content_type) = parts.headers.get(http::header::CONTENT_TYPE) {
         response
             .headers_mut()
-            .insert(http::header::CONTENT_TYPE, content_type);
+            .insert(http::header::CONTENT_TYPE, content_type.clone());
     }
     response
 }

@@ -19,7 +19,6 @@
 //! | [`wire`] | the task payload and a replica's registration, as JSON |
 //! | [`executor`] | the `model.serve` task kind: build the runner, load, listen, register until cancelled |
 //! | [`table`] | the front's table of replicas: least outstanding, stale replicas dropped, retries elsewhere (pure) |
-//! | [`forward`] | the front's HTTP client: a request passed on as bytes |
 //! | [`front`] | the front: forwarding, registrations, readiness, its HTTP API |
 //! | [`metrics`] | the front's metrics |
 #![warn(missing_docs)]
@@ -27,7 +26,6 @@
 use std::time::Duration;
 
 pub mod executor;
-pub mod forward;
 pub mod front;
 pub mod metrics;
 pub mod table;

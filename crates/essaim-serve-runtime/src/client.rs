@@ -1,18 +1,18 @@
-//! The small HTTP/1 client of the serving layer: JSON in, JSON out, pooled keep-alive
-//! connections with `TCP_NODELAY`.
-//!
-//! One client per process, cloned: its pool keeps a connection to every leaf open, so a
-//! leaf request costs one round trip, not a handshake. `TCP_NODELAY` because requests
-//! and answers are small and Nagle's algorithm would hold the second of two writes for
-//! up to a delayed ACK (40 ms on Linux). Dropping a call's future drops its connection
-//! mid-request, which is how a hedge's loser is cancelled at the leaf.
+//! The serving layer's JSON calls (a root to its leaves, tests to a root), on the
+//! pooled client every essaim process calls another with (`essaim_http_client`:
+//! keep-alive, `TCP_NODELAY`; dropping a call's future drops its connection
+//! mid-request, which is how a hedge's loser is cancelled at the leaf).
+use std::time::Duration;
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use essaim_http_client::PooledClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+/// Longest a connection to a leaf may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A backstop only: a query's own deadline ends its calls long before.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -51,10 +51,10 @@ pub enum CallError {
     },
 }
 
-/// A pooled HTTP/1 client.
+/// A pooled HTTP/1 client speaking JSON.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: PooledClient,
 }
 
 impl Default for HttpClient {
@@ -64,15 +64,12 @@ impl Default for HttpClient {
 }
 
 impl HttpClient {
-    /// Returns a client with `TCP_NODELAY` and a pool of idle connections per host.
+    /// Returns a client of plain `http://` peers.
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(2)));
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(64)
-            .build(connector);
-        Self { inner }
+        let trust = essaim_tls::ClientTrust::default();
+        Self {
+            inner: PooledClient::new(&trust, CONNECT_TIMEOUT, CALL_TIMEOUT),
+        }
     }
 
     /// GETs `url` and decodes its JSON body.
@@ -96,30 +93,22 @@ impl HttpClient {
         url: &str,
         body: Bytes,
     ) -> Result<T, CallError> {
-        let request = http::Request::builder()
-            .method(method)
-            .uri(url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body))
-            .map_err(|_| CallError::InvalidUrl {
+        if url.parse::<http::Uri>().is_err() {
+            return Err(CallError::InvalidUrl {
                 url: url.to_owned(),
-            })?;
-        let unreachable = |reason: String| CallError::Unreachable {
-            url: url.to_owned(),
-            reason,
-        };
+            });
+        }
+        let json = http::HeaderValue::from_static("application/json");
         let response = self
             .inner
-            .request(request)
+            .call(method, url, Some(&json), body)
             .await
-            .map_err(|error| unreachable(essaim_core::error_chain::error_chain(&error)))?;
+            .map_err(|unreachable| CallError::Unreachable {
+                url: unreachable.url,
+                reason: unreachable.reason,
+            })?;
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| unreachable(error.to_string()))?
-            .to_bytes();
+        let bytes = response.into_body();
         if !status.is_success() {
             let message = match serde_json::from_slice::<crate::wire::ErrorBody>(&bytes) {
                 Ok(body) => body.error,

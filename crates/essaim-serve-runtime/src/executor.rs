@@ -18,13 +18,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use essaim_core::{TaskFailure, TaskOutput};
 use essaim_serve::shard::{ShardError, ShardId, load_shard};
 use essaim_telemetry::Health;
+use essaim_worker::front_registration::{FrontRegistration, register_until_cancelled};
 use essaim_worker::{AttemptContext, ExecutionFuture, Executor};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{CallError, HttpClient};
 use crate::leaf::{LeafState, router};
 use crate::wire::{LeafSpec, Registration};
 use crate::{REGISTER_EVERY, ROOT_LOST_AFTER};
@@ -37,16 +38,6 @@ impl LeafExecutor {
     /// Returns the executor.
     pub fn new() -> Self {
         Self
-    }
-}
-
-fn failure(message: String, retryable: bool) -> TaskFailure {
-    TaskFailure {
-        message,
-        exit_code: None,
-        stderr_tail: String::new(),
-        retryable,
-        lost_inputs: Vec::new(),
     }
 }
 
@@ -72,10 +63,10 @@ async fn load(spec: &LeafSpec) -> Result<essaim_serve::shard::ShardIndex, TaskFa
     let (shards, shard) = (spec.shards, ShardId(spec.shard));
     let loaded = tokio::task::spawn_blocking(move || load_shard(&index_dir, shards, shard))
         .await
-        .map_err(|error| failure(format!("shard loading panicked: {error}"), true))?;
+        .map_err(|error| TaskFailure::new(format!("shard loading panicked: {error}"), true))?;
     loaded.map_err(|error: ShardError| {
         let retryable = error.is_retryable();
-        failure(essaim_core::error_chain::error_chain(&error), retryable)
+        TaskFailure::new(essaim_core::error_chain::error_chain(&error), retryable)
     })
 }
 
@@ -84,7 +75,7 @@ async fn run_leaf(
     cancel: CancellationToken,
 ) -> Result<TaskOutput, TaskFailure> {
     let spec: LeafSpec = serde_json::from_slice(&attempt.payload)
-        .map_err(|error| failure(format!("malformed serve.leaf task: {error}"), false))?;
+        .map_err(|error| TaskFailure::new(format!("malformed serve.leaf task: {error}"), false))?;
     let started = Instant::now();
     let shard = tokio::select! {
         () = cancel.cancelled() => return Ok(TaskOutput::default()),
@@ -95,10 +86,12 @@ async fn run_leaf(
         .unwrap_or_else(|| "127.0.0.1".to_owned());
     let listener = tokio::net::TcpListener::bind((host.as_str(), 0))
         .await
-        .map_err(|error| failure(format!("cannot listen on {host}: {error}"), true))?;
+        .map_err(|error| TaskFailure::new(format!("cannot listen on {host}: {error}"), true))?;
     let port = listener
         .local_addr()
-        .map_err(|error| failure(format!("cannot read the leaf's address: {error}"), true))?
+        .map_err(|error| {
+            TaskFailure::new(format!("cannot read the leaf's address: {error}"), true)
+        })?
         .port();
     let url = format!("http://{host}:{port}");
     let salt = (u64::from(spec.shard) << 32) | u64::from(spec.replica);
@@ -131,54 +124,17 @@ async fn run_leaf(
         worker: attempt.worker_name.clone(),
         attempt: attempt.attempt_id.0,
     };
-    let outcome = register_until_cancelled(&spec.root_url, &registration, &cancel).await;
+    let registration = FrontRegistration {
+        front: "the query root",
+        role: "leaf",
+        endpoint: format!("{}/leaves", spec.root_url),
+        body: Bytes::from(serde_json::to_vec(&registration).expect("registrations serialize")),
+        every: REGISTER_EVERY,
+        lost_after: ROOT_LOST_AFTER,
+    };
+    let outcome = register_until_cancelled(&registration, &cancel).await;
     health.set_not_ready("stopping");
     stop_server.cancel();
     let _ = server.await;
     outcome.map(|()| TaskOutput::default())
-}
-
-/// Registers every [`REGISTER_EVERY`] until `cancel`; fails when the root refuses the
-/// registration or has been unreachable for [`ROOT_LOST_AFTER`].
-async fn register_until_cancelled(
-    root_url: &str,
-    registration: &Registration,
-    cancel: &CancellationToken,
-) -> Result<(), TaskFailure> {
-    let client = HttpClient::new();
-    let endpoint = format!("{root_url}/leaves");
-    let mut last_reached = Instant::now();
-    let mut ticker = tokio::time::interval(REGISTER_EVERY);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
-            _ = ticker.tick() => {}
-        }
-        let sent = client
-            .post_json::<_, serde_json::Value>(&endpoint, registration)
-            .await;
-        match sent {
-            Ok(_) => last_reached = Instant::now(),
-            Err(CallError::Status {
-                status: 409,
-                message,
-                ..
-            }) => {
-                return Err(failure(
-                    format!("the query root refused this leaf: {message}"),
-                    true,
-                ));
-            }
-            Err(error) if last_reached.elapsed() >= ROOT_LOST_AFTER => {
-                let lost = ROOT_LOST_AFTER.as_secs();
-                return Err(failure(
-                    format!("the query root has been unreachable for {lost} s, stopping: {error}"),
-                    false,
-                ));
-            }
-            Err(error) => {
-                tracing::debug!(error = %error, "cannot register with the query root yet")
-            }
-        }
-    }
 }

@@ -61,16 +61,6 @@ impl StreamExecutor {
     }
 }
 
-fn failure(message: String, retryable: bool) -> TaskFailure {
-    TaskFailure {
-        message,
-        exit_code: None,
-        stderr_tail: String::new(),
-        retryable,
-        lost_inputs: Vec::new(),
-    }
-}
-
 impl Executor for StreamExecutor {
     fn execute(&self, attempt: AttemptContext, cancel: CancellationToken) -> ExecutionFuture {
         let metrics = self.metrics.clone();
@@ -107,18 +97,18 @@ async fn run_task(
     registry_token: Option<Arc<str>>,
 ) -> Result<TaskOutput, TaskFailure> {
     let mut spec: StreamTaskSpec = serde_json::from_slice(&attempt.payload)
-        .map_err(|error| failure(format!("malformed stream task: {error}"), false))?;
+        .map_err(|error| TaskFailure::new(format!("malformed stream task: {error}"), false))?;
     // Secrets named in the endpoints exist only on this worker, and only from here on.
     spec.endpoints = spec
         .endpoints
         .resolve_secrets()
         // A configuration error, not a passing fault: fail at once (a stream task is
         // otherwise retried a hundred times) and say what is missing.
-        .map_err(|error| failure(error_chain(&error), false))?;
+        .map_err(|error| TaskFailure::new(error_chain(&error), false))?;
     let planned = task::check(&spec.spec_toml, &spec.tables)
-        .map_err(|error| failure(error_chain(&error), false))?;
+        .map_err(|error| TaskFailure::new(error_chain(&error), false))?;
     let tables = Pipeline::load_tables(&planned.spec, &spec.tables)
-        .map_err(|error| failure(error_chain(&error), false))?;
+        .map_err(|error| TaskFailure::new(error_chain(&error), false))?;
     let registry = RegistryAccess {
         token: registry_token.as_deref(),
         attempt_id: attempt.attempt_id.0,
@@ -131,7 +121,7 @@ async fn run_task(
         Some(nats_url) => Some(tokio::select! {
             () = cancel.cancelled() => return Ok(TaskOutput::default()),
             connected = broker::connect(nats_url, broker::DEFAULT_REQUEST_TIMEOUT) => {
-                connected.map_err(|error| failure(error_chain(&error), true))?
+                connected.map_err(|error| TaskFailure::new(error_chain(&error), true))?
             }
         }),
         None => None,
@@ -205,7 +195,7 @@ async fn run_task(
     metrics.forget_units(&spec.pipeline, stage, &units);
     if let Some((unit, error)) = first_error {
         let message = format!("unit {unit}: {}", error_chain(&error));
-        return Err(failure(message, error.is_retryable()));
+        return Err(TaskFailure::new(message, error.is_retryable()));
     }
     let mut counters = BTreeMap::new();
     counters.insert("stream_units".to_owned(), units.len() as u64);
@@ -240,18 +230,18 @@ async fn load_models(
     }
     let Some(url) = &spec.endpoints.registry_url else {
         let message = "a model registry URL is required by the `predict` operators";
-        return Err(failure(message.to_owned(), false));
+        return Err(TaskFailure::new(message.to_owned(), false));
     };
     let actor = format!("pipeline:{}", spec.pipeline);
     let client = RegistryClient::new(url, registry.token, &actor)
-        .map_err(|error| failure(error_chain(&error), false))?;
+        .map_err(|error| TaskFailure::new(error_chain(&error), false))?;
     let download_dir = std::env::temp_dir().join(format!(
         "essaim-models-{}-{}",
         std::process::id(),
         registry.attempt_id
     ));
     std::fs::create_dir_all(&download_dir).map_err(|error| {
-        failure(
+        TaskFailure::new(
             format!("cannot create `{}`: {error}", download_dir.display()),
             true,
         )
@@ -264,10 +254,10 @@ async fn load_models(
     };
     let loading = PipelineModels::load(source, &references, metrics.models.clone());
     tokio::select! {
-        () = cancel.cancelled() => Err(failure("cancelled while loading models".to_owned(), true)),
+        () = cancel.cancelled() => Err(TaskFailure::new("cancelled while loading models".to_owned(), true)),
         loaded = loading => loaded
             .map(Some)
-            .map_err(|error| failure(format!("cannot start: {}", error_chain(&error)), false)),
+            .map_err(|error| TaskFailure::new(format!("cannot start: {}", error_chain(&error)), false)),
     }
 }
 
@@ -288,7 +278,7 @@ async fn connect_runners(
         .map(Some)
         .map_err(|error| {
             let message = format!("cannot start: {}", error_chain(&error));
-            failure(message, error.is_retryable())
+            TaskFailure::new(message, error.is_retryable())
         })
 }
 

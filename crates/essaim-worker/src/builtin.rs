@@ -17,7 +17,7 @@ use essaim_core::{FileRef, TaskFailure, TaskOutput};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{AttemptContext, ExecutionFuture, Executor, permanent_failure};
+use crate::executor::{AttemptContext, ExecutionFuture, Executor};
 
 /// Largest payload `echo` accepts; beyond the inline limit it is written to a file.
 pub const MAX_ECHO_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -64,7 +64,7 @@ impl Executor for SleepExecutor {
 /// Reads a `sleep` payload: decimal milliseconds, surrounding white space allowed.
 fn parse_sleep_payload(payload: &[u8]) -> Result<Duration, TaskFailure> {
     let Ok(text) = std::str::from_utf8(payload) else {
-        return Err(permanent_failure(
+        return Err(TaskFailure::permanent(
             "sleep payload is not UTF-8; expected decimal milliseconds such as `250`",
         ));
     };
@@ -76,7 +76,7 @@ fn parse_sleep_payload(payload: &[u8]) -> Result<Duration, TaskFailure> {
         None
     };
     let Some(milliseconds) = parsed else {
-        return Err(permanent_failure(format!(
+        return Err(TaskFailure::permanent(format!(
             "sleep payload `{}` is not a number of milliseconds such as `250`",
             digits.chars().take(64).collect::<String>()
         )));
@@ -104,7 +104,7 @@ impl Executor for EchoExecutor {
         Box::pin(async move {
             let payload_bytes = attempt.payload.len();
             if payload_bytes > MAX_ECHO_PAYLOAD_BYTES {
-                return Err(permanent_failure(format!(
+                return Err(TaskFailure::permanent(format!(
                     "echo payload has {payload_bytes} bytes; \
                      at most {MAX_ECHO_PAYLOAD_BYTES} are accepted"
                 )));
@@ -190,19 +190,19 @@ pub struct SaladOrder {
 /// Reads a `salad` payload, refusing what the demo cannot honour.
 fn parse_salad_order(payload: &[u8]) -> Result<SaladOrder, TaskFailure> {
     let order: SaladOrder = serde_json::from_slice(payload).map_err(|error| {
-        permanent_failure(format!(
+        TaskFailure::permanent(format!(
             "salad payload is not a valid order such as \
              {{\"fruit\": \"apple\", \"prep_ms\": 300}}: {error}"
         ))
     })?;
     let fruit_is_one_field = !order.fruit.is_empty() && !order.fruit.contains(['\t', '\n', '\r']);
     if !fruit_is_one_field {
-        return Err(permanent_failure(
+        return Err(TaskFailure::permanent(
             "salad `fruit` must be a non-empty name without tabs or line breaks",
         ));
     }
     if order.crash_percent > 100 {
-        return Err(permanent_failure(format!(
+        return Err(TaskFailure::permanent(format!(
             "salad `crash_percent` is {}; it must be between 0 and 100",
             order.crash_percent
         )));

@@ -152,18 +152,6 @@ pub(crate) fn attempt_file_base_url(
     )
 }
 
-/// Returns a failure that no retry can fix (the payload is malformed): the task goes
-/// straight to the dead-letter queue.
-pub(crate) fn permanent_failure(message: impl Into<String>) -> TaskFailure {
-    TaskFailure {
-        message: message.into(),
-        exit_code: None,
-        stderr_tail: String::new(),
-        retryable: false,
-        lost_inputs: Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@
 //! | `report.rs` | the reporter |
 //! | `runtime.rs` | the worker's life and the drain |
 //! | `files.rs` | the `/files` HTTP endpoint |
+//! | `front_registration.rs` | how a long-running serving task stays known to its front |
 //! | `job_files/` | files a job brings (`--files`): fetched by hash, cached, linked into an attempt |
 //! | `backoff.rs` | retry delays with jitter |
 #![warn(missing_docs)]
@@ -51,6 +52,7 @@ mod executor;
 pub mod file_access;
 pub mod file_ranges;
 mod files;
+pub mod front_registration;
 mod heartbeat;
 mod inputs_watch;
 pub mod job_files;

@@ -147,15 +147,25 @@ pub struct TaskFailure {
 }
 
 impl TaskFailure {
-    /// Returns a retryable failure with only a message (lost leases, timeouts).
-    pub fn retryable(message: impl Into<String>) -> Self {
+    /// Returns a failure with only a message, retryable or not.
+    pub fn new(message: impl Into<String>, retryable: bool) -> Self {
         Self {
             message: message.into(),
             exit_code: None,
             stderr_tail: String::new(),
-            retryable: true,
+            retryable,
             lost_inputs: Vec::new(),
         }
+    }
+
+    /// Returns a retryable failure with only a message (lost leases, timeouts).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::new(message, true)
+    }
+
+    /// Returns a failure with only a message that no other attempt can help.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::new(message, false)
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use essaim_core::TaskFailure;
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{AttemptContext, permanent_failure};
+use crate::executor::AttemptContext;
 use crate::job_files::{JobFiles, JobFilesError};
 
 /// Working directory, in the attempt directory, of a program that brings files: apart
@@ -49,7 +49,7 @@ fn failure(error: &JobFilesError) -> TaskFailure {
     if error.retryable() {
         TaskFailure::retryable(message)
     } else {
-        permanent_failure(message)
+        TaskFailure::permanent(message)
     }
 }
 

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use self::capture::{
     CapturedStdout, capture_stdout, feed_stdin, keep_stderr_tail, stderr_tail_text,
 };
-use crate::executor::{AttemptContext, ExecutionFuture, Executor, permanent_failure};
+use crate::executor::{AttemptContext, ExecutionFuture, Executor};
 use crate::job_files::{JobFiles, check_job_files};
 
 /// Name of the file, in the attempt directory, that receives a large standard output.
@@ -74,23 +74,23 @@ pub struct CommandSpec {
 /// Reads a `command` payload.
 fn parse_command_spec(payload: &[u8]) -> Result<CommandSpec, TaskFailure> {
     let spec: CommandSpec = serde_json::from_slice(payload).map_err(|error| {
-        permanent_failure(format!(
+        TaskFailure::permanent(format!(
             "command payload is not a valid spec such as {{\"argv\": [\"echo\", \"hi\"]}}: {error}"
         ))
     })?;
     let program_is_named = spec.argv.first().is_some_and(|program| !program.is_empty());
     if !program_is_named {
-        return Err(permanent_failure(
+        return Err(TaskFailure::permanent(
             "command `argv` is empty; it must name a program",
         ));
     }
     if !spec.files.is_empty() && spec.cwd.is_some() {
-        return Err(permanent_failure(
+        return Err(TaskFailure::permanent(
             "command `files` appear in the task's own working directory: `cwd` cannot be set \
              with them",
         ));
     }
-    check_job_files(&spec.files).map_err(|error| permanent_failure(error.to_string()))?;
+    check_job_files(&spec.files).map_err(|error| TaskFailure::permanent(error.to_string()))?;
     Ok(spec)
 }
 
@@ -136,7 +136,7 @@ async fn run_program(
         .await
         .is_ok_and(|meta| meta.is_dir());
     if !cwd_is_a_directory {
-        return Err(permanent_failure(format!(
+        return Err(TaskFailure::permanent(format!(
             "working directory `{}` of command `{program}` does not exist",
             cwd.display()
         )));
@@ -239,8 +239,8 @@ async fn run_program(
 /// Classifies a program that could not be started.
 fn spawn_failure(program: &str, error: &std::io::Error) -> TaskFailure {
     match error.kind() {
-        ErrorKind::NotFound => permanent_failure(format!("command `{program}` not found")),
-        ErrorKind::PermissionDenied => permanent_failure(format!(
+        ErrorKind::NotFound => TaskFailure::permanent(format!("command `{program}` not found")),
+        ErrorKind::PermissionDenied => TaskFailure::permanent(format!(
             "command `{program}` cannot be executed: permission denied"
         )),
         // Out of processes or file descriptors: another attempt, later, may succeed.

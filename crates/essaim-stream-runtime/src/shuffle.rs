@@ -10,9 +10,20 @@
 //! number it took (in its checkpoint) and skips anything at or below it. That makes
 //! the shuffle exactly-once without a deduplication window.
 //!
+//! Skipping at or below the last number is right only if what an upstream got stored
+//! in a partition is always a *prefix* of what it sent there. JetStream keeps that only
+//! for one message in flight at a time: with two in flight on one subject, the first
+//! may be lost with a leader that fails while the second, sent after it, is stored by
+//! the next one; on replay the second stage would then skip the lost records for good.
+//! So a unit publishes one message per partition at a time ([`publish_rounds`]):
+//! partitions in parallel, a partition's next message only after its previous one's
+//! ack.
+//!
 //! Watermarks travel in the same partition, after the records they cover, so a
 //! second-stage unit's event time is the minimum of its upstreams' (Flink's rule), and
 //! a slow or restarting upstream holds windows open instead of making records late.
+use std::collections::BTreeMap;
+
 use crate::stored_format::{SHUFFLE_BATCH, StoredFormatError};
 use essaim_stream::record::Record;
 use serde::{Deserialize, Serialize};
@@ -64,6 +75,25 @@ pub fn subjects(pipeline: &str) -> String {
 /// records of a few hundred bytes.
 pub const MAX_MESSAGES_PER_BATCH: usize = 1000;
 
+/// A turn's shuffle messages cut into JetStream messages of at most
+/// [`MAX_MESSAGES_PER_BATCH`], in publish rounds: round `k` holds the `k`-th of every
+/// partition, so that no partition ever has two messages in flight (see the module
+/// doc); a round is published, then its acks awaited, before the next.
+pub fn publish_rounds(
+    shuffle: &BTreeMap<u32, Vec<ShuffleMessage>>,
+) -> Vec<Vec<(u32, &[ShuffleMessage])>> {
+    let mut rounds: Vec<Vec<(u32, &[ShuffleMessage])>> = Vec::new();
+    for (partition, messages) in shuffle {
+        for (round, chunk) in messages.chunks(MAX_MESSAGES_PER_BATCH).enumerate() {
+            if rounds.len() <= round {
+                rounds.push(Vec::new());
+            }
+            rounds[round].push((*partition, chunk));
+        }
+    }
+    rounds
+}
+
 /// Encodes a batch of messages for one partition, in order, as one JetStream message
 /// (behind the [`SHUFFLE_BATCH`] header).
 pub fn encode(messages: &[ShuffleMessage]) -> Result<Vec<u8>, StoredFormatError> {
@@ -97,6 +127,34 @@ mod tests {
         let bytes = encode(&batch).expect("encodes");
         assert_eq!(decode(&bytes).expect("decodes"), batch);
         assert!(decode(&bytes[..bytes.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn a_partition_never_has_two_messages_in_one_round_and_order_is_kept() {
+        let watermark = |upstream| ShuffleMessage::Watermark {
+            upstream,
+            watermark: 0,
+        };
+        let shuffle = BTreeMap::from([
+            (0, (0..2_500).map(watermark).collect::<Vec<_>>()),
+            (1, vec![watermark(7)]),
+            (2, Vec::new()),
+        ]);
+        let rounds = publish_rounds(&shuffle);
+        assert_eq!(rounds.len(), 3);
+        for round in &rounds {
+            let mut partitions: Vec<u32> = round.iter().map(|(partition, _)| *partition).collect();
+            partitions.dedup();
+            assert_eq!(partitions.len(), round.len(), "one message per partition");
+        }
+        let sent_to_0: Vec<ShuffleMessage> = rounds
+            .iter()
+            .flatten()
+            .filter(|(partition, _)| *partition == 0)
+            .flat_map(|(_, chunk)| chunk.iter().cloned())
+            .collect();
+        assert_eq!(sent_to_0, shuffle[&0], "a partition's messages, in order");
+        assert_eq!(rounds[0].len(), 2, "partition 2 has nothing to send");
     }
 
     #[test]

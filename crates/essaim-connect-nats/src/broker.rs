@@ -5,7 +5,8 @@
 //! allows, up to [`MAX_REPLICAS`]: a stream of a clustered JetStream survives the loss
 //! of one server, and a single server (which refuses replicas) gets one. An existing
 //! stream keeps its replica count (an operator may have changed it). Ensuring is
-//! idempotent (create or update), so every task of a pipeline may call it at start-up.
+//! idempotent (create, or update an existing stream's subjects), so every task of a
+//! pipeline may call it at start-up, all at once.
 
 use std::time::Duration;
 
@@ -85,19 +86,28 @@ pub async fn ensure_stream(
         ..Default::default()
     };
     if let Ok(mut existing) = context.get_stream(&spec.name).await {
+        // Its replica count is kept, never guessed: an update with fewer replicas would
+        // scale a replicated stream down.
         let replicas = existing
             .info()
             .await
-            .map_or(1, |info| info.config.num_replicas.max(1));
+            .map_err(|error| stream_error(error.into()))?
+            .config
+            .num_replicas
+            .max(1);
         context
             .update_stream(config(replicas))
             .await
             .map_err(|error| stream_error(error.into()))?;
     } else {
+        // Created, never updated here: units start together and ensure the same stream
+        // at once, and an update by one whose replicated creation was refused (it raced
+        // another's) would scale down the stream the other had just made.
         let mut replicas = MAX_REPLICAS;
         loop {
-            match context.create_or_update_stream(config(replicas)).await {
+            match context.create_stream(config(replicas)).await {
                 Ok(_) => break,
+                Err(error) if made_meanwhile(&error) => break,
                 Err(error) if replicas > 1 && refuses_replicas(&error) => replicas = 1,
                 Err(error) => return Err(stream_error(error.into())),
             }
@@ -107,6 +117,15 @@ pub async fn ensure_stream(
         .get_stream(&spec.name)
         .await
         .map_err(|error| stream_error(error.into()))
+}
+
+/// Tells whether the stream exists already, with other settings (another caller made
+/// it between our look-up and our creation).
+fn made_meanwhile(error: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    use async_nats::jetstream::context::CreateStreamErrorKind;
+    matches!(error.kind(), CreateStreamErrorKind::JetStream(error)
+        if error.error_code() == ErrorCode::STREAM_NAME_EXIST)
 }
 
 /// Tells whether the server refused a stream for its replica count: a single server

@@ -14,6 +14,13 @@
 //! its host ports chosen by Docker, so runs never collide with each other or with a
 //! cluster of the user's; `down -v` removes its containers, network and volumes
 //! whatever happens.
+//!
+//! The streaming stack's test is in `containers/stream.rs`, a module of this binary.
+
+// Beside this file rather than `tests/stream.rs`, which cargo would build as a test
+// binary of its own.
+#[path = "containers/stream.rs"]
+mod stream;
 
 use essaim_testkit::compose::ComposeProject;
 use essaim_testkit::docker::{

@@ -9,6 +9,12 @@
 //! SIGKILLs a worker once units have committed, and compares the tables with the same
 //! pipeline run in this process over the same lines. The servers are stopped at the end
 //! unless `--keep-servers` asks to look at the tables afterwards.
+//!
+//! Or against a stack that runs already (`--nats`, `--postgres`, `--coordinator`: the
+//! compose file `deploy/compose/docker-compose.stream.yml` runs it inside its network):
+//! the same replay, pipeline and comparison, but the cluster is not the demo's, so it
+//! kills nothing (whoever runs the stack injects the failures). Such a stack must be
+//! fresh: an earlier run's stream or tables would be resumed, and refused.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +26,7 @@ use nix::sys::signal::Signal;
 
 use super::demo_stream_oracle::{Stats, expected_outputs};
 use super::stream::{PipelineArgs, build_job};
-use crate::client::CoordinatorCalls;
+use crate::client::{ConnectArgs, CoordinatorCalls, TokenArgs};
 use crate::local_cluster::{LocalCluster, LocalOptions};
 
 /// The shipped data and pipeline.
@@ -45,6 +51,20 @@ pub struct StreamDemoArgs {
     /// The project's `scripts/` directory (default: the source tree's).
     #[arg(long)]
     scripts: Option<PathBuf>,
+    /// A NATS JetStream server (or a cluster's members, comma-separated) to use instead
+    /// of starting one; it must not hold the stream FLIGHTS yet.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// A PostgreSQL to use instead of starting one; it must not hold the pipeline's
+    /// tables yet.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// A running cluster to submit the pipeline to instead of starting a local one; its
+    /// workers reach --nats and --postgres at the same URLs. No worker is killed.
+    #[arg(long, value_name = "URL", requires_all = ["nats", "postgres"])]
+    coordinator: Option<String>,
+    #[command(flatten)]
+    token: TokenArgs,
 }
 
 /// A server started by one of the project's scripts, stopped when dropped.
@@ -94,6 +114,35 @@ impl Drop for ScriptServer {
     }
 }
 
+/// A server of the demo: started by a script (stopped when dropped), or given.
+struct Server {
+    url: String,
+    started: Option<ScriptServer>,
+}
+
+impl Server {
+    /// The server at `given`, else one started by `scripts/SCRIPT` in `dir`.
+    fn given_or_started(
+        given: Option<&String>,
+        scripts: &Option<PathBuf>,
+        script: &str,
+        dir: PathBuf,
+        keep: bool,
+    ) -> anyhow::Result<Server> {
+        if let Some(url) = given {
+            return Ok(Server {
+                url: url.clone(),
+                started: None,
+            });
+        }
+        let started = ScriptServer::start(scripts_dir(scripts.clone())?.join(script), dir, keep)?;
+        Ok(Server {
+            url: started.url.clone(),
+            started: Some(started),
+        })
+    }
+}
+
 /// Finds `scripts/`: the flag, else the source tree this binary was built from, else
 /// `./scripts`.
 fn scripts_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -124,7 +173,6 @@ fn flights_sample(rows: usize) -> String {
 
 /// Runs the demo.
 pub async fn run(args: StreamDemoArgs) -> anyhow::Result<ExitCode> {
-    let scripts = scripts_dir(args.scripts.clone())?;
     let temporary = tempfile::Builder::new()
         .prefix("essaim-demo-stream-")
         .tempdir()?;
@@ -144,20 +192,32 @@ pub async fn run(args: StreamDemoArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(work.join("airports.csv"), AIRPORTS)?;
     std::fs::write(work.join("flights.toml"), SPEC)?;
 
-    eprintln!("demo: starting NATS JetStream and PostgreSQL (installed if missing)…");
-    let nats = ScriptServer::start(
-        scripts.join("nats.sh"),
+    if args.nats.is_none() || args.postgres.is_none() {
+        eprintln!("demo: starting NATS JetStream and PostgreSQL (installed if missing)…");
+    }
+    let keep = args.keep_servers;
+    let nats = Server::given_or_started(
+        args.nats.as_ref(),
+        &args.scripts,
+        "nats.sh",
         work.join("nats"),
-        args.keep_servers,
+        keep,
     )?;
-    let postgres = ScriptServer::start(
-        scripts.join("postgres.sh"),
+    let postgres = Server::given_or_started(
+        args.postgres.as_ref(),
+        &args.scripts,
+        "postgres.sh",
         work.join("postgres"),
-        args.keep_servers,
+        keep,
     )?;
     eprintln!("demo: NATS at {}, PostgreSQL at {}", nats.url, postgres.url);
+    // The demo's own connections resolve secret references (`${env:NAME}`) here; the
+    // pipeline's tasks carry the URLs as given, for the workers to resolve.
+    let nats_here = essaim_connect::secrets::resolve_secrets(&nats.url)?;
+    let postgres_here = essaim_connect::secrets::resolve_secrets(&postgres.url)?;
+    ensure_fresh(&nats_here, &postgres_here).await?;
 
-    replay(&nats.url, &work.join("flights.csv")).await?;
+    replay(&nats_here, &work.join("flights.csv")).await?;
     eprintln!("demo: {rows} flights replayed into 3 partitions of FLIGHTS");
 
     let pipeline = PipelineArgs {
@@ -173,21 +233,32 @@ pub async fn run(args: StreamDemoArgs) -> anyhow::Result<ExitCode> {
         batch_wait: std::time::Duration::from_millis(20),
         migrate: None,
     };
-    let (elapsed, killed) =
-        run_with_a_kill(&pipeline, args.workers.max(2), &postgres.url, work).await?;
+    let (elapsed, failure) = match &args.coordinator {
+        Some(url) => {
+            let connect = ConnectArgs::for_url(url, args.token.resolve()?);
+            let elapsed = run_on_cluster(&pipeline, &connect.coordinator()?).await?;
+            (elapsed, format!("on the cluster at {url}"))
+        }
+        None => {
+            let (elapsed, killed) =
+                run_with_a_kill(&pipeline, args.workers.max(2), &postgres_here, work).await?;
+            let failure = if killed {
+                "a worker killed mid-stream"
+            } else {
+                "no worker killed (the pipeline ended first)"
+            };
+            (elapsed, failure.to_owned())
+        }
+    };
 
     let expected = expected_outputs(SPEC, &flights, AIRPORTS)?;
-    let actual = Stats::read(&postgres.url, PIPELINE).await?;
+    let actual = Stats::read(&postgres_here, PIPELINE).await?;
     let verdict = expected.compare(&actual);
     crate::outln!(
         "{rows} flights through the pipeline in {:.1} s ({:.0} events/s), {}",
         elapsed.as_secs_f64(),
         rows as f64 / elapsed.as_secs_f64(),
-        if killed {
-            "a worker killed mid-stream"
-        } else {
-            "no worker killed (the pipeline ended first)"
-        }
+        failure
     );
     crate::outln!(
         "flight_stats: {} hourly windows, unknown airports: {}, dead letters: {}",
@@ -195,14 +266,17 @@ pub async fn run(args: StreamDemoArgs) -> anyhow::Result<ExitCode> {
         actual.unknown_airports,
         actual.dead_letters
     );
-    if args.keep_servers {
-        crate::outln!(
-            "servers kept: NATS {} and PostgreSQL {} (stop them with scripts/nats.sh stop {} and scripts/postgres.sh stop {})",
-            nats.url,
-            postgres.url,
-            nats.dir.display(),
-            postgres.dir.display()
-        );
+    for (started, script) in [
+        (&nats.started, "nats.sh"),
+        (&postgres.started, "postgres.sh"),
+    ] {
+        if let Some(server) = started.as_ref().filter(|server| server.keep) {
+            crate::outln!(
+                "server kept: {} (stop it with scripts/{script} stop {})",
+                server.url,
+                server.dir.display()
+            );
+        }
     }
     match verdict {
         Ok(()) => {
@@ -214,6 +288,47 @@ pub async fn run(args: StreamDemoArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Refuses servers that hold an earlier run: its stream would be replayed into again
+/// and its committed positions resumed, and the tables would not be this run's.
+async fn ensure_fresh(nats_url: &str, postgres_url: &str) -> anyhow::Result<()> {
+    use essaim_connect_nats::broker;
+    let context = broker::connect(nats_url, broker::DEFAULT_REQUEST_TIMEOUT).await?;
+    anyhow::ensure!(
+        context.get_stream("FLIGHTS").await.is_err(),
+        "NATS holds the stream FLIGHTS already (an earlier run's?): the demo needs fresh servers"
+    );
+    let (client, _driver) = essaim_connect_postgres::tls::connect(postgres_url).await?;
+    let earlier: bool = client
+        .query_one("SELECT to_regclass('flight_stats') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    anyhow::ensure!(
+        !earlier,
+        "PostgreSQL holds the table flight_stats already (an earlier run's?): the demo needs fresh servers"
+    );
+    Ok(())
+}
+
+/// Submits the pipeline to a running cluster and waits for it to end; returns how long
+/// it ran.
+async fn run_on_cluster(
+    pipeline: &PipelineArgs,
+    coordinator: &CoordinatorCalls,
+) -> anyhow::Result<Duration> {
+    let (_, job) = build_job(pipeline)?;
+    let tasks = job.tasks.len();
+    let started = Instant::now();
+    let job_id = coordinator.submit_job(job).await?;
+    eprintln!("demo: pipeline `{PIPELINE}` runs as job {job_id} ({tasks} stream tasks)");
+    let waited =
+        super::jobs::wait_with_progress(coordinator, job_id, None, Default::default()).await?;
+    anyhow::ensure!(
+        waited == ExitCode::SUCCESS,
+        "the pipeline's job {job_id} did not succeed"
+    );
+    Ok(started.elapsed())
 }
 
 /// Lets other users (the `postgres` user of a root-run demo) into `dir`.

@@ -107,4 +107,6 @@ async fn streams_are_replicated_three_ways_and_a_lost_member_loses_nothing() {
         String::from_utf8_lossy(&output.stderr)
     );
     check_against_oracles(&client, &replayed.csv, replayed.bad_lines).await;
+    // The shuffle's stream too, though every unit ensured it at once when it started.
+    assert_eq!(replicas(&url, "ESSAIM_SHUFFLE_flights").await, 3);
 }

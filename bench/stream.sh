@@ -216,7 +216,9 @@ run_one() {  # SYSTEM RUN
     if [[ $system == essaim ]]; then
       # essaim reports no per-record latency on its standard output: its commits are
       # watched in essaim_offsets instead (positions commit with the rows).
-      tool watch "$db" "$logs/$tag.offsets" &
+      # (python itself, not the `tool` function: killing a backgrounded function's
+      # subshell would leave its poller running through the next runs)
+      "$py" "$repo/bench/stream/tool.py" watch "$db" "$logs/$tag.offsets" &
       watcher=$!
     fi
     timeout "$run_timeout" "${cmd[@]}" >"$logs/$tag.live.log" 2>&1 &

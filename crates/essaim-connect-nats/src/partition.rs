@@ -134,24 +134,13 @@ impl NatsPartitionReader {
     pub fn published_ms(&self) -> &[Option<i64>] {
         &self.published_ms
     }
-}
 
-impl PartitionReader for NatsPartitionReader {
-    async fn fetch(
+    /// Appends the messages of one pull to `messages`, dropping redeliveries.
+    async fn take(
         &mut self,
-        max: usize,
-        wait: Duration,
-    ) -> Result<Vec<SourceMessage>, ConnectorError> {
-        self.published_ms.clear();
-        let mut batch = self
-            .consumer
-            .batch()
-            .max_messages(max.max(1))
-            .expires(wait.max(Duration::from_millis(10)))
-            .messages()
-            .await
-            .map_err(|error| transient("fetch", error))?;
-        let mut messages = Vec::with_capacity(max);
+        mut batch: consumer::pull::Batch,
+        messages: &mut Vec<SourceMessage>,
+    ) -> Result<(), ConnectorError> {
         while let Some(message) = batch.next().await {
             let message = message.map_err(|error| transient("fetch", error))?;
             let info = message.info().map_err(|error| transient("fetch", error))?;
@@ -177,6 +166,42 @@ impl PartitionReader for NatsPartitionReader {
                 end_of_stream,
                 redeliveries,
             });
+        }
+        Ok(())
+    }
+}
+
+impl PartitionReader for NatsPartitionReader {
+    /// What has arrived, up to `max`, without waiting (a no-wait pull); when nothing
+    /// has, one waiting pull for the next message, taken alone. So the batch follows
+    /// the rate: a backlog is taken `max` at a time, a slow partition is read message
+    /// by message as they come, and no batch waits to fill (a full pull with an expiry
+    /// returns only when full or expired: its wait was the latency floor).
+    async fn fetch(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<SourceMessage>, ConnectorError> {
+        self.published_ms.clear();
+        let mut messages = Vec::new();
+        let arrived = self
+            .consumer
+            .fetch()
+            .max_messages(max.max(1))
+            .messages()
+            .await
+            .map_err(|error| transient("fetch", error))?;
+        self.take(arrived, &mut messages).await?;
+        if messages.is_empty() {
+            let next = self
+                .consumer
+                .batch()
+                .max_messages(1)
+                .expires(wait.max(Duration::from_millis(10)))
+                .messages()
+                .await
+                .map_err(|error| transient("fetch", error))?;
+            self.take(next, &mut messages).await?;
         }
         Ok(messages)
     }

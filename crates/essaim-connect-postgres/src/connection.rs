@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use essaim_connect::{BreakerConfig, SharedBreaker};
 
+use std::collections::HashMap;
 use tokio::task::JoinHandle;
-use tokio_postgres::Client;
+
+use tokio_postgres::{Client, Statement};
 use tracing::warn;
 
 use crate::error::PgSinkError;
@@ -62,6 +64,9 @@ pub(crate) struct Connection {
     client: Option<Client>,
     /// The task that drives the socket; it ends when the client is dropped.
     driver: Option<JoinHandle<()>>,
+    /// Statements prepared on `client`, by their text: a batch's transaction sends its
+    /// statements without a round trip each to prepare them.
+    statements: HashMap<String, Statement>,
 }
 
 impl Connection {
@@ -72,6 +77,7 @@ impl Connection {
             breaker,
             client: None,
             driver: None,
+            statements: HashMap::new(),
         }
     }
 
@@ -89,6 +95,37 @@ impl Connection {
             return Err(PgSinkError::CircuitOpen { retry_in });
         }
         self.connected().await
+    }
+
+    /// Like [`Connection::acquire`], with the statements `sql` prepared on the client
+    /// (once per connection), in the same order.
+    pub(crate) async fn acquire_prepared(
+        &mut self,
+        sql: &[&str],
+    ) -> Result<(&mut Client, Vec<Statement>), PgSinkError> {
+        if let Err(retry_in) = self.breaker.try_allow() {
+            return Err(PgSinkError::CircuitOpen { retry_in });
+        }
+        self.connected().await?;
+        let client = self.client.as_mut().expect("connected just above");
+        let mut prepared = Vec::with_capacity(sql.len());
+        for text in sql {
+            if let Some(statement) = self.statements.get(*text) {
+                prepared.push(statement.clone());
+                continue;
+            }
+            let statement = client
+                .prepare(text)
+                .await
+                .map_err(|source| PgSinkError::Postgres {
+                    action: "prepare",
+                    source,
+                })?;
+            self.statements
+                .insert((*text).to_owned(), statement.clone());
+            prepared.push(statement);
+        }
+        Ok((client, prepared))
     }
 
     /// Accounts for one attempt's `result`: returns it when it is final (a success, a
@@ -148,6 +185,7 @@ impl Connection {
     /// Drops the client and waits for its driver task to end.
     pub(crate) async fn disconnect(&mut self) {
         self.client = None;
+        self.statements.clear();
         if let Some(driver) = self.driver.take() {
             // The driver ends once its client is gone; it never panics.
             let _ = driver.await;

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, Statement, Transaction};
 
 use essaim_connect::SharedBreaker;
 
@@ -320,9 +320,11 @@ impl PgSink {
         self.check_batch(batch)?;
         let mut retry = 0;
         loop {
-            let result = match self.connection.acquire().await {
-                Ok(client) => match stage(
+            let sql = statement_texts(&self.tables);
+            let result = match self.connection.acquire_prepared(&sql).await {
+                Ok((client, prepared)) => match stage(
                     client,
+                    &Statements::of(prepared),
                     unit(&self.pipeline, &self.fingerprint),
                     &self.tables,
                     batch,
@@ -350,9 +352,11 @@ impl PgSink {
         batch: &SinkBatch,
     ) -> Result<StagedBatch<'sink>, PgSinkError> {
         self.check_batch(batch)?;
-        let client = self.connection.acquire().await?;
+        let sql = statement_texts(&self.tables);
+        let (client, prepared) = self.connection.acquire_prepared(&sql).await?;
         stage(
             client,
+            &Statements::of(prepared),
             unit(&self.pipeline, &self.fingerprint),
             &self.tables,
             batch,
@@ -493,8 +497,53 @@ fn unit<'a>(key: &'a str, fingerprint: &'a Option<String>) -> Unit<'a> {
     }
 }
 
+/// The statements of a batch, in the order of [`statement_texts`].
+struct Statements {
+    lock: Statement,
+    read_offsets: Statement,
+    read_spec: Statement,
+    upsert_offset: Statement,
+    upsert_checkpoint: Statement,
+    /// One per table, in the sink's order.
+    upserts: Vec<Statement>,
+}
+
+/// The texts of the statements a batch runs: prepared once per connection.
+fn statement_texts(tables: &[ResultTable]) -> Vec<&str> {
+    let mut sql = vec![
+        LOCK_PIPELINE_SQL,
+        READ_OFFSETS_SQL,
+        crate::spec_guard::READ_SPEC_SQL,
+        UPSERT_OFFSET_SQL,
+        UPSERT_CHECKPOINT_SQL,
+    ];
+    sql.extend(tables.iter().map(ResultTable::upsert_sql));
+    sql
+}
+
+impl Statements {
+    fn of(prepared: Vec<Statement>) -> Statements {
+        let mut prepared = prepared.into_iter();
+        let mut next = || prepared.next().expect("one statement per text");
+        let (lock, read_offsets, read_spec, upsert_offset, upsert_checkpoint) =
+            (next(), next(), next(), next(), next());
+        Statements {
+            lock,
+            read_offsets,
+            read_spec,
+            upsert_offset,
+            upsert_checkpoint,
+            upserts: prepared.collect(),
+        }
+    }
+}
+
+/// The batch's transaction, in four round trips whatever its size: BEGIN; the lock and
+/// the reads (sent together); every write (rows, positions, checkpoint, sent together);
+/// then, from [`StagedBatch::commit`], COMMIT. Statements sent together run in order.
 async fn stage<'client>(
     client: &'client mut Client,
+    statements: &Statements,
     unit: Unit<'_>,
     tables: &[ResultTable],
     batch: &SinkBatch,
@@ -502,18 +551,15 @@ async fn stage<'client>(
     let postgres = |action| move |source| PgSinkError::Postgres { action, source };
     let pipeline = unit.key;
     let transaction = client.transaction().await.map_err(postgres("begin"))?;
-    transaction
-        .execute(LOCK_PIPELINE_SQL, &[&pipeline])
-        .await
-        .map_err(postgres("lock pipeline"))?;
-    // Sent together (one round trip), run in order after the lock, each with its own
-    // snapshot: what a migration committed before the lock was granted is seen.
-    let (locked, recorded) = futures_util::future::try_join(
-        transaction.query(READ_OFFSETS_SQL, &[&pipeline]),
-        transaction.query_opt(crate::spec_guard::READ_SPEC_SQL, &[&pipeline]),
+    // The reads run after the lock is granted, each with its own snapshot: what a
+    // migration committed before the lock was granted is seen.
+    let (_, locked, recorded) = futures_util::future::try_join3(
+        transaction.execute(&statements.lock, &[&pipeline]),
+        transaction.query(&statements.read_offsets, &[&pipeline]),
+        transaction.query_opt(&statements.read_spec, &[&pipeline]),
     )
     .await
-    .map_err(postgres("read offsets"))?;
+    .map_err(postgres("lock pipeline and read offsets"))?;
     if let (Some(fingerprint), Some(row)) = (unit.fingerprint, recorded) {
         let stored: String = row.get(0);
         if stored != fingerprint {
@@ -542,61 +588,62 @@ async fn stage<'client>(
             rows_changed: 0,
         });
     }
-    let mut changed: Vec<u64> = Vec::new();
-    for (table, rows) in tables.iter().zip(batch_tables(batch)) {
-        if rows.is_empty() {
-            continue;
-        }
-        let upsert = transaction
-            .prepare(table.upsert_sql())
-            .await
-            .map_err(postgres("prepare upsert"))?;
-        // The client pipelines statements issued together: one round trip for the
-        // batch, not one per row.
-        let row_params: Vec<_> = rows.iter().map(|row| table.upsert_params(row)).collect();
-        changed.extend(
-            try_join_all(
-                row_params
-                    .iter()
-                    .map(|params| transaction.execute(&upsert, params)),
-            )
-            .await
-            .map_err(postgres("upsert rows"))?,
+    let rows_changed = write(&transaction, statements, pipeline, tables, batch).await?;
+    Ok(StagedBatch {
+        transaction: Some(transaction),
+        rows_changed,
+    })
+}
+
+/// Sends every write of the batch together and returns the rows changed.
+async fn write(
+    transaction: &Transaction<'_>,
+    statements: &Statements,
+    pipeline: &str,
+    tables: &[ResultTable],
+    batch: &SinkBatch,
+) -> Result<u64, PgSinkError> {
+    let mut writes: Vec<(Statement, Vec<&(dyn ToSql + Sync)>)> = Vec::new();
+    for ((table, rows), upsert) in tables
+        .iter()
+        .zip(batch_tables(batch))
+        .zip(&statements.upserts)
+    {
+        writes.extend(
+            rows.iter()
+                .map(|row| (upsert.clone(), table.upsert_params(row))),
         );
     }
-    let offsets = transaction
-        .prepare(UPSERT_OFFSET_SQL)
-        .await
-        .map_err(postgres("prepare offsets"))?;
-    let offset_params: Vec<[&(dyn ToSql + Sync); 4]> = batch
-        .positions
-        .iter()
-        .map(|position| {
-            [
+    let row_writes = writes.len();
+    for position in &batch.positions {
+        writes.push((
+            statements.upsert_offset.clone(),
+            vec![
                 &pipeline as &(dyn ToSql + Sync),
                 &position.source,
                 &position.partition,
                 &position.position,
-            ]
-        })
-        .collect();
-    try_join_all(
-        offset_params
+            ],
+        ));
+    }
+    if let Some(checkpoint) = &batch.checkpoint {
+        writes.push((
+            statements.upsert_checkpoint.clone(),
+            vec![&pipeline as &(dyn ToSql + Sync), checkpoint],
+        ));
+    }
+    // The client pipelines statements issued together: one round trip for the batch.
+    let changed = try_join_all(
+        writes
             .iter()
-            .map(|params| transaction.execute(&offsets, params)),
+            .map(|(statement, params)| transaction.execute(statement, params)),
     )
     .await
-    .map_err(postgres("update offsets"))?;
-    if let Some(checkpoint) = &batch.checkpoint {
-        transaction
-            .execute(UPSERT_CHECKPOINT_SQL, &[&pipeline, checkpoint])
-            .await
-            .map_err(postgres("update checkpoint"))?;
-    }
-    Ok(StagedBatch {
-        transaction: Some(transaction),
-        rows_changed: changed.iter().sum(),
-    })
+    .map_err(|source| PgSinkError::Postgres {
+        action: "write batch",
+        source,
+    })?;
+    Ok(changed[..row_writes].iter().sum())
 }
 
 async fn read_resume_point(

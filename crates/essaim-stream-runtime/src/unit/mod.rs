@@ -41,6 +41,9 @@ use routes::Routes;
 
 /// How often a busy unit asks the broker for its lag.
 const LAG_INTERVAL: Duration = Duration::from_secs(1);
+/// Least time between two watermarks a first-stage unit sends to every shuffle
+/// partition (see [`UnitState::set_watermark_interval`]).
+const WATERMARK_INTERVAL_MS: i64 = 100;
 pub use state::{Fetched, Input, Turn, UnitState};
 
 pub mod io;
@@ -131,6 +134,7 @@ async fn run_once(
     if let Some(runners) = &context.runner_models {
         state.use_runner_models(runners);
     }
+    state.set_watermark_interval(WATERMARK_INTERVAL_MS);
     let metrics = &context.metrics;
     // Lag is asked of the broker when the unit is idle, and at most every
     // LAG_INTERVAL while it is busy, so that a unit falling behind shows it.
@@ -156,7 +160,7 @@ async fn run_once(
             // One request per runner for the batch's texts, before it runs.
             runners.prefetch(state.runner_texts(&batch)).await?;
         }
-        let processed = state.process(&batch)?;
+        let processed = state.process_at(&batch, now_ms())?;
         if processed.is_none() || due {
             if let Some(lag) = io.lag().await {
                 metrics.lag.set(i64::try_from(lag).unwrap_or(i64::MAX));

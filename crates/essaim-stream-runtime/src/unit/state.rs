@@ -160,8 +160,14 @@ pub struct UnitState {
     pipeline: Pipeline,
     upstreams: BTreeMap<u32, UpstreamCursor>,
     ended_sources: BTreeSet<String>,
-    /// First stage: the last watermark forwarded to the shuffle by this owner.
+    /// First stage: the last watermark forwarded to every shuffle partition by this
+    /// owner.
     published_watermark: Option<i64>,
+    /// First stage: the least time between two watermarks sent to every partition
+    /// (0: every turn); see [`UnitState::set_watermark_interval`].
+    watermark_interval_ms: i64,
+    /// First stage: when (ms, the caller's clock) the last one was.
+    broadcast_at: Option<i64>,
     /// First stage: whether this owner forwarded the end of its input.
     end_published: bool,
 }
@@ -212,6 +218,8 @@ impl UnitState {
             upstreams: saved.upstreams,
             ended_sources: saved.ended_sources,
             published_watermark: None,
+            watermark_interval_ms: 0,
+            broadcast_at: None,
             end_published: false,
         })
     }
@@ -234,9 +242,31 @@ impl UnitState {
         }
     }
 
+    /// First stage: sends a watermark to the shuffle partitions the turn sends no
+    /// record to at most every `interval_ms` (by the clock given to
+    /// [`UnitState::process_at`]); the partitions that get records get it with them.
+    /// With batches that follow the rate, a turn may hold a single record: without
+    /// this, each would cost a message to every partition, each synced to disk by the
+    /// broker. Watermarks are not numbered (the second stage keeps the highest per
+    /// upstream), so fewer of them only hold the second stage's event time back for
+    /// up to the interval; the end of the input is always sent at once.
+    pub fn set_watermark_interval(&mut self, interval_ms: i64) {
+        self.watermark_interval_ms = interval_ms.max(0);
+    }
+
     /// Runs a batch through the operators. Returns `None` when there is nothing to
     /// send or commit (an empty batch and no progress to forward).
     pub fn process(&mut self, batch: &[Fetched]) -> Result<Option<Turn>, UnitError> {
+        self.process_at(batch, 0)
+    }
+
+    /// [`UnitState::process`], `now_ms` being the time by the caller's clock (see
+    /// [`UnitState::set_watermark_interval`]).
+    pub fn process_at(
+        &mut self,
+        batch: &[Fetched],
+        now_ms: i64,
+    ) -> Result<Option<Turn>, UnitError> {
         let mut turn = Turn::default();
         let mut last: Vec<Option<u64>> = vec![None; self.inputs.len()];
         for fetched in batch {
@@ -247,7 +277,7 @@ impl UnitState {
             }
         }
         if self.stage == Stage::Source && self.has_shuffle {
-            self.forward_progress(&mut turn.shuffle);
+            self.forward_progress(&mut turn.shuffle, now_ms);
         }
         if batch.is_empty() && turn.shuffle.is_empty() && turn.results.is_empty() {
             return Ok(None);
@@ -424,18 +454,16 @@ impl UnitState {
             .advance_shuffle_watermark(EventTime(watermark), out);
     }
 
-    /// First stage: tells every shuffle partition how far its event time is, or that
-    /// its input ended.
-    fn forward_progress(&mut self, shuffle: &mut BTreeMap<u32, Vec<ShuffleMessage>>) {
+    /// First stage: tells the shuffle partitions how far its event time is (every one
+    /// of them at most every `watermark_interval_ms`), or that its input ended.
+    fn forward_progress(&mut self, shuffle: &mut BTreeMap<u32, Vec<ShuffleMessage>>, now_ms: i64) {
         let upstream = self.unit;
-        let mut to_every_partition = |message: ShuffleMessage| {
-            for partition in 0..self.shuffle_partitions {
-                shuffle.entry(partition).or_default().push(message.clone());
-            }
-        };
         if self.all_sources_ended() {
             if !self.end_published {
-                to_every_partition(ShuffleMessage::End { upstream });
+                for partition in 0..self.shuffle_partitions {
+                    let end = ShuffleMessage::End { upstream };
+                    shuffle.entry(partition).or_default().push(end);
+                }
                 self.end_published = true;
             }
             return;
@@ -447,14 +475,29 @@ impl UnitState {
             .min()
             .unwrap_or(EventTime::MIN)
             .0;
-        if watermark > EventTime::MIN.0
-            && self.published_watermark.is_none_or(|old| watermark > old)
+        if watermark == EventTime::MIN.0
+            || self.published_watermark.is_some_and(|old| watermark <= old)
         {
-            to_every_partition(ShuffleMessage::Watermark {
-                upstream,
-                watermark,
-            });
+            return;
+        }
+        let message = ShuffleMessage::Watermark {
+            upstream,
+            watermark,
+        };
+        let due = self
+            .broadcast_at
+            .is_none_or(|at| now_ms.saturating_sub(at) >= self.watermark_interval_ms);
+        if due {
+            for partition in 0..self.shuffle_partitions {
+                shuffle.entry(partition).or_default().push(message.clone());
+            }
             self.published_watermark = Some(watermark);
+            self.broadcast_at = Some(now_ms);
+        } else {
+            // Free riders: the partitions this turn sends records to.
+            for messages in shuffle.values_mut() {
+                messages.push(message.clone());
+            }
         }
     }
 }

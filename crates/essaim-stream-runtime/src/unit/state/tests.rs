@@ -225,6 +225,41 @@ fn the_first_stage_numbers_shuffled_records_and_forwards_its_watermark_once() {
     );
 }
 
+/// The partitions a turn sends a watermark to.
+fn watermarked(turn: &Turn) -> Vec<u32> {
+    turn.shuffle
+        .iter()
+        .filter(|(_, messages)| {
+            messages
+                .iter()
+                .any(|message| matches!(message, ShuffleMessage::Watermark { .. }))
+        })
+        .map(|(partition, _)| *partition)
+        .collect()
+}
+
+#[test]
+fn watermarks_go_to_every_partition_at_most_once_per_interval() {
+    let fixture = Fixture::new();
+    let mut unit = fixture.unit(Stage::Source, 1, None);
+    unit.set_watermark_interval(100);
+    let ann = partition_of("ann");
+    let turn = |unit: &mut UnitState, batch: &[Fetched], now| {
+        unit.process_at(batch, now)
+            .expect("processes")
+            .expect("not empty")
+    };
+    let first = turn(&mut unit, &[message(1, "1000,ann,1")], 0);
+    assert_eq!(watermarked(&first), vec![0, 1], "the first goes everywhere");
+    // 50 ms later: only the partition that gets records hears of the new watermark.
+    let second = turn(&mut unit, &[message(2, "2000,ann,1")], 50);
+    assert_eq!(watermarked(&second), vec![ann]);
+    // Once the interval has passed, even a turn without records tells everyone.
+    let third = turn(&mut unit, &[], 100);
+    assert_eq!(watermarked(&third), vec![0, 1]);
+    assert!(unit.process_at(&[], 300).expect("processes").is_none());
+}
+
 #[test]
 fn shuffle_records_delivered_twice_are_processed_once() {
     let fixture = Fixture::new();

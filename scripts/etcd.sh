@@ -29,10 +29,6 @@ process_pattern=etcd
 # shellcheck source=scripts/lib/server.sh
 source "$root/scripts/lib/server.sh"
 
-as_root() {
-    if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi
-}
-
 # Prints the path of an etcd binary, installing the Debian package if needed.
 find_etcd() {
     if [[ -n "${ETCD:-}" ]]; then

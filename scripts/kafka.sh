@@ -8,6 +8,11 @@
 #   request, then prints the bootstrap address `127.0.0.1:PORT` on stdout and writes it
 #   to DIR/url (and its pid to DIR/pid, its log to DIR/log). A broker already running
 #   for DIR is reused: start is idempotent.
+#   With $KAFKA_TLS_CERT and $KAFKA_TLS_KEY (PEM files) clients must speak TLS: the
+#   broker listens on a second, internal port, and stunnel (Debian's `stunnel4`,
+#   installed if missing; Tansu has no TLS listener of its own) terminates TLS on the
+#   advertised one; the address printed is then `ssl://127.0.0.1:PORT`. With
+#   $KAFKA_TLS_CLIENT_CA as well, stunnel requires client certificates signed by it.
 # - stop: stops the broker of DIR (SIGTERM, SIGKILL after 10 s); nothing running is fine.
 #   Tansu takes about 5 s to exit while clients are still connected.
 # - status: prints the bootstrap address and exits 0 when the broker of DIR runs, exits
@@ -95,28 +100,89 @@ answers() {
         && head -c 8 <&3" 2>/dev/null | od -An -tx1 | tr -d ' \n' | grep -q '^........00000007$'
 }
 
+# Prints the path of stunnel, installing Debian's package if needed.
+find_stunnel() {
+    local binary
+    for binary in stunnel4 stunnel; do
+        if command -v "$binary" >/dev/null 2>&1; then command -v "$binary"; return; fi
+    done
+    log "installing the Debian package stunnel4 (TLS in front of the broker)"
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends stunnel4)
+    if ! as_root "${apt[@]}" >&2; then
+        as_root apt-get update >&2 || true
+        as_root "${apt[@]}" >&2 || die "failed to install the Debian package stunnel4"
+    fi
+    command -v stunnel4 || die "the stunnel4 package left no stunnel4 on the PATH"
+}
+
+# Starts stunnel on `tls_port`, passing decrypted connections to the broker's `port`.
+start_tls_front() {
+    local tls_port="$1" port="$2" stunnel
+    stunnel="$(find_stunnel)"
+    {
+        echo "foreground = yes"
+        echo "pid ="
+        echo "[kafka]"
+        echo "accept = 127.0.0.1:$tls_port"
+        echo "connect = 127.0.0.1:$port"
+        echo "cert = $KAFKA_TLS_CERT"
+        echo "key = $KAFKA_TLS_KEY"
+        if [[ -n ${KAFKA_TLS_CLIENT_CA:-} ]]; then
+            echo "CAfile = $KAFKA_TLS_CLIENT_CA"
+            echo "verify = 2"
+        fi
+    } >"$dir/stunnel.conf"
+    setsid "$stunnel" "$dir/stunnel.conf" >>"$dir/stunnel.log" 2>&1 </dev/null 9>&- &
+    echo "$!" >"$dir/stunnel.pid"
+    echo "$tls_port" >"$dir/tls_port"
+    for _ in $(seq 1 100); do
+        if ! port_is_free "$tls_port"; then return; fi
+        kill -0 "$(cat "$dir/stunnel.pid")" 2>/dev/null \
+            || { tail -5 "$dir/stunnel.log" >&2; die "stunnel exited at start (log: $dir/stunnel.log)"; }
+        sleep 0.05
+    done
+    die "stunnel did not listen on 127.0.0.1:$tls_port within 5 s (log: $dir/stunnel.log)"
+}
+
+# Stops the TLS front of DIR, if any (called by `stop`).
+stop_companions() {
+    [[ -f "$dir/stunnel.pid" ]] || return 0
+    kill -TERM "$(cat "$dir/stunnel.pid")" 2>/dev/null || true
+    rm -f "$dir/stunnel.pid"
+}
+
 start() {
     if running; then
         cat "$dir/url"
         return
     fi
-    local broker port
+    local broker port advertised url
     # Tests start brokers in several directories at once: one of them builds, the others
     # wait for it and reuse what it built.
     mkdir -p "$root/target/kafka-tools"
     broker="$(flock "$root/target/kafka-tools/install.lock" "$0" find-broker)"
     port="$(pick_port "${KAFKA_PORT:-}")"
+    advertised="$port"
+    url="127.0.0.1:$port"
+    if [[ -n ${KAFKA_TLS_CERT:-} && -n ${KAFKA_TLS_KEY:-} ]]; then
+        # Picked while the broker's port is still free: mark it taken first.
+        advertised="$(pick_port "${KAFKA_TLS_PORT:-}" tls_port)"
+        while [[ "$advertised" == "$port" ]]; do advertised="$(pick_port "" none)"; done
+        stop_companions
+        start_tls_front "$advertised" "$port"
+        url="ssl://127.0.0.1:$advertised"
+    fi
     mkdir -p "$dir/store"
     # setsid and closed descriptors: the broker outlives this script and holds none of
     # its caller's pipes open. Tansu opens a `sqlite://` URL relative to its working
     # directory (an absolute path included), hence `env -C` and a relative name.
     CLUSTER_ID=essaim-test \
         LISTENER_URL="tcp://127.0.0.1:$port" \
-        ADVERTISED_LISTENER_URL="tcp://127.0.0.1:$port" \
+        ADVERTISED_LISTENER_URL="tcp://127.0.0.1:$advertised" \
         STORAGE_ENGINE="sqlite://tansu.db" \
         RUST_LOG="${KAFKA_LOG:-warn}" \
         setsid env -C "$dir/store" "$broker" broker >>"$dir/log" 2>&1 </dev/null 9>&- &
-    await_server tansu "$broker" "$!" "$port" "127.0.0.1:$port" 600
+    await_server tansu "$broker" "$!" "$port" "$url" 600
 }
 
 server_main "$command" find-broker find_broker

@@ -34,10 +34,6 @@ process_pattern=nats-server
 # shellcheck source=scripts/lib/server.sh
 source "$root/scripts/lib/server.sh"
 
-as_root() {
-    if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi
-}
-
 # True when the binary accepts a JetStream configuration that syncs always.
 syncs_always() {
     local binary="$1" probe

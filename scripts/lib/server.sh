@@ -18,6 +18,11 @@ script_name="$(basename "$0")"
 log() { echo "$script_name: $*" >&2; }
 die() { log "$*"; exit 1; }
 
+# Runs a command as root (installing a Debian package), through sudo when not root.
+as_root() {
+    if [[ "$(id -u)" == 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
 # True when DIR/pid names a live process of the server.
 running() {
     [[ -f "$dir/pid" ]] || return 1
@@ -67,8 +72,11 @@ await_server() {
     die "$name did not answer on 127.0.0.1:$port within $((steps / 20)) s (log: $dir/log)"
 }
 
-# Stops the server of DIR (SIGTERM, SIGKILL after 10 s); nothing running is fine.
+# Stops the server of DIR (SIGTERM, SIGKILL after 10 s); nothing running is fine. A
+# script whose server runs with companions (kafka.sh's TLS front) stops them in its
+# `stop_companions`.
 stop() {
+    if declare -F stop_companions >/dev/null; then stop_companions; fi
     if ! running; then
         rm -f "$dir/pid" "$dir/url"
         return

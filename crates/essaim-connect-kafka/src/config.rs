@@ -13,12 +13,16 @@ use essaim_connect::ConnectorError;
 use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder};
 
+use essaim_tls::ClientTrust;
+
 use crate::error::{self, from_client};
+use crate::tls::Bootstrap;
 
 /// How to reach the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
-    /// `host:port` of one or more brokers, comma-separated (`127.0.0.1:9092`).
+    /// `host:port` of one or more brokers, comma-separated (`127.0.0.1:9092`), with
+    /// TLS asked for as [`crate::tls`] says (`ssl://host:9093?tls_ca=FILE`).
     pub bootstrap: String,
     /// The longest one call may take (connecting, metadata, a produce until all
     /// replicas acknowledged, a fetch beyond its own wait), the client's internal
@@ -46,28 +50,15 @@ impl KafkaConfig {
         }
     }
 
-    /// The bootstrap addresses, checked: a malformed one is a permanent error.
+    /// The bootstrap addresses (`host:port`), checked: a malformed one, or a
+    /// malformed TLS request, is a permanent error.
     pub(crate) fn brokers(&self) -> Result<Vec<String>, ConnectorError> {
-        let brokers: Vec<String> = self
-            .bootstrap
-            .split(',')
-            .map(str::trim)
-            .filter(|broker| !broker.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if brokers.is_empty() {
-            return Err(error::permanent("connect", "no bootstrap address given"));
-        }
-        for broker in &brokers {
-            let port = broker.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
-            if !matches!(port, Some(Ok(port)) if port > 0) {
-                return Err(error::permanent(
-                    "connect",
-                    format!("bootstrap address `{broker}` is not host:port"),
-                ));
-            }
-        }
-        Ok(brokers)
+        Ok(Bootstrap::parse(&self.bootstrap)?.brokers)
+    }
+
+    /// The roots (and identity) of TLS connections; `None` for plain ones.
+    pub(crate) fn trust(&self) -> Result<Option<ClientTrust>, ConnectorError> {
+        Bootstrap::parse(&self.bootstrap)?.trust()
     }
 }
 
@@ -80,9 +71,12 @@ pub(crate) async fn connect(config: &KafkaConfig) -> Result<Client, ConnectorErr
         base: 2.0,
         deadline: Some(config.request_timeout),
     };
-    let builder = ClientBuilder::new(brokers)
+    let mut builder = ClientBuilder::new(brokers)
         .client_id(config.client_id.as_str())
         .backoff_config(backoff);
+    if let Some(trust) = config.trust()? {
+        builder = builder.tls_config(trust.rustls_config());
+    }
     within(config.request_timeout, "connect", builder.build())
         .await?
         .map_err(|failure| from_client("connect", failure))
@@ -115,18 +109,6 @@ pub(crate) fn millis_i32(duration: Duration) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bootstrap_addresses_are_checked() {
-        let brokers = KafkaConfig::new(" 127.0.0.1:9092, other:19092 ")
-            .brokers()
-            .expect("two addresses");
-        assert_eq!(brokers, ["127.0.0.1:9092", "other:19092"]);
-        for bad in ["", "localhost", "localhost:port", "127.0.0.1:0", ","] {
-            let error = KafkaConfig::new(bad).brokers().expect_err(bad);
-            assert!(!error.transient, "{bad}: {error}");
-        }
-    }
 
     #[test]
     fn millis_saturate() {

@@ -14,6 +14,11 @@ pub const CONNECTOR: &str = "kafka";
 
 /// An error of the client, classified.
 pub(crate) fn from_client(action: &'static str, failure: Error) -> ConnectorError {
+    // A refused TLS handshake (an unknown CA, a name the certificate does not carry, a
+    // client certificate the broker wants): no retry helps.
+    if essaim_tls::handshake_failure(&failure).is_some() {
+        return permanent(action, tls_refused(&failure));
+    }
     let transient = is_transient(&failure);
     ConnectorError {
         connector: CONNECTOR,
@@ -22,6 +27,15 @@ pub(crate) fn from_client(action: &'static str, failure: Error) -> ConnectorErro
         transient,
         retry_in: None,
     }
+}
+
+/// What to say of a refused TLS handshake: the bootstrap string holds the settings.
+pub(crate) fn tls_refused(failure: &dyn std::fmt::Display) -> String {
+    format!(
+        "the TLS handshake was refused ({failure}); check the bootstrap's \
+         tls_ca (the CA that signed the brokers' certificates) and, for brokers that \
+         require one, tls_cert and tls_key"
+    )
 }
 
 pub(crate) fn transient(action: &'static str, message: impl ToString) -> ConnectorError {

@@ -15,10 +15,10 @@
 use essaim_connect::ConnectorError;
 use rskafka::client::error::ProtocolError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::config::KafkaConfig;
 use crate::error::{self, protocol_is_transient};
+use crate::tls::{self, BrokerIo};
 
 pub mod wire;
 use wire::Encoder;
@@ -33,7 +33,7 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub struct GroupOffsets {
     config: KafkaConfig,
     group: String,
-    coordinator: Option<TcpStream>,
+    coordinator: Option<Box<dyn BrokerIo>>,
     correlation_id: i32,
 }
 
@@ -137,7 +137,11 @@ impl GroupOffsets {
     }
 
     /// Asks a bootstrap broker which broker coordinates the group, and connects to it.
-    async fn find_coordinator(&self, action: &'static str) -> Result<TcpStream, ConnectorError> {
+    async fn find_coordinator(
+        &self,
+        action: &'static str,
+    ) -> Result<Box<dyn BrokerIo>, ConnectorError> {
+        let trust = self.config.trust()?;
         let mut last_error = None;
         for broker in self.config.brokers()? {
             let mut body = Encoder::default();
@@ -145,7 +149,7 @@ impl GroupOffsets {
             body.i8(0); // key type: a group
             let request = wire::frame(FIND_COORDINATOR, 1, 0, &self.config.client_id, &body);
             let answer = async {
-                let mut stream = connect_to(&broker, action).await?;
+                let mut stream = connect_to(&broker, trust.as_ref(), action).await?;
                 let response = exchange(&mut stream, &request, 0, action).await?;
                 let found = wire::find_coordinator_response(&response)?;
                 if let Some(failure) = ProtocolError::new(found.code) {
@@ -160,7 +164,7 @@ impl GroupOffsets {
                 if coordinator == broker {
                     Ok(stream)
                 } else {
-                    connect_to(&coordinator, action).await
+                    connect_to(&coordinator, trust.as_ref(), action).await
                 }
             }
             .await;
@@ -203,15 +207,23 @@ fn index(partition: u32) -> i32 {
     i32::try_from(partition).unwrap_or(i32::MAX)
 }
 
-async fn connect_to(address: &str, action: &'static str) -> Result<TcpStream, ConnectorError> {
-    TcpStream::connect(address)
-        .await
-        .map_err(|failure| error::transient(action, format!("connecting to {address}: {failure}")))
+async fn connect_to(
+    address: &str,
+    trust: Option<&essaim_tls::ClientTrust>,
+    action: &'static str,
+) -> Result<Box<dyn BrokerIo>, ConnectorError> {
+    tls::open(address, trust).await.map_err(|failure| {
+        let message = format!("connecting to {address}: {failure}");
+        match essaim_tls::handshake_failure(&failure) {
+            Some(_) => error::permanent(action, error::tls_refused(&message)),
+            None => error::transient(action, message),
+        }
+    })
 }
 
 /// Writes `request` and reads one response, checking its correlation id.
 async fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Box<dyn BrokerIo>,
     request: &[u8],
     correlation_id: i32,
     action: &'static str,

@@ -11,6 +11,7 @@
 //! | module | concept |
 //! |---|---|
 //! | [`config`] | the bootstrap address and time limits; bounded client retries |
+//! | [`tls`] | TLS asked for in the bootstrap string (`ssl://`, `?tls_ca=FILE`, client certificates) |
 //! | [`topic`] | ensuring a topic with a fixed partition count |
 //! | [`reader`] | [`KafkaPartitionReader`]: one partition, from an offset, bounded fetches, lag |
 //! | [`writer`] | [`KafkaWriter`]: keyed records with their revision, murmur2 partitioning, `acks = all` |
@@ -34,8 +35,8 @@
 //! It asks for `acks = all` on every produce, retries broken connections and leader
 //! changes itself, and is given a deadline here so that it gives up within
 //! [`KafkaConfig::request_timeout`] with a transient error rather than retrying forever.
-//! It reads uncompressed, gzip and snappy batches (lz4 and zstd would build C code);
-//! it writes uncompressed batches.
+//! It reads uncompressed, gzip, snappy, lz4 and zstd batches; it writes uncompressed
+//! batches. It speaks TLS (rustls) to brokers whose bootstrap string asks for it.
 //!
 //! # Guarantees, and what they rest on
 //!
@@ -70,6 +71,7 @@ pub mod group;
 mod produce;
 pub mod publish;
 pub mod reader;
+pub mod tls;
 pub mod topic;
 pub mod writer;
 

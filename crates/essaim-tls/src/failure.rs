@@ -55,7 +55,8 @@ pub fn handshake_failure(error: &(dyn Error + 'static)) -> Option<HandshakeFailu
         if let Some(failure) = rustls_error_in(current).map(classify) {
             return Some(failure);
         }
-        if let Some(failure) = alert_in_words(&current.to_string()) {
+        let words = current.to_string();
+        if let Some(failure) = alert_in_words(&words).or_else(|| untrusted_in_words(&words)) {
             return Some(failure);
         }
         next = current.source();
@@ -82,6 +83,19 @@ fn alert_in_words(words: &str) -> Option<HandshakeFailure> {
     ];
     let refused = refusals.contains(&alert.as_str());
     refused.then_some(HandshakeFailure::ClientRefused(alert))
+}
+
+/// Finds an untrusted server certificate in an error's words: clients that flatten
+/// their causes into text (rskafka's retries) keep only rustls's own words,
+/// `invalid peer certificate: UnknownIssuer`.
+fn untrusted_in_words(words: &str) -> Option<HandshakeFailure> {
+    const PREFIX: &str = "invalid peer certificate: ";
+    let start = words.find(PREFIX)? + PREFIX.len();
+    let reason: String = words[start..]
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    Some(HandshakeFailure::Untrusted(reason))
 }
 
 fn rustls_error_in<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
@@ -127,6 +141,18 @@ mod tests {
         let failure = handshake_failure(&outer).expect("a handshake failure");
         assert_eq!(failure, HandshakeFailure::Untrusted("UnknownIssuer".into()));
         assert!(failure.to_string().contains("--tls-ca"), "{failure}");
+    }
+
+    #[test]
+    fn an_untrusted_certificate_is_found_in_words_as_flattening_clients_keep_it() {
+        let flattened = std::io::Error::other(
+            "all retries failed: Retry exceeded deadline. Source: error connecting to \
+             broker \"127.0.0.1:9093\": IO Error: invalid peer certificate: UnknownIssuer",
+        );
+        let failure = handshake_failure(&flattened).expect("a handshake failure");
+        assert_eq!(failure, HandshakeFailure::Untrusted("UnknownIssuer".into()));
+        let plain = std::io::Error::other("connection refused");
+        assert_eq!(handshake_failure(&plain), None);
     }
 
     #[test]

@@ -22,6 +22,9 @@ use essaim_connect::{ConnectorError, END_OF_STREAM_HEADER, PartitionReader, Sour
 use futures_util::StreamExt;
 
 const CONNECTOR: &str = "nats";
+/// Longest a no-wait pull may go unanswered before it counts as lost (it answers at
+/// once, with what has arrived, when the consumer's leader is alive).
+const NO_WAIT_ANSWER_LIMIT: Duration = Duration::from_secs(5);
 
 /// Where one partition is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,14 +187,24 @@ impl PartitionReader for NatsPartitionReader {
     ) -> Result<Vec<SourceMessage>, ConnectorError> {
         self.published_ms.clear();
         let mut messages = Vec::new();
-        let arrived = self
-            .consumer
-            .fetch()
-            .max_messages(max.max(1))
-            .messages()
+        // A no-wait pull has no expiry, so the client sets no timer of its own: a pull
+        // whose answer is lost (the consumer's leader died with it) would wait forever.
+        let no_wait = async {
+            let arrived = self
+                .consumer
+                .fetch()
+                .max_messages(max.max(1))
+                .messages()
+                .await
+                .map_err(|error| transient("fetch", error))?;
+            self.take(arrived, &mut messages).await
+        };
+        tokio::time::timeout(NO_WAIT_ANSWER_LIMIT, no_wait)
             .await
-            .map_err(|error| transient("fetch", error))?;
-        self.take(arrived, &mut messages).await?;
+            .map_err(|_| {
+                let limit = NO_WAIT_ANSWER_LIMIT.as_secs();
+                transient("fetch", format!("no answer to a pull within {limit} s"))
+            })??;
         if messages.is_empty() {
             let next = self
                 .consumer

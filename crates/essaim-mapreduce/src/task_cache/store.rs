@@ -148,11 +148,14 @@ impl EntryStore {
         let bytes = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
         std::fs::write(&temporary, bytes)?;
         std::fs::rename(&temporary, self.path(key, "meta"))?;
-        self.evict()
+        self.evict_keeping(key)
     }
 
-    /// Removes the least recently used entries until the store holds at most its bound.
-    pub fn evict(&self) -> std::io::Result<()> {
+    /// Removes the least recently used entries until the store holds at most its bound;
+    /// `kept` (the entry just stored) goes last. File times tick at the kernel's coarse
+    /// clock (a few ms), so an entry used just before may carry the same time as it, and
+    /// the one just stored must not be the one evicted for it.
+    fn evict_keeping(&self, kept: &TaskKey) -> std::io::Result<()> {
         let mut entries = Vec::new();
         let mut total = 0;
         for entry in std::fs::read_dir(&self.dir)? {
@@ -170,7 +173,7 @@ impl EntryStore {
             let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             entries.push((used, TaskKey::from_hex(stem), size));
         }
-        entries.sort_by_key(|entry| entry.0);
+        entries.sort_by_key(|(used, key, _)| (key == kept, *used));
         for (_, key, size) in entries {
             if total <= self.max_bytes {
                 break;

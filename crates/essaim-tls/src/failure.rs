@@ -68,12 +68,7 @@ pub fn handshake_failure(error: &(dyn Error + 'static)) -> Option<HandshakeFailu
 /// the text of an I/O error, so over gRPC the alert a server sends a client it refuses
 /// reaches the caller as text (rustls writes `received fatal alert: CertificateRequired`).
 fn alert_in_words(words: &str) -> Option<HandshakeFailure> {
-    const PREFIX: &str = "received fatal alert: ";
-    let start = words.find(PREFIX)? + PREFIX.len();
-    let alert: String = words[start..]
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect();
+    let alert = word_after(words, "received fatal alert: ")?;
     let refusals = [
         "CertificateRequired",
         "BadCertificate",
@@ -89,13 +84,19 @@ fn alert_in_words(words: &str) -> Option<HandshakeFailure> {
 /// their causes into text (rskafka's retries) keep only rustls's own words,
 /// `invalid peer certificate: UnknownIssuer`.
 fn untrusted_in_words(words: &str) -> Option<HandshakeFailure> {
-    const PREFIX: &str = "invalid peer certificate: ";
-    let start = words.find(PREFIX)? + PREFIX.len();
-    let reason: String = words[start..]
-        .chars()
-        .take_while(char::is_ascii_alphanumeric)
-        .collect();
-    Some(HandshakeFailure::Untrusted(reason))
+    word_after(words, "invalid peer certificate: ").map(HandshakeFailure::Untrusted)
+}
+
+/// The word (letters and digits: rustls's names of alerts and certificate errors) that
+/// follows `prefix` in `words`.
+fn word_after(words: &str, prefix: &str) -> Option<String> {
+    let start = words.find(prefix)? + prefix.len();
+    Some(
+        words[start..]
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect(),
+    )
 }
 
 fn rustls_error_in<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {

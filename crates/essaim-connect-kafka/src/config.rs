@@ -13,8 +13,6 @@ use essaim_connect::ConnectorError;
 use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder};
 
-use essaim_tls::ClientTrust;
-
 use crate::error::{self, from_client};
 use crate::tls::Bootstrap;
 
@@ -49,32 +47,21 @@ impl KafkaConfig {
             ..self
         }
     }
-
-    /// The bootstrap addresses (`host:port`), checked: a malformed one, or a
-    /// malformed TLS request, is a permanent error.
-    pub(crate) fn brokers(&self) -> Result<Vec<String>, ConnectorError> {
-        Ok(Bootstrap::parse(&self.bootstrap)?.brokers)
-    }
-
-    /// The roots (and identity) of TLS connections; `None` for plain ones.
-    pub(crate) fn trust(&self) -> Result<Option<ClientTrust>, ConnectorError> {
-        Bootstrap::parse(&self.bootstrap)?.trust()
-    }
 }
 
 /// Connects to the cluster and reads its metadata once.
 pub(crate) async fn connect(config: &KafkaConfig) -> Result<Client, ConnectorError> {
-    let brokers = config.brokers()?;
+    let bootstrap = Bootstrap::parse(&config.bootstrap)?;
     let backoff = BackoffConfig {
         init_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_secs(1),
         base: 2.0,
         deadline: Some(config.request_timeout),
     };
-    let mut builder = ClientBuilder::new(brokers)
+    let mut builder = ClientBuilder::new(bootstrap.brokers.clone())
         .client_id(config.client_id.as_str())
         .backoff_config(backoff);
-    if let Some(trust) = config.trust()? {
+    if let Some(trust) = bootstrap.trust()? {
         builder = builder.tls_config(trust.rustls_config());
     }
     within(config.request_timeout, "connect", builder.build())

@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::KafkaConfig;
 use crate::error::{self, protocol_is_transient};
-use crate::tls::{self, BrokerIo};
+use crate::tls::{self, Bootstrap, BrokerIo};
 
 pub mod wire;
 use wire::Encoder;
@@ -141,9 +141,10 @@ impl GroupOffsets {
         &self,
         action: &'static str,
     ) -> Result<Box<dyn BrokerIo>, ConnectorError> {
-        let trust = self.config.trust()?;
+        let bootstrap = Bootstrap::parse(&self.config.bootstrap)?;
+        let trust = bootstrap.trust()?;
         let mut last_error = None;
-        for broker in self.config.brokers()? {
+        for broker in bootstrap.brokers {
             let mut body = Encoder::default();
             body.string(&self.group);
             body.i8(0); // key type: a group

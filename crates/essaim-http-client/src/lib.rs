@@ -105,5 +105,18 @@ impl PooledClient {
     }
 }
 
+/// The words of an error answer between essaim processes: the `error` field of the
+/// `{"error": "…"}` body they all answer with, else the body as text.
+pub fn error_text(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(parsed) => parsed.error,
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests;

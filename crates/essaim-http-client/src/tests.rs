@@ -110,3 +110,12 @@ async fn a_peer_that_does_not_answer_in_time_or_is_gone_is_unreachable() {
         .unwrap_err();
     assert_eq!(error.url, gone);
 }
+
+#[test]
+fn error_answers_are_read_as_their_error_field_or_their_text() {
+    assert_eq!(
+        error_text(br#"{"error":"replica 0 is held"}"#),
+        "replica 0 is held"
+    );
+    assert_eq!(error_text(b"Bad Gateway"), "Bad Gateway");
+}

@@ -110,10 +110,7 @@ impl HttpClient {
         let status = response.status();
         let bytes = response.into_body();
         if !status.is_success() {
-            let message = match serde_json::from_slice::<crate::wire::ErrorBody>(&bytes) {
-                Ok(body) => body.error,
-                Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
-            };
+            let message = essaim_http_client::error_text(&bytes);
             return Err(CallError::Status {
                 url: url.to_owned(),
                 status: status.as_u16(),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use essaim_core::TaskFailure;
-use essaim_http_client::PooledClient;
+use essaim_http_client::{PooledClient, error_text};
 use essaim_tls::ClientTrust;
 use tokio_util::sync::CancellationToken;
 
@@ -91,18 +91,6 @@ pub async fn register_until_cancelled(
             )));
         }
         tracing::debug!(error = %failed, front = registration.front, "cannot register yet");
-    }
-}
-
-/// The words of an error answer: the `error` field of a JSON body, else the body.
-fn error_text(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct ErrorBody {
-        error: String,
-    }
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(parsed) => parsed.error,
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
     }
 }
 

@@ -37,10 +37,12 @@ pub fn rollback_target(entries: &[AuditEntry]) -> Option<u64> {
     Some(stack[below_current])
 }
 
-/// Returns the time of a new entry: now, or the previous entry's time if the clock went
-/// back, so that the log's times never decrease and "at time T" has one answer.
+/// Returns the time of a new entry: now, or one millisecond after the previous entry's
+/// time if the clock went back or has not ticked since. The log's times strictly
+/// increase, so "at time T" has one answer even for two changes made in the same
+/// millisecond: an entry's own time names the state it made, never a later one.
 pub fn entry_time(now_unix_ms: u64, previous_unix_ms: Option<u64>) -> u64 {
-    now_unix_ms.max(previous_unix_ms.unwrap_or(0))
+    previous_unix_ms.map_or(now_unix_ms, |previous| now_unix_ms.max(previous + 1))
 }
 
 #[cfg(test)]
@@ -94,9 +96,13 @@ mod tests {
     }
 
     #[test]
-    fn entry_times_never_decrease() {
+    fn entry_times_strictly_increase() {
         assert_eq!(entry_time(500, Some(400)), 500);
-        assert_eq!(entry_time(300, Some(400)), 400);
+        assert_eq!(entry_time(300, Some(400)), 401);
+        // Two changes in the same millisecond: the second is one millisecond later, so
+        // the state at the first one's time is the first one's (a test saw it read the
+        // second's).
+        assert_eq!(entry_time(400, Some(400)), 401);
         assert_eq!(entry_time(300, None), 300);
     }
 }

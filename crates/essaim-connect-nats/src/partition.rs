@@ -11,7 +11,16 @@
 //! never saw. A consumer whose owner is gone is deleted by the server after
 //! `inactive_threshold`.
 //! Deliveries at or below a position already delivered (redeliveries) are dropped
-//! here; `commit` acknowledges everything up to a position at once (`AckPolicy::All`),
+//! here, so the reader must never skip one on the way: a delivery that reached it after
+//! one that did not would hide the lost one for good once its position is committed.
+//! That happens when the consumer's leader dies: it may have handed a message to a
+//! pull whose answer died with it (the pull then just expires), while the new leader
+//! holds it as delivered and hands out the next ones. The server numbers every
+//! delivery of a consumer (its consumer sequence, redeliveries included), so a jump in
+//! that number is a delivery this reader never got: the fetch fails as transient, and
+//! the runtime reads again from its last commit through a new consumer. For the same
+//! reason a consumer is used only if it is new (it delivered nothing yet).
+//! `commit` acknowledges everything up to a position at once (`AckPolicy::All`),
 //! so the consumer's pending count is the partition's lag and `max_ack_pending` bounds
 //! what is in flight between the broker and the sink (the back-pressure).
 use std::collections::VecDeque;
@@ -70,6 +79,9 @@ pub struct NatsPartitionReader {
     /// Delivered, not yet acknowledged: position and the handle to ack it by.
     unacked: VecDeque<(u64, Acker)>,
     last_delivered: Option<u64>,
+    /// The consumer sequence of the last delivery that reached this reader (0 before
+    /// the first): the next one must be at most one more.
+    last_delivery: u64,
     /// Broker publish times (ms since the epoch) of the last fetch, in order.
     published_ms: Vec<Option<i64>>,
 }
@@ -124,11 +136,24 @@ impl NatsPartitionReader {
             .create_consumer(config)
             .await
             .map_err(|error| transient("create consumer", error))?;
+        let delivered = consumer.cached_info().delivered.consumer_sequence;
+        if delivered != 0 {
+            // Not deleted above (say, during a leader election): its deliveries so far
+            // never reached this reader.
+            return Err(transient(
+                "create consumer",
+                format!(
+                    "consumer `{}` already existed with {delivered} deliveries",
+                    spec.durable
+                ),
+            ));
+        }
         Ok(NatsPartitionReader {
             consumer,
             spec,
             unacked: VecDeque::new(),
             last_delivered: resume_after,
+            last_delivery: 0,
             published_ms: Vec::new(),
         })
     }
@@ -136,6 +161,27 @@ impl NatsPartitionReader {
     /// The broker's publish time of each message of the last fetch, in order.
     pub fn published_ms(&self) -> &[Option<i64>] {
         &self.published_ms
+    }
+
+    /// Fails if deliveries were made between the last one this reader got and
+    /// `delivery` (see the module doc). A number that goes back (a new leader that had
+    /// not heard of the last deliveries, and delivers them again) is fine: the
+    /// redeliveries are dropped by position.
+    fn check_no_delivery_skipped(&mut self, delivery: u64) -> Result<(), ConnectorError> {
+        let expected = self.last_delivery + 1;
+        if delivery > expected {
+            return Err(transient(
+                "fetch",
+                format!(
+                    "deliveries {expected} to {} of consumer `{}` never reached this reader \
+                     (its leader changed?)",
+                    delivery - 1,
+                    self.spec.durable
+                ),
+            ));
+        }
+        self.last_delivery = delivery;
+        Ok(())
     }
 
     /// Appends the messages of one pull to `messages`, dropping redeliveries.
@@ -148,6 +194,7 @@ impl NatsPartitionReader {
             let message = message.map_err(|error| transient("fetch", error))?;
             let info = message.info().map_err(|error| transient("fetch", error))?;
             let position = info.stream_sequence;
+            self.check_no_delivery_skipped(info.consumer_sequence)?;
             let redeliveries = u32::try_from(info.delivered.saturating_sub(1)).unwrap_or(u32::MAX);
             let published = i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok();
             let (message, acker) = message.split();

@@ -106,7 +106,12 @@ async fn redeliveries_are_no_gap() -> TestResult {
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     // Redelivered (not committed): dropped, and no error.
     for _ in 0..3 {
-        assert!(reader.fetch(10, Duration::from_millis(300)).await?.is_empty());
+        assert!(
+            reader
+                .fetch(10, Duration::from_millis(300))
+                .await?
+                .is_empty()
+        );
     }
     let mut publisher = Publisher::new(context.clone(), 16)?;
     publisher.publish("orders.in", Bytes::from("late")).await?;

@@ -66,6 +66,21 @@ pub enum PgSinkError {
         /// This spec's fingerprint.
         fingerprint: String,
     },
+    /// Another owner opened the unit after this writer did (see `owner.rs`): its
+    /// writes are refused, and it must open the unit again to go on.
+    #[error(
+        "`{unit}` was taken over by {} after this writer (attempt {owner}) opened it: \
+         reopen it to go on from what that owner committed",
+        current.map_or_else(|| "another writer".to_owned(), |owner| format!("attempt {owner}"))
+    )]
+    Superseded {
+        /// The unit (the sink's pipeline key).
+        unit: String,
+        /// The owner this writer claimed it for.
+        owner: u64,
+        /// The owner it has now, if any.
+        current: Option<u64>,
+    },
     /// The PostgreSQL URL, or a file it names (`sslrootcert`), cannot be used.
     #[error("the PostgreSQL URL cannot be used: {reason}")]
     InvalidUrl {
@@ -84,6 +99,13 @@ pub enum PgSinkError {
 }
 
 impl PgSinkError {
+    /// Returns true when the writer lost the unit to a newer owner: retrying the call
+    /// is refused again, but reopening the unit (and going on from what is committed)
+    /// succeeds.
+    pub fn is_superseded(&self) -> bool {
+        matches!(self, Self::Superseded { .. })
+    }
+
     /// Returns true when reconnecting and retrying later can succeed.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -94,6 +116,7 @@ impl PgSinkError {
             | Self::RowMismatch { .. }
             | Self::BatchTooLarge { .. }
             | Self::SpecChanged { .. }
+            | Self::Superseded { .. }
             | Self::InvalidUrl { .. } => false,
         }
     }

@@ -25,6 +25,7 @@
 
 pub mod connection;
 pub mod error;
+mod owner;
 pub mod sink;
 pub mod spec_guard;
 pub mod table;

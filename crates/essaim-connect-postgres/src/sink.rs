@@ -30,6 +30,7 @@ use essaim_connect::SharedBreaker;
 
 use crate::connection::{Connection, ConnectionConfig};
 use crate::error::PgSinkError;
+use crate::owner::CREATE_OWNERS_SQL;
 use crate::spec_guard::{CREATE_SPECS_SQL, Reconciled, SpecIdentity};
 use crate::table::{ResultRow, ResultTable};
 
@@ -182,6 +183,10 @@ pub struct SinkConfig {
     /// The spec the pipeline runs under: when given, state recorded under another one
     /// is refused or migrated as it says (see [`crate::spec_guard`]).
     pub spec: Option<SpecIdentity>,
+    /// The task attempt writing, when several may write one pipeline over time: opening
+    /// claims it, and a batch is refused once another owner claimed it since (see
+    /// [`crate::owner`]). `None`: no claim, no check.
+    pub owner: Option<u64>,
 }
 
 impl SinkConfig {
@@ -192,6 +197,7 @@ impl SinkConfig {
             pipeline: pipeline.into(),
             max_batch_rows: 10_000,
             spec: None,
+            owner: None,
         }
     }
 }
@@ -206,6 +212,8 @@ pub struct PgSink {
     /// batch checks it is still the one recorded, so that a writer of an older spec
     /// (a unit not yet stopped) cannot commit after a migration.
     fingerprint: Option<String>,
+    /// The owner the sink claimed the pipeline for, stored form (see [`crate::owner`]).
+    owner: Option<i64>,
 }
 
 impl PgSink {
@@ -230,6 +238,7 @@ impl PgSink {
             tables,
             max_batch_rows: config.max_batch_rows.max(1),
             fingerprint: config.spec.as_ref().map(|spec| spec.fingerprint.clone()),
+            owner: config.owner.map(crate::owner::stored),
         };
         let create_tables: Vec<&str> = sink.tables.iter().map(ResultTable::create_sql).collect();
         // Concurrent `CREATE TABLE IF NOT EXISTS` of one table can fail on a catalog
@@ -237,7 +246,7 @@ impl PgSink {
         let create_sql = format!(
             "BEGIN;\n\
              SELECT pg_advisory_xact_lock(hashtextextended('essaim_connect_postgres.create', 0));\n\
-             {CREATE_BOOKKEEPING_SQL}\n{CREATE_SPECS_SQL}\n{};\nCOMMIT;",
+             {CREATE_BOOKKEEPING_SQL}\n{CREATE_SPECS_SQL}\n{CREATE_OWNERS_SQL};\n{};\nCOMMIT;",
             create_tables.join(";\n")
         );
         let mut retry = 0;
@@ -292,12 +301,13 @@ impl PgSink {
         self.connection.breaker()
     }
 
-    /// Reads the committed positions and checkpoint of the pipeline.
+    /// Reads the committed positions and checkpoint of the pipeline, claiming it for
+    /// the sink's owner when it has one.
     pub async fn resume_point(&mut self) -> Result<ResumePoint, PgSinkError> {
         let mut retry = 0;
         loop {
             let result = match self.connection.acquire().await {
-                Ok(client) => read_resume_point(client, &self.pipeline)
+                Ok(client) => read_resume_point(client, &self.pipeline, self.owner)
                     .await
                     .map_err(|source| PgSinkError::Postgres {
                         action: "read resume point",
@@ -325,7 +335,7 @@ impl PgSink {
                 Ok((client, prepared)) => match stage(
                     client,
                     &Statements::of(prepared),
-                    unit(&self.pipeline, &self.fingerprint),
+                    unit(&self.pipeline, &self.fingerprint, self.owner),
                     &self.tables,
                     batch,
                 )
@@ -357,7 +367,7 @@ impl PgSink {
         stage(
             client,
             &Statements::of(prepared),
-            unit(&self.pipeline, &self.fingerprint),
+            unit(&self.pipeline, &self.fingerprint, self.owner),
             &self.tables,
             batch,
         )
@@ -483,17 +493,20 @@ impl StagedBatch<'_> {
     }
 }
 
-/// Whose batch it is: the unit's key and, when it has one, the spec it writes under.
+/// Whose batch it is: the unit's key and, when it has them, the spec it writes under
+/// and the owner it claimed the unit for.
 #[derive(Clone, Copy)]
 struct Unit<'a> {
     key: &'a str,
     fingerprint: Option<&'a str>,
+    owner: Option<i64>,
 }
 
-fn unit<'a>(key: &'a str, fingerprint: &'a Option<String>) -> Unit<'a> {
+fn unit<'a>(key: &'a str, fingerprint: &'a Option<String>, owner: Option<i64>) -> Unit<'a> {
     Unit {
         key,
         fingerprint: fingerprint.as_deref(),
+        owner,
     }
 }
 
@@ -502,6 +515,7 @@ struct Statements {
     lock: Statement,
     read_offsets: Statement,
     read_spec: Statement,
+    read_owner: Statement,
     upsert_offset: Statement,
     upsert_checkpoint: Statement,
     /// One per table, in the sink's order.
@@ -514,6 +528,7 @@ fn statement_texts(tables: &[ResultTable]) -> Vec<&str> {
         LOCK_PIPELINE_SQL,
         READ_OFFSETS_SQL,
         crate::spec_guard::READ_SPEC_SQL,
+        crate::owner::READ_OWNER_SQL,
         UPSERT_OFFSET_SQL,
         UPSERT_CHECKPOINT_SQL,
     ];
@@ -525,12 +540,13 @@ impl Statements {
     fn of(prepared: Vec<Statement>) -> Statements {
         let mut prepared = prepared.into_iter();
         let mut next = || prepared.next().expect("one statement per text");
-        let (lock, read_offsets, read_spec, upsert_offset, upsert_checkpoint) =
-            (next(), next(), next(), next(), next());
+        let (lock, read_offsets, read_spec, read_owner) = (next(), next(), next(), next());
+        let (upsert_offset, upsert_checkpoint) = (next(), next());
         Statements {
             lock,
             read_offsets,
             read_spec,
+            read_owner,
             upsert_offset,
             upsert_checkpoint,
             upserts: prepared.collect(),
@@ -553,13 +569,15 @@ async fn stage<'client>(
     let transaction = client.transaction().await.map_err(postgres("begin"))?;
     // The reads run after the lock is granted, each with its own snapshot: what a
     // migration committed before the lock was granted is seen.
-    let (_, locked, recorded) = futures_util::future::try_join3(
+    let (_, locked, recorded, owner) = futures_util::future::try_join4(
         transaction.execute(&statements.lock, &[&pipeline]),
         transaction.query(&statements.read_offsets, &[&pipeline]),
         transaction.query_opt(&statements.read_spec, &[&pipeline]),
+        transaction.query_opt(&statements.read_owner, &[&pipeline]),
     )
     .await
     .map_err(postgres("lock pipeline and read offsets"))?;
+    crate::owner::check(pipeline, unit.owner, owner.as_ref())?;
     if let (Some(fingerprint), Some(row)) = (unit.fingerprint, recorded) {
         let stored: String = row.get(0);
         if stored != fingerprint {
@@ -646,23 +664,36 @@ async fn write(
     Ok(changed[..row_writes].iter().sum())
 }
 
+/// Reads positions and checkpoint in one transaction, under the lock every batch takes,
+/// so they describe the same commit even while another owner still writes (read one
+/// after the other, a commit between them would pair older positions with a newer
+/// checkpoint, and records would count twice). The claim is made there too.
 async fn read_resume_point(
-    client: &Client,
+    client: &mut Client,
     pipeline: &str,
+    owner: Option<i64>,
 ) -> Result<ResumePoint, tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    transaction.execute(LOCK_PIPELINE_SQL, &[&pipeline]).await?;
+    if let Some(owner) = owner {
+        transaction
+            .execute(crate::owner::CLAIM_SQL, &[&pipeline, &owner])
+            .await?;
+    }
     let mut resume = ResumePoint::default();
-    let rows = client.query(READ_OFFSETS_SQL, &[&pipeline]).await?;
+    let rows = transaction.query(READ_OFFSETS_SQL, &[&pipeline]).await?;
     for row in &rows {
         resume
             .positions
             .insert((row.get(0), row.get(1)), row.get(2));
     }
-    let checkpoint = client
+    let checkpoint = transaction
         .query_opt(
             "SELECT checkpoint FROM essaim_checkpoints WHERE pipeline = $1",
             &[&pipeline],
         )
         .await?;
     resume.checkpoint = checkpoint.map(|row| row.get(0));
+    transaction.commit().await?;
     Ok(resume)
 }

@@ -65,7 +65,8 @@ impl UnitError {
     pub fn is_retryable(&self) -> bool {
         match self {
             UnitError::Connector(error) => error.transient,
-            UnitError::Postgres(error) => error.is_transient(),
+            // Superseded: another owner took the unit; reopening goes on from its commit.
+            UnitError::Postgres(error) => error.is_transient() || error.is_superseded(),
             UnitError::Nats(error) => error.is_retryable(),
             UnitError::Panicked(_) => true,
             UnitError::Runner(error) => error.is_retryable(),

@@ -158,6 +158,8 @@ impl UnitIo {
             format!("{}/{}/{unit}", task.pipeline, task.stage.as_str()),
         );
         config.max_batch_rows = usize::MAX;
+        // Claimed for this attempt: a previous owner not stopped yet can no longer commit.
+        config.owner = Some(context.attempt_id);
         config.connection.breaker = breakers.get(
             essaim_connect_postgres::connection::CONNECTOR,
             EndpointKind::Sink,

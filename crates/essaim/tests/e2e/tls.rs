@@ -16,15 +16,15 @@ use essaim_testkit::cluster::ClusterOptions;
 use essaim_tls::testing::TestCertificates;
 
 /// The CLI variable of the CA file (`[cluster] tls_ca`).
-const TLS_CA_VARIABLE: &str = "ESSAIM_CLUSTER_TLS_CA";
+pub(crate) const TLS_CA_VARIABLE: &str = "ESSAIM_CLUSTER_TLS_CA";
 
-fn path_text(path: &std::path::Path) -> String {
+pub(crate) fn path_text(path: &std::path::Path) -> String {
     path.display().to_string()
 }
 
 /// Starts a coordinator and `workers` workers, all serving TLS with `certificates`,
 /// the workers and the command line trusting its CA.
-async fn start_tls_cluster(certificates: &TestCertificates, workers: usize) -> Cluster {
+pub(crate) async fn start_tls_cluster(certificates: &TestCertificates, workers: usize) -> Cluster {
     let serve_tls = vec![
         "--tls-cert".to_string(),
         path_text(&certificates.cert),

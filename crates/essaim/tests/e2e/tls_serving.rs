@@ -1,0 +1,122 @@
+//! TLS on the serving ports: a cluster whose workers serve TLS builds an index and
+//! serves it with `essaim index serve` given a certificate. The leaves serve with their
+//! workers' certificate and register `https://` addresses with the root, which serves
+//! `https://` itself and verifies the leaves with the CA; `essaim query` with the CA
+//! answers exactly as the batch index does. A client without the CA is refused at once
+//! with words that say what to pass; a plain `http://` query is told to use `https://`.
+
+// Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use essaim_serve_runtime::client::HttpClient;
+use essaim_tls::ClientTrust;
+use essaim_tls::testing::TestCertificates;
+
+use crate::harness::{Deadline, EVENTUALLY, assert_refused, essaim, free_port, spawn_essaim};
+use crate::serve::batch_answer;
+use crate::tls::{TLS_CA_VARIABLE, path_text, start_tls_cluster};
+
+/// Writes a small corpus whose words give queries with many, few and no matches.
+fn write_corpus(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for file in 0..12 {
+        // File f holds w0 … w(4 + 3f): later words are in fewer files.
+        let words: Vec<String> = (0..300)
+            .map(|index| format!("w{}", index % (5 + 3 * file)))
+            .collect();
+        std::fs::write(dir.join(format!("doc-{file:02}.txt")), words.join(" ")).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_served_over_tls_answers_as_the_batch_index() {
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(certificates_dir.path()).unwrap();
+    let cluster = start_tls_cluster(&certificates, 2).await;
+    let corpus = cluster.path("corpus");
+    write_corpus(&corpus);
+    let index = cluster.path("index");
+    let built = cluster
+        .cli(&[
+            "submit",
+            "index",
+            "--input",
+            corpus.to_str().unwrap(),
+            "--output",
+            index.to_str().unwrap(),
+            "--reducers",
+            "2",
+        ])
+        .await;
+    assert_eq!(built.code, Some(0), "{built:?}");
+
+    let port = free_port();
+    let ca = path_text(&certificates.ca);
+    let args: Vec<String> = [
+        "index",
+        "serve",
+        "--index",
+        index.to_str().unwrap(),
+        "--shards",
+        "2",
+        "--replicas",
+        "1",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--coordinator",
+        &cluster.url(),
+        "--tls-cert",
+        &path_text(&certificates.cert),
+        "--tls-key",
+        &path_text(&certificates.key),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let _serving = spawn_essaim(
+        "serve",
+        &args,
+        &[(TLS_CA_VARIABLE, &ca)],
+        cluster.path("serve.log"),
+    );
+    let root = format!("https://127.0.0.1:{port}");
+
+    // Every shard's leaf registered with an https:// address, seen through the root.
+    let client = HttpClient::new(&ClientTrust::from_ca_file(&certificates.ca).unwrap());
+    let deadline = Deadline::after(EVENTUALLY, "both leaves registered and ready");
+    let leaves = loop {
+        let view: Vec<serde_json::Value> = client
+            .get_json(&format!("{root}/shards"))
+            .await
+            .unwrap_or_default();
+        if view.len() == 2 && view.iter().all(|leaf| leaf["ready"] == true) {
+            break view;
+        }
+        deadline.tick().await;
+    };
+    for leaf in &leaves {
+        let url = leaf["url"].as_str().unwrap();
+        assert!(url.starts_with("https://127.0.0.1:"), "{leaf}");
+    }
+
+    for query in ["w0", "w3 w20", "w7 OR w36", "w0 nonexistent"] {
+        let asked = essaim(&[
+            "query", query, "--root", &root, "--tls-ca", &ca, "-o", "json",
+        ])
+        .await;
+        assert_eq!(asked.code, Some(0), "{query}: {asked:?}");
+        let answer: serde_json::Value = serde_json::from_str(&asked.stdout).unwrap();
+        assert_eq!(answer["partial"], false, "{query}: {answer}");
+        let documents: Vec<String> = serde_json::from_value(answer["documents"].clone()).unwrap();
+        assert_eq!(documents, batch_answer(&index, query), "{query}");
+    }
+
+    // Without the CA: refused at once, saying what to pass.
+    let untrusting = essaim(&["query", "w0", "--root", &root]).await;
+    assert_refused(&untrusting, 3, "certificate is not trusted");
+    assert_refused(&untrusting, 3, "--tls-ca");
+    // A plain-HTTP query of the TLS root is told to use https://.
+    let plain_root = root.replace("https://", "http://");
+    let plain = essaim(&["query", "w0", "--root", &plain_root]).await;
+    assert_refused(&plain, 2, "use an https:// URL");
+}

@@ -4,6 +4,9 @@
 //! `https://` itself and verifies the leaves with the CA; `essaim query` with the CA
 //! answers exactly as the batch index does. A client without the CA is refused at once
 //! with words that say what to pass; a plain `http://` query is told to use `https://`.
+//! Likewise `essaim serve --on-cluster` with a certificate: the replicas load their
+//! model from the `https://` registry, serve with their workers' certificate and
+//! register `https://` addresses with the front, which answers predictions over TLS.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -119,4 +122,86 @@ async fn an_index_served_over_tls_answers_as_the_batch_index() {
     let plain_root = root.replace("https://", "http://");
     let plain = essaim(&["query", "w0", "--root", &plain_root]).await;
     assert_refused(&plain, 2, "use an https:// URL");
+}
+
+/// The model whose replicas serve in [`a_model_served_on_a_tls_cluster_answers_over_https`].
+const MODEL: &str = "spam-filter";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_served_on_a_tls_cluster_answers_over_https() {
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(certificates_dir.path()).unwrap();
+    let cluster = start_tls_cluster(&certificates, 2).await;
+    // Registered and aliased over https://, the CA from the cluster's environment.
+    crate::model_governance::register(&cluster, &cluster.url(), MODEL).await;
+    crate::model_runner::alias(&cluster, MODEL, "production", "1").await;
+
+    let port = free_port();
+    let ca = path_text(&certificates.ca);
+    let args: Vec<String> = [
+        "serve",
+        "--on-cluster",
+        "--replicas",
+        "2",
+        "--model",
+        "spam-filter@production",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--coordinator",
+        &cluster.url(),
+        "--tls-cert",
+        &path_text(&certificates.cert),
+        "--tls-key",
+        &path_text(&certificates.key),
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    let front = spawn_essaim(
+        "front",
+        &args,
+        &[(TLS_CA_VARIABLE, &ca)],
+        cluster.path("front.log"),
+    );
+    let url = format!("https://127.0.0.1:{port}");
+
+    // Both replicas loaded their model from the https:// registry with their worker's
+    // trust, serve with its certificate and registered https:// addresses.
+    let client = HttpClient::new(&ClientTrust::from_ca_file(&certificates.ca).unwrap());
+    let deadline = Deadline::after(
+        EVENTUALLY,
+        format!("two ready replicas: {}", front.log_text()),
+    );
+    let replicas = loop {
+        let view: Vec<serde_json::Value> = client
+            .get_json(&format!("{url}/replicas"))
+            .await
+            .unwrap_or_default();
+        if view.len() == 2 && view.iter().all(|replica| replica["ready"] == true) {
+            break view;
+        }
+        deadline.tick().await;
+    };
+    for replica in &replicas {
+        let address = replica["url"].as_str().unwrap();
+        assert!(address.starts_with("https://127.0.0.1:"), "{replica}");
+    }
+
+    let texts = ["win money now", "the meeting"];
+    let body = serde_json::json!({"inputs": [{
+        "name": "text", "shape": [texts.len()], "datatype": "BYTES", "data": texts,
+    }]});
+    let infer = format!("{url}/v2/models/{MODEL}/infer");
+    let answer: serde_json::Value = client.post_json(&infer, &body).await.unwrap();
+    assert_eq!(answer["model_version"], "1", "{answer}");
+    let labels = answer["outputs"][0]["data"].as_array().unwrap();
+    assert_eq!(labels.len(), texts.len(), "{answer}");
+
+    // A client without the CA is refused, with words that say what to pass.
+    let untrusting = HttpClient::new(&ClientTrust::system());
+    let refused = untrusting
+        .post_json::<_, serde_json::Value>(&infer, &body)
+        .await;
+    let words = refused.unwrap_err().to_string();
+    assert!(words.contains("certificate is not trusted"), "{words}");
 }

@@ -7,10 +7,15 @@
 //! Likewise `essaim serve --on-cluster` with a certificate: the replicas load their
 //! model from the `https://` registry, serve with their workers' certificate and
 //! register `https://` addresses with the front, which answers predictions over TLS.
+//! And cache nodes and their proxy given a certificate: a value written through the
+//! proxy reaches both nodes over `https://`.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
+use std::time::Duration;
+
+use essaim_cache_runtime::client::NodeClient;
 use essaim_serve_runtime::client::HttpClient;
 use essaim_tls::ClientTrust;
 use essaim_tls::testing::TestCertificates;
@@ -203,5 +208,74 @@ async fn a_model_served_on_a_tls_cluster_answers_over_https() {
         .post_json::<_, serde_json::Value>(&infer, &body)
         .await;
     let words = refused.unwrap_err().to_string();
+    assert!(words.contains("certificate is not trusted"), "{words}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_served_over_tls_replicates_through_its_proxy() {
+    let _one_at_a_time = crate::harness::one_at_a_time().await;
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(certificates_dir.path()).unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let serve_tls = [
+        "--tls-cert".to_string(),
+        path_text(&certificates.cert),
+        "--tls-key".to_string(),
+        path_text(&certificates.key),
+    ];
+    let start = |name: &str, mut args: Vec<String>| {
+        args.extend(serve_tls.iter().cloned());
+        spawn_essaim(name, &args, &[], logs.path().join(format!("{name}.log")))
+    };
+    let nodes: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let _nodes: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, address)| {
+            let args = ["cache", "node", "--listen", address].map(String::from);
+            start(&format!("cache-node-{index}"), args.to_vec())
+        })
+        .collect();
+    let proxy = format!("127.0.0.1:{}", free_port());
+    let args = [
+        "cache",
+        "proxy",
+        "--listen",
+        &proxy,
+        "--nodes",
+        &nodes.join(","),
+        "--replicas",
+        "2",
+        "--tls-ca",
+        &path_text(&certificates.ca),
+    ]
+    .map(String::from);
+    let _proxy = start("cache-proxy", args.to_vec());
+
+    // Through the proxy over TLS, once it and its nodes answer.
+    let trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    let client = NodeClient::over_tls(Duration::from_secs(5), &trust);
+    let value = bytes::Bytes::from_static(b"kept over TLS");
+    let deadline = Deadline::after(EVENTUALLY, "a PUT through the TLS proxy");
+    while client
+        .put(&proxy, "key", value.clone(), 0, None, None)
+        .await
+        .is_err()
+    {
+        deadline.tick().await;
+    }
+    let read = client.get(&proxy, "key").await.unwrap().unwrap();
+    assert_eq!(read.value, value);
+    // Both nodes hold it (R = 2): the proxy wrote to them over https://.
+    for node in &nodes {
+        let held = client.get(node, "key").await.unwrap();
+        assert_eq!(held.map(|held| held.value), Some(value.clone()), "{node}");
+    }
+
+    // A client without the CA is refused, with words that say what to pass.
+    let untrusting = NodeClient::over_tls(Duration::from_secs(5), &ClientTrust::system());
+    let words = untrusting.get(&proxy, "key").await.unwrap_err().to_string();
     assert!(words.contains("certificate is not trusted"), "{words}");
 }

@@ -4,6 +4,8 @@
 //! `https://` itself and verifies the leaves with the CA; `essaim query` with the CA
 //! answers exactly as the batch index does. A client without the CA is refused at once
 //! with words that say what to pass; a plain `http://` query is told to use `https://`.
+//! With mutual TLS (workers and root given `--tls-client-ca`), leaves and root require
+//! each other's client certificates, and a query without one is refused.
 //! Likewise `essaim serve --on-cluster` with a certificate: the replicas load their
 //! model from the `https://` registry, serve with their workers' certificate and
 //! register `https://` addresses with the front, which answers predictions over TLS.
@@ -20,9 +22,13 @@ use essaim_serve_runtime::client::HttpClient;
 use essaim_tls::ClientTrust;
 use essaim_tls::testing::TestCertificates;
 
-use crate::harness::{Deadline, EVENTUALLY, assert_refused, essaim, free_port, spawn_essaim};
+use std::path::{Path, PathBuf};
+
+use crate::harness::{
+    Cluster, Deadline, EVENTUALLY, Process, assert_refused, essaim, free_port, spawn_essaim,
+};
 use crate::serve::batch_answer;
-use crate::tls::{TLS_CA_VARIABLE, path_text, start_tls_cluster};
+use crate::tls::{TLS_CA_VARIABLE, path_text, start_mutual_tls_cluster, start_tls_cluster};
 
 /// Writes a small corpus whose words give queries with many, few and no matches.
 fn write_corpus(dir: &std::path::Path) {
@@ -36,11 +42,15 @@ fn write_corpus(dir: &std::path::Path) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_index_served_over_tls_answers_as_the_batch_index() {
-    let certificates_dir = tempfile::tempdir().unwrap();
-    let certificates = TestCertificates::generate(certificates_dir.path()).unwrap();
-    let cluster = start_tls_cluster(&certificates, 2).await;
+/// Builds an index of a small corpus on `cluster` and serves it over TLS with
+/// `essaim index serve` given `extra` options and `env`; returns the serving process,
+/// the root's URL and the index, once both leaves registered `https://` addresses.
+async fn serve_index(
+    cluster: &Cluster,
+    certificates: &TestCertificates,
+    extra: &[String],
+    env: &[(&str, &str)],
+) -> (Process, String, PathBuf) {
     let corpus = cluster.path("corpus");
     write_corpus(&corpus);
     let index = cluster.path("index");
@@ -57,10 +67,8 @@ async fn an_index_served_over_tls_answers_as_the_batch_index() {
         ])
         .await;
     assert_eq!(built.code, Some(0), "{built:?}");
-
     let port = free_port();
-    let ca = path_text(&certificates.ca);
-    let args: Vec<String> = [
+    let mut args: Vec<String> = [
         "index",
         "serve",
         "--index",
@@ -81,17 +89,23 @@ async fn an_index_served_over_tls_answers_as_the_batch_index() {
     .iter()
     .map(|arg| arg.to_string())
     .collect();
-    let _serving = spawn_essaim(
-        "serve",
-        &args,
-        &[(TLS_CA_VARIABLE, &ca)],
-        cluster.path("serve.log"),
-    );
+    args.extend(extra.iter().cloned());
+    let serving = spawn_essaim("serve", &args, env, cluster.path("serve.log"));
     let root = format!("https://127.0.0.1:{port}");
 
-    // Every shard's leaf registered with an https:// address, seen through the root.
-    let client = HttpClient::new(&ClientTrust::from_ca_file(&certificates.ca).unwrap());
-    let deadline = Deadline::after(EVENTUALLY, "both leaves registered and ready");
+    // Every shard's leaf registered with an https:// address, seen through the root
+    // (by `essaim query`'s client, with the CA and the client certificate of `env`).
+    let mut trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    if extra.iter().any(|arg| arg == "--tls-client-ca") {
+        trust = trust
+            .with_identity(&certificates.client_cert, &certificates.client_key)
+            .unwrap();
+    }
+    let client = HttpClient::new(&trust);
+    let deadline = Deadline::after(
+        EVENTUALLY,
+        format!("both leaves ready: {}", serving.log_text()),
+    );
     let leaves = loop {
         let view: Vec<serde_json::Value> = client
             .get_json(&format!("{root}/shards"))
@@ -106,18 +120,33 @@ async fn an_index_served_over_tls_answers_as_the_batch_index() {
         let url = leaf["url"].as_str().unwrap();
         assert!(url.starts_with("https://127.0.0.1:"), "{leaf}");
     }
+    (serving, root, index)
+}
 
+/// Asks `root` queries with `essaim query` and `trust_args`; each answer must be the
+/// batch index's.
+async fn assert_queries_answer_as_the_batch_index(root: &str, index: &Path, trust_args: &[&str]) {
     for query in ["w0", "w3 w20", "w7 OR w36", "w0 nonexistent"] {
-        let asked = essaim(&[
-            "query", query, "--root", &root, "--tls-ca", &ca, "-o", "json",
-        ])
-        .await;
+        let mut args = vec!["query", query, "--root", root, "-o", "json"];
+        args.extend_from_slice(trust_args);
+        let asked = essaim(&args).await;
         assert_eq!(asked.code, Some(0), "{query}: {asked:?}");
         let answer: serde_json::Value = serde_json::from_str(&asked.stdout).unwrap();
         assert_eq!(answer["partial"], false, "{query}: {answer}");
         let documents: Vec<String> = serde_json::from_value(answer["documents"].clone()).unwrap();
-        assert_eq!(documents, batch_answer(&index, query), "{query}");
+        assert_eq!(documents, batch_answer(index, query), "{query}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_served_over_tls_answers_as_the_batch_index() {
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(certificates_dir.path()).unwrap();
+    let cluster = start_tls_cluster(&certificates, 2).await;
+    let ca = path_text(&certificates.ca);
+    let (_serving, root, index) =
+        serve_index(&cluster, &certificates, &[], &[(TLS_CA_VARIABLE, &ca)]).await;
+    assert_queries_answer_as_the_batch_index(&root, &index, &["--tls-ca", &ca]).await;
 
     // Without the CA: refused at once, saying what to pass.
     let untrusting = essaim(&["query", "w0", "--root", &root]).await;
@@ -127,6 +156,41 @@ async fn an_index_served_over_tls_answers_as_the_batch_index() {
     let plain_root = root.replace("https://", "http://");
     let plain = essaim(&["query", "w0", "--root", &plain_root]).await;
     assert_refused(&plain, 2, "use an https:// URL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_mutual_tls_the_leaves_and_the_root_require_client_certificates() {
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(certificates_dir.path()).unwrap();
+    let cluster = start_mutual_tls_cluster(&certificates, 2).await;
+    let (ca, cert, key) = (
+        path_text(&certificates.ca),
+        path_text(&certificates.client_cert),
+        path_text(&certificates.client_key),
+    );
+    // The root requires the leaves' client certificates (their workers'), and the
+    // leaves the root's (its --tls-client-cert, here from the environment).
+    let require_clients = ["--tls-client-ca".to_string(), ca.clone()];
+    let identity = [
+        (TLS_CA_VARIABLE, ca.as_str()),
+        ("ESSAIM_CLUSTER_TLS_CLIENT_CERT", cert.as_str()),
+        ("ESSAIM_CLUSTER_TLS_CLIENT_KEY", key.as_str()),
+    ];
+    let (_serving, root, index) =
+        serve_index(&cluster, &certificates, &require_clients, &identity).await;
+    let with_certificate = [
+        "--tls-ca",
+        &ca,
+        "--tls-client-cert",
+        &cert,
+        "--tls-client-key",
+        &key,
+    ];
+    assert_queries_answer_as_the_batch_index(&root, &index, &with_certificate).await;
+
+    // Without a client certificate: refused, saying what to pass.
+    let anonymous = essaim(&["query", "w0", "--root", &root, "--tls-ca", &ca]).await;
+    assert_refused(&anonymous, 3, "--tls-client-cert");
 }
 
 /// The model whose replicas serve in [`a_model_served_on_a_tls_cluster_answers_over_https`].

@@ -124,11 +124,7 @@ impl Runner {
             .collect();
         let shutdown = CancellationToken::new();
         let mut usage = config.usage;
-        let scheme = if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = essaim_tls::url_scheme(config.tls.as_ref());
         usage.address = usage
             .address
             .or_else(|| Some(format!("{scheme}://{local_addr}")));

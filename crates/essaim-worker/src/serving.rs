@@ -30,11 +30,7 @@ pub struct WorkerTls {
 impl WorkerTls {
     /// Returns the scheme of the worker's addresses: `https` with a certificate.
     pub fn scheme(&self) -> &'static str {
-        if self.server.is_some() {
-            "https"
-        } else {
-            "http"
-        }
+        essaim_tls::url_scheme(self.server.as_ref())
     }
 }
 

@@ -48,11 +48,6 @@ impl ServerTlsArgs {
     }
 }
 
-/// Returns the scheme of a server's URLs: `https` when it serves with `tls`.
-pub fn scheme(tls: Option<&ServerTls>) -> &'static str {
-    if tls.is_some() { "https" } else { "http" }
-}
-
 /// The roots a client verifies `https://` servers with.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TrustArgs {

@@ -120,7 +120,7 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!(
         "cache node on {}://{}/v1/cache/{{key}}",
-        crate::tls_args::scheme(tls.as_ref()),
+        essaim_tls::url_scheme(tls.as_ref()),
         listener.local_addr()?
     );
     essaim_tls::serve(listener, tls.as_ref(), router, super::shutdown_signal()).await?;
@@ -175,7 +175,7 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         .map_err(|error| usage(format!("--nodes/--replicas/--shards: {error}")))?;
     eprintln!(
         "cache proxy on {}://{}/v1/cache/{{key}}",
-        crate::tls_args::scheme(tls.as_ref()),
+        essaim_tls::url_scheme(tls.as_ref()),
         listener.local_addr()?
     );
     let shutdown = super::shutdown_signal();

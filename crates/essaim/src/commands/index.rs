@@ -217,7 +217,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let root_url = args
         .advertise_url
         .clone()
-        .unwrap_or_else(|| format!("{}://{local}", crate::tls_args::scheme(tls.as_ref())));
+        .unwrap_or_else(|| format!("{}://{local}", essaim_tls::url_scheme(tls.as_ref())));
     let root = Root::new(RootConfig {
         shards: args.shards,
         replicas: args.replicas,

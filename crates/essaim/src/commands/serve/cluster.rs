@@ -45,7 +45,7 @@ pub(super) async fn run(
     let front_url = args
         .advertise
         .clone()
-        .unwrap_or_else(|| format!("{}://{local}", crate::tls_args::scheme(tls.as_ref())));
+        .unwrap_or_else(|| format!("{}://{local}", essaim_tls::url_scheme(tls.as_ref())));
     let front = Front::new(args.replicas, &trust);
     let stop = CancellationToken::new();
     let serving = front::serve(Arc::clone(&front), listener, tls, stop.clone());

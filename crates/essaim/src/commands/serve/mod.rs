@@ -167,7 +167,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         &trust,
     )
     .map_err(|error| usage(error.to_string()))?;
-    let scheme = crate::tls_args::scheme(tls.as_ref());
+    let scheme = essaim_tls::url_scheme(tls.as_ref());
     let config = RunnerConfig {
         listen: args.listen,
         models: models.plans,

@@ -52,14 +52,25 @@ pub struct NodeValue {
 #[derive(Debug, Clone)]
 pub struct NodeClient {
     inner: PooledClient,
+    /// `http` or `https`: the nodes of one proxy all serve TLS or none does.
+    scheme: &'static str,
 }
 
 impl NodeClient {
-    /// Returns a client whose calls fail after `timeout`.
+    /// Returns a client of plain-HTTP nodes whose calls fail after `timeout`.
     pub fn new(timeout: Duration) -> Self {
-        let trust = essaim_tls::ClientTrust::default();
         Self {
-            inner: PooledClient::new(&trust, timeout, timeout),
+            inner: PooledClient::new(&essaim_tls::ClientTrust::system(), timeout, timeout),
+            scheme: "http",
+        }
+    }
+
+    /// Returns a client of nodes serving TLS, verified with `trust` (which presents
+    /// its certificate to nodes requiring one), whose calls fail after `timeout`.
+    pub fn over_tls(timeout: Duration, trust: &essaim_tls::ClientTrust) -> Self {
+        Self {
+            inner: PooledClient::new(trust, timeout, timeout),
+            scheme: "https",
         }
     }
 
@@ -77,8 +88,8 @@ impl NodeClient {
             })
     }
 
-    fn url(node: &str, key: &str) -> String {
-        format!("http://{node}/v1/cache/{}", encode_key(key))
+    fn url(&self, node: &str, key: &str) -> String {
+        format!("{}://{node}/v1/cache/{}", self.scheme, encode_key(key))
     }
 
     fn request(method: http::Method, url: &str) -> http::request::Builder {
@@ -87,7 +98,7 @@ impl NodeClient {
 
     /// Reads `key` from `node`: `None` on a miss.
     pub async fn get(&self, node: &str, key: &str) -> Result<Option<NodeValue>, NodeError> {
-        let request = Self::request(http::Method::GET, &Self::url(node, key))
+        let request = Self::request(http::Method::GET, &self.url(node, key))
             .body(Full::new(Bytes::new()))
             .map_err(|error| invalid(node, error))?;
         let response = self.call(node, request).await?;
@@ -124,7 +135,7 @@ impl NodeClient {
         ttl_ms: Option<u64>,
         fill_below: Option<u64>,
     ) -> Result<(), NodeError> {
-        let mut builder = Self::request(http::Method::PUT, &Self::url(node, key))
+        let mut builder = Self::request(http::Method::PUT, &self.url(node, key))
             .header(TAG_HEADER, tag.to_string());
         if let Some(below) = fill_below {
             builder = builder.header(FILL_BELOW_HEADER, below.to_string());
@@ -144,7 +155,7 @@ impl NodeClient {
 
     /// Deletes `key` on `node` (absent is fine).
     pub async fn delete(&self, node: &str, key: &str) -> Result<(), NodeError> {
-        let request = Self::request(http::Method::DELETE, &Self::url(node, key))
+        let request = Self::request(http::Method::DELETE, &self.url(node, key))
             .body(Full::new(Bytes::new()))
             .map_err(|error| invalid(node, error))?;
         let response = self.call(node, request).await?;
@@ -156,9 +167,11 @@ impl NodeClient {
 
     /// Returns whether `node` answers `/healthz`.
     pub async fn healthy(&self, node: &str) -> bool {
-        let Ok(request) = Self::request(http::Method::GET, &format!("http://{node}/healthz"))
-            .body(Full::new(Bytes::new()))
-        else {
+        let Ok(request) = Self::request(
+            http::Method::GET,
+            &format!("{}://{node}/healthz", self.scheme),
+        )
+        .body(Full::new(Bytes::new())) else {
             return false;
         };
         self.call(node, request)

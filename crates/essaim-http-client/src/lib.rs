@@ -67,7 +67,7 @@ impl PooledClient {
                 .inner
                 .request(request)
                 .await
-                .map_err(|error| unreachable(essaim_core::error_chain::error_chain(&error)))?;
+                .map_err(|error| unreachable(transport_words(&error)))?;
             let (parts, body) = response.into_parts();
             let body = body
                 .collect()
@@ -102,6 +102,16 @@ impl PooledClient {
             reason: format!("invalid request: {error}"),
         })?;
         self.send(request).await
+    }
+}
+
+/// The words of a failed connection: what to fix when the TLS handshake failed (an
+/// untrusted certificate, a client certificate refused, a peer without TLS), since no
+/// retry changes those; else the transport's chain of errors.
+fn transport_words(error: &(dyn std::error::Error + 'static)) -> String {
+    match essaim_tls::handshake_failure(error) {
+        Some(failure) => failure.to_string(),
+        None => essaim_core::error_chain::error_chain(error),
     }
 }
 

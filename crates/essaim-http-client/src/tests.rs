@@ -81,7 +81,12 @@ async fn a_tls_peer_is_verified_with_the_callers_ca() {
         .call(http::Method::POST, &url, None, Bytes::from_static(b"x"))
         .await
         .unwrap_err();
-    assert!(refused.reason.contains("certificate"), "{refused}");
+    // The words say what to fix, not only the transport's chain.
+    assert!(
+        refused.reason.contains("certificate is not trusted"),
+        "{refused}"
+    );
+    assert!(refused.reason.contains("--tls-ca"), "{refused}");
 }
 
 #[tokio::test]

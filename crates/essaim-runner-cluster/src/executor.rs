@@ -3,7 +3,8 @@
 //!
 //! An attempt: parse the payload and its models (malformed: a permanent failure);
 //! start an `essaim_runner::Runner` on the worker's advertised host, on a port of the
-//! system's choosing; wait for its first load (an unknown model or alias, a missing or
+//! system's choosing (with the worker's certificate on a TLS worker, which the
+//! registry's client trusts too: `essaim_worker::serving`); wait for its first load (an unknown model or alias, a missing or
 //! corrupt artifact, an artifact it does not read: a permanent failure naming it; a
 //! registry it cannot reach: a retryable one); then register with the front every
 //! [`REGISTER_EVERY`] until cancelled. The runner meanwhile follows its aliases and
@@ -26,6 +27,7 @@ use essaim_runner::reload::ReloadError;
 use essaim_runner::usage::UsageSettings;
 use essaim_runner::{Runner, RunnerConfig, RunnerError};
 use essaim_worker::front_registration::{FrontRegistration, register_until_cancelled};
+use essaim_worker::serving::{WorkerTls, serving_url};
 use essaim_worker::{AttemptContext, ExecutionFuture, Executor};
 use tokio_util::sync::CancellationToken;
 
@@ -91,11 +93,12 @@ async fn start_runner(
     spec: &ModelServeSpec,
     listen: SocketAddr,
     token: Option<&str>,
+    tls: &WorkerTls,
 ) -> Result<Runner, TaskFailure> {
     let models = spec.plans().map_err(|error| {
         TaskFailure::new(format!("the model.serve task's models: {error}"), false)
     })?;
-    let client = RegistryClient::new(&spec.registry_url, token, ACTOR)
+    let client = RegistryClient::new_trusting(&spec.registry_url, token, ACTOR, &tls.trust)
         .map_err(|error| TaskFailure::new(format!("registry: {error}"), false))?;
     let config = RunnerConfig {
         listen,
@@ -108,6 +111,8 @@ async fn start_runner(
             address: None,
             interval: Duration::from_millis(spec.usage_interval_ms),
         },
+        // A TLS worker's replica serves with the worker's certificate.
+        tls: tls.server.clone(),
     };
     Runner::start(config).await.map_err(|error| {
         let retryable = !matches!(error, RunnerError::Config(_));
@@ -139,7 +144,7 @@ async fn run_replica(
         .map_err(|error| TaskFailure::new(format!("malformed model.serve task: {error}"), false))?;
     let (host, listen) = listen_address(&attempt).await?;
     let started = Instant::now();
-    let mut runner = start_runner(&spec, listen, token.as_deref()).await?;
+    let mut runner = start_runner(&spec, listen, token.as_deref(), &attempt.tls).await?;
     let first_load = tokio::select! {
         () = cancel.cancelled() => None,
         failures = runner.first_load() => Some(failures),
@@ -152,7 +157,7 @@ async fn run_replica(
         runner.shutdown().await;
         return Err(failed);
     }
-    let url = format!("http://{host}:{}", runner.local_addr().port());
+    let url = serving_url(&attempt.tls, &host, runner.local_addr().port());
     tracing::info!(
         replica = spec.replica,
         %url,
@@ -173,6 +178,7 @@ async fn run_replica(
         body: Bytes::from(serde_json::to_vec(&registration).expect("registrations serialize")),
         every: REGISTER_EVERY,
         lost_after: FRONT_LOST_AFTER,
+        trust: attempt.tls.trust.clone(),
     };
     let outcome = register_until_cancelled(&registration, &cancel).await;
     runner.shutdown().await;

@@ -51,15 +51,13 @@ pub struct Front {
 }
 
 impl Front {
-    /// Returns a front for `replicas` replicas, none registered yet.
-    pub fn new(replicas: u32) -> Arc<Self> {
+    /// Returns a front for `replicas` replicas, none registered yet, verifying
+    /// `https://` replicas with `trust` (which presents its certificate to replicas
+    /// requiring one).
+    pub fn new(replicas: u32, trust: &essaim_tls::ClientTrust) -> Arc<Self> {
         Arc::new(Self {
             table: Mutex::new(ReplicaTable::new(replicas)),
-            forwarder: PooledClient::new(
-                &essaim_tls::ClientTrust::default(),
-                CONNECT_TIMEOUT,
-                REQUEST_TIMEOUT,
-            ),
+            forwarder: PooledClient::new(trust, CONNECT_TIMEOUT, REQUEST_TIMEOUT),
             metrics: FrontMetrics::new(),
         })
     }
@@ -243,11 +241,13 @@ pub fn router(front: Arc<Front>, health: Health) -> Router {
         .merge(essaim_telemetry::router(registry, health))
 }
 
-/// Serves the front on `listener` until `shutdown` is cancelled; `/readyz` follows
-/// whether a replica is ready, and silent replicas are dropped as time passes.
+/// Serves the front on `listener` (over TLS with `tls`) until `shutdown` is cancelled;
+/// `/readyz` follows whether a replica is ready, and silent replicas are dropped as
+/// time passes.
 pub async fn serve(
     front: Arc<Front>,
     listener: tokio::net::TcpListener,
+    tls: Option<essaim_tls::ServerTls>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let health = Health::new();
@@ -271,8 +271,8 @@ pub async fn serve(
         })
     };
     let app = router(front, health);
-    let served =
-        essaim_telemetry::serve_http(listener, app, shutdown.clone().cancelled_owned()).await;
+    let stopped = shutdown.clone().cancelled_owned();
+    let served = essaim_tls::serve(listener, tls.as_ref(), app, stopped).await;
     shutdown.cancel();
     let _ = housekeeping.await;
     served
@@ -327,7 +327,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_to_a_dead_replica_is_answered_by_another() {
-        let front = Front::new(2);
+        let front = Front::new(2, &Default::default());
         front
             .register(&registration(0, closed_port().await))
             .unwrap();
@@ -347,7 +347,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_replica_left_the_front_says_why() {
-        let front = Front::new(1);
+        let front = Front::new(1, &Default::default());
         assert_eq!(infer(&front).await.0, StatusCode::SERVICE_UNAVAILABLE);
         front
             .register(&registration(0, closed_port().await))

@@ -46,6 +46,8 @@ pub struct RunnerConfig {
     pub client: RegistryClient,
     /// The usage heartbeat (see [`crate::usage`]).
     pub usage: UsageSettings,
+    /// The certificate to serve TLS with (`None`: plain HTTP).
+    pub tls: Option<essaim_tls::ServerTls>,
 }
 
 /// Why a runner did not start.
@@ -121,12 +123,12 @@ impl Runner {
             })
             .collect();
         let shutdown = CancellationToken::new();
-        let reporter = UsageReporter::new(
-            config.client.clone(),
-            config.usage,
-            local_addr,
-            models.clone(),
-        );
+        let mut usage = config.usage;
+        let scheme = essaim_tls::url_scheme(config.tls.as_ref());
+        usage.address = usage
+            .address
+            .or_else(|| Some(format!("{scheme}://{local_addr}")));
+        let reporter = UsageReporter::new(config.client.clone(), usage, local_addr, models.clone());
         let usage_task = tokio::spawn(reporter.run(shutdown.clone()));
         let task = RegistryTask {
             client: config.client,
@@ -152,9 +154,10 @@ impl Runner {
         };
         let app = router(state).merge(essaim_telemetry::router(registry, probe));
         let stop = shutdown.clone();
-        let server = tokio::spawn(essaim_telemetry::serve_http(listener, app, async move {
-            stop.cancelled().await
-        }));
+        let tls = config.tls;
+        let server = tokio::spawn(async move {
+            essaim_tls::serve(listener, tls.as_ref(), app, stop.cancelled_owned()).await
+        });
         Ok(Self {
             local_addr,
             shutdown,

@@ -24,7 +24,8 @@ pub const DEFAULT_USAGE_INTERVAL: Duration = Duration::from_secs(5);
 pub struct UsageSettings {
     /// The runner's name in the view (default: `HOSTNAME:PORT`).
     pub name: Option<String>,
-    /// Where clients reach it (default: `http://` and the address it listens on).
+    /// Where clients reach it (default: `http://`, or `https://` for a runner serving
+    /// TLS, and the address it listens on; `Runner::start` decides it).
     pub address: Option<String>,
     /// Time between two heartbeats.
     pub interval: Duration,

@@ -57,18 +57,12 @@ pub struct HttpClient {
     inner: PooledClient,
 }
 
-impl Default for HttpClient {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HttpClient {
-    /// Returns a client of plain `http://` peers.
-    pub fn new() -> Self {
-        let trust = essaim_tls::ClientTrust::default();
+    /// Returns a client verifying `https://` peers with `trust` (and presenting its
+    /// certificate to peers requiring one); `http://` peers stay plain.
+    pub fn new(trust: &essaim_tls::ClientTrust) -> Self {
         Self {
-            inner: PooledClient::new(&trust, CONNECT_TIMEOUT, CALL_TIMEOUT),
+            inner: PooledClient::new(trust, CONNECT_TIMEOUT, CALL_TIMEOUT),
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! An attempt: parse the payload; load the shard on a blocking thread (a corrupt shard
 //! is a permanent failure naming the file, a read error a retryable one); listen on the
-//! worker's advertised host, on a port of the system's choosing; register with the
+//! worker's advertised host, on a port of the system's choosing (with the worker's
+//! certificate on a TLS worker: `essaim_worker::serving`); register with the
 //! root every [`REGISTER_EVERY`] until cancelled. The task never ends on its own: a
 //! worker that dies takes the leaf with it, the coordinator re-queues the task once the
 //! worker is declared dead, and another worker runs it (and reloads the shard) — the
@@ -23,6 +24,7 @@ use essaim_core::{TaskFailure, TaskOutput};
 use essaim_serve::shard::{ShardError, ShardId, load_shard};
 use essaim_telemetry::Health;
 use essaim_worker::front_registration::{FrontRegistration, register_until_cancelled};
+use essaim_worker::serving::ServingListener;
 use essaim_worker::{AttemptContext, ExecutionFuture, Executor};
 use tokio_util::sync::CancellationToken;
 
@@ -81,19 +83,9 @@ async fn run_leaf(
         () = cancel.cancelled() => return Ok(TaskOutput::default()),
         loaded = load(&spec) => loaded?,
     };
-    let host = attempt
-        .advertised_host()
-        .unwrap_or_else(|| "127.0.0.1".to_owned());
-    let listener = tokio::net::TcpListener::bind((host.as_str(), 0))
-        .await
-        .map_err(|error| TaskFailure::new(format!("cannot listen on {host}: {error}"), true))?;
-    let port = listener
-        .local_addr()
-        .map_err(|error| {
-            TaskFailure::new(format!("cannot read the leaf's address: {error}"), true)
-        })?
-        .port();
-    let url = format!("http://{host}:{port}");
+    // On a TLS worker the leaf serves with the worker's certificate (`https://`).
+    let listener = ServingListener::bind(&attempt).await?;
+    let url = listener.url().to_owned();
     let salt = (u64::from(spec.shard) << 32) | u64::from(spec.replica);
     let state = Arc::new(LeafState::new(
         shard,
@@ -104,11 +96,7 @@ async fn run_leaf(
     let health = Health::new();
     health.set_ready();
     let stop_server = cancel.child_token();
-    let server = tokio::spawn(essaim_telemetry::serve_http(
-        listener,
-        router(state, health.clone()),
-        stop_server.clone().cancelled_owned(),
-    ));
+    let server = listener.serve(router(state, health.clone()), stop_server.clone());
     tracing::info!(
         shard = spec.shard,
         replica = spec.replica,
@@ -131,6 +119,7 @@ async fn run_leaf(
         body: Bytes::from(serde_json::to_vec(&registration).expect("registrations serialize")),
         every: REGISTER_EVERY,
         lost_after: ROOT_LOST_AFTER,
+        trust: attempt.tls.trust.clone(),
     };
     let outcome = register_until_cancelled(&registration, &cancel).await;
     health.set_not_ready("stopping");

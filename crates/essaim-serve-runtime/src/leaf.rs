@@ -171,7 +171,7 @@ mod tests {
     async fn a_leaf_answers_searches_and_refuses_empty_ones() {
         let state = Arc::new(LeafState::new(shard(), true, None, 0));
         let (url, stop) = start(state).await;
-        let client = HttpClient::new();
+        let client = HttpClient::new(&Default::default());
         let answer: SearchAnswer = client
             .get_json(&format!("{url}/search?q={}", encode_query_value("Cat dog")))
             .await
@@ -195,7 +195,7 @@ mod tests {
         };
         let state = Arc::new(LeafState::new(shard(), true, Some(slow), 0));
         let (url, stop) = start(Arc::clone(&state)).await;
-        let client = HttpClient::new();
+        let client = HttpClient::new(&Default::default());
         let search_url = format!("{url}/search?q=cat");
         let call = client.get_json::<SearchAnswer>(&search_url);
         assert!(

@@ -112,11 +112,14 @@ async fn run_task(
     let registry = RegistryAccess {
         token: registry_token.as_deref(),
         attempt_id: attempt.attempt_id.0,
+        trust: &attempt.tls.trust,
     };
     let models = load_models(&spec, &planned, &metrics, registry, &cancel)
         .await?
         .map(Arc::new);
-    let runner_models = connect_runners(&planned, &cancel).await?.map(Arc::new);
+    let runner_models = connect_runners(&planned, &attempt.tls.trust, &cancel)
+        .await?
+        .map(Arc::new);
     let nats = match &spec.endpoints.nats_url {
         Some(nats_url) => Some(tokio::select! {
             () = cancel.cancelled() => return Ok(TaskOutput::default()),
@@ -209,12 +212,13 @@ async fn run_task(
 /// Loads the models of the spec's `predict` operators from the registry, or returns
 /// `None` when it has none. Any failure here (an unknown model or alias, a registry that
 /// cannot be reached) is final: the task fails with its reason before reading a record.
-/// How a task reaches the model registry: the worker's token, and the attempt that
-/// names its download directory.
+/// How a task reaches the model registry: the worker's token and trust, and the
+/// attempt that names its download directory.
 #[derive(Clone, Copy)]
 struct RegistryAccess<'a> {
     token: Option<&'a str>,
     attempt_id: u64,
+    trust: &'a essaim_tls::ClientTrust,
 }
 
 async fn load_models(
@@ -233,7 +237,7 @@ async fn load_models(
         return Err(TaskFailure::new(message.to_owned(), false));
     };
     let actor = format!("pipeline:{}", spec.pipeline);
-    let client = RegistryClient::new(url, registry.token, &actor)
+    let client = RegistryClient::new_trusting(url, registry.token, &actor, registry.trust)
         .map_err(|error| TaskFailure::new(error_chain(&error), false))?;
     let download_dir = std::env::temp_dir().join(format!(
         "essaim-models-{}-{}",
@@ -266,14 +270,14 @@ async fn load_models(
 /// again); one that does not serve the model fails it for good.
 async fn connect_runners(
     planned: &task::PlannedPipeline,
+    trust: &essaim_tls::ClientTrust,
     cancel: &CancellationToken,
 ) -> Result<Option<RunnerModels>, TaskFailure> {
     let configs = planned.spec.runner_models();
     if configs.is_empty() {
         return Ok(None);
     }
-    let trust = essaim_tls::ClientTrust::system();
-    RunnerModels::connect(&configs, &trust, cancel)
+    RunnerModels::connect(&configs, trust, cancel)
         .await
         .map(Some)
         .map_err(|error| {

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 pub use client::{ClientTrust, HttpsConnector};
 pub use failure::{HandshakeFailure, handshake_failure};
-pub use server::{ServerTls, TlsListener, serve};
+pub use server::{ServerTls, TlsListener, serve, url_scheme};
 
 /// Why a certificate, a key or a CA file cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -252,6 +252,12 @@ async fn handshake(
     }
 }
 
+/// Returns the scheme of the URLs of a server serving with `tls`: `https` with a
+/// certificate, else `http`; every server that advertises its address asks here.
+pub fn url_scheme(tls: Option<&ServerTls>) -> &'static str {
+    if tls.is_some() { "https" } else { "http" }
+}
+
 /// Serves `router` on `listener` — over TLS when `tls` is given — until `shutdown`
 /// completes, then waits for in-flight requests.
 ///

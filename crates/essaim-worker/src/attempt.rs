@@ -39,6 +39,8 @@ pub(crate) struct AttemptSettings {
     pub job_files: Arc<JobFileCache>,
     /// Answers attempts started early that ask for the rest of their inputs.
     pub inputs_source: Arc<dyn InputsSource>,
+    /// The worker's certificate and trust, for the tasks that serve.
+    pub tls: crate::serving::WorkerTls,
 }
 
 /// An attempt ready to run: its executor, its context, and how to run it.
@@ -93,6 +95,7 @@ impl PreparedAttempt {
             file_credential: settings.file_credentials.for_job(task.job.0),
             inputs_watch,
             job_files: Arc::clone(&settings.job_files),
+            tls: settings.tls.clone(),
         };
         Self {
             executor,
@@ -253,6 +256,7 @@ mod tests {
                 &Default::default(),
             )),
             inputs_source: Arc::new(crate::inputs_watch::NoCoordinator),
+            tls: Default::default(),
         }
     }
 

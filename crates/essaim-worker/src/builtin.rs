@@ -311,6 +311,7 @@ mod tests {
                 None,
                 &Default::default(),
             )),
+            tls: Default::default(),
         }
     }
 

@@ -105,6 +105,9 @@ pub struct AttemptContext {
     /// The worker's cache of job files, which stages a job's shipped files (`--files`)
     /// in a working directory of the attempt.
     pub job_files: Arc<JobFileCache>,
+    /// The worker's certificate and trust: a task that serves listens with them and
+    /// verifies its peers with them (`serving`).
+    pub tls: crate::serving::WorkerTls,
 }
 
 impl AttemptContext {

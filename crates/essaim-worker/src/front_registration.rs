@@ -35,6 +35,9 @@ pub struct FrontRegistration {
     pub every: Duration,
     /// How long the front may go without accepting one before the task ends.
     pub lost_after: Duration,
+    /// The roots an `https://` front is verified with, and the certificate presented
+    /// to a front requiring one: the worker's ([`crate::AttemptContext::tls`]).
+    pub trust: ClientTrust,
 }
 
 /// Longest one registration may take, connection included; a slower one counts as not
@@ -47,7 +50,7 @@ pub async fn register_until_cancelled(
     registration: &FrontRegistration,
     cancel: &CancellationToken,
 ) -> Result<(), TaskFailure> {
-    let client = PooledClient::new(&ClientTrust::default(), CALL_TIMEOUT, CALL_TIMEOUT);
+    let client = PooledClient::new(&registration.trust, CALL_TIMEOUT, CALL_TIMEOUT);
     let json = http::HeaderValue::from_static("application/json");
     let mut last_accepted = Instant::now();
     let mut ticker = tokio::time::interval(registration.every);

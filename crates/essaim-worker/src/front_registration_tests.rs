@@ -42,6 +42,7 @@ fn registration(endpoint: String) -> FrontRegistration {
         body: Bytes::from_static(b"{}"),
         every: Duration::from_millis(20),
         lost_after: Duration::from_millis(300),
+        trust: Default::default(),
     }
 }
 

@@ -61,6 +61,7 @@ mod registry;
 mod report;
 mod runtime;
 mod scratch_guard;
+pub mod serving;
 mod session;
 
 use std::net::SocketAddr;
@@ -166,12 +167,12 @@ pub async fn start_worker(
             ),
         }
     }
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
+    let worker_tls = serving::WorkerTls {
+        server: config.tls.clone(),
+        trust: config.trust.clone(),
     };
-    let file_server_url = config::file_server_url(scheme, advertised_host.as_deref(), http_addr);
+    let file_server_url =
+        config::file_server_url(worker_tls.scheme(), advertised_host.as_deref(), http_addr);
 
     let mut registry = Registry::default();
     let metrics = WorkerMetrics::register(&mut registry);
@@ -252,6 +253,7 @@ pub async fn start_worker(
             },
             job_files,
             inputs_source,
+            tls: worker_tls,
         },
         slots: config.slots,
         scratch_reserve_bytes: config.scratch_reserve_bytes,

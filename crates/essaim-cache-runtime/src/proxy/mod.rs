@@ -58,6 +58,9 @@ pub struct ProxyConfig {
     pub hot_interval: Duration,
     /// The span of the sliding window of request rates.
     pub rate_window: Duration,
+    /// `Some`: the nodes serve TLS, verified with this trust (which presents its
+    /// certificate to nodes requiring one); `None`: plain HTTP.
+    pub node_tls: Option<essaim_tls::ClientTrust>,
 }
 
 /// First and longest wait between two probes of a down node, in milliseconds.
@@ -105,7 +108,10 @@ impl Proxy {
             placement: RwLock::new(placement),
             window: Mutex::new(RateWindow::new(config.shards, bucket_ms, RATE_BUCKETS)),
             hot: Mutex::new(HotShards::new(config.hot.clone())),
-            client: NodeClient::new(config.node_timeout),
+            client: match &config.node_tls {
+                Some(trust) => NodeClient::over_tls(config.node_timeout, trust),
+                None => NodeClient::new(config.node_timeout),
+            },
             metrics,
             health: Health::new(),
             started: Instant::now(),

@@ -90,6 +90,7 @@ impl Cluster {
                 None,
                 &Default::default(),
             )),
+            tls: Default::default(),
         }
     }
 

@@ -94,11 +94,12 @@ pub fn router(root: Arc<Root>, health: Health) -> Router {
         .merge(essaim_telemetry::router(registry, health))
 }
 
-/// Serves the root on `listener` until `shutdown` is cancelled; `/readyz` follows
-/// whether every shard has a replica receiving requests.
+/// Serves the root on `listener` (over TLS with `tls`) until `shutdown` is cancelled;
+/// `/readyz` follows whether every shard has a replica receiving requests.
 pub async fn serve(
     root: Arc<Root>,
     listener: tokio::net::TcpListener,
+    tls: Option<essaim_tls::ServerTls>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let health = Health::new();
@@ -123,8 +124,8 @@ pub async fn serve(
         })
     };
     let app = router(root, health);
-    let served =
-        essaim_telemetry::serve_http(listener, app, shutdown.clone().cancelled_owned()).await;
+    let stopped = shutdown.clone().cancelled_owned();
+    let served = essaim_tls::serve(listener, tls.as_ref(), app, stopped).await;
     shutdown.cancel();
     let _ = readiness.await;
     served

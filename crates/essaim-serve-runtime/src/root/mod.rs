@@ -55,6 +55,9 @@ pub struct RootConfig {
     pub limits: QueryLimits,
     /// The index's case folding.
     pub lowercase: bool,
+    /// The roots `https://` leaves are verified with (and the certificate presented to
+    /// leaves requiring one).
+    pub trust: essaim_tls::ClientTrust,
 }
 
 /// The query root.
@@ -77,11 +80,12 @@ impl Root {
         let budgets = (0..config.shards)
             .map(|_| HedgeBudget::new(&config.hedge))
             .collect();
+        let client = HttpClient::new(&config.trust);
         Arc::new(Self {
             config,
             table: Mutex::new(table),
             budgets: Mutex::new(budgets),
-            client: HttpClient::new(),
+            client,
             metrics: RootMetrics::new(),
         })
     }

@@ -50,6 +50,7 @@ fn root(shards: u32, replicas: u32, hedge: HedgePolicy) -> Arc<Root> {
         default_deadline: DEFAULT_DEADLINE,
         limits: QueryLimits::default(),
         lowercase: true,
+        trust: Default::default(),
     })
 }
 

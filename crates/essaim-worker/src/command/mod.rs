@@ -336,6 +336,7 @@ mod tests {
                 None,
                 &Default::default(),
             )),
+            tls: Default::default(),
         }
     }
 

@@ -473,6 +473,7 @@ mod tests {
                     &Default::default(),
                 )),
                 inputs_source: Arc::new(crate::inputs_watch::NoCoordinator),
+                tls: Default::default(),
             },
             executors: Arc::new(ExecutorRegistry::with_builtins(false)),
             metrics: WorkerMetrics::register(&mut Registry::default()),

@@ -46,6 +46,9 @@ pub struct NodeArgs {
     /// Largest value accepted; larger ones get 413.
     #[arg(long, default_value_t = DEFAULT_MAX_VALUE_BYTES)]
     max_value_bytes: usize,
+    /// The certificate the node serves TLS with.
+    #[command(flatten)]
+    tls: crate::tls_args::ServerTlsArgs,
 }
 
 /// `essaim cache proxy`.
@@ -87,6 +90,14 @@ pub struct ProxyArgs {
     /// The span over which request rates are measured.
     #[arg(long, default_value = "5s", value_parser = crate::durations::seconds)]
     rate_window: Duration,
+    /// The certificate the proxy serves TLS with; a proxy serving TLS reaches its
+    /// nodes over TLS too (`https://`), verified with --tls-ca.
+    #[command(flatten)]
+    tls: crate::tls_args::ServerTlsArgs,
+    /// The CA the nodes' certificates are verified with (and the certificate presented
+    /// to nodes requiring one).
+    #[command(flatten)]
+    trust: crate::tls_args::TrustArgs,
 }
 
 /// Runs a node or a proxy until Ctrl-C or SIGTERM.
@@ -105,12 +116,14 @@ async fn run_node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         max_bytes: args.max_bytes,
         max_value_bytes: args.max_value_bytes,
     });
+    let tls = args.tls.load()?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!(
-        "cache node on http://{}/v1/cache/{{key}}",
+        "cache node on {}://{}/v1/cache/{{key}}",
+        essaim_tls::url_scheme(tls.as_ref()),
         listener.local_addr()?
     );
-    essaim_telemetry::serve_http(listener, router, super::shutdown_signal()).await?;
+    essaim_tls::serve(listener, tls.as_ref(), router, super::shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -137,6 +150,8 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     if args.hot_factor.is_nan() || args.hot_factor <= 1.0 {
         return Err(usage("--hot-factor must be above 1"));
     }
+    let tls = args.tls.load()?;
+    let trust = args.trust.load()?;
     let config = ProxyConfig {
         nodes,
         replicas: args.replicas,
@@ -152,17 +167,19 @@ async fn run_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         },
         hot_interval: args.hot_interval.max(Duration::from_millis(10)),
         rate_window: args.rate_window.max(Duration::from_millis(100)),
+        node_tls: tls.is_some().then_some(trust),
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let mut proxy = Proxy::start(config)
         .await
         .map_err(|error| usage(format!("--nodes/--replicas/--shards: {error}")))?;
     eprintln!(
-        "cache proxy on http://{}/v1/cache/{{key}}",
+        "cache proxy on {}://{}/v1/cache/{{key}}",
+        essaim_tls::url_scheme(tls.as_ref()),
         listener.local_addr()?
     );
-    let served =
-        essaim_telemetry::serve_http(listener, proxy.router(), super::shutdown_signal()).await;
+    let shutdown = super::shutdown_signal();
+    let served = essaim_tls::serve(listener, tls.as_ref(), proxy.router(), shutdown).await;
     proxy.shutdown().await;
     served?;
     Ok(ExitCode::SUCCESS)

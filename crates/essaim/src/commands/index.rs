@@ -54,7 +54,8 @@ pub struct ServeArgs {
     /// Address of the query root (`GET /query?q=…`).
     #[arg(long, default_value = "127.0.0.1:7480")]
     listen: SocketAddr,
-    /// The root's URL as the workers reach it (default: http://LISTEN).
+    /// The root's URL as the workers reach it (default: http://LISTEN, or https://LISTEN
+    /// with --tls-cert).
     #[arg(long)]
     advertise_url: Option<String>,
     /// How a shard's replica is chosen: least-outstanding, round-robin or key-affinity
@@ -80,6 +81,12 @@ pub struct ServeArgs {
     case_sensitive: bool,
     #[command(flatten)]
     bench: BenchLatencyArgs,
+    /// The root's certificate: queries and the leaves' registrations then use
+    /// `https://` (the leaves' calls trust the workers' --tls-ca).
+    #[command(flatten)]
+    tls: crate::tls_args::ServerTlsArgs,
+    /// The coordinator, and the trust the root verifies `https://` leaves with
+    /// (--tls-ca, and --tls-client-cert/--tls-client-key for leaves requiring one).
     #[command(flatten)]
     connect: ConnectArgs,
 }
@@ -199,6 +206,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     check(&args)?;
     let index_dir = std::path::absolute(&args.index)
         .map_err(|error| usage(format!("--index `{}`: {error}", args.index.display())))?;
+    // Certificates first: a bad file is a usage error before anything starts.
+    let tls = args.tls.load()?;
+    let trust = args.connect.trust.load()?;
     prepare(index_dir.clone(), args.shards).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -207,7 +217,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let root_url = args
         .advertise_url
         .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
+        .unwrap_or_else(|| format!("{}://{local}", essaim_tls::url_scheme(tls.as_ref())));
     let root = Root::new(RootConfig {
         shards: args.shards,
         replicas: args.replicas,
@@ -220,11 +230,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         default_deadline: args.deadline,
         limits: Default::default(),
         lowercase: !args.case_sensitive,
+        trust,
     });
     let stop = CancellationToken::new();
     let server = tokio::spawn(essaim_serve_runtime::root::http::serve(
         root,
         listener,
+        tls,
         stop.clone(),
     ));
     let coordinator = args.connect.coordinator()?;

@@ -37,10 +37,15 @@ pub struct QueryArgs {
     /// Output format.
     #[arg(short = 'o', long, alias = "format", value_enum, default_value_t)]
     output: OutputFormat,
+    /// The CA an `https://` root is verified with (and the certificate presented to a
+    /// root requiring one), as every client verb takes them.
+    #[command(flatten)]
+    trust: crate::tls_args::TrustArgs,
 }
 
 /// Runs `essaim query`.
 pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let trust = args.trust.load()?;
     let mut url = format!(
         "{}/query?q={}",
         args.root.trim_end_matches('/'),
@@ -52,18 +57,17 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
     if let Some(key) = &args.key {
         url.push_str(&format!("&key={}", encode_query_value(key)));
     }
-    let answer: QueryAnswer =
-        HttpClient::new()
-            .get_json(&url)
-            .await
-            .map_err(|error| match error {
-                essaim_serve_runtime::client::CallError::Status {
-                    status: 400,
-                    message,
-                    ..
-                } => usage(message),
-                other => anyhow::Error::from(other),
-            })?;
+    let answer: QueryAnswer = HttpClient::new(&trust)
+        .get_json(&url)
+        .await
+        .map_err(|error| match error {
+            essaim_serve_runtime::client::CallError::Status {
+                status: 400,
+                message,
+                ..
+            } => usage(message),
+            other => anyhow::Error::from(other),
+        })?;
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
         OutputFormat::Text => {

@@ -52,6 +52,7 @@
 //! | `cache_hot.rs` | one key taking most of the traffic gets extra replicas within seconds, the busiest node's share falls, and the extras are dropped once the heat passes |
 //! | `serve.rs` | an index served as shards × replicas answers as the batch index does while replica workers are SIGKILLed; corrupt shards, unknown indexes and bad queries refused |
 //! | `tls.rs` | a coordinator and two workers serving TLS run a wordcount whose shuffle is fetched over `https://`; `workers`, `jobs`, `cluster status` over `https://`; a client without the CA refused at once, a plain-HTTP client told to use `https://`, a mismatched key or a missing file refused at start naming it |
+//! | `tls_serving.rs` | on a TLS cluster, `essaim index serve` with a certificate: leaves and root serve `https://`, `essaim query` with the CA answers as the batch index; without the CA it is refused at once, saying to pass `--tls-ca`; a plain `http://` query is told to use `https://`; with mutual TLS leaves and root present client certificates and a query without one is refused; a model served on the cluster with a certificate: replicas load from the `https://` registry, register `https://` addresses and answer predictions through the TLS front; cache nodes and a proxy serving TLS, a value written through the proxy held by both nodes; a client without the CA refused |
 //! | `stream.rs` | streaming pipelines from NATS, Kafka, a directory and HTTP ingest into PostgreSQL equal two oracles through worker and coordinator SIGKILLs, broker and database restarts and rescaling |
 //! | `stream_predict.rs` | a pipeline's `predict` operator labels records as the registry's model does, follows its alias (later records by the new version), is listed by the governance view as using the version; an unknown alias fails at start |
 //! | `stream_breakers.rs` | a NATS outage opens the connectors' circuit breakers in the worker's `/metrics`, they close once it is back, and the output still equals the oracles |
@@ -116,6 +117,7 @@ mod stream_secrets;
 mod streams_view;
 mod supersede;
 mod tls;
+mod tls_serving;
 mod torture;
 #[cfg(feature = "otlp")]
 mod trace_context;

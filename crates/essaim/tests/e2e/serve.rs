@@ -100,7 +100,7 @@ fn direct_answer(files: &[PathBuf], query: &str) -> Vec<String> {
 }
 
 /// The batch answer: the query evaluated over the `index` job's whole output.
-fn batch_answer(index_dir: &Path, query: &str) -> Vec<String> {
+pub(crate) fn batch_answer(index_dir: &Path, query: &str) -> Vec<String> {
     let mut bytes = Vec::new();
     for part in ["part-00000", "part-00001"] {
         bytes.extend(std::fs::read(index_dir.join(part)).unwrap());
@@ -238,7 +238,7 @@ async fn queries_equal_the_batch_index_while_replicas_are_killed() {
 
     let port = free_port();
     let _serving = start_serving(&cluster, &index, port);
-    let client = HttpClient::new();
+    let client = HttpClient::new(&Default::default());
     let deadline = Deadline::after(EVENTUALLY, "the query root ready");
     while http_status(port, "/readyz").await != Some(200) {
         deadline.tick().await;

@@ -16,15 +16,15 @@ use essaim_testkit::cluster::ClusterOptions;
 use essaim_tls::testing::TestCertificates;
 
 /// The CLI variable of the CA file (`[cluster] tls_ca`).
-const TLS_CA_VARIABLE: &str = "ESSAIM_CLUSTER_TLS_CA";
+pub(crate) const TLS_CA_VARIABLE: &str = "ESSAIM_CLUSTER_TLS_CA";
 
-fn path_text(path: &std::path::Path) -> String {
+pub(crate) fn path_text(path: &std::path::Path) -> String {
     path.display().to_string()
 }
 
 /// Starts a coordinator and `workers` workers, all serving TLS with `certificates`,
 /// the workers and the command line trusting its CA.
-async fn start_tls_cluster(certificates: &TestCertificates, workers: usize) -> Cluster {
+pub(crate) async fn start_tls_cluster(certificates: &TestCertificates, workers: usize) -> Cluster {
     let serve_tls = vec![
         "--tls-cert".to_string(),
         path_text(&certificates.cert),
@@ -36,6 +36,43 @@ async fn start_tls_cluster(certificates: &TestCertificates, workers: usize) -> C
         worker_args: serve_tls,
         env: vec![(TLS_CA_VARIABLE.to_string(), path_text(&certificates.ca))],
         tls_ca: Some(certificates.ca.clone()),
+        ..ClusterOptions::new(ESSAIM, workers, 2)
+    };
+    Cluster::start_with(options).await
+}
+
+/// Starts a coordinator and `workers` workers serving TLS that require clients'
+/// certificates of the test CA (mutual TLS), the workers and the command line
+/// presenting one.
+pub(crate) async fn start_mutual_tls_cluster(
+    certificates: &TestCertificates,
+    workers: usize,
+) -> Cluster {
+    let serve_mutual_tls = vec![
+        "--tls-cert".to_string(),
+        path_text(&certificates.cert),
+        "--tls-key".to_string(),
+        path_text(&certificates.key),
+        "--tls-client-ca".to_string(),
+        path_text(&certificates.ca),
+    ];
+    let identity = [
+        (TLS_CA_VARIABLE, &certificates.ca),
+        ("ESSAIM_CLUSTER_TLS_CLIENT_CERT", &certificates.client_cert),
+        ("ESSAIM_CLUSTER_TLS_CLIENT_KEY", &certificates.client_key),
+    ];
+    let options = ClusterOptions {
+        coordinator_args: serve_mutual_tls.clone(),
+        worker_args: serve_mutual_tls,
+        env: identity
+            .iter()
+            .map(|(name, path)| (name.to_string(), path_text(path)))
+            .collect(),
+        tls_ca: Some(certificates.ca.clone()),
+        tls_identity: Some((
+            certificates.client_cert.clone(),
+            certificates.client_key.clone(),
+        )),
         ..ClusterOptions::new(ESSAIM, workers, 2)
     };
     Cluster::start_with(options).await
@@ -122,34 +159,7 @@ async fn a_cluster_serving_tls_runs_wordcount_and_answers_clients_over_https() {
 async fn with_mutual_tls_only_clients_with_a_certificate_of_the_client_ca_are_served() {
     let certificates_dir = tempfile::tempdir().unwrap();
     let certificates = TestCertificates::generate(certificates_dir.path()).unwrap();
-    let serve_mutual_tls = vec![
-        "--tls-cert".to_string(),
-        path_text(&certificates.cert),
-        "--tls-key".to_string(),
-        path_text(&certificates.key),
-        "--tls-client-ca".to_string(),
-        path_text(&certificates.ca),
-    ];
-    let identity = [
-        (TLS_CA_VARIABLE, &certificates.ca),
-        ("ESSAIM_CLUSTER_TLS_CLIENT_CERT", &certificates.client_cert),
-        ("ESSAIM_CLUSTER_TLS_CLIENT_KEY", &certificates.client_key),
-    ];
-    let options = ClusterOptions {
-        coordinator_args: serve_mutual_tls.clone(),
-        worker_args: serve_mutual_tls,
-        env: identity
-            .iter()
-            .map(|(name, path)| (name.to_string(), path_text(path)))
-            .collect(),
-        tls_ca: Some(certificates.ca.clone()),
-        tls_identity: Some((
-            certificates.client_cert.clone(),
-            certificates.client_key.clone(),
-        )),
-        ..ClusterOptions::new(ESSAIM, 2, 2)
-    };
-    let cluster = Cluster::start_with(options).await;
+    let cluster = start_mutual_tls_cluster(&certificates, 2).await;
     let url = cluster.url();
 
     // Workers register, pull and fetch each other's map outputs with their certificate.

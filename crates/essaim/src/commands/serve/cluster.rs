@@ -35,6 +35,9 @@ pub(super) async fn run(
     if args.replicas == 0 || args.replicas > MAX_REPLICAS {
         return Err(usage(format!("--replicas must be 1 to {MAX_REPLICAS}")));
     }
+    // Certificates first: a bad file is a usage error before anything starts.
+    let tls = args.tls.load()?;
+    let trust = args.connect.trust.load()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|error| usage(format!("cannot listen on {}: {error}", args.listen)))?;
@@ -42,10 +45,11 @@ pub(super) async fn run(
     let front_url = args
         .advertise
         .clone()
-        .unwrap_or_else(|| format!("http://{local}"));
-    let front = Front::new(args.replicas);
+        .unwrap_or_else(|| format!("{}://{local}", essaim_tls::url_scheme(tls.as_ref())));
+    let front = Front::new(args.replicas, &trust);
     let stop = CancellationToken::new();
-    let server = tokio::spawn(front::serve(Arc::clone(&front), listener, stop.clone()));
+    let serving = front::serve(Arc::clone(&front), listener, tls, stop.clone());
+    let server = tokio::spawn(serving);
     let coordinator = args.connect.coordinator()?;
     let job = build_job(args, &models, limits, &front_url)?;
     let job_id = coordinator.submit_job(job).await?;

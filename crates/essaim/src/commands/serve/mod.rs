@@ -31,8 +31,14 @@ const ACTOR: &str = "essaim-serve";
 /// Options of `essaim serve`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The coordinator (whose registry serves the models), and the trust its
+    /// `https://` address and, with --on-cluster, the replicas are verified with.
     #[command(flatten)]
     connect: ConnectArgs,
+    /// The certificate the runner (with --on-cluster: the front) serves TLS with;
+    /// the replicas serve with their workers' certificates.
+    #[command(flatten)]
+    tls: crate::tls_args::ServerTlsArgs,
     /// A model to serve, `NAME@ALIAS` or `NAME@VERSION`, answered at
     /// /v2/models/NAME (repeatable).
     #[arg(long = "model", value_name = "NAME@REF")]
@@ -65,7 +71,7 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
     /// The URL clients reach this runner at, as the governance view shows it; default
-    /// http:// and the address listened on.
+    /// http:// (https:// with --tls-cert) and the address listened on.
     #[arg(long, value_name = "URL")]
     advertise: Option<String>,
     /// How often the runner tells the registry which versions it serves; the registry
@@ -152,12 +158,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.on_cluster {
         return cluster::run(&args, models, limits).await;
     }
-    let client = RegistryClient::new(
+    let tls = args.tls.load()?;
+    let trust = args.connect.trust.load()?;
+    let client = RegistryClient::new_trusting(
         &registry_url(&args),
         args.connect.token()?.as_deref(),
         ACTOR,
+        &trust,
     )
     .map_err(|error| usage(error.to_string()))?;
+    let scheme = essaim_tls::url_scheme(tls.as_ref());
     let config = RunnerConfig {
         listen: args.listen,
         models: models.plans,
@@ -169,13 +179,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             address: args.advertise,
             interval: args.usage_interval,
         },
+        tls,
     };
     let runner = Runner::start(config).await.map_err(|error| match error {
         essaim_runner::RunnerError::Config(error) => usage(error.to_string()),
         other => anyhow::Error::from(other),
     })?;
     eprintln!(
-        "model runner on http://{}/v2/models/{{name}}/infer",
+        "model runner on {scheme}://{}/v2/models/{{name}}/infer",
         runner.local_addr()
     );
     super::shutdown_signal().await;

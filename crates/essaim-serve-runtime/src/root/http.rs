@@ -122,10 +122,11 @@ pub async fn serve(
             }
         })
     };
-    let app = router(root, health);
+    let app = router(Arc::clone(&root), health);
     let served =
         essaim_telemetry::serve_http(listener, app, shutdown.clone().cancelled_owned()).await;
     shutdown.cancel();
     let _ = readiness.await;
+    root.finish_cache_stores().await;
     served
 }

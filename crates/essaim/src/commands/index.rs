@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use essaim_proto::v1;
+use essaim_serve::answer_key::IndexIdentity;
 use essaim_serve::balance::BalanceRule;
 use essaim_serve::hedge::HedgePolicy;
+use essaim_serve::shard::Manifest;
 use essaim_serve::shard::{MAX_SHARDS, prepare_shards, verify_shards};
 use essaim_serve_runtime::LEAF_TASK_KIND;
-use essaim_serve::answer_key::IndexIdentity;
-use essaim_serve::shard::Manifest;
 use essaim_serve_runtime::root::cache::{DEFAULT_CACHE_LOOKUP_TIMEOUT, DEFAULT_CACHE_TTL};
 use essaim_serve_runtime::root::{DEFAULT_DEADLINE, QueryCacheConfig, Root, RootConfig};
 use essaim_serve_runtime::wire::{InjectedLatency, LeafSpec};
@@ -151,7 +151,9 @@ fn check(args: &ServeArgs) -> anyhow::Result<()> {
         return Err(usage("--cache-ttl must be at least 1s"));
     }
     if args.cache_timeout < Duration::from_millis(1) || args.cache_timeout > args.deadline {
-        return Err(usage("--cache-timeout must be at least 1ms and at most --deadline"));
+        return Err(usage(
+            "--cache-timeout must be at least 1ms and at most --deadline",
+        ));
     }
     if let Some(cache) = &args.cache {
         cache_address(cache)?;
@@ -165,8 +167,13 @@ fn check(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// Returns the cache proxy's `host:port` from `--cache` (an `http://` prefix allowed).
 fn cache_address(text: &str) -> anyhow::Result<String> {
-    let address = text.trim().trim_start_matches("http://").trim_end_matches('/');
-    let port = address.rsplit_once(':').map(|(_, port)| port.parse::<u16>());
+    let address = text
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let port = address
+        .rsplit_once(':')
+        .map(|(_, port)| port.parse::<u16>());
     match port {
         Some(Ok(port)) if port > 0 => Ok(address.to_owned()),
         _ => Err(usage(format!(

@@ -85,6 +85,8 @@ pub struct RootMetrics {
     pub cache_misses: Counter,
     /// Query cache calls that failed or timed out, per operation.
     pub cache_errors: Family<CacheOpLabels, Counter>,
+    /// Lookups not attempted, shortly after a failed one.
+    pub cache_skipped: Counter,
     /// Complete answers stored in the query cache.
     pub cache_stores: Counter,
     /// Stores not attempted because too many were in flight.
@@ -116,6 +118,7 @@ impl RootMetrics {
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
             cache_errors: Family::default(),
+            cache_skipped: Counter::default(),
             cache_stores: Counter::default(),
             cache_stores_dropped: Counter::default(),
         }
@@ -196,6 +199,11 @@ impl RootMetrics {
             "cache_errors",
             "Query cache calls that failed or timed out, by operation",
             self.cache_errors.clone(),
+        );
+        serve.register(
+            "cache_skipped",
+            "Query cache lookups not attempted, shortly after a failed one",
+            self.cache_skipped.clone(),
         );
         serve.register(
             "cache_stores",

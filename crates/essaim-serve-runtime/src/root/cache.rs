@@ -8,14 +8,18 @@
 //!   would otherwise be served as if whole for the entry's whole time to live;
 //! - a lookup has its own short timeout ([`QueryCacheConfig::lookup_timeout`]); a cache
 //!   that is down, slow or answers nonsense is counted
-//!   (`essaim_serve_cache_errors_total`) and the query goes on to the shards;
+//!   (`essaim_serve_cache_errors_total`) and the query goes on to the shards; for
+//!   [`SKIP_AFTER_ERROR`] after a failed lookup the cache is not asked at all (counted
+//!   in `essaim_serve_cache_skipped_total`), so a stalled cache costs the timeout to
+//!   one query a second rather than to every query;
 //! - a store never delays the answer: it runs in a tracked background task, at most
 //!   [`MAX_STORES_IN_FLIGHT`] at once (beyond that it is dropped and counted), and only
 //!   after a miss, since a lookup that failed says the cache is unlikely to take it.
 //!
 //! The client is the cache runtime's own ([`NodeClient`]): the proxy speaks the nodes'
 //! API, so it is one more address to it.
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use essaim_cache_runtime::client::NodeClient;
@@ -31,6 +35,8 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 pub const DEFAULT_CACHE_LOOKUP_TIMEOUT: Duration = Duration::from_millis(50);
 /// Longest wait for a store (in the background, so it may take longer than a lookup).
 const STORE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the cache is left alone after a failed lookup.
+pub const SKIP_AFTER_ERROR: Duration = Duration::from_secs(1);
 /// Most stores in flight: a slow cache must not pile up tasks at the query rate.
 pub const MAX_STORES_IN_FLIGHT: usize = 64;
 
@@ -54,7 +60,8 @@ pub enum Lookup {
     Hit(Vec<String>),
     /// Nothing under the key.
     Miss,
-    /// The cache failed or timed out (counted); the answer should not be stored.
+    /// The cache failed, timed out or is skipped after a failure (counted); the answer
+    /// should not be stored.
     Failed,
 }
 
@@ -73,6 +80,9 @@ pub struct QueryCache {
     lookups: NodeClient,
     stores: NodeClient,
     in_flight: TaskTracker,
+    /// Until when lookups are skipped, after a failed one. Held for a read or a write,
+    /// never across an `.await`.
+    skip_until: Mutex<Option<Instant>>,
 }
 
 impl QueryCache {
@@ -83,6 +93,7 @@ impl QueryCache {
             stores: NodeClient::new(STORE_TIMEOUT),
             config,
             in_flight: TaskTracker::new(),
+            skip_until: Mutex::new(None),
         }
     }
 
@@ -91,8 +102,23 @@ impl QueryCache {
         &self.config.index
     }
 
-    /// Looks `key` up, counting a hit, a miss or an error.
+    fn skip_until(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        // Poison-tolerant: the value is a plain instant, valid whatever happened.
+        self.skip_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Looks `key` up, counting a hit, a miss, an error or a skip (within
+    /// [`SKIP_AFTER_ERROR`] of a failed lookup).
     pub async fn lookup(&self, key: &str, metrics: &RootMetrics) -> Lookup {
+        let skipping = self
+            .skip_until()
+            .is_some_and(|until| Instant::now() < until);
+        if skipping {
+            metrics.cache_skipped.inc();
+            return Lookup::Failed;
+        }
         let found = self.lookups.get(&self.config.proxy, key).await;
         let error = match found {
             Ok(None) => {
@@ -110,6 +136,7 @@ impl QueryCache {
         };
         tracing::debug!(key, error, "query cache lookup failed, asking the shards");
         count_error(metrics, "lookup");
+        *self.skip_until() = Some(Instant::now() + SKIP_AFTER_ERROR);
         Lookup::Failed
     }
 

@@ -109,9 +109,9 @@ impl QueryCache {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Looks `key` up, counting a hit, a miss, an error or a skip (within
-    /// [`SKIP_AFTER_ERROR`] of a failed lookup).
-    pub async fn lookup(&self, key: &str, metrics: &RootMetrics) -> Lookup {
+    /// Looks `key` up within `budget` (or the lookup timeout, if shorter), counting a
+    /// hit, a miss, an error or a skip (within [`SKIP_AFTER_ERROR`] of a failed lookup).
+    pub async fn lookup(&self, key: &str, budget: Duration, metrics: &RootMetrics) -> Lookup {
         let skipping = self
             .skip_until()
             .is_some_and(|until| Instant::now() < until);
@@ -119,7 +119,18 @@ impl QueryCache {
             metrics.cache_skipped.inc();
             return Lookup::Failed;
         }
-        let found = self.lookups.get(&self.config.proxy, key).await;
+        let get = self.lookups.get(&self.config.proxy, key);
+        let found = if budget < self.config.lookup_timeout {
+            let Ok(found) = tokio::time::timeout(budget, get).await else {
+                // The query's own short deadline, not the cache, ended the wait: counted,
+                // but the cache is not left alone for it.
+                count_error(metrics, "lookup");
+                return Lookup::Failed;
+            };
+            found
+        } else {
+            get.await
+        };
         let error = match found {
             Ok(None) => {
                 metrics.cache_misses.inc();

@@ -163,7 +163,9 @@ impl Root {
         let mut fill_after_miss = None;
         if let Some(cache) = &self.cache {
             let cache_key = answer_key(cache.index(), &query);
-            match cache.lookup(&cache_key, &self.metrics).await {
+            // Half the deadline at most, so that a short deadline leaves the shards time.
+            let budget = deadline.min(MAX_DEADLINE) / 2;
+            match cache.lookup(&cache_key, budget, &self.metrics).await {
                 Lookup::Hit(documents) => return Ok(self.cached_answer(documents, started)),
                 Lookup::Miss => fill_after_miss = Some(cache_key),
                 Lookup::Failed => {}

@@ -332,3 +332,33 @@ async fn a_dead_or_stalled_cache_fails_no_query_and_delays_it_boundedly() {
     drop(stalled);
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_short_deadline_cuts_the_lookup_and_leaves_the_shards_time() {
+    let stop = CancellationToken::new();
+    // A frozen proxy: connections accepted, nothing answered.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cache = cache_at(&stalled.local_addr().unwrap().to_string());
+    let root = root_with_cache(1, 1, HedgePolicy::default(), Some(cache));
+    register(&root, 0, 0, &leaf(&["/a"], 0, &stop).await);
+    for _ in 0..2 {
+        // The lookup may take half of 60 ms, not its own 100 ms.
+        let answer = root
+            .query("cat", Duration::from_millis(60), None)
+            .await
+            .unwrap();
+        assert!(!answer.partial, "{answer:?}");
+        assert_eq!(answer.documents, ["/a"]);
+    }
+    // Cut by the queries' deadlines, not the cache's timeout: both lookups were tried.
+    let errors = root
+        .metrics()
+        .cache_errors
+        .get_or_create(&crate::metrics::CacheOpLabels {
+            op: "lookup".to_owned(),
+        });
+    assert_eq!(errors.get(), 2);
+    assert_eq!(root.metrics().cache_skipped.get(), 0);
+    drop(stalled);
+    stop.cancel();
+}

@@ -171,11 +171,10 @@ fn cache_address(text: &str) -> anyhow::Result<String> {
         .trim()
         .trim_start_matches("http://")
         .trim_end_matches('/');
-    let port = address
-        .rsplit_once(':')
-        .map(|(_, port)| port.parse::<u16>());
-    match port {
-        Some(Ok(port)) if port > 0 => Ok(address.to_owned()),
+    let (host, port) = address.rsplit_once(':').unwrap_or_default();
+    let plain_host = !host.is_empty() && !host.contains('/');
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 && plain_host => Ok(address.to_owned()),
         _ => Err(usage(format!(
             "--cache `{text}`: give the cache proxy as HOST:PORT (plain HTTP)"
         ))),
@@ -326,5 +325,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             job.state,
             job.reason
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_a_host_and_port() {
+        for (given, address) in [
+            ("127.0.0.1:7700", "127.0.0.1:7700"),
+            ("http://cache.local:7700/", "cache.local:7700"),
+            ("[::1]:7700", "[::1]:7700"),
+        ] {
+            assert_eq!(cache_address(given).unwrap(), address);
+        }
+        for bad in [
+            "cache.local",
+            "https://cache.local:7700",
+            "host:0",
+            "host:port",
+            "",
+        ] {
+            assert!(cache_address(bad).is_err(), "{bad}");
+        }
     }
 }

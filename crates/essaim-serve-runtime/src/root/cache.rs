@@ -9,7 +9,7 @@
 //! - a lookup has its own short timeout ([`QueryCacheConfig::lookup_timeout`]); a cache
 //!   that is down, slow or answers nonsense is counted
 //!   (`essaim_serve_cache_errors_total`) and the query goes on to the shards; for
-//!   [`SKIP_AFTER_ERROR`] after a failed lookup the cache is not asked at all (counted
+//!   [`SKIP_AFTER_ERROR`] after a call that failed the cache is not asked at all (counted
 //!   in `essaim_serve_cache_skipped_total`), so a stalled cache costs the timeout to
 //!   one query a second rather than to every query;
 //! - a store never delays the answer: it runs in a tracked background task, at most
@@ -141,13 +141,16 @@ impl QueryCache {
                     metrics.cache_hits.inc();
                     return Lookup::Hit(answer.documents);
                 }
+                // One bad entry, not a cache out of order: no pause.
                 Err(error) => format!("undecodable cached answer: {error}"),
             },
-            Err(error) => error.to_string(),
+            Err(error) => {
+                *self.skip_until() = Some(Instant::now() + SKIP_AFTER_ERROR);
+                error.to_string()
+            }
         };
         tracing::debug!(key, error, "query cache lookup failed, asking the shards");
         count_error(metrics, "lookup");
-        *self.skip_until() = Some(Instant::now() + SKIP_AFTER_ERROR);
         Lookup::Failed
     }
 

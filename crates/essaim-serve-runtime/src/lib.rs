@@ -15,7 +15,7 @@
 //! | [`wire`] | the task payload, registrations and answers as JSON, shared by leaf, root and CLI |
 //! | [`leaf`] | a leaf's HTTP server: `/search`, `/healthz`, `/readyz`, `/metrics`; the bench-only injected latency |
 //! | [`executor`] | the `serve.leaf` task kind: load, listen, register, run until cancelled |
-//! | [`root`] | the query root: the table of leaves, scatter/gather with deadlines and hedging, its HTTP API |
+//! | [`root`] | the query root: the table of leaves, scatter/gather with deadlines and hedging, complete answers kept in a cache proxy, its HTTP API |
 //! | [`client`] | the small HTTP client the root, the leaves and `essaim query` share |
 //! | [`metrics`] | every metric of the serving layer |
 #![warn(missing_docs)]

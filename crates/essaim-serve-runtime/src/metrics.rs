@@ -2,7 +2,8 @@
 //! capability's metrics), named `essaim_serve_<name>_<unit>[_total]`.
 //!
 //! Labels are bounded by configuration: `shard` and `replica` are numbers below N and R
-//! (N ≤ 1024), `outcome` is one of three words; never a query or a document.
+//! (N ≤ 1024), `outcome` is one of three words, `op` one of two; never a query or a
+//! document.
 //! Requests in flight to leaves are counted in and out with two counters
 //! (`leaf_requests` − `leaf_answers`), as the house rule for fast queues asks.
 use prometheus_client::encoding::EncodeLabelSet;
@@ -39,6 +40,13 @@ pub struct ShardLabels {
     pub shard: String,
 }
 
+/// A call to the query cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CacheOpLabels {
+    /// `lookup` or `store`.
+    pub op: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs to about 13 s.
     Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
@@ -71,6 +79,18 @@ pub struct RootMetrics {
     pub hedges_refused_by_budget: Counter,
     /// Replicas receiving requests, per shard.
     pub ready_replicas: Family<ShardLabels, Gauge>,
+    /// Queries answered from the query cache.
+    pub cache_hits: Counter,
+    /// Query cache lookups that found nothing.
+    pub cache_misses: Counter,
+    /// Query cache calls that failed or timed out, per operation.
+    pub cache_errors: Family<CacheOpLabels, Counter>,
+    /// Lookups not attempted, shortly after a failed one.
+    pub cache_skipped: Counter,
+    /// Complete answers stored in the query cache.
+    pub cache_stores: Counter,
+    /// Stores not attempted because too many were in flight.
+    pub cache_stores_dropped: Counter,
 }
 
 impl Default for RootMetrics {
@@ -95,6 +115,12 @@ impl RootMetrics {
             hedges_won: Counter::default(),
             hedges_refused_by_budget: Counter::default(),
             ready_replicas: Family::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_errors: Family::default(),
+            cache_skipped: Counter::default(),
+            cache_stores: Counter::default(),
+            cache_stores_dropped: Counter::default(),
         }
     }
 
@@ -158,6 +184,36 @@ impl RootMetrics {
             "ready_replicas",
             "Replicas receiving requests, per shard",
             self.ready_replicas.clone(),
+        );
+        serve.register(
+            "cache_hits",
+            "Queries answered from the query cache",
+            self.cache_hits.clone(),
+        );
+        serve.register(
+            "cache_misses",
+            "Query cache lookups that found nothing",
+            self.cache_misses.clone(),
+        );
+        serve.register(
+            "cache_errors",
+            "Query cache calls that failed or timed out, by operation",
+            self.cache_errors.clone(),
+        );
+        serve.register(
+            "cache_skipped",
+            "Query cache lookups not attempted, shortly after a failed one",
+            self.cache_skipped.clone(),
+        );
+        serve.register(
+            "cache_stores",
+            "Complete answers stored in the query cache",
+            self.cache_stores.clone(),
+        );
+        serve.register(
+            "cache_stores_dropped",
+            "Query cache stores not attempted because too many were in flight",
+            self.cache_stores_dropped.clone(),
         );
     }
 }

@@ -84,6 +84,10 @@ pub struct QueryAnswer {
     pub hedges: u32,
     /// Time the root spent, in milliseconds.
     pub elapsed_ms: f64,
+    /// True when the answer came from the query cache (no shard was asked); absent in
+    /// the answers of roots older than the cache, hence the default.
+    #[serde(default)]
+    pub cached: bool,
 }
 
 /// An error body: what was refused and why.

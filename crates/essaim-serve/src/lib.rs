@@ -18,8 +18,10 @@
 //! | [`latency`] | recent latency quantiles per shard and replica, mergeable (DDSketch) |
 //! | [`hedge`] | when to send a second copy of a leaf request, and the budget that caps hedges |
 //! | [`balance`] | which ready replica of a shard receives a request |
+//! | [`answer_key`] | the cache key of a query's answer: the served index's identity and the normalised query |
 #![warn(missing_docs)]
 
+pub mod answer_key;
 pub mod balance;
 pub mod hedge;
 pub mod latency;

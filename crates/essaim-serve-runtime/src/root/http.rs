@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /query?q=…[&deadline_ms=…][&key=…]` | the answer as JSON ([`QueryAnswer`]); 400 for an empty or oversized query |
+//! | `GET /query?q=…[&deadline_ms=…][&key=…]` | the answer as JSON ([`QueryAnswer`], `cached: true` when it came from the query cache); 400 for an empty or oversized query |
 //! | `POST /leaves` | a leaf's registration; 409 when refused (the leaf then fails its attempt) |
 //! | `GET /shards` | every known replica: shard, worker, URL, readiness, in flight, p95 |
 //! | `GET /healthz`, `/readyz`, `/metrics` | as every essaim process; ready once every shard has a replica |
@@ -123,10 +123,11 @@ pub async fn serve(
             }
         })
     };
-    let app = router(root, health);
+    let app = router(Arc::clone(&root), health);
     let stopped = shutdown.clone().cancelled_owned();
     let served = essaim_tls::serve(listener, tls.as_ref(), app, stopped).await;
     shutdown.cancel();
     let _ = readiness.await;
+    root.finish_cache_stores().await;
     served
 }

@@ -11,6 +11,9 @@
 //! - **failover**: a replica that refuses the connection or fails is taken out of the
 //!   pool and the request goes to another replica at once (not counted as a hedge).
 //!
+//! With a query cache ([`cache`]), a query's complete answer is kept in the cache proxy
+//! and later queries meaning the same thing over the same index are answered from it.
+//!
 //! The table of leaves and the hedge budget sit behind plain mutexes held only for a
 //! few field updates, never across an `.await`: every query touches them a few times
 //! per shard, and a single owner task reached by messages would add a hop to each.
@@ -18,6 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use essaim_serve::answer_key::answer_key;
 use essaim_serve::balance::{BalanceRule, ReplicaIndex};
 use essaim_serve::hedge::{HedgeBudget, HedgePolicy};
 use essaim_serve::query::{Query, QueryError, QueryLimits, merge_answers};
@@ -28,9 +32,11 @@ use crate::client::{CallError, HttpClient, encode_query_value};
 use crate::metrics::{OutcomeLabels, ReplicaLabels, RootMetrics, ShardLabels};
 use crate::wire::{QueryAnswer, Registration, SearchAnswer};
 
+pub mod cache;
 pub mod http;
 pub mod table;
 
+pub use cache::{Lookup, QueryCache, QueryCacheConfig};
 pub use table::{LeafTable, Outcome, Pick, RegistrationRefused, ReplicaView};
 
 /// Default deadline of a query.
@@ -58,6 +64,8 @@ pub struct RootConfig {
     /// The roots `https://` leaves are verified with (and the certificate presented to
     /// leaves requiring one).
     pub trust: essaim_tls::ClientTrust,
+    /// Where complete answers are cached, if anywhere.
+    pub cache: Option<QueryCacheConfig>,
 }
 
 /// The query root.
@@ -70,6 +78,7 @@ pub struct Root {
     /// that the slow leaves of the next queries would then find empty.
     budgets: Mutex<Vec<HedgeBudget>>,
     client: HttpClient,
+    cache: Option<QueryCache>,
     metrics: RootMetrics,
 }
 
@@ -81,8 +90,10 @@ impl Root {
             .map(|_| HedgeBudget::new(&config.hedge))
             .collect();
         let client = HttpClient::new(&config.trust);
+        let cache = config.cache.clone().map(QueryCache::new);
         Arc::new(Self {
             config,
+            cache,
             table: Mutex::new(table),
             budgets: Mutex::new(budgets),
             client,
@@ -135,8 +146,9 @@ impl Root {
         counts.iter().all(|count| *count > 0)
     }
 
-    /// Answers `text` from every shard that answers within `deadline`; `key` steers
-    /// key-affinity balancing.
+    /// Answers `text` from the query cache, or else from every shard that answers
+    /// within `deadline` (a complete answer is then cached); `key` steers key-affinity
+    /// balancing.
     pub async fn query(
         &self,
         text: &str,
@@ -144,10 +156,65 @@ impl Root {
         key: Option<&str>,
     ) -> Result<QueryAnswer, QueryError> {
         let started = Instant::now();
-        if let Err(error) = Query::parse(text, self.config.limits, self.config.lowercase) {
-            self.metrics.refused_queries.inc();
-            return Err(error);
+        let query = match Query::parse(text, self.config.limits, self.config.lowercase) {
+            Ok(query) => query,
+            Err(error) => {
+                self.metrics.refused_queries.inc();
+                return Err(error);
+            }
+        };
+        // The key to fill once the shards have answered: set only after a miss.
+        let mut fill_after_miss = None;
+        if let Some(cache) = &self.cache {
+            let cache_key = answer_key(cache.index(), &query);
+            // Half the deadline at most, so that a short deadline leaves the shards time.
+            let budget = deadline.min(MAX_DEADLINE) / 2;
+            match cache.lookup(&cache_key, budget, &self.metrics).await {
+                Lookup::Hit(documents) => return Ok(self.cached_answer(documents, started)),
+                Lookup::Miss => fill_after_miss = Some(cache_key),
+                Lookup::Failed => {}
+            }
         }
+        let answer = self.scatter_gather(text, started, deadline, key).await;
+        if let (Some(cache), Some(cache_key)) = (&self.cache, fill_after_miss)
+            && !answer.partial
+        {
+            cache.store(cache_key, &answer.documents, &self.metrics);
+        }
+        Ok(answer)
+    }
+
+    /// Returns the answer of a cache hit: complete, no shard asked.
+    fn cached_answer(&self, documents: Vec<String>, started: Instant) -> QueryAnswer {
+        self.metrics.queries.inc();
+        let elapsed = started.elapsed();
+        self.metrics.query_duration.observe(elapsed.as_secs_f64());
+        QueryAnswer {
+            documents,
+            partial: false,
+            missing_shards: Vec::new(),
+            shards: self.config.shards,
+            hedges: 0,
+            elapsed_ms: elapsed.as_secs_f64() * 1000.0,
+            cached: true,
+        }
+    }
+
+    /// Waits for the query cache's stores in flight; called once serving has stopped.
+    pub async fn finish_cache_stores(&self) {
+        if let Some(cache) = &self.cache {
+            cache.finish_stores().await;
+        }
+    }
+
+    /// Scatters `text` to every shard and gathers what answers by `started + deadline`.
+    async fn scatter_gather(
+        &self,
+        text: &str,
+        started: Instant,
+        deadline: Duration,
+        key: Option<&str>,
+    ) -> QueryAnswer {
         let path = format!("/search?q={}", encode_query_value(text));
         let hedges = AtomicU32::new(0);
         let shards = self.config.shards;
@@ -176,14 +243,15 @@ impl Root {
         }
         let elapsed = started.elapsed();
         self.metrics.query_duration.observe(elapsed.as_secs_f64());
-        Ok(QueryAnswer {
+        QueryAnswer {
             documents,
             partial,
             missing_shards,
             shards,
             hedges: hedges.load(Ordering::Relaxed),
             elapsed_ms: elapsed.as_secs_f64() * 1000.0,
-        })
+            cached: false,
+        }
     }
 
     /// Asks one shard: a first replica, a hedge after the shard's recent p95 (within

@@ -42,6 +42,15 @@ async fn leaf(documents: &[&str], delay_ms: u64, stop: &CancellationToken) -> St
 }
 
 fn root(shards: u32, replicas: u32, hedge: HedgePolicy) -> Arc<Root> {
+    root_with_cache(shards, replicas, hedge, None)
+}
+
+fn root_with_cache(
+    shards: u32,
+    replicas: u32,
+    hedge: HedgePolicy,
+    cache: Option<QueryCacheConfig>,
+) -> Arc<Root> {
     Root::new(RootConfig {
         shards,
         replicas,
@@ -51,6 +60,7 @@ fn root(shards: u32, replicas: u32, hedge: HedgePolicy) -> Arc<Root> {
         limits: QueryLimits::default(),
         lowercase: true,
         trust: Default::default(),
+        cache,
     })
 }
 
@@ -191,4 +201,165 @@ async fn empty_and_oversized_queries_are_refused_before_any_leaf_is_asked() {
         Err(QueryError::TooLong { .. })
     ));
     assert_eq!(root.metrics().refused_queries.get(), 2);
+}
+
+/// Starts a real cache node (a client cannot tell it from the proxy); returns its
+/// address.
+async fn cache_node(stop: &CancellationToken) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let config = essaim_cache_runtime::node::NodeConfig {
+        max_bytes: 1 << 20,
+        max_value_bytes: 1 << 16,
+    };
+    tokio::spawn(essaim_telemetry::serve_http(
+        listener,
+        essaim_cache_runtime::node::router(config),
+        stop.clone().cancelled_owned(),
+    ));
+    address
+}
+
+fn cache_at(address: &str) -> QueryCacheConfig {
+    QueryCacheConfig {
+        proxy: address.to_owned(),
+        index: essaim_serve::answer_key::IndexIdentity::of_manifest(
+            &essaim_serve::shard::Manifest {
+                version: essaim_serve::shard::MANIFEST_VERSION,
+                shards: 2,
+                entries: Vec::new(),
+            },
+        ),
+        ttl: Duration::from_secs(60),
+        lookup_timeout: Duration::from_millis(100),
+    }
+}
+
+/// Waits until the root's background stores have ended (as many as `stores`).
+async fn wait_stores(root: &Root, stores: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while root.metrics().cache_stores.get() < stores {
+        assert!(Instant::now() < deadline, "the answer was stored");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_complete_answer_is_answered_again_from_the_cache() {
+    let stop = CancellationToken::new();
+    let cache = cache_at(&cache_node(&stop).await);
+    let root = root_with_cache(2, 1, HedgePolicy::default(), Some(cache));
+    register(&root, 0, 0, &leaf(&["/b", "/a"], 0, &stop).await);
+    register(&root, 1, 0, &leaf(&["/c"], 0, &stop).await);
+    let first = root.query("cat", DEFAULT_DEADLINE, None).await.unwrap();
+    assert!(!first.cached && !first.partial);
+    wait_stores(&root, 1).await;
+    // Another spelling of the same query.
+    let again = root
+        .query(" CAT,  cat ", DEFAULT_DEADLINE, None)
+        .await
+        .unwrap();
+    assert!(again.cached, "{again:?}");
+    assert_eq!(again.documents, first.documents);
+    assert_eq!(again.documents, ["/a", "/b", "/c"]);
+    assert_eq!(root.metrics().cache_hits.get(), 1);
+    assert_eq!(root.metrics().cache_misses.get(), 1);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_partial_answer_is_never_cached() {
+    let stop = CancellationToken::new();
+    let cache = cache_at(&cache_node(&stop).await);
+    let root = root_with_cache(2, 1, HedgePolicy::default(), Some(cache));
+    register(&root, 0, 0, &leaf(&["/a"], 0, &stop).await);
+    register(&root, 1, 0, &leaf(&["/c"], 300, &stop).await);
+    let partial = root
+        .query("cat", Duration::from_millis(100), None)
+        .await
+        .unwrap();
+    assert!(partial.partial && !partial.cached);
+    // Any store the partial answer started has ended.
+    root.finish_cache_stores().await;
+    assert_eq!(root.metrics().cache_stores.get(), 0);
+    // Given time, the next query is whole: a miss, not the partial answer.
+    let whole = root.query("cat", DEFAULT_DEADLINE, None).await.unwrap();
+    assert!(!whole.partial && !whole.cached, "{whole:?}");
+    assert_eq!(whole.documents, ["/a", "/c"]);
+    assert_eq!(root.metrics().cache_misses.get(), 2);
+    wait_stores(&root, 1).await;
+    let cached = root.query("cat", DEFAULT_DEADLINE, None).await.unwrap();
+    assert!(cached.cached);
+    assert_eq!(cached.documents, ["/a", "/c"]);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_dead_or_stalled_cache_fails_no_query_and_delays_it_boundedly() {
+    let stop = CancellationToken::new();
+    let refused = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().to_string()
+        // Dropped: connections are refused.
+    };
+    // Accepts connections (the kernel does) and never answers: a frozen proxy.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_address = stalled.local_addr().unwrap().to_string();
+    for address in [refused, stalled_address] {
+        let root = root_with_cache(1, 1, HedgePolicy::default(), Some(cache_at(&address)));
+        register(&root, 0, 0, &leaf(&["/a"], 0, &stop).await);
+        for _ in 0..2 {
+            let started = Instant::now();
+            let answer = root.query("cat", DEFAULT_DEADLINE, None).await.unwrap();
+            assert_eq!(answer.documents, ["/a"], "{address}");
+            assert!(!answer.partial && !answer.cached);
+            // The lookup's timeout is 100 ms.
+            assert!(started.elapsed() < Duration::from_millis(600), "{address}");
+        }
+        let errors = root
+            .metrics()
+            .cache_errors
+            .get_or_create(&crate::metrics::CacheOpLabels {
+                op: "lookup".to_owned(),
+            });
+        // The first lookup fails; the second, right after, is not attempted.
+        assert_eq!(errors.get(), 1, "{address}");
+        assert_eq!(root.metrics().cache_skipped.get(), 1, "{address}");
+        assert_eq!(root.metrics().cache_hits.get(), 0);
+        // A failed lookup is not followed by a store.
+        root.finish_cache_stores().await;
+        assert_eq!(root.metrics().cache_stores.get(), 0);
+    }
+    drop(stalled);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_short_deadline_cuts_the_lookup_and_leaves_the_shards_time() {
+    let stop = CancellationToken::new();
+    // A frozen proxy: connections accepted, nothing answered.
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cache = cache_at(&stalled.local_addr().unwrap().to_string());
+    let root = root_with_cache(1, 1, HedgePolicy::default(), Some(cache));
+    register(&root, 0, 0, &leaf(&["/a"], 0, &stop).await);
+    for _ in 0..2 {
+        // The lookup may take half of 60 ms, not its own 100 ms.
+        let answer = root
+            .query("cat", Duration::from_millis(60), None)
+            .await
+            .unwrap();
+        assert!(!answer.partial, "{answer:?}");
+        assert_eq!(answer.documents, ["/a"]);
+    }
+    // Cut by the queries' deadlines, not the cache's timeout: both lookups were tried.
+    let errors = root
+        .metrics()
+        .cache_errors
+        .get_or_create(&crate::metrics::CacheOpLabels {
+            op: "lookup".to_owned(),
+        });
+    assert_eq!(errors.get(), 2);
+    assert_eq!(root.metrics().cache_skipped.get(), 0);
+    drop(stalled);
+    stop.cancel();
 }

@@ -8,6 +8,10 @@
 //! register with the root, which answers `GET /query?q=…` (and `essaim query`). Ctrl-C
 //! or SIGTERM cancels the job and stops the root; a job that ends on its own (a leaf
 //! that cannot load its shard, say) stops the command with the job's reason.
+//!
+//! With `--cache HOST:PORT` (an `essaim cache proxy`), the root keeps complete answers
+//! there, keyed by the shard set's identity (its manifest's hashes) and the normalised
+//! query, so a re-served or re-cut index never answers from an older entry.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,11 +19,14 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use essaim_proto::v1;
+use essaim_serve::answer_key::IndexIdentity;
 use essaim_serve::balance::BalanceRule;
 use essaim_serve::hedge::HedgePolicy;
+use essaim_serve::shard::Manifest;
 use essaim_serve::shard::{MAX_SHARDS, prepare_shards, verify_shards};
 use essaim_serve_runtime::LEAF_TASK_KIND;
-use essaim_serve_runtime::root::{DEFAULT_DEADLINE, Root, RootConfig};
+use essaim_serve_runtime::root::cache::{DEFAULT_CACHE_LOOKUP_TIMEOUT, DEFAULT_CACHE_TTL};
+use essaim_serve_runtime::root::{DEFAULT_DEADLINE, QueryCacheConfig, Root, RootConfig};
 use essaim_serve_runtime::wire::{InjectedLatency, LeafSpec};
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +86,25 @@ pub struct ServeArgs {
     /// The index was built with `-D lowercase=false`: queries keep their case.
     #[arg(long)]
     case_sensitive: bool,
+    /// A cache proxy (`essaim cache proxy`, HOST:PORT) where complete answers are kept
+    /// and reused; none by default.
+    #[arg(long, value_name = "HOST:PORT")]
+    cache: Option<String>,
+    /// How long an answer stays in the cache (bare number: seconds).
+    #[arg(
+        long,
+        value_parser = crate::durations::seconds,
+        default_value = humantime::format_duration(DEFAULT_CACHE_TTL).to_string()
+    )]
+    cache_ttl: Duration,
+    /// Longest wait for the cache before a query goes on to the shards (bare number:
+    /// milliseconds).
+    #[arg(
+        long,
+        value_parser = crate::durations::millis,
+        default_value = humantime::format_duration(DEFAULT_CACHE_LOOKUP_TIMEOUT).to_string()
+    )]
+    cache_timeout: Duration,
     #[command(flatten)]
     bench: BenchLatencyArgs,
     /// The root's certificate: queries and the leaves' registrations then use
@@ -128,6 +154,17 @@ fn check(args: &ServeArgs) -> anyhow::Result<()> {
     if args.deadline < Duration::from_millis(1) {
         return Err(usage("--deadline must be at least 1ms"));
     }
+    if args.cache_ttl < Duration::from_secs(1) {
+        return Err(usage("--cache-ttl must be at least 1s"));
+    }
+    if args.cache_timeout < Duration::from_millis(1) || args.cache_timeout > args.deadline {
+        return Err(usage(
+            "--cache-timeout must be at least 1ms and at most --deadline",
+        ));
+    }
+    if let Some(cache) = &args.cache {
+        cache_address(cache)?;
+    }
     let probability = args.bench.bench_slow_probability;
     if !(0.0..=1.0).contains(&probability) {
         return Err(usage("--bench-slow-probability must be between 0 and 1"));
@@ -135,8 +172,25 @@ fn check(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Cuts the index into shards (once) and checks every shard's checksum.
-async fn prepare(index_dir: PathBuf, shards: u32) -> anyhow::Result<()> {
+/// Returns the cache proxy's `host:port` from `--cache` (an `http://` prefix allowed).
+fn cache_address(text: &str) -> anyhow::Result<String> {
+    let address = text
+        .trim()
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    let (host, port) = address.rsplit_once(':').unwrap_or_default();
+    let plain_host = !host.is_empty() && !host.contains('/');
+    match port.parse::<u16>() {
+        Ok(port) if port > 0 && plain_host => Ok(address.to_owned()),
+        _ => Err(usage(format!(
+            "--cache `{text}`: give the cache proxy as HOST:PORT (plain HTTP)"
+        ))),
+    }
+}
+
+/// Cuts the index into shards (once) and checks every shard's checksum; returns the
+/// shard set's manifest.
+async fn prepare(index_dir: PathBuf, shards: u32) -> anyhow::Result<Manifest> {
     tokio::task::spawn_blocking(move || {
         let manifest = prepare_shards(&index_dir, shards)?;
         verify_shards(&index_dir, &manifest)?;
@@ -145,7 +199,7 @@ async fn prepare(index_dir: PathBuf, shards: u32) -> anyhow::Result<()> {
             "index `{}`: {documents} documents in {shards} shards",
             index_dir.display()
         );
-        Ok::<_, essaim_serve::shard::ShardError>(())
+        Ok::<_, essaim_serve::shard::ShardError>(manifest)
     })
     .await?
     .map_err(|error| usage(essaim_core::error_chain::error_chain(&error)))
@@ -209,7 +263,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Certificates first: a bad file is a usage error before anything starts.
     let tls = args.tls.load()?;
     let trust = args.connect.trust.load()?;
-    prepare(index_dir.clone(), args.shards).await?;
+    let manifest = prepare(index_dir.clone(), args.shards).await?;
+    let cache = match &args.cache {
+        None => None,
+        Some(cache) => Some(QueryCacheConfig {
+            proxy: cache_address(cache)?,
+            index: IndexIdentity::of_manifest(&manifest),
+            ttl: args.cache_ttl,
+            lookup_timeout: args.cache_timeout,
+        }),
+    };
+    if let Some(cache) = &cache {
+        eprintln!(
+            "answers cached at {} for {} (index identity {})",
+            cache.proxy,
+            humantime::format_duration(cache.ttl),
+            &cache.index.as_str()[..12]
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|error| usage(format!("cannot listen on {}: {error}", args.listen)))?;
@@ -231,6 +302,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         limits: Default::default(),
         lowercase: !args.case_sensitive,
         trust,
+        cache,
     });
     let stop = CancellationToken::new();
     let server = tokio::spawn(essaim_serve_runtime::root::http::serve(
@@ -265,5 +337,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             job.state,
             job.reason
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_a_host_and_port() {
+        for (given, address) in [
+            ("127.0.0.1:7700", "127.0.0.1:7700"),
+            ("http://cache.local:7700/", "cache.local:7700"),
+            ("[::1]:7700", "[::1]:7700"),
+        ] {
+            assert_eq!(cache_address(given).unwrap(), address);
+        }
+        for bad in [
+            "cache.local",
+            "https://cache.local:7700",
+            "host:0",
+            "host:port",
+            "",
+        ] {
+            assert!(cache_address(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -51,6 +51,7 @@
 //! | `cache.rs` | three cache nodes behind a proxy (R = 2): a node SIGKILLed under a cache-aside load costs no wrong answer, the hit rate dips by at most about 1/N and recovers; a node frozen while every key changes never serves an old value; values over the limit (413), empty keys, bad TTLs, malformed and unreachable nodes |
 //! | `cache_hot.rs` | one key taking most of the traffic gets extra replicas within seconds, the busiest node's share falls, and the extras are dropped once the heat passes |
 //! | `serve.rs` | an index served as shards × replicas answers as the batch index does while replica workers are SIGKILLed; corrupt shards, unknown indexes and bad queries refused |
+//! | `serve_cache.rs` | `index serve --cache`: a query answered again from the cache proxy (another spelling too, hit counted), a partial answer never stored, SIGKILLed cache processes fail no query (lookup errors counted) |
 //! | `tls.rs` | a coordinator and two workers serving TLS run a wordcount whose shuffle is fetched over `https://`; `workers`, `jobs`, `cluster status` over `https://`; a client without the CA refused at once, a plain-HTTP client told to use `https://`, a mismatched key or a missing file refused at start naming it |
 //! | `tls_serving.rs` | on a TLS cluster, `essaim index serve` with a certificate: leaves and root serve `https://`, `essaim query` with the CA answers as the batch index; without the CA it is refused at once, saying to pass `--tls-ca`; a plain `http://` query is told to use `https://`; with mutual TLS leaves and root present client certificates and a query without one is refused; a model served on the cluster with a certificate: replicas load from the `https://` registry, register `https://` addresses and answer predictions through the TLS front; cache nodes and a proxy serving TLS, a value written through the proxy held by both nodes; a client without the CA refused |
 //! | `stream.rs` | streaming pipelines from NATS, Kafka, a directory and HTTP ingest into PostgreSQL equal two oracles through worker and coordinator SIGKILLs, broker and database restarts and rescaling |
@@ -107,6 +108,7 @@ mod report;
 mod rest_api;
 mod retention;
 mod serve;
+mod serve_cache;
 mod stream;
 mod stream_breakers;
 mod stream_migration;

@@ -29,7 +29,7 @@ const REPLICAS: u32 = 2;
 
 /// Copies up to 120 man pages of the machine (decompressed) into `dir`; where there are
 /// too few, generates text files instead. Returns the files.
-fn write_corpus(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn write_corpus(dir: &Path) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).unwrap();
     let mut files = Vec::new();
     let pages: Vec<PathBuf> = std::fs::read_dir("/usr/share/man/man1")
@@ -81,7 +81,7 @@ fn write_corpus(dir: &Path) -> Vec<PathBuf> {
 
 /// The oracle: each query evaluated over the corpus itself, terms cut by the index
 /// job's own function.
-fn direct_answer(files: &[PathBuf], query: &str) -> Vec<String> {
+pub(crate) fn direct_answer(files: &[PathBuf], query: &str) -> Vec<String> {
     let mut postings: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for file in files {
         let bytes = std::fs::read(file).unwrap();
@@ -111,7 +111,7 @@ pub(crate) fn batch_answer(index_dir: &Path, query: &str) -> Vec<String> {
 }
 
 /// Queries with many, few and no matches, intersections and unions.
-fn queries(files: &[PathBuf]) -> Vec<String> {
+pub(crate) fn queries(files: &[PathBuf]) -> Vec<String> {
     let man_pages = files
         .iter()
         .any(|file| !file.display().to_string().contains("doc-"));
@@ -143,7 +143,11 @@ fn queries(files: &[PathBuf]) -> Vec<String> {
     .collect()
 }
 
-async fn ask(client: &HttpClient, port: u16, query: &str) -> Result<QueryAnswer, String> {
+pub(crate) async fn ask(
+    client: &HttpClient,
+    port: u16,
+    query: &str,
+) -> Result<QueryAnswer, String> {
     let url = format!(
         "http://127.0.0.1:{port}/query?q={}&deadline_ms=5000",
         encode_query_value(query)
@@ -172,16 +176,18 @@ async fn placement(client: &HttpClient, port: u16) -> BTreeMap<(u32, u32), (Stri
         .collect()
 }
 
-/// Waits until all N × R replicas are ready, on live workers; returns the placement.
-async fn wait_all_ready(
+/// Waits until all `replicas_total` (N × R) replicas are ready, on live workers;
+/// returns the placement.
+pub(crate) async fn wait_all_ready(
     client: &HttpClient,
     port: u16,
     live: &[String],
+    replicas_total: u32,
 ) -> BTreeMap<(u32, u32), String> {
     let deadline = Deadline::after(EVENTUALLY, "every replica registered on a live worker");
     loop {
         let view = placement(client, port).await;
-        let complete = view.len() == (SHARDS * REPLICAS) as usize
+        let complete = view.len() == replicas_total as usize
             && view
                 .values()
                 .all(|(worker, ready)| *ready && live.contains(worker));
@@ -195,16 +201,24 @@ async fn wait_all_ready(
     }
 }
 
-fn start_serving(cluster: &Cluster, index: &Path, port: u16) -> Process {
-    let args: Vec<String> = [
+/// Starts `essaim index serve` of `index` as `shards` × `replicas` on `port`, with
+/// `extra` arguments.
+pub(crate) fn start_serving(
+    cluster: &Cluster,
+    index: &Path,
+    port: u16,
+    (shards, replicas): (u32, u32),
+    extra: &[&str],
+) -> Process {
+    let mut args: Vec<String> = [
         "index",
         "serve",
         "--index",
         index.to_str().unwrap(),
         "--shards",
-        &SHARDS.to_string(),
+        &shards.to_string(),
         "--replicas",
-        &REPLICAS.to_string(),
+        &replicas.to_string(),
         "--listen",
         &format!("127.0.0.1:{port}"),
         "--coordinator",
@@ -213,6 +227,7 @@ fn start_serving(cluster: &Cluster, index: &Path, port: u16) -> Process {
     .iter()
     .map(|arg| arg.to_string())
     .collect();
+    args.extend(extra.iter().map(|arg| arg.to_string()));
     spawn_essaim("serve", &args, &[], cluster.path("serve.log"))
 }
 
@@ -237,14 +252,14 @@ async fn queries_equal_the_batch_index_while_replicas_are_killed() {
     assert_eq!(built.code, Some(0), "{built:?}");
 
     let port = free_port();
-    let _serving = start_serving(&cluster, &index, port);
+    let _serving = start_serving(&cluster, &index, port, (SHARDS, REPLICAS), &[]);
     let client = HttpClient::new(&Default::default());
     let deadline = Deadline::after(EVENTUALLY, "the query root ready");
     while http_status(port, "/readyz").await != Some(200) {
         deadline.tick().await;
     }
     let mut live = cluster.worker_names();
-    let mut placed = wait_all_ready(&client, port, &live).await;
+    let mut placed = wait_all_ready(&client, port, &live, SHARDS * REPLICAS).await;
 
     let queries = queries(&files);
     let mut expected = BTreeMap::new();
@@ -341,7 +356,7 @@ async fn queries_equal_the_batch_index_while_replicas_are_killed() {
         shards_hit.insert(shard);
         cluster.start_worker(4);
         live = cluster.worker_names();
-        placed = wait_all_ready(&client, port, &live).await;
+        placed = wait_all_ready(&client, port, &live, SHARDS * REPLICAS).await;
         assert!(
             placed.values().all(|worker| *worker != victim),
             "re-placed off the dead worker"

@@ -201,6 +201,34 @@ pub(crate) async fn wait_all_ready(
     }
 }
 
+/// Builds the index of `corpus` on `cluster` with the batch `index` job (2 reducers)
+/// and returns its directory.
+pub(crate) async fn index_on_cluster(cluster: &Cluster, corpus: &Path) -> PathBuf {
+    let index = cluster.path("index");
+    let built = cluster
+        .cli(&[
+            "submit",
+            "index",
+            "--input",
+            corpus.to_str().unwrap(),
+            "--output",
+            index.to_str().unwrap(),
+            "--reducers",
+            "2",
+        ])
+        .await;
+    assert_eq!(built.code, Some(0), "{built:?}");
+    index
+}
+
+/// Waits until the query root on `port` says it is ready.
+pub(crate) async fn wait_root_ready(port: u16) {
+    let deadline = Deadline::after(EVENTUALLY, "the query root ready");
+    while http_status(port, "/readyz").await != Some(200) {
+        deadline.tick().await;
+    }
+}
+
 /// Starts `essaim index serve` of `index` as `shards` × `replicas` on `port`, with
 /// `extra` arguments.
 pub(crate) fn start_serving(
@@ -236,28 +264,12 @@ async fn queries_equal_the_batch_index_while_replicas_are_killed() {
     let mut cluster = Cluster::start(4, 4).await;
     let corpus = cluster.path("corpus");
     let files = write_corpus(&corpus);
-    let index = cluster.path("index");
-    let built = cluster
-        .cli(&[
-            "submit",
-            "index",
-            "--input",
-            corpus.to_str().unwrap(),
-            "--output",
-            index.to_str().unwrap(),
-            "--reducers",
-            "2",
-        ])
-        .await;
-    assert_eq!(built.code, Some(0), "{built:?}");
+    let index = index_on_cluster(&cluster, &corpus).await;
 
     let port = free_port();
     let _serving = start_serving(&cluster, &index, port, (SHARDS, REPLICAS), &[]);
     let client = HttpClient::new(&Default::default());
-    let deadline = Deadline::after(EVENTUALLY, "the query root ready");
-    while http_status(port, "/readyz").await != Some(200) {
-        deadline.tick().await;
-    }
+    wait_root_ready(port).await;
     let mut live = cluster.worker_names();
     let mut placed = wait_all_ready(&client, port, &live, SHARDS * REPLICAS).await;
 

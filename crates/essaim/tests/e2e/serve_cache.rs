@@ -11,11 +11,13 @@
 
 use essaim_serve_runtime::client::HttpClient;
 use essaim_serve_runtime::wire::QueryAnswer;
-use essaim_testkit::process::http_status;
 
 use crate::cache::{CacheCluster, metric_sum};
 use crate::harness::{Cluster, Deadline, EVENTUALLY, free_port};
-use crate::serve::{ask, direct_answer, queries, start_serving, wait_all_ready, write_corpus};
+use crate::serve::{
+    ask, direct_answer, index_on_cluster, queries, start_serving, wait_all_ready, wait_root_ready,
+    write_corpus,
+};
 
 const SHARDS: u32 = 2;
 
@@ -49,18 +51,7 @@ async fn answers_come_back_from_the_cache_but_never_partial_ones_nor_a_dead_cach
     let mut cluster = Cluster::start(2, 4).await;
     let corpus = cluster.path("corpus");
     let files = write_corpus(&corpus);
-    let index = cluster.path("index");
-    let built = cluster
-        .cli(&[
-            "submit",
-            "index",
-            "--input",
-            corpus.to_str().unwrap(),
-            "--output",
-            index.to_str().unwrap(),
-        ])
-        .await;
-    assert_eq!(built.code, Some(0), "{built:?}");
+    let index = index_on_cluster(&cluster, &corpus).await;
     let cache_dir = cluster.path("cache");
     std::fs::create_dir_all(&cache_dir).unwrap();
     let mut cache = CacheCluster::start(&cache_dir, 2, 1 << 24, &[]).await;
@@ -73,10 +64,7 @@ async fn answers_come_back_from_the_cache_but_never_partial_ones_nor_a_dead_cach
         (SHARDS, 1),
         &["--cache", &cache.proxy_address, "--cache-ttl", "60s"],
     );
-    let deadline = Deadline::after(EVENTUALLY, "the query root ready");
-    while http_status(port, "/readyz").await != Some(200) {
-        deadline.tick().await;
-    }
+    wait_root_ready(port).await;
     let client = HttpClient::new(&Default::default());
     let live = cluster.worker_names();
     let placed = wait_all_ready(&client, port, &live, SHARDS).await;

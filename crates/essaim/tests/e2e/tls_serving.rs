@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use crate::harness::{
     Cluster, Deadline, EVENTUALLY, Process, assert_refused, essaim, free_port, spawn_essaim,
 };
-use crate::serve::batch_answer;
+use crate::serve::{batch_answer, index_on_cluster};
 use crate::tls::{TLS_CA_VARIABLE, path_text, start_mutual_tls_cluster, start_tls_cluster};
 
 /// Writes a small corpus whose words give queries with many, few and no matches.
@@ -53,20 +53,7 @@ async fn serve_index(
 ) -> (Process, String, PathBuf) {
     let corpus = cluster.path("corpus");
     write_corpus(&corpus);
-    let index = cluster.path("index");
-    let built = cluster
-        .cli(&[
-            "submit",
-            "index",
-            "--input",
-            corpus.to_str().unwrap(),
-            "--output",
-            index.to_str().unwrap(),
-            "--reducers",
-            "2",
-        ])
-        .await;
-    assert_eq!(built.code, Some(0), "{built:?}");
+    let index = index_on_cluster(cluster, &corpus).await;
     let port = free_port();
     let mut args: Vec<String> = [
         "index",

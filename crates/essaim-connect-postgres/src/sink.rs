@@ -185,7 +185,7 @@ pub struct SinkConfig {
     pub spec: Option<SpecIdentity>,
     /// The task attempt writing, when several may write one pipeline over time: opening
     /// claims it, and a batch is refused once another owner claimed it since (see
-    /// [`crate::owner`]). `None`: no claim, no check.
+    /// `owner.rs`). `None`: no claim, no check.
     pub owner: Option<u64>,
 }
 

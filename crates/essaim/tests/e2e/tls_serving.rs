@@ -42,6 +42,27 @@ fn write_corpus(dir: &std::path::Path) {
     }
 }
 
+/// Waits until `listing` (a root's `/shards`, a front's `/replicas`) shows two ready
+/// entries, and checks that each registered an `https://` address; `process` is the
+/// server, whose log a timeout shows.
+async fn wait_two_ready_over_https(client: &HttpClient, listing: &str, process: &Process) {
+    let deadline = Deadline::after(
+        EVENTUALLY,
+        format!("two ready entries at {listing}: {}", process.log_text()),
+    );
+    let entries = loop {
+        let view: Vec<serde_json::Value> = client.get_json(listing).await.unwrap_or_default();
+        if view.len() == 2 && view.iter().all(|entry| entry["ready"] == true) {
+            break view;
+        }
+        deadline.tick().await;
+    };
+    for entry in &entries {
+        let url = entry["url"].as_str().unwrap();
+        assert!(url.starts_with("https://127.0.0.1:"), "{entry}");
+    }
+}
+
 /// Builds an index of a small corpus on `cluster` and serves it over TLS with
 /// `essaim index serve` given `extra` options and `env`; returns the serving process,
 /// the root's URL and the index, once both leaves registered `https://` addresses.
@@ -88,25 +109,8 @@ async fn serve_index(
             .with_identity(&certificates.client_cert, &certificates.client_key)
             .unwrap();
     }
-    let client = HttpClient::new(&trust);
-    let deadline = Deadline::after(
-        EVENTUALLY,
-        format!("both leaves ready: {}", serving.log_text()),
-    );
-    let leaves = loop {
-        let view: Vec<serde_json::Value> = client
-            .get_json(&format!("{root}/shards"))
-            .await
-            .unwrap_or_default();
-        if view.len() == 2 && view.iter().all(|leaf| leaf["ready"] == true) {
-            break view;
-        }
-        deadline.tick().await;
-    };
-    for leaf in &leaves {
-        let url = leaf["url"].as_str().unwrap();
-        assert!(url.starts_with("https://127.0.0.1:"), "{leaf}");
-    }
+    let listing = format!("{root}/shards");
+    wait_two_ready_over_https(&HttpClient::new(&trust), &listing, &serving).await;
     (serving, root, index)
 }
 
@@ -224,24 +228,7 @@ async fn a_model_served_on_a_tls_cluster_answers_over_https() {
     // Both replicas loaded their model from the https:// registry with their worker's
     // trust, serve with its certificate and registered https:// addresses.
     let client = HttpClient::new(&ClientTrust::from_ca_file(&certificates.ca).unwrap());
-    let deadline = Deadline::after(
-        EVENTUALLY,
-        format!("two ready replicas: {}", front.log_text()),
-    );
-    let replicas = loop {
-        let view: Vec<serde_json::Value> = client
-            .get_json(&format!("{url}/replicas"))
-            .await
-            .unwrap_or_default();
-        if view.len() == 2 && view.iter().all(|replica| replica["ready"] == true) {
-            break view;
-        }
-        deadline.tick().await;
-    };
-    for replica in &replicas {
-        let address = replica["url"].as_str().unwrap();
-        assert!(address.starts_with("https://127.0.0.1:"), "{replica}");
-    }
+    wait_two_ready_over_https(&client, &format!("{url}/replicas"), &front).await;
 
     let texts = ["win money now", "the meeting"];
     let body = serde_json::json!({"inputs": [{

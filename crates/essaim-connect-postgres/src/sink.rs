@@ -35,6 +35,12 @@ use crate::spec_guard::{CREATE_SPECS_SQL, Reconciled, SpecIdentity};
 use crate::table::{ResultRow, ResultTable};
 
 /// The bookkeeping tables, shared by every pipeline of a database.
+///
+/// A checkpoint is rewritten by every commit of its unit, and one holding open windows
+/// passes the 2 kB past which PostgreSQL compresses a value with pglz, which was the
+/// top of PostgreSQL's profile under a streaming load. Checkpoints are stored
+/// uncompressed (`STORAGE EXTERNAL`, set once per database, tables created by older
+/// builds included): moved out of line as they are, without the compression pass.
 const CREATE_BOOKKEEPING_SQL: &str = "\
 CREATE TABLE IF NOT EXISTS essaim_offsets (
     pipeline text NOT NULL,
@@ -49,6 +55,12 @@ CREATE TABLE IF NOT EXISTS essaim_checkpoints (
     checkpoint bytea NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+DO $$ BEGIN
+    IF (SELECT attstorage FROM pg_attribute
+        WHERE attrelid = 'essaim_checkpoints'::regclass AND attname = 'checkpoint') <> 'e' THEN
+        ALTER TABLE essaim_checkpoints ALTER COLUMN checkpoint SET STORAGE EXTERNAL;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS essaim_dead_letters (
     id bigserial PRIMARY KEY,
     pipeline text NOT NULL,

@@ -503,3 +503,51 @@ async fn second_writer_of_a_pipeline_waits_and_sees_the_first_commit() -> Result
     old_task.close().await;
     Ok(())
 }
+
+/// A checkpoint is rewritten by every commit: PostgreSQL stores it as it is, without
+/// its pglz pass, even in a table an older build created with the default storage.
+#[tokio::test]
+async fn large_checkpoints_are_stored_uncompressed() -> Result<()> {
+    let Some(cluster) = Cluster::start() else {
+        return Ok(());
+    };
+    let admin = cluster.admin().await?;
+    admin
+        .batch_execute(
+            "CREATE TABLE essaim_checkpoints (pipeline text PRIMARY KEY, checkpoint bytea NOT NULL, \
+             updated_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+    let (mut sink, _) = PgSink::open(cluster.config("big"), counts_table()).await?;
+    let checkpoint = vec![7u8; 64 * 1024]; // pglz would shrink it to almost nothing
+    let batch = SinkBatch {
+        positions: vec![SourcePosition {
+            source: "a".into(),
+            partition: 0,
+            position: 1,
+        }],
+        checkpoint: Some(checkpoint.clone()),
+        ..SinkBatch::default()
+    };
+    sink.write_batch(&batch).await?;
+    sink.close().await;
+    let row = admin
+        .query_one(
+            "SELECT pg_column_size(checkpoint), \
+             (SELECT attstorage FROM pg_attribute WHERE attrelid = 'essaim_checkpoints'::regclass \
+              AND attname = 'checkpoint')::text \
+             FROM essaim_checkpoints WHERE pipeline = 'big'",
+            &[],
+        )
+        .await?;
+    let (stored, storage): (i32, String) = (row.get(0), row.get(1));
+    ensure!(storage == "e", "checkpoint storage is {storage:?}, not external");
+    ensure!(
+        stored as usize >= checkpoint.len(),
+        "the checkpoint was compressed to {stored} bytes"
+    );
+    let (sink, resume) = PgSink::open(cluster.config("big"), counts_table()).await?;
+    assert_eq!(resume.checkpoint.as_deref(), Some(checkpoint.as_slice()));
+    sink.close().await;
+    Ok(())
+}

@@ -7,14 +7,14 @@
 //! state, positions and checkpoint in PostgreSQL. Units are dealt to tasks round-robin,
 //! so rescaling only changes which task runs which unit: the unit's state is in
 //! PostgreSQL, keyed by pipeline, stage and unit, and moves with it.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use essaim_connect_postgres::Migration;
 use essaim_stream::spec::PipelineSpec;
 use essaim_stream::stage::{self, StagePlan};
 use serde::{Deserialize, Serialize};
 
-use crate::bindings::{Bindings, Endpoints};
+use crate::bindings::{Bindings, Endpoints, SinkBinding};
 
 /// The task kind workers advertise for stream tasks.
 pub const STREAM_TASK_KIND: &str = "stream";
@@ -152,6 +152,8 @@ pub struct PlannedPipeline {
     pub bindings: Bindings,
     /// Its stages.
     pub stages: StagePlan,
+    /// The fields a record keeps when it crosses the shuffle (`None`: all of them).
+    pub shuffle_fields: Option<BTreeSet<String>>,
 }
 
 /// Checks a spec: operators, connectors, stages, tables.
@@ -163,10 +165,15 @@ pub fn check(
     let bindings = Bindings::of(&spec)?;
     let stages = stage::plan(&spec)?;
     essaim_stream::pipeline::Pipeline::load_tables(&spec, tables).map_err(PlanError::Tables)?;
+    // A sink without a connector discards its records; every other one writes them.
+    let shuffle_fields = essaim_stream::projection::shuffle_fields(&spec, &stages, |sink| {
+        !matches!(bindings.sink(&sink.name), None | Some(SinkBinding::Discard))
+    });
     Ok(PlannedPipeline {
         spec,
         bindings,
         stages,
+        shuffle_fields,
     })
 }
 

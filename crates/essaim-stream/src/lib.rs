@@ -18,6 +18,7 @@
 //! | [`sketch`] | DDSketch, the mergeable quantile sketch |
 //! | [`pipeline`] | the in-process runner of a whole spec (or of one stage of it): routing, watermarks, checkpoint |
 //! | [`stage`] | the cut of a pipeline into the stages a distributed runtime runs |
+//! | [`projection`] | the fields a record keeps when it crosses the shuffle |
 //! | [`hash`] | the stable FNV-1a hash behind partitions and derived ids |
 //!
 //! # Operators
@@ -97,6 +98,7 @@ pub mod expr;
 pub mod hash;
 pub mod ops;
 pub mod pipeline;
+pub mod projection;
 pub mod record;
 pub mod schema;
 pub mod sketch;

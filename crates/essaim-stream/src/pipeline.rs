@@ -22,7 +22,7 @@
 //! The checkpoint and its restoring are in `checkpoint`; how records and watermarks
 //! move along the DAG is in `flow`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -156,6 +156,9 @@ pub struct Pipeline {
     shuffle_watermark: EventTime,
     /// Records leaving sharders (before the shuffle), until taken.
     shuffled: Vec<ShuffledRecord>,
+    /// The fields a shuffled record keeps (`None`: all), see
+    /// [`Pipeline::with_shuffle_fields`].
+    shuffle_fields: Option<BTreeSet<String>>,
 }
 
 impl Pipeline {
@@ -226,6 +229,7 @@ impl Pipeline {
             role: Role::Whole,
             shuffle_watermark: EventTime::MIN,
             shuffled: Vec::new(),
+            shuffle_fields: None,
         })
     }
 
@@ -233,6 +237,14 @@ impl Pipeline {
     pub fn with_role(mut self, role: Role) -> Pipeline {
         self.role = role;
         self.operator_watermarks = self.computed_watermarks();
+        self
+    }
+
+    /// Before the shuffle, records leaving a sharder keep only these fields (what the
+    /// stage after the shuffle reads, by [`crate::projection::shuffle_fields`]); `None`
+    /// keeps them all. Smaller shuffle messages, same results.
+    pub fn with_shuffle_fields(mut self, fields: Option<BTreeSet<String>>) -> Pipeline {
+        self.shuffle_fields = fields;
         self
     }
 

@@ -203,7 +203,8 @@ impl UnitState {
             Some(state) => Pipeline::restore(planned.spec.clone(), tables, state),
             None => Pipeline::new(planned.spec.clone(), tables),
         }?
-        .with_role(role);
+        .with_role(role)
+        .with_shuffle_fields(planned.shuffle_fields.clone());
         Ok(UnitState {
             pipeline_name: task.pipeline.clone(),
             unit,

@@ -89,6 +89,10 @@ impl Pipeline {
                                 record.key.as_deref().unwrap_or_default(),
                                 *partitions,
                             );
+                            let mut record = record;
+                            if let Some(keep) = &self.shuffle_fields {
+                                record.fields.retain(|name, _| keep.contains(name));
+                            }
                             self.shuffled.push(ShuffledRecord {
                                 sharder: stream.node,
                                 partition,

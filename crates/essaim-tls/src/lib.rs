@@ -9,6 +9,7 @@
 //! |---|---|
 //! | `pem.rs` | reading certificates, keys and CA roots from PEM files |
 //! | `server.rs` | [`ServerTls`], the [`TlsListener`] axum serves on, and [`serve`] |
+//! | `peer.rs` | [`TlsPeer`]: the identity a client's verified certificate names, in every request's extensions |
 //! | `client.rs` | [`ClientTrust`]: the roots a client verifies servers with, its HTTPS connector |
 //! | `failure.rs` | telling a TLS handshake failure (no retry helps) from an unreachable host |
 //!
@@ -18,6 +19,7 @@
 
 mod client;
 mod failure;
+mod peer;
 mod pem;
 mod server;
 
@@ -25,6 +27,7 @@ use std::path::PathBuf;
 
 pub use client::{ClientTrust, HttpsConnector};
 pub use failure::{HandshakeFailure, handshake_failure};
+pub use peer::{ClientCertificate, TlsPeer, client_certificate};
 pub use server::{ServerTls, TlsListener, serve, url_scheme};
 
 /// Why a certificate, a key or a CA file cannot be used.

@@ -259,7 +259,8 @@ pub fn url_scheme(tls: Option<&ServerTls>) -> &'static str {
 }
 
 /// Serves `router` on `listener` — over TLS when `tls` is given — until `shutdown`
-/// completes, then waits for in-flight requests.
+/// completes, then waits for in-flight requests. Over TLS, every request carries its
+/// connection's [`TlsPeer`](crate::TlsPeer) (see [`client_certificate`](crate::client_certificate)).
 ///
 /// Accepted connections get `TCP_NODELAY` (see `essaim_telemetry::serve_http` for why).
 pub async fn serve(
@@ -271,7 +272,9 @@ pub async fn serve(
     let Some(tls) = tls else {
         return serve_plain(listener, router, shutdown).await;
     };
-    axum::serve(TlsListener::new(listener, tls), router)
+    // Every request carries its connection's peer and client certificate (`peer.rs`).
+    let service = router.into_make_service_with_connect_info::<crate::TlsPeer>();
+    axum::serve(TlsListener::new(listener, tls), service)
         .with_graceful_shutdown(shutdown)
         .await
 }

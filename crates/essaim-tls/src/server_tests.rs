@@ -20,7 +20,9 @@ async fn start_server(certificates: &TestCertificates) -> (SocketAddr, Stop) {
 async fn start_server_with(tls: ServerTls) -> (SocketAddr, Stop) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let router = Router::new().route("/healthz", get(|| async { "ok" }));
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/whoami", get(who_am_i));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         serve(listener, Some(&tls), router, async {
@@ -29,6 +31,14 @@ async fn start_server_with(tls: ServerTls) -> (SocketAddr, Stop) {
         .await
     });
     (address, stop_tx)
+}
+
+/// Answers the common name of the request's client certificate, or `nobody`.
+async fn who_am_i(request: axum::extract::Request) -> String {
+    match crate::client_certificate(request.extensions()) {
+        Some(certificate) => certificate.common_name().unwrap_or("no name").to_string(),
+        None => "nobody".to_string(),
+    }
 }
 
 async fn get_healthz(trust: &ClientTrust, url: &str) -> Result<String, String> {
@@ -112,6 +122,40 @@ async fn mutual_tls_serves_only_clients_whose_certificate_chains_to_the_client_c
         .with_identity(&certificates.client_cert, &certificates.other_key)
         .expect_err("mismatched key");
     assert!(matches!(error, TlsError::KeyMismatch { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn each_request_carries_the_common_name_of_its_connections_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let (alice_cert, alice_key) = certificates.issue_client("alice").unwrap();
+    let (address, _stop) = start_server_with(
+        ServerTls::load_requiring_clients(
+            &certificates.cert,
+            &certificates.key,
+            Some(&certificates.ca),
+        )
+        .unwrap(),
+    )
+    .await;
+    let url = format!("https://127.0.0.1:{}/whoami", address.port());
+    let trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    for (cert, key, expected) in [
+        (&alice_cert, &alice_key, "alice"),
+        (
+            &certificates.client_cert,
+            &certificates.client_key,
+            "essaim test client",
+        ),
+    ] {
+        let client = trust.clone().with_identity(cert, key).unwrap();
+        assert_eq!(get_healthz(&client, &url).await.as_deref(), Ok(expected));
+    }
+    // A server that asks for no certificate sees none.
+    let (address, _stop) = start_server(&certificates).await;
+    let url = format!("https://127.0.0.1:{}/whoami", address.port());
+    let client = trust.with_identity(&alice_cert, &alice_key).unwrap();
+    assert_eq!(get_healthz(&client, &url).await.as_deref(), Ok("nobody"));
 }
 
 #[tokio::test]

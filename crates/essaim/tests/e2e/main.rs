@@ -12,6 +12,7 @@
 //! | `dead_letters.rs` | poison tasks reach the dead-letter queue; requeue and purge |
 //! | `auth.rs` | callers without the cluster token are refused |
 //! | `principals.rs` | principals with roles: a read-only one lists but cannot submit, a submitter without `commands` cannot submit a command job, a worker principal registers, an unknown token is refused, each refusal counted; MapReduce runs with per-job file capabilities, and the cluster token opens no worker's files |
+//! | `client_certificates.rs` | on a mutual-TLS coordinator with principals named by certificate and no token anywhere: a worker registers, pulls and reports by its certificate alone; a `read-only` principal's certificate lists jobs (gRPC, REST) but is refused a submission (exit 3, HTTP 403); a certificate naming no principal is refused naming its CN (exit 3, HTTP 401) and counted as `unknown_certificate`; a token beside a certificate still decides |
 //! | `bad_input.rs` | mistakes get a clear message and the right exit code |
 //! | `config_file.rs` | a coordinator, a worker and clients configured by `essaim.toml` alone; `essaim config show` names each value's source; a bad file refused with its line |
 //! | `journal_disk.rs` | a journal disk below its reserve refuses submissions; running jobs finish |
@@ -65,6 +66,7 @@ mod auth;
 mod bad_input;
 mod cache;
 mod cache_hot;
+mod client_certificates;
 mod clock_steps;
 mod config_file;
 mod coordinator_restart;

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::testing::TestCertificates;
-use crate::{ClientTrust, HandshakeFailure, handshake_failure};
+use crate::{CertificateReload, ClientTrust, HandshakeFailure, HttpsConnector, handshake_failure};
 use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -156,6 +156,81 @@ async fn each_request_carries_the_common_name_of_its_connections_client_certific
     let url = format!("https://127.0.0.1:{}/whoami", address.port());
     let client = trust.with_identity(&alice_cert, &alice_key).unwrap();
     assert_eq!(get_healthz(&client, &url).await.as_deref(), Ok("nobody"));
+}
+
+/// GETs `url` with `client`, answering the body or the handshake failure in words.
+async fn get_with(
+    client: &Client<HttpsConnector, Empty<Bytes>>,
+    url: &str,
+) -> Result<String, String> {
+    let response =
+        client.get(url.parse().unwrap()).await.map_err(|error| {
+            match handshake_failure(&error) {
+                Some(failure) => failure.to_string(),
+                None => format!("other: {error:?}"),
+            }
+        })?;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn client_of(trust: &ClientTrust) -> Client<HttpsConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(trust.http_connector(Duration::from_secs(5)))
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_serves_new_connections_and_open_ones_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let renewed_dir = tempfile::tempdir().unwrap();
+    // A pair of another CA, so that which one a connection got shows.
+    let renewed = TestCertificates::generate(renewed_dir.path()).unwrap();
+    let tls = ServerTls::load(&certificates.cert, &certificates.key).unwrap();
+    let (address, _stop) = start_server_with(tls.clone()).await;
+    let url = format!("https://127.0.0.1:{}/healthz", address.port());
+    let old_trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    let new_trust = ClientTrust::from_ca_file(&renewed.ca).unwrap();
+    let open = client_of(&old_trust);
+    assert_eq!(get_with(&open, &url).await.as_deref(), Ok("ok"));
+    assert!(matches!(
+        tls.reload_if_changed(),
+        CertificateReload::Unchanged
+    ));
+
+    // Half renewed (the new certificate, the old key): refused, the old pair serves.
+    std::fs::copy(&renewed.cert, &certificates.cert).unwrap();
+    let refused = tls.reload_if_changed();
+    let CertificateReload::Refused(error) = refused else {
+        panic!("a certificate without its key was taken: {refused:?}");
+    };
+    assert!(matches!(error, TlsError::KeyMismatch { .. }), "{error}");
+    assert_eq!(get_healthz(&old_trust, &url).await.as_deref(), Ok("ok"));
+    // Refused once, not again while the files stay so.
+    assert!(matches!(
+        tls.reload_if_changed(),
+        CertificateReload::Unchanged
+    ));
+
+    std::fs::copy(&renewed.key, &certificates.key).unwrap();
+    assert!(matches!(tls.reload_if_changed(), CertificateReload::Loaded));
+    assert_eq!(get_healthz(&new_trust, &url).await.as_deref(), Ok("ok"));
+    // A client of its own: one sharing the old session cache would resume its session,
+    // which carries the old certificate's authentication over, as TLS means it to.
+    let fresh_old_trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    let error = get_healthz(&fresh_old_trust, &url)
+        .await
+        .expect_err("the old CA's");
+    assert!(error.contains("certificate is not trusted"), "{error}");
+    // The connection opened before the renewal is still served.
+    assert_eq!(get_with(&open, &url).await.as_deref(), Ok("ok"));
+
+    // A file that is no certificate at all: refused, the renewed pair serves on.
+    std::fs::write(&certificates.cert, "not a certificate\n").unwrap();
+    assert!(matches!(
+        tls.reload_if_changed(),
+        CertificateReload::Refused(TlsError::Parse { .. })
+    ));
+    assert_eq!(get_healthz(&new_trust, &url).await.as_deref(), Ok("ok"));
 }
 
 #[tokio::test]

@@ -3,12 +3,15 @@
 //! A server is given a certificate chain and its key as PEM files ([`ServerTls`]); a
 //! client is given the CA file it trusts ([`ClientTrust`]), or trusts the system's roots.
 //! Everything that can be wrong with those files is found when the process starts, with
-//! an error naming the file ([`TlsError`]), never at the first connection.
+//! an error naming the file ([`TlsError`]), never at the first connection; a server's
+//! renewed certificate is taken without a restart, after the same checks.
 //!
 //! | file | concept |
 //! |---|---|
 //! | `pem.rs` | reading certificates, keys and CA roots from PEM files |
 //! | `server.rs` | [`ServerTls`], the [`TlsListener`] axum serves on, and [`serve`] |
+//! | `reload.rs` | a server's certificate and key read again on `SIGHUP` or when their files change; a broken new pair refused, the old one kept |
+//! | `peer.rs` | [`TlsPeer`]: the identity a client's verified certificate names, in every request's extensions |
 //! | `client.rs` | [`ClientTrust`]: the roots a client verifies servers with, its HTTPS connector |
 //! | `failure.rs` | telling a TLS handshake failure (no retry helps) from an unreachable host |
 //!
@@ -18,13 +21,17 @@
 
 mod client;
 mod failure;
+mod peer;
 mod pem;
+mod reload;
 mod server;
 
 use std::path::PathBuf;
 
 pub use client::{ClientTrust, HttpsConnector};
 pub use failure::{HandshakeFailure, handshake_failure};
+pub use peer::{ClientCertificate, TlsPeer, client_certificate};
+pub use reload::{CHECK_EVERY as CERTIFICATE_CHECK_EVERY, CertificateReload};
 pub use server::{ServerTls, TlsListener, serve, url_scheme};
 
 /// Why a certificate, a key or a CA file cannot be used.

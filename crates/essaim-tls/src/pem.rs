@@ -1,7 +1,8 @@
 //! Reading certificates, keys and CA roots from PEM files, with errors naming the file.
 //!
-//! Reading happens once at start-up, on the caller's thread: the files are small and a
-//! process that cannot read them must not start.
+//! Reading happens at start-up, on the caller's thread: the files are small and a
+//! process that cannot read them must not start. A server's certificate and key are read
+//! again when they change (`reload.rs`).
 
 use std::path::Path;
 
@@ -58,7 +59,40 @@ pub(crate) fn read_certificate_chain(
 /// Reads a private key (PKCS#8, PKCS#1 or SEC1).
 pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(KEY, path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|error| parse_error(KEY, path, error))
+    private_key_in(path, &pem)
+}
+
+fn private_key_in(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|error| parse_error(KEY, path, error))
+}
+
+/// The text of a server's certificate chain file and key file, as read: what a reload
+/// compares to notice a change.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct CertificateAndKeyPem {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+impl CertificateAndKeyPem {
+    /// Reads both files.
+    pub(crate) fn read(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        Ok(Self {
+            cert: read(CERTIFICATE, cert)?,
+            key: read(KEY, key)?,
+        })
+    }
+
+    /// Parses the chain (the server's certificate first) and the key; `cert` and `key`
+    /// are the files they were read from, for errors.
+    pub(crate) fn parse(
+        &self,
+        cert: &Path,
+        key: &Path,
+    ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        let chain = certificates_in(CERTIFICATE, cert, &self.cert)?;
+        Ok((chain, private_key_in(key, &self.key)?))
+    }
 }
 
 /// A CA file: its PEM bytes (tonic wants them as they are) and its roots.

@@ -1,5 +1,6 @@
-//! The server side: a certificate and key ([`ServerTls`]), and a listener that hands
-//! axum only connections whose TLS handshake succeeded ([`TlsListener`]).
+//! The server side: a certificate and key ([`ServerTls`], renewed without a restart by
+//! `reload.rs`), and a listener that hands axum only connections whose TLS handshake
+//! succeeded ([`TlsListener`]).
 //!
 //! Handshakes run in their own tasks, not in `accept`: axum accepts one connection at a
 //! time, and a client that opens a connection and says nothing must not stop the others
@@ -12,7 +13,7 @@
 //! HTTP/1 client gets a plain-text 400 that says to use `https://`, an HTTP/2 client
 //! (gRPC over `http://`) a GOAWAY frame whose debug data says the same.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,8 +27,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use crate::TlsError;
-use crate::pem::{read_ca, read_certificate_chain, read_private_key};
+use crate::pem::read_ca;
+use crate::reload::ReloadingCertificate;
+use crate::{CertificateReload, TlsError};
 
 /// Longest a client may take to complete its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,6 +84,8 @@ async fn answer_plain_text_client(mut tcp: TcpStream) -> std::io::Result<()> {
 #[derive(Clone)]
 pub struct ServerTls {
     config: Arc<rustls::ServerConfig>,
+    /// The pair every handshake gets, read again when its files change (`reload.rs`).
+    certificate: Arc<ReloadingCertificate>,
     cert_path: PathBuf,
     client_ca: Option<PathBuf>,
 }
@@ -110,8 +114,7 @@ impl ServerTls {
         key: &Path,
         client_ca: Option<&Path>,
     ) -> Result<Self, TlsError> {
-        let chain = read_certificate_chain(cert)?;
-        let private_key = read_private_key(key)?;
+        let certificate = Arc::new(ReloadingCertificate::load(cert, key)?);
         let mismatch = |source| TlsError::KeyMismatch {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
@@ -124,17 +127,24 @@ impl ServerTls {
             None => builder.with_no_client_auth(),
             Some(path) => builder.with_client_cert_verifier(client_verifier(path)?),
         };
-        // rustls checks here that the key is the certificate's.
-        let mut config = builder
-            .with_single_cert(chain, private_key)
-            .map_err(mismatch)?;
+        // `ReloadingCertificate::load` checked that the key is the certificate's.
+        let resolver: Arc<dyn rustls::server::ResolvesServerCert> = certificate.clone();
+        let mut config = builder.with_cert_resolver(resolver);
         // gRPC clients insist on negotiating h2; HTTP/1.1 for everyone else.
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             config: Arc::new(config),
+            certificate,
             cert_path: cert.to_path_buf(),
             client_ca: client_ca.map(Path::to_path_buf),
         })
+    }
+
+    /// Reads the certificate and key files again and, when they changed and are valid,
+    /// serves the new pair to new connections (connections already open keep theirs).
+    /// [`serve`] does this on `SIGHUP` and when the files change.
+    pub fn reload_if_changed(&self) -> CertificateReload {
+        self.certificate.reload_if_changed()
     }
 
     /// Returns the certificate file, for logs.
@@ -259,7 +269,10 @@ pub fn url_scheme(tls: Option<&ServerTls>) -> &'static str {
 }
 
 /// Serves `router` on `listener` — over TLS when `tls` is given — until `shutdown`
-/// completes, then waits for in-flight requests.
+/// completes, then waits for in-flight requests. Over TLS, every request carries its
+/// connection's [`TlsPeer`](crate::TlsPeer) (see [`client_certificate`](crate::client_certificate)),
+/// and the certificate and key are read again on `SIGHUP` and when their files change
+/// ([`ServerTls::reload_if_changed`]).
 ///
 /// Accepted connections get `TCP_NODELAY` (see `essaim_telemetry::serve_http` for why).
 pub async fn serve(
@@ -271,9 +284,16 @@ pub async fn serve(
     let Some(tls) = tls else {
         return serve_plain(listener, router, shutdown).await;
     };
-    axum::serve(TlsListener::new(listener, tls), router)
+    // Every request carries its connection's peer and client certificate (`peer.rs`).
+    let service = router.into_make_service_with_connect_info::<crate::TlsPeer>();
+    let serving = axum::serve(TlsListener::new(listener, tls), service)
         .with_graceful_shutdown(shutdown)
-        .await
+        .into_future();
+    // The certificate is watched as long as it is served, and no longer.
+    tokio::select! {
+        served = serving => served,
+        never = tls.certificate.watch() => match never {},
+    }
 }
 
 async fn serve_plain(

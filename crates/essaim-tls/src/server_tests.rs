@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::testing::TestCertificates;
-use crate::{ClientTrust, HandshakeFailure, handshake_failure};
+use crate::{CertificateReload, ClientTrust, HandshakeFailure, HttpsConnector, handshake_failure};
 use axum::routing::get;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -20,7 +20,9 @@ async fn start_server(certificates: &TestCertificates) -> (SocketAddr, Stop) {
 async fn start_server_with(tls: ServerTls) -> (SocketAddr, Stop) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let router = Router::new().route("/healthz", get(|| async { "ok" }));
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/whoami", get(who_am_i));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         serve(listener, Some(&tls), router, async {
@@ -29,6 +31,14 @@ async fn start_server_with(tls: ServerTls) -> (SocketAddr, Stop) {
         .await
     });
     (address, stop_tx)
+}
+
+/// Answers the common name of the request's client certificate, or `nobody`.
+async fn who_am_i(request: axum::extract::Request) -> String {
+    match crate::client_certificate(request.extensions()) {
+        Some(certificate) => certificate.common_name().unwrap_or("no name").to_string(),
+        None => "nobody".to_string(),
+    }
 }
 
 async fn get_healthz(trust: &ClientTrust, url: &str) -> Result<String, String> {
@@ -112,6 +122,115 @@ async fn mutual_tls_serves_only_clients_whose_certificate_chains_to_the_client_c
         .with_identity(&certificates.client_cert, &certificates.other_key)
         .expect_err("mismatched key");
     assert!(matches!(error, TlsError::KeyMismatch { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn each_request_carries_the_common_name_of_its_connections_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let (alice_cert, alice_key) = certificates.issue_client("alice").unwrap();
+    let (address, _stop) = start_server_with(
+        ServerTls::load_requiring_clients(
+            &certificates.cert,
+            &certificates.key,
+            Some(&certificates.ca),
+        )
+        .unwrap(),
+    )
+    .await;
+    let url = format!("https://127.0.0.1:{}/whoami", address.port());
+    let trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    for (cert, key, expected) in [
+        (&alice_cert, &alice_key, "alice"),
+        (
+            &certificates.client_cert,
+            &certificates.client_key,
+            "essaim test client",
+        ),
+    ] {
+        let client = trust.clone().with_identity(cert, key).unwrap();
+        assert_eq!(get_healthz(&client, &url).await.as_deref(), Ok(expected));
+    }
+    // A server that asks for no certificate sees none.
+    let (address, _stop) = start_server(&certificates).await;
+    let url = format!("https://127.0.0.1:{}/whoami", address.port());
+    let client = trust.with_identity(&alice_cert, &alice_key).unwrap();
+    assert_eq!(get_healthz(&client, &url).await.as_deref(), Ok("nobody"));
+}
+
+/// GETs `url` with `client`, answering the body or the handshake failure in words.
+async fn get_with(
+    client: &Client<HttpsConnector, Empty<Bytes>>,
+    url: &str,
+) -> Result<String, String> {
+    let response =
+        client.get(url.parse().unwrap()).await.map_err(|error| {
+            match handshake_failure(&error) {
+                Some(failure) => failure.to_string(),
+                None => format!("other: {error:?}"),
+            }
+        })?;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn client_of(trust: &ClientTrust) -> Client<HttpsConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(trust.http_connector(Duration::from_secs(5)))
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_serves_new_connections_and_open_ones_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let renewed_dir = tempfile::tempdir().unwrap();
+    // A pair of another CA, so that which one a connection got shows.
+    let renewed = TestCertificates::generate(renewed_dir.path()).unwrap();
+    let tls = ServerTls::load(&certificates.cert, &certificates.key).unwrap();
+    let (address, _stop) = start_server_with(tls.clone()).await;
+    let url = format!("https://127.0.0.1:{}/healthz", address.port());
+    let old_trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    let new_trust = ClientTrust::from_ca_file(&renewed.ca).unwrap();
+    let open = client_of(&old_trust);
+    assert_eq!(get_with(&open, &url).await.as_deref(), Ok("ok"));
+    assert!(matches!(
+        tls.reload_if_changed(),
+        CertificateReload::Unchanged
+    ));
+
+    // Half renewed (the new certificate, the old key): refused, the old pair serves.
+    std::fs::copy(&renewed.cert, &certificates.cert).unwrap();
+    let refused = tls.reload_if_changed();
+    let CertificateReload::Refused(error) = refused else {
+        panic!("a certificate without its key was taken: {refused:?}");
+    };
+    assert!(matches!(error, TlsError::KeyMismatch { .. }), "{error}");
+    assert_eq!(get_healthz(&old_trust, &url).await.as_deref(), Ok("ok"));
+    // Refused once, not again while the files stay so.
+    assert!(matches!(
+        tls.reload_if_changed(),
+        CertificateReload::Unchanged
+    ));
+
+    std::fs::copy(&renewed.key, &certificates.key).unwrap();
+    assert!(matches!(tls.reload_if_changed(), CertificateReload::Loaded));
+    assert_eq!(get_healthz(&new_trust, &url).await.as_deref(), Ok("ok"));
+    // A client of its own: one sharing the old session cache would resume its session,
+    // which carries the old certificate's authentication over, as TLS means it to.
+    let fresh_old_trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    let error = get_healthz(&fresh_old_trust, &url)
+        .await
+        .expect_err("the old CA's");
+    assert!(error.contains("certificate is not trusted"), "{error}");
+    // The connection opened before the renewal is still served.
+    assert_eq!(get_with(&open, &url).await.as_deref(), Ok("ok"));
+
+    // A file that is no certificate at all: refused, the renewed pair serves on.
+    std::fs::write(&certificates.cert, "not a certificate\n").unwrap();
+    assert!(matches!(
+        tls.reload_if_changed(),
+        CertificateReload::Refused(TlsError::Parse { .. })
+    ));
+    assert_eq!(get_healthz(&new_trust, &url).await.as_deref(), Ok("ok"));
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! Certificates made on the fly for tests: a CA, a server certificate it signed for
 //! `localhost` and `127.0.0.1` and a client certificate (mutual TLS), and a second CA
 //! that signed only a client certificate (a client trusting only it must refuse the
-//! server; a server requiring the first CA's clients must refuse that client).
+//! server; a server requiring the first CA's clients must refuse that client). More
+//! client certificates of the CA, each with a common name of the test's choosing, come
+//! from [`TestCertificates::issue_client`] (a principal named by its certificate).
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,8 @@ use rcgen::{
 pub struct TestCertificates {
     /// The CA that signed the server certificate.
     pub ca: PathBuf,
+    /// The CA's key (to issue more client certificates).
+    pub ca_key: PathBuf,
     /// The server certificate (for `localhost` and `127.0.0.1`).
     pub cert: PathBuf,
     /// The server certificate's key.
@@ -34,11 +38,11 @@ pub struct TestCertificates {
 }
 
 impl TestCertificates {
-    /// Generates the certificates and writes them in `dir` (`ca.pem`, `server.pem`,
-    /// `server.key`, `other-ca.pem`, `other.key`).
+    /// Generates the certificates and writes them in `dir` (`ca.pem`, `ca.key`,
+    /// `server.pem`, `server.key`, `other-ca.pem`, `other.key`, the client certificates).
     pub fn generate(dir: &Path) -> std::io::Result<Self> {
-        let (ca_pem, issuer) = make_ca("essaim test CA")?;
-        let (other_ca_pem, other_issuer) = make_ca("another test CA")?;
+        let (ca_pem, issuer) = make_ca(TEST_CA_NAME, KeyPair::generate())?;
+        let (other_ca_pem, other_issuer) = make_ca("another test CA", KeyPair::generate())?;
         let server_key = KeyPair::generate().map_err(std::io::Error::other)?;
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         let mut params = CertificateParams::new(names).map_err(std::io::Error::other)?;
@@ -52,6 +56,7 @@ impl TestCertificates {
         let (stranger, stranger_key) = make_client("a stranger", &other_issuer)?;
         let files = Self {
             ca: dir.join("ca.pem"),
+            ca_key: dir.join("ca.key"),
             cert: dir.join("server.pem"),
             key: dir.join("server.key"),
             other_ca: dir.join("other-ca.pem"),
@@ -66,16 +71,39 @@ impl TestCertificates {
         std::fs::write(&files.stranger_cert, stranger)?;
         std::fs::write(&files.stranger_key, stranger_key)?;
         std::fs::write(&files.ca, ca_pem)?;
+        std::fs::write(&files.ca_key, issuer.key().serialize_pem())?;
         std::fs::write(&files.cert, server.pem())?;
         std::fs::write(&files.key, server_key.serialize_pem())?;
         std::fs::write(&files.other_ca, other_ca_pem)?;
         std::fs::write(&files.other_key, other_issuer.key().serialize_pem())?;
         Ok(files)
     }
+
+    /// Issues a client certificate of the CA whose subject's common name is
+    /// `common_name`, and writes it and its key beside the CA (`client-<common
+    /// name>.pem` and `.key`); returns their paths.
+    pub fn issue_client(&self, common_name: &str) -> std::io::Result<(PathBuf, PathBuf)> {
+        let ca_key = KeyPair::from_pem(&std::fs::read_to_string(&self.ca_key)?);
+        // The same subject and key as the CA file's: certificates chain to it.
+        let (_, issuer) = make_ca(TEST_CA_NAME, ca_key)?;
+        let (certificate, key) = make_client(common_name, &issuer)?;
+        let dir = self.ca.parent().unwrap_or(Path::new("."));
+        let cert_path = dir.join(format!("client-{common_name}.pem"));
+        let key_path = dir.join(format!("client-{common_name}.key"));
+        std::fs::write(&cert_path, certificate)?;
+        std::fs::write(&key_path, key)?;
+        Ok((cert_path, key_path))
+    }
 }
 
-fn make_ca(name: &str) -> std::io::Result<(String, Issuer<'static, KeyPair>)> {
-    let key = KeyPair::generate().map_err(std::io::Error::other)?;
+/// The subject of the test CA.
+const TEST_CA_NAME: &str = "essaim test CA";
+
+fn make_ca(
+    name: &str,
+    key: Result<KeyPair, rcgen::Error>,
+) -> std::io::Result<(String, Issuer<'static, KeyPair>)> {
+    let key = key.map_err(std::io::Error::other)?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(std::io::Error::other)?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name.push(DnType::CommonName, name);

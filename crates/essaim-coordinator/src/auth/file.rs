@@ -13,10 +13,20 @@
 //! name = "dashboard"
 //! token = "a-token-in-clear"     # accepted, but a hash keeps the file harmless to read
 //! roles = ["read-only"]
+//!
+//! [[principal]]
+//! name = "workers"
+//! certificate = "essaim-worker"  # the subject CN of a client certificate (mutual TLS)
+//! roles = ["worker"]
 //! ```
 //!
+//! A principal has a token, a certificate identity, or both. `certificate` names the
+//! subject common name (CN) of the client certificates it is known by, as Kubernetes and
+//! etcd take a certificate's CN for the user (see `essaim_tls::ClientCertificate`); it is
+//! matched only on a coordinator that verifies client certificates (`--tls-client-ca`).
+//!
 //! Validation happens once, here: every error names the principal and the key, and a
-//! file that names a role twice, reuses a name or a token, takes a name the coordinator
+//! file that names a role twice, reuses a name, a token or a certificate identity, takes a name the coordinator
 //! gives itself (`cluster`, `anonymous`), or misspells a key is refused rather than
 //! half-read. A file may be edited while the coordinator runs: `reload.rs` puts a valid
 //! new version in force and keeps the old one when the new one is refused.
@@ -65,11 +75,23 @@ struct PrincipalEntry {
     name: String,
     token: Option<String>,
     token_sha256: Option<String>,
+    certificate: Option<String>,
     roles: Vec<String>,
 }
 
-/// One principal as the coordinator uses it: name, SHA-256 of its token, roles.
-pub type PrincipalSpec = (String, [u8; 32], Vec<Role>);
+/// One principal as the coordinator uses it: its name, how it is recognised (a token, a
+/// certificate, or both), and its roles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrincipalSpec {
+    /// Its name, as logged and shown.
+    pub name: String,
+    /// The SHA-256 of its token, if it has one.
+    pub token_sha256: Option<[u8; 32]>,
+    /// The subject common name of its client certificates, if it is known by one.
+    pub certificate: Option<String>,
+    /// What it may do.
+    pub roles: Vec<Role>,
+}
 
 /// Reads and validates the principals file at `path`.
 pub fn load_principals(path: &Path) -> Result<Vec<PrincipalSpec>, PrincipalsError> {
@@ -94,6 +116,7 @@ pub fn parse_principals(text: &str) -> Result<Vec<PrincipalSpec>, String> {
     }
     let mut names = BTreeSet::new();
     let mut hashes = BTreeSet::new();
+    let mut certificates = BTreeSet::new();
     let mut principals = Vec::with_capacity(file.principal.len());
     for entry in file.principal {
         let name = entry.name.trim().to_string();
@@ -108,14 +131,37 @@ pub fn parse_principals(text: &str) -> Result<Vec<PrincipalSpec>, String> {
         if !names.insert(name.clone()) {
             return Err(format!("principal `{name}` is defined twice"));
         }
-        let hash = token_hash(&name, entry.token.as_deref(), entry.token_sha256.as_deref())?;
-        if !hashes.insert(hash) {
+        let certificate = certificate_identity(&name, entry.certificate.as_deref())?;
+        let token_sha256 = match (
+            &certificate,
+            entry.token.as_deref(),
+            entry.token_sha256.as_deref(),
+        ) {
+            // Known by its certificate alone.
+            (Some(_), None, None) => None,
+            (_, token, token_sha256) => Some(token_hash(&name, token, token_sha256)?),
+        };
+        if let Some(hash) = token_sha256
+            && !hashes.insert(hash)
+        {
             return Err(format!(
                 "principal `{name}` has the token of another principal"
             ));
         }
+        if let Some(identity) = &certificate
+            && !certificates.insert(identity.clone())
+        {
+            return Err(format!(
+                "principal `{name}` has the certificate identity `{identity}` of another principal"
+            ));
+        }
         let roles = roles(&name, &entry.roles)?;
-        principals.push((name, hash, roles));
+        principals.push(PrincipalSpec {
+            name,
+            token_sha256,
+            certificate,
+            roles,
+        });
     }
     Ok(principals)
 }
@@ -135,9 +181,24 @@ fn token_hash(
             "principal `{name}`: give `token` or `token_sha256`, not both"
         )),
         (None, None) => Err(format!(
-            "principal `{name}` has no `token_sha256` (or `token`)"
+            "principal `{name}` has no `token_sha256` (or `token`) and no `certificate`: give it one"
         )),
     }
+}
+
+/// Returns the certificate identity of principal `name`, trimmed; an empty one is an
+/// error rather than a principal nobody's certificate can name.
+fn certificate_identity(name: &str, certificate: Option<&str>) -> Result<Option<String>, String> {
+    let Some(identity) = certificate else {
+        return Ok(None);
+    };
+    let identity = identity.trim();
+    if identity.is_empty() {
+        return Err(format!(
+            "principal `{name}`: `certificate` is empty; give the subject common name (CN) of its client certificates"
+        ));
+    }
+    Ok(Some(identity.to_string()))
 }
 
 fn roles(name: &str, names: &[String]) -> Result<Vec<Role>, String> {

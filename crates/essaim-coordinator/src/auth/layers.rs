@@ -1,12 +1,14 @@
 //! The checks in front of the APIs: one middleware for gRPC, one for REST, both asking
-//! [`Authenticator::authorize`] with the role the table gives the call.
+//! [`Authenticator::authorize`] with the role the table gives the call and the caller's
+//! credentials: its bearer token, else the verified client certificate of its connection
+//! (which `essaim_tls::serve` leaves in every request's extensions).
 //!
 //! They run before any handler (and before the request body is read), and leave the
 //! caller's [`Principal`] in the request's extensions: tonic hands them on to the
 //! gRPC handlers, and a submission reads from them whether its principal may run
 //! commands.
 
-use super::{Authenticator, grpc_method_role, rest_route_role};
+use super::{Authenticator, Credentials, grpc_method_role, rest_route_role};
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
@@ -22,6 +24,15 @@ fn bearer(request: &Request) -> Option<&str> {
         .and_then(|value| value.strip_prefix("Bearer "))
 }
 
+/// Returns what the caller of `request` presented: its bearer token, else its
+/// connection's verified client certificate.
+fn credentials(request: &Request) -> Credentials<'_> {
+    Credentials::presented(
+        bearer(request),
+        essaim_tls::client_certificate(request.extensions()),
+    )
+}
+
 /// Checks a gRPC call against the role of its method; a refusal is a gRPC status.
 pub async fn check_grpc(
     State(authenticator): State<Authenticator>,
@@ -30,7 +41,7 @@ pub async fn check_grpc(
 ) -> Response {
     let (role, method) = grpc_method_role(request.uri().path());
     let action = format!("call {method}");
-    match authenticator.authorize(AuthSurface::Grpc, bearer(&request), role, &action) {
+    match authenticator.authorize(AuthSurface::Grpc, credentials(&request), role, &action) {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
@@ -49,7 +60,7 @@ pub async fn check_rest(
     let path = request.uri().path();
     let role = rest_route_role(request.method(), path);
     let action = format!("{} {path}", request.method());
-    match authenticator.authorize(AuthSurface::Rest, bearer(&request), role, &action) {
+    match authenticator.authorize(AuthSurface::Rest, credentials(&request), role, &action) {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await

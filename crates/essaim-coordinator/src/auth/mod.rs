@@ -1,19 +1,26 @@
 //! Who may call what: principals with roles instead of one shared secret.
 //!
-//! Every caller presents a bearer token. The coordinator maps it to a [`Principal`] (a
-//! name and its [`Role`]s), from the principals file (`--principals`, see `file.rs`) and
-//! from the cluster token, which stays a principal with every role so that deployments
-//! with one shared token keep working unchanged. Every gRPC method and REST route
+//! Every caller presents a bearer token, or, on a coordinator that verifies client
+//! certificates (mutual TLS, `--tls-client-ca`), a client certificate. The coordinator
+//! maps either to a [`Principal`] (a name and its [`Role`]s), from the principals file
+//! (`--principals`, see `file.rs`: a principal has a token, a certificate identity, or
+//! both) and from the cluster token, which stays a principal with every role so that
+//! deployments with one shared token keep working unchanged. A bearer token, when there
+//! is one, decides alone (as before certificates counted); without one, the subject
+//! common name of the verified client certificate names the principal, as Kubernetes and
+//! etcd take it ([`essaim_tls::ClientCertificate`]). Every gRPC method and REST route
 //! declares the role it needs in one table (`table.rs`); the layers (`layers.rs`) check
 //! it before any handler runs and put the principal in the request's extensions, where
 //! a submission looks for the right to run commands.
 //!
-//! Refusals say what is wrong and whose fault it is: no token or an unknown one is
+//! Refusals say what is wrong and whose fault it is: no token or an unknown one, or a
+//! certificate whose common name no principal has (the message names the one seen), is
 //! UNAUTHENTICATED (HTTP 401); a known principal without the role is PERMISSION_DENIED
 //! (HTTP 403), naming the role. Each is counted in `essaim_auth_refusals_total`.
 //!
 //! Tokens are compared by their SHA-256: the file may hold hashes only, and the lookup
-//! compares every entry in constant time.
+//! compares every entry in constant time. A certificate's common name is no secret (the
+//! handshake proved the key behind it): it is looked up as it is.
 //!
 //! | file | concept |
 //! |---|---|
@@ -35,7 +42,9 @@ pub use table::{grpc_method_role, rest_route_role};
 
 use essaim_proto::capability::{CapabilityKey, constant_time_equal};
 use essaim_telemetry::{AuthMetrics, AuthRefusal, AuthSurface};
+use essaim_tls::ClientCertificate;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 /// What a principal may do. Roles nest: `admin` can do what `submit` can, `submit` and
@@ -129,6 +138,45 @@ pub(crate) struct KnownToken {
     pub(crate) principal: Arc<Principal>,
 }
 
+/// The principals of the file as the lookup holds them: by token and by certificate
+/// (a principal with both is in each, the same `Arc`).
+#[derive(Debug, Default)]
+struct KnownPrincipals {
+    tokens: Vec<KnownToken>,
+    /// By the subject common name of their client certificates.
+    certificates: BTreeMap<String, Arc<Principal>>,
+}
+
+impl KnownPrincipals {
+    fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.certificates.is_empty()
+    }
+}
+
+/// What a caller presented: a bearer token wins over a client certificate, so that a
+/// client of a mutual-TLS coordinator may still act as another principal by its token.
+#[derive(Clone, Copy, Debug)]
+pub enum Credentials<'a> {
+    /// Nothing.
+    None,
+    /// The token of an `authorization: Bearer` header.
+    Bearer(&'a str),
+    /// No token, but the connection's verified client certificate.
+    Certificate(&'a ClientCertificate),
+}
+
+impl<'a> Credentials<'a> {
+    /// Returns what decides who the caller is: the bearer token if there is one, else
+    /// the client certificate if there is one.
+    pub fn presented(bearer: Option<&'a str>, certificate: Option<&'a ClientCertificate>) -> Self {
+        match (bearer, certificate) {
+            (Some(token), _) => Self::Bearer(token),
+            (None, Some(certificate)) => Self::Certificate(certificate),
+            (None, None) => Self::None,
+        }
+    }
+}
+
 /// Why a request was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -140,6 +188,19 @@ pub enum AuthError {
     /// A token nobody holds.
     #[error("wrong cluster token: unknown token, neither the cluster token nor a principal's")]
     UnknownToken,
+    /// A verified client certificate whose common name no principal has.
+    #[error(
+        "client certificate `CN={common_name}` names no principal: add `certificate = \"{common_name}\"` to a principal of the principals file, or pass a token"
+    )]
+    UnknownCertificate {
+        /// The subject common name the certificate carries.
+        common_name: String,
+    },
+    /// A verified client certificate without a subject common name.
+    #[error(
+        "client certificate has no subject common name (CN), which is what names a principal: use a certificate whose CN is a principal's `certificate`, or pass a token"
+    )]
+    UnnamedCertificate,
     /// A known principal without the role.
     #[error("principal `{principal}` lacks the role `{role}` needed to {action}", role = .role.as_str())]
     MissingRole {
@@ -158,6 +219,9 @@ impl AuthError {
         match self {
             Self::MissingToken => AuthRefusal::MissingToken,
             Self::UnknownToken => AuthRefusal::UnknownToken,
+            Self::UnknownCertificate { .. } | Self::UnnamedCertificate => {
+                AuthRefusal::UnknownCertificate
+            }
             Self::MissingRole { .. } => AuthRefusal::MissingRole,
         }
     }
@@ -167,9 +231,10 @@ impl AuthError {
     /// grant it).
     pub fn to_status(&self) -> tonic::Status {
         match self {
-            Self::MissingToken | Self::UnknownToken => {
-                tonic::Status::unauthenticated(self.to_string())
-            }
+            Self::MissingToken
+            | Self::UnknownToken
+            | Self::UnknownCertificate { .. }
+            | Self::UnnamedCertificate => tonic::Status::unauthenticated(self.to_string()),
             Self::MissingRole { .. } => tonic::Status::permission_denied(self.to_string()),
         }
     }
@@ -177,7 +242,10 @@ impl AuthError {
     /// Returns the HTTP status: 401 or 403, as [`AuthError::to_status`].
     pub fn http_status(&self) -> axum::http::StatusCode {
         match self {
-            Self::MissingToken | Self::UnknownToken => axum::http::StatusCode::UNAUTHORIZED,
+            Self::MissingToken
+            | Self::UnknownToken
+            | Self::UnknownCertificate { .. }
+            | Self::UnnamedCertificate => axum::http::StatusCode::UNAUTHORIZED,
             Self::MissingRole { .. } => axum::http::StatusCode::FORBIDDEN,
         }
     }
@@ -190,7 +258,7 @@ pub struct Authenticator {
     /// The cluster token's principal (every role), if there is a cluster token.
     cluster: Option<KnownToken>,
     /// The principals of the file, replaced whole by a reload.
-    principals: Arc<RwLock<Arc<[KnownToken]>>>,
+    principals: Arc<RwLock<Arc<KnownPrincipals>>>,
     metrics: AuthMetrics,
 }
 
@@ -207,7 +275,7 @@ impl Authenticator {
         });
         Self {
             cluster,
-            principals: Arc::new(RwLock::new(known_tokens(principals))),
+            principals: Arc::new(RwLock::new(known_principals(principals))),
             metrics,
         }
     }
@@ -227,16 +295,16 @@ impl Authenticator {
             }
             None => {}
         }
-        let tokens = known_tokens(principals);
+        let known = known_principals(principals);
         *self
             .principals
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = tokens;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = known;
         Ok(())
     }
 
     /// Returns the principals in force now (the cluster token's aside).
-    fn principals_now(&self) -> Arc<[KnownToken]> {
+    fn principals_now(&self) -> Arc<KnownPrincipals> {
         Arc::clone(
             &self
                 .principals
@@ -250,16 +318,16 @@ impl Authenticator {
         self.cluster.is_some() || !self.principals_now().is_empty()
     }
 
-    /// Returns the principal of `bearer` (the token after `Bearer `) if it may do what
-    /// `needed` allows; counts the refusal on `surface` otherwise.
+    /// Returns the principal of `credentials` if it may do what `needed` allows;
+    /// counts the refusal on `surface` otherwise.
     pub fn authorize(
         &self,
         surface: AuthSurface,
-        bearer: Option<&str>,
+        credentials: Credentials<'_>,
         needed: Role,
         action: &str,
     ) -> Result<Arc<Principal>, AuthError> {
-        let verdict = self.judge(bearer, needed, action);
+        let verdict = self.judge(credentials, needed, action);
         if let Err(refusal) = &verdict {
             self.metrics.record_refusal(surface, refusal.reason());
             tracing::debug!(surface = surface.as_str(), reason = refusal.reason().as_str(), %refusal, "request refused");
@@ -269,7 +337,7 @@ impl Authenticator {
 
     fn judge(
         &self,
-        bearer: Option<&str>,
+        credentials: Credentials<'_>,
         needed: Role,
         action: &str,
     ) -> Result<Arc<Principal>, AuthError> {
@@ -277,16 +345,13 @@ impl Authenticator {
         if self.cluster.is_none() && principals.is_empty() {
             return Ok(Arc::new(Principal::with_every_role(ANONYMOUS_PRINCIPAL)));
         }
-        let bearer = bearer.ok_or(AuthError::MissingToken)?;
-        let presented = sha256(bearer);
-        // Every entry is compared, so the time taken says nothing about which matched.
-        let mut found = None;
-        for known in self.cluster.iter().chain(principals.iter()) {
-            if constant_time_equal(&known.sha256, &presented) && found.is_none() {
-                found = Some(Arc::clone(&known.principal));
+        let principal = match credentials {
+            Credentials::None => return Err(AuthError::MissingToken),
+            Credentials::Bearer(token) => self.token_principal(&principals, token)?,
+            Credentials::Certificate(certificate) => {
+                certificate_principal(&principals, certificate)?
             }
-        }
-        let principal = found.ok_or(AuthError::UnknownToken)?;
+        };
         if !principal.may(needed) {
             return Err(AuthError::MissingRole {
                 principal: principal.name.clone(),
@@ -297,31 +362,77 @@ impl Authenticator {
         Ok(principal)
     }
 
+    /// Returns the principal holding `token`: the cluster's or one of `principals`.
+    fn token_principal(
+        &self,
+        principals: &KnownPrincipals,
+        token: &str,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let presented = sha256(token);
+        // Every entry is compared, so the time taken says nothing about which matched.
+        let mut found = None;
+        for known in self.cluster.iter().chain(principals.tokens.iter()) {
+            if constant_time_equal(&known.sha256, &presented) && found.is_none() {
+                found = Some(Arc::clone(&known.principal));
+            }
+        }
+        found.ok_or(AuthError::UnknownToken)
+    }
+
     /// Counts a refusal decided elsewhere (a submission that runs commands).
     pub fn record_refusal(&self, surface: AuthSurface, refusal: &AuthError) {
         self.metrics.record_refusal(surface, refusal.reason());
     }
 }
 
-/// The principals of a file as the lookup holds them.
-fn known_tokens(principals: Vec<PrincipalSpec>) -> Arc<[KnownToken]> {
+/// Returns the principal named by the common name of `certificate`.
+fn certificate_principal(
+    principals: &KnownPrincipals,
+    certificate: &ClientCertificate,
+) -> Result<Arc<Principal>, AuthError> {
+    let common_name = certificate
+        .common_name()
+        .ok_or(AuthError::UnnamedCertificate)?;
     principals
-        .into_iter()
-        .map(|(name, sha256, roles)| KnownToken {
-            sha256,
-            principal: Arc::new(Principal { name, roles }),
+        .certificates
+        .get(common_name)
+        .cloned()
+        .ok_or_else(|| AuthError::UnknownCertificate {
+            common_name: common_name.to_string(),
         })
-        .collect()
+}
+
+/// The principals of a file as the lookup holds them.
+fn known_principals(principals: Vec<PrincipalSpec>) -> Arc<KnownPrincipals> {
+    let mut known = KnownPrincipals::default();
+    for spec in principals {
+        let principal = Arc::new(Principal {
+            name: spec.name,
+            roles: spec.roles,
+        });
+        if let Some(sha256) = spec.token_sha256 {
+            known.tokens.push(KnownToken {
+                sha256,
+                principal: Arc::clone(&principal),
+            });
+        }
+        if let Some(common_name) = spec.certificate {
+            known.certificates.insert(common_name, principal);
+        }
+    }
+    Arc::new(known)
 }
 
 /// Refuses principals of which one holds the cluster token (its SHA-256 `cluster`).
 fn refuse_cluster_token(principals: &[PrincipalSpec], cluster: &[u8; 32]) -> Result<(), String> {
-    match principals
-        .iter()
-        .find(|(_, sha256, _)| constant_time_equal(sha256, cluster))
-    {
-        Some((name, _, _)) => Err(format!(
-            "principal `{name}` has the cluster token, which already has every role: give it a token of its own"
+    let holder = principals.iter().find(|spec| {
+        spec.token_sha256
+            .is_some_and(|sha256| constant_time_equal(&sha256, cluster))
+    });
+    match holder {
+        Some(spec) => Err(format!(
+            "principal `{}` has the cluster token, which already has every role: give it a token of its own",
+            spec.name
         )),
         None => Ok(()),
     }

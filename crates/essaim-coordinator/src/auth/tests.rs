@@ -22,6 +22,17 @@ name = "ci"
 # sha256("ci-token")
 token_sha256 = "TOKEN_HASH"
 roles = ["submit", "commands"]
+
+[[principal]]
+name = "dashboard"
+certificate = " dashboard.example "
+roles = ["read-only"]
+
+[[principal]]
+name = "agents"
+token = "agent-token"
+certificate = "essaim-worker"
+roles = ["worker"]
 "#;
 
 fn file() -> String {
@@ -37,11 +48,21 @@ fn a_principal_may_do_what_its_roles_grant_and_no_more() {
     let auth = authenticator(None, &file());
     let surface = AuthSurface::Grpc;
     let reader = auth
-        .authorize(surface, Some("read-me"), Role::ReadOnly, "list")
+        .authorize(
+            surface,
+            Credentials::Bearer("read-me"),
+            Role::ReadOnly,
+            "list",
+        )
         .unwrap();
     assert_eq!(reader.name, "reader");
     let refused = auth
-        .authorize(surface, Some("read-me"), Role::Submit, "call SubmitJob")
+        .authorize(
+            surface,
+            Credentials::Bearer("read-me"),
+            Role::Submit,
+            "call SubmitJob",
+        )
         .unwrap_err();
     assert_eq!(
         refused.to_string(),
@@ -51,7 +72,12 @@ fn a_principal_may_do_what_its_roles_grant_and_no_more() {
     assert_eq!(refused.http_status(), 403);
 
     let ci = auth
-        .authorize(surface, Some("ci-token"), Role::Submit, "submit")
+        .authorize(
+            surface,
+            Credentials::Bearer("ci-token"),
+            Role::Submit,
+            "submit",
+        )
         .unwrap();
     assert!(ci.may(Role::ReadOnly) && ci.may(Role::Commands));
     assert!(!ci.may(Role::Admin) && !ci.may(Role::Worker));
@@ -64,12 +90,17 @@ fn a_principal_may_do_what_its_roles_grant_and_no_more() {
 fn unknown_and_missing_tokens_are_unauthenticated() {
     let auth = authenticator(Some("cluster-secret"), &file());
     let unknown = auth
-        .authorize(AuthSurface::Rest, Some("guess"), Role::ReadOnly, "read")
+        .authorize(
+            AuthSurface::Rest,
+            Credentials::Bearer("guess"),
+            Role::ReadOnly,
+            "read",
+        )
         .unwrap_err();
     assert_eq!(unknown, AuthError::UnknownToken);
     assert_eq!(unknown.http_status(), 401);
     let missing = auth
-        .authorize(AuthSurface::Rest, None, Role::ReadOnly, "read")
+        .authorize(AuthSurface::Rest, Credentials::None, Role::ReadOnly, "read")
         .unwrap_err();
     assert_eq!(missing, AuthError::MissingToken);
     assert_eq!(missing.to_status().code(), tonic::Code::Unauthenticated);
@@ -80,14 +111,19 @@ fn the_cluster_token_keeps_every_role_and_no_credentials_admit_anyone() {
     let auth = authenticator(Some("cluster-secret"), &file());
     for role in Role::ALL {
         let principal = auth
-            .authorize(AuthSurface::Grpc, Some("cluster-secret"), role, "x")
+            .authorize(
+                AuthSurface::Grpc,
+                Credentials::Bearer("cluster-secret"),
+                role,
+                "x",
+            )
             .unwrap();
         assert_eq!(principal.name, CLUSTER_TOKEN_PRINCIPAL);
     }
     let open = authenticator(None, "version = 1\n");
     assert!(!open.requires_credentials());
     let anyone = open
-        .authorize(AuthSurface::Grpc, None, Role::Admin, "x")
+        .authorize(AuthSurface::Grpc, Credentials::None, Role::Admin, "x")
         .unwrap();
     assert_eq!(anyone.name, ANONYMOUS_PRINCIPAL);
 }
@@ -97,8 +133,18 @@ fn refusals_are_counted_by_surface_and_reason() {
     let mut registry = Registry::default();
     let metrics = AuthMetrics::register(&mut registry, &[AuthSurface::Grpc]);
     let auth = Authenticator::new(Some("t"), Vec::new(), metrics);
-    let _ = auth.authorize(AuthSurface::Grpc, Some("u"), Role::ReadOnly, "x");
-    let _ = auth.authorize(AuthSurface::Grpc, Some("u"), Role::ReadOnly, "x");
+    let _ = auth.authorize(
+        AuthSurface::Grpc,
+        Credentials::Bearer("u"),
+        Role::ReadOnly,
+        "x",
+    );
+    let _ = auth.authorize(
+        AuthSurface::Grpc,
+        Credentials::Bearer("u"),
+        Role::ReadOnly,
+        "x",
+    );
     let mut text = String::new();
     essaim_telemetry::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
     assert!(
@@ -117,7 +163,19 @@ fn a_bad_principals_file_is_refused_naming_what_to_fix() {
         ),
         (
             "version = 1\n[[principal]]\nname = \"a\"\nroles = [\"admin\"]\n",
-            "principal `a` has no `token_sha256`",
+            "principal `a` has no `token_sha256` (or `token`) and no `certificate`",
+        ),
+        (
+            "version = 1\n[[principal]]\nname = \"a\"\ncertificate = \" \"\nroles = [\"admin\"]\n",
+            "principal `a`: `certificate` is empty",
+        ),
+        (
+            "version = 1\n[[principal]]\nname = \"a\"\ncertificate = \"c\"\nroles = [\"admin\"]\n[[principal]]\nname = \"b\"\ncertificate = \"c\"\nroles = [\"admin\"]\n",
+            "principal `b` has the certificate identity `c` of another principal",
+        ),
+        (
+            "version = 1\n[[principal]]\nname = \"a\"\ncertificate = \"c\"\ntoken = \"\"\nroles = [\"admin\"]\n",
+            "principal `a`: `token` is empty",
         ),
         (
             "version = 1\n[[principal]]\nname = \"a\"\ntoken_sha256 = \"abc\"\nroles = [\"admin\"]\n",
@@ -163,7 +221,12 @@ fn a_principal_holding_the_cluster_token_is_refused_at_start_and_at_reload() {
     let auth = authenticator(Some("cluster-secret"), &file());
     assert!(auth.replace_principals(reuse).is_err());
     // The refused file changed nothing.
-    let reader = auth.authorize(AuthSurface::Grpc, Some("read-me"), Role::ReadOnly, "x");
+    let reader = auth.authorize(
+        AuthSurface::Grpc,
+        Credentials::Bearer("read-me"),
+        Role::ReadOnly,
+        "x",
+    );
     assert_eq!(reader.unwrap().name, "reader");
 }
 
@@ -176,13 +239,152 @@ fn a_reload_takes_effect_for_every_clone_at_once() {
     )
     .unwrap();
     auth.replace_principals(next).unwrap();
-    let gone = clone.authorize(AuthSurface::Rest, Some("read-me"), Role::ReadOnly, "x");
+    let gone = clone.authorize(
+        AuthSurface::Rest,
+        Credentials::Bearer("read-me"),
+        Role::ReadOnly,
+        "x",
+    );
     assert_eq!(gone.unwrap_err(), AuthError::UnknownToken);
-    let new = clone.authorize(AuthSurface::Rest, Some("fresh"), Role::Admin, "x");
+    let new = clone.authorize(
+        AuthSurface::Rest,
+        Credentials::Bearer("fresh"),
+        Role::Admin,
+        "x",
+    );
     assert_eq!(new.unwrap().name, "new");
     // Emptied by mistake, the file would open a coordinator without a cluster token to
     // anyone: refused, the principals in force stay.
     let refused = auth.replace_principals(Vec::new()).unwrap_err();
     assert!(refused.contains("no principal"), "{refused}");
     assert!(clone.requires_credentials());
+}
+
+#[test]
+fn a_principal_is_known_by_a_token_a_certificate_or_both() {
+    let principals = parse_principals(&file()).unwrap();
+    let by_name = |name: &str| principals.iter().find(|spec| spec.name == name).unwrap();
+    assert_eq!(by_name("reader").certificate, None);
+    assert_eq!(by_name("reader").token_sha256, Some(sha256("read-me")));
+    let dashboard = by_name("dashboard");
+    assert_eq!(dashboard.certificate.as_deref(), Some("dashboard.example"));
+    assert_eq!(dashboard.token_sha256, None);
+    let agents = by_name("agents");
+    assert_eq!(agents.certificate.as_deref(), Some("essaim-worker"));
+    assert_eq!(agents.token_sha256, Some(sha256("agent-token")));
+}
+
+#[test]
+fn a_client_certificate_without_a_token_names_the_principal_of_its_common_name() {
+    let auth = authenticator(Some("cluster-secret"), &file());
+    let dashboard = ClientCertificate::with_common_name("dashboard.example");
+    let as_dashboard = Credentials::presented(None, Some(&dashboard));
+    let reader = auth
+        .authorize(
+            AuthSurface::Rest,
+            as_dashboard,
+            Role::ReadOnly,
+            "GET /api/v1/jobs",
+        )
+        .unwrap();
+    assert_eq!(reader.name, "dashboard");
+    let refused = auth
+        .authorize(
+            AuthSurface::Rest,
+            as_dashboard,
+            Role::Submit,
+            "POST /api/v1/jobs",
+        )
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "principal `dashboard` lacks the role `submit` needed to POST /api/v1/jobs"
+    );
+    assert_eq!(refused.http_status(), 403);
+    // A principal with both is the same whichever it shows.
+    let worker = ClientCertificate::with_common_name("essaim-worker");
+    let by_certificate = auth
+        .authorize(
+            AuthSurface::Grpc,
+            Credentials::presented(None, Some(&worker)),
+            Role::Worker,
+            "call PullTasks",
+        )
+        .unwrap();
+    let by_token = auth
+        .authorize(
+            AuthSurface::Grpc,
+            Credentials::Bearer("agent-token"),
+            Role::Worker,
+            "x",
+        )
+        .unwrap();
+    assert_eq!(by_certificate, by_token);
+    assert_eq!(by_certificate.name, "agents");
+}
+
+#[test]
+fn a_bearer_token_decides_even_beside_a_known_certificate() {
+    let auth = authenticator(Some("cluster-secret"), &file());
+    let worker = ClientCertificate::with_common_name("essaim-worker");
+    let as_reader = Credentials::presented(Some("read-me"), Some(&worker));
+    let reader = auth
+        .authorize(AuthSurface::Grpc, as_reader, Role::ReadOnly, "x")
+        .unwrap();
+    assert_eq!(reader.name, "reader");
+    // A wrong token is refused, not saved by the certificate.
+    let wrong = Credentials::presented(Some("guess"), Some(&worker));
+    let refused = auth.authorize(AuthSurface::Grpc, wrong, Role::ReadOnly, "x");
+    assert_eq!(refused.unwrap_err(), AuthError::UnknownToken);
+}
+
+#[test]
+fn a_certificate_naming_no_principal_is_unauthenticated_naming_what_it_carries() {
+    let mut registry = Registry::default();
+    let metrics = AuthMetrics::register(&mut registry, &[AuthSurface::Grpc]);
+    let auth = Authenticator::new(None, parse_principals(&file()).unwrap(), metrics);
+    let stranger = ClientCertificate::with_common_name("mallory");
+    let refused = auth
+        .authorize(
+            AuthSurface::Grpc,
+            Credentials::presented(None, Some(&stranger)),
+            Role::ReadOnly,
+            "x",
+        )
+        .unwrap_err();
+    assert_eq!(refused.to_status().code(), tonic::Code::Unauthenticated);
+    assert_eq!(refused.http_status(), 401);
+    let message = refused.to_string();
+    assert!(
+        message.contains("`CN=mallory` names no principal"),
+        "{message}"
+    );
+    assert!(message.contains("certificate = \"mallory\""), "{message}");
+    // A principal's name is not its certificate identity.
+    let named_like_a_principal = ClientCertificate::with_common_name("reader");
+    let refused = auth.authorize(
+        AuthSurface::Grpc,
+        Credentials::presented(None, Some(&named_like_a_principal)),
+        Role::ReadOnly,
+        "x",
+    );
+    assert!(matches!(refused, Err(AuthError::UnknownCertificate { .. })));
+    let unnamed = ClientCertificate::from_der(b"not a certificate");
+    let refused = auth
+        .authorize(
+            AuthSurface::Grpc,
+            Credentials::presented(None, Some(&unnamed)),
+            Role::ReadOnly,
+            "x",
+        )
+        .unwrap_err();
+    assert_eq!(refused, AuthError::UnnamedCertificate);
+    let mut text = String::new();
+    essaim_telemetry::prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    assert!(
+        text.contains(
+            "essaim_auth_refusals_total{surface=\"grpc\",reason=\"unknown_certificate\"} 3"
+        ),
+        "{text}"
+    );
 }

@@ -41,6 +41,8 @@ pub enum AuthRefusal {
     MissingToken,
     /// The token matches no principal.
     UnknownToken,
+    /// A verified client certificate whose common name names no principal.
+    UnknownCertificate,
     /// A known principal without the role the call needs.
     MissingRole,
     /// A file request without the capability of the job it names.
@@ -48,9 +50,10 @@ pub enum AuthRefusal {
 }
 
 impl AuthRefusal {
-    const ALL: [AuthRefusal; 4] = [
+    const ALL: [AuthRefusal; 5] = [
         Self::MissingToken,
         Self::UnknownToken,
+        Self::UnknownCertificate,
         Self::MissingRole,
         Self::BadCapability,
     ];
@@ -60,6 +63,7 @@ impl AuthRefusal {
         match self {
             Self::MissingToken => "missing_token",
             Self::UnknownToken => "unknown_token",
+            Self::UnknownCertificate => "unknown_certificate",
             Self::MissingRole => "missing_role",
             Self::BadCapability => "bad_capability",
         }

@@ -157,6 +157,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let credentials = args.auth.resolve(args.listen)?;
     let tls = args.tls.load()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let verifies_client_certificates = tls.as_ref().is_some_and(|tls| tls.client_ca().is_some());
+    let named_by_certificate = credentials
+        .principals
+        .iter()
+        .filter(|principal| principal.certificate.is_some());
+    for principal in named_by_certificate {
+        if !verifies_client_certificates {
+            tracing::warn!(
+                principal = %principal.name,
+                "this principal is named by a client certificate, but without --tls-client-ca no client presents one: only its token, if any, can name it"
+            );
+        }
+    }
     if args.heartbeat.is_zero() || args.worker_timeout <= args.heartbeat {
         return Err(usage(
             "--worker-timeout must be longer than --heartbeat, which must be positive",

@@ -17,8 +17,9 @@ pub struct ServerAuthArgs {
     /// Cluster token required from workers and clients.
     #[command(flatten)]
     token: crate::client::TokenArgs,
-    /// Principals file (TOML): named tokens with roles (`read-only`, `submit`, `admin`,
-    /// `worker`, `commands`), accepted beside the cluster token, which keeps every role.
+    /// Principals file (TOML): named tokens, or client certificates' common names (with
+    /// --tls-client-ca), with roles (`read-only`, `submit`, `admin`, `worker`,
+    /// `commands`), accepted beside the cluster token, which keeps every role.
     /// Read again on SIGHUP and when its content changes (a refused version keeps the
     /// principals in force). See the README's security section. Default: none.
     #[arg(long)]

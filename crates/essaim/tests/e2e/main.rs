@@ -12,6 +12,7 @@
 //! | `dead_letters.rs` | poison tasks reach the dead-letter queue; requeue and purge |
 //! | `auth.rs` | callers without the cluster token are refused |
 //! | `principals.rs` | principals with roles: a read-only one lists but cannot submit, a submitter without `commands` cannot submit a command job, a worker principal registers, an unknown token is refused, each refusal counted; MapReduce runs with per-job file capabilities, and the cluster token opens no worker's files |
+//! | `client_certificates.rs` | on a mutual-TLS coordinator with principals named by certificate and no token anywhere: a worker registers, pulls and reports by its certificate alone; a `read-only` principal's certificate lists jobs (gRPC, REST) but is refused a submission (exit 3, HTTP 403); a certificate naming no principal is refused naming its CN (exit 3, HTTP 401) and counted as `unknown_certificate`; a token beside a certificate still decides |
 //! | `bad_input.rs` | mistakes get a clear message and the right exit code |
 //! | `config_file.rs` | a coordinator, a worker and clients configured by `essaim.toml` alone; `essaim config show` names each value's source; a bad file refused with its line |
 //! | `journal_disk.rs` | a journal disk below its reserve refuses submissions; running jobs finish |
@@ -52,7 +53,7 @@
 //! | `cache_hot.rs` | one key taking most of the traffic gets extra replicas within seconds, the busiest node's share falls, and the extras are dropped once the heat passes |
 //! | `serve.rs` | an index served as shards × replicas answers as the batch index does while replica workers are SIGKILLed; corrupt shards, unknown indexes and bad queries refused |
 //! | `serve_cache.rs` | `index serve --cache`: a query answered again from the cache proxy (another spelling too, hit counted), a partial answer never stored, SIGKILLed cache processes fail no query (lookup errors counted) |
-//! | `tls.rs` | a coordinator and two workers serving TLS run a wordcount whose shuffle is fetched over `https://`; `workers`, `jobs`, `cluster status` over `https://`; a client without the CA refused at once, a plain-HTTP client told to use `https://`, a mismatched key or a missing file refused at start naming it |
+//! | `tls.rs` | a coordinator and two workers serving TLS run a wordcount whose shuffle is fetched over `https://`; `workers`, `jobs`, `cluster status` over `https://`; a client without the CA refused at once, a plain-HTTP client told to use `https://`, a mismatched key or a missing file refused at start naming it; a renewed certificate served to new connections after `SIGHUP` without a restart while open connections (the worker's) keep working, a half-written pair refused and the old one kept |
 //! | `tls_serving.rs` | on a TLS cluster, `essaim index serve` with a certificate: leaves and root serve `https://`, `essaim query` with the CA answers as the batch index; without the CA it is refused at once, saying to pass `--tls-ca`; a plain `http://` query is told to use `https://`; with mutual TLS leaves and root present client certificates and a query without one is refused; a model served on the cluster with a certificate: replicas load from the `https://` registry, register `https://` addresses and answer predictions through the TLS front; cache nodes and a proxy serving TLS, a value written through the proxy held by both nodes; a client without the CA refused |
 //! | `stream.rs` | streaming pipelines from NATS, Kafka, a directory and HTTP ingest into PostgreSQL equal two oracles through worker and coordinator SIGKILLs, broker and database restarts and rescaling |
 //! | `stream_predict.rs` | a pipeline's `predict` operator labels records as the registry's model does, follows its alias (later records by the new version), is listed by the governance view as using the version; an unknown alias fails at start |
@@ -65,6 +66,7 @@ mod auth;
 mod bad_input;
 mod cache;
 mod cache_hot;
+mod client_certificates;
 mod clock_steps;
 mod config_file;
 mod coordinator_restart;

@@ -5,12 +5,16 @@
 //! TLS port, a mismatched key at start-up. With mutual TLS (`--tls-client-ca`), the
 //! same word count runs with the workers and the command line presenting client
 //! certificates, and a client without one, or with one another CA signed, is refused
-//! at once with words that say what to pass.
+//! at once with words that say what to pass. A renewed certificate written over the
+//! files is served to new connections after `SIGHUP`, without a restart, while open
+//! connections keep working; a half-written pair is refused and the old one kept.
 
 // Test helpers outside `#[test]` functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-use crate::harness::{Cluster, ESSAIM, assert_refused, essaim, essaim_with_env};
+use crate::harness::{
+    Cluster, Deadline, ESSAIM, EVENTUALLY, assert_refused, essaim, essaim_with_env, job_spec,
+};
 use crate::mapreduce::{coreutils_word_counts, read_word_counts, write_corpus};
 use essaim_testkit::cluster::ClusterOptions;
 use essaim_tls::testing::TestCertificates;
@@ -261,4 +265,63 @@ async fn a_missing_or_mismatched_certificate_stops_the_start_naming_the_file() {
     assert_refused(&client, 2, "missing.pem");
     let alone = essaim(&["worker", "--tls-cert", &cert]).await;
     assert_eq!(alone.code, Some(2), "{alone:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_refused() {
+    let certificates_dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(certificates_dir.path()).unwrap();
+    // The renewal comes from another CA, so that which certificate a client got shows.
+    let renewed_dir = tempfile::tempdir().unwrap();
+    let renewed = TestCertificates::generate(renewed_dir.path()).unwrap();
+    let cluster = start_tls_cluster(&certificates, 1).await;
+    let url = cluster.url();
+    let (old_ca, new_ca) = (path_text(&certificates.ca), path_text(&renewed.ca));
+    let workers_trusting = |ca: String| {
+        let url = url.clone();
+        async move { essaim(&["workers", "--coordinator", &url, "--tls-ca", &ca]).await }
+    };
+    let before = workers_trusting(new_ca.clone()).await;
+    assert_refused(&before, 3, "certificate is not trusted");
+
+    // Half written (the new certificate beside the old key): refused, logged, and the
+    // old pair keeps serving.
+    std::fs::copy(&renewed.cert, &certificates.cert).unwrap();
+    cluster.signal_coordinator(nix::sys::signal::Signal::SIGHUP);
+    let deadline = Deadline::after(EVENTUALLY, "the half-written pair refused");
+    while !cluster
+        .coordinator_log()
+        .contains("new TLS certificate refused; the previous one keeps serving")
+    {
+        deadline.tick().await;
+    }
+    let kept = workers_trusting(old_ca.clone()).await;
+    assert_eq!(kept.code, Some(0), "{kept:?}");
+
+    // Complete: new connections get the renewed certificate, on SIGHUP.
+    std::fs::copy(&renewed.key, &certificates.key).unwrap();
+    cluster.signal_coordinator(nix::sys::signal::Signal::SIGHUP);
+    let deadline = Deadline::after(EVENTUALLY, "the renewed certificate served");
+    while workers_trusting(new_ca.clone()).await.code != Some(0) {
+        deadline.tick().await;
+    }
+    let old = workers_trusting(old_ca).await;
+    assert_refused(&old, 3, "certificate is not trusted");
+    assert!(
+        cluster
+            .coordinator_log()
+            .contains("TLS certificate reloaded"),
+        "{}",
+        cluster.coordinator_log()
+    );
+
+    // Connections opened before the renewal (the test's own client, the worker's, both
+    // trusting only the old CA) still work: a job is submitted, pulled and reported.
+    let noop = essaim_proto::v1::TaskSpec {
+        kind: "noop".into(),
+        ..Default::default()
+    };
+    let job_id = cluster.submit(job_spec(vec![noop], 1)).await;
+    let job = cluster.wait_job(job_id, EVENTUALLY).await;
+    assert_eq!(job.state, "succeeded", "{job:?}");
 }

@@ -124,6 +124,32 @@ async fn mutual_tls_serves_only_clients_whose_certificate_chains_to_the_client_c
     assert!(matches!(error, TlsError::KeyMismatch { .. }), "{error}");
 }
 
+/// Under TLS 1.3 a client without a certificate has sent its request before the server
+/// refuses it; the server must let it read the alert rather than reset the connection
+/// (a reset reached some clients first: "connection was not ready", no hint to pass a
+/// certificate). Many refusals in a row, so that the race shows if it is there.
+#[tokio::test]
+async fn every_client_refused_for_lack_of_a_certificate_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let tls = ServerTls::load_requiring_clients(
+        &certificates.cert,
+        &certificates.key,
+        Some(&certificates.ca),
+    )
+    .unwrap();
+    let (address, _stop) = start_server_with(tls).await;
+    let url = format!("https://127.0.0.1:{}/healthz", address.port());
+    let trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    for attempt in 0..40 {
+        let error = get_healthz(&trust, &url).await.expect_err("no certificate");
+        assert!(
+            error.contains("--tls-client-cert"),
+            "attempt {attempt}: {error}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn each_request_carries_the_common_name_of_its_connections_client_certificate() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@
 
 use crate::{Host, RestApi};
 use essaim_coordinator::rest::{JobDetail, Overview, WorkerView};
+use essaim_coordinator::streams::PipelineView;
 use essaim_proto::{CoordinatorClient, v1};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -188,6 +189,27 @@ impl EvalCluster {
     /// Returns the workers the coordinator counts as alive.
     pub async fn workers_view(&self) -> anyhow::Result<Vec<WorkerView>> {
         self.rest_get("/api/v1/workers").await
+    }
+
+    /// Returns the running pipelines as the stream board shows them.
+    pub async fn streams(&self) -> anyhow::Result<Vec<PipelineView>> {
+        self.rest_get("/api/v1/streams").await
+    }
+
+    /// Returns the names of the workers started and not yet forgotten.
+    pub fn worker_names(&self) -> Vec<String> {
+        self.workers.iter().map(|worker| worker.name.clone()).collect()
+    }
+
+    /// Returns the CPU time used so far by each live worker, by name.
+    pub fn worker_cpu(&self) -> std::collections::BTreeMap<String, f64> {
+        self.workers
+            .iter()
+            .filter_map(|worker| {
+                let seconds = procstat::cpu_seconds(worker.child.id()?)?;
+                Some((worker.name.clone(), seconds))
+            })
+            .collect()
     }
 
     /// Returns the cluster at a glance, with its per-second throughput.

@@ -1,0 +1,237 @@
+//! Recovery of a pipeline after SIGKILL of a worker (question 3): the flights are
+//! published at a steady rate while the pipeline runs, so that its lag is normally
+//! small; once 40% of them are out, the worker running the most units is killed. The
+//! time is measured from the kill, on the coordinator's stream board sampled every
+//! 250 ms: until every unit is reported again by a live worker, and until the lag is
+//! back to normal (no more than the most it was in the 3 s before the kill, or half a
+//! second of input, whichever is larger). Then the stream ends and the tables must equal
+//! the oracle's: nothing lost, nothing counted twice.
+//!
+//! The coordinator is not killed here: the evaluation's cluster does not restart it on
+//! its journal (the failover scenario measures a coordinator's death with two of them).
+
+use crate::cluster::EvalCluster;
+use crate::stats::median;
+use crate::stream_scaling::stream_cluster_options;
+use crate::stream_stack::{StreamSample, StreamStack, run_pipeline};
+use crate::{Host, Plan, say};
+use essaim_coordinator::streams::PipelineView;
+use nix::sys::signal::Signal;
+use serde::Serialize;
+use std::path::Path;
+
+/// Share of the replay's duration after which the worker is killed.
+const KILL_AT: f64 = 0.4;
+/// The window before the kill whose largest lag counts as normal, s.
+const NORMAL_WINDOW_S: f64 = 3.0;
+
+/// One kill.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamRecoveryRun {
+    /// The worker killed.
+    pub killed_worker: String,
+    /// Units it ran.
+    pub units_killed: u32,
+    /// When, s since the submission.
+    pub killed_at_s: f64,
+    /// The lag counted as normal.
+    pub normal_lag: i64,
+    /// The most lag after the kill.
+    pub peak_lag: i64,
+    /// Kill → every unit reported again by a live worker, s.
+    pub units_back_s: Option<f64>,
+    /// Kill → lag back to normal with every unit reported, s.
+    pub lag_normal_s: Option<f64>,
+    /// The job's duration, s.
+    pub job_seconds: f64,
+    /// The board over the run.
+    pub samples: Vec<StreamSample>,
+}
+
+/// The scenario's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamRecovery {
+    /// Events of each run.
+    pub events: u64,
+    /// Rate they were published at, events/s (asked).
+    pub rate: f64,
+    /// Worker processes before the kill.
+    pub workers: usize,
+    /// `--worker-timeout-ms` of the coordinator.
+    pub worker_timeout_ms: u64,
+    /// `--heartbeat-ms`.
+    pub heartbeat_ms: u64,
+    /// Every run.
+    pub runs: Vec<StreamRecoveryRun>,
+    /// Median of `lag_normal_s`.
+    pub median_lag_normal_s: Option<f64>,
+    /// Every run's tables equalled the oracle's (else the scenario failed).
+    pub oracle_matched: bool,
+}
+
+/// Runs the scenario on `stack`.
+pub async fn stream_recovery(
+    host: &dyn Host,
+    plan: &Plan,
+    workdir: &Path,
+    stack: &StreamStack,
+) -> anyhow::Result<StreamRecovery> {
+    let options = stream_cluster_options();
+    let workers = plan.stream_cluster_workers.max(2);
+    let mut runs = Vec::new();
+    let mut events = 0;
+    for repeat in 0..plan.stream_repeats {
+        let dir = workdir.join(format!("stream-recovery-{repeat}"));
+        let mut cluster = EvalCluster::start(host, &dir, &options, &vec![2; workers]).await?;
+        let run = stack.fresh_run().await?;
+        stack.reset_stream().await?;
+        let duration_s = (plan.stream_paced_copies * 50_000) as f64 / plan.stream_rate;
+        let mut kill = Kill::new((duration_s * KILL_AT).max(2.0), plan.stream_rate);
+        let job = stack.job(&run)?;
+        let (published, observed) = tokio::join!(
+            stack.publish(plan.stream_paced_copies, Some(plan.stream_rate)),
+            run_pipeline(&mut cluster, job, |cluster, sample, views| {
+                kill.on_sample(cluster, sample, views)
+            })
+        );
+        let (published, observed) = (published?, observed?);
+        cluster.stop().await?;
+        stack.check(&run, plan.stream_paced_copies, "after a worker's SIGKILL").await?;
+        events = published.events;
+        let killed = kill
+            .killed
+            .ok_or_else(|| anyhow::anyhow!("the stream ended before the kill"))?;
+        let result = StreamRecoveryRun {
+            killed_worker: killed.worker,
+            units_killed: killed.units,
+            killed_at_s: killed.at_s,
+            normal_lag: killed.normal_lag,
+            peak_lag: kill.peak_lag,
+            units_back_s: kill.units_back_at.map(|at| at - killed.at_s),
+            lag_normal_s: kill.lag_normal_at.map(|at| at - killed.at_s),
+            job_seconds: observed.job_seconds,
+            samples: observed.samples,
+        };
+        say(&format!(
+            "stream-recovery, run {}/{}: {} ({} units) killed at {:.1} s; units back after {:?} s, lag back to normal ({}) after {:?} s (peak {}); tables equal the oracle",
+            repeat + 1,
+            plan.stream_repeats,
+            result.killed_worker,
+            result.units_killed,
+            result.killed_at_s,
+            result.units_back_s,
+            result.normal_lag,
+            result.lag_normal_s,
+            result.peak_lag
+        ));
+        runs.push(result);
+    }
+    let normal: Vec<f64> = runs.iter().filter_map(|run| run.lag_normal_s).collect();
+    Ok(StreamRecovery {
+        events,
+        rate: plan.stream_rate,
+        workers,
+        worker_timeout_ms: options.worker_timeout.as_millis() as u64,
+        heartbeat_ms: options.heartbeat.as_millis() as u64,
+        median_lag_normal_s: median(&normal),
+        runs,
+        oracle_matched: true,
+    })
+}
+
+/// The kill that happened.
+struct Killed {
+    worker: String,
+    units: u32,
+    at_s: f64,
+    normal_lag: i64,
+}
+
+/// Decides, sample by sample, when to kill and when the pipeline has recovered.
+struct Kill {
+    at_s: f64,
+    /// The floor of the normal lag: half a second of input.
+    floor: i64,
+    before: Vec<StreamSample>,
+    units: u32,
+    killed: Option<Killed>,
+    peak_lag: i64,
+    units_back_at: Option<f64>,
+    lag_normal_at: Option<f64>,
+}
+
+impl Kill {
+    fn new(at_s: f64, rate: f64) -> Self {
+        Self {
+            at_s,
+            floor: (rate * 0.5) as i64,
+            before: Vec::new(),
+            units: 0,
+            killed: None,
+            peak_lag: 0,
+            units_back_at: None,
+            lag_normal_at: None,
+        }
+    }
+
+    fn on_sample(
+        &mut self,
+        cluster: &mut EvalCluster,
+        sample: &StreamSample,
+        views: &[PipelineView],
+    ) -> anyhow::Result<()> {
+        let Some(killed) = &self.killed else {
+            self.units = self.units.max(sample.units);
+            self.before.push(sample.clone());
+            if sample.t_s >= self.at_s && sample.units == self.units && self.units > 0 {
+                self.kill(cluster, sample, views)?;
+            }
+            return Ok(());
+        };
+        self.peak_lag = self.peak_lag.max(sample.lag);
+        let alive_units = views
+            .iter()
+            .flat_map(|view| view.units.iter())
+            .filter(|unit| unit.worker_name != killed.worker)
+            .count() as u32;
+        if alive_units >= self.units {
+            self.units_back_at.get_or_insert(sample.t_s);
+            if sample.lag <= killed.normal_lag && self.lag_normal_at.is_none() {
+                self.lag_normal_at = Some(sample.t_s);
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills the worker running the most units.
+    fn kill(
+        &mut self,
+        cluster: &mut EvalCluster,
+        sample: &StreamSample,
+        views: &[PipelineView],
+    ) -> anyhow::Result<()> {
+        let mut by_worker = std::collections::BTreeMap::<&str, u32>::new();
+        for unit in views.iter().flat_map(|view| view.units.iter()) {
+            *by_worker.entry(unit.worker_name.as_str()).or_default() += 1;
+        }
+        let Some((worker, units)) = by_worker.into_iter().max_by_key(|(_, units)| *units) else {
+            return Ok(());
+        };
+        cluster.signal_worker(worker, Signal::SIGKILL)?;
+        let normal_lag = self
+            .before
+            .iter()
+            .filter(|before| before.t_s >= sample.t_s - NORMAL_WINDOW_S)
+            .map(|before| before.lag)
+            .max()
+            .unwrap_or(0)
+            .max(self.floor);
+        self.killed = Some(Killed {
+            worker: worker.to_owned(),
+            units,
+            at_s: sample.t_s,
+            normal_lag,
+        });
+        Ok(())
+    }
+}

@@ -25,6 +25,8 @@ pub const FLIGHTS: &str = include_str!("../../../demo/stream/flights.csv");
 pub const AIRPORTS: &str = include_str!("../../../demo/stream/airports.csv");
 /// The pipeline: NATS JetStream in (stream `FLIGHTS`, 3 partitions), PostgreSQL out.
 pub const SPEC: &str = include_str!("../../../demo/stream/flights.toml");
+/// Rows of the shipped flights.
+pub const SHIPPED_ROWS: usize = 50_000;
 /// Days covered by the shipped flights: copies are shifted by as many.
 const DAYS_PER_COPY: usize = 4;
 /// Most copies [`repeated`] can make without leaving January.
@@ -64,6 +66,36 @@ pub fn repeated(copies: usize) -> String {
         }
     }
     text
+}
+
+/// The first `events` flights of [`repeated`] copies (as many as needed, at most
+/// [`MAX_COPIES`]), with the header.
+pub fn first_events(events: usize) -> String {
+    let copies = events.div_ceil(SHIPPED_ROWS).max(1);
+    let text = repeated(copies);
+    let mut out = String::with_capacity(text.len().min((events + 1) * 48));
+    for line in text.lines().take(events + 1) {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Seconds of event time from the first flight of `text` (CSV with its header, as
+/// [`first_events`] makes it) to its last: what a replay paced by event time spreads.
+pub fn event_span_seconds(text: &str) -> Option<f64> {
+    let mut rows = text.lines().skip(1);
+    let first = minute_of(rows.next()?)?;
+    let last = minute_of(rows.last()?)?;
+    Some((last - first) as f64 * 60.0)
+}
+
+/// Minutes since 2001-01-01 00:00 of a `2001-01-DD HH:MM…` line.
+fn minute_of(line: &str) -> Option<u64> {
+    let day: u64 = line.get(8..10)?.parse().ok()?;
+    let hour: u64 = line.get(11..13)?.parse().ok()?;
+    let minute: u64 = line.get(14..16)?.parse().ok()?;
+    Some(((day - 1) * 24 + hour) * 60 + minute)
 }
 
 /// `line` with its leading `2001-01-DD` date moved `days` later (within January).
@@ -274,6 +306,13 @@ mod tests {
         assert!(rows[50_000] < rows[50_001], "{} then {}", rows[50_000], rows[50_001]);
         assert_eq!(repeated(1), FLIGHTS);
         assert_eq!(flights_sample(2).lines().count(), 3);
+        let some = first_events(60_000);
+        assert_eq!(some.lines().count(), 60_001);
+        assert!(some.starts_with(&flights_sample(50_000)));
+        // From Jan 1 00:01 to Jan 5 00:01 + the first 10,000 rows' span.
+        let span = event_span_seconds(&some).unwrap();
+        let first_rows = event_span_seconds(&flights_sample(10_000)).unwrap();
+        assert_eq!(span, 4.0 * 86_400.0 + first_rows);
         // The oracle sees twice the flights, in windows of their own.
         let one = expected_outputs(SPEC, &repeated(1), AIRPORTS).unwrap();
         let both = expected_outputs(SPEC, &two, AIRPORTS).unwrap();

@@ -182,12 +182,13 @@ pub struct Plan {
     pub stream_workers: Vec<usize>,
     /// Repeats of each streaming throughput run and of the worker's SIGKILL.
     pub stream_repeats: usize,
-    /// Copies of the 50,000 shipped flights in the streaming backlog (at most 7).
-    pub stream_copies: usize,
+    /// Flights in the streaming backlog (the 50,000 shipped, repeated 4 days later as
+    /// needed, up to 350,000).
+    pub stream_events: usize,
     /// Workers of the stream balance and recovery clusters.
     pub stream_cluster_workers: usize,
-    /// Copies of the flights published at `stream_rate` while the pipeline runs.
-    pub stream_paced_copies: usize,
+    /// Flights published at `stream_rate` while the pipeline runs.
+    pub stream_paced_events: usize,
     /// Events/s of the paced publication (recovery, elasticity).
     pub stream_rate: f64,
 }
@@ -215,10 +216,10 @@ impl Plan {
             failover_stops: 5,
             stream_workers: vec![1, 2, 4],
             stream_repeats: 3,
-            stream_copies: 6,
+            stream_events: 100_000,
             stream_cluster_workers: 3,
-            stream_paced_copies: 4,
-            stream_rate: 10_000.0,
+            stream_paced_events: 30_000,
+            stream_rate: 1_500.0,
         }
     }
 
@@ -238,10 +239,10 @@ impl Plan {
             failover_stops: 1,
             stream_workers: vec![1, 2],
             stream_repeats: 1,
-            stream_copies: 1,
+            stream_events: 10_000,
             stream_cluster_workers: 2,
-            stream_paced_copies: 1,
-            stream_rate: 5_000.0,
+            stream_paced_events: 10_000,
+            stream_rate: 1_000.0,
             ..Self::full()
         }
     }

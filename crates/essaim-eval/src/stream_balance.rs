@@ -58,7 +58,7 @@ pub async fn stream_balance(
     workdir: &Path,
     stack: &StreamStack,
 ) -> anyhow::Result<StreamBalance> {
-    let replayed = stack.replay(plan.stream_copies).await?;
+    let replayed = stack.replay(plan.stream_events).await?;
     let workers = plan.stream_cluster_workers;
     let dir = workdir.join("stream-balance");
     let mut cluster =
@@ -67,7 +67,7 @@ pub async fn stream_balance(
     let observed = run_pipeline(&mut cluster, stack.job(&run)?, |_, _, _| Ok(())).await?;
     let names = cluster.worker_names();
     cluster.stop().await?;
-    stack.check(&run, plan.stream_copies, "balance").await?;
+    stack.check(&run, plan.stream_events, "balance").await?;
     let records = |name: &str, stage: &str| {
         observed
             .records

@@ -11,6 +11,7 @@ use crate::stats::median;
 use crate::stream_scaling::stream_cluster_options;
 use crate::stream_stack::{StreamSample, StreamStack, run_pipeline};
 use crate::{Host, Plan, say};
+use essaim_coordinator::streams::PipelineView;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 use std::path::Path;
@@ -65,11 +66,11 @@ pub async fn stream_elasticity(
     let mut cluster = EvalCluster::start(host, &dir, &stream_cluster_options(), &[2]).await?;
     let run = stack.fresh_run().await?;
     stack.reset_stream().await?;
-    let duration_s = (plan.stream_paced_copies * 50_000) as f64 / plan.stream_rate;
+    let duration_s = (plan.stream_paced_events) as f64 / plan.stream_rate;
     let (add_at, drain_at) = (duration_s / 3.0, duration_s * 2.0 / 3.0);
     let mut log: Vec<ScalingEvent> = Vec::new();
     let job = stack.job(&run)?;
-    let on_sample = |cluster: &mut EvalCluster, sample: &StreamSample, _: &[_]| {
+    let on_sample = |cluster: &mut EvalCluster, sample: &StreamSample, _: &[PipelineView]| {
         if log.is_empty() && sample.t_s >= add_at {
             for _ in 0..CHANGED {
                 cluster.add_worker(2, false)?;
@@ -90,12 +91,12 @@ pub async fn stream_elasticity(
         anyhow::Ok(())
     };
     let (published, observed) = tokio::join!(
-        stack.publish(plan.stream_paced_copies, Some(plan.stream_rate)),
+        stack.publish(plan.stream_paced_events, Some(plan.stream_rate)),
         run_pipeline(&mut cluster, job, on_sample)
     );
     let (published, observed) = (published?, observed?);
     cluster.stop().await?;
-    stack.check(&run, plan.stream_paced_copies, "after adding and draining workers").await?;
+    stack.check(&run, plan.stream_paced_events, "after adding and draining workers").await?;
     anyhow::ensure!(
         log.len() == 2,
         "the stream ended after {:.1} s, before the workers were added and drained",

@@ -85,18 +85,18 @@ pub async fn stream_recovery(
         let mut cluster = EvalCluster::start(host, &dir, &options, &vec![2; workers]).await?;
         let run = stack.fresh_run().await?;
         stack.reset_stream().await?;
-        let duration_s = (plan.stream_paced_copies * 50_000) as f64 / plan.stream_rate;
+        let duration_s = (plan.stream_paced_events) as f64 / plan.stream_rate;
         let mut kill = Kill::new((duration_s * KILL_AT).max(2.0), plan.stream_rate);
         let job = stack.job(&run)?;
         let (published, observed) = tokio::join!(
-            stack.publish(plan.stream_paced_copies, Some(plan.stream_rate)),
+            stack.publish(plan.stream_paced_events, Some(plan.stream_rate)),
             run_pipeline(&mut cluster, job, |cluster, sample, views| {
                 kill.on_sample(cluster, sample, views)
             })
         );
         let (published, observed) = (published?, observed?);
         cluster.stop().await?;
-        stack.check(&run, plan.stream_paced_copies, "after a worker's SIGKILL").await?;
+        stack.check(&run, plan.stream_paced_events, "after a worker's SIGKILL").await?;
         events = published.events;
         let killed = kill
             .killed

@@ -55,7 +55,7 @@ pub async fn stream_scaling(
     workdir: &Path,
     stack: &StreamStack,
 ) -> anyhow::Result<StreamScaling> {
-    let replayed = stack.replay(plan.stream_copies).await?;
+    let replayed = stack.replay(plan.stream_events).await?;
     say(&format!(
         "stream-scaling: {} flights replayed at {:.0} events/s",
         replayed.events, replayed.events_per_second
@@ -73,7 +73,7 @@ pub async fn stream_scaling(
             let run = stack.fresh_run().await?;
             // A failed run drops the cluster, which kills its processes.
             let observed = run_pipeline(&mut cluster, stack.job(&run)?, |_, _, _| Ok(())).await?;
-            stack.check(&run, plan.stream_copies, "scaling").await?;
+            stack.check(&run, plan.stream_events, "scaling").await?;
             let rate = replayed.events as f64 / observed.job_seconds;
             say(&format!(
                 "stream-scaling: {workers} workers, run {}/{}: {rate:.0} events/s in {:.1} s, {:.2} core-s; tables equal the oracle",

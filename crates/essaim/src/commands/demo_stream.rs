@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use nix::sys::signal::Signal;
 
 use essaim_eval::flights::{AIRPORTS, SPEC, Stats, expected_outputs, flights_sample};

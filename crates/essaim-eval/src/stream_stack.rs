@@ -191,14 +191,15 @@ impl StreamStack {
         let pipeline = format!("flights_{number}");
         let database = format!("essaim_eval_{}_{number}", std::process::id());
         let (client, _driver) = essaim_connect_postgres::tls::connect(&self.postgres_url).await?;
-        // One statement each: a multi-statement query is a transaction, which
-        // `DROP DATABASE` refuses.
-        for statement in [
-            format!("DROP DATABASE IF EXISTS {database}"),
-            format!("CREATE DATABASE {database}"),
-        ] {
-            client.batch_execute(&statement).await?;
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+            .await?
+            .is_some();
+        if exists {
+            // An earlier evaluation's, with the same process id.
+            client.batch_execute(&format!("DROP DATABASE {database}")).await?;
         }
+        client.batch_execute(&format!("CREATE DATABASE {database}")).await?;
         Ok(PipelineRun {
             database_url: with_database(&self.postgres_url, &database),
             pipeline,

@@ -198,7 +198,10 @@ impl EvalCluster {
 
     /// Returns the names of the workers started and not yet forgotten.
     pub fn worker_names(&self) -> Vec<String> {
-        self.workers.iter().map(|worker| worker.name.clone()).collect()
+        self.workers
+            .iter()
+            .map(|worker| worker.name.clone())
+            .collect()
     }
 
     /// Returns the CPU time used so far by each live worker, by name.

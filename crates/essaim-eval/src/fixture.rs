@@ -3,16 +3,16 @@
 use crate::balance::{Balance, BalanceCase, BalanceRun, WorkerShare};
 use crate::elasticity::{Elasticity, OverviewSample, Phase, ScalingEvent, SecondOfThroughput};
 use crate::failover::{Failover, FailoverRun, FaultCase};
-use crate::stream_balance::{StreamBalance, StreamWorkerShare};
-use crate::stream_elasticity::StreamElasticity;
-use crate::stream_recovery::{StreamRecovery, StreamRecoveryRun};
-use crate::stream_scaling::{StreamCostPoint, StreamScaling};
-use crate::stream_stack::StreamSample;
 use crate::recovery::{CrashCase, CrashRun, PartitionRun, Recovery};
 use crate::scaling::{
     CostPoint, ScalingCurve, ScalingPoint, SleepScaling, WordcountRun, WordcountScaling,
 };
 use crate::stats::spread;
+use crate::stream_balance::{StreamBalance, StreamWorkerShare};
+use crate::stream_elasticity::StreamElasticity;
+use crate::stream_recovery::{StreamRecovery, StreamRecoveryRun};
+use crate::stream_scaling::{StreamCostPoint, StreamScaling};
+use crate::stream_stack::StreamSample;
 use crate::{Machine, Plan, Results};
 
 fn curve(unit: &'static str, medians: &[(usize, f64)]) -> ScalingCurve {

@@ -18,7 +18,6 @@ use essaim_stream::pipeline::{Pipeline, SinkRecord};
 use essaim_stream::record::Value;
 use essaim_stream::spec::PipelineSpec;
 
-
 /// The shipped flights (CSV with its header), 50,000 rows of 2001-01-01 to 2001-01-04.
 pub const FLIGHTS: &str = include_str!("../../../demo/stream/flights.csv");
 /// The airports the pipeline joins in.
@@ -251,7 +250,7 @@ impl Stats {
 mod tests {
     use super::*;
 
-        fn flights() -> String {
+    fn flights() -> String {
         let mut text = String::from("\"date\",\"delay\",\"distance\",\"origin\",\"destination\"\n");
         text.push_str("2001-01-01 00:01:00.000000,33,2176,\"LAS\",\"PHL\"\n");
         text.push_str("2001-01-01 00:05:00.000000,4,866,\"LAS\",\"SEA\"\n");
@@ -301,9 +300,20 @@ mod tests {
         let two = repeated(2);
         let rows: Vec<&str> = two.lines().collect();
         assert_eq!(rows.len(), 2 * 50_000 + 1);
-        assert_eq!(rows[1], "2001-01-01 00:01:00.000000,33,2176,\"LAS\",\"PHL\"");
-        assert_eq!(rows[50_001], "2001-01-05 00:01:00.000000,33,2176,\"LAS\",\"PHL\"");
-        assert!(rows[50_000] < rows[50_001], "{} then {}", rows[50_000], rows[50_001]);
+        assert_eq!(
+            rows[1],
+            "2001-01-01 00:01:00.000000,33,2176,\"LAS\",\"PHL\""
+        );
+        assert_eq!(
+            rows[50_001],
+            "2001-01-05 00:01:00.000000,33,2176,\"LAS\",\"PHL\""
+        );
+        assert!(
+            rows[50_000] < rows[50_001],
+            "{} then {}",
+            rows[50_000],
+            rows[50_001]
+        );
         assert_eq!(repeated(1), FLIGHTS);
         assert_eq!(flights_sample(2).lines().count(), 3);
         let some = first_events(60_000);

@@ -218,8 +218,8 @@ impl Plan {
             stream_repeats: 3,
             stream_events: 100_000,
             stream_cluster_workers: 3,
-            stream_paced_events: 30_000,
-            stream_rate: 1_500.0,
+            stream_paced_events: 20_000,
+            stream_rate: 800.0,
         }
     }
 
@@ -241,8 +241,8 @@ impl Plan {
             stream_repeats: 1,
             stream_events: 10_000,
             stream_cluster_workers: 2,
-            stream_paced_events: 10_000,
-            stream_rate: 1_000.0,
+            stream_paced_events: 8_000,
+            stream_rate: 800.0,
             ..Self::full()
         }
     }
@@ -454,7 +454,10 @@ async fn run_stream_scenarios(
         let required = Scenario::STREAMS
             .iter()
             .any(|scenario| options.only.contains(scenario));
-        anyhow::ensure!(!required, "the stream scenarios need NATS and PostgreSQL: {reason}");
+        anyhow::ensure!(
+            !required,
+            "the stream scenarios need NATS and PostgreSQL: {reason}"
+        );
         say(&format!("stream scenarios skipped: {reason}"));
         results.streams_skipped = Some(reason);
         return Ok(());

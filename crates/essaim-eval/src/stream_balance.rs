@@ -77,7 +77,13 @@ pub async fn stream_balance(
     };
     let total = |stage: &str| names.iter().map(|name| records(name, stage)).sum::<u64>();
     let (source_total, shuffled_total) = (total("source"), total("shuffled"));
-    let cpu = |name: &str| observed.worker_core_seconds.get(name).copied().unwrap_or(0.0);
+    let cpu = |name: &str| {
+        observed
+            .worker_core_seconds
+            .get(name)
+            .copied()
+            .unwrap_or(0.0)
+    };
     let cpu_total: f64 = names.iter().map(|name| cpu(name)).sum();
     let share = |part: f64, whole: f64| if whole > 0.0 { part / whole } else { 0.0 };
     let shares: Vec<StreamWorkerShare> = names
@@ -92,9 +98,8 @@ pub async fn stream_balance(
             cpu_share: share(cpu(name), cpu_total),
         })
         .collect();
-    let spread_of = |pick: fn(&StreamWorkerShare) -> f64| {
-        spread(&shares.iter().map(pick).collect::<Vec<_>>())
-    };
+    let spread_of =
+        |pick: fn(&StreamWorkerShare) -> f64| spread(&shares.iter().map(pick).collect::<Vec<_>>());
     let balance = StreamBalance {
         events: replayed.events,
         workers,
@@ -106,8 +111,12 @@ pub async fn stream_balance(
     };
     say(&format!(
         "stream-balance: {workers} workers, CPU CV {:.3}, source records CV {:.3}; tables equal the oracle",
-        balance.cpu_spread.map_or(f64::NAN, |spread| spread.coefficient_of_variation),
-        balance.source_spread.map_or(f64::NAN, |spread| spread.coefficient_of_variation),
+        balance
+            .cpu_spread
+            .map_or(f64::NAN, |spread| spread.coefficient_of_variation),
+        balance
+            .source_spread
+            .map_or(f64::NAN, |spread| spread.coefficient_of_variation),
     ));
     Ok(balance)
 }

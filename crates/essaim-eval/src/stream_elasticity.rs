@@ -96,7 +96,13 @@ pub async fn stream_elasticity(
     );
     let (published, observed) = (published?, observed?);
     cluster.stop().await?;
-    stack.check(&run, plan.stream_paced_events, "after adding and draining workers").await?;
+    stack
+        .check(
+            &run,
+            plan.stream_paced_events,
+            "after adding and draining workers",
+        )
+        .await?;
     anyhow::ensure!(
         log.len() == 2,
         "the stream ended after {:.1} s, before the workers were added and drained",
@@ -137,7 +143,10 @@ fn phases(samples: &[StreamSample], log: &[ScalingEvent], end_s: f64) -> Vec<Lag
                 .filter(|sample| sample.t_s >= bound[0] && sample.t_s < bound[1])
                 .collect();
             let lags: Vec<f64> = inside.iter().map(|sample| sample.lag as f64).collect();
-            let rates: Vec<f64> = inside.iter().map(|sample| sample.records_per_second).collect();
+            let rates: Vec<f64> = inside
+                .iter()
+                .map(|sample| sample.records_per_second)
+                .collect();
             LagPhase {
                 label: label.to_owned(),
                 from_s: bound[0],
@@ -167,10 +176,21 @@ mod tests {
 
     #[test]
     fn phases_split_the_samples_at_the_changes() {
-        let samples = [sample(0.5, 4), sample(1.5, 9), sample(2.5, 1), sample(3.5, 2)];
+        let samples = [
+            sample(0.5, 4),
+            sample(1.5, 9),
+            sample(2.5, 1),
+            sample(3.5, 2),
+        ];
         let log = [
-            ScalingEvent { t_s: 1.0, what: "+2".into() },
-            ScalingEvent { t_s: 3.0, what: "drain 2".into() },
+            ScalingEvent {
+                t_s: 1.0,
+                what: "+2".into(),
+            },
+            ScalingEvent {
+                t_s: 3.0,
+                what: "drain 2".into(),
+            },
         ];
         let phases = phases(&samples, &log, 4.0);
         assert_eq!(phases.len(), 3);

@@ -49,18 +49,25 @@ pub fn stream_plots(results: &Results, plots: &mut Vec<PlotFile>) {
         });
     }
     if let Some(balance) = &results.stream_balance {
-        let labels = balance.shares.iter().map(|share| share.name.clone()).collect();
-        let bars = |name: &str, colour, value: fn(&crate::stream_balance::StreamWorkerShare) -> f64| Series {
-            name: name.into(),
-            colour,
-            kind: SeriesKind::Bars,
-            points: balance
-                .shares
-                .iter()
-                .enumerate()
-                .map(|(index, share)| (index as f64, value(share) * 100.0))
-                .collect(),
-        };
+        let labels = balance
+            .shares
+            .iter()
+            .map(|share| share.name.clone())
+            .collect();
+        let bars =
+            |name: &str, colour, value: fn(&crate::stream_balance::StreamWorkerShare) -> f64| {
+                Series {
+                    name: name.into(),
+                    colour,
+                    kind: SeriesKind::Bars,
+                    points: balance
+                        .shares
+                        .iter()
+                        .enumerate()
+                        .map(|(index, share)| (index as f64, value(share) * 100.0))
+                        .collect(),
+                }
+            };
         let chart = Chart {
             title: format!("Load of a pipeline on {} workers", balance.workers),
             x_label: "worker".into(),

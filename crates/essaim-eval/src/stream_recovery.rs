@@ -100,7 +100,9 @@ pub async fn stream_recovery(
         );
         let (published, observed) = (published?, observed?);
         cluster.stop().await?;
-        stack.check(&run, plan.stream_paced_events, "after a worker's SIGKILL").await?;
+        stack
+            .check(&run, plan.stream_paced_events, "after a worker's SIGKILL")
+            .await?;
         events = published.events;
         let killed = kill
             .killed
@@ -269,7 +271,14 @@ mod tests {
     #[test]
     fn the_lag_is_normal_again_once_it_stays_low() {
         // Units back at 6 s with a stale low lag, then their backlog, then caught up.
-        let lags = [(5.0, 900), (6.0, 100), (6.5, 1800), (7.0, 400), (8.0, 450), (9.5, 200)];
+        let lags = [
+            (5.0, 900),
+            (6.0, 100),
+            (6.5, 1800),
+            (7.0, 400),
+            (8.0, 450),
+            (9.5, 200),
+        ];
         let samples: Vec<StreamSample> = lags.iter().map(|&(t, lag)| sample(t, lag)).collect();
         assert_eq!(lag_normal_at(&samples, Some(6.0), 500), Some(7.0));
         // Never back before the units are.

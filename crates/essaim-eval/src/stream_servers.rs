@@ -114,5 +114,7 @@ pub fn scripts_dir(flag: Option<PathBuf>) -> Option<PathBuf> {
     let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
     flag.into_iter()
         .chain([built_from, PathBuf::from("scripts")])
-        .find(|candidate| candidate.join("nats.sh").is_file() && candidate.join("postgres.sh").is_file())
+        .find(|candidate| {
+            candidate.join("nats.sh").is_file() && candidate.join("postgres.sh").is_file()
+        })
 }

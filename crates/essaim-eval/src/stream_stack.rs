@@ -16,8 +16,8 @@
 
 use crate::cluster::EvalCluster;
 use crate::flights::{self, AIRPORTS, SPEC, Stats};
-use crate::stream_servers::{self, NATS_URL_VARIABLE, POSTGRES_URL_VARIABLE, ScriptServer};
 use crate::say;
+use crate::stream_servers::{self, NATS_URL_VARIABLE, POSTGRES_URL_VARIABLE, ScriptServer};
 use essaim_coordinator::planning::StreamRequest;
 use essaim_coordinator::streams::PipelineView;
 use essaim_proto::v1;
@@ -57,7 +57,9 @@ pub struct StreamStack {
 
 /// Locks `mutex`, whose data stays whole even if a holder panicked.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Why the stream scenarios cannot run here, if they cannot.
@@ -105,7 +107,9 @@ impl StreamStack {
         };
         let nats_url = url_of(NATS_URL_VARIABLE, "nats.sh")?;
         let postgres_url = url_of(POSTGRES_URL_VARIABLE, "postgres.sh")?;
-        say(&format!("streams: NATS at {nats_url}, PostgreSQL at {postgres_url}"));
+        say(&format!(
+            "streams: NATS at {nats_url}, PostgreSQL at {postgres_url}"
+        ));
         Ok(StreamStack {
             nats_url,
             postgres_url,
@@ -176,9 +180,13 @@ impl StreamStack {
             pacing,
             limit: None,
         };
-        let summary =
-            replay::replay(CsvInput::open(&path).await?, &mut publisher, &options, &mut |_| {})
-                .await?;
+        let summary = replay::replay(
+            CsvInput::open(&path).await?,
+            &mut publisher,
+            &options,
+            &mut |_| {},
+        )
+        .await?;
         Ok(Replayed {
             events: summary.lines,
             events_per_second: summary.lines_per_second,
@@ -197,9 +205,13 @@ impl StreamStack {
             .is_some();
         if exists {
             // An earlier evaluation's, with the same process id.
-            client.batch_execute(&format!("DROP DATABASE {database}")).await?;
+            client
+                .batch_execute(&format!("DROP DATABASE {database}"))
+                .await?;
         }
-        client.batch_execute(&format!("CREATE DATABASE {database}")).await?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {database}"))
+            .await?;
         Ok(PipelineRun {
             database_url: with_database(&self.postgres_url, &database),
             pipeline,
@@ -273,7 +285,9 @@ pub struct PipelineRun {
 
 /// `url` with its database (the path) replaced by `database`.
 fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(base, query)| (base, Some(query)));
     let authority_start = base.find("://").map_or(0, |at| at + 3);
     let path_start = base[authority_start..]
         .find('/')

@@ -73,7 +73,10 @@ pub fn stream_sections(out: &mut String, results: &Results) {
             );
         }
         let cv = |spread: Option<crate::stats::Spread>| {
-            spread.map_or_else(|| "–".into(), |spread| number(spread.coefficient_of_variation, 3))
+            spread.map_or_else(
+                || "–".into(),
+                |spread| number(spread.coefficient_of_variation, 3),
+            )
         };
         let _ = writeln!(
             out,
@@ -137,7 +140,9 @@ pub fn stream_sections(out: &mut String, results: &Results) {
                 phase.label,
                 number(phase.from_s, 1),
                 number(phase.to_s, 1),
-                phase.median_lag.map_or_else(|| "–".into(), |lag| number(lag, 0)),
+                phase
+                    .median_lag
+                    .map_or_else(|| "–".into(), |lag| number(lag, 0)),
                 phase.max_lag,
                 phase
                     .median_records_per_s

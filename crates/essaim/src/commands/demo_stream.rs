@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use essaim_eval::flights::{AIRPORTS, SPEC, Stats, expected_outputs, flights_sample};
-use essaim_eval::stream_servers::ScriptServer;
 use super::stream::{PipelineArgs, build_job};
 use crate::client::{ConnectArgs, CoordinatorCalls, TokenArgs};
 use crate::local_cluster::{LocalCluster, LocalOptions};
+use essaim_eval::flights::{AIRPORTS, SPEC, Stats, expected_outputs, flights_sample};
+use essaim_eval::stream_servers::ScriptServer;
 
 /// The pipeline's name: its state in PostgreSQL is keyed by it.
 const PIPELINE: &str = "flights";

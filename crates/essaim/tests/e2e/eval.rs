@@ -51,17 +51,14 @@ fn assert_well_formed_svg(path: &Path) {
 
 /// Runs `essaim eval --quick --only SCENARIOS` into `out` with `env`; returns its
 /// results, checked equal to `results.json`.
-async fn quick_eval(
-    out: &Path,
-    scenarios: &str,
-    env: &[(&str, &str)],
-    timeout: Duration,
-) -> Value {
+async fn quick_eval(out: &Path, scenarios: &str, env: &[(&str, &str)], timeout: Duration) -> Value {
     let started = Instant::now();
     let output = tokio::time::timeout(
         timeout,
         tokio::process::Command::new(env!("CARGO_BIN_EXE_essaim"))
-            .args(["eval", "--quick", "--output", "json", "--only", scenarios, "--out"])
+            .args([
+                "eval", "--quick", "--output", "json", "--only", scenarios, "--out",
+            ])
             .arg(out)
             .env_remove("ESSAIM_TOKEN")
             .env_remove("ESSAIM_COORDINATOR")
@@ -240,7 +237,10 @@ async fn quick_stream_scenarios_measure_the_pipeline_and_match_the_oracle() {
     for workers in [1, 2] {
         let rate = number(&point(&scaling["curve"], workers)["median"], "events/s");
         // The backlog of 10,000 events takes seconds, not minutes, and not nothing.
-        assert!((1_000.0..1_000_000.0).contains(&rate), "{workers} workers: {rate}");
+        assert!(
+            (1_000.0..1_000_000.0).contains(&rate),
+            "{workers} workers: {rate}"
+        );
     }
     for cost in array(&scaling["cost"], "cost") {
         let core_seconds = number(&cost["core_seconds_per_million"], "core-s/M");
@@ -258,18 +258,28 @@ async fn quick_stream_scenarios_measure_the_pipeline_and_match_the_oracle() {
         // Units move once the worker timeout has passed; the lag follows.
         assert!(units_back < timeout + 15.0, "{run}");
         assert!(lag_normal >= units_back && lag_normal < 30.0, "{run}");
-        assert!(run["peak_lag"].as_i64() >= run["normal_lag"].as_i64(), "{run}");
+        assert!(
+            run["peak_lag"].as_i64() >= run["normal_lag"].as_i64(),
+            "{run}"
+        );
     }
 
     let plots = array(&results["plots"], "plots");
     let names: Vec<&str> = plots.iter().filter_map(Value::as_str).collect();
     assert_eq!(
         names,
-        ["stream_throughput.svg", "stream_cost.svg", "stream_recovery.svg"]
+        [
+            "stream_throughput.svg",
+            "stream_cost.svg",
+            "stream_recovery.svg"
+        ]
     );
     for plot in names {
         assert_well_formed_svg(&out.join(plot));
     }
     let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
-    assert!(summary.contains("## S3. A pipeline after SIGKILL"), "{summary}");
+    assert!(
+        summary.contains("## S3. A pipeline after SIGKILL"),
+        "{summary}"
+    );
 }

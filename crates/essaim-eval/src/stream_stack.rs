@@ -127,10 +127,10 @@ impl StreamStack {
     /// already there is kept (publishing into NATS, which syncs every write, takes
     /// longer than reading it).
     pub async fn replay(&self, events: usize) -> anyhow::Result<Replayed> {
-        if let Some(replayed) = *lock(&self.backlog) {
-            if replayed.events == events as u64 {
-                return Ok(replayed);
-            }
+        if let Some(replayed) = *lock(&self.backlog)
+            && replayed.events == events as u64
+        {
+            return Ok(replayed);
         }
         self.reset_stream().await?;
         let replayed = self.publish(events, None).await?;

@@ -247,6 +247,8 @@ pub fn sample_results() -> Results {
                 samples: vec![stream_sample(3.75, 100), stream_sample(4.0, 9000)],
             }],
             median_lag_normal_s: Some(2.0),
+            coordinator_runs: Vec::new(),
+            coordinator_median_lag_normal_s: None,
             oracle_matched: true,
         }),
         stream_elasticity: Some(StreamElasticity {

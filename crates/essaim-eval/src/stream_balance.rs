@@ -8,7 +8,7 @@
 use crate::cluster::EvalCluster;
 use crate::stats::{Spread, spread};
 use crate::stream_scaling::stream_cluster_options;
-use crate::stream_stack::{StreamStack, run_pipeline};
+use crate::stream_stack::{AfterSample, StreamStack, run_pipeline};
 use crate::{Host, Plan, say};
 use serde::Serialize;
 use std::path::Path;
@@ -64,7 +64,10 @@ pub async fn stream_balance(
     let mut cluster =
         EvalCluster::start(host, &dir, &stream_cluster_options(), &vec![2; workers]).await?;
     let run = stack.fresh_run().await?;
-    let observed = run_pipeline(&mut cluster, stack.job(&run)?, |_, _, _| Ok(())).await?;
+    let observed = run_pipeline(&mut cluster, stack.job(&run)?, |_, _, _| {
+        Ok(AfterSample::Continue)
+    })
+    .await?;
     let names = cluster.worker_names();
     cluster.stop().await?;
     stack.check(&run, plan.stream_events, "balance").await?;

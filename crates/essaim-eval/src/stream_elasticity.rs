@@ -9,7 +9,7 @@ use crate::cluster::EvalCluster;
 use crate::elasticity::ScalingEvent;
 use crate::stats::median;
 use crate::stream_scaling::stream_cluster_options;
-use crate::stream_stack::{StreamSample, StreamStack, run_pipeline};
+use crate::stream_stack::{AfterSample, StreamSample, StreamStack, run_pipeline};
 use crate::{Host, Plan, say};
 use essaim_coordinator::streams::PipelineView;
 use nix::sys::signal::Signal;
@@ -88,7 +88,7 @@ pub async fn stream_elasticity(
                 what: format!("drain {CHANGED}"),
             });
         }
-        anyhow::Ok(())
+        anyhow::Ok(AfterSample::Continue)
     };
     let (published, observed) = tokio::join!(
         stack.publish(plan.stream_paced_events, Some(plan.stream_rate)),

@@ -85,11 +85,18 @@ pub fn stream_plots(results: &Results, plots: &mut Vec<PlotFile>) {
             svg: chart.to_svg(),
         });
     }
-    if let Some(run) = results
-        .stream_recovery
-        .as_ref()
-        .and_then(|recovery| recovery.runs.first())
-    {
+    let recoveries = results.stream_recovery.as_ref().map(|recovery| {
+        [
+            ("stream_recovery.svg", "worker", recovery.runs.first()),
+            (
+                "stream_recovery_coordinator.svg",
+                "coordinator",
+                recovery.coordinator_runs.first(),
+            ),
+        ]
+    });
+    for (file_name, victim, run) in recoveries.into_iter().flatten() {
+        let Some(run) = run else { continue };
         let mut markers = vec![Marker {
             at: MarkerAt::X(run.killed_at_s),
             label: format!("SIGKILL {}", run.killed_worker),
@@ -101,9 +108,9 @@ pub fn stream_plots(results: &Results, plots: &mut Vec<PlotFile>) {
             });
         }
         plots.push(PlotFile {
-            file_name: "stream_recovery.svg",
+            file_name,
             svg: row_to_svg(
-                "A pipeline after SIGKILL of a worker",
+                &format!("A pipeline after SIGKILL of the {victim}"),
                 &timeline_charts(&run.samples, &markers),
             ),
         });

@@ -5,17 +5,17 @@
 //! 250 ms: until every unit is reported again by a live worker, and until the lag is
 //! back to normal for good: from then on, for 2 s or until the stream ends, no more than
 //! the most it was in the 3 s before the kill, or half a second of input, whichever is
-//! larger. (A unit that moved reports its backlog only once it reads again, so the lag
+//! larger (the end of the stream, everything read, counts as no lag). (A unit that moved reports its backlog only once it reads again, so the lag
 //! peaks after the units are back.) Then the stream ends and the tables must equal the
 //! oracle's: nothing lost, nothing counted twice.
 //!
-//! The coordinator is not killed here: the evaluation's cluster does not restart it on
-//! its journal (the failover scenario measures a coordinator's death with two of them).
+//! The same is done to the coordinator: SIGKILL, then started again at once on its
+//! journal and port (as a supervisor would), the workers finding it at the URL they know.
 
 use crate::cluster::EvalCluster;
 use crate::stats::median;
 use crate::stream_scaling::stream_cluster_options;
-use crate::stream_stack::{StreamSample, StreamStack, run_pipeline};
+use crate::stream_stack::{AfterSample, StreamSample, StreamStack, run_pipeline};
 use crate::{Host, Plan, say};
 use essaim_coordinator::streams::PipelineView;
 use nix::sys::signal::Signal;
@@ -65,10 +65,15 @@ pub struct StreamRecovery {
     pub worker_timeout_ms: u64,
     /// `--heartbeat-ms`.
     pub heartbeat_ms: u64,
-    /// Every run.
+    /// Every SIGKILL of a worker.
     pub runs: Vec<StreamRecoveryRun>,
-    /// Median of `lag_normal_s`.
+    /// Median of their `lag_normal_s`.
     pub median_lag_normal_s: Option<f64>,
+    /// Every SIGKILL of the coordinator, started again at once on its journal and
+    /// port (`killed_worker` is `coordinator`; its units are all the units).
+    pub coordinator_runs: Vec<StreamRecoveryRun>,
+    /// Median of their `lag_normal_s`.
+    pub coordinator_median_lag_normal_s: Option<f64>,
     /// Every run's tables equalled the oracle's (else the scenario failed).
     pub oracle_matched: bool,
 }
@@ -82,69 +87,123 @@ pub async fn stream_recovery(
 ) -> anyhow::Result<StreamRecovery> {
     let options = stream_cluster_options();
     let workers = plan.stream_cluster_workers.max(2);
-    let mut runs = Vec::new();
+    let (mut runs, mut coordinator_runs) = (Vec::new(), Vec::new());
     let mut events = 0;
-    for repeat in 0..plan.stream_repeats {
-        let dir = workdir.join(format!("stream-recovery-{repeat}"));
-        let mut cluster = EvalCluster::start(host, &dir, &options, &vec![2; workers]).await?;
-        let run = stack.fresh_run().await?;
-        stack.reset_stream().await?;
-        let duration_s = (plan.stream_paced_events) as f64 / plan.stream_rate;
-        let mut kill = Kill::new((duration_s * KILL_AT).max(2.0), plan.stream_rate);
-        let job = stack.job(&run)?;
-        let (published, observed) = tokio::join!(
-            stack.publish(plan.stream_paced_events, Some(plan.stream_rate)),
-            run_pipeline(&mut cluster, job, |cluster, sample, views| {
-                kill.on_sample(cluster, sample, views)
-            })
-        );
-        let (published, observed) = (published?, observed?);
-        cluster.stop().await?;
-        stack
-            .check(&run, plan.stream_paced_events, "after a worker's SIGKILL")
-            .await?;
-        events = published.events;
-        let killed = kill
-            .killed
-            .ok_or_else(|| anyhow::anyhow!("the stream ended before the kill"))?;
-        let units_back_at = kill.units_back_at;
-        let result = StreamRecoveryRun {
-            killed_worker: killed.worker,
-            units_killed: killed.units,
-            killed_at_s: killed.at_s,
-            normal_lag: killed.normal_lag,
-            peak_lag: kill.peak_lag,
-            units_back_s: units_back_at.map(|at| at - killed.at_s),
-            lag_normal_s: lag_normal_at(&observed.samples, units_back_at, killed.normal_lag)
-                .map(|at| at - killed.at_s),
-            job_seconds: observed.job_seconds,
-            samples: observed.samples,
-        };
-        say(&format!(
-            "stream-recovery, run {}/{}: {} ({} units) killed at {:.1} s; units back after {:?} s, lag back to normal ({}) after {:?} s (peak {}); tables equal the oracle",
-            repeat + 1,
-            plan.stream_repeats,
-            result.killed_worker,
-            result.units_killed,
-            result.killed_at_s,
-            result.units_back_s,
-            result.normal_lag,
-            result.lag_normal_s,
-            result.peak_lag
-        ));
-        runs.push(result);
+    for victim in [Victim::Worker, Victim::Coordinator] {
+        for repeat in 0..plan.stream_repeats {
+            let dir = workdir.join(format!("stream-recovery-{}-{repeat}", victim.name()));
+            let mut cluster = EvalCluster::start(host, &dir, &options, &vec![2; workers]).await?;
+            let (run, published) = one_kill(&mut cluster, plan, stack, victim).await?;
+            cluster.stop().await?;
+            events = published;
+            say(&format!(
+                "stream-recovery, {} run {}/{}: {} ({} units) killed at {:.1} s; units back after {:?} s, lag back to normal ({}) after {:?} s (peak {}); tables equal the oracle",
+                victim.name(),
+                repeat + 1,
+                plan.stream_repeats,
+                run.killed_worker,
+                run.units_killed,
+                run.killed_at_s,
+                run.units_back_s,
+                run.normal_lag,
+                run.lag_normal_s,
+                run.peak_lag
+            ));
+            match victim {
+                Victim::Worker => runs.push(run),
+                Victim::Coordinator => coordinator_runs.push(run),
+            }
+        }
     }
-    let normal: Vec<f64> = runs.iter().filter_map(|run| run.lag_normal_s).collect();
+    let median_normal = |runs: &[StreamRecoveryRun]| {
+        median(
+            &runs
+                .iter()
+                .filter_map(|run| run.lag_normal_s)
+                .collect::<Vec<_>>(),
+        )
+    };
     Ok(StreamRecovery {
         events,
         rate: plan.stream_rate,
         workers,
         worker_timeout_ms: options.worker_timeout.as_millis() as u64,
         heartbeat_ms: options.heartbeat.as_millis() as u64,
-        median_lag_normal_s: median(&normal),
+        median_lag_normal_s: median_normal(&runs),
+        coordinator_median_lag_normal_s: median_normal(&coordinator_runs),
         runs,
+        coordinator_runs,
         oracle_matched: true,
     })
+}
+
+/// Runs the pipeline over a paced stream on `cluster`, kills `victim` mid-stream,
+/// checks the tables; returns the run and the events published.
+async fn one_kill(
+    cluster: &mut EvalCluster,
+    plan: &Plan,
+    stack: &StreamStack,
+    victim: Victim,
+) -> anyhow::Result<(StreamRecoveryRun, u64)> {
+    let run = stack.fresh_run().await?;
+    stack.reset_stream().await?;
+    let duration_s = plan.stream_paced_events as f64 / plan.stream_rate;
+    let mut kill = Kill::new(victim, (duration_s * KILL_AT).max(2.0), plan.stream_rate);
+    let job = stack.job(&run)?;
+    let (published, observed) = tokio::join!(
+        stack.publish(plan.stream_paced_events, Some(plan.stream_rate)),
+        run_pipeline(cluster, job, |cluster, sample, views| {
+            kill.on_sample(cluster, sample, views)
+        })
+    );
+    let (published, observed) = (published?, observed?);
+    let when = format!("after SIGKILL of the {}", victim.name());
+    stack.check(&run, plan.stream_paced_events, &when).await?;
+    let killed = kill
+        .killed
+        .ok_or_else(|| anyhow::anyhow!("the stream ended before the kill"))?;
+    let units_back_at = kill.units_back_at;
+    // The stream ended with everything read: no lag at the end, which may come
+    // between two samples.
+    let mut with_end = observed.samples.clone();
+    if let Some(last) = observed.samples.last() {
+        with_end.push(StreamSample {
+            t_s: observed.job_seconds.max(last.t_s + 0.001),
+            lag: 0,
+            ..last.clone()
+        });
+    }
+    let result = StreamRecoveryRun {
+        killed_worker: killed.worker,
+        units_killed: killed.units,
+        killed_at_s: killed.at_s,
+        normal_lag: killed.normal_lag,
+        peak_lag: kill.peak_lag,
+        units_back_s: units_back_at.map(|at| at - killed.at_s),
+        lag_normal_s: lag_normal_at(&with_end, units_back_at, killed.normal_lag)
+            .map(|at| at - killed.at_s),
+        job_seconds: observed.job_seconds,
+        samples: observed.samples,
+    };
+    Ok((result, published.events))
+}
+
+/// What is killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    /// The worker running the most units; the others take its units over.
+    Worker,
+    /// The coordinator, started again at once on its journal.
+    Coordinator,
+}
+
+impl Victim {
+    fn name(self) -> &'static str {
+        match self {
+            Victim::Worker => "worker",
+            Victim::Coordinator => "coordinator",
+        }
+    }
 }
 
 /// The first sample from `units_back_at` on after which the lag stays at most
@@ -171,6 +230,7 @@ struct Killed {
 
 /// Decides, sample by sample, when to kill and when the pipeline has recovered.
 struct Kill {
+    victim: Victim,
     at_s: f64,
     /// The floor of the normal lag: half a second of input.
     floor: i64,
@@ -182,8 +242,9 @@ struct Kill {
 }
 
 impl Kill {
-    fn new(at_s: f64, rate: f64) -> Self {
+    fn new(victim: Victim, at_s: f64, rate: f64) -> Self {
         Self {
+            victim,
             at_s,
             floor: (rate * 0.5) as i64,
             before: Vec::new(),
@@ -199,16 +260,18 @@ impl Kill {
         cluster: &mut EvalCluster,
         sample: &StreamSample,
         views: &[PipelineView],
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<AfterSample> {
         let Some(killed) = &self.killed else {
             self.units = self.units.max(sample.units);
             self.before.push(sample.clone());
             if sample.t_s >= self.at_s && sample.units == self.units && self.units > 0 {
-                self.kill(cluster, sample, views)?;
+                return self.kill(cluster, sample, views);
             }
-            return Ok(());
+            return Ok(AfterSample::Continue);
         };
         self.peak_lag = self.peak_lag.max(sample.lag);
+        // A dead worker's last reports stay on the board until they are stale; a
+        // restarted coordinator's board starts empty.
         let alive_units = views
             .iter()
             .flat_map(|view| view.units.iter())
@@ -217,24 +280,36 @@ impl Kill {
         if alive_units >= self.units {
             self.units_back_at.get_or_insert(sample.t_s);
         }
-        Ok(())
+        Ok(AfterSample::Continue)
     }
 
-    /// Kills the worker running the most units.
+    /// Kills the victim: the worker running the most units now, or the coordinator
+    /// (by asking [`run_pipeline`] to restart it).
     fn kill(
         &mut self,
         cluster: &mut EvalCluster,
         sample: &StreamSample,
         views: &[PipelineView],
-    ) -> anyhow::Result<()> {
-        let mut by_worker = std::collections::BTreeMap::<&str, u32>::new();
-        for unit in views.iter().flat_map(|view| view.units.iter()) {
-            *by_worker.entry(unit.worker_name.as_str()).or_default() += 1;
-        }
-        let Some((worker, units)) = by_worker.into_iter().max_by_key(|(_, units)| *units) else {
-            return Ok(());
+    ) -> anyhow::Result<AfterSample> {
+        let (victim, units, then) = match self.victim {
+            Victim::Coordinator => (
+                "coordinator".to_owned(),
+                self.units,
+                AfterSample::RestartCoordinator,
+            ),
+            Victim::Worker => {
+                let mut by_worker = std::collections::BTreeMap::<&str, u32>::new();
+                for unit in views.iter().flat_map(|view| view.units.iter()) {
+                    *by_worker.entry(unit.worker_name.as_str()).or_default() += 1;
+                }
+                let Some((worker, units)) = by_worker.into_iter().max_by_key(|(_, units)| *units)
+                else {
+                    return Ok(AfterSample::Continue);
+                };
+                cluster.signal_worker(worker, Signal::SIGKILL)?;
+                (worker.to_owned(), units, AfterSample::Continue)
+            }
         };
-        cluster.signal_worker(worker, Signal::SIGKILL)?;
         let normal_lag = self
             .before
             .iter()
@@ -244,12 +319,12 @@ impl Kill {
             .unwrap_or(0)
             .max(self.floor);
         self.killed = Some(Killed {
-            worker: worker.to_owned(),
+            worker: victim,
             units,
             at_s: sample.t_s,
             normal_lag,
         });
-        Ok(())
+        Ok(then)
     }
 }
 

@@ -10,7 +10,7 @@
 use crate::cluster::{ClusterOptions, EvalCluster};
 use crate::scaling::{ScalingCurve, curve, point};
 use crate::stats::median;
-use crate::stream_stack::{StreamStack, run_pipeline};
+use crate::stream_stack::{AfterSample, StreamStack, run_pipeline};
 use crate::{Host, Plan, say};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -72,7 +72,10 @@ pub async fn stream_scaling(
         for repeat in 0..plan.stream_repeats {
             let run = stack.fresh_run().await?;
             // A failed run drops the cluster, which kills its processes.
-            let observed = run_pipeline(&mut cluster, stack.job(&run)?, |_, _, _| Ok(())).await?;
+            let observed = run_pipeline(&mut cluster, stack.job(&run)?, |_, _, _| {
+                Ok(AfterSample::Continue)
+            })
+            .await?;
             stack.check(&run, plan.stream_events, "scaling").await?;
             let rate = replayed.events as f64 / observed.job_seconds;
             say(&format!(

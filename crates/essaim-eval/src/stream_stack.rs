@@ -37,6 +37,8 @@ const PARTITIONS: u32 = 3;
 const PUBLISHES_IN_FLIGHT: usize = 256;
 /// Period of the samples of the coordinator's stream board.
 pub const SAMPLE_PERIOD: Duration = Duration::from_millis(250);
+/// Longest the coordinator may fail to answer before the scenario fails.
+const POLL_FAILURES_FOR: Duration = Duration::from_secs(30);
 /// Longest a pipeline may run before the scenario fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -341,7 +343,11 @@ pub struct Observed {
 pub async fn run_pipeline(
     cluster: &mut EvalCluster,
     job: v1::JobSpec,
-    mut on_sample: impl FnMut(&mut EvalCluster, &StreamSample, &[PipelineView]) -> anyhow::Result<()>,
+    mut on_sample: impl FnMut(
+        &mut EvalCluster,
+        &StreamSample,
+        &[PipelineView],
+    ) -> anyhow::Result<AfterSample>,
 ) -> anyhow::Result<Observed> {
     let cpu_before = cluster.cpu();
     let per_worker_before = cluster.worker_cpu();
@@ -352,17 +358,41 @@ pub async fn run_pipeline(
     let mut records: BTreeMap<(String, String, u32), u64> = BTreeMap::new();
     let mut units_by_stage: BTreeMap<String, u32> = BTreeMap::new();
     let mut per_worker_last = per_worker_before.clone();
+    let mut failing_since: Option<Instant> = None;
     let job = loop {
-        let status = crate::cluster::job_status(&mut client, job_id).await?;
+        anyhow::ensure!(
+            started.elapsed() < RUN_TIMEOUT,
+            "the pipeline's job {job_id} still runs after {RUN_TIMEOUT:?}"
+        );
+        let polled = async {
+            let status = crate::cluster::job_status(&mut client, job_id).await?;
+            let views = cluster.streams().await?;
+            let workers = cluster.workers_view().await?.len() as u32;
+            anyhow::Ok((status, views, workers))
+        }
+        .await;
+        // A coordinator just restarted may refuse a call or two.
+        let (status, views, workers) = match polled {
+            Ok(polled) => {
+                failing_since = None;
+                polled
+            }
+            Err(error)
+                if failing_since.is_some_and(|since| since.elapsed() > POLL_FAILURES_FOR) =>
+            {
+                return Err(
+                    error.context(format!("polling the coordinator for {POLL_FAILURES_FOR:?}"))
+                );
+            }
+            Err(_) => {
+                failing_since.get_or_insert_with(Instant::now);
+                tokio::time::sleep(SAMPLE_PERIOD).await;
+                continue;
+            }
+        };
         if status.state != "running" {
             break status;
         }
-        anyhow::ensure!(
-            started.elapsed() < RUN_TIMEOUT,
-            "the pipeline's job {job_id} still runs after {RUN_TIMEOUT:?}: {status:?}"
-        );
-        let views = cluster.streams().await?;
-        let workers = cluster.workers_view().await?.len() as u32;
         let sample = sample_of(&views, workers, started.elapsed().as_secs_f64());
         for unit in views.iter().flat_map(|view| view.units.iter()) {
             let key = (unit.worker_name.clone(), unit.stage.clone(), unit.unit);
@@ -375,8 +405,11 @@ pub async fn run_pipeline(
         for (name, seconds) in cluster.worker_cpu() {
             per_worker_last.insert(name, seconds);
         }
-        on_sample(cluster, &sample, &views)?;
+        let then = on_sample(cluster, &sample, &views)?;
         samples.push(sample);
+        if then == AfterSample::RestartCoordinator {
+            cluster.restart_coordinator().await?;
+        }
         tokio::time::sleep(SAMPLE_PERIOD).await;
     };
     let cpu_after = cluster.cpu();
@@ -409,6 +442,15 @@ pub async fn run_pipeline(
         coordinator_core_seconds,
         worker_core_seconds,
     })
+}
+
+/// What [`run_pipeline`] does after a sample, as the scenario asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterSample {
+    /// The next sample.
+    Continue,
+    /// SIGKILL the coordinator and start it again on its journal, then the next sample.
+    RestartCoordinator,
 }
 
 /// The board's pipelines reduced to one sample.

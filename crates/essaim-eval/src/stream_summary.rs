@@ -90,7 +90,7 @@ pub fn stream_sections(out: &mut String, results: &Results) {
     if let Some(recovery) = &results.stream_recovery {
         let _ = writeln!(
             out,
-            "## S3. A pipeline after SIGKILL of a worker\n\n{} events published at {} events/s on {} workers, `--worker-timeout-ms {}`, heartbeats every {} ms. Tables equal the oracle after every kill: {}.\n",
+            "## S3. A pipeline after SIGKILL of a worker, and of the coordinator\n\n{} events published at {} events/s on {} workers, `--worker-timeout-ms {}`, heartbeats every {} ms; a killed coordinator is started again at once on its journal. Tables equal the oracle after every kill: {}.\n",
             recovery.events,
             number(recovery.rate, 0),
             recovery.workers,
@@ -103,7 +103,8 @@ pub fn stream_sections(out: &mut String, results: &Results) {
             "| run | killed (units) | at (s) | normal lag | peak lag | kill → units back (s) | kill → lag normal (s) | job (s) |\n|---|---|---|---|---|---|---|---|"
         );
         let seconds = |value: Option<f64>| value.map_or_else(|| "–".into(), |v| number(v, 2));
-        for (index, run) in recovery.runs.iter().enumerate() {
+        let runs = recovery.runs.iter().chain(&recovery.coordinator_runs);
+        for (index, run) in runs.enumerate() {
             let _ = writeln!(
                 out,
                 "| {} | {} ({}) | {} | {} | {} | {} | {} | {} |",

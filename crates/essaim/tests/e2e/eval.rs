@@ -4,7 +4,7 @@
 //! right, scaling out and draining lose nothing, cost is positive, and every plot is
 //! well-formed SVG. Its stream scenarios, on the NATS and PostgreSQL the test kit
 //! starts, measure events/s and cost, and find the tables equal to the oracle after a
-//! worker's SIGKILL, with the lag back to normal.
+//! worker's SIGKILL and the coordinator's, with the lag back to normal.
 
 use crate::harness::one_at_a_time;
 use essaim_testkit::server;
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 const EVAL_TIMEOUT: Duration = Duration::from_secs(360);
 /// The batch scenarios: the stream ones have a test of their own.
 const BATCH_SCENARIOS: &str = "sleep,wordcount,balance,recovery,elasticity,failover";
-/// Longest the quick stream scenarios may take on a loaded machine (about 40 s).
+/// Longest the quick stream scenarios may take on a loaded machine (about 50 s).
 const STREAM_EVAL_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn number(value: &Value, what: &str) -> f64 {
@@ -247,11 +247,19 @@ async fn quick_stream_scenarios_measure_the_pipeline_and_match_the_oracle() {
         assert!(core_seconds > 0.0 && core_seconds < 10_000.0, "{cost}");
     }
 
-    // 3: the killed worker's units came back and the lag went back to normal.
+    // 3: the killed worker's units came back and the lag went back to normal; so did
+    // they after the coordinator was killed and started again on its journal.
     let recovery = &results["stream_recovery"];
     assert_eq!(recovery["oracle_matched"], true, "{recovery}");
     let timeout = number(&recovery["worker_timeout_ms"], "timeout") / 1000.0;
-    for run in array(&recovery["runs"], "runs") {
+    let worker_runs = array(&recovery["runs"], "runs");
+    let coordinator_runs = array(&recovery["coordinator_runs"], "coordinator runs");
+    assert_eq!(
+        (worker_runs.len(), coordinator_runs.len()),
+        (1, 1),
+        "{recovery}"
+    );
+    for run in worker_runs.iter().chain(coordinator_runs) {
         assert!(run["units_killed"].as_u64().expect("units") >= 1, "{run}");
         let units_back = number(&run["units_back_s"], "units back");
         let lag_normal = number(&run["lag_normal_s"], "lag normal");
@@ -271,7 +279,8 @@ async fn quick_stream_scenarios_measure_the_pipeline_and_match_the_oracle() {
         [
             "stream_throughput.svg",
             "stream_cost.svg",
-            "stream_recovery.svg"
+            "stream_recovery.svg",
+            "stream_recovery_coordinator.svg"
         ]
     );
     for plot in names {

@@ -13,7 +13,7 @@
 //! | 6. failover of the coordinator | SIGKILL and SIGSTOP of the leader of two coordinators on etcd | `failover.rs` |
 //! | 1 and 5, streaming | events/s and core-seconds per million events of the flights pipeline vs workers | `stream_scaling.rs` |
 //! | 2, streaming | each worker's records and CPU time while a pipeline runs | `stream_balance.rs` |
-//! | 3, streaming | SIGKILL of a worker mid-stream: units back, lag back to normal | `stream_recovery.rs` |
+//! | 3, streaming | SIGKILL of a worker, and of the coordinator (restarted on its journal), mid-stream: units back, lag back to normal | `stream_recovery.rs` |
 //! | 4, streaming | workers added and drained mid-stream, lag over time | `stream_elasticity.rs` |
 //!
 //! `cluster.rs` starts and signals the processes (`ha_cluster.rs` those of the
@@ -125,7 +125,8 @@ pub enum Scenario {
     StreamScaling,
     /// Each worker's records and CPU time while the flights pipeline runs.
     StreamBalance,
-    /// SIGKILL of a worker mid-stream: time until the lag is back to normal.
+    /// SIGKILL of a worker, and of the coordinator, mid-stream: time until the lag is
+    /// back to normal.
     StreamRecovery,
     /// Workers added and drained mid-stream: lag over time.
     StreamElasticity,

@@ -15,6 +15,7 @@
 
 use crate::{Host, RestApi};
 use essaim_coordinator::rest::{JobDetail, Overview, WorkerView};
+use essaim_coordinator::streams::PipelineView;
 use essaim_proto::{CoordinatorClient, v1};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -76,7 +77,9 @@ pub struct EvalCluster {
     token: String,
     /// The coordinator's URL (`http://127.0.0.1:PORT`).
     pub url: String,
+    options: ClusterOptions,
     coordinator: Child,
+    coordinator_restarts: usize,
     workers: Vec<WorkerProcess>,
     workers_started: usize,
     grpc: CoordinatorClient,
@@ -96,20 +99,13 @@ impl EvalCluster {
         let executable = host.executable()?;
         let token = fresh_token();
         let log = dir.join("coordinator.log");
-        let mut command = essaim_command(&executable, &token, &log)?;
-        command
-            .arg("coordinator")
-            .args(["--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(dir.join("coordinator"))
-            .args(["--heartbeat-ms", &options.heartbeat.as_millis().to_string()])
-            .args([
-                "--worker-timeout-ms",
-                &options.worker_timeout.as_millis().to_string(),
-            ]);
-        if let Some(seconds) = options.drain_target_secs {
-            command.args(["--drain-target-secs", &seconds.to_string()]);
-        }
+        let launch = CoordinatorLaunch {
+            executable: &executable,
+            token: &token,
+            dir,
+            options,
+        };
+        let mut command = launch.command("127.0.0.1:0", &log)?;
         let mut coordinator = command.spawn()?;
         let url = wait_for_address(&mut coordinator, &log).await?;
         let grpc = essaim_proto::connect(&url, Some(&token), Duration::from_secs(5)).await?;
@@ -119,7 +115,9 @@ impl EvalCluster {
             executable,
             token,
             url,
+            options: options.clone(),
             coordinator,
+            coordinator_restarts: 0,
             workers: Vec::new(),
             workers_started: 0,
             grpc,
@@ -188,6 +186,59 @@ impl EvalCluster {
     /// Returns the workers the coordinator counts as alive.
     pub async fn workers_view(&self) -> anyhow::Result<Vec<WorkerView>> {
         self.rest_get("/api/v1/workers").await
+    }
+
+    /// Kills the coordinator with SIGKILL and starts it again at once on the same port
+    /// and data directory, as a supervisor would: it comes back from its journal, and
+    /// the workers find it at the URL they know.
+    pub async fn restart_coordinator(&mut self) -> anyhow::Result<()> {
+        self.coordinator.start_kill()?;
+        self.coordinator.wait().await?;
+        self.coordinator_restarts += 1;
+        let log = self.dir.join(format!(
+            "coordinator-restart-{}.log",
+            self.coordinator_restarts
+        ));
+        let launch = CoordinatorLaunch {
+            executable: &self.executable,
+            token: &self.token,
+            dir: &self.dir,
+            options: &self.options,
+        };
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let mut coordinator = launch.command(&listen, &log)?.spawn()?;
+        let url = wait_for_address(&mut coordinator, &log).await?;
+        self.coordinator = coordinator;
+        anyhow::ensure!(
+            url == self.url,
+            "the coordinator came back at {url}, not {}",
+            self.url
+        );
+        Ok(())
+    }
+
+    /// Returns the running pipelines as the stream board shows them.
+    pub async fn streams(&self) -> anyhow::Result<Vec<PipelineView>> {
+        self.rest_get("/api/v1/streams").await
+    }
+
+    /// Returns the names of the workers started and not yet forgotten.
+    pub fn worker_names(&self) -> Vec<String> {
+        self.workers
+            .iter()
+            .map(|worker| worker.name.clone())
+            .collect()
+    }
+
+    /// Returns the CPU time used so far by each live worker, by name.
+    pub fn worker_cpu(&self) -> std::collections::BTreeMap<String, f64> {
+        self.workers
+            .iter()
+            .filter_map(|worker| {
+                let seconds = procstat::cpu_seconds(worker.child.id()?)?;
+                Some((worker.name.clone(), seconds))
+            })
+            .collect()
     }
 
     /// Returns the cluster at a glance, with its per-second throughput.
@@ -302,6 +353,36 @@ impl EvalCluster {
         }
         stop_child(&mut self.coordinator).await;
         Ok(())
+    }
+}
+
+/// What starts a cluster's coordinator, the first time and after a kill.
+struct CoordinatorLaunch<'a> {
+    executable: &'a Path,
+    token: &'a str,
+    dir: &'a Path,
+    options: &'a ClusterOptions,
+}
+
+impl CoordinatorLaunch<'_> {
+    /// The coordinator's command, listening on `listen`, logging to `log`.
+    fn command(&self, listen: &str, log: &Path) -> anyhow::Result<Command> {
+        let options = self.options;
+        let mut command = essaim_command(self.executable, self.token, log)?;
+        command
+            .arg("coordinator")
+            .args(["--listen", listen])
+            .arg("--data-dir")
+            .arg(self.dir.join("coordinator"))
+            .args(["--heartbeat-ms", &options.heartbeat.as_millis().to_string()])
+            .args([
+                "--worker-timeout-ms",
+                &options.worker_timeout.as_millis().to_string(),
+            ]);
+        if let Some(seconds) = options.drain_target_secs {
+            command.args(["--drain-target-secs", &seconds.to_string()]);
+        }
+        Ok(command)
     }
 }
 

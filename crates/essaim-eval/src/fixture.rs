@@ -8,6 +8,11 @@ use crate::scaling::{
     CostPoint, ScalingCurve, ScalingPoint, SleepScaling, WordcountRun, WordcountScaling,
 };
 use crate::stats::spread;
+use crate::stream_balance::{StreamBalance, StreamWorkerShare};
+use crate::stream_elasticity::StreamElasticity;
+use crate::stream_recovery::{StreamRecovery, StreamRecoveryRun};
+use crate::stream_scaling::{StreamCostPoint, StreamScaling};
+use crate::stream_stack::StreamSample;
 use crate::{Machine, Plan, Results};
 
 fn curve(unit: &'static str, medians: &[(usize, f64)]) -> ScalingCurve {
@@ -186,6 +191,89 @@ pub fn sample_results() -> Results {
             }),
             stop: None,
         }),
+        streams_skipped: None,
+        stream_scaling: Some(StreamScaling {
+            events: 50_000,
+            partitions: 3,
+            units_by_stage: [("source".to_owned(), 3), ("shuffled".to_owned(), 8)].into(),
+            replay_events_per_s: 40_000.0,
+            curve: crate::scaling::curve(
+                "events/s",
+                vec![
+                    crate::scaling::point(1, 2, vec![20_000.0], vec![None], 0),
+                    crate::scaling::point(2, 2, vec![30_000.0], vec![None], 0),
+                ],
+            ),
+            cost: vec![StreamCostPoint {
+                workers: 1,
+                core_seconds_per_million: 40.0,
+                coordinator_share: 0.01,
+                cores_used: 0.9,
+            }],
+            oracle_matched: true,
+        }),
+        stream_balance: Some(StreamBalance {
+            events: 50_000,
+            workers: 2,
+            shares: vec![StreamWorkerShare {
+                name: "eval-0".into(),
+                source_records: 25_000,
+                shuffled_records: 20_000,
+                source_share: 0.5,
+                shuffled_share: 0.5,
+                cpu_s: 1.0,
+                cpu_share: 0.5,
+            }],
+            source_spread: None,
+            shuffled_spread: None,
+            cpu_spread: None,
+            oracle_matched: true,
+        }),
+        stream_recovery: Some(StreamRecovery {
+            events: 50_000,
+            rate: 5_000.0,
+            workers: 2,
+            worker_timeout_ms: 1000,
+            heartbeat_ms: 200,
+            runs: vec![StreamRecoveryRun {
+                killed_worker: "eval-0".into(),
+                units_killed: 6,
+                killed_at_s: 4.0,
+                normal_lag: 2500,
+                peak_lag: 9000,
+                units_back_s: Some(1.2),
+                lag_normal_s: Some(2.0),
+                job_seconds: 11.0,
+                samples: vec![stream_sample(3.75, 100), stream_sample(4.0, 9000)],
+            }],
+            median_lag_normal_s: Some(2.0),
+            coordinator_runs: Vec::new(),
+            coordinator_median_lag_normal_s: None,
+            oracle_matched: true,
+        }),
+        stream_elasticity: Some(StreamElasticity {
+            events: 50_000,
+            rate: 5_000.0,
+            job_seconds: 11.0,
+            samples: vec![stream_sample(0.25, 100), stream_sample(4.0, 300)],
+            events_log: vec![ScalingEvent {
+                t_s: 3.4,
+                what: "+2 workers".into(),
+            }],
+            phases: Vec::new(),
+            oracle_matched: true,
+        }),
         plots: vec!["balance.svg".into()],
+    }
+}
+
+fn stream_sample(t_s: f64, lag: i64) -> StreamSample {
+    StreamSample {
+        t_s,
+        lag,
+        records_per_second: 5000.0,
+        units: 11,
+        workers: 2,
+        stream_workers: 2,
     }
 }

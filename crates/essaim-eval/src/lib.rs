@@ -11,9 +11,15 @@
 //! | 4. behaviour under load variation | scale out 2→4 and drain 4→2 mid-job | `elasticity.rs` |
 //! | 5. cost | core-seconds per GB of the word counts of question 1 | `scaling.rs` |
 //! | 6. failover of the coordinator | SIGKILL and SIGSTOP of the leader of two coordinators on etcd | `failover.rs` |
+//! | 1 and 5, streaming | events/s and core-seconds per million events of the flights pipeline vs workers | `stream_scaling.rs` |
+//! | 2, streaming | each worker's records and CPU time while a pipeline runs | `stream_balance.rs` |
+//! | 3, streaming | SIGKILL of a worker, and of the coordinator (restarted on its journal), mid-stream: units back, lag back to normal | `stream_recovery.rs` |
+//! | 4, streaming | workers added and drained mid-stream, lag over time | `stream_elasticity.rs` |
 //!
 //! `cluster.rs` starts and signals the processes (`ha_cluster.rs` those of the
-//! failover, with etcd), `procstat.rs` reads their CPU time,
+//! failover, with etcd; `stream_stack.rs` the NATS and PostgreSQL of the stream
+//! scenarios, through `stream_servers.rs`, and their pipeline runs, checked against the
+//! oracle of `flights.rs`), `procstat.rs` reads their CPU time,
 //! `stats.rs` holds the statistics, `plots.rs` and `summary.rs` draw and write up the
 //! results, `corpus.rs` writes the word count's corpus and its oracle (the demo's too).
 //! Progress goes to standard error.
@@ -30,12 +36,21 @@ mod elasticity;
 mod failover;
 #[cfg(test)]
 mod fixture;
+pub mod flights;
 mod ha_cluster;
 mod plots;
 mod procstat;
 mod recovery;
 mod scaling;
 mod stats;
+mod stream_balance;
+mod stream_elasticity;
+mod stream_plots;
+mod stream_recovery;
+mod stream_scaling;
+pub mod stream_servers;
+mod stream_stack;
+mod stream_summary;
 mod summary;
 
 use essaim_mapreduce::plan::PlannedJob;
@@ -105,6 +120,26 @@ pub enum Scenario {
     /// SIGKILL and SIGSTOP of the leader of two coordinators elected through etcd
     /// (skipped when there is no etcd, unless asked for by name).
     Failover,
+    /// Events/s of the flights pipeline vs workers, and core-seconds per million events
+    /// (NATS and PostgreSQL: skipped without them, unless asked for by name).
+    StreamScaling,
+    /// Each worker's records and CPU time while the flights pipeline runs.
+    StreamBalance,
+    /// SIGKILL of a worker, and of the coordinator, mid-stream: time until the lag is
+    /// back to normal.
+    StreamRecovery,
+    /// Workers added and drained mid-stream: lag over time.
+    StreamElasticity,
+}
+
+impl Scenario {
+    /// The scenarios that need NATS and PostgreSQL.
+    const STREAMS: [Scenario; 4] = [
+        Scenario::StreamScaling,
+        Scenario::StreamBalance,
+        Scenario::StreamRecovery,
+        Scenario::StreamElasticity,
+    ];
 }
 
 /// The sizes of every scenario; `--quick` shrinks them.
@@ -144,6 +179,19 @@ pub struct Plan {
     pub failover_kills: usize,
     /// SIGSTOPs of the leader coordinator past its lease.
     pub failover_stops: usize,
+    /// Worker counts of the streaming throughput curve.
+    pub stream_workers: Vec<usize>,
+    /// Repeats of each streaming throughput run and of the worker's SIGKILL.
+    pub stream_repeats: usize,
+    /// Flights in the streaming backlog (the 50,000 shipped, repeated 4 days later as
+    /// needed, up to 350,000).
+    pub stream_events: usize,
+    /// Workers of the stream balance and recovery clusters.
+    pub stream_cluster_workers: usize,
+    /// Flights published at `stream_rate` while the pipeline runs.
+    pub stream_paced_events: usize,
+    /// Events/s of the paced publication (recovery, elasticity).
+    pub stream_rate: f64,
 }
 
 impl Plan {
@@ -167,6 +215,12 @@ impl Plan {
             phase_secs: 12,
             failover_kills: 5,
             failover_stops: 5,
+            stream_workers: vec![1, 2, 4],
+            stream_repeats: 3,
+            stream_events: 100_000,
+            stream_cluster_workers: 3,
+            stream_paced_events: 20_000,
+            stream_rate: 800.0,
         }
     }
 
@@ -184,6 +238,12 @@ impl Plan {
             phase_secs: 3,
             failover_kills: 1,
             failover_stops: 1,
+            stream_workers: vec![1, 2],
+            stream_repeats: 1,
+            stream_events: 10_000,
+            stream_cluster_workers: 2,
+            stream_paced_events: 8_000,
+            stream_rate: 800.0,
             ..Self::full()
         }
     }
@@ -233,6 +293,16 @@ pub struct Results {
     pub elasticity: Option<elasticity::Elasticity>,
     /// Question 6.
     pub failover: Option<failover::Failover>,
+    /// Why the stream scenarios did not run (no NATS or PostgreSQL), if they did not.
+    pub streams_skipped: Option<String>,
+    /// Questions 1 and 5, streaming.
+    pub stream_scaling: Option<stream_scaling::StreamScaling>,
+    /// Question 2, streaming.
+    pub stream_balance: Option<stream_balance::StreamBalance>,
+    /// Question 3, streaming.
+    pub stream_recovery: Option<stream_recovery::StreamRecovery>,
+    /// Question 4, streaming.
+    pub stream_elasticity: Option<stream_elasticity::StreamElasticity>,
     /// The SVG files written next to this one.
     pub plots: Vec<String>,
 }
@@ -317,6 +387,11 @@ pub async fn evaluate(host: &dyn Host, options: &Options) -> anyhow::Result<Resu
         recovery: None,
         elasticity: None,
         failover: None,
+        streams_skipped: None,
+        stream_scaling: None,
+        stream_balance: None,
+        stream_recovery: None,
+        stream_elasticity: None,
         plots: Vec::new(),
     };
     if let Err(error) = run_scenarios(host, options, tempdir.path(), &mut results).await {
@@ -359,6 +434,51 @@ async fn run_scenarios(
     if selected(Scenario::Failover) {
         let required = options.only.contains(&Scenario::Failover);
         results.failover = Some(failover::failover(host, plan, workdir, required).await?);
+    }
+    run_stream_scenarios(host, options, workdir, results).await
+}
+
+/// Runs the stream scenarios `options` selects on one NATS and one PostgreSQL; skips
+/// them without those servers, unless one of them is named in `--only`.
+async fn run_stream_scenarios(
+    host: &dyn Host,
+    options: &Options,
+    workdir: &std::path::Path,
+    results: &mut Results,
+) -> anyhow::Result<()> {
+    let plan = &options.plan;
+    let selected = |scenario| options.only.is_empty() || options.only.contains(&scenario);
+    if !Scenario::STREAMS.into_iter().any(selected) {
+        return Ok(());
+    }
+    if let Some(reason) = stream_stack::absent_reason() {
+        let required = Scenario::STREAMS
+            .iter()
+            .any(|scenario| options.only.contains(scenario));
+        anyhow::ensure!(
+            !required,
+            "the stream scenarios need NATS and PostgreSQL: {reason}"
+        );
+        say(&format!("stream scenarios skipped: {reason}"));
+        results.streams_skipped = Some(reason);
+        return Ok(());
+    }
+    let stack = stream_stack::StreamStack::start(&workdir.join("streams"))?;
+    if selected(Scenario::StreamScaling) {
+        results.stream_scaling =
+            Some(stream_scaling::stream_scaling(host, plan, workdir, &stack).await?);
+    }
+    if selected(Scenario::StreamBalance) {
+        results.stream_balance =
+            Some(stream_balance::stream_balance(host, plan, workdir, &stack).await?);
+    }
+    if selected(Scenario::StreamRecovery) {
+        results.stream_recovery =
+            Some(stream_recovery::stream_recovery(host, plan, workdir, &stack).await?);
+    }
+    if selected(Scenario::StreamElasticity) {
+        results.stream_elasticity =
+            Some(stream_elasticity::stream_elasticity(host, plan, workdir, &stack).await?);
     }
     Ok(())
 }

@@ -109,11 +109,12 @@ pub fn plots(results: &Results) -> Vec<PlotFile> {
             ),
         });
     }
+    crate::stream_plots::stream_plots(results, &mut plots);
     plots
 }
 
 /// Throughput with the linear ideal, and speed-up with its ideal.
-fn scaling_charts(what: &str, curve: &ScalingCurve, cores: Option<usize>) -> Vec<Chart> {
+pub(crate) fn scaling_charts(what: &str, curve: &ScalingCurve, cores: Option<usize>) -> Vec<Chart> {
     let baseline = curve
         .points
         .iter()
@@ -362,7 +363,12 @@ mod tests {
                 "cost.svg",
                 "balance.svg",
                 "recovery.svg",
-                "elasticity.svg"
+                "elasticity.svg",
+                "stream_throughput.svg",
+                "stream_cost.svg",
+                "stream_balance.svg",
+                "stream_recovery.svg",
+                "stream_elasticity.svg"
             ]
         );
         for plot in &plots {

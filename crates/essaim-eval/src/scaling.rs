@@ -390,7 +390,7 @@ fn cost_points(runs: &[WordcountRun], corpus_bytes: u64) -> Vec<CostPoint> {
     points
 }
 
-fn point(
+pub(crate) fn point(
     workers: usize,
     slots_per_worker: u32,
     runs: Vec<f64>,
@@ -447,7 +447,7 @@ fn cores_text(cores: Option<f64>) -> String {
 }
 
 /// Completes the points with their speed-up and efficiency against one worker.
-fn curve(unit: &'static str, mut points: Vec<ScalingPoint>) -> ScalingCurve {
+pub(crate) fn curve(unit: &'static str, mut points: Vec<ScalingPoint>) -> ScalingCurve {
     let baseline = points
         .iter()
         .find(|point| point.workers == 1)

@@ -73,6 +73,7 @@ pub fn summary(results: &Results) -> String {
     if let Some(failover) = &results.failover {
         failover_section(&mut out, failover);
     }
+    crate::stream_summary::stream_sections(&mut out, results);
     if !results.plots.is_empty() {
         let _ = writeln!(out, "## Plots\n");
         for plot in &results.plots {
@@ -259,7 +260,7 @@ fn failover_section(out: &mut String, failover: &Failover) {
 }
 
 /// `yes`, or a `NO` that stands out.
-fn yes_no(yes: bool) -> &'static str {
+pub(crate) fn yes_no(yes: bool) -> &'static str {
     if yes { "yes" } else { "NO" }
 }
 

@@ -16,23 +16,18 @@
 //! kills nothing (whoever runs the stack injects the failures). Such a stack must be
 //! fresh: an earlier run's stream or tables would be resumed, and refused.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use nix::sys::signal::Signal;
 
-use super::demo_stream_oracle::{Stats, expected_outputs};
 use super::stream::{PipelineArgs, build_job};
 use crate::client::{ConnectArgs, CoordinatorCalls, TokenArgs};
 use crate::local_cluster::{LocalCluster, LocalOptions};
+use essaim_eval::flights::{AIRPORTS, SPEC, Stats, expected_outputs, flights_sample};
+use essaim_eval::stream_servers::ScriptServer;
 
-/// The shipped data and pipeline.
-const FLIGHTS: &str = include_str!("../../../../demo/stream/flights.csv");
-const AIRPORTS: &str = include_str!("../../../../demo/stream/airports.csv");
-const SPEC: &str = include_str!("../../../../demo/stream/flights.toml");
 /// The pipeline's name: its state in PostgreSQL is keyed by it.
 const PIPELINE: &str = "flights";
 
@@ -67,53 +62,6 @@ pub struct StreamDemoArgs {
     token: TokenArgs,
 }
 
-/// A server started by one of the project's scripts, stopped when dropped.
-struct ScriptServer {
-    script: PathBuf,
-    dir: PathBuf,
-    url: String,
-    keep: bool,
-}
-
-impl ScriptServer {
-    fn start(script: PathBuf, dir: PathBuf, keep: bool) -> anyhow::Result<ScriptServer> {
-        let output = std::process::Command::new(&script)
-            .arg("start")
-            .arg(&dir)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run `{}`", script.display()))?;
-        anyhow::ensure!(
-            output.status.success(),
-            "`{} start` failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let url = stdout.lines().last().unwrap_or_default().trim().to_owned();
-        anyhow::ensure!(!url.is_empty(), "`{}` printed no URL", script.display());
-        Ok(ScriptServer {
-            script,
-            dir,
-            url,
-            keep,
-        })
-    }
-}
-
-impl Drop for ScriptServer {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        let _ = std::process::Command::new(&self.script)
-            .arg("stop")
-            .arg(&self.dir)
-            .stdin(std::process::Stdio::null())
-            .output();
-    }
-}
-
 /// A server of the demo: started by a script (stopped when dropped), or given.
 struct Server {
     url: String,
@@ -137,7 +85,7 @@ impl Server {
         }
         let started = ScriptServer::start(scripts_dir(scripts.clone())?.join(script), dir, keep)?;
         Ok(Server {
-            url: started.url.clone(),
+            url: started.url().to_owned(),
             started: Some(started),
         })
     }
@@ -146,29 +94,11 @@ impl Server {
 /// Finds `scripts/`: the flag, else the source tree this binary was built from, else
 /// `./scripts`.
 fn scripts_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts");
-    let candidates = flag
-        .into_iter()
-        .chain([built_from, PathBuf::from("scripts")]);
-    for candidate in candidates {
-        if candidate.join("nats.sh").is_file() && candidate.join("postgres.sh").is_file() {
-            return Ok(candidate);
-        }
-    }
-    Err(crate::client::usage(
-        "cannot find the project's scripts/ (nats.sh, postgres.sh): run from the source tree or pass --scripts",
-    ))
-}
-
-/// The first `rows` data lines of the shipped flights, with the header.
-fn flights_sample(rows: usize) -> String {
-    let mut lines = FLIGHTS.lines();
-    let mut sample = String::with_capacity(FLIGHTS.len().min(rows * 48));
-    for line in lines.by_ref().take(rows + 1) {
-        sample.push_str(line);
-        sample.push('\n');
-    }
-    sample
+    essaim_eval::stream_servers::scripts_dir(flag).ok_or_else(|| {
+        crate::client::usage(
+            "cannot find the project's scripts/ (nats.sh, postgres.sh): run from the source tree or pass --scripts",
+        )
+    })
 }
 
 /// Runs the demo.
@@ -270,11 +200,11 @@ pub async fn run(args: StreamDemoArgs) -> anyhow::Result<ExitCode> {
         (&nats.started, "nats.sh"),
         (&postgres.started, "postgres.sh"),
     ] {
-        if let Some(server) = started.as_ref().filter(|server| server.keep) {
+        if let Some(server) = started.as_ref().filter(|server| server.kept()) {
             crate::outln!(
                 "server kept: {} (stop it with scripts/{script} stop {})",
-                server.url,
-                server.dir.display()
+                server.url(),
+                server.dir().display()
             );
         }
     }
@@ -422,10 +352,3 @@ async fn wait_for_commits(postgres_url: &str, count: i64) -> anyhow::Result<()> 
     }
     anyhow::bail!("no unit committed within two minutes")
 }
-
-/// The keys of a table of expected or actual windows.
-pub(crate) type WindowKey = (String, i64);
-/// What a window holds: flights, mean delay, p95 delay.
-pub(crate) type WindowValue = (i64, f64, f64);
-/// The windows of `flight_stats`.
-pub(crate) type Windows = BTreeMap<WindowKey, WindowValue>;

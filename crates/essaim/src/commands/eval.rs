@@ -33,7 +33,8 @@ pub struct Args {
     /// Run only these scenarios (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Scenario>,
-    /// Repeats of the short scenarios (default: 3, or 2 with --quick).
+    /// Repeats of the short scenarios (default: 3, or 2 with --quick; the stream
+    /// scenarios' 3, or 1 with --quick).
     #[arg(long)]
     repeats: Option<usize>,
     /// Size of the word count's corpus in MB (default: 512, or 8 with --quick).
@@ -57,6 +58,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         plan.repeats = repeats;
         plan.crash_repeats = repeats;
+        plan.stream_repeats = repeats;
     }
     if let Some(corpus_mb) = args.corpus_mb {
         if corpus_mb == 0 {

@@ -9,7 +9,6 @@ pub mod config;
 pub mod coordinator;
 pub mod demo;
 pub mod demo_stream;
-mod demo_stream_oracle;
 pub mod demo_wordcount;
 pub mod dlq;
 pub mod eval;

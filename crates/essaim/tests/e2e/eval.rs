@@ -2,9 +2,12 @@
 //! tasks scale with workers, per-worker shares add up to the job, recovery follows the
 //! worker timeout, late results of a frozen worker are fenced off and the output stays
 //! right, scaling out and draining lose nothing, cost is positive, and every plot is
-//! well-formed SVG.
+//! well-formed SVG. Its stream scenarios, on the NATS and PostgreSQL the test kit
+//! starts, measure events/s and cost, and find the tables equal to the oracle after a
+//! worker's SIGKILL and the coordinator's, with the lag back to normal.
 
 use crate::harness::one_at_a_time;
+use essaim_testkit::server;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Stdio;
@@ -13,6 +16,10 @@ use std::time::{Duration, Instant};
 /// Longest the quick evaluation may take on a loaded machine (it takes about 30 s, and
 /// a minute more with the failover scenario).
 const EVAL_TIMEOUT: Duration = Duration::from_secs(360);
+/// The batch scenarios: the stream ones have a test of their own.
+const BATCH_SCENARIOS: &str = "sleep,wordcount,balance,recovery,elasticity,failover";
+/// Longest the quick stream scenarios may take on a loaded machine (about 50 s).
+const STREAM_EVAL_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn number(value: &Value, what: &str) -> f64 {
     value
@@ -42,22 +49,20 @@ fn assert_well_formed_svg(path: &Path) {
     assert_eq!(document.root_element().tag_name().name(), "svg");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quick_evaluation_gives_sane_numbers_and_well_formed_plots() {
-    let _one_at_a_time = one_at_a_time().await;
-    let dir = tempfile::Builder::new()
-        .prefix("essaim-e2e-eval-")
-        .tempdir()
-        .expect("a temporary directory");
-    let out = dir.path().join("results");
+/// Runs `essaim eval --quick --only SCENARIOS` into `out` with `env`; returns its
+/// results, checked equal to `results.json`.
+async fn quick_eval(out: &Path, scenarios: &str, env: &[(&str, &str)], timeout: Duration) -> Value {
     let started = Instant::now();
     let output = tokio::time::timeout(
-        EVAL_TIMEOUT,
+        timeout,
         tokio::process::Command::new(env!("CARGO_BIN_EXE_essaim"))
-            .args(["eval", "--quick", "--output", "json", "--out"])
-            .arg(&out)
+            .args([
+                "eval", "--quick", "--output", "json", "--only", scenarios, "--out",
+            ])
+            .arg(out)
             .env_remove("ESSAIM_TOKEN")
             .env_remove("ESSAIM_COORDINATOR")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),
@@ -75,6 +80,18 @@ async fn quick_evaluation_gives_sane_numbers_and_well_formed_plots() {
     .expect("results.json is JSON");
     assert_eq!(results, on_disk, "stdout and results.json agree");
     assert_eq!(results["mode"], "quick");
+    results
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_evaluation_gives_sane_numbers_and_well_formed_plots() {
+    let _one_at_a_time = one_at_a_time().await;
+    let dir = tempfile::Builder::new()
+        .prefix("essaim-e2e-eval-")
+        .tempdir()
+        .expect("a temporary directory");
+    let out = dir.path().join("results");
+    let results = quick_eval(&out, BATCH_SCENARIOS, &[], EVAL_TIMEOUT).await;
 
     // 1. Throughput: sleeping slots hold no core, so two workers nearly double it.
     let sleep = &results["throughput_sleep"]["curve"];
@@ -182,6 +199,96 @@ async fn quick_evaluation_gives_sane_numbers_and_well_formed_plots() {
     let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
     assert!(
         summary.contains("## 3a. Recovery after SIGKILL"),
+        "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_stream_scenarios_measure_the_pipeline_and_match_the_oracle() {
+    if server::skipped(server::NATS) || server::skipped(server::POSTGRES) {
+        return;
+    }
+    let _one_at_a_time = one_at_a_time().await;
+    let (Some(nats), Some(postgres)) = (server::nats(), server::postgres()) else {
+        return;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("essaim-e2e-stream-eval-")
+        .tempdir()
+        .expect("a temporary directory");
+    let out = dir.path().join("results");
+    let env = [
+        ("ESSAIM_NATS_URL", nats.url()),
+        ("ESSAIM_POSTGRES_URL", postgres.url()),
+    ];
+    let results = quick_eval(
+        &out,
+        "stream-scaling,stream-recovery",
+        &env,
+        STREAM_EVAL_TIMEOUT,
+    )
+    .await;
+    assert!(results["streams_skipped"].is_null(), "{results}");
+
+    // 1 and 5: every event counted once, at a positive rate, for some CPU.
+    let scaling = &results["stream_scaling"];
+    assert_eq!(scaling["oracle_matched"], true, "{scaling}");
+    assert_eq!(scaling["events"].as_u64(), Some(10_000), "{scaling}");
+    for workers in [1, 2] {
+        let rate = number(&point(&scaling["curve"], workers)["median"], "events/s");
+        // The backlog of 10,000 events takes seconds, not minutes, and not nothing.
+        assert!(
+            (1_000.0..1_000_000.0).contains(&rate),
+            "{workers} workers: {rate}"
+        );
+    }
+    for cost in array(&scaling["cost"], "cost") {
+        let core_seconds = number(&cost["core_seconds_per_million"], "core-s/M");
+        assert!(core_seconds > 0.0 && core_seconds < 10_000.0, "{cost}");
+    }
+
+    // 3: the killed worker's units came back and the lag went back to normal; so did
+    // they after the coordinator was killed and started again on its journal.
+    let recovery = &results["stream_recovery"];
+    assert_eq!(recovery["oracle_matched"], true, "{recovery}");
+    let timeout = number(&recovery["worker_timeout_ms"], "timeout") / 1000.0;
+    let worker_runs = array(&recovery["runs"], "runs");
+    let coordinator_runs = array(&recovery["coordinator_runs"], "coordinator runs");
+    assert_eq!(
+        (worker_runs.len(), coordinator_runs.len()),
+        (1, 1),
+        "{recovery}"
+    );
+    for run in worker_runs.iter().chain(coordinator_runs) {
+        assert!(run["units_killed"].as_u64().expect("units") >= 1, "{run}");
+        let units_back = number(&run["units_back_s"], "units back");
+        let lag_normal = number(&run["lag_normal_s"], "lag normal");
+        // Units move once the worker timeout has passed; the lag follows.
+        assert!(units_back < timeout + 15.0, "{run}");
+        assert!(lag_normal >= units_back && lag_normal < 30.0, "{run}");
+        assert!(
+            run["peak_lag"].as_i64() >= run["normal_lag"].as_i64(),
+            "{run}"
+        );
+    }
+
+    let plots = array(&results["plots"], "plots");
+    let names: Vec<&str> = plots.iter().filter_map(Value::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "stream_throughput.svg",
+            "stream_cost.svg",
+            "stream_recovery.svg",
+            "stream_recovery_coordinator.svg"
+        ]
+    );
+    for plot in names {
+        assert_well_formed_svg(&out.join(plot));
+    }
+    let summary = std::fs::read_to_string(out.join("summary.md")).expect("summary.md");
+    assert!(
+        summary.contains("## S3. A pipeline after SIGKILL"),
         "{summary}"
     );
 }

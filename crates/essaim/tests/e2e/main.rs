@@ -47,7 +47,7 @@
 //! | `correlation.rs` | one correlation id links coordinator logs, worker logs and the command |
 //! | `trace_context.rs` | one W3C trace spans a script's `TRACEPARENT`, `essaim submit`, the coordinator, the attempts and a shuffle fetch |
 //! | `dashboard.rs` | headless Chromium renders the dashboard with the cluster's real data |
-//! | `eval.rs` | `essaim eval --quick` gives sane numbers for every question and well-formed plots |
+//! | `eval.rs` | `essaim eval --quick` gives sane numbers for every question and well-formed plots; its stream scenarios on real NATS and PostgreSQL match the oracle |
 //! | `replay.rs` | `essaim replay` publishes a CSV fixture to NATS JetStream line for line, in order |
 //! | `cache.rs` | three cache nodes behind a proxy (R = 2): a node SIGKILLed under a cache-aside load costs no wrong answer, the hit rate dips by at most about 1/N and recovers; a node frozen while every key changes never serves an old value; values over the limit (413), empty keys, bad TTLs, malformed and unreachable nodes |
 //! | `cache_hot.rs` | one key taking most of the traffic gets extra replicas within seconds, the busiest node's share falls, and the extras are dropped once the heat passes |

@@ -147,7 +147,11 @@ pub struct Pipeline {
     instances: Vec<Instance>,
     /// Consumers of each `(node, port)`.
     routes: BTreeMap<StreamRef, Vec<Target>>,
-    port_names: Vec<Vec<String>>,
+    /// The same for operators, by operator index and port: what the per-record path
+    /// reads, without building a key.
+    port_targets: Vec<Vec<Vec<Target>>>,
+    /// `"operator.port"`, the key of [`PipelineStats::emitted`], by operator and port.
+    port_keys: Vec<Vec<String>>,
     source_max_seen: BTreeMap<String, EventTime>,
     operator_watermarks: Vec<EventTime>,
     stats: PipelineStats,
@@ -207,10 +211,32 @@ impl Pipeline {
                 .or_default()
                 .push(Target::Sink(index));
         }
-        let port_names = spec
+        let port_keys: Vec<Vec<String>> = spec
             .operators
             .iter()
-            .map(|operator| operator.kind.port_names())
+            .map(|operator| {
+                let ports = operator.kind.port_names();
+                ports
+                    .iter()
+                    .map(|port| format!("{}.{port}", operator.name))
+                    .collect()
+            })
+            .collect();
+        let port_targets = spec
+            .operators
+            .iter()
+            .zip(&port_keys)
+            .map(|(operator, ports)| {
+                (0..ports.len())
+                    .map(|port| {
+                        let stream = StreamRef {
+                            node: operator.name.clone(),
+                            port,
+                        };
+                        routes.get(&stream).cloned().unwrap_or_default()
+                    })
+                    .collect()
+            })
             .collect();
         let source_max_seen = spec
             .sources
@@ -222,7 +248,8 @@ impl Pipeline {
             spec,
             instances,
             routes,
-            port_names,
+            port_targets,
+            port_keys,
             source_max_seen,
             operator_watermarks,
             stats: PipelineStats::default(),
@@ -399,18 +426,24 @@ impl Pipeline {
         let Some(max_seen) = self.source_max_seen.get_mut(source) else {
             return Err(PipelineError::UnknownSource(source.to_owned()));
         };
+        // Watermarks follow only the sources' maxima (and the shuffle's): a record that
+        // moves none leaves every watermark where it is, so most records skip that walk.
+        let moved = record.time > *max_seen;
         *max_seen = (*max_seen).max(record.time);
-        *self
-            .stats
-            .source_records
-            .entry(source.to_owned())
-            .or_insert(0) += 1;
+        match self.stats.source_records.get_mut(source) {
+            Some(count) => *count += 1,
+            None => {
+                self.stats.source_records.insert(source.to_owned(), 1);
+            }
+        }
         let stream = StreamRef {
             node: source.to_owned(),
             port: 0,
         };
         self.route(&stream, record, out);
-        self.advance_watermarks(out);
+        if moved {
+            self.advance_watermarks(out);
+        }
         Ok(())
     }
 

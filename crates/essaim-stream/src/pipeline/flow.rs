@@ -67,7 +67,15 @@ impl Pipeline {
     /// Delivers `record` on `stream` and everything it causes, breadth first.
     pub(super) fn route(&mut self, stream: &StreamRef, record: Record, out: &mut Vec<SinkRecord>) {
         let mut queue: VecDeque<(Target, Record)> = VecDeque::new();
-        self.enqueue(stream, record, &mut queue);
+        if let Some(targets) = self.routes.get(stream) {
+            enqueue(targets, record, &mut queue);
+        }
+        self.run_queue(queue, out);
+    }
+
+    /// Runs queued deliveries until none is left. Per record it builds no key and
+    /// allocates nothing but what the operators do.
+    fn run_queue(&mut self, mut queue: VecDeque<(Target, Record)>, out: &mut Vec<SinkRecord>) {
         let mut emitted = Vec::new();
         while let Some((target, record)) = queue.pop_front() {
             match target {
@@ -79,7 +87,7 @@ impl Pipeline {
                     process(&mut self.instances[index], record, &mut emitted);
                     let shuffles = self.role == Role::BeforeShuffle;
                     for Emitted { port, record } in emitted.drain(..) {
-                        let stream = self.count(index, port);
+                        self.count(index, port);
                         if shuffles
                             && port.0 == 0
                             && let OperatorKind::Sharder { partitions, .. } =
@@ -94,13 +102,16 @@ impl Pipeline {
                                 record.fields.retain(|name, _| keep.contains(name));
                             }
                             self.shuffled.push(ShuffledRecord {
-                                sharder: stream.node,
+                                sharder: self.spec.operators[index].name.clone(),
                                 partition,
                                 record,
                             });
                             continue;
                         }
-                        self.enqueue(&stream, record, &mut queue);
+                        let targets = self.port_targets[index]
+                            .get(port.0)
+                            .map_or(&[][..], Vec::as_slice);
+                        enqueue(targets, record, &mut queue);
                     }
                 }
             }
@@ -108,47 +119,50 @@ impl Pipeline {
     }
 
     fn route_emitted(&mut self, index: usize, emitted: Emitted, out: &mut Vec<SinkRecord>) {
-        let stream = self.count(index, emitted.port);
-        self.route(&stream, emitted.record, out);
+        self.count(index, emitted.port);
+        let mut queue = VecDeque::new();
+        let targets = self.port_targets[index]
+            .get(emitted.port.0)
+            .map_or(&[][..], Vec::as_slice);
+        enqueue(targets, emitted.record, &mut queue);
+        self.run_queue(queue, out);
     }
 
-    /// Counts an emission and returns the stream it is on.
-    fn count(&mut self, index: usize, port: Port) -> StreamRef {
-        let operator = &self.spec.operators[index].name;
-        let port_name = self.port_names[index]
-            .get(port.0)
-            .map_or("?", String::as_str);
-        *self
-            .stats
-            .emitted
-            .entry(format!("{operator}.{port_name}"))
-            .or_insert(0) += 1;
-        let stream = StreamRef {
-            node: operator.clone(),
-            port: port.0,
+    /// Counts an emission on its port, and as unrouted when nothing reads that port.
+    fn count(&mut self, index: usize, port: Port) {
+        let Some(key) = self.port_keys[index].get(port.0) else {
+            // Not a port of the operator's kind: counted under `?`, as a mistake to see.
+            let key = format!("{}.?", self.spec.operators[index].name);
+            *self.stats.emitted.entry(key.clone()).or_insert(0) += 1;
+            *self.stats.unrouted.entry(key).or_insert(0) += 1;
+            return;
         };
-        if !self.routes.contains_key(&stream) {
-            *self
-                .stats
-                .unrouted
-                .entry(format!("{operator}.{port_name}"))
-                .or_insert(0) += 1;
+        add_one(&mut self.stats.emitted, key);
+        if self.port_targets[index][port.0].is_empty() {
+            add_one(&mut self.stats.unrouted, key);
         }
-        stream
     }
+}
 
-    fn enqueue(&self, stream: &StreamRef, record: Record, queue: &mut VecDeque<(Target, Record)>) {
-        let Some(targets) = self.routes.get(stream) else {
-            return;
-        };
-        let Some((last, rest)) = targets.split_last() else {
-            return;
-        };
-        for target in rest {
-            queue.push_back((*target, record.clone()));
+/// Adds one to the counter `key`, allocating the key only the first time.
+fn add_one(counters: &mut BTreeMap<String, u64>, key: &str) {
+    match counters.get_mut(key) {
+        Some(count) => *count += 1,
+        None => {
+            counters.insert(key.to_owned(), 1);
         }
-        queue.push_back((*last, record));
     }
+}
+
+/// Queues `record` for each of `targets`, moving it to the last one.
+fn enqueue(targets: &[Target], record: Record, queue: &mut VecDeque<(Target, Record)>) {
+    let Some((last, rest)) = targets.split_last() else {
+        return;
+    };
+    for target in rest {
+        queue.push_back((*target, record.clone()));
+    }
+    queue.push_back((*last, record));
 }
 
 pub(super) fn instantiate(

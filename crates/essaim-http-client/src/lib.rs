@@ -23,6 +23,10 @@ use hyper_util::rt::TokioExecutor;
 /// How many idle connections the pool keeps per peer.
 const IDLE_PER_PEER: usize = 64;
 
+/// Longest wait for a TLS peer to say why it refused a failed call: a refusing server
+/// answers at once, an accepting one waits for a request.
+const REFUSAL_PROBE_WITHIN: Duration = Duration::from_millis(500);
+
 /// Why a call got no answer: the peer refused or reset the connection, or did not
 /// answer within the client's timeout. An answer with an error status is an answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -39,6 +43,8 @@ pub struct Unreachable {
 pub struct PooledClient {
     inner: Client<HttpsConnector, Full<Bytes>>,
     timeout: Duration,
+    /// Kept to ask a TLS peer why it refused a call that failed without saying.
+    trust: ClientTrust,
 }
 
 impl PooledClient {
@@ -49,7 +55,11 @@ impl PooledClient {
         let inner = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(IDLE_PER_PEER)
             .build(trust.http_connector(connect_timeout));
-        Self { inner, timeout }
+        Self {
+            inner,
+            timeout,
+            trust: trust.clone(),
+        }
     }
 
     /// Sends `request` and returns the answer with its whole body.
@@ -57,17 +67,17 @@ impl PooledClient {
         &self,
         request: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Bytes>, Unreachable> {
-        let url = request.uri().to_string();
+        let uri = request.uri().clone();
+        let url = uri.to_string();
         let unreachable = |reason: String| Unreachable {
             url: url.clone(),
             reason,
         };
         let exchange = async {
-            let response = self
-                .inner
-                .request(request)
-                .await
-                .map_err(|error| unreachable(transport_words(&error)))?;
+            let response = match self.inner.request(request).await {
+                Ok(response) => response,
+                Err(error) => return Err(unreachable(self.failure_words(&uri, &error).await)),
+            };
             let (parts, body) = response.into_parts();
             let body = body
                 .collect()
@@ -83,6 +93,31 @@ impl PooledClient {
                 self.timeout.as_millis()
             ))),
         }
+    }
+
+    /// The words of a call that got no answer: what to fix when a TLS peer refused the
+    /// handshake, asked of the peer itself when the error does not say (see
+    /// [`essaim_tls::probe_refusal`]); else the transport's chain of errors.
+    async fn failure_words(
+        &self,
+        uri: &http::Uri,
+        error: &hyper_util::client::legacy::Error,
+    ) -> String {
+        if let Some(failure) = essaim_tls::handshake_failure(error) {
+            return failure.to_string();
+        }
+        if uri.scheme() == Some(&http::uri::Scheme::HTTPS)
+            && let Some(host) = uri.host()
+        {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let port = uri.port_u16().unwrap_or(443);
+            if let Some(failure) =
+                essaim_tls::probe_refusal(&self.trust, host, port, REFUSAL_PROBE_WITHIN).await
+            {
+                return failure.to_string();
+            }
+        }
+        essaim_core::error_chain::error_chain(error)
     }
 
     /// Sends `method url` with `body` (of `content_type`, if given).
@@ -102,16 +137,6 @@ impl PooledClient {
             reason: format!("invalid request: {error}"),
         })?;
         self.send(request).await
-    }
-}
-
-/// The words of a failed connection: what to fix when the TLS handshake failed (an
-/// untrusted certificate, a client certificate refused, a peer without TLS), since no
-/// retry changes those; else the transport's chain of errors.
-fn transport_words(error: &(dyn std::error::Error + 'static)) -> String {
-    match essaim_tls::handshake_failure(error) {
-        Some(failure) => failure.to_string(),
-        None => essaim_core::error_chain::error_chain(error),
     }
 }
 

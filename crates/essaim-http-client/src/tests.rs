@@ -89,6 +89,45 @@ async fn a_tls_peer_is_verified_with_the_callers_ca() {
     assert!(refused.reason.contains("--tls-ca"), "{refused}");
 }
 
+/// A peer requiring client certificates refuses a caller without one after the caller's
+/// TLS 1.3 handshake has ended: the caller's connection may read the refusal before it
+/// sends its request, and the request then fails without the alert ("connection was
+/// not ready"). Every such call must still say which certificate to pass. Fresh clients,
+/// many times; in one process the request mostly goes first, and the probe that covers
+/// the other order has its own test in `essaim-tls`.
+#[tokio::test]
+async fn a_caller_without_the_client_certificate_a_peer_requires_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let certificates = TestCertificates::generate(dir.path()).unwrap();
+    let tls = ServerTls::load_requiring_clients(
+        &certificates.cert,
+        &certificates.key,
+        Some(&certificates.ca),
+    )
+    .unwrap();
+    let (address, _stop) = start(Some(tls)).await;
+    let url = format!("https://localhost:{}/echo", address.port());
+    let trust = ClientTrust::from_ca_file(&certificates.ca).unwrap();
+    for attempt in 0..20 {
+        let refused = client(&trust, Duration::from_secs(5))
+            .call(http::Method::POST, &url, None, Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(
+            refused.reason.contains("--tls-client-cert"),
+            "attempt {attempt}: {refused}"
+        );
+    }
+    let known = trust
+        .with_identity(&certificates.client_cert, &certificates.client_key)
+        .unwrap();
+    let answer = client(&known, Duration::from_secs(5))
+        .call(http::Method::POST, &url, None, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    assert_eq!(answer.body().as_ref(), b"x");
+}
+
 #[tokio::test]
 async fn a_peer_that_does_not_answer_in_time_or_is_gone_is_unreachable() {
     let (address, stop) = start(None).await;

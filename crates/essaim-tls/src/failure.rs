@@ -45,6 +45,39 @@ impl std::fmt::Display for HandshakeFailure {
     }
 }
 
+/// Asks `host:port` over a connection of its own why it refused this client, when a
+/// request failed without saying (`None`: it did not refuse the handshake, or did not
+/// answer within `within`).
+///
+/// Under TLS 1.3 a server checks a client's certificate after the client's handshake
+/// has ended, so its refusal (an alert) arrives on a connection the client believes
+/// open. An HTTP client's connection task may read it before any request is sent; the
+/// request then fails with the client's own words ("connection was not ready") and the
+/// alert is lost. This probe completes a handshake with the same trust and reads: a
+/// refusing server answers with its alert at once, an accepting one waits for a
+/// request until `within` runs out. Only failed requests pay for it.
+pub async fn probe_refusal(
+    trust: &crate::ClientTrust,
+    host: &str,
+    port: u16,
+    within: std::time::Duration,
+) -> Option<HandshakeFailure> {
+    use tokio::io::AsyncReadExt;
+    let probe = async {
+        let tcp = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        let mut stream = match trust.connect(tcp, host).await {
+            Ok(stream) => stream,
+            Err(error) => return handshake_failure(&error),
+        };
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte).await {
+            Err(error) => handshake_failure(&error),
+            Ok(_) => None,
+        }
+    };
+    tokio::time::timeout(within, probe).await.ok().flatten()
+}
+
 /// Returns the handshake failure somewhere in `error`'s chain, if there is one.
 ///
 /// rustls errors travel inside `std::io::Error`s, whose `source` skips the error they

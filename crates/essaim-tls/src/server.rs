@@ -34,10 +34,6 @@ use crate::{CertificateReload, TlsError};
 /// Longest a client may take to complete its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Longest time the connection of a refused handshake stays open for its client to
-/// read the alert and close (see `close_after_alert`).
-const ALERT_LINGER: Duration = Duration::from_secs(1);
-
 /// The first byte of a TLS record carrying a handshake message (RFC 8446 §5.1).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
@@ -251,13 +247,7 @@ async fn handshake(
                 "a plain-text request on the TLS port",
             ));
         }
-        match acceptor.accept(tcp).into_fallible().await {
-            Ok(stream) => Ok(stream),
-            Err((error, tcp)) => {
-                close_after_alert(tcp).await;
-                Err(error)
-            }
-        }
+        acceptor.accept(tcp).await
     };
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(stream)) => Some((stream, address)),
@@ -270,26 +260,6 @@ async fn handshake(
             None
         }
     }
-}
-
-/// Closes the connection of a refused handshake so that its client reads the alert.
-///
-/// Under TLS 1.3 a client's handshake ends before the server has checked its
-/// certificate, so a client refused for lack of one has often sent its request already.
-/// Closing a socket with unread bytes makes the kernel send a reset, which may reach
-/// the client before it reads the alert (`CertificateRequired`) sent just before: it
-/// would then see a reset connection instead of being told to pass a certificate. So
-/// the write side is shut (the alert, then the end of the stream) and what the client
-/// sends is read and dropped until it closes too, for at most [`ALERT_LINGER`].
-async fn close_after_alert(mut tcp: TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let drain = async {
-        tcp.shutdown().await?;
-        let mut sink = [0u8; 4096];
-        while tcp.read(&mut sink).await? > 0 {}
-        Ok::<(), std::io::Error>(())
-    };
-    let _ = tokio::time::timeout(ALERT_LINGER, drain).await;
 }
 
 /// Returns the scheme of the URLs of a server serving with `tls`: `https` with a

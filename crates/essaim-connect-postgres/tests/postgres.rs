@@ -541,7 +541,10 @@ async fn large_checkpoints_are_stored_uncompressed() -> Result<()> {
         )
         .await?;
     let (stored, storage): (i32, String) = (row.get(0), row.get(1));
-    ensure!(storage == "e", "checkpoint storage is {storage:?}, not external");
+    ensure!(
+        storage == "e",
+        "checkpoint storage is {storage:?}, not external"
+    );
     ensure!(
         stored as usize >= checkpoint.len(),
         "the checkpoint was compressed to {stored} bytes"

@@ -70,6 +70,17 @@ impl PartitionSpec {
             inactive_threshold: Duration::from_secs(600),
         }
     }
+
+    /// Returns the spec with room for two unacknowledged batches of `batch_max`
+    /// messages: a reader that fetches its next batch while the previous one commits
+    /// needs that many. With less, the server holds deliveries back and the fetches after
+    /// the first return one message at a time (a batch of 6,000 against the default
+    /// 10,000 ran 30 times slower than one of 5,000).
+    pub fn allowing_batches_of(mut self, batch_max: usize) -> PartitionSpec {
+        let two_batches = u32::try_from(batch_max.saturating_mul(2)).unwrap_or(u32::MAX);
+        self.max_ack_pending = self.max_ack_pending.max(two_batches);
+        self
+    }
 }
 
 /// Reads one partition in stream order (see the module doc).
@@ -299,4 +310,21 @@ pub fn now_ms() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_allows_two_batches_in_flight() {
+        let spec = |batch_max| {
+            PartitionSpec::new("S", "s.0", "d", 0)
+                .allowing_batches_of(batch_max)
+                .max_ack_pending
+        };
+        assert_eq!(spec(2_000), 10_000, "the default is room enough");
+        assert_eq!(spec(6_000), 12_000);
+        assert_eq!(spec(usize::MAX), u32::MAX);
+    }
 }

@@ -405,6 +405,18 @@ async fn commit(sink: &mut PgSink, turn: &mut Turn) -> Result<(), UnitError> {
     Ok(())
 }
 
+/// The consumer of one NATS partition for `task`'s unit, with room for the two
+/// batches a unit may have unacknowledged (it fetches while it commits).
+fn partition_spec(
+    task: &StreamTaskSpec,
+    stream: &str,
+    subject: &str,
+    durable: &str,
+    partition: u32,
+) -> PartitionSpec {
+    PartitionSpec::new(stream, subject, durable, partition).allowing_batches_of(task.batch_max)
+}
+
 /// Opens the reader of one input after its committed position.
 async fn open_reader(
     context: &UnitContext,
@@ -414,7 +426,8 @@ async fn open_reader(
     let task = &context.task;
     let unit = input.partition;
     if task.stage == Stage::Shuffled {
-        let spec = PartitionSpec::new(
+        let spec = partition_spec(
+            task,
             &shuffle::stream_name(&task.pipeline),
             &shuffle::subject(&task.pipeline, unit),
             &durable_name(&task.pipeline, SHUFFLE_SOURCE, unit, context.attempt_id),
@@ -443,7 +456,8 @@ async fn open_reader(
         SourceBinding::Nats {
             stream, subject, ..
         } => {
-            let spec = PartitionSpec::new(
+            let spec = partition_spec(
+                task,
                 stream,
                 &format!("{subject}.{unit}"),
                 &durable_name(&task.pipeline, &input.source, unit, context.attempt_id),

@@ -23,10 +23,6 @@ use hyper_util::rt::TokioExecutor;
 /// How many idle connections the pool keeps per peer.
 const IDLE_PER_PEER: usize = 64;
 
-/// Longest wait for a TLS peer to say why it refused a failed call: a refusing server
-/// answers at once, an accepting one waits for a request.
-const REFUSAL_PROBE_WITHIN: Duration = Duration::from_millis(500);
-
 /// Why a call got no answer: the peer refused or reset the connection, or did not
 /// answer within the client's timeout. An answer with an error status is an answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -96,28 +92,18 @@ impl PooledClient {
     }
 
     /// The words of a call that got no answer: what to fix when a TLS peer refused the
-    /// handshake, asked of the peer itself when the error does not say (see
-    /// [`essaim_tls::probe_refusal`]); else the transport's chain of errors.
+    /// handshake (asked of the peer itself when the error does not say, see
+    /// [`essaim_tls::explain_failure`]), since no retry changes that; else the
+    /// transport's chain of errors.
     async fn failure_words(
         &self,
         uri: &http::Uri,
         error: &hyper_util::client::legacy::Error,
     ) -> String {
-        if let Some(failure) = essaim_tls::handshake_failure(error) {
-            return failure.to_string();
+        match essaim_tls::explain_failure(&self.trust, uri, error).await {
+            Some(failure) => failure.to_string(),
+            None => essaim_core::error_chain::error_chain(error),
         }
-        if uri.scheme() == Some(&http::uri::Scheme::HTTPS)
-            && let Some(host) = uri.host()
-        {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port = uri.port_u16().unwrap_or(443);
-            if let Some(failure) =
-                essaim_tls::probe_refusal(&self.trust, host, port, REFUSAL_PROBE_WITHIN).await
-            {
-                return failure.to_string();
-            }
-        }
-        essaim_core::error_chain::error_chain(error)
     }
 
     /// Sends `method url` with `body` (of `content_type`, if given).

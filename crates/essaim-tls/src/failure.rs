@@ -78,6 +78,29 @@ pub async fn probe_refusal(
     tokio::time::timeout(within, probe).await.ok().flatten()
 }
 
+/// Longest wait for a TLS peer to say why it refused a failed call: a refusing server
+/// answers at once, an accepting one waits for a request.
+pub const REFUSAL_PROBE_WITHIN: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// What to fix after a call to `uri` failed with `error`: the handshake failure in the
+/// error's chain, else, for an `https://` peer, the one it gives a probe
+/// ([`probe_refusal`], within [`REFUSAL_PROBE_WITHIN`]); `None` when neither says.
+pub async fn explain_failure(
+    trust: &crate::ClientTrust,
+    uri: &axum::http::Uri,
+    error: &(dyn Error + Send + Sync + 'static),
+) -> Option<HandshakeFailure> {
+    if let Some(failure) = handshake_failure(error) {
+        return Some(failure);
+    }
+    if uri.scheme() != Some(&axum::http::uri::Scheme::HTTPS) {
+        return None;
+    }
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(443);
+    probe_refusal(trust, host, port, REFUSAL_PROBE_WITHIN).await
+}
+
 /// Returns the handshake failure somewhere in `error`'s chain, if there is one.
 ///
 /// rustls errors travel inside `std::io::Error`s, whose `source` skips the error they

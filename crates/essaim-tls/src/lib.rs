@@ -29,7 +29,9 @@ mod server;
 use std::path::PathBuf;
 
 pub use client::{ClientTrust, HttpsConnector};
-pub use failure::{HandshakeFailure, handshake_failure, probe_refusal};
+pub use failure::{
+    HandshakeFailure, REFUSAL_PROBE_WITHIN, explain_failure, handshake_failure, probe_refusal,
+};
 pub use peer::{ClientCertificate, TlsPeer, client_certificate};
 pub use reload::{CHECK_EVERY as CERTIFICATE_CHECK_EVERY, CertificateReload};
 pub use server::{ServerTls, TlsListener, serve, url_scheme};

@@ -89,6 +89,8 @@ pub struct RestClient {
     base_url: String,
     authorization: Option<String>,
     client: Client<essaim_tls::HttpsConnector, Empty<Bytes>>,
+    /// Kept to ask a TLS coordinator why it refused a call that failed without saying.
+    trust: essaim_tls::ClientTrust,
 }
 
 impl RestClient {
@@ -128,6 +130,7 @@ impl RestClient {
             base_url,
             authorization,
             client: Client::builder(TokioExecutor::new()).build(connector),
+            trust: trust.clone(),
         })
     }
 
@@ -175,11 +178,21 @@ impl RestClient {
                 None => essaim_core::error_chain::error_chain(error),
             },
         };
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|error| unreachable(&error))?;
+        let uri = request.uri().clone();
+        let response = match self.client.request(request).await {
+            Ok(response) => response,
+            // A TLS 1.3 coordinator may refuse a missing client certificate after the
+            // handshake, in words the error does not carry: ask it.
+            Err(error) => match essaim_tls::explain_failure(&self.trust, &uri, &error).await {
+                Some(failure) => {
+                    return Err(RestError::Unreachable {
+                        url: self.base_url.clone(),
+                        reason: failure.to_string(),
+                    });
+                }
+                None => return Err(unreachable(&error)),
+            },
+        };
         let status = response.status();
         let body = response
             .into_body()

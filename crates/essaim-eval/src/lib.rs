@@ -104,6 +104,13 @@ pub struct Options {
     pub out: PathBuf,
 }
 
+impl Options {
+    /// Whether `scenario` runs: every one when `only` is empty, else those it names.
+    fn selects(&self, scenario: Scenario) -> bool {
+        self.only.is_empty() || self.only.contains(&scenario)
+    }
+}
+
 /// The scenarios, by question.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -415,7 +422,7 @@ async fn run_scenarios(
     results: &mut Results,
 ) -> anyhow::Result<()> {
     let plan = &options.plan;
-    let selected = |scenario| options.only.is_empty() || options.only.contains(&scenario);
+    let selected = |scenario| options.selects(scenario);
     if selected(Scenario::Sleep) {
         results.throughput_sleep = Some(scaling::sleep_scaling(host, plan, workdir).await?);
     }
@@ -447,7 +454,7 @@ async fn run_stream_scenarios(
     results: &mut Results,
 ) -> anyhow::Result<()> {
     let plan = &options.plan;
-    let selected = |scenario| options.only.is_empty() || options.only.contains(&scenario);
+    let selected = |scenario| options.selects(scenario);
     if !Scenario::STREAMS.into_iter().any(selected) {
         return Ok(());
     }

@@ -145,8 +145,9 @@ enum Target {
 pub struct Pipeline {
     spec: PipelineSpec,
     instances: Vec<Instance>,
-    /// Consumers of each `(node, port)`.
-    routes: BTreeMap<StreamRef, Vec<Target>>,
+    /// Consumers of the records entering by a node's port 0 (a source's records, or a
+    /// sharder's after the shuffle), by node name: looked up without building a key.
+    entry_targets: BTreeMap<String, Vec<Target>>,
     /// The same for operators, by operator index and port: what the per-record path
     /// reads, without building a key.
     port_targets: Vec<Vec<Vec<Target>>>,
@@ -238,6 +239,11 @@ impl Pipeline {
                     .collect()
             })
             .collect();
+        let entry_targets = routes
+            .into_iter()
+            .filter(|(stream, _)| stream.port == 0)
+            .map(|(stream, targets)| (stream.node, targets))
+            .collect();
         let source_max_seen = spec
             .sources
             .iter()
@@ -247,7 +253,7 @@ impl Pipeline {
         Ok(Pipeline {
             spec,
             instances,
-            routes,
+            entry_targets,
             port_targets,
             port_keys,
             source_max_seen,
@@ -309,11 +315,7 @@ impl Pipeline {
         {
             return Err(PipelineError::UnknownSource(sharder.to_owned()));
         }
-        let stream = StreamRef {
-            node: sharder.to_owned(),
-            port: 0,
-        };
-        self.route(&stream, record, out);
+        self.route(sharder, record, out);
         Ok(())
     }
 
@@ -436,11 +438,7 @@ impl Pipeline {
                 self.stats.source_records.insert(source.to_owned(), 1);
             }
         }
-        let stream = StreamRef {
-            node: source.to_owned(),
-            port: 0,
-        };
-        self.route(&stream, record, out);
+        self.route(source, record, out);
         if moved {
             self.advance_watermarks(out);
         }

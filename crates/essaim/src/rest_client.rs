@@ -183,15 +183,16 @@ impl RestClient {
             Ok(response) => response,
             // A TLS 1.3 coordinator may refuse a missing client certificate after the
             // handshake, in words the error does not carry: ask it.
-            Err(error) => match essaim_tls::explain_failure(&self.trust, &uri, &error).await {
-                Some(failure) => {
-                    return Err(RestError::Unreachable {
-                        url: self.base_url.clone(),
-                        reason: failure.to_string(),
-                    });
-                }
-                None => return Err(unreachable(&error)),
-            },
+            Err(error) => {
+                let reason = match essaim_tls::explain_failure(&self.trust, &uri, &error).await {
+                    Some(failure) => failure.to_string(),
+                    None => essaim_core::error_chain::error_chain(&error),
+                };
+                return Err(RestError::Unreachable {
+                    url: self.base_url.clone(),
+                    reason,
+                });
+            }
         };
         let status = response.status();
         let body = response

@@ -12,7 +12,7 @@ use crate::ops::sharder::Sharder;
 use crate::ops::stateless::{Copier, Filter, FlatMap, Map, Splitter};
 use crate::ops::{Emitted, Port};
 use crate::record::{EventTime, Record};
-use crate::spec::{OperatorKind, StreamRef};
+use crate::spec::OperatorKind;
 use crate::window::Window;
 
 impl Pipeline {
@@ -64,10 +64,11 @@ impl Pipeline {
         }
     }
 
-    /// Delivers `record` on `stream` and everything it causes, breadth first.
-    pub(super) fn route(&mut self, stream: &StreamRef, record: Record, out: &mut Vec<SinkRecord>) {
+    /// Delivers `record`, entering by port 0 of `node` (a source, or a sharder after the
+    /// shuffle), and everything it causes, breadth first.
+    pub(super) fn route(&mut self, node: &str, record: Record, out: &mut Vec<SinkRecord>) {
         let mut queue: VecDeque<(Target, Record)> = VecDeque::new();
-        if let Some(targets) = self.routes.get(stream) {
+        if let Some(targets) = self.entry_targets.get(node) {
             enqueue(targets, record, &mut queue);
         }
         self.run_queue(queue, out);
